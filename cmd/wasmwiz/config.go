@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Config is the whole configuration, built once from WASMWIZ_* variables by
+// LoadConfig, validated before anything starts and passed down.
+type Config struct {
+	Profile           string // development or production
+	Addr              string
+	MetricsAddr       string // empty: /metrics on Addr
+	DataDir           string
+	DatabaseURL       string
+	databaseURLSet    bool
+	RedisURL          string
+	RedisTimeout      time.Duration
+	Auth              bool
+	TrustedProxies    []netip.Prefix
+	CacheDir          string
+	CompileCacheBytes int64
+
+	Workers           int           // guest worker processes
+	MaxConcurrentRuns int           // runs in flight on this replica
+	QueueSize         int           // runs waiting for a slot before 503
+	QueueTimeout      time.Duration // how long one may wait
+	MaxTimeout        time.Duration // clamps every tier's wall time
+	MaxMemoryBytes    int64         // clamps every tier's memory
+
+	ShutdownGrace time.Duration
+	Retention     time.Duration
+	LogLevel      string
+	LogFormat     string
+}
+
+// configVar is one WASMWIZ_* variable: its default, its help text, and how it
+// is read into Config. The README's table is checked against this list.
+type configVar struct {
+	Name    string
+	Default string
+	Help    string
+	Secret  bool
+	set     func(c *Config, v string) error
+	get     func(c *Config) string
+}
+
+func configVars() []configVar {
+	return []configVar{
+		{"WASMWIZ_PROFILE", "development", "development or production; production refuses insecure settings", false,
+			func(c *Config, v string) error {
+				if v != "development" && v != "production" {
+					return fmt.Errorf("must be development or production")
+				}
+				c.Profile = v
+				return nil
+			}, func(c *Config) string { return c.Profile }},
+		{"WASMWIZ_ADDR", "127.0.0.1:8080", "listen address of the API and web pages", false,
+			setAddr(func(c *Config) *string { return &c.Addr }), func(c *Config) string { return c.Addr }},
+		{"WASMWIZ_METRICS_ADDR", "", "separate listen address for /metrics (empty: served on WASMWIZ_ADDR)", false,
+			func(c *Config, v string) error {
+				if v == "" {
+					c.MetricsAddr = ""
+					return nil
+				}
+				return setAddr(func(c *Config) *string { return &c.MetricsAddr })(c, v)
+			}, func(c *Config) string { return c.MetricsAddr }},
+		{"WASMWIZ_DATA_DIR", "wasmwiz-data", "directory for the SQLite file and the compile cache", false,
+			func(c *Config, v string) error { c.DataDir = v; return nil }, func(c *Config) string { return c.DataDir }},
+		{"WASMWIZ_DATABASE_URL", "", "postgres://… for PostgreSQL; a file path or sqlite: URL for SQLite (default: DATA_DIR/wasmwiz.db)", true,
+			func(c *Config, v string) error {
+				if v == "" {
+					return nil
+				}
+				if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") && strings.Contains(v, "://") {
+					return fmt.Errorf("want postgres://…, sqlite:PATH or a file path")
+				}
+				c.DatabaseURL, c.databaseURLSet = v, true
+				return nil
+			}, func(c *Config) string { return c.DatabaseURL }},
+		{"WASMWIZ_REDIS_URL", "", "redis://… shares rate limits between replicas (empty: in-memory limits)", true,
+			func(c *Config, v string) error {
+				if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
+					return fmt.Errorf("want redis://… or rediss://…")
+				}
+				c.RedisURL = v
+				return nil
+			}, func(c *Config) string { return c.RedisURL }},
+		{"WASMWIZ_REDIS_TIMEOUT", "50ms", "how long a rate-limit call to Redis may take before the in-memory fallback decides", false,
+			setDuration(func(c *Config) *time.Duration { return &c.RedisTimeout }), func(c *Config) string { return c.RedisTimeout.String() }},
+		{"WASMWIZ_AUTH", "on", "on, or off to let anonymous callers run under the free tier (development only)", false,
+			func(c *Config, v string) error {
+				switch strings.ToLower(v) {
+				case "on", "true", "1":
+					c.Auth = true
+				case "off", "false", "0":
+					c.Auth = false
+				default:
+					return fmt.Errorf("must be on or off")
+				}
+				return nil
+			}, func(c *Config) string {
+				if c.Auth {
+					return "on"
+				}
+				return "off"
+			}},
+		{"WASMWIZ_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", false,
+			func(c *Config, v string) error {
+				c.TrustedProxies = nil
+				for _, s := range strings.Split(v, ",") {
+					if s = strings.TrimSpace(s); s == "" {
+						continue
+					}
+					p, err := netip.ParsePrefix(s)
+					if err != nil {
+						a, aerr := netip.ParseAddr(s)
+						if aerr != nil {
+							return fmt.Errorf("%q is not a CIDR or address", s)
+						}
+						p = netip.PrefixFrom(a, a.BitLen())
+					}
+					c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+				}
+				return nil
+			}, func(c *Config) string {
+				var s []string
+				for _, p := range c.TrustedProxies {
+					s = append(s, p.String())
+				}
+				return strings.Join(s, ",")
+			}},
+		{"WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
+			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
+		{"WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size", false,
+			setSize(func(c *Config) *int64 { return &c.CompileCacheBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CompileCacheBytes) }},
+		{"WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time)", false,
+			setInt(func(c *Config) *int { return &c.Workers }, 1, 1024), func(c *Config) string { return strconv.Itoa(c.Workers) }},
+		{"WASMWIZ_MAX_CONCURRENT_RUNS", strconv.Itoa(defaultWorkers()), "runs in flight on this replica", false,
+			setInt(func(c *Config) *int { return &c.MaxConcurrentRuns }, 1, 10000), func(c *Config) string { return strconv.Itoa(c.MaxConcurrentRuns) }},
+		{"WASMWIZ_QUEUE_SIZE", "64", "runs that may wait for a slot; beyond it the answer is 503", false,
+			setInt(func(c *Config) *int { return &c.QueueSize }, 0, 100000), func(c *Config) string { return strconv.Itoa(c.QueueSize) }},
+		{"WASMWIZ_QUEUE_TIMEOUT", "5s", "how long a run may wait for a slot before 503", false,
+			setDuration(func(c *Config) *time.Duration { return &c.QueueTimeout }), func(c *Config) string { return c.QueueTimeout.String() }},
+		{"WASMWIZ_MAX_TIMEOUT", "120s", "upper bound on any tier's wall time", false,
+			setDuration(func(c *Config) *time.Duration { return &c.MaxTimeout }), func(c *Config) string { return c.MaxTimeout.String() }},
+		{"WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory", false,
+			setSize(func(c *Config) *int64 { return &c.MaxMemoryBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxMemoryBytes) }},
+		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
+			setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace }), func(c *Config) string { return c.ShutdownGrace.String() }},
+		{"WASMWIZ_RETENTION", "720h", "usage records older than this are deleted", false,
+			setDuration(func(c *Config) *time.Duration { return &c.Retention }), func(c *Config) string { return c.Retention.String() }},
+		{"WASMWIZ_LOG_LEVEL", "info", "debug, info, warn or error", false,
+			func(c *Config, v string) error {
+				switch v {
+				case "debug", "info", "warn", "error":
+					c.LogLevel = v
+					return nil
+				}
+				return fmt.Errorf("must be debug, info, warn or error")
+			}, func(c *Config) string { return c.LogLevel }},
+		{"WASMWIZ_LOG_FORMAT", "text", "text or json", false,
+			func(c *Config, v string) error {
+				if v != "text" && v != "json" {
+					return fmt.Errorf("must be text or json")
+				}
+				c.LogFormat = v
+				return nil
+			}, func(c *Config) string { return c.LogFormat }},
+	}
+}
+
+func defaultWorkers() int { return max(2, runtime.NumCPU()) }
+
+func setAddr(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("want host:port, e.g. 127.0.0.1:8080 or :8080")
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func setDuration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := wasmwiz.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func setSize(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := wasmwiz.ParseSize(v)
+		if err != nil {
+			return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func setInt(field func(*Config) *int, lo, hi int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("want a whole number from %d to %d", lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// LoadConfig reads every WASMWIZ_* variable through getenv, applies defaults
+// and validates the result. Every error names the variable.
+func LoadConfig(getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	for _, v := range configVars() {
+		val := getenv(v.Name)
+		if val == "" {
+			val = v.Default
+		}
+		if err := v.set(c, val); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s: %v", v.Name, err)
+		}
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = filepath.Join(c.DataDir, "wasmwiz.db")
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.DataDir, "cache")
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	bad := func(name, format string, args ...any) error {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "%s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if c.MaxMemoryBytes < 64*wasmwiz.KiB {
+		return bad("WASMWIZ_MAX_MEMORY", "must be at least 64KiB")
+	}
+	if c.MaxTimeout <= 0 {
+		return bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
+	}
+	if c.Profile != "production" {
+		return nil
+	}
+	if !c.databaseURLSet {
+		return bad("WASMWIZ_DATABASE_URL", "production needs an explicit database URL")
+	}
+	if !c.Auth {
+		return bad("WASMWIZ_AUTH", "auth cannot be off in production")
+	}
+	for _, p := range c.TrustedProxies {
+		if p.Bits() == 0 {
+			return bad("WASMWIZ_TRUSTED_PROXIES", "%s trusts every address; name your proxies' ranges", p)
+		}
+	}
+	if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
+		if _, hasPW := u.User.Password(); !hasPW && u.Query().Get("sslmode") == "disable" && !isLoopbackHost(u.Hostname()) {
+			return bad("WASMWIZ_DATABASE_URL", "no password and sslmode=disable to a remote host")
+		}
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" || h == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// IsPostgres reports whether the database is PostgreSQL (else SQLite).
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://")
+}
+
+// SQLitePath returns the SQLite file path of a non-Postgres DatabaseURL.
+func (c *Config) SQLitePath() string {
+	return strings.TrimPrefix(strings.TrimPrefix(c.DatabaseURL, "sqlite://"), "sqlite:")
+}
+
+// redact hides the password of a URL.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	return u.String()
+}
+
+func cmdConfig(ctx context.Context, env *Env, args []string) error {
+	c, err := LoadConfig(env.Getenv)
+	if err != nil {
+		return err
+	}
+	for _, v := range configVars() {
+		val := v.get(c)
+		if v.Secret {
+			val = redact(val)
+		}
+		fmt.Fprintf(env.Stdout, "%s=%s\n", v.Name, val)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package wasmwiz
+
+import "context"
+
+type contextKey int
+
+const (
+	userContextKey contextKey = iota + 1
+	apiKeyContextKey
+	requestIDContextKey
+)
+
+// NewContextWithUser returns ctx carrying the authenticated user, whose id
+// every store method uses to scope what it reads and writes.
+func NewContextWithUser(ctx context.Context, u *User) context.Context {
+	return context.WithValue(ctx, userContextKey, u)
+}
+
+// UserFromContext returns the authenticated user, or nil.
+func UserFromContext(ctx context.Context) *User {
+	u, _ := ctx.Value(userContextKey).(*User)
+	return u
+}
+
+// NewContextWithAPIKey returns ctx carrying the key the caller used.
+func NewContextWithAPIKey(ctx context.Context, k *APIKey) context.Context {
+	return context.WithValue(ctx, apiKeyContextKey, k)
+}
+
+// APIKeyFromContext returns the key the caller used, or nil.
+func APIKeyFromContext(ctx context.Context) *APIKey {
+	k, _ := ctx.Value(apiKeyContextKey).(*APIKey)
+	return k
+}
+
+// NewContextWithRequestID returns ctx carrying the request id.
+func NewContextWithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDContextKey, id)
+}
+
+// RequestIDFromContext returns the request id, or "".
+func RequestIDFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDContextKey).(string)
+	return id
+}
+
+// SystemContext returns ctx acting as the system administrator, for the admin
+// CLI and the bootstrap in serve, which act on the database directly.
+func SystemContext(ctx context.Context) context.Context {
+	return NewContextWithUser(ctx, &User{ID: 0, Email: "system", Role: RoleAdmin})
+}
+
+// RequireUser returns the caller, or EUNAUTHORIZED.
+func RequireUser(ctx context.Context) (*User, error) {
+	u := UserFromContext(ctx)
+	if u == nil {
+		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	return u, nil
+}
+
+// RequireAdmin returns the caller when it is an admin, EUNAUTHORIZED without
+// a caller and EFORBIDDEN for others.
+func RequireAdmin(ctx context.Context) (*User, error) {
+	u, err := RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !u.IsAdmin() {
+		return nil, Errorf(EFORBIDDEN, "admin only")
+	}
+	return u, nil
+}

@@ -1,0 +1,222 @@
+package wasmwiz
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Limits bound one run. Zero means "no limit" only where a field says so; the
+// engine refuses a zero Timeout or MaxMemoryBytes from a server path because
+// every tier sets them.
+type Limits struct {
+	Timeout        time.Duration // wall time; the guest is stopped when it passes
+	MaxMemoryBytes int64         // linear memory cap; growth past it fails inside the guest
+	MaxOutputBytes int64         // cap for stdout and for stderr, each
+	MaxModuleBytes int64         // module size; larger modules are ETOOLARGE before any work
+	MaxStdinBytes  int64         // stdin size; larger stdin is ETOOLARGE before any work
+}
+
+// Clamp returns l with every field lowered to max's where max sets a lower,
+// non-zero value. It is how a caller's request and server config narrow a tier.
+func (l Limits) Clamp(max Limits) Limits {
+	clampD := func(v, m time.Duration) time.Duration {
+		if m > 0 && (v <= 0 || v > m) {
+			return m
+		}
+		return v
+	}
+	clampI := func(v, m int64) int64 {
+		if m > 0 && (v <= 0 || v > m) {
+			return m
+		}
+		return v
+	}
+	return Limits{
+		Timeout:        clampD(l.Timeout, max.Timeout),
+		MaxMemoryBytes: clampI(l.MaxMemoryBytes, max.MaxMemoryBytes),
+		MaxOutputBytes: clampI(l.MaxOutputBytes, max.MaxOutputBytes),
+		MaxModuleBytes: clampI(l.MaxModuleBytes, max.MaxModuleBytes),
+		MaxStdinBytes:  clampI(l.MaxStdinBytes, max.MaxStdinBytes),
+	}
+}
+
+// Status is the outcome of a guest run. Every status is a successful result,
+// not a server error.
+type Status string
+
+// Run statuses.
+const (
+	StatusOK          Status = "ok"           // finished, exit code 0 or function returned
+	StatusExit        Status = "exit"         // WASI proc_exit with a non-zero code
+	StatusTrap        Status = "trap"         // the guest trapped; Result.Trap says how
+	StatusTimeout     Status = "timeout"      // stopped at the wall-time limit
+	StatusMemoryLimit Status = "memory_limit" // died of the memory cap
+	StatusOutputLimit Status = "output_limit" // stopped when stdout or stderr passed its cap
+)
+
+// Statuses lists every Status, for metrics, validation and documentation.
+var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit}
+
+// RunRequest is one run of a module.
+type RunRequest struct {
+	Wasm   []byte // the module's bytes
+	SHA256 string // optional hex digest of Wasm, trusted when set (from our own store)
+	Name   string // argv[0]; defaults to "module.wasm"
+
+	Args  []string          // argv after argv[0]
+	Env   map[string]string // the guest's whole environment; nothing comes from the host
+	Stdin []byte
+
+	// Function names the export to call. Empty runs the default entry point:
+	// _start for a WASI command, else the first of _start, main, run.
+	Function string
+	// Params are the function's arguments written as decimal numbers (floats
+	// also as "nan", "inf", "-inf"), parsed against its signature.
+	Params []string
+
+	Limits Limits
+}
+
+// Value is one wasm number returned by a function call.
+type Value struct {
+	Type string // "i32", "i64", "f32" or "f64"
+	Bits uint64 // raw bits as wasm holds them
+}
+
+// String writes the value as a decimal number; i32 and i64 are signed.
+func (v Value) String() string {
+	switch v.Type {
+	case "i32":
+		return strconv.FormatInt(int64(int32(uint32(v.Bits))), 10)
+	case "i64":
+		return strconv.FormatInt(int64(v.Bits), 10)
+	case "f32":
+		return formatFloat(float64(math.Float32frombits(uint32(v.Bits))), 32)
+	case "f64":
+		return formatFloat(math.Float64frombits(v.Bits), 64)
+	}
+	return strconv.FormatUint(v.Bits, 10)
+}
+
+func formatFloat(f float64, bits int) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, bits)
+}
+
+// MarshalJSON writes the value as a JSON number, or as a string for NaN and
+// the infinities, which JSON numbers cannot hold.
+func (v Value) MarshalJSON() ([]byte, error) {
+	s := v.String()
+	switch s {
+	case "nan", "inf", "-inf":
+		return json.Marshal(s)
+	}
+	return []byte(s), nil
+}
+
+// ModuleInfo identifies the module a result came from.
+type ModuleInfo struct {
+	SHA256    string `json:"sha256"`
+	SizeBytes int64  `json:"size_bytes"`
+	WASI      bool   `json:"wasi"`
+	Entry     string `json:"entry"` // the function that ran
+}
+
+// Result is what a run did. Output is bytes; see the JSON encoding in Output.
+type Result struct {
+	Status          Status
+	ExitCode        int
+	Stdout          []byte
+	StdoutTruncated bool
+	Stderr          []byte
+	StderrTruncated bool
+	Trap            string // trap message and wasm stack, for StatusTrap (and memory_limit)
+	Results         []Value
+	Duration        time.Duration
+	MemoryPeakBytes int64
+	Module          ModuleInfo
+	CompileCached   bool // the compiled code came from a cache (memory or disk)
+}
+
+// FuncSignature describes a function type, e.g. "(i32, i64) -> (f64)".
+type FuncSignature struct {
+	Params  []string `json:"params"`
+	Results []string `json:"results"`
+}
+
+// String writes the signature as "(i32, i32) -> (i32)".
+func (s FuncSignature) String() string {
+	join := func(ts []string) string {
+		out := "("
+		for i, t := range ts {
+			if i > 0 {
+				out += ", "
+			}
+			out += t
+		}
+		return out + ")"
+	}
+	return join(s.Params) + " -> " + join(s.Results)
+}
+
+// Import is one import of a module.
+type Import struct {
+	Module    string         `json:"module"`
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"` // func, memory, table, global
+	Signature *FuncSignature `json:"signature,omitempty"`
+}
+
+// Export is one export of a module.
+type Export struct {
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"` // func, memory, table, global
+	Signature *FuncSignature `json:"signature,omitempty"`
+}
+
+// MemoryInfo is a module's declared linear memory, in 64 KiB pages.
+type MemoryInfo struct {
+	MinPages uint32  `json:"min_pages"`
+	MaxPages *uint32 `json:"max_pages,omitempty"` // nil: no declared maximum
+}
+
+// Inspection is what the engine learned about a module without running it.
+type Inspection struct {
+	SHA256    string      `json:"sha256"`
+	SizeBytes int64       `json:"size_bytes"`
+	WASI      bool        `json:"wasi"`
+	Entry     string      `json:"entry,omitempty"` // default entry point, "" when none
+	Imports   []Import    `json:"imports"`
+	Exports   []Export    `json:"exports"`
+	Memory    *MemoryInfo `json:"memory,omitempty"`
+}
+
+// Info returns the ModuleInfo of the inspected module.
+func (i *Inspection) Info() ModuleInfo {
+	return ModuleInfo{SHA256: i.SHA256, SizeBytes: i.SizeBytes, WASI: i.WASI, Entry: i.Entry}
+}
+
+// Engine runs WebAssembly modules.
+type Engine interface {
+	// Inspect decodes and validates a module under limits without running it.
+	// It returns ETOOLARGE for a module over limits.MaxModuleBytes and EINVALID
+	// for anything that cannot run: not wasm, a component, truncated, invalid,
+	// unsatisfiable imports (all named), or a minimum memory above the limit.
+	Inspect(ctx context.Context, wasm []byte, limits Limits) (*Inspection, error)
+
+	// Run runs one module in a fresh instance. A guest outcome, including a
+	// trap or a timeout, is a Result with a nil error. Errors are the caller's
+	// mistakes (EINVALID, ETOOLARGE, checked before the guest starts),
+	// EUNAVAILABLE when the engine is shutting down or saturated, and EINTERNAL.
+	Run(ctx context.Context, req *RunRequest) (*Result, error)
+}

@@ -1,0 +1,3 @@
+module github.com/wasmwiz/wasmwiz
+
+go 1.26.8

@@ -1,0 +1,48 @@
+package wasmwiz
+
+import (
+	"context"
+	"time"
+)
+
+// Module is a stored module: uploaded once, run many times. The same bytes
+// uploaded by two users are two modules.
+type Module struct {
+	ID          string      `json:"id"`
+	OwnerID     int64       `json:"owner_id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	SHA256      string      `json:"sha256"`
+	SizeBytes   int64       `json:"size_bytes"`
+	Wasm        []byte      `json:"-"` // loaded only by FindModuleWasm
+	Inspection  *Inspection `json:"inspection"`
+	Public      bool        `json:"public"`
+	CreatedAt   time.Time   `json:"created_at"`
+	LastRunAt   *time.Time  `json:"last_run_at,omitempty"`
+	RunCount    int64       `json:"run_count"`
+}
+
+// ModuleFilter selects the caller's modules.
+type ModuleFilter struct {
+	Name   string
+	Limit  int
+	Offset int
+}
+
+// ModuleService stores modules. A module is visible to its owner, to admins,
+// and when Public to any authenticated caller (run and read, never delete).
+type ModuleService interface {
+	// CreateModule stores m (Name, Description, Wasm, Inspection, Public) for
+	// the caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt.
+	CreateModule(ctx context.Context, m *Module) error
+	// FindModuleByID returns a module without its bytes. ENOTFOUND when it
+	// does not exist or the caller may not see it.
+	FindModuleByID(ctx context.Context, id string) (*Module, error)
+	// FindModuleWasm returns a module with its bytes, under the same rules.
+	FindModuleWasm(ctx context.Context, id string) (*Module, error)
+	// FindModules lists the caller's own modules, newest first, with the total.
+	FindModules(ctx context.Context, filter ModuleFilter) ([]*Module, int, error)
+	// DeleteModule deletes a module of the caller (any, for admins). Runs that
+	// used it keep their records. ENOTFOUND otherwise.
+	DeleteModule(ctx context.Context, id string) error
+}

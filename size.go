@@ -1,0 +1,96 @@
+package wasmwiz
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Byte sizes used throughout the project.
+const (
+	KiB int64 = 1 << 10
+	MiB int64 = 1 << 20
+	GiB int64 = 1 << 30
+)
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	// Longest suffixes first so "MiB" is not read as "B".
+	{"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"K", KiB}, {"M", MiB}, {"G", GiB},
+	{"B", 1},
+}
+
+// ParseSize parses a byte size written as a plain number of bytes ("1048576")
+// or a number with a unit: binary KiB, MiB, GiB (K, M, G are the same) or
+// decimal KB, MB, GB. Units are case-insensitive. It returns an EINVALID error
+// for anything else, including negative sizes and overflow.
+func ParseSize(s string) (int64, error) {
+	in := strings.TrimSpace(s)
+	if in == "" {
+		return 0, Errorf(EINVALID, "empty size")
+	}
+	num, mult := in, int64(1)
+	for _, u := range sizeUnits {
+		if len(in) > len(u.suffix) && strings.EqualFold(in[len(in)-len(u.suffix):], u.suffix) {
+			num, mult = strings.TrimSpace(in[:len(in)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(num, 64)
+		if ferr != nil || mult == 1 {
+			return 0, Errorf(EINVALID, "invalid size %q: want bytes or a number with KiB, MiB, GiB, KB, MB or GB", s)
+		}
+		if f < 0 || f*float64(mult) > float64(1<<62) {
+			return 0, Errorf(EINVALID, "size %q out of range", s)
+		}
+		return int64(f * float64(mult)), nil
+	}
+	if n < 0 {
+		return 0, Errorf(EINVALID, "size %q is negative", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, Errorf(EINVALID, "size %q out of range", s)
+	}
+	return n * mult, nil
+}
+
+// FormatSize writes n bytes in the largest binary unit that divides it
+// exactly, so that ParseSize(FormatSize(n)) == n.
+func FormatSize(n int64) string {
+	switch {
+	case n != 0 && n%GiB == 0:
+		return fmt.Sprintf("%dGiB", n/GiB)
+	case n != 0 && n%MiB == 0:
+		return fmt.Sprintf("%dMiB", n/MiB)
+	case n != 0 && n%KiB == 0:
+		return fmt.Sprintf("%dKiB", n/KiB)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ParseDuration parses a positive duration such as "3s", "500ms" or "2m". A
+// bare number is read as seconds. It returns EINVALID for anything else.
+func ParseDuration(s string) (time.Duration, error) {
+	in := strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(in, 64); err == nil {
+		if n < 0 {
+			return 0, Errorf(EINVALID, "duration %q is negative", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(in)
+	if err != nil {
+		return 0, Errorf(EINVALID, "invalid duration %q: want e.g. 3s or 500ms", s)
+	}
+	if d < 0 {
+		return 0, Errorf(EINVALID, "duration %q is negative", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,77 @@
+package wasmwiz_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"1048576", 1 << 20, false},
+		{"256MiB", 256 << 20, false},
+		{"256mib", 256 << 20, false},
+		{"16MB", 16_000_000, false},
+		{"1GiB", 1 << 30, false},
+		{"64K", 64 << 10, false},
+		{"1.5KiB", 1536, false},
+		{"0", 0, false},
+		{"", 0, true},
+		{"-1", 0, true},
+		{"12XB", 0, true},
+		{"MiB", 0, true},
+		{"99999999999999999999", 0, true},
+		{"9000000000GiB", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := wasmwiz.ParseSize(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseSize(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+			}
+			if err != nil && wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+				t.Fatalf("code = %s, want EINVALID", wasmwiz.ErrorCode(err))
+			}
+			if got != tt.want {
+				t.Fatalf("ParseSize(%q) = %d, want %d", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatSizeRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int64{0, 1, 1023, 1024, 3 << 20, 1 << 30, 1<<30 + 1} {
+		got, err := wasmwiz.ParseSize(wasmwiz.FormatSize(n))
+		if err != nil || got != n {
+			t.Errorf("round trip of %d via %q = %d, %v", n, wasmwiz.FormatSize(n), got, err)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"3s", 3 * time.Second, false},
+		{"500ms", 500 * time.Millisecond, false},
+		{"2", 2 * time.Second, false},
+		{"-1s", 0, true},
+		{"soon", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := wasmwiz.ParseDuration(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
