@@ -70,7 +70,9 @@ type Stats struct {
 // RunService stores usage records.
 type RunService interface {
 	// CreateRuns inserts records in one batch. It is called by the usage
-	// writer, needs no caller, and is idempotent by Run.ID.
+	// writer, needs no caller, and is idempotent by Run.ID. In the same
+	// transaction it bumps run_count and last_run_at of the stored modules
+	// that ran (ModuleID set, module still present).
 	CreateRuns(ctx context.Context, runs []*Run) error
 	// FindRunByID returns a run of the caller (any, for admins), or ENOTFOUND.
 	FindRunByID(ctx context.Context, id string) (*Run, error)
@@ -83,4 +85,11 @@ type RunService interface {
 	// DeleteRunsBefore deletes at most batch runs created before t and returns
 	// how many it deleted. Needs no caller; safe to run on every replica.
 	DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error)
+}
+
+// UsageRecorder takes usage records without blocking the request that made
+// them. The buffered writer in usage.go is the implementation.
+type UsageRecorder interface {
+	// Record queues r for writing. It never blocks on the database.
+	Record(r *Run)
 }
