@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// RateLimit is one quota: at most Limit events per Window.
+// RateLimit is one quota: at most Limit events in any Window (a sliding
+// window counted in whole milliseconds, not a calendar minute or day).
 type RateLimit struct {
 	Name   string // "minute", "day": used in headers and metrics
 	Limit  int64
@@ -17,10 +18,10 @@ type RateLimit struct {
 // with the fewest remaining).
 type RateDecision struct {
 	Allowed    bool
-	Limit      int64
-	Remaining  int64
-	ResetAfter time.Duration // until the window is full again (X-RateLimit-Reset)
-	RetryAfter time.Duration // when refused: until one more event would be allowed
+	Limit      int64         // X-RateLimit-Limit
+	Remaining  int64         // events still allowed now, after this one (X-RateLimit-Remaining)
+	ResetAfter time.Duration // until the window is full again: every counted event has left it (X-RateLimit-Reset)
+	RetryAfter time.Duration // when refused: exactly until one more event would be allowed (Retry-After); 0 when allowed
 	Fallback   bool          // decided by the in-memory fallback, not the shared store
 }
 
@@ -28,11 +29,26 @@ type RateDecision struct {
 // resolution. Implementations: in-memory (one node) and Redis (all replicas).
 type RateLimiter interface {
 	// Allow records one event for key if every limit allows it; a refused
-	// event consumes nothing. Errors only for a limiter that cannot decide
-	// (EUNAVAILABLE); the Redis limiter falls back instead of failing.
+	// event consumes nothing. Limits are told apart by Name and Window, so a
+	// changed Limit keeps the events already counted. Errors: EINVALID for an
+	// empty key, no limits, a limit below 1, a window below 1ms or two limits
+	// with one name; EUNAVAILABLE for a limiter that cannot decide (the Redis
+	// limiter falls back instead of failing when it has a fallback).
 	Allow(ctx context.Context, key string, limits []RateLimit) (RateDecision, error)
 	// Acquire takes one of max concurrent slots for key; ok is false when all
-	// are taken. release gives the slot back; a slot whose holder died is
-	// freed after ttl.
+	// are taken. release gives the slot back and may be called more than
+	// once; a slot whose holder died is freed after ttl. Errors: EINVALID for
+	// an empty key, max below 1 or ttl below 1ms; EUNAVAILABLE as for Allow.
 	Acquire(ctx context.Context, key string, max int, ttl time.Duration) (release func(), ok bool, err error)
+}
+
+// RateLimitStats counts a limiter's decisions since it started, for metrics
+// (rate-limit decisions by result). Both limiters expose it as Stats().
+type RateLimitStats struct {
+	Allowed        uint64 // Allow calls that recorded an event
+	Limited        uint64 // Allow calls refused by a quota
+	Acquired       uint64 // Acquire calls that took a slot
+	AcquireRefused uint64 // Acquire calls refused because every slot was taken
+	Fallback       uint64 // Allow and Acquire calls decided by the fallback, not the shared store
+	FallbackActive bool   // the shared store is currently considered down
 }
