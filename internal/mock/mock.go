@@ -1,0 +1,330 @@
+// Package mock holds function-field mocks of the root package's interfaces,
+// for handler unit tests: set the function a test needs; calling one that is
+// not set fails loudly with EINTERNAL naming it, so a test never passes by
+// accident through an unexpected call.
+package mock
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func unset(name string) error {
+	return wasmwiz.Errorf(wasmwiz.EINTERNAL, "mock: %s called but not set", name)
+}
+
+// Engine is a wasmwiz.Engine.
+type Engine struct {
+	InspectFn func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error)
+	RunFn     func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error)
+}
+
+var _ wasmwiz.Engine = (*Engine)(nil)
+
+// Inspect calls InspectFn.
+func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+	if e.InspectFn == nil {
+		return nil, unset("Engine.Inspect")
+	}
+	return e.InspectFn(ctx, wasm, limits)
+}
+
+// Run calls RunFn.
+func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	if e.RunFn == nil {
+		return nil, unset("Engine.Run")
+	}
+	return e.RunFn(ctx, req)
+}
+
+// UserService is a wasmwiz.UserService.
+type UserService struct {
+	CreateUserFn   func(ctx context.Context, u *wasmwiz.User) error
+	FindUserByIDFn func(ctx context.Context, id int64) (*wasmwiz.User, error)
+	FindUsersFn    func(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error)
+	UpdateUserFn   func(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error)
+	CountUsersFn   func(ctx context.Context) (int, error)
+}
+
+var _ wasmwiz.UserService = (*UserService)(nil)
+
+// CreateUser calls CreateUserFn.
+func (s *UserService) CreateUser(ctx context.Context, u *wasmwiz.User) error {
+	if s.CreateUserFn == nil {
+		return unset("UserService.CreateUser")
+	}
+	return s.CreateUserFn(ctx, u)
+}
+
+// FindUserByID calls FindUserByIDFn.
+func (s *UserService) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error) {
+	if s.FindUserByIDFn == nil {
+		return nil, unset("UserService.FindUserByID")
+	}
+	return s.FindUserByIDFn(ctx, id)
+}
+
+// FindUsers calls FindUsersFn.
+func (s *UserService) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
+	if s.FindUsersFn == nil {
+		return nil, 0, unset("UserService.FindUsers")
+	}
+	return s.FindUsersFn(ctx, filter)
+}
+
+// UpdateUser calls UpdateUserFn.
+func (s *UserService) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error) {
+	if s.UpdateUserFn == nil {
+		return nil, unset("UserService.UpdateUser")
+	}
+	return s.UpdateUserFn(ctx, id, upd)
+}
+
+// CountUsers calls CountUsersFn.
+func (s *UserService) CountUsers(ctx context.Context) (int, error) {
+	if s.CountUsersFn == nil {
+		return 0, unset("UserService.CountUsers")
+	}
+	return s.CountUsersFn(ctx)
+}
+
+// APIKeyService is a wasmwiz.APIKeyService.
+type APIKeyService struct {
+	CreateAPIKeyFn func(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error)
+	AuthenticateFn func(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error)
+	FindAPIKeysFn  func(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error)
+	RevokeAPIKeyFn func(ctx context.Context, id int64) error
+}
+
+var _ wasmwiz.APIKeyService = (*APIKeyService)(nil)
+
+// CreateAPIKey calls CreateAPIKeyFn.
+func (s *APIKeyService) CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+	if s.CreateAPIKeyFn == nil {
+		return nil, "", unset("APIKeyService.CreateAPIKey")
+	}
+	return s.CreateAPIKeyFn(ctx, userID, name, expiresAt)
+}
+
+// Authenticate calls AuthenticateFn.
+func (s *APIKeyService) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+	if s.AuthenticateFn == nil {
+		return nil, nil, unset("APIKeyService.Authenticate")
+	}
+	return s.AuthenticateFn(ctx, plaintext)
+}
+
+// FindAPIKeys calls FindAPIKeysFn.
+func (s *APIKeyService) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+	if s.FindAPIKeysFn == nil {
+		return nil, 0, unset("APIKeyService.FindAPIKeys")
+	}
+	return s.FindAPIKeysFn(ctx, filter)
+}
+
+// RevokeAPIKey calls RevokeAPIKeyFn.
+func (s *APIKeyService) RevokeAPIKey(ctx context.Context, id int64) error {
+	if s.RevokeAPIKeyFn == nil {
+		return unset("APIKeyService.RevokeAPIKey")
+	}
+	return s.RevokeAPIKeyFn(ctx, id)
+}
+
+// TierService is a wasmwiz.TierService.
+type TierService struct {
+	FindTierFn  func(ctx context.Context, name string) (*wasmwiz.Tier, error)
+	ListTiersFn func(ctx context.Context) ([]*wasmwiz.Tier, error)
+	PutTierFn   func(ctx context.Context, t *wasmwiz.Tier) error
+}
+
+var _ wasmwiz.TierService = (*TierService)(nil)
+
+// FindTier calls FindTierFn.
+func (s *TierService) FindTier(ctx context.Context, name string) (*wasmwiz.Tier, error) {
+	if s.FindTierFn == nil {
+		return nil, unset("TierService.FindTier")
+	}
+	return s.FindTierFn(ctx, name)
+}
+
+// ListTiers calls ListTiersFn.
+func (s *TierService) ListTiers(ctx context.Context) ([]*wasmwiz.Tier, error) {
+	if s.ListTiersFn == nil {
+		return nil, unset("TierService.ListTiers")
+	}
+	return s.ListTiersFn(ctx)
+}
+
+// PutTier calls PutTierFn.
+func (s *TierService) PutTier(ctx context.Context, t *wasmwiz.Tier) error {
+	if s.PutTierFn == nil {
+		return unset("TierService.PutTier")
+	}
+	return s.PutTierFn(ctx, t)
+}
+
+// ModuleService is a wasmwiz.ModuleService.
+type ModuleService struct {
+	CreateModuleFn   func(ctx context.Context, m *wasmwiz.Module) error
+	FindModuleByIDFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
+	FindModuleWasmFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
+	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error)
+	DeleteModuleFn   func(ctx context.Context, id string) error
+}
+
+var _ wasmwiz.ModuleService = (*ModuleService)(nil)
+
+// CreateModule calls CreateModuleFn.
+func (s *ModuleService) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
+	if s.CreateModuleFn == nil {
+		return unset("ModuleService.CreateModule")
+	}
+	return s.CreateModuleFn(ctx, m)
+}
+
+// FindModuleByID calls FindModuleByIDFn.
+func (s *ModuleService) FindModuleByID(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	if s.FindModuleByIDFn == nil {
+		return nil, unset("ModuleService.FindModuleByID")
+	}
+	return s.FindModuleByIDFn(ctx, id)
+}
+
+// FindModuleWasm calls FindModuleWasmFn.
+func (s *ModuleService) FindModuleWasm(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	if s.FindModuleWasmFn == nil {
+		return nil, unset("ModuleService.FindModuleWasm")
+	}
+	return s.FindModuleWasmFn(ctx, id)
+}
+
+// FindModules calls FindModulesFn.
+func (s *ModuleService) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+	if s.FindModulesFn == nil {
+		return nil, 0, unset("ModuleService.FindModules")
+	}
+	return s.FindModulesFn(ctx, filter)
+}
+
+// DeleteModule calls DeleteModuleFn.
+func (s *ModuleService) DeleteModule(ctx context.Context, id string) error {
+	if s.DeleteModuleFn == nil {
+		return unset("ModuleService.DeleteModule")
+	}
+	return s.DeleteModuleFn(ctx, id)
+}
+
+// RunService is a wasmwiz.RunService.
+type RunService struct {
+	CreateRunsFn       func(ctx context.Context, runs []*wasmwiz.Run) error
+	FindRunByIDFn      func(ctx context.Context, id string) (*wasmwiz.Run, error)
+	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error)
+	UsageFn            func(ctx context.Context, now time.Time) (*wasmwiz.Usage, error)
+	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
+	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, batch int) (int, error)
+}
+
+var _ wasmwiz.RunService = (*RunService)(nil)
+
+// CreateRuns calls CreateRunsFn.
+func (s *RunService) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
+	if s.CreateRunsFn == nil {
+		return unset("RunService.CreateRuns")
+	}
+	return s.CreateRunsFn(ctx, runs)
+}
+
+// FindRunByID calls FindRunByIDFn.
+func (s *RunService) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+	if s.FindRunByIDFn == nil {
+		return nil, unset("RunService.FindRunByID")
+	}
+	return s.FindRunByIDFn(ctx, id)
+}
+
+// FindRuns calls FindRunsFn.
+func (s *RunService) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+	if s.FindRunsFn == nil {
+		return nil, 0, unset("RunService.FindRuns")
+	}
+	return s.FindRunsFn(ctx, filter)
+}
+
+// Usage calls UsageFn.
+func (s *RunService) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
+	if s.UsageFn == nil {
+		return nil, unset("RunService.Usage")
+	}
+	return s.UsageFn(ctx, now)
+}
+
+// Stats calls StatsFn.
+func (s *RunService) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) {
+	if s.StatsFn == nil {
+		return nil, unset("RunService.Stats")
+	}
+	return s.StatsFn(ctx, now)
+}
+
+// DeleteRunsBefore calls DeleteRunsBeforeFn.
+func (s *RunService) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+	if s.DeleteRunsBeforeFn == nil {
+		return 0, unset("RunService.DeleteRunsBefore")
+	}
+	return s.DeleteRunsBeforeFn(ctx, t, batch)
+}
+
+// RateLimiter is a wasmwiz.RateLimiter.
+type RateLimiter struct {
+	AllowFn   func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error)
+	AcquireFn func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error)
+}
+
+var _ wasmwiz.RateLimiter = (*RateLimiter)(nil)
+
+// Allow calls AllowFn.
+func (l *RateLimiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	if l.AllowFn == nil {
+		return wasmwiz.RateDecision{}, unset("RateLimiter.Allow")
+	}
+	return l.AllowFn(ctx, key, limits)
+}
+
+// Acquire calls AcquireFn.
+func (l *RateLimiter) Acquire(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error) {
+	if l.AcquireFn == nil {
+		return nil, false, unset("RateLimiter.Acquire")
+	}
+	return l.AcquireFn(ctx, key, max, ttl)
+}
+
+// UsageRecorder is a wasmwiz.UsageRecorder that keeps every record, safe for
+// concurrent use. RecordFn, when set, is called as well.
+type UsageRecorder struct {
+	RecordFn func(r *wasmwiz.Run)
+
+	mu   sync.Mutex
+	runs []*wasmwiz.Run
+}
+
+var _ wasmwiz.UsageRecorder = (*UsageRecorder)(nil)
+
+// Record keeps r and calls RecordFn.
+func (u *UsageRecorder) Record(r *wasmwiz.Run) {
+	u.mu.Lock()
+	u.runs = append(u.runs, r)
+	u.mu.Unlock()
+	if u.RecordFn != nil {
+		u.RecordFn(r)
+	}
+}
+
+// Runs returns the records so far.
+func (u *UsageRecorder) Runs() []*wasmwiz.Run {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*wasmwiz.Run(nil), u.runs...)
+}
