@@ -40,17 +40,18 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {cmdServe, "run the WasmWiz service"},
-		"run":     {cmdRun, "run a module locally: wasmwiz run [flags] module.wasm [args...]"},
-		"exec":    {cmdExec, "run a module on a WasmWiz server"},
-		"migrate": {cmdMigrate, "apply database migrations"},
-		"users":   {cmdUsers, "manage users: create|list|disable|set-tier"},
-		"keys":    {cmdKeys, "manage API keys: create|list|revoke"},
-		"tiers":   {cmdTiers, "manage tiers: list|set"},
-		"config":  {cmdConfig, "print the effective configuration, secrets redacted"},
-		"version": {cmdVersion, "print version, commit and Go version"},
-		"worker":  {cmdWorker, "internal: a guest-running worker process of serve"},
-		"bench":   {cmdBench, "measure the engine and the service on this machine"},
+		"serve":       {cmdServe, "run the WasmWiz service"},
+		"run":         {cmdRun, "run a module locally: wasmwiz run [flags] module.wasm [args...]"},
+		"exec":        {cmdExec, "run a module on a WasmWiz server"},
+		"migrate":     {cmdMigrate, "apply database migrations"},
+		"users":       {cmdUsers, "manage users: create|list|disable|set-tier"},
+		"keys":        {cmdKeys, "manage API keys: create|list|revoke"},
+		"tiers":       {cmdTiers, "manage tiers: list|set"},
+		"config":      {cmdConfig, "print the effective configuration, secrets redacted"},
+		"version":     {cmdVersion, "print version, commit and Go version"},
+		"worker":      {cmdWorker, "internal: a guest-running worker process of serve"},
+		"bench":       {cmdBench, "measure the engine and the service on this machine"},
+		"healthcheck": {cmdHealthcheck, "exit 0 when the local server answers /healthz (for container HEALTHCHECK)"},
 	}
 }
 
