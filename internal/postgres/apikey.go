@@ -1,0 +1,185 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+const apiKeyColumns = `id, user_id, name, prefix, digest, created_at, last_used_at, expires_at, revoked_at`
+
+func scanAPIKey(row pgx.Row, extra ...any) (*wasmwiz.APIKey, error) {
+	var k wasmwiz.APIKey
+	dest := append([]any{&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Digest, &k.CreatedAt,
+		&k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.LastUsedAt, k.ExpiresAt, k.RevokedAt = utcPtr(k.LastUsedAt), utcPtr(k.ExpiresAt), utcPtr(k.RevokedAt)
+	return &k, nil
+}
+
+// CreateAPIKey creates a key for userID, fills k and returns the plaintext,
+// which is never stored. Non-admins may create keys only for themselves.
+// EUNAUTHORIZED without a caller, ENOTFOUND for an unknown user or another
+// user's id (non-admins), EINVALID for a name over 100 characters.
+func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(name) > 100 {
+		return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "key name is longer than 100 characters")
+	}
+	return createAPIKey(ctx, db.pool, db.now(), caller, userID, name, expiresAt)
+}
+
+func createAPIKey(ctx context.Context, q querier, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+	plaintext, err := wasmwiz.GenerateAPIKey()
+	if err != nil {
+		return nil, "", err
+	}
+	if expiresAt != nil {
+		e := expiresAt.UTC().Truncate(time.Microsecond)
+		if !e.After(now) {
+			return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "a key must expire after now")
+		}
+		expiresAt = &e
+	}
+	// The owner check is part of the INSERT: a row is written only for an
+	// existing user who is the caller, or for any user when an admin asks.
+	k, err := scanAPIKey(q.QueryRow(ctx, `INSERT INTO api_keys (user_id, name, prefix, digest, created_at, expires_at)
+		SELECT id, $2, $3, $4, $5, $6 FROM users WHERE id = $1 AND ($7 OR id = $8)
+		RETURNING `+apiKeyColumns,
+		userID, name, plaintext[:wasmwiz.APIKeyVisiblePrefixLen], wasmwiz.HashAPIKey(plaintext), now, expiresAt,
+		caller.IsAdmin(), caller.ID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, "", wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", userID)
+	}
+	if err != nil {
+		return nil, "", dbError(err, "create key")
+	}
+	return k, plaintext, nil
+}
+
+// Authenticate finds the active key with this plaintext and its enabled
+// user. It needs no caller. EUNAUTHORIZED for anything that does not
+// authenticate (malformed, unknown, revoked, expired, disabled user), never
+// saying which; EUNAVAILABLE when the database does not answer.
+//
+// last_used_at is written at most once a minute per key and replica, so
+// that authentication is not a write per request.
+func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+	denied := wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key")
+	if !wasmwiz.LooksLikeAPIKey(plaintext) {
+		return nil, nil, denied
+	}
+	now := db.now()
+	var u wasmwiz.User
+	var role string
+	k, err := scanAPIKey(db.pool.QueryRow(ctx, `SELECT k.id, k.user_id, k.name, k.prefix, k.digest,
+			k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
+			u.id, u.email, u.role, u.tier, u.created_at, u.disabled
+		FROM api_keys k JOIN users u ON u.id = k.user_id
+		WHERE k.digest = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)
+			AND NOT u.disabled`, wasmwiz.HashAPIKey(plaintext), now),
+		&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, denied
+	}
+	if err != nil {
+		return nil, nil, dbError(err, "authenticate")
+	}
+	u.Role = wasmwiz.Role(role)
+	u.CreatedAt = u.CreatedAt.UTC()
+	if db.shouldMarkUsed(k.ID, now) {
+		// Losing this write costs nothing but a stale timestamp: an error
+		// here does not fail the request.
+		tag, err := db.pool.Exec(ctx, `UPDATE api_keys SET last_used_at = $2
+			WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)`,
+			k.ID, now, now.Add(-lastUsedEvery))
+		if err == nil && tag.RowsAffected() == 1 {
+			k.LastUsedAt = &now
+		}
+	}
+	return &u, k, nil
+}
+
+// shouldMarkUsed reports whether this replica should write last_used_at of
+// key id now, and notes that it will.
+func (db *DB) shouldMarkUsed(id int64, now time.Time) bool {
+	db.lastUsedMu.Lock()
+	defer db.lastUsedMu.Unlock()
+	if last, ok := db.lastUsed[id]; ok && now.Sub(last) < lastUsedEvery {
+		return false
+	}
+	if len(db.lastUsed) > 100_000 {
+		// Bounded memory: forgetting only costs an extra conditional write.
+		clear(db.lastUsed)
+	}
+	db.lastUsed[id] = now
+	return true
+}
+
+// FindAPIKeys lists keys, newest first, with the total matching count.
+// Admins see the keys of filter.UserID (every key when it is 0); other
+// callers always see only their own. EUNAUTHORIZED without a caller.
+func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	userID := caller.ID
+	if caller.IsAdmin() {
+		userID = filter.UserID
+	}
+	const where = `WHERE ($1 = 0 OR user_id = $1) AND ($2 OR user_id = $3)
+		AND ($4 OR revoked_at IS NULL)`
+	args := []any{userID, caller.IsAdmin(), caller.ID, filter.IncludeRevoked}
+	rows, err := db.pool.Query(ctx, `SELECT `+apiKeyColumns+`, count(*) OVER () FROM api_keys `+where+
+		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), args...)
+	if err != nil {
+		return nil, 0, dbError(err, "find keys")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.APIKey
+	total := 0
+	for rows.Next() {
+		k, err := scanAPIKey(rows, &total)
+		if err != nil {
+			return nil, 0, dbError(err, "find keys")
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError(err, "find keys")
+	}
+	if len(out) == 0 && filter.Offset > 0 {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys `+where, args...).Scan(&total); err != nil {
+			return nil, 0, dbError(err, "count keys")
+		}
+	}
+	return out, total, nil
+}
+
+// RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking
+// a revoked key succeeds and keeps the first revocation time. EUNAUTHORIZED
+// without a caller, ENOTFOUND for an unknown key or another user's key.
+func (db *DB) RevokeAPIKey(ctx context.Context, id int64) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	var got int64
+	err = db.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2)
+		WHERE id = $1 AND ($3 OR user_id = $4) RETURNING id`, id, db.now(), caller.IsAdmin(), caller.ID).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "key %d not found", id)
+	}
+	return dbError(err, "revoke key")
+}

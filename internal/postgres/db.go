@@ -1,0 +1,201 @@
+// Package postgres implements WasmWiz's stores on PostgreSQL with pgx/v5: the
+// production database. It passes the same conformance suite as the embedded
+// SQLite store (internal/storetest) and shares its schema (docs/SCHEMA.md).
+//
+// Every method takes its caller from the context (wasmwiz.UserFromContext)
+// and scopes its SQL by that caller's id, so that tenancy holds in the query
+// itself and not only in the Go code around it.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// DB is the PostgreSQL store. It implements wasmwiz.UserService,
+// APIKeyService, TierService, ModuleService and RunService. It is safe for
+// concurrent use.
+type DB struct {
+	pool *pgxpool.Pool
+
+	nowMu sync.RWMutex
+	clock func() time.Time
+
+	// lastUsed throttles writes of api_keys.last_used_at: a key that
+	// authenticates many times a second is written at most once per
+	// lastUsedEvery per replica.
+	lastUsedMu sync.Mutex
+	lastUsed   map[int64]time.Time
+}
+
+// Interface checks.
+var (
+	_ wasmwiz.UserService   = (*DB)(nil)
+	_ wasmwiz.APIKeyService = (*DB)(nil)
+	_ wasmwiz.TierService   = (*DB)(nil)
+	_ wasmwiz.ModuleService = (*DB)(nil)
+	_ wasmwiz.RunService    = (*DB)(nil)
+)
+
+// lastUsedEvery is how stale api_keys.last_used_at may be.
+const lastUsedEvery = time.Minute
+
+// Open connects to the database at url (postgres://…; any extra query
+// parameter, such as search_path, is passed to the server as a run-time
+// setting) and checks that it answers. It returns EINVALID for a malformed
+// URL and EUNAVAILABLE when the database does not answer. Open does not
+// migrate: call Migrate.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The error text of ParseConfig may hold the password; keep it out.
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid PostgreSQL URL")
+	}
+	// A dead connection is found by its next query; health checks every
+	// few seconds make a database that came back usable again sooner.
+	cfg.HealthCheckPeriod = 5 * time.Second
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// Day boundaries (Stats' runs per day) are UTC days whatever the
+	// server's default time zone.
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot connect to PostgreSQL")
+	}
+	db := &DB{pool: pool, clock: time.Now, lastUsed: make(map[int64]time.Time)}
+	if err := db.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes every connection. It always returns nil; the error is there
+// so that DB is an io.Closer.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Ping checks that the database answers: EUNAVAILABLE when it does not.
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := db.pool.Ping(ctx); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "PostgreSQL does not answer")
+	}
+	return nil
+}
+
+// Pool returns the underlying connection pool, for benchmarks and tests.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// SetNow replaces the store's clock, for tests. Every time the store
+// writes or compares against "now" comes from this clock, never from the
+// database server.
+func (db *DB) SetNow(now func() time.Time) {
+	db.nowMu.Lock()
+	defer db.nowMu.Unlock()
+	db.clock = now
+}
+
+// now returns the clock's time in UTC at the database's precision.
+func (db *DB) now() time.Time {
+	db.nowMu.RLock()
+	defer db.nowMu.RUnlock()
+	return db.clock().UTC().Truncate(time.Microsecond)
+}
+
+// PostgreSQL error codes the store maps to application errors.
+const (
+	pgUniqueViolation     = "23505"
+	pgForeignKeyViolation = "23503"
+	pgCheckViolation      = "23514"
+)
+
+// dbError turns a driver error into an application error. what names the
+// action for the message ("create user").
+func dbError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var werr *wasmwiz.Error
+	if errors.As(err, &werr) {
+		return err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wasmwiz.WrapError(wasmwiz.ENOTFOUND, err, "not found")
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == pgUniqueViolation:
+			return wasmwiz.WrapError(wasmwiz.ECONFLICT, err, "%s: already exists", what)
+		case pgErr.Code == pgForeignKeyViolation || pgErr.Code == pgCheckViolation:
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "%s: refers to something that does not exist", what)
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "53"),          // insufficient resources
+			strings.HasPrefix(pgErr.Code, "57"),          // operator intervention (shutdown)
+			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: database unavailable, retry later", what)
+		}
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "%s failed", what)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		isConnError(err) {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: database unavailable, retry later", what)
+	}
+	return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "%s failed", what)
+}
+
+// isConnError reports whether err comes from a lost or refused connection,
+// which pgx reports with several error types.
+func isConnError(err error) bool {
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	s := err.Error()
+	for _, frag := range []string{"conn closed", "connection refused", "connection reset", "broken pipe",
+		"unexpected EOF", "EOF", "failed to connect", "closed pool"} {
+		if strings.Contains(s, frag) {
+			return true
+		}
+	}
+	return false
+}
+
+// utcPtr returns *t in UTC, and nil for nil.
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// pageSQL returns the LIMIT/OFFSET clause of a listing; a zero (or
+// negative) limit lists everything.
+func pageSQL(limit, offset int) string {
+	var clause string
+	if limit > 0 {
+		clause += " LIMIT " + strconv.Itoa(limit)
+	}
+	if offset > 0 {
+		clause += " OFFSET " + strconv.Itoa(offset)
+	}
+	return clause
+}

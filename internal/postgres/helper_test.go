@@ -1,0 +1,55 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+)
+
+// newDB returns a migrated store in a schema of its own, closed when the
+// test ends.
+func newDB(t testing.TB) *postgres.DB {
+	t.Helper()
+	return openURL(t, pgtest.Schema(t), true)
+}
+
+func openURL(t testing.TB, url string, migrate bool) *postgres.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if migrate {
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	return db
+}
+
+var sys = wasmwiz.SystemContext(context.Background())
+
+func mustUser(t testing.TB, db *postgres.DB, email string, role wasmwiz.Role) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	u := &wasmwiz.User{Email: email, Role: role, Tier: wasmwiz.TierFree}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatalf("CreateUser(%s): %v", email, err)
+	}
+	return u, wasmwiz.NewContextWithUser(context.Background(), u)
+}
+
+func wantCode(t testing.TB, err error, code, what string) {
+	t.Helper()
+	if got := wasmwiz.ErrorCode(err); got != code {
+		t.Fatalf("%s: error %v (code %q), want %q", what, err, got, code)
+	}
+}
+
+// fixedClock returns a clock that reads *now.
+func fixedClock(now *time.Time) func() time.Time { return func() time.Time { return *now } }

@@ -1,0 +1,171 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public,
+	created_at, last_run_at, run_count`
+
+func scanModule(row pgx.Row, extra ...any) (*wasmwiz.Module, error) {
+	var m wasmwiz.Module
+	var inspection string
+	dest := append([]any{&m.ID, &m.OwnerID, &m.Name, &m.Description, &m.SHA256, &m.SizeBytes,
+		&inspection, &m.Public, &m.CreatedAt, &m.LastRunAt, &m.RunCount}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	if inspection != "" {
+		m.Inspection = new(wasmwiz.Inspection)
+		if err := json.Unmarshal([]byte(inspection), m.Inspection); err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "module %s: stored inspection is not JSON", m.ID)
+		}
+	}
+	m.CreatedAt = m.CreatedAt.UTC()
+	m.LastRunAt = utcPtr(m.LastRunAt)
+	return &m, nil
+}
+
+// CreateModule stores m (Name, Description, Wasm, Inspection, Public) for
+// the caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt.
+// EUNAUTHORIZED without a caller, EINVALID for an empty module or a name or
+// description that is too long.
+func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case m == nil || len(m.Wasm) == 0:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "empty module")
+	case len(m.Name) > 200:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name is longer than 200 characters")
+	case len(m.Description) > 2000:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description is longer than 2000 characters")
+	}
+	id := wasmwiz.NewModuleID()
+	var inspection string
+	if m.Inspection != nil {
+		b, err := json.Marshal(m.Inspection)
+		if err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode inspection")
+		}
+		inspection = string(b)
+	}
+	sum := sha256.Sum256(m.Wasm)
+	digest := hex.EncodeToString(sum[:])
+	now := db.now()
+	// The owner is the caller, and must exist: the system context (id 0)
+	// owns nothing.
+	var got string
+	err = db.pool.QueryRow(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes,
+			wasm, inspection, public, created_at)
+		SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10 FROM users WHERE id = $2
+		RETURNING id`, id, caller.ID, m.Name, m.Description, digest, int64(len(m.Wasm)),
+		m.Wasm, inspection, m.Public, now).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "modules belong to a user; the caller is not one")
+	}
+	if err != nil {
+		return dbError(err, "create module")
+	}
+	m.ID, m.OwnerID, m.SHA256, m.SizeBytes, m.CreatedAt = id, caller.ID, digest, int64(len(m.Wasm)), now
+	m.RunCount, m.LastRunAt = 0, nil
+	return nil
+}
+
+// FindModuleByID returns a module without its bytes. EUNAUTHORIZED without
+// a caller; ENOTFOUND when it does not exist or the caller may not see it
+// (not the owner, not an admin, not public).
+func (db *DB) FindModuleByID(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	return db.findModule(ctx, id, false)
+}
+
+// FindModuleWasm returns a module with its bytes, under the rules of
+// FindModuleByID.
+func (db *DB) FindModuleWasm(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	return db.findModule(ctx, id, true)
+}
+
+func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwiz.Module, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cols := moduleColumns + `, NULL::bytea`
+	if withWasm {
+		cols = moduleColumns + `, wasm`
+	}
+	var wasm []byte
+	m, err := scanModule(db.pool.QueryRow(ctx, `SELECT `+cols+` FROM modules
+		WHERE id = $1 AND ($2 OR public OR owner_id = $3)`, id, caller.IsAdmin(), caller.ID), &wasm)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	if err != nil {
+		return nil, dbError(err, "find module")
+	}
+	m.Wasm = wasm
+	return m, nil
+}
+
+// FindModules lists the caller's own modules, newest first, with the total.
+// Filter.Name matches names exactly. EUNAUTHORIZED without a caller.
+func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	const where = `WHERE owner_id = $1 AND ($2 = '' OR name = $2)`
+	rows, err := db.pool.Query(ctx, `SELECT `+moduleColumns+`, count(*) OVER () FROM modules `+where+
+		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), caller.ID, filter.Name)
+	if err != nil {
+		return nil, 0, dbError(err, "find modules")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.Module
+	total := 0
+	for rows.Next() {
+		m, err := scanModule(rows, &total)
+		if err != nil {
+			return nil, 0, dbError(err, "find modules")
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError(err, "find modules")
+	}
+	if len(out) == 0 && filter.Offset > 0 {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM modules `+where, caller.ID, filter.Name).Scan(&total); err != nil {
+			return nil, 0, dbError(err, "count modules")
+		}
+	}
+	return out, total, nil
+}
+
+// DeleteModule deletes a module of the caller (any, for admins). Run records
+// that used it stay. EUNAUTHORIZED without a caller, ENOTFOUND otherwise,
+// also for another user's public module.
+func (db *DB) DeleteModule(ctx context.Context, id string) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	tag, err := db.pool.Exec(ctx, `DELETE FROM modules WHERE id = $1 AND ($2 OR owner_id = $3)`,
+		id, caller.IsAdmin(), caller.ID)
+	if err != nil {
+		return dbError(err, "delete module")
+	}
+	if tag.RowsAffected() == 0 {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+// Package pgtest gives tests a PostgreSQL schema of their own. It reads the
+// server from WASMWIZ_TEST_POSTGRES_URL; without it the test is skipped and
+// says why, unless WASMWIZ_TEST_REQUIRE_SERVICES=1, when it fails.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ServerURL returns WASMWIZ_TEST_POSTGRES_URL, or skips (fails, when
+// WASMWIZ_TEST_REQUIRE_SERVICES=1) the test without it.
+func ServerURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("WASMWIZ_TEST_POSTGRES_URL")
+	if u == "" {
+		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("WASMWIZ_TEST_POSTGRES_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("PostgreSQL tests skipped: set WASMWIZ_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
+	}
+	return u
+}
+
+// Schema creates an empty schema with a random name, drops it (with
+// everything in it) when the test ends, and returns a URL of the server
+// whose connections use it as their search_path.
+func Schema(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "wwtest_" + hex.EncodeToString(b[:])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatalf("connect to WASMWIZ_TEST_POSTGRES_URL: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+name); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, server)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA `+name+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", name, err)
+		}
+	})
+	return WithSearchPath(t, server, name)
+}
+
+// WithSearchPath returns server with its search_path set to schema.
+func WithSearchPath(t testing.TB, server, schema string) string {
+	t.Helper()
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("WASMWIZ_TEST_POSTGRES_URL is not a URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

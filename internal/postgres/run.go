@@ -1,0 +1,310 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// runColumnList is the column order of every run read and write.
+var runColumnList = []string{"id", "user_id", "api_key_id", "module_id", "module_sha256", "tier", "status",
+	"exit_code", "duration_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at"}
+
+const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
+	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+
+func scanRun(row pgx.Row, extra ...any) (*wasmwiz.Run, error) {
+	var r wasmwiz.Run
+	var status string
+	dest := append([]any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
+		&r.ExitCode, &r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
+		&r.CreatedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	r.Status = wasmwiz.Status(status)
+	r.CreatedAt = r.CreatedAt.UTC()
+	return &r, nil
+}
+
+// copyThreshold is the batch size from which CreateRuns streams rows with
+// COPY instead of one INSERT of arrays (docs/RATIONALE.md, "Stores:
+// PostgreSQL"; docs/PERFORMANCE.md has the figures).
+const copyThreshold = 64
+
+// CreateRuns inserts records in one transaction. It needs no caller and is
+// idempotent by Run.ID: a record whose id exists is skipped, and only the
+// records actually inserted bump run_count and last_run_at of the stored
+// modules they name (when those still exist). A run without an ID gets one;
+// without CreatedAt, the current time. EINVALID for a run with an id
+// longer than 64 characters, EUNAVAILABLE when the database does not answer
+// (nothing is written then, so the caller may retry the whole batch).
+func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
+	batch := make([]*wasmwiz.Run, 0, len(runs))
+	now := db.now()
+	for _, r := range runs {
+		if r == nil {
+			continue
+		}
+		if r.ID == "" {
+			r.ID = wasmwiz.NewRunID(now)
+		}
+		if len(r.ID) > 64 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "run id is longer than 64 characters")
+		}
+		if r.CreatedAt.IsZero() {
+			r.CreatedAt = now
+		}
+		batch = append(batch, r)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if len(batch) >= copyThreshold {
+			return insertRunsCopy(ctx, tx, batch)
+		}
+		return insertRunsArrays(ctx, tx, batch)
+	})
+	return dbError(err, "create runs")
+}
+
+// bumpModules is the tail of both insert paths: ins is a CTE of the rows
+// really inserted (RETURNING module_id, status, created_at), so a retried batch does
+// not count its runs twice.
+const bumpModules = `
+	, counts AS (
+		SELECT module_id, count(*) AS n, max(created_at) AS last
+		FROM ins WHERE module_id <> '' AND status <> '' GROUP BY module_id)
+	UPDATE modules m SET run_count = m.run_count + counts.n,
+		last_run_at = GREATEST(m.last_run_at, counts.last)
+	FROM counts WHERE m.id = counts.module_id`
+
+// insertRunsArrays inserts a batch as one INSERT … SELECT FROM unnest of
+// one array parameter per column: one round trip, no temporary table.
+func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) error {
+	n := len(batch)
+	ids, mods, shas, tiers, statuses, errs := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	users, keys, peaks, stdins, outs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	exits := make([]int32, n)
+	durs := make([]float64, n)
+	times := make([]time.Time, n)
+	for i, r := range batch {
+		ids[i], users[i], keys[i], mods[i], shas[i], tiers[i], statuses[i] = r.ID, r.UserID, r.APIKeyID, r.ModuleID,
+			r.ModuleSHA256, r.Tier, string(r.Status)
+		exits[i], durs[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
+			r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
+	}
+	_, err := tx.Exec(ctx, `WITH ins AS (
+		INSERT INTO runs (`+runColumns+`)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+			$7::text[], $8::int[], $9::float8[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
+			$14::timestamptz[])
+		ON CONFLICT (id) DO NOTHING
+		RETURNING module_id, status, created_at)`+bumpModules,
+		ids, users, keys, mods, shas, tiers, statuses, exits, durs, peaks, stdins, outs, errs, times)
+	return err
+}
+
+// insertRunsCopy streams a batch with COPY into a temporary table that
+// dies with the transaction, then moves it with INSERT … ON CONFLICT DO
+// NOTHING, which COPY alone cannot do.
+func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE runs_in (LIKE runs) ON COMMIT DROP`); err != nil {
+		return err
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"runs_in"}, runColumnList,
+		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
+			r := batch[i]
+			return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
+				int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
+				r.CreatedAt}, nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `WITH ins AS (
+		INSERT INTO runs (`+runColumns+`) SELECT `+runColumns+` FROM runs_in
+		ON CONFLICT (id) DO NOTHING
+		RETURNING module_id, status, created_at)`+bumpModules)
+	return err
+}
+
+// FindRunByID returns a run of the caller (any, for admins). EUNAUTHORIZED
+// without a caller, ENOTFOUND otherwise.
+func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+	}
+	if err != nil {
+		return nil, dbError(err, "find run")
+	}
+	return r, nil
+}
+
+// FindRuns lists the caller's own runs, newest first, with the total.
+// EUNAUTHORIZED without a caller.
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var since, until *time.Time
+	if !filter.Since.IsZero() {
+		s := filter.Since.UTC()
+		since = &s
+	}
+	if !filter.Until.IsZero() {
+		u := filter.Until.UTC()
+		until = &u
+	}
+	const where = `WHERE user_id = $1 AND ($2 = '' OR status = $2)
+		AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)`
+	args := []any{caller.ID, string(filter.Status), since, until}
+	rows, err := db.pool.Query(ctx, `SELECT `+runColumns+`, count(*) OVER () FROM runs `+where+
+		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), args...)
+	if err != nil {
+		return nil, 0, dbError(err, "find runs")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.Run
+	total := 0
+	for rows.Next() {
+		r, err := scanRun(rows, &total)
+		if err != nil {
+			return nil, 0, dbError(err, "find runs")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError(err, "find runs")
+	}
+	if len(out) == 0 && filter.Offset > 0 {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM runs `+where, args...).Scan(&total); err != nil {
+			return nil, 0, dbError(err, "count runs")
+		}
+	}
+	return out, total, nil
+}
+
+// dayStart returns midnight UTC of now's day.
+func dayStart(now time.Time) time.Time {
+	y, m, d := now.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// Usage counts the caller's executed runs (Status set) of now's UTC day and
+// of the minute (now-1m, now], against the quotas of the caller's tier as stored now. EUNAUTHORIZED
+// without a caller, ENOTFOUND when the caller's tier does not exist.
+func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := dayStart(now)
+	var u wasmwiz.Usage
+	err = db.pool.QueryRow(ctx, `SELECT t.name, t.runs_per_day, t.runs_per_minute,
+			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at >= $3 AND created_at < $4),
+			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at > $5 AND created_at <= $6)
+		FROM tiers t WHERE t.name = COALESCE((SELECT tier FROM users WHERE id = $1), $2)`,
+		caller.ID, caller.Tier, start, start.Add(24*time.Hour), now.Add(-time.Minute), now).
+		Scan(&u.Tier, &u.RunsPerDay, &u.RunsPerMinute, &u.RunsToday, &u.RunsThisMinute)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", caller.Tier)
+	}
+	if err != nil {
+		return nil, dbError(err, "usage")
+	}
+	return &u, nil
+}
+
+// topModulesLimit is how many modules Stats lists.
+const topModulesLimit = 10
+
+// Stats returns admin totals at now, counting executed runs (Status set)
+// only: "today" is now's UTC day, RunsPerDay
+// covers the 30 UTC days up to today (every day, oldest first, zero days
+// included), TopModules the most run modules of those 30 days.
+// EUNAUTHORIZED without a caller, EFORBIDDEN for non-admins.
+func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) {
+	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	today := dayStart(now)
+	tomorrow := today.Add(24 * time.Hour)
+	first := today.AddDate(0, 0, -29)
+	var s wasmwiz.Stats
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT
+				(SELECT count(*) FROM users),
+				(SELECT count(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3))`,
+			today, tomorrow, now).Scan(&s.Users, &s.ActiveKeys); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*), count(DISTINCT user_id) FILTER (WHERE user_id <> 0),
+				COALESCE(avg((status = 'ok')::int), 0), COALESCE(avg(duration_ms), 0),
+				COALESCE(percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms), 0)
+			FROM runs WHERE status <> '' AND created_at >= $1 AND created_at < $2`, today, tomorrow).
+			Scan(&s.RunsToday, &s.ActiveUsersToday, &s.SuccessRate, &s.MeanDurationMS, &s.P95DurationMS); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT to_char(d.day, 'YYYY-MM-DD'), count(r.id)
+			FROM generate_series($1::timestamptz, $2::timestamptz, interval '1 day') AS d(day)
+			LEFT JOIN runs r ON r.status <> '' AND r.created_at >= d.day AND r.created_at < d.day + interval '1 day'
+			GROUP BY d.day ORDER BY d.day`, first, today)
+		if err != nil {
+			return err
+		}
+		s.RunsPerDay, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (wasmwiz.DailyCount, error) {
+			var c wasmwiz.DailyCount
+			return c, row.Scan(&c.Day, &c.Runs)
+		})
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT module_sha256, module_id, count(*) AS n FROM runs
+			WHERE status <> '' AND created_at >= $1 AND created_at < $2 AND module_sha256 <> ''
+			GROUP BY module_sha256, module_id ORDER BY n DESC, module_sha256, module_id LIMIT $3`,
+			first, tomorrow, topModulesLimit)
+		if err != nil {
+			return err
+		}
+		s.TopModules, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (wasmwiz.ModuleCount, error) {
+			var c wasmwiz.ModuleCount
+			return c, row.Scan(&c.ModuleSHA256, &c.ModuleID, &c.Runs)
+		})
+		return err
+	})
+	if err != nil {
+		return nil, dbError(err, "stats")
+	}
+	return &s, nil
+}
+
+// DeleteRunsBefore deletes at most batch runs created before t, oldest
+// first, and returns how many it deleted. It needs no caller. Replicas
+// running it together skip each other's rows (FOR UPDATE SKIP LOCKED)
+// instead of waiting or deleting twice. EINVALID for a batch below 1.
+func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+	if batch < 1 {
+		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
+	}
+	tag, err := db.pool.Exec(ctx, `DELETE FROM runs WHERE id IN (
+		SELECT id FROM runs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		t.UTC(), batch)
+	if err != nil {
+		return 0, dbError(err, "delete runs")
+	}
+	return int(tag.RowsAffected()), nil
+}
