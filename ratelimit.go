@@ -52,3 +52,31 @@ type RateLimitStats struct {
 	Fallback       uint64 // Allow and Acquire calls decided by the fallback, not the shared store
 	FallbackActive bool   // the shared store is currently considered down
 }
+
+// ValidateRateLimits returns EINVALID when key is empty or longer than 512
+// bytes, limits is empty, or a limit is unusable (Limit below 1, Window below
+// 1ms, empty or repeated Name). Both limiters check their input with it.
+func ValidateRateLimits(key string, limits []RateLimit) error {
+	if key == "" || len(key) > 512 {
+		return Errorf(EINVALID, "rate limit key must be 1-512 bytes")
+	}
+	if len(limits) == 0 {
+		return Errorf(EINVALID, "no rate limits given")
+	}
+	for i, l := range limits {
+		switch {
+		case l.Name == "":
+			return Errorf(EINVALID, "rate limit %d has no name", i)
+		case l.Limit < 1:
+			return Errorf(EINVALID, "rate limit %q must allow at least 1 event", l.Name)
+		case l.Window < time.Millisecond:
+			return Errorf(EINVALID, "rate limit %q needs a window of at least 1ms", l.Name)
+		}
+		for _, m := range limits[:i] {
+			if m.Name == l.Name {
+				return Errorf(EINVALID, "rate limit %q given twice", l.Name)
+			}
+		}
+	}
+	return nil
+}

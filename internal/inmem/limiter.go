@@ -1,0 +1,317 @@
+// Package inmem is the in-memory rate limiter: exact sliding windows for one
+// process. It limits a single-node WasmWiz on its own, and it decides for a
+// replica while Redis does not answer (the Redis limiter's Fallback).
+package inmem
+
+import (
+	"context"
+	"hash/maphash"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// shardCount spreads keys over this many independently locked maps so that
+// callers with different keys rarely wait for each other.
+const shardCount = 64
+
+// Options configures a Limiter. The zero value is ready for production.
+type Options struct {
+	// Now is the clock; nil means time.Now. Tests pass a clock they advance.
+	Now func() time.Time
+	// SweepInterval is how often each shard drops keys whose events and
+	// slots have all expired, so that memory follows the keys in use.
+	// Zero means one minute.
+	SweepInterval time.Duration
+}
+
+// Limiter implements wasmwiz.RateLimiter in memory with an exact
+// sliding-window log per key and limit: at most Limit events in any Window,
+// at millisecond resolution. It is safe for concurrent use.
+type Limiter struct {
+	now     func() time.Time
+	sweepMS int64
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	tokens  atomic.Uint64
+
+	allowed, limited, acquired, acquireRefused atomic.Uint64
+}
+
+var _ wasmwiz.RateLimiter = (*Limiter)(nil)
+
+type shard struct {
+	mu        sync.Mutex
+	keys      map[string]*bucket
+	nextSweep int64 // ms
+}
+
+// bucket holds everything counted for one key.
+type bucket struct {
+	logs  map[logID]*eventLog
+	slots map[uint64]int64 // holder token → expiry in ms
+	last  int64            // latest event time recorded: the clock never runs backwards for a key
+}
+
+// logID names one quota of a key. The Limit is not part of it, so an admin
+// changing a tier's limit keeps the events already counted.
+type logID struct {
+	name   string
+	window int64 // ms
+}
+
+// eventLog is the times (ms) of the key's events still inside the window,
+// oldest first: ts[head:].
+type eventLog struct {
+	ts   []int64
+	head int
+}
+
+// New returns a Limiter.
+func New(opts Options) *Limiter {
+	l := &Limiter{now: opts.Now, seed: maphash.MakeSeed()}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	sweep := opts.SweepInterval
+	if sweep <= 0 {
+		sweep = time.Minute
+	}
+	l.sweepMS = max(sweep.Milliseconds(), 1)
+	for i := range l.shards {
+		l.shards[i].keys = make(map[string]*bucket)
+	}
+	return l
+}
+
+// Allow implements wasmwiz.RateLimiter. It never returns EUNAVAILABLE.
+func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	if err := wasmwiz.ValidateRateLimits(key, limits); err != nil {
+		return wasmwiz.RateDecision{}, err
+	}
+	now := l.now().UnixMilli()
+	sh := l.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.sweep(now, l.sweepMS)
+
+	b := sh.keys[key]
+	if b == nil {
+		b = &bucket{}
+		sh.keys[key] = b
+	}
+	now = max(now, b.last)
+
+	// First look at every limit; only when all allow is anything recorded.
+	windows := make([]window, len(limits))
+	allowed := true
+	for i, lim := range limits {
+		w := window{limit: lim.Limit, size: lim.Window.Milliseconds()}
+		if lg := b.logs[logID{lim.Name, w.size}]; lg != nil {
+			lg.trim(now - w.size)
+			events := lg.ts[lg.head:]
+			w.count = int64(len(events))
+			if w.count > 0 {
+				w.newest = events[len(events)-1]
+			}
+			if w.count >= w.limit {
+				// The event that must leave before one more fits.
+				w.leaving = events[w.count-w.limit]
+				allowed = false
+			}
+		}
+		windows[i] = w
+	}
+	if allowed {
+		if b.logs == nil {
+			b.logs = make(map[logID]*eventLog, len(limits))
+		}
+		for i, lim := range limits {
+			id := logID{lim.Name, windows[i].size}
+			lg := b.logs[id]
+			if lg == nil {
+				lg = &eventLog{}
+				b.logs[id] = lg
+			}
+			lg.ts = append(lg.ts, now)
+		}
+		b.last = now
+		l.allowed.Add(1)
+	} else {
+		l.limited.Add(1)
+	}
+	return decide(now, allowed, windows), nil
+}
+
+// window is one limit's state at the moment of a decision.
+type window struct {
+	limit, size int64 // events, ms
+	count       int64 // events inside the window before this one
+	newest      int64 // time of the newest counted event (valid when count > 0)
+	leaving     int64 // when refused: time of the event whose leaving makes room
+}
+
+// decide turns the windows into the decision for the most restrictive limit:
+// when refused, the one that frees up last; when allowed, the one with the
+// fewest remaining (ties: the longer window).
+func decide(now int64, allowed bool, ws []window) wasmwiz.RateDecision {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	var d wasmwiz.RateDecision
+	best := -1
+	if !allowed {
+		var retry int64 = -1
+		for i, w := range ws {
+			if w.count >= w.limit {
+				if r := w.leaving + w.size - now; r > retry {
+					retry, best = r, i
+				}
+			}
+		}
+		w := ws[best]
+		return wasmwiz.RateDecision{Limit: w.limit, Remaining: 0,
+			ResetAfter: ms(w.newest + w.size - now), RetryAfter: ms(retry)}
+	}
+	for i, w := range ws {
+		rem := w.limit - w.count - 1
+		if best < 0 || rem < d.Remaining || rem == d.Remaining && w.size > ws[best].size {
+			best = i
+			d = wasmwiz.RateDecision{Allowed: true, Limit: w.limit, Remaining: rem, ResetAfter: ms(w.size)}
+		}
+	}
+	return d
+}
+
+// trim drops the events at or before cutoff, and gives memory back once
+// most of the slice is dropped events.
+func (lg *eventLog) trim(cutoff int64) {
+	events := lg.ts[lg.head:]
+	lg.head += sort.Search(len(events), func(i int) bool { return events[i] > cutoff })
+	if lg.head == len(lg.ts) {
+		lg.ts, lg.head = lg.ts[:0], 0
+		if cap(lg.ts) > 1024 {
+			lg.ts = nil
+		}
+		return
+	}
+	if lg.head >= 64 && lg.head >= len(lg.ts)/2 {
+		live := len(lg.ts) - lg.head
+		if cap(lg.ts) > 4*live && cap(lg.ts) > 1024 {
+			lg.ts = append(make([]int64, 0, 2*live), lg.ts[lg.head:]...)
+		} else {
+			lg.ts = lg.ts[:copy(lg.ts, lg.ts[lg.head:])]
+		}
+		lg.head = 0
+	}
+}
+
+// Acquire implements wasmwiz.RateLimiter. The release it returns is never
+// nil, also when ok is false, and may be called more than once. It never
+// returns EUNAVAILABLE.
+func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl time.Duration) (func(), bool, error) {
+	if err := validateAcquire(key, maxSlots, ttl); err != nil {
+		return func() {}, false, err
+	}
+	now := l.now().UnixMilli()
+	sh := l.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.sweep(now, l.sweepMS)
+
+	b := sh.keys[key]
+	if b == nil {
+		b = &bucket{}
+		sh.keys[key] = b
+	}
+	b.dropExpiredSlots(now)
+	if len(b.slots) >= maxSlots {
+		l.acquireRefused.Add(1)
+		return func() {}, false, nil
+	}
+	if b.slots == nil {
+		b.slots = make(map[uint64]int64)
+	}
+	token := l.tokens.Add(1)
+	b.slots[token] = now + ttl.Milliseconds()
+	l.acquired.Add(1)
+	return func() {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if b := sh.keys[key]; b != nil {
+			delete(b.slots, token)
+			if len(b.slots) == 0 && len(b.logs) == 0 {
+				delete(sh.keys, key)
+			}
+		}
+	}, true, nil
+}
+
+func validateAcquire(key string, maxSlots int, ttl time.Duration) error {
+	switch {
+	case key == "" || len(key) > 512:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "concurrency key must be 1-512 bytes")
+	case maxSlots < 1:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "concurrency limit must be at least 1")
+	case ttl < time.Millisecond:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "slot ttl must be at least 1ms")
+	}
+	return nil
+}
+
+func (b *bucket) dropExpiredSlots(now int64) {
+	for token, expiry := range b.slots {
+		if expiry <= now {
+			delete(b.slots, token)
+		}
+	}
+}
+
+// Stats returns the decisions made since New. FallbackActive and Fallback
+// are always zero: this limiter has no shared store to lose.
+func (l *Limiter) Stats() wasmwiz.RateLimitStats {
+	return wasmwiz.RateLimitStats{
+		Allowed:        l.allowed.Load(),
+		Limited:        l.limited.Load(),
+		Acquired:       l.acquired.Load(),
+		AcquireRefused: l.acquireRefused.Load(),
+	}
+}
+
+// Keys returns how many keys the limiter holds state for, including keys
+// whose events expired since the last sweep of their shard.
+func (l *Limiter) Keys() int {
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		n += len(sh.keys)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (l *Limiter) shard(key string) *shard {
+	return &l.shards[maphash.String(l.seed, key)%shardCount]
+}
+
+// sweep drops, at most once per interval, the keys of the shard that hold
+// nothing alive: every event outside its window and every slot expired.
+func (sh *shard) sweep(now, interval int64) {
+	if now < sh.nextSweep {
+		return
+	}
+	sh.nextSweep = now + interval
+	for key, b := range sh.keys {
+		for id, lg := range b.logs {
+			if n := len(lg.ts); n == 0 || lg.ts[n-1] <= now-id.window {
+				delete(b.logs, id)
+			}
+		}
+		b.dropExpiredSlots(now)
+		if len(b.logs) == 0 && len(b.slots) == 0 {
+			delete(sh.keys, key)
+		}
+	}
+}

@@ -1,0 +1,507 @@
+// Package limitertest is the conformance suite every wasmwiz.RateLimiter
+// passes: the in-memory limiter and the Redis limiter run the same tests, so
+// they keep one meaning. A behaviour change edits this suite first.
+//
+// Time is a Clock the test advances, so every expectation is exact to the
+// millisecond and no test sleeps.
+package limitertest
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Clock is a manual clock for limiters under test: it moves only when the
+// test says so. It is safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock showing t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time; pass it as a limiter's Now option.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Start is the time every suite clock starts at: on a minute boundary, so a
+// fixed-window limiter would reset in the middle of the tests and fail them.
+var Start = time.Date(2026, 3, 14, 15, 9, 0, 0, time.UTC)
+
+// NewLimiterFunc returns a new, empty limiter that reads time from clock.
+// Each call must return a limiter that shares no counts with earlier ones
+// (for Redis: a key prefix of its own).
+type NewLimiterFunc func(t *testing.T, clock *Clock) wasmwiz.RateLimiter
+
+// Stater is implemented by limiters that count their decisions for metrics.
+type Stater interface {
+	Stats() wasmwiz.RateLimitStats
+}
+
+// Windows are a minute or longer: the Redis limiter expires its keys on
+// Redis's own clock, which keeps running while the suite's clock stands.
+var (
+	perMinute = func(n int64) wasmwiz.RateLimit {
+		return wasmwiz.RateLimit{Name: "minute", Limit: n, Window: time.Minute}
+	}
+	perDay = func(n int64) wasmwiz.RateLimit {
+		return wasmwiz.RateLimit{Name: "day", Limit: n, Window: 24 * time.Hour}
+	}
+)
+
+// Run runs the conformance suite against limiters made by newLimiter.
+func Run(t *testing.T, newLimiter NewLimiterFunc) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, newLimiter NewLimiterFunc)
+	}{
+		{"AllowsLimitThenRefuses", testAllowsLimitThenRefuses},
+		{"RefusedConsumesNothing", testRefusedConsumesNothing},
+		{"MillisecondBoundary", testMillisecondBoundary},
+		{"SlidingNotFixedWindow", testSlidingNotFixedWindow},
+		{"ResetAfter", testResetAfter},
+		{"SeveralLimitsMostRestrictive", testSeveralLimitsMostRestrictive},
+		{"SeveralLimitsRefusedConsumesNone", testSeveralLimitsRefusedConsumesNone},
+		{"KeysAreIndependent", testKeysAreIndependent},
+		{"LimitChangeKeepsCount", testLimitChangeKeepsCount},
+		{"ConcurrentAllowCountsExactly", testConcurrentAllowCountsExactly},
+		{"InvalidInput", testInvalidInput},
+		{"AcquireHoldsMaxSlots", testAcquireHoldsMaxSlots},
+		{"AcquireFreesDeadHolders", testAcquireFreesDeadHolders},
+		{"StaleReleaseFreesNothing", testStaleReleaseFreesNothing},
+		{"ConcurrentAcquireCountsExactly", testConcurrentAcquireCountsExactly},
+		{"AcquireAndAllowAreSeparate", testAcquireAndAllowAreSeparate},
+		{"Stats", testStats},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newLimiter)
+		})
+	}
+}
+
+func setup(t *testing.T, newLimiter NewLimiterFunc) (wasmwiz.RateLimiter, *Clock) {
+	t.Helper()
+	clock := NewClock(Start)
+	return newLimiter(t, clock), clock
+}
+
+// allow calls Allow and fails the test on an error.
+func allow(t *testing.T, l wasmwiz.RateLimiter, key string, limits ...wasmwiz.RateLimit) wasmwiz.RateDecision {
+	t.Helper()
+	d, err := l.Allow(context.Background(), key, limits)
+	if err != nil {
+		t.Fatalf("Allow(%q): %v", key, err)
+	}
+	return d
+}
+
+// want compares the fields of a decision that the suite pins down; Fallback
+// is the Redis limiter's business.
+func want(t *testing.T, what string, got, want wasmwiz.RateDecision) {
+	t.Helper()
+	got.Fallback = false
+	if got != want {
+		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func allowed(limit, remaining int64, reset time.Duration) wasmwiz.RateDecision {
+	return wasmwiz.RateDecision{Allowed: true, Limit: limit, Remaining: remaining, ResetAfter: reset}
+}
+
+func refused(limit int64, reset, retry time.Duration) wasmwiz.RateDecision {
+	return wasmwiz.RateDecision{Limit: limit, ResetAfter: reset, RetryAfter: retry}
+}
+
+func testAllowsLimitThenRefuses(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	for i := range int64(5) {
+		want(t, "event", allow(t, l, "u1", perMinute(5)), allowed(5, 4-i, time.Minute))
+	}
+	for range 3 {
+		want(t, "event over the limit", allow(t, l, "u1", perMinute(5)), refused(5, time.Minute, time.Minute))
+	}
+}
+
+func testRefusedConsumesNothing(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	for i := range int64(3) {
+		want(t, "spread event", allow(t, l, "u1", perMinute(3)), allowed(3, 2-i, time.Minute))
+		clock.Advance(10 * time.Second)
+	}
+	// Events at 0s, 10s, 20s; now 30s.
+	for range 50 {
+		want(t, "refused at 30s", allow(t, l, "u1", perMinute(3)), refused(3, 50*time.Second, 30*time.Second))
+	}
+	clock.Advance(30*time.Second - time.Millisecond)
+	want(t, "refused 1ms early", allow(t, l, "u1", perMinute(3)), refused(3, 20*time.Second+time.Millisecond, time.Millisecond))
+	clock.Advance(time.Millisecond)
+	want(t, "allowed when the oldest leaves", allow(t, l, "u1", perMinute(3)), allowed(3, 0, time.Minute))
+	// Events at 10s, 20s, 60s: the next room comes at 70s.
+	want(t, "refused again", allow(t, l, "u1", perMinute(3)), refused(3, time.Minute, 10*time.Second))
+}
+
+func testMillisecondBoundary(t *testing.T, newLimiter NewLimiterFunc) {
+	tests := []struct {
+		name    string
+		advance time.Duration
+		want    wasmwiz.RateDecision
+	}{
+		{"same instant", 0, refused(1, time.Minute, time.Minute)},
+		{"1ms after", time.Millisecond, refused(1, time.Minute-time.Millisecond, time.Minute-time.Millisecond)},
+		{"1ms before the window ends", time.Minute - time.Millisecond, refused(1, time.Millisecond, time.Millisecond)},
+		{"when the window ends", time.Minute, allowed(1, 0, time.Minute)},
+		{"long after", 25 * time.Hour, allowed(1, 0, time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, clock := setup(t, newLimiter)
+			want(t, "first", allow(t, l, "u1", perMinute(1)), allowed(1, 0, time.Minute))
+			clock.Advance(tt.advance)
+			want(t, "second", allow(t, l, "u1", perMinute(1)), tt.want)
+		})
+	}
+}
+
+func testSlidingNotFixedWindow(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	// Start is on a minute boundary. Two events in the last millisecond of
+	// one calendar minute still count in the first 59.999s of the next.
+	clock.Advance(time.Minute - time.Millisecond)
+	allow(t, l, "u1", perMinute(2))
+	allow(t, l, "u1", perMinute(2))
+	clock.Advance(time.Millisecond)
+	want(t, "new calendar minute", allow(t, l, "u1", perMinute(2)),
+		refused(2, time.Minute-time.Millisecond, time.Minute-time.Millisecond))
+	clock.Advance(time.Minute - time.Millisecond)
+	want(t, "window passed", allow(t, l, "u1", perMinute(2)), allowed(2, 1, time.Minute))
+}
+
+func testResetAfter(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	want(t, "first", allow(t, l, "u1", perMinute(3)), allowed(3, 2, time.Minute))
+	clock.Advance(10 * time.Second)
+	want(t, "second", allow(t, l, "u1", perMinute(3)), allowed(3, 1, time.Minute))
+	clock.Advance(10 * time.Second)
+	want(t, "third", allow(t, l, "u1", perMinute(3)), allowed(3, 0, time.Minute))
+	clock.Advance(5 * time.Second)
+	// Events at 0s, 10s, 20s; now 25s: room at 60s, empty at 80s.
+	want(t, "refused", allow(t, l, "u1", perMinute(3)), refused(3, 55*time.Second, 35*time.Second))
+}
+
+func testSeveralLimitsMostRestrictive(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	limits := []wasmwiz.RateLimit{perMinute(3), perDay(5)}
+	want(t, "1st", allow(t, l, "u1", limits...), allowed(3, 2, time.Minute))
+	// Ties on remaining go to the longer window.
+	tie := []wasmwiz.RateLimit{perMinute(3), perDay(3)}
+	want(t, "tie", allow(t, l, "u3", tie...), allowed(3, 2, 24*time.Hour))
+	want(t, "2nd", allow(t, l, "u1", limits...), allowed(3, 1, time.Minute))
+	want(t, "3rd", allow(t, l, "u1", limits...), allowed(3, 0, time.Minute))
+	want(t, "minute full", allow(t, l, "u1", limits...), refused(3, time.Minute, time.Minute))
+	clock.Advance(time.Minute)
+	// Day: 3 of 5 used. Minute: empty again.
+	want(t, "4th", allow(t, l, "u1", limits...), allowed(5, 1, 24*time.Hour))
+	want(t, "5th", allow(t, l, "u1", limits...), allowed(5, 0, 24*time.Hour))
+	want(t, "day full", allow(t, l, "u1", limits...), refused(5, 24*time.Hour, 24*time.Hour-time.Minute))
+
+	// Both refuse: the answer is the one that frees up last.
+	both := []wasmwiz.RateLimit{{Name: "minute", Limit: 1, Window: time.Minute}, {Name: "hour", Limit: 1, Window: time.Hour}}
+	want(t, "both first", allow(t, l, "u2", both...), allowed(1, 0, time.Hour))
+	clock.Advance(time.Second)
+	want(t, "both full", allow(t, l, "u2", both...), refused(1, time.Hour-time.Second, time.Hour-time.Second))
+	clock.Advance(time.Minute)
+	want(t, "hour still full", allow(t, l, "u2", both...), refused(1, time.Hour-time.Minute-time.Second, time.Hour-time.Minute-time.Second))
+}
+
+func testSeveralLimitsRefusedConsumesNone(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	limits := []wasmwiz.RateLimit{perMinute(2), perDay(10)}
+	allow(t, l, "u1", limits...)
+	allow(t, l, "u1", limits...)
+	for range 20 {
+		if d := allow(t, l, "u1", limits...); d.Allowed {
+			t.Fatalf("allowed over the minute limit: %+v", d)
+		}
+	}
+	clock.Advance(time.Minute)
+	// Only the two allowed events count against the day.
+	want(t, "day alone", allow(t, l, "u1", perDay(10)), allowed(10, 7, 24*time.Hour))
+	// The refusal by the day limit consumes nothing of the minute limit.
+	for range 7 {
+		allow(t, l, "u1", perDay(10))
+	}
+	for range 5 {
+		want(t, "refused by day", allow(t, l, "u1", limits...), refused(10, 24*time.Hour, 24*time.Hour-time.Minute))
+	}
+	want(t, "minute untouched", allow(t, l, "u1", perMinute(2)), allowed(2, 1, time.Minute))
+}
+
+func testKeysAreIndependent(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	want(t, "u1", allow(t, l, "user:1", perMinute(1)), allowed(1, 0, time.Minute))
+	want(t, "u1 again", allow(t, l, "user:1", perMinute(1)), refused(1, time.Minute, time.Minute))
+	for _, key := range []string{"user:2", "ip:192.0.2.1", "ip:2001:db8::1", "user:1:", "{user:1}", "user 1 ünïcode"} {
+		want(t, key, allow(t, l, key, perMinute(1)), allowed(1, 0, time.Minute))
+	}
+	// The same name with another window is another quota.
+	want(t, "other window", allow(t, l, "user:1", wasmwiz.RateLimit{Name: "minute", Limit: 1, Window: time.Hour}),
+		allowed(1, 0, time.Hour))
+}
+
+func testLimitChangeKeepsCount(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	for range 4 {
+		allow(t, l, "u1", perMinute(10))
+		clock.Advance(time.Second)
+	}
+	// Events at 0s..3s; now 4s. Lowered to 4: full; raised to 5: one more.
+	want(t, "lowered", allow(t, l, "u1", perMinute(4)), refused(4, 59*time.Second, 56*time.Second))
+	want(t, "lowered below", allow(t, l, "u1", perMinute(2)), refused(2, 59*time.Second, 58*time.Second))
+	want(t, "raised", allow(t, l, "u1", perMinute(5)), allowed(5, 0, time.Minute))
+}
+
+func testConcurrentAllowCountsExactly(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	const goroutines, calls, limit = 8, 40, 100
+	var ok, no atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range calls {
+				d, err := l.Allow(context.Background(), "hot", []wasmwiz.RateLimit{perMinute(limit), perDay(1000)})
+				if err != nil {
+					t.Errorf("Allow: %v", err)
+					return
+				}
+				if d.Allowed {
+					ok.Add(1)
+				} else {
+					no.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != limit || no.Load() != goroutines*calls-limit {
+		t.Fatalf("allowed %d, refused %d; want %d and %d", ok.Load(), no.Load(), limit, goroutines*calls-limit)
+	}
+	want(t, "day after the rush", allow(t, l, "hot", perDay(1000)), allowed(1000, 1000-limit-1, 24*time.Hour))
+}
+
+func testInvalidInput(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	long := string(make([]byte, 513))
+	allowCases := []struct {
+		name   string
+		key    string
+		limits []wasmwiz.RateLimit
+	}{
+		{"empty key", "", []wasmwiz.RateLimit{perMinute(1)}},
+		{"key too long", long, []wasmwiz.RateLimit{perMinute(1)}},
+		{"no limits", "u1", nil},
+		{"zero limit", "u1", []wasmwiz.RateLimit{perMinute(0)}},
+		{"negative limit", "u1", []wasmwiz.RateLimit{perMinute(-1)}},
+		{"zero window", "u1", []wasmwiz.RateLimit{{Name: "x", Limit: 1}}},
+		{"sub-millisecond window", "u1", []wasmwiz.RateLimit{{Name: "x", Limit: 1, Window: 999 * time.Microsecond}}},
+		{"negative window", "u1", []wasmwiz.RateLimit{{Name: "x", Limit: 1, Window: -time.Minute}}},
+		{"no name", "u1", []wasmwiz.RateLimit{{Limit: 1, Window: time.Minute}}},
+		{"name twice", "u1", []wasmwiz.RateLimit{perMinute(1), perMinute(2)}},
+	}
+	for _, tt := range allowCases {
+		t.Run("Allow/"+tt.name, func(t *testing.T) {
+			_, err := l.Allow(context.Background(), tt.key, tt.limits)
+			if code := wasmwiz.ErrorCode(err); code != wasmwiz.EINVALID {
+				t.Fatalf("error %v (code %q), want EINVALID", err, code)
+			}
+		})
+	}
+	acquireCases := []struct {
+		name string
+		key  string
+		max  int
+		ttl  time.Duration
+	}{
+		{"empty key", "", 1, time.Minute},
+		{"key too long", long, 1, time.Minute},
+		{"zero max", "u1", 0, time.Minute},
+		{"negative max", "u1", -3, time.Minute},
+		{"zero ttl", "u1", 1, 0},
+		{"sub-millisecond ttl", "u1", 1, time.Microsecond},
+	}
+	for _, tt := range acquireCases {
+		t.Run("Acquire/"+tt.name, func(t *testing.T) {
+			release, ok, err := l.Acquire(context.Background(), tt.key, tt.max, tt.ttl)
+			if code := wasmwiz.ErrorCode(err); code != wasmwiz.EINVALID || ok {
+				t.Fatalf("ok %v, error %v (code %q), want EINVALID", ok, err, code)
+			}
+			if release != nil {
+				release()
+			}
+		})
+	}
+	// Nothing was counted by the refused input.
+	want(t, "valid after invalid", allow(t, l, "u1", perMinute(1)), allowed(1, 0, time.Minute))
+}
+
+// acquire calls Acquire and fails the test on an error.
+func acquire(t *testing.T, l wasmwiz.RateLimiter, key string, maxSlots int, ttl time.Duration) (func(), bool) {
+	t.Helper()
+	release, ok, err := l.Acquire(context.Background(), key, maxSlots, ttl)
+	if err != nil {
+		t.Fatalf("Acquire(%q): %v", key, err)
+	}
+	if release == nil {
+		t.Fatalf("Acquire(%q) returned a nil release", key)
+	}
+	return release, ok
+}
+
+func testAcquireHoldsMaxSlots(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	var releases []func()
+	for i := range 3 {
+		release, ok := acquire(t, l, "u1", 3, time.Minute)
+		if !ok {
+			t.Fatalf("slot %d refused", i+1)
+		}
+		releases = append(releases, release)
+	}
+	if release, ok := acquire(t, l, "u1", 3, time.Minute); ok {
+		release()
+		t.Fatal("4th slot of 3 granted")
+	}
+	if _, ok := acquire(t, l, "u2", 3, time.Minute); !ok {
+		t.Fatal("another key's slot refused")
+	}
+	releases[0]()
+	releases[0]() // a second release frees nothing more
+	if _, ok := acquire(t, l, "u1", 3, time.Minute); !ok {
+		t.Fatal("slot refused after a release")
+	}
+	if _, ok := acquire(t, l, "u1", 3, time.Minute); ok {
+		t.Fatal("double release freed two slots")
+	}
+	// A lower max counts the slots already held.
+	if _, ok := acquire(t, l, "u1", 2, time.Minute); ok {
+		t.Fatal("slot granted over a lowered max")
+	}
+	if _, ok := acquire(t, l, "u1", 4, time.Minute); !ok {
+		t.Fatal("slot refused under a raised max")
+	}
+}
+
+func testAcquireFreesDeadHolders(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	acquire(t, l, "u1", 2, 30*time.Second)
+	clock.Advance(10 * time.Second)
+	acquire(t, l, "u1", 2, 30*time.Second)
+	clock.Advance(20*time.Second - time.Millisecond)
+	if _, ok := acquire(t, l, "u1", 2, 30*time.Second); ok {
+		t.Fatal("slot granted 1ms before the first holder's ttl")
+	}
+	clock.Advance(time.Millisecond)
+	if _, ok := acquire(t, l, "u1", 2, 30*time.Second); !ok {
+		t.Fatal("dead holder's slot not freed at its ttl")
+	}
+	if _, ok := acquire(t, l, "u1", 2, 30*time.Second); ok {
+		t.Fatal("second holder's slot freed before its ttl")
+	}
+}
+
+func testStaleReleaseFreesNothing(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	stale, _ := acquire(t, l, "u1", 1, 10*time.Second)
+	clock.Advance(10 * time.Second)
+	if _, ok := acquire(t, l, "u1", 1, 10*time.Second); !ok {
+		t.Fatal("expired slot not taken over")
+	}
+	stale() // the dead holder comes back: it must not free the new holder's slot
+	if _, ok := acquire(t, l, "u1", 1, 10*time.Second); ok {
+		t.Fatal("a stale release freed another holder's slot")
+	}
+}
+
+func testConcurrentAcquireCountsExactly(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	const goroutines, maxSlots = 32, 5
+	var granted atomic.Int64
+	var mu sync.Mutex
+	var releases []func()
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			release, ok, err := l.Acquire(context.Background(), "hot", maxSlots, time.Minute)
+			if err != nil {
+				t.Errorf("Acquire: %v", err)
+				return
+			}
+			if ok {
+				granted.Add(1)
+				mu.Lock()
+				releases = append(releases, release)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if granted.Load() != maxSlots {
+		t.Fatalf("granted %d slots, want %d", granted.Load(), maxSlots)
+	}
+	// Every holder releases: all slots are free again.
+	for _, release := range releases {
+		release()
+	}
+	for i := range maxSlots {
+		if _, ok := acquire(t, l, "hot", maxSlots, time.Minute); !ok {
+			t.Fatalf("slot %d refused after every holder released", i+1)
+		}
+	}
+}
+
+func testAcquireAndAllowAreSeparate(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	acquire(t, l, "u1", 1, time.Minute)
+	want(t, "allow beside a slot", allow(t, l, "u1", perMinute(1)), allowed(1, 0, time.Minute))
+	if _, ok := acquire(t, l, "u1", 2, time.Minute); !ok {
+		t.Fatal("an event took a slot")
+	}
+}
+
+func testStats(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	s, ok := l.(Stater)
+	if !ok {
+		t.Fatalf("%T has no Stats method", l)
+	}
+	for range 5 {
+		allow(t, l, "u1", perMinute(3))
+	}
+	acquire(t, l, "u1", 1, time.Minute)
+	acquire(t, l, "u1", 1, time.Minute)
+	acquire(t, l, "u1", 1, time.Minute)
+	got := s.Stats()
+	wantStats := wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 1, AcquireRefused: 2}
+	if got != wantStats {
+		t.Fatalf("Stats() = %+v, want %+v", got, wantStats)
+	}
+}
