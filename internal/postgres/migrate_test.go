@@ -1,0 +1,136 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+)
+
+// TestMigrateConcurrently starts several stores, each with its own pool, on
+// one fresh schema at once, as replicas of a deployment do: every Migrate
+// succeeds, each migration is recorded once and the tiers are seeded once.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	const replicas = 6
+	dbs := make([]*postgres.DB, replicas)
+	for i := range dbs {
+		dbs[i] = openURL(t, url, false)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, replicas)
+	start := make(chan struct{})
+	for i, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = db.Migrate(ctx)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: Migrate: %v", i, err)
+		}
+	}
+	versions, err := dbs[0].MigrationVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) == 0 || versions[0] != 1 {
+		t.Fatalf("recorded migrations %v, want 1 first", versions)
+	}
+	for i := 1; i < len(versions); i++ {
+		if versions[i] != versions[i-1]+1 {
+			t.Fatalf("recorded migrations %v: want each once, numbered without gaps", versions)
+		}
+	}
+	tiers, err := dbs[1].ListTiers(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tiers) != len(wasmwiz.DefaultTiers()) {
+		t.Fatalf("%d tiers after concurrent migrations, want the %d defaults once", len(tiers), len(wasmwiz.DefaultTiers()))
+	}
+}
+
+// TestMigrateKeepsAdminChanges: migrating an up-to-date database again does
+// nothing, and in particular does not re-seed a tier an admin changed.
+func TestMigrateKeepsAdminChanges(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	free, err := db.FindTier(sys, wasmwiz.TierFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.RunsPerDay = 7
+	if err := db.PutTier(sys, free); err != nil {
+		t.Fatal(err)
+	}
+	before, err := db.MigrationVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	after, err := db.MigrationVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("second Migrate recorded %v, before %v", after, before)
+	}
+	got, err := db.FindTier(sys, wasmwiz.TierFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunsPerDay != 7 {
+		t.Fatalf("free tier runs per day = %d after Migrate, want the admin's 7", got.RunsPerDay)
+	}
+}
+
+// TestOpenErrors: a malformed URL is the caller's mistake; a database that
+// does not answer is unavailable, and the password never shows in errors.
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		url  string
+		code string
+	}{
+		{"malformed", "postgres://user:s3cret@[::1:5432/db", wasmwiz.EINVALID},
+		{"nobody listening", "postgres://user:s3cret@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", wasmwiz.EUNAVAILABLE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db, err := postgres.Open(context.Background(), tt.url)
+			if err == nil {
+				db.Close()
+				t.Fatal("Open succeeded")
+			}
+			wantCode(t, err, tt.code, "Open")
+			if msg := wasmwiz.ErrorMessage(err); contains(msg, "s3cret") {
+				t.Fatalf("error message shows the password: %q", msg)
+			}
+		})
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

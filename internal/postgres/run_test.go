@@ -1,0 +1,193 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+// TestCreateRunsBatchSizes covers both insert paths (one INSERT of arrays
+// below the COPY threshold, COPY at and above it): every record is stored
+// once, a retried batch adds nothing, and only the executed runs of stored
+// modules bump run_count and last_run_at.
+func TestCreateRunsBatchSizes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		n    int
+	}{
+		{"one", 1},
+		{"below COPY", 63},
+		{"at COPY", 64},
+		{"large", 700},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			u, ctx := mustUser(t, db, "runner@example.com", wasmwiz.RoleUser)
+			m := &wasmwiz.Module{Name: "m", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+			if err := db.CreateModule(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			var runs []*wasmwiz.Run
+			executed := 0
+			var last time.Time
+			for i := range tt.n {
+				at := t0.Add(time.Duration(i) * time.Millisecond)
+				r := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+					Tier: "free", Status: wasmwiz.StatusOK, DurationMS: float64(i), ExitCode: i % 3,
+					MemoryPeakBytes: 65536, StdinBytes: int64(i), OutputBytes: 2 * int64(i), CreatedAt: at}
+				if i%5 == 4 {
+					r.Status, r.ErrorCode = "", wasmwiz.ERATELIMIT // refused: did not run
+				} else {
+					executed++
+					last = at
+				}
+				runs = append(runs, r)
+			}
+			for attempt := range 2 { // the second is a retry of the same batch
+				if err := db.CreateRuns(context.Background(), runs); err != nil {
+					t.Fatalf("attempt %d: CreateRuns: %v", attempt, err)
+				}
+			}
+			got, total, err := db.FindRuns(ctx, wasmwiz.RunFilter{Limit: tt.n + 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != tt.n || len(got) != tt.n {
+				t.Fatalf("FindRuns: %d runs of total %d, want %d", len(got), total, tt.n)
+			}
+			// Newest first: got[0] is the last record.
+			want := runs[tt.n-1]
+			if g := got[0]; g.ID != want.ID || g.Status != want.Status || g.ExitCode != want.ExitCode ||
+				g.DurationMS != want.DurationMS || g.StdinBytes != want.StdinBytes || g.OutputBytes != want.OutputBytes ||
+				g.ErrorCode != want.ErrorCode || g.ModuleID != want.ModuleID || !g.CreatedAt.Equal(want.CreatedAt) {
+				t.Fatalf("stored run\n%+v\nwant\n%+v", g, want)
+			}
+			mod, err := db.FindModuleByID(ctx, m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mod.RunCount != int64(executed) {
+				t.Fatalf("run_count = %d, want %d executed runs counted once", mod.RunCount, executed)
+			}
+			if executed > 0 && (mod.LastRunAt == nil || !mod.LastRunAt.Equal(last)) {
+				t.Fatalf("last_run_at = %v, want %v", mod.LastRunAt, last)
+			}
+		})
+	}
+}
+
+// TestCreateRunsDeletedModule: a record naming a module that was deleted
+// is still stored, and nothing else is touched.
+func TestCreateRunsDeletedModule(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	u, ctx := mustUser(t, db, "runner@example.com", wasmwiz.RoleUser)
+	m := &wasmwiz.Module{Name: "gone", Wasm: []byte("\x00asm\x01\x00\x00\x00gone")}
+	if err := db.CreateModule(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteModule(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := &wasmwiz.Run{ID: wasmwiz.NewRunID(t0), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+		Status: wasmwiz.StatusOK, CreatedAt: t0}
+	if err := db.CreateRuns(context.Background(), []*wasmwiz.Run{r}); err != nil {
+		t.Fatalf("CreateRuns: %v", err)
+	}
+	got, err := db.FindRunByID(ctx, r.ID)
+	if err != nil {
+		t.Fatalf("FindRunByID: %v", err)
+	}
+	if got.ModuleID != m.ID {
+		t.Fatalf("module id %q, want %q", got.ModuleID, m.ID)
+	}
+}
+
+// TestDeleteRunsBefore deletes old records in batches of at most the given
+// size, keeps newer ones, and several replicas deleting at once delete
+// each record once between them.
+func TestDeleteRunsBefore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		deleters int
+	}{
+		{"one replica", 1},
+		{"four replicas", 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			u, ctx := mustUser(t, db, "old@example.com", wasmwiz.RoleUser)
+			cutoff := t0.Add(-30 * 24 * time.Hour)
+			const old, recent = 1050, 7
+			var runs []*wasmwiz.Run
+			for i := range old + recent {
+				at := cutoff.Add(-time.Duration(old-i) * time.Second) // i >= old: at or after the cutoff
+				runs = append(runs, &wasmwiz.Run{ID: fmt.Sprintf("run_%06d", i), UserID: u.ID,
+					Status: wasmwiz.StatusOK, CreatedAt: at})
+			}
+			if err := db.CreateRuns(context.Background(), runs); err != nil {
+				t.Fatal(err)
+			}
+			const batch = 100
+			var deleted atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, tt.deleters)
+			for range tt.deleters {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						n, err := db.DeleteRunsBefore(context.Background(), cutoff, batch)
+						if err != nil {
+							errs <- err
+							return
+						}
+						if n > batch {
+							errs <- fmt.Errorf("deleted %d in one call, batch is %d", n, batch)
+							return
+						}
+						if n == 0 {
+							return
+						}
+						deleted.Add(int64(n))
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if deleted.Load() != old {
+				t.Fatalf("deleted %d records, want %d", deleted.Load(), old)
+			}
+			left, total, err := db.FindRuns(ctx, wasmwiz.RunFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != recent || len(left) != recent {
+				t.Fatalf("%d records left (total %d), want the %d at or after the cutoff", len(left), total, recent)
+			}
+			for _, r := range left {
+				if r.CreatedAt.Before(cutoff) {
+					t.Fatalf("record of %v before the cutoff %v survived", r.CreatedAt, cutoff)
+				}
+			}
+			_, err = db.DeleteRunsBefore(context.Background(), cutoff, 0)
+			wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+		})
+	}
+}
