@@ -1,0 +1,274 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// header is what the engine reads of a module's binary itself, before wazero
+// compiles it: enough to refuse clearly what wazero would refuse obscurely
+// (components, truncation) and to list the imports wazero's API does not show
+// (tables and globals) with their kinds.
+type header struct {
+	imports []rawImport
+	exports []rawExport
+	// memory is the module's own memory (memory section), nil when it has none.
+	memory *wasmwiz.MemoryInfo
+}
+
+type rawExport struct {
+	name, kind string
+}
+
+var externKinds = []string{"func", "table", "memory", "global", "tag"}
+
+type rawImport struct {
+	module, name string
+	kind         string // func, table, memory, global, tag
+	memory       *wasmwiz.MemoryInfo
+}
+
+var wasmMagic = []byte{0x00, 'a', 's', 'm'}
+
+// parseHeader checks the preamble and walks the sections. It returns EINVALID
+// with a message a module's author can act on.
+func parseHeader(b []byte) (*header, error) {
+	switch {
+	case len(b) == 0:
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is empty")
+	case len(b) < 4 || !bytes.Equal(b[:4], wasmMagic):
+		if looksLikeText(b) {
+			if bytes.Contains(b[:min(len(b), 512)], []byte("(module")) {
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: this looks like the WebAssembly text format (.wat); compile it with wat2wasm first")
+			}
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: this is a text file")
+		}
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: it does not start with the magic bytes \\0asm")
+	case len(b) < 8:
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "truncated module: %d bytes, shorter than the 8-byte header", len(b))
+	}
+	version := b[4:8]
+	switch {
+	case bytes.Equal(version, []byte{1, 0, 0, 0}):
+	case version[2] == 1 && version[3] == 0:
+		// The component model's preamble: a 16-bit version, then layer 1.
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "components are not supported; build a core module for wasm32-wasip1")
+	default:
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unsupported WebAssembly binary version %d; only version 1 (core modules) is supported",
+			uint32(version[0])|uint32(version[1])<<8|uint32(version[2])<<16|uint32(version[3])<<24)
+	}
+	h := &header{}
+	r := &reader{b: b, pos: 8}
+	for r.pos < len(b) {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if uint64(r.pos)+uint64(size) > uint64(len(b)) {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "truncated module: section %d declares %d bytes but only %d remain", id, size, len(b)-r.pos)
+		}
+		sec := &reader{b: b[:r.pos+int(size)], pos: r.pos}
+		r.pos += int(size)
+		switch id {
+		case 2:
+			if h.imports, err = parseImports(sec); err != nil {
+				return nil, err
+			}
+		case 7:
+			if h.exports, err = parseExports(sec); err != nil {
+				return nil, err
+			}
+		case 5:
+			n, err := sec.u32()
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				if h.memory, err = sec.limits(); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return h, nil
+}
+
+func looksLikeText(b []byte) bool {
+	p := b[:min(len(b), 512)]
+	if !utf8.Valid(p) && utf8.Valid(p[:max(0, len(p)-3)]) {
+		p = p[:len(p)-3] // a multi-byte rune cut by the window
+	}
+	if !utf8.Valid(p) {
+		return false
+	}
+	for _, c := range p {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+func parseImports(r *reader) ([]rawImport, error) {
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	var out []rawImport
+	for i := uint32(0); i < n; i++ {
+		var im rawImport
+		if im.module, err = r.name(); err != nil {
+			return nil, err
+		}
+		if im.name, err = r.name(); err != nil {
+			return nil, err
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		switch kind {
+		case 0x00: // func: type index
+			im.kind = "func"
+			_, err = r.u32()
+		case 0x01: // table: reftype, limits
+			im.kind = "table"
+			if _, err = r.byte(); err == nil {
+				_, err = r.limits()
+			}
+		case 0x02:
+			im.kind = "memory"
+			im.memory, err = r.limits()
+		case 0x03: // global: valtype, mut
+			im.kind = "global"
+			if _, err = r.byte(); err == nil {
+				_, err = r.byte()
+			}
+		case 0x04: // tag (exception handling): attribute, type index
+			im.kind = "tag"
+			if _, err = r.byte(); err == nil {
+				_, err = r.u32()
+			}
+		default:
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid module: import %s.%s has unknown kind 0x%02x", im.module, im.name, kind)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, im)
+	}
+	return out, nil
+}
+
+func parseExports(r *reader) ([]rawExport, error) {
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	var out []rawExport
+	for i := uint32(0); i < n; i++ {
+		name, err := r.name()
+		if err != nil {
+			return nil, err
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		if int(kind) >= len(externKinds) {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid module: export %q has unknown kind 0x%02x", name, kind)
+		}
+		if _, err := r.u32(); err != nil {
+			return nil, err
+		}
+		out = append(out, rawExport{name: name, kind: externKinds[kind]})
+	}
+	return out, nil
+}
+
+type reader struct {
+	b   []byte
+	pos int
+}
+
+func (r *reader) truncated() error {
+	return wasmwiz.Errorf(wasmwiz.EINVALID, "truncated module: unexpected end at byte %d", r.pos)
+}
+
+func (r *reader) byte() (byte, error) {
+	if r.pos >= len(r.b) {
+		return 0, r.truncated()
+	}
+	c := r.b[r.pos]
+	r.pos++
+	return c, nil
+}
+
+// u32 reads an unsigned LEB128 number of at most 32 bits.
+func (r *reader) u32() (uint32, error) {
+	var v uint64
+	for shift := 0; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if v > 1<<32-1 {
+				break
+			}
+			return uint32(v), nil
+		}
+	}
+	return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid module: malformed number at byte %d", r.pos)
+}
+
+func (r *reader) name() (string, error) {
+	n, err := r.u32()
+	if err != nil {
+		return "", err
+	}
+	if uint64(r.pos)+uint64(n) > uint64(len(r.b)) {
+		return "", r.truncated()
+	}
+	s := r.b[r.pos : r.pos+int(n)]
+	r.pos += int(n)
+	if !utf8.Valid(s) {
+		return "", wasmwiz.Errorf(wasmwiz.EINVALID, "invalid module: a name is not valid UTF-8")
+	}
+	return string(s), nil
+}
+
+func (r *reader) limits() (*wasmwiz.MemoryInfo, error) {
+	flags, err := r.byte()
+	if err != nil {
+		return nil, err
+	}
+	if flags > 0x07 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid module: limits flags 0x%02x", flags)
+	}
+	if flags&0x04 != 0 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "64-bit memories (memory64) are not supported")
+	}
+	m := &wasmwiz.MemoryInfo{}
+	if m.MinPages, err = r.u32(); err != nil {
+		return nil, err
+	}
+	if flags&0x01 != 0 {
+		mx, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		m.MaxPages = &mx
+	}
+	return m, nil
+}
+
+func (im rawImport) String() string { return fmt.Sprintf("%s.%s", im.module, im.name) }

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// compiled is one module compiled and analysed, shared by every run of the
+// same bytes. It stays valid while refs > 0, even after eviction.
+type compiled struct {
+	key  string
+	mod  wazero.CompiledModule
+	info *analysis
+	size int64 // estimated bytes held, for the LRU bound
+
+	refs    int
+	evicted bool
+	elem    *list.Element
+}
+
+// flight is one compile that concurrent first requests of a module wait for.
+type flight struct {
+	done    chan struct{}
+	waiters int // requests waiting; each gets a reference before done closes
+	c       *compiled
+	err     error
+}
+
+// compileCache holds compiled modules keyed by content hash and the runtime
+// settings compiled code depends on, evicting the least recently used beyond
+// a byte budget. A module being compiled is compiled once however many
+// requests want it at the same time.
+type compileCache struct {
+	e      *Engine
+	budget int64
+
+	mu       sync.Mutex
+	entries  map[string]*compiled
+	lru      *list.List // front: most recently used; values *compiled
+	bytes    int64
+	inflight map[string]*flight
+
+	hits, misses, diskHits uint64
+	compileTime            time.Duration
+}
+
+func newCompileCache(e *Engine, budget int64) *compileCache {
+	return &compileCache{
+		e: e, budget: budget,
+		entries:  map[string]*compiled{},
+		lru:      list.New(),
+		inflight: map[string]*flight{},
+	}
+}
+
+// cacheKey is the content hash plus what the compiled code depends on: the
+// in-guest interrupt checks are compiled into the code.
+func (e *Engine) cacheKey(sha string) string {
+	if e.opts.NoGuestInterrupt {
+		return sha + "/nointerrupt"
+	}
+	return sha + "/interrupt"
+}
+
+// estimateCompiledSize is the LRU's guess of what a compiled module holds:
+// wazero keeps the decoded module (about the binary's size) and native code
+// (a few times the code section). wazero does not report either.
+func estimateCompiledSize(wasmLen int) int64 { return 4*int64(wasmLen) + 64*wasmwiz.KiB }
+
+// get returns the compiled module for wasm (whose hex sha256 is sha) with a
+// reference the caller must release, and whether it came from a cache
+// (memory or disk). It returns EINVALID for modules that cannot run here.
+func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, error) {
+	key := cc.e.cacheKey(sha)
+	cc.mu.Lock()
+	if c, ok := cc.entries[key]; ok {
+		c.refs++
+		cc.lru.MoveToFront(c.elem)
+		cc.hits++
+		cc.mu.Unlock()
+		return c, true, nil
+	}
+	if f, ok := cc.inflight[key]; ok {
+		cc.hits++
+		f.waiters++
+		cc.mu.Unlock()
+		<-f.done
+		if f.err != nil {
+			return nil, false, f.err
+		}
+		// The caller waited for the compile: its code was not cached.
+		return f.c, false, nil
+	}
+	f := &flight{done: make(chan struct{})}
+	cc.inflight[key] = f
+	cc.misses++
+	cc.mu.Unlock()
+
+	start := time.Now()
+	diskHit := cc.e.diskMarkerExists(key)
+	c, err := cc.e.compile(wasm, sha)
+	took := time.Since(start)
+
+	cc.mu.Lock()
+	delete(cc.inflight, key)
+	cc.compileTime += took
+	if err == nil {
+		if diskHit {
+			cc.diskHits++
+		}
+		c.key = key
+		c.refs = 1 + f.waiters
+		c.elem = cc.lru.PushFront(c)
+		cc.entries[key] = c
+		cc.bytes += c.size
+		cc.evictLocked()
+	}
+	f.c, f.err = c, err
+	close(f.done)
+	cc.mu.Unlock()
+	if err == nil {
+		cc.e.writeDiskMarker(key)
+	}
+	return c, diskHit && err == nil, err
+}
+
+// evictLocked drops least recently used entries while over budget, always
+// keeping the newest. An entry still in use is closed by its last release.
+func (cc *compileCache) evictLocked() {
+	for cc.bytes > cc.budget && cc.lru.Len() > 1 {
+		c := cc.lru.Back().Value.(*compiled)
+		cc.lru.Remove(c.elem)
+		delete(cc.entries, c.key)
+		cc.bytes -= c.size
+		c.evicted = true
+		if c.refs == 0 {
+			_ = c.mod.Close(context.Background())
+		}
+	}
+}
+
+// release gives back a reference taken by get.
+func (cc *compileCache) release(c *compiled) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	c.refs--
+	if c.refs == 0 && c.evicted {
+		_ = c.mod.Close(context.Background())
+	}
+}
+
+func (cc *compileCache) stats() CacheStats {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return CacheStats{
+		Hits: cc.hits, Misses: cc.misses, DiskHits: cc.diskHits,
+		CompileSeconds: cc.compileTime.Seconds(),
+		Entries:        len(cc.entries), Bytes: cc.bytes,
+	}
+}
+
+func (cc *compileCache) closeAll(ctx context.Context) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for _, c := range cc.entries {
+		_ = c.mod.Close(ctx)
+	}
+	cc.entries = map[string]*compiled{}
+	cc.lru.Init()
+	cc.bytes = 0
+}
+
+// compile parses, checks and compiles one module. Everything that makes a
+// module unrunnable here is EINVALID.
+func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
+	h, err := parseHeader(wasm)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkImportNames(h); err != nil {
+		return nil, err
+	}
+	mod, err := e.runtime.CompileModule(context.Background(), wasm)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid module: %v", err)
+	}
+	info, err := e.analyse(h, mod, wasm, sha)
+	if err != nil {
+		_ = mod.Close(context.Background())
+		return nil, err
+	}
+	return &compiled{mod: mod, info: info, size: estimateCompiledSize(len(wasm))}, nil
+}
+
+// The disk cache is wazero's: it does not say whether a compile was served
+// from it. A marker per cache key, written after a compile with CacheDir
+// set, tells the next process that the compiled code is on disk, so that
+// compile_cached is reported. The marker names the wazero version and the
+// architecture, which wazero's own cache keys include too.
+func (e *Engine) diskMarker(key string) string {
+	if e.opts.CacheDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key + "|" + wazeroVersion() + "|" + runtime.GOOS + "/" + runtime.GOARCH))
+	return filepath.Join(e.opts.CacheDir, "wasmwiz-markers", hex.EncodeToString(sum[:16]))
+}
+
+func (e *Engine) diskMarkerExists(key string) bool {
+	p := e.diskMarker(key)
+	if p == "" {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (e *Engine) writeDiskMarker(key string) {
+	p := e.diskMarker(key)
+	if p == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		e.log.Warn("compile cache marker", "err", err)
+		return
+	}
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		e.log.Warn("compile cache marker", "err", err)
+	}
+}
+
+var wazeroVersion = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+})

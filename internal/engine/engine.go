@@ -1,0 +1,158 @@
+// Package engine runs WebAssembly modules on wazero with limits that hold:
+// it inspects and refuses modules before running them, runs WASI preview1
+// commands and plain numeric functions in fresh anonymous instances, caps
+// wall time, linear memory and output per run, and caches compiled code by
+// content hash in memory (LRU by bytes) and optionally on disk.
+//
+// The engine runs guests in its own process. That is right for `wasmwiz run`
+// and inside the worker processes of the server; see docs/RATIONALE.md
+// ("Engine") for why the server must not run guests in its own process.
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Options configure an Engine. The zero value is valid.
+type Options struct {
+	// CacheDir is an on-disk compiled-code cache that processes share, so
+	// that a restart or a new worker does not recompile; "" means none.
+	CacheDir string
+	// MemoryCacheBytes bounds the compiled modules kept in memory, by their
+	// estimated size; 0 means 256 MiB.
+	MemoryCacheBytes int64
+	// NoGuestInterrupt turns off wazero's in-guest cancellation checks
+	// (WithCloseOnContextDone). With false (the default) a run past its
+	// deadline is stopped from inside the process, which works for loops but
+	// not for loop-free recursion. Worker processes set true: they are killed
+	// at the deadline instead, which stops any guest and removes the cost of
+	// the checks. Host sleeps honour the deadline either way.
+	NoGuestInterrupt bool
+	// Logger receives compile and cache events; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultMemoryCacheBytes is the in-memory compiled-code cache bound when
+// Options.MemoryCacheBytes is 0.
+const DefaultMemoryCacheBytes = 256 * wasmwiz.MiB
+
+// Engine runs WebAssembly modules. It is safe for concurrent use; every run
+// gets a fresh anonymous instance. It implements wasmwiz.Engine.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	runtime wazero.Runtime
+	ccache  wazero.CompilationCache // nil without CacheDir
+	cache   *compileCache
+
+	// wasiFuncs are the host functions a guest may import, by module and
+	// name: wasi_snapshot_preview1 and wasi_unstable mapped onto it.
+	wasiFuncs map[string]map[string]api.FunctionDefinition
+
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
+}
+
+var _ wasmwiz.Engine = (*Engine)(nil)
+
+// WASI module names the engine provides. wasi_unstable is served by the
+// same functions as wasi_snapshot_preview1, as wazero does for legacy code.
+const (
+	wasiPreview1 = wasi_snapshot_preview1.ModuleName
+	wasiUnstable = "wasi_unstable"
+)
+
+// New starts an engine. It returns EINTERNAL when the runtime or the cache
+// directory cannot be set up.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.MemoryCacheBytes <= 0 {
+		opts.MemoryCacheBytes = DefaultMemoryCacheBytes
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCloseOnContextDone(!opts.NoGuestInterrupt).
+		WithCoreFeatures(api.CoreFeaturesV2)
+	e := &Engine{opts: opts, log: log}
+	if opts.CacheDir != "" {
+		cc, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "compilation cache directory %s", opts.CacheDir)
+		}
+		e.ccache = cc
+		cfg = cfg.WithCompilationCache(cc)
+	}
+	e.runtime = wazero.NewRuntimeWithConfig(ctx, cfg)
+	e.cache = newCompileCache(e, opts.MemoryCacheBytes)
+	e.wasiFuncs = map[string]map[string]api.FunctionDefinition{}
+	for _, name := range []string{wasiPreview1, wasiUnstable} {
+		b := e.runtime.NewHostModuleBuilder(name)
+		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+		cm, err := b.Compile(ctx)
+		if err == nil {
+			e.wasiFuncs[name] = cm.ExportedFunctions()
+			_, err = e.runtime.InstantiateModule(ctx, cm, wazero.NewModuleConfig())
+		}
+		if err != nil {
+			_ = e.runtime.Close(ctx)
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "instantiating %s", name)
+		}
+	}
+	return e, nil
+}
+
+// CacheStats describe the in-memory compiled-code cache.
+type CacheStats struct {
+	Hits           uint64  // runs and inspections served from memory, including waits on another's compile
+	Misses         uint64  // compiles (which may have been served by the disk cache)
+	DiskHits       uint64  // misses whose compiled code came from CacheDir
+	CompileSeconds float64 // total time spent compiling, including disk-cache loads
+	Entries        int     // modules held
+	Bytes          int64   // their estimated size
+}
+
+// CacheStats returns the compiled-code cache counters.
+func (e *Engine) CacheStats() CacheStats { return e.cache.stats() }
+
+// Close waits for running guests, then frees every compiled module and the
+// runtime. Runs after Close answer EUNAVAILABLE.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.running.Wait()
+	e.cache.closeAll(ctx)
+	err := e.runtime.Close(ctx)
+	if e.ccache != nil {
+		if cerr := e.ccache.Close(ctx); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// begin registers an operation, or refuses it when the engine is closed.
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the engine is shutting down")
+	}
+	e.running.Add(1)
+	return nil
+}

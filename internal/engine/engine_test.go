@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// requireServices reports whether a missing prerequisite must fail the test
+// instead of skipping it (CI sets it).
+func requireServices() bool { return os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" }
+
+var (
+	sharedOnce sync.Once
+	sharedEng  *Engine
+)
+
+// sharedEngine is one engine for the tests that do not inspect its cache.
+func sharedEngine(t testing.TB) *Engine {
+	t.Helper()
+	sharedOnce.Do(func() {
+		e, err := New(context.Background(), Options{})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		sharedEng = e
+	})
+	return sharedEng
+}
+
+func newEngine(t testing.TB, opts Options) *Engine {
+	t.Helper()
+	e, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}
+
+func testdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatalf("read testdata: %v", err)
+	}
+	return b
+}
+
+// limits are generous defaults that each case narrows.
+func limits() wasmwiz.Limits {
+	return wasmwiz.Limits{
+		Timeout:        10 * time.Second,
+		MaxMemoryBytes: 64 * wasmwiz.MiB,
+		MaxOutputBytes: 1 * wasmwiz.MiB,
+		MaxModuleBytes: 10 * wasmwiz.MiB,
+		MaxStdinBytes:  1 * wasmwiz.MiB,
+	}
+}
+
+func TestRunOutcomes(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	type want struct {
+		status       wasmwiz.Status
+		exitCode     int
+		stdout       string // exact, unless stdoutPrefix
+		stdoutPrefix bool
+		stderr       string // substring
+		trap         []string
+		results      []string // Value.String of each
+		stdoutTrunc  bool
+		stderrTrunc  bool
+		entry        string
+		minPeak      int64
+	}
+	tests := []struct {
+		name string
+		file string
+		req  func(r *wasmwiz.RunRequest)
+		want want
+	}{
+		{"hello", "hello.wasm", nil, want{status: wasmwiz.StatusOK, stdout: "Hello, World!\n", entry: "_start"}},
+		{"echo trims stdin", "echo.wasm", func(r *wasmwiz.RunRequest) { r.Stdin = []byte("  hi there \n\n") },
+			want{status: wasmwiz.StatusOK, stdout: "hi there"}},
+		{"calc_add", "calc_add.wasm", func(r *wasmwiz.RunRequest) { r.Stdin = []byte("5 3") },
+			want{status: wasmwiz.StatusOK, stdout: "8\n"}},
+		{"calc_add with one integer", "calc_add.wasm", func(r *wasmwiz.RunRequest) { r.Stdin = []byte("5") },
+			want{status: wasmwiz.StatusExit, exitCode: 1, stderr: "expected two integers"}},
+		{"non-zero exit keeps output", "exit_code.wasm", func(r *wasmwiz.RunRequest) { r.Args = []string{"7"} },
+			want{status: wasmwiz.StatusExit, exitCode: 7, stdout: "before exit\n", stderr: "to stderr"}},
+		{"args and env come only from the caller", "args_env.wasm", func(r *wasmwiz.RunRequest) {
+			r.Name, r.Args, r.Env = "prog.wasm", []string{"a b", "c"}, map[string]string{"GREETING": "hi", "Z": "last"}
+		}, want{status: wasmwiz.StatusOK, stdout: "argv[0]=prog.wasm\nargv[1]=a b\nargv[2]=c\nenv GREETING=hi\nenv Z=last\nwall_after_2020=1\nmonotonic_ok=1\nrandom_differs=1\n"}},
+		{"wasi_unstable maps onto preview1", "unstable.wasm", nil, want{status: wasmwiz.StatusOK, stdout: "unstable ok\n"}},
+		{"tight loop times out", "loop.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
+			want{status: wasmwiz.StatusTimeout}},
+		{"busy host calls time out", "hostcall_loop.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
+			want{status: wasmwiz.StatusTimeout}},
+		{"poll_oneoff sleep times out", "poll_sleep.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
+			want{status: wasmwiz.StatusTimeout}},
+		{"libc nanosleep times out", "sleep.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
+			want{status: wasmwiz.StatusTimeout}},
+		{"short sleep completes", "sleep.wasm", func(r *wasmwiz.RunRequest) { r.Args = []string{"5"} },
+			want{status: wasmwiz.StatusOK, stdout: "slept\n"}},
+		{"memory bomb hits the cap", "memory_bomb.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxMemoryBytes = 4 * wasmwiz.MiB },
+			want{status: wasmwiz.StatusMemoryLimit, trap: []string{"unreachable"}, minPeak: 4 * wasmwiz.MiB}},
+		{"malloc bomb hits the cap", "malloc_bomb.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxMemoryBytes = 8 * wasmwiz.MiB },
+			want{status: wasmwiz.StatusMemoryLimit, exitCode: 1, stderr: "out of memory", minPeak: 7 * wasmwiz.MiB}},
+		{"stdout flood", "flood.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxOutputBytes = 1000 },
+			want{status: wasmwiz.StatusOutputLimit, stdout: "flood!!\n", stdoutPrefix: true, stdoutTrunc: true}},
+		{"stderr flood", "flood_stderr.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxOutputBytes = 1000 },
+			want{status: wasmwiz.StatusOutputLimit, stderr: "oops!!!", stderrTrunc: true}},
+		{"unreachable", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function = "unreachable" },
+			want{status: wasmwiz.StatusTrap, trap: []string{"unreachable", "wasm stack trace"}}},
+		{"integer divide by zero", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function = "div_by_zero" },
+			want{status: wasmwiz.StatusTrap, trap: []string{"integer divide by zero"}}},
+		{"out of bounds", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function = "out_of_bounds" },
+			want{status: wasmwiz.StatusTrap, trap: []string{"out of bounds memory access"}}},
+		{"stack exhausted", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "stack_exhausted", []string{"1"} },
+			want{status: wasmwiz.StatusTrap, trap: []string{"stack overflow"}}},
+		{"trap in start section", "trap_start.wasm", nil,
+			want{status: wasmwiz.StatusTrap, trap: []string{"unreachable"}}},
+		{"add i32", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"5", "-8"} },
+			want{status: wasmwiz.StatusOK, results: []string{"-3"}, entry: "add"}},
+		{"add i32 wraps", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"2147483647", "1"} },
+			want{status: wasmwiz.StatusOK, results: []string{"-2147483648"}}},
+		{"add i64", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add64", []string{"9007199254740993", "1"} },
+			want{status: wasmwiz.StatusOK, results: []string{"9007199254740994"}}},
+		{"add f64", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "addf", []string{"0.5", "inf"} },
+			want{status: wasmwiz.StatusOK, results: []string{"inf"}}},
+		{"halve f32", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function, r.Params = "halve", []string{"3"} },
+			want{status: wasmwiz.StatusOK, results: []string{"1.5"}}},
+		{"two results", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function = "pair" },
+			want{status: wasmwiz.StatusOK, results: []string{"-1", "9007199254740993"}}},
+		{"default entry main", "plain_main.wasm", nil,
+			want{status: wasmwiz.StatusOK, results: []string{"42"}, entry: "main"}},
+		{"reactor runs _initialize first", "reactor.wasm", func(r *wasmwiz.RunRequest) { r.Function = "answer" },
+			want{status: wasmwiz.StatusOK, results: []string{"42"}, entry: "answer"}},
+		{"reactor prints", "reactor.wasm", func(r *wasmwiz.RunRequest) { r.Function = "greet" },
+			want{status: wasmwiz.StatusOK, stdout: "hi from reactor\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			wasm := testdata(t, tt.file)
+			req := &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()}
+			if tt.req != nil {
+				tt.req(req)
+			}
+			res, err := e.Run(context.Background(), req)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			w := tt.want
+			if res.Status != w.status || res.ExitCode != w.exitCode {
+				t.Fatalf("status %s exit %d, want %s exit %d (trap %q, stderr %q)", res.Status, res.ExitCode, w.status, w.exitCode, res.Trap, res.Stderr)
+			}
+			if w.stdoutPrefix {
+				if !strings.HasPrefix(string(res.Stdout), w.stdout) {
+					t.Errorf("stdout %q, want prefix %q", res.Stdout, w.stdout)
+				}
+			} else if w.stdout != "" || len(res.Stdout) > 0 && w.status == wasmwiz.StatusOK && w.results == nil {
+				if string(res.Stdout) != w.stdout {
+					t.Errorf("stdout %q, want %q", res.Stdout, w.stdout)
+				}
+			}
+			if !strings.Contains(string(res.Stderr), w.stderr) {
+				t.Errorf("stderr %q, want it to contain %q", res.Stderr, w.stderr)
+			}
+			for _, s := range w.trap {
+				if !strings.Contains(res.Trap, s) {
+					t.Errorf("trap %q, want it to contain %q", res.Trap, s)
+				}
+			}
+			var got []string
+			for _, v := range res.Results {
+				got = append(got, v.String())
+			}
+			if strings.Join(got, ",") != strings.Join(w.results, ",") {
+				t.Errorf("results %v, want %v", got, w.results)
+			}
+			if res.StdoutTruncated != w.stdoutTrunc || res.StderrTruncated != w.stderrTrunc {
+				t.Errorf("truncated stdout %v stderr %v, want %v %v", res.StdoutTruncated, res.StderrTruncated, w.stdoutTrunc, w.stderrTrunc)
+			}
+			if w.stdoutTrunc && int64(len(res.Stdout)) != req.Limits.MaxOutputBytes {
+				t.Errorf("stdout is %d bytes, want exactly the cap %d", len(res.Stdout), req.Limits.MaxOutputBytes)
+			}
+			if w.stderrTrunc && int64(len(res.Stderr)) != req.Limits.MaxOutputBytes {
+				t.Errorf("stderr is %d bytes, want exactly the cap %d", len(res.Stderr), req.Limits.MaxOutputBytes)
+			}
+			if w.entry != "" && res.Module.Entry != w.entry {
+				t.Errorf("entry %q, want %q", res.Module.Entry, w.entry)
+			}
+			if res.MemoryPeakBytes < w.minPeak || res.MemoryPeakBytes > req.Limits.MaxMemoryBytes {
+				t.Errorf("peak memory %d, want between %d and the cap %d", res.MemoryPeakBytes, w.minPeak, req.Limits.MaxMemoryBytes)
+			}
+			if res.Module.SHA256 == "" || res.Module.SizeBytes != int64(len(wasm)) {
+				t.Errorf("module info %+v", res.Module)
+			}
+		})
+	}
+}

@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Sentinels a host function panics with to stop the guest; wazero turns the
+// panic into the error the guest call returns.
+var (
+	errOutputLimit = errors.New("output limit exceeded")
+	errDeadline    = errors.New("wall-time limit reached during a host sleep")
+)
+
+// DefaultName is argv[0] when a request names no module.
+const DefaultName = "module.wasm"
+
+// Run runs one module in a fresh anonymous instance under req.Limits. A
+// guest outcome (ok, exit, trap, timeout, memory_limit, output_limit) is a
+// Result with a nil error. Errors: ETOOLARGE (module or stdin over its
+// limit), EINVALID (not runnable, unknown function, wrong params, memory
+// minimum over the limit), all before the guest starts; EUNAVAILABLE after
+// Close or when ctx is cancelled before the run ends; EINTERNAL.
+func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	lim := req.Limits
+	if err := checkModuleSize(req.Wasm, lim); err != nil {
+		return nil, err
+	}
+	if lim.MaxStdinBytes > 0 && int64(len(req.Stdin)) > lim.MaxStdinBytes {
+		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "stdin is %s, over the limit of %s",
+			wasmwiz.FormatSize(int64(len(req.Stdin))), wasmwiz.FormatSize(lim.MaxStdinBytes))
+	}
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.running.Done()
+
+	sha := strings.ToLower(req.SHA256)
+	if sha == "" {
+		sum := sha256.Sum256(req.Wasm)
+		sha = hex.EncodeToString(sum[:])
+	}
+	c, cached, err := e.cache.get(req.Wasm, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer e.cache.release(c)
+	if err := checkMemoryMin(c.info, lim); err != nil {
+		return nil, err
+	}
+	fn, params, err := c.info.resolve(req)
+	if err != nil {
+		return nil, err
+	}
+	res := &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
+	res.Module.Entry = fn
+	res.Module.SHA256 = sha
+	e.execute(ctx, c, req, fn, params, res)
+	if res.Status == wasmwiz.StatusTimeout && errors.Is(ctx.Err(), context.Canceled) {
+		// The caller went away (shutdown, client gone): not the guest's doing.
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "the run was cancelled")
+	}
+	return res, nil
+}
+
+// execute instantiates and calls; it fills res with the guest's outcome.
+func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRequest, fn string, params []uint64, res *wasmwiz.Result) {
+	lim := req.Limits
+	ctx, cancel := parent, context.CancelFunc(func() {})
+	if lim.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(parent, lim.Timeout)
+	}
+	defer cancel()
+
+	memLimit := uint64(lim.MaxMemoryBytes)
+	if lim.MaxMemoryBytes <= 0 || memLimit > 1<<32 {
+		memLimit = 1 << 32
+	}
+	mem := &memoryCap{limit: memLimit}
+	defer mem.release()
+	ctx = experimental.WithMemoryAllocator(ctx, mem)
+
+	stdout := &cappedBuffer{limit: lim.MaxOutputBytes}
+	stderr := &cappedBuffer{limit: lim.MaxOutputBytes}
+	name := req.Name
+	if name == "" {
+		name = DefaultName
+	}
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithStdin(bytes.NewReader(req.Stdin)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithArgs(append([]string{name}, req.Args...)...).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithNanosleep(func(ns int64) { sleep(ctx, ns) })
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cfg = cfg.WithEnv(k, req.Env[k])
+	}
+
+	start := time.Now()
+	var results []uint64
+	mod, err := e.runtime.InstantiateModule(ctx, c.mod, cfg)
+	if err == nil {
+		if c.info.initialize && fn != "_initialize" && fn != "_start" {
+			_, err = mod.ExportedFunction("_initialize").Call(ctx, params[:0]...)
+		}
+		if err == nil {
+			results, err = mod.ExportedFunction(fn).Call(ctx, params...)
+		}
+		_ = mod.Close(context.Background())
+	}
+	res.Duration = time.Since(start)
+
+	peak, refused := mem.stats()
+	res.MemoryPeakBytes = int64(peak)
+	res.Stdout, res.StdoutTruncated = stdout.buf.Bytes(), stdout.truncated
+	res.Stderr, res.StderrTruncated = stderr.buf.Bytes(), stderr.truncated
+	classify(ctx, err, res)
+	if err == nil {
+		def := c.info.funcs[fn]
+		for i, t := range def.ResultTypes() {
+			res.Results = append(res.Results, wasmwiz.Value{Type: api.ValueTypeName(t), Bits: results[i]})
+		}
+	}
+	if refused && (res.Status == wasmwiz.StatusTrap || res.Status == wasmwiz.StatusExit) {
+		res.Status = wasmwiz.StatusMemoryLimit
+		if res.Trap == "" {
+			res.Trap = "memory growth past the limit of " + wasmwiz.FormatSize(int64(memLimit)) + " was refused; the guest exited with code " + strconv.Itoa(res.ExitCode)
+		}
+	}
+}
+
+// classify turns the error of a guest call into a status.
+func classify(ctx context.Context, err error, res *wasmwiz.Result) {
+	var exit *sys.ExitError
+	switch {
+	case err == nil:
+		res.Status = wasmwiz.StatusOK
+	case errors.Is(err, errOutputLimit):
+		res.Status = wasmwiz.StatusOutputLimit
+	case errors.Is(err, errDeadline):
+		res.Status = wasmwiz.StatusTimeout
+	case errors.As(err, &exit):
+		switch code := exit.ExitCode(); {
+		case code == sys.ExitCodeDeadlineExceeded || code == sys.ExitCodeContextCanceled:
+			res.Status = wasmwiz.StatusTimeout
+		case code == 0:
+			res.Status = wasmwiz.StatusOK
+		default:
+			res.Status, res.ExitCode = wasmwiz.StatusExit, int(code)
+		}
+	case ctx.Err() != nil:
+		res.Status = wasmwiz.StatusTimeout
+	default:
+		res.Status = wasmwiz.StatusTrap
+		res.Trap = trapMessage(err)
+	}
+}
+
+// trapMessage is wazero's trap text ("wasm error: unreachable" and the wasm
+// stack) without the Go-side detail wazero appends for host panics.
+func trapMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "\n\ngoroutine "); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+// sleep is the guest's nanosleep (poll_oneoff clock subscriptions, sched
+// sleeps): it ends early, stopping the guest, when the run's deadline passes.
+func sleep(ctx context.Context, ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		panic(errDeadline)
+	}
+}
+
+// cappedBuffer keeps what a guest writes up to limit bytes (0: no limit);
+// the write that passes the limit keeps what fits and stops the guest.
+type cappedBuffer struct {
+	buf       bytes.Buffer
+	limit     int64
+	truncated bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.limit > 0 && int64(b.buf.Len())+int64(len(p)) > b.limit {
+		b.buf.Write(p[:b.limit-int64(b.buf.Len())])
+		b.truncated = true
+		panic(errOutputLimit)
+	}
+	return b.buf.Write(p)
+}

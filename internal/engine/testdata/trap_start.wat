@@ -1,0 +1,5 @@
+;; trap_start traps in its start section, while being instantiated.
+(module
+  (func $boom unreachable)
+  (start $boom)
+  (func (export "_start")))
