@@ -2,10 +2,179 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 )
 
+const usersUsage = `usage:
+  wasmwiz users create [--admin] [--key] --email EMAIL [--tier TIER]
+  wasmwiz users list [--email EMAIL] [--limit N] [--offset N]
+  wasmwiz users disable ID|EMAIL
+  wasmwiz users enable ID|EMAIL
+  wasmwiz users set-tier ID|EMAIL TIER
+
+create prints the new user and, with --admin or --key, a new API key, which
+is shown only this once. Every subcommand acts on WASMWIZ_DATABASE_URL as the
+system administrator and applies pending migrations first.
+`
+
+// cmdUsers manages users: wasmwiz users create|list|disable|enable|set-tier.
 func cmdUsers(ctx context.Context, env *Env, args []string) error {
-	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "wasmwiz users is not built yet")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.Stderr, usersUsage)
+		if len(args) == 0 {
+			return exitError{2}
+		}
+		return nil
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("users "+sub, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, usersUsage) }
+	switch sub {
+	case "create":
+		admin := fs.Bool("admin", false, "make the user an admin (and print a key for it)")
+		key := fs.Bool("key", false, "print a new API key for the user")
+		email := fs.String("email", "", "the user's email (required)")
+		tier := fs.String("tier", wasmwiz.TierFree, "the user's tier")
+		if err := parseArgs(fs, args, 0); err != nil {
+			return err
+		}
+		if *email == "" {
+			fmt.Fprintln(env.Stderr, "wasmwiz users create: --email is required")
+			return exitError{2}
+		}
+		return withStore(ctx, env, func(ctx context.Context, s Store) error {
+			return usersCreate(ctx, env.Stdout, s, *email, *tier, *admin, *key || *admin)
+		})
+	case "list":
+		email := fs.String("email", "", "only the user with this email")
+		limit := fs.Int("limit", 0, "at most this many users (0: all)")
+		offset := fs.Int("offset", 0, "skip this many users")
+		if err := parseArgs(fs, args, 0); err != nil {
+			return err
+		}
+		return withStore(ctx, env, func(ctx context.Context, s Store) error {
+			users, total, err := s.FindUsers(ctx, wasmwiz.UserFilter{Email: *email, Limit: *limit, Offset: *offset})
+			if err != nil {
+				return err
+			}
+			printUsers(env.Stdout, users)
+			fmt.Fprintf(env.Stdout, "%d of %d users\n", len(users), total)
+			return nil
+		})
+	case "disable", "enable":
+		if err := parseArgs(fs, args, 1); err != nil {
+			return err
+		}
+		disabled := sub == "disable"
+		return withStore(ctx, env, func(ctx context.Context, s Store) error {
+			u, err := resolveUser(ctx, s, fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			if u, err = s.UpdateUser(ctx, u.ID, wasmwiz.UserUpdate{Disabled: &disabled}); err != nil {
+				return err
+			}
+			printUsers(env.Stdout, []*wasmwiz.User{u})
+			return nil
+		})
+	case "set-tier":
+		if err := parseArgs(fs, args, 2); err != nil {
+			return err
+		}
+		tier := fs.Arg(1)
+		return withStore(ctx, env, func(ctx context.Context, s Store) error {
+			u, err := resolveUser(ctx, s, fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			if u, err = s.UpdateUser(ctx, u.ID, wasmwiz.UserUpdate{Tier: &tier}); err != nil {
+				return err
+			}
+			printUsers(env.Stdout, []*wasmwiz.User{u})
+			return nil
+		})
+	}
+	fmt.Fprintf(env.Stderr, "wasmwiz users: unknown subcommand %q\n", sub)
+	fmt.Fprint(env.Stderr, usersUsage)
+	return exitError{2}
+}
+
+func usersCreate(ctx context.Context, w io.Writer, s Store, email, tier string, admin, withKey bool) error {
+	u := &wasmwiz.User{Email: email, Role: wasmwiz.RoleUser, Tier: tier}
+	if admin {
+		u.Role = wasmwiz.RoleAdmin
+	}
+	if err := s.CreateUser(ctx, u); err != nil {
+		return err
+	}
+	printUsers(w, []*wasmwiz.User{u})
+	if !withKey {
+		return nil
+	}
+	k, plaintext, err := s.CreateAPIKey(ctx, u.ID, "cli", nil)
+	if err != nil {
+		return fmt.Errorf("user %d was created, but its key was not: %w", u.ID, err)
+	}
+	printNewKey(w, k, plaintext)
+	return nil
+}
+
+// withStore opens the configured store as the system administrator, runs
+// f and closes the store.
+func withStore(ctx context.Context, env *Env, f func(ctx context.Context, s Store) error) error {
+	s, err := openAdminStore(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return f(wasmwiz.SystemContext(ctx), s)
+}
+
+// parseArgs parses flags and wants exactly n positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string, n int) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		fmt.Fprintf(fs.Output(), "wasmwiz %s: want %d argument(s), got %d\n", fs.Name(), n, fs.NArg())
+		fs.Usage()
+		return exitError{2}
+	}
+	return nil
+}
+
+// resolveUser finds a user by id or by email.
+func resolveUser(ctx context.Context, s Store, ref string) (*wasmwiz.User, error) {
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		return s.FindUserByID(ctx, id)
+	}
+	email, err := wasmwiz.NormalizeEmail(ref)
+	if err != nil {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%q is neither a user id nor an email", ref)
+	}
+	users, _, err := s.FindUsers(ctx, wasmwiz.UserFilter{Email: email, Limit: 2})
+	if err != nil {
+		return nil, err
+	}
+	if len(users) != 1 || users[0].Email != email {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no user with email %s", email)
+	}
+	return users[0], nil
+}
+
+func printUsers(w io.Writer, users []*wasmwiz.User) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMAIL\tROLE\tTIER\tDISABLED\tCREATED")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Email, u.Role, u.Tier, u.Disabled, u.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	tw.Flush()
 }
