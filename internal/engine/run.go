@@ -185,6 +185,10 @@ func classify(ctx context.Context, err error, res *wasmwiz.Result) {
 // stack) without the Go-side detail wazero appends for host panics.
 func trapMessage(err error) string {
 	msg := err.Error()
+	if msg == "stack overflow" {
+		// wazero reports call-stack exhaustion without the usual prefix or stack.
+		return "wasm error: call stack exhausted (stack overflow)"
+	}
 	if i := strings.Index(msg, "\n\ngoroutine "); i >= 0 {
 		msg = msg[:i]
 	}

@@ -1,0 +1,202 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	hello := testdata(t, "hello.wasm")
+	tests := []struct {
+		name     string
+		wasm     []byte
+		req      func(r *wasmwiz.RunRequest)
+		code     string
+		contains []string
+		absent   []string
+	}{
+		{name: "empty", wasm: []byte{}, code: wasmwiz.EINVALID, contains: []string{"empty"}},
+		{name: "text file", wasm: []byte("hello, this is just text\n"), code: wasmwiz.EINVALID, contains: []string{"text file"}},
+		{name: "wat text", wasm: testdata(t, "add.wat"), code: wasmwiz.EINVALID, contains: []string{"text format", "wat2wasm"}},
+		{name: "random bytes", wasm: []byte{0xff, 0x00, 0x13, 0x37, 0x01}, code: wasmwiz.EINVALID, contains: []string{"magic"}},
+		{name: "wrong version", wasm: []byte{0, 'a', 's', 'm', 2, 0, 0, 0}, code: wasmwiz.EINVALID, contains: []string{"version 2"}},
+		{name: "component", wasm: []byte{0, 'a', 's', 'm', 0x0d, 0, 1, 0}, code: wasmwiz.EINVALID,
+			contains: []string{"components are not supported; build a core module for wasm32-wasip1"}},
+		{name: "header only truncated", wasm: hello[:6], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
+		{name: "truncated", wasm: hello[:len(hello)/2], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
+		{name: "fails validation", wasm: testdata(t, "invalid_type.wasm"), code: wasmwiz.EINVALID, contains: []string{"invalid module"}},
+		{name: "unsatisfiable imports", wasm: testdata(t, "bad_imports.wasm"), code: wasmwiz.EINVALID,
+			contains: []string{"env.console_log", "wasi.thread-spawn", "env.memory (an imported memory"},
+			absent:   []string{"fd_write"}},
+		{name: "wrong WASI signature", wasm: testdata(t, "bad_signature.wasm"), code: wasmwiz.EINVALID,
+			contains: []string{"wasi_snapshot_preview1.fd_write is imported as (i32) -> (i32) but WASI defines (i32, i32, i32, i32) -> (i32)"}},
+		{name: "minimum memory over the limit", wasm: testdata(t, "big_memory.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxMemoryBytes = 128 * wasmwiz.MiB },
+			contains: []string{"4096 pages", "256MiB", "128MiB"}},
+		{name: "module too large", wasm: hello, code: wasmwiz.ETOOLARGE,
+			req: func(r *wasmwiz.RunRequest) { r.Limits.MaxModuleBytes = 100 }, contains: []string{"over the limit of 100"}},
+		{name: "stdin too large", wasm: hello, code: wasmwiz.ETOOLARGE,
+			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxStdinBytes = 4; r.Stdin = []byte("12345") },
+			contains: []string{"stdin"}},
+		{name: "unknown function", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function = "sub" },
+			contains: []string{`no function "sub"`, "add(i32, i32) -> (i32)", "addf(f64, f64) -> (f64)"},
+			absent:   []string{"takes_ref"}},
+		{name: "no default entry", wasm: testdata(t, "no_entry.wasm"), code: wasmwiz.EINVALID,
+			contains: []string{"none of _start, main, run", "neg(f64) -> (f64), square(i32) -> (i32)"}},
+		{name: "reactor without a function", wasm: testdata(t, "reactor.wasm"), code: wasmwiz.EINVALID,
+			contains: []string{"no _start", "answer() -> (i32)", "greet() -> ()"}, absent: []string{"_initialize"}},
+		{name: "too few params", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1"} },
+			contains: []string{"add has signature (i32, i32) -> (i32)", "takes 2 params, got 1"}},
+		{name: "param not a number", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1", "two"} },
+			contains: []string{"(i32, i32) -> (i32)", "param 2", `"two" is not a valid i32`}},
+		{name: "param out of range", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1", "4294967296"} },
+			contains: []string{"not a valid i32"}},
+		{name: "float for an integer", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add64", []string{"1.5", "1"} },
+			contains: []string{"not a valid i64"}},
+		{name: "non-numeric signature", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+			req:      func(r *wasmwiz.RunRequest) { r.Function = "takes_ref" },
+			contains: []string{"(externref) -> ()", "non-numeric"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: limits()}
+			if tt.req != nil {
+				tt.req(req)
+			}
+			res, err := e.Run(context.Background(), req)
+			if err == nil {
+				t.Fatalf("Run succeeded with status %s, want %s", res.Status, tt.code)
+			}
+			if code := wasmwiz.ErrorCode(err); code != tt.code {
+				t.Fatalf("code %s, want %s (%v)", code, tt.code, err)
+			}
+			msg := wasmwiz.ErrorMessage(err)
+			for _, s := range tt.contains {
+				if !strings.Contains(msg, s) {
+					t.Errorf("message %q\nwant it to contain %q", msg, s)
+				}
+			}
+			for _, s := range tt.absent {
+				if strings.Contains(msg, s) {
+					t.Errorf("message %q\nwant it not to contain %q", msg, s)
+				}
+			}
+			if req.Function == "" && tt.code == wasmwiz.EINVALID && !strings.Contains(tt.name, "entry") && !strings.Contains(tt.name, "reactor") {
+				// Inspect refuses the same modules with the same message.
+				_, ierr := e.Inspect(context.Background(), req.Wasm, req.Limits)
+				if wasmwiz.ErrorMessage(ierr) != msg {
+					t.Errorf("Inspect: %v, want the message of Run", ierr)
+				}
+			}
+		})
+	}
+}
+
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	tests := []struct {
+		name    string
+		file    string
+		wasi    bool
+		entry   string
+		imports []string // module.name signature
+		exports []string // name kind signature
+		memMin  int64    // -1: no memory
+	}{
+		{name: "plain functions", file: "add.wasm", entry: "",
+			exports: []string{"add func (i32, i32) -> (i32)", "add64 func (i64, i64) -> (i64)", "addf func (f64, f64) -> (f64)",
+				"halve func (f32) -> (f32)", "pair func () -> (i32, i64)", "takes_ref func (externref) -> ()"},
+			memMin: -1},
+		{name: "plain main", file: "plain_main.wasm", entry: "main",
+			exports: []string{"run func () -> (i32)", "main func () -> (i32)"}, memMin: -1},
+		{name: "reactor", file: "reactor.wasm", wasi: true, entry: "",
+			imports: []string{"wasi_snapshot_preview1.fd_write (i32, i32, i32, i32) -> (i32)"},
+			exports: []string{"memory memory", "_initialize func () -> ()", "answer func () -> (i32)", "greet func () -> ()"},
+			memMin:  1},
+		{name: "legacy WASI", file: "unstable.wasm", wasi: true, entry: "_start",
+			imports: []string{"wasi_unstable.fd_write (i32, i32, i32, i32) -> (i32)", "wasi_unstable.proc_exit (i32) -> ()"},
+			exports: []string{"memory memory", "_start func () -> ()"}, memMin: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			wasm := testdata(t, tt.file)
+			in, err := e.Inspect(context.Background(), wasm, limits())
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			if in.WASI != tt.wasi || in.Entry != tt.entry || in.SizeBytes != int64(len(wasm)) || len(in.SHA256) != 64 {
+				t.Errorf("wasi %v entry %q size %d sha %q; want wasi %v entry %q size %d", in.WASI, in.Entry, in.SizeBytes, in.SHA256, tt.wasi, tt.entry, len(wasm))
+			}
+			var imports, exports []string
+			for _, im := range in.Imports {
+				imports = append(imports, im.Module+"."+im.Name+" "+im.Signature.String())
+			}
+			for _, ex := range in.Exports {
+				s := ex.Name + " " + ex.Kind
+				if ex.Signature != nil {
+					s += " " + ex.Signature.String()
+				}
+				exports = append(exports, s)
+			}
+			if strings.Join(imports, "; ") != strings.Join(tt.imports, "; ") {
+				t.Errorf("imports\n%v\nwant\n%v", imports, tt.imports)
+			}
+			if strings.Join(exports, "; ") != strings.Join(tt.exports, "; ") {
+				t.Errorf("exports\n%v\nwant\n%v", exports, tt.exports)
+			}
+			switch {
+			case tt.memMin < 0 && in.Memory != nil:
+				t.Errorf("memory %+v, want none", in.Memory)
+			case tt.memMin >= 0 && (in.Memory == nil || int64(in.Memory.MinPages) != tt.memMin):
+				t.Errorf("memory %+v, want min %d", in.Memory, tt.memMin)
+			}
+		})
+	}
+}
+
+func TestInspectCopiesAreIndependent(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	wasm := testdata(t, "add.wasm")
+	a, err := e.Inspect(context.Background(), wasm, limits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Exports[0].Name = "changed"
+	b, err := e.Inspect(context.Background(), wasm, limits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Exports[0].Name != "add" {
+		t.Fatalf("a caller's change to an inspection leaked into the cache: %q", b.Exports[0].Name)
+	}
+}
+
+func TestRunReportsCallerSHA256(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	// A caller-supplied sha256 is trusted for the cache key (it comes from
+	// our own store), and reported back as given.
+	wasm := testdata(t, "hello.wasm")
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, SHA256: strings.Repeat("AB", 32), Limits: limits()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Module.SHA256 != strings.Repeat("ab", 32) || !bytes.Equal(res.Stdout, []byte("Hello, World!\n")) {
+		t.Fatalf("module %+v stdout %q", res.Module, res.Stdout)
+	}
+}
