@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+)
+
+// adminBackends are the databases the admin commands are tested on: each
+// returns a WASMWIZ_DATABASE_URL of a fresh, empty database.
+var adminBackends = []struct {
+	name string
+	url  func(t *testing.T) string
+}{
+	{"postgres", func(t *testing.T) string { return pgtest.Schema(t) }},
+}
+
+// cli runs wasmwiz with WASMWIZ_DATABASE_URL=dbURL and returns its exit
+// status, stdout and stderr.
+type cli struct {
+	t     *testing.T
+	dbURL string
+}
+
+func (c cli) run(args ...string) (int, string, string) {
+	c.t.Helper()
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string {
+		switch k {
+		case "WASMWIZ_DATABASE_URL":
+			return c.dbURL
+		case "WASMWIZ_DATA_DIR":
+			return c.t.TempDir()
+		}
+		return ""
+	}}
+	code := Main(context.Background(), env, args)
+	return code, stdout.String(), stderr.String()
+}
+
+// ok runs args, wants exit status 0 and returns stdout.
+func (c cli) ok(args ...string) string {
+	c.t.Helper()
+	code, out, errOut := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("wasmwiz %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// fails runs args and wants exit status code and stderr containing want.
+func (c cli) fails(code int, want string, args ...string) {
+	c.t.Helper()
+	got, out, errOut := c.run(args...)
+	if got != code || !strings.Contains(errOut, want) {
+		c.t.Fatalf("wasmwiz %s: exit %d, stderr %q (stdout %q); want exit %d and %q",
+			strings.Join(args, " "), got, errOut, out, code, want)
+	}
+}
+
+var keyPattern = regexp.MustCompile(`\bww_[0-9A-Za-z]{32,}\b`)
+
+// store opens the database the CLI works on, as the system.
+func (c cli) store() Store {
+	c.t.Helper()
+	cfg, err := LoadConfig(func(k string) string {
+		if k == "WASMWIZ_DATABASE_URL" {
+			return c.dbURL
+		}
+		return ""
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s, err := OpenStore(context.Background(), cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestAdminCommands drives migrate, users, keys and tiers through Main on
+// each store and checks what they did in the database itself.
+func TestAdminCommands(t *testing.T) {
+	t.Parallel()
+	for _, b := range adminBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			c := cli{t: t, dbURL: b.url(t)}
+			if out := c.ok("migrate"); !strings.Contains(out, "up to date") {
+				t.Fatalf("migrate printed %q", out)
+			}
+			c.ok("migrate") // again: nothing to do, no error
+			s := c.store()
+			ctx := context.Background()
+			sys := wasmwiz.SystemContext(ctx)
+
+			// An admin, with a key printed once.
+			out := c.ok("users", "create", "--admin", "--email", "Root@Example.com")
+			adminKey := keyPattern.FindString(out)
+			if adminKey == "" || !strings.Contains(out, "root@example.com") {
+				t.Fatalf("users create --admin printed no key or email:\n%s", out)
+			}
+			u, k, err := s.Authenticate(ctx, adminKey)
+			if err != nil || !u.IsAdmin() {
+				t.Fatalf("printed admin key: user %+v, %v", u, err)
+			}
+			if strings.Contains(c.ok("keys", "list"), adminKey) {
+				t.Fatal("keys list shows a whole key")
+			}
+
+			// A user without a key, then one made for it.
+			out = c.ok("users", "create", "--email", "bob@example.com", "--tier", "basic")
+			if keyPattern.MatchString(out) {
+				t.Fatalf("users create without --key printed a key:\n%s", out)
+			}
+			c.fails(1, "ECONFLICT", "users", "create", "--email", "BOB@example.com")
+			c.fails(1, "EINVALID", "users", "create", "--email", "carol@example.com", "--tier", "platinum")
+			c.fails(2, "--email is required", "users", "create")
+			out = c.ok("keys", "create", "--user", "bob@example.com", "--name", "ci", "--expires", "720h")
+			bobKey := keyPattern.FindString(out)
+			bob, bk, err := s.Authenticate(ctx, bobKey)
+			if err != nil || bob.Email != "bob@example.com" || bob.Tier != "basic" || bk.Name != "ci" || bk.ExpiresAt == nil {
+				t.Fatalf("printed key of bob: user %+v key %+v, %v", bob, bk, err)
+			}
+			c.fails(1, "ENOTFOUND", "keys", "create", "--user", "nobody@example.com")
+
+			list := c.ok("users", "list")
+			for _, want := range []string{"root@example.com", "bob@example.com", "2 of 2 users"} {
+				if !strings.Contains(list, want) {
+					t.Fatalf("users list lacks %q:\n%s", want, list)
+				}
+			}
+			if list := c.ok("keys", "list", "--user", "bob@example.com"); !strings.Contains(list, bk.Prefix) ||
+				strings.Contains(list, k.Prefix) {
+				t.Fatalf("keys list --user bob:\n%s", list)
+			}
+
+			// Tiers: create one from flags, move bob onto it, change it.
+			c.ok("tiers", "set", "team", "--runs-per-minute", "42", "--memory", "64MiB", "--timeout", "1500ms", "--concurrent", "3")
+			c.fails(1, "EINVALID", "tiers", "set", "team", "--memory", "1KiB")
+			c.fails(2, "invalid value", "tiers", "set", "team", "--memory", "lots")
+			team, err := s.FindTier(sys, "team")
+			if err != nil {
+				t.Fatal(err)
+			}
+			free := wasmwiz.DefaultTiers()[0]
+			if team.RunsPerMinute != 42 || team.MaxMemoryBytes != 64*wasmwiz.MiB || team.Timeout.Milliseconds() != 1500 ||
+				team.MaxConcurrent != 3 || team.RunsPerDay != free.RunsPerDay {
+				t.Fatalf("tier team = %+v", team)
+			}
+			if list := c.ok("tiers", "list"); !strings.Contains(list, "team") || !strings.Contains(list, "enterprise") {
+				t.Fatalf("tiers list:\n%s", list)
+			}
+			c.ok("users", "set-tier", "bob@example.com", "team")
+			c.fails(1, "EINVALID", "users", "set-tier", "bob@example.com", "platinum")
+			c.ok("tiers", "set", "team", "--runs-per-day", "99")
+			bob, _, err = s.Authenticate(ctx, bobKey)
+			if err != nil || bob.Tier != "team" {
+				t.Fatalf("bob after set-tier: %+v, %v", bob, err)
+			}
+			if team, err = s.FindTier(sys, "team"); err != nil || team.RunsPerDay != 99 || team.RunsPerMinute != 42 {
+				t.Fatalf("tier team after a second set: %+v, %v", team, err)
+			}
+
+			// Revoking and disabling end authentication.
+			c.ok("keys", "revoke", itoa(bk.ID))
+			if _, _, err := s.Authenticate(ctx, bobKey); wasmwiz.ErrorCode(err) != wasmwiz.EUNAUTHORIZED {
+				t.Fatalf("revoked key authenticates: %v", err)
+			}
+			c.fails(1, "ENOTFOUND", "keys", "revoke", "999999")
+			c.fails(1, "EINVALID", "keys", "revoke", "bob")
+			out = c.ok("users", "create", "--key", "--email", "dave@example.com")
+			daveKey := keyPattern.FindString(out)
+			dave, _, err := s.Authenticate(ctx, daveKey)
+			if err != nil || dave.IsAdmin() {
+				t.Fatalf("dave: %+v, %v", dave, err)
+			}
+			c.ok("users", "disable", itoa(dave.ID))
+			if _, _, err := s.Authenticate(ctx, daveKey); wasmwiz.ErrorCode(err) != wasmwiz.EUNAUTHORIZED {
+				t.Fatalf("disabled user's key authenticates: %v", err)
+			}
+			c.ok("users", "enable", "dave@example.com")
+			if _, _, err := s.Authenticate(ctx, daveKey); err != nil {
+				t.Fatalf("enabled user's key: %v", err)
+			}
+			c.fails(1, "ENOTFOUND", "users", "disable", "nobody@example.com")
+			c.fails(2, "unknown subcommand", "keys", "frob")
+			c.fails(2, "want 1 argument", "users", "disable")
+		})
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
