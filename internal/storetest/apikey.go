@@ -1,0 +1,386 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var apiKeyTests = []test{
+	{"CreateAPIKey", testCreateAPIKey},
+	{"CreateAPIKeyRefusals", testCreateAPIKeyRefusals},
+	{"Authenticate", testAuthenticate},
+	{"AuthenticateRefuses", testAuthenticateRefuses},
+	{"ExpiredKeys", testExpiredKeys},
+	{"DisabledUsersKeys", testDisabledUsersKeys},
+	{"TierChangeVisibleToNextLookup", testTierChangeVisible},
+	{"LastUsedAtWrittenAtMostOnceAMinute", testLastUsedAt},
+	{"FindAPIKeys", testFindAPIKeys},
+	{"RevokeAPIKey", testRevokeAPIKey},
+	{"RevokeAPIKeyOfAnotherUser", testRevokeAPIKeyCrossTenant},
+}
+
+func sameKey(t *testing.T, got, want *wasmwiz.APIKey, what string) {
+	t.Helper()
+	if got.ID != want.ID || got.UserID != want.UserID || got.Name != want.Name || got.Prefix != want.Prefix ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !sameTime(got.LastUsedAt, want.LastUsedAt) ||
+		!sameTime(got.ExpiresAt, want.ExpiresAt) || !sameTime(got.RevokedAt, want.RevokedAt) {
+		t.Fatalf("%s: key\n{ID:%d UserID:%d Name:%q Prefix:%q Created:%v LastUsed:%s Expires:%s Revoked:%s}\nwant\n{ID:%d UserID:%d Name:%q Prefix:%q Created:%v LastUsed:%s Expires:%s Revoked:%s}",
+			what, got.ID, got.UserID, got.Name, got.Prefix, got.CreatedAt, fmtTime(got.LastUsedAt), fmtTime(got.ExpiresAt), fmtTime(got.RevokedAt),
+			want.ID, want.UserID, want.Name, want.Prefix, want.CreatedAt, fmtTime(want.LastUsedAt), fmtTime(want.ExpiresAt), fmtTime(want.RevokedAt))
+	}
+}
+
+// findKey returns the key id as listed to the caller in ctx, or nil.
+func (e *env) findKey(ctxUser *wasmwiz.User, id int64) *wasmwiz.APIKey {
+	e.t.Helper()
+	keys, _, err := e.s.FindAPIKeys(e.sys, wasmwiz.APIKeyFilter{UserID: ctxUser.ID, IncludeRevoked: true, Limit: 1000})
+	wantOK(e.t, err, "FindAPIKeys")
+	for _, k := range keys {
+		if k.ID == id {
+			return k
+		}
+	}
+	return nil
+}
+
+func testCreateAPIKey(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	e.clock.Add(5 * time.Second)
+	exp := e.clock.Now().Add(30 * 24 * time.Hour)
+	k, plain, err := e.s.CreateAPIKey(ctx, u.ID, "laptop", &exp)
+	wantOK(t, err, "CreateAPIKey")
+	if !wasmwiz.LooksLikeAPIKey(plain) || !strings.HasPrefix(plain, wasmwiz.APIKeyPrefix) || len(plain) < len(wasmwiz.APIKeyPrefix)+32 {
+		t.Fatalf("plaintext %q is not a ww_ key of 32+ characters", plain)
+	}
+	want := &wasmwiz.APIKey{ID: k.ID, UserID: u.ID, Name: "laptop", Prefix: plain[:wasmwiz.APIKeyVisiblePrefixLen],
+		CreatedAt: e.clock.Now(), ExpiresAt: &exp}
+	if k.ID == 0 {
+		t.Fatal("CreateAPIKey did not set ID")
+	}
+	sameKey(t, k, want, "created key")
+	if strings.Contains(k.Prefix, plain[wasmwiz.APIKeyVisiblePrefixLen:]) {
+		t.Fatal("the listed prefix holds the secret part of the key")
+	}
+	listed := e.findKey(u, k.ID)
+	if listed == nil {
+		t.Fatal("the new key is not listed")
+	}
+	sameKey(t, listed, want, "listed key")
+
+	// Every key is different; an admin may create keys for any user.
+	_, admin := e.admin("root@example.com")
+	k2, plain2 := e.key(admin, u.ID, "", nil)
+	if plain2 == plain || k2.ID == k.ID || k2.UserID != u.ID {
+		t.Fatalf("second key: id %d user %d, same plaintext %v", k2.ID, k2.UserID, plain2 == plain)
+	}
+	k3, _ := e.key(e.sys, u.ID, "ci", nil)
+	if k3.UserID != u.ID {
+		t.Fatalf("system-created key belongs to %d, want %d", k3.UserID, u.ID)
+	}
+}
+
+func testCreateAPIKeyRefusals(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	other, _ := e.user("other@example.com", wasmwiz.TierFree)
+	_, admin := e.admin("root@example.com")
+	past := e.clock.Now().Add(-time.Second)
+	now := e.clock.Now()
+	tests := []struct {
+		name string
+		ctx  bool // true: the user; false: the admin
+		user int64
+		key  string
+		exp  *time.Time
+		code string
+	}{
+		{"another user's id", true, other.ID, "k", nil, wasmwiz.ENOTFOUND},
+		{"an unknown user's id", true, other.ID + 1000, "k", nil, wasmwiz.ENOTFOUND},
+		{"an unknown user (admin)", false, other.ID + 1000, "k", nil, wasmwiz.ENOTFOUND},
+		{"expiry in the past", true, u.ID, "k", &past, wasmwiz.EINVALID},
+		{"expiry now", true, u.ID, "k", &now, wasmwiz.EINVALID},
+		{"a name too long", true, u.ID, strings.Repeat("n", 101), nil, wasmwiz.EINVALID},
+	}
+	for _, tt := range tests {
+		c := admin
+		if tt.ctx {
+			c = ctx
+		}
+		_, plain, err := e.s.CreateAPIKey(c, tt.user, tt.key, tt.exp)
+		wantCode(t, err, tt.code, "CreateAPIKey for "+tt.name)
+		if plain != "" {
+			t.Fatalf("CreateAPIKey for %s returned a key with its error", tt.name)
+		}
+	}
+	_, _, err := e.s.CreateAPIKey(e.anon, u.ID, "k", nil)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "CreateAPIKey without a caller")
+	keys, total, err := e.s.FindAPIKeys(e.sys, wasmwiz.APIKeyFilter{IncludeRevoked: true})
+	wantOK(t, err, "FindAPIKeys")
+	if total != 0 || len(keys) != 0 {
+		t.Fatalf("refused CreateAPIKey calls stored %d keys", total)
+	}
+}
+
+func testAuthenticate(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierBasic)
+	k, plain := e.key(ctx, u.ID, "k", nil)
+	other, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	ok2, plain2 := e.key(otherCtx, other.ID, "k", nil)
+
+	gotU, gotK, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate")
+	sameUser(t, gotU, u, "authenticated user")
+	if gotK.ID != k.ID || gotK.UserID != u.ID || gotK.Name != "k" || gotK.Prefix != k.Prefix || gotK.RevokedAt != nil {
+		t.Fatalf("authenticated key %+v, want key %d of user %d", gotK, k.ID, u.ID)
+	}
+	gotU2, gotK2, err := e.s.Authenticate(e.anon, plain2)
+	wantOK(t, err, "Authenticate the other key")
+	if gotU2.ID != other.ID || gotK2.ID != ok2.ID {
+		t.Fatalf("second key authenticated user %d key %d, want %d and %d", gotU2.ID, gotK2.ID, other.ID, ok2.ID)
+	}
+}
+
+func testAuthenticateRefuses(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	k, plain := e.key(ctx, u.ID, "k", nil)
+	revoked, revokedPlain := e.key(ctx, u.ID, "revoked", nil)
+	wantOK(t, e.s.RevokeAPIKey(ctx, revoked.ID), "RevokeAPIKey")
+	fresh, err := wasmwiz.GenerateAPIKey()
+	wantOK(t, err, "GenerateAPIKey")
+	changed := plain[:len(plain)-1] + "a"
+	if changed == plain {
+		changed = plain[:len(plain)-1] + "b"
+	}
+
+	tests := []struct {
+		name, key string
+	}{
+		{"revoked", revokedPlain},
+		{"unknown", fresh},
+		{"empty", ""},
+		{"garbage", "not a key"},
+		{"one character changed", changed},
+		{"upper-cased", strings.ToUpper(plain)},
+		{"with a space", plain + " "},
+		{"the digest itself", wasmwiz.HashAPIKey(plain)},
+		{"the prefix only", k.Prefix},
+		{"sql", "ww_' OR '1'='1' OR digest LIKE '%"},
+	}
+	for _, tt := range tests {
+		gu, gk, err := e.s.Authenticate(e.anon, tt.key)
+		wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a "+tt.name+" key")
+		if gu != nil || gk != nil {
+			t.Fatalf("Authenticate with a %s key returned a user or key with its error", tt.name)
+		}
+	}
+	// The good key still works.
+	_, _, err = e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate with the good key")
+}
+
+func testExpiredKeys(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	exp := e.clock.Now().Add(time.Hour)
+	_, plain := e.key(ctx, u.ID, "short-lived", &exp)
+	_, forever := e.key(ctx, u.ID, "forever", nil)
+
+	e.clock.Set(exp.Add(-time.Millisecond))
+	_, _, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate just before expiry")
+	e.clock.Set(exp)
+	_, _, err = e.s.Authenticate(e.anon, plain)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate at the expiry time")
+	e.clock.Add(24 * time.Hour)
+	_, _, err = e.s.Authenticate(e.anon, plain)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate after expiry")
+	_, _, err = e.s.Authenticate(e.anon, forever)
+	wantOK(t, err, "Authenticate with a key without expiry")
+}
+
+func testDisabledUsersKeys(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, plain := e.key(ctx, u.ID, "k", nil)
+	_, err := e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
+	wantOK(t, err, "disable")
+	_, _, err = e.s.Authenticate(e.anon, plain)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate as a disabled user")
+	_, err = e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Disabled: ptr(false)})
+	wantOK(t, err, "enable")
+	gu, _, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate after re-enabling")
+	if gu.Disabled {
+		t.Fatal("the re-enabled user is reported disabled")
+	}
+}
+
+func testTierChangeVisible(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, plain := e.key(ctx, u.ID, "k", nil)
+	_, admin := e.admin("root@example.com")
+	for _, tier := range []string{wasmwiz.TierPro, wasmwiz.TierBasic, wasmwiz.TierFree, wasmwiz.TierEnterprise} {
+		_, err := e.s.UpdateUser(admin, u.ID, wasmwiz.UserUpdate{Tier: ptr(tier)})
+		wantOK(t, err, "UpdateUser tier "+tier)
+		gu, _, err := e.s.Authenticate(e.anon, plain)
+		wantOK(t, err, "Authenticate")
+		if gu.Tier != tier {
+			t.Fatalf("after moving the user to %s, Authenticate says tier %q", tier, gu.Tier)
+		}
+	}
+	_, err := e.s.UpdateUser(admin, u.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleAdmin)})
+	wantOK(t, err, "UpdateUser role")
+	gu, _, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate")
+	if !gu.IsAdmin() {
+		t.Fatalf("after making the user an admin, Authenticate says role %q", gu.Role)
+	}
+}
+
+func testLastUsedAt(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	k, plain := e.key(ctx, u.ID, "k", nil)
+	idle, _ := e.key(ctx, u.ID, "idle", nil)
+	if k.LastUsedAt != nil || e.findKey(u, k.ID).LastUsedAt != nil {
+		t.Fatal("a new key has a last-used time")
+	}
+	auth := func(step string) *wasmwiz.APIKey {
+		t.Helper()
+		_, got, err := e.s.Authenticate(e.anon, plain)
+		wantOK(t, err, "Authenticate "+step)
+		return got
+	}
+	t0 := e.clock.Add(time.Second)
+	auth("first")
+	if got := e.findKey(u, k.ID).LastUsedAt; !sameTime(got, &t0) {
+		t.Fatalf("after the first use last_used_at = %s, want %v", fmtTime(got), t0)
+	}
+	// Within a minute, no write: the time stays that of the first use.
+	for _, d := range []time.Duration{time.Millisecond, 10 * time.Second, 59 * time.Second} {
+		e.clock.Set(t0.Add(d))
+		got := auth(fmt.Sprintf("%v later", d))
+		if !sameTime(got.LastUsedAt, &t0) {
+			t.Fatalf("%v after the first use Authenticate reports last used %s, want %v", d, fmtTime(got.LastUsedAt), t0)
+		}
+		if got := e.findKey(u, k.ID).LastUsedAt; !sameTime(got, &t0) {
+			t.Fatalf("%v after the first use last_used_at = %s, want it unchanged at %v", d, fmtTime(got), t0)
+		}
+	}
+	// More than a minute after the stored time, the next use writes it.
+	t1 := e.clock.Set(t0.Add(61 * time.Second))
+	auth("after a minute")
+	if got := e.findKey(u, k.ID).LastUsedAt; !sameTime(got, &t1) {
+		t.Fatalf("61s after the first use last_used_at = %s, want %v", fmtTime(got), t1)
+	}
+	t2 := e.clock.Set(t1.Add(time.Hour))
+	auth("an hour later")
+	if got := e.findKey(u, k.ID).LastUsedAt; !sameTime(got, &t2) {
+		t.Fatalf("an hour later last_used_at = %s, want %v", fmtTime(got), t2)
+	}
+	if got := e.findKey(u, idle.ID).LastUsedAt; got != nil {
+		t.Fatalf("a key never used has last_used_at %s", fmtTime(got))
+	}
+}
+
+func testFindAPIKeys(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	other, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	_, admin := e.admin("root@example.com")
+	var mine []*wasmwiz.APIKey // newest last
+	for i := range 5 {
+		e.clock.Add(time.Second)
+		k, _ := e.key(ctx, u.ID, fmt.Sprintf("k%d", i), nil)
+		mine = append(mine, k)
+	}
+	e.clock.Add(time.Second)
+	theirs, _ := e.key(otherCtx, other.ID, "theirs", nil)
+	wantOK(t, e.s.RevokeAPIKey(ctx, mine[1].ID), "RevokeAPIKey")
+	mine[1] = e.findKey(u, mine[1].ID)
+
+	ids := func(keys []*wasmwiz.APIKey) []int64 {
+		var out []int64
+		for _, k := range keys {
+			out = append(out, k.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		filter wasmwiz.APIKeyFilter
+		want   []int64
+		total  int
+	}{
+		{"own, active", ctx, wasmwiz.APIKeyFilter{}, []int64{mine[4].ID, mine[3].ID, mine[2].ID, mine[0].ID}, 4},
+		{"own, with revoked", ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true},
+			[]int64{mine[4].ID, mine[3].ID, mine[2].ID, mine[1].ID, mine[0].ID}, 5},
+		{"own, paged", ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true, Limit: 2, Offset: 2}, []int64{mine[2].ID, mine[1].ID}, 5},
+		{"another user's id is ignored", ctx, wasmwiz.APIKeyFilter{UserID: other.ID}, []int64{mine[4].ID, mine[3].ID, mine[2].ID, mine[0].ID}, 4},
+		{"the other user", otherCtx, wasmwiz.APIKeyFilter{IncludeRevoked: true}, []int64{theirs.ID}, 1},
+		{"admin, one user", admin, wasmwiz.APIKeyFilter{UserID: other.ID}, []int64{theirs.ID}, 1},
+		{"admin, everyone", admin, wasmwiz.APIKeyFilter{IncludeRevoked: true},
+			[]int64{theirs.ID, mine[4].ID, mine[3].ID, mine[2].ID, mine[1].ID, mine[0].ID}, 6},
+	}
+	for _, tt := range tests {
+		keys, total, err := e.s.FindAPIKeys(tt.ctx, tt.filter)
+		wantOK(t, err, "FindAPIKeys "+tt.name)
+		if fmt.Sprint(ids(keys)) != fmt.Sprint(tt.want) || total != tt.total {
+			t.Fatalf("FindAPIKeys %s: ids %v total %d, want %v and %d", tt.name, ids(keys), total, tt.want, tt.total)
+		}
+	}
+	keys, _, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true})
+	wantOK(t, err, "FindAPIKeys")
+	for i, k := range keys {
+		sameKey(t, k, mine[len(mine)-1-i], "listed key")
+	}
+	_, _, err = e.s.FindAPIKeys(e.anon, wasmwiz.APIKeyFilter{})
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindAPIKeys without a caller")
+}
+
+func testRevokeAPIKey(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	k, plain := e.key(ctx, u.ID, "k", nil)
+	keep, keepPlain := e.key(ctx, u.ID, "keep", nil)
+	revokedAt := e.clock.Add(time.Minute)
+	wantOK(t, e.s.RevokeAPIKey(ctx, k.ID), "RevokeAPIKey")
+	_, _, err := e.s.Authenticate(e.anon, plain)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a revoked key")
+	if got := e.findKey(u, k.ID).RevokedAt; !sameTime(got, &revokedAt) {
+		t.Fatalf("revoked_at = %s, want %v", fmtTime(got), revokedAt)
+	}
+	// Revoking again succeeds and keeps the first time.
+	e.clock.Add(time.Hour)
+	wantOK(t, e.s.RevokeAPIKey(ctx, k.ID), "RevokeAPIKey again")
+	if got := e.findKey(u, k.ID).RevokedAt; !sameTime(got, &revokedAt) {
+		t.Fatalf("second revocation moved revoked_at to %s", fmtTime(got))
+	}
+	_, _, err = e.s.Authenticate(e.anon, keepPlain)
+	wantOK(t, err, "Authenticate with the other key")
+	// Admins revoke anyone's keys.
+	_, admin := e.admin("root@example.com")
+	wantOK(t, e.s.RevokeAPIKey(admin, keep.ID), "RevokeAPIKey by an admin")
+	_, _, err = e.s.Authenticate(e.anon, keepPlain)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a key an admin revoked")
+	wantCode(t, e.s.RevokeAPIKey(admin, keep.ID+1000), wasmwiz.ENOTFOUND, "RevokeAPIKey of no key")
+	wantCode(t, e.s.RevokeAPIKey(e.anon, keep.ID), wasmwiz.EUNAUTHORIZED, "RevokeAPIKey without a caller")
+}
+
+func testRevokeAPIKeyCrossTenant(t *testing.T, e *env) {
+	victim, victimCtx := e.user("victim@example.com", wasmwiz.TierFree)
+	k, plain := e.key(victimCtx, victim.ID, "k", nil)
+	_, attacker := e.user("attacker@example.com", wasmwiz.TierFree)
+	wantCode(t, e.s.RevokeAPIKey(attacker, k.ID), wasmwiz.ENOTFOUND, "RevokeAPIKey of another user's key")
+	_, _, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate with the key another user tried to revoke")
+	if got := e.findKey(victim, k.ID).RevokedAt; got != nil {
+		t.Fatal("another user's RevokeAPIKey revoked the key")
+	}
+	// A key id that exists and one that does not answer alike.
+	err1 := e.s.RevokeAPIKey(attacker, k.ID)
+	err2 := e.s.RevokeAPIKey(attacker, k.ID+1000)
+	if wasmwiz.ErrorCode(err1) != wasmwiz.ErrorCode(err2) || wasmwiz.ErrorMessage(err1) != wasmwiz.ErrorMessage(err2) {
+		t.Fatalf("another user's key answers %q, no key answers %q", wasmwiz.ErrorMessage(err1), wasmwiz.ErrorMessage(err2))
+	}
+}

@@ -1,0 +1,262 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var moduleTests = []test{
+	{"CreateModule", testCreateModule},
+	{"CreateModuleRefusals", testCreateModuleRefusals},
+	{"PrivateModulesOfOthersAreNotFound", testModuleCrossTenant},
+	{"SameBytesTwoUsersTwoModules", testSameBytesTwoUsers},
+	{"PublicModules", testPublicModules},
+	{"FindModules", testFindModules},
+	{"DeleteModuleKeepsRuns", testDeleteModuleKeepsRuns},
+}
+
+func testCreateModule(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	e.clock.Add(3 * time.Second)
+	wasm := wasmBytes("hello")
+	m := e.module(ctx, "hello", wasm, false)
+	if !wasmwiz.ValidModuleID(m.ID) {
+		t.Fatalf("module id %q is not a mod_ id", m.ID)
+	}
+	want := &wasmwiz.Module{ID: m.ID, OwnerID: u.ID, Name: "hello", Description: "the hello module",
+		SHA256: sha(wasm), SizeBytes: int64(len(wasm)), Inspection: m.Inspection, CreatedAt: e.clock.Now()}
+	sameModule(t, m, want, "created module")
+
+	got, err := e.s.FindModuleByID(ctx, m.ID)
+	wantOK(t, err, "FindModuleByID")
+	sameModule(t, got, want, "found module")
+	if got.Wasm != nil {
+		t.Fatal("FindModuleByID returned the bytes")
+	}
+	got, err = e.s.FindModuleWasm(ctx, m.ID)
+	wantOK(t, err, "FindModuleWasm")
+	sameModule(t, got, want, "found module with bytes")
+	if !bytes.Equal(got.Wasm, wasm) {
+		t.Fatalf("FindModuleWasm bytes %x, want %x", got.Wasm, wasm)
+	}
+
+	// A module without inspection, and a larger one, round-trip too.
+	big := bytes.Repeat(wasmBytes("big"), 100_000)
+	m2 := &wasmwiz.Module{Name: "big", Wasm: big}
+	wantOK(t, e.s.CreateModule(ctx, m2), "CreateModule big")
+	got, err = e.s.FindModuleWasm(ctx, m2.ID)
+	wantOK(t, err, "FindModuleWasm big")
+	if got.Inspection != nil || !bytes.Equal(got.Wasm, big) || got.SizeBytes != int64(len(big)) || got.SHA256 != sha(big) {
+		t.Fatalf("big module: inspection %v, %d bytes, size %d", got.Inspection, len(got.Wasm), got.SizeBytes)
+	}
+	if m2.ID == m.ID {
+		t.Fatal("two modules got one id")
+	}
+	_, err = e.s.FindModuleByID(ctx, "mod_doesnotexist000000000")
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of no module")
+	_, err = e.s.FindModuleByID(ctx, "../../etc/passwd")
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of garbage")
+}
+
+func testCreateModuleRefusals(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	tests := []struct {
+		name string
+		m    wasmwiz.Module
+		code string
+	}{
+		{"no bytes", wasmwiz.Module{Name: "empty"}, wasmwiz.EINVALID},
+		{"a name too long", wasmwiz.Module{Name: strings.Repeat("n", 129), Wasm: wasmBytes("x")}, wasmwiz.EINVALID},
+		{"a description too long", wasmwiz.Module{Name: "d", Description: strings.Repeat("d", 4097), Wasm: wasmBytes("x")}, wasmwiz.EINVALID},
+	}
+	for _, tt := range tests {
+		m := tt.m
+		wantCode(t, e.s.CreateModule(ctx, &m), tt.code, "CreateModule with "+tt.name)
+	}
+	m := &wasmwiz.Module{Name: "anon", Wasm: wasmBytes("x")}
+	wantCode(t, e.s.CreateModule(e.anon, m), wasmwiz.EUNAUTHORIZED, "CreateModule without a caller")
+	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{})
+	wantOK(t, err, "FindModules")
+	if total != 0 || len(mods) != 0 {
+		t.Fatalf("refused CreateModule calls stored %d modules", total)
+	}
+}
+
+func testModuleCrossTenant(t *testing.T, e *env) {
+	_, ownerCtx := e.user("owner@example.com", wasmwiz.TierFree)
+	_, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	_, admin := e.admin("root@example.com")
+	m := e.module(ownerCtx, "secret", wasmBytes("secret"), false)
+
+	// Another user: every method answers as if the module did not exist.
+	_, err := e.s.FindModuleByID(otherCtx, m.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of another user's module")
+	_, err2 := e.s.FindModuleByID(otherCtx, "mod_0000000000000000000000")
+	if wasmwiz.ErrorMessage(err) != wasmwiz.ErrorMessage(err2) {
+		t.Fatalf("another user's module answers %q, no module answers %q", wasmwiz.ErrorMessage(err), wasmwiz.ErrorMessage(err2))
+	}
+	_, err = e.s.FindModuleWasm(otherCtx, m.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleWasm of another user's module")
+	wantCode(t, e.s.DeleteModule(otherCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's module")
+	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
+	wantOK(t, err, "FindModules")
+	if total != 0 || len(mods) != 0 {
+		t.Fatalf("another user lists %d modules", total)
+	}
+	// Nor without a caller.
+	_, err = e.s.FindModuleByID(e.anon, m.ID)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID without a caller")
+	_, err = e.s.FindModuleWasm(e.anon, m.ID)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleWasm without a caller")
+	_, _, err = e.s.FindModules(e.anon, wasmwiz.ModuleFilter{})
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModules without a caller")
+	wantCode(t, e.s.DeleteModule(e.anon, m.ID), wasmwiz.EUNAUTHORIZED, "DeleteModule without a caller")
+
+	// The owner still has it; an admin sees it and may delete it.
+	_, err = e.s.FindModuleWasm(ownerCtx, m.ID)
+	wantOK(t, err, "FindModuleWasm by the owner")
+	_, err = e.s.FindModuleWasm(admin, m.ID)
+	wantOK(t, err, "FindModuleWasm by an admin")
+	wantOK(t, e.s.DeleteModule(admin, m.ID), "DeleteModule by an admin")
+	_, err = e.s.FindModuleByID(ownerCtx, m.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID after delete")
+	wantCode(t, e.s.DeleteModule(ownerCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule twice")
+}
+
+func testSameBytesTwoUsers(t *testing.T, e *env) {
+	a, aCtx := e.user("a@example.com", wasmwiz.TierFree)
+	b, bCtx := e.user("b@example.com", wasmwiz.TierFree)
+	wasm := wasmBytes("shared")
+	ma := e.module(aCtx, "mine", wasm, false)
+	e.clock.Add(time.Second)
+	mb := e.module(bCtx, "also-mine", wasm, false)
+	if ma.ID == mb.ID || ma.SHA256 != mb.SHA256 {
+		t.Fatalf("same bytes: ids %s and %s, sha %s and %s", ma.ID, mb.ID, ma.SHA256, mb.SHA256)
+	}
+	at := e.clock.Add(time.Minute)
+	e.runs(run(a.ID, wasmwiz.StatusOK, 1, at, ma.ID, ma.SHA256), run(a.ID, wasmwiz.StatusOK, 1, at, ma.ID, ma.SHA256))
+
+	for _, c := range []struct {
+		name  string
+		ctx   context.Context
+		owner int64
+		want  *wasmwiz.Module
+		runs  int64
+	}{
+		{"a", aCtx, a.ID, ma, 2},
+		{"b", bCtx, b.ID, mb, 0},
+	} {
+		mods, total, err := e.s.FindModules(c.ctx, wasmwiz.ModuleFilter{})
+		wantOK(t, err, "FindModules "+c.name)
+		if total != 1 || len(mods) != 1 || mods[0].ID != c.want.ID || mods[0].OwnerID != c.owner {
+			t.Fatalf("user %s lists %d modules (total %d), want only its own %s", c.name, len(mods), total, c.want.ID)
+		}
+		if mods[0].RunCount != c.runs {
+			t.Fatalf("user %s's module has run count %d, want %d: the other user's runs leak", c.name, mods[0].RunCount, c.runs)
+		}
+	}
+	// Deleting one leaves the other.
+	wantOK(t, e.s.DeleteModule(aCtx, ma.ID), "DeleteModule a")
+	got, err := e.s.FindModuleWasm(bCtx, mb.ID)
+	wantOK(t, err, "FindModuleWasm b after a deleted its copy")
+	if !bytes.Equal(got.Wasm, wasm) {
+		t.Fatal("b's module lost its bytes when a deleted the same bytes")
+	}
+}
+
+func testPublicModules(t *testing.T, e *env) {
+	owner, ownerCtx := e.user("owner@example.com", wasmwiz.TierFree)
+	_, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	wasm := wasmBytes("public")
+	pub := e.module(ownerCtx, "shared-tool", wasm, true)
+
+	got, err := e.s.FindModuleByID(otherCtx, pub.ID)
+	wantOK(t, err, "FindModuleByID of a public module")
+	if got.OwnerID != owner.ID || !got.Public {
+		t.Fatalf("public module: owner %d public %v", got.OwnerID, got.Public)
+	}
+	got, err = e.s.FindModuleWasm(otherCtx, pub.ID)
+	wantOK(t, err, "FindModuleWasm of a public module")
+	if !bytes.Equal(got.Wasm, wasm) {
+		t.Fatal("a public module's bytes differ for another user")
+	}
+	wantCode(t, e.s.DeleteModule(otherCtx, pub.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's public module")
+	_, err = e.s.FindModuleByID(ownerCtx, pub.ID)
+	wantOK(t, err, "the public module after another user's delete")
+	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
+	wantOK(t, err, "FindModules")
+	if total != 0 || len(mods) != 0 {
+		t.Fatalf("FindModules of another user lists %d modules; it lists only one's own", total)
+	}
+	_, err = e.s.FindModuleByID(e.anon, pub.ID)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID of a public module without a caller")
+}
+
+func testFindModules(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	var mine []*wasmwiz.Module // oldest first
+	for i := range 5 {
+		e.clock.Add(time.Second)
+		name := fmt.Sprintf("m%d", i)
+		if i == 3 {
+			name = "m1" // two modules of one name
+		}
+		mine = append(mine, e.module(ctx, name, wasmBytes(name+fmt.Sprint(i)), i%2 == 0))
+	}
+	e.module(otherCtx, "m1", wasmBytes("other"), true)
+
+	tests := []struct {
+		name   string
+		filter wasmwiz.ModuleFilter
+		want   []*wasmwiz.Module
+		total  int
+	}{
+		{"all", wasmwiz.ModuleFilter{}, []*wasmwiz.Module{mine[4], mine[3], mine[2], mine[1], mine[0]}, 5},
+		{"first page", wasmwiz.ModuleFilter{Limit: 2}, []*wasmwiz.Module{mine[4], mine[3]}, 5},
+		{"second page", wasmwiz.ModuleFilter{Limit: 2, Offset: 2}, []*wasmwiz.Module{mine[2], mine[1]}, 5},
+		{"by name", wasmwiz.ModuleFilter{Name: "m1"}, []*wasmwiz.Module{mine[3], mine[1]}, 2},
+		{"unknown name", wasmwiz.ModuleFilter{Name: "nope"}, nil, 0},
+	}
+	for _, tt := range tests {
+		got, total, err := e.s.FindModules(ctx, tt.filter)
+		wantOK(t, err, "FindModules "+tt.name)
+		if len(got) != len(tt.want) || total != tt.total {
+			t.Fatalf("FindModules %s: %d modules, total %d; want %d and %d", tt.name, len(got), total, len(tt.want), tt.total)
+		}
+		for i := range got {
+			sameModule(t, got[i], tt.want[i], "FindModules "+tt.name)
+			if got[i].Wasm != nil {
+				t.Fatal("FindModules returned module bytes")
+			}
+		}
+	}
+}
+
+func testDeleteModuleKeepsRuns(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	m := e.module(ctx, "gone", wasmBytes("gone"), false)
+	at := e.clock.Add(time.Second)
+	r := run(u.ID, wasmwiz.StatusOK, 2.5, at, m.ID, m.SHA256)
+	e.runs(r)
+	wantOK(t, e.s.DeleteModule(ctx, m.ID), "DeleteModule")
+	got, err := e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID after the module was deleted")
+	sameRun(t, got, r, "run of a deleted module")
+	runs, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	if total != 1 || len(runs) != 1 {
+		t.Fatalf("FindRuns after the module was deleted: %d runs", total)
+	}
+	// Records of the deleted module may still arrive from the usage writer.
+	late := run(u.ID, wasmwiz.StatusOK, 1, at.Add(time.Second), m.ID, m.SHA256)
+	e.runs(late)
+	_, err = e.s.FindRunByID(ctx, late.ID)
+	wantOK(t, err, "FindRunByID of a late record of a deleted module")
+}

@@ -1,0 +1,397 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var runTests = []test{
+	{"CreateRunsRoundTrip", testCreateRunsRoundTrip},
+	{"CreateRunsIsIdempotent", testCreateRunsIdempotent},
+	{"CreateRunsBumpsModules", testCreateRunsBumpsModules},
+	{"CreateRunsRefusesABadBatchWhole", testCreateRunsRefusals},
+	{"FindRunByIDOfAnotherUser", testFindRunCrossTenant},
+	{"FindRuns", testFindRuns},
+	{"Usage", testUsage},
+	{"Stats", testStats},
+	{"StatsIsForAdmins", testStatsForbidden},
+	{"DeleteRunsBeforeInBatches", testDeleteRunsBefore},
+}
+
+func testCreateRunsRoundTrip(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierBasic)
+	k, _ := e.key(ctx, u.ID, "k", nil)
+	m := e.module(ctx, "m", wasmBytes("m"), false)
+	at := e.clock.Add(time.Second).Add(123 * time.Millisecond)
+	full := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, MemoryPeakBytes: 3 << 20,
+		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at}
+	trap := run(u.ID, wasmwiz.StatusTrap, 0.25, at, "", sha([]byte("adhoc")))
+	refused := run(u.ID, "", 0, at, "", "")
+	anon := run(0, wasmwiz.StatusOK, 1, at, "", sha([]byte("adhoc")))
+	wantOK(t, e.s.CreateRuns(context.Background(), nil), "CreateRuns of nothing")
+	e.runs(full, trap, refused, anon)
+	for _, want := range []*wasmwiz.Run{full, trap, refused} {
+		got, err := e.s.FindRunByID(ctx, want.ID)
+		wantOK(t, err, "FindRunByID "+want.ID)
+		sameRun(t, got, want, "stored run")
+	}
+	// An anonymous run belongs to nobody; an admin finds it.
+	_, err := e.s.FindRunByID(ctx, anon.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of an anonymous run by a user")
+	got, err := e.s.FindRunByID(e.sys, anon.ID)
+	wantOK(t, err, "FindRunByID of an anonymous run by an admin")
+	sameRun(t, got, anon, "anonymous run")
+	_, err = e.s.FindRunByID(e.anon, full.ID)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRunByID without a caller")
+	_, err = e.s.FindRunByID(ctx, wasmwiz.NewRunID(at))
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of no run")
+}
+
+func testCreateRunsIdempotent(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	m := e.module(ctx, "m", wasmBytes("m"), false)
+	at := e.clock.Add(time.Second)
+	batch := []*wasmwiz.Run{
+		run(u.ID, wasmwiz.StatusOK, 1, at, m.ID, m.SHA256),
+		run(u.ID, wasmwiz.StatusOK, 2, at.Add(time.Millisecond), m.ID, m.SHA256),
+		run(u.ID, wasmwiz.StatusTrap, 3, at.Add(2*time.Millisecond), m.ID, m.SHA256),
+	}
+	e.runs(batch...)
+	// The writer retries a batch whose commit it could not confirm, and may
+	// send an overlapping one: nothing is counted twice.
+	e.runs(batch...)
+	extra := run(u.ID, wasmwiz.StatusOK, 4, at.Add(3*time.Millisecond), m.ID, m.SHA256)
+	e.runs(batch[2], extra, batch[0])
+	// The same id twice in one batch is one run too.
+	twice := run(u.ID, wasmwiz.StatusOK, 5, at.Add(4*time.Millisecond), m.ID, m.SHA256)
+	e.runs(twice, twice)
+
+	runs, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	if total != 5 || len(runs) != 5 {
+		t.Fatalf("after repeated batches: %d runs, want 5", total)
+	}
+	got, err := e.s.FindModuleByID(ctx, m.ID)
+	wantOK(t, err, "FindModuleByID")
+	if got.RunCount != 5 {
+		t.Fatalf("module run count %d after repeated batches of 5 distinct runs, want 5", got.RunCount)
+	}
+	usage, err := e.s.Usage(ctx, at.Add(time.Second))
+	wantOK(t, err, "Usage")
+	if usage.RunsToday != 5 {
+		t.Fatalf("usage counts %d runs today, want 5", usage.RunsToday)
+	}
+}
+
+func testCreateRunsBumpsModules(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	m1 := e.module(ctx, "one", wasmBytes("one"), false)
+	m2 := e.module(ctx, "two", wasmBytes("two"), false)
+	idle := e.module(ctx, "idle", wasmBytes("idle"), false)
+	t1 := e.clock.Now().Add(time.Minute)
+	t2 := t1.Add(time.Minute)
+	e.runs(
+		run(u.ID, wasmwiz.StatusOK, 1, t2, m1.ID, m1.SHA256),
+		run(u.ID, wasmwiz.StatusTrap, 1, t1, m1.ID, m1.SHA256), // older, in the same batch
+		run(u.ID, wasmwiz.StatusOK, 1, t1, m2.ID, m2.SHA256),
+		run(u.ID, wasmwiz.StatusOK, 1, t2, "", m1.SHA256), // the same bytes sent ad hoc: not the stored module
+		run(u.ID, "", 0, t2, m2.ID, m2.SHA256),            // a refused request did not run the module
+	)
+	// A later batch with an older record does not move last_run_at back.
+	e.runs(run(u.ID, wasmwiz.StatusOK, 1, t1.Add(-time.Hour), m2.ID, m2.SHA256))
+
+	for _, c := range []struct {
+		m    *wasmwiz.Module
+		runs int64
+		last *time.Time
+	}{
+		{m1, 2, &t2},
+		{m2, 2, &t1},
+		{idle, 0, nil},
+	} {
+		got, err := e.s.FindModuleByID(ctx, c.m.ID)
+		wantOK(t, err, "FindModuleByID "+c.m.Name)
+		if got.RunCount != c.runs || !sameTime(got.LastRunAt, c.last) {
+			t.Fatalf("module %s: run count %d, last run %s; want %d and %s", c.m.Name, got.RunCount, fmtTime(got.LastRunAt), c.runs, fmtTime(c.last))
+		}
+	}
+}
+
+func testCreateRunsRefusals(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	at := e.clock.Now()
+	good := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
+	bad := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
+	bad.ID = ""
+	wantCode(t, e.s.CreateRuns(context.Background(), []*wasmwiz.Run{good, bad}), wasmwiz.EINVALID, "CreateRuns with a run without id")
+	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	if total != 0 {
+		t.Fatalf("a refused batch stored %d runs; a batch is one transaction", total)
+	}
+}
+
+func testFindRunCrossTenant(t *testing.T, e *env) {
+	owner, ownerCtx := e.user("owner@example.com", wasmwiz.TierFree)
+	_, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	_, admin := e.admin("root@example.com")
+	r := run(owner.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")
+	e.runs(r)
+	_, err := e.s.FindRunByID(otherCtx, r.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of another user's run")
+	_, err2 := e.s.FindRunByID(otherCtx, wasmwiz.NewRunID(e.clock.Now()))
+	if wasmwiz.ErrorMessage(err) != wasmwiz.ErrorMessage(err2) {
+		t.Fatalf("another user's run answers %q, no run answers %q", wasmwiz.ErrorMessage(err), wasmwiz.ErrorMessage(err2))
+	}
+	runs, total, err := e.s.FindRuns(otherCtx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns of the other user")
+	if total != 0 || len(runs) != 0 {
+		t.Fatalf("another user lists %d runs", total)
+	}
+	got, err := e.s.FindRunByID(admin, r.ID)
+	wantOK(t, err, "FindRunByID by an admin")
+	sameRun(t, got, r, "run found by an admin")
+	got, err = e.s.FindRunByID(ownerCtx, r.ID)
+	wantOK(t, err, "FindRunByID by the owner")
+	sameRun(t, got, r, "run found by its owner")
+	// An admin's FindRuns lists the admin's own runs.
+	runs, total, err = e.s.FindRuns(admin, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns of an admin")
+	if total != 0 || len(runs) != 0 {
+		t.Fatalf("an admin's FindRuns lists %d runs of others", total)
+	}
+}
+
+func testFindRuns(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	other, _ := e.user("other@example.com", wasmwiz.TierFree)
+	base := e.clock.Now()
+	statuses := []wasmwiz.Status{wasmwiz.StatusOK, wasmwiz.StatusTrap, wasmwiz.StatusOK, wasmwiz.StatusTimeout, "", wasmwiz.StatusOK}
+	var mine []*wasmwiz.Run // oldest first, one a minute
+	for i, st := range statuses {
+		mine = append(mine, run(u.ID, st, float64(i), base.Add(time.Duration(i)*time.Minute), "", ""))
+	}
+	// Two runs in one millisecond: the later id is the newer.
+	same := base.Add(10 * time.Minute)
+	r6, r7 := run(u.ID, wasmwiz.StatusOK, 7, same, "", ""), run(u.ID, wasmwiz.StatusOK, 8, same, "", "")
+	if r7.ID < r6.ID { // other tests made ids in between
+		r6.ID, r7.ID = r7.ID, r6.ID
+	}
+	mine = append(mine, r6, r7)
+	e.runs(mine...)
+	e.runs(run(other.ID, wasmwiz.StatusOK, 1, base, "", ""), run(other.ID, wasmwiz.StatusTrap, 1, base.Add(time.Minute), "", ""))
+
+	rev := func(idx ...int) []*wasmwiz.Run {
+		var out []*wasmwiz.Run
+		for _, i := range idx {
+			out = append(out, mine[i])
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		filter wasmwiz.RunFilter
+		want   []*wasmwiz.Run
+		total  int
+	}{
+		{"all, newest first", wasmwiz.RunFilter{}, rev(7, 6, 5, 4, 3, 2, 1, 0), 8},
+		{"first page", wasmwiz.RunFilter{Limit: 3}, rev(7, 6, 5), 8},
+		{"second page", wasmwiz.RunFilter{Limit: 3, Offset: 3}, rev(4, 3, 2), 8},
+		{"last page", wasmwiz.RunFilter{Limit: 3, Offset: 6}, rev(1, 0), 8},
+		{"status ok", wasmwiz.RunFilter{Status: wasmwiz.StatusOK}, rev(7, 6, 5, 2, 0), 5},
+		{"status trap", wasmwiz.RunFilter{Status: wasmwiz.StatusTrap}, rev(1), 1},
+		{"status memory_limit", wasmwiz.RunFilter{Status: wasmwiz.StatusMemoryLimit}, nil, 0},
+		{"since (inclusive)", wasmwiz.RunFilter{Since: base.Add(3 * time.Minute)}, rev(7, 6, 5, 4, 3), 5},
+		{"until (exclusive)", wasmwiz.RunFilter{Until: base.Add(3 * time.Minute)}, rev(2, 1, 0), 3},
+		{"between", wasmwiz.RunFilter{Since: base.Add(time.Minute), Until: base.Add(4 * time.Minute)}, rev(3, 2, 1), 3},
+		{"between, ok, paged", wasmwiz.RunFilter{Status: wasmwiz.StatusOK, Since: base.Add(time.Millisecond), Limit: 2, Offset: 1}, rev(6, 5), 4},
+		{"empty range", wasmwiz.RunFilter{Since: base.Add(time.Hour)}, nil, 0},
+	}
+	for _, tt := range tests {
+		got, total, err := e.s.FindRuns(ctx, tt.filter)
+		wantOK(t, err, "FindRuns "+tt.name)
+		if len(got) != len(tt.want) || total != tt.total {
+			t.Fatalf("FindRuns %s: %d runs, total %d; want %d and %d", tt.name, len(got), total, len(tt.want), tt.total)
+		}
+		for i := range got {
+			sameRun(t, got[i], tt.want[i], fmt.Sprintf("FindRuns %s, run %d", tt.name, i))
+		}
+	}
+	_, _, err := e.s.FindRuns(e.anon, wasmwiz.RunFilter{})
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRuns without a caller")
+}
+
+func testUsage(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierBasic)
+	other, _ := e.user("other@example.com", wasmwiz.TierBasic)
+	now := time.Date(2026, 11, 27, 15, 30, 0, 0, time.UTC)
+	midnight := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	e.runs(
+		run(u.ID, wasmwiz.StatusOK, 1, midnight.Add(-time.Millisecond), "", ""),        // yesterday
+		run(u.ID, wasmwiz.StatusOK, 1, midnight, "", ""),                               // today's first millisecond
+		run(u.ID, wasmwiz.StatusTrap, 1, midnight.Add(9*time.Hour), "", ""),            // today
+		run(u.ID, wasmwiz.StatusOK, 1, now.Add(-time.Minute), "", ""),                  // today, a minute ago: not this minute
+		run(u.ID, wasmwiz.StatusOK, 1, now.Add(-time.Minute+time.Millisecond), "", ""), // this minute
+		run(u.ID, wasmwiz.StatusTimeout, 1, now, "", ""),                               // this minute
+		run(u.ID, "", 0, now.Add(-time.Second), "", ""),                                // refused: not counted
+		run(other.ID, wasmwiz.StatusOK, 1, now.Add(-time.Second), "", ""),              // another user's
+	)
+	got, err := e.s.Usage(ctx, now)
+	wantOK(t, err, "Usage")
+	want := wasmwiz.Usage{Tier: wasmwiz.TierBasic, RunsToday: 5, RunsPerDay: 10_000, RunsThisMinute: 2, RunsPerMinute: 100}
+	if *got != want {
+		t.Fatalf("Usage = %+v, want %+v", *got, want)
+	}
+	// At the start of the next day, nothing of today counts.
+	got, err = e.s.Usage(ctx, midnight.Add(24*time.Hour))
+	wantOK(t, err, "Usage tomorrow")
+	if got.RunsToday != 0 || got.RunsThisMinute != 0 {
+		t.Fatalf("Usage at the next midnight = %+v, want no runs", *got)
+	}
+	_, err = e.s.Usage(e.anon, now)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Usage without a caller")
+}
+
+// testStats checks admin totals on a dataset made to be counted by hand.
+func testStats(t *testing.T, e *env) {
+	_, admin := e.admin("root@example.com")
+	a, aCtx := e.user("a@example.com", wasmwiz.TierFree)
+	b, bCtx := e.user("b@example.com", wasmwiz.TierFree)
+	c, cCtx := e.user("c@example.com", wasmwiz.TierFree)
+	// Keys at 10:00: active ones of a, b and the admin's none; a revoked
+	// one; one expiring at 11:00; one of c, whom we disable.
+	e.key(aCtx, a.ID, "active", nil)
+	revoked, _ := e.key(aCtx, a.ID, "revoked", nil)
+	wantOK(t, e.s.RevokeAPIKey(aCtx, revoked.ID), "RevokeAPIKey")
+	exp := Start.Add(time.Hour)
+	e.key(aCtx, a.ID, "expiring", &exp)
+	e.key(bCtx, b.ID, "active", nil)
+	e.key(cCtx, c.ID, "disabled", nil)
+	_, err := e.s.UpdateUser(admin, c.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
+	wantOK(t, err, "disable c")
+
+	mA := e.module(aCtx, "a", wasmBytes("a"), false)
+	mB := e.module(bCtx, "b", wasmBytes("b"), false)
+	shaX := sha([]byte("ad hoc"))
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	today := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	var runs []*wasmwiz.Run
+	// Today: a ran 20 times, 1..20 ms, every fifth a trap; 12 of its stored
+	// module, 8 ad hoc. b ran once, 21 ms, its stored module. One refused.
+	for i := range 20 {
+		st := wasmwiz.StatusOK
+		if i%5 == 4 {
+			st = wasmwiz.StatusTrap
+		}
+		mod, s := mA.ID, mA.SHA256
+		if i >= 12 {
+			mod, s = "", shaX
+		}
+		runs = append(runs, run(a.ID, st, float64(i+1), today.Add(time.Duration(i)*time.Minute), mod, s))
+	}
+	runs = append(runs, run(b.ID, wasmwiz.StatusOK, 21, today.Add(11*time.Hour), mB.ID, mB.SHA256))
+	runs = append(runs, run(a.ID, "", 0, today.Add(11*time.Hour), "", ""))
+	// Yesterday: b ran its module 3 times. 29 days ago (the first of the
+	// 30 days): a's module twice. 30 days ago: outside the window.
+	for i := range 3 {
+		runs = append(runs, run(b.ID, wasmwiz.StatusOK, 1000, today.Add(-time.Duration(i+1)*time.Hour), mB.ID, mB.SHA256))
+	}
+	runs = append(runs,
+		run(a.ID, wasmwiz.StatusOK, 1000, today.AddDate(0, 0, -29), mA.ID, mA.SHA256),
+		run(a.ID, wasmwiz.StatusOK, 1000, today.AddDate(0, 0, -29).Add(23*time.Hour), mA.ID, mA.SHA256),
+		run(a.ID, wasmwiz.StatusOK, 1000, today.AddDate(0, 0, -29).Add(-time.Millisecond), "", shaX))
+	e.runs(runs...)
+
+	e.clock.Set(now)
+	st, err := e.s.Stats(admin, now)
+	wantOK(t, err, "Stats")
+	if st.Users != 4 || st.ActiveKeys != 2 || st.RunsToday != 21 || st.ActiveUsersToday != 2 {
+		t.Fatalf("Stats: users %d, active keys %d, runs today %d, active users today %d; want 4, 2, 21, 2",
+			st.Users, st.ActiveKeys, st.RunsToday, st.ActiveUsersToday)
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+	if !near(st.SuccessRate, 17.0/21) || !near(st.MeanDurationMS, 11) || !near(st.P95DurationMS, 20) {
+		t.Fatalf("Stats: success rate %v, mean %v ms, p95 %v ms; want 17/21, 11, 20 (ceil(0.95*21) = 20th of 1..21)",
+			st.SuccessRate, st.MeanDurationMS, st.P95DurationMS)
+	}
+	if len(st.RunsPerDay) != 30 {
+		t.Fatalf("RunsPerDay has %d days, want 30", len(st.RunsPerDay))
+	}
+	for i, d := range st.RunsPerDay {
+		wantDay := today.AddDate(0, 0, i-29).Format("2006-01-02")
+		wantRuns := map[int]int64{0: 2, 28: 3, 29: 21}[i]
+		if d.Day != wantDay || d.Runs != wantRuns {
+			t.Fatalf("RunsPerDay[%d] = %s %d, want %s %d", i, d.Day, d.Runs, wantDay, wantRuns)
+		}
+	}
+	wantTop := []wasmwiz.ModuleCount{
+		{ModuleSHA256: mA.SHA256, ModuleID: mA.ID, Runs: 14},
+		{ModuleSHA256: shaX, Runs: 8},
+		{ModuleSHA256: mB.SHA256, ModuleID: mB.ID, Runs: 4},
+	}
+	if fmt.Sprint(st.TopModules) != fmt.Sprint(wantTop) {
+		t.Fatalf("TopModules = %+v, want %+v", st.TopModules, wantTop)
+	}
+
+	// With no run today, the rates are zero, not NaN.
+	st, err = e.s.Stats(admin, now.AddDate(0, 0, 2))
+	wantOK(t, err, "Stats two days later")
+	if st.RunsToday != 0 || st.SuccessRate != 0 || st.MeanDurationMS != 0 || st.P95DurationMS != 0 || st.ActiveUsersToday != 0 {
+		t.Fatalf("Stats of a day without runs: %+v", st)
+	}
+}
+
+func testStatsForbidden(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, err := e.s.Stats(ctx, e.clock.Now())
+	wantCode(t, err, wasmwiz.EFORBIDDEN, "Stats by a user")
+	_, err = e.s.Stats(e.anon, e.clock.Now())
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Stats without a caller")
+}
+
+func testDeleteRunsBefore(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	m := e.module(ctx, "m", wasmBytes("m"), false)
+	cutoff := e.clock.Now().AddDate(0, 0, -30)
+	var old, kept []*wasmwiz.Run
+	for i := range 25 {
+		old = append(old, run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Duration(i+1)*time.Minute), m.ID, m.SHA256))
+	}
+	kept = append(kept, run(u.ID, wasmwiz.StatusOK, 1, cutoff, m.ID, m.SHA256), run(0, wasmwiz.StatusOK, 1, cutoff.Add(time.Hour), "", ""))
+	e.runs(append(old, kept...)...)
+
+	var got []int
+	for {
+		n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, 10)
+		wantOK(t, err, "DeleteRunsBefore")
+		got = append(got, n)
+		if n == 0 || len(got) > 10 {
+			break
+		}
+	}
+	if fmt.Sprint(got) != "[10 10 5 0]" {
+		t.Fatalf("DeleteRunsBefore batches deleted %v, want [10 10 5 0]", got)
+	}
+	for _, r := range old {
+		_, err := e.s.FindRunByID(e.sys, r.ID)
+		wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of a deleted run")
+	}
+	for _, r := range kept {
+		_, err := e.s.FindRunByID(e.sys, r.ID)
+		wantOK(t, err, "FindRunByID of a run at or after the cutoff")
+	}
+	// Retention is about records: the module keeps its count.
+	mod, err := e.s.FindModuleByID(ctx, m.ID)
+	wantOK(t, err, "FindModuleByID")
+	if mod.RunCount != 26 {
+		t.Fatalf("module run count %d after retention, want 26", mod.RunCount)
+	}
+	_, err = e.s.DeleteRunsBefore(context.Background(), cutoff, 0)
+	wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+}
