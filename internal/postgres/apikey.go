@@ -59,7 +59,7 @@ func createAPIKey(ctx context.Context, q querier, now time.Time, caller *wasmwiz
 		userID, name, plaintext[:wasmwiz.APIKeyVisiblePrefixLen], wasmwiz.HashAPIKey(plaintext), now, expiresAt,
 		caller.IsAdmin(), caller.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, "", wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", userID)
+		return nil, "", wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
 	}
 	if err != nil {
 		return nil, "", dbError(err, "create key")
@@ -179,7 +179,7 @@ func (db *DB) RevokeAPIKey(ctx context.Context, id int64) error {
 	err = db.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2)
 		WHERE id = $1 AND ($3 OR user_id = $4) RETURNING id`, id, db.now(), caller.IsAdmin(), caller.ID).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "key %d not found", id)
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "API key not found")
 	}
 	return dbError(err, "revoke key")
 }

@@ -34,6 +34,12 @@ func scanModule(row pgx.Row, extra ...any) (*wasmwiz.Module, error) {
 	return &m, nil
 }
 
+// Longest module name and description, in bytes.
+const (
+	maxModuleName        = 128
+	maxModuleDescription = 4096
+)
+
 // CreateModule stores m (Name, Description, Wasm, Inspection, Public) for
 // the caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt.
 // EUNAUTHORIZED without a caller, EINVALID for an empty module or a name or
@@ -46,10 +52,10 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	switch {
 	case m == nil || len(m.Wasm) == 0:
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "empty module")
-	case len(m.Name) > 200:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name is longer than 200 characters")
-	case len(m.Description) > 2000:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description is longer than 2000 characters")
+	case len(m.Name) > maxModuleName:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name is longer than %d bytes", maxModuleName)
+	case len(m.Description) > maxModuleDescription:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description is longer than %d bytes", maxModuleDescription)
 	}
 	id := wasmwiz.NewModuleID()
 	var inspection string
@@ -108,7 +114,7 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 	m, err := scanModule(db.pool.QueryRow(ctx, `SELECT `+cols+` FROM modules
 		WHERE id = $1 AND ($2 OR public OR owner_id = $3)`, id, caller.IsAdmin(), caller.ID), &wasm)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 	}
 	if err != nil {
 		return nil, dbError(err, "find module")
@@ -165,7 +171,7 @@ func (db *DB) DeleteModule(ctx context.Context, id string) error {
 		return dbError(err, "delete module")
 	}
 	if tag.RowsAffected() == 0 {
-		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 	}
 	return nil
 }

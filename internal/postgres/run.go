@@ -39,10 +39,10 @@ const copyThreshold = 64
 // CreateRuns inserts records in one transaction. It needs no caller and is
 // idempotent by Run.ID: a record whose id exists is skipped, and only the
 // records actually inserted bump run_count and last_run_at of the stored
-// modules they name (when those still exist). A run without an ID gets one;
-// without CreatedAt, the current time. EINVALID for a run with an id
-// longer than 64 characters, EUNAVAILABLE when the database does not answer
-// (nothing is written then, so the caller may retry the whole batch).
+// modules they name (when those still exist). A run without CreatedAt gets
+// the current time. EINVALID, and nothing written, when a run has no id or
+// one longer than 64 characters; EUNAVAILABLE when the database does not
+// answer (nothing is written then, so the caller may retry the batch).
 func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
 	batch := make([]*wasmwiz.Run, 0, len(runs))
 	now := db.now()
@@ -50,11 +50,8 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
 		if r == nil {
 			continue
 		}
-		if r.ID == "" {
-			r.ID = wasmwiz.NewRunID(now)
-		}
-		if len(r.ID) > 64 {
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "run id is longer than 64 characters")
+		if r.ID == "" || len(r.ID) > 64 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "every run needs an id of at most 64 characters")
 		}
 		if r.CreatedAt.IsZero() {
 			r.CreatedAt = now
@@ -145,7 +142,7 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) 
 	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
 		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
 	if err != nil {
 		return nil, dbError(err, "find run")
@@ -233,7 +230,8 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 const topModulesLimit = 10
 
 // Stats returns admin totals at now, counting executed runs (Status set)
-// only: "today" is now's UTC day, RunsPerDay
+// only, and as active keys those neither revoked nor expired of enabled
+// users: "today" is now's UTC day, RunsPerDay
 // covers the 30 UTC days up to today (every day, oldest first, zero days
 // included), TopModules the most run modules of those 30 days.
 // EUNAUTHORIZED without a caller, EFORBIDDEN for non-admins.
@@ -248,8 +246,9 @@ func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) 
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT
 				(SELECT count(*) FROM users),
-				(SELECT count(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3))`,
-			today, tomorrow, now).Scan(&s.Users, &s.ActiveKeys); err != nil {
+				(SELECT count(*) FROM api_keys k JOIN users u ON u.id = k.user_id
+				 WHERE NOT u.disabled AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1))`,
+			now.UTC()).Scan(&s.Users, &s.ActiveKeys); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*), count(DISTINCT user_id) FILTER (WHERE user_id <> 0),

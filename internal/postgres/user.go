@@ -83,7 +83,7 @@ func (db *DB) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error)
 	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users
 		WHERE id = $1 AND ($2 OR id = $3)`, id, caller.IsAdmin(), caller.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", id)
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
 	}
 	if err != nil {
 		return nil, dbError(err, "find user")
@@ -169,7 +169,7 @@ func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) 
 			tier = COALESCE($2, tier), role = COALESCE($3, role), disabled = COALESCE($4, disabled)
 		WHERE id = $1 RETURNING `+userColumns, id, upd.Tier, role, upd.Disabled))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", id)
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
 	}
 	if err != nil {
 		// A tier deleted between the check and the update lands here.

@@ -1,0 +1,13 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
+)
+
+// TestConformance runs the suite every store passes, each test in a fresh
+// schema.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store { return newDB(t) })
+}
