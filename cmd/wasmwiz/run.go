@@ -2,10 +2,266 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
+// Exit statuses of `wasmwiz run` for outcomes that are not a guest exit
+// code: the guest's own code is passed through unchanged.
+const (
+	exitUsage       = 2   // bad flags, or a module refused before running
+	exitTrap        = 134 // the guest trapped or died of the memory cap (like abort)
+	exitTimeout     = 124 // the wall-time limit passed (like timeout(1))
+	exitOutputLimit = 141 // stdout or stderr passed its cap (like SIGPIPE)
+)
+
+// runGrace is how long `wasmwiz run` waits past the deadline for the engine
+// to stop the guest before it reports a timeout itself and lets the process
+// exit, which stops any guest (loop-free recursion ignores in-guest checks).
+const runGrace = 500 * time.Millisecond
+
 func cmdRun(ctx context.Context, env *Env, args []string) error {
-	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "wasmwiz run is not built yet")
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var (
+		timeout   = fs.String("timeout", "0", "wall-time limit, e.g. 3s or 500ms; 0: none")
+		memory    = fs.String("memory", "4GiB", "linear memory limit, e.g. 256MiB or 16MB")
+		maxOutput = fs.String("max-output", "64MiB", "cap for stdout and for stderr, each; 0: none")
+		call      = fs.String("call", "", "export to call instead of the default entry point")
+		params    = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
+		cacheDir  = fs.String("cache-dir", "", "directory for compiled code shared between runs")
+		inspect   = fs.Bool("inspect", false, "print what the module imports and exports, and do not run it")
+		asJSON    = fs.Bool("json", false, "print one JSON object with the result instead of the guest's output")
+		envVars   = map[string]string{}
+	)
+	fs.Func("env", "set a guest environment variable K=V (repeatable); nothing comes from the host", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want K=V, got %q", s)
+		}
+		envVars[k] = v
+		return nil
+	})
+	fs.Usage = func() {
+		fmt.Fprintln(env.Stderr, "usage: wasmwiz run [flags] module.wasm [args...]")
+		fmt.Fprintln(env.Stderr, "Runs a WASI preview1 command (stdin, args, env; its stdout, stderr and exit status become ours)")
+		fmt.Fprintln(env.Stderr, "or a plain module's function (--call NAME --params 1,2), with limits. flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitError{exitUsage}
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return exitError{exitUsage}
+	}
+	fail := func(err error) error { return runFailure(env, *asJSON, err) }
+
+	var lim wasmwiz.Limits
+	var err error
+	if lim.Timeout, err = wasmwiz.ParseDuration(*timeout); err != nil {
+		return fail(err)
+	}
+	if lim.MaxMemoryBytes, err = wasmwiz.ParseSize(*memory); err != nil {
+		return fail(err)
+	}
+	if lim.MaxOutputBytes, err = wasmwiz.ParseSize(*maxOutput); err != nil {
+		return fail(err)
+	}
+	path := fs.Arg(0)
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err))
+	}
+
+	eng, err := engine.New(ctx, engine.Options{CacheDir: *cacheDir})
+	if err != nil {
+		return err
+	}
+	// A guest the engine could not stop is left to the process's exit:
+	// Close would wait for it.
+	abandoned := false
+	defer func() {
+		if !abandoned {
+			_ = eng.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	if *inspect {
+		in, err := eng.Inspect(ctx, wasm, lim)
+		if err != nil {
+			return fail(err)
+		}
+		out, _ := json.MarshalIndent(in, "", "  ")
+		fmt.Fprintf(env.Stdout, "%s\n", out)
+		return nil
+	}
+
+	req := &wasmwiz.RunRequest{
+		Wasm: wasm, Name: filepath.Base(path), Args: fs.Args()[1:], Env: envVars,
+		Function: *call, Limits: lim,
+	}
+	if *params != "" {
+		req.Params = strings.Split(*params, ",")
+	}
+	if req.Stdin, err = readStdin(env.Stdin); err != nil {
+		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+	}
+
+	res, abandoned, err := runWithWatchdog(ctx, eng, req)
+	if err != nil {
+		return fail(err)
+	}
+	if *asJSON {
+		out, err := json.Marshal(wasmwiz.ResultJSON{Result: res})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", out)
+	} else {
+		_, _ = env.Stdout.Write(res.Stdout)
+		_, _ = env.Stderr.Write(res.Stderr)
+		for _, v := range res.Results {
+			fmt.Fprintln(env.Stdout, v.String())
+		}
+		if msg := outcomeMessage(res, lim); msg != "" {
+			fmt.Fprintf(env.Stderr, "wasmwiz run: %s\n", msg)
+		}
+	}
+	if code := runExitStatus(res); code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
+
+// runWithWatchdog runs req and, when the engine has not stopped the guest
+// runGrace after the deadline (or after ctx ends), reports a timeout itself:
+// the process then exits, which ends the guest.
+func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRequest) (res *wasmwiz.Result, abandoned bool, err error) {
+	type outcome struct {
+		res *wasmwiz.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	start := time.Now()
+	go func() {
+		res, err := eng.Run(ctx, req)
+		done <- outcome{res, err}
+	}()
+	var deadline <-chan time.Time
+	if req.Limits.Timeout > 0 {
+		t := time.NewTimer(req.Limits.Timeout + runGrace)
+		defer t.Stop()
+		deadline = t.C
+	}
+	select {
+	case o := <-done:
+		return o.res, false, o.err
+	case <-deadline:
+	case <-ctx.Done():
+		select {
+		case o := <-done:
+			return o.res, false, o.err
+		case <-time.After(runGrace):
+		}
+		return nil, true, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "interrupted")
+	}
+	sum := sha256Hex(req.Wasm)
+	return &wasmwiz.Result{
+		Status:   wasmwiz.StatusTimeout,
+		Duration: time.Since(start),
+		Trap:     "the guest did not stop at the deadline (loop-free recursion ignores in-process checks); the process ends it",
+		Module:   wasmwiz.ModuleInfo{SHA256: sum, SizeBytes: int64(len(req.Wasm))},
+	}, true, nil
+}
+
+// readStdin reads all of stdin, except from a terminal, where a guest gets
+// an empty stdin rather than waiting for the user to type end-of-file.
+func readStdin(r io.Reader) ([]byte, error) {
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return nil, nil
+		}
+	}
+	if r == nil {
+		return nil, nil
+	}
+	return io.ReadAll(r)
+}
+
+// runFailure prints an error the way the output mode asks and picks the
+// exit status: 2 for the caller's mistakes, 1 for anything else.
+func runFailure(env *Env, asJSON bool, err error) error {
+	code := wasmwiz.ErrorCode(err)
+	if asJSON {
+		var body struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		body.Error.Code, body.Error.Message = code, wasmwiz.ErrorMessage(err)
+		if code == wasmwiz.EINTERNAL {
+			body.Error.Message = err.Error() // the CLI user is the operator
+		}
+		out, _ := json.Marshal(body)
+		fmt.Fprintf(env.Stdout, "%s\n", out)
+	} else {
+		fmt.Fprintf(env.Stderr, "wasmwiz run: %s\n", errorText(err))
+	}
+	switch code {
+	case wasmwiz.EINVALID, wasmwiz.ETOOLARGE:
+		return exitError{exitUsage}
+	}
+	return exitError{1}
+}
+
+func outcomeMessage(res *wasmwiz.Result, lim wasmwiz.Limits) string {
+	switch res.Status {
+	case wasmwiz.StatusTrap:
+		return "trap: " + res.Trap
+	case wasmwiz.StatusTimeout:
+		return fmt.Sprintf("timeout: stopped after the wall-time limit of %s", lim.Timeout)
+	case wasmwiz.StatusMemoryLimit:
+		return fmt.Sprintf("memory_limit: the guest ran out of its %s of memory: %s", wasmwiz.FormatSize(lim.MaxMemoryBytes), res.Trap)
+	case wasmwiz.StatusOutputLimit:
+		return fmt.Sprintf("output_limit: stopped when its output passed %s", wasmwiz.FormatSize(lim.MaxOutputBytes))
+	}
+	return ""
+}
+
+// runExitStatus is the process exit status for a result: the guest's own
+// exit code, or a fixed status per outcome.
+func runExitStatus(res *wasmwiz.Result) int {
+	switch res.Status {
+	case wasmwiz.StatusOK:
+		return 0
+	case wasmwiz.StatusExit:
+		return res.ExitCode
+	case wasmwiz.StatusTimeout:
+		return exitTimeout
+	case wasmwiz.StatusOutputLimit:
+		return exitOutputLimit
+	}
+	return exitTrap
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func engineTestdata(name string) string {
+	return filepath.Join("..", "..", "internal", "engine", "testdata", name)
+}
+
+func TestRunCommand(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		stdin      string
+		code       int
+		stdout     string // exact unless empty and stdoutHas set
+		stdoutHas  []string
+		stderrHas  []string
+		jsonStatus wasmwiz.Status
+	}{
+		{name: "hello", args: []string{"run", engineTestdata("hello.wasm")}, stdout: "Hello, World!\n"},
+		{name: "echo", args: []string{"run", engineTestdata("echo.wasm")}, stdin: "  padded  \n", stdout: "padded"},
+		{name: "calc_add", args: []string{"run", engineTestdata("calc_add.wasm")}, stdin: "5 3", stdout: "8\n"},
+		{name: "guest exit status is ours", args: []string{"run", engineTestdata("calc_add.wasm")}, stdin: "5",
+			code: 1, stderrHas: []string{"expected two integers"}},
+		{name: "args env and argv0", args: []string{"run", "--env", "A=1", "--env", "B=x=y", engineTestdata("args_env.wasm"), "--not-a-flag", "z"},
+			stdoutHas: []string{"argv[0]=args_env.wasm\nargv[1]=--not-a-flag\nargv[2]=z\nenv A=1\nenv B=x=y\n"}},
+		{name: "call with params", args: []string{"run", "--call", "add64", "--params", "40, 2", engineTestdata("add.wasm")}, stdout: "42\n"},
+		{name: "timeout", args: []string{"run", "--timeout", "100ms", engineTestdata("loop.wasm")},
+			code: exitTimeout, stderrHas: []string{"timeout", "100ms"}},
+		{name: "memory cap", args: []string{"run", "--memory", "2MiB", engineTestdata("memory_bomb.wasm")},
+			code: exitTrap, stderrHas: []string{"memory_limit", "2MiB"}},
+		{name: "output cap", args: []string{"run", "--max-output", "16", engineTestdata("flood.wasm")},
+			code: exitOutputLimit, stdout: "flood!!\nflood!!\n", stderrHas: []string{"output_limit"}},
+		{name: "trap", args: []string{"run", "--call", "div_by_zero", engineTestdata("traps.wasm")},
+			code: exitTrap, stderrHas: []string{"trap: ", "integer divide by zero"}},
+		{name: "json result", args: []string{"run", "--json", engineTestdata("calc_add.wasm")}, stdin: "1 2",
+			jsonStatus: wasmwiz.StatusOK, stdoutHas: []string{`"stdout":"3\n"`, `"stdout_encoding":"utf-8"`, `"wasi":true`, `"entry":"_start"`, `"compile_cached":false`}},
+		{name: "json exit", args: []string{"run", "--json", engineTestdata("exit_code.wasm"), "9"},
+			code: 9, jsonStatus: wasmwiz.StatusExit, stdoutHas: []string{`"exit_code":9`, `"stdout":"before exit\n"`}},
+		{name: "json refused module", args: []string{"run", "--json", engineTestdata("bad_imports.wasm")},
+			code: 2, stdoutHas: []string{`{"error":{"code":"EINVALID","message":"the module needs imports`, "env.console_log"}},
+		{name: "refused module", args: []string{"run", engineTestdata("add.wat")},
+			code: 2, stderrHas: []string{"EINVALID", "wat2wasm"}},
+		{name: "bad size", args: []string{"run", "--memory", "lots", engineTestdata("hello.wasm")},
+			code: 2, stderrHas: []string{"invalid size"}},
+		{name: "bad duration", args: []string{"run", "--json", "--timeout", "soon", engineTestdata("hello.wasm")},
+			code: 2, stdoutHas: []string{`"code":"EINVALID"`, "invalid duration"}},
+		{name: "missing file", args: []string{"run", engineTestdata("nope.wasm")},
+			code: 2, stderrHas: []string{"cannot read the module"}},
+		{name: "no module", args: []string{"run"}, code: 2, stderrHas: []string{"usage: wasmwiz run"}},
+		{name: "inspect", args: []string{"run", "--inspect", engineTestdata("reactor.wasm")},
+			stdoutHas: []string{`"wasi": true`, `"name": "_initialize"`}},
+		{name: "inspect refused", args: []string{"run", "--inspect", "--memory", "1MiB", engineTestdata("big_memory.wasm")},
+			code: 2, stderrHas: []string{"over the memory limit of 1MiB"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			env := &Env{Stdin: strings.NewReader(tt.stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			code := Main(context.Background(), env, tt.args)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout %q\nstderr %q", code, tt.code, stdout.String(), stderr.String())
+			}
+			if tt.stdout != "" && stdout.String() != tt.stdout {
+				t.Errorf("stdout %q, want %q", stdout.String(), tt.stdout)
+			}
+			for _, s := range tt.stdoutHas {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout %q\nwant it to contain %q", stdout.String(), s)
+				}
+			}
+			for _, s := range tt.stderrHas {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr %q\nwant it to contain %q", stderr.String(), s)
+				}
+			}
+			if tt.jsonStatus != "" {
+				if n := strings.Count(strings.TrimSpace(stdout.String()), "\n"); n != 0 {
+					t.Errorf("--json printed %d lines, want one object", n+1)
+				}
+				var r wasmwiz.ResultJSON
+				if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+					t.Fatalf("--json output does not parse: %v", err)
+				}
+				if r.Status != tt.jsonStatus || len(r.Module.SHA256) != 64 {
+					t.Errorf("status %s module %+v, want %s", r.Status, r.Module, tt.jsonStatus)
+				}
+			}
+		})
+	}
+}
