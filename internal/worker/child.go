@@ -1,0 +1,245 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// GuestEngine is the in-process engine a worker runs guests on: in the
+// program, *engine.Engine started with NoGuestInterrupt.
+type GuestEngine interface {
+	wasmwiz.Engine
+	// Close waits for running guests and frees the engine.
+	Close(ctx context.Context) error
+}
+
+// EngineSettings is what the pool tells a worker about the engine to start.
+type EngineSettings struct {
+	CacheDir         string // on-disk compiled-code cache shared by the workers; "" for none
+	MemoryCacheBytes int64  // in-memory compiled-code cache of this worker
+	Logger           *slog.Logger
+}
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	// NewEngine starts the worker's engine; nil means NewEngine (the real
+	// engine without in-guest interruption). Tests may pass another.
+	NewEngine func(ctx context.Context, s EngineSettings) (GuestEngine, error)
+}
+
+// ServeProcess is the body of the `wasmwiz worker` process: it serves the
+// pool's requests on the process's stdin and stdout until stdin closes.
+//
+// Before anything else it moves the protocol off file descriptor 1: the
+// protocol gets a private duplicate, and descriptor 1 becomes a copy of
+// stderr, so that a stray write to os.Stdout (ours or a library's) lands in
+// the log instead of corrupting a frame.
+func ServeProcess(ctx context.Context, opts ServeOptions) error {
+	fd, err := unix.Dup(1)
+	if err != nil {
+		return fmt.Errorf("worker: dup stdout: %w", err)
+	}
+	syscall.CloseOnExec(fd)
+	if err := unix.Dup3(2, 1, 0); err != nil {
+		return fmt.Errorf("worker: redirect stdout: %w", err)
+	}
+	out := os.NewFile(uintptr(fd), "worker-protocol")
+	defer out.Close()
+	return Serve(ctx, os.Stdin, out, opts)
+}
+
+// Serve answers the pool's requests read from in, writing frames to out and
+// nothing else, one request at a time, until in reaches EOF (the pool closed
+// it or died). It returns nil on EOF and an error when the stream is broken.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) error {
+	if opts.NewEngine == nil {
+		opts.NewEngine = NewEngine
+	}
+	r := bufio.NewReaderSize(in, 64<<10)
+	kind, body, err := readFrame(r)
+	if err != nil {
+		return fmt.Errorf("worker: reading config: %w", err)
+	}
+	if kind != msgConfig {
+		return fmt.Errorf("worker: first frame is %q, want config", kind)
+	}
+	var cfg childConfig
+	d := &dec{b: body}
+	cfg.decode(d)
+	if err := d.done(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}))
+	eng, err := opts.NewEngine(ctx, EngineSettings{CacheDir: cfg.CacheDir, MemoryCacheBytes: cfg.MemoryCacheBytes, Logger: log})
+	if err != nil {
+		e := newFrame(64)
+		encodeError(e, err)
+		_ = writeFrame(out, msgError, e)
+		return fmt.Errorf("worker: starting engine: %w", err)
+	}
+	defer eng.Close(context.WithoutCancel(ctx))
+
+	s := &server{
+		eng:     eng,
+		out:     out,
+		log:     log,
+		cfg:     cfg,
+		modules: newLRU(cfg.ModuleCacheBytes),
+	}
+	s.baseMemoryLimit = cfg.MemoryOverhead + cfg.MemoryCacheBytes + cfg.ModuleCacheBytes
+	debug.SetMemoryLimit(s.baseMemoryLimit)
+
+	e := newFrame(16)
+	e.varint(int64(os.Getpid()))
+	if err := writeFrame(out, msgHello, e); err != nil {
+		return err
+	}
+	for {
+		kind, body, err := readFrame(r)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("worker: reading request: %w", err)
+		}
+		switch kind {
+		case msgRun:
+			err = s.run(ctx, body)
+		case msgInspect:
+			err = s.inspect(ctx, body)
+		default:
+			err = fmt.Errorf("worker: unexpected frame %q", kind)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// server is the state of one worker between requests.
+type server struct {
+	eng             GuestEngine
+	out             io.Writer
+	log             *slog.Logger
+	cfg             childConfig
+	modules         *lru // sha256 → *heldModule
+	baseMemoryLimit int64
+}
+
+// heldModule is a module a worker keeps so the pool need not resend it.
+type heldModule struct {
+	wasm []byte
+	info *wasmwiz.Inspection // inspected under no limits; for ModuleInfo only
+}
+
+// bigRunBytes is the peak linear memory above which a worker hands freed
+// memory back to the system right after the run, so that an idle worker
+// holds about its caches and not its largest run.
+const bigRunBytes = 16 << 20
+
+func (s *server) send(kind byte, e *enc) error { return writeFrame(s.out, kind, e) }
+
+func (s *server) sendError(err error) error {
+	if wasmwiz.ErrorCode(err) == wasmwiz.EINTERNAL {
+		s.log.Error("worker request failed", "err", err)
+	}
+	e := newFrame(128)
+	encodeError(e, err)
+	return s.send(msgError, e)
+}
+
+// module returns the held module sha, or the one that came with the request,
+// inspecting it once. ok is false when the pool must resend it.
+func (s *server) module(ctx context.Context, sha string, wasm []byte, hasWasm bool) (*heldModule, bool, error) {
+	if v, found := s.modules.get(sha); found {
+		return v.(*heldModule), true, nil
+	}
+	if !hasWasm {
+		return nil, false, s.send(msgNeedModule, newFrame(0))
+	}
+	return &heldModule{wasm: wasm}, true, nil
+}
+
+func (s *server) run(ctx context.Context, body []byte) error {
+	d := &dec{b: body}
+	req, hasWasm := decodeRun(d)
+	if err := d.done(); err != nil {
+		return err
+	}
+	m, ok, err := s.module(ctx, req.SHA256, req.Wasm, hasWasm)
+	if !ok || err != nil {
+		return err
+	}
+	if m.info == nil {
+		info, err := s.eng.Inspect(ctx, m.wasm, req.Limits)
+		if err != nil {
+			return s.sendError(err)
+		}
+		m.info = info
+	}
+	// The module is valid: hold it, as the pool's mirror does on "started".
+	s.modules.add(req.SHA256, int64(len(m.wasm)), m)
+	info := m.info.Info()
+	if req.Function != "" {
+		info.Entry = req.Function
+	}
+	e := newFrame(len(info.SHA256) + len(info.Entry) + 16)
+	encodeModuleInfo(e, info)
+	if err := s.send(msgStarted, e); err != nil {
+		return err
+	}
+
+	req.Wasm = m.wasm
+	if req.Limits.MaxMemoryBytes > 0 {
+		debug.SetMemoryLimit(s.baseMemoryLimit + req.Limits.MaxMemoryBytes)
+	}
+	res, err := s.eng.Run(ctx, req)
+	debug.SetMemoryLimit(s.baseMemoryLimit)
+	if err != nil {
+		return s.sendError(err)
+	}
+	e = newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
+	encodeResult(e, res)
+	if err := s.send(msgResult, e); err != nil {
+		return err
+	}
+	if res.MemoryPeakBytes > bigRunBytes {
+		debug.FreeOSMemory()
+	}
+	return nil
+}
+
+func (s *server) inspect(ctx context.Context, body []byte) error {
+	d := &dec{b: body}
+	sha, wasm, hasWasm, limits := decodeInspect(d)
+	if err := d.done(); err != nil {
+		return err
+	}
+	m, ok, err := s.module(ctx, sha, wasm, hasWasm)
+	if !ok || err != nil {
+		return err
+	}
+	info, err := s.eng.Inspect(ctx, m.wasm, limits)
+	if err != nil {
+		return s.sendError(err)
+	}
+	if m.info == nil {
+		m.info = info
+	}
+	e := newFrame(512)
+	if err := encodeInspection(e, info); err != nil {
+		return s.sendError(wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "encoding the inspection"))
+	}
+	s.modules.add(sha, int64(len(m.wasm)), m)
+	return s.send(msgInspection, e)
+}

@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// childEnv makes the test binary a worker process: the pool's tests start
+// real workers by re-executing the test binary, which then runs the same
+// ServeProcess as `wasmwiz worker`, on the real engine.
+const childEnv = "WASMWIZ_WORKER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		if err := ServeProcess(context.Background(), ServeOptions{}); err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// testOptions are pool options that start workers from the test binary.
+func testOptions(t testing.TB, size, spares int) Options {
+	t.Helper()
+	return Options{
+		Size:     size,
+		Spares:   spares,
+		Command:  []string{os.Args[0], "-test.run=^$"},
+		Env:      []string{childEnv + "=1"},
+		CacheDir: t.TempDir(),
+	}
+}
+
+// newTestPool starts a pool and closes it when the test ends, checking that
+// Close leaves no worker behind.
+func newTestPool(t testing.TB, opts Options) *Pool {
+	t.Helper()
+	pl, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		pids := pl.PIDs()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := pl.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, pid := range pids {
+			if processExists(pid) {
+				t.Errorf("worker %d still exists after Close", pid)
+			}
+		}
+	})
+	return pl
+}
+
+// module reads a test module of the engine.
+func module(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "engine", "testdata", name))
+	if err != nil {
+		t.Fatalf("reading test module: %v", err)
+	}
+	return b
+}
+
+// limits are generous limits for runs that should finish.
+func limits() wasmwiz.Limits {
+	return wasmwiz.Limits{
+		Timeout:        30 * time.Second,
+		MaxMemoryBytes: 64 * wasmwiz.MiB,
+		MaxOutputBytes: wasmwiz.MiB,
+		MaxModuleBytes: 10 * wasmwiz.MiB,
+		MaxStdinBytes:  wasmwiz.MiB,
+	}
+}
+
+// processExists reports whether pid names a process, zombies included (a
+// zombie still has /proc/pid; kill(pid, 0) succeeds on it too).
+func processExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// children returns the pids of this process's children, zombies included,
+// read from /proc.
+func children(t testing.TB) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("reading /proc: %v", err)
+	}
+	me := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) >= 2 && f[1] == strconv.Itoa(me) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("reading /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// busyPIDs returns the pids of the workers running a request.
+func busyPIDs(pl *Pool) []int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var pids []int
+	for p := range pl.procs {
+		if p.state == stateBusy {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// bound. It waits for a state, never measures time.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

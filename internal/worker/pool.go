@@ -1,0 +1,695 @@
+// Package worker runs guests for the server in a pool of worker processes,
+// one run per process at a time, so that the wall-time limit always holds:
+// a run past its deadline ends by killing its worker, which stops any guest
+// (wazero's in-guest cancellation misses loop-free recursion), and a guest
+// that runs compiled code without returning stalls only its own process's
+// garbage collector, never the server's. See docs/RATIONALE.md, "Worker
+// processes".
+//
+// The parent side is Pool, a wasmwiz.Engine. The child side is ServeProcess,
+// the body of the hidden `wasmwiz worker` subcommand.
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Options configure a Pool.
+type Options struct {
+	// Size is the number of runs (and inspections) at a time; 0 means one per
+	// CPU.
+	Size int
+	// Spares are worker processes started beyond Size and kept warm, so that
+	// a worker killed at a deadline is replaced at once; 0 means none.
+	Spares int
+	// Command starts a worker: argv whose program calls ServeProcess. The
+	// server passes its own executable and "worker"; tests re-execute the
+	// test binary.
+	Command []string
+	// Env is the whole environment of a worker; nothing is inherited.
+	Env []string
+	// CacheDir is the on-disk compiled-code cache the workers share; ""
+	// means none (every worker compiles every module it meets).
+	CacheDir string
+	// MemoryCacheBytes bounds each worker's in-memory compiled-code cache; 0
+	// leaves the engine's default.
+	MemoryCacheBytes int64
+	// ModuleCacheBytes bounds the module bytes each worker keeps so that the
+	// pool need not resend them; 0 means 64 MiB.
+	ModuleCacheBytes int64
+	// KillGrace is how long past Limits.Timeout a run may take before its
+	// worker is killed, so that a guest blocked in a host sleep can still
+	// answer "timeout" by itself; 0 means 20 ms.
+	KillGrace time.Duration
+	// StartTimeout bounds the start of one worker up to its hello; 0 means 30 s.
+	StartTimeout time.Duration
+	// InspectTimeout bounds one inspection (which compiles); 0 means 60 s.
+	InspectTimeout time.Duration
+	// MaxIdleRSSBytes: a worker whose resident memory is above it after a run
+	// that used more than 16 MiB of linear memory is replaced. 0 means
+	// MemoryCacheBytes (or 256 MiB) + ModuleCacheBytes + 128 MiB; -1 turns
+	// the check off.
+	MaxIdleRSSBytes int64
+	// WorkerLogLevel is the level of the workers' own logs, which the pool
+	// forwards to Logger line by line.
+	WorkerLogLevel slog.Level
+	// Logger receives worker starts, crashes and their forwarded stderr; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Stats are the pool's counters, for metrics.
+type Stats struct {
+	Size     int // runs at a time
+	Workers  int // live worker processes
+	Busy     int // workers running a request
+	Idle     int // workers ready for one
+	Starting int // workers being started
+
+	Runs        uint64 // runs answered (any status, or a caller's error)
+	Inspections uint64 // inspections answered
+	Timeouts    uint64 // runs ended by killing their worker at the deadline
+	Kills       uint64 // workers killed: deadlines, cancelled requests, broken protocol, memory
+	Crashes     uint64 // workers that died on their own
+	Restarts    uint64 // workers started to replace one that ended
+	StartFails  uint64 // worker starts that failed
+	ModuleSends uint64 // requests that carried the module's bytes
+	ModuleHits  uint64 // requests routed to a worker that already held the module
+}
+
+// Pool runs guests in worker processes. It implements wasmwiz.Engine and is
+// safe for concurrent use.
+type Pool struct {
+	opts   Options
+	log    *slog.Logger
+	cfg    childConfig
+	target int // Size + Spares
+
+	sem     chan struct{} // one token per run at a time
+	closing chan struct{} // closed by Close
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	inflight sync.WaitGroup // acquired workers
+	spawning sync.WaitGroup // background starts
+	children sync.WaitGroup // started processes until reaped
+
+	mu       sync.Mutex
+	closed   bool
+	procs    map[*proc]struct{} // live processes
+	idle     []*proc
+	starting int
+	changed  chan struct{} // closed and replaced when a worker becomes idle or the pool closes
+
+	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits atomic.Uint64
+}
+
+var _ wasmwiz.Engine = (*Pool)(nil)
+
+// Defaults for Options' zero values.
+const (
+	DefaultModuleCacheBytes = 64 * wasmwiz.MiB
+	DefaultKillGrace        = 20 * time.Millisecond
+	DefaultStartTimeout     = 30 * time.Second
+	DefaultInspectTimeout   = 60 * time.Second
+	// memoryOverhead is what a worker may hold beyond a run's memory cap and
+	// its caches before its Go memory limit makes the collector work harder.
+	memoryOverhead = 64 * wasmwiz.MiB
+)
+
+// New starts Size+Spares workers and waits until each has started its
+// engine. It returns EINVALID for unusable options and EINTERNAL when a
+// worker cannot start.
+func New(ctx context.Context, opts Options) (*Pool, error) {
+	if len(opts.Command) == 0 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "worker pool: no command to start a worker")
+	}
+	if opts.Size <= 0 {
+		opts.Size = runtime.NumCPU()
+	}
+	if opts.Spares < 0 {
+		opts.Spares = 0
+	}
+	if opts.ModuleCacheBytes <= 0 {
+		opts.ModuleCacheBytes = DefaultModuleCacheBytes
+	}
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = DefaultKillGrace
+	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = DefaultStartTimeout
+	}
+	if opts.InspectTimeout <= 0 {
+		opts.InspectTimeout = DefaultInspectTimeout
+	}
+	if opts.MaxIdleRSSBytes == 0 {
+		mc := opts.MemoryCacheBytes
+		if mc <= 0 {
+			mc = 256 * wasmwiz.MiB
+		}
+		opts.MaxIdleRSSBytes = mc + opts.ModuleCacheBytes + 128*wasmwiz.MiB
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pl := &Pool{
+		opts:    opts,
+		log:     log,
+		target:  opts.Size + opts.Spares,
+		sem:     make(chan struct{}, opts.Size),
+		closing: make(chan struct{}),
+		ctx:     pctx,
+		cancel:  cancel,
+		procs:   map[*proc]struct{}{},
+		changed: make(chan struct{}),
+		cfg: childConfig{
+			CacheDir:         opts.CacheDir,
+			MemoryCacheBytes: opts.MemoryCacheBytes,
+			ModuleCacheBytes: opts.ModuleCacheBytes,
+			MemoryOverhead:   memoryOverhead,
+			LogLevel:         int64(opts.WorkerLogLevel),
+		},
+	}
+
+	// Start the first workers together; any failure fails New, so that a
+	// broken command or cache directory is found at startup.
+	started := make([]*proc, pl.target)
+	errs := make([]error, pl.target)
+	var wg sync.WaitGroup
+	for i := range pl.target {
+		wg.Go(func() { started[i], errs[i] = pl.startProc(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		pl.mu.Lock()
+		pl.closed = true
+		for _, p := range started {
+			if p != nil {
+				p.state = stateGone
+				p.kill()
+			}
+		}
+		pl.mu.Unlock()
+		cancel()
+		pl.children.Wait()
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "starting worker processes")
+	}
+	pl.mu.Lock()
+	for _, p := range started {
+		if p.state != stateGone { // it may have died already
+			pl.procs[p] = struct{}{}
+			p.state = stateIdle
+			pl.idle = append(pl.idle, p)
+		}
+	}
+	pl.maybeSpawnLocked()
+	pl.mu.Unlock()
+	return pl, nil
+}
+
+func (pl *Pool) startProc(ctx context.Context) (*proc, error) {
+	return startProc(ctx, pl.opts.Command, pl.opts.Env, pl.cfg, pl.opts.StartTimeout, pl.log, &pl.children, pl.onExit)
+}
+
+// errClosed answers requests once Close has begun.
+var errClosed = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the server is shutting down")
+
+// Run runs req in a worker. Results and errors are those of wasmwiz.Engine:
+// guest outcomes, timeouts included, are Results. Errors: EINVALID for a
+// request without a wall-time limit and for what the engine refuses,
+// ETOOLARGE for a module or stdin over its limit (checked here, before
+// anything crosses to a worker), EUNAVAILABLE when the pool is closing or the
+// request ended (ctx) before the run did (its worker is killed), and
+// EINTERNAL when the worker died during the run for a reason other than
+// memory (a death from out-of-memory is the status memory_limit).
+func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	if req == nil {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
+	}
+	l := req.Limits
+	if l.Timeout <= 0 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "a run needs a wall-time limit")
+	}
+	if l.MaxModuleBytes > 0 && int64(len(req.Wasm)) > l.MaxModuleBytes {
+		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "module is %d bytes, over the limit of %s", len(req.Wasm), wasmwiz.FormatSize(l.MaxModuleBytes))
+	}
+	if l.MaxStdinBytes > 0 && int64(len(req.Stdin)) > l.MaxStdinBytes {
+		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "stdin is %d bytes, over the limit of %s", len(req.Stdin), wasmwiz.FormatSize(l.MaxStdinBytes))
+	}
+	sha := moduleSHA(req.SHA256, req.Wasm)
+	p, err := pl.acquire(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	deadline := start.Add(l.Timeout + pl.opts.KillGrace)
+	info := wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}
+	encode := func(e *enc, withWasm bool) { encodeRun(e, sha, req, withWasm) }
+	hint := len(req.Stdin) + 256
+	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info)
+	pl.runs.Add(1)
+	var peak int64
+	defer func() { pl.release(p, healthy, peak) }()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		pl.timeouts.Add(1)
+		return &wasmwiz.Result{Status: wasmwiz.StatusTimeout, Duration: time.Since(start), Module: info}, nil
+	case errors.Is(err, errWorkerOOM):
+		return &wasmwiz.Result{
+			Status:   wasmwiz.StatusMemoryLimit,
+			Trap:     "the worker process ran out of memory",
+			Duration: time.Since(start),
+			Module:   info,
+		}, nil
+	case err != nil:
+		return nil, err
+	}
+	switch kind {
+	case msgResult:
+		res := decodeResult(d)
+		if err := d.done(); err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "reading the worker's answer")
+		}
+		if res.Module.SHA256 == "" {
+			res.Module = info
+		}
+		peak = res.MemoryPeakBytes
+		return res, nil
+	case msgError:
+		return nil, decodeError(d)
+	}
+	return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "worker protocol: unexpected answer %q", kind)
+}
+
+// Inspect inspects a module in a worker, so that compiling untrusted code
+// never happens in the server's process; the module stays with that worker
+// for the runs that usually follow. Errors: those of wasmwiz.Engine.Inspect,
+// EUNAVAILABLE when the pool is closing, ctx ended, or the inspection took
+// longer than Options.InspectTimeout, and EINTERNAL when the worker died.
+func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
+		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "module is %d bytes, over the limit of %s", len(wasm), wasmwiz.FormatSize(limits.MaxModuleBytes))
+	}
+	sha := moduleSHA("", wasm)
+	p, err := pl.acquire(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(pl.opts.InspectTimeout)
+	encode := func(e *enc, withWasm bool) { encodeInspect(e, sha, wasm, limits, withWasm) }
+	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil)
+	pl.inspections.Add(1)
+	defer pl.release(p, healthy, 0)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "inspecting the module took longer than %s", pl.opts.InspectTimeout)
+	case errors.Is(err, errWorkerOOM):
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is too large to compile")
+	case err != nil:
+		return nil, err
+	}
+	switch kind {
+	case msgInspection:
+		return decodeInspection(d)
+	case msgError:
+		return nil, decodeError(d)
+	}
+	return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "worker protocol: unexpected answer %q", kind)
+}
+
+func moduleSHA(trusted string, wasm []byte) string {
+	if trusted != "" {
+		return strings.ToLower(trusted)
+	}
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}
+
+// errWorkerOOM is an exchange ending in the worker's death from out-of-memory.
+var errWorkerOOM = errors.New("worker ran out of memory")
+
+// exchange sends one request to p (which the caller acquired) and returns
+// the final answer's kind and body, and whether p may serve again. Until the answer, it
+// reads only within deadline; past it, or when ctx ends, or on any protocol
+// failure, it kills p, waits until the process is reaped, and returns
+// os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
+// info, when non-nil, receives the module info of a "started" frame.
+func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
+	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo) (k byte, d *dec, healthy bool, err error) {
+	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
+	send := func(withWasm bool) error {
+		size := hint
+		if withWasm {
+			size += wasmLen
+			pl.moduleSends.Add(1)
+		}
+		e := newFrame(size)
+		encode(e, withWasm)
+		return writeFrame(p.stdin, kind, e)
+	}
+	_ = p.stdin.SetWriteDeadline(deadline)
+	_ = p.stdout.SetReadDeadline(deadline)
+	held := p.mods.has(sha)
+	if held {
+		pl.moduleHits.Add(1)
+	}
+	err = send(!held)
+	for err == nil {
+		var body []byte
+		k, body, err = readFrame(p.r)
+		if err != nil {
+			break
+		}
+		d = &dec{b: body}
+		switch k {
+		case msgNeedModule:
+			err = send(true)
+		case msgStarted:
+			mi := decodeModuleInfo(d)
+			if err = d.done(); err == nil {
+				p.mods.add(sha, int64(wasmLen), nil)
+				if info != nil {
+					*info = mi
+				}
+			}
+		case msgInspection:
+			p.mods.add(sha, int64(wasmLen), nil)
+			fallthrough
+		case msgResult, msgError:
+			if stop() {
+				return k, d, true, nil
+			}
+			// The caller left just as the answer came: the worker is being
+			// killed, but the answer is whole.
+			pl.kills.Add(1)
+			<-p.exited
+			return k, d, false, nil
+		default:
+			err = fmt.Errorf("worker protocol: unexpected frame %q", k)
+		}
+	}
+	stop()
+	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
+	p.kill()
+	<-p.exited
+	switch {
+	case ctx.Err() != nil:
+		pl.kills.Add(1)
+		return 0, nil, false, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended before the run did")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		pl.kills.Add(1)
+		return 0, nil, false, err
+	case pl.isClosing():
+		return 0, nil, false, errClosed
+	}
+	report := p.crashReport()
+	if died {
+		pl.crashes.Add(1)
+	} else {
+		pl.kills.Add(1)
+	}
+	if strings.Contains(report, "out of memory") {
+		pl.log.Warn("worker ran out of memory", "worker", report)
+		return 0, nil, false, errWorkerOOM
+	}
+	pl.log.Error("worker failed during a request", "err", err, "worker", report)
+	return 0, nil, false, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the worker process died")
+}
+
+func (pl *Pool) isClosing() bool {
+	select {
+	case <-pl.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// acquire takes a run token and an idle worker, preferring one that holds
+// the module sha.
+func (pl *Pool) acquire(ctx context.Context, sha string) (*proc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended before it reached a worker")
+	}
+	select {
+	case pl.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended while waiting for a worker")
+	case <-pl.closing:
+		return nil, errClosed
+	}
+	for {
+		pl.mu.Lock()
+		if pl.closed {
+			pl.mu.Unlock()
+			<-pl.sem
+			return nil, errClosed
+		}
+		if p := pl.takeIdleLocked(sha); p != nil {
+			pl.inflight.Add(1)
+			pl.mu.Unlock()
+			return p, nil
+		}
+		ch := pl.changed
+		pl.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			<-pl.sem
+			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended while waiting for a worker")
+		}
+	}
+}
+
+// takeIdleLocked removes and returns the most recently used idle worker that
+// holds sha, else the most recently used idle worker, else nil.
+func (pl *Pool) takeIdleLocked(sha string) *proc {
+	if len(pl.idle) == 0 {
+		return nil
+	}
+	i := len(pl.idle) - 1
+	for j := len(pl.idle) - 1; j >= 0; j-- {
+		if pl.idle[j].mods.has(sha) {
+			i = j
+			break
+		}
+	}
+	p := pl.idle[i]
+	pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
+	p.state = stateBusy
+	return p
+}
+
+// release gives p back after a request: idle when healthy, else it is on its
+// way out (killed and reaped, or being retired).
+// peak is the run's peak linear memory: after a big run, a worker whose
+// resident memory stays above Options.MaxIdleRSSBytes is killed and replaced.
+func (pl *Pool) release(p *proc, healthy bool, peak int64) {
+	if healthy && pl.opts.MaxIdleRSSBytes > 0 && peak > bigRunBytes {
+		if rss := p.rssBytes(); rss > pl.opts.MaxIdleRSSBytes {
+			pl.log.Info("retiring a worker that holds too much memory", "pid", p.pid, "rss_bytes", rss)
+			p.kill()
+			pl.kills.Add(1)
+			healthy = false
+		}
+	}
+	pl.mu.Lock()
+	p.runs++
+	switch {
+	case p.state == stateGone:
+	case !healthy:
+		// onExit will see it go.
+	case pl.closed:
+		p.state = stateGone
+		p.stdin.Close() // EOF: the worker exits by itself
+	default:
+		p.state = stateIdle
+		pl.idle = append(pl.idle, p)
+		pl.broadcastLocked()
+	}
+	pl.inflight.Done()
+	pl.mu.Unlock()
+	<-pl.sem
+}
+
+func (pl *Pool) broadcastLocked() {
+	close(pl.changed)
+	pl.changed = make(chan struct{})
+}
+
+// onExit is called once per started process after it is reaped.
+func (pl *Pool) onExit(p *proc) {
+	pl.mu.Lock()
+	_, live := pl.procs[p]
+	delete(pl.procs, p)
+	if p.state == stateIdle {
+		for i, q := range pl.idle {
+			if q == p {
+				pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
+				break
+			}
+		}
+		if !pl.closed {
+			pl.crashes.Add(1)
+			pl.log.Warn("idle worker died", "worker", p.crashReport())
+		}
+	}
+	p.state = stateGone
+	if live {
+		pl.maybeSpawnLocked()
+	}
+	pl.mu.Unlock()
+	p.close()
+}
+
+// maybeSpawnLocked starts workers in the background until live and starting
+// workers reach Size+Spares.
+func (pl *Pool) maybeSpawnLocked() {
+	for !pl.closed && len(pl.procs)+pl.starting < pl.target {
+		pl.starting++
+		pl.spawning.Add(1)
+		go pl.spawn()
+	}
+}
+
+// spawn starts one replacement worker, retrying with backoff until it starts
+// or the pool closes.
+func (pl *Pool) spawn() {
+	defer pl.spawning.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		p, err := pl.startProc(pl.ctx)
+		pl.mu.Lock()
+		if err == nil {
+			pl.starting--
+			if pl.closed || p.state == stateGone {
+				pl.mu.Unlock()
+				p.kill()
+				return
+			}
+			pl.restarts.Add(1)
+			pl.procs[p] = struct{}{}
+			p.state = stateIdle
+			pl.idle = append(pl.idle, p)
+			pl.broadcastLocked()
+			pl.mu.Unlock()
+			return
+		}
+		if pl.closed {
+			pl.starting--
+			pl.mu.Unlock()
+			return
+		}
+		pl.mu.Unlock()
+		pl.startFails.Add(1)
+		pl.log.Error("starting a worker failed", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-pl.ctx.Done():
+			pl.mu.Lock()
+			pl.starting--
+			pl.mu.Unlock()
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Stats returns the pool's counters.
+func (pl *Pool) Stats() Stats {
+	pl.mu.Lock()
+	s := Stats{
+		Size:     pl.opts.Size,
+		Workers:  len(pl.procs),
+		Idle:     len(pl.idle),
+		Starting: pl.starting,
+	}
+	for p := range pl.procs {
+		if p.state == stateBusy {
+			s.Busy++
+		}
+	}
+	pl.mu.Unlock()
+	s.Runs = pl.runs.Load()
+	s.Inspections = pl.inspections.Load()
+	s.Timeouts = pl.timeouts.Load()
+	s.Kills = pl.kills.Load()
+	s.Crashes = pl.crashes.Load()
+	s.Restarts = pl.restarts.Load()
+	s.StartFails = pl.startFails.Load()
+	s.ModuleSends = pl.moduleSends.Load()
+	s.ModuleHits = pl.moduleHits.Load()
+	return s
+}
+
+// PIDs returns the process ids of the live workers, for tests and
+// diagnostics.
+func (pl *Pool) PIDs() []int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pids := make([]int, 0, len(pl.procs))
+	for p := range pl.procs {
+		pids = append(pids, p.pid)
+	}
+	return pids
+}
+
+// Close stops accepting requests (they answer EUNAVAILABLE), lets the runs
+// in flight finish until ctx ends, then kills the workers that remain and
+// reaps every one. It returns ctx's error when it had to kill runs.
+func (pl *Pool) Close(ctx context.Context) error {
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		pl.children.Wait()
+		return nil
+	}
+	pl.closed = true
+	close(pl.closing)
+	pl.broadcastLocked()
+	for _, p := range pl.idle {
+		p.state = stateGone
+		p.stdin.Close() // EOF: the worker exits by itself
+	}
+	pl.idle = nil
+	pl.mu.Unlock()
+	pl.cancel() // no more replacements
+	pl.spawning.Wait()
+
+	var err error
+	done := make(chan struct{})
+	go func() {
+		pl.inflight.Wait()
+		pl.children.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		pl.mu.Lock()
+		for p := range pl.procs {
+			p.kill()
+		}
+		pl.mu.Unlock()
+		<-done
+	}
+	return err
+}

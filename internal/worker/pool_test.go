@@ -1,0 +1,467 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func TestPoolRunOutcomes(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 2, 0))
+	type want struct {
+		status   wasmwiz.Status
+		exitCode int
+		stdout   string
+		stderr   string
+		trap     string
+		results  []string
+		code     string // error code; "" means a result
+	}
+	tests := []struct {
+		name string
+		req  *wasmwiz.RunRequest
+		want want
+	}{
+		{"hello", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm")},
+			want{status: wasmwiz.StatusOK, stdout: "Hello, World!\n"}},
+		{"echo with stdin", &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: []byte("  hi there \n")},
+			want{status: wasmwiz.StatusOK, stdout: "hi there"}},
+		{"exit code", &wasmwiz.RunRequest{Wasm: module(t, "exit_code.wasm"), Args: []string{"7"}},
+			want{status: wasmwiz.StatusExit, exitCode: 7, stdout: "before exit\n", stderr: "to stderr\n"}},
+		{"trap", &wasmwiz.RunRequest{Wasm: module(t, "traps.wasm"), Function: "unreachable"},
+			want{status: wasmwiz.StatusTrap, trap: "unreachable"}},
+		{"memory limit", &wasmwiz.RunRequest{Wasm: module(t, "memory_bomb.wasm"),
+			Limits: wasmwiz.Limits{MaxMemoryBytes: 4 * wasmwiz.MiB}},
+			want{status: wasmwiz.StatusMemoryLimit}},
+		{"plain function", &wasmwiz.RunRequest{Wasm: module(t, "add.wasm"), Function: "add", Params: []string{"5", "3"}},
+			want{status: wasmwiz.StatusOK, results: []string{"8"}}},
+		{"unknown function", &wasmwiz.RunRequest{Wasm: module(t, "add.wasm"), Function: "nope"},
+			want{code: wasmwiz.EINVALID}},
+		{"not wasm", &wasmwiz.RunRequest{Wasm: []byte("hello, I am text")},
+			want{code: wasmwiz.EINVALID}},
+		{"module too large", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: wasmwiz.Limits{MaxModuleBytes: 10}},
+			want{code: wasmwiz.ETOOLARGE}},
+		{"stdin too large", &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: make([]byte, 100),
+			Limits: wasmwiz.Limits{MaxStdinBytes: 10}},
+			want{code: wasmwiz.ETOOLARGE}},
+		{"no timeout", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: wasmwiz.Limits{Timeout: -1}},
+			want{code: wasmwiz.EINVALID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := *tt.req
+			req.Limits = req.Limits.Clamp(limits())
+			if tt.req.Limits.Timeout < 0 {
+				req.Limits.Timeout = 0
+			}
+			res, err := pl.Run(context.Background(), &req)
+			if tt.want.code != "" {
+				if got := wasmwiz.ErrorCode(err); got != tt.want.code {
+					t.Fatalf("error code = %q (%v), want %s", got, err, tt.want.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != tt.want.status {
+				t.Errorf("status = %s (trap %q), want %s", res.Status, res.Trap, tt.want.status)
+			}
+			if res.ExitCode != tt.want.exitCode {
+				t.Errorf("exit code = %d, want %d", res.ExitCode, tt.want.exitCode)
+			}
+			if string(res.Stdout) != tt.want.stdout {
+				t.Errorf("stdout = %q, want %q", res.Stdout, tt.want.stdout)
+			}
+			if string(res.Stderr) != tt.want.stderr {
+				t.Errorf("stderr = %q, want %q", res.Stderr, tt.want.stderr)
+			}
+			if !strings.Contains(res.Trap, tt.want.trap) {
+				t.Errorf("trap = %q, want it to mention %q", res.Trap, tt.want.trap)
+			}
+			var got []string
+			for _, v := range res.Results {
+				got = append(got, v.String())
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want.results, ",") {
+				t.Errorf("results = %v, want %v", got, tt.want.results)
+			}
+			if res.Module.SHA256 != moduleSHA("", req.Wasm) || res.Module.SizeBytes != int64(len(req.Wasm)) {
+				t.Errorf("module = %+v, want the module's sha256 and size", res.Module)
+			}
+		})
+	}
+}
+
+// TestPoolTimeoutKillsWorker runs guests that never return: a tight loop and
+// a loop-free doubly recursive fib(60), which wazero's in-guest cancellation
+// cannot stop. Each must end at its deadline with status timeout, by killing
+// its worker: the process is gone (reaped) when Run returns, and a spare
+// serves the next run.
+func TestPoolTimeoutKillsWorker(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		module string
+	}{
+		{"tight loop", "loop.wasm"},
+		{"loop-free recursion", "fib_recursive.wasm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pl := newTestPool(t, testOptions(t, 1, 1))
+			before := pl.PIDs()
+			l := limits()
+			l.Timeout = 300 * time.Millisecond
+			wasm := module(t, tt.module)
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: l})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != wasmwiz.StatusTimeout {
+				t.Fatalf("status = %s, want timeout", res.Status)
+			}
+			if res.Duration < l.Timeout {
+				t.Errorf("duration %v is shorter than the timeout %v", res.Duration, l.Timeout)
+			}
+			if res.Module.SHA256 != moduleSHA("", wasm) || res.Module.Entry != "_start" {
+				t.Errorf("module = %+v, want its sha256 and entry _start", res.Module)
+			}
+			var gone []int
+			after := pl.PIDs()
+			for _, pid := range before {
+				if !contains(after, pid) {
+					gone = append(gone, pid)
+				}
+			}
+			if len(gone) != 1 {
+				t.Fatalf("workers before %v, after %v: want exactly one gone", before, after)
+			}
+			if processExists(gone[0]) {
+				t.Errorf("killed worker %d still exists", gone[0])
+			}
+			s := pl.Stats()
+			if s.Timeouts != 1 || s.Kills != 1 {
+				t.Errorf("stats = %+v, want one timeout and one kill", s)
+			}
+			// The spare answers at once; the pool returns to full strength.
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			if err != nil || res.Status != wasmwiz.StatusOK {
+				t.Fatalf("hello after the timeout: %v, %+v", err, res)
+			}
+			waitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
+		})
+	}
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPoolHostileGuestsDoNotStallOthers: while two loop-free recursive guests
+// run until their deadline, hello-world runs on the same pool keep
+// completing. The assertion is about order: every hello finished while both
+// hostile runs were still running.
+func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 3, 0))
+	hostile := limits()
+	hostile.Timeout = 5 * time.Second
+	var hostileDone atomic.Int32
+	var wg sync.WaitGroup
+	results := make([]*wasmwiz.Result, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			results[i], errs[i] = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "fib_recursive.wasm"), Limits: hostile})
+			hostileDone.Add(1)
+		})
+	}
+	waitFor(t, "both hostile guests to run", func() bool { return len(busyPIDs(pl)) == 2 })
+	hello := module(t, "hello.wasm")
+	for i := range 20 {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" {
+			t.Fatalf("hello %d: %v, %+v", i, err, res)
+		}
+		if n := hostileDone.Load(); n != 0 {
+			t.Fatalf("hello %d finished after %d hostile runs ended: it waited for them", i, n)
+		}
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil || results[i].Status != wasmwiz.StatusTimeout {
+			t.Errorf("hostile run %d: %v, %+v; want status timeout", i, errs[i], results[i])
+		}
+	}
+}
+
+// TestPoolCrashRecovery kills a worker from outside in the middle of a run:
+// that run answers EINTERNAL, and the pool replaces the worker.
+func TestPoolCrashRecovery(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 1))
+	done := make(chan error, 1)
+	go func() {
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
+		done <- err
+	}()
+	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	pid := busyPIDs(pl)[0]
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	err := <-done
+	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EINTERNAL {
+		t.Fatalf("error code = %q (%v), want EINTERNAL", got, err)
+	}
+	if processExists(pid) {
+		t.Errorf("crashed worker %d was not reaped", pid)
+	}
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("hello after the crash: %v, %+v", err, res)
+	}
+	waitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
+	if s := pl.Stats(); s.Crashes != 1 || s.Restarts < 1 {
+		t.Errorf("stats = %+v, want one crash and a restart", s)
+	}
+}
+
+// TestPoolIdleWorkerDeath: a worker that dies while idle is reaped and
+// replaced, and never handed a run.
+func TestPoolIdleWorkerDeath(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	pid := pl.PIDs()[0]
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	waitFor(t, "the dead worker to be replaced", func() bool {
+		pids := pl.PIDs()
+		return len(pids) == 1 && pids[0] != pid
+	})
+	if processExists(pid) {
+		t.Errorf("dead worker %d was not reaped", pid)
+	}
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("hello: %v, %+v", err, res)
+	}
+}
+
+// TestPoolCancelKillsWorker: when the caller goes away mid-run, the worker
+// is killed and the run answers EUNAVAILABLE.
+func TestPoolCancelKillsWorker(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "fib_recursive.wasm"), Limits: limits()})
+		done <- err
+	}()
+	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	pid := busyPIDs(pl)[0]
+	cancel()
+	err := <-done
+	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("error code = %q (%v), want EUNAVAILABLE", got, err)
+	}
+	if processExists(pid) {
+		t.Errorf("worker %d of the cancelled run still exists", pid)
+	}
+}
+
+// TestPoolConcurrency: more parallel runs than workers all answer.
+func TestPoolConcurrency(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 2, 0))
+	const n = 24
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			in := strings.Repeat("x", i+1)
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: []byte(in), Limits: limits()})
+			switch {
+			case err != nil:
+				errs <- err
+			case string(res.Stdout) != in:
+				errs <- &wasmwiz.Error{Code: "TEST", Message: "run " + in + " got " + string(res.Stdout)}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s := pl.Stats(); s.Runs != n || s.Busy != 0 || s.Idle != 2 {
+		t.Errorf("stats = %+v, want %d runs and both workers idle", s, n)
+	}
+}
+
+// TestPoolModuleRouting: module bytes cross once per worker; later runs of
+// the same module go to a worker that holds it.
+func TestPoolModuleRouting(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 2, 0))
+	hello, add := module(t, "hello.wasm"), module(t, "add.wasm")
+	run := func(req *wasmwiz.RunRequest) {
+		t.Helper()
+		req.Limits = limits()
+		if _, err := pl.Run(context.Background(), req); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+	for range 5 {
+		run(&wasmwiz.RunRequest{Wasm: hello})
+		run(&wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"1", "2"}})
+	}
+	// One at a time, each run finds an idle worker holding its module after
+	// the first of each: two sends, eight hits.
+	if s := pl.Stats(); s.ModuleSends != 2 || s.ModuleHits != 8 {
+		t.Errorf("stats = %+v, want 2 module sends and 8 hits", s)
+	}
+	// A trusted digest that the worker does not hold is asked for again.
+	pl.mu.Lock()
+	for p := range pl.procs {
+		p.mods.add("0000", 1, nil) // the mirror believes in a module the child never got
+	}
+	pl.mu.Unlock()
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, SHA256: "0000", Limits: limits()})
+	if err != nil || string(res.Stdout) != "Hello, World!\n" {
+		t.Fatalf("run after a need-module answer: %v, %+v", err, res)
+	}
+}
+
+func TestPoolInspect(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	tests := []struct {
+		name  string
+		wasm  []byte
+		entry string
+		wasi  bool
+		code  string
+	}{
+		{"wasi command", module(t, "hello.wasm"), "_start", true, ""},
+		{"plain module", module(t, "plain_main.wasm"), "main", false, ""},
+		{"not wasm", []byte("text"), "", false, wasmwiz.EINVALID},
+		{"memory above the limit", module(t, "big_memory.wasm"), "", false, wasmwiz.EINVALID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := pl.Inspect(context.Background(), tt.wasm, limits())
+			if tt.code != "" {
+				if got := wasmwiz.ErrorCode(err); got != tt.code {
+					t.Fatalf("error code = %q (%v), want %s", got, err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			if in.Entry != tt.entry || in.WASI != tt.wasi || in.SHA256 != moduleSHA("", tt.wasm) {
+				t.Errorf("inspection = %+v, want entry %q, wasi %v", in, tt.entry, tt.wasi)
+			}
+		})
+	}
+}
+
+// TestPoolClose: Close lets a run in flight finish, refuses new requests and
+// leaves no worker process.
+func TestPoolClose(t *testing.T) {
+	t.Parallel()
+	pl, err := New(context.Background(), testOptions(t, 2, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := pl.PIDs()
+	l := limits()
+	l.Timeout = 500 * time.Millisecond
+	done := make(chan *wasmwiz.Result, 1)
+	go func() {
+		res, _ := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l})
+		done <- res
+	}()
+	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	if err := pl.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if res := <-done; res == nil || res.Status != wasmwiz.StatusTimeout {
+		t.Errorf("run in flight during Close = %+v, want it to finish with its own outcome", res)
+	}
+	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Errorf("Run after Close: %v, want EUNAVAILABLE", err)
+	}
+	for _, pid := range pids {
+		if processExists(pid) {
+			t.Errorf("worker %d exists after Close", pid)
+		}
+	}
+}
+
+// TestPoolCloseDeadline: when ctx ends first, Close kills the runs in flight.
+func TestPoolCloseDeadline(t *testing.T) {
+	t.Parallel()
+	pl, err := New(context.Background(), testOptions(t, 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
+		done <- err
+	}()
+	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	pid := busyPIDs(pl)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := pl.Close(ctx); err == nil {
+		t.Errorf("Close with an ended ctx = nil, want its error")
+	}
+	if got := wasmwiz.ErrorCode(<-done); got != wasmwiz.EUNAVAILABLE {
+		t.Errorf("killed run's error code = %q, want EUNAVAILABLE", got)
+	}
+	if processExists(pid) {
+		t.Errorf("worker %d exists after Close", pid)
+	}
+}
+
+func TestNewFailsWithBrokenCommand(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opts Options
+		code string
+	}{
+		{"no command", Options{Size: 1}, wasmwiz.EINVALID},
+		{"missing program", Options{Size: 1, Command: []string{"/nonexistent/wasmwiz"}}, wasmwiz.EINTERNAL},
+		{"not a worker", Options{Size: 1, Command: []string{"/bin/true"}}, wasmwiz.EINTERNAL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := New(context.Background(), tt.opts)
+			if got := wasmwiz.ErrorCode(err); got != tt.code {
+				t.Fatalf("error code = %q (%v), want %s", got, err, tt.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,267 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// proc is one worker process as the pool sees it.
+type proc struct {
+	pid    int
+	cmd    *exec.Cmd
+	stdin  *os.File      // our end of the child's stdin: requests
+	stdout *os.File      // our end of the child's stdout: answers
+	r      *bufio.Reader // over stdout
+	tail   *tailBuffer   // the end of the child's stderr, for crash reports
+
+	mu   sync.Mutex
+	dead bool // the process has exited; its pid stays ours until reaped
+
+	exited  chan struct{} // closed once the process is reaped and its stderr drained
+	waitErr error         // cmd.Wait's answer, readable after exited
+
+	// Guarded by Pool.mu, or owned by the run that acquired the worker.
+	state procState
+	mods  *lru // mirror of the modules the child holds
+	runs  int
+}
+
+type procState int
+
+const (
+	stateIdle procState = iota
+	stateBusy
+	stateGone
+)
+
+// startProc starts a worker process and waits for its hello. The child gets
+// its own process group, is killed if this process dies (Pdeathsig), and has
+// exactly env as its environment.
+func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout time.Duration, log *slog.Logger,
+	children *sync.WaitGroup, onExit func(*proc)) (*proc, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("worker: empty command")
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{}, env...) // never nil: nil would inherit ours
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	// The child holds its ends now (or failed to start); ours must go so that
+	// EOF arrives when the child dies.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("worker: starting %s: %w", argv[0], err)
+	}
+	children.Add(1)
+	p := &proc{
+		pid:    cmd.Process.Pid,
+		cmd:    cmd,
+		stdin:  inW,
+		stdout: outR,
+		r:      bufio.NewReaderSize(outR, 64<<10),
+		tail:   &tailBuffer{max: 8 << 10},
+		exited: make(chan struct{}),
+		state:  stateBusy, // not idle until the pool says so
+		mods:   newLRU(cfg.ModuleCacheBytes),
+	}
+	stderrDone := make(chan struct{})
+	go p.readStderr(errR, log, stderrDone)
+	go func() {
+		defer children.Done()
+		p.wait(stderrDone, onExit)
+	}()
+
+	// Handshake: config out, hello back, within timeout.
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	stop := context.AfterFunc(ctx, p.kill)
+	defer stop()
+	_ = p.stdin.SetWriteDeadline(deadline)
+	_ = p.stdout.SetReadDeadline(deadline)
+	e := newFrame(64)
+	cfg.encode(e)
+	err = writeFrame(p.stdin, msgConfig, e)
+	var kind byte
+	var body []byte
+	if err == nil {
+		kind, body, err = readFrame(p.r)
+	}
+	if err == nil {
+		d := &dec{b: body}
+		switch kind {
+		case msgHello:
+			d.varint()
+			err = d.done()
+		case msgError:
+			err = decodeError(d)
+		default:
+			err = fmt.Errorf("worker protocol: hello expected, got %q", kind)
+		}
+	}
+	if err != nil {
+		p.kill()
+		<-p.exited
+		p.close()
+		if t := p.tail.String(); t != "" {
+			err = fmt.Errorf("%w; worker stderr: %s", err, t)
+		}
+		return nil, fmt.Errorf("worker: starting %s: %w", argv[0], err)
+	}
+	return p, nil
+}
+
+// readStderr forwards the child's stderr to the log, line by line, and keeps
+// its end for crash reports. It returns at EOF, when the child has died.
+func (p *proc) readStderr(f *os.File, log *slog.Logger, done chan<- struct{}) {
+	defer close(done)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		line := sc.Bytes()
+		p.tail.Write(line)
+		p.tail.Write([]byte{'\n'})
+		log.Info("worker", "pid", p.pid, "line", string(line))
+	}
+	// A line longer than the scanner's buffer ends the scan: drain the rest
+	// so the child never blocks writing to a full pipe.
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		p.tail.Write(buf[:n])
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait waits for the child to exit, marks it dead before reaping it (so that
+// kill never signals a reused pid), reaps it, and reports to the pool.
+func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	p.mu.Lock()
+	p.dead = true
+	p.mu.Unlock()
+	p.waitErr = p.cmd.Wait()
+	<-stderrDone
+	if onExit != nil {
+		onExit(p)
+	}
+	close(p.exited)
+}
+
+// kill sends SIGKILL to the worker's process group. It is safe to call at any
+// time, any number of times: after the child exited it does nothing.
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.dead {
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	}
+}
+
+// close releases our pipe ends. Call it once the process has exited.
+func (p *proc) close() {
+	p.stdin.Close()
+	p.stdout.Close()
+}
+
+// crashReport describes how a worker ended, for the log.
+func (p *proc) crashReport() string {
+	var b strings.Builder
+	b.WriteString("pid " + strconv.Itoa(p.pid))
+	if p.waitErr != nil {
+		b.WriteString(": " + p.waitErr.Error())
+	}
+	if t := p.tail.String(); t != "" {
+		b.WriteString("; stderr: " + t)
+	}
+	return b.String()
+}
+
+// rssBytes returns the worker's resident memory, or 0 when unknown.
+func (p *proc) rssBytes() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+// Write implements io.Writer; it never fails.
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+// String returns what is kept, trimmed.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}

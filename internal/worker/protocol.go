@@ -1,0 +1,421 @@
+package worker
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// The protocol between the pool (parent) and a worker process (child) runs
+// over the child's stdin (parent → child) and stdout (child → parent). Every
+// message is one frame: a 4-byte big-endian length n, then n bytes: a kind
+// byte and the body. Bodies are a small binary encoding (uvarints, varints and
+// length-prefixed byte strings), written and read by enc and dec below.
+//
+// A conversation:
+//
+//	parent: config            child: hello (after the engine started)
+//	parent: run | inspect     child: [need-module] | [started] result | inspection | error
+//
+// The child answers one request at a time; the parent never sends a second
+// request before the first is answered. "need-module" asks the parent to send
+// the request again with the module's bytes, which the child did not hold.
+const (
+	msgConfig     byte = 'C' // parent → child: childConfig
+	msgHello      byte = 'H' // child → parent: pid, after the engine started
+	msgRun        byte = 'R' // parent → child: runMsg
+	msgInspect    byte = 'I' // parent → child: inspectMsg
+	msgNeedModule byte = 'N' // child → parent: empty; resend with the module bytes
+	msgStarted    byte = 'S' // child → parent: ModuleInfo, just before guest code runs
+	msgResult     byte = 'D' // child → parent: wasmwiz.Result
+	msgInspection byte = 'X' // child → parent: wasmwiz.Inspection as JSON
+	msgError      byte = 'E' // child → parent: error code and message
+)
+
+// maxFrameBytes bounds one frame in either direction: the largest module and
+// stdin of any tier plus two output caps fit well below it. A larger length
+// means a broken stream, never a legitimate message.
+const maxFrameBytes = 1 << 30
+
+// errFrameTooLarge reports a frame length over maxFrameBytes.
+var errFrameTooLarge = errors.New("worker protocol: frame too large")
+
+// writeFrame writes one frame of kind with body. body must have been built by
+// newFrame so that its first 5 bytes are free for the header.
+func writeFrame(w io.Writer, kind byte, e *enc) error {
+	b := e.b
+	n := len(b) - 4
+	if n > maxFrameBytes {
+		return errFrameTooLarge
+	}
+	binary.BigEndian.PutUint32(b[:4], uint32(n))
+	b[4] = kind
+	_, err := w.Write(b)
+	return err
+}
+
+// newFrame returns an encoder whose buffer reserves room for the header.
+func newFrame(sizeHint int) *enc {
+	b := make([]byte, 5, 5+sizeHint)
+	return &enc{b: b}
+}
+
+// readFrame reads one frame and returns its kind and body.
+func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n == 0 || n > maxFrameBytes {
+		return 0, nil, errFrameTooLarge
+	}
+	body := make([]byte, n-1)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return hdr[4], body, nil
+}
+
+// enc appends values to a frame body.
+type enc struct{ b []byte }
+
+func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
+func (e *enc) string(s string)  { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+func (e *enc) strings(ss []string) {
+	e.uvarint(uint64(len(ss)))
+	for _, s := range ss {
+		e.string(s)
+	}
+}
+
+// dec reads values from a frame body. The first error sticks; reads after it
+// return zero values, so a message is decoded straight through and checked once.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("worker protocol: bad %s", what)
+	}
+}
+
+func (d *dec) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) string() string { return string(d.bytes()) }
+
+func (d *dec) bool() bool {
+	if d.err != nil {
+		return false
+	}
+	if len(d.b) == 0 || d.b[0] > 1 {
+		d.fail("bool")
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) strings() []string {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) { // every string takes at least one byte
+		d.fail("list length")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	ss := make([]string, n)
+	for i := range ss {
+		ss[i] = d.string()
+	}
+	return ss
+}
+
+// done reports the sticky error, or trailing bytes as an error.
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	return d.err
+}
+
+// childConfig is what a worker needs to start its engine.
+type childConfig struct {
+	CacheDir         string
+	MemoryCacheBytes int64
+	ModuleCacheBytes int64 // module bytes kept per worker, by size (LRU)
+	MemoryOverhead   int64 // added to a run's memory cap for the Go memory limit
+	LogLevel         int64 // slog.Level
+}
+
+func (c *childConfig) encode(e *enc) {
+	e.string(c.CacheDir)
+	e.varint(c.MemoryCacheBytes)
+	e.varint(c.ModuleCacheBytes)
+	e.varint(c.MemoryOverhead)
+	e.varint(c.LogLevel)
+}
+
+func (c *childConfig) decode(d *dec) {
+	c.CacheDir = d.string()
+	c.MemoryCacheBytes = d.varint()
+	c.ModuleCacheBytes = d.varint()
+	c.MemoryOverhead = d.varint()
+	c.LogLevel = d.varint()
+}
+
+func encodeLimits(e *enc, l wasmwiz.Limits) {
+	e.varint(int64(l.Timeout))
+	e.varint(l.MaxMemoryBytes)
+	e.varint(l.MaxOutputBytes)
+	e.varint(l.MaxModuleBytes)
+	e.varint(l.MaxStdinBytes)
+}
+
+func decodeLimits(d *dec) wasmwiz.Limits {
+	return wasmwiz.Limits{
+		Timeout:        time.Duration(d.varint()),
+		MaxMemoryBytes: d.varint(),
+		MaxOutputBytes: d.varint(),
+		MaxModuleBytes: d.varint(),
+		MaxStdinBytes:  d.varint(),
+	}
+}
+
+// encodeRun writes a run request. withWasm false leaves the module out: the
+// child is believed to hold it under req.SHA256.
+func encodeRun(e *enc, sha string, req *wasmwiz.RunRequest, withWasm bool) {
+	e.string(sha)
+	e.bool(withWasm)
+	if withWasm {
+		e.bytes(req.Wasm)
+	}
+	e.string(req.Name)
+	e.strings(req.Args)
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	e.uvarint(uint64(len(keys)))
+	for _, k := range keys {
+		e.string(k)
+		e.string(req.Env[k])
+	}
+	e.bytes(req.Stdin)
+	e.string(req.Function)
+	e.strings(req.Params)
+	encodeLimits(e, req.Limits)
+}
+
+// decodeRun reads a run request; hasWasm says whether the module came along.
+func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
+	req = &wasmwiz.RunRequest{}
+	req.SHA256 = d.string()
+	hasWasm = d.bool()
+	if hasWasm {
+		req.Wasm = d.bytes()
+	}
+	req.Name = d.string()
+	req.Args = d.strings()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("env length")
+		n = 0
+	}
+	if n > 0 {
+		req.Env = make(map[string]string, n)
+		for range n {
+			k := d.string()
+			req.Env[k] = d.string()
+		}
+	}
+	req.Stdin = d.bytes()
+	req.Function = d.string()
+	req.Params = d.strings()
+	req.Limits = decodeLimits(d)
+	return req, hasWasm
+}
+
+func encodeInspect(e *enc, sha string, wasm []byte, limits wasmwiz.Limits, withWasm bool) {
+	e.string(sha)
+	e.bool(withWasm)
+	if withWasm {
+		e.bytes(wasm)
+	}
+	encodeLimits(e, limits)
+}
+
+func decodeInspect(d *dec) (sha string, wasm []byte, hasWasm bool, limits wasmwiz.Limits) {
+	sha = d.string()
+	hasWasm = d.bool()
+	if hasWasm {
+		wasm = d.bytes()
+	}
+	limits = decodeLimits(d)
+	return sha, wasm, hasWasm, limits
+}
+
+func encodeModuleInfo(e *enc, m wasmwiz.ModuleInfo) {
+	e.string(m.SHA256)
+	e.varint(m.SizeBytes)
+	e.bool(m.WASI)
+	e.string(m.Entry)
+}
+
+func decodeModuleInfo(d *dec) wasmwiz.ModuleInfo {
+	return wasmwiz.ModuleInfo{SHA256: d.string(), SizeBytes: d.varint(), WASI: d.bool(), Entry: d.string()}
+}
+
+func encodeResult(e *enc, r *wasmwiz.Result) {
+	e.string(string(r.Status))
+	e.varint(int64(r.ExitCode))
+	e.bytes(r.Stdout)
+	e.bool(r.StdoutTruncated)
+	e.bytes(r.Stderr)
+	e.bool(r.StderrTruncated)
+	e.string(r.Trap)
+	e.uvarint(uint64(len(r.Results)))
+	for _, v := range r.Results {
+		e.string(v.Type)
+		e.uvarint(v.Bits)
+	}
+	e.varint(int64(r.Duration))
+	e.varint(r.MemoryPeakBytes)
+	encodeModuleInfo(e, r.Module)
+	e.bool(r.CompileCached)
+}
+
+func decodeResult(d *dec) *wasmwiz.Result {
+	r := &wasmwiz.Result{}
+	r.Status = wasmwiz.Status(d.string())
+	r.ExitCode = int(d.varint())
+	r.Stdout = d.bytes()
+	r.StdoutTruncated = d.bool()
+	r.Stderr = d.bytes()
+	r.StderrTruncated = d.bool()
+	r.Trap = d.string()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("results length")
+		n = 0
+	}
+	if n > 0 {
+		r.Results = make([]wasmwiz.Value, n)
+		for i := range r.Results {
+			r.Results[i] = wasmwiz.Value{Type: d.string(), Bits: d.uvarint()}
+		}
+	}
+	r.Duration = time.Duration(d.varint())
+	r.MemoryPeakBytes = d.varint()
+	r.Module = decodeModuleInfo(d)
+	r.CompileCached = d.bool()
+	return r
+}
+
+// encodeError writes err as a code and a caller-safe message. The wrapped
+// cause stays in the child's log.
+func encodeError(e *enc, err error) {
+	e.string(wasmwiz.ErrorCode(err))
+	e.string(wasmwiz.ErrorMessage(err))
+}
+
+func decodeError(d *dec) error {
+	code, msg := d.string(), d.string()
+	if d.err != nil {
+		return d.err
+	}
+	if code == "" {
+		code = wasmwiz.EINTERNAL
+	}
+	return wasmwiz.Errorf(code, "%s", msg)
+}
+
+func encodeInspection(e *enc, in *wasmwiz.Inspection) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	e.bytes(b)
+	return nil
+}
+
+func decodeInspection(d *dec) (*wasmwiz.Inspection, error) {
+	b := d.bytes()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	var in wasmwiz.Inspection
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("worker protocol: inspection: %w", err)
+	}
+	return &in, nil
+}
+
