@@ -418,4 +418,3 @@ func decodeInspection(d *dec) (*wasmwiz.Inspection, error) {
 	}
 	return &in, nil
 }
-
