@@ -1,0 +1,158 @@
+package http
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// keyRequest is the body that creates a key.
+type keyRequest struct {
+	UserID    int64      `json:"user_id"` // admin route only
+	Name      string     `json:"name"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// createdKey is the answer to a key's creation: the only time the secret is shown.
+type createdKey struct {
+	Key    *wasmwiz.APIKey `json:"key"`
+	Secret string          `json:"secret"`
+}
+
+func (s *Server) validKeyRequest(req *keyRequest) error {
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" {
+		req.Name = "default"
+	}
+	if len(req.Name) > 64 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "key name is at most 64 bytes")
+	}
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(s.now()) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "expires_at must be in the future")
+	}
+	return nil
+}
+
+// createKey is POST /api/v1/keys: a key for the caller itself.
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := wasmwiz.RequireUser(r.Context())
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name      string     `json:"name"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	}
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	kr := &keyRequest{Name: req.Name, ExpiresAt: req.ExpiresAt}
+	if err := s.validKeyRequest(kr); err != nil {
+		return err
+	}
+	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, kr.Name, kr.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, createdKey{Key: k, Secret: secret})
+	return nil
+}
+
+func (s *Server) findKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
+	limit, offset, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	inclRevoked, err := boolParam(r, "include_revoked")
+	if err != nil {
+		return err
+	}
+	keys, total, err := s.opts.Keys.FindAPIKeys(r.Context(), wasmwiz.APIKeyFilter{
+		UserID: userID, IncludeRevoked: inclRevoked, Limit: limit, Offset: offset})
+	if err != nil {
+		return err
+	}
+	if keys == nil {
+		keys = []*wasmwiz.APIKey{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "total": total})
+	return nil
+}
+
+// listKeys is GET /api/v1/keys: the caller's own keys, always.
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
+	u, err := wasmwiz.RequireUser(r.Context())
+	if err != nil {
+		return err
+	}
+	return s.findKeys(w, r, u.ID)
+}
+
+// revokeKey is DELETE /api/v1/keys/{id}: one of the caller's own keys
+// (the store answers ENOTFOUND for another user's; admins may revoke any).
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "key")
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Keys.RevokeAPIKey(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// adminListKeys is GET /api/v1/admin/keys?user_id=.
+func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) error {
+	var userID int64
+	if v := r.URL.Query().Get("user_id"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "user_id must be a positive number")
+		}
+		userID = id
+	}
+	return s.findKeys(w, r, userID)
+}
+
+// adminCreateKey is POST /api/v1/admin/keys: a key for any user.
+func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
+	var req keyRequest
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	if req.UserID <= 0 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "user_id is required")
+	}
+	if err := s.validKeyRequest(&req); err != nil {
+		return err
+	}
+	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), req.UserID, req.Name, req.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, createdKey{Key: k, Secret: secret})
+	return nil
+}
+
+// adminRevokeKey is DELETE /api/v1/admin/keys/{id}.
+func (s *Server) adminRevokeKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "key")
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Keys.RevokeAPIKey(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,227 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Body limits beyond a tier's module and stdin sizes.
+const (
+	bodyOverhead   = 1 << 20  // multipart framing, args, env and other fields
+	smallBodyLimit = 1 << 20  // every body that carries no module or stdin
+	fieldLimit     = 64 << 10 // one multipart field that is neither module nor stdin
+)
+
+// limitBody bounds r's body to limit bytes while it streams: a declared
+// Content-Length over the limit is refused before anything is read, and a
+// longer body fails its read at the limit (http.MaxBytesError → 413).
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64) error {
+	if r.ContentLength > limit {
+		return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "request body is %s, over the %s limit",
+			wasmwiz.FormatSize(r.ContentLength), wasmwiz.FormatSize(limit))
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	return nil
+}
+
+// mediaType returns the request's media type, lower-cased, without parameters.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
+	}
+	return mt
+}
+
+// readAll reads a bounded body; a body over its limit is ETOOLARGE.
+func readAll(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
+// bodyError maps a body read failure to a coded error.
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "request body is larger than %s", wasmwiz.FormatSize(mbe.Limit))
+	}
+	if _, ok := err.(*wasmwiz.Error); ok {
+		return err
+	}
+	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the request body")
+}
+
+// decodeJSON decodes a bounded JSON body into v, refusing unknown fields and
+// trailing data.
+func decodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyError(err)
+		}
+		if errors.Is(err, io.EOF) {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "empty JSON body")
+		}
+		var we *wasmwiz.Error
+		if errors.As(err, &we) {
+			return we // a field's own coded message, e.g. a bad size string
+		}
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid JSON body: %s", jsonErrorText(err))
+	}
+	if dec.More() {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: data after the object")
+	}
+	// Drain the rest so that trailing whitespace over the limit is still caught.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return bodyError(err)
+	}
+	return nil
+}
+
+func jsonErrorText(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		return "field " + strconv.Quote(ute.Field) + " must be " + ute.Type.String()
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field ") {
+		return "unknown field " + strings.TrimPrefix(msg, "json: unknown field ")
+	}
+	return "malformed"
+}
+
+// formPart is one part of a multipart body the handler asked for.
+type formPart struct {
+	data     []byte
+	filename string
+}
+
+// partLimits names the multipart parts a route accepts and each one's cap,
+// with the error message for a part over its cap.
+type partLimit struct {
+	max     int64
+	tooBig  string // message for ETOOLARGE
+	aliasOf string // the canonical name this part is read as
+}
+
+// readMultipart reads a multipart body part by part into bounded memory:
+// nothing is written to temporary files. Parts not in limits are EINVALID
+// unless ignoreUnknown, when they are read (bounded) and dropped.
+func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown bool) (map[string]formPart, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")
+	}
+	parts := map[string]formPart{}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return parts, nil
+		}
+		if err != nil {
+			return nil, multipartError(err)
+		}
+		name := p.FormName()
+		lim, ok := limits[name]
+		if !ok {
+			if !ignoreUnknown {
+				_ = p.Close()
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown form field %q", name)
+			}
+			if _, err := io.Copy(io.Discard, io.LimitReader(p, fieldLimit+1)); err != nil {
+				return nil, multipartError(err)
+			}
+			_ = p.Close()
+			continue
+		}
+		canonical := name
+		if lim.aliasOf != "" {
+			canonical = lim.aliasOf
+		}
+		if _, dup := parts[canonical]; dup {
+			_ = p.Close()
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "form field %q given twice", canonical)
+		}
+		data, err := io.ReadAll(io.LimitReader(p, lim.max+1))
+		if err != nil {
+			return nil, multipartError(err)
+		}
+		if int64(len(data)) > lim.max {
+			_ = p.Close()
+			return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "%s", lim.tooBig)
+		}
+		parts[canonical] = formPart{data: data, filename: p.FileName()}
+		_ = p.Close()
+	}
+}
+
+func multipartError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bodyError(err)
+	}
+	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")
+}
+
+// pageParams reads limit and offset from the query (EINVALID when bad).
+func pageParams(r *http.Request) (limit, offset int, err error) {
+	limit, offset = 50, 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be a whole number from 1 to 1000")
+		}
+		limit = n
+	}
+	if v := r.URL.Query().Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "offset must be a whole number, 0 or more")
+		}
+		offset = n
+	}
+	return limit, offset, nil
+}
+
+// boolParam reads a true/false query parameter (EINVALID when bad).
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "%s must be true or false", name)
+	}
+	return b, nil
+}
+
+// pathID parses a numeric {id}; anything else is ENOTFOUND, as a missing
+// thing would be.
+func pathID(r *http.Request, what string) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "%s not found", what)
+	}
+	return id, nil
+}

@@ -1,0 +1,463 @@
+package http
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// executeJSON is the JSON body of the execute routes.
+type executeJSON struct {
+	ModuleID    string            `json:"module_id"`
+	WasmBase64  string            `json:"wasm_base64"`
+	Stdin       *string           `json:"stdin"`
+	StdinBase64 string            `json:"stdin_base64"`
+	Args        []string          `json:"args"`
+	Env         map[string]string `json:"env"`
+	Function    string            `json:"function"`
+	Params      []json.RawMessage `json:"params"`
+	Timeout     string            `json:"timeout"`
+	Memory      string            `json:"memory"`
+}
+
+// execute is POST /api/v1/execute.
+func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
+	return s.runExecute(w, r, "")
+}
+
+// executeModule is POST /api/v1/modules/{id}/execute.
+func (s *Server) executeModule(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	return s.runExecute(w, r, id)
+}
+
+// runExecute parses one of the three bodies (for a stored module: JSON,
+// multipart, or any other body as stdin), runs it and answers the result.
+func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID string) error {
+	ctx := r.Context()
+	tier, err := s.exec.CallerTier(ctx)
+	if err != nil {
+		return err
+	}
+	limits := s.exec.TierLimits(tier)
+	req, err := s.parseExecute(w, r, limits, moduleID)
+	if err != nil {
+		return err
+	}
+	req.ClientIP = ClientIP(ctx).String()
+	ex, err := s.exec.Execute(ctx, tier, req)
+	s.observeExecution(ex, err)
+	setRateHeaders(w, ex)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wasmwiz.ResultJSON{ID: ex.ID, Result: ex.Result})
+	return nil
+}
+
+func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.ExecuteRequest, error) {
+	stored := moduleID != ""
+	payload := limits.MaxStdinBytes
+	if !stored {
+		payload += limits.MaxModuleBytes
+	}
+	switch mt := mediaType(r); {
+	case mt == "multipart/form-data":
+		if err := limitBody(w, r, payload+bodyOverhead); err != nil {
+			return nil, err
+		}
+		return parseExecuteMultipart(r, limits, moduleID)
+	case mt == "application/json":
+		if err := limitBody(w, r, payload/3*4+8+bodyOverhead); err != nil {
+			return nil, err
+		}
+		return parseExecuteJSON(r, moduleID)
+	case !stored && mt == "application/wasm":
+		if err := limitBody(w, r, limits.MaxModuleBytes); err != nil {
+			return nil, moduleTooLarge(limits, err)
+		}
+		wasm, err := readAll(r.Body)
+		if err != nil {
+			return nil, moduleTooLarge(limits, err)
+		}
+		req, err := parseExecuteQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		req.Wasm = wasm
+		return req, nil
+	case stored:
+		// Any other body of a stored module's execute is its stdin.
+		if err := limitBody(w, r, limits.MaxStdinBytes); err != nil {
+			return nil, stdinTooLarge(limits, err)
+		}
+		stdin, err := readAll(r.Body)
+		if err != nil {
+			return nil, stdinTooLarge(limits, err)
+		}
+		req, err := parseExecuteQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		if len(stdin) > 0 {
+			if req.Stdin != nil {
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "stdin given both in the body and in the query")
+			}
+			req.Stdin = stdin
+		}
+		req.ModuleID = moduleID
+		return req, nil
+	default:
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID,
+			"unsupported Content-Type %q: send multipart/form-data, application/json or application/wasm", r.Header.Get("Content-Type"))
+	}
+}
+
+// moduleTooLarge words a body-size failure of a raw module body in terms of
+// the module limit.
+func moduleTooLarge(limits wasmwiz.Limits, err error) error {
+	if wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE {
+		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "module is over the %s limit", wasmwiz.FormatSize(limits.MaxModuleBytes))
+	}
+	return err
+}
+
+func stdinTooLarge(limits wasmwiz.Limits, err error) error {
+	if wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE {
+		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "stdin is over the %s limit", wasmwiz.FormatSize(limits.MaxStdinBytes))
+	}
+	return err
+}
+
+func executeParts(limits wasmwiz.Limits, stored bool) map[string]partLimit {
+	small := func() partLimit { return partLimit{max: fieldLimit, tooBig: "form field over 64KiB"} }
+	parts := map[string]partLimit{
+		"stdin":    {max: limits.MaxStdinBytes, tooBig: "stdin is over the " + wasmwiz.FormatSize(limits.MaxStdinBytes) + " limit"},
+		"args":     small(),
+		"env":      small(),
+		"function": small(),
+		"params":   small(),
+		"timeout":  small(),
+		"memory":   small(),
+	}
+	if !stored {
+		parts["wasm"] = partLimit{max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"}
+		parts["module_id"] = small()
+	}
+	return parts
+}
+
+func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.ExecuteRequest, error) {
+	parts, err := readMultipart(r, executeParts(limits, moduleID != ""), false)
+	if err != nil {
+		return nil, err
+	}
+	req := &wasmwiz.ExecuteRequest{ModuleID: moduleID}
+	if p, ok := parts["wasm"]; ok {
+		req.Wasm = p.data
+		if p.filename != "" {
+			req.Name = p.filename
+		}
+	}
+	if p, ok := parts["module_id"]; ok {
+		req.ModuleID = strings.TrimSpace(string(p.data))
+	}
+	if p, ok := parts["stdin"]; ok {
+		req.Stdin = p.data
+	}
+	if p, ok := parts["args"]; ok && len(p.data) > 0 {
+		if err := json.Unmarshal(p.data, &req.Args); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `args must be a JSON array of strings, e.g. ["-v","x"]`)
+		}
+	}
+	if p, ok := parts["env"]; ok && len(p.data) > 0 {
+		if err := json.Unmarshal(p.data, &req.Env); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `env must be a JSON object of strings, e.g. {"K":"V"}`)
+		}
+	}
+	if p, ok := parts["function"]; ok {
+		req.Function = strings.TrimSpace(string(p.data))
+	}
+	if p, ok := parts["params"]; ok {
+		if req.Params, err = parseParamsText(string(p.data)); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyLimitFields(req, string(parts["timeout"].data), string(parts["memory"].data)); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.ExecuteRequest, error) {
+	var body executeJSON
+	if err := decodeJSON(r.Body, &body); err != nil {
+		return nil, err
+	}
+	if moduleID != "" && (body.ModuleID != "" || body.WasmBase64 != "") {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave out module_id and wasm_base64")
+	}
+	req := &wasmwiz.ExecuteRequest{
+		ModuleID: body.ModuleID, Args: body.Args, Env: body.Env, Function: strings.TrimSpace(body.Function),
+	}
+	if moduleID != "" {
+		req.ModuleID = moduleID
+	}
+	if body.WasmBase64 != "" {
+		wasm, err := base64.StdEncoding.DecodeString(body.WasmBase64)
+		if err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "wasm_base64 is not valid base64")
+		}
+		req.Wasm = wasm
+	}
+	switch {
+	case body.Stdin != nil && body.StdinBase64 != "":
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")
+	case body.Stdin != nil:
+		req.Stdin = []byte(*body.Stdin)
+	case body.StdinBase64 != "":
+		stdin, err := base64.StdEncoding.DecodeString(body.StdinBase64)
+		if err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "stdin_base64 is not valid base64")
+		}
+		req.Stdin = stdin
+	}
+	for _, p := range body.Params {
+		var s string
+		if err := json.Unmarshal(p, &s); err == nil {
+			req.Params = append(req.Params, s)
+			continue
+		}
+		var n json.Number
+		if err := json.Unmarshal(p, &n); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "params must be numbers or strings")
+		}
+		req.Params = append(req.Params, n.String())
+	}
+	if err := applyLimitFields(req, body.Timeout, body.Memory); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// parseExecuteQuery reads the execute fields from the query string (raw
+// module bodies and stored modules with a raw stdin body).
+func parseExecuteQuery(r *http.Request) (*wasmwiz.ExecuteRequest, error) {
+	q := r.URL.Query()
+	for name := range q {
+		switch name {
+		case "stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory":
+		default:
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown query parameter %q", name)
+		}
+	}
+	req := &wasmwiz.ExecuteRequest{Args: q["arg"], Function: strings.TrimSpace(q.Get("function"))}
+	switch {
+	case q.Has("stdin") && q.Has("stdin_base64"):
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")
+	case q.Has("stdin"):
+		req.Stdin = []byte(q.Get("stdin"))
+	case q.Has("stdin_base64"):
+		stdin, err := base64.StdEncoding.DecodeString(q.Get("stdin_base64"))
+		if err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "stdin_base64 is not valid base64")
+		}
+		req.Stdin = stdin
+	}
+	for _, kv := range q["env"] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "env must be KEY=VALUE, got %q", kv)
+		}
+		if req.Env == nil {
+			req.Env = map[string]string{}
+		}
+		req.Env[k] = v
+	}
+	if q.Has("params") {
+		var err error
+		if req.Params, err = parseParamsText(q.Get("params")); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyLimitFields(req, q.Get("timeout"), q.Get("memory")); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// parseParamsText reads params as a JSON array or as comma-separated values.
+func parseParamsText(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(s, "[") {
+		var raw []json.RawMessage
+		if err := json.Unmarshal([]byte(s), &raw); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "params must be a JSON array or comma-separated numbers")
+		}
+		out := make([]string, 0, len(raw))
+		for _, p := range raw {
+			var str string
+			if err := json.Unmarshal(p, &str); err == nil {
+				out = append(out, str)
+				continue
+			}
+			var n json.Number
+			if err := json.Unmarshal(p, &n); err != nil {
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "params must be numbers or strings")
+			}
+			out = append(out, n.String())
+		}
+		return out, nil
+	}
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		out = append(out, strings.TrimSpace(p))
+	}
+	return out, nil
+}
+
+// applyLimitFields reads the caller's lower timeout and memory.
+func applyLimitFields(req *wasmwiz.ExecuteRequest, timeout, memory string) error {
+	if timeout = strings.TrimSpace(timeout); timeout != "" {
+		d, err := wasmwiz.ParseDuration(timeout)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "timeout must be positive")
+		}
+		req.Timeout = d
+	}
+	if memory = strings.TrimSpace(memory); memory != "" {
+		n, err := wasmwiz.ParseSize(memory)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "memory must be positive")
+		}
+		req.MaxMemoryBytes = n
+	}
+	return nil
+}
+
+// setRateHeaders writes the X-RateLimit-* headers of a decision.
+func setRateHeaders(w http.ResponseWriter, ex *wasmwiz.Execution) {
+	if ex == nil || ex.RateLimit == nil {
+		return
+	}
+	d := ex.RateLimit
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+	h.Set("X-RateLimit-Remaining", strconv.FormatInt(max(d.Remaining, 0), 10))
+	h.Set("X-RateLimit-Reset", ceilSeconds(d.ResetAfter))
+}
+
+func ceilSeconds(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}
+
+// legacyJSON is the original service's answer.
+type legacyJSON struct {
+	Output *string `json:"output"`
+	Error  *string `json:"error"`
+}
+
+// legacyExecute is POST /api/execute, the original service's contract.
+func (s *Server) legacyExecute(w http.ResponseWriter, r *http.Request) error {
+	err := s.legacyRun(w, r)
+	if err != nil {
+		status, _, msg := s.errorParts(w, r, err)
+		if info := routeInfoFrom(r.Context()); info != nil {
+			info.errorCode = wasmwiz.ErrorCode(err)
+		}
+		writeJSON(w, status, legacyJSON{Error: &msg})
+	}
+	return nil
+}
+
+func (s *Server) legacyRun(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	tier, err := s.exec.CallerTier(ctx)
+	if err != nil {
+		return err
+	}
+	limits := s.exec.TierLimits(tier)
+	if mediaType(r) != "multipart/form-data" {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "send multipart/form-data with a wasm file and input")
+	}
+	if err := limitBody(w, r, limits.MaxModuleBytes+limits.MaxStdinBytes+bodyOverhead); err != nil {
+		return err
+	}
+	wasmLimit := partLimit{max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"}
+	inputLimit := partLimit{max: limits.MaxStdinBytes, tooBig: "input is over the " + wasmwiz.FormatSize(limits.MaxStdinBytes) + " limit"}
+	parts, err := readMultipart(r, map[string]partLimit{
+		"wasm": wasmLimit, "wasm_file": {max: wasmLimit.max, tooBig: wasmLimit.tooBig, aliasOf: "wasm"},
+		"input": inputLimit, "input_data": {max: inputLimit.max, tooBig: inputLimit.tooBig, aliasOf: "input"},
+	}, true)
+	if err != nil {
+		return err
+	}
+	wasm, ok := parts["wasm"]
+	if !ok || len(wasm.data) == 0 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "no wasm file: send it as the wasm field")
+	}
+	req := &wasmwiz.ExecuteRequest{Wasm: wasm.data, Name: wasm.filename, Stdin: parts["input"].data, ClientIP: ClientIP(ctx).String()}
+	ex, err := s.exec.Execute(ctx, tier, req)
+	s.observeExecution(ex, err)
+	setRateHeaders(w, ex)
+	if err != nil {
+		return err
+	}
+	res := ex.Result
+	w.Header().Set("X-Run-Id", ex.ID)
+	if res.Status == wasmwiz.StatusOK {
+		out := string(res.Stdout)
+		writeJSON(w, http.StatusOK, legacyJSON{Output: &out})
+		return nil
+	}
+	msg := legacyOutcome(res, ex.Limits)
+	writeJSON(w, http.StatusOK, legacyJSON{Error: &msg})
+	return nil
+}
+
+// legacyOutcome words a guest outcome other than ok for the legacy answer.
+func legacyOutcome(res *wasmwiz.Result, limits wasmwiz.Limits) string {
+	switch res.Status {
+	case wasmwiz.StatusExit:
+		msg := fmt.Sprintf("module exited with code %d", res.ExitCode)
+		if len(res.Stderr) > 0 {
+			msg += ": " + strings.TrimSpace(string(res.Stderr))
+		}
+		return msg
+	case wasmwiz.StatusTrap:
+		return "module trapped: " + res.Trap
+	case wasmwiz.StatusTimeout:
+		return "module ran past its time limit of " + limits.Timeout.String()
+	case wasmwiz.StatusMemoryLimit:
+		return "module ran out of memory: limit " + wasmwiz.FormatSize(limits.MaxMemoryBytes)
+	case wasmwiz.StatusOutputLimit:
+		return "module output over the limit of " + wasmwiz.FormatSize(limits.MaxOutputBytes)
+	}
+	return "module ended with status " + string(res.Status)
+}
+
+// observeExecution counts a run in the metrics.
+func (s *Server) observeExecution(ex *wasmwiz.Execution, err error) {
+	s.metrics.observeExecution(ex, err)
+}

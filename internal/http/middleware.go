@@ -1,0 +1,305 @@
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// middleware composes every middleware in one place, outermost first:
+// request id → access log and metrics → security headers → panic recovery
+// → client IP → authentication → routes.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	h := next
+	h = s.authenticate(h)
+	h = s.clientIP(h)
+	h = s.recoverPanics(h)
+	h = securityHeaders(h)
+	h = s.observe(h)
+	h = requestID(h)
+	return h
+}
+
+type ctxKey int
+
+const routeInfoKey ctxKey = iota + 1
+
+// routeInfo is filled in by inner layers and read by observe after the
+// request: the mux works on copies of the request, so a pointer in the
+// context is the one way back out.
+type routeInfo struct {
+	pattern   string
+	clientIP  netip.Addr
+	userID    int64
+	errorCode string
+}
+
+func routeInfoFrom(ctx context.Context) *routeInfo {
+	ri, _ := ctx.Value(routeInfoKey).(*routeInfo)
+	return ri
+}
+
+// ClientIP returns the client address the server decided on for this
+// request (see WASMWIZ_TRUSTED_PROXIES), or the zero Addr.
+func ClientIP(ctx context.Context) netip.Addr {
+	if ri := routeInfoFrom(ctx); ri != nil {
+		return ri.clientIP
+	}
+	return netip.Addr{}
+}
+
+// requestID takes a sane X-Request-Id from the caller or makes one, puts it
+// in the context and answers it.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(wasmwiz.NewContextWithRequestID(r.Context(), id)))
+	})
+}
+
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == ':' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter remembers the status and size of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe writes one access log line per request and the request metrics.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ri := &routeInfo{}
+		sw := &statusWriter{ResponseWriter: w}
+		s.metrics.inFlight.Inc()
+		defer func() {
+			s.metrics.inFlight.Dec()
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			route := ri.pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			s.metrics.observeRequest(r.Method, route, sw.status, elapsed)
+			attrs := []slog.Attr{
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status),
+				slog.Int64("bytes", sw.bytes),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+				slog.String("request_id", wasmwiz.RequestIDFromContext(r.Context())),
+				slog.String("client_ip", ri.clientIP.String()),
+			}
+			if ri.userID != 0 {
+				attrs = append(attrs, slog.Int64("user_id", ri.userID))
+			}
+			if ri.errorCode != "" {
+				attrs = append(attrs, slog.String("error_code", ri.errorCode))
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+		}()
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeInfoKey, ri)))
+	})
+}
+
+// securityHeaders sets the headers every answer carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics turns a panic in a handler into a logged 500, so that one
+// bug does not take the connection's answer with it.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeError(w, r, wasmwiz.WrapError(wasmwiz.EINTERNAL,
+					errors.New("panic: "+strings.TrimSpace(toString(v))+"\n"+string(debug.Stack())), "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func toString(v any) string {
+	switch x := v.(type) {
+	case error:
+		return x.Error()
+	case string:
+		return x
+	}
+	return "non-error panic value"
+}
+
+// clientIP decides the client's address: the connection's, unless it comes
+// from a trusted proxy, when the right-most X-Forwarded-For address that is
+// not itself a trusted proxy is the client.
+func (s *Server) clientIP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ri := routeInfoFrom(r.Context()); ri != nil {
+			ri.clientIP = s.clientAddr(r)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) clientAddr(r *http.Request) netip.Addr {
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	var addr netip.Addr
+	if err == nil {
+		addr = remote.Addr().Unmap()
+	} else if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		addr = a.Unmap()
+	}
+	if !addr.IsValid() || !s.trusted(addr) {
+		return addr
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			// Garbage from beyond our proxies: trust nothing further left.
+			return addr
+		}
+		a = a.Unmap()
+		addr = a
+		if !s.trusted(a) {
+			return a
+		}
+	}
+	return addr
+}
+
+// credentials returns the API key a request carries, and whether it carries
+// one at all.
+func credentials(r *http.Request) (string, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", true
+		}
+		return strings.TrimSpace(token), true
+	}
+	if k := r.Header.Get("X-API-Key"); k != "" {
+		return strings.TrimSpace(k), true
+	}
+	return "", false
+}
+
+// authenticate puts the user and key of a request's credentials in its
+// context. Credentials that do not authenticate answer 401 on /api/ routes;
+// requests without credentials go on without a user (routes decide).
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, present := credentials(r)
+		if !present || !strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api/openapi.json" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !wasmwiz.LooksLikeAPIKey(key) {
+			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
+			return
+		}
+		if s.opts.Keys == nil {
+			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EINTERNAL, "no key store configured"))
+			return
+		}
+		u, k, err := s.opts.Keys.Authenticate(r.Context(), key)
+		if err != nil {
+			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
+				err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err, "invalid API key")
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		if u == nil || u.Disabled {
+			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
+			return
+		}
+		if ri := routeInfoFrom(r.Context()); ri != nil {
+			ri.userID = u.ID
+		}
+		ctx := wasmwiz.NewContextWithAPIKey(wasmwiz.NewContextWithUser(r.Context(), u), k)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

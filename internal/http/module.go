@@ -1,0 +1,130 @@
+package http
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// createModule is POST /api/v1/modules: inspect, then store.
+func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	tier, err := s.exec.CallerTier(ctx)
+	if err != nil {
+		return err
+	}
+	limits := s.exec.TierLimits(tier)
+	m := &wasmwiz.Module{}
+	switch mediaType(r) {
+	case "multipart/form-data":
+		if err := limitBody(w, r, limits.MaxModuleBytes+bodyOverhead); err != nil {
+			return err
+		}
+		small := partLimit{max: fieldLimit, tooBig: "form field over 64KiB"}
+		parts, err := readMultipart(r, map[string]partLimit{
+			"wasm":        {max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"},
+			"name":        small,
+			"description": small,
+			"public":      small,
+		}, false)
+		if err != nil {
+			return err
+		}
+		m.Wasm = parts["wasm"].data
+		m.Name = strings.TrimSpace(string(parts["name"].data))
+		if m.Name == "" {
+			m.Name = parts["wasm"].filename
+		}
+		m.Description = string(parts["description"].data)
+		if p, ok := parts["public"]; ok && len(p.data) > 0 {
+			if m.Public, err = strconv.ParseBool(strings.TrimSpace(string(p.data))); err != nil {
+				return wasmwiz.Errorf(wasmwiz.EINVALID, "public must be true or false")
+			}
+		}
+	case "application/wasm":
+		if err := limitBody(w, r, limits.MaxModuleBytes); err != nil {
+			return moduleTooLarge(limits, err)
+		}
+		q := r.URL.Query()
+		for name := range q {
+			if name != "name" && name != "description" && name != "public" {
+				return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown query parameter %q", name)
+			}
+		}
+		if m.Public, err = boolParam(r, "public"); err != nil {
+			return err
+		}
+		m.Name, m.Description = strings.TrimSpace(q.Get("name")), q.Get("description")
+		if m.Wasm, err = readAll(r.Body); err != nil {
+			return moduleTooLarge(limits, err)
+		}
+	default:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "send the module as multipart/form-data (wasm) or application/wasm")
+	}
+	if len(m.Wasm) == 0 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "no module: send it as the wasm field or the body")
+	}
+	if m.Name == "" {
+		m.Name = "module.wasm"
+	}
+	if len(m.Name) > 255 || len(m.Description) > 4096 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "name is at most 255 bytes and description at most 4096")
+	}
+	insp, err := s.opts.Engine.Inspect(ctx, m.Wasm, limits)
+	if err != nil {
+		return err
+	}
+	m.Inspection = insp
+	if err := s.opts.Modules.CreateModule(ctx, m); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+// listModules is GET /api/v1/modules.
+func (s *Server) listModules(w http.ResponseWriter, r *http.Request) error {
+	limit, offset, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	ms, total, err := s.opts.Modules.FindModules(r.Context(), wasmwiz.ModuleFilter{
+		Name: r.URL.Query().Get("name"), Limit: limit, Offset: offset})
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []*wasmwiz.Module{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"modules": ms, "total": total})
+	return nil
+}
+
+// getModule is GET /api/v1/modules/{id}.
+func (s *Server) getModule(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	m, err := s.opts.Modules.FindModuleByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+// deleteModule is DELETE /api/v1/modules/{id}.
+func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	if err := s.opts.Modules.DeleteModule(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

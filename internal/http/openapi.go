@@ -1,0 +1,276 @@
+package http
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// apiOp documents one operation. The table below is written by hand and is
+// deliberately not generated from the router: the OpenAPI test compares the
+// two, so a route added without documentation fails it.
+type apiOp struct {
+	method, path, tag, summary string
+	auth                       string   // "", "key", "admin", "key-or-anonymous"
+	query                      []string // query parameter names
+	body                       []string // request media types
+	bodySchema                 string   // schema of a JSON body
+	status                     string   // success status
+	schema                     string   // success schema ("" for no body)
+	limited                    bool     // rate-limited: X-RateLimit-* headers
+}
+
+var apiOps = []apiOp{
+	{method: "GET", path: "/healthz", tag: "operations", summary: "Liveness", status: "200", schema: "Health"},
+	{method: "GET", path: "/readyz", tag: "operations", summary: "Readiness: database and, when configured, Redis", status: "200", schema: "Ready"},
+	{method: "GET", path: "/metrics", tag: "operations", summary: "Prometheus metrics (text format)", status: "200", schema: "text"},
+	{method: "GET", path: "/api/openapi.json", tag: "operations", summary: "This document", status: "200", schema: "object"},
+
+	{method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier",
+		auth: "key-or-anonymous", body: []string{"multipart/form-data", "application/json", "application/wasm"}, bodySchema: "ExecuteRequest",
+		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
+	{method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
+		auth: "key-or-anonymous", body: []string{"multipart/form-data"}, status: "200", schema: "LegacyResult", limited: true},
+
+	{method: "POST", path: "/api/v1/modules", tag: "modules", summary: "Upload a module (inspected first; invalid modules are refused)",
+		auth: "key", body: []string{"multipart/form-data", "application/wasm"}, query: []string{"name", "description", "public"}, status: "201", schema: "Module"},
+	{method: "GET", path: "/api/v1/modules", tag: "modules", summary: "Your modules, newest first", auth: "key",
+		query: []string{"name", "limit", "offset"}, status: "200", schema: "ModuleList"},
+	{method: "GET", path: "/api/v1/modules/{id}", tag: "modules", summary: "One module you can see", auth: "key", status: "200", schema: "Module"},
+	{method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204"},
+	{method: "POST", path: "/api/v1/modules/{id}/execute", tag: "execute", summary: "Run a stored module",
+		auth: "key", body: []string{"application/json", "multipart/form-data", "application/octet-stream"}, bodySchema: "ExecuteRequest",
+		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
+
+	{method: "GET", path: "/api/v1/runs", tag: "usage", summary: "Your runs, newest first", auth: "key",
+		query: []string{"status", "since", "until", "limit", "offset"}, status: "200", schema: "RunList"},
+	{method: "GET", path: "/api/v1/runs/{id}", tag: "usage", summary: "One of your runs", auth: "key", status: "200", schema: "Run"},
+	{method: "GET", path: "/api/v1/usage", tag: "usage", summary: "Your usage against your tier's quotas", auth: "key", status: "200", schema: "Usage"},
+	{method: "GET", path: "/api/v1/me", tag: "usage", summary: "You and your tier", auth: "key", status: "200", schema: "Me"},
+
+	{method: "POST", path: "/api/v1/keys", tag: "keys", summary: "Create a key for yourself (the secret is shown once)", auth: "key",
+		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey"},
+	{method: "GET", path: "/api/v1/keys", tag: "keys", summary: "Your keys", auth: "key", query: []string{"include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
+	{method: "DELETE", path: "/api/v1/keys/{id}", tag: "keys", summary: "Revoke one of your keys", auth: "key", status: "204"},
+
+	{method: "POST", path: "/api/v1/admin/users", tag: "admin", summary: "Create a user", auth: "admin",
+		body: []string{"application/json"}, bodySchema: "UserRequest", status: "201", schema: "User"},
+	{method: "GET", path: "/api/v1/admin/users", tag: "admin", summary: "List users", auth: "admin", query: []string{"email", "limit", "offset"}, status: "200", schema: "UserList"},
+	{method: "GET", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "One user", auth: "admin", status: "200", schema: "User"},
+	{method: "PATCH", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "Change a user's tier, role or disabled flag", auth: "admin",
+		body: []string{"application/json"}, bodySchema: "UserUpdate", status: "200", schema: "User"},
+	{method: "GET", path: "/api/v1/admin/tiers", tag: "admin", summary: "List tiers", auth: "admin", status: "200", schema: "TierList"},
+	{method: "POST", path: "/api/v1/admin/tiers", tag: "admin", summary: "Create a tier", auth: "admin",
+		body: []string{"application/json"}, bodySchema: "Tier", status: "201", schema: "Tier"},
+	{method: "GET", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "One tier", auth: "admin", status: "200", schema: "Tier"},
+	{method: "PUT", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "Create or replace a tier", auth: "admin",
+		body: []string{"application/json"}, bodySchema: "Tier", status: "200", schema: "Tier"},
+	{method: "GET", path: "/api/v1/admin/keys", tag: "admin", summary: "List keys of any user", auth: "admin",
+		query: []string{"user_id", "include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
+	{method: "POST", path: "/api/v1/admin/keys", tag: "admin", summary: "Create a key for any user", auth: "admin",
+		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey"},
+	{method: "DELETE", path: "/api/v1/admin/keys/{id}", tag: "admin", summary: "Revoke any key", auth: "admin", status: "204"},
+	{method: "GET", path: "/api/v1/admin/stats", tag: "admin", summary: "Totals for the whole service", auth: "admin", status: "200", schema: "Stats"},
+}
+
+var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+var (
+	openAPIOnce sync.Once
+	openAPIDoc  map[string]any
+)
+
+// OpenAPI returns the OpenAPI 3.1 document of the API.
+func OpenAPI() map[string]any {
+	openAPIOnce.Do(func() { openAPIDoc = buildOpenAPI() })
+	return openAPIDoc
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, OpenAPI())
+	return nil
+}
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+func buildOpenAPI() map[string]any {
+	paths := map[string]any{}
+	for _, op := range apiOps {
+		item, _ := paths[op.path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[op.path] = item
+		}
+		o := map[string]any{
+			"summary":     op.summary,
+			"tags":        []string{op.tag},
+			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(op.path),
+		}
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(op.path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		for _, q := range op.query {
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": "string"}})
+		}
+		params = append(params, map[string]any{"name": "X-Request-Id", "in": "header", "required": false, "schema": map[string]any{"type": "string"}})
+		o["parameters"] = params
+		switch op.auth {
+		case "key", "admin":
+			o["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"apiKey": []string{}}}
+		case "key-or-anonymous":
+			o["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"apiKey": []string{}}, map[string]any{}}
+		}
+		if len(op.body) > 0 {
+			content := map[string]any{}
+			for _, mt := range op.body {
+				switch mt {
+				case "application/json":
+					content[mt] = map[string]any{"schema": ref(op.bodySchema)}
+				case "multipart/form-data":
+					content[mt] = map[string]any{"schema": map[string]any{"type": "object"}}
+				default:
+					content[mt] = map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}
+				}
+			}
+			o["requestBody"] = map[string]any{"required": true, "content": content}
+		}
+		ok := map[string]any{"description": "success"}
+		switch op.schema {
+		case "":
+		case "text":
+			ok["content"] = map[string]any{"text/plain": map[string]any{"schema": map[string]any{"type": "string"}}}
+		case "object":
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
+		default:
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.schema)}}
+		}
+		responses := map[string]any{op.status: ok, "default": map[string]any{"$ref": "#/components/responses/Error"}}
+		if op.limited {
+			ok["headers"] = rateHeaders()
+			responses["429"] = map[string]any{"description": "rate or concurrency limit", "headers": rateHeaders(),
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+			responses["503"] = map[string]any{"description": "replica saturated; see Retry-After",
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+		}
+		if op.auth == "admin" {
+			responses["403"] = map[string]any{"$ref": "#/components/responses/Error"}
+		}
+		if op.path == "/readyz" {
+			responses["503"] = map[string]any{"description": "a dependency is down",
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("Ready")}}}
+		}
+		o["responses"] = responses
+		item[strings.ToLower(op.method)] = o
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{"title": "WasmWiz API", "version": "1",
+			"description": "Runs WebAssembly for other people. See docs/API.md for the prose version."},
+		"paths": paths,
+		"components": map[string]any{
+			"securitySchemes": map[string]any{
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "Authorization: Bearer ww_…"},
+				"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+			},
+			"responses": map[string]any{
+				"Error": map[string]any{"description": "error; status from the code table in docs/API.md",
+					"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}},
+			},
+			"schemas": schemas(),
+		},
+	}
+}
+
+func rateHeaders() map[string]any {
+	h := map[string]any{}
+	for _, n := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"} {
+		h[n] = map[string]any{"schema": map[string]any{"type": "integer"}}
+	}
+	return h
+}
+
+// obj is a JSON object schema with the given properties ("name:type").
+func obj(props ...string) map[string]any {
+	p := map[string]any{}
+	for _, s := range props {
+		name, typ, _ := strings.Cut(s, ":")
+		switch {
+		case strings.HasPrefix(typ, "[]"):
+			item := strings.TrimPrefix(typ, "[]")
+			if isScalar(item) {
+				p[name] = map[string]any{"type": "array", "items": map[string]any{"type": item}}
+			} else {
+				p[name] = map[string]any{"type": "array", "items": ref(item)}
+			}
+		case typ == "time":
+			p[name] = map[string]any{"type": "string", "format": "date-time"}
+		case typ == "map":
+			p[name] = map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}}
+		case typ == "any":
+			p[name] = map[string]any{}
+		case isScalar(typ):
+			p[name] = map[string]any{"type": typ}
+		default:
+			p[name] = ref(typ)
+		}
+	}
+	return map[string]any{"type": "object", "properties": p}
+}
+
+func isScalar(t string) bool {
+	switch t {
+	case "string", "integer", "number", "boolean", "object":
+		return true
+	}
+	return false
+}
+
+func list(field, item string) map[string]any {
+	return obj(field+":[]"+item, "total:integer")
+}
+
+func schemas() map[string]any {
+	return map[string]any{
+		"Error":     obj("error:ErrorBody"),
+		"ErrorBody": obj("code:string", "message:string"),
+		"Health":    obj("status:string"),
+		"Ready":     obj("status:string", "checks:map", "error:ErrorBody"),
+		"ExecuteRequest": obj("module_id:string", "wasm_base64:string", "stdin:string", "stdin_base64:string",
+			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string"),
+		"Result": obj("id:string", "status:string", "exit_code:integer", "stdout:string", "stdout_encoding:string",
+			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:string", "stderr_truncated:boolean",
+			"trap:string", "results:[]Value", "duration_ms:number", "memory_peak_bytes:integer",
+			"module:ModuleInfo", "compile_cached:boolean"),
+		"Value":        obj("type:string", "value:any"),
+		"ModuleInfo":   obj("sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string"),
+		"LegacyResult": obj("output:string", "error:string"),
+		"Module": obj("id:string", "owner_id:integer", "name:string", "description:string", "sha256:string",
+			"size_bytes:integer", "inspection:Inspection", "public:boolean", "created_at:time", "last_run_at:time", "run_count:integer"),
+		"Inspection": obj("sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string",
+			"imports:[]object", "exports:[]object", "memory:object"),
+		"ModuleList": list("modules", "Module"),
+		"Run": obj("id:string", "user_id:integer", "api_key_id:integer", "module_id:string", "module_sha256:string",
+			"tier:string", "status:string", "exit_code:integer", "duration_ms:number", "memory_peak_bytes:integer",
+			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time"),
+		"RunList":     list("runs", "Run"),
+		"Usage":       obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
+		"Me":          obj("user:User", "tier:Tier"),
+		"User":        obj("id:integer", "email:string", "role:string", "tier:string", "created_at:time", "disabled:boolean"),
+		"UserList":    list("users", "User"),
+		"UserRequest": obj("email:string", "role:string", "tier:string", "create_key:boolean"),
+		"UserUpdate":  obj("tier:string", "role:string", "disabled:boolean"),
+		"Tier": obj("name:string", "runs_per_minute:integer", "runs_per_day:integer", "max_memory_bytes:integer",
+			"timeout_ms:integer", "max_module_bytes:integer", "max_stdin_bytes:integer", "max_output_bytes:integer",
+			"max_concurrent:integer", "updated_at:time"),
+		"TierList": obj("tiers:[]Tier"),
+		"APIKey": obj("id:integer", "user_id:integer", "name:string", "prefix:string", "created_at:time",
+			"last_used_at:time", "expires_at:time", "revoked_at:time"),
+		"KeyList":    list("keys", "APIKey"),
+		"KeyRequest": obj("user_id:integer", "name:string", "expires_at:time"),
+		"CreatedKey": obj("key:APIKey", "secret:string"),
+		"Stats": obj("users:integer", "active_keys:integer", "runs_today:integer", "active_users_today:integer",
+			"success_rate:number", "mean_duration_ms:number", "p95_duration_ms:number", "runs_per_day:[]object", "top_modules:[]object"),
+	}
+}

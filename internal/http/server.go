@@ -1,0 +1,271 @@
+// Package http is WasmWiz's REST API: routes on the standard library's
+// ServeMux, the one error→status table, middleware (request ids, security
+// headers, access log, metrics, client IP, auth), request size limits,
+// rate-limit headers, /healthz, /readyz, /metrics and /api/openapi.json.
+//
+// Handlers return error; one adapter (errors.go) writes failures. Every
+// execute route goes through the root package's Executor.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// ReadinessCheck is one dependency /readyz asks, e.g. "database" or "redis".
+type ReadinessCheck struct {
+	Name string
+	Ping func(ctx context.Context) error
+}
+
+// EngineStats are compile-cache figures of the engine, read at every scrape.
+type EngineStats struct {
+	CompileSeconds float64 // total time spent compiling, ever
+	Compiles       int64   // modules compiled, ever
+	CacheEntries   int64   // compiled modules held in memory now
+	CacheBytes     int64   // their size
+}
+
+// LimiterStats are the rate limiter's figures, read at every scrape.
+type LimiterStats struct {
+	FallbackActive bool  // decisions are being made by the in-memory fallback now
+	Fallbacks      int64 // times the limiter switched to the fallback, ever
+	Errors         int64 // shared-store calls that failed or timed out, ever
+}
+
+// UsageStats are the usage writer's figures, read at every scrape.
+type UsageStats struct {
+	Buffered int64 // records waiting to be written now
+	Written  int64 // records written, ever
+	Dropped  int64 // records dropped because the buffer was full, ever
+}
+
+// Options configure a Server. Engine, Tiers, Limiter and the services its
+// routes need must be set; the rest have defaults.
+type Options struct {
+	Users   wasmwiz.UserService
+	Keys    wasmwiz.APIKeyService
+	Tiers   wasmwiz.TierService
+	Modules wasmwiz.ModuleService
+	Runs    wasmwiz.RunService
+
+	Engine  wasmwiz.Engine
+	Limiter wasmwiz.RateLimiter
+	Usage   wasmwiz.UsageRecorder // nil: runs are not recorded
+
+	// Readiness lists what /readyz pings.
+	Readiness []ReadinessCheck
+
+	// Auth off lets anonymous callers execute inline modules under the free
+	// tier, rate-limited per client IP (development only).
+	Auth bool
+	// TrustedProxies are the ranges whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+
+	// MaxTimeout and MaxMemoryBytes clamp every tier (zero: no clamp).
+	MaxTimeout     time.Duration
+	MaxMemoryBytes int64
+
+	// MaxConcurrentRuns bounds the runs in flight on this replica (zero: no
+	// bound); QueueSize more wait at most QueueTimeout, the rest get 503.
+	MaxConcurrentRuns int
+	QueueSize         int
+	QueueTimeout      time.Duration
+
+	// Logger receives the access log and internal errors (nil: slog.Default()).
+	Logger *slog.Logger
+
+	// Registerer receives the server's metrics, and Gatherer is what
+	// /metrics serves. Both nil: a new registry with the Go and process
+	// collectors. A Registerer that is a *prometheus.Registry is also used
+	// as the Gatherer when Gatherer is nil.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+
+	// Stats functions read at every scrape; nil leaves their metrics out.
+	EngineStats  func() EngineStats
+	LimiterStats func() LimiterStats
+	UsageStats   func() UsageStats
+
+	// SeparateMetrics leaves /metrics out of Handler (serve it with
+	// MetricsHandler on WASMWIZ_METRICS_ADDR).
+	SeparateMetrics bool
+
+	// ProcRoot is where host CPU and memory are read ("/proc" when empty).
+	ProcRoot string
+
+	// Now returns the current time (nil: time.Now).
+	Now func() time.Time
+}
+
+// Route is one registered method and path pattern.
+type Route struct {
+	Method  string
+	Pattern string // ServeMux path pattern, e.g. /api/v1/modules/{id}
+}
+
+// Server is the HTTP service. Make one with NewServer.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	exec     *wasmwiz.Executor
+	gate     *wasmwiz.RunGate
+	mux      *http.ServeMux
+	routes   []Route
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	handler  http.Handler
+}
+
+// NewServer builds a server from opts. It returns an error when the metrics
+// cannot be registered (e.g. registered twice on one registry).
+func NewServer(opts Options) (*Server, error) {
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if opts.MaxConcurrentRuns > 0 {
+		s.gate = wasmwiz.NewRunGate(opts.MaxConcurrentRuns, opts.QueueSize, opts.QueueTimeout)
+	}
+	s.exec = &wasmwiz.Executor{
+		Engine:         opts.Engine,
+		Modules:        opts.Modules,
+		Tiers:          opts.Tiers,
+		Limiter:        opts.Limiter,
+		Usage:          opts.Usage,
+		Gate:           s.gate,
+		MaxLimits:      wasmwiz.Limits{Timeout: opts.MaxTimeout, MaxMemoryBytes: opts.MaxMemoryBytes},
+		AllowAnonymous: !opts.Auth,
+		Now:            opts.Now,
+	}
+	reg, gath := opts.Registerer, opts.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg = r
+		if gath == nil {
+			gath = r
+		}
+	} else if gath == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			gath = g
+		} else {
+			gath = prometheus.DefaultGatherer
+		}
+	}
+	s.gatherer = gath
+	m, err := newMetrics(reg, s)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.registerRoutes()
+	s.handler = s.middleware(s.mux)
+	return s, nil
+}
+
+// Handler returns the API with every middleware, composed in one place.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler returns the /metrics handler, for a separate listener.
+func (s *Server) MetricsHandler() http.Handler { return s.metricsHandler() }
+
+// Executor returns the executor the execute routes call, for wiring and
+// benchmarks that want the same orchestration without HTTP.
+func (s *Server) Executor() *wasmwiz.Executor { return s.exec }
+
+// Routes returns every registered method and pattern, sorted.
+func (s *Server) Routes() []Route {
+	out := append([]Route(nil), s.routes...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Pattern != out[j].Pattern {
+			return out[i].Pattern < out[j].Pattern
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
+}
+
+// access levels of a route.
+const (
+	public = iota // no caller needed (health, metrics, openapi)
+	caller        // an authenticated user (or anonymous, where the executor allows it)
+	admin         // an admin user
+	anyone        // execute routes: a user, or anonymous when auth is off
+)
+
+// handle registers fn for method and pattern at an access level.
+func (s *Server) handle(method, pattern string, access int, fn handlerFunc) {
+	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
+	h := fn
+	switch access {
+	case caller:
+		h = requireUser(fn)
+	case admin:
+		h = requireAdmin(fn)
+	case anyone:
+		if s.opts.Auth {
+			h = requireUser(fn)
+		}
+	}
+	s.mux.Handle(method+" "+pattern, s.route(method+" "+pattern, h))
+}
+
+func (s *Server) registerRoutes() {
+	s.handle("GET", "/healthz", public, s.healthz)
+	s.handle("GET", "/readyz", public, s.readyz)
+	if !s.opts.SeparateMetrics {
+		s.routes = append(s.routes, Route{Method: "GET", Pattern: "/metrics"})
+		s.mux.Handle("GET /metrics", s.metricsHandler())
+	}
+	s.handle("GET", "/api/openapi.json", public, s.openAPI)
+
+	s.handle("POST", "/api/v1/execute", anyone, s.execute)
+	s.handle("POST", "/api/execute", anyone, s.legacyExecute)
+
+	s.handle("POST", "/api/v1/modules", caller, s.createModule)
+	s.handle("GET", "/api/v1/modules", caller, s.listModules)
+	s.handle("GET", "/api/v1/modules/{id}", caller, s.getModule)
+	s.handle("DELETE", "/api/v1/modules/{id}", caller, s.deleteModule)
+	s.handle("POST", "/api/v1/modules/{id}/execute", caller, s.executeModule)
+
+	s.handle("GET", "/api/v1/runs", caller, s.listRuns)
+	s.handle("GET", "/api/v1/runs/{id}", caller, s.getRun)
+	s.handle("GET", "/api/v1/usage", caller, s.usage)
+	s.handle("GET", "/api/v1/me", caller, s.me)
+
+	s.handle("POST", "/api/v1/keys", caller, s.createKey)
+	s.handle("GET", "/api/v1/keys", caller, s.listKeys)
+	s.handle("DELETE", "/api/v1/keys/{id}", caller, s.revokeKey)
+
+	s.handle("POST", "/api/v1/admin/users", admin, s.adminCreateUser)
+	s.handle("GET", "/api/v1/admin/users", admin, s.adminListUsers)
+	s.handle("GET", "/api/v1/admin/users/{id}", admin, s.adminGetUser)
+	s.handle("PATCH", "/api/v1/admin/users/{id}", admin, s.adminUpdateUser)
+	s.handle("GET", "/api/v1/admin/tiers", admin, s.adminListTiers)
+	s.handle("POST", "/api/v1/admin/tiers", admin, s.adminCreateTier)
+	s.handle("GET", "/api/v1/admin/tiers/{name}", admin, s.adminGetTier)
+	s.handle("PUT", "/api/v1/admin/tiers/{name}", admin, s.adminPutTier)
+	s.handle("GET", "/api/v1/admin/keys", admin, s.adminListKeys)
+	s.handle("POST", "/api/v1/admin/keys", admin, s.adminCreateKey)
+	s.handle("DELETE", "/api/v1/admin/keys/{id}", admin, s.adminRevokeKey)
+	s.handle("GET", "/api/v1/admin/stats", admin, s.adminStats)
+
+	// Everything else: 404 in the error shape (ServeMux answers 405 itself
+	// for a known path with another method; the middleware rewrites it).
+	s.mux.Handle("/", s.route("", s.notFoundOrMethod))
+}

@@ -1,0 +1,114 @@
+package http
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// adminCreateUser is POST /api/v1/admin/users.
+func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Email     string       `json:"email"`
+		Role      wasmwiz.Role `json:"role"`
+		Tier      string       `json:"tier"`
+		CreateKey bool         `json:"create_key"`
+	}
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &req); err != nil {
+		return err
+	}
+	email, err := wasmwiz.NormalizeEmail(req.Email)
+	if err != nil {
+		return err
+	}
+	u := &wasmwiz.User{Email: email, Role: req.Role, Tier: strings.TrimSpace(req.Tier)}
+	if u.Role == "" {
+		u.Role = wasmwiz.RoleUser
+	}
+	if u.Role != wasmwiz.RoleUser && u.Role != wasmwiz.RoleAdmin {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "role must be user or admin")
+	}
+	if u.Tier == "" {
+		u.Tier = wasmwiz.TierFree
+	}
+	if err := s.opts.Users.CreateUser(r.Context(), u); err != nil {
+		return err
+	}
+	if !req.CreateKey {
+		writeJSON(w, http.StatusCreated, u)
+		return nil
+	}
+	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, "default", nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": u, "key": k, "secret": secret})
+	return nil
+}
+
+// adminListUsers is GET /api/v1/admin/users.
+func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
+	limit, offset, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	users, total, err := s.opts.Users.FindUsers(r.Context(), wasmwiz.UserFilter{
+		Email: r.URL.Query().Get("email"), Limit: limit, Offset: offset})
+	if err != nil {
+		return err
+	}
+	if users == nil {
+		users = []*wasmwiz.User{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": users, "total": total})
+	return nil
+}
+
+// adminGetUser is GET /api/v1/admin/users/{id}.
+func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "user")
+	if err != nil {
+		return err
+	}
+	u, err := s.opts.Users.FindUserByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+// adminUpdateUser is PATCH /api/v1/admin/users/{id}: tier, role, disabled.
+func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "user")
+	if err != nil {
+		return err
+	}
+	var upd struct {
+		Tier     *string       `json:"tier"`
+		Role     *wasmwiz.Role `json:"role"`
+		Disabled *bool         `json:"disabled"`
+	}
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &upd); err != nil {
+		return err
+	}
+	if upd.Tier == nil && upd.Role == nil && upd.Disabled == nil {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "nothing to change: send tier, role or disabled")
+	}
+	if upd.Role != nil && *upd.Role != wasmwiz.RoleUser && *upd.Role != wasmwiz.RoleAdmin {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "role must be user or admin")
+	}
+	u, err := s.opts.Users.UpdateUser(r.Context(), id, wasmwiz.UserUpdate{Tier: upd.Tier, Role: upd.Role, Disabled: upd.Disabled})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
