@@ -71,6 +71,11 @@ const (
 	wasiUnstable = "wasi_unstable"
 )
 
+// newRuntimeMu serialises wazero.NewRuntimeWithConfig: in v1.12.0 it fills
+// a package-level version string lazily without a lock, a data race when
+// two engines start at once (seen under -race).
+var newRuntimeMu sync.Mutex
+
 // New starts an engine. It returns EINTERNAL when the runtime or the cache
 // directory cannot be set up.
 func New(ctx context.Context, opts Options) (*Engine, error) {
@@ -93,7 +98,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		e.ccache = cc
 		cfg = cfg.WithCompilationCache(cc)
 	}
+	newRuntimeMu.Lock()
 	e.runtime = wazero.NewRuntimeWithConfig(ctx, cfg)
+	newRuntimeMu.Unlock()
 	e.cache = newCompileCache(e, opts.MemoryCacheBytes)
 	e.wasiFuncs = map[string]map[string]api.FunctionDefinition{}
 	for _, name := range []string{wasiPreview1, wasiUnstable} {
