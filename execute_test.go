@@ -1,0 +1,385 @@
+package wasmwiz_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+)
+
+// executorFixture is an Executor on mocks that records what reached them.
+type executorFixture struct {
+	ex       *wasmwiz.Executor
+	engine   *mock.Engine
+	limiter  *mock.RateLimiter
+	usage    *mock.UsageRecorder
+	modules  *mock.ModuleService
+	mu       sync.Mutex
+	runs     []*wasmwiz.RunRequest
+	keys     []string
+	released int
+}
+
+func freeTier() *wasmwiz.Tier {
+	for _, t := range wasmwiz.DefaultTiers() {
+		if t.Name == wasmwiz.TierFree {
+			return t
+		}
+	}
+	panic("no free tier")
+}
+
+func newExecutorFixture(t *testing.T) *executorFixture {
+	t.Helper()
+	f := &executorFixture{usage: &mock.UsageRecorder{}}
+	f.engine = &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		f.mu.Lock()
+		f.runs = append(f.runs, req)
+		f.mu.Unlock()
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("hi"), Duration: 2 * time.Millisecond,
+			MemoryPeakBytes: 65536, Module: wasmwiz.ModuleInfo{SHA256: "abc"}}, nil
+	}}
+	f.limiter = &mock.RateLimiter{
+		AllowFn: func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+			f.mu.Lock()
+			f.keys = append(f.keys, key)
+			f.mu.Unlock()
+			return wasmwiz.RateDecision{Allowed: true, Limit: limits[0].Limit, Remaining: limits[0].Limit - 1, ResetAfter: time.Minute}, nil
+		},
+		AcquireFn: func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error) {
+			return func() { f.mu.Lock(); f.released++; f.mu.Unlock() }, true, nil
+		},
+	}
+	f.modules = &mock.ModuleService{}
+	tiers := &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) {
+		for _, t := range wasmwiz.DefaultTiers() {
+			if t.Name == name {
+				return t, nil
+			}
+		}
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)
+	}}
+	f.ex = &wasmwiz.Executor{Engine: f.engine, Modules: f.modules, Tiers: tiers, Limiter: f.limiter, Usage: f.usage}
+	return f
+}
+
+func userCtx(id int64, tier string) context.Context {
+	return wasmwiz.NewContextWithUser(context.Background(), &wasmwiz.User{ID: id, Email: "u@x.io", Role: wasmwiz.RoleUser, Tier: tier})
+}
+
+var wasmHeader = []byte("\x00asm\x01\x00\x00\x00")
+
+func TestExecutorLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		max         wasmwiz.Limits
+		req         wasmwiz.ExecuteRequest
+		wantTimeout time.Duration
+		wantMemory  int64
+	}{
+		{name: "tier limits by default", wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
+		{name: "caller lowers both", req: wasmwiz.ExecuteRequest{Timeout: 500 * time.Millisecond, MaxMemoryBytes: 16 * wasmwiz.MiB},
+			wantTimeout: 500 * time.Millisecond, wantMemory: 16 * wasmwiz.MiB},
+		{name: "caller cannot raise", req: wasmwiz.ExecuteRequest{Timeout: time.Hour, MaxMemoryBytes: 4 * wasmwiz.GiB},
+			wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
+		{name: "server clamps the tier", max: wasmwiz.Limits{Timeout: time.Second, MaxMemoryBytes: 32 * wasmwiz.MiB},
+			wantTimeout: time.Second, wantMemory: 32 * wasmwiz.MiB},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newExecutorFixture(t)
+			f.ex.MaxLimits = tt.max
+			req := tt.req
+			req.Wasm = wasmHeader
+			ex, err := f.ex.Execute(userCtx(7, wasmwiz.TierFree), nil, &req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f.runs) != 1 {
+				t.Fatalf("engine ran %d times, want 1", len(f.runs))
+			}
+			got := f.runs[0].Limits
+			if got.Timeout != tt.wantTimeout || got.MaxMemoryBytes != tt.wantMemory {
+				t.Errorf("limits = %v, %d; want %v, %d", got.Timeout, got.MaxMemoryBytes, tt.wantTimeout, tt.wantMemory)
+			}
+			if ex.Limits != got {
+				t.Errorf("Execution.Limits = %+v, engine got %+v", ex.Limits, got)
+			}
+		})
+	}
+}
+
+func TestExecutorRecordsUsage(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	ctx := wasmwiz.NewContextWithAPIKey(userCtx(7, wasmwiz.TierBasic), &wasmwiz.APIKey{ID: 3})
+	ex, err := f.ex.Execute(ctx, nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader, Stdin: []byte("abc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !wasmwiz.ValidRunID(ex.ID) {
+		t.Errorf("id %q is not a run id", ex.ID)
+	}
+	runs := f.usage.Runs()
+	if len(runs) != 1 {
+		t.Fatalf("%d usage records, want 1", len(runs))
+	}
+	r := runs[0]
+	if r.ID != ex.ID || r.UserID != 7 || r.APIKeyID != 3 || r.Tier != wasmwiz.TierBasic || r.Status != wasmwiz.StatusOK ||
+		r.StdinBytes != 3 || r.OutputBytes != 2 || r.ModuleSHA256 != "abc" || r.MemoryPeakBytes != 65536 || r.DurationMS != 2 {
+		t.Errorf("record = %+v", r)
+	}
+	if f.keys[0] != "user:7" {
+		t.Errorf("rate key = %q, want user:7", f.keys[0])
+	}
+	if f.released != 1 {
+		t.Errorf("concurrency slot released %d times, want 1", f.released)
+	}
+}
+
+func TestExecutorRefusals(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		ctx         context.Context
+		anonymous   bool
+		req         wasmwiz.ExecuteRequest
+		allow       *wasmwiz.RateDecision
+		slotFull    bool
+		wantCode    string
+		wantRetry   bool
+		wantConc    bool
+		wantLimiter bool // the limiter was asked
+	}{
+		{name: "no caller", ctx: context.Background(), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader}, wantCode: wasmwiz.EUNAUTHORIZED},
+		{name: "anonymous stored module", ctx: context.Background(), anonymous: true,
+			req: wasmwiz.ExecuteRequest{ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EUNAUTHORIZED},
+		{name: "no module", ctx: userCtx(1, "free"), wantCode: wasmwiz.EINVALID},
+		{name: "module and id", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EINVALID},
+		{name: "params without function", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, Params: []string{"1"}}, wantCode: wasmwiz.EINVALID},
+		{name: "stdin over tier", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, Stdin: make([]byte, wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "module over tier", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: make([]byte, 10*wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "quota exhausted", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader},
+			allow:    &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1500 * time.Millisecond},
+			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantLimiter: true},
+		{name: "too many in flight", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader}, slotFull: true,
+			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantConc: true, wantLimiter: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newExecutorFixture(t)
+			f.ex.AllowAnonymous = tt.anonymous
+			if tt.allow != nil {
+				d := *tt.allow
+				f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+					f.keys = append(f.keys, key)
+					return d, nil
+				}
+			}
+			if tt.slotFull {
+				f.limiter.AcquireFn = func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error) {
+					return nil, false, nil
+				}
+			}
+			req := tt.req
+			ex, err := f.ex.Execute(tt.ctx, nil, &req)
+			if code := wasmwiz.ErrorCode(err); code != tt.wantCode {
+				t.Fatalf("code = %q (%v), want %q", code, err, tt.wantCode)
+			}
+			if ex == nil {
+				t.Fatal("Execute returned a nil Execution")
+			}
+			if _, ok := wasmwiz.RetryAfter(err); ok != tt.wantRetry {
+				t.Errorf("RetryAfter present = %v, want %v", ok, tt.wantRetry)
+			}
+			if got := wasmwiz.ConcurrencyLimited(err); got != tt.wantConc {
+				t.Errorf("ConcurrencyLimited = %v, want %v", got, tt.wantConc)
+			}
+			if (len(f.keys) > 0) != tt.wantLimiter {
+				t.Errorf("limiter asked = %v, want %v", len(f.keys) > 0, tt.wantLimiter)
+			}
+			if (ex.RateLimit != nil) != tt.wantLimiter {
+				t.Errorf("Execution.RateLimit set = %v, want %v", ex.RateLimit != nil, tt.wantLimiter)
+			}
+			if len(f.runs) != 0 {
+				t.Error("the engine ran a refused request")
+			}
+			if n := len(f.usage.Runs()); n != 0 {
+				t.Errorf("%d usage records for a refused request, want 0", n)
+			}
+		})
+	}
+}
+
+func TestExecutorRetryAfterIsTheLimitersWait(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+		return wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1234 * time.Millisecond}, nil
+	}
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	if d, _ := wasmwiz.RetryAfter(err); d != 1234*time.Millisecond {
+		t.Errorf("RetryAfter = %v, want 1.234s", d)
+	}
+}
+
+func TestExecutorAnonymous(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.ex.AllowAnonymous = true
+	var tierCaller *wasmwiz.User
+	f.ex.Tiers = &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) {
+		tierCaller = wasmwiz.UserFromContext(ctx)
+		if name != wasmwiz.TierFree {
+			t.Errorf("anonymous tier = %q, want free", name)
+		}
+		return freeTier(), nil
+	}}
+	ex, err := f.ex.Execute(context.Background(), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader, ClientIP: "192.0.2.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Tier.Name != wasmwiz.TierFree || f.keys[0] != "ip:192.0.2.7" {
+		t.Errorf("tier %q key %q; want free and ip:192.0.2.7", ex.Tier.Name, f.keys[0])
+	}
+	if !tierCaller.IsAdmin() {
+		t.Error("the anonymous tier lookup did not run as the system")
+	}
+	if r := f.usage.Runs(); len(r) != 1 || r[0].UserID != 0 {
+		t.Errorf("records = %+v, want one with user 0", r)
+	}
+}
+
+func TestExecutorStoredModule(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	id := wasmwiz.NewModuleID()
+	f.modules.FindModuleWasmFn = func(ctx context.Context, mid string) (*wasmwiz.Module, error) {
+		if mid != id {
+			return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+		}
+		return &wasmwiz.Module{ID: mid, Name: "hello.wasm", SHA256: "feed", Wasm: wasmHeader}, nil
+	}
+	if _, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{ModuleID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.runs[0]; got.SHA256 != "feed" || got.Name != "hello.wasm" || string(got.Wasm) != string(wasmHeader) {
+		t.Errorf("engine got %+v", got)
+	}
+	if r := f.usage.Runs()[0]; r.ModuleID != id {
+		t.Errorf("record module id = %q, want %q", r.ModuleID, id)
+	}
+
+	// Another module id: ENOTFOUND, recorded (it passed the quota).
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{ModuleID: wasmwiz.NewModuleID()})
+	if wasmwiz.ErrorCode(err) != wasmwiz.ENOTFOUND {
+		t.Fatalf("err = %v, want ENOTFOUND", err)
+	}
+	if r := f.usage.Runs(); len(r) != 2 || r[1].ErrorCode != wasmwiz.ENOTFOUND || r[1].Status != "" {
+		t.Errorf("second record = %+v", r[len(r)-1])
+	}
+}
+
+func TestExecutorLimiterDown(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+		return wasmwiz.RateDecision{}, errors.New("connection refused")
+	}
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("err = %v, want EUNAVAILABLE", err)
+	}
+	if wasmwiz.ErrorMessage(err) == "connection refused" {
+		t.Error("internal detail in the message")
+	}
+}
+
+func TestRunGate(t *testing.T) {
+	t.Parallel()
+	g := wasmwiz.NewRunGate(1, 1, time.Hour)
+	release, err := g.Enter(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.InFlight() != 1 {
+		t.Errorf("InFlight = %d, want 1", g.InFlight())
+	}
+
+	// The second caller queues; it gets the slot when the first leaves.
+	entered := make(chan error, 1)
+	go func() {
+		rel, err := g.Enter(context.Background())
+		if err == nil {
+			defer rel()
+		}
+		entered <- err
+	}()
+	for g.Queued() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+
+	// The queue is full: the third is refused at once with a retry hint.
+	_, err = g.Enter(context.Background())
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("third Enter: %v, want EUNAVAILABLE", err)
+	}
+	if _, ok := wasmwiz.RetryAfter(err); !ok {
+		t.Error("saturation refusal has no RetryAfter")
+	}
+	if g.Rejected() != 1 {
+		t.Errorf("Rejected = %d, want 1", g.Rejected())
+	}
+
+	release()
+	release() // twice is harmless
+	if err := <-entered; err != nil {
+		t.Fatalf("queued Enter: %v", err)
+	}
+	if g.InFlight() != 0 || g.Queued() != 0 {
+		t.Errorf("after all left: in flight %d, queued %d", g.InFlight(), g.Queued())
+	}
+}
+
+func TestRunGateWaitEnds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		cancel  bool
+	}{
+		{name: "queue timeout", timeout: time.Millisecond},
+		{name: "request ends", timeout: time.Hour, cancel: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := wasmwiz.NewRunGate(1, 4, tt.timeout)
+			release, err := g.Enter(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.cancel {
+				cancel()
+			} else {
+				defer cancel()
+			}
+			_, err = g.Enter(ctx)
+			if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+				t.Fatalf("err = %v, want EUNAVAILABLE", err)
+			}
+			if g.Queued() != 0 {
+				t.Errorf("Queued = %d after the waiter left", g.Queued())
+			}
+		})
+	}
+}
