@@ -1,0 +1,417 @@
+// Package redis is the rate limiter every replica shares: sliding-window logs
+// and concurrency slots in Redis, each call one Lua script, so counts are
+// exact across replicas. When Redis fails or answers slower than a short
+// timeout, a call is decided at once by a fallback limiter (the in-memory
+// one, passed in by the wiring), and Redis is probed again now and then.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix        = "wasmwiz:rl:"
+	DefaultTimeout       = 50 * time.Millisecond
+	DefaultProbeInterval = time.Second
+)
+
+// Options configures a Limiter.
+type Options struct {
+	// Client is the Redis connection; required. A *goredis.Client must have
+	// ContextTimeoutEnabled, or Timeout could not cut a slow call short;
+	// NewClient makes one that has.
+	Client goredis.UniversalClient
+	// Prefix starts every key; default DefaultPrefix. Keys are
+	// Prefix+"{"+key+"}:"+name+":"+windowMS for a quota and
+	// Prefix+"{"+key+"}:slots" for concurrency slots: the braces keep one
+	// key's quotas in one Redis Cluster slot, as the script needs.
+	Prefix string
+	// Timeout bounds every call to Redis; past it, the fallback decides.
+	// Default DefaultTimeout.
+	Timeout time.Duration
+	// Fallback decides while Redis is down; nil makes those calls fail with
+	// EUNAVAILABLE. The wiring passes an inmem.Limiter.
+	Fallback wasmwiz.RateLimiter
+	// ProbeInterval is how long, after a failure, calls go straight to the
+	// fallback before one call tries Redis again. Default
+	// DefaultProbeInterval.
+	ProbeInterval time.Duration
+	// Now, when set, is the clock of every decision, sent to the scripts in
+	// ms; tests pass a clock they advance. Nil uses Redis's own clock (TIME)
+	// inside the scripts, one clock for all replicas, and time.Now for the
+	// probe schedule.
+	Now func() time.Time
+	// Logger receives one line when Redis stops answering and one when it
+	// answers again; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Limiter implements wasmwiz.RateLimiter on Redis. It is safe for concurrent
+// use by any number of goroutines and replicas.
+type Limiter struct {
+	client        goredis.UniversalClient
+	prefix        string
+	timeout       time.Duration
+	fallback      wasmwiz.RateLimiter
+	probeInterval time.Duration
+	now           func() time.Time // nil: Redis TIME
+	clock         func() time.Time // probe schedule
+	log           *slog.Logger
+
+	down      atomic.Bool
+	mu        sync.Mutex // guards the fields below
+	downSince time.Time
+	nextProbe time.Time
+	probing   bool
+
+	allowed, limited, acquired, acquireRefused, fallbacks atomic.Uint64
+}
+
+var _ wasmwiz.RateLimiter = (*Limiter)(nil)
+
+// NewClient returns a client for a redis:// or rediss:// URL with the
+// settings the limiter needs: context deadlines respected, so that a call
+// never outlives Options.Timeout. EINVALID for a bad URL.
+func NewClient(url string) (*goredis.Client, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid Redis URL")
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.DisableIdentity = true
+	if opt.DialerRetries == 0 {
+		// Dial retries cannot fit in a 50ms budget; the probe retries later.
+		opt.DialerRetries = 1
+	}
+	return goredis.NewClient(opt), nil
+}
+
+// New returns a Limiter. EINVALID when Client is missing or a *goredis.Client
+// ignores context deadlines.
+func New(opts Options) (*Limiter, error) {
+	if opts.Client == nil {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "redis limiter needs a client")
+	}
+	if c, ok := opts.Client.(*goredis.Client); ok && !c.Options().ContextTimeoutEnabled {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "redis limiter needs a client with ContextTimeoutEnabled (see NewClient)")
+	}
+	l := &Limiter{
+		client:        opts.Client,
+		prefix:        opts.Prefix,
+		timeout:       opts.Timeout,
+		fallback:      opts.Fallback,
+		probeInterval: opts.ProbeInterval,
+		now:           opts.Now,
+		clock:         opts.Now,
+		log:           opts.Logger,
+	}
+	if l.prefix == "" {
+		l.prefix = DefaultPrefix
+	}
+	if l.timeout <= 0 {
+		l.timeout = DefaultTimeout
+	}
+	if l.probeInterval <= 0 {
+		l.probeInterval = DefaultProbeInterval
+	}
+	if l.clock == nil {
+		l.clock = time.Now
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	return l, nil
+}
+
+// Allow implements wasmwiz.RateLimiter. While Redis is down it answers from
+// the fallback with Fallback set, and fails (EUNAVAILABLE) only without a
+// fallback or when ctx ends first.
+func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	if err := wasmwiz.ValidateRateLimits(key, limits); err != nil {
+		return wasmwiz.RateDecision{}, err
+	}
+	if try, probe := l.route(); try {
+		d, err := l.allowRedis(ctx, key, limits)
+		if err == nil {
+			l.succeeded(probe)
+			l.count(d)
+			return d, nil
+		}
+		if ctx.Err() != nil {
+			l.abandoned(probe)
+			return wasmwiz.RateDecision{}, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "rate limit check abandoned")
+		}
+		l.failed(err, probe)
+	}
+	if l.fallback == nil {
+		return wasmwiz.RateDecision{}, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
+	}
+	d, err := l.fallback.Allow(ctx, key, limits)
+	if err != nil {
+		return d, err
+	}
+	d.Fallback = true
+	l.fallbacks.Add(1)
+	l.count(d)
+	return d, nil
+}
+
+func (l *Limiter) count(d wasmwiz.RateDecision) {
+	if d.Allowed {
+		l.allowed.Add(1)
+	} else {
+		l.limited.Add(1)
+	}
+}
+
+func (l *Limiter) allowRedis(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	keys := make([]string, len(limits))
+	args := make([]any, 1, 1+2*len(limits))
+	args[0] = l.nowArg()
+	base := l.base(key)
+	for i, lim := range limits {
+		w := lim.Window.Milliseconds()
+		keys[i] = base + lim.Name + ":" + strconv.FormatInt(w, 10)
+		args = append(args, lim.Limit, w)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	out, err := allowScript.Run(ctx, l.client, keys, args...).Int64Slice()
+	if err != nil {
+		return wasmwiz.RateDecision{}, err
+	}
+	if len(out) != 2+3*len(limits) {
+		return wasmwiz.RateDecision{}, errors.New("rate limit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
+	}
+	now := out[1]
+	ws := make([]window, len(limits))
+	for i, lim := range limits {
+		r := out[2+3*i:]
+		ws[i] = window{limit: lim.Limit, size: lim.Window.Milliseconds(), count: r[0], newest: r[1], leaving: r[2]}
+	}
+	return decide(now, out[0] == 1, ws), nil
+}
+
+// nowArg is the time the scripts decide at: the configured clock in ms, or
+// -1 for Redis's own.
+func (l *Limiter) nowArg() int64 {
+	if l.now == nil {
+		return -1
+	}
+	return l.now().UnixMilli()
+}
+
+func (l *Limiter) base(key string) string { return l.prefix + "{" + key + "}:" }
+
+// window is one limit's state at the moment of a decision.
+type window struct {
+	limit, size int64 // events, ms
+	count       int64 // events inside the window before this one
+	newest      int64 // time of the newest counted event (valid when count > 0)
+	leaving     int64 // when refused: time of the event whose leaving makes room
+}
+
+// decide turns the windows into the decision for the most restrictive limit:
+// when refused, the one that frees up last; when allowed, the one with the
+// fewest remaining (ties: the longer window). It matches inmem's decide; the
+// conformance suite holds both to it.
+func decide(now int64, allowed bool, ws []window) wasmwiz.RateDecision {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	best := -1
+	if !allowed {
+		var retry int64 = -1
+		for i, w := range ws {
+			if w.count >= w.limit {
+				if r := w.leaving + w.size - now; r > retry {
+					retry, best = r, i
+				}
+			}
+		}
+		w := ws[best]
+		return wasmwiz.RateDecision{Limit: w.limit, ResetAfter: ms(w.newest + w.size - now), RetryAfter: ms(retry)}
+	}
+	var d wasmwiz.RateDecision
+	for i, w := range ws {
+		rem := w.limit - w.count - 1
+		if best < 0 || rem < d.Remaining || rem == d.Remaining && w.size > ws[best].size {
+			best = i
+			d = wasmwiz.RateDecision{Allowed: true, Limit: w.limit, Remaining: rem, ResetAfter: ms(w.size)}
+		}
+	}
+	return d
+}
+
+// Acquire implements wasmwiz.RateLimiter. The release it returns is never
+// nil, also when ok is false, and may be called more than once; a slot taken
+// from the fallback is given back to the fallback. A release that cannot
+// reach Redis leaves the slot to expire after ttl.
+func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl time.Duration) (func(), bool, error) {
+	noop := func() {}
+	switch {
+	case key == "" || len(key) > 512:
+		return noop, false, wasmwiz.Errorf(wasmwiz.EINVALID, "concurrency key must be 1-512 bytes")
+	case maxSlots < 1:
+		return noop, false, wasmwiz.Errorf(wasmwiz.EINVALID, "concurrency limit must be at least 1")
+	case ttl < time.Millisecond:
+		return noop, false, wasmwiz.Errorf(wasmwiz.EINVALID, "slot ttl must be at least 1ms")
+	}
+	if try, probe := l.route(); try {
+		release, ok, err := l.acquireRedis(ctx, key, maxSlots, ttl)
+		if err == nil {
+			l.succeeded(probe)
+			l.countAcquire(ok)
+			return release, ok, nil
+		}
+		if ctx.Err() != nil {
+			l.abandoned(probe)
+			return noop, false, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "concurrency check abandoned")
+		}
+		l.failed(err, probe)
+	}
+	if l.fallback == nil {
+		return noop, false, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
+	}
+	release, ok, err := l.fallback.Acquire(ctx, key, maxSlots, ttl)
+	if err != nil {
+		return noop, false, err
+	}
+	l.fallbacks.Add(1)
+	l.countAcquire(ok)
+	return release, ok, nil
+}
+
+func (l *Limiter) countAcquire(ok bool) {
+	if ok {
+		l.acquired.Add(1)
+	} else {
+		l.acquireRefused.Add(1)
+	}
+}
+
+func (l *Limiter) acquireRedis(ctx context.Context, key string, maxSlots int, ttl time.Duration) (func(), bool, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
+	token := hex.EncodeToString(b[:])
+	slots := l.base(key) + "slots"
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	got, err := acquireScript.Run(ctx, l.client, []string{slots}, l.nowArg(), maxSlots, ttl.Milliseconds(), token).Int64()
+	if err != nil {
+		return nil, false, err
+	}
+	if got != 1 {
+		return func() {}, false, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+			defer cancel()
+			if err := l.client.ZRem(ctx, slots, token).Err(); err != nil {
+				l.log.Debug("rate limiter: slot release did not reach Redis; it expires by itself",
+					"key", key, "ttl", ttl, "err", err)
+			}
+		})
+	}, true, nil
+}
+
+// route says whether a call tries Redis. While Redis is down, one call per
+// ProbeInterval does (the probe); the others go to the fallback at once.
+func (l *Limiter) route() (try, probe bool) {
+	if !l.down.Load() {
+		return true, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.down.Load() {
+		return true, false
+	}
+	if l.probing || l.clock().Before(l.nextProbe) {
+		return false, false
+	}
+	l.probing = true
+	return true, true
+}
+
+// succeeded records that Redis answered, ending an outage.
+func (l *Limiter) succeeded(probe bool) {
+	if !probe && !l.down.Load() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if probe {
+		l.probing = false
+	}
+	if l.down.Load() {
+		l.down.Store(false)
+		l.log.Info("rate limiter: Redis answers again; shared limits are back",
+			"outage", l.clock().Sub(l.downSince).Round(time.Millisecond), "fallback_decisions", l.fallbacks.Load())
+	}
+}
+
+// failed records that Redis did not answer in time, starting an outage
+// (logged once) or putting the next probe off.
+func (l *Limiter) failed(err error, probe bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock()
+	if probe {
+		l.probing = false
+	}
+	l.nextProbe = now.Add(l.probeInterval)
+	if !l.down.Load() {
+		l.down.Store(true)
+		l.downSince = now
+		l.log.Warn("rate limiter: Redis does not answer; deciding in memory on this replica until it does",
+			"err", err, "timeout", l.timeout, "probe_interval", l.probeInterval)
+	}
+}
+
+// abandoned ends a probe that the caller gave up on, without a verdict.
+func (l *Limiter) abandoned(probe bool) {
+	if probe {
+		l.mu.Lock()
+		l.probing = false
+		l.mu.Unlock()
+	}
+}
+
+// Stats returns the decisions made since New. Allowed, Limited, Acquired and
+// AcquireRefused count every decision, the fallback's included; Fallback
+// counts the Allow and Acquire calls the fallback decided; FallbackActive
+// reports an outage in progress.
+func (l *Limiter) Stats() wasmwiz.RateLimitStats {
+	return wasmwiz.RateLimitStats{
+		Allowed:        l.allowed.Load(),
+		Limited:        l.limited.Load(),
+		Acquired:       l.acquired.Load(),
+		AcquireRefused: l.acquireRefused.Load(),
+		Fallback:       l.fallbacks.Load(),
+		FallbackActive: l.down.Load(),
+	}
+}
+
+// Ping reports whether Redis answers within a second (or ctx), for
+// readiness checks: nil, or EUNAVAILABLE.
+func (l *Limiter) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := l.client.Ping(ctx).Err(); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "redis does not answer")
+	}
+	return nil
+}

@@ -1,0 +1,596 @@
+package redis_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/limitertest"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
+)
+
+// redisURL returns WASMWIZ_TEST_REDIS_URL, or skips the test without it
+// (fails it when WASMWIZ_TEST_REQUIRE_SERVICES=1).
+func redisURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("WASMWIZ_TEST_REDIS_URL")
+	if url == "" {
+		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("Redis tests skipped: set WASMWIZ_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run them")
+	}
+	return url
+}
+
+// newClient returns a client for url, closed when the test ends.
+func newClient(t testing.TB, url string) *goredis.Client {
+	t.Helper()
+	c, err := redis.NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// testPrefix returns a key prefix of the test's own, whose keys are deleted
+// when the test ends.
+func testPrefix(t testing.TB, c *goredis.Client) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "wasmwiz-test:" + hex.EncodeToString(b[:]) + ":rl:"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+func newLimiter(t testing.TB, opts redis.Options) *redis.Limiter {
+	t.Helper()
+	l, err := redis.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	url := redisURL(t)
+	limitertest.Run(t, func(t *testing.T, clock *limitertest.Clock) wasmwiz.RateLimiter {
+		c := newClient(t, url)
+		// No fallback: a decision that did not come from Redis fails the test.
+		return newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
+	})
+}
+
+var minute = func(n int64) []wasmwiz.RateLimit {
+	return []wasmwiz.RateLimit{{Name: "minute", Limit: n, Window: time.Minute}}
+}
+
+// On Redis's own clock (the production setting) only clock-free properties
+// and one short real wait are checked.
+func TestServerClock(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, redisURL(t))
+	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Timeout: 5 * time.Second})
+	ctx := context.Background()
+	short := []wasmwiz.RateLimit{{Name: "short", Limit: 3, Window: 300 * time.Millisecond}}
+	for i := range int64(3) {
+		d, err := l.Allow(ctx, "u1", short)
+		if err != nil || !d.Allowed || d.Remaining != 2-i || d.Fallback {
+			t.Fatalf("event %d: %+v, %v", i, d, err)
+		}
+	}
+	d, err := l.Allow(ctx, "u1", short)
+	if err != nil || d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 300*time.Millisecond || d.Remaining != 0 {
+		t.Fatalf("4th event: %+v, %v", d, err)
+	}
+	time.Sleep(d.RetryAfter + 2*time.Millisecond)
+	if d, err := l.Allow(ctx, "u1", short); err != nil || !d.Allowed {
+		t.Fatalf("after RetryAfter: %+v, %v", d, err)
+	}
+	release, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Acquire: %v %v", ok, err)
+	}
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); ok {
+		t.Fatal("second slot of 1 granted")
+	}
+	release()
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); !ok {
+		t.Fatal("slot refused after release")
+	}
+}
+
+// Two replicas, each with its own client, share one key's quota exactly.
+func TestReplicasShareQuota(t *testing.T) {
+	t.Parallel()
+	url := redisURL(t)
+	clock := limitertest.NewClock(limitertest.Start)
+	c1, c2 := newClient(t, url), newClient(t, url)
+	prefix := testPrefix(t, c1)
+	replicas := []*redis.Limiter{
+		newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second}),
+		newLimiter(t, redis.Options{Client: c2, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second}),
+	}
+	const limit, calls = 50, 120
+	var allowed [2]atomic.Int64
+	var wg sync.WaitGroup
+	for r, l := range replicas {
+		for range 4 {
+			wg.Go(func() {
+				for range calls {
+					d, err := l.Allow(context.Background(), "user:7", minute(limit))
+					if err != nil || d.Fallback {
+						t.Errorf("replica %d: %+v, %v", r, d, err)
+						return
+					}
+					if d.Allowed {
+						allowed[r].Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if total := allowed[0].Load() + allowed[1].Load(); total != limit {
+		t.Fatalf("replicas allowed %d and %d, %d in all; want exactly %d", allowed[0].Load(), allowed[1].Load(), total, limit)
+	}
+	// What one replica sees the other refuse, to the millisecond.
+	clock.Advance(time.Minute - time.Millisecond)
+	if d, _ := replicas[1].Allow(context.Background(), "user:7", minute(limit)); d.Allowed || d.RetryAfter != time.Millisecond {
+		t.Fatalf("1ms early on replica 2: %+v", d)
+	}
+	// Slots too.
+	if _, ok, _ := replicas[0].Acquire(context.Background(), "user:7", 1, time.Minute); !ok {
+		t.Fatal("slot refused on replica 1")
+	}
+	if _, ok, _ := replicas[1].Acquire(context.Background(), "user:7", 1, time.Minute); ok {
+		t.Fatal("replica 2 granted a slot replica 1 holds")
+	}
+}
+
+// Keys are namespaced under the prefix with the user key as hash tag, and
+// expire with their window.
+func TestKeysNamespacedAndExpiring(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, redisURL(t))
+	prefix := testPrefix(t, c)
+	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	limits := []wasmwiz.RateLimit{{Name: "minute", Limit: 5, Window: time.Minute}, {Name: "day", Limit: 9, Window: 24 * time.Hour}}
+	if _, err := l.Allow(ctx, "user:1", limits); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Acquire(ctx, "user:1", 2, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key string
+		max time.Duration
+	}{
+		{prefix + "{user:1}:minute:60000", time.Minute},
+		{prefix + "{user:1}:day:86400000", 24 * time.Hour},
+		{prefix + "{user:1}:slots", 90 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			ttl, err := c.PTTL(ctx, tt.key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl <= 0 || ttl > tt.max {
+				t.Fatalf("PTTL = %v, want in (0, %v]", ttl, tt.max)
+			}
+		})
+	}
+	n, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(n) != len(tests) {
+		t.Fatalf("keys under the prefix: %v, %v; want %d", n, err, len(tests))
+	}
+}
+
+// EVALSHA falls back to EVAL when Redis lost its script cache (a restart).
+func TestScriptCacheFlushed(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, redisURL(t))
+	clock := limitertest.NewClock(limitertest.Start)
+	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	for i := range 3 {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		d, err := l.Allow(ctx, "u1", minute(3))
+		if err != nil || !d.Allowed || d.Fallback || d.Remaining != int64(2-i) {
+			t.Fatalf("after SCRIPT FLUSH: %+v, %v", d, err)
+		}
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := l.Acquire(ctx, "u1", 3, time.Minute); err != nil || !ok {
+			t.Fatalf("Acquire after SCRIPT FLUSH: %v, %v", ok, err)
+		}
+	}
+}
+
+func TestNewRefusesUnusableClient(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opts redis.Options
+	}{
+		{"no client", redis.Options{}},
+		{"client ignoring deadlines", redis.Options{Client: goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.opts.Client != nil {
+				defer tt.opts.Client.Close()
+			}
+			if _, err := redis.New(tt.opts); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+				t.Fatalf("New: %v, want EINVALID", err)
+			}
+		})
+	}
+	if _, err := redis.NewClient("http://nope"); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+		t.Fatalf("NewClient(http://nope): %v, want EINVALID", err)
+	}
+}
+
+// logBuffer collects log lines for tests that count them.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+const (
+	downLine = "Redis does not answer"
+	upLine   = "Redis answers again"
+)
+
+// closedAddr returns an address where nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestRedisDownFallsBack(t *testing.T) {
+	t.Parallel()
+	clock := limitertest.NewClock(limitertest.Start)
+	logs := &logBuffer{}
+	c := newClient(t, "redis://"+closedAddr(t))
+	l := newLimiter(t, redis.Options{
+		Client: c, Now: clock.Now, Timeout: 200 * time.Millisecond,
+		Fallback: inmem.New(inmem.Options{Now: clock.Now}),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	ctx := context.Background()
+	for i := range int64(5) {
+		d, err := l.Allow(ctx, "u1", minute(3))
+		if err != nil {
+			t.Fatalf("Allow %d: %v", i, err)
+		}
+		want := wasmwiz.RateDecision{Allowed: true, Limit: 3, Remaining: 2 - i, ResetAfter: time.Minute, Fallback: true}
+		if i >= 3 { // events at 0s, 2s, 4s; now 6s, then 8s
+			since := time.Duration(i) * 2 * time.Second
+			want = wasmwiz.RateDecision{Limit: 3, ResetAfter: time.Minute + 4*time.Second - since,
+				RetryAfter: time.Minute - since, Fallback: true}
+		}
+		if d != want {
+			t.Fatalf("Allow %d:\n got %+v\nwant %+v", i, d, want)
+		}
+		clock.Advance(2 * redis.DefaultProbeInterval) // a probe each time: still down
+	}
+	release, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Acquire: %v, %v", ok, err)
+	}
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); ok {
+		t.Fatal("fallback granted a second slot of 1")
+	}
+	release()
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); !ok {
+		t.Fatal("fallback slot not released")
+	}
+	s := l.Stats()
+	if want := (wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 2, AcquireRefused: 1, Fallback: 8, FallbackActive: true}); s != want {
+		t.Fatalf("Stats() = %+v, want %+v", s, want)
+	}
+	if n := logs.count(downLine); n != 1 {
+		t.Fatalf("outage logged %d times, want once:\n%s", n, logs.buf.String())
+	}
+}
+
+func TestRedisDownWithoutFallback(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, "redis://"+closedAddr(t))
+	l := newLimiter(t, redis.Options{Client: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if _, err := l.Allow(context.Background(), "u1", minute(3)); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Allow: %v, want EUNAVAILABLE", err)
+	}
+	if _, ok, err := l.Acquire(context.Background(), "u1", 1, time.Minute); ok || wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Acquire: %v, %v, want EUNAVAILABLE", ok, err)
+	}
+	if err := l.Ping(context.Background()); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Ping: %v, want EUNAVAILABLE", err)
+	}
+}
+
+// A caller that gives up is not an outage.
+func TestCanceledCallerIsNotAnOutage(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, redisURL(t))
+	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Fallback: inmem.New(inmem.Options{})})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Allow(ctx, "u1", minute(3)); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Allow with a canceled context: %v, want EUNAVAILABLE", err)
+	}
+	if s := l.Stats(); s.FallbackActive || s.Fallback != 0 {
+		t.Fatalf("Stats() = %+v after a canceled call, want no fallback", s)
+	}
+	if err := l.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// Redis stops and starts again (through a proxy): no call fails, the
+// fallback decides meanwhile, one probe per interval, and the shared counts
+// are used again once Redis answers.
+func TestRedisOutageAndRecovery(t *testing.T) {
+	t.Parallel()
+	url := redisURL(t)
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, opt.Addr)
+	opt.Addr = p.addr
+	opt.ContextTimeoutEnabled = true
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	clock := limitertest.NewClock(limitertest.Start)
+	logs := &logBuffer{}
+	l := newLimiter(t, redis.Options{
+		Client: c, Prefix: testPrefix(t, newClient(t, url)), Now: clock.Now,
+		Timeout: 2 * time.Second, ProbeInterval: 500 * time.Millisecond,
+		Fallback: inmem.New(inmem.Options{Now: clock.Now}),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	ctx := context.Background()
+	check := func(what string, wantAllowed, wantFallback bool, wantRemaining int64) {
+		t.Helper()
+		d, err := l.Allow(ctx, "u1", minute(10))
+		if err != nil || d.Allowed != wantAllowed || d.Fallback != wantFallback || d.Remaining != wantRemaining {
+			t.Fatalf("%s: %+v, %v; want allowed=%v fallback=%v remaining=%d", what, d, err, wantAllowed, wantFallback, wantRemaining)
+		}
+	}
+	check("redis up", true, false, 9)
+	check("redis up", true, false, 8)
+
+	p.stop()
+	check("redis stopped", true, true, 9) // the fallback's own count
+	check("still down", true, true, 8)
+	p.start()
+	check("back, before the next probe", true, true, 7)
+	if s := l.Stats(); !s.FallbackActive || s.Fallback != 3 {
+		t.Fatalf("Stats() during the outage = %+v", s)
+	}
+	clock.Advance(500 * time.Millisecond)
+	check("probe finds Redis", true, false, 7) // Redis's count: 2 before + this
+	check("redis again", true, false, 6)
+	if s := l.Stats(); s.FallbackActive || s.Fallback != 3 || s.Allowed != 7 {
+		t.Fatalf("Stats() after the outage = %+v", s)
+	}
+	if down, up := logs.count(downLine), logs.count(upLine); down != 1 || up != 1 {
+		t.Fatalf("logged %d outage and %d recovery lines, want 1 and 1:\n%s", down, up, logs.buf.String())
+	}
+}
+
+// A Redis that takes longer than the timeout: the fallback decides, and the
+// call does not wait for Redis's answer.
+func TestSlowRedisFallsBack(t *testing.T) {
+	t.Parallel()
+	url := redisURL(t)
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, opt.Addr)
+	opt.Addr = p.addr
+	opt.ContextTimeoutEnabled = true
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	clock := limitertest.NewClock(limitertest.Start)
+	l := newLimiter(t, redis.Options{
+		Client: c, Prefix: testPrefix(t, newClient(t, url)), Now: clock.Now,
+		Timeout: 100 * time.Millisecond, ProbeInterval: time.Second,
+		Fallback: inmem.New(inmem.Options{Now: clock.Now}),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil { // a warm connection through the proxy
+		t.Fatal(err)
+	}
+	p.stall()
+	// Redis's answer is held back until unstall, which only this test calls
+	// after Allow returns: a call that waited for it would never return.
+	d, err := l.Allow(ctx, "u1", minute(2))
+	if err != nil || !d.Allowed || !d.Fallback {
+		t.Fatalf("Allow with Redis stalled: %+v, %v", d, err)
+	}
+	_, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Acquire with Redis stalled: %v, %v", ok, err)
+	}
+	p.unstall()
+	clock.Advance(time.Second)
+	d, err = l.Allow(ctx, "u1", minute(2))
+	if err != nil || !d.Allowed || d.Fallback {
+		t.Fatalf("Allow after Redis recovered: %+v, %v", d, err)
+	}
+	if s := l.Stats(); s.Fallback != 2 || s.FallbackActive {
+		t.Fatalf("Stats() = %+v, want 2 fallback decisions and none active", s)
+	}
+}
+
+// proxy forwards TCP to Redis; tests stop and start it (Redis down and back)
+// or stall it (Redis slow: answers held back).
+type proxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]bool
+	stalled chan struct{} // non-nil while answers are held back
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
+	p.start()
+	t.Cleanup(func() { p.unstall(); p.stop() })
+	return p
+}
+
+func (p *proxy) start() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(conn)
+		}
+	}()
+}
+
+func (p *proxy) serve(client net.Conn) {
+	upstream, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	if !p.track(client, upstream) {
+		return
+	}
+	go func() {
+		io.Copy(upstream, client)
+		upstream.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := upstream.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			gate := p.stalled
+			p.mu.Unlock()
+			if gate != nil {
+				<-gate
+			}
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	client.Close()
+	upstream.Close()
+}
+
+// track registers a connection pair, or closes it when the proxy stopped.
+func (p *proxy) track(conns ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		for _, c := range conns {
+			c.Close()
+		}
+		return false
+	}
+	for _, c := range conns {
+		p.conns[c] = true
+	}
+	return true
+}
+
+// stop closes the listener and every connection: Redis is gone.
+func (p *proxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *proxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+func (p *proxy) unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
