@@ -1,0 +1,163 @@
+package worker
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// processLevels are what must return to their level after many runs.
+type processLevels struct {
+	goroutines int
+	heap       uint64
+	fds        int
+	children   int
+}
+
+// measure counts descriptors before collecting garbage, so that a file we
+// forgot to close is not hidden by its finalizer.
+func measure(t *testing.T) processLevels {
+	t.Helper()
+	l := processLevels{goroutines: runtime.NumGoroutine(), fds: openFDs(t), children: len(children(t))}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	l.heap = ms.HeapAlloc
+	return l
+}
+
+// TestPoolNoLeaks is issue 2 point 7 for the pool: after 10,000 runs that
+// mix successes with timeouts (workers killed), traps and memory bombs,
+// goroutines, heap, child processes and open file descriptors return to
+// their level: with the pool open, to the level of a fresh pool; after
+// Close, to the level before the pool. Not parallel: it counts what the
+// whole test process holds.
+func TestPoolNoLeaks(t *testing.T) {
+	const runs = 10_000
+	start := measure(t)
+
+	opts := testOptions(t, 2, 1)
+	pl, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = pl.Close(context.Background())
+		}
+	}()
+	target := opts.Size + opts.Spares
+	fresh := measure(t)
+	if fresh.children != start.children+target {
+		t.Fatalf("children with a fresh pool = %d, want %d", fresh.children, start.children+target)
+	}
+
+	hello, add := module(t, "hello.wasm"), module(t, "add.wasm")
+	traps, bomb := module(t, "traps.wasm"), module(t, "memory_bomb.wasm")
+	loop, fib := module(t, "loop.wasm"), module(t, "fib_recursive.wasm")
+	short := limits()
+	short.Timeout = 50 * time.Millisecond
+	small := limits()
+	small.MaxMemoryBytes = 2 * wasmwiz.MiB
+
+	// Every 100 runs: 2 timeouts (a loop and loop-free recursion), 2 traps,
+	// 2 memory bombs, and 94 cheap successes.
+	type job struct {
+		req  wasmwiz.RunRequest
+		want wasmwiz.Status
+	}
+	jobFor := func(i int) job {
+		switch i % 100 {
+		case 17:
+			return job{wasmwiz.RunRequest{Wasm: loop, Limits: short}, wasmwiz.StatusTimeout}
+		case 67:
+			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout}
+		case 29, 79:
+			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap}
+		case 41, 91:
+			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit}
+		}
+		if i%2 == 0 {
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK}
+		}
+		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK}
+	}
+
+	var next atomic.Int64
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= runs || failures.Load() > 10 {
+					return
+				}
+				j := jobFor(i)
+				res, err := pl.Run(context.Background(), &j.req)
+				if err != nil || res.Status != j.want {
+					failures.Add(1)
+					t.Errorf("run %d: %v, status %v, want %s", i, err, statusOf(res), j.want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	s := pl.Stats()
+	if s.Runs != runs || s.Timeouts != 2*runs/100 {
+		t.Errorf("stats = %+v, want %d runs and %d timeouts", s, runs, 2*runs/100)
+	}
+	t.Logf("stats after %d runs: %+v", runs, s)
+
+	// With the pool open: back to the fresh pool's level once the
+	// replacements of killed workers have started.
+	waitFor(t, "the pool to return to full strength", func() bool {
+		s := pl.Stats()
+		return s.Workers == target && s.Starting == 0 && s.Idle == target
+	})
+	waitFor(t, "goroutines to return to the fresh pool's level", func() bool { return runtime.NumGoroutine() <= fresh.goroutines })
+	open := measure(t)
+	if open.children != fresh.children {
+		t.Errorf("children = %d after the runs, want %d (no zombies, no strays)", open.children, fresh.children)
+	}
+	if open.fds != fresh.fds {
+		t.Errorf("open fds = %d after the runs, want %d", open.fds, fresh.fds)
+	}
+	const heapSlack = 4 << 20
+	if open.heap > fresh.heap+heapSlack {
+		t.Errorf("heap = %d after the runs, want at most %d + %d", open.heap, fresh.heap, heapSlack)
+	}
+
+	// After Close: back to the level before the pool.
+	closed = true
+	if err := pl.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitFor(t, "goroutines to return to the starting level", func() bool { return runtime.NumGoroutine() <= start.goroutines })
+	end := measure(t)
+	if end.children != start.children {
+		t.Errorf("children = %d after Close, want %d", end.children, start.children)
+	}
+	if end.fds != start.fds {
+		t.Errorf("open fds = %d after Close, want %d", end.fds, start.fds)
+	}
+	if end.heap > start.heap+heapSlack {
+		t.Errorf("heap = %d after Close, want at most %d + %d", end.heap, start.heap, heapSlack)
+	}
+}
+
+func statusOf(res *wasmwiz.Result) wasmwiz.Status {
+	if res == nil {
+		return ""
+	}
+	return res.Status
+}
