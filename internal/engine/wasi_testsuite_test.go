@@ -145,5 +145,4 @@ func TestWASITestsuite(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 func quote(b []byte) string { q, _ := json.Marshal(string(b)); return string(q) }
