@@ -37,6 +37,8 @@ type DB struct {
 	// lastUsedEvery per replica.
 	lastUsedMu sync.Mutex
 	lastUsed   map[int64]time.Time
+
+	copyThreshold int // batch size from which CreateRuns uses COPY
 }
 
 // Interface checks.
@@ -73,7 +75,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot connect to PostgreSQL")
 	}
-	db := &DB{pool: pool, clock: time.Now, lastUsed: make(map[int64]time.Time)}
+	db := &DB{pool: pool, clock: time.Now, lastUsed: make(map[int64]time.Time), copyThreshold: defaultCopyThreshold}
 	if err := db.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
@@ -22,16 +23,20 @@ func TestCreateRunsBatchSizes(t *testing.T) {
 	tests := []struct {
 		name string
 		n    int
+		copy int // the store's COPY threshold
 	}{
-		{"one", 1},
-		{"below COPY", 63},
-		{"at COPY", 64},
-		{"large", 700},
+		{"one, arrays", 1, 64},
+		{"one, copy", 1, 1},
+		{"below COPY", 63, 64},
+		{"at COPY", 64, 64},
+		{"large, arrays", 700, 10_000},
+		{"large, copy", 700, 64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := newDB(t)
+			postgres.SetCopyThreshold(db, tt.copy)
 			u, ctx := mustUser(t, db, "runner@example.com", wasmwiz.RoleUser)
 			m := &wasmwiz.Module{Name: "m", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
 			if err := db.CreateModule(ctx, m); err != nil {

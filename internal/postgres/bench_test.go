@@ -1,0 +1,87 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+)
+
+func benchRuns(userID int64, n int, seq *int) []*wasmwiz.Run {
+	runs := make([]*wasmwiz.Run, n)
+	for i := range runs {
+		*seq++
+		at := t0.Add(time.Duration(*seq) * time.Microsecond)
+		runs[i] = &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+			Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1.25, MemoryPeakBytes: 1 << 20, StdinBytes: 12, OutputBytes: 34, CreatedAt: at}
+	}
+	return runs
+}
+
+// BenchmarkCreateRuns writes usage records one per transaction and in
+// batches, through each insert path (arrays: one INSERT … SELECT FROM
+// unnest; copy: COPY into a temporary table, then INSERT … SELECT).
+func BenchmarkCreateRuns(b *testing.B) {
+	cases := []struct {
+		name  string
+		batch int
+		copy  bool
+	}{
+		{"one-by-one/arrays", 1, false},
+		{"batch=10/arrays", 10, false},
+		{"batch=10/copy", 10, true},
+		{"batch=100/arrays", 100, false},
+		{"batch=100/copy", 100, true},
+		{"batch=1000/arrays", 1000, false},
+		{"batch=1000/copy", 1000, true},
+		{"batch=5000/arrays", 5000, false},
+		{"batch=5000/copy", 5000, true},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			db := newDB(b)
+			u, _ := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
+			threshold := math.MaxInt
+			if c.copy {
+				threshold = 1
+			}
+			postgres.SetCopyThreshold(db, threshold)
+			seq := 0
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				runs := benchRuns(u.ID, c.batch, &seq)
+				b.StartTimer()
+				if err := db.CreateRuns(ctx, runs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*c.batch)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkAuthenticate measures a key lookup: the digest, one indexed join,
+// and (at most once a minute per key) the last_used_at write.
+func BenchmarkAuthenticate(b *testing.B) {
+	db := newDB(b)
+	u, ctx := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
+	var plain string
+	for i := range 1000 { // a table with more than one key
+		_, p, err := db.CreateAPIKey(ctx, u.ID, fmt.Sprint("k", i), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		plain = p
+	}
+	for b.Loop() {
+		if _, _, err := db.Authenticate(context.Background(), plain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
