@@ -81,6 +81,7 @@ func Run(t *testing.T, newLimiter NewLimiterFunc) {
 		{"SeveralLimitsRefusedConsumesNone", testSeveralLimitsRefusedConsumesNone},
 		{"KeysAreIndependent", testKeysAreIndependent},
 		{"LimitChangeKeepsCount", testLimitChangeKeepsCount},
+		{"ManyEventsLeaveExactly", testManyEventsLeaveExactly},
 		{"ConcurrentAllowCountsExactly", testConcurrentAllowCountsExactly},
 		{"InvalidInput", testInvalidInput},
 		{"AcquireHoldsMaxSlots", testAcquireHoldsMaxSlots},
@@ -278,6 +279,33 @@ func testLimitChangeKeepsCount(t *testing.T, newLimiter NewLimiterFunc) {
 	want(t, "lowered", allow(t, l, "u1", perMinute(4)), refused(4, 59*time.Second, 56*time.Second))
 	want(t, "lowered below", allow(t, l, "u1", perMinute(2)), refused(2, 59*time.Second, 58*time.Second))
 	want(t, "raised", allow(t, l, "u1", perMinute(5)), allowed(5, 0, time.Minute))
+}
+
+// A day window with events spread through it: as time passes, exactly the
+// events that left the window make room again, one or many at a time.
+func testManyEventsLeaveExactly(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	const limit = 300
+	step := 24 * time.Hour / limit // 4m48s
+	for i := range int64(limit) {
+		want(t, "filling", allow(t, l, "u1", perDay(limit)), allowed(limit, limit-1-i, 24*time.Hour))
+		clock.Advance(step)
+	}
+	// Now one day after the first event: it has left, making room for one.
+	want(t, "first left", allow(t, l, "u1", perDay(limit)), allowed(limit, 0, 24*time.Hour))
+	want(t, "full", allow(t, l, "u1", perDay(limit)), refused(limit, 24*time.Hour, step))
+	// Jumps of k steps free exactly k.
+	for _, k := range []int{1, 2, 7, 1, 37, 3, 100, 1} {
+		clock.Advance(time.Duration(k) * step)
+		for j := range k {
+			if d := allow(t, l, "u1", perDay(limit)); !d.Allowed || d.Remaining != int64(k-1-j) {
+				t.Fatalf("event %d after a jump of %d steps: %+v, want allowed with %d remaining", j, k, d, k-1-j)
+			}
+		}
+		want(t, "full again", allow(t, l, "u1", perDay(limit)), refused(limit, 24*time.Hour, step))
+	}
+	clock.Advance(24 * time.Hour)
+	want(t, "all left", allow(t, l, "u1", perDay(limit)), allowed(limit, limit-1, 24*time.Hour))
 }
 
 func testConcurrentAllowCountsExactly(t *testing.T, newLimiter NewLimiterFunc) {
