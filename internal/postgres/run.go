@@ -32,11 +32,12 @@ func scanRun(row pgx.Row, extra ...any) (*wasmwiz.Run, error) {
 }
 
 // defaultCopyThreshold is the batch size from which CreateRuns streams rows
-// with COPY instead of one INSERT of arrays. Measured here, the INSERT of
-// arrays is as fast or faster up to 5000 rows (docs/PERFORMANCE.md), so COPY
-// is kept for bulk loads beyond what the usage writer sends
-// (docs/RATIONALE.md, "Stores: PostgreSQL").
-const defaultCopyThreshold = 10_000
+// with COPY instead of one INSERT of arrays. Below it the INSERT of arrays
+// is clearly faster (COPY pays for a temporary table per batch); from about
+// a thousand rows the two are within measurement noise of each other, and
+// COPY's streaming keeps memory flat (docs/PERFORMANCE.md, docs/RATIONALE.md
+// "Stores: PostgreSQL").
+const defaultCopyThreshold = 1000
 
 // CreateRuns inserts records in one transaction. It needs no caller and is
 // idempotent by Run.ID: a record whose id exists is skipped, and only the
