@@ -145,13 +145,15 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 		lim, ok := limits[name]
 		if !ok {
 			if !ignoreUnknown {
-				_ = p.Close()
 				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown form field %q", name)
 			}
-			if _, err := io.Copy(io.Discard, io.LimitReader(p, fieldLimit+1)); err != nil {
+			n, err := io.Copy(io.Discard, io.LimitReader(p, fieldLimit+1))
+			if err != nil {
 				return nil, multipartError(err)
 			}
-			_ = p.Close()
+			if n > fieldLimit {
+				return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "form field %q is over 64KiB", name)
+			}
 			continue
 		}
 		canonical := name
@@ -159,7 +161,6 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 			canonical = lim.aliasOf
 		}
 		if _, dup := parts[canonical]; dup {
-			_ = p.Close()
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "form field %q given twice", canonical)
 		}
 		data, err := io.ReadAll(io.LimitReader(p, lim.max+1))
@@ -167,11 +168,10 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 			return nil, multipartError(err)
 		}
 		if int64(len(data)) > lim.max {
-			_ = p.Close()
+			// Not Close: it would drain the rest of the part.
 			return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "%s", lim.tooBig)
 		}
 		parts[canonical] = formPart{data: data, filename: p.FileName()}
-		_ = p.Close()
 	}
 }
 

@@ -1,0 +1,82 @@
+package http_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+)
+
+// TestOpenAPICoversRoutes fails when a registered route is missing from
+// /api/openapi.json, or the document names a route that does not exist.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	res := f.do(request{method: "GET", path: "/api/openapi.json"})
+	if res.status != 200 {
+		t.Fatalf("status %d", res.status)
+	}
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(res.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
+		t.Errorf("openapi = %q, want 3.1.x", doc.OpenAPI)
+	}
+	registered := map[string]bool{}
+	for _, r := range f.srv.Routes() {
+		key := strings.ToLower(r.Method) + " " + r.Pattern
+		registered[key] = true
+		if _, ok := doc.Paths[r.Pattern][strings.ToLower(r.Method)]; !ok {
+			t.Errorf("route %s %s is not in /api/openapi.json", r.Method, r.Pattern)
+		}
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if !registered[method+" "+path] {
+				t.Errorf("/api/openapi.json documents %s %s, which is not a route", strings.ToUpper(method), path)
+			}
+		}
+	}
+	if len(registered) < 30 {
+		t.Errorf("only %d routes registered", len(registered))
+	}
+}
+
+// TestRoutesListsIssueRoutes pins the route list of issue 4.
+func TestRoutesListsIssueRoutes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	have := map[string]bool{}
+	for _, r := range f.srv.Routes() {
+		have[r.Method+" "+r.Pattern] = true
+	}
+	for _, want := range []string{
+		"POST /api/v1/execute", "POST /api/execute",
+		"POST /api/v1/modules", "GET /api/v1/modules", "GET /api/v1/modules/{id}", "DELETE /api/v1/modules/{id}",
+		"POST /api/v1/modules/{id}/execute",
+		"GET /api/v1/runs", "GET /api/v1/runs/{id}", "GET /api/v1/usage",
+		"POST /api/v1/keys", "GET /api/v1/keys", "DELETE /api/v1/keys/{id}",
+		"POST /api/v1/admin/users", "GET /api/v1/admin/users", "PATCH /api/v1/admin/users/{id}",
+		"GET /api/v1/admin/tiers", "POST /api/v1/admin/tiers", "PUT /api/v1/admin/tiers/{name}",
+		"GET /api/v1/admin/keys", "GET /api/v1/admin/stats",
+		"GET /healthz", "GET /readyz", "GET /metrics", "GET /api/openapi.json",
+	} {
+		if !have[want] {
+			t.Errorf("route %s not registered", want)
+		}
+	}
+	sep, err := wwhttp.NewServer(wwhttp.Options{SeparateMetrics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sep.Routes() {
+		if r.Pattern == "/metrics" {
+			t.Error("/metrics registered although served separately")
+		}
+	}
+}
