@@ -418,7 +418,7 @@ func TestExecuteBodies(t *testing.T) {
 			},
 			wantModule: storedID, wantWasm: wasmHeader, wantStdin: "\xff\x00", wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
 		{name: "raw wasm with query", path: "/api/v1/execute?stdin=q&arg=1&arg=two&env=X%3Dy&function=main&params=7&timeout=1s",
-			build: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(wasmHeader), "application/wasm" },
+			build:    func(t *testing.T) (io.Reader, string) { return bytes.NewReader(wasmHeader), "application/wasm" },
 			wantWasm: wasmHeader, wantStdin: "q", wantArgs: []string{"1", "two"}, wantEnv: map[string]string{"X": "y"},
 			wantFunc: "main", wantParams: []string{"7"}, wantTimeout: time.Second, wantMemory: 128 * wasmwiz.MiB},
 		{name: "stored module, raw stdin body", path: "/api/v1/modules/" + storedID + "/execute?arg=z",
@@ -885,7 +885,9 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *wwhttp.Options) {
 		o.MaxConcurrentRuns, o.QueueSize = 4, 2
-		o.EngineStats = func() wwhttp.EngineStats { return wwhttp.EngineStats{CompileSeconds: 1.5, Compiles: 3, CacheEntries: 2, CacheBytes: 4096} }
+		o.EngineStats = func() wwhttp.EngineStats {
+			return wwhttp.EngineStats{CompileSeconds: 1.5, Compiles: 3, CacheEntries: 2, CacheBytes: 4096}
+		}
 		o.LimiterStats = func() wwhttp.LimiterStats { return wwhttp.LimiterStats{FallbackActive: true, Fallbacks: 1} }
 		o.UsageStats = func() wwhttp.UsageStats { return wwhttp.UsageStats{Buffered: 5, Written: 7, Dropped: 1} }
 	})
