@@ -51,6 +51,8 @@ type RateLimitStats struct {
 	AcquireRefused uint64 // Acquire calls refused because every slot was taken
 	Fallback       uint64 // Allow and Acquire calls decided by the fallback, not the shared store
 	FallbackActive bool   // the shared store is currently considered down
+	Outages        uint64 // times the limiter switched to its fallback
+	StoreErrors    uint64 // shared-store calls that failed or timed out
 }
 
 // ValidateRateLimits returns EINVALID when key is empty or longer than 512

@@ -77,7 +77,7 @@ type Limiter struct {
 	nextProbe time.Time
 	probing   bool
 
-	allowed, limited, acquired, acquireRefused, fallbacks atomic.Uint64
+	allowed, limited, acquired, acquireRefused, fallbacks, outages, storeErrors atomic.Uint64
 }
 
 var _ wasmwiz.RateLimiter = (*Limiter)(nil)
@@ -321,6 +321,7 @@ func (l *Limiter) acquireRedis(ctx context.Context, key string, maxSlots int, tt
 			ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 			defer cancel()
 			if err := l.client.ZRem(ctx, slots, token).Err(); err != nil {
+				l.storeErrors.Add(1)
 				l.log.Debug("rate limiter: slot release did not reach Redis; it expires by itself",
 					"key", key, "ttl", ttl, "err", err)
 			}
@@ -373,8 +374,10 @@ func (l *Limiter) failed(err error, probe bool) {
 		l.probing = false
 	}
 	l.nextProbe = now.Add(l.probeInterval)
+	l.storeErrors.Add(1)
 	if !l.down.Load() {
 		l.down.Store(true)
+		l.outages.Add(1)
 		l.downSince = now
 		l.log.Warn("rate limiter: Redis does not answer; deciding in memory on this replica until it does",
 			"err", err, "timeout", l.timeout, "probe_interval", l.probeInterval)
@@ -393,7 +396,8 @@ func (l *Limiter) abandoned(probe bool) {
 // Stats returns the decisions made since New. Allowed, Limited, Acquired and
 // AcquireRefused count every decision, the fallback's included; Fallback
 // counts the Allow and Acquire calls the fallback decided; FallbackActive
-// reports an outage in progress.
+// reports an outage in progress, Outages how many began, and StoreErrors
+// the Redis calls that failed or timed out (a slot release included).
 func (l *Limiter) Stats() wasmwiz.RateLimitStats {
 	return wasmwiz.RateLimitStats{
 		Allowed:        l.allowed.Load(),
@@ -402,6 +406,8 @@ func (l *Limiter) Stats() wasmwiz.RateLimitStats {
 		AcquireRefused: l.acquireRefused.Load(),
 		Fallback:       l.fallbacks.Load(),
 		FallbackActive: l.down.Load(),
+		Outages:        l.outages.Load(),
+		StoreErrors:    l.storeErrors.Load(),
 	}
 }
 

@@ -333,7 +333,8 @@ func TestRedisDownFallsBack(t *testing.T) {
 		t.Fatal("fallback slot not released")
 	}
 	s := l.Stats()
-	if want := (wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 2, AcquireRefused: 1, Fallback: 8, FallbackActive: true}); s != want {
+	if want := (wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 2, AcquireRefused: 1, Fallback: 8, FallbackActive: true,
+		Outages: 1, StoreErrors: 6}); s != want { // 5 Allow and 1 Acquire tried Redis
 		t.Fatalf("Stats() = %+v, want %+v", s, want)
 	}
 	if n := logs.count(downLine); n != 1 {
@@ -419,7 +420,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	clock.Advance(500 * time.Millisecond)
 	check("probe finds Redis", true, false, 7) // Redis's count: 2 before + this
 	check("redis again", true, false, 6)
-	if s := l.Stats(); s.FallbackActive || s.Fallback != 3 || s.Allowed != 7 {
+	if s := l.Stats(); s.FallbackActive || s.Fallback != 3 || s.Allowed != 7 || s.Outages != 1 || s.StoreErrors != 1 {
 		t.Fatalf("Stats() after the outage = %+v", s)
 	}
 	if down, up := logs.count(downLine), logs.count(upLine); down != 1 || up != 1 {
@@ -469,8 +470,8 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	if err != nil || !d.Allowed || d.Fallback {
 		t.Fatalf("Allow after Redis recovered: %+v, %v", d, err)
 	}
-	if s := l.Stats(); s.Fallback != 2 || s.FallbackActive {
-		t.Fatalf("Stats() = %+v, want 2 fallback decisions and none active", s)
+	if s := l.Stats(); s.Fallback != 2 || s.FallbackActive || s.Outages != 1 || s.StoreErrors != 1 {
+		t.Fatalf("Stats() = %+v, want 2 fallback decisions after 1 timeout, none active", s)
 	}
 }
 
