@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+func TestProtocolRoundTrip(t *testing.T) {
+	t.Parallel()
+	t.Run("run request", func(t *testing.T) {
+		req := &wasmwiz.RunRequest{
+			Wasm: []byte("\x00asm\x01\x00\x00\x00"), SHA256: "ab12", Name: "m.wasm",
+			Args: []string{"a", "", "c d"}, Env: map[string]string{"K": "V", "EMPTY": ""},
+			Stdin: []byte{0, 1, 2, 255}, Function: "f", Params: []string{"1", "-2.5", "nan"},
+			Limits: wasmwiz.Limits{Timeout: 1500 * time.Millisecond, MaxMemoryBytes: 1 << 30, MaxOutputBytes: 5, MaxModuleBytes: 6, MaxStdinBytes: 7},
+		}
+		for _, withWasm := range []bool{true, false} {
+			e := newFrame(0)
+			encodeRun(e, req.SHA256, req, withWasm)
+			got, hasWasm := roundTrip(t, msgRun, e, decodeRun)
+			if hasWasm != withWasm {
+				t.Fatalf("hasWasm = %v, want %v", hasWasm, withWasm)
+			}
+			want := *req
+			if !withWasm {
+				want.Wasm = nil
+			}
+			if !reflect.DeepEqual(got, &want) {
+				t.Errorf("withWasm %v: got %+v, want %+v", withWasm, got, &want)
+			}
+		}
+	})
+	t.Run("result", func(t *testing.T) {
+		res := &wasmwiz.Result{
+			Status: wasmwiz.StatusExit, ExitCode: -3, Stdout: []byte("out"), StdoutTruncated: true,
+			Stderr: []byte{0xff, 0xfe}, Trap: "wasm stack", Duration: 1234567,
+			Results:         []wasmwiz.Value{{Type: "i32", Bits: 8}, {Type: "f64", Bits: 1 << 63}},
+			MemoryPeakBytes: 65536, CompileCached: true,
+			Module: wasmwiz.ModuleInfo{SHA256: "cd", SizeBytes: 99, WASI: true, Entry: "_start"},
+		}
+		e := newFrame(0)
+		encodeResult(e, res)
+		got, _ := roundTrip(t, msgResult, e, func(d *dec) (*wasmwiz.Result, bool) { return decodeResult(d), false })
+		if !reflect.DeepEqual(got, res) {
+			t.Errorf("got %+v, want %+v", got, res)
+		}
+	})
+	t.Run("error", func(t *testing.T) {
+		e := newFrame(0)
+		encodeError(e, wasmwiz.WrapError(wasmwiz.ETOOLARGE, errors.New("secret detail"), "too big"))
+		got, _ := roundTrip(t, msgError, e, func(d *dec) (error, bool) { return decodeError(d), false })
+		if wasmwiz.ErrorCode(got) != wasmwiz.ETOOLARGE || wasmwiz.ErrorMessage(got) != "too big" {
+			t.Errorf("got %v, want ETOOLARGE too big", got)
+		}
+		if bytes.Contains([]byte(got.Error()), []byte("secret")) {
+			t.Errorf("the wrapped cause crossed the pipe: %v", got)
+		}
+	})
+}
+
+// roundTrip writes e as a frame, reads it back and decodes it.
+func roundTrip[T any](t *testing.T, kind byte, e *enc, decode func(*dec) (T, bool)) (T, bool) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := writeFrame(&buf, kind, e); err != nil {
+		t.Fatal(err)
+	}
+	k, body, err := readFrame(bufio.NewReader(&buf))
+	if err != nil || k != kind {
+		t.Fatalf("readFrame = %q, %v", k, err)
+	}
+	d := &dec{b: body}
+	v, b := decode(d)
+	if err := d.done(); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return v, b
+}
+
+// TestProtocolMalformed: broken frames and bodies are errors, never panics
+// or huge allocations.
+func TestProtocolMalformed(t *testing.T) {
+	t.Parallel()
+	frames := []struct {
+		name string
+		in   []byte
+	}{
+		{"empty", nil},
+		{"short header", []byte{0, 0}},
+		{"zero length", []byte{0, 0, 0, 0, 'R'}},
+		{"huge length", []byte{0xff, 0xff, 0xff, 0xff, 'R'}},
+		{"truncated body", []byte{0, 0, 0, 9, 'R', 1, 2}},
+	}
+	for _, tt := range frames {
+		t.Run("frame "+tt.name, func(t *testing.T) {
+			if _, _, err := readFrame(bufio.NewReader(bytes.NewReader(tt.in))); err == nil {
+				t.Fatal("readFrame accepted a broken frame")
+			}
+		})
+	}
+	// Every prefix of a valid body, and a body with a lying length, must
+	// fail to decode.
+	e := newFrame(0)
+	encodeRun(e, "sha", &wasmwiz.RunRequest{Wasm: []byte("wasm"), Args: []string{"x"}, Env: map[string]string{"a": "b"}, Params: []string{"1"}}, true)
+	body := e.b[5:]
+	for n := range len(body) {
+		d := &dec{b: body[:n]}
+		decodeRun(d)
+		if d.done() == nil {
+			t.Errorf("a run body cut to %d of %d bytes decoded", n, len(body))
+		}
+	}
+	d := &dec{b: []byte{0xff, 0xff, 0xff, 0xff, 0x0f}}
+	if d.strings(); d.done() == nil {
+		t.Error("a list longer than its body decoded")
+	}
+	r := &enc{}
+	encodeResult(r, &wasmwiz.Result{Stdout: []byte("x")})
+	for n := range len(r.b) {
+		d := &dec{b: r.b[:n]}
+		decodeResult(d)
+		if d.done() == nil {
+			t.Errorf("a result cut to %d of %d bytes decoded", n, len(r.b))
+		}
+	}
+}
+
+func FuzzDecodeRun(f *testing.F) {
+	e := newFrame(0)
+	encodeRun(e, "sha", &wasmwiz.RunRequest{Wasm: []byte("w"), Env: map[string]string{"a": "b"}}, true)
+	f.Add(e.b[5:])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := &dec{b: b}
+		decodeRun(d)
+		_ = d.done()
+		d = &dec{b: b}
+		decodeResult(d)
+		_ = d.done()
+	})
+}
+
+func TestLRU(t *testing.T) {
+	t.Parallel()
+	c := newLRU(10)
+	c.add("a", 4, 1)
+	c.add("b", 4, 2)
+	c.add("a", 4, 1) // a is now the most recent
+	c.add("c", 4, 3) // evicts b
+	if c.has("b") || !c.has("a") || !c.has("c") {
+		t.Errorf("after adding c: a %v b %v c %v, want a and c", c.has("a"), c.has("b"), c.has("c"))
+	}
+	c.add("huge", 100, 4) // over the budget alone: kept, all others evicted
+	if c.len() != 1 || !c.has("huge") {
+		t.Errorf("after adding huge: %d keys, want only huge", c.len())
+	}
+	if v, ok := c.get("huge"); !ok || v != 4 {
+		t.Errorf("get(huge) = %v, %v", v, ok)
+	}
+}
