@@ -1,0 +1,274 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+)
+
+func testdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "engine", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// realServer is the HTTP server on the real in-process engine and the real
+// in-memory limiter, over a real listener; stores are mocks.
+func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.UsageRecorder) {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(ctx) })
+	lim := inmem.New(inmem.Options{})
+	usage := &mock.UsageRecorder{}
+	modules := map[string]*wasmwiz.Module{}
+	srv, err := wwhttp.NewServer(wwhttp.Options{
+		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+			if p == userKey {
+				return &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser, Tier: tier.Name}, &wasmwiz.APIKey{ID: 11}, nil
+			}
+			return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "no")
+		}},
+		Tiers: &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return tier, nil }},
+		Modules: &mock.ModuleService{
+			CreateModuleFn: func(ctx context.Context, m *wasmwiz.Module) error {
+				m.ID, m.OwnerID, m.SHA256, m.SizeBytes = wasmwiz.NewModuleID(), 1, m.Inspection.SHA256, int64(len(m.Wasm))
+				modules[m.ID] = m
+				return nil
+			},
+			FindModuleWasmFn: func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+				if m, ok := modules[id]; ok {
+					return m, nil
+				}
+				return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+			},
+		},
+		Engine: eng, Limiter: lim, Usage: usage, Auth: true, Logger: slog.New(slog.DiscardHandler),
+		MaxConcurrentRuns: 2, QueueSize: 4, QueueTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts, usage
+}
+
+func post(t *testing.T, url, contentType string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+userKey)
+	req.Header.Set("Content-Type", contentType)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, b
+}
+
+func TestRealEngineExecute(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
+	ts, usage := realServer(t, &tier)
+
+	tests := []struct {
+		name      string
+		path      string
+		body      func(t *testing.T) (io.Reader, string)
+		status    int
+		runStatus wasmwiz.Status
+		stdout    string
+		results   string
+	}{
+		{name: "multipart hello", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, stdout: "Hello, World!\n",
+			body: func(t *testing.T) (io.Reader, string) {
+				return multipartBody(t, nil, map[string][]byte{"wasm": testdata(t, "hello.wasm")})
+			}},
+		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: wasmwiz.StatusOK, stdout: "hi",
+			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "echo.wasm")), "application/wasm" }},
+		{name: "json plain function", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, results: "i32=5",
+			body: func(t *testing.T) (io.Reader, string) {
+				b, _ := json.Marshal(map[string]any{"wasm_base64": testdata(t, "add.wasm"), "function": "add", "params": []int{2, 3}})
+				return bytes.NewReader(b), "application/json"
+			}},
+		{name: "tight loop stopped at the caller's lower timeout", path: "/api/v1/execute?timeout=100ms", status: 200, runStatus: wasmwiz.StatusTimeout,
+			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "loop.wasm")), "application/wasm" }},
+		{name: "not wasm", path: "/api/v1/execute", status: 400,
+			body: func(t *testing.T) (io.Reader, string) { return strings.NewReader("hello"), "application/wasm" }},
+		{name: "unsatisfiable import", path: "/api/v1/execute", status: 400,
+			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "bad_imports.wasm")), "application/wasm" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body, ct := tt.body(t)
+			res, b := post(t, ts.URL+tt.path, ct, body)
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, tt.status, b)
+			}
+			if res.Header.Get("X-RateLimit-Limit") != "1000" {
+				t.Errorf("X-RateLimit-Limit = %q", res.Header.Get("X-RateLimit-Limit"))
+			}
+			if tt.status != 200 {
+				return
+			}
+			var rj wasmwiz.ResultJSON
+			if err := json.Unmarshal(b, &rj); err != nil {
+				t.Fatal(err)
+			}
+			if rj.Status != tt.runStatus || string(rj.Stdout) != tt.stdout {
+				t.Errorf("status %q stdout %q; want %q %q", rj.Status, rj.Stdout, tt.runStatus, tt.stdout)
+			}
+			if tt.results != "" {
+				if len(rj.Results) != 1 || rj.Results[0].Type+"="+rj.Results[0].String() != tt.results {
+					t.Errorf("results %v, want %s", rj.Results, tt.results)
+				}
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if n := len(usage.Runs()); n < 4 {
+			t.Errorf("%d usage records, want at least 4", n)
+		}
+	})
+}
+
+// TestRealEngineLegacyFixtures runs the original service's three fixtures
+// through the legacy route.
+func TestRealEngineLegacyFixtures(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
+	ts, _ := realServer(t, &tier)
+	tests := []struct {
+		name, module, input string
+		output, errText     string
+	}{
+		{name: "hello", module: "hello.wasm", output: "Hello, World!\n"},
+		{name: "echo", module: "echo.wasm", input: "  ping  ", output: "ping"},
+		{name: "calc_add", module: "calc_add.wasm", input: "5 3", output: "8\n"},
+		{name: "calc_add without numbers", module: "calc_add.wasm", input: "x", errText: "expected two integers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body, ct := multipartBody(t, map[string]string{"input": tt.input}, map[string][]byte{"wasm": testdata(t, tt.module)})
+			res, b := post(t, ts.URL+"/api/execute", ct, body)
+			if res.StatusCode != 200 {
+				t.Fatalf("status %d: %s", res.StatusCode, b)
+			}
+			var out struct {
+				Output *string `json:"output"`
+				Error  *string `json:"error"`
+			}
+			if err := json.Unmarshal(b, &out); err != nil {
+				t.Fatal(err)
+			}
+			if tt.errText == "" && (out.Error != nil || out.Output == nil || *out.Output != tt.output) {
+				t.Errorf("answer %s, want output %q", b, tt.output)
+			}
+			if tt.errText != "" && (out.Output != nil || out.Error == nil || !strings.Contains(*out.Error, tt.errText)) {
+				t.Errorf("answer %s, want error containing %q", b, tt.errText)
+			}
+		})
+	}
+}
+
+// TestRealLimiterQuota: the tier's per-minute quota is enforced by the real
+// limiter, with exact headers, and refused runs do not run.
+func TestRealLimiterQuota(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute = 2
+	ts, usage := realServer(t, &tier)
+	hello := testdata(t, "hello.wasm")
+	for i, want := range []struct {
+		status    int
+		remaining string
+	}{{200, "1"}, {200, "0"}, {429, "0"}} {
+		res, b := post(t, ts.URL+"/api/v1/execute", "application/wasm", bytes.NewReader(hello))
+		if res.StatusCode != want.status || res.Header.Get("X-RateLimit-Remaining") != want.remaining {
+			t.Fatalf("request %d: status %d remaining %q: %s", i+1, res.StatusCode, res.Header.Get("X-RateLimit-Remaining"), b)
+		}
+		if want.status == 429 {
+			ra := res.Header.Get("Retry-After")
+			if ra == "" || ra == "0" || res.Header.Get("X-RateLimit-Limit") != "2" {
+				t.Errorf("429 headers: Retry-After %q limit %q", ra, res.Header.Get("X-RateLimit-Limit"))
+			}
+		}
+	}
+	if n := len(usage.Runs()); n != 2 {
+		t.Errorf("%d usage records, want 2 (the refused run is not one)", n)
+	}
+}
+
+// TestRealEngineModuleUpload: upload inspects with the real engine, refuses
+// invalid modules, and the stored module runs by id.
+func TestRealEngineModuleUpload(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
+	ts, _ := realServer(t, &tier)
+
+	res, b := post(t, ts.URL+"/api/v1/modules?name=bad.wasm", "application/wasm", strings.NewReader("not wasm at all"))
+	if res.StatusCode != 400 {
+		t.Fatalf("invalid upload: %d %s", res.StatusCode, b)
+	}
+	body, ct := multipartBody(t, map[string]string{"name": "echo", "description": "trims"}, map[string][]byte{"wasm": testdata(t, "echo.wasm")})
+	res, b = post(t, ts.URL+"/api/v1/modules", ct, body)
+	if res.StatusCode != 201 {
+		t.Fatalf("upload: %d %s", res.StatusCode, b)
+	}
+	var m wasmwiz.Module
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Inspection == nil || !m.Inspection.WASI || m.Inspection.Entry != "_start" || m.Name != "echo" {
+		t.Fatalf("upload answer %s", b)
+	}
+	res, b = post(t, ts.URL+"/api/v1/modules/"+m.ID+"/execute", "text/plain", strings.NewReader("  stored  "))
+	if res.StatusCode != 200 {
+		t.Fatalf("execute stored: %d %s", res.StatusCode, b)
+	}
+	var rj wasmwiz.ResultJSON
+	if err := json.Unmarshal(b, &rj); err != nil {
+		t.Fatal(err)
+	}
+	if string(rj.Stdout) != "stored" {
+		t.Errorf("stdout %q, want stored", rj.Stdout)
+	}
+}
