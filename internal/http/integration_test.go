@@ -116,18 +116,24 @@ func TestRealEngineExecute(t *testing.T) {
 				return multipartBody(t, nil, map[string][]byte{"wasm": testdata(t, "hello.wasm")})
 			}},
 		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: wasmwiz.StatusOK, stdout: "hi",
-			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "echo.wasm")), "application/wasm" }},
+			body: func(t *testing.T) (io.Reader, string) {
+				return bytes.NewReader(testdata(t, "echo.wasm")), "application/wasm"
+			}},
 		{name: "json plain function", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, results: "i32=5",
 			body: func(t *testing.T) (io.Reader, string) {
 				b, _ := json.Marshal(map[string]any{"wasm_base64": testdata(t, "add.wasm"), "function": "add", "params": []int{2, 3}})
 				return bytes.NewReader(b), "application/json"
 			}},
 		{name: "tight loop stopped at the caller's lower timeout", path: "/api/v1/execute?timeout=100ms", status: 200, runStatus: wasmwiz.StatusTimeout,
-			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "loop.wasm")), "application/wasm" }},
+			body: func(t *testing.T) (io.Reader, string) {
+				return bytes.NewReader(testdata(t, "loop.wasm")), "application/wasm"
+			}},
 		{name: "not wasm", path: "/api/v1/execute", status: 400,
 			body: func(t *testing.T) (io.Reader, string) { return strings.NewReader("hello"), "application/wasm" }},
 		{name: "unsatisfiable import", path: "/api/v1/execute", status: 400,
-			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(testdata(t, "bad_imports.wasm")), "application/wasm" }},
+			body: func(t *testing.T) (io.Reader, string) {
+				return bytes.NewReader(testdata(t, "bad_imports.wasm")), "application/wasm"
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
