@@ -22,7 +22,11 @@ const childEnv = "WASMWIZ_WORKER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		if err := ServeProcess(context.Background(), ServeOptions{}); err != nil {
+		var opts ServeOptions
+		if os.Getenv(faultyEnv) == "1" {
+			opts.NewEngine = newFaultyEngine
+		}
+		if err := ServeProcess(context.Background(), opts); err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
 			os.Exit(1)
 		}

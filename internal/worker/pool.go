@@ -506,6 +506,7 @@ func (pl *Pool) release(p *proc, healthy bool, peak int64) {
 		if rss := p.rssBytes(); rss > pl.opts.MaxIdleRSSBytes {
 			pl.log.Info("retiring a worker that holds too much memory", "pid", p.pid, "rss_bytes", rss)
 			p.kill()
+			<-p.exited
 			pl.kills.Add(1)
 			healthy = false
 		}

@@ -1,0 +1,103 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// faultyEnv makes a test worker run faultyEngine: the real engine, except
+// for a few function names that make the worker misbehave in ways a guest
+// cannot, to test how the pool copes.
+const faultyEnv = "WASMWIZ_WORKER_TEST_FAULTY"
+
+type faultyEngine struct{ GuestEngine }
+
+func newFaultyEngine(ctx context.Context, s EngineSettings) (GuestEngine, error) {
+	eng, err := NewEngine(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return faultyEngine{eng}, nil
+}
+
+// ballast keeps memory resident in a worker for the retirement test.
+var ballast []byte
+
+func (e faultyEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	switch req.Function {
+	case "__noise": // a library writes to stdout: it must not reach the pipe
+		fmt.Println("noise on stdout")
+		fmt.Fprint(os.Stdout, "\x00\x00\x00\x05Rxxxx")
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("after noise")}, nil
+	case "__oom": // what the Go runtime does when it runs out of memory
+		fmt.Fprintln(os.Stderr, "fatal error: runtime: out of memory")
+		os.Exit(2)
+	case "__exit": // a crash without a word
+		os.Exit(3)
+	case "__rss": // a run that leaves the worker holding a lot of memory
+		ballast = make([]byte, 256<<20)
+		for i := 0; i < len(ballast); i += 4096 {
+			ballast[i] = 1
+		}
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, MemoryPeakBytes: 32 << 20}, nil
+	}
+	return e.GuestEngine.Run(ctx, req)
+}
+
+func faultyOptions(t testing.TB, size, spares int) Options {
+	opts := testOptions(t, size, spares)
+	opts.Env = append(opts.Env, faultyEnv+"=1")
+	return opts
+}
+
+// TestWorkerFaults: how the pool answers when its worker misbehaves.
+func TestWorkerFaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		function string
+		status   wasmwiz.Status // want this result...
+		code     string         // ...or this error
+		stdout   string
+		replaced bool // the worker is gone afterwards
+	}{
+		{"stray stdout writes stay off the protocol", "__noise", wasmwiz.StatusOK, "", "after noise", false},
+		{"death from out of memory is memory_limit", "__oom", wasmwiz.StatusMemoryLimit, "", "", true},
+		{"a silent crash is EINTERNAL", "__exit", "", wasmwiz.EINTERNAL, "", true},
+		{"a worker holding too much memory is retired", "__rss", wasmwiz.StatusOK, "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := faultyOptions(t, 1, 0)
+			opts.MaxIdleRSSBytes = 128 << 20
+			pl := newTestPool(t, opts)
+			pid := pl.PIDs()[0]
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: tt.function, Limits: limits()})
+			if tt.code != "" {
+				if got := wasmwiz.ErrorCode(err); got != tt.code {
+					t.Fatalf("error code = %q (%v), want %s", got, err, tt.code)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if res.Status != tt.status || string(res.Stdout) != tt.stdout {
+					t.Fatalf("result = %s %q, want %s %q", res.Status, res.Stdout, tt.status, tt.stdout)
+				}
+			}
+			if gone := !processExists(pid); gone != tt.replaced {
+				t.Errorf("worker gone = %v, want %v", gone, tt.replaced)
+			}
+			// Either way, the pool still runs guests.
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			if err != nil || string(res.Stdout) != "Hello, World!\n" {
+				t.Fatalf("hello afterwards: %v, %+v", err, res)
+			}
+		})
+	}
+}
