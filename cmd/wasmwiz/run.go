@@ -89,7 +89,10 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err))
 	}
 
-	eng, err := engine.New(ctx, engine.Options{CacheDir: *cacheDir})
+	// Without a deadline the in-guest checks only cost time (up to 15x on
+	// CPU-bound guests, docs/PERFORMANCE.md); an interrupt (Ctrl-C) ends
+	// the process, which stops any guest.
+	eng, err := engine.New(ctx, engine.Options{CacheDir: *cacheDir, NoGuestInterrupt: lim.Timeout == 0})
 	if err != nil {
 		return err
 	}
