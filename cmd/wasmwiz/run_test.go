@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,5 +101,47 @@ func TestRunCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunHelperProcess is not a test: TestRunStopsLoopFreeRecursion runs
+// the test binary as `wasmwiz` through it.
+func TestRunHelperProcess(t *testing.T) {
+	if os.Getenv("WASMWIZ_RUN_HELPER") != "1" {
+		t.Skip("helper process for TestRunStopsLoopFreeRecursion")
+	}
+	var args []string
+	_ = json.Unmarshal([]byte(os.Getenv("WASMWIZ_RUN_ARGS")), &args)
+	os.Exit(Main(context.Background(), &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}, args))
+}
+
+// TestRunStopsLoopFreeRecursion: a loop-free recursive guest ignores the
+// in-guest checks, so `wasmwiz run` must end the process itself, with the
+// timeout status, instead of running for days.
+func TestRunStopsLoopFreeRecursion(t *testing.T) {
+	t.Parallel()
+	for _, asJSON := range []bool{false, true} {
+		args := []string{"run", "--timeout", "200ms", engineTestdata("fib_recursive.wasm")}
+		if asJSON {
+			args = []string{"run", "--json", "--timeout", "200ms", engineTestdata("fib_recursive.wasm")}
+		}
+		a, _ := json.Marshal(args)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
+		cmd.Env = append(os.Environ(), "WASMWIZ_RUN_HELPER=1", "WASMWIZ_RUN_ARGS="+string(a))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitTimeout {
+			t.Fatalf("json %v: %v, want exit status %d\nstdout %s\nstderr %s", asJSON, err, exitTimeout, stdout.String(), stderr.String())
+		}
+		if asJSON {
+			var r wasmwiz.ResultJSON
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Status != wasmwiz.StatusTimeout {
+				t.Fatalf("stdout %q: %v", stdout.String(), err)
+			}
+		} else if !strings.Contains(stderr.String(), "timeout") {
+			t.Fatalf("stderr %q does not say timeout", stderr.String())
+		}
 	}
 }
