@@ -116,7 +116,9 @@ func TestResourceRoutes(t *testing.T) {
 				}
 			}, status: 200, want: `{"keys":[],"total":0}`},
 		{name: "revoke another tenant's key", method: "DELETE", path: "/api/v1/keys/12", key: userKey,
-			setup: func(f *fixture) { f.keys.RevokeAPIKeyFn = func(ctx context.Context, id int64) error { return notFound } },
+			setup: func(f *fixture) {
+				f.keys.RevokeAPIKeyFn = func(ctx context.Context, id int64) error { return notFound }
+			},
 			status: 404, want: "ENOTFOUND"},
 		{name: "user cannot raise its tier", method: "PATCH", path: "/api/v1/admin/users/1", key: userKey, body: `{"tier":"enterprise"}`, status: 403, want: "EFORBIDDEN"},
 		{name: "admin sets a tier", method: "PATCH", path: "/api/v1/admin/users/1", key: adminKey, body: `{"tier":"pro"}`,
@@ -143,14 +145,16 @@ func TestResourceRoutes(t *testing.T) {
 			}, status: 201, want: `"secret":"ww_new"`},
 		{name: "duplicate email", method: "POST", path: "/api/v1/admin/users", key: adminKey, body: `{"email":"a@b.c"}`,
 			setup: func(f *fixture) {
-				f.users.CreateUserFn = func(ctx context.Context, u *wasmwiz.User) error { return wasmwiz.Errorf(wasmwiz.ECONFLICT, "email taken") }
+				f.users.CreateUserFn = func(ctx context.Context, u *wasmwiz.User) error {
+					return wasmwiz.Errorf(wasmwiz.ECONFLICT, "email taken")
+				}
 			}, status: 409, want: "ECONFLICT"},
 		{name: "list tiers", method: "GET", path: "/api/v1/admin/tiers", key: adminKey,
 			setup: func(f *fixture) {
 				f.tiers.ListTiersFn = func(ctx context.Context) ([]*wasmwiz.Tier, error) { return wasmwiz.DefaultTiers(), nil }
 			}, status: 200, want: `"timeout_ms":120000`},
 		{name: "create existing tier", method: "POST", path: "/api/v1/admin/tiers", key: adminKey,
-			body: `{"name":"free","runs_per_minute":1,"runs_per_day":1,"max_memory_bytes":"1MiB","timeout":"1s","max_module_bytes":1024,"max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1}`,
+			body:   `{"name":"free","runs_per_minute":1,"runs_per_day":1,"max_memory_bytes":"1MiB","timeout":"1s","max_module_bytes":1024,"max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1}`,
 			status: 409, want: "ECONFLICT"},
 		{name: "invalid tier", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"runs_per_minute":0}`, status: 400, want: "EINVALID"},
 		{name: "bad size string", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"max_memory_bytes":"lots"}`, status: 400, want: "invalid size"},
