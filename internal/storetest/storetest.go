@@ -21,7 +21,7 @@
 //   - CreateAPIKey refuses an expiry that is not after now (EINVALID) and a
 //     name longer than 100 bytes; revoking a revoked key succeeds and keeps
 //     the first revocation time.
-//   - Authenticate writes last_used_at when it is unset or at least a minute
+//   - Authenticate writes last_used_at when it is unset or more than a minute
 //     old, so a busy key costs one write a minute, not one per request.
 //   - FindAPIKeys for an admin with UserID 0 lists every user's keys.
 //   - A Limit of 0 means a default page of at least 100 rows.
@@ -43,6 +43,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,6 +259,19 @@ func wantCode(t *testing.T, err error, code string, what string) {
 	var e *wasmwiz.Error
 	if code != "" && !errors.As(err, &e) {
 		t.Fatalf("%s: error %v is not a *wasmwiz.Error", what, err)
+	}
+}
+
+// sameAnswer fails the test unless the errors for two ids (one that
+// exists but is not the caller's, one that does not exist) read the same
+// once each id is blanked out: the answer must not reveal existence.
+func sameAnswer(t *testing.T, errA error, idA string, errB error, idB string, what string) {
+	t.Helper()
+	msgA := strings.ReplaceAll(wasmwiz.ErrorMessage(errA), idA, "ID")
+	msgB := strings.ReplaceAll(wasmwiz.ErrorMessage(errB), idB, "ID")
+	if wasmwiz.ErrorCode(errA) != wasmwiz.ErrorCode(errB) || msgA != msgB {
+		t.Fatalf("%s: another user's answers %s %q, a missing one answers %s %q",
+			what, wasmwiz.ErrorCode(errA), msgA, wasmwiz.ErrorCode(errB), msgB)
 	}
 }
 

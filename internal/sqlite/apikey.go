@@ -1,0 +1,208 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// lastUsedEvery is how stale api_keys.last_used_at may get: a key in
+// constant use costs one write per minute, not one per request.
+const lastUsedEvery = time.Minute
+
+// maxKeyNameLen bounds key names.
+const maxKeyNameLen = 100
+
+const apiKeyColumns = `k.id, k.user_id, k.name, k.prefix, k.digest, k.created_at, k.last_used_at, k.expires_at, k.revoked_at`
+
+func scanAPIKey(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.APIKey, error) {
+	var k wasmwiz.APIKey
+	var created int64
+	var lastUsed, expires, revoked sql.NullInt64
+	dest := append([]any{&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Digest, &created, &lastUsed, &expires, &revoked}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	k.CreatedAt = fromMS(created)
+	k.LastUsedAt, k.ExpiresAt, k.RevokedAt = fromNullMS(lastUsed), fromNullMS(expires), fromNullMS(revoked)
+	return &k, nil
+}
+
+// CreateAPIKey creates a key for userID (the caller's own unless the caller
+// is an admin) and returns it with its plaintext, which is never stored:
+// the database keeps its SHA-256 digest and a short prefix for listings.
+// ENOTFOUND for another user's id (non-admins) or an unknown user, EINVALID
+// for a name over 100 bytes or an expiry not after now, EUNAUTHORIZED
+// without a caller.
+func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	var k *wasmwiz.APIKey
+	var plain string
+	err = db.write(ctx, "create API key", func(tx *sql.Tx) error {
+		var err error
+		k, plain, err = createAPIKey(ctx, tx, db.Now(), caller, userID, name, expiresAt)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, plain, nil
+}
+
+func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+	name = strings.TrimSpace(name)
+	if len(name) > maxKeyNameLen {
+		return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "key name longer than %d bytes", maxKeyNameLen)
+	}
+	if expiresAt != nil {
+		e := expiresAt.UTC().Truncate(time.Millisecond)
+		if !e.After(now) {
+			return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "key expiry %s is not in the future", e.Format(time.RFC3339))
+		}
+		expiresAt = &e
+	}
+	notFound := wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", userID)
+	if !caller.IsAdmin() && userID != caller.ID {
+		return nil, "", notFound
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ? AND (? OR id = ?)`,
+		userID, caller.IsAdmin(), caller.ID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", notFound
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	plain, err := wasmwiz.GenerateAPIKey()
+	if err != nil {
+		return nil, "", err
+	}
+	k := &wasmwiz.APIKey{UserID: userID, Name: name, Prefix: plain[:wasmwiz.APIKeyVisiblePrefixLen],
+		Digest: wasmwiz.HashAPIKey(plain), CreatedAt: now, ExpiresAt: expiresAt}
+	err = tx.QueryRowContext(ctx, `INSERT INTO api_keys (user_id, name, prefix, digest, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, k.UserID, k.Name, k.Prefix, k.Digest, ms(now), msPtr(expiresAt)).Scan(&k.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	return k, plain, nil
+}
+
+// Authenticate finds the active key with this plaintext, by its digest, and
+// its enabled user with the user's current tier and role. EUNAUTHORIZED for
+// anything else (unknown, malformed, revoked, expired, disabled user), never
+// saying which; EUNAVAILABLE when the database does not answer. It needs no
+// caller.
+//
+// last_used_at is written only when it is unset or more than a minute old,
+// read in the same query that finds the key; the UPDATE repeats that
+// condition, so replicas racing at the minute's edge write once.
+func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+	denied := wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key")
+	if !wasmwiz.LooksLikeAPIKey(plaintext) {
+		return nil, nil, denied
+	}
+	now := db.Now()
+	var u wasmwiz.User
+	var userCreated int64
+	k, err := scanAPIKey(db.reader.QueryRowContext(ctx, `SELECT `+apiKeyColumns+`,
+			u.id, u.email, u.role, u.tier, u.created_at, u.disabled
+		FROM api_keys k JOIN users u ON u.id = k.user_id
+		WHERE k.digest = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`,
+		wasmwiz.HashAPIKey(plaintext), ms(now)),
+		&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, denied
+	}
+	if err != nil {
+		return nil, nil, dbError(err, "authenticate")
+	}
+	u.CreatedAt = fromMS(userCreated)
+	stale := now.Add(-lastUsedEvery)
+	if k.LastUsedAt == nil || k.LastUsedAt.Before(stale) {
+		// A lost write costs only a stale timestamp: it does not fail the
+		// request.
+		res, err := db.writer.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ?
+			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, ms(now), k.ID, ms(stale))
+		if err == nil {
+			if n, _ := res.RowsAffected(); n == 1 {
+				k.LastUsedAt = &now
+			}
+		}
+	}
+	return &u, k, nil
+}
+
+// FindAPIKeys lists keys, newest first, with the total matching count.
+// Admins see the keys of filter.UserID, every user's when it is 0; other
+// callers always see only their own. Revoked keys only with IncludeRevoked.
+// EUNAUTHORIZED without a caller.
+func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var where []string
+	var args []any
+	switch {
+	case !caller.IsAdmin():
+		where, args = append(where, `k.user_id = ?`), append(args, caller.ID)
+	case filter.UserID != 0:
+		where, args = append(where, `k.user_id = ?`), append(args, filter.UserID)
+	}
+	if !filter.IncludeRevoked {
+		where = append(where, `k.revoked_at IS NULL`)
+	}
+	cond := `1`
+	if len(where) > 0 {
+		cond = strings.Join(where, ` AND `)
+	}
+	var total int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM api_keys k WHERE `+cond, args...).Scan(&total); err != nil {
+		return nil, 0, dbError(err, "count API keys")
+	}
+	limit, offset := page(filter.Limit, filter.Offset)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+apiKeyColumns+` FROM api_keys k WHERE `+cond+`
+		ORDER BY k.created_at DESC, k.id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, dbError(err, "find API keys")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.APIKey
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, 0, dbError(err, "find API keys")
+		}
+		out = append(out, k)
+	}
+	return out, total, dbError(rows.Err(), "find API keys")
+}
+
+// RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking a
+// revoked key succeeds and keeps the first time. ENOTFOUND for another
+// user's key or no key, EUNAUTHORIZED without a caller.
+func (db *DB) RevokeAPIKey(ctx context.Context, id int64) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, "revoke API key", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?)
+			WHERE id = ? AND (? OR user_id = ?)`, ms(db.Now()), id, caller.IsAdmin(), caller.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "API key %d not found", id)
+		}
+		return nil
+	})
+}

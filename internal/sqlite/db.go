@@ -1,0 +1,231 @@
+// Package sqlite implements WasmWiz's stores on SQLite through database/sql
+// and modernc.org/sqlite (pure Go, so the binary stays CGO_ENABLED=0): the
+// embedded default, one file, nothing to install. It passes the conformance
+// suite of internal/storetest and holds the schema of docs/SCHEMA.md.
+//
+// Every method takes its caller from the context (wasmwiz.UserFromContext)
+// and scopes its SQL by that caller's id, so that tenancy holds in the query
+// itself and not only in the Go code around it.
+//
+// SQLite allows one writer at a time. The DB keeps one connection for writes,
+// so that writers of this process queue in Go instead of spinning on
+// SQLITE_BUSY, and a pool of read-only connections that WAL lets read while
+// the writer writes. Another process on the same file (the admin CLI while
+// serve runs) waits up to the busy timeout.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// busyTimeout is how long a statement waits for another process's write
+// lock before it fails with EUNAVAILABLE.
+const busyTimeout = 10 * time.Second
+
+// DB is the SQLite store. It implements wasmwiz.UserService, APIKeyService,
+// TierService, ModuleService and RunService, and is safe for concurrent use.
+type DB struct {
+	path   string
+	writer *sql.DB // exactly one connection; transactions BEGIN IMMEDIATE
+	reader *sql.DB // read-only connections
+	now    atomic.Pointer[func() time.Time]
+}
+
+// Interface checks.
+var (
+	_ wasmwiz.UserService   = (*DB)(nil)
+	_ wasmwiz.APIKeyService = (*DB)(nil)
+	_ wasmwiz.TierService   = (*DB)(nil)
+	_ wasmwiz.ModuleService = (*DB)(nil)
+	_ wasmwiz.RunService    = (*DB)(nil)
+)
+
+// Open opens (creating it if needed) the SQLite database file at path, in
+// WAL mode with foreign keys on, and checks that it answers. It returns
+// EINVALID for an empty path and EUNAVAILABLE when the file cannot be opened
+// or is not a database. Open does not migrate: call Migrate.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "empty SQLite database path")
+	}
+	params := url.Values{}
+	params.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))
+	params.Set("_foreign_keys", "1")
+	params.Set("_journal_mode", "WAL")
+	// NORMAL in WAL mode loses at most the last transactions on power loss,
+	// never consistency; FULL would fsync every commit.
+	params.Set("_synchronous", "NORMAL")
+	params.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock on upgrade
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params.Encode()
+
+	writer, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot open SQLite database %s", path)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	params.Set("_query_only", "1")
+	params.Del("_journal_mode") // set once by the writer; a reader must not try to change it
+	reader, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+params.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot open SQLite database %s", path)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+
+	db := &DB{path: path, writer: writer, reader: reader}
+	db.SetNow(time.Now)
+	// The writer connects first: it creates the file and switches it to WAL
+	// before any reader opens it.
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes every connection.
+func (db *DB) Close() error {
+	return errors.Join(db.reader.Close(), db.writer.Close())
+}
+
+// Ping checks that the database answers, for readiness: EUNAVAILABLE when
+// it does not.
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var one int
+	if err := db.writer.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "SQLite database does not answer")
+	}
+	if err := db.reader.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&one); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "SQLite database does not answer")
+	}
+	return nil
+}
+
+// SetNow replaces the clock the store reads (time.Now by default): tests
+// move it to check expiry and last-use times.
+func (db *DB) SetNow(now func() time.Time) { db.now.Store(&now) }
+
+// Now returns the store's current time: UTC, to the millisecond, which is
+// what the database keeps.
+func (db *DB) Now() time.Time {
+	return (*db.now.Load())().UTC().Truncate(time.Millisecond)
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// write runs fn in one write transaction, committed when fn returns nil.
+func (db *DB) write(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return dbError(err, what)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return dbError(err, what)
+	}
+	return dbError(tx.Commit(), what)
+}
+
+// SQLite result codes the store maps to application errors.
+const (
+	sqliteBusy                 = 5
+	sqliteLocked               = 6
+	sqliteIOErr                = 10
+	sqliteFull                 = 13
+	sqliteCantOpen             = 14
+	sqliteConstraint           = 19
+	sqliteConstraintForeignKey = 787
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+// dbError turns a driver error into an application error; what names the
+// action for the message ("create user"). Application errors pass through.
+func dbError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var werr *wasmwiz.Error
+	if errors.As(err, &werr) {
+		return err
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return wasmwiz.WrapError(wasmwiz.ENOTFOUND, err, "%s: not found", what)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: database unavailable, retry later", what)
+	}
+	var serr *sqlite.Error
+	if errors.As(err, &serr) {
+		code := serr.Code()
+		switch {
+		case code == sqliteConstraintUnique || code == sqliteConstraintPrimaryKey:
+			return wasmwiz.WrapError(wasmwiz.ECONFLICT, err, "%s: already exists", what)
+		case code == sqliteConstraintForeignKey:
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "%s: refers to something that does not exist", what)
+		case code&0xff == sqliteConstraint:
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "%s: invalid value", what)
+		case code&0xff == sqliteBusy || code&0xff == sqliteLocked || code&0xff == sqliteIOErr ||
+			code&0xff == sqliteFull || code&0xff == sqliteCantOpen:
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: database unavailable, retry later", what)
+		}
+	}
+	return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "%s failed", what)
+}
+
+// Times are stored as unix milliseconds.
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func msPtr(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// page returns the LIMIT and OFFSET of a filter: 100 rows by default, at
+// most 1000.
+func page(limit, offset int) (int, int) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return min(limit, 1000), max(offset, 0)
+}

@@ -1,0 +1,10 @@
+package sqlite
+
+import "context"
+
+// ExecForTest runs a statement on the writer, for tests that need a state
+// no method makes.
+func (db *DB) ExecForTest(ctx context.Context, query string, args ...any) error {
+	_, err := db.writer.ExecContext(ctx, query, args...)
+	return err
+}

@@ -1,0 +1,172 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Bounds on module metadata; the module's size is bounded by the caller's
+// tier before it gets here.
+const (
+	maxModuleNameLen        = 128
+	maxModuleDescriptionLen = 4096
+)
+
+const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public, created_at, last_run_at, run_count`
+
+func scanModule(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.Module, error) {
+	var m wasmwiz.Module
+	var inspection sql.NullString
+	var created int64
+	var lastRun sql.NullInt64
+	dest := append([]any{&m.ID, &m.OwnerID, &m.Name, &m.Description, &m.SHA256, &m.SizeBytes, &inspection,
+		&m.Public, &created, &lastRun, &m.RunCount}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	m.CreatedAt, m.LastRunAt = fromMS(created), fromNullMS(lastRun)
+	if inspection.Valid {
+		m.Inspection = new(wasmwiz.Inspection)
+		if err := json.Unmarshal([]byte(inspection.String), m.Inspection); err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "module %s has a broken inspection", m.ID)
+		}
+	}
+	return &m, nil
+}
+
+// CreateModule stores m (Name, Description, Wasm, Inspection, Public) for the
+// caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt. The same
+// bytes stored by two users are two modules. EINVALID for no bytes, a name
+// over 128 or a description over 4096 bytes; EUNAUTHORIZED without a caller.
+func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(m.Wasm) == 0:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module has no bytes")
+	case len(m.Name) > maxModuleNameLen:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name longer than %d bytes", maxModuleNameLen)
+	case len(m.Description) > maxModuleDescriptionLen:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description longer than %d bytes", maxModuleDescriptionLen)
+	}
+	var inspection sql.NullString
+	if m.Inspection != nil {
+		b, err := json.Marshal(m.Inspection)
+		if err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "module inspection cannot be stored")
+		}
+		inspection = sql.NullString{String: string(b), Valid: true}
+	}
+	sum := sha256.Sum256(m.Wasm)
+	id, now := wasmwiz.NewModuleID(), db.Now()
+	err = db.write(ctx, "create module", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm,
+				inspection, public, created_at, run_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+			id, caller.ID, m.Name, m.Description, hex.EncodeToString(sum[:]), len(m.Wasm), m.Wasm,
+			inspection, m.Public, ms(now))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	m.ID, m.OwnerID, m.SHA256, m.SizeBytes, m.CreatedAt = id, caller.ID, hex.EncodeToString(sum[:]), int64(len(m.Wasm)), now
+	m.LastRunAt, m.RunCount = nil, 0
+	return nil
+}
+
+// FindModuleByID returns a module without its bytes: the caller's own, a
+// public one, or any for admins. ENOTFOUND otherwise, EUNAUTHORIZED without
+// a caller.
+func (db *DB) FindModuleByID(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	return db.findModule(ctx, id, false)
+}
+
+// FindModuleWasm returns a module with its bytes, under the rules of
+// FindModuleByID.
+func (db *DB) FindModuleWasm(ctx context.Context, id string) (*wasmwiz.Module, error) {
+	return db.findModule(ctx, id, true)
+}
+
+func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwiz.Module, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cols, extra := moduleColumns, []any{}
+	var wasm []byte
+	if withWasm {
+		cols, extra = moduleColumns+`, wasm`, []any{&wasm}
+	}
+	m, err := scanModule(db.reader.QueryRowContext(ctx, `SELECT `+cols+` FROM modules
+		WHERE id = ? AND (owner_id = ? OR public = 1 OR ?)`, id, caller.ID, caller.IsAdmin()), extra...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	if err != nil {
+		return nil, dbError(err, "find module")
+	}
+	m.Wasm = wasm
+	return m, nil
+}
+
+// FindModules lists the caller's own modules (not others' public ones),
+// newest first, with the total; filter.Name matches exactly. EUNAUTHORIZED
+// without a caller.
+func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	cond, args := `owner_id = ?`, []any{caller.ID}
+	if filter.Name != "" {
+		cond, args = cond+` AND name = ?`, append(args, filter.Name)
+	}
+	var total int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM modules WHERE `+cond, args...).Scan(&total); err != nil {
+		return nil, 0, dbError(err, "count modules")
+	}
+	limit, offset := page(filter.Limit, filter.Offset)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+moduleColumns+` FROM modules WHERE `+cond+`
+		ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, dbError(err, "find modules")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.Module
+	for rows.Next() {
+		m, err := scanModule(rows)
+		if err != nil {
+			return nil, 0, dbError(err, "find modules")
+		}
+		out = append(out, m)
+	}
+	return out, total, dbError(rows.Err(), "find modules")
+}
+
+// DeleteModule deletes a module of the caller (any, for admins); a public
+// module of another user is not the caller's to delete. Runs that used it
+// keep their records. ENOTFOUND otherwise, EUNAUTHORIZED without a caller.
+func (db *DB) DeleteModule(ctx context.Context, id string) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, "delete module", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM modules WHERE id = ? AND (owner_id = ? OR ?)`, id, caller.ID, caller.IsAdmin())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,289 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
+	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+
+func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.Run, error) {
+	var r wasmwiz.Run
+	var created int64
+	if err := row.Scan(&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
+		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created); err != nil {
+		return nil, err
+	}
+	r.CreatedAt = fromMS(created)
+	return &r, nil
+}
+
+// CreateRuns inserts records in one transaction, ignoring ids already
+// stored, so that a retried batch counts nothing twice. For the records it
+// did insert that ran a stored module (ModuleID and Status set, module still
+// present) it bumps the module's run_count and moves its last_run_at
+// forward. It needs no caller. EINVALID for a record without ID (and then
+// nothing of the batch is stored), EUNAVAILABLE when the database is busy or
+// away.
+func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	for _, r := range runs {
+		if r == nil || r.ID == "" {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "usage record without id")
+		}
+	}
+	now := db.Now()
+	return db.write(ctx, "create runs", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO runs (`+runColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		type bump struct {
+			n    int64
+			last int64
+		}
+		bumps := map[string]*bump{}
+		var order []string
+		for _, r := range runs {
+			created := now
+			if !r.CreatedAt.IsZero() {
+				created = r.CreatedAt
+			}
+			res, err := stmt.ExecContext(ctx, r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
+				r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created))
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 || r.ModuleID == "" || r.Status == "" {
+				continue
+			}
+			b := bumps[r.ModuleID]
+			if b == nil {
+				b = &bump{}
+				bumps[r.ModuleID] = b
+				order = append(order, r.ModuleID)
+			}
+			b.n++
+			b.last = max(b.last, ms(created))
+		}
+		for _, id := range order {
+			b := bumps[id]
+			if _, err := tx.ExecContext(ctx, `UPDATE modules SET run_count = run_count + ?,
+					last_run_at = max(coalesce(last_run_at, 0), ?) WHERE id = ?`, b.n, b.last, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FindRunByID returns a run of the caller (any, for admins). ENOTFOUND
+// otherwise, EUNAUTHORIZED without a caller.
+func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+	}
+	return r, dbError(err, "find run")
+}
+
+// FindRuns lists the caller's own runs (admins' too), newest first, with the
+// total; Since is inclusive, Until exclusive. EUNAUTHORIZED without a caller.
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	cond, args := `user_id = ?`, []any{caller.ID}
+	if filter.Status != "" {
+		cond, args = cond+` AND status = ?`, append(args, string(filter.Status))
+	}
+	if !filter.Since.IsZero() {
+		cond, args = cond+` AND created_at >= ?`, append(args, ms(filter.Since))
+	}
+	if !filter.Until.IsZero() {
+		cond, args = cond+` AND created_at < ?`, append(args, ms(filter.Until))
+	}
+	var total int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE `+cond, args...).Scan(&total); err != nil {
+		return nil, 0, dbError(err, "count runs")
+	}
+	limit, offset := page(filter.Limit, filter.Offset)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE `+cond+`
+		ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, dbError(err, "find runs")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, 0, dbError(err, "find runs")
+		}
+		out = append(out, r)
+	}
+	return out, total, dbError(rows.Err(), "find runs")
+}
+
+// dayStart returns the start of t's UTC day.
+func dayStart(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// Usage counts the caller's executed runs (Status set) today (UTC) and in
+// the minute (now-1m, now], against the quotas of the caller's tier.
+// EUNAUTHORIZED without a caller, ENOTFOUND when the caller's tier is gone.
+func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tier, err := db.FindTier(ctx, caller.Tier)
+	if err != nil {
+		return nil, err
+	}
+	day := dayStart(now)
+	u := &wasmwiz.Usage{Tier: tier.Name, RunsPerDay: tier.RunsPerDay, RunsPerMinute: tier.RunsPerMinute}
+	minuteFrom := ms(now.Add(-time.Minute))
+	err = db.reader.QueryRowContext(ctx, `SELECT
+			count(*) FILTER (WHERE created_at >= ?1),
+			count(*) FILTER (WHERE created_at > ?2 AND created_at <= ?3)
+		FROM runs WHERE user_id = ?4 AND status <> '' AND created_at >= min(?1, ?2 + 1) AND created_at < ?5`,
+		ms(day), minuteFrom, ms(now), caller.ID, ms(day.AddDate(0, 0, 1))).Scan(&u.RunsToday, &u.RunsThisMinute)
+	if err != nil {
+		return nil, dbError(err, "usage")
+	}
+	return u, nil
+}
+
+// topModules is how many modules Stats lists.
+const topModules = 10
+
+// Stats returns admin totals at now: users, keys that would authenticate,
+// and over executed runs (Status set) of now's UTC day: count, active users,
+// success rate, mean and nearest-rank p95 duration; then runs per day for 30
+// days ending today and the 10 most run modules of those days. Admin only
+// (EFORBIDDEN), EUNAUTHORIZED without a caller.
+func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) {
+	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	day := dayStart(now)
+	from, to := ms(day), ms(day.AddDate(0, 0, 1))
+	first := day.AddDate(0, 0, -29)
+	st := &wasmwiz.Stats{}
+
+	// One read transaction: every figure comes from one snapshot.
+	tx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, dbError(err, "stats")
+	}
+	defer tx.Rollback()
+
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&st.Users); err != nil {
+		return nil, dbError(err, "stats: users")
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys k JOIN users u ON u.id = k.user_id
+		WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`,
+		ms(now)).Scan(&st.ActiveKeys); err != nil {
+		return nil, dbError(err, "stats: keys")
+	}
+	var ok int64
+	var mean sql.NullFloat64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT nullif(user_id, 0)),
+			count(*) FILTER (WHERE status = 'ok'), avg(duration_ms)
+		FROM runs WHERE created_at >= ? AND created_at < ? AND status <> ''`, from, to).
+		Scan(&st.RunsToday, &st.ActiveUsersToday, &ok, &mean); err != nil {
+		return nil, dbError(err, "stats: today")
+	}
+	if st.RunsToday > 0 {
+		st.SuccessRate = float64(ok) / float64(st.RunsToday)
+		st.MeanDurationMS = mean.Float64
+		rank := (95*st.RunsToday + 99) / 100 // ceil(0.95·n), in integers
+		if err := tx.QueryRowContext(ctx, `SELECT duration_ms FROM runs
+			WHERE created_at >= ? AND created_at < ? AND status <> ''
+			ORDER BY duration_ms LIMIT 1 OFFSET ?`, from, to, rank-1).Scan(&st.P95DurationMS); err != nil {
+			return nil, dbError(err, "stats: p95")
+		}
+	}
+
+	st.RunsPerDay = make([]wasmwiz.DailyCount, 30)
+	for i := range st.RunsPerDay {
+		st.RunsPerDay[i].Day = first.AddDate(0, 0, i).Format("2006-01-02")
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT (created_at - ?1) / 86400000, count(*) FROM runs
+		WHERE created_at >= ?1 AND created_at < ?2 AND status <> '' GROUP BY 1`, ms(first), to)
+	if err != nil {
+		return nil, dbError(err, "stats: per day")
+	}
+	for rows.Next() {
+		var i int
+		var n int64
+		if err := rows.Scan(&i, &n); err != nil {
+			rows.Close()
+			return nil, dbError(err, "stats: per day")
+		}
+		if i >= 0 && i < len(st.RunsPerDay) {
+			st.RunsPerDay[i].Runs = n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err, "stats: per day")
+	}
+
+	rows, err = tx.QueryContext(ctx, `SELECT module_sha256, module_id, count(*) AS n FROM runs
+		WHERE created_at >= ? AND created_at < ? AND status <> '' AND module_sha256 <> ''
+		GROUP BY module_sha256, module_id ORDER BY n DESC, module_sha256, module_id LIMIT ?`, ms(first), to, topModules)
+	if err != nil {
+		return nil, dbError(err, "stats: top modules")
+	}
+	defer rows.Close()
+	st.TopModules = []wasmwiz.ModuleCount{}
+	for rows.Next() {
+		var mc wasmwiz.ModuleCount
+		if err := rows.Scan(&mc.ModuleSHA256, &mc.ModuleID, &mc.Runs); err != nil {
+			return nil, dbError(err, "stats: top modules")
+		}
+		st.TopModules = append(st.TopModules, mc)
+	}
+	return st, dbError(rows.Err(), "stats: top modules")
+}
+
+// DeleteRunsBefore deletes at most batch runs created before t, oldest
+// first, and returns how many it deleted; call it until it returns 0. Each
+// call is one short transaction, so retention never holds the write lock
+// long, and replicas running it at once only share the work. It needs no
+// caller. EINVALID for a batch below 1.
+func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+	if batch < 1 {
+		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
+	}
+	var n int64
+	err := db.write(ctx, "delete old runs", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id IN (
+			SELECT id FROM runs WHERE created_at < ? ORDER BY created_at LIMIT ?)`, ms(t), batch)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}

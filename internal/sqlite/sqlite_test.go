@@ -1,0 +1,293 @@
+package sqlite_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
+)
+
+// open returns a migrated database in a new temp file, closed at cleanup.
+func open(t testing.TB) *sqlite.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "wasmwiz.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	// A changed tier must survive a second Migrate: seeding is part of the
+	// first migration, not of every start.
+	sys := wasmwiz.SystemContext(ctx)
+	free, err := db.FindTier(sys, wasmwiz.TierFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.RunsPerDay = 7
+	if err := db.PutTier(sys, free); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate again: %v", err)
+		}
+	}
+	got, err := db.FindTier(sys, wasmwiz.TierFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunsPerDay != 7 {
+		t.Fatalf("Migrate reseeded the free tier: runs per day %d, want 7", got.RunsPerDay)
+	}
+	versions, err := db.MigrationVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(versions) != "[1]" {
+		t.Fatalf("schema_migrations holds %v, want [1]", versions)
+	}
+	if n, _ := db.CountUsers(ctx); n != 0 {
+		t.Fatalf("migrations created %d users; no user or key is ever seeded", n)
+	}
+}
+
+// TestMigrateConcurrentProcesses starts several processes (this test binary
+// again) that open and migrate one new file at the same moment: every one
+// succeeds and each migration is applied once.
+func TestMigrateConcurrentProcesses(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	const procs = 4
+	var wg sync.WaitGroup
+	outs := make([][]byte, procs)
+	errs := make([]error, procs)
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestMigrateHelperProcess$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "WASMWIZ_SQLITE_MIGRATE_HELPER="+path)
+			outs[i], errs[i] = cmd.CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i := range procs {
+		if errs[i] != nil || !bytes.Contains(outs[i], []byte("migrated")) {
+			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	versions, err := db.MigrationVersions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(versions) != "[1]" {
+		t.Fatalf("after %d concurrent migrations schema_migrations holds %v, want [1]", procs, versions)
+	}
+	tiers, err := db.ListTiers(wasmwiz.SystemContext(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tiers) != len(wasmwiz.DefaultTiers()) {
+		t.Fatalf("%d tiers after concurrent migrations, want %d", len(tiers), len(wasmwiz.DefaultTiers()))
+	}
+}
+
+// TestMigrateHelperProcess is the body of one process of
+// TestMigrateConcurrentProcesses; run on its own it does nothing.
+func TestMigrateHelperProcess(t *testing.T) {
+	path := os.Getenv("WASMWIZ_SQLITE_MIGRATE_HELPER")
+	if path == "" {
+		t.Skip("helper process of TestMigrateConcurrentProcesses")
+	}
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("migrated")
+}
+
+func TestMigrateRefusesANewerSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "newer.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ExecForTest(context.Background(), `INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Migrate(context.Background())
+	if wasmwiz.ErrorCode(err) != wasmwiz.EINTERNAL || !strings.Contains(wasmwiz.ErrorMessage(err), "newer") {
+		t.Fatalf("Migrate of a newer schema: %v, want EINTERNAL saying it is newer", err)
+	}
+}
+
+// TestKeyPlaintextNeverStored looks for the plaintext of a key in every byte
+// of the database files.
+func TestKeyPlaintextNeverStored(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "keys.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, boot, created, err := db.Bootstrap(ctx, "admin@example.com")
+	if err != nil || !created {
+		t.Fatalf("Bootstrap: %v, created %v", err, created)
+	}
+	u := &wasmwiz.User{Email: "u@example.com"}
+	if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
+		t.Fatal(err)
+	}
+	_, plain, err := db.CreateAPIKey(wasmwiz.SystemContext(ctx), u.ID, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(path + "*")
+	digestFound := false
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range []string{boot, plain} {
+			secret := key[wasmwiz.APIKeyVisiblePrefixLen:]
+			if bytes.Contains(b, []byte(secret)) {
+				t.Fatalf("%s holds the secret part of a key", filepath.Base(f))
+			}
+		}
+		digestFound = digestFound || bytes.Contains(b, []byte(wasmwiz.HashAPIKey(plain)))
+	}
+	if !digestFound {
+		t.Fatal("the key's digest is not in the database files either: the test looked in the wrong place")
+	}
+}
+
+func TestOpenRefusals(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "not.db")
+	if err := os.WriteFile(notDB, bytes.Repeat([]byte("this is not a database "), 200), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+		code string
+	}{
+		{"empty path", "", wasmwiz.EINVALID},
+		{"missing directory", filepath.Join(dir, "no", "such", "dir", "x.db"), wasmwiz.EUNAVAILABLE},
+		{"not a database", notDB, wasmwiz.EUNAVAILABLE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db, err := sqlite.Open(context.Background(), tt.path)
+			if err == nil {
+				err = db.Migrate(context.Background())
+				db.Close()
+			}
+			if got := wasmwiz.ErrorCode(err); got != tt.code {
+				t.Fatalf("Open(%q): %v (code %q), want %q", tt.path, err, got, tt.code)
+			}
+		})
+	}
+}
+
+// TestWritersAndReadersConcurrently hammers the store from many goroutines:
+// writes queue on the one writer connection instead of failing busy.
+func TestWritersAndReadersConcurrently(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	u := &wasmwiz.User{Email: "u@example.com"}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	_, plain, err := db.CreateAPIKey(sys, u.ID, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*2)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				at := time.Now()
+				r := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: at, Tier: "free"}
+				if err := db.CreateRuns(ctx, []*wasmwiz.Run{r}); err != nil {
+					errs <- fmt.Errorf("worker %d write %d: %w", w, i, err)
+				}
+				if _, _, err := db.Authenticate(ctx, plain); err != nil {
+					errs <- fmt.Errorf("worker %d auth %d: %w", w, i, err)
+				}
+				if _, _, err := db.FindRuns(uctx, wasmwiz.RunFilter{Limit: 5}); err != nil {
+					errs <- fmt.Errorf("worker %d read %d: %w", w, i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	_, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
+	if err != nil || total != workers*each {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, workers*each)
+	}
+}

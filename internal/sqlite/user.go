@@ -1,0 +1,177 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+const userColumns = `id, email, role, tier, created_at, disabled`
+
+func scanUser(row interface{ Scan(...any) error }) (*wasmwiz.User, error) {
+	var u wasmwiz.User
+	var created int64
+	if err := row.Scan(&u.ID, &u.Email, &u.Role, &u.Tier, &created, &u.Disabled); err != nil {
+		return nil, err
+	}
+	u.CreatedAt = fromMS(created)
+	return &u, nil
+}
+
+func validRole(r wasmwiz.Role) bool { return r == wasmwiz.RoleUser || r == wasmwiz.RoleAdmin }
+
+// CreateUser creates u (Email, Role, Tier) and sets its ID, CreatedAt and
+// normalized Email. An empty Role is user, an empty Tier free. Admin only
+// (EFORBIDDEN); ECONFLICT for a taken email in any case, EINVALID for a bad
+// email, role or unknown tier.
+func (db *DB) CreateUser(ctx context.Context, u *wasmwiz.User) error {
+	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return err
+	}
+	return db.write(ctx, "create user", func(tx *sql.Tx) error {
+		return createUser(ctx, tx, db.Now(), u)
+	})
+}
+
+func createUser(ctx context.Context, tx *sql.Tx, now time.Time, u *wasmwiz.User) error {
+	email, err := wasmwiz.NormalizeEmail(u.Email)
+	if err != nil {
+		return err
+	}
+	role, tier := u.Role, u.Tier
+	if role == "" {
+		role = wasmwiz.RoleUser
+	}
+	if tier == "" {
+		tier = wasmwiz.TierFree
+	}
+	if !validRole(role) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown role %q: want user or admin", role)
+	}
+	if err := tierExists(ctx, tx, tier); err != nil {
+		return err
+	}
+	var id int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO users (email, role, tier, created_at, disabled)
+		VALUES (?, ?, ?, ?, 0) RETURNING id`, email, role, tier, ms(now)).Scan(&id)
+	if wasmwiz.ErrorCode(dbError(err, "")) == wasmwiz.ECONFLICT {
+		return wasmwiz.Errorf(wasmwiz.ECONFLICT, "a user with email %s exists", email)
+	}
+	if err != nil {
+		return err
+	}
+	u.ID, u.Email, u.Role, u.Tier, u.CreatedAt, u.Disabled = id, email, role, tier, now, false
+	return nil
+}
+
+func tierExists(ctx context.Context, tx *sql.Tx, name string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM tiers WHERE name = ?`, name).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", name)
+	}
+	return err
+}
+
+// FindUserByID returns a user: any for admins, only the caller itself for
+// others. ENOTFOUND otherwise, EUNAUTHORIZED without a caller.
+func (db *DB) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := scanUser(db.reader.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users
+		WHERE id = ? AND (? OR id = ?)`, id, caller.IsAdmin(), caller.ID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", id)
+	}
+	return u, dbError(err, "find user")
+}
+
+// FindUsers lists users ordered by id, with the total matching count. The
+// email filter matches whatever its case. Admin only (EFORBIDDEN).
+func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
+	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	where, args := `1`, []any{}
+	if filter.Email != "" {
+		where, args = `email = ?`, append(args, strings.ToLower(strings.TrimSpace(filter.Email)))
+	}
+	var total int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
+		return nil, 0, dbError(err, "count users")
+	}
+	limit, offset := page(filter.Limit, filter.Offset)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+`
+		ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, dbError(err, "find users")
+	}
+	defer rows.Close()
+	var out []*wasmwiz.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, dbError(err, "find users")
+		}
+		out = append(out, u)
+	}
+	return out, total, dbError(rows.Err(), "find users")
+}
+
+// UpdateUser applies upd and returns the user. Admin only (EFORBIDDEN: no
+// caller changes its own tier or role); ENOTFOUND for no such user, EINVALID
+// for an unknown tier or role.
+func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error) {
+	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if upd.Role != nil && !validRole(*upd.Role) {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown role %q: want user or admin", *upd.Role)
+	}
+	var u *wasmwiz.User
+	err := db.write(ctx, "update user", func(tx *sql.Tx) error {
+		if upd.Tier != nil {
+			if err := tierExists(ctx, tx, *upd.Tier); err != nil {
+				return err
+			}
+		}
+		var err error
+		u, err = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
+				tier = coalesce(?, tier), role = coalesce(?, role), disabled = coalesce(?, disabled)
+			WHERE id = ? RETURNING `+userColumns,
+			nullString(upd.Tier), nullString((*string)(upd.Role)), nullBool(upd.Disabled), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", id)
+		}
+		return err
+	})
+	return u, err
+}
+
+// CountUsers returns how many users exist. It needs no caller, so that serve
+// can bootstrap the first admin on an empty database.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n)
+	return n, dbError(err, "count users")
+}
+
+func nullString(s *string) sql.NullString {
+	if s == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *s, Valid: true}
+}
+
+func nullBool(b *bool) sql.NullInt64 {
+	if b == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: int64(boolInt(*b)), Valid: true}
+}
