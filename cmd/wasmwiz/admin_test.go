@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ var adminBackends = []struct {
 	name string
 	url  func(t *testing.T) string
 }{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "data", "wasmwiz.db") }},
 	{"postgres", func(t *testing.T) string { return pgtest.Schema(t) }},
 }
 
