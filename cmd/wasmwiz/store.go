@@ -7,6 +7,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 )
 
 // Store is the configured database: every service interface of the root
@@ -29,6 +30,12 @@ type Store interface {
 	Bootstrap(ctx context.Context, email string) (user *wasmwiz.User, key string, created bool, err error)
 }
 
+// Both stores are Stores.
+var (
+	_ Store = (*postgres.DB)(nil)
+	_ Store = (*sqlite.DB)(nil)
+)
+
 // OpenStore opens the database cfg names: PostgreSQL for a postgres:// URL,
 // else the SQLite file at cfg.SQLitePath() (its directory is created). It
 // does not migrate. EINVALID for a bad URL, EUNAVAILABLE when the database
@@ -47,7 +54,11 @@ func OpenStore(ctx context.Context, cfg *Config) (Store, error) {
 			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot create the directory of %s", path)
 		}
 	}
-	return openSQLite(ctx, path)
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
 }
 
 // openAdminStore loads the configuration, opens the store and applies any
