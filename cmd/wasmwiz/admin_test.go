@@ -201,3 +201,40 @@ func TestAdminCommands(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestAdminCommandErrors: refusals that need no database, and a database
+// that does not answer, whose password never reaches the output.
+func TestAdminCommandErrors(t *testing.T) {
+	t.Parallel()
+	down := "postgres://ops:s3cret@127.0.0.1:1/wasmwiz?sslmode=disable&connect_timeout=2"
+	tests := []struct {
+		name  string
+		dbURL string
+		args  []string
+		code  int
+		want  string
+	}{
+		{"migrate, database down", down, []string{"migrate"}, 1, "EUNAVAILABLE"},
+		{"users list, database down", down, []string{"users", "list"}, 1, "EUNAVAILABLE"},
+		{"migrate takes no arguments", down, []string{"migrate", "now"}, 2, "usage: wasmwiz migrate"},
+		{"users without subcommand", down, []string{"users"}, 2, "usage:"},
+		{"keys create without --user", down, []string{"keys", "create"}, 2, "--user is required"},
+		{"keys create with a bad lifetime", down, []string{"keys", "create", "--user", "1", "--expires", "soon"}, 1, "EINVALID"},
+		{"tiers set without a name", down, []string{"tiers", "set", "--memory", "1MiB"}, 2, "the tier name comes first"},
+		{"tiers set with a bad size", down, []string{"tiers", "set", "x", "--memory", "lots"}, 2, "invalid value"},
+		{"unsupported database URL", "mysql://db/x", []string{"users", "list"}, 1, "WASMWIZ_DATABASE_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := cli{t: t, dbURL: tt.dbURL}
+			code, out, errOut := c.run(tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
+			}
+			if strings.Contains(out+errOut, "s3cret") {
+				t.Fatalf("the database password was printed: %q %q", out, errOut)
+			}
+		})
+	}
+}
