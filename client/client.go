@@ -1,0 +1,337 @@
+// Package client is the Go client of the WasmWiz REST API (docs/API.md).
+//
+// Every method returns the root package's types where they exist
+// (*wasmwiz.ResultJSON, *wasmwiz.Module, *wasmwiz.Run, …). A failure the
+// server answered is a *wasmwiz.Error with the code of its error body (or,
+// for a body that is not in the error shape, the code the HTTP status stands
+// for), wrapping a *ResponseError with the status, request id and rate-limit
+// headers; wasmwiz.ErrorCode and wasmwiz.RetryAfter work on it. A request
+// that never got an answer is EUNAVAILABLE.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// maxAnswerBytes bounds what the client reads of one answer, so that a
+// broken or hostile server cannot make it hold unbounded memory.
+const maxAnswerBytes = 256 << 20
+
+// Client talks to one WasmWiz server with one API key. It is safe for
+// concurrent use.
+type Client struct {
+	base      *url.URL
+	key       string
+	http      *http.Client
+	userAgent string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the client send its requests through hc (default: a
+// client of its own with no overall timeout; use contexts for deadlines).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// New returns a client of the server at baseURL (e.g.
+// "http://127.0.0.1:8080") that authenticates with key; an empty key sends
+// no credentials (anonymous execute when the server has auth off, and the
+// public routes). EINVALID for a baseURL that is not an absolute http(s) URL.
+func New(baseURL, key string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "server URL must be http://host:port or https://host, got %q", baseURL)
+	}
+	c := &Client{base: u, key: key, http: &http.Client{}, userAgent: "wasmwiz-client"}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// BaseURL returns the server's URL as given to New, without a trailing slash.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// RateLimit is what the X-RateLimit-* and Retry-After headers of an execute
+// answer said. Present is false when the answer had none (the request did
+// not get as far as the limiter).
+type RateLimit struct {
+	Present    bool
+	Limit      int64
+	Remaining  int64
+	Reset      time.Duration // whole seconds, as sent
+	RetryAfter time.Duration // 429 and 503 only
+}
+
+func rateLimitFrom(h http.Header) RateLimit {
+	var rl RateLimit
+	if v := h.Get("X-RateLimit-Limit"); v != "" {
+		rl.Present = true
+		rl.Limit, _ = strconv.ParseInt(v, 10, 64)
+		rl.Remaining, _ = strconv.ParseInt(h.Get("X-RateLimit-Remaining"), 10, 64)
+		s, _ := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+		rl.Reset = time.Duration(s) * time.Second
+	}
+	if v := h.Get("Retry-After"); v != "" {
+		if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+			rl.RetryAfter = time.Duration(s) * time.Second
+		}
+	}
+	return rl
+}
+
+// ResponseError is the HTTP detail of a failure the server answered. It is
+// the Err of the *wasmwiz.Error a method returns; read it with errors.As.
+type ResponseError struct {
+	StatusCode int
+	RequestID  string
+	RateLimit  RateLimit
+	Body       []byte // the answer's body, at most 64 KiB
+}
+
+// Error implements error.
+func (e *ResponseError) Error() string {
+	return fmt.Sprintf("HTTP %d (request id %s)", e.StatusCode, e.RequestID)
+}
+
+// Unwrap gives the Retry-After hint to wasmwiz.RetryAfter when the answer had
+// one.
+func (e *ResponseError) Unwrap() error {
+	if e.RateLimit.RetryAfter > 0 {
+		return &wasmwiz.RetryAfterError{After: e.RateLimit.RetryAfter}
+	}
+	return nil
+}
+
+// StatusCode returns the HTTP status of the answer a failure came from, and
+// 0 when there was none.
+func StatusCode(err error) int {
+	var re *ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// codeOfStatus maps a status back to an error code, for answers that are not
+// in the error shape (a proxy's 502, say). It is the inverse of the server's
+// table.
+func codeOfStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return wasmwiz.EINVALID
+	case http.StatusUnauthorized:
+		return wasmwiz.EUNAUTHORIZED
+	case http.StatusForbidden:
+		return wasmwiz.EFORBIDDEN
+	case http.StatusNotFound:
+		return wasmwiz.ENOTFOUND
+	case http.StatusConflict:
+		return wasmwiz.ECONFLICT
+	case http.StatusRequestEntityTooLarge:
+		return wasmwiz.ETOOLARGE
+	case http.StatusTooManyRequests:
+		return wasmwiz.ERATELIMIT
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return wasmwiz.EUNAVAILABLE
+	}
+	return wasmwiz.EINTERNAL
+}
+
+// request is one call.
+type request struct {
+	method string
+	path   string // starts with /
+	query  url.Values
+	body   io.Reader
+	ctype  string
+}
+
+// answer is what came back.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send makes one call and returns its answer when the status is 2xx, and
+// the mapped error otherwise.
+func (c *Client) send(ctx context.Context, r request) (*answer, error) {
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + r.path
+	if len(r.query) > 0 {
+		u.RawQuery = r.query.Encode()
+	}
+	hr, err := http.NewRequestWithContext(ctx, r.method, u.String(), r.body)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot make the request: %v", err)
+	}
+	if r.ctype != "" {
+		hr.Header.Set("Content-Type", r.ctype)
+	}
+	hr.Header.Set("Accept", "application/json")
+	if c.userAgent != "" {
+		hr.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.key != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
+		}
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "server did not answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "reading the answer: %v", err)
+	}
+	if len(body) > maxAnswerBytes {
+		return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "answer over %d bytes", maxAnswerBytes)
+	}
+	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return a, nil
+	}
+	return nil, responseError(a)
+}
+
+// responseError turns a non-2xx answer into a *wasmwiz.Error.
+func responseError(a *answer) error {
+	re := &ResponseError{StatusCode: a.status, RequestID: a.header.Get("X-Request-Id"), RateLimit: rateLimitFrom(a.header)}
+	re.Body = a.body[:min(len(a.body), 64<<10)]
+	var eb struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(a.body, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+		return &wasmwiz.Error{Code: eb.Error.Code, Message: eb.Error.Message, Err: re}
+	}
+	// The legacy route answers {"output":null,"error":"…"}.
+	var legacy struct {
+		Error *string `json:"error"`
+	}
+	msg := http.StatusText(a.status)
+	if json.Unmarshal(a.body, &legacy) == nil && legacy.Error != nil {
+		msg = *legacy.Error
+	}
+	return &wasmwiz.Error{Code: codeOfStatus(a.status), Message: msg, Err: re}
+}
+
+// call sends a JSON body (nil: none) and decodes a JSON answer into out (nil:
+// ignored).
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	r := request{method: method, path: path, query: query}
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot encode the request: %v", err)
+		}
+		r.body, r.ctype = bytes.NewReader(b), "application/json"
+	}
+	a, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	return decode(a, out)
+}
+
+func decode(a *answer, out any) error {
+	if out == nil || a.status == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(a.body, out); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the server's answer is not the expected JSON: %v", err)
+	}
+	return nil
+}
+
+// Page selects a page of a list (zero values: the server's defaults).
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+func (p Page) query() url.Values {
+	q := url.Values{}
+	if p.Limit > 0 {
+		q.Set("limit", strconv.Itoa(p.Limit))
+	}
+	if p.Offset > 0 {
+		q.Set("offset", strconv.Itoa(p.Offset))
+	}
+	return q
+}
+
+func idPath(prefix string, id int64) string {
+	return prefix + "/" + strconv.FormatInt(id, 10)
+}
+
+// Health calls GET /healthz: nil while the server serves.
+func (c *Client) Health(ctx context.Context) error {
+	return c.call(ctx, http.MethodGet, "/healthz", nil, nil, nil)
+}
+
+// Readiness is the answer of GET /readyz.
+type Readiness struct {
+	Ready  bool              // 200
+	Checks map[string]string // dependency → "ok" or "down"
+}
+
+// Ready calls GET /readyz. A 503 is not an error: Ready is false and Checks
+// says which dependency is down. Errors: EUNAVAILABLE when the server does
+// not answer, the mapped code of any other failure.
+func (c *Client) Ready(ctx context.Context) (*Readiness, error) {
+	var body struct {
+		Checks map[string]string `json:"checks"`
+	}
+	a, err := c.send(ctx, request{method: http.MethodGet, path: "/readyz"})
+	if err != nil {
+		var re *ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusServiceUnavailable {
+			if json.Unmarshal(re.Body, &body) == nil && body.Checks != nil {
+				return &Readiness{Ready: false, Checks: body.Checks}, nil
+			}
+		}
+		return nil, err
+	}
+	if err := decode(a, &body); err != nil {
+		return nil, err
+	}
+	return &Readiness{Ready: true, Checks: body.Checks}, nil
+}
+
+// OpenAPI returns the server's OpenAPI document (GET /api/openapi.json).
+func (c *Client) OpenAPI(ctx context.Context) (map[string]any, error) {
+	var doc map[string]any
+	return doc, c.call(ctx, http.MethodGet, "/api/openapi.json", nil, nil, &doc)
+}
+
+// Metrics returns the Prometheus text of GET /metrics on this server's
+// address (see the server's WASMWIZ_METRICS_ADDR).
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	a, err := c.send(ctx, request{method: http.MethodGet, path: "/metrics"})
+	if err != nil {
+		return "", err
+	}
+	return string(a.body), nil
+}

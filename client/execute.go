@@ -1,0 +1,310 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Body is how an execute request travels: the three bodies the server
+// accepts (docs/API.md, "Execute").
+type Body int
+
+// Execute bodies.
+const (
+	// BodyJSON sends application/json, the module as wasm_base64 and stdin
+	// as stdin_base64 (or text when it is valid UTF-8). The default.
+	BodyJSON Body = iota
+	// BodyMultipart sends multipart/form-data: wasm as a file part, stdin as
+	// a file part, args, env and params as JSON fields.
+	BodyMultipart
+	// BodyRaw sends the module itself as an application/wasm body (for a
+	// stored module: stdin as an application/octet-stream body) with every
+	// other field in the query string.
+	BodyRaw
+)
+
+// ExecuteRequest is one run: Wasm, or the id of a stored module (ModuleID),
+// never both.
+type ExecuteRequest struct {
+	Wasm     []byte
+	Name     string // file name of the module part in multipart bodies; default "module.wasm"
+	ModuleID string
+
+	Stdin    []byte
+	Args     []string
+	Env      map[string]string
+	Function string   // plain modules: the export to call
+	Params   []string // its arguments as decimal numbers ("nan", "inf" for floats)
+
+	// Timeout and Memory ask for lower limits than the tier's; zero keeps
+	// the tier's, and a higher value is clamped by the server.
+	Timeout time.Duration
+	Memory  int64
+
+	Body Body
+}
+
+// Execution is a run's result and the rate-limit headers of its answer.
+type Execution struct {
+	Result    *wasmwiz.ResultJSON
+	RateLimit RateLimit
+	RequestID string
+}
+
+// Execute runs a module sent with the request, or the stored module
+// ModuleID (POST /api/v1/execute), and returns its result; every guest outcome
+// (ok, exit, trap, timeout, memory_limit, output_limit) is a result, not an
+// error. Errors: EINVALID (not wasm, unknown function, missing import, bad
+// params), EUNAUTHORIZED, ETOOLARGE, ENOTFOUND (a module you cannot see),
+// ERATELIMIT (quota or concurrency; wasmwiz.RetryAfter says when),
+// EUNAVAILABLE (saturated, shutting down, or no answer), EINTERNAL.
+func (c *Client) Execute(ctx context.Context, req *ExecuteRequest) (*wasmwiz.ResultJSON, error) {
+	ex, err := c.ExecuteDetail(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return ex.Result, nil
+}
+
+// ExecuteDetail is Execute, also returning the answer's rate-limit headers
+// and request id. Errors as Execute.
+func (c *Client) ExecuteDetail(ctx context.Context, req *ExecuteRequest) (*Execution, error) {
+	r, err := executeBody(req, false)
+	if err != nil {
+		return nil, err
+	}
+	r.method, r.path = http.MethodPost, "/api/v1/execute"
+	return c.execute(ctx, r)
+}
+
+// ExecuteModule runs the stored module id (POST
+// /api/v1/modules/{id}/execute) with req's stdin, args, env, function,
+// params and limits; req.Wasm and req.ModuleID must be empty. With BodyRaw,
+// stdin is the body. Errors as Execute.
+func (c *Client) ExecuteModule(ctx context.Context, id string, req *ExecuteRequest) (*Execution, error) {
+	if req == nil {
+		req = &ExecuteRequest{}
+	}
+	if len(req.Wasm) > 0 || req.ModuleID != "" {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave Wasm and ModuleID empty")
+	}
+	r, err := executeBody(req, true)
+	if err != nil {
+		return nil, err
+	}
+	r.method, r.path = http.MethodPost, "/api/v1/modules/"+url.PathEscape(id)+"/execute"
+	return c.execute(ctx, r)
+}
+
+func (c *Client) execute(ctx context.Context, r request) (*Execution, error) {
+	a, err := c.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var res wasmwiz.ResultJSON
+	if err := decode(a, &res); err != nil {
+		return nil, err
+	}
+	return &Execution{Result: &res, RateLimit: rateLimitFrom(a.header), RequestID: a.header.Get("X-Request-Id")}, nil
+}
+
+// executeBody builds the body of an execute request; stored: the module is
+// in the path.
+func executeBody(req *ExecuteRequest, stored bool) (request, error) {
+	if req == nil {
+		return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "no request")
+	}
+	switch req.Body {
+	case BodyJSON:
+		return jsonBody(req)
+	case BodyMultipart:
+		return multipartBody(req)
+	case BodyRaw:
+		return rawBody(req, stored)
+	}
+	return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown body kind %d", req.Body)
+}
+
+func limitFields(req *ExecuteRequest) (timeout, memory string) {
+	if req.Timeout > 0 {
+		timeout = req.Timeout.String()
+	}
+	if req.Memory > 0 {
+		memory = strconv.FormatInt(req.Memory, 10) // bytes, exactly
+	}
+	return timeout, memory
+}
+
+func jsonBody(req *ExecuteRequest) (request, error) {
+	body := map[string]any{}
+	if req.ModuleID != "" {
+		body["module_id"] = req.ModuleID
+	}
+	if len(req.Wasm) > 0 {
+		body["wasm_base64"] = base64.StdEncoding.EncodeToString(req.Wasm)
+	}
+	if req.Stdin != nil {
+		body["stdin_base64"] = base64.StdEncoding.EncodeToString(req.Stdin)
+	}
+	if len(req.Args) > 0 {
+		body["args"] = req.Args
+	}
+	if len(req.Env) > 0 {
+		body["env"] = req.Env
+	}
+	if req.Function != "" {
+		body["function"] = req.Function
+	}
+	if len(req.Params) > 0 {
+		body["params"] = req.Params
+	}
+	timeout, memory := limitFields(req)
+	if timeout != "" {
+		body["timeout"] = timeout
+	}
+	if memory != "" {
+		body["memory"] = memory
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return request{}, wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot encode the request: %v", err)
+	}
+	return request{body: bytes.NewReader(b), ctype: "application/json"}, nil
+}
+
+func multipartBody(req *ExecuteRequest) (request, error) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	field := func(name, value string) {
+		_ = mw.WriteField(name, value) // writes to a bytes.Buffer cannot fail
+	}
+	file := func(name, filename string, data []byte) {
+		w, _ := mw.CreateFormFile(name, filename)
+		_, _ = w.Write(data)
+	}
+	if len(req.Wasm) > 0 {
+		name := req.Name
+		if name == "" {
+			name = "module.wasm"
+		}
+		file("wasm", name, req.Wasm)
+	}
+	if req.ModuleID != "" {
+		field("module_id", req.ModuleID)
+	}
+	if req.Stdin != nil {
+		file("stdin", "stdin", req.Stdin)
+	}
+	if len(req.Args) > 0 {
+		b, _ := json.Marshal(req.Args)
+		field("args", string(b))
+	}
+	if len(req.Env) > 0 {
+		b, _ := json.Marshal(req.Env)
+		field("env", string(b))
+	}
+	if req.Function != "" {
+		field("function", req.Function)
+	}
+	if len(req.Params) > 0 {
+		b, _ := json.Marshal(req.Params)
+		field("params", string(b))
+	}
+	timeout, memory := limitFields(req)
+	if timeout != "" {
+		field("timeout", timeout)
+	}
+	if memory != "" {
+		field("memory", memory)
+	}
+	if err := mw.Close(); err != nil {
+		return request{}, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode the request: %v", err)
+	}
+	return request{body: &buf, ctype: mw.FormDataContentType()}, nil
+}
+
+func rawBody(req *ExecuteRequest, stored bool) (request, error) {
+	q := url.Values{}
+	r := request{query: q}
+	if stored {
+		r.body, r.ctype = bytes.NewReader(req.Stdin), "application/octet-stream"
+	} else {
+		if req.ModuleID != "" {
+			return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "a raw body carries the module itself; use ExecuteModule for a stored module")
+		}
+		r.body, r.ctype = bytes.NewReader(req.Wasm), "application/wasm"
+		if req.Stdin != nil {
+			q.Set("stdin_base64", base64.StdEncoding.EncodeToString(req.Stdin))
+		}
+	}
+	for _, a := range req.Args {
+		q.Add("arg", a)
+	}
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q.Add("env", k+"="+req.Env[k])
+	}
+	if req.Function != "" {
+		q.Set("function", req.Function)
+	}
+	if len(req.Params) > 0 {
+		b, _ := json.Marshal(req.Params)
+		q.Set("params", string(b))
+	}
+	timeout, memory := limitFields(req)
+	if timeout != "" {
+		q.Set("timeout", timeout)
+	}
+	if memory != "" {
+		q.Set("memory", memory)
+	}
+	return r, nil
+}
+
+// LegacyResult is the answer of the original service's route: Output is the
+// guest's stdout when it finished with status ok; otherwise Error says what
+// happened.
+type LegacyResult struct {
+	Output *string `json:"output"`
+	Error  *string `json:"error"`
+	RunID  string  `json:"-"` // X-Run-Id
+}
+
+// ExecuteLegacy calls POST /api/execute, the original service's contract,
+// with a multipart wasm file and input. A guest outcome other than ok is a
+// LegacyResult with Error set, not an error. Errors as Execute; their
+// messages come from the legacy body's error field.
+func (c *Client) ExecuteLegacy(ctx context.Context, wasm []byte, input string) (*LegacyResult, error) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	w, _ := mw.CreateFormFile("wasm", "module.wasm")
+	_, _ = w.Write(wasm)
+	_ = mw.WriteField("input", input)
+	if err := mw.Close(); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode the request: %v", err)
+	}
+	a, err := c.send(ctx, request{method: http.MethodPost, path: "/api/execute", body: &buf, ctype: mw.FormDataContentType()})
+	if err != nil {
+		return nil, err
+	}
+	var res LegacyResult
+	if err := decode(a, &res); err != nil {
+		return nil, err
+	}
+	res.RunID = a.header.Get("X-Run-Id")
+	return &res, nil
+}
