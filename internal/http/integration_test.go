@@ -23,11 +23,16 @@ import (
 
 func testdata(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "engine", "testdata", name))
+	b, err := readTestdata(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// readTestdata reads one of the engine's test modules.
+func readTestdata(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("..", "engine", "testdata", name))
 }
 
 // realServer is the HTTP server on the real in-process engine and the real

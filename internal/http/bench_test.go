@@ -1,0 +1,89 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+)
+
+// benchServer is the full HTTP stack (middleware, auth, Executor, in-memory
+// limiter, gate, metrics) with a mock key store and the given engine.
+func benchServer(b *testing.B, eng wasmwiz.Engine) http.Handler {
+	b.Helper()
+	tier := &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxMemoryBytes: 64 * wasmwiz.MiB,
+		Timeout: 5 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB, MaxConcurrent: 1 << 20}
+	user := &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser, Tier: "bench"}
+	srv, err := wwhttp.NewServer(wwhttp.Options{
+		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+			return user, &wasmwiz.APIKey{ID: 1}, nil
+		}},
+		Tiers:   &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return tier, nil }},
+		Engine:  eng,
+		Limiter: inmem.New(inmem.Options{}),
+		Usage:   &discardUsage{},
+		Auth:    true, Logger: slog.New(slog.DiscardHandler),
+		MaxConcurrentRuns: 64, QueueSize: 1024, QueueTimeout: time.Minute,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv.Handler()
+}
+
+type discardUsage struct{}
+
+func (discardUsage) Record(*wasmwiz.Run) {}
+
+func benchExecute(b *testing.B, h http.Handler, wasm []byte) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := httptest.NewRequest("POST", "/api/v1/execute", bytes.NewReader(wasm))
+			r.Header.Set("Authorization", "Bearer "+userKey)
+			r.Header.Set("Content-Type", "application/wasm")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 {
+				b.Fatalf("status %d: %s", w.Code, w.Body.Bytes())
+			}
+			_, _ = io.Copy(io.Discard, w.Body)
+		}
+	})
+}
+
+// BenchmarkExecuteOverhead is the HTTP layer's own cost per execute: the
+// engine is a mock that answers at once.
+func BenchmarkExecuteOverhead(b *testing.B) {
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("Hello, World!\n")}, nil
+	}}
+	benchExecute(b, benchServer(b, eng), wasmHeader)
+}
+
+// BenchmarkExecuteInProcessEngine runs hello.wasm on the real in-process
+// engine (warm compile cache) through the whole HTTP layer.
+func BenchmarkExecuteInProcessEngine(b *testing.B) {
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	hello, err := readTestdata("hello.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchExecute(b, benchServer(b, eng), hello)
+}
