@@ -196,13 +196,17 @@ func (l *Limiter) allowRedis(ctx context.Context, key string, limits []wasmwiz.R
 	if len(out) != 2+3*len(limits) {
 		return wasmwiz.RateDecision{}, errors.New("rate limit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
 	}
-	now := out[1]
+	now, allowed, full := out[1], out[0] == 1, false
 	ws := make([]window, len(limits))
 	for i, lim := range limits {
 		r := out[2+3*i:]
 		ws[i] = window{limit: lim.Limit, size: lim.Window.Milliseconds(), count: r[0], newest: r[1], leaving: r[2]}
+		full = full || r[0] >= lim.Limit
 	}
-	return decide(now, out[0] == 1, ws), nil
+	if allowed == full {
+		return wasmwiz.RateDecision{}, errors.New("rate limit script: reply contradicts itself")
+	}
+	return decide(now, allowed, ws), nil
 }
 
 // nowArg is the time the scripts decide at: the configured clock in ms, or
