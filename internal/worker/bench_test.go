@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"time"
+
 	"context"
 	"testing"
 
@@ -59,6 +61,61 @@ func benchRuns(b *testing.B, eng wasmwiz.Engine, req *wasmwiz.RunRequest) {
 		res, err := eng.Run(ctx, req)
 		if err != nil || res.Status != wasmwiz.StatusOK {
 			b.Fatalf("run: %v, %+v", err, res)
+		}
+	}
+}
+
+// BenchmarkWorkerStart measures starting one worker up to its hello (a
+// process, a Go runtime and an engine), which is what replacing a killed
+// worker costs, and reports the resident memory of a fresh worker and of one
+// that has run hello.
+func BenchmarkWorkerStart(b *testing.B) {
+	opts := testOptions(b, 1, 0)
+	var rssFresh, rssRan int64
+	for b.Loop() {
+		pl, err := New(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		pl.mu.Lock()
+		for p := range pl.procs {
+			rssFresh = p.rssBytes()
+		}
+		pl.mu.Unlock()
+		if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(b, "hello.wasm"), Limits: limits()}); err != nil {
+			b.Fatal(err)
+		}
+		pl.mu.Lock()
+		for p := range pl.procs {
+			rssRan = p.rssBytes()
+		}
+		pl.mu.Unlock()
+		if err := pl.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rssFresh)/(1<<20), "MiB-rss-fresh")
+	b.ReportMetric(float64(rssRan)/(1<<20), "MiB-rss-after-hello")
+}
+
+// BenchmarkTimeoutRecovery measures a run that times out (its worker killed)
+// followed by a hello, on a pool with one spare: the hello is served by the
+// spare while the replacement starts.
+func BenchmarkTimeoutRecovery(b *testing.B) {
+	pl := newTestPool(b, testOptions(b, 1, 1))
+	l := limits()
+	l.Timeout = 10 * time.Millisecond
+	loop := &wasmwiz.RunRequest{Wasm: module(b, "loop.wasm"), Limits: l}
+	hello := &wasmwiz.RunRequest{Wasm: module(b, "hello.wasm"), Limits: limits()}
+	for b.Loop() {
+		res, err := pl.Run(context.Background(), loop)
+		if err != nil || res.Status != wasmwiz.StatusTimeout {
+			b.Fatalf("loop: %v, %+v", err, res)
+		}
+		if _, err := pl.Run(context.Background(), hello); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

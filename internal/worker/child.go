@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // GuestEngine is the in-process engine a worker runs guests on: in the
@@ -134,6 +135,7 @@ type server struct {
 	cfg             childConfig
 	modules         *lru // sha256 → *heldModule
 	baseMemoryLimit int64
+	lastStats       engine.CacheStats
 }
 
 // heldModule is a module a worker keeps so the pool need not resend it.
@@ -149,13 +151,33 @@ const bigRunBytes = 16 << 20
 
 func (s *server) send(kind byte, e *enc) error { return writeFrame(s.out, kind, e) }
 
+// final sends an answer (or the "started" frame, after which the worker may
+// be killed), preceded by the engine's cache figures when they changed (a
+// compile happened), so the pool can report them without asking.
+func (s *server) final(kind byte, e *enc) error {
+	if cs, ok := s.eng.(cacheStatser); ok {
+		if st := cs.CacheStats(); st != s.lastStats {
+			s.lastStats = st
+			se := newFrame(48)
+			encodeCacheStats(se, st)
+			if err := s.send(msgStats, se); err != nil {
+				return err
+			}
+		}
+	}
+	return s.send(kind, e)
+}
+
+// cacheStatser is an engine that reports its compiled-code cache.
+type cacheStatser interface{ CacheStats() engine.CacheStats }
+
 func (s *server) sendError(err error) error {
 	if wasmwiz.ErrorCode(err) == wasmwiz.EINTERNAL {
 		s.log.Error("worker request failed", "err", err)
 	}
 	e := newFrame(128)
 	encodeError(e, err)
-	return s.send(msgError, e)
+	return s.final(msgError, e)
 }
 
 // module returns the held module sha, or the one that came with the request,
@@ -195,7 +217,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 	e := newFrame(len(info.SHA256) + len(info.Entry) + 16)
 	encodeModuleInfo(e, info)
-	if err := s.send(msgStarted, e); err != nil {
+	if err := s.final(msgStarted, e); err != nil {
 		return err
 	}
 
@@ -210,7 +232,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 	e = newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
 	encodeResult(e, res)
-	if err := s.send(msgResult, e); err != nil {
+	if err := s.final(msgResult, e); err != nil {
 		return err
 	}
 	if res.MemoryPeakBytes > bigRunBytes {
@@ -241,5 +263,5 @@ func (s *server) inspect(ctx context.Context, body []byte) error {
 		return s.sendError(wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "encoding the inspection"))
 	}
 	s.modules.add(sha, int64(len(m.wasm)), m)
-	return s.send(msgInspection, e)
+	return s.final(msgInspection, e)
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // Options configure a Pool.
@@ -114,7 +115,8 @@ type Pool struct {
 	procs    map[*proc]struct{} // live processes
 	idle     []*proc
 	starting int
-	changed  chan struct{} // closed and replaced when a worker becomes idle or the pool closes
+	changed  chan struct{}     // closed and replaced when a worker becomes idle or the pool closes
+	gone     engine.CacheStats // counters of workers that ended
 
 	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits atomic.Uint64
 }
@@ -389,6 +391,13 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 					*info = mi
 				}
 			}
+		case msgStats:
+			st := decodeCacheStats(d)
+			if err = d.done(); err == nil {
+				pl.mu.Lock()
+				p.cacheStats = st
+				pl.mu.Unlock()
+			}
 		case msgInspection:
 			p.mods.add(sha, int64(wasmLen), nil)
 			fallthrough
@@ -553,6 +562,10 @@ func (pl *Pool) onExit(p *proc) {
 		}
 	}
 	p.state = stateGone
+	pl.gone.Hits += p.cacheStats.Hits
+	pl.gone.Misses += p.cacheStats.Misses
+	pl.gone.DiskHits += p.cacheStats.DiskHits
+	pl.gone.CompileSeconds += p.cacheStats.CompileSeconds
 	if live {
 		pl.maybeSpawnLocked()
 	}
@@ -638,6 +651,25 @@ func (pl *Pool) Stats() Stats {
 	s.ModuleSends = pl.moduleSends.Load()
 	s.ModuleHits = pl.moduleHits.Load()
 	return s
+}
+
+// CacheStats returns the compiled-code cache figures of the workers, as the
+// workers last reported them: counters summed over every worker the pool
+// ran (so they never go down), entries and bytes over the live ones.
+func (pl *Pool) CacheStats() engine.CacheStats {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	st := pl.gone
+	for p := range pl.procs {
+		c := p.cacheStats
+		st.Hits += c.Hits
+		st.Misses += c.Misses
+		st.DiskHits += c.DiskHits
+		st.CompileSeconds += c.CompileSeconds
+		st.Entries += c.Entries
+		st.Bytes += c.Bytes
+	}
+	return st
 }
 
 // PIDs returns the process ids of the live workers, for tests and

@@ -465,3 +465,47 @@ func TestNewFailsWithBrokenCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolCacheStats: the workers' compiled-code cache figures reach the
+// pool; counters survive the death of the worker that made them, and a
+// replacement worker finds compiled code in the shared disk cache.
+func TestPoolCacheStats(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	hello := &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()}
+	run := func(req *wasmwiz.RunRequest) *wasmwiz.Result {
+		t.Helper()
+		res, err := pl.Run(context.Background(), req)
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		return res
+	}
+	run(hello)
+	first := pl.CacheStats()
+	if first.Misses != 1 || first.Entries != 1 || first.Bytes <= 0 || first.CompileSeconds <= 0 {
+		t.Fatalf("after the first run: %+v, want one compile held", first)
+	}
+	if res := run(hello); !res.CompileCached {
+		t.Errorf("second run of hello was not served from the cache")
+	}
+	if st := pl.CacheStats(); st.Misses != 1 || st.Hits <= first.Hits {
+		t.Errorf("after the second run: %+v, want no new compile and more hits than %+v", st, first)
+	}
+	l := limits()
+	l.Timeout = 50 * time.Millisecond
+	if res := run(&wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
+		t.Fatalf("loop status = %s, want timeout", res.Status)
+	}
+	waitFor(t, "a replacement worker", func() bool { return pl.Stats().Idle == 1 })
+	killed := pl.CacheStats()
+	if killed.Misses != 2 || killed.Entries != 0 {
+		t.Errorf("after the worker was killed: %+v, want its two compiles kept and no entries", killed)
+	}
+	if res := run(hello); !res.CompileCached {
+		t.Errorf("hello on the replacement worker did not find its compiled code in the disk cache")
+	}
+	if st := pl.CacheStats(); st.DiskHits < 1 || st.Misses <= killed.Misses {
+		t.Errorf("after hello on the replacement: %+v, want a disk hit", st)
+	}
+}

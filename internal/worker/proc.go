@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // proc is one worker process as the pool sees it.
@@ -34,9 +36,10 @@ type proc struct {
 	waitErr error         // cmd.Wait's answer, readable after exited
 
 	// Guarded by Pool.mu, or owned by the run that acquired the worker.
-	state procState
-	mods  *lru // mirror of the modules the child holds
-	runs  int
+	state      procState
+	mods       *lru // mirror of the modules the child holds
+	runs       int
+	cacheStats engine.CacheStats // as the child last reported them
 }
 
 type procState int

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // The protocol between the pool (parent) and a worker process (child) runs
@@ -22,7 +24,7 @@ import (
 // A conversation:
 //
 //	parent: config            child: hello (after the engine started)
-//	parent: run | inspect     child: [need-module] | [started] result | inspection | error
+//	parent: run | inspect     child: [need-module] | [started] [stats] result | inspection | error
 //
 // The child answers one request at a time; the parent never sends a second
 // request before the first is answered. "need-module" asks the parent to send
@@ -37,6 +39,7 @@ const (
 	msgResult     byte = 'D' // child → parent: wasmwiz.Result
 	msgInspection byte = 'X' // child → parent: wasmwiz.Inspection as JSON
 	msgError      byte = 'E' // child → parent: error code and message
+	msgStats      byte = 'T' // child → parent: engine.CacheStats, before an answer, when they changed
 )
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
@@ -417,4 +420,24 @@ func decodeInspection(d *dec) (*wasmwiz.Inspection, error) {
 		return nil, fmt.Errorf("worker protocol: inspection: %w", err)
 	}
 	return &in, nil
+}
+
+func encodeCacheStats(e *enc, st engine.CacheStats) {
+	e.uvarint(st.Hits)
+	e.uvarint(st.Misses)
+	e.uvarint(st.DiskHits)
+	e.uvarint(math.Float64bits(st.CompileSeconds))
+	e.varint(int64(st.Entries))
+	e.varint(st.Bytes)
+}
+
+func decodeCacheStats(d *dec) engine.CacheStats {
+	return engine.CacheStats{
+		Hits:           d.uvarint(),
+		Misses:         d.uvarint(),
+		DiskHits:       d.uvarint(),
+		CompileSeconds: math.Float64frombits(d.uvarint()),
+		Entries:        int(d.varint()),
+		Bytes:          d.varint(),
+	}
 }
