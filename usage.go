@@ -1,0 +1,321 @@
+package wasmwiz
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// UsageWriterOptions configure a UsageWriter. Zero fields take the defaults
+// given beside them.
+type UsageWriterOptions struct {
+	// BatchSize is the most records one CreateRuns call writes (500). A full
+	// batch is written at once, without waiting for FlushInterval.
+	BatchSize int
+	// FlushInterval is how long a record may wait for its batch to fill (1s).
+	FlushInterval time.Duration
+	// MaxBuffered bounds memory: the most records held, waiting or being
+	// written (100 000, about 30 MB). Past it the oldest waiting record is
+	// dropped and counted.
+	MaxBuffered int
+	// RetryMin and RetryMax bound the exponential backoff between attempts
+	// while the database fails (100ms, doubling up to 30s).
+	RetryMin, RetryMax time.Duration
+	// WriteTimeout bounds one CreateRuns call (10s).
+	WriteTimeout time.Duration
+	// Logger gets failures, recoveries and drops (slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *UsageWriterOptions) setDefaults() {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 100_000
+	}
+	// The batch being written counts against MaxBuffered, and a retry never
+	// drops it, so there must be room for one batch.
+	o.MaxBuffered = max(o.MaxBuffered, o.BatchSize)
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+	o.RetryMax = max(o.RetryMax, o.RetryMin)
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// UsageStats are a UsageWriter's counters, for metrics and tests.
+type UsageStats struct {
+	Buffered uint64 // records held now: waiting, or in the batch being written
+	Written  uint64 // records in successful CreateRuns calls, ever
+	Dropped  uint64 // records lost, ever: buffer full, recorded after Close, or left when Close gave up
+	Failures uint64 // failed CreateRuns calls, ever
+	Batches  uint64 // successful CreateRuns calls, ever
+}
+
+// UsageWriter is the UsageRecorder of the server: Record queues a record in
+// memory and returns at once; one goroutine writes batches through
+// RunService.CreateRuns. While the database fails, the batch is retried with
+// exponential backoff and new records keep queueing, up to MaxBuffered.
+// Record gives every record its id before queueing it and CreateRuns is
+// idempotent by id, so a batch retried after an unconfirmed commit is not
+// counted twice. Nothing is lost silently: every dropped record is counted
+// in Stats and logged.
+type UsageWriter struct {
+	svc  RunService
+	opts UsageWriterOptions
+
+	mu       sync.Mutex
+	queue    []*Run // waiting, oldest first
+	batch    []*Run // being written (and retried until it is)
+	closed   bool
+	stats    UsageStats
+	dropping bool // a drop was logged and no write has succeeded since
+
+	wake      chan struct{} // a full batch is waiting
+	closing   chan struct{} // closed by Close
+	closeCtx  context.Context
+	done      chan struct{} // closed when the writer goroutine ends
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ UsageRecorder = (*UsageWriter)(nil)
+
+// NewUsageWriter starts a writer of usage records into svc. Close it to
+// flush what it holds.
+func NewUsageWriter(svc RunService, opts UsageWriterOptions) *UsageWriter {
+	opts.setDefaults()
+	w := &UsageWriter{
+		svc:     svc,
+		opts:    opts,
+		wake:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go w.loop()
+	return w
+}
+
+// Record queues r for writing and never blocks on the database. It sets
+// r.CreatedAt (to now) and r.ID (a new run id) when they are empty, so the
+// caller can answer with the id, and queues a copy: r may be reused. When
+// the buffer is full, the oldest waiting record is dropped; after Close, r
+// itself is dropped. Both are counted in Stats().Dropped.
+func (w *UsageWriter) Record(r *Run) {
+	if r == nil {
+		return
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now().UTC()
+	}
+	if r.ID == "" {
+		r.ID = NewRunID(r.CreatedAt)
+	}
+	c := *r
+
+	w.mu.Lock()
+	if w.closed {
+		w.stats.Dropped++
+		w.mu.Unlock()
+		w.opts.Logger.Warn("usage record dropped: the usage writer is closed", "run_id", c.ID)
+		return
+	}
+	var dropped *Run
+	if len(w.queue)+len(w.batch) >= w.opts.MaxBuffered {
+		w.stats.Dropped++
+		if len(w.queue) == 0 {
+			// Only the batch being written fills the buffer (MaxBuffered
+			// equals BatchSize): the new record is the one to go.
+			dropped = &c
+		} else {
+			dropped = w.queue[0]
+			w.queue[0] = nil
+			w.queue = append(w.queue[1:], &c)
+		}
+	} else {
+		w.queue = append(w.queue, &c)
+	}
+	full := len(w.queue) >= w.opts.BatchSize
+	logDrop := dropped != nil && !w.dropping
+	if logDrop {
+		w.dropping = true
+	}
+	w.mu.Unlock()
+
+	if logDrop {
+		w.opts.Logger.Error("usage buffer full: dropping the oldest records until a write succeeds",
+			"max_buffered", w.opts.MaxBuffered, "first_dropped_run_id", dropped.ID)
+	}
+	if full {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns the writer's counters.
+func (w *UsageWriter) Stats() UsageStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.stats
+	s.Buffered = uint64(len(w.queue) + len(w.batch))
+	return s
+}
+
+// Close stops taking records and writes everything held, retrying with
+// backoff until ctx ends. It returns nil when every record was written, and
+// otherwise EUNAVAILABLE naming how many were lost (they are counted as
+// dropped). Later calls wait for the first to finish and return its result.
+func (w *UsageWriter) Close(ctx context.Context) error {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.closeCtx = ctx
+		w.mu.Unlock()
+		close(w.closing)
+		<-w.done
+		w.mu.Lock()
+		lost := len(w.queue) + len(w.batch)
+		w.stats.Dropped += uint64(lost)
+		w.queue, w.batch = nil, nil
+		w.mu.Unlock()
+		if lost > 0 {
+			w.closeErr = WrapError(EUNAVAILABLE, ctx.Err(), "usage writer closed with %d records not written", lost)
+			w.opts.Logger.Error("usage records lost at shutdown", "records", lost, "err", ctx.Err())
+		}
+	})
+	<-w.done
+	return w.closeErr
+}
+
+// loop is the writer goroutine: it writes a batch when one is full, when
+// FlushInterval passes, and at Close, until Close's context ends.
+func (w *UsageWriter) loop() {
+	defer close(w.done)
+	ticker := time.NewTicker(w.opts.FlushInterval)
+	defer ticker.Stop()
+	closing := false
+	for {
+		if !closing {
+			select {
+			case <-w.wake:
+			case <-ticker.C:
+			case <-w.closing:
+				closing = true
+			}
+		}
+		if !w.flush(closing) {
+			return // Close's context ended
+		}
+		if closing {
+			return
+		}
+		select {
+		case <-w.closing:
+			closing = true
+		default:
+		}
+	}
+}
+
+// flush writes waiting records in batches until none is left (all, when
+// closing or on the timer). It returns false when Close's context ended
+// first.
+func (w *UsageWriter) flush(closing bool) bool {
+	backoff := time.Duration(0)
+	for {
+		w.mu.Lock()
+		if len(w.batch) == 0 {
+			n := min(len(w.queue), w.opts.BatchSize)
+			if n == 0 {
+				w.mu.Unlock()
+				return true
+			}
+			w.batch = make([]*Run, n)
+			copy(w.batch, w.queue)
+			clear(w.queue[:n])
+			w.queue = w.queue[n:]
+		}
+		batch := w.batch
+		w.mu.Unlock()
+
+		parent := context.Background()
+		if closing {
+			parent = w.closeCtx
+		}
+		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
+		err := w.svc.CreateRuns(ctx, batch)
+		cancel()
+
+		w.mu.Lock()
+		if err == nil {
+			w.stats.Written += uint64(len(batch))
+			w.stats.Batches++
+			w.batch = nil
+			w.dropping = false
+			w.mu.Unlock()
+			if backoff > 0 {
+				w.opts.Logger.Info("usage records are being written again")
+			}
+			backoff = 0
+			continue
+		}
+		w.stats.Failures++
+		w.mu.Unlock()
+
+		backoff = nextBackoff(backoff, w.opts.RetryMin, w.opts.RetryMax)
+		w.opts.Logger.Warn("usage records not written; retrying", "records", len(batch),
+			"retry_in", backoff, "code", ErrorCode(err), "err", err)
+		if !w.sleep(backoff, &closing) {
+			return false
+		}
+	}
+}
+
+// sleep waits d, or less when Close is called meanwhile (a shutdown should
+// not wait out a long backoff before its first attempt). It returns false
+// when Close's context ends.
+func (w *UsageWriter) sleep(d time.Duration, closing *bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	if *closing {
+		select {
+		case <-t.C:
+			return true
+		case <-w.closeCtx.Done():
+			return false
+		}
+	}
+	select {
+	case <-t.C:
+		return true
+	case <-w.closing:
+		*closing = true
+		return w.closeCtx.Err() == nil
+	}
+}
+
+// nextBackoff doubles cur within [lo, hi].
+func nextBackoff(cur, lo, hi time.Duration) time.Duration {
+	if cur < lo {
+		return lo
+	}
+	if cur > hi/2 {
+		return hi
+	}
+	return cur * 2
+}

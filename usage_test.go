@@ -1,0 +1,411 @@
+package wasmwiz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeRuns is a RunService whose CreateRuns keeps records by id (idempotent,
+// as the stores are) and can fail, block, or fail after committing.
+type fakeRuns struct {
+	RunService // nil: only CreateRuns is called
+
+	mu             sync.Mutex
+	stored         map[string]Run
+	order          []string
+	batches        [][]string
+	fail           error // CreateRuns returns it (after storing, when commitThenFail)
+	commitThenFail bool
+	block          chan struct{} // when set, CreateRuns waits for it to close (or its ctx)
+	calls          chan int      // when set, gets len(batch) at every call, before anything else
+}
+
+func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]Run{}} }
+
+func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*Run) error {
+	f.mu.Lock()
+	calls, block := f.calls, f.block
+	f.mu.Unlock()
+	if calls != nil {
+		select { // never block the writer on a test that stopped listening
+		case calls <- len(runs):
+		default:
+		}
+	}
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return WrapError(EUNAVAILABLE, ctx.Err(), "blocked")
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil && !f.commitThenFail {
+		return f.fail
+	}
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+		if _, ok := f.stored[r.ID]; !ok {
+			f.stored[r.ID] = *r
+			f.order = append(f.order, r.ID)
+		}
+	}
+	f.batches = append(f.batches, ids)
+	if f.fail != nil {
+		return f.fail
+	}
+	return nil
+}
+
+func (f *fakeRuns) set(fn func(f *fakeRuns)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeRuns) storedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := append([]string(nil), f.order...)
+	sort.Strings(out)
+	return out
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testRun(i int) *Run {
+	return &Run{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: TierFree, Status: StatusOK, DurationMS: float64(i)}
+}
+
+func sortedIDs(runs []*Run) []string {
+	var out []string
+	for _, r := range runs {
+		out = append(out, r.ID)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestUsageWriterFlushesOnClose(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 1000, FlushInterval: time.Hour, Logger: quiet})
+	var runs []*Run
+	for i := range 10 {
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	if st := w.Stats(); st.Buffered != 10 || st.Written != 0 {
+		t.Fatalf("before Close: %+v, want 10 buffered and none written (no full batch, no interval yet)", st)
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(runs)); got != want {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	if st := w.Stats(); st != (UsageStats{Written: 10, Batches: 1}) {
+		t.Fatalf("after Close: %+v", st)
+	}
+}
+
+func TestUsageWriterRecordSetsIDAndTime(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	w := NewUsageWriter(f, UsageWriterOptions{Logger: quiet})
+	r := testRun(1)
+	before := time.Now()
+	w.Record(r)
+	if !ValidRunID(r.ID) || r.CreatedAt.Before(before.Add(-time.Second)) || r.CreatedAt.IsZero() {
+		t.Fatalf("Record left id %q created %v", r.ID, r.CreatedAt)
+	}
+	given := &Run{ID: "run_given", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	w.Record(given)
+	// The writer keeps a copy: changing the caller's record changes nothing.
+	r.Status = StatusTrap
+	w.Record(nil)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := f.stored[r.ID]; got.Status != StatusOK {
+		t.Fatalf("stored status %q: the writer shares the caller's record", got.Status)
+	}
+	if got := f.stored["run_given"]; !got.CreatedAt.Equal(given.CreatedAt) {
+		t.Fatalf("a given id and time were replaced: %+v", got)
+	}
+	if len(f.stored) != 2 {
+		t.Fatalf("stored %d records, want 2 (nil is ignored)", len(f.stored))
+	}
+}
+
+func TestUsageWriterBatches(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.calls = make(chan int, 100)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 10, FlushInterval: time.Hour, Logger: quiet})
+	for i := range 10 {
+		w.Record(testRun(i))
+	}
+	// A full batch is written without waiting for the interval or Close.
+	if n := <-f.calls; n != 10 {
+		t.Fatalf("first batch has %d records, want 10", n)
+	}
+	for i := 10; i < 35; i++ {
+		w.Record(testRun(i))
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.storedIDs()); got != 35 {
+		t.Fatalf("stored %d records, want 35", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.batches {
+		if len(b) > 10 {
+			t.Fatalf("a batch of %d records, over BatchSize 10", len(b))
+		}
+	}
+}
+
+func TestUsageWriterFlushInterval(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.calls = make(chan int, 10)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 1000, FlushInterval: time.Millisecond, Logger: quiet})
+	defer w.Close(context.Background())
+	w.Record(testRun(1))
+	// Without a full batch and without Close, the interval writes it.
+	if n := <-f.calls; n != 1 {
+		t.Fatalf("interval flush wrote %d records, want 1", n)
+	}
+}
+
+// TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown: failures are retried,
+// records keep coming, and all are written once the database answers.
+func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.fail = Errorf(EUNAVAILABLE, "database is down")
+	f.calls = make(chan int, 1000)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 5, FlushInterval: time.Millisecond,
+		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
+	var runs []*Run
+	for i := range 12 {
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	for range 3 { // three failed attempts at least
+		<-f.calls
+	}
+	for i := 12; i < 20; i++ { // records keep coming while it is down
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	st := w.Stats()
+	if st.Written != 0 || st.Buffered != 20 || st.Dropped != 0 || st.Failures < 2 {
+		t.Fatalf("while down: %+v, want 20 buffered, none written or dropped, failures counted", st)
+	}
+	f.set(func(f *fakeRuns) { f.fail = nil })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatalf("Close after recovery: %v", err)
+	}
+	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(runs)); got != want {
+		t.Fatalf("after recovery stored %v, want %v", got, want)
+	}
+	if st := w.Stats(); st.Written != 20 || st.Buffered != 0 || st.Dropped != 0 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+}
+
+// TestUsageWriterRetryCountsNothingTwice: a batch that committed but whose
+// answer was lost is retried with the same ids.
+func TestUsageWriterRetryCountsNothingTwice(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.fail, f.commitThenFail = Errorf(EUNAVAILABLE, "connection reset after commit"), true
+	f.calls = make(chan int, 100)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 4, FlushInterval: time.Hour,
+		RetryMin: time.Microsecond, RetryMax: time.Microsecond, Logger: quiet})
+	for i := range 4 {
+		w.Record(testRun(i))
+	}
+	<-f.calls
+	<-f.calls // the retry
+	f.set(func(f *fakeRuns) { f.fail = nil })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.stored) != 4 || len(f.batches) < 2 {
+		t.Fatalf("stored %d records in %d calls, want 4 records in 2 or more calls", len(f.stored), len(f.batches))
+	}
+	for _, b := range f.batches[1:] {
+		if fmt.Sprint(b) != fmt.Sprint(f.batches[0]) {
+			t.Fatalf("a retry sent other ids: %v then %v", f.batches[0], b)
+		}
+	}
+}
+
+// TestUsageWriterBoundsMemory: with the database stuck, Record never blocks
+// and drops the oldest waiting records past MaxBuffered, never the batch
+// being written.
+func TestUsageWriterBoundsMemory(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.block = make(chan struct{})
+	f.calls = make(chan int, 100)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
+	var runs []*Run
+	for i := range 2 {
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	if n := <-f.calls; n != 2 { // the writer is now stuck inside CreateRuns
+		t.Fatalf("first batch of %d, want 2", n)
+	}
+	for i := 2; i < 10; i++ { // would block here if Record waited for the database
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	if st := w.Stats(); st.Buffered != 5 || st.Dropped != 5 {
+		t.Fatalf("stuck: %+v, want 5 buffered (the bound) and 5 dropped", st)
+	}
+	close(f.block)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Kept: the batch in flight (0, 1) and the newest three (7, 8, 9).
+	want := sortedIDs([]*Run{runs[0], runs[1], runs[7], runs[8], runs[9]})
+	if got := f.storedIDs(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("stored %v, want the in-flight batch and the newest records %v", got, want)
+	}
+	if st := w.Stats(); st.Written != 5 || st.Dropped != 5 || st.Buffered != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+}
+
+func TestUsageWriterBoundEqualToBatch(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.block = make(chan struct{})
+	f.calls = make(chan int, 100)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 2, MaxBuffered: 1, FlushInterval: time.Hour, Logger: quiet})
+	w.Record(testRun(0))
+	w.Record(testRun(1))
+	<-f.calls
+	w.Record(testRun(2)) // nothing waiting to drop: the new record goes
+	if st := w.Stats(); st.Buffered != 2 || st.Dropped != 1 {
+		t.Fatalf("%+v, want 2 buffered (MaxBuffered raised to BatchSize) and 1 dropped", st)
+	}
+	close(f.block)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUsageWriterCloseGivesUp: with the database down for good, Close
+// retries until its context ends, then reports and counts what it lost.
+func TestUsageWriterCloseGivesUp(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.fail = Errorf(EUNAVAILABLE, "database is down")
+	f.calls = make(chan int, 1000)
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 100, FlushInterval: time.Hour,
+		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
+	for i := range 3 {
+		w.Record(testRun(i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for range 3 { // let Close try a few times, then give up
+			<-f.calls
+		}
+		cancel()
+	}()
+	err := w.Close(ctx)
+	if ErrorCode(err) != EUNAVAILABLE || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with the database down: %v, want EUNAVAILABLE wrapping the context's end", err)
+	}
+	if st := w.Stats(); st.Dropped != 3 || st.Buffered != 0 || st.Written != 0 || st.Failures < 3 {
+		t.Fatalf("after giving up: %+v, want 3 dropped", st)
+	}
+	// Later records are dropped and counted, and Close answers the same.
+	w.Record(testRun(9))
+	if st := w.Stats(); st.Dropped != 4 {
+		t.Fatalf("a record after Close: dropped %d, want 4", st.Dropped)
+	}
+	if err2 := w.Close(context.Background()); err2 != err {
+		t.Fatalf("second Close: %v, want the first's %v", err2, err)
+	}
+}
+
+func TestUsageWriterConcurrentRecords(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 64, FlushInterval: time.Millisecond, Logger: quiet})
+	const goroutines, each = 8, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				w.Record(testRun(g*each + i))
+				if i%100 == 0 {
+					_ = w.Stats()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.storedIDs()); got != goroutines*each {
+		t.Fatalf("stored %d records, want %d", got, goroutines*each)
+	}
+	if st := w.Stats(); st.Written != goroutines*each || st.Dropped != 0 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestNextBackoff(t *testing.T) {
+	t.Parallel()
+	lo, hi := 100*time.Millisecond, 30*time.Second
+	tests := []struct {
+		name      string
+		cur, want time.Duration
+	}{
+		{"first failure", 0, lo},
+		{"doubles", lo, 2 * lo},
+		{"doubles again", 2 * lo, 4 * lo},
+		{"reaches the cap", 20 * time.Second, hi},
+		{"stays at the cap", hi, hi},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := nextBackoff(tt.cur, lo, hi); got != tt.want {
+				t.Fatalf("nextBackoff(%v) = %v, want %v", tt.cur, got, tt.want)
+			}
+		})
+	}
+}
