@@ -139,6 +139,8 @@ func TestRunOutcomes(t *testing.T) {
 			want{status: wasmwiz.StatusOK, results: []string{"1.5"}}},
 		{"two results", "add.wasm", func(r *wasmwiz.RunRequest) { r.Function = "pair" },
 			want{status: wasmwiz.StatusOK, results: []string{"-1", "9007199254740993"}}},
+		{"memory of zero pages grows", "zero_memory.wasm", nil,
+			want{status: wasmwiz.StatusOK, results: []string{"7"}, minPeak: 65536}},
 		{"default entry main", "plain_main.wasm", nil,
 			want{status: wasmwiz.StatusOK, results: []string{"42"}, entry: "main"}},
 		{"reactor runs _initialize first", "reactor.wasm", func(r *wasmwiz.RunRequest) { r.Function = "answer" },

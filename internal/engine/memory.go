@@ -104,6 +104,9 @@ type sliceMemory struct {
 }
 
 func (m *sliceMemory) grow(size uint64) []byte {
+	if m.buf == nil {
+		m.buf = []byte{} // non-nil: nil tells wazero the growth failed
+	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
 		return m.buf
