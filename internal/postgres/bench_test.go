@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"testing"
 	"time"
@@ -84,4 +86,30 @@ func BenchmarkAuthenticate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkUsageWriter measures records/s end to end through
+// wasmwiz.UsageWriter with its default batch size (500): each op records
+// 20 000 records (under the buffer bound, so none is dropped) on a new
+// writer and closes it, which returns when all are written.
+func BenchmarkUsageWriter(b *testing.B) {
+	db := newDB(b)
+	u, _ := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
+	const perOp = 20_000
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ops := 0
+	for b.Loop() {
+		w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{Logger: logger})
+		for range perOp {
+			w.Record(&wasmwiz.Run{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1})
+		}
+		if err := w.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if s := w.Stats(); s.Written != perOp || s.Dropped != 0 {
+			b.Fatalf("writer stats %+v, want %d written", s, perOp)
+		}
+		ops++
+	}
+	b.ReportMetric(float64(ops*perOp)/b.Elapsed().Seconds(), "records/s")
 }
