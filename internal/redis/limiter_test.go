@@ -595,3 +595,24 @@ func (p *proxy) unstall() {
 		p.stalled = nil
 	}
 }
+
+// An error reply (here: a key of the wrong type) is a failure like any
+// other: the fallback decides, nothing is returned to the caller.
+func TestErrorReplyFallsBack(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, redisURL(t))
+	prefix := testPrefix(t, c)
+	clock := limitertest.NewClock(limitertest.Start)
+	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second,
+		Fallback: inmem.New(inmem.Options{Now: clock.Now}), Logger: slog.New(slog.DiscardHandler)})
+	if err := c.Set(context.Background(), prefix+"{u1}:minute:60000", "not a list", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.Allow(context.Background(), "u1", minute(3))
+	if err != nil || !d.Allowed || !d.Fallback {
+		t.Fatalf("Allow on a clobbered key: %+v, %v", d, err)
+	}
+	if s := l.Stats(); s.StoreErrors != 1 || !s.FallbackActive {
+		t.Fatalf("Stats() = %+v, want 1 store error and the fallback active", s)
+	}
+}
