@@ -180,8 +180,8 @@ func (s *server) sendError(err error) error {
 	return s.final(msgError, e)
 }
 
-// module returns the held module sha, or the one that came with the request,
-// inspecting it once. ok is false when the pool must resend it.
+// module returns the held module sha, or the one that came with the
+// request; ok is false when the pool must resend it.
 func (s *server) module(ctx context.Context, sha string, wasm []byte, hasWasm bool) (*heldModule, bool, error) {
 	if v, found := s.modules.get(sha); found {
 		return v.(*heldModule), true, nil
@@ -198,27 +198,27 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if err := d.done(); err != nil {
 		return err
 	}
-	m, ok, err := s.module(ctx, req.SHA256, req.Wasm, hasWasm)
-	if !ok || err != nil {
-		return err
-	}
-	if m.info == nil {
-		info, err := s.eng.Inspect(ctx, m.wasm, req.Limits)
+	var m *heldModule
+	if v, held := s.modules.get(req.SHA256); held {
+		m = v.(*heldModule)
+		s.modules.add(req.SHA256, int64(len(m.wasm)), m) // most recent, as in the pool's mirror
+	} else {
+		if !hasWasm {
+			return s.send(msgNeedModule, newFrame(0))
+		}
+		info, err := s.eng.Inspect(ctx, req.Wasm, req.Limits)
 		if err != nil {
 			return s.sendError(err)
 		}
-		m.info = info
-	}
-	// The module is valid: hold it, as the pool's mirror does on "started".
-	s.modules.add(req.SHA256, int64(len(m.wasm)), m)
-	info := m.info.Info()
-	if req.Function != "" {
-		info.Entry = req.Function
-	}
-	e := newFrame(len(info.SHA256) + len(info.Entry) + 16)
-	encodeModuleInfo(e, info)
-	if err := s.final(msgStarted, e); err != nil {
-		return err
+		m = &heldModule{wasm: req.Wasm, info: info}
+		s.modules.add(req.SHA256, int64(len(m.wasm)), m)
+		// Tell the pool, once per module and worker, what the module is: it
+		// answers with that if it has to kill this worker at the deadline.
+		e := newFrame(len(info.SHA256) + len(info.Entry) + 16)
+		encodeModuleInfo(e, info.Info())
+		if err := s.final(msgStarted, e); err != nil {
+			return err
+		}
 	}
 
 	req.Wasm = m.wasm
@@ -230,7 +230,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if err != nil {
 		return s.sendError(err)
 	}
-	e = newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
+	e := newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
 	encodeResult(e, res)
 	if err := s.final(msgResult, e); err != nil {
 		return err

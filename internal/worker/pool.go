@@ -267,6 +267,9 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	hint := len(req.Stdin) + 256
 	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info)
 	pl.runs.Add(1)
+	if req.Function != "" {
+		info.Entry = req.Function
+	}
 	var peak int64
 	defer func() { pl.release(p, healthy, peak) }()
 	switch {
@@ -348,11 +351,12 @@ func moduleSHA(trusted string, wasm []byte) string {
 var errWorkerOOM = errors.New("worker ran out of memory")
 
 // exchange sends one request to p (which the caller acquired) and returns
-// the final answer's kind and body, and whether p may serve again. Until the answer, it
-// reads only within deadline; past it, or when ctx ends, or on any protocol
+// the final answer's kind and body, and whether p may serve again. Until the
+// answer, it reads only within deadline; past it, or when ctx ends, or on any protocol
 // failure, it kills p, waits until the process is reaped, and returns
 // os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
-// info, when non-nil, receives the module info of a "started" frame.
+// info, when non-nil, receives what the pool knows of the module: from the
+// worker's "started" frame, once per module and worker, kept in p.mods.
 func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
 	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo) (k byte, d *dec, healthy bool, err error) {
 	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
@@ -371,7 +375,11 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	held := p.mods.has(sha)
 	if held {
 		pl.moduleHits.Add(1)
+		if v, _ := p.mods.get(sha); v != nil && info != nil {
+			*info = *v.(*wasmwiz.ModuleInfo)
+		}
 	}
+	started := false
 	err = send(!held)
 	for err == nil {
 		var body []byte
@@ -386,7 +394,8 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 		case msgStarted:
 			mi := decodeModuleInfo(d)
 			if err = d.done(); err == nil {
-				p.mods.add(sha, int64(wasmLen), nil)
+				started = true
+				p.mods.add(sha, int64(wasmLen), &mi)
 				if info != nil {
 					*info = mi
 				}
@@ -399,9 +408,18 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 				pl.mu.Unlock()
 			}
 		case msgInspection:
-			p.mods.add(sha, int64(wasmLen), nil)
+			peek := *d
+			var mi *wasmwiz.ModuleInfo
+			if in, err := decodeInspection(&peek); err == nil {
+				v := in.Info()
+				mi = &v
+			}
+			p.mods.add(sha, int64(wasmLen), mi)
 			fallthrough
 		case msgResult, msgError:
+			if kind == msgRun && !started && p.mods.has(sha) {
+				p.mods.add(sha, int64(wasmLen), nil) // most recent, as in the worker
+			}
 			if stop() {
 				return k, d, true, nil
 			}

@@ -109,11 +109,13 @@ func TestPoolRunOutcomes(t *testing.T) {
 func TestPoolTimeoutKillsWorker(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		module string
+		name         string
+		module       string
+		inspectFirst bool // the worker holds the module before the run
 	}{
-		{"tight loop", "loop.wasm"},
-		{"loop-free recursion", "fib_recursive.wasm"},
+		{"tight loop", "loop.wasm", false},
+		{"loop-free recursion", "fib_recursive.wasm", false},
+		{"held module", "fib_recursive.wasm", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +125,11 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			l := limits()
 			l.Timeout = 300 * time.Millisecond
 			wasm := module(t, tt.module)
+			if tt.inspectFirst {
+				if _, err := pl.Inspect(context.Background(), wasm, l); err != nil {
+					t.Fatalf("Inspect: %v", err)
+				}
+			}
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: l})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -152,6 +159,9 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			s := pl.Stats()
 			if s.Timeouts != 1 || s.Kills != 1 {
 				t.Errorf("stats = %+v, want one timeout and one kill", s)
+			}
+			if tt.inspectFirst && (s.ModuleSends != 1 || s.ModuleHits != 1) {
+				t.Errorf("stats = %+v, want the run routed to the worker that inspected the module", s)
 			}
 			// The spare answers at once; the pool returns to full strength.
 			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})

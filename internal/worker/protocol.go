@@ -35,7 +35,7 @@ const (
 	msgRun        byte = 'R' // parent → child: runMsg
 	msgInspect    byte = 'I' // parent → child: inspectMsg
 	msgNeedModule byte = 'N' // child → parent: empty; resend with the module bytes
-	msgStarted    byte = 'S' // child → parent: ModuleInfo, just before guest code runs
+	msgStarted    byte = 'S' // child → parent: ModuleInfo, before the first run of a module in this worker
 	msgResult     byte = 'D' // child → parent: wasmwiz.Result
 	msgInspection byte = 'X' // child → parent: wasmwiz.Inspection as JSON
 	msgError      byte = 'E' // child → parent: error code and message
