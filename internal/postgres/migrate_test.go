@@ -2,6 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -58,6 +61,70 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 	if len(tiers) != len(wasmwiz.DefaultTiers()) {
 		t.Fatalf("%d tiers after concurrent migrations, want the %d defaults once", len(tiers), len(wasmwiz.DefaultTiers()))
+	}
+}
+
+// TestMigrateProcesses starts several processes (this test binary, running
+// TestMigrateChildProcess) that migrate one fresh schema at once: each
+// exits successfully and every migration is recorded once.
+func TestMigrateProcesses(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	const procs = 4
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]strings.Builder, procs)
+	for i := range cmds {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMigrateChildProcess$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "WASMWIZ_TEST_MIGRATE_CHILD_URL="+url)
+		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
+		cmds[i] = cmd
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start process %d: %v", i, err)
+		}
+	}
+	for i, cmd := range cmds {
+		err := cmd.Wait()
+		if err != nil || !strings.Contains(outs[i].String(), "--- PASS: TestMigrateChildProcess") {
+			t.Fatalf("process %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	db := openURL(t, url, false)
+	versions, err := db.MigrationVersions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, v := range versions {
+		if seen[v] {
+			t.Fatalf("migration %d recorded twice: %v", v, versions)
+		}
+		seen[v] = true
+	}
+	if !seen[1] {
+		t.Fatalf("recorded migrations %v lack 1", versions)
+	}
+	tiers, err := db.ListTiers(sys)
+	if err != nil || len(tiers) != len(wasmwiz.DefaultTiers()) {
+		t.Fatalf("%d tiers after migrating from %d processes (%v), want the defaults once", len(tiers), procs, err)
+	}
+}
+
+// TestMigrateChildProcess is one process of TestMigrateProcesses; it runs
+// only as that test's child.
+func TestMigrateChildProcess(t *testing.T) {
+	url := os.Getenv("WASMWIZ_TEST_MIGRATE_CHILD_URL")
+	if url == "" {
+		t.Skip("a child process of TestMigrateProcesses")
+	}
+	db, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
 	}
 }
 
