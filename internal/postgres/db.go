@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +54,10 @@ var (
 // lastUsedEvery is how stale api_keys.last_used_at may be.
 const lastUsedEvery = time.Minute
 
-// Open connects to the database at url (postgres://…; any extra query
-// parameter, such as search_path, is passed to the server as a run-time
-// setting) and checks that it answers. It returns EINVALID for a malformed
+// Open connects to the database at url (postgres://…; pgxpool's pool_*
+// parameters size the pool, any other extra query parameter, such as
+// search_path, is passed to the server as a run-time setting) and checks
+// that it answers. It returns EINVALID for a malformed
 // URL and EUNAVAILABLE when the database does not answer. Open does not
 // migrate: call Migrate.
 func Open(ctx context.Context, url string) (*DB, error) {
@@ -71,6 +73,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	// Day boundaries (Stats' runs per day) are UTC days whatever the
 	// server's default time zone.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	// pgxpool's default (4 on this kind of machine) queues a busy replica's
+	// key lookups behind each other; pool_max_conns in the URL still wins.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = int32(max(10, 4*runtime.NumCPU()))
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot connect to PostgreSQL")
