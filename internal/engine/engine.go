@@ -109,6 +109,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		b := e.runtime.NewHostModuleBuilder(name)
 		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
 		exportSockShutdown(b)
+		exportPollOneoff(b)
 		cm, err := b.Compile(ctx)
 		if err == nil {
 			e.wasiFuncs[name] = cm.ExportedFunctions()

@@ -105,6 +105,8 @@ func TestRunOutcomes(t *testing.T) {
 			want{status: wasmwiz.StatusTimeout}},
 		{"poll_oneoff sleep times out", "poll_sleep.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
 			want{status: wasmwiz.StatusTimeout}},
+		{"poll_oneoff returns ready fds at once", "poll_ready.wasm", nil,
+			want{status: wasmwiz.StatusOK, stdout: "events 2, types 2 1\n"}},
 		{"libc nanosleep times out", "sleep.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
 			want{status: wasmwiz.StatusTimeout}},
 		{"short sleep completes", "sleep.wasm", func(r *wasmwiz.RunRequest) { r.Args = []string{"5"} },

@@ -94,6 +94,8 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	mem := &memoryCap{limit: memLimit}
 	defer mem.release()
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
+	stdin := bytes.NewReader(req.Stdin)
+	ctx = context.WithValue(ctx, runStateKey{}, &runState{stdin: stdin})
 
 	stdout := &cappedBuffer{limit: lim.MaxOutputBytes}
 	stderr := &cappedBuffer{limit: lim.MaxOutputBytes}
@@ -104,7 +106,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
-		WithStdin(bytes.NewReader(req.Stdin)).
+		WithStdin(stdin).
 		WithStdout(stdout).
 		WithStderr(stderr).
 		WithArgs(append([]string{name}, req.Args...)...).

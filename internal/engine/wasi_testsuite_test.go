@@ -42,9 +42,9 @@ type wasiSpec struct {
 }
 
 // wasiKnownFailures are preview1 tests this engine runs but does not pass,
-// with the reason; each is run and must still fail (so the list stays true).
+// with the reason; each is run and must still fail (so the list stays
+// true). Empty since the engine has its own sock_shutdown and poll_oneoff.
 var wasiKnownFailures = map[string]string{
-	"rust/poll_oneoff_stdio": "wazero v1.12.0's poll_oneoff does not report stdin/stdout/stderr subscriptions as the test expects (also skipped upstream for wazero); the engine uses wazero's poll_oneoff unchanged",
 }
 
 // TestWASITestsuite runs the official WASI test suite's preview1 tests
