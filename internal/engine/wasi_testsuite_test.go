@@ -44,8 +44,7 @@ type wasiSpec struct {
 // wasiKnownFailures are preview1 tests this engine runs but does not pass,
 // with the reason; each is run and must still fail (so the list stays
 // true). Empty since the engine has its own sock_shutdown and poll_oneoff.
-var wasiKnownFailures = map[string]string{
-}
+var wasiKnownFailures = map[string]string{}
 
 // TestWASITestsuite runs the official WASI test suite's preview1 tests
 // through the engine: every AssemblyScript and C test and every Rust test
