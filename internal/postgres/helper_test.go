@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
@@ -50,6 +49,3 @@ func wantCode(t testing.TB, err error, code, what string) {
 		t.Fatalf("%s: error %v (code %q), want %q", what, err, got, code)
 	}
 }
-
-// fixedClock returns a clock that reads *now.
-func fixedClock(now *time.Time) func() time.Time { return func() time.Time { return *now } }
