@@ -88,6 +88,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "invalid embedded migrations")
 	}
+	return db.migrate(ctx, ms)
+}
+
+// migrate applies ms, which are in version order.
+func (db *DB) migrate(ctx context.Context, ms []migration) error {
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return dbError(err, "migrate")

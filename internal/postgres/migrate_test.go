@@ -165,6 +165,43 @@ func TestMigrateKeepsAdminChanges(t *testing.T) {
 	}
 }
 
+// TestFailedMigrationRollsBack: a migration that fails leaves nothing of
+// itself behind and is not recorded, so fixing it and migrating again
+// applies it whole.
+func TestFailedMigrationRollsBack(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	err := postgres.MigrateWithExtra(ctx, db, `CREATE TABLE half_done (id int); SELECT 1/0`)
+	wantCode(t, err, wasmwiz.EINTERNAL, "a failing migration")
+	var exists bool
+	if err := db.Pool().QueryRow(ctx, `SELECT to_regclass('half_done') IS NOT NULL`).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Fatal("the failed migration's table survived: it did not run in one transaction")
+	}
+	versions, err := db.MigrationVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range versions {
+		if v == 1000 {
+			t.Fatalf("the failed migration was recorded: %v", versions)
+		}
+	}
+	if err := postgres.MigrateWithExtra(ctx, db, `CREATE TABLE half_done (id int)`); err != nil {
+		t.Fatalf("the fixed migration: %v", err)
+	}
+	if err := db.Pool().QueryRow(ctx, `SELECT to_regclass('half_done') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		t.Fatalf("the fixed migration's table: exists %v, %v", exists, err)
+	}
+	// The embedded migrations alone are still up to date.
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestOpenErrors: a malformed URL is the caller's mistake; a database that
 // does not answer is unavailable, and the password never shows in errors.
 func TestOpenErrors(t *testing.T) {
