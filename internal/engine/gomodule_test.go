@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// buildGoWasip1 builds testdata/<dir> with GOOS=wasip1 GOARCH=wasm.
+func buildGoWasip1(t *testing.T, dir string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), dir+".wasm")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+dir)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		reason := "building a Go wasip1 module failed: " + err.Error() + ": " + string(msg)
+		if requireServices() {
+			t.Fatal(reason)
+		}
+		t.Skip(reason)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestGoModules runs real Go wasip1 programs: one that works, and one
+// whose Go runtime dies of the memory cap, which must be memory_limit.
+func TestGoModules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Go wasip1 programs; skipped with -short")
+	}
+	t.Parallel()
+	e := sharedEngine(t)
+	t.Run("hello", func(t *testing.T) {
+		t.Parallel()
+		wasm := buildGoWasip1(t, "gohello")
+		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Stdin: []byte("Gopher\n"), Limits: limits()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, Gopher!\n" {
+			t.Fatalf("status %s stdout %q stderr %q trap %q", res.Status, res.Stdout, res.Stderr, res.Trap)
+		}
+	})
+	t.Run("out of memory", func(t *testing.T) {
+		t.Parallel()
+		wasm := buildGoWasip1(t, "gomembomb")
+		lim := limits()
+		lim.MaxMemoryBytes = 48 * wasmwiz.MiB
+		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != wasmwiz.StatusMemoryLimit || !strings.Contains(string(res.Stderr), "out of memory") {
+			t.Fatalf("status %s exit %d stderr %q trap %q", res.Status, res.ExitCode, res.Stderr, res.Trap)
+		}
+		if res.MemoryPeakBytes > lim.MaxMemoryBytes || !strings.Contains(string(res.Stdout), "allocated 1 MiB") {
+			t.Fatalf("peak %d, stdout %q", res.MemoryPeakBytes, res.Stdout)
+		}
+	})
+}
