@@ -95,6 +95,11 @@ func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwi
 	return k, plain, nil
 }
 
+const authenticateSQL = `SELECT ` + apiKeyColumns + `,
+		u.id, u.email, u.role, u.tier, u.created_at, u.disabled
+	FROM api_keys k JOIN users u ON u.id = k.user_id
+	WHERE k.digest = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`
+
 // Authenticate finds the active key with this plaintext, by its digest, and
 // its enabled user with the user's current tier and role. EUNAUTHORIZED for
 // anything else (unknown, malformed, revoked, expired, disabled user), never
@@ -112,11 +117,7 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 	now := db.Now()
 	var u wasmwiz.User
 	var userCreated int64
-	k, err := scanAPIKey(db.reader.QueryRowContext(ctx, `SELECT `+apiKeyColumns+`,
-			u.id, u.email, u.role, u.tier, u.created_at, u.disabled
-		FROM api_keys k JOIN users u ON u.id = k.user_id
-		WHERE k.digest = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`,
-		wasmwiz.HashAPIKey(plaintext), ms(now)),
+	k, err := scanAPIKey(db.queryRow(ctx, &db.authStmt, authenticateSQL, wasmwiz.HashAPIKey(plaintext), ms(now)),
 		&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, denied

@@ -110,6 +110,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 			return err
 		}
 	}
+	db.prepare(ctx)
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 const tierColumns = `name, runs_per_minute, runs_per_day, max_memory_bytes, timeout_ms,
 	max_module_bytes, max_stdin_bytes, max_output_bytes, max_concurrent, updated_at`
 
+const findTierSQL = `SELECT ` + tierColumns + ` FROM tiers WHERE name = ?`
+
 func scanTier(row interface{ Scan(...any) error }) (*wasmwiz.Tier, error) {
 	var t wasmwiz.Tier
 	var timeoutMS, updated int64
@@ -30,7 +32,7 @@ func (db *DB) FindTier(ctx context.Context, name string) (*wasmwiz.Tier, error) 
 	if _, err := wasmwiz.RequireUser(ctx); err != nil {
 		return nil, err
 	}
-	t, err := scanTier(db.reader.QueryRowContext(ctx, `SELECT `+tierColumns+` FROM tiers WHERE name = ?`, name))
+	t, err := scanTier(db.queryRow(ctx, &db.findTierStmt, findTierSQL, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)
 	}

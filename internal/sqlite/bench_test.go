@@ -1,0 +1,125 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+)
+
+func benchRun(userID int64, at time.Time) *wasmwiz.Run {
+	return &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: 1.25, MemoryPeakBytes: 1 << 20, StdinBytes: 10, OutputBytes: 20, CreatedAt: at}
+}
+
+func reportRecords(b *testing.B, records int) {
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkCreateRunsOneByOne writes one usage record per transaction: what
+// writing synchronously in every request would cost.
+func BenchmarkCreateRunsOneByOne(b *testing.B) {
+	db := open(b)
+	ctx := context.Background()
+	at := time.Now()
+	for i := 0; b.Loop(); i++ {
+		if err := db.CreateRuns(ctx, []*wasmwiz.Run{benchRun(int64(i%100+1), at.Add(time.Duration(i)*time.Microsecond))}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRecords(b, b.N)
+}
+
+// BenchmarkCreateRunsBatched writes 500 records per transaction, as the
+// usage writer does under load.
+func BenchmarkCreateRunsBatched(b *testing.B) {
+	const batch = 500
+	db := open(b)
+	ctx := context.Background()
+	at := time.Now()
+	runs := make([]*wasmwiz.Run, batch)
+	n := 0
+	for b.Loop() {
+		for j := range runs {
+			runs[j] = benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond))
+			n++
+		}
+		if err := db.CreateRuns(ctx, runs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRecords(b, n)
+}
+
+// BenchmarkUsageWriter records through the buffered writer into SQLite.
+// ns/op is what Record costs a request; records/s is the end-to-end rate,
+// from the first Record to the end of Close, when every record is written.
+// Run it with a fixed count (-benchtime=200000x): b.Loop would otherwise
+// record far more than the database can take in its time.
+func BenchmarkUsageWriter(b *testing.B) {
+	db := open(b)
+	at := time.Now()
+	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{MaxBuffered: 1 << 30})
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		w.Record(benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond)))
+		n++
+	}
+	if err := w.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
+	if st := w.Stats(); st.Written != uint64(n) {
+		b.Fatalf("wrote %d of %d", st.Written, n)
+	}
+}
+
+// BenchmarkAuthenticate is the key lookup of every request: one indexed
+// read by digest joined to the user (last_used_at is written once a minute).
+func BenchmarkAuthenticate(b *testing.B) {
+	db, plain := benchKey(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, _, err := db.Authenticate(ctx, plain); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthenticateParallel looks keys up from every core at once.
+func BenchmarkAuthenticateParallel(b *testing.B) {
+	db, plain := benchKey(b)
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := db.Authenticate(ctx, plain); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func benchKey(b *testing.B) (*sqlite.DB, string) {
+	b.Helper()
+	db := open(b)
+	sys := wasmwiz.SystemContext(context.Background())
+	// Some other users and keys, so the lookup is not in a one-row table.
+	var plain string
+	for i := range 1000 {
+		u := &wasmwiz.User{Email: fmt.Sprintf("user%d@example.com", i)}
+		if err := db.CreateUser(sys, u); err != nil {
+			b.Fatal(err)
+		}
+		_, p, err := db.CreateAPIKey(sys, u.ID, "k", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		plain = p
+	}
+	return db, plain
+}
