@@ -20,6 +20,7 @@ func TestRefusals(t *testing.T) {
 		code     string
 		contains []string
 		absent   []string
+		runOnly  bool // a refusal of the request, not of the module
 	}{
 		{name: "empty", wasm: []byte{}, code: wasmwiz.EINVALID, contains: []string{"empty"}},
 		{name: "text file", wasm: []byte("hello, this is just text\n"), code: wasmwiz.EINVALID, contains: []string{"text file"}},
@@ -44,6 +45,15 @@ func TestRefusals(t *testing.T) {
 		{name: "stdin too large", wasm: hello, code: wasmwiz.ETOOLARGE,
 			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxStdinBytes = 4; r.Stdin = []byte("12345") },
 			contains: []string{"stdin"}},
+		{name: "env name with =", wasm: hello, code: wasmwiz.EINVALID,
+			req:     func(r *wasmwiz.RunRequest) { r.Env = map[string]string{"A=B": "c"} },
+			runOnly: true, contains: []string{`"A=B"`, "without '='"}},
+		{name: "env value with NUL", wasm: hello, code: wasmwiz.EINVALID,
+			req:     func(r *wasmwiz.RunRequest) { r.Env = map[string]string{"A": "b\x00c"} },
+			runOnly: true, contains: []string{"A contains a NUL byte"}},
+		{name: "arg with NUL", wasm: hello, code: wasmwiz.EINVALID,
+			req:     func(r *wasmwiz.RunRequest) { r.Args = []string{"ok", "no\x00"} },
+			runOnly: true, contains: []string{"argument 2 contains a NUL byte"}},
 		{name: "unknown function", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function = "sub" },
 			contains: []string{`no function "sub"`, "add(i32, i32) -> (i32)", "addf(f64, f64) -> (f64)"},
@@ -93,7 +103,7 @@ func TestRefusals(t *testing.T) {
 					t.Errorf("message %q\nwant it not to contain %q", msg, s)
 				}
 			}
-			if req.Function == "" && tt.code == wasmwiz.EINVALID && !strings.Contains(tt.name, "entry") && !strings.Contains(tt.name, "reactor") {
+			if !tt.runOnly && req.Function == "" && tt.code == wasmwiz.EINVALID && !strings.Contains(tt.name, "entry") && !strings.Contains(tt.name, "reactor") {
 				// Inspect refuses the same modules with the same message.
 				_, ierr := e.Inspect(context.Background(), req.Wasm, req.Limits)
 				if wasmwiz.ErrorMessage(ierr) != msg {

@@ -37,7 +37,13 @@ const DefaultName = "module.wasm"
 // minimum over the limit), all before the guest starts; EUNAVAILABLE after
 // Close or when ctx is cancelled before the run ends; EINTERNAL.
 func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	if req == nil {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
+	}
 	lim := req.Limits
+	if err := checkArgsEnv(req); err != nil {
+		return nil, err
+	}
 	if err := checkModuleSize(req.Wasm, lim); err != nil {
 		return nil, err
 	}
@@ -76,6 +82,28 @@ func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Res
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "the run was cancelled")
 	}
 	return res, nil
+}
+
+// checkArgsEnv refuses what WASI cannot carry: NUL bytes in args or env,
+// and env keys that are empty or contain '='.
+func checkArgsEnv(req *wasmwiz.RunRequest) error {
+	if strings.IndexByte(req.Name, 0) >= 0 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "the module name contains a NUL byte")
+	}
+	for i, a := range req.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "argument %d contains a NUL byte", i+1)
+		}
+	}
+	for k, v := range req.Env {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "environment variable name %q must be non-empty, without '=' or NUL", k)
+		case strings.IndexByte(v, 0) >= 0:
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "environment variable %s contains a NUL byte", k)
+		}
+	}
+	return nil
 }
 
 // execute instantiates and calls; it fills res with the guest's outcome.
