@@ -291,3 +291,47 @@ func TestWritersAndReadersConcurrently(t *testing.T) {
 		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, workers*each)
 	}
 }
+
+// TestUsageWriterIntoSQLite wires the buffered writer to the real store:
+// records of many requests land once each, and bump their module.
+func TestUsageWriterIntoSQLite(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	u := &wasmwiz.User{Email: "u@example.com"}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	m := &wasmwiz.Module{Name: "m", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	if err := db.CreateModule(uctx, m); err != nil {
+		t.Fatal(err)
+	}
+	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{BatchSize: 7, FlushInterval: time.Millisecond})
+	const n = 100
+	for i := range n {
+		r := &wasmwiz.Run{UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK}
+		if i%10 == 9 {
+			r.Status, r.ModuleID, r.ErrorCode = "", "", wasmwiz.ERATELIMIT // refused: recorded, not run
+		}
+		w.Record(r)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
+	if err != nil || total != n {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, n)
+	}
+	got, err := db.FindModuleByID(uctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunCount != n-n/10 || got.LastRunAt == nil {
+		t.Fatalf("module run count %d, last run %v; want %d and a time", got.RunCount, got.LastRunAt, n-n/10)
+	}
+	if st := w.Stats(); st.Written != n || st.Dropped != 0 || st.Buffered != 0 {
+		t.Fatalf("writer stats %+v", st)
+	}
+}
