@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
@@ -170,10 +171,18 @@ func TestMigrateKeepsAdminChanges(t *testing.T) {
 // applies it whole.
 func TestFailedMigrationRollsBack(t *testing.T) {
 	t.Parallel()
-	db := newDB(t)
+	url := pgtest.Schema(t)
+	db := openURL(t, url, true)
 	ctx := context.Background()
 	err := postgres.MigrateWithExtra(ctx, db, `CREATE TABLE half_done (id int); SELECT 1/0`)
 	wantCode(t, err, wasmwiz.EINTERNAL, "a failing migration")
+	// The failure released the lock: another replica's Migrate finishes.
+	other := openURL(t, url, false)
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := other.Migrate(tctx); err != nil {
+		t.Fatalf("another replica's Migrate after a failed one: %v", err)
+	}
 	var exists bool
 	if err := db.Pool().QueryRow(ctx, `SELECT to_regclass('half_done') IS NOT NULL`).Scan(&exists); err != nil {
 		t.Fatal(err)
