@@ -75,9 +75,10 @@ func (e *Engine) cacheKey(sha string) string {
 }
 
 // estimateCompiledSize is the LRU's guess of what a compiled module holds:
-// wazero keeps the decoded module (about the binary's size) and native code
-// (a few times the code section). wazero does not report either.
-func estimateCompiledSize(wasmLen int) int64 { return 4*int64(wasmLen) + 64*wasmwiz.KiB }
+// wazero keeps the decoded module (about the binary's size) and native code,
+// and reports neither. Measured on a 2.6 MB Go wasip1 module: 12.5-15.7 MB
+// of resident memory after compiling, given back on close, so 6x.
+func estimateCompiledSize(wasmLen int) int64 { return 6*int64(wasmLen) + 64*wasmwiz.KiB }
 
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
 // reference the caller must release, and whether it came from a cache
