@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 
 	"context"
@@ -118,4 +121,64 @@ func BenchmarkTimeoutRecovery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLargeModule runs a Go wasip1 hello world (~2.5 MB) warm on a
+// worker that holds it, and on a worker that must be sent it again every
+// run (two variants of the module alternate through a one-byte module
+// cache), which is what routing runs to a holder saves. Both variants stay
+// compiled in the worker's memory cache.
+func BenchmarkLargeModule(b *testing.B) {
+	if _, err := exec.LookPath("go"); err != nil {
+		b.Skip("needs the go command to build a wasip1 module")
+	}
+	dir := b.TempDir()
+	src := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(src, []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"Hello, World!\") }\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(dir, "hello.wasm")
+	cmd := exec.Command("go", "build", "-o", out, src)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=", "GO111MODULE=off")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("building a wasip1 module: %v\n%s", err, msg)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The same module with an custom section "x" (one zero byte) appended: another
+	// digest, the same code.
+	variant := append(append([]byte{}, wasm...), 0, 3, 1, 'x', 0)
+	lim := limits()
+	lim.MaxModuleBytes = 0
+	b.Run("held", func(b *testing.B) {
+		pl := newTestPool(b, testOptions(b, 1, 0))
+		benchRuns(b, pl, &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+		b.ReportMetric(float64(len(wasm)), "module-bytes")
+	})
+	b.Run("resent", func(b *testing.B) {
+		opts := testOptions(b, 1, 0)
+		opts.ModuleCacheBytes = 1
+		pl := newTestPool(b, opts)
+		reqs := []*wasmwiz.RunRequest{{Wasm: wasm, Limits: lim}, {Wasm: variant, Limits: lim}}
+		for _, r := range reqs {
+			if _, err := pl.Run(context.Background(), r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sends := pl.Stats().ModuleSends
+		i := 0
+		for b.Loop() {
+			res, err := pl.Run(context.Background(), reqs[i%2])
+			if err != nil || res.Status != wasmwiz.StatusOK {
+				b.Fatalf("run: %v, %+v", err, res)
+			}
+			i++
+		}
+		if got := pl.Stats().ModuleSends - sends; got != uint64(i) {
+			b.Fatalf("%d module sends in %d runs, want one per run", got, i)
+		}
+	})
 }
