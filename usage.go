@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -71,8 +72,10 @@ type UsageStats struct {
 // exponential backoff and new records keep queueing, up to MaxBuffered.
 // Record gives every record its id before queueing it and CreateRuns is
 // idempotent by id, so a batch retried after an unconfirmed commit is not
-// counted twice. Nothing is lost silently: every dropped record is counted
-// in Stats and logged.
+// counted twice. A batch refused for another reason than EUNAVAILABLE is
+// written again record by record, and only the records refused on their own
+// are dropped. Nothing is lost silently: every dropped record is counted in
+// Stats and logged.
 type UsageWriter struct {
 	svc  RunService
 	opts UsageWriterOptions
@@ -257,16 +260,17 @@ func (w *UsageWriter) flush(closing bool) bool {
 		if closing {
 			parent = w.closeCtx
 		}
-		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
-		err := w.svc.CreateRuns(ctx, batch)
-		cancel()
+		written, refused, rest, err := w.write(parent, batch)
 
 		w.mu.Lock()
-		if err == nil {
-			w.stats.Written += uint64(len(batch))
+		w.stats.Written += uint64(written)
+		w.stats.Dropped += uint64(refused)
+		if written > 0 {
 			w.stats.Batches++
-			w.batch = nil
 			w.dropping = false
+		}
+		if err == nil {
+			w.batch = nil
 			w.mu.Unlock()
 			if backoff > 0 {
 				w.opts.Logger.Info("usage records are being written again")
@@ -274,6 +278,7 @@ func (w *UsageWriter) flush(closing bool) bool {
 			backoff = 0
 			continue
 		}
+		w.batch = rest
 		w.stats.Failures++
 		w.mu.Unlock()
 
@@ -284,6 +289,46 @@ func (w *UsageWriter) flush(closing bool) bool {
 			return false
 		}
 	}
+}
+
+// write writes batch. When the store refuses it for a reason other than
+// being unavailable (EINVALID for a record it cannot take, or EINTERNAL),
+// retrying the batch as it is would block every later record behind one bad
+// record, so the batch is written again one record at a time and the
+// records refused on their own are dropped, counted and logged. It returns
+// how many records were written and refused, and on a transient failure
+// (EUNAVAILABLE, or the context ending) the records still to write.
+func (w *UsageWriter) write(parent context.Context, batch []*Run) (written, refused int, rest []*Run, err error) {
+	create := func(runs []*Run) error {
+		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
+		defer cancel()
+		return w.svc.CreateRuns(ctx, runs)
+	}
+	if err = create(batch); err == nil {
+		return len(batch), 0, nil, nil
+	}
+	if transient(err) {
+		return 0, 0, batch, err
+	}
+	for i, r := range batch {
+		err := create(batch[i : i+1])
+		switch {
+		case err == nil:
+			written++
+		case transient(err):
+			return written, refused, batch[i:], err
+		default:
+			refused++
+			w.opts.Logger.Error("usage record refused by the store; dropped", "run_id", r.ID,
+				"code", ErrorCode(err), "err", err)
+		}
+	}
+	return written, refused, nil, nil
+}
+
+// transient reports whether a failed write may succeed when retried as is.
+func transient(err error) bool {
+	return ErrorCode(err) == EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // sleep waits d, or less when Close is called meanwhile (a shutdown should

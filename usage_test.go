@@ -409,3 +409,44 @@ func TestNextBackoff(t *testing.T) {
 		})
 	}
 }
+
+// refusingRuns refuses, as a store would with EINVALID, every batch that
+// holds a record of tier "poison".
+type refusingRuns struct{ *fakeRuns }
+
+func (f refusingRuns) CreateRuns(ctx context.Context, runs []*Run) error {
+	for _, r := range runs {
+		if r.Tier == "poison" {
+			return Errorf(EINVALID, "record %s refused", r.ID)
+		}
+	}
+	return f.fakeRuns.CreateRuns(ctx, runs)
+}
+
+// TestUsageWriterDropsOnlyARefusedRecord: one record the store refuses
+// must not block the others behind it forever.
+func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	w := NewUsageWriter(refusingRuns{f}, UsageWriterOptions{BatchSize: 4, FlushInterval: time.Hour,
+		RetryMin: time.Microsecond, RetryMax: time.Microsecond, Logger: quiet})
+	var good []*Run
+	for i := range 10 {
+		r := testRun(i)
+		if i == 5 {
+			r.Tier = "poison"
+		} else {
+			good = append(good, r)
+		}
+		w.Record(r)
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(good)); got != want {
+		t.Fatalf("stored %v, want every record but the refused one %v", got, want)
+	}
+	if st := w.Stats(); st.Written != 9 || st.Dropped != 1 || st.Buffered != 0 {
+		t.Fatalf("%+v, want 9 written and the refused one dropped", st)
+	}
+}
