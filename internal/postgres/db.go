@@ -55,11 +55,11 @@ var (
 const lastUsedEvery = time.Minute
 
 // Open connects to the database at url (postgres://…; pgxpool's pool_*
-// parameters size the pool, any other extra query parameter, such as
-// search_path, is passed to the server as a run-time setting) and checks
-// that it answers. It returns EINVALID for a malformed
-// URL and EUNAVAILABLE when the database does not answer. Open does not
-// migrate: call Migrate.
+// parameters size the pool, connect_timeout bounds a connection attempt
+// (default 5s), and any other extra query parameter, such as search_path,
+// is passed to the server as a run-time setting) and checks that it
+// answers. It returns EINVALID for a malformed URL and EUNAVAILABLE when
+// the database does not answer. Open does not migrate: call Migrate.
 func Open(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -69,7 +69,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	// A dead connection is found by its next query; health checks every
 	// few seconds make a database that came back usable again sooner.
 	cfg.HealthCheckPeriod = 5 * time.Second
-	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	// Day boundaries (Stats' runs per day) are UTC days whatever the
 	// server's default time zone.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"

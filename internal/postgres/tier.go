@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,7 +33,7 @@ func (db *DB) FindTier(ctx context.Context, name string) (*wasmwiz.Tier, error) 
 	}
 	t, err := scanTier(db.pool.QueryRow(ctx, `SELECT `+tierColumns+` FROM tiers WHERE name = $1`, name))
 	if err != nil {
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)
 		}
 		return nil, dbError(err, "find tier")
