@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"sync"
 	"testing"
 
@@ -13,6 +14,7 @@ var bootstrapTests = []test{
 	{"ConcurrentCallsCreateOneAdmin", testBootstrapConcurrent},
 	{"RefusesABadEmail", testBootstrapBadEmail},
 	{"Ping", testPing},
+	{"CancelledContextIsUnavailable", testCancelledContext},
 }
 
 func testBootstrap(t *testing.T, e *env) {
@@ -105,4 +107,28 @@ func testBootstrapBadEmail(t *testing.T, e *env) {
 
 func testPing(t *testing.T, e *env) {
 	wantOK(t, e.s.Ping(e.anon), "Ping")
+}
+
+// testCancelledContext: a call whose context ended answers EUNAVAILABLE (a
+// retry may work), never EINTERNAL; the usage writer retries on it.
+func testCancelledContext(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, plain := e.key(ctx, u.ID, "k", nil)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	bg, cancelBG := context.WithCancel(context.Background())
+	cancelBG()
+	_, _, err := e.s.Authenticate(bg, plain)
+	wantCode(t, err, wasmwiz.EUNAVAILABLE, "Authenticate with a cancelled context")
+	_, _, err = e.s.FindRuns(cctx, wasmwiz.RunFilter{})
+	wantCode(t, err, wasmwiz.EUNAVAILABLE, "FindRuns with a cancelled context")
+	err = e.s.CreateRuns(bg, []*wasmwiz.Run{run(u.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")})
+	wantCode(t, err, wasmwiz.EUNAVAILABLE, "CreateRuns with a cancelled context")
+	_, err = e.s.DeleteRunsBefore(bg, e.clock.Now(), 10)
+	wantCode(t, err, wasmwiz.EUNAVAILABLE, "DeleteRunsBefore with a cancelled context")
+	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	if total != 0 {
+		t.Fatalf("CreateRuns with a cancelled context stored %d runs", total)
+	}
 }

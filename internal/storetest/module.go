@@ -89,8 +89,8 @@ func testCreateModuleRefusals(t *testing.T, e *env) {
 }
 
 func testModuleCrossTenant(t *testing.T, e *env) {
-	_, ownerCtx := e.user("owner@example.com", wasmwiz.TierFree)
-	_, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	owner, ownerCtx := e.user("owner@example.com", wasmwiz.TierFree)
+	other, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
 	_, admin := e.admin("root@example.com")
 	m := e.module(ownerCtx, "secret", wasmBytes("secret"), false)
 
@@ -115,6 +115,16 @@ func testModuleCrossTenant(t *testing.T, e *env) {
 	_, _, err = e.s.FindModules(e.anon, wasmwiz.ModuleFilter{})
 	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModules without a caller")
 	wantCode(t, e.s.DeleteModule(e.anon, m.ID), wasmwiz.EUNAUTHORIZED, "DeleteModule without a caller")
+
+	// A caller cannot store a module as someone else's.
+	planted := &wasmwiz.Module{Name: "planted", OwnerID: owner.ID, Wasm: wasmBytes("planted")}
+	wantOK(t, e.s.CreateModule(otherCtx, planted), "CreateModule with another owner set")
+	if planted.OwnerID != other.ID {
+		t.Fatalf("CreateModule stored the module for user %d, want the caller %d", planted.OwnerID, other.ID)
+	}
+	if mods, _, _ := e.s.FindModules(ownerCtx, wasmwiz.ModuleFilter{Name: "planted"}); len(mods) != 0 {
+		t.Fatal("a module created by another user is listed as the owner's")
+	}
 
 	// The owner still has it; an admin sees it and may delete it.
 	_, err = e.s.FindModuleWasm(ownerCtx, m.ID)
