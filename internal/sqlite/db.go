@@ -19,7 +19,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,13 @@ var (
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "empty SQLite database path")
+	}
+	// The file holds key digests and every stored module: only its owner
+	// reads it. SQLite gives the -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot create SQLite database %s", path)
 	}
 	params := url.Values{}
 	params.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))

@@ -335,3 +335,29 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 		t.Fatalf("writer stats %+v", st)
 	}
 }
+
+func TestNewDatabaseFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "private.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(path + "*")
+	if len(files) < 2 {
+		t.Fatalf("want the database and its WAL files, found %v", files)
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Fatalf("%s has mode %v: others may read key digests and modules", filepath.Base(f), perm)
+		}
+	}
+}
