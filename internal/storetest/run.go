@@ -20,6 +20,7 @@ var runTests = []test{
 	{"Usage", testUsage},
 	{"Stats", testStats},
 	{"StatsIsForAdmins", testStatsForbidden},
+	{"StatsTopModulesAreTen", testStatsTopTen},
 	{"DeleteRunsBeforeInBatches", testDeleteRunsBefore},
 }
 
@@ -393,4 +394,42 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 	}
 	_, err = e.s.DeleteRunsBefore(context.Background(), cutoff, 0)
 	wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+}
+
+func testStatsTopTen(t *testing.T, e *env) {
+	u, _ := e.user("u@example.com", wasmwiz.TierFree)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	// 12 ad-hoc modules: module i ran i+1 times, module 11 as often as 10.
+	var runs []*wasmwiz.Run
+	var shas []string
+	for i := range 12 {
+		s := sha([]byte(fmt.Sprint("module", i)))
+		shas = append(shas, s)
+		for range min(i, 10) + 1 {
+			runs = append(runs, run(u.ID, wasmwiz.StatusOK, 1, now.Add(-time.Hour), "", s))
+		}
+	}
+	e.runs(runs...)
+	st, err := e.s.Stats(e.sys, now)
+	wantOK(t, err, "Stats")
+	if len(st.TopModules) != 10 {
+		t.Fatalf("TopModules lists %d modules, want 10", len(st.TopModules))
+	}
+	// 11 runs each: modules 10 and 11, ordered by sha256; then 10 runs, 9, ...
+	first := []string{shas[10], shas[11]}
+	if first[0] > first[1] {
+		first[0], first[1] = first[1], first[0]
+	}
+	for i, mc := range st.TopModules {
+		want, wantRuns := "", int64(0)
+		switch {
+		case i < 2:
+			want, wantRuns = first[i], 11
+		default:
+			want, wantRuns = shas[11-i], int64(12-i)
+		}
+		if mc.ModuleSHA256 != want || mc.Runs != wantRuns || mc.ModuleID != "" {
+			t.Fatalf("TopModules[%d] = %+v, want %s with %d runs", i, mc, want, wantRuns)
+		}
+	}
 }
