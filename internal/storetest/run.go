@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ var runTests = []test{
 	{"StatsIsForAdmins", testStatsForbidden},
 	{"StatsTopModulesAreTen", testStatsTopTen},
 	{"DeleteRunsBeforeInBatches", testDeleteRunsBefore},
+	{"DeleteRunsBeforeOnEveryReplicaAtOnce", testDeleteRunsBeforeConcurrently},
 }
 
 func testCreateRunsRoundTrip(t *testing.T, e *env) {
@@ -432,4 +434,50 @@ func testStatsTopTen(t *testing.T, e *env) {
 			t.Fatalf("TopModules[%d] = %+v, want %s with %d runs", i, mc, want, wantRuns)
 		}
 	}
+}
+
+// testDeleteRunsBeforeConcurrently: replicas running retention at the same
+// time share the work; together they delete each old run once.
+func testDeleteRunsBeforeConcurrently(t *testing.T, e *env) {
+	u, _ := e.user("u@example.com", wasmwiz.TierFree)
+	cutoff := e.clock.Now().AddDate(0, 0, -30)
+	var runs []*wasmwiz.Run
+	for i := range 300 {
+		runs = append(runs, run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Duration(i+1)*time.Second), "", ""))
+	}
+	keep := run(u.ID, wasmwiz.StatusOK, 1, cutoff, "", "")
+	e.runs(append(runs, keep)...)
+
+	const replicas = 4
+	var wg sync.WaitGroup
+	deleted := make([]int, replicas)
+	errs := make([]error, replicas)
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, 7)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if n == 0 {
+					return
+				}
+				deleted[i] += n
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range replicas {
+		wantOK(t, errs[i], fmt.Sprintf("DeleteRunsBefore on replica %d", i))
+		total += deleted[i]
+	}
+	if total != len(runs) {
+		t.Fatalf("replicas deleted %d runs together (%v), want %d", total, deleted, len(runs))
+	}
+	_, err := e.s.FindRunByID(e.sys, keep.ID)
+	wantOK(t, err, "FindRunByID of the run at the cutoff")
 }
