@@ -97,7 +97,11 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 		cfg:     cfg,
 		modules: newLRU(cfg.ModuleCacheBytes),
 	}
-	s.baseMemoryLimit = cfg.MemoryOverhead + cfg.MemoryCacheBytes + cfg.ModuleCacheBytes
+	compiled := cfg.MemoryCacheBytes
+	if compiled <= 0 {
+		compiled = engine.DefaultMemoryCacheBytes
+	}
+	s.baseMemoryLimit = cfg.MemoryOverhead + compiled + cfg.ModuleCacheBytes
 	debug.SetMemoryLimit(s.baseMemoryLimit)
 
 	e := newFrame(16)

@@ -21,6 +21,9 @@ import (
 const childEnv = "WASMWIZ_WORKER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(parentEnv) == "1" {
+		os.Exit(poolParentMain())
+	}
 	if os.Getenv(childEnv) == "1" {
 		var opts ServeOptions
 		if os.Getenv(faultyEnv) == "1" {
