@@ -2,10 +2,173 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
 )
 
+// cmdExec is `wasmwiz exec`: `wasmwiz run` on a server. It prints what run
+// prints (the guest's stdout and stderr, or --json) and exits as run does.
 func cmdExec(ctx context.Context, env *Env, args []string) error {
-	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "wasmwiz exec is not built yet")
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var (
+		server   = fs.String("server", env.Getenv("WASMWIZ_SERVER"), "server URL (default $WASMWIZ_SERVER or http://127.0.0.1:8080)")
+		key      = fs.String("key", "", "API key (default $WASMWIZ_API_KEY)")
+		moduleID = fs.String("module-id", "", "run this stored module instead of a file")
+		timeout  = fs.String("timeout", "", "a lower wall-time limit than the tier's, e.g. 500ms")
+		memory   = fs.String("memory", "", "a lower memory limit than the tier's, e.g. 16MiB")
+		call     = fs.String("call", "", "export to call instead of the default entry point")
+		params   = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
+		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
+		envVars  = map[string]string{}
+	)
+	fs.Func("env", "set a guest environment variable K=V (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want K=V, got %q", s)
+		}
+		envVars[k] = v
+		return nil
+	})
+	fs.Usage = func() {
+		fmt.Fprintln(env.Stderr, "usage: wasmwiz exec [flags] module.wasm [args...]")
+		fmt.Fprintln(env.Stderr, "       wasmwiz exec [flags] --module-id mod_… [args...]")
+		fmt.Fprintln(env.Stderr, "Runs a module on a WasmWiz server and prints what `wasmwiz run` would. flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitError{exitUsage}
+	}
+	if *moduleID == "" && fs.NArg() < 1 {
+		fs.Usage()
+		return exitError{exitUsage}
+	}
+	fail := func(err error) error { return execFailure(env, *asJSON, err) }
+	if *server == "" {
+		*server = "http://127.0.0.1:8080"
+	}
+	if *key == "" {
+		*key = env.Getenv("WASMWIZ_API_KEY")
+	}
+	c, err := client.New(*server, *key, client.WithUserAgent("wasmwiz-exec/"+version))
+	if err != nil {
+		return fail(err)
+	}
+
+	req := &client.ExecuteRequest{Env: envVars, Function: *call, Body: client.BodyMultipart}
+	var lim wasmwiz.Limits
+	if *timeout != "" {
+		if req.Timeout, err = wasmwiz.ParseDuration(*timeout); err != nil {
+			return fail(err)
+		}
+		lim.Timeout = req.Timeout
+	}
+	if *memory != "" {
+		if req.Memory, err = wasmwiz.ParseSize(*memory); err != nil {
+			return fail(err)
+		}
+		lim.MaxMemoryBytes = req.Memory
+	}
+	if *params != "" {
+		req.Params = strings.Split(*params, ",")
+	}
+	rest := fs.Args()
+	if *moduleID == "" {
+		path := rest[0]
+		if req.Wasm, err = os.ReadFile(path); err != nil {
+			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err))
+		}
+		req.Name, rest = filepath.Base(path), rest[1:]
+	}
+	req.Args = rest
+	if req.Stdin, err = readStdin(env.Stdin); err != nil {
+		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+	}
+
+	var res *wasmwiz.ResultJSON
+	if *moduleID != "" {
+		ex, err := c.ExecuteModule(ctx, *moduleID, req)
+		if err != nil {
+			return fail(err)
+		}
+		res = ex.Result
+	} else if res, err = c.Execute(ctx, req); err != nil {
+		return fail(err)
+	}
+
+	if *asJSON {
+		out, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", out)
+	} else {
+		printGuestOutput(env, res.Result)
+		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
+			lim = serverLimits(ctx, c, lim)
+		}
+		if msg := outcomeMessage(res.Result, lim); msg != "" {
+			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
+		}
+	}
+	if code := runExitStatus(res.Result); code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
+
+// printGuestOutput prints a result as `wasmwiz run` does: the guest's
+// stdout and stderr, then a plain function's results one per line.
+func printGuestOutput(env *Env, res *wasmwiz.Result) {
+	_, _ = env.Stdout.Write(res.Stdout)
+	_, _ = env.Stderr.Write(res.Stderr)
+	for _, v := range res.Results {
+		fmt.Fprintln(env.Stdout, v.String())
+	}
+}
+
+// serverLimits fills the limits the caller did not lower with its tier's,
+// for the outcome message; on any failure it keeps what it has.
+func serverLimits(ctx context.Context, c *client.Client, lim wasmwiz.Limits) wasmwiz.Limits {
+	_, tier, err := c.Me(ctx)
+	if err != nil || tier == nil {
+		return lim
+	}
+	return tier.Limits().Clamp(lim)
+}
+
+// execFailure prints an error as `wasmwiz run` does (a JSON error body with
+// --json) and picks the exit status: 2 for the caller's mistakes, 1 for
+// anything else.
+func execFailure(env *Env, asJSON bool, err error) error {
+	code := wasmwiz.ErrorCode(err)
+	if asJSON {
+		var body struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		body.Error.Code, body.Error.Message = code, wasmwiz.ErrorMessage(err)
+		out, _ := json.Marshal(body)
+		fmt.Fprintf(env.Stdout, "%s\n", out)
+	} else {
+		fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", errorText(err))
+	}
+	switch code {
+	case wasmwiz.EINVALID, wasmwiz.ETOOLARGE:
+		return exitError{exitUsage}
+	}
+	return exitError{1}
 }

@@ -2,10 +2,485 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wasmwiz/wasmwiz"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/worker"
 )
 
+// BootstrapEmail is the email of the admin serve creates on an empty
+// database; change it afterwards with the admin API or CLI.
+const BootstrapEmail = "admin@localhost"
+
+// Retention defaults: how often each replica deletes old runs, and how many
+// rows one statement deletes (short statements keep locks short).
+const (
+	defaultRetentionInterval = 5 * time.Minute
+	retentionBatch           = 1000
+)
+
+// ServeOptions are what the program itself decides about serve rather than
+// its configuration. Zero values are what `wasmwiz serve` uses; end-to-end
+// tests set them.
+type ServeOptions struct {
+	// WorkerCommand starts a guest worker; default: this executable with
+	// the argument "worker".
+	WorkerCommand []string
+	// WorkerEnv is the whole environment of a worker (nothing is inherited).
+	WorkerEnv []string
+	// WorkerSpares are warm workers beyond WASMWIZ_WORKERS (default 1).
+	WorkerSpares int
+	// RedisPrefix starts every rate-limit key in Redis (default the limiter's).
+	RedisPrefix string
+	// RetentionInterval is how often old runs are deleted (default 5 minutes).
+	RetentionInterval time.Duration
+	// UsageFlushInterval is how long a usage record may wait for its batch
+	// (default the writer's, 1s).
+	UsageFlushInterval time.Duration
+	// Listening, when set, is called once the listeners are bound, before
+	// the server accepts requests.
+	Listening func(s *Server)
+}
+
+// Server is a running `wasmwiz serve`: every part wired from the config.
+// Make one with NewServer, run it with Run.
+type Server struct {
+	cfg  *Config
+	opts ServeOptions
+	env  *Env
+	log  *slog.Logger
+
+	store   Store
+	usage   *wasmwiz.UsageWriter
+	memory  *inmem.Limiter
+	shared  *redis.Limiter // nil without WASMWIZ_REDIS_URL
+	rclient *goredis.Client
+	limiter *trackedLimiter
+	pool    *worker.Pool
+	api     *wwhttp.Server
+
+	ln, metricsLn   net.Listener
+	srv, metricsSrv *http.Server
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
 func cmdServe(ctx context.Context, env *Env, args []string) error {
-	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "wasmwiz serve is not built yet")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(env.Stderr, "usage: wasmwiz serve")
+		fmt.Fprintln(env.Stderr, "Runs the WasmWiz service, configured by WASMWIZ_* variables (see wasmwiz config).")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitError{exitUsage}
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return exitError{exitUsage}
+	}
+	return Serve(ctx, env, ServeOptions{})
+}
+
+// Serve loads the configuration, starts the server and runs it until ctx
+// ends; then it shuts down gracefully.
+func Serve(ctx context.Context, env *Env, opts ServeOptions) error {
+	cfg, err := LoadConfig(env.Getenv)
+	if err != nil {
+		return err
+	}
+	s, err := NewServer(ctx, cfg, env, opts)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// newLogger makes the process's logger from the config.
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// NewServer wires every part in order: logger, store (migrated; on an empty
+// database the first admin is created and its key printed once with the
+// URL), usage writer, rate limiter (in memory, or Redis with the in-memory
+// one as fallback), worker pool, HTTP API and listeners. It returns with the
+// listeners bound and nothing served yet; on an error everything started is
+// closed again.
+func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_ *Server, err error) {
+	s := &Server{cfg: cfg, opts: opts, env: env, log: newLogger(cfg, env.Stderr)}
+	defer func() {
+		if err != nil {
+			s.closeParts(context.WithoutCancel(ctx))
+		}
+	}()
+
+	if s.store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err = s.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	uopts := wasmwiz.UsageWriterOptions{Logger: s.log, FlushInterval: opts.UsageFlushInterval}
+	s.usage = wasmwiz.NewUsageWriter(s.store, uopts)
+
+	s.memory = inmem.New(inmem.Options{})
+	var lim wasmwiz.RateLimiter = s.memory
+	readiness := []wwhttp.ReadinessCheck{{Name: "database", Ping: s.store.Ping}}
+	if cfg.RedisURL != "" {
+		if s.rclient, err = redis.NewClient(cfg.RedisURL); err != nil {
+			return nil, err
+		}
+		if s.shared, err = redis.New(redis.Options{
+			Client: s.rclient, Prefix: opts.RedisPrefix, Timeout: cfg.RedisTimeout,
+			Fallback: s.memory, Logger: s.log,
+		}); err != nil {
+			return nil, err
+		}
+		lim = s.shared
+		readiness = append(readiness, wwhttp.ReadinessCheck{Name: "redis", Ping: s.shared.Ping})
+	}
+	s.limiter = &trackedLimiter{RateLimiter: lim}
+
+	command := opts.WorkerCommand
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot find this executable to start workers: %v", err)
+		}
+		command = []string{exe, "worker"}
+	}
+	spares := opts.WorkerSpares
+	if spares == 0 {
+		spares = 1
+	}
+	var workerLevel slog.Level
+	_ = workerLevel.UnmarshalText([]byte(cfg.LogLevel))
+	if s.pool, err = worker.New(ctx, worker.Options{
+		Size: cfg.Workers, Spares: spares, Command: command, Env: opts.WorkerEnv,
+		CacheDir: cfg.CacheDir, MemoryCacheBytes: cfg.CompileCacheBytes,
+		WorkerLogLevel: workerLevel, Logger: s.log,
+	}); err != nil {
+		return nil, err
+	}
+
+	if s.api, err = wwhttp.NewServer(wwhttp.Options{
+		Users: s.store, Keys: s.store, Tiers: s.store, Modules: s.store, Runs: s.store,
+		Engine: s.pool, Limiter: s.limiter, Usage: s.usage,
+		Readiness:         readiness,
+		Auth:              cfg.Auth,
+		TrustedProxies:    cfg.TrustedProxies,
+		MaxTimeout:        cfg.MaxTimeout,
+		MaxMemoryBytes:    cfg.MaxMemoryBytes,
+		MaxConcurrentRuns: cfg.MaxConcurrentRuns,
+		QueueSize:         cfg.QueueSize,
+		QueueTimeout:      cfg.QueueTimeout,
+		Logger:            s.log,
+		LimiterStats:      s.limiterStats,
+		UsageStats:        s.usageStats,
+		SeparateMetrics:   cfg.MetricsAddr != "",
+	}); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot build the HTTP server: %v", err)
+	}
+
+	var lc net.ListenConfig
+	if s.ln, err = lc.Listen(ctx, "tcp", cfg.Addr); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "WASMWIZ_ADDR: cannot listen on %s: %v", cfg.Addr, err)
+	}
+	s.srv = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLn, err = lc.Listen(ctx, "tcp", cfg.MetricsAddr); err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "WASMWIZ_METRICS_ADDR: cannot listen on %s: %v", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.api.MetricsHandler())
+		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	// Bootstrap after binding, so that the key is printed with the real URL.
+	if err = s.bootstrap(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// URL returns the API's base URL, e.g. http://127.0.0.1:8080.
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Addr returns the API's bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// MetricsURL returns the base URL of the separate metrics listener, or ""
+// when /metrics is served on the API's address.
+func (s *Server) MetricsURL() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return "http://" + s.metricsLn.Addr().String()
+}
+
+// Store returns the server's database, for tests and tools that inspect it.
+func (s *Server) Store() Store { return s.store }
+
+// LimiterStats returns the rate limiter's decisions so far.
+func (s *Server) LimiterStats() wasmwiz.RateLimitStats {
+	if s.shared != nil {
+		return s.shared.Stats()
+	}
+	return s.memory.Stats()
+}
+
+// UsageStats returns the usage writer's counters.
+func (s *Server) UsageStats() wasmwiz.UsageStats { return s.usage.Stats() }
+
+// PoolStats returns the worker pool's counters.
+func (s *Server) PoolStats() worker.Stats { return s.pool.Stats() }
+
+func (s *Server) bootstrap(ctx context.Context) error {
+	u, key, created, err := s.store.Bootstrap(ctx, BootstrapEmail)
+	if err != nil {
+		return err
+	}
+	if !created {
+		return nil
+	}
+	s.log.Info("created the first admin; its key is printed on stdout, once", "email", u.Email, "user_id", u.ID)
+	fmt.Fprintf(s.env.Stdout, "wasmwiz: created the first admin, %s, on an empty database. Its API key, shown only now:\n\n    %s\n\n", u.Email, key)
+	fmt.Fprintf(s.env.Stdout, "wasmwiz: try it: curl -H 'Authorization: Bearer %s' %s/api/v1/me\n", key, s.URL())
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// lets in-flight requests (and their runs) finish within
+// WASMWIZ_SHUTDOWN_GRACE, flushes the usage records, and closes the worker
+// pool, the limiter and the store. It returns the first failure of a
+// listener or of the shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	if s.metricsSrv != nil {
+		go func() { errc <- s.metricsSrv.Serve(s.metricsLn) }()
+	}
+	retCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
+	var retWG sync.WaitGroup
+	retWG.Add(1)
+	go func() {
+		defer retWG.Done()
+		s.retentionLoop(retCtx)
+	}()
+
+	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}
+	if u := s.MetricsURL(); u != "" {
+		attrs = append(attrs, "metrics", u+"/metrics")
+	}
+	s.log.Info("serving", attrs...)
+	fmt.Fprintf(s.env.Stdout, "wasmwiz: listening on %s\n", s.URL())
+	if s.opts.Listening != nil {
+		s.opts.Listening(s)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		if errors.Is(serveErr, http.ErrServerClosed) {
+			serveErr = nil
+		}
+		s.log.Error("a listener failed; shutting down", "err", serveErr)
+	}
+	stopRetention()
+	retWG.Wait()
+	err := s.Shutdown(context.WithoutCancel(ctx))
+	if serveErr != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, serveErr, "serving: %v", serveErr)
+	}
+	return err
+}
+
+// Shutdown stops the server as Run does when its context ends; later calls
+// return the first one's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.log.Info("shutting down: no new requests; in-flight runs may finish", "grace", s.cfg.ShutdownGrace)
+		graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+		defer cancel()
+		var errs []error
+		if err := s.srv.Shutdown(graceCtx); err != nil {
+			s.log.Warn("requests still running at the end of the grace period; closing them", "err", err)
+			_ = s.srv.Close()
+		}
+		if s.metricsSrv != nil {
+			_ = s.metricsSrv.Shutdown(graceCtx)
+			_ = s.metricsSrv.Close()
+		}
+		errs = append(errs, s.closeParts(ctx))
+		s.closeErr = errors.Join(errs...)
+		s.log.Info("shut down", "usage_written", s.usage.Stats().Written, "usage_dropped", s.usage.Stats().Dropped)
+	})
+	return s.closeErr
+}
+
+// closeParts closes what NewServer started, in reverse order: workers
+// first (no run may start after), then the usage writer (flushing), the
+// limiter's Redis client and the store.
+func (s *Server) closeParts(ctx context.Context) error {
+	var errs []error
+	if s.ln != nil && s.srv == nil {
+		_ = s.ln.Close()
+	}
+	if s.metricsLn != nil && s.metricsSrv == nil {
+		_ = s.metricsLn.Close()
+	}
+	if s.pool != nil {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := s.pool.Close(pctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing the worker pool: %w", err))
+		}
+		cancel()
+	}
+	if s.usage != nil {
+		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := s.usage.Close(uctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing usage records: %w", err))
+		}
+		cancel()
+	}
+	if s.rclient != nil {
+		_ = s.rclient.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the database: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// retentionLoop deletes runs older than WASMWIZ_RETENTION, in batches, soon
+// after start and then every RetentionInterval. Every replica runs it: a
+// batch deletes rows that exist, so two replicas only share the work.
+func (s *Server) retentionLoop(ctx context.Context) {
+	every := s.opts.RetentionInterval
+	if every <= 0 {
+		every = defaultRetentionInterval
+	}
+	first := time.NewTimer(min(every, 10*time.Second))
+	defer first.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-first.C:
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.deleteOldRuns(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// deleteOldRuns deletes every run older than the retention, one batch at a
+// time, and returns how many it deleted.
+func (s *Server) deleteOldRuns(ctx context.Context) int {
+	before := time.Now().Add(-s.cfg.Retention)
+	total := 0
+	for ctx.Err() == nil {
+		n, err := s.store.DeleteRunsBefore(ctx, before, retentionBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "err", err)
+			}
+			break
+		}
+		total += n
+		if n < retentionBatch {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("retention: deleted old runs", "runs", total, "before", before.UTC().Format(time.RFC3339))
+	}
+	return total
+}
+
+func storeKind(cfg *Config) string {
+	if cfg.IsPostgres() {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func (s *Server) limiterStats() wwhttp.LimiterStats {
+	st := s.LimiterStats()
+	return wwhttp.LimiterStats{
+		FallbackActive: st.FallbackActive,
+		Fallbacks:      s.limiter.switches.Load(),
+		Errors:         s.limiter.storeErrors.Load(),
+	}
+}
+
+func (s *Server) usageStats() wwhttp.UsageStats {
+	st := s.usage.Stats()
+	return wwhttp.UsageStats{Buffered: int64(st.Buffered), Written: int64(st.Written), Dropped: int64(st.Dropped)}
+}
+
+// trackedLimiter counts, for metrics, the switches from the shared store to
+// the fallback (a decision with Fallback set after one without) and the
+// calls no limiter could decide: the Redis limiter reports each decision,
+// not its outages.
+type trackedLimiter struct {
+	wasmwiz.RateLimiter
+	onFallback  atomic.Bool
+	switches    atomic.Int64
+	storeErrors atomic.Int64
+}
+
+// Allow implements wasmwiz.RateLimiter.
+func (l *trackedLimiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	d, err := l.RateLimiter.Allow(ctx, key, limits)
+	switch {
+	case err != nil && wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE:
+		l.storeErrors.Add(1)
+	case err == nil && d.Fallback:
+		if !l.onFallback.Swap(true) {
+			l.switches.Add(1)
+		}
+	case err == nil:
+		l.onFallback.Store(false)
+	}
+	return d, err
 }

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+)
+
+// syncBuffer is a bytes.Buffer safe for a server writing and a test reading.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// e2eServer is a real `wasmwiz serve` running in this process on 127.0.0.1:0,
+// its guests in worker processes re-executed from the test binary.
+type e2eServer struct {
+	t        *testing.T
+	srv      *Server
+	url      string
+	adminKey string // printed at bootstrap; "" when the database had users
+	stdout   *syncBuffer
+	stderr   *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// backend is a database (and optionally Redis) a server runs on.
+type backend struct {
+	name string
+	// env returns the variables that select the backend for one test; two
+	// calls in one test may share a database by passing the same result.
+	env func(t *testing.T) map[string]string
+}
+
+// backends are SQLite (always) and PostgreSQL with Redis (when the test
+// services are configured; skipped with the reason otherwise).
+var backends = []backend{
+	{"sqlite", func(t *testing.T) map[string]string {
+		return map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "wasmwiz.db")}
+	}},
+	{"postgres+redis", func(t *testing.T) map[string]string {
+		return map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testRedisURL(t)}
+	}},
+}
+
+// testRedisURL returns WASMWIZ_TEST_REDIS_URL, or skips the test (fails it
+// with WASMWIZ_TEST_REQUIRE_SERVICES=1).
+func testRedisURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("WASMWIZ_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("Redis end-to-end tests skipped: set WASMWIZ_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run them")
+	}
+	return u
+}
+
+// randomPrefix is a Redis key prefix of one test, so that tests sharing a
+// Redis never count each other's events.
+func randomPrefix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "wwe2e:" + hex.EncodeToString(b[:]) + ":"
+}
+
+// serveEnv is the environment of a test server: loopback, port 0, two
+// workers, quiet logs, a data directory of its own, then vars.
+func serveEnv(t *testing.T, vars map[string]string) map[string]string {
+	env := map[string]string{
+		"WASMWIZ_ADDR":      "127.0.0.1:0",
+		"WASMWIZ_DATA_DIR":  t.TempDir(),
+		"WASMWIZ_WORKERS":   "2",
+		"WASMWIZ_LOG_LEVEL": "warn",
+	}
+	for k, v := range vars {
+		env[k] = v
+	}
+	return env
+}
+
+// testServeOptions start workers from the test binary (see TestMain).
+func testServeOptions() ServeOptions {
+	return ServeOptions{
+		WorkerCommand: []string{os.Args[0], "-test.run=^$"},
+		WorkerEnv:     []string{workerChildEnv + "=1"},
+		RedisPrefix:   randomPrefix(),
+	}
+}
+
+// startServe runs Serve with env until the test ends (or stop), and
+// returns once it listens.
+func startServe(t *testing.T, env map[string]string, opts ServeOptions) *e2eServer {
+	t.Helper()
+	if opts.WorkerCommand == nil {
+		def := testServeOptions()
+		opts.WorkerCommand, opts.WorkerEnv = def.WorkerCommand, def.WorkerEnv
+		if opts.RedisPrefix == "" {
+			opts.RedisPrefix = def.RedisPrefix
+		}
+	}
+	s := &e2eServer{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	listening := make(chan *Server, 1)
+	opts.Listening = func(srv *Server) { listening <- srv }
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	e := &Env{Stdin: strings.NewReader(""), Stdout: s.stdout, Stderr: s.stderr, Getenv: func(k string) string { return env[k] }}
+	go func() { s.done <- Serve(ctx, e, opts) }()
+	select {
+	case s.srv = <-listening:
+	case err := <-s.done:
+		cancel()
+		t.Fatalf("serve ended before listening: %v\nstdout: %s\nstderr: %s", err, s.stdout, s.stderr)
+	case <-time.After(2 * time.Minute):
+		cancel()
+		t.Fatalf("serve did not listen\nstderr: %s", s.stderr)
+	}
+	s.url = s.srv.URL()
+	if m := keyPattern.FindString(s.stdout.String()); m != "" {
+		s.adminKey = m
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("serve: %v\nstderr: %s", err, s.stderr)
+		}
+	})
+	return s
+}
+
+// stop cancels the server's context and waits for Run to return.
+func (s *e2eServer) stop() error {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		select {
+		case s.stopErr = <-s.done:
+		case <-time.After(2 * time.Minute):
+			s.stopErr = errors.New("serve did not stop within 2 minutes")
+		}
+	})
+	return s.stopErr
+}
+
+// client returns a client of the server with key.
+func (s *e2eServer) client(key string) *client.Client {
+	s.t.Helper()
+	c, err := client.New(s.url, key)
+	if err != nil {
+		s.t.Fatalf("client.New: %v", err)
+	}
+	return c
+}
+
+// admin returns a client with the bootstrap admin's key.
+func (s *e2eServer) admin() *client.Client {
+	s.t.Helper()
+	if s.adminKey == "" {
+		s.t.Fatalf("serve printed no admin key\nstdout: %s", s.stdout)
+	}
+	return s.client(s.adminKey)
+}
+
+// newUser creates a user on tier with a key, through the admin API.
+func (s *e2eServer) newUser(tier string) (*client.Client, *wasmwiz.User, string) {
+	s.t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	cu, err := s.admin().AdminCreateUser(context.Background(),
+		client.NewUser{Email: "user-" + hex.EncodeToString(b[:]) + "@example.com", Tier: tier}, true)
+	if err != nil {
+		s.t.Fatalf("AdminCreateUser: %v", err)
+	}
+	return s.client(cu.Key.Secret), cu.User, cu.Key.Secret
+}
+
+// putTier creates or replaces a tier through the admin API.
+func (s *e2eServer) putTier(tier *wasmwiz.Tier) {
+	s.t.Helper()
+	if _, err := s.admin().AdminPutTier(context.Background(), tier); err != nil {
+		s.t.Fatalf("AdminPutTier %s: %v", tier.Name, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing after a generous bound. It
+// waits for a state; it never measures time.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testModule reads a module of the engine's testdata.
+func testModule(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(engineTestdata(name))
+	if err != nil {
+		t.Fatalf("reading test module: %v", err)
+	}
+	return b
+}
+
+// wantCode fails the test unless err carries code.
+func wantCode(t testing.TB, what string, err error, code string) {
+	t.Helper()
+	if got := wasmwiz.ErrorCode(err); got != code {
+		t.Fatalf("%s: error %v (code %q), want %s", what, err, got, code)
+	}
+}
+
+// testTier is a tier with generous limits, changed by f.
+func testTier(name string, f func(*wasmwiz.Tier)) *wasmwiz.Tier {
+	t := &wasmwiz.Tier{Name: name, RunsPerMinute: 1000, RunsPerDay: 100000, MaxMemoryBytes: 64 * wasmwiz.MiB,
+		Timeout: 30 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB,
+		MaxOutputBytes: wasmwiz.MiB, MaxConcurrent: 10}
+	if f != nil {
+		f(t)
+	}
+	return t
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+)
+
+// runMain runs the CLI with stdin and the environment vars, and returns the
+// exit status, stdout and stderr.
+func runMain(args []string, stdin string, vars map[string]string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
+	code := Main(context.Background(), env, args)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestExecPrintsWhatRunPrints: `wasmwiz exec` against a running serve prints
+// the same stdout, stderr and exit status as `wasmwiz run` on this machine.
+func TestExecPrintsWhatRunPrints(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	_, _, key := s.newUser(wasmwiz.TierBasic)
+	tests := []struct {
+		name  string
+		flags []string // for both
+		args  []string // module and its args
+		stdin string
+	}{
+		{"hello", nil, []string{engineTestdata("hello.wasm")}, ""},
+		{"echo", nil, []string{engineTestdata("echo.wasm")}, "  padded  \n"},
+		{"calc_add", nil, []string{engineTestdata("calc_add.wasm")}, "5 3"},
+		{"guest exit status", nil, []string{engineTestdata("calc_add.wasm")}, "5"},
+		{"exit code and both streams", nil, []string{engineTestdata("exit_code.wasm"), "7"}, ""},
+		{"args env and argv0", []string{"--env", "A=1", "--env", "B=x=y"}, []string{engineTestdata("args_env.wasm"), "--not-a-flag", "z"}, ""},
+		{"call with params", []string{"--call", "add64", "--params", "40,2"}, []string{engineTestdata("add.wasm")}, ""},
+		{"timeout", []string{"--timeout", "100ms"}, []string{engineTestdata("loop.wasm")}, ""},
+		{"memory cap", []string{"--memory", "2MiB"}, []string{engineTestdata("memory_bomb.wasm")}, ""},
+		{"refused module", nil, []string{engineTestdata("bad_imports.wasm")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			runArgs := append(append([]string{"run"}, tt.flags...), tt.args...)
+			execArgs := append(append([]string{"exec", "--server", s.url, "--key", key}, tt.flags...), tt.args...)
+			rc, rout, rerr := runMain(runArgs, tt.stdin, nil)
+			ec, eout, eerr := runMain(execArgs, tt.stdin, nil)
+			rerr = strings.ReplaceAll(rerr, "wasmwiz run:", "wasmwiz exec:")
+			if ec != rc || eout != rout || !sameStderr(eerr, rerr) {
+				t.Fatalf("exec: exit %d\nstdout %q\nstderr %q\nrun: exit %d\nstdout %q\nstderr %q", ec, eout, eerr, rc, rout, rerr)
+			}
+		})
+	}
+
+	t.Run("json", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut := runMain([]string{"exec", "--json", "--server", s.url, engineTestdata("exit_code.wasm"), "9"}, "",
+			map[string]string{"WASMWIZ_API_KEY": key})
+		var res wasmwiz.ResultJSON
+		if code != 9 || json.Unmarshal([]byte(out), &res) != nil || res.Status != wasmwiz.StatusExit ||
+			string(res.Stdout) != "before exit\n" || !strings.HasPrefix(res.ID, "run_") {
+			t.Fatalf("exec --json: exit %d, %q, %q", code, out, errOut)
+		}
+	})
+	t.Run("module-id", func(t *testing.T) {
+		t.Parallel()
+		m, err := s.client(key).CreateModule(context.Background(), client.ModuleUpload{Wasm: testModule(t, "args_env.wasm"), Name: "stored.wasm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runMain([]string{"exec", "--server", s.url, "--key", key, "--env", "K=v", "--module-id", m.ID, "one"}, "", nil)
+		if code != 0 || !strings.Contains(out, "argv[0]=stored.wasm\nargv[1]=one\nenv K=v\n") {
+			t.Fatalf("exec --module-id: exit %d, %q, %q", code, out, errOut)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name   string
+			args   []string
+			code   int
+			stderr string
+		}{
+			{"bad key", []string{"exec", "--server", s.url, "--key", "ww_" + strings.Repeat("0", 40), engineTestdata("hello.wasm")}, 1, "EUNAUTHORIZED"},
+			{"another user's module", []string{"exec", "--server", s.url, "--key", key, "--module-id", "mod_0K5smvRL1H5z3K7gzfJ1Cr"}, 1, "ENOTFOUND"},
+			{"no server", []string{"exec", "--server", "http://127.0.0.1:1", "--key", key, engineTestdata("hello.wasm")}, 1, "EUNAVAILABLE"},
+			{"bad server URL", []string{"exec", "--server", "ftp://x", engineTestdata("hello.wasm")}, 2, "EINVALID"},
+			{"no module", []string{"exec", "--server", s.url}, 2, "usage: wasmwiz exec"},
+		}
+		for _, tt := range tests {
+			code, _, errOut := runMain(tt.args, "", nil)
+			if code != tt.code || !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("%s: exit %d, stderr %q; want %d and %q", tt.name, code, errOut, tt.code, tt.stderr)
+			}
+		}
+	})
+}
+
+// sameStderr compares stderr of run and exec. A trap's message names the
+// wasm stack the same way in both; only memory_limit's message ends with
+// the engine's trap text, which may word the growth failure differently
+// in a worker, so it is compared up to that text.
+func sameStderr(exec, run string) bool {
+	if exec == run {
+		return true
+	}
+	const ml = "memory_limit: the guest ran out of its "
+	if i, j := strings.Index(exec, ml), strings.Index(run, ml); i >= 0 && i == j && exec[:i] == run[:j] {
+		cut := func(s string) string { s = s[i+len(ml):]; k := strings.Index(s, ":"); return s[:max(k, 0)] }
+		return cut(exec) == cut(run)
+	}
+	return false
+}

@@ -1,0 +1,913 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+)
+
+// TestServeBootstrap: the first start on an empty database prints an admin
+// key once, with the URL; the second start on the same database prints none.
+func TestServeBootstrap(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			db := be.env(t)
+			first := startServe(t, serveEnv(t, db), ServeOptions{})
+			out := first.stdout.String()
+			if first.adminKey == "" || !strings.Contains(out, "listening on "+first.url) || !strings.Contains(out, first.url+"/api/v1/me") {
+				t.Fatalf("first start printed no key and URL:\n%s", out)
+			}
+			me, _, err := first.admin().Me(context.Background())
+			if err != nil || me.Role != wasmwiz.RoleAdmin || me.Email != BootstrapEmail {
+				t.Fatalf("Me with the printed key: %+v, %v", me, err)
+			}
+			if err := first.stop(); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			second := startServe(t, serveEnv(t, db), ServeOptions{})
+			if k := keyPattern.FindString(second.stdout.String()); k != "" {
+				t.Fatalf("second start printed a key again:\n%s", second.stdout)
+			}
+			if _, _, err := second.client(first.adminKey).Me(context.Background()); err != nil {
+				t.Fatalf("the first key after a restart: %v", err)
+			}
+		})
+	}
+}
+
+// TestServeRoutes drives every route through the client, on each backend.
+func TestServeRoutes(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			s := startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
+			testRoutes(t, s)
+		})
+	}
+}
+
+func testRoutes(t *testing.T, s *e2eServer) {
+	ctx := context.Background()
+	admin := s.admin()
+	hello, echo, add, argsEnv := testModule(t, "hello.wasm"), testModule(t, "echo.wasm"), testModule(t, "add.wasm"), testModule(t, "args_env.wasm")
+
+	// Operations.
+	if err := s.client("").Health(ctx); err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	rd, err := s.client("").Ready(ctx)
+	if err != nil || !rd.Ready || rd.Checks["database"] != "ok" {
+		t.Fatalf("Ready: %+v, %v", rd, err)
+	}
+	if _, redis := rd.Checks["redis"]; redis != (s.srv.cfg.RedisURL != "") {
+		t.Fatalf("Ready checks %v: redis listed %v, configured %v", rd.Checks, redis, s.srv.cfg.RedisURL != "")
+	}
+	doc, err := s.client("").OpenAPI(ctx)
+	if err != nil || doc["openapi"] == nil {
+		t.Fatalf("OpenAPI: %v", err)
+	}
+
+	user, me, _ := s.newUser(wasmwiz.TierBasic)
+	gotMe, tier, err := user.Me(ctx)
+	if err != nil || gotMe.ID != me.ID || tier.Name != wasmwiz.TierBasic || tier.Timeout != 10*time.Second {
+		t.Fatalf("Me: %+v %+v %v", gotMe, tier, err)
+	}
+
+	// Execute: each body, inline.
+	for _, body := range []struct {
+		name string
+		kind client.Body
+	}{{"json", client.BodyJSON}, {"multipart", client.BodyMultipart}, {"raw", client.BodyRaw}} {
+		t.Run("execute/"+body.name, func(t *testing.T) {
+			res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello, Body: body.kind})
+			if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" || !strings.HasPrefix(res.ID, "run_") {
+				t.Fatalf("hello: %+v, %v", res, err)
+			}
+			res, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("  hi there \n"), Body: body.kind})
+			if err != nil || string(res.Stdout) != "hi there" {
+				t.Fatalf("echo: %+v, %v", res, err)
+			}
+			res, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: argsEnv, Name: "prog.wasm", Args: []string{"a b", "c"},
+				Env: map[string]string{"K": "V=1"}, Body: body.kind})
+			if err != nil {
+				t.Fatalf("args_env: %v", err)
+			}
+			for _, want := range []string{"argv[1]=a b\n", "argv[2]=c\n", "env K=V=1\n"} {
+				if !strings.Contains(string(res.Stdout), want) {
+					t.Errorf("args_env stdout %q lacks %q", res.Stdout, want)
+				}
+			}
+			res, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: add, Function: "add", Params: []string{"2", "40"}, Body: body.kind})
+			if err != nil || len(res.Results) != 1 || res.Results[0].String() != "42" {
+				t.Fatalf("add: %+v, %v", res, err)
+			}
+			_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: []byte("not wasm at all"), Body: body.kind})
+			wantCode(t, "not wasm", err, wasmwiz.EINVALID)
+			_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: add, Function: "nope", Body: body.kind})
+			wantCode(t, "unknown function", err, wasmwiz.EINVALID)
+		})
+	}
+
+	// Modules.
+	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: echo, Name: "echo", Description: "trims stdin"})
+	if err != nil || !strings.HasPrefix(m.ID, "mod_") || m.Inspection == nil || !m.Inspection.WASI || m.Inspection.Entry != "_start" {
+		t.Fatalf("CreateModule: %+v, %v", m, err)
+	}
+	_, err = user.CreateModule(ctx, client.ModuleUpload{Wasm: testModule(t, "bad_imports.wasm")})
+	wantCode(t, "upload with bad imports", err, wasmwiz.EINVALID)
+	mods, total, err := user.ListModules(ctx, "", client.Page{})
+	if err != nil || total != 1 || len(mods) != 1 || mods[0].ID != m.ID {
+		t.Fatalf("ListModules: %v %d %v", mods, total, err)
+	}
+	got, err := user.GetModule(ctx, m.ID)
+	if err != nil || got.Name != "echo" || got.Description != "trims stdin" || got.SHA256 != m.SHA256 {
+		t.Fatalf("GetModule: %+v, %v", got, err)
+	}
+	for _, kind := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
+		ex, err := user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Stdin: []byte(" stored "), Body: kind})
+		if err != nil || string(ex.Result.Stdout) != "stored" {
+			t.Fatalf("ExecuteModule body %d: %+v, %v", kind, ex, err)
+		}
+		if !ex.RateLimit.Present || ex.RateLimit.Limit != 100 {
+			t.Errorf("ExecuteModule rate headers %+v, want the basic tier's 100 per minute", ex.RateLimit)
+		}
+	}
+	res, err := user.Execute(ctx, &client.ExecuteRequest{ModuleID: m.ID, Stdin: []byte("by id")})
+	if err != nil || string(res.Stdout) != "by id" {
+		t.Fatalf("Execute by module_id: %+v, %v", res, err)
+	}
+
+	// History and usage: the usage writer flushes within its interval.
+	var runs []*wasmwiz.Run
+	waitFor(t, "the runs to be written", func() bool {
+		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
+		return err == nil && total >= 4*3+3+1
+	})
+	one, err := user.GetRun(ctx, runs[0].ID)
+	if err != nil || one.ID != runs[0].ID || one.UserID != me.ID {
+		t.Fatalf("GetRun: %+v, %v", one, err)
+	}
+	okRuns, okTotal, err := user.ListRuns(ctx, client.RunQuery{Status: wasmwiz.StatusOK, Page: client.Page{Limit: 2}})
+	if err != nil || len(okRuns) != 2 || okTotal < 4 || okRuns[0].Status != wasmwiz.StatusOK {
+		t.Fatalf("ListRuns status=ok limit=2: %d runs, total %d, %v", len(okRuns), okTotal, err)
+	}
+	// Usage counts the runs that ran (refused requests have no status).
+	all, _, err := user.ListRuns(ctx, client.RunQuery{Page: client.Page{Limit: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, r := range all {
+		if r.Status != "" {
+			ran++
+		}
+	}
+	us, err := user.Usage(ctx)
+	if err != nil || us.Tier != wasmwiz.TierBasic || us.RunsToday != int64(ran) || us.RunsPerMinute != 100 || ran == len(all) {
+		t.Fatalf("Usage: %+v, %v (runs %d, of which ran %d)", us, err, len(all), ran)
+	}
+	waitFor(t, "the stored module's run count", func() bool {
+		got, err := user.GetModule(ctx, m.ID)
+		return err == nil && got.RunCount == 4
+	})
+
+	// Keys.
+	nk, err := user.CreateKey(ctx, "laptop", nil)
+	if err != nil || !wasmwiz.LooksLikeAPIKey(nk.Secret) || nk.Key.Name != "laptop" || !strings.HasPrefix(nk.Secret, nk.Key.Prefix) {
+		t.Fatalf("CreateKey: %+v, %v", nk, err)
+	}
+	if _, _, err := s.client(nk.Secret).Me(ctx); err != nil {
+		t.Fatalf("the new key: %v", err)
+	}
+	keys, ktotal, err := user.ListKeys(ctx, false, client.Page{})
+	if err != nil || ktotal != 2 || len(keys) != 2 {
+		t.Fatalf("ListKeys: %d %v", ktotal, err)
+	}
+	if err := user.RevokeKey(ctx, nk.Key.ID); err != nil {
+		t.Fatalf("RevokeKey: %v", err)
+	}
+	_, _, err = s.client(nk.Secret).Me(ctx)
+	wantCode(t, "revoked key", err, wasmwiz.EUNAUTHORIZED)
+	if _, ktotal, _ = user.ListKeys(ctx, true, client.Page{}); ktotal != 2 {
+		t.Fatalf("ListKeys with revoked: %d, want 2", ktotal)
+	}
+	if _, ktotal, _ = user.ListKeys(ctx, false, client.Page{}); ktotal != 1 {
+		t.Fatalf("ListKeys without revoked: %d, want 1", ktotal)
+	}
+
+	// Admin: users.
+	users, utotal, err := admin.AdminListUsers(ctx, "", client.Page{})
+	if err != nil || utotal != 2 || len(users) != 2 {
+		t.Fatalf("AdminListUsers: %d %v", utotal, err)
+	}
+	byEmail, _, err := admin.AdminListUsers(ctx, strings.ToUpper(me.Email), client.Page{})
+	if err != nil || len(byEmail) != 1 || byEmail[0].ID != me.ID {
+		t.Fatalf("AdminListUsers by email: %v %v", byEmail, err)
+	}
+	_, err = admin.AdminCreateUser(ctx, client.NewUser{Email: strings.ToUpper(me.Email)}, false)
+	wantCode(t, "duplicate email", err, wasmwiz.ECONFLICT)
+	pro := wasmwiz.TierPro
+	up, err := admin.AdminUpdateUser(ctx, me.ID, client.UserChange{Tier: &pro})
+	if err != nil || up.Tier != pro {
+		t.Fatalf("AdminUpdateUser tier: %+v, %v", up, err)
+	}
+	if _, tier, _ := user.Me(ctx); tier.Name != pro {
+		t.Fatalf("after the tier change the user's tier is %s", tier.Name)
+	}
+	gu, err := admin.AdminGetUser(ctx, me.ID)
+	if err != nil || gu.Tier != pro {
+		t.Fatalf("AdminGetUser: %+v, %v", gu, err)
+	}
+
+	// Admin: tiers.
+	tiers, err := admin.AdminListTiers(ctx)
+	if err != nil || len(tiers) != 4 {
+		t.Fatalf("AdminListTiers: %d, %v", len(tiers), err)
+	}
+	nt := testTier("team", func(tr *wasmwiz.Tier) { tr.Timeout = 7 * time.Second })
+	created, err := admin.AdminCreateTier(ctx, nt)
+	if err != nil || created.Timeout != 7*time.Second || created.RunsPerMinute != nt.RunsPerMinute {
+		t.Fatalf("AdminCreateTier: %+v, %v", created, err)
+	}
+	_, err = admin.AdminCreateTier(ctx, nt)
+	wantCode(t, "tier exists", err, wasmwiz.ECONFLICT)
+	nt.RunsPerMinute = 77
+	if _, err := admin.AdminPutTier(ctx, nt); err != nil {
+		t.Fatalf("AdminPutTier: %v", err)
+	}
+	gt, err := admin.AdminGetTier(ctx, "team")
+	if err != nil || gt.RunsPerMinute != 77 || gt.Timeout != 7*time.Second {
+		t.Fatalf("AdminGetTier: %+v, %v", gt, err)
+	}
+	_, err = admin.AdminPutTier(ctx, testTier("bad", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 0 }))
+	wantCode(t, "invalid tier", err, wasmwiz.EINVALID)
+
+	// Admin: keys and stats.
+	ak, err := admin.AdminCreateKey(ctx, me.ID, "ci", nil)
+	if err != nil || ak.Key.UserID != me.ID {
+		t.Fatalf("AdminCreateKey: %+v, %v", ak, err)
+	}
+	akeys, _, err := admin.AdminListKeys(ctx, me.ID, false, client.Page{})
+	if err != nil || !slices.ContainsFunc(akeys, func(k *wasmwiz.APIKey) bool { return k.ID == ak.Key.ID }) {
+		t.Fatalf("AdminListKeys: %v, %v", akeys, err)
+	}
+	if err := admin.AdminRevokeKey(ctx, ak.Key.ID); err != nil {
+		t.Fatalf("AdminRevokeKey: %v", err)
+	}
+	_, _, err = s.client(ak.Secret).Me(ctx)
+	wantCode(t, "key revoked by an admin", err, wasmwiz.EUNAUTHORIZED)
+	st, err := admin.AdminStats(ctx)
+	if err != nil || st.Users != 2 || st.RunsToday != int64(ran) || len(st.TopModules) == 0 {
+		t.Fatalf("AdminStats: %+v, %v", st, err)
+	}
+
+	// Delete the module: gone, and its runs stay.
+	if err := user.DeleteModule(ctx, m.ID); err != nil {
+		t.Fatalf("DeleteModule: %v", err)
+	}
+	_, err = user.GetModule(ctx, m.ID)
+	wantCode(t, "deleted module", err, wasmwiz.ENOTFOUND)
+	if _, after, _ := user.ListRuns(ctx, client.RunQuery{}); after < total {
+		t.Fatalf("runs after deleting the module: %d, before %d", after, total)
+	}
+
+	// Metrics count what happened.
+	metrics, err := s.client("").Metrics(ctx)
+	if err != nil {
+		t.Fatalf("Metrics: %v", err)
+	}
+	for _, want := range []string{`wasmwiz_runs_total{status="ok",tier="basic"}`, "wasmwiz_usage_records_written_total", "go_goroutines"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestServeAuthMatrix: who may do what, on every kind of route.
+func TestServeAuthMatrix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	alice, aliceUser, _ := s.newUser(wasmwiz.TierFree)
+	bob, _, bobKey := s.newUser(wasmwiz.TierFree)
+	hello := testModule(t, "hello.wasm")
+
+	am, err := alice.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "private"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := alice.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "shared", Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
+	aliceKeys, _, err := alice.ListKeys(ctx, false, client.Page{})
+	if err != nil || len(aliceKeys) != 1 {
+		t.Fatal(err)
+	}
+	revoked, err := bob.CreateKey(ctx, "old", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.RevokeKey(ctx, revoked.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	anon := s.client("")
+	bad := s.client("ww_" + strings.Repeat("x", 40))
+	garbage := s.client("not-a-key")
+	gone := s.client(revoked.Secret)
+	pro := wasmwiz.TierPro
+	admin := wasmwiz.RoleAdmin
+
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"no key, execute", func() error { _, err := anon.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); return err }, wasmwiz.EUNAUTHORIZED},
+		{"no key, modules", func() error { _, _, err := anon.ListModules(ctx, "", client.Page{}); return err }, wasmwiz.EUNAUTHORIZED},
+		{"no key, admin", func() error { _, err := anon.AdminStats(ctx); return err }, wasmwiz.EUNAUTHORIZED},
+		{"bad key", func() error { _, _, err := bad.Me(ctx); return err }, wasmwiz.EUNAUTHORIZED},
+		{"garbage key", func() error { _, err := garbage.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); return err }, wasmwiz.EUNAUTHORIZED},
+		{"revoked key", func() error { _, err := gone.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); return err }, wasmwiz.EUNAUTHORIZED},
+		{"non-admin lists users", func() error { _, _, err := bob.AdminListUsers(ctx, "", client.Page{}); return err }, wasmwiz.EFORBIDDEN},
+		{"non-admin creates a user", func() error {
+			_, err := bob.AdminCreateUser(ctx, client.NewUser{Email: "x@example.com"}, true)
+			return err
+		}, wasmwiz.EFORBIDDEN},
+		{"non-admin lists tiers", func() error { _, err := bob.AdminListTiers(ctx); return err }, wasmwiz.EFORBIDDEN},
+		{"non-admin changes a tier", func() error { _, err := bob.AdminPutTier(ctx, testTier("free", nil)); return err }, wasmwiz.EFORBIDDEN},
+		{"non-admin keys", func() error { _, _, err := bob.AdminListKeys(ctx, 0, false, client.Page{}); return err }, wasmwiz.EFORBIDDEN},
+		{"non-admin stats", func() error { _, err := bob.AdminStats(ctx); return err }, wasmwiz.EFORBIDDEN},
+		{"user raises its own tier", func() error {
+			_, err := bob.AdminUpdateUser(ctx, aliceUser.ID, client.UserChange{Tier: &pro})
+			return err
+		}, wasmwiz.EFORBIDDEN},
+		{"user makes itself admin", func() error {
+			_, err := alice.AdminUpdateUser(ctx, aliceUser.ID, client.UserChange{Role: &admin})
+			return err
+		}, wasmwiz.EFORBIDDEN},
+		{"another user's module", func() error { _, err := bob.GetModule(ctx, am.ID); return err }, wasmwiz.ENOTFOUND},
+		{"another user's module, execute", func() error {
+			_, err := bob.ExecuteModule(ctx, am.ID, nil)
+			return err
+		}, wasmwiz.ENOTFOUND},
+		{"another user's module by module_id", func() error {
+			_, err := bob.Execute(ctx, &client.ExecuteRequest{ModuleID: am.ID})
+			return err
+		}, wasmwiz.ENOTFOUND},
+		{"another user's module, delete", func() error { return bob.DeleteModule(ctx, am.ID) }, wasmwiz.ENOTFOUND},
+		{"another user's public module, delete", func() error { return bob.DeleteModule(ctx, pub.ID) }, wasmwiz.ENOTFOUND},
+		{"another user's key, revoke", func() error { return bob.RevokeKey(ctx, aliceKeys[0].ID) }, wasmwiz.ENOTFOUND},
+		{"another user's run", func() error { _, err := bob.GetRun(ctx, res.ID); return err }, wasmwiz.ENOTFOUND},
+		{"a missing module", func() error { _, err := bob.GetModule(ctx, "mod_doesnotexist"); return err }, wasmwiz.ENOTFOUND},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantCode(t, tt.name, tt.call(), tt.want)
+		})
+	}
+
+	// What must still hold after all that.
+	if _, tier, err := alice.Me(ctx); err != nil || tier.Name != wasmwiz.TierFree {
+		t.Fatalf("alice's tier after the attempts: %v, %v", tier, err)
+	}
+	if _, err := alice.GetModule(ctx, am.ID); err != nil {
+		t.Fatalf("alice's module after bob's delete: %v", err)
+	}
+	if _, err := alice.GetModule(ctx, pub.ID); err != nil {
+		t.Fatalf("alice's public module after bob's delete: %v", err)
+	}
+	if r, err := bob.ExecuteModule(ctx, pub.ID, nil); err != nil || string(r.Result.Stdout) != "Hello, World!\n" {
+		t.Fatalf("bob runs alice's public module: %v", err)
+	}
+	if _, _, err := alice.Me(ctx); err != nil {
+		t.Fatalf("alice's key after bob's revoke: %v", err)
+	}
+
+	// A caller cannot pick its tier in an execute body either: unknown
+	// fields are refused, not ignored.
+	st, body := rawRequest(t, http.MethodPost, s.url+"/api/v1/execute", bobKey, "application/json",
+		strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","tier":"enterprise"}`))
+	if st != http.StatusBadRequest || !strings.Contains(body, "EINVALID") {
+		t.Fatalf("execute with a tier field: %d %s", st, body)
+	}
+	// X-API-Key works as well as Bearer.
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/me", nil)
+	req.Header.Set("X-API-Key", bobKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("X-API-Key: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// rawRequest sends one request with the key as a Bearer token ("" for
+// none) and returns the status and body.
+func rawRequest(t *testing.T, method, url, key, ctype string, body io.Reader) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// multipartBody builds a multipart body of files (name → filename, data)
+// and fields.
+func multipartBody(t *testing.T, files map[string][]byte, fields map[string]string) (io.Reader, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for name, data := range files {
+		w, _ := mw.CreateFormFile(name, name+".bin")
+		_, _ = w.Write(data)
+	}
+	for k, v := range fields {
+		_ = mw.WriteField(k, v)
+	}
+	_ = mw.Close()
+	return &buf, mw.FormDataContentType()
+}
+
+// TestServeLegacyRoute: the original service's contract with its three
+// fixtures (hello, echo, calc_add), both field spellings, and its failures.
+func TestServeLegacyRoute(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	user, _, key := s.newUser(wasmwiz.TierBasic)
+	tests := []struct {
+		name, module, input string
+		wantOut, wantErr    string
+	}{
+		{"hello", "hello.wasm", "", "Hello, World!\n", ""},
+		{"echo", "echo.wasm", "  hello legacy  ", "hello legacy", ""},
+		{"calc_add", "calc_add.wasm", "5 3", "8\n", ""},
+		{"calc_add without input", "calc_add.wasm", "", "", "module exited with code 1: calc_add: expected two integers"},
+		{"loop past the time limit", "loop.wasm", "", "", "time limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.module == "loop.wasm" {
+				s.putTier(testTier("legacy-short", func(tr *wasmwiz.Tier) { tr.Timeout = 300 * time.Millisecond }))
+				short, _, _ := s.newUser("legacy-short")
+				user = short
+			}
+			res, err := user.ExecuteLegacy(ctx, testModule(t, tt.module), tt.input)
+			if err != nil {
+				t.Fatalf("ExecuteLegacy: %v", err)
+			}
+			switch {
+			case tt.wantErr == "" && (res.Output == nil || *res.Output != tt.wantOut || res.Error != nil):
+				t.Fatalf("output %v error %v, want output %q", strp(res.Output), strp(res.Error), tt.wantOut)
+			case tt.wantErr != "" && (res.Output != nil || res.Error == nil || !strings.Contains(*res.Error, tt.wantErr)):
+				t.Fatalf("output %v error %v, want error containing %q", strp(res.Output), strp(res.Error), tt.wantErr)
+			}
+			if !strings.HasPrefix(res.RunID, "run_") {
+				t.Errorf("X-Run-Id %q", res.RunID)
+			}
+		})
+	}
+	// The original field names, wasm_file and input_data.
+	body, ctype := multipartBody(t, map[string][]byte{"wasm_file": testModule(t, "calc_add.wasm")}, map[string]string{"input_data": "40 2"})
+	st, out := rawRequest(t, http.MethodPost, s.url+"/api/execute", key, ctype, body)
+	if st != http.StatusOK || out != `{"output":"42\n","error":null}`+"\n" && out != `{"output":"42\n","error":null}` {
+		t.Fatalf("wasm_file/input_data: %d %s", st, out)
+	}
+	// Request errors answer the table's status. (docs/API.md promises the
+	// legacy body shape for them too; the auth middleware answers a missing
+	// key in the common error shape before the legacy handler runs, so only
+	// the status is checked for that one.)
+	st, out = rawRequest(t, http.MethodPost, s.url+"/api/execute", "", ctype, strings.NewReader(""))
+	if st != http.StatusUnauthorized {
+		t.Fatalf("legacy without a key: %d %s", st, out)
+	}
+	body, ctype = multipartBody(t, map[string][]byte{"wasm": []byte("text, not wasm")}, nil)
+	st, out = rawRequest(t, http.MethodPost, s.url+"/api/execute", key, ctype, body)
+	if st != http.StatusBadRequest || !strings.Contains(out, `"output":null`) {
+		t.Fatalf("legacy with text: %d %s", st, out)
+	}
+}
+
+func strp(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return `"` + *s + `"`
+}
+
+// TestServeOversizeBodies: every body over its limit is 413 ETOOLARGE, also
+// when Content-Length does not tell.
+func TestServeOversizeBodies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s.putTier(testTier("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB }))
+	user, _, key := s.newUser("tiny")
+	hello := testModule(t, "hello.wasm")
+	big := append(bytes.Clone(hello), make([]byte, 3*wasmwiz.MiB)...)
+	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: testModule(t, "echo.wasm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"module over the tier, json", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyJSON})
+			return err
+		}},
+		{"module over the tier, multipart", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyMultipart})
+			return err
+		}},
+		{"module over the tier, raw", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyRaw})
+			return err
+		}},
+		{"stdin over the tier", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello, Stdin: make([]byte, 5*wasmwiz.KiB), Body: client.BodyMultipart})
+			return err
+		}},
+		{"stdin over the tier, stored module raw", func() error {
+			_, err := user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Stdin: make([]byte, 2*wasmwiz.MiB), Body: client.BodyRaw})
+			return err
+		}},
+		{"upload over the tier", func() error {
+			_, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: big})
+			return err
+		}},
+		{"legacy over the tier", func() error { _, err := user.ExecuteLegacy(ctx, big, ""); return err }},
+		{"small route, big body", func() error {
+			_, err := user.CreateKey(ctx, strings.Repeat("k", int(2*wasmwiz.MiB)), nil)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			wantCode(t, tt.name, err, wasmwiz.ETOOLARGE)
+			if client.StatusCode(err) != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", client.StatusCode(err))
+			}
+		})
+	}
+
+	// A chunked body (no Content-Length) is cut off while it streams.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 64*wasmwiz.KiB)
+		for i := 0; i < 64; i++ {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	st, out := rawRequest(t, http.MethodPost, s.url+"/api/v1/execute", key, "application/wasm", pr)
+	pr.Close()
+	if st != http.StatusRequestEntityTooLarge || !strings.Contains(out, "ETOOLARGE") {
+		t.Fatalf("chunked oversize body: %d %s", st, out)
+	}
+}
+
+// TestServeTierLimits: each limit of a tier stops the guest, and a caller
+// can lower a limit but never raise it.
+func TestServeTierLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s.putTier(testTier("tight", func(tr *wasmwiz.Tier) {
+		tr.Timeout = 500 * time.Millisecond
+		tr.MaxMemoryBytes = 8 * wasmwiz.MiB
+		tr.MaxOutputBytes = 64 * wasmwiz.KiB
+	}))
+	user, _, _ := s.newUser("tight")
+	tests := []struct {
+		name    string
+		req     client.ExecuteRequest
+		want    wasmwiz.Status
+		check   func(t *testing.T, r *wasmwiz.ResultJSON)
+		maxWall time.Duration
+	}{
+		{"tight loop stops at the timeout", client.ExecuteRequest{Wasm: testModule(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"loop-free recursion stops at the timeout", client.ExecuteRequest{Wasm: testModule(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"memory bomb hits the cap", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
+					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"a lower memory asked for applies", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
+					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"a higher memory asked for does not", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
+					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"output flood is cut at the cap", client.ExecuteRequest{Wasm: testModule(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
+					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
+				}
+			}, 0},
+		{"a higher timeout asked for does not apply", client.ExecuteRequest{Wasm: testModule(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
+		{"a lower timeout asked for applies", client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := tt.req
+			res, err := user.Execute(ctx, &req)
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if res.Status != tt.want {
+				t.Fatalf("status %s (trap %q), want %s", res.Status, res.Trap, tt.want)
+			}
+			if tt.check != nil {
+				tt.check(t, res)
+			}
+		})
+	}
+}
+
+var retryAfterRE = regexp.MustCompile(`^[1-9][0-9]*$`)
+
+// TestServeRateLimits: headers on every execute answer, 429 with
+// Retry-After once the minute's quota is used, and a refused run consumes
+// nothing; on every backend.
+func TestServeRateLimits(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
+			s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 }))
+			user, _, key := s.newUser("three")
+			other, _, _ := s.newUser("three")
+			hello := testModule(t, "hello.wasm")
+			for i := 1; i <= 3; i++ {
+				ex, err := user.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
+				if err != nil {
+					t.Fatalf("run %d: %v", i, err)
+				}
+				if rl := ex.RateLimit; !rl.Present || rl.Limit != 3 || rl.Remaining != int64(3-i) || rl.Reset <= 0 || rl.Reset > time.Minute {
+					t.Fatalf("run %d headers %+v", i, rl)
+				}
+			}
+			for i := 0; i < 2; i++ {
+				_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+				wantCode(t, "fourth run", err, wasmwiz.ERATELIMIT)
+				d, ok := wasmwiz.RetryAfter(err)
+				if !ok || d <= 0 || d > time.Minute {
+					t.Fatalf("Retry-After %v %v", d, ok)
+				}
+			}
+			// Raw: the 429 carries the headers and a whole-second Retry-After.
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute?stdin=x", bytes.NewReader(hello))
+			req.Header.Set("Authorization", "Bearer "+key)
+			req.Header.Set("Content-Type", "application/wasm")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTooManyRequests || !retryAfterRE.MatchString(resp.Header.Get("Retry-After")) ||
+				resp.Header.Get("X-RateLimit-Remaining") != "0" || resp.Header.Get("X-RateLimit-Limit") != "3" {
+				t.Fatalf("429 answer: %d %v", resp.StatusCode, resp.Header)
+			}
+			// Another user's quota is its own.
+			if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+				t.Fatalf("another user: %v", err)
+			}
+			// The refused runs were not counted: raising the quota to 4
+			// allows exactly one more.
+			s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 }))
+			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+				t.Fatalf("after raising the quota to 4: %v", err)
+			}
+			_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+			wantCode(t, "fifth run at 4 per minute", err, wasmwiz.ERATELIMIT)
+		})
+	}
+}
+
+// TestServeConcurrencyAndSaturation: a free user's second run in flight is
+// 429 (its tier allows 1), and a replica whose run slots and queue are full
+// answers 503 with Retry-After.
+func TestServeConcurrencyAndSaturation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, map[string]string{
+		"WASMWIZ_DATABASE_URL":        backends[0].env(t)["WASMWIZ_DATABASE_URL"],
+		"WASMWIZ_WORKERS":             "2",
+		"WASMWIZ_MAX_CONCURRENT_RUNS": "1",
+		"WASMWIZ_QUEUE_SIZE":          "0",
+	}), ServeOptions{})
+	free, _, _ := s.newUser(wasmwiz.TierFree)
+	other, _, _ := s.newUser(wasmwiz.TierBasic)
+	sleep := testModule(t, "sleep.wasm")
+
+	// One long run holds the free user's only slot and the replica's only
+	// run slot; it ends when its guest sleeps out its 3s.
+	first := make(chan error, 1)
+	go func() {
+		res, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"3000"}})
+		if err == nil && string(res.Stdout) != "slept\n" {
+			err = errorf("first run: %+v", res)
+		}
+		first <- err
+	}()
+	waitFor(t, "the first run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
+
+	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	wantCode(t, "second run of a free user", err, wasmwiz.ERATELIMIT)
+	if !strings.Contains(wasmwiz.ErrorMessage(err), "in flight") {
+		t.Errorf("429 message %q does not say why", wasmwiz.ErrorMessage(err))
+	}
+	_, err = other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	wantCode(t, "a run on a saturated replica", err, wasmwiz.EUNAVAILABLE)
+	if d, ok := wasmwiz.RetryAfter(err); !ok || d < time.Second {
+		t.Errorf("503 Retry-After %v %v", d, ok)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the first run: %v", err)
+	}
+	// Both slots are free again.
+	if _, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")}); err != nil {
+		t.Fatalf("after the first run: %v", err)
+	}
+}
+
+func errorf(format string, args ...any) error { return wasmwiz.Errorf(wasmwiz.EINTERNAL, format, args...) }
+
+// TestServeGracefulShutdown: runs in flight when the server is told to stop
+// are all answered, and their usage records are in the database afterwards.
+func TestServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := be.env(t)
+			env := serveEnv(t, db)
+			env["WASMWIZ_WORKERS"] = "3"
+			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "3"
+			env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
+			s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
+			user, _, _ := s.newUser(wasmwiz.TierBasic)
+			sleep := testModule(t, "sleep.wasm")
+			const n = 3
+			type answer struct {
+				res *wasmwiz.ResultJSON
+				err error
+			}
+			answers := make(chan answer, n)
+			for i := 0; i < n; i++ {
+				go func() {
+					res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"1500"}})
+					answers <- answer{res, err}
+				}()
+			}
+			waitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
+			stopped := make(chan error, 1)
+			go func() { stopped <- s.stop() }()
+			var ids []string
+			for i := 0; i < n; i++ {
+				a := <-answers
+				if a.err != nil || a.res.Status != wasmwiz.StatusOK || string(a.res.Stdout) != "slept\n" {
+					t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
+				}
+				ids = append(ids, a.res.ID)
+			}
+			if err := <-stopped; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			if st := s.srv.UsageStats(); st.Written < n || st.Dropped != 0 {
+				t.Fatalf("usage after shutdown: %+v", st)
+			}
+			// The records are in the database: read them back on a new server.
+			again := startServe(t, serveEnv(t, db), ServeOptions{})
+			for _, id := range ids {
+				run, err := again.client(s.adminKey).GetRun(ctx, id)
+				if err != nil || run.Status != wasmwiz.StatusOK {
+					t.Fatalf("run %s after the restart: %+v, %v", id, run, err)
+				}
+			}
+			// A stopped server refuses connections.
+			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+				t.Fatalf("execute on the stopped server: %v", err)
+			}
+		})
+	}
+}
+
+// TestServeMetricsAddr: with WASMWIZ_METRICS_ADDR, /metrics is served there
+// and not on the API's address.
+func TestServeMetricsAddr(t *testing.T) {
+	t.Parallel()
+	env := serveEnv(t, backends[0].env(t))
+	env["WASMWIZ_METRICS_ADDR"] = "127.0.0.1:0"
+	s := startServe(t, env, ServeOptions{})
+	if st, _ := rawRequest(t, http.MethodGet, s.url+"/metrics", "", "", nil); st != http.StatusNotFound {
+		t.Fatalf("/metrics on the API address: %d, want 404", st)
+	}
+	st, body := rawRequest(t, http.MethodGet, s.srv.MetricsURL()+"/metrics", "", "", nil)
+	if st != http.StatusOK || !strings.Contains(body, "wasmwiz_http_requests_total") {
+		t.Fatalf("/metrics on the metrics address: %d %.200s", st, body)
+	}
+}
+
+// TestServeRetention: runs older than WASMWIZ_RETENTION are deleted by the
+// server's retention loop; newer ones stay.
+func TestServeRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	// Seed old and new runs before the server starts.
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var runs []*wasmwiz.Run
+	for i := 0; i < 2500; i++ {
+		runs = append(runs, &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+			ModuleSHA256: strings.Repeat("a", 64), CreatedAt: now.Add(-48 * time.Hour)})
+	}
+	fresh := &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("b", 64), CreatedAt: now.Add(-time.Hour)}
+	runs = append(runs, fresh)
+	if err := st.CreateRuns(ctx, runs); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	env := serveEnv(t, db)
+	env["WASMWIZ_RETENTION"] = "24h"
+	s := startServe(t, env, ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	sys := wasmwiz.SystemContext(ctx)
+	waitFor(t, "old runs to be deleted", func() bool {
+		st, err := s.srv.Store().Stats(sys, time.Now())
+		if err != nil {
+			return false
+		}
+		var total int64
+		for _, d := range st.RunsPerDay {
+			total += d.Runs
+		}
+		return total == 1
+	})
+	if _, err := s.srv.Store().FindRunByID(sys, fresh.ID); err != nil {
+		t.Fatalf("the fresh run: %v", err)
+	}
+	_, err = s.srv.Store().FindRunByID(sys, runs[0].ID)
+	wantCode(t, "an old run", err, wasmwiz.ENOTFOUND)
+}
