@@ -779,7 +779,9 @@ func TestServeConcurrencyAndSaturation(t *testing.T) {
 	}
 }
 
-func errorf(format string, args ...any) error { return wasmwiz.Errorf(wasmwiz.EINTERNAL, format, args...) }
+func errorf(format string, args ...any) error {
+	return wasmwiz.Errorf(wasmwiz.EINTERNAL, format, args...)
+}
 
 // TestServeGracefulShutdown: runs in flight when the server is told to stop
 // are all answered, and their usage records are in the database afterwards.
