@@ -1,0 +1,419 @@
+package deploytest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+)
+
+// exported is what one scrape of /metrics held: every series name (with
+// _bucket, _sum, _count as written) and the label names seen on it.
+type exported map[string]map[string]bool
+
+var seriesLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s`)
+var labelName = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
+
+func parseExposition(t *testing.T, text string) exported {
+	t.Helper()
+	out := exported{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		m := seriesLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("unparsable /metrics line %q", line)
+		}
+		if out[m[1]] == nil {
+			out[m[1]] = map[string]bool{}
+		}
+		for _, l := range labelName.FindAllStringSubmatch(m[3], -1) {
+			out[m[1]][l[1]] = true
+		}
+	}
+	return out
+}
+
+// query is one PromQL expression of the rules or the dashboard.
+type query struct {
+	Where string
+	Expr  string
+}
+
+func alertQueries(t *testing.T) []query {
+	t.Helper()
+	docs, err := parseDeployFile(t, "deploy/monitoring/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []query
+	walk(docs[0].Doc, nil, func(path []string, v any) {
+		if s, ok := v.(string); ok && len(path) > 0 && path[len(path)-1] == "expr" {
+			qs = append(qs, query{"alerts.yml:" + strings.Join(path, "."), s})
+		}
+	})
+	return qs
+}
+
+func dashboardQueries(t *testing.T) []query {
+	t.Helper()
+	var qs []query
+	for _, f := range deployFiles(t) {
+		if !strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") || !strings.HasSuffix(f, ".json") {
+			continue
+		}
+		docs, err := parseDeployFile(t, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk(docs[0].Doc, nil, func(path []string, v any) {
+			if s, ok := v.(string); ok && len(path) > 0 && path[len(path)-1] == "expr" {
+				qs = append(qs, query{f + ":" + strings.Join(path, "."), s})
+			}
+		})
+	}
+	return qs
+}
+
+var (
+	promString   = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	promGrouping = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)`)
+	promMatchers = regexp.MustCompile(`\{([^}]*)\}`)
+	promRange    = regexp.MustCompile(`\[[^\]]*\]`)
+	promIdent    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	promVar      = regexp.MustCompile(`\$\{?[a-zA-Z_][a-zA-Z0-9_]*\}?`)
+)
+
+// promKeywords are PromQL words that are not metric names.
+var promKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true,
+	"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
+	"inf": true, "nan": true, "Inf": true, "NaN": true}
+
+// promNames returns the metric names an expression selects, the label names
+// its matchers use (per metric), and the label names it groups by.
+func promNames(expr string) (metrics []string, matcherLabels map[string][]string, groupLabels []string) {
+	matcherLabels = map[string][]string{}
+	e := promVar.ReplaceAllString(expr, "1m")
+	// Label names in matchers belong to the metric right before the brace.
+	for _, m := range regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}`).FindAllStringSubmatch(e, -1) {
+		for _, l := range regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)`).FindAllStringSubmatch(promString.ReplaceAllString(m[2], `""`), -1) {
+			matcherLabels[m[1]] = append(matcherLabels[m[1]], l[1])
+		}
+	}
+	e = promString.ReplaceAllString(e, `""`)
+	for _, m := range promGrouping.FindAllStringSubmatch(e, -1) {
+		for _, l := range strings.Split(m[2], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				groupLabels = append(groupLabels, l)
+			}
+		}
+	}
+	e = promGrouping.ReplaceAllString(e, " ")
+	e = promMatchers.ReplaceAllString(e, " ")
+	e = promRange.ReplaceAllString(e, " ")
+	for _, loc := range promIdent.FindAllStringIndex(e, -1) {
+		word := e[loc[0]:loc[1]]
+		rest := strings.TrimLeft(e[loc[1]:], " \t\n")
+		if promKeywords[word] || strings.HasPrefix(rest, "(") {
+			continue // a keyword or a function
+		}
+		if loc[0] > 0 && (e[loc[0]-1] >= '0' && e[loc[0]-1] <= '9' || e[loc[0]-1] == '.') {
+			continue // the unit of a number, e.g. the e of 1e3
+		}
+		metrics = append(metrics, word)
+	}
+	return metrics, matcherLabels, groupLabels
+}
+
+func TestPromNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, expr  string
+		wantMetrics []string
+		wantGroup   []string
+	}{
+		{"ratio", `sum(rate(a_total{status=~"5..", route!="GET /x"}[5m])) / sum(rate(a_total[5m])) > 0.05`,
+			[]string{"a_total", "a_total"}, nil},
+		{"quantile", `histogram_quantile(0.95, sum by (le, route) (rate(b_bucket[$__rate_interval])))`,
+			[]string{"b_bucket"}, []string{"le", "route"}},
+		{"bare", `up{job="w"} == 0`, []string{"up"}, nil},
+		{"two", `max by (instance) (c / d) < 0.1`, []string{"c", "d"}, []string{"instance"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m, _, g := promNames(tt.expr)
+			if fmt.Sprint(m) != fmt.Sprint(tt.wantMetrics) || fmt.Sprint(g) != fmt.Sprint(tt.wantGroup) {
+				t.Errorf("promNames(%q) = %v, %v; want %v, %v", tt.expr, m, g, tt.wantMetrics, tt.wantGroup)
+			}
+		})
+	}
+}
+
+// targetLabels are attached by Prometheus when it scrapes, not exported.
+var targetLabels = map[string]bool{"job": true, "instance": true, "le": true, "quantile": true, "pod": true}
+
+// prometheusMetrics are made by Prometheus itself.
+var prometheusMetrics = map[string]bool{"up": true}
+
+// checkQueries fails for every metric name, matcher label or grouping label
+// of qs that the scrape does not show, and for every route label value that
+// is not a route of the server.
+func checkQueries(t *testing.T, qs []query, got exported, routes map[string]bool) {
+	t.Helper()
+	if len(qs) < 5 {
+		t.Fatalf("only %d queries found", len(qs))
+	}
+	routeValue := regexp.MustCompile(`route\s*!?=\s*"([^"]*)"`)
+	for _, q := range qs {
+		metrics, matchers, groups := promNames(q.Expr)
+		if len(metrics) == 0 {
+			t.Errorf("%s: no metric in %q", q.Where, q.Expr)
+		}
+		labels := map[string]bool{}
+		for _, m := range metrics {
+			if prometheusMetrics[m] {
+				continue
+			}
+			ls, ok := got[m]
+			if !ok {
+				t.Errorf("%s uses %s, which the server does not export", q.Where, m)
+				continue
+			}
+			for l := range ls {
+				labels[l] = true
+			}
+			for _, l := range matchers[m] {
+				if !targetLabels[l] && !ls[l] {
+					t.Errorf("%s matches label %s on %s, which has no such label", q.Where, l, m)
+				}
+			}
+		}
+		for _, l := range groups {
+			if !targetLabels[l] && !labels[l] {
+				t.Errorf("%s groups by %s, which none of %v has", q.Where, l, metrics)
+			}
+		}
+		for _, m := range routeValue.FindAllStringSubmatch(q.Expr, -1) {
+			if !routes[m[1]] {
+				t.Errorf("%s names route %q, which internal/http does not register", q.Where, m[1])
+			}
+		}
+	}
+}
+
+// Keys of the shape the server accepts (ww_ and 43 characters).
+const (
+	keyOne = "ww_one0000000000000000000000000000000000000000"
+	keyTwo = "ww_two0000000000000000000000000000000000000000"
+)
+
+// blockingEngine is the real engine, except that a run whose stdin is
+// "block" waits inside Run until released: it holds a run slot and the
+// user's concurrency slot for as long as the test needs, without timing.
+type blockingEngine struct {
+	*engine.Engine
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+	if string(req.Stdin) == "block" {
+		b.entered <- struct{}{}
+		<-b.release
+	}
+	return b.Engine.Run(ctx, req)
+}
+
+// The alert rules and the dashboard use only metrics (and labels) that the
+// server exports: a server built by internal/http with the real engine and
+// the in-memory limiter serves traffic of every kind the panels show (ok
+// runs, refused runs, a concurrency 429, a saturation 503, probes, a 404),
+// then its /metrics is scraped.
+func TestMonitoringNamesAreExported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	be := &blockingEngine{Engine: eng, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	lim := inmem.New(inmem.Options{})
+
+	tiers := map[string]*wasmwiz.Tier{}
+	for _, tr := range wasmwiz.DefaultTiers() {
+		tiers[tr.Name] = tr
+	}
+	users := map[string]*wasmwiz.User{
+		keyOne: {ID: 1, Email: "one@example.com", Role: wasmwiz.RoleUser, Tier: "free"},
+		keyTwo: {ID: 2, Email: "two@example.com", Role: wasmwiz.RoleUser, Tier: "free"},
+	}
+	srv, err := wwhttp.NewServer(wwhttp.Options{
+		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, key string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+			u, ok := users[key]
+			if !ok {
+				return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key")
+			}
+			return u, &wasmwiz.APIKey{ID: u.ID, UserID: u.ID, Name: "test"}, nil
+		}},
+		Tiers: &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) {
+			if tr, ok := tiers[name]; ok {
+				return tr, nil
+			}
+			return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no tier %s", name)
+		}},
+		Engine:            be,
+		Limiter:           lim,
+		Auth:              true,
+		MaxConcurrentRuns: 1,
+		QueueSize:         0,
+		Readiness:         []wwhttp.ReadinessCheck{{Name: "database", Ping: func(context.Context) error { return nil }}},
+		EngineStats: func() wwhttp.EngineStats {
+			st := eng.CacheStats()
+			return wwhttp.EngineStats{CompileSeconds: st.CompileSeconds, Compiles: int64(st.Misses), CacheEntries: int64(st.Entries), CacheBytes: st.Bytes}
+		},
+		LimiterStats: func() wwhttp.LimiterStats {
+			st := lim.Stats()
+			return wwhttp.LimiterStats{FallbackActive: st.FallbackActive, Fallbacks: int64(st.Outages), Errors: int64(st.StoreErrors)}
+		},
+		// No usage writer here: the figures are zero, the names are the server's.
+		UsageStats: func() wwhttp.UsageStats { return wwhttp.UsageStats{} },
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	hello, err := os.ReadFile(repoPath(t, "internal/engine/testdata/hello.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, key string, body any) int {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, ts.URL+path, rd)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 400 {
+			t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return resp.StatusCode
+	}
+	run := func(stdin string) map[string]any {
+		return map[string]any{"wasm_base64": base64.StdEncoding.EncodeToString(hello), "stdin": stdin}
+	}
+
+	steps := []struct {
+		name   string
+		method string
+		path   string
+		key    string
+		body   any
+		want   int
+	}{
+		{"healthz", "GET", "/healthz", "", nil, 200},
+		{"readyz", "GET", "/readyz", "", nil, 200},
+		{"unknown path", "GET", "/nope", "", nil, 404},
+		{"no key", "POST", "/api/v1/execute", "", run(""), 401},
+		{"hello", "POST", "/api/v1/execute", keyOne, run(""), 200},
+		{"hello again (cached)", "POST", "/api/v1/execute", keyOne, run(""), 200},
+		{"not wasm", "POST", "/api/v1/execute", keyOne, map[string]any{"wasm_base64": base64.StdEncoding.EncodeToString([]byte("hello"))}, 400},
+	}
+	for _, s := range steps {
+		if got := do(s.method, s.path, s.key, s.body); got != s.want {
+			t.Errorf("%s: %s %s answered %d, want %d", s.name, s.method, s.path, got, s.want)
+		}
+	}
+
+	// One run of user one holds the replica's only run slot and the user's
+	// only concurrency slot (tier free: 1).
+	blocked := make(chan int, 1)
+	go func() { blocked <- do("POST", "/api/v1/execute", keyOne, run("block")) }()
+	select {
+	case <-be.entered:
+	case code := <-blocked:
+		t.Fatalf("the run meant to block answered %d before it reached the engine", code)
+	}
+	if got := do("POST", "/api/v1/execute", keyOne, run("")); got != http.StatusTooManyRequests {
+		t.Errorf("second run of a free user in flight answered %d, want 429", got)
+	}
+	if got := do("POST", "/api/v1/execute", keyTwo, run("")); got != http.StatusServiceUnavailable {
+		t.Errorf("run on a saturated replica answered %d, want 503", got)
+	}
+	close(be.release)
+	if code := <-blocked; code != 200 {
+		t.Errorf("blocked run answered %d, want 200", code)
+	}
+
+	req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics answered %d", resp.StatusCode)
+	}
+	got := parseExposition(t, string(body))
+
+	rs := map[string]bool{}
+	for r := range routes(t) {
+		rs[r] = true
+	}
+	t.Run("alert rules", func(t *testing.T) { checkQueries(t, alertQueries(t), got, rs) })
+	t.Run("dashboard", func(t *testing.T) { checkQueries(t, dashboardQueries(t), got, rs) })
+	t.Run("docs/METRICS.md", func(t *testing.T) {
+		// Every wasmwiz_ name the server exported is documented.
+		doc := readFile(t, "docs/METRICS.md")
+		var missing []string
+		for name := range got {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			if strings.HasPrefix(name, "wasmwiz_") && !strings.Contains(doc, base) {
+				missing = append(missing, name)
+			}
+		}
+		sort.Strings(missing)
+		if len(missing) > 0 {
+			t.Errorf("exported but not in docs/METRICS.md: %v", missing)
+		}
+	})
+}
