@@ -155,12 +155,20 @@ const bigRunBytes = 16 << 20
 
 func (s *server) send(kind byte, e *enc) error { return writeFrame(s.out, kind, e) }
 
+// cacheStats returns the engine's cache figures, when it reports them.
+func (s *server) cacheStats() (engine.CacheStats, bool) {
+	if cs, ok := s.eng.(cacheStatser); ok {
+		return cs.CacheStats(), true
+	}
+	return engine.CacheStats{}, false
+}
+
 // final sends an answer (or the "started" frame, after which the worker may
 // be killed), preceded by the engine's cache figures when they changed (a
 // compile happened), so the pool can report them without asking.
 func (s *server) final(kind byte, e *enc) error {
-	if cs, ok := s.eng.(cacheStatser); ok {
-		if st := cs.CacheStats(); st != s.lastStats {
+	if st, ok := s.cacheStats(); ok {
+		if st != s.lastStats {
 			s.lastStats = st
 			se := newFrame(48)
 			encodeCacheStats(se, st)
@@ -203,6 +211,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 		return err
 	}
 	var m *heldModule
+	compiledNow := false
 	if v, held := s.modules.get(req.SHA256); held {
 		m = v.(*heldModule)
 		s.modules.add(req.SHA256, int64(len(m.wasm)), m) // most recent, as in the pool's mirror
@@ -210,9 +219,16 @@ func (s *server) run(ctx context.Context, body []byte) error {
 		if !hasWasm {
 			return s.send(msgNeedModule, newFrame(0))
 		}
+		before, _ := s.cacheStats()
 		info, err := s.eng.Inspect(ctx, req.Wasm, req.Limits)
 		if err != nil {
 			return s.sendError(err)
+		}
+		// The inspection compiled the module, so the run will find it in the
+		// cache; what the caller should hear is whether this compile was
+		// served by a cache (the disk), not the run's lookup.
+		if after, ok := s.cacheStats(); ok && after.Misses > before.Misses && after.DiskHits == before.DiskHits {
+			compiledNow = true
 		}
 		m = &heldModule{wasm: req.Wasm, info: info}
 		s.modules.add(req.SHA256, int64(len(m.wasm)), m)
@@ -233,6 +249,9 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	debug.SetMemoryLimit(s.baseMemoryLimit)
 	if err != nil {
 		return s.sendError(err)
+	}
+	if compiledNow {
+		res.CompileCached = false
 	}
 	e := newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
 	encodeResult(e, res)

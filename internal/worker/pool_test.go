@@ -491,7 +491,9 @@ func TestPoolCacheStats(t *testing.T) {
 		}
 		return res
 	}
-	run(hello)
+	if res := run(hello); res.CompileCached {
+		t.Errorf("first run of hello reports compile_cached, but the worker compiled it")
+	}
 	first := pl.CacheStats()
 	if first.Misses != 1 || first.Entries != 1 || first.Bytes <= 0 || first.CompileSeconds <= 0 {
 		t.Fatalf("after the first run: %+v, want one compile held", first)
