@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+)
+
+// TestServeSharedRedisLimit: two serve replicas on one database and one
+// Redis share one user's per-minute quota exactly.
+func TestServeSharedRedisLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testRedisURL(t)}
+	prefix := randomPrefix()
+	a := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
+	b := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
+	a.putTier(testTier("five", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 5 }))
+	_, _, key := a.newUser("five")
+	ua, ub := a.client(key), b.client(key)
+	hello := testModule(t, "hello.wasm")
+
+	// Alternate replicas: the remaining count goes down across both.
+	replicas := []*client.Client{ua, ub, ua, ub, ua}
+	for i, c := range replicas {
+		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
+		if err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		if ex.RateLimit.Remaining != int64(4-i) {
+			t.Fatalf("run %d: remaining %d, want %d (the replicas do not share counts)", i+1, ex.RateLimit.Remaining, 4-i)
+		}
+	}
+	for name, c := range map[string]*client.Client{"a": ua, "b": ub} {
+		_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		wantCode(t, "sixth run on replica "+name, err, wasmwiz.ERATELIMIT)
+	}
+	for _, s := range []*e2eServer{a, b} {
+		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
+			t.Fatalf("limiter fell back with Redis up: %+v", st)
+		}
+	}
+}
+
+// TestServeRedisOutage: Redis goes away mid-test (a TCP proxy in front of
+// it stops): no request fails, the in-memory fallback decides, /readyz
+// and the metrics say so; when Redis is back, Redis decides again.
+func TestServeRedisOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ru, err := url.Parse(testRedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTCPProxy(t, ru.Host)
+	ru.Host = p.addr
+	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String()})
+	s := startServe(t, env, ServeOptions{})
+	user, _, _ := s.newUser(wasmwiz.TierPro)
+	hello := testModule(t, "hello.wasm")
+	run := func(what string) {
+		t.Helper()
+		res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("%s: %+v, %v", what, res, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		run("with Redis up")
+	}
+	if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive || st.Allowed != 3 {
+		t.Fatalf("before the outage: %+v", st)
+	}
+
+	p.stop()
+	for i := 0; i < 5; i++ {
+		run("with Redis down")
+	}
+	st := s.srv.LimiterStats()
+	if !st.FallbackActive || st.Fallback < 5 {
+		t.Fatalf("during the outage: %+v", st)
+	}
+	rd, err := s.client("").Ready(ctx)
+	if err != nil || rd.Ready || rd.Checks["redis"] != "down" || rd.Checks["database"] != "ok" {
+		t.Fatalf("/readyz during the outage: %+v, %v", rd, err)
+	}
+	metrics, err := s.client("").Metrics(ctx)
+	if err != nil || !strings.Contains(metrics, "wasmwiz_ratelimit_fallback_active 1") || !strings.Contains(metrics, "wasmwiz_ratelimit_fallbacks_total 1") {
+		t.Fatalf("metrics during the outage lack the fallback: %v", err)
+	}
+
+	p.start()
+	waitFor(t, "Redis to decide again", func() bool {
+		run("with Redis back")
+		return !s.srv.LimiterStats().FallbackActive
+	})
+	before := s.srv.LimiterStats().Fallback
+	run("after the outage")
+	if st := s.srv.LimiterStats(); st.Fallback != before || st.FallbackActive {
+		t.Fatalf("after the outage the fallback still decides: %+v", st)
+	}
+	if rd, err := s.client("").Ready(ctx); err != nil || !rd.Ready {
+		t.Fatalf("/readyz after the outage: %+v, %v", rd, err)
+	}
+	if m, _ := s.client("").Metrics(ctx); !strings.Contains(m, "wasmwiz_ratelimit_fallback_active 0") {
+		t.Fatalf("metrics after the outage still show the fallback")
+	}
+	if code, _ := rawRequest(t, http.MethodGet, s.url+"/healthz", "", "", nil); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+}
+
+// tcpProxy forwards TCP to a target; stop closes it and every connection
+// (the target is "down"), start listens again on the same address.
+type tcpProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *tcpProxy) start() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy listen: %v", err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+}
+
+func (p *tcpProxy) serve(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.ln == nil {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = true, true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(up, c); up.Close() }()
+	_, _ = io.Copy(c, up)
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+func (p *tcpProxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
