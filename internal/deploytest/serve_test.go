@@ -1,0 +1,150 @@
+package deploytest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	listeningLine = regexp.MustCompile(`listening on (http://\S+)`)
+	adminKeyLine  = regexp.MustCompile(`^\s*(ww_[A-Za-z0-9_-]{32,})\s*$`)
+)
+
+// The alert rules use only metrics that the real program exports once
+// `wasmwiz serve` (as the README starts it: embedded SQLite, in-memory
+// limits) has served a few requests. Unlike TestMonitoringNamesAreExported,
+// this also fails when serve forgets to wire a stats source (the limiter's
+// fallback, the usage writer, the run gate) into the server.
+func TestServeExportsAlertMetrics(t *testing.T) {
+	t.Parallel()
+	bin := wasmwizBinary(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = envList(map[string]string{
+		"WASMWIZ_ADDR":     "127.0.0.1:0",
+		"WASMWIZ_DATA_DIR": cmd.Dir,
+		"WASMWIZ_WORKERS":  "2",
+	})
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type started struct{ url, key string }
+	ready := make(chan started, 1)
+	go func() {
+		var s started
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := adminKeyLine.FindStringSubmatch(line); m != nil && s.key == "" {
+				s.key = m[1]
+			}
+			if m := listeningLine.FindStringSubmatch(line); m != nil && s.url == "" {
+				s.url = m[1]
+				ready <- s
+			}
+		}
+		close(ready)
+	}()
+	var s started
+	select {
+	case got, ok := <-ready:
+		if !ok {
+			t.Fatalf("serve ended before it listened:\n%s", stderr.String())
+		}
+		s = got
+	case <-time.After(2 * time.Minute): // a hang guard, not a measurement
+		t.Fatalf("serve did not say where it listens:\n%s", stderr.String())
+	}
+	if s.key == "" {
+		t.Fatal("serve did not print the first admin's key on an empty database")
+	}
+	defer func() {
+		cancel()
+		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+			t.Errorf("serve: %v\n%s", err, stderr.String())
+		}
+	}()
+
+	hello, err := os.ReadFile(repoPath(t, "internal/engine/testdata/hello.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	multipartBody := func(wasm []byte) (string, io.Reader) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		fw, _ := w.CreateFormFile("wasm", "module.wasm")
+		fw.Write(wasm)
+		w.Close()
+		return w.FormDataContentType(), &b
+	}
+	do := func(method, path string, auth bool, wasm []byte) (int, string) {
+		t.Helper()
+		var body io.Reader
+		ct := ""
+		if wasm != nil {
+			ct, body = multipartBody(wasm)
+		}
+		req, err := http.NewRequest(method, s.url+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+s.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	steps := []struct {
+		name, method, path string
+		auth               bool
+		wasm               []byte
+		want               int
+		wantBody           string
+	}{
+		{"healthz", "GET", "/healthz", false, nil, 200, ""},
+		{"readyz", "GET", "/readyz", false, nil, 200, ""},
+		{"hello", "POST", "/api/v1/execute", true, hello, 200, "Hello, World!"},
+		{"hello again", "POST", "/api/v1/execute", true, hello, 200, "Hello, World!"},
+		{"not wasm", "POST", "/api/v1/execute", true, []byte("not wasm"), 400, "EINVALID"},
+	}
+	for _, st := range steps {
+		code, body := do(st.method, st.path, st.auth, st.wasm)
+		if code != st.want || !strings.Contains(body, st.wantBody) {
+			t.Errorf("%s: %s %s answered %d %s; want %d with %q", st.name, st.method, st.path, code, body, st.want, st.wantBody)
+		}
+	}
+	code, text := do("GET", "/metrics", false, nil)
+	if code != 200 {
+		t.Fatalf("/metrics answered %d", code)
+	}
+	checkQueries(t, alertQueries(t), parseExposition(t, text), routes(t))
+}
