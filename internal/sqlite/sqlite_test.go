@@ -3,7 +3,10 @@ package sqlite_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -359,5 +362,52 @@ func TestNewDatabaseFilesArePrivate(t *testing.T) {
 		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 			t.Fatalf("%s has mode %v: others may read key digests and modules", filepath.Base(f), perm)
 		}
+	}
+}
+
+// TestUsageWriterWhileTheDatabaseIsLocked: another connection holds the
+// file's write lock (as a stuck process would), so every write of the
+// usage writer fails EUNAVAILABLE at its timeout; records are kept, and all
+// are written once the lock is released.
+func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	locker, err := sql.Open("sqlite", "file:"+db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+
+	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{BatchSize: 5, FlushInterval: time.Millisecond,
+		WriteTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	const n = 23
+	for i := range n {
+		w.Record(&wasmwiz.Run{UserID: 1, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: float64(i)})
+	}
+	for w.Stats().Failures < 3 { // wait for the writer to have failed a few times
+		time.Sleep(time.Millisecond)
+	}
+	if st := w.Stats(); st.Written != 0 || st.Buffered != n || st.Dropped != 0 {
+		t.Fatalf("while locked: %+v, want all %d buffered", st, n)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close after the lock was released: %v", err)
+	}
+	_, total, err := db.FindRuns(wasmwiz.NewContextWithUser(ctx, &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser}), wasmwiz.RunFilter{})
+	if err != nil || total != n {
+		t.Fatalf("after the lock: %d runs stored, %v; want %d", total, err, n)
 	}
 }
