@@ -294,6 +294,22 @@ func testRoutes(t *testing.T, s *e2eServer) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// Every registered route was called above with a 2xx answer, except
+	// the legacy route (TestServeLegacyRoute) and /metrics itself.
+	answered := regexp.MustCompile(`wasmwiz_http_requests_total\{method="[A-Z]+",route="([^"]+)",status="2\d\d"\}`)
+	seen := map[string]bool{}
+	for _, m := range answered.FindAllStringSubmatch(metrics, -1) {
+		seen[m[1]] = true
+	}
+	for _, r := range s.srv.api.Routes() {
+		name := r.Method + " " + r.Pattern
+		if name == "GET /metrics" || name == "POST /api/execute" {
+			continue
+		}
+		if !seen[name] {
+			t.Errorf("route %s was not answered with a 2xx in this test", name)
+		}
+	}
 }
 
 // TestServeAuthMatrix: who may do what, on every kind of route.
