@@ -411,3 +411,43 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 		t.Fatalf("after the lock: %d runs stored, %v; want %d", total, err, n)
 	}
 }
+
+// TestOpenOddPaths: data directories may hold spaces and URL characters
+// (macOS's "Application Support"); the file opened is the file named.
+func TestOpenOddPaths(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"with space/x y.db", "hash#and?query%41/db", "ünïcode/wasmwiz.db"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), name)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			db, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := os.ReadDir(filepath.Dir(path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 1 || entries[0].Name() != filepath.Base(path) {
+				t.Fatalf("the directory holds %v, want only %s", entries, filepath.Base(path))
+			}
+			db, err = sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if v, err := db.MigrationVersions(context.Background()); err != nil || len(v) == 0 {
+				t.Fatalf("reopened %q: versions %v, %v; want the migrated schema", path, v, err)
+			}
+		})
+	}
+}
