@@ -7,7 +7,17 @@
 // processes".
 //
 // The parent side is Pool, a wasmwiz.Engine. The child side is ServeProcess,
-// the body of the hidden `wasmwiz worker` subcommand.
+// the body of the hidden `wasmwiz worker` subcommand. The server wires them:
+//
+//	exe, _ := os.Executable()
+//	pool, err := worker.New(ctx, worker.Options{
+//		Size: cfg.Workers, Spares: 1, Command: []string{exe, "worker"},
+//		CacheDir: cfg.CacheDir, MemoryCacheBytes: cfg.CompileCacheBytes, Logger: log,
+//	})
+//	...
+//	defer pool.Close(shutdownCtx) // drains runs in flight, then kills and reaps
+//
+// Pool.Stats and Pool.CacheStats feed the metrics.
 package worker
 
 import (
@@ -162,7 +172,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	if opts.MaxIdleRSSBytes == 0 {
 		mc := opts.MemoryCacheBytes
 		if mc <= 0 {
-			mc = 256 * wasmwiz.MiB
+			mc = engine.DefaultMemoryCacheBytes
 		}
 		opts.MaxIdleRSSBytes = mc + opts.ModuleCacheBytes + 128*wasmwiz.MiB
 	}
