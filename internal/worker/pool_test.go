@@ -521,3 +521,62 @@ func TestPoolCacheStats(t *testing.T) {
 		t.Errorf("after hello on the replacement: %+v, want a disk hit", st)
 	}
 }
+
+// TestPoolDeadlineWithoutKill: a guest that waits in a host sleep is ended
+// at the deadline by the engine inside the worker, within the kill grace,
+// so the worker answers by itself and survives; the other guest outcomes
+// that end a run early come back through the pool unchanged.
+func TestPoolDeadlineWithoutKill(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		req       *wasmwiz.RunRequest
+		status    wasmwiz.Status
+		truncated bool
+	}{
+		{"nanosleep", &wasmwiz.RunRequest{Wasm: module(t, "sleep.wasm"), Args: []string{"60000"}}, wasmwiz.StatusTimeout, false},
+		{"poll_oneoff", &wasmwiz.RunRequest{Wasm: module(t, "poll_sleep.wasm")}, wasmwiz.StatusTimeout, false},
+		{"output flood", &wasmwiz.RunRequest{Wasm: module(t, "flood.wasm")}, wasmwiz.StatusOutputLimit, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := testOptions(t, 1, 0)
+			// A grace far above any scheduling delay: the engine must be
+			// the one that stops these guests.
+			opts.KillGrace = 10 * time.Second
+			pl := newTestPool(t, opts)
+			pid := pl.PIDs()[0]
+			req := *tt.req
+			req.Limits = limits()
+			req.Limits.Timeout = 200 * time.Millisecond
+			req.Limits.MaxOutputBytes = 64 * wasmwiz.KiB
+			res, err := pl.Run(context.Background(), &req)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != tt.status || res.StdoutTruncated != tt.truncated {
+				t.Fatalf("status %s, stdout truncated %v; want %s, %v", res.Status, res.StdoutTruncated, tt.status, tt.truncated)
+			}
+			if tt.truncated && int64(len(res.Stdout)) != req.Limits.MaxOutputBytes {
+				t.Errorf("stdout is %d bytes, want the cap %d", len(res.Stdout), req.Limits.MaxOutputBytes)
+			}
+			if s := pl.Stats(); s.Kills != 0 || !contains(pl.PIDs(), pid) {
+				t.Errorf("stats %+v, workers %v: want worker %d alive and no kill", s, pl.PIDs(), pid)
+			}
+		})
+	}
+}
+
+// TestPoolHostCallLoop: a guest busy calling the host forever ends at its
+// deadline too.
+func TestPoolHostCallLoop(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 1))
+	l := limits()
+	l.Timeout = 200 * time.Millisecond
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hostcall_loop.wasm"), Limits: l})
+	if err != nil || res.Status != wasmwiz.StatusTimeout {
+		t.Fatalf("Run: %v, %+v; want status timeout", err, res)
+	}
+}
