@@ -80,12 +80,13 @@ type UsageWriter struct {
 	svc  RunService
 	opts UsageWriterOptions
 
-	mu       sync.Mutex
-	queue    []*Run // waiting, oldest first
-	batch    []*Run // being written (and retried until it is)
-	closed   bool
-	stats    UsageStats
-	dropping bool // a drop was logged and no write has succeeded since
+	mu         sync.Mutex
+	queue      []*Run // waiting, oldest first
+	batch      []*Run // being written (and retried until it is)
+	closed     bool
+	stats      UsageStats
+	dropping   bool // a drop was logged and no write has succeeded since
+	closedDrop bool // a record after Close was logged
 
 	wake      chan struct{} // a full batch is waiting
 	closing   chan struct{} // closed by Close
@@ -132,8 +133,12 @@ func (w *UsageWriter) Record(r *Run) {
 	w.mu.Lock()
 	if w.closed {
 		w.stats.Dropped++
+		first := !w.closedDrop
+		w.closedDrop = true
 		w.mu.Unlock()
-		w.opts.Logger.Warn("usage record dropped: the usage writer is closed", "run_id", c.ID)
+		if first { // once: a shutdown under load must not flood the log
+			w.opts.Logger.Warn("usage records dropped: recorded after the usage writer closed", "run_id", c.ID)
+		}
 		return
 	}
 	var dropped *Run
