@@ -162,6 +162,9 @@ func TierRateLimits(t *Tier) []RateLimit {
 // outcome (trap, timeout, …) is a Result, not an error.
 func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest) (*Execution, error) {
 	ex := &Execution{}
+	if e.Engine == nil || e.Tiers == nil || e.Limiter == nil {
+		return ex, Errorf(EINTERNAL, "executor needs an engine, a tier service and a rate limiter")
+	}
 	user := UserFromContext(ctx)
 	if user == nil && !e.AllowAnonymous {
 		return ex, Errorf(EUNAUTHORIZED, "authentication required")

@@ -302,6 +302,15 @@ func TestExecutorLimiterDown(t *testing.T) {
 	}
 }
 
+func TestExecutorUnconfigured(t *testing.T) {
+	t.Parallel()
+	ex := &wasmwiz.Executor{}
+	res, err := ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	if wasmwiz.ErrorCode(err) != wasmwiz.EINTERNAL || res == nil {
+		t.Fatalf("Execute on a zero Executor: %v, %v; want EINTERNAL and an Execution", res, err)
+	}
+}
+
 func TestRunGate(t *testing.T) {
 	t.Parallel()
 	g := wasmwiz.NewRunGate(1, 1, time.Hour)
