@@ -24,6 +24,12 @@
 //   - Authenticate writes last_used_at when it is unset or more than a minute
 //     old, so a busy key costs one write a minute, not one per request.
 //   - FindAPIKeys for an admin with UserID 0 lists every user's keys.
+//   - CreateModule refuses empty bytes, a name over 128 bytes and a
+//     description over 4096 bytes (EINVALID), and always stores the module
+//     as the caller's, whatever OwnerID says.
+//   - Another tenant's row and a missing row answer the same code and the
+//     same message once the id is blanked out.
+//   - A call whose context has ended answers EUNAVAILABLE.
 //   - A Limit of 0 means a default page of at least 100 rows.
 //   - A run "counts" (Usage, Stats) when it executed, that is its Status is
 //     set; records of refused requests are listed by FindRuns only. "Today"
