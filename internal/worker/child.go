@@ -56,6 +56,10 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 	}
 	out := os.NewFile(uintptr(fd), "worker-protocol")
 	defer out.Close()
+	// Under memory pressure the kernel should kill a worker (whose run then
+	// fails alone) before it kills the server. Raising one's own score needs
+	// no privilege; where /proc is not writable, the default stays.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 	return Serve(ctx, os.Stdin, out, opts)
 }
 
@@ -78,6 +82,9 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 	d := &dec{b: body}
 	cfg.decode(d)
 	if err := d.done(); err != nil {
+		e := newFrame(128)
+		encodeError(e, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "%v", err))
+		_ = writeFrame(out, msgError, e)
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}))
@@ -105,6 +112,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 	debug.SetMemoryLimit(s.baseMemoryLimit)
 
 	e := newFrame(16)
+	e.uvarint(protocolVersion)
 	e.varint(int64(os.Getpid()))
 	if err := writeFrame(out, msgHello, e); err != nil {
 		return err

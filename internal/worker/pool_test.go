@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,6 +260,10 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
 	pid := pl.PIDs()[0]
+	// The kernel's OOM killer is told to prefer workers to the server.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid)); err != nil || strings.TrimSpace(string(b)) != "1000" {
+		t.Errorf("worker oom_score_adj = %q (%v), want 1000", b, err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
 	}

@@ -132,6 +132,10 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 		d := &dec{b: body}
 		switch kind {
 		case msgHello:
+			if v := d.uvarint(); d.err == nil && v != protocolVersion {
+				err = fmt.Errorf("worker protocol: the worker speaks version %d, the pool %d (was the binary replaced? restart the server)", v, protocolVersion)
+				break
+			}
 			d.varint()
 			err = d.done()
 		case msgError:

@@ -42,6 +42,12 @@ const (
 	msgStats      byte = 'T' // child → parent: engine.CacheStats, before an answer, when they changed
 )
 
+// protocolVersion changes with any change of a message's encoding. Both
+// sides check it at the handshake, so that a worker started from a binary
+// replaced under a running server fails to start with a clear message
+// instead of misreading frames.
+const protocolVersion = 1
+
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
 // means a broken stream, never a legitimate message.
@@ -219,6 +225,7 @@ type childConfig struct {
 }
 
 func (c *childConfig) encode(e *enc) {
+	e.uvarint(protocolVersion)
 	e.string(c.CacheDir)
 	e.varint(c.MemoryCacheBytes)
 	e.varint(c.ModuleCacheBytes)
@@ -227,6 +234,10 @@ func (c *childConfig) encode(e *enc) {
 }
 
 func (c *childConfig) decode(d *dec) {
+	if v := d.uvarint(); d.err == nil && v != protocolVersion {
+		d.err = fmt.Errorf("worker protocol: the pool speaks version %d, this worker %d (was the binary replaced? restart the server)", v, protocolVersion)
+		return
+	}
 	c.CacheDir = d.string()
 	c.MemoryCacheBytes = d.varint()
 	c.ModuleCacheBytes = d.varint()

@@ -3,8 +3,10 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +163,36 @@ func TestLRU(t *testing.T) {
 	}
 	if v, ok := c.get("huge"); !ok || v != 4 {
 		t.Errorf("get(huge) = %v, %v", v, ok)
+	}
+}
+
+// TestServeRefusesOtherProtocolVersion: a worker from another build answers
+// a config of another protocol version with an error frame and stops.
+func TestServeRefusesOtherProtocolVersion(t *testing.T) {
+	t.Parallel()
+	var in, out bytes.Buffer
+	e := newFrame(0)
+	e.uvarint(protocolVersion + 1)
+	e.string("")
+	if err := writeFrame(&in, msgConfig, e); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	err := Serve(context.Background(), &in, &out, ServeOptions{NewEngine: func(context.Context, EngineSettings) (GuestEngine, error) {
+		started = true
+		return nil, errors.New("not reached")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("Serve = %v, want a version error", err)
+	}
+	if started {
+		t.Error("the engine started despite the version mismatch")
+	}
+	k, body, err := readFrame(bufio.NewReader(&out))
+	if err != nil || k != msgError {
+		t.Fatalf("answer = %q, %v; want an error frame", k, err)
+	}
+	if got := decodeError(&dec{b: body}); !strings.Contains(wasmwiz.ErrorMessage(got), "version") {
+		t.Errorf("error frame = %v, want it to name the version", got)
 	}
 }
