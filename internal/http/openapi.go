@@ -199,7 +199,9 @@ func obj(props ...string) map[string]any {
 		switch {
 		case strings.HasPrefix(typ, "[]"):
 			item := strings.TrimPrefix(typ, "[]")
-			if isScalar(item) {
+			if item == "any" {
+				p[name] = map[string]any{"type": "array", "items": map[string]any{}}
+			} else if isScalar(item) {
 				p[name] = map[string]any{"type": "array", "items": map[string]any{"type": item}}
 			} else {
 				p[name] = map[string]any{"type": "array", "items": ref(item)}

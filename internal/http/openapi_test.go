@@ -80,3 +80,52 @@ func TestRoutesListsIssueRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIRefsResolve: every $ref in the document names a component that
+// exists, and every operation has a success response.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	t.Parallel()
+	raw, err := json.Marshal(wwhttp.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	components, _ := doc["components"].(map[string]any)
+	var walk func(v any, where string)
+	walk = func(v any, where string) {
+		switch x := v.(type) {
+		case map[string]any:
+			if r, ok := x["$ref"].(string); ok {
+				parts := strings.Split(strings.TrimPrefix(r, "#/components/"), "/")
+				section, _ := components[parts[0]].(map[string]any)
+				if len(parts) != 2 || section[parts[1]] == nil {
+					t.Errorf("%s: $ref %q does not resolve", where, r)
+				}
+			}
+			for k, e := range x {
+				walk(e, where+"/"+k)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e, where)
+			}
+		}
+	}
+	walk(doc, "#")
+	paths, _ := doc["paths"].(map[string]any)
+	for p, item := range paths {
+		for m, op := range item.(map[string]any) {
+			responses, _ := op.(map[string]any)["responses"].(map[string]any)
+			ok := false
+			for code := range responses {
+				ok = ok || strings.HasPrefix(code, "2")
+			}
+			if !ok {
+				t.Errorf("%s %s has no success response", m, p)
+			}
+		}
+	}
+}
