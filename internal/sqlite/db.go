@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,11 +63,16 @@ var (
 
 // Open opens (creating it if needed) the SQLite database file at path, in
 // WAL mode with foreign keys on, and checks that it answers. It returns
-// EINVALID for an empty path and EUNAVAILABLE when the file cannot be opened
-// or is not a database. Open does not migrate: call Migrate.
+// EINVALID for an empty path, ":memory:" or a "file:" URI, and EUNAVAILABLE
+// when the file cannot be opened or is not a database. Open does not
+// migrate: call Migrate.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "empty SQLite database path")
+	}
+	if path == ":memory:" || strings.HasPrefix(path, "file:") {
+		// Each connection of the pools would get a database of its own.
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "SQLite database %q: want a file path", path)
 	}
 	// The file holds key digests and every stored module: only its owner
 	// reads it. SQLite gives the -wal and -shm files the same mode.

@@ -228,6 +228,8 @@ func TestOpenRefusals(t *testing.T) {
 		code string
 	}{
 		{"empty path", "", wasmwiz.EINVALID},
+		{"in memory", ":memory:", wasmwiz.EINVALID},
+		{"a URI", "file:" + filepath.Join(dir, "uri.db"), wasmwiz.EINVALID},
 		{"missing directory", filepath.Join(dir, "no", "such", "dir", "x.db"), wasmwiz.EUNAVAILABLE},
 		{"not a database", notDB, wasmwiz.EUNAVAILABLE},
 	}
