@@ -86,6 +86,7 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 		warmup      = fs.Int("warmup", 500, "warm-up requests per target, not measured")
 		concurrency = fs.Int("concurrency", 4, "clients sending at once")
 		rounds      = fs.Int("rounds", 3, "rounds; targets take turns in each, and the best round of each is reported")
+		steps       = fs.Int("steps", 500, "calls per step of the full stack's per-request cost breakdown (0: none)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: wasmwiz bench [flags]")
@@ -133,11 +134,12 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 	defer stopRaw()
 
 	// full stack
-	fullURL, key, stopFull, err := startBenchServer(ctx, env, bo)
+	full, err := startBenchServer(ctx, env, bo)
 	if err != nil {
 		return err
 	}
-	defer stopFull()
+	defer full.stop()
+	fullURL, key := full.url, full.key
 
 	targets := []struct {
 		name, url, key, ctype string
@@ -199,7 +201,13 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.2f\t\n", f.name, f.rps(), meanOf(f.lat).Round(time.Microsecond),
 			f.pct(0.5).Round(time.Microsecond), f.pct(0.99).Round(time.Microsecond), f.rps()/best["raw-wazero"].rps())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if *steps > 0 {
+		return full.breakdown(ctx, env.Stdout, *steps)
+	}
+	return nil
 }
 
 // load sends n requests from c clients and measures them; the first error
@@ -291,14 +299,25 @@ func rawWazeroHandler(ctx context.Context) (http.Handler, func(), error) {
 	return h, func() { _ = rt.Close(context.Background()) }, nil
 }
 
+// benchServer is the full stack under measurement.
+type benchServer struct {
+	srv    *Server
+	url    string // the stored module's execute URL
+	key    string
+	user   *wasmwiz.User
+	tier   *wasmwiz.Tier
+	module *wasmwiz.Module
+	stop   func()
+}
+
 // startBenchServer starts serve from the WASMWIZ_* configuration on a
 // loopback port with its own data directory, stores benchModule for a new
-// user on a tier without practical quotas, and returns the module's execute
-// URL and the user's key.
-func startBenchServer(ctx context.Context, env *Env, bo benchOptions) (string, string, func(), error) {
+// user on a tier without practical quotas, and returns it with the module's
+// execute URL and the user's key.
+func startBenchServer(ctx context.Context, env *Env, bo benchOptions) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "wasmwiz-bench-")
 	if err != nil {
-		return "", "", nil, err
+		return nil, err
 	}
 	getenv := func(k string) string {
 		switch k {
@@ -324,55 +343,137 @@ func startBenchServer(ctx context.Context, env *Env, bo benchOptions) (string, s
 	cfg, err := LoadConfig(getenv)
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", "", nil, err
+		return nil, err
 	}
 	senv := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: env.Stderr, Getenv: getenv}
 	srv, err := NewServer(ctx, cfg, senv, bo.serve)
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", "", nil, err
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(runCtx) }()
-	stop := func() {
+	b := &benchServer{srv: srv, stop: func() {
 		cancel()
 		<-done
 		os.RemoveAll(dir)
+	}}
+	if err := b.setup(ctx); err != nil {
+		b.stop()
+		return nil, err
 	}
+	return b, nil
+}
 
+func (b *benchServer) setup(ctx context.Context) error {
 	sys := wasmwiz.SystemContext(ctx)
-	st := srv.Store()
-	tier := &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxMemoryBytes: 16 * wasmwiz.MiB,
+	st := b.srv.Store()
+	b.tier = &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxMemoryBytes: 16 * wasmwiz.MiB,
 		Timeout: 10 * time.Second, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB, MaxConcurrent: 10000}
-	if err := st.PutTier(sys, tier); err != nil {
-		stop()
-		return "", "", nil, err
+	if err := st.PutTier(sys, b.tier); err != nil {
+		return err
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	u := &wasmwiz.User{Email: "bench-" + hex.EncodeToString(b[:]) + "@localhost", Role: wasmwiz.RoleUser, Tier: "bench"}
-	if err := st.CreateUser(sys, u); err != nil {
-		stop()
-		return "", "", nil, err
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	b.user = &wasmwiz.User{Email: "bench-" + hex.EncodeToString(r[:]) + "@localhost", Role: wasmwiz.RoleUser, Tier: "bench"}
+	if err := st.CreateUser(sys, b.user); err != nil {
+		return err
 	}
-	_, key, err := st.CreateAPIKey(sys, u.ID, "bench", nil)
+	var err error
+	if _, b.key, err = st.CreateAPIKey(sys, b.user.ID, "bench", nil); err != nil {
+		return err
+	}
+	in, err := b.srv.pool.Inspect(ctx, benchModule, b.tier.Limits())
 	if err != nil {
-		stop()
-		return "", "", nil, err
+		return err
 	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
-	in, err := srv.pool.Inspect(ctx, benchModule, tier.Limits())
+	b.module = &wasmwiz.Module{Name: "bench.wasm", Wasm: benchModule, Inspection: in}
+	if err := st.CreateModule(wasmwiz.NewContextWithUser(ctx, b.user), b.module); err != nil {
+		return err
+	}
+	b.url = b.srv.URL() + "/api/v1/modules/" + b.module.ID + "/execute"
+	return nil
+}
+
+// breakdown times, one call at a time, each dependency call an execute of
+// the stored module makes, and prints the mean of each: what the full stack
+// costs beyond running the guest.
+func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
+	st := b.srv.Store()
+	uctx := wasmwiz.NewContextWithUser(ctx, b.user)
+	limits := wasmwiz.TierRateLimits(b.tier)
+	key := wasmwiz.RateKey(b.user, "")
+	rr := &wasmwiz.RunRequest{Wasm: benchModule, SHA256: b.module.SHA256, Name: "bench.wasm", Limits: b.tier.Limits()}
+	rawH, closeRaw, err := rawWazeroHandler(ctx)
 	if err != nil {
-		stop()
-		return "", "", nil, err
+		return err
 	}
-	m := &wasmwiz.Module{Name: "bench.wasm", Wasm: benchModule, Inspection: in}
-	if err := st.CreateModule(uctx, m); err != nil {
-		stop()
-		return "", "", nil, err
+	defer closeRaw()
+	batch := make([]*wasmwiz.Run, 100)
+	steps := []struct {
+		name string
+		call func() error
+		per  int // calls' worth of work in one call
+	}{
+		{"authenticate the key (store)", func() error { _, _, err := st.Authenticate(ctx, b.key); return err }, 1},
+		{"find the tier (store)", func() error { _, err := st.FindTier(uctx, b.tier.Name); return err }, 1},
+		{"rate quota: Allow (limiter)", func() error { _, err := b.srv.limiter.Allow(ctx, key, limits); return err }, 1},
+		{"concurrency slot: Acquire + release (limiter)", func() error {
+			release, ok, err := b.srv.limiter.Acquire(ctx, "concurrency:"+key, b.tier.MaxConcurrent, time.Minute)
+			if err == nil && ok {
+				release()
+			}
+			return err
+		}, 1},
+		{"load the stored module (store)", func() error { _, err := st.FindModuleWasm(uctx, b.module.ID); return err }, 1},
+		{"run in a worker (pool)", func() error { _, err := b.srv.pool.Run(ctx, rr); return err }, 1},
+		{"usage record, batched by 100 (store, off the request path)", func() error {
+			now := time.Now().UTC()
+			for i := range batch {
+				batch[i] = &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: b.user.ID, Tier: b.tier.Name, Status: wasmwiz.StatusOK,
+					ModuleID: b.module.ID, ModuleSHA256: b.module.SHA256, CreatedAt: now}
+			}
+			return st.CreateRuns(ctx, batch)
+		}, len(batch)},
+		{"raw wazero run, no HTTP (reference)", func() error {
+			rec := &discardResponse{h: http.Header{}}
+			rawH.ServeHTTP(rec, httptestRequest(ctx))
+			if rec.status != 0 && rec.status != http.StatusOK {
+				return fmt.Errorf("raw run: %d", rec.status)
+			}
+			return nil
+		}, 1},
 	}
-	return srv.URL() + "/api/v1/modules/" + m.ID + "/execute", key, stop, nil
+	fmt.Fprintf(w, "\nfull stack, per-request cost by step (%d calls each, one at a time, means):\n", n)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range steps {
+		calls := max(1, n/s.per)
+		start := time.Now()
+		for i := 0; i < calls; i++ {
+			if err := s.call(); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		per := time.Since(start) / time.Duration(calls*s.per)
+		fmt.Fprintf(tw, "  %s\t%s\t\n", s.name, per.Round(100*time.Nanosecond))
+	}
+	return tw.Flush()
+}
+
+// discardResponse is a ResponseWriter that keeps only the status.
+type discardResponse struct {
+	h      http.Header
+	status int
+}
+
+func (d *discardResponse) Header() http.Header         { return d.h }
+func (d *discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardResponse) WriteHeader(s int)           { d.status = s }
+
+func httptestRequest(ctx context.Context) *http.Request {
+	r, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://bench/", http.NoBody)
+	return r
 }
 
 // cpuModel returns the CPU's model name from /proc/cpuinfo, or "unknown CPU".

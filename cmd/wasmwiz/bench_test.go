@@ -16,7 +16,7 @@ func TestBench(t *testing.T) {
 	vars := map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "bench.db"), "WASMWIZ_WORKERS": "2"}
 	var stdout, stderr syncBuffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
-	err := runBench(context.Background(), env, []string{"--requests", "40", "--warmup", "5", "--rounds", "1", "--concurrency", "2"},
+	err := runBench(context.Background(), env, []string{"--requests", "40", "--warmup", "5", "--rounds", "1", "--concurrency", "2", "--steps", "20"},
 		benchOptions{serve: testServeOptions()})
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr: %s", err, stderr.String())
@@ -30,6 +30,11 @@ func TestBench(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^\s*raw-wazero .* 1\.00\s*$`).MatchString(out) {
 		t.Errorf("raw-wazero is not the 1.00 reference:\n%s", out)
+	}
+	for _, step := range []string{"authenticate the key", "find the tier", "rate quota", "concurrency slot", "load the stored module", "run in a worker", "usage record", "raw wazero run"} {
+		if !regexp.MustCompile(`(?m)^  ` + step + `.*\s\d+(\.\d+)?(ns|µs|ms|s)\s*$`).MatchString(out) {
+			t.Errorf("no breakdown line for %q in:\n%s", step, out)
+		}
 	}
 	if !strings.Contains(out, "machine: ") {
 		t.Errorf("no machine line:\n%s", out)
