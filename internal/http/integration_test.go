@@ -283,3 +283,59 @@ func TestRealEngineModuleUpload(t *testing.T) {
 		t.Errorf("stdout %q, want stored", rj.Stdout)
 	}
 }
+
+// TestRealLimiterConcurrency: with the real in-memory limiter, a user's
+// second run while its first is in flight is a 429 with the concurrency
+// message, and the slot is free again once the first run ends.
+func TestRealLimiterConcurrency(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 1
+	started, unblock := make(chan struct{}, 1), make(chan struct{})
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		if string(req.Stdin) == "block" {
+			started <- struct{}{}
+			<-unblock
+		}
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
+	}}
+	srv, err := wwhttp.NewServer(wwhttp.Options{
+		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+			return &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser, Tier: tier.Name}, &wasmwiz.APIKey{ID: 11}, nil
+		}},
+		Tiers:  &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return &tier, nil }},
+		Engine: eng, Limiter: inmem.New(inmem.Options{}), Auth: true, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+
+	first := make(chan int, 1)
+	go func() { // no t.Fatal off the test goroutine: report the status, or -1
+		req, _ := http.NewRequest("POST", ts.URL+"/api/v1/execute?stdin=block", bytes.NewReader(wasmHeader))
+		req.Header.Set("Authorization", "Bearer "+userKey)
+		req.Header.Set("Content-Type", "application/wasm")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- -1
+			return
+		}
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	<-started
+	res, b := post(t, ts.URL+"/api/v1/execute", "application/wasm", bytes.NewReader(wasmHeader))
+	if res.StatusCode != 429 || !strings.Contains(string(b), "too many runs in flight") || res.Header.Get("Retry-After") == "" {
+		t.Errorf("second run while the first is in flight: %d %s", res.StatusCode, b)
+	}
+	close(unblock)
+	if code := <-first; code != 200 {
+		t.Errorf("first run: %d", code)
+	}
+	if res, b := post(t, ts.URL+"/api/v1/execute", "application/wasm", bytes.NewReader(wasmHeader)); res.StatusCode != 200 {
+		t.Errorf("run after the first ended: %d %s", res.StatusCode, b)
+	}
+}
