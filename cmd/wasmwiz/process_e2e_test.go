@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
+)
+
+var (
+	builtOnce sync.Once
+	builtPath string
+	builtErr  error
+	builtOut  []byte
+)
+
+// wasmwizBinary builds cmd/wasmwiz once for this test binary (without
+// -race: it is the program under test), so that serve runs as the real
+// program, its workers started as `wasmwiz worker` from its own executable.
+func wasmwizBinary(t *testing.T) string {
+	t.Helper()
+	builtOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wasmwiz-e2e-bin-")
+		if err != nil {
+			builtErr = err
+			return
+		}
+		builtPath = filepath.Join(dir, "wasmwiz")
+		cmd := exec.Command("go", "build", "-o", builtPath, ".")
+		builtOut, builtErr = cmd.CombinedOutput()
+	})
+	if builtErr != nil {
+		t.Fatalf("go build: %v\n%s", builtErr, builtOut)
+	}
+	return builtPath
+}
+
+// serveProcess is `wasmwiz serve` running as a child process.
+type serveProcess struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	url    string
+	done   chan error
+}
+
+var listeningRE = regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
+
+// startServeProcess starts the binary's serve with exactly vars (plus PATH
+// and HOME) and waits until it prints its address.
+func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
+	t.Helper()
+	p := &serveProcess{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(wasmwizBinary(t), "serve")
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for k, v := range vars {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	waitFor(t, "serve to print its address", func() bool {
+		m := listeningRE.FindStringSubmatch(p.stdout.String())
+		if m != nil {
+			p.url = m[1]
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("serve exited: %v\nstdout: %s\nstderr: %s", err, p.stdout, p.stderr)
+		default:
+		}
+		return m != nil
+	})
+	return p
+}
+
+// terminate sends SIGTERM and returns the exit error (nil for status 0).
+func (p *serveProcess) terminate(t *testing.T) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("serve did not exit after SIGTERM\nstderr: %s", p.stderr)
+		return nil
+	}
+}
+
+// TestServeProcess runs the real binary: serve prints its key and address,
+// runs guests in `wasmwiz worker` processes it starts from itself, and
+// exits 0 on SIGTERM after answering the run in flight.
+func TestServeProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := startServeProcess(t, map[string]string{
+		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
+	})
+	key := keyPattern.FindString(p.stdout.String())
+	c, err := client.New(p.url, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	if err != nil || string(res.Stdout) != "Hello, World!\n" {
+		t.Fatalf("execute on the real binary: %+v, %v\nstderr: %s", res, err, p.stderr)
+	}
+	// A run in flight at SIGTERM is answered before the process exits.
+	inflight := make(chan error, 1)
+	go func() {
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"1000"}})
+		if err == nil && string(res.Stdout) != "slept\n" {
+			err = errors.New("wrong output: " + string(res.Stdout))
+		}
+		inflight <- err
+	}()
+	waitFor(t, "the run to be in flight", func() bool {
+		m, err := c.Metrics(ctx)
+		return err == nil && regexp.MustCompile(`(?m)^wasmwiz_http_requests_in_flight 2$`).MatchString(m)
+	})
+	if err := p.terminate(t); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\nstderr: %s", err, p.stderr)
+	}
+	if err := <-inflight; err != nil {
+		t.Fatalf("the run in flight at SIGTERM: %v", err)
+	}
+	if !regexp.MustCompile(`msg="shut down" usage_written=2 usage_dropped=0`).MatchString(p.stderr.String()) {
+		t.Fatalf("shutdown did not flush both usage records:\n%s", p.stderr)
+	}
+}
+
+// TestServeProcessesShareRedis: two serve processes on one PostgreSQL and
+// one Redis share one user's per-minute quota.
+func TestServeProcessesShareRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ru, err := url.Parse(testRedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Redis database of its own, emptied of earlier runs' counts: the
+	// binary uses the default key prefix, and user ids repeat per schema.
+	ru.Path = "/11"
+	rc, err := redis.NewClient(ru.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	keys, err := rc.Keys(ctx, redis.DefaultPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		if err := rc.Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := pgtest.Schema(t)
+	vars := func() map[string]string {
+		return map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
+			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": ru.String()}
+	}
+	a := startServeProcess(t, vars())
+	b := startServeProcess(t, vars())
+	key := keyPattern.FindString(a.stdout.String() + b.stdout.String())
+	admin, _ := client.New(a.url, key)
+	if _, err := admin.AdminPutTier(ctx, testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 })); err != nil {
+		t.Fatal(err)
+	}
+	cu, err := admin.AdminCreateUser(ctx, client.NewUser{Email: "shared@example.com", Tier: "shared"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := client.New(a.url, cu.Key.Secret)
+	cb, _ := client.New(b.url, cu.Key.Secret)
+	hello := testModule(t, "hello.wasm")
+	for i, c := range []*client.Client{ca, cb, ca, cb} {
+		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
+		if err != nil || ex.RateLimit.Remaining != int64(3-i) {
+			t.Fatalf("run %d: %+v, %v", i+1, ex, err)
+		}
+	}
+	for _, c := range []*client.Client{ca, cb} {
+		_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		wantCode(t, "fifth run", err, wasmwiz.ERATELIMIT)
+	}
+	for _, p := range []*serveProcess{a, b} {
+		if err := p.terminate(t); err != nil {
+			t.Fatalf("SIGTERM: %v\nstderr: %s", err, p.stderr)
+		}
+	}
+}
