@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -46,11 +45,10 @@ type ServeOptions struct {
 // stderr, so that a stray write to os.Stdout (ours or a library's) lands in
 // the log instead of corrupting a frame.
 func ServeProcess(ctx context.Context, opts ServeOptions) error {
-	fd, err := unix.Dup(1)
+	fd, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		return fmt.Errorf("worker: dup stdout: %w", err)
 	}
-	syscall.CloseOnExec(fd)
 	if err := unix.Dup3(2, 1, 0); err != nil {
 		return fmt.Errorf("worker: redirect stdout: %w", err)
 	}
@@ -66,6 +64,8 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 // Serve answers the pool's requests read from in, writing frames to out and
 // nothing else, one request at a time, until in reaches EOF (the pool closed
 // it or died). It returns nil on EOF and an error when the stream is broken.
+// It owns the process: it sets the Go memory limit (debug.SetMemoryLimit)
+// around each run.
 func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) error {
 	if opts.NewEngine == nil {
 		opts.NewEngine = NewEngine

@@ -549,7 +549,6 @@ func (pl *Pool) release(p *proc, healthy bool, peak int64) {
 		}
 	}
 	pl.mu.Lock()
-	p.runs++
 	switch {
 	case p.state == stateGone:
 	case !healthy:

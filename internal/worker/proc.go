@@ -37,8 +37,7 @@ type proc struct {
 
 	// Guarded by Pool.mu, or owned by the run that acquired the worker.
 	state      procState
-	mods       *lru // mirror of the modules the child holds
-	runs       int
+	mods       *lru              // mirror of the modules the child holds
 	cacheStats engine.CacheStats // as the child last reported them
 }
 
