@@ -76,6 +76,9 @@ func parseHeader(b []byte) (*header, error) {
 		}
 		sec := &reader{b: b[:r.pos+int(size)], pos: r.pos}
 		r.pos += int(size)
+		if err := checkSectionBounds(id, &reader{b: sec.b, pos: sec.pos}); err != nil {
+			return nil, err
+		}
 		switch id {
 		case 2:
 			if h.imports, err = parseImports(sec); err != nil {
@@ -102,8 +105,11 @@ func parseHeader(b []byte) (*header, error) {
 
 func looksLikeText(b []byte) bool {
 	p := b[:min(len(b), 512)]
-	if !utf8.Valid(p) && utf8.Valid(p[:max(0, len(p)-3)]) {
-		p = p[:len(p)-3] // a multi-byte rune cut by the window
+	if len(b) > len(p) {
+		// A multi-byte rune may be cut at the end of the window.
+		for i := 0; i < 3 && len(p) > 0 && !utf8.Valid(p); i++ {
+			p = p[:len(p)-1]
+		}
 	}
 	if !utf8.Valid(p) {
 		return false

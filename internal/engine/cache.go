@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -193,7 +194,7 @@ func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
 	if err := e.checkImportNames(h); err != nil {
 		return nil, err
 	}
-	mod, err := e.runtime.CompileModule(context.Background(), wasm)
+	mod, err := e.compileModule(wasm)
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid module: %v", err)
 	}
@@ -203,6 +204,20 @@ func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
 		return nil, err
 	}
 	return &compiled{mod: mod, info: info, size: estimateCompiledSize(len(wasm))}, nil
+}
+
+// compileModule calls wazero, turning a panic into an error: wazero
+// v1.12.0's validator indexes the type section with an unchecked index for
+// some malformed modules (found by fuzzing), and a panic here would also
+// leave the waiters of a compile hanging.
+func (e *Engine) compileModule(wasm []byte) (mod wazero.CompiledModule, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Warn("wazero panicked compiling a module", "panic", p)
+			mod, err = nil, fmt.Errorf("the validator failed on it: %v", p)
+		}
+	}()
+	return e.runtime.CompileModule(context.Background(), wasm)
 }
 
 // The disk cache is wazero's: it does not say whether a compile was served

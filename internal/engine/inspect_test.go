@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -32,6 +33,18 @@ func TestRefusals(t *testing.T) {
 		{name: "header only truncated", wasm: hello[:6], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
 		{name: "truncated", wasm: hello[:len(hello)/2], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
 		{name: "fails validation", wasm: testdata(t, "invalid_type.wasm"), code: wasmwiz.EINVALID, contains: []string{"invalid module"}},
+		// Modules whose declared counts made wazero allocate GiBs (the
+		// process died) or panic, found by fuzzing; see bounds.go.
+		{name: "type with 2^32-1 params", wasm: unhex(t, "0061736d0100000001080160ffffffff0f00"), code: wasmwiz.EINVALID,
+			contains: []string{"type section: declares 4294967295 entries"}},
+		{name: "function with 2^32-1 locals", wasm: unhex(t, "0061736d01000000010401600000030201000a0a010701ffffffff0f7f0b"), code: wasmwiz.EINVALID,
+			contains: []string{"more than 50000 locals"}},
+		{name: "data segment of 4 GiB", wasm: unhex(t, "0061736d0100000005030100010b0d010041000bffffffff0f616263"), code: wasmwiz.EINVALID,
+			contains: []string{"data section: declares 4294967295 bytes"}},
+		{name: "name section with 2^32-1 names", wasm: unhex(t, "0061736d01000000000d046e616d650106ffffffff0f00"), code: wasmwiz.EINVALID,
+			contains: []string{"name section: declares 4294967295 entries"}},
+		{name: "call to a function of a missing type", wasm: unhex(t, "0061736d0100000001040160000003030200050a0902040010010b02000b"), code: wasmwiz.EINVALID,
+			contains: []string{"invalid module"}},
 		{name: "unsatisfiable imports", wasm: testdata(t, "bad_imports.wasm"), code: wasmwiz.EINVALID,
 			contains: []string{"env.console_log", "wasi.thread-spawn", "env.memory (an imported memory"},
 			absent:   []string{"fd_write"}},
@@ -209,4 +222,13 @@ func TestRunReportsCallerSHA256(t *testing.T) {
 	if res.Module.SHA256 != strings.Repeat("ab", 32) || !bytes.Equal(res.Stdout, []byte("Hello, World!\n")) {
 		t.Fatalf("module %+v stdout %q", res.Module, res.Stdout)
 	}
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1,0 +1,33 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// FuzzInspect: no input makes the engine panic, and every refusal is
+// EINVALID with a message.
+func FuzzInspect(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.wasm")
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil && len(b) < 1<<16 {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte{0, 'a', 's', 'm', 1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	e, err := New(context.Background(), Options{MemoryCacheBytes: 8 * wasmwiz.MiB})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = e.Close(context.Background()) })
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		_, err := e.Inspect(context.Background(), wasm, limits())
+		if err != nil && (wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "") {
+			t.Fatalf("Inspect: %v", err)
+		}
+	})
+}
