@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 		warmup      = fs.Int("warmup", 500, "warm-up requests per target, not measured")
 		concurrency = fs.Int("concurrency", 4, "clients sending at once")
 		rounds      = fs.Int("rounds", 3, "rounds; targets take turns in each, and the best round of each is reported")
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process during the full stack's measured requests to this file")
 		steps       = fs.Int("steps", 500, "calls per step of the full stack's per-request cost breakdown (0: none)")
 	)
 	fs.Usage = func() {
@@ -179,7 +181,20 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 					return fmt.Errorf("warm-up of %s: %w", tg.name, err)
 				}
 			}
+			if *cpuProfile != "" && tg.name == "full-stack" && round == 0 {
+				pf, err := os.Create(*cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					pf.Close()
+					return err
+				}
+			}
 			f, err := load(ctx, *requests, *concurrency, send)
+			if *cpuProfile != "" && tg.name == "full-stack" && round == 0 {
+				pprof.StopCPUProfile()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
