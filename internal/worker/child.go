@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -238,7 +239,9 @@ func (s *server) run(ctx context.Context, body []byte) error {
 		if after, ok := s.cacheStats(); ok && after.Misses > before.Misses && after.DiskHits == before.DiskHits {
 			compiledNow = true
 		}
-		m = &heldModule{wasm: req.Wasm, info: info}
+		// A copy: req.Wasm points into the request frame, which also holds
+		// the stdin, and the module outlives the request.
+		m = &heldModule{wasm: bytes.Clone(req.Wasm), info: info}
 		s.modules.add(req.SHA256, int64(len(m.wasm)), m)
 		// Tell the pool, once per module and worker, what the module is: it
 		// answers with that if it has to kill this worker at the deadline.
