@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +37,15 @@ const DefaultName = "module.wasm"
 // limit), EINVALID (not runnable, unknown function, wrong params, memory
 // minimum over the limit), all before the guest starts; EUNAVAILABLE after
 // Close or when ctx is cancelled before the run ends; EINTERNAL.
-func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
+	defer func() {
+		// wazero recovers panics in guest calls itself; this is for a bug
+		// anywhere else on the way, which must not take the process down.
+		if p := recover(); p != nil {
+			e.log.Error("engine panic", "panic", p)
+			res, err = nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, fmt.Errorf("panic: %v", p), "the engine failed")
+		}
+	}()
 	if req == nil {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
 	}
@@ -73,7 +82,7 @@ func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Res
 	if err != nil {
 		return nil, err
 	}
-	res := &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
+	res = &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
 	res.Module.Entry = fn
 	res.Module.SHA256 = sha
 	e.execute(ctx, c, req, fn, params, res)
