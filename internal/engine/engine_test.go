@@ -101,6 +101,8 @@ func TestRunOutcomes(t *testing.T) {
 		{"wasi_unstable maps onto preview1", "unstable.wasm", nil, want{status: wasmwiz.StatusOK, stdout: "unstable ok\n"}},
 		{"tight loop times out", "loop.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
 			want{status: wasmwiz.StatusTimeout}},
+		{"loop in the start section times out", "loop_start.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
+			want{status: wasmwiz.StatusTimeout}},
 		{"busy host calls time out", "hostcall_loop.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
 			want{status: wasmwiz.StatusTimeout}},
 		{"poll_oneoff sleep times out", "poll_sleep.wasm", func(r *wasmwiz.RunRequest) { r.Limits.Timeout = 100 * time.Millisecond },
