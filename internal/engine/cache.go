@@ -134,6 +134,7 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, error) {
 	cc.mu.Unlock()
 	if err == nil {
 		cc.e.writeDiskMarker(key)
+		cc.e.log.Debug("compiled module", "sha256", sha, "bytes", len(wasm), "seconds", took.Seconds(), "from_disk", diskHit)
 	}
 	return c, diskHit && err == nil, err
 }
