@@ -67,26 +67,34 @@ func TestPoolNoLeaks(t *testing.T) {
 	small.MaxMemoryBytes = 2 * wasmwiz.MiB
 
 	// Every 100 runs: 2 timeouts (a loop and loop-free recursion), 2 traps,
-	// 2 memory bombs, and 94 cheap successes.
+	// 2 memory bombs, a loop whose caller goes away (its worker killed), a
+	// hello whose caller goes away at some moment (before, during or after
+	// the run: the race between the answer and the kill), and 92 cheap
+	// successes.
 	type job struct {
-		req  wasmwiz.RunRequest
-		want wasmwiz.Status
+		req    wasmwiz.RunRequest
+		want   wasmwiz.Status
+		cancel time.Duration // > 0: the caller goes away after this long
 	}
 	jobFor := func(i int) job {
 		switch i % 100 {
+		case 53:
+			return job{wasmwiz.RunRequest{Wasm: loop, Limits: limits()}, "", 20 * time.Millisecond}
+		case 83:
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, time.Duration(i%7) * 50 * time.Microsecond}
 		case 17:
-			return job{wasmwiz.RunRequest{Wasm: loop, Limits: short}, wasmwiz.StatusTimeout}
+			return job{wasmwiz.RunRequest{Wasm: loop, Limits: short}, wasmwiz.StatusTimeout, 0}
 		case 67:
-			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout}
+			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout, 0}
 		case 29, 79:
-			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap}
+			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap, 0}
 		case 41, 91:
-			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit}
+			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit, 0}
 		}
 		if i%2 == 0 {
-			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK}
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, 0}
 		}
-		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK}
+		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK, 0}
 	}
 
 	var next atomic.Int64
@@ -100,7 +108,15 @@ func TestPoolNoLeaks(t *testing.T) {
 					return
 				}
 				j := jobFor(i)
-				res, err := pl.Run(context.Background(), &j.req)
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if j.cancel > 0 {
+					ctx, cancel = context.WithTimeout(ctx, j.cancel)
+				}
+				res, err := pl.Run(ctx, &j.req)
+				cancel()
+				if j.cancel > 0 && wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE {
+					continue // the caller left first: an allowed outcome
+				}
 				if err != nil || res.Status != j.want {
 					failures.Add(1)
 					t.Errorf("run %d: %v, status %v, want %s", i, err, statusOf(res), j.want)
@@ -113,8 +129,8 @@ func TestPoolNoLeaks(t *testing.T) {
 		t.FailNow()
 	}
 	s := pl.Stats()
-	if s.Runs != runs || s.Timeouts != 2*runs/100 {
-		t.Errorf("stats = %+v, want %d runs and %d timeouts", s, runs, 2*runs/100)
+	if s.Timeouts != 2*runs/100 || s.Kills < 3*runs/100 {
+		t.Errorf("stats = %+v, want %d timeouts and at least %d kills", s, 2*runs/100, 3*runs/100)
 	}
 	t.Logf("stats after %d runs: %+v", runs, s)
 
