@@ -37,6 +37,11 @@ const DefaultName = "module.wasm"
 // limit), EINVALID (not runnable, unknown function, wrong params, memory
 // minimum over the limit), all before the guest starts; EUNAVAILABLE after
 // Close or when ctx is cancelled before the run ends; EINTERNAL.
+//
+// Zero limits: Timeout 0 runs without a deadline, MaxMemoryBytes 0 allows
+// the wasm32 maximum (4 GiB), MaxOutputBytes, MaxModuleBytes and
+// MaxStdinBytes 0 do not limit. req.SHA256, when set, is trusted as the
+// digest of req.Wasm (it keys the compile cache).
 func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
 	defer func() {
 		// wazero recovers panics in guest calls itself; this is for a bug
