@@ -586,3 +586,52 @@ func TestPoolHostCallLoop(t *testing.T) {
 		t.Fatalf("Run: %v, %+v; want status timeout", err, res)
 	}
 }
+
+// TestPoolCloseUnderLoad: callers that keep running while the pool closes
+// get a result or EUNAVAILABLE, never anything else, and no worker is left.
+func TestPoolCloseUnderLoad(t *testing.T) {
+	t.Parallel()
+	pl, err := New(context.Background(), testOptions(t, 2, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := pl.PIDs()
+	hello := module(t, "hello.wasm")
+	var wg sync.WaitGroup
+	var ran atomic.Int64
+	stop := make(chan struct{})
+	for range 6 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+				switch {
+				case err == nil && res.Status == wasmwiz.StatusOK:
+					ran.Add(1)
+				case wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE:
+				default:
+					t.Errorf("Run during Close: %v, %+v", err, res)
+					return
+				}
+			}
+		})
+	}
+	waitFor(t, "some runs", func() bool { return ran.Load() >= 20 })
+	if err := pl.Close(context.Background()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	for _, pid := range pl.PIDs() {
+		t.Errorf("worker %d still listed after Close", pid)
+	}
+	for _, pid := range pids {
+		if processExists(pid) {
+			t.Errorf("worker %d exists after Close", pid)
+		}
+	}
+}
