@@ -213,3 +213,40 @@ func TestRunOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestSleepHonoursDeadlineWithoutInterrupt: with the in-guest checks off
+// (worker processes), a guest blocked in a host sleep still ends at its
+// deadline, since the sleep is the engine's own.
+func TestSleepHonoursDeadlineWithoutInterrupt(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Options{NoGuestInterrupt: true})
+	for _, file := range []string{"poll_sleep.wasm", "sleep.wasm"} {
+		lim := limits()
+		lim.Timeout = 100 * time.Millisecond
+		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, file), Limits: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != wasmwiz.StatusTimeout || len(res.Stdout) != 0 {
+			t.Fatalf("%s: status %s stdout %q, want a timeout before it printed", file, res.Status, res.Stdout)
+		}
+	}
+	// Without a deadline the sleep runs to its end.
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, "sleep.wasm"), Args: []string{"20"}, Limits: wasmwiz.Limits{}})
+	if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "slept\n" {
+		t.Fatalf("Run without limits: %v %+v", err, res)
+	}
+}
+
+// TestCancelledCallerIsNotATimeout: a caller that goes away gets
+// EUNAVAILABLE, not a guest outcome it never waited for.
+func TestCancelledCallerIsNotATimeout(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: testdata(t, "loop.wasm"), Limits: limits()})
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Run with a cancelled context: %v", err)
+	}
+}
