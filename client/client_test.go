@@ -1,0 +1,223 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+)
+
+// The end-to-end tests in cmd/wasmwiz drive every method against the real
+// server; these check the client's own mapping of answers a real server
+// rarely gives (a proxy's 502, an empty body) and what it sends.
+
+func TestErrorMapping(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		status      int
+		header      map[string]string
+		body        string
+		wantCode    string
+		wantMessage string
+		wantRetry   time.Duration
+	}{
+		{"error body", 404, nil, `{"error":{"code":"ENOTFOUND","message":"module \"x\" not found"}}`, wasmwiz.ENOTFOUND, `module "x" not found`, 0},
+		{"error body code wins over status", 400, nil, `{"error":{"code":"ETOOLARGE","message":"too big"}}`, wasmwiz.ETOOLARGE, "too big", 0},
+		{"429 with Retry-After", 429, map[string]string{"Retry-After": "7", "X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0"},
+			`{"error":{"code":"ERATELIMIT","message":"rate limit exceeded"}}`, wasmwiz.ERATELIMIT, "rate limit exceeded", 7 * time.Second},
+		{"proxy 502 with html", 502, nil, `<html>bad gateway</html>`, wasmwiz.EUNAVAILABLE, "Bad Gateway", 0},
+		{"empty 401", 401, nil, ``, wasmwiz.EUNAUTHORIZED, "Unauthorized", 0},
+		{"legacy body", 413, nil, `{"output":null,"error":"module is over the 10MiB limit"}`, wasmwiz.ETOOLARGE, "module is over the 10MiB limit", 0},
+		{"unknown status", 418, nil, `teapot`, wasmwiz.EINTERNAL, "I'm a teapot", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.Header().Set("X-Request-Id", "req-1")
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c, err := client.New(srv.URL, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Usage(context.Background())
+			if wasmwiz.ErrorCode(err) != tt.wantCode || wasmwiz.ErrorMessage(err) != tt.wantMessage {
+				t.Fatalf("error %v: code %q message %q, want %q %q", err, wasmwiz.ErrorCode(err), wasmwiz.ErrorMessage(err), tt.wantCode, tt.wantMessage)
+			}
+			var re *client.ResponseError
+			if !errors.As(err, &re) || re.StatusCode != tt.status || re.RequestID != "req-1" || client.StatusCode(err) != tt.status {
+				t.Fatalf("ResponseError %+v", re)
+			}
+			d, ok := wasmwiz.RetryAfter(err)
+			if tt.wantRetry != 0 && (!ok || d != tt.wantRetry) {
+				t.Fatalf("RetryAfter %v %v, want %v", d, ok, tt.wantRetry)
+			}
+			if tt.wantRetry == 0 && ok {
+				t.Fatalf("RetryAfter %v without the header", d)
+			}
+		})
+	}
+}
+
+func TestNoServer(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c, err := client.New(url, "ww_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Health(context.Background())
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || client.StatusCode(err) != 0 {
+		t.Fatalf("no server: %v", err)
+	}
+}
+
+func TestNewRefusesBadURLs(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "127.0.0.1:8080", "ftp://host", "http://", "::"} {
+		if _, err := client.New(u, ""); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+			t.Errorf("New(%q): %v, want EINVALID", u, err)
+		}
+	}
+	c, err := client.New("http://host:1/prefix/", "")
+	if err != nil || c.BaseURL() != "http://host:1/prefix" {
+		t.Fatalf("New with a path: %v %v", c, err)
+	}
+}
+
+// TestExecuteBodies checks what each body kind sends: the fields a server
+// reads, in the shape docs/API.md gives, and the credentials.
+func TestExecuteBodies(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		path, ctype, auth string
+		query             map[string][]string
+		fields            map[string]string
+	}
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := seen{path: r.URL.Path, auth: r.Header.Get("Authorization"), query: r.URL.Query(), fields: map[string]string{}}
+		mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		s.ctype = mt
+		switch mt {
+		case "application/json":
+			var m map[string]any
+			_ = json.NewDecoder(r.Body).Decode(&m)
+			for k, v := range m {
+				b, _ := json.Marshal(v)
+				s.fields[k] = string(b)
+			}
+		case "multipart/form-data":
+			mr := multipart.NewReader(r.Body, params["boundary"])
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(p)
+				s.fields[p.FormName()] = string(b)
+			}
+		default:
+			b, _ := io.ReadAll(r.Body)
+			s.fields["body"] = string(b)
+		}
+		got <- s
+		w.Header().Set("X-RateLimit-Limit", "100")
+		w.Header().Set("X-RateLimit-Remaining", "99")
+		w.Header().Set("X-RateLimit-Reset", "60")
+		_, _ = io.WriteString(w, `{"id":"run_1","status":"exit","exit_code":3,"stdout":"aGk=","stdout_encoding":"base64","stderr":"","stderr_encoding":"utf-8","results":[{"type":"i32","value":-1}],"duration_ms":1.5,"module":{"sha256":"ab","size_bytes":8,"wasi":true,"entry":"_start"}}`)
+	}))
+	defer srv.Close()
+	c, _ := client.New(srv.URL, "ww_key")
+	req := client.ExecuteRequest{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Args: []string{"a", "b c"}, Env: map[string]string{"K": "V"},
+		Function: "f", Params: []string{"1", "nan"}, Timeout: 500 * time.Millisecond, Memory: 16 << 20}
+	tests := []struct {
+		name  string
+		kind  client.Body
+		check func(t *testing.T, s seen)
+	}{
+		{"json", client.BodyJSON, func(t *testing.T, s seen) {
+			want := map[string]string{"wasm_base64": `"AGFzbQ=="`, "stdin_base64": `"aW4="`, "args": `["a","b c"]`, "env": `{"K":"V"}`,
+				"function": `"f"`, "params": `["1","nan"]`, "timeout": `"500ms"`, "memory": `"16777216"`}
+			for k, v := range want {
+				if s.fields[k] != v {
+					t.Errorf("%s = %s, want %s", k, s.fields[k], v)
+				}
+			}
+		}},
+		{"multipart", client.BodyMultipart, func(t *testing.T, s seen) {
+			want := map[string]string{"wasm": "\x00asm", "stdin": "in", "args": `["a","b c"]`, "env": `{"K":"V"}`,
+				"function": "f", "params": `["1","nan"]`, "timeout": "500ms", "memory": "16777216"}
+			for k, v := range want {
+				if s.fields[k] != v {
+					t.Errorf("%s = %q, want %q", k, s.fields[k], v)
+				}
+			}
+		}},
+		{"raw", client.BodyRaw, func(t *testing.T, s seen) {
+			if s.ctype != "application/wasm" || s.fields["body"] != "\x00asm" {
+				t.Errorf("raw body %s %q", s.ctype, s.fields["body"])
+			}
+			want := map[string]string{"stdin_base64": "aW4=", "env": "K=V", "function": "f", "params": `["1","nan"]`, "timeout": "500ms", "memory": "16777216"}
+			for k, v := range want {
+				if strings.Join(s.query[k], "|") != v {
+					t.Errorf("query %s = %v, want %s", k, s.query[k], v)
+				}
+			}
+			if strings.Join(s.query["arg"], "|") != "a|b c" {
+				t.Errorf("args %v", s.query["arg"])
+			}
+		}},
+	}
+	for _, tt := range tests {
+		r := req
+		r.Body = tt.kind
+		ex, err := c.ExecuteDetail(context.Background(), &r)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		s := <-got
+		if s.path != "/api/v1/execute" || s.auth != "Bearer ww_key" {
+			t.Errorf("%s: path %s auth %q", tt.name, s.path, s.auth)
+		}
+		t.Run(tt.name, func(t *testing.T) { tt.check(t, s) })
+		res := ex.Result
+		if res.ID != "run_1" || res.Status != wasmwiz.StatusExit || res.ExitCode != 3 || string(res.Stdout) != "hi" ||
+			len(res.Results) != 1 || res.Results[0].String() != "-1" || res.Duration != 1500*time.Microsecond {
+			t.Errorf("%s: result %+v", tt.name, res)
+		}
+		if ex.RateLimit != (client.RateLimit{Present: true, Limit: 100, Remaining: 99, Reset: time.Minute}) {
+			t.Errorf("%s: rate limit %+v", tt.name, ex.RateLimit)
+		}
+	}
+
+	// A stored module: raw sends stdin as the body, to the module's path.
+	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Stdin: []byte("data"), Body: client.BodyRaw}); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s.path != "/api/v1/modules/mod_1/execute" || s.ctype != "application/octet-stream" || s.fields["body"] != "data" {
+		t.Fatalf("stored raw: %+v", s)
+	}
+	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Wasm: []byte("x")}); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+		t.Fatalf("ExecuteModule with wasm: %v", err)
+	}
+}
