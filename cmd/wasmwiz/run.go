@@ -59,6 +59,8 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "Runs a WASI preview1 command (stdin, args, env; its stdout, stderr and exit status become ours)")
 		fmt.Fprintln(env.Stderr, "or a plain module's function (--call NAME --params 1,2), with limits. flags:")
 		fs.PrintDefaults()
+		fmt.Fprintln(env.Stderr, "exit status: the guest's own exit code; 124 timeout, 134 trap or memory_limit,")
+		fmt.Fprintln(env.Stderr, "141 output_limit, 2 for bad flags or a refused module, 1 for other failures")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
