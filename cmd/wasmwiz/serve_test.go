@@ -750,16 +750,23 @@ func TestServeRateLimits(t *testing.T) {
 
 // TestServeConcurrencyAndSaturation: a free user's second run in flight is
 // 429 (its tier allows 1), and a replica whose run slots and queue are full
-// answers 503 with Retry-After.
+// answers 503 with Retry-After; on every backend (the slots live in Redis
+// there).
 func TestServeConcurrencyAndSaturation(t *testing.T) {
 	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			env := serveEnv(t, be.env(t))
+			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "1"
+			env["WASMWIZ_QUEUE_SIZE"] = "0"
+			testConcurrency(t, startServe(t, env, ServeOptions{}))
+		})
+	}
+}
+
+func testConcurrency(t *testing.T, s *e2eServer) {
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, map[string]string{
-		"WASMWIZ_DATABASE_URL":        backends[0].env(t)["WASMWIZ_DATABASE_URL"],
-		"WASMWIZ_WORKERS":             "2",
-		"WASMWIZ_MAX_CONCURRENT_RUNS": "1",
-		"WASMWIZ_QUEUE_SIZE":          "0",
-	}), ServeOptions{})
 	free, _, _ := s.newUser(wasmwiz.TierFree)
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
 	sleep := testModule(t, "sleep.wasm")
@@ -792,6 +799,9 @@ func TestServeConcurrencyAndSaturation(t *testing.T) {
 	// Both slots are free again.
 	if _, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")}); err != nil {
 		t.Fatalf("after the first run: %v", err)
+	}
+	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")}); err != nil {
+		t.Fatalf("after the first run, another user: %v", err)
 	}
 }
 
