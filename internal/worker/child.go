@@ -264,7 +264,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if compiledNow {
 		res.CompileCached = false
 	}
-	e := newFrame(len(res.Stdout) + len(res.Stderr) + len(res.Trap) + 128)
+	e := newFrame(copiedSize(len(res.Stdout)) + copiedSize(len(res.Stderr)) + len(res.Trap) + 128)
 	encodeResult(e, res)
 	if err := s.final(msgResult, e); err != nil {
 		return err

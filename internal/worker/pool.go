@@ -274,7 +274,7 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	deadline := start.Add(l.Timeout + pl.opts.KillGrace)
 	info := wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}
 	encode := func(e *enc, withWasm bool) { encodeRun(e, sha, req, withWasm) }
-	hint := len(req.Stdin) + 256
+	hint := copiedSize(len(req.Stdin)) + 256
 	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info)
 	pl.runs.Add(1)
 	if req.Function != "" {
@@ -349,6 +349,15 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 	return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "worker protocol: unexpected answer %q", kind)
 }
 
+// copiedSize is how much of a byte string of n bytes a frame buffer holds:
+// large ones are referenced, not copied (enc.bytes).
+func copiedSize(n int) int {
+	if n >= refBytes {
+		return 0
+	}
+	return n
+}
+
 func moduleSHA(trusted string, wasm []byte) string {
 	if trusted != "" {
 		return strings.ToLower(trusted)
@@ -373,7 +382,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	send := func(withWasm bool) error {
 		size := hint
 		if withWasm {
-			size += wasmLen
+			size += copiedSize(wasmLen)
 			pl.moduleSends.Add(1)
 		}
 		e := newFrame(size)

@@ -56,17 +56,25 @@ const maxFrameBytes = 1 << 30
 // errFrameTooLarge reports a frame length over maxFrameBytes.
 var errFrameTooLarge = errors.New("worker protocol: frame too large")
 
-// writeFrame writes one frame of kind with body. body must have been built by
-// newFrame so that its first 5 bytes are free for the header.
+// writeFrame writes one frame of kind with the body e holds. e must come
+// from newFrame, whose first 5 bytes are left for the header.
 func writeFrame(w io.Writer, kind byte, e *enc) error {
-	b := e.b
-	n := len(b) - 4
+	n := e.n + len(e.b) - 4
 	if n > maxFrameBytes {
 		return errFrameTooLarge
 	}
-	binary.BigEndian.PutUint32(b[:4], uint32(n))
-	b[4] = kind
-	_, err := w.Write(b)
+	first := e.b
+	if len(e.segs) > 0 {
+		first = e.segs[0]
+	}
+	binary.BigEndian.PutUint32(first[:4], uint32(n))
+	first[4] = kind
+	for _, seg := range e.segs {
+		if _, err := w.Write(seg); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(e.b)
 	return err
 }
 
@@ -96,13 +104,32 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	return hdr[4], body, nil
 }
 
-// enc appends values to a frame body.
-type enc struct{ b []byte }
+// enc appends values to a frame body. Large byte strings (modules, stdin,
+// output) are not copied: the frame becomes a list of segments, written one
+// after the other, which spares the parent a second copy of a 100 MiB module.
+type enc struct {
+	b    []byte   // the segment being appended to
+	segs [][]byte // earlier segments, written before b
+	n    int      // their total length
+}
+
+// refBytes is the size from which bytes are referenced instead of copied:
+// below it, one more write costs more than the copy.
+const refBytes = 64 << 10
 
 func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *enc) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
-func (e *enc) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
 func (e *enc) string(s string)  { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) bytes(p []byte) {
+	e.uvarint(uint64(len(p)))
+	if len(p) < refBytes {
+		e.b = append(e.b, p...)
+		return
+	}
+	e.segs = append(e.segs, e.b, p)
+	e.n += len(e.b) + len(p)
+	e.b = make([]byte, 0, 64)
+}
 func (e *enc) bool(v bool) {
 	if v {
 		e.b = append(e.b, 1)

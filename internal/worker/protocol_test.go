@@ -38,6 +38,31 @@ func TestProtocolRoundTrip(t *testing.T) {
 			}
 		}
 	})
+	t.Run("large byte strings", func(t *testing.T) {
+		// Over refBytes, modules, stdin and output travel as separate
+		// segments of the frame; the reader sees one frame all the same.
+		big := func(n int, seed byte) []byte {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = seed + byte(i*7)
+			}
+			return b
+		}
+		req := &wasmwiz.RunRequest{Wasm: big(3*refBytes+1, 1), SHA256: "ff", Stdin: big(refBytes, 2), Args: []string{"x"}}
+		e := newFrame(0)
+		encodeRun(e, req.SHA256, req, true)
+		got, _ := roundTrip(t, msgRun, e, decodeRun)
+		if !bytes.Equal(got.Wasm, req.Wasm) || !bytes.Equal(got.Stdin, req.Stdin) || got.SHA256 != "ff" || len(got.Args) != 1 {
+			t.Errorf("large run request did not survive the round trip")
+		}
+		res := &wasmwiz.Result{Status: wasmwiz.StatusOutputLimit, Stdout: big(refBytes+5, 3), Stderr: big(2*refBytes, 4), Trap: "t"}
+		e = newFrame(0)
+		encodeResult(e, res)
+		gotRes, _ := roundTrip(t, msgResult, e, func(d *dec) (*wasmwiz.Result, bool) { return decodeResult(d), false })
+		if !reflect.DeepEqual(gotRes, res) {
+			t.Errorf("large result did not survive the round trip")
+		}
+	})
 	t.Run("result", func(t *testing.T) {
 		res := &wasmwiz.Result{
 			Status: wasmwiz.StatusExit, ExitCode: -3, Stdout: []byte("out"), StdoutTruncated: true,
