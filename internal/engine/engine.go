@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -59,9 +60,11 @@ type Engine struct {
 	// name: wasi_snapshot_preview1 and wasi_unstable mapped onto it.
 	wasiFuncs map[string]map[string]api.FunctionDefinition
 
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	running  sync.WaitGroup
+	active   atomic.Int64 // runs and inspections in progress
+	freeOnce sync.Once
 }
 
 var _ wasmwiz.Engine = (*Engine)(nil)
@@ -137,23 +140,34 @@ type CacheStats struct {
 func (e *Engine) CacheStats() CacheStats { return e.cache.stats() }
 
 // Close waits for running guests, then frees every compiled module and the
-// runtime. Runs after Close answer EUNAVAILABLE.
+// runtime. Runs after Close answer EUNAVAILABLE. When ctx ends first (a
+// guest that never stops, with NoGuestInterrupt), Close returns EUNAVAILABLE
+// and frees nothing, since freeing code a guest still runs would crash the
+// process; a later Close may try again.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil
-	}
 	e.closed = true
 	e.mu.Unlock()
-	e.running.Wait()
-	e.cache.closeAll(ctx)
-	err := e.runtime.Close(ctx)
-	if e.ccache != nil {
-		if cerr := e.ccache.Close(ctx); err == nil {
-			err = cerr
-		}
+	idle := make(chan struct{})
+	go func() {
+		e.running.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "guests still running at close")
 	}
+	var err error
+	e.freeOnce.Do(func() {
+		e.cache.closeAll(ctx)
+		err = e.runtime.Close(ctx)
+		if e.ccache != nil {
+			if cerr := e.ccache.Close(ctx); err == nil {
+				err = cerr
+			}
+		}
+	})
 	return err
 }
 
@@ -165,7 +179,14 @@ func (e *Engine) begin() error {
 		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the engine is shutting down")
 	}
 	e.running.Add(1)
+	e.active.Add(1)
 	return nil
+}
+
+// end finishes an operation registered by begin.
+func (e *Engine) end() {
+	e.active.Add(-1)
+	e.running.Done()
 }
 
 // WASI errno values (preview1) the engine's own host functions return.

@@ -250,3 +250,39 @@ func TestCancelledCallerIsNotATimeout(t *testing.T) {
 		t.Fatalf("Run with a cancelled context: %v", err)
 	}
 }
+
+// TestCloseGivesUpWhenItsContextEnds: a guest that does not stop must not
+// hang Close forever; once it has stopped, Close frees everything.
+func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
+	e, err := New(context.Background(), Options{NoGuestInterrupt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	done := make(chan error, 1)
+	go func() {
+		// Blocks in a one-hour poll_oneoff: no deadline, only runCtx.
+		_, err := e.Run(runCtx, &wasmwiz.RunRequest{Wasm: testdata(t, "poll_sleep.wasm")})
+		done <- err
+	}()
+	for e.active.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.Close(ctx); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Close: %v, want EUNAVAILABLE while a guest runs", err)
+	}
+	if _, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, "hello.wasm")}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	stopRun()
+	if err := <-done; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("the cancelled run: %v", err)
+	}
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

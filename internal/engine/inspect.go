@@ -40,7 +40,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
-	defer e.running.Done()
+	defer e.end()
 	sum := sha256.Sum256(wasm)
 	c, _, err := e.cache.get(wasm, hex.EncodeToString(sum[:]))
 	if err != nil {

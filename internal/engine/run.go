@@ -68,7 +68,7 @@ func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz
 	if err := e.begin(); err != nil {
 		return nil, err
 	}
-	defer e.running.Done()
+	defer e.end()
 
 	sha := strings.ToLower(req.SHA256)
 	if sha == "" {
