@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -189,6 +190,10 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		return nil, err
 	}
 
+	reg := prometheus.NewRegistry()
+	if err = reg.Register(poolCollector{s.pool}); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "registering the worker metrics: %v", err)
+	}
 	if s.api, err = wwhttp.NewServer(wwhttp.Options{
 		Users: s.store, Keys: s.store, Tiers: s.store, Modules: s.store, Runs: s.store,
 		Engine: s.pool, Limiter: s.limiter, Usage: s.usage,
@@ -204,6 +209,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		LimiterStats:      s.limiterStats,
 		UsageStats:        s.usageStats,
 		SeparateMetrics:   cfg.MetricsAddr != "",
+		Registerer:        reg,
 	}); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot build the HTTP server: %v", err)
 	}
@@ -275,7 +281,10 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return nil
 	}
 	s.log.Info("created the first admin; its key is printed on stdout, once", "email", u.Email, "user_id", u.ID)
-	fmt.Fprintf(s.env.Stdout, "wasmwiz: created the first admin, %s, on an empty database. Its API key, shown only now:\n\n    %s\n\n", u.Email, key)
+	// The key is on the line that says "key", so that `grep -i key` of the
+	// container's output finds it (README).
+	fmt.Fprintf(s.env.Stdout, "wasmwiz: created the first admin, %s, on an empty database\n", u.Email)
+	fmt.Fprintf(s.env.Stdout, "wasmwiz: admin API key (shown only now; keep it): %s\n", key)
 	fmt.Fprintf(s.env.Stdout, "wasmwiz: try it: curl -H 'Authorization: Bearer %s' %s/api/v1/me\n", key, s.URL())
 	return nil
 }
@@ -483,4 +492,46 @@ func (l *trackedLimiter) Allow(ctx context.Context, key string, limits []wasmwiz
 		l.onFallback.Store(false)
 	}
 	return d, err
+}
+
+// Worker-pool metrics, read from the pool's counters at every scrape.
+var (
+	descWorkers        = prometheus.NewDesc("wasmwiz_workers", "Worker processes by state (busy, idle, starting).", []string{"state"}, nil)
+	descWorkerKills    = prometheus.NewDesc("wasmwiz_worker_kills_total", "Workers killed: runs past their deadline, cancelled requests, broken protocol, memory.", nil, nil)
+	descWorkerTimeouts = prometheus.NewDesc("wasmwiz_worker_timeouts_total", "Runs ended by killing their worker at the deadline.", nil, nil)
+	descWorkerCrashes  = prometheus.NewDesc("wasmwiz_worker_crashes_total", "Workers that died on their own.", nil, nil)
+	descWorkerRestarts = prometheus.NewDesc("wasmwiz_worker_restarts_total", "Workers started to replace one that ended.", nil, nil)
+	descWorkerFails    = prometheus.NewDesc("wasmwiz_worker_start_failures_total", "Worker starts that failed.", nil, nil)
+	descWorkerModules  = prometheus.NewDesc("wasmwiz_worker_module_routing_total", "Runs sent to a worker that already held their module (hit) or with the module's bytes (sent).", []string{"result"}, nil)
+)
+
+// poolCollector exports the worker pool's counters.
+type poolCollector struct{ pool *worker.Pool }
+
+// Describe implements prometheus.Collector.
+func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes, descWorkerRestarts, descWorkerFails, descWorkerModules} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.pool.Stats()
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descWorkers, st.Busy, "busy")
+	gauge(descWorkers, st.Idle, "idle")
+	gauge(descWorkers, st.Starting, "starting")
+	counter(descWorkerKills, st.Kills)
+	counter(descWorkerTimeouts, st.Timeouts)
+	counter(descWorkerCrashes, st.Crashes)
+	counter(descWorkerRestarts, st.Restarts)
+	counter(descWorkerFails, st.StartFails)
+	counter(descWorkerModules, st.ModuleHits, "hit")
+	counter(descWorkerModules, st.ModuleSends, "sent")
 }

@@ -29,6 +29,13 @@ func TestServeBootstrap(t *testing.T) {
 			if first.adminKey == "" || !strings.Contains(out, "listening on "+first.url) || !strings.Contains(out, first.url+"/api/v1/me") {
 				t.Fatalf("first start printed no key and URL:\n%s", out)
 			}
+			// `grep -i key` of the output finds the key (README).
+			if !regexp.MustCompile(`(?im)^.*key.*` + first.adminKey + `$`).MatchString(out) {
+				t.Fatalf("no line with the word key and the key:\n%s", out)
+			}
+			if strings.Contains(first.stderr.String(), first.adminKey) {
+				t.Fatalf("the key is in the log:\n%s", first.stderr)
+			}
 			me, _, err := first.admin().Me(context.Background())
 			if err != nil || me.Role != wasmwiz.RoleAdmin || me.Email != BootstrapEmail {
 				t.Fatalf("Me with the printed key: %+v, %v", me, err)
@@ -289,7 +296,8 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil {
 		t.Fatalf("Metrics: %v", err)
 	}
-	for _, want := range []string{`wasmwiz_runs_total{status="ok",tier="basic"}`, "wasmwiz_usage_records_written_total", "go_goroutines"} {
+	for _, want := range []string{`wasmwiz_runs_total{status="ok",tier="basic"}`, "wasmwiz_usage_records_written_total", "go_goroutines",
+		`wasmwiz_workers{state="idle"}`, `wasmwiz_worker_module_routing_total{result="hit"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -668,21 +676,33 @@ func TestServeTierLimits(t *testing.T) {
 		{"a higher timeout asked for does not apply", client.ExecuteRequest{Wasm: testModule(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
 		{"a lower timeout asked for applies", client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			req := tt.req
-			res, err := user.Execute(ctx, &req)
-			if err != nil {
-				t.Fatalf("Execute: %v", err)
-			}
-			if res.Status != tt.want {
-				t.Fatalf("status %s (trap %q), want %s", res.Status, res.Trap, tt.want)
-			}
-			if tt.check != nil {
-				tt.check(t, res)
-			}
-		})
+	t.Run("limits", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				req := tt.req
+				res, err := user.Execute(ctx, &req)
+				if err != nil {
+					t.Fatalf("Execute: %v", err)
+				}
+				if res.Status != tt.want {
+					t.Fatalf("status %s (trap %q), want %s", res.Status, res.Trap, tt.want)
+				}
+				if tt.check != nil {
+					tt.check(t, res)
+				}
+			})
+		}
+	})
+	// The guests that ignored their deadline were stopped by killing their
+	// worker, and the pool says so in its metrics.
+	m, err := s.client("").Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kills := regexp.MustCompile(`(?m)^wasmwiz_worker_timeouts_total ([0-9]+)$`).FindStringSubmatch(m)
+	if kills == nil || kills[1] == "0" {
+		t.Fatalf("wasmwiz_worker_timeouts_total after guests ran past their deadline: %v", kills)
 	}
 }
 
