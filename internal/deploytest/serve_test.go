@@ -18,7 +18,7 @@ import (
 
 var (
 	listeningLine = regexp.MustCompile(`listening on (http://\S+)`)
-	adminKeyLine  = regexp.MustCompile(`^\s*(ww_[A-Za-z0-9_-]{32,})\s*$`)
+	adminKeyLine  = regexp.MustCompile(`(?i)key.*\b(ww_[A-Za-z0-9_-]{32,})`)
 )
 
 // The alert rules use only metrics that the real program exports once
