@@ -317,7 +317,8 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 // never happens in the server's process; the module stays with that worker
 // for the runs that usually follow. Errors: those of wasmwiz.Engine.Inspect,
 // EUNAVAILABLE when the pool is closing, ctx ended, or the inspection took
-// longer than Options.InspectTimeout, and EINTERNAL when the worker died.
+// longer than Options.InspectTimeout, EINVALID when the worker ran out of
+// memory compiling the module, and EINTERNAL when it died otherwise.
 func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
 		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "module is %d bytes, over the limit of %s", len(wasm), wasmwiz.FormatSize(limits.MaxModuleBytes))
