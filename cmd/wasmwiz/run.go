@@ -128,7 +128,12 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
 	}
 
-	res, abandoned, err := runWithWatchdog(ctx, eng, req)
+	// Without --json the guest's output goes to ours as it is written.
+	var liveOut, liveErr io.Writer
+	if !*asJSON {
+		liveOut, liveErr = env.Stdout, env.Stderr
+	}
+	res, abandoned, err := runWithWatchdog(ctx, eng, req, liveOut, liveErr)
 	if err != nil {
 		return fail(err)
 	}
@@ -139,8 +144,6 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "%s\n", out)
 	} else {
-		_, _ = env.Stdout.Write(res.Stdout)
-		_, _ = env.Stderr.Write(res.Stderr)
 		for _, v := range res.Results {
 			fmt.Fprintln(env.Stdout, v.String())
 		}
@@ -157,7 +160,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 // runWithWatchdog runs req and, when the engine has not stopped the guest
 // runGrace after the deadline (or after ctx ends), reports a timeout itself:
 // the process then exits, which ends the guest.
-func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRequest) (res *wasmwiz.Result, abandoned bool, err error) {
+func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRequest, stdout, stderr io.Writer) (res *wasmwiz.Result, abandoned bool, err error) {
 	type outcome struct {
 		res *wasmwiz.Result
 		err error
@@ -165,7 +168,7 @@ func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRe
 	done := make(chan outcome, 1)
 	start := time.Now()
 	go func() {
-		res, err := eng.Run(ctx, req)
+		res, err := eng.RunStreaming(ctx, req, stdout, stderr)
 		done <- outcome{res, err}
 	}()
 	var deadline <-chan time.Time

@@ -286,3 +286,35 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestRunStreamingCopiesOutputLive(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	tests := []struct {
+		name   string
+		file   string
+		cap    int64
+		status wasmwiz.Status
+	}{
+		{"exit keeps both streams", "exit_code.wasm", 1 << 20, wasmwiz.StatusExit},
+		{"capped flood", "flood.wasm", 100, wasmwiz.StatusOutputLimit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut strings.Builder
+			lim := limits()
+			lim.MaxOutputBytes = tt.cap
+			res, err := e.RunStreaming(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, tt.file), Limits: lim}, &out, &errOut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != tt.status || out.String() != string(res.Stdout) || errOut.String() != string(res.Stderr) {
+				t.Fatalf("status %s; live stdout %q stderr %q; result stdout %q stderr %q", res.Status, out.String(), errOut.String(), res.Stdout, res.Stderr)
+			}
+			if len(res.Stdout) == 0 {
+				t.Fatal("no output")
+			}
+		})
+	}
+}

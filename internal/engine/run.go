@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,15 @@ const DefaultName = "module.wasm"
 // MaxStdinBytes 0 do not limit. req.SHA256, when set, is trusted as the
 // digest of req.Wasm (it keys the compile cache).
 func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
+	return e.RunStreaming(ctx, req, nil, nil)
+}
+
+// RunStreaming is Run that also copies the guest's stdout and stderr to the
+// given writers (nil: none) as the guest writes them, within the same caps,
+// so that a command-line user sees output live and keeps it even if the
+// process has to end the guest by exiting. The writers are called from the
+// goroutine running the guest, never after RunStreaming returns.
+func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdout, stderr io.Writer) (res *wasmwiz.Result, err error) {
 	defer func() {
 		// wazero recovers panics in guest calls itself; this is for a bug
 		// anywhere else on the way, which must not take the process down.
@@ -90,7 +100,7 @@ func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz
 	res = &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
 	res.Module.Entry = fn
 	res.Module.SHA256 = sha
-	e.execute(ctx, c, req, fn, params, res)
+	e.execute(ctx, c, req, fn, params, res, stdout, stderr)
 	if res.Status == wasmwiz.StatusTimeout && errors.Is(ctx.Err(), context.Canceled) {
 		// The caller went away (shutdown, client gone): not the guest's doing.
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "the run was cancelled")
@@ -121,7 +131,7 @@ func checkArgsEnv(req *wasmwiz.RunRequest) error {
 }
 
 // execute instantiates and calls; it fills res with the guest's outcome.
-func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRequest, fn string, params []uint64, res *wasmwiz.Result) {
+func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRequest, fn string, params []uint64, res *wasmwiz.Result, stdoutTee, stderrTee io.Writer) {
 	lim := req.Limits
 	ctx, cancel := parent, context.CancelFunc(func() {})
 	if lim.Timeout > 0 {
@@ -139,8 +149,8 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	stdin := bytes.NewReader(req.Stdin)
 	ctx = context.WithValue(ctx, runStateKey{}, &runState{stdin: stdin})
 
-	stdout := &cappedBuffer{limit: lim.MaxOutputBytes}
-	stderr := &cappedBuffer{limit: lim.MaxOutputBytes}
+	stdout := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stdoutTee}
+	stderr := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stderrTee}
 	name := req.Name
 	if name == "" {
 		name = DefaultName
@@ -260,13 +270,23 @@ type cappedBuffer struct {
 	buf       bytes.Buffer
 	limit     int64
 	truncated bool
+	tee       io.Writer // optional live copy; its errors are ignored
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
 	if b.limit > 0 && int64(b.buf.Len())+int64(len(p)) > b.limit {
-		b.buf.Write(p[:b.limit-int64(b.buf.Len())])
+		fits := p[:b.limit-int64(b.buf.Len())]
+		b.buf.Write(fits)
+		b.copy(fits)
 		b.truncated = true
 		panic(errOutputLimit)
 	}
+	b.copy(p)
 	return b.buf.Write(p)
+}
+
+func (b *cappedBuffer) copy(p []byte) {
+	if b.tee != nil && len(p) > 0 {
+		_, _ = b.tee.Write(p)
+	}
 }
