@@ -318,3 +318,23 @@ func TestRunStreamingCopiesOutputLive(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopFreeRecursionPastTheDeadlineIsATimeout: in-process, loop-free
+// recursion is not stopped at the deadline (the worker pool kills it), but
+// a run that ends after its limit is still reported as a timeout.
+func TestLoopFreeRecursionPastTheDeadlineIsATimeout(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	lim := limits()
+	// Long enough to start the call (a call that starts after the deadline
+	// is refused by wazero at once), far too short for fib(38).
+	lim.Timeout = 50 * time.Millisecond
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
+		Wasm: testdata(t, "fib_recursive.wasm"), Function: "fib", Params: []string{"38"}, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != wasmwiz.StatusTimeout || len(res.Results) != 0 {
+		t.Fatalf("status %s results %v after %v, want timeout", res.Status, res.Results, res.Duration)
+	}
+}

@@ -194,6 +194,14 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	res.Stdout, res.StdoutTruncated = stdout.buf.Bytes(), stdout.truncated
 	res.Stderr, res.StderrTruncated = stderr.buf.Bytes(), stderr.truncated
 	classify(ctx, err, res)
+	if lim.Timeout > 0 && res.Duration > lim.Timeout && (res.Status == wasmwiz.StatusOK || res.Status == wasmwiz.StatusExit) {
+		// The guest finished, but after its limit: code without loops is
+		// not stopped by the in-guest checks (docs/RATIONALE.md). The limit
+		// was still passed, as the worker pool would have reported.
+		res.Status, res.ExitCode = wasmwiz.StatusTimeout, 0
+		res.Trap = "the guest ran past its wall-time limit of " + lim.Timeout.String() + " (loop-free code is not stopped in-process)"
+		return
+	}
 	if err == nil {
 		def := c.info.funcs[fn]
 		for i, t := range def.ResultTypes() {
