@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -128,10 +129,11 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
 	}
 
-	// Without --json the guest's output goes to ours as it is written.
-	var liveOut, liveErr io.Writer
+	// Without --json the guest's output goes to ours as it is written; with
+	// it, to buffers the watchdog can still read if it has to give up.
+	liveOut, liveErr := &lockedBuffer{}, &lockedBuffer{}
 	if !*asJSON {
-		liveOut, liveErr = env.Stdout, env.Stderr
+		liveOut.w, liveErr.w = env.Stdout, env.Stderr
 	}
 	res, abandoned, err := runWithWatchdog(ctx, eng, req, liveOut, liveErr)
 	if err != nil {
@@ -160,7 +162,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 // runWithWatchdog runs req and, when the engine has not stopped the guest
 // runGrace after the deadline (or after ctx ends), reports a timeout itself:
 // the process then exits, which ends the guest.
-func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRequest, stdout, stderr io.Writer) (res *wasmwiz.Result, abandoned bool, err error) {
+func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRequest, stdout, stderr *lockedBuffer) (res *wasmwiz.Result, abandoned bool, err error) {
 	type outcome struct {
 		res *wasmwiz.Result
 		err error
@@ -194,6 +196,8 @@ func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRe
 		Status:   wasmwiz.StatusTimeout,
 		Duration: time.Since(start),
 		Trap:     "the guest did not stop at the deadline (loop-free recursion ignores in-process checks); the process ends it",
+		Stdout:   stdout.bytes(),
+		Stderr:   stderr.bytes(),
 		Module:   wasmwiz.ModuleInfo{SHA256: sum, SizeBytes: int64(len(req.Wasm))},
 	}, true, nil
 }
@@ -272,4 +276,29 @@ func runExitStatus(res *wasmwiz.Result) int {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// lockedBuffer receives a guest's live output: it writes through to w when
+// set, else keeps it, under a lock, since a guest the watchdog gave up on
+// may still be writing while the result is built.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.w != nil {
+		return b.w.Write(p)
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf...)
 }

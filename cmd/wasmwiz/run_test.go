@@ -121,9 +121,9 @@ func TestRunHelperProcess(t *testing.T) {
 func TestRunStopsLoopFreeRecursion(t *testing.T) {
 	t.Parallel()
 	for _, asJSON := range []bool{false, true} {
-		args := []string{"run", "--timeout", "200ms", engineTestdata("fib_recursive.wasm")}
+		args := []string{"run", "--timeout", "200ms", engineTestdata("print_then_recurse.wasm")}
 		if asJSON {
-			args = []string{"run", "--json", "--timeout", "200ms", engineTestdata("fib_recursive.wasm")}
+			args = []string{"run", "--json", "--timeout", "200ms", engineTestdata("print_then_recurse.wasm")}
 		}
 		a, _ := json.Marshal(args)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
@@ -137,11 +137,11 @@ func TestRunStopsLoopFreeRecursion(t *testing.T) {
 		}
 		if asJSON {
 			var r wasmwiz.ResultJSON
-			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Status != wasmwiz.StatusTimeout {
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Status != wasmwiz.StatusTimeout || string(r.Stdout) != "started\n" {
 				t.Fatalf("stdout %q: %v", stdout.String(), err)
 			}
-		} else if !strings.Contains(stderr.String(), "timeout") {
-			t.Fatalf("stderr %q does not say timeout", stderr.String())
+		} else if !strings.Contains(stderr.String(), "timeout") || stdout.String() != "started\n" {
+			t.Fatalf("stdout %q stderr %q, want the guest's output and a timeout", stdout.String(), stderr.String())
 		}
 	}
 }
