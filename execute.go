@@ -73,8 +73,8 @@ type concurrencyError struct{ max int }
 func (e *concurrencyError) Error() string { return "concurrency limit " + strconv.Itoa(e.max) }
 
 // Executor runs modules for callers: it authorizes the caller, finds its
-// tier, applies the tier's rate quotas and concurrency limit and the
-// replica's saturation gate, loads a stored module, runs it on the engine,
+// tier, takes a slot of the tier's concurrency limit and of the replica's
+// saturation gate, applies the tier's rate quotas, loads a stored module, runs it on the engine,
 // and hands a usage record to the recorder. It is what every execute route
 // calls; it imports nothing but the standard library.
 type Executor struct {
@@ -190,22 +190,11 @@ func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest)
 			FormatSize(int64(len(req.Stdin))), FormatSize(limits.MaxStdinBytes), tier.Name)
 	}
 
-	// Quotas: a refused request consumes nothing.
-	key := RateKey(user, req.ClientIP)
-	dec, err := e.Limiter.Allow(ctx, key, TierRateLimits(tier))
-	if err != nil {
-		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
-	}
-	ex.RateLimit = &dec
-	if !dec.Allowed {
-		return ex, &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-				tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter)),
-			Err: &RetryAfterError{After: dec.RetryAfter}}
-	}
-
-	// The caller's runs in flight, counted across replicas by the limiter.
+	// The caller's runs in flight and the replica's gate come before the
+	// quota, because the limiter cannot give an event back: a run refused for
+	// concurrency or saturation must not have used one of the caller's runs.
 	// A slot whose holder died frees itself after the longest a run can take.
+	key := RateKey(user, req.ClientIP)
 	release, ok, err := e.Limiter.Acquire(ctx, "concurrency:"+key, tier.MaxConcurrent, limits.Timeout+time.Minute)
 	if err != nil {
 		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
@@ -223,6 +212,19 @@ func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest)
 			return ex, err
 		}
 		defer leave()
+	}
+
+	// Quotas: a refused request consumes nothing.
+	dec, err := e.Limiter.Allow(ctx, key, TierRateLimits(tier))
+	if err != nil {
+		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	}
+	ex.RateLimit = &dec
+	if !dec.Allowed {
+		return ex, &Error{Code: ERATELIMIT,
+			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
+				tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter)),
+			Err: &RetryAfterError{After: dec.RetryAfter}}
 	}
 
 	// Admitted: from here on every outcome is a usage record.

@@ -169,7 +169,8 @@ func TestExecutorRefusals(t *testing.T) {
 			allow:    &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1500 * time.Millisecond},
 			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantLimiter: true},
 		{name: "too many in flight", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader}, slotFull: true,
-			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantConc: true, wantLimiter: true},
+			// The quota is not asked, so the refusal consumes none of it.
+			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantConc: true, wantLimiter: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
