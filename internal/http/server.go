@@ -265,6 +265,8 @@ func (s *Server) registerRoutes() {
 	s.handle("DELETE", "/api/v1/admin/keys/{id}", admin, s.adminRevokeKey)
 	s.handle("GET", "/api/v1/admin/stats", admin, s.adminStats)
 
+	s.registerWebRoutes() // GET / and GET /static/{file}: the web UI (web.go)
+
 	// Everything else: 404 in the error shape (ServeMux answers 405 itself
 	// for a known path with another method; the middleware rewrites it).
 	s.mux.Handle("/", s.route("", s.notFoundOrMethod))

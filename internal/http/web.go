@@ -1,0 +1,182 @@
+package http
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// The web UI: one page (GET /) that is a client of the REST API, and its
+// static assets (GET /static/{file}), all embedded in the binary so that the
+// page works with no network beyond the server itself.
+
+//go:embed web/index.html web/static
+var webFiles embed.FS
+
+// pageCSP is the Content-Security-Policy of the page and its assets. The
+// API's policy (default-src 'none') forbids scripts and styles; the page gets
+// its own rather than loosening the API's: scripts and styles only from this
+// origin (no inline code, no eval), fetch only to this origin, no frames, no
+// forms posting anywhere, no <base> tricks.
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+// staticAsset is one embedded file with what its answers need.
+type staticAsset struct {
+	name        string
+	body        []byte
+	contentType string
+	etag        string // strong ETag: the content hash
+	version     string // first 12 hex digits of the hash, the ?v= of its URL
+	modTime     time.Time
+}
+
+// webAssets holds the parsed page template and the static files.
+type webAssets struct {
+	page   *template.Template
+	static map[string]*staticAsset
+}
+
+// contentTypes maps the extensions the static directory may hold to their
+// types; a file with another extension is refused at start, so no answer
+// ever depends on the host's MIME tables or on sniffing.
+var contentTypes = map[string]string{
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+	".png":  "image/png",
+	".ico":  "image/x-icon",
+	".txt":  "text/plain; charset=utf-8",
+	".json": "application/json; charset=utf-8",
+}
+
+// loadWebAssets parses the page and indexes the static files. It fails only
+// when the embedded files are broken, which a unit test catches.
+func loadWebAssets() (*webAssets, error) {
+	a := &webAssets{static: map[string]*staticAsset{}}
+	entries, err := fs.ReadDir(webFiles, "web/static")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		ct, ok := contentTypes[path.Ext(e.Name())]
+		if !ok {
+			return nil, fmt.Errorf("web/static/%s: no content type for its extension", e.Name())
+		}
+		body, err := webFiles.ReadFile("web/static/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(body)
+		h := hex.EncodeToString(sum[:])
+		a.static[e.Name()] = &staticAsset{
+			name: e.Name(), body: body, contentType: ct,
+			etag: `"` + h + `"`, version: h[:12],
+		}
+	}
+	a.page, err = template.New("index.html").Funcs(template.FuncMap{
+		// asset returns the URL of a static file with its content version,
+		// so that a changed file is a new URL and old ones can be cached
+		// for good.
+		"asset": func(name string) (string, error) {
+			s, ok := a.static[name]
+			if !ok {
+				return "", fmt.Errorf("no static file %q", name)
+			}
+			return "/static/" + name + "?v=" + s.version, nil
+		},
+	}).ParseFS(webFiles, "web/index.html")
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// pageData is what the page template receives.
+type pageData struct {
+	// Auth tells the script whether runs need a key: with auth off it offers
+	// anonymous inline runs.
+	Auth bool
+}
+
+// registerWebRoutes adds the page and its assets. They are wrapped in
+// http.CrossOriginProtection (DESIGN rule 10): today they answer GET only,
+// which it lets through, but any form-like route added here later is
+// protected from the start.
+func (s *Server) registerWebRoutes() {
+	assets, err := loadWebAssets()
+	if err != nil {
+		// The embedded files are part of the binary; a broken build answers
+		// 500 with the reason in the log rather than crashing at start.
+		s.log.Error("web UI disabled: embedded files are broken", "err", err)
+	}
+	cop := http.NewCrossOriginProtection()
+	web := func(pattern string, fn handlerFunc) {
+		s.routes = append(s.routes, Route{Method: "GET", Pattern: pattern})
+		h := s.route("GET "+pattern, func(w http.ResponseWriter, r *http.Request) error {
+			if assets == nil {
+				return wasmwiz.Errorf(wasmwiz.EINTERNAL, "web UI files are broken: %v", err)
+			}
+			w.Header().Set("Content-Security-Policy", pageCSP)
+			return fn(w, r)
+		})
+		s.mux.Handle("GET "+pattern, cop.Handler(h))
+	}
+	web("/{$}", func(w http.ResponseWriter, r *http.Request) error {
+		return s.servePage(w, r, assets)
+	})
+	web("/static/{file}", func(w http.ResponseWriter, r *http.Request) error {
+		return serveStatic(w, r, assets)
+	})
+}
+
+// servePage renders the single page. It is never cached without asking:
+// it names the current asset versions.
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request, a *webAssets) error {
+	var buf bytes.Buffer
+	if err := a.page.Execute(&buf, pageData{Auth: s.opts.Auth}); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "rendering the page: %v", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+	return nil
+}
+
+// serveStatic answers one embedded file: 404 (ENOTFOUND) for any other
+// name. A URL carrying the file's current version (?v=) may be cached for a
+// year; any other URL is revalidated with its ETag each time.
+func serveStatic(w http.ResponseWriter, r *http.Request, a *webAssets) error {
+	name := r.PathValue("file")
+	f, ok := a.static[name]
+	if !ok {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no static file %q", name)
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.contentType)
+	h.Set("ETag", f.etag)
+	if r.URL.Query().Get("v") == f.version {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "no-cache")
+	}
+	http.ServeContent(w, r, f.name, f.modTime, bytes.NewReader(f.body))
+	return nil
+}

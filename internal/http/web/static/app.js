@@ -1,0 +1,634 @@
+// WasmWiz web page: a client of the REST API (docs/API.md). No framework, no
+// inline code (the page's CSP allows scripts from this origin only), every
+// value from the API written with textContent, never as HTML.
+"use strict";
+
+(function () {
+  const KEY_STORAGE = "wasmwiz.apiKey";
+  const PAGE = 20;
+  const authOn = document.body.dataset.auth !== "off";
+  const $ = (id) => document.getElementById(id);
+
+  // ---- API access -------------------------------------------------------
+
+  let apiKey = "";
+  try { apiKey = localStorage.getItem(KEY_STORAGE) || ""; } catch (e) { apiKey = ""; }
+
+  // ApiError is a failed API call: the error shape's code and message.
+  class ApiError extends Error {
+    constructor(code, message, status, requestId) {
+      super(message);
+      this.code = code;
+      this.status = status;
+      this.requestId = requestId || "";
+    }
+  }
+
+  // api calls method path with an optional body (FormData or an object sent
+  // as JSON) and resolves to the decoded answer, or rejects with ApiError.
+  async function api(method, path, body) {
+    const headers = {};
+    if (apiKey) headers["Authorization"] = "Bearer " + apiKey;
+    let payload;
+    if (body instanceof FormData) {
+      payload = body;
+    } else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body: payload, credentials: "omit", cache: "no-store" });
+    } catch (e) {
+      throw new ApiError("NETWORK", "the server could not be reached (" + e.message + ")", 0);
+    }
+    const rid = res.headers.get("X-Request-Id");
+    if (res.status === 204) return null;
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+    if (!res.ok) {
+      if (data && data.error && data.error.code) {
+        let msg = data.error.message;
+        const retry = res.headers.get("Retry-After");
+        if (retry && !/retry/i.test(msg)) msg += " (retry after " + retry + " s)";
+        throw new ApiError(data.error.code, msg, res.status, rid);
+      }
+      throw new ApiError("HTTP " + res.status, res.statusText || "unexpected answer", res.status, rid);
+    }
+    if (data === null) throw new ApiError("HTTP " + res.status, "the answer is not JSON", res.status, rid);
+    return data;
+  }
+
+  // ---- small helpers ----------------------------------------------------
+
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (k === "class") e.className = v;
+        else if (k === "dataset") Object.assign(e.dataset, v);
+        else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+        else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+      }
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  function showError(box, err) {
+    box.replaceChildren();
+    if (err instanceof ApiError) {
+      box.append(el("code", null, err.code), err.message);
+      if (err.code === "EUNAUTHORIZED" && !apiKey) box.append(" — paste an API key above.");
+      if (err.requestId && err.code === "EINTERNAL") box.append(el("span", { class: "hint" }, " (request id " + err.requestId + ")"));
+    } else {
+      box.append(el("code", null, "ERROR"), err && err.message ? err.message : String(err));
+    }
+    box.hidden = false;
+  }
+
+  function clearError(box) { box.hidden = true; box.replaceChildren(); }
+
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return "";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0, v = Number(n);
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return (i === 0 ? String(v) : v.toFixed(v >= 10 ? 0 : 1)) + " " + units[i];
+  }
+
+  function fmtMS(ms) {
+    if (ms === null || ms === undefined) return "";
+    if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
+    return (Math.round(ms * 1000) / 1000) + " ms";
+  }
+
+  function fmtTime(s) {
+    if (!s) return "";
+    const d = new Date(s);
+    return isNaN(d) ? s : d.toLocaleString();
+  }
+
+  async function busy(button, fn) {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try { return await fn(); } finally { button.disabled = false; button.removeAttribute("aria-busy"); }
+  }
+
+  // decodeOutput turns an API output field into text: UTF-8 as it is,
+  // base64 decoded, shown as a hex dump when it is not text.
+  function decodeOutput(text, encoding) {
+    if (encoding !== "base64") return { text: text || "", note: "" };
+    let bytes;
+    try {
+      bytes = Uint8Array.from(atob(text || ""), (c) => c.charCodeAt(0));
+    } catch (e) {
+      return { text: text, note: "(base64 that does not decode)" };
+    }
+    try {
+      return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes), note: "" };
+    } catch (e) {
+      return { text: hexDump(bytes), note: "(binary, " + bytes.length + " bytes, shown as hex)" };
+    }
+  }
+
+  function hexDump(bytes) {
+    const lines = [];
+    for (let off = 0; off < bytes.length; off += 16) {
+      const row = bytes.subarray(off, off + 16);
+      const hex = Array.from(row, (b) => b.toString(16).padStart(2, "0")).join(" ");
+      const ascii = Array.from(row, (b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+      lines.push(off.toString(16).padStart(8, "0") + "  " + hex.padEnd(48, " ") + " |" + ascii + "|");
+    }
+    return lines.join("\n");
+  }
+
+  function renderPager(box, offset, total, onPage) {
+    box.replaceChildren();
+    if (total <= PAGE && offset === 0) {
+      if (total > 0) box.append(total + (total === 1 ? " item" : " items"));
+      return;
+    }
+    const last = Math.min(offset + PAGE, total);
+    const prev = el("button", { type: "button", class: "secondary", onclick: () => onPage(Math.max(0, offset - PAGE)) }, "Previous");
+    const next = el("button", { type: "button", class: "secondary", onclick: () => onPage(offset + PAGE) }, "Next");
+    prev.disabled = offset === 0;
+    next.disabled = last >= total;
+    box.append(prev, el("span", null, (total === 0 ? 0 : offset + 1) + "–" + last + " of " + total), next);
+  }
+
+  // ---- who am I ---------------------------------------------------------
+
+  let me = null;
+
+  async function loadMe() {
+    const who = $("whoami");
+    me = null;
+    if (!apiKey) {
+      who.textContent = authOn
+        ? "Paste an API key to start."
+        : "No key: uploaded files run anonymously under the free tier; a key unlocks modules, history, usage and keys.";
+      return;
+    }
+    try {
+      me = await api("GET", "/api/v1/me");
+      const u = me.user;
+      who.textContent = "Signed in as " + u.email + " · tier " + u.tier + (u.role === "admin" ? " · admin" : "");
+    } catch (err) {
+      who.textContent = "Key not accepted: " + err.code + " " + err.message;
+    }
+  }
+
+  $("api-key").value = apiKey;
+  $("key-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setKey($("api-key").value.trim());
+  });
+  $("key-forget").addEventListener("click", () => { $("api-key").value = ""; setKey(""); });
+
+  function setKey(k) {
+    apiKey = k;
+    try {
+      if (k) localStorage.setItem(KEY_STORAGE, k); else localStorage.removeItem(KEY_STORAGE);
+    } catch (e) { /* storage refused (private mode): the key lasts for this page */ }
+    loadMe().then(refreshActive);
+  }
+
+  // ---- tabs -------------------------------------------------------------
+
+  const tabs = Array.from(document.querySelectorAll("[role=tab]"));
+  const loaders = {};
+
+  function activate(tab, focus) {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    if (focus) tab.focus();
+    const load = loaders[tab.id];
+    if (load) load();
+  }
+
+  function refreshActive() {
+    const t = tabs.find((x) => x.getAttribute("aria-selected") === "true");
+    if (t && loaders[t.id]) loaders[t.id]();
+  }
+
+  tabs.forEach((t, i) => {
+    t.addEventListener("click", () => activate(t, false));
+    t.addEventListener("keydown", (ev) => {
+      let j = null;
+      if (ev.key === "ArrowRight") j = (i + 1) % tabs.length;
+      else if (ev.key === "ArrowLeft") j = (i - 1 + tabs.length) % tabs.length;
+      else if (ev.key === "Home") j = 0;
+      else if (ev.key === "End") j = tabs.length - 1;
+      if (j !== null) { ev.preventDefault(); activate(tabs[j], true); }
+    });
+  });
+
+  // ---- Run ----------------------------------------------------------------
+
+  function sourceIsStored() { return $("source-stored").checked; }
+
+  function syncSource() {
+    $("file-field").hidden = sourceIsStored();
+    $("stored-field").hidden = !sourceIsStored();
+    if (sourceIsStored()) loadModuleOptions();
+  }
+  $("source-file").addEventListener("change", syncSource);
+  $("source-stored").addEventListener("change", syncSource);
+
+  async function loadModuleOptions(select) {
+    const sel = $("run-module");
+    const want = select || sel.value;
+    try {
+      const data = await api("GET", "/api/v1/modules?limit=1000");
+      sel.replaceChildren();
+      if (data.modules.length === 0) sel.append(el("option", { value: "" }, "(no modules yet)"));
+      for (const m of data.modules) {
+        sel.append(el("option", { value: m.id }, m.name + " — " + m.id));
+      }
+      if (want) sel.value = want;
+      clearError($("run-error"));
+    } catch (err) {
+      showError($("run-error"), err);
+    }
+  }
+
+  // lines splits a textarea into its non-empty lines.
+  function lines(text) {
+    return text.split("\n").map((l) => l.replace(/\r$/, "")).filter((l) => l !== "");
+  }
+
+  function buildRunForm() {
+    const fd = new FormData();
+    if (sourceIsStored()) {
+      const id = $("run-module").value;
+      if (!id) throw new Error("choose a stored module (upload one in Modules)");
+      fd.append("module_id", id);
+    } else {
+      const f = $("run-wasm").files[0];
+      if (!f) throw new Error("choose a .wasm file to run");
+      fd.append("wasm", f, f.name);
+    }
+    const stdin = $("run-stdin").value;
+    if (stdin !== "") fd.append("stdin", stdin);
+    const args = lines($("run-args").value);
+    if (args.length) fd.append("args", JSON.stringify(args));
+    const env = {};
+    for (const l of lines($("run-env").value)) {
+      const i = l.indexOf("=");
+      if (i <= 0) throw new Error("environment line \"" + l + "\" is not KEY=value");
+      env[l.slice(0, i)] = l.slice(i + 1);
+    }
+    if (Object.keys(env).length) fd.append("env", JSON.stringify(env));
+    for (const [id, name] of [["run-function", "function"], ["run-params", "params"], ["run-timeout", "timeout"], ["run-memory", "memory"]]) {
+      const v = $(id).value.trim();
+      if (v !== "") fd.append(name, v);
+    }
+    return fd;
+  }
+
+  $("run-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const errBox = $("run-error");
+    clearError(errBox);
+    let fd;
+    try { fd = buildRunForm(); } catch (err) { showError(errBox, err); return; }
+    busy($("run-submit"), async () => {
+      $("result-status").textContent = "running…";
+      try {
+        const r = await api("POST", "/api/v1/execute", fd);
+        showResult(r);
+      } catch (err) {
+        $("run-result").hidden = true;
+        showError(errBox, err);
+      }
+    });
+  });
+
+  function showResult(r) {
+    const status = $("result-status");
+    status.textContent = r.status;
+    status.className = "badge " + r.status;
+    $("result-exit").textContent = String(r.exit_code);
+    $("result-duration").textContent = fmtMS(r.duration_ms);
+    $("result-memory").textContent = fmtBytes(r.memory_peak_bytes);
+    $("result-cached").textContent = r.compile_cached ? "yes" : "no";
+    $("result-entry").textContent = (r.module && r.module.entry) || "";
+    $("result-id").textContent = r.id || "";
+    $("result-sha").textContent = (r.module && r.module.sha256) || "";
+    const values = (r.results || []).map((v) => v.type + " " + JSON.stringify(v.value));
+    $("result-values").textContent = values.join("\n");
+    $("result-values-box").hidden = values.length === 0;
+    $("result-trap").textContent = r.trap || "";
+    $("result-trap-box").hidden = !r.trap;
+    for (const name of ["stdout", "stderr"]) {
+      const out = decodeOutput(r[name], r[name + "_encoding"]);
+      $("result-" + name).textContent = out.text;
+      let note = out.note;
+      if (r[name + "_truncated"]) note = (note ? note + " " : "") + "(truncated at the limit)";
+      if (!out.text && !note) note = "(empty)";
+      $("result-" + name + "-note").textContent = note;
+    }
+    $("run-result").hidden = false;
+  }
+
+  // ---- Modules --------------------------------------------------------------
+
+  let modulesOffset = 0;
+
+  async function loadModules() {
+    const errBox = $("modules-error");
+    try {
+      const data = await api("GET", "/api/v1/modules?limit=" + PAGE + "&offset=" + modulesOffset);
+      clearError(errBox);
+      const body = $("modules-table").tBodies[0];
+      body.replaceChildren();
+      for (const m of data.modules) {
+        const entry = m.inspection ? (m.inspection.entry || "(none)") + (m.inspection.wasi ? " · WASI" : "") : "";
+        body.append(el("tr", { dataset: { id: m.id } },
+          el("td", null, m.name, m.description ? el("div", { class: "hint" }, m.description) : null, m.public ? el("div", { class: "hint" }, "public") : null),
+          el("td", { class: "mono" }, m.id),
+          el("td", { class: "num" }, fmtBytes(m.size_bytes)),
+          el("td", null, entry),
+          el("td", { class: "num" }, String(m.run_count)),
+          el("td", null, fmtTime(m.created_at)),
+          el("td", null, el("div", { class: "rowactions" },
+            el("button", { type: "button", class: "secondary", "aria-label": "Run " + m.name, onclick: () => runStored(m.id) }, "Run"),
+            el("button", { type: "button", class: "danger", "aria-label": "Delete " + m.name, onclick: (ev) => deleteModule(m, ev.currentTarget) }, "Delete")))));
+      }
+      $("modules-empty").hidden = data.total !== 0;
+      renderPager($("modules-pager"), modulesOffset, data.total, (o) => { modulesOffset = o; loadModules(); });
+    } catch (err) {
+      showError(errBox, err);
+    }
+  }
+  loaders["tab-modules"] = loadModules;
+  $("modules-refresh").addEventListener("click", loadModules);
+
+  function runStored(id) {
+    $("source-stored").checked = true;
+    $("file-field").hidden = true;
+    $("stored-field").hidden = false;
+    activate($("tab-run"), false);
+    loadModuleOptions(id).then(() => $("run-module").focus());
+  }
+
+  async function deleteModule(m, button) {
+    if (!window.confirm("Delete module " + m.name + " (" + m.id + ")? Its run records stay.")) return;
+    await busy(button, async () => {
+      try {
+        await api("DELETE", "/api/v1/modules/" + encodeURIComponent(m.id));
+        await loadModules();
+      } catch (err) {
+        showError($("modules-error"), err);
+      }
+    });
+  }
+
+  $("upload-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const errBox = $("modules-error");
+    clearError(errBox);
+    const f = $("upload-wasm").files[0];
+    if (!f) { showError(errBox, new Error("choose a .wasm file to upload")); return; }
+    const fd = new FormData();
+    fd.append("wasm", f, f.name);
+    const name = $("upload-name").value.trim();
+    if (name) fd.append("name", name);
+    fd.append("description", $("upload-description").value.trim());
+    fd.append("public", $("upload-public").checked ? "true" : "false");
+    busy($("upload-submit"), async () => {
+      try {
+        const m = await api("POST", "/api/v1/modules", fd);
+        showInspection(m);
+        $("upload-form").reset();
+        modulesOffset = 0;
+        await loadModules();
+      } catch (err) {
+        $("upload-result").hidden = true;
+        showError(errBox, err);
+      }
+    });
+  });
+
+  function sig(s) {
+    if (!s) return "";
+    return " (" + (s.params || []).join(", ") + ") -> (" + (s.results || []).join(", ") + ")";
+  }
+
+  function showInspection(m) {
+    const box = $("upload-result");
+    const ins = m.inspection || {};
+    const exports = (ins.exports || []).map((e) => el("li", null, el("code", null, e.name), " " + e.kind + sig(e.signature)));
+    const imports = (ins.imports || []).map((i) => el("li", null, el("code", null, i.module + "." + i.name), " " + i.kind + sig(i.signature)));
+    let mem = "none";
+    if (ins.memory) {
+      mem = ins.memory.min_pages + " pages minimum (" + fmtBytes(ins.memory.min_pages * 65536) + ")";
+      if (ins.memory.max_pages !== undefined) mem += ", " + ins.memory.max_pages + " maximum";
+    }
+    box.replaceChildren(
+      el("h3", null, "Stored ", el("code", null, m.name)),
+      el("dl", { class: "facts" },
+        el("div", null, el("dt", null, "Id"), el("dd", { class: "mono", id: "upload-id" }, m.id)),
+        el("div", null, el("dt", null, "Size"), el("dd", null, fmtBytes(m.size_bytes))),
+        el("div", null, el("dt", null, "WASI"), el("dd", null, ins.wasi ? "yes" : "no")),
+        el("div", null, el("dt", null, "Entry"), el("dd", null, ins.entry || "(none: call a function by name)")),
+        el("div", null, el("dt", null, "Memory"), el("dd", null, mem)),
+        el("div", { class: "full" }, el("dt", null, "sha256"), el("dd", { class: "mono" }, m.sha256))),
+      el("div", { class: "inspection" },
+        el("h4", null, "Exports"), exports.length ? el("ul", null, ...exports) : el("p", { class: "empty" }, "none"),
+        el("h4", null, "Imports"), imports.length ? el("ul", null, ...imports) : el("p", { class: "empty" }, "none")),
+      el("div", { class: "actions" }, el("button", { type: "button", onclick: () => runStored(m.id) }, "Run it")));
+    box.hidden = false;
+  }
+
+  // ---- History ------------------------------------------------------------
+
+  let historyOffset = 0;
+
+  async function loadHistory() {
+    const errBox = $("history-error");
+    const status = $("history-status").value;
+    let q = "/api/v1/runs?limit=" + PAGE + "&offset=" + historyOffset;
+    if (status) q += "&status=" + encodeURIComponent(status);
+    try {
+      const data = await api("GET", q);
+      clearError(errBox);
+      const body = $("history-table").tBodies[0];
+      body.replaceChildren();
+      for (const r of data.runs) {
+        const st = r.status || "refused";
+        body.append(el("tr", { dataset: { id: r.id } },
+          el("td", null, fmtTime(r.created_at)),
+          el("td", { class: "mono" }, r.id),
+          el("td", null, el("span", { class: "badge " + st }, st)),
+          el("td", { class: "num" }, String(r.exit_code)),
+          el("td", { class: "num" }, fmtMS(r.duration_ms)),
+          el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
+          el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
+          el("td", null, r.error_code || "")));
+      }
+      $("history-empty").hidden = data.total !== 0;
+      renderPager($("history-pager"), historyOffset, data.total, (o) => { historyOffset = o; loadHistory(); });
+    } catch (err) {
+      showError(errBox, err);
+    }
+  }
+  loaders["tab-history"] = loadHistory;
+  $("history-refresh").addEventListener("click", loadHistory);
+  $("history-status").addEventListener("change", () => { historyOffset = 0; loadHistory(); });
+
+  // ---- Usage ----------------------------------------------------------------
+
+  async function loadUsage() {
+    const errBox = $("usage-error");
+    try {
+      const u = await api("GET", "/api/v1/usage");
+      clearError(errBox);
+      $("usage-tier").textContent = u.tier;
+      meter("usage-day", u.runs_today, u.runs_per_day);
+      meter("usage-minute", u.runs_this_minute, u.runs_per_minute);
+      const dl = $("usage-limits");
+      dl.replaceChildren();
+      const t = me && me.tier;
+      if (t) {
+        const facts = [
+          ["Memory", fmtBytes(t.max_memory_bytes)], ["Wall time", fmtMS(t.timeout_ms)],
+          ["Module size", fmtBytes(t.max_module_bytes)], ["Stdin size", fmtBytes(t.max_stdin_bytes)],
+          ["Output size", fmtBytes(t.max_output_bytes)], ["Concurrent runs", String(t.max_concurrent)],
+        ];
+        for (const [k, v] of facts) dl.append(el("div", null, el("dt", null, k), el("dd", null, v)));
+      }
+      $("usage-body").hidden = false;
+    } catch (err) {
+      $("usage-body").hidden = true;
+      showError(errBox, err);
+    }
+  }
+  loaders["tab-usage"] = loadUsage;
+  $("usage-refresh").addEventListener("click", loadUsage);
+
+  function meter(id, used, quota) {
+    const p = $(id);
+    p.max = Math.max(1, quota);
+    p.value = Math.min(used, p.max);
+    $(id + "-text").textContent = used + " of " + quota + " (" + Math.max(0, quota - used) + " left)";
+  }
+
+  // ---- Keys -----------------------------------------------------------------
+
+  let keysOffset = 0;
+
+  async function loadKeys() {
+    const errBox = $("keys-error");
+    let q = "/api/v1/keys?limit=" + PAGE + "&offset=" + keysOffset;
+    if ($("keys-revoked").checked) q += "&include_revoked=true";
+    try {
+      const data = await api("GET", q);
+      clearError(errBox);
+      const body = $("keys-table").tBodies[0];
+      body.replaceChildren();
+      for (const k of data.keys) {
+        const current = apiKey && k.prefix && apiKey.startsWith(k.prefix);
+        let state = "active";
+        if (k.revoked_at) state = "revoked " + fmtTime(k.revoked_at);
+        else if (k.expires_at && new Date(k.expires_at) <= new Date()) state = "expired";
+        const actions = el("div", { class: "rowactions" });
+        if (!k.revoked_at) {
+          actions.append(el("button", { type: "button", class: "danger", "aria-label": "Revoke key " + k.name, onclick: (ev) => revokeKey(k, current, ev.currentTarget) }, "Revoke"));
+        }
+        body.append(el("tr", { dataset: { id: String(k.id) } },
+          el("td", null, k.name, current ? el("div", { class: "hint" }, "used by this page") : null),
+          el("td", { class: "mono" }, k.prefix + "…"),
+          el("td", null, fmtTime(k.created_at)),
+          el("td", null, fmtTime(k.last_used_at) || "never"),
+          el("td", null, fmtTime(k.expires_at) || "never"),
+          el("td", null, state),
+          el("td", null, actions)));
+      }
+      $("keys-empty").hidden = data.total !== 0;
+      renderPager($("keys-pager"), keysOffset, data.total, (o) => { keysOffset = o; loadKeys(); });
+    } catch (err) {
+      showError(errBox, err);
+    }
+  }
+  loaders["tab-keys"] = loadKeys;
+  $("keys-refresh").addEventListener("click", loadKeys);
+  $("keys-revoked").addEventListener("change", () => { keysOffset = 0; loadKeys(); });
+
+  async function revokeKey(k, current, button) {
+    let q = "Revoke key " + k.name + " (" + k.prefix + "…)? Programs using it stop working.";
+    if (current) q += " This page uses it: you will need another key.";
+    if (!window.confirm(q)) return;
+    await busy(button, async () => {
+      try {
+        await api("DELETE", "/api/v1/keys/" + encodeURIComponent(k.id));
+        if (current) setKey("");
+        await loadKeys();
+      } catch (err) {
+        showError($("keys-error"), err);
+      }
+    });
+  }
+
+  $("key-create-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const errBox = $("keys-error");
+    clearError(errBox);
+    const name = $("key-name").value.trim();
+    if (!name) { showError(errBox, new Error("give the key a name")); $("key-name").focus(); return; }
+    const body = { name };
+    const exp = $("key-expires").value;
+    if (exp) body.expires_at = exp + "T00:00:00Z";
+    busy($("key-create"), async () => {
+      try {
+        const res = await api("POST", "/api/v1/keys", body);
+        $("key-secret").textContent = res.secret;
+        $("key-secret-box").hidden = false;
+        $("key-create-form").reset();
+        $("key-copy").focus();
+        keysOffset = 0;
+        await loadKeys();
+      } catch (err) {
+        showError(errBox, err);
+      }
+    });
+  });
+
+  $("key-copy").addEventListener("click", async () => {
+    const secret = $("key-secret").textContent;
+    try {
+      await navigator.clipboard.writeText(secret);
+      $("key-copy").textContent = "Copied";
+    } catch (e) {
+      // No clipboard outside secure contexts: select it for Ctrl+C.
+      const range = document.createRange();
+      range.selectNodeContents($("key-secret"));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      $("key-copy").textContent = "Selected: press Ctrl+C";
+    }
+  });
+  $("key-use").addEventListener("click", () => {
+    const secret = $("key-secret").textContent;
+    $("api-key").value = secret;
+    setKey(secret);
+  });
+  $("key-dismiss").addEventListener("click", () => {
+    // Shown once: forget it when dismissed.
+    $("key-secret").textContent = "";
+    $("key-secret-box").hidden = true;
+    $("key-copy").textContent = "Copy";
+  });
+
+  loadMe();
+})();
