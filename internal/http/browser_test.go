@@ -1,0 +1,494 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+)
+
+// findChromium returns the browser to drive, or skips (fails when
+// WASMWIZ_TEST_REQUIRE_SERVICES=1) when there is none.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no chromium on this machine: the web UI browser test needs it (.ci/run installs it)"
+	if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// webStack is a real server for the browser: the in-process engine, a
+// SQLite store on a temporary file, the in-memory limiter and the usage
+// writer, over a real listener.
+type webStack struct {
+	ts       *httptest.Server
+	adminKey string
+}
+
+func newWebStack(t *testing.T, auth bool) *webStack {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(ctx) })
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, key, _, err := db.Bootstrap(ctx, "admin@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	usage := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{FlushInterval: 20 * time.Millisecond, Logger: logger})
+	srv, err := wwhttp.NewServer(wwhttp.Options{
+		Users: db, Keys: db, Tiers: db, Modules: db, Runs: db,
+		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: usage,
+		Auth: auth, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	// Cleanups run last-in first-out: the listener closes before the usage
+	// writer flushes and the store closes.
+	t.Cleanup(func() { _ = usage.Close(ctx) })
+	t.Cleanup(ts.Close)
+	return &webStack{ts: ts, adminKey: key}
+}
+
+// apiGet calls the API directly, to check what the browser did.
+func (s *webStack) apiGet(t *testing.T, key, path string, v any) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", s.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != nil && res.StatusCode == 200 {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, b)
+		}
+	}
+	return res.StatusCode
+}
+
+// browser starts a headless chromium with a fresh profile and no network
+// beyond the test server, and collects script errors, exceptions and CSP
+// violations from its console.
+func browser(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
+	path := findChromium(t)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	// The first call starts the browser and must not carry a timeout (it
+	// would stop the browser); the steps after it get one.
+	messages := chromedp.Console(bctx)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(bctx, 60*time.Second)
+	t.Cleanup(cancelTimeout)
+
+	var mu sync.Mutex
+	var problems []string
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			// Network entries are the API's deliberate 4xx answers; any other
+			// error (a CSP violation, a script error) is a bug of the page.
+			if (m.Type == chromedp.ConsoleError || m.IsException()) && m.Source != "network" {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
+}
+
+// js quotes s as a JavaScript string literal.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitText waits until the element sel's text contains want.
+func waitText(sel, want string) chromedp.Action[chromedp.Void] {
+	return poll(fmt.Sprintf(`(() => { const e = document.querySelector(%s); return !!e && e.textContent.includes(%s); })()`,
+		js(sel), js(want)))
+}
+
+// waitJS waits until expr is truthy.
+func waitJS(expr string) chromedp.Action[chromedp.Void] { return poll(expr) }
+
+func poll(expr string) chromedp.Action[chromedp.Void] {
+	p := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := p(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+// into runs a and stores its value in dst.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		v, err := a(ctx, t)
+		*dst = v
+		return chromedp.Void{}, err
+	}
+}
+
+// testdataPath returns the absolute path of an engine test module.
+func testdataPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "engine", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// screenshot saves the page as a PNG in WASMWIZ_TEST_SCREENSHOT_DIR, when
+// set, for a person to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("WASMWIZ_TEST_SCREENSHOT_DIR")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrowserWebUI drives the page in a real browser against a real server:
+// key, inline runs with stdin, the module registry, history, usage, keys,
+// API errors, keyboard tabs and a narrow window.
+func TestBrowserWebUI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	ctx, problems := browser(t)
+	st := newWebStack(t, true)
+	hello, echo := testdataPath(t, "hello.wasm"), testdataPath(t, "echo.wasm")
+	var runIDs []string
+	readRunID := func() string {
+		var id string
+		if err := chromedp.Do(ctx, into(&id, chromedp.TextContent(chromedp.ID("result-id")))); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(id, "run_") {
+			t.Fatalf("run id %q", id)
+		}
+		runIDs = append(runIDs, id)
+		return id
+	}
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v (browser problems: %v)", what, err, problems())
+		}
+	}
+
+	step("open the page, use the key; it survives a reload",
+		chromedp.Navigate(st.ts.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("api-key")),
+		waitText("#whoami", "Paste an API key"),
+		chromedp.SendKeys(chromedp.ID("api-key"), st.adminKey),
+		chromedp.Click(chromedp.ID("key-save")),
+		waitText("#whoami", "Signed in as admin@example.com"),
+		chromedp.Reload(),
+		waitText("#whoami", "Signed in as admin@example.com"),
+		waitJS(fmt.Sprintf(`document.getElementById("api-key").value === %s && localStorage.getItem("wasmwiz.apiKey") === %s`, js(st.adminKey), js(st.adminKey))),
+	)
+
+	step("a run before choosing a file is refused by the page",
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#run-error", "choose a .wasm file"),
+	)
+
+	var stdout, status string
+	step("run hello.wasm",
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{hello}),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-stdout", "Hello, World!"),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		into(&status, chromedp.TextContent(chromedp.ID("result-status"))),
+	)
+	if stdout != "Hello, World!\n" || status != "ok" {
+		t.Errorf("hello: stdout %q status %q", stdout, status)
+	}
+	helloRun := readRunID()
+
+	step("run echo.wasm with stdin",
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{echo}),
+		chromedp.SendKeys(chromedp.ID("run-stdin"), "  echo from the browser \n"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-stdout", "echo from the browser"),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+	)
+	if stdout != "echo from the browser" {
+		t.Errorf("echo: stdout %q, want the trimmed stdin", stdout)
+	}
+	echoRun := readRunID()
+	if echoRun == helloRun {
+		t.Fatal("the echo run shows the hello run's id")
+	}
+	screenshot(t, ctx, "run")
+
+	step("keyboard: arrow keys move between tabs",
+		chromedp.Focus(chromedp.ID("tab-run")),
+		chromedp.KeyEvent(kb.ArrowRight),
+		waitJS(`document.getElementById("tab-modules").getAttribute("aria-selected") === "true" && !document.getElementById("panel-modules").hidden && document.activeElement.id === "tab-modules"`),
+	)
+
+	step("uploading a file that is not wasm shows the API's error",
+		chromedp.SetUploadFiles(chromedp.ID("upload-wasm"), []string{testdataPath(t, "echo.c")}),
+		chromedp.Click(chromedp.ID("upload-submit")),
+		waitText("#modules-error", "EINVALID"),
+	)
+
+	var moduleID string
+	step("upload hello.wasm to the registry",
+		chromedp.SetUploadFiles(chromedp.ID("upload-wasm"), []string{hello}),
+		chromedp.SendKeys(chromedp.ID("upload-name"), "greeter"),
+		chromedp.SendKeys(chromedp.ID("upload-description"), "says hello"),
+		chromedp.Click(chromedp.ID("upload-submit")),
+		waitText("#upload-result", "_start"),
+		into(&moduleID, chromedp.TextContent(chromedp.ID("upload-id"))),
+	)
+	if !strings.HasPrefix(moduleID, "mod_") {
+		t.Fatalf("module id %q", moduleID)
+	}
+	row := fmt.Sprintf(`#modules-table tr[data-id=%s]`, js(moduleID))
+	step("the module is listed; run it from its row",
+		waitText(row, "greeter"),
+		waitJS(`document.getElementById("modules-error").hidden`),
+		chromedp.Click(chromedp.CSS(row+" button")),
+		waitJS(fmt.Sprintf(`document.getElementById("run-module").value === %s && !document.getElementById("panel-run").hidden`, js(moduleID))),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-stdin").value = "")`),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitJS(fmt.Sprintf(`document.getElementById("result-id").textContent !== %s`, js(echoRun))),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+	)
+	if stdout != "Hello, World!\n" {
+		t.Errorf("stored module run: stdout %q", stdout)
+	}
+	storedRun := readRunID()
+
+	// History reads the usage records, which the usage writer stores a
+	// moment after each run: wait for them through the API first.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var runs struct{ Total int }
+		if st.apiGet(t, st.adminKey, "/api/v1/runs", &runs) == 200 && runs.Total >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the three runs were never recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var storedRow string
+	step("history lists the runs",
+		chromedp.Click(chromedp.ID("tab-history")),
+		waitText(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(helloRun)), "ok"),
+		waitText(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(echoRun)), "ok"),
+		into(&storedRow, chromedp.TextContent(chromedp.CSS(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(storedRun))))),
+		waitText("#history-pager", "3 items"),
+	)
+	if !strings.Contains(storedRow, moduleID) {
+		t.Errorf("history row of the stored module's run %q lacks the module id %s", storedRow, moduleID)
+	}
+	step("history filters by status",
+		chromedp.Focus(chromedp.ID("history-status")),
+		chromedp.Evaluate[chromedp.Void](`{ const s = document.getElementById("history-status"); s.value = "trap"; s.dispatchEvent(new Event("change")); }`),
+		waitJS(`!document.getElementById("history-empty").hidden && document.querySelectorAll("#history-table tbody tr").length === 0`),
+	)
+
+	step("usage counts the runs against the tier",
+		chromedp.Click(chromedp.ID("tab-usage")),
+		waitText("#usage-tier", "enterprise"),
+		waitText("#usage-day-text", "3 of 1000000"),
+		waitText("#usage-limits", "Concurrent runs"),
+	)
+
+	var secret string
+	step("create a key: shown once",
+		chromedp.Click(chromedp.ID("tab-keys")),
+		waitText("#keys-table", "bootstrap"),
+		chromedp.SendKeys(chromedp.ID("key-name"), "laptop"),
+		chromedp.Click(chromedp.ID("key-create")),
+		waitJS(`!document.getElementById("key-secret-box").hidden`),
+		into(&secret, chromedp.TextContent(chromedp.ID("key-secret"))),
+		waitText("#keys-table", "laptop"),
+	)
+	if !wasmwiz.LooksLikeAPIKey(secret) {
+		t.Fatalf("shown secret %q is not a key", secret)
+	}
+	var me struct {
+		User wasmwiz.User `json:"user"`
+	}
+	if code := st.apiGet(t, secret, "/api/v1/me", &me); code != 200 || me.User.Email != "admin@example.com" {
+		t.Errorf("the new key: GET /api/v1/me status %d user %q", code, me.User.Email)
+	}
+	var stillShown bool
+	step("dismissing the secret forgets it",
+		chromedp.Click(chromedp.ID("key-dismiss")),
+		into(&stillShown, chromedp.Evaluate[bool](fmt.Sprintf(`document.documentElement.outerHTML.includes(%s)`, js(secret)))),
+	)
+	if stillShown {
+		t.Error("the secret is still in the page after Done")
+	}
+	screenshot(t, ctx, "keys")
+
+	var overflow bool
+	step("narrow window: nothing wider than the screen",
+		chromedp.EmulateViewport(360, 740),
+		chromedp.Click(chromedp.ID("tab-run")),
+		waitJS(`!document.getElementById("panel-run").hidden`),
+		into(&overflow, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)),
+	)
+	if overflow {
+		t.Error("the page scrolls sideways at 360 px")
+	}
+	screenshot(t, ctx, "narrow")
+
+	var stored string
+	step("forget the key",
+		chromedp.Click(chromedp.ID("key-forget")),
+		waitText("#whoami", "Paste an API key"),
+		into(&stored, chromedp.Evaluate[string](`localStorage.getItem("wasmwiz.apiKey") || ""`)),
+	)
+	if stored != "" {
+		t.Error("the key stays in localStorage after Forget")
+	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("browser reported problems: %v", p)
+	}
+}
+
+// TestBrowserAnonymous: with auth off the page runs uploaded files without
+// a key, and says what a key would add.
+func TestBrowserAnonymous(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	ctx, problems := browser(t)
+	st := newWebStack(t, false)
+	var stdout string
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(st.ts.URL+"/"),
+		waitText("#whoami", "run anonymously"),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "hello.wasm")}),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-stdout", "Hello, World!"),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		chromedp.Click(chromedp.ID("tab-history")),
+		waitText("#history-error", "EUNAUTHORIZED"),
+	)
+	if err != nil {
+		t.Fatalf("%v (browser problems: %v)", err, problems())
+	}
+	if stdout != "Hello, World!\n" {
+		t.Errorf("stdout %q", stdout)
+	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("browser reported problems: %v", p)
+	}
+
+	// The page's CSP holds in the browser: an injected inline script does
+	// not run, and the violation is reported (which also shows that the
+	// problem collector above sees what it should).
+	var ran bool
+	err = chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`{ const s = document.createElement("script"); s.textContent = "window.inlineRan = true"; document.body.append(s); }`),
+		into(&ran, chromedp.Evaluate[bool](`window.inlineRan === true`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Error("an inline script ran despite the CSP")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(problems(), func(p string) bool { return strings.Contains(p, "Content Security Policy") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no CSP violation reported for an inline script; problems: %v", problems())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
