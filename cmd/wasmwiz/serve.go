@@ -364,10 +364,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // limiter's Redis client and the store.
 func (s *Server) closeParts(ctx context.Context) error {
 	var errs []error
-	if s.ln != nil && s.srv == nil {
+	// Listeners a server never served (NewServer failed) are still open;
+	// closing one that Shutdown closed is harmless.
+	if s.ln != nil {
 		_ = s.ln.Close()
 	}
-	if s.metricsLn != nil && s.metricsSrv == nil {
+	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
 	}
 	if s.pool != nil {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -958,4 +960,84 @@ func TestServeRetention(t *testing.T) {
 	}
 	_, err = s.srv.Store().FindRunByID(sys, runs[0].ID)
 	wantCode(t, "an old run", err, wasmwiz.ENOTFOUND)
+}
+
+// TestServeStartFailures: serve refuses to start with a clear error, naming
+// the variable, and leaves nothing running.
+func TestServeStartFailures(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // the subtests are parallel: they run after this function returns
+	tests := []struct {
+		name     string
+		vars     map[string]string
+		opts     ServeOptions
+		wantCode string
+		wantText string
+	}{
+		{"bad config", map[string]string{"WASMWIZ_WORKERS": "0"}, ServeOptions{}, wasmwiz.EINVALID, "WASMWIZ_WORKERS"},
+		{"address in use", map[string]string{"WASMWIZ_ADDR": busy.Addr().String()}, ServeOptions{}, wasmwiz.EUNAVAILABLE, "WASMWIZ_ADDR"},
+		{"metrics address in use", map[string]string{"WASMWIZ_METRICS_ADDR": busy.Addr().String()}, ServeOptions{}, wasmwiz.EUNAVAILABLE, "WASMWIZ_METRICS_ADDR"},
+		{"database unreachable", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"}, ServeOptions{}, wasmwiz.EUNAVAILABLE, ""},
+		{"worker cannot start", nil, ServeOptions{WorkerCommand: []string{filepath.Join(t.TempDir(), "no-such-program")}}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "w.db")})
+			for k, v := range tt.vars {
+				env[k] = v
+			}
+			var stdout, stderr syncBuffer
+			e := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }}
+			opts := tt.opts
+			if opts.WorkerCommand == nil {
+				opts = testServeOptions()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			opts.Listening = func(*Server) { t.Errorf("serve listened"); cancel() }
+			err := Serve(ctx, e, opts)
+			if err == nil {
+				t.Fatal("serve started")
+			}
+			if tt.wantCode != "" && wasmwiz.ErrorCode(err) != tt.wantCode {
+				t.Errorf("error %v, want code %s", err, tt.wantCode)
+			}
+			if !strings.Contains(wasmwiz.ErrorMessage(err), tt.wantText) {
+				t.Errorf("error %q does not name %s", wasmwiz.ErrorMessage(err), tt.wantText)
+			}
+			if keyPattern.MatchString(stdout.String()) {
+				t.Errorf("a key was printed although serve did not start: %s", stdout.String())
+			}
+		})
+	}
+	// The API listener of the failed start was closed: its port is free.
+	t.Run("listener closed after a failed start", func(t *testing.T) {
+		t.Parallel()
+		probe, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := probe.Addr().String()
+		probe.Close()
+		env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "w.db"),
+			"WASMWIZ_ADDR": addr, "WASMWIZ_METRICS_ADDR": busy.Addr().String()})
+		e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return env[k] }}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		opts := testServeOptions()
+		opts.Listening = func(*Server) { t.Errorf("serve listened"); cancel() }
+		if err := Serve(ctx, e, opts); err == nil {
+			t.Fatal("serve started")
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("the API address is still taken after the failed start: %v", err)
+		}
+		ln.Close()
+	})
 }
