@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -334,6 +335,8 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Fatalf("module id %q", moduleID)
 	}
 	row := fmt.Sprintf(`#modules-table tr[data-id=%s]`, js(moduleID))
+	step("wait for the list", waitText(row, "greeter"))
+	screenshot(t, ctx, "modules")
 	step("the module is listed; run it from its row",
 		waitText(row, "greeter"),
 		waitJS(`document.getElementById("modules-error").hidden`),
@@ -370,6 +373,7 @@ func TestBrowserWebUI(t *testing.T) {
 		into(&storedRow, chromedp.TextContent(chromedp.CSS(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(storedRun))))),
 		waitText("#history-pager", "3 items"),
 	)
+	screenshot(t, ctx, "history")
 	if !strings.Contains(storedRow, moduleID) {
 		t.Errorf("history row of the stored module's run %q lacks the module id %s", storedRow, moduleID)
 	}
@@ -385,6 +389,7 @@ func TestBrowserWebUI(t *testing.T) {
 		waitText("#usage-day-text", "3 of 1000000"),
 		waitText("#usage-limits", "Concurrent runs"),
 	)
+	screenshot(t, ctx, "usage")
 
 	var secret string
 	step("create a key: shown once",
@@ -414,6 +419,89 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Error("the secret is still in the page after Done")
 	}
 	screenshot(t, ctx, "keys")
+
+	// Revoking and deleting ask first: accept every confirm() and remember
+	// what it asked.
+	var dialogMu sync.Mutex
+	var asked []string
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			dialogMu.Lock()
+			asked = append(asked, ev.Message)
+			dialogMu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	lastAsked := func() string {
+		dialogMu.Lock()
+		defer dialogMu.Unlock()
+		if len(asked) == 0 {
+			return ""
+		}
+		return asked[len(asked)-1]
+	}
+
+	step("revoke the new key",
+		chromedp.Click(chromedp.CSS(`button[aria-label="Revoke key laptop"]`)),
+		waitJS(`!document.querySelector('button[aria-label="Revoke key laptop"]')`),
+	)
+	if q := lastAsked(); !strings.Contains(q, "laptop") {
+		t.Errorf("revoking asked %q", q)
+	}
+	if code := st.apiGet(t, secret, "/api/v1/me", nil); code != http.StatusUnauthorized {
+		t.Errorf("the revoked key: GET /api/v1/me status %d, want 401", code)
+	}
+
+	step("delete the stored module",
+		chromedp.Click(chromedp.ID("tab-modules")),
+		waitText(row, "greeter"),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Delete greeter"]`)),
+		waitJS(fmt.Sprintf(`!document.querySelector(%s) && !document.getElementById("modules-empty").hidden`, js(row))),
+	)
+	if q := lastAsked(); !strings.Contains(q, moduleID) {
+		t.Errorf("deleting asked %q", q)
+	}
+	if code := st.apiGet(t, st.adminKey, "/api/v1/modules/"+moduleID, nil); code != http.StatusNotFound {
+		t.Errorf("the deleted module: status %d, want 404", code)
+	}
+
+	var values, trap string
+	step("call a plain module's function with params",
+		chromedp.Click(chromedp.ID("tab-run")),
+		chromedp.Click(chromedp.ID("source-file")),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "add.wasm")}),
+		chromedp.Click(chromedp.CSS("#run-advanced summary")),
+		chromedp.SendKeys(chromedp.ID("run-function"), "add"),
+		chromedp.SendKeys(chromedp.ID("run-params"), "2,3"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitJS(`!document.getElementById("result-values-box").hidden`),
+		into(&values, chromedp.TextContent(chromedp.ID("result-values"))),
+	)
+	if values != "i32 5" {
+		t.Errorf("add(2,3) shows %q, want i32 5", values)
+	}
+	step("an unknown function shows the API's error",
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-function").value = "nope")`),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#run-error", "EINVALID"),
+		waitJS(`document.getElementById("run-result").hidden`),
+	)
+	step("a trap shows its status and message",
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "traps.wasm")}),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-function").value = "div_by_zero", document.getElementById("run-params").value = "")`),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-status", "trap"),
+		waitJS(`!document.getElementById("result-trap-box").hidden && document.getElementById("run-error").hidden`),
+		into(&trap, chromedp.TextContent(chromedp.ID("result-trap"))),
+	)
+	if !strings.Contains(strings.ToLower(trap), "divide by zero") {
+		t.Errorf("trap shows %q", trap)
+	}
+	screenshot(t, ctx, "trap")
 
 	var overflow bool
 	step("narrow window: nothing wider than the screen",

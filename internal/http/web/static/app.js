@@ -103,7 +103,7 @@
 
   function fmtMS(ms) {
     if (ms === null || ms === undefined) return "";
-    if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
+    if (ms >= 1000) return (ms % 1000 === 0 ? String(ms / 1000) : (ms / 1000).toFixed(2)) + " s";
     return (Math.round(ms * 1000) / 1000) + " ms";
   }
 
