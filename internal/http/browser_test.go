@@ -293,6 +293,11 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Errorf("hello: stdout %q status %q", stdout, status)
 	}
 	helloRun := readRunID()
+	var quota string
+	step("the rate-limit headers are shown", into(&quota, chromedp.TextContent(chromedp.ID("result-quota"))))
+	if quota != "4999 of 5000 (full again in 60 s)" {
+		t.Errorf("quota shows %q", quota)
+	}
 
 	step("run echo.wasm with stdin",
 		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{echo}),
@@ -502,6 +507,37 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Errorf("trap shows %q", trap)
 	}
 	screenshot(t, ctx, "trap")
+
+	// Binary stdin from a file through echo: the output is not UTF-8, so
+	// the API sends base64 and the page shows a hex dump.
+	binIn := filepath.Join(t.TempDir(), "input.bin")
+	if err := os.WriteFile(binIn, []byte("\xff\xfeAB\x00\x80"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var hexOut, note string
+	step("binary stdin from a file, output as hex, run with Ctrl+Enter",
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{echo}),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-function").value = "")`),
+		chromedp.SetUploadFiles(chromedp.ID("run-stdin-file"), []string{binIn}),
+		chromedp.Focus(chromedp.ID("run-stdin")),
+		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		waitText("#result-stdout-note", "binary"),
+		into(&hexOut, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		into(&note, chromedp.TextContent(chromedp.ID("result-stdout-note"))),
+	)
+	if want := "00000000  ff fe 41 42 00 80"; !strings.HasPrefix(hexOut, want) || !strings.HasSuffix(hexOut, "|..AB..|") {
+		t.Errorf("hex dump %q, want it to start %q and end |..AB..|", hexOut, want)
+	}
+	if note != "(binary, 6 bytes, shown as hex)" {
+		t.Errorf("stdout note %q", note)
+	}
+	step("text and a file for stdin at once is refused by the page",
+		chromedp.SendKeys(chromedp.ID("run-stdin"), "text"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#run-error", "not both"),
+		chromedp.Click(chromedp.ID("run-stdin-clear")),
+		waitJS(`document.getElementById("run-stdin-file").files.length === 0`),
+	)
 
 	var overflow bool
 	step("narrow window: nothing wider than the screen",

@@ -26,7 +26,7 @@
 
   // api calls method path with an optional body (FormData or an object sent
   // as JSON) and resolves to the decoded answer, or rejects with ApiError.
-  async function api(method, path, body) {
+  async function api(method, path, body, meta) {
     const headers = {};
     if (apiKey) headers["Authorization"] = "Bearer " + apiKey;
     let payload;
@@ -43,6 +43,7 @@
       throw new ApiError("NETWORK", "the server could not be reached (" + e.message + ")", 0);
     }
     const rid = res.headers.get("X-Request-Id");
+    if (meta) meta.headers = res.headers;
     if (res.status === 204) return null;
     const text = await res.text();
     let data = null;
@@ -278,7 +279,10 @@
       fd.append("wasm", f, f.name);
     }
     const stdin = $("run-stdin").value;
-    if (stdin !== "") fd.append("stdin", stdin);
+    const stdinFile = $("run-stdin-file").files[0];
+    if (stdinFile && stdin !== "") throw new Error("give standard input as text or as a file, not both");
+    if (stdinFile) fd.append("stdin", stdinFile, stdinFile.name);
+    else if (stdin !== "") fd.append("stdin", stdin);
     const args = lines($("run-args").value);
     if (args.length) fd.append("args", JSON.stringify(args));
     const env = {};
@@ -302,18 +306,31 @@
     let fd;
     try { fd = buildRunForm(); } catch (err) { showError(errBox, err); return; }
     busy($("run-submit"), async () => {
-      $("result-status").textContent = "running…";
+      $("run-state").textContent = "Running…";
+      const meta = {};
       try {
-        const r = await api("POST", "/api/v1/execute", fd);
-        showResult(r);
+        const r = await api("POST", "/api/v1/execute", fd, meta);
+        showResult(r, meta.headers);
+        $("run-state").textContent = "Finished: " + r.status + ".";
       } catch (err) {
         $("run-result").hidden = true;
+        $("run-state").textContent = "Failed.";
         showError(errBox, err);
       }
     });
   });
 
-  function showResult(r) {
+  $("run-stdin-clear").addEventListener("click", () => { $("run-stdin-file").value = ""; });
+
+  // Ctrl+Enter (Cmd+Enter) anywhere in the form runs it.
+  $("run-form").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      if (!$("run-submit").disabled) $("run-form").requestSubmit();
+    }
+  });
+
+  function showResult(r, headers) {
     const status = $("result-status");
     status.textContent = r.status;
     status.className = "badge " + r.status;
@@ -324,6 +341,12 @@
     $("result-entry").textContent = (r.module && r.module.entry) || "";
     $("result-id").textContent = r.id || "";
     $("result-sha").textContent = (r.module && r.module.sha256) || "";
+    const left = headers && headers.get("X-RateLimit-Remaining");
+    const limit = headers && headers.get("X-RateLimit-Limit");
+    const reset = headers && headers.get("X-RateLimit-Reset");
+    $("result-quota").textContent = left !== null && left !== undefined && limit
+      ? left + " of " + limit + (reset ? " (full again in " + reset + " s)" : "")
+      : "—";
     const values = (r.results || []).map((v) => v.type + " " + JSON.stringify(v.value));
     $("result-values").textContent = values.join("\n");
     $("result-values-box").hidden = values.length === 0;
