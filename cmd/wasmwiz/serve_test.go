@@ -304,6 +304,20 @@ func testRoutes(t *testing.T, s *e2eServer) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The web page and one of its static files.
+	code, page := rawRequest(t, http.MethodGet, s.url+"/", "", "", nil)
+	asset := regexp.MustCompile(`/static/[A-Za-z0-9._-]+`).FindString(page)
+	if code != http.StatusOK || asset == "" {
+		t.Fatalf("GET /: %d, no /static/ asset in %.300s", code, page)
+	}
+	if st, _ := rawRequest(t, http.MethodGet, s.url+asset, "", "", nil); st != http.StatusOK {
+		t.Fatalf("GET %s: %d", asset, st)
+	}
+	metrics, err = s.client("").Metrics(ctx)
+	if err != nil {
+		t.Fatalf("Metrics: %v", err)
+	}
+
 	// Every registered route was called above with a 2xx answer, except
 	// the legacy route (TestServeLegacyRoute) and /metrics itself.
 	answered := regexp.MustCompile(`wasmwiz_http_requests_total\{method="[A-Z]+",route="([^"]+)",status="2\d\d"\}`)
