@@ -59,6 +59,12 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 	// fails alone) before it kills the server. Raising one's own score needs
 	// no privilege; where /proc is not writable, the default stays.
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+	// Defence in depth, see sandbox.go. Without it the engine's isolation
+	// still holds, so a kernel that refuses seccomp costs a warning, not
+	// the service.
+	if err := installSandbox(); err != nil {
+		fmt.Fprintf(os.Stderr, "level=WARN msg=\"worker runs without its seccomp sandbox\" err=%q\n", err)
+	}
 	return Serve(ctx, os.Stdin, out, opts)
 }
 

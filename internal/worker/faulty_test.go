@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -38,6 +41,28 @@ func (e faultyEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwi
 		os.Exit(2)
 	case "__exit": // a crash without a word
 		os.Exit(3)
+	case "__escape": // what code that escaped the guest might try
+		errText := func(err error) string {
+			if err == nil {
+				return "allowed"
+			}
+			return err.Error()
+		}
+		var out strings.Builder
+		fmt.Fprintf(&out, "exec: %s\n", errText(syscall.Exec("/bin/true", []string{"true"}, nil)))
+		_, err := syscall.ForkExec("/bin/true", []string{"true"}, nil)
+		fmt.Fprintf(&out, "fork: %s\n", errText(err))
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			syscall.Close(fd)
+		}
+		fmt.Fprintf(&out, "socket: %s\n", errText(err))
+		fmt.Fprintf(&out, "kill parent: %s\n", errText(syscall.Kill(os.Getppid(), 0)))
+		fmt.Fprintf(&out, "kill group: %s\n", errText(syscall.Kill(0, 0)))
+		fmt.Fprintf(&out, "ptrace parent: %s\n", errText(syscall.PtraceAttach(os.Getppid())))
+		fmt.Fprintf(&out, "kill self: %s\n", errText(syscall.Kill(os.Getpid(), 0)))
+		runtime.GC() // the runtime still stops its threads
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte(out.String())}, nil
 	case "__rss": // a run that leaves the worker holding a lot of memory
 		ballast = make([]byte, 256<<20)
 		for i := 0; i < len(ballast); i += 4096 {
@@ -99,5 +124,40 @@ func TestWorkerFaults(t *testing.T) {
 				t.Fatalf("hello afterwards: %v, %+v", err, res)
 			}
 		})
+	}
+}
+
+// TestWorkerSandbox: inside a worker, code that escaped the guest can start
+// no program, open no socket, and neither signal nor trace the server, while
+// the Go runtime keeps working.
+func TestWorkerSandbox(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, faultyOptions(t, 1, 0))
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: "__escape", Limits: limits()})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := map[string]string{
+		"exec":          "operation not permitted",
+		"fork":          "operation not permitted",
+		"socket":        "operation not permitted",
+		"kill parent":   "operation not permitted",
+		"kill group":    "operation not permitted",
+		"ptrace parent": "operation not permitted",
+		"kill self":     "allowed",
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		got[k] = v
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+	if err != nil || string(res.Stdout) != "Hello, World!\n" {
+		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
 	}
 }
