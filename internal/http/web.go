@@ -117,18 +117,19 @@ type pageData struct {
 // which it lets through, but any form-like route added here later is
 // protected from the start.
 func (s *Server) registerWebRoutes() {
-	assets, err := loadWebAssets()
+	assets, page, err := buildWeb(pageData{Auth: s.opts.Auth})
 	if err != nil {
-		// The embedded files are part of the binary; a broken build answers
-		// 500 with the reason in the log rather than crashing at start.
-		s.log.Error("web UI disabled: embedded files are broken", "err", err)
+		// The embedded files are part of the binary, so this is a broken
+		// build: the API keeps working and the pages answer 500, with the
+		// reason in the log, rather than the server refusing to start.
+		s.log.Error("web UI disabled: its embedded files are broken", "err", err)
 	}
 	cop := http.NewCrossOriginProtection()
 	web := func(pattern string, fn handlerFunc) {
 		s.routes = append(s.routes, Route{Method: "GET", Pattern: pattern})
 		h := s.route("GET "+pattern, func(w http.ResponseWriter, r *http.Request) error {
-			if assets == nil {
-				return wasmwiz.Errorf(wasmwiz.EINTERNAL, "web UI files are broken: %v", err)
+			if err != nil {
+				return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "web UI files are broken: %v", err)
 			}
 			w.Header().Set("Content-Security-Policy", pageCSP)
 			return fn(w, r)
@@ -136,26 +137,36 @@ func (s *Server) registerWebRoutes() {
 		s.mux.Handle("GET "+pattern, cop.Handler(h))
 	}
 	web("/{$}", func(w http.ResponseWriter, r *http.Request) error {
-		return s.servePage(w, r, assets)
+		return servePage(w, r, page)
 	})
 	web("/static/{file}", func(w http.ResponseWriter, r *http.Request) error {
 		return serveStatic(w, r, assets)
 	})
 }
 
-// servePage renders the single page. It is never cached without asking:
-// it names the current asset versions.
-func (s *Server) servePage(w http.ResponseWriter, r *http.Request, a *webAssets) error {
-	var buf bytes.Buffer
-	if err := a.page.Execute(&buf, pageData{Auth: s.opts.Auth}); err != nil {
-		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "rendering the page: %v", err)
+// buildWeb loads the embedded files and renders the page, which depends
+// only on the server's options, once.
+func buildWeb(data pageData) (*webAssets, []byte, error) {
+	assets, err := loadWebAssets()
+	if err != nil {
+		return nil, nil, err
 	}
+	var buf bytes.Buffer
+	if err := assets.page.Execute(&buf, data); err != nil {
+		return nil, nil, fmt.Errorf("rendering the page: %w", err)
+	}
+	return assets, buf.Bytes(), nil
+}
+
+// servePage answers the rendered page. It is never cached without asking:
+// it names the current asset versions.
+func servePage(w http.ResponseWriter, r *http.Request, page []byte) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(page)))
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(page)
 	}
 	return nil
 }

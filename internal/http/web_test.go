@@ -1,7 +1,9 @@
 package http_test
 
 import (
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -134,6 +136,7 @@ func TestWebStatic(t *testing.T) {
 		{name: "icon", method: "GET", path: "/static/favicon.svg", status: 200, contentType: "image/svg+xml", cache: "no-cache"},
 		{name: "stale version is revalidated", method: "GET", path: "/static/app.js?v=000000000000", status: 200, contentType: "text/javascript; charset=utf-8", cache: "no-cache"},
 		{name: "head", method: "HEAD", path: "/static/app.css", status: 200, contentType: "text/css; charset=utf-8", cache: "no-cache"},
+		{name: "page head", method: "HEAD", path: "/", status: 200, contentType: "text/html; charset=utf-8", cache: "no-cache"},
 		{name: "unknown file", method: "GET", path: "/static/nope.js", status: 404, code: "ENOTFOUND"},
 		{name: "encoded traversal", method: "GET", path: "/static/..%2fweb.go", status: 404, code: "ENOTFOUND"},
 		{name: "the page template is not static", method: "GET", path: "/static/index.html", status: 404, code: "ENOTFOUND"},
@@ -249,5 +252,34 @@ func TestWebScriptMatchesPage(t *testing.T) {
 		if !ids[m[1]] {
 			t.Errorf("label for=%q names no element", m[1])
 		}
+	}
+}
+
+// BenchmarkWebPage: the page and a versioned asset through every
+// middleware (docs/PERFORMANCE.md, "Web UI").
+func BenchmarkWebPage(b *testing.B) {
+	srv, err := wwhttp.NewServer(wwhttp.Options{Auth: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	js := regexp.MustCompile(`/static/app\.js\?v=[0-9a-f]+`).FindString(rec.Body.String())
+	if js == "" {
+		b.Fatal("no versioned app.js in the page")
+	}
+	for _, c := range []struct{ name, path string }{{"page", "/"}, {"app.js", js}} {
+		path := c.path
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
 	}
 }
