@@ -409,6 +409,7 @@ func TestBrowserWebUI(t *testing.T) {
 	if !wasmwiz.LooksLikeAPIKey(secret) {
 		t.Fatalf("shown secret %q is not a key", secret)
 	}
+	screenshot(t, ctx, "key-secret")
 	var me struct {
 		User wasmwiz.User `json:"user"`
 	}

@@ -371,6 +371,11 @@
     const errBox = $("modules-error");
     try {
       const data = await api("GET", "/api/v1/modules?limit=" + PAGE + "&offset=" + modulesOffset);
+      if (data.modules.length === 0 && modulesOffset > 0) {
+        // The last page emptied (a delete): show the one before it.
+        modulesOffset = Math.max(0, modulesOffset - PAGE);
+        return loadModules();
+      }
       clearError(errBox);
       const body = $("modules-table").tBodies[0];
       body.replaceChildren();
@@ -484,6 +489,10 @@
     if (status) q += "&status=" + encodeURIComponent(status);
     try {
       const data = await api("GET", q);
+      if (data.runs.length === 0 && historyOffset > 0) {
+        historyOffset = Math.max(0, historyOffset - PAGE);
+        return loadHistory();
+      }
       clearError(errBox);
       const body = $("history-table").tBodies[0];
       body.replaceChildren();
@@ -496,6 +505,7 @@
           el("td", { class: "num" }, String(r.exit_code)),
           el("td", { class: "num" }, fmtMS(r.duration_ms)),
           el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
+          el("td", { class: "num" }, fmtBytes(r.stdin_bytes) + " / " + fmtBytes(r.output_bytes)),
           el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
           el("td", null, r.error_code || "")));
       }
@@ -556,6 +566,10 @@
     if ($("keys-revoked").checked) q += "&include_revoked=true";
     try {
       const data = await api("GET", q);
+      if (data.keys.length === 0 && keysOffset > 0) {
+        keysOffset = Math.max(0, keysOffset - PAGE);
+        return loadKeys();
+      }
       clearError(errBox);
       const body = $("keys-table").tBodies[0];
       body.replaceChildren();
@@ -652,6 +666,10 @@
     $("key-secret-box").hidden = true;
     $("key-copy").textContent = "Copy";
   });
+
+  // An expiry date must lie in the future: tomorrow at the earliest.
+  const tomorrow = new Date(Date.now() + 86400000);
+  $("key-expires").min = tomorrow.toISOString().slice(0, 10);
 
   loadMe();
 })();
