@@ -190,6 +190,15 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		return nil, err
 	}
 
+	// A replica whose workers cannot start (a binary replaced under it, a
+	// full process table) cannot run anything: not ready.
+	readiness = append(readiness, wwhttp.ReadinessCheck{Name: "workers", Ping: func(context.Context) error {
+		if st := s.pool.Stats(); st.Workers == 0 {
+			return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "no worker process is running (%d failed starts)", st.StartFails)
+		}
+		return nil
+	}})
+
 	reg := prometheus.NewRegistry()
 	if err = reg.Register(poolCollector{s.pool}); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "registering the worker metrics: %v", err)

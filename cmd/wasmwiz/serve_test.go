@@ -78,7 +78,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		t.Fatalf("Health: %v", err)
 	}
 	rd, err := s.client("").Ready(ctx)
-	if err != nil || !rd.Ready || rd.Checks["database"] != "ok" {
+	if err != nil || !rd.Ready || rd.Checks["database"] != "ok" || rd.Checks["workers"] != "ok" {
 		t.Fatalf("Ready: %+v, %v", rd, err)
 	}
 	if _, redis := rd.Checks["redis"]; redis != (s.srv.cfg.RedisURL != "") {
