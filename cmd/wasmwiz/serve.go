@@ -215,6 +215,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		QueueSize:         cfg.QueueSize,
 		QueueTimeout:      cfg.QueueTimeout,
 		Logger:            s.log,
+		EngineStats:       s.engineStats,
 		LimiterStats:      s.limiterStats,
 		UsageStats:        s.usageStats,
 		SeparateMetrics:   cfg.MetricsAddr != "",
@@ -462,6 +463,12 @@ func storeKind(cfg *Config) string {
 		return "postgres"
 	}
 	return "sqlite"
+}
+
+// engineStats sums the workers' compiled-code caches, as they last reported.
+func (s *Server) engineStats() wwhttp.EngineStats {
+	st := s.pool.CacheStats()
+	return wwhttp.EngineStats{CompileSeconds: st.CompileSeconds, Compiles: int64(st.Misses), CacheEntries: int64(st.Entries), CacheBytes: st.Bytes}
 }
 
 func (s *Server) limiterStats() wwhttp.LimiterStats {

@@ -304,6 +304,13 @@ func testRoutes(t *testing.T, s *e2eServer) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The workers' compile caches: the modules above were compiled, and are held.
+	for _, name := range []string{"wasmwiz_compiles_total", "wasmwiz_compile_cache_entries"} {
+		m := regexp.MustCompile(`(?m)^` + name + ` ([0-9.e+]+)$`).FindStringSubmatch(metrics)
+		if m == nil || m[1] == "0" {
+			t.Errorf("%s: %v, want a positive figure", name, m)
+		}
+	}
 	// The web page and one of its static files.
 	code, page := rawRequest(t, http.MethodGet, s.url+"/", "", "", nil)
 	asset := regexp.MustCompile(`/static/[A-Za-z0-9._-]+`).FindString(page)
