@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -633,5 +634,77 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 		if processExists(pid) {
 			t.Errorf("worker %d exists after Close", pid)
 		}
+	}
+}
+
+// TestPoolStartFailures: a worker that never says hello is killed at
+// StartTimeout and New fails without leaving a process; a pool whose
+// replacements cannot start keeps retrying and recovers once they can.
+func TestPoolStartFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("no hello", func(t *testing.T) {
+		t.Parallel()
+		before := len(children(t))
+		_, err := New(context.Background(), Options{Size: 1, Command: []string{"/bin/sleep", "600"}, StartTimeout: 200 * time.Millisecond})
+		if got := wasmwiz.ErrorCode(err); got != wasmwiz.EINTERNAL {
+			t.Fatalf("New = %v, want EINTERNAL", err)
+		}
+		// Parallel tests start their own workers; ours must not be among
+		// the children left: none is a sleep.
+		for _, pid := range children(t) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(b), "/bin/sleep") {
+				t.Errorf("the worker that never answered (%d) is still there; children before: %d", pid, before)
+			}
+		}
+	})
+	t.Run("replacements fail, then recover", func(t *testing.T) {
+		t.Parallel()
+		gate := filepath.Join(t.TempDir(), "may-start")
+		if err := os.WriteFile(gate, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions(t, 1, 0)
+		opts.Command = []string{"/bin/sh", "-c", `test -e "$1" && exec "$2" -test.run='^$'`, "sh", gate, os.Args[0]}
+		pl := newTestPool(t, opts)
+		if err := os.Remove(gate); err != nil {
+			t.Fatal(err)
+		}
+		l := limits()
+		l.Timeout = 50 * time.Millisecond
+		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
+			t.Fatalf("loop: %v, %+v", err, res)
+		}
+		waitFor(t, "failed restarts", func() bool { return pl.Stats().StartFails >= 2 })
+		// With no worker to be had, a run waits until its caller leaves.
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+		cancel()
+		if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !strings.Contains(wasmwiz.ErrorMessage(err), "waiting for a worker") {
+			t.Errorf("run with no worker: %v, want EUNAVAILABLE while waiting for a worker", err)
+		}
+		if err := os.WriteFile(gate, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("hello once workers can start again: %v, %+v", err, res)
+		}
+	})
+}
+
+// TestPoolInspectTimeout: an inspection past InspectTimeout ends with
+// EUNAVAILABLE and its worker killed.
+func TestPoolInspectTimeout(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 1, 0)
+	opts.InspectTimeout = time.Nanosecond
+	pl := newTestPool(t, opts)
+	pid := pl.PIDs()[0]
+	_, err := pl.Inspect(context.Background(), module(t, "hello.wasm"), limits())
+	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("Inspect = %v, want EUNAVAILABLE", err)
+	}
+	if processExists(pid) {
+		t.Errorf("worker %d of the timed-out inspection still exists", pid)
 	}
 }
