@@ -185,6 +185,11 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 		js(sel), js(want)))
 }
 
+// idle waits until the list or panel with this id is not loading.
+func idle(id string) chromedp.Action[chromedp.Void] {
+	return poll(fmt.Sprintf(`!document.getElementById(%s).hasAttribute("aria-busy")`, js(id)))
+}
+
 // waitJS waits until expr is truthy.
 func waitJS(expr string) chromedp.Action[chromedp.Void] { return poll(expr) }
 
@@ -343,6 +348,7 @@ func TestBrowserWebUI(t *testing.T) {
 	step("wait for the list", waitText(row, "greeter"))
 	screenshot(t, ctx, "modules")
 	step("the module is listed; run it from its row",
+		idle("modules-table"),
 		waitText(row, "greeter"),
 		waitJS(`document.getElementById("modules-error").hidden`),
 		chromedp.Click(chromedp.CSS(row+" button")),
@@ -452,6 +458,7 @@ func TestBrowserWebUI(t *testing.T) {
 	}
 
 	step("revoke the new key",
+		idle("keys-table"),
 		chromedp.Click(chromedp.CSS(`button[aria-label="Revoke key laptop"]`)),
 		waitJS(`!document.querySelector('button[aria-label="Revoke key laptop"]')`),
 	)
@@ -464,6 +471,8 @@ func TestBrowserWebUI(t *testing.T) {
 
 	step("delete the stored module",
 		chromedp.Click(chromedp.ID("tab-modules")),
+		// Opening the tab reloads the list: act on the new rows only.
+		idle("modules-table"),
 		waitText(row, "greeter"),
 		chromedp.Click(chromedp.CSS(`button[aria-label="Delete greeter"]`)),
 		waitJS(fmt.Sprintf(`!document.querySelector(%s) && !document.getElementById("modules-empty").hidden`, js(row))),

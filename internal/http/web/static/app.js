@@ -94,6 +94,23 @@
 
   function clearError(box) { box.hidden = true; box.replaceChildren(); }
 
+  // loading marks region busy (aria-busy) while fn loads it, for assistive
+  // technology and for tests that must not act on a list being replaced.
+  // fn gets a function that says whether its load is still the latest one,
+  // so that a slow answer never overwrites a newer one.
+  async function loading(region, fn) {
+    const seq = (region.loadSeq || 0) + 1;
+    region.loadSeq = seq;
+    region.loadsInFlight = (region.loadsInFlight || 0) + 1;
+    region.setAttribute("aria-busy", "true");
+    try {
+      return await fn(() => region.loadSeq === seq);
+    } finally {
+      region.loadsInFlight--;
+      if (region.loadsInFlight === 0) region.removeAttribute("aria-busy");
+    }
+  }
+
   function fmtBytes(n) {
     if (n === null || n === undefined) return "";
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -367,14 +384,17 @@
 
   let modulesOffset = 0;
 
-  async function loadModules() {
+  function loadModules() { return loading($("modules-table"), loadModulesNow); }
+
+  async function loadModulesNow(current) {
     const errBox = $("modules-error");
     try {
       const data = await api("GET", "/api/v1/modules?limit=" + PAGE + "&offset=" + modulesOffset);
+      if (!current()) return;
       if (data.modules.length === 0 && modulesOffset > 0) {
         // The last page emptied (a delete): show the one before it.
         modulesOffset = Math.max(0, modulesOffset - PAGE);
-        return loadModules();
+        return loadModulesNow(current);
       }
       clearError(errBox);
       const body = $("modules-table").tBodies[0];
@@ -395,7 +415,7 @@
       $("modules-empty").hidden = data.total !== 0;
       renderPager($("modules-pager"), modulesOffset, data.total, (o) => { modulesOffset = o; loadModules(); });
     } catch (err) {
-      showError(errBox, err);
+      if (current()) showError(errBox, err);
     }
   }
   loaders["tab-modules"] = loadModules;
@@ -482,16 +502,19 @@
 
   let historyOffset = 0;
 
-  async function loadHistory() {
+  function loadHistory() { return loading($("history-table"), loadHistoryNow); }
+
+  async function loadHistoryNow(current) {
     const errBox = $("history-error");
     const status = $("history-status").value;
     let q = "/api/v1/runs?limit=" + PAGE + "&offset=" + historyOffset;
     if (status) q += "&status=" + encodeURIComponent(status);
     try {
       const data = await api("GET", q);
+      if (!current()) return;
       if (data.runs.length === 0 && historyOffset > 0) {
         historyOffset = Math.max(0, historyOffset - PAGE);
-        return loadHistory();
+        return loadHistoryNow(current);
       }
       clearError(errBox);
       const body = $("history-table").tBodies[0];
@@ -512,7 +535,7 @@
       $("history-empty").hidden = data.total !== 0;
       renderPager($("history-pager"), historyOffset, data.total, (o) => { historyOffset = o; loadHistory(); });
     } catch (err) {
-      showError(errBox, err);
+      if (current()) showError(errBox, err);
     }
   }
   loaders["tab-history"] = loadHistory;
@@ -521,10 +544,13 @@
 
   // ---- Usage ----------------------------------------------------------------
 
-  async function loadUsage() {
+  function loadUsage() { return loading($("usage-body"), loadUsageNow); }
+
+  async function loadUsageNow(current) {
     const errBox = $("usage-error");
     try {
       const u = await api("GET", "/api/v1/usage");
+      if (!current()) return;
       clearError(errBox);
       $("usage-tier").textContent = u.tier;
       meter("usage-day", u.runs_today, u.runs_per_day);
@@ -542,6 +568,7 @@
       }
       $("usage-body").hidden = false;
     } catch (err) {
+      if (!current()) return;
       $("usage-body").hidden = true;
       showError(errBox, err);
     }
@@ -560,15 +587,18 @@
 
   let keysOffset = 0;
 
-  async function loadKeys() {
+  function loadKeys() { return loading($("keys-table"), loadKeysNow); }
+
+  async function loadKeysNow(current) {
     const errBox = $("keys-error");
     let q = "/api/v1/keys?limit=" + PAGE + "&offset=" + keysOffset;
     if ($("keys-revoked").checked) q += "&include_revoked=true";
     try {
       const data = await api("GET", q);
+      if (!current()) return;
       if (data.keys.length === 0 && keysOffset > 0) {
         keysOffset = Math.max(0, keysOffset - PAGE);
-        return loadKeys();
+        return loadKeysNow(current);
       }
       clearError(errBox);
       const body = $("keys-table").tBodies[0];
@@ -594,7 +624,7 @@
       $("keys-empty").hidden = data.total !== 0;
       renderPager($("keys-pager"), keysOffset, data.total, (o) => { keysOffset = o; loadKeys(); });
     } catch (err) {
-      showError(errBox, err);
+      if (current()) showError(errBox, err);
     }
   }
   loaders["tab-keys"] = loadKeys;
