@@ -33,6 +33,9 @@ const BootstrapEmail = "admin@localhost"
 const (
 	defaultRetentionInterval = 5 * time.Minute
 	retentionBatch           = 1000
+	// handlerDrain bounds the wait, after the grace period, for cut-off
+	// requests to return once their runs are stopped.
+	handlerDrain = 10 * time.Second
 )
 
 // ServeOptions are what the program itself decides about serve rather than
@@ -77,6 +80,8 @@ type Server struct {
 
 	ln, metricsLn   net.Listener
 	srv, metricsSrv *http.Server
+
+	handlers atomic.Int64 // requests being handled, for the end of a shutdown
 
 	closeOnce sync.Once
 	closeErr  error
@@ -228,8 +233,13 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	if s.ln, err = lc.Listen(ctx, "tcp", cfg.Addr); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "WASMWIZ_ADDR: cannot listen on %s: %v", cfg.Addr, err)
 	}
+	api := s.api.Handler()
 	s.srv = &http.Server{
-		Handler:           s.api.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.handlers.Add(1)
+			defer s.handlers.Add(-1)
+			api.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -355,8 +365,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		defer cancel()
 		var errs []error
 		if err := s.srv.Shutdown(graceCtx); err != nil {
-			s.log.Warn("requests still running at the end of the grace period; closing them", "err", err)
+			s.log.Warn("requests still running at the end of the grace period; closing them", "err", err, "requests", s.handlers.Load())
 			_ = s.srv.Close()
+			// Closing their connections cancels their contexts, which stops
+			// their runs (the pool kills the workers); wait a little for the
+			// handlers to hand their usage records over before the flush.
+			deadline := time.Now().Add(handlerDrain)
+			for s.handlers.Load() > 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
 		}
 		if s.metricsSrv != nil {
 			_ = s.metricsSrv.Shutdown(graceCtx)

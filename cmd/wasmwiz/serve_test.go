@@ -1062,3 +1062,47 @@ func TestServeStartFailures(t *testing.T) {
 		ln.Close()
 	})
 }
+
+// TestServeShutdownGraceExpires: a run longer than WASMWIZ_SHUTDOWN_GRACE
+// does not hold the shutdown: serve ends soon after the grace period, the
+// run's worker is stopped, and its usage record is still written.
+func TestServeShutdownGraceExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	env := serveEnv(t, db)
+	env["WASMWIZ_SHUTDOWN_GRACE"] = "300ms"
+	s := startServe(t, env, ServeOptions{})
+	user, me, key := s.newUser(wasmwiz.TierBasic)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"60000"}})
+		answered <- err
+	}()
+	waitFor(t, "the long run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(50 * time.Second):
+		t.Fatal("serve waited for a 60s run past its 300ms grace period")
+	}
+	if err := <-answered; err == nil {
+		t.Fatal("the cut-off run answered a result")
+	}
+	// Its record is in the database, with the error it ended with.
+	again := startServe(t, serveEnv(t, db), ServeOptions{})
+	runs, _, err := again.client(key).ListRuns(ctx, client.RunQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].UserID != me.ID {
+		t.Fatalf("the cut-off run's usage record: %+v", runs)
+	}
+	if found := runs[0]; found.Status == wasmwiz.StatusOK || (found.Status == "" && found.ErrorCode == "") {
+		t.Fatalf("the cut-off run's record: %+v", found)
+	}
+}
