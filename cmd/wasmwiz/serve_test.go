@@ -311,6 +311,19 @@ func testRoutes(t *testing.T, s *e2eServer) {
 			t.Errorf("%s: %v, want a positive figure", name, m)
 		}
 	}
+	// Request ids in and out, and the security headers, on the real server.
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/usage", nil)
+	req.Header.Set("X-Request-Id", "e2e-req.42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Request-Id") != "e2e-req.42" ||
+		resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("request id and headers: %d %v", resp.StatusCode, resp.Header)
+	}
+
 	// The web page and one of its static files.
 	code, page := rawRequest(t, http.MethodGet, s.url+"/", "", "", nil)
 	asset := regexp.MustCompile(`/static/[A-Za-z0-9._-]+`).FindString(page)
