@@ -385,6 +385,11 @@ func TestBrowserWebUI(t *testing.T) {
 		waitText("#history-pager", "3 items"),
 	)
 	screenshot(t, ctx, "history")
+	step("the open panel survives a reload",
+		chromedp.Reload(),
+		waitJS(`location.hash === "#history" && !document.getElementById("panel-history").hidden && document.getElementById("panel-run").hidden`),
+		waitText(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(helloRun)), "ok"),
+	)
 	if !strings.Contains(storedRow, moduleID) {
 		t.Errorf("history row of the stored module's run %q lacks the module id %s", storedRow, moduleID)
 	}

@@ -229,6 +229,8 @@
       $(t.getAttribute("aria-controls")).hidden = !on;
     }
     if (focus) tab.focus();
+    // The open panel is in the URL, so a reload or a bookmark comes back to it.
+    history.replaceState(null, "", "#" + tab.id.slice("tab-".length));
     const load = loaders[tab.id];
     if (load) load();
   }
@@ -701,5 +703,13 @@
   const tomorrow = new Date(Date.now() + 86400000);
   $("key-expires").min = tomorrow.toISOString().slice(0, 10);
 
-  loadMe();
+  // A reload may restore the form's radio buttons: show the matching field.
+  $("file-field").hidden = sourceIsStored();
+  $("stored-field").hidden = !sourceIsStored();
+
+  loadMe().then(() => {
+    if (sourceIsStored() && apiKey) loadModuleOptions();
+    const initial = tabs.find((t) => "#" + t.id.slice("tab-".length) === location.hash);
+    if (initial) activate(initial, false);
+  });
 })();
