@@ -407,6 +407,22 @@ func TestBrowserWebUI(t *testing.T) {
 	)
 	screenshot(t, ctx, "usage")
 
+	var runsToday string
+	step("the admin panel: today's figures and the users",
+		chromedp.Click(chromedp.ID("tab-admin")),
+		idle("admin-stats"),
+		waitText("#admin-users", "admin@example.com"),
+		into(&runsToday, chromedp.TextContent(chromedp.CSS(`#admin-stats dd[data-stat="Runs today"]`))),
+		waitText("#admin-modules", moduleID),
+		waitJS(`document.querySelectorAll("#admin-days tbody tr").length >= 1`),
+		chromedp.SendKeys(chromedp.ID("admin-email"), "nobody@example.com\n"),
+		waitJS(`!document.getElementById("admin-users-empty").hidden`),
+	)
+	if runsToday != "3" {
+		t.Errorf("admin stats: runs today %q, want 3", runsToday)
+	}
+	screenshot(t, ctx, "admin")
+
 	var secret string
 	step("create a key: shown once",
 		chromedp.Click(chromedp.ID("tab-keys")),
@@ -598,6 +614,7 @@ func TestBrowserAnonymous(t *testing.T) {
 		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
 		chromedp.Click(chromedp.ID("tab-history")),
 		waitText("#history-error", "EUNAUTHORIZED"),
+		waitJS(`document.getElementById("tab-admin").hidden`),
 	)
 	if err != nil {
 		t.Fatalf("%v (browser problems: %v)", err, problems())

@@ -184,6 +184,16 @@
   let me = null;
 
   async function loadMe() {
+    try { await loadMeNow(); } finally { showAdminTab(me && me.user.role === "admin"); }
+  }
+
+  function showAdminTab(on) {
+    const tab = $("tab-admin");
+    tab.hidden = !on;
+    if (!on && tab.getAttribute("aria-selected") === "true") activate($("tab-run"), false);
+  }
+
+  async function loadMeNow() {
     const who = $("whoami");
     me = null;
     if (!apiKey) {
@@ -240,15 +250,17 @@
     if (t && loaders[t.id]) loaders[t.id]();
   }
 
-  tabs.forEach((t, i) => {
+  tabs.forEach((t) => {
     t.addEventListener("click", () => activate(t, false));
     t.addEventListener("keydown", (ev) => {
+      const shown = tabs.filter((x) => !x.hidden);
+      const i = shown.indexOf(t);
       let j = null;
-      if (ev.key === "ArrowRight") j = (i + 1) % tabs.length;
-      else if (ev.key === "ArrowLeft") j = (i - 1 + tabs.length) % tabs.length;
+      if (ev.key === "ArrowRight") j = (i + 1) % shown.length;
+      else if (ev.key === "ArrowLeft") j = (i - 1 + shown.length) % shown.length;
       else if (ev.key === "Home") j = 0;
-      else if (ev.key === "End") j = tabs.length - 1;
-      if (j !== null) { ev.preventDefault(); activate(tabs[j], true); }
+      else if (ev.key === "End") j = shown.length - 1;
+      if (j !== null) { ev.preventDefault(); activate(shown[j], true); }
     });
   });
 
@@ -697,6 +709,81 @@
     $("key-secret").textContent = "";
     $("key-secret-box").hidden = true;
     $("key-copy").textContent = "Copy";
+  });
+
+  // ---- Admin (admins only; the API refuses others with EFORBIDDEN) ----------
+
+  let usersOffset = 0;
+
+  function loadAdmin() { return loading($("admin-stats"), loadAdminNow); }
+
+  async function loadAdminNow(current) {
+    const errBox = $("admin-error");
+    try {
+      const st = await api("GET", "/api/v1/admin/stats");
+      if (!current()) return;
+      clearError(errBox);
+      const dl = $("admin-stats");
+      dl.replaceChildren();
+      const facts = [
+        ["Users", st.users], ["Active keys", st.active_keys], ["Runs today", st.runs_today],
+        ["Active users today", st.active_users_today], ["Success rate", (st.success_rate * 100).toFixed(1) + " %"],
+        ["Mean duration", fmtMS(st.mean_duration_ms)], ["p95 duration", fmtMS(st.p95_duration_ms)],
+      ];
+      for (const [k, v] of facts) dl.append(el("div", null, el("dt", null, k), el("dd", { dataset: { stat: k } }, String(v))));
+      // Newest first, and only the days that had runs.
+      const days = (st.runs_per_day || []).filter((d) => d.runs > 0).reverse();
+      $("admin-days-empty").hidden = days.length > 0;
+      const most = Math.max(1, ...days.map((d) => d.runs));
+      const dbody = $("admin-days").tBodies[0];
+      dbody.replaceChildren();
+      for (const d of days) {
+        const bar = el("div", { class: "bar" });
+        bar.style.width = (100 * d.runs / most) + "%";
+        dbody.append(el("tr", null, el("td", null, d.day), el("td", { class: "num" }, String(d.runs)), el("td", { class: "barcell" }, bar)));
+      }
+      const mbody = $("admin-modules").tBodies[0];
+      mbody.replaceChildren();
+      $("admin-modules-empty").hidden = (st.top_modules || []).length > 0;
+      for (const m of st.top_modules || []) {
+        mbody.append(el("tr", null,
+          el("td", { class: "mono", title: m.module_sha256 }, m.module_id || m.module_sha256.slice(0, 16)),
+          el("td", { class: "num" }, String(m.runs))));
+      }
+    } catch (err) {
+      if (current()) showError(errBox, err);
+    }
+    await loadUsers();
+  }
+  loaders["tab-admin"] = loadAdmin;
+  $("admin-refresh").addEventListener("click", loadAdmin);
+
+  function loadUsers() { return loading($("admin-users"), loadUsersNow); }
+
+  async function loadUsersNow(current) {
+    let q = "/api/v1/admin/users?limit=" + PAGE + "&offset=" + usersOffset;
+    const email = $("admin-email").value.trim();
+    if (email) q += "&email=" + encodeURIComponent(email);
+    try {
+      const data = await api("GET", q);
+      if (!current()) return;
+      const body = $("admin-users").tBodies[0];
+      body.replaceChildren();
+      for (const u of data.users) {
+        body.append(el("tr", { dataset: { id: String(u.id) } },
+          el("td", null, u.email), el("td", { class: "num" }, String(u.id)), el("td", null, u.role),
+          el("td", null, u.tier), el("td", null, fmtTime(u.created_at)), el("td", null, u.disabled ? "disabled" : "active")));
+      }
+      $("admin-users-empty").hidden = data.total !== 0;
+      renderPager($("admin-users-pager"), usersOffset, data.total, (o) => { usersOffset = o; loadUsers(); });
+    } catch (err) {
+      if (current()) showError($("admin-error"), err);
+    }
+  }
+  $("admin-find").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    usersOffset = 0;
+    loadUsers();
   });
 
   // An expiry date must lie in the future: tomorrow at the earliest.
