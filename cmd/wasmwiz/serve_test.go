@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -469,6 +470,15 @@ func TestServeAuthMatrix(t *testing.T) {
 		strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","tier":"enterprise"}`))
 	if st != http.StatusBadRequest || !strings.Contains(body, "EINVALID") {
 		t.Fatalf("execute with a tier field: %d %s", st, body)
+	}
+	// Nor mint a key for another user: the field does not exist for callers.
+	st, body = rawRequest(t, http.MethodPost, s.url+"/api/v1/keys", bobKey, "application/json",
+		strings.NewReader(`{"name":"mine now","user_id":`+strconv.FormatInt(aliceUser.ID, 10)+`}`))
+	if st != http.StatusBadRequest || !strings.Contains(body, "EINVALID") {
+		t.Fatalf("creating a key with another user's id: %d %s", st, body)
+	}
+	if keys, _, err := alice.ListKeys(ctx, true, client.Page{}); err != nil || len(keys) != 1 {
+		t.Fatalf("alice's keys after bob's attempt: %d, %v", len(keys), err)
 	}
 	// X-API-Key works as well as Bearer.
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/me", nil)
