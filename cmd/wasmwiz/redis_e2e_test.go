@@ -44,7 +44,16 @@ func TestServeSharedRedisLimit(t *testing.T) {
 		_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 		wantCode(t, "sixth run on replica "+name, err, wasmwiz.ERATELIMIT)
 	}
-	for _, s := range []*e2eServer{a, b} {
+	// A tier change made through replica a applies to the next request on
+	// replica b: one more run, then the new limit.
+	a.putTier(testTier("five", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 6 }))
+	ex, err := ub.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
+	if err != nil || ex.RateLimit.Limit != 6 || ex.RateLimit.Remaining != 0 {
+		t.Fatalf("on b after the tier change on a: %+v, %v", ex, err)
+	}
+	_, err = ua.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+	wantCode(t, "seventh run", err, wasmwiz.ERATELIMIT)
+		for _, s := range []*e2eServer{a, b} {
 		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
 			t.Fatalf("limiter fell back with Redis up: %+v", st)
 		}
