@@ -53,7 +53,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 	}
 	_, err = ua.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 	wantCode(t, "seventh run", err, wasmwiz.ERATELIMIT)
-		for _, s := range []*e2eServer{a, b} {
+	for _, s := range []*e2eServer{a, b} {
 		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
 			t.Fatalf("limiter fell back with Redis up: %+v", st)
 		}
