@@ -65,7 +65,6 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 type benchFigures struct {
 	name     string
 	requests int
-	errors   int64
 	elapsed  time.Duration
 	lat      []time.Duration
 }
