@@ -332,10 +332,12 @@ func TestBrowserWebUI(t *testing.T) {
 		waitText("#modules-error", "EINVALID"),
 	)
 
+	// The name tries to inject markup; the page must show it as text.
+	const hostileName = `greeter <img src=x onerror="window.pwned=1">`
 	var moduleID string
 	step("upload hello.wasm to the registry",
 		chromedp.SetUploadFiles(chromedp.ID("upload-wasm"), []string{hello}),
-		chromedp.SendKeys(chromedp.ID("upload-name"), "greeter"),
+		chromedp.SendKeys(chromedp.ID("upload-name"), hostileName),
 		chromedp.SendKeys(chromedp.ID("upload-description"), "says hello"),
 		chromedp.Click(chromedp.ID("upload-submit")),
 		waitText("#upload-result", "_start"),
@@ -345,7 +347,15 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Fatalf("module id %q", moduleID)
 	}
 	row := fmt.Sprintf(`#modules-table tr[data-id=%s]`, js(moduleID))
-	step("wait for the list", waitText(row, "greeter"))
+	var pwned bool
+	step("a hostile module name is shown as text, never run as HTML",
+		waitText(row, hostileName),
+		waitText("#upload-result", hostileName),
+		into(&pwned, chromedp.Evaluate[bool](`window.pwned === 1 || document.querySelector("#panel-modules img") !== null`)),
+	)
+	if pwned {
+		t.Error("the module name was interpreted as HTML")
+	}
 	screenshot(t, ctx, "modules")
 	step("the module is listed; run it from its row",
 		idle("modules-table"),
@@ -495,7 +505,7 @@ func TestBrowserWebUI(t *testing.T) {
 		// Opening the tab reloads the list: act on the new rows only.
 		idle("modules-table"),
 		waitText(row, "greeter"),
-		chromedp.Click(chromedp.CSS(`button[aria-label="Delete greeter"]`)),
+		chromedp.Click(chromedp.CSS(row+" button.danger")),
 		waitJS(fmt.Sprintf(`!document.querySelector(%s) && !document.getElementById("modules-empty").hidden`, js(row))),
 	)
 	if q := lastAsked(); !strings.Contains(q, moduleID) {
@@ -581,6 +591,13 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Error("the page scrolls sideways at 360 px")
 	}
 	screenshot(t, ctx, "narrow")
+
+	step("a revoked key is refused, with the API's code",
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("api-key").value = "")`),
+		chromedp.SendKeys(chromedp.ID("api-key"), secret),
+		chromedp.Click(chromedp.ID("key-save")),
+		waitText("#whoami", "Key not accepted: EUNAUTHORIZED"),
+	)
 
 	var stored string
 	step("forget the key",
