@@ -202,3 +202,51 @@ func (p *tcpProxy) stop() {
 		delete(p.conns, c)
 	}
 }
+
+// TestServeDatabaseOutage: PostgreSQL goes away (a proxy in front of it
+// stops): /readyz says which dependency is down, requests answer 503
+// EUNAVAILABLE (not 401 or 500), and everything works again when it is back.
+func TestServeDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	du, err := url.Parse(pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTCPProxy(t, du.Host)
+	du.Host = p.addr
+	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": du.String()}), ServeOptions{})
+	user, _, _ := s.newUser(wasmwiz.TierBasic)
+	hello := testModule(t, "hello.wasm")
+	if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+		t.Fatalf("before the outage: %v", err)
+	}
+
+	p.stop()
+	rd, err := s.client("").Ready(ctx)
+	if err != nil || rd.Ready || rd.Checks["database"] != "down" || rd.Checks["workers"] != "ok" {
+		t.Fatalf("/readyz with the database down: %+v, %v", rd, err)
+	}
+	_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+	wantCode(t, "execute with the database down", err, wasmwiz.EUNAVAILABLE)
+	if client.StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", client.StatusCode(err))
+	}
+	if err := s.client("").Health(ctx); err != nil {
+		t.Fatalf("/healthz with the database down: %v (the process is alive)", err)
+	}
+
+	p.start()
+	waitFor(t, "the database to be back", func() bool {
+		rd, err := s.client("").Ready(ctx)
+		return err == nil && rd.Ready
+	})
+	res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("after the outage: %+v, %v", res, err)
+	}
+	waitFor(t, "the runs to be written", func() bool {
+		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: wasmwiz.StatusOK})
+		return err == nil && total == 2
+	})
+}
