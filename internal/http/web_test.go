@@ -248,9 +248,49 @@ func TestWebScriptMatchesPage(t *testing.T) {
 		}
 	}
 	// Labels point at real controls.
-	for _, m := range regexp.MustCompile(`<label for="([^"]+)"`).FindAllStringSubmatch(string(page), -1) {
+	for _, m := range regexp.MustCompile(`<label[^>]*\sfor="([^"]+)"`).FindAllStringSubmatch(string(page), -1) {
 		if !ids[m[1]] {
 			t.Errorf("label for=%q names no element", m[1])
+		}
+	}
+}
+
+// TestWebPageAccessible: every form control has a label (a <label for> or
+// an enclosing <label>), and every button says its type, so that none
+// submits a form by accident.
+func TestWebPageAccessible(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("web", "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	labelled := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<label[^>]*\sfor="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		labelled[m[1]] = true
+	}
+	control := regexp.MustCompile(`<(input|select|textarea)\b[^>]*>`)
+	id := regexp.MustCompile(`\sid="([^"]+)"`)
+	enclosed := regexp.MustCompile(`<label[^>]*>\s*$`)
+	n := 0
+	for _, loc := range control.FindAllStringIndex(page, -1) {
+		tag := page[loc[0]:loc[1]]
+		n++
+		m := id.FindStringSubmatch(tag)
+		if m == nil {
+			t.Errorf("control without an id: %s", tag)
+			continue
+		}
+		if !labelled[m[1]] && !enclosed.MatchString(page[:loc[0]]) {
+			t.Errorf("control #%s has no label", m[1])
+		}
+	}
+	if n < 20 {
+		t.Errorf("found only %d form controls", n)
+	}
+	for _, tag := range regexp.MustCompile(`<button\b[^>]*>`).FindAllString(page, -1) {
+		if !strings.Contains(tag, ` type="`) {
+			t.Errorf("button without a type: %s", tag)
 		}
 	}
 }
