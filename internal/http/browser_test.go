@@ -500,6 +500,34 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Errorf("the revoked key: GET /api/v1/me status %d, want 401", code)
 	}
 
+	var byIDRun string
+	step("run a stored module by its id",
+		chromedp.Click(chromedp.ID("tab-run")),
+		chromedp.Click(chromedp.ID("source-stored")),
+		chromedp.SendKeys(chromedp.ID("run-module-id"), moduleID),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-module").value = "")`),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitJS(fmt.Sprintf(`document.getElementById("result-id").textContent !== %s && document.getElementById("run-state").textContent.startsWith("Finished")`, js(storedRun))),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		into(&byIDRun, chromedp.TextContent(chromedp.ID("result-id"))),
+	)
+	if stdout != "Hello, World!\n" {
+		t.Errorf("run by module id: stdout %q", stdout)
+	}
+	var run struct {
+		ModuleID string `json:"module_id"`
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for st.apiGet(t, st.adminKey, "/api/v1/runs/"+byIDRun, &run) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s was never recorded", byIDRun)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if run.ModuleID != moduleID {
+		t.Errorf("run by id recorded module %q, want %s", run.ModuleID, moduleID)
+	}
+
 	step("delete the stored module",
 		chromedp.Click(chromedp.ID("tab-modules")),
 		// Opening the tab reloads the list: act on the new rows only.

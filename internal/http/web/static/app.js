@@ -301,8 +301,8 @@
   function buildRunForm() {
     const fd = new FormData();
     if (sourceIsStored()) {
-      const id = $("run-module").value;
-      if (!id) throw new Error("choose a stored module (upload one in Modules)");
+      const id = $("run-module-id").value.trim() || $("run-module").value;
+      if (!id) throw new Error("choose a stored module (upload one in Modules) or give a module id");
       fd.append("module_id", id);
     } else {
       const f = $("run-wasm").files[0];
@@ -436,6 +436,7 @@
   $("modules-refresh").addEventListener("click", loadModules);
 
   function runStored(id) {
+    $("run-module-id").value = "";
     $("source-stored").checked = true;
     $("file-field").hidden = true;
     $("stored-field").hidden = false;
