@@ -42,6 +42,8 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 		{"timeout", []string{"--timeout", "100ms"}, []string{engineTestdata("loop.wasm")}, ""},
 		{"memory cap", []string{"--memory", "2MiB"}, []string{engineTestdata("memory_bomb.wasm")}, ""},
 		{"refused module", nil, []string{engineTestdata("bad_imports.wasm")}, ""},
+		{"trap", []string{"--call", "div_by_zero"}, []string{engineTestdata("traps.wasm")}, ""},
+		{"plain module with params", []string{"--call", "add", "--params", "2,3"}, []string{engineTestdata("add.wasm")}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
