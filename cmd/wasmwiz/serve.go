@@ -425,9 +425,15 @@ func (s *Server) closeParts(ctx context.Context) error {
 }
 
 // retentionLoop deletes runs older than WASMWIZ_RETENTION, in batches, soon
-// after start and then every RetentionInterval. Every replica runs it: a
+// after start and then every RetentionInterval; a retention of 0 keeps
+// every run. Every replica runs it: a
 // batch deletes rows that exist, so two replicas only share the work.
 func (s *Server) retentionLoop(ctx context.Context) {
+	if s.cfg.Retention <= 0 {
+		// "0" would mean "older than now": every record. Read it as "keep".
+		s.log.Info("retention off: WASMWIZ_RETENTION is 0, usage records are kept")
+		return
+	}
 	every := s.opts.RetentionInterval
 	if every <= 0 {
 		every = defaultRetentionInterval
