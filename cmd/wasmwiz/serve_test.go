@@ -1129,3 +1129,36 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 		t.Fatalf("the cut-off run's record: %+v", found)
 	}
 }
+
+// TestServeRetentionZeroKeeps: WASMWIZ_RETENTION=0 keeps every run ("older
+// than 0s" would be all of them).
+func TestServeRetentionZeroKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := &wasmwiz.Run{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("c", 64), CreatedAt: time.Now().UTC().Add(-365 * 24 * time.Hour)}
+	if err := st.CreateRuns(ctx, []*wasmwiz.Run{old}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	env := serveEnv(t, db)
+	env["WASMWIZ_RETENTION"] = "0"
+	env["WASMWIZ_LOG_LEVEL"] = "info"
+	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
+	waitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
+	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
+		t.Fatalf("a year-old run with retention 0: %v", err)
+	}
+}
