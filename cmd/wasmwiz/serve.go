@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,8 +261,20 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	return s, nil
 }
 
-// URL returns the API's base URL, e.g. http://127.0.0.1:8080.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+// URL returns the API's base URL, e.g. http://127.0.0.1:8080; for a
+// wildcard address (":8080") it names loopback, which reaches it from this
+// host.
+func (s *Server) URL() string { return "http://" + reachable(s.ln.Addr()) }
+
+// reachable returns a listener's address with a wildcard IP replaced by
+// loopback.
+func reachable(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
+}
 
 // Addr returns the API's bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
@@ -272,7 +285,7 @@ func (s *Server) MetricsURL() string {
 	if s.metricsLn == nil {
 		return ""
 	}
-	return "http://" + s.metricsLn.Addr().String()
+	return "http://" + reachable(s.metricsLn.Addr())
 }
 
 // Store returns the server's database, for tests and tools that inspect it.

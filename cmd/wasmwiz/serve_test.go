@@ -1162,3 +1162,18 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 		t.Fatalf("a year-old run with retention 0: %v", err)
 	}
 }
+
+// TestServeWildcardAddr: on a wildcard address the printed URL names
+// loopback, and it answers.
+func TestServeWildcardAddr(t *testing.T) {
+	t.Parallel()
+	env := serveEnv(t, backends[0].env(t))
+	env["WASMWIZ_ADDR"] = ":0"
+	s := startServe(t, env, ServeOptions{})
+	if !strings.HasPrefix(s.url, "http://127.0.0.1:") || !strings.Contains(s.stdout.String(), "listening on "+s.url) {
+		t.Fatalf("URL %s, stdout %s", s.url, s.stdout)
+	}
+	if err := s.client("").Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
