@@ -269,6 +269,31 @@ func TestBrowserWebUI(t *testing.T) {
 		}
 	}
 
+	// Revoking, deleting and disabling ask first: accept every confirm() and remember
+	// what it asked.
+	var dialogMu sync.Mutex
+	var asked []string
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			dialogMu.Lock()
+			asked = append(asked, ev.Message)
+			dialogMu.Unlock()
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	lastAsked := func() string {
+		dialogMu.Lock()
+		defer dialogMu.Unlock()
+		if len(asked) == 0 {
+			return ""
+		}
+		return asked[len(asked)-1]
+	}
+
 	step("open the page, use the key; it survives a reload",
 		chromedp.Navigate(st.ts.URL+"/"),
 		chromedp.WaitVisible(chromedp.ID("api-key")),
@@ -431,7 +456,48 @@ func TestBrowserWebUI(t *testing.T) {
 	if runsToday != "3" {
 		t.Errorf("admin stats: runs today %q, want 3", runsToday)
 	}
+
+	var bobSecret string
+	step("an admin creates a user with a key: shown once",
+		chromedp.SendKeys(chromedp.ID("user-email"), "bob@example.com"),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("user-tier").value = "basic")`),
+		chromedp.Click(chromedp.ID("user-create")),
+		waitJS(`!document.getElementById("user-secret-box").hidden`),
+		into(&bobSecret, chromedp.TextContent(chromedp.ID("user-secret"))),
+		chromedp.Evaluate[chromedp.Void](`{ const f = document.getElementById("admin-email"); f.value = ""; f.form.requestSubmit(); }`),
+		idle("admin-users"),
+		waitText("#admin-users", "bob@example.com"),
+	)
 	screenshot(t, ctx, "admin")
+	bobTier := func() string {
+		t.Helper()
+		var me struct {
+			User wasmwiz.User `json:"user"`
+		}
+		if code := st.apiGet(t, bobSecret, "/api/v1/me", &me); code != http.StatusOK {
+			return fmt.Sprintf("status %d", code)
+		}
+		return me.User.Tier
+	}
+	if got := bobTier(); got != "basic" {
+		t.Fatalf("bob's key: tier %q, want basic", got)
+	}
+	step("an admin changes a user's tier",
+		chromedp.Evaluate[chromedp.Void](`{ const s = document.querySelector('select[aria-label="Tier of bob@example.com"]'); s.value = "pro"; s.dispatchEvent(new Event("change")); }`),
+		waitJS(`(() => { const s = document.querySelector('select[aria-label="Tier of bob@example.com"]'); return !!s && s.value === "pro" && !s.disabled; })()`),
+		idle("admin-users"),
+	)
+	if got := bobTier(); got != "pro" {
+		t.Errorf("after the change bob's tier is %q, want pro", got)
+	}
+	step("an admin disables a user; there is no button to disable oneself",
+		waitJS(`!document.querySelector('button[aria-label="Disable admin@example.com"]')`),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Disable bob@example.com"]`)),
+		waitJS(`!!document.querySelector('button[aria-label="Enable bob@example.com"]')`),
+	)
+	if got := bobTier(); got != "status 401" {
+		t.Errorf("a disabled user's key: %s, want status 401", got)
+	}
 
 	var secret string
 	step("create a key: shown once",
@@ -462,31 +528,6 @@ func TestBrowserWebUI(t *testing.T) {
 		t.Error("the secret is still in the page after Done")
 	}
 	screenshot(t, ctx, "keys")
-
-	// Revoking and deleting ask first: accept every confirm() and remember
-	// what it asked.
-	var dialogMu sync.Mutex
-	var asked []string
-	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
-	go func() {
-		for ev, err := range dialogs {
-			if err != nil {
-				return
-			}
-			dialogMu.Lock()
-			asked = append(asked, ev.Message)
-			dialogMu.Unlock()
-			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
-	lastAsked := func() string {
-		dialogMu.Lock()
-		defer dialogMu.Unlock()
-		if len(asked) == 0 {
-			return ""
-		}
-		return asked[len(asked)-1]
-	}
 
 	step("revoke the new key",
 		idle("keys-table"),

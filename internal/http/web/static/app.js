@@ -754,6 +754,7 @@
     } catch (err) {
       if (current()) showError(errBox, err);
     }
+    await loadTiers();
     await loadUsers();
   }
   loaders["tab-admin"] = loadAdmin;
@@ -771,9 +772,25 @@
       const body = $("admin-users").tBodies[0];
       body.replaceChildren();
       for (const u of data.users) {
+        const self = me && me.user.id === u.id;
+        const tier = el("select", { "aria-label": "Tier of " + u.email });
+        for (const name of new Set([...tierNames, u.tier])) tier.append(el("option", { value: name }, name));
+        tier.value = u.tier;
+        tier.addEventListener("change", () => updateUser(u, { tier: tier.value }, tier));
+        const state = el("td", null, u.disabled ? "disabled " : "active ");
+        if (!self) {
+          state.append(el("button", {
+            type: "button", class: u.disabled ? "secondary" : "danger",
+            "aria-label": (u.disabled ? "Enable " : "Disable ") + u.email,
+            onclick: (ev) => {
+              if (!u.disabled && !window.confirm("Disable " + u.email + "? Their keys stop working until you enable them again.")) return;
+              updateUser(u, { disabled: !u.disabled }, ev.currentTarget);
+            },
+          }, u.disabled ? "Enable" : "Disable"));
+        }
         body.append(el("tr", { dataset: { id: String(u.id) } },
-          el("td", null, u.email), el("td", { class: "num" }, String(u.id)), el("td", null, u.role),
-          el("td", null, u.tier), el("td", null, fmtTime(u.created_at)), el("td", null, u.disabled ? "disabled" : "active")));
+          el("td", null, u.email, self ? el("div", { class: "hint" }, "you") : null), el("td", { class: "num" }, String(u.id)),
+          el("td", null, u.role), el("td", null, tier), el("td", null, fmtTime(u.created_at)), state));
       }
       $("admin-users-empty").hidden = data.total !== 0;
       renderPager($("admin-users-pager"), usersOffset, data.total, (o) => { usersOffset = o; loadUsers(); });
@@ -781,6 +798,62 @@
       if (current()) showError($("admin-error"), err);
     }
   }
+  // tierNames are the tiers an admin can choose, loaded with the panel.
+  let tierNames = [];
+
+  async function loadTiers() {
+    try {
+      const data = await api("GET", "/api/v1/admin/tiers");
+      tierNames = data.tiers.map((t) => t.name);
+      const sel = $("user-tier");
+      const keep = sel.value;
+      sel.replaceChildren(...tierNames.map((n) => el("option", { value: n }, n)));
+      sel.value = tierNames.includes(keep) ? keep : (tierNames.includes("free") ? "free" : tierNames[0] || "");
+    } catch (err) {
+      showError($("admin-error"), err);
+    }
+  }
+
+  async function updateUser(u, change, control) {
+    control.disabled = true;
+    try {
+      await api("PATCH", "/api/v1/admin/users/" + encodeURIComponent(u.id), change);
+      clearError($("admin-error"));
+    } catch (err) {
+      showError($("admin-error"), err);
+    } finally {
+      control.disabled = false;
+      await loadUsers();
+    }
+  }
+
+  $("user-create-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const errBox = $("admin-error");
+    clearError(errBox);
+    const email = $("user-email").value.trim();
+    if (!email) { showError(errBox, new Error("give the user's email")); $("user-email").focus(); return; }
+    const body = { email, role: $("user-role").value, tier: $("user-tier").value, create_key: $("user-key").checked };
+    busy($("user-create"), async () => {
+      try {
+        const res = await api("POST", "/api/v1/admin/users", body);
+        if (res.secret) {
+          $("user-secret").textContent = res.secret;
+          $("user-secret-box").hidden = false;
+        }
+        $("user-email").value = "";
+        usersOffset = 0;
+        await loadAdmin();
+      } catch (err) {
+        showError(errBox, err);
+      }
+    });
+  });
+  $("user-secret-dismiss").addEventListener("click", () => {
+    $("user-secret").textContent = "";
+    $("user-secret-box").hidden = true;
+  });
+
   $("admin-find").addEventListener("submit", (ev) => {
     ev.preventDefault();
     usersOffset = 0;
