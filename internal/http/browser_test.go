@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -711,6 +713,26 @@ func TestBrowserAnonymous(t *testing.T) {
 	if p := problems(); len(p) > 0 {
 		t.Errorf("browser reported problems: %v", p)
 	}
+
+	// A dark system theme gets the dark colours.
+	var light, dark string
+	bodyBackground := chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`)
+	err = chromedp.Do(ctx,
+		into(&light, bodyBackground),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+			return err
+		}),
+		into(&dark, bodyBackground),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if light != "rgb(246, 247, 249)" || dark != "rgb(18, 20, 26)" {
+		t.Errorf("body background: light %s, dark %s", light, dark)
+	}
+	screenshot(t, ctx, "dark")
 
 	// The page's CSP holds in the browser: an injected inline script does
 	// not run, and the violation is reported (which also shows that the
