@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
@@ -643,6 +644,34 @@ func TestBrowserWebUI(t *testing.T) {
 	if note != "(binary, 6 bytes, shown as hex)" {
 		t.Errorf("stdout note %q", note)
 	}
+	// Download gives the raw bytes, not the hex dump.
+	downloads := t.TempDir()
+	var binRun string
+	step("download the binary stdout",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+			return err
+		}),
+		into(&binRun, chromedp.TextContent(chromedp.ID("result-id"))),
+		chromedp.Click(chromedp.ID("result-stdout-download")),
+	)
+	got, deadline := []byte(nil), time.Now().Add(15*time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(downloads, binRun+".stdout"))
+		if err == nil && len(b) == 6 {
+			got = b
+			break
+		}
+		if time.Now().After(deadline) {
+			entries, _ := os.ReadDir(downloads)
+			t.Fatalf("no download %s.stdout (%v; directory holds %v)", binRun, err, entries)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if string(got) != "\xff\xfeAB\x00\x80" {
+		t.Errorf("downloaded stdout %q", got)
+	}
 	step("text and a file for stdin at once is refused by the page",
 		chromedp.SendKeys(chromedp.ID("run-stdin"), "text"),
 		chromedp.Click(chromedp.ID("run-submit")),
@@ -709,6 +738,28 @@ func TestBrowserAnonymous(t *testing.T) {
 	}
 	if stdout != "Hello, World!\n" {
 		t.Errorf("stdout %q", stdout)
+	}
+
+	// A run that floods stdout to the free tier's 1 MiB cap: the page shows
+	// the first 256 KiB and says so; Download has all of it.
+	var flood struct {
+		Status, Note string
+		Shown        int
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("tab-run")),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "flood.wasm")}),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-status", "output_limit"),
+		into(&flood.Status, chromedp.TextContent(chromedp.ID("result-status"))),
+		into(&flood.Note, chromedp.TextContent(chromedp.ID("result-stdout-note"))),
+		into(&flood.Shown, chromedp.Evaluate[int](`document.getElementById("result-stdout").textContent.length`)),
+	)
+	if err != nil {
+		t.Fatalf("flood: %v (browser problems: %v)", err, problems())
+	}
+	if flood.Note != "(1048576 bytes; the first 262144 characters shown) (truncated at the limit)" || flood.Shown != 262144 {
+		t.Errorf("flood: note %q, %d characters shown", flood.Note, flood.Shown)
 	}
 	if p := problems(); len(p) > 0 {
 		t.Errorf("browser reported problems: %v", p)

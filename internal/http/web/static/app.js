@@ -137,21 +137,48 @@
     try { return await fn(); } finally { button.disabled = false; button.removeAttribute("aria-busy"); }
   }
 
-  // decodeOutput turns an API output field into text: UTF-8 as it is,
-  // base64 decoded, shown as a hex dump when it is not text.
+  // SHOW_TEXT and SHOW_HEX bound what the page puts on screen: a tier may
+  // allow tens of MiB of output, which the Download button gives whole.
+  const SHOW_TEXT = 256 << 10;
+  const SHOW_HEX = 64 << 10;
+
+  // decodeOutput turns an API output field into its bytes and what to show:
+  // UTF-8 as text, anything else as a hex dump, both cut at a screenful.
   function decodeOutput(text, encoding) {
-    if (encoding !== "base64") return { text: text || "", note: "" };
     let bytes;
-    try {
-      bytes = Uint8Array.from(atob(text || ""), (c) => c.charCodeAt(0));
-    } catch (e) {
-      return { text: text, note: "(base64 that does not decode)" };
+    if (encoding === "base64") {
+      try {
+        bytes = Uint8Array.from(atob(text || ""), (c) => c.charCodeAt(0));
+      } catch (e) {
+        return { bytes: new Uint8Array(0), text: text, note: "(base64 that does not decode)" };
+      }
+    } else {
+      bytes = new TextEncoder().encode(text || "");
     }
+    let shown;
     try {
-      return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes), note: "" };
+      shown = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     } catch (e) {
-      return { text: hexDump(bytes), note: "(binary, " + bytes.length + " bytes, shown as hex)" };
+      const cut = bytes.length > SHOW_HEX;
+      return {
+        bytes, text: hexDump(bytes.subarray(0, SHOW_HEX)),
+        note: "(binary, " + bytes.length + " bytes, shown as hex" + (cut ? "; the first " + SHOW_HEX + " bytes" : "") + ")",
+      };
     }
+    if (shown.length > SHOW_TEXT) {
+      return { bytes, text: shown.slice(0, SHOW_TEXT), note: "(" + bytes.length + " bytes; the first " + SHOW_TEXT + " characters shown)" };
+    }
+    return { bytes, text: shown, note: "" };
+  }
+
+  // download offers bytes as a file, without a round trip to the server.
+  function download(bytes, name) {
+    const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
   function hexDump(bytes) {
@@ -361,6 +388,15 @@
     }
   });
 
+  // outputs holds the shown result's stdout and stderr bytes, for Download.
+  const outputs = { stdout: new Uint8Array(0), stderr: new Uint8Array(0) };
+  for (const name of ["stdout", "stderr"]) {
+    $("result-" + name + "-download").addEventListener("click", () => {
+      const id = $("result-id").textContent || "run";
+      download(outputs[name], id + "." + name);
+    });
+  }
+
   function showResult(r, headers) {
     const status = $("result-status");
     status.textContent = r.status;
@@ -385,6 +421,8 @@
     $("result-trap-box").hidden = !r.trap;
     for (const name of ["stdout", "stderr"]) {
       const out = decodeOutput(r[name], r[name + "_encoding"]);
+      outputs[name] = out.bytes;
+      $("result-" + name + "-download").hidden = out.bytes.length === 0;
       $("result-" + name).textContent = out.text;
       let note = out.note;
       if (r[name + "_truncated"]) note = (note ? note + " " : "") + "(truncated at the limit)";
