@@ -88,10 +88,18 @@ func (s *Server) errorParts(w http.ResponseWriter, r *http.Request, err error) (
 }
 
 // writeError writes err in the error shape with the status from the table.
+//
+// On the legacy route every failure, including those of the middleware
+// (bad key, body too large), answers in the original service's shape, so
+// that its clients keep parsing what they get.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := s.errorParts(w, r, err)
 	if info := routeInfoFrom(r.Context()); info != nil {
 		info.errorCode = code
+	}
+	if r.URL.Path == legacyExecutePath {
+		writeJSON(w, status, legacyJSON{Error: &msg})
+		return
 	}
 	writeJSON(w, status, errorBody{Error: errorJSON{Code: code, Message: msg}})
 }

@@ -378,20 +378,12 @@ type legacyJSON struct {
 	Error  *string `json:"error"`
 }
 
+// legacyExecutePath is the original service's execute route. Its errors are
+// written in legacyJSON's shape by writeError.
+const legacyExecutePath = "/api/execute"
+
 // legacyExecute is POST /api/execute, the original service's contract.
 func (s *Server) legacyExecute(w http.ResponseWriter, r *http.Request) error {
-	err := s.legacyRun(w, r)
-	if err != nil {
-		status, _, msg := s.errorParts(w, r, err)
-		if info := routeInfoFrom(r.Context()); info != nil {
-			info.errorCode = wasmwiz.ErrorCode(err)
-		}
-		writeJSON(w, status, legacyJSON{Error: &msg})
-	}
-	return nil
-}
-
-func (s *Server) legacyRun(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	tier, err := s.exec.CallerTier(ctx)
 	if err != nil {

@@ -235,7 +235,7 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/api/openapi.json", public, s.openAPI)
 
 	s.handle("POST", "/api/v1/execute", anyone, s.execute)
-	s.handle("POST", "/api/execute", anyone, s.legacyExecute)
+	s.handle("POST", legacyExecutePath, anyone, s.legacyExecute)
 
 	s.handle("POST", "/api/v1/modules", caller, s.createModule)
 	s.handle("GET", "/api/v1/modules", caller, s.listModules)

@@ -957,3 +957,41 @@ func TestSeparateMetrics(t *testing.T) {
 		t.Error("a second server registered the same metrics")
 	}
 }
+
+// TestLegacyErrorsKeepTheLegacyShape: every failure on the original route,
+// also those the middleware answers before the handler runs, is
+// {"output":null,"error":"…"}, which the original service's clients parse.
+func TestLegacyErrorsKeepTheLegacyShape(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		key         string
+		body        io.Reader
+		contentType string
+		status      int
+		message     string
+	}{
+		{name: "no key", status: 401, message: "authentication required"},
+		{name: "unknown key", key: unknownKey, status: 401, message: "invalid API key"},
+		{name: "malformed key", key: "hunter2", status: 401, message: "invalid API key"},
+		{name: "not multipart", key: userKey, body: strings.NewReader("{}"), contentType: "application/json", status: 400, message: "multipart"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			res := f.do(request{method: "POST", path: "/api/execute", key: tt.key, body: tt.body, contentType: tt.contentType})
+			if res.status != tt.status {
+				t.Fatalf("status = %d, want %d: %s", res.status, tt.status, res.body)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(res.body, &got); err != nil {
+				t.Fatalf("answer is not JSON: %s", res.body)
+			}
+			msg, _ := got["error"].(string)
+			if len(got) != 2 || got["output"] != nil || !strings.Contains(msg, tt.message) {
+				t.Fatalf("answer %s, want {\"output\":null,\"error\":\"…%s…\"}", res.body, tt.message)
+			}
+		})
+	}
+}
