@@ -680,6 +680,30 @@ func TestBrowserWebUI(t *testing.T) {
 		waitJS(`document.getElementById("run-stdin-file").files.length === 0`),
 	)
 
+	var argsOut string
+	step("args one per line and env as KEY=value lines",
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-stdin").value = "")`),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "args_env.wasm")}),
+		chromedp.SendKeys(chromedp.ID("run-args"), "first arg\n\nsecond=2\n"),
+		chromedp.SendKeys(chromedp.ID("run-env"), "NAME=ww\nEMPTY=\n"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-stdout", "random_differs"),
+		into(&argsOut, chromedp.TextContent(chromedp.ID("result-stdout"))),
+	)
+	for _, want := range []string{"argv[1]=first arg\n", "argv[2]=second=2\n", "env NAME=ww\n", "env EMPTY=\n"} {
+		if !strings.Contains(argsOut, want) {
+			t.Errorf("args/env run printed %q, want it to contain %q", argsOut, want)
+		}
+	}
+	if strings.Contains(argsOut, "argv[3]") {
+		t.Errorf("an empty line became an argument: %q", argsOut)
+	}
+	step("an env line without = is refused by the page",
+		chromedp.SendKeys(chromedp.ID("run-env"), "oops"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#run-error", `"oops" is not KEY=value`),
+	)
+
 	var overflow bool
 	step("narrow window: nothing wider than the screen",
 		chromedp.EmulateViewport(360, 740),
