@@ -703,6 +703,14 @@ func TestBrowserWebUI(t *testing.T) {
 		chromedp.Click(chromedp.ID("run-submit")),
 		waitText("#run-error", `"oops" is not KEY=value`),
 	)
+	step("a lowered timeout stops a guest that loops",
+		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-env"]) document.getElementById(id).value = ""`),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "loop.wasm")}),
+		chromedp.SendKeys(chromedp.ID("run-timeout"), "200ms"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-status", "timeout"),
+		waitText("#run-state", "Finished: timeout."),
+	)
 
 	var overflow bool
 	step("narrow window: nothing wider than the screen",
