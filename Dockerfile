@@ -3,7 +3,7 @@
 # user. Build: make docker (or docker build --build-arg VERSION=… --build-arg COMMIT=… .)
 
 # Newer than go.mod's minimum (1.26.8): go1.26.10 carries the standard-library
-# fixes that govulncheck reports for 1.26.8 (see VULN_ACCEPT in .ci/run).
+# fixes that govulncheck reports for 1.26.8 (see the govulncheck step of .ci/run).
 ARG GO_VERSION=1.26.10
 
 FROM golang:${GO_VERSION}-bookworm AS build
