@@ -48,8 +48,10 @@ type DB struct {
 	// a key lookup's time.
 	// They are set once the schema exists (at Open or after Migrate); until
 	// then the same SQL runs unprepared.
-	authStmt     atomic.Pointer[sql.Stmt]
-	findTierStmt atomic.Pointer[sql.Stmt]
+	authStmt           atomic.Pointer[sql.Stmt]
+	findTierStmt       atomic.Pointer[sql.Stmt]
+	findModuleStmt     atomic.Pointer[sql.Stmt]
+	findModuleWasmStmt atomic.Pointer[sql.Stmt]
 }
 
 // Interface checks.
@@ -129,7 +131,8 @@ func (db *DB) prepare(ctx context.Context) {
 	for _, p := range []struct {
 		stmt  *atomic.Pointer[sql.Stmt]
 		query string
-	}{{&db.authStmt, authenticateSQL}, {&db.findTierStmt, findTierSQL}} {
+	}{{&db.authStmt, authenticateSQL}, {&db.findTierStmt, findTierSQL},
+		{&db.findModuleStmt, findModuleSQL}, {&db.findModuleWasmStmt, findModuleWasmSQL}} {
 		if p.stmt.Load() != nil {
 			continue
 		}
@@ -154,7 +157,8 @@ func (db *DB) queryRow(ctx context.Context, stmt *atomic.Pointer[sql.Stmt], quer
 // Close closes every connection.
 func (db *DB) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{db.authStmt.Load(), db.findTierStmt.Load()} {
+	for _, st := range []*sql.Stmt{db.authStmt.Load(), db.findTierStmt.Load(),
+		db.findModuleStmt.Load(), db.findModuleWasmStmt.Load()} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -95,18 +95,25 @@ func (db *DB) FindModuleWasm(ctx context.Context, id string) (*wasmwiz.Module, e
 	return db.findModule(ctx, id, true)
 }
 
+// The module lookups of every stored-module run, prepared once (see DB).
+var (
+	findModuleSQL = `SELECT ` + moduleColumns + ` FROM modules
+		WHERE id = ? AND (owner_id = ? OR public = 1 OR ?)`
+	findModuleWasmSQL = `SELECT ` + moduleColumns + `, wasm FROM modules
+		WHERE id = ? AND (owner_id = ? OR public = 1 OR ?)`
+)
+
 func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwiz.Module, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cols, extra := moduleColumns, []any{}
+	stmt, query, extra := &db.findModuleStmt, findModuleSQL, []any{}
 	var wasm []byte
 	if withWasm {
-		cols, extra = moduleColumns+`, wasm`, []any{&wasm}
+		stmt, query, extra = &db.findModuleWasmStmt, findModuleWasmSQL, []any{&wasm}
 	}
-	m, err := scanModule(db.reader.QueryRowContext(ctx, `SELECT `+cols+` FROM modules
-		WHERE id = ? AND (owner_id = ? OR public = 1 OR ?)`, id, caller.ID, caller.IsAdmin()), extra...)
+	m, err := scanModule(db.queryRow(ctx, stmt, query, id, caller.ID, caller.IsAdmin()), extra...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
 	}
