@@ -96,7 +96,7 @@ func (db *DB) FindModuleWasm(ctx context.Context, id string) (*wasmwiz.Module, e
 }
 
 // The module lookups of every stored-module run, prepared once (see DB).
-var (
+const (
 	findModuleSQL = `SELECT ` + moduleColumns + ` FROM modules
 		WHERE id = ? AND (owner_id = ? OR public = 1 OR ?)`
 	findModuleWasmSQL = `SELECT ` + moduleColumns + `, wasm FROM modules
