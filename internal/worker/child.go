@@ -155,6 +155,44 @@ type server struct {
 	modules         *lru // sha256 → *heldModule
 	baseMemoryLimit int64
 	lastStats       engine.CacheStats
+
+	// Output frames of the run in progress, written from the goroutine
+	// running the guest while Run is in progress and by nothing else then.
+	outScratch []byte // reused frame buffer for small writes
+	outErr     error  // the first failed output write: the stream is broken
+}
+
+// streamingEngine is an engine that copies a guest's output to writers as
+// the guest writes it (*engine.Engine does). With one, a worker sends output
+// frames during the run; without, it sends the result's output in output
+// frames just before the result, so the parent has a single source either way.
+type streamingEngine interface {
+	RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdout, stderr io.Writer) (*wasmwiz.Result, error)
+}
+
+// outputWriter sends what it is given as output frames of one stream.
+type outputWriter struct {
+	s  *server
+	fd byte
+}
+
+// Write sends p as one output frame at once, so that what the guest wrote
+// reaches the parent before anything the guest does next. It never fails:
+// the engine ignores a copy's errors, so a broken pipe is remembered and ends
+// the worker after the run.
+func (w outputWriter) Write(p []byte) (int, error) {
+	w.s.writeOutput(w.fd, p)
+	return len(p), nil
+}
+
+func (s *server) writeOutput(fd byte, p []byte) {
+	if s.outErr != nil {
+		return
+	}
+	s.outScratch, s.outErr = writeOutput(s.out, s.outScratch, fd, p)
+	if cap(s.outScratch) > 2*refBytes {
+		s.outScratch = nil // keep the reusable buffer small
+	}
 }
 
 // heldModule is a module a worker keeps so the pool need not resend it.
@@ -262,15 +300,29 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if req.Limits.MaxMemoryBytes > 0 {
 		debug.SetMemoryLimit(s.baseMemoryLimit + req.Limits.MaxMemoryBytes)
 	}
-	res, err := s.eng.Run(ctx, req)
+	s.outErr = nil
+	var res *wasmwiz.Result
+	var err error
+	if st, ok := s.eng.(streamingEngine); ok {
+		res, err = st.RunStreaming(ctx, req, outputWriter{s, fdStdout}, outputWriter{s, fdStderr})
+	} else {
+		res, err = s.eng.Run(ctx, req)
+		if err == nil {
+			s.writeOutput(fdStdout, res.Stdout)
+			s.writeOutput(fdStderr, res.Stderr)
+		}
+	}
 	debug.SetMemoryLimit(s.baseMemoryLimit)
+	if s.outErr != nil {
+		return fmt.Errorf("worker: sending output: %w", s.outErr)
+	}
 	if err != nil {
 		return s.sendError(err)
 	}
 	if compiledNow {
 		res.CompileCached = false
 	}
-	e := newFrame(copiedSize(len(res.Stdout)) + copiedSize(len(res.Stderr)) + len(res.Trap) + 128)
+	e := newFrame(len(res.Trap) + 128)
 	encodeResult(e, res)
 	if err := s.final(msgResult, e); err != nil {
 		return err

@@ -1,8 +1,10 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -73,6 +75,33 @@ func (e faultyEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwi
 	return e.GuestEngine.Run(ctx, req)
 }
 
+// RunStreaming makes faultyEngine a streaming engine, as the real one is.
+// The faults that stream are here; the others answer through Run, whose
+// output RunStreaming then copies, as the real engine does as it goes.
+func (e faultyEngine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdout, stderr io.Writer) (*wasmwiz.Result, error) {
+	switch req.Function {
+	case "__print_oom": // output, then a death from out of memory
+		fmt.Fprint(stdout, "before the crash\n")
+		fmt.Fprint(stderr, "last words\n")
+		fmt.Fprintln(os.Stderr, "fatal error: runtime: out of memory")
+		os.Exit(2)
+	case "__overflow": // a worker that sends more output than the cap
+		for range 3 {
+			stdout.Write(bytes.Repeat([]byte("x"), int(req.Limits.MaxOutputBytes/2)))
+		}
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
+	}
+	if st, ok := e.GuestEngine.(streamingEngine); ok && !strings.HasPrefix(req.Function, "__") {
+		return st.RunStreaming(ctx, req, stdout, stderr)
+	}
+	res, err := e.Run(ctx, req)
+	if err == nil {
+		stdout.Write(res.Stdout)
+		stderr.Write(res.Stderr)
+	}
+	return res, err
+}
+
 func faultyOptions(t testing.TB, size, spares int) Options {
 	opts := testOptions(t, size, spares)
 	opts.Env = append(opts.Env, faultyEnv+"=1")
@@ -92,6 +121,7 @@ func TestWorkerFaults(t *testing.T) {
 	}{
 		{"stray stdout writes stay off the protocol", "__noise", wasmwiz.StatusOK, "", "after noise", false},
 		{"death from out of memory is memory_limit", "__oom", wasmwiz.StatusMemoryLimit, "", "", true},
+		{"death from out of memory keeps the output written before", "__print_oom", wasmwiz.StatusMemoryLimit, "", "before the crash\n", true},
 		{"a silent crash is EINTERNAL", "__exit", "", wasmwiz.EINTERNAL, "", true},
 		{"a worker holding too much memory is retired", "__rss", wasmwiz.StatusOK, "", "", true},
 	}
@@ -159,5 +189,40 @@ func TestWorkerSandbox(t *testing.T) {
 	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
+	}
+}
+
+// TestPoolOutputOfFailingWorkers: output frames are the one source of a
+// run's output, and the parent bounds them itself: a worker that dies keeps
+// both streams as far as they came, and a worker that sends more than the
+// cap is cut to the cap and marked truncated.
+func TestPoolOutputOfFailingWorkers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		function       string
+		status         wasmwiz.Status
+		stdout, stderr string
+		truncated      bool
+	}{
+		{"out of memory after output", "__print_oom", wasmwiz.StatusMemoryLimit, "before the crash\n", "last words\n", false},
+		{"output over the cap", "__overflow", wasmwiz.StatusOK, strings.Repeat("x", 100), "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pl := newTestPool(t, faultyOptions(t, 1, 0))
+			l := limits()
+			l.MaxOutputBytes = 100
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: tt.function, Limits: l})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != tt.status || string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr ||
+				res.StdoutTruncated != tt.truncated || res.StderrTruncated {
+				t.Fatalf("result %s stdout %q (truncated %v) stderr %q (truncated %v); want %s %q (%v) %q",
+					res.Status, res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated, tt.status, tt.stdout, tt.truncated, tt.stderr)
+			}
+		})
 	}
 }

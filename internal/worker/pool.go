@@ -275,7 +275,8 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	info := wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}
 	encode := func(e *enc, withWasm bool) { encodeRun(e, sha, req, withWasm) }
 	hint := copiedSize(len(req.Stdin)) + 256
-	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info)
+	out := newRunOutput(l.MaxOutputBytes)
+	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info, out)
 	pl.runs.Add(1)
 	if req.Function != "" {
 		info.Entry = req.Function
@@ -285,14 +286,18 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		pl.timeouts.Add(1)
-		return &wasmwiz.Result{Status: wasmwiz.StatusTimeout, Duration: time.Since(start), Module: info}, nil
+		res := &wasmwiz.Result{Status: wasmwiz.StatusTimeout, Duration: time.Since(start), Module: info}
+		out.fill(res) // what the guest wrote before it was killed
+		return res, nil
 	case errors.Is(err, errWorkerOOM):
-		return &wasmwiz.Result{
+		res := &wasmwiz.Result{
 			Status:   wasmwiz.StatusMemoryLimit,
 			Trap:     "the worker process ran out of memory",
 			Duration: time.Since(start),
 			Module:   info,
-		}, nil
+		}
+		out.fill(res)
+		return res, nil
 	case err != nil:
 		return nil, err
 	}
@@ -302,6 +307,7 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 		if err := d.done(); err != nil {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "reading the worker's answer")
 		}
+		out.fill(res)
 		if res.Module.SHA256 == "" {
 			res.Module = info
 		}
@@ -330,7 +336,7 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 	}
 	deadline := time.Now().Add(pl.opts.InspectTimeout)
 	encode := func(e *enc, withWasm bool) { encodeInspect(e, sha, wasm, limits, withWasm) }
-	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil)
+	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil, nil)
 	pl.inspections.Add(1)
 	defer pl.release(p, healthy, 0)
 	switch {
@@ -377,8 +383,15 @@ var errWorkerOOM = errors.New("worker ran out of memory")
 // os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
 // info, when non-nil, receives what the pool knows of the module: from the
 // worker's "started" frame, once per module and worker, kept in p.mods.
+// out, when non-nil (runs), collects the guest's output frames, also those
+// the worker wrote before it was killed at the deadline; output frames to a
+// request without out are a protocol failure.
 func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
-	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo) (k byte, d *dec, healthy bool, err error) {
+	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo, out *runOutput) (k byte, d *dec, healthy bool, err error) {
+	// Until this request is over, the pipe stays open even once the worker
+	// is reaped, so that frames it wrote before it died can still be read.
+	p.holdStdout()
+	defer p.releaseStdout()
 	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
 	send := func(withWasm bool) error {
 		size := hint
@@ -400,15 +413,22 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 		}
 	}
 	started := false
+	aligned := true // no frame was cut short: what follows in the pipe is whole frames
 	err = send(!held)
 	for err == nil {
 		var body []byte
-		k, body, err = readFrame(p.r)
+		k, body, aligned, err = readFrameAligned(p.r)
 		if err != nil {
 			break
 		}
 		d = &dec{b: body}
 		switch k {
+		case msgOutput:
+			if out == nil {
+				err = fmt.Errorf("worker protocol: output frame outside a run")
+			} else {
+				err = out.add(body)
+			}
 		case msgNeedModule:
 			err = send(true)
 		case msgStarted:
@@ -455,6 +475,11 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	stop()
 	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
 	p.kill()
+	if out != nil && aligned && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		// The guest may have written just before the deadline: read the
+		// output frames still in the pipe, up to the EOF its death brings.
+		drainOutput(p, out)
+	}
 	<-p.exited
 	switch {
 	case ctx.Err() != nil:
@@ -478,6 +503,23 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	}
 	pl.log.Error("worker failed during a request", "err", err, "worker", report)
 	return 0, nil, false, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the worker process died")
+}
+
+// drainTimeout bounds reading what a killed worker left in its pipe. The
+// end of the pipe (EOF) comes as soon as the kernel has ended the process;
+// this only guards against a writer we do not know of.
+const drainTimeout = 2 * time.Second
+
+// drainOutput reads the output frames a killed worker wrote before it died,
+// until EOF, a frame of another kind, or a broken frame.
+func drainOutput(p *proc, out *runOutput) {
+	_ = p.stdout.SetReadDeadline(time.Now().Add(drainTimeout))
+	for {
+		k, body, err := readFrame(p.r)
+		if err != nil || k != msgOutput || out.add(body) != nil {
+			return
+		}
+	}
 }
 
 func (pl *Pool) isClosing() bool {

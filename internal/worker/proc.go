@@ -29,8 +29,10 @@ type proc struct {
 	r      *bufio.Reader // over stdout
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
 
-	mu   sync.Mutex
-	dead bool // the process has exited; its pid stays ours until reaped
+	mu         sync.Mutex
+	dead       bool // the process has exited; its pid stays ours until reaped
+	closed     bool // close has run
+	holdingOut bool // a request reads stdout: close leaves it open for releaseStdout
 
 	exited  chan struct{} // closed once the process is reaped and its stderr drained
 	waitErr error         // cmd.Wait's answer, readable after exited
@@ -211,10 +213,36 @@ func (p *proc) kill() {
 	}
 }
 
-// close releases our pipe ends. Call it once the process has exited.
+// close releases our pipe ends. Call it once the process has exited. While
+// a request holds stdout (holdStdout), that end stays open until the request
+// lets go, so the request can still read what the worker wrote before it died.
 func (p *proc) close() {
+	p.mu.Lock()
+	p.closed = true
+	hold := p.holdingOut
+	p.mu.Unlock()
 	p.stdin.Close()
-	p.stdout.Close()
+	if !hold {
+		p.stdout.Close()
+	}
+}
+
+// holdStdout keeps stdout open past close until releaseStdout.
+func (p *proc) holdStdout() {
+	p.mu.Lock()
+	p.holdingOut = true
+	p.mu.Unlock()
+}
+
+// releaseStdout ends holdStdout, closing stdout if close ran meanwhile.
+func (p *proc) releaseStdout() {
+	p.mu.Lock()
+	p.holdingOut = false
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.stdout.Close()
+	}
 }
 
 // crashReport describes how a worker ended, for the log.

@@ -24,11 +24,15 @@ import (
 // A conversation:
 //
 //	parent: config            child: hello (after the engine started)
-//	parent: run | inspect     child: [need-module] | [started] [stats] result | inspection | error
+//	parent: run | inspect     child: [need-module] | [started] [stats] {output} result | inspection | error
 //
 // The child answers one request at a time; the parent never sends a second
 // request before the first is answered. "need-module" asks the parent to send
 // the request again with the module's bytes, which the child did not hold.
+// During a run, "output" frames carry the guest's stdout and stderr as the
+// guest writes them (one frame per write the engine passes on), so that the
+// parent keeps what a guest printed even when it has to kill the worker; the
+// result frame carries the truncation flags but not the output itself.
 const (
 	msgConfig     byte = 'C' // parent → child: childConfig
 	msgHello      byte = 'H' // child → parent: pid, after the engine started
@@ -40,13 +44,23 @@ const (
 	msgInspection byte = 'X' // child → parent: wasmwiz.Inspection as JSON
 	msgError      byte = 'E' // child → parent: error code and message
 	msgStats      byte = 'T' // child → parent: engine.CacheStats, before an answer, when they changed
+	msgOutput     byte = 'O' // child → parent: a stream byte (fdStdout, fdStderr), then the bytes the guest wrote
+)
+
+// The stream byte of an output frame.
+const (
+	fdStdout byte = 1
+	fdStderr byte = 2
 )
 
 // protocolVersion changes with any change of a message's encoding. Both
 // sides check it at the handshake, so that a worker started from a binary
 // replaced under a running server fails to start with a clear message
 // instead of misreading frames.
-const protocolVersion = 1
+//
+// Version 2: guest output travels in output frames during the run; the
+// result frame no longer carries it.
+const protocolVersion = 2
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -86,22 +100,30 @@ func newFrame(sizeHint int) *enc {
 
 // readFrame reads one frame and returns its kind and body.
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	k, body, _, err := readFrameAligned(r)
+	return k, body, err
+}
+
+// readFrameAligned is readFrame that also says whether r is still at a frame
+// boundary: true unless a failure cut a frame short (a read deadline in
+// the middle of one, say), after which the stream cannot be read on.
+func readFrameAligned(r *bufio.Reader) (kind byte, body []byte, aligned bool, err error) {
 	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
+	if n, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, n == 0, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n == 0 || n > maxFrameBytes {
-		return 0, nil, errFrameTooLarge
+		return 0, nil, false, errFrameTooLarge
 	}
-	body := make([]byte, n-1)
+	body = make([]byte, n-1)
 	if _, err := io.ReadFull(r, body); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, nil, err
+		return 0, nil, false, err
 	}
-	return hdr[4], body, nil
+	return hdr[4], body, true, nil
 }
 
 // enc appends values to a frame body. Large byte strings (modules, stdin,
@@ -375,12 +397,12 @@ func decodeModuleInfo(d *dec) wasmwiz.ModuleInfo {
 	return wasmwiz.ModuleInfo{SHA256: d.string(), SizeBytes: d.varint(), WASI: d.bool(), Entry: d.string()}
 }
 
+// encodeResult writes a run's outcome without its output, which crossed in
+// output frames before it (writeOutput); the truncation flags come along.
 func encodeResult(e *enc, r *wasmwiz.Result) {
 	e.string(string(r.Status))
 	e.varint(int64(r.ExitCode))
-	e.bytes(r.Stdout)
 	e.bool(r.StdoutTruncated)
-	e.bytes(r.Stderr)
 	e.bool(r.StderrTruncated)
 	e.string(r.Trap)
 	e.uvarint(uint64(len(r.Results)))
@@ -398,9 +420,7 @@ func decodeResult(d *dec) *wasmwiz.Result {
 	r := &wasmwiz.Result{}
 	r.Status = wasmwiz.Status(d.string())
 	r.ExitCode = int(d.varint())
-	r.Stdout = d.bytes()
 	r.StdoutTruncated = d.bool()
-	r.Stderr = d.bytes()
 	r.StderrTruncated = d.bool()
 	r.Trap = d.string()
 	n := d.uvarint()
@@ -419,6 +439,40 @@ func decodeResult(d *dec) *wasmwiz.Result {
 	r.Module = decodeModuleInfo(d)
 	r.CompileCached = d.bool()
 	return r
+}
+
+// writeOutput writes one output frame: stream fd, then p as the rest of the
+// body. A small p is copied behind the header into scratch (returned for
+// reuse), so the frame is a single write; a large one is written after the
+// header, not copied. An empty p writes nothing.
+func writeOutput(w io.Writer, scratch []byte, fd byte, p []byte) ([]byte, error) {
+	if len(p) == 0 {
+		return scratch, nil
+	}
+	if len(p) > maxFrameBytes-2 {
+		return scratch, errFrameTooLarge
+	}
+	hdr := append(scratch[:0], 0, 0, 0, 0, msgOutput, fd)
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(p)+2))
+	if len(p) < refBytes {
+		hdr = append(hdr, p...)
+		_, err := w.Write(hdr)
+		return hdr, err
+	}
+	if _, err := w.Write(hdr); err != nil {
+		return hdr, err
+	}
+	_, err := w.Write(p)
+	return hdr, err
+}
+
+// decodeOutput reads an output frame's body: its stream and the bytes,
+// which alias body.
+func decodeOutput(body []byte) (fd byte, p []byte, err error) {
+	if len(body) == 0 || (body[0] != fdStdout && body[0] != fdStderr) {
+		return 0, nil, errors.New("worker protocol: bad output stream")
+	}
+	return body[0], body[1:len(body):len(body)], nil
 }
 
 // encodeError writes err as a code and a caller-safe message. The wrapped

@@ -1,0 +1,311 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// TestOutputFrameRoundTrip: what writeOutput writes, readFrame and
+// decodeOutput give back, small (copied behind the header) and large
+// (written after it) alike; an empty write sends nothing.
+func TestOutputFrameRoundTrip(t *testing.T) {
+	t.Parallel()
+	big := bytes.Repeat([]byte("0123456789abcdef"), refBytes/16+3)
+	tests := []struct {
+		name string
+		fd   byte
+		p    []byte
+	}{
+		{"stdout line", fdStdout, []byte("started\n")},
+		{"stderr binary", fdStderr, []byte{0, 0xff, 0, 0, 0, 5, 'O'}},
+		{"one byte", fdStdout, []byte("x")},
+		{"large", fdStderr, big},
+		{"just under the copy size", fdStdout, big[:refBytes-1]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			// A dirty scratch buffer must not leak into the frame.
+			scratch := []byte("stale bytes of an earlier frame")
+			if _, err := writeOutput(&buf, scratch, tt.fd, tt.p); err != nil {
+				t.Fatal(err)
+			}
+			r := bufio.NewReader(&buf)
+			k, body, err := readFrame(r)
+			if err != nil || k != msgOutput {
+				t.Fatalf("readFrame = %q, %v", k, err)
+			}
+			fd, p, err := decodeOutput(body)
+			if err != nil || fd != tt.fd || !bytes.Equal(p, tt.p) {
+				t.Fatalf("decodeOutput = %d, %d bytes, %v; want %d, %d bytes", fd, len(p), err, tt.fd, len(tt.p))
+			}
+			if _, err := r.ReadByte(); err == nil {
+				t.Error("bytes after the frame")
+			}
+		})
+	}
+	t.Run("empty write sends nothing", func(t *testing.T) {
+		t.Parallel()
+		var buf bytes.Buffer
+		if _, err := writeOutput(&buf, nil, fdStdout, nil); err != nil || buf.Len() != 0 {
+			t.Fatalf("wrote %d bytes, %v", buf.Len(), err)
+		}
+	})
+}
+
+// TestOutputFrameMalformed: an output body without a known stream is an
+// error.
+func TestOutputFrameMalformed(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		body []byte
+	}{
+		{"empty", nil},
+		{"stream 0", []byte{0, 'x'}},
+		{"stream 3", []byte{3, 'x'}},
+		{"text", []byte("hello")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, _, err := decodeOutput(tt.body); err == nil {
+				t.Fatal("decoded")
+			}
+			if err := newRunOutput(0).add(tt.body); err == nil {
+				t.Fatal("collected")
+			}
+		})
+	}
+}
+
+// TestRunOutputCaps: the parent collects each stream separately, bounded
+// by the cap the way the engine bounds it (keep what fits, mark truncated).
+func TestRunOutputCaps(t *testing.T) {
+	t.Parallel()
+	type frame struct {
+		fd byte
+		s  string
+	}
+	tests := []struct {
+		name           string
+		limit          int64
+		frames         []frame
+		stdout, stderr string
+		outT, errT     bool
+	}{
+		{"no cap", 0, []frame{{fdStdout, "abc"}, {fdStdout, "def"}, {fdStderr, "x"}}, "abcdef", "x", false, false},
+		{"under the cap", 10, []frame{{fdStdout, "abc"}, {fdStderr, "0123456789"}}, "abc", "0123456789", false, false},
+		{"exactly the cap is not truncated", 6, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcdef", "", false, false},
+		{"passing the cap keeps what fits", 5, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcde", "", true, false},
+		{"nothing after truncation", 4, []frame{{fdStdout, "abcdef"}, {fdStdout, "g"}}, "abcd", "", true, false},
+		{"caps are per stream", 3, []frame{{fdStderr, "1234"}, {fdStdout, "ab"}}, "ab", "123", false, true},
+		{"a full stream then one byte more", 2, []frame{{fdStdout, "ab"}, {fdStdout, "c"}}, "ab", "", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := newRunOutput(tt.limit)
+			for _, f := range tt.frames {
+				if err := o.add(append([]byte{f.fd}, f.s...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var res wasmwiz.Result
+			o.fill(&res)
+			if string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr ||
+				res.StdoutTruncated != tt.outT || res.StderrTruncated != tt.errT {
+				t.Fatalf("stdout %q (truncated %v), stderr %q (truncated %v); want %q (%v), %q (%v)",
+					res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated, tt.stdout, tt.outT, tt.stderr, tt.errT)
+			}
+		})
+	}
+	t.Run("the worker's flags stay", func(t *testing.T) {
+		t.Parallel()
+		res := wasmwiz.Result{StdoutTruncated: true}
+		newRunOutput(10).fill(&res)
+		if !res.StdoutTruncated || res.StderrTruncated {
+			t.Fatalf("flags %v %v, want true false", res.StdoutTruncated, res.StderrTruncated)
+		}
+	})
+}
+
+// TestDrainOutput: after a kill, the whole output frames left in the pipe
+// are collected, up to EOF or the first frame that is not output or not
+// whole.
+func TestDrainOutput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		write  func(w *os.File)
+		stdout string
+	}{
+		{"frames then EOF", func(w *os.File) {
+			writeOutput(w, nil, fdStdout, []byte("one\n"))
+			writeOutput(w, nil, fdStdout, []byte("two\n"))
+		}, "one\ntwo\n"},
+		{"a cut frame is dropped", func(w *os.File) {
+			writeOutput(w, nil, fdStdout, []byte("whole\n"))
+			w.Write([]byte{0, 0, 0, 20, msgOutput, fdStdout, 'c', 'u', 't'})
+		}, "whole\n"},
+		{"another kind ends the drain", func(w *os.File) {
+			writeOutput(w, nil, fdStdout, []byte("before\n"))
+			writeFrame(w, msgNeedModule, newFrame(0))
+			writeOutput(w, nil, fdStdout, []byte("after\n"))
+		}, "before\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			tt.write(w)
+			w.Close()
+			o := newRunOutput(0)
+			drainOutput(&proc{stdout: r, r: bufio.NewReader(r)}, o)
+			if string(o.stdout.b) != tt.stdout {
+				t.Fatalf("stdout %q, want %q", o.stdout.b, tt.stdout)
+			}
+		})
+	}
+}
+
+// TestWorkerTestdataIsCurrent: the committed test modules of this package
+// are what their .wat sources build.
+func TestWorkerTestdataIsCurrent(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		msg := "wat2wasm (Debian: wabt) is not installed, cannot check that testdata/*.wasm are current"
+		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	sources, _ := filepath.Glob("testdata/*.wat")
+	if len(sources) == 0 {
+		t.Fatal("no sources in testdata")
+	}
+	for _, src := range sources {
+		name := strings.TrimSuffix(filepath.Base(src), ".wat") + ".wasm"
+		out := filepath.Join(t.TempDir(), name)
+		if b, err := exec.Command("wat2wasm", "--enable-all", "-o", out, src).CombinedOutput(); err != nil {
+			t.Fatalf("wat2wasm %s: %v\n%s", src, err, b)
+		}
+		built, _ := os.ReadFile(out)
+		committed, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil || !bytes.Equal(built, committed) {
+			t.Errorf("testdata/%s differs from what %s builds (%v): wat2wasm --enable-all -o testdata/%s %s", name, src, err, name, src)
+		}
+	}
+}
+
+// ownModule reads a test module of this package.
+func ownModule(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatalf("reading test module: %v", err)
+	}
+	return b
+}
+
+// TestPoolKeepsOutputOfKilledGuest: a guest that prints and then never
+// returns is killed at its deadline, and its result still carries what it
+// printed, on both streams.
+func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		wasm           []byte
+		stdout, stderr string
+	}{
+		{"print then loop", ownModule(t, "print_then_loop.wasm"), "started\n", "warming up\n"},
+		{"print then loop-free recursion", module(t, "print_then_recurse.wasm"), "started\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pl := newTestPool(t, testOptions(t, 1, 0))
+			l := limits()
+			l.Timeout = 300 * time.Millisecond
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: l})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != wasmwiz.StatusTimeout {
+				t.Fatalf("status = %s, want timeout", res.Status)
+			}
+			if string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr || res.StdoutTruncated || res.StderrTruncated {
+				t.Errorf("stdout %q stderr %q (truncated %v %v), want %q %q", res.Stdout, res.Stderr,
+					res.StdoutTruncated, res.StderrTruncated, tt.stdout, tt.stderr)
+			}
+			if s := pl.Stats(); s.Timeouts != 1 || s.Kills != 1 {
+				t.Errorf("stats = %+v, want one timeout and one kill", s)
+			}
+			// The next run on the replacement worker starts with empty streams.
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			if err != nil || string(res.Stdout) != "Hello, World!\n" || len(res.Stderr) != 0 {
+				t.Fatalf("hello afterwards: %v, %+v", err, res)
+			}
+		})
+	}
+}
+
+// TestPoolOutputLimit: a guest flooding a stream through the pool ends with
+// output_limit and exactly the cap of output, as in-process.
+func TestPoolOutputLimit(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 2, 0))
+	tests := []struct {
+		name   string
+		module string
+		cap    int64
+		line   string
+		stderr bool
+	}{
+		{"stdout, cap a multiple of the line", "flood.wasm", 800, "flood!!\n", false},
+		{"stdout, cap inside a line", "flood.wasm", 1003, "flood!!\n", false},
+		{"stdout, cap over the copy size", "flood.wasm", refBytes + 5, "flood!!\n", false},
+		{"stderr", "flood_stderr.wasm", 101, "oops!!!\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := limits()
+			l.MaxOutputBytes = tt.cap
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, tt.module), Limits: l})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Status != wasmwiz.StatusOutputLimit {
+				t.Fatalf("status = %s, want output_limit", res.Status)
+			}
+			flooded, other := res.Stdout, res.Stderr
+			truncated, otherTruncated := res.StdoutTruncated, res.StderrTruncated
+			if tt.stderr {
+				flooded, other = res.Stderr, res.Stdout
+				truncated, otherTruncated = res.StderrTruncated, res.StdoutTruncated
+			}
+			want := strings.Repeat(tt.line, int(tt.cap)/len(tt.line)+1)[:tt.cap]
+			if string(flooded) != want || !truncated {
+				t.Errorf("flooded stream: %d bytes (truncated %v), want exactly the %d-byte cap of %q lines",
+					len(flooded), truncated, tt.cap, tt.line)
+			}
+			if len(other) != 0 || otherTruncated {
+				t.Errorf("other stream %q (truncated %v), want empty", other, otherTruncated)
+			}
+		})
+	}
+}
