@@ -421,14 +421,16 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 		if err != nil {
 			break
 		}
-		d = &dec{b: body}
-		switch k {
-		case msgOutput:
+		if k == msgOutput { // the most frequent frame: no decoder needed
 			if out == nil {
 				err = fmt.Errorf("worker protocol: output frame outside a run")
 			} else {
 				err = out.add(body)
 			}
+			continue
+		}
+		d = &dec{b: body}
+		switch k {
 		case msgNeedModule:
 			err = send(true)
 		case msgStarted:
