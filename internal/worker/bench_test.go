@@ -182,3 +182,34 @@ func BenchmarkLargeModule(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOutputFlood measures a guest that writes 8-byte lines until it
+// reaches a 64 KiB output cap (8192 writes), in this process and through a
+// worker, where every write is an output frame. Figures are in
+// docs/PERFORMANCE.md, "Worker pool".
+func BenchmarkOutputFlood(b *testing.B) {
+	l := limits()
+	l.MaxOutputBytes = 64 << 10
+	req := &wasmwiz.RunRequest{Wasm: module(b, "flood.wasm"), Limits: l}
+	run := func(b *testing.B, eng wasmwiz.Engine) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := eng.Run(ctx, req)
+			if err != nil || res.Status != wasmwiz.StatusOutputLimit || int64(len(res.Stdout)) != l.MaxOutputBytes {
+				b.Fatalf("run: %v, %+v", err, res)
+			}
+		}
+	}
+	b.Run("in-process-no-interrupt", func(b *testing.B) {
+		eng, err := engine.New(context.Background(), engine.Options{NoGuestInterrupt: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer eng.Close(context.Background())
+		run(b, eng)
+	})
+	b.Run("worker", func(b *testing.B) {
+		run(b, newTestPool(b, testOptions(b, 1, 0)))
+	})
+}

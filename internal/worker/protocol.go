@@ -108,14 +108,22 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 // boundary: true unless a failure cut a frame short (a read deadline in
 // the middle of one, say), after which the stream cannot be read on.
 func readFrameAligned(r *bufio.Reader) (kind byte, body []byte, aligned bool, err error) {
-	var hdr [5]byte
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, n == 0, err
+	// Peek, not a read into a local array (which would escape to the heap
+	// once per frame): a header cut short stays unread, so r is still at
+	// the frame's start.
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if err == io.EOF && len(hdr) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, true, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
+	kind = hdr[4]
 	if n == 0 || n > maxFrameBytes {
 		return 0, nil, false, errFrameTooLarge
 	}
+	_, _ = r.Discard(5)
 	body = make([]byte, n-1)
 	if _, err := io.ReadFull(r, body); err != nil {
 		if err == io.EOF {
@@ -123,7 +131,7 @@ func readFrameAligned(r *bufio.Reader) (kind byte, body []byte, aligned bool, er
 		}
 		return 0, nil, false, err
 	}
-	return hdr[4], body, true, nil
+	return kind, body, true, nil
 }
 
 // enc appends values to a frame body. Large byte strings (modules, stdin,
