@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,5 +309,46 @@ func TestPoolOutputLimit(t *testing.T) {
 				t.Errorf("other stream %q (truncated %v), want empty", other, otherTruncated)
 			}
 		})
+	}
+}
+
+// TestExchangeDrainsOutputAfterDeadline: output frames the worker wrote
+// but the pool had not read when the deadline passed are still collected
+// (the pool reads the pipe up to the killed worker's EOF). Here the deadline
+// has passed before the exchange begins, so every frame can only come
+// through that drain.
+func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
+	t.Parallel()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	defer inW.Close()
+	defer outR.Close()
+	writeOutput(outW, nil, fdStdout, []byte("last words\n"))
+	writeOutput(outW, nil, fdStderr, []byte("and a warning\n"))
+	outW.Close() // the worker is dead: EOF after its frames
+	exited := make(chan struct{})
+	close(exited)
+	p := &proc{stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
+		exited: exited, dead: true, mods: newLRU(1 << 20)}
+	pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
+	out := newRunOutput(0)
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: limits()}
+	encode := func(e *enc, withWasm bool) { encodeRun(e, "sha", req, withWasm) }
+	_, _, healthy, err := pl.exchange(context.Background(), p, msgRun, "sha", len(req.Wasm), 64,
+		time.Now().Add(-time.Second), encode, nil, out)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
+		t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
+	}
+	var res wasmwiz.Result
+	out.fill(&res)
+	if string(res.Stdout) != "last words\n" || string(res.Stderr) != "and a warning\n" {
+		t.Fatalf("stdout %q stderr %q, want the frames left in the pipe", res.Stdout, res.Stderr)
 	}
 }
