@@ -352,3 +352,39 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 		t.Fatalf("stdout %q stderr %q, want the frames left in the pipe", res.Stdout, res.Stderr)
 	}
 }
+
+// TestOutputFrameBound: with a cap, an output frame longer than the cap is
+// refused from its header, before its bytes are allocated; one of exactly
+// the cap, and other kinds of any size, pass.
+func TestOutputFrameBound(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		kind  byte
+		bytes int
+		cap   int64
+		ok    bool
+	}{
+		{"exactly the cap", msgOutput, 100, 100, true},
+		{"one over the cap", msgOutput, 101, 100, false},
+		{"no cap", msgOutput, 5000, 0, true},
+		{"another kind", msgStats, 5000, 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			if tt.kind == msgOutput {
+				writeOutput(&buf, nil, fdStdout, make([]byte, tt.bytes))
+			} else {
+				e := newFrame(tt.bytes)
+				e.b = append(e.b, make([]byte, tt.bytes)...)
+				writeFrame(&buf, tt.kind, e)
+			}
+			k, _, _, err := readFrameAligned(bufio.NewReader(&buf), tt.cap)
+			if (err == nil) != tt.ok || (err == nil && k != tt.kind) {
+				t.Fatalf("readFrameAligned = %q, %v; want ok %v", k, err, tt.ok)
+			}
+		})
+	}
+}

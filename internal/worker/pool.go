@@ -244,7 +244,10 @@ func (pl *Pool) startProc(ctx context.Context) (*proc, error) {
 var errClosed = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the server is shutting down")
 
 // Run runs req in a worker. Results and errors are those of wasmwiz.Engine:
-// guest outcomes, timeouts included, are Results. Errors: EINVALID for a
+// guest outcomes, timeouts included, are Results. The guest's output reaches
+// the pool as it is written, so a run whose worker is killed at the deadline
+// (timeout) or dies from out-of-memory (memory_limit) still carries what the
+// guest wrote before, bounded by Limits.MaxOutputBytes. Errors: EINVALID for a
 // request without a wall-time limit and for what the engine refuses,
 // ETOOLARGE for a module or stdin over its limit (checked here, before
 // anything crosses to a worker), EUNAVAILABLE when the pool is closing or the
@@ -414,10 +417,14 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	}
 	started := false
 	aligned := true // no frame was cut short: what follows in the pipe is whole frames
+	var maxOutput int64
+	if out != nil {
+		maxOutput = out.limit
+	}
 	err = send(!held)
 	for err == nil {
 		var body []byte
-		k, body, aligned, err = readFrameAligned(p.r)
+		k, body, aligned, err = readFrameAligned(p.r, maxOutput)
 		if err != nil {
 			break
 		}
@@ -517,7 +524,7 @@ const drainTimeout = 2 * time.Second
 func drainOutput(p *proc, out *runOutput) {
 	_ = p.stdout.SetReadDeadline(time.Now().Add(drainTimeout))
 	for {
-		k, body, err := readFrame(p.r)
+		k, body, _, err := readFrameAligned(p.r, out.limit)
 		if err != nil || k != msgOutput || out.add(body) != nil {
 			return
 		}

@@ -100,14 +100,17 @@ func newFrame(sizeHint int) *enc {
 
 // readFrame reads one frame and returns its kind and body.
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
-	k, body, _, err := readFrameAligned(r)
+	k, body, _, err := readFrameAligned(r, 0)
 	return k, body, err
 }
 
 // readFrameAligned is readFrame that also says whether r is still at a frame
 // boundary: true unless a failure cut a frame short (a read deadline in
 // the middle of one, say), after which the stream cannot be read on.
-func readFrameAligned(r *bufio.Reader) (kind byte, body []byte, aligned bool, err error) {
+// maxOutput, when positive, bounds an output frame's bytes before they are
+// allocated: the engine never passes on more than a run's cap at once, so a
+// larger output frame is a broken (or hostile) worker.
+func readFrameAligned(r *bufio.Reader, maxOutput int64) (kind byte, body []byte, aligned bool, err error) {
 	// Peek, not a read into a local array (which would escape to the heap
 	// once per frame): a header cut short stays unread, so r is still at
 	// the frame's start.
@@ -120,7 +123,7 @@ func readFrameAligned(r *bufio.Reader) (kind byte, body []byte, aligned bool, er
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	kind = hdr[4]
-	if n == 0 || n > maxFrameBytes {
+	if n == 0 || n > maxFrameBytes || (kind == msgOutput && maxOutput > 0 && int64(n) > maxOutput+2) {
 		return 0, nil, false, errFrameTooLarge
 	}
 	_, _ = r.Discard(5)
