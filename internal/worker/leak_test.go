@@ -61,12 +61,15 @@ func TestPoolNoLeaks(t *testing.T) {
 	hello, add := module(t, "hello.wasm"), module(t, "add.wasm")
 	traps, bomb := module(t, "traps.wasm"), module(t, "memory_bomb.wasm")
 	loop, fib := module(t, "loop.wasm"), module(t, "fib_recursive.wasm")
+	printLoop := ownModule(t, "print_then_loop.wasm")
 	short := limits()
 	short.Timeout = 50 * time.Millisecond
 	small := limits()
 	small.MaxMemoryBytes = 2 * wasmwiz.MiB
 
-	// Every 100 runs: 2 timeouts (a loop and loop-free recursion), 2 traps,
+	// Every run's stdout is its own (hellos, and timeouts: nothing left over
+	// from another run on the same worker). Every 100 runs: 2 timeouts (a loop that printed first, whose output
+	// must survive the kill, and loop-free recursion), 2 traps,
 	// 2 memory bombs, a loop whose caller goes away (its worker killed), a
 	// hello whose caller goes away at some moment (before, during or after
 	// the run: the race between the answer and the kill), and 92 cheap
@@ -75,26 +78,27 @@ func TestPoolNoLeaks(t *testing.T) {
 		req    wasmwiz.RunRequest
 		want   wasmwiz.Status
 		cancel time.Duration // > 0: the caller goes away after this long
+		stdout string        // checked when set, and for every timeout
 	}
 	jobFor := func(i int) job {
 		switch i % 100 {
 		case 53:
-			return job{wasmwiz.RunRequest{Wasm: loop, Limits: limits()}, "", 20 * time.Millisecond}
+			return job{wasmwiz.RunRequest{Wasm: loop, Limits: limits()}, "", 20 * time.Millisecond, ""}
 		case 83:
-			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, time.Duration(i%7) * 50 * time.Microsecond}
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, time.Duration(i%7) * 50 * time.Microsecond, "Hello, World!\n"}
 		case 17:
-			return job{wasmwiz.RunRequest{Wasm: loop, Limits: short}, wasmwiz.StatusTimeout, 0}
+			return job{wasmwiz.RunRequest{Wasm: printLoop, Limits: short}, wasmwiz.StatusTimeout, 0, "started\n"}
 		case 67:
-			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout, 0}
+			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout, 0, ""}
 		case 29, 79:
-			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap, 0}
+			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap, 0, ""}
 		case 41, 91:
-			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit, 0}
+			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit, 0, ""}
 		}
 		if i%2 == 0 {
-			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, 0}
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, 0, "Hello, World!\n"}
 		}
-		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK, 0}
+		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK, 0, ""}
 	}
 
 	var next atomic.Int64
@@ -120,6 +124,9 @@ func TestPoolNoLeaks(t *testing.T) {
 				if err != nil || res.Status != j.want {
 					failures.Add(1)
 					t.Errorf("run %d: %v, status %v, want %s", i, err, statusOf(res), j.want)
+				} else if (j.stdout != "" || j.want == wasmwiz.StatusTimeout) && string(res.Stdout) != j.stdout {
+					failures.Add(1)
+					t.Errorf("run %d: %s with stdout %q, want %q", i, res.Status, res.Stdout, j.stdout)
 				}
 			}
 		})
