@@ -67,13 +67,13 @@ func TestPoolNoLeaks(t *testing.T) {
 	small := limits()
 	small.MaxMemoryBytes = 2 * wasmwiz.MiB
 
-	// Every run's stdout is its own (hellos, and timeouts: nothing left over
-	// from another run on the same worker). Every 100 runs: 2 timeouts (a loop that printed first, whose output
-	// must survive the kill, and loop-free recursion), 2 traps,
-	// 2 memory bombs, a loop whose caller goes away (its worker killed), a
-	// hello whose caller goes away at some moment (before, during or after
-	// the run: the race between the answer and the kill), and 92 cheap
-	// successes.
+	// Every 100 runs: 2 timeouts (a loop that printed first, whose output
+	// must survive the kill, and loop-free recursion), 2 traps, 2 memory
+	// bombs, a loop whose caller goes away (its worker killed), a hello whose
+	// caller goes away at some moment (before, during or after the run: the
+	// race between the answer and the kill), and 92 cheap successes. Each
+	// hello's and each timeout's stdout is its own: nothing left over from
+	// another run on the same worker.
 	type job struct {
 		req    wasmwiz.RunRequest
 		want   wasmwiz.Status
