@@ -174,20 +174,31 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || len(okRuns) != 2 || okTotal < 4 || okRuns[0].Status != wasmwiz.StatusOK {
 		t.Fatalf("ListRuns status=ok limit=2: %d runs, total %d, %v", len(okRuns), okTotal, err)
 	}
-	// Usage counts the runs that ran (refused requests have no status).
-	all, _, err := user.ListRuns(ctx, client.RunQuery{Page: client.Page{Limit: 1000}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	for _, r := range all {
-		if r.Status != "" {
-			ran++
+	// Usage counts the runs that ran (refused requests have no status). The
+	// writer may still be flushing (the wait above counts refused records
+	// too), so compare once the two agree rather than at one instant.
+	ranNow := func() (int, int) {
+		all, _, err := user.ListRuns(ctx, client.RunQuery{Page: client.Page{Limit: 1000}})
+		if err != nil {
+			t.Fatal(err)
 		}
+		ran := 0
+		for _, r := range all {
+			if r.Status != "" {
+				ran++
+			}
+		}
+		return ran, len(all)
 	}
-	us, err := user.Usage(ctx)
-	if err != nil || us.Tier != wasmwiz.TierBasic || us.RunsToday != int64(ran) || us.RunsPerMinute != 100 || ran == len(all) {
-		t.Fatalf("Usage: %+v, %v (runs %d, of which ran %d)", us, err, len(all), ran)
+	var us *wasmwiz.Usage
+	var ran, listed int
+	waitFor(t, "usage to count every run that ran", func() bool {
+		ran, listed = ranNow()
+		us, err = user.Usage(ctx)
+		return err == nil && us.RunsToday == int64(ran)
+	})
+	if us.Tier != wasmwiz.TierBasic || us.RunsPerMinute != 100 || ran == listed {
+		t.Fatalf("Usage: %+v (runs %d, of which ran %d)", us, listed, ran)
 	}
 	waitFor(t, "the stored module's run count", func() bool {
 		got, err := user.GetModule(ctx, m.ID)
@@ -279,9 +290,14 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	_, _, err = s.client(ak.Secret).Me(ctx)
 	wantCode(t, "key revoked by an admin", err, wasmwiz.EUNAUTHORIZED)
-	st, err := admin.AdminStats(ctx)
-	if err != nil || st.Users != 2 || st.RunsToday != int64(ran) || len(st.TopModules) == 0 {
-		t.Fatalf("AdminStats: %+v, %v", st, err)
+	var st *wasmwiz.Stats
+	waitFor(t, "admin stats to count every run that ran", func() bool {
+		ran, _ = ranNow()
+		st, err = admin.AdminStats(ctx)
+		return err == nil && st.RunsToday == int64(ran)
+	})
+	if st.Users != 2 || len(st.TopModules) == 0 {
+		t.Fatalf("AdminStats: %+v", st)
 	}
 
 	// Delete the module: gone, and its runs stay.
