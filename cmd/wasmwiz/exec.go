@@ -30,14 +30,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
 		envVars  = map[string]string{}
 	)
-	fs.Func("env", "set a guest environment variable K=V (repeatable)", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("want K=V, got %q", s)
-		}
-		envVars[k] = v
-		return nil
-	})
+	envFlag(fs, envVars, "set a guest environment variable K=V (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: wasmwiz exec [flags] module.wasm [args...]")
 		fmt.Fprintln(env.Stderr, "       wasmwiz exec [flags] --module-id mod_… [args...]")

@@ -47,14 +47,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		asJSON    = fs.Bool("json", false, "print one JSON object with the result instead of the guest's output")
 		envVars   = map[string]string{}
 	)
-	fs.Func("env", "set a guest environment variable K=V (repeatable); nothing comes from the host", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("want K=V, got %q", s)
-		}
-		envVars[k] = v
-		return nil
-	})
+	envFlag(fs, envVars, "set a guest environment variable K=V (repeatable); nothing comes from the host")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Stderr, "usage: wasmwiz run [flags] module.wasm [args...]")
 		fmt.Fprintln(env.Stderr, "Runs a WASI preview1 command (stdin, args, env; its stdout, stderr and exit status become ours)")
@@ -301,4 +294,16 @@ func (b *lockedBuffer) bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]byte(nil), b.buf...)
+}
+
+// envFlag defines the repeatable --env K=V flag of run and exec, filling m.
+func envFlag(fs *flag.FlagSet, m map[string]string, usage string) {
+	fs.Func("env", usage, func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want K=V, got %q", s)
+		}
+		m[k] = v
+		return nil
+	})
 }
