@@ -696,54 +696,62 @@ func TestServeTierLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	// Two tiers, so that no outcome depends on how fast a loaded machine is:
+	// "tight" has a short wall time for the guests that never end, "capped"
+	// small memory and output caps under a wall time no cap test comes near.
 	s.putTier(testTier("tight", func(tr *wasmwiz.Tier) {
 		tr.Timeout = 500 * time.Millisecond
+	}))
+	s.putTier(testTier("capped", func(tr *wasmwiz.Tier) {
+		tr.Timeout = time.Minute
 		tr.MaxMemoryBytes = 8 * wasmwiz.MiB
 		tr.MaxOutputBytes = 64 * wasmwiz.KiB
 	}))
-	user, _, _ := s.newUser("tight")
+	tight, _, _ := s.newUser("tight")
+	capped, _, _ := s.newUser("capped")
 	tests := []struct {
 		name    string
+		user    *client.Client
 		req     client.ExecuteRequest
 		want    wasmwiz.Status
 		check   func(t *testing.T, r *wasmwiz.ResultJSON)
 		maxWall time.Duration
 	}{
-		{"tight loop stops at the timeout", client.ExecuteRequest{Wasm: testModule(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"loop-free recursion stops at the timeout", client.ExecuteRequest{Wasm: testModule(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"memory bomb hits the cap", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
+		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testModule(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testModule(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a lower memory asked for applies", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
+		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a higher memory asked for does not", client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
+		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"output flood is cut at the cap", client.ExecuteRequest{Wasm: testModule(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
+		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testModule(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
 					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
 				}
 			}, 0},
-		{"a higher timeout asked for does not apply", client.ExecuteRequest{Wasm: testModule(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
-		{"a lower timeout asked for applies", client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
+		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testModule(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
+		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
 	}
 	t.Run("limits", func(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				req := tt.req
-				res, err := user.Execute(ctx, &req)
+				res, err := tt.user.Execute(ctx, &req)
 				if err != nil {
 					t.Fatalf("Execute: %v", err)
 				}
