@@ -857,12 +857,18 @@ func TestServeConcurrencyAndSaturation(t *testing.T) {
 
 func testConcurrency(t *testing.T, s *e2eServer) {
 	ctx := context.Background()
-	free, _, _ := s.newUser(wasmwiz.TierFree)
+	// A tier of one run at a time, like free, but with a wall time that the
+	// 3s sleep below never comes near, also on a loaded machine.
+	s.putTier(testTier("single", func(tr *wasmwiz.Tier) {
+		tr.MaxConcurrent = 1
+		tr.Timeout = time.Minute
+	}))
+	free, _, _ := s.newUser("single")
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
 	sleep := testModule(t, "sleep.wasm")
 
-	// One long run holds the free user's only slot and the replica's only
-	// run slot; it ends when its guest sleeps out its 3s.
+	// One long run holds the user's only slot and the replica's only run
+	// slot; it ends when its guest sleeps out its 3s.
 	first := make(chan error, 1)
 	go func() {
 		res, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"3000"}})
