@@ -342,7 +342,7 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: limits()}
 	encode := func(e *enc, withWasm bool) { encodeRun(e, "sha", req, withWasm) }
 	_, _, healthy, err := pl.exchange(context.Background(), p, msgRun, "sha", len(req.Wasm), 64,
-		time.Now().Add(-time.Second), encode, nil, out)
+		time.Now().Add(-time.Second), encode, nil, out, nil)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
 		t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
 	}

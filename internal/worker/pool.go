@@ -273,13 +273,17 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	deadline := start.Add(l.Timeout + pl.opts.KillGrace)
+	clk := &runClock{guest: l.Timeout + pl.opts.KillGrace, compile: pl.opts.InspectTimeout, start: time.Now()}
+	deadline := clk.start.Add(clk.guest)
+	if !p.mods.has(sha) {
+		deadline = deadline.Add(clk.compile)
+	}
 	info := wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}
 	encode := func(e *enc, withWasm bool) { encodeRun(e, sha, req, withWasm) }
 	hint := copiedSize(len(req.Stdin)) + 256
 	out := newRunOutput(l.MaxOutputBytes)
-	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info, out)
+	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info, out, clk)
+	start := clk.start
 	pl.runs.Add(1)
 	if req.Function != "" {
 		info.Entry = req.Function
@@ -339,7 +343,7 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 	}
 	deadline := time.Now().Add(pl.opts.InspectTimeout)
 	encode := func(e *enc, withWasm bool) { encodeInspect(e, sha, wasm, limits, withWasm) }
-	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil, nil)
+	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil, nil, nil)
 	pl.inspections.Add(1)
 	defer pl.release(p, healthy, 0)
 	switch {
@@ -379,6 +383,22 @@ func moduleSHA(trusted string, wasm []byte) string {
 // errWorkerOOM is an exchange ending in the worker's death from out-of-memory.
 var errWorkerOOM = errors.New("worker ran out of memory")
 
+// runClock is a run's wall time. Compiling a module the worker does not hold
+// yet is the server's work, not the guest's: until the worker says the guest
+// has started, the deadline also allows compile (Options.InspectTimeout), and
+// the guest's own wall time counts from then, as in the in-process engine.
+type runClock struct {
+	guest   time.Duration // the run's wall time plus the kill grace
+	compile time.Duration // allowed for compiling the module
+	start   time.Time     // when the guest's time started (provisionally: the request)
+}
+
+// setDeadline moves the deadline of p's pipes.
+func (c *runClock) setDeadline(p *proc, t time.Time) {
+	_ = p.stdin.SetWriteDeadline(t)
+	_ = p.stdout.SetReadDeadline(t)
+}
+
 // exchange sends one request to p (which the caller acquired) and returns
 // the final answer's kind and body, and whether p may serve again. Until the
 // answer, it reads only within deadline; past it, or when ctx ends, or on any protocol
@@ -389,8 +409,10 @@ var errWorkerOOM = errors.New("worker ran out of memory")
 // out, when non-nil (runs), collects the guest's output frames, also those
 // the worker wrote before it was killed at the deadline; output frames to a
 // request without out are a protocol failure.
+// clk, when non-nil (runs), moves the deadline when the worker has to compile
+// the module and again when the guest starts.
 func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
-	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo, out *runOutput) (k byte, d *dec, healthy bool, err error) {
+	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo, out *runOutput, clk *runClock) (k byte, d *dec, healthy bool, err error) {
 	// Until this request is over, the pipe stays open even once the worker
 	// is reaped, so that frames it wrote before it died can still be read.
 	p.holdStdout()
@@ -439,11 +461,18 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 		d = &dec{b: body}
 		switch k {
 		case msgNeedModule:
+			if clk != nil {
+				clk.setDeadline(p, time.Now().Add(clk.compile+clk.guest))
+			}
 			err = send(true)
 		case msgStarted:
 			mi := decodeModuleInfo(d)
 			if err = d.done(); err == nil {
 				started = true
+				if clk != nil {
+					clk.start = time.Now()
+					clk.setDeadline(p, clk.start.Add(clk.guest))
+				}
 				p.mods.add(sha, int64(wasmLen), &mi)
 				if info != nil {
 					*info = mi
