@@ -2,9 +2,9 @@
 # WasmWiz: a static binary (CGO_ENABLED=0) on distroless/static, as a non-root
 # user. Build: make docker (or docker build --build-arg VERSION=… --build-arg COMMIT=… .)
 
-# Newer than go.mod's minimum (1.26.8): go1.26.10 carries the standard-library
-# fixes that govulncheck reports for 1.26.8 (see the govulncheck step of .ci/run).
-ARG GO_VERSION=1.26.10
+# The toolchain go.mod names (toolchain go1.27.3): its standard library has the
+# fixes that govulncheck reports for Go 1.26.8 (see .ci/run).
+ARG GO_VERSION=1.27.3
 
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src

@@ -3,6 +3,8 @@
 
 SHELL := /usr/bin/env bash
 GO ?= go
+# go.mod's toolchain line; machines with GOTOOLCHAIN=local would ignore it.
+export GOTOOLCHAIN ?= $(shell sed -n 's/^toolchain //p' go.mod)
 BIN ?= bin/wasmwiz
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
