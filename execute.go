@@ -107,6 +107,12 @@ func (e *Executor) now() time.Time {
 // tier, or the anonymous tier when anonymous callers are allowed. It returns
 // EUNAUTHORIZED without a caller (when anonymous runs are off) or for a
 // disabled user, and the TierService's errors.
+//
+// An authenticated user's tier comes with the user (User.TierLimits, read by
+// Authenticate in the same query as the key) when it is there and is the
+// user's tier; only otherwise is it looked up, so an authenticated run costs
+// one database round trip, not two. The tier is read on every request
+// either way: a tier change applies to the next request of every replica.
 func (e *Executor) CallerTier(ctx context.Context) (*Tier, error) {
 	u := UserFromContext(ctx)
 	if u == nil {
@@ -122,6 +128,12 @@ func (e *Executor) CallerTier(ctx context.Context) (*Tier, error) {
 	}
 	if u.Disabled {
 		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+	}
+	if t := u.TierLimits; t != nil && t.Name == u.Tier {
+		// A copy: the caller may change what it gets without touching the
+		// user in ctx, as with a tier FindTier returns.
+		c := *t
+		return &c, nil
 	}
 	return e.Tiers.FindTier(ctx, u.Tier)
 }

@@ -23,6 +23,12 @@ type User struct {
 	Tier      string    `json:"tier"`
 	CreatedAt time.Time `json:"created_at"`
 	Disabled  bool      `json:"disabled"`
+
+	// TierLimits is the user's tier as read together with the user by
+	// APIKeyService.Authenticate (the same query, so it is as current as
+	// Tier); nil when not loaded. Executor.CallerTier uses it when its Name
+	// equals Tier and looks the tier up otherwise.
+	TierLimits *Tier `json:"-"`
 }
 
 // IsAdmin reports whether u is a (non-disabled) admin.

@@ -95,13 +95,20 @@ func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwi
 	return k, plain, nil
 }
 
+// authenticateSQL reads the key, its user and the user's tier in one round
+// trip. The tier is a LEFT JOIN so that a user whose tier row were missing
+// still authenticates (without TierLimits) and gets the lookup's ENOTFOUND
+// later, as before the tier was read here.
 const authenticateSQL = `SELECT ` + apiKeyColumns + `,
-		u.id, u.email, u.role, u.tier, u.created_at, u.disabled
-	FROM api_keys k JOIN users u ON u.id = k.user_id
+		u.id, u.email, u.role, u.tier, u.created_at, u.disabled,
+		t.name, t.runs_per_minute, t.runs_per_day, t.max_memory_bytes, t.timeout_ms,
+		t.max_module_bytes, t.max_stdin_bytes, t.max_output_bytes, t.max_concurrent, t.updated_at
+	FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN tiers t ON t.name = u.tier
 	WHERE k.digest = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`
 
 // Authenticate finds the active key with this plaintext, by its digest, and
-// its enabled user with the user's current tier and role. EUNAUTHORIZED for
+// its enabled user with the user's current tier and role, and the tier's
+// current limits in User.TierLimits, all in one query. EUNAUTHORIZED for
 // anything else (unknown, malformed, revoked, expired, disabled user), never
 // saying which; EUNAVAILABLE when the database does not answer. It needs no
 // caller.
@@ -117,8 +124,11 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 	now := db.Now()
 	var u wasmwiz.User
 	var userCreated int64
+	var tier nullTier
 	k, err := scanAPIKey(db.queryRow(ctx, &db.authStmt, authenticateSQL, wasmwiz.HashAPIKey(plaintext), ms(now)),
-		&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled)
+		&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled,
+		&tier.name, &tier.runsPerMinute, &tier.runsPerDay, &tier.maxMemory, &tier.timeoutMS,
+		&tier.maxModule, &tier.maxStdin, &tier.maxOutput, &tier.maxConcurrent, &tier.updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, denied
 	}
@@ -126,6 +136,7 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 		return nil, nil, dbError(err, "authenticate")
 	}
 	u.CreatedAt = fromMS(userCreated)
+	u.TierLimits = tier.tier()
 	stale := now.Add(-lastUsedEvery)
 	if k.LastUsedAt == nil || k.LastUsedAt.Before(stale) {
 		// A lost write costs only a stale timestamp: it does not fail the
@@ -139,6 +150,33 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 		}
 	}
 	return &u, k, nil
+}
+
+// nullTier holds the tier columns of a LEFT JOIN, NULL when the row is
+// missing.
+type nullTier struct {
+	name                                                       sql.NullString
+	runsPerMinute, runsPerDay, maxMemory, timeoutMS, maxModule sql.NullInt64
+	maxStdin, maxOutput, maxConcurrent, updated                sql.NullInt64
+}
+
+// tier returns the tier read, or nil when there was none.
+func (n *nullTier) tier() *wasmwiz.Tier {
+	if !n.name.Valid {
+		return nil
+	}
+	return &wasmwiz.Tier{
+		Name:           n.name.String,
+		RunsPerMinute:  n.runsPerMinute.Int64,
+		RunsPerDay:     n.runsPerDay.Int64,
+		MaxMemoryBytes: n.maxMemory.Int64,
+		Timeout:        time.Duration(n.timeoutMS.Int64) * time.Millisecond,
+		MaxModuleBytes: n.maxModule.Int64,
+		MaxStdinBytes:  n.maxStdin.Int64,
+		MaxOutputBytes: n.maxOutput.Int64,
+		MaxConcurrent:  int(n.maxConcurrent.Int64),
+		UpdatedAt:      fromMS(n.updated.Int64),
+	}
 }
 
 // FindAPIKeys lists keys, newest first, with the total matching count.

@@ -18,6 +18,7 @@ var apiKeyTests = []test{
 	{"ExpiredKeys", testExpiredKeys},
 	{"DisabledUsersKeys", testDisabledUsersKeys},
 	{"TierChangeVisibleToNextLookup", testTierChangeVisible},
+	{"AuthenticateReadsCurrentTierLimits", testAuthenticateTierLimits},
 	{"LastUsedAtWrittenAtMostOnceAMinute", testLastUsedAt},
 	{"FindAPIKeys", testFindAPIKeys},
 	{"RevokeAPIKey", testRevokeAPIKey},
@@ -133,7 +134,10 @@ func testAuthenticate(t *testing.T, e *env) {
 
 	gotU, gotK, err := e.s.Authenticate(e.anon, plain)
 	wantOK(t, err, "Authenticate")
-	sameUser(t, gotU, u, "authenticated user")
+	e.sameTierAsFound(gotU, wasmwiz.TierBasic, "authenticated user")
+	withoutTier := *gotU
+	withoutTier.TierLimits = nil
+	sameUser(t, &withoutTier, u, "authenticated user")
 	if gotK.ID != k.ID || gotK.UserID != u.ID || gotK.Name != "k" || gotK.Prefix != k.Prefix || gotK.RevokedAt != nil {
 		t.Fatalf("authenticated key %+v, want key %d of user %d", gotK, k.ID, u.ID)
 	}
@@ -141,6 +145,77 @@ func testAuthenticate(t *testing.T, e *env) {
 	wantOK(t, err, "Authenticate the other key")
 	if gotU2.ID != other.ID || gotK2.ID != ok2.ID {
 		t.Fatalf("second key authenticated user %d key %d, want %d and %d", gotU2.ID, gotK2.ID, other.ID, ok2.ID)
+	}
+	e.sameTierAsFound(gotU2, wasmwiz.TierFree, "the other authenticated user")
+}
+
+// sameTierAsFound fails unless u, as Authenticate returned it, carries the
+// tier named name with every field equal to what FindTier returns now.
+func (e *env) sameTierAsFound(u *wasmwiz.User, name, what string) {
+	e.t.Helper()
+	if u.Tier != name {
+		e.t.Fatalf("%s: tier %q, want %q", what, u.Tier, name)
+	}
+	if u.TierLimits == nil {
+		e.t.Fatalf("%s: Authenticate returned no TierLimits", what)
+	}
+	found, err := e.s.FindTier(e.sys, name)
+	wantOK(e.t, err, "FindTier "+name)
+	sameTier(e.t, u.TierLimits, found, what+": TierLimits")
+}
+
+// sameTier fails unless got and want agree in every field, UpdatedAt
+// included.
+func sameTier(t *testing.T, got, want *wasmwiz.Tier, what string) {
+	t.Helper()
+	sameLimits(t, got, want, what)
+	if !got.UpdatedAt.Equal(want.UpdatedAt) {
+		t.Fatalf("%s: tier %s updated %v, want %v", what, got.Name, got.UpdatedAt, want.UpdatedAt)
+	}
+}
+
+// testAuthenticateTierLimits: the tier Authenticate returns with the user is
+// read with it, never remembered: a changed limit shows in the very next
+// Authenticate.
+func testAuthenticateTierLimits(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierPro)
+	_, plain := e.key(ctx, u.ID, "k", nil)
+	_, admin := e.admin("root@example.com")
+	gu, _, err := e.s.Authenticate(e.anon, plain)
+	wantOK(t, err, "Authenticate")
+	e.sameTierAsFound(gu, wasmwiz.TierPro, "before the change")
+	before := *gu.TierLimits
+
+	tests := []struct {
+		name   string
+		change func(*wasmwiz.Tier)
+	}{
+		{"runs per minute", func(t *wasmwiz.Tier) { t.RunsPerMinute = 7 }},
+		{"runs per day", func(t *wasmwiz.Tier) { t.RunsPerDay = 70 }},
+		{"memory", func(t *wasmwiz.Tier) { t.MaxMemoryBytes = 3 * wasmwiz.MiB }},
+		{"timeout", func(t *wasmwiz.Tier) { t.Timeout = 1500 * time.Millisecond }},
+		{"module size", func(t *wasmwiz.Tier) { t.MaxModuleBytes = 2 * wasmwiz.MiB }},
+		{"stdin size", func(t *wasmwiz.Tier) { t.MaxStdinBytes = 0 }},
+		{"output size", func(t *wasmwiz.Tier) { t.MaxOutputBytes = 4 * wasmwiz.KiB }},
+		{"concurrency", func(t *wasmwiz.Tier) { t.MaxConcurrent = 3 }},
+	}
+	want := before
+	for _, tt := range tests {
+		tt.change(&want)
+		e.clock.Add(time.Second)
+		put := want
+		wantOK(t, e.s.PutTier(admin, &put), "PutTier "+tt.name)
+		want.UpdatedAt = put.UpdatedAt
+		gu, _, err := e.s.Authenticate(e.anon, plain)
+		wantOK(t, err, "Authenticate after changing "+tt.name)
+		if gu.TierLimits == nil {
+			t.Fatalf("after changing %s, Authenticate returned no TierLimits", tt.name)
+		}
+		sameTier(t, gu.TierLimits, &want, "after changing "+tt.name)
+		e.sameTierAsFound(gu, wasmwiz.TierPro, "after changing "+tt.name)
+	}
+	if want == before {
+		t.Fatal("the table changed nothing")
 	}
 }
 
@@ -226,9 +301,7 @@ func testTierChangeVisible(t *testing.T, e *env) {
 		wantOK(t, err, "UpdateUser tier "+tier)
 		gu, _, err := e.s.Authenticate(e.anon, plain)
 		wantOK(t, err, "Authenticate")
-		if gu.Tier != tier {
-			t.Fatalf("after moving the user to %s, Authenticate says tier %q", tier, gu.Tier)
-		}
+		e.sameTierAsFound(gu, tier, "after moving the user to "+tier)
 	}
 	_, err := e.s.UpdateUser(admin, u.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleAdmin)})
 	wantOK(t, err, "UpdateUser role")
