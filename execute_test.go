@@ -393,3 +393,100 @@ func TestRunGateWaitEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestExecutorTierFromAuthenticate: the tier Authenticate read with the user
+// (User.TierLimits) is the one that applies, without a FindTier; without it,
+// or when it is not the user's tier, the tier is looked up.
+func TestExecutorTierFromAuthenticate(t *testing.T) {
+	t.Parallel()
+	// Limits no default tier has, so that the test sees which tier applied.
+	custom := func(name string) *wasmwiz.Tier {
+		return &wasmwiz.Tier{Name: name, RunsPerMinute: 3, RunsPerDay: 33, MaxMemoryBytes: 2 * wasmwiz.MiB,
+			Timeout: 1500 * time.Millisecond, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: 10, MaxOutputBytes: 20, MaxConcurrent: 2}
+	}
+	free := freeTier()
+	tests := []struct {
+		name      string
+		user      *wasmwiz.User
+		wantFinds []string // the FindTier calls, by name
+		want      *wasmwiz.Tier
+		code      string
+	}{
+		{"tier read with the user", &wasmwiz.User{ID: 1, Tier: wasmwiz.TierFree, TierLimits: custom(wasmwiz.TierFree)},
+			nil, custom(wasmwiz.TierFree), ""},
+		{"no tier with the user", &wasmwiz.User{ID: 2, Tier: wasmwiz.TierFree},
+			[]string{wasmwiz.TierFree}, free, ""},
+		{"a tier that is not the user's", &wasmwiz.User{ID: 3, Tier: wasmwiz.TierFree, TierLimits: custom(wasmwiz.TierPro)},
+			[]string{wasmwiz.TierFree}, free, ""},
+		{"an unknown tier not read with the user", &wasmwiz.User{ID: 4, Tier: "gone"},
+			[]string{"gone"}, nil, wasmwiz.ENOTFOUND},
+		{"a disabled user", &wasmwiz.User{ID: 5, Tier: wasmwiz.TierFree, TierLimits: custom(wasmwiz.TierFree), Disabled: true},
+			nil, nil, wasmwiz.EUNAUTHORIZED},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newExecutorFixture(t)
+			var finds []string
+			lookup := f.ex.Tiers
+			f.ex.Tiers = &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) {
+				f.mu.Lock()
+				finds = append(finds, name)
+				f.mu.Unlock()
+				return lookup.FindTier(ctx, name)
+			}}
+			var allowed []wasmwiz.RateLimit
+			allow := f.limiter.AllowFn
+			f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+				f.mu.Lock()
+				allowed = append(allowed, limits...)
+				f.mu.Unlock()
+				return allow(ctx, key, limits)
+			}
+			ctx := wasmwiz.NewContextWithUser(context.Background(), tt.user)
+
+			ex, err := f.ex.Execute(ctx, nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if !equalStrings(finds, tt.wantFinds) {
+				t.Fatalf("FindTier calls %q, want %q", finds, tt.wantFinds)
+			}
+			if tt.code != "" {
+				if wasmwiz.ErrorCode(err) != tt.code {
+					t.Fatalf("Execute: %v, want %s", err, tt.code)
+				}
+				if len(f.runs) != 0 {
+					t.Fatal("the module ran without a tier")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if *ex.Tier != *tt.want {
+				t.Fatalf("tier %+v, want %+v", *ex.Tier, *tt.want)
+			}
+			if len(f.runs) != 1 || f.runs[0].Limits != tt.want.Limits() {
+				t.Fatalf("the engine got %d runs, limits %+v; want one with %+v", len(f.runs), f.runs, tt.want.Limits())
+			}
+			if len(allowed) != 2 || allowed[0].Limit != tt.want.RunsPerMinute || allowed[1].Limit != tt.want.RunsPerDay {
+				t.Fatalf("quotas %+v, want %d/min and %d/day", allowed, tt.want.RunsPerMinute, tt.want.RunsPerDay)
+			}
+			if tt.user.TierLimits != nil && ex.Tier == tt.user.TierLimits {
+				t.Fatal("CallerTier handed out the user's own tier, not a copy")
+			}
+		})
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
