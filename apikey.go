@@ -93,7 +93,9 @@ type APIKeyService interface {
 	CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (k *APIKey, plaintext string, err error)
 	// Authenticate finds the active key with this plaintext and its enabled
 	// user. EUNAUTHORIZED for anything else (unknown, revoked, expired,
-	// disabled user), never saying which. It needs no caller in ctx.
+	// disabled user), never saying which. It needs no caller in ctx. The
+	// user's current tier is read in the same query into User.TierLimits, so
+	// that an execute needs no second lookup.
 	Authenticate(ctx context.Context, plaintext string) (*User, *APIKey, error)
 	// FindAPIKeys lists keys, newest first, with the total matching count.
 	FindAPIKeys(ctx context.Context, filter APIKeyFilter) ([]*APIKey, int, error)
