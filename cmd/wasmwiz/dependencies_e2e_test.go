@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
 
 // TestServeSharedRedisLimit: two serve replicas on one database and one
@@ -70,8 +68,8 @@ func TestServeRedisOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newTCPProxy(t, ru.Host)
-	ru.Host = p.addr
+	p := tcpproxy.New(t, ru.Host)
+	ru.Host = p.Addr()
 	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String()})
 	s := startServe(t, env, ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierPro)
@@ -90,7 +88,7 @@ func TestServeRedisOutage(t *testing.T) {
 		t.Fatalf("before the outage: %+v", st)
 	}
 
-	p.stop()
+	p.Stop()
 	for i := 0; i < 5; i++ {
 		run("with Redis down")
 	}
@@ -107,7 +105,7 @@ func TestServeRedisOutage(t *testing.T) {
 		t.Fatalf("metrics during the outage lack the fallback: %v", err)
 	}
 
-	p.start()
+	p.Start()
 	waitFor(t, "Redis to decide again", func() bool {
 		run("with Redis back")
 		return !s.srv.LimiterStats().FallbackActive
@@ -128,81 +126,6 @@ func TestServeRedisOutage(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards TCP to a target; stop closes it and every connection
-// (the target is "down"), start listens again on the same address.
-type tcpProxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
-	p.start()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *tcpProxy) start() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatalf("proxy listen: %v", err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-}
-
-func (p *tcpProxy) serve(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.ln == nil {
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-func (p *tcpProxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
 // TestServeDatabaseOutage: PostgreSQL goes away (a proxy in front of it
 // stops): /readyz says which dependency is down, requests answer 503
 // EUNAVAILABLE (not 401 or 500), and everything works again when it is back.
@@ -213,8 +136,8 @@ func TestServeDatabaseOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newTCPProxy(t, du.Host)
-	du.Host = p.addr
+	p := tcpproxy.New(t, du.Host)
+	du.Host = p.Addr()
 	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": du.String()}), ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierBasic)
 	hello := testModule(t, "hello.wasm")
@@ -222,7 +145,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 		t.Fatalf("before the outage: %v", err)
 	}
 
-	p.stop()
+	p.Stop()
 	rd, err := s.client("").Ready(ctx)
 	if err != nil || rd.Ready || rd.Checks["database"] != "down" || rd.Checks["workers"] != "ok" {
 		t.Fatalf("/readyz with the database down: %+v, %v", rd, err)
@@ -236,7 +159,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 		t.Fatalf("/healthz with the database down: %v (the process is alive)", err)
 	}
 
-	p.start()
+	p.Start()
 	waitFor(t, "the database to be back", func() bool {
 		rd, err := s.client("").Ready(ctx)
 		return err == nil && rd.Ready

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
 
 // TestDatabaseGoesAwayAndComesBack: while the database is unreachable every
@@ -17,7 +18,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	t.Parallel()
 	direct := pgtest.Schema(t)
 	openURL(t, direct, true)
-	proxy := newTCPProxy(t, targetOf(t, direct))
+	proxy := tcpproxy.New(t, targetOf(t, direct))
 	db := openURL(t, viaProxy(t, direct, proxy), false)
 	ctx := context.Background()
 	u, uctx := mustUser(t, db, "u@example.com", wasmwiz.RoleUser)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
 
 // waitFor polls cond until it holds, failing the test after a minute. It
@@ -32,7 +33,7 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	t.Parallel()
 	direct := pgtest.Schema(t)
 	check := openURL(t, direct, true) // straight to the database
-	proxy := newTCPProxy(t, targetOf(t, direct))
+	proxy := tcpproxy.New(t, targetOf(t, direct))
 	db := openURL(t, viaProxy(t, direct, proxy), false)
 	u, uctx := mustUser(t, check, "u@example.com", wasmwiz.RoleUser)
 

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/limitertest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
 
 // redisURL returns WASMWIZ_TEST_REDIS_URL, or skips the test without it
@@ -385,8 +386,8 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, opt.Addr)
-	opt.Addr = p.addr
+	p := tcpproxy.New(t, opt.Addr)
+	opt.Addr = p.Addr()
 	opt.ContextTimeoutEnabled = true
 	c := goredis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
@@ -409,10 +410,10 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	check("redis up", true, false, 9)
 	check("redis up", true, false, 8)
 
-	p.stop()
+	p.Stop()
 	check("redis stopped", true, true, 9) // the fallback's own count
 	check("still down", true, true, 8)
-	p.start()
+	p.Start()
 	check("back, before the next probe", true, true, 7)
 	if s := l.Stats(); !s.FallbackActive || s.Fallback != 3 {
 		t.Fatalf("Stats() during the outage = %+v", s)
@@ -437,8 +438,8 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, opt.Addr)
-	opt.Addr = p.addr
+	p := tcpproxy.New(t, opt.Addr)
+	opt.Addr = p.Addr()
 	opt.ContextTimeoutEnabled = true
 	c := goredis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
@@ -453,7 +454,7 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	if err := c.Ping(ctx).Err(); err != nil { // a warm connection through the proxy
 		t.Fatal(err)
 	}
-	p.stall()
+	p.Stall()
 	// Redis's answer is held back until unstall, which only this test calls
 	// after Allow returns: a call that waited for it would never return.
 	d, err := l.Allow(ctx, "u1", minute(2))
@@ -464,7 +465,7 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("Acquire with Redis stalled: %v, %v", ok, err)
 	}
-	p.unstall()
+	p.Unstall()
 	clock.Advance(time.Second)
 	d, err = l.Allow(ctx, "u1", minute(2))
 	if err != nil || !d.Allowed || d.Fallback {
@@ -472,127 +473,6 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	}
 	if s := l.Stats(); s.Fallback != 2 || s.FallbackActive || s.Outages != 1 || s.StoreErrors != 1 {
 		t.Fatalf("Stats() = %+v, want 2 fallback decisions after 1 timeout, none active", s)
-	}
-}
-
-// proxy forwards TCP to Redis; tests stop and start it (Redis down and back)
-// or stall it (Redis slow: answers held back).
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu      sync.Mutex
-	ln      net.Listener
-	conns   map[net.Conn]bool
-	stalled chan struct{} // non-nil while answers are held back
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
-	p.start()
-	t.Cleanup(func() { p.unstall(); p.stop() })
-	return p
-}
-
-func (p *proxy) start() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(conn)
-		}
-	}()
-}
-
-func (p *proxy) serve(client net.Conn) {
-	upstream, err := net.Dial("tcp", p.target)
-	if err != nil {
-		client.Close()
-		return
-	}
-	if !p.track(client, upstream) {
-		return
-	}
-	go func() {
-		io.Copy(upstream, client)
-		upstream.Close()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := upstream.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			gate := p.stalled
-			p.mu.Unlock()
-			if gate != nil {
-				<-gate
-			}
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	client.Close()
-	upstream.Close()
-}
-
-// track registers a connection pair, or closes it when the proxy stopped.
-func (p *proxy) track(conns ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		for _, c := range conns {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range conns {
-		p.conns[c] = true
-	}
-	return true
-}
-
-// stop closes the listener and every connection: Redis is gone.
-func (p *proxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-func (p *proxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stalled == nil {
-		p.stalled = make(chan struct{})
-	}
-}
-
-func (p *proxy) unstall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stalled != nil {
-		close(p.stalled)
-		p.stalled = nil
 	}
 }
 
