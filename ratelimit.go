@@ -82,3 +82,43 @@ func ValidateRateLimits(key string, limits []RateLimit) error {
 	}
 	return nil
 }
+
+// RateWindow is one limit's state at the moment of a decision, as a limiter
+// read it from its store; times are Unix milliseconds.
+type RateWindow struct {
+	Limit   int64 // events allowed in the window
+	Size    int64 // the window's length, ms
+	Count   int64 // events inside the window before this one
+	Newest  int64 // time of the newest counted event (valid when Count > 0)
+	Leaving int64 // when refused: time of the event whose leaving makes room
+}
+
+// DecideRate turns the windows of one Allow into the decision for the most
+// restrictive limit: when refused, the one that frees up last; when allowed,
+// the one with the fewest remaining (ties: the longer window). Every limiter
+// decides through it, so that they agree to the millisecond.
+func DecideRate(now int64, allowed bool, ws []RateWindow) RateDecision {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	best := -1
+	if !allowed {
+		var retry int64 = -1
+		for i, w := range ws {
+			if w.Count >= w.Limit {
+				if r := w.Leaving + w.Size - now; r > retry {
+					retry, best = r, i
+				}
+			}
+		}
+		w := ws[best]
+		return RateDecision{Limit: w.Limit, ResetAfter: ms(w.Newest + w.Size - now), RetryAfter: ms(retry)}
+	}
+	var d RateDecision
+	for i, w := range ws {
+		rem := w.Limit - w.Count - 1
+		if best < 0 || rem < d.Remaining || rem == d.Remaining && w.Size > ws[best].Size {
+			best = i
+			d = RateDecision{Allowed: true, Limit: w.Limit, Remaining: rem, ResetAfter: ms(w.Size)}
+		}
+	}
+	return d
+}

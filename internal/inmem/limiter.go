@@ -106,20 +106,20 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	now = max(now, b.last)
 
 	// First look at every limit; only when all allow is anything recorded.
-	windows := make([]window, len(limits))
+	windows := make([]wasmwiz.RateWindow, len(limits))
 	allowed := true
 	for i, lim := range limits {
-		w := window{limit: lim.Limit, size: lim.Window.Milliseconds()}
-		if lg := b.logs[logID{lim.Name, w.size}]; lg != nil {
-			lg.trim(now - w.size)
+		w := wasmwiz.RateWindow{Limit: lim.Limit, Size: lim.Window.Milliseconds()}
+		if lg := b.logs[logID{lim.Name, w.Size}]; lg != nil {
+			lg.trim(now - w.Size)
 			events := lg.ts[lg.head:]
-			w.count = int64(len(events))
-			if w.count > 0 {
-				w.newest = events[len(events)-1]
+			w.Count = int64(len(events))
+			if w.Count > 0 {
+				w.Newest = events[len(events)-1]
 			}
-			if w.count >= w.limit {
+			if w.Count >= w.Limit {
 				// The event that must leave before one more fits.
-				w.leaving = events[w.count-w.limit]
+				w.Leaving = events[w.Count-w.Limit]
 				allowed = false
 			}
 		}
@@ -130,7 +130,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 			b.logs = make(map[logID]*eventLog, len(limits))
 		}
 		for i, lim := range limits {
-			id := logID{lim.Name, windows[i].size}
+			id := logID{lim.Name, windows[i].Size}
 			lg := b.logs[id]
 			if lg == nil {
 				lg = &eventLog{}
@@ -143,45 +143,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	} else {
 		l.limited.Add(1)
 	}
-	return decide(now, allowed, windows), nil
-}
-
-// window is one limit's state at the moment of a decision.
-type window struct {
-	limit, size int64 // events, ms
-	count       int64 // events inside the window before this one
-	newest      int64 // time of the newest counted event (valid when count > 0)
-	leaving     int64 // when refused: time of the event whose leaving makes room
-}
-
-// decide turns the windows into the decision for the most restrictive limit:
-// when refused, the one that frees up last; when allowed, the one with the
-// fewest remaining (ties: the longer window).
-func decide(now int64, allowed bool, ws []window) wasmwiz.RateDecision {
-	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
-	var d wasmwiz.RateDecision
-	best := -1
-	if !allowed {
-		var retry int64 = -1
-		for i, w := range ws {
-			if w.count >= w.limit {
-				if r := w.leaving + w.size - now; r > retry {
-					retry, best = r, i
-				}
-			}
-		}
-		w := ws[best]
-		return wasmwiz.RateDecision{Limit: w.limit, Remaining: 0,
-			ResetAfter: ms(w.newest + w.size - now), RetryAfter: ms(retry)}
-	}
-	for i, w := range ws {
-		rem := w.limit - w.count - 1
-		if best < 0 || rem < d.Remaining || rem == d.Remaining && w.size > ws[best].size {
-			best = i
-			d = wasmwiz.RateDecision{Allowed: true, Limit: w.limit, Remaining: rem, ResetAfter: ms(w.size)}
-		}
-	}
-	return d
+	return wasmwiz.DecideRate(now, allowed, windows), nil
 }
 
 // trim drops the events at or before cutoff, and gives memory back once

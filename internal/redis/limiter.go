@@ -197,16 +197,16 @@ func (l *Limiter) allowRedis(ctx context.Context, key string, limits []wasmwiz.R
 		return wasmwiz.RateDecision{}, errors.New("rate limit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
 	}
 	now, allowed, full := out[1], out[0] == 1, false
-	ws := make([]window, len(limits))
+	ws := make([]wasmwiz.RateWindow, len(limits))
 	for i, lim := range limits {
 		r := out[2+3*i:]
-		ws[i] = window{limit: lim.Limit, size: lim.Window.Milliseconds(), count: r[0], newest: r[1], leaving: r[2]}
+		ws[i] = wasmwiz.RateWindow{Limit: lim.Limit, Size: lim.Window.Milliseconds(), Count: r[0], Newest: r[1], Leaving: r[2]}
 		full = full || r[0] >= lim.Limit
 	}
 	if allowed == full {
 		return wasmwiz.RateDecision{}, errors.New("rate limit script: reply contradicts itself")
 	}
-	return decide(now, allowed, ws), nil
+	return wasmwiz.DecideRate(now, allowed, ws), nil
 }
 
 // nowArg is the time the scripts decide at: the configured clock in ms, or
@@ -219,44 +219,6 @@ func (l *Limiter) nowArg() int64 {
 }
 
 func (l *Limiter) base(key string) string { return l.prefix + "{" + key + "}:" }
-
-// window is one limit's state at the moment of a decision.
-type window struct {
-	limit, size int64 // events, ms
-	count       int64 // events inside the window before this one
-	newest      int64 // time of the newest counted event (valid when count > 0)
-	leaving     int64 // when refused: time of the event whose leaving makes room
-}
-
-// decide turns the windows into the decision for the most restrictive limit:
-// when refused, the one that frees up last; when allowed, the one with the
-// fewest remaining (ties: the longer window). It matches inmem's decide; the
-// conformance suite holds both to it.
-func decide(now int64, allowed bool, ws []window) wasmwiz.RateDecision {
-	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
-	best := -1
-	if !allowed {
-		var retry int64 = -1
-		for i, w := range ws {
-			if w.count >= w.limit {
-				if r := w.leaving + w.size - now; r > retry {
-					retry, best = r, i
-				}
-			}
-		}
-		w := ws[best]
-		return wasmwiz.RateDecision{Limit: w.limit, ResetAfter: ms(w.newest + w.size - now), RetryAfter: ms(retry)}
-	}
-	var d wasmwiz.RateDecision
-	for i, w := range ws {
-		rem := w.limit - w.count - 1
-		if best < 0 || rem < d.Remaining || rem == d.Remaining && w.size > ws[best].size {
-			best = i
-			d = wasmwiz.RateDecision{Allowed: true, Limit: w.limit, Remaining: rem, ResetAfter: ms(w.size)}
-		}
-	}
-	return d
-}
 
 // Acquire implements wasmwiz.RateLimiter. The release it returns is never
 // nil, also when ok is false, and may be called more than once; a slot taken
