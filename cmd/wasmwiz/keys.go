@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,17 +23,10 @@ system administrator and applies pending migrations first.
 
 // cmdKeys manages API keys: wasmwiz keys create|list|revoke.
 func cmdKeys(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, keysUsage)
-		if len(args) == 0 {
-			return exitError{2}
-		}
-		return nil
+	sub, args, fs, err := adminSubcommand(env, "keys", keysUsage, args)
+	if fs == nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, keysUsage) }
 	switch sub {
 	case "create":
 		user := fs.String("user", "", "the key's user, by id or email (required)")

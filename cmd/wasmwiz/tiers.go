@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,17 +23,10 @@ administrator and applies pending migrations first.
 
 // cmdTiers manages tiers: wasmwiz tiers list|set.
 func cmdTiers(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, tiersUsage)
-		if len(args) == 0 {
-			return exitError{2}
-		}
-		return nil
+	sub, args, fs, err := adminSubcommand(env, "tiers", tiersUsage, args)
+	if fs == nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("tiers "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, tiersUsage) }
 	switch sub {
 	case "list":
 		if err := parseArgs(fs, args, 0); err != nil {

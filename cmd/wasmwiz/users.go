@@ -26,17 +26,10 @@ system administrator and applies pending migrations first.
 
 // cmdUsers manages users: wasmwiz users create|list|disable|enable|set-tier.
 func cmdUsers(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, usersUsage)
-		if len(args) == 0 {
-			return exitError{2}
-		}
-		return nil
+	sub, args, fs, err := adminSubcommand(env, "users", usersUsage, args)
+	if fs == nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("users "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, usersUsage) }
 	switch sub {
 	case "create":
 		admin := fs.Bool("admin", false, "make the user an admin (and print a key for it)")
@@ -139,6 +132,23 @@ func withStore(ctx context.Context, env *Env, f func(ctx context.Context, s Stor
 }
 
 // parseArgs parses flags and wants exactly n positional arguments.
+// adminSubcommand splits `wasmwiz NAME SUB [flags]` into SUB, its
+// arguments and a flag set printing usage; with no SUB or a help word it
+// prints usage and returns a nil flag set with the error to end with.
+func adminSubcommand(env *Env, name, usage string, args []string) (string, []string, *flag.FlagSet, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(env.Stderr, usage)
+		if len(args) == 0 {
+			return "", nil, nil, exitError{2}
+		}
+		return "", nil, nil, nil
+	}
+	fs := flag.NewFlagSet(name+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, usage) }
+	return args[0], args[1:], fs, nil
+}
+
 func parseArgs(fs *flag.FlagSet, args []string, n int) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
