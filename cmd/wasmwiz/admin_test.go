@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -236,5 +238,63 @@ func TestAdminCommandErrors(t *testing.T) {
 				t.Fatalf("the database password was printed: %q %q", out, errOut)
 			}
 		})
+	}
+}
+
+// TestAdminCommandsNeedADatabase: users, keys and tiers never create a
+// database: where none is, they fail naming the path and the variables that
+// choose it, and leave nothing behind. migrate creates it; then they work.
+func TestAdminCommandsNeedADatabase(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "nowhere")
+	vars := map[string]string{"WASMWIZ_DATA_DIR": dir}
+	for _, args := range [][]string{{"users", "list"}, {"keys", "list"}, {"tiers", "list"},
+		{"keys", "create", "--user", "admin@localhost"}, {"users", "create", "--email", "a@example.com"}} {
+		code, out, errOut := runMain(args, "", vars)
+		want := "no WasmWiz database at " + filepath.Join(dir, "wasmwiz.db")
+		if code != 1 || out != "" || !strings.Contains(errOut, want) || !strings.Contains(errOut, "WASMWIZ_DATA_DIR") ||
+			!strings.Contains(errOut, "WASMWIZ_DATABASE_URL") || !strings.Contains(errOut, "wasmwiz migrate") {
+			t.Fatalf("%s on no database: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s created %s: %v", strings.Join(args, " "), dir, err)
+		}
+	}
+	// An explicit URL is named as such.
+	file := filepath.Join(t.TempDir(), "other.db")
+	code, _, errOut := runMain([]string{"users", "list"}, "", map[string]string{"WASMWIZ_DATABASE_URL": file})
+	if code != 1 || !strings.Contains(errOut, file) || strings.Contains(errOut, "WASMWIZ_DATA_DIR") {
+		t.Fatalf("users list on a missing WASMWIZ_DATABASE_URL: exit %d, stderr %q", code, errOut)
+	}
+	// An empty file is not a WasmWiz database either.
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runMain([]string{"users", "list"}, "", map[string]string{"WASMWIZ_DATABASE_URL": file}); code != 1 ||
+		!strings.Contains(errOut, "no WasmWiz schema") {
+		t.Fatalf("users list on an empty file: exit %d, stderr %q", code, errOut)
+	}
+	if code, out, errOut := runMain([]string{"migrate"}, "", vars); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, errOut := runMain([]string{"users", "list"}, "", vars); code != 0 || !strings.Contains(out, "0 of 0 users") {
+		t.Fatalf("users list after migrate: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestAdminCommandsNeedASchema: on PostgreSQL, a database without the
+// WasmWiz schema is refused the same way, and left without one.
+func TestAdminCommandsNeedASchema(t *testing.T) {
+	t.Parallel()
+	c := cli{t: t, dbURL: pgtest.Schema(t)}
+	c.fails(1, "no WasmWiz database at postgres://", "users", "list")
+	c.fails(1, "it has no WasmWiz schema", "keys", "list")
+	s := c.store()
+	if v, err := s.MigrationVersions(context.Background()); err == nil && len(v) > 0 {
+		t.Fatalf("an admin command migrated the empty schema: versions %v", v)
+	}
+	c.ok("migrate")
+	if out := c.ok("users", "list"); !strings.Contains(out, "0 of 0 users") {
+		t.Fatalf("users list after migrate:\n%s", out)
 	}
 }

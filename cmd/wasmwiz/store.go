@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -21,6 +24,9 @@ type Store interface {
 
 	// Migrate applies the embedded migrations the database lacks.
 	Migrate(ctx context.Context) error
+	// MigrationVersions returns the migrations applied so far; an error or
+	// none means the database has no WasmWiz schema yet.
+	MigrationVersions(ctx context.Context) ([]int, error)
 	// Ping returns nil when the database answers, EUNAVAILABLE otherwise.
 	Ping(ctx context.Context) error
 	// Close releases the database.
@@ -61,21 +67,56 @@ func OpenStore(ctx context.Context, cfg *Config) (Store, error) {
 	return db, nil
 }
 
-// openAdminStore loads the configuration, opens the store and applies any
-// pending migration (idempotent; the same as serve does at start), for the
-// admin commands.
+// openAdminStore loads the configuration and opens an existing WasmWiz
+// database for the admin commands: it never creates one (only serve and
+// migrate do), so that a command run from the wrong directory says so
+// instead of acting on a new, empty database. It applies any pending
+// migration, as serve does at start. ENOTFOUND names the database looked at
+// and the variables that choose it.
 func openAdminStore(ctx context.Context, env *Env) (Store, error) {
 	cfg, err := LoadConfig(env.Getenv)
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.IsPostgres() {
+		if _, err := os.Stat(cfg.SQLitePath()); errors.Is(err, fs.ErrNotExist) {
+			return nil, noDatabase(cfg, "there is no such file")
+		}
+	}
 	s, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	versions, err := s.MigrationVersions(ctx)
+	if err != nil && wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE {
+		s.Close()
+		return nil, err
+	}
+	if err != nil || len(versions) == 0 {
+		s.Close()
+		return nil, noDatabase(cfg, "it has no WasmWiz schema")
 	}
 	if err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// noDatabase is the error of an admin command that found no database where
+// the configuration points.
+func noDatabase(cfg *Config, why string) error {
+	where := storeName(cfg)
+	if !cfg.IsPostgres() {
+		if abs, err := filepath.Abs(where); err == nil {
+			where = abs
+		}
+	}
+	how := "WASMWIZ_DATABASE_URL"
+	if !cfg.databaseURLSet {
+		how = fmt.Sprintf("WASMWIZ_DATA_DIR (now %q) or WASMWIZ_DATABASE_URL", cfg.DataDir)
+	}
+	return wasmwiz.Errorf(wasmwiz.ENOTFOUND,
+		"no WasmWiz database at %s (%s): set %s to the server's database, or create one with wasmwiz migrate or wasmwiz serve",
+		where, why, how)
 }
