@@ -284,9 +284,16 @@ func (e *Executor) validate(user *User, req *ExecuteRequest) error {
 		return Errorf(EINVALID, "memory must be positive")
 	case len(req.Params) > 0 && req.Function == "":
 		return Errorf(EINVALID, "params need a function name")
+	case req.ModuleID != "" && req.Name != "":
+		return Errorf(EINVALID, "a stored module runs under its own name: leave out name")
+	case len(req.Name) > maxModuleNameBytes:
+		return Errorf(EINVALID, "the module name is longer than %d bytes", maxModuleNameBytes)
 	}
 	return nil
 }
+
+// maxModuleNameBytes bounds a module's name, which is the guest's argv[0].
+const maxModuleNameBytes = 255
 
 // run loads a stored module if needed and runs it on the engine.
 func (e *Executor) run(ctx context.Context, req *ExecuteRequest, limits Limits, run *Run) (*Result, error) {

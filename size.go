@@ -62,7 +62,8 @@ func ParseSize(s string) (int64, error) {
 }
 
 // FormatSize writes n bytes in the largest binary unit that divides it
-// exactly, so that ParseSize(FormatSize(n)) == n.
+// exactly, else in bytes with a B ("1536B"): always with a unit, so that a
+// message never shows a bare number, and ParseSize(FormatSize(n)) == n.
 func FormatSize(n int64) string {
 	switch {
 	case n != 0 && n%GiB == 0:
@@ -72,7 +73,7 @@ func FormatSize(n int64) string {
 	case n != 0 && n%KiB == 0:
 		return fmt.Sprintf("%dKiB", n/KiB)
 	}
-	return strconv.FormatInt(n, 10)
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // ParseDuration parses a positive duration such as "3s", "500ms" or "2m". A

@@ -47,6 +47,11 @@ func TestParseSize(t *testing.T) {
 
 func TestFormatSizeRoundTrip(t *testing.T) {
 	t.Parallel()
+	for n, want := range map[int64]string{0: "0B", 5: "5B", 1536: "1536B", 2048: "2KiB", 3 << 20: "3MiB", 1 << 30: "1GiB"} {
+		if got := wasmwiz.FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q (a size always carries its unit)", n, got, want)
+		}
+	}
 	for _, n := range []int64{0, 1, 1023, 1024, 3 << 20, 1 << 30, 1<<30 + 1} {
 		got, err := wasmwiz.ParseSize(wasmwiz.FormatSize(n))
 		if err != nil || got != n {

@@ -37,7 +37,7 @@ const (
 // never both.
 type ExecuteRequest struct {
 	Wasm     []byte
-	Name     string // file name of the module part in multipart bodies; default "module.wasm"
+	Name     string // the module's name, its argv[0] (every body); default "module.wasm"
 	ModuleID string
 
 	Stdin    []byte
@@ -153,6 +153,9 @@ func jsonBody(req *ExecuteRequest) (request, error) {
 	if len(req.Wasm) > 0 {
 		body["wasm_base64"] = base64.StdEncoding.EncodeToString(req.Wasm)
 	}
+	if req.Name != "" {
+		body["name"] = req.Name
+	}
 	if req.Stdin != nil {
 		body["stdin_base64"] = base64.StdEncoding.EncodeToString(req.Stdin)
 	}
@@ -243,6 +246,9 @@ func rawBody(req *ExecuteRequest, stored bool) (request, error) {
 			return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "a raw body carries the module itself; use ExecuteModule for a stored module")
 		}
 		r.body, r.ctype = bytes.NewReader(req.Wasm), "application/wasm"
+		if req.Name != "" {
+			q.Set("name", req.Name)
+		}
 		if req.Stdin != nil {
 			q.Set("stdin_base64", base64.StdEncoding.EncodeToString(req.Stdin))
 		}

@@ -218,7 +218,7 @@ func TestAdminCommandErrors(t *testing.T) {
 	}{
 		{"migrate, database down", down, []string{"migrate"}, 1, "EUNAVAILABLE"},
 		{"users list, database down", down, []string{"users", "list"}, 1, "EUNAVAILABLE"},
-		{"migrate takes no arguments", down, []string{"migrate", "now"}, 2, "usage: wasmwiz migrate"},
+		{"migrate takes no arguments", down, []string{"migrate", "now"}, 2, `unexpected argument "now"`},
 		{"users without subcommand", down, []string{"users"}, 2, "usage:"},
 		{"keys create without --user", down, []string{"keys", "create"}, 2, "--user is required"},
 		{"keys create with a bad lifetime", down, []string{"keys", "create", "--user", "1", "--expires", "soon"}, 1, "EINVALID"},

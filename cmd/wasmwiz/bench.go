@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -79,8 +78,15 @@ func (f *benchFigures) pct(p float64) time.Duration {
 }
 
 func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(env, "bench", `usage: wasmwiz bench [flags]
+
+Measures, on loopback and in one run, requests per second of:
+  bare        a net/http handler answering a small JSON body
+  raw-wazero  a handler that runs a tiny WASI module on wazero in-process
+  full-stack  warm execute of the same module, stored, through serve: auth,
+              rate limiter, usage records, worker pool (the configured
+              database and Redis, WASMWIZ_*).
+The full stack adds a tier "bench" and a user to the configured database.`)
 	var (
 		requests    = fs.Int("requests", 5000, "requests per target (after the warm-up)")
 		warmup      = fs.Int("warmup", 500, "warm-up requests per target, not measured")
@@ -89,25 +95,11 @@ func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) err
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process during the full stack's measured requests to this file")
 		steps       = fs.Int("steps", 500, "calls per step of the full stack's per-request cost breakdown (0: none)")
 	)
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: wasmwiz bench [flags]")
-		fmt.Fprintln(env.Stderr, "Measures, on loopback and in one run, requests per second of:")
-		fmt.Fprintln(env.Stderr, "  bare        a net/http handler answering a small JSON body")
-		fmt.Fprintln(env.Stderr, "  raw-wazero  a handler that runs a tiny WASI module on wazero in-process")
-		fmt.Fprintln(env.Stderr, "  full-stack  warm execute of the same module, stored, through serve: auth, rate limiter,")
-		fmt.Fprintln(env.Stderr, "              usage records, worker pool (the configured database and Redis, WASMWIZ_*).")
-		fmt.Fprintln(env.Stderr, "The full stack adds a tier \"bench\" and a user to the configured database. flags:")
-		fs.PrintDefaults()
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return exitError{exitUsage}
-	}
-	if *requests < 1 || *concurrency < 1 || *rounds < 1 || *warmup < 0 || fs.NArg() != 0 {
-		fs.Usage()
-		return exitError{exitUsage}
+	if *requests < 1 || *concurrency < 1 || *rounds < 1 || *warmup < 0 {
+		return fs.usageError("--requests, --concurrency and --rounds must be at least 1, --warmup at least 0")
 	}
 
 	// bare

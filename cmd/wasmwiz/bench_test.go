@@ -54,7 +54,7 @@ func TestBenchFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, _, errOut := runMain(append([]string{"bench"}, tt.args...), "", nil)
-		if code != exitUsage || !strings.Contains(errOut, "usage: wasmwiz bench") {
+		if code != exitUsage || !strings.HasSuffix(errOut, "\nRun 'wasmwiz help bench' for usage.\n") {
 			t.Errorf("%s: exit %d, stderr %q", tt.name, code, errOut)
 		}
 	}

@@ -310,6 +310,14 @@ func redact(s string) string {
 }
 
 func cmdConfig(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "config", `usage: wasmwiz config
+
+Prints every WASMWIZ_* variable serve reads, with the value it would use
+(the default where unset), secrets redacted, after the same validation as
+serve's; a problem names its variable.`)
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
 	c, err := LoadConfig(env.Getenv)
 	if err != nil {
 		return err

@@ -3,22 +3,28 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
 )
 
+const execHelp = `usage: wasmwiz exec [flags] module.wasm [args...]
+       wasmwiz exec [flags] - [args...]              (the module from stdin)
+       wasmwiz exec [flags] --module-id mod_… [args...]
+
+Runs a module on a WasmWiz server and prints what wasmwiz run would print
+on this machine: the guest's stdout and stderr (or --json, the server's
+result), and exits with the guest's status. The server's tier limits apply;
+--timeout and --memory can only lower them. argv[0] is the module's name:
+the file's base name, or the stored module's name.`
+
 // cmdExec is `wasmwiz exec`: `wasmwiz run` on a server. It prints what run
 // prints (the guest's stdout and stderr, or --json) and exits as run does.
 func cmdExec(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(env, "exec", execHelp)
+	fs.after = "exit status: as wasmwiz run's (wasmwiz help run)."
 	var (
 		server   = fs.String("server", env.Getenv("WASMWIZ_SERVER"), "server URL (default $WASMWIZ_SERVER or http://127.0.0.1:8080)")
 		key      = fs.String("key", "", "API key (default $WASMWIZ_API_KEY)")
@@ -30,22 +36,12 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
 		envVars  = map[string]string{}
 	)
-	envFlag(fs, envVars, "set a guest environment variable K=V (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: wasmwiz exec [flags] module.wasm [args...]")
-		fmt.Fprintln(env.Stderr, "       wasmwiz exec [flags] --module-id mod_… [args...]")
-		fmt.Fprintln(env.Stderr, "Runs a module on a WasmWiz server and prints what `wasmwiz run` would. flags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return exitError{exitUsage}
+	envFlag(fs.FlagSet, envVars, "set a guest environment variable `K=V` (repeatable)")
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if *moduleID == "" && fs.NArg() < 1 {
-		fs.Usage()
-		return exitError{exitUsage}
+		return fs.usageError("no module: name a .wasm file, - to read it from stdin, or --module-id mod_…")
 	}
 	fail := func(err error) error { return execFailure(env, *asJSON, err) }
 	if *server == "" {
@@ -77,16 +73,29 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		req.Params = strings.Split(*params, ",")
 	}
 	rest := fs.Args()
+	fromStdin := false
 	if *moduleID == "" {
-		path := rest[0]
-		if req.Wasm, err = os.ReadFile(path); err != nil {
-			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err))
+		if req.Wasm, req.Name, err = readModule(env, rest[0]); err != nil {
+			return fail(err)
 		}
-		req.Name, rest = filepath.Base(path), rest[1:]
+		fromStdin, rest = rest[0] == "-", rest[1:]
 	}
 	req.Args = rest
-	if req.Stdin, err = readStdin(env.Stdin); err != nil {
-		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+	if !fromStdin {
+		if req.Stdin, err = readStdin(env.Stdin); err != nil {
+			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+		}
+	}
+	// Without a key, a server with auth on answers 401: say how to pass one.
+	fail = func(err error) error {
+		if *key == "" && wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
+			err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err,
+				"%s: this server wants an API key: pass --key ww_… or set WASMWIZ_API_KEY", wasmwiz.ErrorMessage(err))
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx) // interrupted: Main says so
+		}
+		return execFailure(env, *asJSON, err)
 	}
 
 	var res *wasmwiz.ResultJSON

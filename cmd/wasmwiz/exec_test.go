@@ -92,7 +92,7 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 			{"another user's module", []string{"exec", "--server", s.url, "--key", key, "--module-id", "mod_0K5smvRL1H5z3K7gzfJ1Cr"}, 1, "ENOTFOUND"},
 			{"no server", []string{"exec", "--server", "http://127.0.0.1:1", "--key", key, engineTestdata("hello.wasm")}, 1, "EUNAVAILABLE"},
 			{"bad server URL", []string{"exec", "--server", "ftp://x", engineTestdata("hello.wasm")}, 2, "EINVALID"},
-			{"no module", []string{"exec", "--server", s.url}, 2, "usage: wasmwiz exec"},
+			{"no module", []string{"exec", "--server", s.url}, 2, "wasmwiz exec: no module"},
 		}
 		for _, tt := range tests {
 			code, _, errOut := runMain(tt.args, "", nil)
@@ -117,4 +117,49 @@ func sameStderr(exec, run string) bool {
 		return cut(exec) == cut(run)
 	}
 	return false
+}
+
+// TestExecHabits: exec without a key says how to pass one; "-" reads the
+// module from stdin; argv[0] is the module's name in every execute body
+// (the name sent, the upload's file name, or the stored module's name).
+func TestExecHabits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	user, _, key := s.newUser(wasmwiz.TierBasic)
+
+	code, _, errOut := runMain([]string{"exec", "--server", s.url, engineTestdata("hello.wasm")}, "", nil)
+	if code != 1 || !strings.Contains(errOut, "EUNAUTHORIZED") || !strings.Contains(errOut, "--key") || !strings.Contains(errOut, "WASMWIZ_API_KEY") {
+		t.Fatalf("exec without a key: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := runMain([]string{"exec", "--server", s.url, "--key", key, "-", "x"}, string(testModule(t, "args_env.wasm")), nil)
+	if code != 0 || !strings.Contains(out, "argv[0]=module.wasm\nargv[1]=x\n") {
+		t.Fatalf("exec -: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	argsEnv := testModule(t, "args_env.wasm")
+	for _, body := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
+		res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: argsEnv, Name: "mine.wasm", Body: body})
+		if err != nil || !strings.Contains(string(res.Stdout), "argv[0]=mine.wasm\n") {
+			t.Fatalf("body %d with a name: %+v, %v", body, res, err)
+		}
+		res, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: argsEnv, Body: body})
+		if err != nil || !strings.Contains(string(res.Stdout), "argv[0]=module.wasm\n") {
+			t.Fatalf("body %d without a name: %+v, %v", body, res, err)
+		}
+	}
+	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: argsEnv, Name: "stored.wasm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
+		ex, err := user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Body: body})
+		if err != nil || !strings.Contains(string(ex.Result.Stdout), "argv[0]=stored.wasm\n") {
+			t.Fatalf("stored module, body %d: %+v, %v", body, ex, err)
+		}
+	}
+	_, err = user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Name: "other.wasm"})
+	wantCode(t, "a name for a stored module", err, wasmwiz.EINVALID)
+	_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: argsEnv, Name: strings.Repeat("n", 256)})
+	wantCode(t, "a name of 256 bytes", err, wasmwiz.EINVALID)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,12 +15,15 @@ import (
 // GETs /healthz on WASMWIZ_ADDR (or --url) and succeeds only on 200. It exists
 // for container images without a shell or curl (the Dockerfile's HEALTHCHECK).
 func cmdHealthcheck(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(env, "healthcheck", `usage: wasmwiz healthcheck [--url URL] [--timeout 3s]
+
+Exits 0 when the server on this host answers GET /healthz with 200, 1
+otherwise. It exists for container images without a shell or curl (the
+Dockerfile's HEALTHCHECK).`)
 	target := fs.String("url", "", "URL to GET (default: http://WASMWIZ_ADDR/healthz)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long the check may take")
-	if err := fs.Parse(args); err != nil {
-		return exitError{2}
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
 	}
 	if *target == "" {
 		addr := env.Getenv("WASMWIZ_ADDR")

@@ -17,8 +17,11 @@ const keysUsage = `usage:
   wasmwiz keys revoke ID
 
 create prints the new key, which is shown only this once; the database keeps
-its SHA-256 digest. Every subcommand acts on WASMWIZ_DATABASE_URL as the
-system administrator and applies pending migrations first.
+its SHA-256 digest. A lost admin key is replaced the same way:
+  wasmwiz keys create --user admin@localhost
+Every subcommand acts, as the system administrator, on the database serve
+uses (WASMWIZ_DATABASE_URL, default WASMWIZ_DATA_DIR/wasmwiz.db), which must
+exist; it applies pending migrations first.
 `
 
 // cmdKeys manages API keys: wasmwiz keys create|list|revoke.
@@ -36,8 +39,7 @@ func cmdKeys(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		if *user == "" {
-			fmt.Fprintln(env.Stderr, "wasmwiz keys create: --user is required")
-			return exitError{2}
+			return fs.usageError("--user is required")
 		}
 		var lifetime time.Duration
 		if *expires != "" {
@@ -108,9 +110,7 @@ func cmdKeys(ctx context.Context, env *Env, args []string) error {
 			return nil
 		})
 	}
-	fmt.Fprintf(env.Stderr, "wasmwiz keys: unknown subcommand %q\n", sub)
-	fmt.Fprint(env.Stderr, keysUsage)
-	return exitError{2}
+	return unknownSubcommand(env, "keys", sub)
 }
 
 // printNewKey prints a key that was just created, with its plaintext.

@@ -2,23 +2,18 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 )
 
 // cmdMigrate applies the database migrations: wasmwiz migrate.
 func cmdMigrate(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: wasmwiz migrate\n\nApplies the embedded migrations the configured database (WASMWIZ_DATABASE_URL) lacks.")
-	}
-	if err := parseFlags(fs, args); err != nil {
+	fs := newFlagSet(env, "migrate", `usage: wasmwiz migrate
+
+Creates the configured database if there is none (WASMWIZ_DATABASE_URL, or
+the SQLite file WASMWIZ_DATA_DIR/wasmwiz.db), and applies the embedded
+migrations it lacks. serve does the same at start.`)
+	if err := parseArgs(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitError{2}
 	}
 	cfg, err := LoadConfig(env.Getenv)
 	if err != nil {
@@ -42,17 +37,4 @@ func storeName(cfg *Config) string {
 		return redact(cfg.DatabaseURL)
 	}
 	return cfg.SQLitePath()
-}
-
-// parseFlags parses args into fs; -h is exit status 0, a bad flag 2.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return nil
-	case err == flag.ErrHelp:
-		return exitError{0}
-	default:
-		return exitError{2}
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,13 +34,29 @@ const (
 // exit, which stops any guest (loop-free recursion ignores in-guest checks).
 const runGrace = 500 * time.Millisecond
 
+const runHelp = `usage: wasmwiz run [flags] module.wasm [args...]
+       wasmwiz run [flags] - [args...]        (the module from stdin)
+
+Runs a WASI preview1 command on this machine, no server needed: our stdin is
+its stdin, its stdout and stderr are ours, its exit code is our exit status;
+args after the module are the guest's (argv[0] is the module's file name).
+Or calls a plain module's function: --call NAME --params 1,2. Flags come
+before the module. Nothing of the host reaches the guest: no files, no
+network, no environment but --env.`
+
+const runAfter = `exit status: the guest's own exit code (0-255); 124 timeout; 134 trap or
+memory_limit; 141 output_limit; 2 for bad flags or a refused module; 1 for
+other failures; 130 when interrupted (Ctrl-C). Note that go run reports any
+non-zero status of the program it ran as 1: build the binary (go build
+./cmd/wasmwiz) to see these.`
+
 func cmdRun(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := newFlagSet(env, "run", runHelp)
+	fs.after = runAfter
 	var (
 		timeout   = fs.String("timeout", "0", "wall-time limit, e.g. 3s or 500ms; 0: none")
 		memory    = fs.String("memory", "4GiB", "linear memory limit, e.g. 256MiB or 16MB")
-		maxOutput = fs.String("max-output", "64MiB", "cap for stdout and for stderr, each; 0: none")
+		maxOutput = fs.String("max-output", "64MiB", "cap for stdout and for stderr, each, e.g. 1MiB; 0: none")
 		call      = fs.String("call", "", "export to call instead of the default entry point")
 		params    = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
 		cacheDir  = fs.String("cache-dir", "", "directory for compiled code shared between runs")
@@ -49,24 +64,12 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		asJSON    = fs.Bool("json", false, "print one JSON object with the result instead of the guest's output")
 		envVars   = map[string]string{}
 	)
-	envFlag(fs, envVars, "set a guest environment variable K=V (repeatable); nothing comes from the host")
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: wasmwiz run [flags] module.wasm [args...]")
-		fmt.Fprintln(env.Stderr, "Runs a WASI preview1 command (stdin, args, env; its stdout, stderr and exit status become ours)")
-		fmt.Fprintln(env.Stderr, "or a plain module's function (--call NAME --params 1,2), with limits. flags:")
-		fs.PrintDefaults()
-		fmt.Fprintln(env.Stderr, "exit status: the guest's own exit code; 124 timeout, 134 trap or memory_limit,")
-		fmt.Fprintln(env.Stderr, "141 output_limit, 2 for bad flags or a refused module, 1 for other failures")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return exitError{exitUsage}
+	envFlag(fs.FlagSet, envVars, "set a guest environment variable `K=V` (repeatable); nothing comes from the host")
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() < 1 {
-		fs.Usage()
-		return exitError{exitUsage}
+		return fs.usageError("no module: name a .wasm file, or - to read it from stdin")
 	}
 	fail := func(err error) error { return runFailure(env, *asJSON, err) }
 
@@ -81,10 +84,9 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 	if lim.MaxOutputBytes, err = wasmwiz.ParseSize(*maxOutput); err != nil {
 		return fail(err)
 	}
-	path := fs.Arg(0)
-	wasm, err := os.ReadFile(path)
+	wasm, name, err := readModule(env, fs.Arg(0))
 	if err != nil {
-		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err))
+		return fail(err)
 	}
 
 	// Without a deadline the in-guest checks only cost time (up to 15x on
@@ -114,14 +116,16 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 	}
 
 	req := &wasmwiz.RunRequest{
-		Wasm: wasm, Name: filepath.Base(path), Args: fs.Args()[1:], Env: envVars,
+		Wasm: wasm, Name: name, Args: fs.Args()[1:], Env: envVars,
 		Function: *call, Limits: lim,
 	}
 	if *params != "" {
 		req.Params = strings.Split(*params, ",")
 	}
-	if req.Stdin, err = readStdin(env.Stdin); err != nil {
-		return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+	if fs.Arg(0) != "-" {
+		if req.Stdin, err = readStdin(env.Stdin); err != nil {
+			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))
+		}
 	}
 
 	// Without --json the guest's output goes to ours as it is written; with
@@ -131,6 +135,9 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		liveOut.w, liveErr.w = env.Stdout, env.Stderr
 	}
 	res, abandoned, err := runWithWatchdog(ctx, eng, req, liveOut, liveErr)
+	if ctx.Err() != nil {
+		return context.Cause(ctx) // interrupted: Main says so, whatever the guest's end looked like
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -217,6 +224,27 @@ func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRe
 		Stderr:   stderr.bytes(),
 		Module:   wasmwiz.ModuleInfo{SHA256: sum, SizeBytes: int64(len(req.Wasm))},
 	}, true, nil
+}
+
+// readModule reads the module a command line names: a file, or stdin for
+// "-". It returns the module and its name for argv[0]: the file's base name,
+// or "module.wasm" for stdin, as the server names an upload without one.
+func readModule(env *Env, path string) ([]byte, string, error) {
+	if path == "-" {
+		wasm, err := io.ReadAll(env.Stdin)
+		if err != nil {
+			return nil, "", wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module from stdin: %v", err)
+		}
+		if len(wasm) == 0 {
+			return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "the module on stdin is empty")
+		}
+		return wasm, "module.wasm", nil
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err)
+	}
+	return wasm, filepath.Base(path), nil
 }
 
 // readStdin reads all of stdin, except from a terminal, where a guest gets

@@ -60,7 +60,7 @@ func TestRunCommand(t *testing.T) {
 			code: 2, stdoutHas: []string{`"code":"EINVALID"`, "invalid duration"}},
 		{name: "missing file", args: []string{"run", engineTestdata("nope.wasm")},
 			code: 2, stderrHas: []string{"cannot read the module"}},
-		{name: "no module", args: []string{"run"}, code: 2, stderrHas: []string{"usage: wasmwiz run"}},
+		{name: "no module", args: []string{"run"}, code: 2, stderrHas: []string{"wasmwiz run: no module", "wasmwiz help run"}},
 		{name: "inspect", args: []string{"run", "--inspect", engineTestdata("reactor.wasm")},
 			stdoutHas: []string{`"wasi": true`, `"name": "_initialize"`}},
 		{name: "inspect refused", args: []string{"run", "--inspect", "--memory", "1MiB", engineTestdata("big_memory.wasm")},

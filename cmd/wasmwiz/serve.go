@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,21 +88,17 @@ type Server struct {
 }
 
 func cmdServe(ctx context.Context, env *Env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: wasmwiz serve")
-		fmt.Fprintln(env.Stderr, "Runs the WasmWiz service, configured by WASMWIZ_* variables (see wasmwiz config).")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return exitError{exitUsage}
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitError{exitUsage}
+	fs := newFlagSet(env, "serve", `usage: wasmwiz serve
+
+Runs the WasmWiz service until Ctrl-C or SIGTERM, then shuts down gracefully
+(a second signal stops it at once). It is configured by WASMWIZ_* environment
+variables: wasmwiz config prints their values. Without any, it listens on
+http://127.0.0.1:8080 and keeps its SQLite database and compile cache in
+./wasmwiz-data; on an empty database it creates the admin admin@localhost and
+prints its API key once (a new one: wasmwiz keys create --user
+admin@localhost).`)
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
 	}
 	return Serve(ctx, env, ServeOptions{})
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -20,8 +19,10 @@ const usersUsage = `usage:
   wasmwiz users set-tier ID|EMAIL TIER
 
 create prints the new user and, with --admin or --key, a new API key, which
-is shown only this once. Every subcommand acts on WASMWIZ_DATABASE_URL as the
-system administrator and applies pending migrations first.
+is shown only this once. Every subcommand acts, as the system administrator,
+on the database serve uses (WASMWIZ_DATABASE_URL, default
+WASMWIZ_DATA_DIR/wasmwiz.db), which must exist; it applies pending
+migrations first.
 `
 
 // cmdUsers manages users: wasmwiz users create|list|disable|enable|set-tier.
@@ -40,8 +41,7 @@ func cmdUsers(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		if *email == "" {
-			fmt.Fprintln(env.Stderr, "wasmwiz users create: --email is required")
-			return exitError{2}
+			return fs.usageError("--email is required")
 		}
 		return withStore(ctx, env, func(ctx context.Context, s Store) error {
 			return usersCreate(ctx, env.Stdout, s, *email, *tier, *admin, *key || *admin)
@@ -95,9 +95,7 @@ func cmdUsers(ctx context.Context, env *Env, args []string) error {
 			return nil
 		})
 	}
-	fmt.Fprintf(env.Stderr, "wasmwiz users: unknown subcommand %q\n", sub)
-	fmt.Fprint(env.Stderr, usersUsage)
-	return exitError{2}
+	return unknownSubcommand(env, "users", sub)
 }
 
 func usersCreate(ctx context.Context, w io.Writer, s Store, email, tier string, admin, withKey bool) error {
@@ -129,36 +127,6 @@ func withStore(ctx context.Context, env *Env, f func(ctx context.Context, s Stor
 	}
 	defer s.Close()
 	return f(wasmwiz.SystemContext(ctx), s)
-}
-
-// parseArgs parses flags and wants exactly n positional arguments.
-// adminSubcommand splits `wasmwiz NAME SUB [flags]` into SUB, its
-// arguments and a flag set printing usage; with no SUB or a help word it
-// prints usage and returns a nil flag set with the error to end with.
-func adminSubcommand(env *Env, name, usage string, args []string) (string, []string, *flag.FlagSet, error) {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(env.Stderr, usage)
-		if len(args) == 0 {
-			return "", nil, nil, exitError{2}
-		}
-		return "", nil, nil, nil
-	}
-	fs := flag.NewFlagSet(name+" "+args[0], flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, usage) }
-	return args[0], args[1:], fs, nil
-}
-
-func parseArgs(fs *flag.FlagSet, args []string, n int) error {
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != n {
-		fmt.Fprintf(fs.Output(), "wasmwiz %s: want %d argument(s), got %d\n", fs.Name(), n, fs.NArg())
-		fs.Usage()
-		return exitError{2}
-	}
-	return nil
 }
 
 // resolveUser finds a user by id or by email.

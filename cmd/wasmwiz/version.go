@@ -14,6 +14,10 @@ var (
 )
 
 func cmdVersion(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "version", "usage: wasmwiz version\n\nPrints the version, the commit it was built from, and the Go version.")
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
 	c := commit
 	if c == "" {
 		if bi, ok := debug.ReadBuildInfo(); ok {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/wasmwiz/wasmwiz/internal/worker"
 )
@@ -11,8 +10,12 @@ import (
 // process of serve's pool. It speaks the pool's protocol on its stdin and
 // stdout (never started by hand) and exits when its stdin closes.
 func cmdWorker(ctx context.Context, env *Env, args []string) error {
-	if len(args) != 0 {
-		return fmt.Errorf("takes no arguments; it is started by wasmwiz serve")
+	fs := newFlagSet(env, "worker", `usage: wasmwiz worker
+
+Internal: a guest-running worker process that wasmwiz serve starts from its
+own executable and talks to on stdin and stdout. Not started by hand.`)
+	if err := parseArgs(fs, args, 0); err != nil {
+		return err
 	}
 	return worker.ServeProcess(ctx, worker.ServeOptions{})
 }

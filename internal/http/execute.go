@@ -16,6 +16,7 @@ import (
 type executeJSON struct {
 	ModuleID    string            `json:"module_id"`
 	WasmBase64  string            `json:"wasm_base64"`
+	Name        string            `json:"name"`
 	Stdin       *string           `json:"stdin"`
 	StdinBase64 string            `json:"stdin_base64"`
 	Args        []string          `json:"args"`
@@ -150,6 +151,7 @@ func executeParts(limits wasmwiz.Limits, stored bool) map[string]partLimit {
 		"memory":   small(),
 	}
 	if !stored {
+		parts["name"] = small()
 		parts["wasm"] = partLimit{max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"}
 		parts["module_id"] = small()
 	}
@@ -167,6 +169,9 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, moduleID stri
 		if p.filename != "" {
 			req.Name = p.filename
 		}
+	}
+	if p, ok := parts["name"]; ok && len(p.data) > 0 {
+		req.Name = string(p.data)
 	}
 	if p, ok := parts["module_id"]; ok {
 		req.ModuleID = strings.TrimSpace(string(p.data))
@@ -207,7 +212,7 @@ func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.ExecuteRequest
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave out module_id and wasm_base64")
 	}
 	req := &wasmwiz.ExecuteRequest{
-		ModuleID: body.ModuleID, Args: body.Args, Env: body.Env, Function: strings.TrimSpace(body.Function),
+		ModuleID: body.ModuleID, Name: body.Name, Args: body.Args, Env: body.Env, Function: strings.TrimSpace(body.Function),
 	}
 	if moduleID != "" {
 		req.ModuleID = moduleID
@@ -255,12 +260,12 @@ func parseExecuteQuery(r *http.Request) (*wasmwiz.ExecuteRequest, error) {
 	q := r.URL.Query()
 	for name := range q {
 		switch name {
-		case "stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory":
+		case "stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "name":
 		default:
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown query parameter %q", name)
 		}
 	}
-	req := &wasmwiz.ExecuteRequest{Args: q["arg"], Function: strings.TrimSpace(q.Get("function"))}
+	req := &wasmwiz.ExecuteRequest{Args: q["arg"], Name: q.Get("name"), Function: strings.TrimSpace(q.Get("function"))}
 	switch {
 	case q.Has("stdin") && q.Has("stdin_base64"):
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")

@@ -239,7 +239,7 @@ func schemas() map[string]any {
 		"ErrorBody": obj("code:string", "message:string"),
 		"Health":    obj("status:string"),
 		"Ready":     obj("status:string", "checks:map", "error:ErrorBody"),
-		"ExecuteRequest": obj("module_id:string", "wasm_base64:string", "stdin:string", "stdin_base64:string",
+		"ExecuteRequest": obj("module_id:string", "wasm_base64:string", "name:string", "stdin:string", "stdin_base64:string",
 			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string"),
 		"Result": obj("id:string", "status:string", "exit_code:integer", "stdout:string", "stdout_encoding:string",
 			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:string", "stderr_truncated:boolean",
