@@ -10,37 +10,20 @@ import (
 
 // Limits bound one run. Zero means "no limit" only where a field says so; the
 // engine refuses a zero Timeout or MaxMemoryBytes from a server path because
-// every tier sets them.
+// every tier sets them. Each field is a tier limit too: its tags declare it
+// (see TierField), and the worker protocol carries Limits as Values, so a
+// new field needs no change there.
 type Limits struct {
-	Timeout        time.Duration // wall time; the guest is stopped when it passes
-	MaxMemoryBytes int64         // linear memory cap; growth past it fails inside the guest
-	MaxOutputBytes int64         // cap for stdout and for stderr, each
-	MaxModuleBytes int64         // module size; larger modules are ETOOLARGE before any work
-	MaxStdinBytes  int64         // stdin size; larger stdin is ETOOLARGE before any work
-}
-
-// Clamp returns l with every field lowered to max's where max sets a lower,
-// non-zero value. It is how a caller's request and server config narrow a tier.
-func (l Limits) Clamp(max Limits) Limits {
-	clampD := func(v, m time.Duration) time.Duration {
-		if m > 0 && (v <= 0 || v > m) {
-			return m
-		}
-		return v
-	}
-	clampI := func(v, m int64) int64 {
-		if m > 0 && (v <= 0 || v > m) {
-			return m
-		}
-		return v
-	}
-	return Limits{
-		Timeout:        clampD(l.Timeout, max.Timeout),
-		MaxMemoryBytes: clampI(l.MaxMemoryBytes, max.MaxMemoryBytes),
-		MaxOutputBytes: clampI(l.MaxOutputBytes, max.MaxOutputBytes),
-		MaxModuleBytes: clampI(l.MaxModuleBytes, max.MaxModuleBytes),
-		MaxStdinBytes:  clampI(l.MaxStdinBytes, max.MaxStdinBytes),
-	}
+	// Timeout is the wall time; the guest is stopped when it passes.
+	Timeout time.Duration `tier:"timeout_ms,duration,min=1ms,max=1h" flag:"timeout" help:"wall time of a run"`
+	// MaxMemoryBytes caps linear memory; growth past it fails inside the guest.
+	MaxMemoryBytes int64 `tier:"max_memory_bytes,bytes,min=64KiB,max=4GiB" flag:"memory" help:"linear memory of a run"`
+	// MaxModuleBytes: larger modules are ETOOLARGE before any work.
+	MaxModuleBytes int64 `tier:"max_module_bytes,bytes,min=1,max=1GiB" flag:"max-module" help:"size of a module"`
+	// MaxStdinBytes: larger stdin is ETOOLARGE before any work.
+	MaxStdinBytes int64 `tier:"max_stdin_bytes,bytes,min=0,max=1GiB" flag:"max-stdin" help:"size of stdin"`
+	// MaxOutputBytes caps stdout and stderr, each.
+	MaxOutputBytes int64 `tier:"max_output_bytes,bytes,min=1,max=1GiB" flag:"max-output" help:"stdout and stderr of a run, each"`
 }
 
 // Status is the outcome of a guest run. Every status is a successful result,

@@ -140,7 +140,7 @@ func (e *Executor) CallerTier(ctx context.Context) (*Tier, error) {
 
 // TierLimits returns the run limits of tier t under the server's clamps.
 func (e *Executor) TierLimits(t *Tier) Limits {
-	return t.Limits().Clamp(e.MaxLimits)
+	return t.Limits.Clamp(e.MaxLimits)
 }
 
 // RateKey returns the key under which the caller's quotas are counted.

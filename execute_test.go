@@ -401,8 +401,7 @@ func TestExecutorTierFromAuthenticate(t *testing.T) {
 	t.Parallel()
 	// Limits no default tier has, so that the test sees which tier applied.
 	custom := func(name string) *wasmwiz.Tier {
-		return &wasmwiz.Tier{Name: name, RunsPerMinute: 3, RunsPerDay: 33, MaxMemoryBytes: 2 * wasmwiz.MiB,
-			Timeout: 1500 * time.Millisecond, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: 10, MaxOutputBytes: 20, MaxConcurrent: 2}
+		return &wasmwiz.Tier{Name: name, RunsPerMinute: 3, RunsPerDay: 33, MaxConcurrent: 2, Limits: wasmwiz.Limits{MaxMemoryBytes: 2 * wasmwiz.MiB, Timeout: 1500 * time.Millisecond, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: 10, MaxOutputBytes: 20}}
 	}
 	free := freeTier()
 	tests := []struct {
@@ -466,8 +465,8 @@ func TestExecutorTierFromAuthenticate(t *testing.T) {
 			if *ex.Tier != *tt.want {
 				t.Fatalf("tier %+v, want %+v", *ex.Tier, *tt.want)
 			}
-			if len(f.runs) != 1 || f.runs[0].Limits != tt.want.Limits() {
-				t.Fatalf("the engine got %d runs, limits %+v; want one with %+v", len(f.runs), f.runs, tt.want.Limits())
+			if len(f.runs) != 1 || f.runs[0].Limits != tt.want.Limits {
+				t.Fatalf("the engine got %d runs, limits %+v; want one with %+v", len(f.runs), f.runs, tt.want.Limits)
 			}
 			if len(allowed) != 2 || allowed[0].Limit != tt.want.RunsPerMinute || allowed[1].Limit != tt.want.RunsPerDay {
 				t.Fatalf("quotas %+v, want %d/min and %d/day", allowed, tt.want.RunsPerMinute, tt.want.RunsPerDay)

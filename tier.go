@@ -8,45 +8,36 @@ import (
 // Tier is a named set of limits. Users belong to one tier; only an admin can
 // change a user's tier or a tier's limits, and a change applies to the next
 // request of every replica.
+//
+// Every limit is declared once, here or in Limits, as a field with a `tier`
+// tag (see tierfield.go): its JSON and column name, kind, range, CLI flag and
+// help. The stores' SQL, the JSON codec, the OpenAPI schema, the CLI and the
+// worker protocol derive from that declaration. Adding a limit is the field,
+// its defaults in DefaultTiers, one migration per store, and the code that
+// enforces it.
 type Tier struct {
-	Name           string        `json:"name"`
-	RunsPerMinute  int64         `json:"runs_per_minute"`
-	RunsPerDay     int64         `json:"runs_per_day"`
-	MaxMemoryBytes int64         `json:"max_memory_bytes"`
-	Timeout        time.Duration `json:"-"`
-	MaxModuleBytes int64         `json:"max_module_bytes"`
-	MaxStdinBytes  int64         `json:"max_stdin_bytes"`
-	MaxOutputBytes int64         `json:"max_output_bytes"`
-	MaxConcurrent  int           `json:"max_concurrent"`
-	UpdatedAt      time.Time     `json:"updated_at"`
+	Name string
+
+	RunsPerMinute int64 `tier:"runs_per_minute,count,min=1" flag:"runs-per-minute" help:"runs per minute"`
+	RunsPerDay    int64 `tier:"runs_per_day,count,min=1" flag:"runs-per-day" help:"runs per UTC day"`
+	MaxConcurrent int   `tier:"max_concurrent,count,min=1,max=100000" flag:"concurrent" help:"runs in flight at once"`
+
+	// Limits are the tier's per-run limits.
+	Limits
+
+	UpdatedAt time.Time
 }
 
-// Limits returns the per-run limits of the tier.
-func (t *Tier) Limits() Limits {
-	return Limits{
-		Timeout:        t.Timeout,
-		MaxMemoryBytes: t.MaxMemoryBytes,
-		MaxOutputBytes: t.MaxOutputBytes,
-		MaxModuleBytes: t.MaxModuleBytes,
-		MaxStdinBytes:  t.MaxStdinBytes,
-	}
-}
-
-// Validate returns EINVALID when a field is out of range.
+// Validate returns EINVALID when the name or a limit is out of range; the
+// message names the field and its range.
 func (t *Tier) Validate() error {
-	switch {
-	case !validName(t.Name):
+	if !validName(t.Name) {
 		return Errorf(EINVALID, "tier name must be 1-32 characters of a-z, 0-9, - and _")
-	case t.RunsPerMinute <= 0 || t.RunsPerDay <= 0:
-		return Errorf(EINVALID, "runs per minute and per day must be positive")
-	case t.MaxMemoryBytes < 64*KiB || t.MaxMemoryBytes > 4*GiB:
-		return Errorf(EINVALID, "memory must be between 64KiB and 4GiB")
-	case t.Timeout < time.Millisecond || t.Timeout > time.Hour:
-		return Errorf(EINVALID, "timeout must be between 1ms and 1h")
-	case t.MaxModuleBytes <= 0 || t.MaxStdinBytes < 0 || t.MaxOutputBytes <= 0:
-		return Errorf(EINVALID, "module, stdin and output sizes must be positive")
-	case t.MaxConcurrent <= 0:
-		return Errorf(EINVALID, "concurrent runs must be positive")
+	}
+	for _, f := range TierFields() {
+		if err := f.check(f.Get(t)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -71,18 +62,23 @@ const (
 	TierEnterprise = "enterprise"
 )
 
-// DefaultTiers returns the tiers a new database is seeded with (DESIGN §4).
-// Output caps are not in the table there; they follow the stdin caps.
+// DefaultTiers returns the tiers a new database has (DESIGN §4). Output caps
+// are not in the table there; they follow the stdin caps. The migrations
+// seed the same values as frozen SQL; a conformance test compares them.
 func DefaultTiers() []*Tier {
 	return []*Tier{
-		{Name: TierFree, RunsPerMinute: 10, RunsPerDay: 500, MaxMemoryBytes: 128 * MiB, Timeout: 5 * time.Second,
-			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB, MaxConcurrent: 1},
-		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxMemoryBytes: 256 * MiB, Timeout: 10 * time.Second,
-			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB, MaxConcurrent: 5},
-		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxMemoryBytes: 512 * MiB, Timeout: 30 * time.Second,
-			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB, MaxConcurrent: 20},
-		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxMemoryBytes: 1 * GiB, Timeout: 120 * time.Second,
-			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB, MaxConcurrent: 100},
+		{Name: TierFree, RunsPerMinute: 10, RunsPerDay: 500, MaxConcurrent: 1, Limits: Limits{
+			Timeout: 5 * time.Second, MaxMemoryBytes: 128 * MiB,
+			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB}},
+		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
+			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
+			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB}},
+		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
+			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
+			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB}},
+		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
+			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
+			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB}},
 	}
 }
 

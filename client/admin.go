@@ -90,46 +90,42 @@ func (c *Client) AdminUpdateUser(ctx context.Context, id int64, ch UserChange) (
 // AdminListTiers returns every tier (GET /api/v1/admin/tiers).
 func (c *Client) AdminListTiers(ctx context.Context) ([]*wasmwiz.Tier, error) {
 	var out struct {
-		Tiers []*tierJSON `json:"tiers"`
+		Tiers []*wasmwiz.Tier `json:"tiers"`
 	}
 	if err := c.call(ctx, http.MethodGet, "/api/v1/admin/tiers", nil, nil, &out); err != nil {
 		return nil, err
 	}
-	tiers := make([]*wasmwiz.Tier, 0, len(out.Tiers))
-	for _, t := range out.Tiers {
-		tiers = append(tiers, t.tier())
-	}
-	return tiers, nil
+	return out.Tiers, nil
 }
 
 // AdminGetTier returns a tier (GET /api/v1/admin/tiers/{name}); ENOTFOUND.
 func (c *Client) AdminGetTier(ctx context.Context, name string) (*wasmwiz.Tier, error) {
-	var out tierJSON
+	var out wasmwiz.Tier
 	if err := c.call(ctx, http.MethodGet, "/api/v1/admin/tiers/"+url.PathEscape(name), nil, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.tier(), nil
+	return &out, nil
 }
 
 // AdminCreateTier creates a tier (POST /api/v1/admin/tiers). ECONFLICT when
 // the name exists, EINVALID for a tier out of range.
 func (c *Client) AdminCreateTier(ctx context.Context, t *wasmwiz.Tier) (*wasmwiz.Tier, error) {
-	var out tierJSON
-	if err := c.call(ctx, http.MethodPost, "/api/v1/admin/tiers", nil, tierBody(t), &out); err != nil {
+	var out wasmwiz.Tier
+	if err := c.call(ctx, http.MethodPost, "/api/v1/admin/tiers", nil, t, &out); err != nil {
 		return nil, err
 	}
-	return out.tier(), nil
+	return &out, nil
 }
 
 // AdminPutTier creates or replaces the tier t.Name (PUT
 // /api/v1/admin/tiers/{name}); it applies to the next request of every
 // replica. EINVALID for a tier out of range.
 func (c *Client) AdminPutTier(ctx context.Context, t *wasmwiz.Tier) (*wasmwiz.Tier, error) {
-	var out tierJSON
-	if err := c.call(ctx, http.MethodPut, "/api/v1/admin/tiers/"+url.PathEscape(t.Name), nil, tierBody(t), &out); err != nil {
+	var out wasmwiz.Tier
+	if err := c.call(ctx, http.MethodPut, "/api/v1/admin/tiers/"+url.PathEscape(t.Name), nil, t, &out); err != nil {
 		return nil, err
 	}
-	return out.tier(), nil
+	return &out, nil
 }
 
 // AdminListKeys lists keys (GET /api/v1/admin/keys); userID 0 lists every

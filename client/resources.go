@@ -128,12 +128,12 @@ func (c *Client) Usage(ctx context.Context) (*wasmwiz.Usage, error) {
 func (c *Client) Me(ctx context.Context) (*wasmwiz.User, *wasmwiz.Tier, error) {
 	var out struct {
 		User *wasmwiz.User `json:"user"`
-		Tier *tierJSON     `json:"tier"`
+		Tier *wasmwiz.Tier `json:"tier"`
 	}
 	if err := c.call(ctx, http.MethodGet, "/api/v1/me", nil, nil, &out); err != nil {
 		return nil, nil, err
 	}
-	return out.User, out.Tier.tier(), nil
+	return out.User, out.Tier, nil
 }
 
 // NewKey is a key just created: its record and its secret, which the server
@@ -179,23 +179,4 @@ func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) (
 // ENOTFOUND for another user's key.
 func (c *Client) RevokeKey(ctx context.Context, id int64) error {
 	return c.call(ctx, http.MethodDelete, idPath("/api/v1/keys", id), nil, nil, nil)
-}
-
-// tierJSON is a tier as the API writes it: timeout as timeout_ms.
-type tierJSON struct {
-	wasmwiz.Tier
-	TimeoutMS int64 `json:"timeout_ms"`
-}
-
-func (t *tierJSON) tier() *wasmwiz.Tier {
-	if t == nil {
-		return nil
-	}
-	out := t.Tier
-	out.Timeout = time.Duration(t.TimeoutMS) * time.Millisecond
-	return &out
-}
-
-func tierBody(t *wasmwiz.Tier) tierJSON {
-	return tierJSON{Tier: *t, TimeoutMS: t.Timeout.Milliseconds()}
 }

@@ -375,8 +375,7 @@ func startBenchServer(ctx context.Context, env *Env, bo benchOptions) (*benchSer
 func (b *benchServer) setup(ctx context.Context) error {
 	sys := wasmwiz.SystemContext(ctx)
 	st := b.srv.Store()
-	b.tier = &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxMemoryBytes: 16 * wasmwiz.MiB,
-		Timeout: 10 * time.Second, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB, MaxConcurrent: 10000}
+	b.tier = &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxConcurrent: 10000, Limits: wasmwiz.Limits{MaxMemoryBytes: 16 * wasmwiz.MiB, Timeout: 10 * time.Second, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB}}
 	if err := st.PutTier(sys, b.tier); err != nil {
 		return err
 	}
@@ -390,7 +389,7 @@ func (b *benchServer) setup(ctx context.Context) error {
 	if _, b.key, err = st.CreateAPIKey(sys, b.user.ID, "bench", nil); err != nil {
 		return err
 	}
-	in, err := b.srv.pool.Inspect(ctx, benchModule, b.tier.Limits())
+	in, err := b.srv.pool.Inspect(ctx, benchModule, b.tier.Limits)
 	if err != nil {
 		return err
 	}
@@ -410,7 +409,7 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 	uctx := wasmwiz.NewContextWithUser(ctx, b.user)
 	limits := wasmwiz.TierRateLimits(b.tier)
 	key := wasmwiz.RateKey(b.user, "")
-	rr := &wasmwiz.RunRequest{Wasm: benchModule, SHA256: b.module.SHA256, Name: "bench.wasm", Limits: b.tier.Limits()}
+	rr := &wasmwiz.RunRequest{Wasm: benchModule, SHA256: b.module.SHA256, Name: "bench.wasm", Limits: b.tier.Limits}
 	rawH, closeRaw, err := rawWazeroHandler(ctx)
 	if err != nil {
 		return err

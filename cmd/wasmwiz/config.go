@@ -331,3 +331,8 @@ serve's; a problem names its variable.`)
 	}
 	return nil
 }
+
+// MaxLimits returns the server's upper bounds on every tier's per-run limits.
+func (c *Config) MaxLimits() wasmwiz.Limits {
+	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes}
+}

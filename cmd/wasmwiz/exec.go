@@ -147,7 +147,7 @@ func serverLimits(ctx context.Context, c *client.Client, lim wasmwiz.Limits) was
 	if err != nil || tier == nil {
 		return lim
 	}
-	return tier.Limits().Clamp(lim)
+	return tier.Limits.Clamp(lim)
 }
 
 // execFailure prints an error as `wasmwiz run` does (a JSON error body with

@@ -4,26 +4,40 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/wasmwiz/wasmwiz"
 )
 
-const tiersUsage = `usage:
-  wasmwiz tiers list
-  wasmwiz tiers set NAME [--from TIER] [--runs-per-minute N] [--runs-per-day N] [--memory 256MiB]
-      [--timeout 10s] [--max-module 25MiB] [--max-stdin 5MiB] [--max-output 5MiB] [--concurrent N]
+// tiersUsage is the help of `wasmwiz tiers`; its flags come from the tier
+// fields (wasmwiz.TierFields).
+func tiersUsage() string {
+	var b strings.Builder
+	b.WriteString("usage:\n  wasmwiz tiers list\n  wasmwiz tiers set NAME [--from TIER]")
+	for _, f := range wasmwiz.TierFields() {
+		fmt.Fprintf(&b, " [--%s %s]", f.Flag, f.Format(f.Get(wasmwiz.DefaultTiers()[0])))
+	}
+	b.WriteString(`
 
 set changes the named limits of a tier and keeps the others; a new tier starts
-from the limits of --from (default free). Changes apply to the next request of
-every replica. Every subcommand acts on WASMWIZ_DATABASE_URL as the system
-administrator and applies pending migrations first.
-`
+from the limits of --from (default free). A per-run limit above the server's
+maximum (WASMWIZ_MAX_TIMEOUT, WASMWIZ_MAX_MEMORY) is refused. Changes apply to
+the next request of every replica. Every subcommand acts on
+WASMWIZ_DATABASE_URL as the system administrator and applies pending
+migrations first.
+
+limits:
+`)
+	for _, f := range wasmwiz.TierFields() {
+		fmt.Fprintf(&b, "  --%-18s %s\n", f.Flag, f.Help)
+	}
+	return b.String()
+}
 
 // cmdTiers manages tiers: wasmwiz tiers list|set.
 func cmdTiers(ctx context.Context, env *Env, args []string) error {
-	sub, args, fs, err := adminSubcommand(env, "tiers", tiersUsage, args)
+	sub, args, fs, err := adminSubcommand(env, "tiers", tiersUsage(), args)
 	if fs == nil {
 		return err
 	}
@@ -44,47 +58,22 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 		// The name comes first, so parse what follows it.
 		if len(args) == 0 || len(args[0]) > 0 && args[0][0] == '-' {
 			fmt.Fprintln(env.Stderr, "wasmwiz tiers set: the tier name comes first")
-			fmt.Fprint(env.Stderr, tiersUsage)
+			fmt.Fprint(env.Stderr, tiersUsage())
 			return exitError{2}
 		}
 		name := args[0]
 		from := fs.String("from", wasmwiz.TierFree, "for a new tier: the tier whose limits it starts from")
 		var changes []func(*wasmwiz.Tier)
-		intFlag := func(flagName, help string, set func(*wasmwiz.Tier, int64)) {
-			fs.Func(flagName, help, func(v string) error {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					return fmt.Errorf("want a whole number")
-				}
-				changes = append(changes, func(t *wasmwiz.Tier) { set(t, n) })
-				return nil
-			})
-		}
-		sizeFlag := func(flagName, help string, set func(*wasmwiz.Tier, int64)) {
-			fs.Func(flagName, help, func(v string) error {
-				n, err := wasmwiz.ParseSize(v)
+		for _, f := range wasmwiz.TierFields() {
+			fs.Func(f.Flag, f.Help, func(v string) error {
+				n, err := f.Parse(v)
 				if err != nil {
 					return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
 				}
-				changes = append(changes, func(t *wasmwiz.Tier) { set(t, n) })
+				changes = append(changes, func(t *wasmwiz.Tier) { f.Set(t, n) })
 				return nil
 			})
 		}
-		intFlag("runs-per-minute", "runs per minute", func(t *wasmwiz.Tier, n int64) { t.RunsPerMinute = n })
-		intFlag("runs-per-day", "runs per day", func(t *wasmwiz.Tier, n int64) { t.RunsPerDay = n })
-		intFlag("concurrent", "runs in flight at once", func(t *wasmwiz.Tier, n int64) { t.MaxConcurrent = int(n) })
-		sizeFlag("memory", "linear memory cap, e.g. 256MiB", func(t *wasmwiz.Tier, n int64) { t.MaxMemoryBytes = n })
-		sizeFlag("max-module", "module size cap", func(t *wasmwiz.Tier, n int64) { t.MaxModuleBytes = n })
-		sizeFlag("max-stdin", "stdin size cap", func(t *wasmwiz.Tier, n int64) { t.MaxStdinBytes = n })
-		sizeFlag("max-output", "stdout and stderr cap, each", func(t *wasmwiz.Tier, n int64) { t.MaxOutputBytes = n })
-		fs.Func("timeout", "wall time, e.g. 10s", func(v string) error {
-			d, err := wasmwiz.ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
-			}
-			changes = append(changes, func(t *wasmwiz.Tier) { t.Timeout = d })
-			return nil
-		})
 		if err := parseArgs(fs, args[1:], 0); err != nil {
 			return err
 		}
@@ -103,6 +92,16 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 			for _, change := range changes {
 				change(t)
 			}
+			if err := t.Validate(); err != nil {
+				return err
+			}
+			cfg, err := LoadConfig(env.Getenv)
+			if err != nil {
+				return err
+			}
+			if err := t.CheckMax(cfg.MaxLimits()); err != nil {
+				return err
+			}
 			if err := s.PutTier(ctx, t); err != nil {
 				return err
 			}
@@ -116,17 +115,23 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 		})
 	}
 	fmt.Fprintf(env.Stderr, "wasmwiz tiers: unknown subcommand %q\n", sub)
-	fmt.Fprint(env.Stderr, tiersUsage)
+	fmt.Fprint(env.Stderr, tiersUsage())
 	return exitError{2}
 }
 
 func printTiers(w io.Writer, tiers []*wasmwiz.Tier) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tRUNS/MIN\tRUNS/DAY\tMEMORY\tTIMEOUT\tMODULE\tSTDIN\tOUTPUT\tCONCURRENT")
+	fmt.Fprint(tw, "NAME")
+	for _, f := range wasmwiz.TierFields() {
+		fmt.Fprint(tw, "\t"+strings.ToUpper(f.Flag))
+	}
+	fmt.Fprintln(tw)
 	for _, t := range tiers {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\n", t.Name, t.RunsPerMinute, t.RunsPerDay,
-			wasmwiz.FormatSize(t.MaxMemoryBytes), t.Timeout, wasmwiz.FormatSize(t.MaxModuleBytes),
-			wasmwiz.FormatSize(t.MaxStdinBytes), wasmwiz.FormatSize(t.MaxOutputBytes), t.MaxConcurrent)
+		fmt.Fprint(tw, t.Name)
+		for _, f := range wasmwiz.TierFields() {
+			fmt.Fprint(tw, "\t"+f.Format(f.Get(t)))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 }

@@ -21,8 +21,7 @@ import (
 // limiter, gate, metrics) with a mock key store and the given engine.
 func benchServer(b *testing.B, eng wasmwiz.Engine) http.Handler {
 	b.Helper()
-	tier := &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxMemoryBytes: 64 * wasmwiz.MiB,
-		Timeout: 5 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB, MaxConcurrent: 1 << 20}
+	tier := &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxConcurrent: 1 << 20, Limits: wasmwiz.Limits{MaxMemoryBytes: 64 * wasmwiz.MiB, Timeout: 5 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB}}
 	user := &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser, Tier: "bench"}
 	srv, err := wwhttp.NewServer(wwhttp.Options{
 		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {

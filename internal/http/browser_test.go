@@ -441,7 +441,8 @@ func TestBrowserWebUI(t *testing.T) {
 		chromedp.Click(chromedp.ID("tab-usage")),
 		waitText("#usage-tier", "enterprise"),
 		waitText("#usage-day-text", "3 of 1000000"),
-		waitText("#usage-limits", "Concurrent runs"),
+		waitText("#usage-limits", "Runs in flight at once"),
+		waitText("#usage-limits", "Linear memory of a run"),
 	)
 	screenshot(t, ctx, "usage")
 

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"github.com/wasmwiz/wasmwiz"
 	"net/http"
 	"regexp"
 	"strings"
@@ -258,15 +259,14 @@ func schemas() map[string]any {
 			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time"),
 		"RunList":     list("runs", "Run"),
 		"Usage":       obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
-		"Me":          obj("user:User", "tier:Tier"),
+		"Me":          obj("user:User", "tier:Tier", "limits:[]TierLimit"),
 		"User":        obj("id:integer", "email:string", "role:string", "tier:string", "created_at:time", "disabled:boolean"),
 		"UserList":    list("users", "User"),
 		"UserRequest": obj("email:string", "role:string", "tier:string", "create_key:boolean"),
 		"UserUpdate":  obj("tier:string", "role:string", "disabled:boolean"),
-		"Tier": obj("name:string", "runs_per_minute:integer", "runs_per_day:integer", "max_memory_bytes:integer",
-			"timeout_ms:integer", "max_module_bytes:integer", "max_stdin_bytes:integer", "max_output_bytes:integer",
-			"max_concurrent:integer", "updated_at:time"),
-		"TierList": obj("tiers:[]Tier"),
+		"Tier":        tierSchema(),
+		"TierLimit":   obj("name:string", "help:string", "value:integer", "text:string"),
+		"TierList":    obj("tiers:[]Tier"),
 		"APIKey": obj("id:integer", "user_id:integer", "name:string", "prefix:string", "created_at:time",
 			"last_used_at:time", "expires_at:time", "revoked_at:time"),
 		"KeyList":    list("keys", "APIKey"),
@@ -275,4 +275,30 @@ func schemas() map[string]any {
 		"Stats": obj("users:integer", "active_keys:integer", "runs_today:integer", "active_users_today:integer",
 			"success_rate:number", "mean_duration_ms:number", "p95_duration_ms:number", "runs_per_day:[]object", "top_modules:[]object"),
 	}
+}
+
+// tierSchema describes a tier from wasmwiz.TierFields: every limit with its
+// unit and range, so that a new limit is documented where it is declared.
+func tierSchema() map[string]any {
+	t := obj("name:string", "updated_at:time")
+	props := t["properties"].(map[string]any)
+	for _, f := range wasmwiz.TierFields() {
+		unit, text := "", ""
+		switch f.Kind {
+		case wasmwiz.LimitBytes:
+			unit, text = "bytes", `; in requests also a size string such as "128MiB"`
+		case wasmwiz.LimitDuration:
+			unit, text = "milliseconds", `; in requests also a duration string such as "5s", under this name or without "_ms"`
+		}
+		desc := f.Help
+		if unit != "" {
+			desc += ", in " + unit
+		}
+		desc += ", from " + f.Format(f.Min)
+		if f.Max > 0 {
+			desc += " to " + f.Format(f.Max)
+		}
+		props[f.Name] = map[string]any{"type": "integer", "format": "int64", "description": desc + text}
+	}
+	return t
 }

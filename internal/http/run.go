@@ -61,17 +61,19 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// me is GET /api/v1/me: the caller and its tier.
+// me is GET /api/v1/me: the caller and its tier, with the per-run limits as
+// they apply (under the server's maxima).
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	u, err := wasmwiz.RequireUser(r.Context())
 	if err != nil {
 		return err
 	}
-	t, err := s.opts.Tiers.FindTier(r.Context(), u.Tier)
+	t, err := s.exec.CallerTier(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": u, "tier": tierOut(t)})
+	t.Limits = s.exec.TierLimits(t)
+	writeJSON(w, http.StatusOK, map[string]any{"user": u, "tier": t, "limits": tierLimits(t)})
 	return nil
 }
 
@@ -83,4 +85,23 @@ func (s *Server) adminStats(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// tierLimit is one limit of the caller's tier, described for people: the web
+// page and the CLI show these without knowing the fields.
+type tierLimit struct {
+	Name  string `json:"name"`
+	Help  string `json:"help"`
+	Value int64  `json:"value"` // as in the tier: bytes, milliseconds or a count
+	Text  string `json:"text"`  // e.g. "128MiB", "5s"
+}
+
+func tierLimits(t *wasmwiz.Tier) []tierLimit {
+	fs := wasmwiz.TierFields()
+	out := make([]tierLimit, len(fs))
+	for i, f := range fs {
+		v := f.Get(t)
+		out[i] = tierLimit{Name: f.Name, Help: f.Help, Value: f.ToStored(v), Text: f.Format(v)}
+	}
+	return out
 }

@@ -67,6 +67,16 @@ func createAPIKey(ctx context.Context, q querier, now time.Time, caller *wasmwiz
 	return k, plaintext, nil
 }
 
+// authenticateSQL reads the key, its user and the user's tier in one round
+// trip.
+var authenticateSQL = `SELECT k.id, k.user_id, k.name, k.prefix, k.digest,
+		k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
+		u.id, u.email, u.role, u.tier, u.created_at, u.disabled,
+		t.name, ` + wasmwiz.TierColumns("t.") + `, t.updated_at
+	FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN tiers t ON t.name = u.tier
+	WHERE k.digest = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)
+		AND NOT u.disabled`
+
 // Authenticate finds the active key with this plaintext and its enabled
 // user, with the user's current tier in User.TierLimits, all in one query
 // (the tier is a LEFT JOIN: a missing tier row leaves TierLimits nil and the
@@ -84,18 +94,9 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 	now := db.now()
 	var u wasmwiz.User
 	var role string
-	var tier nullTier
-	k, err := scanAPIKey(db.pool.QueryRow(ctx, `SELECT k.id, k.user_id, k.name, k.prefix, k.digest,
-			k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
-			u.id, u.email, u.role, u.tier, u.created_at, u.disabled,
-			t.name, t.runs_per_minute, t.runs_per_day, t.max_memory_bytes, t.timeout_ms,
-			t.max_module_bytes, t.max_stdin_bytes, t.max_output_bytes, t.max_concurrent, t.updated_at
-		FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN tiers t ON t.name = u.tier
-		WHERE k.digest = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)
-			AND NOT u.disabled`, wasmwiz.HashAPIKey(plaintext), now),
-		&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled,
-		&tier.name, &tier.runsPerMinute, &tier.runsPerDay, &tier.maxMemory, &tier.timeoutMS,
-		&tier.maxModule, &tier.maxStdin, &tier.maxOutput, &tier.maxConcurrent, &tier.updated)
+	var tier tierRow
+	k, err := scanAPIKey(db.pool.QueryRow(ctx, authenticateSQL, wasmwiz.HashAPIKey(plaintext), now),
+		append([]any{&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled}, tier.dest()...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, denied
 	}
@@ -116,37 +117,6 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 		}
 	}
 	return &u, k, nil
-}
-
-// nullTier holds the tier columns of a LEFT JOIN, nil when the row is
-// missing.
-type nullTier struct {
-	name                                                       *string
-	runsPerMinute, runsPerDay, maxMemory, timeoutMS, maxModule *int64
-	maxStdin, maxOutput                                        *int64
-	maxConcurrent                                              *int32
-	updated                                                    *time.Time
-}
-
-// tier returns the tier read, or nil when there was none.
-func (n *nullTier) tier() *wasmwiz.Tier {
-	if n.name == nil || n.runsPerMinute == nil || n.runsPerDay == nil || n.maxMemory == nil ||
-		n.timeoutMS == nil || n.maxModule == nil || n.maxStdin == nil || n.maxOutput == nil ||
-		n.maxConcurrent == nil || n.updated == nil {
-		return nil
-	}
-	return &wasmwiz.Tier{
-		Name:           *n.name,
-		RunsPerMinute:  *n.runsPerMinute,
-		RunsPerDay:     *n.runsPerDay,
-		MaxMemoryBytes: *n.maxMemory,
-		Timeout:        time.Duration(*n.timeoutMS) * time.Millisecond,
-		MaxModuleBytes: *n.maxModule,
-		MaxStdinBytes:  *n.maxStdin,
-		MaxOutputBytes: *n.maxOutput,
-		MaxConcurrent:  int(*n.maxConcurrent),
-		UpdatedAt:      n.updated.UTC(),
-	}
 }
 
 // shouldMarkUsed reports whether this replica should write last_used_at of

@@ -1,6 +1,10 @@
 package postgres
 
-import "context"
+import (
+	"context"
+
+	"github.com/wasmwiz/wasmwiz/internal/migration"
+)
 
 // SetCopyThreshold sets the batch size from which db's CreateRuns uses COPY,
 // so that tests and benchmarks reach both insert paths. Call it before the
@@ -14,5 +18,5 @@ func MigrateWithExtra(ctx context.Context, db *DB, sql string) error {
 	if err != nil {
 		return err
 	}
-	return db.migrate(ctx, append(ms, migration{Version: 1000, Name: "1000_extra.sql", SQL: sql}))
+	return db.migrate(ctx, append(ms, migration.Step{Version: 1000, Name: "1000_extra.sql", SQL: sql}), 0)
 }

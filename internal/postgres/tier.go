@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,19 +11,68 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 )
 
-const tierColumns = `name, runs_per_minute, runs_per_day, max_memory_bytes, timeout_ms,
-	max_module_bytes, max_stdin_bytes, max_output_bytes, max_concurrent, updated_at`
+// The tiers table's columns follow wasmwiz.TierFields: name, every limit,
+// updated_at.
+var (
+	tierColumns = `name, ` + wasmwiz.TierColumns("") + `, updated_at`
+	putTierSQL  = putTierStatement()
+)
+
+func putTierStatement() string {
+	fs := wasmwiz.TierFields()
+	sql := `INSERT INTO tiers (` + tierColumns + `) VALUES ($1`
+	for i := range len(fs) + 1 {
+		sql += ", $" + strconv.Itoa(i+2)
+	}
+	sql += `) ON CONFLICT (name) DO UPDATE SET `
+	for _, f := range fs {
+		sql += f.Name + ` = excluded.` + f.Name + `, `
+	}
+	return sql + `updated_at = excluded.updated_at`
+}
+
+// tierRow receives a tier's columns, each NULL-able so that the same row
+// serves a LEFT JOIN (Authenticate).
+type tierRow struct {
+	name    *string
+	limits  []*int64
+	updated *time.Time
+}
+
+// dest returns the scan destinations in tierColumns order.
+func (r *tierRow) dest() []any {
+	r.limits = make([]*int64, len(wasmwiz.TierFields()))
+	d := make([]any, 0, len(r.limits)+2)
+	d = append(d, &r.name)
+	for i := range r.limits {
+		d = append(d, &r.limits[i])
+	}
+	return append(d, &r.updated)
+}
+
+// tier returns the tier read, or nil when the row was missing.
+func (r *tierRow) tier() *wasmwiz.Tier {
+	if r.name == nil || r.updated == nil {
+		return nil
+	}
+	vals := make([]int64, len(r.limits))
+	for i, v := range r.limits {
+		if v == nil {
+			return nil
+		}
+		vals[i] = *v
+	}
+	t := &wasmwiz.Tier{Name: *r.name, UpdatedAt: r.updated.UTC()}
+	t.SetColumnValues(vals)
+	return t
+}
 
 func scanTier(row pgx.Row) (*wasmwiz.Tier, error) {
-	var t wasmwiz.Tier
-	var timeoutMS int64
-	if err := row.Scan(&t.Name, &t.RunsPerMinute, &t.RunsPerDay, &t.MaxMemoryBytes, &timeoutMS,
-		&t.MaxModuleBytes, &t.MaxStdinBytes, &t.MaxOutputBytes, &t.MaxConcurrent, &t.UpdatedAt); err != nil {
+	var r tierRow
+	if err := row.Scan(r.dest()...); err != nil {
 		return nil, err
 	}
-	t.Timeout = time.Duration(timeoutMS) * time.Millisecond
-	t.UpdatedAt = t.UpdatedAt.UTC()
-	return &t, nil
+	return r.tier(), nil
 }
 
 // FindTier returns the named tier. EUNAUTHORIZED without a caller,
@@ -77,16 +127,8 @@ func (db *DB) PutTier(ctx context.Context, t *wasmwiz.Tier) error {
 		return err
 	}
 	now := db.now()
-	_, err := db.pool.Exec(ctx, `INSERT INTO tiers (`+tierColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (name) DO UPDATE SET runs_per_minute = excluded.runs_per_minute,
-			runs_per_day = excluded.runs_per_day, max_memory_bytes = excluded.max_memory_bytes,
-			timeout_ms = excluded.timeout_ms, max_module_bytes = excluded.max_module_bytes,
-			max_stdin_bytes = excluded.max_stdin_bytes, max_output_bytes = excluded.max_output_bytes,
-			max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at`,
-		t.Name, t.RunsPerMinute, t.RunsPerDay, t.MaxMemoryBytes, t.Timeout.Milliseconds(),
-		t.MaxModuleBytes, t.MaxStdinBytes, t.MaxOutputBytes, t.MaxConcurrent, now)
-	if err != nil {
+	args := append(append([]any{t.Name}, t.ColumnValues()...), now)
+	if _, err := db.pool.Exec(ctx, putTierSQL, args...); err != nil {
 		return dbError(err, "put tier")
 	}
 	t.UpdatedAt = now

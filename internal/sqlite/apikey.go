@@ -99,10 +99,9 @@ func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwi
 // trip. The tier is a LEFT JOIN so that a user whose tier row were missing
 // still authenticates (without TierLimits) and gets the lookup's ENOTFOUND
 // later, as before the tier was read here.
-const authenticateSQL = `SELECT ` + apiKeyColumns + `,
+var authenticateSQL = `SELECT ` + apiKeyColumns + `,
 		u.id, u.email, u.role, u.tier, u.created_at, u.disabled,
-		t.name, t.runs_per_minute, t.runs_per_day, t.max_memory_bytes, t.timeout_ms,
-		t.max_module_bytes, t.max_stdin_bytes, t.max_output_bytes, t.max_concurrent, t.updated_at
+		t.name, ` + wasmwiz.TierColumns("t.") + `, t.updated_at
 	FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN tiers t ON t.name = u.tier
 	WHERE k.digest = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.disabled = 0`
 
@@ -124,11 +123,9 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 	now := db.Now()
 	var u wasmwiz.User
 	var userCreated int64
-	var tier nullTier
+	var tier tierRow
 	k, err := scanAPIKey(db.queryRow(ctx, &db.authStmt, authenticateSQL, wasmwiz.HashAPIKey(plaintext), ms(now)),
-		&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled,
-		&tier.name, &tier.runsPerMinute, &tier.runsPerDay, &tier.maxMemory, &tier.timeoutMS,
-		&tier.maxModule, &tier.maxStdin, &tier.maxOutput, &tier.maxConcurrent, &tier.updated)
+		append([]any{&u.ID, &u.Email, &u.Role, &u.Tier, &userCreated, &u.Disabled}, tier.dest()...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, denied
 	}
@@ -150,33 +147,6 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 		}
 	}
 	return &u, k, nil
-}
-
-// nullTier holds the tier columns of a LEFT JOIN, NULL when the row is
-// missing.
-type nullTier struct {
-	name                                                       sql.NullString
-	runsPerMinute, runsPerDay, maxMemory, timeoutMS, maxModule sql.NullInt64
-	maxStdin, maxOutput, maxConcurrent, updated                sql.NullInt64
-}
-
-// tier returns the tier read, or nil when there was none.
-func (n *nullTier) tier() *wasmwiz.Tier {
-	if !n.name.Valid {
-		return nil
-	}
-	return &wasmwiz.Tier{
-		Name:           n.name.String,
-		RunsPerMinute:  n.runsPerMinute.Int64,
-		RunsPerDay:     n.runsPerDay.Int64,
-		MaxMemoryBytes: n.maxMemory.Int64,
-		Timeout:        time.Duration(n.timeoutMS.Int64) * time.Millisecond,
-		MaxModuleBytes: n.maxModule.Int64,
-		MaxStdinBytes:  n.maxStdin.Int64,
-		MaxOutputBytes: n.maxOutput.Int64,
-		MaxConcurrent:  int(n.maxConcurrent.Int64),
-		UpdatedAt:      fromMS(n.updated.Int64),
-	}
 }
 
 // FindAPIKeys lists keys, newest first, with the total matching count.

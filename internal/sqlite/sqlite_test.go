@@ -23,6 +23,16 @@ import (
 // open returns a migrated database in a new temp file, closed at cleanup.
 func open(t testing.TB) *sqlite.DB {
 	t.Helper()
+	db := openEmpty(t)
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return db
+}
+
+// openEmpty returns a database in a new temp file that was never migrated.
+func openEmpty(t testing.TB) *sqlite.DB {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "wasmwiz.db")
 	db, err := sqlite.Open(context.Background(), path)
 	if err != nil {
@@ -33,15 +43,17 @@ func open(t testing.TB) *sqlite.DB {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
 	return db
 }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
+}
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	storetest.RunMigrations(t, func(t *testing.T) storetest.Migrating { return openEmpty(t) })
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {

@@ -4,26 +4,75 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 )
 
-const tierColumns = `name, runs_per_minute, runs_per_day, max_memory_bytes, timeout_ms,
-	max_module_bytes, max_stdin_bytes, max_output_bytes, max_concurrent, updated_at`
+// The tiers table's columns follow wasmwiz.TierFields: name, every limit,
+// updated_at.
+var (
+	tierColumns = `name, ` + wasmwiz.TierColumns("") + `, updated_at`
+	findTierSQL = `SELECT ` + tierColumns + ` FROM tiers WHERE name = ?`
+	putTierSQL  = putTierStatement()
+)
 
-const findTierSQL = `SELECT ` + tierColumns + ` FROM tiers WHERE name = ?`
+func putTierStatement() string {
+	fs := wasmwiz.TierFields()
+	sql := `INSERT INTO tiers (` + tierColumns + `) VALUES (?` + repeat(", ?", len(fs)+1) + `)
+		ON CONFLICT (name) DO UPDATE SET `
+	for _, f := range fs {
+		sql += f.Name + ` = excluded.` + f.Name + `, `
+	}
+	return sql + `updated_at = excluded.updated_at`
+}
+
+func repeat(s string, n int) string {
+	out := ""
+	for range n {
+		out += s
+	}
+	return out
+}
+
+// tierRow receives a tier's columns, each NULL-able so that the same row
+// serves a LEFT JOIN (Authenticate).
+type tierRow struct {
+	name    sql.NullString
+	limits  []sql.NullInt64
+	updated sql.NullInt64
+}
+
+// dest returns the scan destinations in tierColumns order.
+func (r *tierRow) dest() []any {
+	r.limits = make([]sql.NullInt64, len(wasmwiz.TierFields()))
+	d := make([]any, 0, len(r.limits)+2)
+	d = append(d, &r.name)
+	for i := range r.limits {
+		d = append(d, &r.limits[i])
+	}
+	return append(d, &r.updated)
+}
+
+// tier returns the tier read, or nil when the row was missing.
+func (r *tierRow) tier() *wasmwiz.Tier {
+	if !r.name.Valid {
+		return nil
+	}
+	t := &wasmwiz.Tier{Name: r.name.String, UpdatedAt: fromMS(r.updated.Int64)}
+	vals := make([]int64, len(r.limits))
+	for i, v := range r.limits {
+		vals[i] = v.Int64
+	}
+	t.SetColumnValues(vals)
+	return t
+}
 
 func scanTier(row interface{ Scan(...any) error }) (*wasmwiz.Tier, error) {
-	var t wasmwiz.Tier
-	var timeoutMS, updated int64
-	if err := row.Scan(&t.Name, &t.RunsPerMinute, &t.RunsPerDay, &t.MaxMemoryBytes, &timeoutMS,
-		&t.MaxModuleBytes, &t.MaxStdinBytes, &t.MaxOutputBytes, &t.MaxConcurrent, &updated); err != nil {
+	var r tierRow
+	if err := row.Scan(r.dest()...); err != nil {
 		return nil, err
 	}
-	t.Timeout = time.Duration(timeoutMS) * time.Millisecond
-	t.UpdatedAt = fromMS(updated)
-	return &t, nil
+	return r.tier(), nil
 }
 
 // FindTier returns the named tier: ENOTFOUND when there is none,
@@ -68,26 +117,20 @@ func (db *DB) PutTier(ctx context.Context, t *wasmwiz.Tier) error {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
 		return err
 	}
+	if t == nil {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "no tier")
+	}
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	c := *t
-	c.UpdatedAt = db.Now()
-	if err := db.write(ctx, "put tier", func(tx *sql.Tx) error { return putTier(ctx, tx, &c) }); err != nil {
+	now := db.Now()
+	args := append(append([]any{t.Name}, t.ColumnValues()...), ms(now))
+	if err := db.write(ctx, "put tier", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, putTierSQL, args...)
+		return err
+	}); err != nil {
 		return err
 	}
-	t.UpdatedAt = c.UpdatedAt
+	t.UpdatedAt = now
 	return nil
-}
-
-func putTier(ctx context.Context, tx *sql.Tx, t *wasmwiz.Tier) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO tiers (`+tierColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET runs_per_minute = excluded.runs_per_minute,
-			runs_per_day = excluded.runs_per_day, max_memory_bytes = excluded.max_memory_bytes,
-			timeout_ms = excluded.timeout_ms, max_module_bytes = excluded.max_module_bytes,
-			max_stdin_bytes = excluded.max_stdin_bytes, max_output_bytes = excluded.max_output_bytes,
-			max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at`,
-		t.Name, t.RunsPerMinute, t.RunsPerDay, t.MaxMemoryBytes, t.Timeout.Milliseconds(),
-		t.MaxModuleBytes, t.MaxStdinBytes, t.MaxOutputBytes, t.MaxConcurrent, ms(t.UpdatedAt))
-	return err
 }

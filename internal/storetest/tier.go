@@ -66,9 +66,17 @@ func testFindTier(t *testing.T, e *env) {
 
 func testPutTierCreates(t *testing.T, e *env) {
 	_, admin := e.admin("root@example.com")
-	team := &wasmwiz.Tier{Name: "team", RunsPerMinute: 42, RunsPerDay: 4200, MaxMemoryBytes: 64 * wasmwiz.MiB,
-		Timeout: 1500 * time.Millisecond, MaxModuleBytes: 2 * wasmwiz.MiB, MaxStdinBytes: 0,
-		MaxOutputBytes: 128 * wasmwiz.KiB, MaxConcurrent: 3}
+	team := &wasmwiz.Tier{Name: "team", RunsPerMinute: 42, RunsPerDay: 4200, MaxConcurrent: 3}
+	team.Limits = wasmwiz.DefaultTiers()[0].Limits
+	team.MaxMemoryBytes, team.Timeout, team.MaxModuleBytes = 64*wasmwiz.MiB, 1500*time.Millisecond, 2*wasmwiz.MiB
+	team.MaxStdinBytes, team.MaxOutputBytes = 0, 128*wasmwiz.KiB
+	// Every limit differs from the free tier it started from, so that a
+	// column the store forgets shows.
+	for _, f := range wasmwiz.TierFields() {
+		if f.Get(team) == f.Get(wasmwiz.DefaultTiers()[0]) {
+			f.Set(team, f.FromStored(f.ToStored(f.Get(team))+1))
+		}
+	}
 	e.clock.Add(time.Hour)
 	wantOK(t, e.s.PutTier(admin, team), "PutTier team")
 	got, err := e.s.FindTier(admin, "team")

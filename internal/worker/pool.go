@@ -192,6 +192,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		procs:   map[*proc]struct{}{},
 		changed: make(chan struct{}),
 		cfg: childConfig{
+			LimitsSchema:     wasmwiz.LimitsSchema(),
 			CacheDir:         opts.CacheDir,
 			MemoryCacheBytes: opts.MemoryCacheBytes,
 			ModuleCacheBytes: opts.ModuleCacheBytes,

@@ -277,6 +277,7 @@ func (d *dec) done() error {
 
 // childConfig is what a worker needs to start its engine.
 type childConfig struct {
+	LimitsSchema     string // wasmwiz.LimitsSchema of the pool; the worker's must match
 	CacheDir         string
 	MemoryCacheBytes int64
 	ModuleCacheBytes int64 // module bytes kept per worker, by size (LRU)
@@ -286,6 +287,7 @@ type childConfig struct {
 
 func (c *childConfig) encode(e *enc) {
 	e.uvarint(protocolVersion)
+	e.string(c.LimitsSchema)
 	e.string(c.CacheDir)
 	e.varint(c.MemoryCacheBytes)
 	e.varint(c.ModuleCacheBytes)
@@ -298,6 +300,11 @@ func (c *childConfig) decode(d *dec) {
 		d.err = fmt.Errorf("worker protocol: the pool speaks version %d, this worker %d (was the binary replaced? restart the server)", v, protocolVersion)
 		return
 	}
+	c.LimitsSchema = d.string()
+	if d.err == nil && c.LimitsSchema != wasmwiz.LimitsSchema() {
+		d.err = fmt.Errorf("worker protocol: the pool's run limits are %q, this worker's %q (was the binary replaced? restart the server)", c.LimitsSchema, wasmwiz.LimitsSchema())
+		return
+	}
 	c.CacheDir = d.string()
 	c.MemoryCacheBytes = d.varint()
 	c.ModuleCacheBytes = d.varint()
@@ -305,22 +312,32 @@ func (c *childConfig) decode(d *dec) {
 	c.LogLevel = d.varint()
 }
 
+// encodeLimits writes every field of l (wasmwiz.Limits.Values), so that a
+// new limit crosses to the worker without a change here; the handshake
+// checks that both sides have the same fields (wasmwiz.LimitsSchema).
 func encodeLimits(e *enc, l wasmwiz.Limits) {
-	e.varint(int64(l.Timeout))
-	e.varint(l.MaxMemoryBytes)
-	e.varint(l.MaxOutputBytes)
-	e.varint(l.MaxModuleBytes)
-	e.varint(l.MaxStdinBytes)
+	vals := l.Values()
+	e.uvarint(uint64(len(vals)))
+	for _, v := range vals {
+		e.varint(v)
+	}
 }
 
 func decodeLimits(d *dec) wasmwiz.Limits {
-	return wasmwiz.Limits{
-		Timeout:        time.Duration(d.varint()),
-		MaxMemoryBytes: d.varint(),
-		MaxOutputBytes: d.varint(),
-		MaxModuleBytes: d.varint(),
-		MaxStdinBytes:  d.varint(),
+	var l wasmwiz.Limits
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("limits length")
+		return l
 	}
+	vals := make([]int64, n)
+	for i := range vals {
+		vals[i] = d.varint()
+	}
+	if d.err == nil && l.SetValues(vals) != nil {
+		d.fail("limits count")
+	}
+	return l
 }
 
 // encodeRun writes a run request. withWasm false leaves the module out: the

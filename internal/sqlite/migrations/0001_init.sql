@@ -1,6 +1,7 @@
 -- The schema of docs/SCHEMA.md. Times are unix milliseconds (UTC), booleans
--- 0 or 1. The default tiers are seeded by Go code in the same transaction,
--- from wasmwiz.DefaultTiers, so that the table in DESIGN §4 lives in one place.
+-- 0 or 1. Migrations are frozen history: plain SQL, seeds included; the
+-- store conformance suite checks that a new database's tiers equal
+-- wasmwiz.DefaultTiers.
 
 CREATE TABLE tiers (
 	name             TEXT    PRIMARY KEY,
@@ -14,6 +15,19 @@ CREATE TABLE tiers (
 	max_concurrent   INTEGER NOT NULL,
 	updated_at       INTEGER NOT NULL
 ) STRICT;
+
+-- The default tiers of DESIGN §4 (output caps follow the stdin caps).
+INSERT INTO tiers (name, runs_per_minute, runs_per_day, max_memory_bytes, timeout_ms,
+	max_module_bytes, max_stdin_bytes, max_output_bytes, max_concurrent, updated_at)
+VALUES
+	('free',       10,   500,     134217728,  5000,   10485760,  1048576,   1048576,   1,
+		CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+	('basic',      100,  10000,   268435456,  10000,  26214400,  5242880,   5242880,   5,
+		CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+	('pro',        500,  50000,   536870912,  30000,  52428800,  10485760,  10485760,  20,
+		CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+	('enterprise', 5000, 1000000, 1073741824, 120000, 104857600, 52428800,  52428800,  100,
+		CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
 
 CREATE TABLE users (
 	id         INTEGER PRIMARY KEY,

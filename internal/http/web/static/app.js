@@ -610,14 +610,11 @@
       meter("usage-minute", u.runs_this_minute, u.runs_per_minute);
       const dl = $("usage-limits");
       dl.replaceChildren();
-      const t = me && me.tier;
-      if (t) {
-        const facts = [
-          ["Memory", fmtBytes(t.max_memory_bytes)], ["Wall time", fmtMS(t.timeout_ms)],
-          ["Module size", fmtBytes(t.max_module_bytes)], ["Stdin size", fmtBytes(t.max_stdin_bytes)],
-          ["Output size", fmtBytes(t.max_output_bytes)], ["Concurrent runs", String(t.max_concurrent)],
-        ];
-        for (const [k, v] of facts) dl.append(el("div", null, el("dt", null, k), el("dd", null, v)));
+      // Every limit of the tier, as the server describes it (/api/v1/me),
+      // so that a new tier field shows without a change here.
+      for (const l of (me && me.limits) || []) {
+        const label = l.help.charAt(0).toUpperCase() + l.help.slice(1);
+        dl.append(el("div", null, el("dt", null, label), el("dd", null, l.text)));
       }
       $("usage-body").hidden = false;
     } catch (err) {

@@ -1,0 +1,78 @@
+package storetest
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Migrating is a store that can be migrated one step at a time.
+type Migrating interface {
+	Store
+	// MigrateTo applies the migrations up to version (0: all).
+	MigrateTo(ctx context.Context, version int) error
+	// MigrationVersions returns the versions applied, in order.
+	MigrationVersions(ctx context.Context) ([]int, error)
+}
+
+// RunMigrations checks a store's migrations: newEmpty returns a store that
+// was opened but never migrated. The migrations apply one at a time, each
+// exactly once and in order, and the database they leave has the default
+// tiers of wasmwiz.DefaultTiers, every limit included: migrations seed with
+// frozen SQL, and this is what keeps that SQL and DefaultTiers the same.
+func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
+	t.Run("StepByStepEqualsDefaults", func(t *testing.T) {
+		t.Parallel()
+		s := newEmpty(t)
+		ctx := context.Background()
+		var want []int
+		for v := 1; ; v++ {
+			if err := s.MigrateTo(ctx, v); err != nil {
+				t.Fatalf("MigrateTo(%d): %v", v, err)
+			}
+			got, err := s.MigrationVersions(ctx)
+			wantOK(t, err, "MigrationVersions")
+			if len(got) < v {
+				if !slices.Equal(got, want) {
+					t.Fatalf("after the last step: versions %v, want %v", got, want)
+				}
+				break
+			}
+			want = append(want, v)
+			if !slices.Equal(got, want) {
+				t.Fatalf("after MigrateTo(%d): versions %v, want %v", v, got, want)
+			}
+			// Again: nothing more happens.
+			if err := s.MigrateTo(ctx, v); err != nil {
+				t.Fatalf("MigrateTo(%d) again: %v", v, err)
+			}
+			if v > 1000 {
+				t.Fatal("migrations never end")
+			}
+		}
+		if len(want) == 0 {
+			t.Fatal("no migration applied")
+		}
+		if err := s.MigrateTo(ctx, 0); err != nil {
+			t.Fatalf("Migrate after every step: %v", err)
+		}
+		sys := wasmwiz.SystemContext(ctx)
+		tiers, err := s.ListTiers(sys)
+		wantOK(t, err, "ListTiers")
+		defaults := wasmwiz.DefaultTiers()
+		if len(tiers) != len(defaults) {
+			t.Fatalf("a new database has %d tiers, want the %d defaults", len(tiers), len(defaults))
+		}
+		for _, d := range defaults {
+			got, err := s.FindTier(sys, d.Name)
+			wantOK(t, err, "FindTier "+d.Name)
+			for _, f := range wasmwiz.TierFields() {
+				if g, w := f.Get(got), f.Get(d); g != w {
+					t.Errorf("tier %s: migrations seed %s = %s, DefaultTiers says %s", d.Name, f.Name, f.Format(g), f.Format(w))
+				}
+			}
+		}
+	})
+}
