@@ -38,6 +38,7 @@ type Config struct {
 	MaxTimeout        time.Duration // clamps every tier's wall time
 	MaxMemoryBytes    int64         // clamps every tier's memory
 
+	DrainDelay    time.Duration // /readyz answers 503 this long before the listener closes
 	ShutdownGrace time.Duration
 	Retention     time.Duration
 	LogLevel      string
@@ -144,7 +145,7 @@ func configVars() []configVar {
 			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
 		{"WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size", false,
 			setSize(func(c *Config) *int64 { return &c.CompileCacheBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CompileCacheBytes) }},
-		{"WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time)", false,
+		{"WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time); one more is kept warm as a spare that replaces a killed or crashed worker at once", false,
 			setInt(func(c *Config) *int { return &c.Workers }, 1, 1024), func(c *Config) string { return strconv.Itoa(c.Workers) }},
 		{"WASMWIZ_MAX_CONCURRENT_RUNS", strconv.Itoa(defaultWorkers()), "runs in flight on this replica", false,
 			setInt(func(c *Config) *int { return &c.MaxConcurrentRuns }, 1, 10000), func(c *Config) string { return strconv.Itoa(c.MaxConcurrentRuns) }},
@@ -156,6 +157,8 @@ func configVars() []configVar {
 			setDuration(func(c *Config) *time.Duration { return &c.MaxTimeout }), func(c *Config) string { return c.MaxTimeout.String() }},
 		{"WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory", false,
 			setSize(func(c *Config) *int64 { return &c.MaxMemoryBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxMemoryBytes) }},
+		{"WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first", false,
+			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
 		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
 			setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace }), func(c *Config) string { return c.ShutdownGrace.String() }},
 		{"WASMWIZ_RETENTION", "720h", "usage records older than this are deleted", false,
@@ -226,16 +229,20 @@ func setInt(field func(*Config) *int, lo, hi int) func(*Config, string) error {
 }
 
 // LoadConfig reads every WASMWIZ_* variable through getenv, applies defaults
-// and validates the result. Every error names the variable.
+// and validates the result. It reports every problem at once, each naming
+// its variable, in one EINVALID error.
 func LoadConfig(getenv func(string) string) (*Config, error) {
 	c := &Config{}
+	var problems []string
+	unread := map[string]bool{}
 	for _, v := range configVars() {
 		val := getenv(v.Name)
 		if val == "" {
 			val = v.Default
 		}
 		if err := v.set(c, val); err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s: %v", v.Name, err)
+			problems = append(problems, fmt.Sprintf("%s: %v", v.Name, err))
+			unread[v.Name] = true
 		}
 	}
 	if c.DatabaseURL == "" {
@@ -244,39 +251,53 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	if c.CacheDir == "" {
 		c.CacheDir = filepath.Join(c.DataDir, "cache")
 	}
-	return c, c.validate()
+	for _, p := range c.validate() {
+		if name, _, _ := strings.Cut(p, ":"); !unread[name] {
+			problems = append(problems, p)
+		}
+	}
+	switch len(problems) {
+	case 0:
+		return c, nil
+	case 1:
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s", problems[0])
+	}
+	return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%d configuration problems:\n  %s", len(problems), strings.Join(problems, "\n  "))
 }
 
-func (c *Config) validate() error {
-	bad := func(name, format string, args ...any) error {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "%s: %s", name, fmt.Sprintf(format, args...))
+// validate returns the problems of values that are each fine alone but not
+// together, or not in production; a variable that did not parse is left out.
+func (c *Config) validate() []string {
+	var problems []string
+	bad := func(name, format string, args ...any) {
+		problems = append(problems, name+": "+fmt.Sprintf(format, args...))
 	}
 	if c.MaxMemoryBytes < 64*wasmwiz.KiB {
-		return bad("WASMWIZ_MAX_MEMORY", "must be at least 64KiB")
+		bad("WASMWIZ_MAX_MEMORY", "must be at least 64KiB")
 	}
 	if c.MaxTimeout <= 0 {
-		return bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
+		bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
 	}
 	if c.Profile != "production" {
-		return nil
+		return problems
 	}
 	if !c.databaseURLSet {
-		return bad("WASMWIZ_DATABASE_URL", "production needs an explicit database URL")
+		bad("WASMWIZ_DATABASE_URL", "production needs an explicit database URL")
 	}
 	if !c.Auth {
-		return bad("WASMWIZ_AUTH", "auth cannot be off in production")
+		bad("WASMWIZ_AUTH", "auth cannot be off in production")
 	}
 	for _, p := range c.TrustedProxies {
 		if p.Bits() == 0 {
-			return bad("WASMWIZ_TRUSTED_PROXIES", "%s trusts every address; name your proxies' ranges", p)
+			bad("WASMWIZ_TRUSTED_PROXIES", "%s trusts every address; name your proxies' ranges", p)
 		}
 	}
 	if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
 		if _, hasPW := u.User.Password(); !hasPW && u.Query().Get("sslmode") == "disable" && !isLoopbackHost(u.Hostname()) {
-			return bad("WASMWIZ_DATABASE_URL", "no password and sslmode=disable to a remote host")
+			bad("WASMWIZ_DATABASE_URL", "no password and sslmode=disable to a remote host")
 		}
 	}
-	return nil
+	return problems
 }
 
 func isLoopbackHost(h string) bool {
@@ -314,7 +335,7 @@ func cmdConfig(ctx context.Context, env *Env, args []string) error {
 
 Prints every WASMWIZ_* variable serve reads, with the value it would use
 (the default where unset), secrets redacted, after the same validation as
-serve's; a problem names its variable.`)
+serve's: every problem is reported, each naming its variable.`)
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}

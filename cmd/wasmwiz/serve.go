@@ -83,6 +83,10 @@ type Server struct {
 
 	handlers atomic.Int64 // requests being handled, for the end of a shutdown
 
+	// drainCut ends the drain delay early (tests; closed once by cutDrain).
+	drainCut     chan struct{}
+	drainCutOnce sync.Once
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -117,15 +121,26 @@ func Serve(ctx context.Context, env *Env, opts ServeOptions) error {
 	return s.Run(ctx)
 }
 
-// newLogger makes the process's logger from the config.
+// newLogger makes the process's logger from the config. Durations are
+// written as text with their unit ("1.5s"), in JSON too, where slog would
+// write nanoseconds.
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	hopts := &slog.HandlerOptions{Level: level}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// durationsAsText is a slog ReplaceAttr that writes durations as their
+// String ("250ms").
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // NewServer wires every part in order: logger, store (migrated; on an empty
@@ -135,7 +150,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // listeners bound and nothing served yet; on an error everything started is
 // closed again.
 func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_ *Server, err error) {
-	s := &Server{cfg: cfg, opts: opts, env: env, log: newLogger(cfg, env.Stderr)}
+	s := &Server{cfg: cfg, opts: opts, env: env, log: newLogger(cfg, env.Stderr), drainCut: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.closeParts(context.WithoutCancel(ctx))
@@ -317,11 +332,8 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
-// lets in-flight requests (and their runs) finish within
-// WASMWIZ_SHUTDOWN_GRACE, flushes the usage records, and closes the worker
-// pool, the limiter and the store. It returns the first failure of a
-// listener or of the shutdown.
+// Run serves until ctx ends, then shuts down gracefully (see Shutdown). It
+// returns the first failure of a listener or of the shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.srv.Serve(s.ln) }()
@@ -351,9 +363,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 		if errors.Is(serveErr, http.ErrServerClosed) {
-			serveErr = nil
+			serveErr = nil // Shutdown was called
+		} else {
+			s.log.Error("a listener failed; shutting down", "err", serveErr)
 		}
-		s.log.Error("a listener failed; shutting down", "err", serveErr)
 	}
 	stopRetention()
 	retWG.Wait()
@@ -364,10 +377,25 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// Shutdown stops the server as Run does when its context ends; later calls
-// return the first one's result.
+// Shutdown stops the server as Run does when its context ends: /readyz
+// turns 503 at once while requests are still served (with Connection:
+// close) for WASMWIZ_DRAIN_DELAY, so that load balancers stop sending
+// requests before the listener closes; then it stops accepting, lets
+// in-flight requests (and their runs) finish within WASMWIZ_SHUTDOWN_GRACE,
+// flushes the usage records, and closes the worker pool, the limiter and the
+// store. Later calls return the first one's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
+		s.api.Drain()
+		if d := s.cfg.DrainDelay; d > 0 {
+			s.log.Info("draining: /readyz answers 503; requests are still served until the drain delay ends", "drain_delay", d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-s.drainCut:
+				t.Stop()
+			}
+		}
 		s.log.Info("shutting down: no new requests; in-flight runs may finish", "grace", s.cfg.ShutdownGrace)
 		graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
 		defer cancel()
@@ -393,6 +421,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return s.closeErr
 }
+
+// cutDrain ends the drain delay of a shutdown now (tests).
+func (s *Server) cutDrain() { s.drainCutOnce.Do(func() { close(s.drainCut) }) }
 
 // closeParts closes what NewServer started, in reverse order: workers
 // first (no run may start after), then the usage writer (flushing), the

@@ -125,8 +125,8 @@ func kubeLayouts(t *testing.T) []kubeLayout {
 
 // The layouts' figures agree with each other: the memory limit holds every
 // run slot at the memory cap, the pod's grace period outlasts the server's
-// shutdown grace, and (where runs may be long) the shutdown grace outlasts
-// the longest run.
+// drain delay and shutdown grace together, and (where runs may be long) the
+// shutdown grace outlasts the longest run.
 func TestKubernetesSizing(t *testing.T) {
 	t.Parallel()
 	for _, l := range kubeLayouts(t) {
@@ -141,8 +141,12 @@ func TestKubernetesSizing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if time.Duration(l.grace)*time.Second <= grace {
-				t.Errorf("terminationGracePeriodSeconds %d is not longer than WASMWIZ_SHUTDOWN_GRACE %s", l.grace, grace)
+			drain, err := time.ParseDuration(l.config["WASMWIZ_DRAIN_DELAY"])
+			if err != nil {
+				t.Fatalf("WASMWIZ_DRAIN_DELAY: %v", err)
+			}
+			if time.Duration(l.grace)*time.Second <= drain+grace {
+				t.Errorf("terminationGracePeriodSeconds %d is not longer than WASMWIZ_DRAIN_DELAY %s + WASMWIZ_SHUTDOWN_GRACE %s", l.grace, drain, grace)
 			}
 			maxRun, err := time.ParseDuration(l.config["WASMWIZ_MAX_TIMEOUT"])
 			if err != nil {

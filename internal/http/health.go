@@ -19,9 +19,38 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// Drain marks the server as shutting down, before its listener closes:
+// from now on /readyz answers 503 (so that load balancers stop sending it
+// requests) while every other route is still served, and every answer
+// carries Connection: close, so that keep-alive connections end after
+// their next request instead of being cut while a request is on its way.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// closeWhenDraining asks clients to close their connection once the server
+// drains (see Drain).
+func (s *Server) closeWhenDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // readyz is GET /readyz: every readiness check answers, or 503 naming the
-// ones that do not.
+// ones that do not; 503 as soon as the server drains for a shutdown.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if s.draining.Load() {
+		if info := routeInfoFrom(r.Context()); info != nil {
+			info.errorCode = wasmwiz.EUNAVAILABLE
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"error":  errorJSON{Code: wasmwiz.EUNAVAILABLE, Message: "not ready: shutting down"},
+			"status": "unavailable",
+			"checks": map[string]string{"shutdown": "draining"},
+		})
+		return nil
+	}
 	checks := make(map[string]string, len(s.opts.Readiness))
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -16,13 +16,15 @@ import (
 )
 
 // middleware composes every middleware in one place, outermost first:
-// request id → access log and metrics → security headers → panic recovery
-// → client IP → authentication → routes.
+// request id → access log and metrics → security headers → Connection:
+// close while draining → panic recovery → client IP → authentication →
+// routes.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	h := next
 	h = s.authenticate(h)
 	h = s.clientIP(h)
 	h = s.recoverPanics(h)
+	h = s.closeWhenDraining(h)
 	h = securityHeaders(h)
 	h = s.observe(h)
 	h = requestID(h)
@@ -250,6 +252,20 @@ func (s *Server) clientAddr(r *http.Request) netip.Addr {
 	return addr
 }
 
+// labelRoute records, for the metrics and the access log, the route pattern
+// a request would reach, before a middleware answers it instead of the
+// route (a failed authentication): otherwise it would count as "unmatched".
+// The route adapter overwrites it with the same pattern when it runs.
+func (s *Server) labelRoute(r *http.Request) {
+	ri := routeInfoFrom(r.Context())
+	if ri == nil {
+		return
+	}
+	if _, pattern := s.mux.Handler(r); pattern != "" && pattern != "/" {
+		ri.pattern = pattern
+	}
+}
+
 // credentials returns the API key a request carries, and whether it carries
 // one at all.
 func credentials(r *http.Request) (string, bool) {
@@ -267,8 +283,9 @@ func credentials(r *http.Request) (string, bool) {
 }
 
 // authenticate puts the user and key of a request's credentials in its
-// context. Credentials that do not authenticate answer 401 on /api/ routes;
-// requests without credentials go on without a user (routes decide).
+// context. Credentials that do not authenticate answer 401 on /api/ routes,
+// labelled with the route they were for; requests without credentials go
+// on without a user (routes decide).
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -276,6 +293,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		s.labelRoute(r)
 		if !wasmwiz.LooksLikeAPIKey(key) {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
 			return

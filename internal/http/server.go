@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,6 +124,7 @@ type Server struct {
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	handler  http.Handler
+	draining atomic.Bool // set by Drain: shutting down
 }
 
 // NewServer builds a server from opts. It returns an error when the metrics

@@ -995,3 +995,59 @@ func TestLegacyErrorsKeepTheLegacyShape(t *testing.T) {
 		})
 	}
 }
+
+// TestDrain: once the server drains for a shutdown, /readyz answers 503
+// whatever its checks say, other routes are still served, and every answer
+// asks the client to close its connection.
+func TestDrain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.Readiness = []wwhttp.ReadinessCheck{{Name: "database", Ping: func(ctx context.Context) error { return nil }}}
+	})
+	if res := f.do(request{method: "GET", path: "/readyz"}); res.status != 200 || res.header.Get("Connection") == "close" {
+		t.Fatalf("/readyz before draining: %d, Connection %q", res.status, res.header.Get("Connection"))
+	}
+	f.srv.Drain()
+	res := f.do(request{method: "GET", path: "/readyz"})
+	if res.status != 503 || res.errorCode(t) != wasmwiz.EUNAVAILABLE || !strings.Contains(string(res.body), "shutting down") ||
+		res.header.Get("Connection") != "close" {
+		t.Fatalf("/readyz while draining: %d %s, Connection %q", res.status, res.body, res.header.Get("Connection"))
+	}
+	res = f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
+	if res.status != 200 || res.header.Get("Connection") != "close" {
+		t.Fatalf("execute while draining: %d %s, Connection %q", res.status, res.body, res.header.Get("Connection"))
+	}
+	if res := f.do(request{method: "GET", path: "/healthz"}); res.status != 200 {
+		t.Fatalf("/healthz while draining: %d (the process is alive)", res.status)
+	}
+}
+
+// TestMetricsLabelRefusedRoutes: a request refused by authentication is
+// counted under the route it was for, not "unmatched"; a path no route
+// matches still is.
+func TestMetricsLabelRefusedRoutes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	badKey := "ww_" + strings.Repeat("0", 40)
+	for _, r := range []request{
+		{method: "GET", path: "/api/v1/me", key: badKey},
+		{method: "POST", path: "/api/v1/execute", key: badKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"},
+		{method: "GET", path: "/api/v1/modules/mod_x", key: "not-a-key"},
+		{method: "GET", path: "/api/v1/nowhere", key: badKey},
+	} {
+		if res := f.do(r); res.status != 401 {
+			t.Fatalf("%s %s: %d, want 401", r.method, r.path, res.status)
+		}
+	}
+	res := f.do(request{method: "GET", path: "/metrics"})
+	for _, want := range []string{
+		`wasmwiz_http_requests_total{method="GET",route="GET /api/v1/me",status="401"} 1`,
+		`wasmwiz_http_requests_total{method="POST",route="POST /api/v1/execute",status="401"} 1`,
+		`wasmwiz_http_requests_total{method="GET",route="GET /api/v1/modules/{id}",status="401"} 1`,
+		`wasmwiz_http_requests_total{method="GET",route="unmatched",status="401"} 1`,
+	} {
+		if !bytes.Contains(res.body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
