@@ -1,0 +1,199 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// One exchange with a worker: a request out, then the worker's frames back
+// (output, stats, started) until its answer, under a deadline that kills the
+// worker when it passes. The pool (pool.go) decides which worker; the
+// requests (request.go) decide what to send and what the answer means.
+
+// errWorkerOOM is an exchange ending in the worker's death from out-of-memory.
+var errWorkerOOM = errors.New("worker ran out of memory")
+
+// runClock is a run's wall time. Compiling a module the worker does not hold
+// yet is the server's work, not the guest's: until the worker says the guest
+// has started, the deadline also allows compile (Options.InspectTimeout), and
+// the guest's own wall time counts from then, as in the in-process engine.
+type runClock struct {
+	guest   time.Duration // the run's wall time plus the kill grace
+	compile time.Duration // allowed for compiling the module
+	start   time.Time     // when the guest's time started (provisionally: the request)
+}
+
+// setDeadline moves the deadline of p's pipes.
+func (c *runClock) setDeadline(p *proc, t time.Time) {
+	_ = p.stdin.SetWriteDeadline(t)
+	_ = p.stdout.SetReadDeadline(t)
+}
+
+// exchange sends one request to p (which the caller acquired) and returns
+// the final answer's kind and body, and whether p may serve again. Until the
+// answer, it reads only within deadline; past it, or when ctx ends, or on any protocol
+// failure, it kills p, waits until the process is reaped, and returns
+// os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
+// info, when non-nil, receives what the pool knows of the module: from the
+// worker's "started" frame, once per module and worker, kept in p.mods.
+// out, when non-nil (runs), collects the guest's output frames, also those
+// the worker wrote before it was killed at the deadline; output frames to a
+// request without out are a protocol failure.
+// clk, when non-nil (runs), moves the deadline when the worker has to compile
+// the module and again when the guest starts.
+func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
+	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo, out *runOutput, clk *runClock) (k byte, d *dec, healthy bool, err error) {
+	// Until this request is over, the pipe stays open even once the worker
+	// is reaped, so that frames it wrote before it died can still be read.
+	p.holdStdout()
+	defer p.releaseStdout()
+	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
+	send := func(withWasm bool) error {
+		size := hint
+		if withWasm {
+			size += copiedSize(wasmLen)
+			pl.moduleSends.Add(1)
+		}
+		e := newFrame(size)
+		encode(e, withWasm)
+		return writeFrame(p.stdin, kind, e)
+	}
+	_ = p.stdin.SetWriteDeadline(deadline)
+	_ = p.stdout.SetReadDeadline(deadline)
+	held := p.mods.has(sha)
+	if held {
+		pl.moduleHits.Add(1)
+		if v, _ := p.mods.get(sha); v != nil && info != nil {
+			*info = *v.(*wasmwiz.ModuleInfo)
+		}
+	}
+	started := false
+	aligned := true // no frame was cut short: what follows in the pipe is whole frames
+	var maxOutput int64
+	if out != nil {
+		maxOutput = out.limit
+	}
+	err = send(!held)
+	for err == nil {
+		var body []byte
+		k, body, aligned, err = readFrameAligned(p.r, maxOutput)
+		if err != nil {
+			break
+		}
+		if k == msgOutput { // the most frequent frame: no decoder needed
+			if out == nil {
+				err = fmt.Errorf("worker protocol: output frame outside a run")
+			} else {
+				err = out.add(body)
+			}
+			continue
+		}
+		d = &dec{b: body}
+		switch k {
+		case msgNeedModule:
+			if clk != nil {
+				clk.setDeadline(p, time.Now().Add(clk.compile+clk.guest))
+			}
+			err = send(true)
+		case msgStarted:
+			mi := decodeModuleInfo(d)
+			if err = d.done(); err == nil {
+				started = true
+				if clk != nil {
+					clk.start = time.Now()
+					clk.setDeadline(p, clk.start.Add(clk.guest))
+				}
+				p.mods.add(sha, int64(wasmLen), &mi)
+				if info != nil {
+					*info = mi
+				}
+			}
+		case msgStats:
+			st := decodeCacheStats(d)
+			if err = d.done(); err == nil {
+				pl.mu.Lock()
+				p.cacheStats = st
+				pl.mu.Unlock()
+			}
+		case msgInspection:
+			peek := *d
+			var mi *wasmwiz.ModuleInfo
+			if in, err := decodeInspection(&peek); err == nil {
+				v := in.Info()
+				mi = &v
+			}
+			p.mods.add(sha, int64(wasmLen), mi)
+			fallthrough
+		case msgResult, msgError:
+			if kind == msgRun && !started && p.mods.has(sha) {
+				p.mods.add(sha, int64(wasmLen), nil) // most recent, as in the worker
+			}
+			if stop() {
+				return k, d, true, nil
+			}
+			// The caller left just as the answer came: the worker is being
+			// killed, but the answer is whole.
+			pl.kills.Add(1)
+			<-p.exited
+			return k, d, false, nil
+		default:
+			err = fmt.Errorf("worker protocol: unexpected frame %q", k)
+		}
+	}
+	stop()
+	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
+	p.kill()
+	if out != nil && aligned && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		// The guest may have written just before the deadline: read the
+		// output frames still in the pipe, up to the EOF its death brings.
+		drainOutput(p, out)
+	}
+	<-p.exited
+	switch {
+	case ctx.Err() != nil:
+		pl.kills.Add(1)
+		return 0, nil, false, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended before the run did")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		pl.kills.Add(1)
+		return 0, nil, false, err
+	case pl.isClosing():
+		return 0, nil, false, errClosed
+	}
+	report := p.crashReport()
+	if died {
+		pl.crashes.Add(1)
+	} else {
+		pl.kills.Add(1)
+	}
+	if strings.Contains(report, "out of memory") {
+		pl.log.Warn("worker ran out of memory", "worker", report)
+		return 0, nil, false, errWorkerOOM
+	}
+	pl.log.Error("worker failed during a request", "err", err, "worker", report)
+	return 0, nil, false, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the worker process died")
+}
+
+// drainTimeout bounds reading what a killed worker left in its pipe. The
+// end of the pipe (EOF) comes as soon as the kernel has ended the process;
+// this only guards against a writer we do not know of.
+const drainTimeout = 2 * time.Second
+
+// drainOutput reads the output frames a killed worker wrote before it died,
+// until EOF, a frame of another kind, or a broken frame.
+func drainOutput(p *proc, out *runOutput) {
+	_ = p.stdout.SetReadDeadline(time.Now().Add(drainTimeout))
+	for {
+		k, body, _, err := readFrameAligned(p.r, out.limit)
+		if err != nil || k != msgOutput || out.add(body) != nil {
+			return
+		}
+	}
+}
