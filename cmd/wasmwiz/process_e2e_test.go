@@ -180,7 +180,8 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	db := pgtest.Schema(t)
 	vars := func() map[string]string {
 		return map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
-			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": ru.String()}
+			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": ru.String(),
+			"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
 	}
 	a := startServeProcess(t, vars())
 	b := startServeProcess(t, vars())
