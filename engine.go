@@ -189,6 +189,21 @@ func (i *Inspection) Info() ModuleInfo {
 	return ModuleInfo{SHA256: i.SHA256, SizeBytes: i.SizeBytes, WASI: i.WASI, Entry: i.Entry}
 }
 
+// DefaultCompileCacheBytes bounds the compiled modules an engine keeps in
+// memory when nothing else is configured (WASMWIZ_COMPILE_CACHE).
+const DefaultCompileCacheBytes = 256 * MiB
+
+// CacheStats describe an engine's compiled-code cache: the engine reports
+// them, worker processes forward them to the pool, and the metrics show them.
+type CacheStats struct {
+	Hits           uint64  // runs and inspections served from memory, including waits on another's compile
+	Misses         uint64  // compiles (which may have been served by the disk cache)
+	DiskHits       uint64  // misses whose compiled code came from the on-disk cache
+	CompileSeconds float64 // total time spent compiling, including disk-cache loads
+	Entries        int     // modules held
+	Bytes          int64   // their estimated size
+}
+
 // Engine runs WebAssembly modules.
 type Engine interface {
 	// Inspect decodes and validates a module under limits without running it.

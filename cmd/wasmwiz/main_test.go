@@ -16,7 +16,7 @@ const workerChildEnv = "WASMWIZ_TEST_WORKER_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(workerChildEnv) == "1" {
-		if err := worker.ServeProcess(context.Background(), worker.ServeOptions{}); err != nil {
+		if err := worker.ServeProcess(context.Background(), worker.ServeOptions{NewEngine: newWorkerEngine}); err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
 			os.Exit(1)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 	"github.com/wasmwiz/wasmwiz/internal/worker"
 )
 
@@ -17,5 +18,17 @@ own executable and talks to on stdin and stdout. Not started by hand.`)
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	return worker.ServeProcess(ctx, worker.ServeOptions{})
+	return worker.ServeProcess(ctx, worker.ServeOptions{NewEngine: newWorkerEngine})
+}
+
+// newWorkerEngine starts a worker's engine without in-guest interruption:
+// the pool stops a run past its deadline by killing the worker, which stops
+// any guest and spares every guest the cost of the checks.
+func newWorkerEngine(ctx context.Context, s worker.EngineSettings) (worker.GuestEngine, error) {
+	return engine.New(ctx, engine.Options{
+		CacheDir:         s.CacheDir,
+		MemoryCacheBytes: s.MemoryCacheBytes,
+		NoGuestInterrupt: true,
+		Logger:           s.Logger,
+	})
 }

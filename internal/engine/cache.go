@@ -164,10 +164,10 @@ func (cc *compileCache) release(c *compiled) {
 	}
 }
 
-func (cc *compileCache) stats() CacheStats {
+func (cc *compileCache) stats() wasmwiz.CacheStats {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return CacheStats{
+	return wasmwiz.CacheStats{
 		Hits: cc.hits, Misses: cc.misses, DiskHits: cc.diskHits,
 		CompileSeconds: cc.compileTime.Seconds(),
 		Entries:        len(cc.entries), Bytes: cc.bytes,

@@ -43,9 +43,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultMemoryCacheBytes is the in-memory compiled-code cache bound when
-// Options.MemoryCacheBytes is 0.
-const DefaultMemoryCacheBytes = 256 * wasmwiz.MiB
 
 // Engine runs WebAssembly modules. It is safe for concurrent use; every run
 // gets a fresh anonymous instance. It implements wasmwiz.Engine.
@@ -85,7 +82,7 @@ var newRuntimeMu sync.Mutex
 // directory cannot be set up.
 func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.MemoryCacheBytes <= 0 {
-		opts.MemoryCacheBytes = DefaultMemoryCacheBytes
+		opts.MemoryCacheBytes = wasmwiz.DefaultCompileCacheBytes
 	}
 	log := opts.Logger
 	if log == nil {
@@ -126,18 +123,8 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// CacheStats describe the in-memory compiled-code cache.
-type CacheStats struct {
-	Hits           uint64  // runs and inspections served from memory, including waits on another's compile
-	Misses         uint64  // compiles (which may have been served by the disk cache)
-	DiskHits       uint64  // misses whose compiled code came from CacheDir
-	CompileSeconds float64 // total time spent compiling, including disk-cache loads
-	Entries        int     // modules held
-	Bytes          int64   // their estimated size
-}
-
 // CacheStats returns the compiled-code cache counters.
-func (e *Engine) CacheStats() CacheStats { return e.cache.stats() }
+func (e *Engine) CacheStats() wasmwiz.CacheStats { return e.cache.stats() }
 
 // Close waits for running guests, then frees every compiled module and the
 // runtime. Runs after Close answer EUNAVAILABLE. When ctx ends first (a

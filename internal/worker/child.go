@@ -13,11 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // GuestEngine is the in-process engine a worker runs guests on: in the
-// program, *engine.Engine started with NoGuestInterrupt.
+// program, internal/engine's Engine started with NoGuestInterrupt.
 type GuestEngine interface {
 	wasmwiz.Engine
 	// Close waits for running guests and frees the engine.
@@ -33,8 +32,10 @@ type EngineSettings struct {
 
 // ServeOptions configure Serve.
 type ServeOptions struct {
-	// NewEngine starts the worker's engine; nil means NewEngine (the real
-	// engine without in-guest interruption). Tests may pass another.
+	// NewEngine starts the worker's engine (required). The program passes
+	// internal/engine without in-guest interruption, since the pool stops a
+	// run past its deadline by killing the worker; this package meets the
+	// engine only through GuestEngine.
 	NewEngine func(ctx context.Context, s EngineSettings) (GuestEngine, error)
 }
 
@@ -75,7 +76,7 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 // around each run.
 func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) error {
 	if opts.NewEngine == nil {
-		opts.NewEngine = NewEngine
+		return fmt.Errorf("worker: no engine to serve with")
 	}
 	r := bufio.NewReaderSize(in, 64<<10)
 	kind, body, err := readFrame(r)
@@ -113,7 +114,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 	}
 	compiled := cfg.MemoryCacheBytes
 	if compiled <= 0 {
-		compiled = engine.DefaultMemoryCacheBytes
+		compiled = wasmwiz.DefaultCompileCacheBytes
 	}
 	s.baseMemoryLimit = cfg.MemoryOverhead + compiled + cfg.ModuleCacheBytes
 	debug.SetMemoryLimit(s.baseMemoryLimit)
@@ -154,7 +155,7 @@ type server struct {
 	cfg             childConfig
 	modules         *lru // sha256 → *heldModule
 	baseMemoryLimit int64
-	lastStats       engine.CacheStats
+	lastStats       wasmwiz.CacheStats
 
 	// Output frames of the run in progress, written from the goroutine
 	// running the guest while Run is in progress and by nothing else then.
@@ -163,7 +164,7 @@ type server struct {
 }
 
 // streamingEngine is an engine that copies a guest's output to writers as
-// the guest writes it (*engine.Engine does). With one, a worker sends output
+// the guest writes it (internal/engine's Engine does). With one, a worker sends output
 // frames during the run; without, it sends the result's output in output
 // frames just before the result, so the parent has a single source either way.
 type streamingEngine interface {
@@ -209,11 +210,11 @@ const bigRunBytes = 16 << 20
 func (s *server) send(kind byte, e *enc) error { return writeFrame(s.out, kind, e) }
 
 // cacheStats returns the engine's cache figures, when it reports them.
-func (s *server) cacheStats() (engine.CacheStats, bool) {
+func (s *server) cacheStats() (wasmwiz.CacheStats, bool) {
 	if cs, ok := s.eng.(cacheStatser); ok {
 		return cs.CacheStats(), true
 	}
-	return engine.CacheStats{}, false
+	return wasmwiz.CacheStats{}, false
 }
 
 // final sends an answer (or the "started" frame, after which the worker may
@@ -234,7 +235,7 @@ func (s *server) final(kind byte, e *enc) error {
 }
 
 // cacheStatser is an engine that reports its compiled-code cache.
-type cacheStatser interface{ CacheStats() engine.CacheStats }
+type cacheStatser interface{ CacheStats() wasmwiz.CacheStats }
 
 func (s *server) sendError(err error) error {
 	if wasmwiz.ErrorCode(err) == wasmwiz.EINTERNAL {

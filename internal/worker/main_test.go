@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 		os.Exit(poolParentMain())
 	}
 	if os.Getenv(childEnv) == "1" {
-		var opts ServeOptions
+		opts := ServeOptions{NewEngine: NewEngine}
 		if os.Getenv(faultyEnv) == "1" {
 			opts.NewEngine = newFaultyEngine
 		}

@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // Options configure a Pool.
@@ -118,8 +117,8 @@ type Pool struct {
 	procs    map[*proc]struct{} // live processes
 	idle     []*proc
 	starting int
-	changed  chan struct{}     // closed and replaced when a worker becomes idle or the pool closes
-	gone     engine.CacheStats // counters of workers that ended
+	changed  chan struct{}      // closed and replaced when a worker becomes idle or the pool closes
+	gone     wasmwiz.CacheStats // counters of workers that ended
 
 	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits atomic.Uint64
 }
@@ -165,7 +164,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	if opts.MaxIdleRSSBytes == 0 {
 		mc := opts.MemoryCacheBytes
 		if mc <= 0 {
-			mc = engine.DefaultMemoryCacheBytes
+			mc = wasmwiz.DefaultCompileCacheBytes
 		}
 		opts.MaxIdleRSSBytes = mc + opts.ModuleCacheBytes + 128*wasmwiz.MiB
 	}
@@ -450,7 +449,7 @@ func (pl *Pool) Stats() Stats {
 // CacheStats returns the compiled-code cache figures of the workers, as the
 // workers last reported them: counters summed over every worker the pool
 // ran (so they never go down), entries and bytes over the live ones.
-func (pl *Pool) CacheStats() engine.CacheStats {
+func (pl *Pool) CacheStats() wasmwiz.CacheStats {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	st := pl.gone

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wasmwiz/wasmwiz/internal/engine"
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // proc is one worker process as the pool sees it.
@@ -39,8 +39,8 @@ type proc struct {
 
 	// Guarded by Pool.mu, or owned by the run that acquired the worker.
 	state      procState
-	mods       *lru              // mirror of the modules the child holds
-	cacheStats engine.CacheStats // as the child last reported them
+	mods       *lru               // mirror of the modules the child holds
+	cacheStats wasmwiz.CacheStats // as the child last reported them
 }
 
 type procState int

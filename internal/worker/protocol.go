@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 )
 
 // The protocol between the pool (parent) and a worker process (child) runs
@@ -43,7 +42,7 @@ const (
 	msgResult     byte = 'D' // child → parent: wasmwiz.Result
 	msgInspection byte = 'X' // child → parent: wasmwiz.Inspection as JSON
 	msgError      byte = 'E' // child → parent: error code and message
-	msgStats      byte = 'T' // child → parent: engine.CacheStats, before an answer, when they changed
+	msgStats      byte = 'T' // child → parent: wasmwiz.CacheStats, before an answer, when they changed
 	msgOutput     byte = 'O' // child → parent: a stream byte (fdStdout, fdStderr), then the bytes the guest wrote
 )
 
@@ -542,7 +541,7 @@ func decodeInspection(d *dec) (*wasmwiz.Inspection, error) {
 	return &in, nil
 }
 
-func encodeCacheStats(e *enc, st engine.CacheStats) {
+func encodeCacheStats(e *enc, st wasmwiz.CacheStats) {
 	e.uvarint(st.Hits)
 	e.uvarint(st.Misses)
 	e.uvarint(st.DiskHits)
@@ -551,8 +550,8 @@ func encodeCacheStats(e *enc, st engine.CacheStats) {
 	e.varint(st.Bytes)
 }
 
-func decodeCacheStats(d *dec) engine.CacheStats {
-	return engine.CacheStats{
+func decodeCacheStats(d *dec) wasmwiz.CacheStats {
+	return wasmwiz.CacheStats{
 		Hits:           d.uvarint(),
 		Misses:         d.uvarint(),
 		DiskHits:       d.uvarint(),
