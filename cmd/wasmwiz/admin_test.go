@@ -165,7 +165,7 @@ func TestAdminCommands(t *testing.T) {
 			}
 			c.ok("users", "set-tier", "bob@example.com", "team")
 			c.fails(1, "EINVALID", "users", "set-tier", "bob@example.com", "platinum")
-			c.ok("tiers", "set", "team", "--runs-per-day", "99")
+			c.ok("tiers", "set", "--runs-per-day", "99", "team") // flags before the name work too
 			bob, _, err = s.Authenticate(ctx, bobKey)
 			if err != nil || bob.Tier != "team" {
 				t.Fatalf("bob after set-tier: %+v, %v", bob, err)
@@ -222,7 +222,7 @@ func TestAdminCommandErrors(t *testing.T) {
 		{"users without subcommand", down, []string{"users"}, 2, "usage:"},
 		{"keys create without --user", down, []string{"keys", "create"}, 2, "--user is required"},
 		{"keys create with a bad lifetime", down, []string{"keys", "create", "--user", "1", "--expires", "soon"}, 1, "EINVALID"},
-		{"tiers set without a name", down, []string{"tiers", "set", "--memory", "1MiB"}, 2, "the tier name comes first"},
+		{"tiers set without a name", down, []string{"tiers", "set", "--memory", "1MiB"}, 2, "name one tier"},
 		{"tiers set with a bad size", down, []string{"tiers", "set", "x", "--memory", "lots"}, 2, "invalid value"},
 		{"unsupported database URL", "mysql://db/x", []string{"users", "list"}, 1, "WASMWIZ_DATABASE_URL"},
 	}

@@ -24,12 +24,6 @@ func helpTopics() [][]string {
 	for _, name := range names {
 		topics = append(topics, []string{name})
 		for _, sub := range cmds[name].subcommands {
-			if name == "tiers" && sub == "set" {
-				// tiers.go is being rebuilt with the tier fields declared
-				// once; its "set" takes the name before the flags and
-				// gets the same help then.
-				continue
-			}
 			topics = append(topics, []string{name, sub})
 		}
 	}
@@ -108,6 +102,9 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"keys", "create"}, "wasmwiz keys create: --user is required", "keys create"},
 		{[]string{"keys", "frob"}, `wasmwiz keys: unknown subcommand "frob"`, "keys"},
 		{[]string{"tiers", "list", "--nope"}, "wasmwiz tiers list: flag provided but not defined: -nope", "tiers list"},
+		{[]string{"tiers", "set", "team", "--nope"}, "wasmwiz tiers set: flag provided but not defined: -nope", "tiers set"},
+		{[]string{"tiers", "set", "--memory", "1MiB"}, "wasmwiz tiers set: name one tier", "tiers set"},
+		{[]string{"tiers", "frob"}, `wasmwiz tiers: unknown subcommand "frob"`, "tiers"},
 		{[]string{"frob"}, `wasmwiz: unknown command "frob"`, ""},
 		{[]string{"help", "frob"}, `wasmwiz help: unknown command "frob"`, ""},
 		{[]string{"help", "users", "frob"}, `wasmwiz help: users has no subcommand "frob"`, "users"},

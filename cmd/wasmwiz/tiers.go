@@ -18,14 +18,7 @@ func tiersUsage() string {
 	for _, f := range wasmwiz.TierFields() {
 		fmt.Fprintf(&b, " [--%s %s]", f.Flag, f.Format(f.Get(wasmwiz.DefaultTiers()[0])))
 	}
-	b.WriteString(`
-
-set changes the named limits of a tier and keeps the others; a new tier starts
-from the limits of --from (default free). A per-run limit above the server's
-maximum (WASMWIZ_MAX_TIMEOUT, WASMWIZ_MAX_MEMORY) is refused. Changes apply to
-the next request of every replica. Every subcommand acts on
-WASMWIZ_DATABASE_URL as the system administrator and applies pending
-migrations first.
+	b.WriteString("\n\n" + tiersSetText + `
 
 limits:
 `)
@@ -34,6 +27,14 @@ limits:
 	}
 	return b.String()
 }
+
+const tiersSetText = `set changes the named limits of a tier and keeps the others; a new tier starts
+from the limits of --from (default free). A per-run limit above the server's
+maximum (WASMWIZ_MAX_TIMEOUT, WASMWIZ_MAX_MEMORY) is refused. Changes apply to
+the next request of every replica. Every subcommand acts, as the system
+administrator, on the database serve uses (WASMWIZ_DATABASE_URL, default
+WASMWIZ_DATA_DIR/wasmwiz.db), which must exist; it applies pending
+migrations first.`
 
 // cmdTiers manages tiers: wasmwiz tiers list|set.
 func cmdTiers(ctx context.Context, env *Env, args []string) error {
@@ -55,13 +56,7 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 			return nil
 		})
 	case "set":
-		// The name comes first, so parse what follows it.
-		if len(args) == 0 || len(args[0]) > 0 && args[0][0] == '-' {
-			fmt.Fprintln(env.Stderr, "wasmwiz tiers set: the tier name comes first")
-			fmt.Fprint(env.Stderr, tiersUsage())
-			return exitError{2}
-		}
-		name := args[0]
+		fs.help = "usage: wasmwiz tiers set NAME [flags]\n\n" + tiersSetText
 		from := fs.String("from", wasmwiz.TierFree, "for a new tier: the tier whose limits it starts from")
 		var changes []func(*wasmwiz.Tier)
 		for _, f := range wasmwiz.TierFields() {
@@ -74,8 +69,21 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 				return nil
 			})
 		}
-		if err := parseArgs(fs, args[1:], 0); err != nil {
-			return err
+		// The name may come before the flags (as the usage shows) or after.
+		var name string
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			name = args[0]
+			if err := parseArgs(fs, args[1:], 0); err != nil {
+				return err
+			}
+		} else {
+			if err := fs.parse(args); err != nil {
+				return err
+			}
+			if fs.NArg() != 1 {
+				return fs.usageError("name one tier: wasmwiz tiers set NAME [flags]")
+			}
+			name = fs.Arg(0)
 		}
 		return withStore(ctx, env, func(ctx context.Context, s Store) error {
 			t, err := s.FindTier(ctx, name)
@@ -114,9 +122,7 @@ func cmdTiers(ctx context.Context, env *Env, args []string) error {
 			return nil
 		})
 	}
-	fmt.Fprintf(env.Stderr, "wasmwiz tiers: unknown subcommand %q\n", sub)
-	fmt.Fprint(env.Stderr, tiersUsage())
-	return exitError{2}
+	return unknownSubcommand(env, "tiers", sub)
 }
 
 func printTiers(w io.Writer, tiers []*wasmwiz.Tier) {
