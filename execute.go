@@ -39,7 +39,7 @@ type Execution struct {
 	Limits    Limits        // the limits the run had, once known
 	RateLimit *RateDecision // nil when no rate decision was made
 	Result    *Result       // set when the guest ran
-	Run       *Run          // the usage record handed to the recorder, if any
+	Record    *UsageRecord  // the usage record handed to the recorder, if any
 }
 
 // RetryAfterError says when a refused request may be retried. It travels as
@@ -242,14 +242,14 @@ func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest)
 	// Admitted: from here on every outcome is a usage record.
 	start := e.now()
 	ex.ID = NewRunID(start)
-	run := &Run{ID: ex.ID, ModuleID: req.ModuleID, Tier: tier.Name, StdinBytes: int64(len(req.Stdin)), CreatedAt: start.UTC()}
+	run := &UsageRecord{ID: ex.ID, ModuleID: req.ModuleID, Tier: tier.Name, StdinBytes: int64(len(req.Stdin)), CreatedAt: start.UTC()}
 	if user != nil {
 		run.UserID = user.ID
 	}
 	if k := APIKeyFromContext(ctx); k != nil {
 		run.APIKeyID = k.ID
 	}
-	ex.Run = run
+	ex.Record = run
 	res, err := e.run(ctx, req, limits, run)
 	if err != nil {
 		run.ErrorCode = ErrorCode(err)
@@ -296,7 +296,7 @@ func (e *Executor) validate(user *User, req *ExecuteRequest) error {
 const maxModuleNameBytes = 255
 
 // run loads a stored module if needed and runs it on the engine.
-func (e *Executor) run(ctx context.Context, req *ExecuteRequest, limits Limits, run *Run) (*Result, error) {
+func (e *Executor) run(ctx context.Context, req *ExecuteRequest, limits Limits, run *UsageRecord) (*Result, error) {
 	rr := &RunRequest{
 		Wasm: req.Wasm, Name: req.Name,
 		Args: req.Args, Env: req.Env, Stdin: req.Stdin,

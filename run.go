@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// Run is the usage record of one execution.
-type Run struct {
+// UsageRecord is what one execution leaves for usage and analytics: who ran
+// what, under which tier, and how it ended. GET /api/v1/runs lists them.
+type UsageRecord struct {
 	ID              string    `json:"id"`
 	UserID          int64     `json:"user_id"` // 0 for anonymous runs (auth off)
 	APIKeyID        int64     `json:"api_key_id,omitempty"`
@@ -70,14 +71,14 @@ type Stats struct {
 // RunService stores usage records.
 type RunService interface {
 	// CreateRuns inserts records in one batch. It is called by the usage
-	// writer, needs no caller, and is idempotent by Run.ID. In the same
+	// writer, needs no caller, and is idempotent by UsageRecord.ID. In the same
 	// transaction it bumps run_count and last_run_at of the stored modules
 	// that ran (ModuleID set, module still present).
-	CreateRuns(ctx context.Context, runs []*Run) error
+	CreateRuns(ctx context.Context, runs []*UsageRecord) error
 	// FindRunByID returns a run of the caller (any, for admins), or ENOTFOUND.
-	FindRunByID(ctx context.Context, id string) (*Run, error)
+	FindRunByID(ctx context.Context, id string) (*UsageRecord, error)
 	// FindRuns lists the caller's runs, newest first, with the total.
-	FindRuns(ctx context.Context, filter RunFilter) ([]*Run, int, error)
+	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, int, error)
 	// Usage counts the caller's runs today (UTC) and in the last minute.
 	Usage(ctx context.Context, now time.Time) (*Usage, error)
 	// Stats returns admin totals at now. Admin only (EFORBIDDEN).
@@ -91,5 +92,5 @@ type RunService interface {
 // them. The buffered writer in usage.go is the implementation.
 type UsageRecorder interface {
 	// Record queues r for writing. It never blocks on the database.
-	Record(r *Run)
+	Record(r *UsageRecord)
 }

@@ -81,8 +81,8 @@ type UsageWriter struct {
 	opts UsageWriterOptions
 
 	mu         sync.Mutex
-	queue      []*Run // waiting, oldest first
-	batch      []*Run // being written (and retried until it is)
+	queue      []*UsageRecord // waiting, oldest first
+	batch      []*UsageRecord // being written (and retried until it is)
 	closed     bool
 	stats      UsageStats
 	dropping   bool // a drop was logged and no write has succeeded since
@@ -118,7 +118,7 @@ func NewUsageWriter(svc RunService, opts UsageWriterOptions) *UsageWriter {
 // caller can answer with the id, and queues a copy: r may be reused. When
 // the buffer is full, the oldest waiting record is dropped; after Close, r
 // itself is dropped. Both are counted in Stats().Dropped.
-func (w *UsageWriter) Record(r *Run) {
+func (w *UsageWriter) Record(r *UsageRecord) {
 	if r == nil {
 		return
 	}
@@ -141,7 +141,7 @@ func (w *UsageWriter) Record(r *Run) {
 		}
 		return
 	}
-	var dropped *Run
+	var dropped *UsageRecord
 	if len(w.queue)+len(w.batch) >= w.opts.MaxBuffered {
 		w.stats.Dropped++
 		if len(w.queue) == 0 {
@@ -253,7 +253,7 @@ func (w *UsageWriter) flush(closing bool) bool {
 				w.mu.Unlock()
 				return true
 			}
-			w.batch = make([]*Run, n)
+			w.batch = make([]*UsageRecord, n)
 			copy(w.batch, w.queue)
 			clear(w.queue[:n])
 			w.queue = w.queue[n:]
@@ -303,8 +303,8 @@ func (w *UsageWriter) flush(closing bool) bool {
 // records refused on their own are dropped, counted and logged. It returns
 // how many records were written and refused, and on a transient failure
 // (EUNAVAILABLE, or the context ending) the records still to write.
-func (w *UsageWriter) write(parent context.Context, batch []*Run) (written, refused int, rest []*Run, err error) {
-	create := func(runs []*Run) error {
+func (w *UsageWriter) write(parent context.Context, batch []*UsageRecord) (written, refused int, rest []*UsageRecord, err error) {
+	create := func(runs []*UsageRecord) error {
 		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
 		defer cancel()
 		return w.svc.CreateRuns(ctx, runs)

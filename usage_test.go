@@ -18,7 +18,7 @@ type fakeRuns struct {
 	RunService // nil: only CreateRuns is called
 
 	mu             sync.Mutex
-	stored         map[string]Run
+	stored         map[string]UsageRecord
 	order          []string
 	batches        [][]string
 	fail           error // CreateRuns returns it (after storing, when commitThenFail)
@@ -27,9 +27,9 @@ type fakeRuns struct {
 	calls          chan int      // when set, gets len(batch) at every call, before anything else
 }
 
-func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]Run{}} }
+func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]UsageRecord{}} }
 
-func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*Run) error {
+func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error {
 	f.mu.Lock()
 	calls, block := f.calls, f.block
 	f.mu.Unlock()
@@ -82,11 +82,11 @@ func (f *fakeRuns) storedIDs() []string {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func testRun(i int) *Run {
-	return &Run{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: TierFree, Status: StatusOK, DurationMS: float64(i)}
+func testRun(i int) *UsageRecord {
+	return &UsageRecord{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: TierFree, Status: StatusOK, DurationMS: float64(i)}
 }
 
-func sortedIDs(runs []*Run) []string {
+func sortedIDs(runs []*UsageRecord) []string {
 	var out []string
 	for _, r := range runs {
 		out = append(out, r.ID)
@@ -99,7 +99,7 @@ func TestUsageWriterFlushesOnClose(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
 	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 1000, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*Run
+	var runs []*UsageRecord
 	for i := range 10 {
 		r := testRun(i)
 		w.Record(r)
@@ -129,7 +129,7 @@ func TestUsageWriterRecordSetsIDAndTime(t *testing.T) {
 	if !ValidRunID(r.ID) || r.CreatedAt.Before(before.Add(-time.Second)) || r.CreatedAt.IsZero() {
 		t.Fatalf("Record left id %q created %v", r.ID, r.CreatedAt)
 	}
-	given := &Run{ID: "run_given", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	given := &UsageRecord{ID: "run_given", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	w.Record(given)
 	// The writer keeps a copy: changing the caller's record changes nothing.
 	r.Status = StatusTrap
@@ -202,7 +202,7 @@ func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 	f.calls = make(chan int, 1000)
 	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 5, FlushInterval: time.Millisecond,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
-	var runs []*Run
+	var runs []*UsageRecord
 	for i := range 12 {
 		r := testRun(i)
 		w.Record(r)
@@ -271,7 +271,7 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 	f.block = make(chan struct{})
 	f.calls = make(chan int, 100)
 	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*Run
+	var runs []*UsageRecord
 	for i := range 2 {
 		r := testRun(i)
 		w.Record(r)
@@ -293,7 +293,7 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kept: the batch in flight (0, 1) and the newest three (7, 8, 9).
-	want := sortedIDs([]*Run{runs[0], runs[1], runs[7], runs[8], runs[9]})
+	want := sortedIDs([]*UsageRecord{runs[0], runs[1], runs[7], runs[8], runs[9]})
 	if got := f.storedIDs(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("stored %v, want the in-flight batch and the newest records %v", got, want)
 	}
@@ -414,7 +414,7 @@ func TestNextBackoff(t *testing.T) {
 // holds a record of tier "poison".
 type refusingRuns struct{ *fakeRuns }
 
-func (f refusingRuns) CreateRuns(ctx context.Context, runs []*Run) error {
+func (f refusingRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error {
 	for _, r := range runs {
 		if r.Tier == "poison" {
 			return Errorf(EINVALID, "record %s refused", r.ID)
@@ -430,7 +430,7 @@ func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
 	f := newFakeRuns()
 	w := NewUsageWriter(refusingRuns{f}, UsageWriterOptions{BatchSize: 4, FlushInterval: time.Hour,
 		RetryMin: time.Microsecond, RetryMax: time.Microsecond, Logger: quiet})
-	var good []*Run
+	var good []*UsageRecord
 	for i := range 10 {
 		r := testRun(i)
 		if i == 5 {

@@ -1,7 +1,7 @@
 // Package client is the Go client of the WasmWiz REST API (docs/API.md).
 //
 // Every method returns the root package's types where they exist
-// (*wasmwiz.ResultJSON, *wasmwiz.Module, *wasmwiz.Run, …). A failure the
+// (*wasmwiz.ResultJSON, *wasmwiz.Module, *wasmwiz.UsageRecord, …). A failure the
 // server answered is a *wasmwiz.Error with the code of its error body (or,
 // for a body that is not in the error shape, the code the HTTP status stands
 // for), wrapping a *ResponseError with the status, request id and rate-limit

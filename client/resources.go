@@ -90,7 +90,7 @@ type RunQuery struct {
 
 // ListRuns returns the caller's runs, newest first, and the total (GET
 // /api/v1/runs). Errors: EUNAUTHORIZED, EINVALID.
-func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.Run, int, error) {
+func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.UsageRecord, int, error) {
 	q := rq.Page.query()
 	if rq.Status != "" {
 		q.Set("status", string(rq.Status))
@@ -102,8 +102,8 @@ func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.Run, int
 		q.Set("until", rq.Until.UTC().Format(time.RFC3339Nano))
 	}
 	var out struct {
-		Runs  []*wasmwiz.Run `json:"runs"`
-		Total int            `json:"total"`
+		Runs  []*wasmwiz.UsageRecord `json:"runs"`
+		Total int                    `json:"total"`
 	}
 	err := c.call(ctx, http.MethodGet, "/api/v1/runs", q, nil, &out)
 	return out.Runs, out.Total, err
@@ -111,8 +111,8 @@ func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.Run, int
 
 // GetRun returns one of the caller's runs (GET /api/v1/runs/{id}); ENOTFOUND
 // for another user's or a missing run.
-func (c *Client) GetRun(ctx context.Context, id string) (*wasmwiz.Run, error) {
-	var out wasmwiz.Run
+func (c *Client) GetRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+	var out wasmwiz.UsageRecord
 	return &out, c.call(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, nil, &out)
 }
 

@@ -415,7 +415,7 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 		return err
 	}
 	defer closeRaw()
-	batch := make([]*wasmwiz.Run, 100)
+	batch := make([]*wasmwiz.UsageRecord, 100)
 	steps := []struct {
 		name string
 		call func() error
@@ -436,7 +436,7 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 		{"usage record, batched by 100 (store, off the request path)", func() error {
 			now := time.Now().UTC()
 			for i := range batch {
-				batch[i] = &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: b.user.ID, Tier: b.tier.Name, Status: wasmwiz.StatusOK,
+				batch[i] = &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: b.user.ID, Tier: b.tier.Name, Status: wasmwiz.StatusOK,
 					ModuleID: b.module.ID, ModuleSHA256: b.module.SHA256, CreatedAt: now}
 			}
 			return st.CreateRuns(ctx, batch)

@@ -161,7 +161,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	// History and usage: the usage writer flushes within its interval.
-	var runs []*wasmwiz.Run
+	var runs []*wasmwiz.UsageRecord
 	waitFor(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && total >= 4*3+3+1
@@ -1001,12 +1001,12 @@ func TestServeRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	var runs []*wasmwiz.Run
+	var runs []*wasmwiz.UsageRecord
 	for i := 0; i < 2500; i++ {
-		runs = append(runs, &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		runs = append(runs, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
 			ModuleSHA256: strings.Repeat("a", 64), CreatedAt: now.Add(-48 * time.Hour)})
 	}
-	fresh := &wasmwiz.Run{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+	fresh := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
 		ModuleSHA256: strings.Repeat("b", 64), CreatedAt: now.Add(-time.Hour)}
 	runs = append(runs, fresh)
 	if err := st.CreateRuns(ctx, runs); err != nil {
@@ -1177,9 +1177,9 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	old := &wasmwiz.Run{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+	old := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
 		ModuleSHA256: strings.Repeat("c", 64), CreatedAt: time.Now().UTC().Add(-365 * 24 * time.Hour)}
-	if err := st.CreateRuns(ctx, []*wasmwiz.Run{old}); err != nil {
+	if err := st.CreateRuns(ctx, []*wasmwiz.UsageRecord{old}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -42,7 +42,7 @@ func benchServer(b *testing.B, eng wasmwiz.Engine) http.Handler {
 
 type discardUsage struct{}
 
-func (discardUsage) Record(*wasmwiz.Run) {}
+func (discardUsage) Record(*wasmwiz.UsageRecord) {}
 
 func benchExecute(b *testing.B, h http.Handler, wasm []byte) {
 	b.ReportAllocs()

@@ -16,7 +16,7 @@ import (
 func TestResourceRoutes(t *testing.T) {
 	t.Parallel()
 	mod := &wasmwiz.Module{ID: wasmwiz.NewModuleID(), OwnerID: 1, Name: "m", SHA256: "abc"}
-	run := &wasmwiz.Run{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Status: wasmwiz.StatusOK}
+	run := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Status: wasmwiz.StatusOK}
 	mine := func(ctx context.Context) bool { return wasmwiz.UserFromContext(ctx).ID == 1 }
 	notFound := wasmwiz.Errorf(wasmwiz.ENOTFOUND, "not found")
 
@@ -69,18 +69,18 @@ func TestResourceRoutes(t *testing.T) {
 		{name: "upload not wasm", method: "POST", path: "/api/v1/modules", key: userKey, body: "text", status: 400, want: "EINVALID"},
 		{name: "list runs with filter", method: "GET", path: "/api/v1/runs?status=trap&since=2026-11-01T00:00:00Z", key: userKey,
 			setup: func(f *fixture) {
-				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 					if fl.Status != wasmwiz.StatusTrap || fl.Since.IsZero() || !mine(ctx) {
 						return nil, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
 					}
-					return []*wasmwiz.Run{run}, 1, nil
+					return []*wasmwiz.UsageRecord{run}, 1, nil
 				}
 			}, status: 200, want: run.ID},
 		{name: "runs with unknown status", method: "GET", path: "/api/v1/runs?status=weird", key: userKey, status: 400, want: "EINVALID"},
 		{name: "runs with bad time", method: "GET", path: "/api/v1/runs?until=yesterday", key: userKey, status: 400, want: "EINVALID"},
 		{name: "get run", method: "GET", path: "/api/v1/runs/" + run.ID, key: userKey,
 			setup: func(f *fixture) {
-				f.runs.FindRunByIDFn = func(ctx context.Context, id string) (*wasmwiz.Run, error) {
+				f.runs.FindRunByIDFn = func(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 					if id != run.ID || !mine(ctx) {
 						return nil, notFound
 					}

@@ -31,7 +31,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if runs == nil {
-		runs = []*wasmwiz.Run{}
+		runs = []*wasmwiz.UsageRecord{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"runs": runs, "total": total})
 	return nil

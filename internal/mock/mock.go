@@ -219,9 +219,9 @@ func (s *ModuleService) DeleteModule(ctx context.Context, id string) error {
 
 // RunService is a wasmwiz.RunService.
 type RunService struct {
-	CreateRunsFn       func(ctx context.Context, runs []*wasmwiz.Run) error
-	FindRunByIDFn      func(ctx context.Context, id string) (*wasmwiz.Run, error)
-	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error)
+	CreateRunsFn       func(ctx context.Context, runs []*wasmwiz.UsageRecord) error
+	FindRunByIDFn      func(ctx context.Context, id string) (*wasmwiz.UsageRecord, error)
+	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error)
 	UsageFn            func(ctx context.Context, now time.Time) (*wasmwiz.Usage, error)
 	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
 	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, batch int) (int, error)
@@ -230,7 +230,7 @@ type RunService struct {
 var _ wasmwiz.RunService = (*RunService)(nil)
 
 // CreateRuns calls CreateRunsFn.
-func (s *RunService) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
+func (s *RunService) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
 	if s.CreateRunsFn == nil {
 		return unset("RunService.CreateRuns")
 	}
@@ -238,7 +238,7 @@ func (s *RunService) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error 
 }
 
 // FindRunByID calls FindRunByIDFn.
-func (s *RunService) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+func (s *RunService) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 	if s.FindRunByIDFn == nil {
 		return nil, unset("RunService.FindRunByID")
 	}
@@ -246,7 +246,7 @@ func (s *RunService) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, 
 }
 
 // FindRuns calls FindRunsFn.
-func (s *RunService) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+func (s *RunService) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 	if s.FindRunsFn == nil {
 		return nil, 0, unset("RunService.FindRuns")
 	}
@@ -304,16 +304,16 @@ func (l *RateLimiter) Acquire(ctx context.Context, key string, max int, ttl time
 // UsageRecorder is a wasmwiz.UsageRecorder that keeps every record, safe for
 // concurrent use. RecordFn, when set, is called as well.
 type UsageRecorder struct {
-	RecordFn func(r *wasmwiz.Run)
+	RecordFn func(r *wasmwiz.UsageRecord)
 
 	mu   sync.Mutex
-	runs []*wasmwiz.Run
+	runs []*wasmwiz.UsageRecord
 }
 
 var _ wasmwiz.UsageRecorder = (*UsageRecorder)(nil)
 
 // Record keeps r and calls RecordFn.
-func (u *UsageRecorder) Record(r *wasmwiz.Run) {
+func (u *UsageRecorder) Record(r *wasmwiz.UsageRecord) {
 	u.mu.Lock()
 	u.runs = append(u.runs, r)
 	u.mu.Unlock()
@@ -323,8 +323,8 @@ func (u *UsageRecorder) Record(r *wasmwiz.Run) {
 }
 
 // Runs returns the records so far.
-func (u *UsageRecorder) Runs() []*wasmwiz.Run {
+func (u *UsageRecorder) Runs() []*wasmwiz.UsageRecord {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return append([]*wasmwiz.Run(nil), u.runs...)
+	return append([]*wasmwiz.UsageRecord(nil), u.runs...)
 }

@@ -13,12 +13,12 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 )
 
-func benchRuns(userID int64, n int, seq *int) []*wasmwiz.Run {
-	runs := make([]*wasmwiz.Run, n)
+func benchRuns(userID int64, n int, seq *int) []*wasmwiz.UsageRecord {
+	runs := make([]*wasmwiz.UsageRecord, n)
 	for i := range runs {
 		*seq++
 		at := t0.Add(time.Duration(*seq) * time.Microsecond)
-		runs[i] = &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		runs[i] = &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 			Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1.25, MemoryPeakBytes: 1 << 20, StdinBytes: 12, OutputBytes: 34, CreatedAt: at}
 	}
 	return runs
@@ -101,7 +101,7 @@ func BenchmarkUsageWriter(b *testing.B) {
 	for b.Loop() {
 		w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{Logger: logger})
 		for range perOp {
-			w.Record(&wasmwiz.Run{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1})
+			w.Record(&wasmwiz.UsageRecord{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1})
 		}
 		if err := w.Close(context.Background()); err != nil {
 			b.Fatal(err)

@@ -26,8 +26,8 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(i int) *wasmwiz.Run {
-		return &wasmwiz.Run{ID: wasmwiz.NewRunID(t0), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: t0.Add(time.Duration(i))}
+	run := func(i int) *wasmwiz.UsageRecord {
+		return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(t0), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: t0.Add(time.Duration(i))}
 	}
 
 	proxy.Stop()
@@ -39,7 +39,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	}{
 		{"Ping", func() error { return db.Ping(tctx) }},
 		{"Authenticate", func() error { _, _, err := db.Authenticate(tctx, plain); return err }},
-		{"CreateRuns", func() error { return db.CreateRuns(tctx, []*wasmwiz.Run{run(1)}) }},
+		{"CreateRuns", func() error { return db.CreateRuns(tctx, []*wasmwiz.UsageRecord{run(1)}) }},
 		{"FindRuns", func() error { _, _, err := db.FindRuns(uctx, wasmwiz.RunFilter{}); return err }},
 		{"CountUsers", func() error { _, err := db.CountUsers(tctx); return err }},
 		{"Migrate", func() error { return db.Migrate(tctx) }},
@@ -55,7 +55,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	if _, _, err := db.Authenticate(ctx, plain); err != nil {
 		t.Fatalf("Authenticate after the database came back: %v", err)
 	}
-	if err := db.CreateRuns(ctx, []*wasmwiz.Run{run(2), run(3)}); err != nil {
+	if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{run(2), run(3)}); err != nil {
 		t.Fatalf("CreateRuns after the database came back: %v", err)
 	}
 	runs, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})

@@ -17,8 +17,8 @@ var runColumnList = []string{"id", "user_id", "api_key_id", "module_id", "module
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
 	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
 
-func scanRun(row pgx.Row, extra ...any) (*wasmwiz.Run, error) {
-	var r wasmwiz.Run
+func scanRun(row pgx.Row, extra ...any) (*wasmwiz.UsageRecord, error) {
+	var r wasmwiz.UsageRecord
 	var status string
 	dest := append([]any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
 		&r.ExitCode, &r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
@@ -46,8 +46,8 @@ const defaultCopyThreshold = 1000
 // the current time. EINVALID, and nothing written, when a run has no id or
 // one longer than 64 characters; EUNAVAILABLE when the database does not
 // answer (nothing is written then, so the caller may retry the batch).
-func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
-	batch := make([]*wasmwiz.Run, 0, len(runs))
+func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
+	batch := make([]*wasmwiz.UsageRecord, 0, len(runs))
 	now := db.now()
 	for _, r := range runs {
 		if r == nil {
@@ -86,7 +86,7 @@ const bumpModules = `
 
 // insertRunsArrays inserts a batch as one INSERT … SELECT FROM unnest of
 // one array parameter per column: one round trip, no temporary table.
-func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) error {
+func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageRecord) error {
 	n := len(batch)
 	ids, mods, shas, tiers, statuses, errs := make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n)
@@ -114,7 +114,7 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) erro
 // insertRunsCopy streams a batch with COPY into a temporary table that
 // dies with the transaction, then moves it with INSERT … ON CONFLICT DO
 // NOTHING, which COPY alone cannot do.
-func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) error {
+func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageRecord) error {
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE runs_in (LIKE runs) ON COMMIT DROP`); err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.Run) error 
 
 // FindRunByID returns a run of the caller (any, for admins). EUNAUTHORIZED
 // without a caller, ENOTFOUND otherwise.
-func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, err
@@ -155,7 +155,7 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) 
 
 // FindRuns lists the caller's own runs, newest first, with the total.
 // EUNAUTHORIZED without a caller.
-func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -178,7 +178,7 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 		return nil, 0, dbError(err, "find runs")
 	}
 	defer rows.Close()
-	var out []*wasmwiz.Run
+	var out []*wasmwiz.UsageRecord
 	total := 0
 	for rows.Next() {
 		r, err := scanRun(rows, &total)

@@ -42,12 +42,12 @@ func TestCreateRunsBatchSizes(t *testing.T) {
 			if err := db.CreateModule(ctx, m); err != nil {
 				t.Fatal(err)
 			}
-			var runs []*wasmwiz.Run
+			var runs []*wasmwiz.UsageRecord
 			executed := 0
 			var last time.Time
 			for i := range tt.n {
 				at := t0.Add(time.Duration(i) * time.Millisecond)
-				r := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+				r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
 					Tier: "free", Status: wasmwiz.StatusOK, DurationMS: float64(i), ExitCode: i % 3,
 					MemoryPeakBytes: 65536, StdinBytes: int64(i), OutputBytes: 2 * int64(i), CreatedAt: at}
 				if i%5 == 4 {
@@ -104,9 +104,9 @@ func TestCreateRunsDeletedModule(t *testing.T) {
 	if err := db.DeleteModule(ctx, m.ID); err != nil {
 		t.Fatal(err)
 	}
-	r := &wasmwiz.Run{ID: wasmwiz.NewRunID(t0), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(t0), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
 		Status: wasmwiz.StatusOK, CreatedAt: t0}
-	if err := db.CreateRuns(context.Background(), []*wasmwiz.Run{r}); err != nil {
+	if err := db.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{r}); err != nil {
 		t.Fatalf("CreateRuns: %v", err)
 	}
 	got, err := db.FindRunByID(ctx, r.ID)
@@ -137,10 +137,10 @@ func TestDeleteRunsBefore(t *testing.T) {
 			u, ctx := mustUser(t, db, "old@example.com", wasmwiz.RoleUser)
 			cutoff := t0.Add(-30 * 24 * time.Hour)
 			const old, recent = 1050, 7
-			var runs []*wasmwiz.Run
+			var runs []*wasmwiz.UsageRecord
 			for i := range old + recent {
 				at := cutoff.Add(-time.Duration(old-i) * time.Second) // i >= old: at or after the cutoff
-				runs = append(runs, &wasmwiz.Run{ID: fmt.Sprintf("run_%06d", i), UserID: u.ID,
+				runs = append(runs, &wasmwiz.UsageRecord{ID: fmt.Sprintf("run_%06d", i), UserID: u.ID,
 					Status: wasmwiz.StatusOK, CreatedAt: at})
 			}
 			if err := db.CreateRuns(context.Background(), runs); err != nil {

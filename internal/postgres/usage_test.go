@@ -45,7 +45,7 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	ids := map[string]bool{}
 	record := func(n int) {
 		for range n {
-			r := &wasmwiz.Run{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1}
+			r := &wasmwiz.UsageRecord{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1}
 			w.Record(r)
 			ids[r.ID] = true
 		}

@@ -10,8 +10,8 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 )
 
-func benchRun(userID int64, at time.Time) *wasmwiz.Run {
-	return &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+func benchRun(userID int64, at time.Time) *wasmwiz.UsageRecord {
+	return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: 1.25, MemoryPeakBytes: 1 << 20, StdinBytes: 10, OutputBytes: 20, CreatedAt: at}
 }
 
@@ -26,7 +26,7 @@ func BenchmarkCreateRunsOneByOne(b *testing.B) {
 	ctx := context.Background()
 	at := time.Now()
 	for i := 0; b.Loop(); i++ {
-		if err := db.CreateRuns(ctx, []*wasmwiz.Run{benchRun(int64(i%100+1), at.Add(time.Duration(i)*time.Microsecond))}); err != nil {
+		if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{benchRun(int64(i%100+1), at.Add(time.Duration(i)*time.Microsecond))}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -40,7 +40,7 @@ func BenchmarkCreateRunsBatched(b *testing.B) {
 	db := open(b)
 	ctx := context.Background()
 	at := time.Now()
-	runs := make([]*wasmwiz.Run, batch)
+	runs := make([]*wasmwiz.UsageRecord, batch)
 	n := 0
 	for b.Loop() {
 		for j := range runs {

@@ -12,8 +12,8 @@ import (
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
 	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
 
-func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.Run, error) {
-	var r wasmwiz.Run
+func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
+	var r wasmwiz.UsageRecord
 	var created int64
 	if err := row.Scan(&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
 		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created); err != nil {
@@ -30,7 +30,7 @@ func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.Run, error) {
 // forward. It needs no caller. EINVALID for a record without ID (and then
 // nothing of the batch is stored), EUNAVAILABLE when the database is busy or
 // away.
-func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
+func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
 	if len(runs) == 0 {
 		return nil
 	}
@@ -88,7 +88,7 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.Run) error {
 
 // FindRunByID returns a run of the caller (any, for admins). ENOTFOUND
 // otherwise, EUNAUTHORIZED without a caller.
-func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) {
+func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.Run, error) 
 
 // FindRuns lists the caller's own runs (admins' too), newest first, with the
 // total; Since is inclusive, Until exclusive. EUNAUTHORIZED without a caller.
-func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.Run, int, error) {
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -129,7 +129,7 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 		return nil, 0, dbError(err, "find runs")
 	}
 	defer rows.Close()
-	var out []*wasmwiz.Run
+	var out []*wasmwiz.UsageRecord
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {

@@ -285,8 +285,8 @@ func TestWritersAndReadersConcurrently(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				at := time.Now()
-				r := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: at, Tier: "free"}
-				if err := db.CreateRuns(ctx, []*wasmwiz.Run{r}); err != nil {
+				r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: at, Tier: "free"}
+				if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{r}); err != nil {
 					errs <- fmt.Errorf("worker %d write %d: %w", w, i, err)
 				}
 				if _, _, err := db.Authenticate(ctx, plain); err != nil {
@@ -328,7 +328,7 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{BatchSize: 7, FlushInterval: time.Millisecond})
 	const n = 100
 	for i := range n {
-		r := &wasmwiz.Run{UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK}
+		r := &wasmwiz.UsageRecord{UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK}
 		if i%10 == 9 {
 			r.Status, r.ModuleID, r.ErrorCode = "", "", wasmwiz.ERATELIMIT // refused: recorded, not run
 		}
@@ -406,7 +406,7 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	const n = 23
 	for i := range n {
-		w.Record(&wasmwiz.Run{UserID: 1, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: float64(i)})
+		w.Record(&wasmwiz.UsageRecord{UserID: 1, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: float64(i)})
 	}
 	for w.Stats().Failures < 3 { // wait for the writer to have failed a few times
 		time.Sleep(time.Millisecond)

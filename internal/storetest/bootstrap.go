@@ -122,7 +122,7 @@ func testCancelledContext(t *testing.T, e *env) {
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "Authenticate with a cancelled context")
 	_, _, err = e.s.FindRuns(cctx, wasmwiz.RunFilter{})
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "FindRuns with a cancelled context")
-	err = e.s.CreateRuns(bg, []*wasmwiz.Run{run(u.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")})
+	err = e.s.CreateRuns(bg, []*wasmwiz.UsageRecord{run(u.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")})
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "CreateRuns with a cancelled context")
 	_, err = e.s.DeleteRunsBefore(bg, e.clock.Now(), 10)
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "DeleteRunsBefore with a cancelled context")

@@ -31,7 +31,7 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	k, _ := e.key(ctx, u.ID, "k", nil)
 	m := e.module(ctx, "m", wasmBytes("m"), false)
 	at := e.clock.Add(time.Second).Add(123 * time.Millisecond)
-	full := &wasmwiz.Run{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
+	full := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
 		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, MemoryPeakBytes: 3 << 20,
 		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at}
 	trap := run(u.ID, wasmwiz.StatusTrap, 0.25, at, "", sha([]byte("adhoc")))
@@ -39,7 +39,7 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	anon := run(0, wasmwiz.StatusOK, 1, at, "", sha([]byte("adhoc")))
 	wantOK(t, e.s.CreateRuns(context.Background(), nil), "CreateRuns of nothing")
 	e.runs(full, trap, refused, anon)
-	for _, want := range []*wasmwiz.Run{full, trap, refused} {
+	for _, want := range []*wasmwiz.UsageRecord{full, trap, refused} {
 		got, err := e.s.FindRunByID(ctx, want.ID)
 		wantOK(t, err, "FindRunByID "+want.ID)
 		sameRun(t, got, want, "stored run")
@@ -60,7 +60,7 @@ func testCreateRunsIdempotent(t *testing.T, e *env) {
 	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	m := e.module(ctx, "m", wasmBytes("m"), false)
 	at := e.clock.Add(time.Second)
-	batch := []*wasmwiz.Run{
+	batch := []*wasmwiz.UsageRecord{
 		run(u.ID, wasmwiz.StatusOK, 1, at, m.ID, m.SHA256),
 		run(u.ID, wasmwiz.StatusOK, 2, at.Add(time.Millisecond), m.ID, m.SHA256),
 		run(u.ID, wasmwiz.StatusTrap, 3, at.Add(2*time.Millisecond), m.ID, m.SHA256),
@@ -132,7 +132,7 @@ func testCreateRunsRefusals(t *testing.T, e *env) {
 	good := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
 	bad := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
 	bad.ID = ""
-	wantCode(t, e.s.CreateRuns(context.Background(), []*wasmwiz.Run{good, bad}), wasmwiz.EINVALID, "CreateRuns with a run without id")
+	wantCode(t, e.s.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{good, bad}), wasmwiz.EINVALID, "CreateRuns with a run without id")
 	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
 	wantOK(t, err, "FindRuns")
 	if total != 0 {
@@ -175,7 +175,7 @@ func testFindRuns(t *testing.T, e *env) {
 	other, _ := e.user("other@example.com", wasmwiz.TierFree)
 	base := e.clock.Now()
 	statuses := []wasmwiz.Status{wasmwiz.StatusOK, wasmwiz.StatusTrap, wasmwiz.StatusOK, wasmwiz.StatusTimeout, "", wasmwiz.StatusOK}
-	var mine []*wasmwiz.Run // oldest first, one a minute
+	var mine []*wasmwiz.UsageRecord // oldest first, one a minute
 	for i, st := range statuses {
 		mine = append(mine, run(u.ID, st, float64(i), base.Add(time.Duration(i)*time.Minute), "", ""))
 	}
@@ -189,8 +189,8 @@ func testFindRuns(t *testing.T, e *env) {
 	e.runs(mine...)
 	e.runs(run(other.ID, wasmwiz.StatusOK, 1, base, "", ""), run(other.ID, wasmwiz.StatusTrap, 1, base.Add(time.Minute), "", ""))
 
-	rev := func(idx ...int) []*wasmwiz.Run {
-		var out []*wasmwiz.Run
+	rev := func(idx ...int) []*wasmwiz.UsageRecord {
+		var out []*wasmwiz.UsageRecord
 		for _, i := range idx {
 			out = append(out, mine[i])
 		}
@@ -199,7 +199,7 @@ func testFindRuns(t *testing.T, e *env) {
 	tests := []struct {
 		name   string
 		filter wasmwiz.RunFilter
-		want   []*wasmwiz.Run
+		want   []*wasmwiz.UsageRecord
 		total  int
 	}{
 		{"all, newest first", wasmwiz.RunFilter{}, rev(7, 6, 5, 4, 3, 2, 1, 0), 8},
@@ -283,7 +283,7 @@ func testStats(t *testing.T, e *env) {
 	shaX := sha([]byte("ad hoc"))
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	today := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	var runs []*wasmwiz.Run
+	var runs []*wasmwiz.UsageRecord
 	// Today: a ran 20 times, 1..20 ms, every fifth a trap; 12 of its stored
 	// module, 8 ad hoc. b ran once, 21 ms, its stored module. One refused.
 	for i := range 20 {
@@ -361,7 +361,7 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	m := e.module(ctx, "m", wasmBytes("m"), false)
 	cutoff := e.clock.Now().AddDate(0, 0, -30)
-	var old, kept []*wasmwiz.Run
+	var old, kept []*wasmwiz.UsageRecord
 	for i := range 25 {
 		old = append(old, run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Duration(i+1)*time.Minute), m.ID, m.SHA256))
 	}
@@ -402,7 +402,7 @@ func testStatsTopTen(t *testing.T, e *env) {
 	u, _ := e.user("u@example.com", wasmwiz.TierFree)
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	// 12 ad-hoc modules: module i ran i+1 times, module 11 as often as 10.
-	var runs []*wasmwiz.Run
+	var runs []*wasmwiz.UsageRecord
 	var shas []string
 	for i := range 12 {
 		s := sha([]byte(fmt.Sprint("module", i)))
@@ -441,7 +441,7 @@ func testStatsTopTen(t *testing.T, e *env) {
 func testDeleteRunsBeforeConcurrently(t *testing.T, e *env) {
 	u, _ := e.user("u@example.com", wasmwiz.TierFree)
 	cutoff := e.clock.Now().AddDate(0, 0, -30)
-	var runs []*wasmwiz.Run
+	var runs []*wasmwiz.UsageRecord
 	for i := range 300 {
 		runs = append(runs, run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Duration(i+1)*time.Second), "", ""))
 	}

@@ -214,7 +214,7 @@ func (e *env) module(ctx context.Context, name string, wasm []byte, public bool)
 }
 
 // runs stores runs through CreateRuns, which needs no caller.
-func (e *env) runs(runs ...*wasmwiz.Run) {
+func (e *env) runs(runs ...*wasmwiz.UsageRecord) {
 	e.t.Helper()
 	if err := e.s.CreateRuns(context.Background(), runs); err != nil {
 		e.t.Fatalf("CreateRuns(%d runs): %v", len(runs), err)
@@ -222,8 +222,8 @@ func (e *env) runs(runs ...*wasmwiz.Run) {
 }
 
 // run returns a usage record of userID at time at.
-func run(userID int64, status wasmwiz.Status, durationMS float64, at time.Time, moduleID, moduleSHA string) *wasmwiz.Run {
-	r := &wasmwiz.Run{
+func run(userID int64, status wasmwiz.Status, durationMS float64, at time.Time, moduleID, moduleSHA string) *wasmwiz.UsageRecord {
+	r := &wasmwiz.UsageRecord{
 		ID:              wasmwiz.NewRunID(at),
 		UserID:          userID,
 		APIKeyID:        0,
@@ -351,7 +351,7 @@ func sig(s *wasmwiz.FuncSignature) string {
 }
 
 // sameRun compares two usage records.
-func sameRun(t *testing.T, got, want *wasmwiz.Run, what string) {
+func sameRun(t *testing.T, got, want *wasmwiz.UsageRecord, what string) {
 	t.Helper()
 	g, w := *got, *want
 	if !g.CreatedAt.Equal(w.CreatedAt) {
