@@ -21,6 +21,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 	"github.com/wasmwiz/wasmwiz/internal/worker"
 )
 
@@ -70,11 +71,11 @@ type Server struct {
 	log  *slog.Logger
 
 	store   Store
-	usage   *wasmwiz.UsageWriter
+	usage   *usage.Writer
 	memory  *inmem.Limiter
 	shared  *redis.Limiter // nil without WASMWIZ_REDIS_URL
 	rclient *goredis.Client
-	limiter *trackedLimiter
+	limiter wasmwiz.RateLimiter
 	pool    *worker.Pool
 	api     *wwhttp.Server
 
@@ -163,8 +164,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	if err = s.store.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	uopts := wasmwiz.UsageWriterOptions{Logger: s.log, FlushInterval: opts.UsageFlushInterval}
-	s.usage = wasmwiz.NewUsageWriter(s.store, uopts)
+	s.usage = usage.New(s.store, usage.Options{Logger: s.log, FlushInterval: opts.UsageFlushInterval})
 
 	s.memory = inmem.New(inmem.Options{})
 	var lim wasmwiz.RateLimiter = s.memory
@@ -182,7 +182,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		lim = s.shared
 		readiness = append(readiness, wwhttp.ReadinessCheck{Name: "redis", Ping: s.shared.Ping})
 	}
-	s.limiter = &trackedLimiter{RateLimiter: lim}
+	s.limiter = lim
 
 	command := opts.WorkerCommand
 	if len(command) == 0 {
@@ -215,9 +215,17 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		return nil
 	}})
 
+	// Each part registers the collector of what it counts; the HTTP server
+	// adds its own (requests, runs, the run gate, host) to the same registry.
 	reg := prometheus.NewRegistry()
-	if err = reg.Register(poolCollector{s.pool}); err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "registering the worker metrics: %v", err)
+	collectors := []prometheus.Collector{s.pool, s.usage}
+	if s.shared != nil {
+		collectors = append(collectors, s.shared)
+	}
+	for _, c := range collectors {
+		if err = reg.Register(c); err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "registering metrics: %v", err)
+		}
 	}
 	if s.api, err = wwhttp.NewServer(wwhttp.Options{
 		Users: s.store, Keys: s.store, Tiers: s.store, Modules: s.store, Runs: s.store,
@@ -231,9 +239,6 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		QueueSize:         cfg.QueueSize,
 		QueueTimeout:      cfg.QueueTimeout,
 		Logger:            s.log,
-		EngineStats:       s.engineStats,
-		LimiterStats:      s.limiterStats,
-		UsageStats:        s.usageStats,
 		SeparateMetrics:   cfg.MetricsAddr != "",
 		Registerer:        reg,
 	}); err != nil {
@@ -310,7 +315,7 @@ func (s *Server) LimiterStats() wasmwiz.RateLimitStats {
 }
 
 // UsageStats returns the usage writer's counters.
-func (s *Server) UsageStats() wasmwiz.UsageStats { return s.usage.Stats() }
+func (s *Server) UsageStats() usage.Stats { return s.usage.Stats() }
 
 // PoolStats returns the worker pool's counters.
 func (s *Server) PoolStats() worker.Stats { return s.pool.Stats() }
@@ -525,93 +530,4 @@ func storeKind(cfg *Config) string {
 		return "postgres"
 	}
 	return "sqlite"
-}
-
-// engineStats sums the workers' compiled-code caches, as they last reported.
-func (s *Server) engineStats() wwhttp.EngineStats {
-	st := s.pool.CacheStats()
-	return wwhttp.EngineStats{CompileSeconds: st.CompileSeconds, Compiles: int64(st.Misses), CacheEntries: int64(st.Entries), CacheBytes: st.Bytes}
-}
-
-func (s *Server) limiterStats() wwhttp.LimiterStats {
-	st := s.LimiterStats()
-	return wwhttp.LimiterStats{
-		FallbackActive: st.FallbackActive,
-		Fallbacks:      s.limiter.switches.Load(),
-		Errors:         s.limiter.storeErrors.Load(),
-	}
-}
-
-func (s *Server) usageStats() wwhttp.UsageStats {
-	st := s.usage.Stats()
-	return wwhttp.UsageStats{Buffered: int64(st.Buffered), Written: int64(st.Written), Dropped: int64(st.Dropped)}
-}
-
-// trackedLimiter counts, for metrics, the switches from the shared store to
-// the fallback (a decision with Fallback set after one without) and the
-// calls no limiter could decide: the Redis limiter reports each decision,
-// not its outages.
-type trackedLimiter struct {
-	wasmwiz.RateLimiter
-	onFallback  atomic.Bool
-	switches    atomic.Int64
-	storeErrors atomic.Int64
-}
-
-// Allow implements wasmwiz.RateLimiter.
-func (l *trackedLimiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
-	d, err := l.RateLimiter.Allow(ctx, key, limits)
-	switch {
-	case err != nil && wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE:
-		l.storeErrors.Add(1)
-	case err == nil && d.Fallback:
-		if !l.onFallback.Swap(true) {
-			l.switches.Add(1)
-		}
-	case err == nil:
-		l.onFallback.Store(false)
-	}
-	return d, err
-}
-
-// Worker-pool metrics, read from the pool's counters at every scrape.
-var (
-	descWorkers        = prometheus.NewDesc("wasmwiz_workers", "Worker processes by state (busy, idle, starting).", []string{"state"}, nil)
-	descWorkerKills    = prometheus.NewDesc("wasmwiz_worker_kills_total", "Workers killed: runs past their deadline, cancelled requests, broken protocol, memory.", nil, nil)
-	descWorkerTimeouts = prometheus.NewDesc("wasmwiz_worker_timeouts_total", "Runs ended by killing their worker at the deadline.", nil, nil)
-	descWorkerCrashes  = prometheus.NewDesc("wasmwiz_worker_crashes_total", "Workers that died on their own.", nil, nil)
-	descWorkerRestarts = prometheus.NewDesc("wasmwiz_worker_restarts_total", "Workers started to replace one that ended.", nil, nil)
-	descWorkerFails    = prometheus.NewDesc("wasmwiz_worker_start_failures_total", "Worker starts that failed.", nil, nil)
-	descWorkerModules  = prometheus.NewDesc("wasmwiz_worker_module_routing_total", "Runs sent to a worker that already held their module (hit) or with the module's bytes (sent).", []string{"result"}, nil)
-)
-
-// poolCollector exports the worker pool's counters.
-type poolCollector struct{ pool *worker.Pool }
-
-// Describe implements prometheus.Collector.
-func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes, descWorkerRestarts, descWorkerFails, descWorkerModules} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.pool.Stats()
-	gauge := func(d *prometheus.Desc, v int, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge(descWorkers, st.Busy, "busy")
-	gauge(descWorkers, st.Idle, "idle")
-	gauge(descWorkers, st.Starting, "starting")
-	counter(descWorkerKills, st.Kills)
-	counter(descWorkerTimeouts, st.Timeouts)
-	counter(descWorkerCrashes, st.Crashes)
-	counter(descWorkerRestarts, st.Restarts)
-	counter(descWorkerFails, st.StartFails)
-	counter(descWorkerModules, st.ModuleHits, "hit")
-	counter(descWorkerModules, st.ModuleSends, "sent")
 }

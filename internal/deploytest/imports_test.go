@@ -21,7 +21,7 @@ var (
 	// packages their entry in adapterEdges allows; never another adapter.
 	adapters = []string{
 		"internal/engine", "internal/worker", "internal/sqlite", "internal/postgres",
-		"internal/redis", "internal/inmem", "internal/http",
+		"internal/redis", "internal/inmem", "internal/http", "internal/usage",
 	}
 	// support packages are small libraries adapters share; each lists who
 	// may import it.
@@ -33,7 +33,7 @@ var (
 	// testSupport packages are imported by tests only.
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",
-		"internal/postgres/pgtest", "internal/deploytest",
+		"internal/postgres/pgtest", "internal/deploytest", "internal/metrictest",
 	}
 )
 

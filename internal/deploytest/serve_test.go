@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -33,11 +34,18 @@ func servedExposition(t *testing.T) exported {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve")
 	cmd.Dir = t.TempDir()
-	cmd.Env = envList(map[string]string{
+	vars := map[string]string{
 		"WASMWIZ_ADDR":     "127.0.0.1:0",
 		"WASMWIZ_DATA_DIR": cmd.Dir,
 		"WASMWIZ_WORKERS":  "2",
-	})
+	}
+	// With Redis, as in production, so that the limiter's own metrics (which
+	// the alert rules use) are exported; a database of its own keeps its
+	// counts apart from other tests'.
+	if u := redisURL(t); u != "" {
+		vars["WASMWIZ_REDIS_URL"] = u
+	}
+	cmd.Env = envList(vars)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
 	stdout, err := cmd.StdoutPipe()
@@ -147,4 +155,24 @@ func servedExposition(t *testing.T) exported {
 		t.Fatalf("/metrics answered %d", code)
 	}
 	return parseExposition(t, text)
+}
+
+// redisURL returns WASMWIZ_TEST_REDIS_URL on database 12, or "" when it is
+// not set (a test then checks what a server without Redis exports; with
+// WASMWIZ_TEST_REQUIRE_SERVICES=1 it must be set).
+func redisURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("WASMWIZ_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
+		}
+		return ""
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("WASMWIZ_TEST_REDIS_URL: %v", err)
+	}
+	pu.Path = "/12"
+	return pu.String()
 }

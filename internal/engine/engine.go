@@ -43,7 +43,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-
 // Engine runs WebAssembly modules. It is safe for concurrent use; every run
 // gets a fresh anonymous instance. It implements wasmwiz.Engine.
 type Engine struct {

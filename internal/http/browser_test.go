@@ -29,6 +29,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
 // findChromium returns the browser to drive, or skips (fails when
@@ -77,7 +78,7 @@ func newWebStack(t *testing.T, auth bool) *webStack {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
-	usage := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{FlushInterval: 20 * time.Millisecond, Logger: logger})
+	usage := usage.New(db, usage.Options{FlushInterval: 20 * time.Millisecond, Logger: logger})
 	srv, err := wwhttp.NewServer(wwhttp.Options{
 		Users: db, Keys: db, Tiers: db, Modules: db, Runs: db,
 		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: usage,

@@ -1,18 +1,15 @@
 package http
 
 import (
-	"bufio"
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/procfs"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -81,7 +78,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	}
 	cs := []prometheus.Collector{m.requests, m.requestDuration, m.inFlight, m.runs, m.runErrors, m.runDuration,
 		m.runMemory, m.cacheHits, m.cacheMisses, m.rateDecisions, m.concurrencyLimit,
-		&statsCollector{s: s}, &hostCollector{procRoot: s.opts.ProcRoot}}
+		&hostCollector{procRoot: s.opts.ProcRoot}}
+	if s.gate != nil {
+		cs = append(cs, gateCollector{s.gate})
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot register metrics")
@@ -152,81 +152,41 @@ func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
 }
 
-// statsCollector reads the stats functions of the engine, the limiter, the
-// usage writer and the run gate once per scrape.
-type statsCollector struct{ s *Server }
+// gateCollector reads the replica's RunGate, which this server owns, at
+// every scrape. The worker pool, the rate limiter and the usage writer
+// register collectors of their own (serve wires them into one registry).
+type gateCollector struct{ g *wasmwiz.RunGate }
 
 var (
-	descCompileSeconds = prometheus.NewDesc("wasmwiz_compile_seconds_total", "Time spent compiling modules.", nil, nil)
-	descCompiles       = prometheus.NewDesc("wasmwiz_compiles_total", "Modules compiled.", nil, nil)
-	descCacheEntries   = prometheus.NewDesc("wasmwiz_compile_cache_entries", "Compiled modules held in memory.", nil, nil)
-	descCacheBytes     = prometheus.NewDesc("wasmwiz_compile_cache_bytes", "Size of the compiled modules held in memory.", nil, nil)
-	descFallbackActive = prometheus.NewDesc("wasmwiz_ratelimit_fallback_active", "1 while rate limits are decided by the in-memory fallback.", nil, nil)
-	descFallbacks      = prometheus.NewDesc("wasmwiz_ratelimit_fallbacks_total", "Times the rate limiter switched to its in-memory fallback.", nil, nil)
-	descLimiterErrors  = prometheus.NewDesc("wasmwiz_ratelimit_store_errors_total", "Shared rate-limit store calls that failed or timed out.", nil, nil)
-	descUsageBuffered  = prometheus.NewDesc("wasmwiz_usage_records_buffered", "Usage records waiting to be written.", nil, nil)
-	descUsageWritten   = prometheus.NewDesc("wasmwiz_usage_records_written_total", "Usage records written to the database.", nil, nil)
-	descUsageDropped   = prometheus.NewDesc("wasmwiz_usage_records_dropped_total", "Usage records dropped because the buffer was full.", nil, nil)
-	descRunsInFlight   = prometheus.NewDesc("wasmwiz_runs_in_flight", "Runs holding one of this replica's run slots.", nil, nil)
-	descRunSlots       = prometheus.NewDesc("wasmwiz_run_slots", "This replica's run slots (WASMWIZ_MAX_CONCURRENT_RUNS).", nil, nil)
-	descRunQueue       = prometheus.NewDesc("wasmwiz_run_queue_length", "Runs waiting for a run slot.", nil, nil)
-	descSaturation     = prometheus.NewDesc("wasmwiz_saturation_rejections_total", "Runs refused with 503 because the replica was saturated.", nil, nil)
+	descRunsInFlight = prometheus.NewDesc("wasmwiz_runs_in_flight", "Runs holding one of this replica's run slots.", nil, nil)
+	descRunSlots     = prometheus.NewDesc("wasmwiz_run_slots", "This replica's run slots (WASMWIZ_MAX_CONCURRENT_RUNS).", nil, nil)
+	descRunQueue     = prometheus.NewDesc("wasmwiz_run_queue_length", "Runs waiting for a run slot.", nil, nil)
+	descSaturation   = prometheus.NewDesc("wasmwiz_saturation_rejections_total", "Runs refused with 503 because the replica was saturated.", nil, nil)
 )
 
-func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCompileSeconds, descCompiles, descCacheEntries, descCacheBytes,
-		descFallbackActive, descFallbacks, descLimiterErrors, descUsageBuffered, descUsageWritten, descUsageDropped,
-		descRunsInFlight, descRunSlots, descRunQueue, descSaturation} {
+func (c gateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRunsInFlight, descRunSlots, descRunQueue, descSaturation} {
 		ch <- d
 	}
 }
 
-func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	o := c.s.opts
-	if o.EngineStats != nil {
-		st := o.EngineStats()
-		ch <- prometheus.MustNewConstMetric(descCompileSeconds, prometheus.CounterValue, st.CompileSeconds)
-		ch <- prometheus.MustNewConstMetric(descCompiles, prometheus.CounterValue, float64(st.Compiles))
-		ch <- prometheus.MustNewConstMetric(descCacheEntries, prometheus.GaugeValue, float64(st.CacheEntries))
-		ch <- prometheus.MustNewConstMetric(descCacheBytes, prometheus.GaugeValue, float64(st.CacheBytes))
-	}
-	if o.LimiterStats != nil {
-		st := o.LimiterStats()
-		active := 0.0
-		if st.FallbackActive {
-			active = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descFallbackActive, prometheus.GaugeValue, active)
-		ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(st.Fallbacks))
-		ch <- prometheus.MustNewConstMetric(descLimiterErrors, prometheus.CounterValue, float64(st.Errors))
-	}
-	if o.UsageStats != nil {
-		st := o.UsageStats()
-		ch <- prometheus.MustNewConstMetric(descUsageBuffered, prometheus.GaugeValue, float64(st.Buffered))
-		ch <- prometheus.MustNewConstMetric(descUsageWritten, prometheus.CounterValue, float64(st.Written))
-		ch <- prometheus.MustNewConstMetric(descUsageDropped, prometheus.CounterValue, float64(st.Dropped))
-	}
-	if g := c.s.gate; g != nil {
-		ch <- prometheus.MustNewConstMetric(descRunsInFlight, prometheus.GaugeValue, float64(g.InFlight()))
-		ch <- prometheus.MustNewConstMetric(descRunSlots, prometheus.GaugeValue, float64(g.Capacity()))
-		ch <- prometheus.MustNewConstMetric(descRunQueue, prometheus.GaugeValue, float64(g.Queued()))
-		ch <- prometheus.MustNewConstMetric(descSaturation, prometheus.CounterValue, float64(g.Rejected()))
-	}
+func (c gateCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descRunsInFlight, prometheus.GaugeValue, float64(c.g.InFlight()))
+	ch <- prometheus.MustNewConstMetric(descRunSlots, prometheus.GaugeValue, float64(c.g.Capacity()))
+	ch <- prometheus.MustNewConstMetric(descRunQueue, prometheus.GaugeValue, float64(c.g.Queued()))
+	ch <- prometheus.MustNewConstMetric(descSaturation, prometheus.CounterValue, float64(c.g.Rejected()))
 }
 
-// hostCollector reads the host's CPU time and memory from /proc at every
-// scrape (Linux; elsewhere it reports nothing).
+// hostCollector reads the host's CPU time and memory at every scrape through
+// prometheus/procfs (Linux; elsewhere, or when /proc cannot be read, it
+// reports nothing). They put a replica's saturation beside the host's.
 type hostCollector struct{ procRoot string }
 
 var (
-	descHostCPU       = prometheus.NewDesc("wasmwiz_host_cpu_seconds_total", "Host CPU time by mode, from /proc/stat.", []string{"mode"}, nil)
-	descHostCPUs      = prometheus.NewDesc("wasmwiz_host_cpus", "Host CPUs online, from /proc/stat.", nil, nil)
-	descHostMemTotal  = prometheus.NewDesc("wasmwiz_host_memory_total_bytes", "Host memory, from /proc/meminfo.", nil, nil)
-	descHostMemAvail  = prometheus.NewDesc("wasmwiz_host_memory_available_bytes", "Host memory available for new work, from /proc/meminfo.", nil, nil)
-	hostCPUModes      = []string{"user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"}
-	userHZ            = 100.0 // USER_HZ: 100 on every Linux architecture Go supports
-	errNoProcCPULine  = errors.New("no cpu line in /proc/stat")
-	errNoProcMemTotal = errors.New("no MemTotal in /proc/meminfo")
+	descHostCPU      = prometheus.NewDesc("wasmwiz_host_cpu_seconds_total", "Host CPU time by mode, from /proc/stat.", []string{"mode"}, nil)
+	descHostCPUs     = prometheus.NewDesc("wasmwiz_host_cpus", "Host CPUs online, from /proc/stat.", nil, nil)
+	descHostMemTotal = prometheus.NewDesc("wasmwiz_host_memory_total_bytes", "Host memory, from /proc/meminfo.", nil, nil)
+	descHostMemAvail = prometheus.NewDesc("wasmwiz_host_memory_available_bytes", "Host memory available for new work, from /proc/meminfo.", nil, nil)
 )
 
 func (c *hostCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -236,90 +196,28 @@ func (c *hostCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHostMemAvail
 }
 
-func (c *hostCollector) root() string {
-	if c.procRoot == "" {
-		return "/proc"
-	}
-	return c.procRoot
-}
-
 func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
-	if cpu, n, err := readProcStat(filepath.Join(c.root(), "stat")); err == nil {
-		for i, mode := range hostCPUModes {
-			if i < len(cpu) {
-				ch <- prometheus.MustNewConstMetric(descHostCPU, prometheus.CounterValue, cpu[i]/userHZ, mode)
-			}
-		}
-		ch <- prometheus.MustNewConstMetric(descHostCPUs, prometheus.GaugeValue, float64(n))
+	root := c.procRoot
+	if root == "" {
+		root = procfs.DefaultMountPoint
 	}
-	if total, avail, err := readMeminfo(filepath.Join(c.root(), "meminfo")); err == nil {
-		ch <- prometheus.MustNewConstMetric(descHostMemTotal, prometheus.GaugeValue, total)
-		ch <- prometheus.MustNewConstMetric(descHostMemAvail, prometheus.GaugeValue, avail)
-	}
-}
-
-// readProcStat returns the aggregate cpu line's ticks and the number of cpuN lines.
-func readProcStat(path string) ([]float64, int, error) {
-	f, err := os.Open(path)
+	fs, err := procfs.NewFS(root)
 	if err != nil {
-		return nil, 0, err
+		return
 	}
-	defer f.Close()
-	var ticks []float64
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 || !strings.HasPrefix(fields[0], "cpu") {
-			continue
+	if st, err := fs.Stat(); err == nil {
+		t := st.CPUTotal
+		for _, m := range []struct {
+			mode string
+			v    float64
+		}{{"user", t.User}, {"nice", t.Nice}, {"system", t.System}, {"idle", t.Idle}, {"iowait", t.Iowait},
+			{"irq", t.IRQ}, {"softirq", t.SoftIRQ}, {"steal", t.Steal}} {
+			ch <- prometheus.MustNewConstMetric(descHostCPU, prometheus.CounterValue, m.v, m.mode)
 		}
-		if fields[0] != "cpu" {
-			n++
-			continue
-		}
-		for _, f := range fields[1:] {
-			v, err := strconv.ParseFloat(f, 64)
-			if err != nil {
-				return nil, 0, err
-			}
-			ticks = append(ticks, v)
-		}
+		ch <- prometheus.MustNewConstMetric(descHostCPUs, prometheus.GaugeValue, float64(len(st.CPU)))
 	}
-	if ticks == nil {
-		return nil, 0, errNoProcCPULine
+	if mi, err := fs.Meminfo(); err == nil && mi.MemTotalBytes != nil && mi.MemAvailableBytes != nil {
+		ch <- prometheus.MustNewConstMetric(descHostMemTotal, prometheus.GaugeValue, float64(*mi.MemTotalBytes))
+		ch <- prometheus.MustNewConstMetric(descHostMemAvail, prometheus.GaugeValue, float64(*mi.MemAvailableBytes))
 	}
-	return ticks, n, sc.Err()
-}
-
-// readMeminfo returns MemTotal and MemAvailable in bytes.
-func readMeminfo(path string) (total, avail float64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[1], 64)
-		if err != nil {
-			continue
-		}
-		if len(fields) > 2 && fields[2] == "kB" {
-			v *= 1024
-		}
-		switch fields[0] {
-		case "MemTotal:":
-			total = v
-		case "MemAvailable:":
-			avail = v
-		}
-	}
-	if total == 0 {
-		return 0, 0, errNoProcMemTotal
-	}
-	return total, avail, sc.Err()
 }

@@ -27,28 +27,6 @@ type ReadinessCheck struct {
 	Ping func(ctx context.Context) error
 }
 
-// EngineStats are compile-cache figures of the engine, read at every scrape.
-type EngineStats struct {
-	CompileSeconds float64 // total time spent compiling, ever
-	Compiles       int64   // modules compiled, ever
-	CacheEntries   int64   // compiled modules held in memory now
-	CacheBytes     int64   // their size
-}
-
-// LimiterStats are the rate limiter's figures, read at every scrape.
-type LimiterStats struct {
-	FallbackActive bool  // decisions are being made by the in-memory fallback now
-	Fallbacks      int64 // times the limiter switched to the fallback, ever
-	Errors         int64 // shared-store calls that failed or timed out, ever
-}
-
-// UsageStats are the usage writer's figures, read at every scrape.
-type UsageStats struct {
-	Buffered int64 // records waiting to be written now
-	Written  int64 // records written, ever
-	Dropped  int64 // records dropped because the buffer was full, ever
-}
-
 // Options configure a Server. Engine, Tiers, Limiter and the services its
 // routes need must be set; the rest have defaults.
 type Options struct {
@@ -90,11 +68,6 @@ type Options struct {
 	// as the Gatherer when Gatherer is nil.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
-
-	// Stats functions read at every scrape; nil leaves their metrics out.
-	EngineStats  func() EngineStats
-	LimiterStats func() LimiterStats
-	UsageStats   func() UsageStats
 
 	// SeparateMetrics leaves /metrics out of Handler (serve it with
 	// MetricsHandler on WASMWIZ_METRICS_ADDR).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
 func benchRuns(userID int64, n int, seq *int) []*wasmwiz.UsageRecord {
@@ -99,7 +100,7 @@ func BenchmarkUsageWriter(b *testing.B) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ops := 0
 	for b.Loop() {
-		w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{Logger: logger})
+		w := usage.New(db, usage.Options{Logger: logger})
 		for range perOp {
 			w.Record(&wasmwiz.UsageRecord{UserID: u.ID, Tier: "free", Status: wasmwiz.StatusOK, DurationMS: 1})
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
 // waitFor polls cond until it holds, failing the test after a minute. It
@@ -37,7 +38,7 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	db := openURL(t, viaProxy(t, direct, proxy), false)
 	u, uctx := mustUser(t, check, "u@example.com", wasmwiz.RoleUser)
 
-	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{
+	w := usage.New(db, usage.Options{
 		BatchSize: 50, FlushInterval: 10 * time.Millisecond,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond, WriteTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/limitertest"
+	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
@@ -340,6 +342,12 @@ func TestRedisDownFallsBack(t *testing.T) {
 	}
 	if n := logs.count(downLine); n != 1 {
 		t.Fatalf("outage logged %d times, want once:\n%s", n, logs.buf.String())
+	}
+	// The limiter's collector exports the same figures.
+	got := metrictest.Values(t, l)
+	if want := map[string]float64{"wasmwiz_ratelimit_fallback_active": 1, "wasmwiz_ratelimit_fallbacks_total": 1,
+		"wasmwiz_ratelimit_store_errors_total": 6}; !maps.Equal(got, want) {
+		t.Fatalf("metrics %v, want %v", got, want)
 	}
 }
 

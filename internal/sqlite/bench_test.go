@@ -8,6 +8,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
 func benchRun(userID int64, at time.Time) *wasmwiz.UsageRecord {
@@ -62,7 +63,7 @@ func BenchmarkCreateRunsBatched(b *testing.B) {
 func BenchmarkUsageWriter(b *testing.B) {
 	db := open(b)
 	at := time.Now()
-	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{MaxBuffered: 1 << 30})
+	w := usage.New(db, usage.Options{MaxBuffered: 1 << 30})
 	start := time.Now()
 	n := 0
 	for b.Loop() {

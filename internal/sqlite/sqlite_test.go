@@ -18,6 +18,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 	"github.com/wasmwiz/wasmwiz/internal/storetest"
+	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
 // open returns a migrated database in a new temp file, closed at cleanup.
@@ -325,7 +326,7 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 	if err := db.CreateModule(uctx, m); err != nil {
 		t.Fatal(err)
 	}
-	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{BatchSize: 7, FlushInterval: time.Millisecond})
+	w := usage.New(db, usage.Options{BatchSize: 7, FlushInterval: time.Millisecond})
 	const n = 100
 	for i := range n {
 		r := &wasmwiz.UsageRecord{UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK}
@@ -401,7 +402,7 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w := wasmwiz.NewUsageWriter(db, wasmwiz.UsageWriterOptions{BatchSize: 5, FlushInterval: time.Millisecond,
+	w := usage.New(db, usage.Options{BatchSize: 5, FlushInterval: time.Millisecond,
 		WriteTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	const n = 23

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 )
 
 func TestPoolRunOutcomes(t *testing.T) {
@@ -524,8 +525,26 @@ func TestPoolCacheStats(t *testing.T) {
 	if res := run(hello); !res.CompileCached {
 		t.Errorf("hello on the replacement worker did not find its compiled code in the disk cache")
 	}
-	if st := pl.CacheStats(); st.DiskHits < 1 || st.Misses <= killed.Misses {
+	st := pl.CacheStats()
+	if st.DiskHits < 1 || st.Misses <= killed.Misses {
 		t.Errorf("after hello on the replacement: %+v, want a disk hit", st)
+	}
+	// The pool's collector exports its counters and the cache figures.
+	m := metrictest.Values(t, pl)
+	ps := pl.Stats()
+	for name, want := range map[string]float64{
+		`wasmwiz_workers{state="idle"}`: float64(ps.Idle),
+		`wasmwiz_worker_timeouts_total`: 1,
+		`wasmwiz_worker_kills_total`:    float64(ps.Kills),
+		`wasmwiz_compiles_total`:        float64(st.Misses),
+		`wasmwiz_compile_seconds_total`: st.CompileSeconds,
+		`wasmwiz_compile_cache_entries`: float64(st.Entries),
+		`wasmwiz_worker_restarts_total`: float64(ps.Restarts),
+		`wasmwiz_worker_crashes_total`:  0,
+	} {
+		if got, ok := m[name]; !ok || got != want {
+			t.Errorf("%s = %v (exported %v), want %v", name, got, ok, want)
+		}
 	}
 }
 

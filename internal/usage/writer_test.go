@@ -1,24 +1,27 @@
-package wasmwiz
+package usage
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"io"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 )
 
-// fakeRuns is a RunService whose CreateRuns keeps records by id (idempotent,
+// fakeRuns is a wasmwiz.RunService whose CreateRuns keeps records by id (idempotent,
 // as the stores are) and can fail, block, or fail after committing.
 type fakeRuns struct {
-	RunService // nil: only CreateRuns is called
+	wasmwiz.RunService // nil: only CreateRuns is called
 
 	mu             sync.Mutex
-	stored         map[string]UsageRecord
+	stored         map[string]wasmwiz.UsageRecord
 	order          []string
 	batches        [][]string
 	fail           error // CreateRuns returns it (after storing, when commitThenFail)
@@ -27,9 +30,9 @@ type fakeRuns struct {
 	calls          chan int      // when set, gets len(batch) at every call, before anything else
 }
 
-func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]UsageRecord{}} }
+func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]wasmwiz.UsageRecord{}} }
 
-func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error {
+func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
 	f.mu.Lock()
 	calls, block := f.calls, f.block
 	f.mu.Unlock()
@@ -43,7 +46,7 @@ func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error {
 		select {
 		case <-block:
 		case <-ctx.Done():
-			return WrapError(EUNAVAILABLE, ctx.Err(), "blocked")
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "blocked")
 		}
 	}
 	f.mu.Lock()
@@ -82,11 +85,11 @@ func (f *fakeRuns) storedIDs() []string {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func testRun(i int) *UsageRecord {
-	return &UsageRecord{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: TierFree, Status: StatusOK, DurationMS: float64(i)}
+func testRun(i int) *wasmwiz.UsageRecord {
+	return &wasmwiz.UsageRecord{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: float64(i)}
 }
 
-func sortedIDs(runs []*UsageRecord) []string {
+func sortedIDs(runs []*wasmwiz.UsageRecord) []string {
 	var out []string
 	for _, r := range runs {
 		out = append(out, r.ID)
@@ -98,8 +101,8 @@ func sortedIDs(runs []*UsageRecord) []string {
 func TestUsageWriterFlushesOnClose(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 1000, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*UsageRecord
+	w := New(f, Options{BatchSize: 1000, FlushInterval: time.Hour, Logger: quiet})
+	var runs []*wasmwiz.UsageRecord
 	for i := range 10 {
 		r := testRun(i)
 		w.Record(r)
@@ -114,7 +117,7 @@ func TestUsageWriterFlushesOnClose(t *testing.T) {
 	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(runs)); got != want {
 		t.Fatalf("stored %v, want %v", got, want)
 	}
-	if st := w.Stats(); st != (UsageStats{Written: 10, Batches: 1}) {
+	if st := w.Stats(); st != (Stats{Written: 10, Batches: 1}) {
 		t.Fatalf("after Close: %+v", st)
 	}
 }
@@ -122,24 +125,24 @@ func TestUsageWriterFlushesOnClose(t *testing.T) {
 func TestUsageWriterRecordSetsIDAndTime(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	w := NewUsageWriter(f, UsageWriterOptions{Logger: quiet})
+	w := New(f, Options{Logger: quiet})
 	r := testRun(1)
 	before := time.Now()
 	w.Record(r)
-	if !ValidRunID(r.ID) || r.CreatedAt.Before(before.Add(-time.Second)) || r.CreatedAt.IsZero() {
+	if !wasmwiz.ValidRunID(r.ID) || r.CreatedAt.Before(before.Add(-time.Second)) || r.CreatedAt.IsZero() {
 		t.Fatalf("Record left id %q created %v", r.ID, r.CreatedAt)
 	}
-	given := &UsageRecord{ID: "run_given", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	given := &wasmwiz.UsageRecord{ID: "run_given", CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	w.Record(given)
 	// The writer keeps a copy: changing the caller's record changes nothing.
-	r.Status = StatusTrap
+	r.Status = wasmwiz.StatusTrap
 	w.Record(nil)
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if got := f.stored[r.ID]; got.Status != StatusOK {
+	if got := f.stored[r.ID]; got.Status != wasmwiz.StatusOK {
 		t.Fatalf("stored status %q: the writer shares the caller's record", got.Status)
 	}
 	if got := f.stored["run_given"]; !got.CreatedAt.Equal(given.CreatedAt) {
@@ -154,7 +157,7 @@ func TestUsageWriterBatches(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
 	f.calls = make(chan int, 100)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 10, FlushInterval: time.Hour, Logger: quiet})
+	w := New(f, Options{BatchSize: 10, FlushInterval: time.Hour, Logger: quiet})
 	for i := range 10 {
 		w.Record(testRun(i))
 	}
@@ -184,7 +187,7 @@ func TestUsageWriterFlushInterval(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
 	f.calls = make(chan int, 10)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 1000, FlushInterval: time.Millisecond, Logger: quiet})
+	w := New(f, Options{BatchSize: 1000, FlushInterval: time.Millisecond, Logger: quiet})
 	defer w.Close(context.Background())
 	w.Record(testRun(1))
 	// Without a full batch and without Close, the interval writes it.
@@ -198,11 +201,11 @@ func TestUsageWriterFlushInterval(t *testing.T) {
 func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	f.fail = Errorf(EUNAVAILABLE, "database is down")
+	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
 	f.calls = make(chan int, 1000)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 5, FlushInterval: time.Millisecond,
+	w := New(f, Options{BatchSize: 5, FlushInterval: time.Millisecond,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
-	var runs []*UsageRecord
+	var runs []*wasmwiz.UsageRecord
 	for i := range 12 {
 		r := testRun(i)
 		w.Record(r)
@@ -237,9 +240,9 @@ func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 func TestUsageWriterRetryCountsNothingTwice(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	f.fail, f.commitThenFail = Errorf(EUNAVAILABLE, "connection reset after commit"), true
+	f.fail, f.commitThenFail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "connection reset after commit"), true
 	f.calls = make(chan int, 100)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 4, FlushInterval: time.Hour,
+	w := New(f, Options{BatchSize: 4, FlushInterval: time.Hour,
 		RetryMin: time.Microsecond, RetryMax: time.Microsecond, Logger: quiet})
 	for i := range 4 {
 		w.Record(testRun(i))
@@ -270,8 +273,8 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 	f := newFakeRuns()
 	f.block = make(chan struct{})
 	f.calls = make(chan int, 100)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*UsageRecord
+	w := New(f, Options{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
+	var runs []*wasmwiz.UsageRecord
 	for i := range 2 {
 		r := testRun(i)
 		w.Record(r)
@@ -288,12 +291,18 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 	if st := w.Stats(); st.Buffered != 5 || st.Dropped != 5 {
 		t.Fatalf("stuck: %+v, want 5 buffered (the bound) and 5 dropped", st)
 	}
+	// The writer's collector exports the same figures.
+	wantMetrics := map[string]float64{"wasmwiz_usage_records_buffered": 5, "wasmwiz_usage_records_dropped_total": 5,
+		"wasmwiz_usage_records_written_total": 0}
+	if got := metrictest.Values(t, w); !maps.Equal(got, wantMetrics) {
+		t.Fatalf("metrics %v, want %v", got, wantMetrics)
+	}
 	close(f.block)
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Kept: the batch in flight (0, 1) and the newest three (7, 8, 9).
-	want := sortedIDs([]*UsageRecord{runs[0], runs[1], runs[7], runs[8], runs[9]})
+	want := sortedIDs([]*wasmwiz.UsageRecord{runs[0], runs[1], runs[7], runs[8], runs[9]})
 	if got := f.storedIDs(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("stored %v, want the in-flight batch and the newest records %v", got, want)
 	}
@@ -307,7 +316,7 @@ func TestUsageWriterBoundEqualToBatch(t *testing.T) {
 	f := newFakeRuns()
 	f.block = make(chan struct{})
 	f.calls = make(chan int, 100)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 2, MaxBuffered: 1, FlushInterval: time.Hour, Logger: quiet})
+	w := New(f, Options{BatchSize: 2, MaxBuffered: 1, FlushInterval: time.Hour, Logger: quiet})
 	w.Record(testRun(0))
 	w.Record(testRun(1))
 	<-f.calls
@@ -326,9 +335,9 @@ func TestUsageWriterBoundEqualToBatch(t *testing.T) {
 func TestUsageWriterCloseGivesUp(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	f.fail = Errorf(EUNAVAILABLE, "database is down")
+	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
 	f.calls = make(chan int, 1000)
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 100, FlushInterval: time.Hour,
+	w := New(f, Options{BatchSize: 100, FlushInterval: time.Hour,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
 	for i := range 3 {
 		w.Record(testRun(i))
@@ -341,8 +350,8 @@ func TestUsageWriterCloseGivesUp(t *testing.T) {
 		cancel()
 	}()
 	err := w.Close(ctx)
-	if ErrorCode(err) != EUNAVAILABLE || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Close with the database down: %v, want EUNAVAILABLE wrapping the context's end", err)
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with the database down: %v, want wasmwiz.EUNAVAILABLE wrapping the context's end", err)
 	}
 	if st := w.Stats(); st.Dropped != 3 || st.Buffered != 0 || st.Written != 0 || st.Failures < 3 {
 		t.Fatalf("after giving up: %+v, want 3 dropped", st)
@@ -360,7 +369,7 @@ func TestUsageWriterCloseGivesUp(t *testing.T) {
 func TestUsageWriterConcurrentRecords(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	w := NewUsageWriter(f, UsageWriterOptions{BatchSize: 64, FlushInterval: time.Millisecond, Logger: quiet})
+	w := New(f, Options{BatchSize: 64, FlushInterval: time.Millisecond, Logger: quiet})
 	const goroutines, each = 8, 500
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -410,14 +419,14 @@ func TestNextBackoff(t *testing.T) {
 	}
 }
 
-// refusingRuns refuses, as a store would with EINVALID, every batch that
+// refusingRuns refuses, as a store would with wasmwiz.EINVALID, every batch that
 // holds a record of tier "poison".
 type refusingRuns struct{ *fakeRuns }
 
-func (f refusingRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error {
+func (f refusingRuns) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
 	for _, r := range runs {
 		if r.Tier == "poison" {
-			return Errorf(EINVALID, "record %s refused", r.ID)
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "record %s refused", r.ID)
 		}
 	}
 	return f.fakeRuns.CreateRuns(ctx, runs)
@@ -428,9 +437,9 @@ func (f refusingRuns) CreateRuns(ctx context.Context, runs []*UsageRecord) error
 func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
-	w := NewUsageWriter(refusingRuns{f}, UsageWriterOptions{BatchSize: 4, FlushInterval: time.Hour,
+	w := New(refusingRuns{f}, Options{BatchSize: 4, FlushInterval: time.Hour,
 		RetryMin: time.Microsecond, RetryMax: time.Microsecond, Logger: quiet})
-	var good []*UsageRecord
+	var good []*wasmwiz.UsageRecord
 	for i := range 10 {
 		r := testRun(i)
 		if i == 5 {

@@ -1,16 +1,17 @@
-package wasmwiz
+package usage
 
 import (
 	"context"
 	"errors"
+	"github.com/wasmwiz/wasmwiz"
 	"log/slog"
 	"sync"
 	"time"
 )
 
-// UsageWriterOptions configure a UsageWriter. Zero fields take the defaults
+// Options configure a Writer. Zero fields take the defaults
 // given beside them.
-type UsageWriterOptions struct {
+type Options struct {
 	// BatchSize is the most records one CreateRuns call writes (500). A full
 	// batch is written at once, without waiting for FlushInterval.
 	BatchSize int
@@ -29,7 +30,7 @@ type UsageWriterOptions struct {
 	Logger *slog.Logger
 }
 
-func (o *UsageWriterOptions) setDefaults() {
+func (o *Options) setDefaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
 	}
@@ -57,8 +58,8 @@ func (o *UsageWriterOptions) setDefaults() {
 	}
 }
 
-// UsageStats are a UsageWriter's counters, for metrics and tests.
-type UsageStats struct {
+// Stats are a Writer's counters, for metrics and tests.
+type Stats struct {
 	Buffered uint64 // records held now: waiting, or in the batch being written
 	Written  uint64 // records in successful CreateRuns calls, ever
 	Dropped  uint64 // records lost, ever: buffer full, recorded after Close, or left when Close gave up
@@ -66,25 +67,25 @@ type UsageStats struct {
 	Batches  uint64 // successful CreateRuns calls, ever
 }
 
-// UsageWriter is the UsageRecorder of the server: Record queues a record in
+// Writer is the wasmwiz.UsageRecorder of the server: Record queues a record in
 // memory and returns at once; one goroutine writes batches through
-// RunService.CreateRuns. While the database fails, the batch is retried with
+// wasmwiz.RunService.CreateRuns. While the database fails, the batch is retried with
 // exponential backoff and new records keep queueing, up to MaxBuffered.
 // Record gives every record its id before queueing it and CreateRuns is
 // idempotent by id, so a batch retried after an unconfirmed commit is not
-// counted twice. A batch refused for another reason than EUNAVAILABLE is
+// counted twice. A batch refused for another reason than wasmwiz.EUNAVAILABLE is
 // written again record by record, and only the records refused on their own
 // are dropped. Nothing is lost silently: every dropped record is counted in
 // Stats and logged.
-type UsageWriter struct {
-	svc  RunService
-	opts UsageWriterOptions
+type Writer struct {
+	svc  wasmwiz.RunService
+	opts Options
 
 	mu         sync.Mutex
-	queue      []*UsageRecord // waiting, oldest first
-	batch      []*UsageRecord // being written (and retried until it is)
+	queue      []*wasmwiz.UsageRecord // waiting, oldest first
+	batch      []*wasmwiz.UsageRecord // being written (and retried until it is)
 	closed     bool
-	stats      UsageStats
+	stats      Stats
 	dropping   bool // a drop was logged and no write has succeeded since
 	closedDrop bool // a record after Close was logged
 
@@ -96,13 +97,13 @@ type UsageWriter struct {
 	closeErr  error
 }
 
-var _ UsageRecorder = (*UsageWriter)(nil)
+var _ wasmwiz.UsageRecorder = (*Writer)(nil)
 
-// NewUsageWriter starts a writer of usage records into svc. Close it to
+// New starts a writer of usage records into svc. Close it to
 // flush what it holds.
-func NewUsageWriter(svc RunService, opts UsageWriterOptions) *UsageWriter {
+func New(svc wasmwiz.RunService, opts Options) *Writer {
 	opts.setDefaults()
-	w := &UsageWriter{
+	w := &Writer{
 		svc:     svc,
 		opts:    opts,
 		wake:    make(chan struct{}, 1),
@@ -118,7 +119,7 @@ func NewUsageWriter(svc RunService, opts UsageWriterOptions) *UsageWriter {
 // caller can answer with the id, and queues a copy: r may be reused. When
 // the buffer is full, the oldest waiting record is dropped; after Close, r
 // itself is dropped. Both are counted in Stats().Dropped.
-func (w *UsageWriter) Record(r *UsageRecord) {
+func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 	if r == nil {
 		return
 	}
@@ -126,7 +127,7 @@ func (w *UsageWriter) Record(r *UsageRecord) {
 		r.CreatedAt = time.Now().UTC()
 	}
 	if r.ID == "" {
-		r.ID = NewRunID(r.CreatedAt)
+		r.ID = wasmwiz.NewRunID(r.CreatedAt)
 	}
 	c := *r
 
@@ -141,7 +142,7 @@ func (w *UsageWriter) Record(r *UsageRecord) {
 		}
 		return
 	}
-	var dropped *UsageRecord
+	var dropped *wasmwiz.UsageRecord
 	if len(w.queue)+len(w.batch) >= w.opts.MaxBuffered {
 		w.stats.Dropped++
 		if len(w.queue) == 0 {
@@ -176,7 +177,7 @@ func (w *UsageWriter) Record(r *UsageRecord) {
 }
 
 // Stats returns the writer's counters.
-func (w *UsageWriter) Stats() UsageStats {
+func (w *Writer) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.stats
@@ -186,9 +187,9 @@ func (w *UsageWriter) Stats() UsageStats {
 
 // Close stops taking records and writes everything held, retrying with
 // backoff until ctx ends. It returns nil when every record was written, and
-// otherwise EUNAVAILABLE naming how many were lost (they are counted as
+// otherwise wasmwiz.EUNAVAILABLE naming how many were lost (they are counted as
 // dropped). Later calls wait for the first to finish and return its result.
-func (w *UsageWriter) Close(ctx context.Context) error {
+func (w *Writer) Close(ctx context.Context) error {
 	w.closeOnce.Do(func() {
 		w.mu.Lock()
 		w.closed = true
@@ -202,7 +203,7 @@ func (w *UsageWriter) Close(ctx context.Context) error {
 		w.queue, w.batch = nil, nil
 		w.mu.Unlock()
 		if lost > 0 {
-			w.closeErr = WrapError(EUNAVAILABLE, ctx.Err(), "usage writer closed with %d records not written", lost)
+			w.closeErr = wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "usage writer closed with %d records not written", lost)
 			w.opts.Logger.Error("usage records lost at shutdown", "records", lost, "err", ctx.Err())
 		}
 	})
@@ -212,7 +213,7 @@ func (w *UsageWriter) Close(ctx context.Context) error {
 
 // loop is the writer goroutine: it writes a batch when one is full, when
 // FlushInterval passes, and at Close, until Close's context ends.
-func (w *UsageWriter) loop() {
+func (w *Writer) loop() {
 	defer close(w.done)
 	ticker := time.NewTicker(w.opts.FlushInterval)
 	defer ticker.Stop()
@@ -243,7 +244,7 @@ func (w *UsageWriter) loop() {
 // flush writes waiting records in batches until none is left (all, when
 // closing or on the timer). It returns false when Close's context ended
 // first.
-func (w *UsageWriter) flush(closing bool) bool {
+func (w *Writer) flush(closing bool) bool {
 	backoff := time.Duration(0)
 	for {
 		w.mu.Lock()
@@ -253,7 +254,7 @@ func (w *UsageWriter) flush(closing bool) bool {
 				w.mu.Unlock()
 				return true
 			}
-			w.batch = make([]*UsageRecord, n)
+			w.batch = make([]*wasmwiz.UsageRecord, n)
 			copy(w.batch, w.queue)
 			clear(w.queue[:n])
 			w.queue = w.queue[n:]
@@ -289,7 +290,7 @@ func (w *UsageWriter) flush(closing bool) bool {
 
 		backoff = nextBackoff(backoff, w.opts.RetryMin, w.opts.RetryMax)
 		w.opts.Logger.Warn("usage records not written; retrying", "records", len(batch),
-			"retry_in", backoff, "code", ErrorCode(err), "err", err)
+			"retry_in", backoff, "code", wasmwiz.ErrorCode(err), "err", err)
 		if !w.sleep(backoff, &closing) {
 			return false
 		}
@@ -297,14 +298,14 @@ func (w *UsageWriter) flush(closing bool) bool {
 }
 
 // write writes batch. When the store refuses it for a reason other than
-// being unavailable (EINVALID for a record it cannot take, or EINTERNAL),
+// being unavailable (wasmwiz.EINVALID for a record it cannot take, or wasmwiz.EINTERNAL),
 // retrying the batch as it is would block every later record behind one bad
 // record, so the batch is written again one record at a time and the
 // records refused on their own are dropped, counted and logged. It returns
 // how many records were written and refused, and on a transient failure
-// (EUNAVAILABLE, or the context ending) the records still to write.
-func (w *UsageWriter) write(parent context.Context, batch []*UsageRecord) (written, refused int, rest []*UsageRecord, err error) {
-	create := func(runs []*UsageRecord) error {
+// (wasmwiz.EUNAVAILABLE, or the context ending) the records still to write.
+func (w *Writer) write(parent context.Context, batch []*wasmwiz.UsageRecord) (written, refused int, rest []*wasmwiz.UsageRecord, err error) {
+	create := func(runs []*wasmwiz.UsageRecord) error {
 		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
 		defer cancel()
 		return w.svc.CreateRuns(ctx, runs)
@@ -325,7 +326,7 @@ func (w *UsageWriter) write(parent context.Context, batch []*UsageRecord) (writt
 		default:
 			refused++
 			w.opts.Logger.Error("usage record refused by the store; dropped", "run_id", r.ID,
-				"code", ErrorCode(err), "err", err)
+				"code", wasmwiz.ErrorCode(err), "err", err)
 		}
 	}
 	return written, refused, nil, nil
@@ -333,13 +334,13 @@ func (w *UsageWriter) write(parent context.Context, batch []*UsageRecord) (writt
 
 // transient reports whether a failed write may succeed when retried as is.
 func transient(err error) bool {
-	return ErrorCode(err) == EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // sleep waits d, or less when Close is called meanwhile (a shutdown should
 // not wait out a long backoff before its first attempt). It returns false
 // when Close's context ends.
-func (w *UsageWriter) sleep(d time.Duration, closing *bool) bool {
+func (w *Writer) sleep(d time.Duration, closing *bool) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	if *closing {
