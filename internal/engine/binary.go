@@ -17,6 +17,27 @@ type header struct {
 	exports []rawExport
 	// memory is the module's own memory (memory section), nil when it has none.
 	memory *wasmwiz.MemoryInfo
+
+	// What an instance of the module makes the host allocate (account.go).
+	tables       []tableDecl
+	tableSection span // the table section's body, for rewriting
+	types        uint64
+	tags         uint64
+	globals      uint64 // defined globals
+	elemEntries  uint64 // entries of active and passive element segments
+	dataSegments uint64
+}
+
+// span is a range of a module's bytes.
+type span struct{ start, end int }
+
+// tableDecl is one table of the table section: its limits, and where they
+// are in the module's bytes.
+type tableDecl struct {
+	limits span // the limits' bytes: flags, min and the max if any
+	flags  byte
+	min    uint32
+	max    *uint32
 }
 
 type rawExport struct {
@@ -88,6 +109,31 @@ func parseHeader(b []byte) (*header, error) {
 			if h.exports, err = parseExports(sec); err != nil {
 				return nil, err
 			}
+		case 4:
+			h.tableSection = span{sec.pos, len(sec.b)}
+			if h.tables, err = parseTables(sec); err != nil {
+				return nil, err
+			}
+		case 1:
+			if n, err := sec.u32(); err == nil {
+				h.types = uint64(n)
+			}
+		case 13:
+			if n, err := sec.u32(); err == nil {
+				h.tags = uint64(n)
+			}
+		case 6:
+			if n, err := sec.u32(); err == nil {
+				h.globals = uint64(n)
+			}
+		case 9:
+			if h.elemEntries, err = countElements(sec); err != nil {
+				return nil, err
+			}
+		case 11:
+			if n, err := sec.u32(); err == nil {
+				h.dataSegments = uint64(n)
+			}
 		case 5:
 			n, err := sec.u32()
 			if err != nil {
@@ -101,6 +147,83 @@ func parseHeader(b []byte) (*header, error) {
 		}
 	}
 	return h, nil
+}
+
+// parseTables reads the table section: for each table an optional 0x40 0x00
+// prefix (a table with an initializer), a reference type, limits, and the
+// initializer's constant expression after the prefix.
+func parseTables(r *reader) ([]tableDecl, error) {
+	n, err := r.count("table", 3)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tableDecl, 0, n)
+	for range n {
+		b, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		withInit := b == 0x40
+		if withInit {
+			if _, err := r.byte(); err != nil {
+				return nil, err
+			}
+			if b, err = r.byte(); err != nil {
+				return nil, err
+			}
+		}
+		if b == 0x63 || b == 0x64 { // (ref null ht), (ref ht)
+			if err := r.leb(); err != nil {
+				return nil, err
+			}
+		}
+		t := tableDecl{limits: span{start: r.pos}}
+		if t.flags, err = r.byte(); err != nil {
+			return nil, err
+		}
+		if t.min, err = r.u32(); err != nil {
+			return nil, err
+		}
+		if t.flags&0x01 != 0 {
+			mx, err := r.u32()
+			if err != nil {
+				return nil, err
+			}
+			t.max = &mx
+		}
+		t.limits.end = r.pos
+		if withInit {
+			if err := r.constExpr("table"); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// countElements returns the entries of the element section's active and
+// passive segments (declarative ones cost an instance nothing).
+func countElements(r *reader) (uint64, error) {
+	n, err := r.count("element", 2)
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for range n {
+		flag, err := (&reader{b: r.b, pos: r.pos}).u32()
+		if err != nil {
+			return 0, err
+		}
+		entries, err := elementEntries(r)
+		if err != nil {
+			return 0, err
+		}
+		if flag&0x03 != 0x03 { // not declarative
+			total += uint64(entries)
+		}
+	}
+	return total, nil
 }
 
 func looksLikeText(b []byte) bool {

@@ -212,32 +212,49 @@ func checkSectionBounds(id byte, r *reader) error {
 }
 
 func checkElement(r *reader) error {
+	_, err := elementEntries(r)
+	return err
+}
+
+// elementEntries reads one element segment and returns its number of
+// entries.
+func elementEntries(r *reader) (uint32, error) {
 	flag, err := r.u32()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if flag > 7 {
-		return boundsError("element", "unknown segment kind %d", flag)
+		return 0, boundsError("element", "unknown segment kind %d", flag)
 	}
 	if flag&0x02 != 0 && flag&0x01 == 0 { // explicit table index
 		if err := r.leb(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if flag&0x01 == 0 { // active: an offset expression
 		if err := r.constExpr("element"); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if flag&0x03 != 0 { // elemkind or reftype
 		if _, err := r.byte(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	if flag&0x04 == 0 {
-		return r.vec("element", 1, r.leb)
+	each := r.leb
+	if flag&0x04 != 0 {
+		each = func() error { return r.constExpr("element") }
 	}
-	return r.vec("element", 1, func() error { return r.constExpr("element") })
+	n, err := r.count("element", 1)
+	if err != nil {
+		return 0, err
+	}
+	for range n {
+		if err := each(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // checkNameSection bounds the "name" custom section, which wazero decodes:

@@ -67,12 +67,13 @@ func newCompileCache(e *Engine, budget int64) *compileCache {
 }
 
 // cacheKey is the content hash plus what the compiled code depends on: the
-// in-guest interrupt checks are compiled into the code.
+// in-guest interrupt checks are compiled into the code, and the tables'
+// maximums are rewritten (account.go; "t1" names that rule).
 func (e *Engine) cacheKey(sha string) string {
 	if e.opts.NoGuestInterrupt {
-		return sha + "/nointerrupt"
+		return sha + "/nointerrupt/t1"
 	}
-	return sha + "/interrupt"
+	return sha + "/interrupt/t1"
 }
 
 // estimateCompiledSize is the LRU's guess of what a compiled module holds:
@@ -195,7 +196,8 @@ func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
 	if err := e.checkImportNames(h); err != nil {
 		return nil, err
 	}
-	mod, err := e.compileModule(wasm)
+	// Tables get the maximum the engine accounts for (account.go).
+	mod, err := e.compileModule(rewriteTables(wasm, h))
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid module: %v", err)
 	}
@@ -204,6 +206,7 @@ func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
 		_ = mod.Close(context.Background())
 		return nil, err
 	}
+	info.footprint = accountInstance(h)
 	return &compiled{mod: mod, info: info, size: estimateCompiledSize(len(wasm))}, nil
 }
 

@@ -21,6 +21,7 @@ type analysis struct {
 	funcs      map[string]api.FunctionDefinition
 	minPages   uint32 // the module's own memory minimum (0 without memory)
 	initialize bool   // exports _initialize (a WASI reactor)
+	footprint  footprint
 }
 
 // defaultEntries are tried in order when a plain module is run without a
@@ -31,7 +32,8 @@ var defaultEntries = []string{"_start", "main", "run"}
 // compiled code is kept for the runs that follow. It returns ETOOLARGE for
 // a module over limits.MaxModuleBytes and EINVALID for anything that cannot
 // run: empty, not wasm, a component, truncated, invalid, unsatisfiable
-// imports (all named), or a minimum memory above limits.MaxMemoryBytes; and
+// imports (all named), or a minimum memory (linear memory, tables, globals,
+// segments: account.go) above limits.MaxMemoryBytes; and
 // EUNAVAILABLE after Close.
 func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
 	if err := checkModuleSize(wasm, limits); err != nil {
@@ -47,7 +49,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 		return nil, err
 	}
 	defer e.cache.release(c)
-	if err := checkMemoryMin(c.info, limits); err != nil {
+	if err := checkFits(c.info, limits); err != nil {
 		return nil, err
 	}
 	return copyInspection(c.info.insp), nil
@@ -57,15 +59,6 @@ func checkModuleSize(wasm []byte, limits wasmwiz.Limits) error {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
 		return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the module is %s, over the limit of %s",
 			wasmwiz.FormatSize(int64(len(wasm))), wasmwiz.FormatSize(limits.MaxModuleBytes))
-	}
-	return nil
-}
-
-func checkMemoryMin(a *analysis, limits wasmwiz.Limits) error {
-	need := int64(a.minPages) * 65536
-	if limits.MaxMemoryBytes > 0 && need > limits.MaxMemoryBytes {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "the module declares a minimum memory of %d pages (%s), over the memory limit of %s",
-			a.minPages, wasmwiz.FormatSize(need), wasmwiz.FormatSize(limits.MaxMemoryBytes))
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		return nil, err
 	}
 	defer e.cache.release(c)
-	if err := checkMemoryMin(c.info, lim); err != nil {
+	if err := checkFits(c.info, lim); err != nil {
 		return nil, err
 	}
 	fn, params, err := c.info.resolve(req)
@@ -139,10 +139,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	}
 	defer cancel()
 
-	memLimit := uint64(lim.MaxMemoryBytes)
-	if lim.MaxMemoryBytes <= 0 || memLimit > 1<<32 {
-		memLimit = 1 << 32
-	}
+	memLimit := linearLimit(c.info, lim)
 	mem := &memoryCap{limit: memLimit}
 	defer mem.release()
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
@@ -211,9 +208,22 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	if refused && (res.Status == wasmwiz.StatusTrap || res.Status == wasmwiz.StatusExit) {
 		res.Status = wasmwiz.StatusMemoryLimit
 		if res.Trap == "" {
-			res.Trap = "memory growth past the limit of " + wasmwiz.FormatSize(int64(memLimit)) + " was refused; the guest exited with code " + strconv.Itoa(res.ExitCode)
+			res.Trap = "memory growth past the limit of " + capText(c.info, lim) + " was refused; the guest exited with code " + strconv.Itoa(res.ExitCode)
 		}
 	}
+}
+
+// capText names a run's memory cap, and the part of it the instance's
+// footprint takes, for messages.
+func capText(a *analysis, lim wasmwiz.Limits) string {
+	if lim.MaxMemoryBytes <= 0 {
+		return "4GiB"
+	}
+	s := wasmwiz.FormatSize(lim.MaxMemoryBytes)
+	if f := a.footprint.total(); f >= wasmwiz.MiB {
+		s += " (of which the module's " + a.footprint.String() + " take " + approxSize(f) + ")"
+	}
+	return s
 }
 
 // classify turns the error of a guest call into a status.
