@@ -358,24 +358,17 @@ type RunGate struct {
 	rejected   atomic.Int64
 }
 
-// NewRunGate returns a gate for max concurrent runs with a queue of queue
-// waiters, each waiting at most timeout. max below 1 is taken as 1.
-func NewRunGate(max, queue int, timeout time.Duration) *RunGate {
-	max = maxInt(max, 1)
-	queue = maxInt(queue, 0)
+// NewRunGate returns a gate for slots concurrent runs with a queue of queue
+// waiters, each waiting at most timeout. slots below 1 is taken as 1.
+func NewRunGate(slots, queue int, timeout time.Duration) *RunGate {
+	slots = max(slots, 1)
+	queue = max(queue, 0)
 	return &RunGate{
-		slots:      make(chan struct{}, max),
+		slots:      make(chan struct{}, slots),
 		waiting:    make(chan struct{}, queue),
 		timeout:    timeout,
 		retryAfter: time.Second,
 	}
-}
-
-func maxInt(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Enter takes a slot, waiting in the queue when all are taken. It returns

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,15 +28,9 @@ import (
 // database; change it afterwards with the admin API or CLI.
 const BootstrapEmail = "admin@localhost"
 
-// Retention defaults: how often each replica deletes old runs, and how many
-// rows one statement deletes (short statements keep locks short).
-const (
-	defaultRetentionInterval = 5 * time.Minute
-	retentionBatch           = 1000
-	// handlerDrain bounds the wait, after the grace period, for cut-off
-	// requests to return once their runs are stopped.
-	handlerDrain = 10 * time.Second
-)
+// handlerDrain bounds the wait, after the grace period, for cut-off
+// requests to return once their runs are stopped.
+const handlerDrain = 10 * time.Second
 
 // ServeOptions are what the program itself decides about serve rather than
 // its configuration. Zero values are what `wasmwiz serve` uses; end-to-end
@@ -335,194 +328,6 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	fmt.Fprintf(s.env.Stdout, "wasmwiz: admin API key (shown only now; keep it): %s\n", key)
 	fmt.Fprintf(s.env.Stdout, "wasmwiz: try it: curl -H 'Authorization: Bearer %s' %s/api/v1/me\n", key, s.URL())
 	return nil
-}
-
-// Run serves until ctx ends, then shuts down gracefully (see Shutdown). It
-// returns the first failure of a listener or of the shutdown.
-func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
-	go func() { errc <- s.srv.Serve(s.ln) }()
-	if s.metricsSrv != nil {
-		go func() { errc <- s.metricsSrv.Serve(s.metricsLn) }()
-	}
-	retCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
-	var retWG sync.WaitGroup
-	retWG.Add(1)
-	go func() {
-		defer retWG.Done()
-		s.retentionLoop(retCtx)
-	}()
-
-	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}
-	if u := s.MetricsURL(); u != "" {
-		attrs = append(attrs, "metrics", u+"/metrics")
-	}
-	s.log.Info("serving", attrs...)
-	fmt.Fprintf(s.env.Stdout, "wasmwiz: listening on %s\n", s.URL())
-	if s.opts.Listening != nil {
-		s.opts.Listening(s)
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-		if errors.Is(serveErr, http.ErrServerClosed) {
-			serveErr = nil // Shutdown was called
-		} else {
-			s.log.Error("a listener failed; shutting down", "err", serveErr)
-		}
-	}
-	stopRetention()
-	retWG.Wait()
-	err := s.Shutdown(context.WithoutCancel(ctx))
-	if serveErr != nil {
-		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, serveErr, "serving: %v", serveErr)
-	}
-	return err
-}
-
-// Shutdown stops the server as Run does when its context ends: /readyz
-// turns 503 at once while requests are still served (with Connection:
-// close) for WASMWIZ_DRAIN_DELAY, so that load balancers stop sending
-// requests before the listener closes; then it stops accepting, lets
-// in-flight requests (and their runs) finish within WASMWIZ_SHUTDOWN_GRACE,
-// flushes the usage records, and closes the worker pool, the limiter and the
-// store. Later calls return the first one's result.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.closeOnce.Do(func() {
-		s.api.Drain()
-		if d := s.cfg.DrainDelay; d > 0 {
-			s.log.Info("draining: /readyz answers 503; requests are still served until the drain delay ends", "drain_delay", d)
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-s.drainCut:
-				t.Stop()
-			}
-		}
-		s.log.Info("shutting down: no new requests; in-flight runs may finish", "grace", s.cfg.ShutdownGrace)
-		graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
-		defer cancel()
-		var errs []error
-		if err := s.srv.Shutdown(graceCtx); err != nil {
-			s.log.Warn("requests still running at the end of the grace period; closing them", "err", err, "requests", s.handlers.Load())
-			_ = s.srv.Close()
-			// Closing their connections cancels their contexts, which stops
-			// their runs (the pool kills the workers); wait a little for the
-			// handlers to hand their usage records over before the flush.
-			deadline := time.Now().Add(handlerDrain)
-			for s.handlers.Load() > 0 && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		if s.metricsSrv != nil {
-			_ = s.metricsSrv.Shutdown(graceCtx)
-			_ = s.metricsSrv.Close()
-		}
-		errs = append(errs, s.closeParts(ctx))
-		s.closeErr = errors.Join(errs...)
-		s.log.Info("shut down", "usage_written", s.usage.Stats().Written, "usage_dropped", s.usage.Stats().Dropped)
-	})
-	return s.closeErr
-}
-
-// cutDrain ends the drain delay of a shutdown now (tests).
-func (s *Server) cutDrain() { s.drainCutOnce.Do(func() { close(s.drainCut) }) }
-
-// closeParts closes what NewServer started, in reverse order: workers
-// first (no run may start after), then the usage writer (flushing), the
-// limiter's Redis client and the store.
-func (s *Server) closeParts(ctx context.Context) error {
-	var errs []error
-	// Listeners a server never served (NewServer failed) are still open;
-	// closing one that Shutdown closed is harmless.
-	if s.ln != nil {
-		_ = s.ln.Close()
-	}
-	if s.metricsLn != nil {
-		_ = s.metricsLn.Close()
-	}
-	if s.pool != nil {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := s.pool.Close(pctx); err != nil {
-			errs = append(errs, fmt.Errorf("closing the worker pool: %w", err))
-		}
-		cancel()
-	}
-	if s.usage != nil {
-		uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := s.usage.Close(uctx); err != nil {
-			errs = append(errs, fmt.Errorf("flushing usage records: %w", err))
-		}
-		cancel()
-	}
-	if s.rclient != nil {
-		_ = s.rclient.Close()
-	}
-	if s.store != nil {
-		if err := s.store.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing the database: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// retentionLoop deletes runs older than WASMWIZ_RETENTION, in batches, soon
-// after start and then every RetentionInterval; a retention of 0 keeps
-// every run. Every replica runs it: a
-// batch deletes rows that exist, so two replicas only share the work.
-func (s *Server) retentionLoop(ctx context.Context) {
-	if s.cfg.Retention <= 0 {
-		// "0" would mean "older than now": every record. Read it as "keep".
-		s.log.Info("retention off: WASMWIZ_RETENTION is 0, usage records are kept")
-		return
-	}
-	every := s.opts.RetentionInterval
-	if every <= 0 {
-		every = defaultRetentionInterval
-	}
-	first := time.NewTimer(min(every, 10*time.Second))
-	defer first.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-first.C:
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		s.deleteOldRuns(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// deleteOldRuns deletes every run older than the retention, one batch at a
-// time, and returns how many it deleted.
-func (s *Server) deleteOldRuns(ctx context.Context) int {
-	before := time.Now().Add(-s.cfg.Retention)
-	total := 0
-	for ctx.Err() == nil {
-		n, err := s.store.DeleteRunsBefore(ctx, before, retentionBatch)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "err", err)
-			}
-			break
-		}
-		total += n
-		if n < retentionBatch {
-			break
-		}
-	}
-	if total > 0 {
-		s.log.Info("retention: deleted old runs", "runs", total, "before", before.UTC().Format(time.RFC3339))
-	}
-	return total
 }
 
 func storeKind(cfg *Config) string {

@@ -143,16 +143,3 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusCreated, createdKey{Key: k, Secret: secret})
 	return nil
 }
-
-// adminRevokeKey is DELETE /api/v1/admin/keys/{id}.
-func (s *Server) adminRevokeKey(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "key")
-	if err != nil {
-		return err
-	}
-	if err := s.opts.Keys.RevokeAPIKey(r.Context(), id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}

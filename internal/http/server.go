@@ -152,10 +152,6 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // MetricsHandler returns the /metrics handler, for a separate listener.
 func (s *Server) MetricsHandler() http.Handler { return s.metricsHandler() }
 
-// Executor returns the executor the execute routes call, for wiring and
-// benchmarks that want the same orchestration without HTTP.
-func (s *Server) Executor() *wasmwiz.Executor { return s.exec }
-
 // Routes returns every registered method and pattern, sorted.
 func (s *Server) Routes() []Route {
 	out := append([]Route(nil), s.routes...)
@@ -237,7 +233,7 @@ func (s *Server) registerRoutes() {
 	s.handle("PUT", "/api/v1/admin/tiers/{name}", admin, s.adminPutTier)
 	s.handle("GET", "/api/v1/admin/keys", admin, s.adminListKeys)
 	s.handle("POST", "/api/v1/admin/keys", admin, s.adminCreateKey)
-	s.handle("DELETE", "/api/v1/admin/keys/{id}", admin, s.adminRevokeKey)
+	s.handle("DELETE", "/api/v1/admin/keys/{id}", admin, s.revokeKey) // the store lets an admin revoke any key
 	s.handle("GET", "/api/v1/admin/stats", admin, s.adminStats)
 
 	s.registerWebRoutes() // GET / and GET /static/{file}: the web UI (web.go)

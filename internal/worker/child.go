@@ -248,7 +248,7 @@ func (s *server) sendError(err error) error {
 
 // module returns the held module sha, or the one that came with the
 // request; ok is false when the pool must resend it.
-func (s *server) module(ctx context.Context, sha string, wasm []byte, hasWasm bool) (*heldModule, bool, error) {
+func (s *server) module(sha string, wasm []byte, hasWasm bool) (*heldModule, bool, error) {
 	if v, found := s.modules.get(sha); found {
 		return v.(*heldModule), true, nil
 	}
@@ -340,7 +340,7 @@ func (s *server) inspect(ctx context.Context, body []byte) error {
 	if err := d.done(); err != nil {
 		return err
 	}
-	m, ok, err := s.module(ctx, sha, wasm, hasWasm)
+	m, ok, err := s.module(sha, wasm, hasWasm)
 	if !ok || err != nil {
 		return err
 	}
