@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
 )
 
 // Config is the whole configuration, built once from WASMWIZ_* variables by
@@ -28,6 +30,8 @@ type Config struct {
 	RedisTimeout      time.Duration
 	Auth              bool
 	TrustedProxies    []netip.Prefix
+	PlaintextHosts    []string // hosts the database and Redis may be reached on without TLS (production)
+	MetricsToken      string   // when set, /metrics wants it as a bearer token
 	CacheDir          string
 	CompileCacheBytes int64
 
@@ -116,6 +120,18 @@ func configVars() []configVar {
 				}
 				return "off"
 			}},
+		{"WASMWIZ_PLAINTEXT_HOSTS", "", "comma-separated database and Redis hosts on a private network that production may reach without TLS", false,
+			func(c *Config, v string) error {
+				c.PlaintextHosts = nil
+				for _, h := range strings.Split(v, ",") {
+					if h = strings.TrimSpace(h); h != "" {
+						c.PlaintextHosts = append(c.PlaintextHosts, h)
+					}
+				}
+				return nil
+			}, func(c *Config) string { return strings.Join(c.PlaintextHosts, ",") }},
+		{"WASMWIZ_METRICS_TOKEN", "", "when set, /metrics wants it as a bearer token (Authorization: Bearer …)", true,
+			func(c *Config, v string) error { c.MetricsToken = v; return nil }, func(c *Config) string { return c.MetricsToken }},
 		{"WASMWIZ_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", false,
 			func(c *Config, v string) error {
 				c.TrustedProxies = nil
@@ -288,16 +304,31 @@ func (c *Config) validate() []string {
 		bad("WASMWIZ_AUTH", "auth cannot be off in production")
 	}
 	for _, p := range c.TrustedProxies {
-		if p.Bits() == 0 {
-			bad("WASMWIZ_TRUSTED_PROXIES", "%s trusts every address; name your proxies' ranges", p)
+		if widest := map[bool]int{true: 8, false: 32}[p.Addr().Is4()]; p.Bits() < widest {
+			bad("WASMWIZ_TRUSTED_PROXIES", "%s is wider than a /%d: name your proxies' ranges", p, widest)
 		}
 	}
-	if u, err := url.Parse(c.DatabaseURL); err == nil && u.User != nil {
-		if _, hasPW := u.User.Password(); !hasPW && u.Query().Get("sslmode") == "disable" && !isLoopbackHost(u.Hostname()) {
-			bad("WASMWIZ_DATABASE_URL", "no password and sslmode=disable to a remote host")
+	// What the drivers will do, read by their own parsers.
+	if c.IsPostgres() {
+		for _, p := range postgres.ProductionProblems(c.DatabaseURL, c.PlaintextHosts) {
+			bad("WASMWIZ_DATABASE_URL", "%s", p)
 		}
+	}
+	if c.RedisURL != "" {
+		for _, p := range redis.ProductionProblems(c.RedisURL, c.PlaintextHosts) {
+			bad("WASMWIZ_REDIS_URL", "%s", p)
+		}
+	}
+	if c.MetricsAddr == "" && c.MetricsToken == "" && !isLoopbackAddr(c.Addr) {
+		bad("WASMWIZ_METRICS_ADDR", "/metrics would be served to anyone on %s: set WASMWIZ_METRICS_ADDR to a private address, or WASMWIZ_METRICS_TOKEN", c.Addr)
 	}
 	return problems
+}
+
+// isLoopbackAddr reports whether a listen address binds loopback only.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && isLoopbackHost(host)
 }
 
 func isLoopbackHost(h string) bool {

@@ -138,3 +138,93 @@ func TestServeDrainsBeforeClosing(t *testing.T) {
 		t.Fatalf("no drain line with drain_delay \"10m0s\" in the log:\n%s", s.stderr)
 	}
 }
+
+// TestProductionChecksWhatTheDriversDo: the production profile reads the
+// database and Redis URLs with the drivers' own parsers and refuses what
+// could send a password in clear, wide trusted-proxy ranges and a public
+// /metrics, every problem at once and each naming its variable.
+func TestProductionChecksWhatTheDriversDo(t *testing.T) {
+	t.Parallel()
+	safe := map[string]string{
+		"WASMWIZ_PROFILE":         "production",
+		"WASMWIZ_ADDR":            "0.0.0.0:8080",
+		"WASMWIZ_METRICS_ADDR":    "10.1.2.3:9090",
+		"WASMWIZ_DATABASE_URL":    "postgres://app:pw@db.internal:5432/wasmwiz?sslmode=verify-full",
+		"WASMWIZ_REDIS_URL":       "rediss://:pw@redis.internal:6380/0",
+		"WASMWIZ_TRUSTED_PROXIES": "10.0.0.0/8,fd00::/32",
+	}
+	with := func(changes map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range safe {
+			m[k] = v
+		}
+		for k, v := range changes {
+			m[k] = v
+		}
+		return m
+	}
+	if _, err := LoadConfig(func(k string) string { return safe[k] }); err != nil {
+		t.Fatalf("a safe production configuration: %v", err)
+	}
+	tests := []struct {
+		name    string
+		changes map[string]string
+		want    map[string]string // variable → words in its problem; empty: accepted
+	}{
+		{"no user part", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://db.internal/wasmwiz?sslmode=require"},
+			map[string]string{"WASMWIZ_DATABASE_URL": "names no user"}},
+		{"host in a host= parameter", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://app:pw@localhost/wasmwiz?host=db.example.com&sslmode=disable"},
+			map[string]string{"WASMWIZ_DATABASE_URL": "host db.example.com may be reached without TLS"}},
+		{"no sslmode (prefer falls back to plain text)", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://app:pw@db.internal/wasmwiz"},
+			map[string]string{"WASMWIZ_DATABASE_URL": "host db.internal may be reached without TLS"}},
+		{"a second host without TLS", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://app:pw@db1.internal,db2.internal/wasmwiz?sslmode=allow"},
+			map[string]string{"WASMWIZ_DATABASE_URL": "host db1.internal"}},
+		{"loopback and sockets need no TLS", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://app@127.0.0.1/wasmwiz?sslmode=disable&host=/run/postgresql",
+			"WASMWIZ_REDIS_URL": "redis://localhost:6379/0"}, nil},
+		{"plain Redis to a remote host", map[string]string{"WASMWIZ_REDIS_URL": "redis://:pw@redis.internal:6379/0"},
+			map[string]string{"WASMWIZ_REDIS_URL": "use rediss://"}},
+		{"hosts on a private network, named", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://app:pw@postgres/wasmwiz?sslmode=disable",
+			"WASMWIZ_REDIS_URL": "redis://redis:6379/0", "WASMWIZ_PLAINTEXT_HOSTS": "postgres, redis"}, nil},
+		{"halves of the Internet", map[string]string{"WASMWIZ_TRUSTED_PROXIES": "0.0.0.0/1,128.0.0.0/1"},
+			map[string]string{"WASMWIZ_TRUSTED_PROXIES": "wider than a /8"}},
+		{"a /16 of IPv6", map[string]string{"WASMWIZ_TRUSTED_PROXIES": "2001::/16"},
+			map[string]string{"WASMWIZ_TRUSTED_PROXIES": "wider than a /32"}},
+		{"public /metrics", map[string]string{"WASMWIZ_METRICS_ADDR": ""},
+			map[string]string{"WASMWIZ_METRICS_ADDR": "served to anyone"}},
+		{"public /metrics with a token", map[string]string{"WASMWIZ_METRICS_ADDR": "", "WASMWIZ_METRICS_TOKEN": "s3cret"}, nil},
+		{"all at once", map[string]string{"WASMWIZ_DATABASE_URL": "postgres://db.internal/x", "WASMWIZ_REDIS_URL": "redis://r.internal",
+			"WASMWIZ_METRICS_ADDR": "", "WASMWIZ_TRUSTED_PROXIES": "0.0.0.0/0"},
+			map[string]string{"WASMWIZ_DATABASE_URL": "names no user", "WASMWIZ_REDIS_URL": "rediss", "WASMWIZ_METRICS_ADDR": "anyone",
+				"WASMWIZ_TRUSTED_PROXIES": "0.0.0.0/0"}},
+	}
+	for _, tt := range tests {
+		vars := with(tt.changes)
+		_, err := LoadConfig(func(k string) string { return vars[k] })
+		if len(tt.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: refused: %v", tt.name, err)
+			}
+			continue
+		}
+		msg := wasmwiz.ErrorMessage(err)
+		if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", tt.name, err)
+			continue
+		}
+		for name, words := range tt.want {
+			found := false
+			for _, line := range strings.Split(msg, "\n") {
+				line = strings.TrimSpace(line)
+				if strings.HasPrefix(line, name+": ") && strings.Contains(line, words) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s: no %s problem with %q in\n%s", tt.name, name, words, msg)
+			}
+		}
+		if strings.Contains(msg, "pw@") {
+			t.Errorf("%s: the message shows a password: %s", tt.name, msg)
+		}
+	}
+}

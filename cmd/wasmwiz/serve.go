@@ -233,6 +233,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		QueueTimeout:      cfg.QueueTimeout,
 		Logger:            s.log,
 		SeparateMetrics:   cfg.MetricsAddr != "",
+		MetricsToken:      cfg.MetricsToken,
 		Registerer:        reg,
 	}); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot build the HTTP server: %v", err)

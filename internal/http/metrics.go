@@ -1,6 +1,8 @@
 package http
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -149,7 +151,23 @@ func (m *metrics) observeExecution(ex *wasmwiz.Execution, err error) {
 }
 
 func (s *Server) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+	token := s.opts.MetricsToken
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte("Bearer " + token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Digests of equal length: the comparison takes the same time
+		// whatever the caller sent.
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: errorJSON{Code: wasmwiz.EUNAUTHORIZED, Message: "/metrics wants the metrics token"}})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // gateCollector reads the replica's RunGate, which this server owns, at

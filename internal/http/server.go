@@ -72,6 +72,9 @@ type Options struct {
 	// SeparateMetrics leaves /metrics out of Handler (serve it with
 	// MetricsHandler on WASMWIZ_METRICS_ADDR).
 	SeparateMetrics bool
+	// MetricsToken, when set, is the bearer token /metrics wants; any other
+	// request is 401.
+	MetricsToken string
 
 	// ProcRoot is where host CPU and memory are read ("/proc" when empty).
 	ProcRoot string

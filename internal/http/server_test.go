@@ -926,6 +926,38 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsToken: with a token, /metrics answers only a request that
+// carries it (on the API address and the separate one alike).
+func TestMetricsToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *wwhttp.Options) { o.MetricsToken = "s3cret" })
+	for _, tt := range []struct {
+		name, auth string
+		status     int
+	}{
+		{"no token", "", 401},
+		{"wrong token", "Bearer nope", 401},
+		{"an API key", "Bearer " + userKey, 401},
+		{"the token", "Bearer s3cret", 200},
+	} {
+		res := f.do(request{method: "GET", path: "/metrics", header: map[string]string{"Authorization": tt.auth}})
+		if res.status != tt.status {
+			t.Errorf("%s: %d, want %d", tt.name, res.status, tt.status)
+		}
+		if tt.status == 200 && !bytes.Contains(res.body, []byte("wasmwiz_http_requests_total")) {
+			t.Errorf("%s: no metrics in %s", tt.name, res.body)
+		}
+		if tt.status == 401 && (res.header.Get("WWW-Authenticate") == "" || bytes.Contains(res.body, []byte("wasmwiz_"))) {
+			t.Errorf("%s: refused without a challenge, or with metrics: %s", tt.name, res.body)
+		}
+	}
+	w := httptest.NewRecorder()
+	f.srv.MetricsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	if w.Code != 401 {
+		t.Errorf("MetricsHandler without the token: %d, want 401", w.Code)
+	}
+}
+
 func TestSeparateMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
