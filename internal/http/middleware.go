@@ -88,7 +88,13 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// statusWriter remembers the status and size of an answer.
+// unavailableRetryAfter is the Retry-After of a 503 whose cause gave no
+// better hint (a dependency down, a shutdown): long enough that clients
+// do not hammer a replica in trouble, short enough to notice its return.
+const unavailableRetryAfter = 5 * time.Second
+
+// statusWriter remembers the status and size of an answer, and gives every
+// 503 a Retry-After.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
@@ -98,6 +104,12 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+			// Every 503 says when to come back, whoever wrote it: a
+			// caller told nothing retries at once, which a replica in
+			// trouble can least afford.
+			w.Header().Set("Retry-After", retryAfterSeconds(unavailableRetryAfter))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

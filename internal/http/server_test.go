@@ -1069,3 +1069,47 @@ func TestMetricsLabelRefusedRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestEvery503SaysWhenToComeBack: a 503 carries Retry-After whoever wrote
+// it: a dependency that is down (no hint of its own), /readyz, a draining
+// server, and a saturated replica, which keeps its own shorter hint.
+func TestEvery503SaysWhenToComeBack(t *testing.T) {
+	t.Parallel()
+	down := func(ctx context.Context) error { return fmt.Errorf("dial tcp: connection refused") }
+	tests := []struct {
+		name  string
+		setup func(f *fixture)
+		req   request
+		want  string
+	}{
+		{name: "store down", req: request{method: "GET", path: "/api/v1/modules/" + wasmwiz.NewModuleID(), key: userKey},
+			setup: func(f *fixture) {
+				f.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+					return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable, retry later")
+				}
+			}, want: "5"},
+		{name: "authentication store down", req: request{method: "GET", path: "/api/v1/me", key: userKey},
+			setup: func(f *fixture) {
+				f.keys.AuthenticateFn = func(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+					return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable, retry later")
+				}
+			}, want: "5"},
+		{name: "not ready", req: request{method: "GET", path: "/readyz"}, want: "5"},
+		{name: "draining", req: request{method: "GET", path: "/readyz"}, setup: func(f *fixture) { f.srv.Drain() }, want: "5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Readiness = []wwhttp.ReadinessCheck{{Name: "database", Ping: down}}
+			})
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			res := f.do(tt.req)
+			if res.status != 503 || res.header.Get("Retry-After") != tt.want {
+				t.Fatalf("status %d, Retry-After %q (want 503 with %q): %s", res.status, res.header.Get("Retry-After"), tt.want, res.body)
+			}
+		})
+	}
+}
