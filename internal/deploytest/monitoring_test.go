@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,11 +18,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
 )
 
 // exported is what one scrape of /metrics held: every series name (with
@@ -258,7 +262,21 @@ func inProcessExposition(t *testing.T) exported {
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
 	be := &blockingEngine{Engine: eng, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	lim := inmem.New(inmem.Options{})
+	// The Redis limiter on a Redis that is not there, deciding through its
+	// in-memory fallback: its own metrics (which the dashboard shows) are
+	// exported without a Redis server.
+	rc, err := redis.NewClient("redis://" + closedAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	lim, err := redis.New(redis.Options{Client: rc, Fallback: inmem.New(inmem.Options{}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(lim)
 
 	tiers := map[string]*wasmwiz.Tier{}
 	for _, tr := range wasmwiz.DefaultTiers() {
@@ -284,6 +302,7 @@ func inProcessExposition(t *testing.T) exported {
 		}},
 		Engine:            be,
 		Limiter:           lim,
+		Registerer:        reg,
 		Auth:              true,
 		MaxConcurrentRuns: 1,
 		QueueSize:         0,
@@ -422,4 +441,16 @@ func TestMonitoringNamesAreExported(t *testing.T) {
 			t.Errorf("exported but not in docs/METRICS.md: %v", missing)
 		}
 	})
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
