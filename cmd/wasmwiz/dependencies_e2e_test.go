@@ -11,6 +11,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestServeSharedRedisLimit: two serve replicas on one database and one
@@ -20,7 +21,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 	ctx := context.Background()
 	// A Redis timeout no loaded machine comes near: this test is about
 	// sharing counts, and a fallback would count per replica.
-	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testRedisURL(t),
+	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
 		"WASMWIZ_REDIS_TIMEOUT": "5s"}
 	prefix := randomPrefix()
 	a := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
@@ -67,7 +68,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 func TestServeRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testRedisURL(t))
+	ru, err := url.Parse(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

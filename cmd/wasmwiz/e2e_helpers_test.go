@@ -16,6 +16,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // syncBuffer is a bytes.Buffer safe for a server writing and a test reading.
@@ -68,23 +69,9 @@ var backends = []backend{
 	{"postgres+redis", func(t *testing.T) map[string]string {
 		// A Redis timeout no loaded machine reaches: a fallback would count
 		// apart from Redis, and these tests are about Redis's counts.
-		return map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testRedisURL(t),
+		return map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
 			"WASMWIZ_REDIS_TIMEOUT": "5s"}
 	}},
-}
-
-// testRedisURL returns WASMWIZ_TEST_REDIS_URL, or skips the test (fails it
-// with WASMWIZ_TEST_REQUIRE_SERVICES=1).
-func testRedisURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("WASMWIZ_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip("Redis end-to-end tests skipped: set WASMWIZ_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run them")
-	}
-	return u
 }
 
 // randomPrefix is a Redis key prefix of one test, so that tests sharing a

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var (
@@ -156,7 +157,7 @@ func TestServeProcess(t *testing.T) {
 func TestServeProcessesShareRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testRedisURL(t))
+	ru, err := url.Parse(testenv.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

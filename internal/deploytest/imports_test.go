@@ -34,7 +34,7 @@ var (
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",
 		"internal/postgres/pgtest", "internal/deploytest", "internal/metrictest",
-		"internal/hostiletest", "internal/hostiletest/cmd/hostile",
+		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv",
 	}
 )
 

@@ -12,10 +12,6 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 )
 
-// requireServices reports whether a missing prerequisite must fail the test
-// instead of skipping it (CI sets it).
-func requireServices() bool { return os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" }
-
 var (
 	sharedOnce sync.Once
 	sharedEng  *Engine

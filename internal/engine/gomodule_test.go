@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // buildGoWasip1 builds testdata/<dir> with GOOS=wasip1 GOARCH=wasm.
@@ -18,11 +19,7 @@ func buildGoWasip1(t *testing.T, dir string) []byte {
 	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+dir)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		reason := "building a Go wasip1 module failed: " + err.Error() + ": " + string(msg)
-		if requireServices() {
-			t.Fatal(reason)
-		}
-		t.Skip(reason)
+		testenv.Skip(t, "building a Go wasip1 module failed: "+err.Error()+": "+string(msg), "use a Go toolchain that builds GOOS=wasip1")
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestTestdataIsCurrent rebuilds every test module from its source into a
@@ -16,11 +18,8 @@ func TestTestdataIsCurrent(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"make", "wat2wasm", "clang", "wasm-ld"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			msg := tool + " is not installed (Debian: wabt, clang, lld, wasi-libc, libclang-rt-14-dev-wasm32), cannot check that testdata/*.wasm are current"
-			if requireServices() {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			testenv.Skip(t, tool+" is not installed, cannot check that testdata/*.wasm are current",
+				"install wabt, clang, lld, wasi-libc and libclang-rt-14-dev-wasm32 (Debian)")
 		}
 	}
 	out := t.TempDir()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // wasiSuiteDir finds ../shared/wasi-testsuite beside the repository (the
@@ -22,11 +23,7 @@ func wasiSuiteDir(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "wasi-testsuite")
 	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
-		msg := "WASI test suite not found at " + dir + " (expected ../shared/wasi-testsuite beside the repository)"
-		if requireServices() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Skip(t, "WASI test suite not found at "+dir, "put github.com/WebAssembly/wasi-testsuite at ../shared/wasi-testsuite beside the repository")
 	}
 	return dir
 }

@@ -11,13 +11,14 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/limitertest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // Beyond the suite's chosen cases: a long random sequence of calls gets the
 // same answers from Redis and from memory, call by call.
 func TestAgreesWithInmem(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	clock := limitertest.NewClock(limitertest.Start)
 	r := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
 	m := inmem.New(inmem.Options{Now: clock.Now})

@@ -11,6 +11,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var enterprise = []wasmwiz.RateLimit{
@@ -21,7 +22,7 @@ var enterprise = []wasmwiz.RateLimit{
 // BenchmarkAllow measures Allow against the Redis of WASMWIZ_TEST_REDIS_URL
 // on Redis's clock: one round trip and one script per call.
 func BenchmarkAllow(b *testing.B) {
-	url := redisURL(b)
+	url := testenv.RedisURL(b)
 	keys := make([]string, 10_000)
 	for i := range keys {
 		keys[i] = "user:" + strconv.Itoa(i)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,21 +23,8 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
-
-// redisURL returns WASMWIZ_TEST_REDIS_URL, or skips the test without it
-// (fails it when WASMWIZ_TEST_REQUIRE_SERVICES=1).
-func redisURL(t testing.TB) string {
-	t.Helper()
-	url := os.Getenv("WASMWIZ_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip("Redis tests skipped: set WASMWIZ_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run them")
-	}
-	return url
-}
 
 // newClient returns a client for url, closed when the test ends.
 func newClient(t testing.TB, url string) *goredis.Client {
@@ -79,7 +65,7 @@ func newLimiter(t testing.TB, opts redis.Options) *redis.Limiter {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	limitertest.Run(t, func(t *testing.T, clock *limitertest.Clock) wasmwiz.RateLimiter {
 		c := newClient(t, url)
 		// No fallback: a decision that did not come from Redis fails the test.
@@ -95,7 +81,7 @@ var minute = func(n int64) []wasmwiz.RateLimit {
 // and one short real wait are checked.
 func TestServerClock(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Timeout: 5 * time.Second})
 	ctx := context.Background()
 	short := []wasmwiz.RateLimit{{Name: "short", Limit: 3, Window: 300 * time.Millisecond}}
@@ -129,7 +115,7 @@ func TestServerClock(t *testing.T) {
 // Two replicas, each with its own client, share one key's quota exactly.
 func TestReplicasShareQuota(t *testing.T) {
 	t.Parallel()
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	clock := limitertest.NewClock(limitertest.Start)
 	c1, c2 := newClient(t, url), newClient(t, url)
 	prefix := testPrefix(t, c1)
@@ -178,7 +164,7 @@ func TestReplicasShareQuota(t *testing.T) {
 // expire with their window.
 func TestKeysNamespacedAndExpiring(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	prefix := testPrefix(t, c)
 	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
 	ctx := context.Background()
@@ -217,7 +203,7 @@ func TestKeysNamespacedAndExpiring(t *testing.T) {
 // EVALSHA falls back to EVAL when Redis lost its script cache (a restart).
 func TestScriptCacheFlushed(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	clock := limitertest.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
 	ctx := context.Background()
@@ -369,7 +355,7 @@ func TestRedisDownWithoutFallback(t *testing.T) {
 // A caller that gives up is not an outage.
 func TestCanceledCallerIsNotAnOutage(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Fallback: inmem.New(inmem.Options{})})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -389,7 +375,7 @@ func TestCanceledCallerIsNotAnOutage(t *testing.T) {
 // are used again once Redis answers.
 func TestRedisOutageAndRecovery(t *testing.T) {
 	t.Parallel()
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
@@ -441,7 +427,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 // call does not wait for Redis's answer.
 func TestSlowRedisFallsBack(t *testing.T) {
 	t.Parallel()
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
@@ -488,7 +474,7 @@ func TestSlowRedisFallsBack(t *testing.T) {
 // other: the fallback decides, nothing is returned to the caller.
 func TestErrorReplyFallsBack(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, redisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	prefix := testPrefix(t, c)
 	clock := limitertest.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second,

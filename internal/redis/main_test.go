@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	// The outage tests dial closed ports on purpose; their dial errors are
 	// go-redis's debug messages, not test output.
 	redis.RouteClientLog(slog.New(slog.DiscardHandler))
-	os.Exit(m.Run())
+	os.Exit(testenv.Run(m))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestOutputFrameRoundTrip: what writeOutput writes, readFrame and
@@ -189,11 +190,7 @@ func TestDrainOutput(t *testing.T) {
 func TestWorkerTestdataIsCurrent(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
-		msg := "wat2wasm (Debian: wabt) is not installed, cannot check that testdata/*.wasm are current"
-		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Skip(t, "wat2wasm is not installed, cannot check that testdata/*.wasm are current", "install wabt (Debian)")
 	}
 	sources, _ := filepath.Glob("testdata/*.wat")
 	if len(sources) == 0 {

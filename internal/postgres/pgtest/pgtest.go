@@ -1,6 +1,7 @@
 // Package pgtest gives tests a PostgreSQL schema of their own. It reads the
-// server from WASMWIZ_TEST_POSTGRES_URL; without it the test is skipped and
-// says why, unless WASMWIZ_TEST_REQUIRE_SERVICES=1, when it fails.
+// server from WASMWIZ_TEST_POSTGRES_URL (internal/testenv); without it the
+// test is skipped and says why, unless WASMWIZ_TEST_REQUIRE_SERVICES=1, when
+// it fails.
 package pgtest
 
 import (
@@ -8,25 +9,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // ServerURL returns WASMWIZ_TEST_POSTGRES_URL, or skips (fails, when
 // WASMWIZ_TEST_REQUIRE_SERVICES=1) the test without it.
 func ServerURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("WASMWIZ_TEST_POSTGRES_URL")
-	if u == "" {
-		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("WASMWIZ_TEST_POSTGRES_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip("PostgreSQL tests skipped: set WASMWIZ_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
-	return u
+	return testenv.PostgresURL(t)
 }
 
 // Schema creates an empty schema with a random name, drops it (with
