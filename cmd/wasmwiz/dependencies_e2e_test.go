@@ -74,7 +74,10 @@ func TestServeRedisOutage(t *testing.T) {
 	}
 	p := tcpproxy.New(t, ru.Host)
 	ru.Host = p.Addr()
-	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String()})
+	// A Redis timeout no loaded machine reaches while Redis is up: the
+	// outage is the stopped proxy, which refuses at once.
+	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(),
+		"WASMWIZ_REDIS_TIMEOUT": "5s"})
 	s := startServe(t, env, ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierPro)
 	hello := testModule(t, "hello.wasm")
