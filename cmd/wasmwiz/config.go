@@ -42,6 +42,11 @@ type Config struct {
 	MaxTimeout        time.Duration // clamps every tier's wall time
 	MaxMemoryBytes    int64         // clamps every tier's memory
 
+	HeaderTimeout   time.Duration // a request's headers must arrive within it; also the grace of bodies and answers
+	MinTransferRate int64         // bytes per second a body or an answer must move at after HeaderTimeout
+	IdleTimeout     time.Duration // a keep-alive connection without a request is closed after it
+	MaxHeaderBytes  int64         // a request's headers, at most
+
 	DrainDelay    time.Duration // /readyz answers 503 this long before the listener closes
 	ShutdownGrace time.Duration
 	Retention     time.Duration
@@ -173,6 +178,14 @@ func configVars() []configVar {
 			setDuration(func(c *Config) *time.Duration { return &c.MaxTimeout }), func(c *Config) string { return c.MaxTimeout.String() }},
 		{"WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory", false,
 			setSize(func(c *Config) *int64 { return &c.MaxMemoryBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxMemoryBytes) }},
+		{"WASMWIZ_HEADER_TIMEOUT", "10s", "a request's headers must arrive within it; a body and an answer get it too before the minimum transfer rate applies", false,
+			setDuration(func(c *Config) *time.Duration { return &c.HeaderTimeout }), func(c *Config) string { return c.HeaderTimeout.String() }},
+		{"WASMWIZ_MIN_TRANSFER_RATE", "64KiB", "bytes per second a request body must arrive at, and an answer be read at, on average after WASMWIZ_HEADER_TIMEOUT; slower connections are cut, with or without a key", false,
+			setSize(func(c *Config) *int64 { return &c.MinTransferRate }), func(c *Config) string { return wasmwiz.FormatSize(c.MinTransferRate) }},
+		{"WASMWIZ_IDLE_TIMEOUT", "60s", "a keep-alive connection that sends no request for this long is closed", false,
+			setDuration(func(c *Config) *time.Duration { return &c.IdleTimeout }), func(c *Config) string { return c.IdleTimeout.String() }},
+		{"WASMWIZ_MAX_HEADER_BYTES", "64KiB", "the most a request's headers may take; more is 431", false,
+			setSize(func(c *Config) *int64 { return &c.MaxHeaderBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxHeaderBytes) }},
 		{"WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first", false,
 			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
 		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
@@ -293,6 +306,18 @@ func (c *Config) validate() []string {
 	}
 	if c.MaxTimeout <= 0 {
 		bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
+	}
+	if c.HeaderTimeout <= 0 {
+		bad("WASMWIZ_HEADER_TIMEOUT", "must be positive")
+	}
+	if c.MinTransferRate < 1*wasmwiz.KiB {
+		bad("WASMWIZ_MIN_TRANSFER_RATE", "must be at least 1KiB: a slower bound lets a trickle hold a connection for hours")
+	}
+	if c.IdleTimeout <= 0 {
+		bad("WASMWIZ_IDLE_TIMEOUT", "must be positive")
+	}
+	if c.MaxHeaderBytes < 4*wasmwiz.KiB || c.MaxHeaderBytes > 1*wasmwiz.MiB {
+		bad("WASMWIZ_MAX_HEADER_BYTES", "must be from 4KiB to 1MiB")
 	}
 	if c.Profile != "production" {
 		return problems

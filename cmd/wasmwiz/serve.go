@@ -234,6 +234,8 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		Logger:            s.log,
 		SeparateMetrics:   cfg.MetricsAddr != "",
 		MetricsToken:      cfg.MetricsToken,
+		MinTransferRate:   cfg.MinTransferRate,
+		TransferGrace:     cfg.HeaderTimeout,
 		Registerer:        reg,
 	}); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot build the HTTP server: %v", err)
@@ -250,8 +252,12 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 			defer s.handlers.Add(-1)
 			api.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// Bodies and answers get deadlines per request from the API
+		// (WASMWIZ_MIN_TRANSFER_RATE): no ReadTimeout or WriteTimeout here,
+		// which would count from the headers and cut the longest run.
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if cfg.MetricsAddr != "" {
@@ -260,7 +266,8 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.api.MetricsHandler())
-		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+			MaxHeaderBytes: int(cfg.MaxHeaderBytes), ReadTimeout: cfg.HeaderTimeout, WriteTimeout: time.Minute}
 	}
 
 	// Bootstrap after binding, so that the key is printed with the real URL.

@@ -59,8 +59,9 @@ func bodyError(err error) error {
 	if errors.As(err, &mbe) {
 		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "request body is larger than %s", wasmwiz.FormatSize(mbe.Limit))
 	}
-	if _, ok := err.(*wasmwiz.Error); ok {
-		return err
+	var we *wasmwiz.Error
+	if errors.As(err, &we) {
+		return we
 	}
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the request body")
 }
@@ -136,6 +137,13 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
+			// Read what follows the last boundary (bounded by the body's
+			// limit): a body read to its end lets the server notice a
+			// client that goes away during the run, and keeps the
+			// connection for the next request.
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				return nil, multipartError(err)
+			}
 			return parts, nil
 		}
 		if err != nil {
@@ -177,8 +185,12 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 
 func multipartError(err error) error {
 	var mbe *http.MaxBytesError
+	var we *wasmwiz.Error
 	if errors.As(err, &mbe) {
 		return bodyError(err)
+	}
+	if errors.As(err, &we) {
+		return we // e.g. a body cut for arriving too slowly
 	}
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")
 }

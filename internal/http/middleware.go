@@ -16,9 +16,9 @@ import (
 )
 
 // middleware composes every middleware in one place, outermost first:
-// request id → access log and metrics → security headers → Connection:
-// close while draining → panic recovery → client IP → authentication →
-// routes.
+// request id → access log, metrics and the answer's write deadline → body
+// read deadlines → security headers → Connection: close while draining →
+// panic recovery → client IP → authentication → routes.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	h := next
 	h = s.authenticate(h)
@@ -26,6 +26,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	h = s.recoverPanics(h)
 	h = s.closeWhenDraining(h)
 	h = securityHeaders(h)
+	h = s.transferDeadlines(h)
 	h = s.observe(h)
 	h = requestID(h)
 	return h
@@ -97,13 +98,15 @@ const unavailableRetryAfter = 5 * time.Second
 // 503 a Retry-After.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	status   int
+	bytes    int64
+	transfer transfer // the answer's write deadline
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.transfer.setWriteDeadline(w.ResponseWriter)
 		if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 			// Every 503 says when to come back, whoever wrote it: a
 			// caller told nothing retries at once, which a replica in
@@ -117,6 +120,7 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+		w.transfer.setWriteDeadline(w.ResponseWriter)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
@@ -131,7 +135,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &routeInfo{}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, transfer: s.transfer}
 		s.metrics.inFlight.Inc()
 		defer func() {
 			s.metrics.inFlight.Dec()

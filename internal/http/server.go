@@ -59,6 +59,14 @@ type Options struct {
 	QueueSize         int
 	QueueTimeout      time.Duration
 
+	// MinTransferRate and TransferGrace bound how slowly a client may send
+	// a request body or read an answer: TransferGrace to start, then
+	// MinTransferRate bytes per second on average; slower connections are
+	// cut. Zero MinTransferRate: no such deadlines (the server's own
+	// timeouts still apply).
+	MinTransferRate int64
+	TransferGrace   time.Duration
+
 	// Logger receives the access log and internal errors (nil: slog.Default()).
 	Logger *slog.Logger
 
@@ -100,13 +108,15 @@ type Server struct {
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	handler  http.Handler
+	transfer transfer    // body and answer deadlines (deadline.go)
 	draining atomic.Bool // set by Drain: shutting down
 }
 
 // NewServer builds a server from opts. It returns an error when the metrics
 // cannot be registered (e.g. registered twice on one registry).
 func NewServer(opts Options) (*Server, error) {
-	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(),
+		transfer: transfer{grace: opts.TransferGrace, minRate: opts.MinTransferRate}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+)
+
+// slowConn is one attacking connection: it sends head at once, then the
+// rest one byte per interval, and records whether and how the server ended
+// it before the rest was sent.
+type slowConn struct {
+	cut    bool
+	status string // the answer's status line, "" when closed without one
+}
+
+func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duration) slowConn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return slowConn{}
+	}
+	defer conn.Close()
+	closed := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(conn)
+		line, _ := br.ReadString('\n')
+		_, _ = io.Copy(io.Discard, br)
+		closed <- strings.TrimSpace(line)
+	}()
+	if _, err := io.WriteString(conn, head); err != nil {
+		return slowConn{cut: true, status: <-closed}
+	}
+	for i := 0; i < len(rest); i++ {
+		select {
+		case st := <-closed:
+			return slowConn{cut: true, status: st}
+		case <-time.After(interval):
+		}
+		if _, err := conn.Write([]byte{rest[i]}); err != nil {
+			select {
+			case st := <-closed:
+				return slowConn{cut: true, status: st}
+			case <-time.After(time.Minute):
+				t.Error("the server stopped reading but kept the connection")
+				return slowConn{}
+			}
+		}
+	}
+	return slowConn{}
+}
+
+// TestServeSlowConnections: connections that trickle hold nothing for
+// long, on SQLite and on PostgreSQL with Redis: a body sent slower than
+// WASMWIZ_MIN_TRANSFER_RATE is cut with a key (400) and without (401, the
+// connection closed), headers that trickle are cut by
+// WASMWIZ_HEADER_TIMEOUT, headers over WASMWIZ_MAX_HEADER_BYTES are 431;
+// and while 24 such connections are open, another tenant's runs complete.
+func TestServeSlowConnections(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			env := serveEnv(t, be.env(t))
+			env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
+			env["WASMWIZ_MIN_TRANSFER_RATE"] = "1KiB"
+			env["WASMWIZ_MAX_HEADER_BYTES"] = "8KiB"
+			s := startServe(t, env, ServeOptions{})
+			_, _, attackerKey := s.newUser(wasmwiz.TierFree)
+			other, _, _ := s.newUser(wasmwiz.TierBasic)
+			u, _ := url.Parse(s.url)
+			addr := u.Host
+
+			// Each whole request would take 4000 × 50ms = 200s; the
+			// server must end every one long before.
+			body := strings.Repeat("x", 4000)
+			execHead := func(key string) string {
+				h := "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\n"
+				if key != "" {
+					h += "Authorization: Bearer " + key + "\r\n"
+				}
+				return h + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+			}
+			attacks := []struct {
+				name       string
+				head, rest string
+				want       string // status line prefix; "" for a close without an answer
+			}{
+				{"body with a key", execHead(attackerKey), body, "HTTP/1.1 400"},
+				{"body without a key", execHead(""), body, "HTTP/1.1 401"},
+				{"headers", "POST /api/v1/execute HTTP/1.1\r\n", "X-Slow: " + body, ""},
+			}
+			var wg sync.WaitGroup
+			results := make([]slowConn, 8*len(attacks))
+			for i := range results {
+				a := attacks[i%len(attacks)]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = trickleRequest(t, addr, a.head, a.rest, 50*time.Millisecond)
+				}()
+			}
+			// The other tenant runs meanwhile.
+			for i := 0; i < 3; i++ {
+				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+				if err != nil || res.Status != wasmwiz.StatusOK {
+					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
+				}
+			}
+			wg.Wait()
+			for i, r := range results {
+				a := attacks[i%len(attacks)]
+				if !r.cut {
+					t.Errorf("%s: the server read the whole trickle", a.name)
+				} else if !strings.HasPrefix(r.status, a.want) {
+					t.Errorf("%s: answer %q, want %q", a.name, r.status, a.want)
+				}
+			}
+
+			// Headers over the limit: 431 at once.
+			status, _ := rawHeaderRequest(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 16<<10)+"\r\n\r\n")
+			if !strings.HasPrefix(status, "HTTP/1.1 431") {
+				t.Errorf("16KiB of headers: %q, want 431", status)
+			}
+		})
+	}
+}
+
+// rawHeaderRequest sends req as it is and returns the answer's status line.
+func rawHeaderRequest(t *testing.T, addr, req string) (string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(conn, req); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
