@@ -183,10 +183,25 @@ func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRe
 		}
 		after := eng.CacheStats()
 		compiledNow = after.Misses > before.Misses && after.DiskHits == before.DiskHits
+		// Both are undone only when the guest has returned: turning the
+		// collector back on (and GOMAXPROCS, which stops the world) while an
+		// abandoned guest still runs would let the next allocation start a
+		// collection that waits for that guest forever, and the process
+		// would never print its result or exit.
 		if runtime.GOMAXPROCS(0) < 2 {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+			procs := runtime.GOMAXPROCS(2)
+			defer func() {
+				if !abandoned {
+					runtime.GOMAXPROCS(procs)
+				}
+			}()
 		}
-		defer debug.SetGCPercent(debug.SetGCPercent(-1)) // waits for a running collection
+		gcPercent := debug.SetGCPercent(-1) // waits for a running collection
+		defer func() {
+			if !abandoned {
+				debug.SetGCPercent(gcPercent)
+			}
+		}()
 	}
 	done := make(chan outcome, 1)
 	start := time.Now()
