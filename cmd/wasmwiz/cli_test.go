@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // helpTopics are every command and subcommand a user can ask help for.
@@ -168,7 +170,7 @@ func TestBinarySignals(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		waitFor(t, "the guest to start", func() bool { return stdout.String() == "started\n" })
+		testenv.WaitFor(t, "the guest to start", func() bool { return stdout.String() == "started\n" })
 		_ = cmd.Process.Signal(tt.sig)
 		select {
 		case err := <-done:

@@ -113,7 +113,7 @@ func TestServeRedisOutage(t *testing.T) {
 	}
 
 	p.Start()
-	waitFor(t, "Redis to decide again", func() bool {
+	testenv.WaitFor(t, "Redis to decide again", func() bool {
 		run("with Redis back")
 		return !s.srv.LimiterStats().FallbackActive
 	})
@@ -167,7 +167,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 	}
 
 	p.Start()
-	waitFor(t, "the database to be back", func() bool {
+	testenv.WaitFor(t, "the database to be back", func() bool {
 		rd, err := s.client("").Ready(ctx)
 		return err == nil && rd.Ready
 	})
@@ -175,7 +175,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("after the outage: %+v, %v", res, err)
 	}
-	waitFor(t, "the runs to be written", func() bool {
+	testenv.WaitFor(t, "the runs to be written", func() bool {
 		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: wasmwiz.StatusOK})
 		return err == nil && total == 2
 	})

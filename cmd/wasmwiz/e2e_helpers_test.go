@@ -198,19 +198,6 @@ func (s *e2eServer) putTier(tier *wasmwiz.Tier) {
 	}
 }
 
-// waitFor polls cond until it holds, failing after a generous bound. It
-// waits for a state; it never measures time.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // testModule reads a module of the engine's testdata.
 func testModule(t testing.TB, name string) []byte {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestConfigReportsEveryProblem: a bad configuration names every bad
@@ -97,7 +98,7 @@ func TestServeDrainsBeforeClosing(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.stop() }()
-	waitFor(t, "/readyz to answer 503", func() bool {
+	testenv.WaitFor(t, "/readyz to answer 503", func() bool {
 		resp, _ := get(fresh, "/readyz")
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})

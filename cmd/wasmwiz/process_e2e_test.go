@@ -78,7 +78,7 @@ func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	})
-	waitFor(t, "serve to print its address", func() bool {
+	testenv.WaitFor(t, "serve to print its address", func() bool {
 		m := listeningRE.FindStringSubmatch(p.stdout.String())
 		if m != nil {
 			p.url = m[1]
@@ -137,7 +137,7 @@ func TestServeProcess(t *testing.T) {
 		}
 		inflight <- err
 	}()
-	waitFor(t, "the run to be in flight", func() bool {
+	testenv.WaitFor(t, "the run to be in flight", func() bool {
 		m, err := c.Metrics(ctx)
 		return err == nil && regexp.MustCompile(`(?m)^wasmwiz_http_requests_in_flight 2$`).MatchString(m)
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestServeBootstrap: the first start on an empty database prints an admin
@@ -162,7 +162,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 
 	// History and usage: the usage writer flushes within its interval.
 	var runs []*wasmwiz.UsageRecord
-	waitFor(t, "the runs to be written", func() bool {
+	testenv.WaitFor(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && total >= 4*3+3+1
 	})
@@ -192,7 +192,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	var us *wasmwiz.Usage
 	var ran, listed int
-	waitFor(t, "usage to count every run that ran", func() bool {
+	testenv.WaitFor(t, "usage to count every run that ran", func() bool {
 		ran, listed = ranNow()
 		us, err = user.Usage(ctx)
 		return err == nil && us.RunsToday == int64(ran)
@@ -200,7 +200,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if us.Tier != wasmwiz.TierBasic || us.RunsPerMinute != 100 || ran == listed {
 		t.Fatalf("Usage: %+v (runs %d, of which ran %d)", us, listed, ran)
 	}
-	waitFor(t, "the stored module's run count", func() bool {
+	testenv.WaitFor(t, "the stored module's run count", func() bool {
 		got, err := user.GetModule(ctx, m.ID)
 		return err == nil && got.RunCount == 4
 	})
@@ -291,7 +291,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	_, _, err = s.client(ak.Secret).Me(ctx)
 	wantCode(t, "key revoked by an admin", err, wasmwiz.EUNAUTHORIZED)
 	var st *wasmwiz.Stats
-	waitFor(t, "admin stats to count every run that ran", func() bool {
+	testenv.WaitFor(t, "admin stats to count every run that ran", func() bool {
 		ran, _ = ranNow()
 		st, err = admin.AdminStats(ctx)
 		return err == nil && st.RunsToday == int64(ran)
@@ -394,7 +394,7 @@ func TestServeAuthMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
+	testenv.WaitFor(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
 	aliceKeys, _, err := alice.ListKeys(ctx, false, client.Page{})
 	if err != nil || len(aliceKeys) != 1 {
 		t.Fatal(err)
@@ -529,23 +529,6 @@ func rawRequest(t *testing.T, method, url, key, ctype string, body io.Reader) (i
 	return resp.StatusCode, string(b)
 }
 
-// multipartBody builds a multipart body of files (name → filename, data)
-// and fields.
-func multipartBody(t *testing.T, files map[string][]byte, fields map[string]string) (io.Reader, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for name, data := range files {
-		w, _ := mw.CreateFormFile(name, name+".bin")
-		_, _ = w.Write(data)
-	}
-	for k, v := range fields {
-		_ = mw.WriteField(k, v)
-	}
-	_ = mw.Close()
-	return &buf, mw.FormDataContentType()
-}
-
 // TestServeLegacyRoute: the original service's contract with its three
 // fixtures (hello, echo, calc_add), both field spellings, and its failures.
 func TestServeLegacyRoute(t *testing.T) {
@@ -586,7 +569,7 @@ func TestServeLegacyRoute(t *testing.T) {
 		})
 	}
 	// The original field names, wasm_file and input_data.
-	body, ctype := multipartBody(t, map[string][]byte{"wasm_file": testModule(t, "calc_add.wasm")}, map[string]string{"input_data": "40 2"})
+	body, ctype := testenv.Multipart(t, map[string][]byte{"wasm_file": testModule(t, "calc_add.wasm")}, map[string]string{"input_data": "40 2"})
 	st, out := rawRequest(t, http.MethodPost, s.url+"/api/execute", key, ctype, body)
 	if st != http.StatusOK || out != `{"output":"42\n","error":null}`+"\n" && out != `{"output":"42\n","error":null}` {
 		t.Fatalf("wasm_file/input_data: %d %s", st, out)
@@ -599,7 +582,7 @@ func TestServeLegacyRoute(t *testing.T) {
 	if st != http.StatusUnauthorized {
 		t.Fatalf("legacy without a key: %d %s", st, out)
 	}
-	body, ctype = multipartBody(t, map[string][]byte{"wasm": []byte("text, not wasm")}, nil)
+	body, ctype = testenv.Multipart(t, map[string][]byte{"wasm": []byte("text, not wasm")}, nil)
 	st, out = rawRequest(t, http.MethodPost, s.url+"/api/execute", key, ctype, body)
 	if st != http.StatusBadRequest || !strings.Contains(out, `"output":null`) {
 		t.Fatalf("legacy with text: %d %s", st, out)
@@ -877,7 +860,7 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 		}
 		first <- err
 	}()
-	waitFor(t, "the first run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
+	testenv.WaitFor(t, "the first run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
 
 	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
 	wantCode(t, "second run of a free user", err, wasmwiz.ERATELIMIT)
@@ -933,7 +916,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 					answers <- answer{res, err}
 				}()
 			}
-			waitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
+			testenv.WaitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
 			stopped := make(chan error, 1)
 			go func() { stopped <- s.stop() }()
 			var ids []string
@@ -1018,7 +1001,7 @@ func TestServeRetention(t *testing.T) {
 	env["WASMWIZ_RETENTION"] = "24h"
 	s := startServe(t, env, ServeOptions{RetentionInterval: 50 * time.Millisecond})
 	sys := wasmwiz.SystemContext(ctx)
-	waitFor(t, "old runs to be deleted", func() bool {
+	testenv.WaitFor(t, "old runs to be deleted", func() bool {
 		st, err := s.srv.Store().Stats(sys, time.Now())
 		if err != nil {
 			return false
@@ -1132,7 +1115,7 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"60000"}})
 		answered <- err
 	}()
-	waitFor(t, "the long run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
+	testenv.WaitFor(t, "the long run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.stop() }()
 	select {
@@ -1187,7 +1170,7 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	env["WASMWIZ_RETENTION"] = "0"
 	env["WASMWIZ_LOG_LEVEL"] = "info"
 	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
-	waitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
+	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
 	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
 		t.Fatalf("a year-old run with retention 0: %v", err)
 	}

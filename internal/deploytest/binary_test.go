@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var (
@@ -81,7 +83,7 @@ func envList(env map[string]string) []string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testenv.Run(m)
 	if binaryDir != "" {
 		os.RemoveAll(binaryDir)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // exported is what one scrape of /metrics held: every series name (with
@@ -421,9 +422,7 @@ func TestMonitoringNamesAreExported(t *testing.T) {
 	}
 	rs := routes(t)
 	t.Run("alert rules", func(t *testing.T) {
-		if redisURL(t) == "" {
-			t.Skip("the alert rules use the Redis limiter's metrics: set WASMWIZ_TEST_REDIS_URL")
-		}
+		testenv.RedisURL(t) // the alert rules use the Redis limiter's metrics
 		checkQueries(t, alertQueries(t), served, rs)
 	})
 	t.Run("dashboard", func(t *testing.T) { checkQueries(t, dashboardQueries(t), union, rs) })

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var (
@@ -98,20 +99,12 @@ func servedExposition(t *testing.T) exported {
 	if err != nil {
 		t.Fatal(err)
 	}
-	multipartBody := func(wasm []byte) (string, io.Reader) {
-		var b bytes.Buffer
-		w := multipart.NewWriter(&b)
-		fw, _ := w.CreateFormFile("wasm", "module.wasm")
-		fw.Write(wasm)
-		w.Close()
-		return w.FormDataContentType(), &b
-	}
 	do := func(method, path string, auth bool, wasm []byte) (int, string) {
 		t.Helper()
 		var body io.Reader
 		ct := ""
 		if wasm != nil {
-			ct, body = multipartBody(wasm)
+			body, ct = testenv.Multipart(t, map[string][]byte{"wasm": wasm}, nil)
 		}
 		req, err := http.NewRequest(method, s.url+path, body)
 		if err != nil {
@@ -158,15 +151,11 @@ func servedExposition(t *testing.T) exported {
 }
 
 // redisURL returns WASMWIZ_TEST_REDIS_URL on database 12, or "" when it is
-// not set (a test then checks what a server without Redis exports; with
-// WASMWIZ_TEST_REQUIRE_SERVICES=1 it must be set).
+// not set (a test then checks what a server without Redis exports).
 func redisURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("WASMWIZ_TEST_REDIS_URL")
+	u := os.Getenv(testenv.Redis.Var)
 	if u == "" {
-		if os.Getenv("WASMWIZ_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("WASMWIZ_TEST_REDIS_URL is not set and WASMWIZ_TEST_REQUIRE_SERVICES=1")
-		}
 		return ""
 	}
 	pu, err := url.Parse(u)

@@ -19,6 +19,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 func testdata(t *testing.T, name string) []byte {
@@ -118,7 +119,7 @@ func TestRealEngineExecute(t *testing.T) {
 	}{
 		{name: "multipart hello", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, stdout: "Hello, World!\n",
 			body: func(t *testing.T) (io.Reader, string) {
-				return multipartBody(t, nil, map[string][]byte{"wasm": testdata(t, "hello.wasm")})
+				return testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, "hello.wasm")}, nil)
 			}},
 		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: wasmwiz.StatusOK, stdout: "hi",
 			body: func(t *testing.T) (io.Reader, string) {
@@ -195,7 +196,7 @@ func TestRealEngineLegacyFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			body, ct := multipartBody(t, map[string]string{"input": tt.input}, map[string][]byte{"wasm": testdata(t, tt.module)})
+			body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, tt.module)}, map[string]string{"input": tt.input})
 			res, b := post(t, ts.URL+"/api/execute", ct, body)
 			if res.StatusCode != 200 {
 				t.Fatalf("status %d: %s", res.StatusCode, b)
@@ -259,7 +260,7 @@ func TestRealEngineModuleUpload(t *testing.T) {
 	if res.StatusCode != 400 {
 		t.Fatalf("invalid upload: %d %s", res.StatusCode, b)
 	}
-	body, ct := multipartBody(t, map[string]string{"name": "echo", "description": "trims"}, map[string][]byte{"wasm": testdata(t, "echo.wasm")})
+	body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, "echo.wasm")}, map[string]string{"name": "echo", "description": "trims"})
 	res, b = post(t, ts.URL+"/api/v1/modules", ct, body)
 	if res.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", res.StatusCode, b)

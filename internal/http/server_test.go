@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -21,6 +20,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // Keys of the fixture's users.
@@ -219,29 +219,6 @@ func (f *fixture) do(req request) *response {
 	return &response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}
 }
 
-// multipartBody builds a multipart body; file parts are named in files.
-func multipartBody(t *testing.T, fields map[string]string, files map[string][]byte) (io.Reader, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for name, data := range files {
-		fw, err := mw.CreateFormFile(name, name+".wasm")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = fw.Write(data)
-	}
-	for name, v := range fields {
-		if err := mw.WriteField(name, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := mw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf, mw.FormDataContentType()
-}
-
 func (f *fixture) lastRun() *wasmwiz.RunRequest {
 	f.t.Helper()
 	f.mu.Lock()
@@ -350,7 +327,7 @@ func TestAuthMatrix(t *testing.T) {
 				req.body, req.contentType = bytes.NewReader(wasmHeader), "application/wasm"
 			}
 			if tt.path == "/api/execute" {
-				req.body, req.contentType = multipartBody(t, map[string]string{"input": "x"}, map[string][]byte{"wasm": wasmHeader})
+				req.body, req.contentType = testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, map[string]string{"input": "x"})
 			}
 			res := f.do(req)
 			if res.status != tt.status {
@@ -393,15 +370,15 @@ func TestExecuteBodies(t *testing.T) {
 	}{
 		{name: "multipart", path: "/api/v1/execute",
 			build: func(t *testing.T) (io.Reader, string) {
-				return multipartBody(t, map[string]string{"stdin": "hello", "args": `["-v","x y"]`, "env": `{"K":"V"}`,
-					"timeout": "500ms", "memory": "16MiB"}, map[string][]byte{"wasm": wasmHeader})
+				return testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, map[string]string{"stdin": "hello", "args": `["-v","x y"]`, "env": `{"K":"V"}`,
+					"timeout": "500ms", "memory": "16MiB"})
 			},
 			wantWasm: wasmHeader, wantStdin: "hello", wantArgs: []string{"-v", "x y"}, wantEnv: map[string]string{"K": "V"},
 			wantTimeout: 500 * time.Millisecond, wantMemory: 16 * wasmwiz.MiB},
 		{name: "multipart stdin as a file, function and params", path: "/api/v1/execute",
 			build: func(t *testing.T) (io.Reader, string) {
-				return multipartBody(t, map[string]string{"function": "add", "params": "2, 3"},
-					map[string][]byte{"wasm": wasmHeader, "stdin": []byte("from file")})
+				return testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader, "stdin": []byte("from file")},
+					map[string]string{"function": "add", "params": "2, 3"})
 			},
 			wantWasm: wasmHeader, wantStdin: "from file", wantFunc: "add", wantParams: []string{"2", "3"},
 			wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
@@ -554,7 +531,7 @@ func TestLegacyExecute(t *testing.T) {
 			if tt.result != nil {
 				f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) { return tt.result, nil }
 			}
-			body, ct := multipartBody(t, tt.fields, tt.files)
+			body, ct := testenv.Multipart(t, tt.files, tt.fields)
 			res := f.do(request{method: "POST", path: "/api/execute", key: userKey, body: body, contentType: ct})
 			if res.status != tt.status {
 				t.Fatalf("status = %d, want %d: %s", res.status, tt.status, res.body)
@@ -581,7 +558,7 @@ func TestLegacyExecuteRateLimited(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	f.decision = wasmwiz.RateDecision{Allowed: false, Limit: 10, Remaining: 0, ResetAfter: 30 * time.Second, RetryAfter: 2100 * time.Millisecond}
-	body, ct := multipartBody(t, nil, map[string][]byte{"wasm": wasmHeader})
+	body, ct := testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, nil)
 	res := f.do(request{method: "POST", path: "/api/execute", key: userKey, body: body, contentType: ct})
 	if res.status != 429 || res.header.Get("Retry-After") != "3" || res.header.Get("X-RateLimit-Remaining") != "0" {
 		t.Fatalf("status %d headers %v", res.status, res.header)

@@ -10,21 +10,9 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
-
-// waitFor polls cond until it holds, failing the test after a minute. It
-// waits for a state, not for a duration: how long it takes is not asserted.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestUsageWriterKeepsRecordsThroughAnOutage feeds usage records through
 // wasmwiz.UsageWriter into a store whose database goes away (a proxy in
@@ -60,12 +48,12 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	}
 
 	record(120)
-	waitFor(t, "the first records to be written", func() bool { return w.Stats().Written == 120 })
+	testenv.WaitFor(t, "the first records to be written", func() bool { return w.Stats().Written == 120 })
 
 	proxy.Stop()
 	failuresBefore := w.Stats().Failures
 	record(300)
-	waitFor(t, "a failed write while the database is away", func() bool { return w.Stats().Failures > failuresBefore+2 })
+	testenv.WaitFor(t, "a failed write while the database is away", func() bool { return w.Stats().Failures > failuresBefore+2 })
 	if s := w.Stats(); s.Written != 120 || s.Dropped != 0 || s.Buffered != 300 {
 		t.Fatalf("during the outage: %+v; want 120 written, 300 buffered, none dropped", s)
 	}

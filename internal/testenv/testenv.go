@@ -10,6 +10,10 @@
 // shows a passing package's output only with -v, so without -v Run writes
 // the summary to the terminal (/dev/tty) as well; see docs/RATIONALE.md.
 //
+// It also holds what every kind of test needs alike: waits bounded by
+// Patience that fail with a message instead of hanging (WaitFor, Recv,
+// Wait), and multipart request bodies (Multipart).
+//
 // Imported by tests only.
 package testenv
 

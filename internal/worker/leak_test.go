@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // processLevels are what must return to their level after many runs.
@@ -147,11 +148,11 @@ func TestPoolNoLeaks(t *testing.T) {
 
 	// With the pool open: back to the fresh pool's level once the
 	// replacements of killed workers have started.
-	waitFor(t, "the pool to return to full strength", func() bool {
+	testenv.WaitFor(t, "the pool to return to full strength", func() bool {
 		s := pl.Stats()
 		return s.Workers == target && s.Starting == 0 && s.Idle == target
 	})
-	waitFor(t, "goroutines to return to the fresh pool's level", func() bool { return runtime.NumGoroutine() <= fresh.goroutines })
+	testenv.WaitFor(t, "goroutines to return to the fresh pool's level", func() bool { return runtime.NumGoroutine() <= fresh.goroutines })
 	open := measure(t)
 	if open.children != fresh.children {
 		t.Errorf("children = %d after the runs, want %d (no zombies, no strays)", open.children, fresh.children)
@@ -169,7 +170,7 @@ func TestPoolNoLeaks(t *testing.T) {
 	if err := pl.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	waitFor(t, "goroutines to return to the starting level", func() bool { return runtime.NumGoroutine() <= start.goroutines })
+	testenv.WaitFor(t, "goroutines to return to the starting level", func() bool { return runtime.NumGoroutine() <= start.goroutines })
 	end := measure(t)
 	if end.children != start.children {
 		t.Errorf("children = %d after Close, want %d", end.children, start.children)

@@ -158,16 +158,3 @@ func busyPIDs(pl *Pool) []int {
 	}
 	return pids
 }
-
-// waitFor polls cond until it holds, failing the test after a generous
-// bound. It waits for a state, never measures time.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // parentEnv makes the test binary a server stand-in: it starts a pool,
@@ -106,6 +107,6 @@ func TestWorkersDieWithTheServer(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	for _, pid := range pids {
-		waitFor(t, fmt.Sprintf("worker %d to die with the server", pid), func() bool { return !alive(pid) })
+		testenv.WaitFor(t, fmt.Sprintf("worker %d to die with the server", pid), func() bool { return !alive(pid) })
 	}
 }

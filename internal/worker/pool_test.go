@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/metrictest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 func TestPoolRunOutcomes(t *testing.T) {
@@ -172,7 +173,7 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello after the timeout: %v, %+v", err, res)
 			}
-			waitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
+			testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
 		})
 	}
 }
@@ -205,7 +206,7 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 			hostileDone.Add(1)
 		})
 	}
-	waitFor(t, "both hostile guests to run", func() bool { return len(busyPIDs(pl)) == 2 })
+	testenv.WaitFor(t, "both hostile guests to run", func() bool { return len(busyPIDs(pl)) == 2 })
 	hello := module(t, "hello.wasm")
 	for i := range 20 {
 		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
@@ -234,7 +235,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
 		done <- err
 	}()
-	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	pid := busyPIDs(pl)[0]
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
@@ -250,7 +251,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("hello after the crash: %v, %+v", err, res)
 	}
-	waitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
+	testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
 	if s := pl.Stats(); s.Crashes != 1 || s.Restarts < 1 {
 		t.Errorf("stats = %+v, want one crash and a restart", s)
 	}
@@ -269,7 +270,7 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
-	waitFor(t, "the dead worker to be replaced", func() bool {
+	testenv.WaitFor(t, "the dead worker to be replaced", func() bool {
 		pids := pl.PIDs()
 		return len(pids) == 1 && pids[0] != pid
 	})
@@ -293,7 +294,7 @@ func TestPoolCancelKillsWorker(t *testing.T) {
 		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "fib_recursive.wasm"), Limits: limits()})
 		done <- err
 	}()
-	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	pid := busyPIDs(pl)[0]
 	cancel()
 	err := <-done
@@ -418,7 +419,7 @@ func TestPoolClose(t *testing.T) {
 		res, _ := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l})
 		done <- res
 	}()
-	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	if err := pl.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -447,7 +448,7 @@ func TestPoolCloseDeadline(t *testing.T) {
 		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
 		done <- err
 	}()
-	waitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	pid := busyPIDs(pl)[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -517,7 +518,7 @@ func TestPoolCacheStats(t *testing.T) {
 	if res := run(&wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
 		t.Fatalf("loop status = %s, want timeout", res.Status)
 	}
-	waitFor(t, "a replacement worker", func() bool { return pl.Stats().Idle == 1 })
+	testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Idle == 1 })
 	killed := pl.CacheStats()
 	if killed.Misses != 2 || killed.Entries != 0 {
 		t.Errorf("after the worker was killed: %+v, want its two compiles kept and no entries", killed)
@@ -640,7 +641,7 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "some runs", func() bool { return ran.Load() >= 20 })
+	testenv.WaitFor(t, "some runs", func() bool { return ran.Load() >= 20 })
 	if err := pl.Close(context.Background()); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -693,7 +694,7 @@ func TestPoolStartFailures(t *testing.T) {
 		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
 			t.Fatalf("loop: %v, %+v", err, res)
 		}
-		waitFor(t, "failed restarts", func() bool { return pl.Stats().StartFails >= 2 })
+		testenv.WaitFor(t, "failed restarts", func() bool { return pl.Stats().StartFails >= 2 })
 		// With no worker to be had, a run waits until its caller leaves.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
