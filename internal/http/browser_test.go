@@ -191,6 +191,36 @@ func idle(id string) chromedp.Action[chromedp.Void] {
 	return poll(fmt.Sprintf(`!document.getElementById(%s).hasAttribute("aria-busy")`, js(id)))
 }
 
+// cardsProblem is a script that checks the table with this id in its
+// narrow layout, and returns what is wrong ("" when nothing): the header
+// row is hidden, each cell of the first row is shown below the one before,
+// inside the screen, labelled with its column's name.
+func cardsProblem(id string) string {
+	return fmt.Sprintf(`(() => {
+		const t = document.getElementById(%s);
+		const rows = t.tBodies[0].rows;
+		if (rows.length === 0) return "no rows";
+		if (getComputedStyle(t.tHead).display !== "none") return "the header row is shown";
+		const heads = [...t.tHead.rows[0].cells];
+		const cells = [...rows[0].cells];
+		if (cells.length !== heads.length) return "the row has " + cells.length + " cells for " + heads.length + " columns";
+		if (document.documentElement.scrollWidth > window.innerWidth) return "the page scrolls sideways";
+		const scroller = t.closest(".scroll");
+		if (scroller && scroller.scrollWidth > scroller.clientWidth) return "the table scrolls sideways";
+		let top = -1;
+		for (let i = 0; i < cells.length; i++) {
+			const b = cells[i].getBoundingClientRect();
+			if (b.height === 0 || b.left < 0 || b.right > window.innerWidth) return "cell " + i + " is not on the screen";
+			if (b.top <= top) return "cell " + i + " is beside the one before, not below";
+			top = b.top;
+			const name = heads[i].querySelector(".sr") ? "" : heads[i].textContent.trim();
+			const label = getComputedStyle(cells[i], "::before").content;
+			if (name !== "" && label !== JSON.stringify(name)) return "cell " + i + " is labelled " + label + ", not " + name;
+		}
+		return "";
+	})()`, js(id))
+}
+
 // waitJS waits until expr is truthy.
 func waitJS(expr string) chromedp.Action[chromedp.Void] { return poll(expr) }
 
@@ -421,6 +451,33 @@ func TestBrowserWebUI(t *testing.T) {
 		waitText("#history-pager", "3 items"),
 	)
 	screenshot(t, ctx, "history")
+	var historyCards, modulesCards, wideTable string
+	step("at 390 px, history and modules are cards: every column of a row shown with its name, nothing wider than the screen",
+		chromedp.EmulateViewport(390, 844),
+		into(&historyCards, chromedp.Evaluate[string](cardsProblem("history-table"))),
+		chromedp.Click(chromedp.ID("tab-modules")),
+		idle("modules-table"),
+		waitText(row, "greeter"),
+		into(&modulesCards, chromedp.Evaluate[string](cardsProblem("modules-table"))),
+	)
+	screenshot(t, ctx, "phone-modules")
+	step("wide again, the modules are a table",
+		chromedp.EmulateViewport(1280, 1000),
+		into(&wideTable, chromedp.Evaluate[string](`(() => {
+			const t = document.getElementById("modules-table");
+			const cells = t.tBodies[0].rows[0].cells;
+			if (getComputedStyle(t.tHead).display === "none") return "the header row is hidden";
+			if (cells[1].getBoundingClientRect().top !== cells[0].getBoundingClientRect().top) return "the cells are stacked";
+			return "";
+		})()`)),
+		chromedp.Click(chromedp.ID("tab-history")),
+		waitText(fmt.Sprintf(`#history-table tr[data-id=%s]`, js(helloRun)), "ok"),
+	)
+	for name, problem := range map[string]string{"history at 390 px": historyCards, "modules at 390 px": modulesCards, "modules at 1280 px": wideTable} {
+		if problem != "" {
+			t.Errorf("%s: %s", name, problem)
+		}
+	}
 	step("the open panel survives a reload",
 		chromedp.Reload(),
 		waitJS(`location.hash === "#history" && !document.getElementById("panel-history").hidden && document.getElementById("panel-run").hidden`),

@@ -63,6 +63,15 @@
 
   // ---- small helpers ----------------------------------------------------
 
+  // labelCells gives every cell of a table of cards (class "cards") its
+  // column's name, which the narrow layout shows beside the value.
+  function labelCells(table) {
+    const heads = [...table.tHead.rows[0].cells].map((th) => (th.querySelector(".sr") ? "" : th.textContent.trim()));
+    for (const tr of table.tBodies[0].rows) {
+      [...tr.cells].forEach((td, i) => { td.dataset.label = heads[i] || ""; });
+    }
+  }
+
   function el(tag, props, ...children) {
     const e = document.createElement(tag);
     if (props) {
@@ -464,6 +473,7 @@
             el("button", { type: "button", class: "secondary", "aria-label": "Run " + m.name, onclick: () => runStored(m.id) }, "Run"),
             el("button", { type: "button", class: "danger", "aria-label": "Delete " + m.name, onclick: (ev) => deleteModule(m, ev.currentTarget) }, "Delete")))));
       }
+      labelCells($("modules-table"));
       $("modules-empty").hidden = data.total !== 0;
       renderPager($("modules-pager"), modulesOffset, data.total, (o) => { modulesOffset = o; loadModules(); });
     } catch (err) {
@@ -585,6 +595,7 @@
           el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
           el("td", null, r.error_code || "")));
       }
+      labelCells($("history-table"));
       $("history-empty").hidden = data.total !== 0;
       renderPager($("history-pager"), historyOffset, data.total, (o) => { historyOffset = o; loadHistory(); });
     } catch (err) {
@@ -671,6 +682,7 @@
           el("td", null, state),
           el("td", null, actions)));
       }
+      labelCells($("keys-table"));
       $("keys-empty").hidden = data.total !== 0;
       renderPager($("keys-pager"), keysOffset, data.total, (o) => { keysOffset = o; loadKeys(); });
     } catch (err) {
@@ -827,6 +839,7 @@
           el("td", null, u.email, self ? el("div", { class: "hint" }, "you") : null), el("td", { class: "num" }, String(u.id)),
           el("td", null, u.role), el("td", null, tier), el("td", null, fmtTime(u.created_at)), state));
       }
+      labelCells($("admin-users"));
       $("admin-users-empty").hidden = data.total !== 0;
       renderPager($("admin-users-pager"), usersOffset, data.total, (o) => { usersOffset = o; loadUsers(); });
     } catch (err) {
