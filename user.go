@@ -77,3 +77,15 @@ type UserService interface {
 	// serve can bootstrap the first admin on an empty database.
 	CountUsers(ctx context.Context) (int, error)
 }
+
+// CheckLastAdmin returns ECONFLICT when updated, read back after an update,
+// was the only one of the active admins before it (admins, read in the same
+// transaction) and is no longer an active admin: an installation never
+// loses its last admin, whoever asks (API, web page or CLI). Stores call it
+// before they commit.
+func CheckLastAdmin(admins []int64, updated *User) error {
+	if len(admins) != 1 || admins[0] != updated.ID || updated.IsAdmin() {
+		return nil
+	}
+	return Errorf(ECONFLICT, "user %d is the last active admin: make another user an admin before demoting or disabling this one", updated.ID)
+}

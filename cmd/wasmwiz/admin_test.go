@@ -196,6 +196,8 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatalf("enabled user's key: %v", err)
 			}
 			c.fails(1, "ENOTFOUND", "users", "disable", "nobody@example.com")
+			// The only admin stays: disabling it is refused, saying why.
+			c.fails(1, "last active admin", "users", "disable", "root@example.com")
 			c.fails(2, "unknown subcommand", "keys", "frob")
 			c.fails(2, "want 1 argument", "users", "disable")
 		})

@@ -165,12 +165,32 @@ func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) 
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", *upd.Tier)
 		}
 	}
-	u, err := scanUser(db.pool.QueryRow(ctx, `UPDATE users SET
-			tier = COALESCE($2, tier), role = COALESCE($3, role), disabled = COALESCE($4, disabled)
-		WHERE id = $1 RETURNING `+userColumns, id, upd.Tier, role, upd.Disabled))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
-	}
+	var u *wasmwiz.User
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var admins []int64
+		if upd.Role != nil || upd.Disabled != nil {
+			// Lock the active admins, so that two admins demoting each
+			// other at once cannot both see the other one stay.
+			rows, err := tx.Query(ctx, `SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE`)
+			if err != nil {
+				return err
+			}
+			if admins, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+				return err
+			}
+		}
+		var err error
+		u, err = scanUser(tx.QueryRow(ctx, `UPDATE users SET
+				tier = COALESCE($2, tier), role = COALESCE($3, role), disabled = COALESCE($4, disabled)
+			WHERE id = $1 RETURNING `+userColumns, id, upd.Tier, role, upd.Disabled))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
+		}
+		if err != nil {
+			return err
+		}
+		return wasmwiz.CheckLastAdmin(admins, u)
+	})
 	if err != nil {
 		// A tier deleted between the check and the update lands here.
 		return nil, dbError(err, "update user")

@@ -141,6 +141,26 @@ func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) 
 				return err
 			}
 		}
+		// The write transaction holds SQLite's lock: the admins read here
+		// stay the admins until it ends.
+		var admins []int64
+		if upd.Role != nil || upd.Disabled != nil {
+			rows, err := tx.QueryContext(ctx, `SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var a int64
+				if err := rows.Scan(&a); err != nil {
+					return err
+				}
+				admins = append(admins, a)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
 		var err error
 		u, err = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
 				tier = coalesce(?, tier), role = coalesce(?, role), disabled = coalesce(?, disabled)
@@ -149,7 +169,10 @@ func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) 
 		if errors.Is(err, sql.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user %d not found", id)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return wasmwiz.CheckLastAdmin(admins, u)
 	})
 	return u, err
 }

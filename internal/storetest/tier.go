@@ -143,7 +143,9 @@ func testPutTierForbidden(t *testing.T, e *env) {
 	raised.RunsPerDay = 1_000_000
 	wantCode(t, e.s.PutTier(ctx, &raised), wasmwiz.EFORBIDDEN, "PutTier by a user")
 	wantCode(t, e.s.PutTier(e.anon, &raised), wasmwiz.EUNAUTHORIZED, "PutTier without a caller")
-	// A disabled admin is no admin.
+	// A disabled admin is no admin (another admin stays: the last one
+	// cannot be disabled).
+	e.admin("other-root@example.com")
 	adm, admCtx := e.admin("root@example.com")
 	_, err = e.s.UpdateUser(e.sys, adm.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
 	wantOK(t, err, "disable the admin")

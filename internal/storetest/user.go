@@ -1,7 +1,10 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +20,8 @@ var userTests = []test{
 	{"FindUsers", testFindUsers},
 	{"UpdateUser", testUpdateUser},
 	{"UpdateUserRefusals", testUpdateUserRefusals},
+	{"LastAdminStays", testLastAdminStays},
+	{"LastAdminStaysUnderRacingDemotions", testLastAdminRace},
 	{"CountUsersNeedsNoCaller", testCountUsers},
 }
 
@@ -240,5 +245,92 @@ func testCountUsers(t *testing.T, e *env) {
 	wantOK(t, err, "CountUsers")
 	if n != 2 {
 		t.Fatalf("CountUsers = %d, want 2", n)
+	}
+}
+
+// testLastAdminStays: the only active admin cannot be demoted or disabled,
+// by another caller or by itself; with a second admin it can, and then the
+// second is the last.
+func testLastAdminStays(t *testing.T, e *env) {
+	root, rootCtx := e.admin("root@example.com")
+	user, _ := e.user("someone@example.com", wasmwiz.TierFree)
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		upd  wasmwiz.UserUpdate
+	}{
+		{"demoted by the system", e.sys, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)}},
+		{"disabled by the system", e.sys, wasmwiz.UserUpdate{Disabled: ptr(true)}},
+		{"demoted by itself", rootCtx, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)}},
+		{"disabled by itself", rootCtx, wasmwiz.UserUpdate{Disabled: ptr(true), Tier: ptr(wasmwiz.TierBasic)}},
+	} {
+		_, err := e.s.UpdateUser(tt.ctx, root.ID, tt.upd)
+		wantCode(t, err, wasmwiz.ECONFLICT, "the last admin "+tt.name)
+		if !strings.Contains(wasmwiz.ErrorMessage(err), "last active admin") {
+			t.Fatalf("%s: message %q does not say why", tt.name, wasmwiz.ErrorMessage(err))
+		}
+	}
+	got, err := e.s.FindUserByID(e.sys, root.ID)
+	wantOK(t, err, "FindUserByID")
+	if !got.IsAdmin() || got.Tier != wasmwiz.TierPro {
+		t.Fatalf("after the refused updates: %+v, want an enabled admin on its tier", got)
+	}
+	// Other changes to the last admin, and any change to others, go through.
+	_, err = e.s.UpdateUser(e.sys, root.ID, wasmwiz.UserUpdate{Tier: ptr(wasmwiz.TierBasic), Disabled: ptr(false), Role: ptr(wasmwiz.RoleAdmin)})
+	wantOK(t, err, "keeping the last admin an admin")
+	_, err = e.s.UpdateUser(e.sys, user.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
+	wantOK(t, err, "disabling a user")
+	// With a second admin, the first may go; then the second is the last.
+	second, _ := e.admin("second@example.com")
+	_, err = e.s.UpdateUser(rootCtx, root.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)})
+	wantOK(t, err, "demoting one of two admins")
+	_, err = e.s.UpdateUser(e.sys, second.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
+	wantCode(t, err, wasmwiz.ECONFLICT, "disabling the admin left")
+	// A disabled admin does not count.
+	_, err = e.s.UpdateUser(e.sys, root.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleAdmin), Disabled: ptr(true)})
+	wantOK(t, err, "a disabled admin")
+	_, err = e.s.UpdateUser(e.sys, second.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)})
+	wantCode(t, err, wasmwiz.ECONFLICT, "demoting the only enabled admin beside a disabled one")
+}
+
+// testLastAdminRace: four admins demoted at the same moment leave exactly
+// one admin; the others' demotions go through, its own is ECONFLICT.
+func testLastAdminRace(t *testing.T, e *env) {
+	var ids []int64
+	for i := range 4 {
+		a, _ := e.admin(fmt.Sprintf("admin%d@example.com", i))
+		ids = append(ids, a.ID)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	start := make(chan struct{})
+	for i, id := range ids {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = e.s.UpdateUser(e.sys, id, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	refused := 0
+	for _, err := range errs {
+		switch wasmwiz.ErrorCode(err) {
+		case "":
+		case wasmwiz.ECONFLICT:
+			refused++
+		default:
+			t.Fatalf("a demotion failed otherwise: %v", err)
+		}
+	}
+	admins := 0
+	for _, id := range ids {
+		u, err := e.s.FindUserByID(e.sys, id)
+		wantOK(t, err, "FindUserByID")
+		if u.IsAdmin() {
+			admins++
+		}
+	}
+	if admins != 1 || refused != 1 {
+		t.Fatalf("after four racing demotions: %d admins left and %d refusals (%v), want 1 and 1", admins, refused, errs)
 	}
 }
