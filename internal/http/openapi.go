@@ -12,6 +12,7 @@ import (
 // deliberately not generated from the router: the OpenAPI test compares the
 // two, so a route added without documentation fails it.
 type apiOp struct {
+	id                         string // operationId: stable, what a generated client's method is called
 	method, path, tag, summary string
 	auth                       string   // "", "key", "admin", "key-or-anonymous"
 	query                      []string // query parameter names
@@ -23,56 +24,56 @@ type apiOp struct {
 }
 
 var apiOps = []apiOp{
-	{method: "GET", path: "/healthz", tag: "operations", summary: "Liveness", status: "200", schema: "Health"},
-	{method: "GET", path: "/readyz", tag: "operations", summary: "Readiness: database and, when configured, Redis", status: "200", schema: "Ready"},
-	{method: "GET", path: "/metrics", tag: "operations", summary: "Prometheus metrics (text format)", status: "200", schema: "text"},
-	{method: "GET", path: "/api/openapi.json", tag: "operations", summary: "This document", status: "200", schema: "object"},
+	{id: "health", method: "GET", path: "/healthz", tag: "operations", summary: "Liveness", status: "200", schema: "Health"},
+	{id: "ready", method: "GET", path: "/readyz", tag: "operations", summary: "Readiness: database and, when configured, Redis", status: "200", schema: "Ready"},
+	{id: "metrics", method: "GET", path: "/metrics", tag: "operations", summary: "Prometheus metrics (text format)", status: "200", schema: "text"},
+	{id: "openAPI", method: "GET", path: "/api/openapi.json", tag: "operations", summary: "This document", status: "200", schema: "object"},
 
-	{method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier",
+	{id: "execute", method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data", "application/json", "application/wasm"}, bodySchema: "ExecuteRequest",
 		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
-	{method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
+	{id: "executeLegacy", method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data"}, status: "200", schema: "LegacyResult", limited: true},
 
-	{method: "POST", path: "/api/v1/modules", tag: "modules", summary: "Upload a module (inspected first; invalid modules are refused)",
+	{id: "createModule", method: "POST", path: "/api/v1/modules", tag: "modules", summary: "Upload a module (inspected first; invalid modules are refused)",
 		auth: "key", body: []string{"multipart/form-data", "application/wasm"}, query: []string{"name", "description", "public"}, status: "201", schema: "Module"},
-	{method: "GET", path: "/api/v1/modules", tag: "modules", summary: "Your modules, newest first", auth: "key",
+	{id: "listModules", method: "GET", path: "/api/v1/modules", tag: "modules", summary: "Your modules, newest first", auth: "key",
 		query: []string{"name", "limit", "offset"}, status: "200", schema: "ModuleList"},
-	{method: "GET", path: "/api/v1/modules/{id}", tag: "modules", summary: "One module you can see", auth: "key", status: "200", schema: "Module"},
-	{method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204"},
-	{method: "POST", path: "/api/v1/modules/{id}/execute", tag: "execute", summary: "Run a stored module",
+	{id: "getModule", method: "GET", path: "/api/v1/modules/{id}", tag: "modules", summary: "One module you can see", auth: "key", status: "200", schema: "Module"},
+	{id: "deleteModule", method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204"},
+	{id: "executeModule", method: "POST", path: "/api/v1/modules/{id}/execute", tag: "execute", summary: "Run a stored module",
 		auth: "key", body: []string{"application/json", "multipart/form-data", "application/octet-stream"}, bodySchema: "ExecuteRequest",
 		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
 
-	{method: "GET", path: "/api/v1/runs", tag: "usage", summary: "Your runs, newest first", auth: "key",
+	{id: "listRuns", method: "GET", path: "/api/v1/runs", tag: "usage", summary: "Your runs, newest first", auth: "key",
 		query: []string{"status", "since", "until", "limit", "offset"}, status: "200", schema: "RunList"},
-	{method: "GET", path: "/api/v1/runs/{id}", tag: "usage", summary: "One of your runs", auth: "key", status: "200", schema: "Run"},
-	{method: "GET", path: "/api/v1/usage", tag: "usage", summary: "Your usage against your tier's quotas", auth: "key", status: "200", schema: "Usage"},
-	{method: "GET", path: "/api/v1/me", tag: "usage", summary: "You and your tier", auth: "key", status: "200", schema: "Me"},
+	{id: "getRun", method: "GET", path: "/api/v1/runs/{id}", tag: "usage", summary: "One of your runs", auth: "key", status: "200", schema: "Run"},
+	{id: "getUsage", method: "GET", path: "/api/v1/usage", tag: "usage", summary: "Your usage against your tier's quotas", auth: "key", status: "200", schema: "Usage"},
+	{id: "getMe", method: "GET", path: "/api/v1/me", tag: "usage", summary: "You and your tier", auth: "key", status: "200", schema: "Me"},
 
-	{method: "POST", path: "/api/v1/keys", tag: "keys", summary: "Create a key for yourself (the secret is shown once)", auth: "key",
+	{id: "createKey", method: "POST", path: "/api/v1/keys", tag: "keys", summary: "Create a key for yourself (the secret is shown once)", auth: "key",
 		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey"},
-	{method: "GET", path: "/api/v1/keys", tag: "keys", summary: "Your keys", auth: "key", query: []string{"include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
-	{method: "DELETE", path: "/api/v1/keys/{id}", tag: "keys", summary: "Revoke one of your keys", auth: "key", status: "204"},
+	{id: "listKeys", method: "GET", path: "/api/v1/keys", tag: "keys", summary: "Your keys", auth: "key", query: []string{"include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
+	{id: "revokeKey", method: "DELETE", path: "/api/v1/keys/{id}", tag: "keys", summary: "Revoke one of your keys", auth: "key", status: "204"},
 
-	{method: "POST", path: "/api/v1/admin/users", tag: "admin", summary: "Create a user", auth: "admin",
+	{id: "adminCreateUser", method: "POST", path: "/api/v1/admin/users", tag: "admin", summary: "Create a user", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "UserRequest", status: "201", schema: "User"},
-	{method: "GET", path: "/api/v1/admin/users", tag: "admin", summary: "List users", auth: "admin", query: []string{"email", "limit", "offset"}, status: "200", schema: "UserList"},
-	{method: "GET", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "One user", auth: "admin", status: "200", schema: "User"},
-	{method: "PATCH", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "Change a user's tier, role or disabled flag", auth: "admin",
+	{id: "adminListUsers", method: "GET", path: "/api/v1/admin/users", tag: "admin", summary: "List users", auth: "admin", query: []string{"email", "limit", "offset"}, status: "200", schema: "UserList"},
+	{id: "adminGetUser", method: "GET", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "One user", auth: "admin", status: "200", schema: "User"},
+	{id: "adminUpdateUser", method: "PATCH", path: "/api/v1/admin/users/{id}", tag: "admin", summary: "Change a user's tier, role or disabled flag", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "UserUpdate", status: "200", schema: "User"},
-	{method: "GET", path: "/api/v1/admin/tiers", tag: "admin", summary: "List tiers", auth: "admin", status: "200", schema: "TierList"},
-	{method: "POST", path: "/api/v1/admin/tiers", tag: "admin", summary: "Create a tier", auth: "admin",
+	{id: "adminListTiers", method: "GET", path: "/api/v1/admin/tiers", tag: "admin", summary: "List tiers", auth: "admin", status: "200", schema: "TierList"},
+	{id: "adminCreateTier", method: "POST", path: "/api/v1/admin/tiers", tag: "admin", summary: "Create a tier", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "Tier", status: "201", schema: "Tier"},
-	{method: "GET", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "One tier", auth: "admin", status: "200", schema: "Tier"},
-	{method: "PUT", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "Create or replace a tier", auth: "admin",
+	{id: "adminGetTier", method: "GET", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "One tier", auth: "admin", status: "200", schema: "Tier"},
+	{id: "adminPutTier", method: "PUT", path: "/api/v1/admin/tiers/{name}", tag: "admin", summary: "Create or replace a tier", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "Tier", status: "200", schema: "Tier"},
-	{method: "GET", path: "/api/v1/admin/keys", tag: "admin", summary: "List keys of any user", auth: "admin",
+	{id: "adminListKeys", method: "GET", path: "/api/v1/admin/keys", tag: "admin", summary: "List keys of any user", auth: "admin",
 		query: []string{"user_id", "include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
-	{method: "POST", path: "/api/v1/admin/keys", tag: "admin", summary: "Create a key for any user", auth: "admin",
+	{id: "adminCreateKey", method: "POST", path: "/api/v1/admin/keys", tag: "admin", summary: "Create a key for any user", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey"},
-	{method: "DELETE", path: "/api/v1/admin/keys/{id}", tag: "admin", summary: "Revoke any key", auth: "admin", status: "204"},
-	{method: "GET", path: "/api/v1/admin/stats", tag: "admin", summary: "Totals for the whole service", auth: "admin", status: "200", schema: "Stats"},
+	{id: "adminRevokeKey", method: "DELETE", path: "/api/v1/admin/keys/{id}", tag: "admin", summary: "Revoke any key", auth: "admin", status: "204"},
+	{id: "adminStats", method: "GET", path: "/api/v1/admin/stats", tag: "admin", summary: "Totals for the whole service", auth: "admin", status: "200", schema: "Stats"},
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -106,14 +107,14 @@ func buildOpenAPI() map[string]any {
 		o := map[string]any{
 			"summary":     op.summary,
 			"tags":        []string{op.tag},
-			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(op.path),
+			"operationId": op.id,
 		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(op.path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		for _, q := range op.query {
-			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": map[string]any{"type": "string"}})
+			params = append(params, queryParam(q))
 		}
 		params = append(params, map[string]any{"name": "X-Request-Id", "in": "header", "required": false, "schema": map[string]any{"type": "string"}})
 		o["parameters"] = params
@@ -128,9 +129,9 @@ func buildOpenAPI() map[string]any {
 			for _, mt := range op.body {
 				switch mt {
 				case "application/json":
-					content[mt] = map[string]any{"schema": ref(op.bodySchema)}
+					content[mt] = withExample(map[string]any{"schema": ref(op.bodySchema)}, op.bodySchema)
 				case "multipart/form-data":
-					content[mt] = map[string]any{"schema": map[string]any{"type": "object"}}
+					content[mt] = multipartContent(op)
 				default:
 					content[mt] = map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}
 				}
@@ -145,7 +146,7 @@ func buildOpenAPI() map[string]any {
 		case "object":
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
 		default:
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.schema)}}
+			ok["content"] = map[string]any{"application/json": withExample(map[string]any{"schema": ref(op.schema)}, op.schema)}
 		}
 		responses := map[string]any{op.status: ok, "default": map[string]any{"$ref": "#/components/responses/Error"}}
 		if op.limited {
@@ -182,6 +183,97 @@ func buildOpenAPI() map[string]any {
 			"schemas": schemas(),
 		},
 	}
+}
+
+// examples are example values of schemas, shown with the bodies that use
+// them.
+var examples = map[string]any{
+	"ExecuteRequest": map[string]any{"wasm_base64": "AGFzbQEAAAA…", "name": "hello.wasm", "stdin": "hi",
+		"args": []string{"-v"}, "env": map[string]string{"NAME": "ww"}, "timeout": "500ms"},
+	"Result": map[string]any{"id": "run_…", "status": "ok", "exit_code": 0, "stdout": "Hello, World!\n",
+		"stdout_encoding": "utf-8", "stdout_truncated": false, "stderr": "", "stderr_encoding": "utf-8",
+		"stderr_truncated": false, "duration_ms": 1.2, "memory_peak_bytes": 65536,
+		"module": map[string]any{"sha256": "…", "size_bytes": 1234, "wasi": true, "entry": "_start"}, "compile_cached": true},
+	"KeyRequest":  map[string]any{"name": "ci", "expires_at": "2027-01-01T00:00:00Z"},
+	"UserRequest": map[string]any{"email": "ada@example.com", "tier": "basic", "create_key": true},
+}
+
+func withExample(content map[string]any, schema string) map[string]any {
+	if ex, ok := examples[schema]; ok {
+		content["example"] = ex
+	}
+	return content
+}
+
+// queryParams describes the query parameters by name: repeatable ones are
+// arrays (form style, exploded: arg=a&arg=b), numbers and flags typed.
+var queryParams = map[string]map[string]any{
+	"arg": {"description": "one argument of the guest, in order; repeat for more", "style": "form", "explode": true,
+		"schema": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}, "example": []string{"-v", "file.txt"}},
+	"env": {"description": "one environment variable of the guest, KEY=VALUE; repeat for more", "style": "form", "explode": true,
+		"schema": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}, "example": []string{"NAME=ww"}},
+	"name":            {"description": "the module's name (argv[0] of a run)", "schema": map[string]any{"type": "string"}, "example": "hello.wasm"},
+	"stdin":           {"description": "the guest's stdin, as text", "schema": map[string]any{"type": "string"}},
+	"stdin_base64":    {"description": "the guest's stdin, base64", "schema": map[string]any{"type": "string", "contentEncoding": "base64"}},
+	"function":        {"description": "plain modules: the export to call", "schema": map[string]any{"type": "string"}, "example": "add"},
+	"params":          {"description": "its arguments: 1,2 or a JSON array", "schema": map[string]any{"type": "string"}, "example": "2,3"},
+	"timeout":         {"description": "a lower wall time than the tier's", "schema": map[string]any{"type": "string"}, "example": "500ms"},
+	"memory":          {"description": "a lower memory cap than the tier's", "schema": map[string]any{"type": "string"}, "example": "16MiB"},
+	"limit":           {"schema": map[string]any{"type": "integer", "minimum": 0}},
+	"offset":          {"schema": map[string]any{"type": "integer", "minimum": 0}},
+	"user_id":         {"schema": map[string]any{"type": "integer"}},
+	"public":          {"schema": map[string]any{"type": "boolean"}},
+	"include_revoked": {"schema": map[string]any{"type": "boolean"}},
+	"since":           {"schema": map[string]any{"type": "string", "format": "date-time"}},
+	"until":           {"schema": map[string]any{"type": "string", "format": "date-time"}},
+}
+
+func queryParam(name string) map[string]any {
+	p := map[string]any{"name": name, "in": "query", "required": false, "schema": map[string]any{"type": "string"}}
+	for k, v := range queryParams[name] {
+		p[k] = v
+	}
+	return p
+}
+
+// multipartContent is the multipart/form-data body of op: its parts, with
+// files as binary and the JSON-valued fields as JSON text.
+func multipartContent(op apiOp) map[string]any {
+	file := map[string]any{"type": "string", "format": "binary"}
+	text := func(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
+	var props map[string]any
+	required := []string{}
+	switch op.id {
+	case "execute", "executeModule":
+		props = map[string]any{
+			"stdin":    map[string]any{"type": "string", "format": "binary", "description": "the guest's stdin (a file part or a text field)"},
+			"args":     text(`JSON array of strings, e.g. ["-v","x"]`),
+			"env":      text(`JSON object of strings, e.g. {"NAME":"ww"}`),
+			"function": text("plain modules: the export to call"),
+			"params":   text("its arguments: a JSON array or 1,2"),
+			"timeout":  text("a lower wall time than the tier's, e.g. 500ms"),
+			"memory":   text("a lower memory cap than the tier's, e.g. 16MiB"),
+		}
+		if op.id == "execute" {
+			props["wasm"] = map[string]any{"type": "string", "format": "binary", "description": "the module; its file name is argv[0]"}
+			props["name"] = text("the module's name, argv[0], instead of the file name")
+			props["module_id"] = text("a stored module (mod_…) instead of wasm")
+		}
+	case "executeLegacy":
+		props = map[string]any{"wasm": file, "input": text("the guest's stdin")}
+		required = []string{"wasm"}
+	case "createModule":
+		props = map[string]any{"wasm": file, "name": text("default: the file name"), "description": text(""),
+			"public": map[string]any{"type": "boolean"}}
+		required = []string{"wasm"}
+	default:
+		props = map[string]any{}
+	}
+	schema := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		schema["required"] = required
+	}
+	return map[string]any{"schema": schema}
 }
 
 func rateHeaders() map[string]any {

@@ -2,6 +2,8 @@ package http_test
 
 import (
 	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,5 +135,81 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 				t.Errorf("%s %s has no success response", m, p)
 			}
 		}
+	}
+}
+
+// TestOpenAPIForGenerators: what a client generator needs from the
+// document: stable, meaningful operation ids; repeatable query parameters
+// as arrays; the real parts of multipart bodies; examples of the execute
+// bodies.
+func TestOpenAPIForGenerators(t *testing.T) {
+	t.Parallel()
+	raw, err := json.Marshal(wwhttp.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Parameters  []struct {
+				Name    string         `json:"name"`
+				In      string         `json:"in"`
+				Explode bool           `json:"explode"`
+				Schema  map[string]any `json:"schema"`
+			} `json:"parameters"`
+			RequestBody struct {
+				Content map[string]struct {
+					Schema struct {
+						Properties map[string]map[string]any `json:"properties"`
+						Required   []string                  `json:"required"`
+					} `json:"schema"`
+					Example any `json:"example"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			where := strings.ToUpper(method) + " " + path
+			if !regexp.MustCompile(`^[a-z][A-Za-z]*$`).MatchString(op.OperationID) {
+				t.Errorf("%s: operationId %q is not a lowerCamelCase name", where, op.OperationID)
+			}
+			if other, dup := ids[op.OperationID]; dup {
+				t.Errorf("operationId %q names %s and %s", op.OperationID, other, where)
+			}
+			ids[op.OperationID] = where
+		}
+	}
+	for id, where := range map[string]string{"execute": "POST /api/v1/execute", "executeModule": "POST /api/v1/modules/{id}/execute",
+		"createModule": "POST /api/v1/modules", "listRuns": "GET /api/v1/runs", "createKey": "POST /api/v1/keys"} {
+		if ids[id] != where {
+			t.Errorf("operationId %s names %q, want %s", id, ids[id], where)
+		}
+	}
+
+	execute := doc.Paths["/api/v1/execute"]["post"]
+	for _, p := range execute.Parameters {
+		if p.In == "query" && (p.Name == "arg" || p.Name == "env") && (p.Schema["type"] != "array" || !p.Explode) {
+			t.Errorf("query parameter %s: schema %v explode %v, want an exploded array", p.Name, p.Schema, p.Explode)
+		}
+	}
+	mp := execute.RequestBody.Content["multipart/form-data"].Schema.Properties
+	for _, part := range []string{"wasm", "name", "module_id", "stdin", "args", "env", "function", "params", "timeout", "memory"} {
+		if mp[part] == nil {
+			t.Errorf("the multipart body of execute lacks the part %q", part)
+		}
+	}
+	if mp["wasm"]["format"] != "binary" {
+		t.Errorf("the wasm part is %v, want a binary string", mp["wasm"])
+	}
+	if p := doc.Paths["/api/v1/modules"]["post"].RequestBody.Content["multipart/form-data"].Schema; p.Properties["wasm"] == nil || !slices.Contains(p.Required, "wasm") {
+		t.Errorf("the multipart body of createModule: %+v", p)
+	}
+	if execute.RequestBody.Content["application/json"].Example == nil {
+		t.Error("the JSON body of execute has no example")
 	}
 }
