@@ -16,6 +16,7 @@
 //	internal/worker         pool of sandboxed worker processes that run guests for serve
 //	internal/engine         wazero: inspection, compile cache, limits, WASI; runs in a worker
 //	                        (and in-process for `wasmwiz run`)
+//	internal/wasifs         the guest's file descriptors: stdio, and mounts through os.Root
 //	internal/sqlite         stores on embedded SQLite (the default)
 //	internal/postgres       the same stores on PostgreSQL (production)
 //	internal/migration      one runner for both stores' frozen SQL migrations

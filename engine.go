@@ -60,6 +60,11 @@ type RunRequest struct {
 	// also as "nan", "inf", "-inf"), parsed against its signature.
 	Params []string
 
+	// Mounts are host directories the guest sees, preopened in this order.
+	// Only the program sets them (wasmwiz run --dir, the server's private
+	// directory of a run), never a caller.
+	Mounts []Mount
+
 	Limits Limits
 }
 

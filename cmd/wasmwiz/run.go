@@ -41,8 +41,8 @@ Runs a WASI preview1 command on this machine, no server needed: our stdin is
 its stdin, its stdout and stderr are ours, its exit code is our exit status;
 args after the module are the guest's (argv[0] is the module's file name).
 Or calls a plain module's function: --call NAME --params 1,2. Flags come
-before the module. Nothing of the host reaches the guest: no files, no
-network, no environment but --env.`
+before the module. Nothing of the host reaches the guest but what --dir
+gives it: no other files, no network, no environment but --env.`
 
 const runAfter = `exit status: the guest's own exit code (0-255); 124 timeout; 134 trap or
 memory_limit; 141 output_limit; 2 for bad flags or a refused module; 1 for
@@ -63,8 +63,17 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		inspect   = fs.Bool("inspect", false, "print what the module imports and exports, and do not run it")
 		asJSON    = fs.Bool("json", false, "print one JSON object with the result instead of the guest's output")
 		envVars   = map[string]string{}
+		mounts    []wasmwiz.Mount
 	)
 	envFlag(fs.FlagSet, envVars, "set a guest environment variable `K=V` (repeatable); nothing comes from the host")
+	fs.Func("dir", "give the guest a host directory: `HOSTDIR[:GUESTDIR][:ro]` (repeatable); GUESTDIR defaults to\n"+
+		"/BASENAME, :ro makes it read-only; nothing reaches outside HOSTDIR (no .., absolute path or symbolic link)", func(s string) error {
+		m, err := parseDirFlag(s)
+		if err == nil {
+			mounts = append(mounts, m)
+		}
+		return err
+	})
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -117,7 +126,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 
 	req := &wasmwiz.RunRequest{
 		Wasm: wasm, Name: name, Args: fs.Args()[1:], Env: envVars,
-		Function: *call, Limits: lim,
+		Function: *call, Limits: lim, Mounts: mounts,
 	}
 	if *params != "" {
 		req.Params = strings.Split(*params, ",")
@@ -260,6 +269,43 @@ func readModule(env *Env, path string) ([]byte, string, error) {
 		return nil, "", wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the module: %v", err)
 	}
 	return wasm, filepath.Base(path), nil
+}
+
+// parseDirFlag reads --dir HOSTDIR[:GUESTDIR][:ro], the convention of
+// wasmtime and wazero. A GUESTDIR is absolute, so a colon in HOSTDIR stays
+// part of it unless what follows the last one starts with a slash.
+func parseDirFlag(s string) (wasmwiz.Mount, error) {
+	var m wasmwiz.Mount
+	if rest, ok := strings.CutSuffix(s, ":ro"); ok {
+		s, m.ReadOnly = rest, true
+	}
+	m.HostDir = s
+	if i := strings.LastIndexByte(s, ':'); i > 0 && strings.HasPrefix(s[i+1:], "/") {
+		m.HostDir, m.GuestDir = s[:i], s[i+1:]
+	}
+	if m.HostDir == "" {
+		return m, fmt.Errorf("want HOSTDIR[:GUESTDIR][:ro], got %q", s)
+	}
+	st, err := os.Stat(m.HostDir)
+	if err != nil {
+		return m, err
+	}
+	if !st.IsDir() {
+		return m, fmt.Errorf("%s is not a directory", m.HostDir)
+	}
+	if m.GuestDir == "" {
+		abs, err := filepath.Abs(m.HostDir)
+		if err != nil {
+			return m, err
+		}
+		m.GuestDir = "/" + filepath.Base(abs)
+	}
+	guest, err := wasmwiz.CleanGuestDir(m.GuestDir)
+	if err != nil {
+		return m, fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
+	}
+	m.GuestDir = guest
+	return m, nil
 }
 
 // readStdin reads all of stdin, except from a terminal, where a guest gets

@@ -28,13 +28,14 @@ var (
 	adapterEdges = map[string][]string{
 		"internal/sqlite":   {"internal/migration"},
 		"internal/postgres": {"internal/migration"},
+		"internal/engine":   {"internal/wasifs"}, // the guest's descriptors are part of the engine's WASI
 	}
-	support = []string{"internal/migration"}
+	support = []string{"internal/migration", "internal/wasifs"}
 	// testSupport packages are imported by tests only.
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",
 		"internal/postgres/pgtest", "internal/deploytest", "internal/metrictest",
-		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv",
+		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv", "internal/wasisuite",
 	}
 )
 

@@ -22,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/wasifs"
 )
 
 // Options configure an Engine. The zero value is valid.
@@ -107,8 +108,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, name := range []string{wasiPreview1, wasiUnstable} {
 		b := e.runtime.NewHostModuleBuilder(name)
 		wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-		exportSockShutdown(b)
-		exportPollOneoff(b)
+		wasifs.Export(b, name == wasiUnstable) // every descriptor function: files, stdio, poll_oneoff, sockets
 		cm, err := b.Compile(ctx)
 		if err == nil {
 			e.wasiFuncs[name] = cm.ExportedFunctions()
@@ -173,27 +173,4 @@ func (e *Engine) begin() error {
 func (e *Engine) end() {
 	e.active.Add(-1)
 	e.running.Done()
-}
-
-// WASI errno values (preview1) the engine's own host functions return.
-const (
-	errnoBadf    = 8
-	errnoNotsock = 57
-)
-
-// exportSockShutdown replaces wazero's sock_shutdown, which answers EBADF
-// for an open fd that is not a socket where WASI says ENOTSOCK. A guest here
-// has no sockets and no files, only stdin, stdout and stderr: those are
-// open and not sockets, and every other fd is not open.
-func exportSockShutdown(b wazero.HostModuleBuilder) {
-	b.NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, stack []uint64) {
-			if fd := int32(stack[0]); fd >= 0 && fd <= 2 {
-				stack[0] = errnoNotsock
-			} else {
-				stack[0] = errnoBadf
-			}
-		}), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
-		WithParameterNames("fd", "how").
-		Export("sock_shutdown")
 }

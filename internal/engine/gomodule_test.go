@@ -47,6 +47,31 @@ func TestGoModules(t *testing.T) {
 			t.Fatalf("status %s stdout %q stderr %q trap %q", res.Status, res.Stdout, res.Stderr, res.Trap)
 		}
 	})
+	t.Run("files", func(t *testing.T) {
+		t.Parallel()
+		wasm := buildGoWasip1(t, "gofiles")
+		for _, guest := range []string{"/", "/work"} {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("hello"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Go takes its working directory from PWD (wasmwiz sets it to
+			// the mount of an API run's files).
+			res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits(),
+				Env: map[string]string{"PWD": guest}, Mounts: []wasmwiz.Mount{{HostDir: dir, GuestDir: guest}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "wd " + guest + " <nil>\nentries in.txt\noutside: true\ndone\n"
+			if res.Status != wasmwiz.StatusOK || string(res.Stdout) != want {
+				t.Fatalf("%s: status %s stdout %q stderr %q trap %q", guest, res.Status, res.Stdout, res.Stderr, res.Trap)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "out", "report.txt"))
+			if err != nil || string(b) != "5 bytes: HELLO" {
+				t.Fatalf("%s: report %q %v", guest, b, err)
+			}
+		}
+	})
 	t.Run("out of memory", func(t *testing.T) {
 		t.Parallel()
 		wasm := buildGoWasip1(t, "gomembomb")

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/wasifs"
 )
 
 // Sentinels a host function panics with to stop the guest; wazero turns the
@@ -97,10 +100,17 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 	if err != nil {
 		return nil, err
 	}
+	mounts, err := openMounts(req.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	defer closeMounts(mounts)
 	res = &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
 	res.Module.Entry = fn
 	res.Module.SHA256 = sha
-	e.execute(ctx, c, req, fn, params, res, stdout, stderr)
+	if err := e.execute(ctx, c, req, mounts, fn, params, res, stdout, stderr); err != nil {
+		return nil, err
+	}
 	if res.Status == wasmwiz.StatusTimeout && errors.Is(ctx.Err(), context.Canceled) {
 		// The caller went away (shutdown, client gone): not the guest's doing.
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "the run was cancelled")
@@ -131,7 +141,7 @@ func checkArgsEnv(req *wasmwiz.RunRequest) error {
 }
 
 // execute instantiates and calls; it fills res with the guest's outcome.
-func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRequest, fn string, params []uint64, res *wasmwiz.Result, stdoutTee, stderrTee io.Writer) {
+func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRequest, mounts []wasifs.Mount, fn string, params []uint64, res *wasmwiz.Result, stdoutTee, stderrTee io.Writer) error {
 	lim := req.Limits
 	ctx, cancel := parent, context.CancelFunc(func() {})
 	if lim.Timeout > 0 {
@@ -144,10 +154,17 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	defer mem.release()
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
 	stdin := bytes.NewReader(req.Stdin)
-	ctx = context.WithValue(ctx, runStateKey{}, &runState{stdin: stdin})
-
 	stdout := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stdoutTee}
 	stderr := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stderrTee}
+	fds, err := wasifs.New(wasifs.Config{
+		Stdin: stdin, Stdout: stdout, Stderr: stderr, Mounts: mounts,
+		Sleep: func(ctx context.Context, d time.Duration) { sleep(ctx, int64(d)) },
+	})
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "setting up the guest's files")
+	}
+	defer fds.Close()
+	ctx = wasifs.WithTable(ctx, fds)
 	name := req.Name
 	if name == "" {
 		name = DefaultName
@@ -197,7 +214,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 		// was still passed, as the worker pool would have reported.
 		res.Status, res.ExitCode = wasmwiz.StatusTimeout, 0
 		res.Trap = "the guest ran past its wall-time limit of " + lim.Timeout.String() + " (loop-free code is not stopped in-process)"
-		return
+		return nil
 	}
 	if err == nil {
 		def := c.info.funcs[fn]
@@ -211,6 +228,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 			res.Trap = "memory growth past the limit of " + capText(c.info, lim) + " was refused; the guest exited with code " + strconv.Itoa(res.ExitCode)
 		}
 	}
+	return nil
 }
 
 // capText names a run's memory cap, and the part of it the instance's
@@ -307,4 +325,46 @@ func (b *cappedBuffer) copy(p []byte) {
 	if b.tee != nil && len(p) > 0 {
 		_, _ = b.tee.Write(p)
 	}
+}
+
+// openMounts opens the host directories of a run, each through an os.Root.
+// It returns EINVAL for a directory that cannot be opened or a guest path
+// that is not absolute or is used twice.
+func openMounts(ms []wasmwiz.Mount) ([]wasifs.Mount, error) {
+	out := make([]wasifs.Mount, 0, len(ms))
+	seen := map[string]bool{}
+	for _, m := range ms {
+		guest, err := wasmwiz.CleanGuestDir(m.GuestDir)
+		if err == nil && seen[guest] {
+			err = wasmwiz.Errorf(wasmwiz.EINVALID, "two directories are mounted at %s", guest)
+		}
+		if err != nil {
+			closeMounts(out)
+			return nil, err
+		}
+		seen[guest] = true
+		r, err := os.OpenRoot(m.HostDir)
+		if err != nil {
+			closeMounts(out)
+			return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot open the directory %s: %v", m.HostDir, unwrapPathError(err))
+		}
+		out = append(out, wasifs.Mount{Root: r, GuestDir: guest, ReadOnly: m.ReadOnly})
+	}
+	return out, nil
+}
+
+func closeMounts(ms []wasifs.Mount) {
+	for _, m := range ms {
+		_ = m.Root.Close()
+	}
+}
+
+// unwrapPathError returns the cause of an *fs.PathError, whose text would
+// repeat the path.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -2,112 +2,47 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
 )
 
-// wasiSuiteDir finds ../shared/wasi-testsuite beside the repository (the
-// repository root is two levels above this package).
-func wasiSuiteDir(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "wasi-testsuite")
-	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
-		testenv.Skip(t, "WASI test suite not found at "+dir, "put github.com/WebAssembly/wasi-testsuite at ../shared/wasi-testsuite beside the repository")
-	}
-	return dir
-}
-
-// wasiSpec is a test's legacy JSON spec.
-type wasiSpec struct {
-	Args     []string          `json:"args"`
-	Env      map[string]string `json:"env"`
-	Root     string            `json:"root"`
-	ExitCode int               `json:"exit_code"`
-	Stdout   *string           `json:"stdout"`
-	Stderr   *string           `json:"stderr"`
-}
-
-// wasiKnownFailures are preview1 tests this engine runs but does not pass,
-// with the reason; each is run and must still fail (so the list stays
-// true). Empty since the engine has its own sock_shutdown and poll_oneoff.
-var wasiKnownFailures = map[string]string{}
-
-// TestWASITestsuite runs the official WASI test suite's preview1 tests
-// through the engine: every AssemblyScript and C test and every Rust test
-// that needs no preopened directory. Filesystem tests are skipped (there is
-// no filesystem yet); components and wasi-threads must be refused clearly.
+// TestWASITestsuite runs the official WASI test suite's 72 preview1 tests
+// through the engine, each filesystem test on a fresh copy of its root
+// mounted at "/"; components and wasi-threads must be refused clearly.
 func TestWASITestsuite(t *testing.T) {
 	t.Parallel()
-	suite := wasiSuiteDir(t)
-	e := sharedEngine(t)
+	suite := wasisuite.Dir(t)
+	e := newEngine(t, Options{CacheDir: wasisuite.CacheDir(t)})
 	lim := limits()
 	lim.MaxMemoryBytes = 512 * wasmwiz.MiB
 	lim.MaxModuleBytes = 64 * wasmwiz.MiB
 	lim.Timeout = 60 * time.Second
 
-	for _, lang := range []string{"assemblyscript", "c", "rust"} {
-		dir := filepath.Join(suite, "tests", lang, "testsuite", "wasm32-wasip1")
-		files, err := filepath.Glob(filepath.Join(dir, "*.wasm"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no tests in %s", dir)
-		}
-		sort.Strings(files)
-		for _, file := range files {
-			name := strings.TrimSuffix(filepath.Base(file), ".wasm")
-			id := lang + "/" + name
-			t.Run(id, func(t *testing.T) {
-				var spec wasiSpec
-				if b, err := os.ReadFile(strings.TrimSuffix(file, ".wasm") + ".json"); err == nil {
-					if err := json.Unmarshal(b, &spec); err != nil {
-						t.Fatalf("spec: %v", err)
-					}
-				}
-				if spec.Root != "" {
-					t.Skip("filesystem tests wait for the files issue (needs a preopened " + spec.Root + ")")
-				}
-				wasm, err := os.ReadFile(file)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
-					Wasm: wasm, Name: name + ".wasm", Args: spec.Args, Env: spec.Env, Limits: lim,
-				})
-				if err != nil {
-					t.Fatalf("Run: %v", err)
-				}
-				var problems []string
-				if res.ExitCode != spec.ExitCode || (res.Status != wasmwiz.StatusOK && res.Status != wasmwiz.StatusExit) {
-					problems = append(problems, "status "+string(res.Status)+" exit "+itoa(res.ExitCode)+", want exit "+itoa(spec.ExitCode)+" "+res.Trap)
-				}
-				if spec.Stdout != nil && string(res.Stdout) != *spec.Stdout {
-					problems = append(problems, "stdout "+quote(res.Stdout)+", want "+quote([]byte(*spec.Stdout)))
-				}
-				if spec.Stderr != nil && string(res.Stderr) != *spec.Stderr {
-					problems = append(problems, "stderr "+quote(res.Stderr)+", want "+quote([]byte(*spec.Stderr)))
-				}
-				if reason, known := wasiKnownFailures[id]; known {
-					if len(problems) == 0 {
-						t.Fatalf("listed as a known failure (%s) but passes: take it off the list", reason)
-					}
-					t.Logf("known failure: %s; got %s; stderr %s", reason, strings.Join(problems, "; "), res.Stderr)
-					return
-				}
-				if len(problems) > 0 {
-					t.Errorf("%s\nstderr: %s", strings.Join(problems, "; "), res.Stderr)
-				}
+	for _, c := range wasisuite.Cases(t) {
+		t.Run(c.ID, func(t *testing.T) {
+			var mounts []wasmwiz.Mount
+			if root := c.FreshRoot(t); root != "" {
+				mounts = []wasmwiz.Mount{{HostDir: root, GuestDir: "/"}}
+			}
+			wasm, err := os.ReadFile(c.Wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
+				Wasm: wasm, Name: c.Name + ".wasm", Args: c.Spec.Args, Env: c.Spec.Env, Limits: lim, Mounts: mounts,
 			})
-		}
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			exited := res.Status == wasmwiz.StatusOK || res.Status == wasmwiz.StatusExit
+			c.Judge(t, exited, res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
+		})
 	}
 
 	refuse := []struct{ glob, want string }{
@@ -138,7 +73,3 @@ func TestWASITestsuite(t *testing.T) {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
-
-func quote(b []byte) string { q, _ := json.Marshal(string(b)); return string(q) }

@@ -1,0 +1,154 @@
+// Package wasisuite runs the official WASI test suite's preview1 tests
+// (../shared/wasi-testsuite beside the repository, see its README) for
+// tests: it lists the cases with their specs, makes a fresh copy of a
+// filesystem test's root, and judges an outcome. The engine, `wasmwiz run`
+// and the HTTP API each run every case through it. Imported by tests only.
+package wasisuite
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// Langs are the suite's folders of preview1 tests.
+var Langs = []string{"assemblyscript", "c", "rust"}
+
+// KnownFailures are preview1 tests that do not pass, with the reason; each
+// still runs and must still fail, so the list stays true. Empty: every
+// preview1 test passes through the engine's own descriptor functions
+// (internal/wasifs).
+var KnownFailures = map[string]string{}
+
+// Case is one preview1 test.
+type Case struct {
+	ID   string // "rust/fd_readdir"
+	Name string // "fd_readdir"
+	Wasm string // path of the module
+	Spec Spec
+	dir  string
+}
+
+// Spec is a test's legacy JSON spec.
+type Spec struct {
+	Args     []string          `json:"args"`
+	Env      map[string]string `json:"env"`
+	Root     string            `json:"root"` // preopened as guest "/"; changed by the test
+	ExitCode int               `json:"exit_code"`
+	Stdout   *string           `json:"stdout"`
+	Stderr   *string           `json:"stderr"`
+}
+
+// Dir finds the suite at ../shared/wasi-testsuite beside the repository.
+// Without it the test skips (testenv.Skip), or fails when prerequisites
+// are required (CI clones the suite there).
+func Dir(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "wasi-testsuite")
+	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
+		testenv.Skip(t, "WASI test suite not found at "+dir, "put github.com/WebAssembly/wasi-testsuite at ../shared/wasi-testsuite beside the repository")
+	}
+	return dir
+}
+
+// Cases lists the preview1 tests in a stable order.
+func Cases(t testing.TB) []Case {
+	t.Helper()
+	suite := Dir(t)
+	var out []Case
+	for _, lang := range Langs {
+		dir := filepath.Join(suite, "tests", lang, "testsuite", "wasm32-wasip1")
+		files, err := filepath.Glob(filepath.Join(dir, "*.wasm"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no tests in %s", dir)
+		}
+		sort.Strings(files)
+		for _, file := range files {
+			name := strings.TrimSuffix(filepath.Base(file), ".wasm")
+			c := Case{ID: lang + "/" + name, Name: name, Wasm: file, dir: dir}
+			if b, err := os.ReadFile(strings.TrimSuffix(file, ".wasm") + ".json"); err == nil {
+				if err := json.Unmarshal(b, &c.Spec); err != nil {
+					t.Fatalf("spec of %s: %v", c.ID, err)
+				}
+			}
+			out = append(out, c)
+		}
+	}
+	if len(out) != 72 {
+		t.Fatalf("found %d preview1 tests, want 72", len(out))
+	}
+	return out
+}
+
+// CacheDir is a compiled-code cache for the suite's modules that outlives
+// the test run, so that the engine, `wasmwiz run` and the API tests (and
+// the next run) compile each module once: under -race, compiling the 46
+// Rust modules takes a minute. wazero keys it by its version and the
+// module's digest.
+func CacheDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "wasmwiz-test-wasi-suite-cache")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// FreshRoot copies the test's root into a new temporary directory and
+// returns it ("" for a test without a root).
+func (c Case) FreshRoot(t testing.TB) string {
+	t.Helper()
+	if c.Spec.Root == "" {
+		return ""
+	}
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(c.dir, c.Spec.Root))); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// RootDir is the test's root in the suite (not to be changed: see FreshRoot).
+func (c Case) RootDir() string {
+	if c.Spec.Root == "" {
+		return ""
+	}
+	return filepath.Join(c.dir, c.Spec.Root)
+}
+
+// Judge compares an outcome with the spec and fails t, honouring
+// KnownFailures. exited says the guest finished by itself (status ok or
+// exit); detail goes into the failure message.
+func (c Case) Judge(t testing.TB, exited bool, exitCode int, stdout, stderr []byte, detail string) {
+	t.Helper()
+	var problems []string
+	if !exited || exitCode != c.Spec.ExitCode {
+		problems = append(problems, "exit "+strconv.Itoa(exitCode)+", want "+strconv.Itoa(c.Spec.ExitCode)+" "+detail)
+	}
+	if c.Spec.Stdout != nil && string(stdout) != *c.Spec.Stdout {
+		problems = append(problems, "stdout "+quote(stdout)+", want "+quote([]byte(*c.Spec.Stdout)))
+	}
+	if c.Spec.Stderr != nil && string(stderr) != *c.Spec.Stderr {
+		problems = append(problems, "stderr "+quote(stderr)+", want "+quote([]byte(*c.Spec.Stderr)))
+	}
+	if reason, known := KnownFailures[c.ID]; known {
+		if len(problems) == 0 {
+			t.Fatalf("listed as a known failure (%s) but passes: take it off the list", reason)
+		}
+		t.Logf("known failure: %s; got %s; stderr %s", reason, strings.Join(problems, "; "), stderr)
+		return
+	}
+	if len(problems) > 0 {
+		t.Errorf("%s\nstderr: %s", strings.Join(problems, "; "), stderr)
+	}
+}
+
+func quote(b []byte) string { q, _ := json.Marshal(string(b)); return string(q) }
