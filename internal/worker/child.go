@@ -118,6 +118,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 	}
 	s.baseMemoryLimit = cfg.MemoryOverhead + compiled + cfg.ModuleCacheBytes
 	debug.SetMemoryLimit(s.baseMemoryLimit)
+	s.data = newDataLimit(s.baseMemoryLimit)
 
 	e := newFrame(16)
 	e.uvarint(protocolVersion)
@@ -155,6 +156,7 @@ type server struct {
 	cfg             childConfig
 	modules         *lru // sha256 → *heldModule
 	baseMemoryLimit int64
+	data            *dataLimit // the process's own memory bound (memlimit.go)
 	lastStats       wasmwiz.CacheStats
 
 	// Output frames of the run in progress, written from the goroutine
@@ -221,6 +223,13 @@ func (s *server) cacheStats() (wasmwiz.CacheStats, bool) {
 // be killed), preceded by the engine's cache figures when they changed (a
 // compile happened), so the pool can report them without asking.
 func (s *server) final(kind byte, e *enc) error {
+	if kind != msgStarted && s.data.outgrown() {
+		// This worker's mappings outgrew its allowance (memlimit.go): the
+		// pool replaces it after this answer.
+		if err := s.send(msgRetire, newFrame(0)); err != nil {
+			return err
+		}
+	}
 	if st, ok := s.cacheStats(); ok {
 		if st != s.lastStats {
 			s.lastStats = st
@@ -274,7 +283,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 			return s.send(msgNeedModule, newFrame(0))
 		}
 		before, _ := s.cacheStats()
-		info, err := s.eng.Inspect(ctx, req.Wasm, req.Limits)
+		info, err := s.compile(ctx, req.Wasm, req.Limits)
 		if err != nil {
 			return s.sendError(err)
 		}
@@ -301,6 +310,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if req.Limits.MaxMemoryBytes > 0 {
 		debug.SetMemoryLimit(s.baseMemoryLimit + req.Limits.MaxMemoryBytes)
 	}
+	s.data.phase(runDataBudget(req.Limits, len(req.Stdin)))
 	s.outErr = nil
 	var res *wasmwiz.Result
 	var err error
@@ -313,6 +323,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 			s.writeOutput(fdStderr, res.Stderr)
 		}
 	}
+	s.data.restore()
 	debug.SetMemoryLimit(s.baseMemoryLimit)
 	if s.outErr != nil {
 		return fmt.Errorf("worker: sending output: %w", s.outErr)
@@ -334,6 +345,19 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	return nil
 }
 
+// compile inspects (and so compiles) a module under the compile phase's
+// memory bound (memlimit.go).
+func (s *server) compile(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+	budget := compileDataBudget(limits, len(wasm))
+	debug.SetMemoryLimit(s.baseMemoryLimit + budget)
+	s.data.phase(budget)
+	defer func() {
+		s.data.restore()
+		debug.SetMemoryLimit(s.baseMemoryLimit)
+	}()
+	return s.eng.Inspect(ctx, wasm, limits)
+}
+
 func (s *server) inspect(ctx context.Context, body []byte) error {
 	d := &dec{b: body}
 	sha, wasm, hasWasm, limits := decodeInspect(d)
@@ -344,7 +368,7 @@ func (s *server) inspect(ctx context.Context, body []byte) error {
 	if !ok || err != nil {
 		return err
 	}
-	info, err := s.eng.Inspect(ctx, m.wasm, limits)
+	info, err := s.compile(ctx, m.wasm, limits)
 	if err != nil {
 		return s.sendError(err)
 	}

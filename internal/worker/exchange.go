@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -116,6 +115,8 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 					*info = mi
 				}
 			}
+		case msgRetire:
+			p.retire = true
 		case msgStats:
 			st := decodeCacheStats(d)
 			if err = d.done(); err == nil {
@@ -150,6 +151,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	}
 	stop()
 	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
+	killedBefore := p.wasKilled()
 	p.kill()
 	if out != nil && aligned && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		// The guest may have written just before the deadline: read the
@@ -173,7 +175,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 	} else {
 		pl.kills.Add(1)
 	}
-	if strings.Contains(report, "out of memory") {
+	if p.outOfMemory(killedBefore) {
 		pl.log.Warn("worker ran out of memory", "worker", report)
 		return 0, nil, false, errWorkerOOM
 	}

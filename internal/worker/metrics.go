@@ -10,6 +10,7 @@ var (
 	descWorkerKills    = prometheus.NewDesc("wasmwiz_worker_kills_total", "Workers killed: runs past their deadline, cancelled requests, broken protocol, memory.", nil, nil)
 	descWorkerTimeouts = prometheus.NewDesc("wasmwiz_worker_timeouts_total", "Runs ended by killing their worker at the deadline.", nil, nil)
 	descWorkerCrashes  = prometheus.NewDesc("wasmwiz_worker_crashes_total", "Workers that died on their own.", nil, nil)
+	descWorkerRetires  = prometheus.NewDesc("wasmwiz_worker_retires_total", "Workers replaced at their own request, their memory mappings past their allowance.", nil, nil)
 	descWorkerRestarts = prometheus.NewDesc("wasmwiz_worker_restarts_total", "Workers started to replace one that ended.", nil, nil)
 	descWorkerFails    = prometheus.NewDesc("wasmwiz_worker_start_failures_total", "Worker starts that failed.", nil, nil)
 	descWorkerModules  = prometheus.NewDesc("wasmwiz_worker_module_routing_total", "Runs sent to a worker that already held their module (hit) or with the module's bytes (sent).", []string{"result"}, nil)
@@ -19,7 +20,7 @@ var (
 	descCacheBytes     = prometheus.NewDesc("wasmwiz_compile_cache_bytes", "Estimated size of the compiled modules the live workers hold.", nil, nil)
 )
 
-var poolDescs = []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes,
+var poolDescs = []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes, descWorkerRetires,
 	descWorkerRestarts, descWorkerFails, descWorkerModules, descCompileSeconds, descCompiles, descCacheEntries, descCacheBytes}
 
 // Describe implements prometheus.Collector.
@@ -44,6 +45,7 @@ func (pl *Pool) Collect(ch chan<- prometheus.Metric) {
 	counter(descWorkerKills, float64(st.Kills))
 	counter(descWorkerTimeouts, float64(st.Timeouts))
 	counter(descWorkerCrashes, float64(st.Crashes))
+	counter(descWorkerRetires, float64(st.Retires))
 	counter(descWorkerRestarts, float64(st.Restarts))
 	counter(descWorkerFails, float64(st.StartFails))
 	counter(descWorkerModules, float64(st.ModuleHits), "hit")

@@ -88,6 +88,7 @@ type Stats struct {
 	Inspections uint64 // inspections answered
 	Timeouts    uint64 // runs ended by killing their worker at the deadline
 	Kills       uint64 // workers killed: deadlines, cancelled requests, broken protocol, memory
+	Retires     uint64 // workers replaced at their own request, their memory mappings past their allowance
 	Crashes     uint64 // workers that died on their own
 	Restarts    uint64 // workers started to replace one that ended
 	StartFails  uint64 // worker starts that failed
@@ -120,7 +121,7 @@ type Pool struct {
 	changed  chan struct{}      // closed and replaced when a worker becomes idle or the pool closes
 	gone     wasmwiz.CacheStats // counters of workers that ended
 
-	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits atomic.Uint64
+	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits, retires atomic.Uint64
 }
 
 var _ wasmwiz.Engine = (*Pool)(nil)
@@ -322,6 +323,12 @@ func (pl *Pool) release(p *proc, healthy bool, peak int64) {
 	case pl.closed:
 		p.state = stateGone
 		p.stdin.Close() // EOF: the worker exits by itself
+	case p.retire:
+		// The worker asked to go (memlimit.go); onExit replaces it.
+		pl.log.Info("retiring a worker whose memory mappings outgrew its allowance", "pid", p.pid)
+		pl.retires.Add(1)
+		p.state = stateGone
+		p.stdin.Close()
 	default:
 		p.state = stateIdle
 		pl.idle = append(pl.idle, p)
@@ -443,6 +450,7 @@ func (pl *Pool) Stats() Stats {
 	s.StartFails = pl.startFails.Load()
 	s.ModuleSends = pl.moduleSends.Load()
 	s.ModuleHits = pl.moduleHits.Load()
+	s.Retires = pl.retires.Load()
 	return s
 }
 

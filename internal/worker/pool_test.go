@@ -226,34 +226,57 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 }
 
 // TestPoolCrashRecovery kills a worker from outside in the middle of a run:
-// that run answers EINTERNAL, and the pool replaces the worker.
+// that run answers EINTERNAL, or memory_limit for a SIGKILL the pool did not
+// send (what the kernel's out-of-memory killer sends), and the pool replaces
+// the worker.
 func TestPoolCrashRecovery(t *testing.T) {
 	t.Parallel()
-	pl := newTestPool(t, testOptions(t, 1, 1))
-	done := make(chan error, 1)
-	go func() {
-		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
-		done <- err
-	}()
-	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
-	pid := busyPIDs(pl)[0]
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill: %v", err)
+	tests := []struct {
+		name   string
+		signal syscall.Signal
+		code   string         // error code, or
+		status wasmwiz.Status // the run's status
+	}{
+		{"a crash is EINTERNAL", syscall.SIGTERM, wasmwiz.EINTERNAL, ""},
+		{"the OOM killer's SIGKILL is memory_limit", syscall.SIGKILL, "", wasmwiz.StatusMemoryLimit},
 	}
-	err := <-done
-	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EINTERNAL {
-		t.Fatalf("error code = %q (%v), want EINTERNAL", got, err)
-	}
-	if processExists(pid) {
-		t.Errorf("crashed worker %d was not reaped", pid)
-	}
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
-	if err != nil || res.Status != wasmwiz.StatusOK {
-		t.Fatalf("hello after the crash: %v, %+v", err, res)
-	}
-	testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
-	if s := pl.Stats(); s.Crashes != 1 || s.Restarts < 1 {
-		t.Errorf("stats = %+v, want one crash and a restart", s)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pl := newTestPool(t, testOptions(t, 1, 1))
+			type answer struct {
+				res *wasmwiz.Result
+				err error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
+				done <- answer{res, err}
+			}()
+			testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
+			pid := busyPIDs(pl)[0]
+			if err := syscall.Kill(pid, tt.signal); err != nil {
+				t.Fatalf("kill: %v", err)
+			}
+			a := <-done
+			if got := wasmwiz.ErrorCode(a.err); got != tt.code {
+				t.Fatalf("error code = %q (%v), want %q", got, a.err, tt.code)
+			}
+			if tt.status != "" && a.res.Status != tt.status {
+				t.Fatalf("status %s, want %s", a.res.Status, tt.status)
+			}
+			if processExists(pid) {
+				t.Errorf("crashed worker %d was not reaped", pid)
+			}
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			if err != nil || res.Status != wasmwiz.StatusOK {
+				t.Fatalf("hello after the crash: %v, %+v", err, res)
+			}
+			testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Workers == 2 })
+			if s := pl.Stats(); s.Crashes != 1 || s.Restarts < 1 {
+				t.Errorf("stats = %+v, want one crash and a restart", s)
+			}
+		})
 	}
 }
 

@@ -30,9 +30,11 @@ type proc struct {
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
 
 	mu         sync.Mutex
-	dead       bool // the process has exited; its pid stays ours until reaped
-	closed     bool // close has run
-	holdingOut bool // a request reads stdout: close leaves it open for releaseStdout
+	dead       bool   // the process has exited; its pid stays ours until reaped
+	killed     bool   // we sent it SIGKILL
+	fatal      string // the Go runtime's "fatal error" line, when it died of one (the stack dump after it fills the tail)
+	closed     bool   // close has run
+	holdingOut bool   // a request reads stdout: close leaves it open for releaseStdout
 
 	exited  chan struct{} // closed once the process is reaped and its stderr drained
 	waitErr error         // cmd.Wait's answer, readable after exited
@@ -40,6 +42,7 @@ type proc struct {
 	// Guarded by Pool.mu, or owned by the run that acquired the worker.
 	state      procState
 	mods       *lru               // mirror of the modules the child holds
+	retire     bool               // the child asked to be replaced after this request
 	cacheStats wasmwiz.CacheStats // as the child last reported them
 }
 
@@ -166,6 +169,13 @@ func (p *proc) readStderr(f *os.File, log *slog.Logger, done chan<- struct{}) {
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	for sc.Scan() {
 		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte("fatal error: ")) {
+			p.mu.Lock()
+			if p.fatal == "" {
+				p.fatal = string(line)
+			}
+			p.mu.Unlock()
+		}
 		p.tail.Write(line)
 		p.tail.Write([]byte{'\n'})
 		log.Info("worker", "pid", p.pid, "line", string(line))
@@ -209,6 +219,7 @@ func (p *proc) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.dead {
+		p.killed = true
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 	}
 }
@@ -245,12 +256,50 @@ func (p *proc) releaseStdout() {
 	}
 }
 
+// wasKilled reports whether the pool has sent the worker SIGKILL.
+func (p *proc) wasKilled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.killed
+}
+
+// outOfMemory reports whether the worker died of memory: the Go runtime
+// dies with a fatal error saying so when the kernel refuses a mapping (the
+// process's own limit, memlimit.go), and the kernel's out-of-memory killer
+// sends SIGKILL, which the pool never sent this one.
+//
+// killedBefore says whether the pool had sent SIGKILL before it saw the
+// worker fail (a kill after the failure, to be sure, is not the cause).
+func (p *proc) outOfMemory(killedBefore bool) bool {
+	p.mu.Lock()
+	fatal := p.fatal
+	p.mu.Unlock()
+	// "out of memory" from the heap, "cannot allocate memory" (ENOMEM) from
+	// the runtime's own allocations.
+	if strings.Contains(fatal, "out of memory") || strings.Contains(fatal, "cannot allocate memory") ||
+		strings.Contains(p.tail.String(), "out of memory") {
+		return true
+	}
+	var ee *exec.ExitError
+	if killedBefore || !errors.As(p.waitErr, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
 // crashReport describes how a worker ended, for the log.
 func (p *proc) crashReport() string {
 	var b strings.Builder
 	b.WriteString("pid " + strconv.Itoa(p.pid))
 	if p.waitErr != nil {
 		b.WriteString(": " + p.waitErr.Error())
+	}
+	p.mu.Lock()
+	fatal := p.fatal
+	p.mu.Unlock()
+	if fatal != "" {
+		b.WriteString("; " + fatal)
 	}
 	if t := p.tail.String(); t != "" {
 		b.WriteString("; stderr: " + t)

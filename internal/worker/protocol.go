@@ -23,7 +23,7 @@ import (
 // A conversation:
 //
 //	parent: config            child: hello (after the engine started)
-//	parent: run | inspect     child: [need-module] | [started] [stats] {output} result | inspection | error
+//	parent: run | inspect     child: [need-module] | [started] [stats] {output} [retire] result | inspection | error
 //
 // The child answers one request at a time; the parent never sends a second
 // request before the first is answered. "need-module" asks the parent to send
@@ -44,6 +44,7 @@ const (
 	msgError      byte = 'E' // child → parent: error code and message
 	msgStats      byte = 'T' // child → parent: wasmwiz.CacheStats, before an answer, when they changed
 	msgOutput     byte = 'O' // child → parent: a stream byte (fdStdout, fdStderr), then the bytes the guest wrote
+	msgRetire     byte = 'Q' // child → parent: empty, before an answer; replace this worker after it
 )
 
 // The stream byte of an output frame.
@@ -58,8 +59,8 @@ const (
 // instead of misreading frames.
 //
 // Version 2: guest output travels in output frames during the run; the
-// result frame no longer carries it.
-const protocolVersion = 2
+// result frame no longer carries it. Version 3: the retire frame.
+const protocolVersion = 3
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
