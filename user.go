@@ -36,6 +36,9 @@ func (u *User) IsAdmin() bool { return u != nil && u.Role == RoleAdmin && !u.Dis
 
 // NormalizeEmail trims and lower-cases an email and checks its rough shape.
 func NormalizeEmail(email string) (string, error) {
+	if err := CheckText("email", email); err != nil {
+		return "", err
+	}
 	e := strings.ToLower(strings.TrimSpace(email))
 	at := strings.IndexByte(e, '@')
 	if at < 1 || at == len(e)-1 || strings.ContainsAny(e, " \t\r\n") || len(e) > 254 {

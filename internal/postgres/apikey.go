@@ -33,8 +33,8 @@ func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expir
 	if err != nil {
 		return nil, "", err
 	}
-	if len(name) > 100 {
-		return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "key name is longer than 100 characters")
+	if err := wasmwiz.ValidateKeyName(name); err != nil {
+		return nil, "", err
 	}
 	return createAPIKey(ctx, db.pool, db.now(), caller, userID, name, expiresAt)
 }

@@ -34,12 +34,6 @@ func scanModule(row pgx.Row, extra ...any) (*wasmwiz.Module, error) {
 	return &m, nil
 }
 
-// Longest module name and description, in bytes.
-const (
-	maxModuleName        = 128
-	maxModuleDescription = 4096
-)
-
 // CreateModule stores m (Name, Description, Wasm, Inspection, Public) for
 // the caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt.
 // EUNAUTHORIZED without a caller, EINVALID for an empty module or a name or
@@ -49,13 +43,8 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case m == nil || len(m.Wasm) == 0:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "empty module")
-	case len(m.Name) > maxModuleName:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name is longer than %d bytes", maxModuleName)
-	case len(m.Description) > maxModuleDescription:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description is longer than %d bytes", maxModuleDescription)
+	if err := m.Validate(); err != nil {
+		return err
 	}
 	id := wasmwiz.NewModuleID()
 	var inspection string
@@ -106,6 +95,9 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 	if err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidModuleID(id) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+	}
 	cols := moduleColumns + `, NULL::bytea`
 	if withWasm {
 		cols = moduleColumns + `, wasm`
@@ -128,6 +120,9 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := filter.Validate(); err != nil {
 		return nil, 0, err
 	}
 	const where = `WHERE owner_id = $1 AND ($2 = '' OR name = $2)`
@@ -164,6 +159,9 @@ func (db *DB) DeleteModule(ctx context.Context, id string) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return err
+	}
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM modules WHERE id = $1 AND ($2 OR owner_id = $3)`,
 		id, caller.IsAdmin(), caller.ID)

@@ -142,6 +142,9 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidRunID(id) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
+	}
 	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
 		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -158,6 +161,9 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := filter.Validate(); err != nil {
 		return nil, 0, err
 	}
 	var since, until *time.Time

@@ -81,6 +81,9 @@ func (db *DB) FindTier(ctx context.Context, name string) (*wasmwiz.Tier, error) 
 	if _, err := wasmwiz.RequireUser(ctx); err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidTierName(name) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)
+	}
 	t, err := scanTier(db.pool.QueryRow(ctx, `SELECT `+tierColumns+` FROM tiers WHERE name = $1`, name))
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -55,6 +55,9 @@ func createUser(ctx context.Context, q querier, now time.Time, u *wasmwiz.User) 
 	if u.Tier == "" {
 		u.Tier = wasmwiz.TierFree
 	}
+	if !wasmwiz.ValidTierName(u.Tier) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", u.Tier)
+	}
 	// The tier is checked in the statement itself: no row means no tier.
 	err = q.QueryRow(ctx, `INSERT INTO users (email, role, tier, created_at, disabled)
 		SELECT $1, $2, name, $4, $5 FROM tiers WHERE name = $3
@@ -96,6 +99,9 @@ func (db *DB) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error)
 // a caller, EFORBIDDEN for non-admins.
 func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
+		return nil, 0, err
+	}
+	if err := filter.Validate(); err != nil {
 		return nil, 0, err
 	}
 	email := ""
@@ -147,6 +153,9 @@ func normalizeLoose(s string) string {
 func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error) {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
 		return nil, err
+	}
+	if upd.Tier != nil && !wasmwiz.ValidTierName(*upd.Tier) {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", *upd.Tier)
 	}
 	var role *string
 	if upd.Role != nil {

@@ -14,8 +14,6 @@ import (
 // constant use costs one write per minute, not one per request.
 const lastUsedEvery = time.Minute
 
-// maxKeyNameLen bounds key names.
-const maxKeyNameLen = 100
 
 const apiKeyColumns = `k.id, k.user_id, k.name, k.prefix, k.digest, k.created_at, k.last_used_at, k.expires_at, k.revoked_at`
 
@@ -58,8 +56,8 @@ func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expir
 
 func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
 	name = strings.TrimSpace(name)
-	if len(name) > maxKeyNameLen {
-		return nil, "", wasmwiz.Errorf(wasmwiz.EINVALID, "key name longer than %d bytes", maxKeyNameLen)
+	if err := wasmwiz.ValidateKeyName(name); err != nil {
+		return nil, "", err
 	}
 	if expiresAt != nil {
 		e := expiresAt.UTC().Truncate(time.Millisecond)

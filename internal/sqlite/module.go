@@ -14,8 +14,6 @@ import (
 // Bounds on module metadata; the module's size is bounded by the caller's
 // tier before it gets here.
 const (
-	maxModuleNameLen        = 128
-	maxModuleDescriptionLen = 4096
 )
 
 const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public, created_at, last_run_at, run_count`
@@ -49,13 +47,8 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(m.Wasm) == 0:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module has no bytes")
-	case len(m.Name) > maxModuleNameLen:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module name longer than %d bytes", maxModuleNameLen)
-	case len(m.Description) > maxModuleDescriptionLen:
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "module description longer than %d bytes", maxModuleDescriptionLen)
+	if err := m.Validate(); err != nil {
+		return err
 	}
 	var inspection sql.NullString
 	if m.Inspection != nil {
@@ -108,6 +101,9 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 	if err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidModuleID(id) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+	}
 	stmt, query, extra := &db.findModuleStmt, findModuleSQL, []any{}
 	var wasm []byte
 	if withWasm {
@@ -130,6 +126,9 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := filter.Validate(); err != nil {
 		return nil, 0, err
 	}
 	cond, args := `owner_id = ?`, []any{caller.ID}
@@ -165,6 +164,9 @@ func (db *DB) DeleteModule(ctx context.Context, id string) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return err
+	}
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 	}
 	return db.write(ctx, "delete module", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM modules WHERE id = ? AND (owner_id = ? OR ?)`, id, caller.ID, caller.IsAdmin())

@@ -93,6 +93,9 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidRunID(id) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
+	}
 	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs
 		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -106,6 +109,9 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := filter.Validate(); err != nil {
 		return nil, 0, err
 	}
 	cond, args := `user_id = ?`, []any{caller.ID}

@@ -81,6 +81,9 @@ func (db *DB) FindTier(ctx context.Context, name string) (*wasmwiz.Tier, error) 
 	if _, err := wasmwiz.RequireUser(ctx); err != nil {
 		return nil, err
 	}
+	if !wasmwiz.ValidTierName(name) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)
+	}
 	t, err := scanTier(db.queryRow(ctx, &db.findTierStmt, findTierSQL, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", name)

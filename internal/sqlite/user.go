@@ -49,6 +49,9 @@ func createUser(ctx context.Context, tx *sql.Tx, now time.Time, u *wasmwiz.User)
 	if tier == "" {
 		tier = wasmwiz.TierFree
 	}
+	if !wasmwiz.ValidTierName(tier) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", tier)
+	}
 	if !validRole(role) {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "unknown role %q: want user or admin", role)
 	}
@@ -98,6 +101,9 @@ func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasm
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
 		return nil, 0, err
 	}
+	if err := filter.Validate(); err != nil {
+		return nil, 0, err
+	}
 	where, args := `1`, []any{}
 	if filter.Email != "" {
 		where, args = `email = ?`, append(args, strings.ToLower(strings.TrimSpace(filter.Email)))
@@ -130,6 +136,9 @@ func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasm
 func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error) {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
 		return nil, err
+	}
+	if upd.Tier != nil && !wasmwiz.ValidTierName(*upd.Tier) {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown tier %q", *upd.Tier)
 	}
 	if upd.Role != nil && !validRole(*upd.Role) {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown role %q: want user or admin", *upd.Role)

@@ -127,6 +127,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Modules", moduleTests},
 		{"Runs", runTests},
 		{"Bootstrap", bootstrapTests},
+		{"Text", textTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

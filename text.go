@@ -1,0 +1,82 @@
+package wasmwiz
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Longest stored texts, in bytes.
+const (
+	MaxModuleNameBytes        = 128
+	MaxModuleDescriptionBytes = 4096
+	MaxKeyNameBytes           = 100
+)
+
+// CheckText returns EINVALID naming field when s holds a NUL byte or is not
+// valid UTF-8: PostgreSQL refuses both in text columns (SQLSTATE 22021),
+// and SQLite would store what PostgreSQL cannot, so both stores refuse
+// them up front, alike.
+func CheckText(field, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return Errorf(EINVALID, "%s contains a NUL byte", field)
+	}
+	if !utf8.ValidString(s) {
+		return Errorf(EINVALID, "%s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+// Validate returns EINVALID for a module that cannot be stored: no bytes,
+// or a name or description that is too long, holds a NUL byte or is not
+// UTF-8.
+func (m *Module) Validate() error {
+	switch {
+	case m == nil || len(m.Wasm) == 0:
+		return Errorf(EINVALID, "module has no bytes")
+	case len(m.Name) > MaxModuleNameBytes:
+		return Errorf(EINVALID, "module name is longer than %d bytes", MaxModuleNameBytes)
+	case len(m.Description) > MaxModuleDescriptionBytes:
+		return Errorf(EINVALID, "module description is longer than %d bytes", MaxModuleDescriptionBytes)
+	}
+	if err := CheckText("module name", m.Name); err != nil {
+		return err
+	}
+	return CheckText("module description", m.Description)
+}
+
+// Validate returns EINVALID for a filter no module can match: a name that
+// holds a NUL byte or is not UTF-8.
+func (f ModuleFilter) Validate() error { return CheckText("name filter", f.Name) }
+
+// Validate returns EINVALID for an email filter that holds a NUL byte or is
+// not UTF-8.
+func (f UserFilter) Validate() error { return CheckText("email filter", f.Email) }
+
+// Validate returns EINVALID for an unknown status.
+func (f RunFilter) Validate() error {
+	if f.Status == "" {
+		return nil
+	}
+	for _, s := range Statuses {
+		if f.Status == s {
+			return nil
+		}
+	}
+	if err := CheckText("status filter", string(f.Status)); err != nil {
+		return err
+	}
+	return Errorf(EINVALID, "unknown status %q", f.Status)
+}
+
+// ValidateKeyName returns EINVALID for an API key name over
+// MaxKeyNameBytes or that holds a NUL byte or is not UTF-8.
+func ValidateKeyName(name string) error {
+	if len(name) > MaxKeyNameBytes {
+		return Errorf(EINVALID, "key name is longer than %d bytes", MaxKeyNameBytes)
+	}
+	return CheckText("key name", name)
+}
+
+// ValidTierName reports whether s can name a tier: 1-32 characters of a-z,
+// 0-9, - and _. A lookup of any other name is ENOTFOUND without a query.
+func ValidTierName(s string) bool { return validName(s) }
