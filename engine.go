@@ -40,6 +40,20 @@ const (
 	StatusOutputLimit Status = "output_limit" // stopped when stdout or stderr passed its cap
 )
 
+// Exited reports whether a run with this status ended by the guest's own
+// exit or return (ok, exit), so that it has an exit code; a guest stopped
+// by a trap or a limit has none (JSON null).
+func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }
+
+// exitCode returns code as the JSON of a run with status s: nil when the
+// guest did not exit.
+func (s Status) exitCode(code int) *int {
+	if !s.Exited() {
+		return nil
+	}
+	return &code
+}
+
 // Statuses lists every Status, for metrics, validation and documentation.
 var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit}
 

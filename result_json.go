@@ -20,7 +20,7 @@ const (
 type resultJSON struct {
 	ID              string      `json:"id,omitempty"`
 	Status          Status      `json:"status"`
-	ExitCode        int         `json:"exit_code"`
+	ExitCode        *int        `json:"exit_code"` // null when the guest did not exit (Status.Exited)
 	Stdout          string      `json:"stdout"`
 	StdoutEncoding  string      `json:"stdout_encoding"`
 	StdoutTruncated bool        `json:"stdout_truncated"`
@@ -68,7 +68,7 @@ func (r ResultJSON) MarshalJSON() ([]byte, error) {
 	j := resultJSON{
 		ID:              r.ID,
 		Status:          r.Status,
-		ExitCode:        r.ExitCode,
+		ExitCode:        r.Status.exitCode(r.ExitCode),
 		StdoutTruncated: r.StdoutTruncated,
 		StderrTruncated: r.StderrTruncated,
 		Trap:            r.Trap,
@@ -98,7 +98,6 @@ func (r *ResultJSON) UnmarshalJSON(data []byte) error {
 	}
 	res := &Result{
 		Status:          j.Status,
-		ExitCode:        j.ExitCode,
 		StdoutTruncated: j.StdoutTruncated,
 		StderrTruncated: j.StderrTruncated,
 		Trap:            j.Trap,
@@ -106,6 +105,9 @@ func (r *ResultJSON) UnmarshalJSON(data []byte) error {
 		MemoryPeakBytes: j.MemoryPeakBytes,
 		Module:          j.Module,
 		CompileCached:   j.CompileCached,
+	}
+	if j.ExitCode != nil {
+		res.ExitCode = *j.ExitCode
 	}
 	var err error
 	if res.Stdout, err = DecodeOutput(j.Stdout, j.StdoutEncoding); err != nil {

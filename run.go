@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -22,6 +23,16 @@ type UsageRecord struct {
 	OutputBytes     int64     `json:"output_bytes"` // stdout plus stderr
 	ErrorCode       string    `json:"error_code,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
+}
+
+// MarshalJSON writes the record with exit_code null when the guest did not
+// exit (Status.Exited), as results are written.
+func (r UsageRecord) MarshalJSON() ([]byte, error) {
+	type plain UsageRecord
+	return json.Marshal(struct {
+		plain
+		ExitCode *int `json:"exit_code"`
+	}{plain(r), r.Status.exitCode(r.ExitCode)})
 }
 
 // RunFilter selects the caller's runs.

@@ -410,7 +410,7 @@
     const status = $("result-status");
     status.textContent = r.status;
     status.className = "badge " + r.status;
-    $("result-exit").textContent = String(r.exit_code);
+    $("result-exit").textContent = r.exit_code === null ? "—" : String(r.exit_code);
     $("result-duration").textContent = fmtMS(r.duration_ms);
     $("result-memory").textContent = fmtBytes(r.memory_peak_bytes);
     $("result-cached").textContent = r.compile_cached ? "yes" : "no";
@@ -588,7 +588,7 @@
           el("td", null, fmtTime(r.created_at)),
           el("td", { class: "mono" }, r.id),
           el("td", null, el("span", { class: "badge " + st }, st)),
-          el("td", { class: "num" }, String(r.exit_code)),
+          el("td", { class: "num" }, r.exit_code === null ? "—" : String(r.exit_code)),
           el("td", { class: "num" }, fmtMS(r.duration_ms)),
           el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
           el("td", { class: "num" }, fmtBytes(r.stdin_bytes) + " / " + fmtBytes(r.output_bytes)),
