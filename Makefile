@@ -70,12 +70,8 @@ k8s: ## render the production Kubernetes overlay to stdout
 	$(GO) run sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) build deploy/k8s/overlays/production
 
 .PHONY: testdata
-testdata: ## rebuild the engine's test modules (.wat/.c -> .wasm)
-	@if [ -f internal/engine/testdata/Makefile ]; then \
-		$(MAKE) -C internal/engine/testdata; \
-	else \
-		echo "internal/engine/testdata/Makefile does not exist yet"; exit 1; \
-	fi
+testdata: ## rebuild the test modules (.wat/.c -> .wasm) of internal/testmodule
+	$(MAKE) -C internal/testmodule/testdata
 
 .PHONY: bench
 bench: ## Go benchmarks of every package (figures go to docs/PERFORMANCE.md)

@@ -20,6 +20,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
@@ -84,9 +85,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// module reads one of the engine's test modules.
+// module reads one of the test modules.
 func module(name string) []byte {
-	b, err := os.ReadFile(filepath.Join("..", "internal", "engine", "testdata", name))
+	b, err := testmodule.ReadFile(name)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,13 +9,14 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // anonymousRun sends hello.wasm without credentials, with X-Forwarded-For
 // xff ("" for none), and returns the status and X-RateLimit-Remaining.
 func anonymousRun(t *testing.T, s *e2eServer, xff string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute", bytes.NewReader(testModule(t, "hello.wasm")))
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute", bytes.NewReader(testmodule.Read(t, "hello.wasm")))
 	req.Header.Set("Content-Type", "application/wasm")
 	if xff != "" {
 		req.Header.Set("X-Forwarded-For", xff)
@@ -74,7 +75,7 @@ func TestServeAnonymous(t *testing.T) {
 			_, err = anon.Execute(ctx, &client.ExecuteRequest{ModuleID: "mod_0K5smvRL1H5z3K7gzfJ1Cr"})
 			wantCode(t, "anonymous stored module", err, wasmwiz.EUNAUTHORIZED)
 			// A key that does not authenticate is refused, not taken as anonymous.
-			_, err = s.client("ww_"+string(bytes.Repeat([]byte("z"), 40))).Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+			_, err = s.client("ww_"+string(bytes.Repeat([]byte("z"), 40))).Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 			wantCode(t, "a bad key with auth off", err, wasmwiz.EUNAUTHORIZED)
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // helpTopics are every command and subcommand a user can ask help for.
@@ -135,7 +136,7 @@ func TestRunInterrupted(t *testing.T) {
 	var stdout, stderr syncBuffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, env, []string{"run", "--timeout", "10m", engineTestdata("loop.wasm")}) }()
+	go func() { done <- Main(ctx, env, []string{"run", "--timeout", "10m", testmodule.Path(t, "loop.wasm")}) }()
 	// The guest loops until stopped; give it a moment to be running, then
 	// interrupt. The status must not depend on when the signal lands.
 	time.Sleep(100 * time.Millisecond)
@@ -161,7 +162,7 @@ func TestBinarySignals(t *testing.T) {
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		// The guest prints, then recurses until stopped: once it printed,
 		// the process handles signals.
-		cmd := exec.Command(bin, "run", "--timeout", "10m", engineTestdata("print_then_recurse.wasm"))
+		cmd := exec.Command(bin, "run", "--timeout", "10m", testmodule.Path(t, "print_then_recurse.wasm"))
 		stdout, stderr := &syncBuffer{}, &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -189,7 +190,7 @@ func TestBinarySignals(t *testing.T) {
 // gets an empty stdin and "module.wasm" as argv[0].
 func TestRunModuleFromStdin(t *testing.T) {
 	t.Parallel()
-	wasm := string(testModule(t, "args_env.wasm"))
+	wasm := string(testmodule.Read(t, "args_env.wasm"))
 	code, out, errOut := runMain([]string{"run", "--env", "K=v", "-", "one"}, wasm, nil)
 	if code != 0 || !strings.Contains(out, "argv[0]=module.wasm\nargv[1]=one\nenv K=v\n") {
 		t.Fatalf("run -: exit %d, stdout %q, stderr %q", code, out, errOut)
@@ -203,11 +204,11 @@ func TestRunModuleFromStdin(t *testing.T) {
 // TestMessagesCarryUnits: sizes and durations in messages say their unit.
 func TestMessagesCarryUnits(t *testing.T) {
 	t.Parallel()
-	code, _, errOut := runMain([]string{"run", "--max-output", "5", engineTestdata("flood.wasm")}, "", nil)
+	code, _, errOut := runMain([]string{"run", "--max-output", "5", testmodule.Path(t, "flood.wasm")}, "", nil)
 	if code != exitOutputLimit || !strings.Contains(errOut, "passed 5B") {
 		t.Fatalf("exit %d, stderr %q; want the cap with its unit", code, errOut)
 	}
-	code, _, errOut = runMain([]string{"run", "--timeout", "0.2", engineTestdata("loop.wasm")}, "", nil)
+	code, _, errOut = runMain([]string{"run", "--timeout", "0.2", testmodule.Path(t, "loop.wasm")}, "", nil)
 	if code != exitTimeout || !strings.Contains(errOut, "limit of 200ms") {
 		t.Fatalf("exit %d, stderr %q; want the wall time with its unit", code, errOut)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // slowConn is one attacking connection: it sends head at once, then the
@@ -114,7 +115,7 @@ func TestServeSlowConnections(t *testing.T) {
 			}
 			// The other tenant runs meanwhile.
 			for i := 0; i < 3; i++ {
-				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 				if err != nil || res.Status != wasmwiz.StatusOK {
 					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
 				}

@@ -12,6 +12,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // TestServeSharedRedisLimit: two serve replicas on one database and one
@@ -29,7 +30,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 	a.putTier(testTier("five", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 5 }))
 	_, _, key := a.newUser("five")
 	ua, ub := a.client(key), b.client(key)
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 
 	// Alternate replicas: the remaining count goes down across both.
 	replicas := []*client.Client{ua, ub, ua, ub, ua}
@@ -80,7 +81,7 @@ func TestServeRedisOutage(t *testing.T) {
 		"WASMWIZ_REDIS_TIMEOUT": "5s"})
 	s := startServe(t, env, ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierPro)
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	run := func(what string) {
 		t.Helper()
 		res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
@@ -147,7 +148,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 	du.Host = p.Addr()
 	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": du.String()}), ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierBasic)
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
 		t.Fatalf("before the outage: %v", err)
 	}

@@ -198,16 +198,6 @@ func (s *e2eServer) putTier(tier *wasmwiz.Tier) {
 	}
 }
 
-// testModule reads a module of the engine's testdata.
-func testModule(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(engineTestdata(name))
-	if err != nil {
-		t.Fatalf("reading test module: %v", err)
-	}
-	return b
-}
-
 // wantCode fails the test unless err carries code.
 func wantCode(t testing.TB, what string, err error, code string) {
 	t.Helper()

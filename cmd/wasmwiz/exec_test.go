@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // runMain runs the CLI with stdin and the environment vars, and returns the
@@ -32,18 +33,18 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 		args  []string // module and its args
 		stdin string
 	}{
-		{"hello", nil, []string{engineTestdata("hello.wasm")}, ""},
-		{"echo", nil, []string{engineTestdata("echo.wasm")}, "  padded  \n"},
-		{"calc_add", nil, []string{engineTestdata("calc_add.wasm")}, "5 3"},
-		{"guest exit status", nil, []string{engineTestdata("calc_add.wasm")}, "5"},
-		{"exit code and both streams", nil, []string{engineTestdata("exit_code.wasm"), "7"}, ""},
-		{"args env and argv0", []string{"--env", "A=1", "--env", "B=x=y"}, []string{engineTestdata("args_env.wasm"), "--not-a-flag", "z"}, ""},
-		{"call with params", []string{"--call", "add64", "--params", "40,2"}, []string{engineTestdata("add.wasm")}, ""},
-		{"timeout", []string{"--timeout", "100ms"}, []string{engineTestdata("loop.wasm")}, ""},
-		{"memory cap", []string{"--memory", "2MiB"}, []string{engineTestdata("memory_bomb.wasm")}, ""},
-		{"refused module", nil, []string{engineTestdata("bad_imports.wasm")}, ""},
-		{"trap", []string{"--call", "div_by_zero"}, []string{engineTestdata("traps.wasm")}, ""},
-		{"plain module with params", []string{"--call", "add", "--params", "2,3"}, []string{engineTestdata("add.wasm")}, ""},
+		{"hello", nil, []string{testmodule.Path(t, "hello.wasm")}, ""},
+		{"echo", nil, []string{testmodule.Path(t, "echo.wasm")}, "  padded  \n"},
+		{"calc_add", nil, []string{testmodule.Path(t, "calc_add.wasm")}, "5 3"},
+		{"guest exit status", nil, []string{testmodule.Path(t, "calc_add.wasm")}, "5"},
+		{"exit code and both streams", nil, []string{testmodule.Path(t, "exit_code.wasm"), "7"}, ""},
+		{"args env and argv0", []string{"--env", "A=1", "--env", "B=x=y"}, []string{testmodule.Path(t, "args_env.wasm"), "--not-a-flag", "z"}, ""},
+		{"call with params", []string{"--call", "add64", "--params", "40,2"}, []string{testmodule.Path(t, "add.wasm")}, ""},
+		{"timeout", []string{"--timeout", "100ms"}, []string{testmodule.Path(t, "loop.wasm")}, ""},
+		{"memory cap", []string{"--memory", "2MiB"}, []string{testmodule.Path(t, "memory_bomb.wasm")}, ""},
+		{"refused module", nil, []string{testmodule.Path(t, "bad_imports.wasm")}, ""},
+		{"trap", []string{"--call", "div_by_zero"}, []string{testmodule.Path(t, "traps.wasm")}, ""},
+		{"plain module with params", []string{"--call", "add", "--params", "2,3"}, []string{testmodule.Path(t, "add.wasm")}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +62,7 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		t.Parallel()
-		code, out, errOut := runMain([]string{"exec", "--json", "--server", s.url, engineTestdata("exit_code.wasm"), "9"}, "",
+		code, out, errOut := runMain([]string{"exec", "--json", "--server", s.url, testmodule.Path(t, "exit_code.wasm"), "9"}, "",
 			map[string]string{"WASMWIZ_API_KEY": key})
 		var res wasmwiz.ResultJSON
 		if code != 9 || json.Unmarshal([]byte(out), &res) != nil || res.Status != wasmwiz.StatusExit ||
@@ -71,7 +72,7 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 	})
 	t.Run("module-id", func(t *testing.T) {
 		t.Parallel()
-		m, err := s.client(key).CreateModule(context.Background(), client.ModuleUpload{Wasm: testModule(t, "args_env.wasm"), Name: "stored.wasm"})
+		m, err := s.client(key).CreateModule(context.Background(), client.ModuleUpload{Wasm: testmodule.Read(t, "args_env.wasm"), Name: "stored.wasm"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,10 +89,10 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 			code   int
 			stderr string
 		}{
-			{"bad key", []string{"exec", "--server", s.url, "--key", "ww_" + strings.Repeat("0", 40), engineTestdata("hello.wasm")}, 1, "EUNAUTHORIZED"},
+			{"bad key", []string{"exec", "--server", s.url, "--key", "ww_" + strings.Repeat("0", 40), testmodule.Path(t, "hello.wasm")}, 1, "EUNAUTHORIZED"},
 			{"another user's module", []string{"exec", "--server", s.url, "--key", key, "--module-id", "mod_0K5smvRL1H5z3K7gzfJ1Cr"}, 1, "ENOTFOUND"},
-			{"no server", []string{"exec", "--server", "http://127.0.0.1:1", "--key", key, engineTestdata("hello.wasm")}, 1, "EUNAVAILABLE"},
-			{"bad server URL", []string{"exec", "--server", "ftp://x", engineTestdata("hello.wasm")}, 2, "EINVALID"},
+			{"no server", []string{"exec", "--server", "http://127.0.0.1:1", "--key", key, testmodule.Path(t, "hello.wasm")}, 1, "EUNAVAILABLE"},
+			{"bad server URL", []string{"exec", "--server", "ftp://x", testmodule.Path(t, "hello.wasm")}, 2, "EINVALID"},
 			{"no module", []string{"exec", "--server", s.url}, 2, "wasmwiz exec: no module"},
 		}
 		for _, tt := range tests {
@@ -128,16 +129,16 @@ func TestExecHabits(t *testing.T) {
 	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
 	user, _, key := s.newUser(wasmwiz.TierBasic)
 
-	code, _, errOut := runMain([]string{"exec", "--server", s.url, engineTestdata("hello.wasm")}, "", nil)
+	code, _, errOut := runMain([]string{"exec", "--server", s.url, testmodule.Path(t, "hello.wasm")}, "", nil)
 	if code != 1 || !strings.Contains(errOut, "EUNAUTHORIZED") || !strings.Contains(errOut, "--key") || !strings.Contains(errOut, "WASMWIZ_API_KEY") {
 		t.Fatalf("exec without a key: exit %d, stderr %q", code, errOut)
 	}
-	code, out, errOut := runMain([]string{"exec", "--server", s.url, "--key", key, "-", "x"}, string(testModule(t, "args_env.wasm")), nil)
+	code, out, errOut := runMain([]string{"exec", "--server", s.url, "--key", key, "-", "x"}, string(testmodule.Read(t, "args_env.wasm")), nil)
 	if code != 0 || !strings.Contains(out, "argv[0]=module.wasm\nargv[1]=x\n") {
 		t.Fatalf("exec -: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
-	argsEnv := testModule(t, "args_env.wasm")
+	argsEnv := testmodule.Read(t, "args_env.wasm")
 	for _, body := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
 		res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: argsEnv, Name: "mine.wasm", Body: body})
 		if err != nil || !strings.Contains(string(res.Stdout), "argv[0]=mine.wasm\n") {

@@ -18,6 +18,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 var (
@@ -124,14 +125,14 @@ func TestServeProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("execute on the real binary: %+v, %v\nstderr: %s", res, err, p.stderr)
 	}
 	// A run in flight at SIGTERM is answered before the process exits.
 	inflight := make(chan error, 1)
 	go func() {
-		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"1000"}})
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"1000"}})
 		if err == nil && string(res.Stdout) != "slept\n" {
 			err = errors.New("wrong output: " + string(res.Stdout))
 		}
@@ -197,7 +198,7 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	}
 	ca, _ := client.New(a.url, cu.Key.Secret)
 	cb, _ := client.New(b.url, cu.Key.Secret)
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	for i, c := range []*client.Client{ca, cb, ca, cb} {
 		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
 		if err != nil || ex.RateLimit.Remaining != int64(3-i) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
 )
 
@@ -102,7 +103,7 @@ func checkUntouched(t *testing.T, host string) {
 	}
 }
 
-// escapeAttempts are fsprobe operations (internal/engine/testdata/fsprobe.c)
+// escapeAttempts are fsprobe operations (internal/testmodule/testdata/fsprobe.c)
 // that try to leave the directory a guest was given, with the answer each
 // must get: none reaches the host.
 var escapeAttempts = []struct{ args, want string }{
@@ -132,7 +133,7 @@ var escapeAttempts = []struct{ args, want string }{
 // TestRunDirEscapes runs every escape attempt through `wasmwiz run --dir`.
 func TestRunDirEscapes(t *testing.T) {
 	t.Parallel()
-	probe := engineTestdata("fsprobe.wasm")
+	probe := testmodule.Path(t, "fsprobe.wasm")
 	cache := t.TempDir()
 	for _, tt := range escapeAttempts {
 		t.Run(tt.args, func(t *testing.T) {
@@ -151,7 +152,7 @@ func TestRunDirEscapes(t *testing.T) {
 func TestRunDirFlag(t *testing.T) {
 	t.Parallel()
 	_, tree := escapeFixture(t)
-	probe := engineTestdata("fsprobe.wasm")
+	probe := testmodule.Path(t, "fsprobe.wasm")
 	tests := []struct {
 		name   string
 		args   []string

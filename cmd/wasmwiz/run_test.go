@@ -12,11 +12,8 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
-
-func engineTestdata(name string) string {
-	return filepath.Join("..", "..", "internal", "engine", "testdata", name)
-}
 
 func TestRunCommand(t *testing.T) {
 	t.Parallel()
@@ -30,40 +27,40 @@ func TestRunCommand(t *testing.T) {
 		stderrHas  []string
 		jsonStatus wasmwiz.Status
 	}{
-		{name: "hello", args: []string{"run", engineTestdata("hello.wasm")}, stdout: "Hello, World!\n"},
-		{name: "echo", args: []string{"run", engineTestdata("echo.wasm")}, stdin: "  padded  \n", stdout: "padded"},
-		{name: "calc_add", args: []string{"run", engineTestdata("calc_add.wasm")}, stdin: "5 3", stdout: "8\n"},
-		{name: "guest exit status is ours", args: []string{"run", engineTestdata("calc_add.wasm")}, stdin: "5",
+		{name: "hello", args: []string{"run", testmodule.Path(t, "hello.wasm")}, stdout: "Hello, World!\n"},
+		{name: "echo", args: []string{"run", testmodule.Path(t, "echo.wasm")}, stdin: "  padded  \n", stdout: "padded"},
+		{name: "calc_add", args: []string{"run", testmodule.Path(t, "calc_add.wasm")}, stdin: "5 3", stdout: "8\n"},
+		{name: "guest exit status is ours", args: []string{"run", testmodule.Path(t, "calc_add.wasm")}, stdin: "5",
 			code: 1, stderrHas: []string{"expected two integers"}},
-		{name: "args env and argv0", args: []string{"run", "--env", "A=1", "--env", "B=x=y", engineTestdata("args_env.wasm"), "--not-a-flag", "z"},
+		{name: "args env and argv0", args: []string{"run", "--env", "A=1", "--env", "B=x=y", testmodule.Path(t, "args_env.wasm"), "--not-a-flag", "z"},
 			stdoutHas: []string{"argv[0]=args_env.wasm\nargv[1]=--not-a-flag\nargv[2]=z\nenv A=1\nenv B=x=y\n"}},
-		{name: "call with params", args: []string{"run", "--call", "add64", "--params", "40, 2", engineTestdata("add.wasm")}, stdout: "42\n"},
-		{name: "timeout", args: []string{"run", "--timeout", "100ms", engineTestdata("loop.wasm")},
+		{name: "call with params", args: []string{"run", "--call", "add64", "--params", "40, 2", testmodule.Path(t, "add.wasm")}, stdout: "42\n"},
+		{name: "timeout", args: []string{"run", "--timeout", "100ms", testmodule.Path(t, "loop.wasm")},
 			code: exitTimeout, stderrHas: []string{"timeout", "100ms"}},
-		{name: "memory cap", args: []string{"run", "--memory", "2MiB", engineTestdata("memory_bomb.wasm")},
+		{name: "memory cap", args: []string{"run", "--memory", "2MiB", testmodule.Path(t, "memory_bomb.wasm")},
 			code: exitTrap, stderrHas: []string{"memory_limit", "2MiB"}},
-		{name: "output cap", args: []string{"run", "--max-output", "16", engineTestdata("flood.wasm")},
+		{name: "output cap", args: []string{"run", "--max-output", "16", testmodule.Path(t, "flood.wasm")},
 			code: exitOutputLimit, stdout: "flood!!\nflood!!\n", stderrHas: []string{"output_limit"}},
-		{name: "trap", args: []string{"run", "--call", "div_by_zero", engineTestdata("traps.wasm")},
+		{name: "trap", args: []string{"run", "--call", "div_by_zero", testmodule.Path(t, "traps.wasm")},
 			code: exitTrap, stderrHas: []string{"trap: ", "integer divide by zero"}},
-		{name: "json result", args: []string{"run", "--json", engineTestdata("calc_add.wasm")}, stdin: "1 2",
+		{name: "json result", args: []string{"run", "--json", testmodule.Path(t, "calc_add.wasm")}, stdin: "1 2",
 			jsonStatus: wasmwiz.StatusOK, stdoutHas: []string{`"stdout":"3\n"`, `"stdout_encoding":"utf-8"`, `"wasi":true`, `"entry":"_start"`, `"compile_cached":false`}},
-		{name: "json exit", args: []string{"run", "--json", engineTestdata("exit_code.wasm"), "9"},
+		{name: "json exit", args: []string{"run", "--json", testmodule.Path(t, "exit_code.wasm"), "9"},
 			code: 9, jsonStatus: wasmwiz.StatusExit, stdoutHas: []string{`"exit_code":9`, `"stdout":"before exit\n"`}},
-		{name: "json refused module", args: []string{"run", "--json", engineTestdata("bad_imports.wasm")},
+		{name: "json refused module", args: []string{"run", "--json", testmodule.Path(t, "bad_imports.wasm")},
 			code: 2, stdoutHas: []string{`{"error":{"code":"EINVALID","message":"the module needs imports`, "env.console_log"}},
-		{name: "refused module", args: []string{"run", engineTestdata("add.wat")},
+		{name: "refused module", args: []string{"run", testmodule.Path(t, "add.wat")},
 			code: 2, stderrHas: []string{"EINVALID", "wat2wasm"}},
-		{name: "bad size", args: []string{"run", "--memory", "lots", engineTestdata("hello.wasm")},
+		{name: "bad size", args: []string{"run", "--memory", "lots", testmodule.Path(t, "hello.wasm")},
 			code: 2, stderrHas: []string{"invalid size"}},
-		{name: "bad duration", args: []string{"run", "--json", "--timeout", "soon", engineTestdata("hello.wasm")},
+		{name: "bad duration", args: []string{"run", "--json", "--timeout", "soon", testmodule.Path(t, "hello.wasm")},
 			code: 2, stdoutHas: []string{`"code":"EINVALID"`, "invalid duration"}},
-		{name: "missing file", args: []string{"run", engineTestdata("nope.wasm")},
+		{name: "missing file", args: []string{"run", filepath.Join(t.TempDir(), "nope.wasm")},
 			code: 2, stderrHas: []string{"cannot read the module"}},
 		{name: "no module", args: []string{"run"}, code: 2, stderrHas: []string{"wasmwiz run: no module", "wasmwiz help run"}},
-		{name: "inspect", args: []string{"run", "--inspect", engineTestdata("reactor.wasm")},
+		{name: "inspect", args: []string{"run", "--inspect", testmodule.Path(t, "reactor.wasm")},
 			stdoutHas: []string{`"wasi": true`, `"name": "_initialize"`}},
-		{name: "inspect refused", args: []string{"run", "--inspect", "--memory", "1MiB", engineTestdata("big_memory.wasm")},
+		{name: "inspect refused", args: []string{"run", "--inspect", "--memory", "1MiB", testmodule.Path(t, "big_memory.wasm")},
 			code: 2, stderrHas: []string{"over the memory limit of 1MiB"}},
 	}
 	for _, tt := range tests {
@@ -121,9 +118,9 @@ func TestRunHelperProcess(t *testing.T) {
 func TestRunStopsLoopFreeRecursion(t *testing.T) {
 	t.Parallel()
 	for _, asJSON := range []bool{false, true} {
-		args := []string{"run", "--timeout", "200ms", engineTestdata("print_then_recurse.wasm")}
+		args := []string{"run", "--timeout", "200ms", testmodule.Path(t, "print_then_recurse.wasm")}
 		if asJSON {
-			args = []string{"run", "--json", "--timeout", "200ms", engineTestdata("print_then_recurse.wasm")}
+			args = []string{"run", "--json", "--timeout", "200ms", testmodule.Path(t, "print_then_recurse.wasm")}
 		}
 		a, _ := json.Marshal(args)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")

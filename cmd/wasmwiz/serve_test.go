@@ -17,6 +17,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // TestServeBootstrap: the first start on an empty database prints an admin
@@ -72,7 +73,7 @@ func TestServeRoutes(t *testing.T) {
 func testRoutes(t *testing.T, s *e2eServer) {
 	ctx := context.Background()
 	admin := s.admin()
-	hello, echo, add, argsEnv := testModule(t, "hello.wasm"), testModule(t, "echo.wasm"), testModule(t, "add.wasm"), testModule(t, "args_env.wasm")
+	hello, echo, add, argsEnv := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "echo.wasm"), testmodule.Read(t, "add.wasm"), testmodule.Read(t, "args_env.wasm")
 
 	// Operations.
 	if err := s.client("").Health(ctx); err != nil {
@@ -136,7 +137,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || !strings.HasPrefix(m.ID, "mod_") || m.Inspection == nil || !m.Inspection.WASI || m.Inspection.Entry != "_start" {
 		t.Fatalf("CreateModule: %+v, %v", m, err)
 	}
-	_, err = user.CreateModule(ctx, client.ModuleUpload{Wasm: testModule(t, "bad_imports.wasm")})
+	_, err = user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "bad_imports.wasm")})
 	wantCode(t, "upload with bad imports", err, wasmwiz.EINVALID)
 	mods, total, err := user.ListModules(ctx, "", client.Page{})
 	if err != nil || total != 1 || len(mods) != 1 || mods[0].ID != m.ID {
@@ -380,7 +381,7 @@ func TestServeAuthMatrix(t *testing.T) {
 	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
 	alice, aliceUser, _ := s.newUser(wasmwiz.TierFree)
 	bob, _, bobKey := s.newUser(wasmwiz.TierFree)
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 
 	am, err := alice.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "private"})
 	if err != nil {
@@ -553,7 +554,7 @@ func TestServeLegacyRoute(t *testing.T) {
 				short, _, _ := s.newUser("legacy-short")
 				user = short
 			}
-			res, err := user.ExecuteLegacy(ctx, testModule(t, tt.module), tt.input)
+			res, err := user.ExecuteLegacy(ctx, testmodule.Read(t, tt.module), tt.input)
 			if err != nil {
 				t.Fatalf("ExecuteLegacy: %v", err)
 			}
@@ -569,7 +570,7 @@ func TestServeLegacyRoute(t *testing.T) {
 		})
 	}
 	// The original field names, wasm_file and input_data.
-	body, ctype := testenv.Multipart(t, map[string][]byte{"wasm_file": testModule(t, "calc_add.wasm")}, map[string]string{"input_data": "40 2"})
+	body, ctype := testenv.Multipart(t, map[string][]byte{"wasm_file": testmodule.Read(t, "calc_add.wasm")}, map[string]string{"input_data": "40 2"})
 	st, out := rawRequest(t, http.MethodPost, s.url+"/api/execute", key, ctype, body)
 	if st != http.StatusOK || out != `{"output":"42\n","error":null}`+"\n" && out != `{"output":"42\n","error":null}` {
 		t.Fatalf("wasm_file/input_data: %d %s", st, out)
@@ -604,9 +605,9 @@ func TestServeOversizeBodies(t *testing.T) {
 	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
 	s.putTier(testTier("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB }))
 	user, _, key := s.newUser("tiny")
-	hello := testModule(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	big := append(bytes.Clone(hello), make([]byte, 3*wasmwiz.MiB)...)
-	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: testModule(t, "echo.wasm")})
+	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,34 +701,34 @@ func TestServeTierLimits(t *testing.T) {
 		check   func(t *testing.T, r *wasmwiz.ResultJSON)
 		maxWall time.Duration
 	}{
-		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testModule(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testModule(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
+		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
+		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testModule(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
+		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testModule(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
+		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
 			func(t *testing.T, r *wasmwiz.ResultJSON) {
 				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
 					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
 				}
 			}, 0},
-		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testModule(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
-		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
+		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
+		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
 	}
 	t.Run("limits", func(t *testing.T) {
 		for _, tt := range tests {
@@ -774,7 +775,7 @@ func TestServeRateLimits(t *testing.T) {
 			s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 }))
 			user, _, key := s.newUser("three")
 			other, _, _ := s.newUser("three")
-			hello := testModule(t, "hello.wasm")
+			hello := testmodule.Read(t, "hello.wasm")
 			for i := 1; i <= 3; i++ {
 				ex, err := user.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
 				if err != nil {
@@ -848,7 +849,7 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	}))
 	free, _, _ := s.newUser("single")
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
-	sleep := testModule(t, "sleep.wasm")
+	sleep := testmodule.Read(t, "sleep.wasm")
 
 	// One long run holds the user's only slot and the replica's only run
 	// slot; it ends when its guest sleeps out its 3s.
@@ -862,12 +863,12 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	}()
 	testenv.WaitFor(t, "the first run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
 
-	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	wantCode(t, "second run of a free user", err, wasmwiz.ERATELIMIT)
 	if !strings.Contains(wasmwiz.ErrorMessage(err), "in flight") {
 		t.Errorf("429 message %q does not say why", wasmwiz.ErrorMessage(err))
 	}
-	_, err = other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")})
+	_, err = other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	wantCode(t, "a run on a saturated replica", err, wasmwiz.EUNAVAILABLE)
 	if d, ok := wasmwiz.RetryAfter(err); !ok || d < time.Second {
 		t.Errorf("503 Retry-After %v %v", d, ok)
@@ -876,10 +877,10 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 		t.Fatalf("the first run: %v", err)
 	}
 	// Both slots are free again.
-	if _, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")}); err != nil {
+	if _, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")}); err != nil {
 		t.Fatalf("after the first run: %v", err)
 	}
-	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "hello.wasm")}); err != nil {
+	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")}); err != nil {
 		t.Fatalf("after the first run, another user: %v", err)
 	}
 }
@@ -903,7 +904,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 			env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
 			s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
 			user, _, _ := s.newUser(wasmwiz.TierBasic)
-			sleep := testModule(t, "sleep.wasm")
+			sleep := testmodule.Read(t, "sleep.wasm")
 			const n = 3
 			type answer struct {
 				res *wasmwiz.ResultJSON
@@ -1112,7 +1113,7 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 	user, me, key := s.newUser(wasmwiz.TierBasic)
 	answered := make(chan error, 1)
 	go func() {
-		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testModule(t, "sleep.wasm"), Args: []string{"60000"}})
+		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"60000"}})
 		answered <- err
 	}()
 	testenv.WaitFor(t, "the long run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })

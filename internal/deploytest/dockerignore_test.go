@@ -68,7 +68,7 @@ func TestDockerIgnoreMatcher(t *testing.T) {
 		{"bin", true},
 		{"cmd/wasmwiz/main.go", false},
 		{"cmd/wasmwiz/main_test.go", true},
-		{"internal/engine/testdata/hello.wasm", true},
+		{"internal/testmodule/testdata/hello.wasm", true},
 		{"go.mod", false},
 		{"docs/API.md", true},
 		{"internal/docs/x.go", false},

@@ -35,7 +35,7 @@ var (
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",
 		"internal/postgres/pgtest", "internal/deploytest", "internal/metrictest",
-		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv", "internal/wasisuite",
+		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv", "internal/wasisuite", "internal/testmodule",
 	}
 )
 

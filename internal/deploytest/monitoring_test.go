@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // exported is what one scrape of /metrics held: every series name (with
@@ -316,10 +316,7 @@ func inProcessExposition(t *testing.T) exported {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 
-	hello, err := os.ReadFile(repoPath(t, "internal/engine/testdata/hello.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hello := testmodule.Read(t, "hello.wasm")
 	do := func(method, path, key string, body any) int {
 		t.Helper()
 		var rd io.Reader

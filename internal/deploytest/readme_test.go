@@ -48,7 +48,7 @@ func TestReadmeConfigTable(t *testing.T) {
 
 var (
 	readmeGoRun   = regexp.MustCompile(`go run \./cmd/wasmwiz ([a-z-]+)`)
-	readmeFile    = regexp.MustCompile(`internal/engine/testdata/[A-Za-z0-9_]+\.wasm`)
+	readmeFile    = regexp.MustCompile(`internal/testmodule/testdata/[A-Za-z0-9_]+\.wasm`)
 	readmeURLPath = regexp.MustCompile(`https?://127\.0\.0\.1:8080(/[^\s'"?\\]*)`)
 	readmeMake    = regexp.MustCompile("`make ([a-z0-9-]+)`")
 	readmeDocLink = regexp.MustCompile(`\]\((docs/[^)]+)\)`)
@@ -170,10 +170,10 @@ func TestMakefile(t *testing.T) {
 	for _, v := range vars {
 		checkMainVar(t, "Makefile", v)
 	}
-	if !strings.Contains(mk, "-C internal/engine/testdata") {
-		t.Error("make testdata does not call make -C internal/engine/testdata")
+	if !strings.Contains(mk, "-C internal/testmodule/testdata") {
+		t.Error("make testdata does not call make -C internal/testmodule/testdata")
 	}
-	if _, err := os.Stat(repoPath(t, "internal/engine/testdata/Makefile")); err != nil {
+	if _, err := os.Stat(repoPath(t, "internal/testmodule/testdata/Makefile")); err != nil {
 		t.Errorf("make testdata: %v", err)
 	}
 	ci := readFile(t, ".ci/run")

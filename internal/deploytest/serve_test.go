@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 var (
@@ -95,10 +96,7 @@ func servedExposition(t *testing.T) exported {
 		}
 	}()
 
-	hello, err := os.ReadFile(repoPath(t, "internal/engine/testdata/hello.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hello := testmodule.Read(t, "hello.wasm")
 	do := func(method, path string, auth bool, wasm []byte) (int, string) {
 		t.Helper()
 		var body io.Reader

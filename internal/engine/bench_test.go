@@ -14,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // rawWazero runs a WASI command the way a bare wazero program would: one
@@ -63,7 +64,7 @@ func benchEngineRun(b *testing.B, e *Engine, wasm []byte, args []string, want st
 // BenchmarkWarmRun is the per-run cost of a tiny WASI command with its code
 // compiled: the engine next to bare wazero doing the same.
 func BenchmarkWarmRun(b *testing.B) {
-	wasm := testdata(b, "hello.wasm")
+	wasm := testmodule.Read(b, "hello.wasm")
 	b.Run("engine", func(b *testing.B) {
 		e := newEngine(b, Options{})
 		benchEngineRun(b, e, wasm, nil, "Hello, World!\n")
@@ -82,7 +83,7 @@ func BenchmarkWarmRun(b *testing.B) {
 // the in-guest timeout checks, without them in the engine, and bare wazero
 // without any cancellation.
 func BenchmarkFib30(b *testing.B) {
-	wasm := testdata(b, "fib.wasm")
+	wasm := testmodule.Read(b, "fib.wasm")
 	args := []string{"30"}
 	b.Run("engine-interrupt", func(b *testing.B) {
 		benchEngineRun(b, newEngine(b, Options{}), wasm, args, "832040\n")

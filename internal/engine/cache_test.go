@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // constModule is a tiny distinct plain module per n: "get" returns n.
@@ -48,7 +49,7 @@ func runGet(t testing.TB, e *Engine, wasm []byte) *wasmwiz.Result {
 func TestCacheSingleCompileForConcurrentFirstRuns(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, Options{})
-	wasm := testdata(t, "calc_add.wasm")
+	wasm := testmodule.Read(t, "calc_add.wasm")
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -155,7 +156,7 @@ func TestCacheHammer(t *testing.T) {
 func TestCacheOnDisk(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	wasm := testdata(t, "fib.wasm")
+	wasm := testmodule.Read(t, "fib.wasm")
 	run := func(e *Engine) *wasmwiz.Result {
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Args: []string{"10"}, Limits: limits()})
 		if err != nil || string(res.Stdout) != "55\n" {

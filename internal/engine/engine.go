@@ -9,8 +9,6 @@
 // ("Engine") for why the server must not run guests in its own process.
 package engine
 
-//go:generate make -C testdata
-
 import (
 	"context"
 	"log/slog"

@@ -2,14 +2,13 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 var (
@@ -38,15 +37,6 @@ func newEngine(t testing.TB, opts Options) *Engine {
 	}
 	t.Cleanup(func() { _ = e.Close(context.Background()) })
 	return e
-}
-
-func testdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatalf("read testdata: %v", err)
-	}
-	return b
 }
 
 // limits are generous defaults that each case narrows.
@@ -156,7 +146,7 @@ func TestRunOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			wasm := testdata(t, tt.file)
+			wasm := testmodule.Read(t, tt.file)
 			req := &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()}
 			if tt.req != nil {
 				tt.req(req)
@@ -224,7 +214,7 @@ func TestSleepHonoursDeadlineWithoutInterrupt(t *testing.T) {
 	for _, file := range []string{"poll_sleep.wasm", "sleep.wasm"} {
 		lim := limits()
 		lim.Timeout = 100 * time.Millisecond
-		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, file), Limits: lim})
+		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, file), Limits: lim})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +223,7 @@ func TestSleepHonoursDeadlineWithoutInterrupt(t *testing.T) {
 		}
 	}
 	// Without a deadline the sleep runs to its end.
-	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, "sleep.wasm"), Args: []string{"20"}, Limits: wasmwiz.Limits{}})
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"20"}, Limits: wasmwiz.Limits{}})
 	if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "slept\n" {
 		t.Fatalf("Run without limits: %v %+v", err, res)
 	}
@@ -246,7 +236,7 @@ func TestCancelledCallerIsNotATimeout(t *testing.T) {
 	e := sharedEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: testdata(t, "loop.wasm"), Limits: limits()})
+	_, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Run with a cancelled context: %v", err)
 	}
@@ -265,7 +255,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		// Blocks in a one-hour poll_oneoff: no deadline, only runCtx.
-		_, err := e.Run(runCtx, &wasmwiz.RunRequest{Wasm: testdata(t, "poll_sleep.wasm")})
+		_, err := e.Run(runCtx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "poll_sleep.wasm")})
 		done <- err
 	}()
 	for e.active.Load() == 0 {
@@ -276,7 +266,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 	if err := e.Close(ctx); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Close: %v, want EUNAVAILABLE while a guest runs", err)
 	}
-	if _, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, "hello.wasm")}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if _, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm")}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Run after Close: %v", err)
 	}
 	stopRun()
@@ -306,7 +296,7 @@ func TestRunStreamingCopiesOutputLive(t *testing.T) {
 			var out, errOut strings.Builder
 			lim := limits()
 			lim.MaxOutputBytes = tt.cap
-			res, err := e.RunStreaming(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, tt.file), Limits: lim}, &out, &errOut)
+			res, err := e.RunStreaming(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, tt.file), Limits: lim}, &out, &errOut)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -331,7 +321,7 @@ func TestLoopFreeRecursionPastTheDeadlineIsATimeout(t *testing.T) {
 	// is refused by wazero at once), far too short for fib(38).
 	lim.Timeout = 50 * time.Millisecond
 	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
-		Wasm: testdata(t, "fib_recursive.wasm"), Function: "fib", Params: []string{"38"}, Limits: lim})
+		Wasm: testmodule.Read(t, "fib_recursive.wasm"), Function: "fib", Params: []string{"38"}, Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // The legacy wasi_unstable differs from preview1 in file calls: whence
@@ -19,7 +20,7 @@ func TestUnstableFileLayouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := sharedEngine(t).Run(context.Background(), &wasmwiz.RunRequest{
-		Wasm: testdata(t, "unstable_files.wasm"), Limits: limits(), Mounts: []wasmwiz.Mount{{HostDir: dir, GuestDir: "/"}},
+		Wasm: testmodule.Read(t, "unstable_files.wasm"), Limits: limits(), Mounts: []wasmwiz.Mount{{HostDir: dir, GuestDir: "/"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func TestMounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testdata(t, "fsprobe.wasm"), Limits: limits(), Mounts: tt.mounts})
+			_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Limits: limits(), Mounts: tt.mounts})
 			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.Contains(wasmwiz.ErrorMessage(err), tt.want) {
 				t.Fatalf("Run: %v, want EINVALID with %q", err, tt.want)
 			}

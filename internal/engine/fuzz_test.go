@@ -7,19 +7,23 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // FuzzInspect: no input makes the engine panic, and every refusal is
 // EINVALID with a message. The seeds are the test modules and one of each
 // hostile class (testdata/hostile).
 func FuzzInspect(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.wasm")
+	for _, name := range testmodule.Names("*.wasm") {
+		if b := testmodule.Read(f, name); len(b) < 1<<16 {
+			f.Add(b)
+		}
+	}
 	hostile, _ := filepath.Glob("testdata/hostile/*.wasm")
 	if len(hostile) == 0 {
 		f.Fatal("no seeds in testdata/hostile")
 	}
-	files = append(files, hostile...)
-	for _, file := range files {
+	for _, file := range hostile {
 		if b, err := os.ReadFile(file); err == nil && len(b) < 1<<16 {
 			f.Add(b)
 		}

@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 func TestRefusals(t *testing.T) {
 	t.Parallel()
 	e := sharedEngine(t)
-	hello := testdata(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	tests := []struct {
 		name     string
 		wasm     []byte
@@ -25,14 +26,14 @@ func TestRefusals(t *testing.T) {
 	}{
 		{name: "empty", wasm: []byte{}, code: wasmwiz.EINVALID, contains: []string{"empty"}},
 		{name: "text file", wasm: []byte("hello, this is just text\n"), code: wasmwiz.EINVALID, contains: []string{"text file"}},
-		{name: "wat text", wasm: testdata(t, "add.wat"), code: wasmwiz.EINVALID, contains: []string{"text format", "wat2wasm"}},
+		{name: "wat text", wasm: testmodule.Read(t, "add.wat"), code: wasmwiz.EINVALID, contains: []string{"text format", "wat2wasm"}},
 		{name: "random bytes", wasm: []byte{0xff, 0x00, 0x13, 0x37, 0x01}, code: wasmwiz.EINVALID, contains: []string{"magic"}},
 		{name: "wrong version", wasm: []byte{0, 'a', 's', 'm', 2, 0, 0, 0}, code: wasmwiz.EINVALID, contains: []string{"version 2"}},
 		{name: "component", wasm: []byte{0, 'a', 's', 'm', 0x0d, 0, 1, 0}, code: wasmwiz.EINVALID,
 			contains: []string{"components are not supported; build a core module for wasm32-wasip1"}},
 		{name: "header only truncated", wasm: hello[:6], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
 		{name: "truncated", wasm: hello[:len(hello)/2], code: wasmwiz.EINVALID, contains: []string{"truncated"}},
-		{name: "fails validation", wasm: testdata(t, "invalid_type.wasm"), code: wasmwiz.EINVALID, contains: []string{"invalid module"}},
+		{name: "fails validation", wasm: testmodule.Read(t, "invalid_type.wasm"), code: wasmwiz.EINVALID, contains: []string{"invalid module"}},
 		// Modules whose declared counts made wazero allocate GiBs (the
 		// process died) or panic, found by fuzzing; see bounds.go.
 		{name: "type with 2^32-1 params", wasm: unhex(t, "0061736d0100000001080160ffffffff0f00"), code: wasmwiz.EINVALID,
@@ -45,12 +46,12 @@ func TestRefusals(t *testing.T) {
 			contains: []string{"name section: declares 4294967295 entries"}},
 		{name: "call to a function of a missing type", wasm: unhex(t, "0061736d0100000001040160000003030200050a0902040010010b02000b"), code: wasmwiz.EINVALID,
 			contains: []string{"invalid module"}},
-		{name: "unsatisfiable imports", wasm: testdata(t, "bad_imports.wasm"), code: wasmwiz.EINVALID,
+		{name: "unsatisfiable imports", wasm: testmodule.Read(t, "bad_imports.wasm"), code: wasmwiz.EINVALID,
 			contains: []string{"env.console_log", "wasi.thread-spawn", "env.memory (an imported memory"},
 			absent:   []string{"fd_write"}},
-		{name: "wrong WASI signature", wasm: testdata(t, "bad_signature.wasm"), code: wasmwiz.EINVALID,
+		{name: "wrong WASI signature", wasm: testmodule.Read(t, "bad_signature.wasm"), code: wasmwiz.EINVALID,
 			contains: []string{"wasi_snapshot_preview1.fd_write is imported as (i32) -> (i32) but WASI defines (i32, i32, i32, i32) -> (i32)"}},
-		{name: "minimum memory over the limit", wasm: testdata(t, "big_memory.wasm"), code: wasmwiz.EINVALID,
+		{name: "minimum memory over the limit", wasm: testmodule.Read(t, "big_memory.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxMemoryBytes = 128 * wasmwiz.MiB },
 			contains: []string{"4096 pages", "256MiB", "128MiB"}},
 		{name: "module too large", wasm: hello, code: wasmwiz.ETOOLARGE,
@@ -67,27 +68,27 @@ func TestRefusals(t *testing.T) {
 		{name: "arg with NUL", wasm: hello, code: wasmwiz.EINVALID,
 			req:     func(r *wasmwiz.RunRequest) { r.Args = []string{"ok", "no\x00"} },
 			runOnly: true, contains: []string{"argument 2 contains a NUL byte"}},
-		{name: "unknown function", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "unknown function", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function = "sub" },
 			contains: []string{`no function "sub"`, "add(i32, i32) -> (i32)", "addf(f64, f64) -> (f64)"},
 			absent:   []string{"takes_ref"}},
-		{name: "no default entry", wasm: testdata(t, "no_entry.wasm"), code: wasmwiz.EINVALID,
+		{name: "no default entry", wasm: testmodule.Read(t, "no_entry.wasm"), code: wasmwiz.EINVALID,
 			contains: []string{"none of _start, main, run", "neg(f64) -> (f64), square(i32) -> (i32)"}},
-		{name: "reactor without a function", wasm: testdata(t, "reactor.wasm"), code: wasmwiz.EINVALID,
+		{name: "reactor without a function", wasm: testmodule.Read(t, "reactor.wasm"), code: wasmwiz.EINVALID,
 			contains: []string{"no _start", "answer() -> (i32)", "greet() -> ()"}, absent: []string{"_initialize"}},
-		{name: "too few params", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "too few params", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1"} },
 			contains: []string{"add has signature (i32, i32) -> (i32)", "takes 2 params, got 1"}},
-		{name: "param not a number", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "param not a number", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1", "two"} },
 			contains: []string{"(i32, i32) -> (i32)", "param 2", `"two" is not a valid i32`}},
-		{name: "param out of range", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "param out of range", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add", []string{"1", "4294967296"} },
 			contains: []string{"not a valid i32"}},
-		{name: "float for an integer", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "float for an integer", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function, r.Params = "add64", []string{"1.5", "1"} },
 			contains: []string{"not a valid i64"}},
-		{name: "non-numeric signature", wasm: testdata(t, "add.wasm"), code: wasmwiz.EINVALID,
+		{name: "non-numeric signature", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function = "takes_ref" },
 			contains: []string{"(externref) -> ()", "non-numeric"}},
 	}
@@ -156,7 +157,7 @@ func TestInspect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			wasm := testdata(t, tt.file)
+			wasm := testmodule.Read(t, tt.file)
 			in, err := e.Inspect(context.Background(), wasm, limits())
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
@@ -194,7 +195,7 @@ func TestInspect(t *testing.T) {
 func TestInspectCopiesAreIndependent(t *testing.T) {
 	t.Parallel()
 	e := sharedEngine(t)
-	wasm := testdata(t, "add.wasm")
+	wasm := testmodule.Read(t, "add.wasm")
 	a, err := e.Inspect(context.Background(), wasm, limits())
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +215,7 @@ func TestRunReportsCallerSHA256(t *testing.T) {
 	e := sharedEngine(t)
 	// A caller-supplied sha256 is trusted for the cache key (it comes from
 	// our own store), and reported back as given.
-	wasm := testdata(t, "hello.wasm")
+	wasm := testmodule.Read(t, "hello.wasm")
 	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, SHA256: strings.Repeat("AB", 32), Limits: limits()})
 	if err != nil {
 		t.Fatal(err)

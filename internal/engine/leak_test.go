@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // procStatusKiB reads a "Name:  N kB" line of /proc/self/status; 0 where
@@ -99,7 +100,7 @@ func TestNoLeaksAfterManyRuns(t *testing.T) {
 	}
 	wasm := map[string][]byte{}
 	for _, j := range jobs {
-		wasm[j.file] = testdata(t, j.file)
+		wasm[j.file] = testmodule.Read(t, j.file)
 	}
 	runs := 2000
 	if testing.Short() {

@@ -15,6 +15,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // benchServer is the full HTTP stack (middleware, auth, Executor, in-memory
@@ -80,9 +81,5 @@ func BenchmarkExecuteInProcessEngine(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer eng.Close(ctx)
-	hello, err := readTestdata("hello.wasm")
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchExecute(b, benchServer(b, eng), hello)
+	benchExecute(b, benchServer(b, eng), testmodule.Read(b, "hello.wasm"))
 }

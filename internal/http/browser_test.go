@@ -30,6 +30,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
@@ -241,19 +242,6 @@ func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
-// testdataPath returns the absolute path of an engine test module.
-func testdataPath(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "engine", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // screenshot saves the page as a PNG in WASMWIZ_TEST_SCREENSHOT_DIR, when
 // set, for a person to look at.
 func screenshot(t *testing.T, ctx context.Context, name string) {
@@ -280,7 +268,7 @@ func TestBrowserWebUI(t *testing.T) {
 	}
 	ctx, problems := browser(t)
 	st := newWebStack(t, true)
-	hello, echo := testdataPath(t, "hello.wasm"), testdataPath(t, "echo.wasm")
+	hello, echo := testmodule.Path(t, "hello.wasm"), testmodule.Path(t, "echo.wasm")
 	var runIDs []string
 	readRunID := func() string {
 		var id string
@@ -383,7 +371,7 @@ func TestBrowserWebUI(t *testing.T) {
 	)
 
 	step("uploading a file that is not wasm shows the API's error",
-		chromedp.SetUploadFiles(chromedp.ID("upload-wasm"), []string{testdataPath(t, "echo.c")}),
+		chromedp.SetUploadFiles(chromedp.ID("upload-wasm"), []string{testmodule.Path(t, "echo.c")}),
 		chromedp.Click(chromedp.ID("upload-submit")),
 		waitText("#modules-error", "EINVALID"),
 	)
@@ -647,7 +635,7 @@ func TestBrowserWebUI(t *testing.T) {
 	step("call a plain module's function with params",
 		chromedp.Click(chromedp.ID("tab-run")),
 		chromedp.Click(chromedp.ID("source-file")),
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "add.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "add.wasm")}),
 		chromedp.Click(chromedp.CSS("#run-advanced summary")),
 		chromedp.SendKeys(chromedp.ID("run-function"), "add"),
 		chromedp.SendKeys(chromedp.ID("run-params"), "2,3"),
@@ -665,7 +653,7 @@ func TestBrowserWebUI(t *testing.T) {
 		waitJS(`document.getElementById("run-result").hidden`),
 	)
 	step("a trap shows its status and message",
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "traps.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "traps.wasm")}),
 		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-function").value = "div_by_zero", document.getElementById("run-params").value = "")`),
 		chromedp.Click(chromedp.ID("run-submit")),
 		waitText("#result-status", "trap"),
@@ -739,7 +727,7 @@ func TestBrowserWebUI(t *testing.T) {
 	var argsOut string
 	step("args one per line and env as KEY=value lines",
 		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-stdin").value = "")`),
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "args_env.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "args_env.wasm")}),
 		chromedp.SendKeys(chromedp.ID("run-args"), "first arg\n\nsecond=2\n"),
 		chromedp.SendKeys(chromedp.ID("run-env"), "NAME=ww\nEMPTY=\n"),
 		chromedp.Click(chromedp.ID("run-submit")),
@@ -761,7 +749,7 @@ func TestBrowserWebUI(t *testing.T) {
 	)
 	step("a lowered timeout stops a guest that loops",
 		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-env"]) document.getElementById(id).value = ""`),
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "loop.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "loop.wasm")}),
 		chromedp.SendKeys(chromedp.ID("run-timeout"), "200ms"),
 		chromedp.Click(chromedp.ID("run-submit")),
 		waitText("#result-status", "timeout"),
@@ -813,7 +801,7 @@ func TestBrowserAnonymous(t *testing.T) {
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(st.ts.URL+"/"),
 		waitText("#whoami", "run anonymously"),
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "hello.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "hello.wasm")}),
 		chromedp.Click(chromedp.ID("run-submit")),
 		waitText("#result-stdout", "Hello, World!"),
 		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
@@ -836,7 +824,7 @@ func TestBrowserAnonymous(t *testing.T) {
 	}
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.ID("tab-run")),
-		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testdataPath(t, "flood.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "flood.wasm")}),
 		chromedp.Click(chromedp.ID("run-submit")),
 		waitText("#result-status", "output_limit"),
 		into(&flood.Status, chromedp.TextContent(chromedp.ID("result-status"))),

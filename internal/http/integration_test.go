@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,21 +18,8 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
-
-func testdata(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := readTestdata(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// readTestdata reads one of the engine's test modules.
-func readTestdata(name string) ([]byte, error) {
-	return os.ReadFile(filepath.Join("..", "engine", "testdata", name))
-}
 
 // realServer is the HTTP server on the real in-process engine and the real
 // in-memory limiter, over a real listener; stores are mocks.
@@ -119,26 +104,26 @@ func TestRealEngineExecute(t *testing.T) {
 	}{
 		{name: "multipart hello", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, stdout: "Hello, World!\n",
 			body: func(t *testing.T) (io.Reader, string) {
-				return testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, "hello.wasm")}, nil)
+				return testenv.Multipart(t, map[string][]byte{"wasm": testmodule.Read(t, "hello.wasm")}, nil)
 			}},
 		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: wasmwiz.StatusOK, stdout: "hi",
 			body: func(t *testing.T) (io.Reader, string) {
-				return bytes.NewReader(testdata(t, "echo.wasm")), "application/wasm"
+				return bytes.NewReader(testmodule.Read(t, "echo.wasm")), "application/wasm"
 			}},
 		{name: "json plain function", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, results: "i32=5",
 			body: func(t *testing.T) (io.Reader, string) {
-				b, _ := json.Marshal(map[string]any{"wasm_base64": testdata(t, "add.wasm"), "function": "add", "params": []int{2, 3}})
+				b, _ := json.Marshal(map[string]any{"wasm_base64": testmodule.Read(t, "add.wasm"), "function": "add", "params": []int{2, 3}})
 				return bytes.NewReader(b), "application/json"
 			}},
 		{name: "tight loop stopped at the caller's lower timeout", path: "/api/v1/execute?timeout=100ms", status: 200, runStatus: wasmwiz.StatusTimeout,
 			body: func(t *testing.T) (io.Reader, string) {
-				return bytes.NewReader(testdata(t, "loop.wasm")), "application/wasm"
+				return bytes.NewReader(testmodule.Read(t, "loop.wasm")), "application/wasm"
 			}},
 		{name: "not wasm", path: "/api/v1/execute", status: 400,
 			body: func(t *testing.T) (io.Reader, string) { return strings.NewReader("hello"), "application/wasm" }},
 		{name: "unsatisfiable import", path: "/api/v1/execute", status: 400,
 			body: func(t *testing.T) (io.Reader, string) {
-				return bytes.NewReader(testdata(t, "bad_imports.wasm")), "application/wasm"
+				return bytes.NewReader(testmodule.Read(t, "bad_imports.wasm")), "application/wasm"
 			}},
 	}
 	for _, tt := range tests {
@@ -196,7 +181,7 @@ func TestRealEngineLegacyFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, tt.module)}, map[string]string{"input": tt.input})
+			body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testmodule.Read(t, tt.module)}, map[string]string{"input": tt.input})
 			res, b := post(t, ts.URL+"/api/execute", ct, body)
 			if res.StatusCode != 200 {
 				t.Fatalf("status %d: %s", res.StatusCode, b)
@@ -226,7 +211,7 @@ func TestRealLimiterQuota(t *testing.T) {
 	tier := *free
 	tier.RunsPerMinute = 2
 	ts, usage := realServer(t, &tier)
-	hello := testdata(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	for i, want := range []struct {
 		status    int
 		remaining string
@@ -260,7 +245,7 @@ func TestRealEngineModuleUpload(t *testing.T) {
 	if res.StatusCode != 400 {
 		t.Fatalf("invalid upload: %d %s", res.StatusCode, b)
 	}
-	body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testdata(t, "echo.wasm")}, map[string]string{"name": "echo", "description": "trims"})
+	body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testmodule.Read(t, "echo.wasm")}, map[string]string{"name": "echo", "description": "trims"})
 	res, b = post(t, ts.URL+"/api/v1/modules", ct, body)
 	if res.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", res.StatusCode, b)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // BenchmarkHandoff measures the per-run cost of running a tiny module
@@ -23,10 +24,10 @@ func BenchmarkHandoff(b *testing.B) {
 		req  func(b *testing.B) *wasmwiz.RunRequest
 	}{
 		{"hello", func(b *testing.B) *wasmwiz.RunRequest {
-			return &wasmwiz.RunRequest{Wasm: module(b, "hello.wasm"), Limits: limits()}
+			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}
 		}},
 		{"add", func(b *testing.B) *wasmwiz.RunRequest {
-			return &wasmwiz.RunRequest{Wasm: module(b, "add.wasm"), Function: "add", Params: []string{"2", "3"}, Limits: limits()}
+			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "add.wasm"), Function: "add", Params: []string{"2", "3"}, Limits: limits()}
 		}},
 	}
 	for _, m := range modules {
@@ -86,7 +87,7 @@ func BenchmarkWorkerStart(b *testing.B) {
 			rssFresh = p.rssBytes()
 		}
 		pl.mu.Unlock()
-		if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(b, "hello.wasm"), Limits: limits()}); err != nil {
+		if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}); err != nil {
 			b.Fatal(err)
 		}
 		pl.mu.Lock()
@@ -110,8 +111,8 @@ func BenchmarkTimeoutRecovery(b *testing.B) {
 	pl := newTestPool(b, testOptions(b, 1, 1))
 	l := limits()
 	l.Timeout = 10 * time.Millisecond
-	loop := &wasmwiz.RunRequest{Wasm: module(b, "loop.wasm"), Limits: l}
-	hello := &wasmwiz.RunRequest{Wasm: module(b, "hello.wasm"), Limits: limits()}
+	loop := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "loop.wasm"), Limits: l}
+	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}
 	for b.Loop() {
 		res, err := pl.Run(context.Background(), loop)
 		if err != nil || res.Status != wasmwiz.StatusTimeout {
@@ -190,7 +191,7 @@ func BenchmarkLargeModule(b *testing.B) {
 func BenchmarkOutputFlood(b *testing.B) {
 	l := limits()
 	l.MaxOutputBytes = 64 << 10
-	req := &wasmwiz.RunRequest{Wasm: module(b, "flood.wasm"), Limits: l}
+	req := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "flood.wasm"), Limits: l}
 	run := func(b *testing.B, eng wasmwiz.Engine) {
 		ctx := context.Background()
 		b.ReportAllocs()

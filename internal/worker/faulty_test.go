@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // faultyEnv makes a test worker run faultyEngine: the real engine, except
@@ -138,7 +139,7 @@ func TestWorkerFaults(t *testing.T) {
 				// default cap the worker's own bound would end it.
 				lim.MaxMemoryBytes = 512 << 20
 			}
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: tt.function, Limits: lim})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: tt.function, Limits: lim})
 			if tt.code != "" {
 				if got := wasmwiz.ErrorCode(err); got != tt.code {
 					t.Fatalf("error code = %q (%v), want %s", got, err, tt.code)
@@ -155,7 +156,7 @@ func TestWorkerFaults(t *testing.T) {
 				t.Errorf("worker gone = %v, want %v", gone, tt.replaced)
 			}
 			// Either way, the pool still runs guests.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || string(res.Stdout) != "Hello, World!\n" {
 				t.Fatalf("hello afterwards: %v, %+v", err, res)
 			}
@@ -169,7 +170,7 @@ func TestWorkerFaults(t *testing.T) {
 func TestWorkerSandbox(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, faultyOptions(t, 1, 0))
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: "__escape", Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__escape", Limits: limits()})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -192,7 +193,7 @@ func TestWorkerSandbox(t *testing.T) {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
 		}
 	}
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
 	}
@@ -220,7 +221,7 @@ func TestPoolOutputOfFailingWorkers(t *testing.T) {
 			pl := newTestPool(t, faultyOptions(t, 1, 0))
 			l := limits()
 			l.MaxOutputBytes = 100
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Function: tt.function, Limits: l})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: tt.function, Limits: l})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}

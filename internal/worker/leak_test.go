@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // processLevels are what must return to their level after many runs.
@@ -59,10 +60,10 @@ func TestPoolNoLeaks(t *testing.T) {
 		t.Fatalf("children with a fresh pool = %d, want %d", fresh.children, start.children+target)
 	}
 
-	hello, add := module(t, "hello.wasm"), module(t, "add.wasm")
-	traps, bomb := module(t, "traps.wasm"), module(t, "memory_bomb.wasm")
-	loop, fib := module(t, "loop.wasm"), module(t, "fib_recursive.wasm")
-	printLoop := ownModule(t, "print_then_loop.wasm")
+	hello, add := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "add.wasm")
+	traps, bomb := testmodule.Read(t, "traps.wasm"), testmodule.Read(t, "memory_bomb.wasm")
+	loop, fib := testmodule.Read(t, "loop.wasm"), testmodule.Read(t, "fib_recursive.wasm")
+	printLoop := testmodule.Read(t, "print_then_loop.wasm")
 	short := limits()
 	short.Timeout = 50 * time.Millisecond
 	// The loop that prints first needs time to print on a loaded machine

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,16 +72,6 @@ func newTestPool(t testing.TB, opts Options) *Pool {
 		}
 	})
 	return pl
-}
-
-// module reads a test module of the engine.
-func module(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "engine", "testdata", name))
-	if err != nil {
-		t.Fatalf("reading test module: %v", err)
-	}
-	return b
 }
 
 // limits are generous limits for runs that should finish.

@@ -14,6 +14,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // residentBytes returns the anonymous resident memory of process pid (its
@@ -127,7 +128,7 @@ func TestPoolHostileMemory(t *testing.T) {
 				t.Errorf("the worker held %s during the run, over its bound of %s", wasmwiz.FormatSize(peak), wasmwiz.FormatSize(bound))
 			}
 			// The pool goes on: a hello world runs next.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello afterwards: %v %+v", err, res)
 			}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // parentEnv makes the test binary a server stand-in: it starts a pool,
@@ -34,7 +34,7 @@ func poolParentMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	wasm, err := os.ReadFile(filepath.Join("..", "engine", "testdata", "fib_recursive.wasm"))
+	wasm, err := testmodule.ReadFile("fib_recursive.wasm")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

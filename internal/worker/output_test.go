@@ -7,14 +7,12 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // TestOutputFrameRoundTrip: what writeOutput writes, readFrame and
@@ -185,41 +183,6 @@ func TestDrainOutput(t *testing.T) {
 	}
 }
 
-// TestWorkerTestdataIsCurrent: the committed test modules of this package
-// are what their .wat sources build.
-func TestWorkerTestdataIsCurrent(t *testing.T) {
-	t.Parallel()
-	if _, err := exec.LookPath("wat2wasm"); err != nil {
-		testenv.Skip(t, "wat2wasm is not installed, cannot check that testdata/*.wasm are current", "install wabt (Debian)")
-	}
-	sources, _ := filepath.Glob("testdata/*.wat")
-	if len(sources) == 0 {
-		t.Fatal("no sources in testdata")
-	}
-	for _, src := range sources {
-		name := strings.TrimSuffix(filepath.Base(src), ".wat") + ".wasm"
-		out := filepath.Join(t.TempDir(), name)
-		if b, err := exec.Command("wat2wasm", "--enable-all", "-o", out, src).CombinedOutput(); err != nil {
-			t.Fatalf("wat2wasm %s: %v\n%s", src, err, b)
-		}
-		built, _ := os.ReadFile(out)
-		committed, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil || !bytes.Equal(built, committed) {
-			t.Errorf("testdata/%s differs from what %s builds (%v): wat2wasm --enable-all -o testdata/%s %s", name, src, err, name, src)
-		}
-	}
-}
-
-// ownModule reads a test module of this package.
-func ownModule(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatalf("reading test module: %v", err)
-	}
-	return b
-}
-
 // TestPoolKeepsOutputOfKilledGuest: a guest that prints and then never
 // returns is killed at its deadline, and its result still carries what it
 // printed, on both streams.
@@ -230,8 +193,8 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 		wasm           []byte
 		stdout, stderr string
 	}{
-		{"print then loop", ownModule(t, "print_then_loop.wasm"), "started\n", "warming up\n"},
-		{"print then loop-free recursion", module(t, "print_then_recurse.wasm"), "started\n", ""},
+		{"print then loop", testmodule.Read(t, "print_then_loop.wasm"), "started\n", "warming up\n"},
+		{"print then loop-free recursion", testmodule.Read(t, "print_then_recurse.wasm"), "started\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,7 +217,7 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 				t.Errorf("stats = %+v, want one timeout and one kill", s)
 			}
 			// The next run on the replacement worker starts with empty streams.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || string(res.Stdout) != "Hello, World!\n" || len(res.Stderr) != 0 {
 				t.Fatalf("hello afterwards: %v, %+v", err, res)
 			}
@@ -284,7 +247,7 @@ func TestPoolOutputLimit(t *testing.T) {
 			t.Parallel()
 			l := limits()
 			l.MaxOutputBytes = tt.cap
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, tt.module), Limits: l})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, tt.module), Limits: l})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}

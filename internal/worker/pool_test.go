@@ -15,6 +15,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 func TestPoolRunOutcomes(t *testing.T) {
@@ -34,29 +35,29 @@ func TestPoolRunOutcomes(t *testing.T) {
 		req  *wasmwiz.RunRequest
 		want want
 	}{
-		{"hello", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm")},
+		{"hello", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm")},
 			want{status: wasmwiz.StatusOK, stdout: "Hello, World!\n"}},
-		{"echo with stdin", &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: []byte("  hi there \n")},
+		{"echo with stdin", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "echo.wasm"), Stdin: []byte("  hi there \n")},
 			want{status: wasmwiz.StatusOK, stdout: "hi there"}},
-		{"exit code", &wasmwiz.RunRequest{Wasm: module(t, "exit_code.wasm"), Args: []string{"7"}},
+		{"exit code", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "exit_code.wasm"), Args: []string{"7"}},
 			want{status: wasmwiz.StatusExit, exitCode: 7, stdout: "before exit\n", stderr: "to stderr\n"}},
-		{"trap", &wasmwiz.RunRequest{Wasm: module(t, "traps.wasm"), Function: "unreachable"},
+		{"trap", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "traps.wasm"), Function: "unreachable"},
 			want{status: wasmwiz.StatusTrap, trap: "unreachable"}},
-		{"memory limit", &wasmwiz.RunRequest{Wasm: module(t, "memory_bomb.wasm"),
+		{"memory limit", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"),
 			Limits: wasmwiz.Limits{MaxMemoryBytes: 4 * wasmwiz.MiB}},
 			want{status: wasmwiz.StatusMemoryLimit}},
-		{"plain function", &wasmwiz.RunRequest{Wasm: module(t, "add.wasm"), Function: "add", Params: []string{"5", "3"}},
+		{"plain function", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "add.wasm"), Function: "add", Params: []string{"5", "3"}},
 			want{status: wasmwiz.StatusOK, results: []string{"8"}}},
-		{"unknown function", &wasmwiz.RunRequest{Wasm: module(t, "add.wasm"), Function: "nope"},
+		{"unknown function", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "add.wasm"), Function: "nope"},
 			want{code: wasmwiz.EINVALID}},
 		{"not wasm", &wasmwiz.RunRequest{Wasm: []byte("hello, I am text")},
 			want{code: wasmwiz.EINVALID}},
-		{"module too large", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: wasmwiz.Limits{MaxModuleBytes: 10}},
+		{"module too large", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: wasmwiz.Limits{MaxModuleBytes: 10}},
 			want{code: wasmwiz.ETOOLARGE}},
-		{"stdin too large", &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: make([]byte, 100),
+		{"stdin too large", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "echo.wasm"), Stdin: make([]byte, 100),
 			Limits: wasmwiz.Limits{MaxStdinBytes: 10}},
 			want{code: wasmwiz.ETOOLARGE}},
-		{"no timeout", &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: wasmwiz.Limits{Timeout: -1}},
+		{"no timeout", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: wasmwiz.Limits{Timeout: -1}},
 			want{code: wasmwiz.EINVALID}},
 	}
 	for _, tt := range tests {
@@ -129,7 +130,7 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			before := pl.PIDs()
 			l := limits()
 			l.Timeout = 300 * time.Millisecond
-			wasm := module(t, tt.module)
+			wasm := testmodule.Read(t, tt.module)
 			if tt.inspectFirst {
 				if _, err := pl.Inspect(context.Background(), wasm, l); err != nil {
 					t.Fatalf("Inspect: %v", err)
@@ -169,7 +170,7 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 				t.Errorf("stats = %+v, want the run routed to the worker that inspected the module", s)
 			}
 			// The spare answers at once; the pool returns to full strength.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello after the timeout: %v, %+v", err, res)
 			}
@@ -202,12 +203,12 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range 2 {
 		wg.Go(func() {
-			results[i], errs[i] = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "fib_recursive.wasm"), Limits: hostile})
+			results[i], errs[i] = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: hostile})
 			hostileDone.Add(1)
 		})
 	}
 	testenv.WaitFor(t, "both hostile guests to run", func() bool { return len(busyPIDs(pl)) == 2 })
-	hello := module(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	for i := range 20 {
 		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
 		if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" {
@@ -250,7 +251,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 			}
 			done := make(chan answer, 1)
 			go func() {
-				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
+				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
 				done <- answer{res, err}
 			}()
 			testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -268,7 +269,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 			if processExists(pid) {
 				t.Errorf("crashed worker %d was not reaped", pid)
 			}
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello after the crash: %v, %+v", err, res)
 			}
@@ -300,7 +301,7 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 	if processExists(pid) {
 		t.Errorf("dead worker %d was not reaped", pid)
 	}
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("hello: %v, %+v", err, res)
 	}
@@ -314,7 +315,7 @@ func TestPoolCancelKillsWorker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "fib_recursive.wasm"), Limits: limits()})
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: limits()})
 		done <- err
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -339,7 +340,7 @@ func TestPoolConcurrency(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			in := strings.Repeat("x", i+1)
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "echo.wasm"), Stdin: []byte(in), Limits: limits()})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "echo.wasm"), Stdin: []byte(in), Limits: limits()})
 			switch {
 			case err != nil:
 				errs <- err
@@ -363,7 +364,7 @@ func TestPoolConcurrency(t *testing.T) {
 func TestPoolModuleRouting(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 2, 0))
-	hello, add := module(t, "hello.wasm"), module(t, "add.wasm")
+	hello, add := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "add.wasm")
 	run := func(req *wasmwiz.RunRequest) {
 		t.Helper()
 		req.Limits = limits()
@@ -402,10 +403,10 @@ func TestPoolInspect(t *testing.T) {
 		wasi  bool
 		code  string
 	}{
-		{"wasi command", module(t, "hello.wasm"), "_start", true, ""},
-		{"plain module", module(t, "plain_main.wasm"), "main", false, ""},
+		{"wasi command", testmodule.Read(t, "hello.wasm"), "_start", true, ""},
+		{"plain module", testmodule.Read(t, "plain_main.wasm"), "main", false, ""},
 		{"not wasm", []byte("text"), "", false, wasmwiz.EINVALID},
-		{"memory above the limit", module(t, "big_memory.wasm"), "", false, wasmwiz.EINVALID},
+		{"memory above the limit", testmodule.Read(t, "big_memory.wasm"), "", false, wasmwiz.EINVALID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,7 +440,7 @@ func TestPoolClose(t *testing.T) {
 	l.Timeout = 500 * time.Millisecond
 	done := make(chan *wasmwiz.Result, 1)
 	go func() {
-		res, _ := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l})
+		res, _ := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l})
 		done <- res
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -449,7 +450,7 @@ func TestPoolClose(t *testing.T) {
 	if res := <-done; res == nil || res.Status != wasmwiz.StatusTimeout {
 		t.Errorf("run in flight during Close = %+v, want it to finish with its own outcome", res)
 	}
-	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("Run after Close: %v, want EUNAVAILABLE", err)
 	}
 	for _, pid := range pids {
@@ -468,7 +469,7 @@ func TestPoolCloseDeadline(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: limits()})
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
 		done <- err
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -514,7 +515,7 @@ func TestNewFailsWithBrokenCommand(t *testing.T) {
 func TestPoolCacheStats(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
-	hello := &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()}
+	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}
 	run := func(req *wasmwiz.RunRequest) *wasmwiz.Result {
 		t.Helper()
 		res, err := pl.Run(context.Background(), req)
@@ -538,7 +539,7 @@ func TestPoolCacheStats(t *testing.T) {
 	}
 	l := limits()
 	l.Timeout = 50 * time.Millisecond
-	if res := run(&wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
+	if res := run(&wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
 		t.Fatalf("loop status = %s, want timeout", res.Status)
 	}
 	testenv.WaitFor(t, "a replacement worker", func() bool { return pl.Stats().Idle == 1 })
@@ -584,9 +585,9 @@ func TestPoolDeadlineWithoutKill(t *testing.T) {
 		status    wasmwiz.Status
 		truncated bool
 	}{
-		{"nanosleep", &wasmwiz.RunRequest{Wasm: module(t, "sleep.wasm"), Args: []string{"60000"}}, wasmwiz.StatusTimeout, false},
-		{"poll_oneoff", &wasmwiz.RunRequest{Wasm: module(t, "poll_sleep.wasm")}, wasmwiz.StatusTimeout, false},
-		{"output flood", &wasmwiz.RunRequest{Wasm: module(t, "flood.wasm")}, wasmwiz.StatusOutputLimit, true},
+		{"nanosleep", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"60000"}}, wasmwiz.StatusTimeout, false},
+		{"poll_oneoff", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "poll_sleep.wasm")}, wasmwiz.StatusTimeout, false},
+		{"output flood", &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "flood.wasm")}, wasmwiz.StatusOutputLimit, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -625,7 +626,7 @@ func TestPoolHostCallLoop(t *testing.T) {
 	pl := newTestPool(t, testOptions(t, 1, 1))
 	l := limits()
 	l.Timeout = 200 * time.Millisecond
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hostcall_loop.wasm"), Limits: l})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hostcall_loop.wasm"), Limits: l})
 	if err != nil || res.Status != wasmwiz.StatusTimeout {
 		t.Fatalf("Run: %v, %+v; want status timeout", err, res)
 	}
@@ -640,7 +641,7 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids := pl.PIDs()
-	hello := module(t, "hello.wasm")
+	hello := testmodule.Read(t, "hello.wasm")
 	var wg sync.WaitGroup
 	var ran atomic.Int64
 	stop := make(chan struct{})
@@ -714,13 +715,13 @@ func TestPoolStartFailures(t *testing.T) {
 		}
 		l := limits()
 		l.Timeout = 50 * time.Millisecond
-		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
+		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
 			t.Fatalf("loop: %v, %+v", err, res)
 		}
 		testenv.WaitFor(t, "failed restarts", func() bool { return pl.Stats().StartFails >= 2 })
 		// With no worker to be had, a run waits until its caller leaves.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 		cancel()
 		if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !strings.Contains(wasmwiz.ErrorMessage(err), "waiting for a worker") {
 			t.Errorf("run with no worker: %v, want EUNAVAILABLE while waiting for a worker", err)
@@ -728,7 +729,7 @@ func TestPoolStartFailures(t *testing.T) {
 		if err := os.WriteFile(gate, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: module(t, "hello.wasm"), Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 		if err != nil || res.Status != wasmwiz.StatusOK {
 			t.Fatalf("hello once workers can start again: %v, %+v", err, res)
 		}
@@ -743,7 +744,7 @@ func TestPoolInspectTimeout(t *testing.T) {
 	opts.InspectTimeout = time.Nanosecond
 	pl := newTestPool(t, opts)
 	pid := pl.PIDs()[0]
-	_, err := pl.Inspect(context.Background(), module(t, "hello.wasm"), limits())
+	_, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), limits())
 	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Inspect = %v, want EUNAVAILABLE", err)
 	}
