@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -39,10 +40,13 @@ func newEngine(t testing.TB, opts Options) *Engine {
 	return e
 }
 
-// limits are generous defaults that each case narrows.
+// limits are generous defaults that each case narrows. The wall time is
+// one a guest that ends by itself never comes near, also under -race on a
+// loaded machine (a stack overflow took 11 s there); it only bounds a run
+// that would otherwise hang the test.
 func limits() wasmwiz.Limits {
 	return wasmwiz.Limits{
-		Timeout:        10 * time.Second,
+		Timeout:        testenv.Patience,
 		MaxMemoryBytes: 64 * wasmwiz.MiB,
 		MaxOutputBytes: 1 * wasmwiz.MiB,
 		MaxModuleBytes: 10 * wasmwiz.MiB,
