@@ -26,6 +26,7 @@ type Config struct {
 	DataDir           string
 	DatabaseURL       string
 	databaseURLSet    bool
+	DatabaseTimeout   time.Duration // each wait for PostgreSQL, at most
 	RedisURL          string
 	RedisTimeout      time.Duration
 	Auth              bool
@@ -98,6 +99,8 @@ func configVars() []configVar {
 				c.DatabaseURL, c.databaseURLSet = v, true
 				return nil
 			}, func(c *Config) string { return c.DatabaseURL }},
+		{"WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for PostgreSQL (a pooled connection, one statement's answer) at most; past it the request answers 503 with Retry-After", false,
+			setDuration(func(c *Config) *time.Duration { return &c.DatabaseTimeout }), func(c *Config) string { return c.DatabaseTimeout.String() }},
 		{"WASMWIZ_REDIS_URL", "", "redis://… shares rate limits between replicas (empty: in-memory limits)", true,
 			func(c *Config, v string) error {
 				if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
@@ -306,6 +309,9 @@ func (c *Config) validate() []string {
 	}
 	if c.MaxTimeout <= 0 {
 		bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
+	}
+	if c.DatabaseTimeout <= 0 {
+		bad("WASMWIZ_DATABASE_TIMEOUT", "must be positive")
 	}
 	if c.HeaderTimeout <= 0 {
 		bad("WASMWIZ_HEADER_TIMEOUT", "must be positive")

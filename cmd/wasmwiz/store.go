@@ -48,7 +48,7 @@ var (
 // cannot be reached.
 func OpenStore(ctx context.Context, cfg *Config) (Store, error) {
 	if cfg.IsPostgres() {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		db, err := postgres.OpenWith(ctx, cfg.DatabaseURL, postgres.Options{CallTimeout: cfg.DatabaseTimeout})
 		if err != nil {
 			return nil, err // not a nil *postgres.DB in a non-nil Store
 		}

@@ -61,6 +61,20 @@ const lastUsedEvery = time.Minute
 // answers. It returns EINVALID for a malformed URL and EUNAVAILABLE when
 // the database does not answer. Open does not migrate: call Migrate.
 func Open(ctx context.Context, url string) (*DB, error) {
+	return OpenWith(ctx, url, Options{})
+}
+
+// Options tune a store beyond its URL. The zero value is the default.
+type Options struct {
+	// CallTimeout bounds each wait for the database: for a pooled
+	// connection, and for each statement's result (DefaultCallTimeout when
+	// zero; negative: none). A caller whose context ends sooner keeps its
+	// own deadline. Migrations are not bounded by it.
+	CallTimeout time.Duration
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, url string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The error text of ParseConfig may hold the password; keep it out.
@@ -71,6 +85,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	cfg.HealthCheckPeriod = 5 * time.Second
 	if !strings.Contains(url, "connect_timeout") {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	timeout := opts.CallTimeout
+	if timeout == 0 {
+		timeout = DefaultCallTimeout
+	}
+	if cfg.ConnConfig.Tracer == nil {
+		cfg.ConnConfig.Tracer = deadlines{timeout: timeout}
 	}
 	// Day boundaries (Stats' runs per day) are UTC days whatever the
 	// server's default time zone.

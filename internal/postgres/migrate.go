@@ -40,6 +40,9 @@ func (db *DB) MigrateTo(ctx context.Context, version int) error {
 
 // migrate applies ms, which are in version order, up to version upTo.
 func (db *DB) migrate(ctx context.Context, ms []migration.Step, upTo int) error {
+	// A migration may rewrite a large table, and waits for another
+	// replica's: no per-statement deadline, only the caller's.
+	ctx = withoutCallTimeout(ctx)
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return dbError(err, "migrate")

@@ -2,10 +2,12 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
@@ -61,5 +63,88 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	runs, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
 	if err != nil || total != 2 || len(runs) != 2 {
 		t.Fatalf("FindRuns after the outage: %d runs (total %d), %v; want the 2 written after it", len(runs), total, err)
+	}
+}
+
+// TestDatabaseHangs: while the database holds back every answer (a stalled
+// network, a hung server), every method returns EUNAVAILABLE once its call
+// timeout passes, even to a caller whose context has no deadline, instead
+// of waiting for as long as the hang lasts; when the answers flow again the
+// same store works.
+func TestDatabaseHangs(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.Schema(t)
+	openURL(t, direct, true)
+	proxy := tcpproxy.New(t, targetOf(t, direct))
+	db, err := postgres.OpenWith(context.Background(), viaProxy(t, direct, proxy), postgres.Options{CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t.Cleanup(proxy.Unstall)    // first: Close waits for calls still held
+	ctx := context.Background() // no deadline of its own
+	u, uctx := mustUser(t, db, "u@example.com", wasmwiz.RoleUser)
+	_, plain, err := db.CreateAPIKey(uctx, u.ID, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &wasmwiz.Module{Name: "m.wasm", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	if err := db.CreateModule(uctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Stall()
+	checks := []struct {
+		name string
+		call func() error
+	}{
+		{"Authenticate", func() error { _, _, err := db.Authenticate(ctx, plain); return err }},
+		{"FindTier", func() error { _, err := db.FindTier(sys, wasmwiz.TierFree); return err }},
+		{"FindModuleWasm", func() error { _, err := db.FindModuleWasm(uctx, m.ID); return err }},
+		{"CreateRuns", func() error {
+			return db.CreateRuns(ctx, []*wasmwiz.UsageRecord{{ID: wasmwiz.NewRunID(t0), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: t0}})
+		}},
+		{"FindRuns", func() error { _, _, err := db.FindRuns(uctx, wasmwiz.RunFilter{}); return err }},
+		{"CreateUser", func() error { return db.CreateUser(sys, &wasmwiz.User{Email: "v@example.com", Tier: wasmwiz.TierFree}) }},
+	}
+	errs := make(chan error, len(checks))
+	for _, c := range checks {
+		go func() {
+			err := c.call()
+			if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+				err = fmt.Errorf("%s while the database hangs: %v (code %q), want EUNAVAILABLE", c.name, err, wasmwiz.ErrorCode(err))
+			} else {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	for range checks {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(time.Minute): // the hang itself lasts until Unstall
+			t.Fatal("a call waited for the hung database past its call timeout")
+		}
+	}
+
+	proxy.Unstall()
+	waitUntil(t, "the store to answer again", func() bool {
+		_, _, err := db.Authenticate(ctx, plain)
+		return err == nil
+	})
+}
+
+// waitUntil polls cond, failing after a generous bound.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,0 +1,107 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultCallTimeout bounds each wait for PostgreSQL when Options does not
+// say otherwise.
+const DefaultCallTimeout = 5 * time.Second
+
+// deadlines gives every wait for the database a deadline: the wait for a
+// pooled connection, and each statement, batch, COPY or prepare until its
+// result is read. It is installed as pgx's tracer because pgx runs each of
+// those under the context its tracer returns, so this one place covers
+// every query the store sends, also those added later. A database that
+// stops answering (a stalled network, a hung server) then costs a caller
+// at most the timeout per statement, as EUNAVAILABLE, instead of holding
+// the request, and whatever slots it holds, for as long as the hang lasts.
+//
+// A context that already ends sooner keeps its own deadline; one marked by
+// withoutCallTimeout (migrations, which may rewrite large tables) gets none.
+type deadlines struct {
+	timeout time.Duration
+}
+
+type cancelKey struct{}
+
+type noTimeoutKey struct{}
+
+// withoutCallTimeout marks ctx for statements that may legitimately take
+// longer than the call timeout.
+func withoutCallTimeout(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noTimeoutKey{}, true)
+}
+
+// start returns ctx with the deadline and its cancel stored for end.
+func (d deadlines) start(ctx context.Context) context.Context {
+	if d.timeout <= 0 || ctx.Value(noTimeoutKey{}) != nil {
+		return ctx
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	return context.WithValue(ctx, cancelKey{}, cancel)
+}
+
+// end releases the deadline's timer.
+func (d deadlines) end(ctx context.Context) {
+	if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok {
+		cancel()
+	}
+}
+
+// The tracer methods: each start sets the deadline, each end releases it.
+
+func (d deadlines) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return d.start(ctx)
+}
+
+func (d deadlines) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	d.end(ctx)
+}
+
+func (d deadlines) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return d.start(ctx)
+}
+
+func (d deadlines) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (d deadlines) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {
+	d.end(ctx)
+}
+
+func (d deadlines) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	return d.start(ctx)
+}
+
+func (d deadlines) TraceCopyFromEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromEndData) {
+	d.end(ctx)
+}
+
+func (d deadlines) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	return d.start(ctx)
+}
+
+func (d deadlines) TracePrepareEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareEndData) {
+	d.end(ctx)
+}
+
+func (d deadlines) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	return d.start(ctx)
+}
+
+func (d deadlines) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireEndData) {
+	d.end(ctx)
+}
+
+// The tracer interfaces pgx and pgxpool look for.
+var (
+	_ pgx.QueryTracer       = deadlines{}
+	_ pgx.BatchTracer       = deadlines{}
+	_ pgx.CopyFromTracer    = deadlines{}
+	_ pgx.PrepareTracer     = deadlines{}
+	_ pgxpool.AcquireTracer = deadlines{}
+)
