@@ -157,7 +157,9 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	if err = s.store.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	s.usage = usage.New(s.store, usage.Options{Logger: s.log, FlushInterval: opts.UsageFlushInterval})
+	// Probe: records held through an outage are written as soon as the
+	// database answers again, not when a long backoff ends.
+	s.usage = usage.New(s.store, usage.Options{Logger: s.log, FlushInterval: opts.UsageFlushInterval, Probe: s.store.Ping})
 
 	s.memory = inmem.New(inmem.Options{})
 	var lim wasmwiz.RateLimiter = s.memory

@@ -26,6 +26,13 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// WriteTimeout bounds one CreateRuns call (10s).
 	WriteTimeout time.Duration
+	// Probe, when set, asks cheaply whether the database answers again
+	// (the store's Ping). While the writer backs off, it probes every
+	// ProbeInterval (1s) and writes as soon as a probe succeeds, so that
+	// records held through a long outage reach the database promptly
+	// when it returns, not up to RetryMax later.
+	Probe         func(ctx context.Context) error
+	ProbeInterval time.Duration
 	// Logger gets failures, recoveries and drops (slog.Default()).
 	Logger *slog.Logger
 }
@@ -52,6 +59,9 @@ func (o *Options) setDefaults() {
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -338,25 +348,53 @@ func transient(err error) bool {
 }
 
 // sleep waits d, or less when Close is called meanwhile (a shutdown should
-// not wait out a long backoff before its first attempt). It returns false
-// when Close's context ends.
+// not wait out a long backoff before its first attempt) or when a probe
+// finds the database answering again. It returns false when Close's
+// context ends.
 func (w *Writer) sleep(d time.Duration, closing *bool) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	var probe <-chan time.Time
+	if w.opts.Probe != nil && d > w.opts.ProbeInterval {
+		tick := time.NewTicker(w.opts.ProbeInterval)
+		defer tick.Stop()
+		probe = tick.C
+	}
+	for {
+		done, ok := w.wait(t.C, probe, closing)
+		if done {
+			return ok
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.opts.ProbeInterval)
+		err := w.opts.Probe(ctx)
+		cancel()
+		if err == nil {
+			return true // the database answers: write now
+		}
+	}
+}
+
+// wait waits for the backoff timer, a probe tick, Close, or Close's context
+// ending; done is false for a probe tick.
+func (w *Writer) wait(timer, probe <-chan time.Time, closing *bool) (done, ok bool) {
 	if *closing {
 		select {
-		case <-t.C:
-			return true
+		case <-timer:
+			return true, true
+		case <-probe:
+			return false, true
 		case <-w.closeCtx.Done():
-			return false
+			return true, false
 		}
 	}
 	select {
-	case <-t.C:
-		return true
+	case <-timer:
+		return true, true
+	case <-probe:
+		return false, true
 	case <-w.closing:
 		*closing = true
-		return w.closeCtx.Err() == nil
+		return true, w.closeCtx.Err() == nil
 	}
 }
 

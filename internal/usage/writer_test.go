@@ -459,3 +459,62 @@ func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
 		t.Fatalf("%+v, want 9 written and the refused one dropped", st)
 	}
 }
+
+// TestUsageWriterWritesWhenTheDatabaseIsBack: during a backoff far longer
+// than any test, the writer probes the database and writes the records it
+// holds as soon as a probe succeeds, not when the backoff ends.
+func TestUsageWriterWritesWhenTheDatabaseIsBack(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
+	f.calls = make(chan int, 1000)
+	var mu sync.Mutex
+	up, probes := false, 0
+	w := New(f, Options{BatchSize: 5, FlushInterval: time.Millisecond,
+		RetryMin: time.Hour, RetryMax: time.Hour, Logger: quiet,
+		ProbeInterval: 5 * time.Millisecond,
+		Probe: func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			probes++
+			if !up {
+				return errors.New("still down")
+			}
+			return nil
+		}})
+	defer w.Close(context.Background())
+	for i := range 7 {
+		w.Record(testRun(i))
+	}
+	<-f.calls // the first attempt failed; the next is an hour away
+	waitProbes := func(n int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			p := probes
+			mu.Unlock()
+			if p >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the writer probed %d times, want %d", p, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitProbes(3)
+	if st := w.Stats(); st.Written != 0 || st.Buffered != 7 {
+		t.Fatalf("while down: %+v", st)
+	}
+	f.set(func(f *fakeRuns) { f.fail = nil })
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Stats().Written != 7 {
+		if time.Now().After(deadline) {
+			t.Fatalf("records not written once the database answered: %+v", w.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
