@@ -235,5 +235,8 @@ type Engine interface {
 	// trap or a timeout, is a Result with a nil error. Errors are the caller's
 	// mistakes (EINVALID, ETOOLARGE, checked before the guest starts),
 	// EUNAVAILABLE when the engine is shutting down or saturated, and EINTERNAL.
+	// A run stopped because ctx ended may come back with its error and a
+	// Result that says what it used until then (Duration, output so far),
+	// so that its usage is recorded; its Status means nothing.
 	Run(ctx context.Context, req *RunRequest) (*Result, error)
 }

@@ -253,6 +253,11 @@ func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest)
 	res, err := e.run(ctx, req, limits, run)
 	if err != nil {
 		run.ErrorCode = ErrorCode(err)
+		if res != nil { // stopped when the request ended: what it used
+			run.DurationMS = float64(res.Duration.Microseconds()) / 1000
+			run.MemoryPeakBytes = res.MemoryPeakBytes
+			run.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
+		}
 	} else {
 		ex.Result = res
 		run.Status = res.Status
@@ -322,7 +327,7 @@ func (e *Executor) run(ctx context.Context, req *ExecuteRequest, limits Limits, 
 	}
 	res, err := e.Engine.Run(ctx, rr)
 	if err != nil {
-		return nil, err
+		return res, err // a Result here says what a stopped run used
 	}
 	if res == nil {
 		return nil, Errorf(EINTERNAL, "engine returned no result")

@@ -143,6 +143,27 @@ func TestExecutorRecordsUsage(t *testing.T) {
 	}
 }
 
+// TestExecutorRecordsAStoppedRun: a run stopped because its request ended
+// (the engine returns its error with what the run used) is recorded with
+// that error and with the time and output it used, not as if it cost
+// nothing.
+func TestExecutorRecordsAStoppedRun(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Duration: 1500 * time.Millisecond, Stdout: []byte("partial")},
+			wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the request ended before the run did")
+	}
+	ex, err := f.ex.Execute(userCtx(7, wasmwiz.TierBasic), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || ex.Result != nil {
+		t.Fatalf("Execute: %+v, %v", ex, err)
+	}
+	runs := f.usage.Runs()
+	if len(runs) != 1 || runs[0].ErrorCode != wasmwiz.EUNAVAILABLE || runs[0].DurationMS != 1500 || runs[0].OutputBytes != 7 {
+		t.Fatalf("records %+v, want one with the error, 1500ms and 7 output bytes", runs)
+	}
+}
+
 func TestExecutorRefusals(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -308,22 +308,30 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 }
 
 // TestPoolCancelKillsWorker: when the caller goes away mid-run, the worker
-// is killed and the run answers EUNAVAILABLE.
+// is killed and the run answers EUNAVAILABLE, with a Result that says how
+// long it ran (for its usage record).
 func TestPoolCancelKillsWorker(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	type answer struct {
+		res *wasmwiz.Result
+		err error
+	}
+	done := make(chan answer, 1)
 	go func() {
-		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: limits()})
-		done <- err
+		res, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: limits()})
+		done <- answer{res, err}
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	pid := busyPIDs(pl)[0]
 	cancel()
-	err := <-done
-	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EUNAVAILABLE {
-		t.Fatalf("error code = %q (%v), want EUNAVAILABLE", got, err)
+	a := <-done
+	if got := wasmwiz.ErrorCode(a.err); got != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("error code = %q (%v), want EUNAVAILABLE", got, a.err)
+	}
+	if a.res == nil || a.res.Duration <= 0 {
+		t.Errorf("a cancelled run's result %+v, want one with the time it ran", a.res)
 	}
 	if processExists(pid) {
 		t.Errorf("worker %d of the cancelled run still exists", pid)

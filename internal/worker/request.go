@@ -24,7 +24,8 @@ import (
 // request without a wall-time limit and for what the engine refuses,
 // ETOOLARGE for a module or stdin over its limit (checked here, before
 // anything crosses to a worker), EUNAVAILABLE when the pool is closing or the
-// request ended (ctx) before the run did (its worker is killed), and
+// request ended (ctx) before the run did (its worker is killed; the Result
+// returned with that error says what the run used until then), and
 // EINTERNAL when the worker died during the run for a reason other than
 // memory (a death from out-of-memory is the status memory_limit).
 func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
@@ -78,6 +79,13 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 		}
 		out.fill(res)
 		return res, nil
+	case err != nil && ctx.Err() != nil:
+		// The request ended (a client that went away) and the worker was
+		// killed: the error, with what the run used until then, for its
+		// usage record.
+		res := &wasmwiz.Result{Duration: time.Since(start), Module: info}
+		out.fill(res)
+		return res, err
 	case err != nil:
 		return nil, err
 	}
