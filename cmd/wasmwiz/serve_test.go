@@ -832,7 +832,7 @@ func TestServeConcurrencyAndSaturation(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			env := serveEnv(t, be.env(t))
-			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "1"
+			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "2"
 			env["WASMWIZ_QUEUE_SIZE"] = "0"
 			testConcurrency(t, startServe(t, env, ServeOptions{}))
 		})
@@ -849,18 +849,20 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	}))
 	free, _, _ := s.newUser("single")
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
+	third, _, _ := s.newUser(wasmwiz.TierBasic)
 	sleep := testmodule.Read(t, "sleep.wasm")
-
-	// One long run holds the user's only slot and the replica's only run
-	// slot; it ends when its guest sleeps out its 3s.
-	first := make(chan error, 1)
-	go func() {
-		res, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"3000"}})
+	long := func(c *client.Client, done chan<- error) {
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"3000"}})
 		if err == nil && string(res.Stdout) != "slept\n" {
-			err = errorf("first run: %+v", res)
+			err = errorf("long run: %+v", res)
 		}
-		first <- err
-	}()
+		done <- err
+	}
+
+	// One long run holds the user's only slot and one of the replica's two
+	// run slots; it ends when its guest sleeps out its 3s.
+	first, second := make(chan error, 1), make(chan error, 1)
+	go long(free, first)
 	testenv.WaitFor(t, "the first run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
 
 	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
@@ -868,13 +870,21 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	if !strings.Contains(wasmwiz.ErrorMessage(err), "in flight") {
 		t.Errorf("429 message %q does not say why", wasmwiz.ErrorMessage(err))
 	}
-	_, err = other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
-	wantCode(t, "a run on a saturated replica", err, wasmwiz.EUNAVAILABLE)
-	if d, ok := wasmwiz.RetryAfter(err); !ok || d < time.Second {
-		t.Errorf("503 Retry-After %v %v", d, ok)
+	// Another user's long run takes the replica's last slot: now every run
+	// is refused with 503, whoever asks (before anything is looked up).
+	go long(other, second)
+	testenv.WaitFor(t, "the second run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 2 })
+	for name, c := range map[string]*client.Client{"a third user": third, "the free user": free} {
+		_, err = c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
+		wantCode(t, name+" on a saturated replica", err, wasmwiz.EUNAVAILABLE)
+		if d, ok := wasmwiz.RetryAfter(err); !ok || d < time.Second {
+			t.Errorf("503 Retry-After %v %v", d, ok)
+		}
 	}
-	if err := <-first; err != nil {
-		t.Fatalf("the first run: %v", err)
+	for _, done := range []chan error{first, second} {
+		if err := <-done; err != nil {
+			t.Fatalf("a long run: %v", err)
+		}
 	}
 	// Both slots are free again.
 	if _, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")}); err != nil {

@@ -18,10 +18,11 @@ import (
 // middleware composes every middleware in one place, outermost first:
 // request id → access log, metrics and the answer's write deadline → body
 // read deadlines → security headers → Connection: close while draining →
-// panic recovery → client IP → authentication → routes.
+// panic recovery → client IP → load shedding → authentication → routes.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	h := next
 	h = s.authenticate(h)
+	h = s.shedLoad(h)
 	h = s.clientIP(h)
 	h = s.recoverPanics(h)
 	h = s.closeWhenDraining(h)
@@ -336,4 +337,32 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ctx := wasmwiz.NewContextWithAPIKey(wasmwiz.NewContextWithUser(r.Context(), u), k)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// shedLoad refuses a run at once while the replica's run gate is full:
+// before authentication, before the body is read and before the rate
+// limiter is asked, because then the answer (503, Retry-After) is the same
+// for every caller. A saturated replica then spends almost nothing per
+// refusal and keeps its CPU, database and Redis for the runs it admitted.
+func (s *Server) shedLoad(next http.Handler) http.Handler {
+	if s.gate == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && runsGuest(r.URL.Path) && s.gate.Full() {
+			s.labelRoute(r)
+			s.writeError(w, r, s.gate.Shed())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// runsGuest reports whether path is one of the execute routes.
+func runsGuest(path string) bool {
+	if path == "/api/v1/execute" || path == legacyExecutePath {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "/api/v1/modules/")
+	return ok && strings.HasSuffix(rest, "/execute") && strings.Count(rest, "/") == 1
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -727,6 +728,78 @@ func TestSaturation503(t *testing.T) {
 	if !bytes.Contains(metrics.body, []byte("wasmwiz_saturation_rejections_total 1")) {
 		t.Error("saturation not counted in /metrics")
 	}
+}
+
+// TestSaturationShedsBeforeWork: while the replica's run gate is full, a
+// run is refused (503, Retry-After) before anything is spent on it: no key
+// lookup, no rate limiter, no body read; whoever asks, with a good key, a
+// bad one or none, on every execute route. Other routes are still served.
+func TestSaturationShedsBeforeWork(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *wwhttp.Options) { o.MaxConcurrentRuns, o.QueueSize, o.QueueTimeout = 1, 0, time.Hour })
+	started, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		once.Do(func() { close(started) })
+		<-unblock
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
+	}
+	var authCalls, limiterCalls atomic.Int64
+	auth, allow, acquire := f.keys.AuthenticateFn, f.limiter.AllowFn, f.limiter.AcquireFn
+	f.keys.AuthenticateFn = func(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+		authCalls.Add(1)
+		return auth(ctx, plaintext)
+	}
+	f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+		limiterCalls.Add(1)
+		return allow(ctx, key, limits)
+	}
+	f.limiter.AcquireFn = func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error) {
+		limiterCalls.Add(1)
+		return acquire(ctx, key, max, ttl)
+	}
+	first := make(chan *response, 1)
+	go func() {
+		first <- f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
+	}()
+	<-started
+	auths, limits := authCalls.Load(), limiterCalls.Load()
+	for _, req := range []request{
+		{method: "POST", path: "/api/v1/execute", key: otherKey, body: &unreadBody{}, contentType: "application/wasm"},
+		{method: "POST", path: "/api/v1/execute", key: unknownKey, body: &unreadBody{}, contentType: "application/json"},
+		{method: "POST", path: "/api/v1/execute", body: &unreadBody{}, contentType: "application/wasm"},
+		{method: "POST", path: "/api/execute", key: otherKey, body: &unreadBody{}, contentType: "multipart/form-data; boundary=x"},
+		{method: "POST", path: "/api/v1/modules/" + wasmwiz.NewModuleID() + "/execute", key: otherKey, body: &unreadBody{}},
+	} {
+		res := f.do(req)
+		if res.status != 503 || res.header.Get("Retry-After") != "1" {
+			t.Errorf("%s %s (key %q) while saturated: %d, Retry-After %q: %s", req.method, req.path, req.key, res.status, res.header.Get("Retry-After"), res.body)
+		}
+		if b := req.body.(*unreadBody); b.read {
+			t.Errorf("%s: the body of a shed request was read", req.path)
+		}
+	}
+	if authCalls.Load() != auths || limiterCalls.Load() != limits {
+		t.Errorf("shed requests cost %d key lookups and %d limiter calls, want none", authCalls.Load()-auths, limiterCalls.Load()-limits)
+	}
+	if res := f.do(request{method: "GET", path: "/api/v1/me", key: otherKey}); res.status != 200 {
+		t.Errorf("GET /api/v1/me while saturated: %d", res.status)
+	}
+	close(unblock)
+	if r := <-first; r.status != 200 {
+		t.Errorf("first run: status %d: %s", r.status, r.body)
+	}
+	if res := f.do(request{method: "POST", path: "/api/v1/execute", key: otherKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"}); res.status != 200 {
+		t.Errorf("a run once the gate has room: %d %s", res.status, res.body)
+	}
+}
+
+// unreadBody is a request body that notes whether anyone read it.
+type unreadBody struct{ read bool }
+
+func (b *unreadBody) Read(p []byte) (int, error) {
+	b.read = true
+	return 0, io.EOF
 }
 
 func TestClientIP(t *testing.T) {
