@@ -155,7 +155,7 @@ func TestRunInterrupted(t *testing.T) {
 // run and 143 on SIGTERM, as shells report a process a signal stopped.
 func TestBinarySignals(t *testing.T) {
 	t.Parallel()
-	bin := wasmwizBinary(t)
+	bin := testenv.WasmwizBinary(t)
 	for _, tt := range []struct {
 		sig  syscall.Signal
 		code int

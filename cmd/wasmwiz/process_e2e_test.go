@@ -6,9 +6,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,34 +18,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
-
-var (
-	builtOnce sync.Once
-	builtPath string
-	builtErr  error
-	builtOut  []byte
-)
-
-// wasmwizBinary builds cmd/wasmwiz once for this test binary (without
-// -race: it is the program under test), so that serve runs as the real
-// program, its workers started as `wasmwiz worker` from its own executable.
-func wasmwizBinary(t *testing.T) string {
-	t.Helper()
-	builtOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wasmwiz-e2e-bin-")
-		if err != nil {
-			builtErr = err
-			return
-		}
-		builtPath = filepath.Join(dir, "wasmwiz")
-		cmd := exec.Command("go", "build", "-o", builtPath, ".")
-		builtOut, builtErr = cmd.CombinedOutput()
-	})
-	if builtErr != nil {
-		t.Fatalf("go build: %v\n%s", builtErr, builtOut)
-	}
-	return builtPath
-}
 
 // serveProcess is `wasmwiz serve` running as a child process.
 type serveProcess struct {
@@ -65,7 +35,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
 func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
 	t.Helper()
 	p := &serveProcess{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(wasmwizBinary(t), "serve")
+	p.cmd = exec.Command(testenv.WasmwizBinary(t), "serve")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range vars {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)

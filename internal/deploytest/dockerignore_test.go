@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // dockerIgnore is the pattern list of .dockerignore. It supports what that
@@ -121,11 +123,9 @@ func TestDockerContextBuilds(t *testing.T) {
 		}
 		copied++
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := exec.CommandContext(ctx, goCmd, "build", "-o", filepath.Join(t.TempDir(), "wasmwiz"), "./cmd/wasmwiz")
+	// Built as the Dockerfile builds (-trimpath), the copy shares the build
+	// cache with testenv.WasmwizBinary: only what differs is compiled again.
+	build := exec.CommandContext(ctx, "go", testenv.BuildArgs(filepath.Join(t.TempDir(), "wasmwiz"))...)
 	build.Dir = dst
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
 	if b, err := build.CombinedOutput(); err != nil {

@@ -31,7 +31,7 @@ var (
 // forgot to wire into the server.
 func servedExposition(t *testing.T) exported {
 	t.Helper()
-	bin := wasmwizBinary(t)
+	bin := testenv.WasmwizBinary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve")

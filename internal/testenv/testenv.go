@@ -18,7 +18,6 @@
 package testenv
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,10 +111,12 @@ func record(test, how, local string) {
 }
 
 // Run runs the tests of m and prints the summary of what was skipped for
-// want of a prerequisite, if anything was, then returns m's exit code.
+// want of a prerequisite, if anything was, removes what WasmwizBinary
+// built, then returns m's exit code.
 // Call it from TestMain: os.Exit(testenv.Run(m)).
 func Run(m *testing.M) int {
 	code := m.Run()
+	removeBinary()
 	report(Summary(), os.Stdout, testing.Verbose() || !isPipe(os.Stdout), openTTY)
 	return code
 }
@@ -204,19 +205,13 @@ func packageName() string {
 	if err != nil {
 		return "?"
 	}
-	for root := dir; ; {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			if rel, err := filepath.Rel(root, dir); err == nil {
-				return filepath.ToSlash(rel)
-			}
-			return dir
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return dir
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			return dir
-		}
-		root = parent
+	root, err := ModuleRoot()
+	if err != nil {
+		return dir
 	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return dir
+	}
+	return filepath.ToSlash(rel)
 }

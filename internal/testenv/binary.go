@@ -1,0 +1,82 @@
+package testenv
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// built is the wasmwiz program built once for this test binary.
+var built struct {
+	once sync.Once
+	dir  string // removed by Run after the tests
+	path string
+	out  []byte
+	err  error
+}
+
+// WasmwizBinary builds the program (cmd/wasmwiz) once for this test binary
+// and returns the executable's path, for tests that run it as a process.
+// It is built as the Dockerfile builds it (CGO_ENABLED=0, -trimpath, no
+// -race: it is the program under test, not the test), which also makes its
+// compiled packages one entry of the build cache wherever the module is:
+// every package that builds the program, and a build from a copy of the
+// repository (the Docker context test), compiles them once.
+func WasmwizBinary(t testing.TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			built.err = err
+			return
+		}
+		if built.dir, built.err = os.MkdirTemp("", "wasmwiz-bin-"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "wasmwiz")
+		cmd := exec.Command("go", BuildArgs(built.path)...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		built.out, built.err = cmd.CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("go build ./cmd/wasmwiz: %v\n%s", built.err, built.out)
+	}
+	return built.path
+}
+
+// BuildArgs are the go command's arguments that build ./cmd/wasmwiz into
+// out as WasmwizBinary does; run them with CGO_ENABLED=0 in the module
+// root (or a copy of it).
+func BuildArgs(out string) []string {
+	return []string{"build", "-trimpath", "-o", out, "./cmd/wasmwiz"}
+}
+
+// removeBinary removes what WasmwizBinary built.
+func removeBinary() {
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+}
+
+// ModuleRoot returns the directory of go.mod above the working directory
+// (go test runs a test in its package's directory).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
