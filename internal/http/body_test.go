@@ -1,0 +1,95 @@
+package http_test
+
+import (
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// endlessReader yields bytes forever and counts how many were read.
+type endlessReader struct {
+	mu   sync.Mutex
+	n    int64
+	head []byte
+}
+
+func (r *endlessReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.head) > 0 {
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		r.n += int64(n)
+		return n, nil
+	}
+	for i := range p {
+		p[i] = 'a'
+	}
+	r.n += int64(len(p))
+	return len(p), nil
+}
+
+func (r *endlessReader) read() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func TestBodyLimits(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	boundary := "b0undary"
+	multipartHead := []byte("--" + boundary + "\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n" +
+		"Content-Type: application/wasm\r\n\r\n\x00asm\x01\x00\x00\x00")
+	tests := []struct {
+		name          string
+		path          string
+		contentType   string
+		head          []byte
+		contentLength int64 // declared; -1 for a streamed body of unknown length
+		maxRead       int64 // the server must stop reading by here
+	}{
+		{name: "raw wasm, declared too long", path: "/api/v1/execute", contentType: "application/wasm",
+			contentLength: free.MaxModuleBytes + 1, maxRead: 0},
+		{name: "raw wasm, streamed", path: "/api/v1/execute", contentType: "application/wasm",
+			contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
+		{name: "multipart module part, streamed", path: "/api/v1/execute", contentType: "multipart/form-data; boundary=" + boundary,
+			head: multipartHead, contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
+		{name: "json, streamed", path: "/api/v1/execute", contentType: "application/json",
+			head: []byte(`{"wasm_base64":"`), contentLength: -1, maxRead: (free.MaxModuleBytes+free.MaxStdinBytes)*4/3 + 2<<20},
+		{name: "module upload, streamed", path: "/api/v1/modules", contentType: "application/wasm",
+			contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
+		{name: "key creation, streamed", path: "/api/v1/keys", contentType: "application/json",
+			head: []byte(`{"name":"`), contentLength: -1, maxRead: 1<<20 + 64*1024},
+		{name: "legacy, streamed", path: "/api/execute", contentType: "multipart/form-data; boundary=" + boundary,
+			head: multipartHead, contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			body := &endlessReader{head: append([]byte(nil), tt.head...)}
+			r := httptest.NewRequest("POST", tt.path, body)
+			r.ContentLength = tt.contentLength
+			r.Header.Set("Content-Type", tt.contentType)
+			r.Header.Set("Authorization", "Bearer "+userKey)
+			w := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(w, r)
+			if w.Code != 413 {
+				t.Fatalf("status = %d, want 413: %s", w.Code, w.Body.Bytes())
+			}
+			if tt.path != "/api/execute" && !strings.Contains(w.Body.String(), wasmwiz.ETOOLARGE) {
+				t.Errorf("answer %s", w.Body.Bytes())
+			}
+			if got := body.read(); got > tt.maxRead {
+				t.Errorf("server read %d bytes of an endless body, want at most %d", got, tt.maxRead)
+			}
+			if f.runCount() != 0 {
+				t.Error("the engine ran")
+			}
+		})
+	}
+}
