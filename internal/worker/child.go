@@ -47,6 +47,9 @@ type ServeOptions struct {
 // stderr, so that a stray write to os.Stdout (ours or a library's) lands in
 // the log instead of corrupting a frame.
 func ServeProcess(ctx context.Context, opts ServeOptions) error {
+	if f := receiveHandoff(); f != nil {
+		selfStatm = f
+	}
 	fd, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		return fmt.Errorf("worker: dup stdout: %w", err)
@@ -56,10 +59,6 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 	}
 	out := os.NewFile(uintptr(fd), "worker-protocol")
 	defer out.Close()
-	// Under memory pressure the kernel should kill a worker (whose run then
-	// fails alone) before it kills the server. Raising one's own score needs
-	// no privilege; where /proc is not writable, the default stays.
-	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 	// Defence in depth, see sandbox.go. Without it the engine's isolation
 	// still holds, so a kernel that refuses seccomp costs a warning, not
 	// the service.

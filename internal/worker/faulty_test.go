@@ -3,15 +3,18 @@ package worker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -66,6 +69,8 @@ func (e faultyEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwi
 		fmt.Fprintf(&out, "kill self: %s\n", errText(syscall.Kill(os.Getpid(), 0)))
 		runtime.GC() // the runtime still stops its threads
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte(out.String())}, nil
+	case "__files": // what code that escaped the guest might open: OP:PATH in Args
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte(fileProbe(req.Args))}, nil
 	case "__rss": // a run that leaves the worker holding a lot of memory
 		ballast = make([]byte, 256<<20)
 		for i := 0; i < len(ballast); i += 4096 {
@@ -196,6 +201,126 @@ func TestWorkerSandbox(t *testing.T) {
 	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
+	}
+}
+
+// fileProbe does each OP:PATH (read, list, write) from four threads of
+// their own and prints "OP:PATH: RESULT", or every thread's result when
+// they differ: a Landlock domain holds for every thread or it holds not.
+func fileProbe(ops []string) string {
+	var out strings.Builder
+	for _, op := range ops {
+		kind, path, _ := strings.Cut(op, ":")
+		results := make(chan string, 4)
+		for i := range 4 {
+			go func() {
+				runtime.LockOSThread() // a thread of its own, ended with the goroutine
+				var err error
+				switch kind {
+				case "read":
+					_, err = os.ReadFile(path)
+				case "list":
+					_, err = os.ReadDir(path)
+				case "write":
+					err = os.WriteFile(fmt.Sprintf("%s.%d", path, i), []byte("x"), 0o600)
+				case "statm": // the worker's own statm, handed over by the pool
+					if dataBytes() <= 0 {
+						err = errors.New("no VmData")
+					}
+				}
+				if err == nil {
+					results <- "allowed"
+				} else if errors.Is(err, os.ErrPermission) {
+					results <- "denied"
+				} else {
+					results <- err.Error()
+				}
+			}()
+		}
+		seen := map[string]bool{}
+		for range 4 {
+			seen[<-results] = true
+		}
+		var got []string
+		for r := range seen {
+			got = append(got, r)
+		}
+		fmt.Fprintf(&out, "%s: %s\n", op, strings.Join(got, " and "))
+	}
+	return out.String()
+}
+
+// TestWorkerLandlock: inside a worker, on every thread, code that escaped
+// the guest opens nothing but its compile cache and its own files
+// directory: not a file the server's user owns (a stand-in for the
+// database), not /etc or /proc, not another worker's files. Its memory
+// bound still reads its VmData, through the statm the pool handed it.
+func TestWorkerLandlock(t *testing.T) {
+	t.Parallel()
+	if landlockABI() < 2 {
+		testenv.Skip(t, "no Landlock ABI 2 in this kernel", "run on Linux 5.19 or newer with Landlock enabled")
+	}
+	opts := faultyOptions(t, 1, 1)
+	pl := newTestPool(t, opts)
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "wasmwiz.db")
+	if err := os.WriteFile(secret, []byte("users and keys"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pl.mu.Lock()
+	var dirs []string
+	for p := range pl.procs {
+		dirs = append(dirs, p.filesDir)
+	}
+	pl.mu.Unlock()
+	if len(dirs) != 2 {
+		t.Fatalf("%d workers", len(dirs))
+	}
+	// The run lands on one worker; both its own directory and the other's
+	// are probed, and exactly one may be written.
+	ops := []string{
+		"read:" + secret, "list:" + secretDir, "write:" + filepath.Join(secretDir, "planted"),
+		"read:/etc/passwd", "list:/", "read:/proc/self/environ", "list:" + filepath.Dir(os.Args[0]),
+		"write:" + filepath.Join(opts.CacheDir, "probe"), "read:" + opts.CacheDir + "/probe.0",
+		"write:" + filepath.Join(dirs[0], "probe"), "write:" + filepath.Join(dirs[1], "probe"),
+		"write:" + filepath.Join(os.TempDir(), "wasmwiz-landlock-probe"),
+		"read:/proc/self/statm", "statm:",
+	}
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__files", Args: ops, Limits: limits()})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		got[k] = v
+	}
+	for _, op := range ops[:7] {
+		if got[op] != "denied" {
+			t.Errorf("%s: %q, want denied", op, got[op])
+		}
+	}
+	for _, op := range ops[7:9] {
+		if got[op] != "allowed" {
+			t.Errorf("%s: %q, want allowed (the compile cache)", op, got[op])
+		}
+	}
+	own, other := got[ops[9]], got[ops[10]]
+	if !(own == "allowed" && other == "denied" || own == "denied" && other == "allowed") {
+		t.Errorf("writing in the two workers' files directories: %q and %q, want one allowed and one denied", own, other)
+	}
+	if got[ops[11]] != "denied" || got[ops[12]] != "denied" {
+		t.Errorf("%s: %q, %s: %q, want denied", ops[11], got[ops[11]], ops[12], got[ops[12]])
+	}
+	if got[ops[13]] != "allowed" {
+		t.Errorf("the worker's VmData through the statm the pool handed it: %q", got[ops[13]])
+	}
+	if b, err := os.ReadFile(secret); err != nil || string(b) != "users and keys" {
+		t.Fatalf("the secret: %q %v", b, err)
+	}
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+	if err != nil || string(res.Stdout) != "Hello, World!\n" {
+		t.Fatalf("hello after the probe: %v, %+v", err, res)
 	}
 }
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"runtime/metrics"
 	"strconv"
@@ -64,10 +65,26 @@ func compileDataBudget(l wasmwiz.Limits, n int) int64 {
 	return raceOverhead * (max(l.MaxMemoryBytes, compileBytesPerModuleByte*int64(n)) + processHeadroom)
 }
 
+// selfStatm is this worker's /proc/PID/statm as the pool handed it over
+// (handoff.go): its Landlock domain keeps it from opening /proc.
+var selfStatm *os.File
+
 // dataBytes returns the process's private writable mappings (VmData), or
 // 0 when they cannot be read.
 func dataBytes() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+	var b []byte
+	var err error
+	if selfStatm != nil {
+		buf := make([]byte, 128)
+		var n int
+		n, err = selfStatm.ReadAt(buf, 0)
+		if err == io.EOF {
+			err = nil
+		}
+		b = buf[:n]
+	} else {
+		b, err = os.ReadFile("/proc/self/statm")
+	}
 	if err != nil {
 		return 0
 	}

@@ -24,7 +24,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +77,14 @@ type Options struct {
 	// Logger receives worker starts, crashes and their forwarded stderr; nil
 	// discards them.
 	Logger *slog.Logger
+	// FilesDir is where the pool makes its private directory, with one
+	// directory in it per worker for its runs' files; "" means os.TempDir().
+	FilesDir string
+	// NoLandlock starts workers without their Landlock domain, which a
+	// kernel without Landlock ABI 2 lacks anyway (with a warning). The domain
+	// lets a worker execute Command[0] only: a Command that is a wrapper
+	// starting another program needs it.
+	NoLandlock bool
 }
 
 // Stats are the pool's counters, for metrics.
@@ -120,6 +131,10 @@ type Pool struct {
 	starting int
 	changed  chan struct{}      // closed and replaced when a worker becomes idle or the pool closes
 	gone     wasmwiz.CacheStats // counters of workers that ended
+
+	landlock  *landlock // the workers' domain; nil: none
+	filesRoot string    // the pool's private directory: one directory per worker
+	spawned   atomic.Uint64
 
 	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits, retires atomic.Uint64
 }
@@ -194,6 +209,26 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		},
 	}
 
+	var err error
+	if pl.filesRoot, err = os.MkdirTemp(opts.FilesDir, "wasmwiz-files-"); err != nil {
+		cancel()
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the workers' files directory: %v", err)
+	}
+	if opts.CacheDir != "" {
+		// Made here, not by the first worker: a domain can only grant what
+		// exists when it is made.
+		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
+			cancel()
+			_ = os.RemoveAll(pl.filesRoot)
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "compilation cache directory %s: %v", opts.CacheDir, err)
+		}
+	}
+	if !opts.NoLandlock {
+		if pl.landlock, err = newLandlock(opts.Command[0], opts.CacheDir); err != nil {
+			log.Warn("workers run without Landlock: they can open any file the server's user can", "err", err)
+		}
+	}
+
 	// Start the first workers together; any failure fails New, so that a
 	// broken command or cache directory is found at startup.
 	started := make([]*proc, pl.target)
@@ -215,6 +250,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		pl.mu.Unlock()
 		cancel()
 		pl.children.Wait()
+		_ = os.RemoveAll(pl.filesRoot)
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "starting worker processes")
 	}
 	pl.mu.Lock()
@@ -231,7 +267,8 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 }
 
 func (pl *Pool) startProc(ctx context.Context) (*proc, error) {
-	return startProc(ctx, pl.opts.Command, pl.opts.Env, pl.cfg, pl.opts.StartTimeout, pl.log, &pl.children, pl.onExit)
+	dir := filepath.Join(pl.filesRoot, "w"+strconv.FormatUint(pl.spawned.Add(1), 10))
+	return startProc(ctx, pl.opts.Command, pl.opts.Env, pl.cfg, pl.opts.StartTimeout, pl.log, &pl.children, pl.onExit, pl.landlock, dir)
 }
 
 // errClosed answers requests once Close has begun.
@@ -525,5 +562,6 @@ func (pl *Pool) Close(ctx context.Context) error {
 		pl.mu.Unlock()
 		<-done
 	}
+	_ = os.RemoveAll(pl.filesRoot)
 	return err
 }

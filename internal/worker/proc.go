@@ -28,6 +28,10 @@ type proc struct {
 	stdout *os.File      // our end of the child's stdout: answers
 	r      *bufio.Reader // over stdout
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
+	// filesDir is the worker's own directory for its runs' files, the one
+	// place besides the compile cache where its Landlock domain lets it
+	// write. Removed once the worker is reaped.
+	filesDir string
 
 	mu         sync.Mutex
 	dead       bool   // the process has exited; its pid stays ours until reaped
@@ -55,12 +59,17 @@ const (
 )
 
 // startProc starts a worker process and waits for its hello. The child gets
-// its own process group, is killed if this process dies (Pdeathsig), and has
-// exactly env as its environment.
+// its own process group, is killed if this process dies (Pdeathsig), has
+// exactly env as its environment, and an oom_score_adj of 1000. With ll it
+// starts in that Landlock domain, which lets it write in filesDir (created
+// here, removed when the child has been reaped).
 func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout time.Duration, log *slog.Logger,
-	children *sync.WaitGroup, onExit func(*proc)) (*proc, error) {
+	children *sync.WaitGroup, onExit func(*proc), ll *landlock, filesDir string) (*proc, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("worker: empty command")
+	}
+	if err := os.Mkdir(filesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("worker: its files directory: %w", err)
 	}
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -84,18 +93,44 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 	cmd.Env = append([]string{}, env...) // never nil: nil would inherit ours
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	handoff, childHandoff, err := newHandoff()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		_ = os.RemoveAll(filesDir)
+		return nil, fmt.Errorf("worker: handoff socket: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{childHandoff} // descriptor 3: see handoff.go
+	exited := make(chan struct{})
+	if ll != nil {
+		err = ll.start(cmd, filesDir, exited)
+	} else {
+		err = cmd.Start()
+	}
 	// The child holds its ends now (or failed to start); ours must go so that
 	// EOF arrives when the child dies.
 	inR.Close()
 	outW.Close()
 	errW.Close()
+	childHandoff.Close()
 	if err != nil {
 		inW.Close()
 		outR.Close()
 		errR.Close()
+		handoff.Close()
+		_ = os.RemoveAll(filesDir)
 		return nil, fmt.Errorf("worker: starting %s: %w", argv[0], err)
 	}
+	sendHandoff(handoff, cmd.Process.Pid)
+	// Under memory pressure the kernel should kill a worker (whose run then
+	// fails alone) before it kills the server. Raising another process's
+	// score needs no privilege; where /proc is not writable, the default
+	// stays. (The worker cannot: its Landlock domain keeps it out of /proc.)
+	_ = os.WriteFile("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/oom_score_adj", []byte("1000"), 0)
 	children.Add(1)
 	p := &proc{
 		pid:    cmd.Process.Pid,
@@ -104,9 +139,11 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 		stdout: outR,
 		r:      bufio.NewReaderSize(outR, 64<<10),
 		tail:   &tailBuffer{max: 8 << 10},
-		exited: make(chan struct{}),
-		state:  stateBusy, // not idle until the pool says so
-		mods:   newLRU(cfg.ModuleCacheBytes),
+		exited: exited,
+
+		filesDir: filesDir,
+		state:    stateBusy, // not idle until the pool says so
+		mods:     newLRU(cfg.ModuleCacheBytes),
 	}
 	stderrDone := make(chan struct{})
 	go p.readStderr(errR, log, stderrDone)
@@ -207,6 +244,7 @@ func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
 	p.mu.Unlock()
 	p.waitErr = p.cmd.Wait()
 	<-stderrDone
+	_ = os.RemoveAll(p.filesDir)
 	if onExit != nil {
 		onExit(p)
 	}

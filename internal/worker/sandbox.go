@@ -10,10 +10,11 @@ import (
 )
 
 // The sandbox is a seccomp filter a worker installs on itself, on every
-// thread, before it reads its first request. It is defence in depth: the
-// engine already gives a guest no files, sockets or processes, but a flaw in
-// the compiler would hand a guest native code in a process of the server's
-// user. With the filter, such code still cannot start a program, fork, open
+// thread, before it reads its first request, beside the Landlock domain it
+// starts in (landlock.go), which limits the files it can open. It is
+// defence in depth: the engine already gives a guest no sockets or
+// processes and no files but its mounts, but a flaw in the compiler would
+// hand a guest native code in a process of the server's user. With the filter, such code still cannot start a program, fork, open
 // a socket, trace or signal another process (the server included) or read
 // its memory, or reach kernel interfaces a worker never uses. Denied calls
 // fail with EPERM; a call from another ABI (i386 or x32 on amd64) kills the
