@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// TestServeOversizeBodies: every body over its limit is 413 ETOOLARGE, also
+// when Content-Length does not tell.
+func TestServeOversizeBodies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s.putTier(testTier("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB }))
+	user, _, key := s.newUser("tiny")
+	hello := testmodule.Read(t, "hello.wasm")
+	big := append(bytes.Clone(hello), make([]byte, 3*wasmwiz.MiB)...)
+	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"module over the tier, json", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyJSON})
+			return err
+		}},
+		{"module over the tier, multipart", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyMultipart})
+			return err
+		}},
+		{"module over the tier, raw", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: big, Body: client.BodyRaw})
+			return err
+		}},
+		{"stdin over the tier", func() error {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello, Stdin: make([]byte, 5*wasmwiz.KiB), Body: client.BodyMultipart})
+			return err
+		}},
+		{"stdin over the tier, stored module raw", func() error {
+			_, err := user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Stdin: make([]byte, 2*wasmwiz.MiB), Body: client.BodyRaw})
+			return err
+		}},
+		{"upload over the tier", func() error {
+			_, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: big})
+			return err
+		}},
+		{"legacy over the tier", func() error { _, err := user.ExecuteLegacy(ctx, big, ""); return err }},
+		{"small route, big body", func() error {
+			_, err := user.CreateKey(ctx, strings.Repeat("k", int(2*wasmwiz.MiB)), nil)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			wantCode(t, tt.name, err, wasmwiz.ETOOLARGE)
+			if client.StatusCode(err) != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", client.StatusCode(err))
+			}
+		})
+	}
+
+	// A chunked body (no Content-Length) is cut off while it streams.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 64*wasmwiz.KiB)
+		for i := 0; i < 64; i++ {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	st, out := rawRequest(t, http.MethodPost, s.url+"/api/v1/execute", key, "application/wasm", pr)
+	pr.Close()
+	if st != http.StatusRequestEntityTooLarge || !strings.Contains(out, "ETOOLARGE") {
+		t.Fatalf("chunked oversize body: %d %s", st, out)
+	}
+}
+
+// TestServeTierLimits: each limit of a tier stops the guest, and a caller
+// can lower a limit but never raise it.
+func TestServeTierLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	// Two tiers, so that no outcome depends on how fast a loaded machine is:
+	// "tight" has a short wall time for the guests that never end, "capped"
+	// small memory and output caps under a wall time no cap test comes near.
+	s.putTier(testTier("tight", func(tr *wasmwiz.Tier) {
+		tr.Timeout = 500 * time.Millisecond
+	}))
+	s.putTier(testTier("capped", func(tr *wasmwiz.Tier) {
+		tr.Timeout = time.Minute
+		tr.MaxMemoryBytes = 8 * wasmwiz.MiB
+		tr.MaxOutputBytes = 64 * wasmwiz.KiB
+	}))
+	tight, _, _ := s.newUser("tight")
+	capped, _, _ := s.newUser("capped")
+	tests := []struct {
+		name    string
+		user    *client.Client
+		req     client.ExecuteRequest
+		want    wasmwiz.Status
+		check   func(t *testing.T, r *wasmwiz.ResultJSON)
+		maxWall time.Duration
+	}{
+		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
+		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
+					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
+					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
+					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
+				}
+			}, 0},
+		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
+			func(t *testing.T, r *wasmwiz.ResultJSON) {
+				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
+					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
+				}
+			}, 0},
+		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
+		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
+	}
+	t.Run("limits", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				req := tt.req
+				res, err := tt.user.Execute(ctx, &req)
+				if err != nil {
+					t.Fatalf("Execute: %v", err)
+				}
+				if res.Status != tt.want {
+					t.Fatalf("status %s (trap %q), want %s", res.Status, res.Trap, tt.want)
+				}
+				if tt.check != nil {
+					tt.check(t, res)
+				}
+			})
+		}
+	})
+	// The guests that ignored their deadline were stopped by killing their
+	// worker, and the pool says so in its metrics.
+	m, err := s.client("").Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kills := regexp.MustCompile(`(?m)^wasmwiz_worker_timeouts_total ([0-9]+)$`).FindStringSubmatch(m)
+	if kills == nil || kills[1] == "0" {
+		t.Fatalf("wasmwiz_worker_timeouts_total after guests ran past their deadline: %v", kills)
+	}
+}

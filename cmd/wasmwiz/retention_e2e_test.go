@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// TestServeRetention: runs older than WASMWIZ_RETENTION are deleted by the
+// server's retention loop; newer ones stay.
+func TestServeRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	// Seed old and new runs before the server starts.
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var runs []*wasmwiz.UsageRecord
+	for i := 0; i < 2500; i++ {
+		runs = append(runs, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+			ModuleSHA256: strings.Repeat("a", 64), CreatedAt: now.Add(-48 * time.Hour)})
+	}
+	fresh := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("b", 64), CreatedAt: now.Add(-time.Hour)}
+	runs = append(runs, fresh)
+	if err := st.CreateRuns(ctx, runs); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	env := serveEnv(t, db)
+	env["WASMWIZ_RETENTION"] = "24h"
+	s := startServe(t, env, ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	sys := wasmwiz.SystemContext(ctx)
+	testenv.WaitFor(t, "old runs to be deleted", func() bool {
+		st, err := s.srv.Store().Stats(sys, time.Now())
+		if err != nil {
+			return false
+		}
+		var total int64
+		for _, d := range st.RunsPerDay {
+			total += d.Runs
+		}
+		return total == 1
+	})
+	if _, err := s.srv.Store().FindRunByID(sys, fresh.ID); err != nil {
+		t.Fatalf("the fresh run: %v", err)
+	}
+	_, err = s.srv.Store().FindRunByID(sys, runs[0].ID)
+	wantCode(t, "an old run", err, wasmwiz.ENOTFOUND)
+}
+
+// TestServeRetentionZeroKeeps: WASMWIZ_RETENTION=0 keeps every run ("older
+// than 0s" would be all of them).
+func TestServeRetentionZeroKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("c", 64), CreatedAt: time.Now().UTC().Add(-365 * 24 * time.Hour)}
+	if err := st.CreateRuns(ctx, []*wasmwiz.UsageRecord{old}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	env := serveEnv(t, db)
+	env["WASMWIZ_RETENTION"] = "0"
+	env["WASMWIZ_LOG_LEVEL"] = "info"
+	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
+	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
+	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
+		t.Fatalf("a year-old run with retention 0: %v", err)
+	}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// TestServeGracefulShutdown: runs in flight when the server is told to stop
+// are all answered, and their usage records are in the database afterwards.
+func TestServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := be.env(t)
+			env := serveEnv(t, db)
+			env["WASMWIZ_WORKERS"] = "3"
+			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "3"
+			env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
+			s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
+			user, _, _ := s.newUser(wasmwiz.TierBasic)
+			sleep := testmodule.Read(t, "sleep.wasm")
+			const n = 3
+			type answer struct {
+				res *wasmwiz.ResultJSON
+				err error
+			}
+			answers := make(chan answer, n)
+			for i := 0; i < n; i++ {
+				go func() {
+					res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"1500"}})
+					answers <- answer{res, err}
+				}()
+			}
+			testenv.WaitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
+			stopped := make(chan error, 1)
+			go func() { stopped <- s.stop() }()
+			var ids []string
+			for i := 0; i < n; i++ {
+				a := <-answers
+				if a.err != nil || a.res.Status != wasmwiz.StatusOK || string(a.res.Stdout) != "slept\n" {
+					t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
+				}
+				ids = append(ids, a.res.ID)
+			}
+			if err := <-stopped; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			if st := s.srv.UsageStats(); st.Written < n || st.Dropped != 0 {
+				t.Fatalf("usage after shutdown: %+v", st)
+			}
+			// The records are in the database: read them back on a new server.
+			again := startServe(t, serveEnv(t, db), ServeOptions{})
+			for _, id := range ids {
+				run, err := again.client(s.adminKey).GetRun(ctx, id)
+				if err != nil || run.Status != wasmwiz.StatusOK {
+					t.Fatalf("run %s after the restart: %+v, %v", id, run, err)
+				}
+			}
+			// A stopped server refuses connections.
+			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+				t.Fatalf("execute on the stopped server: %v", err)
+			}
+		})
+	}
+}
+
+// TestServeShutdownGraceExpires: a run longer than WASMWIZ_SHUTDOWN_GRACE
+// does not hold the shutdown: serve ends soon after the grace period, the
+// run's worker is stopped, and its usage record is still written.
+func TestServeShutdownGraceExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	env := serveEnv(t, db)
+	env["WASMWIZ_SHUTDOWN_GRACE"] = "300ms"
+	s := startServe(t, env, ServeOptions{})
+	user, me, key := s.newUser(wasmwiz.TierBasic)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"60000"}})
+		answered <- err
+	}()
+	testenv.WaitFor(t, "the long run to be in a worker", func() bool { return s.srv.PoolStats().Busy == 1 })
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(50 * time.Second):
+		t.Fatal("serve waited for a 60s run past its 300ms grace period")
+	}
+	if err := <-answered; err == nil {
+		t.Fatal("the cut-off run answered a result")
+	}
+	// Its record is in the database, with the error it ended with.
+	again := startServe(t, serveEnv(t, db), ServeOptions{})
+	runs, _, err := again.client(key).ListRuns(ctx, client.RunQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].UserID != me.ID {
+		t.Fatalf("the cut-off run's usage record: %+v", runs)
+	}
+	if found := runs[0]; found.Status == wasmwiz.StatusOK || (found.Status == "" && found.ErrorCode == "") {
+		t.Fatalf("the cut-off run's record: %+v", found)
+	}
+}
+
+// TestServeDrainsBeforeClosing: on shutdown /readyz answers 503 at once
+// while requests are still served for WASMWIZ_DRAIN_DELAY; a request sent
+// then on a kept-alive connection is answered (with Connection: close)
+// instead of being cut; after the delay the listener closes and the runs
+// drain. The drain is logged with its delay as text.
+func TestServeDrainsBeforeClosing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := serveEnv(t, backends[0].env(t))
+	env["WASMWIZ_DRAIN_DELAY"] = "10m" // ended by the test once it has looked
+	env["WASMWIZ_LOG_FORMAT"] = "json"
+	env["WASMWIZ_LOG_LEVEL"] = "info"
+	s := startServe(t, env, ServeOptions{})
+	_, _, key := s.newUser(wasmwiz.TierBasic)
+
+	keepAlive := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(c *http.Client, path string) (*http.Response, bool) {
+		t.Helper()
+		reused := false
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, s.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, reused
+	}
+	if resp, _ := get(keepAlive, "/api/v1/me"); resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("before shutdown: %d, close %v", resp.StatusCode, resp.Close)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	testenv.WaitFor(t, "/readyz to answer 503", func() bool {
+		resp, _ := get(fresh, "/readyz")
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	resp, reused := get(keepAlive, "/api/v1/me")
+	if resp.StatusCode != 200 || !reused || !resp.Close {
+		t.Fatalf("on the kept-alive connection while draining: %d, reused %v, Connection: close %v", resp.StatusCode, reused, resp.Close)
+	}
+	if resp, _ := get(fresh, "/api/v1/me"); resp.StatusCode != 200 {
+		t.Fatalf("a new connection while draining: %d", resp.StatusCode)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("serve stopped during the drain delay: %v", err)
+	default:
+	}
+
+	s.srv.cutDrain()
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := fresh.Get(s.url + "/healthz"); err == nil {
+		t.Fatal("the listener still accepts after the shutdown")
+	}
+	var drained bool
+	for _, line := range strings.Split(s.stderr.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		if strings.HasPrefix(rec["msg"].(string), "draining") {
+			drained = rec["drain_delay"] == "10m0s"
+		}
+		if rec["msg"] == "shutting down: no new requests; in-flight runs may finish" && rec["grace"] != "30s" {
+			t.Errorf("grace logged as %#v, want \"30s\"", rec["grace"])
+		}
+	}
+	if !drained {
+		t.Fatalf("no drain line with drain_delay \"10m0s\" in the log:\n%s", s.stderr)
+	}
+}
