@@ -33,23 +33,30 @@
 //
 //  1. Middleware, outermost first: request id, access log and metrics,
 //     security headers, panic recovery, client IP (trusted proxies), and
-//     authentication: APIKeyService.Authenticate reads the key, its user and
-//     the user's tier in one query and puts the user in the context.
-//  2. The handler reads the body (multipart, JSON or raw wasm) under caps
-//     derived from the caller's tier (Executor.CallerTier, TierLimits).
-//  3. Executor.Execute validates the request, derives the run's Limits (the
-//     tier's, clamped by the server's maxima and lowered by the caller),
-//     takes a slot of the caller's concurrency (RateLimiter.Acquire), a slot
-//     of the replica's RunGate, and one event of each of the tier's quotas
-//     (RateLimiter.Allow; Redis, or in memory), loads a stored module
-//     (ModuleService), and calls Engine.Run.
-//  4. The engine of serve is internal/worker's Pool: it sends the run to an
-//     idle worker process (preferring one that holds the module), which
-//     compiles (or finds compiled) and runs the guest on internal/engine
-//     under the run's limits, streaming output back; a run past its wall time
-//     ends by killing its worker.
-//  5. The Result goes back as JSON (ResultJSON); a usage record goes to the
-//     UsageRecorder, which writes records in batches off the request path.
+//     authentication: the key, its user and the user's tier, read in one
+//     query by APIKeyService.Authenticate, or on the execute routes taken
+//     from this replica's cache (Directory) without a round trip.
+//  2. The handler decides the caller once (Executor.Caller: tier, limits
+//     under the server's clamps, rate key) and reads the body (multipart,
+//     JSON or raw wasm) under caps derived from those limits.
+//  3. Executor.Execute validates the request, resolves a stored module to
+//     its digest and size (Directory, no bytes), computes the digest of
+//     inline bytes once, lowers the limits by the caller's asks and checks
+//     the module and stdin sizes; then RateLimiter.Admit takes a slot of the
+//     caller's concurrency and one event of each of the tier's quotas, and
+//     checks that the cache epoch of what was cached is current, in one call
+//     (one Redis script); stale data is read again and the run admitted on
+//     that. Then a slot of the replica's RunGate, and Engine.Run.
+//  4. The engine of serve is internal/worker's Pool: it sends the run, by
+//     digest, to an idle worker process that holds the module (the store is
+//     read for the bytes only when none does), which compiles (or finds
+//     compiled) and runs the guest on internal/engine under the run's
+//     limits, streaming output back; a run past its wall time ends by
+//     killing its worker.
+//  5. The Result goes back as JSON (ResultJSON); the slot is released
+//     without waiting (the next Redis call carries it); a usage record goes
+//     to the UsageRecorder, which writes records in batches off the request
+//     path.
 //
 // A guest's outcome (ok, exit, trap, timeout, memory_limit, output_limit) is
 // a Result, never an error; errors are the caller's mistakes or the

@@ -2,6 +2,8 @@ package wasmwiz
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -57,11 +59,27 @@ func (s Status) exitCode(code int) *int {
 // Statuses lists every Status, for metrics, validation and documentation.
 var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit}
 
-// RunRequest is one run of a module.
+// RunRequest is one run of a module: the one request type from the HTTP
+// layer to the worker. A caller of Executor.Execute fills in what it asks;
+// Execute hands the engine a copy completed with the module's digest (and,
+// for a stored module, LoadWasm instead of the bytes), its name and the
+// run's limits.
 type RunRequest struct {
-	Wasm   []byte // the module's bytes
-	SHA256 string // optional hex digest of Wasm, trusted when set (from our own store)
-	Name   string // argv[0]; defaults to "module.wasm"
+	// The module: its bytes (Wasm), or the id of a stored module the caller
+	// may see (ModuleID; Execute only), never both.
+	ModuleID string
+	Wasm     []byte
+	// SHA256 is the hex digest of the module (ModuleDigest), computed once
+	// and trusted by every engine; an engine computes it only when it is
+	// empty.
+	SHA256 string
+	// LoadWasm, when Wasm is nil, returns the module's bytes: an engine
+	// calls it only when it does not already hold the module SHA256 names,
+	// so a warm run of a stored module never reads the store.
+	LoadWasm func(ctx context.Context) ([]byte, error)
+	// Name is argv[0]: the caller's name for inline bytes, a stored
+	// module's own name, or "module.wasm".
+	Name string
 
 	Args  []string          // argv after argv[0]
 	Env   map[string]string // the guest's whole environment; nothing comes from the host
@@ -79,7 +97,30 @@ type RunRequest struct {
 	// directory of a run), never a caller.
 	Mounts []Mount
 
+	// Limits bound the run. To Execute, a caller's Timeout and
+	// MaxMemoryBytes lower the tier's (zero keeps them; the other fields are
+	// ignored); the engine gets the run's limits.
 	Limits Limits
+}
+
+// ModuleWasm returns the request's module bytes: Wasm, or what LoadWasm
+// reads. EINVALID when there is neither.
+func (r *RunRequest) ModuleWasm(ctx context.Context) ([]byte, error) {
+	if r.Wasm != nil || r.LoadWasm == nil {
+		if len(r.Wasm) == 0 {
+			return nil, Errorf(EINVALID, "no module to run")
+		}
+		return r.Wasm, nil
+	}
+	return r.LoadWasm(ctx)
+}
+
+// ModuleDigest returns the hex SHA-256 of a module, the digest by which
+// stores, engines, workers and records know it. Computed once per module
+// and carried (RunRequest.SHA256, Module.SHA256).
+func ModuleDigest(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
 }
 
 // Value is one wasm number returned by a function call.

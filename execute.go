@@ -5,31 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 )
-
-// ExecuteRequest is one caller's request to run a module: either the bytes
-// (Wasm) or the id of a stored module (ModuleID), never both.
-type ExecuteRequest struct {
-	ModuleID string // a stored module the caller may see
-	Wasm     []byte // or the module itself
-	Name     string // argv[0]; defaults to the stored module's name or "module.wasm"
-
-	Stdin    []byte
-	Args     []string
-	Env      map[string]string
-	Function string   // plain modules: the export to call; "" for the default entry
-	Params   []string // the function's arguments as decimal numbers
-
-	// Timeout and MaxMemoryBytes may lower the caller's tier limits for this
-	// run; zero keeps the tier's. They never raise a limit.
-	Timeout        time.Duration
-	MaxMemoryBytes int64
-
-	// ClientIP keys the rate limit of anonymous callers (auth off).
-	ClientIP string
-}
 
 // Execution is what Execute did. Execute returns one even with an error, so
 // that the caller can report the rate-limit decision that was made.
@@ -72,23 +49,45 @@ type concurrencyError struct{ max int }
 
 func (e *concurrencyError) Error() string { return "concurrency limit " + strconv.Itoa(e.max) }
 
-// Executor runs modules for callers: it authorizes the caller, finds its
-// tier, takes a slot of the tier's concurrency limit and of the replica's
-// saturation gate, applies the tier's rate quotas, loads a stored module, runs it on the engine,
-// and hands a usage record to the recorder. It is what every execute route
-// calls; it imports nothing but the standard library.
+// Executor runs modules for callers; it is what every execute route calls,
+// and it imports nothing but the standard library. Its contract, for the
+// routes and for whatever builds on it (asynchronous runs, compiles that
+// count against a caller):
+//
+//  1. Caller decides, once per request, who calls and what applies: the
+//     user and key, the tier, the tier's run limits under the server's
+//     clamps (Caller.Limits, which the HTTP layer also uses to bound the
+//     request body) and the key its runs are counted under.
+//  2. Execute validates the request, resolves a stored module to its
+//     digest and size (through the Directory: no database round trip when
+//     cached, never the bytes), computes the digest of inline bytes once,
+//     lowers the limits by what the caller asked, and checks the module and
+//     stdin sizes.
+//  3. It asks the RateLimiter to Admit the run: a concurrency slot and one
+//     event of each quota, together or not at all, and in the same call
+//     (one Redis round trip) whether the cache epoch its cached data was
+//     read under is still current. Stale data is read again and the run
+//     asked for once more; nothing was taken.
+//  4. Then the replica's RunGate (a refusal gives the slot and the quota
+//     events back), Engine.Run with the request naming its module by
+//     digest (RunRequest.LoadWasm reads the bytes only if the engine lacks
+//     them), the slot's release (not waited for), and the usage record.
+//
+// A refused request consumes nothing; an admitted one always leaves a usage
+// record, also when it then fails.
 type Executor struct {
-	Engine  Engine
-	Modules ModuleService // needed only for ModuleID requests
-	Tiers   TierService
-	Limiter RateLimiter
-	Usage   UsageRecorder // nil: no usage records
-	Gate    *RunGate      // nil: no replica-wide limit
+	Engine    Engine
+	Modules   ModuleService // needed only for ModuleID requests
+	Tiers     TierService
+	Limiter   RateLimiter
+	Usage     UsageRecorder // nil: no usage records
+	Gate      *RunGate      // nil: no replica-wide limit
+	Directory *Directory    // nil: nothing is cached, every request reads the stores
 
 	// MaxLimits clamps every tier (server config: max timeout and memory).
 	MaxLimits Limits
 	// AllowAnonymous lets callers without a user run inline modules under
-	// AnonymousTier (default TierFree), rate-limited per ClientIP.
+	// AnonymousTier (default TierFree), rate-limited per client IP.
 	AllowAnonymous bool
 	AnonymousTier  string
 
@@ -103,39 +102,113 @@ func (e *Executor) now() time.Time {
 	return time.Now()
 }
 
-// CallerTier returns the tier that applies to the caller in ctx: its user's
-// tier, or the anonymous tier when anonymous callers are allowed. It returns
-// EUNAUTHORIZED without a caller (when anonymous runs are off) or for a
-// disabled user, and the TierService's errors.
+// Caller is who sends an execute request and what applies to them, decided
+// once per request by Executor.Caller and carried from the HTTP layer to
+// Execute.
+type Caller struct {
+	User    *User   // nil for an anonymous caller (auth off)
+	Key     *APIKey // the key the caller used; nil when anonymous
+	Tier    *Tier
+	Limits  Limits // the tier's run limits under the server's clamps
+	RateKey string // whose runs are counted: RateKey(User, client IP)
+
+	tag      cacheTag // where User and Tier came from: the Directory, or the stores
+	clientIP string
+}
+
+// Cached reports whether the caller's user or tier came from the
+// Directory's cache: a refusal that rests on them must be confirmed by
+// reading them again (Executor.Recheck).
+func (c *Caller) Cached() bool { return c.tag.cached() }
+
+// Caller returns the caller of ctx for the execute path: its user's tier
+// (read with the user, or looked up through the Directory), or the anonymous
+// tier when anonymous callers are allowed, the tier's limits under the
+// server's clamps, and its rate key. EUNAUTHORIZED without a caller (when
+// anonymous runs are off) or for a disabled user; the TierService's errors.
+func (e *Executor) Caller(ctx context.Context, clientIP string) (*Caller, error) {
+	return e.caller(ctx, clientIP, true)
+}
+
+func (e *Executor) caller(ctx context.Context, clientIP string, cached bool) (*Caller, error) {
+	u := UserFromContext(ctx)
+	c := &Caller{User: u, Key: APIKeyFromContext(ctx), RateKey: RateKey(u, clientIP), clientIP: clientIP}
+	if cred := credentialFrom(ctx); cred != nil && cached {
+		c.tag = cred.tag
+	}
+	t, tag, err := e.callerTier(ctx, cached)
+	if err != nil {
+		return nil, err
+	}
+	c.Tier, c.tag = t, c.tag.merge(tag)
+	c.Limits = e.TierLimits(t)
+	return c, nil
+}
+
+// CallerTier returns the tier that applies to the caller in ctx, read from
+// the stores (never the cache): its user's tier, or the anonymous tier when
+// anonymous callers are allowed. It returns EUNAUTHORIZED without a caller
+// (when anonymous runs are off) or for a disabled user, and the
+// TierService's errors.
 //
-// An authenticated user's tier comes with the user (User.TierLimits, read by
-// Authenticate in the same query as the key) when it is there and is the
-// user's tier; only otherwise is it looked up, so an authenticated run costs
-// one database round trip, not two. The tier is read on every request
-// either way: a tier change applies to the next request of every replica.
+// An authenticated user's tier comes with the user (User.TierLimits, read
+// by Authenticate in the same query as the key) when it is there and is the
+// user's tier; only otherwise is it looked up.
 func (e *Executor) CallerTier(ctx context.Context) (*Tier, error) {
+	t, _, err := e.callerTier(ctx, false)
+	return t, err
+}
+
+func (e *Executor) callerTier(ctx context.Context, cached bool) (*Tier, cacheTag, error) {
 	u := UserFromContext(ctx)
 	if u == nil {
 		if !e.AllowAnonymous {
-			return nil, Errorf(EUNAUTHORIZED, "authentication required")
+			return nil, cacheTag{}, Errorf(EUNAUTHORIZED, "authentication required")
 		}
 		name := e.AnonymousTier
 		if name == "" {
 			name = TierFree
 		}
-		// Anonymous callers have no user to read tiers as.
-		return e.Tiers.FindTier(SystemContext(ctx), name)
+		return e.findTier(ctx, name, cached)
 	}
 	if u.Disabled {
-		return nil, Errorf(EUNAUTHORIZED, "authentication required")
+		return nil, cacheTag{}, Errorf(EUNAUTHORIZED, "authentication required")
 	}
 	if t := u.TierLimits; t != nil && t.Name == u.Tier {
 		// A copy: the caller may change what it gets without touching the
 		// user in ctx, as with a tier FindTier returns.
 		c := *t
-		return &c, nil
+		return &c, cacheTag{}, nil
 	}
-	return e.Tiers.FindTier(ctx, u.Tier)
+	return e.findTier(ctx, u.Tier, cached)
+}
+
+func (e *Executor) findTier(ctx context.Context, name string, cached bool) (*Tier, cacheTag, error) {
+	if e.Directory != nil {
+		return e.Directory.tier(ctx, name, cached)
+	}
+	if e.Tiers == nil {
+		return nil, cacheTag{}, Errorf(EINTERNAL, "executor needs a tier service")
+	}
+	t, err := e.Tiers.FindTier(SystemContext(ctx), name)
+	return t, cacheTag{}, err
+}
+
+// Recheck reads a cached caller again from the stores, so that a refusal
+// that rests on the cache (a body over a cached limit) is confirmed before it
+// is answered. For a caller read from the stores it returns c and ctx as
+// they are.
+func (e *Executor) Recheck(ctx context.Context, c *Caller) (context.Context, *Caller, error) {
+	if !c.Cached() || e.Directory == nil {
+		return ctx, c, nil
+	}
+	e.Directory.stale.Add(1)
+	ctx, err := e.Directory.reauthenticate(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	fresh, err := e.caller(ctx, c.clientIP, false)
+	return ctx, fresh, err
 }
 
 // TierLimits returns the run limits of tier t under the server's clamps.
@@ -160,9 +233,15 @@ func TierRateLimits(t *Tier) []RateLimit {
 	}
 }
 
-// Execute runs req for the caller in ctx. tier may be nil (it is looked up)
-// or the result of CallerTier when the caller already needed it, e.g. to
-// bound the request body.
+// slotMargin is added to a run's wall time for the ttl of its concurrency
+// slot: a slot whose holder died frees itself after the longest a run takes.
+const slotMargin = time.Minute
+
+// Execute runs req for the caller c in ctx (from Caller; nil asks Caller
+// with no client IP). req is the caller's request: its Limits' Timeout and
+// MaxMemoryBytes may lower the tier's (zero keeps them; other fields are
+// ignored). Execute does not change req; the engine gets a copy completed
+// with the module's digest and the run's limits.
 //
 // Errors: EUNAUTHORIZED without a caller (or anonymous with a ModuleID),
 // EINVALID for a malformed request or a module the engine refuses,
@@ -172,108 +251,189 @@ func TierRateLimits(t *Tier) []RateLimit {
 // tells which), EUNAVAILABLE when the replica is saturated (with a
 // RetryAfter hint) or the limiter cannot decide, EINTERNAL otherwise. A guest
 // outcome (trap, timeout, …) is a Result, not an error.
-func (e *Executor) Execute(ctx context.Context, tier *Tier, req *ExecuteRequest) (*Execution, error) {
+func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Execution, error) {
 	ex := &Execution{}
-	if e.Engine == nil || e.Tiers == nil || e.Limiter == nil {
+	if e.Engine == nil || e.Limiter == nil || (e.Tiers == nil && e.Directory == nil) {
 		return ex, Errorf(EINTERNAL, "executor needs an engine, a tier service and a rate limiter")
 	}
-	user := UserFromContext(ctx)
-	if user == nil && !e.AllowAnonymous {
-		return ex, Errorf(EUNAUTHORIZED, "authentication required")
+	if c == nil {
+		var err error
+		if c, err = e.Caller(ctx, ""); err != nil {
+			return ex, err
+		}
 	}
-	if err := e.validate(user, req); err != nil {
+	if err := e.validate(c.User, req); err != nil {
 		return ex, err
 	}
-	if tier == nil {
+	run := *req
+	var mod *Module
+	var modTag cacheTag
+	if req.ModuleID != "" {
 		var err error
-		if tier, err = e.CallerTier(ctx); err != nil {
+		if mod, modTag, err = e.module(ctx, req.ModuleID, true); err != nil {
 			return ex, err
 		}
+		run.SHA256, run.Wasm, run.LoadWasm = mod.SHA256, nil, e.loader(mod)
+		if run.Name == "" {
+			run.Name = mod.Name
+		}
+	} else {
+		run.SHA256 = ModuleDigest(req.Wasm) // once: the engine trusts it
 	}
-	ex.Tier = tier
-	limits := e.TierLimits(tier).Clamp(Limits{Timeout: req.Timeout, MaxMemoryBytes: req.MaxMemoryBytes})
-	ex.Limits = limits
-	if limits.MaxModuleBytes > 0 && int64(len(req.Wasm)) > limits.MaxModuleBytes {
-		return ex, Errorf(ETOOLARGE, "module is %s, over the %s limit of tier %s",
-			FormatSize(int64(len(req.Wasm))), FormatSize(limits.MaxModuleBytes), tier.Name)
+	if run.Name == "" {
+		run.Name = "module.wasm"
 	}
-	if int64(len(req.Stdin)) > limits.MaxStdinBytes {
-		return ex, Errorf(ETOOLARGE, "stdin is %s, over the %s limit of tier %s",
-			FormatSize(int64(len(req.Stdin))), FormatSize(limits.MaxStdinBytes), tier.Name)
+	moduleBytes := int64(len(req.Wasm))
+
+	// Admission, at most twice: a second time when the first found the
+	// cached caller or module stale, on what was read again.
+	var adm Admitted
+	for attempt := 0; ; attempt++ {
+		if mod != nil {
+			moduleBytes = mod.SizeBytes
+		}
+		ex.Tier = c.Tier
+		run.Limits = c.Limits.Clamp(Limits{Timeout: req.Limits.Timeout, MaxMemoryBytes: req.Limits.MaxMemoryBytes})
+		ex.Limits = run.Limits
+		tag := c.tag.merge(modTag)
+		sizeErr := run.Limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), c.Tier.Name)
+		if sizeErr == nil {
+			var err error
+			adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
+				MaxConcurrent: c.Tier.MaxConcurrent, SlotTTL: run.Limits.Timeout + slotMargin, Epoch: tag.epoch})
+			if err != nil {
+				return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+			}
+			if e.Directory != nil {
+				e.Directory.Observe(adm.Epoch, adm.Fallback)
+			}
+			// While the fallback decides, the epoch only knows this
+			// replica's changes: old entries are read again.
+			stale := adm.Stale || adm.Fallback && tag.cached() &&
+				e.now().Sub(tag.loaded) > e.Directory.fallbackMaxAge()
+			if !stale {
+				break
+			}
+			if adm.OK() {
+				adm.Release(true)
+			}
+		} else if !tag.cached() {
+			return ex, sizeErr // a refusal on what the stores said
+		}
+		if attempt > 0 {
+			return ex, Errorf(EINTERNAL, "cached data stayed stale after it was read again")
+		}
+		// The cache said something that may no longer hold: read it again.
+		var err error
+		if ctx, c, err = e.Recheck(ctx, c); err != nil {
+			return ex, err
+		}
+		if mod != nil && modTag.cached() {
+			if mod, modTag, err = e.module(ctx, req.ModuleID, false); err != nil {
+				return ex, err
+			}
+			run.SHA256, run.LoadWasm = mod.SHA256, e.loader(mod)
+			if req.Name == "" {
+				run.Name = mod.Name
+			}
+		}
 	}
 
-	// The caller's runs in flight and the replica's gate come before the
-	// quota, because the limiter cannot give an event back: a run refused for
-	// concurrency or saturation must not have used one of the caller's runs.
-	// A slot whose holder died frees itself after the longest a run can take.
-	key := RateKey(user, req.ClientIP)
-	release, ok, err := e.Limiter.Acquire(ctx, "concurrency:"+key, tier.MaxConcurrent, limits.Timeout+time.Minute)
-	if err != nil {
-		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
-	}
-	if !ok {
+	if adm.Concurrency {
 		return ex, &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("too many runs in flight: tier %s allows %d at a time", tier.Name, tier.MaxConcurrent),
-			Err:     errors.Join(&concurrencyError{max: tier.MaxConcurrent}, &RetryAfterError{After: time.Second})}
+			Message: fmt.Sprintf("too many runs in flight: tier %s allows %d at a time", c.Tier.Name, c.Tier.MaxConcurrent),
+			Err:     errors.Join(&concurrencyError{max: c.Tier.MaxConcurrent}, &RetryAfterError{After: time.Second})}
 	}
-	defer release()
-
-	if e.Gate != nil {
-		leave, err := e.Gate.Enter(ctx)
-		if err != nil {
-			return ex, err
-		}
-		defer leave()
-	}
-
-	// Quotas: a refused request consumes nothing.
-	dec, err := e.Limiter.Allow(ctx, key, TierRateLimits(tier))
-	if err != nil {
-		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
-	}
+	dec := adm.Decision
 	ex.RateLimit = &dec
 	if !dec.Allowed {
 		return ex, &Error{Code: ERATELIMIT,
 			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-				tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter)),
+				c.Tier.Name, dec.Limit, windowName(dec.Limit, c.Tier), retryText(dec.RetryAfter)),
 			Err: &RetryAfterError{After: dec.RetryAfter}}
 	}
+	if e.Gate != nil {
+		leave, err := e.Gate.Enter(ctx)
+		if err != nil {
+			// Saturation is no use of the caller's quota.
+			adm.Release(true)
+			return ex, err
+		}
+		defer leave()
+	}
+	defer adm.Release(false)
 
 	// Admitted: from here on every outcome is a usage record.
 	start := e.now()
 	ex.ID = NewRunID(start)
-	run := &UsageRecord{ID: ex.ID, ModuleID: req.ModuleID, Tier: tier.Name, StdinBytes: int64(len(req.Stdin)), CreatedAt: start.UTC()}
-	if user != nil {
-		run.UserID = user.ID
+	rec := &UsageRecord{ID: ex.ID, ModuleID: req.ModuleID, ModuleSHA256: run.SHA256, Tier: c.Tier.Name,
+		StdinBytes: int64(len(req.Stdin)), CreatedAt: start.UTC()}
+	if c.User != nil {
+		rec.UserID = c.User.ID
 	}
-	if k := APIKeyFromContext(ctx); k != nil {
-		run.APIKeyID = k.ID
+	if c.Key != nil {
+		rec.APIKeyID = c.Key.ID
 	}
-	ex.Record = run
-	res, err := e.run(ctx, req, limits, run)
+	ex.Record = rec
+	res, err := e.Engine.Run(ctx, &run)
+	if err == nil && res == nil {
+		err = Errorf(EINTERNAL, "engine returned no result")
+	}
 	if err != nil {
-		run.ErrorCode = ErrorCode(err)
+		rec.ErrorCode = ErrorCode(err)
 		if res != nil { // stopped when the request ended: what it used
-			run.DurationMS = float64(res.Duration.Microseconds()) / 1000
-			run.MemoryPeakBytes = res.MemoryPeakBytes
-			run.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
+			rec.DurationMS = float64(res.Duration.Microseconds()) / 1000
+			rec.MemoryPeakBytes = res.MemoryPeakBytes
+			rec.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
 		}
 	} else {
 		ex.Result = res
-		run.Status = res.Status
-		run.ExitCode = res.ExitCode
-		run.DurationMS = float64(res.Duration.Microseconds()) / 1000
-		run.MemoryPeakBytes = res.MemoryPeakBytes
-		run.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
-		run.ModuleSHA256 = res.Module.SHA256
+		rec.Status = res.Status
+		rec.ExitCode = res.ExitCode
+		rec.DurationMS = float64(res.Duration.Microseconds()) / 1000
+		rec.MemoryPeakBytes = res.MemoryPeakBytes
+		rec.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
 	}
 	if e.Usage != nil {
-		e.Usage.Record(run)
+		e.Usage.Record(rec)
 	}
 	return ex, err
 }
 
-func (e *Executor) validate(user *User, req *ExecuteRequest) error {
+// module returns the stored module id (without its bytes) if the caller in
+// ctx may run it.
+func (e *Executor) module(ctx context.Context, id string, cached bool) (*Module, cacheTag, error) {
+	if e.Directory != nil {
+		return e.Directory.module(ctx, id, cached)
+	}
+	if e.Modules == nil {
+		return nil, cacheTag{}, Errorf(EINTERNAL, "no module store configured")
+	}
+	m, err := e.Modules.FindModuleByID(ctx, id)
+	return m, cacheTag{}, err
+}
+
+// loader returns the RunRequest.LoadWasm of a stored module: it reads the
+// bytes (under the same visibility rule) and checks that they are the ones
+// the digest names.
+func (e *Executor) loader(m *Module) func(ctx context.Context) ([]byte, error) {
+	id, sha := m.ID, m.SHA256
+	return func(ctx context.Context) ([]byte, error) {
+		if e.Modules == nil {
+			return nil, Errorf(EINTERNAL, "no module store configured")
+		}
+		full, err := e.Modules.FindModuleWasm(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if full.SHA256 != sha {
+			return nil, Errorf(ENOTFOUND, "module %q not found", id)
+		}
+		return full.Wasm, nil
+	}
+}
+
+func (e *Executor) validate(user *User, req *RunRequest) error {
 	switch {
 	case req.ModuleID != "" && len(req.Wasm) > 0:
 		return Errorf(EINVALID, "send either a module or a module_id, not both")
@@ -283,9 +443,9 @@ func (e *Executor) validate(user *User, req *ExecuteRequest) error {
 		return Errorf(EUNAUTHORIZED, "stored modules need an API key")
 	case req.ModuleID != "" && !ValidModuleID(req.ModuleID):
 		return Errorf(ENOTFOUND, "module %q not found", req.ModuleID)
-	case req.Timeout < 0:
+	case req.Limits.Timeout < 0:
 		return Errorf(EINVALID, "timeout must be positive")
-	case req.MaxMemoryBytes < 0:
+	case req.Limits.MaxMemoryBytes < 0:
 		return Errorf(EINVALID, "memory must be positive")
 	case len(req.Params) > 0 && req.Function == "":
 		return Errorf(EINVALID, "params need a function name")
@@ -299,41 +459,6 @@ func (e *Executor) validate(user *User, req *ExecuteRequest) error {
 
 // maxModuleNameBytes bounds a module's name, which is the guest's argv[0].
 const maxModuleNameBytes = 255
-
-// run loads a stored module if needed and runs it on the engine.
-func (e *Executor) run(ctx context.Context, req *ExecuteRequest, limits Limits, run *UsageRecord) (*Result, error) {
-	rr := &RunRequest{
-		Wasm: req.Wasm, Name: req.Name,
-		Args: req.Args, Env: req.Env, Stdin: req.Stdin,
-		Function: req.Function, Params: req.Params,
-		Limits: limits,
-	}
-	if req.ModuleID != "" {
-		if e.Modules == nil {
-			return nil, Errorf(EINTERNAL, "no module store configured")
-		}
-		m, err := e.Modules.FindModuleWasm(ctx, req.ModuleID)
-		if err != nil {
-			return nil, err
-		}
-		rr.Wasm, rr.SHA256 = m.Wasm, m.SHA256
-		run.ModuleSHA256 = m.SHA256
-		if rr.Name == "" {
-			rr.Name = m.Name
-		}
-	}
-	if rr.Name == "" {
-		rr.Name = "module.wasm"
-	}
-	res, err := e.Engine.Run(ctx, rr)
-	if err != nil {
-		return res, err // a Result here says what a stopped run used
-	}
-	if res == nil {
-		return nil, Errorf(EINTERNAL, "engine returned no result")
-	}
-	return res, nil
-}
 
 func windowName(limit int64, t *Tier) string {
 	if limit == t.RunsPerMinute && limit != t.RunsPerDay {
@@ -349,88 +474,3 @@ func windowName(limit int64, t *Tier) string {
 func retryText(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
-
-// RunGate bounds the runs in flight on one replica: at most max run at once,
-// at most queue more wait up to timeout for a slot, and everyone else is
-// refused at once with EUNAVAILABLE, so that a saturated replica answers
-// quickly instead of falling over.
-type RunGate struct {
-	slots      chan struct{}
-	waiting    chan struct{}
-	timeout    time.Duration
-	retryAfter time.Duration
-	inFlight   atomic.Int64
-	rejected   atomic.Int64
-}
-
-// NewRunGate returns a gate for slots concurrent runs with a queue of queue
-// waiters, each waiting at most timeout. slots below 1 is taken as 1.
-func NewRunGate(slots, queue int, timeout time.Duration) *RunGate {
-	slots = max(slots, 1)
-	queue = max(queue, 0)
-	return &RunGate{
-		slots:      make(chan struct{}, slots),
-		waiting:    make(chan struct{}, queue),
-		timeout:    timeout,
-		retryAfter: time.Second,
-	}
-}
-
-// Enter takes a slot, waiting in the queue when all are taken. It returns
-// EUNAVAILABLE (with a RetryAfter hint) when the queue is full or the wait
-// times out, and the context's error wrapped as EUNAVAILABLE when ctx ends.
-func (g *RunGate) Enter(ctx context.Context) (release func(), err error) {
-	select {
-	case g.slots <- struct{}{}:
-		return g.admitted(), nil
-	default:
-	}
-	select {
-	case g.waiting <- struct{}{}:
-	default:
-		return nil, g.refuse("server is saturated; retry later")
-	}
-	defer func() { <-g.waiting }()
-	var timer <-chan time.Time
-	if g.timeout > 0 {
-		t := time.NewTimer(g.timeout)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case g.slots <- struct{}{}:
-		return g.admitted(), nil
-	case <-timer:
-		return nil, g.refuse("server is saturated; retry later")
-	case <-ctx.Done():
-		return nil, WrapError(EUNAVAILABLE, ctx.Err(), "request ended while waiting for a run slot")
-	}
-}
-
-func (g *RunGate) admitted() func() {
-	g.inFlight.Add(1)
-	var once atomic.Bool
-	return func() {
-		if once.CompareAndSwap(false, true) {
-			g.inFlight.Add(-1)
-			<-g.slots
-		}
-	}
-}
-
-func (g *RunGate) refuse(msg string) error {
-	g.rejected.Add(1)
-	return &Error{Code: EUNAVAILABLE, Message: msg, Err: &RetryAfterError{After: g.retryAfter}}
-}
-
-// InFlight returns the runs holding a slot now.
-func (g *RunGate) InFlight() int64 { return g.inFlight.Load() }
-
-// Queued returns the runs waiting for a slot now.
-func (g *RunGate) Queued() int { return len(g.waiting) }
-
-// Capacity returns the number of slots.
-func (g *RunGate) Capacity() int { return cap(g.slots) }
-
-// Rejected returns how many runs the gate has refused since it was made.
-func (g *RunGate) Rejected() int64 { return g.rejected.Load() }

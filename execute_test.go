@@ -78,14 +78,14 @@ func TestExecutorLimits(t *testing.T) {
 	tests := []struct {
 		name        string
 		max         wasmwiz.Limits
-		req         wasmwiz.ExecuteRequest
+		req         wasmwiz.RunRequest
 		wantTimeout time.Duration
 		wantMemory  int64
 	}{
 		{name: "tier limits by default", wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
-		{name: "caller lowers both", req: wasmwiz.ExecuteRequest{Timeout: 500 * time.Millisecond, MaxMemoryBytes: 16 * wasmwiz.MiB},
+		{name: "caller lowers both", req: wasmwiz.RunRequest{Limits: wasmwiz.Limits{Timeout: 500 * time.Millisecond, MaxMemoryBytes: 16 * wasmwiz.MiB}},
 			wantTimeout: 500 * time.Millisecond, wantMemory: 16 * wasmwiz.MiB},
-		{name: "caller cannot raise", req: wasmwiz.ExecuteRequest{Timeout: time.Hour, MaxMemoryBytes: 4 * wasmwiz.GiB},
+		{name: "caller cannot raise", req: wasmwiz.RunRequest{Limits: wasmwiz.Limits{Timeout: time.Hour, MaxMemoryBytes: 4 * wasmwiz.GiB}},
 			wantTimeout: 5 * time.Second, wantMemory: 128 * wasmwiz.MiB},
 		{name: "server clamps the tier", max: wasmwiz.Limits{Timeout: time.Second, MaxMemoryBytes: 32 * wasmwiz.MiB},
 			wantTimeout: time.Second, wantMemory: 32 * wasmwiz.MiB},
@@ -119,7 +119,7 @@ func TestExecutorRecordsUsage(t *testing.T) {
 	t.Parallel()
 	f := newExecutorFixture(t)
 	ctx := wasmwiz.NewContextWithAPIKey(userCtx(7, wasmwiz.TierBasic), &wasmwiz.APIKey{ID: 3})
-	ex, err := f.ex.Execute(ctx, nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader, Stdin: []byte("abc")})
+	ex, err := f.ex.Execute(ctx, nil, &wasmwiz.RunRequest{Wasm: wasmHeader, Stdin: []byte("abc")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +132,11 @@ func TestExecutorRecordsUsage(t *testing.T) {
 	}
 	r := runs[0]
 	if r.ID != ex.ID || r.UserID != 7 || r.APIKeyID != 3 || r.Tier != wasmwiz.TierBasic || r.Status != wasmwiz.StatusOK ||
-		r.StdinBytes != 3 || r.OutputBytes != 2 || r.ModuleSHA256 != "abc" || r.MemoryPeakBytes != 65536 || r.DurationMS != 2 {
+		r.StdinBytes != 3 || r.OutputBytes != 2 || r.ModuleSHA256 != wasmwiz.ModuleDigest(wasmHeader) || r.MemoryPeakBytes != 65536 || r.DurationMS != 2 {
 		t.Errorf("record = %+v", r)
+	}
+	if f.runs[0].SHA256 != r.ModuleSHA256 {
+		t.Errorf("the engine got digest %q, the record %q: computed twice?", f.runs[0].SHA256, r.ModuleSHA256)
 	}
 	if f.keys[0] != "user:7" {
 		t.Errorf("rate key = %q, want user:7", f.keys[0])
@@ -154,7 +157,7 @@ func TestExecutorRecordsAStoppedRun(t *testing.T) {
 		return &wasmwiz.Result{Duration: 1500 * time.Millisecond, Stdout: []byte("partial")},
 			wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the request ended before the run did")
 	}
-	ex, err := f.ex.Execute(userCtx(7, wasmwiz.TierBasic), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	ex, err := f.ex.Execute(userCtx(7, wasmwiz.TierBasic), nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || ex.Result != nil {
 		t.Fatalf("Execute: %+v, %v", ex, err)
 	}
@@ -170,7 +173,7 @@ func TestExecutorRefusals(t *testing.T) {
 		name        string
 		ctx         context.Context
 		anonymous   bool
-		req         wasmwiz.ExecuteRequest
+		req         wasmwiz.RunRequest
 		allow       *wasmwiz.RateDecision
 		slotFull    bool
 		wantCode    string
@@ -178,18 +181,18 @@ func TestExecutorRefusals(t *testing.T) {
 		wantConc    bool
 		wantLimiter bool // the limiter was asked
 	}{
-		{name: "no caller", ctx: context.Background(), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader}, wantCode: wasmwiz.EUNAUTHORIZED},
+		{name: "no caller", ctx: context.Background(), req: wasmwiz.RunRequest{Wasm: wasmHeader}, wantCode: wasmwiz.EUNAUTHORIZED},
 		{name: "anonymous stored module", ctx: context.Background(), anonymous: true,
-			req: wasmwiz.ExecuteRequest{ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EUNAUTHORIZED},
+			req: wasmwiz.RunRequest{ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EUNAUTHORIZED},
 		{name: "no module", ctx: userCtx(1, "free"), wantCode: wasmwiz.EINVALID},
-		{name: "module and id", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EINVALID},
-		{name: "params without function", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, Params: []string{"1"}}, wantCode: wasmwiz.EINVALID},
-		{name: "stdin over tier", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader, Stdin: make([]byte, wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
-		{name: "module over tier", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: make([]byte, 10*wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
-		{name: "quota exhausted", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader},
+		{name: "module and id", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, ModuleID: wasmwiz.NewModuleID()}, wantCode: wasmwiz.EINVALID},
+		{name: "params without function", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Params: []string{"1"}}, wantCode: wasmwiz.EINVALID},
+		{name: "stdin over tier", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Stdin: make([]byte, wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "module over tier", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: make([]byte, 10*wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "quota exhausted", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader},
 			allow:    &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1500 * time.Millisecond},
 			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantLimiter: true},
-		{name: "too many in flight", ctx: userCtx(1, "free"), req: wasmwiz.ExecuteRequest{Wasm: wasmHeader}, slotFull: true,
+		{name: "too many in flight", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader}, slotFull: true,
 			// The quota is not asked, so the refusal consumes none of it.
 			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantConc: true, wantLimiter: false},
 	}
@@ -246,7 +249,7 @@ func TestExecutorRetryAfterIsTheLimitersWait(t *testing.T) {
 	f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
 		return wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1234 * time.Millisecond}, nil
 	}
-	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 	if d, _ := wasmwiz.RetryAfter(err); d != 1234*time.Millisecond {
 		t.Errorf("RetryAfter = %v, want 1.234s", d)
 	}
@@ -264,7 +267,11 @@ func TestExecutorAnonymous(t *testing.T) {
 		}
 		return freeTier(), nil
 	}}
-	ex, err := f.ex.Execute(context.Background(), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader, ClientIP: "192.0.2.7"})
+	c, err := f.ex.Caller(context.Background(), "192.0.2.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := f.ex.Execute(context.Background(), c, &wasmwiz.RunRequest{Wasm: wasmHeader})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,29 +290,43 @@ func TestExecutorStoredModule(t *testing.T) {
 	t.Parallel()
 	f := newExecutorFixture(t)
 	id := wasmwiz.NewModuleID()
-	f.modules.FindModuleWasmFn = func(ctx context.Context, mid string) (*wasmwiz.Module, error) {
+	var loads int
+	f.modules.FindModuleByIDFn = func(ctx context.Context, mid string) (*wasmwiz.Module, error) {
 		if mid != id {
 			return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 		}
+		return &wasmwiz.Module{ID: mid, Name: "hello.wasm", SHA256: "feed", SizeBytes: int64(len(wasmHeader))}, nil
+	}
+	f.modules.FindModuleWasmFn = func(ctx context.Context, mid string) (*wasmwiz.Module, error) {
+		loads++
 		return &wasmwiz.Module{ID: mid, Name: "hello.wasm", SHA256: "feed", Wasm: wasmHeader}, nil
 	}
-	if _, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{ModuleID: id}); err != nil {
+	if _, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.RunRequest{ModuleID: id}); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.runs[0]; got.SHA256 != "feed" || got.Name != "hello.wasm" || string(got.Wasm) != string(wasmHeader) {
-		t.Errorf("engine got %+v", got)
+	got := f.runs[0]
+	if got.SHA256 != "feed" || got.Name != "hello.wasm" || got.Wasm != nil || got.LoadWasm == nil {
+		t.Fatalf("engine got %+v; want the module by digest, with a loader and no bytes", got)
 	}
-	if r := f.usage.Runs()[0]; r.ModuleID != id {
-		t.Errorf("record module id = %q, want %q", r.ModuleID, id)
+	if loads != 0 {
+		t.Fatal("the bytes were read before the engine asked for them")
+	}
+	if b, err := got.ModuleWasm(context.Background()); err != nil || string(b) != string(wasmHeader) || loads != 1 {
+		t.Fatalf("LoadWasm: %q, %v, %d loads", b, err, loads)
+	}
+	if r := f.usage.Runs()[0]; r.ModuleID != id || r.ModuleSHA256 != "feed" {
+		t.Errorf("record = %+v", r)
 	}
 
-	// Another module id: ENOTFOUND, recorded (it passed the quota).
-	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{ModuleID: wasmwiz.NewModuleID()})
+	// Another module id: ENOTFOUND before the limiter is asked, so it costs
+	// no quota and leaves no record.
+	asked := len(f.keys)
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.RunRequest{ModuleID: wasmwiz.NewModuleID()})
 	if wasmwiz.ErrorCode(err) != wasmwiz.ENOTFOUND {
 		t.Fatalf("err = %v, want ENOTFOUND", err)
 	}
-	if r := f.usage.Runs(); len(r) != 2 || r[1].ErrorCode != wasmwiz.ENOTFOUND || r[1].Status != "" {
-		t.Errorf("second record = %+v", r[len(r)-1])
+	if len(f.keys) != asked || len(f.usage.Runs()) != 1 {
+		t.Errorf("a module the caller cannot see was admitted or recorded")
 	}
 }
 
@@ -315,7 +336,7 @@ func TestExecutorLimiterDown(t *testing.T) {
 	f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
 		return wasmwiz.RateDecision{}, errors.New("connection refused")
 	}
-	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	_, err := f.ex.Execute(userCtx(1, "free"), nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("err = %v, want EUNAVAILABLE", err)
 	}
@@ -327,7 +348,7 @@ func TestExecutorLimiterDown(t *testing.T) {
 func TestExecutorUnconfigured(t *testing.T) {
 	t.Parallel()
 	ex := &wasmwiz.Executor{}
-	res, err := ex.Execute(userCtx(1, "free"), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+	res, err := ex.Execute(userCtx(1, "free"), nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EINTERNAL || res == nil {
 		t.Fatalf("Execute on a zero Executor: %v, %v; want EINTERNAL and an Execution", res, err)
 	}
@@ -465,7 +486,7 @@ func TestExecutorTierFromAuthenticate(t *testing.T) {
 			}
 			ctx := wasmwiz.NewContextWithUser(context.Background(), tt.user)
 
-			ex, err := f.ex.Execute(ctx, nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader})
+			ex, err := f.ex.Execute(ctx, nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if !equalStrings(finds, tt.wantFinds) {

@@ -29,6 +29,13 @@ type ModuleFilter struct {
 	Offset int
 }
 
+// ModuleUpdate changes a stored module; nil fields are left alone.
+type ModuleUpdate struct {
+	Name        *string
+	Description *string
+	Public      *bool
+}
+
 // ModuleService stores modules. A module is visible to its owner, to admins,
 // and when Public to any authenticated caller (run and read, never delete).
 type ModuleService interface {
@@ -42,6 +49,11 @@ type ModuleService interface {
 	FindModuleWasm(ctx context.Context, id string) (*Module, error)
 	// FindModules lists the caller's own modules, newest first, with the total.
 	FindModules(ctx context.Context, filter ModuleFilter) ([]*Module, int, error)
+	// UpdateModule applies upd to a module of the caller (any, for admins)
+	// and returns it without its bytes. ENOTFOUND otherwise, also for
+	// another user's public module; EINVALID for an empty name or a name or
+	// description that is too long.
+	UpdateModule(ctx context.Context, id string, upd ModuleUpdate) (*Module, error)
 	// DeleteModule deletes a module of the caller (any, for admins). Runs that
 	// used it keep their records. ENOTFOUND otherwise.
 	DeleteModule(ctx context.Context, id string) error

@@ -26,8 +26,31 @@ type RateDecision struct {
 }
 
 // RateLimiter counts events per key against quotas, exactly at millisecond
-// resolution. Implementations: in-memory (one node) and Redis (all replicas).
+// resolution, and concurrent runs per key. Implementations: in-memory (one
+// node) and Redis (all replicas). It also holds the cache epoch (see
+// Directory) so that one call admits a run and checks that what the replica
+// cached is current: on Redis that is one round trip per execute.
 type RateLimiter interface {
+	// Admit takes, atomically, one of a.MaxConcurrent slots of a.Key and one
+	// event of every quota, or nothing: a run refused for concurrency or by
+	// a quota consumes nothing. When a.Epoch is set and differs from the
+	// limiter's cache epoch it takes nothing and answers Stale, so that the
+	// caller reads its data again and asks once more. Every answer carries
+	// the current epoch. Errors: EINVALID for an unusable Admission (as
+	// Allow and Acquire), EUNAVAILABLE for a limiter that cannot decide (the
+	// Redis limiter falls back instead when it has a fallback).
+	Admit(ctx context.Context, a Admission) (Admitted, error)
+	// PublishCacheEpoch tells the limiter the database's cache epoch e
+	// (CacheEpochService). When e is not the one last published the
+	// limiter's own epoch, the one Admit compares, moves to a value it never
+	// had, so that every replica's next Admit under the old one is Stale;
+	// publishing the same e again changes nothing. Writers publish after a
+	// change commits (the database's epoch grew with it); serve also
+	// publishes every second, which repairs a publication that was lost.
+	// EUNAVAILABLE when the shared store does not answer (the fallback's
+	// epoch moves all the same).
+	PublishCacheEpoch(ctx context.Context, e int64) error
+
 	// Allow records one event for key if every limit allows it; a refused
 	// event consumes nothing. Limits are told apart by Name and Window, so a
 	// changed Limit keeps the events already counted. Errors: EINVALID for an
@@ -42,13 +65,71 @@ type RateLimiter interface {
 	Acquire(ctx context.Context, key string, max int, ttl time.Duration) (release func(), ok bool, err error)
 }
 
+// Admission is what one execute asks of the RateLimiter before it runs.
+type Admission struct {
+	Key           string        // whose runs are counted: RateKey
+	Quotas        []RateLimit   // the tier's quotas: TierRateLimits
+	MaxConcurrent int           // the tier's concurrent runs
+	SlotTTL       time.Duration // a slot whose holder died frees itself after this
+	// Epoch is the cache epoch under which the caller's cached data was
+	// read (Directory); 0 when everything was read from the store for this
+	// request, and nothing needs checking.
+	Epoch int64
+}
+
+// Admitted is a RateLimiter's answer to Admit.
+type Admitted struct {
+	// Stale: Admission.Epoch is not the current epoch; nothing was taken.
+	Stale bool
+	// Concurrency: every slot was taken; nothing was taken.
+	Concurrency bool
+	// Decision is the quota decision, made when the epoch was current and a
+	// slot was free; when it refuses, the slot was not taken either.
+	Decision RateDecision
+	// Epoch is the limiter's cache epoch at this answer; 0 when it has none
+	// yet (nothing published, or Redis lost it): then nothing may be cached.
+	Epoch int64
+	// Fallback: decided by the in-memory fallback, not the shared store; the
+	// epoch then only reflects what this replica was told.
+	Fallback bool
+	// Release gives the slot back once the run is over; with refund true
+	// also the quota events (for a run that never started). Set, and safe to
+	// call more than once, when the run was admitted (Decision.Allowed). It
+	// does not wait for a shared store: the Redis limiter sends it with the
+	// next call, or at once in the background.
+	Release func(refund bool)
+}
+
+// OK reports whether the run may go ahead: a slot and every quota
+// event were taken.
+func (a *Admitted) OK() bool { return !a.Stale && !a.Concurrency && a.Decision.Allowed }
+
+// ValidateAdmission returns EINVALID for an Admission no limiter can decide:
+// those of ValidateRateLimits, MaxConcurrent below 1, SlotTTL below 1ms or
+// a negative Epoch. Both limiters check their input with it.
+func ValidateAdmission(a Admission) error {
+	if err := ValidateRateLimits(a.Key, a.Quotas); err != nil {
+		return err
+	}
+	switch {
+	case a.MaxConcurrent < 1:
+		return Errorf(EINVALID, "concurrency limit must be at least 1")
+	case a.SlotTTL < time.Millisecond:
+		return Errorf(EINVALID, "slot ttl must be at least 1ms")
+	case a.Epoch < 0:
+		return Errorf(EINVALID, "cache epoch must not be negative")
+	}
+	return nil
+}
+
 // RateLimitStats counts a limiter's decisions since it started, for metrics
 // (rate-limit decisions by result). Both limiters expose it as Stats().
 type RateLimitStats struct {
-	Allowed        uint64 // Allow calls that recorded an event
-	Limited        uint64 // Allow calls refused by a quota
-	Acquired       uint64 // Acquire calls that took a slot
-	AcquireRefused uint64 // Acquire calls refused because every slot was taken
+	Allowed        uint64 // Allow and Admit calls that recorded an event
+	Limited        uint64 // Allow and Admit calls refused by a quota
+	Acquired       uint64 // Acquire and Admit calls that took a slot
+	AcquireRefused uint64 // Acquire and Admit calls refused because every slot was taken
+	Stale          uint64 // Admit calls answered Stale: the caller's cache epoch was not current
 	Fallback       uint64 // Allow and Acquire calls decided by the fallback, not the shared store
 	FallbackActive bool   // the shared store is currently considered down
 	Outages        uint64 // times the limiter switched to its fallback

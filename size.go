@@ -95,3 +95,31 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// SizeError is the one ETOOLARGE for a module or stdin over its limit, as
+// every layer that refuses one words it: what ("module", "stdin"), its size
+// (negative when a body was cut off at the limit before its end), the limit,
+// and the tier it belongs to ("" leaves the tier out).
+func SizeError(what string, size, limit int64, tier string) error {
+	msg := what + " is over the " + FormatSize(limit) + " limit"
+	if size >= 0 {
+		msg = what + " is " + FormatSize(size) + ", over the " + FormatSize(limit) + " limit"
+	}
+	if tier != "" {
+		msg += " of tier " + tier
+	}
+	return &Error{Code: ETOOLARGE, Message: msg}
+}
+
+// CheckSizes returns SizeError for a module of moduleBytes or a stdin of
+// stdinBytes over l (a MaxModuleBytes of 0 means no module limit); tier
+// names the tier in the message.
+func (l Limits) CheckSizes(moduleBytes, stdinBytes int64, tier string) error {
+	if l.MaxModuleBytes > 0 && moduleBytes > l.MaxModuleBytes {
+		return SizeError("module", moduleBytes, l.MaxModuleBytes, tier)
+	}
+	if stdinBytes > l.MaxStdinBytes {
+		return SizeError("stdin", stdinBytes, l.MaxStdinBytes, tier)
+	}
+	return nil
+}

@@ -80,3 +80,24 @@ func ValidateKeyName(name string) error {
 // ValidTierName reports whether s can name a tier: 1-32 characters of a-z,
 // 0-9, - and _. A lookup of any other name is ENOTFOUND without a query.
 func ValidTierName(s string) bool { return validName(s) }
+
+// Validate returns EINVALID for a change no module can take: an empty or
+// too long name, a description that is too long, or either holding a NUL
+// byte or not UTF-8.
+func (u ModuleUpdate) Validate() error {
+	if u.Name != nil {
+		if *u.Name == "" || len(*u.Name) > MaxModuleNameBytes {
+			return Errorf(EINVALID, "module name must be 1 to %d bytes", MaxModuleNameBytes)
+		}
+		if err := CheckText("module name", *u.Name); err != nil {
+			return err
+		}
+	}
+	if u.Description != nil {
+		if len(*u.Description) > MaxModuleDescriptionBytes {
+			return Errorf(EINVALID, "module description is longer than %d bytes", MaxModuleDescriptionBytes)
+		}
+		return CheckText("module description", *u.Description)
+	}
+	return nil
+}

@@ -74,6 +74,23 @@ func (c *Client) GetModule(ctx context.Context, id string) (*wasmwiz.Module, err
 	return &out, c.call(ctx, http.MethodGet, "/api/v1/modules/"+url.PathEscape(id), nil, nil, &out)
 }
 
+// ModuleChange is what UpdateModule changes; nil fields are left alone.
+type ModuleChange struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Public      *bool   `json:"public,omitempty"`
+}
+
+// UpdateModule renames one of the caller's modules (any, for admins),
+// changes its description, or makes it public or private (PATCH
+// /api/v1/modules/{id}); a change of name or visibility applies to the next
+// run on every replica. ENOTFOUND for a module that is not the caller's,
+// EINVALID for a bad name or description.
+func (c *Client) UpdateModule(ctx context.Context, id string, ch ModuleChange) (*wasmwiz.Module, error) {
+	var out wasmwiz.Module
+	return &out, c.call(ctx, http.MethodPatch, "/api/v1/modules/"+url.PathEscape(id), nil, ch, &out)
+}
+
 // DeleteModule deletes one of the caller's modules (DELETE
 // /api/v1/modules/{id}). ENOTFOUND for anything else.
 func (c *Client) DeleteModule(ctx context.Context, id string) error {

@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,30 +29,14 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
 )
 
 // benchModule is the tiny WASI command every target runs: it writes
-// "hello\n" to stdout (benchhello.wat below, built with wat2wasm).
+// "hello\n" to stdout (bench.wat, built with wat2wasm).
 //
-//	(module
-//	  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-//	  (memory (export "memory") 1)
-//	  (data (i32.const 16) "hello\n")
-//	  (func (export "_start")
-//	    (i32.store (i32.const 0) (i32.const 16))
-//	    (i32.store (i32.const 4) (i32.const 6))
-//	    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-var benchModule = []byte{
-	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f,
-	0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00, 0x02, 0x23, 0x01, 0x16, 0x77, 0x61, 0x73, 0x69, 0x5f, 0x73,
-	0x6e, 0x61, 0x70, 0x73, 0x68, 0x6f, 0x74, 0x5f, 0x70, 0x72, 0x65, 0x76, 0x69, 0x65, 0x77, 0x31,
-	0x08, 0x66, 0x64, 0x5f, 0x77, 0x72, 0x69, 0x74, 0x65, 0x00, 0x00, 0x03, 0x02, 0x01, 0x01, 0x05,
-	0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00,
-	0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x01, 0x0a, 0x1d, 0x01, 0x1b, 0x00, 0x41, 0x00,
-	0x41, 0x10, 0x36, 0x02, 0x00, 0x41, 0x04, 0x41, 0x06, 0x36, 0x02, 0x00, 0x41, 0x01, 0x41, 0x00,
-	0x41, 0x01, 0x41, 0x08, 0x10, 0x00, 0x1a, 0x0b, 0x0b, 0x0c, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x06,
-	0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x0a,
-}
+//go:embed bench.wasm
+var benchModule []byte
 
 // benchOptions are what tests change about `wasmwiz bench`.
 type benchOptions struct {
@@ -60,46 +47,94 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 	return runBench(ctx, env, args, benchOptions{})
 }
 
-// benchFigures are one target's measurements.
+// benchFigures are one round of one target.
 type benchFigures struct {
-	name     string
 	requests int
 	elapsed  time.Duration
-	lat      []time.Duration
+	lat      []time.Duration // sorted
 }
 
 func (f *benchFigures) rps() float64 { return float64(f.requests) / f.elapsed.Seconds() }
 
-func (f *benchFigures) pct(p float64) time.Duration {
-	if len(f.lat) == 0 {
+// benchTarget is one target and its rounds.
+type benchTarget struct {
+	name, url, key string
+	rounds         []*benchFigures
+	lat            []time.Duration // every measured request, sorted at the end
+}
+
+// best and median are the round with the most and the median requests per
+// second.
+func (t *benchTarget) best() float64 {
+	return slices.MaxFunc(t.rounds, func(a, b *benchFigures) int { return cmpFloat(a.rps(), b.rps()) }).rps()
+}
+
+func (t *benchTarget) median() float64 {
+	r := make([]float64, len(t.rounds))
+	for i, f := range t.rounds {
+		r[i] = f.rps()
+	}
+	slices.Sort(r)
+	if n := len(r); n%2 == 0 {
+		return (r[n/2-1] + r[n/2]) / 2
+	}
+	return r[len(r)/2]
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// pct returns the p-quantile of sorted latencies.
+func pct(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
 		return 0
 	}
-	return f.lat[min(len(f.lat)-1, int(p*float64(len(f.lat))))]
+	return lat[min(len(lat)-1, int(p*float64(len(lat))))]
 }
 
 func runBench(ctx context.Context, env *Env, args []string, bo benchOptions) error {
 	fs := newFlagSet(env, "bench", `usage: wasmwiz bench [flags]
 
-Measures, on loopback and in one run, requests per second of:
+Measures, on loopback and in one process, requests per second of:
   bare        a net/http handler answering a small JSON body
   raw-wazero  a handler that runs a tiny WASI module on wazero in-process
   full-stack  warm execute of the same module, stored, through serve: auth,
               rate limiter, usage records, worker pool (the configured
               database and Redis, WASMWIZ_*).
+The targets take turns in every round, so that the machine's load falls on
+all three alike; each is reported by its best and median round, with the
+p50 and p99 latency of all its measured requests. For the full stack it
+also counts the database transactions (PostgreSQL) and Redis commands per
+request, and times each step of one request alone.
 The full stack adds a tier "bench" and a user to the configured database.`)
 	var (
-		requests    = fs.Int("requests", 5000, "requests per target (after the warm-up)")
+		requests    = fs.Int("requests", 5000, "requests per target and round (after the warm-up)")
 		warmup      = fs.Int("warmup", 500, "warm-up requests per target, not measured")
-		concurrency = fs.Int("concurrency", 4, "clients sending at once")
-		rounds      = fs.Int("rounds", 3, "rounds; targets take turns in each, and the best round of each is reported")
+		concurrency = fs.String("concurrency", "4,16", "clients sending at once; a comma-separated list measures each in turn")
+		rounds      = fs.Int("rounds", 3, "rounds; the targets take turns in each")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process during the full stack's measured requests to this file")
 		steps       = fs.Int("steps", 500, "calls per step of the full stack's per-request cost breakdown (0: none)")
 	)
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	if *requests < 1 || *concurrency < 1 || *rounds < 1 || *warmup < 0 {
-		return fs.usageError("--requests, --concurrency and --rounds must be at least 1, --warmup at least 0")
+	var clients []int
+	for _, c := range strings.Split(*concurrency, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fs.usageError("--concurrency must be whole numbers of at least 1, comma-separated")
+		}
+		clients = append(clients, n)
+	}
+	if *requests < 1 || *rounds < 1 || *warmup < 0 {
+		return fs.usageError("--requests and --rounds must be at least 1, --warmup at least 0")
 	}
 
 	// bare
@@ -132,86 +167,109 @@ The full stack adds a tier "bench" and a user to the configured database.`)
 		return err
 	}
 	defer full.stop()
-	fullURL, key := full.url, full.key
 
-	targets := []struct {
-		name, url, key, ctype string
-		body                  []byte
-	}{
-		{"bare", bareURL + "/", "", "application/octet-stream", nil},
-		{"raw-wazero", rawURL + "/", "", "application/octet-stream", nil},
-		{"full-stack", fullURL, key, "application/octet-stream", nil},
-	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency * 2, MaxConnsPerHost: *concurrency * 2}}
+	maxClients := slices.Max(clients)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxClients * 2, MaxConnsPerHost: maxClients * 2}}
 	defer hc.CloseIdleConnections()
-	best := map[string]*benchFigures{}
-	for round := 0; round < *rounds; round++ {
-		for _, tg := range targets {
-			send := func() error {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, tg.url, bytes.NewReader(tg.body))
-				if err != nil {
-					return err
-				}
-				req.Header.Set("Content-Type", tg.ctype)
-				if tg.key != "" {
-					req.Header.Set("Authorization", "Bearer "+tg.key)
-				}
-				resp, err := hc.Do(req)
-				if err != nil {
-					return err
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`hello\n`)) {
-					return fmt.Errorf("%s: %d %.200s", tg.name, resp.StatusCode, b)
-				}
-				return nil
-			}
-			if round == 0 {
-				if _, err := load(ctx, *warmup, *concurrency, send); err != nil {
-					return fmt.Errorf("warm-up of %s: %w", tg.name, err)
-				}
-			}
-			if *cpuProfile != "" && tg.name == "full-stack" && round == 0 {
-				pf, err := os.Create(*cpuProfile)
-				if err != nil {
-					return err
-				}
-				if err := pprof.StartCPUProfile(pf); err != nil {
-					pf.Close()
-					return err
-				}
-			}
-			f, err := load(ctx, *requests, *concurrency, send)
-			if *cpuProfile != "" && tg.name == "full-stack" && round == 0 {
-				pprof.StopCPUProfile()
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", tg.name, err)
-			}
-			f.name = tg.name
-			if b := best[tg.name]; b == nil || f.rps() > b.rps() {
-				best[tg.name] = f
-			}
-		}
-	}
 
 	cpu := cpuModel()
-	fmt.Fprintf(env.Stdout, "wasmwiz bench: %s, %d requests per target after %d warm-up, %d clients, best of %d rounds\n",
-		time.Now().UTC().Format("2006-01-02"), *requests, *warmup, *concurrency, *rounds)
-	fmt.Fprintf(env.Stdout, "machine: %d cores, %s\n\n", runtime.NumCPU(), cpu)
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tmean\tp50\tp99\tvs raw-wazero\t")
-	for _, tg := range targets {
-		f := best[tg.name]
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.2f\t\n", f.name, f.rps(), meanOf(f.lat).Round(time.Microsecond),
-			f.pct(0.5).Round(time.Microsecond), f.pct(0.99).Round(time.Microsecond), f.rps()/best["raw-wazero"].rps())
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+	fmt.Fprintf(env.Stdout, "wasmwiz bench: %s, %d requests per target and round after %d warm-up, %d rounds, targets taking turns\n",
+		time.Now().UTC().Format("2006-01-02"), *requests, *warmup, *rounds)
+	fmt.Fprintf(env.Stdout, "machine: %d cores, %s; database %s, limiter %s\n", runtime.NumCPU(), cpu, full.database(), full.limiterKind())
+
+	profiled := false
+	for _, c := range clients {
+		targets := []*benchTarget{
+			{name: "bare", url: bareURL + "/"},
+			{name: "raw-wazero", url: rawURL + "/"},
+			{name: "full-stack", url: full.url, key: full.key},
+		}
+		var counted benchCounters
+		for round := 0; round < *rounds; round++ {
+			for _, tg := range targets {
+				send := func() error { return benchRequest(ctx, hc, tg) }
+				if round == 0 {
+					if _, err := load(ctx, *warmup, c, send); err != nil {
+						return fmt.Errorf("warm-up of %s: %w", tg.name, err)
+					}
+				}
+				isFull := tg.name == "full-stack"
+				profile := *cpuProfile != "" && isFull && !profiled
+				if profile {
+					pf, err := os.Create(*cpuProfile)
+					if err != nil {
+						return err
+					}
+					if err := pprof.StartCPUProfile(pf); err != nil {
+						pf.Close()
+						return err
+					}
+					defer pf.Close()
+				}
+				var before benchCounters
+				if isFull {
+					before = full.counters(ctx)
+				}
+				f, err := load(ctx, *requests, c, send)
+				if profile {
+					pprof.StopCPUProfile()
+					profiled = true
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", tg.name, err)
+				}
+				if isFull {
+					counted = counted.add(full.counters(ctx).sub(before))
+				}
+				tg.rounds = append(tg.rounds, f)
+				tg.lat = append(tg.lat, f.lat...)
+			}
+		}
+		fmt.Fprintf(env.Stdout, "\n%d clients:\n", c)
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "target\tbest req/s\tmedian req/s\tp50\tp99\tbest vs raw-wazero\tmedian vs raw-wazero\t")
+		raw := targets[1]
+		for _, tg := range targets {
+			slices.Sort(tg.lat)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%.2f\t%.2f\t\n", tg.name, tg.best(), tg.median(),
+				pct(tg.lat, 0.5).Round(time.Microsecond), pct(tg.lat, 0.99).Round(time.Microsecond),
+				tg.best()/raw.best(), tg.median()/raw.median())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		n := float64(*requests * *rounds)
+		if counted.pg >= 0 {
+			fmt.Fprintf(env.Stdout, "full stack, per request: %.3f PostgreSQL transactions (pg_stat_database)\n", float64(counted.pg)/n)
+		}
+		if counted.redis >= 0 {
+			fmt.Fprintf(env.Stdout, "full stack, per request: %.3f Redis commands (INFO commandstats)\n", float64(counted.redis)/n)
+		}
 	}
 	if *steps > 0 {
 		return full.breakdown(ctx, env.Stdout, *steps)
+	}
+	return nil
+}
+
+// benchRequest sends one request to tg and checks the answer.
+func benchRequest(ctx context.Context, hc *http.Client, tg *benchTarget) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tg.url, http.NoBody)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if tg.key != "" {
+		req.Header.Set("Authorization", "Bearer "+tg.key)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`hello\n`)) {
+		return fmt.Errorf("%s: %d %.200s", tg.name, resp.StatusCode, b)
 	}
 	return nil
 }
@@ -251,17 +309,6 @@ func load(ctx context.Context, n, c int, send func() error) (*benchFigures, erro
 	}
 	slices.Sort(f.lat)
 	return f, firstErr
-}
-
-func meanOf(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	var sum time.Duration
-	for _, x := range d {
-		sum += x
-	}
-	return sum / time.Duration(len(d))
 }
 
 // serveLoopback serves srv on 127.0.0.1:0.
@@ -401,15 +448,101 @@ func (b *benchServer) setup(ctx context.Context) error {
 	return nil
 }
 
+// benchCounters are the database transactions and Redis commands so far;
+// -1 where not measured (SQLite, no Redis).
+type benchCounters struct{ pg, redis int64 }
+
+func (c benchCounters) sub(o benchCounters) benchCounters {
+	return benchCounters{pg: diffCount(c.pg, o.pg), redis: diffCount(c.redis, o.redis)}
+}
+
+func (c benchCounters) add(o benchCounters) benchCounters {
+	if c == (benchCounters{}) {
+		return o
+	}
+	return benchCounters{pg: sumCount(c.pg, o.pg), redis: sumCount(c.redis, o.redis)}
+}
+
+func diffCount(a, b int64) int64 {
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return a - b
+}
+
+func sumCount(a, b int64) int64 {
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return a + b
+}
+
+// counters reads PostgreSQL's transaction count of the database
+// (pg_stat_database, which backends report within a second of going idle,
+// hence the wait) and Redis's command count (INFO commandstats); both count
+// every client of the server, so measure on a database and a Redis of its
+// own.
+func (b *benchServer) counters(ctx context.Context) benchCounters {
+	c := benchCounters{pg: -1, redis: -1}
+	if db, ok := b.srv.store.(*postgres.DB); ok {
+		time.Sleep(1500 * time.Millisecond)
+		var n int64
+		if err := db.Pool().QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database
+			WHERE datname = current_database()`).Scan(&n); err == nil {
+			c.pg = n
+		}
+	}
+	if b.srv.rclient != nil {
+		if info, err := b.srv.rclient.Info(ctx, "commandstats").Result(); err == nil {
+			c.redis = 0
+			for _, line := range strings.Split(info, "\n") {
+				if _, rest, ok := strings.Cut(line, ":calls="); ok && strings.HasPrefix(line, "cmdstat_") {
+					calls, _, _ := strings.Cut(rest, ",")
+					n, _ := strconv.ParseInt(calls, 10, 64)
+					c.redis += n
+				}
+			}
+		}
+	}
+	return c
+}
+
+func (b *benchServer) database() string { return storeKind(b.srv.cfg) }
+
+func (b *benchServer) limiterKind() string {
+	if b.srv.shared != nil {
+		return "Redis"
+	}
+	return "in memory"
+}
+
 // breakdown times, one call at a time, each dependency call an execute of
-// the stored module makes, and prints the mean of each: what the full stack
-// costs beyond running the guest.
+// the stored module makes (on the warm path, or on a miss), and prints the
+// mean of each: what the full stack costs beyond running the guest.
 func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 	st := b.srv.Store()
 	uctx := wasmwiz.NewContextWithUser(ctx, b.user)
-	limits := wasmwiz.TierRateLimits(b.tier)
-	key := wasmwiz.RateKey(b.user, "")
-	rr := &wasmwiz.RunRequest{Wasm: benchModule, SHA256: b.module.SHA256, Name: "bench.wasm", Limits: b.tier.Limits}
+	epoch, err := st.CacheEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	dir := &wasmwiz.Directory{Keys: st, Modules: st, Tiers: st}
+	dir.Observe(epoch, false)
+	if _, err := dir.Authenticate(ctx, b.key, true); err != nil {
+		return err
+	}
+	adm := wasmwiz.Admission{Key: wasmwiz.RateKey(b.user, ""), Quotas: wasmwiz.TierRateLimits(b.tier),
+		MaxConcurrent: b.tier.MaxConcurrent, SlotTTL: time.Minute}
+	var loads atomic.Int64
+	rr := &wasmwiz.RunRequest{SHA256: b.module.SHA256, Name: "bench.wasm", Limits: b.tier.Limits,
+		LoadWasm: func(ctx context.Context) ([]byte, error) {
+			loads.Add(1)
+			m, err := st.FindModuleWasm(uctx, b.module.ID)
+			if err != nil {
+				return nil, err
+			}
+			return m.Wasm, nil
+		}}
 	rawH, closeRaw, err := rawWazeroHandler(ctx)
 	if err != nil {
 		return err
@@ -421,18 +554,18 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 		call func() error
 		per  int // calls' worth of work in one call
 	}{
-		{"authenticate the key (store)", func() error { _, _, err := st.Authenticate(ctx, b.key); return err }, 1},
-		{"find the tier (store)", func() error { _, err := st.FindTier(uctx, b.tier.Name); return err }, 1},
-		{"rate quota: Allow (limiter)", func() error { _, err := b.srv.limiter.Allow(ctx, key, limits); return err }, 1},
-		{"concurrency slot: Acquire + release (limiter)", func() error {
-			release, ok, err := b.srv.limiter.Acquire(ctx, "concurrency:"+key, b.tier.MaxConcurrent, time.Minute)
-			if err == nil && ok {
-				release()
+		{"authenticate the key: Directory, warm (no round trip)", func() error { _, err := dir.Authenticate(ctx, b.key, true); return err }, 1},
+		{"authenticate the key: database (a miss)", func() error { _, _, err := st.Authenticate(ctx, b.key); return err }, 1},
+		{"admit: slot, quotas, cache epoch (limiter, one call; release not waited for)", func() error {
+			a, err := b.srv.limiter.Admit(ctx, adm)
+			if err == nil && a.OK() {
+				a.Release(false)
 			}
 			return err
 		}, 1},
-		{"load the stored module (store)", func() error { _, err := st.FindModuleWasm(uctx, b.module.ID); return err }, 1},
-		{"run in a worker (pool)", func() error { _, err := b.srv.pool.Run(ctx, rr); return err }, 1},
+		{"stored module's owner, visibility, digest: database (a miss)", func() error { _, err := st.FindModuleByID(uctx, b.module.ID); return err }, 1},
+		{"stored module's bytes: database (no worker holds it)", func() error { _, err := st.FindModuleWasm(uctx, b.module.ID); return err }, 1},
+		{"run in a worker by digest (pool; a worker holds it)", func() error { _, err := b.srv.pool.Run(ctx, rr); return err }, 1},
 		{"usage record, batched by 100 (store, off the request path)", func() error {
 			now := time.Now().UTC()
 			for i := range batch {
@@ -442,10 +575,10 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 			return st.CreateRuns(ctx, batch)
 		}, len(batch)},
 		{"raw wazero run, no HTTP (reference)", func() error {
-			rec := &discardResponse{h: http.Header{}}
-			rawH.ServeHTTP(rec, httptestRequest(ctx))
-			if rec.status != 0 && rec.status != http.StatusOK {
-				return fmt.Errorf("raw run: %d", rec.status)
+			rec := httptest.NewRecorder()
+			rawH.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, "http://bench/", http.NoBody))
+			if rec.Code != http.StatusOK {
+				return fmt.Errorf("raw run: %d", rec.Code)
 			}
 			return nil
 		}, 1},
@@ -463,22 +596,11 @@ func (b *benchServer) breakdown(ctx context.Context, w io.Writer, n int) error {
 		per := time.Since(start) / time.Duration(calls*s.per)
 		fmt.Fprintf(tw, "  %s\t%s\t\n", s.name, per.Round(100*time.Nanosecond))
 	}
-	return tw.Flush()
-}
-
-// discardResponse is a ResponseWriter that keeps only the status.
-type discardResponse struct {
-	h      http.Header
-	status int
-}
-
-func (d *discardResponse) Header() http.Header         { return d.h }
-func (d *discardResponse) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discardResponse) WriteHeader(s int)           { d.status = s }
-
-func httptestRequest(ctx context.Context) *http.Request {
-	r, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://bench/", http.NoBody)
-	return r
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  (the module's bytes were read %d times in %d runs by digest)\n", loads.Load(), n)
+	return nil
 }
 
 // cpuModel returns the CPU's model name from /proc/cpuinfo, or "unknown CPU".

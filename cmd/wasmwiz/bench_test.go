@@ -1,37 +1,46 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
 
-// TestBench runs `wasmwiz bench` with a few requests: every target answers
-// the module's output (bench fails on any other answer) and the table has
-// one row per target with its ratio to raw wazero.
+// TestBench runs `wasmwiz bench` with a few requests at two client counts:
+// every target answers the module's output (bench fails on any other
+// answer), each table has one row per target with its best and median
+// ratio to raw wazero, and the breakdown has a line per step.
 func TestBench(t *testing.T) {
 	t.Parallel()
 	vars := map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "bench.db"), "WASMWIZ_WORKERS": "2"}
 	var stdout, stderr syncBuffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
-	err := runBench(context.Background(), env, []string{"--requests", "40", "--warmup", "5", "--rounds", "1", "--concurrency", "2", "--steps", "20"},
+	err := runBench(context.Background(), env, []string{"--requests", "40", "--warmup", "5", "--rounds", "2", "--concurrency", "1,3", "--steps", "20"},
 		benchOptions{serve: testServeOptions()})
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr: %s", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, target := range []string{"bare", "raw-wazero", "full-stack"} {
-		row := regexp.MustCompile(`(?m)^\s*` + target + `\s+\d+\s+\S+\s+\S+\s+\S+\s+\d+\.\d\d\s*$`)
-		if !row.MatchString(out) {
-			t.Errorf("no row for %s in:\n%s", target, out)
+	for _, clients := range []string{"1", "3"} {
+		if !strings.Contains(out, "\n"+clients+" clients:\n") {
+			t.Errorf("no table for %s clients in:\n%s", clients, out)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^\s*raw-wazero .* 1\.00\s*$`).MatchString(out) {
-		t.Errorf("raw-wazero is not the 1.00 reference:\n%s", out)
+	for _, target := range []string{"bare", "raw-wazero", "full-stack"} {
+		row := regexp.MustCompile(`(?m)^\s*` + target + `\s+\d+\s+\d+\s+\S+\s+\S+\s+\d+\.\d\d\s+\d+\.\d\d\s*$`)
+		if n := len(row.FindAllString(out, -1)); n != 2 {
+			t.Errorf("%d rows for %s, want one per client count, in:\n%s", n, target, out)
+		}
 	}
-	for _, step := range []string{"authenticate the key", "find the tier", "rate quota", "concurrency slot", "load the stored module", "run in a worker", "usage record", "raw wazero run"} {
+	if n := len(regexp.MustCompile(`(?m)^\s*raw-wazero .* 1\.00\s+1\.00\s*$`).FindAllString(out, -1)); n != 2 {
+		t.Errorf("raw-wazero is not the 1.00 reference in both tables:\n%s", out)
+	}
+	for _, step := range []string{"authenticate the key: Directory", "authenticate the key: database", "admit:", "stored module's owner", "stored module's bytes", "run in a worker by digest", "usage record", "raw wazero run"} {
 		if !regexp.MustCompile(`(?m)^  ` + step + `.*\s\d+(\.\d+)?(ns|µs|ms|s)\s*$`).MatchString(out) {
 			t.Errorf("no breakdown line for %q in:\n%s", step, out)
 		}
@@ -57,5 +66,25 @@ func TestBenchFlags(t *testing.T) {
 		if code != exitUsage || !strings.HasSuffix(errOut, "\nRun 'wasmwiz help bench' for usage.\n") {
 			t.Errorf("%s: exit %d, stderr %q", tt.name, code, errOut)
 		}
+	}
+}
+
+// TestBenchModule: the module bench embeds is its .wat source built.
+func TestBenchModule(t *testing.T) {
+	t.Parallel()
+	wat2wasm, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm is not installed: bench.wasm is not checked against bench.wat")
+	}
+	out := filepath.Join(t.TempDir(), "bench.wasm")
+	if b, err := exec.Command(wat2wasm, "bench.wat", "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, b)
+	}
+	built, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(built, benchModule) {
+		t.Fatal("bench.wasm is not bench.wat built: run wat2wasm bench.wat -o bench.wasm")
 	}
 }

@@ -104,6 +104,10 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || got.Name != "echo" || got.Description != "trims stdin" || got.SHA256 != m.SHA256 {
 		t.Fatalf("GetModule: %+v, %v", got, err)
 	}
+	desc := "trims stdin and stdout"
+	if up, err := user.UpdateModule(ctx, m.ID, client.ModuleChange{Description: &desc}); err != nil || up.Name != "echo" || up.Description != desc || up.Public {
+		t.Fatalf("UpdateModule: %+v, %v", up, err)
+	}
 	for _, kind := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
 		ex, err := user.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{Stdin: []byte(" stored "), Body: kind})
 		if err != nil || string(ex.Result.Stdout) != "stored" {

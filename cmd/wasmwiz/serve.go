@@ -47,6 +47,9 @@ type ServeOptions struct {
 	RedisPrefix string
 	// RetentionInterval is how often old runs are deleted (default 5 minutes).
 	RetentionInterval time.Duration
+	// EpochInterval is how often the database's cache epoch is published
+	// to the limiter (default 1s).
+	EpochInterval time.Duration
 	// UsageFlushInterval is how long a usage record may wait for its batch
 	// (default the writer's, 1s).
 	UsageFlushInterval time.Duration
@@ -175,9 +178,19 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 			return nil, err
 		}
 		lim = s.shared
-		readiness = append(readiness, wwhttp.ReadinessCheck{Name: "redis", Ping: s.shared.Ping})
+		readiness = append(readiness, wwhttp.ReadinessCheck{Name: "redis", Ping: s.shared.Ping},
+			// While Redis is away no replica hears of another's changes:
+			// cached keys, tiers and modules are read again after a second.
+			wwhttp.ReadinessCheck{Name: "cache", Ping: func(context.Context) error {
+				if s.shared.Stats().FallbackActive {
+					return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "cache confirmed by this replica alone: entries live at most %s", wasmwiz.DefaultFallbackMaxAge)
+				}
+				return nil
+			}})
 	}
 	s.limiter = lim
+	// The cache epoch, before the first request.
+	s.publishEpoch(ctx)
 
 	command := opts.WorkerCommand
 	if len(command) == 0 {
@@ -224,7 +237,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	}
 	if s.api, err = wwhttp.NewServer(wwhttp.Options{
 		Users: s.store, Keys: s.store, Tiers: s.store, Modules: s.store, Runs: s.store,
-		Engine: s.pool, Limiter: s.limiter, Usage: s.usage,
+		Engine: s.pool, Limiter: s.limiter, Usage: s.usage, Epochs: s.store,
 		Readiness:         readiness,
 		Auth:              cfg.Auth,
 		TrustedProxies:    cfg.TrustedProxies,
@@ -319,6 +332,9 @@ func (s *Server) LimiterStats() wasmwiz.RateLimitStats {
 
 // UsageStats returns the usage writer's counters.
 func (s *Server) UsageStats() usage.Stats { return s.usage.Stats() }
+
+// CacheStats returns the lookups of the execute path's cache so far.
+func (s *Server) CacheStats() wasmwiz.DirectoryStats { return s.api.CacheStats() }
 
 // PoolStats returns the worker pool's counters.
 func (s *Server) PoolStats() worker.Stats { return s.pool.Stats() }

@@ -21,10 +21,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	retCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
 	var retWG sync.WaitGroup
-	retWG.Add(1)
+	retWG.Add(2)
 	go func() {
 		defer retWG.Done()
 		s.retentionLoop(retCtx)
+	}()
+	go func() {
+		defer retWG.Done()
+		s.epochLoop(retCtx)
 	}()
 
 	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}

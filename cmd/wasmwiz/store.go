@@ -21,6 +21,7 @@ type Store interface {
 	wasmwiz.TierService
 	wasmwiz.ModuleService
 	wasmwiz.RunService
+	wasmwiz.CacheEpochService
 
 	// Migrate applies the embedded migrations the database lacks.
 	Migrate(ctx context.Context) error
@@ -73,11 +74,16 @@ func OpenStore(ctx context.Context, cfg *Config) (Store, error) {
 // instead of acting on a new, empty database. It applies any pending
 // migration, as serve does at start. ENOTFOUND names the database looked at
 // and the variables that choose it.
-func openAdminStore(ctx context.Context, env *Env) (Store, error) {
+func openAdminStore(ctx context.Context, env *Env) (Store, *Config, error) {
 	cfg, err := LoadConfig(env.Getenv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	s, err := openExisting(ctx, cfg)
+	return s, cfg, err
+}
+
+func openExisting(ctx context.Context, cfg *Config) (Store, error) {
 	if !cfg.IsPostgres() {
 		if _, err := os.Stat(cfg.SQLitePath()); errors.Is(err, fs.ErrNotExist) {
 			return nil, noDatabase(cfg, "there is no such file")

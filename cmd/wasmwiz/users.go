@@ -119,14 +119,26 @@ func usersCreate(ctx context.Context, w io.Writer, s Store, email, tier string, 
 }
 
 // withStore opens the configured store as the system administrator, runs
-// f and closes the store.
+// f and closes the store. When f changed what serving replicas cache (the
+// database's cache epoch moved), it publishes the change so that their
+// next request sees it (publishAdminChange).
 func withStore(ctx context.Context, env *Env, f func(ctx context.Context, s Store) error) error {
-	s, err := openAdminStore(ctx, env)
+	s, cfg, err := openAdminStore(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return f(wasmwiz.SystemContext(ctx), s)
+	before, err := s.CacheEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(wasmwiz.SystemContext(ctx), s); err != nil {
+		return err
+	}
+	if note := publishAdminChange(ctx, cfg, s, before); note != "" {
+		fmt.Fprintln(env.Stderr, note)
+	}
+	return nil
 }
 
 // resolveUser finds a user by id or by email.

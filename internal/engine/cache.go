@@ -82,6 +82,29 @@ func (e *Engine) cacheKey(sha string) string {
 // of resident memory after compiling, given back on close, so 6x.
 func estimateCompiledSize(wasmLen int) int64 { return 6*int64(wasmLen) + 64*wasmwiz.KiB }
 
+// getOrLoad is get for a module that may come without its bytes
+// (RunRequest.LoadWasm): load is called only when the compiled code is not
+// held, so a warm run never reads the module.
+func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(context.Context) ([]byte, error), sha string) (*compiled, bool, error) {
+	if len(wasm) == 0 && load != nil {
+		key := cc.e.cacheKey(sha)
+		cc.mu.Lock()
+		if c, ok := cc.entries[key]; ok {
+			c.refs++
+			cc.lru.MoveToFront(c.elem)
+			cc.hits++
+			cc.mu.Unlock()
+			return c, true, nil
+		}
+		cc.mu.Unlock()
+		var err error
+		if wasm, err = load(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	return cc.get(wasm, sha)
+}
+
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
 // reference the caller must release, and whether it came from a cache
 // (memory or disk). It returns EINVALID for modules that cannot run here.

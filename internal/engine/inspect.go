@@ -57,8 +57,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 
 func checkModuleSize(wasm []byte, limits wasmwiz.Limits) error {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
-		return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the module is %s, over the limit of %s",
-			wasmwiz.FormatSize(int64(len(wasm))), wasmwiz.FormatSize(limits.MaxModuleBytes))
+		return wasmwiz.SizeError("module", int64(len(wasm)), limits.MaxModuleBytes, "")
 	}
 	return nil
 }

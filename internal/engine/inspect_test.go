@@ -55,7 +55,7 @@ func TestRefusals(t *testing.T) {
 			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxMemoryBytes = 128 * wasmwiz.MiB },
 			contains: []string{"4096 pages", "256MiB", "128MiB"}},
 		{name: "module too large", wasm: hello, code: wasmwiz.ETOOLARGE,
-			req: func(r *wasmwiz.RunRequest) { r.Limits.MaxModuleBytes = 100 }, contains: []string{"over the limit of 100"}},
+			req: func(r *wasmwiz.RunRequest) { r.Limits.MaxModuleBytes = 100 }, contains: []string{"over the 100B limit"}},
 		{name: "stdin too large", wasm: hello, code: wasmwiz.ETOOLARGE,
 			req:      func(r *wasmwiz.RunRequest) { r.Limits.MaxStdinBytes = 4; r.Stdin = []byte("12345") },
 			contains: []string{"stdin"}},

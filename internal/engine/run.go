@@ -45,7 +45,9 @@ const DefaultName = "module.wasm"
 // Zero limits: Timeout 0 runs without a deadline, MaxMemoryBytes 0 allows
 // the wasm32 maximum (4 GiB), MaxOutputBytes, MaxModuleBytes and
 // MaxStdinBytes 0 do not limit. req.SHA256, when set, is trusted as the
-// digest of req.Wasm (it keys the compile cache).
+// digest of req.Wasm (it keys the compile cache); with it, req.Wasm may be
+// nil when req.LoadWasm is set, which is called only when the compiled code
+// is not in memory.
 func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
 	return e.RunStreaming(ctx, req, nil, nil)
 }
@@ -75,8 +77,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		return nil, err
 	}
 	if lim.MaxStdinBytes > 0 && int64(len(req.Stdin)) > lim.MaxStdinBytes {
-		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "stdin is %s, over the limit of %s",
-			wasmwiz.FormatSize(int64(len(req.Stdin))), wasmwiz.FormatSize(lim.MaxStdinBytes))
+		return nil, wasmwiz.SizeError("stdin", int64(len(req.Stdin)), lim.MaxStdinBytes, "")
 	}
 	if err := e.begin(); err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		sum := sha256.Sum256(req.Wasm)
 		sha = hex.EncodeToString(sum[:])
 	}
-	c, cached, err := e.cache.get(req.Wasm, sha)
+	c, cached, err := e.cache.getOrLoad(ctx, req.Wasm, req.LoadWasm, sha)
 	if err != nil {
 		return nil, err
 	}

@@ -104,6 +104,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Keys.RevokeAPIKey(r.Context(), id); err != nil {
 		return err
 	}
+	s.changed(r.Context(), "key revoked")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -44,18 +45,11 @@ func (s *Server) executeModule(w http.ResponseWriter, r *http.Request) error {
 // runExecute parses one of the three bodies (for a stored module: JSON,
 // multipart, or any other body as stdin), runs it and answers the result.
 func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID string) error {
-	ctx := r.Context()
-	tier, err := s.exec.CallerTier(ctx)
+	ctx, c, req, err := s.readExecute(w, r, moduleID, s.parseExecute)
 	if err != nil {
 		return err
 	}
-	limits := s.exec.TierLimits(tier)
-	req, err := s.parseExecute(w, r, limits, moduleID)
-	if err != nil {
-		return err
-	}
-	req.ClientIP = ClientIP(ctx).String()
-	ex, err := s.exec.Execute(ctx, tier, req)
+	ex, err := s.exec.Execute(ctx, c, req)
 	s.observeExecution(ex, err)
 	setRateHeaders(w, ex)
 	if err != nil {
@@ -65,30 +59,82 @@ func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID str
 	return nil
 }
 
-func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.ExecuteRequest, error) {
-	stored := moduleID != ""
+// executeParser reads an execute body under the caps of limits.
+type executeParser func(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error)
+
+// readExecute decides the caller (Executor.Caller) and reads the body with
+// parse under the caller's limits. The caller may come from the cache: a
+// body refused as too large for it is checked against the stores first
+// (before reading, by its declared length, when it has one).
+func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID string, parse executeParser) (context.Context, *wasmwiz.Caller, *wasmwiz.RunRequest, error) {
+	ctx := r.Context()
+	c, err := s.exec.Caller(ctx, ClientIP(ctx).String())
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+	if c.Cached() && r.ContentLength > executeBodyCap(mediaType(r), moduleID != "", c.Limits) {
+		if ctx, c, err = s.exec.Recheck(ctx, c); err != nil {
+			return ctx, nil, nil, err
+		}
+	}
+	req, err := parse(w, r, c.Limits, c.Tier.Name, moduleID)
+	if err != nil && wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE && c.Cached() {
+		_, fresh, rerr := s.exec.Recheck(ctx, c)
+		if rerr != nil {
+			return ctx, nil, nil, rerr
+		}
+		if fresh.Limits.MaxModuleBytes > c.Limits.MaxModuleBytes || fresh.Limits.MaxStdinBytes > c.Limits.MaxStdinBytes {
+			// Refused under limits that had just been raised, and the body
+			// is gone: the caller can send it again.
+			return ctx, nil, nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
+				Message: "your tier's limits changed while the request was read; send it again",
+				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+		}
+	}
+	return ctx, c, req, err
+}
+
+// executeBodyCap is the most an execute body of media type mt may hold
+// under limits: the module (unless stored) and stdin, framing on top, and a
+// third more for JSON's base64.
+func executeBodyCap(mt string, stored bool, limits wasmwiz.Limits) int64 {
 	payload := limits.MaxStdinBytes
 	if !stored {
 		payload += limits.MaxModuleBytes
 	}
-	switch mt := mediaType(r); {
+	switch {
 	case mt == "multipart/form-data":
-		if err := limitBody(w, r, payload+bodyOverhead); err != nil {
+		return payload + bodyOverhead
+	case mt == "application/json":
+		return payload/3*4 + 8 + bodyOverhead
+	case !stored && mt == "application/wasm":
+		return limits.MaxModuleBytes
+	}
+	return limits.MaxStdinBytes
+}
+
+func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error) {
+	stored := moduleID != ""
+	mt := mediaType(r)
+	limit := executeBodyCap(mt, stored, limits)
+	switch {
+	case mt == "multipart/form-data":
+		if err := limitBody(w, r, limit); err != nil {
 			return nil, err
 		}
-		return parseExecuteMultipart(r, limits, moduleID)
+		return parseExecuteMultipart(r, limits, tier, moduleID)
 	case mt == "application/json":
-		if err := limitBody(w, r, payload/3*4+8+bodyOverhead); err != nil {
+		if err := limitBody(w, r, limit); err != nil {
 			return nil, err
 		}
 		return parseExecuteJSON(r, moduleID)
 	case !stored && mt == "application/wasm":
-		if err := limitBody(w, r, limits.MaxModuleBytes); err != nil {
-			return nil, moduleTooLarge(limits, err)
+		if err := limitBody(w, r, limit); err != nil {
+			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
 		}
 		wasm, err := readAll(r.Body)
 		if err != nil {
-			return nil, moduleTooLarge(limits, err)
+			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
 		}
 		req, err := parseExecuteQuery(r)
 		if err != nil {
@@ -98,12 +144,12 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		return req, nil
 	case stored:
 		// Any other body of a stored module's execute is its stdin.
-		if err := limitBody(w, r, limits.MaxStdinBytes); err != nil {
-			return nil, stdinTooLarge(limits, err)
+		if err := limitBody(w, r, limit); err != nil {
+			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
 		}
 		stdin, err := readAll(r.Body)
 		if err != nil {
-			return nil, stdinTooLarge(limits, err)
+			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
 		}
 		req, err := parseExecuteQuery(r)
 		if err != nil {
@@ -123,26 +169,19 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 	}
 }
 
-// moduleTooLarge words a body-size failure of a raw module body in terms of
-// the module limit.
-func moduleTooLarge(limits wasmwiz.Limits, err error) error {
+// sizeRefusal words a body-size failure of a raw body that is all module
+// (or all stdin) as that limit's refusal, in wasmwiz.SizeError's words.
+func sizeRefusal(what string, limit int64, tier string, err error) error {
 	if wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE {
-		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "module is over the %s limit", wasmwiz.FormatSize(limits.MaxModuleBytes))
+		return wasmwiz.SizeError(what, -1, limit, tier)
 	}
 	return err
 }
 
-func stdinTooLarge(limits wasmwiz.Limits, err error) error {
-	if wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE {
-		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "stdin is over the %s limit", wasmwiz.FormatSize(limits.MaxStdinBytes))
-	}
-	return err
-}
-
-func executeParts(limits wasmwiz.Limits, stored bool) map[string]partLimit {
+func executeParts(limits wasmwiz.Limits, tier string, stored bool) map[string]partLimit {
 	small := func() partLimit { return partLimit{max: fieldLimit, tooBig: "form field over 64KiB"} }
 	parts := map[string]partLimit{
-		"stdin":    {max: limits.MaxStdinBytes, tooBig: "stdin is over the " + wasmwiz.FormatSize(limits.MaxStdinBytes) + " limit"},
+		"stdin":    {max: limits.MaxStdinBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))},
 		"args":     small(),
 		"env":      small(),
 		"function": small(),
@@ -152,18 +191,18 @@ func executeParts(limits wasmwiz.Limits, stored bool) map[string]partLimit {
 	}
 	if !stored {
 		parts["name"] = small()
-		parts["wasm"] = partLimit{max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"}
+		parts["wasm"] = partLimit{max: limits.MaxModuleBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier))}
 		parts["module_id"] = small()
 	}
 	return parts
 }
 
-func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.ExecuteRequest, error) {
-	parts, err := readMultipart(r, executeParts(limits, moduleID != ""), false)
+func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error) {
+	parts, err := readMultipart(r, executeParts(limits, tier, moduleID != ""), false)
 	if err != nil {
 		return nil, err
 	}
-	req := &wasmwiz.ExecuteRequest{ModuleID: moduleID}
+	req := &wasmwiz.RunRequest{ModuleID: moduleID}
 	if p, ok := parts["wasm"]; ok {
 		req.Wasm = p.data
 		if p.filename != "" {
@@ -203,7 +242,7 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, moduleID stri
 	return req, nil
 }
 
-func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.ExecuteRequest, error) {
+func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.RunRequest, error) {
 	var body executeJSON
 	if err := decodeJSON(r.Body, &body); err != nil {
 		return nil, err
@@ -211,7 +250,7 @@ func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.ExecuteRequest
 	if moduleID != "" && (body.ModuleID != "" || body.WasmBase64 != "") {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave out module_id and wasm_base64")
 	}
-	req := &wasmwiz.ExecuteRequest{
+	req := &wasmwiz.RunRequest{
 		ModuleID: body.ModuleID, Name: body.Name, Args: body.Args, Env: body.Env, Function: strings.TrimSpace(body.Function),
 	}
 	if moduleID != "" {
@@ -256,7 +295,7 @@ func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.ExecuteRequest
 
 // parseExecuteQuery reads the execute fields from the query string (raw
 // module bodies and stored modules with a raw stdin body).
-func parseExecuteQuery(r *http.Request) (*wasmwiz.ExecuteRequest, error) {
+func parseExecuteQuery(r *http.Request) (*wasmwiz.RunRequest, error) {
 	q := r.URL.Query()
 	for name := range q {
 		switch name {
@@ -265,7 +304,7 @@ func parseExecuteQuery(r *http.Request) (*wasmwiz.ExecuteRequest, error) {
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown query parameter %q", name)
 		}
 	}
-	req := &wasmwiz.ExecuteRequest{Args: q["arg"], Name: q.Get("name"), Function: strings.TrimSpace(q.Get("function"))}
+	req := &wasmwiz.RunRequest{Args: q["arg"], Name: q.Get("name"), Function: strings.TrimSpace(q.Get("function"))}
 	switch {
 	case q.Has("stdin") && q.Has("stdin_base64"):
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")
@@ -333,8 +372,9 @@ func parseParamsText(s string) ([]string, error) {
 	return out, nil
 }
 
-// applyLimitFields reads the caller's lower timeout and memory.
-func applyLimitFields(req *wasmwiz.ExecuteRequest, timeout, memory string) error {
+// applyLimitFields reads the caller's lower timeout and memory into the
+// request's Limits.
+func applyLimitFields(req *wasmwiz.RunRequest, timeout, memory string) error {
 	if timeout = strings.TrimSpace(timeout); timeout != "" {
 		d, err := wasmwiz.ParseDuration(timeout)
 		if err != nil {
@@ -343,7 +383,7 @@ func applyLimitFields(req *wasmwiz.ExecuteRequest, timeout, memory string) error
 		if d <= 0 {
 			return wasmwiz.Errorf(wasmwiz.EINVALID, "timeout must be positive")
 		}
-		req.Timeout = d
+		req.Limits.Timeout = d
 	}
 	if memory = strings.TrimSpace(memory); memory != "" {
 		n, err := wasmwiz.ParseSize(memory)
@@ -353,7 +393,7 @@ func applyLimitFields(req *wasmwiz.ExecuteRequest, timeout, memory string) error
 		if n <= 0 {
 			return wasmwiz.Errorf(wasmwiz.EINVALID, "memory must be positive")
 		}
-		req.MaxMemoryBytes = n
+		req.Limits.MaxMemoryBytes = n
 	}
 	return nil
 }
@@ -389,33 +429,11 @@ const legacyExecutePath = "/api/execute"
 
 // legacyExecute is POST /api/execute, the original service's contract.
 func (s *Server) legacyExecute(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	tier, err := s.exec.CallerTier(ctx)
+	ctx, c, req, err := s.readExecute(w, r, "", parseLegacyExecute)
 	if err != nil {
 		return err
 	}
-	limits := s.exec.TierLimits(tier)
-	if mediaType(r) != "multipart/form-data" {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "send multipart/form-data with a wasm file and input")
-	}
-	if err := limitBody(w, r, limits.MaxModuleBytes+limits.MaxStdinBytes+bodyOverhead); err != nil {
-		return err
-	}
-	wasmLimit := partLimit{max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"}
-	inputLimit := partLimit{max: limits.MaxStdinBytes, tooBig: "input is over the " + wasmwiz.FormatSize(limits.MaxStdinBytes) + " limit"}
-	parts, err := readMultipart(r, map[string]partLimit{
-		"wasm": wasmLimit, "wasm_file": {max: wasmLimit.max, tooBig: wasmLimit.tooBig, aliasOf: "wasm"},
-		"input": inputLimit, "input_data": {max: inputLimit.max, tooBig: inputLimit.tooBig, aliasOf: "input"},
-	}, true)
-	if err != nil {
-		return err
-	}
-	wasm, ok := parts["wasm"]
-	if !ok || len(wasm.data) == 0 {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "no wasm file: send it as the wasm field")
-	}
-	req := &wasmwiz.ExecuteRequest{Wasm: wasm.data, Name: wasm.filename, Stdin: parts["input"].data, ClientIP: ClientIP(ctx).String()}
-	ex, err := s.exec.Execute(ctx, tier, req)
+	ex, err := s.exec.Execute(ctx, c, req)
 	s.observeExecution(ex, err)
 	setRateHeaders(w, ex)
 	if err != nil {
@@ -431,6 +449,31 @@ func (s *Server) legacyExecute(w http.ResponseWriter, r *http.Request) error {
 	msg := legacyOutcome(res, ex.Limits)
 	writeJSON(w, http.StatusOK, legacyJSON{Error: &msg})
 	return nil
+}
+
+// parseLegacyExecute reads the original service's body: multipart, the
+// module as wasm (or wasm_file), its stdin as input (or input_data).
+func parseLegacyExecute(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, tier, _ string) (*wasmwiz.RunRequest, error) {
+	if mediaType(r) != "multipart/form-data" {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send multipart/form-data with a wasm file and input")
+	}
+	if err := limitBody(w, r, executeBodyCap("multipart/form-data", false, limits)); err != nil {
+		return nil, err
+	}
+	wasmLimit := partLimit{max: limits.MaxModuleBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier))}
+	inputLimit := partLimit{max: limits.MaxStdinBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("input", -1, limits.MaxStdinBytes, tier))}
+	parts, err := readMultipart(r, map[string]partLimit{
+		"wasm": wasmLimit, "wasm_file": {max: wasmLimit.max, tooBig: wasmLimit.tooBig, aliasOf: "wasm"},
+		"input": inputLimit, "input_data": {max: inputLimit.max, tooBig: inputLimit.tooBig, aliasOf: "input"},
+	}, true)
+	if err != nil {
+		return nil, err
+	}
+	wasm, ok := parts["wasm"]
+	if !ok || len(wasm.data) == 0 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no wasm file: send it as the wasm field")
+	}
+	return &wasmwiz.RunRequest{Wasm: wasm.data, Name: wasm.filename, Stdin: parts["input"].data}, nil
 }
 
 // legacyOutcome words a guest outcome other than ok for the legacy answer.

@@ -84,7 +84,14 @@ func TestExecuteBodies(t *testing.T) {
 				if id != storedID || wasmwiz.UserFromContext(ctx).ID != theUser.ID {
 					return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 				}
-				return &wasmwiz.Module{ID: id, Name: "stored.wasm", SHA256: "abc", Wasm: wasmHeader}, nil
+				return &wasmwiz.Module{ID: id, Name: "stored.wasm", SHA256: "abc", SizeBytes: int64(len(wasmHeader)), Wasm: wasmHeader}, nil
+			}
+			f.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+				m, err := f.modules.FindModuleWasmFn(ctx, id)
+				if err == nil {
+					m.Wasm = nil
+				}
+				return m, err
 			}
 			body, ct := tt.build(t)
 			res := f.do(request{method: "POST", path: tt.path, key: userKey, body: body, contentType: ct})
@@ -145,7 +152,7 @@ func TestExecuteBadRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, nil)
-			f.modules.FindModuleWasmFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+			f.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
 				return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 			}
 			path, key := tt.path, tt.key

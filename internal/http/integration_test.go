@@ -54,6 +54,14 @@ func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.Usage
 				}
 				return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 			},
+			FindModuleByIDFn: func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+				if m, ok := modules[id]; ok {
+					c := *m
+					c.Wasm = nil
+					return &c, nil
+				}
+				return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+			},
 		},
 		Engine: eng, Limiter: lim, Usage: usage, Auth: true, Logger: slog.New(slog.DiscardHandler),
 		MaxConcurrentRuns: 2, QueueSize: 4, QueueTimeout: 5 * time.Second,

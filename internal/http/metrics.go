@@ -84,6 +84,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	if s.gate != nil {
 		cs = append(cs, gateCollector{s.gate})
 	}
+	if s.dir != nil {
+		cs = append(cs, directoryCollector{s.dir})
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot register metrics")
@@ -193,6 +196,29 @@ func (c gateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRunSlots, prometheus.GaugeValue, float64(c.g.Capacity()))
 	ch <- prometheus.MustNewConstMetric(descRunQueue, prometheus.GaugeValue, float64(c.g.Queued()))
 	ch <- prometheus.MustNewConstMetric(descSaturation, prometheus.CounterValue, float64(c.g.Rejected()))
+}
+
+// directoryCollector reads the execute path's cache (wasmwiz.Directory),
+// which this server owns, at every scrape.
+type directoryCollector struct{ d *wasmwiz.Directory }
+
+var (
+	descCacheLookups = prometheus.NewDesc("wasmwiz_cache_lookups_total",
+		"Lookups of API keys, tiers and stored modules on the execute path: answered from this replica's cache (hit) or read from the database (miss).", []string{"result"}, nil)
+	descCacheStale = prometheus.NewDesc("wasmwiz_cache_stale_total",
+		"Execute requests whose cached caller or module the cache epoch showed stale (or a refusal needed confirming): read again from the database.", nil, nil)
+)
+
+func (c directoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descCacheLookups
+	ch <- descCacheStale
+}
+
+func (c directoryCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.d.Stats()
+	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(descCacheStale, prometheus.CounterValue, float64(st.Stale))
 }
 
 // hostCollector reads the host's CPU time and memory at every scrape through

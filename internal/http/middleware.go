@@ -273,14 +273,16 @@ func (s *Server) clientAddr(r *http.Request) netip.Addr {
 // a request would reach, before a middleware answers it instead of the
 // route (a failed authentication): otherwise it would count as "unmatched".
 // The route adapter overwrites it with the same pattern when it runs.
-func (s *Server) labelRoute(r *http.Request) {
-	ri := routeInfoFrom(r.Context())
-	if ri == nil {
-		return
+// It returns the pattern ("" for none).
+func (s *Server) labelRoute(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "/" {
+		pattern = ""
 	}
-	if _, pattern := s.mux.Handler(r); pattern != "" && pattern != "/" {
+	if ri := routeInfoFrom(r.Context()); ri != nil && pattern != "" {
 		ri.pattern = pattern
 	}
+	return pattern
 }
 
 // credentials returns the API key a request carries, and whether it carries
@@ -300,7 +302,9 @@ func credentials(r *http.Request) (string, bool) {
 }
 
 // authenticate puts the user and key of a request's credentials in its
-// context. Credentials that do not authenticate answer 401 on /api/ routes,
+// context. On the execute routes they may come from the Directory's cache
+// (Executor.Execute confirms them with the run's admission); everywhere
+// else they are read from the store. Credentials that do not authenticate answer 401 on /api/ routes,
 // labelled with the route they were for; requests without credentials go
 // on without a user (routes decide).
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -310,7 +314,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		s.labelRoute(r)
+		pattern := s.labelRoute(r)
 		if !wasmwiz.LooksLikeAPIKey(key) {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
 			return
@@ -319,7 +323,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EINTERNAL, "no key store configured"))
 			return
 		}
-		u, k, err := s.opts.Keys.Authenticate(r.Context(), key)
+		ctx, err := s.authenticateKey(r.Context(), key, s.admitted[pattern])
 		if err != nil {
 			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
 				err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err, "invalid API key")
@@ -327,6 +331,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		u := wasmwiz.UserFromContext(ctx)
 		if u == nil || u.Disabled {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
 			return
@@ -334,7 +339,6 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if ri := routeInfoFrom(r.Context()); ri != nil {
 			ri.userID = u.ID
 		}
-		ctx := wasmwiz.NewContextWithAPIKey(wasmwiz.NewContextWithUser(r.Context(), u), k)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -365,4 +369,21 @@ func runsGuest(path string) bool {
 	}
 	rest, ok := strings.CutPrefix(path, "/api/v1/modules/")
 	return ok && strings.HasSuffix(rest, "/execute") && strings.Count(rest, "/") == 1
+}
+
+// authenticateKey returns ctx with the user and key of plaintext: through
+// the Directory, from its cache only for the routes whose runs are
+// admitted (cached), or straight from the key store.
+func (s *Server) authenticateKey(ctx context.Context, plaintext string, cached bool) (context.Context, error) {
+	if s.dir != nil {
+		return s.dir.Authenticate(ctx, plaintext, cached)
+	}
+	u, k, err := s.opts.Keys.Authenticate(ctx, plaintext)
+	if err != nil {
+		return ctx, err
+	}
+	if u == nil {
+		return ctx, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key")
+	}
+	return wasmwiz.NewContextWithAPIKey(wasmwiz.NewContextWithUser(ctx, u), k), nil
 }

@@ -24,7 +24,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		}
 		small := partLimit{max: fieldLimit, tooBig: "form field over 64KiB"}
 		parts, err := readMultipart(r, map[string]partLimit{
-			"wasm":        {max: limits.MaxModuleBytes, tooBig: "module is over the " + wasmwiz.FormatSize(limits.MaxModuleBytes) + " limit"},
+			"wasm":        {max: limits.MaxModuleBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier.Name))},
 			"name":        small,
 			"description": small,
 			"public":      small,
@@ -45,7 +45,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		}
 	case "application/wasm":
 		if err := limitBody(w, r, limits.MaxModuleBytes); err != nil {
-			return moduleTooLarge(limits, err)
+			return sizeRefusal("module", limits.MaxModuleBytes, tier.Name, err)
 		}
 		q := r.URL.Query()
 		for name := range q {
@@ -58,7 +58,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		}
 		m.Name, m.Description = strings.TrimSpace(q.Get("name")), q.Get("description")
 		if m.Wasm, err = readAll(r.Body); err != nil {
-			return moduleTooLarge(limits, err)
+			return sizeRefusal("module", limits.MaxModuleBytes, tier.Name, err)
 		}
 	default:
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "send the module as multipart/form-data (wasm) or application/wasm")
@@ -125,6 +125,42 @@ func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Modules.DeleteModule(r.Context(), id); err != nil {
 		return err
 	}
+	s.changed(r.Context(), "module deleted")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// updateModule is PATCH /api/v1/modules/{id}: the owner (or an admin)
+// renames a module, changes its description or makes it public or private.
+// A change of name or visibility applies to the next run of every replica.
+func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !wasmwiz.ValidModuleID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	var upd struct {
+		Name        *string `json:"name"`
+		Description *string `json:"description"`
+		Public      *bool   `json:"public"`
+	}
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &upd); err != nil {
+		return err
+	}
+	if upd.Name == nil && upd.Description == nil && upd.Public == nil {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "nothing to change: send name, description or public")
+	}
+	if upd.Name != nil {
+		n := strings.TrimSpace(*upd.Name)
+		upd.Name = &n
+	}
+	m, err := s.opts.Modules.UpdateModule(r.Context(), id, wasmwiz.ModuleUpdate{Name: upd.Name, Description: upd.Description, Public: upd.Public})
+	if err != nil {
+		return err
+	}
+	s.changed(r.Context(), "module changed")
+	writeJSON(w, http.StatusOK, m)
 	return nil
 }

@@ -40,6 +40,17 @@ type Options struct {
 	Limiter wasmwiz.RateLimiter
 	Usage   wasmwiz.UsageRecorder // nil: runs are not recorded
 
+	// Epochs is the database's cache epoch: after every change that a
+	// replica's cache must not survive (a key revoked, a user or tier
+	// changed, a module deleted or made private) the server publishes it to
+	// Limiter before it answers, so that the next request of every replica
+	// reads what changed. Nil: nothing is published (then nothing may be
+	// cached: NoCache).
+	Epochs wasmwiz.CacheEpochService
+	// NoCache turns the execute path's cache (wasmwiz.Directory) off: every
+	// request reads its key, tier and module from the stores.
+	NoCache bool
+
 	// Readiness lists what /readyz pings.
 	Readiness []ReadinessCheck
 
@@ -102,6 +113,8 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	exec     *wasmwiz.Executor
+	dir      *wasmwiz.Directory // nil: nothing cached
+	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
 	gate     *wasmwiz.RunGate
 	mux      *http.ServeMux
 	routes   []Route
@@ -123,7 +136,11 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.MaxConcurrentRuns > 0 {
 		s.gate = wasmwiz.NewRunGate(opts.MaxConcurrentRuns, opts.QueueSize, opts.QueueTimeout)
 	}
+	if !opts.NoCache && opts.Epochs != nil {
+		s.dir = &wasmwiz.Directory{Keys: opts.Keys, Modules: opts.Modules, Tiers: opts.Tiers, Now: opts.Now}
+	}
 	s.exec = &wasmwiz.Executor{
+		Directory:      s.dir,
 		Engine:         opts.Engine,
 		Modules:        opts.Modules,
 		Tiers:          opts.Tiers,
@@ -157,6 +174,15 @@ func NewServer(opts Options) (*Server, error) {
 	s.registerRoutes()
 	s.handler = s.middleware(s.mux)
 	return s, nil
+}
+
+// CacheStats returns the lookups of the execute path's cache so far (zero
+// when caching is off).
+func (s *Server) CacheStats() wasmwiz.DirectoryStats {
+	if s.dir == nil {
+		return wasmwiz.DirectoryStats{}
+	}
+	return s.dir.Stats()
 }
 
 // Handler returns the API with every middleware, composed in one place.
@@ -209,6 +235,17 @@ func (s *Server) handle(method, pattern string, access int, fn handlerFunc) {
 	s.mux.Handle(method+" "+pattern, s.route(method+" "+pattern, h))
 }
 
+// handleExecute registers an execute route: its caller may come from the
+// Directory's cache, because Executor.Execute confirms it when it admits the
+// run (and reads it again if it is stale).
+func (s *Server) handleExecute(method, pattern string, access int, fn handlerFunc) {
+	if s.admitted == nil {
+		s.admitted = map[string]bool{}
+	}
+	s.admitted[method+" "+pattern] = true
+	s.handle(method, pattern, access, fn)
+}
+
 func (s *Server) registerRoutes() {
 	s.handle("GET", "/healthz", public, s.healthz)
 	s.handle("GET", "/readyz", public, s.readyz)
@@ -218,14 +255,15 @@ func (s *Server) registerRoutes() {
 	}
 	s.handle("GET", "/api/openapi.json", public, s.openAPI)
 
-	s.handle("POST", "/api/v1/execute", anyone, s.execute)
-	s.handle("POST", legacyExecutePath, anyone, s.legacyExecute)
+	s.handleExecute("POST", "/api/v1/execute", anyone, s.execute)
+	s.handleExecute("POST", legacyExecutePath, anyone, s.legacyExecute)
 
 	s.handle("POST", "/api/v1/modules", caller, s.createModule)
 	s.handle("GET", "/api/v1/modules", caller, s.listModules)
 	s.handle("GET", "/api/v1/modules/{id}", caller, s.getModule)
 	s.handle("DELETE", "/api/v1/modules/{id}", caller, s.deleteModule)
-	s.handle("POST", "/api/v1/modules/{id}/execute", caller, s.executeModule)
+	s.handle("PATCH", "/api/v1/modules/{id}", caller, s.updateModule)
+	s.handleExecute("POST", "/api/v1/modules/{id}/execute", caller, s.executeModule)
 
 	s.handle("GET", "/api/v1/runs", caller, s.listRuns)
 	s.handle("GET", "/api/v1/runs/{id}", caller, s.getRun)

@@ -90,10 +90,18 @@ func newFixture(t *testing.T, mod func(o *wwhttp.Options)) *fixture {
 	f.decision = wasmwiz.RateDecision{Allowed: true, Limit: 10, Remaining: 9, ResetAfter: 60 * time.Second}
 	f.engine = &mock.Engine{
 		RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+			// As an engine that does not hold the module: it reads the
+			// bytes of a stored module through the request.
+			wasm, err := req.ModuleWasm(ctx)
+			if err != nil {
+				return nil, err
+			}
+			got := *req
+			got.Wasm = wasm
 			f.mu.Lock()
-			f.ran = append(f.ran, req)
+			f.ran = append(f.ran, &got)
 			f.mu.Unlock()
-			if !bytes.HasPrefix(req.Wasm, []byte("\x00asm")) {
+			if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
 				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly module")
 			}
 			return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: append([]byte("out:"), req.Stdin...),

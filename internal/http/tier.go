@@ -70,6 +70,7 @@ func (s *Server) adminCreateTier(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Tiers.PutTier(r.Context(), t); err != nil {
 		return err
 	}
+	s.changed(r.Context(), "tier changed")
 	writeJSON(w, http.StatusCreated, t)
 	return nil
 }
@@ -91,6 +92,7 @@ func (s *Server) adminPutTier(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Tiers.PutTier(r.Context(), t); err != nil {
 		return err
 	}
+	s.changed(r.Context(), "tier changed")
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }

@@ -109,6 +109,7 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.changed(r.Context(), "user changed")
 	writeJSON(w, http.StatusOK, u)
 	return nil
 }

@@ -38,7 +38,11 @@ type Limiter struct {
 	shards  [shardCount]shard
 	tokens  atomic.Uint64
 
-	allowed, limited, acquired, acquireRefused atomic.Uint64
+	epoch     atomic.Int64 // the cache epoch admissions compare; 0 until one is published
+	epochMu   sync.Mutex   // guards published and changes of epoch
+	published int64        // the database's epoch last published
+
+	allowed, limited, acquired, acquireRefused, stale atomic.Uint64
 }
 
 var _ wasmwiz.RateLimiter = (*Limiter)(nil)
@@ -97,12 +101,25 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.sweep(now, l.sweepMS)
+	b := sh.bucket(key)
+	d, _ := l.allowLocked(b, now, limits)
+	return d, nil
+}
 
+// bucket returns key's bucket, made if needed; the shard's lock is held.
+func (sh *shard) bucket(key string) *bucket {
 	b := sh.keys[key]
 	if b == nil {
 		b = &bucket{}
 		sh.keys[key] = b
 	}
+	return b
+}
+
+// allowLocked decides one Allow on b and records the event when allowed,
+// at the returned time (now, or the key's latest event if later); the
+// shard's lock is held.
+func (l *Limiter) allowLocked(b *bucket, now int64, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, int64) {
 	now = max(now, b.last)
 
 	// First look at every limit; only when all allow is anything recorded.
@@ -143,7 +160,85 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	} else {
 		l.limited.Add(1)
 	}
-	return wasmwiz.DecideRate(now, allowed, windows), nil
+	return wasmwiz.DecideRate(now, allowed, windows), now
+}
+
+// unrecord removes one event at t from each of limits' logs of b: the
+// refund of an admitted run that never started. The shard's lock is held.
+func (b *bucket) unrecord(t int64, limits []wasmwiz.RateLimit) {
+	for _, lim := range limits {
+		lg := b.logs[logID{lim.Name, lim.Window.Milliseconds()}]
+		if lg == nil {
+			continue
+		}
+		for i := len(lg.ts) - 1; i >= lg.head; i-- {
+			if lg.ts[i] == t {
+				lg.ts = append(lg.ts[:i], lg.ts[i+1:]...)
+				break
+			}
+			if lg.ts[i] < t {
+				break
+			}
+		}
+	}
+}
+
+// Admit implements wasmwiz.RateLimiter: Acquire and Allow of a.Key in one
+// step under the key's lock, after the epoch check. It never returns
+// EUNAVAILABLE.
+func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+	if err := wasmwiz.ValidateAdmission(a); err != nil {
+		return wasmwiz.Admitted{}, err
+	}
+	epoch := l.epoch.Load()
+	if a.Epoch != 0 && a.Epoch != epoch {
+		l.stale.Add(1)
+		return wasmwiz.Admitted{Stale: true, Epoch: epoch}, nil
+	}
+	now := l.now().UnixMilli()
+	sh := l.shard(a.Key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.sweep(now, l.sweepMS)
+	b := sh.bucket(a.Key)
+	b.dropExpiredSlots(now)
+	if len(b.slots) >= a.MaxConcurrent {
+		l.acquireRefused.Add(1)
+		return wasmwiz.Admitted{Concurrency: true, Epoch: epoch}, nil
+	}
+	d, at := l.allowLocked(b, now, a.Quotas)
+	if !d.Allowed {
+		return wasmwiz.Admitted{Decision: d, Epoch: epoch}, nil
+	}
+	release := l.takeSlotLocked(sh, b, a.Key, now, a.SlotTTL)
+	key, quotas := a.Key, a.Quotas
+	var once sync.Once
+	return wasmwiz.Admitted{Decision: d, Epoch: epoch, Release: func(refund bool) {
+		once.Do(func() {
+			if refund {
+				sh.mu.Lock()
+				if b := sh.keys[key]; b != nil {
+					b.unrecord(at, quotas)
+				}
+				sh.mu.Unlock()
+			}
+			release()
+		})
+	}}, nil
+}
+
+// PublishCacheEpoch implements wasmwiz.RateLimiter: an epoch other than
+// the last one published moves the limiter's epoch to one it never had. It
+// never fails.
+func (l *Limiter) PublishCacheEpoch(ctx context.Context, e int64) error {
+	l.epochMu.Lock()
+	defer l.epochMu.Unlock()
+	if l.epoch.Load() != 0 && e == l.published {
+		return nil
+	}
+	l.published = e
+	l.epoch.Add(1)
+	return nil
 }
 
 // trim drops the events at or before cutoff, and gives memory back once
@@ -182,16 +277,18 @@ func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl tim
 	defer sh.mu.Unlock()
 	sh.sweep(now, l.sweepMS)
 
-	b := sh.keys[key]
-	if b == nil {
-		b = &bucket{}
-		sh.keys[key] = b
-	}
+	b := sh.bucket(key)
 	b.dropExpiredSlots(now)
 	if len(b.slots) >= maxSlots {
 		l.acquireRefused.Add(1)
 		return func() {}, false, nil
 	}
+	return l.takeSlotLocked(sh, b, key, now, ttl), true, nil
+}
+
+// takeSlotLocked adds a slot holder to b and returns its release; the
+// shard's lock is held.
+func (l *Limiter) takeSlotLocked(sh *shard, b *bucket, key string, now int64, ttl time.Duration) func() {
 	if b.slots == nil {
 		b.slots = make(map[uint64]int64)
 	}
@@ -207,7 +304,7 @@ func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl tim
 				delete(sh.keys, key)
 			}
 		}
-	}, true, nil
+	}
 }
 
 func validateAcquire(key string, maxSlots int, ttl time.Duration) error {
@@ -238,6 +335,7 @@ func (l *Limiter) Stats() wasmwiz.RateLimitStats {
 		Limited:        l.limited.Load(),
 		Acquired:       l.acquired.Load(),
 		AcquireRefused: l.acquireRefused.Load(),
+		Stale:          l.stale.Load(),
 	}
 }
 

@@ -90,6 +90,13 @@ func Run(t *testing.T, newLimiter NewLimiterFunc) {
 		{"ConcurrentAcquireCountsExactly", testConcurrentAcquireCountsExactly},
 		{"AcquireAndAllowAreSeparate", testAcquireAndAllowAreSeparate},
 		{"Stats", testStats},
+		{"AdmitTakesSlotAndQuota", testAdmitTakesSlotAndQuota},
+		{"AdmitConcurrencyRefusalConsumesNothing", testAdmitConcurrencyRefusalConsumesNothing},
+		{"AdmitQuotaRefusalTakesNoSlot", testAdmitQuotaRefusalTakesNoSlot},
+		{"AdmitReleaseAndRefund", testAdmitReleaseAndRefund},
+		{"AdmitCacheEpoch", testAdmitCacheEpoch},
+		{"ConcurrentAdmitCountsExactly", testConcurrentAdmitCountsExactly},
+		{"AdmitInvalidInput", testAdmitInvalidInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -531,5 +538,228 @@ func testStats(t *testing.T, newLimiter NewLimiterFunc) {
 	wantStats := wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 1, AcquireRefused: 2}
 	if got != wantStats {
 		t.Fatalf("Stats() = %+v, want %+v", got, wantStats)
+	}
+}
+
+// admission is one run of key under quotas with max slots.
+func admission(key string, maxSlots int, quotas ...wasmwiz.RateLimit) wasmwiz.Admission {
+	return wasmwiz.Admission{Key: key, Quotas: quotas, MaxConcurrent: maxSlots, SlotTTL: time.Minute}
+}
+
+// admit calls Admit and fails the test on an error or a release missing
+// from an admitted answer.
+func admit(t *testing.T, l wasmwiz.RateLimiter, a wasmwiz.Admission) wasmwiz.Admitted {
+	t.Helper()
+	adm, err := l.Admit(context.Background(), a)
+	if err != nil {
+		t.Fatalf("Admit(%q): %v", a.Key, err)
+	}
+	if adm.OK() != (adm.Release != nil) {
+		t.Fatalf("Admit(%q): admitted %v with release %v", a.Key, adm.OK(), adm.Release != nil)
+	}
+	return adm
+}
+
+// testAdmitTakesSlotAndQuota: an admitted run holds one of the key's slots
+// (the ones Acquire counts) and one event of each quota (the ones Allow
+// counts), decided as Allow decides.
+func testAdmitTakesSlotAndQuota(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	adm := admit(t, l, admission("u1", 2, perMinute(3), perDay(10)))
+	if !adm.OK() || adm.Stale || adm.Concurrency {
+		t.Fatalf("first admission: %+v", adm)
+	}
+	want(t, "first admission", adm.Decision, allowed(3, 2, time.Minute))
+	if _, ok := acquire(t, l, "u1", 2, time.Minute); !ok {
+		t.Fatal("the second of two slots refused beside one admission")
+	}
+	if _, ok := acquire(t, l, "u1", 2, time.Minute); ok {
+		t.Fatal("an admission took no slot")
+	}
+	want(t, "allow after an admission", allow(t, l, "u1", perMinute(3), perDay(10)), allowed(3, 1, time.Minute))
+}
+
+// testAdmitConcurrencyRefusalConsumesNothing: with every slot taken an
+// admission is refused for concurrency and takes no quota event.
+func testAdmitConcurrencyRefusalConsumesNothing(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	first := admit(t, l, admission("u1", 1, perMinute(2)))
+	for range 5 {
+		adm := admit(t, l, admission("u1", 1, perMinute(2)))
+		if !adm.Concurrency || adm.OK() {
+			t.Fatalf("admission over the slots: %+v", adm)
+		}
+	}
+	first.Release(false)
+	want(t, "after the release", admit(t, l, admission("u1", 1, perMinute(2))).Decision, allowed(2, 0, time.Minute))
+}
+
+// testAdmitQuotaRefusalTakesNoSlot: an admission a quota refuses holds no
+// slot and records no event in any quota.
+func testAdmitQuotaRefusalTakesNoSlot(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	a := admit(t, l, admission("u1", 5, perMinute(1), perDay(10)))
+	a.Release(false)
+	clock.Advance(10 * time.Second)
+	for range 3 {
+		adm := admit(t, l, admission("u1", 1, perMinute(1), perDay(10)))
+		if adm.OK() || adm.Concurrency {
+			t.Fatalf("admission over the minute quota: %+v", adm)
+		}
+		want(t, "refused by the minute", adm.Decision, refused(1, 50*time.Second, 50*time.Second))
+	}
+	if _, ok := acquire(t, l, "u1", 1, time.Minute); !ok {
+		t.Fatal("a refused admission kept a slot")
+	}
+	want(t, "the day counts one event", allow(t, l, "u1", perDay(10)), allowed(10, 8, 24*time.Hour))
+}
+
+// testAdmitReleaseAndRefund: release frees the slot, once however often it
+// is called; a refund also gives the quota events back.
+func testAdmitReleaseAndRefund(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	a := admit(t, l, admission("u1", 1, perMinute(2)))
+	clock.Advance(time.Second)
+	b := admit(t, l, admission("u2", 1, perMinute(2)))
+	a.Release(false)
+	a.Release(true) // a second call changes nothing: no refund after a release
+	want(t, "u1 after a release", admit(t, l, admission("u1", 2, perMinute(2))).Decision, allowed(2, 0, time.Minute))
+	b.Release(true)
+	b.Release(true)
+	c := admit(t, l, admission("u2", 1, perMinute(2)))
+	want(t, "u2 after a refund", c.Decision, allowed(2, 1, time.Minute))
+	if adm := admit(t, l, admission("u2", 1, perMinute(2))); !adm.Concurrency {
+		t.Fatalf("u2's slot is free while an admission holds it: %+v", adm)
+	}
+}
+
+// testAdmitCacheEpoch: the limiter's epoch is none (0) until a database
+// epoch is published, then changes with every other one published (to a
+// value it never had, also when a database epoch comes back) and stays with
+// the same one published again; an admission naming another epoch is stale
+// and takes nothing; 0 checks nothing.
+func testAdmitCacheEpoch(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	ctx := context.Background()
+	current := func() int64 {
+		t.Helper()
+		adm := admit(t, l, admission("probe", 1000, perDay(1_000_000)))
+		adm.Release(true)
+		return adm.Epoch
+	}
+	publish := func(e int64) {
+		t.Helper()
+		if err := l.PublishCacheEpoch(ctx, e); err != nil {
+			t.Fatalf("PublishCacheEpoch(%d): %v", e, err)
+		}
+	}
+	if e := current(); e != 0 {
+		t.Fatalf("epoch %d before any was published", e)
+	}
+	seen := map[int64]bool{}
+	publish(7)
+	e7 := current()
+	if e7 == 0 {
+		t.Fatal("no epoch after one was published")
+	}
+	seen[e7] = true
+	publish(7)
+	if e := current(); e != e7 {
+		t.Fatalf("the same database epoch published again moved the epoch from %d to %d", e7, e)
+	}
+
+	a := admission("u1", 1, perMinute(2))
+	a.Epoch = e7 + 1000
+	if adm := admit(t, l, a); !adm.Stale || adm.Epoch != e7 || adm.OK() {
+		t.Fatalf("admission under another epoch: %+v", adm)
+	}
+	a.Epoch = e7
+	adm := admit(t, l, a)
+	if !adm.OK() || adm.Epoch != e7 {
+		t.Fatalf("admission under the current epoch: %+v", adm)
+	}
+	want(t, "the stale admission took no event", adm.Decision, allowed(2, 1, time.Minute))
+	adm.Release(false)
+
+	for _, db := range []int64{8, 5, 7} { // 5 and 7: a database restored from a backup
+		publish(db)
+		e := current()
+		if seen[e] || e == 0 {
+			t.Fatalf("database epoch %d brought back limiter epoch %d (seen: %v)", db, e, seen)
+		}
+		seen[e] = true
+		if stale := admit(t, l, a); !stale.Stale || stale.Epoch != e {
+			t.Fatalf("admission under %d after %d was published: %+v", a.Epoch, db, stale)
+		}
+		a.Epoch = e
+	}
+	a.Epoch = 0
+	if adm := admit(t, l, a); adm.Stale || adm.Epoch == 0 {
+		t.Fatalf("admission with nothing to check: %+v", adm)
+	}
+}
+
+// testConcurrentAdmitCountsExactly: admissions racing for one key take
+// exactly the slots there are and never more events than the quota.
+func testConcurrentAdmitCountsExactly(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	const goroutines, maxSlots, quota = 32, 5, 20
+	var held, refusedSlot, refusedQuota atomic.Int64
+	var mu sync.Mutex
+	var releases []func(bool)
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range 3 {
+				adm, err := l.Admit(context.Background(), admission("hot", maxSlots, perMinute(quota)))
+				switch {
+				case err != nil:
+					t.Errorf("Admit: %v", err)
+					return
+				case adm.OK():
+					held.Add(1)
+					mu.Lock()
+					releases = append(releases, adm.Release)
+					mu.Unlock()
+				case adm.Concurrency:
+					refusedSlot.Add(1)
+				default:
+					refusedQuota.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if held.Load() != maxSlots {
+		t.Fatalf("%d admitted with %d slots and no release", held.Load(), maxSlots)
+	}
+	for _, r := range releases {
+		r(false)
+	}
+	n := int64(0)
+	for {
+		adm := admit(t, l, admission("hot", 1000, perMinute(quota)))
+		if !adm.OK() {
+			break
+		}
+		n++
+	}
+	if n+maxSlots != quota {
+		t.Fatalf("after %d admissions %d more fit a quota of %d", maxSlots, n, quota)
+	}
+}
+
+func testAdmitInvalidInput(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	for name, a := range map[string]wasmwiz.Admission{
+		"no key":         {Quotas: []wasmwiz.RateLimit{perMinute(1)}, MaxConcurrent: 1, SlotTTL: time.Minute},
+		"no quota":       {Key: "u1", MaxConcurrent: 1, SlotTTL: time.Minute},
+		"no slot":        {Key: "u1", Quotas: []wasmwiz.RateLimit{perMinute(1)}, SlotTTL: time.Minute},
+		"no ttl":         {Key: "u1", Quotas: []wasmwiz.RateLimit{perMinute(1)}, MaxConcurrent: 1},
+		"negative epoch": {Key: "u1", Quotas: []wasmwiz.RateLimit{perMinute(1)}, MaxConcurrent: 1, SlotTTL: time.Minute, Epoch: -1},
+	} {
+		if _, err := l.Admit(context.Background(), a); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", name, err)
+		}
 	}
 }

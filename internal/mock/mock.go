@@ -172,6 +172,7 @@ type ModuleService struct {
 	FindModuleByIDFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModuleWasmFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error)
+	UpdateModuleFn   func(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error)
 	DeleteModuleFn   func(ctx context.Context, id string) error
 }
 
@@ -207,6 +208,14 @@ func (s *ModuleService) FindModules(ctx context.Context, filter wasmwiz.ModuleFi
 		return nil, 0, unset("ModuleService.FindModules")
 	}
 	return s.FindModulesFn(ctx, filter)
+}
+
+// UpdateModule calls UpdateModuleFn.
+func (s *ModuleService) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+	if s.UpdateModuleFn == nil {
+		return nil, unset("ModuleService.UpdateModule")
+	}
+	return s.UpdateModuleFn(ctx, id, upd)
 }
 
 // DeleteModule calls DeleteModuleFn.
@@ -281,9 +290,47 @@ func (s *RunService) DeleteRunsBefore(ctx context.Context, t time.Time, batch in
 type RateLimiter struct {
 	AllowFn   func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error)
 	AcquireFn func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error)
+	// AdmitFn answers Admit. When it is nil and AcquireFn and AllowFn are
+	// set, Admit is those two as a limiter does them: a slot, then the
+	// quotas, the slot given back when they refuse; the epoch is never
+	// stale.
+	AdmitFn        func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error)
+	PublishEpochFn func(ctx context.Context, e int64) error
 }
 
 var _ wasmwiz.RateLimiter = (*RateLimiter)(nil)
+
+// Admit calls AdmitFn, or AcquireFn and AllowFn.
+func (l *RateLimiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+	if l.AdmitFn != nil {
+		return l.AdmitFn(ctx, a)
+	}
+	if l.AcquireFn == nil || l.AllowFn == nil {
+		return wasmwiz.Admitted{}, unset("RateLimiter.Admit")
+	}
+	release, ok, err := l.AcquireFn(ctx, "concurrency:"+a.Key, a.MaxConcurrent, a.SlotTTL)
+	if err != nil {
+		return wasmwiz.Admitted{}, err
+	}
+	if !ok {
+		return wasmwiz.Admitted{Concurrency: true}, nil
+	}
+	d, err := l.AllowFn(ctx, a.Key, a.Quotas)
+	if err != nil || !d.Allowed {
+		release()
+		return wasmwiz.Admitted{Decision: d}, err
+	}
+	var once sync.Once
+	return wasmwiz.Admitted{Decision: d, Release: func(bool) { once.Do(release) }}, nil
+}
+
+// PublishCacheEpoch calls PublishEpochFn.
+func (l *RateLimiter) PublishCacheEpoch(ctx context.Context, e int64) error {
+	if l.PublishEpochFn == nil {
+		return unset("RateLimiter.PublishCacheEpoch")
+	}
+	return l.PublishEpochFn(ctx, e)
+}
 
 // Allow calls AllowFn.
 func (l *RateLimiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {

@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -55,8 +55,7 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 		}
 		inspection = string(b)
 	}
-	sum := sha256.Sum256(m.Wasm)
-	digest := hex.EncodeToString(sum[:])
+	digest := wasmwiz.ModuleDigest(m.Wasm)
 	now := db.now()
 	// The owner is the caller, and must exist: the system context (id 0)
 	// owns nothing.
@@ -150,6 +149,50 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 		}
 	}
 	return out, total, nil
+}
+
+// UpdateModule applies upd to a module of the caller (any, for admins) and
+// returns it without its bytes. ENOTFOUND otherwise (also for another user's
+// public module), EINVALID for an empty or too long name or a description
+// over 4096 bytes, EUNAUTHORIZED without a caller. A change of name or
+// visibility raises the cache epoch (migration 0002).
+func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := upd.Validate(); err != nil {
+		return nil, err
+	}
+	var set []string
+	args := []any{id, caller.IsAdmin(), caller.ID}
+	add := func(col string, v any) {
+		args = append(args, v)
+		set = append(set, col+" = $"+strconv.Itoa(len(args)))
+	}
+	// Only the columns that change, so that a new description does not
+	// touch the cache epoch.
+	if upd.Name != nil {
+		add("name", *upd.Name)
+	}
+	if upd.Description != nil {
+		add("description", *upd.Description)
+	}
+	if upd.Public != nil {
+		add("public", *upd.Public)
+	}
+	if len(set) == 0 {
+		set = []string{"id = id"}
+	}
+	m, err := scanModule(db.pool.QueryRow(ctx, `UPDATE modules SET `+strings.Join(set, ", ")+`
+		WHERE id = $1 AND ($2 OR owner_id = $3) RETURNING `+moduleColumns, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+	}
+	if err != nil {
+		return nil, dbError(err, "update module")
+	}
+	return m, nil
 }
 
 // DeleteModule deletes a module of the caller (any, for admins). Run records

@@ -77,7 +77,9 @@ type Limiter struct {
 	nextProbe time.Time
 	probing   bool
 
-	allowed, limited, acquired, acquireRefused, fallbacks, outages, storeErrors atomic.Uint64
+	pending pending // releases on their way to Redis
+
+	allowed, limited, acquired, acquireRefused, stale, fallbacks, outages, storeErrors atomic.Uint64
 }
 
 var _ wasmwiz.RateLimiter = (*Limiter)(nil)
@@ -178,6 +180,7 @@ func (l *Limiter) count(d wasmwiz.RateDecision) {
 }
 
 func (l *Limiter) allowRedis(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+	l.flushNow(ctx)
 	keys := make([]string, len(limits))
 	args := make([]any, 1, 1+2*len(limits))
 	args[0] = l.nowArg()
@@ -268,6 +271,7 @@ func (l *Limiter) countAcquire(ok bool) {
 }
 
 func (l *Limiter) acquireRedis(ctx context.Context, key string, maxSlots int, ttl time.Duration) (func(), bool, error) {
+	l.flushNow(ctx)
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
 	token := hex.EncodeToString(b[:])
@@ -370,6 +374,7 @@ func (l *Limiter) Stats() wasmwiz.RateLimitStats {
 		Limited:        l.limited.Load(),
 		Acquired:       l.acquired.Load(),
 		AcquireRefused: l.acquireRefused.Load(),
+		Stale:          l.stale.Load(),
 		Fallback:       l.fallbacks.Load(),
 		FallbackActive: l.down.Load(),
 		Outages:        l.outages.Load(),

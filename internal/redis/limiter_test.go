@@ -490,3 +490,108 @@ func TestErrorReplyFallsBack(t *testing.T) {
 		t.Fatalf("Stats() = %+v, want 1 store error and the fallback active", s)
 	}
 }
+
+// TestReplicasShareAdmissions: two replicas admitting one user share its
+// slots and quota exactly; an epoch published through one is the other's
+// at its next admission; a slot released on one comes back for the other
+// without any further call on the first.
+func TestReplicasShareAdmissions(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	clock := limitertest.NewClock(limitertest.Start)
+	c1, c2 := newClient(t, url), newClient(t, url)
+	prefix := testPrefix(t, c1)
+	a := newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
+	b := newLimiter(t, redis.Options{Client: c2, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	adm := func(l *redis.Limiter, epoch int64) wasmwiz.Admitted {
+		t.Helper()
+		res, err := l.Admit(ctx, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 3, SlotTTL: time.Minute, Epoch: epoch})
+		if err != nil || res.Fallback {
+			t.Fatalf("Admit: %+v, %v", res, err)
+		}
+		return res
+	}
+	const calls = 30
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range []*redis.Limiter{a, b, a, b} {
+		wg.Go(func() {
+			for range calls {
+				res, err := l.Admit(ctx, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 3, SlotTTL: time.Minute})
+				if err != nil {
+					t.Errorf("Admit: %v", err)
+					return
+				}
+				if res.OK() {
+					admitted.Add(1)
+					res.Release(false)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if admitted.Load() > 40 {
+		t.Fatalf("%d admitted under a quota of 40", admitted.Load())
+	}
+
+	clock.Advance(time.Minute) // a fresh quota
+	if err := a.PublishCacheEpoch(ctx, 11); err != nil {
+		t.Fatal(err)
+	}
+	before := adm(b, 0)
+	before.Release(false)
+	if err := a.PublishCacheEpoch(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	res := adm(b, before.Epoch)
+	if !res.Stale || res.Epoch == before.Epoch || res.Epoch == 0 {
+		t.Fatalf("replica b under epoch %d after 12 was published on a: %+v", before.Epoch, res)
+	}
+	epoch := res.Epoch
+
+	// Every slot held through a; one released there is b's again.
+	var held []wasmwiz.Admitted
+	for range 3 {
+		held = append(held, adm(a, epoch))
+	}
+	if res := adm(b, epoch); !res.Concurrency {
+		t.Fatalf("replica b admitted a fourth run of 3: %+v", res)
+	}
+	held[0].Release(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res := adm(b, epoch)
+		if res.OK() {
+			break
+		}
+		if !res.Concurrency || time.Now().After(deadline) {
+			t.Fatalf("replica b, after a released a slot: %+v", res)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAdmitFallsBack: while Redis is down an admission is decided by the
+// fallback, whose epoch is the one published meanwhile.
+func TestAdmitFallsBack(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, "redis://"+closedAddr(t))
+	l := newLimiter(t, redis.Options{Client: c, Timeout: 200 * time.Millisecond, Fallback: inmem.New(inmem.Options{}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx := context.Background()
+	if err := l.PublishCacheEpoch(ctx, 4); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("PublishCacheEpoch with Redis down: %v, want EUNAVAILABLE", err)
+	}
+	res, err := l.Admit(ctx, wasmwiz.Admission{Key: "u1", Quotas: minute(3), MaxConcurrent: 1, SlotTTL: time.Minute})
+	if err != nil || !res.OK() || !res.Fallback || !res.Decision.Fallback || res.Epoch == 0 {
+		t.Fatalf("Admit with Redis down: %+v, %v", res, err)
+	}
+	if again, _ := l.Admit(ctx, wasmwiz.Admission{Key: "u1", Quotas: minute(3), MaxConcurrent: 1, SlotTTL: time.Minute}); !again.Concurrency {
+		t.Fatalf("the fallback granted a second slot of 1: %+v", again)
+	}
+	res.Release(false)
+	if again, _ := l.Admit(ctx, wasmwiz.Admission{Key: "u1", Quotas: minute(3), MaxConcurrent: 1, SlotTTL: time.Minute}); !again.OK() {
+		t.Fatalf("the fallback's slot was not released: %+v", again)
+	}
+}

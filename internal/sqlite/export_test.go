@@ -8,3 +8,9 @@ func (db *DB) ExecForTest(ctx context.Context, query string, args ...any) error 
 	_, err := db.writer.ExecContext(ctx, query, args...)
 	return err
 }
+
+// MigrationCount is the number of embedded migrations.
+func MigrationCount() int {
+	entries, _ := migrationFiles.ReadDir("migrations")
+	return len(entries)
+}

@@ -2,19 +2,17 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
 )
 
 // Bounds on module metadata; the module's size is bounded by the caller's
 // tier before it gets here.
-const (
-)
+const ()
 
 const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public, created_at, last_run_at, run_count`
 
@@ -58,19 +56,19 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 		}
 		inspection = sql.NullString{String: string(b), Valid: true}
 	}
-	sum := sha256.Sum256(m.Wasm)
+	digest := wasmwiz.ModuleDigest(m.Wasm)
 	id, now := wasmwiz.NewModuleID(), db.Now()
 	err = db.write(ctx, "create module", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm,
 				inspection, public, created_at, run_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
-			id, caller.ID, m.Name, m.Description, hex.EncodeToString(sum[:]), len(m.Wasm), m.Wasm,
+			id, caller.ID, m.Name, m.Description, digest, len(m.Wasm), m.Wasm,
 			inspection, m.Public, ms(now))
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	m.ID, m.OwnerID, m.SHA256, m.SizeBytes, m.CreatedAt = id, caller.ID, hex.EncodeToString(sum[:]), int64(len(m.Wasm)), now
+	m.ID, m.OwnerID, m.SHA256, m.SizeBytes, m.CreatedAt = id, caller.ID, digest, int64(len(m.Wasm)), now
 	m.LastRunAt, m.RunCount = nil, 0
 	return nil
 }
@@ -155,6 +153,62 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 		out = append(out, m)
 	}
 	return out, total, dbError(rows.Err(), "find modules")
+}
+
+// UpdateModule applies upd to a module of the caller (any, for admins) and
+// returns it without its bytes. ENOTFOUND otherwise (also for another user's
+// public module), EINVALID for an empty or too long name or a description
+// over 4096 bytes, EUNAUTHORIZED without a caller. A change of name or
+// visibility raises the cache epoch (migration 0002).
+func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := upd.Validate(); err != nil {
+		return nil, err
+	}
+	set, args := moduleUpdateSet(upd, func(int) string { return "?" })
+	var m *wasmwiz.Module
+	err = db.write(ctx, "update module", func(tx *sql.Tx) error {
+		var err error
+		m, err = scanModule(tx.QueryRowContext(ctx, `UPDATE modules SET `+set+`
+			WHERE id = ? AND (owner_id = ? OR ?) RETURNING `+moduleColumns,
+			append(args, id, caller.ID, caller.IsAdmin())...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// moduleUpdateSet returns the SET list of upd, naming only the columns it
+// changes (so that a new description does not touch the cache epoch), and
+// its arguments; param writes the i-th parameter (from 1).
+func moduleUpdateSet(upd wasmwiz.ModuleUpdate, param func(i int) string) (string, []any) {
+	var set []string
+	var args []any
+	add := func(col string, v any) {
+		args = append(args, v)
+		set = append(set, col+" = "+param(len(args)))
+	}
+	if upd.Name != nil {
+		add("name", *upd.Name)
+	}
+	if upd.Description != nil {
+		add("description", *upd.Description)
+	}
+	if upd.Public != nil {
+		add("public", *upd.Public)
+	}
+	if len(set) == 0 {
+		return "id = id", nil
+	}
+	return strings.Join(set, ", "), args
 }
 
 // DeleteModule deletes a module of the caller (any, for admins); a public

@@ -38,6 +38,10 @@
 //     Stats' top modules are the 10 most run over the 30 days of RunsPerDay,
 //     grouped by (module_sha256, module_id), most runs first, then by
 //     sha256 and id.
+//   - CacheEpoch starts at 1 and grows with every change to what the execute
+//     path caches, in the change's own transaction; creating users, keys
+//     and modules, using a key, recording runs and changing a module's
+//     description leave it alone.
 //   - Bootstrap creates an admin of the enterprise tier with one key named
 //     "bootstrap", only when there is no user at all, once even when called
 //     concurrently.
@@ -64,6 +68,7 @@ type Store interface {
 	wasmwiz.TierService
 	wasmwiz.ModuleService
 	wasmwiz.RunService
+	wasmwiz.CacheEpochService
 
 	// Bootstrap creates the first admin and a key for it when the users
 	// table is empty, and returns the key's plaintext, which is never stored.
@@ -128,6 +133,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Runs", runTests},
 		{"Bootstrap", bootstrapTests},
 		{"Text", textTests},
+		{"CacheEpoch", cacheEpochTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

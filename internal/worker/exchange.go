@@ -36,37 +36,73 @@ func (c *runClock) setDeadline(p *proc, t time.Time) {
 	_ = p.stdout.SetReadDeadline(t)
 }
 
-// exchange sends one request to p (which the caller acquired) and returns
-// the final answer's kind and body, and whether p may serve again. Until the
-// answer, it reads only within deadline; past it, or when ctx ends, or on any protocol
-// failure, it kills p, waits until the process is reaped, and returns
-// os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
-// info, when non-nil, receives what the pool knows of the module: from the
-// worker's "started" frame, once per module and worker, kept in p.mods.
-// out, when non-nil (runs), collects the guest's output frames, also those
-// the worker wrote before it was killed at the deadline; output frames to a
-// request without out are a protocol failure.
-// clk, when non-nil (runs), moves the deadline when the worker has to compile
-// the module and again when the guest starts.
-func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wasmLen, hint int, deadline time.Time,
-	encode func(e *enc, withWasm bool), info *wasmwiz.ModuleInfo, out *runOutput, clk *runClock) (k byte, d *dec, healthy bool, err error) {
+// request is one request to a worker, and what the pool learns of it while
+// the worker answers.
+type request struct {
+	kind byte   // msgRun or msgInspect
+	sha  string // the module's digest (wasmwiz.ModuleDigest)
+	// wasm is the module's bytes, or nil until load has read them: a worker
+	// that holds the module gets the request without them.
+	wasm []byte
+	load func(context.Context) ([]byte, error)
+	// encode writes the request's body; withWasm false leaves the module
+	// out. hint is the body's size without the module.
+	encode   func(e *enc, wasm []byte)
+	hint     int
+	deadline time.Time
+	// info, when non-nil, receives what the pool knows of the module: from
+	// the worker's "started" frame, once per module and worker, kept in
+	// p.mods.
+	info *wasmwiz.ModuleInfo
+	// out, when non-nil (runs), collects the guest's output frames, also
+	// those the worker wrote before it was killed at the deadline; output
+	// frames to a request without out are a protocol failure.
+	out *runOutput
+	// clk, when non-nil (runs), moves the deadline when the worker has to
+	// compile the module and again when the guest starts.
+	clk *runClock
+}
+
+// loadError is a failure to read the module's bytes (RunRequest.LoadWasm):
+// nothing was sent for them, so the worker is still fine.
+type loadError struct{ err error }
+
+func (e *loadError) Error() string { return e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }
+
+// exchange sends rq to p (which the caller acquired) and returns the final
+// answer's kind and body, and whether p may serve again. Until the answer,
+// it reads only within rq.deadline; past it, or when ctx ends, or on any
+// protocol failure, it kills p, waits until the process is reaped, and
+// returns os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
+// When the module's bytes cannot be read it returns that error with p
+// healthy.
+func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *dec, healthy bool, err error) {
 	// Until this request is over, the pipe stays open even once the worker
 	// is reaped, so that frames it wrote before it died can still be read.
 	p.holdStdout()
 	defer p.releaseStdout()
 	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
 	send := func(withWasm bool) error {
-		size := hint
+		var wasm []byte
 		if withWasm {
-			size += copiedSize(wasmLen)
+			if rq.wasm == nil && rq.load != nil {
+				b, err := rq.load(ctx)
+				if err != nil {
+					return &loadError{err}
+				}
+				rq.wasm = b
+			}
+			wasm = rq.wasm
 			pl.moduleSends.Add(1)
 		}
-		e := newFrame(size)
-		encode(e, withWasm)
-		return writeFrame(p.stdin, kind, e)
+		e := newFrame(rq.hint + copiedSize(len(wasm)))
+		rq.encode(e, wasm)
+		return writeFrame(p.stdin, rq.kind, e)
 	}
-	_ = p.stdin.SetWriteDeadline(deadline)
-	_ = p.stdout.SetReadDeadline(deadline)
+	sha, info, out, clk := rq.sha, rq.info, rq.out, rq.clk
+	_ = p.stdin.SetWriteDeadline(rq.deadline)
+	_ = p.stdout.SetReadDeadline(rq.deadline)
 	held := p.mods.has(sha)
 	if held {
 		pl.moduleHits.Add(1)
@@ -110,7 +146,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 					clk.start = time.Now()
 					clk.setDeadline(p, clk.start.Add(clk.guest))
 				}
-				p.mods.add(sha, int64(wasmLen), &mi)
+				p.mods.add(sha, int64(len(rq.wasm)), &mi)
 				if info != nil {
 					*info = mi
 				}
@@ -131,11 +167,11 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 				v := in.Info()
 				mi = &v
 			}
-			p.mods.add(sha, int64(wasmLen), mi)
+			p.mods.add(sha, int64(len(rq.wasm)), mi)
 			fallthrough
 		case msgResult, msgError:
-			if kind == msgRun && !started && p.mods.has(sha) {
-				p.mods.add(sha, int64(wasmLen), nil) // most recent, as in the worker
+			if rq.kind == msgRun && !started && p.mods.has(sha) {
+				p.mods.add(sha, int64(len(rq.wasm)), nil) // most recent, as in the worker
 			}
 			if stop() {
 				return k, d, true, nil
@@ -150,6 +186,11 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, kind byte, sha string, wa
 		}
 	}
 	stop()
+	if le := (*loadError)(nil); errors.As(err, &le) && ctx.Err() == nil {
+		// Nothing of this request is in the pipe: the worker waits for the
+		// next one.
+		return 0, nil, true, le.err
+	}
 	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
 	killedBefore := p.wasKilled()
 	p.kill()

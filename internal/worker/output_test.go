@@ -300,9 +300,9 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 	pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
 	out := newRunOutput(0)
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: limits()}
-	encode := func(e *enc, withWasm bool) { encodeRun(e, "sha", req, withWasm) }
-	_, _, healthy, err := pl.exchange(context.Background(), p, msgRun, "sha", len(req.Wasm), 64,
-		time.Now().Add(-time.Second), encode, nil, out, nil)
+	encode := func(e *enc, wasm []byte) { encodeRun(e, "sha", req, wasm != nil) }
+	_, _, healthy, err := pl.exchange(context.Background(), p, &request{kind: msgRun, sha: "sha", wasm: req.Wasm, hint: 64,
+		deadline: time.Now().Add(-time.Second), encode: encode, out: out})
 	if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
 		t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
 	}

@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"strings"
@@ -22,10 +20,11 @@ import (
 // (timeout) or dies from out-of-memory (memory_limit) still carries what the
 // guest wrote before, bounded by Limits.MaxOutputBytes. Errors: EINVALID for a
 // request without a wall-time limit and for what the engine refuses,
-// ETOOLARGE for a module or stdin over its limit (checked here, before
-// anything crosses to a worker), EUNAVAILABLE when the pool is closing or the
-// request ended (ctx) before the run did (its worker is killed; the Result
-// returned with that error says what the run used until then), and
+// ETOOLARGE for a module or stdin over its limit (the worker's engine
+// checks; Executor.Execute has refused them before), EUNAVAILABLE when the
+// pool is closing or the request ended (ctx) before the run did (its worker
+// is killed; the Result returned with that error says what the run used
+// until then), and
 // EINTERNAL when the worker died during the run for a reason other than
 // memory (a death from out-of-memory is the status memory_limit).
 func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
@@ -36,11 +35,8 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	if l.Timeout <= 0 {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "a run needs a wall-time limit")
 	}
-	if l.MaxModuleBytes > 0 && int64(len(req.Wasm)) > l.MaxModuleBytes {
-		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "module is %d bytes, over the limit of %s", len(req.Wasm), wasmwiz.FormatSize(l.MaxModuleBytes))
-	}
-	if l.MaxStdinBytes > 0 && int64(len(req.Stdin)) > l.MaxStdinBytes {
-		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "stdin is %d bytes, over the limit of %s", len(req.Stdin), wasmwiz.FormatSize(l.MaxStdinBytes))
+	if len(req.Wasm) == 0 && (req.LoadWasm == nil || req.SHA256 == "") {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no module to run")
 	}
 	sha := moduleSHA(req.SHA256, req.Wasm)
 	p, err := pl.acquire(ctx, sha)
@@ -48,15 +44,19 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 		return nil, err
 	}
 	clk := &runClock{guest: l.Timeout + pl.opts.KillGrace, compile: pl.opts.InspectTimeout, start: time.Now()}
-	deadline := clk.start.Add(clk.guest)
+	rq := &request{kind: msgRun, sha: sha, wasm: req.Wasm, load: req.LoadWasm, hint: copiedSize(len(req.Stdin)) + 256,
+		deadline: clk.start.Add(clk.guest), out: newRunOutput(l.MaxOutputBytes), clk: clk,
+		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
 	if !p.mods.has(sha) {
-		deadline = deadline.Add(clk.compile)
+		rq.deadline = rq.deadline.Add(clk.compile) // and reading the module, when it comes by digest
 	}
-	info := wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}
-	encode := func(e *enc, withWasm bool) { encodeRun(e, sha, req, withWasm) }
-	hint := copiedSize(len(req.Stdin)) + 256
-	out := newRunOutput(l.MaxOutputBytes)
-	kind, d, healthy, err := pl.exchange(ctx, p, msgRun, sha, len(req.Wasm), hint, deadline, encode, &info, out, clk)
+	body := *req
+	rq.encode = func(e *enc, wasm []byte) {
+		body.Wasm = wasm
+		encodeRun(e, sha, &body, wasm != nil)
+	}
+	kind, d, healthy, err := pl.exchange(ctx, p, rq)
+	info, out := *rq.info, rq.out
 	start := clk.start
 	pl.runs.Add(1)
 	if req.Function != "" {
@@ -115,16 +115,16 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 // memory compiling the module, and EINTERNAL when it died otherwise.
 func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
-		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "module is %d bytes, over the limit of %s", len(wasm), wasmwiz.FormatSize(limits.MaxModuleBytes))
+		return nil, wasmwiz.SizeError("module", int64(len(wasm)), limits.MaxModuleBytes, "")
 	}
 	sha := moduleSHA("", wasm)
 	p, err := pl.acquire(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(pl.opts.InspectTimeout)
-	encode := func(e *enc, withWasm bool) { encodeInspect(e, sha, wasm, limits, withWasm) }
-	kind, d, healthy, err := pl.exchange(ctx, p, msgInspect, sha, len(wasm), 64, deadline, encode, nil, nil, nil)
+	kind, d, healthy, err := pl.exchange(ctx, p, &request{kind: msgInspect, sha: sha, wasm: wasm, hint: 64,
+		deadline: time.Now().Add(pl.opts.InspectTimeout),
+		encode:   func(e *enc, b []byte) { encodeInspect(e, sha, wasm, limits, b != nil) }})
 	pl.inspections.Add(1)
 	defer pl.release(p, healthy, 0)
 	switch {
@@ -153,10 +153,11 @@ func copiedSize(n int) int {
 	return n
 }
 
+// moduleSHA returns the request's digest when it has one (trusted: the
+// server computed it once), else the digest of wasm.
 func moduleSHA(trusted string, wasm []byte) string {
 	if trusted != "" {
 		return strings.ToLower(trusted)
 	}
-	sum := sha256.Sum256(wasm)
-	return hex.EncodeToString(sum[:])
+	return wasmwiz.ModuleDigest(wasm)
 }

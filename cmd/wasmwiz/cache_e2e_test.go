@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// warm runs req on c until the replica answered it from its cache (its
+// cache hits grew), so that what the test then changes elsewhere is
+// something the replica really holds: the test cannot pass by reading the
+// database every time.
+func warm(t *testing.T, s *e2eServer, what string, run func() error) {
+	t.Helper()
+	before := s.srv.CacheStats().Hits
+	testenv.WaitFor(t, what+" to be served from the cache", func() bool {
+		if err := run(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return s.srv.CacheStats().Hits > before
+	})
+}
+
+// TestServeCacheTwoReplicas: two replicas on one PostgreSQL and one Redis
+// cache keys, tiers and modules, and still every change made through one
+// applies to the very next request on the other (issue 10's promises):
+// a revoked key, a disabled user, a tier edited (quotas and limits), a user
+// moved to another tier, a module made private, renamed or deleted.
+func TestServeCacheTwoReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
+		"WASMWIZ_REDIS_TIMEOUT": "5s"}
+	prefix := randomPrefix()
+	// The epoch loop, which repairs lost publications, must not be what
+	// makes this test pass: an hour.
+	opts := ServeOptions{RedisPrefix: prefix, EpochInterval: time.Hour}
+	a := startServe(t, serveEnv(t, db), opts)
+	b := startServe(t, serveEnv(t, db), opts)
+	admin := a.admin()
+	echo := testmodule.Read(t, "echo.wasm")
+	run := func(c *client.Client, stdin string) error {
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte(stdin)})
+		if err == nil && string(res.Stdout) != strings.TrimSpace(stdin) {
+			t.Fatalf("echo answered %q", res.Stdout)
+		}
+		return err
+	}
+
+	t.Run("revoked key", func(t *testing.T) {
+		u, _, key := a.newUser(wasmwiz.TierPro)
+		ub := b.client(key)
+		warm(t, b, "the key on b", func() error { return run(ub, "hi") })
+		keys, _, err := u.ListKeys(ctx, false, client.Page{})
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("ListKeys: %v, %v", keys, err)
+		}
+		if err := u.RevokeKey(ctx, keys[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "the next request on b with the key revoked on a", run(ub, "hi"), wasmwiz.EUNAUTHORIZED)
+	})
+
+	t.Run("disabled user", func(t *testing.T) {
+		_, u, key := a.newUser(wasmwiz.TierPro)
+		ub := b.client(key)
+		warm(t, b, "the user on b", func() error { return run(ub, "hi") })
+		yes := true
+		if _, err := admin.AdminUpdateUser(ctx, u.ID, client.UserChange{Disabled: &yes}); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "the next request on b of the user disabled on a", run(ub, "hi"), wasmwiz.EUNAUTHORIZED)
+	})
+
+	t.Run("tier edited", func(t *testing.T) {
+		tier := testTier("edited-"+randomPrefix()[6:12], func(tr *wasmwiz.Tier) { tr.MaxStdinBytes = 8 })
+		a.putTier(tier)
+		_, _, key := a.newUser(tier.Name)
+		ub := b.client(key)
+		warm(t, b, "the tier on b", func() error { return run(ub, "short") })
+		wantCode(t, "stdin over the tier's 8 bytes", run(ub, "more than eight bytes"), wasmwiz.ETOOLARGE)
+
+		// Raised stdin: the very next request on b may send more.
+		tier.MaxStdinBytes, tier.RunsPerMinute = 64, 1000
+		a.putTier(tier)
+		ex, err := ub.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("more than eight bytes")})
+		if err != nil || ex.RateLimit.Limit != 1000 {
+			t.Fatalf("the next request on b after the tier was edited on a: %+v, %v", ex, err)
+		}
+		tier.RunsPerMinute = 3
+		a.putTier(tier)
+		ex, err = ub.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("x")})
+		if err == nil && ex.RateLimit.Limit != 3 {
+			t.Fatalf("on b after the quota was lowered on a: limit %d, want 3", ex.RateLimit.Limit)
+		}
+		wantCode(t, "on b after the quota was lowered below the runs made", err, wasmwiz.ERATELIMIT)
+	})
+
+	t.Run("user moved to another tier", func(t *testing.T) {
+		small := testTier("small-"+randomPrefix()[6:12], func(tr *wasmwiz.Tier) { tr.MaxStdinBytes = 4 })
+		a.putTier(small)
+		_, u, key := a.newUser(wasmwiz.TierPro)
+		ub := b.client(key)
+		warm(t, b, "the user on b", func() error { return run(ub, "hello") })
+		if _, err := admin.AdminUpdateUser(ctx, u.ID, client.UserChange{Tier: &small.Name}); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "the next request on b, over the new tier's stdin", run(ub, "hello"), wasmwiz.ETOOLARGE)
+	})
+
+	t.Run("module made private, renamed, deleted", func(t *testing.T) {
+		owner, _, _ := a.newUser(wasmwiz.TierPro)
+		_, _, otherKey := a.newUser(wasmwiz.TierPro)
+		yes, no := true, false
+		m, err := owner.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "args_env.wasm"), Name: "first.wasm", Public: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ob := b.client(otherKey)
+		runStored := func() (string, error) {
+			ex, err := ob.ExecuteModule(ctx, m.ID, &client.ExecuteRequest{})
+			if err != nil {
+				return "", err
+			}
+			return string(ex.Result.Stdout), nil
+		}
+		warm(t, b, "the public module on b", func() error { _, err := runStored(); return err })
+		name := "second.wasm"
+		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Name: &name}); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := runStored(); err != nil || !strings.Contains(out, "argv[0]="+name) {
+			t.Fatalf("on b after the module was renamed on a: %q, %v", out, err)
+		}
+		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Public: &no}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = runStored()
+		wantCode(t, "another user's next request on b, the module made private on a", err, wasmwiz.ENOTFOUND)
+		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Public: &yes}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runStored(); err != nil {
+			t.Fatalf("on b after the module was made public again on a: %v", err)
+		}
+		if err := owner.DeleteModule(ctx, m.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err = runStored()
+		wantCode(t, "the next request on b, the module deleted on a", err, wasmwiz.ENOTFOUND)
+	})
+
+	for _, s := range []*e2eServer{a, b} {
+		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
+			t.Fatalf("limiter fell back with Redis up: %+v", st)
+		}
+	}
+}
+
+// TestServeCacheAdminCLI: a change made with the admin CLI, which acts on
+// the database and publishes the epoch to Redis itself, applies to the next
+// request on a replica that cached what changed.
+func TestServeCacheAdminCLI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ru, err := url.Parse(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CLI publishes under the default key prefix: a Redis database of
+	// this test's own (as TestServeProcessesShareRedis has 11).
+	ru.Path = "/12"
+	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	s := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: "wasmwiz:rl:", EpochInterval: time.Hour})
+	tier := testTier("cli-"+randomPrefix()[6:12], nil)
+	s.putTier(tier)
+	u, me, key := s.newUser(tier.Name)
+	echo := testmodule.Read(t, "echo.wasm")
+	run := func() (*client.Execution, error) {
+		return u.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("hi")})
+	}
+	warm(t, s, "the key", func() error { _, err := run(); return err })
+
+	cli := func(args ...string) {
+		t.Helper()
+		code, out, errOut := runMain(args, "", db)
+		if code != 0 || strings.Contains(errOut, "note:") {
+			t.Fatalf("wasmwiz %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	cli("tiers", "set", tier.Name, "--runs-per-minute", "77")
+	if ex, err := run(); err != nil || ex.RateLimit.Limit != 77 {
+		t.Fatalf("the next request after `wasmwiz tiers set`: %+v, %v", ex, err)
+	}
+	cli("users", "disable", strconv.FormatInt(me.ID, 10))
+	_, err = run()
+	wantCode(t, "the next request after `wasmwiz users disable`", err, wasmwiz.EUNAUTHORIZED)
+	_ = key
+}
+
+// TestServeCacheEmbedded: one replica on SQLite without Redis caches too,
+// and a change through its API applies to its next request (invalidated
+// in process); one made by the admin CLI on the same database within its
+// epoch interval.
+func TestServeCacheEmbedded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": t.TempDir() + "/wasmwiz.db"})
+	s := startServe(t, env, ServeOptions{EpochInterval: 20 * time.Millisecond})
+	echo := testmodule.Read(t, "echo.wasm")
+	u, _, _ := s.newUser(wasmwiz.TierPro)
+	run := func(c *client.Client) error {
+		_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("hi")})
+		return err
+	}
+	warm(t, s, "the key", func() error { return run(u) })
+	keys, _, err := u.ListKeys(ctx, false, client.Page{})
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("ListKeys: %v, %v", keys, err)
+	}
+	if err := u.RevokeKey(ctx, keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "the next request with the key revoked", run(u), wasmwiz.EUNAUTHORIZED)
+
+	v, me, _ := s.newUser(wasmwiz.TierPro)
+	warm(t, s, "another key", func() error { return run(v) })
+	code, out, errOut := runMain([]string{"users", "disable", strconv.FormatInt(me.ID, 10)}, "", env)
+	if code != 0 {
+		t.Fatalf("wasmwiz users disable: exit %d\n%s%s", code, out, errOut)
+	}
+	testenv.WaitFor(t, "the user disabled by the CLI to be refused", func() bool {
+		return wasmwiz.ErrorCode(run(v)) == wasmwiz.EUNAUTHORIZED
+	})
+}

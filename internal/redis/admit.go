@@ -1,0 +1,310 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// epochKey is the cache epoch's key: one per prefix, that is per deployment.
+func (l *Limiter) epochKey() string { return l.prefix + "epoch" }
+
+// op is one change a release or a refund makes in Redis: a ZREM of a slot
+// holder ('Z') or an LREM of one quota event ('L').
+type op struct {
+	kind  byte
+	key   string
+	value string
+}
+
+// release is the ops of one run's release, waiting to reach Redis.
+type release struct {
+	ops []op
+}
+
+// Bounds of the releases waiting for Redis.
+const (
+	// maxPending: past it the oldest are dropped; their slots expire by
+	// their ttl, a dropped refund leaves one event counted.
+	maxPending = 10_000
+	// maxFold is the most releases one admission or flush carries.
+	maxFold = 64
+)
+
+// pending holds the releases not yet applied in Redis. An admission takes
+// every one of them into its script, so that on one replica a release is
+// never applied after an admission that came later; a background flush
+// sends them when no admission does.
+type pending struct {
+	mu       sync.Mutex
+	list     []*release
+	flushing bool
+}
+
+// snapshot returns up to maxFold waiting releases (they stay waiting until
+// done removes them).
+func (p *pending) snapshot() []*release {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.list) > maxFold {
+		return append([]*release(nil), p.list[:maxFold]...)
+	}
+	return append([]*release(nil), p.list...)
+}
+
+// done removes releases that reached Redis.
+func (p *pending) done(rs []*release) {
+	if len(rs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.list[:0]
+	for _, r := range p.list {
+		applied := false
+		for _, d := range rs {
+			if r == d {
+				applied = true
+				break
+			}
+		}
+		if !applied {
+			kept = append(kept, r)
+		}
+	}
+	clear(p.list[len(kept):])
+	p.list = kept
+}
+
+// encodeOps appends rs's ops to keys and args, key indexes counting from
+// len(keys)+1.
+func encodeOps(keys []string, args []any, rs []*release) ([]string, []any) {
+	for _, r := range rs {
+		for _, o := range r.ops {
+			keys = append(keys, o.key)
+			args = append(args, string(o.kind), len(keys), o.value)
+		}
+	}
+	return keys, args
+}
+
+// Admit implements wasmwiz.RateLimiter: one script, one round trip, which
+// also carries the releases waiting on this replica. While Redis is down it
+// answers from the fallback with Fallback set.
+func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+	if err := wasmwiz.ValidateAdmission(a); err != nil {
+		return wasmwiz.Admitted{}, err
+	}
+	if try, probe := l.route(); try {
+		adm, err := l.admitRedis(ctx, a)
+		if err == nil {
+			l.succeeded(probe)
+			l.countAdmit(adm)
+			return adm, nil
+		}
+		if ctx.Err() != nil {
+			l.abandoned(probe)
+			return wasmwiz.Admitted{}, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "admission abandoned")
+		}
+		l.failed(err, probe)
+	}
+	if l.fallback == nil {
+		return wasmwiz.Admitted{}, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
+	}
+	adm, err := l.fallback.Admit(ctx, a)
+	if err != nil {
+		return adm, err
+	}
+	adm.Fallback = true
+	adm.Decision.Fallback = true
+	l.fallbacks.Add(1)
+	l.countAdmit(adm)
+	return adm, nil
+}
+
+func (l *Limiter) countAdmit(a wasmwiz.Admitted) {
+	switch {
+	case a.Stale:
+		l.stale.Add(1)
+	case a.Concurrency:
+		l.acquireRefused.Add(1)
+	case a.Decision.Allowed:
+		l.acquired.Add(1)
+		l.allowed.Add(1)
+	default:
+		l.limited.Add(1)
+	}
+}
+
+func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
+	token := hex.EncodeToString(b[:])
+	base := l.base(a.Key)
+	slots := base + "slots"
+	n := len(a.Quotas)
+	keys := make([]string, 2, 2+n+8)
+	keys[0], keys[1] = l.epochKey(), slots
+	args := make([]any, 6, 6+2*n+24)
+	args[0], args[1], args[2], args[3], args[4], args[5] = l.nowArg(), a.Epoch, a.MaxConcurrent, a.SlotTTL.Milliseconds(), token, n
+	quotaKeys := make([]string, n)
+	for i, q := range a.Quotas {
+		w := q.Window.Milliseconds()
+		quotaKeys[i] = base + q.Name + ":" + strconv.FormatInt(w, 10)
+		keys = append(keys, quotaKeys[i])
+		args = append(args, q.Limit, w)
+	}
+	folded := l.pending.snapshot()
+	keys, args = encodeOps(keys, args, folded)
+
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	out, err := admitScript.Run(ctx, l.client, keys, args...).Int64Slice()
+	if err != nil {
+		return wasmwiz.Admitted{}, err
+	}
+	l.pending.done(folded)
+	if len(out) < 2 {
+		return wasmwiz.Admitted{}, errors.New("admit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
+	}
+	status, epoch := out[0], out[1]
+	switch status {
+	case 0:
+		return wasmwiz.Admitted{Stale: true, Epoch: epoch}, nil
+	case 2:
+		return wasmwiz.Admitted{Concurrency: true, Epoch: epoch}, nil
+	case 1, 3:
+	default:
+		return wasmwiz.Admitted{}, errors.New("admit script: unknown status " + strconv.FormatInt(status, 10))
+	}
+	if len(out) != 3+3*n {
+		return wasmwiz.Admitted{}, errors.New("admit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
+	}
+	now, allowed, full := out[2], status == 1, false
+	ws := make([]wasmwiz.RateWindow, n)
+	for i, q := range a.Quotas {
+		r := out[3+3*i:]
+		ws[i] = wasmwiz.RateWindow{Limit: q.Limit, Size: q.Window.Milliseconds(), Count: r[0], Newest: r[1], Leaving: r[2]}
+		full = full || r[0] >= q.Limit
+	}
+	if allowed == full {
+		return wasmwiz.Admitted{}, errors.New("admit script: reply contradicts itself")
+	}
+	adm := wasmwiz.Admitted{Decision: wasmwiz.DecideRate(now, allowed, ws), Epoch: epoch}
+	if allowed {
+		stamp := strconv.FormatInt(now, 10)
+		var once sync.Once
+		adm.Release = func(refund bool) {
+			once.Do(func() {
+				r := &release{ops: []op{{'Z', slots, token}}}
+				if refund {
+					for _, k := range quotaKeys {
+						r.ops = append(r.ops, op{'L', k, stamp})
+					}
+				}
+				l.release(r)
+			})
+		}
+	}
+	return adm, nil
+}
+
+// release queues r for Redis: the next admission on this replica carries
+// it, and a flush starts at once in the background if none is running, so
+// a slot comes back within about a round trip of the run's end.
+func (l *Limiter) release(r *release) {
+	p := &l.pending
+	p.mu.Lock()
+	if len(p.list) >= maxPending {
+		clear(p.list[:1])
+		p.list = p.list[1:]
+		l.storeErrors.Add(1) // a release lost: its slot waits for its ttl
+	}
+	p.list = append(p.list, r)
+	start := !p.flushing
+	p.flushing = true
+	p.mu.Unlock()
+	if start {
+		go l.flush()
+	}
+}
+
+// flush sends waiting releases until none is left, or Redis fails (the
+// next admission or release tries again).
+func (l *Limiter) flush() {
+	p := &l.pending
+	for {
+		rs := p.snapshot()
+		if len(rs) == 0 {
+			break
+		}
+		keys, args := encodeOps(nil, nil, rs)
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		err := opsScript.Run(ctx, l.client, keys, args...).Err()
+		cancel()
+		if err != nil {
+			l.storeErrors.Add(1)
+			l.log.Debug("rate limiter: releasing slots did not reach Redis; the next call carries them", "err", err)
+			break
+		}
+		p.done(rs)
+	}
+	p.mu.Lock()
+	p.flushing = false
+	again := len(p.list) > 0 && !l.down.Load()
+	if again {
+		p.flushing = true
+	}
+	p.mu.Unlock()
+	if again {
+		// A release queued after the last snapshot: go on, without
+		// recursion growing the stack.
+		go l.flush()
+	}
+}
+
+// flushNow sends the waiting releases before a call that does not carry
+// them (Allow, Acquire), so that on one replica a release is never applied
+// after a later call. Failures are left to the background flush.
+func (l *Limiter) flushNow(ctx context.Context) {
+	rs := l.pending.snapshot()
+	if len(rs) == 0 {
+		return
+	}
+	keys, args := encodeOps(nil, nil, rs)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := opsScript.Run(ctx, l.client, keys, args...).Err(); err == nil {
+		l.pending.done(rs)
+	}
+}
+
+// PublishCacheEpoch implements wasmwiz.RateLimiter: the fallback's epoch
+// is raised always, Redis's when it answers.
+func (l *Limiter) PublishCacheEpoch(ctx context.Context, e int64) error {
+	if l.fallback != nil {
+		_ = l.fallback.PublishCacheEpoch(ctx, e)
+	}
+	try, probe := l.route()
+	if !try {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "Redis is away: the cache epoch is published in memory only")
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(l.timeout, time.Second))
+	defer cancel()
+	if err := publishScript.Run(cctx, l.client, []string{l.epochKey()}, e).Err(); err != nil {
+		if ctx.Err() != nil {
+			l.abandoned(probe)
+		} else {
+			l.failed(err, probe)
+		}
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot publish the cache epoch to Redis")
+	}
+	l.succeeded(probe)
+	return nil
+}

@@ -1,0 +1,56 @@
+-- The cache epoch (docs/RATIONALE.md, "Caches and the cache epoch"): one
+-- number that grows in the same transaction as every change to what a
+-- replica caches for the execute path, so that the change cannot commit
+-- without it. Replicas compare it with what they cached under (through
+-- Redis, or in process) and read again what changed.
+
+CREATE TABLE cache_epoch (
+	id    INTEGER PRIMARY KEY CHECK (id = 1),
+	epoch INTEGER NOT NULL
+) STRICT;
+INSERT INTO cache_epoch (id, epoch) VALUES (1, 1);
+
+-- An API key: revoked, its expiry changed, or deleted.
+CREATE TRIGGER api_keys_cache_epoch_update AFTER UPDATE OF revoked_at, expires_at, user_id, digest ON api_keys
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER api_keys_cache_epoch_delete AFTER DELETE ON api_keys
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+
+-- A user: disabled or enabled, another role or tier, or deleted.
+CREATE TRIGGER users_cache_epoch_update AFTER UPDATE OF disabled, role, tier, email ON users
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER users_cache_epoch_delete AFTER DELETE ON users
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+
+-- A tier: created, changed (PutTier's upsert) or deleted.
+CREATE TRIGGER tiers_cache_epoch_insert AFTER INSERT ON tiers
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER tiers_cache_epoch_update AFTER UPDATE ON tiers
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER tiers_cache_epoch_delete AFTER DELETE ON tiers
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+
+-- A stored module: made public or private, renamed, given to another owner,
+-- or deleted. Its run counters (run_count, last_run_at) do not count.
+CREATE TRIGGER modules_cache_epoch_update AFTER UPDATE OF public, name, owner_id, sha256, size_bytes ON modules
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER modules_cache_epoch_delete AFTER DELETE ON modules
+BEGIN
+	UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
