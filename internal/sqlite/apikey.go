@@ -14,7 +14,6 @@ import (
 // constant use costs one write per minute, not one per request.
 const lastUsedEvery = time.Minute
 
-
 const apiKeyColumns = `k.id, k.user_id, k.name, k.prefix, k.digest, k.created_at, k.last_used_at, k.expires_at, k.revoked_at`
 
 func scanAPIKey(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.APIKey, error) {
