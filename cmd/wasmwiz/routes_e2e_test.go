@@ -88,6 +88,12 @@ func testRoutes(t *testing.T, s *e2eServer) {
 			wantCode(t, "unknown function", err, wasmwiz.EINVALID)
 		})
 	}
+	// The original service's route (its contract: internal/http's
+	// TestRealEngineLegacyFixtures).
+	legacy, err := user.ExecuteLegacy(ctx, echo, "  legacy  ")
+	if err != nil || legacy.Output == nil || *legacy.Output != "legacy" || legacy.Error != nil || !strings.HasPrefix(legacy.RunID, "run_") {
+		t.Fatalf("ExecuteLegacy: %+v, %v", legacy, err)
+	}
 
 	// Modules.
 	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: echo, Name: "echo", Description: "trims stdin"})
@@ -126,7 +132,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	var runs []*wasmwiz.UsageRecord
 	testenv.WaitFor(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
-		return err == nil && total >= 4*3+3+1
+		return err == nil && total >= 4*3+3+1+1 // and the legacy run
 	})
 	one, err := user.GetRun(ctx, runs[0].ID)
 	if err != nil || one.ID != runs[0].ID || one.UserID != me.ID {
@@ -318,7 +324,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	// Every registered route was called above with a 2xx answer, except
-	// the legacy route (TestServeLegacyRoute) and /metrics itself.
+	// /metrics itself.
 	answered := regexp.MustCompile(`wasmwiz_http_requests_total\{method="[A-Z]+",route="([^"]+)",status="2\d\d"\}`)
 	seen := map[string]bool{}
 	for _, m := range answered.FindAllStringSubmatch(metrics, -1) {
@@ -326,7 +332,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	for _, r := range s.srv.api.Routes() {
 		name := r.Method + " " + r.Pattern
-		if name == "GET /metrics" || name == "POST /api/execute" {
+		if name == "GET /metrics" {
 			continue
 		}
 		if !seen[name] {

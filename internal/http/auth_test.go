@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -77,5 +78,34 @@ func wrapDisabled(next func(context.Context, string) (*wasmwiz.User, *wasmwiz.AP
 			return &wasmwiz.User{ID: 9, Role: wasmwiz.RoleAdmin, Tier: "free", Disabled: true}, &wasmwiz.APIKey{ID: 19}, nil
 		}
 		return next(ctx, p)
+	}
+}
+
+// TestAdminRoutesNeedAnAdmin: every route under /api/v1/admin/ answers 401
+// without a key and 403 to a user's key (so a user can neither read other
+// users nor raise its own tier or role), whatever the body.
+func TestAdminRoutesNeedAnAdmin(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	fill := strings.NewReplacer("{id}", "1", "{name}", wasmwiz.TierFree)
+	n := 0
+	for _, r := range f.srv.Routes() {
+		if !strings.HasPrefix(r.Pattern, "/api/v1/admin/") {
+			continue
+		}
+		n++
+		path := fill.Replace(r.Pattern)
+		for _, tt := range []struct {
+			key    string
+			status int
+		}{{"", 401}, {userKey, 403}} {
+			res := f.do(request{method: r.Method, path: path, key: tt.key, body: strings.NewReader(`{"tier":"enterprise","role":"admin"}`), contentType: "application/json"})
+			if res.status != tt.status {
+				t.Errorf("%s %s with key %q: status %d, want %d: %s", r.Method, path, tt.key, res.status, tt.status, res.body)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d admin routes registered", n)
 	}
 }

@@ -1,6 +1,8 @@
 package http_test
 
 import (
+	"bytes"
+	"context"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -44,6 +46,8 @@ func TestBodyLimits(t *testing.T) {
 	boundary := "b0undary"
 	multipartHead := []byte("--" + boundary + "\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n" +
 		"Content-Type: application/wasm\r\n\r\n\x00asm\x01\x00\x00\x00")
+	stdinAfterModule := append(bytes.Clone(multipartHead), "\r\n--"+boundary+"\r\nContent-Disposition: form-data; name=\"stdin\"\r\n\r\n"...)
+	storedID := wasmwiz.NewModuleID()
 	tests := []struct {
 		name          string
 		path          string
@@ -66,11 +70,18 @@ func TestBodyLimits(t *testing.T) {
 			head: []byte(`{"name":"`), contentLength: -1, maxRead: 1<<20 + 64*1024},
 		{name: "legacy, streamed", path: "/api/execute", contentType: "multipart/form-data; boundary=" + boundary,
 			head: multipartHead, contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
+		{name: "stdin part after a module, streamed", path: "/api/v1/execute", contentType: "multipart/form-data; boundary=" + boundary,
+			head: stdinAfterModule, contentLength: -1, maxRead: int64(len(stdinAfterModule)) + free.MaxStdinBytes + 64*1024},
+		{name: "stored module's stdin, streamed", path: "/api/v1/modules/" + storedID + "/execute", contentType: "application/octet-stream",
+			contentLength: -1, maxRead: free.MaxStdinBytes + 64*1024},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, nil)
+			f.modules.FindModuleWasmFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+				return &wasmwiz.Module{ID: id, OwnerID: theUser.ID, SHA256: "abc", Wasm: wasmHeader}, nil
+			}
 			body := &endlessReader{head: append([]byte(nil), tt.head...)}
 			r := httptest.NewRequest("POST", tt.path, body)
 			r.ContentLength = tt.contentLength

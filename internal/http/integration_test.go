@@ -170,42 +170,67 @@ func TestRealEngineExecute(t *testing.T) {
 }
 
 // TestRealEngineLegacyFixtures runs the original service's three fixtures
-// through the legacy route.
+// through the legacy route on the real engine, with both spellings of its
+// fields, and its failures: the guest's own and the tier's time limit.
+// Every answer is exactly {"output":…,"error":…} with the run's id in
+// X-Run-Id.
 func TestRealEngineLegacyFixtures(t *testing.T) {
 	t.Parallel()
 	free, _ := findTier(wasmwiz.TierFree)
 	tier := *free
 	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
 	ts, _ := realServer(t, &tier)
+	short := tier
+	short.Name, short.Timeout = "short", 300*time.Millisecond
+	tsShort, _ := realServer(t, &short)
 	tests := []struct {
 		name, module, input string
+		original            bool // the fields wasm_file and input_data
+		shortTier           bool
 		output, errText     string
 	}{
 		{name: "hello", module: "hello.wasm", output: "Hello, World!\n"},
 		{name: "echo", module: "echo.wasm", input: "  ping  ", output: "ping"},
 		{name: "calc_add", module: "calc_add.wasm", input: "5 3", output: "8\n"},
+		{name: "calc_add, the original field names", module: "calc_add.wasm", input: "40 2", original: true, output: "42\n"},
 		{name: "calc_add without numbers", module: "calc_add.wasm", input: "x", errText: "expected two integers"},
+		{name: "calc_add without input", module: "calc_add.wasm", errText: "module exited with code 1: calc_add: expected two integers"},
+		{name: "loop past the time limit", module: "loop.wasm", shortTier: true, errText: "time limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			body, ct := testenv.Multipart(t, map[string][]byte{"wasm": testmodule.Read(t, tt.module)}, map[string]string{"input": tt.input})
-			res, b := post(t, ts.URL+"/api/execute", ct, body)
+			wasmField, inputField, url := "wasm", "input", ts.URL
+			if tt.original {
+				wasmField, inputField = "wasm_file", "input_data"
+			}
+			if tt.shortTier {
+				url = tsShort.URL
+			}
+			body, ct := testenv.Multipart(t, map[string][]byte{wasmField: testmodule.Read(t, tt.module)}, map[string]string{inputField: tt.input})
+			res, b := post(t, url+"/api/execute", ct, body)
 			if res.StatusCode != 200 {
 				t.Fatalf("status %d: %s", res.StatusCode, b)
 			}
-			var out struct {
-				Output *string `json:"output"`
-				Error  *string `json:"error"`
+			if id := res.Header.Get("X-Run-Id"); !strings.HasPrefix(id, "run_") {
+				t.Errorf("X-Run-Id %q", id)
 			}
+			if tt.errText == "" {
+				want, _ := json.Marshal(struct {
+					Output string  `json:"output"`
+					Error  *string `json:"error"`
+				}{tt.output, nil})
+				if got := bytes.TrimSpace(b); !bytes.Equal(got, want) {
+					t.Errorf("answer %s, want %s", got, want)
+				}
+				return
+			}
+			var out map[string]*string
 			if err := json.Unmarshal(b, &out); err != nil {
 				t.Fatal(err)
 			}
-			if tt.errText == "" && (out.Error != nil || out.Output == nil || *out.Output != tt.output) {
-				t.Errorf("answer %s, want output %q", b, tt.output)
-			}
-			if tt.errText != "" && (out.Output != nil || out.Error == nil || !strings.Contains(*out.Error, tt.errText)) {
-				t.Errorf("answer %s, want error containing %q", b, tt.errText)
+			if len(out) != 2 || out["output"] != nil || out["error"] == nil || !strings.Contains(*out["error"], tt.errText) {
+				t.Errorf("answer %s, want output null and an error containing %q", b, tt.errText)
 			}
 		})
 	}
