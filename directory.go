@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"context"
+	"crypto/sha256"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,9 +74,9 @@ type Directory struct {
 	fallback atomic.Bool  // the last admission was decided by the fallback
 
 	mu      sync.RWMutex
-	keys    map[string]*keyEntry    // by the key's digest
-	modules map[string]*moduleEntry // by module id
-	tiers   map[string]*tierEntry   // by name
+	keys    map[[sha256.Size]byte]*keyEntry // by the key's SHA-256
+	modules map[string]*moduleEntry         // by module id
+	tiers   map[string]*tierEntry           // by name
 
 	hits, misses, stale atomic.Uint64
 }
@@ -201,10 +202,10 @@ func (d *Directory) store(snap int64, put func()) {
 	d.mu.Unlock()
 }
 
-func putBounded[V any](m *map[string]V, max int, k string, v V) {
+func putBounded[K comparable, V any](m *map[K]V, max int, k K, v V) {
 	if *m == nil || len(*m) >= max {
 		// Bounded memory: emptying costs only reads of the database.
-		*m = make(map[string]V)
+		*m = make(map[K]V)
 	}
 	(*m)[k] = v
 }
@@ -234,7 +235,7 @@ func credentialFrom(ctx context.Context) *credential {
 // by Executor.Execute, may ask for it. Errors are those of
 // Keys.Authenticate: a key the cache does not know is always read.
 func (d *Directory) Authenticate(ctx context.Context, plaintext string, cached bool) (context.Context, error) {
-	digest := HashAPIKey(plaintext)
+	digest := sha256.Sum256([]byte(plaintext))
 	now := d.now()
 	if cached {
 		d.mu.RLock()
@@ -262,7 +263,7 @@ func (d *Directory) Authenticate(ctx context.Context, plaintext string, cached b
 func (d *Directory) refreshKey(ctx context.Context, plaintext string) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	digest := HashAPIKey(plaintext)
+	digest := sha256.Sum256([]byte(plaintext))
 	if _, _, err := d.loadKey(ctx, plaintext, digest, d.now()); err != nil {
 		// Revoked, or the database is away: the entry goes; the next
 		// request reads it again and hears why.
@@ -273,7 +274,7 @@ func (d *Directory) refreshKey(ctx context.Context, plaintext string) {
 }
 
 // loadKey reads a key from the store and files it.
-func (d *Directory) loadKey(ctx context.Context, plaintext, digest string, now time.Time) (*User, *APIKey, error) {
+func (d *Directory) loadKey(ctx context.Context, plaintext string, digest [sha256.Size]byte, now time.Time) (*User, *APIKey, error) {
 	snap := d.epoch.Load()
 	u, k, err := d.Keys.Authenticate(ctx, plaintext)
 	if err != nil {

@@ -68,7 +68,11 @@ type executeParser func(w http.ResponseWriter, r *http.Request, limits wasmwiz.L
 // (before reading, by its declared length, when it has one).
 func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID string, parse executeParser) (context.Context, *wasmwiz.Caller, *wasmwiz.RunRequest, error) {
 	ctx := r.Context()
-	c, err := s.exec.Caller(ctx, ClientIP(ctx).String())
+	ip := "" // the rate key of an anonymous caller only
+	if wasmwiz.UserFromContext(ctx) == nil {
+		ip = ClientIP(ctx).String()
+	}
+	c, err := s.exec.Caller(ctx, ip)
 	if err != nil {
 		return ctx, nil, nil, err
 	}

@@ -375,3 +375,18 @@ func (u *UsageRecorder) Runs() []*wasmwiz.UsageRecord {
 	defer u.mu.Unlock()
 	return append([]*wasmwiz.UsageRecord(nil), u.runs...)
 }
+
+// CacheEpochService is a wasmwiz.CacheEpochService.
+type CacheEpochService struct {
+	CacheEpochFn func(ctx context.Context) (int64, error)
+}
+
+var _ wasmwiz.CacheEpochService = (*CacheEpochService)(nil)
+
+// CacheEpoch calls CacheEpochFn.
+func (s *CacheEpochService) CacheEpoch(ctx context.Context) (int64, error) {
+	if s.CacheEpochFn == nil {
+		return 0, unset("CacheEpochService.CacheEpoch")
+	}
+	return s.CacheEpochFn(ctx)
+}
