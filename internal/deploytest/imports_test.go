@@ -24,11 +24,13 @@ var (
 		"internal/redis", "internal/inmem", "internal/http", "internal/usage",
 	}
 	// support packages are small libraries adapters share; each lists who
-	// may import it.
+	// may import it. So does api, the public wire types (standard library
+	// only), which the client and the HTTP layer share.
 	adapterEdges = map[string][]string{
 		"internal/sqlite":   {"internal/migration"},
 		"internal/postgres": {"internal/migration"},
 		"internal/engine":   {"internal/wasifs"}, // the guest's descriptors are part of the engine's WASI
+		"internal/http":     {"api"},             // the API's answers are the public wire types
 	}
 	support = []string{"internal/migration", "internal/wasifs"}
 	// testSupport packages are imported by tests only.
@@ -78,7 +80,7 @@ func isStandard(path string) bool {
 func TestImportRules(t *testing.T) {
 	t.Parallel()
 	pkgs := listPackages(t)
-	kind := map[string]string{"": "root", "client": "client", "cmd/wasmwiz": "program"}
+	kind := map[string]string{"": "root", "api": "api", "client": "client", "cmd/wasmwiz": "program"}
 	for _, p := range adapters {
 		kind[p] = "adapter"
 	}
@@ -108,6 +110,8 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case k == "root":
 				t.Errorf("the root package imports %s: it may import the standard library only", imp)
+			case k == "api":
+				t.Errorf("api imports %s: the public wire types import the standard library only", imp)
 			case !own:
 				if k == "client" {
 					t.Errorf("client imports %s: it may import the standard library and the root package only", imp)

@@ -4,25 +4,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
-// keyRequest is the body that creates a key.
-type keyRequest struct {
-	UserID    int64      `json:"user_id"` // admin route only
-	Name      string     `json:"name"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
-
-// createdKey is the answer to a key's creation: the only time the secret is shown.
-type createdKey struct {
-	Key    *wasmwiz.APIKey `json:"key"`
-	Secret string          `json:"secret"`
-}
-
-func (s *Server) validKeyRequest(req *keyRequest) error {
+func (s *Server) validKeyRequest(req *api.KeyRequest) error {
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" {
 		req.Name = "default"
@@ -42,25 +29,24 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Name      string     `json:"name"`
-		ExpiresAt *time.Time `json:"expires_at"`
-	}
+	var req api.KeyRequest
 	if err := limitBody(w, r, smallBodyLimit); err != nil {
 		return err
 	}
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	kr := &keyRequest{Name: req.Name, ExpiresAt: req.ExpiresAt}
-	if err := s.validKeyRequest(kr); err != nil {
+	if req.UserID != 0 {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "user_id is for POST /api/v1/admin/keys; this route makes a key for you")
+	}
+	if err := s.validKeyRequest(&req); err != nil {
 		return err
 	}
-	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, kr.Name, kr.ExpiresAt)
+	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, req.Name, req.ExpiresAt)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, createdKey{Key: k, Secret: secret})
+	writeJSON(w, http.StatusCreated, api.CreatedKey{Key: apiKey(k), Secret: secret})
 	return nil
 }
 
@@ -78,10 +64,7 @@ func (s *Server) findKeys(w http.ResponseWriter, r *http.Request, userID int64) 
 	if err != nil {
 		return err
 	}
-	if keys == nil {
-		keys = []*wasmwiz.APIKey{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "total": total})
+	writeJSON(w, http.StatusOK, api.KeyList{Keys: apiList(keys, apiKey), Total: total})
 	return nil
 }
 
@@ -124,7 +107,7 @@ func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) error {
 
 // adminCreateKey is POST /api/v1/admin/keys: a key for any user.
 func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
-	var req keyRequest
+	var req api.KeyRequest
 	if err := limitBody(w, r, smallBodyLimit); err != nil {
 		return err
 	}
@@ -141,6 +124,6 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, createdKey{Key: k, Secret: secret})
+	writeJSON(w, http.StatusCreated, api.CreatedKey{Key: apiKey(k), Secret: secret})
 	return nil
 }

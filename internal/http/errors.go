@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // handlerFunc is a handler that returns its failure instead of writing it.
@@ -37,14 +38,10 @@ func ErrorStatus(code string) int {
 }
 
 // errorBody is the JSON shape of every failure.
-type errorBody struct {
-	Error errorJSON `json:"error"`
-}
+type errorBody = api.ErrorBody
 
-type errorJSON struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+// errorJSON is a failure's code and message.
+type errorJSON = api.ErrorDetail
 
 // route adapts fn: it records the route pattern for metrics and the access
 // log, and writes fn's error.

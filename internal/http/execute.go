@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // executeJSON is the JSON body of the execute routes.
@@ -55,7 +56,7 @@ func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID str
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wasmwiz.ResultJSON{ID: ex.ID, Result: ex.Result})
+	writeJSON(w, http.StatusOK, APIResult(ex.ID, ex.Result))
 	return nil
 }
 
@@ -422,10 +423,7 @@ func ceilSeconds(d time.Duration) string {
 }
 
 // legacyJSON is the original service's answer.
-type legacyJSON struct {
-	Output *string `json:"output"`
-	Error  *string `json:"error"`
-}
+type legacyJSON = api.LegacyResult
 
 // legacyExecutePath is the original service's execute route. Its errors are
 // written in legacyJSON's shape by writeError.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // readinessTimeout bounds one /readyz check.
@@ -15,7 +16,7 @@ const readinessTimeout = 2 * time.Second
 
 // healthz is GET /healthz: the process is alive and serving.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
 	return nil
 }
 
@@ -44,10 +45,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		if info := routeInfoFrom(r.Context()); info != nil {
 			info.errorCode = wasmwiz.EUNAVAILABLE
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-			"error":  errorJSON{Code: wasmwiz.EUNAVAILABLE, Message: "not ready: shutting down"},
-			"status": "unavailable",
-			"checks": map[string]string{"shutdown": "draining"},
+		writeJSON(w, http.StatusServiceUnavailable, api.Ready{
+			Error:  &api.ErrorDetail{Code: wasmwiz.EUNAVAILABLE, Message: "not ready: shutting down"},
+			Status: "unavailable",
+			Checks: map[string]string{"shutdown": "draining"},
 		})
 		return nil
 	}
@@ -78,16 +79,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(down) == 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checks": checks})
+		writeJSON(w, http.StatusOK, api.Ready{Status: "ok", Checks: checks})
 		return nil
 	}
 	if info := routeInfoFrom(r.Context()); info != nil {
 		info.errorCode = wasmwiz.EUNAVAILABLE
 	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-		"error":  errorJSON{Code: wasmwiz.EUNAVAILABLE, Message: "not ready: " + strings.Join(down, ", ")},
-		"status": "unavailable",
-		"checks": checks,
+	writeJSON(w, http.StatusServiceUnavailable, api.Ready{
+		Error:  &api.ErrorDetail{Code: wasmwiz.EUNAVAILABLE, Message: "not ready: " + strings.Join(down, ", ")},
+		Status: "unavailable",
+		Checks: checks,
 	})
 	return nil
 }

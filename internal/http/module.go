@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // createModule is POST /api/v1/modules: inspect, then store.
@@ -80,7 +81,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Modules.CreateModule(ctx, m); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, m)
+	writeJSON(w, http.StatusCreated, apiModule(m))
 	return nil
 }
 
@@ -95,10 +96,7 @@ func (s *Server) listModules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ms == nil {
-		ms = []*wasmwiz.Module{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"modules": ms, "total": total})
+	writeJSON(w, http.StatusOK, api.ModuleList{Modules: apiList(ms, apiModule), Total: total})
 	return nil
 }
 
@@ -112,7 +110,7 @@ func (s *Server) getModule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, apiModule(m))
 	return nil
 }
 
@@ -138,11 +136,7 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
 	if !wasmwiz.ValidModuleID(id) {
 		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
 	}
-	var upd struct {
-		Name        *string `json:"name"`
-		Description *string `json:"description"`
-		Public      *bool   `json:"public"`
-	}
+	var upd api.ModuleUpdate
 	if err := limitBody(w, r, smallBodyLimit); err != nil {
 		return err
 	}
@@ -161,6 +155,6 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.changed(r.Context(), "module changed")
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, apiModule(m))
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // listRuns is GET /api/v1/runs.
@@ -30,10 +31,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if runs == nil {
-		runs = []*wasmwiz.UsageRecord{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": runs, "total": total})
+	writeJSON(w, http.StatusOK, api.RunList{Runs: apiList(runs, apiRun), Total: total})
 	return nil
 }
 
@@ -47,7 +45,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, run)
+	writeJSON(w, http.StatusOK, apiRun(run))
 	return nil
 }
 
@@ -57,7 +55,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, apiUsage(u))
 	return nil
 }
 
@@ -73,7 +71,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t.Limits = s.exec.TierLimits(t)
-	writeJSON(w, http.StatusOK, map[string]any{"user": u, "tier": t, "limits": tierLimits(t)})
+	writeJSON(w, http.StatusOK, api.Me{User: apiUser(u), Tier: apiTier(t), Limits: tierLimits(t)})
 	return nil
 }
 
@@ -83,25 +81,18 @@ func (s *Server) adminStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, apiStats(st))
 	return nil
 }
 
-// tierLimit is one limit of the caller's tier, described for people: the web
-// page and the CLI show these without knowing the fields.
-type tierLimit struct {
-	Name  string `json:"name"`
-	Help  string `json:"help"`
-	Value int64  `json:"value"` // as in the tier: bytes, milliseconds or a count
-	Text  string `json:"text"`  // e.g. "128MiB", "5s"
-}
-
-func tierLimits(t *wasmwiz.Tier) []tierLimit {
+// tierLimits describes every limit of a tier for people: the web page, the
+// CLI and the client show these without knowing the fields.
+func tierLimits(t *wasmwiz.Tier) []api.TierLimit {
 	fs := wasmwiz.TierFields()
-	out := make([]tierLimit, len(fs))
+	out := make([]api.TierLimit, len(fs))
 	for i, f := range fs {
 		v := f.Get(t)
-		out[i] = tierLimit{Name: f.Name, Help: f.Help, Value: f.ToStored(v), Text: f.Format(v)}
+		out[i] = api.TierLimit{Name: f.Name, Help: f.Help, Value: f.ToStored(v), Text: f.Format(v)}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // readTier reads a tier from a JSON body; wasmwiz.Tier's own codec names
@@ -38,7 +39,7 @@ func (s *Server) adminListTiers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tiers": tiers})
+	writeJSON(w, http.StatusOK, api.TierList{Tiers: apiList(tiers, apiTier)})
 	return nil
 }
 
@@ -48,7 +49,7 @@ func (s *Server) adminGetTier(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, t)
+	writeJSON(w, http.StatusOK, apiTier(t))
 	return nil
 }
 
@@ -71,7 +72,7 @@ func (s *Server) adminCreateTier(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.changed(r.Context(), "tier changed")
-	writeJSON(w, http.StatusCreated, t)
+	writeJSON(w, http.StatusCreated, apiTier(t))
 	return nil
 }
 
@@ -93,6 +94,6 @@ func (s *Server) adminPutTier(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.changed(r.Context(), "tier changed")
-	writeJSON(w, http.StatusOK, t)
+	writeJSON(w, http.StatusOK, apiTier(t))
 	return nil
 }

@@ -5,16 +5,12 @@ import (
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // adminCreateUser is POST /api/v1/admin/users.
 func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Email     string       `json:"email"`
-		Role      wasmwiz.Role `json:"role"`
-		Tier      string       `json:"tier"`
-		CreateKey bool         `json:"create_key"`
-	}
+	var req api.UserRequest
 	if err := limitBody(w, r, smallBodyLimit); err != nil {
 		return err
 	}
@@ -25,7 +21,7 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := &wasmwiz.User{Email: email, Role: req.Role, Tier: strings.TrimSpace(req.Tier)}
+	u := &wasmwiz.User{Email: email, Role: wasmwiz.Role(req.Role), Tier: strings.TrimSpace(req.Tier)}
 	if u.Role == "" {
 		u.Role = wasmwiz.RoleUser
 	}
@@ -39,14 +35,14 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !req.CreateKey {
-		writeJSON(w, http.StatusCreated, u)
+		writeJSON(w, http.StatusCreated, apiUser(u))
 		return nil
 	}
 	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, "default", nil)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": u, "key": k, "secret": secret})
+	writeJSON(w, http.StatusCreated, api.CreatedUser{User: apiUser(u), Key: apiKey(k), Secret: secret})
 	return nil
 }
 
@@ -61,10 +57,7 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if users == nil {
-		users = []*wasmwiz.User{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": users, "total": total})
+	writeJSON(w, http.StatusOK, api.UserList{Users: apiList(users, apiUser), Total: total})
 	return nil
 }
 
@@ -78,7 +71,7 @@ func (s *Server) adminGetUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, apiUser(u))
 	return nil
 }
 
@@ -88,11 +81,7 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var upd struct {
-		Tier     *string       `json:"tier"`
-		Role     *wasmwiz.Role `json:"role"`
-		Disabled *bool         `json:"disabled"`
-	}
+	var upd api.UserUpdate
 	if err := limitBody(w, r, smallBodyLimit); err != nil {
 		return err
 	}
@@ -102,14 +91,19 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
 	if upd.Tier == nil && upd.Role == nil && upd.Disabled == nil {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "nothing to change: send tier, role or disabled")
 	}
-	if upd.Role != nil && *upd.Role != wasmwiz.RoleUser && *upd.Role != wasmwiz.RoleAdmin {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "role must be user or admin")
+	var role *wasmwiz.Role
+	if upd.Role != nil {
+		if *upd.Role != api.RoleUser && *upd.Role != api.RoleAdmin {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "role must be user or admin")
+		}
+		v := wasmwiz.Role(*upd.Role)
+		role = &v
 	}
-	u, err := s.opts.Users.UpdateUser(r.Context(), id, wasmwiz.UserUpdate{Tier: upd.Tier, Role: upd.Role, Disabled: upd.Disabled})
+	u, err := s.opts.Users.UpdateUser(r.Context(), id, wasmwiz.UserUpdate{Tier: upd.Tier, Role: role, Disabled: upd.Disabled})
 	if err != nil {
 		return err
 	}
 	s.changed(r.Context(), "user changed")
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, apiUser(u))
 	return nil
 }

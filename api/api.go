@@ -1,0 +1,56 @@
+// Package api holds the JSON shapes of the WasmWiz REST API (docs/API.md):
+// what the server sends and accepts, and what the Go client (package
+// client) returns. The server's HTTP layer encodes its answers with these
+// types, so there is one definition of each shape; the OpenAPI document
+// (GET /api/openapi.json) describes the same shapes, and a test holds the two
+// together.
+//
+// It imports the standard library only: a program that talks to a WasmWiz
+// server depends on this package and package client, never on the server's
+// own packages.
+//
+// Tier limits are not fields here: a tier carries them as a name → number
+// map (Tier.Limits), and GET /api/v1/me describes each one (TierLimit), so
+// a limit the server adds reaches a client without a change to it.
+package api
+
+// Error codes: every failure the server answers carries one in its error
+// body (ErrorBody), and each maps to one HTTP status (docs/API.md).
+const (
+	EINVALID      = "EINVALID"      // the request is malformed or names something impossible (400)
+	EUNAUTHORIZED = "EUNAUTHORIZED" // no credentials, or credentials that do not authenticate (401)
+	EFORBIDDEN    = "EFORBIDDEN"    // authenticated, but the action needs another role (403)
+	ENOTFOUND     = "ENOTFOUND"     // does not exist, or is not the caller's (404)
+	ECONFLICT     = "ECONFLICT"     // conflicts with existing state, e.g. a taken email (409)
+	ETOOLARGE     = "ETOOLARGE"     // a module, stdin or body over its limit (413)
+	ERATELIMIT    = "ERATELIMIT"    // a rate or concurrency quota is exhausted (429, Retry-After)
+	EUNAVAILABLE  = "EUNAVAILABLE"  // the server is saturated or a dependency is down; retry later (503)
+	EINTERNAL     = "EINTERNAL"     // a bug or an unexpected failure on the server (500)
+)
+
+// Codes lists every error code.
+var Codes = []string{EINVALID, EUNAUTHORIZED, EFORBIDDEN, ENOTFOUND, ECONFLICT, ETOOLARGE, ERATELIMIT, EUNAVAILABLE, EINTERNAL}
+
+// ErrorBody is the body of every failure: {"error":{"code":…,"message":…}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the code of a failure and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Health is the answer of GET /healthz.
+type Health struct {
+	Status string `json:"status"` // "ok"
+}
+
+// Ready is the answer of GET /readyz: 200 with status "ok" when every
+// dependency answers, 503 with status "unavailable" and Error otherwise.
+type Ready struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"` // dependency → "ok" or "down" ("shutdown" → "draining")
+	Error  *ErrorDetail      `json:"error,omitempty"`
+}

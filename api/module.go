@@ -1,0 +1,71 @@
+package api
+
+import "time"
+
+// Module is a stored module (POST, GET /api/v1/modules): uploaded once, run
+// many times by its id.
+type Module struct {
+	ID          string      `json:"id"` // mod_…
+	OwnerID     int64       `json:"owner_id"`
+	Name        string      `json:"name"` // argv[0] of its runs
+	Description string      `json:"description"`
+	SHA256      string      `json:"sha256"`
+	SizeBytes   int64       `json:"size_bytes"`
+	Inspection  *Inspection `json:"inspection"`
+	Public      bool        `json:"public"` // any authenticated caller may run it
+	CreatedAt   time.Time   `json:"created_at"`
+	LastRunAt   *time.Time  `json:"last_run_at,omitempty"`
+	RunCount    int64       `json:"run_count"`
+}
+
+// ModuleList is a page of modules and how many there are in all.
+type ModuleList struct {
+	Modules []*Module `json:"modules"`
+	Total   int       `json:"total"`
+}
+
+// ModuleUpdate is the body of PATCH /api/v1/modules/{id}; nil fields are
+// left alone.
+type ModuleUpdate struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Public      *bool   `json:"public,omitempty"`
+}
+
+// Inspection is what the server learned about a module without running it.
+type Inspection struct {
+	SHA256    string      `json:"sha256"`
+	SizeBytes int64       `json:"size_bytes"`
+	WASI      bool        `json:"wasi"`            // a WASI command: it runs _start
+	Entry     string      `json:"entry,omitempty"` // the default entry point, "" when none
+	Imports   []Import    `json:"imports"`
+	Exports   []Export    `json:"exports"`
+	Memory    *MemoryInfo `json:"memory,omitempty"`
+}
+
+// FuncSignature is a function type, e.g. params ["i32","i32"], results ["i32"].
+type FuncSignature struct {
+	Params  []string `json:"params"`
+	Results []string `json:"results"`
+}
+
+// Import is one import of a module.
+type Import struct {
+	Module    string         `json:"module"`
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"` // func, memory, table, global
+	Signature *FuncSignature `json:"signature,omitempty"`
+}
+
+// Export is one export of a module.
+type Export struct {
+	Name      string         `json:"name"`
+	Kind      string         `json:"kind"` // func, memory, table, global
+	Signature *FuncSignature `json:"signature,omitempty"`
+}
+
+// MemoryInfo is a module's declared linear memory, in 64 KiB pages.
+type MemoryInfo struct {
+	MinPages uint32  `json:"min_pages"`
+	MaxPages *uint32 `json:"max_pages,omitempty"` // nil: no declared maximum
+}

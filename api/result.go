@@ -1,0 +1,251 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Status is how a guest's run ended. Every status is a successful answer,
+// not an error.
+type Status string
+
+// Run statuses.
+const (
+	StatusOK          Status = "ok"           // finished: exit code 0, or the function returned
+	StatusExit        Status = "exit"         // WASI proc_exit with a non-zero code
+	StatusTrap        Status = "trap"         // the guest trapped; Result.Trap says how
+	StatusTimeout     Status = "timeout"      // stopped at the wall-time limit
+	StatusMemoryLimit Status = "memory_limit" // died of the memory cap
+	StatusOutputLimit Status = "output_limit" // stopped when stdout or stderr passed its cap
+)
+
+// Exited reports whether a run with this status ended by the guest's own
+// exit or return (ok, exit), so that it has an exit code.
+func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }
+
+// Encodings of output in JSON.
+const (
+	encodingUTF8   = "utf-8"
+	encodingBase64 = "base64"
+)
+
+// encodeOutput returns b as UTF-8 text when it is valid UTF-8, else as
+// base64, with the encoding's name.
+func encodeOutput(b []byte) (text, encoding string) {
+	if utf8.Valid(b) {
+		return string(b), encodingUTF8
+	}
+	return base64.StdEncoding.EncodeToString(b), encodingBase64
+}
+
+// decodeOutput reverses encodeOutput.
+func decodeOutput(text, encoding string) ([]byte, error) {
+	if encoding == encodingBase64 {
+		return base64.StdEncoding.DecodeString(text)
+	}
+	return []byte(text), nil
+}
+
+// Result is what a run did: the answer of POST /api/v1/execute and
+// /api/v1/modules/{id}/execute, and what `wasmwiz run --json` prints.
+//
+// In JSON, stdout and stderr travel as UTF-8 text when they are valid
+// UTF-8 and as base64 otherwise ("stdout_encoding"); exit_code is null when
+// the guest did not exit; the duration is "duration_ms". The Go fields hold
+// the decoded values.
+type Result struct {
+	ID              string // the run's id (run_…); empty from wasmwiz run
+	Status          Status
+	ExitCode        int // the guest's exit code when Status.Exited(), else 0 (JSON null)
+	Stdout          []byte
+	StdoutTruncated bool // the guest wrote more than the output cap
+	Stderr          []byte
+	StderrTruncated bool
+	Trap            string  // trap message and wasm stack (trap, memory_limit)
+	Results         []Value // a plain function's return values
+	Duration        time.Duration
+	MemoryPeakBytes int64
+	Module          ModuleInfo
+	CompileCached   bool // the compiled code came from a cache
+}
+
+// resultJSON is Result on the wire.
+type resultJSON struct {
+	ID              string     `json:"id,omitempty"`
+	Status          Status     `json:"status"`
+	ExitCode        *int       `json:"exit_code"`
+	Stdout          string     `json:"stdout"`
+	StdoutEncoding  string     `json:"stdout_encoding"`
+	StdoutTruncated bool       `json:"stdout_truncated"`
+	Stderr          string     `json:"stderr"`
+	StderrEncoding  string     `json:"stderr_encoding"`
+	StderrTruncated bool       `json:"stderr_truncated"`
+	Trap            string     `json:"trap,omitempty"`
+	Results         []Value    `json:"results"`
+	DurationMS      float64    `json:"duration_ms"`
+	MemoryPeakBytes int64      `json:"memory_peak_bytes"`
+	Module          ModuleInfo `json:"module"`
+	CompileCached   bool       `json:"compile_cached"`
+}
+
+// exitCode returns code as the JSON of a run with status s: nil when the
+// guest did not exit.
+func exitCode(s Status, code int) *int {
+	if !s.Exited() {
+		return nil
+	}
+	return &code
+}
+
+// durationMS writes a duration as milliseconds with microsecond precision.
+func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// fromMS reverses durationMS.
+func fromMS(ms float64) time.Duration {
+	return time.Duration(math.Round(ms*1000)) * time.Microsecond
+}
+
+// MarshalJSON writes the result's JSON shape.
+func (r Result) MarshalJSON() ([]byte, error) {
+	j := resultJSON{
+		ID:              r.ID,
+		Status:          r.Status,
+		ExitCode:        exitCode(r.Status, r.ExitCode),
+		StdoutTruncated: r.StdoutTruncated,
+		StderrTruncated: r.StderrTruncated,
+		Trap:            r.Trap,
+		Results:         r.Results,
+		DurationMS:      durationMS(r.Duration),
+		MemoryPeakBytes: r.MemoryPeakBytes,
+		Module:          r.Module,
+		CompileCached:   r.CompileCached,
+	}
+	if j.Results == nil {
+		j.Results = []Value{}
+	}
+	j.Stdout, j.StdoutEncoding = encodeOutput(r.Stdout)
+	j.Stderr, j.StderrEncoding = encodeOutput(r.Stderr)
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the result's JSON shape.
+func (r *Result) UnmarshalJSON(data []byte) error {
+	var j resultJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	res := Result{
+		ID:              j.ID,
+		Status:          j.Status,
+		StdoutTruncated: j.StdoutTruncated,
+		StderrTruncated: j.StderrTruncated,
+		Trap:            j.Trap,
+		Results:         j.Results,
+		Duration:        fromMS(j.DurationMS),
+		MemoryPeakBytes: j.MemoryPeakBytes,
+		Module:          j.Module,
+		CompileCached:   j.CompileCached,
+	}
+	if j.ExitCode != nil {
+		res.ExitCode = *j.ExitCode
+	}
+	var err error
+	if res.Stdout, err = decodeOutput(j.Stdout, j.StdoutEncoding); err != nil {
+		return err
+	}
+	if res.Stderr, err = decodeOutput(j.Stderr, j.StderrEncoding); err != nil {
+		return err
+	}
+	*r = res
+	return nil
+}
+
+// Value is one number a plain function returned. In JSON it is
+// {"type":"i32","value":5}: the value a JSON number, or the string "nan",
+// "inf" or "-inf", which JSON numbers cannot hold.
+type Value struct {
+	Type string // "i32", "i64", "f32" or "f64"
+	// Text is the value in decimal as the server writes it: i32 and i64
+	// signed ("-1"), floats in their shortest form ("0.5", "1e+21"), and
+	// "nan", "inf", "-inf".
+	Text string
+}
+
+// String returns v.Text.
+func (v Value) String() string { return v.Text }
+
+// Int returns an i32 or i64 value as an integer.
+func (v Value) Int() (int64, error) { return strconv.ParseInt(v.Text, 10, 64) }
+
+// Float returns a value as a float64 (NaN and the infinities included).
+func (v Value) Float() (float64, error) { return strconv.ParseFloat(v.Text, 64) }
+
+// MarshalJSON writes {"type":…,"value":…}.
+func (v Value) MarshalJSON() ([]byte, error) {
+	var value json.RawMessage
+	if isJSONNumber(v.Text) {
+		value = json.RawMessage(v.Text)
+	} else {
+		b, err := json.Marshal(v.Text)
+		if err != nil {
+			return nil, err
+		}
+		value = b
+	}
+	return json.Marshal(struct {
+		Type  string          `json:"type"`
+		Value json.RawMessage `json:"value"`
+	}{v.Type, value})
+}
+
+// UnmarshalJSON reads {"type":…,"value":…}, the value a number or a string.
+func (v *Value) UnmarshalJSON(data []byte) error {
+	var j struct {
+		Type  string          `json:"type"`
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	text := string(j.Value)
+	if strings.HasPrefix(text, `"`) {
+		if err := json.Unmarshal(j.Value, &text); err != nil {
+			return err
+		}
+	} else if !isJSONNumber(text) {
+		return fmt.Errorf("api: the value of a %s is %s, neither a number nor a string", j.Type, text)
+	}
+	*v = Value{Type: j.Type, Text: text}
+	return nil
+}
+
+// isJSONNumber reports whether s is one JSON number.
+func isJSONNumber(s string) bool {
+	if s == "" || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
+}
+
+// ModuleInfo identifies the module a result came from.
+type ModuleInfo struct {
+	SHA256    string `json:"sha256"`
+	SizeBytes int64  `json:"size_bytes"`
+	WASI      bool   `json:"wasi"`
+	Entry     string `json:"entry"` // the function that ran
+}
+
+// LegacyResult is the answer of POST /api/execute, the original service's
+// route: Output is the guest's stdout when it finished with status ok;
+// otherwise Error says what happened.
+type LegacyResult struct {
+	Output *string `json:"output"`
+	Error  *string `json:"error"`
+}

@@ -1,0 +1,139 @@
+package http
+
+import (
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+)
+
+// The API answers with the types of package api, the one definition of
+// each JSON shape that the Go client decodes too; these functions map the
+// domain onto them. Domain types have no JSON shape of their own on the
+// API (Inspection's tags serve the stores and the worker protocol, and a
+// test holds them to api.Inspection).
+
+// APIResult returns a run's result in the API's shape, with the run's id
+// (empty for none): what execute answers and `wasmwiz run --json` prints.
+func APIResult(id string, r *wasmwiz.Result) *api.Result {
+	out := &api.Result{
+		ID:              id,
+		Status:          api.Status(r.Status),
+		StdoutTruncated: r.StdoutTruncated,
+		StderrTruncated: r.StderrTruncated,
+		Trap:            r.Trap,
+		Duration:        r.Duration,
+		MemoryPeakBytes: r.MemoryPeakBytes,
+		Module:          api.ModuleInfo(r.Module),
+		CompileCached:   r.CompileCached,
+		Stdout:          r.Stdout,
+		Stderr:          r.Stderr,
+		Results:         make([]api.Value, len(r.Results)),
+	}
+	if r.Status.Exited() {
+		out.ExitCode = r.ExitCode
+	}
+	for i, v := range r.Results {
+		out.Results[i] = api.Value{Type: v.Type, Text: v.String()}
+	}
+	return out
+}
+
+// APIInspection returns an inspection in the API's shape: what a stored
+// module carries and `wasmwiz run --inspect` prints.
+func APIInspection(in *wasmwiz.Inspection) *api.Inspection {
+	if in == nil {
+		return nil
+	}
+	out := &api.Inspection{SHA256: in.SHA256, SizeBytes: in.SizeBytes, WASI: in.WASI, Entry: in.Entry}
+	if in.Imports != nil {
+		out.Imports = make([]api.Import, len(in.Imports))
+		for i, im := range in.Imports {
+			out.Imports[i] = api.Import{Module: im.Module, Name: im.Name, Kind: im.Kind, Signature: apiSignature(im.Signature)}
+		}
+	}
+	if in.Exports != nil {
+		out.Exports = make([]api.Export, len(in.Exports))
+		for i, ex := range in.Exports {
+			out.Exports[i] = api.Export{Name: ex.Name, Kind: ex.Kind, Signature: apiSignature(ex.Signature)}
+		}
+	}
+	if in.Memory != nil {
+		out.Memory = &api.MemoryInfo{MinPages: in.Memory.MinPages, MaxPages: in.Memory.MaxPages}
+	}
+	return out
+}
+
+func apiSignature(s *wasmwiz.FuncSignature) *api.FuncSignature {
+	if s == nil {
+		return nil
+	}
+	return &api.FuncSignature{Params: s.Params, Results: s.Results}
+}
+
+func apiModule(m *wasmwiz.Module) *api.Module {
+	return &api.Module{
+		ID: m.ID, OwnerID: m.OwnerID, Name: m.Name, Description: m.Description,
+		SHA256: m.SHA256, SizeBytes: m.SizeBytes, Inspection: APIInspection(m.Inspection),
+		Public: m.Public, CreatedAt: m.CreatedAt, LastRunAt: m.LastRunAt, RunCount: m.RunCount,
+	}
+}
+
+func apiRun(r *wasmwiz.UsageRecord) *api.Run {
+	out := &api.Run{
+		ID: r.ID, UserID: r.UserID, APIKeyID: r.APIKeyID, ModuleID: r.ModuleID, ModuleSHA256: r.ModuleSHA256,
+		Tier: r.Tier, Status: api.Status(r.Status), DurationMS: r.DurationMS, MemoryPeakBytes: r.MemoryPeakBytes,
+		StdinBytes: r.StdinBytes, OutputBytes: r.OutputBytes, ErrorCode: r.ErrorCode, CreatedAt: r.CreatedAt,
+	}
+	if r.Status.Exited() {
+		out.ExitCode = r.ExitCode
+	}
+	return out
+}
+
+func apiUsage(u *wasmwiz.Usage) *api.Usage {
+	return &api.Usage{Tier: u.Tier, RunsToday: u.RunsToday, RunsPerDay: u.RunsPerDay,
+		RunsThisMinute: u.RunsThisMinute, RunsPerMinute: u.RunsPerMinute}
+}
+
+func apiStats(s *wasmwiz.Stats) *api.Stats {
+	out := &api.Stats{
+		Users: s.Users, ActiveKeys: s.ActiveKeys, RunsToday: s.RunsToday, ActiveUsersToday: s.ActiveUsersToday,
+		SuccessRate: s.SuccessRate, MeanDurationMS: s.MeanDurationMS, P95DurationMS: s.P95DurationMS,
+		RunsPerDay: make([]api.DailyCount, len(s.RunsPerDay)), TopModules: make([]api.ModuleCount, len(s.TopModules)),
+	}
+	for i, d := range s.RunsPerDay {
+		out.RunsPerDay[i] = api.DailyCount(d)
+	}
+	for i, m := range s.TopModules {
+		out.TopModules[i] = api.ModuleCount(m)
+	}
+	return out
+}
+
+func apiUser(u *wasmwiz.User) *api.User {
+	return &api.User{ID: u.ID, Email: u.Email, Role: api.Role(u.Role), Tier: u.Tier, CreatedAt: u.CreatedAt, Disabled: u.Disabled}
+}
+
+func apiKey(k *wasmwiz.APIKey) *api.APIKey {
+	return &api.APIKey{ID: k.ID, UserID: k.UserID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
+		LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}
+}
+
+// apiTier returns a tier with every limit of wasmwiz.TierFields under its
+// name, in the unit its JSON carries (bytes, milliseconds, counts).
+func apiTier(t *wasmwiz.Tier) *api.Tier {
+	fs := wasmwiz.TierFields()
+	out := &api.Tier{Name: t.Name, Limits: make(map[string]int64, len(fs)), UpdatedAt: t.UpdatedAt}
+	for _, f := range fs {
+		out.Limits[f.Name] = f.ToStored(f.Get(t))
+	}
+	return out
+}
+
+// apiList maps every element of a page.
+func apiList[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, len(in))
+	for i, x := range in {
+		out[i] = f(x)
+	}
+	return out
+}

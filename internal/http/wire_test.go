@@ -1,0 +1,111 @@
+package http
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+)
+
+// TestAPICodesAreTheErrorCodes: the codes the client package names (api)
+// are exactly the codes of the error→status table.
+func TestAPICodesAreTheErrorCodes(t *testing.T) {
+	t.Parallel()
+	var table []string
+	for code := range statusOf {
+		table = append(table, code)
+	}
+	codes := slices.Clone(api.Codes)
+	slices.Sort(table)
+	slices.Sort(codes)
+	if !slices.Equal(table, codes) {
+		t.Fatalf("api.Codes %v, the status table has %v", codes, table)
+	}
+}
+
+// TestAPIInspectionIsTheStoredJSON: an inspection has one JSON shape, which
+// the stores and the worker protocol write from the domain type's tags and
+// the API sends as api.Inspection.
+func TestAPIInspectionIsTheStoredJSON(t *testing.T) {
+	t.Parallel()
+	maxPages := uint32(4)
+	sig := &wasmwiz.FuncSignature{Params: []string{"i32", "i32"}, Results: []string{"i32"}}
+	for name, in := range map[string]*wasmwiz.Inspection{
+		"full": {SHA256: "ab", SizeBytes: 9, WASI: true, Entry: "_start",
+			Imports: []wasmwiz.Import{{Module: "wasi_snapshot_preview1", Name: "fd_write", Kind: "func", Signature: sig}, {Module: "env", Name: "mem", Kind: "memory"}},
+			Exports: []wasmwiz.Export{{Name: "add", Kind: "func", Signature: sig}, {Name: "memory", Kind: "memory"}},
+			Memory:  &wasmwiz.MemoryInfo{MinPages: 1, MaxPages: &maxPages}},
+		"empty": {SHA256: "cd", Imports: []wasmwiz.Import{}, Exports: []wasmwiz.Export{}, Memory: &wasmwiz.MemoryInfo{}},
+		"nil":   {},
+	} {
+		stored, _ := json.Marshal(in)
+		sent, _ := json.Marshal(APIInspection(in))
+		if string(stored) != string(sent) {
+			t.Errorf("%s: stored %s\n sent %s", name, stored, sent)
+		}
+	}
+}
+
+// TestAPITierIsTheTierCodec: api.Tier, which the API sends and the client
+// reads, carries every limit of wasmwiz.TierFields under the names and
+// units of the domain's own codec, which reads tiers the API receives.
+func TestAPITierIsTheTierCodec(t *testing.T) {
+	t.Parallel()
+	for _, tier := range wasmwiz.DefaultTiers() {
+		tier.UpdatedAt = time.Date(2026, 11, 2, 3, 4, 5, 0, time.UTC)
+		domain, err := json.Marshal(tier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, err := json.Marshal(apiTier(tier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b map[string]any
+		_ = json.Unmarshal(domain, &a)
+		_ = json.Unmarshal(sent, &b)
+		if !reflect.DeepEqual(a, b) || len(b) != len(wasmwiz.TierFields())+2 {
+			t.Errorf("tier %s: the domain writes %s\n the API sends %s", tier.Name, domain, sent)
+		}
+		var back wasmwiz.Tier
+		if err := json.Unmarshal(sent, &back); err != nil || !reflect.DeepEqual(&back, &wasmwiz.Tier{Name: tier.Name, RunsPerMinute: tier.RunsPerMinute,
+			RunsPerDay: tier.RunsPerDay, MaxConcurrent: tier.MaxConcurrent, Limits: tier.Limits}) {
+			t.Errorf("tier %s sent back: %+v, %v", tier.Name, back, err)
+		}
+	}
+}
+
+// TestAPIResultKeepsTheResult: what the API sends of a result reads back
+// as the same values, including output that is not UTF-8 and floats JSON
+// numbers cannot hold.
+func TestAPIResultKeepsTheResult(t *testing.T) {
+	t.Parallel()
+	nan, _ := wasmwiz.ParseValue("f64", "nan")
+	neg, _ := wasmwiz.ParseValue("i32", "-1")
+	small, _ := wasmwiz.ParseValue("f32", "0.1")
+	res := &wasmwiz.Result{Status: wasmwiz.StatusTrap, ExitCode: 9, Stdout: []byte("out"), Stderr: []byte{0xfe},
+		Trap: "unreachable", Results: []wasmwiz.Value{nan, neg, small}, Duration: 2500 * time.Microsecond,
+		MemoryPeakBytes: 131072, Module: wasmwiz.ModuleInfo{SHA256: "ab", SizeBytes: 3, Entry: "run"}, CompileCached: true}
+	b, err := json.Marshal(APIResult("run_1", res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back api.Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.ID != "run_1" || back.Status != api.StatusTrap || back.ExitCode != 0 || string(back.Stdout) != "out" || string(back.Stderr) != "\xfe" ||
+		back.Trap != "unreachable" || back.Duration != res.Duration || back.MemoryPeakBytes != 131072 || back.Module != api.ModuleInfo(res.Module) || !back.CompileCached {
+		t.Fatalf("sent %s, read back %+v", b, back)
+	}
+	for i, v := range res.Results {
+		got, err := wasmwiz.ParseValue(back.Results[i].Type, back.Results[i].Text)
+		if err != nil || got != v {
+			t.Errorf("result %d: sent %v, read back %+v (%v)", i, v, back.Results[i], err)
+		}
+	}
+}
