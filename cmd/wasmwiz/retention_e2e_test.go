@@ -16,31 +16,12 @@ func TestServeRetention(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := backends[0].env(t)
-	// Seed old and new runs before the server starts.
-	cfg, err := LoadConfig(func(k string) string { return db[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
 	var runs []*wasmwiz.UsageRecord
 	for i := 0; i < 2500; i++ {
-		runs = append(runs, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
-			ModuleSHA256: strings.Repeat("a", 64), CreatedAt: now.Add(-48 * time.Hour)})
+		runs = append(runs, pastRun(48*time.Hour))
 	}
-	fresh := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
-		ModuleSHA256: strings.Repeat("b", 64), CreatedAt: now.Add(-time.Hour)}
-	runs = append(runs, fresh)
-	if err := st.CreateRuns(ctx, runs); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	fresh := pastRun(time.Hour)
+	seedRuns(t, db, append(runs, fresh))
 
 	env := serveEnv(t, db)
 	env["WASMWIZ_RETENTION"] = "24h"
@@ -60,7 +41,7 @@ func TestServeRetention(t *testing.T) {
 	if _, err := s.srv.Store().FindRunByID(sys, fresh.ID); err != nil {
 		t.Fatalf("the fresh run: %v", err)
 	}
-	_, err = s.srv.Store().FindRunByID(sys, runs[0].ID)
+	_, err := s.srv.Store().FindRunByID(sys, runs[0].ID)
 	wantCode(t, "an old run", err, wasmwiz.ENOTFOUND)
 }
 
@@ -70,6 +51,29 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := backends[0].env(t)
+	old := pastRun(365 * 24 * time.Hour)
+	seedRuns(t, db, []*wasmwiz.UsageRecord{old})
+	env := serveEnv(t, db)
+	env["WASMWIZ_RETENTION"] = "0"
+	env["WASMWIZ_LOG_LEVEL"] = "info"
+	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
+	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
+	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
+		t.Fatalf("a year-old run with retention 0: %v", err)
+	}
+}
+
+// pastRun is a run record made age ago.
+func pastRun(age time.Duration) *wasmwiz.UsageRecord {
+	return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("a", 64), CreatedAt: time.Now().UTC().Add(-age)}
+}
+
+// seedRuns writes runs into the database of db (backend variables) before a
+// server starts on it.
+func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
+	t.Helper()
+	ctx := context.Background()
 	cfg, err := LoadConfig(func(k string) string { return db[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -78,21 +82,11 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	old := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
-		ModuleSHA256: strings.Repeat("c", 64), CreatedAt: time.Now().UTC().Add(-365 * 24 * time.Hour)}
-	if err := st.CreateRuns(ctx, []*wasmwiz.UsageRecord{old}); err != nil {
+	if err := st.CreateRuns(ctx, runs); err != nil {
 		t.Fatal(err)
-	}
-	st.Close()
-	env := serveEnv(t, db)
-	env["WASMWIZ_RETENTION"] = "0"
-	env["WASMWIZ_LOG_LEVEL"] = "info"
-	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
-	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
-	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
-		t.Fatalf("a year-old run with retention 0: %v", err)
 	}
 }

@@ -19,25 +19,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // root is the repository's top directory (where go.mod is).
-var root = sync.OnceValues(func() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-})
+var root = sync.OnceValues(testenv.ModuleRoot)
 
 func repoPath(t *testing.T, rel string) string {
 	t.Helper()
