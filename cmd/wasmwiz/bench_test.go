@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestBench runs `wasmwiz bench` with a few requests at two client counts:
@@ -18,7 +20,7 @@ import (
 func TestBench(t *testing.T) {
 	t.Parallel()
 	vars := map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "bench.db"), "WASMWIZ_WORKERS": "2"}
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
 	err := runBench(context.Background(), env, []string{"--requests", "40", "--warmup", "5", "--rounds", "2", "--concurrency", "1,3", "--steps", "20"},
 		benchOptions{serve: testServeOptions()})

@@ -133,7 +133,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 func TestRunInterrupted(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, env, []string{"run", "--timeout", "10m", testmodule.Path(t, "loop.wasm")}) }()
@@ -163,7 +163,7 @@ func TestBinarySignals(t *testing.T) {
 		// The guest prints, then recurses until stopped: once it printed,
 		// the process handles signals.
 		cmd := exec.Command(bin, "run", "--timeout", "10m", testmodule.Path(t, "print_then_recurse.wasm"))
-		stdout, stderr := &syncBuffer{}, &syncBuffer{}
+		stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 		if err := cmd.Start(); err != nil {

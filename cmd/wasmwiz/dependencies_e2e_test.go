@@ -129,8 +129,8 @@ func TestServeRedisOutage(t *testing.T) {
 	if m, _ := s.client("").Metrics(ctx); !strings.Contains(m, "wasmwiz_ratelimit_fallback_active 0") {
 		t.Fatalf("metrics after the outage still show the fallback")
 	}
-	if code, _ := rawRequest(t, http.MethodGet, s.url+"/healthz", "", "", nil); code != http.StatusOK {
-		t.Fatalf("/healthz: %d", code)
+	if res, _ := testenv.Do(t, http.MethodGet, s.url+"/healthz", "", "", nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %d", res.StatusCode)
 	}
 }
 

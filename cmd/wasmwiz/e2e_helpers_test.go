@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,24 +18,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for a server writing and a test reading.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // e2eServer is a real `wasmwiz serve` running in this process on 127.0.0.1:0,
 // its guests in worker processes re-executed from the test binary.
 type e2eServer struct {
@@ -46,8 +25,8 @@ type e2eServer struct {
 	srv      *Server
 	url      string
 	adminKey string // printed at bootstrap; "" when the database had users
-	stdout   *syncBuffer
-	stderr   *syncBuffer
+	stdout   *testenv.Buffer
+	stderr   *testenv.Buffer
 	cancel   context.CancelFunc
 	done     chan error
 	stopOnce sync.Once
@@ -119,7 +98,7 @@ func startServe(t *testing.T, env map[string]string, opts ServeOptions) *e2eServ
 			opts.RedisPrefix = def.RedisPrefix
 		}
 	}
-	s := &e2eServer{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &e2eServer{t: t, stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	listening := make(chan *Server, 1)
 	opts.Listening = func(srv *Server) { listening <- srv }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,27 +194,4 @@ func testTier(name string, f func(*wasmwiz.Tier)) *wasmwiz.Tier {
 		f(t)
 	}
 	return t
-}
-
-// rawRequest sends one request with the key as a Bearer token ("" for
-// none) and returns the status and body.
-func rawRequest(t *testing.T, method, url, key, ctype string, body io.Reader) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

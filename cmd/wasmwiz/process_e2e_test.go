@@ -22,8 +22,8 @@ import (
 // serveProcess is `wasmwiz serve` running as a child process.
 type serveProcess struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	url    string
 	done   chan error
 }
@@ -34,7 +34,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
 // and HOME) and waits until it prints its address.
 func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
 	t.Helper()
-	p := &serveProcess{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &serveProcess{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(testenv.WasmwizBinary(t), "serve")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range vars {

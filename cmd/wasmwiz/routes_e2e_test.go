@@ -310,13 +310,13 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	// The web page and one of its static files.
-	code, page := rawRequest(t, http.MethodGet, s.url+"/", "", "", nil)
-	asset := regexp.MustCompile(`/static/[A-Za-z0-9._-]+`).FindString(page)
-	if code != http.StatusOK || asset == "" {
-		t.Fatalf("GET /: %d, no /static/ asset in %.300s", code, page)
+	pageRes, page := testenv.Do(t, http.MethodGet, s.url+"/", "", "", nil)
+	asset := regexp.MustCompile(`/static/[A-Za-z0-9._-]+`).Find(page)
+	if pageRes.StatusCode != http.StatusOK || asset == nil {
+		t.Fatalf("GET /: %d, no /static/ asset in %.300s", pageRes.StatusCode, page)
 	}
-	if st, _ := rawRequest(t, http.MethodGet, s.url+asset, "", "", nil); st != http.StatusOK {
-		t.Fatalf("GET %s: %d", asset, st)
+	if res, _ := testenv.Do(t, http.MethodGet, s.url+string(asset), "", "", nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", asset, res.StatusCode)
 	}
 	metrics, err = s.client("").Metrics(ctx)
 	if err != nil {

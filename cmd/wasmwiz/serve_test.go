@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestServeBootstrap: the first start on an empty database prints an admin
@@ -59,12 +61,12 @@ func TestServeMetricsAddr(t *testing.T) {
 	env := serveEnv(t, backends[0].env(t))
 	env["WASMWIZ_METRICS_ADDR"] = "127.0.0.1:0"
 	s := startServe(t, env, ServeOptions{})
-	if st, _ := rawRequest(t, http.MethodGet, s.url+"/metrics", "", "", nil); st != http.StatusNotFound {
-		t.Fatalf("/metrics on the API address: %d, want 404", st)
+	if res, _ := testenv.Do(t, http.MethodGet, s.url+"/metrics", "", "", nil); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics on the API address: %d, want 404", res.StatusCode)
 	}
-	st, body := rawRequest(t, http.MethodGet, s.srv.MetricsURL()+"/metrics", "", "", nil)
-	if st != http.StatusOK || !strings.Contains(body, "wasmwiz_http_requests_total") {
-		t.Fatalf("/metrics on the metrics address: %d %.200s", st, body)
+	res, body := testenv.Do(t, http.MethodGet, s.srv.MetricsURL()+"/metrics", "", "", nil)
+	if res.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("wasmwiz_http_requests_total")) {
+		t.Fatalf("/metrics on the metrics address: %d %.200s", res.StatusCode, body)
 	}
 }
 
@@ -97,7 +99,7 @@ func TestServeStartFailures(t *testing.T) {
 			for k, v := range tt.vars {
 				env[k] = v
 			}
-			var stdout, stderr syncBuffer
+			var stdout, stderr testenv.Buffer
 			e := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }}
 			opts := tt.opts
 			if opts.WorkerCommand == nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -100,27 +99,15 @@ func servedExposition(t *testing.T) exported {
 	do := func(method, path string, auth bool, wasm []byte) (int, string) {
 		t.Helper()
 		var body io.Reader
-		ct := ""
+		ct, key := "", ""
 		if wasm != nil {
 			body, ct = testenv.Multipart(t, map[string][]byte{"wasm": wasm}, nil)
 		}
-		req, err := http.NewRequest(method, s.url+path, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ct != "" {
-			req.Header.Set("Content-Type", ct)
-		}
 		if auth {
-			req.Header.Set("Authorization", "Bearer "+s.key)
+			key = s.key
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(b)
+		res, b := testenv.Do(t, method, s.url+path, key, ct, body)
+		return res.StatusCode, string(b)
 	}
 	steps := []struct {
 		name, method, path string

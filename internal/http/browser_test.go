@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -96,20 +95,7 @@ func newWebStack(t *testing.T, auth bool) *webStack {
 // apiGet calls the API directly, to check what the browser did.
 func (s *webStack) apiGet(t *testing.T, key, path string, v any) int {
 	t.Helper()
-	req, err := http.NewRequest("GET", s.ts.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, b := testenv.Do(t, "GET", s.ts.URL+path, key, "", nil)
 	if v != nil && res.StatusCode == 200 {
 		if err := json.Unmarshal(b, v); err != nil {
 			t.Fatalf("GET %s: %v: %s", path, err, b)

@@ -74,24 +74,10 @@ func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.Usage
 	return ts, usage
 }
 
+// post sends a request with the user's key to the real server.
 func post(t *testing.T, url, contentType string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("POST", url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+userKey)
-	req.Header.Set("Content-Type", contentType)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, b
+	return testenv.Do(t, "POST", url, userKey, contentType, body)
 }
 
 func TestRealEngineExecute(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // Keys of the fixture's users.
@@ -48,30 +49,13 @@ type fixture struct {
 	tiers   *mock.TierService
 	runs    *mock.RunService
 	usage   *mock.UsageRecorder
-	logBuf  *syncBuffer
+	logBuf  *testenv.Buffer
 
 	mu        sync.Mutex
 	ran       []*wasmwiz.RunRequest
 	rateKeys  []string
 	decision  wasmwiz.RateDecision
 	slotsFull bool
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func findTier(name string) (*wasmwiz.Tier, error) {
@@ -86,7 +70,7 @@ func findTier(name string) (*wasmwiz.Tier, error) {
 // newFixture builds a server; change opts in mod before it is built.
 func newFixture(t *testing.T, mod func(o *wwhttp.Options)) *fixture {
 	t.Helper()
-	f := &fixture{t: t, usage: &mock.UsageRecorder{}, logBuf: &syncBuffer{}}
+	f := &fixture{t: t, usage: &mock.UsageRecorder{}, logBuf: &testenv.Buffer{}}
 	f.decision = wasmwiz.RateDecision{Allowed: true, Limit: 10, Remaining: 9, ResetAfter: 60 * time.Second}
 	f.engine = &mock.Engine{
 		RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {

@@ -1,7 +1,6 @@
 package redis_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -248,24 +247,6 @@ func TestNewRefusesUnusableClient(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines for tests that count them.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
 const (
 	downLine = "Redis does not answer"
 	upLine   = "Redis answers again"
@@ -286,7 +267,7 @@ func closedAddr(t *testing.T) string {
 func TestRedisDownFallsBack(t *testing.T) {
 	t.Parallel()
 	clock := limitertest.NewClock(limitertest.Start)
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	c := newClient(t, "redis://"+closedAddr(t))
 	l := newLimiter(t, redis.Options{
 		Client: c, Now: clock.Now, Timeout: 200 * time.Millisecond,
@@ -326,8 +307,8 @@ func TestRedisDownFallsBack(t *testing.T) {
 		Outages: 1, StoreErrors: 6}); s != want { // 5 Allow and 1 Acquire tried Redis
 		t.Fatalf("Stats() = %+v, want %+v", s, want)
 	}
-	if n := logs.count(downLine); n != 1 {
-		t.Fatalf("outage logged %d times, want once:\n%s", n, logs.buf.String())
+	if n := strings.Count(logs.String(), downLine); n != 1 {
+		t.Fatalf("outage logged %d times, want once:\n%s", n, logs.String())
 	}
 	// The limiter's collector exports the same figures.
 	got := metrictest.Values(t, l)
@@ -386,7 +367,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	c := goredis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
 	clock := limitertest.NewClock(limitertest.Start)
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	l := newLimiter(t, redis.Options{
 		Client: c, Prefix: testPrefix(t, newClient(t, url)), Now: clock.Now,
 		Timeout: 2 * time.Second, ProbeInterval: 500 * time.Millisecond,
@@ -418,8 +399,8 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if s := l.Stats(); s.FallbackActive || s.Fallback != 3 || s.Allowed != 7 || s.Outages != 1 || s.StoreErrors != 1 {
 		t.Fatalf("Stats() after the outage = %+v", s)
 	}
-	if down, up := logs.count(downLine), logs.count(upLine); down != 1 || up != 1 {
-		t.Fatalf("logged %d outage and %d recovery lines, want 1 and 1:\n%s", down, up, logs.buf.String())
+	if down, up := strings.Count(logs.String(), downLine), strings.Count(logs.String(), upLine); down != 1 || up != 1 {
+		t.Fatalf("logged %d outage and %d recovery lines, want 1 and 1:\n%s", down, up, logs.String())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -30,5 +32,23 @@ func TestMultipart(t *testing.T) {
 	want := "b|b.wasm|B wasm|wasm.wasm|\x00asm a||A input||hi"
 	if strings.Join(got, " ") != want {
 		t.Errorf("parts %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+func TestDo(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Got", r.Method+"|"+r.Header.Get("Authorization")+"|"+r.Header.Get("Content-Type"))
+		w.WriteHeader(http.StatusTeapot)
+		w.Write(b)
+	}))
+	defer ts.Close()
+	res, b := Do(t, "PUT", ts.URL, "ww_k", "text/plain", strings.NewReader("hi"))
+	if res.StatusCode != http.StatusTeapot || string(b) != "hi" || res.Header.Get("X-Got") != "PUT|Bearer ww_k|text/plain" {
+		t.Errorf("Do: %d %q %q", res.StatusCode, b, res.Header.Get("X-Got"))
+	}
+	res, _ = Do(t, "GET", ts.URL, "", "", nil)
+	if res.Header.Get("X-Got") != "GET||" {
+		t.Errorf("Do without key and type sent %q", res.Header.Get("X-Got"))
 	}
 }

@@ -17,8 +17,8 @@ func TestWaits(t *testing.T) {
 	Wait(t, "a return", func() {})
 
 	close(ch)
-	if got := call("TestClosed", func(t testing.TB) { Recv(t, ch, "more") }); !strings.Contains(got.fatal, "closed") {
-		t.Errorf("Recv on a closed channel: %q", got.fatal)
+	if got := Recv(t, ch, "a closed channel"); got != 0 {
+		t.Errorf("Recv on a closed channel = %d", got)
 	}
 }
 
@@ -32,5 +32,21 @@ func TestWaitsGiveUp(t *testing.T) {
 	got = call("TestSilence", func(t testing.TB) { recv(t, make(chan int), "silence", 20*time.Millisecond) })
 	if !strings.Contains(got.fatal, "gave up waiting for silence") {
 		t.Errorf("Recv on a channel nobody sends on: %q", got.fatal)
+	}
+}
+
+func TestBuffer(t *testing.T) {
+	var b Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			b.Write([]byte("x"))
+		}
+	}()
+	_ = b.String() // while it writes: -race checks the lock
+	Recv(t, done, "the writer")
+	if got := b.String(); got != strings.Repeat("x", 100) {
+		t.Errorf("String = %q", got)
 	}
 }

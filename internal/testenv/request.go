@@ -1,0 +1,65 @@
+package testenv
+
+import (
+	"bytes"
+	"io"
+	"maps"
+	"mime/multipart"
+	"net/http"
+	"slices"
+	"testing"
+)
+
+// Do sends one request over the network, with key as a Bearer token ("" for
+// none) and contentType ("" for none), and returns the response with its
+// body read and closed; it fails t when there is no response.
+func Do(t testing.TB, method, url, key, contentType string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return res, b
+}
+
+// Multipart returns a multipart/form-data body and its Content-Type: first
+// the file parts (field name → content, each with the file name
+// "<field>.wasm"), then the plain fields, each set sorted by name.
+func Multipart(t testing.TB, files map[string][]byte, fields map[string]string) (io.Reader, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		w, err := mw.CreateFormFile(name, name+".wasm")
+		if err == nil {
+			_, err = w.Write(files[name])
+		}
+		if err != nil {
+			t.Fatalf("multipart file %s: %v", name, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if err := mw.WriteField(name, fields[name]); err != nil {
+			t.Fatalf("multipart field %s: %v", name, err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatalf("multipart: %v", err)
+	}
+	return &buf, mw.FormDataContentType()
+}
