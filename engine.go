@@ -16,7 +16,9 @@ import (
 // (see TierField), and the worker protocol carries Limits as Values, so a
 // new field needs no change there.
 type Limits struct {
-	// Timeout is the wall time; the guest is stopped when it passes.
+	// Timeout is the wall time of a run, compiling its module included (a
+	// module held compiled costs nothing); the guest is stopped when it
+	// passes, and a module that does not compile within it is refused.
 	Timeout time.Duration `tier:"timeout_ms,duration,min=1ms,max=1h" flag:"timeout" help:"wall time of a run"`
 	// MaxMemoryBytes caps linear memory; growth past it fails inside the guest.
 	MaxMemoryBytes int64 `tier:"max_memory_bytes,bytes,min=64KiB,max=4GiB" flag:"memory" help:"linear memory of a run"`
@@ -185,10 +187,11 @@ type Result struct {
 	StderrTruncated bool
 	Trap            string // trap message and wasm stack, for StatusTrap (and memory_limit)
 	Results         []Value
-	Duration        time.Duration
+	Duration        time.Duration // the guest's wall time
 	MemoryPeakBytes int64
 	Module          ModuleInfo
-	CompileCached   bool // the compiled code came from a cache (memory or disk)
+	CompileCached   bool          // the compiled code came from a cache (memory or disk)
+	CompileDuration time.Duration // compiling (or finding compiled) the module for this run, before Duration
 }
 
 // FuncSignature describes a function type, e.g. "(i32, i64) -> (f64)".

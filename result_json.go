@@ -30,6 +30,7 @@ type resultJSON struct {
 	Trap            string      `json:"trap,omitempty"`
 	Results         []valueJSON `json:"results"`
 	DurationMS      float64     `json:"duration_ms"`
+	CompileMS       float64     `json:"compile_ms"`
 	MemoryPeakBytes int64       `json:"memory_peak_bytes"`
 	Module          ModuleInfo  `json:"module"`
 	CompileCached   bool        `json:"compile_cached"`
@@ -74,6 +75,7 @@ func (r ResultJSON) MarshalJSON() ([]byte, error) {
 		Trap:            r.Trap,
 		Results:         []valueJSON{},
 		DurationMS:      math.Round(float64(r.Duration.Microseconds())) / 1000,
+		CompileMS:       math.Round(float64(r.CompileDuration.Microseconds())) / 1000,
 		MemoryPeakBytes: r.MemoryPeakBytes,
 		Module:          r.Module,
 		CompileCached:   r.CompileCached,
@@ -102,6 +104,7 @@ func (r *ResultJSON) UnmarshalJSON(data []byte) error {
 		StderrTruncated: j.StderrTruncated,
 		Trap:            j.Trap,
 		Duration:        time.Duration(j.DurationMS * float64(time.Millisecond)),
+		CompileDuration: time.Duration(j.CompileMS * float64(time.Millisecond)),
 		MemoryPeakBytes: j.MemoryPeakBytes,
 		Module:          j.Module,
 		CompileCached:   j.CompileCached,

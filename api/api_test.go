@@ -18,13 +18,14 @@ func TestResultRoundTrip(t *testing.T) {
 		Results:  []api.Value{{Type: "i64", Text: "-7"}, {Type: "f64", Text: "nan"}, {Type: "f32", Text: "1e+21"}},
 		Duration: 1500 * time.Microsecond, MemoryPeakBytes: 65536,
 		Module: api.ModuleInfo{SHA256: "ab", SizeBytes: 8, WASI: true, Entry: "_start"}, CompileCached: true,
+		CompileDuration: 250 * time.Microsecond,
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"stdout":"hi\n"`, `"stdout_encoding":"utf-8"`, `"stderr":"/wA="`, `"stderr_encoding":"base64"`,
-		`"exit_code":3`, `"duration_ms":1.5`, `{"type":"i64","value":-7}`, `{"type":"f64","value":"nan"}`, `{"type":"f32","value":1e+21}`} {
+		`"exit_code":3`, `"duration_ms":1.5`, `"compile_ms":0.25`, `{"type":"i64","value":-7}`, `{"type":"f64","value":"nan"}`, `{"type":"f32","value":1e+21}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %s", b, want)
 		}

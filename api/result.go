@@ -67,12 +67,13 @@ type Result struct {
 	StdoutTruncated bool // the guest wrote more than the output cap
 	Stderr          []byte
 	StderrTruncated bool
-	Trap            string  // trap message and wasm stack (trap, memory_limit)
-	Results         []Value // a plain function's return values
-	Duration        time.Duration
+	Trap            string        // trap message and wasm stack (trap, memory_limit)
+	Results         []Value       // a plain function's return values
+	Duration        time.Duration // the guest's wall time
 	MemoryPeakBytes int64
 	Module          ModuleInfo
-	CompileCached   bool // the compiled code came from a cache
+	CompileCached   bool          // the compiled code came from a cache
+	CompileDuration time.Duration // compiling the module for this run (0 when a worker held it compiled), before Duration
 }
 
 // resultJSON is Result on the wire.
@@ -89,6 +90,7 @@ type resultJSON struct {
 	Trap            string     `json:"trap,omitempty"`
 	Results         []Value    `json:"results"`
 	DurationMS      float64    `json:"duration_ms"`
+	CompileMS       float64    `json:"compile_ms"`
 	MemoryPeakBytes int64      `json:"memory_peak_bytes"`
 	Module          ModuleInfo `json:"module"`
 	CompileCached   bool       `json:"compile_cached"`
@@ -122,6 +124,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		Trap:            r.Trap,
 		Results:         r.Results,
 		DurationMS:      durationMS(r.Duration),
+		CompileMS:       durationMS(r.CompileDuration),
 		MemoryPeakBytes: r.MemoryPeakBytes,
 		Module:          r.Module,
 		CompileCached:   r.CompileCached,
@@ -148,6 +151,7 @@ func (r *Result) UnmarshalJSON(data []byte) error {
 		Trap:            j.Trap,
 		Results:         j.Results,
 		Duration:        fromMS(j.DurationMS),
+		CompileDuration: fromMS(j.CompileMS),
 		MemoryPeakBytes: j.MemoryPeakBytes,
 		Module:          j.Module,
 		CompileCached:   j.CompileCached,

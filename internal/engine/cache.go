@@ -85,7 +85,7 @@ func estimateCompiledSize(wasmLen int) int64 { return 6*int64(wasmLen) + 64*wasm
 // getOrLoad is get for a module that may come without its bytes
 // (RunRequest.LoadWasm): load is called only when the compiled code is not
 // held, so a warm run never reads the module.
-func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(context.Context) ([]byte, error), sha string) (*compiled, bool, error) {
+func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(context.Context) ([]byte, error), sha string) (*compiled, bool, time.Duration, error) {
 	if len(wasm) == 0 && load != nil {
 		key := cc.e.cacheKey(sha)
 		cc.mu.Lock()
@@ -94,21 +94,23 @@ func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(co
 			cc.lru.MoveToFront(c.elem)
 			cc.hits++
 			cc.mu.Unlock()
-			return c, true, nil
+			return c, true, 0, nil
 		}
 		cc.mu.Unlock()
 		var err error
 		if wasm, err = load(ctx); err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 	}
 	return cc.get(wasm, sha)
 }
 
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
-// reference the caller must release, and whether it came from a cache
-// (memory or disk). It returns EINVALID for modules that cannot run here.
-func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, error) {
+// reference the caller must release, whether it came from a cache (memory
+// or disk), and how long it took to compile or load (0 when it was in
+// memory; the wait when another request was compiling it). It returns
+// EINVALID for modules that cannot run here.
+func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Duration, error) {
 	key := cc.e.cacheKey(sha)
 	cc.mu.Lock()
 	if c, ok := cc.entries[key]; ok {
@@ -116,18 +118,19 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, error) {
 		cc.lru.MoveToFront(c.elem)
 		cc.hits++
 		cc.mu.Unlock()
-		return c, true, nil
+		return c, true, 0, nil
 	}
 	if f, ok := cc.inflight[key]; ok {
 		cc.hits++
 		f.waiters++
 		cc.mu.Unlock()
+		start := time.Now()
 		<-f.done
 		if f.err != nil {
-			return nil, false, f.err
+			return nil, false, time.Since(start), f.err
 		}
 		// The caller waited for the compile: its code was not cached.
-		return f.c, false, nil
+		return f.c, false, time.Since(start), nil
 	}
 	f := &flight{done: make(chan struct{})}
 	cc.inflight[key] = f
@@ -160,7 +163,7 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, error) {
 		cc.e.writeDiskMarker(key)
 		cc.e.log.Debug("compiled module", "sha256", sha, "bytes", len(wasm), "seconds", took.Seconds(), "from_disk", diskHit)
 	}
-	return c, diskHit && err == nil, err
+	return c, diskHit && err == nil, took, err
 }
 
 // evictLocked drops least recently used entries while over budget, always

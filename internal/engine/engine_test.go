@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -155,6 +156,9 @@ func TestRunOutcomes(t *testing.T) {
 			if tt.req != nil {
 				tt.req(req)
 			}
+			// Compile first: the wall time covers the compile, and the short
+			// limits here are about the guest.
+			_, _ = e.Inspect(context.Background(), wasm, wasmwiz.Limits{})
 			res, err := e.Run(context.Background(), req)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -218,6 +222,9 @@ func TestSleepHonoursDeadlineWithoutInterrupt(t *testing.T) {
 	for _, file := range []string{"poll_sleep.wasm", "sleep.wasm"} {
 		lim := limits()
 		lim.Timeout = 100 * time.Millisecond
+		if _, err := e.Inspect(context.Background(), testmodule.Read(t, file), wasmwiz.Limits{}); err != nil { // compile outside the wall time
+			t.Fatal(err)
+		}
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, file), Limits: lim})
 		if err != nil {
 			t.Fatal(err)
@@ -324,6 +331,9 @@ func TestLoopFreeRecursionPastTheDeadlineIsATimeout(t *testing.T) {
 	// Long enough to start the call (a call that starts after the deadline
 	// is refused by wazero at once), far too short for fib(38).
 	lim.Timeout = 50 * time.Millisecond
+	if _, err := e.Inspect(context.Background(), testmodule.Read(t, "fib_recursive.wasm"), wasmwiz.Limits{}); err != nil { // compile outside the wall time
+		t.Fatal(err)
+	}
 	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
 		Wasm: testmodule.Read(t, "fib_recursive.wasm"), Function: "fib", Params: []string{"38"}, Limits: lim})
 	if err != nil {
@@ -331,5 +341,34 @@ func TestLoopFreeRecursionPastTheDeadlineIsATimeout(t *testing.T) {
 	}
 	if res.Status != wasmwiz.StatusTimeout || len(res.Results) != 0 {
 		t.Fatalf("status %s results %v after %v, want timeout", res.Status, res.Results, res.Duration)
+	}
+}
+
+// TestWallTimeCoversTheCompile: the wall time is compile plus guest. A
+// module whose compile takes longer than the whole limit is refused
+// (ETOOLARGE, saying so); with room, the result reports the compile apart
+// from the guest's duration, and a second run finds it compiled.
+func TestWallTimeCoversTheCompile(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Options{})
+	wasm := hostiletest.DeepLoops(6000) // about half a second to compile here
+	lim := limits()
+	lim.Timeout = time.Millisecond
+	_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "past the wall-time limit of 1ms") {
+		t.Fatalf("a compile longer than the wall time: %v, want ETOOLARGE", err)
+	}
+	wasm = hostiletest.DeepLoops(6001) // not compiled yet
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("Run: %v %+v", err, res)
+	}
+	if res.CompileCached || res.CompileDuration <= 0 {
+		t.Errorf("first run: compile_cached %v, compile %v; want a compile reported", res.CompileCached, res.CompileDuration)
+	}
+	first := res.CompileDuration
+	res, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	if err != nil || !res.CompileCached || res.CompileDuration >= first {
+		t.Errorf("second run: %v, compile_cached %v, compile %v (first %v)", err, res.CompileCached, res.CompileDuration, first)
 	}
 }

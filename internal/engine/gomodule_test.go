@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -36,6 +37,13 @@ func TestGoModules(t *testing.T) {
 	}
 	t.Parallel()
 	e := sharedEngine(t)
+	// The wall time covers the compile: a Go program of a few MB took 12 s
+	// to compile beside the rest of the tests on a loaded machine.
+	limits := func() wasmwiz.Limits {
+		l := limits()
+		l.Timeout = 10 * time.Minute
+		return l
+	}
 	t.Run("hello", func(t *testing.T) {
 		t.Parallel()
 		wasm := buildGoWasip1(t, "gohello")

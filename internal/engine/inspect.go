@@ -44,7 +44,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 	}
 	defer e.end()
 	sum := sha256.Sum256(wasm)
-	c, _, err := e.cache.get(wasm, hex.EncodeToString(sum[:]))
+	c, _, _, err := e.cache.get(wasm, hex.EncodeToString(sum[:]))
 	if err != nil {
 		return nil, err
 	}

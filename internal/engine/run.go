@@ -37,8 +37,10 @@ const DefaultName = "module.wasm"
 
 // Run runs one module in a fresh anonymous instance under req.Limits. A
 // guest outcome (ok, exit, trap, timeout, memory_limit, output_limit) is a
-// Result with a nil error. Errors: ETOOLARGE (module or stdin over its
-// limit), EINVALID (not runnable, unknown function, wrong params, memory
+// Result with a nil error. The wall time covers compiling the module (its
+// CompileDuration) and the guest (its Duration). Errors: ETOOLARGE (module
+// or stdin over its limit, or a compile that took the whole wall time),
+// EINVALID (not runnable, unknown function, wrong params, memory
 // minimum over the limit), all before the guest starts; EUNAVAILABLE after
 // Close or when ctx is cancelled before the run ends; EINTERNAL.
 //
@@ -89,11 +91,23 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		sum := sha256.Sum256(req.Wasm)
 		sha = hex.EncodeToString(sum[:])
 	}
-	c, cached, err := e.cache.getOrLoad(ctx, req.Wasm, req.LoadWasm, sha)
+	c, cached, compiling, err := e.cache.getOrLoad(ctx, req.Wasm, req.LoadWasm, sha)
 	if err != nil {
 		return nil, err
 	}
 	defer e.cache.release(c)
+	// The wall time covers the compile: the guest gets what is left. A
+	// compile cannot be stopped in-process, but it is refused when it used
+	// the whole of it (the worker pool stops it at the deadline).
+	if lim.Timeout > 0 && compiling > 0 {
+		if compiling >= lim.Timeout {
+			return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "compiling the module took %s, past the wall-time limit of %s; a module this costly to compile is refused",
+				compiling.Round(time.Millisecond), lim.Timeout)
+		}
+		r := *req
+		r.Limits.Timeout -= compiling
+		req = &r
+	}
 	if err := checkFits(c.info, lim); err != nil {
 		return nil, err
 	}
@@ -106,7 +120,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		return nil, err
 	}
 	defer closeMounts(mounts)
-	res = &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached}
+	res = &wasmwiz.Result{Module: c.info.insp.Info(), CompileCached: cached, CompileDuration: compiling}
 	res.Module.Entry = fn
 	res.Module.SHA256 = sha
 	if err := e.execute(ctx, c, req, mounts, fn, params, res, stdout, stderr); err != nil {

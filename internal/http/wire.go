@@ -24,6 +24,7 @@ func APIResult(id string, r *wasmwiz.Result) *api.Result {
 		MemoryPeakBytes: r.MemoryPeakBytes,
 		Module:          api.ModuleInfo(r.Module),
 		CompileCached:   r.CompileCached,
+		CompileDuration: r.CompileDuration,
 		Stdout:          r.Stdout,
 		Stderr:          r.Stderr,
 		Results:         make([]api.Value, len(r.Results)),

@@ -112,6 +112,7 @@ func BenchmarkTimeoutRecovery(b *testing.B) {
 	l := limits()
 	l.Timeout = 10 * time.Millisecond
 	loop := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "loop.wasm"), Limits: l}
+	compileFirst(b, pl, loop.Wasm)
 	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}
 	for b.Loop() {
 		res, err := pl.Run(context.Background(), loop)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -274,6 +275,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 	var m *heldModule
 	compiledNow := false
+	var compiling time.Duration // this request's compile, when the worker had to
 	if v, held := s.modules.get(req.SHA256); held {
 		m = v.(*heldModule)
 		s.modules.add(req.SHA256, int64(len(m.wasm)), m) // most recent, as in the pool's mirror
@@ -282,10 +284,13 @@ func (s *server) run(ctx context.Context, body []byte) error {
 			return s.send(msgNeedModule, newFrame(0))
 		}
 		before, _ := s.cacheStats()
+		start := time.Now()
 		info, err := s.compile(ctx, req.Wasm, req.Limits)
+		compiling = time.Since(start)
 		if err != nil {
 			return s.sendError(err)
 		}
+
 		// The inspection compiled the module, so the run will find it in the
 		// cache; what the caller should hear is whether this compile was
 		// served by a cache (the disk), not the run's lookup.
@@ -306,6 +311,11 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 
 	req.Wasm = m.wasm
+	if req.Limits.Timeout > 0 {
+		// The guest gets what the compile left: a compile that ended just
+		// before the pool's deadline leaves it a nanosecond, a timeout.
+		req.Limits.Timeout = max(req.Limits.Timeout-compiling, time.Nanosecond)
+	}
 	if req.Limits.MaxMemoryBytes > 0 {
 		debug.SetMemoryLimit(s.baseMemoryLimit + req.Limits.MaxMemoryBytes)
 	}
@@ -333,6 +343,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	if compiledNow {
 		res.CompileCached = false
 	}
+	res.CompileDuration += compiling
 	e := newFrame(len(res.Trap) + 128)
 	encodeResult(e, res)
 	if err := s.final(msgResult, e); err != nil {

@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,23 +58,44 @@ func bigModule(n, k int) []byte {
 	return out.Bytes()
 }
 
-// TestCompileTimeIsNotTheGuests: compiling a module the worker does not hold
-// yet is the server's work. A module whose compile takes longer than its
-// run's wall time, but whose guest returns at once, finishes ok, as it does
-// in the in-process engine, whose deadline also starts after the compile.
-func TestCompileTimeIsNotTheGuests(t *testing.T) {
+// TestWallTimeCoversTheCompile: a run's wall time covers compiling its
+// module. A module whose compile takes longer than the wall time is refused
+// (ETOOLARGE) with its worker killed, not answered "ok" after the compile,
+// and the refusal is remembered: the same request again costs no worker.
+// With room, the result reports the compile apart from the guest's
+// duration, and the worker then holds the module compiled.
+func TestWallTimeCoversTheCompile(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
-	wasm := bigModule(4000, 400) // ~4.8 MB of code
-	l := limits()
-	l.Timeout = 10 * time.Millisecond
-	for i := range 2 { // a compile, then a held module
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: l})
-		if err != nil {
-			t.Fatalf("run %d: %v", i, err)
-		}
-		if res.Status != wasmwiz.StatusOK {
-			t.Fatalf("run %d: status %s (%s) after %v, want ok: the compile counted against the guest", i, res.Status, res.Trap, res.Duration)
-		}
+	wasm := bigModule(4000, 400) // ~4.8 MB of code, about a second to compile here
+	short := limits()
+	short.Timeout = 10 * time.Millisecond
+	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: short})
+	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "did not compile within 10ms") {
+		t.Fatalf("a compile past the wall time: %v, want ETOOLARGE", err)
+	}
+	before := pl.Stats()
+	if before.Kills != 1 || before.Timeouts != 0 {
+		t.Errorf("stats %+v: want the compiling worker killed, and no guest timeout", before)
+	}
+	_, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: short})
+	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+		t.Fatalf("the same again: %v, want ETOOLARGE", err)
+	}
+	if after := pl.Stats(); after.Runs != before.Runs || after.Kills != before.Kills {
+		t.Errorf("the remembered refusal reached a worker: stats %+v, then %+v", before, after)
+	}
+
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("with a generous wall time: %v %+v", err, res)
+	}
+	if res.CompileDuration < short.Timeout || res.CompileCached {
+		t.Errorf("compile %v (cached %v): want the compile reported", res.CompileDuration, res.CompileCached)
+	}
+	first := res.CompileDuration
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK || res.CompileDuration >= first || !res.CompileCached {
+		t.Fatalf("held: %v, compile %v (first %v), cached %v", err, res.CompileDuration, first, res.CompileCached)
 	}
 }

@@ -20,20 +20,33 @@ import (
 // errWorkerOOM is an exchange ending in the worker's death from out-of-memory.
 var errWorkerOOM = errors.New("worker ran out of memory")
 
-// runClock is a run's wall time. Compiling a module the worker does not hold
-// yet is the server's work, not the guest's: until the worker says the guest
-// has started, the deadline also allows compile (Options.InspectTimeout), and
-// the guest's own wall time counts from then, as in the in-process engine.
+// runClock follows a request's compile and guest. The wall time covers
+// both (one deadline from the moment the request reaches its worker); the
+// guest's Duration counts from the worker's "started" frame, sent when it
+// has compiled a module it did not hold, and the compile is what came
+// before. A worker holding the module starts the guest at once.
 type runClock struct {
-	guest   time.Duration // the run's wall time plus the kill grace
-	compile time.Duration // allowed for compiling the module
-	start   time.Time     // when the guest's time started (provisionally: the request)
+	start     time.Time // the request reached its worker
+	guest     time.Time // the guest started; zero while compiling
+	compiling bool      // the worker is compiling the module
+	onStarted func()    // called once the compile is done (frees the compile slot); may be nil
 }
 
-// setDeadline moves the deadline of p's pipes.
-func (c *runClock) setDeadline(p *proc, t time.Time) {
-	_ = p.stdin.SetWriteDeadline(t)
-	_ = p.stdout.SetReadDeadline(t)
+// startedAt returns when the guest started (the request's start when the
+// worker held the module).
+func (c *runClock) startedAt() time.Time {
+	if c.guest.IsZero() {
+		return c.start
+	}
+	return c.guest
+}
+
+// compileTook returns how long the worker compiled, 0 when it held the module.
+func (c *runClock) compileTook() time.Duration {
+	if c.guest.IsZero() {
+		return 0
+	}
+	return c.guest.Sub(c.start)
 }
 
 // request is one request to a worker, and what the pool learns of it while
@@ -58,8 +71,8 @@ type request struct {
 	// those the worker wrote before it was killed at the deadline; output
 	// frames to a request without out are a protocol failure.
 	out *runOutput
-	// clk, when non-nil (runs), moves the deadline when the worker has to
-	// compile the module and again when the guest starts.
+	// clk, when non-nil, follows the compile: a "need module" frame means
+	// the worker compiles, a "started" frame that it is done.
 	clk *runClock
 }
 
@@ -135,7 +148,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		switch k {
 		case msgNeedModule:
 			if clk != nil {
-				clk.setDeadline(p, time.Now().Add(clk.compile+clk.guest))
+				clk.compiling = true
 			}
 			err = send(true)
 		case msgStarted:
@@ -143,8 +156,10 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			if err = d.done(); err == nil {
 				started = true
 				if clk != nil {
-					clk.start = time.Now()
-					clk.setDeadline(p, clk.start.Add(clk.guest))
+					clk.guest, clk.compiling = time.Now(), false
+					if clk.onStarted != nil {
+						clk.onStarted()
+					}
 				}
 				p.mods.add(sha, int64(len(rq.wasm)), &mi)
 				if info != nil {

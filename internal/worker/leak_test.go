@@ -72,6 +72,8 @@ func TestPoolNoLeaks(t *testing.T) {
 	printShort.Timeout = 300 * time.Millisecond
 	small := limits()
 	small.MaxMemoryBytes = 2 * wasmwiz.MiB
+	// The short wall times are the guests': compile every module first.
+	compileFirst(t, pl, hello, add, traps, bomb, loop, fib, printLoop)
 
 	// Every 100 runs: 2 timeouts (a loop that printed first, whose output
 	// must survive the kill, and loop-free recursion), 2 traps, 2 memory

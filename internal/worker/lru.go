@@ -59,3 +59,12 @@ func (c *lru) add(key string, size int64, value any) {
 
 // len returns the number of keys held.
 func (c *lru) len() int { return c.order.Len() }
+
+// remove deletes key when held.
+func (c *lru) remove(key string) {
+	if el, ok := c.items[key]; ok {
+		c.order.Remove(el)
+		delete(c.items, key)
+		c.used -= el.Value.(*lruItem).size
+	}
+}

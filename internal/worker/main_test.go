@@ -147,3 +147,15 @@ func busyPIDs(pl *Pool) []int {
 	}
 	return pids
 }
+
+// compileFirst inspects modules in pl under generous limits, so that a
+// test's short wall time is its guest's: the wall time covers compiling a
+// module the pool has not compiled yet.
+func compileFirst(t testing.TB, pl *Pool, wasm ...[]byte) {
+	t.Helper()
+	for _, w := range wasm {
+		if _, err := pl.Inspect(context.Background(), w, limits()); err != nil {
+			t.Fatalf("compiling a test module first: %v", err)
+		}
+	}
+}

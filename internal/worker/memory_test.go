@@ -34,6 +34,11 @@ func residentBytes(pid int) int64 {
 	return (resident - shared) * int64(os.Getpagesize())
 }
 
+// mib writes n bytes in MiB with one decimal.
+func mib(n int64) string {
+	return strconv.FormatFloat(float64(n)/float64(wasmwiz.MiB), 'f', 1, 64) + "MiB"
+}
+
 // peakRSS samples the anonymous resident memory of the pool's busy workers until
 // stop is called, and returns the largest sample: what a guest made a
 // worker hold, even one that died of it.
@@ -123,9 +128,9 @@ func TestPoolHostileMemory(t *testing.T) {
 			}
 			bound := idle + runDataBudget(lim, 0) + raceOverhead*hardLimitMargin
 			t.Logf("worker anonymous resident memory: %s idle, %s at most during the run (bound %s)",
-				wasmwiz.FormatSize(idle), wasmwiz.FormatSize(peak), wasmwiz.FormatSize(bound))
+				mib(idle), mib(peak), mib(bound))
 			if peak > bound {
-				t.Errorf("the worker held %s during the run, over its bound of %s", wasmwiz.FormatSize(peak), wasmwiz.FormatSize(bound))
+				t.Errorf("the worker held %s during the run, over its bound of %s", mib(peak), mib(bound))
 			}
 			// The pool goes on: a hello world runs next.
 			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})

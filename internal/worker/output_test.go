@@ -200,6 +200,7 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, testOptions(t, 1, 0))
+			compileFirst(t, pl, tt.wasm)
 			l := limits()
 			l.Timeout = 300 * time.Millisecond
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: l})

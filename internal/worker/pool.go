@@ -64,8 +64,14 @@ type Options struct {
 	KillGrace time.Duration
 	// StartTimeout bounds the start of one worker up to its hello; 0 means 30 s.
 	StartTimeout time.Duration
-	// InspectTimeout bounds one inspection (which compiles); 0 means 60 s.
+	// InspectTimeout bounds the compile of an inspection whose limits set no
+	// wall time; 0 means 60 s. (A run's compile is bounded by its wall time,
+	// and so is an inspection's when its limits set one.)
 	InspectTimeout time.Duration
+	// CompileWait is how long a request that must compile waits for one of
+	// the Size-1 compile slots before it is refused EUNAVAILABLE (compile.go);
+	// 0 means DefaultCompileWait.
+	CompileWait time.Duration
 	// MaxIdleRSSBytes: a worker whose resident memory is above it after a run
 	// that used more than 16 MiB of linear memory is replaced. 0 means
 	// MemoryCacheBytes (or 256 MiB) + ModuleCacheBytes + 128 MiB; -1 turns
@@ -115,10 +121,11 @@ type Pool struct {
 	cfg    childConfig
 	target int // Size + Spares
 
-	sem     chan struct{} // one token per run at a time
-	closing chan struct{} // closed by Close
-	ctx     context.Context
-	cancel  context.CancelFunc
+	sem      chan struct{} // one token per run at a time
+	compiles *compiles     // compile slots, modules known compiled, verdicts (compile.go)
+	closing  chan struct{} // closed by Close
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	inflight sync.WaitGroup // acquired workers
 	spawning sync.WaitGroup // background starts
@@ -177,6 +184,9 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	if opts.InspectTimeout <= 0 {
 		opts.InspectTimeout = DefaultInspectTimeout
 	}
+	if opts.CompileWait <= 0 {
+		opts.CompileWait = DefaultCompileWait
+	}
 	if opts.MaxIdleRSSBytes == 0 {
 		mc := opts.MemoryCacheBytes
 		if mc <= 0 {
@@ -190,15 +200,16 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pl := &Pool{
-		opts:    opts,
-		log:     log,
-		target:  opts.Size + opts.Spares,
-		sem:     make(chan struct{}, opts.Size),
-		closing: make(chan struct{}),
-		ctx:     pctx,
-		cancel:  cancel,
-		procs:   map[*proc]struct{}{},
-		changed: make(chan struct{}),
+		opts:     opts,
+		log:      log,
+		target:   opts.Size + opts.Spares,
+		sem:      make(chan struct{}, opts.Size),
+		compiles: newCompiles(opts.Size, opts.CompileWait),
+		closing:  make(chan struct{}),
+		ctx:      pctx,
+		cancel:   cancel,
+		procs:    map[*proc]struct{}{},
+		changed:  make(chan struct{}),
 		cfg: childConfig{
 			LimitsSchema:     wasmwiz.LimitsSchema(),
 			CacheDir:         opts.CacheDir,

@@ -130,6 +130,9 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			before := pl.PIDs()
 			l := limits()
 			l.Timeout = 300 * time.Millisecond
+			if !tt.inspectFirst {
+				l.Timeout = time.Second // the compile is inside it
+			}
 			wasm := testmodule.Read(t, tt.module)
 			if tt.inspectFirst {
 				if _, err := pl.Inspect(context.Background(), wasm, l); err != nil {
@@ -143,8 +146,8 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			if res.Status != wasmwiz.StatusTimeout {
 				t.Fatalf("status = %s, want timeout", res.Status)
 			}
-			if res.Duration < l.Timeout {
-				t.Errorf("duration %v is shorter than the timeout %v", res.Duration, l.Timeout)
+			if res.Duration+res.CompileDuration < l.Timeout {
+				t.Errorf("duration %v and compile %v are shorter than the timeout %v", res.Duration, res.CompileDuration, l.Timeout)
 			}
 			if res.Module.SHA256 != moduleSHA("", wasm) || res.Module.Entry != "_start" {
 				t.Errorf("module = %+v, want its sha256 and entry _start", res.Module)
@@ -245,6 +248,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, testOptions(t, 1, 1))
+			compileFirst(t, pl, testmodule.Read(t, "loop.wasm")) // killed while the guest runs, not while it compiles
 			type answer struct {
 				res *wasmwiz.Result
 				err error
@@ -313,6 +317,7 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 func TestPoolCancelKillsWorker(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
+	compileFirst(t, pl, testmodule.Read(t, "fib_recursive.wasm")) // cancelled while the guest runs, not while it compiles
 	ctx, cancel := context.WithCancel(context.Background())
 	type answer struct {
 		res *wasmwiz.Result
@@ -444,6 +449,7 @@ func TestPoolClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids := pl.PIDs()
+	compileFirst(t, pl, testmodule.Read(t, "loop.wasm"))
 	l := limits()
 	l.Timeout = 500 * time.Millisecond
 	done := make(chan *wasmwiz.Result, 1)
@@ -545,6 +551,7 @@ func TestPoolCacheStats(t *testing.T) {
 	if st := pl.CacheStats(); st.Misses != 1 || st.Hits <= first.Hits {
 		t.Errorf("after the second run: %+v, want no new compile and more hits than %+v", st, first)
 	}
+	compileFirst(t, pl, testmodule.Read(t, "loop.wasm")) // the second compile, outside the short wall time
 	l := limits()
 	l.Timeout = 50 * time.Millisecond
 	if res := run(&wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
@@ -606,6 +613,7 @@ func TestPoolDeadlineWithoutKill(t *testing.T) {
 			opts.KillGrace = 10 * time.Second
 			pl := newTestPool(t, opts)
 			pid := pl.PIDs()[0]
+			compileFirst(t, pl, tt.req.Wasm)
 			req := *tt.req
 			req.Limits = limits()
 			req.Limits.Timeout = 200 * time.Millisecond
@@ -632,6 +640,7 @@ func TestPoolDeadlineWithoutKill(t *testing.T) {
 func TestPoolHostCallLoop(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 1))
+	compileFirst(t, pl, testmodule.Read(t, "hostcall_loop.wasm"))
 	l := limits()
 	l.Timeout = 200 * time.Millisecond
 	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hostcall_loop.wasm"), Limits: l})
@@ -722,6 +731,7 @@ func TestPoolStartFailures(t *testing.T) {
 		if err := os.Remove(gate); err != nil {
 			t.Fatal(err)
 		}
+		compileFirst(t, pl, testmodule.Read(t, "loop.wasm"))
 		l := limits()
 		l.Timeout = 50 * time.Millisecond
 		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
@@ -745,19 +755,33 @@ func TestPoolStartFailures(t *testing.T) {
 	})
 }
 
-// TestPoolInspectTimeout: an inspection past InspectTimeout ends with
-// EUNAVAILABLE and its worker killed.
+// TestPoolInspectTimeout: an inspection whose compile passes its bound (the
+// limits' wall time, or InspectTimeout when they set none) is refused
+// ETOOLARGE with its worker killed, and the refusal is remembered: the
+// same module again is refused without a worker.
 func TestPoolInspectTimeout(t *testing.T) {
 	t.Parallel()
 	opts := testOptions(t, 1, 0)
 	opts.InspectTimeout = time.Nanosecond
 	pl := newTestPool(t, opts)
 	pid := pl.PIDs()[0]
-	_, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), limits())
-	if got := wasmwiz.ErrorCode(err); got != wasmwiz.EUNAVAILABLE {
-		t.Fatalf("Inspect = %v, want EUNAVAILABLE", err)
+	_, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), wasmwiz.Limits{})
+	if got := wasmwiz.ErrorCode(err); got != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "did not compile within 1ns") {
+		t.Fatalf("Inspect = %v, want ETOOLARGE", err)
 	}
 	if processExists(pid) {
 		t.Errorf("worker %d of the timed-out inspection still exists", pid)
+	}
+	before := pl.Stats()
+	_, err = pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), wasmwiz.Limits{})
+	if got := wasmwiz.ErrorCode(err); got != wasmwiz.ETOOLARGE {
+		t.Fatalf("Inspect again = %v, want ETOOLARGE", err)
+	}
+	if after := pl.Stats(); after.Inspections != before.Inspections || after.Kills != before.Kills {
+		t.Errorf("the remembered refusal reached a worker: stats %+v, then %+v", before, after)
+	}
+	// A wall time longer than the one that failed may try again.
+	if _, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), limits()); err != nil {
+		t.Fatalf("Inspect with a longer wall time: %v", err)
 	}
 }

@@ -59,8 +59,9 @@ const (
 // instead of misreading frames.
 //
 // Version 2: guest output travels in output frames during the run; the
-// result frame no longer carries it. Version 3: the retire frame.
-const protocolVersion = 3
+// result frame no longer carries it. Version 3: the retire frame. Version
+// 4: results carry the compile's duration.
+const protocolVersion = 4
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -442,6 +443,7 @@ func encodeResult(e *enc, r *wasmwiz.Result) {
 	e.varint(r.MemoryPeakBytes)
 	encodeModuleInfo(e, r.Module)
 	e.bool(r.CompileCached)
+	e.varint(int64(r.CompileDuration))
 }
 
 func decodeResult(d *dec) *wasmwiz.Result {
@@ -466,6 +468,7 @@ func decodeResult(d *dec) *wasmwiz.Result {
 	r.MemoryPeakBytes = d.varint()
 	r.Module = decodeModuleInfo(d)
 	r.CompileCached = d.bool()
+	r.CompileDuration = time.Duration(d.varint())
 	return r
 }
 

@@ -15,16 +15,20 @@ import (
 // (exchange.go) and turns the answer into a result or an error.
 
 // Run runs req in a worker. Results and errors are those of wasmwiz.Engine:
-// guest outcomes, timeouts included, are Results. The guest's output reaches
-// the pool as it is written, so a run whose worker is killed at the deadline
-// (timeout) or dies from out-of-memory (memory_limit) still carries what the
-// guest wrote before, bounded by Limits.MaxOutputBytes. Errors: EINVALID for a
-// request without a wall-time limit and for what the engine refuses,
-// ETOOLARGE for a module or stdin over its limit (the worker's engine
-// checks; Executor.Execute has refused them before), EUNAVAILABLE when the
-// pool is closing or the request ended (ctx) before the run did (its worker
-// is killed; the Result returned with that error says what the run used
-// until then), and
+// guest outcomes, timeouts included, are Results. Limits.Timeout covers
+// compiling the module (when no worker has it compiled) and the guest: the
+// result reports the two apart (CompileDuration, Duration). The guest's
+// output reaches the pool as it is written, so a run whose worker is killed
+// at the deadline (timeout) or dies from out-of-memory (memory_limit) still
+// carries what the guest wrote before, bounded by Limits.MaxOutputBytes.
+// Errors: EINVALID for a request without a wall-time limit and for what the
+// engine refuses; ETOOLARGE for a module or stdin over its limit (the
+// worker's engine checks; Executor.Execute has refused them before) and for
+// a module that did not compile within the wall time or the memory the
+// request allows (remembered: compile.go); EUNAVAILABLE when the pool is
+// closing, the request ended (ctx) before the run did (its worker is
+// killed; the Result returned with that error says what the run used until
+// then), or no compile slot freed in time (with a RetryAfter hint); and
 // EINTERNAL when the worker died during the run for a reason other than
 // memory (a death from out-of-memory is the status memory_limit).
 func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
@@ -39,17 +43,26 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no module to run")
 	}
 	sha := moduleSHA(req.SHA256, req.Wasm)
+	if err := pl.compiles.refused(sha, l.Timeout, compileDataBudget(l, len(req.Wasm))); err != nil {
+		return nil, err
+	}
+	// A module compiled here before only loads (from a worker's memory or
+	// the disk cache): its time and memory are the run's, not a verdict on
+	// the module.
+	known := pl.compiles.isKnown(sha)
+	freeSlot, err := pl.compiles.slot(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer freeSlot()
 	p, err := pl.acquire(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
-	clk := &runClock{guest: l.Timeout + pl.opts.KillGrace, compile: pl.opts.InspectTimeout, start: time.Now()}
+	clk := &runClock{start: time.Now(), compiling: !p.mods.has(sha), onStarted: freeSlot}
 	rq := &request{kind: msgRun, sha: sha, wasm: req.Wasm, load: req.LoadWasm, hint: copiedSize(len(req.Stdin)) + 256,
-		deadline: clk.start.Add(clk.guest), out: newRunOutput(l.MaxOutputBytes), clk: clk,
+		deadline: clk.start.Add(l.Timeout + pl.opts.KillGrace), out: newRunOutput(l.MaxOutputBytes), clk: clk,
 		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
-	if !p.mods.has(sha) {
-		rq.deadline = rq.deadline.Add(clk.compile) // and reading the module, when it comes by digest
-	}
 	body := *req
 	rq.encode = func(e *enc, wasm []byte) {
 		body.Wasm = wasm
@@ -57,7 +70,6 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	}
 	kind, d, healthy, err := pl.exchange(ctx, p, rq)
 	info, out := *rq.info, rq.out
-	start := clk.start
 	pl.runs.Add(1)
 	if req.Function != "" {
 		info.Entry = req.Function
@@ -65,27 +77,44 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	var peak int64
 	defer func() { pl.release(p, healthy, peak) }()
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		pl.timeouts.Add(1)
-		res := &wasmwiz.Result{Status: wasmwiz.StatusTimeout, Duration: time.Since(start), Module: info}
-		out.fill(res) // what the guest wrote before it was killed
-		return res, nil
-	case errors.Is(err, errWorkerOOM):
-		res := &wasmwiz.Result{
-			Status:   wasmwiz.StatusMemoryLimit,
-			Trap:     "the worker process ran out of memory",
-			Duration: time.Since(start),
-			Module:   info,
+	case clk.compiling && !known:
+		// The worker was still compiling a module new here: the module, not
+		// the guest, took the wall time or the memory.
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			pl.compiles.remember(sha, l.Timeout, 0)
+			return nil, compileTooLong(l.Timeout)
+		case errors.Is(err, errWorkerOOM):
+			budget := compileDataBudget(l, len(rq.wasm))
+			pl.compiles.remember(sha, 0, budget)
+			return nil, compileTooBig(budget)
+		}
+	case !clk.compiling && (err == nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWorkerOOM)):
+		pl.compiles.compiled(sha)
+	}
+	// A run that ended without the worker's answer: its times as the pool
+	// saw them, and what the guest wrote before.
+	ended := func(status wasmwiz.Status, trap string) *wasmwiz.Result {
+		res := &wasmwiz.Result{Status: status, Trap: trap, Module: info}
+		if clk.compiling { // the module still compiling or loading: the guest never ran
+			res.CompileDuration = time.Since(clk.start)
+		} else {
+			res.Duration, res.CompileDuration = time.Since(clk.startedAt()), clk.compileTook()
 		}
 		out.fill(res)
-		return res, nil
+		return res
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		pl.timeouts.Add(1)
+		return ended(wasmwiz.StatusTimeout, ""), nil
+	case errors.Is(err, errWorkerOOM):
+		return ended(wasmwiz.StatusMemoryLimit, "the worker process ran out of memory"), nil
 	case err != nil && ctx.Err() != nil:
 		// The request ended (a client that went away) and the worker was
 		// killed: the error, with what the run used until then, for its
 		// usage record.
-		res := &wasmwiz.Result{Duration: time.Since(start), Module: info}
-		out.fill(res)
-		return res, err
+		return ended("", ""), err
 	case err != nil:
 		return nil, err
 	}
@@ -109,35 +138,62 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 
 // Inspect inspects a module in a worker, so that compiling untrusted code
 // never happens in the server's process; the module stays with that worker
-// for the runs that usually follow. Errors: those of wasmwiz.Engine.Inspect,
-// EUNAVAILABLE when the pool is closing, ctx ended, or the inspection took
-// longer than Options.InspectTimeout, EINVALID when the worker ran out of
-// memory compiling the module, and EINTERNAL when it died otherwise.
+// for the runs that usually follow. The compile is bounded like a run's:
+// by limits.Timeout (Options.InspectTimeout when zero) and the memory the
+// limits allow, and it needs a compile slot unless the module is known
+// compiled (compile.go). Errors: those of wasmwiz.Engine.Inspect;
+// ETOOLARGE for a module that did not compile within those bounds
+// (remembered); EUNAVAILABLE when the pool is closing, ctx ended, no
+// compile slot freed in time, or a module compiled before did not load in
+// time; EINTERNAL when the worker died otherwise.
 func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
 		return nil, wasmwiz.SizeError("module", int64(len(wasm)), limits.MaxModuleBytes, "")
 	}
 	sha := moduleSHA("", wasm)
+	timeout := limits.Timeout
+	if timeout <= 0 {
+		timeout = pl.opts.InspectTimeout
+	}
+	budget := compileDataBudget(limits, len(wasm))
+	if err := pl.compiles.refused(sha, timeout, budget); err != nil {
+		return nil, err
+	}
+	known := pl.compiles.isKnown(sha) // it only loads: no verdict on it (see Run)
+	freeSlot, err := pl.compiles.slot(ctx, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer freeSlot()
 	p, err := pl.acquire(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
 	kind, d, healthy, err := pl.exchange(ctx, p, &request{kind: msgInspect, sha: sha, wasm: wasm, hint: 64,
-		deadline: time.Now().Add(pl.opts.InspectTimeout),
+		deadline: time.Now().Add(timeout),
 		encode:   func(e *enc, b []byte) { encodeInspect(e, sha, wasm, limits, b != nil) }})
 	pl.inspections.Add(1)
 	defer pl.release(p, healthy, 0)
 	switch {
+	case known && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWorkerOOM)):
+		return nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE, Message: "the server could not load the compiled module in time; retry later",
+			Err: errors.Join(err, &wasmwiz.RetryAfterError{After: time.Second})}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "inspecting the module took longer than %s", pl.opts.InspectTimeout)
+		pl.compiles.remember(sha, timeout, 0)
+		return nil, compileTooLong(timeout)
 	case errors.Is(err, errWorkerOOM):
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is too large to compile")
+		pl.compiles.remember(sha, 0, budget)
+		return nil, compileTooBig(budget)
 	case err != nil:
 		return nil, err
 	}
 	switch kind {
 	case msgInspection:
-		return decodeInspection(d)
+		in, err := decodeInspection(d)
+		if err == nil {
+			pl.compiles.compiled(sha)
+		}
+		return in, err
 	case msgError:
 		return nil, decodeError(d)
 	}

@@ -1,0 +1,176 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// TestCompileBombDoesNotMakeOthersWait: while one caller's compile bomb
+// compiles (a 90 KB module of nested loops that takes wazero tens of
+// seconds), another caller's hello world runs at once: compiles never take
+// the last worker. A second bomb meanwhile is refused EUNAVAILABLE after
+// the short wait for a compile slot rather than taking that worker.
+func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 0)
+	opts.CompileWait = 100 * time.Millisecond
+	pl := newTestPool(t, opts)
+	hello := testmodule.Read(t, "hello.wasm")
+	if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()}); err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("hello: %v %+v", err, res)
+	}
+
+	bombCtx, stopBomb := context.WithCancel(context.Background())
+	defer stopBomb()
+	var bombDone atomic.Bool
+	bombErr := make(chan error, 1)
+	go func() {
+		lim := limits()
+		lim.Timeout = 10 * time.Minute // it must still be compiling when the others are done
+		_, err := pl.Run(bombCtx, &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_000), Limits: lim})
+		bombDone.Store(true)
+		bombErr <- err
+	}()
+	testenv.WaitFor(t, "the bomb to compile in a worker", func() bool { return len(busyPIDs(pl)) == 1 })
+
+	lim := limits()
+	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
+	var retry *wasmwiz.RetryAfterError
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.As(err, &retry) || !strings.Contains(wasmwiz.ErrorMessage(err), "busy compiling") {
+		t.Errorf("a second bomb: %v, want EUNAVAILABLE with a retry hint", err)
+	}
+	for i := range 3 {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" {
+			t.Fatalf("hello %d beside the bomb: %v %+v", i, err, res)
+		}
+	}
+	if bombDone.Load() {
+		t.Fatalf("the bomb finished before the hello worlds: the test proves nothing (%v)", <-bombErr)
+	}
+	stopBomb()
+	if err := <-bombErr; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Errorf("the cancelled bomb: %v, want EUNAVAILABLE", err)
+	}
+}
+
+// TestCompileSlots: a pool of Size workers lets Size-1 compiles run at once
+// (at least one), and a module known compiled needs no slot.
+func TestCompileSlots(t *testing.T) {
+	t.Parallel()
+	for size, want := range map[int]int{1: 1, 2: 1, 3: 2, 8: 7} {
+		c := newCompiles(size, time.Millisecond)
+		var held []func()
+		for i := range want {
+			release, err := c.slot(context.Background(), "m"+string(rune('a'+i)))
+			if err != nil {
+				t.Fatalf("size %d: slot %d: %v", size, i, err)
+			}
+			held = append(held, release)
+		}
+		if _, err := c.slot(context.Background(), "another"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+			t.Errorf("size %d: slot %d: %v, want EUNAVAILABLE", size, want+1, err)
+		}
+		c.compiled("known")
+		if release, err := c.slot(context.Background(), "known"); err != nil {
+			t.Errorf("size %d: a known module waited for a slot: %v", size, err)
+		} else {
+			release()
+		}
+		held[0]()
+		held[0]() // releasing twice frees one slot
+		if _, err := c.slot(context.Background(), "next"); err != nil {
+			t.Errorf("size %d: after a release: %v", size, err)
+		}
+		if _, err := c.slot(context.Background(), "one more"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+			t.Errorf("size %d: a double release freed two slots", size)
+		}
+	}
+}
+
+// TestVerdicts: a module that did not compile within a wall time or a
+// memory budget is refused for requests with no more of either, tried
+// again for requests with more, and forgotten after verdictTTL; the pool
+// remembers at most maxVerdicts of them.
+func TestVerdicts(t *testing.T) {
+	t.Parallel()
+	c := newCompiles(2, time.Millisecond)
+	c.remember("slow", 5*time.Second, 0)
+	c.remember("big", 0, 100*wasmwiz.MiB)
+	tests := []struct {
+		name    string
+		sha     string
+		timeout time.Duration
+		budget  int64
+		code    string
+	}{
+		{"the same wall time", "slow", 5 * time.Second, wasmwiz.GiB, wasmwiz.ETOOLARGE},
+		{"less time", "slow", time.Second, wasmwiz.GiB, wasmwiz.ETOOLARGE},
+		{"more time may try", "slow", 10 * time.Second, wasmwiz.GiB, ""},
+		{"the same memory", "big", time.Minute, 100 * wasmwiz.MiB, wasmwiz.ETOOLARGE},
+		{"more memory may try", "big", time.Minute, 200 * wasmwiz.MiB, ""},
+		{"another module", "other", time.Second, wasmwiz.MiB, ""},
+	}
+	for _, tt := range tests {
+		err := c.refused(tt.sha, tt.timeout, tt.budget)
+		if wasmwiz.ErrorCode(err) != tt.code && !(tt.code == "" && err == nil) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.code)
+		}
+	}
+	// Verdicts expire.
+	c.mu.Lock()
+	c.verdicts["slow"].at = time.Now().Add(-verdictTTL - time.Second)
+	c.mu.Unlock()
+	if err := c.refused("slow", time.Second, 0); err != nil {
+		t.Errorf("an expired verdict still refuses: %v", err)
+	}
+	// And are bounded in number.
+	for i := range maxVerdicts + 10 {
+		c.remember(strings.Repeat("x", 1+i%7)+string(rune(i)), time.Second, 0)
+	}
+	if n := len(c.verdicts); n > maxVerdicts || c.order.Len() != n {
+		t.Errorf("%d verdicts (%d in order), want at most %d", n, c.order.Len(), maxVerdicts)
+	}
+}
+
+// TestCompileMemoryBomb: a 1 MB module whose compile takes wazero gigabytes
+// (a br_table of a million targets) is refused ETOOLARGE once its compile
+// passes the memory the request allows, with the worker's memory within
+// its bound meanwhile, and the refusal is remembered.
+func TestCompileMemoryBomb(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	wasm := hostiletest.HugeBrTable(1_000_000, 100, 1)
+	lim := limits()
+	lim.MaxMemoryBytes = 16 * wasmwiz.MiB
+	lim.Timeout = 10 * time.Minute // the memory, not the time, must end it
+	idle := residentBytes(pl.PIDs()[0])
+	stop := peakRSS(pl)
+	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+	peak := stop()
+	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "compiling the module needs more than") {
+		t.Fatalf("Run: %v, want ETOOLARGE for the compile's memory", err)
+	}
+	bound := idle + compileDataBudget(lim, len(wasm)) + raceOverhead*hardLimitMargin
+	t.Logf("worker anonymous resident memory: %s idle, %s at most while compiling (bound %s)",
+		mib(idle), mib(peak), mib(bound))
+	if peak > bound {
+		t.Errorf("the worker held %s compiling, over its bound of %s", mib(peak), mib(bound))
+	}
+	before := pl.Stats()
+	if _, err := pl.Inspect(context.Background(), wasm, lim); wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+		t.Fatalf("Inspect of the same module: %v, want ETOOLARGE", err)
+	}
+	if after := pl.Stats(); after.Inspections != before.Inspections {
+		t.Errorf("the remembered refusal reached a worker")
+	}
+}
