@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // The end-to-end tests in cmd/wasmwiz drive every method against the real
@@ -195,7 +196,7 @@ func TestExecuteBodies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		s := <-got
+		s := testenv.Recv(t, got, "the request the server saw")
 		if s.path != "/api/v1/execute" || s.auth != "Bearer ww_key" {
 			t.Errorf("%s: path %s auth %q", tt.name, s.path, s.auth)
 		}
@@ -214,7 +215,7 @@ func TestExecuteBodies(t *testing.T) {
 	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Stdin: []byte("data"), Body: client.BodyRaw}); err != nil {
 		t.Fatal(err)
 	}
-	if s := <-got; s.path != "/api/v1/modules/mod_1/execute" || s.ctype != "application/octet-stream" || s.fields["body"] != "data" {
+	if s := testenv.Recv(t, got, "the request the server saw"); s.path != "/api/v1/modules/mod_1/execute" || s.ctype != "application/octet-stream" || s.fields["body"] != "data" {
 		t.Fatalf("stored raw: %+v", s)
 	}
 	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Wasm: []byte("x")}); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {

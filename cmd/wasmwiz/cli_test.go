@@ -162,7 +162,7 @@ func TestBinarySignals(t *testing.T) {
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		// The guest prints, then recurses until stopped: once it printed,
 		// the process handles signals.
-		cmd := exec.Command(bin, "run", "--timeout", "10m", testmodule.Path(t, "print_then_recurse.wasm"))
+		cmd := testenv.Command(t, bin, "run", "--timeout", "10m", testmodule.Path(t, "print_then_recurse.wasm"))
 		stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -40,8 +41,19 @@ func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duratio
 		_, _ = io.Copy(io.Discard, br)
 		closed <- strings.TrimSpace(line)
 	}()
+	// cut waits for the server to close a connection it stopped reading
+	// (t.Error, not Fatal: this runs on a goroutine of the test's).
+	cut := func() slowConn {
+		select {
+		case st := <-closed:
+			return slowConn{cut: true, status: st}
+		case <-time.After(testenv.Patience):
+			t.Error("the server stopped reading but kept the connection")
+			return slowConn{}
+		}
+	}
 	if _, err := io.WriteString(conn, head); err != nil {
-		return slowConn{cut: true, status: <-closed}
+		return cut()
 	}
 	for i := 0; i < len(rest); i++ {
 		select {
@@ -50,13 +62,7 @@ func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duratio
 		case <-time.After(interval):
 		}
 		if _, err := conn.Write([]byte{rest[i]}); err != nil {
-			select {
-			case st := <-closed:
-				return slowConn{cut: true, status: st}
-			case <-time.After(time.Minute):
-				t.Error("the server stopped reading but kept the connection")
-				return slowConn{}
-			}
+			return cut()
 		}
 	}
 	return slowConn{}
@@ -120,7 +126,7 @@ func TestServeSlowConnections(t *testing.T) {
 					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
 				}
 			}
-			wg.Wait()
+			testenv.Wait(t, "the slow connections", wg.Wait)
 			for i, r := range results {
 				a := attacks[i%len(attacks)]
 				if !r.cut {

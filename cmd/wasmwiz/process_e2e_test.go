@@ -47,7 +47,7 @@ func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		testenv.Recv(t, p.done, "serve to end after SIGKILL")
 	})
 	testenv.WaitFor(t, "serve to print its address", func() bool {
 		m := listeningRE.FindStringSubmatch(p.stdout.String())
@@ -115,7 +115,7 @@ func TestServeProcess(t *testing.T) {
 	if err := p.terminate(t); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\nstderr: %s", err, p.stderr)
 	}
-	if err := <-inflight; err != nil {
+	if err := testenv.Recv(t, inflight, "the run in flight at SIGTERM"); err != nil {
 		t.Fatalf("the run in flight at SIGTERM: %v", err)
 	}
 	if !regexp.MustCompile(`msg="shut down" usage_written=2 usage_dropped=0`).MatchString(p.stderr.String()) {

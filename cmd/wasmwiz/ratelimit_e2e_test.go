@@ -137,7 +137,7 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 		}
 	}
 	for _, done := range []chan error{first, second} {
-		if err := <-done; err != nil {
+		if err := testenv.Recv(t, done, "a long run"); err != nil {
 			t.Fatalf("a long run: %v", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -123,7 +124,7 @@ func TestRunStopsLoopFreeRecursion(t *testing.T) {
 			args = []string{"run", "--json", "--timeout", "200ms", testmodule.Path(t, "print_then_recurse.wasm")}
 		}
 		a, _ := json.Marshal(args)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
+		cmd := testenv.Command(t, os.Args[0], "-test.run=^TestRunHelperProcess$")
 		cmd.Env = append(os.Environ(), "WASMWIZ_RUN_HELPER=1", "WASMWIZ_RUN_ARGS="+string(a))
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

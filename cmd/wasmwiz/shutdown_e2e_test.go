@@ -49,13 +49,13 @@ func TestServeGracefulShutdown(t *testing.T) {
 			go func() { stopped <- s.stop() }()
 			var ids []string
 			for i := 0; i < n; i++ {
-				a := <-answers
+				a := testenv.Recv(t, answers, "the runs in flight to answer")
 				if a.err != nil || a.res.Status != wasmwiz.StatusOK || string(a.res.Stdout) != "slept\n" {
 					t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
 				}
 				ids = append(ids, a.res.ID)
 			}
-			if err := <-stopped; err != nil {
+			if err := testenv.Recv(t, stopped, "serve to stop"); err != nil {
 				t.Fatalf("shutdown: %v", err)
 			}
 			if st := s.srv.UsageStats(); st.Written < n || st.Dropped != 0 {
@@ -104,7 +104,7 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 	case <-time.After(50 * time.Second):
 		t.Fatal("serve waited for a 60s run past its 300ms grace period")
 	}
-	if err := <-answered; err == nil {
+	if err := testenv.Recv(t, answered, "the cut-off run's answer"); err == nil {
 		t.Fatal("the cut-off run answered a result")
 	}
 	// Its record is in the database, with the error it ended with.
@@ -176,7 +176,7 @@ func TestServeDrainsBeforeClosing(t *testing.T) {
 	}
 
 	s.srv.cutDrain()
-	if err := <-stopped; err != nil {
+	if err := testenv.Recv(t, stopped, "serve to stop"); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if _, err := fresh.Get(s.url + "/healthz"); err == nil {

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -240,13 +241,15 @@ const (
 type blockingEngine struct {
 	*engine.Engine
 	entered chan struct{}
-	release chan struct{}
+	release *testenv.Gate
 }
 
 func (b *blockingEngine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 	if string(req.Stdin) == "block" {
 		b.entered <- struct{}{}
-		<-b.release
+		if err := b.release.Wait(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return b.Engine.Run(ctx, req)
 }
@@ -262,7 +265,7 @@ func inProcessExposition(t *testing.T) exported {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
-	be := &blockingEngine{Engine: eng, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	be := &blockingEngine{Engine: eng, entered: make(chan struct{}, 1)}
 	// The Redis limiter on a Redis that is not there, deciding through its
 	// in-memory fallback: its own metrics (which the dashboard shows) are
 	// exported without a Redis server.
@@ -315,6 +318,7 @@ func inProcessExposition(t *testing.T) exported {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
+	be.release = testenv.NewGate(t) // opens before ts.Close waits for the blocked run
 
 	hello := testmodule.Read(t, "hello.wasm")
 	do := func(method, path, key string, body any) int {
@@ -373,6 +377,8 @@ func inProcessExposition(t *testing.T) exported {
 	case <-be.entered:
 	case code := <-blocked:
 		t.Fatalf("the run meant to block answered %d before it reached the engine", code)
+	case <-time.After(testenv.Patience):
+		t.Fatal("the run meant to block neither reached the engine nor answered")
 	}
 	if got := do("POST", "/api/v1/execute", keyOne, run("")); got != http.StatusTooManyRequests {
 		t.Errorf("second run of a free user in flight answered %d, want 429", got)
@@ -380,8 +386,8 @@ func inProcessExposition(t *testing.T) exported {
 	if got := do("POST", "/api/v1/execute", keyTwo, run("")); got != http.StatusServiceUnavailable {
 		t.Errorf("run on a saturated replica answered %d, want 503", got)
 	}
-	close(be.release)
-	if code := <-blocked; code != 200 {
+	be.release.Open()
+	if code := testenv.Recv(t, blocked, "the blocked run's answer"); code != 200 {
 		t.Errorf("blocked run answered %d, want 200", code)
 	}
 

@@ -223,23 +223,25 @@ func TestRateLimitHeaders(t *testing.T) {
 func TestSaturation503(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *wwhttp.Options) { o.MaxConcurrentRuns, o.QueueSize, o.QueueTimeout = 1, 0, time.Hour })
-	started, unblock := make(chan struct{}), make(chan struct{})
+	started, gate := make(chan struct{}), testenv.NewGate(t)
 	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		close(started)
-		<-unblock
+		if err := gate.Wait(ctx); err != nil {
+			return nil, err
+		}
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
 	}
 	first := make(chan *response, 1)
 	go func() {
 		first <- f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
 	}()
-	<-started
+	testenv.Recv(t, started, "the first run to reach the engine")
 	res := f.do(request{method: "POST", path: "/api/v1/execute", key: otherKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
-	close(unblock)
+	gate.Open()
 	if res.status != 503 || res.header.Get("Retry-After") != "1" || res.errorCode(t) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("second run: status %d Retry-After %q: %s", res.status, res.header.Get("Retry-After"), res.body)
 	}
-	if r := <-first; r.status != 200 {
+	if r := testenv.Recv(t, first, "the first run's answer"); r.status != 200 {
 		t.Errorf("first run: status %d: %s", r.status, r.body)
 	}
 	metrics := f.do(request{method: "GET", path: "/metrics"})
@@ -255,11 +257,13 @@ func TestSaturation503(t *testing.T) {
 func TestSaturationShedsBeforeWork(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *wwhttp.Options) { o.MaxConcurrentRuns, o.QueueSize, o.QueueTimeout = 1, 0, time.Hour })
-	started, unblock := make(chan struct{}), make(chan struct{})
+	started, gate := make(chan struct{}), testenv.NewGate(t)
 	var once sync.Once
 	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		once.Do(func() { close(started) })
-		<-unblock
+		if err := gate.Wait(ctx); err != nil {
+			return nil, err
+		}
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
 	}
 	var authCalls, limiterCalls atomic.Int64
@@ -280,7 +284,7 @@ func TestSaturationShedsBeforeWork(t *testing.T) {
 	go func() {
 		first <- f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
 	}()
-	<-started
+	testenv.Recv(t, started, "the first run to reach the engine")
 	auths, limits := authCalls.Load(), limiterCalls.Load()
 	for _, req := range []request{
 		{method: "POST", path: "/api/v1/execute", key: otherKey, body: &unreadBody{}, contentType: "application/wasm"},
@@ -303,8 +307,8 @@ func TestSaturationShedsBeforeWork(t *testing.T) {
 	if res := f.do(request{method: "GET", path: "/api/v1/me", key: otherKey}); res.status != 200 {
 		t.Errorf("GET /api/v1/me while saturated: %d", res.status)
 	}
-	close(unblock)
-	if r := <-first; r.status != 200 {
+	gate.Open()
+	if r := testenv.Recv(t, first, "the first run's answer"); r.status != 200 {
 		t.Errorf("first run: status %d: %s", r.status, r.body)
 	}
 	if res := f.do(request{method: "POST", path: "/api/v1/execute", key: otherKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"}); res.status != 200 {

@@ -297,11 +297,13 @@ func TestRealLimiterConcurrency(t *testing.T) {
 	free, _ := findTier(wasmwiz.TierFree)
 	tier := *free
 	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 1
-	started, unblock := make(chan struct{}, 1), make(chan struct{})
+	started, gate := make(chan struct{}, 1), testenv.NewGate(t)
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		if string(req.Stdin) == "block" {
 			started <- struct{}{}
-			<-unblock
+			if err := gate.Wait(ctx); err != nil {
+				return nil, err
+			}
 		}
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
 	}}
@@ -317,6 +319,7 @@ func TestRealLimiterConcurrency(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
+	defer gate.Open() // before ts.Close, which waits for the blocked run
 
 	first := make(chan int, 1)
 	go func() { // no t.Fatal off the test goroutine: report the status, or -1
@@ -331,13 +334,13 @@ func TestRealLimiterConcurrency(t *testing.T) {
 		res.Body.Close()
 		first <- res.StatusCode
 	}()
-	<-started
+	testenv.Recv(t, started, "the first run to reach the engine")
 	res, b := post(t, ts.URL+"/api/v1/execute", "application/wasm", bytes.NewReader(wasmHeader))
 	if res.StatusCode != 429 || !strings.Contains(string(b), "too many runs in flight") || res.Header.Get("Retry-After") == "" {
 		t.Errorf("second run while the first is in flight: %d %s", res.StatusCode, b)
 	}
-	close(unblock)
-	if code := <-first; code != 200 {
+	gate.Open()
+	if code := testenv.Recv(t, first, "the first run's answer"); code != 200 {
 		t.Errorf("first run: %d", code)
 	}
 	if res, b := post(t, ts.URL+"/api/v1/execute", "application/wasm", bytes.NewReader(wasmHeader)); res.StatusCode != 200 {

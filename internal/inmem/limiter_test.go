@@ -12,6 +12,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/limitertest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 func TestConformance(t *testing.T) {
@@ -54,7 +55,7 @@ func TestHammerExactCounts(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent callers", wg.Wait)
 	total := int64(0)
 	for k := range keys {
 		if got := allowed[k].Load(); got != limit {

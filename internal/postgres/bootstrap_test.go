@@ -8,6 +8,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestBootstrapReplicas: replicas with pools of their own bootstrap one
@@ -40,7 +41,7 @@ func TestBootstrapReplicas(t *testing.T) {
 		}()
 	}
 	close(start)
-	wg.Wait()
+	testenv.Wait(t, "the concurrent bootstraps", wg.Wait)
 	var winner *answer
 	for i := range answers {
 		a := &answers[i]

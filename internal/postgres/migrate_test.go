@@ -12,6 +12,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestMigrateConcurrently starts several stores, each with its own pool, on
@@ -38,7 +39,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		}()
 	}
 	close(start)
-	wg.Wait()
+	testenv.Wait(t, "the concurrent migrations", wg.Wait)
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("replica %d: Migrate: %v", i, err)
@@ -75,7 +76,7 @@ func TestMigrateProcesses(t *testing.T) {
 	cmds := make([]*exec.Cmd, procs)
 	outs := make([]strings.Builder, procs)
 	for i := range cmds {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestMigrateChildProcess$", "-test.count=1", "-test.v")
+		cmd := testenv.Command(t, os.Args[0], "-test.run=^TestMigrateChildProcess$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "WASMWIZ_TEST_MIGRATE_CHILD_URL="+url)
 		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
 		cmds[i] = cmd

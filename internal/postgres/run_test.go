@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
@@ -171,7 +172,7 @@ func TestDeleteRunsBefore(t *testing.T) {
 					}
 				}()
 			}
-			wg.Wait()
+			testenv.Wait(t, "the concurrent deleters", wg.Wait)
 			close(errs)
 			for err := range errs {
 				t.Fatal(err)

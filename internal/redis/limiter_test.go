@@ -141,7 +141,7 @@ func TestReplicasShareQuota(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	testenv.Wait(t, "the limiters sharing Redis", wg.Wait)
 	if total := allowed[0].Load() + allowed[1].Load(); total != limit {
 		t.Fatalf("replicas allowed %d and %d, %d in all; want exactly %d", allowed[0].Load(), allowed[1].Load(), total, limit)
 	}
@@ -511,7 +511,7 @@ func TestReplicasShareAdmissions(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent admissions", wg.Wait)
 	if admitted.Load() > 40 {
 		t.Fatalf("%d admitted under a quota of 40", admitted.Load())
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 	"github.com/wasmwiz/wasmwiz/internal/storetest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
@@ -110,12 +110,12 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestMigrateHelperProcess$", "-test.count=1")
+			cmd := testenv.Command(t, os.Args[0], "-test.run=^TestMigrateHelperProcess$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "WASMWIZ_SQLITE_MIGRATE_HELPER="+path)
 			outs[i], errs[i] = cmd.CombinedOutput()
 		}()
 	}
-	wg.Wait()
+	testenv.Wait(t, "the migrating processes", wg.Wait)
 	for i := range procs {
 		if errs[i] != nil || !bytes.Contains(outs[i], []byte("migrated")) {
 			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
@@ -299,7 +299,7 @@ func TestWritersAndReadersConcurrently(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent writers", wg.Wait)
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

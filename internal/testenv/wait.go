@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"context"
+	"os/exec"
+	"sync"
 	"testing"
 	"time"
 )
@@ -59,4 +62,45 @@ func Wait(t testing.TB, what string, wait func()) {
 		done <- struct{}{}
 	}()
 	Recv(t, done, what)
+}
+
+// Command is exec.Command for a process a test waits for: it is killed after
+// Patience, so that Run, Output or Wait return (and the test fails on what
+// it got) instead of hanging.
+func Command(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
+	t.Cleanup(cancel)
+	return exec.CommandContext(ctx, name, args...)
+}
+
+// Gate holds whoever calls Wait (a mock engine's run, say) until the test
+// calls Open. It opens by itself when the test ends, so that a test that
+// fails while callers wait does not hang in its cleanup (an httptest.Server
+// waits for the requests in flight); make it after the server, so that it
+// opens first.
+type Gate struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+// NewGate returns a closed gate that opens at the latest when t ends.
+func NewGate(t testing.TB) *Gate {
+	g := &Gate{ch: make(chan struct{})}
+	t.Cleanup(g.Open)
+	return g
+}
+
+// Open lets every caller of Wait through, now and later; it may be called
+// more than once.
+func (g *Gate) Open() { g.once.Do(func() { close(g.ch) }) }
+
+// Wait returns once the gate is open, or ctx is done (then with its error).
+func (g *Gate) Wait(ctx context.Context) error {
+	select {
+	case <-g.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,36 @@ func TestBuffer(t *testing.T) {
 	Recv(t, done, "the writer")
 	if got := b.String(); got != strings.Repeat("x", 100) {
 		t.Errorf("String = %q", got)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	out, err := Command(t, "sh", "-c", "echo hi").Output()
+	if err != nil || string(out) != "hi\n" {
+		t.Errorf("Command: %q, %v", out, err)
+	}
+	if cmd := Command(t, "true"); cmd.Cancel == nil {
+		t.Error("Command has no deadline")
+	}
+}
+
+func TestGate(t *testing.T) {
+	var g *Gate
+	t.Run("the test that made it ends", func(t *testing.T) { g = NewGate(t) })
+	if err := g.Wait(context.Background()); err != nil {
+		t.Errorf("Wait after the test ended: %v", err)
+	}
+	g = NewGate(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.Wait(ctx); err != context.Canceled {
+		t.Errorf("Wait with a cancelled context: %v", err)
+	}
+	passed := make(chan error, 1)
+	go func() { passed <- g.Wait(context.Background()) }()
+	g.Open()
+	g.Open()
+	if err := Recv(t, passed, "a caller through the open gate"); err != nil {
+		t.Errorf("Wait: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,7 +64,7 @@ func alive(pid int) bool {
 // the middle of a guest that never returns included.
 func TestWorkersDieWithTheServer(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testenv.Command(t, os.Args[0], "-test.run=^$")
 	cmd.Env = []string{parentEnv + "=1"}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
