@@ -192,6 +192,7 @@ type Result struct {
 	Module          ModuleInfo
 	CompileCached   bool          // the compiled code came from a cache (memory or disk)
 	CompileDuration time.Duration // compiling (or finding compiled) the module for this run, before Duration
+	CPUTime         time.Duration // user+system CPU time of the worker for the run; 0 when not measured
 }
 
 // FuncSignature describes a function type, e.g. "(i32, i64) -> (f64)".

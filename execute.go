@@ -375,12 +375,17 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		rec.APIKeyID = c.Key.ID
 	}
 	ex.Record = rec
+	rec.describe(&run)
 	res, err := e.Engine.Run(ctx, &run)
 	if err == nil && res == nil {
 		err = Errorf(EINTERNAL, "engine returned no result")
 	}
 	if err != nil {
 		rec.ErrorCode = ErrorCode(err)
+		rec.State = RunDone // refused by the engine: the caller's mistake
+		if code := rec.ErrorCode; code == EINTERNAL || code == EUNAVAILABLE {
+			rec.setFailed(err, e.now())
+		}
 		if res != nil { // stopped when the request ended: what it used
 			rec.DurationMS = float64(res.Duration.Microseconds()) / 1000
 			rec.MemoryPeakBytes = res.MemoryPeakBytes
@@ -388,11 +393,7 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		}
 	} else {
 		ex.Result = res
-		rec.Status = res.Status
-		rec.ExitCode = res.ExitCode
-		rec.DurationMS = float64(res.Duration.Microseconds()) / 1000
-		rec.MemoryPeakBytes = res.MemoryPeakBytes
-		rec.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
+		rec.setResult(res, -1)
 	}
 	if e.Usage != nil {
 		e.Usage.Record(rec)

@@ -3,6 +3,7 @@ package wasmwiz
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -125,4 +126,12 @@ func encode128(hi, lo uint64, width int) string {
 		out[i] = idAlphabet[r2]
 	}
 	return string(out)
+}
+
+// NewWebhookSecret returns a new random webhook signing secret: "whsec_"
+// and 64 hex characters (256 bits from crypto/rand).
+func NewWebhookSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return "whsec_" + hex.EncodeToString(b[:])
 }

@@ -3,11 +3,17 @@ package wasmwiz
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"time"
 )
 
-// UsageRecord is what one execution leaves for usage and analytics: who ran
-// what, under which tier, and how it ended. GET /api/v1/runs lists them.
+// UsageRecord is what one execution leaves: who ran what, under which tier,
+// and how it ended (GET /api/v1/runs lists them), and, read one at a time,
+// the run as a record to come back to: its inputs (not the module, stdin or
+// env values), its state, and its output up to the tier's
+// max_stored_output_bytes. A synchronous run's record is written in batches
+// (internal/usage); an asynchronous run's row by row as it moves from
+// queued to its end.
 type UsageRecord struct {
 	ID              string    `json:"id"`
 	UserID          int64     `json:"user_id"` // 0 for anonymous runs (auth off)
@@ -23,16 +29,199 @@ type UsageRecord struct {
 	OutputBytes     int64     `json:"output_bytes"` // stdout plus stderr
 	ErrorCode       string    `json:"error_code,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
+
+	// State is where the run is in its life; a synchronous run is written
+	// once, done (or failed when the server failed it).
+	State RunState `json:"state"`
+	// StartedAt and FinishedAt are set once the guest started and once the
+	// run reached a final state.
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+
+	RunDetail
+
+	// Stdout and Stderr are the output kept with the record, each cut at the
+	// tier's max_stored_output_bytes (RunDetail's truncation flags say so).
+	// Lists of runs leave them out.
+	Stdout []byte `json:"-"`
+	Stderr []byte `json:"-"`
+
+	// Deliveries are the webhook delivery attempts, oldest first; read with
+	// one run, not in lists.
+	Deliveries []WebhookDelivery `json:"-"`
 }
 
-// MarshalJSON writes the record with exit_code null when the guest did not
-// exit (Status.Exited), as results are written.
+// RunDetail is the part of a run's record that is kept as one document:
+// what it was asked to do and what it did beyond the usage figures.
+type RunDetail struct {
+	Async       bool     `json:"async"`
+	Name        string   `json:"name,omitempty"` // argv[0]
+	Args        []string `json:"args"`
+	EnvNames    []string `json:"env_names"` // the names of the guest's env vars, sorted; never their values
+	Function    string   `json:"function,omitempty"`
+	Params      []string `json:"params,omitempty"`
+	StdinSHA256 string   `json:"stdin_sha256,omitempty"` // hex digest of stdin; stdin itself is not kept
+	// Limits are the limits the run had, by tier field name in stored units
+	// (timeout_ms, max_memory_bytes, …).
+	Limits          map[string]int64 `json:"limits,omitempty"`
+	CompileMS       float64          `json:"compile_ms"`
+	CPUMS           float64          `json:"cpu_ms"` // the worker's user+system CPU time for the run
+	Trap            string           `json:"trap,omitempty"`
+	Results         []RunValue       `json:"results,omitempty"`
+	StdoutTruncated bool             `json:"stdout_truncated"` // the run or the stored cap cut stdout
+	StderrTruncated bool             `json:"stderr_truncated"`
+	// Message says why a run was cancelled or failed, in words for people.
+	Message     string `json:"message,omitempty"`
+	CallbackURL string `json:"callback_url,omitempty"`
+}
+
+// RunValue is one returned value of a plain function, as text.
+type RunValue struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// RunState is where a run is in its life. The guest's outcome is Status;
+// State is the server's side of it.
+type RunState string
+
+// Run states.
+const (
+	RunQueued    RunState = "queued"    // admitted, waiting for a worker (async runs)
+	RunRunning   RunState = "running"   // its guest started
+	RunDone      RunState = "done"      // the guest ran to an outcome (Status)
+	RunCancelled RunState = "cancelled" // stopped by its caller
+	RunFailed    RunState = "failed"    // the server failed it (infrastructure, never a guest outcome)
+)
+
+// RunStates lists every RunState.
+var RunStates = []RunState{RunQueued, RunRunning, RunDone, RunCancelled, RunFailed}
+
+// Final reports whether a run in state s will not change any more.
+func (s RunState) Final() bool { return s == RunDone || s == RunCancelled || s == RunFailed }
+
+// WebhookDelivery is one attempt to POST a run's result to its callback URL.
+type WebhookDelivery struct {
+	RunID      string    `json:"-"`
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	StatusCode int       `json:"status_code,omitempty"` // 0 when no answer came
+	Error      string    `json:"error,omitempty"`
+	DurationMS float64   `json:"duration_ms"`
+}
+
+// runJSON is UsageRecord's JSON shape: the record with its output encoded as in
+// results (UTF-8 text when valid, else base64) and the webhook attempts.
+type runJSON struct {
+	*runAlias
+	ExitCode       *int              `json:"exit_code"` // null when the guest did not exit (Status.Exited)
+	Stdout         *string           `json:"stdout,omitempty"`
+	StdoutEncoding string            `json:"stdout_encoding,omitempty"`
+	Stderr         *string           `json:"stderr,omitempty"`
+	StderrEncoding string            `json:"stderr_encoding,omitempty"`
+	Deliveries     []WebhookDelivery `json:"webhook_deliveries,omitempty"`
+}
+
+type runAlias UsageRecord
+
+// MarshalJSON writes the record, with exit_code null when the guest did not
+// exit (Status.Exited), as results are written; stdout and stderr are
+// present when the record carries them (one run read by id, not a list).
 func (r UsageRecord) MarshalJSON() ([]byte, error) {
-	type plain UsageRecord
-	return json.Marshal(struct {
-		plain
-		ExitCode *int `json:"exit_code"`
-	}{plain(r), r.Status.exitCode(r.ExitCode)})
+	j := runJSON{runAlias: (*runAlias)(&r), Deliveries: r.Deliveries, ExitCode: r.Status.exitCode(r.ExitCode)}
+	if r.Args == nil {
+		j.Args = []string{}
+	}
+	if r.EnvNames == nil {
+		j.EnvNames = []string{}
+	}
+	if r.Stdout != nil || r.Stderr != nil {
+		var so, se string
+		so, j.StdoutEncoding = EncodeOutput(r.Stdout)
+		se, j.StderrEncoding = EncodeOutput(r.Stderr)
+		j.Stdout, j.Stderr = &so, &se
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (r *UsageRecord) UnmarshalJSON(data []byte) error {
+	j := runJSON{runAlias: (*runAlias)(r)}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	if j.ExitCode != nil {
+		r.ExitCode = *j.ExitCode
+	}
+	var err error
+	if j.Stdout != nil {
+		if r.Stdout, err = DecodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
+			return err
+		}
+	}
+	if j.Stderr != nil {
+		if r.Stderr, err = DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
+			return err
+		}
+	}
+	r.Deliveries = j.Deliveries
+	return nil
+}
+
+// LimitsMap returns l by tier field name in stored units, as RunDetail
+// keeps it.
+func LimitsMap(l Limits) map[string]int64 {
+	out := map[string]int64{}
+	vals := l.Values()
+	i := 0
+	for _, f := range TierFields() {
+		if f.PerRun {
+			out[f.Name] = f.ToStored(vals[i])
+			i++
+		}
+	}
+	return out
+}
+
+// LimitsFromMap reverses LimitsMap; missing names are zero.
+func LimitsFromMap(m map[string]int64) Limits {
+	var vals []int64
+	for _, f := range TierFields() {
+		if f.PerRun {
+			vals = append(vals, f.FromStored(m[f.Name]))
+		}
+	}
+	var l Limits
+	_ = l.SetValues(vals)
+	return l
+}
+
+// CapOutput returns b cut to max bytes (max < 0: not cut) and whether it
+// was cut.
+func CapOutput(b []byte, max int64) ([]byte, bool) {
+	if max >= 0 && int64(len(b)) > max {
+		return b[:max], true
+	}
+	return b, false
+}
+
+// EnvNames returns the sorted names of env, never the values.
+func EnvNames(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k := range env {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RunInput is what an asynchronous run needs that its record does not
+// keep: the module's bytes (empty for a stored module), stdin and the env
+// values. The store holds it from admission until the run ends.
+type RunInput struct {
+	Wasm  []byte
+	Stdin []byte
+	Env   map[string]string
 }
 
 // RunFilter selects the caller's runs.
@@ -82,7 +271,7 @@ type Stats struct {
 // RunService stores usage records.
 type RunService interface {
 	// CreateRuns inserts records in one batch. It is called by the usage
-	// writer, needs no caller, and is idempotent by UsageRecord.ID. In the same
+	// writer, needs no caller, and is idempotent by Run.ID. In the same
 	// transaction it bumps run_count and last_run_at of the stored modules
 	// that ran (ModuleID set, module still present).
 	CreateRuns(ctx context.Context, runs []*UsageRecord) error
@@ -94,9 +283,56 @@ type RunService interface {
 	Usage(ctx context.Context, now time.Time) (*Usage, error)
 	// Stats returns admin totals at now. Admin only (EFORBIDDEN).
 	Stats(ctx context.Context, now time.Time) (*Stats, error)
-	// DeleteRunsBefore deletes at most batch runs created before t and returns
-	// how many it deleted. Needs no caller; safe to run on every replica.
+	// DeleteRunsBefore deletes at most batch runs created before t, with
+	// their stored output, inputs and webhook attempts, and returns how many
+	// it deleted. Runs not in a final state are kept. Needs no caller; safe
+	// to run on every replica.
 	DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error)
+}
+
+// RunQueueService is the store's side of runs that outlive their request
+// (asynchronous runs). Methods that need no caller are called by the queue.
+type RunQueueService interface {
+	// QueueRun stores r (State queued, r.UserID the caller's) and its input
+	// in one transaction and, in the same transaction, calls enqueue with the
+	// store's transaction (*sql.Tx for SQLite, pgx.Tx for PostgreSQL), so that
+	// the run and its queue job exist together or not at all. ERATELIMIT when
+	// the caller already has maxActive runs queued or running;
+	// EUNAUTHORIZED without a caller.
+	QueueRun(ctx context.Context, r *UsageRecord, in *RunInput, maxActive int, enqueue func(ctx context.Context, tx any) error) error
+	// StartRun moves a queued run to running, in a transaction of its own,
+	// and returns it with its input. A run that is not queued any more is
+	// returned with ECONFLICT (its State says why): a run whose guest
+	// started is never started again. ENOTFOUND for no such run. Needs no
+	// caller.
+	StartRun(ctx context.Context, id string) (*UsageRecord, *RunInput, error)
+	// HeartbeatRun notes that the replica running id is alive and keeps the
+	// output so far (cut as FinishRun cuts it; nil keeps what is stored). It
+	// returns true when the run's caller asked to cancel it. Needs no caller.
+	HeartbeatRun(ctx context.Context, id string, stdout, stderr []byte) (cancel bool, err error)
+	// FinishRun writes the final record of a run that is queued or running
+	// and deletes its input; it returns false, changing nothing, when the
+	// run already reached a final state. Needs no caller.
+	FinishRun(ctx context.Context, r *UsageRecord) (bool, error)
+	// CancelRun cancels a run of the caller: a queued run is cancelled at
+	// once; a running one is marked, and the replica running it stops it at
+	// its next heartbeat. It returns the run as it is then. ENOTFOUND for
+	// another tenant's run; ECONFLICT for a run already final.
+	CancelRun(ctx context.Context, id string) (*UsageRecord, error)
+	// FailStaleRuns fails running runs whose replica has not sent a heartbeat
+	// since before, with message, and returns their ids. Needs no caller.
+	FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error)
+	// CountRuns counts runs by state, and the oldest created_at of each
+	// state among queued and running ones, for metrics. Needs no caller.
+	CountRuns(ctx context.Context) (map[RunState]int64, map[RunState]time.Time, error)
+	// AddWebhookDelivery records one delivery attempt. Needs no caller.
+	AddWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
+	// RotateWebhookSecret makes a new webhook secret for the caller and
+	// returns it; it is never shown again. EUNAUTHORIZED without a caller.
+	RotateWebhookSecret(ctx context.Context) (string, error)
+	// WebhookSecret returns the webhook secret of user, or ENOTFOUND when it
+	// has none. Needs no caller.
+	WebhookSecret(ctx context.Context, userID int64) (string, error)
 }
 
 // UsageRecorder takes usage records without blocking the request that made

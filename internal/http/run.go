@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"time"
@@ -41,12 +42,69 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if !wasmwiz.ValidRunID(id) {
 		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 	}
-	run, err := s.opts.Runs.FindRunByID(r.Context(), id)
+	run, err := s.findRun(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, apiRun(run))
 	return nil
+}
+
+// runRecordWait is how long after its id's time a run may still be on its
+// way to the store: in this replica's usage buffer, or in another
+// replica's (which writes at least every second, and retries a failed
+// batch). A run younger than that is waited for instead of answered 404.
+const runRecordWait = 5 * time.Second
+
+// runRecordPoll is how often the store is asked again while waiting.
+const runRecordPoll = 50 * time.Millisecond
+
+// pendingRuns is the usage writer's look-up of records not yet written.
+type pendingRuns interface {
+	Pending(id string) *wasmwiz.UsageRecord
+}
+
+// findRun reads a run of the caller from the moment its execute answer is
+// sent: from this replica's usage buffer while the record waits there, and
+// from the store, asked again for a few seconds when the id says the run is
+// younger than runRecordWait (its record may be in another replica's batch).
+func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pending, _ := s.opts.Usage.(pendingRuns)
+	var deadline time.Time
+	if t, ok := wasmwiz.RunIDTime(id); ok {
+		deadline = t.Add(runRecordWait)
+	}
+	for {
+		run, err := s.opts.Runs.FindRunByID(ctx, id)
+		if wasmwiz.ErrorCode(err) != wasmwiz.ENOTFOUND {
+			return run, err
+		}
+		if pending != nil {
+			if p := pending.Pending(id); p != nil && (p.UserID == caller.ID || caller.IsAdmin()) {
+				if p.Stdout == nil {
+					p.Stdout = []byte{}
+				}
+				if p.Stderr == nil {
+					p.Stderr = []byte{}
+				}
+				return p, nil
+			}
+		}
+		if !s.now().Before(deadline) {
+			return nil, err
+		}
+		t := time.NewTimer(runRecordPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
 }
 
 // usage is GET /api/v1/usage.

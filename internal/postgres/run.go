@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -12,23 +13,67 @@ import (
 
 // runColumnList is the column order of every run read and write.
 var runColumnList = []string{"id", "user_id", "api_key_id", "module_id", "module_sha256", "tier", "status",
-	"exit_code", "duration_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at"}
+	"exit_code", "duration_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at",
+	"state", "started_at", "finished_at", "detail", "stdout", "stderr"}
 
-const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+// runColumns are read for every run; runOutputColumns follow them when one
+// run is read with its output, and are written with every run.
+const (
+	runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
+	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
+	runOutputColumns = `, stdout, stderr`
+)
 
-func scanRun(row pgx.Row, extra ...any) (*wasmwiz.UsageRecord, error) {
+// scanRun reads runColumns (and runOutputColumns when withOutput), then
+// extra.
+func scanRun(row pgx.Row, withOutput bool, extra ...any) (*wasmwiz.UsageRecord, error) {
 	var r wasmwiz.UsageRecord
-	var status string
-	dest := append([]any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
+	var status, state, detail string
+	dest := []any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
 		&r.ExitCode, &r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
-		&r.CreatedAt}, extra...)
-	if err := row.Scan(dest...); err != nil {
+		&r.CreatedAt, &state, &r.StartedAt, &r.FinishedAt, &detail}
+	if withOutput {
+		dest = append(dest, &r.Stdout, &r.Stderr)
+	}
+	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
-	r.Status = wasmwiz.Status(status)
+	r.Status, r.State = wasmwiz.Status(status), wasmwiz.RunState(state)
 	r.CreatedAt = r.CreatedAt.UTC()
+	for _, t := range []*time.Time{r.StartedAt, r.FinishedAt} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
+	if err := json.Unmarshal([]byte(detail), &r.RunDetail); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "run %s: unreadable detail", r.ID)
+	}
+	if withOutput {
+		r.Stdout, r.Stderr = nonNil(r.Stdout), nonNil(r.Stderr)
+	}
 	return &r, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// runRow returns r's columns in runColumnList order.
+func runRow(r *wasmwiz.UsageRecord) ([]any, error) {
+	detail, err := json.Marshal(r.RunDetail)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
+	}
+	state := r.State
+	if state == "" {
+		state = wasmwiz.RunDone
+	}
+	return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
+		int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
+		r.CreatedAt, string(state), r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr)}, nil
 }
 
 // defaultCopyThreshold is the batch size from which CreateRuns streams rows
@@ -94,20 +139,30 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageReco
 	exits := make([]int32, n)
 	durs := make([]float64, n)
 	times := make([]time.Time, n)
+	states, details := make([]string, n), make([]string, n)
+	starts, ends := make([]*time.Time, n), make([]*time.Time, n)
+	stdouts, stderrs := make([][]byte, n), make([][]byte, n)
 	for i, r := range batch {
+		row, err := runRow(r)
+		if err != nil {
+			return err
+		}
 		ids[i], users[i], keys[i], mods[i], shas[i], tiers[i], statuses[i] = r.ID, r.UserID, r.APIKeyID, r.ModuleID,
 			r.ModuleSHA256, r.Tier, string(r.Status)
 		exits[i], durs[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
 			r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
+		states[i], starts[i], ends[i], details[i], stdouts[i], stderrs[i] = row[14].(string), r.StartedAt, r.FinishedAt,
+			row[17].(string), row[18].([]byte), row[19].([]byte)
 	}
 	_, err := tx.Exec(ctx, `WITH ins AS (
-		INSERT INTO runs (`+runColumns+`)
+		INSERT INTO runs (`+runColumns+runOutputColumns+`)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
 			$7::text[], $8::int[], $9::float8[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
-			$14::timestamptz[])
+			$14::timestamptz[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::text[], $19::bytea[], $20::bytea[])
 		ON CONFLICT (id) DO NOTHING
 		RETURNING module_id, status, created_at)`+bumpModules,
-		ids, users, keys, mods, shas, tiers, statuses, exits, durs, peaks, stdins, outs, errs, times)
+		ids, users, keys, mods, shas, tiers, statuses, exits, durs, peaks, stdins, outs, errs, times,
+		states, starts, ends, details, stdouts, stderrs)
 	return err
 }
 
@@ -115,21 +170,16 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageReco
 // dies with the transaction, then moves it with INSERT … ON CONFLICT DO
 // NOTHING, which COPY alone cannot do.
 func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageRecord) error {
-	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE runs_in (LIKE runs) ON COMMIT DROP`); err != nil {
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE runs_in (LIKE runs INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
 		return err
 	}
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"runs_in"}, runColumnList,
-		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
-			r := batch[i]
-			return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-				int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
-				r.CreatedAt}, nil
-		}))
+		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return runRow(batch[i]) }))
 	if err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `WITH ins AS (
-		INSERT INTO runs (`+runColumns+`) SELECT `+runColumns+` FROM runs_in
+		INSERT INTO runs (`+runColumns+runOutputColumns+`) SELECT `+runColumns+runOutputColumns+` FROM runs_in
 		ON CONFLICT (id) DO NOTHING
 		RETURNING module_id, status, created_at)`+bumpModules)
 	return err
@@ -145,13 +195,16 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if !wasmwiz.ValidRunID(id) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
-	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID))
+	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs
+		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID), true)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
 	if err != nil {
 		return nil, dbError(err, "find run")
+	}
+	if r.Deliveries, err = db.webhookDeliveries(ctx, id); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -187,7 +240,7 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	var out []*wasmwiz.UsageRecord
 	total := 0
 	for rows.Next() {
-		r, err := scanRun(rows, &total)
+		r, err := scanRun(rows, false, &total)
 		if err != nil {
 			return nil, 0, dbError(err, "find runs")
 		}
@@ -308,11 +361,19 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 	if batch < 1 {
 		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
 	}
-	tag, err := db.pool.Exec(ctx, `DELETE FROM runs WHERE id IN (
-		SELECT id FROM runs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-		t.UTC(), batch)
+	// Runs still queued or running are kept; their inputs and webhook
+	// attempts leave with them.
+	var n int
+	err := db.pool.QueryRow(ctx, `WITH doomed AS (
+			DELETE FROM runs WHERE id IN (
+				SELECT id FROM runs WHERE created_at < $1 AND state NOT IN ('queued', 'running')
+				ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING id),
+		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM doomed)),
+		deliveries AS (DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM doomed))
+		SELECT count(*) FROM doomed`, t.UTC(), batch).Scan(&n)
 	if err != nil {
 		return 0, dbError(err, "delete runs")
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }

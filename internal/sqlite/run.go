@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -10,17 +11,57 @@ import (
 )
 
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
 
-func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
+// runOutputColumns follow runColumns when one run is read with its output.
+const runOutputColumns = `, stdout, stderr`
+
+func scanRun(row interface{ Scan(...any) error }, withOutput bool) (*wasmwiz.UsageRecord, error) {
 	var r wasmwiz.UsageRecord
 	var created int64
-	if err := row.Scan(&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
-		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created); err != nil {
+	var started, finished sql.NullInt64
+	var detail string
+	dest := []any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
+		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created,
+		&r.State, &started, &finished, &detail}
+	if withOutput {
+		dest = append(dest, &r.Stdout, &r.Stderr)
+	}
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	r.CreatedAt = fromMS(created)
+	r.StartedAt, r.FinishedAt = fromNullMS(started), fromNullMS(finished)
+	if err := json.Unmarshal([]byte(detail), &r.RunDetail); err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "run %s: unreadable detail", r.ID)
+	}
+	if withOutput {
+		// A run read by id always carries its output, if empty.
+		r.Stdout, r.Stderr = nonNil(r.Stdout), nonNil(r.Stderr)
+	}
 	return &r, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// runValues returns r's columns in runColumns order followed by its output.
+func runValues(r *wasmwiz.UsageRecord, created time.Time) ([]any, error) {
+	detail, err := json.Marshal(r.RunDetail)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
+	}
+	state := r.State
+	if state == "" {
+		state = wasmwiz.RunDone
+	}
+	return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
+		r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created),
+		string(state), msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail), nonNil(r.Stdout), nonNil(r.Stderr)}, nil
 }
 
 // CreateRuns inserts records in one transaction, ignoring ids already
@@ -41,8 +82,8 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 	}
 	now := db.Now()
 	return db.write(ctx, "create runs", func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO runs (`+runColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 		if err != nil {
 			return err
 		}
@@ -58,8 +99,11 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 			if !r.CreatedAt.IsZero() {
 				created = r.CreatedAt
 			}
-			res, err := stmt.ExecContext(ctx, r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-				r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created))
+			vals, err := runValues(r, created)
+			if err != nil {
+				return err
+			}
+			res, err := stmt.ExecContext(ctx, vals...)
 			if err != nil {
 				return err
 			}
@@ -96,12 +140,18 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if !wasmwiz.ValidRunID(id) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
-	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()))
+	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs
+		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()), true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 	}
-	return r, dbError(err, "find run")
+	if err != nil {
+		return nil, dbError(err, "find run")
+	}
+	if r.Deliveries, err = db.webhookDeliveries(ctx, id); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // FindRuns lists the caller's own runs (admins' too), newest first, with the
@@ -137,7 +187,7 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	defer rows.Close()
 	var out []*wasmwiz.UsageRecord
 	for rows.Next() {
-		r, err := scanRun(rows)
+		r, err := scanRun(rows, false)
 		if err != nil {
 			return nil, 0, dbError(err, "find runs")
 		}
@@ -283,8 +333,27 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 	}
 	var n int64
 	err := db.write(ctx, "delete old runs", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id IN (
-			SELECT id FROM runs WHERE created_at < ? ORDER BY created_at LIMIT ?)`, ms(t), batch)
+		// The batch's ids first: the same rows leave runs, run_inputs and
+		// webhook_deliveries. Runs still queued or running are kept.
+		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS doomed_runs (id TEXT PRIMARY KEY)`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM temp.doomed_runs`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO temp.doomed_runs SELECT id FROM runs
+			WHERE created_at < ? AND state NOT IN ('queued', 'running') ORDER BY created_at LIMIT ?`, ms(t), batch); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
+			`DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE id IN (SELECT id FROM temp.doomed_runs)`)
 		if err != nil {
 			return err
 		}

@@ -31,9 +31,16 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	k, _ := e.key(ctx, u.ID, "k", nil)
 	m := e.module(ctx, "m", wasmBytes("m"), false)
 	at := e.clock.Add(time.Second).Add(123 * time.Millisecond)
+	started, finished := at.Add(-20*time.Millisecond), at
 	full := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
 		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, MemoryPeakBytes: 3 << 20,
-		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at}
+		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at,
+		State: wasmwiz.RunDone, StartedAt: &started, FinishedAt: &finished,
+		RunDetail: wasmwiz.RunDetail{Name: "m.wasm", Args: []string{"-v", "x y"}, EnvNames: []string{"A", "B"},
+			StdinSHA256: sha([]byte("in")), Limits: wasmwiz.LimitsMap(wasmwiz.DefaultTiers()[1].Limits),
+			CompileMS: 3.5, CPUMS: 11.25, Trap: "", StdoutTruncated: true, Message: "",
+			Results: []wasmwiz.RunValue{{Type: "i32", Value: "-1"}}},
+		Stdout: []byte("hello\n"), Stderr: []byte{0xff, 0, 1}}
 	trap := run(u.ID, wasmwiz.StatusTrap, 0.25, at, "", sha([]byte("adhoc")))
 	refused := run(u.ID, "", 0, at, "", "")
 	anon := run(0, wasmwiz.StatusOK, 1, at, "", sha([]byte("adhoc")))
@@ -43,11 +50,29 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 		got, err := e.s.FindRunByID(ctx, want.ID)
 		wantOK(t, err, "FindRunByID "+want.ID)
 		sameRun(t, got, want, "stored run")
+		if got.Stdout == nil || got.Stderr == nil {
+			t.Fatalf("FindRunByID %s: output missing (nil), want it even when empty", want.ID)
+		}
+	}
+	got, err := e.s.FindRunByID(ctx, full.ID)
+	wantOK(t, err, "FindRunByID")
+	if string(got.Stdout) != "hello\n" || string(got.Stderr) != "\xff\x00\x01" {
+		t.Fatalf("stored output %q %q", got.Stdout, got.Stderr)
+	}
+	list, _, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	for _, r := range list {
+		if r.Stdout != nil || r.Stderr != nil {
+			t.Fatalf("FindRuns carries output of %s; lists leave it out", r.ID)
+		}
+		if r.ID == full.ID && (len(r.Args) != 2 || r.CPUMS != 11.25 || r.State != wasmwiz.RunDone) {
+			t.Fatalf("FindRuns lost the detail of a run: %+v", r)
+		}
 	}
 	// An anonymous run belongs to nobody; an admin finds it.
-	_, err := e.s.FindRunByID(ctx, anon.ID)
+	_, err = e.s.FindRunByID(ctx, anon.ID)
 	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of an anonymous run by a user")
-	got, err := e.s.FindRunByID(e.sys, anon.ID)
+	got, err = e.s.FindRunByID(e.sys, anon.ID)
 	wantOK(t, err, "FindRunByID of an anonymous run by an admin")
 	sameRun(t, got, anon, "anonymous run")
 	_, err = e.s.FindRunByID(e.anon, full.ID)

@@ -33,6 +33,10 @@ type Options struct {
 	// when it returns, not up to RetryMax later.
 	Probe         func(ctx context.Context) error
 	ProbeInterval time.Duration
+	// MaxBufferedBytes bounds the stored output held (64 MiB): a record
+	// whose output does not fit any more is kept without it (its truncation
+	// flags set, its message saying why) and counted in OutputDropped.
+	MaxBufferedBytes int64
 	// Logger gets failures, recoveries and drops (slog.Default()).
 	Logger *slog.Logger
 }
@@ -63,6 +67,9 @@ func (o *Options) setDefaults() {
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = time.Second
 	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = 64 * wasmwiz.MiB
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -75,6 +82,10 @@ type Stats struct {
 	Dropped  uint64 // records lost, ever: buffer full, recorded after Close, or left when Close gave up
 	Failures uint64 // failed CreateRuns calls, ever
 	Batches  uint64 // successful CreateRuns calls, ever
+	// OutputDropped counts records kept without their output because the
+	// output held passed MaxBufferedBytes, ever.
+	OutputDropped uint64
+	BufferedBytes uint64 // output bytes held now
 }
 
 // Writer is the wasmwiz.UsageRecorder of the server: Record queues a record in
@@ -96,8 +107,10 @@ type Writer struct {
 	batch      []*wasmwiz.UsageRecord // being written (and retried until it is)
 	closed     bool
 	stats      Stats
-	dropping   bool // a drop was logged and no write has succeeded since
-	closedDrop bool // a record after Close was logged
+	pending    map[string]*wasmwiz.UsageRecord // every record held, by id, for Pending
+	bytes      int64                           // output bytes held
+	dropping   bool                            // a drop was logged and no write has succeeded since
+	closedDrop bool                            // a record after Close was logged
 
 	wake      chan struct{} // a full batch is waiting
 	closing   chan struct{} // closed by Close
@@ -116,6 +129,7 @@ func New(svc wasmwiz.RunService, opts Options) *Writer {
 	w := &Writer{
 		svc:     svc,
 		opts:    opts,
+		pending: map[string]*wasmwiz.UsageRecord{},
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -152,6 +166,12 @@ func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 		}
 		return
 	}
+	if out := int64(len(c.Stdout) + len(c.Stderr)); out > 0 && w.bytes+out > w.opts.MaxBufferedBytes {
+		c.Stdout, c.Stderr = []byte{}, []byte{}
+		c.StdoutTruncated, c.StderrTruncated = true, true
+		c.Message = "output not kept: the server held too much output waiting to be written"
+		w.stats.OutputDropped++
+	}
 	var dropped *wasmwiz.UsageRecord
 	if len(w.queue)+len(w.batch) >= w.opts.MaxBuffered {
 		w.stats.Dropped++
@@ -163,9 +183,12 @@ func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 			dropped = w.queue[0]
 			w.queue[0] = nil
 			w.queue = append(w.queue[1:], &c)
+			w.forgetLocked(dropped)
+			w.holdLocked(&c)
 		}
 	} else {
 		w.queue = append(w.queue, &c)
+		w.holdLocked(&c)
 	}
 	full := len(w.queue) >= w.opts.BatchSize
 	logDrop := dropped != nil && !w.dropping
@@ -186,12 +209,41 @@ func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 	}
 }
 
+// holdLocked and forgetLocked keep pending and bytes in step with the
+// records held.
+func (w *Writer) holdLocked(r *wasmwiz.UsageRecord) {
+	w.pending[r.ID] = r
+	w.bytes += int64(len(r.Stdout) + len(r.Stderr))
+}
+
+func (w *Writer) forgetLocked(r *wasmwiz.UsageRecord) {
+	if w.pending[r.ID] == r {
+		delete(w.pending, r.ID)
+	}
+	w.bytes -= int64(len(r.Stdout) + len(r.Stderr))
+}
+
+// Pending returns a copy of the record with id while it waits to be
+// written (queued or in the batch being written), and nil otherwise: a run
+// read right after its answer is found here before the store has it.
+func (w *Writer) Pending(id string) *wasmwiz.UsageRecord {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.pending[id]
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.stats
 	s.Buffered = uint64(len(w.queue) + len(w.batch))
+	s.BufferedBytes = uint64(w.bytes)
 	return s
 }
 
@@ -211,6 +263,8 @@ func (w *Writer) Close(ctx context.Context) error {
 		lost := len(w.queue) + len(w.batch)
 		w.stats.Dropped += uint64(lost)
 		w.queue, w.batch = nil, nil
+		clear(w.pending)
+		w.bytes = 0
 		w.mu.Unlock()
 		if lost > 0 {
 			w.closeErr = wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "usage writer closed with %d records not written", lost)
@@ -286,6 +340,9 @@ func (w *Writer) flush(closing bool) bool {
 			w.dropping = false
 		}
 		if err == nil {
+			for _, r := range w.batch {
+				w.forgetLocked(r)
+			}
 			w.batch = nil
 			w.mu.Unlock()
 			if backoff > 0 {
@@ -293,6 +350,9 @@ func (w *Writer) flush(closing bool) bool {
 			}
 			backoff = 0
 			continue
+		}
+		for _, r := range batch[:len(batch)-len(rest)] {
+			w.forgetLocked(r) // written or refused: not held any more
 		}
 		w.batch = rest
 		w.stats.Failures++

@@ -518,3 +518,42 @@ func TestUsageWriterWritesWhenTheDatabaseIsBack(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestUsageWriterPendingAndOutputBudget: a record is found by id while it
+// waits, not after it is written; output past MaxBufferedBytes is not held,
+// but its record is.
+func TestUsageWriterPendingAndOutputBudget(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.block = make(chan struct{})
+	w := New(f, Options{BatchSize: 1000, FlushInterval: time.Hour, MaxBufferedBytes: 10, Logger: quiet})
+	a, b := testRun(1), testRun(2)
+	a.Stdout = []byte("123456")
+	b.Stdout = []byte("abcdef")
+	w.Record(a)
+	w.Record(b)
+	got := w.Pending(a.ID)
+	if got == nil || string(got.Stdout) != "123456" {
+		t.Fatalf("Pending(a) = %+v", got)
+	}
+	got = w.Pending(b.ID)
+	if got == nil || len(got.Stdout) != 0 || !got.StdoutTruncated || got.Message == "" {
+		t.Fatalf("Pending(b), over the output budget: %+v", got)
+	}
+	if st := w.Stats(); st.OutputDropped != 1 || st.BufferedBytes != 6 {
+		t.Fatalf("stats %+v, want one output dropped and 6 bytes held", st)
+	}
+	if w.Pending("run_nothing") != nil {
+		t.Fatal("Pending of an unknown id")
+	}
+	close(f.block)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.Pending(a.ID) != nil {
+		t.Fatal("a written record is still pending")
+	}
+	if st := w.Stats(); st.BufferedBytes != 0 {
+		t.Fatalf("bytes held after the write: %d", st.BufferedBytes)
+	}
+}

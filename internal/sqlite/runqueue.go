@@ -1,0 +1,326 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var _ wasmwiz.RunQueueService = (*DB)(nil)
+
+// QueueDB returns the write pool, for the queue (River's SQLite driver),
+// whose jobs must be inserted in the store's transactions and which must
+// queue behind this process's one writer like every other write.
+func (db *DB) QueueDB() *sql.DB { return db.writer }
+
+// QueueRun stores r as queued with its input and calls enqueue with the
+// *sql.Tx before committing. The caller's active runs are counted in the
+// same write transaction, which SQLite serialises, so two admissions at once
+// cannot both take the last place.
+func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxActive int,
+	enqueue func(ctx context.Context, tx any) error) error {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return err
+	}
+	if r == nil || r.ID == "" || in == nil {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "a queued run needs an id and an input")
+	}
+	r.UserID, r.State = caller.ID, wasmwiz.RunQueued
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = db.Now()
+	}
+	env, err := json.Marshal(in.Env)
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "env")
+	}
+	return db.write(ctx, "queue run", func(tx *sql.Tx) error {
+		var active int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs
+			WHERE state IN ('queued', 'running') AND user_id = ?`, caller.ID).Scan(&active); err != nil {
+			return err
+		}
+		if active >= maxActive {
+			return &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
+				Message: "too many runs queued or running: your tier allows " + itoa(maxActive) + " at a time",
+				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+		}
+		vals, err := runValues(r, r.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, vals...); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env) VALUES (?, ?, ?, ?)`,
+			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env)); err != nil {
+			return err
+		}
+		return enqueue(ctx, tx)
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// StartRun moves a queued run to running and returns it with its input.
+func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *wasmwiz.RunInput, error) {
+	var r *wasmwiz.UsageRecord
+	var in *wasmwiz.RunInput
+	now := db.Now()
+	err := db.write(ctx, "start run", func(tx *sql.Tx) error {
+		var err error
+		r, err = scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs WHERE id = ?`, id), true)
+		if errors.Is(err, sql.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		if r.State != wasmwiz.RunQueued {
+			return wasmwiz.Errorf(wasmwiz.ECONFLICT, "run %s is %s, not queued", id, r.State)
+		}
+		in = &wasmwiz.RunInput{}
+		var env string
+		if err := tx.QueryRowContext(ctx, `SELECT wasm, stdin, env FROM run_inputs WHERE run_id = ?`, id).
+			Scan(&in.Wasm, &in.Stdin, &env); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(env), &in.Env); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET state = 'running', started_at = ?, heartbeat_at = ? WHERE id = ?`,
+			ms(now), ms(now), id)
+		r.State, r.StartedAt = wasmwiz.RunRunning, &now
+		return err
+	})
+	if err != nil && wasmwiz.ErrorCode(err) == wasmwiz.ECONFLICT {
+		return r, nil, err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, in, nil
+}
+
+// HeartbeatRun notes the replica running id is alive and keeps its output
+// so far.
+func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr []byte) (bool, error) {
+	var cancel bool
+	err := db.write(ctx, "heartbeat run", func(tx *sql.Tx) error {
+		var err error
+		if stdout != nil || stderr != nil {
+			_, err = tx.ExecContext(ctx, `UPDATE runs SET heartbeat_at = ?, stdout = ?, stderr = ?
+				WHERE id = ? AND state = 'running'`, ms(db.Now()), nonNil(stdout), nonNil(stderr), id)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = 'running'`, ms(db.Now()), id)
+		}
+		if err != nil {
+			return err
+		}
+		var c int
+		var state string
+		err = tx.QueryRowContext(ctx, `SELECT cancel_requested, state FROM runs WHERE id = ?`, id).Scan(&c, &state)
+		if errors.Is(err, sql.ErrNoRows) {
+			cancel = true
+			return nil
+		}
+		// Not running any more (failed by the sweeper, or cancelled): stop.
+		cancel = c != 0 || state != string(wasmwiz.RunRunning)
+		return err
+	})
+	return cancel, err
+}
+
+// FinishRun writes the final record of a queued or running run.
+func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, error) {
+	if !r.State.Final() {
+		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "FinishRun needs a final state, not %q", r.State)
+	}
+	detail, err := json.Marshal(r.RunDetail)
+	if err != nil {
+		return false, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
+	}
+	if r.FinishedAt == nil {
+		now := db.Now()
+		r.FinishedAt = &now
+	}
+	var done bool
+	err = db.write(ctx, "finish run", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?,
+				memory_peak_bytes = ?, output_bytes = ?, error_code = ?, module_sha256 = CASE WHEN ? = '' THEN module_sha256 ELSE ? END,
+				started_at = coalesce(started_at, ?), finished_at = ?, detail = ?, stdout = ?, stderr = ?
+			WHERE id = ? AND state IN ('queued', 'running')`,
+			string(r.State), string(r.Status), r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
+			r.ModuleSHA256, r.ModuleSHA256, msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail),
+			nonNil(r.Stdout), nonNil(r.Stderr), r.ID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		done = true
+		if r.Status != "" && r.ModuleID != "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE modules SET run_count = run_count + 1,
+				last_run_at = max(coalesce(last_run_at, 0), ?) WHERE id = ?`, ms(r.CreatedAt), r.ModuleID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, r.ID)
+		return err
+	})
+	return done, err
+}
+
+// CancelRun cancels a queued run of the caller at once and marks a running
+// one for its replica to stop.
+func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := db.Now()
+	err = db.write(ctx, "cancel run", func(tx *sql.Tx) error {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM runs WHERE id = ? AND (user_id = ? OR ?)`,
+			id, caller.ID, caller.IsAdmin()).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		switch wasmwiz.RunState(state) {
+		case wasmwiz.RunQueued:
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = 'cancelled', cancel_requested = 1, finished_at = ?,
+				detail = json_set(detail, '$.message', 'cancelled before it started') WHERE id = ?`, ms(now), id); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id)
+			return err
+		case wasmwiz.RunRunning:
+			_, err = tx.ExecContext(ctx, `UPDATE runs SET cancel_requested = 1 WHERE id = ?`, id)
+			return err
+		}
+		return wasmwiz.Errorf(wasmwiz.ECONFLICT, "run %s is already %s", id, state)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.FindRunByID(ctx, id)
+}
+
+// FailStaleRuns fails running runs without a heartbeat since before.
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error) {
+	var ids []string
+	now := db.Now()
+	err := db.write(ctx, "fail stale runs", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
+				detail = json_set(detail, '$.message', ?)
+			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ? RETURNING id`, ms(now), message, ms(before))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// CountRuns counts queued and running runs and the oldest of each.
+func (db *DB) CountRuns(ctx context.Context) (map[wasmwiz.RunState]int64, map[wasmwiz.RunState]time.Time, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT state, count(*), min(created_at) FROM runs
+		WHERE state IN ('queued', 'running') GROUP BY state`)
+	if err != nil {
+		return nil, nil, dbError(err, "count runs")
+	}
+	defer rows.Close()
+	counts, oldest := map[wasmwiz.RunState]int64{}, map[wasmwiz.RunState]time.Time{}
+	for rows.Next() {
+		var s string
+		var n, first int64
+		if err := rows.Scan(&s, &n, &first); err != nil {
+			return nil, nil, dbError(err, "count runs")
+		}
+		counts[wasmwiz.RunState(s)], oldest[wasmwiz.RunState(s)] = n, fromMS(first)
+	}
+	return counts, oldest, dbError(rows.Err(), "count runs")
+}
+
+// AddWebhookDelivery records one delivery attempt.
+func (db *DB) AddWebhookDelivery(ctx context.Context, d *wasmwiz.WebhookDelivery) error {
+	return db.write(ctx, "add webhook delivery", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (run_id, attempt, at, status_code, error, duration_ms)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt) DO NOTHING`,
+			d.RunID, d.Attempt, ms(d.At), d.StatusCode, d.Error, d.DurationMS)
+		return err
+	})
+}
+
+func (db *DB) webhookDeliveries(ctx context.Context, runID string) ([]wasmwiz.WebhookDelivery, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT attempt, at, status_code, error, duration_ms
+		FROM webhook_deliveries WHERE run_id = ? ORDER BY attempt`, runID)
+	if err != nil {
+		return nil, dbError(err, "webhook deliveries")
+	}
+	defer rows.Close()
+	var out []wasmwiz.WebhookDelivery
+	for rows.Next() {
+		d := wasmwiz.WebhookDelivery{RunID: runID}
+		var at int64
+		if err := rows.Scan(&d.Attempt, &at, &d.StatusCode, &d.Error, &d.DurationMS); err != nil {
+			return nil, dbError(err, "webhook deliveries")
+		}
+		d.At = fromMS(at)
+		out = append(out, d)
+	}
+	return out, dbError(rows.Err(), "webhook deliveries")
+}
+
+// RotateWebhookSecret makes a new webhook secret for the caller.
+func (db *DB) RotateWebhookSecret(ctx context.Context) (string, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return "", err
+	}
+	secret := wasmwiz.NewWebhookSecret()
+	err = db.write(ctx, "rotate webhook secret", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_secrets (user_id, secret, created_at) VALUES (?, ?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at`,
+			caller.ID, secret, ms(db.Now()))
+		return err
+	})
+	return secret, err
+}
+
+// WebhookSecret returns a user's webhook secret.
+func (db *DB) WebhookSecret(ctx context.Context, userID int64) (string, error) {
+	var s string
+	err := db.reader.QueryRowContext(ctx, `SELECT secret FROM webhook_secrets WHERE user_id = ?`, userID).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no webhook secret")
+	}
+	return s, dbError(err, "webhook secret")
+}

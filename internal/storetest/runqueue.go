@@ -1,0 +1,301 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+var runQueueTests = []test{
+	{"QueueStartFinish", testQueueStartFinish},
+	{"QueueRunEnqueuesInItsTransaction", testQueueRunEnqueueFails},
+	{"QueueRunCountsActiveRuns", testQueueRunMaxActive},
+	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
+	{"CancelQueuedAndRunning", testCancelRun},
+	{"FailStaleRuns", testFailStaleRuns},
+	{"WebhookDeliveriesAndSecrets", testWebhookDeliveries},
+	{"DeleteRunsBeforeKeepsActiveRuns", testDeleteKeepsActive},
+}
+
+// queued makes a queued run of the caller in ctx.
+func (e *env) queued(ctx context.Context, in *wasmwiz.RunInput) *wasmwiz.UsageRecord {
+	e.t.Helper()
+	at := e.clock.Now()
+	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at,
+		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"a"}, EnvNames: []string{"K"}, CallbackURL: "https://example.com/hook"}}
+	if in == nil {
+		in = &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Env: map[string]string{"K": "secret"}}
+	}
+	called := false
+	err := e.s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any) error {
+		if tx == nil {
+			return errors.New("no transaction")
+		}
+		called = true
+		return nil
+	})
+	wantOK(e.t, err, "QueueRun")
+	if !called {
+		e.t.Fatal("QueueRun did not call enqueue")
+	}
+	return r
+}
+
+func testQueueStartFinish(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := e.queued(ctx, nil)
+	got, err := e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID of a queued run")
+	if got.State != wasmwiz.RunQueued || got.UserID != u.ID || !got.Async || got.CallbackURL == "" {
+		t.Fatalf("queued run read back as %+v", got)
+	}
+	e.clock.Add(time.Second)
+	started, in, err := e.s.StartRun(e.anon, r.ID)
+	wantOK(t, err, "StartRun")
+	if started.State != wasmwiz.RunRunning || started.StartedAt == nil || !started.StartedAt.Equal(e.clock.Now()) {
+		t.Fatalf("StartRun returned %+v", started)
+	}
+	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" {
+		t.Fatalf("StartRun input %+v", in)
+	}
+	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, []byte("par"), nil)
+	wantOK(t, err, "HeartbeatRun")
+	if cancel {
+		t.Fatal("HeartbeatRun asks to cancel a run nobody cancelled")
+	}
+	got, _ = e.s.FindRunByID(ctx, r.ID)
+	if string(got.Stdout) != "par" || got.State != wasmwiz.RunRunning {
+		t.Fatalf("a heartbeat keeps the output so far: %q %s", got.Stdout, got.State)
+	}
+
+	e.clock.Add(time.Second)
+	fin := *started
+	fin.State, fin.Status, fin.ExitCode, fin.DurationMS = wasmwiz.RunDone, wasmwiz.StatusOK, 0, 1.5
+	fin.Stdout, fin.Stderr = []byte("partial and more"), []byte("e")
+	fin.CPUMS = 1.25
+	ok, err := e.s.FinishRun(e.anon, &fin)
+	wantOK(t, err, "FinishRun")
+	if !ok {
+		t.Fatal("FinishRun of a running run changed nothing")
+	}
+	got, err = e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID of a finished run")
+	if got.State != wasmwiz.RunDone || got.Status != wasmwiz.StatusOK || string(got.Stdout) != "partial and more" ||
+		got.CPUMS != 1.25 || got.FinishedAt == nil || !got.FinishedAt.Equal(e.clock.Now()) || got.StartedAt == nil {
+		t.Fatalf("finished run read back as %+v", got)
+	}
+	again := fin
+	again.State, again.Message = wasmwiz.RunFailed, "late"
+	ok, err = e.s.FinishRun(e.anon, &again)
+	wantOK(t, err, "FinishRun of a final run")
+	if ok {
+		t.Fatal("FinishRun changed a run already final")
+	}
+	_, _, err = e.s.StartRun(e.anon, r.ID)
+	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a finished run")
+	_, _, err = e.s.StartRun(e.anon, wasmwiz.NewRunID(e.clock.Now()))
+	wantCode(t, err, wasmwiz.ENOTFOUND, "StartRun of no run")
+}
+
+func testQueueRunEnqueueFails(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}
+	err := e.s.QueueRun(ctx, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "queue down")
+	})
+	wantCode(t, err, wasmwiz.EUNAVAILABLE, "QueueRun whose enqueue fails")
+	_, err = e.s.FindRunByID(ctx, r.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "a run whose enqueue failed")
+	err = e.s.QueueRun(e.anon, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error { return nil })
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "QueueRun without a caller")
+}
+
+func testQueueRunMaxActive(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, other := e.user("o@example.com", wasmwiz.TierFree)
+	enqueue := func(context.Context, any) error { return nil }
+	first := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}
+	wantOK(t, e.s.QueueRun(ctx, first, &wasmwiz.RunInput{}, 2, enqueue), "first")
+	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "second")
+	err := e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue)
+	wantCode(t, err, wasmwiz.ERATELIMIT, "third of two allowed")
+	// Another tenant is not counted against this one.
+	wantOK(t, e.s.QueueRun(other, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "other tenant")
+	// A run that ends frees its place.
+	_, err = e.s.CancelRun(ctx, first.ID)
+	wantOK(t, err, "CancelRun")
+	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "after one ended")
+}
+
+func testStartRunOnce(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := e.queued(ctx, nil)
+	// Many replicas (or River retries) try to start it at once: one wins.
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, _, err := e.s.StartRun(e.anon, r.ID)
+			errs <- err
+		}()
+	}
+	won := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			won++
+		case wasmwiz.ErrorCode(err) == wasmwiz.ECONFLICT:
+		default:
+			t.Fatalf("StartRun: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d StartRun calls started one run", won)
+	}
+	got, _, err := e.s.StartRun(e.anon, r.ID)
+	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a running run")
+	if got == nil || got.State != wasmwiz.RunRunning {
+		t.Fatalf("StartRun's conflict carries the run as it is: %+v", got)
+	}
+}
+
+func testCancelRun(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, other := e.user("o@example.com", wasmwiz.TierFree)
+	q := e.queued(ctx, nil)
+	_, err := e.s.CancelRun(other, q.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "CancelRun of another tenant's run")
+	got, err := e.s.CancelRun(ctx, q.ID)
+	wantOK(t, err, "CancelRun of a queued run")
+	if got.State != wasmwiz.RunCancelled || got.FinishedAt == nil || got.Message == "" {
+		t.Fatalf("cancelled queued run: %+v", got)
+	}
+	_, _, err = e.s.StartRun(e.anon, q.ID)
+	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a cancelled run")
+	_, err = e.s.CancelRun(ctx, q.ID)
+	wantCode(t, err, wasmwiz.ECONFLICT, "CancelRun of a cancelled run")
+
+	r := e.queued(ctx, nil)
+	_, _, err = e.s.StartRun(e.anon, r.ID)
+	wantOK(t, err, "StartRun")
+	got, err = e.s.CancelRun(ctx, r.ID)
+	wantOK(t, err, "CancelRun of a running run")
+	if got.State != wasmwiz.RunRunning {
+		t.Fatalf("a running run stays running until its replica stops it, got %s", got.State)
+	}
+	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, nil, nil)
+	wantOK(t, err, "HeartbeatRun")
+	if !cancel {
+		t.Fatal("HeartbeatRun does not pass on the cancel")
+	}
+	fin := *got
+	fin.State, fin.Message = wasmwiz.RunCancelled, "cancelled while running"
+	ok, err := e.s.FinishRun(e.anon, &fin)
+	if err != nil || !ok {
+		t.Fatalf("FinishRun cancelled: %v %v", ok, err)
+	}
+}
+
+func testFailStaleRuns(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	stale, live, waiting := e.queued(ctx, nil), e.queued(ctx, nil), e.queued(ctx, nil)
+	for _, r := range []*wasmwiz.UsageRecord{stale, live} {
+		_, _, err := e.s.StartRun(e.anon, r.ID)
+		wantOK(t, err, "StartRun")
+	}
+	e.clock.Add(time.Minute)
+	_, err := e.s.HeartbeatRun(e.anon, live.ID, nil, nil)
+	wantOK(t, err, "HeartbeatRun")
+	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped")
+	wantOK(t, err, "FailStaleRuns")
+	if len(ids) != 1 || ids[0] != stale.ID {
+		t.Fatalf("FailStaleRuns failed %v, want [%s]", ids, stale.ID)
+	}
+	for id, want := range map[string]wasmwiz.RunState{stale.ID: wasmwiz.RunFailed, live.ID: wasmwiz.RunRunning, waiting.ID: wasmwiz.RunQueued} {
+		got, err := e.s.FindRunByID(ctx, id)
+		wantOK(t, err, "FindRunByID")
+		if got.State != want {
+			t.Fatalf("run %s is %s, want %s", id, got.State, want)
+		}
+		if want == wasmwiz.RunFailed && got.Message != "its replica stopped" {
+			t.Fatalf("failed run's message %q", got.Message)
+		}
+	}
+	cancel, err := e.s.HeartbeatRun(e.anon, stale.ID, nil, nil)
+	wantOK(t, err, "HeartbeatRun of a failed run")
+	if !cancel {
+		t.Fatal("a replica that comes back to a failed run is not told to stop")
+	}
+	counts, oldest, err := e.s.CountRuns(e.anon)
+	wantOK(t, err, "CountRuns")
+	if counts[wasmwiz.RunQueued] != 1 || counts[wasmwiz.RunRunning] != 1 || oldest[wasmwiz.RunQueued].IsZero() {
+		t.Fatalf("CountRuns %v %v", counts, oldest)
+	}
+}
+
+func testWebhookDeliveries(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := e.queued(ctx, nil)
+	for i, code := range []int{500, 204} {
+		d := &wasmwiz.WebhookDelivery{RunID: r.ID, Attempt: i + 1, At: e.clock.Add(time.Second), StatusCode: code, DurationMS: 2.5}
+		if code == 500 {
+			d.Error = "answered 500"
+		}
+		wantOK(t, e.s.AddWebhookDelivery(e.anon, d), "AddWebhookDelivery")
+		wantOK(t, e.s.AddWebhookDelivery(e.anon, d), "AddWebhookDelivery again (a retried write)")
+	}
+	got, err := e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID")
+	if len(got.Deliveries) != 2 || got.Deliveries[0].StatusCode != 500 || got.Deliveries[1].Attempt != 2 ||
+		!got.Deliveries[1].At.Equal(e.clock.Now()) {
+		t.Fatalf("deliveries %+v", got.Deliveries)
+	}
+
+	_, err = e.s.WebhookSecret(e.anon, u.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "WebhookSecret before any")
+	s1, err := e.s.RotateWebhookSecret(ctx)
+	wantOK(t, err, "RotateWebhookSecret")
+	s2, err := e.s.RotateWebhookSecret(ctx)
+	wantOK(t, err, "RotateWebhookSecret again")
+	if s1 == s2 || len(s2) < 32 {
+		t.Fatalf("secrets %q %q", s1, s2)
+	}
+	got2, err := e.s.WebhookSecret(e.anon, u.ID)
+	wantOK(t, err, "WebhookSecret")
+	if got2 != s2 {
+		t.Fatal("WebhookSecret is not the latest secret")
+	}
+	_, err = e.s.RotateWebhookSecret(e.anon)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "RotateWebhookSecret without a caller")
+}
+
+func testDeleteKeepsActive(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	active := e.queued(ctx, nil)
+	done := e.queued(ctx, nil)
+	_, err := e.s.CancelRun(ctx, done.ID)
+	wantOK(t, err, "CancelRun")
+	wantOK(t, e.s.AddWebhookDelivery(e.anon, &wasmwiz.WebhookDelivery{RunID: done.ID, Attempt: 1, At: e.clock.Now()}), "AddWebhookDelivery")
+	e.clock.Add(time.Hour)
+	n, err := e.s.DeleteRunsBefore(e.anon, e.clock.Now(), 100)
+	wantOK(t, err, "DeleteRunsBefore")
+	if n != 1 {
+		t.Fatalf("DeleteRunsBefore deleted %d runs, want the one that ended", n)
+	}
+	_, err = e.s.FindRunByID(ctx, done.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "a deleted run")
+	_, _, err = e.s.StartRun(e.anon, active.ID)
+	wantOK(t, err, "StartRun of a queued run older than the retention (its input is kept)")
+	// The deleted run's attempts went with it: a record written again under
+	// its id has none.
+	e.runs(&wasmwiz.UsageRecord{ID: done.ID, UserID: done.UserID, Tier: wasmwiz.TierFree, CreatedAt: e.clock.Now()})
+	got, err := e.s.FindRunByID(ctx, done.ID)
+	wantOK(t, err, "FindRunByID")
+	if len(got.Deliveries) != 0 {
+		t.Fatalf("webhook attempts outlived their run: %+v", got.Deliveries)
+	}
+}
