@@ -393,7 +393,7 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		}
 	} else {
 		ex.Result = res
-		rec.setResult(res, -1)
+		rec.setResult(res, c.Tier.MaxStoredOutputBytes)
 	}
 	if e.Usage != nil {
 		e.Usage.Record(rec)

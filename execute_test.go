@@ -1,7 +1,9 @@
 package wasmwiz_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -530,4 +532,37 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestExecutorRecordsTheRun: the record keeps what the run was asked (env
+// names, never values; stdin's digest, not stdin) and its output cut at the
+// tier's max_stored_output_bytes, saying so.
+func TestExecutorRecordsTheRun(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	big := bytes.Repeat([]byte("x"), int(freeTier().MaxStoredOutputBytes)+10)
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusExit, ExitCode: 3, Stdout: big, Stderr: []byte("e"),
+			Duration: time.Millisecond, CPUTime: 1500 * time.Microsecond, Module: wasmwiz.ModuleInfo{SHA256: "abc"}}, nil
+	}
+	_, err := f.ex.Execute(userCtx(7, wasmwiz.TierFree), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader,
+		Stdin: []byte("abc"), Args: []string{"-n", "2"}, Env: map[string]string{"TOKEN": "s3cret", "A": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.usage.Runs()[0]
+	if r.State != wasmwiz.RunDone || r.ExitCode != 3 || r.CPUMS != 1.5 || !equalStrings(r.Args, []string{"-n", "2"}) ||
+		!equalStrings(r.EnvNames, []string{"A", "TOKEN"}) || r.StdinSHA256 != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" ||
+		r.Limits["timeout_ms"] != 5000 || r.StartedAt == nil || r.FinishedAt == nil {
+		t.Fatalf("record = %+v", r)
+	}
+	if int64(len(r.Stdout)) != freeTier().MaxStoredOutputBytes || !r.StdoutTruncated || string(r.Stderr) != "e" || r.StderrTruncated {
+		t.Fatalf("stored output: %d bytes (truncated %v), stderr %q (truncated %v)", len(r.Stdout), r.StdoutTruncated, r.Stderr, r.StderrTruncated)
+	}
+	if r.OutputBytes != int64(len(big)+1) {
+		t.Fatalf("output_bytes %d counts what the guest wrote, want %d", r.OutputBytes, len(big)+1)
+	}
+	if j, _ := json.Marshal(r); bytes.Contains(j, []byte("s3cret")) {
+		t.Fatal("an env value reached the record")
+	}
 }

@@ -25,6 +25,10 @@ type Tier struct {
 	// Limits are the tier's per-run limits.
 	Limits
 
+	// MaxStoredOutputBytes caps the stdout and stderr (each) kept with a
+	// run's record: what passes it is cut and the record says so.
+	MaxStoredOutputBytes int64 `tier:"max_stored_output_bytes,bytes,min=0,max=1GiB" flag:"max-stored-output" help:"stdout and stderr kept with a run's record, each"`
+
 	UpdatedAt time.Time
 }
 
@@ -69,16 +73,20 @@ func DefaultTiers() []*Tier {
 	return []*Tier{
 		{Name: TierFree, RunsPerMinute: 10, RunsPerDay: 500, MaxConcurrent: 1, Limits: Limits{
 			Timeout: 5 * time.Second, MaxMemoryBytes: 128 * MiB,
-			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB}},
+			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB},
+			MaxStoredOutputBytes: 64 * KiB},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
-			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB}},
+			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB},
+			MaxStoredOutputBytes: 256 * KiB},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
-			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB}},
+			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB},
+			MaxStoredOutputBytes: 1 * MiB},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
-			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB}},
+			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB},
+			MaxStoredOutputBytes: 4 * MiB},
 	}
 }
 
