@@ -103,6 +103,13 @@ type RunRequest struct {
 	// MaxMemoryBytes lower the tier's (zero keeps them; the other fields are
 	// ignored); the engine gets the run's limits.
 	Limits Limits
+
+	// OnOutput, when set, gets the guest's output as it is written, in
+	// order, each piece once (stderr false: stdout), up to the output cap.
+	// It must not keep p (copy it) and must return quickly: it runs on the
+	// engine's path. An engine that cannot stream calls it never; the
+	// Result has all the output either way.
+	OnOutput func(stderr bool, p []byte)
 }
 
 // ModuleWasm returns the request's module bytes: Wasm, or what LoadWasm

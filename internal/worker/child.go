@@ -268,6 +268,7 @@ func (s *server) module(sha string, wasm []byte, hasWasm bool) (*heldModule, boo
 }
 
 func (s *server) run(ctx context.Context, body []byte) error {
+	cpuStart := processCPU()
 	d := &dec{b: body}
 	req, hasWasm := decodeRun(d)
 	if err := d.done(); err != nil {
@@ -344,6 +345,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 		res.CompileCached = false
 	}
 	res.CompileDuration += compiling
+	res.CPUTime = processCPU() - cpuStart
 	e := newFrame(len(res.Trap) + 128)
 	encodeResult(e, res)
 	if err := s.final(msgResult, e); err != nil {

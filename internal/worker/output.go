@@ -16,6 +16,9 @@ type runOutput struct {
 	limit  int64
 	stdout outStream
 	stderr outStream
+	// onOutput, when set, gets each piece of output kept, as it arrives (the
+	// run request's OnOutput).
+	onOutput func(stderr bool, p []byte)
 }
 
 // outStream is one collected stream.
@@ -36,7 +39,11 @@ func (o *runOutput) add(body []byte) error {
 	if fd == fdStderr {
 		s = &o.stderr
 	}
+	before := len(s.b)
 	s.write(p, o.limit)
+	if o.onOutput != nil && len(s.b) > before {
+		o.onOutput(fd == fdStderr, s.b[before:len(s.b):len(s.b)])
+	}
 	return nil
 }
 

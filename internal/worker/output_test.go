@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -347,5 +348,29 @@ func TestOutputFrameBound(t *testing.T) {
 				t.Fatalf("readFrameAligned = %q, %v; want ok %v", k, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestRunOutputOnOutput: the run request's OnOutput gets each kept piece
+// once, in order, and nothing past the cap.
+func TestRunOutputOnOutput(t *testing.T) {
+	t.Parallel()
+	var got []string
+	o := newRunOutput(8)
+	o.onOutput = func(stderr bool, p []byte) {
+		tag := "1:"
+		if stderr {
+			tag = "2:"
+		}
+		got = append(got, tag+string(p))
+	}
+	frame := func(fd byte, s string) []byte { return append([]byte{fd}, s...) }
+	for _, b := range [][]byte{frame(fdStdout, "hello "), frame(fdStderr, "warn"), frame(fdStdout, "world"), frame(fdStdout, "more")} {
+		if err := o.add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := "[1:hello  2:warn 1:wo]"; fmt.Sprint(got) != want {
+		t.Fatalf("OnOutput got %v, want %s", got, want)
 	}
 }

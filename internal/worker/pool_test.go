@@ -540,6 +540,8 @@ func TestPoolCacheStats(t *testing.T) {
 	}
 	if res := run(hello); res.CompileCached {
 		t.Errorf("first run of hello reports compile_cached, but the worker compiled it")
+	} else if res.CPUTime <= 0 {
+		t.Errorf("a run that compiled its module reports %v of CPU time", res.CPUTime)
 	}
 	first := pl.CacheStats()
 	if first.Misses != 1 || first.Entries != 1 || first.Bytes <= 0 || first.CompileSeconds <= 0 {

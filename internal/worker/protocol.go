@@ -444,6 +444,7 @@ func encodeResult(e *enc, r *wasmwiz.Result) {
 	encodeModuleInfo(e, r.Module)
 	e.bool(r.CompileCached)
 	e.varint(int64(r.CompileDuration))
+	e.varint(int64(r.CPUTime))
 }
 
 func decodeResult(d *dec) *wasmwiz.Result {
@@ -469,6 +470,7 @@ func decodeResult(d *dec) *wasmwiz.Result {
 	r.Module = decodeModuleInfo(d)
 	r.CompileCached = d.bool()
 	r.CompileDuration = time.Duration(d.varint())
+	r.CPUTime = time.Duration(d.varint())
 	return r
 }
 

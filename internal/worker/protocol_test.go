@@ -62,7 +62,7 @@ func TestProtocolRoundTrip(t *testing.T) {
 			Status: wasmwiz.StatusExit, ExitCode: -3, StdoutTruncated: true,
 			Trap: "wasm stack", Duration: 1234567,
 			Results:         []wasmwiz.Value{{Type: "i32", Bits: 8}, {Type: "f64", Bits: 1 << 63}},
-			MemoryPeakBytes: 65536, CompileCached: true,
+			MemoryPeakBytes: 65536, CompileCached: true, CPUTime: 42 * time.Millisecond,
 			Module: wasmwiz.ModuleInfo{SHA256: "cd", SizeBytes: 99, WASI: true, Entry: "_start"},
 		}
 		e := newFrame(0)

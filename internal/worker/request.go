@@ -63,6 +63,7 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	rq := &request{kind: msgRun, sha: sha, wasm: req.Wasm, load: req.LoadWasm, hint: copiedSize(len(req.Stdin)) + 256,
 		deadline: clk.start.Add(l.Timeout + pl.opts.KillGrace), out: newRunOutput(l.MaxOutputBytes), clk: clk,
 		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
+	rq.out.onOutput = req.OnOutput
 	body := *req
 	rq.encode = func(e *enc, wasm []byte) {
 		body.Wasm = wasm
