@@ -290,6 +290,13 @@ type RunService interface {
 	DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error)
 }
 
+// RunStore is a store of runs with its queue side: what background runs
+// need.
+type RunStore interface {
+	RunService
+	RunQueueService
+}
+
 // RunQueueService is the store's side of runs that outlive their request
 // (asynchronous runs). Methods that need no caller are called by the queue.
 type RunQueueService interface {
