@@ -91,6 +91,14 @@ type Executor struct {
 	AllowAnonymous bool
 	AnonymousTier  string
 
+	// Background runs (async.go): nil Runs or Queue refuses them.
+	Runs   RunStore
+	Queue  RunQueue
+	Events RunEvents // nil: no live events
+	// HeartbeatInterval is how often a background run's replica says it is
+	// alive and looks for a cancel (default 2s).
+	HeartbeatInterval time.Duration
+
 	// Now returns the current time; nil uses time.Now.
 	Now func() time.Time
 }

@@ -545,7 +545,7 @@ func TestExecutorRecordsTheRun(t *testing.T) {
 		return &wasmwiz.Result{Status: wasmwiz.StatusExit, ExitCode: 3, Stdout: big, Stderr: []byte("e"),
 			Duration: time.Millisecond, CPUTime: 1500 * time.Microsecond, Module: wasmwiz.ModuleInfo{SHA256: "abc"}}, nil
 	}
-	_, err := f.ex.Execute(userCtx(7, wasmwiz.TierFree), nil, &wasmwiz.ExecuteRequest{Wasm: wasmHeader,
+	_, err := f.ex.Execute(userCtx(7, wasmwiz.TierFree), nil, &wasmwiz.RunRequest{Wasm: wasmHeader,
 		Stdin: []byte("abc"), Args: []string{"-n", "2"}, Env: map[string]string{"TOKEN": "s3cret", "A": "1"}})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,9 @@ type Tier struct {
 	// MaxStoredOutputBytes caps the stdout and stderr (each) kept with a
 	// run's record: what passes it is cut and the record says so.
 	MaxStoredOutputBytes int64 `tier:"max_stored_output_bytes,bytes,min=0,max=1GiB" flag:"max-stored-output" help:"stdout and stderr kept with a run's record, each"`
+	// AsyncTimeout is the wall time of a background run ("async": true):
+	// longer than Timeout, since no connection waits for it.
+	AsyncTimeout time.Duration `tier:"async_timeout_ms,duration,min=1ms,max=24h" flag:"async-timeout" help:"wall time of a background run"`
 
 	UpdatedAt time.Time
 }
@@ -74,19 +77,19 @@ func DefaultTiers() []*Tier {
 		{Name: TierFree, RunsPerMinute: 10, RunsPerDay: 500, MaxConcurrent: 1, Limits: Limits{
 			Timeout: 5 * time.Second, MaxMemoryBytes: 128 * MiB,
 			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB},
-			MaxStoredOutputBytes: 64 * KiB},
+			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
 			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB},
-			MaxStoredOutputBytes: 256 * KiB},
+			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
 			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB},
-			MaxStoredOutputBytes: 1 * MiB},
+			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
 			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB},
-			MaxStoredOutputBytes: 4 * MiB},
+			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour},
 	}
 }
 

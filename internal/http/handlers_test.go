@@ -159,7 +159,7 @@ func TestResourceRoutes(t *testing.T) {
 		{name: "invalid tier", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"runs_per_minute":0}`, status: 400, want: "EINVALID"},
 		{name: "bad size string", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"max_memory_bytes":"lots"}`, status: 400, want: "invalid size"},
 		{name: "put tier", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey,
-			body: `{"runs_per_minute":2,"runs_per_day":20,"max_memory_bytes":"1MiB","timeout_ms":250,"max_module_bytes":"64KiB","max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1}`,
+			body: `{"runs_per_minute":2,"runs_per_day":20,"max_memory_bytes":"1MiB","timeout_ms":250,"max_module_bytes":"64KiB","max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1,"async_timeout_ms":60000}`,
 			setup: func(f *fixture) {
 				f.tiers.PutTierFn = func(ctx context.Context, tr *wasmwiz.Tier) error {
 					if tr.Name != "tiny" || tr.Timeout != 250*time.Millisecond || tr.MaxMemoryBytes != wasmwiz.MiB || tr.MaxModuleBytes != 64*wasmwiz.KiB {

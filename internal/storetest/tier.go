@@ -66,8 +66,8 @@ func testFindTier(t *testing.T, e *env) {
 
 func testPutTierCreates(t *testing.T, e *env) {
 	_, admin := e.admin("root@example.com")
-	team := &wasmwiz.Tier{Name: "team", RunsPerMinute: 42, RunsPerDay: 4200, MaxConcurrent: 3}
-	team.Limits = wasmwiz.DefaultTiers()[0].Limits
+	team := wasmwiz.DefaultTiers()[0]
+	team.Name, team.RunsPerMinute, team.RunsPerDay, team.MaxConcurrent = "team", 42, 4200, 3
 	team.MaxMemoryBytes, team.Timeout, team.MaxModuleBytes = 64*wasmwiz.MiB, 1500*time.Millisecond, 2*wasmwiz.MiB
 	team.MaxStdinBytes, team.MaxOutputBytes = 0, 128*wasmwiz.KiB
 	// Every limit differs from the free tier it started from, so that a

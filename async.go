@@ -1,0 +1,481 @@
+package wasmwiz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// RunQueue is the durable queue of background runs (internal/queue, on
+// River).
+type RunQueue interface {
+	// EnqueueRun inserts the job of run id in tx, the store's transaction
+	// that RunQueueService.QueueRun hands to its enqueue function, so that a
+	// run and its job are committed together.
+	EnqueueRun(ctx context.Context, tx any, id string) error
+	// EnqueueWebhook inserts the delivery of run id's record to its
+	// callback URL; the queue retries it with backoff.
+	EnqueueWebhook(ctx context.Context, id string) error
+}
+
+// maxCallbackURLBytes bounds a callback URL.
+const maxCallbackURLBytes = 2048
+
+// errCancelled is the cause of a background run's context when its caller
+// cancelled it.
+var errCancelled = errors.New("cancelled by its caller")
+
+// errStarted is the failure of a run whose guest had started on a replica
+// that stopped before the run ended: it is never run again.
+var errStarted = Errorf(EINTERNAL, "the replica running this run stopped before it ended; a run whose guest started is never run again")
+
+// AsyncLimits returns the limits of a background run of tier t: the tier's,
+// with its async_timeout as the wall time, the memory clamped by the
+// server's maximum.
+func (e *Executor) AsyncLimits(t *Tier) Limits {
+	l := t.Limits.Clamp(Limits{MaxMemoryBytes: e.MaxLimits.MaxMemoryBytes})
+	l.Timeout = t.AsyncTimeout
+	return l
+}
+
+// ExecuteAsync admits req as a background run for the caller c (nil: asks
+// Caller) and returns at once: the run is stored as queued with its input,
+// its job is in the queue, and one event of each of the caller's quotas is
+// spent now. The caller's runs queued or running together are bounded by
+// the tier's max_concurrent. The run's wall time is the tier's
+// async_timeout (req.Limits.Timeout may lower it); callbackURL, when set,
+// receives the run's record when it ends.
+//
+// Errors: those of Execute for the request itself; EUNAUTHORIZED without a
+// user (background runs need an API key); EINVALID for a callback URL that
+// is not http(s) or a caller without a webhook secret; ERATELIMIT for a
+// quota or too many runs in flight; EUNAVAILABLE when background runs are
+// not configured or the queue cannot take the run.
+func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
+	ex := &Execution{}
+	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
+		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")
+	}
+	if c == nil {
+		var err error
+		if c, err = e.Caller(ctx, ""); err != nil {
+			return ex, err
+		}
+	}
+	if c.User == nil || c.User.Disabled {
+		return ex, Errorf(EUNAUTHORIZED, "background runs need an API key")
+	}
+	if err := e.validate(c.User, req); err != nil {
+		return ex, err
+	}
+	tier := c.Tier
+	ex.Tier = tier
+	limits := e.AsyncLimits(tier).Clamp(Limits{Timeout: req.Limits.Timeout, MaxMemoryBytes: req.Limits.MaxMemoryBytes})
+	ex.Limits = limits
+	moduleBytes, name := int64(len(req.Wasm)), req.Name
+	if req.ModuleID != "" {
+		// The module must be visible now; it is loaded again when the run
+		// starts (it may be gone by then: the run says so).
+		mod, _, err := e.module(ctx, req.ModuleID, false)
+		if err != nil {
+			return ex, err
+		}
+		moduleBytes = mod.SizeBytes
+		if name == "" {
+			name = mod.Name
+		}
+	}
+	if name == "" {
+		name = "module.wasm"
+	}
+	if err := limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), tier.Name); err != nil {
+		return ex, err
+	}
+	if callbackURL != "" {
+		if err := checkCallbackURL(callbackURL); err != nil {
+			return ex, err
+		}
+		if _, err := e.Runs.WebhookSecret(ctx, c.User.ID); ErrorCode(err) == ENOTFOUND {
+			return ex, Errorf(EINVALID, "a callback_url needs your webhook secret first: POST /api/v1/webhook-secret")
+		} else if err != nil {
+			return ex, err
+		}
+	}
+
+	// The quota is spent at admission: a slot of the limiter is taken only
+	// for the moment of the decision (the store counts the caller's
+	// background runs in flight), and the events are given back when the
+	// store refuses the run.
+	adm, err := e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(tier),
+		MaxConcurrent: maxAsyncAdmissions, SlotTTL: time.Minute})
+	if err != nil {
+		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	}
+	dec := adm.Decision
+	ex.RateLimit = &dec
+	if !adm.OK() {
+		if adm.Concurrency {
+			return ex, &Error{Code: EUNAVAILABLE, Message: "too many background runs being admitted at once; retry later",
+				Err: &RetryAfterError{After: time.Second}}
+		}
+		return ex, &Error{Code: ERATELIMIT,
+			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
+				tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter)),
+			Err: &RetryAfterError{After: dec.RetryAfter}}
+	}
+
+	now := e.now()
+	ex.ID = NewRunID(now)
+	rec := &UsageRecord{ID: ex.ID, UserID: c.User.ID, ModuleID: req.ModuleID, Tier: tier.Name, CreatedAt: now.UTC(), State: RunQueued}
+	if c.Key != nil {
+		rec.APIKeyID = c.Key.ID
+	}
+	described := *req
+	described.Name, described.Limits = name, limits
+	rec.describe(&described)
+	rec.Async = true
+	rec.CallbackURL = callbackURL
+	if req.ModuleID != "" {
+		rec.Name = "" // a stored module runs under its own name, read when it starts
+	}
+	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env}
+	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
+		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
+	})
+	adm.Release(err != nil)
+	if err != nil {
+		ex.ID = ""
+		return ex, err
+	}
+	ex.Record = rec
+	return ex, nil
+}
+
+// maxAsyncAdmissions bounds the admissions of one caller's background runs
+// deciding at the same instant; the store bounds the runs themselves.
+const maxAsyncAdmissions = 1 << 20
+
+// checkCallbackURL accepts an absolute http or https URL with a host. Where
+// it may connect is checked at connect time, on the resolved address, by
+// the queue's webhook sender.
+func checkCallbackURL(s string) error {
+	if len(s) > maxCallbackURLBytes {
+		return Errorf(EINVALID, "callback_url is longer than %d bytes", maxCallbackURLBytes)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return Errorf(EINVALID, "callback_url must be an http or https URL without credentials")
+	}
+	return nil
+}
+
+func (e *Executor) heartbeatInterval() time.Duration {
+	if e.HeartbeatInterval > 0 {
+		return e.HeartbeatInterval
+	}
+	return 2 * time.Second
+}
+
+// RunQueued runs the queued run id on this replica; the queue's job calls
+// it. The run moves to running in a transaction of its own before its guest
+// starts; a run that is not queued any more is left alone, except one found
+// running, whose guest started on a replica that stopped (a retried job):
+// it is failed, never run twice. While the guest runs, the replica sends a
+// heartbeat every HeartbeatInterval with the output so far, and stops the
+// guest (killing its worker) when the caller cancelled the run. The final
+// record is written, a result event published, and a webhook delivery
+// enqueued when the run has a callback URL.
+//
+// It returns an error only when the run did not start and may be tried
+// again (the store was unavailable); everything after the start is the
+// run's record.
+func (e *Executor) RunQueued(ctx context.Context, id string) error {
+	rec, in, err := e.Runs.StartRun(ctx, id)
+	switch {
+	case ErrorCode(err) == ECONFLICT && rec != nil && rec.State == RunRunning:
+		rec.setFailed(errStarted, e.now())
+		e.finish(ctx, rec)
+		return nil
+	case ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND:
+		return nil // cancelled, already ended, or deleted
+	case err != nil:
+		return err
+	}
+	e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunRunning)})
+
+	keep := int64(-1)
+	if t, err := e.Tiers.FindTier(SystemContext(ctx), rec.Tier); err == nil {
+		keep = t.MaxStoredOutputBytes
+	}
+	live := newLiveOutput(id, e.Events, keep)
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	stop := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		e.heartbeat(runCtx, id, live, stop, cancel)
+	}()
+
+	// The guest acts for the run's owner: a stored module is loaded as
+	// that user sees it.
+	owner := NewContextWithUser(runCtx, &User{ID: rec.UserID, Role: RoleUser, Tier: rec.Tier})
+	req := &RunRequest{Wasm: in.Wasm, Name: rec.Name, Stdin: in.Stdin, Args: rec.Args, Env: in.Env,
+		Function: rec.Function, Params: rec.Params, Limits: LimitsFromMap(rec.Limits), OnOutput: live.add}
+	res, runErr := e.runQueued(owner, rec, req)
+	close(stop)
+	wg.Wait()
+	live.flush()
+
+	switch cause := context.Cause(runCtx); {
+	case errors.Is(cause, errCancelled):
+		rec.State, rec.Message = RunCancelled, "cancelled while running"
+		rec.Stdout, rec.Stderr, rec.StdoutTruncated, rec.StderrTruncated = live.kept()
+		now := e.now().UTC()
+		rec.FinishedAt = &now
+	case errors.Is(cause, errStarted):
+		return nil // the sweeper failed it: its heartbeats stopped reaching the store
+	case runErr != nil && ctx.Err() != nil:
+		rec.setFailed(Errorf(EUNAVAILABLE, "the replica stopped while the run was running; it is not run again"), e.now())
+		rec.Stdout, rec.Stderr, rec.StdoutTruncated, rec.StderrTruncated = live.kept()
+	case runErr != nil:
+		switch code := ErrorCode(runErr); code {
+		case EINVALID, ETOOLARGE, ENOTFOUND:
+			// The caller's mistake, found when the guest was to start: done,
+			// with the error as for a synchronous run.
+			rec.State, rec.ErrorCode, rec.Message = RunDone, code, ErrorMessage(runErr)
+			now := e.now().UTC()
+			rec.FinishedAt = &now
+		default:
+			rec.setFailed(runErr, e.now())
+		}
+	default:
+		rec.setResult(res, keep)
+	}
+	e.finish(context.WithoutCancel(ctx), rec)
+	return nil
+}
+
+// heartbeat tells the store the run is alive, with its output so far, every
+// interval until stop, and cancels the run when its caller asked, or when
+// runQueued loads a background run's stored module, if it has one, and
+// runs the request on the engine.
+func (e *Executor) runQueued(ctx context.Context, rec *UsageRecord, req *RunRequest) (*Result, error) {
+	if rec.ModuleID != "" {
+		mod, _, err := e.module(ctx, rec.ModuleID, false)
+		if err != nil {
+			return nil, err
+		}
+		req.SHA256, req.Wasm, req.LoadWasm, req.Name = mod.SHA256, nil, e.loader(mod), mod.Name
+		rec.ModuleSHA256 = mod.SHA256
+	} else {
+		req.SHA256 = ModuleDigest(req.Wasm)
+	}
+	if req.Name == "" {
+		req.Name = "module.wasm"
+	}
+	res, err := e.Engine.Run(ctx, req)
+	if err == nil && res == nil {
+		err = Errorf(EINTERNAL, "engine returned no result")
+	}
+	return res, err
+}
+
+// the store says it is not running any more.
+func (e *Executor) heartbeat(ctx context.Context, id string, live *liveOutput, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(e.heartbeatInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		live.flush()
+		stdout, stderr, changed := live.snapshot()
+		if !changed {
+			stdout, stderr = nil, nil
+		}
+		hctx, done := context.WithTimeout(ctx, e.heartbeatInterval())
+		stopRun, err := e.Runs.HeartbeatRun(hctx, id, stdout, stderr)
+		done()
+		if err == nil && stopRun {
+			// Cancelled by its caller, or failed by a sweeper that took this
+			// replica for dead: either way the guest stops now.
+			cancel(e.stopCause(ctx, id))
+			return
+		}
+	}
+}
+
+// stopCause tells a cancel from a run failed by the sweeper.
+func (e *Executor) stopCause(ctx context.Context, id string) error {
+	rec, err := e.Runs.FindRunByID(SystemContext(context.WithoutCancel(ctx)), id)
+	if err == nil && rec.State == RunFailed {
+		return errStarted
+	}
+	return errCancelled
+}
+
+// finish writes a background run's final record, tells its followers, and
+// enqueues its webhook.
+func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	done, err := e.Runs.FinishRun(fctx, rec)
+	if err != nil || !done {
+		return
+	}
+	e.publish(RunEvent{RunID: rec.ID, Kind: EventState, Data: []byte(rec.State)})
+	e.publish(RunEvent{RunID: rec.ID, Kind: EventResult})
+	if rec.CallbackURL != "" {
+		_ = e.Queue.EnqueueWebhook(fctx, rec.ID)
+	}
+}
+
+func (e *Executor) publish(ev RunEvent) {
+	if e.Events != nil {
+		e.Events.Publish(ev)
+	}
+}
+
+// CancelRun cancels the caller's run id: a queued run at once, a running
+// one at its replica's next heartbeat (which kills its worker). It returns
+// the run as it is then. Errors: those of RunQueueService.CancelRun.
+func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, error) {
+	if e.Runs == nil {
+		return nil, Errorf(EUNAVAILABLE, "background runs are not available on this server")
+	}
+	rec, err := e.Runs.CancelRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State == RunCancelled {
+		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunCancelled)})
+		e.publish(RunEvent{RunID: id, Kind: EventResult})
+		if rec.CallbackURL != "" && e.Queue != nil {
+			_ = e.Queue.EnqueueWebhook(ctx, id)
+		}
+	}
+	return rec, nil
+}
+
+// FailStaleRuns fails the running runs whose replica has sent no heartbeat
+// for staleAfter, and tells their followers. Every replica calls it now and
+// then; a failed run is never run again.
+func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) (int, error) {
+	ids, err := e.Runs.FailStaleRuns(ctx, e.now().Add(-staleAfter), ErrorMessage(errStarted))
+	for _, id := range ids {
+		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunFailed)})
+		e.publish(RunEvent{RunID: id, Kind: EventResult})
+		if e.Queue != nil {
+			if rec, err := e.Runs.FindRunByID(SystemContext(ctx), id); err == nil && rec.CallbackURL != "" {
+				_ = e.Queue.EnqueueWebhook(ctx, id)
+			}
+		}
+	}
+	return len(ids), err
+}
+
+// liveOutput collects a running guest's output: it publishes it in pieces
+// (at most every flush, so that a guest writing a byte at a time does not
+// make an event per byte) and keeps the first keep bytes of each stream for
+// heartbeats and for a run stopped before its result.
+type liveOutput struct {
+	mu      sync.Mutex
+	runID   string
+	events  RunEvents
+	keep    int64
+	streams [2]liveStream
+	changed bool
+}
+
+type liveStream struct {
+	kept      []byte
+	truncated bool
+	offset    int64  // bytes seen
+	pending   []byte // not yet published, starting at offset-len(pending)
+}
+
+// livePending is how much output waits before it is published at once.
+const livePending = 16 << 10
+
+func newLiveOutput(runID string, events RunEvents, keep int64) *liveOutput {
+	return &liveOutput{runID: runID, events: events, keep: keep}
+}
+
+func (l *liveOutput) add(stderr bool, p []byte) {
+	i := 0
+	if stderr {
+		i = 1
+	}
+	l.mu.Lock()
+	s := &l.streams[i]
+	if l.keep < 0 || int64(len(s.kept)) < l.keep {
+		n := len(p)
+		if l.keep >= 0 && int64(len(s.kept)+n) > l.keep {
+			n = int(l.keep - int64(len(s.kept)))
+			s.truncated = true
+		}
+		s.kept = append(s.kept, p[:n]...)
+		l.changed = true
+	} else if len(p) > 0 {
+		s.truncated = true
+	}
+	s.offset += int64(len(p))
+	if l.events != nil {
+		s.pending = append(s.pending, p...)
+	}
+	full := len(s.pending) >= livePending
+	l.mu.Unlock()
+	if full {
+		l.flush()
+	}
+}
+
+// flush publishes the output not yet published.
+func (l *liveOutput) flush() {
+	if l.events == nil {
+		return
+	}
+	var evs []RunEvent
+	l.mu.Lock()
+	for i := range l.streams {
+		s := &l.streams[i]
+		if len(s.pending) == 0 {
+			continue
+		}
+		kind := EventStdout
+		if i == 1 {
+			kind = EventStderr
+		}
+		evs = append(evs, RunEvent{RunID: l.runID, Kind: kind, Offset: s.offset - int64(len(s.pending)), Data: s.pending})
+		s.pending = nil
+	}
+	l.mu.Unlock()
+	for _, ev := range evs {
+		l.events.Publish(ev)
+	}
+}
+
+// snapshot returns copies of the output kept, and whether it changed since
+// the last snapshot.
+func (l *liveOutput) snapshot() (stdout, stderr []byte, changed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed, l.changed = l.changed, false
+	return append([]byte{}, l.streams[0].kept...), append([]byte{}, l.streams[1].kept...), changed
+}
+
+// kept returns the output kept and whether each stream was cut.
+func (l *liveOutput) kept() (stdout, stderr []byte, outTrunc, errTrunc bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.streams[0].kept, l.streams[1].kept, l.streams[0].truncated, l.streams[1].truncated
+}
