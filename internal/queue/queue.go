@@ -1,0 +1,331 @@
+// Package queue is WasmWiz's durable queue of background work, on River:
+// the runs of "async": true requests and the deliveries of their webhooks.
+// It runs on the store's own database, so that no new service is needed:
+// River's PostgreSQL driver (riverpgxv5) in production, its SQLite driver
+// (riversqlite, on the SQLite store's one write connection) on the embedded
+// default. A run's job is inserted in the store's transaction that stores
+// the run (wasmwiz.RunQueue.EnqueueRun), so a run and its job exist
+// together or not at all; any replica with a free worker takes the job.
+//
+// River retries a job whose attempt fails. A run job fails only before its
+// guest starts (the store was unavailable): once the run is marked running
+// (in a transaction of its own, wasmwiz.RunQueueService.StartRun), a retry
+// finds it started and fails the run instead of running the guest again.
+// A run's wall time is bounded by its limits, not by River's job timeout,
+// which is off for run jobs; River's rescue of stuck jobs comes after the
+// longest run a tier may have, and the heartbeat sweeper of the executor
+// fails the runs of a replica that died long before that.
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// Queue names.
+const (
+	QueueRuns     = "runs"
+	QueueWebhooks = "webhooks"
+)
+
+// RunArgs is the job of one background run.
+type RunArgs struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind implements river.JobArgs.
+func (RunArgs) Kind() string { return "wasmwiz_run" }
+
+// WebhookArgs is the delivery of one run's record to its callback URL.
+type WebhookArgs struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind implements river.JobArgs.
+func (WebhookArgs) Kind() string { return "wasmwiz_webhook" }
+
+// Runner runs a queued run: wasmwiz.Executor.RunQueued.
+type Runner interface {
+	RunQueued(ctx context.Context, id string) error
+}
+
+// Options configure a Queue.
+type Options struct {
+	// Runner runs the run jobs; set it before Start (the executor is built
+	// after the queue it uses).
+	Runner Runner
+	// Webhooks delivers the webhook jobs; nil leaves them queued.
+	Webhooks *Webhooks
+	// Runs counts the runs not yet ended, for the metrics (nil: not
+	// counted).
+	Runs wasmwiz.RunQueueService
+	// Workers is how many background runs this replica runs at once; 0
+	// runs none (the replica still admits runs, which others run).
+	Workers int
+	// WebhookWorkers is how many deliveries run at once (4).
+	WebhookWorkers int
+	// WebhookAttempts is how often a delivery is tried before it is given
+	// up (6; River's backoff between attempts grows as attempt⁴ seconds).
+	WebhookAttempts int
+	// PollInterval is how often an idle replica looks for jobs (200ms on
+	// SQLite; on PostgreSQL inserts are also announced by NOTIFY).
+	PollInterval time.Duration
+	// MaxRunTime is the longest wall time a tier may give a background run;
+	// River rescues a job running longer than twice that (1h).
+	MaxRunTime time.Duration
+	// Logger gets River's and the queue's messages (slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	o.Workers = max(o.Workers, 0)
+	if o.WebhookWorkers <= 0 {
+		o.WebhookWorkers = 4
+	}
+	if o.WebhookAttempts <= 0 {
+		o.WebhookAttempts = 6
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 200 * time.Millisecond
+	}
+	if o.MaxRunTime <= 0 {
+		o.MaxRunTime = time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// client is the part of a river.Client the queue uses, whatever its
+// transaction type.
+type client interface {
+	insertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) error
+	insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+}
+
+type riverClient[TTx any] struct{ *river.Client[TTx] }
+
+func (c riverClient[TTx]) insertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) error {
+	t, ok := tx.(TTx)
+	if !ok {
+		return wasmwiz.Errorf(wasmwiz.EINTERNAL, "queue: a transaction of type %T, not the store's", tx)
+	}
+	_, err := c.InsertTx(ctx, t, args, opts)
+	return err
+}
+
+func (c riverClient[TTx]) insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
+	_, err := c.Insert(ctx, args, opts)
+	return err
+}
+
+// Queue is the durable queue. It implements wasmwiz.RunQueue.
+type Queue struct {
+	opts         Options
+	client       client
+	startLatency prometheus.Histogram
+}
+
+var _ wasmwiz.RunQueue = (*Queue)(nil)
+
+// config returns River's configuration, with workers that work for q.
+func (q *Queue) config() *river.Config {
+	opts := &q.opts
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &runWorker{q: q})
+	river.AddWorker(workers, &webhookWorker{q: q})
+	queues := map[string]river.QueueConfig{QueueWebhooks: {MaxWorkers: opts.WebhookWorkers}}
+	if opts.Workers > 0 {
+		queues[QueueRuns] = river.QueueConfig{MaxWorkers: opts.Workers}
+	}
+	return &river.Config{
+		Workers:              workers,
+		Queues:               queues,
+		FetchCooldown:        min(50*time.Millisecond, opts.PollInterval),
+		FetchPollInterval:    opts.PollInterval,
+		RescueStuckJobsAfter: 2*opts.MaxRunTime + 10*time.Minute,
+		JobTimeout:           -1, // a run's limits bound it; a webhook attempt has its own timeout
+		Logger:               opts.Logger,
+		// A job River finished is kept a day for inspection (River's
+		// default), a discarded one (a webhook given up) a week.
+		DiscardedJobRetentionPeriod: 7 * 24 * time.Hour,
+	}
+}
+
+// OpenPostgres makes the queue on the PostgreSQL store's pool: River's
+// tables live beside the store's, in the pool's search_path.
+func OpenPostgres(pool *pgxpool.Pool, opts Options) (*Queue, error) {
+	opts.setDefaults()
+	q := &Queue{opts: opts, startLatency: newStartLatency()}
+	c, err := river.NewClient(riverpgxv5.New(pool), q.config())
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue: %v", err)
+	}
+	q.client = riverClient[pgx.Tx]{c}
+	return q, nil
+}
+
+// OpenSQLite makes the queue on the SQLite store's write pool (one
+// connection: River's statements queue behind the store's writes like any
+// other write). It polls: SQLite has no notifications.
+func OpenSQLite(db *sql.DB, opts Options) (*Queue, error) {
+	opts.setDefaults()
+	q := &Queue{opts: opts, startLatency: newStartLatency()}
+	cfg := q.config()
+	cfg.PollOnly = true
+	c, err := river.NewClient(riversqlite.New(db), cfg)
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue: %v", err)
+	}
+	q.client = riverClient[*sql.Tx]{c}
+	return q, nil
+}
+
+// SetRunner sets the runner of run jobs; call it before Start.
+func (q *Queue) SetRunner(r Runner) { q.opts.Runner = r }
+
+// EnqueueRun implements wasmwiz.RunQueue.
+func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string) error {
+	err := q.client.insertTx(ctx, tx, RunArgs{RunID: id}, &river.InsertOpts{Queue: QueueRuns, MaxAttempts: 5})
+	return queueError(err, "enqueue run")
+}
+
+// EnqueueWebhook implements wasmwiz.RunQueue.
+func (q *Queue) EnqueueWebhook(ctx context.Context, id string) error {
+	err := q.client.insert(ctx, WebhookArgs{RunID: id}, &river.InsertOpts{Queue: QueueWebhooks, MaxAttempts: q.opts.WebhookAttempts})
+	return queueError(err, "enqueue webhook")
+}
+
+// Start starts working jobs.
+func (q *Queue) Start(ctx context.Context) error {
+	return queueError(q.client.Start(ctx), "start queue")
+}
+
+// Stop stops taking jobs and waits for the running ones until ctx ends;
+// then it cancels them (their runs are failed, never run again).
+func (q *Queue) Stop(ctx context.Context) error {
+	err := q.client.Stop(ctx)
+	if err != nil && ctx.Err() != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err = q.client.StopAndCancel(cctx)
+	}
+	return queueError(err, "stop queue")
+}
+
+func queueError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var werr *wasmwiz.Error
+	if errors.As(err, &werr) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: %v", what, err)
+	}
+	return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s: the queue is unavailable: %v", what, err)
+}
+
+// MigratePostgres applies River's migrations on the pool's schema, each in
+// a transaction of its own (one of them adds an enum value that a later
+// statement uses, which PostgreSQL allows only after a commit), under a
+// session advisory lock held on one connection, so that replicas starting
+// together migrate once.
+func MigratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
+	m, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue migrations: %v", err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return migrateError(err)
+	}
+	defer conn.Release()
+	const key = `hashtext('wasmwiz.river.' || current_schema())`
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
+		return migrateError(err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`) }()
+	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	return migrateError(err)
+}
+
+// MigrateSQLite applies River's migrations in one write transaction, which
+// SQLite serialises between processes.
+func MigrateSQLite(ctx context.Context, db *sql.DB) error {
+	m, err := rivermigrate.New(riversqlite.New(db), nil)
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue migrations: %v", err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return migrateError(err)
+	}
+	if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
+		_ = tx.Rollback()
+		return migrateError(err)
+	}
+	return migrateError(tx.Commit())
+}
+
+func migrateError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "queue migrations: %v", err)
+	}
+	return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue migrations failed: %v", err)
+}
+
+// runWorker works run jobs.
+type runWorker struct {
+	river.WorkerDefaults[RunArgs]
+	q *Queue
+}
+
+// Timeout implements river.Worker: a run's own limits bound it.
+func (w *runWorker) Timeout(*river.Job[RunArgs]) time.Duration { return -1 }
+
+// Work implements river.Worker.
+func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	if w.q.opts.Runner == nil {
+		return river.JobSnooze(time.Second)
+	}
+	if job.Attempt == 1 {
+		w.q.startLatency.Observe(time.Since(job.CreatedAt).Seconds())
+	}
+	return w.q.opts.Runner.RunQueued(ctx, job.Args.RunID)
+}
+
+// webhookWorker works webhook jobs.
+type webhookWorker struct {
+	river.WorkerDefaults[WebhookArgs]
+	q *Queue
+}
+
+// Work implements river.Worker: one delivery attempt; an error makes River
+// try again later, until the job's attempts are spent.
+func (w *webhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
+	if w.q.opts.Webhooks == nil {
+		return river.JobSnooze(time.Minute)
+	}
+	return w.q.opts.Webhooks.Deliver(ctx, job.Args.RunID, job.Attempt, job.Attempt >= job.MaxAttempts)
+}

@@ -1,0 +1,234 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// SignatureHeader carries a delivery's signature: "t=<unix seconds>,
+// v1=<hex HMAC-SHA256 of "<t>.<body>" under the user's webhook secret>", as
+// Stripe signs its webhooks. A receiver recomputes it and refuses an old t.
+const SignatureHeader = "WasmWiz-Signature"
+
+// Sign returns the SignatureHeader value of body sent at t under secret.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// WebhookOptions configure Webhooks.
+type WebhookOptions struct {
+	// Runs reads runs and secrets and records attempts.
+	Runs wasmwiz.RunStore
+	// Allow lists the otherwise refused addresses (loopback, private,
+	// link-local, …) a callback may reach: WASMWIZ_WEBHOOK_ALLOW.
+	Allow []netip.Prefix
+	// Timeout bounds one attempt, connection to last byte read (10s).
+	Timeout time.Duration
+	// MaxResponseBytes is how much of an answer is read (64 KiB); the rest
+	// is not.
+	MaxResponseBytes int64
+	// Logger gets failed deliveries (slog.Default()).
+	Logger *slog.Logger
+}
+
+// WebhookStats count deliveries by outcome.
+type WebhookStats struct {
+	Delivered uint64 // a 2xx answer
+	Failed    uint64 // an attempt that failed and will be tried again
+	GivenUp   uint64 // the last attempt failed
+	Refused   uint64 // attempts to an address that is not allowed (counted in Failed or GivenUp too)
+}
+
+// Webhooks delivers run records to callback URLs, signed. It connects only
+// to public addresses unless Allow says otherwise, checked on the address
+// it is about to connect to (after resolution, at every redirect-free
+// attempt), so a name that resolves to a private address is refused too.
+type Webhooks struct {
+	opts   WebhookOptions
+	client *http.Client
+
+	delivered, failed, givenUp, refused atomic.Uint64
+}
+
+// errAddressRefused is the dial error of a callback to an address that is
+// not allowed.
+var errAddressRefused = errors.New("the callback's address is not public and not allowed by WASMWIZ_WEBHOOK_ALLOW")
+
+// NewWebhooks returns a sender.
+func NewWebhooks(opts WebhookOptions) *Webhooks {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.MaxResponseBytes <= 0 {
+		opts.MaxResponseBytes = 64 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	w := &Webhooks{opts: opts}
+	dialer := &net.Dialer{Timeout: opts.Timeout, Control: w.control}
+	w.client = &http.Client{
+		Timeout: opts.Timeout,
+		Transport: &http.Transport{
+			Proxy:                 nil, // a proxy would connect for us, past the address check
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   opts.Timeout,
+			ResponseHeaderTimeout: opts.Timeout,
+			MaxIdleConns:          16,
+			IdleConnTimeout:       30 * time.Second,
+		},
+		// A redirect is not followed: the receiver is the URL given.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return w
+}
+
+// control refuses a connection to an address that is not public, unless
+// allowed; it runs on the resolved address just before connecting.
+func (w *Webhooks) control(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	if !w.Allowed(ip) {
+		return errAddressRefused
+	}
+	return nil
+}
+
+// cgnat is the shared address space of carrier-grade NAT (RFC 6598).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// Allowed reports whether a callback may connect to ip: a public unicast
+// address, or one in Allow.
+func (w *Webhooks) Allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range w.opts.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip) && !ip.IsLinkLocalUnicast()
+}
+
+// Stats returns the delivery counters.
+func (w *Webhooks) Stats() WebhookStats {
+	return WebhookStats{Delivered: w.delivered.Load(), Failed: w.failed.Load(), GivenUp: w.givenUp.Load(), Refused: w.refused.Load()}
+}
+
+// Deliver makes one attempt to POST run id's record to its callback URL and
+// records it in the run. It returns an error when the attempt failed, so
+// that the queue tries again later; last says no attempt follows.
+func (w *Webhooks) Deliver(ctx context.Context, id string, attempt int, last bool) error {
+	sys := wasmwiz.SystemContext(ctx)
+	rec, err := w.opts.Runs.FindRunByID(sys, id)
+	if wasmwiz.ErrorCode(err) == wasmwiz.ENOTFOUND {
+		return nil // deleted meanwhile: nothing to deliver
+	}
+	if err != nil {
+		return err
+	}
+	if rec.CallbackURL == "" {
+		return nil
+	}
+	secret, err := w.opts.Runs.WebhookSecret(sys, rec.UserID)
+	if err != nil {
+		return err
+	}
+	rec.Deliveries = nil
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	d := &wasmwiz.WebhookDelivery{RunID: id, Attempt: attempt, At: start.UTC()}
+	code, sendErr := w.send(ctx, rec.CallbackURL, secret, attempt, body)
+	d.StatusCode = code
+	d.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	if sendErr != nil {
+		d.Error = sendErr.Error()
+	}
+	if err := w.opts.Runs.AddWebhookDelivery(context.WithoutCancel(sys), d); err != nil {
+		w.opts.Logger.Warn("webhook attempt not recorded", "run_id", id, "attempt", attempt, "err", err)
+	}
+	switch {
+	case sendErr == nil:
+		w.delivered.Add(1)
+		return nil
+	case last:
+		w.givenUp.Add(1)
+	default:
+		w.failed.Add(1)
+	}
+	if errors.Is(sendErr, errAddressRefused) {
+		w.refused.Add(1)
+	}
+	w.opts.Logger.Info("webhook delivery failed", "run_id", id, "attempt", attempt, "last", last, "err", sendErr)
+	return sendErr
+}
+
+// send POSTs body and returns the answer's status; an error for no answer
+// or one that is not 2xx.
+func (w *Webhooks) send(ctx context.Context, url, secret string, attempt int, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "WasmWiz-Webhook/1")
+	req.Header.Set("WasmWiz-Delivery-Attempt", strconv.Itoa(attempt))
+	req.Header.Set(SignatureHeader, Sign(secret, time.Now(), body))
+	resp, err := w.client.Do(req)
+	if err != nil {
+		if errors.Is(err, errAddressRefused) {
+			return 0, errAddressRefused
+		}
+		return 0, fmt.Errorf("no answer: %w", unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, w.opts.MaxResponseBytes))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, fmt.Errorf("answered %d", resp.StatusCode)
+	}
+	return resp.StatusCode, nil
+}
+
+// unwrapURLError drops the URL from a client error: it is in the run
+// already, and its query may hold what its owner did not mean to log.
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
