@@ -260,8 +260,6 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	return nil
 }
 
-// heartbeat tells the store the run is alive, with its output so far, every
-// interval until stop, and cancels the run when its caller asked, or when
 // runQueued loads a background run's stored module, if it has one, and
 // runs the request on the engine.
 func (e *Executor) runQueued(ctx context.Context, rec *UsageRecord, req *RunRequest) (*Result, error) {
@@ -285,16 +283,24 @@ func (e *Executor) runQueued(ctx context.Context, rec *UsageRecord, req *RunRequ
 	return res, err
 }
 
+// heartbeat publishes the output every liveFlushInterval and tells the
+// store the run is alive, with its output so far, every interval until
+// stop, and cancels the run when its caller asked, or when
 // the store says it is not running any more.
 func (e *Executor) heartbeat(ctx context.Context, id string, live *liveOutput, stop <-chan struct{}, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(e.heartbeatInterval())
 	defer t.Stop()
+	flush := time.NewTicker(liveFlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-ctx.Done():
 			return
+		case <-flush.C:
+			live.flush()
+			continue
 		case <-t.C:
 		}
 		live.flush()
@@ -403,8 +409,12 @@ type liveStream struct {
 	pending   []byte // not yet published, starting at offset-len(pending)
 }
 
-// livePending is how much output waits before it is published at once.
-const livePending = 16 << 10
+// livePending is how much output waits before it is published at once,
+// and liveFlushInterval how long a smaller piece may wait.
+const (
+	livePending       = 16 << 10
+	liveFlushInterval = 100 * time.Millisecond
+)
 
 func newLiveOutput(runID string, events RunEvents, keep int64) *liveOutput {
 	return &liveOutput{runID: runID, events: events, keep: keep}

@@ -48,6 +48,9 @@ type Config struct {
 	IdleTimeout     time.Duration // a keep-alive connection without a request is closed after it
 	MaxHeaderBytes  int64         // a request's headers, at most
 
+	AsyncWorkers int            // background runs this replica runs at once
+	WebhookAllow []netip.Prefix // non-public addresses webhooks may reach
+
 	DrainDelay    time.Duration // /readyz answers 503 this long before the listener closes
 	ShutdownGrace time.Duration
 	Retention     time.Duration
@@ -189,6 +192,14 @@ func configVars() []configVar {
 			setDuration(func(c *Config) *time.Duration { return &c.IdleTimeout }), func(c *Config) string { return c.IdleTimeout.String() }},
 		{"WASMWIZ_MAX_HEADER_BYTES", "64KiB", "the most a request's headers may take; more is 431", false,
 			setSize(func(c *Config) *int64 { return &c.MaxHeaderBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxHeaderBytes) }},
+		{"WASMWIZ_ASYNC_WORKERS", strconv.Itoa(max(1, defaultWorkers()/2)), "background runs (\"async\": true) this replica runs at once, beside the synchronous ones; 0 runs none (the replica still admits them for others)", false,
+			setInt(func(c *Config) *int { return &c.AsyncWorkers }, 0, 1024), func(c *Config) string { return strconv.Itoa(c.AsyncWorkers) }},
+		{"WASMWIZ_WEBHOOK_ALLOW", "", "comma-separated CIDRs of loopback, private or link-local addresses that webhooks may reach (by default only public addresses)", false,
+			func(c *Config, v string) error {
+				var err error
+				c.WebhookAllow, err = parsePrefixes(v)
+				return err
+			}, func(c *Config) string { return formatPrefixes(c.WebhookAllow) }},
 		{"WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first", false,
 			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
 		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
@@ -418,4 +429,32 @@ serve's: every problem is reported, each naming its variable.`)
 // MaxLimits returns the server's upper bounds on every tier's per-run limits.
 func (c *Config) MaxLimits() wasmwiz.Limits {
 	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes}
+}
+
+// parsePrefixes reads comma-separated CIDRs or single addresses.
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func formatPrefixes(ps []netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
 }

@@ -24,7 +24,7 @@ migrations it lacks. serve does the same at start.`)
 		return err
 	}
 	defer s.Close()
-	if err := s.Migrate(ctx); err != nil {
+	if err := migrateStore(ctx, s); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "database %s is up to date\n", storeName(cfg))

@@ -19,6 +19,8 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 	"github.com/wasmwiz/wasmwiz/internal/worker"
@@ -53,6 +55,9 @@ type ServeOptions struct {
 	// UsageFlushInterval is how long a usage record may wait for its batch
 	// (default the writer's, 1s).
 	UsageFlushInterval time.Duration
+	// StaleRunsAfter is how long a running background run may go without a
+	// heartbeat before it is failed (default 30s).
+	StaleRunsAfter time.Duration
 	// Listening, when set, is called once the listeners are bound, before
 	// the server accepts requests.
 	Listening func(s *Server)
@@ -74,6 +79,11 @@ type Server struct {
 	limiter wasmwiz.RateLimiter
 	pool    *worker.Pool
 	api     *wwhttp.Server
+
+	events   wasmwiz.RunEvents
+	bus      *postgres.EventBus // nil on SQLite
+	queue    *queue.Queue
+	webhooks *queue.Webhooks
 
 	ln, metricsLn   net.Listener
 	srv, metricsSrv *http.Server
@@ -157,7 +167,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	if s.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if err = s.store.Migrate(ctx); err != nil {
+	if err = migrateStore(ctx, s.store); err != nil {
 		return nil, err
 	}
 	// Probe: records held through an outage are written as soon as the
@@ -225,8 +235,28 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 
 	// Each part registers the collector of what it counts; the HTTP server
 	// adds its own (requests, runs, the run gate, host) to the same registry.
+	// Background runs: the queue on the store's database, live events
+	// through PostgreSQL's LISTEN/NOTIFY between replicas (in process on
+	// SQLite, which has one replica), webhooks signed and sent to public
+	// addresses only unless WASMWIZ_WEBHOOK_ALLOW says otherwise.
+	hub := wasmwiz.NewEventHub()
+	s.events = hub
+	if db, ok := s.store.(*postgres.DB); ok {
+		if s.bus, err = postgres.NewEventBus(ctx, db, hub, s.log); err != nil {
+			return nil, err
+		}
+		s.events = s.bus
+	}
+	s.webhooks = queue.NewWebhooks(queue.WebhookOptions{Runs: s.store, Allow: cfg.WebhookAllow, Logger: s.log})
+	if s.queue, err = openQueue(s.store, queue.Options{
+		Webhooks: s.webhooks, Workers: cfg.AsyncWorkers, Logger: s.log,
+		MaxRunTime: maxAsyncTimeout, Runs: s.store,
+	}); err != nil {
+		return nil, err
+	}
+
 	reg := prometheus.NewRegistry()
-	collectors := []prometheus.Collector{s.pool, s.usage}
+	collectors := []prometheus.Collector{s.pool, s.usage, s.queue}
 	if s.shared != nil {
 		collectors = append(collectors, s.shared)
 	}
@@ -238,6 +268,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	if s.api, err = wwhttp.NewServer(wwhttp.Options{
 		Users: s.store, Keys: s.store, Tiers: s.store, Modules: s.store, Runs: s.store,
 		Engine: s.pool, Limiter: s.limiter, Usage: s.usage, Epochs: s.store,
+		Queue: s.queue, Events: s.events,
 		Readiness:         readiness,
 		Auth:              cfg.Auth,
 		TrustedProxies:    cfg.TrustedProxies,
@@ -255,6 +286,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	}); err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot build the HTTP server: %v", err)
 	}
+	s.queue.SetRunner(s.api.Executor())
 
 	var lc net.ListenConfig
 	if s.ln, err = lc.Listen(ctx, "tcp", cfg.Addr); err != nil {
@@ -361,4 +393,39 @@ func storeKind(cfg *Config) string {
 		return "postgres"
 	}
 	return "sqlite"
+}
+
+// Background runs: how long a tier may let one run (the tier field's
+// maximum), how often a replica looks for runs whose replica died, and
+// after how long without a heartbeat a running run is taken for dead.
+const (
+	maxAsyncTimeout   = 24 * time.Hour
+	staleRunsInterval = 5 * time.Second
+	staleRunsAfter    = 30 * time.Second
+)
+
+// staleRunsLoop fails, every staleRunsInterval, the running runs whose
+// replica sent no heartbeat for staleRunsAfter: a replica that died mid-run
+// leaves its runs failed with a message, never run again. Every replica
+// runs it; the store's update takes each run once.
+func (s *Server) staleRunsLoop(ctx context.Context) {
+	after := s.opts.StaleRunsAfter
+	if after <= 0 {
+		after = staleRunsAfter
+	}
+	t := time.NewTicker(min(staleRunsInterval, after/2))
+	defer t.Stop()
+	exec := s.api.Executor()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := exec.FailStaleRuns(ctx, after); err != nil && ctx.Err() == nil {
+			s.log.Warn("looking for runs of dead replicas failed", "err", err)
+		} else if n > 0 {
+			s.log.Warn("failed runs whose replica stopped sending heartbeats", "runs", n)
+		}
+	}
 }

@@ -30,6 +30,14 @@ func (s *Server) Run(ctx context.Context) error {
 		defer retWG.Done()
 		s.epochLoop(retCtx)
 	}()
+	if err := s.queue.Start(ctx); err != nil {
+		s.log.Error("the queue of background runs did not start; they stay queued", "err", err)
+	}
+	retWG.Add(1)
+	go func() {
+		defer retWG.Done()
+		s.staleRunsLoop(retCtx)
+	}()
 
 	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}
 	if u := s.MetricsURL(); u != "" {
@@ -120,6 +128,18 @@ func (s *Server) closeParts(ctx context.Context) error {
 	}
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
+	}
+	if s.queue != nil {
+		// Background runs still running get the shutdown grace, then are
+		// stopped and failed (never run again).
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+		if err := s.queue.Stop(qctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the queue: %w", err))
+		}
+		cancel()
+	}
+	if s.bus != nil {
+		s.bus.Close()
 	}
 	if s.pool != nil {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -10,8 +10,38 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 )
+
+// migrateStore applies the store's migrations (internal/migration), then
+// the queue's (River's own, rivermigrate): ours first, since nothing of
+// River's refers to our tables; each runner keeps its own version table
+// (schema_migrations, river_migration) and lock, so neither needs to know
+// the other's steps (docs/RATIONALE.md, "Queue: River").
+func migrateStore(ctx context.Context, s Store) error {
+	if err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	switch db := s.(type) {
+	case *postgres.DB:
+		return queue.MigratePostgres(ctx, db.Pool())
+	case *sqlite.DB:
+		return queue.MigrateSQLite(ctx, db.QueueDB())
+	}
+	return nil
+}
+
+// openQueue makes the queue on the store's database.
+func openQueue(s Store, opts queue.Options) (*queue.Queue, error) {
+	switch db := s.(type) {
+	case *postgres.DB:
+		return queue.OpenPostgres(db.Pool(), opts)
+	case *sqlite.DB:
+		return queue.OpenSQLite(db.QueueDB(), opts)
+	}
+	return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "no queue for a store of type %T", s)
+}
 
 // Store is the configured database: every service interface of the root
 // package, plus what serve and the admin commands need around them.
@@ -22,6 +52,7 @@ type Store interface {
 	wasmwiz.ModuleService
 	wasmwiz.RunService
 	wasmwiz.CacheEpochService
+	wasmwiz.RunQueueService
 
 	// Migrate applies the embedded migrations the database lacks.
 	Migrate(ctx context.Context) error
@@ -102,7 +133,7 @@ func openExisting(ctx context.Context, cfg *Config) (Store, error) {
 		s.Close()
 		return nil, noDatabase(cfg, "it has no WasmWiz schema")
 	}
-	if err := s.Migrate(ctx); err != nil {
+	if err := migrateStore(ctx, s); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -27,6 +27,8 @@ type executeJSON struct {
 	Params      []json.RawMessage `json:"params"`
 	Timeout     string            `json:"timeout"`
 	Memory      string            `json:"memory"`
+	Async       bool              `json:"async"`
+	CallbackURL string            `json:"callback_url"`
 }
 
 // execute is POST /api/v1/execute.
@@ -46,9 +48,18 @@ func (s *Server) executeModule(w http.ResponseWriter, r *http.Request) error {
 // runExecute parses one of the three bodies (for a stored module: JSON,
 // multipart, or any other body as stdin), runs it and answers the result.
 func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID string) error {
+	r = withExtras(r)
 	ctx, c, req, err := s.readExecute(w, r, moduleID, s.parseExecute)
 	if err != nil {
 		return err
+	}
+	if ext := extrasFrom(r); ext.async || preferAsync(r) {
+		return s.executeAsync(w, r, ctx, c, req, ext.callbackURL)
+	} else if ext.callbackURL != "" {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "callback_url is for background runs: add \"async\": true")
+	}
+	if wantsEventStream(r) {
+		return s.streamExecute(w, r, ctx, c, req)
 	}
 	ex, err := s.exec.Execute(ctx, c, req)
 	s.observeExecution(ex, err)
@@ -186,13 +197,15 @@ func sizeRefusal(what string, limit int64, tier string, err error) error {
 func executeParts(limits wasmwiz.Limits, tier string, stored bool) map[string]partLimit {
 	small := func() partLimit { return partLimit{max: fieldLimit, tooBig: "form field over 64KiB"} }
 	parts := map[string]partLimit{
-		"stdin":    {max: limits.MaxStdinBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))},
-		"args":     small(),
-		"env":      small(),
-		"function": small(),
-		"params":   small(),
-		"timeout":  small(),
-		"memory":   small(),
+		"stdin":        {max: limits.MaxStdinBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))},
+		"args":         small(),
+		"env":          small(),
+		"function":     small(),
+		"params":       small(),
+		"timeout":      small(),
+		"memory":       small(),
+		"async":        small(),
+		"callback_url": small(),
 	}
 	if !stored {
 		parts["name"] = small()
@@ -244,7 +257,75 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleI
 	if err := applyLimitFields(req, string(parts["timeout"].data), string(parts["memory"].data)); err != nil {
 		return nil, err
 	}
+	if err := applyAsyncFields(r, string(parts["async"].data), string(parts["callback_url"].data)); err != nil {
+		return nil, err
+	}
 	return req, nil
+}
+
+// executeExtras are the fields of an execute request that are not the
+// run's: whether to run it in the background, and where to send its
+// record. The parsers set them on the request's context value.
+type executeExtras struct {
+	async       bool
+	callbackURL string
+}
+
+type extrasKey struct{}
+
+// withExtras gives r a place for the parsers to put executeExtras.
+func withExtras(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), extrasKey{}, &executeExtras{}))
+}
+
+// extrasFrom returns r's executeExtras (an empty one when r has none).
+func extrasFrom(r *http.Request) *executeExtras {
+	if e, ok := r.Context().Value(extrasKey{}).(*executeExtras); ok {
+		return e
+	}
+	return &executeExtras{}
+}
+
+// applyAsyncFields reads async ("true", "1", "false", "0" or empty) and
+// callback_url from a form or query.
+func applyAsyncFields(r *http.Request, async, callback string) error {
+	ext := extrasFrom(r)
+	switch strings.ToLower(strings.TrimSpace(async)) {
+	case "", "false", "0":
+	case "true", "1":
+		ext.async = true
+	default:
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "async must be true or false")
+	}
+	if cb := strings.TrimSpace(callback); cb != "" {
+		ext.callbackURL = cb
+	}
+	return nil
+}
+
+// preferAsync reports a Prefer: respond-async header (RFC 7240).
+func preferAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// executeAsync admits a background run: 202, Location of its record.
+func (s *Server) executeAsync(w http.ResponseWriter, _ *http.Request, ctx context.Context, c *wasmwiz.Caller, req *wasmwiz.RunRequest, callbackURL string) error {
+	ex, err := s.exec.ExecuteAsync(ctx, c, req, callbackURL)
+	setRateHeaders(w, ex)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/runs/"+ex.ID)
+	w.Header().Set("Preference-Applied", "respond-async")
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": ex.ID, "state": wasmwiz.RunQueued})
+	return nil
 }
 
 func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.RunRequest, error) {
@@ -257,6 +338,9 @@ func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.RunRequest, er
 	}
 	req := &wasmwiz.RunRequest{
 		ModuleID: body.ModuleID, Name: body.Name, Args: body.Args, Env: body.Env, Function: strings.TrimSpace(body.Function),
+	}
+	if err := applyAsyncFields(r, strconv.FormatBool(body.Async), body.CallbackURL); err != nil {
+		return nil, err
 	}
 	if moduleID != "" {
 		req.ModuleID = moduleID
@@ -304,7 +388,7 @@ func parseExecuteQuery(r *http.Request) (*wasmwiz.RunRequest, error) {
 	q := r.URL.Query()
 	for name := range q {
 		switch name {
-		case "stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "name":
+		case "stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "name", "async", "callback_url":
 		default:
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown query parameter %q", name)
 		}
@@ -339,6 +423,9 @@ func parseExecuteQuery(r *http.Request) (*wasmwiz.RunRequest, error) {
 		}
 	}
 	if err := applyLimitFields(req, q.Get("timeout"), q.Get("memory")); err != nil {
+		return nil, err
+	}
+	if err := applyAsyncFields(r, q.Get("async"), q.Get("callback_url")); err != nil {
 		return nil, err
 	}
 	return req, nil

@@ -154,3 +154,35 @@ func tierLimits(t *wasmwiz.Tier) []api.TierLimit {
 	}
 	return out
 }
+
+// cancelRun is POST /api/v1/runs/{id}/cancel: a queued run is cancelled at
+// once, a running one within a heartbeat (its worker is killed). 200 with
+// the run as it is then; 409 for a run already over.
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !wasmwiz.ValidRunID(id) {
+		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+	}
+	rec, err := s.exec.CancelRun(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rec)
+	return nil
+}
+
+// rotateWebhookSecret is POST /api/v1/webhook-secret: a new secret that
+// signs the caller's webhooks from now on, shown this once.
+func (s *Server) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) error {
+	runs, ok := s.opts.Runs.(wasmwiz.RunQueueService)
+	if !ok {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "webhooks are not available on this server")
+	}
+	secret, err := runs.RotateWebhookSecret(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"secret": secret,
+		"signature": "WasmWiz-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>"})
+	return nil
+}

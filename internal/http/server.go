@@ -50,6 +50,10 @@ type Options struct {
 	// NoCache turns the execute path's cache (wasmwiz.Directory) off: every
 	// request reads its key, tier and module from the stores.
 	NoCache bool
+	// Background runs: Runs must also be a wasmwiz.RunStore, and Queue set;
+	// Events carries live output (nil: event streams read the record only).
+	Queue  wasmwiz.RunQueue
+	Events wasmwiz.RunEvents
 
 	// Readiness lists what /readyz pings.
 	Readiness []ReadinessCheck
@@ -119,6 +123,7 @@ type Server struct {
 	mux      *http.ServeMux
 	routes   []Route
 	metrics  *metrics
+	streams  streamSlots
 	gatherer prometheus.Gatherer
 	handler  http.Handler
 	transfer transfer    // body and answer deadlines (deadline.go)
@@ -149,7 +154,12 @@ func NewServer(opts Options) (*Server, error) {
 		Gate:           s.gate,
 		MaxLimits:      wasmwiz.Limits{Timeout: opts.MaxTimeout, MaxMemoryBytes: opts.MaxMemoryBytes},
 		AllowAnonymous: !opts.Auth,
+		Queue:          opts.Queue,
+		Events:         opts.Events,
 		Now:            opts.Now,
+	}
+	if rs, ok := opts.Runs.(wasmwiz.RunStore); ok {
+		s.exec.Runs = rs
 	}
 	reg, gath := opts.Registerer, opts.Gatherer
 	if reg == nil {
@@ -184,6 +194,11 @@ func (s *Server) CacheStats() wasmwiz.DirectoryStats {
 	}
 	return s.dir.Stats()
 }
+
+// Executor returns the executor the execute routes call: serve hands it
+// to the queue, which runs background runs through it, and to the sweeper
+// of runs whose replica stopped.
+func (s *Server) Executor() *wasmwiz.Executor { return s.exec }
 
 // Handler returns the API with every middleware, composed in one place.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -267,6 +282,9 @@ func (s *Server) registerRoutes() {
 
 	s.handle("GET", "/api/v1/runs", caller, s.listRuns)
 	s.handle("GET", "/api/v1/runs/{id}", caller, s.getRun)
+	s.handle("GET", "/api/v1/runs/{id}/events", caller, s.runEvents)
+	s.handle("POST", "/api/v1/runs/{id}/cancel", caller, s.cancelRun)
+	s.handle("POST", "/api/v1/webhook-secret", caller, s.rotateWebhookSecret)
 	s.handle("GET", "/api/v1/usage", caller, s.usage)
 	s.handle("GET", "/api/v1/me", caller, s.me)
 

@@ -1,0 +1,583 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/queue"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// apiCall makes one API request with key and returns the status and body.
+func apiCall(t *testing.T, method, url, key string, body any, hdr map[string]string) (int, []byte, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+// getRun reads a run's record.
+func getRun(t *testing.T, base, key, id string) *wasmwiz.UsageRecord {
+	t.Helper()
+	code, body, _ := apiCall(t, "GET", base+"/api/v1/runs/"+id, key, nil, nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET run %s: %d %s", id, code, body)
+	}
+	var rec wasmwiz.UsageRecord
+	if err := json.Unmarshal(body, &rec); err != nil {
+		t.Fatalf("run JSON: %v\n%s", err, body)
+	}
+	return &rec
+}
+
+// startAsync admits a background run and returns its id.
+func startAsync(t *testing.T, base, key string, body map[string]any) string {
+	t.Helper()
+	body["async"] = true
+	code, b, hdr := apiCall(t, "POST", base+"/api/v1/execute", key, body, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("async execute: %d %s", code, b)
+	}
+	var got struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil || got.State != "queued" || !wasmwiz.ValidRunID(got.ID) {
+		t.Fatalf("async answer %s", b)
+	}
+	if loc := hdr.Get("Location"); loc != "/api/v1/runs/"+got.ID {
+		t.Fatalf("Location %q", loc)
+	}
+	return got.ID
+}
+
+// sseEvent is one event of a stream.
+type sseEvent struct {
+	ID, Kind string
+	Data     json.RawMessage
+}
+
+// follow opens a run's event stream and sends its events on the channel
+// until the stream ends (the channel is then closed).
+func follow(t *testing.T, ctx context.Context, url, key, lastID string, hdr map[string]string) <-chan sseEvent {
+	t.Helper()
+	method := "GET"
+	var body io.Reader
+	if b, ok := hdr["body"]; ok {
+		method, body = "POST", strings.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/event-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("events: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("events: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	ch := make(chan sseEvent, 1024)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.Kind != "" {
+					ch <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.ID = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.Kind = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				ev.Data = json.RawMessage(line[6:])
+			}
+		}
+	}()
+	return ch
+}
+
+// next returns the next event of kind (skipping others, collecting
+// output), failing after a generous bound.
+func next(t *testing.T, ch <-chan sseEvent, kind string, out *bytes.Buffer) sseEvent {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("the event stream ended before a %s event", kind)
+			}
+			if ev.Kind == "stdout" && out != nil {
+				var o struct {
+					Offset   int64  `json:"offset"`
+					Data     string `json:"data"`
+					Encoding string `json:"encoding"`
+				}
+				if err := json.Unmarshal(ev.Data, &o); err != nil {
+					t.Fatalf("stdout event %s", ev.Data)
+				}
+				if o.Offset != int64(out.Len()) {
+					t.Fatalf("stdout event at offset %d after %d bytes: a gap or a repeat", o.Offset, out.Len())
+				}
+				b, _ := wasmwiz.DecodeOutput(o.Data, o.Encoding)
+				out.Write(b)
+			}
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestServeRunReadAtOnce: a run's record, with its output, is there from
+// the moment the execute answer is sent, while the record still waits in
+// the usage writer's batch; on PostgreSQL also on another replica, which
+// waits for the first one's batch.
+func TestServeRunReadAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			env := b.env(t)
+			opts := testServeOptions()
+			opts.UsageFlushInterval = 3 * time.Second
+			a := startServe(t, serveEnv(t, env), opts)
+			_, _, key := a.newUser(wasmwiz.TierBasic)
+			servers := []*e2eServer{a}
+			if b.name != "sqlite" {
+				servers = append(servers, startServe(t, serveEnv(t, env), testServeOptions()))
+			}
+			for _, reader := range servers {
+				code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
+					"wasm_base64": b64(testModule(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
+					"env": map[string]string{"SECRET_NAME": "s3cret"}}, nil)
+				if code != http.StatusOK {
+					t.Fatalf("execute: %d %s", code, body)
+				}
+				var res wasmwiz.ResultJSON
+				if err := json.Unmarshal(body, &res); err != nil {
+					t.Fatal(err)
+				}
+				rec := getRun(t, reader.url, key, res.ID)
+				if rec.State != wasmwiz.RunDone || rec.Status != wasmwiz.StatusOK || string(rec.Stdout) != "hello record" ||
+					len(rec.Args) != 1 || len(rec.EnvNames) != 1 || rec.EnvNames[0] != "SECRET_NAME" || rec.StdinSHA256 == "" ||
+					rec.Limits["timeout_ms"] == 0 || rec.CPUMS <= 0 {
+					t.Fatalf("record read at once: %+v", rec)
+				}
+				if _, raw, _ := apiCall(t, "GET", reader.url+"/api/v1/runs/"+res.ID, key, nil, nil); bytes.Contains(raw, []byte("s3cret")) {
+					t.Fatal("an env value is in the record")
+				}
+			}
+			// Another tenant's run is 404 at once, and so is one that never was.
+			_, _, other := a.newUser(wasmwiz.TierFree)
+			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))}, nil)
+			if code != http.StatusOK {
+				t.Fatalf("execute: %d %s", code, body)
+			}
+			var res wasmwiz.ResultJSON
+			_ = json.Unmarshal(body, &res)
+			if code, _, _ := apiCall(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
+				t.Fatalf("another tenant's run: %d", code)
+			}
+		})
+	}
+}
+
+// TestServeAsyncRun: a background run is queued, followed live over SSE
+// (its first output arrives while it is still running), finished, and read
+// back with its output; a reader that resumes with Last-Event-ID gets only
+// what it lacks.
+func TestServeAsyncRun(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s := startServe(t, serveEnv(t, b.env(t)), testServeOptions())
+			_, _, key := s.newUser(wasmwiz.TierBasic)
+			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1500ms"})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
+			var out bytes.Buffer
+			next(t, events, "stdout", &out)
+			if rec := getRun(t, s.url, key, id); rec.State != wasmwiz.RunRunning {
+				t.Fatalf("the first output came, and the run is %s, not running", rec.State)
+			}
+			res := next(t, events, "result", &out)
+			var rec wasmwiz.UsageRecord
+			if err := json.Unmarshal(res.Data, &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec.State != wasmwiz.RunDone || rec.Status != wasmwiz.StatusTimeout || !rec.Async || rec.StartedAt == nil {
+				t.Fatalf("result %s", res.Data)
+			}
+			if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out.String() != string(rec.Stdout) {
+				t.Fatalf("followed %q, record %q", out.String(), rec.Stdout)
+			}
+			again := getRun(t, s.url, key, id)
+			if string(again.Stdout) != string(rec.Stdout) || again.State != wasmwiz.RunDone {
+				t.Fatalf("read back: %+v", again)
+			}
+			// Resume after the first tick: the rest only, then the result.
+			resumed := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "o5.e0", nil)
+			rest := bytes.NewBufferString("tick\n")
+			next(t, resumed, "result", rest)
+			if rest.String() != string(rec.Stdout) {
+				t.Fatalf("resumed stream: %q, want %q", rest, rec.Stdout)
+			}
+		})
+	}
+}
+
+// TestServeExecuteEventStream: a synchronous execute with Accept:
+// text/event-stream streams the same events, ending with the result.
+func TestServeExecuteEventStream(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), testServeOptions())
+	_, _, key := s.newUser(wasmwiz.TierBasic)
+	body, _ := json.Marshal(map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1s"})
+	events := follow(t, context.Background(), s.url+"/api/v1/execute", key, "", map[string]string{"body": string(body)})
+	var out bytes.Buffer
+	next(t, events, "stdout", &out)
+	res := next(t, events, "result", &out)
+	var r wasmwiz.ResultJSON
+	if err := json.Unmarshal(res.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != wasmwiz.StatusTimeout || string(r.Stdout) != out.String() || !wasmwiz.ValidRunID(r.ID) {
+		t.Fatalf("result %s after %q", res.Data, out.String())
+	}
+	// Refused before the guest runs: a plain error answer.
+	code, b, _ := apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64([]byte("nope"))},
+		map[string]string{"Accept": "text/event-stream"})
+	if code != http.StatusBadRequest {
+		t.Fatalf("a bad module with Accept: text/event-stream: %d %s", code, b)
+	}
+}
+
+// TestServeAsyncCancel: with one background worker, a second run waits
+// queued; cancelling it ends it at once, never started; cancelling the
+// running one kills its guest and keeps the output it wrote.
+func TestServeAsyncCancel(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			env := b.env(t)
+			env["WASMWIZ_ASYNC_WORKERS"] = "1"
+			s := startServe(t, serveEnv(t, env), testServeOptions())
+			_, _, key := s.newUser(wasmwiz.TierBasic)
+			ticks := b64(testModule(t, "ticks.wasm"))
+			first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
+			testenv.WaitFor(t, "the first run to print", func() bool {
+				r := getRun(t, s.url, key, first)
+				return r.State == wasmwiz.RunRunning && len(r.Stdout) > 0
+			})
+			second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
+			code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
+			if code != http.StatusOK {
+				t.Fatalf("cancel queued: %d %s", code, body)
+			}
+			if r := getRun(t, s.url, key, second); r.State != wasmwiz.RunCancelled || r.StartedAt != nil {
+				t.Fatalf("cancelled queued run: %+v", r)
+			}
+			code, body, _ = apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
+			if code != http.StatusOK {
+				t.Fatalf("cancel running: %d %s", code, body)
+			}
+			testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == wasmwiz.RunCancelled })
+			r := getRun(t, s.url, key, first)
+			if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
+				t.Fatalf("cancelled running run: %+v", r)
+			}
+			if code, _, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil); code != http.StatusConflict {
+				t.Fatalf("cancel of a cancelled run: %d, want 409", code)
+			}
+			// The cancelled second run never ran, later either.
+			third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+			testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == wasmwiz.RunDone })
+			if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != wasmwiz.RunCancelled {
+				t.Fatalf("a cancelled run started: %+v", r)
+			}
+		})
+	}
+}
+
+// TestServeAsyncAdmission: background runs need a key, count against the
+// tier's max_concurrent while queued or running, and spend a quota event at
+// admission.
+func TestServeAsyncAdmission(t *testing.T) {
+	t.Parallel()
+	env := backends[0].env(t)
+	env["WASMWIZ_ASYNC_WORKERS"] = "0" // nothing runs: they stay queued
+	s := startServe(t, serveEnv(t, env), testServeOptions())
+	s.putTier(testTier("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 }))
+	_, _, key := s.newUser("two")
+	hello := b64(testModule(t, "hello.wasm"))
+	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
+	// Prefer: respond-async works as well as "async": true.
+	code, body, _ := apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
+		map[string]string{"Prefer": "respond-async"})
+	if code != http.StatusAccepted {
+		t.Fatalf("Prefer: respond-async: %d %s", code, body)
+	}
+	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true}, nil)
+	if code != http.StatusTooManyRequests || !bytes.Contains(body, []byte("queued or running")) {
+		t.Fatalf("a third run of two allowed: %d %s", code, body)
+	}
+	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
+		"callback_url": "https://example.com/hook"}, nil)
+	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
+		t.Fatalf("a callback without a secret: %d %s", code, body)
+	}
+	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
+	if code != http.StatusBadRequest {
+		t.Fatalf("a callback on a synchronous run: %d %s", code, body)
+	}
+}
+
+// TestServeAsyncSurvivesRestart: a queued run outlives its replica and runs
+// when one that runs background work starts on the same database.
+func TestServeAsyncSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	env := backends[0].env(t)
+	env["WASMWIZ_ASYNC_WORKERS"] = "0"
+	data := t.TempDir()
+	vars := serveEnv(t, env)
+	vars["WASMWIZ_DATA_DIR"] = data
+	a := startServe(t, vars, testServeOptions())
+	_, _, key := a.newUser(wasmwiz.TierBasic)
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	vars["WASMWIZ_ASYNC_WORKERS"] = "1"
+	b := startServe(t, vars, testServeOptions())
+	testenv.WaitFor(t, "the queued run to run after the restart", func() bool { return getRun(t, b.url, key, id).State == wasmwiz.RunDone })
+	if r := getRun(t, b.url, key, id); r.Status != wasmwiz.StatusOK || !strings.Contains(string(r.Stdout), "ello") {
+		t.Fatalf("run after restart: %+v", r)
+	}
+}
+
+// TestServeAsyncTwoReplicas: on PostgreSQL, a run admitted by a replica that
+// runs no background work runs on the other, and is followed live from the
+// first (its output crosses through LISTEN/NOTIFY).
+func TestServeAsyncTwoReplicas(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	front := serveEnv(t, env)
+	front["WASMWIZ_ASYNC_WORKERS"] = "0"
+	a := startServe(t, front, testServeOptions())
+	_, _, key := a.newUser(wasmwiz.TierBasic)
+	back := serveEnv(t, env)
+	back["WASMWIZ_ASYNC_WORKERS"] = "1"
+	startServe(t, back, testServeOptions())
+
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1500ms"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := follow(t, ctx, a.url+"/api/v1/runs/"+id+"/events", key, "", nil)
+	var out bytes.Buffer
+	next(t, events, "stdout", &out)
+	if rec := getRun(t, a.url, key, id); rec.State != wasmwiz.RunRunning {
+		t.Fatalf("first output followed from the other replica while the run is %s", rec.State)
+	}
+	res := next(t, events, "result", &out)
+	var rec wasmwiz.UsageRecord
+	if err := json.Unmarshal(res.Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != wasmwiz.StatusTimeout || out.String() != string(rec.Stdout) {
+		t.Fatalf("followed %q; result %s", out.String(), res.Data)
+	}
+}
+
+// TestServeAsyncReplicaKilled: a replica killed mid-run (SIGKILL: nothing
+// of it runs after) leaves the run failed with a message, found by another
+// replica from the missing heartbeats, never run again; the next run runs.
+func TestServeAsyncReplicaKilled(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	front := serveEnv(t, env)
+	front["WASMWIZ_ASYNC_WORKERS"] = "0"
+	opts := testServeOptions()
+	opts.StaleRunsAfter = 8 * time.Second
+	a := startServe(t, front, opts)
+	_, _, key := a.newUser(wasmwiz.TierBasic)
+	victim := map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
+		"WASMWIZ_LOG_LEVEL": "warn", "WASMWIZ_ASYNC_WORKERS": "1"}
+	for k, v := range env {
+		victim[k] = v
+	}
+	p := startServeProcess(t, victim)
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm"))})
+	testenv.WaitFor(t, "the run to print on the victim", func() bool {
+		r := getRun(t, a.url, key, id)
+		return r.State == wasmwiz.RunRunning && len(r.Stdout) > 0
+	})
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the killed replica's run to be failed", func() bool { return getRun(t, a.url, key, id).State == wasmwiz.RunFailed })
+	r := getRun(t, a.url, key, id)
+	if !strings.Contains(r.Message, "never run again") || r.Status != "" {
+		t.Fatalf("failed run: %+v", r)
+	}
+	// The next run runs, on a replica that is alive.
+	back := serveEnv(t, env)
+	back["WASMWIZ_ASYNC_WORKERS"] = "1"
+	startServe(t, back, testServeOptions())
+	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+	testenv.WaitFor(t, "the next run", func() bool { return getRun(t, a.url, key, nextID).State == wasmwiz.RunDone })
+	if r := getRun(t, a.url, key, id); r.State != wasmwiz.RunFailed {
+		t.Fatalf("the failed run changed: %+v", r)
+	}
+}
+
+// TestServeWebhook: a background run's record is POSTed to its callback
+// URL, signed with the user's secret; a failing first delivery is tried
+// again, and each attempt is in the run. A callback to loopback is refused
+// unless WASMWIZ_WEBHOOK_ALLOW names it.
+func TestServeWebhook(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var got [][]byte
+			var sigOK []bool
+			secret := ""
+			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, body)
+				sig := r.Header.Get(queue.SignatureHeader)
+				ts := strings.TrimPrefix(strings.Split(sig, ",")[0], "t=")
+				var sec int64
+				fmt.Sscan(ts, &sec)
+				sigOK = append(sigOK, sig == queue.Sign(secret, time.Unix(sec, 0), body))
+				if len(got) == 1 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer recv.Close()
+			env := b.env(t)
+			env["WASMWIZ_WEBHOOK_ALLOW"] = "127.0.0.1/32"
+			s := startServe(t, serveEnv(t, env), testServeOptions())
+			_, _, key := s.newUser(wasmwiz.TierBasic)
+			code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
+			var sec struct{ Secret string }
+			if code != http.StatusCreated || json.Unmarshal(body, &sec) != nil || sec.Secret == "" {
+				t.Fatalf("webhook secret: %d %s", code, body)
+			}
+			mu.Lock()
+			secret = sec.Secret
+			mu.Unlock()
+			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
+			testenv.WaitFor(t, "two delivery attempts in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) == 2 })
+			r := getRun(t, s.url, key, id)
+			if r.Deliveries[0].StatusCode != http.StatusServiceUnavailable || r.Deliveries[0].Error == "" ||
+				r.Deliveries[1].StatusCode != http.StatusNoContent || r.Deliveries[1].Error != "" {
+				t.Fatalf("deliveries %+v", r.Deliveries)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var delivered wasmwiz.UsageRecord
+			if len(got) != 2 || !sigOK[0] || !sigOK[1] || json.Unmarshal(got[1], &delivered) != nil ||
+				delivered.ID != id || delivered.State != wasmwiz.RunDone || delivered.Status != wasmwiz.StatusOK {
+				t.Fatalf("received %d deliveries, signatures %v: %s", len(got), sigOK, got)
+			}
+		})
+	}
+}
+
+// TestServeWebhookRefusesLoopback: without WASMWIZ_WEBHOOK_ALLOW a callback
+// that resolves to loopback is refused at connect time, and the refusal is
+// in the run.
+func TestServeWebhookRefusesLoopback(t *testing.T) {
+	t.Parallel()
+	hit := make(chan struct{}, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit <- struct{}{} }))
+	defer recv.Close()
+	s := startServe(t, serveEnv(t, backends[0].env(t)), testServeOptions())
+	_, _, key := s.newUser(wasmwiz.TierBasic)
+	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil); code != http.StatusCreated {
+		t.Fatalf("webhook secret: %d %s", code, body)
+	}
+	// "localhost" resolves to loopback: the check is on the address.
+	u := strings.Replace(recv.URL, "127.0.0.1", "localhost", 1)
+	id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm")), "callback_url": u})
+	testenv.WaitFor(t, "a refused attempt in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) >= 1 })
+	if d := getRun(t, s.url, key, id).Deliveries[0]; d.StatusCode != 0 || !strings.Contains(d.Error, "not public") {
+		t.Fatalf("delivery %+v", d)
+	}
+	select {
+	case <-hit:
+		t.Fatal("the loopback receiver was reached")
+	default:
+	}
+}
