@@ -34,6 +34,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		call     = fs.String("call", "", "export to call instead of the default entry point")
 		params   = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
 		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
+		follow   = fs.Bool("follow", false, "print the guest's output as it comes, while it runs")
 		envVars  = map[string]string{}
 	)
 	envFlag(fs.FlagSet, envVars, "set a guest environment variable `K=V` (repeatable)")
@@ -99,6 +100,34 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 
 	var res *wasmwiz.ResultJSON
+	if *follow && !*asJSON {
+		req.ModuleID = *moduleID
+		res, err = c.ExecuteFollow(ctx, req, func(stderr bool, p []byte) {
+			if stderr {
+				_, _ = env.Stderr.Write(p)
+			} else {
+				_, _ = env.Stdout.Write(p)
+			}
+		})
+		if err != nil {
+			return fail(err)
+		}
+		// The output is out already: what is left is a plain function's
+		// results and how the run ended.
+		for _, v := range res.Results {
+			fmt.Fprintln(env.Stdout, v.String())
+		}
+		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
+			lim = serverLimits(ctx, c, lim)
+		}
+		if msg := outcomeMessage(res.Result, lim); msg != "" {
+			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
+		}
+		if code := runExitStatus(res.Result); code != 0 {
+			return exitError{code}
+		}
+		return nil
+	}
 	if *moduleID != "" {
 		ex, err := c.ExecuteModule(ctx, *moduleID, req)
 		if err != nil {

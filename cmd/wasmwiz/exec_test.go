@@ -57,6 +57,12 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 			if ec != rc || eout != rout || !sameStderr(eerr, rerr) {
 				t.Fatalf("exec: exit %d\nstdout %q\nstderr %q\nrun: exit %d\nstdout %q\nstderr %q", ec, eout, eerr, rc, rout, rerr)
 			}
+			// --follow prints the same, as it comes.
+			followArgs := append(append([]string{"exec", "--follow", "--server", s.url, "--key", key}, tt.flags...), tt.args...)
+			fc, fout, ferr := runMain(followArgs, tt.stdin, nil)
+			if fc != rc || fout != rout || !sameStderr(ferr, rerr) {
+				t.Fatalf("exec --follow: exit %d\nstdout %q\nstderr %q\nrun: exit %d\nstdout %q\nstderr %q", fc, fout, ferr, rc, rout, rerr)
+			}
 		})
 	}
 

@@ -1,0 +1,135 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// maxEventBytes bounds one server-sent event the client reads.
+const maxEventBytes = 64 << 20
+
+// ExecuteFollow runs a module as Execute does, asking for a Server-Sent
+// Events answer: onOutput gets the guest's stdout and stderr as the server
+// sends them, while the guest runs, and the result comes at the end (its
+// Stdout and Stderr hold all the output). A stored module runs when
+// req.ModuleID is set. Errors: those of Execute.
+func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutput func(stderr bool, p []byte)) (*wasmwiz.ResultJSON, error) {
+	stored := req != nil && req.ModuleID != "" && len(req.Wasm) == 0
+	r, err := executeBody(req, stored)
+	if err != nil {
+		return nil, err
+	}
+	r.method, r.path = http.MethodPost, "/api/v1/execute"
+	if stored {
+		r.path = "/api/v1/modules/" + url.PathEscape(req.ModuleID) + "/execute"
+	}
+	var res wasmwiz.ResultJSON
+	err = c.events(ctx, r, func(kind string, data []byte) (bool, error) {
+		switch kind {
+		case wasmwiz.EventStdout, wasmwiz.EventStderr:
+			var o struct {
+				Data     string `json:"data"`
+				Encoding string `json:"encoding"`
+			}
+			if err := json.Unmarshal(data, &o); err != nil {
+				return false, wasmwiz.Errorf(wasmwiz.EINTERNAL, "unreadable output event")
+			}
+			p, err := wasmwiz.DecodeOutput(o.Data, o.Encoding)
+			if err != nil {
+				return false, wasmwiz.Errorf(wasmwiz.EINTERNAL, "unreadable output event")
+			}
+			if onOutput != nil {
+				onOutput(kind == wasmwiz.EventStderr, p)
+			}
+		case "error":
+			var e struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			}
+			_ = json.Unmarshal(data, &e)
+			return true, wasmwiz.Errorf(e.Code, "%s", e.Message)
+		case wasmwiz.EventResult:
+			return true, json.Unmarshal(data, &res)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Result == nil {
+		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the event stream ended without a result")
+	}
+	return &res, nil
+}
+
+// events sends r asking for text/event-stream and calls fn with each
+// event until fn says it is done. A non-2xx answer is the usual error.
+func (c *Client) events(ctx context.Context, r request, fn func(kind string, data []byte) (bool, error)) error {
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + r.path
+	if len(r.query) > 0 {
+		u.RawQuery = r.query.Encode()
+	}
+	hr, err := http.NewRequestWithContext(ctx, r.method, u.String(), r.body)
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot make the request: %v", err)
+	}
+	if r.ctype != "" {
+		hr.Header.Set("Content-Type", r.ctype)
+	}
+	hr.Header.Set("Accept", "text/event-stream")
+	if c.userAgent != "" {
+		hr.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.key != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
+		}
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "server did not answer: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+		a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return wasmwiz.Errorf(wasmwiz.EINTERNAL, "the server answered %s, not an event stream", resp.Header.Get("Content-Type"))
+		}
+		return responseError(a)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), maxEventBytes)
+	var kind string
+	var data []byte
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if kind != "" {
+				done, err := fn(kind, data)
+				if done || err != nil {
+					return err
+				}
+			}
+			kind, data = "", nil
+		case strings.HasPrefix(line, "event: "):
+			kind = line[len("event: "):]
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[len("data: "):]...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "reading the event stream: %v", err)
+	}
+	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the event stream ended before the result")
+}
