@@ -255,6 +255,27 @@ type ModuleCount struct {
 	Runs         int64  `json:"runs"`
 }
 
+// DailyRuns is one UTC day of the caller's executed runs (Status set): how
+// many ended in each status, and nearest-rank duration percentiles.
+type DailyRuns struct {
+	Day           string           `json:"day"` // YYYY-MM-DD
+	ByStatus      map[Status]int64 `json:"by_status"`
+	P50DurationMS float64          `json:"p50_duration_ms"`
+	P95DurationMS float64          `json:"p95_duration_ms"`
+	P99DurationMS float64          `json:"p99_duration_ms"`
+}
+
+// Percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of
+// sorted, 0 for none: the ceil(p·n/100)-th smallest value.
+func Percentile(sorted []float64, p int) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	rank := (p*n + 99) / 100
+	return sorted[max(rank, 1)-1]
+}
+
 // Stats are admin totals.
 type Stats struct {
 	Users            int64         `json:"users"`
@@ -281,6 +302,10 @@ type RunService interface {
 	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, int, error)
 	// Usage counts the caller's runs today (UTC) and in the last minute.
 	Usage(ctx context.Context, now time.Time) (*Usage, error)
+	// DailyRuns returns the caller's executed runs of the days UTC days
+	// ending with now's (1 to 90), oldest first, every day present.
+	// EUNAUTHORIZED without a caller, EINVALID for days out of range.
+	DailyRuns(ctx context.Context, now time.Time, days int) ([]DailyRuns, error)
 	// Stats returns admin totals at now. Admin only (EFORBIDDEN).
 	Stats(ctx context.Context, now time.Time) (*Stats, error)
 	// DeleteRunsBefore deletes at most batch runs created before t, with

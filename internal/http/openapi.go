@@ -31,7 +31,7 @@ var apiOps = []apiOp{
 
 	{id: "execute", method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data", "application/json", "application/wasm"}, bodySchema: "ExecuteRequest",
-		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
+		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "async", "callback_url"}, status: "200", schema: "Result", limited: true},
 	{id: "executeLegacy", method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data"}, status: "200", schema: "LegacyResult", limited: true},
 
@@ -45,12 +45,17 @@ var apiOps = []apiOp{
 	{id: "deleteModule", method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204"},
 	{id: "executeModule", method: "POST", path: "/api/v1/modules/{id}/execute", tag: "execute", summary: "Run a stored module",
 		auth: "key", body: []string{"application/json", "multipart/form-data", "application/octet-stream"}, bodySchema: "ExecuteRequest",
-		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory"}, status: "200", schema: "Result", limited: true},
+		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "async", "callback_url"}, status: "200", schema: "Result", limited: true},
 
 	{id: "listRuns", method: "GET", path: "/api/v1/runs", tag: "usage", summary: "Your runs, newest first", auth: "key",
 		query: []string{"status", "since", "until", "limit", "offset"}, status: "200", schema: "RunList"},
 	{id: "getRun", method: "GET", path: "/api/v1/runs/{id}", tag: "usage", summary: "One of your runs", auth: "key", status: "200", schema: "Run"},
+	{id: "getRunEvents", method: "GET", path: "/api/v1/runs/{id}/events", tag: "usage", summary: "Server-Sent Events of one of your runs: state, stdout, stderr, result (resumable with Last-Event-ID)", auth: "key", status: "200", schema: "events"},
+	{id: "cancelRun", method: "POST", path: "/api/v1/runs/{id}/cancel", tag: "usage", summary: "Cancel one of your runs (queued: at once; running: its worker is killed)", auth: "key", status: "200", schema: "Run"},
+	{id: "rotateWebhookSecret", method: "POST", path: "/api/v1/webhook-secret", tag: "usage", summary: "A new secret that signs your webhooks (shown once)", auth: "key", status: "201", schema: "WebhookSecret"},
 	{id: "getUsage", method: "GET", path: "/api/v1/usage", tag: "usage", summary: "Your usage against your tier's quotas", auth: "key", status: "200", schema: "Usage"},
+	{id: "getDailyUsage", method: "GET", path: "/api/v1/usage/daily", tag: "usage", summary: "Your runs per UTC day by status, with duration percentiles", auth: "key",
+		query: []string{"days"}, status: "200", schema: "DailyRunsList"},
 	{id: "getMe", method: "GET", path: "/api/v1/me", tag: "usage", summary: "You and your tier", auth: "key", status: "200", schema: "Me"},
 
 	{id: "createKey", method: "POST", path: "/api/v1/keys", tag: "keys", summary: "Create a key for yourself (the secret is shown once)", auth: "key",
@@ -145,6 +150,8 @@ func buildOpenAPI() map[string]any {
 		case "":
 		case "text":
 			ok["content"] = map[string]any{"text/plain": map[string]any{"schema": map[string]any{"type": "string"}}}
+		case "events":
+			ok["content"] = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string"}}}
 		case "object":
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
 		default:
@@ -335,7 +342,8 @@ func schemas() map[string]any {
 		"Health":    obj("status:string"),
 		"Ready":     obj("status:string", "checks:map", "error:ErrorBody"),
 		"ExecuteRequest": obj("module_id:string", "wasm_base64:string", "name:string", "stdin:string", "stdin_base64:string",
-			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string"),
+			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string",
+			"async:boolean", "callback_url:string"),
 		"Result": obj("id:string", "status:string", "exit_code:integer", "stdout:string", "stdout_encoding:string",
 			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:string", "stderr_truncated:boolean",
 			"trap:string", "results:[]Value", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
@@ -350,18 +358,27 @@ func schemas() map[string]any {
 		"ModuleList": list("modules", "Module"),
 		"Run": obj("id:string", "user_id:integer", "api_key_id:integer", "module_id:string", "module_sha256:string",
 			"tier:string", "status:string", "exit_code:integer", "duration_ms:number", "memory_peak_bytes:integer",
-			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time"),
-		"RunList":      list("runs", "Run"),
-		"Usage":        obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
-		"Me":           obj("user:User", "tier:Tier", "limits:[]TierLimit"),
-		"User":         obj("id:integer", "email:string", "role:string", "tier:string", "created_at:time", "disabled:boolean"),
-		"UserList":     list("users", "User"),
-		"UserRequest":  obj("email:string", "role:string", "tier:string", "create_key:boolean"),
-		"UserUpdate":   obj("tier:string", "role:string", "disabled:boolean"),
-		"ModuleUpdate": obj("name:string", "description:string", "public:boolean"),
-		"Tier":         tierSchema(),
-		"TierLimit":    obj("name:string", "help:string", "value:integer", "text:string"),
-		"TierList":     obj("tiers:[]Tier"),
+			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time",
+			"state:string", "started_at:time", "finished_at:time", "async:boolean", "name:string", "args:[]string",
+			"env_names:[]string", "function:string", "params:[]string", "stdin_sha256:string", "limits:map",
+			"compile_ms:number", "cpu_ms:number", "trap:string", "results:[]object", "stdout_truncated:boolean",
+			"stderr_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:string",
+			"stderr:string", "stderr_encoding:string", "webhook_deliveries:[]object"),
+		"RunList":       list("runs", "Run"),
+		"WebhookSecret": obj("secret:string", "signature:string"),
+		"DailyRuns": obj("day:string", "by_status:map", "p50_duration_ms:number", "p95_duration_ms:number",
+			"p99_duration_ms:number"),
+		"DailyRunsList": list("days", "DailyRuns"),
+		"Usage":         obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
+		"Me":            obj("user:User", "tier:Tier", "limits:[]TierLimit"),
+		"User":          obj("id:integer", "email:string", "role:string", "tier:string", "created_at:time", "disabled:boolean"),
+		"UserList":      list("users", "User"),
+		"UserRequest":   obj("email:string", "role:string", "tier:string", "create_key:boolean"),
+		"UserUpdate":    obj("tier:string", "role:string", "disabled:boolean"),
+		"ModuleUpdate":  obj("name:string", "description:string", "public:boolean"),
+		"Tier":          tierSchema(),
+		"TierLimit":     obj("name:string", "help:string", "value:integer", "text:string"),
+		"TierList":      obj("tiers:[]Tier"),
 		"APIKey": obj("id:integer", "user_id:integer", "name:string", "prefix:string", "created_at:time",
 			"last_used_at:time", "expires_at:time", "revoked_at:time"),
 		"KeyList":    list("keys", "APIKey"),

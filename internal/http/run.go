@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -114,6 +115,25 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, apiUsage(u))
+	return nil
+}
+
+// dailyUsage is GET /api/v1/usage/daily?days=30: the caller's runs per UTC
+// day by status, with duration percentiles, for the web page's charts.
+func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) error {
+	days := 30
+	if v := r.URL.Query().Get("days"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "days must be a whole number")
+		}
+		days = n
+	}
+	out, err := s.opts.Runs.DailyRuns(r.Context(), s.now(), days)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"days": out})
 	return nil
 }
 

@@ -286,6 +286,7 @@ func (s *Server) registerRoutes() {
 	s.handle("POST", "/api/v1/runs/{id}/cancel", caller, s.cancelRun)
 	s.handle("POST", "/api/v1/webhook-secret", caller, s.rotateWebhookSecret)
 	s.handle("GET", "/api/v1/usage", caller, s.usage)
+	s.handle("GET", "/api/v1/usage/daily", caller, s.dailyUsage)
 	s.handle("GET", "/api/v1/me", caller, s.me)
 
 	s.handle("POST", "/api/v1/keys", caller, s.createKey)

@@ -234,6 +234,15 @@ type RunService struct {
 	UsageFn            func(ctx context.Context, now time.Time) (*wasmwiz.Usage, error)
 	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
 	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, batch int) (int, error)
+	DailyRunsFn        func(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error)
+}
+
+// DailyRuns calls DailyRunsFn.
+func (s *RunService) DailyRuns(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error) {
+	if s.DailyRunsFn == nil {
+		return nil, unset("RunService.DailyRuns")
+	}
+	return s.DailyRunsFn(ctx, now, days)
 }
 
 var _ wasmwiz.RunService = (*RunService)(nil)

@@ -377,3 +377,64 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 	}
 	return n, nil
 }
+
+// DailyRuns returns the caller's executed runs per UTC day, by status, with
+// nearest-rank duration percentiles (percentile_disc).
+func (db *DB) DailyRuns(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if days < 1 || days > 90 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "days must be between 1 and 90")
+	}
+	first := dayStart(now).AddDate(0, 0, 1-days)
+	out := make([]wasmwiz.DailyRuns, days)
+	for i := range out {
+		out[i] = wasmwiz.DailyRuns{Day: first.AddDate(0, 0, i).Format("2006-01-02"), ByStatus: map[wasmwiz.Status]int64{}}
+	}
+	end := first.AddDate(0, 0, days)
+	rows, err := db.pool.Query(ctx, `SELECT floor(extract(epoch FROM created_at - $1) / 86400)::int, status, count(*)
+		FROM runs WHERE user_id = $2 AND created_at >= $1 AND created_at < $3 AND status <> '' GROUP BY 1, 2`,
+		first, caller.ID, end)
+	if err != nil {
+		return nil, dbError(err, "daily runs")
+	}
+	for rows.Next() {
+		var i int
+		var st string
+		var n int64
+		if err := rows.Scan(&i, &st, &n); err != nil {
+			rows.Close()
+			return nil, dbError(err, "daily runs")
+		}
+		if i >= 0 && i < days {
+			out[i].ByStatus[wasmwiz.Status(st)] = n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err, "daily runs")
+	}
+	rows, err = db.pool.Query(ctx, `SELECT floor(extract(epoch FROM created_at - $1) / 86400)::int,
+			percentile_disc(0.50) WITHIN GROUP (ORDER BY duration_ms),
+			percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms),
+			percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms)
+		FROM runs WHERE user_id = $2 AND created_at >= $1 AND created_at < $3 AND status <> '' GROUP BY 1`,
+		first, caller.ID, end)
+	if err != nil {
+		return nil, dbError(err, "daily runs")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int
+		var p50, p95, p99 float64
+		if err := rows.Scan(&i, &p50, &p95, &p99); err != nil {
+			return nil, dbError(err, "daily runs")
+		}
+		if i >= 0 && i < days {
+			out[i].P50DurationMS, out[i].P95DurationMS, out[i].P99DurationMS = p50, p95, p99
+		}
+	}
+	return out, dbError(rows.Err(), "daily runs")
+}

@@ -362,3 +362,64 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 	})
 	return int(n), err
 }
+
+// DailyRuns returns the caller's executed runs per UTC day, by status, with
+// duration percentiles. The durations of a day are read and ranked here:
+// a caller's runs of 90 days are bounded by its daily quota.
+func (db *DB) DailyRuns(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error) {
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first, out, err := dailySkeleton(now, days)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT (created_at - ?1) / 86400000, status, duration_ms FROM runs
+		WHERE user_id = ?2 AND created_at >= ?1 AND created_at < ?3 AND status <> ''
+		ORDER BY 1, duration_ms`, ms(first), caller.ID, ms(first.AddDate(0, 0, days)))
+	if err != nil {
+		return nil, dbError(err, "daily runs")
+	}
+	defer rows.Close()
+	durs := make([][]float64, days)
+	for rows.Next() {
+		var i int
+		var st string
+		var d float64
+		if err := rows.Scan(&i, &st, &d); err != nil {
+			return nil, dbError(err, "daily runs")
+		}
+		if i >= 0 && i < days {
+			out[i].ByStatus[wasmwiz.Status(st)]++
+			durs[i] = append(durs[i], d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err, "daily runs")
+	}
+	fillPercentiles(out, durs)
+	return out, nil
+}
+
+// dailySkeleton returns the first day of the days ending with now's, and
+// one empty DailyRuns per day.
+func dailySkeleton(now time.Time, days int) (time.Time, []wasmwiz.DailyRuns, error) {
+	if days < 1 || days > 90 {
+		return time.Time{}, nil, wasmwiz.Errorf(wasmwiz.EINVALID, "days must be between 1 and 90")
+	}
+	first := dayStart(now).AddDate(0, 0, 1-days)
+	out := make([]wasmwiz.DailyRuns, days)
+	for i := range out {
+		out[i] = wasmwiz.DailyRuns{Day: first.AddDate(0, 0, i).Format("2006-01-02"), ByStatus: map[wasmwiz.Status]int64{}}
+	}
+	return first, out, nil
+}
+
+func fillPercentiles(out []wasmwiz.DailyRuns, durs [][]float64) {
+	for i, d := range durs {
+		out[i].P50DurationMS = wasmwiz.Percentile(d, 50)
+		out[i].P95DurationMS = wasmwiz.Percentile(d, 95)
+		out[i].P99DurationMS = wasmwiz.Percentile(d, 99)
+	}
+}

@@ -23,6 +23,7 @@ var runTests = []test{
 	{"StatsIsForAdmins", testStatsForbidden},
 	{"StatsTopModulesAreTen", testStatsTopTen},
 	{"DeleteRunsBeforeInBatches", testDeleteRunsBefore},
+	{"DailyRuns", testDailyRuns},
 	{"DeleteRunsBeforeOnEveryReplicaAtOnce", testDeleteRunsBeforeConcurrently},
 }
 
@@ -505,4 +506,43 @@ func testDeleteRunsBeforeConcurrently(t *testing.T, e *env) {
 	}
 	_, err := e.s.FindRunByID(e.sys, keep.ID)
 	wantOK(t, err, "FindRunByID of the run at the cutoff")
+}
+
+func testDailyRuns(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	o, _ := e.user("o@example.com", wasmwiz.TierFree)
+	now := e.clock.Now()
+	yesterday := now.AddDate(0, 0, -1)
+	var runs []*wasmwiz.UsageRecord
+	for i := 1; i <= 20; i++ {
+		runs = append(runs, run(u.ID, wasmwiz.StatusOK, float64(i), now.Add(-time.Duration(i)*time.Minute), "", "s"))
+	}
+	runs = append(runs,
+		run(u.ID, wasmwiz.StatusExit, 100, now.Add(-time.Hour), "", "s"),
+		run(u.ID, "", 0, now.Add(-time.Hour), "", ""),                  // refused: not counted
+		run(o.ID, wasmwiz.StatusOK, 5, now.Add(-time.Hour), "", "s"),   // another tenant's
+		run(u.ID, wasmwiz.StatusTrap, 7, yesterday, "", "s"),           // yesterday
+		run(u.ID, wasmwiz.StatusOK, 9, now.AddDate(0, 0, -3), "", "s"), // before the window
+	)
+	e.runs(runs...)
+	days, err := e.s.DailyRuns(ctx, now, 2)
+	wantOK(t, err, "DailyRuns")
+	if len(days) != 2 || days[1].Day != now.Format("2006-01-02") || days[0].Day != yesterday.Format("2006-01-02") {
+		t.Fatalf("days %+v", days)
+	}
+	if d := days[0]; d.ByStatus[wasmwiz.StatusTrap] != 1 || len(d.ByStatus) != 1 || d.P50DurationMS != 7 || d.P99DurationMS != 7 {
+		t.Fatalf("yesterday %+v", d)
+	}
+	d := days[1]
+	if d.ByStatus[wasmwiz.StatusOK] != 20 || d.ByStatus[wasmwiz.StatusExit] != 1 || len(d.ByStatus) != 2 {
+		t.Fatalf("today by status %v", d.ByStatus)
+	}
+	// 21 durations 1..20 and 100: nearest rank ceil(p·21/100).
+	if d.P50DurationMS != 11 || d.P95DurationMS != 20 || d.P99DurationMS != 100 {
+		t.Fatalf("today percentiles %v %v %v, want 11 20 100", d.P50DurationMS, d.P95DurationMS, d.P99DurationMS)
+	}
+	_, err = e.s.DailyRuns(ctx, now, 91)
+	wantCode(t, err, wasmwiz.EINVALID, "DailyRuns of 91 days")
+	_, err = e.s.DailyRuns(e.anon, now, 7)
+	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "DailyRuns without a caller")
 }
