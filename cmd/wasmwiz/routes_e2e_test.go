@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"regexp"
@@ -48,7 +49,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		t.Fatalf("OpenAPI: %v", err)
 	}
 
-	user, me, _ := s.newUser(wasmwiz.TierBasic)
+	user, me, userKey := s.newUser(wasmwiz.TierBasic)
 	gotMe, tier, err := user.Me(ctx)
 	if err != nil || gotMe.ID != me.ID || tier.Name != wasmwiz.TierBasic || tier.Timeout != 10*time.Second {
 		t.Fatalf("Me: %+v %+v %v", gotMe, tier, err)
@@ -276,6 +277,22 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	wantCode(t, "deleted module", err, wasmwiz.ENOTFOUND)
 	if _, after, _ := user.ListRuns(ctx, client.RunQuery{}); after < total {
 		t.Fatalf("runs after deleting the module: %d, before %d", after, total)
+	}
+
+	// Background runs, their events, cancel, the webhook secret, the charts.
+	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", userKey, nil, nil); code != http.StatusCreated {
+		t.Fatalf("webhook secret: %d %s", code, body)
+	}
+	bg := startAsync(t, s.url, userKey, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
+	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+bg+"/cancel", userKey, nil, nil); code != http.StatusOK {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	evctx, evcancel := context.WithCancel(ctx)
+	next(t, follow(t, evctx, s.url+"/api/v1/runs/"+bg+"/events", userKey, "", nil), "result", nil)
+	evcancel()
+	if code, body, _ := apiCall(t, "GET", s.url+"/api/v1/usage/daily?days=7", userKey, nil, nil); code != http.StatusOK ||
+		!bytes.Contains(body, []byte(`"by_status":{"ok"`)) {
+		t.Fatalf("daily usage: %d %s", code, body)
 	}
 
 	// Metrics count what happened.

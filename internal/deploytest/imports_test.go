@@ -21,7 +21,7 @@ var (
 	// packages their entry in adapterEdges allows; never another adapter.
 	adapters = []string{
 		"internal/engine", "internal/worker", "internal/sqlite", "internal/postgres",
-		"internal/redis", "internal/inmem", "internal/http", "internal/usage",
+		"internal/redis", "internal/inmem", "internal/http", "internal/usage", "internal/queue",
 	}
 	// support packages are small libraries adapters share; each lists who
 	// may import it. So does api, the public wire types (standard library
