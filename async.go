@@ -237,6 +237,9 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 		rec.Stdout, rec.Stderr, rec.StdoutTruncated, rec.StderrTruncated = live.kept()
 		now := e.now().UTC()
 		rec.FinishedAt = &now
+		if rec.StartedAt != nil {
+			rec.DurationMS = float64(now.Sub(*rec.StartedAt).Microseconds()) / 1000
+		}
 	case errors.Is(cause, errStarted):
 		return nil // the sweeper failed it: its heartbeats stopped reaching the store
 	case runErr != nil && ctx.Err() != nil:

@@ -51,7 +51,21 @@ const DefaultName = "module.wasm"
 // nil when req.LoadWasm is set, which is called only when the compiled code
 // is not in memory.
 func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
+	if req != nil && req.OnOutput != nil {
+		return e.RunStreaming(ctx, req, onOutputWriter{req.OnOutput, false}, onOutputWriter{req.OnOutput, true})
+	}
 	return e.RunStreaming(ctx, req, nil, nil)
+}
+
+// onOutputWriter hands a stream's writes to RunRequest.OnOutput.
+type onOutputWriter struct {
+	fn     func(stderr bool, p []byte)
+	stderr bool
+}
+
+func (w onOutputWriter) Write(p []byte) (int, error) {
+	w.fn(w.stderr, p)
+	return len(p), nil
 }
 
 // RunStreaming is Run that also copies the guest's stdout and stderr to the

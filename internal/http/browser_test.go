@@ -135,7 +135,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	ctx, cancelTimeout := context.WithTimeout(bctx, 60*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(bctx, 5*time.Minute)
 	t.Cleanup(cancelTimeout)
 
 	var mu sync.Mutex

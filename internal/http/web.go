@@ -57,6 +57,7 @@ var contentTypes = map[string]string{
 	".ico":  "image/x-icon",
 	".txt":  "text/plain; charset=utf-8",
 	".json": "application/json; charset=utf-8",
+	".wasm": "application/wasm",
 }
 
 // loadWebAssets parses the page and indexes the static files. It fails only

@@ -363,7 +363,55 @@
       const v = $(id).value.trim();
       if (v !== "") fd.append(name, v);
     }
+    if ($("run-async").checked) fd.append("async", "true");
     return fd;
+  }
+
+  // submitRun sends an execute form: a synchronous run shows its result; a
+  // background one (202) opens its record in History, followed live.
+  async function submitRun(fd) {
+    const errBox = $("run-error");
+    $("run-state").textContent = fd.get("async") ? "Queueing…" : "Running…";
+    const meta = {};
+    try {
+      const r = await api("POST", "/api/v1/execute", fd, meta);
+      if (r.state === "queued") {
+        $("run-result").hidden = true;
+        $("run-state").textContent = "Queued in the background: " + r.id + ".";
+        activate($("tab-history"), false);
+        showRun(r.id);
+        return;
+      }
+      showResult(r, meta.headers);
+      $("run-state").textContent = "Finished: " + r.status + ".";
+    } catch (err) {
+      $("run-result").hidden = true;
+      $("run-state").textContent = "Failed.";
+      showError(errBox, err);
+    }
+  }
+
+  // Samples run in one click: the module comes from the page's own static
+  // files, with the stdin, args and limits its button names.
+  for (const b of document.querySelectorAll("#samples button[data-sample]")) {
+    b.addEventListener("click", () => busy(b, async () => {
+      const errBox = $("run-error");
+      clearError(errBox);
+      try {
+        const res = await fetch("/static/sample-" + b.dataset.sample + ".wasm", { cache: "force-cache" });
+        if (!res.ok) throw new Error("sample " + b.dataset.sample + " is missing");
+        const fd = new FormData();
+        fd.append("wasm", await res.blob(), b.dataset.sample + ".wasm");
+        if (b.dataset.stdin) fd.append("stdin", b.dataset.stdin);
+        if (b.dataset.args) fd.append("args", JSON.stringify(b.dataset.args.split(" ")));
+        if (b.dataset.timeout) fd.append("timeout", b.dataset.timeout);
+        if (b.dataset.memory) fd.append("memory", b.dataset.memory);
+        if (b.dataset.async) fd.append("async", "true");
+        await submitRun(fd);
+      } catch (err) {
+        showError(errBox, err);
+      }
+    }));
   }
 
   $("run-form").addEventListener("submit", (ev) => {
@@ -372,19 +420,7 @@
     clearError(errBox);
     let fd;
     try { fd = buildRunForm(); } catch (err) { showError(errBox, err); return; }
-    busy($("run-submit"), async () => {
-      $("run-state").textContent = "Running…";
-      const meta = {};
-      try {
-        const r = await api("POST", "/api/v1/execute", fd, meta);
-        showResult(r, meta.headers);
-        $("run-state").textContent = "Finished: " + r.status + ".";
-      } catch (err) {
-        $("run-result").hidden = true;
-        $("run-state").textContent = "Failed.";
-        showError(errBox, err);
-      }
-    });
+    busy($("run-submit"), () => submitRun(fd));
   });
 
   $("run-stdin-clear").addEventListener("click", () => { $("run-stdin-file").value = ""; });
@@ -583,17 +619,20 @@
       const body = $("history-table").tBodies[0];
       body.replaceChildren();
       for (const r of data.runs) {
-        const st = r.status || "refused";
+        const st = r.status || (r.state === "done" ? "refused" : "");
         body.append(el("tr", { dataset: { id: r.id } },
           el("td", null, fmtTime(r.created_at)),
           el("td", { class: "mono" }, r.id),
-          el("td", null, el("span", { class: "badge " + st }, st)),
+          el("td", null, el("span", { class: "badge state-" + r.state }, r.state)),
+          el("td", null, st ? el("span", { class: "badge " + st }, st) : ""),
           el("td", { class: "num" }, r.exit_code === null ? "—" : String(r.exit_code)),
           el("td", { class: "num" }, fmtMS(r.duration_ms)),
           el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
           el("td", { class: "num" }, fmtBytes(r.stdin_bytes) + " / " + fmtBytes(r.output_bytes)),
           el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
-          el("td", null, r.error_code || "")));
+          el("td", null, r.error_code || ""),
+          el("td", null, el("button", { type: "button", class: "secondary small", "aria-label": "Open run " + r.id,
+            onclick: () => showRun(r.id) }, "Open"))));
       }
       labelCells($("history-table"));
       $("history-empty").hidden = data.total !== 0;
@@ -603,6 +642,193 @@
     }
   }
   loaders["tab-history"] = loadHistory;
+
+  // ---- One run: its record, followed live while it runs --------------------
+
+  let detailRun = null;   // the record shown
+  let follower = null;    // AbortController of the event stream being read
+  const FINAL = ["done", "cancelled", "failed"];
+
+  function setBadge(node, text, cls) {
+    node.textContent = text || "";
+    node.className = "badge " + (cls || "");
+    node.hidden = !text;
+  }
+
+  function showOutput(name, text, encoding, truncated) {
+    const out = decodeOutput(text, encoding);
+    $("detail-" + name).textContent = out.text;
+    let note = out.note;
+    if (truncated) note = (note ? note + " " : "") + "(cut: by the run's limit or the stored-output cap)";
+    $("detail-" + name + "-note").textContent = note || (out.text ? "" : "(empty)");
+  }
+
+  function renderRun(r) {
+    detailRun = r;
+    $("detail-id").textContent = r.id;
+    setBadge($("detail-state"), r.state, "state-" + r.state);
+    setBadge($("detail-status"), r.status, r.status);
+    const lim = r.limits || {};
+    const facts = [
+      ["Created", fmtTime(r.created_at)], ["Started", r.started_at ? fmtTime(r.started_at) : "—"],
+      ["Finished", r.finished_at ? fmtTime(r.finished_at) : "—"], ["Background", r.async ? "yes" : "no"],
+      ["Exit code", r.exit_code === null ? "—" : String(r.exit_code)], ["Duration", fmtMS(r.duration_ms)], ["Compile", fmtMS(r.compile_ms || 0)],
+      ["CPU", fmtMS(r.cpu_ms || 0)], ["Memory peak", fmtBytes(r.memory_peak_bytes)],
+      ["Module", r.module_id || (r.module_sha256 || "").slice(0, 16)], ["Name", r.name || ""],
+      ["Arguments", (r.args || []).join(" ") || "—"], ["Env names", (r.env_names || []).join(", ") || "—"],
+      ["Function", r.function ? r.function + "(" + (r.params || []).join(", ") + ")" : "—"],
+      ["Stdin", fmtBytes(r.stdin_bytes) + (r.stdin_sha256 ? " sha256 " + r.stdin_sha256.slice(0, 16) + "…" : "")],
+      ["Time limit", lim.timeout_ms ? fmtMS(lim.timeout_ms) : "—"], ["Memory limit", lim.max_memory_bytes ? fmtBytes(lim.max_memory_bytes) : "—"],
+      ["Output cap", lim.max_output_bytes ? fmtBytes(lim.max_output_bytes) : "—"], ["Error", r.error_code || "—"],
+      ["Callback", r.callback_url || "—"],
+    ];
+    const dl = $("detail-facts");
+    dl.replaceChildren(...facts.map(([k, v]) => el("div", null, el("dt", null, k), el("dd", null, v))));
+    $("detail-message").textContent = r.message || "";
+    $("detail-message-box").hidden = !r.message;
+    $("detail-trap").textContent = r.trap || "";
+    $("detail-trap-box").hidden = !r.trap;
+    if (r.stdout !== undefined) showOutput("stdout", r.stdout, r.stdout_encoding, r.stdout_truncated);
+    if (r.stderr !== undefined) showOutput("stderr", r.stderr, r.stderr_encoding, r.stderr_truncated);
+    const hooks = r.webhook_deliveries || [];
+    $("detail-hooks").tBodies[0].replaceChildren(...hooks.map((d) => el("tr", null,
+      el("td", { class: "num" }, String(d.attempt)), el("td", null, fmtTime(d.at)),
+      el("td", null, d.status_code ? String(d.status_code) : "no answer"), el("td", null, d.error || ""),
+      el("td", { class: "num" }, fmtMS(d.duration_ms)))));
+    $("detail-hooks-box").hidden = hooks.length === 0;
+    $("detail-cancel").hidden = FINAL.includes(r.state);
+    $("run-detail").hidden = false;
+  }
+
+  async function showRun(id) {
+    if (follower) follower.abort();
+    follower = null;
+    const errBox = $("detail-error");
+    clearError(errBox);
+    $("detail-live").textContent = "";
+    try {
+      const r = await api("GET", "/api/v1/runs/" + encodeURIComponent(id));
+      renderRun(r);
+      $("run-detail").scrollIntoView({ block: "nearest" });
+      if (!FINAL.includes(r.state)) followRun(r);
+    } catch (err) {
+      $("run-detail").hidden = false;
+      showError(errBox, err);
+    }
+  }
+
+  // followRun reads the run's Server-Sent Events (fetch, so that the key
+  // goes in a header) and shows output as it comes.
+  async function followRun(r) {
+    const ctl = new AbortController();
+    follower = ctl;
+    const text = { stdout: "", stderr: "" };
+    const seen = { stdout: 0, stderr: 0 };
+    // What the record already showed counts as received.
+    for (const name of ["stdout", "stderr"]) {
+      const out = decodeOutput(r[name], r[name + "_encoding"]);
+      text[name] = new TextDecoder().decode(out.bytes);
+      seen[name] = out.bytes.length;
+    }
+    const headers = { Accept: "text/event-stream" };
+    if (apiKey) headers["Authorization"] = "Bearer " + apiKey;
+    headers["Last-Event-ID"] = "o" + seen.stdout + ".e" + seen.stderr;
+    $("detail-live").textContent = "Following live…";
+    try {
+      const res = await fetch("/api/v1/runs/" + encodeURIComponent(r.id) + "/events",
+        { headers, signal: ctl.signal, credentials: "omit", cache: "no-store" });
+      if (!res.ok || !res.body) throw new Error("the event stream answered " + res.status);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let kind = "", data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) kind = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (!kind || !data) continue;
+          const ev = JSON.parse(data);
+          if (kind === "stdout" || kind === "stderr") {
+            const bytes = decodeOutput(ev.data, ev.encoding).bytes;
+            text[kind] += new TextDecoder().decode(bytes);
+            seen[kind] = ev.offset + bytes.length;
+            $("detail-" + kind).textContent = text[kind];
+            $("detail-" + kind + "-note").textContent = "";
+          } else if (kind === "state") {
+            setBadge($("detail-state"), ev.state, "state-" + ev.state);
+          } else if (kind === "result") {
+            renderRun(ev);
+            $("detail-live").textContent = "Finished.";
+            follower = null;
+            return;
+          }
+        }
+      }
+      $("detail-live").textContent = "";
+    } catch (err) {
+      if (ctl.signal.aborted) return;
+      $("detail-live").textContent = "";
+      showError($("detail-error"), err);
+    }
+  }
+
+  $("detail-close").addEventListener("click", () => {
+    if (follower) follower.abort();
+    follower = null;
+    $("run-detail").hidden = true;
+  });
+
+  $("detail-cancel").addEventListener("click", () => busy($("detail-cancel"), async () => {
+    try {
+      const r = await api("POST", "/api/v1/runs/" + encodeURIComponent(detailRun.id) + "/cancel");
+      renderRun(r);
+      $("detail-live").textContent = r.state === "cancelled" ? "Cancelled." : "Stopping…";
+    } catch (err) {
+      showError($("detail-error"), err);
+    }
+  }));
+
+  // Re-run fills the Run form with what the record keeps: the stored module
+  // (an uploaded file is not kept: choose it again), arguments, function,
+  // params and limits, and the env names. Stdin and env values are never
+  // kept, so they are asked for again.
+  $("detail-rerun").addEventListener("click", () => {
+    const r = detailRun;
+    if (!r) return;
+    if (r.module_id) {
+      $("source-stored").checked = true;
+      syncSource();
+      $("run-module-id").value = r.module_id;
+    } else {
+      $("source-file").checked = true;
+      syncSource();
+    }
+    $("run-args").value = (r.args || []).join("\n");
+    $("run-env").value = (r.env_names || []).map((n) => n + "=").join("\n");
+    $("run-function").value = r.function || "";
+    $("run-params").value = (r.params || []).join(",");
+    const lim = r.limits || {};
+    $("run-timeout").value = lim.timeout_ms ? lim.timeout_ms + "ms" : "";
+    $("run-memory").value = "";
+    $("run-stdin").value = "";
+    $("run-async").checked = !!r.async;
+    $("run-advanced").open = !!(r.function || lim.timeout_ms);
+    activate($("tab-run"), true);
+    const missing = [];
+    if (!r.module_id) missing.push("the module file");
+    if (r.stdin_bytes > 0) missing.push("stdin (" + fmtBytes(r.stdin_bytes) + ")");
+    if ((r.env_names || []).length) missing.push("the env values");
+    $("run-state").textContent = missing.length
+      ? "Re-run of " + r.id + ": give " + missing.join(", ") + " again (not kept), then Run."
+      : "Re-run of " + r.id + ": press Run.";
+  });
   $("history-refresh").addEventListener("click", loadHistory);
   $("history-status").addEventListener("change", () => { historyOffset = 0; loadHistory(); });
 
@@ -628,6 +854,14 @@
         dl.append(el("div", null, el("dt", null, label), el("dd", null, l.text)));
       }
       $("usage-body").hidden = false;
+      try {
+        const d = await api("GET", "/api/v1/usage/daily?days=30");
+        if (!current()) return;
+        drawRunsChart($("usage-chart-runs"), d.days);
+        drawDurationChart($("usage-chart-durations"), d.days);
+      } catch (err) {
+        if (current()) showError(errBox, err);
+      }
     } catch (err) {
       if (!current()) return;
       $("usage-body").hidden = true;
@@ -635,6 +869,80 @@
     }
   }
   loaders["tab-usage"] = loadUsage;
+
+  // ---- Charts, drawn as SVG by the page itself ------------------------------
+
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const OUTCOMES = ["ok", "exit", "trap", "timeout", "memory_limit", "output_limit"];
+
+  function svg(tag, attrs, ...children) {
+    const n = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, String(v));
+    for (const c of children) n.append(c);
+    return n;
+  }
+
+  // chartFrame draws the axes of a chart of days and returns its geometry.
+  function chartFrame(box, days, maxY, label) {
+    const W = 640, H = 220, L = 48, R = 8, T = 10, B = 28;
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": label, class: "chartsvg" });
+    const x = (i) => L + (i + 0.5) * (W - L - R) / days.length;
+    const y = (v) => T + (H - T - B) * (1 - v / (maxY || 1));
+    root.append(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
+    root.append(svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
+    for (const f of [0, 0.5, 1]) {
+      const v = maxY * f;
+      root.append(svg("text", { x: L - 4, y: y(v) + 4, "text-anchor": "end", class: "tick" }, fmtTick(v)));
+    }
+    days.forEach((d, i) => {
+      if (i % 5 === 0 || i === days.length - 1) {
+        root.append(svg("text", { x: x(i), y: H - 8, "text-anchor": "middle", class: "tick" }, d.day.slice(5)));
+      }
+    });
+    box.replaceChildren(root);
+    return { root, x, y, bar: (W - L - R) / days.length * 0.7, base: H - B };
+  }
+
+  function fmtTick(v) { return v >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10); }
+
+  function drawRunsChart(box, days) {
+    const totals = days.map((d) => OUTCOMES.reduce((n, o) => n + ((d.by_status || {})[o] || 0), 0));
+    const max = Math.max(1, ...totals);
+    const g = chartFrame(box, days, max, "Runs per day by outcome");
+    days.forEach((d, i) => {
+      let acc = 0;
+      for (const o of OUTCOMES) {
+        const n = (d.by_status || {})[o] || 0;
+        if (!n) continue;
+        const top = g.y(acc + n), bottom = g.y(acc);
+        g.root.append(svg("rect", { x: g.x(i) - g.bar / 2, y: top, width: g.bar, height: Math.max(bottom - top, 0.5),
+          class: "seg " + o }, svg("title", null, d.day + ": " + n + " " + o)));
+        acc += n;
+      }
+    });
+    box.append(legend(OUTCOMES.map((o) => [o, "seg " + o])));
+  }
+
+  function drawDurationChart(box, days) {
+    const series = [["p50", "p50_duration_ms"], ["p95", "p95_duration_ms"], ["p99", "p99_duration_ms"]];
+    const max = Math.max(1, ...days.map((d) => d.p99_duration_ms || 0));
+    const g = chartFrame(box, days, max, "Duration percentiles per day, in milliseconds");
+    for (const [name, key] of series) {
+      const pts = days.map((d, i) => [i, d[key] || 0]).filter(([i]) => OUTCOMES.some((o) => (days[i].by_status || {})[o]));
+      if (pts.length === 0) continue;
+      g.root.append(svg("polyline", { points: pts.map(([i, v]) => g.x(i) + "," + g.y(v)).join(" "), class: "line " + name }));
+      for (const [i, v] of pts) {
+        g.root.append(svg("circle", { cx: g.x(i), cy: g.y(v), r: 2.5, class: "dot " + name },
+          svg("title", null, days[i].day + " " + name + ": " + fmtMS(v))));
+      }
+    }
+    box.append(legend(series.map(([n]) => [n, "line " + n])));
+  }
+
+  function legend(items) {
+    return el("p", { class: "legend" }, ...items.map(([name, cls]) =>
+      el("span", null, (() => { const s = svg("svg", { width: 12, height: 12, "aria-hidden": "true" }, svg("rect", { width: 12, height: 12, class: cls })); return s; })(), " " + name)));
+  }
   $("usage-refresh").addEventListener("click", loadUsage);
 
   function meter(id, used, quota) {
