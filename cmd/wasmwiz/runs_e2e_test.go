@@ -19,6 +19,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // apiCall makes one API request with key and returns the status and body.
@@ -210,7 +211,7 @@ func TestServeRunReadAtOnce(t *testing.T) {
 			}
 			for _, reader := range servers {
 				code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
-					"wasm_base64": b64(testModule(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
+					"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
 					"env": map[string]string{"SECRET_NAME": "s3cret"}}, nil)
 				if code != http.StatusOK {
 					t.Fatalf("execute: %d %s", code, body)
@@ -231,7 +232,7 @@ func TestServeRunReadAtOnce(t *testing.T) {
 			}
 			// Another tenant's run is 404 at once, and so is one that never was.
 			_, _, other := a.newUser(wasmwiz.TierFree)
-			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))}, nil)
+			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))}, nil)
 			if code != http.StatusOK {
 				t.Fatalf("execute: %d %s", code, body)
 			}
@@ -255,7 +256,7 @@ func TestServeAsyncRun(t *testing.T) {
 			t.Parallel()
 			s := startServe(t, serveEnv(t, b.env(t)), testServeOptions())
 			_, _, key := s.newUser(wasmwiz.TierBasic)
-			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1500ms"})
+			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
@@ -296,7 +297,7 @@ func TestServeExecuteEventStream(t *testing.T) {
 	t.Parallel()
 	s := startServe(t, serveEnv(t, backends[0].env(t)), testServeOptions())
 	_, _, key := s.newUser(wasmwiz.TierBasic)
-	body, _ := json.Marshal(map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1s"})
+	body, _ := json.Marshal(map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1s"})
 	events := follow(t, context.Background(), s.url+"/api/v1/execute", key, "", map[string]string{"body": string(body)})
 	var out bytes.Buffer
 	next(t, events, "stdout", &out)
@@ -328,7 +329,7 @@ func TestServeAsyncCancel(t *testing.T) {
 			env["WASMWIZ_ASYNC_WORKERS"] = "1"
 			s := startServe(t, serveEnv(t, env), testServeOptions())
 			_, _, key := s.newUser(wasmwiz.TierBasic)
-			ticks := b64(testModule(t, "ticks.wasm"))
+			ticks := b64(testmodule.Read(t, "ticks.wasm"))
 			first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
 			testenv.WaitFor(t, "the first run to print", func() bool {
 				r := getRun(t, s.url, key, first)
@@ -355,7 +356,7 @@ func TestServeAsyncCancel(t *testing.T) {
 				t.Fatalf("cancel of a cancelled run: %d, want 409", code)
 			}
 			// The cancelled second run never ran, later either.
-			third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+			third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
 			testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == wasmwiz.RunDone })
 			if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != wasmwiz.RunCancelled {
 				t.Fatalf("a cancelled run started: %+v", r)
@@ -374,7 +375,7 @@ func TestServeAsyncAdmission(t *testing.T) {
 	s := startServe(t, serveEnv(t, env), testServeOptions())
 	s.putTier(testTier("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 }))
 	_, _, key := s.newUser("two")
-	hello := b64(testModule(t, "hello.wasm"))
+	hello := b64(testmodule.Read(t, "hello.wasm"))
 	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
 	// Prefer: respond-async works as well as "async": true.
 	code, body, _ := apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
@@ -408,7 +409,7 @@ func TestServeAsyncSurvivesRestart(t *testing.T) {
 	vars["WASMWIZ_DATA_DIR"] = data
 	a := startServe(t, vars, testServeOptions())
 	_, _, key := a.newUser(wasmwiz.TierBasic)
-	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +435,7 @@ func TestServeAsyncTwoReplicas(t *testing.T) {
 	back["WASMWIZ_ASYNC_WORKERS"] = "1"
 	startServe(t, back, testServeOptions())
 
-	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm")), "timeout": "1500ms"})
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := follow(t, ctx, a.url+"/api/v1/runs/"+id+"/events", key, "", nil)
@@ -471,7 +472,7 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 		victim[k] = v
 	}
 	p := startServeProcess(t, victim)
-	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "ticks.wasm"))})
+	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
 	testenv.WaitFor(t, "the run to print on the victim", func() bool {
 		r := getRun(t, a.url, key, id)
 		return r.State == wasmwiz.RunRunning && len(r.Stdout) > 0
@@ -488,7 +489,7 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	back := serveEnv(t, env)
 	back["WASMWIZ_ASYNC_WORKERS"] = "1"
 	startServe(t, back, testServeOptions())
-	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm"))})
+	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
 	testenv.WaitFor(t, "the next run", func() bool { return getRun(t, a.url, key, nextID).State == wasmwiz.RunDone })
 	if r := getRun(t, a.url, key, id); r.State != wasmwiz.RunFailed {
 		t.Fatalf("the failed run changed: %+v", r)
@@ -537,7 +538,7 @@ func TestServeWebhook(t *testing.T) {
 			mu.Lock()
 			secret = sec.Secret
 			mu.Unlock()
-			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
+			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
 			testenv.WaitFor(t, "two delivery attempts in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) == 2 })
 			r := getRun(t, s.url, key, id)
 			if r.Deliveries[0].StatusCode != http.StatusServiceUnavailable || r.Deliveries[0].Error == "" ||
@@ -570,7 +571,7 @@ func TestServeWebhookRefusesLoopback(t *testing.T) {
 	}
 	// "localhost" resolves to loopback: the check is on the address.
 	u := strings.Replace(recv.URL, "127.0.0.1", "localhost", 1)
-	id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testModule(t, "hello.wasm")), "callback_url": u})
+	id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": u})
 	testenv.WaitFor(t, "a refused attempt in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) >= 1 })
 	if d := getRun(t, s.url, key, id).Deliveries[0]; d.StatusCode != 0 || !strings.Contains(d.Error, "not public") {
 		t.Fatalf("delivery %+v", d)
