@@ -21,7 +21,7 @@ import (
 // e2eServer is a real `wasmwiz serve` running in this process on 127.0.0.1:0,
 // its guests in worker processes re-executed from the test binary.
 type e2eServer struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *Server
 	url      string
 	adminKey string // printed at bootstrap; "" when the database had users
@@ -89,7 +89,7 @@ func testServeOptions() ServeOptions {
 
 // startServe runs Serve with env until the test ends (or stop), and
 // returns once it listens.
-func startServe(t *testing.T, env map[string]string, opts ServeOptions) *e2eServer {
+func startServe(t testing.TB, env map[string]string, opts ServeOptions) *e2eServer {
 	t.Helper()
 	if opts.WorkerCommand == nil {
 		def := testServeOptions()

@@ -23,7 +23,7 @@ import (
 )
 
 // apiCall makes one API request with key and returns the status and body.
-func apiCall(t *testing.T, method, url, key string, body any, hdr map[string]string) (int, []byte, http.Header) {
+func apiCall(t testing.TB, method, url, key string, body any, hdr map[string]string) (int, []byte, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -57,7 +57,7 @@ func apiCall(t *testing.T, method, url, key string, body any, hdr map[string]str
 }
 
 // getRun reads a run's record.
-func getRun(t *testing.T, base, key, id string) *wasmwiz.UsageRecord {
+func getRun(t testing.TB, base, key, id string) *wasmwiz.UsageRecord {
 	t.Helper()
 	code, body, _ := apiCall(t, "GET", base+"/api/v1/runs/"+id, key, nil, nil)
 	if code != http.StatusOK {
@@ -71,7 +71,7 @@ func getRun(t *testing.T, base, key, id string) *wasmwiz.UsageRecord {
 }
 
 // startAsync admits a background run and returns its id.
-func startAsync(t *testing.T, base, key string, body map[string]any) string {
+func startAsync(t testing.TB, base, key string, body map[string]any) string {
 	t.Helper()
 	body["async"] = true
 	code, b, hdr := apiCall(t, "POST", base+"/api/v1/execute", key, body, nil)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// benchClients is how many callers the run benchmarks use at once.
+const benchClients = 16
+
+// runsBenchServer starts serve on a backend for benchmarks, with a tier that
+// never refuses: every figure is about the work, not about quotas.
+func runsBenchServer(b *testing.B, backend string, stored int64) (*e2eServer, string) {
+	b.Helper()
+	env := map[string]string{"WASMWIZ_DATABASE_URL": b.TempDir() + "/wasmwiz.db"}
+	if backend == "postgres" {
+		env = map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(b), "WASMWIZ_REDIS_URL": testenv.RedisURL(b), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	}
+	env["WASMWIZ_ADDR"] = "127.0.0.1:0"
+	env["WASMWIZ_DATA_DIR"] = b.TempDir()
+	env["WASMWIZ_WORKERS"] = "2"
+	env["WASMWIZ_ASYNC_WORKERS"] = "2"
+	env["WASMWIZ_LOG_LEVEL"] = "error"
+	env["WASMWIZ_QUEUE_SIZE"] = "1000"
+	env["WASMWIZ_QUEUE_TIMEOUT"] = "60s"
+	s := startServe(b, env, testServeOptions())
+	tier := testTier("benchruns", func(t *wasmwiz.Tier) {
+		t.RunsPerMinute, t.RunsPerDay, t.MaxConcurrent = 1<<40, 1<<40, 10000
+		t.MaxStoredOutputBytes = stored
+	})
+	s.putTier(tier)
+	_, _, key := s.newUser("benchruns")
+	return s, key
+}
+
+// BenchmarkAsyncRuns: 16 callers each admit a background run of hello and
+// wait for its end (polling its record); reports runs per second and the
+// queued-to-running latency (started_at − created_at) percentiles.
+func BenchmarkAsyncRuns(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			s, key := runsBenchServer(b, backend, 64<<10)
+			hello := b64(testmodule.Read(b, "hello.wasm"))
+			var next atomic.Int64
+			var mu sync.Mutex
+			var waits []float64
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range benchClients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						id := startAsync(b, s.url, key, map[string]any{"wasm_base64": hello})
+						for {
+							rec := getRun(b, s.url, key, id)
+							if rec.State.Final() {
+								if rec.StartedAt != nil {
+									mu.Lock()
+									waits = append(waits, float64(rec.StartedAt.Sub(rec.CreatedAt).Microseconds())/1000)
+									mu.Unlock()
+								}
+								break
+							}
+							time.Sleep(20 * time.Millisecond)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start)
+			b.StopTimer()
+			slices.Sort(waits)
+			b.ReportMetric(float64(b.N)/el.Seconds(), "runs/s")
+			b.ReportMetric(wasmwiz.Percentile(waits, 50), "start-p50-ms")
+			b.ReportMetric(wasmwiz.Percentile(waits, 95), "start-p95-ms")
+			b.ReportMetric(wasmwiz.Percentile(waits, 99), "start-p99-ms")
+		})
+	}
+}
+
+// BenchmarkSyncStoredOutput: 16 callers run echo synchronously with 32 KiB
+// of stdin (so 32 KiB of stdout), with the output kept in the record (a
+// 64 KiB cap) and not kept (a cap of 0): what storing output adds.
+func BenchmarkSyncStoredOutput(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		for _, c := range []struct {
+			name   string
+			stored int64
+		}{{"not-stored", 0}, {"stored", 64 << 10}} {
+			b.Run(backend+"/"+c.name, func(b *testing.B) {
+				s, key := runsBenchServer(b, backend, c.stored)
+				body := map[string]any{"wasm_base64": b64(testmodule.Read(b, "echo.wasm")), "stdin": string(bytes.Repeat([]byte("x"), 32<<10))}
+				var next atomic.Int64
+				var mu sync.Mutex
+				var lat []float64
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for range benchClients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							t0 := time.Now()
+							code, _, _ := apiCall(b, "POST", s.url+"/api/v1/execute", key, body, nil)
+							d := float64(time.Since(t0).Microseconds()) / 1000
+							if code != http.StatusOK {
+								b.Errorf("execute: %d", code)
+								return
+							}
+							mu.Lock()
+							lat = append(lat, d)
+							mu.Unlock()
+						}
+					}()
+				}
+				wg.Wait()
+				el := time.Since(start)
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(b.N)/el.Seconds(), "runs/s")
+				b.ReportMetric(wasmwiz.Percentile(lat, 50), "p50-ms")
+				b.ReportMetric(wasmwiz.Percentile(lat, 99), "p99-ms")
+			})
+		}
+	}
+}
