@@ -33,7 +33,9 @@ func (r *UsageRecord) setResult(res *Result, maxStored int64) {
 	r.DurationMS = float64(res.Duration.Microseconds()) / 1000
 	r.MemoryPeakBytes = res.MemoryPeakBytes
 	r.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
-	r.ModuleSHA256 = res.Module.SHA256
+	if r.ModuleSHA256 == "" {
+		r.ModuleSHA256 = res.Module.SHA256
+	}
 	r.CPUMS = float64(res.CPUTime.Microseconds()) / 1000
 	r.CompileMS = float64(res.CompileDuration.Microseconds()) / 1000
 	r.Trap = res.Trap
