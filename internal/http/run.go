@@ -33,7 +33,12 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.RunList{Runs: apiList(runs, apiRun), Total: total})
+	// A run's record carries more than api.Run (state, inputs, timings):
+	// its own JSON, a superset of api.Run's fields, without output in lists.
+	if runs == nil {
+		runs = []*wasmwiz.UsageRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"runs": runs, "total": total})
 	return nil
 }
 
@@ -47,7 +52,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiRun(run))
+	writeJSON(w, http.StatusOK, run)
 	return nil
 }
 

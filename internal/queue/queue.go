@@ -267,22 +267,16 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
 	return migrateError(err)
 }
 
-// MigrateSQLite applies River's migrations in one write transaction, which
-// SQLite serialises between processes.
+// MigrateSQLite applies River's migrations, each in a write transaction
+// of its own (SQLite's write lock serialises them with every other
+// writer).
 func MigrateSQLite(ctx context.Context, db *sql.DB) error {
 	m, err := rivermigrate.New(riversqlite.New(db), nil)
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "queue migrations: %v", err)
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return migrateError(err)
-	}
-	if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
-		_ = tx.Rollback()
-		return migrateError(err)
-	}
-	return migrateError(tx.Commit())
+	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	return migrateError(err)
 }
 
 func migrateError(err error) error {
