@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // executorFixture is an Executor on mocks that records what reached them.
@@ -374,9 +375,7 @@ func TestRunGate(t *testing.T) {
 		}
 		entered <- err
 	}()
-	for g.Queued() != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, "the second Enter to queue", func() bool { return g.Queued() == 1 })
 
 	// The queue is full: the third is refused at once with a retry hint.
 	_, err = g.Enter(context.Background())
@@ -392,7 +391,7 @@ func TestRunGate(t *testing.T) {
 
 	release()
 	release() // twice is harmless
-	if err := <-entered; err != nil {
+	if err := testenv.Recv(t, entered, "the queued Enter"); err != nil {
 		t.Fatalf("queued Enter: %v", err)
 	}
 	if g.InFlight() != 0 || g.Queued() != 0 {

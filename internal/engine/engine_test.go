@@ -269,9 +269,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 		_, err := e.Run(runCtx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "poll_sleep.wasm")})
 		done <- err
 	}()
-	for e.active.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, "the guest to run", func() bool { return e.active.Load() != 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := e.Close(ctx); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
@@ -281,7 +279,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 		t.Fatalf("Run after Close: %v", err)
 	}
 	stopRun()
-	if err := <-done; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if err := testenv.Recv(t, done, "the cancelled run"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("the cancelled run: %v", err)
 	}
 	if err := e.Close(context.Background()); err != nil {
