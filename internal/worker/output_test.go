@@ -89,8 +89,9 @@ func TestOutputFrameMalformed(t *testing.T) {
 	}
 }
 
-// TestRunOutputCaps: the parent collects each stream separately, bounded
-// by the cap the way the engine bounds it (keep what fits, mark truncated).
+// TestRunOutputCaps: the parent collects each stream separately, both
+// bounded together by the run's cap the way the engine bounds them (keep
+// what fits, mark the stream that passed it truncated, keep nothing after).
 func TestRunOutputCaps(t *testing.T) {
 	t.Parallel()
 	type frame struct {
@@ -105,11 +106,12 @@ func TestRunOutputCaps(t *testing.T) {
 		outT, errT     bool
 	}{
 		{"no cap", 0, []frame{{fdStdout, "abc"}, {fdStdout, "def"}, {fdStderr, "x"}}, "abcdef", "x", false, false},
-		{"under the cap", 10, []frame{{fdStdout, "abc"}, {fdStderr, "0123456789"}}, "abc", "0123456789", false, false},
+		{"under the cap", 13, []frame{{fdStdout, "abc"}, {fdStderr, "0123456789"}}, "abc", "0123456789", false, false},
 		{"exactly the cap is not truncated", 6, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcdef", "", false, false},
 		{"passing the cap keeps what fits", 5, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcde", "", true, false},
 		{"nothing after truncation", 4, []frame{{fdStdout, "abcdef"}, {fdStdout, "g"}}, "abcd", "", true, false},
-		{"caps are per stream", 3, []frame{{fdStderr, "1234"}, {fdStdout, "ab"}}, "ab", "123", false, true},
+		{"one cap for both streams", 5, []frame{{fdStderr, "123"}, {fdStdout, "abcd"}, {fdStderr, "4"}}, "ab", "123", true, false},
+		{"nothing after either is truncated", 3, []frame{{fdStderr, "1234"}, {fdStdout, "ab"}}, "", "123", false, true},
 		{"a full stream then one byte more", 2, []frame{{fdStdout, "ab"}, {fdStdout, "c"}}, "ab", "", true, false},
 	}
 	for _, tt := range tests {
