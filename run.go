@@ -17,7 +17,8 @@ type UsageRecord struct {
 	Tier            string    `json:"tier"`
 	Status          Status    `json:"status"` // empty when the run was refused
 	ExitCode        int       `json:"exit_code"`
-	DurationMS      float64   `json:"duration_ms"`
+	DurationMS      float64   `json:"duration_ms"` // the guest's
+	CompileMS       float64   `json:"compile_ms"`  // compiling its module for this run, within the same wall time
 	MemoryPeakBytes int64     `json:"memory_peak_bytes"`
 	StdinBytes      int64     `json:"stdin_bytes"`
 	OutputBytes     int64     `json:"output_bytes"` // stdout plus stderr

@@ -349,7 +349,7 @@ func schemas() map[string]any {
 			"imports:[]object", "exports:[]object", "memory:object"),
 		"ModuleList": list("modules", "Module"),
 		"Run": obj("id:string", "user_id:integer", "api_key_id:integer", "module_id:string", "module_sha256:string",
-			"tier:string", "status:string", "exit_code:integer", "duration_ms:number", "memory_peak_bytes:integer",
+			"tier:string", "status:string", "exit_code:integer", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
 			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time"),
 		"RunList":      list("runs", "Run"),
 		"Usage":        obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),

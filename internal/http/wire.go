@@ -81,7 +81,7 @@ func apiModule(m *wasmwiz.Module) *api.Module {
 func apiRun(r *wasmwiz.UsageRecord) *api.Run {
 	out := &api.Run{
 		ID: r.ID, UserID: r.UserID, APIKeyID: r.APIKeyID, ModuleID: r.ModuleID, ModuleSHA256: r.ModuleSHA256,
-		Tier: r.Tier, Status: api.Status(r.Status), DurationMS: r.DurationMS, MemoryPeakBytes: r.MemoryPeakBytes,
+		Tier: r.Tier, Status: api.Status(r.Status), DurationMS: r.DurationMS, CompileMS: r.CompileMS, MemoryPeakBytes: r.MemoryPeakBytes,
 		StdinBytes: r.StdinBytes, OutputBytes: r.OutputBytes, ErrorCode: r.ErrorCode, CreatedAt: r.CreatedAt,
 	}
 	if r.Status.Exited() {

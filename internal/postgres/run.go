@@ -12,16 +12,16 @@ import (
 
 // runColumnList is the column order of every run read and write.
 var runColumnList = []string{"id", "user_id", "api_key_id", "module_id", "module_sha256", "tier", "status",
-	"exit_code", "duration_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at"}
+	"exit_code", "duration_ms", "compile_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at"}
 
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+	compile_ms, memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
 
 func scanRun(row pgx.Row, extra ...any) (*wasmwiz.UsageRecord, error) {
 	var r wasmwiz.UsageRecord
 	var status string
 	dest := append([]any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
-		&r.ExitCode, &r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
+		&r.ExitCode, &r.DurationMS, &r.CompileMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
 		&r.CreatedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
@@ -92,22 +92,22 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageReco
 		make([]string, n), make([]string, n), make([]string, n)
 	users, keys, peaks, stdins, outs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	exits := make([]int32, n)
-	durs := make([]float64, n)
+	durs, compiles := make([]float64, n), make([]float64, n)
 	times := make([]time.Time, n)
 	for i, r := range batch {
 		ids[i], users[i], keys[i], mods[i], shas[i], tiers[i], statuses[i] = r.ID, r.UserID, r.APIKeyID, r.ModuleID,
 			r.ModuleSHA256, r.Tier, string(r.Status)
-		exits[i], durs[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
-			r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
+		exits[i], durs[i], compiles[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
+			r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
 	}
 	_, err := tx.Exec(ctx, `WITH ins AS (
 		INSERT INTO runs (`+runColumns+`)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-			$7::text[], $8::int[], $9::float8[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
-			$14::timestamptz[])
+			$7::text[], $8::int[], $9::float8[], $10::float8[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[],
+			$15::timestamptz[])
 		ON CONFLICT (id) DO NOTHING
 		RETURNING module_id, status, created_at)`+bumpModules,
-		ids, users, keys, mods, shas, tiers, statuses, exits, durs, peaks, stdins, outs, errs, times)
+		ids, users, keys, mods, shas, tiers, statuses, exits, durs, compiles, peaks, stdins, outs, errs, times)
 	return err
 }
 
@@ -122,7 +122,7 @@ func insertRunsCopy(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageRecord
 		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 			r := batch[i]
 			return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-				int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
+				int32(r.ExitCode), r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
 				r.CreatedAt}, nil
 		}))
 	if err != nil {

@@ -10,13 +10,13 @@ import (
 )
 
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
+	compile_ms, memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at`
 
 func scanRun(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
 	var r wasmwiz.UsageRecord
 	var created int64
 	if err := row.Scan(&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
-		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created); err != nil {
+		&r.DurationMS, &r.CompileMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created); err != nil {
 		return nil, err
 	}
 	r.CreatedAt = fromMS(created)
@@ -42,7 +42,7 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 	now := db.Now()
 	return db.write(ctx, "create runs", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO runs (`+runColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 				created = r.CreatedAt
 			}
 			res, err := stmt.ExecContext(ctx, r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-				r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created))
+				r.ExitCode, r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created))
 			if err != nil {
 				return err
 			}

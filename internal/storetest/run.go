@@ -32,7 +32,7 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	m := e.module(ctx, "m", wasmBytes("m"), false)
 	at := e.clock.Add(time.Second).Add(123 * time.Millisecond)
 	full := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
-		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, MemoryPeakBytes: 3 << 20,
+		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, CompileMS: 480.125, MemoryPeakBytes: 3 << 20,
 		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at}
 	trap := run(u.ID, wasmwiz.StatusTrap, 0.25, at, "", sha([]byte("adhoc")))
 	refused := run(u.ID, "", 0, at, "", "")
