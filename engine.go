@@ -26,8 +26,10 @@ type Limits struct {
 	MaxModuleBytes int64 `tier:"max_module_bytes,bytes,min=1,max=1GiB" flag:"max-module" help:"size of a module"`
 	// MaxStdinBytes: larger stdin is ETOOLARGE before any work.
 	MaxStdinBytes int64 `tier:"max_stdin_bytes,bytes,min=0,max=1GiB" flag:"max-stdin" help:"size of stdin"`
-	// MaxOutputBytes caps stdout and stderr, each.
-	MaxOutputBytes int64 `tier:"max_output_bytes,bytes,min=1,max=1GiB" flag:"max-output" help:"stdout and stderr of a run, each"`
+	// MaxOutputBytes caps a run's output: stdout and stderr together. The
+	// run stops when it is passed (StatusOutputLimit), and what the answer
+	// carries is bounded by it (ResultJSON).
+	MaxOutputBytes int64 `tier:"max_output_bytes,bytes,min=1,max=1GiB" flag:"max-output" help:"output of a run, stdout and stderr together"`
 }
 
 // Status is the outcome of a guest run. Every status is a successful result,
@@ -41,7 +43,7 @@ const (
 	StatusTrap        Status = "trap"         // the guest trapped; Result.Trap says how
 	StatusTimeout     Status = "timeout"      // stopped at the wall-time limit
 	StatusMemoryLimit Status = "memory_limit" // died of the memory cap
-	StatusOutputLimit Status = "output_limit" // stopped when stdout or stderr passed its cap
+	StatusOutputLimit Status = "output_limit" // stopped when its output (stdout and stderr together) passed the cap
 )
 
 // Exited reports whether a run with this status ended by the guest's own

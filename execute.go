@@ -347,18 +347,12 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		}
 	}
 
-	if adm.Concurrency {
-		return ex, &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("too many runs in flight: tier %s allows %d at a time", c.Tier.Name, c.Tier.MaxConcurrent),
-			Err:     errors.Join(&concurrencyError{max: c.Tier.MaxConcurrent}, &RetryAfterError{After: time.Second})}
+	if !adm.Concurrency {
+		dec := adm.Decision
+		ex.RateLimit = &dec
 	}
-	dec := adm.Decision
-	ex.RateLimit = &dec
-	if !dec.Allowed {
-		return ex, &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-				c.Tier.Name, dec.Limit, windowName(dec.Limit, c.Tier), retryText(dec.RetryAfter)),
-			Err: &RetryAfterError{After: dec.RetryAfter}}
+	if err := refusal(c.Tier, &adm); err != nil {
+		return ex, err
 	}
 	if e.Gate != nil {
 		leave, err := e.Gate.Enter(ctx)
@@ -396,6 +390,7 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		}
 		if res != nil { // stopped when the request ended: what it used
 			rec.DurationMS = float64(res.Duration.Microseconds()) / 1000
+			rec.CompileMS = float64(res.CompileDuration.Microseconds()) / 1000
 			rec.MemoryPeakBytes = res.MemoryPeakBytes
 			rec.OutputBytes = int64(len(res.Stdout) + len(res.Stderr))
 		}
@@ -407,6 +402,75 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		e.Usage.Record(rec)
 	}
 	return ex, err
+}
+
+// refusal returns the error of an admission that took nothing: every slot
+// of the caller's tier in use, or a quota spent; nil when adm is OK.
+func refusal(t *Tier, adm *Admitted) error {
+	if adm.Concurrency {
+		return &Error{Code: ERATELIMIT,
+			Message: fmt.Sprintf("too many runs in flight: tier %s allows %d at a time", t.Name, t.MaxConcurrent),
+			Err:     errors.Join(&concurrencyError{max: t.MaxConcurrent}, &RetryAfterError{After: time.Second})}
+	}
+	if dec := adm.Decision; !dec.Allowed {
+		return &Error{Code: ERATELIMIT,
+			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
+				t.Name, dec.Limit, windowName(dec.Limit, t), retryText(dec.RetryAfter)),
+			Err: &RetryAfterError{After: dec.RetryAfter}}
+	}
+	return nil
+}
+
+// Inspect compiles and inspects wasm for the caller in ctx, as an upload
+// does before it stores a module: compiling untrusted code is work, so it is
+// admitted like a run. It holds one of the caller's concurrency slots, takes
+// one event of each of the tier's run quotas (an upload counts as a run
+// against them; it leaves no usage record, since nothing ran), passes the
+// replica's run gate, and inspects under the tier's limits, whose wall time
+// and memory bound the compile. The caller and its tier are read from the
+// stores, not the cache: uploads are not the hot path. The Execution
+// carries the tier, the limits and the rate decision (for the answer's
+// headers).
+//
+// Errors: those of Execute's admission (ERATELIMIT with a RetryAfter hint,
+// EUNAVAILABLE), ETOOLARGE for a module over the tier's size, and those of
+// Engine.Inspect (EINVALID, ETOOLARGE for a module too costly to compile).
+func (e *Executor) Inspect(ctx context.Context, wasm []byte) (*Inspection, *Execution, error) {
+	ex := &Execution{}
+	if e.Engine == nil || e.Limiter == nil || (e.Tiers == nil && e.Directory == nil) {
+		return nil, ex, Errorf(EINTERNAL, "executor needs an engine, a tier service and a rate limiter")
+	}
+	c, err := e.caller(ctx, "", false)
+	if err != nil {
+		return nil, ex, err
+	}
+	ex.Tier, ex.Limits = c.Tier, c.Limits
+	if err := c.Limits.CheckSizes(int64(len(wasm)), 0, c.Tier.Name); err != nil {
+		return nil, ex, err
+	}
+	adm, err := e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
+		MaxConcurrent: c.Tier.MaxConcurrent, SlotTTL: c.Limits.Timeout + slotMargin})
+	if err != nil {
+		return nil, ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	}
+	if !adm.Concurrency {
+		dec := adm.Decision
+		ex.RateLimit = &dec
+	}
+	if err := refusal(c.Tier, &adm); err != nil {
+		return nil, ex, err
+	}
+	if e.Gate != nil {
+		leave, err := e.Gate.Enter(ctx)
+		if err != nil {
+			adm.Release(true)
+			return nil, ex, err
+		}
+		defer leave()
+	}
+	defer adm.Release(false)
+	insp, err := e.Engine.Inspect(ctx, wasm, c.Limits)
+	return insp, ex, err
 }
 
 // module returns the stored module id (without its bytes) if the caller in

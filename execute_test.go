@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // executorFixture is an Executor on mocks that records what reached them.
@@ -376,9 +377,7 @@ func TestRunGate(t *testing.T) {
 		}
 		entered <- err
 	}()
-	for g.Queued() != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, "the second Enter to queue", func() bool { return g.Queued() == 1 })
 
 	// The queue is full: the third is refused at once with a retry hint.
 	_, err = g.Enter(context.Background())
@@ -394,7 +393,7 @@ func TestRunGate(t *testing.T) {
 
 	release()
 	release() // twice is harmless
-	if err := <-entered; err != nil {
+	if err := testenv.Recv(t, entered, "the queued Enter"); err != nil {
 		t.Fatalf("queued Enter: %v", err)
 	}
 	if g.InFlight() != 0 || g.Queued() != 0 {
@@ -564,5 +563,94 @@ func TestExecutorRecordsTheRun(t *testing.T) {
 	}
 	if j, _ := json.Marshal(r); bytes.Contains(j, []byte("s3cret")) {
 		t.Fatal("an env value reached the record")
+	}
+}
+
+// TestExecutorRecordsTheCompile: a run's usage record carries its compile
+// time beside its guest's, from the result or from a run stopped early.
+func TestExecutorRecordsTheCompile(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Duration: 2 * time.Millisecond, CompileDuration: 1250 * time.Millisecond}, nil
+	}
+	if _, err := f.ex.Execute(userCtx(7, wasmwiz.TierBasic), nil, &wasmwiz.RunRequest{Wasm: wasmHeader}); err != nil {
+		t.Fatal(err)
+	}
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{CompileDuration: 300 * time.Millisecond}, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the request ended before the run did")
+	}
+	_, _ = f.ex.Execute(userCtx(7, wasmwiz.TierBasic), nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
+	runs := f.usage.Runs()
+	if len(runs) != 2 || runs[0].CompileMS != 1250 || runs[0].DurationMS != 2 || runs[1].CompileMS != 300 {
+		t.Fatalf("records %+v, want compile 1250ms and 300ms", runs)
+	}
+}
+
+// TestExecutorInspectIsAdmitted: compiling an upload is work admitted like
+// a run: it takes a concurrency slot (released after) and one event of the
+// tier's run quotas, it compiles under the tier's limits, and a refusal
+// (slot, quota, size) reaches no engine and leaves no usage record.
+func TestExecutorInspectIsAdmitted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		wasm     []byte
+		allow    *wasmwiz.RateDecision
+		slotFull bool
+		wantCode string
+		wantConc bool
+	}{
+		{name: "admitted", wasm: wasmHeader},
+		{name: "quota spent", wasm: wasmHeader, allow: &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: time.Second},
+			wantCode: wasmwiz.ERATELIMIT},
+		{name: "slot taken", wasm: wasmHeader, slotFull: true, wantCode: wasmwiz.ERATELIMIT, wantConc: true},
+		{name: "over the tier's module size", wasm: make([]byte, 10*wasmwiz.MiB+1), wantCode: wasmwiz.ETOOLARGE},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newExecutorFixture(t)
+			var inspected []wasmwiz.Limits
+			f.engine.InspectFn = func(ctx context.Context, wasm []byte, l wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+				f.mu.Lock()
+				inspected = append(inspected, l)
+				f.mu.Unlock()
+				return &wasmwiz.Inspection{SHA256: wasmwiz.ModuleDigest(wasm)}, nil
+			}
+			if tt.allow != nil {
+				d := *tt.allow
+				f.limiter.AllowFn = func(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
+					return d, nil
+				}
+			}
+			if tt.slotFull {
+				f.limiter.AcquireFn = func(ctx context.Context, key string, max int, ttl time.Duration) (func(), bool, error) {
+					return nil, false, nil
+				}
+			}
+			insp, ex, err := f.ex.Inspect(userCtx(7, wasmwiz.TierFree), tt.wasm)
+			if wasmwiz.ErrorCode(err) != tt.wantCode {
+				t.Fatalf("Inspect: %v, want %q", err, tt.wantCode)
+			}
+			if wasmwiz.ConcurrencyLimited(err) != tt.wantConc {
+				t.Errorf("ConcurrencyLimited = %v", wasmwiz.ConcurrencyLimited(err))
+			}
+			if n := len(f.usage.Runs()); n != 0 {
+				t.Errorf("%d usage records for an upload, want none", n)
+			}
+			if tt.wantCode != "" {
+				if len(inspected) != 0 || insp != nil {
+					t.Errorf("a refused upload reached the engine")
+				}
+				return
+			}
+			if len(inspected) != 1 || inspected[0] != ex.Limits || inspected[0].Timeout != 5*time.Second || inspected[0].MaxMemoryBytes != 128*wasmwiz.MiB {
+				t.Errorf("inspected under %+v, want the free tier's limits %+v", inspected, ex.Limits)
+			}
+			if f.released != 1 || ex.RateLimit == nil || !ex.RateLimit.Allowed {
+				t.Errorf("slot released %d times, decision %+v; want the slot given back and the quota counted", f.released, ex.RateLimit)
+			}
+		})
 	}
 }

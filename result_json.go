@@ -1,6 +1,7 @@
 package wasmwiz
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"math"
@@ -41,13 +42,47 @@ type valueJSON struct {
 	Value json.RawMessage `json:"value"`
 }
 
-// EncodeOutput returns b as UTF-8 text when it is valid UTF-8, else as base64,
-// with the encoding's name.
+// EncodeOutput returns b as UTF-8 text when it is valid UTF-8 that JSON
+// writes in at most twice its size, else as base64 (4/3 of its size), with
+// the encoding's name. Text of control bytes (each written \u00XX, six
+// bytes) goes as base64, so that a JSON answer carrying output of n bytes
+// is at most 2n plus its fixed fields: ordinary text, even with many line
+// breaks or quotes (two bytes each), stays readable.
 func EncodeOutput(b []byte) (text, encoding string) {
-	if utf8.Valid(b) {
+	if utf8.Valid(b) && jsonTextLen(b) <= 2*len(b) {
 		return string(b), EncodingUTF8
 	}
 	return base64.StdEncoding.EncodeToString(b), EncodingBase64
+}
+
+// jsonTextLen returns how many bytes encoding/json writes for the valid
+// UTF-8 text b inside its quotes, without HTML escaping (as MarshalJSON
+// and the API write it).
+func jsonTextLen(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			case c < 0x20:
+				n += 6 // \u00XX
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == '\u2028' || r == '\u2029' {
+			n += 6
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // DecodeOutput reverses EncodeOutput.
@@ -89,7 +124,17 @@ func (r ResultJSON) MarshalJSON() ([]byte, error) {
 		}
 		j.Results = append(j.Results, valueJSON{Type: v.Type, Value: raw})
 	}
-	return json.Marshal(j)
+	// Without HTML escaping: <, > and & as themselves, not six bytes each,
+	// so that markup a guest prints stays text of about its own size
+	// (EncodeOutput). Write the answer with HTML escaping off too, or it is
+	// applied again.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads the shared JSON shape.

@@ -23,7 +23,8 @@ type UsageRecord struct {
 	Tier            string    `json:"tier"`
 	Status          Status    `json:"status"` // empty when the run was refused
 	ExitCode        int       `json:"exit_code"`
-	DurationMS      float64   `json:"duration_ms"`
+	DurationMS      float64   `json:"duration_ms"` // the guest's
+	CompileMS       float64   `json:"compile_ms"`  // compiling its module for this run, within the same wall time
 	MemoryPeakBytes int64     `json:"memory_peak_bytes"`
 	StdinBytes      int64     `json:"stdin_bytes"`
 	OutputBytes     int64     `json:"output_bytes"` // stdout plus stderr
@@ -64,7 +65,6 @@ type RunDetail struct {
 	// Limits are the limits the run had, by tier field name in stored units
 	// (timeout_ms, max_memory_bytes, …).
 	Limits          map[string]int64 `json:"limits,omitempty"`
-	CompileMS       float64          `json:"compile_ms"`
 	CPUMS           float64          `json:"cpu_ms"` // the worker's user+system CPU time for the run
 	Trap            string           `json:"trap,omitempty"`
 	Results         []RunValue       `json:"results,omitempty"`

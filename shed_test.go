@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestRunGateFull: the gate is full only when every slot and every queue
@@ -31,13 +32,7 @@ func TestRunGateFull(t *testing.T) {
 		}
 		queued <- err
 	}()
-	deadline := time.Now().Add(time.Minute)
-	for g.Queued() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the second run never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, "the second run to queue", func() bool { return g.Queued() == 1 })
 	if !g.Full() {
 		t.Fatal("not full with the slot and the queue taken")
 	}
@@ -46,7 +41,7 @@ func TestRunGateFull(t *testing.T) {
 		t.Fatalf("Shed: %v (retry after %v %v), rejected %d", err, d, ok, g.Rejected())
 	}
 	leave()
-	if err := <-queued; err != nil {
+	if err := testenv.Recv(t, queued, "the queued run"); err != nil {
 		t.Fatalf("the queued run: %v", err)
 	}
 	if g.Full() {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -22,7 +23,7 @@ const (
 	StatusTrap        Status = "trap"         // the guest trapped; Result.Trap says how
 	StatusTimeout     Status = "timeout"      // stopped at the wall-time limit
 	StatusMemoryLimit Status = "memory_limit" // died of the memory cap
-	StatusOutputLimit Status = "output_limit" // stopped when stdout or stderr passed its cap
+	StatusOutputLimit Status = "output_limit" // stopped when its output (stdout and stderr together) passed the cap
 )
 
 // Exited reports whether a run with this status ended by the guest's own
@@ -35,13 +36,47 @@ const (
 	encodingBase64 = "base64"
 )
 
-// encodeOutput returns b as UTF-8 text when it is valid UTF-8, else as
-// base64, with the encoding's name.
+// encodeOutput returns b as UTF-8 text when it is valid UTF-8 that JSON
+// writes in at most twice its size, else as base64 (4/3 of its size), with
+// the encoding's name. Text of control bytes (each written \u00XX, six
+// bytes) goes as base64, so that an answer carrying output of n bytes is
+// at most 2n plus its fixed fields: ordinary text, even with many line
+// breaks or quotes (two bytes each), stays readable. The rule is the root
+// package's EncodeOutput (`wasmwiz run --json`); a test holds them equal.
 func encodeOutput(b []byte) (text, encoding string) {
-	if utf8.Valid(b) {
+	if utf8.Valid(b) && jsonTextLen(b) <= 2*len(b) {
 		return string(b), encodingUTF8
 	}
 	return base64.StdEncoding.EncodeToString(b), encodingBase64
+}
+
+// jsonTextLen returns how many bytes JSON takes for the valid UTF-8 text b
+// inside its quotes, without HTML escaping (as Result.MarshalJSON writes).
+func jsonTextLen(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			case c < 0x20:
+				n += 6 // \u00XX
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == '\u2028' || r == '\u2029' {
+			n += 6
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // decodeOutput reverses encodeOutput.
@@ -56,7 +91,8 @@ func decodeOutput(text, encoding string) ([]byte, error) {
 // /api/v1/modules/{id}/execute, and what `wasmwiz run --json` prints.
 //
 // In JSON, stdout and stderr travel as UTF-8 text when they are valid
-// UTF-8 and as base64 otherwise ("stdout_encoding"); exit_code is null when
+// UTF-8 that JSON writes in at most twice its size, and as base64
+// otherwise ("stdout_encoding"); exit_code is null when
 // the guest did not exit; the duration is "duration_ms". The Go fields hold
 // the decoded values.
 type Result struct {
@@ -134,7 +170,17 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	}
 	j.Stdout, j.StdoutEncoding = encodeOutput(r.Stdout)
 	j.Stderr, j.StderrEncoding = encodeOutput(r.Stderr)
-	return json.Marshal(j)
+	// Without HTML escaping: <, > and & as themselves, not six bytes each,
+	// so that markup a guest prints stays text of about its own size. An
+	// encoder around this one must not escape HTML either, or it applies
+	// it again (the HTTP layer writes this output as it is).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads the result's JSON shape.

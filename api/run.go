@@ -14,9 +14,10 @@ type Run struct {
 	ModuleID        string    `json:"module_id,omitempty"` // set when a stored module ran
 	ModuleSHA256    string    `json:"module_sha256"`
 	Tier            string    `json:"tier"`
-	Status          Status    `json:"status"`    // empty when the run was refused
-	ExitCode        int       `json:"exit_code"` // as in Result: JSON null unless Status.Exited()
-	DurationMS      float64   `json:"duration_ms"`
+	Status          Status    `json:"status"`      // empty when the run was refused
+	ExitCode        int       `json:"exit_code"`   // as in Result: JSON null unless Status.Exited()
+	DurationMS      float64   `json:"duration_ms"` // the guest's
+	CompileMS       float64   `json:"compile_ms"`  // compiling its module, within the same wall time
 	MemoryPeakBytes int64     `json:"memory_peak_bytes"`
 	StdinBytes      int64     `json:"stdin_bytes"`
 	OutputBytes     int64     `json:"output_bytes"`         // stdout plus stderr

@@ -103,7 +103,7 @@ func TestServeSlowConnections(t *testing.T) {
 			attacks := []struct {
 				name       string
 				head, rest string
-				want       string // status line prefix; "" for a close without an answer
+				want       string // status line prefix of an answer, if one arrives
 			}{
 				{"body with a key", execHead(attackerKey), body, "HTTP/1.1 400"},
 				{"body without a key", execHead(""), body, "HTTP/1.1 401"},
@@ -129,9 +129,12 @@ func TestServeSlowConnections(t *testing.T) {
 			testenv.Wait(t, "the slow connections", wg.Wait)
 			for i, r := range results {
 				a := attacks[i%len(attacks)]
+				// A close may reset the connection before the client reads
+				// the answer (unread bytes in the server's buffer): no
+				// answer is fine, a wrong one is not.
 				if !r.cut {
 					t.Errorf("%s: the server read the whole trickle", a.name)
-				} else if !strings.HasPrefix(r.status, a.want) {
+				} else if r.status != "" && !strings.HasPrefix(r.status, a.want) {
 					t.Errorf("%s: answer %q, want %q", a.name, r.status, a.want)
 				}
 			}

@@ -308,7 +308,7 @@ func inProcessExposition(t *testing.T) exported {
 		Limiter:           lim,
 		Registerer:        reg,
 		Auth:              true,
-		MaxConcurrentRuns: 1,
+		MaxConcurrentRuns: 2,
 		QueueSize:         0,
 		Readiness:         []wwhttp.ReadinessCheck{{Name: "database", Ping: func(context.Context) error { return nil }}},
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -369,26 +369,34 @@ func inProcessExposition(t *testing.T) exported {
 		}
 	}
 
-	// One run of user one holds the replica's only run slot and the user's
-	// only concurrency slot (tier free: 1).
-	blocked := make(chan int, 1)
-	go func() { blocked <- do("POST", "/api/v1/execute", keyOne, run("block")) }()
-	select {
-	case <-be.entered:
-	case code := <-blocked:
-		t.Fatalf("the run meant to block answered %d before it reached the engine", code)
-	case <-time.After(testenv.Patience):
-		t.Fatal("the run meant to block neither reached the engine nor answered")
+	// One run of each user holds one of the replica's two run slots and
+	// the user's only concurrency slot (tier free: 1): after the first, a
+	// second run of user one is over its own limit (429); after both, the
+	// replica is saturated and every run is refused (503) before any work.
+	blocked := make(chan int, 2)
+	block := func(key string) {
+		go func() { blocked <- do("POST", "/api/v1/execute", key, run("block")) }()
+		select {
+		case <-be.entered:
+		case code := <-blocked:
+			t.Fatalf("the run meant to block answered %d before it reached the engine", code)
+		case <-time.After(testenv.Patience):
+			t.Fatal("the run meant to block neither reached the engine nor answered")
+		}
 	}
+	block(keyOne)
 	if got := do("POST", "/api/v1/execute", keyOne, run("")); got != http.StatusTooManyRequests {
 		t.Errorf("second run of a free user in flight answered %d, want 429", got)
 	}
+	block(keyTwo)
 	if got := do("POST", "/api/v1/execute", keyTwo, run("")); got != http.StatusServiceUnavailable {
 		t.Errorf("run on a saturated replica answered %d, want 503", got)
 	}
 	be.release.Open()
-	if code := testenv.Recv(t, blocked, "the blocked run's answer"); code != 200 {
-		t.Errorf("blocked run answered %d, want 200", code)
+	for range 2 {
+		if code := testenv.Recv(t, blocked, "a blocked run's answer"); code != 200 {
+			t.Errorf("blocked run answered %d, want 200", code)
+		}
 	}
 
 	req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -64,7 +65,7 @@ func TestCacheSingleCompileForConcurrentFirstRuns(t *testing.T) {
 			errs <- err
 		}()
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent compiles", wg.Wait)
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -139,7 +140,7 @@ func TestCacheHammer(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent compiles", wg.Wait)
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

@@ -113,6 +113,10 @@ func TestRunOutcomes(t *testing.T) {
 			want{status: wasmwiz.StatusOutputLimit, stdout: "flood!!\n", stdoutPrefix: true, stdoutTrunc: true}},
 		{"stderr flood", "flood_stderr.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxOutputBytes = 1000 },
 			want{status: wasmwiz.StatusOutputLimit, stderr: "oops!!!", stderrTrunc: true}},
+		// 1001 = 100 × (5 + 5) + 1: the cap is passed on stdout, by both
+		// streams together.
+		{"flood on both streams", "flood_both.wasm", func(r *wasmwiz.RunRequest) { r.Limits.MaxOutputBytes = 1001 },
+			want{status: wasmwiz.StatusOutputLimit, stdout: "out!\n", stdoutPrefix: true, stderr: "err!\n", stdoutTrunc: true}},
 		{"unreachable", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function = "unreachable" },
 			want{status: wasmwiz.StatusTrap, trap: []string{"unreachable", "wasm stack trace"}}},
 		{"integer divide by zero", "traps.wasm", func(r *wasmwiz.RunRequest) { r.Function = "div_by_zero" },
@@ -194,11 +198,8 @@ func TestRunOutcomes(t *testing.T) {
 			if res.StdoutTruncated != w.stdoutTrunc || res.StderrTruncated != w.stderrTrunc {
 				t.Errorf("truncated stdout %v stderr %v, want %v %v", res.StdoutTruncated, res.StderrTruncated, w.stdoutTrunc, w.stderrTrunc)
 			}
-			if w.stdoutTrunc && int64(len(res.Stdout)) != req.Limits.MaxOutputBytes {
-				t.Errorf("stdout is %d bytes, want exactly the cap %d", len(res.Stdout), req.Limits.MaxOutputBytes)
-			}
-			if w.stderrTrunc && int64(len(res.Stderr)) != req.Limits.MaxOutputBytes {
-				t.Errorf("stderr is %d bytes, want exactly the cap %d", len(res.Stderr), req.Limits.MaxOutputBytes)
+			if (w.stdoutTrunc || w.stderrTrunc) && int64(len(res.Stdout)+len(res.Stderr)) != req.Limits.MaxOutputBytes {
+				t.Errorf("stdout and stderr are %d bytes, want exactly the cap %d", len(res.Stdout)+len(res.Stderr), req.Limits.MaxOutputBytes)
 			}
 			if w.entry != "" && res.Module.Entry != w.entry {
 				t.Errorf("entry %q, want %q", res.Module.Entry, w.entry)
@@ -269,9 +270,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 		_, err := e.Run(runCtx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "poll_sleep.wasm")})
 		done <- err
 	}()
-	for e.active.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, "the guest to run", func() bool { return e.active.Load() != 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := e.Close(ctx); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
@@ -281,7 +280,7 @@ func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
 		t.Fatalf("Run after Close: %v", err)
 	}
 	stopRun()
-	if err := <-done; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if err := testenv.Recv(t, done, "the cancelled run"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("the cancelled run: %v", err)
 	}
 	if err := e.Close(context.Background()); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -156,7 +157,7 @@ func TestNoLeaksAfterManyRuns(t *testing.T) {
 		next <- i
 	}
 	close(next)
-	wg.Wait()
+	testenv.Wait(t, "the runs", wg.Wait)
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

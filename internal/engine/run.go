@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -183,8 +184,10 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	defer mem.release()
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
 	stdin := bytes.NewReader(req.Stdin)
-	stdout := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stdoutTee}
-	stderr := &cappedBuffer{limit: lim.MaxOutputBytes, tee: stderrTee}
+	// One cap for the run: stdout and stderr share it.
+	budget := &outputBudget{limit: lim.MaxOutputBytes}
+	stdout := &cappedBuffer{budget: budget, tee: stdoutTee}
+	stderr := &cappedBuffer{budget: budget, tee: stderrTee}
 	fds, err := wasifs.New(wasifs.Config{
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Mounts: mounts,
 		Sleep: func(ctx context.Context, d time.Duration) { sleep(ctx, int64(d)) },
@@ -311,8 +314,21 @@ func trapMessage(err error) string {
 	if i := strings.Index(msg, "\n\ngoroutine "); i >= 0 {
 		msg = msg[:i]
 	}
+	if len(msg) > maxTrapBytes {
+		// The stack names functions as the module's name section says, at
+		// any length: the message is cut, so that a run's answer stays
+		// bounded by its output cap plus a fixed size.
+		cut := maxTrapBytes
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "\n… (cut at " + strconv.Itoa(maxTrapBytes) + " bytes)"
+	}
 	return msg
 }
+
+// maxTrapBytes bounds a trap message.
+const maxTrapBytes = 8 << 10
 
 // sleep is the guest's nanosleep (poll_oneoff clock subscriptions, sched
 // sleeps): it ends early, stopping the guest, when the run's deadline passes.
@@ -329,23 +345,32 @@ func sleep(ctx context.Context, ns int64) {
 	}
 }
 
-// cappedBuffer keeps what a guest writes up to limit bytes (0: no limit);
-// the write that passes the limit keeps what fits and stops the guest.
+// outputBudget is a run's output cap, shared by stdout and stderr.
+type outputBudget struct {
+	limit int64 // 0: no limit
+	used  int64
+}
+
+// cappedBuffer keeps what a guest writes to one stream while the run's
+// output budget lasts; the write that passes it keeps what fits, marks the
+// stream truncated and stops the guest.
 type cappedBuffer struct {
 	buf       bytes.Buffer
-	limit     int64
+	budget    *outputBudget
 	truncated bool
 	tee       io.Writer // optional live copy; its errors are ignored
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if b.limit > 0 && int64(b.buf.Len())+int64(len(p)) > b.limit {
-		fits := p[:b.limit-int64(b.buf.Len())]
+	if o := b.budget; o.limit > 0 && o.used+int64(len(p)) > o.limit {
+		fits := p[:o.limit-o.used]
+		o.used = o.limit
 		b.buf.Write(fits)
 		b.copy(fits)
 		b.truncated = true
 		panic(errOutputLimit)
 	}
+	b.budget.used += int64(len(p))
 	b.copy(p)
 	return b.buf.Write(p)
 }

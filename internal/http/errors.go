@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -110,16 +111,23 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.FormatInt(secs, 10)
 }
 
-// writeJSON writes v as JSON with status.
+// writeJSON writes v as JSON with status, without HTML escaping: answers
+// are JSON (nosniff, no HTML context), and a run's output full of markup
+// would otherwise take six bytes per <, > or & (wasmwiz.EncodeOutput).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var b []byte
 	var err error
 	if m, ok := v.(json.Marshaler); ok {
-		// Straight to the type's own encoder: json.Marshal would then read
-		// its output again to check and compact it.
+		// Straight to the type's own encoder (wasmwiz.ResultJSON's escapes
+		// no HTML either): json.Marshal would then read its output again to
+		// check and compact it, and escape HTML.
 		b, err = m.MarshalJSON()
 	} else {
-		b, err = json.Marshal(v)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		err = enc.Encode(v)
+		b = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
 	if err != nil {
 		status = http.StatusInternalServerError

@@ -149,6 +149,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			s.metrics.observeRequest(r.Method, route, sw.status, elapsed)
+			if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+				return // the access log is off: build nothing for it
+			}
 			attrs := []slog.Attr{
 				slog.String("method", r.Method),
 				slog.String("route", route),

@@ -9,7 +9,8 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 )
 
-// createModule is POST /api/v1/modules: inspect, then store.
+// createModule is POST /api/v1/modules: inspect (admitted like a run), then
+// store.
 func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	tier, err := s.exec.CallerTier(ctx)
@@ -73,7 +74,10 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	if len(m.Name) > 255 || len(m.Description) > 4096 {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "name is at most 255 bytes and description at most 4096")
 	}
-	insp, err := s.opts.Engine.Inspect(ctx, m.Wasm, limits)
+	// Compiling is work: the upload holds one of the caller's concurrency
+	// slots and counts against its run quota (Executor.Inspect).
+	insp, ex, err := s.exec.Inspect(ctx, m.Wasm)
+	setRateHeaders(w, ex)
 	if err != nil {
 		return err
 	}

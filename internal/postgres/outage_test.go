@@ -10,6 +10,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestDatabaseGoesAwayAndComesBack: while the database is unreachable every
@@ -131,20 +132,8 @@ func TestDatabaseHangs(t *testing.T) {
 	}
 
 	proxy.Unstall()
-	waitUntil(t, "the store to answer again", func() bool {
+	testenv.WaitFor(t, "the store to answer again", func() bool {
 		_, _, err := db.Authenticate(ctx, plain)
 		return err == nil
 	})
-}
-
-// waitUntil polls cond, failing after a generous bound.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

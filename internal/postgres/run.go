@@ -13,14 +13,14 @@ import (
 
 // runColumnList is the column order of every run read and write.
 var runColumnList = []string{"id", "user_id", "api_key_id", "module_id", "module_sha256", "tier", "status",
-	"exit_code", "duration_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at",
+	"exit_code", "duration_ms", "compile_ms", "memory_peak_bytes", "stdin_bytes", "output_bytes", "error_code", "created_at",
 	"state", "started_at", "finished_at", "detail", "stdout", "stderr"}
 
 // runColumns are read for every run; runOutputColumns follow them when one
 // run is read with its output, and are written with every run.
 const (
 	runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
+	compile_ms, memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
 	runOutputColumns = `, stdout, stderr`
 )
 
@@ -30,7 +30,7 @@ func scanRun(row pgx.Row, withOutput bool, extra ...any) (*wasmwiz.UsageRecord, 
 	var r wasmwiz.UsageRecord
 	var status, state, detail string
 	dest := []any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &status,
-		&r.ExitCode, &r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
+		&r.ExitCode, &r.DurationMS, &r.CompileMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode,
 		&r.CreatedAt, &state, &r.StartedAt, &r.FinishedAt, &detail}
 	if withOutput {
 		dest = append(dest, &r.Stdout, &r.Stderr)
@@ -72,7 +72,7 @@ func runRow(r *wasmwiz.UsageRecord) ([]any, error) {
 		state = wasmwiz.RunDone
 	}
 	return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-		int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
+		int32(r.ExitCode), r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode,
 		r.CreatedAt, string(state), r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr)}, nil
 }
 
@@ -137,7 +137,7 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageReco
 		make([]string, n), make([]string, n), make([]string, n)
 	users, keys, peaks, stdins, outs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	exits := make([]int32, n)
-	durs := make([]float64, n)
+	durs, compiles := make([]float64, n), make([]float64, n)
 	times := make([]time.Time, n)
 	states, details := make([]string, n), make([]string, n)
 	starts, ends := make([]*time.Time, n), make([]*time.Time, n)
@@ -149,19 +149,19 @@ func insertRunsArrays(ctx context.Context, tx pgx.Tx, batch []*wasmwiz.UsageReco
 		}
 		ids[i], users[i], keys[i], mods[i], shas[i], tiers[i], statuses[i] = r.ID, r.UserID, r.APIKeyID, r.ModuleID,
 			r.ModuleSHA256, r.Tier, string(r.Status)
-		exits[i], durs[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
-			r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
-		states[i], starts[i], ends[i], details[i], stdouts[i], stderrs[i] = row[14].(string), r.StartedAt, r.FinishedAt,
-			row[17].(string), row[18].([]byte), row[19].([]byte)
+		exits[i], durs[i], compiles[i], peaks[i], stdins[i], outs[i], errs[i], times[i] = int32(r.ExitCode), r.DurationMS,
+			r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, r.CreatedAt
+		states[i], starts[i], ends[i], details[i], stdouts[i], stderrs[i] = row[15].(string), r.StartedAt, r.FinishedAt,
+			row[18].(string), row[19].([]byte), row[20].([]byte)
 	}
 	_, err := tx.Exec(ctx, `WITH ins AS (
 		INSERT INTO runs (`+runColumns+runOutputColumns+`)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-			$7::text[], $8::int[], $9::float8[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
-			$14::timestamptz[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::text[], $19::bytea[], $20::bytea[])
+			$7::text[], $8::int[], $9::float8[], $10::float8[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[],
+			$15::timestamptz[], $16::text[], $17::timestamptz[], $18::timestamptz[], $19::text[], $20::bytea[], $21::bytea[])
 		ON CONFLICT (id) DO NOTHING
 		RETURNING module_id, status, created_at)`+bumpModules,
-		ids, users, keys, mods, shas, tiers, statuses, exits, durs, peaks, stdins, outs, errs, times,
+		ids, users, keys, mods, shas, tiers, statuses, exits, durs, compiles, peaks, stdins, outs, errs, times,
 		states, starts, ends, details, stdouts, stderrs)
 	return err
 }

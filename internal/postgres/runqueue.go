@@ -55,7 +55,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`, row...); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, row...); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env) VALUES ($1, $2, $3, $4)`,
@@ -143,10 +143,11 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 		tag, err := tx.Exec(ctx, `UPDATE runs SET state = $1, status = $2, exit_code = $3, duration_ms = $4,
 				memory_peak_bytes = $5, output_bytes = $6, error_code = $7,
 				module_sha256 = CASE WHEN $8 = '' THEN module_sha256 ELSE $8 END,
-				started_at = coalesce(started_at, $9), finished_at = $10, detail = $11, stdout = $12, stderr = $13
+				started_at = coalesce(started_at, $9), finished_at = $10, detail = $11, stdout = $12, stderr = $13,
+				compile_ms = $15
 			WHERE id = $14 AND state IN ('queued', 'running')`,
 			string(r.State), string(r.Status), int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
-			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID)
+			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID, r.CompileMS)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}

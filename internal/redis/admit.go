@@ -26,6 +26,7 @@ type op struct {
 // release is the ops of one run's release, waiting to reach Redis.
 type release struct {
 	ops []op
+	at  time.Time // when it was queued
 }
 
 // Bounds of the releases waiting for Redis.
@@ -44,7 +45,8 @@ const (
 type pending struct {
 	mu       sync.Mutex
 	list     []*release
-	flushing bool
+	flushing bool // a flush goroutine is running
+	timer    bool // a flush waits for foldWindow
 }
 
 // snapshot returns up to maxFold waiting releases (they stay waiting until
@@ -183,13 +185,13 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 	default:
 		return wasmwiz.Admitted{}, errors.New("admit script: unknown status " + strconv.FormatInt(status, 10))
 	}
-	if len(out) != 3+3*n {
+	if len(out) != 4+3*n {
 		return wasmwiz.Admitted{}, errors.New("admit script: unexpected reply of " + strconv.Itoa(len(out)) + " values")
 	}
-	now, allowed, full := out[2], status == 1, false
+	now, held, allowed, full := out[2], out[3], status == 1, false
 	ws := make([]wasmwiz.RateWindow, n)
 	for i, q := range a.Quotas {
-		r := out[3+3*i:]
+		r := out[4+3*i:]
 		ws[i] = wasmwiz.RateWindow{Limit: q.Limit, Size: q.Window.Milliseconds(), Count: r[0], Newest: r[1], Leaving: r[2]}
 		full = full || r[0] >= q.Limit
 	}
@@ -199,6 +201,11 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 	adm := wasmwiz.Admitted{Decision: wasmwiz.DecideRate(now, allowed, ws), Epoch: epoch}
 	if allowed {
 		stamp := strconv.FormatInt(now, 10)
+		// A caller that held at most half its slots can wait a little for
+		// its release: the next admission on this replica most likely
+		// carries it. One near its limit cannot: another replica could
+		// refuse its next run meanwhile.
+		roomy := 2*held <= int64(a.MaxConcurrent)
 		var once sync.Once
 		adm.Release = func(refund bool) {
 			once.Do(func() {
@@ -208,7 +215,7 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 						r.ops = append(r.ops, op{'L', k, stamp})
 					}
 				}
-				l.release(r)
+				l.release(r, roomy && !refund)
 			})
 		}
 	}
@@ -216,9 +223,11 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 }
 
 // release queues r for Redis: the next admission on this replica carries
-// it, and a flush starts at once in the background if none is running, so
-// a slot comes back within about a round trip of the run's end.
-func (l *Limiter) release(r *release) {
+// it. Unless it may wait (a caller far from its limit), a flush starts at
+// once in the background if none is running, so the slot comes back within
+// about a round trip of the run's end; one that may wait is flushed after
+// Options.FoldWindow when no admission took it first.
+func (l *Limiter) release(r *release, wait bool) {
 	p := &l.pending
 	p.mu.Lock()
 	if len(p.list) >= maxPending {
@@ -226,13 +235,45 @@ func (l *Limiter) release(r *release) {
 		p.list = p.list[1:]
 		l.storeErrors.Add(1) // a release lost: its slot waits for its ttl
 	}
+	r.at = time.Now()
 	p.list = append(p.list, r)
-	start := !p.flushing
+	start := !p.flushing && !wait
+	if start {
+		p.flushing = true
+	}
+	arm := wait && !p.flushing && !p.timer
+	if arm {
+		p.timer = true
+	}
+	p.mu.Unlock()
+	switch {
+	case start:
+		go l.flush()
+	case arm:
+		time.AfterFunc(l.foldWindow, l.flushLater)
+	}
+}
+
+// flushLater flushes the waiting releases once the oldest has waited
+// FoldWindow (admissions usually carried the older ones), unless a flush
+// is running (it takes everything waiting) or nothing is left.
+func (l *Limiter) flushLater() {
+	p := &l.pending
+	p.mu.Lock()
+	p.timer = false
+	if p.flushing || len(p.list) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	if wait := l.foldWindow - time.Since(p.list[0].at); wait > 0 {
+		p.timer = true
+		p.mu.Unlock()
+		time.AfterFunc(wait, l.flushLater)
+		return
+	}
 	p.flushing = true
 	p.mu.Unlock()
-	if start {
-		go l.flush()
-	}
+	l.flush()
 }
 
 // flush sends waiting releases until none is left, or Redis fails (the

@@ -26,6 +26,7 @@ const (
 	DefaultPrefix        = "wasmwiz:rl:"
 	DefaultTimeout       = 50 * time.Millisecond
 	DefaultProbeInterval = time.Second
+	DefaultFoldWindow    = 2 * time.Millisecond
 )
 
 // Options configures a Limiter.
@@ -57,6 +58,11 @@ type Options struct {
 	// Logger receives one line when Redis stops answering and one when it
 	// answers again; default slog.Default().
 	Logger *slog.Logger
+	// FoldWindow is how long the release of a run whose caller had room to
+	// spare (at most half its slots) waits for the next admission on this
+	// replica to carry it, before it is sent on its own. Default
+	// DefaultFoldWindow. Releases of callers near their limit never wait.
+	FoldWindow time.Duration
 }
 
 // Limiter implements wasmwiz.RateLimiter on Redis. It is safe for concurrent
@@ -67,6 +73,7 @@ type Limiter struct {
 	timeout       time.Duration
 	fallback      wasmwiz.RateLimiter
 	probeInterval time.Duration
+	foldWindow    time.Duration
 	now           func() time.Time // nil: Redis TIME
 	clock         func() time.Time // probe schedule
 	log           *slog.Logger
@@ -116,6 +123,7 @@ func New(opts Options) (*Limiter, error) {
 		timeout:       opts.Timeout,
 		fallback:      opts.Fallback,
 		probeInterval: opts.ProbeInterval,
+		foldWindow:    opts.FoldWindow,
 		now:           opts.Now,
 		clock:         opts.Now,
 		log:           opts.Logger,
@@ -128,6 +136,9 @@ func New(opts Options) (*Limiter, error) {
 	}
 	if l.probeInterval <= 0 {
 		l.probeInterval = DefaultProbeInterval
+	}
+	if l.foldWindow <= 0 {
+		l.foldWindow = DefaultFoldWindow
 	}
 	if l.clock == nil {
 		l.clock = time.Now

@@ -104,9 +104,9 @@ return 1
 //
 // It returns {status, epoch} when it took nothing before the quotas were
 // looked at (status 0: stale, 2: every slot taken), else {status, epoch,
-// now, then per quota: count, newest, leaving} with status 1 (admitted: the
-// slot is held and now is appended to every quota) or 3 (a quota refused;
-// nothing taken).
+// now, held, then per quota: count, newest, leaving} with status 1
+// (admitted: the slot is held and now is appended to every quota) or 3 (a
+// quota refused; nothing taken); held is the caller's slots with this one.
 var admitScript = goredis.NewScript(`
 local n = tonumber(ARGV[6])
 local i = 7 + 2 * n
@@ -124,7 +124,8 @@ if now < 0 then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%d', now))
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {2, epoch} end
+local held = redis.call('ZCARD', KEYS[2])
+if held >= tonumber(ARGV[3]) then return {2, epoch} end
 for q = 1, n do
   local newest = redis.call('LINDEX', KEYS[2 + q], -1)
   if newest then
@@ -133,7 +134,7 @@ for q = 1, n do
   end
 end
 local allowed = 1
-local out = {3, epoch, now}
+local out = {3, epoch, now, held + 1}
 for q = 1, n do
   local key = KEYS[2 + q]
   local limit = tonumber(ARGV[5 + 2 * q])

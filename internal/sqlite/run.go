@@ -11,7 +11,7 @@ import (
 )
 
 const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, status, exit_code, duration_ms,
-	memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
+	compile_ms, memory_peak_bytes, stdin_bytes, output_bytes, error_code, created_at, state, started_at, finished_at, detail`
 
 // runOutputColumns follow runColumns when one run is read with its output.
 const runOutputColumns = `, stdout, stderr`
@@ -22,7 +22,7 @@ func scanRun(row interface{ Scan(...any) error }, withOutput bool) (*wasmwiz.Usa
 	var started, finished sql.NullInt64
 	var detail string
 	dest := []any{&r.ID, &r.UserID, &r.APIKeyID, &r.ModuleID, &r.ModuleSHA256, &r.Tier, &r.Status, &r.ExitCode,
-		&r.DurationMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created,
+		&r.DurationMS, &r.CompileMS, &r.MemoryPeakBytes, &r.StdinBytes, &r.OutputBytes, &r.ErrorCode, &created,
 		&r.State, &started, &finished, &detail}
 	if withOutput {
 		dest = append(dest, &r.Stdout, &r.Stderr)
@@ -60,7 +60,7 @@ func runValues(r *wasmwiz.UsageRecord, created time.Time) ([]any, error) {
 		state = wasmwiz.RunDone
 	}
 	return []any{r.ID, r.UserID, r.APIKeyID, r.ModuleID, r.ModuleSHA256, r.Tier, string(r.Status),
-		r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created),
+		r.ExitCode, r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.StdinBytes, r.OutputBytes, r.ErrorCode, ms(created),
 		string(state), msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail), nonNil(r.Stdout), nonNil(r.Stderr)}, nil
 }
 
@@ -83,7 +83,7 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 	now := db.Now()
 	return db.write(ctx, "create runs", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 		if err != nil {
 			return err
 		}

@@ -55,7 +55,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, vals...); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, vals...); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env) VALUES (?, ?, ?, ?)`,
@@ -152,11 +152,11 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 	}
 	var done bool
 	err = db.write(ctx, "finish run", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?,
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?, compile_ms = ?,
 				memory_peak_bytes = ?, output_bytes = ?, error_code = ?, module_sha256 = CASE WHEN ? = '' THEN module_sha256 ELSE ? END,
 				started_at = coalesce(started_at, ?), finished_at = ?, detail = ?, stdout = ?, stderr = ?
 			WHERE id = ? AND state IN ('queued', 'running')`,
-			string(r.State), string(r.Status), r.ExitCode, r.DurationMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
+			string(r.State), string(r.Status), r.ExitCode, r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
 			r.ModuleSHA256, r.ModuleSHA256, msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail),
 			nonNil(r.Stdout), nonNil(r.Stderr), r.ID)
 		if err != nil {

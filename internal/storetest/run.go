@@ -34,12 +34,12 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	at := e.clock.Add(time.Second).Add(123 * time.Millisecond)
 	started, finished := at.Add(-20*time.Millisecond), at
 	full := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, APIKeyID: k.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
-		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, MemoryPeakBytes: 3 << 20,
+		Tier: wasmwiz.TierBasic, Status: wasmwiz.StatusExit, ExitCode: 42, DurationMS: 12.375, CompileMS: 480.125, MemoryPeakBytes: 3 << 20,
 		StdinBytes: 1 << 20, OutputBytes: 77, CreatedAt: at,
 		State: wasmwiz.RunDone, StartedAt: &started, FinishedAt: &finished,
 		RunDetail: wasmwiz.RunDetail{Name: "m.wasm", Args: []string{"-v", "x y"}, EnvNames: []string{"A", "B"},
 			StdinSHA256: sha([]byte("in")), Limits: wasmwiz.LimitsMap(wasmwiz.DefaultTiers()[1].Limits),
-			CompileMS: 3.5, CPUMS: 11.25, Trap: "", StdoutTruncated: true, Message: "",
+			CPUMS: 11.25, Trap: "", StdoutTruncated: true, Message: "",
 			Results: []wasmwiz.RunValue{{Type: "i32", Value: "-1"}}},
 		Stdout: []byte("hello\n"), Stderr: []byte{0xff, 0, 1}}
 	trap := run(u.ID, wasmwiz.StatusTrap, 0.25, at, "", sha([]byte("adhoc")))

@@ -51,25 +51,46 @@ func recv[T any](t testing.TB, ch <-chan T, what string, patience time.Duration)
 	panic("unreachable")
 }
 
-// Wait calls wait (a WaitGroup's Wait, a process's Wait) and fails t if it
-// has not returned after Patience. The call goes on in the background then:
-// a wait that cannot be cancelled can only be abandoned.
+// Wait calls wait (a WaitGroup's Wait, for goroutines doing work whose
+// length grows with the machine's load, such as thousands of runs) and
+// fails t, with what it waited for, if it has not returned a minute before
+// the test binary's deadline (go test -timeout; at least Patience from
+// now), instead of the binary's panic. The call goes on in the background
+// then: a wait that cannot be cancelled can only be abandoned.
 func Wait(t testing.TB, what string, wait func()) {
+	t.Helper()
+	waitWithin(t, what, wait, workPatience(t))
+}
+
+// workPatience is how long a wait for work may last: until a minute before
+// the test binary's deadline, at least Patience; without a deadline,
+// forever.
+func workPatience(t testing.TB) time.Duration {
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := dt.Deadline(); ok {
+			return max(time.Until(d)-time.Minute, Patience)
+		}
+	}
+	return time.Duration(1<<63 - 1)
+}
+
+func waitWithin(t testing.TB, what string, wait func(), patience time.Duration) {
 	t.Helper()
 	done := make(chan struct{}, 1)
 	go func() {
 		wait()
 		done <- struct{}{}
 	}()
-	Recv(t, done, what)
+	recv(t, done, what, patience)
 }
 
-// Command is exec.Command for a process a test waits for: it is killed after
-// Patience, so that Run, Output or Wait return (and the test fails on what
-// it got) instead of hanging.
+// Command is exec.Command for a process a test waits for: it is killed a
+// minute before the test binary's deadline (as Wait gives up), so that Run,
+// Output or Wait return and the test fails on what it got instead of the
+// binary's panic.
 func Command(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Patience)
+	ctx, cancel := context.WithTimeout(context.Background(), workPatience(t))
 	t.Cleanup(cancel)
 	return exec.CommandContext(ctx, name, args...)
 }

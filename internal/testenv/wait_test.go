@@ -82,3 +82,17 @@ func TestGate(t *testing.T) {
 		t.Errorf("Wait: %v", err)
 	}
 }
+
+func TestWorkPatience(t *testing.T) {
+	d, ok := t.Deadline()
+	got := workPatience(t)
+	switch {
+	case !ok && got != time.Duration(1<<63-1):
+		t.Errorf("without a deadline: %v, want forever", got)
+	case ok && (got < Patience || got > time.Until(d)):
+		t.Errorf("with a deadline in %v: %v", time.Until(d), got)
+	}
+	if got := workPatience(&fakeT{}); got != time.Duration(1<<63-1) {
+		t.Errorf("a testing.TB without Deadline: %v", got)
+	}
+}

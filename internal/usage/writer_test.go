@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"io"
 	"log/slog"
 	"maps"
@@ -13,6 +11,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/metrictest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // fakeRuns is a wasmwiz.RunService whose CreateRuns keeps records by id (idempotent,
@@ -162,7 +164,7 @@ func TestUsageWriterBatches(t *testing.T) {
 		w.Record(testRun(i))
 	}
 	// A full batch is written without waiting for the interval or Close.
-	if n := <-f.calls; n != 10 {
+	if n := testenv.Recv(t, f.calls, "the first batch"); n != 10 {
 		t.Fatalf("first batch has %d records, want 10", n)
 	}
 	for i := 10; i < 35; i++ {
@@ -191,7 +193,7 @@ func TestUsageWriterFlushInterval(t *testing.T) {
 	defer w.Close(context.Background())
 	w.Record(testRun(1))
 	// Without a full batch and without Close, the interval writes it.
-	if n := <-f.calls; n != 1 {
+	if n := testenv.Recv(t, f.calls, "the interval flush"); n != 1 {
 		t.Fatalf("interval flush wrote %d records, want 1", n)
 	}
 }
@@ -212,7 +214,7 @@ func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 		runs = append(runs, r)
 	}
 	for range 3 { // three failed attempts at least
-		<-f.calls
+		testenv.Recv(t, f.calls, "a failed attempt")
 	}
 	for i := 12; i < 20; i++ { // records keep coming while it is down
 		r := testRun(i)
@@ -247,8 +249,8 @@ func TestUsageWriterRetryCountsNothingTwice(t *testing.T) {
 	for i := range 4 {
 		w.Record(testRun(i))
 	}
-	<-f.calls
-	<-f.calls // the retry
+	testenv.Recv(t, f.calls, "the first attempt")
+	testenv.Recv(t, f.calls, "the retry")
 	f.set(func(f *fakeRuns) { f.fail = nil })
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -280,7 +282,7 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 		w.Record(r)
 		runs = append(runs, r)
 	}
-	if n := <-f.calls; n != 2 { // the writer is now stuck inside CreateRuns
+	if n := testenv.Recv(t, f.calls, "the first batch"); n != 2 { // the writer is now stuck inside CreateRuns
 		t.Fatalf("first batch of %d, want 2", n)
 	}
 	for i := 2; i < 10; i++ { // would block here if Record waited for the database
@@ -319,7 +321,7 @@ func TestUsageWriterBoundEqualToBatch(t *testing.T) {
 	w := New(f, Options{BatchSize: 2, MaxBuffered: 1, FlushInterval: time.Hour, Logger: quiet})
 	w.Record(testRun(0))
 	w.Record(testRun(1))
-	<-f.calls
+	testenv.Recv(t, f.calls, "the first batch")
 	w.Record(testRun(2)) // nothing waiting to drop: the new record goes
 	if st := w.Stats(); st.Buffered != 2 || st.Dropped != 1 {
 		t.Fatalf("%+v, want 2 buffered (MaxBuffered raised to BatchSize) and 1 dropped", st)
@@ -384,7 +386,7 @@ func TestUsageWriterConcurrentRecords(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	testenv.Wait(t, "the recording goroutines", wg.Wait)
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +488,7 @@ func TestUsageWriterWritesWhenTheDatabaseIsBack(t *testing.T) {
 	for i := range 7 {
 		w.Record(testRun(i))
 	}
-	<-f.calls // the first attempt failed; the next is an hour away
+	testenv.Recv(t, f.calls, "the first attempt") // it failed; the next is an hour away
 	waitProbes := func(n int) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {

@@ -55,10 +55,10 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 		}
 	}
 	if bombDone.Load() {
-		t.Fatalf("the bomb finished before the hello worlds: the test proves nothing (%v)", <-bombErr)
+		t.Fatalf("the bomb finished before the hello worlds: the test proves nothing (%v)", testenv.Recv(t, bombErr, "the bomb's error"))
 	}
 	stopBomb()
-	if err := <-bombErr; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if err := testenv.Recv(t, bombErr, "the cancelled bomb"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("the cancelled bomb: %v, want EUNAVAILABLE", err)
 	}
 }

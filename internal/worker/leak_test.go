@@ -139,7 +139,7 @@ func TestPoolNoLeaks(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testenv.Wait(t, "the 10,000 runs", wg.Wait)
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -7,9 +7,9 @@ import (
 // runOutput collects a run's stdout and stderr from the worker's output
 // frames, as the guest writes them, so that a run whose worker is killed
 // (timeout) or dies (out of memory) still returns what the guest printed.
-// Each stream is bounded by the run's MaxOutputBytes (0: no bound), the way
-// the engine bounds it: a frame that passes the cap keeps what fits and marks
-// the stream truncated. The worker's engine already stops the guest at the
+// The two streams together are bounded by the run's MaxOutputBytes (0: no
+// bound), the way the engine bounds them: a frame that passes the cap keeps
+// what fits and marks its stream truncated. The worker's engine already stops the guest at the
 // cap, so the parent's bound only matters for a worker that misbehaves; it
 // keeps the parent's memory bounded whatever a worker sends.
 type runOutput struct {
@@ -39,20 +39,25 @@ func (o *runOutput) add(body []byte) error {
 	if fd == fdStderr {
 		s = &o.stderr
 	}
+	if o.stdout.truncated || o.stderr.truncated {
+		return nil // the run's cap was reached: nothing more is kept
+	}
+	room := int64(-1)
+	if o.limit > 0 {
+		room = o.limit - int64(len(o.stdout.b)+len(o.stderr.b))
+	}
 	before := len(s.b)
-	s.write(p, o.limit)
+	s.write(p, room)
 	if o.onOutput != nil && len(s.b) > before {
 		o.onOutput(fd == fdStderr, s.b[before:len(s.b):len(s.b)])
 	}
 	return nil
 }
 
-func (s *outStream) write(p []byte, limit int64) {
-	if s.truncated {
-		return
-	}
-	if limit > 0 && int64(len(s.b))+int64(len(p)) > limit {
-		p = p[:limit-int64(len(s.b))]
+// write appends p, or what fits in room (negative: no bound).
+func (s *outStream) write(p []byte, room int64) {
+	if room >= 0 && int64(len(p)) > room {
+		p = p[:room]
 		s.truncated = true
 	}
 	if len(p) == 0 {

@@ -90,8 +90,9 @@ func TestOutputFrameMalformed(t *testing.T) {
 	}
 }
 
-// TestRunOutputCaps: the parent collects each stream separately, bounded
-// by the cap the way the engine bounds it (keep what fits, mark truncated).
+// TestRunOutputCaps: the parent collects each stream separately, both
+// bounded together by the run's cap the way the engine bounds them (keep
+// what fits, mark the stream that passed it truncated, keep nothing after).
 func TestRunOutputCaps(t *testing.T) {
 	t.Parallel()
 	type frame struct {
@@ -106,11 +107,12 @@ func TestRunOutputCaps(t *testing.T) {
 		outT, errT     bool
 	}{
 		{"no cap", 0, []frame{{fdStdout, "abc"}, {fdStdout, "def"}, {fdStderr, "x"}}, "abcdef", "x", false, false},
-		{"under the cap", 10, []frame{{fdStdout, "abc"}, {fdStderr, "0123456789"}}, "abc", "0123456789", false, false},
+		{"under the cap", 13, []frame{{fdStdout, "abc"}, {fdStderr, "0123456789"}}, "abc", "0123456789", false, false},
 		{"exactly the cap is not truncated", 6, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcdef", "", false, false},
 		{"passing the cap keeps what fits", 5, []frame{{fdStdout, "abc"}, {fdStdout, "def"}}, "abcde", "", true, false},
 		{"nothing after truncation", 4, []frame{{fdStdout, "abcdef"}, {fdStdout, "g"}}, "abcd", "", true, false},
-		{"caps are per stream", 3, []frame{{fdStderr, "1234"}, {fdStdout, "ab"}}, "ab", "123", false, true},
+		{"one cap for both streams", 5, []frame{{fdStderr, "123"}, {fdStdout, "abcd"}, {fdStderr, "4"}}, "ab", "123", true, false},
+		{"nothing after either is truncated", 3, []frame{{fdStderr, "1234"}, {fdStdout, "ab"}}, "", "123", false, true},
 		{"a full stream then one byte more", 2, []frame{{fdStdout, "ab"}, {fdStdout, "c"}}, "ab", "", true, false},
 	}
 	for _, tt := range tests {
@@ -352,7 +354,7 @@ func TestOutputFrameBound(t *testing.T) {
 }
 
 // TestRunOutputOnOutput: the run request's OnOutput gets each kept piece
-// once, in order, and nothing past the cap.
+// once, in order, and nothing past the cap (stdout and stderr together).
 func TestRunOutputOnOutput(t *testing.T) {
 	t.Parallel()
 	var got []string
@@ -370,7 +372,7 @@ func TestRunOutputOnOutput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if want := "[1:hello  2:warn 1:wo]"; fmt.Sprint(got) != want {
+	if want := "[1:hello  2:wa]"; fmt.Sprint(got) != want {
 		t.Fatalf("OnOutput got %v, want %s", got, want)
 	}
 }

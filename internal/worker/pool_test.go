@@ -221,7 +221,7 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 			t.Fatalf("hello %d finished after %d hostile runs ended: it waited for them", i, n)
 		}
 	}
-	wg.Wait()
+	testenv.Wait(t, "the hello runs", wg.Wait)
 	for i := range 2 {
 		if errs[i] != nil || results[i].Status != wasmwiz.StatusTimeout {
 			t.Errorf("hostile run %d: %v, %+v; want status timeout", i, errs[i], results[i])
@@ -263,7 +263,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 			if err := syscall.Kill(pid, tt.signal); err != nil {
 				t.Fatalf("kill: %v", err)
 			}
-			a := <-done
+			a := testenv.Recv(t, done, "the killed worker's run")
 			if got := wasmwiz.ErrorCode(a.err); got != tt.code {
 				t.Fatalf("error code = %q (%v), want %q", got, a.err, tt.code)
 			}
@@ -331,7 +331,7 @@ func TestPoolCancelKillsWorker(t *testing.T) {
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 	pid := busyPIDs(pl)[0]
 	cancel()
-	a := <-done
+	a := testenv.Recv(t, done, "the cancelled run")
 	if got := wasmwiz.ErrorCode(a.err); got != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("error code = %q (%v), want EUNAVAILABLE", got, a.err)
 	}
@@ -362,7 +362,7 @@ func TestPoolConcurrency(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testenv.Wait(t, "the concurrent runs", wg.Wait)
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -461,7 +461,7 @@ func TestPoolClose(t *testing.T) {
 	if err := pl.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if res := <-done; res == nil || res.Status != wasmwiz.StatusTimeout {
+	if res := testenv.Recv(t, done, "the run in flight during Close"); res == nil || res.Status != wasmwiz.StatusTimeout {
 		t.Errorf("run in flight during Close = %+v, want it to finish with its own outcome", res)
 	}
 	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
@@ -493,7 +493,7 @@ func TestPoolCloseDeadline(t *testing.T) {
 	if err := pl.Close(ctx); err == nil {
 		t.Errorf("Close with an ended ctx = nil, want its error")
 	}
-	if got := wasmwiz.ErrorCode(<-done); got != wasmwiz.EUNAVAILABLE {
+	if got := wasmwiz.ErrorCode(testenv.Recv(t, done, "the killed run")); got != wasmwiz.EUNAVAILABLE {
 		t.Errorf("killed run's error code = %q, want EUNAVAILABLE", got)
 	}
 	if processExists(pid) {
@@ -689,7 +689,7 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 	close(stop)
-	wg.Wait()
+	testenv.Wait(t, "the callers", wg.Wait)
 	for _, pid := range pl.PIDs() {
 		t.Errorf("worker %d still listed after Close", pid)
 	}
