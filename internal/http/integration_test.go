@@ -21,16 +21,23 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
+// inProcessEngine is a real engine in this process, closed when the test
+// ends.
+func inProcessEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	eng, err := engine.New(context.Background(), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	return eng
+}
+
 // realServer is the HTTP server on the real in-process engine and the real
 // in-memory limiter, over a real listener; stores are mocks.
 func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.UsageRecorder) {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close(ctx) })
+	eng := inProcessEngine(t)
 	lim := inmem.New(inmem.Options{})
 	usage := &mock.UsageRecorder{}
 	modules := map[string]*wasmwiz.Module{}
