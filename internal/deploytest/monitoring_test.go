@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -26,6 +25,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -269,7 +269,7 @@ func inProcessExposition(t *testing.T) exported {
 	// The Redis limiter on a Redis that is not there, deciding through its
 	// in-memory fallback: its own metrics (which the dashboard shows) are
 	// exported without a Redis server.
-	rc, err := redis.NewClient("redis://" + closedAddr(t))
+	rc, err := redis.NewClient("redis://" + tcpproxy.ClosedAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,16 +451,4 @@ func TestMonitoringNamesAreExported(t *testing.T) {
 			t.Errorf("exported but not in docs/METRICS.md: %v", missing)
 		}
 	})
-}
-
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

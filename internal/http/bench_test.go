@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
@@ -76,13 +75,7 @@ func BenchmarkExecuteOverhead(b *testing.B) {
 // BenchmarkExecuteInProcessEngine runs hello.wasm on the real in-process
 // engine (warm compile cache) through the whole HTTP layer.
 func BenchmarkExecuteInProcessEngine(b *testing.B) {
-	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	benchExecute(b, benchServer(b, eng), testmodule.Read(b, "hello.wasm"))
+	benchExecute(b, benchServer(b, inProcessEngine(b)), testmodule.Read(b, "hello.wasm"))
 }
 
 // BenchmarkExecuteStoredWarm is the HTTP layer's cost per execute of a

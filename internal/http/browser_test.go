@@ -24,7 +24,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
@@ -57,11 +56,7 @@ type webStack struct {
 func newWebStack(t *testing.T, auth bool) *webStack {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close(ctx) })
+	eng := inProcessEngine(t)
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
 	if err != nil {
 		t.Fatal(err)

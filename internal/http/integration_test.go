@@ -21,16 +21,23 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
+// inProcessEngine is a real engine in this process, closed when the test
+// ends.
+func inProcessEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	eng, err := engine.New(context.Background(), engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	return eng
+}
+
 // realServer is the HTTP server on the real in-process engine and the real
 // in-memory limiter, over a real listener; stores are mocks.
 func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.UsageRecorder) {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close(ctx) })
+	eng := inProcessEngine(t)
 	lim := inmem.New(inmem.Options{})
 	usage := &mock.UsageRecorder{}
 	modules := map[string]*wasmwiz.Module{}
@@ -74,6 +81,20 @@ func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.Usage
 	return ts, usage
 }
 
+// roomyTier is the free tier with room for every run of a test (rates,
+// concurrency) and a wall time no guest that ends by itself comes near on a
+// loaded machine; change changes it further.
+func roomyTier(change func(*wasmwiz.Tier)) *wasmwiz.Tier {
+	free, _ := findTier(wasmwiz.TierFree)
+	tier := *free
+	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
+	tier.Timeout = testenv.Patience
+	if change != nil {
+		change(&tier)
+	}
+	return &tier
+}
+
 // post sends a request with the user's key to the real server.
 func post(t *testing.T, url, contentType string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
@@ -82,10 +103,7 @@ func post(t *testing.T, url, contentType string, body io.Reader) (*http.Response
 
 func TestRealEngineExecute(t *testing.T) {
 	t.Parallel()
-	free, _ := findTier(wasmwiz.TierFree)
-	tier := *free
-	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
-	ts, usage := realServer(t, &tier)
+	ts, usage := realServer(t, roomyTier(nil))
 
 	tests := []struct {
 		name      string
@@ -162,13 +180,8 @@ func TestRealEngineExecute(t *testing.T) {
 // X-Run-Id.
 func TestRealEngineLegacyFixtures(t *testing.T) {
 	t.Parallel()
-	free, _ := findTier(wasmwiz.TierFree)
-	tier := *free
-	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
-	ts, _ := realServer(t, &tier)
-	short := tier
-	short.Name, short.Timeout = "short", 300*time.Millisecond
-	tsShort, _ := realServer(t, &short)
+	ts, _ := realServer(t, roomyTier(nil))
+	tsShort, _ := realServer(t, roomyTier(func(tr *wasmwiz.Tier) { tr.Name, tr.Timeout = "short", 300*time.Millisecond }))
 	tests := []struct {
 		name, module, input string
 		original            bool // the fields wasm_file and input_data
@@ -226,10 +239,7 @@ func TestRealEngineLegacyFixtures(t *testing.T) {
 // limiter, with exact headers, and refused runs do not run.
 func TestRealLimiterQuota(t *testing.T) {
 	t.Parallel()
-	free, _ := findTier(wasmwiz.TierFree)
-	tier := *free
-	tier.RunsPerMinute = 2
-	ts, usage := realServer(t, &tier)
+	ts, usage := realServer(t, roomyTier(func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 2 }))
 	hello := testmodule.Read(t, "hello.wasm")
 	for i, want := range []struct {
 		status    int
@@ -255,10 +265,7 @@ func TestRealLimiterQuota(t *testing.T) {
 // invalid modules, and the stored module runs by id.
 func TestRealEngineModuleUpload(t *testing.T) {
 	t.Parallel()
-	free, _ := findTier(wasmwiz.TierFree)
-	tier := *free
-	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 100
-	ts, _ := realServer(t, &tier)
+	ts, _ := realServer(t, roomyTier(nil))
 
 	res, b := post(t, ts.URL+"/api/v1/modules?name=bad.wasm", "application/wasm", strings.NewReader("not wasm at all"))
 	if res.StatusCode != 400 {
@@ -294,9 +301,7 @@ func TestRealEngineModuleUpload(t *testing.T) {
 // message, and the slot is free again once the first run ends.
 func TestRealLimiterConcurrency(t *testing.T) {
 	t.Parallel()
-	free, _ := findTier(wasmwiz.TierFree)
-	tier := *free
-	tier.RunsPerMinute, tier.RunsPerDay, tier.MaxConcurrent = 1000, 100000, 1
+	tier := roomyTier(func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 })
 	started, gate := make(chan struct{}, 1), testenv.NewGate(t)
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		if string(req.Stdin) == "block" {
@@ -311,7 +316,7 @@ func TestRealLimiterConcurrency(t *testing.T) {
 		Keys: &mock.APIKeyService{AuthenticateFn: func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
 			return &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser, Tier: tier.Name}, &wasmwiz.APIKey{ID: 11}, nil
 		}},
-		Tiers:  &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return &tier, nil }},
+		Tiers:  &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return tier, nil }},
 		Engine: eng, Limiter: inmem.New(inmem.Options{}), Auth: true, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

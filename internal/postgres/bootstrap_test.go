@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -29,19 +28,10 @@ func TestBootstrapReplicas(t *testing.T) {
 		err     error
 	}
 	answers := make([]answer, replicas)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i, db := range dbs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			u, k, c, err := db.Bootstrap(context.Background(), "Admin@Example.com")
-			answers[i] = answer{u, k, c, err}
-		}()
-	}
-	close(start)
-	testenv.Wait(t, "the concurrent bootstraps", wg.Wait)
+	testenv.AtOnce(t, replicas, "the concurrent bootstraps", func(i int) {
+		u, k, c, err := dbs[i].Bootstrap(context.Background(), "Admin@Example.com")
+		answers[i] = answer{u, k, c, err}
+	})
 	var winner *answer
 	for i := range answers {
 		a := &answers[i]

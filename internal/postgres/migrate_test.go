@@ -3,9 +3,6 @@ package postgres_test
 import (
 	"context"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,19 +24,8 @@ func TestMigrateConcurrently(t *testing.T) {
 		dbs[i] = openURL(t, url, false)
 	}
 	ctx := context.Background()
-	var wg sync.WaitGroup
 	errs := make([]error, replicas)
-	start := make(chan struct{})
-	for i, db := range dbs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = db.Migrate(ctx)
-		}()
-	}
-	close(start)
-	testenv.Wait(t, "the concurrent migrations", wg.Wait)
+	testenv.AtOnce(t, replicas, "the concurrent migrations", func(i int) { errs[i] = dbs[i].Migrate(ctx) })
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("replica %d: Migrate: %v", i, err)
@@ -73,25 +59,7 @@ func TestMigrateProcesses(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Schema(t)
 	const procs = 4
-	cmds := make([]*exec.Cmd, procs)
-	outs := make([]strings.Builder, procs)
-	for i := range cmds {
-		cmd := testenv.Command(t, os.Args[0], "-test.run=^TestMigrateChildProcess$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "WASMWIZ_TEST_MIGRATE_CHILD_URL="+url)
-		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
-		cmds[i] = cmd
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start process %d: %v", i, err)
-		}
-	}
-	for i, cmd := range cmds {
-		err := cmd.Wait()
-		if err != nil || !strings.Contains(outs[i].String(), "--- PASS: TestMigrateChildProcess") {
-			t.Fatalf("process %d: %v\n%s", i, err, outs[i].String())
-		}
-	}
+	testenv.Children(t, procs, "TestMigrateChildProcess", "WASMWIZ_TEST_MIGRATE_CHILD_URL="+url)
 	db := openURL(t, url, false)
 	versions, err := db.MigrationVersions(context.Background())
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,22 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
+
+// proxiedClient returns a client of the Redis at url through a proxy the
+// test stops and stalls, closed when the test ends.
+func proxiedClient(t *testing.T, url string) (*goredis.Client, *tcpproxy.Proxy) {
+	t.Helper()
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tcpproxy.New(t, opt.Addr)
+	opt.Addr = p.Addr()
+	opt.ContextTimeoutEnabled = true
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c, p
+}
 
 // newClient returns a client for url, closed when the test ends.
 func newClient(t testing.TB, url string) *goredis.Client {
@@ -254,23 +269,11 @@ const (
 	upLine   = "Redis answers again"
 )
 
-// closedAddr returns an address where nothing listens.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestRedisDownFallsBack(t *testing.T) {
 	t.Parallel()
 	clock := limitertest.NewClock(limitertest.Start)
 	logs := &testenv.Buffer{}
-	c := newClient(t, "redis://"+closedAddr(t))
+	c := newClient(t, "redis://"+tcpproxy.ClosedAddr(t))
 	l := newLimiter(t, redis.Options{
 		Client: c, Now: clock.Now, Timeout: 200 * time.Millisecond,
 		Fallback: inmem.New(inmem.Options{Now: clock.Now}),
@@ -322,7 +325,7 @@ func TestRedisDownFallsBack(t *testing.T) {
 
 func TestRedisDownWithoutFallback(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, "redis://"+closedAddr(t))
+	c := newClient(t, "redis://"+tcpproxy.ClosedAddr(t))
 	l := newLimiter(t, redis.Options{Client: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if _, err := l.Allow(context.Background(), "u1", minute(3)); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Allow: %v, want EUNAVAILABLE", err)
@@ -359,15 +362,7 @@ func TestCanceledCallerIsNotAnOutage(t *testing.T) {
 func TestRedisOutageAndRecovery(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	opt, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := tcpproxy.New(t, opt.Addr)
-	opt.Addr = p.Addr()
-	opt.ContextTimeoutEnabled = true
-	c := goredis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
+	c, p := proxiedClient(t, url)
 	clock := limitertest.NewClock(limitertest.Start)
 	logs := &testenv.Buffer{}
 	l := newLimiter(t, redis.Options{
@@ -411,15 +406,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 func TestSlowRedisFallsBack(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	opt, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := tcpproxy.New(t, opt.Addr)
-	opt.Addr = p.Addr()
-	opt.ContextTimeoutEnabled = true
-	c := goredis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
+	c, p := proxiedClient(t, url)
 	clock := limitertest.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{
 		// A timeout the recovered call (a new connection, the script sent
@@ -562,7 +549,7 @@ func TestReplicasShareAdmissions(t *testing.T) {
 // fallback, whose epoch is the one published meanwhile.
 func TestAdmitFallsBack(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, "redis://"+closedAddr(t))
+	c := newClient(t, "redis://"+tcpproxy.ClosedAddr(t))
 	l := newLimiter(t, redis.Options{Client: c, Timeout: 200 * time.Millisecond, Fallback: inmem.New(inmem.Options{}),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx := context.Background()

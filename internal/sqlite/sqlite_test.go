@@ -24,17 +24,28 @@ import (
 // open returns a migrated database in a new temp file, closed at cleanup.
 func open(t testing.TB) *sqlite.DB {
 	t.Helper()
-	db := openEmpty(t)
+	return migrate(t, openEmpty(t))
+}
+
+// openEmpty returns a database in a new temp file that was never migrated.
+func openEmpty(t testing.TB) *sqlite.DB {
+	t.Helper()
+	return openAt(t, filepath.Join(t.TempDir(), "wasmwiz.db"))
+}
+
+// migrate migrates db and returns it.
+func migrate(t testing.TB, db *sqlite.DB) *sqlite.DB {
+	t.Helper()
 	if err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return db
 }
 
-// openEmpty returns a database in a new temp file that was never migrated.
-func openEmpty(t testing.TB) *sqlite.DB {
+// openAt opens the database at path, closed at cleanup (a test may close
+// it before).
+func openAt(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "wasmwiz.db")
 	db, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -103,29 +114,8 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "shared.db")
 	const procs = 4
-	var wg sync.WaitGroup
-	outs := make([][]byte, procs)
-	errs := make([]error, procs)
-	for i := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := testenv.Command(t, os.Args[0], "-test.run=^TestMigrateHelperProcess$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "WASMWIZ_SQLITE_MIGRATE_HELPER="+path)
-			outs[i], errs[i] = cmd.CombinedOutput()
-		}()
-	}
-	testenv.Wait(t, "the migrating processes", wg.Wait)
-	for i := range procs {
-		if errs[i] != nil || !bytes.Contains(outs[i], []byte("migrated")) {
-			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
-		}
-	}
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	testenv.Children(t, procs, "TestMigrateHelperProcess", "WASMWIZ_SQLITE_MIGRATE_HELPER="+path)
+	db := openAt(t, path)
 	versions, err := db.MigrationVersions(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -149,32 +139,16 @@ func TestMigrateHelperProcess(t *testing.T) {
 	if path == "" {
 		t.Skip("helper process of TestMigrateConcurrentProcesses")
 	}
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("migrated")
+	migrate(t, openAt(t, path))
 }
 
 func TestMigrateRefusesANewerSchema(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "newer.db")
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := open(t)
 	if err := db.ExecForTest(context.Background(), `INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`); err != nil {
 		t.Fatal(err)
 	}
-	err = db.Migrate(context.Background())
+	err := db.Migrate(context.Background())
 	if wasmwiz.ErrorCode(err) != wasmwiz.EINTERNAL || !strings.Contains(wasmwiz.ErrorMessage(err), "newer") {
 		t.Fatalf("Migrate of a newer schema: %v, want EINTERNAL saying it is newer", err)
 	}
@@ -185,14 +159,8 @@ func TestMigrateRefusesANewerSchema(t *testing.T) {
 func TestKeyPlaintextNeverStored(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := migrate(t, openAt(t, path))
 	ctx := context.Background()
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	_, boot, created, err := db.Bootstrap(ctx, "admin@example.com")
 	if err != nil || !created {
 		t.Fatalf("Bootstrap: %v, created %v", err, created)
@@ -357,14 +325,7 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 func TestNewDatabaseFilesArePrivate(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "private.db")
-	db, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	migrate(t, openAt(t, path))
 	files, _ := filepath.Glob(path + "*")
 	if len(files) < 2 {
 		t.Fatalf("want the database and its WAL files, found %v", files)

@@ -165,3 +165,16 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 	}
 	return true
 }
+
+// ClosedAddr returns a loopback host:port that nothing listens on: a
+// service that is down from the start.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -67,3 +67,10 @@ func TestStopStartStall(t *testing.T) {
 		t.Fatalf("after Unstall: %v", err)
 	}
 }
+
+func TestClosedAddr(t *testing.T) {
+	if c, err := net.Dial("tcp", tcpproxy.ClosedAddr(t)); err == nil {
+		c.Close()
+		t.Fatal("something answers on ClosedAddr")
+	}
+}

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -123,5 +125,41 @@ func (g *Gate) Wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// AtOnce calls f(0) … f(n-1), each on a goroutine of its own, released
+// together (replicas starting at the same moment, say), and waits for them
+// as Wait does. f must not call t.Fatal: it runs off the test's goroutine.
+func AtOnce(t testing.TB, n int, what string, f func(i int)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	Wait(t, what, wg.Wait)
+}
+
+// Children runs n copies of this test binary at once, each running only
+// the test named test (one that does its part when a variable of env is
+// set, and skips otherwise), with env added to the environment, and fails t
+// unless every one passes that test.
+func Children(t testing.TB, n int, test string, env ...string) {
+	t.Helper()
+	outs, errs := make([][]byte, n), make([]error, n)
+	AtOnce(t, n, "the child processes", func(i int) {
+		cmd := Command(t, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), env...)
+		outs[i], errs[i] = cmd.CombinedOutput()
+	})
+	for i := range n {
+		if errs[i] != nil || !bytes.Contains(outs[i], []byte("--- PASS: "+test)) {
+			t.Fatalf("child process %d: %v\n%s", i, errs[i], outs[i])
+		}
 	}
 }

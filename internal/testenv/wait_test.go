@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"context"
+	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -94,5 +96,28 @@ func TestWorkPatience(t *testing.T) {
 	}
 	if got := workPatience(&fakeT{}); got != time.Duration(1<<63-1) {
 		t.Errorf("a testing.TB without Deadline: %v", got)
+	}
+}
+
+func TestAtOnce(t *testing.T) {
+	var calls [5]atomic.Int32
+	AtOnce(t, len(calls), "the calls", func(i int) { calls[i].Add(1) })
+	for i := range calls {
+		if n := calls[i].Load(); n != 1 {
+			t.Errorf("f(%d) called %d times", i, n)
+		}
+	}
+}
+
+// TestChildren runs TestChildrenHelper in three child processes.
+func TestChildren(t *testing.T) {
+	t.Parallel()
+	Children(t, 3, "TestChildrenHelper", "WASMWIZ_TESTENV_CHILD=1")
+}
+
+// TestChildrenHelper is the part of TestChildren's children.
+func TestChildrenHelper(t *testing.T) {
+	if os.Getenv("WASMWIZ_TESTENV_CHILD") != "1" {
+		t.Skip("a child of TestChildren")
 	}
 }

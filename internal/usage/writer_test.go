@@ -226,15 +226,7 @@ func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 		t.Fatalf("while down: %+v, want 20 buffered, none written or dropped, failures counted", st)
 	}
 	f.set(func(f *fakeRuns) { f.fail = nil })
-	if err := w.Close(context.Background()); err != nil {
-		t.Fatalf("Close after recovery: %v", err)
-	}
-	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(runs)); got != want {
-		t.Fatalf("after recovery stored %v, want %v", got, want)
-	}
-	if st := w.Stats(); st.Written != 20 || st.Buffered != 0 || st.Dropped != 0 {
-		t.Fatalf("after recovery: %+v", st)
-	}
+	closeAndCheck(t, w, f, runs, 20, 0)
 }
 
 // TestUsageWriterRetryCountsNothingTwice: a batch that committed but whose
@@ -300,17 +292,8 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 		t.Fatalf("metrics %v, want %v", got, wantMetrics)
 	}
 	close(f.block)
-	if err := w.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	// Kept: the batch in flight (0, 1) and the newest three (7, 8, 9).
-	want := sortedIDs([]*wasmwiz.UsageRecord{runs[0], runs[1], runs[7], runs[8], runs[9]})
-	if got := f.storedIDs(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("stored %v, want the in-flight batch and the newest records %v", got, want)
-	}
-	if st := w.Stats(); st.Written != 5 || st.Dropped != 5 || st.Buffered != 0 {
-		t.Fatalf("after Close: %+v", st)
-	}
+	closeAndCheck(t, w, f, []*wasmwiz.UsageRecord{runs[0], runs[1], runs[7], runs[8], runs[9]}, 5, 5)
 }
 
 func TestUsageWriterBoundEqualToBatch(t *testing.T) {
@@ -451,15 +434,7 @@ func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
 		}
 		w.Record(r)
 	}
-	if err := w.Close(context.Background()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(good)); got != want {
-		t.Fatalf("stored %v, want every record but the refused one %v", got, want)
-	}
-	if st := w.Stats(); st.Written != 9 || st.Dropped != 1 || st.Buffered != 0 {
-		t.Fatalf("%+v, want 9 written and the refused one dropped", st)
-	}
+	closeAndCheck(t, w, f, good, 9, 1) // every record but the refused one
 }
 
 // TestUsageWriterWritesWhenTheDatabaseIsBack: during a backoff far longer
@@ -512,12 +487,21 @@ func TestUsageWriterWritesWhenTheDatabaseIsBack(t *testing.T) {
 	mu.Lock()
 	up = true
 	mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for w.Stats().Written != 7 {
-		if time.Now().After(deadline) {
-			t.Fatalf("records not written once the database answered: %+v", w.Stats())
-		}
-		time.Sleep(time.Millisecond)
+	testenv.WaitFor(t, "the 7 records to be written once the database answers", func() bool { return w.Stats().Written == 7 })
+}
+
+// closeAndCheck closes w and fails t unless the store holds exactly want,
+// and w counts written and dropped records so, with none left buffered.
+func closeAndCheck(t *testing.T, w *Writer, f *fakeRuns, want []*wasmwiz.UsageRecord, written, dropped uint64) {
+	t.Helper()
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got, want := fmt.Sprint(f.storedIDs()), fmt.Sprint(sortedIDs(want)); got != want {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	if st := w.Stats(); st.Written != written || st.Dropped != dropped || st.Buffered != 0 {
+		t.Fatalf("after Close: %+v, want %d written, %d dropped, none buffered", st, written, dropped)
 	}
 }
 
