@@ -275,6 +275,7 @@ type CacheStats struct {
 	CompileSeconds float64 // total time spent compiling, including disk-cache loads
 	Entries        int     // modules held
 	Bytes          int64   // their estimated size
+	DiskEvictions  uint64  // files deleted from the on-disk cache to keep its bound
 }
 
 // Engine runs WebAssembly modules.

@@ -34,6 +34,7 @@ type Config struct {
 	PlaintextHosts    []string // hosts the database and Redis may be reached on without TLS (production)
 	MetricsToken      string   // when set, /metrics wants it as a bearer token
 	CacheDir          string
+	CacheMaxBytes     int64 // bound of CacheDir's files; 0 none
 	CompileCacheBytes int64
 
 	Workers           int           // guest worker processes
@@ -170,6 +171,8 @@ func configVars() []configVar {
 			}},
 		{"WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
+		{"WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)", false,
+			setSize(func(c *Config) *int64 { return &c.CacheMaxBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CacheMaxBytes) }},
 		{"WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size", false,
 			setSize(func(c *Config) *int64 { return &c.CompileCacheBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CompileCacheBytes) }},
 		{"WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time); one more is kept warm as a spare that replaces a killed or crashed worker at once", false,

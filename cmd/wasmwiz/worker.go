@@ -27,6 +27,7 @@ own executable and talks to on stdin and stdout. Not started by hand.`)
 func newWorkerEngine(ctx context.Context, s worker.EngineSettings) (worker.GuestEngine, error) {
 	return engine.New(ctx, engine.Options{
 		CacheDir:         s.CacheDir,
+		CacheMaxBytes:    s.CacheMaxBytes,
 		MemoryCacheBytes: s.MemoryCacheBytes,
 		NoGuestInterrupt: true,
 		Logger:           s.Logger,

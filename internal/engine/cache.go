@@ -3,13 +3,7 @@ package engine
 import (
 	"container/list"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -25,6 +19,10 @@ type compiled struct {
 	mod  wazero.CompiledModule
 	info *analysis
 	size int64 // estimated bytes held, for the LRU bound
+	// diskPath is the file of its compiled code in the on-disk cache ("" for
+	// none); touched is when its recency there was last set.
+	diskPath string
+	touched  time.Time
 
 	refs    int
 	evicted bool
@@ -117,7 +115,14 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 		c.refs++
 		cc.lru.MoveToFront(c.elem)
 		cc.hits++
+		touch := c.diskPath != "" && time.Since(c.touched) > touchEvery
+		if touch {
+			c.touched = time.Now()
+		}
 		cc.mu.Unlock()
+		if touch { // in use: not the least recent on disk either
+			cc.e.disk.touch(c.diskPath)
+		}
 		return c, true, 0, nil
 	}
 	if f, ok := cc.inflight[key]; ok {
@@ -138,8 +143,7 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 	cc.mu.Unlock()
 
 	start := time.Now()
-	diskHit := cc.e.diskMarkerExists(key)
-	c, err := cc.e.compile(wasm, sha)
+	c, diskHit, err := cc.e.compile(wasm, sha)
 	took := time.Since(start)
 
 	cc.mu.Lock()
@@ -160,7 +164,12 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 	close(f.done)
 	cc.mu.Unlock()
 	if err == nil {
-		cc.e.writeDiskMarker(key)
+		if c.diskPath != "" {
+			cc.e.disk.touch(c.diskPath)
+			if !diskHit {
+				cc.e.disk.evictSoon() // the compile added a file
+			}
+		}
 		cc.e.log.Debug("compiled module", "sha256", sha, "bytes", len(wasm), "seconds", took.Seconds(), "from_disk", diskHit)
 	}
 	return c, diskHit && err == nil, took, err
@@ -212,28 +221,36 @@ func (cc *compileCache) closeAll(ctx context.Context) {
 	cc.bytes = 0
 }
 
-// compile parses, checks and compiles one module. Everything that makes a
-// module unrunnable here is EINVALID.
-func (e *Engine) compile(wasm []byte, sha string) (*compiled, error) {
+// compile parses, checks and compiles one module, and says whether its
+// compiled code came from the on-disk cache. Everything that makes a module
+// unrunnable here is EINVALID.
+func (e *Engine) compile(wasm []byte, sha string) (*compiled, bool, error) {
 	h, err := parseHeader(wasm)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := e.checkImportNames(h); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// Tables get the maximum the engine accounts for (account.go).
-	mod, err := e.compileModule(rewriteTables(wasm, h))
+	code := rewriteTables(wasm, h)
+	var diskPath string
+	diskHit := false
+	if e.disk != nil {
+		diskPath = e.disk.path(code)
+		diskHit = e.disk.has(diskPath)
+	}
+	mod, err := e.compileModule(code)
 	if err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid module: %v", err)
+		return nil, false, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid module: %v", err)
 	}
 	info, err := e.analyse(h, mod, wasm, sha)
 	if err != nil {
 		_ = mod.Close(context.Background())
-		return nil, err
+		return nil, false, err
 	}
 	info.footprint = accountInstance(h)
-	return &compiled{mod: mod, info: info, size: estimateCompiledSize(len(wasm))}, nil
+	return &compiled{mod: mod, info: info, size: estimateCompiledSize(len(wasm)), diskPath: diskPath, touched: time.Now()}, diskHit, nil
 }
 
 // compileModule calls wazero, turning a panic into an error: wazero
@@ -249,50 +266,3 @@ func (e *Engine) compileModule(wasm []byte) (mod wazero.CompiledModule, err erro
 	}()
 	return e.runtime.CompileModule(context.Background(), wasm)
 }
-
-// The disk cache is wazero's: it does not say whether a compile was served
-// from it. A marker per cache key, written after a compile with CacheDir
-// set, tells the next process that the compiled code is on disk, so that
-// compile_cached is reported. The marker names the wazero version and the
-// architecture, which wazero's own cache keys include too.
-func (e *Engine) diskMarker(key string) string {
-	if e.opts.CacheDir == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(key + "|" + wazeroVersion() + "|" + runtime.GOOS + "/" + runtime.GOARCH))
-	return filepath.Join(e.opts.CacheDir, "wasmwiz-markers", hex.EncodeToString(sum[:16]))
-}
-
-func (e *Engine) diskMarkerExists(key string) bool {
-	p := e.diskMarker(key)
-	if p == "" {
-		return false
-	}
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-func (e *Engine) writeDiskMarker(key string) {
-	p := e.diskMarker(key)
-	if p == "" {
-		return
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		e.log.Warn("compile cache marker", "err", err)
-		return
-	}
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		e.log.Warn("compile cache marker", "err", err)
-	}
-}
-
-var wazeroVersion = sync.OnceValue(func() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/tetratelabs/wazero" {
-				return d.Version
-			}
-		}
-	}
-	return "unknown"
-})

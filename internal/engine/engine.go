@@ -28,6 +28,9 @@ type Options struct {
 	// CacheDir is an on-disk compiled-code cache that processes share, so
 	// that a restart or a new worker does not recompile; "" means none.
 	CacheDir string
+	// CacheMaxBytes bounds the files in CacheDir: past it the least recently
+	// used are deleted (diskcache.go); 0 means no bound.
+	CacheMaxBytes int64
 	// MemoryCacheBytes bounds the compiled modules kept in memory, by their
 	// estimated size; 0 means 256 MiB.
 	MemoryCacheBytes int64
@@ -49,6 +52,7 @@ type Engine struct {
 	log     *slog.Logger
 	runtime wazero.Runtime
 	ccache  wazero.CompilationCache // nil without CacheDir
+	disk    *diskCache              // nil without CacheDir
 	cache   *compileCache
 
 	// wasiFuncs are the host functions a guest may import, by module and
@@ -96,6 +100,8 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "compilation cache directory %s", opts.CacheDir)
 		}
 		e.ccache = cc
+		e.disk = newDiskCache(opts.CacheDir, opts.CacheMaxBytes, !opts.NoGuestInterrupt, log)
+		e.disk.evictSoon() // a bound lowered since the last start
 		cfg = cfg.WithCompilationCache(cc)
 	}
 	newRuntimeMu.Lock()
@@ -121,7 +127,13 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 }
 
 // CacheStats returns the compiled-code cache counters.
-func (e *Engine) CacheStats() wasmwiz.CacheStats { return e.cache.stats() }
+func (e *Engine) CacheStats() wasmwiz.CacheStats {
+	st := e.cache.stats()
+	if e.disk != nil {
+		st.DiskEvictions = e.disk.evicted.Load()
+	}
+	return st
+}
 
 // Close waits for running guests, then frees every compiled module and the
 // runtime. Runs after Close answer EUNAVAILABLE. When ctx ends first (a

@@ -1,12 +1,12 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 )
 
 // TestTrapMessageIsBounded: a trap's message names the functions on the
@@ -31,40 +31,16 @@ func TestTrapMessageIsBounded(t *testing.T) {
 // trapWithName is a plain module whose _start, named name in the name
 // section, traps at once.
 func trapWithName(name string) []byte {
-	uleb := func(b *bytes.Buffer, v int) {
-		for {
-			c := byte(v & 0x7f)
-			v >>= 7
-			if v != 0 {
-				c |= 0x80
-			}
-			b.WriteByte(c)
-			if v == 0 {
-				return
-			}
-		}
+	m := &hostiletest.Module{
+		Types:   [][]byte{hostiletest.FuncType(nil, nil)},
+		Funcs:   []uint32{0},
+		Exports: [][]byte{hostiletest.Export("_start", 0, 0)},
+		Code:    [][]byte{hostiletest.Body(nil, []byte{hostiletest.OpUnreachable, hostiletest.OpEnd})},
 	}
-	section := func(out *bytes.Buffer, id byte, body []byte) {
-		out.WriteByte(id)
-		uleb(out, len(body))
-		out.Write(body)
-	}
-	var out bytes.Buffer
-	out.WriteString("\x00asm\x01\x00\x00\x00")
-	section(&out, 1, []byte{1, 0x60, 0, 0})                                   // type () -> ()
-	section(&out, 3, []byte{1, 0})                                            // one function of type 0
-	section(&out, 7, append([]byte{1, 6}, append([]byte("_start"), 0, 0)...)) // export "_start" func 0
-	section(&out, 10, []byte{1, 3, 0, 0x00, 0x0b})                            // body: unreachable
-	var names, sub bytes.Buffer
-	uleb(&sub, 1) // one name
-	uleb(&sub, 0) // function 0
-	uleb(&sub, len(name))
-	sub.WriteString(name)
-	uleb(&names, 4)
-	names.WriteString("name")
-	names.WriteByte(1) // function names
-	uleb(&names, sub.Len())
-	names.Write(sub.Bytes())
-	section(&out, 0, names.Bytes())
-	return out.Bytes()
+	// The name section: a custom section "name" whose subsection 1 (function
+	// names) names function 0.
+	funcNames := hostiletest.Name(hostiletest.ULEB(hostiletest.ULEB(nil, 1), 0), name)
+	names := append(hostiletest.Name(nil, "name"), 1)
+	names = append(hostiletest.ULEB(names, uint64(len(funcNames))), funcNames...)
+	return append(hostiletest.ULEB(append(m.Bytes(), 0), uint64(len(names))), names...)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
@@ -26,26 +24,8 @@ import (
 func newRunsStack(t *testing.T) *webStack {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close(ctx) })
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := queue.MigrateSQLite(ctx, db.QueueDB()); err != nil {
-		t.Fatal(err)
-	}
-	_, key, _, err := db.Bootstrap(ctx, "admin@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := inProcessEngine(t)
+	db, key := bootstrappedSQLite(t, func(ctx context.Context, db *sqlite.DB) error { return queue.MigrateSQLite(ctx, db.QueueDB()) })
 	logger := slog.New(slog.DiscardHandler)
 	q, err := queue.OpenSQLite(db.QueueDB(), queue.Options{Workers: 2, Runs: db, Logger: logger, PollInterval: 50 * time.Millisecond})
 	if err != nil {

@@ -53,10 +53,12 @@ type webStack struct {
 	adminKey string
 }
 
-func newWebStack(t *testing.T, auth bool) *webStack {
+// bootstrappedSQLite is a migrated SQLite store in a temporary file, closed
+// when the test ends, with its first admin, whose key it returns; migrate,
+// when set, migrates more on it (the queue's tables) before the admin.
+func bootstrappedSQLite(t *testing.T, migrate func(ctx context.Context, db *sqlite.DB) error) (*sqlite.DB, string) {
 	t.Helper()
 	ctx := context.Background()
-	eng := inProcessEngine(t)
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -65,10 +67,23 @@ func newWebStack(t *testing.T, auth bool) *webStack {
 	if err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if migrate != nil {
+		if err := migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, key, _, err := db.Bootstrap(ctx, "admin@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, key
+}
+
+func newWebStack(t *testing.T, auth bool) *webStack {
+	t.Helper()
+	ctx := context.Background()
+	eng := inProcessEngine(t)
+	db, key := bootstrappedSQLite(t, nil)
 	logger := slog.New(slog.DiscardHandler)
 	usage := usage.New(db, usage.Options{FlushInterval: 20 * time.Millisecond, Logger: logger})
 	srv, err := wwhttp.NewServer(wwhttp.Options{

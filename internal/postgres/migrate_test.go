@@ -98,43 +98,6 @@ func TestMigrateChildProcess(t *testing.T) {
 	}
 }
 
-// TestMigrateKeepsAdminChanges: migrating an up-to-date database again does
-// nothing, and in particular does not re-seed a tier an admin changed.
-func TestMigrateKeepsAdminChanges(t *testing.T) {
-	t.Parallel()
-	db := newDB(t)
-	ctx := context.Background()
-	free, err := db.FindTier(sys, wasmwiz.TierFree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free.RunsPerDay = 7
-	if err := db.PutTier(sys, free); err != nil {
-		t.Fatal(err)
-	}
-	before, err := db.MigrationVersions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	after, err := db.MigrationVersions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(after) != len(before) {
-		t.Fatalf("second Migrate recorded %v, before %v", after, before)
-	}
-	got, err := db.FindTier(sys, wasmwiz.TierFree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.RunsPerDay != 7 {
-		t.Fatalf("free tier runs per day = %d after Migrate, want the admin's 7", got.RunsPerDay)
-	}
-}
-
 // TestFailedMigrationRollsBack: a migration that fails leaves nothing of
 // itself behind and is not recorded, so fixing it and migrating again
 // applies it whole.

@@ -24,6 +24,24 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
+// checkOneSlot checks that by (Redis, or the fallback) grants one slot of
+// 1, refuses a second, and grants it again once the first is released.
+func checkOneSlot(t *testing.T, l *redis.Limiter, by string) {
+	t.Helper()
+	ctx := context.Background()
+	release, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("%s: Acquire: %v, %v", by, ok, err)
+	}
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); ok {
+		t.Fatalf("%s granted a second slot of 1", by)
+	}
+	release()
+	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); !ok {
+		t.Fatalf("%s refused the slot after its release", by)
+	}
+}
+
 // proxiedClient returns a client of the Redis at url through a proxy the
 // test stops and stalls, closed when the test ends.
 func proxiedClient(t *testing.T, url string) (*goredis.Client, *tcpproxy.Proxy) {
@@ -115,17 +133,7 @@ func TestServerClock(t *testing.T) {
 	if d, err := l.Allow(ctx, "u1", short); err != nil || !d.Allowed {
 		t.Fatalf("after RetryAfter: %+v, %v", d, err)
 	}
-	release, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
-	if err != nil || !ok {
-		t.Fatalf("Acquire: %v %v", ok, err)
-	}
-	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); ok {
-		t.Fatal("second slot of 1 granted")
-	}
-	release()
-	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); !ok {
-		t.Fatal("slot refused after release")
-	}
+	checkOneSlot(t, l, "Redis")
 }
 
 // Two replicas, each with its own client, share one key's quota exactly.
@@ -296,17 +304,7 @@ func TestRedisDownFallsBack(t *testing.T) {
 		}
 		clock.Advance(2 * redis.DefaultProbeInterval) // a probe each time: still down
 	}
-	release, ok, err := l.Acquire(ctx, "u1", 1, time.Minute)
-	if err != nil || !ok {
-		t.Fatalf("Acquire: %v, %v", ok, err)
-	}
-	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); ok {
-		t.Fatal("fallback granted a second slot of 1")
-	}
-	release()
-	if _, ok, _ := l.Acquire(ctx, "u1", 1, time.Minute); !ok {
-		t.Fatal("fallback slot not released")
-	}
+	checkOneSlot(t, l, "the fallback")
 	s := l.Stats()
 	if want := (wasmwiz.RateLimitStats{Allowed: 3, Limited: 2, Acquired: 2, AcquireRefused: 1, Fallback: 8, FallbackActive: true,
 		Outages: 1, StoreErrors: 6}); s != want { // 5 Allow and 1 Acquire tried Redis

@@ -68,45 +68,6 @@ func TestMigrations(t *testing.T) {
 	storetest.RunMigrations(t, func(t *testing.T) storetest.Migrating { return openEmpty(t) })
 }
 
-func TestMigrateIsIdempotent(t *testing.T) {
-	t.Parallel()
-	db := open(t)
-	ctx := context.Background()
-	// A changed tier must survive a second Migrate: seeding is part of the
-	// first migration, not of every start.
-	sys := wasmwiz.SystemContext(ctx)
-	free, err := db.FindTier(sys, wasmwiz.TierFree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free.RunsPerDay = 7
-	if err := db.PutTier(sys, free); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := db.Migrate(ctx); err != nil {
-			t.Fatalf("Migrate again: %v", err)
-		}
-	}
-	got, err := db.FindTier(sys, wasmwiz.TierFree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.RunsPerDay != 7 {
-		t.Fatalf("Migrate reseeded the free tier: runs per day %d, want 7", got.RunsPerDay)
-	}
-	versions, err := db.MigrationVersions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(versions) != fmt.Sprint(allVersions()) {
-		t.Fatalf("schema_migrations holds %v, want %v", versions, allVersions())
-	}
-	if n, _ := db.CountUsers(ctx); n != 0 {
-		t.Fatalf("migrations created %d users; no user or key is ever seeded", n)
-	}
-}
-
 // TestMigrateConcurrentProcesses starts several processes (this test binary
 // again) that open and migrate one new file at the same moment: every one
 // succeeds and each migration is applied once.

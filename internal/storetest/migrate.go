@@ -22,6 +22,9 @@ type Migrating interface {
 // exactly once and in order, and the database they leave has the default
 // tiers of wasmwiz.DefaultTiers, every limit included: migrations seed with
 // frozen SQL, and this is what keeps that SQL and DefaultTiers the same.
+// Migrating an up-to-date database again does nothing: it neither re-seeds
+// a tier an admin changed nor records a version twice, and no migration
+// creates a user.
 func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 	t.Run("StepByStepEqualsDefaults", func(t *testing.T) {
 		t.Parallel()
@@ -73,6 +76,39 @@ func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 					t.Errorf("tier %s: migrations seed %s = %s, DefaultTiers says %s", d.Name, f.Name, f.Format(g), f.Format(w))
 				}
 			}
+		}
+	})
+	t.Run("AgainKeepsAdminChanges", func(t *testing.T) {
+		t.Parallel()
+		s := newEmpty(t)
+		ctx := context.Background()
+		sys := wasmwiz.SystemContext(ctx)
+		if err := s.MigrateTo(ctx, 0); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		before, err := s.MigrationVersions(ctx)
+		wantOK(t, err, "MigrationVersions")
+		free, err := s.FindTier(sys, wasmwiz.TierFree)
+		wantOK(t, err, "FindTier")
+		free.RunsPerDay = 7
+		wantOK(t, s.PutTier(sys, free), "PutTier")
+		for range 3 {
+			if err := s.MigrateTo(ctx, 0); err != nil {
+				t.Fatalf("Migrate again: %v", err)
+			}
+		}
+		after, err := s.MigrationVersions(ctx)
+		wantOK(t, err, "MigrationVersions")
+		if !slices.Equal(after, before) {
+			t.Fatalf("migrating again recorded %v, before %v", after, before)
+		}
+		got, err := s.FindTier(sys, wasmwiz.TierFree)
+		wantOK(t, err, "FindTier")
+		if got.RunsPerDay != 7 {
+			t.Fatalf("migrating again reseeded the free tier: runs per day %d, want the admin's 7", got.RunsPerDay)
+		}
+		if n, err := s.CountUsers(ctx); err != nil || n != 0 {
+			t.Fatalf("migrations created %d users (%v); no user or key is ever seeded", n, err)
 		}
 	})
 }

@@ -34,6 +34,15 @@ type fakeRuns struct {
 
 func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]wasmwiz.UsageRecord{}} }
 
+// downFakeRuns is a store whose database is down (every CreateRuns fails
+// EUNAVAILABLE until the test says otherwise), reporting its calls.
+func downFakeRuns() *fakeRuns {
+	f := newFakeRuns()
+	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
+	f.calls = make(chan int, 1000)
+	return f
+}
+
 func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error {
 	f.mu.Lock()
 	calls, block := f.calls, f.block
@@ -202,9 +211,7 @@ func TestUsageWriterFlushInterval(t *testing.T) {
 // records keep coming, and all are written once the database answers.
 func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 	t.Parallel()
-	f := newFakeRuns()
-	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
-	f.calls = make(chan int, 1000)
+	f := downFakeRuns()
 	w := New(f, Options{BatchSize: 5, FlushInterval: time.Millisecond,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
 	var runs []*wasmwiz.UsageRecord
@@ -319,9 +326,7 @@ func TestUsageWriterBoundEqualToBatch(t *testing.T) {
 // retries until its context ends, then reports and counts what it lost.
 func TestUsageWriterCloseGivesUp(t *testing.T) {
 	t.Parallel()
-	f := newFakeRuns()
-	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
-	f.calls = make(chan int, 1000)
+	f := downFakeRuns()
 	w := New(f, Options{BatchSize: 100, FlushInterval: time.Hour,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
 	for i := range 3 {
@@ -442,9 +447,7 @@ func TestUsageWriterDropsOnlyARefusedRecord(t *testing.T) {
 // holds as soon as a probe succeeds, not when the backoff ends.
 func TestUsageWriterWritesWhenTheDatabaseIsBack(t *testing.T) {
 	t.Parallel()
-	f := newFakeRuns()
-	f.fail = wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database is down")
-	f.calls = make(chan int, 1000)
+	f := downFakeRuns()
 	var mu sync.Mutex
 	up, probes := false, 0
 	w := New(f, Options{BatchSize: 5, FlushInterval: time.Millisecond,

@@ -27,6 +27,7 @@ type GuestEngine interface {
 // EngineSettings is what the pool tells a worker about the engine to start.
 type EngineSettings struct {
 	CacheDir         string // on-disk compiled-code cache shared by the workers; "" for none
+	CacheMaxBytes    int64  // bound of CacheDir's files; 0 for none
 	MemoryCacheBytes int64  // in-memory compiled-code cache of this worker
 	Logger           *slog.Logger
 }
@@ -96,7 +97,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.Level(cfg.LogLevel)}))
-	eng, err := opts.NewEngine(ctx, EngineSettings{CacheDir: cfg.CacheDir, MemoryCacheBytes: cfg.MemoryCacheBytes, Logger: log})
+	eng, err := opts.NewEngine(ctx, EngineSettings{CacheDir: cfg.CacheDir, CacheMaxBytes: cfg.CacheMaxBytes, MemoryCacheBytes: cfg.MemoryCacheBytes, Logger: log})
 	if err != nil {
 		e := newFrame(64)
 		encodeError(e, err)

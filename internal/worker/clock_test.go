@@ -1,61 +1,33 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 )
 
 // bigModule returns a valid plain module of n functions of k no-op
 // instructions each, exporting the first as _start: large enough that
 // compiling it takes far longer than running it.
 func bigModule(n, k int) []byte {
-	uleb := func(b *bytes.Buffer, v uint64) {
-		for {
-			c := byte(v & 0x7f)
-			v >>= 7
-			if v != 0 {
-				c |= 0x80
-			}
-			b.WriteByte(c)
-			if v == 0 {
-				return
-			}
-		}
-	}
-	section := func(out *bytes.Buffer, id byte, body []byte) {
-		out.WriteByte(id)
-		uleb(out, uint64(len(body)))
-		out.Write(body)
-	}
-	var out bytes.Buffer
-	out.WriteString("\x00asm\x01\x00\x00\x00")
-	section(&out, 1, []byte{1, 0x60, 0, 0}) // one type: () -> ()
-	var funcs bytes.Buffer
-	uleb(&funcs, uint64(n))
-	for range n {
-		funcs.WriteByte(0)
-	}
-	section(&out, 3, funcs.Bytes())
-	section(&out, 7, []byte{1, 6, '_', 's', 't', 'a', 'r', 't', 0, 0}) // export func 0
-	var body bytes.Buffer
-	body.WriteByte(0) // no locals
+	code := make([]byte, 0, 3*k+1)
 	for range k {
-		body.Write([]byte{0x41, 0x01, 0x1a}) // i32.const 1; drop
+		code = append(code, hostiletest.OpI32Const, 1, hostiletest.OpDrop)
 	}
-	body.WriteByte(0x0b) // end
-	var code bytes.Buffer
-	uleb(&code, uint64(n))
+	m := &hostiletest.Module{
+		Types:   [][]byte{hostiletest.FuncType(nil, nil)},
+		Exports: [][]byte{hostiletest.Export("_start", 0, 0)},
+	}
+	body := hostiletest.Body(nil, append(code, hostiletest.OpEnd))
 	for range n {
-		uleb(&code, uint64(body.Len()))
-		code.Write(body.Bytes())
+		m.Funcs = append(m.Funcs, 0)
+		m.Code = append(m.Code, body)
 	}
-	section(&out, 10, code.Bytes())
-	return out.Bytes()
+	return m.Bytes()
 }
 
 // TestWallTimeCoversTheCompile: a run's wall time covers compiling its

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -172,5 +173,30 @@ func TestCompileMemoryBomb(t *testing.T) {
 	}
 	if after := pl.Stats(); after.Inspections != before.Inspections {
 		t.Errorf("the remembered refusal reached a worker")
+	}
+}
+
+// TestPoolDiskCacheBound: the pool's bound on the on-disk compile cache
+// reaches its workers, which keep the directory within it and count what
+// they delete.
+func TestPoolDiskCacheBound(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 0)
+	opts.CacheMaxBytes = 1 // nothing stays
+	pl := newTestPool(t, opts)
+	for i := range 4 {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(100 + i), Limits: limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("run %d: %v %+v", i, err, res)
+		}
+	}
+	hello := testmodule.Read(t, "hello.wasm")
+	testenv.WaitFor(t, "the workers to report evictions", func() bool {
+		// A request carries a worker's figures back when they changed.
+		_, _ = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		return pl.CacheStats().DiskEvictions >= 4
+	})
+	if m := metrictest.Values(t, pl); m["wasmwiz_compile_cache_evictions_total"] < 4 {
+		t.Errorf("wasmwiz_compile_cache_evictions_total = %v, want at least 4", m["wasmwiz_compile_cache_evictions_total"])
 	}
 }

@@ -11,6 +11,7 @@ import (
 func NewEngine(ctx context.Context, s EngineSettings) (GuestEngine, error) {
 	return engine.New(ctx, engine.Options{
 		CacheDir:         s.CacheDir,
+		CacheMaxBytes:    s.CacheMaxBytes,
 		MemoryCacheBytes: s.MemoryCacheBytes,
 		NoGuestInterrupt: true,
 		Logger:           s.Logger,

@@ -173,3 +173,46 @@ func TestWorkerRetiresWhenItOutgrowsItsAllowance(t *testing.T) {
 		t.Errorf("wasmwiz_worker_retires_total = %v, want 1", m["wasmwiz_worker_retires_total"])
 	}
 }
+
+// TestPoolMemoryAttackDoesNotMakeOthersWait: while one caller's guest grows
+// a table for ever (growth failing at its bound, its worker's memory flat),
+// another caller's hello worlds run on the other worker.
+func TestPoolMemoryAttackDoesNotMakeOthersWait(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 2, 0))
+	attack := hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Ignore)
+	hello := testmodule.Read(t, "hello.wasm")
+	compileFirst(t, pl, attack, hello)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		lim := limits()
+		lim.MaxMemoryBytes = 16 * wasmwiz.MiB
+		lim.Timeout = 10 * time.Minute // it must still run when the others are done
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: attack, Limits: lim})
+		done <- err
+	}()
+	testenv.WaitFor(t, "the attack to run", func() bool { return len(busyPIDs(pl)) == 1 })
+	attacker := busyPIDs(pl)[0]
+	sample := peakRSS(pl)
+	for i := range 20 {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		if err != nil || string(res.Stdout) != "Hello, World!\n" {
+			t.Fatalf("hello %d beside the attack: %v %+v", i, err, res)
+		}
+	}
+	peak := sample()
+	select {
+	case err := <-done:
+		t.Fatalf("the attack ended before the hello worlds (%v): the test proves nothing", err)
+	default:
+	}
+	if r := residentBytes(attacker); r > 64*wasmwiz.MiB || peak > 64*wasmwiz.MiB {
+		t.Errorf("the attacking worker holds %s (peak %s); its table's growth should fail long before", mib(r), mib(peak))
+	}
+	stop()
+	if err := <-done; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Errorf("the cancelled attack: %v, want EUNAVAILABLE", err)
+	}
+}

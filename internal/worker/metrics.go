@@ -15,13 +15,14 @@ var (
 	descWorkerFails    = prometheus.NewDesc("wasmwiz_worker_start_failures_total", "Worker starts that failed.", nil, nil)
 	descWorkerModules  = prometheus.NewDesc("wasmwiz_worker_module_routing_total", "Runs sent to a worker that already held their module (hit) or with the module's bytes (sent).", []string{"result"}, nil)
 	descCompileSeconds = prometheus.NewDesc("wasmwiz_compile_seconds_total", "Time the workers spent compiling modules.", nil, nil)
+	descCacheEvictions = prometheus.NewDesc("wasmwiz_compile_cache_evictions_total", "Files the workers deleted from the on-disk compile cache to keep its bound.", nil, nil)
 	descCompiles       = prometheus.NewDesc("wasmwiz_compiles_total", "Modules the workers compiled (or loaded from the on-disk cache).", nil, nil)
 	descCacheEntries   = prometheus.NewDesc("wasmwiz_compile_cache_entries", "Compiled modules the live workers hold in memory.", nil, nil)
 	descCacheBytes     = prometheus.NewDesc("wasmwiz_compile_cache_bytes", "Estimated size of the compiled modules the live workers hold.", nil, nil)
 )
 
 var poolDescs = []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes, descWorkerRetires,
-	descWorkerRestarts, descWorkerFails, descWorkerModules, descCompileSeconds, descCompiles, descCacheEntries, descCacheBytes}
+	descWorkerRestarts, descWorkerFails, descWorkerModules, descCompileSeconds, descCacheEvictions, descCompiles, descCacheEntries, descCacheBytes}
 
 // Describe implements prometheus.Collector.
 func (pl *Pool) Describe(ch chan<- *prometheus.Desc) {
@@ -51,6 +52,7 @@ func (pl *Pool) Collect(ch chan<- prometheus.Metric) {
 	counter(descWorkerModules, float64(st.ModuleHits), "hit")
 	counter(descWorkerModules, float64(st.ModuleSends), "sent")
 	counter(descCompileSeconds, cs.CompileSeconds)
+	counter(descCacheEvictions, float64(cs.DiskEvictions))
 	counter(descCompiles, float64(cs.Misses))
 	gauge(descCacheEntries, float64(cs.Entries))
 	gauge(descCacheBytes, float64(cs.Bytes))

@@ -52,6 +52,9 @@ type Options struct {
 	// CacheDir is the on-disk compiled-code cache the workers share; ""
 	// means none (every worker compiles every module it meets).
 	CacheDir string
+	// CacheMaxBytes bounds CacheDir's files: the workers delete the least
+	// recently used past it, one at a time (internal/engine); 0: no bound.
+	CacheMaxBytes int64
 	// MemoryCacheBytes bounds each worker's in-memory compiled-code cache; 0
 	// leaves the engine's default.
 	MemoryCacheBytes int64
@@ -213,6 +216,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		cfg: childConfig{
 			LimitsSchema:     wasmwiz.LimitsSchema(),
 			CacheDir:         opts.CacheDir,
+			CacheMaxBytes:    opts.CacheMaxBytes,
 			MemoryCacheBytes: opts.MemoryCacheBytes,
 			ModuleCacheBytes: opts.ModuleCacheBytes,
 			MemoryOverhead:   memoryOverhead,
@@ -414,6 +418,7 @@ func (pl *Pool) onExit(p *proc) {
 	pl.gone.Misses += p.cacheStats.Misses
 	pl.gone.DiskHits += p.cacheStats.DiskHits
 	pl.gone.CompileSeconds += p.cacheStats.CompileSeconds
+	pl.gone.DiskEvictions += p.cacheStats.DiskEvictions
 	if live {
 		pl.maybeSpawnLocked()
 	}
@@ -515,6 +520,7 @@ func (pl *Pool) CacheStats() wasmwiz.CacheStats {
 		st.Misses += c.Misses
 		st.DiskHits += c.DiskHits
 		st.CompileSeconds += c.CompileSeconds
+		st.DiskEvictions += c.DiskEvictions
 		st.Entries += c.Entries
 		st.Bytes += c.Bytes
 	}

@@ -60,8 +60,9 @@ const (
 //
 // Version 2: guest output travels in output frames during the run; the
 // result frame no longer carries it. Version 3: the retire frame. Version
-// 4: results carry the compile's duration.
-const protocolVersion = 4
+// 4: results carry the compile's duration. Version 5: the disk cache's bound
+// in the config, its evictions in the stats.
+const protocolVersion = 5
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -280,6 +281,7 @@ func (d *dec) done() error {
 type childConfig struct {
 	LimitsSchema     string // wasmwiz.LimitsSchema of the pool; the worker's must match
 	CacheDir         string
+	CacheMaxBytes    int64 // bound of CacheDir's files; 0 none
 	MemoryCacheBytes int64
 	ModuleCacheBytes int64 // module bytes kept per worker, by size (LRU)
 	MemoryOverhead   int64 // added to a run's memory cap for the Go memory limit
@@ -290,6 +292,7 @@ func (c *childConfig) encode(e *enc) {
 	e.uvarint(protocolVersion)
 	e.string(c.LimitsSchema)
 	e.string(c.CacheDir)
+	e.varint(c.CacheMaxBytes)
 	e.varint(c.MemoryCacheBytes)
 	e.varint(c.ModuleCacheBytes)
 	e.varint(c.MemoryOverhead)
@@ -307,6 +310,7 @@ func (c *childConfig) decode(d *dec) {
 		return
 	}
 	c.CacheDir = d.string()
+	c.CacheMaxBytes = d.varint()
 	c.MemoryCacheBytes = d.varint()
 	c.ModuleCacheBytes = d.varint()
 	c.MemoryOverhead = d.varint()
@@ -554,6 +558,7 @@ func encodeCacheStats(e *enc, st wasmwiz.CacheStats) {
 	e.uvarint(math.Float64bits(st.CompileSeconds))
 	e.varint(int64(st.Entries))
 	e.varint(st.Bytes)
+	e.uvarint(st.DiskEvictions)
 }
 
 func decodeCacheStats(d *dec) wasmwiz.CacheStats {
@@ -564,5 +569,6 @@ func decodeCacheStats(d *dec) wasmwiz.CacheStats {
 		CompileSeconds: math.Float64frombits(d.uvarint()),
 		Entries:        int(d.varint()),
 		Bytes:          d.varint(),
+		DiskEvictions:  d.uvarint(),
 	}
 }

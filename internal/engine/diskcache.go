@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The on-disk compile cache is wazero's (Options.CacheDir), shared by the
+// worker processes of a server, and wazero never deletes from it: a 1.6 MB
+// module left 7.2 MB of compiled code, and every module a tenant ever sent
+// stayed. diskCache bounds it by bytes (Options.CacheMaxBytes), evicting the
+// least recently used files, safely across the processes that share it:
+//
+//   - Where. wazero names a module's file by a hash of the bytes it compiled,
+//     whether guests are interruptible, its own magic and the CPU's
+//     features, under a directory named by its version and the platform.
+//     The engine computes the same name (TestDiskCachePathIsWazeros checks
+//     it against the file wazero writes, so an upgrade that changes the
+//     scheme fails a test), which also tells a compile whether the code
+//     came from the disk.
+//   - Recency is the file's modification time: the engine sets it when it
+//     compiles or loads a module and, at most once a minute, when a run
+//     finds the module in memory.
+//   - Eviction runs after a compile that added a file and when the engine
+//     starts: one process at a time (an flock on a lock file in the
+//     directory; the others skip their turn), it sums the directory and
+//     deletes the oldest files until the total is under 90 % of the bound,
+//     with files of older wazero versions first in line as they are older.
+//     A file another process is reading stays readable (an unlinked file
+//     lives while open); one being written is a temporary file that wazero
+//     renames when whole, and temporary files are deleted only when older
+//     than tmpMaxAge (a writer that died). A deleted module is compiled
+//     again the next time, which is all a cache miss costs.
+
+// Disk cache settings.
+const (
+	diskLowWater = 0.9 // evict down to this share of the bound
+	tmpMaxAge    = 10 * time.Minute
+	touchEvery   = time.Minute
+	evictLock    = "wasmwiz-evict.lock"
+)
+
+// diskCache bounds and keeps recency in an on-disk compile cache.
+type diskCache struct {
+	dir string // Options.CacheDir
+	sub string // wazero's directory in it for this version and platform
+	max int64  // bytes; 0: no bound
+	// interrupt says whether the runtime compiles in-guest interruption
+	// checks (wazero's ensureTermination), which wazero's file name hashes.
+	interrupt bool
+	log       *slog.Logger
+
+	evicting atomic.Bool
+	evicted  atomic.Uint64 // files deleted
+}
+
+func newDiskCache(dir string, max int64, interrupt bool, log *slog.Logger) *diskCache {
+	return &diskCache{
+		dir: dir, max: max, interrupt: interrupt, log: log,
+		sub: filepath.Join(dir, "wazero-"+wazeroVersionName()+"-"+runtime.GOARCH+"-"+runtime.GOOS),
+	}
+}
+
+// wazeroVersionName is the version wazero names its cache directory after
+// (internal/version.GetWazeroVersion in wazero v1.12.0).
+func wazeroVersionName() string {
+	v := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if strings.Contains(d.Path, "github.com/tetratelabs/wazero") {
+				v = d.Version
+			}
+		}
+		if v == "" || v == "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	if v == "" || v == "(devel)" {
+		return "dev"
+	}
+	return v
+}
+
+// path returns the file wazero keeps the compiled code of code in: the
+// module's id (sha256 of its bytes and the interruption flag), hashed with
+// wazero's compiler magic and the CPU features it compiled for.
+func (d *diskCache) path(code []byte) string {
+	h := sha256.New()
+	h.Write(code)
+	if d.interrupt {
+		h.Write([]byte{1})
+	} else {
+		h.Write([]byte{0})
+	}
+	id := h.Sum(nil)
+	h = sha256.New()
+	h.Write(id)
+	h.Write([]byte("WAZEVO"))
+	var cpu [8]byte
+	binary.LittleEndian.PutUint64(cpu[:], cpuFeatures())
+	h.Write(cpu[:])
+	return filepath.Join(d.sub, hex.EncodeToString(h.Sum(nil)))
+}
+
+// has reports whether path exists.
+func (d *diskCache) has(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// touch marks path used now.
+func (d *diskCache) touch(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+}
+
+// evictSoon runs an eviction in the background unless one of this process
+// is already running.
+func (d *diskCache) evictSoon() {
+	if d.max <= 0 || !d.evicting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer d.evicting.Store(false)
+		d.evict()
+	}()
+}
+
+type cacheFile struct {
+	path string
+	size int64
+	mod  time.Time
+	tmp  bool
+}
+
+// evict deletes the least recently used files until the directory holds
+// at most diskLowWater of the bound, when it holds more than the bound. It
+// does nothing while another process evicts.
+func (d *diskCache) evict() {
+	unlock, ok := lockDir(filepath.Join(d.dir, evictLock))
+	if !ok {
+		return
+	}
+	defer unlock()
+	var files []cacheFile
+	var total int64
+	now := time.Now()
+	_ = filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || filepath.Base(p) == evictLock {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		f := cacheFile{path: p, size: info.Size(), mod: info.ModTime(), tmp: strings.HasSuffix(p, ".tmp")}
+		if f.tmp && now.Sub(f.mod) > tmpMaxAge {
+			// A writer that died: its file will never be renamed.
+			if os.Remove(p) == nil {
+				d.evicted.Add(1)
+			}
+			return nil
+		}
+		total += f.size
+		files = append(files, f)
+		return nil
+	})
+	if total <= d.max {
+		return
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.Before(files[j].mod) })
+	target := int64(float64(d.max) * diskLowWater)
+	n := 0
+	for _, f := range files {
+		if total <= target {
+			break
+		}
+		if f.tmp {
+			continue // being written
+		}
+		if err := os.Remove(f.path); err == nil || os.IsNotExist(err) {
+			total -= f.size
+			n++
+		}
+	}
+	d.evicted.Add(uint64(n))
+	d.log.Info("compile cache evicted", "files", n, "bytes_left", total, "bound", d.max)
+}

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// dirBytes sums the files under dir, but for the eviction lock.
+func dirBytes(t *testing.T, dir string) (total int64, files int) {
+	t.Helper()
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && filepath.Base(p) != evictLock {
+			if info, err := e.Info(); err == nil {
+				total += info.Size()
+				files++
+			}
+		}
+		return nil
+	})
+	return total, files
+}
+
+// settle waits for e's background eviction, then runs one in the
+// foreground, so that what the test reads next is the bound applied.
+func settle(t *testing.T, e *Engine) {
+	t.Helper()
+	testenv.WaitFor(t, "the background eviction", func() bool { return !e.disk.evicting.Load() })
+	e.disk.evict()
+}
+
+// TestDiskCachePathIsWazeros: the engine names a module's file in the
+// on-disk cache as wazero does, for modules compiled as sent and with their
+// tables rewritten, with and without in-guest interruption; a wazero
+// upgrade that changes its scheme fails here, not silently.
+func TestDiskCachePathIsWazeros(t *testing.T) {
+	t.Parallel()
+	for _, noInterrupt := range []bool{false, true} {
+		dir := t.TempDir()
+		e := newEngine(t, Options{CacheDir: dir, NoGuestInterrupt: noInterrupt})
+		for _, wasm := range [][]byte{testmodule.Read(t, "hello.wasm"), hostiletest.TableGrowLoop(1, -1, hostiletest.Return)} {
+			if _, err := e.Inspect(context.Background(), wasm, limits()); err != nil {
+				t.Fatal(err)
+			}
+			h, err := parseHeader(wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := e.disk.path(rewriteTables(wasm, h)); !e.disk.has(p) {
+				_, n := dirBytes(t, dir)
+				t.Errorf("no file at %s (interrupt %v) among the %d in the cache: wazero names its files otherwise", p, !noInterrupt, n)
+			}
+		}
+	}
+}
+
+// TestDiskCacheBound: the files of the on-disk cache stay within
+// CacheMaxBytes, the least recently used go first (a module another
+// process loaded stays), and modules whose files went are compiled again.
+func TestDiskCacheBound(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	modules := make([][]byte, 12)
+	for i := range modules {
+		modules[i] = hostiletest.ManyFunctions(400 + i) // distinct, tens of KB compiled each
+	}
+	// Size one file, then bound the cache at about five of them.
+	probe := newEngine(t, Options{CacheDir: t.TempDir()})
+	if _, err := probe.Inspect(context.Background(), modules[0], wasmwiz.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	one, _ := dirBytes(t, probe.opts.CacheDir)
+	max := one * 11 / 2 // five files and a half
+	a := newEngine(t, Options{CacheDir: dir, CacheMaxBytes: max})
+	b := newEngine(t, Options{CacheDir: dir, CacheMaxBytes: max}) // another worker process
+	compile := func(e *Engine, i int) {
+		t.Helper()
+		if _, err := e.Inspect(context.Background(), modules[i], wasmwiz.Limits{}); err != nil {
+			t.Fatalf("module %d: %v", i, err)
+		}
+	}
+	path := func(i int) string { return a.disk.path(modules[i]) }
+	for i := range 5 {
+		compile(a, i)
+	}
+	settle(t, a)
+	// Age them, module 0 the oldest, as minutes of use would.
+	for i := range 5 {
+		old := time.Now().Add(-time.Duration(10-i) * time.Minute)
+		if err := os.Chtimes(path(i), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another process runs module 0: it loads it from the disk, which makes
+	// it the most recently used.
+	if res, err := b.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[0], Limits: limits()}); err != nil || !res.CompileCached {
+		t.Fatalf("module 0 in the other process: %v, cached %v", err, res != nil && res.CompileCached)
+	}
+	compile(a, 5) // one file too many: the two least recently used go
+	settle(t, a)
+	for i, want := range []bool{true, false, false, true, true, true} {
+		if got := a.disk.has(path(i)); got != want {
+			t.Errorf("module %d on disk: %v, want %v", i, got, want)
+		}
+	}
+	for i := 6; i < len(modules); i++ {
+		compile(a, i)
+	}
+	settle(t, a)
+	total, files := dirBytes(t, dir)
+	if total > max {
+		t.Errorf("the cache holds %d bytes in %d files, over its bound of %d", total, files, max)
+	}
+	if !a.disk.has(path(len(modules) - 1)) {
+		t.Errorf("the newest module was evicted")
+	}
+	if st := a.CacheStats(); st.DiskEvictions == 0 {
+		t.Errorf("cache stats %+v: no eviction counted", st)
+	}
+	// An evicted module compiles again, in a fresh process as well.
+	c := newEngine(t, Options{CacheDir: dir, CacheMaxBytes: max})
+	res, err := c.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[1], Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK || res.CompileCached {
+		t.Fatalf("an evicted module: %v %+v; want it compiled again", err, res)
+	}
+}
+
+// TestDiskCacheEvictionAcrossProcesses: evictions of several processes at
+// once delete each file once and leave the bound held; a temporary file of
+// a writer that died goes, one being written stays; and a process whose
+// module's file was deleted under it keeps running it.
+func TestDiskCacheEvictionAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	engines := make([]*Engine, 3)
+	for i := range engines {
+		engines[i] = newEngine(t, Options{CacheDir: dir, CacheMaxBytes: 1})
+	}
+	for i := range 9 {
+		wasm := hostiletest.ManyFunctions(300 + i)
+		if _, err := engines[i%3].Inspect(context.Background(), wasm, wasmwiz.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range engines {
+		testenv.WaitFor(t, "background evictions", func() bool { return !e.disk.evicting.Load() })
+	}
+	sub := engines[0].disk.sub
+	stale := filepath.Join(sub, "0123.456.tmp")
+	fresh := filepath.Join(sub, "89ab.789.tmp")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * tmpMaxAge)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// Refill, then let every process evict at once.
+	for i := range 6 {
+		if _, err := engines[0].Inspect(context.Background(), hostiletest.ManyFunctions(500+i), wasmwiz.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, "the background eviction", func() bool { return !engines[0].disk.evicting.Load() })
+	var wg sync.WaitGroup
+	for _, e := range engines {
+		wg.Go(e.disk.evict)
+	}
+	wg.Wait()
+	total, files := dirBytes(t, dir)
+	if files != 1 || total != int64(len("partial")) {
+		t.Errorf("%d files, %d bytes left; want only the temporary file being written", files, total)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("the dead writer's temporary file is still there")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("the temporary file being written was deleted: %v", err)
+	}
+	// Every compiled module is gone from the disk, and still runs where it
+	// is held.
+	res, err := engines[0].Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(505), Limits: limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK || !res.CompileCached {
+		t.Fatalf("a held module after its file went: %v %+v", err, res)
+	}
+	var sum uint64
+	for _, e := range engines {
+		sum += e.CacheStats().DiskEvictions
+	}
+	if sum != 15+1 { // 9 + 6 compiled files, and the dead writer's
+		t.Errorf("%d deletions counted over the processes, want each file deleted once (16)", sum)
+	}
+	if !strings.HasPrefix(filepath.Base(sub), "wazero-") {
+		t.Errorf("wazero's directory %s", sub)
+	}
+}
