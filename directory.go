@@ -175,14 +175,6 @@ func (d *Directory) Observe(epoch int64, fallback bool) {
 	d.mu.Unlock()
 }
 
-// Invalidate empties the cache, as a new epoch does; a writer in this
-// process calls it after a change, before it publishes the new epoch.
-func (d *Directory) Invalidate() {
-	d.mu.Lock()
-	d.keys, d.modules, d.tiers = nil, nil, nil
-	d.mu.Unlock()
-}
-
 // fresh reports whether an entry loaded at loaded may be used now.
 func (d *Directory) fresh(loaded, now time.Time) bool {
 	return !d.fallback.Load() || now.Sub(loaded) <= d.fallbackMaxAge()

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
@@ -43,8 +41,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 		return nil, err
 	}
 	defer e.end()
-	sum := sha256.Sum256(wasm)
-	c, _, _, err := e.cache.get(wasm, hex.EncodeToString(sum[:]))
+	c, _, _, err := e.cache.get(wasm, wasmwiz.ModuleDigest(wasm))
 	if err != nil {
 		return nil, err
 	}

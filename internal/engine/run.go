@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -103,8 +101,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 
 	sha := strings.ToLower(req.SHA256)
 	if sha == "" {
-		sum := sha256.Sum256(req.Wasm)
-		sha = hex.EncodeToString(sum[:])
+		sha = wasmwiz.ModuleDigest(req.Wasm)
 	}
 	c, cached, compiling, err := e.cache.getOrLoad(ctx, req.Wasm, req.LoadWasm, sha)
 	if err != nil {
