@@ -22,17 +22,18 @@ const apiKeyRandomLen = 40
 const APIKeyVisiblePrefixLen = len(APIKeyPrefix) + 8
 
 // APIKey is a credential of a user. The plaintext exists only in the answer
-// to its creation; the store keeps its SHA-256 digest.
+// to its creation; the store keeps its SHA-256 digest. The API sends it as
+// api.APIKey, without the digest.
 type APIKey struct {
-	ID         int64      `json:"id"`
-	UserID     int64      `json:"user_id"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"` // first characters, for listings
-	Digest     string     `json:"-"`      // hex SHA-256 of the plaintext
-	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	ID         int64
+	UserID     int64
+	Name       string
+	Prefix     string // first characters, for listings
+	Digest     string // hex SHA-256 of the plaintext
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
 }
 
 // Active reports whether k may authenticate at now.

@@ -13,7 +13,7 @@
 //	cmd/wasmwiz             the program: serve, run, exec, migrate, users, keys, tiers, …
 //	api                     the REST API's JSON shapes (standard library only): what the
 //	                        server sends and the client returns
-//	client                  Go client of the REST API (root package only)
+//	client                  Go client of the REST API (api and the standard library only)
 //	internal/http           REST API, web page, middleware, metrics, the error → status table
 //	internal/worker         pool of sandboxed worker processes that run guests for serve
 //	internal/engine         wazero: inspection, compile cache, limits, WASI; runs in a worker
@@ -55,7 +55,8 @@
 //     compiled) and runs the guest on internal/engine under the run's
 //     limits, streaming output back; a run past its wall time ends by
 //     killing its worker.
-//  5. The Result goes back as JSON (ResultJSON); the slot is released
+//  5. The Result goes back as JSON (api.Result, which internal/http maps
+//     it to); the slot is released
 //     without waiting (the next Redis call carries it); a usage record goes
 //     to the UsageRecorder, which writes records in batches off the request
 //     path.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"math"
 	"strconv"
 	"time"
@@ -28,7 +27,7 @@ type Limits struct {
 	MaxStdinBytes int64 `tier:"max_stdin_bytes,bytes,min=0,max=1GiB" flag:"max-stdin" help:"size of stdin"`
 	// MaxOutputBytes caps a run's output: stdout and stderr together. The
 	// run stops when it is passed (StatusOutputLimit), and what the answer
-	// carries is bounded by it (ResultJSON).
+	// carries is bounded by it (api.Result).
 	MaxOutputBytes int64 `tier:"max_output_bytes,bytes,min=1,max=1GiB" flag:"max-output" help:"output of a run, stdout and stderr together"`
 }
 
@@ -48,7 +47,7 @@ const (
 
 // Exited reports whether a run with this status ended by the guest's own
 // exit or return (ok, exit), so that it has an exit code; a guest stopped
-// by a trap or a limit has none (JSON null).
+// by a trap or a limit has none (null in the API's JSON).
 func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }
 
 // exitCode returns code as the JSON of a run with status s: nil when the
@@ -167,26 +166,16 @@ func formatFloat(f float64, bits int) string {
 	return strconv.FormatFloat(f, 'g', -1, bits)
 }
 
-// MarshalJSON writes the value as a JSON number, or as a string for NaN and
-// the infinities, which JSON numbers cannot hold.
-func (v Value) MarshalJSON() ([]byte, error) {
-	s := v.String()
-	switch s {
-	case "nan", "inf", "-inf":
-		return json.Marshal(s)
-	}
-	return []byte(s), nil
-}
-
 // ModuleInfo identifies the module a result came from.
 type ModuleInfo struct {
-	SHA256    string `json:"sha256"`
-	SizeBytes int64  `json:"size_bytes"`
-	WASI      bool   `json:"wasi"`
-	Entry     string `json:"entry"` // the function that ran
+	SHA256    string
+	SizeBytes int64
+	WASI      bool
+	Entry     string // the function that ran
 }
 
-// Result is what a run did. Output is bytes; see the JSON encoding in Output.
+// Result is what a run did. Output is bytes; the API sends results as
+// api.Result (internal/http maps them).
 type Result struct {
 	Status          Status
 	ExitCode        int

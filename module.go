@@ -6,20 +6,20 @@ import (
 )
 
 // Module is a stored module: uploaded once, run many times. The same bytes
-// uploaded by two users are two modules.
+// uploaded by two users are two modules. The API sends it as api.Module.
 type Module struct {
-	ID          string      `json:"id"`
-	OwnerID     int64       `json:"owner_id"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	SHA256      string      `json:"sha256"`
-	SizeBytes   int64       `json:"size_bytes"`
-	Wasm        []byte      `json:"-"` // loaded only by FindModuleWasm
-	Inspection  *Inspection `json:"inspection"`
-	Public      bool        `json:"public"`
-	CreatedAt   time.Time   `json:"created_at"`
-	LastRunAt   *time.Time  `json:"last_run_at,omitempty"`
-	RunCount    int64       `json:"run_count"`
+	ID          string
+	OwnerID     int64
+	Name        string
+	Description string
+	SHA256      string
+	SizeBytes   int64
+	Wasm        []byte // loaded only by FindModuleWasm
+	Inspection  *Inspection
+	Public      bool
+	CreatedAt   time.Time
+	LastRunAt   *time.Time
+	RunCount    int64
 }
 
 // ModuleFilter selects the caller's modules.

@@ -235,34 +235,34 @@ type RunFilter struct {
 
 // Usage is a user's consumption against its tier's quotas.
 type Usage struct {
-	Tier           string `json:"tier"`
-	RunsToday      int64  `json:"runs_today"`
-	RunsPerDay     int64  `json:"runs_per_day"`
-	RunsThisMinute int64  `json:"runs_this_minute"`
-	RunsPerMinute  int64  `json:"runs_per_minute"`
+	Tier           string
+	RunsToday      int64
+	RunsPerDay     int64
+	RunsThisMinute int64
+	RunsPerMinute  int64
 }
 
 // DailyCount is the number of runs on one UTC day.
 type DailyCount struct {
-	Day  string `json:"day"` // YYYY-MM-DD
-	Runs int64  `json:"runs"`
+	Day  string // YYYY-MM-DD
+	Runs int64
 }
 
 // ModuleCount is how often a module ran.
 type ModuleCount struct {
-	ModuleSHA256 string `json:"module_sha256"`
-	ModuleID     string `json:"module_id,omitempty"`
-	Runs         int64  `json:"runs"`
+	ModuleSHA256 string
+	ModuleID     string
+	Runs         int64
 }
 
 // DailyRuns is one UTC day of the caller's executed runs (Status set): how
 // many ended in each status, and nearest-rank duration percentiles.
 type DailyRuns struct {
-	Day           string           `json:"day"` // YYYY-MM-DD
-	ByStatus      map[Status]int64 `json:"by_status"`
-	P50DurationMS float64          `json:"p50_duration_ms"`
-	P95DurationMS float64          `json:"p95_duration_ms"`
-	P99DurationMS float64          `json:"p99_duration_ms"`
+	Day           string // YYYY-MM-DD
+	ByStatus      map[Status]int64
+	P50DurationMS float64
+	P95DurationMS float64
+	P99DurationMS float64
 }
 
 // Percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of
@@ -278,15 +278,15 @@ func Percentile(sorted []float64, p int) float64 {
 
 // Stats are admin totals.
 type Stats struct {
-	Users            int64         `json:"users"`
-	ActiveKeys       int64         `json:"active_keys"`
-	RunsToday        int64         `json:"runs_today"`
-	ActiveUsersToday int64         `json:"active_users_today"`
-	SuccessRate      float64       `json:"success_rate"` // share of today's runs with status ok
-	MeanDurationMS   float64       `json:"mean_duration_ms"`
-	P95DurationMS    float64       `json:"p95_duration_ms"`
-	RunsPerDay       []DailyCount  `json:"runs_per_day"` // last 30 days, oldest first
-	TopModules       []ModuleCount `json:"top_modules"`
+	Users            int64
+	ActiveKeys       int64
+	RunsToday        int64
+	ActiveUsersToday int64
+	SuccessRate      float64 // share of today's runs with status ok
+	MeanDurationMS   float64
+	P95DurationMS    float64
+	RunsPerDay       []DailyCount // last 30 days, oldest first
+	TopModules       []ModuleCount
 }
 
 // RunService stores usage records.

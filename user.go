@@ -15,20 +15,21 @@ const (
 	RoleAdmin Role = "admin"
 )
 
-// User is an account. Email is unique regardless of case.
+// User is an account. Email is unique regardless of case. The API sends it
+// as api.User.
 type User struct {
-	ID        int64     `json:"id"`
-	Email     string    `json:"email"`
-	Role      Role      `json:"role"`
-	Tier      string    `json:"tier"`
-	CreatedAt time.Time `json:"created_at"`
-	Disabled  bool      `json:"disabled"`
+	ID        int64
+	Email     string
+	Role      Role
+	Tier      string
+	CreatedAt time.Time
+	Disabled  bool
 
 	// TierLimits is the user's tier as read together with the user by
 	// APIKeyService.Authenticate (the same query, so it is as current as
 	// Tier); nil when not loaded. Executor.CallerTier uses it when its Name
 	// equals Tier and looks the tier up otherwise.
-	TierLimits *Tier `json:"-"`
+	TierLimits *Tier
 }
 
 // IsAdmin reports whether u is a (non-disabled) admin.

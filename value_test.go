@@ -1,7 +1,6 @@
 package wasmwiz_test
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -36,38 +35,5 @@ func TestParseValue(t *testing.T) {
 				t.Fatalf("got %s, want %s", v, tt.want)
 			}
 		})
-	}
-}
-
-func TestResultJSONRoundTrip(t *testing.T) {
-	t.Parallel()
-	nan, _ := wasmwiz.ParseValue("f64", "nan")
-	seven, _ := wasmwiz.ParseValue("i64", "7")
-	in := wasmwiz.ResultJSON{ID: "run_1", Result: &wasmwiz.Result{
-		Status:  wasmwiz.StatusOK,
-		Stdout:  []byte("hi\n"),
-		Stderr:  []byte{0xff, 0x00},
-		Results: []wasmwiz.Value{seven, nan},
-	}}
-	b, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	if m["stdout_encoding"] != "utf-8" || m["stderr_encoding"] != "base64" {
-		t.Fatalf("encodings: %s", b)
-	}
-	var out wasmwiz.ResultJSON
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if string(out.Stderr) != "\xff\x00" || string(out.Stdout) != "hi\n" || out.ID != "run_1" {
-		t.Fatalf("round trip lost output: %+v", out.Result)
-	}
-	if len(out.Results) != 2 || out.Results[0].String() != "7" || out.Results[1].String() != "nan" {
-		t.Fatalf("round trip lost results: %v", out.Results)
 	}
 }

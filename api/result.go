@@ -41,8 +41,7 @@ const (
 // the encoding's name. Text of control bytes (each written \u00XX, six
 // bytes) goes as base64, so that an answer carrying output of n bytes is
 // at most 2n plus its fixed fields: ordinary text, even with many line
-// breaks or quotes (two bytes each), stays readable. The rule is the root
-// package's EncodeOutput (`wasmwiz run --json`); a test holds them equal.
+// breaks or quotes (two bytes each), stays readable.
 func encodeOutput(b []byte) (text, encoding string) {
 	if utf8.Valid(b) && jsonTextLen(b) <= 2*len(b) {
 		return string(b), encodingUTF8
@@ -85,6 +84,30 @@ func decodeOutput(text, encoding string) ([]byte, error) {
 		return base64.StdEncoding.DecodeString(text)
 	}
 	return []byte(text), nil
+}
+
+// ExecuteRequest is the JSON body of POST /api/v1/execute and POST
+// /api/v1/modules/{id}/execute (whose module is in the path: no ModuleID,
+// no WasmBase64). The other bodies, multipart/form-data and a raw module,
+// carry the same fields (docs/API.md).
+type ExecuteRequest struct {
+	ModuleID    string            `json:"module_id,omitempty"`   // a stored module (mod_…), or
+	WasmBase64  string            `json:"wasm_base64,omitempty"` // the module itself, base64
+	Name        string            `json:"name,omitempty"`        // the module's name, argv[0]
+	Stdin       *string           `json:"stdin,omitempty"`       // stdin as text, or
+	StdinBase64 string            `json:"stdin_base64,omitempty"`
+	Args        []string          `json:"args,omitempty"` // argv after argv[0]
+	Env         map[string]string `json:"env,omitempty"`  // the guest's whole environment
+	Function    string            `json:"function,omitempty"`
+	// Params are the function's arguments: JSON numbers, or strings of
+	// decimal numbers ("1", "-2.5", "nan", "inf").
+	Params  []json.RawMessage `json:"params,omitempty"`
+	Timeout string            `json:"timeout,omitempty"` // a lower wall time than the tier's, e.g. "500ms"
+	Memory  string            `json:"memory,omitempty"`  // a lower memory cap, e.g. "16MiB" or bytes
+	// Async runs the module in the background: the answer is 202 with the
+	// run's id (Accepted), and CallbackURL, when set, gets its record.
+	Async       bool   `json:"async,omitempty"`
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // Result is what a run did: the answer of POST /api/v1/execute and

@@ -1,12 +1,15 @@
 // Package client is the Go client of the WasmWiz REST API (docs/API.md).
 //
-// Every method returns the root package's types where they exist
-// (*wasmwiz.ResultJSON, *wasmwiz.Module, *wasmwiz.UsageRecord, …). A failure the
-// server answered is a *wasmwiz.Error with the code of its error body (or,
-// for a body that is not in the error shape, the code the HTTP status stands
-// for), wrapping a *ResponseError with the status, request id and rate-limit
-// headers; wasmwiz.ErrorCode and wasmwiz.RetryAfter work on it. A request
-// that never got an answer is EUNAVAILABLE.
+// Methods take and return the API's JSON shapes, the types of package api
+// (*api.Result, *api.Module, *api.Run, …), which the server encodes its
+// answers with; this package and api import the standard library only.
+//
+// Every failure is an *Error: the code of the server's error body (one of
+// the api.E* codes, or for an answer not in the error shape the code its
+// HTTP status stands for) with the status, request id and rate-limit
+// headers, EUNAVAILABLE for a request that never got an answer, EINVALID
+// for one that could not be made. ErrorCode, ErrorMessage, RetryAfter and
+// StatusCode read any error a method returns.
 package client
 
 import (
@@ -22,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // maxAnswerBytes bounds what the client reads of one answer, so that a
@@ -55,7 +58,7 @@ func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua
 func New(baseURL, key string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "server URL must be http://host:port or https://host, got %q", baseURL)
+		return nil, errorf(api.EINVALID, nil, "server URL must be http://host:port or https://host, got %q", baseURL)
 	}
 	c := &Client{base: u, key: key, http: &http.Client{}, userAgent: "wasmwiz-client"}
 	for _, o := range opts {
@@ -95,35 +98,79 @@ func rateLimitFrom(h http.Header) RateLimit {
 	return rl
 }
 
-// ResponseError is the HTTP detail of a failure the server answered. It is
-// the Err of the *wasmwiz.Error a method returns; read it with errors.As.
-type ResponseError struct {
-	StatusCode int
-	RequestID  string
-	RateLimit  RateLimit
-	Body       []byte // the answer's body, at most 64 KiB
+// Error is a failure of a call: an answer that is not a success, or a
+// request that got no answer (StatusCode 0).
+type Error struct {
+	Code       string    // one of the api.E* codes
+	Message    string    // what went wrong, for people
+	StatusCode int       // the answer's HTTP status; 0 when there was none
+	RequestID  string    // the answer's X-Request-Id: the server logs the request under it
+	RateLimit  RateLimit // the answer's X-RateLimit-* and Retry-After headers
+	Body       []byte    // the answer's body, at most 64 KiB
+	Err        error     // the cause when there was no answer (a dial error, the context's)
 }
 
-// Error implements error.
-func (e *ResponseError) Error() string {
-	return fmt.Sprintf("HTTP %d (request id %s)", e.StatusCode, e.RequestID)
-}
-
-// Unwrap gives the Retry-After hint to wasmwiz.RetryAfter when the answer had
-// one.
-func (e *ResponseError) Unwrap() error {
-	if e.RateLimit.RetryAfter > 0 {
-		return &wasmwiz.RetryAfterError{After: e.RateLimit.RetryAfter}
+// Error implements error: the code and the message, and the status and
+// request id of the answer when there was one.
+func (e *Error) Error() string {
+	msg := e.Code + ": " + e.Message
+	if e.StatusCode != 0 {
+		msg += fmt.Sprintf(" (HTTP %d, request id %s)", e.StatusCode, e.RequestID)
 	}
-	return nil
+	return msg
+}
+
+// Unwrap returns the cause of a failure without an answer, so that
+// errors.Is(err, context.DeadlineExceeded) works.
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(code string, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// ErrorCode returns the code of an error a method returned (one of the
+// api.E* codes), EINTERNAL for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return api.EINTERNAL
+}
+
+// ErrorMessage returns the message of an error a method returned, and the
+// error's text for any other.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// RetryAfter returns how long the server asked the caller to wait before
+// retrying (its Retry-After header, sent with ERATELIMIT and EUNAVAILABLE),
+// and false when it did not say.
+func RetryAfter(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.RateLimit.RetryAfter > 0 {
+		return e.RateLimit.RetryAfter, true
+	}
+	return 0, false
 }
 
 // StatusCode returns the HTTP status of the answer a failure came from, and
 // 0 when there was none.
 func StatusCode(err error) int {
-	var re *ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode
+	var e *Error
+	if errors.As(err, &e) {
+		return e.StatusCode
 	}
 	return 0
 }
@@ -134,23 +181,23 @@ func StatusCode(err error) int {
 func codeOfStatus(status int) string {
 	switch status {
 	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
-		return wasmwiz.EINVALID
+		return api.EINVALID
 	case http.StatusUnauthorized:
-		return wasmwiz.EUNAUTHORIZED
+		return api.EUNAUTHORIZED
 	case http.StatusForbidden:
-		return wasmwiz.EFORBIDDEN
+		return api.EFORBIDDEN
 	case http.StatusNotFound:
-		return wasmwiz.ENOTFOUND
+		return api.ENOTFOUND
 	case http.StatusConflict:
-		return wasmwiz.ECONFLICT
+		return api.ECONFLICT
 	case http.StatusRequestEntityTooLarge:
-		return wasmwiz.ETOOLARGE
+		return api.ETOOLARGE
 	case http.StatusTooManyRequests:
-		return wasmwiz.ERATELIMIT
+		return api.ERATELIMIT
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return wasmwiz.EUNAVAILABLE
+		return api.EUNAVAILABLE
 	}
-	return wasmwiz.EINTERNAL
+	return api.EINTERNAL
 }
 
 // request is one call.
@@ -179,7 +226,7 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	}
 	hr, err := http.NewRequestWithContext(ctx, r.method, u.String(), r.body)
 	if err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot make the request: %v", err)
+		return nil, errorf(api.EINVALID, err, "cannot make the request: %v", err)
 	}
 	if r.ctype != "" {
 		hr.Header.Set("Content-Type", r.ctype)
@@ -194,17 +241,17 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	resp, err := c.http.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
+			return nil, errorf(api.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
 		}
-		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "server did not answer: %v", err)
+		return nil, errorf(api.EUNAVAILABLE, err, "server did not answer: %v", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "reading the answer: %v", err)
+		return nil, errorf(api.EUNAVAILABLE, err, "reading the answer: %v", err)
 	}
 	if len(body) > maxAnswerBytes {
-		return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "answer over %d bytes", maxAnswerBytes)
+		return nil, errorf(api.EINTERNAL, nil, "answer over %d bytes", maxAnswerBytes)
 	}
 	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -213,28 +260,24 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	return nil, responseError(a)
 }
 
-// responseError turns a non-2xx answer into a *wasmwiz.Error.
+// responseError turns a non-2xx answer into an *Error.
 func responseError(a *answer) error {
-	re := &ResponseError{StatusCode: a.status, RequestID: a.header.Get("X-Request-Id"), RateLimit: rateLimitFrom(a.header)}
-	re.Body = a.body[:min(len(a.body), 64<<10)]
+	e := &Error{StatusCode: a.status, RequestID: a.header.Get("X-Request-Id"), RateLimit: rateLimitFrom(a.header),
+		Body: a.body[:min(len(a.body), 64<<10)]}
 	var eb struct {
-		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+		Error *api.ErrorDetail `json:"error"`
 	}
 	if json.Unmarshal(a.body, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-		return &wasmwiz.Error{Code: eb.Error.Code, Message: eb.Error.Message, Err: re}
+		e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		return e
 	}
 	// The legacy route answers {"output":null,"error":"…"}.
-	var legacy struct {
-		Error *string `json:"error"`
-	}
-	msg := http.StatusText(a.status)
+	var legacy api.LegacyResult
+	e.Code, e.Message = codeOfStatus(a.status), http.StatusText(a.status)
 	if json.Unmarshal(a.body, &legacy) == nil && legacy.Error != nil {
-		msg = *legacy.Error
+		e.Message = *legacy.Error
 	}
-	return &wasmwiz.Error{Code: codeOfStatus(a.status), Message: msg, Err: re}
+	return e
 }
 
 // call sends a JSON body (nil: none) and decodes a JSON answer into out (nil:
@@ -244,7 +287,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot encode the request: %v", err)
+			return errorf(api.EINVALID, err, "cannot encode the request: %v", err)
 		}
 		r.body, r.ctype = bytes.NewReader(b), "application/json"
 	}
@@ -260,7 +303,7 @@ func decode(a *answer, out any) error {
 		return nil
 	}
 	if err := json.Unmarshal(a.body, out); err != nil {
-		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the server's answer is not the expected JSON: %v", err)
+		return errorf(api.EINTERNAL, err, "the server's answer is not the expected JSON: %v", err)
 	}
 	return nil
 }
@@ -299,16 +342,14 @@ type Readiness struct {
 
 // Ready calls GET /readyz. A 503 is not an error: Ready is false and Checks
 // says which dependency is down. Errors: EUNAVAILABLE when the server does
-// not answer, the mapped code of any other failure.
+// not answer, the code of any other failure.
 func (c *Client) Ready(ctx context.Context) (*Readiness, error) {
-	var body struct {
-		Checks map[string]string `json:"checks"`
-	}
+	var body api.Ready
 	a, err := c.send(ctx, request{method: http.MethodGet, path: "/readyz"})
 	if err != nil {
-		var re *ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusServiceUnavailable {
-			if json.Unmarshal(re.Body, &body) == nil && body.Checks != nil {
+		var e *Error
+		if errors.As(err, &e) && e.StatusCode == http.StatusServiceUnavailable {
+			if json.Unmarshal(e.Body, &body) == nil && body.Checks != nil {
 				return &Readiness{Ready: false, Checks: body.Checks}, nil
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -33,14 +33,14 @@ func TestErrorMapping(t *testing.T) {
 		wantMessage string
 		wantRetry   time.Duration
 	}{
-		{"error body", 404, nil, `{"error":{"code":"ENOTFOUND","message":"module \"x\" not found"}}`, wasmwiz.ENOTFOUND, `module "x" not found`, 0},
-		{"error body code wins over status", 400, nil, `{"error":{"code":"ETOOLARGE","message":"too big"}}`, wasmwiz.ETOOLARGE, "too big", 0},
+		{"error body", 404, nil, `{"error":{"code":"ENOTFOUND","message":"module \"x\" not found"}}`, api.ENOTFOUND, `module "x" not found`, 0},
+		{"error body code wins over status", 400, nil, `{"error":{"code":"ETOOLARGE","message":"too big"}}`, api.ETOOLARGE, "too big", 0},
 		{"429 with Retry-After", 429, map[string]string{"Retry-After": "7", "X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0"},
-			`{"error":{"code":"ERATELIMIT","message":"rate limit exceeded"}}`, wasmwiz.ERATELIMIT, "rate limit exceeded", 7 * time.Second},
-		{"proxy 502 with html", 502, nil, `<html>bad gateway</html>`, wasmwiz.EUNAVAILABLE, "Bad Gateway", 0},
-		{"empty 401", 401, nil, ``, wasmwiz.EUNAUTHORIZED, "Unauthorized", 0},
-		{"legacy body", 413, nil, `{"output":null,"error":"module is over the 10MiB limit"}`, wasmwiz.ETOOLARGE, "module is over the 10MiB limit", 0},
-		{"unknown status", 418, nil, `teapot`, wasmwiz.EINTERNAL, "I'm a teapot", 0},
+			`{"error":{"code":"ERATELIMIT","message":"rate limit exceeded"}}`, api.ERATELIMIT, "rate limit exceeded", 7 * time.Second},
+		{"proxy 502 with html", 502, nil, `<html>bad gateway</html>`, api.EUNAVAILABLE, "Bad Gateway", 0},
+		{"empty 401", 401, nil, ``, api.EUNAUTHORIZED, "Unauthorized", 0},
+		{"legacy body", 413, nil, `{"output":null,"error":"module is over the 10MiB limit"}`, api.ETOOLARGE, "module is over the 10MiB limit", 0},
+		{"unknown status", 418, nil, `teapot`, api.EINTERNAL, "I'm a teapot", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,14 +59,15 @@ func TestErrorMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.Usage(context.Background())
-			if wasmwiz.ErrorCode(err) != tt.wantCode || wasmwiz.ErrorMessage(err) != tt.wantMessage {
-				t.Fatalf("error %v: code %q message %q, want %q %q", err, wasmwiz.ErrorCode(err), wasmwiz.ErrorMessage(err), tt.wantCode, tt.wantMessage)
+			if client.ErrorCode(err) != tt.wantCode || client.ErrorMessage(err) != tt.wantMessage {
+				t.Fatalf("error %v: code %q message %q, want %q %q", err, client.ErrorCode(err), client.ErrorMessage(err), tt.wantCode, tt.wantMessage)
 			}
-			var re *client.ResponseError
-			if !errors.As(err, &re) || re.StatusCode != tt.status || re.RequestID != "req-1" || client.StatusCode(err) != tt.status {
-				t.Fatalf("ResponseError %+v", re)
+			var ce *client.Error
+			if !errors.As(err, &ce) || ce.StatusCode != tt.status || ce.RequestID != "req-1" || client.StatusCode(err) != tt.status ||
+				string(ce.Body) != tt.body {
+				t.Fatalf("Error %+v", ce)
 			}
-			d, ok := wasmwiz.RetryAfter(err)
+			d, ok := client.RetryAfter(err)
 			if tt.wantRetry != 0 && (!ok || d != tt.wantRetry) {
 				t.Fatalf("RetryAfter %v %v, want %v", d, ok, tt.wantRetry)
 			}
@@ -87,7 +88,7 @@ func TestNoServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.Health(context.Background())
-	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || client.StatusCode(err) != 0 {
+	if client.ErrorCode(err) != api.EUNAVAILABLE || client.StatusCode(err) != 0 {
 		t.Fatalf("no server: %v", err)
 	}
 }
@@ -95,7 +96,7 @@ func TestNoServer(t *testing.T) {
 func TestNewRefusesBadURLs(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{"", "127.0.0.1:8080", "ftp://host", "http://", "::"} {
-		if _, err := client.New(u, ""); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+		if _, err := client.New(u, ""); client.ErrorCode(err) != api.EINVALID {
 			t.Errorf("New(%q): %v, want EINVALID", u, err)
 		}
 	}
@@ -202,7 +203,7 @@ func TestExecuteBodies(t *testing.T) {
 		}
 		t.Run(tt.name, func(t *testing.T) { tt.check(t, s) })
 		res := ex.Result
-		if res.ID != "run_1" || res.Status != wasmwiz.StatusExit || res.ExitCode != 3 || string(res.Stdout) != "hi" ||
+		if res.ID != "run_1" || res.Status != api.StatusExit || res.ExitCode != 3 || string(res.Stdout) != "hi" ||
 			len(res.Results) != 1 || res.Results[0].String() != "-1" || res.Duration != 1500*time.Microsecond {
 			t.Errorf("%s: result %+v", tt.name, res)
 		}
@@ -218,7 +219,7 @@ func TestExecuteBodies(t *testing.T) {
 	if s := testenv.Recv(t, got, "the request the server saw"); s.path != "/api/v1/modules/mod_1/execute" || s.ctype != "application/octet-stream" || s.fields["body"] != "data" {
 		t.Fatalf("stored raw: %+v", s)
 	}
-	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Wasm: []byte("x")}); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Wasm: []byte("x")}); client.ErrorCode(err) != api.EINVALID {
 		t.Fatalf("ExecuteModule with wasm: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // maxEventBytes bounds one server-sent event the client reads.
@@ -20,7 +20,7 @@ const maxEventBytes = 64 << 20
 // sends them, while the guest runs, and the result comes at the end (its
 // Stdout and Stderr hold all the output). A stored module runs when
 // req.ModuleID is set. Errors: those of Execute.
-func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutput func(stderr bool, p []byte)) (*wasmwiz.ResultJSON, error) {
+func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutput func(stderr bool, p []byte)) (*api.Result, error) {
 	stored := req != nil && req.ModuleID != "" && len(req.Wasm) == 0
 	r, err := executeBody(req, stored)
 	if err != nil {
@@ -30,43 +30,40 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 	if stored {
 		r.path = "/api/v1/modules/" + url.PathEscape(req.ModuleID) + "/execute"
 	}
-	var res wasmwiz.ResultJSON
+	var res *api.Result
 	err = c.events(ctx, r, func(kind string, data []byte) (bool, error) {
 		switch kind {
-		case wasmwiz.EventStdout, wasmwiz.EventStderr:
-			var o struct {
-				Data     string `json:"data"`
-				Encoding string `json:"encoding"`
-			}
+		case api.EventStdout, api.EventStderr:
+			var o api.OutputEvent
 			if err := json.Unmarshal(data, &o); err != nil {
-				return false, wasmwiz.Errorf(wasmwiz.EINTERNAL, "unreadable output event")
-			}
-			p, err := wasmwiz.DecodeOutput(o.Data, o.Encoding)
-			if err != nil {
-				return false, wasmwiz.Errorf(wasmwiz.EINTERNAL, "unreadable output event")
+				return false, errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
 			}
 			if onOutput != nil {
-				onOutput(kind == wasmwiz.EventStderr, p)
+				onOutput(kind == api.EventStderr, o.Data)
 			}
-		case "error":
-			var e struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			}
+		case api.EventError:
+			var e api.ErrorDetail
 			_ = json.Unmarshal(data, &e)
-			return true, wasmwiz.Errorf(e.Code, "%s", e.Message)
-		case wasmwiz.EventResult:
-			return true, json.Unmarshal(data, &res)
+			if e.Code == "" {
+				e.Code = api.EINTERNAL
+			}
+			return true, &Error{Code: e.Code, Message: e.Message}
+		case api.EventResult:
+			res = &api.Result{}
+			if err := json.Unmarshal(data, res); err != nil {
+				return true, errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
+			}
+			return true, nil
 		}
 		return false, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if res.Result == nil {
-		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the event stream ended without a result")
+	if res == nil {
+		return nil, errorf(api.EUNAVAILABLE, nil, "the event stream ended without a result")
 	}
-	return &res, nil
+	return res, nil
 }
 
 // events sends r asking for text/event-stream and calls fn with each
@@ -79,7 +76,7 @@ func (c *Client) events(ctx context.Context, r request, fn func(kind string, dat
 	}
 	hr, err := http.NewRequestWithContext(ctx, r.method, u.String(), r.body)
 	if err != nil {
-		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot make the request: %v", err)
+		return errorf(api.EINVALID, err, "cannot make the request: %v", err)
 	}
 	if r.ctype != "" {
 		hr.Header.Set("Content-Type", r.ctype)
@@ -94,16 +91,16 @@ func (c *Client) events(ctx context.Context, r request, fn func(kind string, dat
 	resp, err := c.http.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
+			return errorf(api.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
 		}
-		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "server did not answer: %v", err)
+		return errorf(api.EUNAVAILABLE, err, "server did not answer: %v", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 		a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			return wasmwiz.Errorf(wasmwiz.EINTERNAL, "the server answered %s, not an event stream", resp.Header.Get("Content-Type"))
+			return errorf(api.EINTERNAL, nil, "the server answered %s, not an event stream", resp.Header.Get("Content-Type"))
 		}
 		return responseError(a)
 	}
@@ -129,7 +126,7 @@ func (c *Client) events(ctx context.Context, r request, fn func(kind string, dat
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "reading the event stream: %v", err)
+		return errorf(api.EUNAVAILABLE, err, "reading the event stream: %v", err)
 	}
-	return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the event stream ended before the result")
+	return errorf(api.EUNAVAILABLE, nil, "the event stream ended before the result")
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
@@ -176,42 +176,62 @@ func ExampleClient_CreateKey() {
 		log.Fatal(err)
 	}
 	ci, _ := client.New(url, nk.Secret)
-	me, _, err := ci.Me(ctx)
+	me, err := ci.Me(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("the new key acts as", me.Email)
+	fmt.Println("the new key acts as", me.User.Email)
 	if err := c.RevokeKey(ctx, nk.Key.ID); err != nil {
 		log.Fatal(err)
 	}
-	_, _, err = ci.Me(ctx)
-	fmt.Println("after revoking:", wasmwiz.ErrorCode(err))
+	_, err = ci.Me(ctx)
+	fmt.Println("after revoking:", client.ErrorCode(err))
 	// Output:
 	// the new key acts as admin@example.com
 	// after revoking: EUNAUTHORIZED
 }
 
-// Errors carry a code (wasmwiz.ErrorCode) and a message for people; the
-// HTTP detail is a *client.ResponseError, and a rate limit says when to
-// retry (wasmwiz.RetryAfter).
+// Every failure is a *client.Error: a code (one of the api.E* codes) and a
+// message for people, the HTTP status and request id of the answer, and for
+// a rate limit when to retry.
 func Example_errors() {
 	url, key := exampleServer()
 	c, _ := client.New(url, key)
 	_, err := c.Execute(context.Background(), &client.ExecuteRequest{Wasm: []byte("not wasm")})
-	fmt.Println(wasmwiz.ErrorCode(err))
-	var re *client.ResponseError
-	if errors.As(err, &re) {
-		fmt.Println(re.StatusCode == http.StatusBadRequest)
+	fmt.Println(client.ErrorCode(err))
+	var e *client.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.StatusCode == http.StatusBadRequest)
 	}
-	switch wasmwiz.ErrorCode(err) {
-	case wasmwiz.ERATELIMIT, wasmwiz.EUNAVAILABLE:
-		if after, ok := wasmwiz.RetryAfter(err); ok {
+	switch client.ErrorCode(err) {
+	case api.ERATELIMIT, api.EUNAVAILABLE:
+		if after, ok := client.RetryAfter(err); ok {
 			fmt.Println("retry in", after)
 		}
-	case wasmwiz.EINVALID, wasmwiz.ETOOLARGE:
+	case api.EINVALID, api.ETOOLARGE:
 		// The request is wrong: do not retry it as it is.
 	}
 	// Output:
 	// EINVALID
 	// true
+}
+
+// The limits of the caller's tier (here the admin's, enterprise), described by the server: a program can
+// show them without knowing their names, and a limit the server adds shows
+// up here with no change to the client.
+func ExampleClient_Me() {
+	url, key := exampleServer()
+	c, _ := client.New(url, key)
+	me, err := c.Me(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, l := range me.Limits {
+		if l.Name == "max_memory_bytes" || l.Name == "timeout_ms" {
+			fmt.Printf("%s: %s (%s = %d)\n", l.Help, l.Text, l.Name, me.Tier.Limits[l.Name])
+		}
+	}
+	// Output:
+	// wall time of a run: 2m0s (timeout_ms = 120000)
+	// linear memory of a run: 1GiB (max_memory_bytes = 1073741824)
 }

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // Body is how an execute request travels: the three bodies the server
@@ -56,7 +56,7 @@ type ExecuteRequest struct {
 
 // Execution is a run's result and the rate-limit headers of its answer.
 type Execution struct {
-	Result    *wasmwiz.ResultJSON
+	Result    *api.Result
 	RateLimit RateLimit
 	RequestID string
 }
@@ -66,9 +66,9 @@ type Execution struct {
 // (ok, exit, trap, timeout, memory_limit, output_limit) is a result, not an
 // error. Errors: EINVALID (not wasm, unknown function, missing import, bad
 // params), EUNAUTHORIZED, ETOOLARGE, ENOTFOUND (a module you cannot see),
-// ERATELIMIT (quota or concurrency; wasmwiz.RetryAfter says when),
+// ERATELIMIT (quota or concurrency; RetryAfter says when),
 // EUNAVAILABLE (saturated, shutting down, or no answer), EINTERNAL.
-func (c *Client) Execute(ctx context.Context, req *ExecuteRequest) (*wasmwiz.ResultJSON, error) {
+func (c *Client) Execute(ctx context.Context, req *ExecuteRequest) (*api.Result, error) {
 	ex, err := c.ExecuteDetail(ctx, req)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (c *Client) ExecuteModule(ctx context.Context, id string, req *ExecuteReque
 		req = &ExecuteRequest{}
 	}
 	if len(req.Wasm) > 0 || req.ModuleID != "" {
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave Wasm and ModuleID empty")
+		return nil, errorf(api.EINVALID, nil, "the module is in the path: leave Wasm and ModuleID empty")
 	}
 	r, err := executeBody(req, true)
 	if err != nil {
@@ -111,7 +111,7 @@ func (c *Client) execute(ctx context.Context, r request) (*Execution, error) {
 	if err != nil {
 		return nil, err
 	}
-	var res wasmwiz.ResultJSON
+	var res api.Result
 	if err := decode(a, &res); err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (c *Client) execute(ctx context.Context, r request) (*Execution, error) {
 // in the path.
 func executeBody(req *ExecuteRequest, stored bool) (request, error) {
 	if req == nil {
-		return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "no request")
+		return request{}, errorf(api.EINVALID, nil, "no request")
 	}
 	switch req.Body {
 	case BodyJSON:
@@ -132,7 +132,7 @@ func executeBody(req *ExecuteRequest, stored bool) (request, error) {
 	case BodyRaw:
 		return rawBody(req, stored)
 	}
-	return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "unknown body kind %d", req.Body)
+	return request{}, errorf(api.EINVALID, nil, "unknown body kind %d", req.Body)
 }
 
 func limitFields(req *ExecuteRequest) (timeout, memory string) {
@@ -146,41 +146,24 @@ func limitFields(req *ExecuteRequest) (timeout, memory string) {
 }
 
 func jsonBody(req *ExecuteRequest) (request, error) {
-	body := map[string]any{}
-	if req.ModuleID != "" {
-		body["module_id"] = req.ModuleID
-	}
+	body := api.ExecuteRequest{ModuleID: req.ModuleID, Name: req.Name, Args: req.Args, Env: req.Env, Function: req.Function}
 	if len(req.Wasm) > 0 {
-		body["wasm_base64"] = base64.StdEncoding.EncodeToString(req.Wasm)
-	}
-	if req.Name != "" {
-		body["name"] = req.Name
+		body.WasmBase64 = base64.StdEncoding.EncodeToString(req.Wasm)
 	}
 	if req.Stdin != nil {
-		body["stdin_base64"] = base64.StdEncoding.EncodeToString(req.Stdin)
+		body.StdinBase64 = base64.StdEncoding.EncodeToString(req.Stdin)
 	}
-	if len(req.Args) > 0 {
-		body["args"] = req.Args
+	for _, p := range req.Params {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return request{}, errorf(api.EINVALID, err, "cannot encode the request: %v", err)
+		}
+		body.Params = append(body.Params, b)
 	}
-	if len(req.Env) > 0 {
-		body["env"] = req.Env
-	}
-	if req.Function != "" {
-		body["function"] = req.Function
-	}
-	if len(req.Params) > 0 {
-		body["params"] = req.Params
-	}
-	timeout, memory := limitFields(req)
-	if timeout != "" {
-		body["timeout"] = timeout
-	}
-	if memory != "" {
-		body["memory"] = memory
-	}
+	body.Timeout, body.Memory = limitFields(req)
 	b, err := json.Marshal(body)
 	if err != nil {
-		return request{}, wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot encode the request: %v", err)
+		return request{}, errorf(api.EINVALID, err, "cannot encode the request: %v", err)
 	}
 	return request{body: bytes.NewReader(b), ctype: "application/json"}, nil
 }
@@ -231,7 +214,7 @@ func multipartBody(req *ExecuteRequest) (request, error) {
 		field("memory", memory)
 	}
 	if err := mw.Close(); err != nil {
-		return request{}, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode the request: %v", err)
+		return request{}, errorf(api.EINTERNAL, err, "cannot encode the request: %v", err)
 	}
 	return request{body: &buf, ctype: mw.FormDataContentType()}, nil
 }
@@ -243,7 +226,7 @@ func rawBody(req *ExecuteRequest, stored bool) (request, error) {
 		r.body, r.ctype = bytes.NewReader(req.Stdin), "application/octet-stream"
 	} else {
 		if req.ModuleID != "" {
-			return request{}, wasmwiz.Errorf(wasmwiz.EINVALID, "a raw body carries the module itself; use ExecuteModule for a stored module")
+			return request{}, errorf(api.EINVALID, nil, "a raw body carries the module itself; use ExecuteModule for a stored module")
 		}
 		r.body, r.ctype = bytes.NewReader(req.Wasm), "application/wasm"
 		if req.Name != "" {
@@ -281,13 +264,12 @@ func rawBody(req *ExecuteRequest, stored bool) (request, error) {
 	return r, nil
 }
 
-// LegacyResult is the answer of the original service's route: Output is the
-// guest's stdout when it finished with status ok; otherwise Error says what
-// happened.
+// LegacyResult is the answer of the original service's route (Output is
+// the guest's stdout when it finished with status ok; otherwise Error says
+// what happened) and the run's id.
 type LegacyResult struct {
-	Output *string `json:"output"`
-	Error  *string `json:"error"`
-	RunID  string  `json:"-"` // X-Run-Id
+	api.LegacyResult
+	RunID string // X-Run-Id
 }
 
 // ExecuteLegacy calls POST /api/execute, the original service's contract,
@@ -301,14 +283,14 @@ func (c *Client) ExecuteLegacy(ctx context.Context, wasm []byte, input string) (
 	_, _ = w.Write(wasm)
 	_ = mw.WriteField("input", input)
 	if err := mw.Close(); err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode the request: %v", err)
+		return nil, errorf(api.EINTERNAL, err, "cannot encode the request: %v", err)
 	}
 	a, err := c.send(ctx, request{method: http.MethodPost, path: "/api/execute", body: &buf, ctype: mw.FormDataContentType()})
 	if err != nil {
 		return nil, err
 	}
 	var res LegacyResult
-	if err := decode(a, &res); err != nil {
+	if err := decode(a, &res.LegacyResult); err != nil {
 		return nil, err
 	}
 	res.RunID = a.header.Get("X-Run-Id")

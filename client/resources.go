@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // ModuleUpload is a module to store.
@@ -24,7 +24,7 @@ type ModuleUpload struct {
 // it with the server's inspection. Errors: EINVALID for a module that cannot
 // run (not wasm, a component, unsatisfiable imports…; nothing is stored),
 // ETOOLARGE, EUNAUTHORIZED, ERATELIMIT, EUNAVAILABLE.
-func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*wasmwiz.Module, error) {
+func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*api.Module, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	name := m.Name
@@ -41,53 +41,43 @@ func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*wasmwiz.Mod
 	}
 	_ = mw.WriteField("public", strconv.FormatBool(m.Public))
 	if err := mw.Close(); err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode the request: %v", err)
+		return nil, errorf(api.EINTERNAL, err, "cannot encode the request: %v", err)
 	}
 	a, err := c.send(ctx, request{method: http.MethodPost, path: "/api/v1/modules", body: &buf, ctype: mw.FormDataContentType()})
 	if err != nil {
 		return nil, err
 	}
-	var out wasmwiz.Module
+	var out api.Module
 	return &out, decode(a, &out)
 }
 
 // ListModules returns the caller's modules, newest first, and the total
 // (GET /api/v1/modules); name filters by name. Errors: EUNAUTHORIZED,
 // EINVALID for a bad page.
-func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*wasmwiz.Module, int, error) {
+func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*api.Module, int, error) {
 	q := page.query()
 	if name != "" {
 		q.Set("name", name)
 	}
-	var out struct {
-		Modules []*wasmwiz.Module `json:"modules"`
-		Total   int               `json:"total"`
-	}
+	var out api.ModuleList
 	err := c.call(ctx, http.MethodGet, "/api/v1/modules", q, nil, &out)
 	return out.Modules, out.Total, err
 }
 
 // GetModule returns a module the caller can see (GET /api/v1/modules/{id}).
 // ENOTFOUND when it does not exist or is another user's private module.
-func (c *Client) GetModule(ctx context.Context, id string) (*wasmwiz.Module, error) {
-	var out wasmwiz.Module
+func (c *Client) GetModule(ctx context.Context, id string) (*api.Module, error) {
+	var out api.Module
 	return &out, c.call(ctx, http.MethodGet, "/api/v1/modules/"+url.PathEscape(id), nil, nil, &out)
-}
-
-// ModuleChange is what UpdateModule changes; nil fields are left alone.
-type ModuleChange struct {
-	Name        *string `json:"name,omitempty"`
-	Description *string `json:"description,omitempty"`
-	Public      *bool   `json:"public,omitempty"`
 }
 
 // UpdateModule renames one of the caller's modules (any, for admins),
 // changes its description, or makes it public or private (PATCH
-// /api/v1/modules/{id}); a change of name or visibility applies to the next
-// run on every replica. ENOTFOUND for a module that is not the caller's,
-// EINVALID for a bad name or description.
-func (c *Client) UpdateModule(ctx context.Context, id string, ch ModuleChange) (*wasmwiz.Module, error) {
-	var out wasmwiz.Module
+// /api/v1/modules/{id}; nil fields of ch are left alone); a change of name
+// or visibility applies to the next run on every replica. ENOTFOUND for a
+// module that is not the caller's, EINVALID for a bad name or description.
+func (c *Client) UpdateModule(ctx context.Context, id string, ch api.ModuleUpdate) (*api.Module, error) {
+	var out api.Module
 	return &out, c.call(ctx, http.MethodPatch, "/api/v1/modules/"+url.PathEscape(id), nil, ch, &out)
 }
 
@@ -99,15 +89,15 @@ func (c *Client) DeleteModule(ctx context.Context, id string) error {
 
 // RunQuery selects the caller's runs.
 type RunQuery struct {
-	Status wasmwiz.Status
-	Since  time.Time
-	Until  time.Time
+	Status api.Status // empty: any
+	Since  time.Time  // zero: no lower bound (inclusive)
+	Until  time.Time  // zero: no upper bound (exclusive)
 	Page
 }
 
 // ListRuns returns the caller's runs, newest first, and the total (GET
 // /api/v1/runs). Errors: EUNAUTHORIZED, EINVALID.
-func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.UsageRecord, int, error) {
+func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*api.Run, int, error) {
 	q := rq.Page.query()
 	if rq.Status != "" {
 		q.Set("status", string(rq.Status))
@@ -118,59 +108,39 @@ func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*wasmwiz.UsageRec
 	if !rq.Until.IsZero() {
 		q.Set("until", rq.Until.UTC().Format(time.RFC3339Nano))
 	}
-	var out struct {
-		Runs  []*wasmwiz.UsageRecord `json:"runs"`
-		Total int                    `json:"total"`
-	}
+	var out api.RunList
 	err := c.call(ctx, http.MethodGet, "/api/v1/runs", q, nil, &out)
 	return out.Runs, out.Total, err
 }
 
 // GetRun returns one of the caller's runs (GET /api/v1/runs/{id}); ENOTFOUND
 // for another user's or a missing run.
-func (c *Client) GetRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
-	var out wasmwiz.UsageRecord
+func (c *Client) GetRun(ctx context.Context, id string) (*api.Run, error) {
+	var out api.Run
 	return &out, c.call(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, nil, &out)
 }
 
 // Usage returns the caller's runs against its tier's quotas (GET
 // /api/v1/usage). EUNAUTHORIZED without a valid key.
-func (c *Client) Usage(ctx context.Context) (*wasmwiz.Usage, error) {
-	var out wasmwiz.Usage
+func (c *Client) Usage(ctx context.Context) (*api.Usage, error) {
+	var out api.Usage
 	return &out, c.call(ctx, http.MethodGet, "/api/v1/usage", nil, nil, &out)
 }
 
-// Me returns the caller and its tier (GET /api/v1/me). EUNAUTHORIZED without
-// a valid key.
-func (c *Client) Me(ctx context.Context) (*wasmwiz.User, *wasmwiz.Tier, error) {
-	var out struct {
-		User *wasmwiz.User `json:"user"`
-		Tier *wasmwiz.Tier `json:"tier"`
-	}
-	if err := c.call(ctx, http.MethodGet, "/api/v1/me", nil, nil, &out); err != nil {
-		return nil, nil, err
-	}
-	return out.User, out.Tier, nil
-}
-
-// NewKey is a key just created: its record and its secret, which the server
-// shows only this once.
-type NewKey struct {
-	Key    *wasmwiz.APIKey `json:"key"`
-	Secret string          `json:"secret"`
-}
-
-type keyRequest struct {
-	UserID    int64      `json:"user_id,omitempty"`
-	Name      string     `json:"name"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+// Me returns the caller, its tier with the per-run limits as they apply to
+// it, and each limit described (GET /api/v1/me). EUNAUTHORIZED without a
+// valid key.
+func (c *Client) Me(ctx context.Context) (*api.Me, error) {
+	var out api.Me
+	return &out, c.call(ctx, http.MethodGet, "/api/v1/me", nil, nil, &out)
 }
 
 // CreateKey creates a key for the caller (POST /api/v1/keys); expiresAt nil
-// never expires. Errors: EUNAUTHORIZED, EINVALID.
-func (c *Client) CreateKey(ctx context.Context, name string, expiresAt *time.Time) (*NewKey, error) {
-	var out NewKey
-	return &out, c.call(ctx, http.MethodPost, "/api/v1/keys", nil, keyRequest{Name: name, ExpiresAt: expiresAt}, &out)
+// never expires. The secret is in the answer only. Errors: EUNAUTHORIZED,
+// EINVALID.
+func (c *Client) CreateKey(ctx context.Context, name string, expiresAt *time.Time) (*api.CreatedKey, error) {
+	var out api.CreatedKey
+	return &out, c.call(ctx, http.MethodPost, "/api/v1/keys", nil, api.KeyRequest{Name: name, ExpiresAt: expiresAt}, &out)
 }
 
 func keysQuery(includeRevoked bool, page Page) url.Values {
@@ -183,11 +153,8 @@ func keysQuery(includeRevoked bool, page Page) url.Values {
 
 // ListKeys returns the caller's keys, newest first, and the total (GET
 // /api/v1/keys). EUNAUTHORIZED.
-func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) ([]*wasmwiz.APIKey, int, error) {
-	var out struct {
-		Keys  []*wasmwiz.APIKey `json:"keys"`
-		Total int               `json:"total"`
-	}
+func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) ([]*api.APIKey, int, error) {
+	var out api.KeyList
 	err := c.call(ctx, http.MethodGet, "/api/v1/keys", keysQuery(includeRevoked, page), nil, &out)
 	return out.Keys, out.Total, err
 }

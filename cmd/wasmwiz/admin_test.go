@@ -176,7 +176,7 @@ func TestAdminCommands(t *testing.T) {
 
 			// Revoking and disabling end authentication.
 			c.ok("keys", "revoke", itoa(bk.ID))
-			if _, _, err := s.Authenticate(ctx, bobKey); wasmwiz.ErrorCode(err) != wasmwiz.EUNAUTHORIZED {
+			if _, _, err := s.Authenticate(ctx, bobKey); codeOf(err) != wasmwiz.EUNAUTHORIZED {
 				t.Fatalf("revoked key authenticates: %v", err)
 			}
 			c.fails(1, "ENOTFOUND", "keys", "revoke", "999999")
@@ -188,7 +188,7 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatalf("dave: %+v, %v", dave, err)
 			}
 			c.ok("users", "disable", itoa(dave.ID))
-			if _, _, err := s.Authenticate(ctx, daveKey); wasmwiz.ErrorCode(err) != wasmwiz.EUNAUTHORIZED {
+			if _, _, err := s.Authenticate(ctx, daveKey); codeOf(err) != wasmwiz.EUNAUTHORIZED {
 				t.Fatalf("disabled user's key authenticates: %v", err)
 			}
 			c.ok("users", "enable", "dave@example.com")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -75,7 +76,7 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		ub := b.client(key)
 		warm(t, b, "the user on b", func() error { return run(ub, "hi") })
 		yes := true
-		if _, err := admin.AdminUpdateUser(ctx, u.ID, client.UserChange{Disabled: &yes}); err != nil {
+		if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Disabled: &yes}); err != nil {
 			t.Fatal(err)
 		}
 		wantCode(t, "the next request on b of the user disabled on a", run(ub, "hi"), wasmwiz.EUNAUTHORIZED)
@@ -90,13 +91,13 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		wantCode(t, "stdin over the tier's 8 bytes", run(ub, "more than eight bytes"), wasmwiz.ETOOLARGE)
 
 		// Raised stdin: the very next request on b may send more.
-		tier.MaxStdinBytes, tier.RunsPerMinute = 64, 1000
+		tier.Limits["max_stdin_bytes"], tier.Limits["runs_per_minute"] = 64, 1000
 		a.putTier(tier)
 		ex, err := ub.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("more than eight bytes")})
 		if err != nil || ex.RateLimit.Limit != 1000 {
 			t.Fatalf("the next request on b after the tier was edited on a: %+v, %v", ex, err)
 		}
-		tier.RunsPerMinute = 3
+		tier.Limits["runs_per_minute"] = 3
 		a.putTier(tier)
 		ex, err = ub.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("x")})
 		if err == nil && ex.RateLimit.Limit != 3 {
@@ -111,7 +112,7 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		_, u, key := a.newUser(wasmwiz.TierPro)
 		ub := b.client(key)
 		warm(t, b, "the user on b", func() error { return run(ub, "hello") })
-		if _, err := admin.AdminUpdateUser(ctx, u.ID, client.UserChange{Tier: &small.Name}); err != nil {
+		if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Tier: &small.Name}); err != nil {
 			t.Fatal(err)
 		}
 		wantCode(t, "the next request on b, over the new tier's stdin", run(ub, "hello"), wasmwiz.ETOOLARGE)
@@ -135,18 +136,18 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		}
 		warm(t, b, "the public module on b", func() error { _, err := runStored(); return err })
 		name := "second.wasm"
-		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Name: &name}); err != nil {
+		if _, err := owner.UpdateModule(ctx, m.ID, api.ModuleUpdate{Name: &name}); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := runStored(); err != nil || !strings.Contains(out, "argv[0]="+name) {
 			t.Fatalf("on b after the module was renamed on a: %q, %v", out, err)
 		}
-		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Public: &no}); err != nil {
+		if _, err := owner.UpdateModule(ctx, m.ID, api.ModuleUpdate{Public: &no}); err != nil {
 			t.Fatal(err)
 		}
 		_, err = runStored()
 		wantCode(t, "another user's next request on b, the module made private on a", err, wasmwiz.ENOTFOUND)
-		if _, err := owner.UpdateModule(ctx, m.ID, client.ModuleChange{Public: &yes}); err != nil {
+		if _, err := owner.UpdateModule(ctx, m.ID, api.ModuleUpdate{Public: &yes}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := runStored(); err != nil {
@@ -239,6 +240,6 @@ func TestServeCacheEmbedded(t *testing.T) {
 		t.Fatalf("wasmwiz users disable: exit %d\n%s%s", code, out, errOut)
 	}
 	testenv.WaitFor(t, "the user disabled by the CLI to be refused", func() bool {
-		return wasmwiz.ErrorCode(run(v)) == wasmwiz.EUNAUTHORIZED
+		return codeOf(run(v)) == wasmwiz.EUNAUTHORIZED
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -39,7 +40,7 @@ func TestServeCompilesAreCounted(t *testing.T) {
 	_, err = user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "add.wasm")})
 	wantCode(t, "an upload past the quota", err, wasmwiz.ERATELIMIT)
 
-	var runs []*wasmwiz.UsageRecord
+	var runs []*api.Run
 	testenv.WaitFor(t, "the run to be written", func() bool {
 		runs, _, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && len(runs) == 1
@@ -80,7 +81,7 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 
 	_, err := second.CreateModule(ctx, client.ModuleUpload{Wasm: hostiletest.DeepLoops(30_001)})
 	wantCode(t, "a second bomb", err, wasmwiz.EUNAVAILABLE)
-	if d, ok := wasmwiz.RetryAfter(err); !ok || d <= 0 {
+	if d, ok := client.RetryAfter(err); !ok || d <= 0 {
 		t.Errorf("the second bomb's 503 has no Retry-After (%v %v)", d, ok)
 	}
 	for i := range 3 {

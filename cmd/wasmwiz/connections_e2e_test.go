@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -122,7 +123,7 @@ func TestServeSlowConnections(t *testing.T) {
 			// The other tenant runs meanwhile.
 			for i := 0; i < 3; i++ {
 				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
-				if err != nil || res.Status != wasmwiz.StatusOK {
+				if err != nil || res.Status != api.StatusOK {
 					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
 				}
 			}

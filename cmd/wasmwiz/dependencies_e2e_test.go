@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
@@ -85,7 +86,7 @@ func TestServeRedisOutage(t *testing.T) {
 	run := func(what string) {
 		t.Helper()
 		res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-		if err != nil || res.Status != wasmwiz.StatusOK {
+		if err != nil || res.Status != api.StatusOK {
 			t.Fatalf("%s: %+v, %v", what, res, err)
 		}
 	}
@@ -173,11 +174,11 @@ func TestServeDatabaseOutage(t *testing.T) {
 		return err == nil && rd.Ready
 	})
 	res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-	if err != nil || res.Status != wasmwiz.StatusOK {
+	if err != nil || res.Status != api.StatusOK {
 		t.Fatalf("after the outage: %+v, %v", res, err)
 	}
 	testenv.WaitFor(t, "the runs to be written", func() bool {
-		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: wasmwiz.StatusOK})
+		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: api.StatusOK})
 		return err == nil && total == 2
 	})
 }

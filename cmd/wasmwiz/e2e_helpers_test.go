@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -159,39 +160,63 @@ func (s *e2eServer) admin() *client.Client {
 }
 
 // newUser creates a user on tier with a key, through the admin API.
-func (s *e2eServer) newUser(tier string) (*client.Client, *wasmwiz.User, string) {
+func (s *e2eServer) newUser(tier string) (*client.Client, *api.User, string) {
 	s.t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	cu, err := s.admin().AdminCreateUser(context.Background(),
-		client.NewUser{Email: "user-" + hex.EncodeToString(b[:]) + "@example.com", Tier: tier}, true)
+		api.UserRequest{Email: "user-" + hex.EncodeToString(b[:]) + "@example.com", Tier: tier, CreateKey: true})
 	if err != nil {
 		s.t.Fatalf("AdminCreateUser: %v", err)
 	}
-	return s.client(cu.Key.Secret), cu.User, cu.Key.Secret
+	return s.client(cu.Secret), cu.User, cu.Secret
 }
 
 // putTier creates or replaces a tier through the admin API.
-func (s *e2eServer) putTier(tier *wasmwiz.Tier) {
+func (s *e2eServer) putTier(tier *api.Tier) {
 	s.t.Helper()
 	if _, err := s.admin().AdminPutTier(context.Background(), tier); err != nil {
 		s.t.Fatalf("AdminPutTier %s: %v", tier.Name, err)
 	}
 }
 
+// codeOf returns the code of an error of the client or of the program.
+func codeOf(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return wasmwiz.ErrorCode(err)
+}
+
+// messageOf returns the message of an error of the client or of the
+// program.
+func messageOf(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.Message
+	}
+	return wasmwiz.ErrorMessage(err)
+}
+
 // wantCode fails the test unless err carries code.
 func wantCode(t testing.TB, what string, err error, code string) {
 	t.Helper()
-	if got := wasmwiz.ErrorCode(err); got != code {
+	if got := codeOf(err); got != code {
 		t.Fatalf("%s: error %v (code %q), want %s", what, err, got, code)
 	}
 }
 
-// testTier is a tier with generous limits, changed by f.
-func testTier(name string, f func(*wasmwiz.Tier)) *wasmwiz.Tier {
+// testTier is a tier with generous limits, changed by f, as the admin API
+// takes it.
+func testTier(name string, f func(*wasmwiz.Tier)) *api.Tier {
 	t := &wasmwiz.Tier{Name: name, RunsPerMinute: 1000, RunsPerDay: 100000, MaxConcurrent: 10, Limits: wasmwiz.Limits{MaxMemoryBytes: 64 * wasmwiz.MiB, Timeout: 30 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB}, AsyncTimeout: time.Minute}
 	if f != nil {
 		f(t)
 	}
-	return t
+	out := &api.Tier{Name: t.Name, Limits: map[string]int64{}}
+	for _, tf := range wasmwiz.TierFields() {
+		out.Limits[tf.Name] = tf.ToStored(tf.Get(t))
+	}
+	return out
 }

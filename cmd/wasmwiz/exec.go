@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 )
 
@@ -53,7 +55,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 	c, err := client.New(*server, *key, client.WithUserAgent("wasmwiz-exec/"+version))
 	if err != nil {
-		return fail(err)
+		return fail(fromClient(err))
 	}
 
 	req := &client.ExecuteRequest{Env: envVars, Function: *call, Body: client.BodyMultipart}
@@ -89,6 +91,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 	// Without a key, a server with auth on answers 401: say how to pass one.
 	fail = func(err error) error {
+		err = fromClient(err)
 		if *key == "" && wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
 			err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err,
 				"%s: this server wants an API key: pass --key ww_… or set WASMWIZ_API_KEY", wasmwiz.ErrorMessage(err))
@@ -99,16 +102,20 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		return execFailure(env, *asJSON, err)
 	}
 
-	var res *wasmwiz.ResultJSON
+	var sent *api.Result
 	if *follow && !*asJSON {
 		req.ModuleID = *moduleID
-		res, err = c.ExecuteFollow(ctx, req, func(stderr bool, p []byte) {
+		sent, err = c.ExecuteFollow(ctx, req, func(stderr bool, p []byte) {
 			if stderr {
 				_, _ = env.Stderr.Write(p)
 			} else {
 				_, _ = env.Stdout.Write(p)
 			}
 		})
+		if err != nil {
+			return fail(err)
+		}
+		res, err := runResult(sent)
 		if err != nil {
 			return fail(err)
 		}
@@ -120,10 +127,10 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
 			lim = serverLimits(ctx, c, lim)
 		}
-		if msg := outcomeMessage(res.Result, lim); msg != "" {
+		if msg := outcomeMessage(res, lim); msg != "" {
 			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
 		}
-		if code := runExitStatus(res.Result); code != 0 {
+		if code := runExitStatus(res); code != 0 {
 			return exitError{code}
 		}
 		return nil
@@ -133,27 +140,31 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fail(err)
 		}
-		res = ex.Result
-	} else if res, err = c.Execute(ctx, req); err != nil {
+		sent = ex.Result
+	} else if sent, err = c.Execute(ctx, req); err != nil {
+		return fail(err)
+	}
+	res, err := runResult(sent)
+	if err != nil {
 		return fail(err)
 	}
 
 	if *asJSON {
-		out, err := json.Marshal(res)
+		out, err := json.Marshal(sent)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "%s\n", out)
 	} else {
-		printGuestOutput(env, res.Result)
+		printGuestOutput(env, res)
 		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
 			lim = serverLimits(ctx, c, lim)
 		}
-		if msg := outcomeMessage(res.Result, lim); msg != "" {
+		if msg := outcomeMessage(res, lim); msg != "" {
 			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
 		}
 	}
-	if code := runExitStatus(res.Result); code != 0 {
+	if code := runExitStatus(res); code != 0 {
 		return exitError{code}
 	}
 	return nil
@@ -172,11 +183,47 @@ func printGuestOutput(env *Env, res *wasmwiz.Result) {
 // serverLimits fills the limits the caller did not lower with its tier's,
 // for the outcome message; on any failure it keeps what it has.
 func serverLimits(ctx context.Context, c *client.Client, lim wasmwiz.Limits) wasmwiz.Limits {
-	_, tier, err := c.Me(ctx)
-	if err != nil || tier == nil {
+	me, err := c.Me(ctx)
+	if err != nil || me.Tier == nil {
 		return lim
 	}
+	var tier wasmwiz.Tier
+	for _, f := range wasmwiz.TierFields() {
+		if v, ok := me.Tier.Limits[f.Name]; ok {
+			f.Set(&tier, f.FromStored(v))
+		}
+	}
 	return tier.Limits.Clamp(lim)
+}
+
+// runResult is a result the server sent, as the engine's, so that exec
+// prints it and exits as run does.
+func runResult(r *api.Result) (*wasmwiz.Result, error) {
+	res := &wasmwiz.Result{
+		Status: wasmwiz.Status(r.Status), ExitCode: r.ExitCode,
+		Stdout: r.Stdout, StdoutTruncated: r.StdoutTruncated, Stderr: r.Stderr, StderrTruncated: r.StderrTruncated,
+		Trap: r.Trap, Duration: r.Duration, CompileDuration: r.CompileDuration, MemoryPeakBytes: r.MemoryPeakBytes,
+		Module: wasmwiz.ModuleInfo(r.Module), CompileCached: r.CompileCached,
+	}
+	for _, v := range r.Results {
+		val, err := wasmwiz.ParseValue(v.Type, v.Text)
+		if err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the server sent a result value %s %q: %s", v.Type, v.Text, wasmwiz.ErrorMessage(err))
+		}
+		res.Results = append(res.Results, val)
+	}
+	return res, nil
+}
+
+// fromClient gives a failure of the client the code and message it carries
+// as a wasmwiz error (the codes are the same), so that exec reports it as
+// run reports its own.
+func fromClient(err error) error {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return wasmwiz.WrapError(ce.Code, err, "%s", ce.Message)
+	}
+	return err
 }
 
 // execFailure prints an error as `wasmwiz run` does (a JSON error body with

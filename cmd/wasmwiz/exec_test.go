@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -70,8 +71,8 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 		t.Parallel()
 		code, out, errOut := runMain([]string{"exec", "--json", "--server", s.url, testmodule.Path(t, "exit_code.wasm"), "9"}, "",
 			map[string]string{"WASMWIZ_API_KEY": key})
-		var res wasmwiz.ResultJSON
-		if code != 9 || json.Unmarshal([]byte(out), &res) != nil || res.Status != wasmwiz.StatusExit ||
+		var res api.Result
+		if code != 9 || json.Unmarshal([]byte(out), &res) != nil || res.Status != api.StatusExit ||
 			string(res.Stdout) != "before exit\n" || !strings.HasPrefix(res.ID, "run_") {
 			t.Fatalf("exec --json: exit %d, %q, %q", code, out, errOut)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -83,38 +84,38 @@ func TestServeTierLimits(t *testing.T) {
 		name    string
 		user    *client.Client
 		req     client.ExecuteRequest
-		want    wasmwiz.Status
-		check   func(t *testing.T, r *wasmwiz.ResultJSON)
+		want    api.Status
+		check   func(t *testing.T, r *api.Result)
 		maxWall time.Duration
 	}{
-		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, wasmwiz.StatusTimeout, nil, 0},
-		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm")}, wasmwiz.StatusMemoryLimit,
-			func(t *testing.T, r *wasmwiz.ResultJSON) {
+		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, api.StatusTimeout, nil, 0},
+		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, api.StatusTimeout, nil, 0},
+		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm")}, api.StatusMemoryLimit,
+			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, wasmwiz.StatusMemoryLimit,
-			func(t *testing.T, r *wasmwiz.ResultJSON) {
+		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, api.StatusMemoryLimit,
+			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, wasmwiz.StatusMemoryLimit,
-			func(t *testing.T, r *wasmwiz.ResultJSON) {
+		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, api.StatusMemoryLimit,
+			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
 				}
 			}, 0},
-		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "flood.wasm")}, wasmwiz.StatusOutputLimit,
-			func(t *testing.T, r *wasmwiz.ResultJSON) {
+		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "flood.wasm")}, api.StatusOutputLimit,
+			func(t *testing.T, r *api.Result) {
 				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
 					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
 				}
 			}, 0},
-		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, wasmwiz.StatusTimeout, nil, 0},
-		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, wasmwiz.StatusTimeout, nil, 0},
+		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, api.StatusTimeout, nil, 0},
+		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, api.StatusTimeout, nil, 0},
 	}
 	// The wall time covers the compile: compile every module first, under
 	// the generous tier, so that the short wall times here are the guests'.

@@ -23,8 +23,8 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 		"WASMWIZ_TRUSTED_PROXIES": "0.0.0.0/0",
 	}
 	_, err := LoadConfig(func(k string) string { return vars[k] })
-	msg := wasmwiz.ErrorMessage(err)
-	if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.HasPrefix(msg, "6 configuration problems:\n") {
+	msg := messageOf(err)
+	if codeOf(err) != wasmwiz.EINVALID || !strings.HasPrefix(msg, "6 configuration problems:\n") {
 		t.Fatalf("error %v", err)
 	}
 	for _, name := range []string{"WASMWIZ_WORKERS", "WASMWIZ_MAX_MEMORY", "WASMWIZ_LOG_FORMAT", "WASMWIZ_AUTH",
@@ -34,7 +34,7 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 		}
 	}
 	// One problem stays one line; the CLI prints them all.
-	if _, err := LoadConfig(func(k string) string { return map[string]string{"WASMWIZ_WORKERS": "x"}[k] }); !strings.HasPrefix(wasmwiz.ErrorMessage(err), "WASMWIZ_WORKERS: ") {
+	if _, err := LoadConfig(func(k string) string { return map[string]string{"WASMWIZ_WORKERS": "x"}[k] }); !strings.HasPrefix(messageOf(err), "WASMWIZ_WORKERS: ") {
 		t.Fatalf("one problem: %v", err)
 	}
 	code, _, errOut := runMain([]string{"config"}, "", map[string]string{"WASMWIZ_WORKERS": "0", "WASMWIZ_LOG_LEVEL": "loud"})
@@ -122,8 +122,8 @@ func TestProductionChecksWhatTheDriversDo(t *testing.T) {
 			}
 			continue
 		}
-		msg := wasmwiz.ErrorMessage(err)
-		if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+		msg := messageOf(err)
+		if codeOf(err) != wasmwiz.EINVALID {
 			t.Errorf("%s: %v, want EINVALID", tt.name, err)
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -37,7 +38,7 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 				defer wg.Done()
 				for i := 0; i < 3; i++ {
 					res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
-					if err != nil || res.Status != wasmwiz.StatusOK {
+					if err != nil || res.Status != api.StatusOK {
 						t.Errorf("another tenant's run: %+v, %v", res, err)
 					}
 				}
@@ -46,15 +47,15 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 				module   string
 				encoding string
 			}{
-				{"flood_escapes.wasm", wasmwiz.EncodingBase64},
-				{"flood_both.wasm", wasmwiz.EncodingUTF8},
+				{"flood_escapes.wasm", "base64"},
+				{"flood_both.wasm", "utf-8"},
 			} {
 				resp, body := testenv.Do(t, http.MethodPost, s.url+"/api/v1/execute", key, "application/wasm",
 					bytes.NewReader(testmodule.Read(t, tt.module)))
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("%s: %d %.300s", tt.module, resp.StatusCode, body)
 				}
-				var r wasmwiz.ResultJSON
+				var r api.Result
 				if err := json.Unmarshal(body, &r); err != nil {
 					t.Fatal(err)
 				}
@@ -63,14 +64,14 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 					Stderr string `json:"stderr_encoding"`
 				}
 				_ = json.Unmarshal(body, &enc)
-				if r.Status != wasmwiz.StatusOutputLimit || int64(len(r.Stdout)+len(r.Stderr)) != limit ||
+				if r.Status != api.StatusOutputLimit || int64(len(r.Stdout)+len(r.Stderr)) != limit ||
 					len(r.Stdout) == 0 || len(r.Stderr) == 0 || enc.Stdout != tt.encoding || enc.Stderr != tt.encoding {
 					t.Errorf("%s: status %s, stdout %d + stderr %d bytes (%s, %s); want output_limit, %d together, %s",
 						tt.module, r.Status, len(r.Stdout), len(r.Stderr), enc.Stdout, enc.Stderr, limit, tt.encoding)
 				}
 				// Base64: 4/3; text: at most 2x; plus the fixed fields.
 				bound := 2*limit + 4*wasmwiz.KiB
-				if tt.encoding == wasmwiz.EncodingBase64 {
+				if tt.encoding == "base64" {
 					bound = limit/3*4 + 4*wasmwiz.KiB
 				}
 				if int64(len(body)) > bound {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
@@ -162,12 +163,12 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	if _, err := admin.AdminPutTier(ctx, testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 })); err != nil {
 		t.Fatal(err)
 	}
-	cu, err := admin.AdminCreateUser(ctx, client.NewUser{Email: "shared@example.com", Tier: "shared"}, true)
+	cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: "shared@example.com", Tier: "shared", CreateKey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := client.New(a.url, cu.Key.Secret)
-	cb, _ := client.New(b.url, cu.Key.Secret)
+	ca, _ := client.New(a.url, cu.Secret)
+	cb, _ := client.New(b.url, cu.Secret)
 	hello := testmodule.Read(t, "hello.wasm")
 	for i, c := range []*client.Client{ca, cb, ca, cb} {
 		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})

@@ -43,7 +43,7 @@ func TestServeRateLimits(t *testing.T) {
 			for i := 0; i < 2; i++ {
 				_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 				wantCode(t, "fourth run", err, wasmwiz.ERATELIMIT)
-				d, ok := wasmwiz.RetryAfter(err)
+				d, ok := client.RetryAfter(err)
 				if !ok || d <= 0 || d > time.Minute {
 					t.Fatalf("Retry-After %v %v", d, ok)
 				}
@@ -122,8 +122,8 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 
 	_, err := free.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	wantCode(t, "second run of a free user", err, wasmwiz.ERATELIMIT)
-	if !strings.Contains(wasmwiz.ErrorMessage(err), "in flight") {
-		t.Errorf("429 message %q does not say why", wasmwiz.ErrorMessage(err))
+	if !strings.Contains(messageOf(err), "in flight") {
+		t.Errorf("429 message %q does not say why", messageOf(err))
 	}
 	// Another user's long run takes the replica's last slot: now every run
 	// is refused with 503, whoever asks (before anything is looked up).
@@ -132,7 +132,7 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	for name, c := range map[string]*client.Client{"a third user": third, "the free user": free} {
 		_, err = c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 		wantCode(t, name+" on a saturated replica", err, wasmwiz.EUNAVAILABLE)
-		if d, ok := wasmwiz.RetryAfter(err); !ok || d < time.Second {
+		if d, ok := client.RetryAfter(err); !ok || d < time.Second {
 			t.Errorf("503 Retry-After %v %v", d, ok)
 		}
 	}

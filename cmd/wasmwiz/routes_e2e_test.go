@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -50,9 +51,18 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	user, me, userKey := s.newUser(wasmwiz.TierBasic)
-	gotMe, tier, err := user.Me(ctx)
-	if err != nil || gotMe.ID != me.ID || tier.Name != wasmwiz.TierBasic || tier.Timeout != 10*time.Second {
-		t.Fatalf("Me: %+v %+v %v", gotMe, tier, err)
+	gotMe, err := user.Me(ctx)
+	if err != nil || gotMe.User.ID != me.ID || gotMe.Tier.Name != wasmwiz.TierBasic || gotMe.Tier.Limits["timeout_ms"] != 10_000 {
+		t.Fatalf("Me: %+v %v", gotMe, err)
+	}
+	// Every limit the server declares, in the tier and described.
+	if fs := wasmwiz.TierFields(); len(gotMe.Tier.Limits) != len(fs) || len(gotMe.Limits) != len(fs) {
+		t.Fatalf("Me: %d limits in the tier and %d described, want %d", len(gotMe.Tier.Limits), len(gotMe.Limits), len(fs))
+	}
+	for _, l := range gotMe.Limits {
+		if gotMe.Tier.Limits[l.Name] != l.Value || l.Help == "" || l.Text == "" {
+			t.Errorf("Me: limit %+v, the tier says %d", l, gotMe.Tier.Limits[l.Name])
+		}
 	}
 
 	// Execute: each body, inline.
@@ -62,7 +72,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}{{"json", client.BodyJSON}, {"multipart", client.BodyMultipart}, {"raw", client.BodyRaw}} {
 		t.Run("execute/"+body.name, func(t *testing.T) {
 			res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello, Body: body.kind})
-			if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" || !strings.HasPrefix(res.ID, "run_") {
+			if err != nil || res.Status != api.StatusOK || string(res.Stdout) != "Hello, World!\n" || !strings.HasPrefix(res.ID, "run_") {
 				t.Fatalf("hello: %+v, %v", res, err)
 			}
 			res, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("  hi there \n"), Body: body.kind})
@@ -112,7 +122,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		t.Fatalf("GetModule: %+v, %v", got, err)
 	}
 	desc := "trims stdin and stdout"
-	if up, err := user.UpdateModule(ctx, m.ID, client.ModuleChange{Description: &desc}); err != nil || up.Name != "echo" || up.Description != desc || up.Public {
+	if up, err := user.UpdateModule(ctx, m.ID, api.ModuleUpdate{Description: &desc}); err != nil || up.Name != "echo" || up.Description != desc || up.Public {
 		t.Fatalf("UpdateModule: %+v, %v", up, err)
 	}
 	for _, kind := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {
@@ -130,7 +140,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	// History and usage: the usage writer flushes within its interval.
-	var runs []*wasmwiz.UsageRecord
+	var runs []*api.Run
 	testenv.WaitFor(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && total >= 4*3+3+1+1 // and the legacy run
@@ -139,8 +149,8 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || one.ID != runs[0].ID || one.UserID != me.ID {
 		t.Fatalf("GetRun: %+v, %v", one, err)
 	}
-	okRuns, okTotal, err := user.ListRuns(ctx, client.RunQuery{Status: wasmwiz.StatusOK, Page: client.Page{Limit: 2}})
-	if err != nil || len(okRuns) != 2 || okTotal < 4 || okRuns[0].Status != wasmwiz.StatusOK {
+	okRuns, okTotal, err := user.ListRuns(ctx, client.RunQuery{Status: api.StatusOK, Page: client.Page{Limit: 2}})
+	if err != nil || len(okRuns) != 2 || okTotal < 4 || okRuns[0].Status != api.StatusOK {
 		t.Fatalf("ListRuns status=ok limit=2: %d runs, total %d, %v", len(okRuns), okTotal, err)
 	}
 	// Usage counts the runs that ran (refused requests have no status). The
@@ -159,7 +169,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		}
 		return ran, len(all)
 	}
-	var us *wasmwiz.Usage
+	var us *api.Usage
 	var ran, listed int
 	testenv.WaitFor(t, "usage to count every run that ran", func() bool {
 		ran, listed = ranNow()
@@ -179,7 +189,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || !wasmwiz.LooksLikeAPIKey(nk.Secret) || nk.Key.Name != "laptop" || !strings.HasPrefix(nk.Secret, nk.Key.Prefix) {
 		t.Fatalf("CreateKey: %+v, %v", nk, err)
 	}
-	if _, _, err := s.client(nk.Secret).Me(ctx); err != nil {
+	if _, err := s.client(nk.Secret).Me(ctx); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
 	keys, ktotal, err := user.ListKeys(ctx, false, client.Page{})
@@ -189,7 +199,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err := user.RevokeKey(ctx, nk.Key.ID); err != nil {
 		t.Fatalf("RevokeKey: %v", err)
 	}
-	_, _, err = s.client(nk.Secret).Me(ctx)
+	_, err = s.client(nk.Secret).Me(ctx)
 	wantCode(t, "revoked key", err, wasmwiz.EUNAUTHORIZED)
 	if _, ktotal, _ = user.ListKeys(ctx, true, client.Page{}); ktotal != 2 {
 		t.Fatalf("ListKeys with revoked: %d, want 2", ktotal)
@@ -207,15 +217,15 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if err != nil || len(byEmail) != 1 || byEmail[0].ID != me.ID {
 		t.Fatalf("AdminListUsers by email: %v %v", byEmail, err)
 	}
-	_, err = admin.AdminCreateUser(ctx, client.NewUser{Email: strings.ToUpper(me.Email)}, false)
+	_, err = admin.AdminCreateUser(ctx, api.UserRequest{Email: strings.ToUpper(me.Email)})
 	wantCode(t, "duplicate email", err, wasmwiz.ECONFLICT)
 	pro := wasmwiz.TierPro
-	up, err := admin.AdminUpdateUser(ctx, me.ID, client.UserChange{Tier: &pro})
+	up, err := admin.AdminUpdateUser(ctx, me.ID, api.UserUpdate{Tier: &pro})
 	if err != nil || up.Tier != pro {
 		t.Fatalf("AdminUpdateUser tier: %+v, %v", up, err)
 	}
-	if _, tier, _ := user.Me(ctx); tier.Name != pro {
-		t.Fatalf("after the tier change the user's tier is %s", tier.Name)
+	if now, err := user.Me(ctx); err != nil || now.Tier.Name != pro {
+		t.Fatalf("after the tier change the user's tier is %+v, %v", now, err)
 	}
 	gu, err := admin.AdminGetUser(ctx, me.ID)
 	if err != nil || gu.Tier != pro {
@@ -229,17 +239,17 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	nt := testTier("team", func(tr *wasmwiz.Tier) { tr.Timeout = 7 * time.Second })
 	created, err := admin.AdminCreateTier(ctx, nt)
-	if err != nil || created.Timeout != 7*time.Second || created.RunsPerMinute != nt.RunsPerMinute {
+	if err != nil || created.Limits["timeout_ms"] != 7000 || created.Limits["runs_per_minute"] != nt.Limits["runs_per_minute"] {
 		t.Fatalf("AdminCreateTier: %+v, %v", created, err)
 	}
 	_, err = admin.AdminCreateTier(ctx, nt)
 	wantCode(t, "tier exists", err, wasmwiz.ECONFLICT)
-	nt.RunsPerMinute = 77
+	nt.Limits["runs_per_minute"] = 77
 	if _, err := admin.AdminPutTier(ctx, nt); err != nil {
 		t.Fatalf("AdminPutTier: %v", err)
 	}
 	gt, err := admin.AdminGetTier(ctx, "team")
-	if err != nil || gt.RunsPerMinute != 77 || gt.Timeout != 7*time.Second {
+	if err != nil || gt.Limits["runs_per_minute"] != 77 || gt.Limits["timeout_ms"] != 7000 {
 		t.Fatalf("AdminGetTier: %+v, %v", gt, err)
 	}
 	_, err = admin.AdminPutTier(ctx, testTier("bad", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 0 }))
@@ -251,15 +261,15 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		t.Fatalf("AdminCreateKey: %+v, %v", ak, err)
 	}
 	akeys, _, err := admin.AdminListKeys(ctx, me.ID, false, client.Page{})
-	if err != nil || !slices.ContainsFunc(akeys, func(k *wasmwiz.APIKey) bool { return k.ID == ak.Key.ID }) {
+	if err != nil || !slices.ContainsFunc(akeys, func(k *api.APIKey) bool { return k.ID == ak.Key.ID }) {
 		t.Fatalf("AdminListKeys: %v, %v", akeys, err)
 	}
 	if err := admin.AdminRevokeKey(ctx, ak.Key.ID); err != nil {
 		t.Fatalf("AdminRevokeKey: %v", err)
 	}
-	_, _, err = s.client(ak.Secret).Me(ctx)
+	_, err = s.client(ak.Secret).Me(ctx)
 	wantCode(t, "key revoked by an admin", err, wasmwiz.EUNAUTHORIZED)
-	var st *wasmwiz.Stats
+	var st *api.Stats
 	testenv.WaitFor(t, "admin stats to count every run that ran", func() bool {
 		ran, _ = ranNow()
 		st, err = admin.AdminStats(ctx)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 )
 
 // Exit statuses of `wasmwiz run` for outcomes that are not a guest exit
@@ -119,7 +120,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fail(err)
 		}
-		out, _ := json.MarshalIndent(in, "", "  ")
+		out, _ := json.MarshalIndent(wwhttp.APIInspection(in), "", "  ")
 		fmt.Fprintf(env.Stdout, "%s\n", out)
 		return nil
 	}
@@ -151,7 +152,7 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		return fail(err)
 	}
 	if *asJSON {
-		out, err := json.Marshal(wasmwiz.ResultJSON{Result: res})
+		out, err := json.Marshal(wwhttp.APIResult("", res))
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
 )
@@ -46,11 +47,11 @@ func TestRunDirWASISuite(t *testing.T) {
 			args = append(args, c.Wasm)
 			args = append(args, c.Spec.Args...)
 			_, stdout, stderr := runCLI(t, "", args...)
-			var res wasmwiz.ResultJSON
+			var res api.Result
 			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 				t.Fatalf("stdout is not a result: %v\n%s\nstderr: %s", err, stdout, stderr)
 			}
-			exited := res.Status == wasmwiz.StatusOK || res.Status == wasmwiz.StatusExit
+			exited := res.Status == api.StatusOK || res.Status == api.StatusExit
 			c.Judge(t, exited, res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
 		})
 	}

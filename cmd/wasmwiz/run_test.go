@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -26,7 +26,7 @@ func TestRunCommand(t *testing.T) {
 		stdout     string // exact unless empty and stdoutHas set
 		stdoutHas  []string
 		stderrHas  []string
-		jsonStatus wasmwiz.Status
+		jsonStatus api.Status
 	}{
 		{name: "hello", args: []string{"run", testmodule.Path(t, "hello.wasm")}, stdout: "Hello, World!\n"},
 		{name: "echo", args: []string{"run", testmodule.Path(t, "echo.wasm")}, stdin: "  padded  \n", stdout: "padded"},
@@ -45,9 +45,9 @@ func TestRunCommand(t *testing.T) {
 		{name: "trap", args: []string{"run", "--call", "div_by_zero", testmodule.Path(t, "traps.wasm")},
 			code: exitTrap, stderrHas: []string{"trap: ", "integer divide by zero"}},
 		{name: "json result", args: []string{"run", "--json", testmodule.Path(t, "calc_add.wasm")}, stdin: "1 2",
-			jsonStatus: wasmwiz.StatusOK, stdoutHas: []string{`"stdout":"3\n"`, `"stdout_encoding":"utf-8"`, `"wasi":true`, `"entry":"_start"`, `"compile_cached":false`}},
+			jsonStatus: api.StatusOK, stdoutHas: []string{`"stdout":"3\n"`, `"stdout_encoding":"utf-8"`, `"wasi":true`, `"entry":"_start"`, `"compile_cached":false`}},
 		{name: "json exit", args: []string{"run", "--json", testmodule.Path(t, "exit_code.wasm"), "9"},
-			code: 9, jsonStatus: wasmwiz.StatusExit, stdoutHas: []string{`"exit_code":9`, `"stdout":"before exit\n"`}},
+			code: 9, jsonStatus: api.StatusExit, stdoutHas: []string{`"exit_code":9`, `"stdout":"before exit\n"`}},
 		{name: "json refused module", args: []string{"run", "--json", testmodule.Path(t, "bad_imports.wasm")},
 			code: 2, stdoutHas: []string{`{"error":{"code":"EINVALID","message":"the module needs imports`, "env.console_log"}},
 		{name: "refused module", args: []string{"run", testmodule.Path(t, "add.wat")},
@@ -90,7 +90,7 @@ func TestRunCommand(t *testing.T) {
 				if n := strings.Count(strings.TrimSpace(stdout.String()), "\n"); n != 0 {
 					t.Errorf("--json printed %d lines, want one object", n+1)
 				}
-				var r wasmwiz.ResultJSON
+				var r api.Result
 				if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 					t.Fatalf("--json output does not parse: %v", err)
 				}
@@ -134,8 +134,8 @@ func TestRunStopsLoopFreeRecursion(t *testing.T) {
 			t.Fatalf("json %v: %v, want exit status %d\nstdout %s\nstderr %s", asJSON, err, exitTimeout, stdout.String(), stderr.String())
 		}
 		if asJSON {
-			var r wasmwiz.ResultJSON
-			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Status != wasmwiz.StatusTimeout || string(r.Stdout) != "started\n" {
+			var r api.Result
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Status != api.StatusTimeout || string(r.Stdout) != "started\n" {
 				t.Fatalf("stdout %q: %v", stdout.String(), err)
 			}
 		} else if !strings.Contains(stderr.String(), "timeout") || stdout.String() != "started\n" {

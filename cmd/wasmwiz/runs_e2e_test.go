@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -57,13 +58,13 @@ func apiCall(t testing.TB, method, url, key string, body any, hdr map[string]str
 }
 
 // getRun reads a run's record.
-func getRun(t testing.TB, base, key, id string) *wasmwiz.UsageRecord {
+func getRun(t testing.TB, base, key, id string) *api.Run {
 	t.Helper()
 	code, body, _ := apiCall(t, "GET", base+"/api/v1/runs/"+id, key, nil, nil)
 	if code != http.StatusOK {
 		t.Fatalf("GET run %s: %d %s", id, code, body)
 	}
-	var rec wasmwiz.UsageRecord
+	var rec api.Run
 	if err := json.Unmarshal(body, &rec); err != nil {
 		t.Fatalf("run JSON: %v\n%s", err, body)
 	}
@@ -216,12 +217,12 @@ func TestServeRunReadAtOnce(t *testing.T) {
 				if code != http.StatusOK {
 					t.Fatalf("execute: %d %s", code, body)
 				}
-				var res wasmwiz.ResultJSON
+				var res api.Result
 				if err := json.Unmarshal(body, &res); err != nil {
 					t.Fatal(err)
 				}
 				rec := getRun(t, reader.url, key, res.ID)
-				if rec.State != wasmwiz.RunDone || rec.Status != wasmwiz.StatusOK || string(rec.Stdout) != "hello record" ||
+				if rec.State != api.RunDone || rec.Status != api.StatusOK || string(rec.Stdout) != "hello record" ||
 					len(rec.Args) != 1 || len(rec.EnvNames) != 1 || rec.EnvNames[0] != "SECRET_NAME" || rec.StdinSHA256 == "" ||
 					rec.Limits["timeout_ms"] == 0 || rec.CPUMS <= 0 {
 					t.Fatalf("record read at once: %+v", rec)
@@ -236,7 +237,7 @@ func TestServeRunReadAtOnce(t *testing.T) {
 			if code != http.StatusOK {
 				t.Fatalf("execute: %d %s", code, body)
 			}
-			var res wasmwiz.ResultJSON
+			var res api.Result
 			_ = json.Unmarshal(body, &res)
 			if code, _, _ := apiCall(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
 				t.Fatalf("another tenant's run: %d", code)
@@ -262,22 +263,22 @@ func TestServeAsyncRun(t *testing.T) {
 			events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
 			var out bytes.Buffer
 			next(t, events, "stdout", &out)
-			if rec := getRun(t, s.url, key, id); rec.State != wasmwiz.RunRunning {
+			if rec := getRun(t, s.url, key, id); rec.State != api.RunRunning {
 				t.Fatalf("the first output came, and the run is %s, not running", rec.State)
 			}
 			res := next(t, events, "result", &out)
-			var rec wasmwiz.UsageRecord
+			var rec api.Run
 			if err := json.Unmarshal(res.Data, &rec); err != nil {
 				t.Fatal(err)
 			}
-			if rec.State != wasmwiz.RunDone || rec.Status != wasmwiz.StatusTimeout || !rec.Async || rec.StartedAt == nil {
+			if rec.State != api.RunDone || rec.Status != api.StatusTimeout || !rec.Async || rec.StartedAt == nil {
 				t.Fatalf("result %s", res.Data)
 			}
 			if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out.String() != string(rec.Stdout) {
 				t.Fatalf("followed %q, record %q", out.String(), rec.Stdout)
 			}
 			again := getRun(t, s.url, key, id)
-			if string(again.Stdout) != string(rec.Stdout) || again.State != wasmwiz.RunDone {
+			if string(again.Stdout) != string(rec.Stdout) || again.State != api.RunDone {
 				t.Fatalf("read back: %+v", again)
 			}
 			// Resume after the first tick: the rest only, then the result.
@@ -302,11 +303,11 @@ func TestServeExecuteEventStream(t *testing.T) {
 	var out bytes.Buffer
 	next(t, events, "stdout", &out)
 	res := next(t, events, "result", &out)
-	var r wasmwiz.ResultJSON
+	var r api.Result
 	if err := json.Unmarshal(res.Data, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != wasmwiz.StatusTimeout || string(r.Stdout) != out.String() || !wasmwiz.ValidRunID(r.ID) {
+	if r.Status != api.StatusTimeout || string(r.Stdout) != out.String() || !wasmwiz.ValidRunID(r.ID) {
 		t.Fatalf("result %s after %q", res.Data, out.String())
 	}
 	// Refused before the guest runs: a plain error answer.
@@ -333,21 +334,21 @@ func TestServeAsyncCancel(t *testing.T) {
 			first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
 			testenv.WaitFor(t, "the first run to print", func() bool {
 				r := getRun(t, s.url, key, first)
-				return r.State == wasmwiz.RunRunning && len(r.Stdout) > 0
+				return r.State == api.RunRunning && len(r.Stdout) > 0
 			})
 			second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
 			code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
 			if code != http.StatusOK {
 				t.Fatalf("cancel queued: %d %s", code, body)
 			}
-			if r := getRun(t, s.url, key, second); r.State != wasmwiz.RunCancelled || r.StartedAt != nil {
+			if r := getRun(t, s.url, key, second); r.State != api.RunCancelled || r.StartedAt != nil {
 				t.Fatalf("cancelled queued run: %+v", r)
 			}
 			code, body, _ = apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
 			if code != http.StatusOK {
 				t.Fatalf("cancel running: %d %s", code, body)
 			}
-			testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == wasmwiz.RunCancelled })
+			testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == api.RunCancelled })
 			r := getRun(t, s.url, key, first)
 			if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
 				t.Fatalf("cancelled running run: %+v", r)
@@ -357,8 +358,8 @@ func TestServeAsyncCancel(t *testing.T) {
 			}
 			// The cancelled second run never ran, later either.
 			third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
-			testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == wasmwiz.RunDone })
-			if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != wasmwiz.RunCancelled {
+			testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == api.RunDone })
+			if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != api.RunCancelled {
 				t.Fatalf("a cancelled run started: %+v", r)
 			}
 		})
@@ -415,8 +416,8 @@ func TestServeAsyncSurvivesRestart(t *testing.T) {
 	}
 	vars["WASMWIZ_ASYNC_WORKERS"] = "1"
 	b := startServe(t, vars, testServeOptions())
-	testenv.WaitFor(t, "the queued run to run after the restart", func() bool { return getRun(t, b.url, key, id).State == wasmwiz.RunDone })
-	if r := getRun(t, b.url, key, id); r.Status != wasmwiz.StatusOK || !strings.Contains(string(r.Stdout), "ello") {
+	testenv.WaitFor(t, "the queued run to run after the restart", func() bool { return getRun(t, b.url, key, id).State == api.RunDone })
+	if r := getRun(t, b.url, key, id); r.Status != api.StatusOK || !strings.Contains(string(r.Stdout), "ello") {
 		t.Fatalf("run after restart: %+v", r)
 	}
 }
@@ -441,15 +442,15 @@ func TestServeAsyncTwoReplicas(t *testing.T) {
 	events := follow(t, ctx, a.url+"/api/v1/runs/"+id+"/events", key, "", nil)
 	var out bytes.Buffer
 	next(t, events, "stdout", &out)
-	if rec := getRun(t, a.url, key, id); rec.State != wasmwiz.RunRunning {
+	if rec := getRun(t, a.url, key, id); rec.State != api.RunRunning {
 		t.Fatalf("first output followed from the other replica while the run is %s", rec.State)
 	}
 	res := next(t, events, "result", &out)
-	var rec wasmwiz.UsageRecord
+	var rec api.Run
 	if err := json.Unmarshal(res.Data, &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Status != wasmwiz.StatusTimeout || out.String() != string(rec.Stdout) {
+	if rec.Status != api.StatusTimeout || out.String() != string(rec.Stdout) {
 		t.Fatalf("followed %q; result %s", out.String(), res.Data)
 	}
 }
@@ -475,12 +476,12 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
 	testenv.WaitFor(t, "the run to print on the victim", func() bool {
 		r := getRun(t, a.url, key, id)
-		return r.State == wasmwiz.RunRunning && len(r.Stdout) > 0
+		return r.State == api.RunRunning && len(r.Stdout) > 0
 	})
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the killed replica's run to be failed", func() bool { return getRun(t, a.url, key, id).State == wasmwiz.RunFailed })
+	testenv.WaitFor(t, "the killed replica's run to be failed", func() bool { return getRun(t, a.url, key, id).State == api.RunFailed })
 	r := getRun(t, a.url, key, id)
 	if !strings.Contains(r.Message, "never run again") || r.Status != "" {
 		t.Fatalf("failed run: %+v", r)
@@ -490,8 +491,8 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	back["WASMWIZ_ASYNC_WORKERS"] = "1"
 	startServe(t, back, testServeOptions())
 	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
-	testenv.WaitFor(t, "the next run", func() bool { return getRun(t, a.url, key, nextID).State == wasmwiz.RunDone })
-	if r := getRun(t, a.url, key, id); r.State != wasmwiz.RunFailed {
+	testenv.WaitFor(t, "the next run", func() bool { return getRun(t, a.url, key, nextID).State == api.RunDone })
+	if r := getRun(t, a.url, key, id); r.State != api.RunFailed {
 		t.Fatalf("the failed run changed: %+v", r)
 	}
 }
@@ -547,9 +548,9 @@ func TestServeWebhook(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			var delivered wasmwiz.UsageRecord
+			var delivered api.Run
 			if len(got) != 2 || !sigOK[0] || !sigOK[1] || json.Unmarshal(got[1], &delivered) != nil ||
-				delivered.ID != id || delivered.State != wasmwiz.RunDone || delivered.Status != wasmwiz.StatusOK {
+				delivered.ID != id || delivered.State != api.RunDone || delivered.Status != api.StatusOK {
 				t.Fatalf("received %d deliveries, signatures %v: %s", len(got), sigOK, got)
 			}
 		})

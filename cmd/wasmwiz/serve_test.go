@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -36,8 +37,8 @@ func TestServeBootstrap(t *testing.T) {
 			if strings.Contains(first.stderr.String(), first.adminKey) {
 				t.Fatalf("the key is in the log:\n%s", first.stderr)
 			}
-			me, _, err := first.admin().Me(context.Background())
-			if err != nil || me.Role != wasmwiz.RoleAdmin || me.Email != BootstrapEmail {
+			me, err := first.admin().Me(context.Background())
+			if err != nil || me.User.Role != api.RoleAdmin || me.User.Email != BootstrapEmail {
 				t.Fatalf("Me with the printed key: %+v, %v", me, err)
 			}
 			if err := first.stop(); err != nil {
@@ -47,7 +48,7 @@ func TestServeBootstrap(t *testing.T) {
 			if k := keyPattern.FindString(second.stdout.String()); k != "" {
 				t.Fatalf("second start printed a key again:\n%s", second.stdout)
 			}
-			if _, _, err := second.client(first.adminKey).Me(context.Background()); err != nil {
+			if _, err := second.client(first.adminKey).Me(context.Background()); err != nil {
 				t.Fatalf("the first key after a restart: %v", err)
 			}
 		})
@@ -112,11 +113,11 @@ func TestServeStartFailures(t *testing.T) {
 			if err == nil {
 				t.Fatal("serve started")
 			}
-			if tt.wantCode != "" && wasmwiz.ErrorCode(err) != tt.wantCode {
+			if tt.wantCode != "" && codeOf(err) != tt.wantCode {
 				t.Errorf("error %v, want code %s", err, tt.wantCode)
 			}
-			if !strings.Contains(wasmwiz.ErrorMessage(err), tt.wantText) {
-				t.Errorf("error %q does not name %s", wasmwiz.ErrorMessage(err), tt.wantText)
+			if !strings.Contains(messageOf(err), tt.wantText) {
+				t.Errorf("error %q does not name %s", messageOf(err), tt.wantText)
 			}
 			if keyPattern.MatchString(stdout.String()) {
 				t.Errorf("a key was printed although serve did not start: %s", stdout.String())

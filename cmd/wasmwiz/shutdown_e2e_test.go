@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -34,7 +35,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 			sleep := testmodule.Read(t, "sleep.wasm")
 			const n = 3
 			type answer struct {
-				res *wasmwiz.ResultJSON
+				res *api.Result
 				err error
 			}
 			answers := make(chan answer, n)
@@ -50,7 +51,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 			var ids []string
 			for i := 0; i < n; i++ {
 				a := testenv.Recv(t, answers, "the runs in flight to answer")
-				if a.err != nil || a.res.Status != wasmwiz.StatusOK || string(a.res.Stdout) != "slept\n" {
+				if a.err != nil || a.res.Status != api.StatusOK || string(a.res.Stdout) != "slept\n" {
 					t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
 				}
 				ids = append(ids, a.res.ID)
@@ -65,12 +66,12 @@ func TestServeGracefulShutdown(t *testing.T) {
 			again := startServe(t, serveEnv(t, db), ServeOptions{})
 			for _, id := range ids {
 				run, err := again.client(s.adminKey).GetRun(ctx, id)
-				if err != nil || run.Status != wasmwiz.StatusOK {
+				if err != nil || run.Status != api.StatusOK {
 					t.Fatalf("run %s after the restart: %+v, %v", id, run, err)
 				}
 			}
 			// A stopped server refuses connections.
-			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); codeOf(err) != wasmwiz.EUNAVAILABLE {
 				t.Fatalf("execute on the stopped server: %v", err)
 			}
 		})
@@ -116,7 +117,7 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 	if len(runs) != 1 || runs[0].UserID != me.ID {
 		t.Fatalf("the cut-off run's usage record: %+v", runs)
 	}
-	if found := runs[0]; found.Status == wasmwiz.StatusOK || (found.Status == "" && found.ErrorCode == "") {
+	if found := runs[0]; found.Status == api.StatusOK || (found.Status == "" && found.ErrorCode == "") {
 		t.Fatalf("the cut-off run's record: %+v", found)
 	}
 }

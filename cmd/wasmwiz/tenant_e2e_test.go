@@ -86,7 +86,7 @@ func TestServeTenantIsolation(t *testing.T) {
 	if r, err := bob.ExecuteModule(ctx, pub.ID, nil); err != nil || string(r.Result.Stdout) != "Hello, World!\n" {
 		t.Fatalf("bob runs alice's public module: %v", err)
 	}
-	if _, _, err := alice.Me(ctx); err != nil {
+	if _, err := alice.Me(ctx); err != nil {
 		t.Fatalf("alice's key after bob's revoke: %v", err)
 	}
 }

@@ -113,12 +113,12 @@ func retryAfterSeconds(d time.Duration) string {
 
 // writeJSON writes v as JSON with status, without HTML escaping: answers
 // are JSON (nosniff, no HTML context), and a run's output full of markup
-// would otherwise take six bytes per <, > or & (wasmwiz.EncodeOutput).
+// would otherwise take six bytes per <, > or & (api.Result).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var b []byte
 	var err error
 	if m, ok := v.(json.Marshaler); ok {
-		// Straight to the type's own encoder (wasmwiz.ResultJSON's escapes
+		// Straight to the type's own encoder (api.Result's escapes
 		// no HTML either): json.Marshal would then read its output again to
 		// check and compact it, and escape HTML.
 		b, err = m.MarshalJSON()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // Server-Sent Events of runs: GET /api/v1/runs/{id}/events, and a
@@ -115,12 +116,6 @@ func (s *sse) comment() error {
 	return s.rc.Flush()
 }
 
-type outputEventJSON struct {
-	Offset   int64  `json:"offset"`
-	Data     string `json:"data"`
-	Encoding string `json:"encoding"`
-}
-
 // output sends the part of p, which starts at offset off of its stream,
 // that the client has not had; a piece that starts past what was sent
 // leaves a gap and is not sent (the caller fills it from the record).
@@ -137,8 +132,7 @@ func (s *sse) output(stderr bool, off int64, p []byte) (gap bool, err error) {
 		p = p[*sent-off:]
 		o := *sent
 		*sent = end
-		text, enc := wasmwiz.EncodeOutput(p)
-		return false, s.event(kind, outputEventJSON{Offset: o, Data: text, Encoding: enc})
+		return false, s.event(kind, api.OutputEvent{Offset: o, Data: p})
 	}
 	return false, nil
 }
@@ -170,9 +164,8 @@ func (s *sse) resume(r *http.Request) {
 	}
 }
 
-type stateEventJSON struct {
-	State wasmwiz.RunState `json:"state"`
-}
+// stateEvent is a state event's data.
+func stateEvent(st wasmwiz.RunState) api.StateEvent { return api.StateEvent{State: api.RunState(st)} }
 
 // runEvents is GET /api/v1/runs/{id}/events.
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
@@ -209,7 +202,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	out := newSSE(w)
 	out.resume(r)
 	state := rec.State
-	if err := out.event(wasmwiz.EventState, stateEventJSON{State: state}); err != nil {
+	if err := out.event(wasmwiz.EventState, stateEvent(state)); err != nil {
 		return nil
 	}
 	// reread reads the record again and sends what it has that the client
@@ -224,20 +217,20 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		if rec.State != state {
 			state = rec.State
-			if err := out.event(wasmwiz.EventState, stateEventJSON{State: state}); err != nil {
+			if err := out.event(wasmwiz.EventState, stateEvent(state)); err != nil {
 				return false, err
 			}
 		}
 		if !rec.State.Final() {
 			return false, nil
 		}
-		return true, out.event(wasmwiz.EventResult, rec)
+		return true, out.event(wasmwiz.EventResult, apiRun(rec))
 	}
 	if err := out.fromRecord(rec); err != nil {
 		return nil
 	}
 	if rec.State.Final() {
-		_ = out.event(wasmwiz.EventResult, rec)
+		_ = out.event(wasmwiz.EventResult, apiRun(rec))
 		return nil
 	}
 	keepAlive := time.NewTicker(eventKeepAlive)
@@ -283,7 +276,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 			case wasmwiz.EventState:
 				if st := wasmwiz.RunState(ev.Data); st != state && !st.Final() {
 					state = st
-					if out.event(wasmwiz.EventState, stateEventJSON{State: st}) != nil {
+					if out.event(wasmwiz.EventState, stateEvent(st)) != nil {
 						return nil
 					}
 				}
@@ -351,7 +344,7 @@ func (s *Server) streamExecute(w http.ResponseWriter, r *http.Request, ctx conte
 		select {
 		case pc := <-pieces:
 			if !out.started {
-				_ = out.event(wasmwiz.EventState, stateEventJSON{State: wasmwiz.RunRunning})
+				_ = out.event(wasmwiz.EventState, stateEvent(wasmwiz.RunRunning))
 			}
 			_, _ = out.output(pc.stderr, pc.off, pc.p)
 		case <-keepAlive.C:
@@ -367,9 +360,9 @@ func (s *Server) streamExecute(w http.ResponseWriter, r *http.Request, ctx conte
 				}
 			}
 			if o.err != nil {
-				_ = out.event(wasmwiz.EventState, stateEventJSON{State: wasmwiz.RunFailed})
+				_ = out.event(wasmwiz.EventState, stateEvent(wasmwiz.RunFailed))
 				_, _, msg := s.errorParts(w, r, o.err)
-				_ = out.event("error", errorJSON{Code: wasmwiz.ErrorCode(o.err), Message: msg})
+				_ = out.event(api.EventError, errorJSON{Code: wasmwiz.ErrorCode(o.err), Message: msg})
 				return nil
 			}
 			// Output still in the channel, then the rest from the result.
@@ -383,8 +376,8 @@ func (s *Server) streamExecute(w http.ResponseWriter, r *http.Request, ctx conte
 			}
 			_, _ = out.output(false, 0, o.ex.Result.Stdout)
 			_, _ = out.output(true, 0, o.ex.Result.Stderr)
-			_ = out.event(wasmwiz.EventState, stateEventJSON{State: wasmwiz.RunDone})
-			_ = out.event(wasmwiz.EventResult, wasmwiz.ResultJSON{ID: o.ex.ID, Result: o.ex.Result})
+			_ = out.event(wasmwiz.EventState, stateEvent(wasmwiz.RunDone))
+			_ = out.event(wasmwiz.EventResult, APIResult(o.ex.ID, o.ex.Result))
 			return nil
 		case <-ctx.Done():
 			o := <-done

@@ -15,21 +15,7 @@ import (
 )
 
 // executeJSON is the JSON body of the execute routes.
-type executeJSON struct {
-	ModuleID    string            `json:"module_id"`
-	WasmBase64  string            `json:"wasm_base64"`
-	Name        string            `json:"name"`
-	Stdin       *string           `json:"stdin"`
-	StdinBase64 string            `json:"stdin_base64"`
-	Args        []string          `json:"args"`
-	Env         map[string]string `json:"env"`
-	Function    string            `json:"function"`
-	Params      []json.RawMessage `json:"params"`
-	Timeout     string            `json:"timeout"`
-	Memory      string            `json:"memory"`
-	Async       bool              `json:"async"`
-	CallbackURL string            `json:"callback_url"`
-}
+type executeJSON = api.ExecuteRequest
 
 // execute is POST /api/v1/execute.
 func (s *Server) execute(w http.ResponseWriter, r *http.Request) error {
@@ -324,7 +310,7 @@ func (s *Server) executeAsync(w http.ResponseWriter, _ *http.Request, ctx contex
 	}
 	w.Header().Set("Location", "/api/v1/runs/"+ex.ID)
 	w.Header().Set("Preference-Applied", "respond-async")
-	writeJSON(w, http.StatusAccepted, map[string]any{"id": ex.ID, "state": wasmwiz.RunQueued})
+	writeJSON(w, http.StatusAccepted, api.Accepted{ID: ex.ID, State: api.RunQueued})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -109,11 +110,11 @@ func TestExecuteBodies(t *testing.T) {
 			if got.Limits.Timeout != tt.wantTimeout || got.Limits.MaxMemoryBytes != tt.wantMemory {
 				t.Errorf("limits %v %d, want %v %d", got.Limits.Timeout, got.Limits.MaxMemoryBytes, tt.wantTimeout, tt.wantMemory)
 			}
-			var rj wasmwiz.ResultJSON
+			var rj api.Result
 			if err := json.Unmarshal(res.body, &rj); err != nil {
 				t.Fatal(err)
 			}
-			if !wasmwiz.ValidRunID(rj.ID) || rj.Status != wasmwiz.StatusOK || string(rj.Stdout) != "out:"+tt.wantStdin {
+			if !wasmwiz.ValidRunID(rj.ID) || rj.Status != api.StatusOK || string(rj.Stdout) != "out:"+tt.wantStdin {
 				t.Errorf("answer %s", res.body)
 			}
 			runs := f.usage.Runs()

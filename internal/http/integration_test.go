@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
@@ -110,24 +111,24 @@ func TestRealEngineExecute(t *testing.T) {
 		path      string
 		body      func(t *testing.T) (io.Reader, string)
 		status    int
-		runStatus wasmwiz.Status
+		runStatus api.Status
 		stdout    string
 		results   string
 	}{
-		{name: "multipart hello", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, stdout: "Hello, World!\n",
+		{name: "multipart hello", path: "/api/v1/execute", status: 200, runStatus: api.StatusOK, stdout: "Hello, World!\n",
 			body: func(t *testing.T) (io.Reader, string) {
 				return testenv.Multipart(t, map[string][]byte{"wasm": testmodule.Read(t, "hello.wasm")}, nil)
 			}},
-		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: wasmwiz.StatusOK, stdout: "hi",
+		{name: "raw echo with stdin", path: "/api/v1/execute?stdin=%20%20hi%20%20", status: 200, runStatus: api.StatusOK, stdout: "hi",
 			body: func(t *testing.T) (io.Reader, string) {
 				return bytes.NewReader(testmodule.Read(t, "echo.wasm")), "application/wasm"
 			}},
-		{name: "json plain function", path: "/api/v1/execute", status: 200, runStatus: wasmwiz.StatusOK, results: "i32=5",
+		{name: "json plain function", path: "/api/v1/execute", status: 200, runStatus: api.StatusOK, results: "i32=5",
 			body: func(t *testing.T) (io.Reader, string) {
 				b, _ := json.Marshal(map[string]any{"wasm_base64": testmodule.Read(t, "add.wasm"), "function": "add", "params": []int{2, 3}})
 				return bytes.NewReader(b), "application/json"
 			}},
-		{name: "tight loop stopped at the caller's lower timeout", path: "/api/v1/execute?timeout=100ms", status: 200, runStatus: wasmwiz.StatusTimeout,
+		{name: "tight loop stopped at the caller's lower timeout", path: "/api/v1/execute?timeout=100ms", status: 200, runStatus: api.StatusTimeout,
 			body: func(t *testing.T) (io.Reader, string) {
 				return bytes.NewReader(testmodule.Read(t, "loop.wasm")), "application/wasm"
 			}},
@@ -152,7 +153,7 @@ func TestRealEngineExecute(t *testing.T) {
 			if tt.status != 200 {
 				return
 			}
-			var rj wasmwiz.ResultJSON
+			var rj api.Result
 			if err := json.Unmarshal(b, &rj); err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +288,7 @@ func TestRealEngineModuleUpload(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("execute stored: %d %s", res.StatusCode, b)
 	}
-	var rj wasmwiz.ResultJSON
+	var rj api.Result
 	if err := json.Unmarshal(b, &rj); err != nil {
 		t.Fatal(err)
 	}

@@ -33,12 +33,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// A run's record carries more than api.Run (state, inputs, timings):
-	// its own JSON, a superset of api.Run's fields, without output in lists.
-	if runs == nil {
-		runs = []*wasmwiz.UsageRecord{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"runs": runs, "total": total})
+	writeJSON(w, http.StatusOK, api.RunList{Runs: apiList(runs, apiRun), Total: total})
 	return nil
 }
 
@@ -52,7 +47,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, run)
+	writeJSON(w, http.StatusOK, apiRun(run))
 	return nil
 }
 
@@ -138,7 +133,7 @@ func (s *Server) dailyUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"days": out})
+	writeJSON(w, http.StatusOK, api.DailyRunsList{Days: apiList(out, apiDailyRuns)})
 	return nil
 }
 
@@ -192,7 +187,7 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, apiRun(rec))
 	return nil
 }
 
@@ -207,7 +202,7 @@ func (s *Server) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"secret": secret,
-		"signature": "WasmWiz-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>"})
+	writeJSON(w, http.StatusCreated, api.WebhookSecret{Secret: secret,
+		Signature: "WasmWiz-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" under this secret>"})
 	return nil
 }

@@ -78,6 +78,41 @@ func apiModule(m *wasmwiz.Module) *api.Module {
 	}
 }
 
+// apiRun returns a run's record in the API's shape. The domain's own
+// codec writes the same JSON for webhooks (internal/queue); a test holds
+// the two together.
+func apiRun(r *wasmwiz.UsageRecord) *api.Run {
+	out := &api.Run{
+		ID: r.ID, UserID: r.UserID, APIKeyID: r.APIKeyID, ModuleID: r.ModuleID, ModuleSHA256: r.ModuleSHA256,
+		Tier: r.Tier, Status: api.Status(r.Status), DurationMS: r.DurationMS, CompileMS: r.CompileMS, MemoryPeakBytes: r.MemoryPeakBytes,
+		StdinBytes: r.StdinBytes, OutputBytes: r.OutputBytes, ErrorCode: r.ErrorCode, CreatedAt: r.CreatedAt,
+		State: api.RunState(r.State), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		Async: r.Async, Name: r.Name, Args: r.Args, EnvNames: r.EnvNames, Function: r.Function, Params: r.Params,
+		StdinSHA256: r.StdinSHA256, Limits: r.Limits, CPUMS: r.CPUMS, Trap: r.Trap,
+		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated, Message: r.Message, CallbackURL: r.CallbackURL,
+		Stdout: r.Stdout, Stderr: r.Stderr,
+	}
+	if r.Status.Exited() {
+		out.ExitCode = r.ExitCode
+	}
+	for _, v := range r.Results {
+		out.Results = append(out.Results, api.RunValue(v))
+	}
+	for _, d := range r.Deliveries {
+		out.Deliveries = append(out.Deliveries, api.WebhookDelivery{Attempt: d.Attempt, At: d.At, StatusCode: d.StatusCode, Error: d.Error, DurationMS: d.DurationMS})
+	}
+	return out
+}
+
+func apiDailyRuns(d wasmwiz.DailyRuns) api.DailyRuns {
+	out := api.DailyRuns{Day: d.Day, ByStatus: make(map[api.Status]int64, len(d.ByStatus)),
+		P50DurationMS: d.P50DurationMS, P95DurationMS: d.P95DurationMS, P99DurationMS: d.P99DurationMS}
+	for st, n := range d.ByStatus {
+		out.ByStatus[api.Status(st)] = n
+	}
+	return out
+}
+
 func apiUsage(u *wasmwiz.Usage) *api.Usage {
 	return &api.Usage{Tier: u.Tier, RunsToday: u.RunsToday, RunsPerDay: u.RunsPerDay,
 		RunsThisMinute: u.RunsThisMinute, RunsPerMinute: u.RunsPerMinute}

@@ -110,3 +110,52 @@ func TestAPIResultKeepsTheResult(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIRunIsTheRecordCodec: a run's record has one JSON shape, which
+// the API sends as api.Run and the domain's codec writes for webhooks; a
+// record either writes reads back as the same api.Run.
+func TestAPIRunIsTheRecordCodec(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 2, 3, 4, 5, 6000, time.UTC)
+	full := &wasmwiz.UsageRecord{ID: "run_1", UserID: 2, APIKeyID: 3, ModuleID: "mod_1", ModuleSHA256: "ab", Tier: "free",
+		Status: wasmwiz.StatusExit, ExitCode: 4, DurationMS: 1.5, CompileMS: 0.25, MemoryPeakBytes: 65536, StdinBytes: 5, OutputBytes: 6,
+		ErrorCode: wasmwiz.EINTERNAL, CreatedAt: at, State: wasmwiz.RunDone, StartedAt: &at, FinishedAt: &at,
+		RunDetail: wasmwiz.RunDetail{Async: true, Name: "m.wasm", Args: []string{"-v"}, EnvNames: []string{"A"}, Function: "f",
+			Params: []string{"1"}, StdinSHA256: "cd", Limits: map[string]int64{"timeout_ms": 5000}, CPUMS: 1.25, Trap: "unreachable",
+			Results: []wasmwiz.RunValue{{Type: "i32", Value: "-1"}}, StdoutTruncated: true, StderrTruncated: true,
+			Message: "why", CallbackURL: "https://example.com/hook"},
+		Stdout: []byte("out\n"), Stderr: []byte{0xff},
+		Deliveries: []wasmwiz.WebhookDelivery{{RunID: "run_1", Attempt: 1, At: at, StatusCode: 500, Error: "boom", DurationMS: 3}}}
+	listed := *full
+	listed.Stdout, listed.Stderr, listed.Deliveries = nil, nil, nil
+	for name, rec := range map[string]*wasmwiz.UsageRecord{
+		"full":    full,
+		"listed":  &listed,
+		"refused": {ID: "run_2", Tier: "free", ErrorCode: wasmwiz.ERATELIMIT, CreatedAt: at, State: wasmwiz.RunDone},
+		"running": {ID: "run_3", Tier: "free", CreatedAt: at, State: wasmwiz.RunRunning, StartedAt: &at, Stdout: []byte{}, Stderr: []byte("e")},
+	} {
+		domain, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, err := json.Marshal(apiRun(rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b map[string]any
+		_ = json.Unmarshal(domain, &a)
+		_ = json.Unmarshal(sent, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: the domain writes %s\n the API sends %s", name, domain, sent)
+		}
+		var back api.Run
+		if err := json.Unmarshal(domain, &back); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := json.Marshal(back)
+		if string(again) != string(sent) || string(back.Stdout) != string(rec.Stdout) || (back.Stdout == nil) != (rec.Stdout == nil) ||
+			len(back.Deliveries) != len(rec.Deliveries) {
+			t.Errorf("%s: %s read back as %+v, which writes %s", name, domain, back, again)
+		}
+	}
+}

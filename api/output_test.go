@@ -1,4 +1,4 @@
-package wasmwiz_test
+package api
 
 import (
 	"bytes"
@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // TestEncodeOutput: text stays text while JSON writes it in at most twice
@@ -21,25 +18,25 @@ func TestEncodeOutput(t *testing.T) {
 		out  string
 		want string
 	}{
-		{"empty", "", wasmwiz.EncodingUTF8},
-		{"text", "Hello, World!\n", wasmwiz.EncodingUTF8},
-		{"one number a line", strings.Repeat("7\n", 1000), wasmwiz.EncodingUTF8},
-		{"only quotes", strings.Repeat(`"`, 100), wasmwiz.EncodingUTF8},
-		{"markup", strings.Repeat("<p>a &amp; b</p>\n", 100), wasmwiz.EncodingUTF8},
-		{"a few control bytes", "ok\x1b[0m done\n", wasmwiz.EncodingUTF8},
-		{"control bytes", strings.Repeat("\x01\x02\x03\x04", 100), wasmwiz.EncodingBase64},
-		{"line separators, twice their size", strings.Repeat("\u2028", 100), wasmwiz.EncodingUTF8},
-		{"more than twice its size", strings.Repeat("\x01a", 100), wasmwiz.EncodingBase64},
-		{"invalid UTF-8", "\xff\xfe", wasmwiz.EncodingBase64},
+		{"empty", "", encodingUTF8},
+		{"text", "Hello, World!\n", encodingUTF8},
+		{"one number a line", strings.Repeat("7\n", 1000), encodingUTF8},
+		{"only quotes", strings.Repeat(`"`, 100), encodingUTF8},
+		{"markup", strings.Repeat("<p>a &amp; b</p>\n", 100), encodingUTF8},
+		{"a few control bytes", "ok\x1b[0m done\n", encodingUTF8},
+		{"control bytes", strings.Repeat("\x01\x02\x03\x04", 100), encodingBase64},
+		{"line separators, twice their size", strings.Repeat("\u2028", 100), encodingUTF8},
+		{"more than twice its size", strings.Repeat("\x01a", 100), encodingBase64},
+		{"invalid UTF-8", "\xff\xfe", encodingBase64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			text, enc := wasmwiz.EncodeOutput([]byte(tt.out))
+			text, enc := encodeOutput([]byte(tt.out))
 			if enc != tt.want {
 				t.Fatalf("encoding %s, want %s", enc, tt.want)
 			}
-			back, err := wasmwiz.DecodeOutput(text, enc)
+			back, err := decodeOutput(text, enc)
 			if err != nil || string(back) != tt.out {
 				t.Fatalf("round trip: %q, %v", back, err)
 			}
@@ -56,40 +53,29 @@ func FuzzEncodeOutput(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, out []byte) {
-		text, enc := wasmwiz.EncodeOutput(out)
-		back, err := wasmwiz.DecodeOutput(text, enc)
+		text, enc := encodeOutput(out)
+		back, err := decodeOutput(text, enc)
 		if err != nil || !bytes.Equal(back, out) {
 			t.Fatalf("round trip of %q: %q, %v", out, back, err)
 		}
-		if enc == wasmwiz.EncodingUTF8 && !utf8.ValidString(text) {
+		if enc == encodingUTF8 && !utf8.ValidString(text) {
 			t.Fatalf("invalid UTF-8 sent as text: %q", out)
 		}
-		// The REST API's wire type encodes by the same rule.
-		wire, err := json.Marshal(api.Result{Status: api.StatusOK, Stdout: out})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var w struct {
+		ans := answer(t, Result{Status: StatusOK, Stdout: out})
+		var j struct {
 			Stdout   string `json:"stdout"`
 			Encoding string `json:"stdout_encoding"`
 		}
-		if err := json.Unmarshal(wire, &w); err != nil || w.Stdout != text || w.Encoding != enc {
-			t.Fatalf("api.Result sends %q as %s, the root package as %s: %v", out, w.Encoding, enc, err)
-		}
-		ans := answer(t, &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: out})
-		var j struct {
-			Stdout string `json:"stdout"`
-		}
-		if err := json.Unmarshal(ans, &j); err != nil || j.Stdout != text {
+		if err := json.Unmarshal(ans, &j); err != nil || j.Stdout != text || j.Encoding != enc {
 			t.Fatalf("answer %s does not carry the encoded output: %v", ans, err)
 		}
 		// The answer without the output is a fixed size; what the output
 		// adds is its escaped text.
-		empty := answer(t, &wasmwiz.Result{Status: wasmwiz.StatusOK})
+		empty := answer(t, Result{Status: StatusOK})
 		bound := 2 * len(out)
-		if enc == wasmwiz.EncodingBase64 {
+		if enc == encodingBase64 {
 			// and the encoding's name is one byte longer than "utf-8"
-			bound = (len(out)+2)/3*4 + len(wasmwiz.EncodingBase64) - len(wasmwiz.EncodingUTF8)
+			bound = (len(out)+2)/3*4 + len(encodingBase64) - len(encodingUTF8)
 		}
 		if grown := len(ans) - len(empty); grown > bound {
 			t.Fatalf("output of %d bytes grew the answer by %d (%s), over %d", len(out), grown, enc, bound)
@@ -98,12 +84,12 @@ func FuzzEncodeOutput(f *testing.F) {
 }
 
 // answer encodes res as the API does: without HTML escaping.
-func answer(t *testing.T, res *wasmwiz.Result) []byte {
+func answer(t *testing.T, res Result) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(wasmwiz.ResultJSON{Result: res}); err != nil {
+	if err := enc.Encode(res); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
