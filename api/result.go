@@ -26,6 +26,9 @@ const (
 	StatusOutputLimit Status = "output_limit" // stopped when its output (stdout and stderr together) passed the cap
 )
 
+// Statuses lists every status.
+var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit}
+
 // Exited reports whether a run with this status ended by the guest's own
 // exit or return (ok, exit), so that it has an exit code.
 func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }

@@ -1,11 +1,16 @@
 package http
 
 import (
-	"github.com/wasmwiz/wasmwiz"
+	"encoding/json"
 	"net/http"
+	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // apiOp documents one operation. The table below is written by hand and is
@@ -118,13 +123,14 @@ func buildOpenAPI() map[string]any {
 		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(op.path, -1) {
-			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": pathParamSchema(op.path)})
 		}
 		for _, q := range op.query {
 			params = append(params, queryParam(q))
 		}
-		params = append(params, map[string]any{"name": "X-Request-Id", "in": "header", "required": false, "schema": map[string]any{"type": "string"}})
-		o["parameters"] = params
+		if len(params) > 0 {
+			o["parameters"] = params
+		}
 		switch op.auth {
 		case "key", "admin":
 			o["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"apiKey": []string{}}}
@@ -145,7 +151,7 @@ func buildOpenAPI() map[string]any {
 			}
 			o["requestBody"] = map[string]any{"required": true, "content": content}
 		}
-		ok := map[string]any{"description": "success"}
+		ok := map[string]any{"description": "success", "headers": requestIDHeader()}
 		switch op.schema {
 		case "":
 		case "text":
@@ -161,12 +167,23 @@ func buildOpenAPI() map[string]any {
 		if op.limited {
 			ok["headers"] = rateHeaders()
 			responses["429"] = map[string]any{"description": "rate or concurrency limit", "headers": rateHeaders(),
-				"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 			responses["503"] = map[string]any{"description": "replica saturated; see Retry-After",
-				"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 		}
 		if op.auth == "admin" {
 			responses["403"] = map[string]any{"$ref": "#/components/responses/Error"}
+		}
+		if op.id == "execute" || op.id == "executeModule" {
+			responses["202"] = map[string]any{"description": "a background run (async): follow it at /api/v1/runs/{id}",
+				"headers": requestIDHeader(), "content": map[string]any{"application/json": map[string]any{"schema": ref("Accepted")}}}
+			ok["content"].(map[string]any)["text/event-stream"] = map[string]any{"schema": map[string]any{"type": "string",
+				"description": "with Accept: text/event-stream: stdout and stderr events (OutputEvent) while the guest runs, then the result"}}
+		}
+		if op.id == "adminCreateUser" {
+			// With create_key the answer carries the new key and its secret.
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{
+				"oneOf": []any{ref("User"), ref("CreatedUser")}}}}
 		}
 		if op.path == "/readyz" {
 			responses["503"] = map[string]any{"description": "a dependency is down",
@@ -187,7 +204,8 @@ func buildOpenAPI() map[string]any {
 			},
 			"responses": map[string]any{
 				"Error": map[string]any{"description": "error; status from the code table in docs/API.md",
-					"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}},
+					"headers": requestIDHeader(),
+					"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}},
 			},
 			"schemas": schemas(),
 		},
@@ -230,9 +248,13 @@ var queryParams = map[string]map[string]any{
 	"memory":          {"description": "a lower memory cap than the tier's", "schema": map[string]any{"type": "string"}, "example": "16MiB"},
 	"limit":           {"schema": map[string]any{"type": "integer", "minimum": 0}},
 	"offset":          {"schema": map[string]any{"type": "integer", "minimum": 0}},
-	"user_id":         {"schema": map[string]any{"type": "integer"}},
+	"user_id":         {"schema": map[string]any{"type": "integer", "format": "int64"}},
+	"status":          {"description": "runs that ended so", "schema": ref("Status")},
 	"public":          {"schema": map[string]any{"type": "boolean"}},
 	"include_revoked": {"schema": map[string]any{"type": "boolean"}},
+	"async":           {"description": "run in the background: the answer is 202 Accepted (also Prefer: respond-async)", "schema": map[string]any{"type": "boolean"}},
+	"callback_url":    {"description": "a background run's record is POSTed here when it ends (signed; see POST /api/v1/webhook-secret)", "schema": map[string]any{"type": "string"}},
+	"days":            {"description": "how many UTC days, ending today (default 30)", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 90}},
 	"since":           {"schema": map[string]any{"type": "string", "format": "date-time"}},
 	"until":           {"schema": map[string]any{"type": "string", "format": "date-time"}},
 }
@@ -255,13 +277,15 @@ func multipartContent(op apiOp) map[string]any {
 	switch op.id {
 	case "execute", "executeModule":
 		props = map[string]any{
-			"stdin":    map[string]any{"type": "string", "format": "binary", "description": "the guest's stdin (a file part or a text field)"},
-			"args":     text(`JSON array of strings, e.g. ["-v","x"]`),
-			"env":      text(`JSON object of strings, e.g. {"NAME":"ww"}`),
-			"function": text("plain modules: the export to call"),
-			"params":   text("its arguments: a JSON array or 1,2"),
-			"timeout":  text("a lower wall time than the tier's, e.g. 500ms"),
-			"memory":   text("a lower memory cap than the tier's, e.g. 16MiB"),
+			"stdin":        map[string]any{"type": "string", "format": "binary", "description": "the guest's stdin (a file part or a text field)"},
+			"args":         text(`JSON array of strings, e.g. ["-v","x"]`),
+			"env":          text(`JSON object of strings, e.g. {"NAME":"ww"}`),
+			"function":     text("plain modules: the export to call"),
+			"params":       text("its arguments: a JSON array or 1,2"),
+			"timeout":      text("a lower wall time than the tier's, e.g. 500ms"),
+			"memory":       text("a lower memory cap than the tier's, e.g. 16MiB"),
+			"async":        text("true: run in the background (202 Accepted)"),
+			"callback_url": text("a background run's record is POSTed here when it ends"),
 		}
 		if op.id == "execute" {
 			props["wasm"] = map[string]any{"type": "string", "format": "binary", "description": "the module; its file name is argv[0]"}
@@ -286,114 +310,222 @@ func multipartContent(op apiOp) map[string]any {
 }
 
 func rateHeaders() map[string]any {
-	h := map[string]any{}
+	h := requestIDHeader()
 	for _, n := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"} {
 		h[n] = map[string]any{"schema": map[string]any{"type": "integer"}}
 	}
 	return h
 }
 
-// obj is a JSON object schema with the given properties ("name:type").
-func obj(props ...string) map[string]any {
+// requestIDHeader is on every answer. A caller may send its own
+// X-Request-Id (docs/API.md); it is not a parameter of each operation, so
+// that a generated client's calls take only what they are about.
+func requestIDHeader() map[string]any {
+	return map[string]any{"X-Request-Id": map[string]any{"description": "the request's id, as the server logs it",
+		"schema": map[string]any{"type": "string"}}}
+}
+
+// pathParamSchema is the schema of a path's {id} or {name}: users and keys
+// have numeric ids; modules (mod_…), runs (run_…) and tiers are named by
+// strings.
+func pathParamSchema(path string) map[string]any {
+	if strings.HasPrefix(path, "/api/v1/keys/") || strings.HasPrefix(path, "/api/v1/admin/keys/") || strings.HasPrefix(path, "/api/v1/admin/users/") {
+		return map[string]any{"type": "integer", "format": "int64"}
+	}
+	return map[string]any{"type": "string"}
+}
+
+// prop is the schema of one property, written "type": integer and number
+// are 64-bit (int64, double); "?T" is T or null; "[]T" an array; "time" a
+// date-time string; "bytes" a base64 string; "map" an object of strings;
+// "limits" and "counts" objects of integers; "any" any JSON value; a
+// capitalised name refers to that schema.
+func prop(typ string) map[string]any {
+	if t, ok := strings.CutPrefix(typ, "?"); ok {
+		p := prop(t)
+		if _, isRef := p["$ref"]; isRef {
+			return map[string]any{"anyOf": []any{p, map[string]any{"type": "null"}}}
+		}
+		p["type"] = []any{p["type"], "null"}
+		return p
+	}
+	if item, ok := strings.CutPrefix(typ, "[]"); ok {
+		return map[string]any{"type": "array", "items": prop(item)}
+	}
+	switch typ {
+	case "string", "boolean", "object":
+		return map[string]any{"type": typ}
+	case "integer":
+		return map[string]any{"type": "integer", "format": "int64"}
+	case "number":
+		return map[string]any{"type": "number", "format": "double"}
+	case "time":
+		return map[string]any{"type": "string", "format": "date-time"}
+	case "bytes":
+		return map[string]any{"type": "string", "contentEncoding": "base64"}
+	case "map":
+		return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}}
+	case "limits", "counts":
+		return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "integer", "format": "int64"}}
+	case "any":
+		return map[string]any{}
+	}
+	return ref(typ)
+}
+
+// obj is the schema of the JSON object that sample, a value of an api type,
+// is written as, with the given properties ("name:type", see prop). The
+// properties its zero value writes (those without omitempty) are
+// required: the server always sends them. TestOpenAPISchemasAreTheAPITypes
+// holds the properties to what the type writes.
+func obj(sample any, props ...string) map[string]any {
 	p := map[string]any{}
 	for _, s := range props {
 		name, typ, _ := strings.Cut(s, ":")
-		switch {
-		case strings.HasPrefix(typ, "[]"):
-			item := strings.TrimPrefix(typ, "[]")
-			if item == "any" {
-				p[name] = map[string]any{"type": "array", "items": map[string]any{}}
-			} else if isScalar(item) {
-				p[name] = map[string]any{"type": "array", "items": map[string]any{"type": item}}
-			} else {
-				p[name] = map[string]any{"type": "array", "items": ref(item)}
+		p[name] = prop(typ)
+	}
+	schema := map[string]any{"type": "object", "properties": p}
+	if req := alwaysWritten(sample); len(req) > 0 {
+		for _, name := range req {
+			if p[name] == nil {
+				panic("openapi: " + reflect.TypeOf(sample).String() + " writes " + name + ", which its schema lacks")
 			}
-		case typ == "time":
-			p[name] = map[string]any{"type": "string", "format": "date-time"}
-		case typ == "map":
-			p[name] = map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}}
-		case typ == "any":
-			p[name] = map[string]any{}
-		case isScalar(typ):
-			p[name] = map[string]any{"type": typ}
-		default:
-			p[name] = ref(typ)
 		}
+		schema["required"] = req
 	}
-	return map[string]any{"type": "object", "properties": p}
+	return schema
 }
 
-func isScalar(t string) bool {
-	switch t {
-	case "string", "integer", "number", "boolean", "object":
-		return true
+// alwaysWritten returns the members the JSON of a zero sample has, sorted.
+func alwaysWritten(sample any) []string {
+	if sample == nil {
+		return nil
 	}
-	return false
+	b, err := json.Marshal(sample)
+	if err != nil {
+		panic("openapi: " + err.Error())
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic("openapi: " + err.Error())
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
-func list(field, item string) map[string]any {
-	return obj(field+":[]"+item, "total:integer")
+func enum[T ~string](desc string, values ...T) map[string]any {
+	return map[string]any{"type": "string", "description": desc, "enum": values}
+}
+
+func list(sample any, field, item string) map[string]any {
+	return obj(sample, field+":[]"+item, "total:integer")
+}
+
+// schemaTypes names the api type of each schema: the test holds them
+// together, and obj takes the required members from them.
+var schemaTypes = map[string]any{
+	"ErrorBody": api.ErrorBody{}, "ErrorDetail": api.ErrorDetail{}, "Health": api.Health{}, "Ready": api.Ready{},
+	"ExecuteRequest": api.ExecuteRequest{}, "Result": api.Result{}, "Value": api.Value{}, "ModuleInfo": api.ModuleInfo{},
+	"LegacyResult": api.LegacyResult{}, "Module": api.Module{}, "ModuleUpdate": api.ModuleUpdate{}, "Inspection": api.Inspection{},
+	"Import": api.Import{}, "Export": api.Export{}, "FuncSignature": api.FuncSignature{}, "MemoryInfo": api.MemoryInfo{},
+	"ModuleList": api.ModuleList{}, "Run": api.Run{}, "RunList": api.RunList{}, "Usage": api.Usage{}, "Me": api.Me{},
+	"User": api.User{}, "UserList": api.UserList{}, "UserRequest": api.UserRequest{}, "CreatedUser": api.CreatedUser{},
+	"UserUpdate": api.UserUpdate{}, "Tier": api.Tier{}, "TierLimit": api.TierLimit{}, "TierList": api.TierList{},
+	"APIKey": api.APIKey{}, "KeyList": api.KeyList{}, "KeyRequest": api.KeyRequest{}, "CreatedKey": api.CreatedKey{},
+	"Stats": api.Stats{}, "DailyCount": api.DailyCount{}, "ModuleCount": api.ModuleCount{},
+	"RunValue": api.RunValue{}, "WebhookDelivery": api.WebhookDelivery{}, "Accepted": api.Accepted{},
+	"OutputEvent": api.OutputEvent{}, "StateEvent": api.StateEvent{}, "WebhookSecret": api.WebhookSecret{},
+	"DailyRuns": api.DailyRuns{}, "DailyRunsList": api.DailyRunsList{},
 }
 
 func schemas() map[string]any {
-	return map[string]any{
-		"Error":     obj("error:ErrorBody"),
-		"ErrorBody": obj("code:string", "message:string"),
-		"Health":    obj("status:string"),
-		"Ready":     obj("status:string", "checks:map", "error:ErrorBody"),
-		"ExecuteRequest": obj("module_id:string", "wasm_base64:string", "name:string", "stdin:string", "stdin_base64:string",
+	t := schemaTypes
+	s := map[string]any{
+		"ErrorBody":   obj(t["ErrorBody"], "error:ErrorDetail"),
+		"ErrorDetail": obj(t["ErrorDetail"], "code:ErrorCode", "message:string"),
+		"ErrorCode":   enum("what went wrong; each code has one HTTP status (docs/API.md)", api.Codes...),
+		"Health":      obj(t["Health"], "status:string"),
+		"Ready":       obj(t["Ready"], "status:string", "checks:map", "error:ErrorDetail"),
+		"ExecuteRequest": obj(t["ExecuteRequest"], "module_id:string", "wasm_base64:bytes", "name:string", "stdin:string", "stdin_base64:bytes",
 			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string",
 			"async:boolean", "callback_url:string"),
-		"Result": obj("id:string", "status:string", "exit_code:integer", "stdout:string", "stdout_encoding:string",
-			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:string", "stderr_truncated:boolean",
+		"Status": enum("how a guest's run ended; every status is a successful answer", api.Statuses...),
+		"Result": obj(t["Result"], "id:string", "status:Status", "exit_code:?integer", "stdout:string", "stdout_encoding:Encoding",
+			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:Encoding", "stderr_truncated:boolean",
 			"trap:string", "results:[]Value", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
 			"module:ModuleInfo", "compile_cached:boolean"),
-		"Value":        obj("type:string", "value:any"),
-		"ModuleInfo":   obj("sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string"),
-		"LegacyResult": obj("output:string", "error:string"),
-		"Module": obj("id:string", "owner_id:integer", "name:string", "description:string", "sha256:string",
+		"Encoding":     enum("utf-8 when the output is valid UTF-8 (sent as text), else base64", "utf-8", "base64"),
+		"Value":        obj(t["Value"], "type:string", "value:any"),
+		"ModuleInfo":   obj(t["ModuleInfo"], "sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string"),
+		"LegacyResult": obj(t["LegacyResult"], "output:?string", "error:?string"),
+		"Module": obj(t["Module"], "id:string", "owner_id:integer", "name:string", "description:string", "sha256:string",
 			"size_bytes:integer", "inspection:Inspection", "public:boolean", "created_at:time", "last_run_at:time", "run_count:integer"),
-		"Inspection": obj("sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string",
-			"imports:[]object", "exports:[]object", "memory:object"),
-		"ModuleList": list("modules", "Module"),
-		"Run": obj("id:string", "user_id:integer", "api_key_id:integer", "module_id:string", "module_sha256:string",
-			"tier:string", "status:string", "exit_code:integer", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
+		"ModuleUpdate": obj(t["ModuleUpdate"], "name:string", "description:string", "public:boolean"),
+		"Inspection": obj(t["Inspection"], "sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string",
+			"imports:[]Import", "exports:[]Export", "memory:MemoryInfo"),
+		"Import":        obj(t["Import"], "module:string", "name:string", "kind:string", "signature:FuncSignature"),
+		"Export":        obj(t["Export"], "name:string", "kind:string", "signature:FuncSignature"),
+		"FuncSignature": obj(t["FuncSignature"], "params:[]string", "results:[]string"),
+		"MemoryInfo":    obj(t["MemoryInfo"], "min_pages:integer", "max_pages:integer"),
+		"ModuleList":    list(t["ModuleList"], "modules", "Module"),
+		"Run": obj(t["Run"], "id:string", "user_id:integer", "api_key_id:integer", "module_id:string", "module_sha256:string",
+			"tier:string", "status:string", "exit_code:?integer", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
 			"stdin_bytes:integer", "output_bytes:integer", "error_code:string", "created_at:time",
-			"state:string", "started_at:time", "finished_at:time", "async:boolean", "name:string", "args:[]string",
-			"env_names:[]string", "function:string", "params:[]string", "stdin_sha256:string", "limits:map",
-			"cpu_ms:number", "trap:string", "results:[]object", "stdout_truncated:boolean",
-			"stderr_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:string",
-			"stderr:string", "stderr_encoding:string", "webhook_deliveries:[]object"),
-		"RunList":       list("runs", "Run"),
-		"WebhookSecret": obj("secret:string", "signature:string"),
-		"DailyRuns": obj("day:string", "by_status:map", "p50_duration_ms:number", "p95_duration_ms:number",
+			"state:RunState", "started_at:time", "finished_at:time", "async:boolean", "name:string", "args:[]string",
+			"env_names:[]string", "function:string", "params:[]string", "stdin_sha256:string", "limits:limits",
+			"cpu_ms:number", "trap:string", "results:[]RunValue", "stdout_truncated:boolean",
+			"stderr_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:Encoding",
+			"stderr:string", "stderr_encoding:Encoding", "webhook_deliveries:[]WebhookDelivery"),
+		"RunState":        enum("where a run is in its life; the guest's outcome is its status", api.RunStates...),
+		"RunValue":        obj(t["RunValue"], "type:string", "value:string"),
+		"WebhookDelivery": obj(t["WebhookDelivery"], "attempt:integer", "at:time", "status_code:integer", "error:string", "duration_ms:number"),
+		"RunList":         list(t["RunList"], "runs", "Run"),
+		"Accepted":        obj(t["Accepted"], "id:string", "state:RunState"),
+		"OutputEvent":     obj(t["OutputEvent"], "offset:integer", "data:string", "encoding:Encoding"),
+		"StateEvent":      obj(t["StateEvent"], "state:RunState"),
+		"WebhookSecret":   obj(t["WebhookSecret"], "secret:string", "signature:string"),
+		"DailyRuns": obj(t["DailyRuns"], "day:string", "by_status:counts", "p50_duration_ms:number", "p95_duration_ms:number",
 			"p99_duration_ms:number"),
-		"DailyRunsList": list("days", "DailyRuns"),
-		"Usage":         obj("tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
-		"Me":            obj("user:User", "tier:Tier", "limits:[]TierLimit"),
-		"User":          obj("id:integer", "email:string", "role:string", "tier:string", "created_at:time", "disabled:boolean"),
-		"UserList":      list("users", "User"),
-		"UserRequest":   obj("email:string", "role:string", "tier:string", "create_key:boolean"),
-		"UserUpdate":    obj("tier:string", "role:string", "disabled:boolean"),
-		"ModuleUpdate":  obj("name:string", "description:string", "public:boolean"),
+		"DailyRunsList": obj(t["DailyRunsList"], "days:[]DailyRuns"),
+		"Usage":         obj(t["Usage"], "tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
+		"Me":            obj(t["Me"], "user:User", "tier:Tier", "limits:[]TierLimit"),
+		"Role":          enum("what a user may do", api.RoleUser, api.RoleAdmin),
+		"User":          obj(t["User"], "id:integer", "email:string", "role:Role", "tier:string", "created_at:time", "disabled:boolean"),
+		"UserList":      list(t["UserList"], "users", "User"),
+		"UserRequest":   obj(t["UserRequest"], "email:string", "role:Role", "tier:string", "create_key:boolean"),
+		"CreatedUser":   obj(t["CreatedUser"], "user:User", "key:APIKey", "secret:string"),
+		"UserUpdate":    obj(t["UserUpdate"], "tier:string", "role:Role", "disabled:boolean"),
 		"Tier":          tierSchema(),
-		"TierLimit":     obj("name:string", "help:string", "value:integer", "text:string"),
-		"TierList":      obj("tiers:[]Tier"),
-		"APIKey": obj("id:integer", "user_id:integer", "name:string", "prefix:string", "created_at:time",
+		"TierLimit":     obj(t["TierLimit"], "name:string", "help:string", "value:integer", "text:string"),
+		"TierList":      obj(t["TierList"], "tiers:[]Tier"),
+		"APIKey": obj(t["APIKey"], "id:integer", "user_id:integer", "name:string", "prefix:string", "created_at:time",
 			"last_used_at:time", "expires_at:time", "revoked_at:time"),
-		"KeyList":    list("keys", "APIKey"),
-		"KeyRequest": obj("user_id:integer", "name:string", "expires_at:time"),
-		"CreatedKey": obj("key:APIKey", "secret:string"),
-		"Stats": obj("users:integer", "active_keys:integer", "runs_today:integer", "active_users_today:integer",
-			"success_rate:number", "mean_duration_ms:number", "p95_duration_ms:number", "runs_per_day:[]object", "top_modules:[]object"),
+		"KeyList":    list(t["KeyList"], "keys", "APIKey"),
+		"KeyRequest": obj(t["KeyRequest"], "user_id:integer", "name:string", "expires_at:time"),
+		"CreatedKey": obj(t["CreatedKey"], "key:APIKey", "secret:string"),
+		"Stats": obj(t["Stats"], "users:integer", "active_keys:integer", "runs_today:integer", "active_users_today:integer",
+			"success_rate:number", "mean_duration_ms:number", "p95_duration_ms:number", "runs_per_day:[]DailyCount", "top_modules:[]ModuleCount"),
+		"DailyCount":  obj(t["DailyCount"], "day:string", "runs:integer"),
+		"ModuleCount": obj(t["ModuleCount"], "module_sha256:string", "module_id:string", "runs:integer"),
 	}
+	s["Value"].(map[string]any)["properties"].(map[string]any)["value"] = map[string]any{
+		"description": `a JSON number, or the string "nan", "inf" or "-inf", which JSON numbers cannot hold`}
+	s["Run"].(map[string]any)["properties"].(map[string]any)["status"] = map[string]any{"type": "string",
+		"description": "a Status; empty when the run was refused (error_code says why)"}
+	return s
 }
 
 // tierSchema describes a tier from wasmwiz.TierFields: every limit with its
 // unit and range, so that a new limit is documented where it is declared.
+// Every limit is required: a tier sent without one is refused.
 func tierSchema() map[string]any {
-	t := obj("name:string", "updated_at:time")
+	t := obj(api.Tier{}, "name:string", "updated_at:time")
 	props := t["properties"].(map[string]any)
+	required := t["required"].([]string)
 	for _, f := range wasmwiz.TierFields() {
 		unit, text := "", ""
 		switch f.Kind {
@@ -411,6 +543,9 @@ func tierSchema() map[string]any {
 			desc += " to " + f.Format(f.Max)
 		}
 		props[f.Name] = map[string]any{"type": "integer", "format": "int64", "description": desc + text}
+		required = append(required, f.Name)
 	}
+	sort.Strings(required)
+	t["required"] = required
 	return t
 }

@@ -27,6 +27,26 @@ func TestAPICodesAreTheErrorCodes(t *testing.T) {
 	}
 }
 
+// TestAPIStatusesAreTheStatuses: the statuses the document and the client
+// name are the engine's.
+func TestAPIStatusesAreTheStatuses(t *testing.T) {
+	t.Parallel()
+	var want []string
+	for _, s := range wasmwiz.Statuses {
+		want = append(want, string(s))
+		if api.Status(s).Exited() != s.Exited() {
+			t.Errorf("status %s: Exited differs", s)
+		}
+	}
+	var got []string
+	for _, s := range api.Statuses {
+		got = append(got, string(s))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("api.Statuses %v, wasmwiz.Statuses %v", got, want)
+	}
+}
+
 // TestAPIInspectionIsTheStoredJSON: an inspection has one JSON shape, which
 // the stores and the worker protocol write from the domain type's tags and
 // the API sends as api.Inspection.
@@ -158,4 +178,113 @@ func TestAPIRunIsTheRecordCodec(t *testing.T) {
 			t.Errorf("%s: %s read back as %+v, which writes %s", name, domain, back, again)
 		}
 	}
+}
+
+// TestOpenAPISchemasAreTheAPITypes: every schema of the document that
+// describes a JSON object is tied to its api type (schemaTypes), and its
+// properties are exactly the members that type writes when every field is
+// set; its required members are those the zero value writes. A field added
+// to an api type without its schema, or the reverse, fails here.
+func TestOpenAPISchemasAreTheAPITypes(t *testing.T) {
+	t.Parallel()
+	schemas := OpenAPI()["components"].(map[string]any)["schemas"].(map[string]any)
+	for name, sc := range schemas {
+		schema := sc.(map[string]any)
+		if schema["type"] != "object" {
+			continue // enums
+		}
+		sample, ok := schemaTypes[name]
+		if !ok {
+			t.Errorf("schema %s is not tied to an api type in schemaTypes", name)
+			continue
+		}
+		full := filled(reflect.TypeOf(sample))
+		if name == "Tier" {
+			tier := wasmwiz.DefaultTiers()[0]
+			tier.UpdatedAt = time.Now()
+			full = apiTier(tier)
+		}
+		written := members(t, full)
+		var documented []string
+		for p := range schema["properties"].(map[string]any) {
+			documented = append(documented, p)
+		}
+		slices.Sort(documented)
+		if !slices.Equal(written, documented) {
+			t.Errorf("schema %s documents %v; %T writes %v", name, documented, sample, written)
+		}
+		required, _ := schema["required"].([]string)
+		if name != "Tier" && !slices.Equal(required, alwaysWritten(sample)) {
+			t.Errorf("schema %s requires %v; the zero %T writes %v", name, required, sample, alwaysWritten(sample))
+		}
+	}
+	for name := range schemaTypes {
+		if schemas[name] == nil {
+			t.Errorf("schemaTypes names %s, which the document lacks", name)
+		}
+	}
+}
+
+// filled returns a value of type typ with every field set, so that its
+// JSON has every member, omitempty ones included.
+func filled(typ reflect.Type) any {
+	return fill(typ).Interface()
+}
+
+func fill(typ reflect.Type) reflect.Value {
+	v := reflect.New(typ).Elem()
+	switch {
+	case typ == reflect.TypeFor[time.Time]():
+		v.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
+	case typ == reflect.TypeFor[json.RawMessage]():
+		v.SetBytes([]byte("1"))
+	default:
+		switch typ.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Bool:
+			v.SetBool(true)
+		case reflect.Int, reflect.Int64, reflect.Uint32:
+			if v.CanInt() {
+				v.SetInt(1)
+			} else {
+				v.SetUint(1)
+			}
+		case reflect.Float64:
+			v.SetFloat(1.5)
+		case reflect.Pointer:
+			v.Set(fill(typ.Elem()).Addr())
+		case reflect.Slice:
+			v.Set(reflect.Append(v, fill(typ.Elem())))
+		case reflect.Map:
+			v.Set(reflect.MakeMap(typ))
+			v.SetMapIndex(fill(typ.Key()), fill(typ.Elem()))
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				if typ.Field(i).IsExported() {
+					v.Field(i).Set(fill(typ.Field(i).Type))
+				}
+			}
+		}
+	}
+	return v
+}
+
+// members returns the sorted member names of v's JSON object.
+func members(t *testing.T, v any) []string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%T writes %s: %v", v, b, err)
+	}
+	var names []string
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -10,6 +10,10 @@
 // shows a passing package's output only with -v, so without -v Run writes
 // the summary to the terminal (/dev/tty) as well; see docs/RATIONALE.md.
 //
+// A tool that .ci/run installs at a pinned version (a code generator, say)
+// is found with CITool, which takes only that build, and CIVersion reads
+// the versions .ci/run pins, so that CI and the tests agree on them.
+//
 // It also holds what every kind of test needs alike: waits bounded by
 // Patience that fail with a message instead of hanging (WaitFor, Recv,
 // Wait), and multipart request bodies (Multipart).
