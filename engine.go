@@ -29,6 +29,19 @@ type Limits struct {
 	// run stops when it is passed (StatusOutputLimit), and what the answer
 	// carries is bounded by it (api.Result).
 	MaxOutputBytes int64 `tier:"max_output_bytes,bytes,min=1,max=1GiB" flag:"max-output" help:"output of a run, stdout and stderr together"`
+
+	// Files of a run (RunFiles). A caller's files over MaxFilesInBytes or
+	// MaxFiles are ETOOLARGE before any work (0: a caller may send none).
+	MaxFilesInBytes int64 `tier:"max_files_in_bytes,bytes,min=0,max=1GiB" flag:"max-files-in" help:"bytes of the files sent into a run, archives unpacked"`
+	// MaxFiles bounds the files, directories and links sent into a run,
+	// and the files that come back.
+	MaxFiles int64 `tier:"max_files,count,min=0,max=1000000" flag:"max-files" help:"files, directories and links sent into a run, and files that come back"`
+	// MaxFileWriteBytes bounds how much a run's files may grow: past it the
+	// guest's write fails with ENOSPC (0: no limit, wasmwiz run only).
+	MaxFileWriteBytes int64 `tier:"max_file_write_bytes,bytes,min=1,max=64GiB" flag:"max-file-write" help:"bytes a run's files may grow by; past it a write fails with ENOSPC"`
+	// MaxFilesOutBytes bounds the content of the files that come back; the
+	// files past it are listed without their content.
+	MaxFilesOutBytes int64 `tier:"max_files_out_bytes,bytes,min=0,max=1GiB" flag:"max-files-out" help:"bytes of the files that come back from a run"`
 }
 
 // Status is the outcome of a guest run. Every status is a successful result,
@@ -99,6 +112,10 @@ type RunRequest struct {
 	// Only the program sets them (wasmwiz run --dir, the server's private
 	// directory of a run), never a caller.
 	Mounts []Mount
+	// Files, when set, give the run a private directory made fresh from a
+	// caller's files (RunFiles; checked by RunFiles.Check), mounted after
+	// Mounts; the files matching its Outputs come back in Result.Files.
+	Files *RunFiles
 
 	// Limits bound the run. To Execute, a caller's Timeout and
 	// MaxMemoryBytes lower the tier's (zero keeps them; the other fields are
@@ -191,6 +208,9 @@ type Result struct {
 	CompileCached   bool          // the compiled code came from a cache (memory or disk)
 	CompileDuration time.Duration // compiling (or finding compiled) the module for this run, before Duration
 	CPUTime         time.Duration // user+system CPU time of the worker for the run; 0 when not measured
+	// Files are the files of RunRequest.Files that matched its Outputs, in
+	// path order; nil without outputs.
+	Files []OutputFile
 }
 
 // FuncSignature describes a function type, e.g. "(i32, i64) -> (f64)".

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -305,6 +306,14 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		ex.Limits = run.Limits
 		tag := c.tag.merge(modTag)
 		sizeErr := run.Limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), c.Tier.Name)
+		if sizeErr == nil && req.Files != nil {
+			// A copy, checked and cleaned: req stays as the caller made it.
+			files := *req.Files
+			files.Entries = slices.Clone(req.Files.Entries)
+			files.Outputs = slices.Clone(req.Files.Outputs)
+			sizeErr = files.Check(run.Limits)
+			run.Files = &files
+		}
 		if sizeErr == nil {
 			var err error
 			adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),

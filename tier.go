@@ -70,25 +70,31 @@ const (
 )
 
 // DefaultTiers returns the tiers a new database has (DESIGN §4). Output caps
-// are not in the table there; they follow the stdin caps. The migrations
-// seed the same values as frozen SQL; a conformance test compares them.
+// are not in the table there; they follow the stdin caps. Files in and out
+// follow the module caps (at most 100 MiB a request holds in memory), and
+// the bytes a run may write grow with the tier. The migrations seed the
+// same values as frozen SQL; a conformance test compares them.
 func DefaultTiers() []*Tier {
 	return []*Tier{
 		{Name: TierFree, RunsPerMinute: 10, RunsPerDay: 500, MaxConcurrent: 1, Limits: Limits{
 			Timeout: 5 * time.Second, MaxMemoryBytes: 128 * MiB,
-			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB},
+			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB,
+			MaxFilesInBytes: 1 * MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * MiB, MaxFilesOutBytes: 1 * MiB},
 			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
-			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB},
+			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB,
+			MaxFilesInBytes: 10 * MiB, MaxFiles: 1000, MaxFileWriteBytes: 128 * MiB, MaxFilesOutBytes: 10 * MiB},
 			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
-			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB},
+			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB,
+			MaxFilesInBytes: 50 * MiB, MaxFiles: 10_000, MaxFileWriteBytes: 1 * GiB, MaxFilesOutBytes: 50 * MiB},
 			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
-			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB},
+			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB,
+			MaxFilesInBytes: 100 * MiB, MaxFiles: 50_000, MaxFileWriteBytes: 4 * GiB, MaxFilesOutBytes: 100 * MiB},
 			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour},
 	}
 }

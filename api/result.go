@@ -111,6 +111,21 @@ type ExecuteRequest struct {
 	// run's id (Accepted), and CallbackURL, when set, gets its record.
 	Async       bool   `json:"async,omitempty"`
 	CallbackURL string `json:"callback_url,omitempty"`
+
+	// The run's files (docs/API.md, "Files"): Files and ArchiveBase64 go
+	// into a private directory the guest sees at Mount (default /, its
+	// working directory); the files matching Outputs come back in
+	// Result.Files.
+	Files         []FileIn `json:"files,omitempty"`
+	ArchiveBase64 string   `json:"archive_base64,omitempty"` // a .tar, .tar.gz or .zip, base64
+	Mount         *string  `json:"mount,omitempty"`
+	Outputs       []string `json:"outputs"` // patterns relative to the mount, e.g. "out/*.png"; [] asks for a directory and no files back, null for none
+}
+
+// FileIn is one file sent into a run's directory in a JSON body.
+type FileIn struct {
+	Path          string `json:"path"` // its path in the guest, relative to the mount
+	ContentBase64 string `json:"content_base64"`
 }
 
 // Result is what a run did: the answer of POST /api/v1/execute and
@@ -136,26 +151,83 @@ type Result struct {
 	Module          ModuleInfo
 	CompileCached   bool          // the compiled code came from a cache
 	CompileDuration time.Duration // compiling the module for this run (0 when a worker held it compiled), before Duration
+	// Files are the files of the run's directory that matched its outputs,
+	// in path order (docs/API.md, "Files"); nil when it asked for none.
+	Files []File
+	// FilesApart leaves the files' content out of the JSON: it travels
+	// beside it (the archive answer, result.json inside). Not in JSON.
+	FilesApart bool
+}
+
+// File is one file that came back from a run.
+type File struct {
+	Path    string // relative to the run's mount
+	Size    int64
+	SHA256  string // hex digest of the content
+	Content []byte // nil when Omitted
+	Omitted bool   // listed without its content: the files before it filled the tier's max_files_out_bytes
+}
+
+// MarshalJSON writes a file as a result carries it, its content base64.
+func (f File) MarshalJSON() ([]byte, error) { return json.Marshal(f.wire(true)) }
+
+// UnmarshalJSON reads a file as a result carries it.
+func (f *File) UnmarshalJSON(data []byte) error {
+	var j fileJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	out := File{Path: j.Path, Size: j.Size, SHA256: j.SHA256, Omitted: j.Omitted}
+	if j.ContentBase64 != nil {
+		b, err := base64.StdEncoding.DecodeString(*j.ContentBase64)
+		if err != nil {
+			return err
+		}
+		out.Content = b
+	}
+	*f = out
+	return nil
+}
+
+// wire returns f on the wire, with its content when withContent and it
+// was not omitted.
+func (f File) wire(withContent bool) fileJSON {
+	j := fileJSON{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Omitted: f.Omitted}
+	if withContent && (!f.Omitted || f.Content != nil) {
+		c := base64.StdEncoding.EncodeToString(f.Content)
+		j.ContentBase64 = &c
+	}
+	return j
+}
+
+// fileJSON is File on the wire.
+type fileJSON struct {
+	Path          string  `json:"path"`
+	Size          int64   `json:"size"`
+	SHA256        string  `json:"sha256"`
+	ContentBase64 *string `json:"content_base64,omitempty"`
+	Omitted       bool    `json:"omitted,omitempty"`
 }
 
 // resultJSON is Result on the wire.
 type resultJSON struct {
-	ID              string     `json:"id,omitempty"`
-	Status          Status     `json:"status"`
-	ExitCode        *int       `json:"exit_code"`
-	Stdout          string     `json:"stdout"`
-	StdoutEncoding  string     `json:"stdout_encoding"`
-	StdoutTruncated bool       `json:"stdout_truncated"`
-	Stderr          string     `json:"stderr"`
-	StderrEncoding  string     `json:"stderr_encoding"`
-	StderrTruncated bool       `json:"stderr_truncated"`
-	Trap            string     `json:"trap,omitempty"`
-	Results         []Value    `json:"results"`
-	DurationMS      float64    `json:"duration_ms"`
-	CompileMS       float64    `json:"compile_ms"`
-	MemoryPeakBytes int64      `json:"memory_peak_bytes"`
-	Module          ModuleInfo `json:"module"`
-	CompileCached   bool       `json:"compile_cached"`
+	ID              string      `json:"id,omitempty"`
+	Status          Status      `json:"status"`
+	ExitCode        *int        `json:"exit_code"`
+	Stdout          string      `json:"stdout"`
+	StdoutEncoding  string      `json:"stdout_encoding"`
+	StdoutTruncated bool        `json:"stdout_truncated"`
+	Stderr          string      `json:"stderr"`
+	StderrEncoding  string      `json:"stderr_encoding"`
+	StderrTruncated bool        `json:"stderr_truncated"`
+	Trap            string      `json:"trap,omitempty"`
+	Results         []Value     `json:"results"`
+	DurationMS      float64     `json:"duration_ms"`
+	CompileMS       float64     `json:"compile_ms"`
+	MemoryPeakBytes int64       `json:"memory_peak_bytes"`
+	Module          ModuleInfo  `json:"module"`
+	CompileCached   bool        `json:"compile_cached"`
+	Files           *[]fileJSON `json:"files,omitempty"`
 }
 
 // exitCode returns code as the JSON of a run with status s: nil when the
@@ -196,6 +268,13 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	}
 	j.Stdout, j.StdoutEncoding = encodeOutput(r.Stdout)
 	j.Stderr, j.StderrEncoding = encodeOutput(r.Stderr)
+	if r.Files != nil {
+		files := make([]fileJSON, len(r.Files))
+		for i, f := range r.Files {
+			files[i] = f.wire(!r.FilesApart)
+		}
+		j.Files = &files
+	}
 	// Without HTML escaping: <, > and & as themselves, not six bytes each,
 	// so that markup a guest prints stays text of about its own size. An
 	// encoder around this one must not escape HTML either, or it applies
@@ -237,6 +316,17 @@ func (r *Result) UnmarshalJSON(data []byte) error {
 	}
 	if res.Stderr, err = decodeOutput(j.Stderr, j.StderrEncoding); err != nil {
 		return err
+	}
+	if j.Files != nil {
+		res.Files = make([]File, len(*j.Files))
+		for i, f := range *j.Files {
+			res.Files[i] = File{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Omitted: f.Omitted}
+			if f.ContentBase64 != nil {
+				if res.Files[i].Content, err = base64.StdEncoding.DecodeString(*f.ContentBase64); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	*r = res
 	return nil

@@ -207,6 +207,7 @@ type request struct {
 	query  url.Values
 	body   io.Reader
 	ctype  string
+	accept string // "" means application/json
 }
 
 // answer is what came back.
@@ -231,7 +232,11 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	if r.ctype != "" {
 		hr.Header.Set("Content-Type", r.ctype)
 	}
-	hr.Header.Set("Accept", "application/json")
+	accept := r.accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	hr.Header.Set("Accept", accept)
 	if c.userAgent != "" {
 		hr.Header.Set("User-Agent", c.userAgent)
 	}

@@ -51,7 +51,23 @@ type ExecuteRequest struct {
 	Timeout time.Duration
 	Memory  int64
 
+	// The run's private directory (docs/API.md, "Files"): Files each at its
+	// path, and an Archive (.tar, .tar.gz or .zip) unpacked, seen by the
+	// guest at Mount (default "/"), its working directory; the files
+	// matching Outputs (out/*.png, out/) come back in the result's Files.
+	// Not with BodyRaw.
+	Files   []File
+	Archive []byte
+	Mount   string
+	Outputs []string
+
 	Body Body
+}
+
+// File is one file sent into a run.
+type File struct {
+	Path string // its path in the run's directory, e.g. data/in.csv
+	Data []byte
 }
 
 // Execution is a run's result and the rate-limit headers of its answer.
@@ -104,6 +120,29 @@ func (c *Client) ExecuteModule(ctx context.Context, id string, req *ExecuteReque
 	}
 	r.method, r.path = http.MethodPost, "/api/v1/modules/"+url.PathEscape(id)+"/execute"
 	return c.execute(ctx, r)
+}
+
+// ExecuteArchive is Execute answered as an archive: media is
+// "application/zip" or "application/x-tar", and the archive holds
+// result.json (the result without the files' content) and every file that
+// came back under files/. Errors as Execute.
+func (c *Client) ExecuteArchive(ctx context.Context, req *ExecuteRequest, media string) ([]byte, error) {
+	if media != "application/zip" && media != "application/x-tar" {
+		return nil, errorf(api.EINVALID, nil, "an archive is application/zip or application/x-tar, not %q", media)
+	}
+	r, err := executeBody(req, false)
+	if err != nil {
+		return nil, err
+	}
+	r.method, r.path, r.accept = http.MethodPost, "/api/v1/execute", media
+	a, err := c.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if ct := a.header.Get("Content-Type"); ct != media {
+		return nil, errorf(api.EINTERNAL, nil, "the server answered %q, not %s", ct, media)
+	}
+	return a.body, nil
 }
 
 func (c *Client) execute(ctx context.Context, r request) (*Execution, error) {
@@ -161,6 +200,16 @@ func jsonBody(req *ExecuteRequest) (request, error) {
 		body.Params = append(body.Params, b)
 	}
 	body.Timeout, body.Memory = limitFields(req)
+	for _, f := range req.Files {
+		body.Files = append(body.Files, api.FileIn{Path: f.Path, ContentBase64: base64.StdEncoding.EncodeToString(f.Data)})
+	}
+	if req.Archive != nil {
+		body.ArchiveBase64 = base64.StdEncoding.EncodeToString(req.Archive)
+	}
+	if req.Mount != "" {
+		body.Mount = &req.Mount
+	}
+	body.Outputs = req.Outputs
 	b, err := json.Marshal(body)
 	if err != nil {
 		return request{}, errorf(api.EINVALID, err, "cannot encode the request: %v", err)
@@ -213,6 +262,19 @@ func multipartBody(req *ExecuteRequest) (request, error) {
 	if memory != "" {
 		field("memory", memory)
 	}
+	for _, f := range req.Files {
+		file("file", f.Path, f.Data)
+	}
+	if req.Archive != nil {
+		file("archive", "files", req.Archive)
+	}
+	if req.Mount != "" {
+		field("mount", req.Mount)
+	}
+	if req.Outputs != nil {
+		b, _ := json.Marshal(req.Outputs)
+		field("outputs", string(b))
+	}
 	if err := mw.Close(); err != nil {
 		return request{}, errorf(api.EINTERNAL, err, "cannot encode the request: %v", err)
 	}
@@ -220,6 +282,9 @@ func multipartBody(req *ExecuteRequest) (request, error) {
 }
 
 func rawBody(req *ExecuteRequest, stored bool) (request, error) {
+	if req.Files != nil || req.Archive != nil || req.Mount != "" || req.Outputs != nil {
+		return request{}, errorf(api.EINVALID, nil, "a raw body carries no files: use BodyJSON or BodyMultipart")
+	}
 	q := url.Values{}
 	r := request{query: q}
 	if stored {

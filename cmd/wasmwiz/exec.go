@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -20,7 +22,11 @@ Runs a module on a WasmWiz server and prints what wasmwiz run would print
 on this machine: the guest's stdout and stderr (or --json, the server's
 result), and exits with the guest's status. The server's tier limits apply;
 --timeout and --memory can only lower them. argv[0] is the module's name:
-the file's base name, or the stored module's name.`
+the file's base name, or the stored module's name.
+
+Files: --file and --archive fill the run's private directory, which the
+guest sees at --mount (default /) as its working directory; the files
+matching --output come back into --out-dir, at their paths there.`
 
 // cmdExec is `wasmwiz exec`: `wasmwiz run` on a server. It prints what run
 // prints (the guest's stdout and stderr, or --json) and exits as run does.
@@ -37,14 +43,43 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		params   = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
 		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
 		follow   = fs.Bool("follow", false, "print the guest's output as it comes, while it runs")
+		archive  = fs.String("archive", "", "a .tar, .tar.gz or .zip `FILE` unpacked into the run's directory")
+		mount    = fs.String("mount", "", "where the guest sees the run's directory, its working directory (default /)")
+		outDir   = fs.String("out-dir", "", "write the files that come back (--output) into `DIR`, at their paths")
 		envVars  = map[string]string{}
+		files    []client.File
+		outputs  []string
 	)
 	envFlag(fs.FlagSet, envVars, "set a guest environment variable `K=V` (repeatable)")
+	fs.Func("file", "send a file into the run's directory: `PATH[:GUESTPATH]` (repeatable; GUESTPATH defaults to\n"+
+		"the base name of PATH, relative to the mount)", func(s string) error {
+		path, guest := s, ""
+		if i := strings.LastIndexByte(s, ':'); i > 0 {
+			path, guest = s[:i], s[i+1:]
+		}
+		if guest == "" {
+			guest = filepath.Base(path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files = append(files, client.File{Path: guest, Data: data})
+		return nil
+	})
+	fs.Func("output", "a `PATTERN` of files to bring back, relative to the mount: out/*.png, report.txt, out/ for\n"+
+		"everything under out (repeatable; needs --out-dir, or --json)", func(s string) error {
+		outputs = append(outputs, s)
+		return nil
+	})
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if *moduleID == "" && fs.NArg() < 1 {
 		return fs.usageError("no module: name a .wasm file, - to read it from stdin, or --module-id mod_…")
+	}
+	if len(outputs) > 0 && *outDir == "" && !*asJSON {
+		return fs.usageError("--output needs --out-dir DIR to write the files into (or --json to print them)")
 	}
 	fail := func(err error) error { return execFailure(env, *asJSON, err) }
 	if *server == "" {
@@ -58,7 +93,13 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		return fail(fromClient(err))
 	}
 
-	req := &client.ExecuteRequest{Env: envVars, Function: *call, Body: client.BodyMultipart}
+	req := &client.ExecuteRequest{Env: envVars, Function: *call, Body: client.BodyMultipart,
+		Files: files, Mount: *mount, Outputs: outputs}
+	if *archive != "" {
+		if req.Archive, err = os.ReadFile(*archive); err != nil {
+			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the archive: %v", err))
+		}
+	}
 	var lim wasmwiz.Limits
 	if *timeout != "" {
 		if req.Timeout, err = wasmwiz.ParseDuration(*timeout); err != nil {
@@ -149,6 +190,11 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		return fail(err)
 	}
 
+	if *outDir != "" {
+		if err := writeOutputs(env, *outDir, res.Files); err != nil {
+			return execFailure(env, *asJSON, err)
+		}
+	}
 	if *asJSON {
 		out, err := json.Marshal(sent)
 		if err != nil {
@@ -166,6 +212,44 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 	if code := runExitStatus(res); code != 0 {
 		return exitError{code}
+	}
+	return nil
+}
+
+// writeOutputs writes the files that came back into dir, at their paths
+// (made), through an os.Root: a path from the server cannot leave dir. A
+// file whose content did not match its digest is an error; one the server
+// left out (over the tier's max_files_out_bytes) is named on stderr.
+func writeOutputs(env *Env, dir string, files []wasmwiz.OutputFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "--out-dir: %v", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "--out-dir: %v", err)
+	}
+	defer root.Close()
+	for _, f := range files {
+		if f.Omitted {
+			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s (%s) did not come back: the files before it filled the tier's max_files_out_bytes\n",
+				f.Path, wasmwiz.FormatSize(f.Size))
+			continue
+		}
+		if sha256Hex(f.Data) != f.SHA256 {
+			return wasmwiz.Errorf(wasmwiz.EINTERNAL, "%s came back damaged: its content does not match its sha256", f.Path)
+		}
+		p, err := wasmwiz.CleanFilePath(f.Path)
+		if err != nil {
+			return err
+		}
+		if d := filepath.Dir(p); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "writing %s: %v", p, err)
+			}
+		}
+		if err := root.WriteFile(p, f.Data, 0o644); err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "writing %s: %v", p, err)
+		}
 	}
 	return nil
 }
@@ -211,6 +295,9 @@ func runResult(r *api.Result) (*wasmwiz.Result, error) {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the server sent a result value %s %q: %s", v.Type, v.Text, wasmwiz.ErrorMessage(err))
 		}
 		res.Results = append(res.Results, val)
+	}
+	for _, f := range r.Files {
+		res.Files = append(res.Files, wasmwiz.OutputFile{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Data: f.Content, Omitted: f.Omitted})
 	}
 	return res, nil
 }

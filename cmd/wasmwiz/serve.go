@@ -218,7 +218,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	_ = workerLevel.UnmarshalText([]byte(cfg.LogLevel))
 	if s.pool, err = worker.New(ctx, worker.Options{
 		Size: cfg.Workers, Spares: spares, Command: command, Env: opts.WorkerEnv,
-		CacheDir: cfg.CacheDir, CacheMaxBytes: cfg.CacheMaxBytes, MemoryCacheBytes: cfg.CompileCacheBytes,
+		CacheDir: cfg.CacheDir, CacheMaxBytes: cfg.CacheMaxBytes, MemoryCacheBytes: cfg.CompileCacheBytes, FilesDir: cfg.FilesDir,
 		WorkerLogLevel: workerLevel, Logger: s.log,
 	}); err != nil {
 		return nil, err

@@ -29,10 +29,11 @@ var (
 	adapterEdges = map[string][]string{
 		"internal/sqlite":   {"internal/migration"},
 		"internal/postgres": {"internal/migration"},
-		"internal/engine":   {"internal/wasifs"}, // the guest's descriptors are part of the engine's WASI
-		"internal/http":     {"api"},             // the API's answers are the public wire types
+		"internal/engine":   {"internal/wasifs", "internal/runfiles"}, // the guest's descriptors are part of the engine's WASI
+		"internal/worker":   {"internal/runfiles"},                    // the pool makes a run's directory as the engine does
+		"internal/http":     {"api"},                                  // the API's answers are the public wire types
 	}
-	support = []string{"internal/migration", "internal/wasifs"}
+	support = []string{"internal/migration", "internal/wasifs", "internal/runfiles"}
 	// testSupport packages are imported by tests only.
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",

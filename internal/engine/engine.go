@@ -43,6 +43,9 @@ type Options struct {
 	NoGuestInterrupt bool
 	// Logger receives compile and cache events; nil discards them.
 	Logger *slog.Logger
+	// FilesDir is where the private directory of a run with files
+	// (RunRequest.Files) is made; "" means os.TempDir().
+	FilesDir string
 }
 
 // Engine runs WebAssembly modules. It is safe for concurrent use; every run

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +58,51 @@ func TestMounts(t *testing.T) {
 				t.Fatalf("Run: %v, want EINVALID with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRunFiles: a caller's files go into a fresh directory the guest sees
+// at its mount and works in; what matches the outputs comes back, links
+// leading out do not; the directory is gone after the run.
+func TestRunFiles(t *testing.T) {
+	t.Parallel()
+	filesDir := t.TempDir()
+	e := newEngine(t, Options{FilesDir: filesDir})
+	lim := limits()
+	lim.MaxFilesInBytes, lim.MaxFiles, lim.MaxFileWriteBytes, lim.MaxFilesOutBytes = wasmwiz.MiB, 100, 64*1024, 6
+	files := &wasmwiz.RunFiles{
+		Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("hello")}, {Path: "data/n.csv", Data: []byte("1,2")}},
+		Mount:   "/work",
+		Outputs: []string{"out/", "*.txt", "missing/*"},
+	}
+	if err := files.Check(lim); err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Fields("cwd cat in.txt cat /work/data/n.csv mkdir out write out/a.txt hi write out/b.txt bye " +
+		"symlink ../../../etc/passwd out/up symlink a.txt out/same fill big 70000 cat ../secret")
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Args: args, Limits: lim, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cwd: ok /\ncat in.txt: ok hello\ncat /work/data/n.csv: ok 1,2\nmkdir out: ok\nwrite out/a.txt hi: ok 2\n" +
+		"write out/b.txt bye: ok 3\nsymlink ../../../etc/passwd out/up: ok\nsymlink a.txt out/same: ok\n" +
+		"fill big 70000: ENOSPC after "
+	if res.Status != wasmwiz.StatusOK || !strings.HasPrefix(string(res.Stdout), want) || !strings.HasSuffix(string(res.Stdout), "cat ../secret: ENOTCAPABLE\n") {
+		t.Fatalf("status %s\nstdout %s\nstderr %s", res.Status, res.Stdout, res.Stderr)
+	}
+	var got []string
+	for _, f := range res.Files {
+		got = append(got, fmt.Sprintf("%s %d %v %q", f.Path, f.Size, f.Omitted, f.Data))
+		sum := sha256.Sum256([]byte(map[string]string{"in.txt": "hello", "out/a.txt": "hi", "out/b.txt": "bye", "out/same": "hi"}[f.Path]))
+		if f.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: sha256 %s", f.Path, f.SHA256)
+		}
+	}
+	// Path order; contents up to 6 bytes, the rest listed without.
+	if want := `in.txt 5 false "hello"|out/a.txt 2 true ""|out/b.txt 3 true ""|out/same 2 true ""`; strings.Join(got, "|") != want {
+		t.Fatalf("files\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	if entries, _ := os.ReadDir(filesDir); len(entries) != 0 {
+		t.Fatalf("the run's directory is still there: %v", entries)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/runfiles"
 	"github.com/wasmwiz/wasmwiz/internal/wasifs"
 )
 
@@ -127,6 +128,15 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 	if err != nil {
 		return nil, err
 	}
+	var tree *runfiles.Tree
+	if req.Files != nil {
+		// The run's private directory: made fresh, removed whatever happens.
+		if tree, err = runfiles.Make(e.opts.FilesDir, req.Files); err != nil {
+			return nil, err
+		}
+		defer tree.Remove()
+		req = tree.Request(req)
+	}
 	mounts, err := openMounts(req.Mounts)
 	if err != nil {
 		return nil, err
@@ -137,6 +147,13 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 	res.Module.SHA256 = sha
 	if err := e.execute(ctx, c, req, mounts, fn, params, res, stdout, stderr); err != nil {
 		return nil, err
+	}
+	if tree != nil {
+		// What the guest left, whatever its outcome (a guest stopped at its
+		// deadline keeps what it wrote, as it keeps its output).
+		if res.Files, err = tree.Collect(lim); err != nil {
+			return nil, err
+		}
 	}
 	if res.Status == wasmwiz.StatusTimeout && errors.Is(ctx.Err(), context.Canceled) {
 		// The caller went away (shutdown, client gone): not the guest's doing.
@@ -186,7 +203,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	stdout := &cappedBuffer{budget: budget, tee: stdoutTee}
 	stderr := &cappedBuffer{budget: budget, tee: stderrTee}
 	fds, err := wasifs.New(wasifs.Config{
-		Stdin: stdin, Stdout: stdout, Stderr: stderr, Mounts: mounts,
+		Stdin: stdin, Stdout: stdout, Stderr: stderr, Mounts: mounts, MaxWriteBytes: lim.MaxFileWriteBytes,
 		Sleep: func(ctx context.Context, d time.Duration) { sleep(ctx, int64(d)) },
 	})
 	if err != nil {
@@ -385,7 +402,10 @@ func openMounts(ms []wasmwiz.Mount) ([]wasifs.Mount, error) {
 	out := make([]wasifs.Mount, 0, len(ms))
 	seen := map[string]bool{}
 	for _, m := range ms {
-		guest, err := wasmwiz.CleanGuestDir(m.GuestDir)
+		guest, err := m.GuestDir, error(nil)
+		if guest != "." { // "." is the working directory of wasi-libc guests
+			guest, err = wasmwiz.CleanGuestDir(m.GuestDir)
+		}
 		if err == nil && seen[guest] {
 			err = wasmwiz.Errorf(wasmwiz.EINVALID, "two directories are mounted at %s", guest)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,7 +115,9 @@ func jsonErrorText(err error) string {
 // formPart is one part of a multipart body the handler asked for.
 type formPart struct {
 	data     []byte
-	filename string
+	filename string     // the base name, as Part.FileName gives it
+	path     string     // the filename parameter as sent: a guest path for a "file" part
+	more     []formPart // the parts after the first, for a repeated field
 }
 
 // partLimits names the multipart parts a route accepts and each one's cap,
@@ -123,6 +126,11 @@ type partLimit struct {
 	max     int64
 	tooBig  string // message for ETOOLARGE
 	aliasOf string // the canonical name this part is read as
+	// repeated: the field may come more than once, up to maxCount times and
+	// total bytes in all (ETOOLARGE past either, with tooBig's message).
+	repeated bool
+	maxCount int64
+	total    int64
 }
 
 // readMultipart reads a multipart body part by part into bounded memory:
@@ -168,19 +176,59 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 		if lim.aliasOf != "" {
 			canonical = lim.aliasOf
 		}
-		if _, dup := parts[canonical]; dup {
+		first, dup := parts[canonical]
+		if dup && !lim.repeated {
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "form field %q given twice", canonical)
 		}
-		data, err := io.ReadAll(io.LimitReader(p, lim.max+1))
+		max := lim.max
+		if lim.repeated {
+			count, used := int64(0), int64(0)
+			if dup {
+				count, used = 1+int64(len(first.more)), int64(len(first.data))
+				for _, m := range first.more {
+					used += int64(len(m.data))
+				}
+			}
+			if count+1 > lim.maxCount {
+				return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "%s", lim.tooBig)
+			}
+			max = min(max, lim.total-used)
+		}
+		data, err := io.ReadAll(io.LimitReader(p, max+1))
 		if err != nil {
 			return nil, multipartError(err)
 		}
-		if int64(len(data)) > lim.max {
+		if int64(len(data)) > max {
 			// Not Close: it would drain the rest of the part.
 			return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "%s", lim.tooBig)
 		}
-		parts[canonical] = formPart{data: data, filename: p.FileName()}
+		part := formPart{data: data, filename: p.FileName(), path: rawFileName(p)}
+		if dup {
+			first.more = append(first.more, part)
+			parts[canonical] = first
+		} else {
+			parts[canonical] = part
+		}
 	}
+}
+
+// all returns a repeated field's parts in the order they came.
+func (p formPart) all() []formPart {
+	if p.data == nil && p.path == "" && p.filename == "" && p.more == nil {
+		return nil
+	}
+	return append([]formPart{{data: p.data, filename: p.filename, path: p.path}}, p.more...)
+}
+
+// rawFileName returns a part's filename parameter as sent: Part.FileName
+// keeps the base name only, and a "file" part's filename is a guest path
+// ("data/in.csv").
+func rawFileName(p *multipart.Part) string {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return ""
+	}
+	return params["filename"]
 }
 
 func multipartError(err error) error {

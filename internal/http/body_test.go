@@ -63,7 +63,7 @@ func TestBodyLimits(t *testing.T) {
 		{name: "multipart module part, streamed", path: "/api/v1/execute", contentType: "multipart/form-data; boundary=" + boundary,
 			head: multipartHead, contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
 		{name: "json, streamed", path: "/api/v1/execute", contentType: "application/json",
-			head: []byte(`{"wasm_base64":"`), contentLength: -1, maxRead: (free.MaxModuleBytes+free.MaxStdinBytes)*4/3 + 2<<20},
+			head: []byte(`{"wasm_base64":"`), contentLength: -1, maxRead: (free.MaxModuleBytes+free.MaxStdinBytes+free.MaxFilesInBytes+free.MaxFiles*1024)*4/3 + 2<<20},
 		{name: "module upload, streamed", path: "/api/v1/modules", contentType: "application/wasm",
 			contentLength: -1, maxRead: free.MaxModuleBytes + 64*1024},
 		{name: "key creation, streamed", path: "/api/v1/keys", contentType: "application/json",

@@ -354,6 +354,7 @@ func TestBrowserWebUI(t *testing.T) {
 	if stdout != "echo from the browser" {
 		t.Errorf("echo: stdout %q, want the trimmed stdin", stdout)
 	}
+
 	echoRun := readRunID()
 	if echoRun == helloRun {
 		t.Fatal("the echo run shows the hello run's id")
@@ -719,6 +720,30 @@ func TestBrowserWebUI(t *testing.T) {
 		chromedp.Click(chromedp.ID("run-stdin-clear")),
 		waitJS(`document.getElementById("run-stdin-file").files.length === 0`),
 	)
+
+	inFile := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(inFile, []byte("from the page"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var filesTable string
+	step("files in, files out",
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-stdin").value = "")`),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-files-box").open = true)`),
+		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "fsprobe.wasm")}),
+		chromedp.SetUploadFiles(chromedp.ID("run-files"), []string{inFile}),
+		chromedp.SendKeys(chromedp.ID("run-args"), "mkdir\nout\ncopy\nin.txt\nout/copy.txt\n"),
+		chromedp.SendKeys(chromedp.ID("run-mount"), "/work"),
+		chromedp.SendKeys(chromedp.ID("run-outputs"), "out/"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		waitText("#result-files", "out/copy.txt"),
+		into(&filesTable, chromedp.TextContent(chromedp.ID("result-files"))),
+		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		waitJS(`!document.getElementById("result-files-zip").hidden`),
+		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-mount", "run-outputs", "run-files"]) document.getElementById(id).value = ""`),
+	)
+	if stdout != "mkdir out: ok\ncopy in.txt out/copy.txt: ok 13\n" || !strings.Contains(filesTable, "13 B") {
+		t.Errorf("files: stdout %q, table %q", stdout, filesTable)
+	}
 
 	var argsOut string
 	step("args one per line and env as KEY=value lines",

@@ -35,6 +35,10 @@ func (s *Server) executeModule(w http.ResponseWriter, r *http.Request) error {
 // multipart, or any other body as stdin), runs it and answers the result.
 func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID string) error {
 	r = withExtras(r)
+	format, err := answerFormat(r)
+	if err != nil {
+		return err
+	}
 	ctx, c, req, err := s.readExecute(w, r, moduleID, s.parseExecute)
 	if err != nil {
 		return err
@@ -52,6 +56,9 @@ func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID str
 	setRateHeaders(w, ex)
 	if err != nil {
 		return err
+	}
+	if format != "" {
+		return writeRunArchive(w, format, ex)
 	}
 	writeJSON(w, http.StatusOK, APIResult(ex.ID, ex.Result))
 	return nil
@@ -85,7 +92,8 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 		if rerr != nil {
 			return ctx, nil, nil, rerr
 		}
-		if fresh.Limits.MaxModuleBytes > c.Limits.MaxModuleBytes || fresh.Limits.MaxStdinBytes > c.Limits.MaxStdinBytes {
+		if fresh.Limits.MaxModuleBytes > c.Limits.MaxModuleBytes || fresh.Limits.MaxStdinBytes > c.Limits.MaxStdinBytes ||
+			fresh.Limits.MaxFilesInBytes > c.Limits.MaxFilesInBytes || fresh.Limits.MaxFiles > c.Limits.MaxFiles {
 			// Refused under limits that had just been raised, and the body
 			// is gone: the caller can send it again.
 			return ctx, nil, nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
@@ -97,10 +105,10 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 }
 
 // executeBodyCap is the most an execute body of media type mt may hold
-// under limits: the module (unless stored) and stdin, framing on top, and a
-// third more for JSON's base64.
+// under limits: the module (unless stored), stdin and the files, framing on
+// top, and a third more for JSON's base64.
 func executeBodyCap(mt string, stored bool, limits wasmwiz.Limits) int64 {
-	payload := limits.MaxStdinBytes
+	payload := limits.MaxStdinBytes + filesAllowance(limits)
 	if !stored {
 		payload += limits.MaxModuleBytes
 	}
@@ -129,7 +137,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, err
 		}
-		return parseExecuteJSON(r, moduleID)
+		return parseExecuteJSON(r, limits, moduleID)
 	case !stored && mt == "application/wasm":
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
@@ -193,6 +201,12 @@ func executeParts(limits wasmwiz.Limits, tier string, stored bool) map[string]pa
 		"async":        small(),
 		"callback_url": small(),
 	}
+	files := "the files are over the " + wasmwiz.FormatSize(limits.MaxFilesInBytes) + " limit, or more than " +
+		strconv.FormatInt(limits.MaxFiles, 10) + " (the tier's max_files_in_bytes and max_files)"
+	parts["file"] = partLimit{max: limits.MaxFilesInBytes, tooBig: files, repeated: true, maxCount: limits.MaxFiles, total: limits.MaxFilesInBytes}
+	parts["archive"] = partLimit{max: filesAllowance(limits), tooBig: "the archive is over the " + wasmwiz.FormatSize(filesAllowance(limits)) + " limit of the tier's files"}
+	parts["mount"] = small()
+	parts["outputs"] = partLimit{max: fieldLimit, tooBig: "outputs are over 64KiB", repeated: true, maxCount: 100, total: fieldLimit}
 	if !stored {
 		parts["name"] = small()
 		parts["wasm"] = partLimit{max: limits.MaxModuleBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier))}
@@ -241,6 +255,35 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleI
 		}
 	}
 	if err := applyLimitFields(req, string(parts["timeout"].data), string(parts["memory"].data)); err != nil {
+		return nil, err
+	}
+	var in runFilesIn
+	if p, ok := parts["archive"]; ok {
+		in.archive = p.data
+	}
+	for _, p := range parts["file"].all() {
+		if p.path == "" {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `a "file" part needs a filename: its path in the guest, e.g. data/in.csv`)
+		}
+		in.files = append(in.files, wasmwiz.FileEntry{Path: p.path, Data: p.data})
+	}
+	if p, ok := parts["mount"]; ok {
+		m := strings.TrimSpace(string(p.data))
+		in.mount = &m
+	}
+	for _, p := range parts["outputs"].all() {
+		v := strings.TrimSpace(string(p.data))
+		if strings.HasPrefix(v, "[") {
+			var list []string
+			if err := json.Unmarshal([]byte(v), &list); err != nil {
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `outputs must be a pattern per field, or a JSON array of them, e.g. ["out/*.png"]`)
+			}
+			in.outputs = append(in.outputs, list...)
+		} else if v != "" {
+			in.outputs = append(in.outputs, v)
+		}
+	}
+	if req.Files, err = in.runFiles(limits); err != nil {
 		return nil, err
 	}
 	if err := applyAsyncFields(r, string(parts["async"].data), string(parts["callback_url"].data)); err != nil {
@@ -314,7 +357,7 @@ func (s *Server) executeAsync(w http.ResponseWriter, _ *http.Request, ctx contex
 	return nil
 }
 
-func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.RunRequest, error) {
+func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.RunRequest, error) {
 	var body executeJSON
 	if err := decodeJSON(r.Body, &body); err != nil {
 		return nil, err
@@ -365,7 +408,70 @@ func parseExecuteJSON(r *http.Request, moduleID string) (*wasmwiz.RunRequest, er
 	if err := applyLimitFields(req, body.Timeout, body.Memory); err != nil {
 		return nil, err
 	}
+	in := runFilesIn{mount: body.Mount, outputs: body.Outputs}
+	if body.ArchiveBase64 != "" {
+		var err error
+		if in.archive, err = base64.StdEncoding.DecodeString(body.ArchiveBase64); err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "archive_base64 is not valid base64")
+		}
+	}
+	if int64(len(body.Files)) > limits.MaxFiles {
+		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)
+	}
+	for i, f := range body.Files {
+		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
+		if err != nil {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d].content_base64 is not valid base64", i)
+		}
+		if f.Path == "" {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d] has no path", i)
+		}
+		in.files = append(in.files, wasmwiz.FileEntry{Path: f.Path, Data: data})
+	}
+	var err error
+	if req.Files, err = in.runFiles(limits); err != nil {
+		return nil, err
+	}
 	return req, nil
+}
+
+// filesAllowance is what a tier's files may add to an execute body: their
+// bytes, and room for a header per file (multipart, tar).
+func filesAllowance(l wasmwiz.Limits) int64 {
+	return l.MaxFilesInBytes + l.MaxFiles*1024
+}
+
+// runFilesIn is what an execute body says about the run's files.
+type runFilesIn struct {
+	archive []byte
+	files   []wasmwiz.FileEntry
+	mount   *string
+	outputs []string
+}
+
+// runFiles returns the run's files, nil when the body names none: the
+// archive's entries (checked as it is read, within the tier's limits),
+// then the files. The executor checks the whole (RunFiles.Check).
+func (in runFilesIn) runFiles(l wasmwiz.Limits) (*wasmwiz.RunFiles, error) {
+	if in.archive == nil && in.files == nil && in.mount == nil && in.outputs == nil {
+		return nil, nil
+	}
+	f := &wasmwiz.RunFiles{Outputs: in.outputs}
+	if f.Outputs == nil {
+		f.Outputs = []string{}
+	}
+	if in.mount != nil {
+		f.Mount = *in.mount
+	}
+	if in.archive != nil {
+		entries, err := wasmwiz.ReadArchive(in.archive, l)
+		if err != nil {
+			return nil, err
+		}
+		f.Entries = entries
+	}
+	f.Entries = append(f.Entries, in.files...)
+	return f, nil
 }
 
 // parseExecuteQuery reads the execute fields from the query string (raw

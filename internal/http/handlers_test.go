@@ -154,12 +154,12 @@ func TestResourceRoutes(t *testing.T) {
 				f.tiers.ListTiersFn = func(ctx context.Context) ([]*wasmwiz.Tier, error) { return wasmwiz.DefaultTiers(), nil }
 			}, status: 200, want: `"timeout_ms":120000`},
 		{name: "create existing tier", method: "POST", path: "/api/v1/admin/tiers", key: adminKey,
-			body:   `{"name":"free","runs_per_minute":1,"runs_per_day":1,"max_memory_bytes":"1MiB","timeout":"1s","max_module_bytes":1024,"max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1,"async_timeout_ms":60000}`,
+			body:   `{"name":"free","runs_per_minute":1,"runs_per_day":1,"max_memory_bytes":"1MiB","timeout":"1s","max_module_bytes":1024,"max_stdin_bytes":0,"max_output_bytes":1024,"max_file_write_bytes":"1MiB","max_concurrent":1,"async_timeout_ms":60000}`,
 			status: 409, want: "ECONFLICT"},
 		{name: "invalid tier", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"runs_per_minute":0}`, status: 400, want: "EINVALID"},
 		{name: "bad size string", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey, body: `{"max_memory_bytes":"lots"}`, status: 400, want: "invalid size"},
 		{name: "put tier", method: "PUT", path: "/api/v1/admin/tiers/tiny", key: adminKey,
-			body: `{"runs_per_minute":2,"runs_per_day":20,"max_memory_bytes":"1MiB","timeout_ms":250,"max_module_bytes":"64KiB","max_stdin_bytes":0,"max_output_bytes":1024,"max_concurrent":1,"async_timeout_ms":60000}`,
+			body: `{"runs_per_minute":2,"runs_per_day":20,"max_memory_bytes":"1MiB","timeout_ms":250,"max_module_bytes":"64KiB","max_stdin_bytes":0,"max_output_bytes":1024,"max_file_write_bytes":"1MiB","max_concurrent":1,"async_timeout_ms":60000}`,
 			setup: func(f *fixture) {
 				f.tiers.PutTierFn = func(ctx context.Context, tr *wasmwiz.Tier) error {
 					if tr.Name != "tiny" || tr.Timeout != 250*time.Millisecond || tr.MaxMemoryBytes != wasmwiz.MiB || tr.MaxModuleBytes != 64*wasmwiz.KiB {

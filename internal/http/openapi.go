@@ -163,6 +163,13 @@ func buildOpenAPI() map[string]any {
 		default:
 			ok["content"] = map[string]any{"application/json": withExample(map[string]any{"schema": ref(op.schema)}, op.schema)}
 		}
+		if op.id == "execute" || op.id == "executeModule" {
+			// Accept: application/zip or application/x-tar: result.json and
+			// the files that came back under files/.
+			archive := map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}
+			ok["content"].(map[string]any)[mediaZip] = archive
+			ok["content"].(map[string]any)[mediaTar] = archive
+		}
 		responses := map[string]any{op.status: ok, "default": map[string]any{"$ref": "#/components/responses/Error"}}
 		if op.limited {
 			ok["headers"] = rateHeaders()
@@ -286,6 +293,11 @@ func multipartContent(op apiOp) map[string]any {
 			"memory":       text("a lower memory cap than the tier's, e.g. 16MiB"),
 			"async":        text("true: run in the background (202 Accepted)"),
 			"callback_url": text("a background run's record is POSTed here when it ends"),
+			"file": map[string]any{"type": "array", "items": map[string]any{"type": "string", "format": "binary"},
+				"description": "repeatable: a file for the run's directory; its filename is its path there, e.g. data/in.csv"},
+			"archive": map[string]any{"type": "string", "format": "binary", "description": "a .tar, .tar.gz or .zip unpacked into the run's directory"},
+			"mount":   text("where the guest sees the run's directory, its working directory (default /)"),
+			"outputs": text(`repeatable: a pattern of files to send back, relative to the mount (out/*.png, out/), or a JSON array of them`),
 		}
 		if op.id == "execute" {
 			props["wasm"] = map[string]any{"type": "string", "format": "binary", "description": "the module; its file name is argv[0]"}
@@ -432,7 +444,8 @@ var schemaTypes = map[string]any{
 	"ExecuteRequest": api.ExecuteRequest{}, "Result": api.Result{}, "Value": api.Value{}, "ModuleInfo": api.ModuleInfo{},
 	"LegacyResult": api.LegacyResult{}, "Module": api.Module{}, "ModuleUpdate": api.ModuleUpdate{}, "Inspection": api.Inspection{},
 	"Import": api.Import{}, "Export": api.Export{}, "FuncSignature": api.FuncSignature{}, "MemoryInfo": api.MemoryInfo{},
-	"ModuleList": api.ModuleList{}, "Run": api.Run{}, "RunList": api.RunList{}, "Usage": api.Usage{}, "Me": api.Me{},
+	"ModuleList": api.ModuleList{}, "FileIn": api.FileIn{}, "FileOut": api.File{},
+	"Run": api.Run{}, "RunList": api.RunList{}, "Usage": api.Usage{}, "Me": api.Me{},
 	"User": api.User{}, "UserList": api.UserList{}, "UserRequest": api.UserRequest{}, "CreatedUser": api.CreatedUser{},
 	"UserUpdate": api.UserUpdate{}, "Tier": api.Tier{}, "TierLimit": api.TierLimit{}, "TierList": api.TierList{},
 	"APIKey": api.APIKey{}, "KeyList": api.KeyList{}, "KeyRequest": api.KeyRequest{}, "CreatedKey": api.CreatedKey{},
@@ -452,12 +465,15 @@ func schemas() map[string]any {
 		"Ready":       obj(t["Ready"], "status:string", "checks:map", "error:ErrorDetail"),
 		"ExecuteRequest": obj(t["ExecuteRequest"], "module_id:string", "wasm_base64:bytes", "name:string", "stdin:string", "stdin_base64:bytes",
 			"args:[]string", "env:map", "function:string", "params:[]any", "timeout:string", "memory:string",
-			"async:boolean", "callback_url:string"),
-		"Status": enum("how a guest's run ended; every status is a successful answer", api.Statuses...),
+			"async:boolean", "callback_url:string",
+			"files:[]FileIn", "archive_base64:string", "mount:string", "outputs:[]string"),
+		"FileIn":  obj(t["FileIn"], "path:string", "content_base64:string"),
+		"FileOut": obj(t["FileOut"], "path:string", "size:integer", "sha256:string", "content_base64:string", "omitted:boolean"),
+		"Status":  enum("how a guest's run ended; every status is a successful answer", api.Statuses...),
 		"Result": obj(t["Result"], "id:string", "status:Status", "exit_code:?integer", "stdout:string", "stdout_encoding:Encoding",
 			"stdout_truncated:boolean", "stderr:string", "stderr_encoding:Encoding", "stderr_truncated:boolean",
 			"trap:string", "results:[]Value", "duration_ms:number", "compile_ms:number", "memory_peak_bytes:integer",
-			"module:ModuleInfo", "compile_cached:boolean"),
+			"module:ModuleInfo", "compile_cached:boolean", "files:[]FileOut"),
 		"Encoding":     enum("utf-8 when the output is valid UTF-8 (sent as text), else base64", "utf-8", "base64"),
 		"Value":        obj(t["Value"], "type:string", "value:any"),
 		"ModuleInfo":   obj(t["ModuleInfo"], "sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string"),

@@ -35,6 +35,12 @@ func APIResult(id string, r *wasmwiz.Result) *api.Result {
 	for i, v := range r.Results {
 		out.Results[i] = api.Value{Type: v.Type, Text: v.String()}
 	}
+	if r.Files != nil {
+		out.Files = make([]api.File, len(r.Files))
+		for i, f := range r.Files {
+			out.Files[i] = api.File{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Content: f.Data, Omitted: f.Omitted}
+		}
+	}
 	return out
 }
 

@@ -32,7 +32,7 @@ import (
 // Mount is a host directory a guest sees under GuestDir.
 type Mount struct {
 	Root     *os.Root // the directory; the Table does not close it
-	GuestDir string   // absolute, clean guest path, e.g. "/" or "/data"
+	GuestDir string   // absolute, clean guest path, e.g. "/" or "/data"; or "." (wasi-libc's working directory)
 	ReadOnly bool     // nothing under it may change
 }
 
@@ -128,9 +128,9 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.open = 3
 	for i, m := range cfg.Mounts {
-		if m.GuestDir == "" || m.GuestDir[0] != '/' || path.Clean(m.GuestDir) != m.GuestDir {
+		if m.GuestDir != "." && (m.GuestDir == "" || m.GuestDir[0] != '/' || path.Clean(m.GuestDir) != m.GuestDir) {
 			t.Close()
-			return nil, fmt.Errorf("wasifs: guest directory %q is not an absolute, clean path", m.GuestDir)
+			return nil, fmt.Errorf("wasifs: guest directory %q is not an absolute, clean path or \".\"", m.GuestDir)
 		}
 		f, err := m.Root.Open(".")
 		if err != nil {

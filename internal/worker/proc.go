@@ -30,10 +30,13 @@ type proc struct {
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
 	// filesDir is the worker's own directory for its runs' files, the one
 	// place besides the compile cache where its Landlock domain lets it
-	// write. Removed once the worker is reaped.
+	// write. Removed once the worker is reaped and no run uses it
+	// (useFiles), whichever comes last.
 	filesDir string
 
 	mu         sync.Mutex
+	filesInUse bool   // a run reads or writes in filesDir
+	reaped     bool   // the process has been reaped
 	dead       bool   // the process has exited; its pid stays ours until reaped
 	killed     bool   // we sent it SIGKILL
 	fatal      string // the Go runtime's "fatal error" line, when it died of one (the stack dump after it fills the tail)
@@ -244,11 +247,30 @@ func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
 	p.mu.Unlock()
 	p.waitErr = p.cmd.Wait()
 	<-stderrDone
-	_ = os.RemoveAll(p.filesDir)
+	p.mu.Lock()
+	p.reaped = true
+	remove := !p.filesInUse
+	p.mu.Unlock()
+	if remove {
+		_ = os.RemoveAll(p.filesDir)
+	}
 	if onExit != nil {
 		onExit(p)
 	}
 	close(p.exited)
+}
+
+// useFiles marks filesDir in use by a run (or no longer, when inUse is
+// false, removing it if the worker has been reaped meanwhile): a worker
+// killed at its deadline leaves its run's files for the run to collect.
+func (p *proc) useFiles(inUse bool) {
+	p.mu.Lock()
+	p.filesInUse = inUse
+	remove := !inUse && p.reaped
+	p.mu.Unlock()
+	if remove {
+		_ = os.RemoveAll(p.filesDir)
+	}
 }
 
 // kill sends SIGKILL to the worker's process group. It is safe to call at any

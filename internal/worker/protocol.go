@@ -61,8 +61,9 @@ const (
 // Version 2: guest output travels in output frames during the run; the
 // result frame no longer carries it. Version 3: the retire frame. Version
 // 4: results carry the compile's duration. Version 5: the disk cache's bound
-// in the config, its evictions in the stats.
-const protocolVersion = 5
+// in the config, its evictions in the stats. Version 6: a run carries its
+// mounts (the directory of its files).
+const protocolVersion = 6
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -369,6 +370,12 @@ func encodeRun(e *enc, sha string, req *wasmwiz.RunRequest, withWasm bool) {
 	e.string(req.Function)
 	e.strings(req.Params)
 	encodeLimits(e, req.Limits)
+	e.uvarint(uint64(len(req.Mounts)))
+	for _, m := range req.Mounts {
+		e.string(m.HostDir)
+		e.string(m.GuestDir)
+		e.bool(m.ReadOnly)
+	}
 }
 
 // decodeRun reads a run request; hasWasm says whether the module came along.
@@ -397,6 +404,14 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	req.Function = d.string()
 	req.Params = d.strings()
 	req.Limits = decodeLimits(d)
+	n = d.uvarint()
+	if n > uint64(len(d.b)) { // every mount takes at least three bytes
+		d.fail("mounts length")
+		n = 0
+	}
+	for range n {
+		req.Mounts = append(req.Mounts, wasmwiz.Mount{HostDir: d.string(), GuestDir: d.string(), ReadOnly: d.bool()})
+	}
 	return req, hasWasm
 }
 

@@ -21,6 +21,7 @@ func TestProtocolRoundTrip(t *testing.T) {
 			Args: []string{"a", "", "c d"}, Env: map[string]string{"K": "V", "EMPTY": ""},
 			Stdin: []byte{0, 1, 2, 255}, Function: "f", Params: []string{"1", "-2.5", "nan"},
 			Limits: wasmwiz.Limits{Timeout: 1500 * time.Millisecond, MaxMemoryBytes: 1 << 30, MaxOutputBytes: 5, MaxModuleBytes: 6, MaxStdinBytes: 7},
+			Mounts: []wasmwiz.Mount{{HostDir: "/tmp/w1/run-1", GuestDir: "/work"}, {HostDir: "/d", GuestDir: ".", ReadOnly: true}},
 		}
 		for _, withWasm := range []bool{true, false} {
 			e := newFrame(0)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/runfiles"
 )
 
 // The pool's wasmwiz.Engine methods: each checks what it can before a worker
@@ -31,7 +32,7 @@ import (
 // then), or no compile slot freed in time (with a RetryAfter hint); and
 // EINTERNAL when the worker died during the run for a reason other than
 // memory (a death from out-of-memory is the status memory_limit).
-func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
 	if req == nil {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
 	}
@@ -59,12 +60,27 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	if err != nil {
 		return nil, err
 	}
+	// The run's private directory, in the worker's own directory (the one
+	// its Landlock domain lets it write): made before the run, read and
+	// removed after it whatever happened, before the worker serves anyone
+	// else (see below).
+	runReq := req
+	var tree *runfiles.Tree
+	if req.Files != nil {
+		p.useFiles(true)
+		if tree, err = runfiles.Make(p.filesDir, req.Files); err != nil {
+			p.useFiles(false)
+			pl.release(p, true, 0)
+			return nil, err
+		}
+		runReq = tree.Request(req)
+	}
 	clk := &runClock{start: time.Now(), compiling: !p.mods.has(sha), onStarted: freeSlot}
 	rq := &request{kind: msgRun, sha: sha, wasm: req.Wasm, load: req.LoadWasm, hint: copiedSize(len(req.Stdin)) + 256,
 		deadline: clk.start.Add(l.Timeout + pl.opts.KillGrace), out: newRunOutput(l.MaxOutputBytes), clk: clk,
 		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
 	rq.out.onOutput = req.OnOutput
-	body := *req
+	body := *runReq
 	rq.encode = func(e *enc, wasm []byte) {
 		body.Wasm = wasm
 		encodeRun(e, sha, &body, wasm != nil)
@@ -77,6 +93,22 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Resu
 	}
 	var peak int64
 	defer func() { pl.release(p, healthy, peak) }()
+	if tree != nil {
+		defer func() { // before the release above
+			if res != nil {
+				files, cerr := tree.Collect(l)
+				if cerr != nil && err == nil {
+					res, err = nil, cerr
+				} else {
+					res.Files = files
+				}
+			}
+			if rerr := tree.Remove(); rerr != nil {
+				pl.log.Error("removing a run's directory", "dir", tree.Dir, "err", rerr)
+			}
+			p.useFiles(false)
+		}()
+	}
 	switch {
 	case clk.compiling && !known:
 		// The worker was still compiling a module new here: the module, not

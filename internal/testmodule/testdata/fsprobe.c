@@ -5,6 +5,10 @@
 //	cat P | write P DATA | append P DATA | fill P BYTES | copy SRC DST
 //	mkdir P | rmdir P | unlink P | rename A B | link A B | symlink TARGET P
 //	readlink P | ls P | stat P | lstat P | touch P | cwd
+//	spin (loops until stopped) | trap
+//
+// copy with "-" as SRC or DST copies stdin or to stdout, and its line goes
+// to stderr then.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -69,15 +73,18 @@ static int run(int argc, char **argv, int *used) {
 	if (!strcmp(op, "write") || !strcmp(op, "append") || !strcmp(op, "fill") || !strcmp(op, "copy") ||
 	    !strcmp(op, "rename") || !strcmp(op, "link") || !strcmp(op, "symlink"))
 		need = 3;
-	if (!strcmp(op, "cwd")) need = 1;
+	if (!strcmp(op, "cwd") || !strcmp(op, "spin") || !strcmp(op, "trap")) need = 1;
 	if (argc < need) {
 		printf("%s: missing arguments\n", op);
 		exit(2);
 	}
 	*used = need;
-	printf("%s", op);
-	for (int i = 1; i < need; i++) printf(" %s", argv[i]);
-	printf(": ");
+	FILE *status = stdout;
+	if (!strcmp(op, "copy") && (!strcmp(argv[1], "-") || !strcmp(argv[2], "-"))) status = stderr;
+	fprintf(status, "%s", op);
+	for (int i = 1; i < need; i++) fprintf(status, " %s", argv[i]);
+	fprintf(status, ": ");
+	fflush(status);
 	if (!strcmp(op, "cat")) {
 		FILE *f = fopen(argv[1], "r");
 		if (!f) return fail();
@@ -98,21 +105,28 @@ static int run(int argc, char **argv, int *used) {
 		put(argv[1], data, n, O_TRUNC);
 		free(data);
 	} else if (!strcmp(op, "copy")) {
-		int in = open(argv[1], O_RDONLY);
+		int in = strcmp(argv[1], "-") ? open(argv[1], O_RDONLY) : 0;
 		if (in < 0) return fail();
-		int out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int out = strcmp(argv[2], "-") ? open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644) : 1;
 		if (out < 0) return fail();
 		static char buf[1 << 16];
 		ssize_t n;
 		size_t total = 0;
 		while ((n = read(in, buf, sizeof buf)) > 0) {
-			if (write(out, buf, n) != n) return fail();
+			for (ssize_t done = 0; done < n;) {
+				ssize_t w = write(out, buf + done, n - done);
+				if (w < 0) {
+					fprintf(status, "%s after %zu bytes\n", ename(errno), total + done);
+					return 0;
+				}
+				done += w;
+			}
 			total += n;
 		}
 		if (n < 0) return fail();
-		close(in);
-		close(out);
-		printf("ok %zu\n", total);
+		if (in) close(in);
+		if (out != 1) close(out);
+		fprintf(status, "ok %zu\n", total);
 	} else if (!strcmp(op, "mkdir")) {
 		if (mkdir(argv[1], 0755)) return fail();
 		printf("ok\n");
@@ -158,6 +172,13 @@ static int run(int argc, char **argv, int *used) {
 		struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
 		if (utimensat(AT_FDCWD, argv[1], ts, 0)) return fail();
 		printf("ok\n");
+	} else if (!strcmp(op, "spin")) {
+		fflush(stdout);
+		for (volatile unsigned i = 0;; i++) {
+		}
+	} else if (!strcmp(op, "trap")) {
+		fflush(stdout);
+		__builtin_trap();
 	} else if (!strcmp(op, "cwd")) {
 		char buf[4096];
 		if (!getcwd(buf, sizeof buf)) return fail();

@@ -364,6 +364,15 @@
       if (v !== "") fd.append(name, v);
     }
     if ($("run-async").checked) fd.append("async", "true");
+    // The run's files: each file part's filename is its path in the run's
+    // directory; the archive is unpacked there.
+    for (const f of $("run-files").files) fd.append("file", f, f.name);
+    const archive = $("run-archive").files[0];
+    if (archive) fd.append("archive", archive, archive.name);
+    const mount = $("run-mount").value.trim();
+    if (mount !== "") fd.append("mount", mount);
+    const outs = lines($("run-outputs").value).map((l) => l.trim()).filter((l) => l !== "");
+    if (outs.length) fd.append("outputs", JSON.stringify(outs));
     return fd;
   }
 
@@ -442,6 +451,74 @@
     });
   }
 
+  // runFiles holds the shown result's files, for Download and the zip.
+  let runFiles = [];
+
+  $("result-files-zip").addEventListener("click", () => {
+    const files = runFiles.filter((f) => !f.omitted).map((f) => ({ name: f.path, bytes: f.bytes }));
+    const id = $("result-id").textContent || "run";
+    const url = URL.createObjectURL(zipStore(files));
+    const a = el("a", { href: url, download: id + "-files.zip" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  });
+
+  function showFiles(files) {
+    runFiles = (files || []).map((f) => ({
+      path: f.path, size: f.size, sha256: f.sha256, omitted: !!f.omitted,
+      bytes: f.omitted ? new Uint8Array(0) : decodeOutput(f.content_base64 || "", "base64").bytes,
+    }));
+    const body = $("result-files").tBodies[0];
+    body.replaceChildren();
+    for (const f of runFiles) {
+      const cell = f.omitted
+        ? el("td", { class: "hint" }, "not sent: over your tier's files out")
+        : el("td", null, el("button", { type: "button", class: "secondary small", onclick: () => download(f.bytes, f.path.split("/").pop()) }, "Download"));
+      body.append(el("tr", null, el("td", { class: "mono" }, f.path), el("td", { class: "num" }, fmtBytes(f.size)),
+        el("td", { class: "mono", title: f.sha256 }, f.sha256.slice(0, 12) + "…"), cell));
+    }
+    $("result-files-note").textContent = runFiles.length === 0 ? "(no file matched the outputs)" : "";
+    $("result-files-zip").hidden = !runFiles.some((f) => !f.omitted);
+    $("result-files-box").hidden = files === undefined || files === null;
+  }
+
+  // zipStore builds a zip of files ({name, bytes}) without compression,
+  // for "Download all": the files are already here, no second run.
+  function zipStore(files) {
+    const enc = new TextEncoder();
+    const parts = [], central = [];
+    let offset = 0;
+    for (const f of files) {
+      const name = enc.encode(f.name), crc = crc32(f.bytes), n = f.bytes.length;
+      const h = new DataView(new ArrayBuffer(30));
+      h.setUint32(0, 0x04034b50, true); h.setUint16(4, 20, true); h.setUint16(6, 0x0800, true);
+      h.setUint32(14, crc, true); h.setUint32(18, n, true); h.setUint32(22, n, true); h.setUint16(26, name.length, true);
+      parts.push(new Uint8Array(h.buffer), name, f.bytes);
+      const c = new DataView(new ArrayBuffer(46));
+      c.setUint32(0, 0x02014b50, true); c.setUint16(4, 20, true); c.setUint16(6, 20, true); c.setUint16(8, 0x0800, true);
+      c.setUint32(16, crc, true); c.setUint32(20, n, true); c.setUint32(24, n, true); c.setUint16(28, name.length, true);
+      c.setUint32(42, offset, true);
+      central.push(new Uint8Array(c.buffer), name);
+      offset += 30 + name.length + n;
+    }
+    const size = central.reduce((sum, p) => sum + p.length, 0);
+    const e = new DataView(new ArrayBuffer(22));
+    e.setUint32(0, 0x06054b50, true); e.setUint16(8, files.length, true); e.setUint16(10, files.length, true);
+    e.setUint32(12, size, true); e.setUint32(16, offset, true);
+    return new Blob([...parts, ...central, new Uint8Array(e.buffer)], { type: "application/zip" });
+  }
+
+  function crc32(bytes) {
+    let crc = 0xFFFFFFFF;
+    for (let i = 0; i < bytes.length; i++) {
+      crc ^= bytes[i];
+      for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xEDB88320 & -(crc & 1));
+    }
+    return (crc ^ 0xFFFFFFFF) >>> 0;
+  }
+
   function showResult(r, headers) {
     const status = $("result-status");
     status.textContent = r.status;
@@ -474,6 +551,7 @@
       if (!out.text && !note) note = "(empty)";
       $("result-" + name + "-note").textContent = note;
     }
+    showFiles(r.files);
     $("run-result").hidden = false;
   }
 

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
+)
+
+// tarDir archives the tree under dir, as a caller sends a run's files.
+func tarDir(t *testing.T, dir string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// filesServer is a server whose runs get their directories in filesDir,
+// with a user on a tier that runs the WASI suite's modules.
+func filesServer(t *testing.T) (s *e2eServer, c *client.Client, filesDir string) {
+	t.Helper()
+	filesDir = t.TempDir()
+	s = startServe(t, serveEnv(t, map[string]string{
+		"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "wasmwiz.db"),
+		"WASMWIZ_FILES_DIR":    filesDir,
+		"WASMWIZ_CACHE_DIR":    wasisuite.CacheDir(t),
+		"WASMWIZ_MAX_TIMEOUT":  "5m",
+	}), ServeOptions{})
+	s.putTier(testTier("files", func(tier *wasmwiz.Tier) {
+		tier.MaxModuleBytes, tier.MaxMemoryBytes, tier.Timeout = 64*wasmwiz.MiB, 512*wasmwiz.MiB, testenv.Patience
+		tier.MaxFilesInBytes, tier.MaxFiles, tier.MaxFileWriteBytes, tier.MaxFilesOutBytes = 8*wasmwiz.MiB, 1000, 64*wasmwiz.MiB, 8*wasmwiz.MiB
+	}))
+	c, _, _ = s.newUser("files")
+	return s, c, filesDir
+}
+
+// leftovers lists what remains of runs in the pool's directories.
+func leftovers(t *testing.T, filesDir string) []string {
+	t.Helper()
+	var found []string
+	_ = filepath.WalkDir(filesDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "run-") {
+			found = append(found, p)
+		}
+		return nil
+	})
+	return found
+}
+
+// TestAPIWASISuite runs the filesystem half of the WASI suite's preview1
+// tests through the HTTP API: each test's root goes as a tar archive into
+// the run's directory, mounted at "/", in a worker process.
+func TestAPIWASISuite(t *testing.T) {
+	t.Parallel()
+	_, c, filesDir := filesServer(t)
+	n := 0
+	for _, tc := range wasisuite.Cases(t) {
+		if tc.Spec.Root == "" {
+			continue
+		}
+		n++
+		t.Run(tc.ID, func(t *testing.T) {
+			wasm, err := os.ReadFile(tc.Wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Execute(context.Background(), &client.ExecuteRequest{Wasm: wasm, Name: tc.Name + ".wasm",
+				Args: tc.Spec.Args, Env: tc.Spec.Env, Archive: tarDir(t, tc.RootDir()), Mount: "/", Body: client.BodyMultipart})
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			tc.Judge(t, res.Status.Exited(), res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
+		})
+	}
+	if n != 49 {
+		t.Fatalf("%d filesystem tests, want 49", n)
+	}
+	if l := leftovers(t, filesDir); len(l) != 0 {
+		t.Fatalf("run directories left: %v", l)
+	}
+}
+
+// TestAPIFiles: files in, files out, and every escape attempt of
+// escapeAttempts (run_dir_test.go) through the API, in a worker; no run's
+// directory outlives its answer, however the run ends.
+func TestAPIFiles(t *testing.T) {
+	t.Parallel()
+	_, c, filesDir := filesServer(t)
+	probe := testmodule.Read(t, "fsprobe.wasm")
+	ctx := context.Background()
+	run := func(t *testing.T, req *client.ExecuteRequest) *api.Result {
+		t.Helper()
+		req.Wasm = probe
+		res, err := c.Execute(ctx, req)
+		if err != nil {
+			t.Fatalf("Execute: %v", err)
+		}
+		return res
+	}
+	t.Run("in and out", func(t *testing.T) {
+		res := run(t, &client.ExecuteRequest{Mount: "/work", Outputs: []string{"out/", "*.txt"},
+			Files: []client.File{{Path: "data/in.csv", Data: []byte("a,b")}, {Path: "notes.txt", Data: []byte("n")}},
+			Args:  strings.Fields("cat data/in.csv cat /work/notes.txt mkdir out copy data/in.csv out/copy.csv symlink ../../x out/up")})
+		if want := "cat data/in.csv: ok a,b\ncat /work/notes.txt: ok n\nmkdir out: ok\ncopy data/in.csv out/copy.csv: ok 3\nsymlink ../../x out/up: ok\n"; string(res.Stdout) != want {
+			t.Fatalf("stdout %q, want %q", res.Stdout, want)
+		}
+		var got []string
+		for _, f := range res.Files {
+			got = append(got, f.Path+"="+string(f.Content))
+		}
+		if strings.Join(got, " ") != "notes.txt=n out/copy.csv=a,b" {
+			t.Fatalf("files %v", got)
+		}
+	})
+	t.Run("escapes", func(t *testing.T) {
+		ran := 0
+		for _, tt := range escapeAttempts {
+			if usesFixtureLinks(tt.args) {
+				continue // links out of the tree cannot be sent in: the API refuses them (below)
+			}
+			ran++
+			res := run(t, &client.ExecuteRequest{Files: []client.File{{Path: "in.txt", Data: []byte("hello")}, {Path: "sub/.keep"}},
+				Outputs: []string{"."}, Args: strings.Fields(tt.args)})
+			if strings.TrimSpace(string(res.Stdout)) != tt.want {
+				t.Errorf("%s: stdout %q, want %q", tt.args, res.Stdout, tt.want)
+			}
+			for _, f := range res.Files {
+				if f.Path != "in.txt" && f.Path != "sub/.keep" {
+					t.Errorf("%s: %s came back", tt.args, f.Path)
+				}
+			}
+		}
+		if ran < 10 {
+			t.Fatalf("only %d escape attempts ran", ran)
+		}
+	})
+	t.Run("archive entries leaving the tree", func(t *testing.T) {
+		for name, entries := range map[string][]tar.Header{
+			"../": {{Name: "../evil", Typeflag: tar.TypeReg}}, "absolute": {{Name: "/etc/cron.d/evil", Typeflag: tar.TypeReg}},
+			"link to /etc": {{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"}},
+		} {
+			var b bytes.Buffer
+			tw := tar.NewWriter(&b)
+			for _, h := range entries {
+				_ = tw.WriteHeader(&h)
+			}
+			_ = tw.Close()
+			_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Archive: b.Bytes()})
+			wantCode(t, name, err, wasmwiz.EINVALID)
+			if !strings.Contains(client.ErrorMessage(err), strings.TrimPrefix(entries[0].Name, "/")) {
+				t.Errorf("%s: %v does not name the entry", name, err)
+			}
+		}
+	})
+	t.Run("write budget", func(t *testing.T) {
+		res := run(t, &client.ExecuteRequest{Outputs: []string{}, Args: []string{"fill", "big", "100000000", "cat", "missing"}})
+		if s := string(res.Stdout); !strings.Contains(s, "fill big 100000000: ENOSPC after ") || !strings.Contains(s, "cat missing: ENOENT") {
+			t.Fatalf("stdout %q", s)
+		}
+	})
+	t.Run("cleanup", func(t *testing.T) {
+		files := []client.File{{Path: "in.txt", Data: []byte("x")}}
+		res := run(t, &client.ExecuteRequest{Files: files, Args: []string{"trap"}})
+		if res.Status != api.StatusTrap {
+			t.Fatalf("trap: %s", res.Status)
+		}
+		res = run(t, &client.ExecuteRequest{Files: files, Args: []string{"spin"}, Timeout: 300 * time.Millisecond, Outputs: []string{"."}})
+		if res.Status != api.StatusTimeout || len(res.Files) != 1 {
+			t.Fatalf("timeout: %s %+v", res.Status, res.Files)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			testenv.WaitFor(t, "a run in a worker", func() bool { return len(leftovers(t, filesDir)) == 1 })
+			cancel()
+		}()
+		_, err := c.Execute(cctx, &client.ExecuteRequest{Wasm: probe, Files: files, Args: []string{"spin"}})
+		if err == nil {
+			t.Fatal("a cancelled request answered")
+		}
+		testenv.WaitFor(t, "the run's directory to go", func() bool { return len(leftovers(t, filesDir)) == 0 })
+	})
+	if l := leftovers(t, filesDir); len(l) != 0 {
+		t.Fatalf("run directories left: %v", l)
+	}
+}
+
+// usesFixtureLinks reports whether an escape attempt goes through a link
+// that escapeFixture plants in the tree (abs, up, updir).
+func usesFixtureLinks(args string) bool {
+	for _, f := range strings.Fields(args) {
+		if f == "abs" || f == "up" || f == "updir" || strings.HasPrefix(f, "updir/") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExecFiles: wasmwiz exec sends files and an archive, and writes what
+// comes back into --out-dir.
+func TestExecFiles(t *testing.T) {
+	t.Parallel()
+	s, _, _ := filesServer(t)
+	_, _, key := s.newUser("files")
+	dir := t.TempDir()
+	in := filepath.Join(dir, "input.csv")
+	if err := os.WriteFile(in, []byte("1,2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(filepath.Join(src, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "lib", "a.txt"), []byte("lib"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "src.tar")
+	if err := os.WriteFile(archive, tarDir(t, src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	code, stdout, stderr := runCLI(t, "", "exec", "--server", s.url, "--key", key, "--file", in+":data/in.csv", "--archive", archive,
+		"--mount", "/work", "--output", "results/", "--out-dir", out, testmodule.Path(t, "fsprobe.wasm"),
+		"cat", "data/in.csv", "cat", "lib/a.txt", "mkdir", "results", "copy", "data/in.csv", "results/r.csv")
+	if code != 0 || stdout != "cat data/in.csv: ok 1,2\ncat lib/a.txt: ok lib\nmkdir results: ok\ncopy data/in.csv results/r.csv: ok 3\n" {
+		t.Fatalf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "results", "r.csv")); err != nil || string(b) != "1,2" {
+		t.Fatalf("results/r.csv: %q %v", b, err)
+	}
+	code, _, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--output", "x", testmodule.Path(t, "fsprobe.wasm"))
+	if code != 2 || !strings.Contains(stderr, "--output needs --out-dir") {
+		t.Fatalf("--output without --out-dir: exit %d %s", code, stderr)
+	}
+}
+
+// TestWriteOutputs: what a server sends back is written only under
+// --out-dir, and a damaged file is an error.
+func TestWriteOutputs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	env := &Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}
+	good := wasmwiz.OutputFile{Path: "a/b.txt", Data: []byte("b"), SHA256: sha256Hex([]byte("b"))}
+	if err := writeOutputs(env, out, []wasmwiz.OutputFile{good, {Path: "big", Size: 9, Omitted: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "a", "b.txt")); string(b) != "b" || !strings.Contains(env.Stderr.(*bytes.Buffer).String(), "big (9B) did not come back") {
+		t.Fatalf("a/b.txt %q, stderr %q", b, env.Stderr)
+	}
+	for _, bad := range []wasmwiz.OutputFile{
+		{Path: "../escaped", Data: []byte("x"), SHA256: sha256Hex([]byte("x"))},
+		{Path: "/tmp/escaped", Data: []byte("x"), SHA256: sha256Hex([]byte("x"))},
+		{Path: "damaged", Data: []byte("x"), SHA256: sha256Hex([]byte("y"))},
+	} {
+		if err := writeOutputs(env, out, []wasmwiz.OutputFile{bad}); err == nil {
+			t.Errorf("%s was written", bad.Path)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "escaped")); err == nil {
+		t.Fatal("a file was written outside --out-dir")
+	}
+	// A link planted in --out-dir does not lead the writes out either.
+	if err := os.Symlink(dir, filepath.Join(out, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeOutputs(env, out, []wasmwiz.OutputFile{{Path: "link/escaped", Data: []byte("x"), SHA256: sha256Hex([]byte("x"))}}); err == nil {
+		t.Fatal("written through a link out of --out-dir")
+	}
+}

@@ -1,0 +1,258 @@
+package http_test
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+)
+
+// part is one part of a multipart body; a filename makes it a file part.
+type part struct{ name, filename, data string }
+
+func multipartOf(t *testing.T, parts ...part) (io.Reader, string) {
+	t.Helper()
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	for _, p := range parts {
+		h := textproto.MIMEHeader{}
+		disp := `form-data; name="` + p.name + `"`
+		if p.filename != "" {
+			disp += `; filename="` + p.filename + `"`
+			h.Set("Content-Type", "application/octet-stream")
+		}
+		h.Set("Content-Disposition", disp)
+		w, err := mw.CreatePart(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(p.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &b, mw.FormDataContentType()
+}
+
+type tarEntry struct {
+	name     string
+	typ      byte
+	data     string
+	linkname string
+}
+
+func tarArchive(t *testing.T, entries ...tarEntry) string {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.linkname, ModTime: time.Unix(0, 0)}
+		if e.typ == tar.TypeReg {
+			h.Size = int64(len(e.data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestExecuteFiles: the run's files from multipart parts, an archive, or
+// JSON reach the engine checked and clean.
+func TestExecuteFiles(t *testing.T) {
+	t.Parallel()
+	archive := tarArchive(t, tarEntry{name: "./", typ: tar.TypeDir}, tarEntry{name: "src/a.c", typ: tar.TypeReg, data: "int main;"},
+		tarEntry{name: "link", typ: tar.TypeSymlink, linkname: "src/a.c"})
+	tests := []struct {
+		name  string
+		build func(t *testing.T) (io.Reader, string)
+		want  string // entries as path:kind:data, then mount and outputs
+	}{
+		{"multipart files", func(t *testing.T) (io.Reader, string) {
+			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"file", "data/in.csv", "a,b"},
+				part{"file", "./notes.txt", "hi"}, part{"mount", "", "/work"}, part{"outputs", "", "out/*.png"}, part{"outputs", "", `["report.txt"]`})
+		}, "data/in.csv:file:a,b notes.txt:file:hi | /work | out/*.png report.txt"},
+		{"multipart archive and a file", func(t *testing.T) (io.Reader, string) {
+			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"archive", "src.tar", archive}, part{"file", "extra", "x"})
+		}, "src/a.c:file:int main; link:symlink:src/a.c extra:file:x | / | "},
+		{"json", func(t *testing.T) (io.Reader, string) {
+			body, _ := json.Marshal(map[string]any{"wasm_base64": base64.StdEncoding.EncodeToString(wasmHeader),
+				"files":          []map[string]string{{"path": "data/in.csv", "content_base64": base64.StdEncoding.EncodeToString([]byte("a,b"))}},
+				"archive_base64": base64.StdEncoding.EncodeToString([]byte(archive)), "mount": "/src", "outputs": []string{"out/"}})
+			return bytes.NewReader(body), "application/json"
+		}, "src/a.c:file:int main; link:symlink:src/a.c data/in.csv:file:a,b | /src | out/"},
+		{"outputs only", func(t *testing.T) (io.Reader, string) {
+			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"outputs", "", "out/"})
+		}, " | / | out/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			body, ct := tt.build(t)
+			resp := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct})
+			if resp.status != 200 {
+				t.Fatalf("status %d: %s", resp.status, resp.body)
+			}
+			files := f.lastRun().Files
+			if files == nil {
+				t.Fatal("no files reached the engine")
+			}
+			var got []string
+			for _, e := range files.Entries {
+				got = append(got, e.Path+":"+string(e.Kind)+":"+string(e.Data)+e.Target)
+			}
+			if s := strings.Join(got, " ") + " | " + files.Mount + " | " + strings.Join(files.Outputs, " "); s != tt.want {
+				t.Fatalf("files\n%s\nwant\n%s", s, tt.want)
+			}
+		})
+	}
+	// Without files, none.
+	f := newFixture(t, nil)
+	body, ct := multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)})
+	if resp := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct}); resp.status != 200 || f.lastRun().Files != nil {
+		t.Fatalf("a run without files: %d %+v", resp.status, f.lastRun().Files)
+	}
+}
+
+// TestExecuteFilesRefused: every path is checked before anything runs; a
+// bad entry is 400 EINVALID naming it, too much is 413.
+func TestExecuteFilesRefused(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	many := make([]part, 0, free.MaxFiles+2)
+	many = append(many, part{"wasm", "m.wasm", string(wasmHeader)})
+	for i := int64(0); i <= free.MaxFiles; i++ {
+		many = append(many, part{"file", "f" + strings.Repeat("x", int(i)), ""})
+	}
+	tests := []struct {
+		name    string
+		parts   []part
+		status  int
+		code    string
+		message string
+	}{
+		{"archive with ../", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "../evil", typ: tar.TypeReg, data: "x"})}}, 400, "EINVALID", `"../evil"`},
+		{"archive with an absolute path", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "/etc/cron.d/evil", typ: tar.TypeReg})}}, 400, "EINVALID", `"/etc/cron.d/evil" is absolute`},
+		{"archive with a link to /etc", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "etc", typ: tar.TypeSymlink, linkname: "/etc"})}}, 400, "EINVALID", `link "etc" points to the absolute path "/etc"`},
+		{"archive with a link out", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "d/up", typ: tar.TypeSymlink, linkname: "../../x"})}}, 400, "EINVALID", `link "d/up"`},
+		{"archive with a device", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "null", typ: tar.TypeChar})}}, 400, "EINVALID", `"null" is a device file`},
+		{"archive then file through its link", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "d", typ: tar.TypeSymlink, linkname: "x"})}, {"file", "d/f", "x"}}, 400, "EINVALID", `"d" is a symlink and also the directory of "d/f"`},
+		{"file with ../", []part{{"file", "../../etc/passwd", "x"}}, 400, "EINVALID", `"../../etc/passwd"`},
+		{"file with an absolute path", []part{{"file", "/tmp/x", "x"}}, 400, "EINVALID", `"/tmp/x" is absolute`},
+		{"file without a name", []part{{"file", "", "x"}}, 400, "EINVALID", "needs a filename"},
+		{"file twice", []part{{"file", "a", "x"}, {"file", "./a", "y"}}, 400, "EINVALID", `"a" is given twice`},
+		{"relative mount", []part{{"mount", "", "work"}}, 400, "EINVALID", "must be an absolute path"},
+		{"output outside", []part{{"outputs", "", "../x"}}, 400, "EINVALID", `output pattern "../x"`},
+		{"files too big", []part{{"file", "big", strings.Repeat("x", int(free.MaxFilesInBytes)+1)}}, 413, "ETOOLARGE", "the files are over the 1MiB limit"},
+		{"too many files", many[1:], 413, "ETOOLARGE", "more than 100"},
+		{"archive over the bytes", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "big", typ: tar.TypeReg, data: strings.Repeat("x", int(free.MaxFilesInBytes)+1)})}}, 413, "ETOOLARGE", "over the 1MiB limit"},
+		{"not an archive", []part{{"archive", "a.tar", "hello"}}, 400, "EINVALID", "not a valid tar"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			body, ct := multipartOf(t, append([]part{{"wasm", "m.wasm", string(wasmHeader)}}, tt.parts...)...)
+			resp := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct})
+			msg, _ := resp.json(t)["error"].(map[string]any)["message"].(string)
+			if resp.status != tt.status || resp.errorCode(t) != tt.code || !strings.Contains(msg, tt.message) {
+				t.Fatalf("status %d %s, want %d %s saying %q", resp.status, resp.body, tt.status, tt.code, tt.message)
+			}
+			if f.runCount() != 0 {
+				t.Fatal("the engine ran")
+			}
+		})
+	}
+}
+
+// TestExecuteFilesAnswer: the files that came back are in the JSON answer,
+// or, asked with Accept, the whole answer is a zip or a tar: result.json
+// and the files under files/.
+func TestExecuteFilesAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("done"), Files: []wasmwiz.OutputFile{
+			{Path: "out/a.png", Size: 3, SHA256: "aa", Data: []byte("PNG")},
+			{Path: "out/big.bin", Size: 1 << 30, SHA256: "bb", Omitted: true},
+		}}, nil
+	}
+	post := func(accept string) *response {
+		body, ct := multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"outputs", "", "out/"})
+		return f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct, header: map[string]string{"Accept": accept}})
+	}
+	resp := post("")
+	var res api.Result
+	if err := json.Unmarshal(resp.body, &res); err != nil || len(res.Files) != 2 || string(res.Files[0].Content) != "PNG" || !res.Files[1].Omitted {
+		t.Fatalf("JSON answer %s (%v)", resp.body, err)
+	}
+	if !strings.Contains(string(resp.body), `"files":[{"path":"out/a.png","size":3,"sha256":"aa","content_base64":"UE5H"},{"path":"out/big.bin","size":1073741824,"sha256":"bb","omitted":true}]`) {
+		t.Fatalf("JSON answer %s", resp.body)
+	}
+	for _, accept := range []string{"application/zip", "application/x-tar", "application/json;q=0.5, application/zip"} {
+		resp := post(accept)
+		want := "application/zip"
+		if strings.Contains(accept, "tar") {
+			want = "application/x-tar"
+		}
+		if resp.status != 200 || resp.header.Get("Content-Type") != want {
+			t.Fatalf("Accept %s: %d %s", accept, resp.status, resp.header.Get("Content-Type"))
+		}
+		files := map[string]string{}
+		if want == "application/zip" {
+			zr, err := zip.NewReader(bytes.NewReader(resp.body), int64(len(resp.body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, zf := range zr.File {
+				rc, _ := zf.Open()
+				b, _ := io.ReadAll(rc)
+				files[zf.Name] = string(b)
+			}
+		} else {
+			tr := tar.NewReader(bytes.NewReader(resp.body))
+			for {
+				h, err := tr.Next()
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(tr)
+				if h.Typeflag == tar.TypeReg {
+					files[h.Name] = string(b)
+				}
+			}
+		}
+		if files["files/out/a.png"] != "PNG" || len(files) != 2 {
+			t.Fatalf("Accept %s: archive holds %v", accept, files)
+		}
+		var inner api.Result
+		if err := json.Unmarshal([]byte(files["result.json"]), &inner); err != nil || string(inner.Stdout) != "done" ||
+			len(inner.Files) != 2 || inner.Files[0].Content != nil || strings.Contains(files["result.json"], "content_base64") {
+			t.Fatalf("Accept %s: result.json %s (%v)", accept, files["result.json"], err)
+		}
+	}
+	// JSON preferred, or an error: JSON.
+	if resp := post("application/json, application/zip;q=0.1"); !strings.HasPrefix(resp.header.Get("Content-Type"), "application/json") {
+		t.Fatalf("JSON preferred: %s", resp.header.Get("Content-Type"))
+	}
+}
