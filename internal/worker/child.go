@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -240,6 +241,11 @@ func (s *server) final(kind byte, e *enc) error {
 				return err
 			}
 		}
+	}
+	if kind != msgStarted {
+		// A final answer ends with the process's CPU time so far, so that
+		// the pool can tell a killed run's CPU time (proc.cpuSinceAnswer).
+		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(processCPU()))
 	}
 	return s.send(kind, e)
 }

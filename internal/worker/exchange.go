@@ -145,6 +145,11 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			continue
 		}
 		d = &dec{b: body}
+		if k == msgResult || k == msgError || k == msgInspection {
+			if cpu, ok := cutCPU(d); ok {
+				p.cpuAtAnswer = cpu
+			}
+		}
 		switch k {
 		case msgNeedModule:
 			if clk != nil {

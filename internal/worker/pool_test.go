@@ -149,6 +149,9 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			if res.Duration+res.CompileDuration < l.Timeout {
 				t.Errorf("duration %v and compile %v are shorter than the timeout %v", res.Duration, res.CompileDuration, l.Timeout)
 			}
+			if res.CPUTime <= 0 {
+				t.Errorf("CPU time %v: a guest that spun until it was killed used CPU", res.CPUTime)
+			}
 			if res.Module.SHA256 != moduleSHA("", wasm) || res.Module.Entry != "_start" {
 				t.Errorf("module = %+v, want its sha256 and entry _start", res.Module)
 			}
@@ -335,8 +338,8 @@ func TestPoolCancelKillsWorker(t *testing.T) {
 	if got := wasmwiz.ErrorCode(a.err); got != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("error code = %q (%v), want EUNAVAILABLE", got, a.err)
 	}
-	if a.res == nil || a.res.Duration <= 0 {
-		t.Errorf("a cancelled run's result %+v, want one with the time it ran", a.res)
+	if a.res == nil || a.res.Duration <= 0 || a.res.CPUTime <= 0 {
+		t.Errorf("a cancelled run's result %+v, want one with the time and the CPU it used", a.res)
 	}
 	if processExists(pid) {
 		t.Errorf("worker %d of the cancelled run still exists", pid)

@@ -51,6 +51,24 @@ type proc struct {
 	mods       *lru               // mirror of the modules the child holds
 	retire     bool               // the child asked to be replaced after this request
 	cacheStats wasmwiz.CacheStats // as the child last reported them
+	cpuAtAnswer time.Duration     // the child's CPU time at its last final answer
+}
+
+// cpuSinceAnswer is the CPU time (user and system) the worker used since its
+// last final answer: what a run that ended by killing it used, compile
+// included. It is known once the process has been reaped (0 before; and a
+// worker killed in its first run counts its start too).
+func (p *proc) cpuSinceAnswer() time.Duration {
+	select {
+	case <-p.exited:
+	default:
+		return 0
+	}
+	ps := p.cmd.ProcessState
+	if ps == nil {
+		return 0
+	}
+	return max(ps.UserTime()+ps.SystemTime()-p.cpuAtAnswer, 0)
 }
 
 type procState int

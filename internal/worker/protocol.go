@@ -62,8 +62,9 @@ const (
 // result frame no longer carries it. Version 3: the retire frame. Version
 // 4: results carry the compile's duration. Version 5: the disk cache's bound
 // in the config, its evictions in the stats. Version 6: a run carries its
-// mounts (the directory of its files).
-const protocolVersion = 6
+// mounts (the directory of its files). Version 7: a final answer (result,
+// inspection, error) ends with the worker's CPU time so far (cutCPU).
+const protocolVersion = 7
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -586,4 +587,17 @@ func decodeCacheStats(d *dec) wasmwiz.CacheStats {
 		Bytes:          d.varint(),
 		DiskEvictions:  d.uvarint(),
 	}
+}
+
+// cutCPU removes the 8-byte trailer of a final answer, the worker's CPU time
+// so far, from d and returns it.
+func cutCPU(d *dec) (time.Duration, bool) {
+	if len(d.b) < 8 {
+		d.fail("CPU time trailer")
+		return 0, false
+	}
+	n := len(d.b) - 8
+	cpu := time.Duration(binary.LittleEndian.Uint64(d.b[n:]))
+	d.b = d.b[:n]
+	return cpu, true
 }

@@ -134,6 +134,7 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 		} else {
 			res.Duration, res.CompileDuration = time.Since(clk.startedAt()), clk.compileTook()
 		}
+		res.CPUTime = p.cpuSinceAnswer()
 		out.fill(res)
 		return res
 	}
