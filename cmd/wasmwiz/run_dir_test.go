@@ -25,25 +25,27 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 	return code, out.String(), errb.String()
 }
 
-// TestRunDirWASISuite runs the filesystem half of the WASI test suite's
-// preview1 tests (the 49 with a root; internal/engine runs all 72) through
-// `wasmwiz run --json`, each with a fresh copy of its root given by
-// --dir ROOT:/.
+// TestRunDirWASISuite runs every preview1 test of the WASI test suite
+// (72; the engine runs them too) through `wasmwiz run --json`, each of the
+// 49 filesystem tests with a fresh copy of its root given by --dir ROOT:/.
+// A test still failing is in wasisuite.KnownFailures with its reason.
 func TestRunDirWASISuite(t *testing.T) {
 	t.Parallel()
 	cache := wasisuite.CacheDir(t)
-	n := 0
-	for _, c := range wasisuite.Cases(t) {
-		if c.Spec.Root == "" {
-			continue
+	var withRoot, passed int
+	cases := wasisuite.Cases(t)
+	for _, c := range cases {
+		if c.Spec.Root != "" {
+			withRoot++
 		}
-		n++
-		t.Run(c.ID, func(t *testing.T) {
+		ok := t.Run(c.ID, func(t *testing.T) {
 			args := []string{"run", "--json", "--timeout", "60s", "--memory", "512MiB", "--cache-dir", cache}
 			for k, v := range c.Spec.Env {
 				args = append(args, "--env", k+"="+v)
 			}
-			args = append(args, "--dir", c.FreshRoot(t)+":/")
+			if c.Spec.Root != "" {
+				args = append(args, "--dir", c.FreshRoot(t)+":/")
+			}
 			args = append(args, c.Wasm)
 			args = append(args, c.Spec.Args...)
 			_, stdout, stderr := runCLI(t, "", args...)
@@ -54,10 +56,14 @@ func TestRunDirWASISuite(t *testing.T) {
 			exited := res.Status == api.StatusOK || res.Status == api.StatusExit
 			c.Judge(t, exited, res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
 		})
+		if ok {
+			passed++
+		}
 	}
-	if n != 49 {
-		t.Fatalf("%d filesystem tests, want 49", n)
+	if withRoot != 49 {
+		t.Fatalf("%d filesystem tests, want 49", withRoot)
 	}
+	t.Logf("wasmwiz run --dir: %d of %d preview1 tests as expected (%d filesystem tests; %d known failures)", passed, len(cases), withRoot, len(wasisuite.KnownFailures))
 }
 
 // An escape fixture: a host directory with a secret beside the tree a

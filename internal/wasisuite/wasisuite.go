@@ -46,17 +46,27 @@ type Spec struct {
 	Stderr   *string           `json:"stderr"`
 }
 
-// Dir finds the suite at ../shared/wasi-testsuite beside the repository.
-// Without it the test skips (testenv.Skip), or fails when prerequisites
-// are required (CI clones the suite there).
+// Dir finds the suite at ../shared/wasi-testsuite beside the repository,
+// or beside a directory above it (a git worktree in a folder of worktrees
+// shares its main checkout's suite). Without it the test skips
+// (testenv.Skip), or fails when prerequisites are required (CI clones the
+// suite there).
 func Dir(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "wasi-testsuite")
-	if _, err := os.Stat(filepath.Join(dir, "tests")); err != nil {
-		testenv.Skip(t, "WASI test suite not found at "+dir, "put github.com/WebAssembly/wasi-testsuite at ../shared/wasi-testsuite beside the repository")
+	repo := filepath.Join(filepath.Dir(file), "..", "..")
+	first := filepath.Join(repo, "..", "shared", "wasi-testsuite")
+	for d := filepath.Clean(repo); ; d = filepath.Dir(d) {
+		dir := filepath.Join(filepath.Dir(d), "shared", "wasi-testsuite")
+		if _, err := os.Stat(filepath.Join(dir, "tests")); err == nil {
+			return dir
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
 	}
-	return dir
+	testenv.Skip(t, "WASI test suite not found at "+filepath.Clean(first), "put github.com/WebAssembly/wasi-testsuite at ../shared/wasi-testsuite beside the repository")
+	return ""
 }
 
 // Cases lists the preview1 tests in a stable order.
