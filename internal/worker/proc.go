@@ -47,11 +47,11 @@ type proc struct {
 	waitErr error         // cmd.Wait's answer, readable after exited
 
 	// Guarded by Pool.mu, or owned by the run that acquired the worker.
-	state      procState
-	mods       *lru               // mirror of the modules the child holds
-	retire     bool               // the child asked to be replaced after this request
-	cacheStats wasmwiz.CacheStats // as the child last reported them
-	cpuAtAnswer time.Duration     // the child's CPU time at its last final answer
+	state       procState
+	mods        *lru               // mirror of the modules the child holds
+	retire      bool               // the child asked to be replaced after this request
+	cacheStats  wasmwiz.CacheStats // as the child last reported them
+	cpuAtAnswer time.Duration      // the child's CPU time at its last final answer
 }
 
 // cpuSinceAnswer is the CPU time (user and system) the worker used since its
