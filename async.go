@@ -56,9 +56,6 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 // not configured or the queue cannot take the run.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
 	ex := &Execution{}
-	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
-		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")
-	}
 	if c == nil {
 		var err error
 		if c, err = e.Caller(ctx, ""); err != nil {
@@ -69,7 +66,10 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		return ex, Errorf(EUNAUTHORIZED, "background runs need an API key")
 	}
 	if err := e.validate(c.User, req); err != nil {
-		return ex, err
+		return ex, err // a request the caller got wrong, whatever this server offers
+	}
+	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
+		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")
 	}
 	tier := c.Tier
 	ex.Tier = tier

@@ -536,7 +536,7 @@ func (e *Executor) validate(user *User, req *RunRequest) error {
 	case len(req.Name) > maxModuleNameBytes:
 		return Errorf(EINVALID, "the module name is longer than %d bytes", maxModuleNameBytes)
 	}
-	return nil
+	return CheckArgv(req.Name, req.Args, req.Env)
 }
 
 // maxModuleNameBytes bounds a module's name, which is the guest's argv[0].

@@ -192,6 +192,8 @@ func TestExecutorRefusals(t *testing.T) {
 		{name: "params without function", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Params: []string{"1"}}, wantCode: wasmwiz.EINVALID},
 		{name: "stdin over tier", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Stdin: make([]byte, wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
 		{name: "module over tier", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: make([]byte, 10*wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "args over the count cap", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Args: make([]string, wasmwiz.MaxArgs+1)}, wantCode: wasmwiz.ETOOLARGE},
+		{name: "env with NUL", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Env: map[string]string{"A": "\x00"}}, wantCode: wasmwiz.EINVALID},
 		{name: "quota exhausted", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader},
 			allow:    &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1500 * time.Millisecond},
 			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantLimiter: true},

@@ -125,6 +125,10 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		fromStdin, rest = rest[0] == "-", rest[1:]
 	}
 	req.Args = rest
+	// The server refuses them too; refused here, nothing is sent.
+	if err := wasmwiz.CheckArgv(req.Name, req.Args, req.Env); err != nil {
+		return fail(err)
+	}
 	if !fromStdin {
 		if req.Stdin, err = readStdin(env.Stdin); err != nil {
 			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "reading stdin: %v", err))

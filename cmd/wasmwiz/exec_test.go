@@ -144,6 +144,11 @@ func TestExecHabits(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "argv[0]=module.wasm\nargv[1]=x\n") {
 		t.Fatalf("exec -: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	code, _, errOut = runMain(append([]string{"exec", "--server", s.url, "--key", key, testmodule.Path(t, "hello.wasm")},
+		make([]string, wasmwiz.MaxArgs+1)...), "", nil)
+	if code == 0 || !strings.Contains(errOut, "ETOOLARGE") || !strings.Contains(errOut, "more than 4096 arguments") {
+		t.Fatalf("exec with too many args: exit %d, stderr %q", code, errOut)
+	}
 
 	argsEnv := testmodule.Read(t, "args_env.wasm")
 	for _, body := range []client.Body{client.BodyJSON, client.BodyMultipart, client.BodyRaw} {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -59,6 +60,10 @@ func TestRunCommand(t *testing.T) {
 		{name: "missing file", args: []string{"run", filepath.Join(t.TempDir(), "nope.wasm")},
 			code: 2, stderrHas: []string{"cannot read the module"}},
 		{name: "no module", args: []string{"run"}, code: 2, stderrHas: []string{"wasmwiz run: no module", "wasmwiz help run"}},
+		{name: "args over the cap", args: append([]string{"run", testmodule.Path(t, "hello.wasm")}, make([]string, wasmwiz.MaxArgs+1)...),
+			code: 2, stderrHas: []string{"ETOOLARGE", "more than 4096 arguments"}},
+		{name: "env over the cap", args: []string{"run", "--json", "--env", "K=" + strings.Repeat("v", wasmwiz.MaxArgBytes), testmodule.Path(t, "hello.wasm")},
+			code: 2, stdoutHas: []string{`"code":"ETOOLARGE"`, `environment variable \"K\" is`, "128KiB limit of one variable"}},
 		{name: "inspect", args: []string{"run", "--inspect", testmodule.Path(t, "reactor.wasm")},
 			stdoutHas: []string{`"wasi": true`, `"name": "_initialize"`}},
 		{name: "inspect refused", args: []string{"run", "--inspect", "--memory", "1MiB", testmodule.Path(t, "big_memory.wasm")},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -68,6 +69,17 @@ func TestRefusals(t *testing.T) {
 		{name: "arg with NUL", wasm: hello, code: wasmwiz.EINVALID,
 			req:     func(r *wasmwiz.RunRequest) { r.Args = []string{"ok", "no\x00"} },
 			runOnly: true, contains: []string{"argument 2 contains a NUL byte"}},
+		{name: "too many args", wasm: hello, code: wasmwiz.ETOOLARGE,
+			req:     func(r *wasmwiz.RunRequest) { r.Args = make([]string, wasmwiz.MaxArgs+1) },
+			runOnly: true, contains: []string{"more than 4096 arguments"}},
+		{name: "env over the total", wasm: hello, code: wasmwiz.ETOOLARGE,
+			req: func(r *wasmwiz.RunRequest) {
+				r.Env = map[string]string{}
+				for i := range 9 {
+					r.Env[fmt.Sprint("V", i)] = strings.Repeat("x", 120<<10)
+				}
+			},
+			runOnly: true, contains: []string{"over the 1MiB limit of both together"}},
 		{name: "unknown function", wasm: testmodule.Read(t, "add.wasm"), code: wasmwiz.EINVALID,
 			req:      func(r *wasmwiz.RunRequest) { r.Function = "sub" },
 			contains: []string{`no function "sub"`, "add(i32, i32) -> (i32)", "addf(f64, f64) -> (f64)"},

@@ -86,7 +86,7 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
 	}
 	lim := req.Limits
-	if err := checkArgsEnv(req); err != nil {
+	if err := wasmwiz.CheckArgv(req.Name, req.Args, req.Env); err != nil {
 		return nil, err
 	}
 	if err := checkModuleSize(req.Wasm, lim); err != nil {
@@ -160,28 +160,6 @@ func (e *Engine) RunStreaming(ctx context.Context, req *wasmwiz.RunRequest, stdo
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "the run was cancelled")
 	}
 	return res, nil
-}
-
-// checkArgsEnv refuses what WASI cannot carry: NUL bytes in args or env,
-// and env keys that are empty or contain '='.
-func checkArgsEnv(req *wasmwiz.RunRequest) error {
-	if strings.IndexByte(req.Name, 0) >= 0 {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "the module name contains a NUL byte")
-	}
-	for i, a := range req.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "argument %d contains a NUL byte", i+1)
-		}
-	}
-	for k, v := range req.Env {
-		switch {
-		case k == "" || strings.ContainsAny(k, "=\x00"):
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "environment variable name %q must be non-empty, without '=' or NUL", k)
-		case strings.IndexByte(v, 0) >= 0:
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "environment variable %s contains a NUL byte", k)
-		}
-	}
-	return nil
 }
 
 // execute instantiates and calls; it fills res with the guest's outcome.
