@@ -105,8 +105,8 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 }
 
 // executeBodyCap is the most an execute body of media type mt may hold
-// under limits: the module (unless stored), stdin and the files, framing on
-// top, and a third more for JSON's base64.
+// under limits: the module (unless stored), stdin and the files, framing,
+// args and env on top, and a third more for JSON's base64.
 func executeBodyCap(mt string, stored bool, limits wasmwiz.Limits) int64 {
 	payload := limits.MaxStdinBytes + filesAllowance(limits)
 	if !stored {
@@ -114,9 +114,9 @@ func executeBodyCap(mt string, stored bool, limits wasmwiz.Limits) int64 {
 	}
 	switch {
 	case mt == "multipart/form-data":
-		return payload + bodyOverhead
+		return payload + bodyOverhead + argvTextLimit
 	case mt == "application/json":
-		return payload/3*4 + 8 + bodyOverhead
+		return payload/3*4 + 8 + bodyOverhead + argvTextLimit
 	case !stored && mt == "application/wasm":
 		return limits.MaxModuleBytes
 	}
@@ -137,7 +137,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, err
 		}
-		return parseExecuteJSON(r, limits, moduleID)
+		return parseExecuteJSON(r, limits, tier, moduleID)
 	case !stored && mt == "application/wasm":
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
@@ -192,8 +192,8 @@ func executeParts(limits wasmwiz.Limits, tier string, stored bool) map[string]pa
 	small := func() partLimit { return partLimit{max: fieldLimit, tooBig: "form field over 64KiB"} }
 	parts := map[string]partLimit{
 		"stdin":        {max: limits.MaxStdinBytes, tooBig: wasmwiz.ErrorMessage(wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))},
-		"args":         small(),
-		"env":          small(),
+		"args":         {max: argvTextLimit, tooBig: "args are over " + wasmwiz.FormatSize(argvTextLimit) + " as JSON text"},
+		"env":          {max: argvTextLimit, tooBig: "env is over " + wasmwiz.FormatSize(argvTextLimit) + " as JSON text"},
 		"function":     small(),
 		"params":       small(),
 		"timeout":      small(),
@@ -236,14 +236,15 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleI
 	if p, ok := parts["stdin"]; ok {
 		req.Stdin = p.data
 	}
+	var argv wasmwiz.ArgvBudget
 	if p, ok := parts["args"]; ok && len(p.data) > 0 {
-		if err := json.Unmarshal(p.data, &req.Args); err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `args must be a JSON array of strings, e.g. ["-v","x"]`)
+		if req.Args, err = decodeWhole(p.data, &argv, decodeArgs, errArgsShape); err != nil {
+			return nil, err
 		}
 	}
 	if p, ok := parts["env"]; ok && len(p.data) > 0 {
-		if err := json.Unmarshal(p.data, &req.Env); err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, `env must be a JSON object of strings, e.g. {"K":"V"}`)
+		if req.Env, err = decodeWhole(p.data, &argv, decodeEnv, errEnvShape); err != nil {
+			return nil, err
 		}
 	}
 	if p, ok := parts["function"]; ok {
@@ -357,9 +358,14 @@ func (s *Server) executeAsync(w http.ResponseWriter, _ *http.Request, ctx contex
 	return nil
 }
 
-func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, moduleID string) (*wasmwiz.RunRequest, error) {
-	var body executeJSON
-	if err := decodeJSON(r.Body, &body); err != nil {
+// parseExecuteJSON reads a JSON execute body as a stream, field by field,
+// each under its own cap (the tier's sizes in base64 for the module, stdin
+// and files; the argv caps for args and env, counted as they come; 64KiB
+// for the others): a field past its cap is refused when its cap is reached,
+// and no list is built past its cap.
+func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error) {
+	body, err := decodeExecuteJSON(r.Body, limits, tier)
+	if err != nil {
 		return nil, err
 	}
 	if moduleID != "" && (body.ModuleID != "" || body.WasmBase64 != "") {
@@ -428,7 +434,6 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, moduleID string) (
 		}
 		in.files = append(in.files, wasmwiz.FileEntry{Path: f.Path, Data: data})
 	}
-	var err error
 	if req.Files, err = in.runFiles(limits); err != nil {
 		return nil, err
 	}

@@ -182,6 +182,16 @@ func (r *response) errorCode(t *testing.T) string {
 	return code
 }
 
+func (r *response) errorMessage(t *testing.T) string {
+	t.Helper()
+	e, _ := r.json(t)["error"].(map[string]any)
+	if e == nil {
+		t.Fatalf("no error object in %s", r.body)
+	}
+	msg, _ := e["message"].(string)
+	return msg
+}
+
 func (f *fixture) do(req request) *response {
 	f.t.Helper()
 	body := req.body
