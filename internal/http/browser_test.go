@@ -1,9 +1,12 @@
 package http_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -483,6 +486,9 @@ func TestBrowserWebUI(t *testing.T) {
 		waitText("#usage-day-text", "3 of 1000000"),
 		waitText("#usage-limits", "Runs in flight at once"),
 		waitText("#usage-limits", "Linear memory of a run"),
+		waitText("#usage-limits", "Bytes of the files sent into a run"),
+		waitText("#usage-limits", "Bytes a run's files may grow by"),
+		waitText("#usage-limits", "Bytes of the files that come back from a run"),
 	)
 	screenshot(t, ctx, "usage")
 
@@ -725,24 +731,91 @@ func TestBrowserWebUI(t *testing.T) {
 	if err := os.WriteFile(inFile, []byte("from the page"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var filesTable string
-	step("files in, files out",
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	if w, err := zw.Create("lib/a.txt"); err != nil {
+		t.Fatal(err)
+	} else {
+		_, _ = w.Write([]byte("from the zip"))
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inZip := filepath.Join(t.TempDir(), "lib.zip")
+	if err := os.WriteFile(inZip, zb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var filesTable, filesRun string
+	step("files in (a file and an archive), files out",
 		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-stdin").value = "")`),
 		chromedp.Evaluate[chromedp.Void](`void (document.getElementById("run-files-box").open = true)`),
 		chromedp.SetUploadFiles(chromedp.ID("run-wasm"), []string{testmodule.Path(t, "fsprobe.wasm")}),
 		chromedp.SetUploadFiles(chromedp.ID("run-files"), []string{inFile}),
-		chromedp.SendKeys(chromedp.ID("run-args"), "mkdir\nout\ncopy\nin.txt\nout/copy.txt\n"),
+		chromedp.SetUploadFiles(chromedp.ID("run-archive"), []string{inZip}),
+		chromedp.SendKeys(chromedp.ID("run-args"), "mkdir\nout\ncopy\nin.txt\nout/copy.txt\ncopy\nlib/a.txt\nout/lib.txt\n"),
 		chromedp.SendKeys(chromedp.ID("run-mount"), "/work"),
 		chromedp.SendKeys(chromedp.ID("run-outputs"), "out/"),
 		chromedp.Click(chromedp.ID("run-submit")),
-		waitText("#result-files", "out/copy.txt"),
+		waitText("#result-files", "out/lib.txt"),
 		into(&filesTable, chromedp.TextContent(chromedp.ID("result-files"))),
 		into(&stdout, chromedp.TextContent(chromedp.ID("result-stdout"))),
+		into(&filesRun, chromedp.TextContent(chromedp.ID("result-id"))),
 		waitJS(`!document.getElementById("result-files-zip").hidden`),
-		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-mount", "run-outputs", "run-files"]) document.getElementById(id).value = ""`),
 	)
-	if stdout != "mkdir out: ok\ncopy in.txt out/copy.txt: ok 13\n" || !strings.Contains(filesTable, "13 B") {
+	if stdout != "mkdir out: ok\ncopy in.txt out/copy.txt: ok 13\ncopy lib/a.txt out/lib.txt: ok 12\n" || !strings.Contains(filesTable, "13 B") || !strings.Contains(filesTable, "12 B") {
 		t.Errorf("files: stdout %q, table %q", stdout, filesTable)
+	}
+	// Each file downloads by itself (under its base name), and all of them
+	// as one zip the page builds from the answer.
+	step("download the files one by one and as a zip",
+		chromedp.Evaluate[chromedp.Void](`for (const b of document.querySelectorAll("#result-files tbody button")) b.click()`),
+		chromedp.Click(chromedp.ID("result-files-zip")),
+		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-mount", "run-outputs", "run-files", "run-archive"]) document.getElementById(id).value = ""`),
+	)
+	downloaded := func(name string, complete func([]byte) bool) []byte {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			b, err := os.ReadFile(filepath.Join(downloads, name))
+			if err == nil && complete(b) {
+				return b
+			}
+			if time.Now().After(deadline) {
+				entries, _ := os.ReadDir(downloads)
+				t.Fatalf("no download %s (%v; directory holds %v)", name, err, entries)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if b := downloaded("copy.txt", func(b []byte) bool { return len(b) == 13 }); string(b) != "from the page" {
+		t.Errorf("downloaded copy.txt %q", b)
+	}
+	if b := downloaded("lib.txt", func(b []byte) bool { return len(b) == 12 }); string(b) != "from the zip" {
+		t.Errorf("downloaded lib.txt %q", b)
+	}
+	zipped := map[string]string{}
+	downloaded(filesRun+"-files.zip", func(b []byte) bool {
+		zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return false
+		}
+		clear(zipped)
+		for _, f := range zr.File {
+			rc, err := f.Open()
+			if err != nil {
+				return false
+			}
+			data, err := io.ReadAll(rc) // checks the page's CRC-32
+			_ = rc.Close()
+			if err != nil {
+				t.Errorf("%s in the zip: %v", f.Name, err)
+			}
+			zipped[f.Name] = string(data)
+		}
+		return true
+	})
+	if len(zipped) != 2 || zipped["out/copy.txt"] != "from the page" || zipped["out/lib.txt"] != "from the zip" {
+		t.Errorf("the page's zip holds %v", zipped)
 	}
 
 	var argsOut string
