@@ -32,6 +32,13 @@ type Tier struct {
 	// longer than Timeout, since no connection waits for it.
 	AsyncTimeout time.Duration `tier:"async_timeout_ms,duration,min=1ms,max=24h" flag:"async-timeout" help:"wall time of a background run"`
 
+	// MaxStoredModules and MaxStoredModuleBytes are the registry quota: how
+	// many modules a user may keep stored, and their bytes together. An
+	// upload that would pass either is refused (ETOOLARGE) and nothing is
+	// stored; deleting a module frees its share. 0 allows none.
+	MaxStoredModules     int64 `tier:"max_stored_modules,count,min=0,max=1000000" flag:"max-stored-modules" help:"modules a user may keep stored"`
+	MaxStoredModuleBytes int64 `tier:"max_stored_module_bytes,bytes,min=0,max=1024GiB" flag:"max-stored-module-bytes" help:"bytes of a user's stored modules together"`
+
 	UpdatedAt time.Time
 }
 
@@ -72,7 +79,9 @@ const (
 // DefaultTiers returns the tiers a new database has (DESIGN §4). Output caps
 // are not in the table there; they follow the stdin caps. Files in and out
 // follow the module caps (at most 100 MiB a request holds in memory), and
-// the bytes a run may write grow with the tier. The migrations seed the
+// the bytes a run may write grow with the tier. The registry quota holds
+// two of the largest modules on free and ten times more at each tier up
+// (10 / 100 / 1000 / 10000 modules). The migrations seed the
 // same values as frozen SQL; a conformance test compares them.
 func DefaultTiers() []*Tier {
 	return []*Tier{
@@ -80,22 +89,26 @@ func DefaultTiers() []*Tier {
 			Timeout: 5 * time.Second, MaxMemoryBytes: 128 * MiB,
 			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB,
 			MaxFilesInBytes: 1 * MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * MiB, MaxFilesOutBytes: 1 * MiB},
-			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second},
+			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second,
+			MaxStoredModules: 10, MaxStoredModuleBytes: 20 * MiB},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
 			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB,
 			MaxFilesInBytes: 10 * MiB, MaxFiles: 1000, MaxFileWriteBytes: 128 * MiB, MaxFilesOutBytes: 10 * MiB},
-			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute},
+			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute,
+			MaxStoredModules: 100, MaxStoredModuleBytes: 200 * MiB},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
 			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB,
 			MaxFilesInBytes: 50 * MiB, MaxFiles: 10_000, MaxFileWriteBytes: 1 * GiB, MaxFilesOutBytes: 50 * MiB},
-			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute},
+			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute,
+			MaxStoredModules: 1000, MaxStoredModuleBytes: 2 * GiB},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
 			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB,
 			MaxFilesInBytes: 100 * MiB, MaxFiles: 50_000, MaxFileWriteBytes: 4 * GiB, MaxFilesOutBytes: 100 * MiB},
-			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour},
+			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour,
+			MaxStoredModules: 10_000, MaxStoredModuleBytes: 20 * GiB},
 	}
 }
 
