@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,8 @@ func ParseSize(s string) (int64, error) {
 		if ferr != nil || mult == 1 {
 			return 0, Errorf(EINVALID, "invalid size %q: want bytes or a number with KiB, MiB, GiB, KB, MB or GB", s)
 		}
-		if f < 0 || f*float64(mult) > float64(1<<62) {
+		// Written so that NaN, which every comparison fails, is refused too.
+		if !(f >= 0 && f*float64(mult) <= float64(1<<62)) {
 			return 0, Errorf(EINVALID, "size %q out of range", s)
 		}
 		return int64(f * float64(mult)), nil
@@ -83,6 +85,11 @@ func ParseDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(in, 64); err == nil {
 		if n < 0 {
 			return 0, Errorf(EINVALID, "duration %q is negative", s)
+		}
+		// NaN, infinities and more seconds than a Duration holds would
+		// convert to a negative Duration.
+		if !(n*float64(time.Second) < float64(math.MaxInt64)) {
+			return 0, Errorf(EINVALID, "duration %q out of range", s)
 		}
 		return time.Duration(n * float64(time.Second)), nil
 	}

@@ -37,3 +37,27 @@ func TestParseValue(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseValue: no text makes ParseValue panic; a value it accepts
+// prints as text that parses back to the same bits.
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"5", "-2147483648", "4294967295", "4294967296", "1.5", "nan", "-inf", "1e39", "0x1p-2", "-0", "abc"} {
+		for _, typ := range []string{"i32", "i64", "f32", "f64"} {
+			f.Add(typ, s)
+		}
+	}
+	f.Add("v128", "1")
+	f.Fuzz(func(t *testing.T, typ, s string) {
+		v, err := wasmwiz.ParseValue(typ, s)
+		if err != nil {
+			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "" {
+				t.Fatalf("ParseValue(%q, %q): %v", typ, s, err)
+			}
+			return
+		}
+		back, err := wasmwiz.ParseValue(typ, v.String())
+		if err != nil || back != v {
+			t.Fatalf("ParseValue(%q, %q) = %s, which parses back as %v, %v", typ, s, v, back, err)
+		}
+	})
+}
