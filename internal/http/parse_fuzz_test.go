@@ -1,0 +1,109 @@
+package http
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+)
+
+// fuzzLimits are small, so that the fuzzer reaches every size refusal.
+var fuzzLimits = wasmwiz.Limits{MaxModuleBytes: 4096, MaxStdinBytes: 1024, MaxFilesInBytes: 2048, MaxFiles: 8}
+
+// FuzzParseExecute calls the execute body parsers directly (multipart,
+// JSON, a raw module with the query, a stored module's raw stdin with the
+// query, and the original service's multipart), many times faster than
+// FuzzExecute's round trips. Whatever the body: nothing panics; a refusal
+// is EINVALID or ETOOLARGE with a message; an accepted request holds no
+// more module and stdin than the body and query carried and than its
+// limits allow, no more files than the tier's limits (an archive cannot
+// expand past them), and no negative limit.
+func FuzzParseExecute(f *testing.F) {
+	f.Add([]byte(`{"wasm_base64":"AGFzbQEAAAA=","params":[1,"x"],"env":{"a":"b"},"stdin":"hi"}`), "application/json", "", false)
+	f.Add([]byte(`{"stdin_base64":"aGk=","timeout":"NaN","memory":"1e300K","files":[{"path":"a","content_base64":"eA=="}]}`), "application/json", "", true)
+	f.Add([]byte(`{"archive_base64":"H4sIAAAAAAAA/wEAAP//AAAAAAAAAAA=","mount":"/w","outputs":["out/"]}`), "application/json", "", false)
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"), "application/wasm", "stdin=x&arg=1&params=1,2&timeout=1s&memory=1MiB&env=A=B", false)
+	f.Add([]byte("stdin bytes"), "text/plain", "params=[1,2.5,\"x\"]&async=true&callback_url=http://x", true)
+	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n\r\n\x00asm\x01\x00\x00\x00\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d/in.txt\"\r\n\r\nx\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"args\"\r\n\r\n[\"a\"]\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"outputs\"\r\n\r\n[\"out/*\"]\r\n--b--\r\n"),
+		"multipart/form-data; boundary=b", "", false)
+	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"wasm_file\"\r\n\r\n\x00asm\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"input_data\"\r\n\r\nin\r\n--b--\r\n"), "multipart/form-data; boundary=b", "", false)
+	f.Fuzz(func(t *testing.T, body []byte, contentType, query string, stored bool) {
+		moduleID := ""
+		if stored {
+			moduleID = "mod_fuzz"
+		}
+		parsers := map[string]executeParser{"execute": (*Server)(nil).parseExecute}
+		if !stored {
+			parsers["legacy"] = parseLegacyExecute
+		}
+		for name, parse := range parsers {
+			r := &http.Request{Method: "POST", URL: &url.URL{Path: "/", RawQuery: query}, Header: http.Header{},
+				Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
+			r.Header.Set("Content-Type", contentType)
+			r = withExtras(r)
+			req, err := parse(httptest.NewRecorder(), r, fuzzLimits, "free", moduleID)
+			if err != nil {
+				if c := wasmwiz.ErrorCode(err); (c != wasmwiz.EINVALID && c != wasmwiz.ETOOLARGE) || wasmwiz.ErrorMessage(err) == "" {
+					t.Fatalf("%s: error %s %q: %v", name, c, wasmwiz.ErrorMessage(err), err)
+				}
+				continue
+			}
+			checkParsedExecute(t, name, req, len(body)+len(query), moduleID)
+		}
+	})
+}
+
+func checkParsedExecute(t *testing.T, parser string, req *wasmwiz.RunRequest, sent int, moduleID string) {
+	t.Helper()
+	l := fuzzLimits
+	if n := len(req.Wasm) + len(req.Stdin); n > sent {
+		t.Fatalf("%s: %d bytes of module and stdin from %d sent", parser, n, sent)
+	}
+	if int64(len(req.Wasm)) > l.MaxModuleBytes+l.MaxStdinBytes+filesAllowance(l)+bodyOverhead {
+		t.Fatalf("%s: a module of %d bytes, past every cap", parser, len(req.Wasm))
+	}
+	if moduleID != "" && (req.ModuleID != moduleID || len(req.Wasm) > 0) {
+		t.Fatalf("%s: a stored module's run names module %q with %d bytes of module", parser, req.ModuleID, len(req.Wasm))
+	}
+	if req.Limits.Timeout < 0 || req.Limits.MaxMemoryBytes < 0 {
+		t.Fatalf("%s: negative limits %+v", parser, req.Limits)
+	}
+	if req.Files != nil {
+		var n int64
+		for _, e := range req.Files.Entries {
+			n += int64(len(e.Data))
+		}
+		if int64(len(req.Files.Entries)) > 2*l.MaxFiles || n > l.MaxFilesInBytes+int64(sent) {
+			t.Fatalf("%s: %d files of %d bytes from %d bytes sent", parser, len(req.Files.Entries), n, sent)
+		}
+	}
+}
+
+// FuzzParseParams: params text (a JSON array or comma-separated values)
+// never panics, refuses with EINVALID, and gives no more values than the
+// text has characters plus one.
+func FuzzParseParams(f *testing.F) {
+	for _, s := range []string{"1,2", " 1 , -2.5 ", "[1,\"x\",2.5e3]", "[", "[null]", "[[1]]", "[1e999]", ",,,", "", "[\"\\u0000\"]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := parseParamsText(s)
+		if err != nil {
+			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "" {
+				t.Fatalf("parseParamsText(%q): %v", s, err)
+			}
+			return
+		}
+		if len(out) > len(s)+1 {
+			t.Fatalf("parseParamsText(%q): %d values", s, len(out))
+		}
+	})
+}
