@@ -193,6 +193,53 @@ func TestAPIFiles(t *testing.T) {
 			t.Fatalf("stdout %q", s)
 		}
 	})
+	t.Run("private", func(t *testing.T) {
+		// A run holding its files in one worker; another run, in the other
+		// worker at the same time, sees only its own tree; a run after it
+		// finds nothing of it.
+		held := make(chan error, 1)
+		hctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			_, err := c.Execute(hctx, &client.ExecuteRequest{Wasm: probe, Files: []client.File{{Path: "theirs.txt", Data: []byte("private")}},
+				Args: []string{"write", "made.txt", "x", "spin"}})
+			held <- err
+		}()
+		testenv.WaitFor(t, "a run holding its files", func() bool {
+			for _, l := range leftovers(t, filesDir) {
+				if filepath.Base(l) == "made.txt" {
+					return true
+				}
+			}
+			return false
+		})
+		res := run(t, &client.ExecuteRequest{Files: []client.File{{Path: "mine.txt", Data: []byte("m")}}, Args: strings.Fields("ls / ls . cat ../theirs.txt ls ..")})
+		if want := "ls /: ok . .. mine.txt\nls .: ok . .. mine.txt\ncat ../theirs.txt: ENOTCAPABLE\nls ..: ENOTCAPABLE\n"; string(res.Stdout) != want {
+			t.Fatalf("beside another run: stdout %q, want %q", res.Stdout, want)
+		}
+		stop()
+		if err := testenv.Recv(t, held, "the held run's end"); err == nil {
+			t.Fatal("a cancelled request answered")
+		}
+		testenv.WaitFor(t, "the held run's directory to go", func() bool { return len(leftovers(t, filesDir)) == 0 })
+		res = run(t, &client.ExecuteRequest{Outputs: []string{"."}, Args: strings.Fields("ls / cat theirs.txt cat made.txt")})
+		if want := "ls /: ok . ..\ncat theirs.txt: ENOENT\ncat made.txt: ENOENT\n"; string(res.Stdout) != want || len(res.Files) != 0 {
+			t.Fatalf("after another run: stdout %q, want %q; files %+v", res.Stdout, want, res.Files)
+		}
+	})
+	t.Run("files out past the tier's bytes", func(t *testing.T) {
+		res := run(t, &client.ExecuteRequest{Outputs: []string{"out/"}, Args: strings.Fields("mkdir out fill out/big 9000000 write out/small s")})
+		if res.Status != api.StatusOK || len(res.Files) != 2 {
+			t.Fatalf("%s: files %+v", res.Status, res.Files)
+		}
+		big, small := res.Files[0], res.Files[1]
+		if big.Path != "out/big" || !big.Omitted || big.Content != nil || big.Size != 9000000 || len(big.SHA256) != 64 {
+			t.Errorf("a file over max_files_out_bytes (8MiB): %+v", big)
+		}
+		if small.Path != "out/small" || small.Size != 1 {
+			t.Errorf("the file after it: %+v", small)
+		}
+	})
 	t.Run("cleanup", func(t *testing.T) {
 		files := []client.File{{Path: "in.txt", Data: []byte("x")}}
 		res := run(t, &client.ExecuteRequest{Files: files, Args: []string{"trap"}})

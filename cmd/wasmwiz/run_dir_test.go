@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -225,5 +226,32 @@ func TestParseDirFlag(t *testing.T) {
 		if _, err := parseDirFlag(bad); err == nil {
 			t.Errorf("parseDirFlag(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestRunDirJSONShape: `wasmwiz run --json` answers the same fields with
+// --dir as without.
+func TestRunDirJSONShape(t *testing.T) {
+	t.Parallel()
+	_, tree := escapeFixture(t)
+	probe := testmodule.Path(t, "fsprobe.wasm")
+	keys := func(args ...string) []string {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, "", append([]string{"run", "--json"}, args...)...)
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(stdout), &m); code != 0 || err != nil {
+			t.Fatalf("exit %d, %v\nstdout %s\nstderr %s", code, err, stdout, stderr)
+		}
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	without := keys(probe, "cat", "in.txt")
+	with := keys("--dir", tree+":/", "--dir", tree+":/ro:ro", probe, "cat", "in.txt", "write", "out.txt", "x")
+	if !slices.Equal(without, with) {
+		t.Fatalf("fields without --dir %v, with %v", without, with)
 	}
 }
