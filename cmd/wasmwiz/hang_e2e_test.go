@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// hangDatabaseTimeout is WASMWIZ_DATABASE_TIMEOUT in TestServeDatabaseHang.
+const hangDatabaseTimeout = time.Second
+
+// hangBound is how long after it was sent a request must be answered while
+// PostgreSQL hangs: a request waits for the database a few times at most
+// (key, tier, module, its bytes), each wait at most hangDatabaseTimeout,
+// plus a guest's run of up to 2 s, plus a margin for a machine that runs
+// other tests beside this one. The database hangs on well past it: an
+// answer within it is an answer that did not wait for the database.
+const hangBound = 4*hangDatabaseTimeout + 2*time.Second + 15*time.Second
+
+// hangAnswer is one raw answer of an execute route.
+type hangAnswer struct {
+	what       string
+	user       *client.Client
+	status     int
+	retryAfter string
+	code       string
+	id         string
+	run        api.Status
+	took       time.Duration
+}
+
+// hangPost sends one execute request to url and reads the answer raw, so
+// that its headers can be checked.
+func hangPost(t *testing.T, what string, user *client.Client, url, key, contentType string, body []byte) hangAnswer {
+	a := hangAnswer{what: what, user: user}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return a
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	start := time.Now()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return a
+	}
+	defer res.Body.Close()
+	var out struct {
+		ID     string     `json:"id"`
+		Status api.Status `json:"status"`
+		Error  struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&out)
+	a.took = time.Since(start)
+	if err != nil {
+		t.Errorf("%s: answer %d is not JSON: %v", what, res.StatusCode, err)
+	}
+	a.status, a.retryAfter, a.code, a.id, a.run = res.StatusCode, res.Header.Get("Retry-After"), out.Error.Code, out.ID, out.Status
+	return a
+}
+
+// TestServeDatabaseHang: two replicas on PostgreSQL and Redis, each behind
+// a proxy that can stall (accept, forward nothing back). While PostgreSQL
+// hangs, every request in flight or sent is answered within hangBound
+// (WASMWIZ_DATABASE_TIMEOUT 1s): a run that needs nothing from the
+// database answers 200, one that does (a key never seen, a module a
+// replica has not read) 503 EUNAVAILABLE with Retry-After; no answer waits
+// for the hang to end. When the database answers again, the runs' slots
+// are free (a tier of one concurrent run runs on both replicas at once
+// after the other) and every run answered 200 has its record. Then Redis
+// hangs: runs answer from the in-memory fallback within the Redis timeout,
+// and Redis decides again when it is back.
+func TestServeDatabaseHang(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	du, err := url.Parse(pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru, err := url.Parse(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, rp := tcpproxy.New(t, du.Host), tcpproxy.New(t, ru.Host)
+	du.Host, ru.Host = dp.Addr(), rp.Addr()
+	vars := map[string]string{"WASMWIZ_DATABASE_URL": du.String(), "WASMWIZ_REDIS_URL": ru.String(),
+		"WASMWIZ_DATABASE_TIMEOUT": hangDatabaseTimeout.String(), "WASMWIZ_REDIS_TIMEOUT": "1s"}
+	prefix := randomPrefix()
+	a := startServe(t, serveEnv(t, vars), ServeOptions{RedisPrefix: prefix})
+	b := startServe(t, serveEnv(t, vars), ServeOptions{RedisPrefix: prefix})
+	a.putTier(testTier("one", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 }))
+	warm, _, warmKey := a.newUser(wasmwiz.TierPro)
+	_, _, singleKey := a.newUser("one")
+	_, _, coldKey := a.newUser(wasmwiz.TierPro) // never used before the hang
+	hello, sleep := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "poll_sleep.wasm")
+	mod, err := warm.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "hello.wasm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Warm: each replica has seen the warm and single keys (and a has
+	// read the stored module; b has not).
+	for _, s := range []*e2eServer{a, b} {
+		for _, key := range []string{warmKey, singleKey} {
+			if res, err := s.client(key).Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+				t.Fatalf("before the hang: %+v, %v", res, err)
+			}
+		}
+	}
+	if _, err := a.client(warmKey).ExecuteModule(ctx, mod.ID, &client.ExecuteRequest{}); err != nil {
+		t.Fatalf("stored module before the hang: %v", err)
+	}
+
+	var mu sync.Mutex
+	var answers []hangAnswer
+	var wg sync.WaitGroup
+	send := func(what string, user *client.Client, url, key, contentType string, body []byte) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ans := hangPost(t, what, user, url, key, contentType, body)
+			mu.Lock()
+			answers = append(answers, ans)
+			mu.Unlock()
+		}()
+	}
+	// In flight when the database starts to hang: a guest that runs 2 s.
+	for _, s := range []*e2eServer{a, b} {
+		send("a run in flight", warm, s.url+"/api/v1/execute?timeout=2s", warmKey, "application/wasm", sleep)
+	}
+	time.Sleep(300 * time.Millisecond) // let them start; they are answered either way
+	dp.Stall()
+	stalled := true
+	defer func() {
+		if stalled {
+			dp.Unstall()
+		}
+	}()
+	hangStart := time.Now()
+	for _, s := range []*e2eServer{a, b} {
+		for i := range 3 {
+			send("hello with a seen key "+strconv.Itoa(i), warm, s.url+"/api/v1/execute", warmKey, "application/wasm", hello)
+		}
+		send("hello with a key never seen", nil, s.url+"/api/v1/execute", coldKey, "application/wasm", hello)
+		send("a stored module", warm, s.url+"/api/v1/modules/"+mod.ID+"/execute", warmKey, "", nil)
+	}
+	allAnswered := make(chan struct{})
+	go func() { wg.Wait(); close(allAnswered) }()
+	select {
+	case <-allAnswered:
+	case <-time.After(hangBound):
+		t.Fatalf("requests still in flight %v after PostgreSQL started to hang (WASMWIZ_DATABASE_TIMEOUT %v)", hangBound, hangDatabaseTimeout)
+	}
+	hangAnswered := time.Since(hangStart)
+
+	var took testenv.Latencies
+	var ok, unavailable int
+	for _, ans := range answers {
+		took.Add(ans.took)
+		switch {
+		case ans.status == http.StatusOK && ans.id != "":
+			ok++
+		case ans.status == http.StatusServiceUnavailable && ans.code == wasmwiz.EUNAVAILABLE:
+			unavailable++
+			if n, err := strconv.Atoi(ans.retryAfter); err != nil || n <= 0 {
+				t.Errorf("%s: 503 with Retry-After %q", ans.what, ans.retryAfter)
+			}
+		default:
+			t.Errorf("%s while PostgreSQL hangs: %d %s, want 200 or 503 EUNAVAILABLE", ans.what, ans.status, ans.code)
+		}
+		if ans.user == nil && ans.status != http.StatusServiceUnavailable {
+			t.Errorf("%s: %d while PostgreSQL hangs, want 503 (the key is only in the database)", ans.what, ans.status)
+		}
+	}
+
+	dp.Unstall()
+	stalled = false
+	unstalled := time.Now()
+	// The runs' slots are free: a tier of one concurrent run runs on a,
+	// then on b (a slot kept by a run the hang held would refuse it).
+	for _, s := range []*e2eServer{a, b} {
+		testenv.WaitFor(t, "a run of the single-slot tier after the hang", func() bool {
+			res, err := s.client(singleKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+			if codeOf(err) == wasmwiz.EUNAVAILABLE { // the pool's connections come back
+				return false
+			}
+			if err != nil || res.Status != api.StatusOK {
+				t.Fatalf("single-slot tier after the hang: %+v, %v", res, err)
+			}
+			return true
+		})
+		if res, err := s.client(coldKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+			t.Fatalf("the key never seen, after the hang: %+v, %v", res, err)
+		}
+	}
+	// Every run answered 200 has its record, with the status it answered.
+	for _, ans := range answers {
+		if ans.status != http.StatusOK {
+			continue
+		}
+		testenv.WaitFor(t, "the record of "+ans.what, func() bool {
+			r, err := ans.user.GetRun(ctx, ans.id)
+			if err != nil {
+				return false
+			}
+			if r.Status != ans.run {
+				t.Fatalf("%s answered %s, its record says %s", ans.what, ans.run, r.Status)
+			}
+			return true
+		})
+	}
+	recorded := time.Since(unstalled)
+	testenv.Prove(t, "PostgreSQL hangs (2 replicas, proxy stalled)",
+		fmt.Sprintf("every request answered while the database hung: 200 or 503 EUNAVAILABLE with Retry-After; slots free after; every 200 has its record (WASMWIZ_DATABASE_TIMEOUT %v)", hangDatabaseTimeout),
+		"time to answer", took.String(),
+		"answers", fmt.Sprintf("%d ok, %d 503", ok, unavailable),
+		"all answered after the hang began", testenv.Ms(hangAnswered),
+		"records written", fmt.Sprintf("%d of %d, all within %s of the database's return", ok, ok, testenv.Ms(recorded)))
+
+	// Redis hangs: the in-memory fallback decides within the Redis timeout.
+	rp.Stall()
+	var redisTook testenv.Latencies
+	for _, s := range []*e2eServer{a, b} {
+		for range 3 {
+			start := time.Now()
+			res, err := s.client(warmKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+			redisTook.Since(start)
+			if err != nil || res.Status != api.StatusOK {
+				t.Fatalf("while Redis hangs: %+v, %v", res, err)
+			}
+		}
+		if st := s.srv.LimiterStats(); !st.FallbackActive {
+			t.Fatalf("Redis hangs and the fallback does not decide: %+v", st)
+		}
+	}
+	rp.Unstall()
+	for _, s := range []*e2eServer{a, b} {
+		testenv.WaitFor(t, "Redis to decide again", func() bool {
+			if res, err := s.client(warmKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+				t.Fatalf("after Redis's hang: %+v, %v", res, err)
+			}
+			return !s.srv.LimiterStats().FallbackActive
+		})
+	}
+	testenv.Prove(t, "Redis hangs (2 replicas, proxy stalled)",
+		"every run answered 200 from the in-memory fallback (WASMWIZ_REDIS_TIMEOUT 1s); Redis decides again when it answers",
+		"time to answer", redisTook.String())
+}
