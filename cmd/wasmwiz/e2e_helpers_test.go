@@ -66,7 +66,7 @@ func randomPrefix() string {
 
 // serveEnv is the environment of a test server: loopback, port 0, two
 // workers, quiet logs, a data directory of its own, then vars.
-func serveEnv(t *testing.T, vars map[string]string) map[string]string {
+func serveEnv(t testing.TB, vars map[string]string) map[string]string {
 	env := map[string]string{
 		"WASMWIZ_ADDR":      "127.0.0.1:0",
 		"WASMWIZ_DATA_DIR":  t.TempDir(),
