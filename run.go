@@ -240,6 +240,12 @@ type Usage struct {
 	RunsPerDay     int64
 	RunsThisMinute int64
 	RunsPerMinute  int64
+
+	// Stored is what the user keeps in the module registry, against the
+	// tier's max_stored_modules and max_stored_module_bytes.
+	Stored               StoredModules
+	MaxStoredModules     int64
+	MaxStoredModuleBytes int64
 }
 
 // DailyCount is the number of runs on one UTC day.
@@ -300,7 +306,8 @@ type RunService interface {
 	FindRunByID(ctx context.Context, id string) (*UsageRecord, error)
 	// FindRuns lists the caller's runs, newest first, with the total.
 	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, int, error)
-	// Usage counts the caller's runs today (UTC) and in the last minute.
+	// Usage counts the caller's runs today (UTC) and in the last minute, and
+	// the modules it stores, beside its tier's quotas.
 	Usage(ctx context.Context, now time.Time) (*Usage, error)
 	// DailyRuns returns the caller's executed runs of the days UTC days
 	// ending with now's (1 to 90), oldest first, every day present.

@@ -223,13 +223,21 @@ type RunList struct {
 	Total int    `json:"total"`
 }
 
-// Usage is the caller's runs against its tier's quotas (GET /api/v1/usage).
+// Usage is the caller's runs and stored modules against its tier's quotas
+// (GET /api/v1/usage).
 type Usage struct {
 	Tier           string `json:"tier"`
 	RunsToday      int64  `json:"runs_today"` // UTC day
 	RunsPerDay     int64  `json:"runs_per_day"`
 	RunsThisMinute int64  `json:"runs_this_minute"`
 	RunsPerMinute  int64  `json:"runs_per_minute"`
+	// StoredModules and StoredModuleBytes are the caller's modules in the
+	// registry and their bytes together; an upload past either maximum is
+	// 413 ETOOLARGE.
+	StoredModules        int64 `json:"stored_modules"`
+	MaxStoredModules     int64 `json:"max_stored_modules"`
+	StoredModuleBytes    int64 `json:"stored_module_bytes"`
+	MaxStoredModuleBytes int64 `json:"max_stored_module_bytes"`
 }
 
 // DailyRuns is one UTC day of the caller's executed runs: how many ended

@@ -424,7 +424,7 @@ func (b *benchServer) setup(ctx context.Context) error {
 	st := b.srv.Store()
 	b.tier = &wasmwiz.Tier{Name: "bench", RunsPerMinute: 1 << 40, RunsPerDay: 1 << 40, MaxConcurrent: 10000, Limits: wasmwiz.Limits{MaxMemoryBytes: 16 * wasmwiz.MiB, Timeout: 10 * time.Second, MaxModuleBytes: wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB,
 		MaxFilesInBytes: wasmwiz.MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * wasmwiz.MiB, MaxFilesOutBytes: wasmwiz.MiB},
-		AsyncTimeout: time.Minute}
+		AsyncTimeout: time.Minute, MaxStoredModules: 1, MaxStoredModuleBytes: wasmwiz.MiB}
 	if err := st.PutTier(sys, b.tier); err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ var apiOps = []apiOp{
 	{id: "executeLegacy", method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data"}, status: "200", schema: "LegacyResult", limited: true},
 
-	{id: "createModule", method: "POST", path: "/api/v1/modules", tag: "modules", summary: "Upload a module (inspected first; invalid modules are refused)",
+	{id: "createModule", method: "POST", path: "/api/v1/modules", tag: "modules", summary: "Upload a module (inspected first; invalid modules are refused; 413 past your tier's registry quota)",
 		auth: "key", body: []string{"multipart/form-data", "application/wasm"}, query: []string{"name", "description", "public"}, status: "201", schema: "Module"},
 	{id: "listModules", method: "GET", path: "/api/v1/modules", tag: "modules", summary: "Your modules, newest first", auth: "key",
 		query: []string{"name", "limit", "offset"}, status: "200", schema: "ModuleList"},
@@ -507,7 +507,7 @@ func schemas() map[string]any {
 		"DailyRuns": obj(t["DailyRuns"], "day:string", "by_status:counts", "p50_duration_ms:number", "p95_duration_ms:number",
 			"p99_duration_ms:number"),
 		"DailyRunsList": obj(t["DailyRunsList"], "days:[]DailyRuns"),
-		"Usage":         obj(t["Usage"], "tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer"),
+		"Usage":         obj(t["Usage"], "tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer", "stored_modules:integer", "max_stored_modules:integer", "stored_module_bytes:integer", "max_stored_module_bytes:integer"),
 		"Me":            obj(t["Me"], "user:User", "tier:Tier", "limits:[]TierLimit"),
 		"Role":          enum("what a user may do", api.RoleUser, api.RoleAdmin),
 		"User":          obj(t["User"], "id:integer", "email:string", "role:Role", "tier:string", "created_at:time", "disabled:boolean"),

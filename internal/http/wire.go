@@ -121,7 +121,9 @@ func apiDailyRuns(d wasmwiz.DailyRuns) api.DailyRuns {
 
 func apiUsage(u *wasmwiz.Usage) *api.Usage {
 	return &api.Usage{Tier: u.Tier, RunsToday: u.RunsToday, RunsPerDay: u.RunsPerDay,
-		RunsThisMinute: u.RunsThisMinute, RunsPerMinute: u.RunsPerMinute}
+		RunsThisMinute: u.RunsThisMinute, RunsPerMinute: u.RunsPerMinute,
+		StoredModules: u.Stored.Count, MaxStoredModules: u.MaxStoredModules,
+		StoredModuleBytes: u.Stored.Bytes, MaxStoredModuleBytes: u.MaxStoredModuleBytes}
 }
 
 func apiStats(s *wasmwiz.Stats) *api.Stats {

@@ -37,7 +37,8 @@ func scanModule(row pgx.Row, extra ...any) (*wasmwiz.Module, error) {
 // CreateModule stores m (Name, Description, Wasm, Inspection, Public) for
 // the caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt.
 // EUNAUTHORIZED without a caller, EINVALID for an empty module or a name or
-// description that is too long.
+// description that is too long, ETOOLARGE over the caller's registry quota
+// (counted with the caller's row locked).
 func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -57,17 +58,38 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	}
 	digest := wasmwiz.ModuleDigest(m.Wasm)
 	now := db.now()
-	// The owner is the caller, and must exist: the system context (id 0)
-	// owns nothing.
-	var got string
-	err = db.pool.QueryRow(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes,
-			wasm, inspection, public, created_at)
-		SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10 FROM users WHERE id = $2
-		RETURNING id`, id, caller.ID, m.Name, m.Description, digest, int64(len(m.Wasm)),
-		m.Wasm, inspection, m.Public, now).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "modules belong to a user; the caller is not one")
-	}
+	size := int64(len(m.Wasm))
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// The owner is the caller, and must exist: the system context (id 0)
+		// owns nothing. Its row is locked until commit, so that uploads of
+		// one user queue here and each counts what the one before stored;
+		// NO KEY leaves rows that refer to the user (runs, keys) free.
+		t := &wasmwiz.Tier{}
+		err := tx.QueryRow(ctx, `SELECT t.name, t.max_stored_modules, t.max_stored_module_bytes
+			FROM users u JOIN tiers t ON t.name = u.tier WHERE u.id = $1 FOR NO KEY UPDATE OF u`, caller.ID).
+			Scan(&t.Name, &t.MaxStoredModules, &t.MaxStoredModuleBytes)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "modules belong to a user; the caller is not one")
+		}
+		if err != nil {
+			return err
+		}
+		// A statement of its own: under READ COMMITTED its snapshot is taken
+		// after the lock was granted, so it sees the modules stored by the
+		// transaction that held it.
+		var have wasmwiz.StoredModules
+		if err := tx.QueryRow(ctx, `SELECT count(*), COALESCE(sum(size_bytes), 0)::bigint FROM modules WHERE owner_id = $1`,
+			caller.ID).Scan(&have.Count, &have.Bytes); err != nil {
+			return err
+		}
+		if err := t.CheckStore(have, size); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes,
+				wasm, inspection, public, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			id, caller.ID, m.Name, m.Description, digest, size, m.Wasm, inspection, m.Public, now)
+		return err
+	})
 	if err != nil {
 		return dbError(err, "create module")
 	}

@@ -264,7 +264,8 @@ func dayStart(now time.Time) time.Time {
 }
 
 // Usage counts the caller's executed runs (Status set) of now's UTC day and
-// of the minute (now-1m, now], against the quotas of the caller's tier as stored now. EUNAUTHORIZED
+// of the minute (now-1m, now], and its stored modules, against the quotas of
+// the caller's tier as stored now. EUNAUTHORIZED
 // without a caller, ENOTFOUND when the caller's tier does not exist.
 func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
@@ -275,10 +276,14 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 	var u wasmwiz.Usage
 	err = db.pool.QueryRow(ctx, `SELECT t.name, t.runs_per_day, t.runs_per_minute,
 			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at >= $3 AND created_at < $4),
-			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at > $5 AND created_at <= $6)
+			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at > $5 AND created_at <= $6),
+			t.max_stored_modules, t.max_stored_module_bytes,
+			(SELECT count(*) FROM modules WHERE owner_id = $1),
+			(SELECT COALESCE(sum(size_bytes), 0)::bigint FROM modules WHERE owner_id = $1)
 		FROM tiers t WHERE t.name = COALESCE((SELECT tier FROM users WHERE id = $1), $2)`,
 		caller.ID, caller.Tier, start, start.Add(24*time.Hour), now.Add(-time.Minute), now).
-		Scan(&u.Tier, &u.RunsPerDay, &u.RunsPerMinute, &u.RunsToday, &u.RunsThisMinute)
+		Scan(&u.Tier, &u.RunsPerDay, &u.RunsPerMinute, &u.RunsToday, &u.RunsThisMinute,
+			&u.MaxStoredModules, &u.MaxStoredModuleBytes, &u.Stored.Count, &u.Stored.Bytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", caller.Tier)
 	}

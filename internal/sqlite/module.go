@@ -39,7 +39,8 @@ func scanModule(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.Mod
 // CreateModule stores m (Name, Description, Wasm, Inspection, Public) for the
 // caller and sets ID, OwnerID, SHA256, SizeBytes and CreatedAt. The same
 // bytes stored by two users are two modules. EINVALID for no bytes, a name
-// over 128 or a description over 4096 bytes; EUNAUTHORIZED without a caller.
+// over 128 or a description over 4096 bytes; EUNAUTHORIZED without a caller;
+// ETOOLARGE over the caller's registry quota (checkStore).
 func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -59,6 +60,12 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	digest := wasmwiz.ModuleDigest(m.Wasm)
 	id, now := wasmwiz.NewModuleID(), db.Now()
 	err = db.write(ctx, "create module", func(tx *sql.Tx) error {
+		// The write transaction began IMMEDIATE: no other writer, of this
+		// process or another, stores a module between the count and the
+		// insert.
+		if err := checkStore(ctx, tx, caller.ID, int64(len(m.Wasm))); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm,
 				inspection, public, created_at, run_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
 			id, caller.ID, m.Name, m.Description, digest, len(m.Wasm), m.Wasm,
@@ -71,6 +78,26 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	m.ID, m.OwnerID, m.SHA256, m.SizeBytes, m.CreatedAt = id, caller.ID, digest, int64(len(m.Wasm)), now
 	m.LastRunAt, m.RunCount = nil, 0
 	return nil
+}
+
+// checkStore returns Tier.CheckStore's ETOOLARGE when a module of size
+// bytes would take user past its tier's registry quota, EINVALID when user
+// is not a user (the system context owns nothing).
+func checkStore(ctx context.Context, tx *sql.Tx, user, size int64) error {
+	t := &wasmwiz.Tier{}
+	var have wasmwiz.StoredModules
+	err := tx.QueryRowContext(ctx, `SELECT t.name, t.max_stored_modules, t.max_stored_module_bytes,
+			(SELECT count(*) FROM modules WHERE owner_id = u.id),
+			(SELECT COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = u.id)
+		FROM users u JOIN tiers t ON t.name = u.tier WHERE u.id = ?`, user).
+		Scan(&t.Name, &t.MaxStoredModules, &t.MaxStoredModuleBytes, &have.Count, &have.Bytes)
+	if errors.Is(err, sql.ErrNoRows) {
+		return wasmwiz.Errorf(wasmwiz.EINVALID, "modules belong to a user; the caller is not one")
+	}
+	if err != nil {
+		return err
+	}
+	return t.CheckStore(have, size)
 }
 
 // FindModuleByID returns a module without its bytes: the caller's own, a

@@ -203,7 +203,8 @@ func dayStart(t time.Time) time.Time {
 }
 
 // Usage counts the caller's executed runs (Status set) today (UTC) and in
-// the minute (now-1m, now], against the quotas of the caller's tier.
+// the minute (now-1m, now], and its stored modules, against the quotas of
+// the caller's tier.
 // EUNAUTHORIZED without a caller, ENOTFOUND when the caller's tier is gone.
 func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
@@ -215,13 +216,17 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 		return nil, err
 	}
 	day := dayStart(now)
-	u := &wasmwiz.Usage{Tier: tier.Name, RunsPerDay: tier.RunsPerDay, RunsPerMinute: tier.RunsPerMinute}
+	u := &wasmwiz.Usage{Tier: tier.Name, RunsPerDay: tier.RunsPerDay, RunsPerMinute: tier.RunsPerMinute,
+		MaxStoredModules: tier.MaxStoredModules, MaxStoredModuleBytes: tier.MaxStoredModuleBytes}
 	minuteFrom := ms(now.Add(-time.Minute))
 	err = db.reader.QueryRowContext(ctx, `SELECT
 			count(*) FILTER (WHERE created_at >= ?1),
-			count(*) FILTER (WHERE created_at > ?2 AND created_at <= ?3)
+			count(*) FILTER (WHERE created_at > ?2 AND created_at <= ?3),
+			(SELECT count(*) FROM modules WHERE owner_id = ?4),
+			(SELECT COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = ?4)
 		FROM runs WHERE user_id = ?4 AND status <> '' AND created_at >= min(?1, ?2 + 1) AND created_at < ?5`,
-		ms(day), minuteFrom, ms(now), caller.ID, ms(day.AddDate(0, 0, 1))).Scan(&u.RunsToday, &u.RunsThisMinute)
+		ms(day), minuteFrom, ms(now), caller.ID, ms(day.AddDate(0, 0, 1))).
+		Scan(&u.RunsToday, &u.RunsThisMinute, &u.Stored.Count, &u.Stored.Bytes)
 	if err != nil {
 		return nil, dbError(err, "usage")
 	}

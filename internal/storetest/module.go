@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ var moduleTests = []test{
 	{"PublicModules", testPublicModules},
 	{"FindModules", testFindModules},
 	{"DeleteModuleKeepsRuns", testDeleteModuleKeepsRuns},
+	{"StoredModulesQuota", testStoredModulesQuota},
+	{"StoredModulesQuotaConcurrently", testStoredModulesQuotaConcurrently},
 }
 
 func testCreateModule(t *testing.T, e *env) {
@@ -267,4 +270,162 @@ func testDeleteModuleKeepsRuns(t *testing.T, e *env) {
 	e.runs(late)
 	_, err = e.s.FindRunByID(ctx, late.ID)
 	wantOK(t, err, "FindRunByID of a late record of a deleted module")
+}
+
+// quotaUser puts (once) a tier named tier, the free tier with a registry
+// quota of count modules and size bytes, and returns a user of it.
+func (e *env) quotaUser(email, tier string, count, size int64) (*wasmwiz.User, context.Context) {
+	e.t.Helper()
+	q := wasmwiz.DefaultTiers()[0]
+	q.Name, q.MaxStoredModules, q.MaxStoredModuleBytes = tier, count, size
+	if _, err := e.s.FindTier(e.sys, tier); err != nil {
+		wantOK(e.t, e.s.PutTier(e.sys, q), "PutTier "+tier)
+	}
+	return e.user(email, tier)
+}
+
+// storedModules returns what the caller in ctx stores, as FindModules and
+// Usage see it; they must agree.
+func (e *env) storedModules(ctx context.Context) wasmwiz.StoredModules {
+	e.t.Helper()
+	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{Limit: 1000})
+	wantOK(e.t, err, "FindModules")
+	var listed wasmwiz.StoredModules
+	for _, m := range mods {
+		listed.Count++
+		listed.Bytes += m.SizeBytes
+	}
+	u, err := e.s.Usage(ctx, e.clock.Now())
+	wantOK(e.t, err, "Usage")
+	if int64(total) != listed.Count || u.Stored != listed {
+		e.t.Fatalf("FindModules lists %d modules of %d bytes (total %d), Usage says %+v", listed.Count, listed.Bytes, total, u.Stored)
+	}
+	return listed
+}
+
+// testStoredModulesQuota: the tier's max_stored_modules and
+// max_stored_module_bytes bound what a user stores; a refusal stores
+// nothing, deleting frees quota, identical bytes count again, other users'
+// modules do not count, and the tier is read from the store, not from the
+// caller's context.
+func testStoredModulesQuota(t *testing.T, e *env) {
+	u, ctx := e.quotaUser("u@example.com", "tiny", 3, 2*wasmwiz.KiB)
+	_, otherCtx := e.quotaUser("other@example.com", "tiny", 3, 2*wasmwiz.KiB)
+	e.module(otherCtx, "theirs", wasmBytes("theirs"), false) // not u's
+	mod := func(tag string, size int) *wasmwiz.Module {
+		b := wasmBytes(tag)
+		return &wasmwiz.Module{Name: tag, Wasm: append(b, bytes.Repeat([]byte{'x'}, max(0, size-len(b)))...)}
+	}
+
+	// Count: three fit, the fourth is refused, naming the limit.
+	var kept []*wasmwiz.Module
+	for i := range 3 {
+		m := mod(fmt.Sprint("m", i), 100)
+		wantOK(t, e.s.CreateModule(ctx, m), fmt.Sprintf("CreateModule %d of 3", i+1))
+		kept = append(kept, m)
+	}
+	err := e.s.CreateModule(ctx, mod("m3", 100))
+	wantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules")
+	if msg := wasmwiz.ErrorMessage(err); !strings.Contains(msg, "stored modules would be 4, over the tiny tier's 3") {
+		t.Fatalf("count refusal says %q", msg)
+	}
+	if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: 3, Bytes: 300}) {
+		t.Fatalf("after a refusal the user stores %+v, want 3 modules of 300 bytes", got)
+	}
+	// Deleting one lets the next in; the same bytes again are one more module.
+	wantOK(t, e.s.DeleteModule(ctx, kept[0].ID), "DeleteModule")
+	again := &wasmwiz.Module{Name: "again", Wasm: kept[1].Wasm}
+	wantOK(t, e.s.CreateModule(ctx, again), "CreateModule after a delete, the bytes of another module")
+	if again.ID == kept[1].ID {
+		t.Fatal("identical bytes got the id of the module that holds them")
+	}
+	wantCode(t, e.s.CreateModule(ctx, mod("m4", 100)), wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules again")
+	if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: 3, Bytes: 300}) {
+		t.Fatalf("user stores %+v, want 3 modules of 300 bytes", got)
+	}
+
+	// Bytes: an admin raises the count; the bytes bound. An exact fit passes.
+	q, err := e.s.FindTier(e.sys, "tiny")
+	wantOK(t, err, "FindTier tiny")
+	q.MaxStoredModules = 100
+	wantOK(t, e.s.PutTier(e.sys, q), "PutTier tiny with 100 modules")
+	big := mod("big", 1800)
+	err = e.s.CreateModule(ctx, big)
+	wantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_module_bytes")
+	want := "stored modules would be 2.1KiB, over the tiny tier's 2KiB (max_stored_module_bytes): 3 stored take 300B and this one 1.8KiB"
+	if msg := wasmwiz.ErrorMessage(err); msg != want {
+		t.Fatalf("bytes refusal says\n%q\nwant\n%q", msg, want)
+	}
+	wantOK(t, e.s.CreateModule(ctx, mod("fits", 2048-300)), "CreateModule to exactly max_stored_module_bytes")
+	wantCode(t, e.s.CreateModule(ctx, mod("z", 9)), wasmwiz.ETOOLARGE, "CreateModule past a full quota")
+	if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: 4, Bytes: 2048}) {
+		t.Fatalf("user stores %+v, want 4 modules of 2048 bytes", got)
+	}
+	usage, err := e.s.Usage(ctx, e.clock.Now())
+	wantOK(t, err, "Usage")
+	if usage.MaxStoredModules != 100 || usage.MaxStoredModuleBytes != 2*wasmwiz.KiB {
+		t.Fatalf("Usage quotas %d modules, %d bytes; want 100 and 2048", usage.MaxStoredModules, usage.MaxStoredModuleBytes)
+	}
+
+	// A user moved to a smaller tier keeps its modules and stores no more,
+	// whatever tier its context still names.
+	q.MaxStoredModules, q.MaxStoredModuleBytes = 2, wasmwiz.MiB
+	wantOK(t, e.s.PutTier(e.sys, q), "PutTier tiny with 2 modules")
+	wantCode(t, e.s.CreateModule(ctx, mod("over", 10)), wasmwiz.ETOOLARGE, "CreateModule over a lowered quota")
+	_, err = e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Tier: ptr(wasmwiz.TierBasic)})
+	wantOK(t, err, "UpdateUser to basic")
+	wantOK(t, e.s.CreateModule(ctx, mod("basic", 10)), "CreateModule once on basic, with a context that says tiny")
+	if got := e.storedModules(ctx); got.Count != 5 {
+		t.Fatalf("user stores %d modules, want 5", got.Count)
+	}
+	// The other user's one module was never in the way.
+	if got := e.storedModules(otherCtx); got.Count != 1 {
+		t.Fatalf("other user stores %d modules, want 1", got.Count)
+	}
+}
+
+// testStoredModulesQuotaConcurrently: many uploads of one user at once
+// never store past the quota, by count or by bytes: exactly as many as fit
+// succeed, every other one is ETOOLARGE.
+func testStoredModulesQuotaConcurrently(t *testing.T, e *env) {
+	const uploads, size = 24, 100
+	for _, c := range []struct {
+		name        string
+		count, room int64
+	}{
+		{"count", 5, wasmwiz.MiB},
+		{"bytes", 100, 7 * size},
+	} {
+		_, ctx := e.quotaUser(c.name+"@example.com", "q-"+c.name, c.count, c.room)
+		fit := min(c.count, c.room/size)
+		errs := make([]error, uploads)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range uploads {
+			wg.Go(func() {
+				<-start
+				b := wasmBytes(fmt.Sprintf("%s-%03d", c.name, i))
+				b = append(b, bytes.Repeat([]byte{'x'}, size-len(b))...)
+				errs[i] = e.s.CreateModule(ctx, &wasmwiz.Module{Name: fmt.Sprint(i), Wasm: b})
+			})
+		}
+		close(start)
+		wg.Wait()
+		var stored int64
+		for i, err := range errs {
+			switch wasmwiz.ErrorCode(err) {
+			case "":
+				stored++
+			case wasmwiz.ETOOLARGE:
+			default:
+				t.Fatalf("%s: upload %d: %v, want success or ETOOLARGE", c.name, i, err)
+			}
+		}
+		if stored != fit {
+			t.Fatalf("%s: %d of %d concurrent uploads succeeded, want %d (the quota)", c.name, stored, uploads, fit)
+		}
+		if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: fit, Bytes: fit * size}) {
+			t.Fatalf("%s: user stores %+v after concurrent uploads, want %d modules of %d bytes", c.name, got, fit, fit*size)
+		}
+	}
 }

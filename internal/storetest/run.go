@@ -270,9 +270,13 @@ func testUsage(t *testing.T, e *env) {
 		run(u.ID, "", 0, now.Add(-time.Second), "", ""),                                // refused: not counted
 		run(other.ID, wasmwiz.StatusOK, 1, now.Add(-time.Second), "", ""),              // another user's
 	)
+	e.module(ctx, "a", wasmBytes("a"), false)
+	e.module(ctx, "b", wasmBytes("bb"), true)
+	e.module(wasmwiz.NewContextWithUser(context.Background(), other), "c", wasmBytes("c"), false) // another user's
 	got, err := e.s.Usage(ctx, now)
 	wantOK(t, err, "Usage")
-	want := wasmwiz.Usage{Tier: wasmwiz.TierBasic, RunsToday: 5, RunsPerDay: 10_000, RunsThisMinute: 2, RunsPerMinute: 100}
+	want := wasmwiz.Usage{Tier: wasmwiz.TierBasic, RunsToday: 5, RunsPerDay: 10_000, RunsThisMinute: 2, RunsPerMinute: 100,
+		Stored: wasmwiz.StoredModules{Count: 2, Bytes: 19}, MaxStoredModules: 100, MaxStoredModuleBytes: 200 * wasmwiz.MiB}
 	if *got != want {
 		t.Fatalf("Usage = %+v, want %+v", *got, want)
 	}
