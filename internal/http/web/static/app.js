@@ -923,6 +923,8 @@
       $("usage-tier").textContent = u.tier;
       meter("usage-day", u.runs_today, u.runs_per_day);
       meter("usage-minute", u.runs_this_minute, u.runs_per_minute);
+      meter("usage-modules", u.stored_modules, u.max_stored_modules);
+      meter("usage-module-bytes", u.stored_module_bytes, u.max_stored_module_bytes, fmtBytes);
       const dl = $("usage-limits");
       dl.replaceChildren();
       // Every limit of the tier, as the server describes it (/api/v1/me),
@@ -1023,11 +1025,11 @@
   }
   $("usage-refresh").addEventListener("click", loadUsage);
 
-  function meter(id, used, quota) {
+  function meter(id, used, quota, fmt = String) {
     const p = $(id);
     p.max = Math.max(1, quota);
     p.value = Math.min(used, p.max);
-    $(id + "-text").textContent = used + " of " + quota + " (" + Math.max(0, quota - used) + " left)";
+    $(id + "-text").textContent = fmt(used) + " of " + fmt(quota) + " (" + fmt(Math.max(0, quota - used)) + " left)";
   }
 
   // ---- Keys -----------------------------------------------------------------
