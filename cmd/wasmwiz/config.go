@@ -174,7 +174,7 @@ func configVars() []configVar {
 			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
 		{"WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)", false,
 			setSize(func(c *Config) *int64 { return &c.CacheMaxBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CacheMaxBytes) }},
-		{"WASMWIZ_FILES_DIR", "", "where the workers' runs get their private directories for files (default: the system's temporary directory); room for max_file_write_bytes plus max_files_in_bytes per worker", false,
+		{"WASMWIZ_FILES_DIR", "", "where the workers' runs get their private directories for files (default: the system's temporary directory); room for max_file_write_bytes plus max_files_in_bytes per worker; what a killed server left there is removed at the next start", false,
 			func(c *Config, v string) error { c.FilesDir = v; return nil }, func(c *Config) string { return c.FilesDir }},
 		{"WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size", false,
 			setSize(func(c *Config) *int64 { return &c.CompileCacheBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CompileCacheBytes) }},

@@ -60,7 +60,7 @@ func filesServer(t *testing.T) (s *e2eServer, c *client.Client, filesDir string)
 
 // leftovers lists every file and directory that runs left in the pool's
 // directories: anything inside a worker's directory
-// (FILES_DIR/wasmwiz-files-*/wN/...), the only place where the server
+// (FILES_DIR/wasmwiz-pool-*/wN/...), the only place where the server
 // makes temporary files.
 func leftovers(t *testing.T, filesDir string) []string {
 	t.Helper()

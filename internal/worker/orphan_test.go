@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,23 +24,39 @@ import (
 // killed.
 const parentEnv = "WASMWIZ_WORKER_TEST_PARENT"
 
+// parentFilesEnv, set, is the stand-in's Options.FilesDir, and its
+// never-ending run has files there.
+const parentFilesEnv = "WASMWIZ_WORKER_TEST_PARENT_FILES"
+
 func poolParentMain() int {
 	pl, err := New(context.Background(), Options{
-		Size:    1,
-		Spares:  1,
-		Command: []string{os.Args[0], "-test.run=^$"},
-		Env:     []string{childEnv + "=1"},
+		Size:     1,
+		Spares:   1,
+		Command:  []string{os.Args[0], "-test.run=^$"},
+		Env:      []string{childEnv + "=1"},
+		FilesDir: os.Getenv(parentFilesEnv),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	wasm, err := testmodule.ReadFile("fib_recursive.wasm")
-	if err != nil {
+	req := &wasmwiz.RunRequest{Limits: wasmwiz.Limits{Timeout: time.Hour}}
+	module := "fib_recursive.wasm"
+	if os.Getenv(parentFilesEnv) != "" {
+		module, req.Args = "fsprobe.wasm", []string{"spin"}
+		req.Limits.MaxMemoryBytes, req.Limits.MaxOutputBytes = 64*wasmwiz.MiB, wasmwiz.MiB
+		req.Limits.MaxFilesInBytes, req.Limits.MaxFiles, req.Limits.MaxFileWriteBytes, req.Limits.MaxFilesOutBytes = wasmwiz.MiB, 10, wasmwiz.MiB, wasmwiz.MiB
+		req.Files = &wasmwiz.RunFiles{Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("held")}}}
+		if err := req.Files.Check(req.Limits); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	if req.Wasm, err = testmodule.ReadFile(module); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: wasmwiz.Limits{Timeout: time.Hour}})
+	go pl.Run(context.Background(), req)
 	for len(busyPIDs(pl)) != 1 {
 		time.Sleep(time.Millisecond)
 	}
@@ -59,18 +77,18 @@ func alive(pid int) bool {
 	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
 }
 
-// TestWorkersDieWithTheServer: when the server process dies without a
-// chance to close its pool (SIGKILL), its workers die too, the busy one in
-// the middle of a guest that never returns included.
-func TestWorkersDieWithTheServer(t *testing.T) {
-	t.Parallel()
+// startServerStandIn starts the test binary as a server with a pool and a
+// never-ending run in one of its two workers, and returns it with its
+// workers' pids.
+func startServerStandIn(t *testing.T, env ...string) (*exec.Cmd, []int) {
+	t.Helper()
 	cmd := testenv.Command(t, os.Args[0], "-test.run=^$")
-	cmd.Env = []string{parentEnv + "=1"}
+	cmd.Env = append([]string{parentEnv + "=1"}, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stdin.Close()
+	t.Cleanup(func() { stdin.Close() })
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +114,15 @@ func TestWorkersDieWithTheServer(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("pids = %v, want 2 workers", pids)
 	}
+	return cmd, pids
+}
+
+// TestWorkersDieWithTheServer: when the server process dies without a
+// chance to close its pool (SIGKILL), its workers die too, the busy one in
+// the middle of a guest that never returns included.
+func TestWorkersDieWithTheServer(t *testing.T) {
+	t.Parallel()
+	cmd, pids := startServerStandIn(t)
 	for _, pid := range pids {
 		if !alive(pid) {
 			t.Fatalf("worker %d is not running before the server dies", pid)
@@ -108,4 +135,74 @@ func TestWorkersDieWithTheServer(t *testing.T) {
 	for _, pid := range pids {
 		testenv.WaitFor(t, fmt.Sprintf("worker %d to die with the server", pid), func() bool { return !alive(pid) })
 	}
+}
+
+// TestDeadServersFilesGo: a server killed in the middle of a run with
+// files (SIGKILL: no chance to remove anything) leaves its pool's
+// directory behind; the next pool to start in the same FilesDir removes
+// it, and nothing a live process holds: another live pool's directory,
+// one being made, or one of a version before the lock.
+func TestDeadServersFilesGo(t *testing.T) {
+	t.Parallel()
+	filesDir := t.TempDir()
+	cmd, pids := startServerStandIn(t, parentFilesEnv+"="+filesDir)
+	var dead []string
+	testenv.WaitFor(t, "the stand-in's run files", func() bool {
+		dead, _ = filepath.Glob(filepath.Join(filesDir, filesRootPrefix+"*", "w*", "run-*", "in.txt"))
+		return len(dead) == 1
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for _, pid := range pids {
+		testenv.WaitFor(t, fmt.Sprintf("worker %d to die with the server", pid), func() bool { return !alive(pid) })
+	}
+	if _, err := os.Stat(dead[0]); err != nil {
+		t.Fatalf("the killed server's run files are gone before a pool starts: %v", err)
+	}
+
+	opts := testOptions(t, 1, 0)
+	opts.FilesDir = filesDir
+	live := newTestPool(t, opts)
+	held, err := lockDir(mkdir(t, filepath.Join(filesDir, filesRootPrefix+"held")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	keep := []string{live.filesRoot, held.Name(), mkdir(t, filepath.Join(filesDir, newRootPrefix+"fresh")), mkdir(t, filepath.Join(filesDir, "wasmwiz-files-old"))}
+	stale := mkdir(t, filepath.Join(filesDir, newRootPrefix+"stale"))
+	past := time.Now().Add(-2 * newRootAge)
+	if err := os.Chtimes(stale, past, past); err != nil {
+		t.Fatal(err)
+	}
+
+	next := newTestPool(t, opts)
+	for _, p := range []string{filepath.Dir(filepath.Dir(filepath.Dir(dead[0]))), stale} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", p, err)
+		}
+	}
+	for _, p := range append(keep, next.filesRoot) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s went: %v", p, err)
+		}
+	}
+	// The live pool still runs files in its directory.
+	f := &wasmwiz.RunFiles{Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("mine")}}}
+	if err := f.Check(fileLimits()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := live.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Args: []string{"cat", "in.txt"}, Limits: fileLimits(), Files: f})
+	if err != nil || string(res.Stdout) != "cat in.txt: ok mine\n" {
+		t.Fatalf("a run on the live pool: %v %+v", err, res)
+	}
+}
+
+func mkdir(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

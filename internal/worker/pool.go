@@ -88,6 +88,8 @@ type Options struct {
 	Logger *slog.Logger
 	// FilesDir is where the pool makes its private directory, with one
 	// directory in it per worker for its runs' files; "" means os.TempDir().
+	// New removes what pools of processes that are gone left there
+	// (filesroot.go).
 	FilesDir string
 	// NoLandlock starts workers without their Landlock domain, which a
 	// kernel without Landlock ABI 2 lacks anyway (with a warning). The domain
@@ -144,6 +146,7 @@ type Pool struct {
 
 	landlock  *landlock // the workers' domain; nil: none
 	filesRoot string    // the pool's private directory: one directory per worker
+	filesLock *os.File  // holds filesRoot's lock (filesroot.go)
 	spawned   atomic.Uint64
 
 	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits, retires atomic.Uint64
@@ -225,7 +228,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	}
 
 	var err error
-	if pl.filesRoot, err = os.MkdirTemp(opts.FilesDir, "wasmwiz-files-"); err != nil {
+	if pl.filesRoot, pl.filesLock, err = makeFilesRoot(opts.FilesDir, log); err != nil {
 		cancel()
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the workers' files directory: %v", err)
 	}
@@ -234,7 +237,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		// exists when it is made.
 		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
 			cancel()
-			_ = os.RemoveAll(pl.filesRoot)
+			pl.removeFilesRoot()
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "compilation cache directory %s: %v", opts.CacheDir, err)
 		}
 	}
@@ -265,7 +268,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		pl.mu.Unlock()
 		cancel()
 		pl.children.Wait()
-		_ = os.RemoveAll(pl.filesRoot)
+		pl.removeFilesRoot()
 		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "starting worker processes")
 	}
 	pl.mu.Lock()
@@ -279,6 +282,13 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	pl.maybeSpawnLocked()
 	pl.mu.Unlock()
 	return pl, nil
+}
+
+// removeFilesRoot removes the pool's private directory, then lets go of
+// its lock.
+func (pl *Pool) removeFilesRoot() {
+	_ = os.RemoveAll(pl.filesRoot)
+	_ = pl.filesLock.Close()
 }
 
 func (pl *Pool) startProc(ctx context.Context) (*proc, error) {
@@ -579,6 +589,6 @@ func (pl *Pool) Close(ctx context.Context) error {
 		pl.mu.Unlock()
 		<-done
 	}
-	_ = os.RemoveAll(pl.filesRoot)
+	pl.removeFilesRoot()
 	return err
 }
