@@ -109,10 +109,16 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	// for the moment of the decision (the store counts the caller's
 	// background runs in flight), and the events are given back when the
 	// store refuses the run.
-	adm, err := e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(tier),
-		MaxConcurrent: maxAsyncAdmissions, SlotTTL: time.Minute})
-	if err != nil {
-		return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	// A caller from Admit spent its quota events then; its slot is given
+	// back below as this admission's is.
+	adm, held := c.held.take()
+	if !held {
+		var err error
+		adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(tier),
+			MaxConcurrent: maxAsyncAdmissions, SlotTTL: time.Minute})
+		if err != nil {
+			return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+		}
 	}
 	dec := adm.Decision
 	ex.RateLimit = &dec
@@ -142,7 +148,7 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		rec.Name = "" // a stored module runs under its own name, read when it starts
 	}
 	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env}
-	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
+	err := e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
 		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
 	})
 	adm.Release(err != nil)

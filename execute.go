@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -123,6 +124,34 @@ type Caller struct {
 
 	tag      cacheTag // where User and Tier came from: the Directory, or the stores
 	clientIP string
+	held     *heldAdmission // Admit's, until a run takes it over or Release gives it back
+}
+
+// heldAdmission is what Executor.Admit took for a request whose body is
+// still to be read.
+type heldAdmission struct {
+	adm   Admitted
+	taken atomic.Bool // a run took it over, or Release gave it back
+}
+
+// take hands the admission to a run, once.
+func (h *heldAdmission) take() (Admitted, bool) {
+	if h == nil || !h.taken.CompareAndSwap(false, true) {
+		return Admitted{}, false
+	}
+	return h.adm, true
+}
+
+// Release gives back what Admit took for c when no run took it over: the
+// concurrency slot and the quota events, as if nothing had been asked. It
+// may be called more than once, and on a caller Admit did not return.
+func (c *Caller) Release() {
+	if c == nil {
+		return
+	}
+	if adm, ok := c.held.take(); ok {
+		adm.Release(true)
+	}
 }
 
 // Cached reports whether the caller's user or tier came from the
@@ -217,7 +246,65 @@ func (e *Executor) Recheck(ctx context.Context, c *Caller) (context.Context, *Ca
 		return ctx, nil, err
 	}
 	fresh, err := e.caller(ctx, c.clientIP, false)
+	if fresh != nil {
+		fresh.held = c.held
+	}
 	return ctx, fresh, err
+}
+
+// Admit takes for the caller, before its request's body is read, what
+// Execute takes for a run: one of its tier's concurrency slots and one event
+// of each quota, so that a caller makes the server read and decode at most
+// its max_concurrent large bodies at once, and the body of a refused caller
+// is never read. The run then takes the admission over: Execute runs on it,
+// ExecuteAsync spends its quota events and gives the slot back. The caller
+// Admit returns (read again when what was cached was stale) carries it;
+// call its Release when the request ends, which gives the slot and the
+// quota events back when no run took them. bodyTime is how long the body
+// may take to arrive: the slot's ttl covers it and the run.
+//
+// Errors: ERATELIMIT for a quota or the caller's concurrency limit (with
+// a RetryAfter hint), EUNAVAILABLE when the limiter cannot decide, and
+// Recheck's. The Execution carries the tier and the rate decision.
+func (e *Executor) Admit(ctx context.Context, c *Caller, bodyTime time.Duration) (context.Context, *Caller, *Execution, error) {
+	ex := &Execution{Tier: c.Tier, Limits: c.Limits}
+	if e.Limiter == nil {
+		return ctx, c, ex, Errorf(EINTERNAL, "executor needs a rate limiter")
+	}
+	for attempt := 0; ; attempt++ {
+		adm, err := e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
+			MaxConcurrent: c.Tier.MaxConcurrent, SlotTTL: bodyTime + c.Limits.Timeout + slotMargin, Epoch: c.tag.epoch})
+		if err != nil {
+			return ctx, c, ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+		}
+		if e.Directory != nil {
+			e.Directory.Observe(adm.Epoch, adm.Fallback)
+		}
+		stale := adm.Stale || adm.Fallback && c.tag.cached() &&
+			e.now().Sub(c.tag.loaded) > e.Directory.fallbackMaxAge()
+		if !stale {
+			if !adm.Concurrency {
+				dec := adm.Decision
+				ex.RateLimit = &dec
+			}
+			if err := refusal(c.Tier, &adm); err != nil {
+				return ctx, c, ex, err
+			}
+			held := *c
+			held.held = &heldAdmission{adm: adm}
+			return ctx, &held, ex, nil
+		}
+		if adm.OK() {
+			adm.Release(true)
+		}
+		if attempt > 0 {
+			return ctx, c, ex, Errorf(EINTERNAL, "cached data stayed stale after it was read again")
+		}
+		if ctx, c, err = e.Recheck(ctx, c); err != nil {
+			return ctx, c, ex, err
+		}
+		ex.Tier, ex.Limits = c.Tier, c.Limits
+	}
 }
 
 // TierLimits returns the run limits of tier t under the server's clamps.
@@ -260,6 +347,9 @@ const slotMargin = time.Minute
 // tells which), EUNAVAILABLE when the replica is saturated (with a
 // RetryAfter hint) or the limiter cannot decide, EINTERNAL otherwise. A guest
 // outcome (trap, timeout, …) is a Result, not an error.
+//
+// A caller that Admit returned runs on the slot and quota events Admit
+// took, once; its sizes are checked as any run's.
 func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Execution, error) {
 	ex := &Execution{}
 	if e.Engine == nil || e.Limiter == nil || (e.Tiers == nil && e.Directory == nil) {
@@ -293,27 +383,42 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		run.Name = "module.wasm"
 	}
 	moduleBytes := int64(len(req.Wasm))
-
-	// Admission, at most twice: a second time when the first found the
-	// cached caller or module stale, on what was read again.
-	var adm Admitted
-	for attempt := 0; ; attempt++ {
+	// sizes sets the run's limits from c's and checks the request's sizes
+	// under them.
+	sizes := func() error {
 		if mod != nil {
 			moduleBytes = mod.SizeBytes
 		}
 		ex.Tier = c.Tier
 		run.Limits = c.Limits.Clamp(Limits{Timeout: req.Limits.Timeout, MaxMemoryBytes: req.Limits.MaxMemoryBytes})
 		ex.Limits = run.Limits
-		tag := c.tag.merge(modTag)
-		sizeErr := run.Limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), c.Tier.Name)
-		if sizeErr == nil && req.Files != nil {
+		err := run.Limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), c.Tier.Name)
+		if err == nil && req.Files != nil {
 			// A copy, checked and cleaned: req stays as the caller made it.
 			files := *req.Files
 			files.Entries = slices.Clone(req.Files.Entries)
 			files.Outputs = slices.Clone(req.Files.Outputs)
-			sizeErr = files.Check(run.Limits)
+			err = files.Check(run.Limits)
 			run.Files = &files
 		}
+		return err
+	}
+
+	adm, held := c.held.take()
+	if held {
+		// Admitted before the body was read (Admit), on a current cache
+		// epoch; the module, looked up since, is read from the stores.
+		var err error
+		if ctx, err = e.heldRun(ctx, &c, req, &run, &mod, sizes); err != nil {
+			adm.Release(true)
+			return ex, err
+		}
+	}
+	// Admission, at most twice: a second time when the first found the
+	// cached caller or module stale, on what was read again.
+	for attempt := 0; !held; attempt++ {
+		tag := c.tag.merge(modTag)
+		sizeErr := sizes()
 		if sizeErr == nil {
 			var err error
 			adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
@@ -411,6 +516,33 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		e.Usage.Record(rec)
 	}
 	return ex, err
+}
+
+// heldRun prepares a run admitted by Admit: its stored module read from
+// the stores, its sizes checked under the caller's limits, and, when they
+// refuse it on a cached caller, under the caller read again.
+func (e *Executor) heldRun(ctx context.Context, c **Caller, req *RunRequest, run *RunRequest, mod **Module, sizes func() error) (context.Context, error) {
+	if *mod != nil {
+		m, _, err := e.module(ctx, req.ModuleID, false)
+		if err != nil {
+			return ctx, err
+		}
+		*mod = m
+		run.SHA256, run.LoadWasm = m.SHA256, e.loader(m)
+		if req.Name == "" {
+			run.Name = m.Name
+		}
+	}
+	err := sizes()
+	if err == nil || !(*c).Cached() {
+		return ctx, err
+	}
+	ctx, fresh, err := e.Recheck(ctx, *c)
+	if err != nil {
+		return ctx, err
+	}
+	*c = fresh
+	return ctx, sizes()
 }
 
 // refusal returns the error of an admission that took nothing: every slot

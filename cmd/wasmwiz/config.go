@@ -49,6 +49,7 @@ type Config struct {
 	MinTransferRate int64         // bytes per second a body or an answer must move at after HeaderTimeout
 	IdleTimeout     time.Duration // a keep-alive connection without a request is closed after it
 	MaxHeaderBytes  int64         // a request's headers, at most
+	MaxBodyMemory   int64         // large request bodies held at once, at most (bytes, declared or capped)
 
 	AsyncWorkers int            // background runs this replica runs at once
 	WebhookAllow []netip.Prefix // non-public addresses webhooks may reach
@@ -196,6 +197,8 @@ func configVars() []configVar {
 			setSize(func(c *Config) *int64 { return &c.MinTransferRate }), func(c *Config) string { return wasmwiz.FormatSize(c.MinTransferRate) }},
 		{"WASMWIZ_IDLE_TIMEOUT", "60s", "a keep-alive connection that sends no request for this long is closed", false,
 			setDuration(func(c *Config) *time.Duration { return &c.IdleTimeout }), func(c *Config) string { return c.IdleTimeout.String() }},
+		{"WASMWIZ_MAX_BODY_MEMORY", "256MiB", "the most bytes of large request bodies (over 1MiB, or of unknown length) the server holds at once, from before each is read until its request ends, counted at its declared length, else its route's cap; past it a request waits up to WASMWIZ_QUEUE_TIMEOUT, then answers 503 with Retry-After", false,
+			setSize(func(c *Config) *int64 { return &c.MaxBodyMemory }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxBodyMemory) }},
 		{"WASMWIZ_MAX_HEADER_BYTES", "64KiB", "the most a request's headers may take; more is 431", false,
 			setSize(func(c *Config) *int64 { return &c.MaxHeaderBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxHeaderBytes) }},
 		{"WASMWIZ_ASYNC_WORKERS", strconv.Itoa(max(1, defaultWorkers()/2)), "background runs (\"async\": true) this replica runs at once, beside the synchronous ones; 0 runs none (the replica still admits them for others)", false,
@@ -338,6 +341,9 @@ func (c *Config) validate() []string {
 	}
 	if c.IdleTimeout <= 0 {
 		bad("WASMWIZ_IDLE_TIMEOUT", "must be positive")
+	}
+	if c.MaxBodyMemory < 16*wasmwiz.MiB {
+		bad("WASMWIZ_MAX_BODY_MEMORY", "must be at least 16MiB: a smaller bound leaves room for hardly one large body")
 	}
 	if c.MaxHeaderBytes < 4*wasmwiz.KiB || c.MaxHeaderBytes > 1*wasmwiz.MiB {
 		bad("WASMWIZ_MAX_HEADER_BYTES", "must be from 4KiB to 1MiB")

@@ -277,6 +277,8 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		MaxConcurrentRuns: cfg.MaxConcurrentRuns,
 		QueueSize:         cfg.QueueSize,
 		QueueTimeout:      cfg.QueueTimeout,
+		MaxBodyMemory:     cfg.MaxBodyMemory,
+		BodyMemoryWait:    cfg.QueueTimeout,
 		Logger:            s.log,
 		SeparateMetrics:   cfg.MetricsAddr != "",
 		MetricsToken:      cfg.MetricsToken,

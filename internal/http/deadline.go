@@ -31,6 +31,15 @@ func (t transfer) at(start time.Time, n int64) time.Time {
 	return start.Add(t.grace + time.Duration(float64(n)/float64(t.minRate)*float64(time.Second)))
 }
 
+// bodyTime is the longest a body of n bytes may take to arrive (0 when
+// there are no transfer deadlines).
+func (t transfer) bodyTime(n int64) time.Duration {
+	if t.minRate <= 0 {
+		return 0
+	}
+	return t.at(time.Time{}, n).Sub(time.Time{})
+}
+
 // transferDeadlines gives a request's body read deadlines that follow
 // MinRate, so that a body that trickles (with or without a key: the
 // deadline is set before authentication, and also bounds the discarding of

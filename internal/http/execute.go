@@ -39,7 +39,8 @@ func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID str
 	if err != nil {
 		return err
 	}
-	ctx, c, req, err := s.readExecute(w, r, moduleID, s.parseExecute)
+	ctx, c, req, done, err := s.readExecute(w, r, moduleID, s.parseExecute)
+	defer done()
 	if err != nil {
 		return err
 	}
@@ -67,41 +68,93 @@ func (s *Server) runExecute(w http.ResponseWriter, r *http.Request, moduleID str
 // executeParser reads an execute body under the caps of limits.
 type executeParser func(w http.ResponseWriter, r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error)
 
+// largeBody is the size from which an execute body is read only once its
+// caller was admitted (Executor.Admit) and the replica's BodyGate let it
+// in; a body of unknown length (chunked) counts as large.
+const largeBody = 1 << 20
+
 // readExecute decides the caller (Executor.Caller) and reads the body with
 // parse under the caller's limits. The caller may come from the cache: a
 // body refused as too large for it is checked against the stores first
 // (before reading, by its declared length, when it has one).
-func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID string, parse executeParser) (context.Context, *wasmwiz.Caller, *wasmwiz.RunRequest, error) {
-	ctx := r.Context()
+//
+// A large body is read only after the caller was admitted for its run (a
+// concurrency slot and the quota events, which the run then uses) and the
+// server's bound on body bytes in flight let it in; done gives back what
+// the run did not take over, and must be called when the request ends,
+// whatever the error.
+func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID string, parse executeParser) (ctx context.Context, c *wasmwiz.Caller, req *wasmwiz.RunRequest, done func(), err error) {
+	ctx, done = r.Context(), func() {}
 	ip := "" // the rate key of an anonymous caller only
 	if wasmwiz.UserFromContext(ctx) == nil {
 		ip = ClientIP(ctx).String()
 	}
-	c, err := s.exec.Caller(ctx, ip)
+	c, err = s.exec.Caller(ctx, ip)
 	if err != nil {
-		return ctx, nil, nil, err
+		return ctx, nil, nil, done, err
 	}
-	if c.Cached() && r.ContentLength > executeBodyCap(mediaType(r), moduleID != "", c.Limits) {
+	limit := executeBodyCap(mediaType(r), moduleID != "", c.Limits)
+	if c.Cached() && r.ContentLength > limit {
 		if ctx, c, err = s.exec.Recheck(ctx, c); err != nil {
-			return ctx, nil, nil, err
+			return ctx, nil, nil, done, err
+		}
+		limit = executeBodyCap(mediaType(r), moduleID != "", c.Limits)
+	}
+	if r.ContentLength > largeBody && r.ContentLength <= limit || r.ContentLength < 0 {
+		if ctx, c, done, err = s.admitBody(w, r, ctx, c, limit); err != nil {
+			return ctx, nil, nil, done, err
 		}
 	}
-	req, err := parse(w, r, c.Limits, c.Tier.Name, moduleID)
+	req, err = parse(w, r, c.Limits, c.Tier.Name, moduleID)
 	if err != nil && wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE && c.Cached() {
 		_, fresh, rerr := s.exec.Recheck(ctx, c)
 		if rerr != nil {
-			return ctx, nil, nil, rerr
+			return ctx, nil, nil, done, rerr
 		}
 		if fresh.Limits.MaxModuleBytes > c.Limits.MaxModuleBytes || fresh.Limits.MaxStdinBytes > c.Limits.MaxStdinBytes ||
 			fresh.Limits.MaxFilesInBytes > c.Limits.MaxFilesInBytes || fresh.Limits.MaxFiles > c.Limits.MaxFiles {
 			// Refused under limits that had just been raised, and the body
 			// is gone: the caller can send it again.
-			return ctx, nil, nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
+			return ctx, nil, nil, done, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
 				Message: "your tier's limits changed while the request was read; send it again",
 				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
 		}
 	}
-	return ctx, c, req, err
+	return ctx, c, req, done, err
+}
+
+// admitBody admits the caller's run before its large body is read
+// (Executor.Admit: a refused caller's body is never read), then waits for
+// the body's bytes (its declared length, else limit) in the server's
+// BodyGate. done releases both; the run takes the admission over first.
+func (s *Server) admitBody(w http.ResponseWriter, r *http.Request, ctx context.Context, c *wasmwiz.Caller, limit int64) (context.Context, *wasmwiz.Caller, func(), error) {
+	ctx, c, ex, err := s.exec.Admit(ctx, c, s.transfer.bodyTime(limit))
+	if err != nil {
+		s.observeExecution(ex, err)
+		setRateHeaders(w, ex)
+		return ctx, nil, func() {}, err
+	}
+	leave, err := s.enterBodyGate(r.WithContext(ctx), limit)
+	if err != nil {
+		c.Release()
+		return ctx, nil, func() {}, err
+	}
+	return ctx, c, func() { c.Release(); leave() }, nil
+}
+
+// enterBodyGate waits for room for r's body in the server's BodyGate when
+// it is large (over largeBody, or of unknown length; then counted at
+// limit, the route's cap); leave gives the room back.
+func (s *Server) enterBodyGate(r *http.Request, limit int64) (leave func(), err error) {
+	large := r.ContentLength > largeBody && r.ContentLength <= limit || r.ContentLength < 0
+	if s.bodies == nil || !large {
+		return func() {}, nil
+	}
+	n := limit
+	if r.ContentLength >= 0 {
+		n = r.ContentLength
+	}
+	return s.bodies.Enter(r.Context(), n)
 }
 
 // executeBodyCap is the most an execute body of media type mt may hold
@@ -615,7 +668,8 @@ const legacyExecutePath = "/api/execute"
 
 // legacyExecute is POST /api/execute, the original service's contract.
 func (s *Server) legacyExecute(w http.ResponseWriter, r *http.Request) error {
-	ctx, c, req, err := s.readExecute(w, r, "", parseLegacyExecute)
+	ctx, c, req, done, err := s.readExecute(w, r, "", parseLegacyExecute)
+	defer done()
 	if err != nil {
 		return err
 	}

@@ -3,15 +3,20 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -228,5 +233,186 @@ func TestExecuteJSONShape(t *testing.T) {
 				t.Fatalf("status %d: %s\nwant 400 EINVALID with %q", res.status, res.body, tt.contains)
 			}
 		})
+	}
+}
+
+// countingReader is a body that counts what the server read of it.
+type countingReader struct {
+	mu sync.Mutex
+	r  io.Reader
+	n  int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.mu.Lock()
+	c.n += int64(n)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *countingReader) read() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// admissions records what the limiter admitted and how each was released.
+type admissions struct {
+	mu       sync.Mutex
+	full     bool
+	admitted int
+	released []bool // refund flag of each release
+}
+
+func (a *admissions) limiterFn() func(ctx context.Context, ad wasmwiz.Admission) (wasmwiz.Admitted, error) {
+	return func(ctx context.Context, ad wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.full {
+			return wasmwiz.Admitted{Concurrency: true}, nil
+		}
+		a.admitted++
+		var once sync.Once
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true, Limit: 10, Remaining: 9},
+			Release: func(refund bool) {
+				once.Do(func() {
+					a.mu.Lock()
+					a.released = append(a.released, refund)
+					a.mu.Unlock()
+				})
+			}}, nil
+	}
+}
+
+func (a *admissions) state() (int, []bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.admitted, append([]bool(nil), a.released...)
+}
+
+// largeJSON is a valid execute body of more than 1MiB: stdin_base64 of
+// stdin bytes, and extra fields (JSON text) before the object's end.
+func largeJSON(stdin int, extra string) string {
+	return `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":"` + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'s'}, stdin)) + `"` + extra + `}`
+}
+
+// TestExecuteAdmitsBeforeALargeBody: a body over 1MiB, or of unknown
+// length, is read only once its caller was admitted for the run: a caller
+// at its concurrency limit is refused before a byte of it is read; the run
+// uses the admission taken (one admission per request), and a body that is
+// then refused gives the slot and the quota back.
+func TestExecuteAdmitsBeforeALargeBody(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		body       string
+		streamed   bool // no Content-Length
+		full       bool
+		status     int
+		wantRead   bool   // the server read the body
+		wantAdmits int    // admissions taken
+		wantRefund []bool // how they were released
+	}{
+		{name: "declared, at the concurrency limit", body: largeJSON(900<<10, ""), full: true, status: 429},
+		{name: "streamed, at the concurrency limit", body: largeJSON(900<<10, ""), streamed: true, full: true, status: 429},
+		{name: "small streamed body, at the concurrency limit", body: `{"wasm_base64":"AGFzbQEAAAA="}`, streamed: true, full: true, status: 429},
+		{name: "admitted and run", body: largeJSON(900<<10, ""), status: 200, wantRead: true, wantAdmits: 1, wantRefund: []bool{false}},
+		{name: "streamed, admitted and run", body: largeJSON(900<<10, ""), streamed: true, status: 200, wantRead: true, wantAdmits: 1, wantRefund: []bool{false}},
+		{name: "admitted, then refused while read", body: largeJSON(900<<10, `,"args":`+jsonText(t, manyArgs(wasmwiz.MaxArgs+1))),
+			status: 413, wantRead: true, wantAdmits: 1, wantRefund: []bool{true}},
+		{name: "admitted, then refused by the executor", body: largeJSON(900<<10, `,"function":"","params":[1]`),
+			status: 400, wantRead: true, wantAdmits: 1, wantRefund: []bool{true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			adm := &admissions{full: tt.full}
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
+			})
+			body := &countingReader{r: strings.NewReader(tt.body)}
+			r := httptest.NewRequest("POST", "/api/v1/execute", body)
+			r.ContentLength = int64(len(tt.body))
+			if tt.streamed {
+				r.ContentLength = -1
+			}
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Authorization", "Bearer "+userKey)
+			w := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(w, r)
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d: %.300s", w.Code, tt.status, w.Body.Bytes())
+			}
+			if tt.status == 429 && w.Header().Get("Retry-After") == "" {
+				t.Error("a 429 without Retry-After")
+			}
+			if read := body.read(); (read > 0) != tt.wantRead {
+				t.Errorf("the server read %d bytes of the body; want read: %v", read, tt.wantRead)
+			}
+			admitted, released := adm.state()
+			if admitted != tt.wantAdmits || fmt.Sprint(released) != fmt.Sprint(tt.wantRefund) {
+				t.Errorf("%d admissions released with refund %v; want %d, %v", admitted, released, tt.wantAdmits, tt.wantRefund)
+			}
+		})
+	}
+}
+
+// TestExecuteBodyMemoryBound: the large bodies the server holds at once
+// are bounded by Options.MaxBodyMemory: past it a request waits, then
+// answers 503 with Retry-After, before its body is read; small requests
+// never wait; room is made when a request ends.
+func TestExecuteBodyMemoryBound(t *testing.T) {
+	t.Parallel()
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.MaxBodyMemory = 2 << 20
+		o.BodyMemoryWait = time.Millisecond
+	})
+	run := f.engine.RunFn
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		if len(req.Stdin) > 1<<20/2 {
+			once.Do(func() { close(entered) })
+			<-unblock
+		}
+		return run(ctx, req)
+	}
+	big := largeJSON(900<<10, "") // 1.2MiB: one fits in 2MiB, two do not
+	post := func(key, body string) (*response, *countingReader) {
+		cr := &countingReader{r: strings.NewReader(body)}
+		r := httptest.NewRequest("POST", "/api/v1/execute", cr)
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+key)
+		w := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(w, r)
+		return &response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}, cr
+	}
+	first := make(chan *response, 1)
+	go func() {
+		res, _ := post(userKey, big)
+		first <- res
+	}()
+	testenv.Wait(t, "the first large run to start", func() { <-entered })
+
+	res, cr := post(otherKey, big)
+	if res.status != 503 || res.errorCode(t) != wasmwiz.EUNAVAILABLE || res.header.Get("Retry-After") == "" {
+		t.Fatalf("a second large body past the bound: %d %s (Retry-After %q)", res.status, res.body, res.header.Get("Retry-After"))
+	}
+	if cr.read() != 0 {
+		t.Errorf("the refused body was read (%d bytes)", cr.read())
+	}
+	if res, _ := post(otherKey, `{"wasm_base64":"AGFzbQEAAAA=","stdin":"small"}`); res.status != 200 {
+		t.Fatalf("a small body while the bound is reached: %d %s", res.status, res.body)
+	}
+	close(unblock)
+	var r1 *response
+	testenv.Wait(t, "the first run", func() { r1 = <-first })
+	if r1.status != 200 {
+		t.Fatalf("the first large body: %d %s", r1.status, r1.body)
+	}
+	if res, _ := post(otherKey, big); res.status != 200 {
+		t.Fatalf("a large body once the first ended: %d %s", res.status, res.body)
 	}
 }

@@ -18,6 +18,11 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	limits := s.exec.TierLimits(tier)
+	leave, err := s.enterBodyGate(r, limits.MaxModuleBytes+bodyOverhead)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	m := &wasmwiz.Module{}
 	switch mediaType(r) {
 	case "multipart/form-data":

@@ -74,6 +74,15 @@ type Options struct {
 	QueueSize         int
 	QueueTimeout      time.Duration
 
+	// MaxBodyMemory bounds the bytes of large request bodies (execute and
+	// module upload bodies over 1MiB, or of unknown length) the server holds
+	// at once, each counted at its declared length, else at its route's cap,
+	// from before it is read until its request ends. Past it a request
+	// waits at most BodyMemoryWait (default 5s), then answers 503 with
+	// Retry-After. Zero: no bound.
+	MaxBodyMemory  int64
+	BodyMemoryWait time.Duration
+
 	// MinTransferRate and TransferGrace bound how slowly a client may send
 	// a request body or read an answer: TransferGrace to start, then
 	// MinTransferRate bytes per second on average; slower connections are
@@ -120,6 +129,7 @@ type Server struct {
 	dir      *wasmwiz.Directory // nil: nothing cached
 	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
 	gate     *wasmwiz.RunGate
+	bodies   *wasmwiz.BodyGate // nil: no bound on body bytes in flight
 	mux      *http.ServeMux
 	routes   []Route
 	metrics  *metrics
@@ -140,6 +150,13 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.MaxConcurrentRuns > 0 {
 		s.gate = wasmwiz.NewRunGate(opts.MaxConcurrentRuns, opts.QueueSize, opts.QueueTimeout)
+	}
+	if opts.MaxBodyMemory > 0 {
+		wait := opts.BodyMemoryWait
+		if wait <= 0 {
+			wait = 5 * time.Second
+		}
+		s.bodies = wasmwiz.NewBodyGate(opts.MaxBodyMemory, wait)
 	}
 	if !opts.NoCache && opts.Epochs != nil {
 		s.dir = &wasmwiz.Directory{Keys: opts.Keys, Modules: opts.Modules, Tiers: opts.Tiers, Now: opts.Now}
