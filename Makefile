@@ -77,6 +77,12 @@ testdata: ## rebuild the test modules (.wat/.c -> .wasm) of internal/testmodule
 bench: ## Go benchmarks of every package (figures go to docs/PERFORMANCE.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: prove
+prove: ## attack and fault tests on PostgreSQL and Redis, one at a time; writes docs/RELIABILITY.md
+	WASMWIZ_TEST_POSTGRES_URL='$(WASMWIZ_TEST_POSTGRES_URL)' \
+	WASMWIZ_TEST_REDIS_URL='$(WASMWIZ_TEST_REDIS_URL)' \
+		bash scripts/prove.sh
+
 .PHONY: docker
 docker: ## build the container image (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .

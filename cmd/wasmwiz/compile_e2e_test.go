@@ -68,6 +68,7 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 		t.Fatalf("hello before the bomb: %v", err)
 	}
 
+	stopRSS := testenv.PeakRSS(t)
 	bombCtx, stopBomb := context.WithCancel(ctx)
 	defer stopBomb()
 	bombDone := make(chan error, 1)
@@ -79,13 +80,18 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 		return s.srv.pool.Stats().Busy == 1
 	})
 
+	refusedAt := time.Now()
 	_, err := second.CreateModule(ctx, client.ModuleUpload{Wasm: hostiletest.DeepLoops(30_001)})
+	refused := time.Since(refusedAt)
 	wantCode(t, "a second bomb", err, wasmwiz.EUNAVAILABLE)
 	if d, ok := client.RetryAfter(err); !ok || d <= 0 {
 		t.Errorf("the second bomb's 503 has no Retry-After (%v %v)", d, ok)
 	}
+	var helloTook testenv.Latencies
 	for i := range 3 {
+		start := time.Now()
 		res, err := hello.Execute(ctx, &client.ExecuteRequest{Wasm: helloWasm})
+		helloTook.Since(start)
 		if err != nil || string(res.Stdout) != "Hello, World!\n" {
 			t.Fatalf("hello %d beside the bomb: %v %+v", i, err, res)
 		}
@@ -97,4 +103,9 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	}
 	stopBomb()
 	<-bombDone
+	testenv.Prove(t, "compile bomb: 30,000 nested loops (tens of seconds of wazero's compiler), uploaded",
+		"the bomb compiles in one worker; a second bomb is refused 503 with Retry-After; another tenant's hello worlds run meanwhile",
+		"time to answer", "the second bomb's 503 in "+testenv.Ms(refused),
+		"other tenant's latency", helloTook.String(),
+		"peak RSS", testenv.MiB(stopRSS()))
 }

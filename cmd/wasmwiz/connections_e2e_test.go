@@ -110,6 +110,8 @@ func TestServeSlowConnections(t *testing.T) {
 				{"body without a key", execHead(""), body, "HTTP/1.1 401"},
 				{"headers", "POST /api/v1/execute HTTP/1.1\r\n", "X-Slow: " + body, ""},
 			}
+			stopRSS := testenv.PeakRSS(t)
+			var cutAfter, otherTook testenv.Latencies
 			var wg sync.WaitGroup
 			results := make([]slowConn, 8*len(attacks))
 			for i := range results {
@@ -117,12 +119,16 @@ func TestServeSlowConnections(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					start := time.Now()
 					results[i] = trickleRequest(t, addr, a.head, a.rest, 50*time.Millisecond)
+					cutAfter.Since(start)
 				}()
 			}
 			// The other tenant runs meanwhile.
 			for i := 0; i < 3; i++ {
+				start := time.Now()
 				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
+				otherTook.Since(start)
 				if err != nil || res.Status != api.StatusOK {
 					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
 				}
@@ -145,6 +151,11 @@ func TestServeSlowConnections(t *testing.T) {
 			if !strings.HasPrefix(status, "HTTP/1.1 431") {
 				t.Errorf("16KiB of headers: %q, want 431", status)
 			}
+			testenv.Prove(t, "slow connections: 24 trickling a byte per 50ms (bodies with and without a key, headers), "+be.name,
+				"each cut (400, 401 or closed) by WASMWIZ_MIN_TRANSFER_RATE 1KiB/s after WASMWIZ_HEADER_TIMEOUT 1s; another tenant's runs complete",
+				"time to answer", "cut after "+cutAfter.String()+" (the whole trickle would take 200 s)",
+				"other tenant's latency", otherTook.String(),
+				"peak RSS", testenv.MiB(stopRSS()))
 		})
 	}
 }

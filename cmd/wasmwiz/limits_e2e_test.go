@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -87,35 +89,38 @@ func TestServeTierLimits(t *testing.T) {
 		want    api.Status
 		check   func(t *testing.T, r *api.Result)
 		maxWall time.Duration
+		prove   string // the attack, for the prove report; "" for none
 	}{
-		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, api.StatusTimeout, nil, 0},
-		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, api.StatusTimeout, nil, 0},
+		{"tight loop stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm")}, api.StatusTimeout, nil, 0,
+			"endless loop (wall time 500ms)"},
+		{"loop-free recursion stops at the timeout", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm")}, api.StatusTimeout, nil, 0,
+			"loop-free recursion, which in-guest cancellation misses (wall time 500ms)"},
 		{"memory bomb hits the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm")}, api.StatusMemoryLimit,
 			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 8MiB cap", r.MemoryPeakBytes)
 				}
-			}, 0},
+			}, 0, "linear memory bomb (cap 8MiB)"},
 		{"a lower memory asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: 2 * wasmwiz.MiB}, api.StatusMemoryLimit,
 			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 2*wasmwiz.MiB {
 					t.Errorf("peak memory %d over the 2MiB asked for", r.MemoryPeakBytes)
 				}
-			}, 0},
+			}, 0, ""},
 		{"a higher memory asked for does not", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "memory_bomb.wasm"), Memory: wasmwiz.GiB}, api.StatusMemoryLimit,
 			func(t *testing.T, r *api.Result) {
 				if r.MemoryPeakBytes > 8*wasmwiz.MiB {
 					t.Errorf("peak memory %d: the caller raised its 8MiB cap", r.MemoryPeakBytes)
 				}
-			}, 0},
+			}, 0, ""},
 		{"output flood is cut at the cap", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "flood.wasm")}, api.StatusOutputLimit,
 			func(t *testing.T, r *api.Result) {
 				if !r.StdoutTruncated || int64(len(r.Stdout)) != 64*wasmwiz.KiB {
 					t.Errorf("stdout %d bytes, truncated %v; want the 64KiB cap, truncated", len(r.Stdout), r.StdoutTruncated)
 				}
-			}, 0},
-		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, api.StatusTimeout, nil, 0},
-		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, api.StatusTimeout, nil, 0},
+			}, 0, "output flood (cap 64KiB)"},
+		{"a higher timeout asked for does not apply", tight, client.ExecuteRequest{Wasm: testmodule.Read(t, "loop.wasm"), Timeout: time.Hour}, api.StatusTimeout, nil, 0, ""},
+		{"a lower timeout asked for applies", capped, client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"2000"}, Timeout: 100 * time.Millisecond}, api.StatusTimeout, nil, 0, ""},
 	}
 	// The wall time covers the compile: compile every module first, under
 	// the generous tier, so that the short wall times here are the guests'.
@@ -133,7 +138,9 @@ func TestServeTierLimits(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				req := tt.req
+				start := time.Now()
 				res, err := tt.user.Execute(ctx, &req)
+				took := time.Since(start)
 				if err != nil {
 					t.Fatalf("Execute: %v", err)
 				}
@@ -142,6 +149,11 @@ func TestServeTierLimits(t *testing.T) {
 				}
 				if tt.check != nil {
 					tt.check(t, res)
+				}
+				if tt.prove != "" {
+					testenv.Prove(t, tt.prove, "the run ends "+string(res.Status)+" and the replica goes on",
+						"time to answer", testenv.Ms(took), "guest's peak linear memory", testenv.MiB(res.MemoryPeakBytes),
+						"answer's output", fmt.Sprintf("%d bytes", len(res.Stdout)+len(res.Stderr)))
 				}
 			})
 		}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
@@ -32,12 +35,17 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 			_, _, key := s.newUser("flood")
 			other, _, _ := s.newUser(wasmwiz.TierBasic)
 
+			stopRSS := testenv.PeakRSS(t)
+			var otherTook, took testenv.Latencies
+			var sizes []string
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() { // the other tenant, meanwhile
 				defer wg.Done()
 				for i := 0; i < 3; i++ {
+					start := time.Now()
 					res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
+					otherTook.Since(start)
 					if err != nil || res.Status != api.StatusOK {
 						t.Errorf("another tenant's run: %+v, %v", res, err)
 					}
@@ -50,8 +58,11 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 				{"flood_escapes.wasm", "base64"},
 				{"flood_both.wasm", "utf-8"},
 			} {
+				start := time.Now()
 				resp, body := testenv.Do(t, http.MethodPost, s.url+"/api/v1/execute", key, "application/wasm",
 					bytes.NewReader(testmodule.Read(t, tt.module)))
+				took.Since(start)
+				sizes = append(sizes, fmt.Sprintf("%s %s", tt.module, testenv.MiB(int64(len(body)))))
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("%s: %d %.300s", tt.module, resp.StatusCode, body)
 				}
@@ -80,6 +91,12 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 				t.Logf("%s: answer %d bytes for a cap of %d", tt.module, len(body), limit)
 			}
 			wg.Wait()
+			testenv.Prove(t, "output flood on both streams, of bytes JSON escapes six-fold (cap 1MiB), "+be.name,
+				"the run ends output_limit with the cap's bytes; the answer is bounded by the cap; another tenant's runs complete",
+				"answer size", strings.Join(sizes, ", "),
+				"time to answer", took.String(),
+				"other tenant's latency", otherTook.String(),
+				"peak RSS", testenv.MiB(stopRSS()))
 		})
 	}
 }

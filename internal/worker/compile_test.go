@@ -156,7 +156,9 @@ func TestCompileMemoryBomb(t *testing.T) {
 	lim.Timeout = 10 * time.Minute // the memory, not the time, must end it
 	idle := residentBytes(pl.PIDs()[0])
 	stop := peakRSS(pl)
+	start := time.Now()
 	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+	took := time.Since(start)
 	peak := stop()
 	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "compiling the module needs more than") {
 		t.Fatalf("Run: %v, want ETOOLARGE for the compile's memory", err)
@@ -167,6 +169,10 @@ func TestCompileMemoryBomb(t *testing.T) {
 	if peak > bound {
 		t.Errorf("the worker held %s compiling, over its bound of %s", mib(peak), mib(bound))
 	}
+	testenv.Prove(t, "compile memory bomb: a br_table of 1,000,000 targets (1 MB module, gigabytes to compile; cap 16MiB)",
+		"refused 413 ETOOLARGE once the compile passes the request's memory; the worker stays within its bound; the refusal is remembered",
+		"time to answer", testenv.Ms(took),
+		"peak RSS", workerPeak(peak, idle, bound))
 	before := pl.Stats()
 	if _, err := pl.Inspect(context.Background(), wasm, lim); wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
 		t.Fatalf("Inspect of the same module: %v, want ETOOLARGE", err)

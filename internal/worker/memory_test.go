@@ -118,7 +118,9 @@ func TestPoolHostileMemory(t *testing.T) {
 			}
 			idle := residentBytes(pl.PIDs()[0])
 			stop := peakRSS(pl)
+			start := time.Now()
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: lim})
+			took := time.Since(start)
 			peak := stop()
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -132,6 +134,10 @@ func TestPoolHostileMemory(t *testing.T) {
 			if peak > bound {
 				t.Errorf("the worker held %s during the run, over its bound of %s", mib(peak), mib(bound))
 			}
+			testenv.Prove(t, "host memory through the engine: "+tt.name+" (cap "+mib(tt.cap)+")",
+				"the run ends "+string(res.Status)+"; the worker's memory stays within its bound; the pool goes on",
+				"time to answer", testenv.Ms(took),
+				"peak RSS", workerPeak(peak, idle, bound))
 			// The pool goes on: a hello world runs next.
 			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
@@ -196,8 +202,11 @@ func TestPoolMemoryAttackDoesNotMakeOthersWait(t *testing.T) {
 	testenv.WaitFor(t, "the attack to run", func() bool { return len(busyPIDs(pl)) == 1 })
 	attacker := busyPIDs(pl)[0]
 	sample := peakRSS(pl)
+	var helloTook testenv.Latencies
 	for i := range 20 {
+		start := time.Now()
 		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		helloTook.Since(start)
 		if err != nil || string(res.Stdout) != "Hello, World!\n" {
 			t.Fatalf("hello %d beside the attack: %v %+v", i, err, res)
 		}
@@ -211,8 +220,20 @@ func TestPoolMemoryAttackDoesNotMakeOthersWait(t *testing.T) {
 	if r := residentBytes(attacker); r > 64*wasmwiz.MiB || peak > 64*wasmwiz.MiB {
 		t.Errorf("the attacking worker holds %s (peak %s); its table's growth should fail long before", mib(r), mib(peak))
 	}
+	testenv.Prove(t, "table growth for ever (cap 16MiB), beside another caller",
+		"growth fails at the cap, the attacker's worker stays flat; the other caller's hello worlds run on the other worker",
+		"other tenant's latency", helloTook.String(),
+		"peak RSS", "workers "+mib(peak))
 	stop()
 	if err := <-done; wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("the cancelled attack: %v, want EUNAVAILABLE", err)
 	}
+}
+
+// workerPeak words a worker's peak for the prove report.
+func workerPeak(peak, idle, bound int64) string {
+	if peak == 0 {
+		return "worker not sampled: the run ended first (idle " + mib(idle) + ", bound " + mib(bound) + ")"
+	}
+	return "worker " + mib(peak) + " (idle " + mib(idle) + ", bound " + mib(bound) + ")"
 }
