@@ -50,8 +50,9 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 // receives the run's record when it ends.
 //
 // Errors: those of Execute for the request itself; EUNAUTHORIZED without a
-// user (background runs need an API key); EINVALID for a callback URL that
-// is not http(s) or a caller without a webhook secret; ERATELIMIT for a
+// user (background runs need an API key); EINVALID for a request with
+// files (req.Files: a background run takes none), a callback URL that is
+// not http(s) or a caller without a webhook secret; ERATELIMIT for a
 // quota or too many runs in flight; EUNAVAILABLE when background runs are
 // not configured or the queue cannot take the run.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
@@ -67,6 +68,11 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	}
 	if err := e.validate(c.User, req); err != nil {
 		return ex, err // a request the caller got wrong, whatever this server offers
+	}
+	if req.Files != nil {
+		// A queued run keeps its module, stdin and env, not a tree of files
+		// or what it wrote: taken, they would be dropped without a word.
+		return ex, Errorf(EINVALID, "files, archive, mount and outputs are for synchronous runs: a background run takes none")
 	}
 	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
 		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")

@@ -393,6 +393,21 @@ func TestServeAsyncAdmission(t *testing.T) {
 	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
 		t.Fatalf("a callback without a secret: %d %s", code, body)
 	}
+	// Files would be dropped by the queue: refused before anything is spent.
+	for name, extra := range map[string]map[string]any{
+		"files":   {"files": []map[string]string{{"path": "in.txt", "content_base64": b64([]byte("x"))}}},
+		"outputs": {"outputs": []string{"out/"}},
+		"mount":   {"mount": "/work"},
+	} {
+		req := map[string]any{"wasm_base64": hello, "async": true}
+		for k, v := range extra {
+			req[k] = v
+		}
+		code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, req, nil)
+		if code != http.StatusBadRequest || !bytes.Contains(body, []byte("synchronous runs")) {
+			t.Fatalf("a background run with %s: %d %s", name, code, body)
+		}
+	}
 	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
 	if code != http.StatusBadRequest {
 		t.Fatalf("a callback on a synchronous run: %d %s", code, body)
