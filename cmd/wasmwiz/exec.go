@@ -164,6 +164,11 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fail(err)
 		}
+		if *outDir != "" {
+			if err := writeOutputs(env, *outDir, res.Files); err != nil {
+				return execFailure(env, false, err)
+			}
+		}
 		// The output is out already: what is left is a plain function's
 		// results and how the run ended.
 		for _, v := range res.Results {

@@ -329,6 +329,16 @@ func TestExecFiles(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(out, "results", "r.csv")); err != nil || string(b) != "1,2" {
 		t.Fatalf("results/r.csv: %q %v", b, err)
 	}
+	// --follow prints the output as it comes, and the files still land.
+	followed := filepath.Join(dir, "followed")
+	code, stdout, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--follow", "--file", in+":in.csv",
+		"--output", "out/", "--out-dir", followed, testmodule.Path(t, "fsprobe.wasm"), "mkdir", "out", "copy", "in.csv", "out/r.csv")
+	if code != 0 || stdout != "mkdir out: ok\ncopy in.csv out/r.csv: ok 3\n" {
+		t.Fatalf("--follow: exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(followed, "out", "r.csv")); err != nil || string(b) != "1,2" {
+		t.Fatalf("--follow: out/r.csv: %q %v", b, err)
+	}
 	code, _, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--output", "x", testmodule.Path(t, "fsprobe.wasm"))
 	if code != 2 || !strings.Contains(stderr, "--output needs --out-dir") {
 		t.Fatalf("--output without --out-dir: exit %d %s", code, stderr)
