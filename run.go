@@ -315,11 +315,12 @@ type RunService interface {
 	DailyRuns(ctx context.Context, now time.Time, days int) ([]DailyRuns, error)
 	// Stats returns admin totals at now. Admin only (EFORBIDDEN).
 	Stats(ctx context.Context, now time.Time) (*Stats, error)
-	// DeleteRunsBefore deletes at most batch runs created before t, with
-	// their stored output, inputs and webhook attempts, and returns how many
-	// it deleted. Runs not in a final state are kept. Needs no caller; safe
-	// to run on every replica.
-	DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error)
+	// DeleteRunsBefore deletes at most batch runs created before t, of the
+	// named tier (the caller's tier when it ran) or of every tier when tier
+	// is "", with their stored output, inputs and webhook attempts, and
+	// returns how many it deleted. Runs not in a final state are kept. Needs
+	// no caller; safe to run on every replica.
+	DeleteRunsBefore(ctx context.Context, t time.Time, tier string, batch int) (int, error)
 }
 
 // RunStore is a store of runs with its queue side: what background runs

@@ -38,6 +38,9 @@ type Tier struct {
 	// stored; deleting a module frees its share. 0 allows none.
 	MaxStoredModules     int64 `tier:"max_stored_modules,count,min=0,max=1000000" flag:"max-stored-modules" help:"modules a user may keep stored"`
 	MaxStoredModuleBytes int64 `tier:"max_stored_module_bytes,bytes,min=0,max=1024GiB" flag:"max-stored-module-bytes" help:"bytes of a user's stored modules together"`
+	// RunRetention is how long the tier's runs are kept, their records with
+	// their output and inputs; WASMWIZ_RETENTION bounds it on a server.
+	RunRetention time.Duration `tier:"run_retention_ms,duration,min=1h,max=87600h" flag:"run-retention" help:"how long a run's record and output are kept"`
 
 	UpdatedAt time.Time
 }
@@ -90,25 +93,25 @@ func DefaultTiers() []*Tier {
 			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB,
 			MaxFilesInBytes: 1 * MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * MiB, MaxFilesOutBytes: 1 * MiB},
 			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second,
-			MaxStoredModules: 10, MaxStoredModuleBytes: 20 * MiB},
+			MaxStoredModules: 10, MaxStoredModuleBytes: 20 * MiB, RunRetention: 7 * 24 * time.Hour},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
 			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB,
 			MaxFilesInBytes: 10 * MiB, MaxFiles: 1000, MaxFileWriteBytes: 128 * MiB, MaxFilesOutBytes: 10 * MiB},
 			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute,
-			MaxStoredModules: 100, MaxStoredModuleBytes: 200 * MiB},
+			MaxStoredModules: 100, MaxStoredModuleBytes: 200 * MiB, RunRetention: 30 * 24 * time.Hour},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
 			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB,
 			MaxFilesInBytes: 50 * MiB, MaxFiles: 10_000, MaxFileWriteBytes: 1 * GiB, MaxFilesOutBytes: 50 * MiB},
 			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute,
-			MaxStoredModules: 1000, MaxStoredModuleBytes: 2 * GiB},
+			MaxStoredModules: 1000, MaxStoredModuleBytes: 2 * GiB, RunRetention: 90 * 24 * time.Hour},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
 			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB,
 			MaxFilesInBytes: 100 * MiB, MaxFiles: 50_000, MaxFileWriteBytes: 4 * GiB, MaxFilesOutBytes: 100 * MiB},
 			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour,
-			MaxStoredModules: 10_000, MaxStoredModuleBytes: 20 * GiB},
+			MaxStoredModules: 10_000, MaxStoredModuleBytes: 20 * GiB, RunRetention: 365 * 24 * time.Hour},
 	}
 }
 

@@ -213,7 +213,7 @@ func configVars() []configVar {
 			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
 		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
 			setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace }), func(c *Config) string { return c.ShutdownGrace.String() }},
-		{"WASMWIZ_RETENTION", "720h", "usage records older than this are deleted", false,
+		{"WASMWIZ_RETENTION", "8760h", "no run record is kept longer, whatever its tier's run_retention_ms (which applies below it); 0 keeps every run", false,
 			setDuration(func(c *Config) *time.Duration { return &c.Retention }), func(c *Config) string { return c.Retention.String() }},
 		{"WASMWIZ_LOG_LEVEL", "info", "debug, info, warn or error", false,
 			func(c *Config, v string) error {

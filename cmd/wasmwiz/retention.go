@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // Retention defaults: how often each replica deletes old runs, and how many
@@ -12,8 +14,8 @@ const (
 	retentionBatch           = 1000
 )
 
-// retentionLoop deletes runs older than WASMWIZ_RETENTION, in batches, soon
-// after start and then every RetentionInterval; a retention of 0 keeps
+// retentionLoop deletes old runs (deleteOldRuns), in batches, soon after
+// start and then every RetentionInterval; a WASMWIZ_RETENTION of 0 keeps
 // every run. Every replica runs it: a
 // batch deletes rows that exist, so two replicas only share the work.
 func (s *Server) retentionLoop(ctx context.Context) {
@@ -45,16 +47,34 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	}
 }
 
-// deleteOldRuns deletes every run older than the retention, one batch at a
-// time, and returns how many it deleted.
+// deleteOldRuns deletes the runs past their tier's run_retention_ms (the
+// tier a run ran under), then every run older than WASMWIZ_RETENTION, the
+// server's bound that also covers runs of tiers since deleted; one batch at
+// a time. It returns how many it deleted.
 func (s *Server) deleteOldRuns(ctx context.Context) int {
-	before := time.Now().Add(-s.cfg.Retention)
+	now := time.Now()
+	total := 0
+	tiers, err := s.store.ListTiers(wasmwiz.SystemContext(ctx))
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("retention: listing tiers failed; only WASMWIZ_RETENTION applies until the next interval", "err", err)
+	}
+	for _, t := range tiers {
+		if t.RunRetention > 0 && t.RunRetention < s.cfg.Retention {
+			total += s.deleteRuns(ctx, now.Add(-t.RunRetention), t.Name)
+		}
+	}
+	return total + s.deleteRuns(ctx, now.Add(-s.cfg.Retention), "")
+}
+
+// deleteRuns deletes the runs of tier (every tier when "") created before
+// before, in batches, and returns how many it deleted.
+func (s *Server) deleteRuns(ctx context.Context, before time.Time, tier string) int {
 	total := 0
 	for ctx.Err() == nil {
-		n, err := s.store.DeleteRunsBefore(ctx, before, retentionBatch)
+		n, err := s.store.DeleteRunsBefore(ctx, before, tier, retentionBatch)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "err", err)
+				s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "tier", tier, "err", err)
 			}
 			break
 		}
@@ -64,7 +84,7 @@ func (s *Server) deleteOldRuns(ctx context.Context) int {
 		}
 	}
 	if total > 0 {
-		s.log.Info("retention: deleted old runs", "runs", total, "before", before.UTC().Format(time.RFC3339))
+		s.log.Info("retention: deleted old runs", "runs", total, "tier", tier, "before", before.UTC().Format(time.RFC3339))
 	}
 	return total
 }

@@ -63,6 +63,27 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	}
 }
 
+// TestServeRetentionPerTier: a run is kept for its tier's run_retention_ms
+// (free 7 days, basic 30) under the default WASMWIZ_RETENTION.
+func TestServeRetentionPerTier(t *testing.T) {
+	t.Parallel()
+	db := backends[0].env(t)
+	oldFree, youngFree, oldBasic := pastRun(8*24*time.Hour), pastRun(6*24*time.Hour), pastRun(8*24*time.Hour)
+	oldBasic.Tier = wasmwiz.TierBasic
+	seedRuns(t, db, []*wasmwiz.UsageRecord{oldFree, youngFree, oldBasic})
+	s := startServe(t, serveEnv(t, db), ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	sys := wasmwiz.SystemContext(context.Background())
+	testenv.WaitFor(t, "the free tier's 8-day-old run to be deleted", func() bool {
+		_, err := s.srv.Store().FindRunByID(sys, oldFree.ID)
+		return wasmwiz.ErrorCode(err) == wasmwiz.ENOTFOUND
+	})
+	for _, r := range []*wasmwiz.UsageRecord{youngFree, oldBasic} {
+		if _, err := s.srv.Store().FindRunByID(sys, r.ID); err != nil {
+			t.Errorf("a %s run %v old, within its tier's retention: %v", r.Tier, time.Since(r.CreatedAt).Round(time.Hour), err)
+		}
+	}
+}
+
 // pastRun is a run record made age ago.
 func pastRun(age time.Duration) *wasmwiz.UsageRecord {
 	return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,

@@ -233,7 +233,7 @@ type RunService struct {
 	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error)
 	UsageFn            func(ctx context.Context, now time.Time) (*wasmwiz.Usage, error)
 	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
-	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, batch int) (int, error)
+	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, tier string, batch int) (int, error)
 	DailyRunsFn        func(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error)
 }
 
@@ -288,11 +288,11 @@ func (s *RunService) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, 
 }
 
 // DeleteRunsBefore calls DeleteRunsBeforeFn.
-func (s *RunService) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+func (s *RunService) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, batch int) (int, error) {
 	if s.DeleteRunsBeforeFn == nil {
 		return 0, unset("RunService.DeleteRunsBefore")
 	}
-	return s.DeleteRunsBeforeFn(ctx, t, batch)
+	return s.DeleteRunsBeforeFn(ctx, t, tier, batch)
 }
 
 // RateLimiter is a wasmwiz.RateLimiter.

@@ -358,11 +358,12 @@ func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) 
 	return &s, nil
 }
 
-// DeleteRunsBefore deletes at most batch runs created before t, oldest
-// first, and returns how many it deleted. It needs no caller. Replicas
+// DeleteRunsBefore deletes at most batch runs created before t (of tier,
+// when it is not ""), oldest first, and returns how many it deleted. It
+// needs no caller. Replicas
 // running it together skip each other's rows (FOR UPDATE SKIP LOCKED)
 // instead of waiting or deleting twice. EINVALID for a batch below 1.
-func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, batch int) (int, error) {
 	if batch < 1 {
 		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
 	}
@@ -372,11 +373,12 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 	err := db.pool.QueryRow(ctx, `WITH doomed AS (
 			DELETE FROM runs WHERE id IN (
 				SELECT id FROM runs WHERE created_at < $1 AND state NOT IN ('queued', 'running')
+					AND ($3 = '' OR tier = $3)
 				ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 			RETURNING id),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM doomed)),
 		deliveries AS (DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM doomed))
-		SELECT count(*) FROM doomed`, t.UTC(), batch).Scan(&n)
+		SELECT count(*) FROM doomed`, t.UTC(), batch, tier).Scan(&n)
 	if err != nil {
 		return 0, dbError(err, "delete runs")
 	}

@@ -156,7 +156,7 @@ func TestDeleteRunsBefore(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for {
-						n, err := db.DeleteRunsBefore(context.Background(), cutoff, batch)
+						n, err := db.DeleteRunsBefore(context.Background(), cutoff, "", batch)
 						if err != nil {
 							errs <- err
 							return
@@ -192,7 +192,7 @@ func TestDeleteRunsBefore(t *testing.T) {
 					t.Fatalf("record of %v before the cutoff %v survived", r.CreatedAt, cutoff)
 				}
 			}
-			_, err = db.DeleteRunsBefore(context.Background(), cutoff, 0)
+			_, err = db.DeleteRunsBefore(context.Background(), cutoff, "", 0)
 			wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
 		})
 	}

@@ -327,12 +327,13 @@ func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) 
 	return st, dbError(rows.Err(), "stats: top modules")
 }
 
-// DeleteRunsBefore deletes at most batch runs created before t, oldest
-// first, and returns how many it deleted; call it until it returns 0. Each
+// DeleteRunsBefore deletes at most batch runs created before t (of tier,
+// when it is not ""), oldest first, and returns how many it deleted; call
+// it until it returns 0. Each
 // call is one short transaction, so retention never holds the write lock
 // long, and replicas running it at once only share the work. It needs no
 // caller. EINVALID for a batch below 1.
-func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int, error) {
+func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, batch int) (int, error) {
 	if batch < 1 {
 		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
 	}
@@ -347,7 +348,8 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, batch int) (int
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO temp.doomed_runs SELECT id FROM runs
-			WHERE created_at < ? AND state NOT IN ('queued', 'running') ORDER BY created_at LIMIT ?`, ms(t), batch); err != nil {
+			WHERE created_at < ? AND state NOT IN ('queued', 'running') AND (? = '' OR tier = ?)
+			ORDER BY created_at LIMIT ?`, ms(t), tier, tier, batch); err != nil {
 			return err
 		}
 		for _, q := range []string{

@@ -124,7 +124,7 @@ func testCancelledContext(t *testing.T, e *env) {
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "FindRuns with a cancelled context")
 	err = e.s.CreateRuns(bg, []*wasmwiz.UsageRecord{run(u.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")})
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "CreateRuns with a cancelled context")
-	_, err = e.s.DeleteRunsBefore(bg, e.clock.Now(), 10)
+	_, err = e.s.DeleteRunsBefore(bg, e.clock.Now(), "", 10)
 	wantCode(t, err, wasmwiz.EUNAVAILABLE, "DeleteRunsBefore with a cancelled context")
 	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
 	wantOK(t, err, "FindRuns")

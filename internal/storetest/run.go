@@ -23,6 +23,7 @@ var runTests = []test{
 	{"StatsIsForAdmins", testStatsForbidden},
 	{"StatsTopModulesAreTen", testStatsTopTen},
 	{"DeleteRunsBeforeInBatches", testDeleteRunsBefore},
+	{"DeleteRunsBeforeOfOneTier", testDeleteRunsBeforeOfTier},
 	{"DailyRuns", testDailyRuns},
 	{"DeleteRunsBeforeOnEveryReplicaAtOnce", testDeleteRunsBeforeConcurrently},
 }
@@ -400,7 +401,7 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 
 	var got []int
 	for {
-		n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, 10)
+		n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, "", 10)
 		wantOK(t, err, "DeleteRunsBefore")
 		got = append(got, n)
 		if n == 0 || len(got) > 10 {
@@ -424,8 +425,31 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 	if mod.RunCount != 26 {
 		t.Fatalf("module run count %d after retention, want 26", mod.RunCount)
 	}
-	_, err = e.s.DeleteRunsBefore(context.Background(), cutoff, 0)
+	_, err = e.s.DeleteRunsBefore(context.Background(), cutoff, "", 0)
 	wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+}
+
+// testDeleteRunsBeforeOfTier: retention per tier deletes the old runs of
+// that tier only.
+func testDeleteRunsBeforeOfTier(t *testing.T, e *env) {
+	u, _ := e.user("u@example.com", wasmwiz.TierFree)
+	cutoff := e.clock.Now().AddDate(0, 0, -7)
+	oldFree := run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Hour), "", "")
+	oldBasic := run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(-time.Hour), "", "")
+	oldBasic.Tier = wasmwiz.TierBasic
+	newFree := run(u.ID, wasmwiz.StatusOK, 1, cutoff.Add(time.Hour), "", "")
+	e.runs(oldFree, oldBasic, newFree)
+	n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, wasmwiz.TierFree, 10)
+	wantOK(t, err, "DeleteRunsBefore of the free tier")
+	if n != 1 {
+		t.Fatalf("DeleteRunsBefore of the free tier deleted %d runs, want 1", n)
+	}
+	_, err = e.s.FindRunByID(e.sys, oldFree.ID)
+	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of the deleted free run")
+	for _, r := range []*wasmwiz.UsageRecord{oldBasic, newFree} {
+		_, err := e.s.FindRunByID(e.sys, r.ID)
+		wantOK(t, err, "FindRunByID of a run of another tier or after the cutoff")
+	}
 }
 
 func testStatsTopTen(t *testing.T, e *env) {
@@ -487,7 +511,7 @@ func testDeleteRunsBeforeConcurrently(t *testing.T, e *env) {
 		go func() {
 			defer wg.Done()
 			for {
-				n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, 7)
+				n, err := e.s.DeleteRunsBefore(context.Background(), cutoff, "", 7)
 				if err != nil {
 					errs[i] = err
 					return

@@ -281,7 +281,7 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 	wantOK(t, err, "CancelRun")
 	wantOK(t, e.s.AddWebhookDelivery(e.anon, &wasmwiz.WebhookDelivery{RunID: done.ID, Attempt: 1, At: e.clock.Now()}), "AddWebhookDelivery")
 	e.clock.Add(time.Hour)
-	n, err := e.s.DeleteRunsBefore(e.anon, e.clock.Now(), 100)
+	n, err := e.s.DeleteRunsBefore(e.anon, e.clock.Now(), "", 100)
 	wantOK(t, err, "DeleteRunsBefore")
 	if n != 1 {
 		t.Fatalf("DeleteRunsBefore deleted %d runs, want the one that ended", n)
