@@ -39,8 +39,9 @@ type Tier struct {
 	MaxStoredModules     int64 `tier:"max_stored_modules,count,min=0,max=1000000" flag:"max-stored-modules" help:"modules a user may keep stored"`
 	MaxStoredModuleBytes int64 `tier:"max_stored_module_bytes,bytes,min=0,max=1024GiB" flag:"max-stored-module-bytes" help:"bytes of a user's stored modules together"`
 	// RunRetention is how long the tier's runs are kept, their records with
-	// their output and inputs; WASMWIZ_RETENTION bounds it on a server.
-	RunRetention time.Duration `tier:"run_retention_ms,duration,min=1h,max=87600h" flag:"run-retention" help:"how long a run's record and output are kept"`
+	// their output and inputs; WASMWIZ_RETENTION bounds it on a server, and
+	// applies alone when it is 0.
+	RunRetention time.Duration `tier:"run_retention_ms,duration,min=0,max=87600h" flag:"run-retention" help:"how long a run's record and output are kept (0: as long as WASMWIZ_RETENTION)"`
 
 	UpdatedAt time.Time
 }
