@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// repeated is n bytes of unit again and again, read as it is sent.
+func repeated(unit string, n int64) io.Reader {
+	return io.LimitReader(&unitReader{unit: unit}, n)
+}
+
+type unitReader struct {
+	unit string
+	off  int
+}
+
+func (r *unitReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.unit[r.off:])
+		r.off = (r.off + c) % len(r.unit)
+		n += c
+	}
+	return n, nil
+}
+
+// hostileBody is one request of an attack: its parts are sent as they are
+// made, so that the test holds none of it.
+type hostileBody struct {
+	contentType string
+	parts       []io.Reader
+	length      int64 // -1: chunked, no Content-Length
+}
+
+// answer is what the server said to one request.
+type answer struct {
+	status        int
+	code, message string
+	err           error
+}
+
+func (a answer) String() string {
+	if a.err != nil {
+		return "no answer: " + a.err.Error()
+	}
+	return fmt.Sprintf("%d %s %q", a.status, a.code, a.message)
+}
+
+// postBody sends b to the server's execute route with key.
+func postBody(ctx context.Context, base, key string, b hostileBody) answer {
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/v1/execute", io.MultiReader(b.parts...))
+	if err != nil {
+		return answer{err: err}
+	}
+	req.ContentLength = b.length
+	req.Header.Set("Content-Type", b.contentType)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = json.Unmarshal(raw, &e)
+	return answer{status: resp.StatusCode, code: e.Error.Code, message: e.Error.Message}
+}
+
+// procStatus reads one field of /proc/pid/status, in bytes (kB values).
+func procStatus(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatalf("reading the server's memory: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: %q", field, line)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestServeLargeBodiesBounded is issue 9's attack and its variants against
+// the real binary on PostgreSQL and Redis: eight 15 MB JSON bodies of
+// millions of tiny args from one free key (which took the server from 250
+// MB to 1.4 GB before args had caps), chunked bodies with no
+// Content-Length, a multipart args part of millions of args, and a crowd of
+// free callers each sending a 13 MB module at once. Every answer is a
+// refusal with the code its cap gives (429 for a caller at its concurrency
+// limit, 503 when the server's bound on bodies in flight is reached; never
+// a run, never another 5xx), the serve process's peak resident memory stays
+// within bodyMemoryBound of what it was before, and another tenant's hello
+// world completes meanwhile.
+func TestServeLargeBodiesBounded(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("reads the server's memory from /proc")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	ru, err := url.Parse(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Redis database of its own, emptied of earlier runs' counts: the
+	// binary uses the default key prefix, and user ids repeat per schema.
+	ru.Path = "/13"
+	rc, err := redis.NewClient(ru.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if keys, err := rc.Keys(ctx, redis.DefaultPrefix+"*").Result(); err != nil {
+		t.Fatal(err)
+	} else if len(keys) > 0 {
+		if err := rc.Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const bodyMemory = 64 << 20
+	p := startServeProcess(t, map[string]string{
+		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
+		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(), "WASMWIZ_REDIS_TIMEOUT": "5s",
+		"WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory),
+	})
+	admin, _ := client.New(p.url, keyPattern.FindString(p.stdout.String()))
+	newKey := func(tier string, i int) string {
+		cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: fmt.Sprintf("%s-%d@example.com", tier, i), Tier: tier, CreateKey: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cu.Secret
+	}
+	victimKey := newKey(wasmwiz.TierBasic, 0)
+	victim, _ := client.New(p.url, victimKey)
+	hello := testmodule.Read(t, "hello.wasm")
+	helloB64 := base64.StdEncoding.EncodeToString(hello)
+	if res, err := victim.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+		t.Fatalf("hello world before the attack: %+v, %v", res, err)
+	}
+	pid := p.cmd.Process.Pid
+	before := procStatus(t, pid, "VmRSS")
+
+	const size = 15 << 20
+	type attack struct {
+		name  string
+		key   string
+		body  func() hostileBody
+		ok    func(a answer) bool // the refusal this body's cap gives
+		alone bool                // the only request of its key
+	}
+	capped := func(status int, code, msg string) func(a answer) bool {
+		return func(a answer) bool { return a.status == status && a.code == code && strings.Contains(a.message, msg) }
+	}
+	attacker, chunker, envs, multi := newKey(wasmwiz.TierFree, 1), newKey(wasmwiz.TierFree, 2), newKey(wasmwiz.TierFree, 3), newKey(wasmwiz.TierFree, 4)
+	var attacks []attack
+	for range 8 {
+		attacks = append(attacks, attack{name: "15 MB of tiny args", key: attacker, body: func() hostileBody {
+			head, tail := `{"wasm_base64":"`+helloB64+`","args":[`, `"a"]}`
+			n := int64(size - len(head) - len(tail))
+			n -= n % 4
+			return hostileBody{"application/json", []io.Reader{strings.NewReader(head), repeated(`"a",`, n), strings.NewReader(tail)},
+				int64(len(head)) + n + int64(len(tail))}
+		}, ok: capped(413, wasmwiz.ETOOLARGE, "more than 4096 arguments")})
+	}
+	for range 4 {
+		attacks = append(attacks, attack{name: "chunked, endless stdin", key: chunker, body: func() hostileBody {
+			return hostileBody{"application/json", []io.Reader{strings.NewReader(`{"wasm_base64":"` + helloB64 + `","stdin_base64":"`),
+				repeated("AAAA", size), strings.NewReader(`"}`)}, -1}
+		}, ok: capped(413, wasmwiz.ETOOLARGE, "stdin is over the 1MiB limit")})
+		attacks = append(attacks, attack{name: "chunked, millions of env vars", key: envs, body: func() hostileBody {
+			return hostileBody{"application/json", []io.Reader{strings.NewReader(`{"wasm_base64":"` + helloB64 + `","env":{`),
+				repeated(`"K":"",`, size), strings.NewReader(`"K":""}}`)}, -1}
+		}, ok: capped(413, wasmwiz.ETOOLARGE, "more than 4096 environment variables")})
+	}
+	for range 4 {
+		attacks = append(attacks, attack{name: "multipart args of 15 MB", key: multi, body: func() hostileBody {
+			const boundary = "b0undary"
+			head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"hello.wasm\"\r\n\r\n" + string(hello) +
+				"\r\n--" + boundary + "\r\nContent-Disposition: form-data; name=\"args\"\r\n\r\n["
+			tail := `"a"]` + "\r\n--" + boundary + "--\r\n"
+			n := int64(size - len(head) - len(tail))
+			n -= n % 4
+			return hostileBody{"multipart/form-data; boundary=" + boundary,
+				[]io.Reader{strings.NewReader(head), repeated(`"a",`, n), strings.NewReader(tail)}, int64(len(head)) + n + int64(len(tail))}
+		}, ok: capped(413, wasmwiz.ETOOLARGE, "args are over 2MiB as JSON text")})
+	}
+	for i := range 8 {
+		// Each its own free caller: only the server's bound holds them.
+		attacks = append(attacks, attack{name: "a 13 MB module", key: newKey(wasmwiz.TierFree, 10+i), body: func() hostileBody {
+			const n = 13 << 20
+			return hostileBody{"application/json", []io.Reader{strings.NewReader(`{"wasm_base64":"`), repeated("AAAA", n), strings.NewReader(`"}`)}, n + 18}
+		}, ok: capped(400, wasmwiz.EINVALID, ""), alone: true})
+	}
+
+	answers := make([]answer, len(attacks))
+	var wg sync.WaitGroup
+	for i, a := range attacks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = postBody(ctx, p.url, a.key, a.body())
+		}()
+	}
+	// Another tenant meanwhile.
+	for i := range 3 {
+		if res, err := victim.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+			t.Errorf("another tenant's hello world %d during the attack: %+v, %v", i+1, res, err)
+		}
+	}
+	testenv.Wait(t, "the attack's answers", wg.Wait)
+	peak := procStatus(t, pid, "VmHWM")
+
+	counts := map[string]int{}
+	for i, a := range answers {
+		at := attacks[i]
+		switch {
+		case at.ok(a):
+		case a.status == 429 && a.code == wasmwiz.ERATELIMIT && strings.Contains(a.message, "too many runs in flight") && !at.alone:
+			// The caller's one slot (free tier) was taken by another of its bodies.
+		case a.status == 503 && a.code == wasmwiz.EUNAVAILABLE && strings.Contains(a.message, "too many large request bodies"):
+		default:
+			t.Errorf("%s: %s", at.name, a)
+		}
+		counts[fmt.Sprintf("%s: %d %s", at.name, a.status, a.code)]++
+	}
+	t.Logf("answers: %v", counts)
+	t.Logf("serve's resident memory: %d MiB before, peak %d MiB (WASMWIZ_MAX_BODY_MEMORY %d MiB)", before>>20, peak>>20, bodyMemory>>20)
+	if bound := before + bodyMemoryBound(bodyMemory); peak > bound {
+		t.Errorf("serve's peak resident memory %d MiB, over %d MiB (before the attack %d MiB plus the bound on bodies in flight)", peak>>20, bound>>20, before>>20)
+	}
+	if res, err := victim.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
+		t.Fatalf("hello world after the attack: %+v, %v", res, err)
+	}
+}
+
+// bodyMemoryBound is what bodies in flight may add to the server's
+// resident memory under WASMWIZ_MAX_BODY_MEMORY of n: each body is held at
+// most about three times over while it is decoded (its text, the decoded
+// bytes, the decoder's buffer), and the garbage collector lets the heap
+// grow to twice what is live before it collects.
+func bodyMemoryBound(n int64) int64 { return 6 * n }
