@@ -231,7 +231,7 @@ func TestServeDatabaseHang(t *testing.T) {
 	}
 	recorded := time.Since(unstalled)
 	testenv.Prove(t, "PostgreSQL hangs (2 replicas, proxy stalled)",
-		fmt.Sprintf("every request answered while the database hung: 200 or 503 EUNAVAILABLE with Retry-After; slots free after; every 200 has its record (WASMWIZ_DATABASE_TIMEOUT %v)", hangDatabaseTimeout),
+		fmt.Sprintf("every request answered while the database hung, within %v of its sending (WASMWIZ_DATABASE_TIMEOUT %v): 200, or 503 EUNAVAILABLE with Retry-After; slots free after; every 200 has its record", hangBound, hangDatabaseTimeout),
 		"time to answer", took.String(),
 		"answers", fmt.Sprintf("%d ok, %d 503", ok, unavailable),
 		"all answered after the hang began", testenv.Ms(hangAnswered),
