@@ -339,6 +339,24 @@ func TestExecFiles(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(followed, "out", "r.csv")); err != nil || string(b) != "1,2" {
 		t.Fatalf("--follow: out/r.csv: %q %v", b, err)
 	}
+	// A stored module: its files come back the same way (the answer as a
+	// tar), and an omitted file is named.
+	mod, err := s.client(key).CreateModule(context.Background(), client.ModuleUpload{Wasm: testmodule.Read(t, "fsprobe.wasm"), Name: "fsprobe.wasm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := filepath.Join(dir, "stored")
+	code, stdout, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--module-id", mod.ID, "--output", "*.bin",
+		"--out-dir", stored, "fill", "a.bin", "1000", "fill", "z.bin", "9000000")
+	if code != 0 || stdout != "fill a.bin 1000: ok 1000\nfill z.bin 9000000: ok 9000000\n" || !strings.Contains(stderr, "z.bin (") {
+		t.Fatalf("--module-id: exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
+	}
+	if st, err := os.Stat(filepath.Join(stored, "a.bin")); err != nil || st.Size() != 1000 {
+		t.Fatalf("--module-id: a.bin: %v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(stored, "z.bin")); !os.IsNotExist(err) {
+		t.Fatalf("--module-id: z.bin, over max_files_out_bytes, was written: %v", err)
+	}
 	code, _, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--output", "x", testmodule.Path(t, "fsprobe.wasm"))
 	if code != 2 || !strings.Contains(stderr, "--output needs --out-dir") {
 		t.Fatalf("--output without --out-dir: exit %d %s", code, stderr)
