@@ -71,8 +71,9 @@ type OutputFile struct {
 	Size   int64
 	SHA256 string // hex digest of the content
 	Data   []byte // the content; nil when Omitted
-	// Omitted: the files before it in path order filled the tier's
-	// max_files_out_bytes; this one is listed, its content is not sent.
+	// Omitted: the file did not fit in what the files before it (in path
+	// order) left of the tier's max_files_out_bytes; it is listed, its
+	// content is not sent. A smaller file after it may still fit.
 	Omitted bool
 }
 

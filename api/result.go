@@ -165,7 +165,7 @@ type File struct {
 	Size    int64
 	SHA256  string // hex digest of the content
 	Content []byte // nil when Omitted
-	Omitted bool   // listed without its content: the files before it filled the tier's max_files_out_bytes
+	Omitted bool   // listed without its content: it did not fit in what the files before it left of the tier's max_files_out_bytes
 }
 
 // MarshalJSON writes a file as a result carries it, its content base64.

@@ -303,7 +303,7 @@ func writeOutputs(env *Env, dir string, files []wasmwiz.OutputFile) error {
 	defer root.Close()
 	for _, f := range files {
 		if f.Omitted {
-			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s (%s) did not come back: the files before it filled the tier's max_files_out_bytes\n",
+			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s (%s) did not come back: it did not fit in what was left of the tier's max_files_out_bytes\n",
 				f.Path, wasmwiz.FormatSize(f.Size))
 			continue
 		}

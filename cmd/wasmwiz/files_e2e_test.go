@@ -236,8 +236,8 @@ func TestAPIFiles(t *testing.T) {
 		if big.Path != "out/big" || !big.Omitted || big.Content != nil || big.Size != 9000000 || len(big.SHA256) != 64 {
 			t.Errorf("a file over max_files_out_bytes (8MiB): %+v", big)
 		}
-		if small.Path != "out/small" || small.Size != 1 {
-			t.Errorf("the file after it: %+v", small)
+		if small.Path != "out/small" || small.Size != 1 || string(small.Content) != "s" {
+			t.Errorf("a smaller file after it still fits: %+v", small)
 		}
 	})
 	t.Run("cleanup", func(t *testing.T) {
