@@ -66,7 +66,9 @@ func TestServeSharedRedisLimit(t *testing.T) {
 
 // TestServeRedisOutage: Redis goes away mid-test (a TCP proxy in front of
 // it stops): no request fails, the in-memory fallback decides, /readyz
-// and the metrics say so; when Redis is back, Redis decides again.
+// (redis and cache checks) and the metrics say so; a key revoked on a
+// second replica during the outage is refused here; when Redis is back,
+// Redis decides again.
 func TestServeRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -80,8 +82,11 @@ func TestServeRedisOutage(t *testing.T) {
 	// outage is the stopped proxy, which refuses at once.
 	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(),
 		"WASMWIZ_REDIS_TIMEOUT": "5s"})
-	s := startServe(t, env, ServeOptions{})
+	opts := ServeOptions{RedisPrefix: randomPrefix()}
+	s := startServe(t, env, opts)
+	other := startServe(t, env, opts) // the replica where the key is revoked
 	user, _, _ := s.newUser(wasmwiz.TierPro)
+	doomed, _, doomedKey := s.newUser(wasmwiz.TierPro)
 	hello := testmodule.Read(t, "hello.wasm")
 	run := func(what string) {
 		t.Helper()
@@ -93,6 +98,7 @@ func TestServeRedisOutage(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		run("with Redis up")
 	}
+
 	if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive || st.Allowed != 3 {
 		t.Fatalf("before the outage: %+v", st)
 	}
@@ -106,9 +112,27 @@ func TestServeRedisOutage(t *testing.T) {
 		t.Fatalf("during the outage: %+v", st)
 	}
 	rd, err := s.client("").Ready(ctx)
-	if err != nil || rd.Ready || rd.Checks["redis"] != "down" || rd.Checks["database"] != "ok" {
+	if err != nil || rd.Ready || rd.Checks["redis"] != "down" || rd.Checks["cache"] != "down" || rd.Checks["database"] != "ok" {
 		t.Fatalf("/readyz during the outage: %+v, %v", rd, err)
 	}
+	// Revoked on the other replica while Redis is away: s, which cached
+	// the key during the outage, refuses it soon after (the replicas read
+	// the database's cache epoch while Redis cannot carry it, and cached
+	// entries live at most DefaultFallbackMaxAge meanwhile).
+	if _, err := doomed.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+		t.Fatalf("the doomed key during the outage: %v", err)
+	}
+	keys, _, err := other.client(doomedKey).ListKeys(ctx, false, client.Page{})
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("ListKeys: %v, %v", keys, err)
+	}
+	if err := other.client(doomedKey).RevokeKey(ctx, keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the key revoked on the other replica to be refused here", func() bool {
+		_, err := doomed.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		return codeOf(err) == wasmwiz.EUNAUTHORIZED
+	})
 	metrics, err := s.client("").Metrics(ctx)
 	if err != nil || !strings.Contains(metrics, "wasmwiz_ratelimit_fallback_active 1") || !strings.Contains(metrics, "wasmwiz_ratelimit_fallbacks_total 1") {
 		t.Fatalf("metrics during the outage lack the fallback: %v", err)
@@ -124,7 +148,7 @@ func TestServeRedisOutage(t *testing.T) {
 	if st := s.srv.LimiterStats(); st.Fallback != before || st.FallbackActive {
 		t.Fatalf("after the outage the fallback still decides: %+v", st)
 	}
-	if rd, err := s.client("").Ready(ctx); err != nil || !rd.Ready {
+	if rd, err := s.client("").Ready(ctx); err != nil || !rd.Ready || rd.Checks["cache"] != "ok" {
 		t.Fatalf("/readyz after the outage: %+v, %v", rd, err)
 	}
 	if m, _ := s.client("").Metrics(ctx); !strings.Contains(m, "wasmwiz_ratelimit_fallback_active 0") {
