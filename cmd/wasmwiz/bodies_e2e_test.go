@@ -281,8 +281,8 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 }
 
 // bodyMemoryBound is what bodies in flight may add to the server's
-// resident memory under WASMWIZ_MAX_BODY_MEMORY of n: each body is held at
-// most about three times over while it is decoded (its text, the decoded
-// bytes, the decoder's buffer), and the garbage collector lets the heap
-// grow to twice what is live before it collects.
-func bodyMemoryBound(n int64) int64 { return 6 * n }
+// resident memory under WASMWIZ_MAX_BODY_MEMORY of n (README): a body is
+// held about once as it is decoded (base64 is decoded as it streams) and
+// once more as its module goes to a worker, and the garbage collector lets
+// the heap grow to twice what is live before it collects.
+func bodyMemoryBound(n int64) int64 { return 3 * n }

@@ -417,11 +417,11 @@ func (s *Server) executeAsync(w http.ResponseWriter, _ *http.Request, ctx contex
 // for the others): a field past its cap is refused when its cap is reached,
 // and no list is built past its cap.
 func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID string) (*wasmwiz.RunRequest, error) {
-	body, err := decodeExecuteJSON(r.Body, limits, tier)
+	body, err := decodeExecuteJSON(r.Body, r.ContentLength, limits, tier)
 	if err != nil {
 		return nil, err
 	}
-	if moduleID != "" && (body.ModuleID != "" || body.WasmBase64 != "") {
+	if moduleID != "" && (body.ModuleID != "" || body.hasWasm) {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is in the path: leave out module_id and wasm_base64")
 	}
 	req := &wasmwiz.RunRequest{
@@ -433,24 +433,16 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID str
 	if moduleID != "" {
 		req.ModuleID = moduleID
 	}
-	if body.WasmBase64 != "" {
-		wasm, err := base64.StdEncoding.DecodeString(body.WasmBase64)
-		if err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "wasm_base64 is not valid base64")
-		}
-		req.Wasm = wasm
+	if body.hasWasm {
+		req.Wasm = body.wasm
 	}
 	switch {
-	case body.Stdin != nil && body.StdinBase64 != "":
+	case body.Stdin != nil && body.hasStdin:
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")
 	case body.Stdin != nil:
 		req.Stdin = []byte(*body.Stdin)
-	case body.StdinBase64 != "":
-		stdin, err := base64.StdEncoding.DecodeString(body.StdinBase64)
-		if err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "stdin_base64 is not valid base64")
-		}
-		req.Stdin = stdin
+	case body.hasStdin:
+		req.Stdin = body.stdin
 	}
 	for _, p := range body.Params {
 		var s string
@@ -468,11 +460,8 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID str
 		return nil, err
 	}
 	in := runFilesIn{mount: body.Mount, outputs: body.Outputs}
-	if body.ArchiveBase64 != "" {
-		var err error
-		if in.archive, err = base64.StdEncoding.DecodeString(body.ArchiveBase64); err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "archive_base64 is not valid base64")
-		}
+	if body.hasArchive {
+		in.archive = body.archive
 	}
 	if int64(len(body.Files)) > limits.MaxFiles {
 		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)

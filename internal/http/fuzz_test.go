@@ -15,6 +15,9 @@ func FuzzExecute(f *testing.F) {
 	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"wasm\"\r\n\r\n\x00asm\x01\x00\x00\x00\r\n--b--\r\n"),
 		"multipart/form-data; boundary=b", "")
 	f.Add([]byte(`{"stdin_base64":"!!","timeout":"-1s"}`), "application/json", "env=%")
+	f.Add([]byte(` {"wasm_base64" : "AGFzbQEAAAA=", "stdin_base64":"\/wA=","args":["a","b"],"files":[{"path":"a","content_base64":"YQ=="}],"stdin":null} `),
+		"application/json", "")
+	f.Add([]byte(`{"w\u0061sm_base64":"AGFzbQEAAAA=","archive_base64":null,"async":false}`), "application/json", "")
 	f.Fuzz(func(t *testing.T, body []byte, contentType, query string) {
 		fx := newFixture(t, nil)
 		path := "/api/v1/execute"

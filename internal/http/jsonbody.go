@@ -1,11 +1,14 @@
 package http
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -132,64 +135,177 @@ func jsonReadError(err, shape error) error {
 }
 
 // valueSlack is what a field's cap allows beyond its value's text: the
-// colon, whitespace, and the byte after a number that ends it.
+// whitespace and the byte after a number that ends it.
 const valueSlack = 4 << 10
 
-// cappedReader is a body read by a json.Decoder with a cap that moves: while
-// one field's value is read, no further than stop (then err), so that a
-// field over its cap is refused when its cap is reached, not when the body's
-// is.
+// cappedReader reads at most stop bytes of r, then fails with err: one
+// field's value under its cap.
 type cappedReader struct {
 	r    io.Reader
-	n    int64 // bytes read so far
-	stop int64 // -1: no cap but the body's
+	n    int64
+	stop int64
 	err  error
 }
 
 func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.stop >= 0 {
-		if c.n >= c.stop {
-			return 0, c.err
-		}
-		if rem := c.stop - c.n; int64(len(p)) > rem {
-			p = p[:rem]
-		}
+	if c.n >= c.stop {
+		return 0, c.err
+	}
+	if rem := c.stop - c.n; int64(len(p)) > rem {
+		p = p[:rem]
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
 }
 
-// jsonStream walks a JSON object field by field, each value under a cap.
-type jsonStream struct {
-	src *cappedReader
-	dec *json.Decoder
+// pushback is a reader that bytes read too far can be given back to.
+type pushback struct {
+	pending []byte
+	r       io.Reader
 }
 
-func newJSONStream(r io.Reader) *jsonStream {
-	src := &cappedReader{r: r, stop: -1}
-	dec := json.NewDecoder(src)
-	dec.DisallowUnknownFields() // inside values read with Decode (files)
-	return &jsonStream{src: src, dec: dec}
-}
-
-// capped runs read, which reads the next value, with at most max bytes of
-// value text (and valueSlack) read from the body for it; past it read
-// fails with tooBig.
-func (s *jsonStream) capped(max int64, tooBig error, read func() error) error {
-	buffered := int64(0)
-	if b, ok := s.dec.Buffered().(interface{ Len() int }); ok {
-		buffered = int64(b.Len())
+func (p *pushback) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
 	}
-	s.src.stop, s.src.err = s.src.n-buffered+max+valueSlack, tooBig
-	defer func() { s.src.stop, s.src.err = -1, nil }()
-	return read()
+	return p.r.Read(b)
+}
+
+// unread puts b back in front of what is still to be read.
+func (p *pushback) unread(b []byte) {
+	if len(b) > 0 {
+		p.pending = append(append([]byte(nil), b...), p.pending...)
+	}
+}
+
+// readByte reads one byte (io.ErrUnexpectedEOF at the end).
+func (p *pushback) readByte() (byte, error) {
+	var b [1]byte
+	for {
+		n, err := p.Read(b[:])
+		if n == 1 {
+			return b[0], nil
+		}
+		if err == io.EOF {
+			return 0, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// next skips JSON whitespace and reads the byte after it.
+func (p *pushback) next() (byte, error) {
+	for {
+		c, err := p.readByte()
+		if err != nil {
+			return 0, err
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c, nil
+	}
+}
+
+// jsonObject walks the top-level object of a JSON body field by field: the
+// big base64 fields are decoded as they stream (never held as text), every
+// other value is read by a json.Decoder of its own under the field's cap.
+type jsonObject struct {
+	src *pushback
+	// left is how much of the body's declared length no base64 value has
+	// taken yet (-1: no length declared): a value is decoded into a buffer
+	// of the size it can have, not one grown by doubling.
+	left int64
+}
+
+func newJSONObject(r io.Reader, length int64) *jsonObject {
+	return &jsonObject{src: &pushback{r: bufio.NewReaderSize(r, 32<<10)}, left: length}
+}
+
+// syntaxError is a malformed body.
+func syntaxError(what string) error {
+	return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: %s", what)
+}
+
+// readError words a failure to read the body's structure.
+func (o *jsonObject) readError(err error) error {
+	return jsonReadError(err, syntaxError("malformed"))
+}
+
+// key reads the next field's name, and the colon after it; ok is false at
+// the object's end.
+func (o *jsonObject) key(first bool) (name string, ok bool, err error) {
+	c, err := o.src.next()
+	if err != nil {
+		return "", false, o.readError(err)
+	}
+	if c == '}' && first {
+		return "", false, nil
+	}
+	if !first {
+		switch c {
+		case '}':
+			return "", false, nil
+		case ',':
+			if c, err = o.src.next(); err != nil {
+				return "", false, o.readError(err)
+			}
+		default:
+			return "", false, syntaxError("want , or } after a field")
+		}
+	}
+	if c != '"' {
+		return "", false, syntaxError("want a field name")
+	}
+	// A name is short: the longest known one is 14 bytes.
+	raw := []byte{'"'}
+	for escaped := false; ; {
+		c, err := o.src.readByte()
+		if err != nil {
+			return "", false, o.readError(err)
+		}
+		raw = append(raw, c)
+		if len(raw) > 256 {
+			return "", false, syntaxError("a field name over 256 bytes")
+		}
+		if c == '"' && !escaped {
+			break
+		}
+		escaped = c == '\\' && !escaped
+	}
+	if err := json.Unmarshal(raw, &name); err != nil {
+		return "", false, syntaxError("a malformed field name")
+	}
+	if c, err := o.src.next(); err != nil {
+		return "", false, o.readError(err)
+	} else if c != ':' {
+		return "", false, syntaxError("want : after a field name")
+	}
+	return name, true, nil
+}
+
+// value reads the next value with read, given a json.Decoder of its own
+// over at most max bytes (and valueSlack) of the body; past them read fails
+// with tooBig. What the decoder read beyond the value is given back.
+func (o *jsonObject) value(max int64, tooBig error, read func(dec *json.Decoder) error) error {
+	dec := json.NewDecoder(&cappedReader{r: o.src, stop: max + valueSlack, err: tooBig})
+	dec.DisallowUnknownFields() // inside values read with Decode (files)
+	err := read(dec)
+	rest, _ := io.ReadAll(dec.Buffered())
+	o.src.unread(rest)
+	return err
 }
 
 // decode reads the next value into v under a cap, as field name.
-func (s *jsonStream) decode(name string, max int64, tooBig error, v any) error {
-	return s.capped(max, tooBig, func() error {
-		if err := s.dec.Decode(v); err != nil {
+func (o *jsonObject) decode(name string, max int64, tooBig error, v any) error {
+	return o.value(max, tooBig, func(dec *json.Decoder) error {
+		if err := dec.Decode(v); err != nil {
 			var ute *json.UnmarshalTypeError
 			if errors.As(err, &ute) {
 				return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be %s", name, ute.Type)
@@ -200,6 +316,106 @@ func (s *jsonStream) decode(name string, max int64, tooBig error, v any) error {
 	})
 }
 
+// base64Value decodes the next value, a JSON string of standard base64 (or
+// null), as it streams, into at most limit bytes: past them, tooBig. given
+// is false for null and for "".
+func (o *jsonObject) base64Value(name string, limit int64, tooBig error) (data []byte, given bool, err error) {
+	c, err := o.src.next()
+	if err != nil {
+		return nil, false, o.readError(err)
+	}
+	if c == 'n' {
+		var rest [3]byte
+		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
+			return nil, false, syntaxError("field " + strconv.Quote(name) + " must be a string")
+		}
+		return nil, false, nil
+	}
+	if c != '"' {
+		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+	}
+	text := &jsonStringReader{src: o.src}
+	var buf bytes.Buffer
+	if o.left > 0 {
+		buf.Grow(int(min(limit+1, o.left/4*3+3)))
+	}
+	n, err := io.Copy(&buf, io.LimitReader(base64.NewDecoder(base64.StdEncoding, text), limit+1))
+	if o.left > 0 {
+		o.left = max(o.left-text.n, 0)
+	}
+	switch {
+	case err != nil && text.err != nil:
+		return nil, false, jsonReadError(text.err, syntaxError("field "+strconv.Quote(name)+" is malformed"))
+	case err != nil:
+		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "%s is not valid base64", name)
+	case n > limit:
+		return nil, false, tooBig
+	}
+	// The decoder stops at the padding: the string must end there.
+	if rest, err := io.Copy(io.Discard, text); err != nil {
+		return nil, false, jsonReadError(err, syntaxError("field "+strconv.Quote(name)+" is malformed"))
+	} else if rest > 0 {
+		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "%s is not valid base64", name)
+	}
+	return buf.Bytes(), text.n > 0, nil
+}
+
+// jsonStringReader yields the content of a JSON string whose opening quote
+// was read, up to its closing quote, which it consumes; the one escape
+// base64 text may carry (\/) is undone, any other is an error.
+type jsonStringReader struct {
+	src  *pushback
+	n    int64 // content bytes yielded
+	done bool
+	err  error // a read error of the body, or a malformed string
+}
+
+func (s *jsonStringReader) Read(p []byte) (int, error) {
+	if s.done {
+		return 0, io.EOF
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.src.Read(p)
+	for i := 0; i < n; i++ {
+		switch c := p[i]; {
+		case c == '"':
+			s.src.unread(p[i+1 : n])
+			s.done = true
+			s.n += int64(i)
+			return i, nil
+		case c == '\\':
+			// Give back what follows and yield what came before.
+			s.src.unread(p[i:n])
+			if i > 0 {
+				s.n += int64(i)
+				return i, nil
+			}
+			esc := make([]byte, 2)
+			if _, err := io.ReadFull(s.src, esc); err != nil || esc[1] != '/' {
+				s.err = syntaxError("a base64 string with an escape other than \\/")
+				return 0, s.err
+			}
+			p[0] = '/'
+			s.n++
+			return 1, nil
+		case c < 0x20:
+			s.err = syntaxError("a control character in a string")
+			return 0, s.err
+		}
+	}
+	s.n += int64(n)
+	if err == io.EOF {
+		s.err = io.ErrUnexpectedEOF
+		return n, nil
+	}
+	if err != nil {
+		s.err = err
+	}
+	return n, nil
+}
+
 // base64Len is the length of n bytes in padded standard base64.
 func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
 
@@ -208,60 +424,74 @@ func fieldTooLarge(name string) error {
 	return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "field %q is over %s", name, wasmwiz.FormatSize(fieldLimit))
 }
 
-// decodeExecuteJSON reads an execute body's JSON object field by field:
+// executeBody is a JSON execute body as read: the small fields as sent,
+// the base64 ones decoded (the ExecuteRequest's strings stay empty).
+type executeBody struct {
+	executeJSON
+	wasm, stdin, archive          []byte
+	hasWasm, hasStdin, hasArchive bool // given, and not ""
+}
+
+// decodeExecuteJSON reads an execute body's JSON object (of declared
+// length, or -1) field by field:
 // unknown fields, a field given twice and data after the object are
 // EINVALID; each field's value is read under its cap (ETOOLARGE past it,
-// refused as the cap is reached); args and env are counted against the
-// argv caps as they come, files against the tier's max_files.
-func decodeExecuteJSON(r io.Reader, limits wasmwiz.Limits, tier string) (*executeJSON, error) {
-	s := newJSONStream(r)
-	var body executeJSON
-	tok, err := s.dec.Token()
+// refused as the cap is reached): the module, stdin and archive decoded
+// from base64 as they stream, within the tier's sizes; args and env
+// counted against the argv caps as they come, files against the tier's
+// max_files.
+func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier string) (*executeBody, error) {
+	o := newJSONObject(r, length)
+	c, err := o.src.next()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "empty JSON body")
 		}
-		return nil, jsonReadError(err, errNotObject)
+		return nil, o.readError(err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if c != '{' {
 		return nil, errNotObject
 	}
+	var body executeBody
 	var argv wasmwiz.ArgvBudget
 	seen := map[string]bool{}
-	small := func(name string, v any) error { return s.decode(name, fieldLimit, fieldTooLarge(name), v) }
-	for s.dec.More() {
-		tok, err := s.dec.Token()
+	small := func(name string, v any) error { return o.decode(name, fieldLimit, fieldTooLarge(name), v) }
+	for first := true; ; first = false {
+		name, ok, err := o.key(first)
 		if err != nil {
-			return nil, jsonReadError(err, errNotObject)
+			return nil, err
 		}
-		name, _ := tok.(string)
+		if !ok {
+			break
+		}
 		if seen[name] {
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q given twice", name)
 		}
 		seen[name] = true
 		switch name {
 		case "wasm_base64":
-			err = s.decode(name, base64Len(limits.MaxModuleBytes), wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier), &body.WasmBase64)
-		case "stdin":
-			// Text: escapes may take more room than the bytes they stand for.
-			err = s.decode(name, 2*limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier), &body.Stdin)
+			body.wasm, body.hasWasm, err = o.base64Value(name, limits.MaxModuleBytes, wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier))
 		case "stdin_base64":
-			err = s.decode(name, base64Len(limits.MaxStdinBytes), wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier), &body.StdinBase64)
+			body.stdin, body.hasStdin, err = o.base64Value(name, limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))
 		case "archive_base64":
 			max := filesAllowance(limits)
-			err = s.decode(name, base64Len(max), wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the archive is over the %s limit of the tier's files", wasmwiz.FormatSize(max)), &body.ArchiveBase64)
+			body.archive, body.hasArchive, err = o.base64Value(name, max,
+				wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the archive is over the %s limit of the tier's files", wasmwiz.FormatSize(max)))
+		case "stdin":
+			// Text: escapes may take more room than the bytes they stand for.
+			err = o.decode(name, 2*limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier), &body.Stdin)
 		case "files":
-			body.Files, err = decodeFiles(s, limits)
+			body.Files, err = decodeFiles(o, limits)
 		case "args":
-			err = s.capped(argvTextLimit, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "args are over %s as JSON text", wasmwiz.FormatSize(argvTextLimit)), func() error {
+			err = o.value(argvTextLimit, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "args are over %s as JSON text", wasmwiz.FormatSize(argvTextLimit)), func(dec *json.Decoder) error {
 				var err error
-				body.Args, err = decodeArgs(s.dec, &argv)
+				body.Args, err = decodeArgs(dec, &argv)
 				return err
 			})
 		case "env":
-			err = s.capped(argvTextLimit, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "env is over %s as JSON text", wasmwiz.FormatSize(argvTextLimit)), func() error {
+			err = o.value(argvTextLimit, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "env is over %s as JSON text", wasmwiz.FormatSize(argvTextLimit)), func(dec *json.Decoder) error {
 				var err error
-				body.Env, err = decodeEnv(s.dec, &argv)
+				body.Env, err = decodeEnv(dec, &argv)
 				return err
 			})
 		case "module_id":
@@ -291,14 +521,12 @@ func decodeExecuteJSON(r io.Reader, limits wasmwiz.Limits, tier string) (*execut
 			return nil, err
 		}
 	}
-	if _, err := s.dec.Token(); err != nil { // }
-		return nil, jsonReadError(err, errNotObject)
-	}
-	if _, err := s.dec.Token(); err != io.EOF {
-		if err != nil {
-			return nil, jsonReadError(err, errNotObject)
-		}
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: data after the object")
+	// Only whitespace after the object, read to the end: the body's limit
+	// applies to it too.
+	if _, err := o.src.next(); err == nil {
+		return nil, syntaxError("data after the object")
+	} else if !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, o.readError(err)
 	}
 	return &body, nil
 }
@@ -308,13 +536,13 @@ var errNotObject = wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: want one
 // decodeFiles reads the files array one file at a time: at most the
 // tier's max_files of them (refused at the first past it), their text at
 // most their content's cap in base64 and 1KiB per file for its path.
-func decodeFiles(s *jsonStream, limits wasmwiz.Limits) ([]api.FileIn, error) {
+func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]api.FileIn, error) {
 	max := base64Len(limits.MaxFilesInBytes) + limits.MaxFiles*1024
 	tooBig := wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the files are over the %s limit (the tier's max_files_in_bytes)", wasmwiz.FormatSize(limits.MaxFilesInBytes))
 	shape := wasmwiz.Errorf(wasmwiz.EINVALID, `files must be a JSON array of {"path":…,"content_base64":…}`)
 	var files []api.FileIn
-	err := s.capped(max, tooBig, func() error {
-		tok, err := s.dec.Token()
+	err := o.value(max, tooBig, func(dec *json.Decoder) error {
+		tok, err := dec.Token()
 		if err != nil {
 			return jsonReadError(err, shape)
 		}
@@ -325,12 +553,12 @@ func decodeFiles(s *jsonStream, limits wasmwiz.Limits) ([]api.FileIn, error) {
 			return shape
 		}
 		files = []api.FileIn{}
-		for s.dec.More() {
+		for dec.More() {
 			if int64(len(files)) >= limits.MaxFiles {
 				return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)
 			}
 			var f api.FileIn
-			if err := s.dec.Decode(&f); err != nil {
+			if err := dec.Decode(&f); err != nil {
 				var ute *json.UnmarshalTypeError
 				if errors.As(err, &ute) || strings.HasPrefix(err.Error(), "json: unknown field ") {
 					return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid JSON body: files[%d]: %s", len(files), jsonErrorText(err))
@@ -339,7 +567,7 @@ func decodeFiles(s *jsonStream, limits wasmwiz.Limits) ([]api.FileIn, error) {
 			}
 			files = append(files, f)
 		}
-		if _, err := s.dec.Token(); err != nil { // ]
+		if _, err := dec.Token(); err != nil { // ]
 			return jsonReadError(err, shape)
 		}
 		return nil

@@ -222,6 +222,13 @@ func TestExecuteJSONShape(t *testing.T) {
 		{"env of numbers", `{"wasm_base64":"AGFzbQEAAAA=","env":{"A":1}}`, "env must be a JSON object of strings"},
 		{"async not a bool", `{"wasm_base64":"AGFzbQEAAAA=","async":"yes"}`, `field "async" must be bool`},
 		{"cut short", `{"wasm_base64":"AGFzbQEAAAA=","args":["a"`, "ends too soon"},
+		{"base64 cut short", `{"wasm_base64":"AGFzbQEA`, "ends too soon"},
+		{"not base64", `{"wasm_base64":"AGFz!QEAAAA="}`, "wasm_base64 is not valid base64"},
+		{"base64 after its padding", `{"wasm_base64":"AGFzbQEAAAA=AAAA"}`, "wasm_base64 is not valid base64"},
+		{"another escape in base64", `{"wasm_base64":"AGFzbQEAAAA\u003d"}`, `escape other than \/`},
+		{"base64 not a string", `{"wasm_base64":12}`, `field "wasm_base64" must be string`},
+		{"no colon", `{"wasm_base64" "AGFzbQEAAAA="}`, "want : after a field name"},
+		{"no comma", `{"wasm_base64":"AGFzbQEAAAA=" "name":"x"}`, "want , or } after a field"},
 		{"empty", ``, "empty JSON body"},
 	}
 	for _, tt := range tests {
@@ -414,5 +421,35 @@ func TestExecuteBodyMemoryBound(t *testing.T) {
 	}
 	if res, _ := post(otherKey, big); res.status != 200 {
 		t.Fatalf("a large body once the first ended: %d %s", res.status, res.body)
+	}
+}
+
+// TestExecuteJSONBase64: the base64 fields, decoded as they stream, take
+// what encoding/json took: the escaped slash, null and "" for absent.
+func TestExecuteJSONBase64(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body string
+		stdin      string
+	}{
+		{"escaped slash", `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":"\/wA="}`, "\xff\x00"},
+		{"plain", ` { "wasm_base64" : "AGFzbQEAAAA=" , "stdin_base64" : "/wA=" } `, "\xff\x00"},
+		{"null stdin", `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":null}`, ""},
+		{"empty stdin", `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":""}`, ""},
+		{"empty stdin_base64 beside stdin", `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":"","stdin":"text"}`, "text"},
+		{"unpadded length", `{"wasm_base64":"AGFzbQEAAAA=","stdin_base64":"YWJj"}`, "abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: strings.NewReader(tt.body), contentType: "application/json"})
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			if got := f.lastRun(); !bytes.Equal(got.Wasm, wasmHeader) || string(got.Stdin) != tt.stdin {
+				t.Errorf("engine got wasm %q stdin %q, want stdin %q", got.Wasm, got.Stdin, tt.stdin)
+			}
+		})
 	}
 }
