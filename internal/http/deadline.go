@@ -95,18 +95,40 @@ func (b *rateBody) Read(p []byte) (int, error) {
 
 func (b *rateBody) Close() error { return b.body.Close() }
 
-// setWriteDeadline gives an answer that starts now its time to be written:
-// grace plus its length (declared, else defaultAnswerBytes) at MinRate, so
+// answerDeadline is the write deadline of one answer: grace plus its
+// length (declared, else defaultAnswerBytes) at MinRate from its start, so
 // that a client that does not read cannot hold the handler and its answer.
-func (t transfer) setWriteDeadline(w http.ResponseWriter) {
-	if t.minRate <= 0 {
+// An answer that grows past what its deadline allowed (an archive, a JSON
+// answer of unknown length, an event stream) gets more time when it is
+// written on: from then, grace plus the new allowance at MinRate, the
+// allowance doubling each time, so that a deadline is set a few times per
+// answer, not per write. A client that stops reading stops the writes, and
+// the deadline set last ends the answer.
+type answerDeadline struct {
+	t       transfer
+	allowed int64 // bytes the deadline set last allows in all; 0: not started
+}
+
+// begin starts the answer's deadline; w's headers are final.
+func (d *answerDeadline) begin(w http.ResponseWriter) {
+	if d.t.minRate <= 0 || d.allowed > 0 {
 		return
 	}
-	n := int64(defaultAnswerBytes)
+	d.allowed = defaultAnswerBytes
 	if cl := w.Header().Get("Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
-			n = v
+			d.allowed = max(v, 1)
 		}
 	}
-	_ = http.NewResponseController(w).SetWriteDeadline(t.at(time.Now(), n))
+	_ = http.NewResponseController(w).SetWriteDeadline(d.t.at(time.Now(), d.allowed))
+}
+
+// write gives a write of n bytes after written ones its time when the
+// answer grows past what the deadline allowed.
+func (d *answerDeadline) write(w http.ResponseWriter, written, n int64) {
+	if d.t.minRate <= 0 || d.allowed == 0 || written+n <= d.allowed {
+		return
+	}
+	d.allowed = max(2*d.allowed, written+n)
+	_ = http.NewResponseController(w).SetWriteDeadline(d.t.at(time.Now(), d.allowed-written))
 }

@@ -158,3 +158,76 @@ func TestAnswerNobodyReadsEnds(t *testing.T) {
 		t.Fatal("the handler still writes to a client that reads nothing")
 	}
 }
+
+// TestEventStreamNobodyReadsEnds: a live-output stream lasts as long as its
+// run, but a client that stops reading it does not hold the handler: each
+// event gets its own write deadline.
+func TestEventStreamNobodyReadsEnds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.MinTransferRate = 64 << 20
+		o.TransferGrace = 200 * time.Millisecond
+	})
+	big := bytes.Repeat([]byte("a"), 32<<20) // more than loopback buffers hold
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: big}, nil
+	}
+	done := make(chan struct{}, 1)
+	addr := f.listen(func() { done <- struct{}{} })
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nAccept: text/event-stream\r\nContent-Type: application/wasm\r\nContent-Length: %d\r\n\r\n%s",
+		userKey, len(wasmHeader), wasmHeader)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the handler still writes an event stream to a client that reads nothing")
+	}
+}
+
+// TestLongAnswerGetsTimeAsItGrows: an answer of unknown length (an
+// archive) read at a decent rate, above the minimum but far slower than its
+// first deadline (grace plus 1MiB at the minimum rate) allows for all of
+// it, arrives whole: its deadline moves on as it is written.
+func TestLongAnswerGetsTimeAsItGrows(t *testing.T) {
+	t.Parallel()
+	const rate = 2 << 20
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.MinTransferRate = rate
+		o.TransferGrace = 100 * time.Millisecond
+	})
+	file := bytes.Repeat([]byte("f"), 16<<20)
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Files: []wasmwiz.OutputFile{{Path: "big.bin", Size: int64(len(file)), Data: file}}}, nil
+	}
+	addr := f.listen(func() {})
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/execute", bytes.NewReader(wasmHeader))
+	req.Header.Set("Authorization", "Bearer "+userKey)
+	req.Header.Set("Content-Type", "application/wasm")
+	req.Header.Set("Accept", "application/x-tar")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// About 5 times the minimum rate: 256KiB every 25ms at most.
+	var got int64
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := io.ReadFull(resp.Body, buf)
+		got += int64(n)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the answer was cut after %d bytes: %v", got, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if got < int64(len(file)) {
+		t.Fatalf("the answer ended after %d bytes, want the whole archive (over %d)", got, len(file))
+	}
+}

@@ -70,12 +70,27 @@ func (s *streamSlots) acquire(user int64) (func(), error) {
 type sse struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	t       transfer // each event's write deadline
 	started bool
 	out     int64 // stdout bytes sent
 	errb    int64 // stderr bytes sent
 }
 
-func newSSE(w http.ResponseWriter) *sse { return &sse{w: w, rc: http.NewResponseController(w)} }
+func newSSE(w http.ResponseWriter, t transfer) *sse {
+	return &sse{w: w, rc: http.NewResponseController(w), t: t}
+}
+
+// deadline gives the next write of n bytes its time, from now: the
+// transfer grace plus n at the minimum rate. A stream lasts as long as its
+// run, but a client that stops reading it ends it at the next event (a
+// keep-alive included) instead of holding the handler.
+func (s *sse) deadline(n int) {
+	if s.t.minRate <= 0 {
+		_ = s.rc.SetWriteDeadline(time.Time{})
+		return
+	}
+	_ = s.rc.SetWriteDeadline(s.t.at(time.Now(), int64(n)))
+}
 
 func (s *sse) start() {
 	if s.started {
@@ -87,8 +102,6 @@ func (s *sse) start() {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	s.w.WriteHeader(http.StatusOK)
-	// A stream outlives the server's write timeout, if it has one.
-	_ = s.rc.SetWriteDeadline(time.Time{})
 }
 
 func (s *sse) id() string {
@@ -102,6 +115,7 @@ func (s *sse) event(kind string, data any) error {
 	if err != nil {
 		return err
 	}
+	s.deadline(len(b) + 64)
 	if _, err := fmt.Fprintf(s.w, "id: %s\nevent: %s\ndata: %s\n\n", s.id(), kind, b); err != nil {
 		return err
 	}
@@ -110,6 +124,7 @@ func (s *sse) event(kind string, data any) error {
 
 func (s *sse) comment() error {
 	s.start()
+	s.deadline(16)
 	if _, err := s.w.Write([]byte(": keep-alive\n\n")); err != nil {
 		return err
 	}
@@ -199,7 +214,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := newSSE(w)
+	out := newSSE(w, s.transfer)
 	out.resume(r)
 	state := rec.State
 	if err := out.event(wasmwiz.EventState, stateEvent(state)); err != nil {
@@ -337,7 +352,7 @@ func (s *Server) streamExecute(w http.ResponseWriter, r *http.Request, ctx conte
 		ex, err := s.exec.Execute(ctx, c, req)
 		done <- outcome{ex, err}
 	}()
-	out := newSSE(w)
+	out := newSSE(w, s.transfer)
 	keepAlive := time.NewTicker(eventKeepAlive)
 	defer keepAlive.Stop()
 	for {

@@ -101,13 +101,13 @@ type statusWriter struct {
 	http.ResponseWriter
 	status   int
 	bytes    int64
-	transfer transfer // the answer's write deadline
+	deadline answerDeadline // the answer's write deadline
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
-		w.transfer.setWriteDeadline(w.ResponseWriter)
+		w.deadline.begin(w.ResponseWriter)
 		if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 			// Every 503 says when to come back, whoever wrote it: a
 			// caller told nothing retries at once, which a replica in
@@ -121,8 +121,9 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
-		w.transfer.setWriteDeadline(w.ResponseWriter)
+		w.deadline.begin(w.ResponseWriter)
 	}
+	w.deadline.write(w.ResponseWriter, w.bytes, int64(len(b)))
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
 	return n, err
@@ -136,7 +137,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &routeInfo{}
-		sw := &statusWriter{ResponseWriter: w, transfer: s.transfer}
+		sw := &statusWriter{ResponseWriter: w, deadline: answerDeadline{t: s.transfer}}
 		s.metrics.inFlight.Inc()
 		defer func() {
 			s.metrics.inFlight.Dec()
