@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,13 +76,7 @@ type configVar struct {
 func configVars() []configVar {
 	return []configVar{
 		{"WASMWIZ_PROFILE", "development", "development or production; production refuses insecure settings", false,
-			func(c *Config, v string) error {
-				if v != "development" && v != "production" {
-					return fmt.Errorf("must be development or production")
-				}
-				c.Profile = v
-				return nil
-			}, func(c *Config) string { return c.Profile }},
+			setChoice(func(c *Config) *string { return &c.Profile }, "development", "production"), func(c *Config) string { return c.Profile }},
 		{"WASMWIZ_ADDR", "127.0.0.1:8080", "listen address of the API and web pages", false,
 			setAddr(func(c *Config) *string { return &c.Addr }), func(c *Config) string { return c.Addr }},
 		{"WASMWIZ_METRICS_ADDR", "", "separate listen address for /metrics (empty: served on WASMWIZ_ADDR)", false,
@@ -147,30 +142,7 @@ func configVars() []configVar {
 		{"WASMWIZ_METRICS_TOKEN", "", "when set, /metrics wants it as a bearer token (Authorization: Bearer …)", true,
 			func(c *Config, v string) error { c.MetricsToken = v; return nil }, func(c *Config) string { return c.MetricsToken }},
 		{"WASMWIZ_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", false,
-			func(c *Config, v string) error {
-				c.TrustedProxies = nil
-				for _, s := range strings.Split(v, ",") {
-					if s = strings.TrimSpace(s); s == "" {
-						continue
-					}
-					p, err := netip.ParsePrefix(s)
-					if err != nil {
-						a, aerr := netip.ParseAddr(s)
-						if aerr != nil {
-							return fmt.Errorf("%q is not a CIDR or address", s)
-						}
-						p = netip.PrefixFrom(a, a.BitLen())
-					}
-					c.TrustedProxies = append(c.TrustedProxies, p.Masked())
-				}
-				return nil
-			}, func(c *Config) string {
-				var s []string
-				for _, p := range c.TrustedProxies {
-					s = append(s, p.String())
-				}
-				return strings.Join(s, ",")
-			}},
+			setPrefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }), func(c *Config) string { return formatPrefixes(c.TrustedProxies) }},
 		{"WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
 		{"WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)", false,
@@ -204,11 +176,7 @@ func configVars() []configVar {
 		{"WASMWIZ_ASYNC_WORKERS", strconv.Itoa(max(1, defaultWorkers()/2)), "background runs (\"async\": true) this replica runs at once, beside the synchronous ones; 0 runs none (the replica still admits them for others)", false,
 			setInt(func(c *Config) *int { return &c.AsyncWorkers }, 0, 1024), func(c *Config) string { return strconv.Itoa(c.AsyncWorkers) }},
 		{"WASMWIZ_WEBHOOK_ALLOW", "", "comma-separated CIDRs of loopback, private or link-local addresses that webhooks may reach (by default only public addresses)", false,
-			func(c *Config, v string) error {
-				var err error
-				c.WebhookAllow, err = parsePrefixes(v)
-				return err
-			}, func(c *Config) string { return formatPrefixes(c.WebhookAllow) }},
+			setPrefixes(func(c *Config) *[]netip.Prefix { return &c.WebhookAllow }), func(c *Config) string { return formatPrefixes(c.WebhookAllow) }},
 		{"WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first", false,
 			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
 		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
@@ -216,22 +184,9 @@ func configVars() []configVar {
 		{"WASMWIZ_RETENTION", "8760h", "no run record is kept longer, whatever its tier's run_retention_ms (which applies below it); 0 keeps every run", false,
 			setDuration(func(c *Config) *time.Duration { return &c.Retention }), func(c *Config) string { return c.Retention.String() }},
 		{"WASMWIZ_LOG_LEVEL", "info", "debug, info, warn or error", false,
-			func(c *Config, v string) error {
-				switch v {
-				case "debug", "info", "warn", "error":
-					c.LogLevel = v
-					return nil
-				}
-				return fmt.Errorf("must be debug, info, warn or error")
-			}, func(c *Config) string { return c.LogLevel }},
+			setChoice(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"), func(c *Config) string { return c.LogLevel }},
 		{"WASMWIZ_LOG_FORMAT", "text", "text or json", false,
-			func(c *Config, v string) error {
-				if v != "text" && v != "json" {
-					return fmt.Errorf("must be text or json")
-				}
-				c.LogFormat = v
-				return nil
-			}, func(c *Config) string { return c.LogFormat }},
+			setChoice(func(c *Config) *string { return &c.LogFormat }, "text", "json"), func(c *Config) string { return c.LogFormat }},
 	}
 }
 
@@ -241,6 +196,19 @@ func setAddr(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return fmt.Errorf("want host:port, e.g. 127.0.0.1:8080 or :8080")
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// setChoice reads a variable that takes one of choices, exactly as written;
+// its error names them all.
+func setChoice(field func(*Config) *string, choices ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if !slices.Contains(choices, v) {
+			last := len(choices) - 1
+			return fmt.Errorf("must be %s or %s", strings.Join(choices[:last], ", "), choices[last])
 		}
 		*field(c) = v
 		return nil
@@ -441,6 +409,17 @@ serve's: every problem is reported, each naming its variable.`)
 // MaxLimits returns the server's upper bounds on every tier's per-run limits.
 func (c *Config) MaxLimits() wasmwiz.Limits {
 	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes}
+}
+
+func setPrefixes(field func(*Config) *[]netip.Prefix) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		ps, err := parsePrefixes(v)
+		if err != nil {
+			return err
+		}
+		*field(c) = ps
+		return nil
+	}
 }
 
 // parsePrefixes reads comma-separated CIDRs or single addresses.

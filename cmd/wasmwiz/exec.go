@@ -177,16 +177,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		for _, v := range res.Results {
 			fmt.Fprintln(env.Stdout, v.String())
 		}
-		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
-			lim = serverLimits(ctx, c, lim)
-		}
-		if msg := outcomeMessage(res, lim); msg != "" {
-			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
-		}
-		if code := runExitStatus(res); code != 0 {
-			return exitError{code}
-		}
-		return nil
+		return execOutcome(ctx, env, c, res, lim)
 	}
 	switch {
 	case *outDir != "" && !*asJSON:
@@ -221,14 +212,24 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "%s\n", out)
-	} else {
-		printGuestOutput(env, res)
-		if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
-			lim = serverLimits(ctx, c, lim)
+		if code := runExitStatus(res); code != 0 {
+			return exitError{code}
 		}
-		if msg := outcomeMessage(res, lim); msg != "" {
-			fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
-		}
+		return nil
+	}
+	printGuestOutput(env, res)
+	return execOutcome(ctx, env, c, res, lim)
+}
+
+// execOutcome says on stderr how a run ended when it did not simply finish
+// (for a limit it hit, with the server's figure for that limit where lim has
+// none), and gives the run's exit status.
+func execOutcome(ctx context.Context, env *Env, c *client.Client, res *wasmwiz.Result, lim wasmwiz.Limits) error {
+	if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
+		lim = serverLimits(ctx, c, lim)
+	}
+	if msg := outcomeMessage(res, lim); msg != "" {
+		fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
 	}
 	if code := runExitStatus(res); code != 0 {
 		return exitError{code}
@@ -387,25 +388,8 @@ func fromClient(err error) error {
 
 // execFailure prints an error as `wasmwiz run` does (a JSON error body with
 // --json) and picks the exit status: 2 for the caller's mistakes, 1 for
-// anything else.
+// anything else. An internal error is the server's, whose message is all it
+// says.
 func execFailure(env *Env, asJSON bool, err error) error {
-	code := wasmwiz.ErrorCode(err)
-	if asJSON {
-		var body struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		body.Error.Code, body.Error.Message = code, wasmwiz.ErrorMessage(err)
-		out, _ := json.Marshal(body)
-		fmt.Fprintf(env.Stdout, "%s\n", out)
-	} else {
-		fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", errorText(err))
-	}
-	switch code {
-	case wasmwiz.EINVALID, wasmwiz.ETOOLARGE:
-		return exitError{exitUsage}
-	}
-	return exitError{1}
+	return commandFailure(env, "exec", asJSON, false, err)
 }

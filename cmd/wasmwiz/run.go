@@ -326,6 +326,15 @@ func readStdin(r io.Reader) ([]byte, error) {
 // runFailure prints an error the way the output mode asks and picks the
 // exit status: 2 for the caller's mistakes, 1 for anything else.
 func runFailure(env *Env, asJSON bool, err error) error {
+	return commandFailure(env, "run", asJSON, true, err)
+}
+
+// commandFailure prints an error of `wasmwiz <command>`: a JSON error body
+// on stdout with --json (asJSON), else a line on stderr; and picks the exit
+// status: 2 for the caller's mistakes, 1 for anything else. With operator,
+// an internal error's JSON message is the error itself, for a command whose
+// user is the operator.
+func commandFailure(env *Env, command string, asJSON, operator bool, err error) error {
 	code := wasmwiz.ErrorCode(err)
 	if asJSON {
 		var body struct {
@@ -335,13 +344,13 @@ func runFailure(env *Env, asJSON bool, err error) error {
 			} `json:"error"`
 		}
 		body.Error.Code, body.Error.Message = code, wasmwiz.ErrorMessage(err)
-		if code == wasmwiz.EINTERNAL {
-			body.Error.Message = err.Error() // the CLI user is the operator
+		if operator && code == wasmwiz.EINTERNAL {
+			body.Error.Message = err.Error()
 		}
 		out, _ := json.Marshal(body)
 		fmt.Fprintf(env.Stdout, "%s\n", out)
 	} else {
-		fmt.Fprintf(env.Stderr, "wasmwiz run: %s\n", errorText(err))
+		fmt.Fprintf(env.Stderr, "wasmwiz %s: %s\n", command, errorText(err))
 	}
 	switch code {
 	case wasmwiz.EINVALID, wasmwiz.ETOOLARGE:
