@@ -25,6 +25,8 @@ worker_tests='TestCompileMemoryBomb|TestPoolHostileMemory|TestPoolMemoryAttackDo
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 export WASMWIZ_PROVE_OUT="$out"
+# The code measured: described before this file is rewritten.
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 start=$(date -u +%Y-%m-%dT%H:%MZ)
 # -p 1 and -parallel 1: one package, and one test, at a time.
@@ -43,7 +45,7 @@ against PostgreSQL and Redis and writes this file; rerun it to measure your mach
 asserts what held; the figures are what it measured on the way, and no test asserts them.
 
 - **Date:** $start (UTC)
-- **Commit:** $(git describe --always --dirty 2>/dev/null || echo unknown)
+- **Commit:** $commit
 - **Machine:** $(nproc) CPUs (${cpu:-unknown}), ${mem:-unknown} of memory, $(uname -sr); $(go version | cut -d' ' -f3)
 - **Load average (1, 5, 15 min):** $load_before before, $load_after after (other work shared the machine)
 
