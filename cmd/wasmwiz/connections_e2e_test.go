@@ -175,3 +175,55 @@ func rawHeaderRequest(t *testing.T, addr, req string) (string, error) {
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	return strings.TrimSpace(line), err
 }
+
+// TestServeIdleConnections: a connection holds nothing for long when it
+// sends nothing: a keep-alive connection after its answer is closed after
+// WASMWIZ_IDLE_TIMEOUT, and one that never sends a request after
+// WASMWIZ_HEADER_TIMEOUT.
+func TestServeIdleConnections(t *testing.T) {
+	t.Parallel()
+	env := serveEnv(t, backends[0].env(t))
+	env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
+	env["WASMWIZ_IDLE_TIMEOUT"] = "1s"
+	s := startServe(t, env, ServeOptions{})
+	u, _ := url.Parse(s.url)
+	closedBy := func(conn net.Conn, br *bufio.Reader) {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(testenv.Patience))
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			t.Fatalf("the server kept the idle connection: %v", err)
+		}
+	}
+
+	kept, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	if _, err := io.WriteString(kept, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(kept)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("healthz: %q, %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_, _ = br.ReadString('\n') // the body: one line
+	closedBy(kept, br)
+
+	silent, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	closedBy(silent, bufio.NewReader(silent))
+}
