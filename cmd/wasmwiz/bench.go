@@ -29,6 +29,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/engine"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 )
 
@@ -325,7 +326,7 @@ func serveLoopback(srv *http.Server) (string, func(), error) {
 // once, and answers its stdout in a small JSON body: the least a
 // WebAssembly service can do per request, with no limits, auth or records.
 func rawWazeroHandler(ctx context.Context) (http.Handler, func(), error) {
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	rt := engine.NewRuntime(ctx, wazero.NewRuntimeConfigCompiler())
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return nil, nil, err
 	}

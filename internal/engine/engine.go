@@ -78,10 +78,19 @@ const (
 	wasiUnstable = "wasi_unstable"
 )
 
-// newRuntimeMu serialises wazero.NewRuntimeWithConfig: in v1.12.0 it fills
-// a package-level version string lazily without a lock, a data race when
-// two engines start at once (seen under -race).
+// newRuntimeMu serialises wazero.NewRuntimeWithConfig and
+// wazero.NewCompilationCacheWithDir: in v1.12.0 both fill a package-level
+// version string lazily without a lock, a data race when two engines start
+// at once (seen under -race).
 var newRuntimeMu sync.Mutex
+
+// NewRuntime is wazero.NewRuntimeWithConfig under newRuntimeMu, for a
+// process that makes a bare wazero runtime beside engines (wasmwiz bench).
+func NewRuntime(ctx context.Context, cfg wazero.RuntimeConfig) wazero.Runtime {
+	newRuntimeMu.Lock()
+	defer newRuntimeMu.Unlock()
+	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
 
 // New starts an engine. It returns EINTERNAL when the runtime or the cache
 // directory cannot be set up.
@@ -98,7 +107,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		WithCoreFeatures(api.CoreFeaturesV2)
 	e := &Engine{opts: opts, log: log}
 	if opts.CacheDir != "" {
+		newRuntimeMu.Lock()
 		cc, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		newRuntimeMu.Unlock()
 		if err != nil {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "compilation cache directory %s", opts.CacheDir)
 		}
