@@ -577,6 +577,13 @@ func refusal(t *Tier, adm *Admitted) error {
 // EUNAVAILABLE), ETOOLARGE for a module over the tier's size, and those of
 // Engine.Inspect (EINVALID, ETOOLARGE for a module too costly to compile).
 func (e *Executor) Inspect(ctx context.Context, wasm []byte) (*Inspection, *Execution, error) {
+	return e.InspectAdmitted(ctx, nil, wasm)
+}
+
+// InspectAdmitted is Inspect for an upload whose caller was admitted before
+// its body was read (Admit; nil: none): it compiles on the slot and the
+// quota events that admission took, once.
+func (e *Executor) InspectAdmitted(ctx context.Context, held *Caller, wasm []byte) (*Inspection, *Execution, error) {
 	ex := &Execution{}
 	if e.Engine == nil || e.Limiter == nil || (e.Tiers == nil && e.Directory == nil) {
 		return nil, ex, Errorf(EINTERNAL, "executor needs an engine, a tier service and a rate limiter")
@@ -589,10 +596,16 @@ func (e *Executor) Inspect(ctx context.Context, wasm []byte) (*Inspection, *Exec
 	if err := c.Limits.CheckSizes(int64(len(wasm)), 0, c.Tier.Name); err != nil {
 		return nil, ex, err
 	}
-	adm, err := e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
-		MaxConcurrent: c.Tier.MaxConcurrent, SlotTTL: c.Limits.Timeout + slotMargin})
-	if err != nil {
-		return nil, ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	var adm Admitted
+	var ok bool
+	if held != nil {
+		adm, ok = held.held.take()
+	}
+	if !ok {
+		if adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(c.Tier),
+			MaxConcurrent: c.Tier.MaxConcurrent, SlotTTL: c.Limits.Timeout + slotMargin}); err != nil {
+			return nil, ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+		}
 	}
 	if !adm.Concurrency {
 		dec := adm.Decision

@@ -453,3 +453,44 @@ func TestExecuteJSONBase64(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadAdmitsBeforeALargeBody: a module upload over 1MiB is read only
+// once its caller was admitted for the compile, which then runs on that
+// admission.
+func TestUploadAdmitsBeforeALargeBody(t *testing.T) {
+	t.Parallel()
+	module := append(bytes.Clone(wasmHeader), make([]byte, 2<<20)...)
+	for _, full := range []bool{true, false} {
+		t.Run(fmt.Sprint("slots full: ", full), func(t *testing.T) {
+			t.Parallel()
+			adm := &admissions{full: full}
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
+			})
+			f.modules.CreateModuleFn = func(ctx context.Context, m *wasmwiz.Module) error {
+				m.ID = wasmwiz.NewModuleID()
+				return nil
+			}
+			body := &countingReader{r: bytes.NewReader(module)}
+			r := httptest.NewRequest("POST", "/api/v1/modules?name=big.wasm", body)
+			r.ContentLength = int64(len(module))
+			r.Header.Set("Content-Type", "application/wasm")
+			r.Header.Set("Authorization", "Bearer "+userKey)
+			w := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(w, r)
+			admitted, released := adm.state()
+			if full {
+				if w.Code != 429 || body.read() != 0 {
+					t.Fatalf("status %d after reading %d bytes, want 429 before reading: %s", w.Code, body.read(), w.Body.Bytes())
+				}
+				return
+			}
+			if w.Code != 201 || body.read() != int64(len(module)) {
+				t.Fatalf("status %d after reading %d bytes: %s", w.Code, body.read(), w.Body.Bytes())
+			}
+			if admitted != 1 || fmt.Sprint(released) != "[false]" {
+				t.Errorf("%d admissions released with refund %v, want one, kept", admitted, released)
+			}
+		})
+	}
+}

@@ -18,11 +18,20 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	limits := s.exec.TierLimits(tier)
-	leave, err := s.enterBodyGate(r, limits.MaxModuleBytes+bodyOverhead)
-	if err != nil {
-		return err
+	// A large upload is read only once its caller was admitted for the
+	// compile, and there is room for it (as an execute body).
+	var held *wasmwiz.Caller
+	if limit := limits.MaxModuleBytes + bodyOverhead; r.ContentLength > largeBody && r.ContentLength <= limit || r.ContentLength < 0 {
+		c, err := s.exec.Caller(ctx, "")
+		if err != nil {
+			return err
+		}
+		var done func()
+		if ctx, held, done, err = s.admitBody(w, r, ctx, c, limit); err != nil {
+			return err
+		}
+		defer done()
 	}
-	defer leave()
 	m := &wasmwiz.Module{}
 	switch mediaType(r) {
 	case "multipart/form-data":
@@ -81,7 +90,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Compiling is work: the upload holds one of the caller's concurrency
 	// slots and counts against its run quota (Executor.Inspect).
-	insp, ex, err := s.exec.Inspect(ctx, m.Wasm)
+	insp, ex, err := s.exec.InspectAdmitted(ctx, held, m.Wasm)
 	setRateHeaders(w, ex)
 	if err != nil {
 		return err
