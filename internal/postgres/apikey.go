@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/apikey.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (
@@ -149,31 +152,11 @@ func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*
 	}
 	const where = `WHERE ($1 = 0 OR user_id = $1) AND ($2 OR user_id = $3)
 		AND ($4 OR revoked_at IS NULL)`
-	args := []any{userID, caller.IsAdmin(), caller.ID, filter.IncludeRevoked}
-	rows, err := db.pool.Query(ctx, `SELECT `+apiKeyColumns+`, count(*) OVER () FROM api_keys `+where+
-		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), args...)
-	if err != nil {
-		return nil, 0, dbError(err, "find keys")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.APIKey
-	total := 0
-	for rows.Next() {
-		k, err := scanAPIKey(rows, &total)
-		if err != nil {
-			return nil, 0, dbError(err, "find keys")
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err, "find keys")
-	}
-	if len(out) == 0 && filter.Offset > 0 {
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys `+where, args...).Scan(&total); err != nil {
-			return nil, 0, dbError(err, "count keys")
-		}
-	}
-	return out, total, nil
+	q := findQuery{what: "keys", columns: apiKeyColumns, table: "api_keys", where: where, order: "created_at DESC, id DESC",
+		args: []any{userID, caller.IsAdmin(), caller.ID, filter.IncludeRevoked}}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.APIKey, error) {
+		return scanAPIKey(row, total)
+	})
 }
 
 // RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking

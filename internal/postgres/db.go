@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/db.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 // Package postgres implements WasmWiz's stores on PostgreSQL with pgx/v5: the
 // production database. It passes the same conformance suite as the embedded
 // SQLite store (internal/storetest) and shares its schema (docs/SCHEMA.md).
@@ -217,6 +220,45 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// findQuery is the query of a Find: the columns of the rows of table that
+// match where (a WHERE clause, with args), in order; what names the rows in
+// errors ("find what", "count what").
+type findQuery struct {
+	what, columns, table, where, order string
+	args                               []any
+}
+
+// findPage answers a Find: the page of q's rows that limit and offset pick
+// (pageSQL), each read by scan, which also reads the window count of all
+// the matching rows into total; past the end, where no row carries that
+// count, a query of its own counts them.
+func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row pgx.Row, total *int) (T, error)) ([]T, int, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+q.columns+`, count(*) OVER () FROM `+q.table+` `+q.where+
+		` ORDER BY `+q.order+pageSQL(limit, offset), q.args...)
+	if err != nil {
+		return nil, 0, dbError(err, "find "+q.what)
+	}
+	defer rows.Close()
+	var out []T
+	total := 0
+	for rows.Next() {
+		v, err := scan(rows, &total)
+		if err != nil {
+			return nil, 0, dbError(err, "find "+q.what)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError(err, "find "+q.what)
+	}
+	if len(out) == 0 && offset > 0 {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.table+` `+q.where, q.args...).Scan(&total); err != nil {
+			return nil, 0, dbError(err, "count "+q.what)
+		}
+	}
+	return out, total, nil
 }
 
 // pageSQL returns the LIMIT/OFFSET clause of a listing; a zero (or

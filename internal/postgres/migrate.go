@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/migrate.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (
@@ -12,6 +15,10 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/migration"
 )
 
+// The migrations are alike on purpose: internal/sqlite/migrations holds the
+// same ones for the other store (one schema, two SQL dialects), and both are
+// frozen once released.
+//
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 

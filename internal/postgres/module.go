@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/module.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (
@@ -147,30 +150,11 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 		return nil, 0, err
 	}
 	const where = `WHERE owner_id = $1 AND ($2 = '' OR name = $2)`
-	rows, err := db.pool.Query(ctx, `SELECT `+moduleColumns+`, count(*) OVER () FROM modules `+where+
-		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), caller.ID, filter.Name)
-	if err != nil {
-		return nil, 0, dbError(err, "find modules")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.Module
-	total := 0
-	for rows.Next() {
-		m, err := scanModule(rows, &total)
-		if err != nil {
-			return nil, 0, dbError(err, "find modules")
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err, "find modules")
-	}
-	if len(out) == 0 && filter.Offset > 0 {
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM modules `+where, caller.ID, filter.Name).Scan(&total); err != nil {
-			return nil, 0, dbError(err, "count modules")
-		}
-	}
-	return out, total, nil
+	q := findQuery{what: "modules", columns: moduleColumns, table: "modules", where: where, order: "created_at DESC, id DESC",
+		args: []any{caller.ID, filter.Name}}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.Module, error) {
+		return scanModule(row, total)
+	})
 }
 
 // UpdateModule applies upd to a module of the caller (any, for admins) and

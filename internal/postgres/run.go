@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/run.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (
@@ -230,31 +233,11 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	}
 	const where = `WHERE user_id = $1 AND ($2 = '' OR status = $2)
 		AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)`
-	args := []any{caller.ID, string(filter.Status), since, until}
-	rows, err := db.pool.Query(ctx, `SELECT `+runColumns+`, count(*) OVER () FROM runs `+where+
-		` ORDER BY created_at DESC, id DESC`+pageSQL(filter.Limit, filter.Offset), args...)
-	if err != nil {
-		return nil, 0, dbError(err, "find runs")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.UsageRecord
-	total := 0
-	for rows.Next() {
-		r, err := scanRun(rows, false, &total)
-		if err != nil {
-			return nil, 0, dbError(err, "find runs")
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err, "find runs")
-	}
-	if len(out) == 0 && filter.Offset > 0 {
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM runs `+where, args...).Scan(&total); err != nil {
-			return nil, 0, dbError(err, "count runs")
-		}
-	}
-	return out, total, nil
+	q := findQuery{what: "runs", columns: runColumns, table: "runs", where: where, order: "created_at DESC, id DESC",
+		args: []any{caller.ID, string(filter.Status), since, until}}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.UsageRecord, error) {
+		return scanRun(row, false, total)
+	})
 }
 
 // dayStart returns midnight UTC of now's day.

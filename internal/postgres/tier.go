@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/tier.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (

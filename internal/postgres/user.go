@@ -1,3 +1,6 @@
+// Alike on purpose: internal/sqlite/user.go is this file for SQLite (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package postgres
 
 import (
@@ -12,10 +15,10 @@ import (
 
 const userColumns = `id, email, role, tier, created_at, disabled`
 
-func scanUser(row pgx.Row) (*wasmwiz.User, error) {
+func scanUser(row pgx.Row, extra ...any) (*wasmwiz.User, error) {
 	var u wasmwiz.User
 	var role string
-	if err := row.Scan(&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled); err != nil {
+	if err := row.Scan(append([]any{&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled}, extra...)...); err != nil {
 		return nil, err
 	}
 	u.Role = wasmwiz.Role(role)
@@ -108,34 +111,11 @@ func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasm
 	if filter.Email != "" {
 		email = normalizeLoose(filter.Email)
 	}
-	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+`, count(*) OVER () FROM users
-		WHERE ($1 = '' OR email = $1) ORDER BY id`+pageSQL(filter.Limit, filter.Offset), email)
-	if err != nil {
-		return nil, 0, dbError(err, "find users")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.User
-	total := 0
-	for rows.Next() {
-		var u wasmwiz.User
-		var role string
-		if err := rows.Scan(&u.ID, &u.Email, &role, &u.Tier, &u.CreatedAt, &u.Disabled, &total); err != nil {
-			return nil, 0, dbError(err, "find users")
-		}
-		u.Role = wasmwiz.Role(role)
-		u.CreatedAt = u.CreatedAt.UTC()
-		out = append(out, &u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err, "find users")
-	}
-	if len(out) == 0 && filter.Offset > 0 {
-		// The window count comes with rows; past the end there are none.
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM users WHERE ($1 = '' OR email = $1)`, email).Scan(&total); err != nil {
-			return nil, 0, dbError(err, "count users")
-		}
-	}
-	return out, total, nil
+	q := findQuery{what: "users", columns: userColumns, table: "users", where: `WHERE ($1 = '' OR email = $1)`, order: "id",
+		args: []any{email}}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.User, error) {
+		return scanUser(row, total)
+	})
 }
 
 // normalizeLoose lower-cases and trims an email used as a filter, without

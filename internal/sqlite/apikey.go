@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/apikey.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -170,26 +173,10 @@ func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*
 	if len(where) > 0 {
 		cond = strings.Join(where, ` AND `)
 	}
-	var total int
-	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM api_keys k WHERE `+cond, args...).Scan(&total); err != nil {
-		return nil, 0, dbError(err, "count API keys")
-	}
-	limit, offset := page(filter.Limit, filter.Offset)
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+apiKeyColumns+` FROM api_keys k WHERE `+cond+`
-		ORDER BY k.created_at DESC, k.id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, dbError(err, "find API keys")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, 0, dbError(err, "find API keys")
-		}
-		out = append(out, k)
-	}
-	return out, total, dbError(rows.Err(), "find API keys")
+	q := findQuery{what: "API keys", columns: apiKeyColumns, table: "api_keys k", where: cond, order: "k.created_at DESC, k.id DESC", args: args}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.APIKey, error) {
+		return scanAPIKey(row)
+	})
 }
 
 // RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking a

@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/db.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 // Package sqlite implements WasmWiz's stores on SQLite through database/sql
 // and modernc.org/sqlite (pure Go, so the binary stays CGO_ENABLED=0): the
 // embedded default, one file, nothing to install. It passes the conformance
@@ -280,6 +283,57 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// findQuery is the query of a Find: the columns of the rows of table (with
+// its alias, if any) that match where (with args), in order; what names the
+// rows in errors ("count what", "find what").
+type findQuery struct {
+	what, columns, table, where, order string
+	args                               []any
+}
+
+// findPage answers a Find: the total of q's rows and the page of them that
+// limit and offset pick (page), each read by scan.
+func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row interface{ Scan(...any) error }) (T, error)) ([]T, int, error) {
+	var total int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM `+q.table+` WHERE `+q.where, q.args...).Scan(&total); err != nil {
+		return nil, 0, dbError(err, "count "+q.what)
+	}
+	limit, offset = page(limit, offset)
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+q.columns+` FROM `+q.table+` WHERE `+q.where+`
+		ORDER BY `+q.order+` LIMIT ? OFFSET ?`, append(q.args, limit, offset)...)
+	if err != nil {
+		return nil, 0, dbError(err, "find "+q.what)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, 0, dbError(err, "find "+q.what)
+		}
+		out = append(out, v)
+	}
+	return out, total, dbError(rows.Err(), "find "+q.what)
+}
+
+// column reads the one column of every row of a query, given as the query
+// returned it, and closes the rows.
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // page returns the LIMIT and OFFSET of a filter: 100 rows by default, at

@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/migrate.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -9,6 +12,10 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/migration"
 )
 
+// The migrations are alike on purpose: internal/postgres/migrations holds the
+// same ones for the other store (one schema, two SQL dialects), and both are
+// frozen once released.
+//
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
@@ -79,18 +86,6 @@ func (t migrationTx) Record(ctx context.Context, version int) error {
 // MigrationVersions returns the versions recorded in schema_migrations, in
 // order: for tests and `wasmwiz migrate` to report.
 func (db *DB) MigrationVersions(ctx context.Context) ([]int, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
-	if err != nil {
-		return nil, dbError(err, "list migrations")
-	}
-	defer rows.Close()
-	var out []int
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return nil, dbError(err, "list migrations")
-		}
-		out = append(out, v)
-	}
-	return out, dbError(rows.Err(), "list migrations")
+	out, err := column[int](db.reader.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`))
+	return out, dbError(err, "list migrations")
 }

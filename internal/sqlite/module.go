@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/module.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -160,26 +163,10 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 	if filter.Name != "" {
 		cond, args = cond+` AND name = ?`, append(args, filter.Name)
 	}
-	var total int
-	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM modules WHERE `+cond, args...).Scan(&total); err != nil {
-		return nil, 0, dbError(err, "count modules")
-	}
-	limit, offset := page(filter.Limit, filter.Offset)
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+moduleColumns+` FROM modules WHERE `+cond+`
-		ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, dbError(err, "find modules")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.Module
-	for rows.Next() {
-		m, err := scanModule(rows)
-		if err != nil {
-			return nil, 0, dbError(err, "find modules")
-		}
-		out = append(out, m)
-	}
-	return out, total, dbError(rows.Err(), "find modules")
+	q := findQuery{what: "modules", columns: moduleColumns, table: "modules", where: cond, order: "created_at DESC, id DESC", args: args}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.Module, error) {
+		return scanModule(row)
+	})
 }
 
 // UpdateModule applies upd to a module of the caller (any, for admins) and

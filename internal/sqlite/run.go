@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/run.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -174,26 +177,10 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	if !filter.Until.IsZero() {
 		cond, args = cond+` AND created_at < ?`, append(args, ms(filter.Until))
 	}
-	var total int
-	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE `+cond, args...).Scan(&total); err != nil {
-		return nil, 0, dbError(err, "count runs")
-	}
-	limit, offset := page(filter.Limit, filter.Offset)
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE `+cond+`
-		ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, dbError(err, "find runs")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.UsageRecord
-	for rows.Next() {
-		r, err := scanRun(rows, false)
-		if err != nil {
-			return nil, 0, dbError(err, "find runs")
-		}
-		out = append(out, r)
-	}
-	return out, total, dbError(rows.Err(), "find runs")
+	q := findQuery{what: "runs", columns: runColumns, table: "runs", where: cond, order: "created_at DESC, id DESC", args: args}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
+		return scanRun(row, false)
+	})
 }
 
 // dayStart returns the start of t's UTC day.

@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/runqueue.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -222,21 +225,11 @@ func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message strin
 	var ids []string
 	now := db.Now()
 	err := db.write(ctx, "fail stale runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
+		var err error
+		ids, err = column[string](tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
 				detail = json_set(detail, '$.message', ?)
-			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ? RETURNING id`, ms(now), message, ms(before))
+			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ? RETURNING id`, ms(now), message, ms(before)))
 		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, id := range ids {

@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/tier.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (

@@ -1,3 +1,6 @@
+// Alike on purpose: internal/postgres/user.go is this file for PostgreSQL (one schema
+// and contract, another driver and SQL dialect); a change here belongs there too.
+
 package sqlite
 
 import (
@@ -108,26 +111,8 @@ func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasm
 	if filter.Email != "" {
 		where, args = `email = ?`, append(args, strings.ToLower(strings.TrimSpace(filter.Email)))
 	}
-	var total int
-	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
-		return nil, 0, dbError(err, "count users")
-	}
-	limit, offset := page(filter.Limit, filter.Offset)
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+`
-		ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, dbError(err, "find users")
-	}
-	defer rows.Close()
-	var out []*wasmwiz.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, dbError(err, "find users")
-		}
-		out = append(out, u)
-	}
-	return out, total, dbError(rows.Err(), "find users")
+	q := findQuery{what: "users", columns: userColumns, table: "users", where: where, order: "id", args: args}
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, scanUser)
 }
 
 // UpdateUser applies upd and returns the user. Admin only (EFORBIDDEN: no
@@ -154,19 +139,9 @@ func (db *DB) UpdateUser(ctx context.Context, id int64, upd wasmwiz.UserUpdate) 
 		// stay the admins until it ends.
 		var admins []int64
 		if upd.Role != nil || upd.Disabled != nil {
-			rows, err := tx.QueryContext(ctx, `SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`)
+			var err error
+			admins, err = column[int64](tx.QueryContext(ctx, `SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id`))
 			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var a int64
-				if err := rows.Scan(&a); err != nil {
-					return err
-				}
-				admins = append(admins, a)
-			}
-			if err := rows.Err(); err != nil {
 				return err
 			}
 		}
