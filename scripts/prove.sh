@@ -60,7 +60,8 @@ asserts what held; the figures are what it measured on the way, and no test asse
 - **useful throughput:** runs completed per second by callers that run back to back, first at the
   replica's capacity (as many callers as run slots), then at 16 times it. The callers run in the
   test's own process, on the same CPUs as the server, so what they spend is part of what the
-  overload costs.
+  overload costs; the server's own processor time (the serve process and its workers, from /proc)
+  is given per run at capacity, and per refusal once the overload's runs are paid at that rate.
 - **records written:** usage records of runs answered during a fault, found after it.
 
 ## Attacks and faults

@@ -87,24 +87,38 @@ func closedLoop(t *testing.T, hc *http.Client, url, key string, callers int, d t
 	return r
 }
 
-// TestServeOverload: a replica of two run slots and a queue of two runs
-// fib(27) for callers back to back, first at its capacity (two callers),
-// then at 16 times it: 32 callers that ignore Retry-After, then 32 that
-// honour it. Under the overload every answer is a run's result or a 503
-// EUNAVAILABLE with Retry-After, runs keep completing (useful work goes on
-// while the excess is shed), and a caller runs normally once it is over.
-// The figures (useful throughput against the baseline, what a refusal
-// costs) go to the prove report.
+// TestServeOverload: the wasmwiz binary, a replica of two run slots and a
+// queue of two, runs fib(27) for callers back to back, first at its
+// capacity (two callers), then at 16 times it: 32 callers that ignore
+// Retry-After, then 32 that honour it. Under the overload every answer is
+// a run's result or a 503 EUNAVAILABLE with Retry-After, runs keep
+// completing (useful work goes on while the excess is shed), and a caller
+// runs normally once it is over. The figures (useful throughput against
+// the baseline, the server's processor time per run and per refusal) go to
+// the prove report.
 func TestServeOverload(t *testing.T) {
 	t.Parallel()
-	env := serveEnv(t, backends[0].env(t))
-	env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "2"
-	env["WASMWIZ_QUEUE_SIZE"] = "2"
-	s := startServe(t, env, ServeOptions{})
-	s.putTier(testTier("unmetered", func(tr *wasmwiz.Tier) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := startServeProcess(t, map[string]string{
+		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": dir, "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
+		"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "2",
+	})
+	admin, err := client.New(p.url, keyPattern.FindString(p.stdout.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AdminPutTier(ctx, testTier("unmetered", func(tr *wasmwiz.Tier) {
 		tr.RunsPerMinute, tr.RunsPerDay, tr.MaxConcurrent = 1_000_000, 100_000_000, 100
-	}))
-	user, _, key := s.newUser("unmetered")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: "load@example.com", Tier: "unmetered", CreateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := cu.Secret
+	user, _ := client.New(p.url, key)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	phase := 2 * time.Second
@@ -112,13 +126,21 @@ func TestServeOverload(t *testing.T) {
 		phase = 5 * time.Second
 	}
 	const capacity = 2
-	baseline := closedLoop(t, hc, s.url, key, capacity, phase, false)
+	pid := p.cmd.Process.Pid
+	// A first run compiles fib; the phases measure runs.
+	if res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "fib.wasm"), Args: []string{"1"}}); err != nil || res.Status != api.StatusOK {
+		t.Fatalf("first run: %+v, %v", res, err)
+	}
+	cpu0 := testenv.TreeCPU(pid)
+	baseline := closedLoop(t, hc, p.url, key, capacity, phase, false)
+	cpu1 := testenv.TreeCPU(pid)
 	if bad := baseline.badAnswer.Load(); bad != nil {
 		t.Fatalf("at capacity: %v", bad)
 	}
-	stopRSS := testenv.PeakRSS(t)
-	hostile := closedLoop(t, hc, s.url, key, 16*capacity, phase, false)
-	polite := closedLoop(t, hc, s.url, key, 16*capacity, phase, true)
+	stopRSS := testenv.PeakRSSOf(t, pid)
+	hostile := closedLoop(t, hc, p.url, key, 16*capacity, phase, false)
+	cpu2 := testenv.TreeCPU(pid)
+	polite := closedLoop(t, hc, p.url, key, 16*capacity, phase, true)
 	peak := stopRSS()
 	for name, r := range map[string]*loadResult{"ignoring Retry-After": hostile, "honouring Retry-After": polite} {
 		if bad := r.badAnswer.Load(); bad != nil {
@@ -131,22 +153,28 @@ func TestServeOverload(t *testing.T) {
 	if hostile.shed.Load() == 0 {
 		t.Fatalf("32 callers on 2 slots and a queue of 2, and nothing was shed")
 	}
-	res, err := user.Execute(context.Background(), &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
+	res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	if err != nil || res.Status != api.StatusOK {
 		t.Fatalf("after the overload: %+v, %v", res, err)
 	}
 	share := func(r *loadResult) string {
 		return fmt.Sprintf("%.0f runs/s (%.0f%%)", r.perSecond(), 100*r.perSecond()/baseline.perSecond())
 	}
-	t.Logf("baseline %.0f runs/s; 16x overload %s ignoring Retry-After, %s honouring it",
-		baseline.perSecond(), share(hostile), share(polite))
-	testenv.Prove(t, "overload: 16x the replica's capacity (32 callers of fib(27) on 2 run slots and a queue of 2)",
+	// The server's processor time: per run at capacity, and what is left
+	// per refusal under the overload once its runs are paid at that rate.
+	perRun := (cpu1 - cpu0) / time.Duration(max(baseline.ok.Load(), 1))
+	perRefusal := (cpu2 - cpu1 - perRun*time.Duration(hostile.ok.Load())) / time.Duration(max(hostile.shed.Load(), 1))
+	t.Logf("baseline %.0f runs/s; 16x overload %s ignoring Retry-After, %s honouring it; server CPU %v per run, %v per refusal",
+		baseline.perSecond(), share(hostile), share(polite), perRun, perRefusal)
+	testenv.Prove(t, "overload: 16x the replica's capacity (32 callers of fib(27) on 2 run slots and a queue of 2; the wasmwiz binary)",
 		"every answer a run's result or 503 EUNAVAILABLE with Retry-After; runs keep completing; normal service after",
 		"useful throughput", fmt.Sprintf("at capacity (2 callers) %.0f runs/s; 16x ignoring Retry-After %s; 16x honouring it %s",
 			baseline.perSecond(), share(hostile), share(polite)),
 		"refusals", fmt.Sprintf("%d while ignoring Retry-After, answered in %s", hostile.shed.Load(), hostile.shedTook.String()),
+		"server's processor time", fmt.Sprintf("%.3f ms per run at capacity; about %.3f ms per refusal",
+			float64(perRun.Microseconds())/1000, float64(perRefusal.Microseconds())/1000),
 		"time to answer", fmt.Sprintf("a run at capacity %s; under 16x (ignoring) %s", baseline.okTook.String(), hostile.okTook.String()),
-		"peak RSS", testenv.MiB(peak))
+		"peak RSS", "serve and its workers "+testenv.MiB(peak))
 }
 
 // floodBody is an endless body of zeros that counts what was read of it.

@@ -118,6 +118,12 @@ func (l *Latencies) Max() time.Duration {
 // when WASMWIZ_PROVE_OUT is unset, it samples nothing and stop returns 0:
 // the figure is for the prove report only.
 func PeakRSS(t testing.TB) (stop func() int64) {
+	return PeakRSSOf(t, os.Getpid())
+}
+
+// PeakRSSOf is PeakRSS of the process pid and its descendants (a server
+// the test started as a child process, with its workers).
+func PeakRSSOf(t testing.TB, pid int) (stop func() int64) {
 	if !Proving() {
 		return func() int64 { return 0 }
 	}
@@ -131,7 +137,7 @@ func PeakRSS(t testing.TB) (stop func() int64) {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			peak = max(peak, treeRSS(os.Getpid()))
+			peak = max(peak, treeRSS(pid))
 			select {
 			case <-done:
 				result <- peak
@@ -153,8 +159,44 @@ func PeakRSS(t testing.TB) (stop func() int64) {
 	return stop
 }
 
+// TreeCPU is the processor time (user and system) that pid and its live
+// descendants have used so far, from /proc; 0 outside Linux. Descendants
+// that ended are not counted: take it around a phase in which they live.
+func TreeCPU(pid int) time.Duration {
+	var ticks int64
+	for _, p := range tree(pid) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		// utime and stime, fields 14 and 15 of stat, in clock ticks.
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	// USER_HZ is 100 on every Linux the project runs on.
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
 // treeRSS is the resident memory of pid and its descendants, from /proc.
 func treeRSS(pid int) int64 {
+	var sum int64
+	for _, p := range tree(pid) {
+		sum += rss(p)
+	}
+	return sum
+}
+
+// tree returns pid and its live descendants, from /proc.
+func tree(pid int) []int {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	children := map[int][]int{}
 	for _, s := range stats {
@@ -175,14 +217,14 @@ func treeRSS(pid int) int64 {
 		p, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
 		children[ppid] = append(children[ppid], p)
 	}
-	var sum int64
+	var all []int
 	queue := []int{pid}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = append(queue[1:], children[p]...)
-		sum += rss(p)
+		all = append(all, p)
 	}
-	return sum
+	return all
 }
 
 // rss is one process's resident memory (VmRSS), 0 when it is gone.
