@@ -410,6 +410,13 @@ func TestExecuteBodyMemoryBound(t *testing.T) {
 	if cr.read() != 0 {
 		t.Errorf("the refused body was read (%d bytes)", cr.read())
 	}
+	metrics := string(f.do(request{method: "GET", path: "/metrics"}).body)
+	for _, want := range []string{"wasmwiz_body_memory_rejections_total 1\n", "wasmwiz_body_memory_limit_bytes 2.097152e+06\n",
+		fmt.Sprintf("wasmwiz_body_memory_bytes %g\n", float64(len(big)))} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	if res, _ := post(otherKey, `{"wasm_base64":"AGFzbQEAAAA=","stdin":"small"}`); res.status != 200 {
 		t.Fatalf("a small body while the bound is reached: %d %s", res.status, res.body)
 	}

@@ -84,6 +84,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	if s.gate != nil {
 		cs = append(cs, gateCollector{s.gate})
 	}
+	if s.bodies != nil {
+		cs = append(cs, bodyGateCollector{s.bodies})
+	}
 	if s.dir != nil {
 		cs = append(cs, directoryCollector{s.dir})
 	}
@@ -196,6 +199,30 @@ func (c gateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRunSlots, prometheus.GaugeValue, float64(c.g.Capacity()))
 	ch <- prometheus.MustNewConstMetric(descRunQueue, prometheus.GaugeValue, float64(c.g.Queued()))
 	ch <- prometheus.MustNewConstMetric(descSaturation, prometheus.CounterValue, float64(c.g.Rejected()))
+}
+
+// bodyGateCollector reads the server's bound on large bodies in flight
+// (wasmwiz.BodyGate, WASMWIZ_MAX_BODY_MEMORY) at every scrape.
+type bodyGateCollector struct{ g *wasmwiz.BodyGate }
+
+var (
+	descBodyBytes    = prometheus.NewDesc("wasmwiz_body_memory_bytes", "Bytes of large request bodies held now (each at its declared length, else its route's cap).", nil, nil)
+	descBodyLimit    = prometheus.NewDesc("wasmwiz_body_memory_limit_bytes", "The bound on large request bodies held at once (WASMWIZ_MAX_BODY_MEMORY).", nil, nil)
+	descBodyWaiting  = prometheus.NewDesc("wasmwiz_body_memory_waiting", "Requests waiting for room to read their large body.", nil, nil)
+	descBodyRejected = prometheus.NewDesc("wasmwiz_body_memory_rejections_total", "Requests refused with 503, unread, because large bodies filled the bound.", nil, nil)
+)
+
+func (c bodyGateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBodyBytes, descBodyLimit, descBodyWaiting, descBodyRejected} {
+		ch <- d
+	}
+}
+
+func (c bodyGateCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBodyBytes, prometheus.GaugeValue, float64(c.g.InUse()))
+	ch <- prometheus.MustNewConstMetric(descBodyLimit, prometheus.GaugeValue, float64(c.g.Capacity()))
+	ch <- prometheus.MustNewConstMetric(descBodyWaiting, prometheus.GaugeValue, float64(c.g.Waiting()))
+	ch <- prometheus.MustNewConstMetric(descBodyRejected, prometheus.CounterValue, float64(c.g.Rejected()))
 }
 
 // directoryCollector reads the execute path's cache (wasmwiz.Directory),
