@@ -195,7 +195,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
 		}
-		wasm, err := readAll(r.Body)
+		wasm, err := readAll(r)
 		if err != nil {
 			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
 		}
@@ -210,7 +210,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		if err := limitBody(w, r, limit); err != nil {
 			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
 		}
-		stdin, err := readAll(r.Body)
+		stdin, err := readAll(r)
 		if err != nil {
 			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
 		}

@@ -80,6 +80,42 @@ func TestExecuteArgvCaps(t *testing.T) {
 			body: func(t *testing.T) (io.Reader, string) {
 				return testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, map[string]string{"async": "true", "env": jsonText(t, bigEnv)})
 			}},
+		{name: "json one argument over its cap", path: "/api/v1/execute", contains: "argument 2 is 131073B, over the 128KiB limit of one argument",
+			body: func(t *testing.T) (io.Reader, string) {
+				return strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","args":["a","` + strings.Repeat("x", wasmwiz.MaxArgBytes+1) + `"]}`), "application/json"
+			}},
+		{name: "json args and env over the total", path: "/api/v1/execute", contains: "over the 1MiB limit of both together",
+			body: func(t *testing.T) (io.Reader, string) {
+				env := map[string]string{}
+				for i := range 5 {
+					env[fmt.Sprint("E", i)] = strings.Repeat("v", 120<<10)
+				}
+				args := []string{strings.Repeat("a", 120<<10), strings.Repeat("a", 120<<10), strings.Repeat("a", 120<<10), strings.Repeat("a", 120<<10)}
+				return strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","args":` + jsonText(t, args) + `,"env":` + jsonText(t, env) + `}`), "application/json"
+			}},
+		{name: "json env over the count cap", path: "/api/v1/execute", contains: "more than 4096 environment variables",
+			body: func(t *testing.T) (io.Reader, string) {
+				env := map[string]string{}
+				for i := range wasmwiz.MaxEnvVars + 1 {
+					env[fmt.Sprint("E", i)] = ""
+				}
+				return strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","env":` + jsonText(t, env) + `}`), "application/json"
+			}},
+		{name: "multipart one argument over its cap", path: "/api/v1/execute", contains: "argument 1 is 131073B, over the 128KiB limit",
+			body: func(t *testing.T) (io.Reader, string) {
+				return testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, map[string]string{"args": jsonText(t, []string{strings.Repeat("x", wasmwiz.MaxArgBytes+1)})})
+			}},
+		{name: "multipart args over the total", path: "/api/v1/execute", contains: "over the 1MiB limit of both together",
+			body: func(t *testing.T) (io.Reader, string) {
+				args := make([]string, 9)
+				for i := range args {
+					args[i] = strings.Repeat("a", 120<<10)
+				}
+				return testenv.Multipart(t, map[string][]byte{"wasm": wasmHeader}, map[string]string{"args": jsonText(t, args)})
+			}},
+		{name: "raw module, one argument over its cap in the query", path: "/api/v1/execute?" + url.Values{"arg": {strings.Repeat("x", wasmwiz.MaxArgBytes+1)}}.Encode(),
+			contains: "argument 1 is 131073B, over the 128KiB limit",
+			body:     func(t *testing.T) (io.Reader, string) { return bytes.NewReader(wasmHeader), "application/wasm" }},
 		{name: "raw module, args in the query", path: "/api/v1/execute?" + query(tooMany), contains: "more than 4096 arguments",
 			body: func(t *testing.T) (io.Reader, string) { return bytes.NewReader(wasmHeader), "application/wasm" }},
 		{name: "raw module async, args in the query", path: "/api/v1/execute?async=true&" + query(tooMany), contains: "more than 4096 arguments",

@@ -73,7 +73,7 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		m.Name, m.Description = strings.TrimSpace(q.Get("name")), q.Get("description")
-		if m.Wasm, err = readAll(r.Body); err != nil {
+		if m.Wasm, err = readAll(r); err != nil {
 			return sizeRefusal("module", limits.MaxModuleBytes, tier.Name, err)
 		}
 	default:
