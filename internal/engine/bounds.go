@@ -103,6 +103,20 @@ func (r *reader) vec(section string, minSize int, each func() error) error {
 	return nil
 }
 
+// sized skips a part of section that starts with its size and returns a
+// reader of that part alone.
+func (r *reader) sized(section string) (*reader, error) {
+	size, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	end := r.pos + int(size)
+	if err := r.skip(section, size); err != nil {
+		return nil, err
+	}
+	return &reader{b: r.b[:end], pos: end - int(size)}, nil
+}
+
 func (r *reader) skipName(section string) error {
 	n, err := r.u32()
 	if err != nil {
@@ -160,15 +174,10 @@ func checkSectionBounds(id byte, r *reader) error {
 		return r.vec("element", 2, func() error { return checkElement(r) })
 	case 10: // code: vec(size, locals, body)
 		return r.vec("code", 2, func() error {
-			size, err := r.u32()
+			body, err := r.sized("code")
 			if err != nil {
 				return err
 			}
-			end := r.pos + int(size)
-			if err := r.skip("code", size); err != nil {
-				return err
-			}
-			body := &reader{b: r.b[:end], pos: end - int(size)}
 			var sum uint64
 			return body.vec("code", 2, func() error {
 				n, err := body.u32()
@@ -273,15 +282,10 @@ func checkNameSection(r *reader) error {
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
+		sub, err := r.sized("name")
 		if err != nil {
 			return err
 		}
-		end := r.pos + int(size)
-		if err := r.skip("name", size); err != nil {
-			return err
-		}
-		sub := &reader{b: r.b[:end], pos: end - int(size)}
 		saved := *r
 		*r = *sub
 		switch id {

@@ -88,9 +88,7 @@ func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(co
 		key := cc.e.cacheKey(sha)
 		cc.mu.Lock()
 		if c, ok := cc.entries[key]; ok {
-			c.refs++
-			cc.lru.MoveToFront(c.elem)
-			cc.hits++
+			cc.useLocked(c)
 			cc.mu.Unlock()
 			return c, true, 0, nil
 		}
@@ -103,6 +101,14 @@ func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(co
 	return cc.get(wasm, sha)
 }
 
+// useLocked takes a reference to c, found in memory, and counts the hit;
+// cc.mu is held.
+func (cc *compileCache) useLocked(c *compiled) {
+	c.refs++
+	cc.lru.MoveToFront(c.elem)
+	cc.hits++
+}
+
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
 // reference the caller must release, whether it came from a cache (memory
 // or disk), and how long it took to compile or load (0 when it was in
@@ -112,9 +118,7 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 	key := cc.e.cacheKey(sha)
 	cc.mu.Lock()
 	if c, ok := cc.entries[key]; ok {
-		c.refs++
-		cc.lru.MoveToFront(c.elem)
-		cc.hits++
+		cc.useLocked(c)
 		touch := c.diskPath != "" && time.Since(c.touched) > touchEvery
 		if touch {
 			c.touched = time.Now()

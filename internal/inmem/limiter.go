@@ -96,12 +96,8 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	if err := wasmwiz.ValidateRateLimits(key, limits); err != nil {
 		return wasmwiz.RateDecision{}, err
 	}
-	now := l.now().UnixMilli()
-	sh := l.shard(key)
-	sh.mu.Lock()
+	sh, b, now := l.lockBucket(key)
 	defer sh.mu.Unlock()
-	sh.sweep(now, l.sweepMS)
-	b := sh.bucket(key)
 	d, _ := l.allowLocked(b, now, limits)
 	return d, nil
 }
@@ -195,15 +191,9 @@ func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admit
 		l.stale.Add(1)
 		return wasmwiz.Admitted{Stale: true, Epoch: epoch}, nil
 	}
-	now := l.now().UnixMilli()
-	sh := l.shard(a.Key)
-	sh.mu.Lock()
+	sh, b, now := l.lockBucket(a.Key)
 	defer sh.mu.Unlock()
-	sh.sweep(now, l.sweepMS)
-	b := sh.bucket(a.Key)
-	b.dropExpiredSlots(now)
-	if len(b.slots) >= a.MaxConcurrent {
-		l.acquireRefused.Add(1)
+	if l.slotsFullLocked(b, now, a.MaxConcurrent) {
 		return wasmwiz.Admitted{Concurrency: true, Epoch: epoch}, nil
 	}
 	d, at := l.allowLocked(b, now, a.Quotas)
@@ -271,19 +261,33 @@ func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl tim
 	if err := validateAcquire(key, maxSlots, ttl); err != nil {
 		return func() {}, false, err
 	}
-	now := l.now().UnixMilli()
-	sh := l.shard(key)
-	sh.mu.Lock()
+	sh, b, now := l.lockBucket(key)
 	defer sh.mu.Unlock()
-	sh.sweep(now, l.sweepMS)
-
-	b := sh.bucket(key)
-	b.dropExpiredSlots(now)
-	if len(b.slots) >= maxSlots {
-		l.acquireRefused.Add(1)
+	if l.slotsFullLocked(b, now, maxSlots) {
 		return func() {}, false, nil
 	}
 	return l.takeSlotLocked(sh, b, key, now, ttl), true, nil
+}
+
+// lockBucket locks key's shard, which the caller unlocks, sweeps it, and
+// returns it with key's bucket and the time in ms.
+func (l *Limiter) lockBucket(key string) (sh *shard, b *bucket, now int64) {
+	now = l.now().UnixMilli()
+	sh = l.shard(key)
+	sh.mu.Lock()
+	sh.sweep(now, l.sweepMS)
+	return sh, sh.bucket(key), now
+}
+
+// slotsFullLocked drops b's expired slot holders and reports, counting the
+// refusal, whether maxSlots are still held; the shard's lock is held.
+func (l *Limiter) slotsFullLocked(b *bucket, now int64, maxSlots int) bool {
+	b.dropExpiredSlots(now)
+	if len(b.slots) >= maxSlots {
+		l.acquireRefused.Add(1)
+		return true
+	}
+	return false
 }
 
 // takeSlotLocked adds a slot holder to b and returns its release; the

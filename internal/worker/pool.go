@@ -308,6 +308,21 @@ func (pl *Pool) isClosing() bool {
 	}
 }
 
+// slotAndWorker waits for sha's compile slot (compiles.slot), then takes
+// a worker (acquire); freeSlot gives the slot back, which the caller does
+// when the worker is done with sha.
+func (pl *Pool) slotAndWorker(ctx context.Context, sha string) (p *proc, freeSlot func(), err error) {
+	freeSlot, err = pl.compiles.slot(ctx, sha)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p, err = pl.acquire(ctx, sha); err != nil {
+		freeSlot()
+		return nil, nil, err
+	}
+	return p, freeSlot, nil
+}
+
 // acquire takes a run token and an idle worker, preferring one that holds
 // the module sha.
 func (pl *Pool) acquire(ctx context.Context, sha string) (*proc, error) {

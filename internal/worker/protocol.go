@@ -194,41 +194,39 @@ func (d *dec) fail(what string) {
 	}
 }
 
-func (d *dec) uvarint() uint64 {
+func (d *dec) uvarint() uint64 { return number(d, binary.Uvarint, "uvarint") }
+
+func (d *dec) varint() int64 { return number(d, binary.Varint, "varint") }
+
+// number reads one number with read (binary.Uvarint or binary.Varint), what
+// it is called when it is bad.
+func number[T uint64 | int64](d *dec, read func([]byte) (T, int), what string) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
-		d.fail("uvarint")
+		d.fail(what)
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *dec) varint() int64 {
-	if d.err != nil {
+// count reads the length of something whose every item takes at least one
+// byte of what is left: a longer one is a bad what, and counts 0 (as does
+// any length after a failure).
+func (d *dec) count(what string) uint64 {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail(what)
 		return 0
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	return n
 }
 
 func (d *dec) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length")
-		return nil
-	}
+	n := d.count("length")
 	if n == 0 {
 		return nil
 	}
@@ -253,14 +251,7 @@ func (d *dec) bool() bool {
 }
 
 func (d *dec) strings() []string {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) { // every string takes at least one byte
-		d.fail("list length")
-		return nil
-	}
+	n := d.count("list length") // every string takes at least one byte
 	if n == 0 {
 		return nil
 	}
@@ -332,11 +323,7 @@ func encodeLimits(e *enc, l wasmwiz.Limits) {
 
 func decodeLimits(d *dec) wasmwiz.Limits {
 	var l wasmwiz.Limits
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("limits length")
-		return l
-	}
+	n := d.count("limits length")
 	vals := make([]int64, n)
 	for i := range vals {
 		vals[i] = d.varint()
@@ -389,11 +376,7 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	}
 	req.Name = d.string()
 	req.Args = d.strings()
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("env length")
-		n = 0
-	}
+	n := d.count("env length")
 	if n > 0 {
 		req.Env = make(map[string]string, n)
 		for range n {
@@ -405,11 +388,7 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	req.Function = d.string()
 	req.Params = d.strings()
 	req.Limits = decodeLimits(d)
-	n = d.uvarint()
-	if n > uint64(len(d.b)) { // every mount takes at least three bytes
-		d.fail("mounts length")
-		n = 0
-	}
+	n = d.count("mounts length") // every mount takes at least three bytes
 	for range n {
 		req.Mounts = append(req.Mounts, wasmwiz.Mount{HostDir: d.string(), GuestDir: d.string(), ReadOnly: d.bool()})
 	}
@@ -474,11 +453,7 @@ func decodeResult(d *dec) *wasmwiz.Result {
 	r.StdoutTruncated = d.bool()
 	r.StderrTruncated = d.bool()
 	r.Trap = d.string()
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("results length")
-		n = 0
-	}
+	n := d.count("results length")
 	if n > 0 {
 		r.Results = make([]wasmwiz.Value, n)
 		for i := range r.Results {

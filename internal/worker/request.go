@@ -51,15 +51,11 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 	// the disk cache): its time and memory are the run's, not a verdict on
 	// the module.
 	known := pl.compiles.isKnown(sha)
-	freeSlot, err := pl.compiles.slot(ctx, sha)
+	p, freeSlot, err := pl.slotAndWorker(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
 	defer freeSlot()
-	p, err := pl.acquire(ctx, sha)
-	if err != nil {
-		return nil, err
-	}
 	// The run's private directory, in the worker's own directory (the one
 	// its Landlock domain lets it write): made before the run, read and
 	// removed after it whatever happened, before the worker serves anyone
@@ -194,15 +190,11 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 		return nil, err
 	}
 	known := pl.compiles.isKnown(sha) // it only loads: no verdict on it (see Run)
-	freeSlot, err := pl.compiles.slot(ctx, sha)
+	p, freeSlot, err := pl.slotAndWorker(ctx, sha)
 	if err != nil {
 		return nil, err
 	}
 	defer freeSlot()
-	p, err := pl.acquire(ctx, sha)
-	if err != nil {
-		return nil, err
-	}
 	kind, d, healthy, err := pl.exchange(ctx, p, &request{kind: msgInspect, sha: sha, wasm: wasm, hint: 64,
 		deadline: time.Now().Add(timeout),
 		encode:   func(e *enc, b []byte) { encodeInspect(e, sha, wasm, limits, b != nil) }})
