@@ -85,10 +85,12 @@ func hangPost(t *testing.T, what string, user *client.Client, url, key, contentT
 // hangs, every request in flight or sent is answered within hangBound
 // (WASMWIZ_DATABASE_TIMEOUT 1s): a run that needs nothing from the
 // database answers 200, one that does (a key never seen, a module a
-// replica has not read) 503 EUNAVAILABLE with Retry-After; no answer waits
-// for the hang to end. When the database answers again, the runs' slots
-// are free (a tier of one concurrent run runs on both replicas at once
-// after the other) and every run answered 200 has its record. Then Redis
+// replica has not read, a module whose bytes a run admitted into its
+// slots must read) 503 EUNAVAILABLE with Retry-After; no answer waits for
+// the hang to end. When the database answers again, the runs' slots are
+// free (a tier of one concurrent run, whose run the hang failed in its
+// slot, runs on both replicas one after the other), every run answered
+// 200 has its record, and so has the failed one. Then Redis
 // hangs: runs answer from the in-memory fallback within the Redis timeout,
 // and Redis decides again when it is back.
 func TestServeDatabaseHang(t *testing.T) {
@@ -108,10 +110,15 @@ func TestServeDatabaseHang(t *testing.T) {
 		"WASMWIZ_DATABASE_TIMEOUT": hangDatabaseTimeout.String(), "WASMWIZ_REDIS_TIMEOUT": "1s"}
 	prefix := randomPrefix()
 	a := startServe(t, serveEnv(t, vars), ServeOptions{RedisPrefix: prefix})
-	b := startServe(t, serveEnv(t, vars), ServeOptions{RedisPrefix: prefix})
+	// b's workers keep no compiled code in memory, so that every run of a
+	// stored module there reads its bytes from the database after it was
+	// admitted: in its run slots.
+	bVars := serveEnv(t, vars)
+	bVars["WASMWIZ_COMPILE_CACHE"] = "1B"
+	b := startServe(t, bVars, ServeOptions{RedisPrefix: prefix})
 	a.putTier(testTier("one", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 }))
 	warm, _, warmKey := a.newUser(wasmwiz.TierPro)
-	_, _, singleKey := a.newUser("one")
+	single, _, singleKey := a.newUser("one")
 	_, _, coldKey := a.newUser(wasmwiz.TierPro) // never used before the hang
 	hello, sleep := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "poll_sleep.wasm")
 	mod, err := warm.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "hello.wasm"})
@@ -129,6 +136,14 @@ func TestServeDatabaseHang(t *testing.T) {
 	}
 	if _, err := a.client(warmKey).ExecuteModule(ctx, mod.ID, &client.ExecuteRequest{}); err != nil {
 		t.Fatalf("stored module before the hang: %v", err)
+	}
+	// The single-slot caller's own module, which b has looked up.
+	own, err := single.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm"), Name: "echo.wasm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client(singleKey).ExecuteModule(ctx, own.ID, &client.ExecuteRequest{}); err != nil {
+		t.Fatalf("the single-slot caller's module on b before the hang: %v", err)
 	}
 
 	var mu sync.Mutex
@@ -164,6 +179,9 @@ func TestServeDatabaseHang(t *testing.T) {
 		send("hello with a key never seen", nil, s.url+"/api/v1/execute", coldKey, "application/wasm", hello)
 		send("a stored module", warm, s.url+"/api/v1/modules/"+mod.ID+"/execute", warmKey, "", nil)
 	}
+	// Admitted, in the caller's only slot and one of b's, then held: its
+	// module's bytes are in the hung database.
+	send("a stored module admitted on b", single, b.url+"/api/v1/modules/"+own.ID+"/execute", singleKey, "", nil)
 	allAnswered := make(chan struct{})
 	go func() { wg.Wait(); close(allAnswered) }()
 	select {
@@ -190,6 +208,12 @@ func TestServeDatabaseHang(t *testing.T) {
 		}
 		if ans.user == nil && ans.status != http.StatusServiceUnavailable {
 			t.Errorf("%s: %d while PostgreSQL hangs, want 503 (the key is only in the database)", ans.what, ans.status)
+		}
+	}
+
+	for _, ans := range answers {
+		if ans.what == "a stored module admitted on b" && ans.status != http.StatusServiceUnavailable {
+			t.Errorf("%s: %d while PostgreSQL hangs, want 503 (its bytes are only in the database)", ans.what, ans.status)
 		}
 	}
 
@@ -229,9 +253,23 @@ func TestServeDatabaseHang(t *testing.T) {
 			return true
 		})
 	}
+	// The admitted run that the hang failed is recorded too, as failed
+	// with EUNAVAILABLE: it held a slot, and gave it back.
+	testenv.WaitFor(t, "the record of the admitted run the hang failed", func() bool {
+		runs, _, err := single.ListRuns(ctx, client.RunQuery{})
+		if err != nil {
+			return false
+		}
+		for _, r := range runs {
+			if r.ModuleID == own.ID && r.ErrorCode == wasmwiz.EUNAVAILABLE {
+				return true
+			}
+		}
+		return false
+	})
 	recorded := time.Since(unstalled)
 	testenv.Prove(t, "PostgreSQL hangs (2 replicas, proxy stalled)",
-		fmt.Sprintf("every request answered while the database hung, within %v of its sending (WASMWIZ_DATABASE_TIMEOUT %v): 200, or 503 EUNAVAILABLE with Retry-After; slots free after; every 200 has its record", hangBound, hangDatabaseTimeout),
+		fmt.Sprintf("every request answered while the database hung, within %v of its sending (WASMWIZ_DATABASE_TIMEOUT %v): 200, or 503 EUNAVAILABLE with Retry-After (also a run held in its slot reading its module from the database, which is recorded as failed and gives its slot back); every 200 has its record", hangBound, hangDatabaseTimeout),
 		"time to answer", took.String(),
 		"answers", fmt.Sprintf("%d ok, %d 503", ok, unavailable),
 		"all answered after the hang began", testenv.Ms(hangAnswered),
