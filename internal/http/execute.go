@@ -128,7 +128,11 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 // the body's bytes (its declared length, else limit) in the server's
 // BodyGate. done releases both; the run takes the admission over first.
 func (s *Server) admitBody(w http.ResponseWriter, r *http.Request, ctx context.Context, c *wasmwiz.Caller, limit int64) (context.Context, *wasmwiz.Caller, func(), error) {
-	ctx, c, ex, err := s.exec.Admit(ctx, c, s.transfer.bodyTime(limit))
+	size := limit // what may arrive: the declared length, else the cap
+	if r.ContentLength >= 0 {
+		size = min(r.ContentLength, limit)
+	}
+	ctx, c, ex, err := s.exec.Admit(ctx, c, s.transfer.bodyTime(size))
 	if err != nil {
 		s.observeExecution(ex, err)
 		setRateHeaders(w, ex)
