@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/postgres"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -15,12 +13,8 @@ import (
 // and later calls do nothing.
 func TestBootstrapReplicas(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Schema(t)
 	const replicas = 6
-	dbs := make([]*postgres.DB, replicas)
-	for i := range dbs {
-		dbs[i] = openURL(t, url, i == 0)
-	}
+	dbs := openReplicas(t, replicas, true)
 	type answer struct {
 		user    *wasmwiz.User
 		key     string

@@ -16,6 +16,19 @@ func newDB(t testing.TB) *postgres.DB {
 	return openURL(t, pgtest.Schema(t), true)
 }
 
+// openReplicas opens n stores on one fresh schema, each with a pool of its own,
+// as the replicas of a deployment are; with migrate the first of them
+// migrates the schema first.
+func openReplicas(t testing.TB, n int, migrate bool) []*postgres.DB {
+	t.Helper()
+	url := pgtest.Schema(t)
+	dbs := make([]*postgres.DB, n)
+	for i := range dbs {
+		dbs[i] = openURL(t, url, migrate && i == 0)
+	}
+	return dbs
+}
+
 func openURL(t testing.TB, url string, migrate bool) *postgres.DB {
 	t.Helper()
 	ctx := context.Background()

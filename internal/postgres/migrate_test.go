@@ -17,12 +17,8 @@ import (
 // succeeds, each migration is recorded once and the tiers are seeded once.
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Schema(t)
 	const replicas = 6
-	dbs := make([]*postgres.DB, replicas)
-	for i := range dbs {
-		dbs[i] = openURL(t, url, false)
-	}
+	dbs := openReplicas(t, replicas, false)
 	ctx := context.Background()
 	errs := make([]error, replicas)
 	testenv.AtOnce(t, replicas, "the concurrent migrations", func(i int) { errs[i] = dbs[i].Migrate(ctx) })

@@ -8,8 +8,6 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -19,10 +17,8 @@ import (
 // without a restart.
 func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	t.Parallel()
-	direct := pgtest.Schema(t)
-	openURL(t, direct, true)
-	proxy := tcpproxy.New(t, targetOf(t, direct))
-	db := openURL(t, viaProxy(t, direct, proxy), false)
+	_, proxy, proxied := behindProxy(t)
+	db := openURL(t, proxied, false)
 	ctx := context.Background()
 	u, uctx := mustUser(t, db, "u@example.com", wasmwiz.RoleUser)
 	_, plain, err := db.CreateAPIKey(uctx, u.ID, "k", nil)
@@ -74,10 +70,8 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 // same store works.
 func TestDatabaseHangs(t *testing.T) {
 	t.Parallel()
-	direct := pgtest.Schema(t)
-	openURL(t, direct, true)
-	proxy := tcpproxy.New(t, targetOf(t, direct))
-	db, err := postgres.OpenWith(context.Background(), viaProxy(t, direct, proxy), postgres.Options{CallTimeout: 300 * time.Millisecond})
+	_, proxy, proxied := behindProxy(t)
+	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

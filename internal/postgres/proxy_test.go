@@ -6,8 +6,21 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
+
+// behindProxy makes a migrated schema and returns a store on it straight to
+// the database, a proxy in front of the database, and the schema's URL
+// through the proxy.
+func behindProxy(t testing.TB) (direct *postgres.DB, proxy *tcpproxy.Proxy, proxied string) {
+	t.Helper()
+	url := pgtest.Schema(t)
+	direct = openURL(t, url, true)
+	proxy = tcpproxy.New(t, targetOf(t, url))
+	return direct, proxy, viaProxy(t, url, proxy)
+}
 
 // viaProxy returns dbURL with its host replaced by the proxy's address.
 func viaProxy(t testing.TB, dbURL string, p *tcpproxy.Proxy) string {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/postgres"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -20,12 +18,8 @@ import (
 // sent.
 func TestStoredModulesQuotaReplicas(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Schema(t)
 	const replicas, uploads, size, room = 4, 12, 64, 15*64 + 63
-	dbs := make([]*postgres.DB, replicas)
-	for i := range dbs {
-		dbs[i] = openURL(t, url, i == 0)
-	}
+	dbs := openReplicas(t, replicas, true)
 	tier := wasmwiz.DefaultTiers()[0]
 	tier.Name, tier.MaxStoredModules, tier.MaxStoredModuleBytes = "quota", 1000, room
 	if err := dbs[0].PutTier(sys, tier); err != nil {

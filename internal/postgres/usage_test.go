@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
@@ -20,10 +18,8 @@ import (
 // kept, none is dropped, and after it every one is in the database once.
 func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	t.Parallel()
-	direct := pgtest.Schema(t)
-	check := openURL(t, direct, true) // straight to the database
-	proxy := tcpproxy.New(t, targetOf(t, direct))
-	db := openURL(t, viaProxy(t, direct, proxy), false)
+	check, proxy, proxied := behindProxy(t) // check: straight to the database
+	db := openURL(t, proxied, false)
 	u, uctx := mustUser(t, check, "u@example.com", wasmwiz.RoleUser)
 
 	w := usage.New(db, usage.Options{
