@@ -100,12 +100,21 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 		}
 		limit = executeBodyCap(mediaType(r), moduleID != "", c.Limits)
 	}
+	parseLimits := c.Limits
 	if r.ContentLength > largeBody && r.ContentLength <= limit || r.ContentLength < 0 {
 		if ctx, c, done, err = s.admitBody(w, r, ctx, c, limit); err != nil {
 			return ctx, nil, nil, done, err
 		}
+		parseLimits = c.Limits // confirmed by the admission's cache epoch
+	} else if c.Cached() {
+		// A small body, its caller's limits from the cache, not yet
+		// confirmed: a field over them may be within the tier's limits
+		// as they are now, and a body cannot be read twice. Its fields
+		// are held to the body's cap only (it is at most largeBody, as
+		// declared); Execute checks the sizes on confirmed limits.
+		parseLimits = lenientLimits(c.Limits, limit)
 	}
-	req, err = parse(w, r, c.Limits, c.Tier.Name, moduleID)
+	req, err = parse(w, r, parseLimits, c.Tier.Name, moduleID)
 	if err != nil && wasmwiz.ErrorCode(err) == wasmwiz.ETOOLARGE && c.Cached() {
 		_, fresh, rerr := s.exec.Recheck(ctx, c)
 		if rerr != nil {
@@ -121,6 +130,17 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 		}
 	}
 	return ctx, c, req, done, err
+}
+
+// lenientLimits are limits whose sizes a body's fields are held to when
+// they are not confirmed: the module and stdin at least the body's cap
+// (they are the body's own bytes, no larger than it). The files keep the
+// tier's limits: an archive is unpacked as it is read, and a small one may
+// unpack to a great deal.
+func lenientLimits(l wasmwiz.Limits, bodyCap int64) wasmwiz.Limits {
+	l.MaxModuleBytes = max(l.MaxModuleBytes, bodyCap)
+	l.MaxStdinBytes = max(l.MaxStdinBytes, bodyCap)
+	return l
 }
 
 // admitBody admits the caller's run before its large body is read
