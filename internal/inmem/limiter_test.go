@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 
 func TestHammerExactCounts(t *testing.T) {
 	t.Parallel()
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := inmem.New(inmem.Options{Now: clock.Now})
 	const keys, goroutines, calls, limit = 16, 32, 300, 137
 	limits := []wasmwiz.RateLimit{
@@ -70,7 +70,7 @@ func TestHammerExactCounts(t *testing.T) {
 
 func TestSweepBoundsMemory(t *testing.T) {
 	t.Parallel()
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := inmem.New(inmem.Options{Now: clock.Now, SweepInterval: time.Second})
 	minute := []wasmwiz.RateLimit{{Name: "minute", Limit: 5, Window: time.Minute}}
 	for i := range 5000 {
@@ -84,12 +84,12 @@ func TestSweepBoundsMemory(t *testing.T) {
 	if got := l.Keys(); got != 5001 {
 		t.Fatalf("Keys() = %d after 5001 keys, want 5001", got)
 	}
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	touchAllShards(t, l)
 	if got := l.Keys(); got != 1 {
 		t.Fatalf("Keys() = %d after the window passed, want 1 (the held slot)", got)
 	}
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	touchAllShards(t, l)
 	if got := l.Keys(); got != 0 {
 		t.Fatalf("Keys() = %d after the slot's ttl, want 0", got)
@@ -111,21 +111,21 @@ func touchAllShards(t *testing.T, l *inmem.Limiter) {
 
 func TestClockGoingBackwards(t *testing.T) {
 	t.Parallel()
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := inmem.New(inmem.Options{Now: clock.Now})
 	minute := []wasmwiz.RateLimit{{Name: "minute", Limit: 2, Window: time.Minute}}
 	l.Allow(context.Background(), "u1", minute)
-	clock.Advance(-10 * time.Second) // e.g. an NTP step
+	clock.Add(-10 * time.Second) // e.g. an NTP step
 	d, err := l.Allow(context.Background(), "u1", minute)
 	if err != nil || !d.Allowed || d.Remaining != 0 {
 		t.Fatalf("second event: %+v, %v", d, err)
 	}
 	// Both events count as at the later time: room again one window after it.
-	clock.Advance(10*time.Second + time.Minute - time.Millisecond)
+	clock.Add(10*time.Second + time.Minute - time.Millisecond)
 	if d, _ := l.Allow(context.Background(), "u1", minute); d.Allowed || d.RetryAfter != time.Millisecond {
 		t.Fatalf("1ms before the window ends: %+v", d)
 	}
-	clock.Advance(time.Millisecond)
+	clock.Add(time.Millisecond)
 	if d, _ := l.Allow(context.Background(), "u1", minute); !d.Allowed || d.Remaining != 1 {
 		t.Fatalf("when the window ends: %+v", d)
 	}
@@ -135,7 +135,7 @@ func TestClockGoingBackwards(t *testing.T) {
 // the counts stay exact across compactions of its slice.
 func TestLongLogStaysExact(t *testing.T) {
 	t.Parallel()
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := inmem.New(inmem.Options{Now: clock.Now})
 	const limit = 20_000
 	day := []wasmwiz.RateLimit{{Name: "day", Limit: limit, Window: 24 * time.Hour}}
@@ -145,7 +145,7 @@ func TestLongLogStaysExact(t *testing.T) {
 		if err != nil || !d.Allowed || d.Remaining != int64(limit-1-i) {
 			t.Fatalf("event %d: %+v, %v", i, d, err)
 		}
-		clock.Advance(step)
+		clock.Add(step)
 	}
 	// Now exactly one day after the first event: every further step frees
 	// exactly one event, so one is allowed and the next refused.
@@ -158,6 +158,6 @@ func TestLongLogStaysExact(t *testing.T) {
 		if d.Allowed || d.RetryAfter != step {
 			t.Fatalf("round %d: %+v, want refused for %v", i, d, step)
 		}
-		clock.Advance(step)
+		clock.Add(step)
 	}
 }

@@ -14,31 +14,12 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// Clock is a manual clock for limiters under test: it moves only when the
-// test says so. It is safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewClock returns a clock showing t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time; pass it as a limiter's Now option.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// Clock is the suite's manual clock: a limiter under test reads its time
+// from Now.
+type Clock = testenv.Clock
 
 // Start is the time every suite clock starts at: on a minute boundary, so a
 // fixed-window limiter would reset in the middle of the tests and fail them.
@@ -108,7 +89,7 @@ func Run(t *testing.T, newLimiter NewLimiterFunc) {
 
 func setup(t *testing.T, newLimiter NewLimiterFunc) (wasmwiz.RateLimiter, *Clock) {
 	t.Helper()
-	clock := NewClock(Start)
+	clock := testenv.NewClock(Start)
 	return newLimiter(t, clock), clock
 }
 
@@ -154,15 +135,15 @@ func testRefusedConsumesNothing(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	for i := range int64(3) {
 		want(t, "spread event", allow(t, l, "u1", perMinute(3)), allowed(3, 2-i, time.Minute))
-		clock.Advance(10 * time.Second)
+		clock.Add(10 * time.Second)
 	}
 	// Events at 0s, 10s, 20s; now 30s.
 	for range 50 {
 		want(t, "refused at 30s", allow(t, l, "u1", perMinute(3)), refused(3, 50*time.Second, 30*time.Second))
 	}
-	clock.Advance(30*time.Second - time.Millisecond)
+	clock.Add(30*time.Second - time.Millisecond)
 	want(t, "refused 1ms early", allow(t, l, "u1", perMinute(3)), refused(3, 20*time.Second+time.Millisecond, time.Millisecond))
-	clock.Advance(time.Millisecond)
+	clock.Add(time.Millisecond)
 	want(t, "allowed when the oldest leaves", allow(t, l, "u1", perMinute(3)), allowed(3, 0, time.Minute))
 	// Events at 10s, 20s, 60s: the next room comes at 70s.
 	want(t, "refused again", allow(t, l, "u1", perMinute(3)), refused(3, time.Minute, 10*time.Second))
@@ -184,7 +165,7 @@ func testMillisecondBoundary(t *testing.T, newLimiter NewLimiterFunc) {
 		t.Run(tt.name, func(t *testing.T) {
 			l, clock := setup(t, newLimiter)
 			want(t, "first", allow(t, l, "u1", perMinute(1)), allowed(1, 0, time.Minute))
-			clock.Advance(tt.advance)
+			clock.Add(tt.advance)
 			want(t, "second", allow(t, l, "u1", perMinute(1)), tt.want)
 		})
 	}
@@ -194,24 +175,24 @@ func testSlidingNotFixedWindow(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	// Start is on a minute boundary. Two events in the last millisecond of
 	// one calendar minute still count in the first 59.999s of the next.
-	clock.Advance(time.Minute - time.Millisecond)
+	clock.Add(time.Minute - time.Millisecond)
 	allow(t, l, "u1", perMinute(2))
 	allow(t, l, "u1", perMinute(2))
-	clock.Advance(time.Millisecond)
+	clock.Add(time.Millisecond)
 	want(t, "new calendar minute", allow(t, l, "u1", perMinute(2)),
 		refused(2, time.Minute-time.Millisecond, time.Minute-time.Millisecond))
-	clock.Advance(time.Minute - time.Millisecond)
+	clock.Add(time.Minute - time.Millisecond)
 	want(t, "window passed", allow(t, l, "u1", perMinute(2)), allowed(2, 1, time.Minute))
 }
 
 func testResetAfter(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	want(t, "first", allow(t, l, "u1", perMinute(3)), allowed(3, 2, time.Minute))
-	clock.Advance(10 * time.Second)
+	clock.Add(10 * time.Second)
 	want(t, "second", allow(t, l, "u1", perMinute(3)), allowed(3, 1, time.Minute))
-	clock.Advance(10 * time.Second)
+	clock.Add(10 * time.Second)
 	want(t, "third", allow(t, l, "u1", perMinute(3)), allowed(3, 0, time.Minute))
-	clock.Advance(5 * time.Second)
+	clock.Add(5 * time.Second)
 	// Events at 0s, 10s, 20s; now 25s: room at 60s, empty at 80s.
 	want(t, "refused", allow(t, l, "u1", perMinute(3)), refused(3, 55*time.Second, 35*time.Second))
 }
@@ -226,7 +207,7 @@ func testSeveralLimitsMostRestrictive(t *testing.T, newLimiter NewLimiterFunc) {
 	want(t, "2nd", allow(t, l, "u1", limits...), allowed(3, 1, time.Minute))
 	want(t, "3rd", allow(t, l, "u1", limits...), allowed(3, 0, time.Minute))
 	want(t, "minute full", allow(t, l, "u1", limits...), refused(3, time.Minute, time.Minute))
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	// Day: 3 of 5 used. Minute: empty again.
 	want(t, "4th", allow(t, l, "u1", limits...), allowed(5, 1, 24*time.Hour))
 	want(t, "5th", allow(t, l, "u1", limits...), allowed(5, 0, 24*time.Hour))
@@ -235,9 +216,9 @@ func testSeveralLimitsMostRestrictive(t *testing.T, newLimiter NewLimiterFunc) {
 	// Both refuse: the answer is the one that frees up last.
 	both := []wasmwiz.RateLimit{{Name: "minute", Limit: 1, Window: time.Minute}, {Name: "hour", Limit: 1, Window: time.Hour}}
 	want(t, "both first", allow(t, l, "u2", both...), allowed(1, 0, time.Hour))
-	clock.Advance(time.Second)
+	clock.Add(time.Second)
 	want(t, "both full", allow(t, l, "u2", both...), refused(1, time.Hour-time.Second, time.Hour-time.Second))
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	want(t, "hour still full", allow(t, l, "u2", both...), refused(1, time.Hour-time.Minute-time.Second, time.Hour-time.Minute-time.Second))
 }
 
@@ -251,7 +232,7 @@ func testSeveralLimitsRefusedConsumesNone(t *testing.T, newLimiter NewLimiterFun
 			t.Fatalf("allowed over the minute limit: %+v", d)
 		}
 	}
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	// Only the two allowed events count against the day.
 	want(t, "day alone", allow(t, l, "u1", perDay(10)), allowed(10, 7, 24*time.Hour))
 	// The refusal by the day limit consumes nothing of the minute limit.
@@ -280,7 +261,7 @@ func testLimitChangeKeepsCount(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	for range 4 {
 		allow(t, l, "u1", perMinute(10))
-		clock.Advance(time.Second)
+		clock.Add(time.Second)
 	}
 	// Events at 0s..3s; now 4s. Lowered to 4: full; raised to 5: one more.
 	want(t, "lowered", allow(t, l, "u1", perMinute(4)), refused(4, 59*time.Second, 56*time.Second))
@@ -296,14 +277,14 @@ func testManyEventsLeaveExactly(t *testing.T, newLimiter NewLimiterFunc) {
 	step := 24 * time.Hour / limit // 4m48s
 	for i := range int64(limit) {
 		want(t, "filling", allow(t, l, "u1", perDay(limit)), allowed(limit, limit-1-i, 24*time.Hour))
-		clock.Advance(step)
+		clock.Add(step)
 	}
 	// Now one day after the first event: it has left, making room for one.
 	want(t, "first left", allow(t, l, "u1", perDay(limit)), allowed(limit, 0, 24*time.Hour))
 	want(t, "full", allow(t, l, "u1", perDay(limit)), refused(limit, 24*time.Hour, step))
 	// Jumps of k steps free exactly k.
 	for _, k := range []int{1, 2, 7, 1, 37, 3, 100, 1} {
-		clock.Advance(time.Duration(k) * step)
+		clock.Add(time.Duration(k) * step)
 		for j := range k {
 			if d := allow(t, l, "u1", perDay(limit)); !d.Allowed || d.Remaining != int64(k-1-j) {
 				t.Fatalf("event %d after a jump of %d steps: %+v, want allowed with %d remaining", j, k, d, k-1-j)
@@ -311,7 +292,7 @@ func testManyEventsLeaveExactly(t *testing.T, newLimiter NewLimiterFunc) {
 		}
 		want(t, "full again", allow(t, l, "u1", perDay(limit)), refused(limit, 24*time.Hour, step))
 	}
-	clock.Advance(24 * time.Hour)
+	clock.Add(24 * time.Hour)
 	want(t, "all left", allow(t, l, "u1", perDay(limit)), allowed(limit, limit-1, 24*time.Hour))
 }
 
@@ -448,13 +429,13 @@ func testAcquireHoldsMaxSlots(t *testing.T, newLimiter NewLimiterFunc) {
 func testAcquireFreesDeadHolders(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	acquire(t, l, "u1", 2, 30*time.Second)
-	clock.Advance(10 * time.Second)
+	clock.Add(10 * time.Second)
 	acquire(t, l, "u1", 2, 30*time.Second)
-	clock.Advance(20*time.Second - time.Millisecond)
+	clock.Add(20*time.Second - time.Millisecond)
 	if _, ok := acquire(t, l, "u1", 2, 30*time.Second); ok {
 		t.Fatal("slot granted 1ms before the first holder's ttl")
 	}
-	clock.Advance(time.Millisecond)
+	clock.Add(time.Millisecond)
 	if _, ok := acquire(t, l, "u1", 2, 30*time.Second); !ok {
 		t.Fatal("dead holder's slot not freed at its ttl")
 	}
@@ -466,7 +447,7 @@ func testAcquireFreesDeadHolders(t *testing.T, newLimiter NewLimiterFunc) {
 func testStaleReleaseFreesNothing(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	stale, _ := acquire(t, l, "u1", 1, 10*time.Second)
-	clock.Advance(10 * time.Second)
+	clock.Add(10 * time.Second)
 	if _, ok := acquire(t, l, "u1", 1, 10*time.Second); !ok {
 		t.Fatal("expired slot not taken over")
 	}
@@ -600,7 +581,7 @@ func testAdmitQuotaRefusalTakesNoSlot(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	a := admit(t, l, admission("u1", 5, perMinute(1), perDay(10)))
 	a.Release(false)
-	clock.Advance(10 * time.Second)
+	clock.Add(10 * time.Second)
 	for range 3 {
 		adm := admit(t, l, admission("u1", 1, perMinute(1), perDay(10)))
 		if adm.OK() || adm.Concurrency {
@@ -619,7 +600,7 @@ func testAdmitQuotaRefusalTakesNoSlot(t *testing.T, newLimiter NewLimiterFunc) {
 func testAdmitReleaseAndRefund(t *testing.T, newLimiter NewLimiterFunc) {
 	l, clock := setup(t, newLimiter)
 	a := admit(t, l, admission("u1", 1, perMinute(2)))
-	clock.Advance(time.Second)
+	clock.Add(time.Second)
 	b := admit(t, l, admission("u2", 1, perMinute(2)))
 	a.Release(false)
 	a.Release(true) // a second call changes nothing: no refund after a release

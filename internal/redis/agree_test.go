@@ -19,7 +19,7 @@ import (
 func TestAgreesWithInmem(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, testenv.RedisURL(t))
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	r := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
 	m := inmem.New(inmem.Options{Now: clock.Now})
 	limitSets := [][]wasmwiz.RateLimit{
@@ -34,7 +34,7 @@ func TestAgreesWithInmem(t *testing.T) {
 	var slots []held
 	ctx := context.Background()
 	for i := range 3000 {
-		clock.Advance(advances[rng.IntN(len(advances))])
+		clock.Add(advances[rng.IntN(len(advances))])
 		key := fmt.Sprintf("user:%d", rng.IntN(3))
 		switch op := rng.IntN(10); {
 		case op < 7:

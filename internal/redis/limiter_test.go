@@ -140,7 +140,7 @@ func TestServerClock(t *testing.T) {
 func TestReplicasShareQuota(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	c1, c2 := newClient(t, url), newClient(t, url)
 	prefix := testPrefix(t, c1)
 	replicas := []*redis.Limiter{
@@ -171,7 +171,7 @@ func TestReplicasShareQuota(t *testing.T) {
 		t.Fatalf("replicas allowed %d and %d, %d in all; want exactly %d", allowed[0].Load(), allowed[1].Load(), total, limit)
 	}
 	// What one replica sees the other refuse, to the millisecond.
-	clock.Advance(time.Minute - time.Millisecond)
+	clock.Add(time.Minute - time.Millisecond)
 	if d, _ := replicas[1].Allow(context.Background(), "user:7", minute(limit)); d.Allowed || d.RetryAfter != time.Millisecond {
 		t.Fatalf("1ms early on replica 2: %+v", d)
 	}
@@ -228,7 +228,7 @@ func TestKeysNamespacedAndExpiring(t *testing.T) {
 func TestScriptCacheFlushed(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, testenv.RedisURL(t))
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Now: clock.Now, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	for i := range 3 {
@@ -279,7 +279,7 @@ const (
 
 func TestRedisDownFallsBack(t *testing.T) {
 	t.Parallel()
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	logs := &testenv.Buffer{}
 	c := newClient(t, "redis://"+tcpproxy.ClosedAddr(t))
 	l := newLimiter(t, redis.Options{
@@ -302,7 +302,7 @@ func TestRedisDownFallsBack(t *testing.T) {
 		if d != want {
 			t.Fatalf("Allow %d:\n got %+v\nwant %+v", i, d, want)
 		}
-		clock.Advance(2 * redis.DefaultProbeInterval) // a probe each time: still down
+		clock.Add(2 * redis.DefaultProbeInterval) // a probe each time: still down
 	}
 	checkOneSlot(t, l, "the fallback")
 	s := l.Stats()
@@ -361,7 +361,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
 	c, p := proxiedClient(t, url)
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	logs := &testenv.Buffer{}
 	l := newLimiter(t, redis.Options{
 		Client: c, Prefix: testPrefix(t, newClient(t, url)), Now: clock.Now,
@@ -388,7 +388,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if s := l.Stats(); !s.FallbackActive || s.Fallback != 3 {
 		t.Fatalf("Stats() during the outage = %+v", s)
 	}
-	clock.Advance(500 * time.Millisecond)
+	clock.Add(500 * time.Millisecond)
 	check("probe finds Redis", true, false, 7) // Redis's count: 2 before + this
 	check("redis again", true, false, 6)
 	if s := l.Stats(); s.FallbackActive || s.Fallback != 3 || s.Allowed != 7 || s.Outages != 1 || s.StoreErrors != 1 {
@@ -405,7 +405,7 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
 	c, p := proxiedClient(t, url)
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{
 		// A timeout the recovered call (a new connection, the script sent
 		// again) does not come near on a loaded machine; the stalled calls
@@ -431,7 +431,7 @@ func TestSlowRedisFallsBack(t *testing.T) {
 		t.Fatalf("Acquire with Redis stalled: %v, %v", ok, err)
 	}
 	p.Unstall()
-	clock.Advance(time.Second)
+	clock.Add(time.Second)
 	d, err = l.Allow(ctx, "u1", minute(2))
 	if err != nil || !d.Allowed || d.Fallback {
 		t.Fatalf("Allow after Redis recovered: %+v, %v", d, err)
@@ -447,7 +447,7 @@ func TestErrorReplyFallsBack(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, testenv.RedisURL(t))
 	prefix := testPrefix(t, c)
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second,
 		Fallback: inmem.New(inmem.Options{Now: clock.Now}), Logger: slog.New(slog.DiscardHandler)})
 	if err := c.Set(context.Background(), prefix+"{u1}:minute:60000", "not a list", time.Minute).Err(); err != nil {
@@ -469,7 +469,7 @@ func TestErrorReplyFallsBack(t *testing.T) {
 func TestReplicasShareAdmissions(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
-	clock := limitertest.NewClock(limitertest.Start)
+	clock := testenv.NewClock(limitertest.Start)
 	c1, c2 := newClient(t, url), newClient(t, url)
 	prefix := testPrefix(t, c1)
 	a := newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
@@ -506,7 +506,7 @@ func TestReplicasShareAdmissions(t *testing.T) {
 		t.Fatalf("%d admitted under a quota of 40", admitted.Load())
 	}
 
-	clock.Advance(time.Minute) // a fresh quota
+	clock.Add(time.Minute) // a fresh quota
 	if err := a.PublishCacheEpoch(ctx, 11); err != nil {
 		t.Fatal(err)
 	}

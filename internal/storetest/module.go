@@ -85,10 +85,7 @@ func testCreateModuleRefusals(t *testing.T, e *env) {
 	m := &wasmwiz.Module{Name: "anon", Wasm: wasmBytes("x")}
 	wantCode(t, e.s.CreateModule(e.anon, m), wasmwiz.EUNAUTHORIZED, "CreateModule without a caller")
 	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{})
-	wantOK(t, err, "FindModules")
-	if total != 0 || len(mods) != 0 {
-		t.Fatalf("refused CreateModule calls stored %d modules", total)
-	}
+	wantListed(t, "FindModules after refused CreateModule calls", mods, total, err, 0)
 }
 
 func testModuleCrossTenant(t *testing.T, e *env) {
@@ -106,10 +103,7 @@ func testModuleCrossTenant(t *testing.T, e *env) {
 	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleWasm of another user's module")
 	wantCode(t, e.s.DeleteModule(otherCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's module")
 	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
-	wantOK(t, err, "FindModules")
-	if total != 0 || len(mods) != 0 {
-		t.Fatalf("another user lists %d modules", total)
-	}
+	wantListed(t, "FindModules of another user", mods, total, err, 0)
 	// Nor without a caller.
 	_, err = e.s.FindModuleByID(e.anon, m.ID)
 	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID without a caller")
@@ -201,10 +195,7 @@ func testPublicModules(t *testing.T, e *env) {
 	_, err = e.s.FindModuleByID(ownerCtx, pub.ID)
 	wantOK(t, err, "the public module after another user's delete")
 	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
-	wantOK(t, err, "FindModules")
-	if total != 0 || len(mods) != 0 {
-		t.Fatalf("FindModules of another user lists %d modules; it lists only one's own", total)
-	}
+	wantListed(t, "FindModules of another user (it lists only one's own)", mods, total, err, 0)
 	_, err = e.s.FindModuleByID(e.anon, pub.ID)
 	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID of a public module without a caller")
 }
@@ -261,10 +252,7 @@ func testDeleteModuleKeepsRuns(t *testing.T, e *env) {
 	wantOK(t, err, "FindRunByID after the module was deleted")
 	sameRun(t, got, r, "run of a deleted module")
 	runs, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
-	wantOK(t, err, "FindRuns")
-	if total != 1 || len(runs) != 1 {
-		t.Fatalf("FindRuns after the module was deleted: %d runs", total)
-	}
+	wantListed(t, "FindRuns after the module was deleted", runs, total, err, 1)
 	// Records of the deleted module may still arrive from the usage writer.
 	late := run(u.ID, wasmwiz.StatusOK, 1, at.Add(time.Second), m.ID, m.SHA256)
 	e.runs(late)

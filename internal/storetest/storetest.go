@@ -55,11 +55,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // Store is everything a WasmWiz store provides.
@@ -87,39 +87,6 @@ type Store interface {
 // Start is the time the suite's clock starts at: a Friday afternoon, so
 // that "today" already holds hours of runs.
 var Start = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-
-// Clock is a settable clock for stores under test. It is safe for concurrent
-// use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a clock that reads t until it is moved.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Add moves the clock forward by d and returns the new time.
-func (c *Clock) Add(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
-}
-
-// Set moves the clock to t and returns t.
-func (c *Clock) Set(t time.Time) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	return t
-}
 
 // Run runs the whole suite. newStore must return a fresh, migrated database
 // for every call; the tests run in parallel.
@@ -159,14 +126,14 @@ type test struct {
 type env struct {
 	t     *testing.T
 	s     Store
-	clock *Clock
+	clock *testenv.Clock
 	sys   context.Context // the system administrator (SystemContext)
 	anon  context.Context // no caller at all
 }
 
 func newEnv(t *testing.T, newStore func(t *testing.T) Store) *env {
 	s := newStore(t)
-	clock := NewClock(Start)
+	clock := testenv.NewClock(Start)
 	s.SetNow(clock.Now)
 	return &env{
 		t:     t,
@@ -296,6 +263,16 @@ func wantOK(t *testing.T, err error, what string) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// wantListed fails unless a Find (got, total, err) answered without an
+// error, n rows and a total of n.
+func wantListed[T any](t *testing.T, what string, got []T, total int, err error, n int) {
+	t.Helper()
+	wantOK(t, err, what)
+	if total != n || len(got) != n {
+		t.Fatalf("%s: %d listed, total %d; want %d", what, len(got), total, n)
 	}
 }
 

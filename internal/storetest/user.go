@@ -141,10 +141,7 @@ func testFindUsers(t *testing.T, e *env) {
 	userCtx := wasmwiz.NewContextWithUser(e.anon, want[0])
 
 	all, total, err := e.s.FindUsers(e.sys, wasmwiz.UserFilter{})
-	wantOK(t, err, "FindUsers")
-	if total != 7 || len(all) != 7 {
-		t.Fatalf("FindUsers: %d users, total %d; want 7 and 7", len(all), total)
-	}
+	wantListed(t, "FindUsers", all, total, err, 7)
 	for i := range all {
 		sameUser(t, all[i], want[i], fmt.Sprintf("user %d in id order", i))
 	}

@@ -16,7 +16,7 @@
 //
 // It also holds what every kind of test needs alike: waits bounded by
 // Patience that fail with a message instead of hanging (WaitFor, Recv,
-// Wait), and multipart request bodies (Multipart).
+// Wait), multipart request bodies (Multipart), and a settable clock (Clock).
 //
 // Imported by tests only.
 package testenv
