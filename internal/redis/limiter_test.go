@@ -95,6 +95,21 @@ func newLimiter(t testing.TB, opts redis.Options) *redis.Limiter {
 	return l
 }
 
+// twoReplicas returns two limiters, each with a Redis client of its own, on
+// one key prefix of the test's and one clock that reads
+// limitertest.Start until the test moves it, as two replicas of a
+// deployment.
+func twoReplicas(t testing.TB) (a, b *redis.Limiter, clock *testenv.Clock) {
+	t.Helper()
+	url := testenv.RedisURL(t)
+	clock = testenv.NewClock(limitertest.Start)
+	c1, c2 := newClient(t, url), newClient(t, url)
+	prefix := testPrefix(t, c1)
+	a = newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
+	b = newLimiter(t, redis.Options{Client: c2, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
+	return a, b, clock
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
@@ -139,14 +154,8 @@ func TestServerClock(t *testing.T) {
 // Two replicas, each with its own client, share one key's quota exactly.
 func TestReplicasShareQuota(t *testing.T) {
 	t.Parallel()
-	url := testenv.RedisURL(t)
-	clock := testenv.NewClock(limitertest.Start)
-	c1, c2 := newClient(t, url), newClient(t, url)
-	prefix := testPrefix(t, c1)
-	replicas := []*redis.Limiter{
-		newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second}),
-		newLimiter(t, redis.Options{Client: c2, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second}),
-	}
+	a, b, clock := twoReplicas(t)
+	replicas := []*redis.Limiter{a, b}
 	const limit, calls = 50, 120
 	var allowed [2]atomic.Int64
 	var wg sync.WaitGroup
@@ -468,12 +477,7 @@ func TestErrorReplyFallsBack(t *testing.T) {
 // without any further call on the first.
 func TestReplicasShareAdmissions(t *testing.T) {
 	t.Parallel()
-	url := testenv.RedisURL(t)
-	clock := testenv.NewClock(limitertest.Start)
-	c1, c2 := newClient(t, url), newClient(t, url)
-	prefix := testPrefix(t, c1)
-	a := newLimiter(t, redis.Options{Client: c1, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
-	b := newLimiter(t, redis.Options{Client: c2, Prefix: prefix, Now: clock.Now, Timeout: 5 * time.Second})
+	a, b, clock := twoReplicas(t)
 	ctx := context.Background()
 	adm := func(l *redis.Limiter, epoch int64) wasmwiz.Admitted {
 		t.Helper()

@@ -27,6 +27,17 @@ func open(t testing.TB) *sqlite.DB {
 	return migrate(t, openEmpty(t))
 }
 
+// mustUser creates a user with email (through the system context) and
+// returns it with a context that carries it.
+func mustUser(t testing.TB, db *sqlite.DB, email string) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	u := &wasmwiz.User{Email: email}
+	if err := db.CreateUser(wasmwiz.SystemContext(context.Background()), u); err != nil {
+		t.Fatalf("CreateUser(%s): %v", email, err)
+	}
+	return u, wasmwiz.NewContextWithUser(context.Background(), u)
+}
+
 // openEmpty returns a database in a new temp file that was never migrated.
 func openEmpty(t testing.TB) *sqlite.DB {
 	t.Helper()
@@ -196,16 +207,11 @@ func TestWritersAndReadersConcurrently(t *testing.T) {
 	t.Parallel()
 	db := open(t)
 	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
-	u := &wasmwiz.User{Email: "u@example.com"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	_, plain, err := db.CreateAPIKey(sys, u.ID, "k", nil)
+	u, uctx := mustUser(t, db, "u@example.com")
+	_, plain, err := db.CreateAPIKey(wasmwiz.SystemContext(ctx), u.ID, "k", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
 	const workers, each = 8, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each*2)
@@ -245,12 +251,7 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 	t.Parallel()
 	db := open(t)
 	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
-	u := &wasmwiz.User{Email: "u@example.com"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	u, uctx := mustUser(t, db, "u@example.com")
 	m := &wasmwiz.Module{Name: "m", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
 	if err := db.CreateModule(uctx, m); err != nil {
 		t.Fatal(err)

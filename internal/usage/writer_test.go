@@ -34,6 +34,15 @@ type fakeRuns struct {
 
 func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]wasmwiz.UsageRecord{}} }
 
+// blockedFakeRuns is a store whose CreateRuns calls wait until the test
+// closes f.block, reporting its calls.
+func blockedFakeRuns() *fakeRuns {
+	f := newFakeRuns()
+	f.block = make(chan struct{})
+	f.calls = make(chan int, 100)
+	return f
+}
+
 // downFakeRuns is a store whose database is down (every CreateRuns fails
 // EUNAVAILABLE until the test says otherwise), reporting its calls.
 func downFakeRuns() *fakeRuns {
@@ -271,9 +280,7 @@ func TestUsageWriterRetryCountsNothingTwice(t *testing.T) {
 // being written.
 func TestUsageWriterBoundsMemory(t *testing.T) {
 	t.Parallel()
-	f := newFakeRuns()
-	f.block = make(chan struct{})
-	f.calls = make(chan int, 100)
+	f := blockedFakeRuns()
 	w := New(f, Options{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
 	var runs []*wasmwiz.UsageRecord
 	for i := range 2 {
@@ -305,9 +312,7 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 
 func TestUsageWriterBoundEqualToBatch(t *testing.T) {
 	t.Parallel()
-	f := newFakeRuns()
-	f.block = make(chan struct{})
-	f.calls = make(chan int, 100)
+	f := blockedFakeRuns()
 	w := New(f, Options{BatchSize: 2, MaxBuffered: 1, FlushInterval: time.Hour, Logger: quiet})
 	w.Record(testRun(0))
 	w.Record(testRun(1))

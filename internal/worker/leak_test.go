@@ -155,34 +155,33 @@ func TestPoolNoLeaks(t *testing.T) {
 		s := pl.Stats()
 		return s.Workers == target && s.Starting == 0 && s.Idle == target
 	})
-	testenv.WaitFor(t, "goroutines to return to the fresh pool's level", func() bool { return runtime.NumGoroutine() <= fresh.goroutines })
-	open := measure(t)
-	if open.children != fresh.children {
-		t.Errorf("children = %d after the runs, want %d (no zombies, no strays)", open.children, fresh.children)
-	}
-	if open.fds != fresh.fds {
-		t.Errorf("open fds = %d after the runs, want %d", open.fds, fresh.fds)
-	}
-	const heapSlack = 4 << 20
-	if open.heap > fresh.heap+heapSlack {
-		t.Errorf("heap = %d after the runs, want at most %d + %d", open.heap, fresh.heap, heapSlack)
-	}
+	backTo(t, fresh, "the fresh pool's level", "the runs")
 
 	// After Close: back to the level before the pool.
 	closed = true
 	if err := pl.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	testenv.WaitFor(t, "goroutines to return to the starting level", func() bool { return runtime.NumGoroutine() <= start.goroutines })
-	end := measure(t)
-	if end.children != start.children {
-		t.Errorf("children = %d after Close, want %d", end.children, start.children)
+	backTo(t, start, "the starting level", "Close")
+}
+
+// backTo waits for the goroutines to return to level's (called what), then
+// fails unless child processes and open fds are at level's too (no
+// zombies, no strays) and the heap at most 4 MiB above it, after what
+// happened.
+func backTo(t *testing.T, level processLevels, what, after string) {
+	t.Helper()
+	testenv.WaitFor(t, "goroutines to return to "+what, func() bool { return runtime.NumGoroutine() <= level.goroutines })
+	now := measure(t)
+	if now.children != level.children {
+		t.Errorf("children = %d after %s, want %d (no zombies, no strays)", now.children, after, level.children)
 	}
-	if end.fds != start.fds {
-		t.Errorf("open fds = %d after Close, want %d", end.fds, start.fds)
+	if now.fds != level.fds {
+		t.Errorf("open fds = %d after %s, want %d", now.fds, after, level.fds)
 	}
-	if end.heap > start.heap+heapSlack {
-		t.Errorf("heap = %d after Close, want at most %d + %d", end.heap, start.heap, heapSlack)
+	const heapSlack = 4 << 20
+	if now.heap > level.heap+heapSlack {
+		t.Errorf("heap = %d after %s, want at most %d + %d", now.heap, after, level.heap, heapSlack)
 	}
 }
 

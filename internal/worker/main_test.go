@@ -54,10 +54,7 @@ func testOptions(t testing.TB, size, spares int) Options {
 // Close leaves no worker behind.
 func newTestPool(t testing.TB, opts Options) *Pool {
 	t.Helper()
-	pl, err := New(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	pl := startPool(t, opts)
 	t.Cleanup(func() {
 		pids := pl.PIDs()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -65,13 +62,30 @@ func newTestPool(t testing.TB, opts Options) *Pool {
 		if err := pl.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		for _, pid := range pids {
-			if processExists(pid) {
-				t.Errorf("worker %d still exists after Close", pid)
-			}
-		}
+		wantGone(t, pids)
 	})
 	return pl
+}
+
+// startPool starts a pool that the test closes itself.
+func startPool(t testing.TB, opts Options) *Pool {
+	t.Helper()
+	pl, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return pl
+}
+
+// wantGone fails for every worker of pids whose process still exists after
+// the pool's Close.
+func wantGone(t testing.TB, pids []int) {
+	t.Helper()
+	for _, pid := range pids {
+		if processExists(pid) {
+			t.Errorf("worker %d still exists after Close", pid)
+		}
+	}
 }
 
 // limits are generous limits for runs that should finish.

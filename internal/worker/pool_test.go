@@ -453,10 +453,7 @@ func TestPoolInspect(t *testing.T) {
 // leaves no worker process.
 func TestPoolClose(t *testing.T) {
 	t.Parallel()
-	pl, err := New(context.Background(), testOptions(t, 2, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl := startPool(t, testOptions(t, 2, 1))
 	pids := pl.PIDs()
 	compileFirst(t, pl, testmodule.Read(t, "loop.wasm"))
 	l := limits()
@@ -476,20 +473,13 @@ func TestPoolClose(t *testing.T) {
 	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("Run after Close: %v, want EUNAVAILABLE", err)
 	}
-	for _, pid := range pids {
-		if processExists(pid) {
-			t.Errorf("worker %d exists after Close", pid)
-		}
-	}
+	wantGone(t, pids)
 }
 
 // TestPoolCloseDeadline: when ctx ends first, Close kills the runs in flight.
 func TestPoolCloseDeadline(t *testing.T) {
 	t.Parallel()
-	pl, err := New(context.Background(), testOptions(t, 1, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl := startPool(t, testOptions(t, 1, 0))
 	done := make(chan error, 1)
 	go func() {
 		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
@@ -664,10 +654,7 @@ func TestPoolHostCallLoop(t *testing.T) {
 // get a result or EUNAVAILABLE, never anything else, and no worker is left.
 func TestPoolCloseUnderLoad(t *testing.T) {
 	t.Parallel()
-	pl, err := New(context.Background(), testOptions(t, 2, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl := startPool(t, testOptions(t, 2, 1))
 	pids := pl.PIDs()
 	hello := testmodule.Read(t, "hello.wasm")
 	var wg sync.WaitGroup
@@ -702,11 +689,7 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 	for _, pid := range pl.PIDs() {
 		t.Errorf("worker %d still listed after Close", pid)
 	}
-	for _, pid := range pids {
-		if processExists(pid) {
-			t.Errorf("worker %d exists after Close", pid)
-		}
-	}
+	wantGone(t, pids)
 }
 
 // TestPoolStartFailures: a worker that never says hello is killed at
