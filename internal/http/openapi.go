@@ -243,9 +243,11 @@ func withExample(content map[string]any, schema string) map[string]any {
 // arrays (form style, exploded: arg=a&arg=b), numbers and flags typed.
 var queryParams = map[string]map[string]any{
 	"arg": {"description": "one argument of the guest, in order; repeat for more", "style": "form", "explode": true,
-		"schema": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}, "example": []string{"-v", "file.txt"}},
+		"schema":  map[string]any{"type": "array", "maxItems": wasmwiz.MaxArgs, "items": map[string]any{"type": "string", "maxLength": wasmwiz.MaxArgBytes}},
+		"example": []string{"-v", "file.txt"}},
 	"env": {"description": "one environment variable of the guest, KEY=VALUE; repeat for more", "style": "form", "explode": true,
-		"schema": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}, "example": []string{"NAME=ww"}},
+		"schema":  map[string]any{"type": "array", "maxItems": wasmwiz.MaxEnvVars, "items": map[string]any{"type": "string", "maxLength": wasmwiz.MaxArgBytes}},
+		"example": []string{"NAME=ww"}},
 	"name":            {"description": "the module's name (argv[0] of a run)", "schema": map[string]any{"type": "string"}, "example": "hello.wasm"},
 	"stdin":           {"description": "the guest's stdin, as text", "schema": map[string]any{"type": "string"}},
 	"stdin_base64":    {"description": "the guest's stdin, base64", "schema": map[string]any{"type": "string", "contentEncoding": "base64"}},
@@ -532,6 +534,14 @@ func schemas() map[string]any {
 		"description": `a JSON number, or the string "nan", "inf" or "-inf", which JSON numbers cannot hold`}
 	s["Run"].(map[string]any)["properties"].(map[string]any)["status"] = map[string]any{"type": "string",
 		"description": "a Status; empty when the run was refused (error_code says why)"}
+	// The argv caps (wasmwiz.CheckArgv); their total, 1MiB, has no keyword.
+	ex := s["ExecuteRequest"].(map[string]any)["properties"].(map[string]any)
+	ex["args"] = map[string]any{"type": "array", "maxItems": wasmwiz.MaxArgs,
+		"items":       map[string]any{"type": "string", "maxLength": wasmwiz.MaxArgBytes},
+		"description": "argv after argv[0]: at most 4096, 128KiB each, 1MiB with env (each string with its NUL)"}
+	ex["env"] = map[string]any{"type": "object", "maxProperties": wasmwiz.MaxEnvVars,
+		"additionalProperties": map[string]any{"type": "string"},
+		"description":          "the guest's whole environment: at most 4096 variables, 128KiB each as K=V, 1MiB with args"}
 	return s
 }
 
