@@ -30,24 +30,13 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req api.KeyRequest
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return err
-	}
-	if err := decodeJSON(r.Body, &req); err != nil {
+	if err := decodeSmallJSON(w, r, &req); err != nil {
 		return err
 	}
 	if req.UserID != 0 {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "user_id is for POST /api/v1/admin/keys; this route makes a key for you")
 	}
-	if err := s.validKeyRequest(&req); err != nil {
-		return err
-	}
-	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), u.ID, req.Name, req.ExpiresAt)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, api.CreatedKey{Key: apiKey(k), Secret: secret})
-	return nil
+	return s.writeNewKey(w, r, u.ID, &req)
 }
 
 func (s *Server) findKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
@@ -108,19 +97,22 @@ func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) error {
 // adminCreateKey is POST /api/v1/admin/keys: a key for any user.
 func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 	var req api.KeyRequest
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return err
-	}
-	if err := decodeJSON(r.Body, &req); err != nil {
+	if err := decodeSmallJSON(w, r, &req); err != nil {
 		return err
 	}
 	if req.UserID <= 0 {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "user_id is required")
 	}
-	if err := s.validKeyRequest(&req); err != nil {
+	return s.writeNewKey(w, r, req.UserID, &req)
+}
+
+// writeNewKey makes the key req asks for, for user userID, and answers 201
+// with it and its secret (shown this once).
+func (s *Server) writeNewKey(w http.ResponseWriter, r *http.Request, userID int64, req *api.KeyRequest) error {
+	if err := s.validKeyRequest(req); err != nil {
 		return err
 	}
-	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), req.UserID, req.Name, req.ExpiresAt)
+	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), userID, req.Name, req.ExpiresAt)
 	if err != nil {
 		return err
 	}

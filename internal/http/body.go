@@ -73,6 +73,15 @@ func bodyError(err error) error {
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the request body")
 }
 
+// decodeSmallJSON decodes the JSON body of a request that carries no module
+// or stdin into v, as decodeJSON, bounded by smallBodyLimit.
+func decodeSmallJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := limitBody(w, r, smallBodyLimit); err != nil {
+		return err
+	}
+	return decodeJSON(r.Body, v)
+}
+
 // decodeJSON decodes a bounded JSON body into v, refusing unknown fields and
 // trailing data.
 func decodeJSON(r io.Reader, v any) error {

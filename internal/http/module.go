@@ -155,10 +155,7 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
 		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
 	}
 	var upd api.ModuleUpdate
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return err
-	}
-	if err := decodeJSON(r.Body, &upd); err != nil {
+	if err := decodeSmallJSON(w, r, &upd); err != nil {
 		return err
 	}
 	if upd.Name == nil && upd.Description == nil && upd.Public == nil {

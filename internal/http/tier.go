@@ -12,11 +12,8 @@ import (
 // and parses every limit (numbers in bytes and milliseconds, or strings such
 // as "128MiB" and "5s").
 func (s *Server) readTier(w http.ResponseWriter, r *http.Request) (*wasmwiz.Tier, error) {
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return nil, err
-	}
 	var t wasmwiz.Tier
-	if err := decodeJSON(r.Body, &t); err != nil {
+	if err := decodeSmallJSON(w, r, &t); err != nil {
 		return nil, err
 	}
 	t.Name = strings.TrimSpace(t.Name)

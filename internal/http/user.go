@@ -11,10 +11,7 @@ import (
 // adminCreateUser is POST /api/v1/admin/users.
 func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) error {
 	var req api.UserRequest
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return err
-	}
-	if err := decodeJSON(r.Body, &req); err != nil {
+	if err := decodeSmallJSON(w, r, &req); err != nil {
 		return err
 	}
 	email, err := wasmwiz.NormalizeEmail(req.Email)
@@ -82,10 +79,7 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var upd api.UserUpdate
-	if err := limitBody(w, r, smallBodyLimit); err != nil {
-		return err
-	}
-	if err := decodeJSON(r.Body, &upd); err != nil {
+	if err := decodeSmallJSON(w, r, &upd); err != nil {
 		return err
 	}
 	if upd.Tier == nil && upd.Role == nil && upd.Disabled == nil {
