@@ -220,6 +220,29 @@ type answer struct {
 // send makes one call and returns its answer when the status is 2xx, and
 // the mapped error otherwise.
 func (c *Client) send(ctx context.Context, r request) (*answer, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	if err != nil {
+		return nil, errorf(api.EUNAVAILABLE, err, "reading the answer: %v", err)
+	}
+	if len(body) > maxAnswerBytes {
+		return nil, errorf(api.EINTERNAL, nil, "answer over %d bytes", maxAnswerBytes)
+	}
+	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return a, nil
+	}
+	return nil, responseError(a)
+}
+
+// do sends r and returns the server's response, whatever its status; the
+// caller closes its body. EINVALID for a request that cannot be made,
+// EUNAVAILABLE when the server did not answer.
+func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + r.path
 	if len(r.query) > 0 {
@@ -250,19 +273,7 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 		}
 		return nil, errorf(api.EUNAVAILABLE, err, "server did not answer: %v", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
-	if err != nil {
-		return nil, errorf(api.EUNAVAILABLE, err, "reading the answer: %v", err)
-	}
-	if len(body) > maxAnswerBytes {
-		return nil, errorf(api.EINTERNAL, nil, "answer over %d bytes", maxAnswerBytes)
-	}
-	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return a, nil
-	}
-	return nil, responseError(a)
+	return resp, nil
 }
 
 // responseError turns a non-2xx answer into an *Error.

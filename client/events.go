@@ -69,31 +69,10 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 // events sends r asking for text/event-stream and calls fn with each
 // event until fn says it is done. A non-2xx answer is the usual error.
 func (c *Client) events(ctx context.Context, r request, fn func(kind string, data []byte) (bool, error)) error {
-	u := *c.base
-	u.Path = strings.TrimRight(u.Path, "/") + r.path
-	if len(r.query) > 0 {
-		u.RawQuery = r.query.Encode()
-	}
-	hr, err := http.NewRequestWithContext(ctx, r.method, u.String(), r.body)
+	r.accept = "text/event-stream"
+	resp, err := c.do(ctx, r)
 	if err != nil {
-		return errorf(api.EINVALID, err, "cannot make the request: %v", err)
-	}
-	if r.ctype != "" {
-		hr.Header.Set("Content-Type", r.ctype)
-	}
-	hr.Header.Set("Accept", "text/event-stream")
-	if c.userAgent != "" {
-		hr.Header.Set("User-Agent", c.userAgent)
-	}
-	if c.key != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.http.Do(hr)
-	if err != nil {
-		if ctx.Err() != nil {
-			return errorf(api.EUNAVAILABLE, err, "request ended: %v", ctx.Err())
-		}
-		return errorf(api.EUNAVAILABLE, err, "server did not answer: %v", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
