@@ -487,19 +487,7 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID str
 	if body.hasArchive {
 		in.archive = body.archive
 	}
-	if int64(len(body.Files)) > limits.MaxFiles {
-		return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)
-	}
-	for i, f := range body.Files {
-		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
-		if err != nil {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d].content_base64 is not valid base64", i)
-		}
-		if f.Path == "" {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d] has no path", i)
-		}
-		in.files = append(in.files, wasmwiz.FileEntry{Path: f.Path, Data: data})
-	}
+	in.files = body.files
 	if req.Files, err = in.runFiles(limits); err != nil {
 		return nil, err
 	}

@@ -6,13 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // argvTextLimit bounds the JSON text of args and of env (a multipart part,
@@ -428,6 +427,7 @@ func fieldTooLarge(name string) error {
 // the base64 ones decoded (the ExecuteRequest's strings stay empty).
 type executeBody struct {
 	executeJSON
+	files                         []wasmwiz.FileEntry // decoded; executeJSON.Files stays empty
 	wasm, stdin, archive          []byte
 	hasWasm, hasStdin, hasArchive bool // given, and not ""
 }
@@ -481,7 +481,7 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 			// Text: escapes may take more room than the bytes they stand for.
 			err = o.decode(name, 2*limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier), &body.Stdin)
 		case "files":
-			body.Files, err = decodeFiles(o, limits)
+			body.files, err = decodeFiles(o, limits)
 		case "args":
 			err = o.value(argvTextLimit, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "args are over %s as JSON text", wasmwiz.FormatSize(argvTextLimit)), func(dec *json.Decoder) error {
 				var err error
@@ -533,44 +533,86 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 
 var errNotObject = wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: want one JSON object")
 
-// decodeFiles reads the files array one file at a time: at most the
-// tier's max_files of them (refused at the first past it), their text at
-// most their content's cap in base64 and 1KiB per file for its path.
-func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]api.FileIn, error) {
-	max := base64Len(limits.MaxFilesInBytes) + limits.MaxFiles*1024
+// decodeFiles reads the files array one file at a time, by hand: each
+// file's content decoded from base64 as it streams, within what the tier's
+// max_files_in_bytes leaves; at most max_files files (refused at the first
+// past it); a path at most 4KiB. Unknown members of a file are EINVALID.
+func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]wasmwiz.FileEntry, error) {
 	tooBig := wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the files are over the %s limit (the tier's max_files_in_bytes)", wasmwiz.FormatSize(limits.MaxFilesInBytes))
 	shape := wasmwiz.Errorf(wasmwiz.EINVALID, `files must be a JSON array of {"path":…,"content_base64":…}`)
-	var files []api.FileIn
-	err := o.value(max, tooBig, func(dec *json.Decoder) error {
-		tok, err := dec.Token()
-		if err != nil {
-			return jsonReadError(err, shape)
+	c, err := o.src.next()
+	if err != nil {
+		return nil, o.readError(err)
+	}
+	if c == 'n' {
+		var rest [3]byte
+		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
+			return nil, shape
 		}
-		if tok == nil {
-			return nil
+		return nil, nil
+	}
+	if c != '[' {
+		return nil, shape
+	}
+	var files []wasmwiz.FileEntry
+	used := int64(0)
+	for i := 0; ; i++ {
+		if c, err = o.src.next(); err != nil {
+			return nil, o.readError(err)
 		}
-		if d, ok := tok.(json.Delim); !ok || d != '[' {
-			return shape
+		if c == ']' && i == 0 {
+			return files, nil
 		}
-		files = []api.FileIn{}
-		for dec.More() {
-			if int64(len(files)) >= limits.MaxFiles {
-				return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)
+		if i > 0 {
+			if c == ']' {
+				return files, nil
 			}
-			var f api.FileIn
-			if err := dec.Decode(&f); err != nil {
-				var ute *json.UnmarshalTypeError
-				if errors.As(err, &ute) || strings.HasPrefix(err.Error(), "json: unknown field ") {
-					return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid JSON body: files[%d]: %s", len(files), jsonErrorText(err))
+			if c != ',' {
+				return nil, syntaxError("want , or ] after a file")
+			}
+			if c, err = o.src.next(); err != nil {
+				return nil, o.readError(err)
+			}
+		}
+		if c != '{' {
+			return nil, shape
+		}
+		if int64(i) >= limits.MaxFiles {
+			return nil, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "more than %d files are sent into the run (the limit of the tier)", limits.MaxFiles)
+		}
+		var f wasmwiz.FileEntry
+		var hasPath, hasContent bool
+		for first := true; ; first = false {
+			name, ok, err := o.key(first)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			switch {
+			case name == "path" && !hasPath:
+				hasPath = true
+				err = o.decode("files[].path", 4<<10, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "files[%d].path is over 4KiB", i), &f.Path)
+			case name == "content_base64" && !hasContent:
+				hasContent = true
+				f.Data, _, err = o.base64Value(fmt.Sprintf("files[%d].content_base64", i), limits.MaxFilesInBytes-used, tooBig)
+				if f.Data == nil {
+					f.Data = []byte{}
 				}
-				return jsonReadError(err, shape)
+				used += int64(len(f.Data))
+			case name == "path", name == "content_base64":
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: field %q given twice", i, name)
+			default:
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: unknown field %q", i, name)
 			}
-			files = append(files, f)
+			if err != nil {
+				return nil, err
+			}
 		}
-		if _, err := dec.Token(); err != nil { // ]
-			return jsonReadError(err, shape)
+		if f.Path == "" {
+			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d] has no path", i)
 		}
-		return nil
-	})
-	return files, err
+		files = append(files, f)
+	}
 }
