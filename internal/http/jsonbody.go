@@ -125,7 +125,10 @@ func jsonReadError(err, shape error) error {
 		return bodyError(err)
 	case errors.As(err, &we):
 		return we
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		// encoding/json says so when the body ends inside a value and the
+		// end came with the read that brought its last bytes.
+		errors.As(err, &se) && se.Error() == "unexpected end of JSON input":
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: it ends too soon")
 	case errors.As(err, &se):
 		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid JSON body: %s", jsonErrorText(err))
@@ -338,7 +341,7 @@ func (o *jsonObject) base64Value(name string, limit int64, tooBig error) (data [
 	if o.left > 0 {
 		buf.Grow(int(min(limit+1, o.left/4*3+3)))
 	}
-	n, err := io.Copy(&buf, io.LimitReader(base64.NewDecoder(base64.StdEncoding, text), limit+1))
+	n, err := io.Copy(&buf, io.LimitReader(base64.NewDecoder(base64.StdEncoding, &endsAtPadding{r: text}), limit+1))
 	if o.left > 0 {
 		o.left = max(o.left-text.n, 0)
 	}
@@ -357,6 +360,29 @@ func (o *jsonObject) base64Value(name string, limit int64, tooBig error) (data [
 		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "%s is not valid base64", name)
 	}
 	return buf.Bytes(), text.n > 0, nil
+}
+
+// endsAtPadding refuses base64 text that goes on after its padding: the
+// standard library's stream decoder decodes each read's text alone, so
+// "AGFzbQEAAAA=" and "AAAA" arriving in two reads would pass.
+type endsAtPadding struct {
+	r      io.Reader
+	padded bool
+}
+
+var errAfterPadding = errors.New("base64 text after its padding")
+
+func (e *endsAtPadding) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	for _, c := range p[:n] {
+		switch {
+		case c == '=':
+			e.padded = true
+		case e.padded:
+			return 0, errAfterPadding
+		}
+	}
+	return n, err
 }
 
 // jsonStringReader yields the content of a JSON string whose opening quote

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -271,15 +272,24 @@ func TestExecuteJSONShape(t *testing.T) {
 		{"no comma", `{"wasm_base64":"AGFzbQEAAAA=" "name":"x"}`, "want , or } after a field"},
 		{"empty", ``, "empty JSON body"},
 	}
+	// However the body's bytes arrive: at once, one byte a read, or with
+	// the end of the stream in the read of its last bytes.
+	readers := map[string]func(string) io.Reader{
+		"":          func(s string) io.Reader { return strings.NewReader(s) },
+		"/bytewise": func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) },
+		"/data+EOF": func(s string) io.Reader { return iotest.DataErrReader(strings.NewReader(s)) },
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			f := newFixture(t, nil)
-			res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: strings.NewReader(tt.body), contentType: "application/json"})
-			if res.status != 400 || res.errorCode(t) != wasmwiz.EINVALID || !strings.Contains(res.errorMessage(t), tt.contains) {
-				t.Fatalf("status %d: %s\nwant 400 EINVALID with %q", res.status, res.body, tt.contains)
-			}
-		})
+		for how, reader := range readers {
+			t.Run(tt.name+how, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, nil)
+				res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: reader(tt.body), contentType: "application/json"})
+				if res.status != 400 || res.errorCode(t) != wasmwiz.EINVALID || !strings.Contains(res.errorMessage(t), tt.contains) {
+					t.Fatalf("status %d: %s\nwant 400 EINVALID with %q", res.status, res.body, tt.contains)
+				}
+			})
+		}
 	}
 }
 
