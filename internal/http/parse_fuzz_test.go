@@ -57,6 +57,15 @@ func FuzzParseExecute(f *testing.F) {
 				continue
 			}
 			checkParsedExecute(t, name, req, len(body)+len(query), moduleID)
+			// What a part or a raw body carries is held to its own limit
+			// as it is read (JSON's fields are checked by the executor).
+			mt := mediaType(r)
+			if (mt == "multipart/form-data" || mt == "application/wasm") && int64(len(req.Wasm)) > fuzzLimits.MaxModuleBytes {
+				t.Fatalf("%s: a %s module of %d bytes, over the limit", name, mt, len(req.Wasm))
+			}
+			if mt == "multipart/form-data" && int64(len(req.Stdin)) > fuzzLimits.MaxStdinBytes {
+				t.Fatalf("%s: a multipart stdin of %d bytes, over the limit", name, len(req.Stdin))
+			}
 		}
 	})
 }
