@@ -441,9 +441,6 @@ func (s *jsonStringReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// base64Len is the length of n bytes in padded standard base64.
-func base64Len(n int64) int64 { return (n + 2) / 3 * 4 }
-
 // fieldTooLarge is the refusal of a small field over fieldLimit.
 func fieldTooLarge(name string) error {
 	return wasmwiz.Errorf(wasmwiz.ETOOLARGE, "field %q is over %s", name, wasmwiz.FormatSize(fieldLimit))
