@@ -85,21 +85,8 @@ func TestParseDuration(t *testing.T) {
 // negative, and a refusal is EINVALID with a message. Every accepted size
 // written by FormatSize parses back to itself.
 func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"1048576", "256MiB", "16MB", "1.5G", "0", "-1", "9223372036854775807", "4611686018427387904B",
-		"1e300K", "NaNM", "+Inf KiB", " 2 kib ", "B", "0x10", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := wasmwiz.ParseSize(s)
-		if err != nil {
-			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "" {
-				t.Fatalf("ParseSize(%q): %v", s, err)
-			}
-			return
-		}
-		if n < 0 {
-			t.Fatalf("ParseSize(%q) = %d", s, n)
-		}
+	fuzzParse(f, "ParseSize", wasmwiz.ParseSize, []string{"1048576", "256MiB", "16MB", "1.5G", "0", "-1", "9223372036854775807", "4611686018427387904B",
+		"1e300K", "NaNM", "+Inf KiB", " 2 kib ", "B", "0x10", ""}, func(t *testing.T, n int64) {
 		if back, err := wasmwiz.ParseSize(wasmwiz.FormatSize(n)); err != nil || back != n {
 			t.Fatalf("ParseSize(FormatSize(%d)) = %d, %v", n, back, err)
 		}
@@ -109,20 +96,30 @@ func FuzzParseSize(f *testing.F) {
 // FuzzParseDuration: no text makes ParseDuration panic, and a duration it
 // accepts is never negative.
 func FuzzParseDuration(f *testing.F) {
-	for _, s := range []string{"3s", "500ms", "2m", "1.5", "0", "-1", "-1s", "1e300", "NaN", "-0", "Inf", "9223372036854775807ns",
-		"1h1h1h", " 5s ", ""} {
+	fuzzParse(f, "ParseDuration", wasmwiz.ParseDuration, []string{"3s", "500ms", "2m", "1.5", "0", "-1", "-1s", "1e300", "NaN", "-0", "Inf", "9223372036854775807ns",
+		"1h1h1h", " 5s ", ""}, nil)
+}
+
+// fuzzParse fuzzes parse (called name) from seeds: no text makes it panic,
+// a refusal is EINVALID with a message, and a value it accepts is not
+// negative and passes accepted, when there is one.
+func fuzzParse[T int64 | time.Duration](f *testing.F, name string, parse func(string) (T, error), seeds []string, accepted func(t *testing.T, v T)) {
+	for _, s := range seeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := wasmwiz.ParseDuration(s)
+		v, err := parse(s)
 		if err != nil {
 			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "" {
-				t.Fatalf("ParseDuration(%q): %v", s, err)
+				t.Fatalf("%s(%q): %v", name, s, err)
 			}
 			return
 		}
-		if d < 0 {
-			t.Fatalf("ParseDuration(%q) = %v", s, d)
+		if v < 0 {
+			t.Fatalf("%s(%q) = %v", name, s, v)
+		}
+		if accepted != nil {
+			accepted(t, v)
 		}
 	})
 }
