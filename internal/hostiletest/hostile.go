@@ -21,45 +21,45 @@ func startModule(locals [][2]uint32, code []byte) *Module {
 	}
 }
 
+// openBlocks appends n nested empty-typed blocks of kind op (OpLoop, OpBlock).
+func openBlocks(code []byte, n int, op byte) []byte {
+	for range n {
+		code = append(code, op, BlockEmpty)
+	}
+	return code
+}
+
+// endBlocks appends n ends.
+func endBlocks(code []byte, n int) []byte {
+	for range n {
+		code = append(code, OpEnd)
+	}
+	return code
+}
+
 // DeepLoops is one function of n nested empty loops: wazero's compiler
 // spends time superlinear in the nesting (loop analysis), so a module of a
 // few hundred kilobytes keeps it busy for seconds to minutes.
 func DeepLoops(n int) []byte {
-	code := make([]byte, 0, 3*n)
-	for range n {
-		code = append(code, OpLoop, BlockEmpty)
-	}
-	for range n {
-		code = append(code, OpEnd)
-	}
-	return startModule(nil, code).Bytes()
+	return startModule(nil, endBlocks(openBlocks(make([]byte, 0, 3*n), n, OpLoop), n)).Bytes()
 }
 
 // DeepLoopsBranching is DeepLoops where every loop may branch back to every
 // enclosing loop's header through one br_if at the innermost level, which
 // turns the nesting into a dense control-flow graph.
 func DeepLoopsBranching(n int) []byte {
-	code := make([]byte, 0, 8*n)
-	for range n {
-		code = append(code, OpLoop, BlockEmpty)
-	}
+	code := openBlocks(make([]byte, 0, 8*n), n, OpLoop)
 	for i := range n {
 		code = i32Const(code, 0)
 		code = ULEB(append(code, OpBrIf), uint64(i))
 	}
-	for range n {
-		code = append(code, OpEnd)
-	}
-	return startModule(nil, code).Bytes()
+	return startModule(nil, endBlocks(code, n)).Bytes()
 }
 
 // DeepBlocks is one function of n nested blocks, each left by a br_if to
 // the outermost, the shape a big switch compiles to.
 func DeepBlocks(n int) []byte {
-	code := make([]byte, 0, 8*n)
-	for range n {
-		code = append(code, OpBlock, BlockEmpty)
-	}
+	code := openBlocks(make([]byte, 0, 8*n), n, OpBlock)
 	for i := range n {
 		code = i32Const(code, 0)
 		code = ULEB(append(code, OpBrIf), uint64(n-1-i))
@@ -98,10 +98,7 @@ func ManyLocals(n int) []byte {
 // HugeBrTable is a br_table of n targets spread over depth nested blocks,
 // repeated reps times.
 func HugeBrTable(n, depth, reps int) []byte {
-	var code []byte
-	for range depth {
-		code = append(code, OpBlock, BlockEmpty)
-	}
+	code := openBlocks(nil, depth, OpBlock)
 	for range reps {
 		code = i32Const(code, 0)
 		code = ULEB(append(code, OpBrTable), uint64(n))
@@ -110,9 +107,7 @@ func HugeBrTable(n, depth, reps int) []byte {
 		}
 		code = ULEB(code, 0)
 	}
-	for range depth {
-		code = append(code, OpEnd)
-	}
+	code = endBlocks(code, depth)
 	return startModule(nil, code).Bytes()
 }
 

@@ -174,22 +174,24 @@ func (r *response) json(t *testing.T) map[string]any {
 
 func (r *response) errorCode(t *testing.T) string {
 	t.Helper()
-	e, _ := r.json(t)["error"].(map[string]any)
-	if e == nil {
-		t.Fatalf("no error object in %s", r.body)
-	}
-	code, _ := e["code"].(string)
-	return code
+	return r.errorField(t, "code")
 }
 
 func (r *response) errorMessage(t *testing.T) string {
+	t.Helper()
+	return r.errorField(t, "message")
+}
+
+// errorField returns a member of the answer's error object, failing when
+// there is none.
+func (r *response) errorField(t *testing.T, name string) string {
 	t.Helper()
 	e, _ := r.json(t)["error"].(map[string]any)
 	if e == nil {
 		t.Fatalf("no error object in %s", r.body)
 	}
-	msg, _ := e["message"].(string)
-	return msg
+	v, _ := e[name].(string)
+	return v
 }
 
 func (f *fixture) do(req request) *response {

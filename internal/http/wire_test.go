@@ -70,6 +70,23 @@ func TestAPIInspectionIsTheStoredJSON(t *testing.T) {
 	}
 }
 
+// bothJSON writes what the domain writes of a value and what the API sends
+// of it, and reads both back as JSON objects to compare.
+func bothJSON(t *testing.T, domainValue, apiValue any) (domain, sent []byte, a, b map[string]any) {
+	t.Helper()
+	domain, err := json.Marshal(domainValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err = json.Marshal(apiValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal(domain, &a)
+	_ = json.Unmarshal(sent, &b)
+	return domain, sent, a, b
+}
+
 // TestAPITierIsTheTierCodec: api.Tier, which the API sends and the client
 // reads, carries every limit of wasmwiz.TierFields under the names and
 // units of the domain's own codec, which reads tiers the API receives.
@@ -77,17 +94,7 @@ func TestAPITierIsTheTierCodec(t *testing.T) {
 	t.Parallel()
 	for _, tier := range wasmwiz.DefaultTiers() {
 		tier.UpdatedAt = time.Date(2026, 11, 2, 3, 4, 5, 0, time.UTC)
-		domain, err := json.Marshal(tier)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent, err := json.Marshal(apiTier(tier))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var a, b map[string]any
-		_ = json.Unmarshal(domain, &a)
-		_ = json.Unmarshal(sent, &b)
+		domain, sent, a, b := bothJSON(t, tier, apiTier(tier))
 		if !reflect.DeepEqual(a, b) || len(b) != len(wasmwiz.TierFields())+2 {
 			t.Errorf("tier %s: the domain writes %s\n the API sends %s", tier.Name, domain, sent)
 		}
@@ -154,17 +161,7 @@ func TestAPIRunIsTheRecordCodec(t *testing.T) {
 		"refused": {ID: "run_2", Tier: "free", ErrorCode: wasmwiz.ERATELIMIT, CreatedAt: at, State: wasmwiz.RunDone},
 		"running": {ID: "run_3", Tier: "free", CreatedAt: at, State: wasmwiz.RunRunning, StartedAt: &at, Stdout: []byte{}, Stderr: []byte("e")},
 	} {
-		domain, err := json.Marshal(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sent, err := json.Marshal(apiRun(rec))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var a, b map[string]any
-		_ = json.Unmarshal(domain, &a)
-		_ = json.Unmarshal(sent, &b)
+		domain, sent, a, b := bothJSON(t, rec, apiRun(rec))
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("%s: the domain writes %s\n the API sends %s", name, domain, sent)
 		}

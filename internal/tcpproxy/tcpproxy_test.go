@@ -47,24 +47,25 @@ func roundTrip(addr string, deadline time.Duration) error {
 func TestStopStartStall(t *testing.T) {
 	t.Parallel()
 	p := tcpproxy.New(t, echoServer(t))
-	if err := roundTrip(p.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("through the proxy: %v", err)
+	// Each step does something to the proxy, then a round trip through it
+	// within deadline answers or not.
+	steps := []struct {
+		name     string
+		do       func()
+		deadline time.Duration
+		answers  bool
+	}{
+		{"through the proxy", func() {}, 10 * time.Second, true},
+		{"after Stop", p.Stop, 10 * time.Second, false},
+		{"after Start, on the same address", p.Start, 10 * time.Second, true},
+		{"after Stall", p.Stall, 200 * time.Millisecond, false},
+		{"after Unstall", p.Unstall, 10 * time.Second, true},
 	}
-	p.Stop()
-	if err := roundTrip(p.Addr(), 10*time.Second); err == nil {
-		t.Fatal("a stopped proxy answered")
-	}
-	p.Start()
-	if err := roundTrip(p.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("after Start, on the same address: %v", err)
-	}
-	p.Stall()
-	if err := roundTrip(p.Addr(), 200*time.Millisecond); err == nil {
-		t.Fatal("a stalled proxy answered")
-	}
-	p.Unstall()
-	if err := roundTrip(p.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("after Unstall: %v", err)
+	for _, s := range steps {
+		s.do()
+		if err := roundTrip(p.Addr(), s.deadline); (err == nil) != s.answers {
+			t.Fatalf("%s: the proxy answered %v (%v), want %v", s.name, err == nil, err, s.answers)
+		}
 	}
 }
 
