@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -23,19 +24,19 @@ var fuzzLimits = wasmwiz.Limits{MaxModuleBytes: 4096, MaxStdinBytes: 1024, MaxFi
 // limits allow, no more files than the tier's limits (an archive cannot
 // expand past them), and no negative limit.
 func FuzzParseExecute(f *testing.F) {
-	f.Add([]byte(`{"wasm_base64":"AGFzbQEAAAA=","params":[1,"x"],"env":{"a":"b"},"stdin":"hi"}`), "application/json", "", false)
-	f.Add([]byte(`{"stdin_base64":"aGk=","timeout":"NaN","memory":"1e300K","files":[{"path":"a","content_base64":"eA=="}]}`), "application/json", "", true)
-	f.Add([]byte(`{"archive_base64":"H4sIAAAAAAAA/wEAAP//AAAAAAAAAAA=","mount":"/w","outputs":["out/"]}`), "application/json", "", false)
-	f.Add([]byte("\x00asm\x01\x00\x00\x00"), "application/wasm", "stdin=x&arg=1&params=1,2&timeout=1s&memory=1MiB&env=A=B", false)
-	f.Add([]byte("stdin bytes"), "text/plain", "params=[1,2.5,\"x\"]&async=true&callback_url=http://x", true)
+	f.Add([]byte(`{"wasm_base64":"AGFzbQEAAAA=","params":[1,"x"],"env":{"a":"b"},"stdin":"hi"}`), "application/json", "", false, uint8(0))
+	f.Add([]byte(`{"stdin_base64":"aGk=","timeout":"NaN","memory":"1e300K","files":[{"path":"a","content_base64":"eA=="}]}`), "application/json", "", true, uint8(3))
+	f.Add([]byte(`{"archive_base64":"H4sIAAAAAAAA/wEAAP//AAAAAAAAAAA=","mount":"/w","outputs":["out/"]}`), "application/json", "", false, uint8(0))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"), "application/wasm", "stdin=x&arg=1&params=1,2&timeout=1s&memory=1MiB&env=A=B", false, uint8(7))
+	f.Add([]byte("stdin bytes"), "text/plain", "params=[1,2.5,\"x\"]&async=true&callback_url=http://x", true, uint8(1))
 	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n\r\n\x00asm\x01\x00\x00\x00\r\n"+
 		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d/in.txt\"\r\n\r\nx\r\n"+
 		"--b\r\nContent-Disposition: form-data; name=\"args\"\r\n\r\n[\"a\"]\r\n"+
 		"--b\r\nContent-Disposition: form-data; name=\"outputs\"\r\n\r\n[\"out/*\"]\r\n--b--\r\n"),
-		"multipart/form-data; boundary=b", "", false)
+		"multipart/form-data; boundary=b", "", false, uint8(0))
 	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"wasm_file\"\r\n\r\n\x00asm\r\n"+
-		"--b\r\nContent-Disposition: form-data; name=\"input_data\"\r\n\r\nin\r\n--b--\r\n"), "multipart/form-data; boundary=b", "", false)
-	f.Fuzz(func(t *testing.T, body []byte, contentType, query string, stored bool) {
+		"--b\r\nContent-Disposition: form-data; name=\"input_data\"\r\n\r\nin\r\n--b--\r\n"), "multipart/form-data; boundary=b", "", false, uint8(0))
+	f.Fuzz(func(t *testing.T, body []byte, contentType, query string, stored bool, piece uint8) {
 		moduleID := ""
 		if stored {
 			moduleID = "mod_fuzz"
@@ -44,12 +45,26 @@ func FuzzParseExecute(f *testing.F) {
 		if !stored {
 			parsers["legacy"] = parseLegacyExecute
 		}
-		for name, parse := range parsers {
+		parse := func(parser executeParser, body io.Reader) (*wasmwiz.RunRequest, *executeExtras, string, error) {
 			r := &http.Request{Method: "POST", URL: &url.URL{Path: "/", RawQuery: query}, Header: http.Header{},
-				Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
+				Body: io.NopCloser(body), ContentLength: int64(body.(interface{ Len() int }).Len())}
 			r.Header.Set("Content-Type", contentType)
 			r = withExtras(r)
-			req, err := parse(httptest.NewRecorder(), r, fuzzLimits, "free", moduleID)
+			req, err := parser(httptest.NewRecorder(), r, fuzzLimits, "free", moduleID)
+			return req, extrasFrom(r), mediaType(r), err
+		}
+		for name, parser := range parsers {
+			req, extras, mt, err := parse(parser, bytes.NewReader(body))
+			// The same body read in pieces of 1 to 16 bytes, as a network
+			// delivers it: the same outcome.
+			n := int(piece%16) + 1
+			req2, extras2, _, err2 := parse(parser, &pieces{r: bytes.NewReader(body), n: n})
+			if c, c2 := wasmwiz.ErrorCode(err), wasmwiz.ErrorCode(err2); c != c2 {
+				t.Fatalf("%s: %s (%v) read at once, %s (%v) in pieces of %d bytes", name, c, err, c2, err2, n)
+			}
+			if err == nil && (!reflect.DeepEqual(req, req2) || *extras != *extras2) {
+				t.Fatalf("%s: read at once %+v %+v, in pieces of %d bytes %+v %+v", name, req, extras, n, req2, extras2)
+			}
 			if err != nil {
 				if c := wasmwiz.ErrorCode(err); (c != wasmwiz.EINVALID && c != wasmwiz.ETOOLARGE) || wasmwiz.ErrorMessage(err) == "" {
 					t.Fatalf("%s: error %s %q: %v", name, c, wasmwiz.ErrorMessage(err), err)
@@ -59,7 +74,6 @@ func FuzzParseExecute(f *testing.F) {
 			checkParsedExecute(t, name, req, len(body)+len(query), moduleID)
 			// What a part or a raw body carries is held to its own limit
 			// as it is read (JSON's fields are checked by the executor).
-			mt := mediaType(r)
 			if (mt == "multipart/form-data" || mt == "application/wasm") && int64(len(req.Wasm)) > fuzzLimits.MaxModuleBytes {
 				t.Fatalf("%s: a %s module of %d bytes, over the limit", name, mt, len(req.Wasm))
 			}
@@ -69,6 +83,16 @@ func FuzzParseExecute(f *testing.F) {
 		}
 	})
 }
+
+// pieces reads r at most n bytes at a time, and keeps Len for the
+// request's length.
+type pieces struct {
+	r *bytes.Reader
+	n int
+}
+
+func (p *pieces) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }
+func (p *pieces) Len() int                   { return p.r.Len() }
 
 func checkParsedExecute(t *testing.T, parser string, req *wasmwiz.RunRequest, sent int, moduleID string) {
 	t.Helper()
