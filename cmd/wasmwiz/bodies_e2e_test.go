@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -20,7 +19,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -126,29 +124,11 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A Redis database of its own, emptied of earlier runs' counts: the
-	// binary uses the default key prefix, and user ids repeat per schema.
-	ru.Path = "/13"
-	rc, err := redis.NewClient(ru.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if keys, err := rc.Keys(ctx, redis.DefaultPrefix+"*").Result(); err != nil {
-		t.Fatal(err)
-	} else if len(keys) > 0 {
-		if err := rc.Del(ctx, keys...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	redisURL := emptyRedisDB(t, 13)
 	const bodyMemory = 64 << 20
 	p := startServeProcess(t, map[string]string{
 		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
-		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(), "WASMWIZ_REDIS_TIMEOUT": "5s",
+		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL, "WASMWIZ_REDIS_TIMEOUT": "5s",
 		"WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory),
 	})
 	admin, _ := client.New(p.url, keyPattern.FindString(p.stdout.String()))

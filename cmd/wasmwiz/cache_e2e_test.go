@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,14 +172,9 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 func TestServeCacheAdminCLI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The CLI publishes under the default key prefix: a Redis database of
 	// this test's own (as TestServeProcessesShareRedis has 11).
-	ru.Path = "/12"
-	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisDB(t, 12), "WASMWIZ_REDIS_TIMEOUT": "5s"}
 	s := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: "wasmwiz:rl:", EpochInterval: time.Hour})
 	tier := testTier("cli-"+randomPrefix()[6:12], nil)
 	s.putTier(tier)
@@ -203,7 +197,7 @@ func TestServeCacheAdminCLI(t *testing.T) {
 		t.Fatalf("the next request after `wasmwiz tiers set`: %+v, %v", ex, err)
 	}
 	cli("users", "disable", strconv.FormatInt(me.ID, 10))
-	_, err = run()
+	_, err := run()
 	wantCode(t, "the next request after `wasmwiz users disable`", err, wasmwiz.EUNAUTHORIZED)
 	_ = key
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -66,6 +69,42 @@ func randomPrefix() string {
 
 // serveEnv is the environment of a test server: loopback, port 0, two
 // workers, quiet logs, a data directory of its own, then vars.
+// redisDB returns the URL of database n of the test Redis: a database of one
+// test's own, for a program that uses the default key prefix. Each such
+// test has its number.
+func redisDB(t *testing.T, n int) string {
+	t.Helper()
+	u, err := url.Parse(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + strconv.Itoa(n)
+	return u.String()
+}
+
+// emptyRedisDB is redisDB emptied of the limiter's keys that earlier runs
+// left: user ids repeat per schema.
+func emptyRedisDB(t *testing.T, n int) string {
+	t.Helper()
+	u := redisDB(t, n)
+	rc, err := redis.NewClient(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	keys, err := rc.Keys(ctx, redis.DefaultPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		if err := rc.Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return u
+}
+
 func serveEnv(t testing.TB, vars map[string]string) map[string]string {
 	env := map[string]string{
 		"WASMWIZ_ADDR":      "127.0.0.1:0",

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -15,7 +14,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -129,31 +127,11 @@ func TestServeProcess(t *testing.T) {
 func TestServeProcessesShareRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A Redis database of its own, emptied of earlier runs' counts: the
-	// binary uses the default key prefix, and user ids repeat per schema.
-	ru.Path = "/11"
-	rc, err := redis.NewClient(ru.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	keys, err := rc.Keys(ctx, redis.DefaultPrefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) > 0 {
-		if err := rc.Del(ctx, keys...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	redisURL := emptyRedisDB(t, 11)
 	db := pgtest.Schema(t)
 	vars := func() map[string]string {
 		return map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
-			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": ru.String(),
+			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": redisURL,
 			"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
 	}
 	a := startServeProcess(t, vars())
