@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -43,6 +44,40 @@ func runsBenchServer(b *testing.B, backend string, stored int64) (*e2eServer, st
 	return s, key
 }
 
+// benchCallers has benchClients callers make b.N calls of call between them
+// (a caller stops at its call's error, which fails the benchmark), reports
+// the calls per second as runs/s, and returns the figures in ms the calls
+// recorded, sorted.
+func benchCallers(b *testing.B, call func(record func(ms float64)) error) []float64 {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var figures []float64
+	record := func(ms float64) {
+		mu.Lock()
+		figures = append(figures, ms)
+		mu.Unlock()
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range benchClients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := call(record); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	slices.Sort(figures)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "runs/s")
+	return figures
+}
+
 // BenchmarkAsyncRuns: 16 callers each admit a background run of hello and
 // wait for its end (polling its record); reports runs per second and the
 // queued-to-running latency (started_at − created_at) percentiles.
@@ -51,38 +86,19 @@ func BenchmarkAsyncRuns(b *testing.B) {
 		b.Run(backend, func(b *testing.B) {
 			s, key := runsBenchServer(b, backend, 64<<10)
 			hello := b64(testmodule.Read(b, "hello.wasm"))
-			var next atomic.Int64
-			var mu sync.Mutex
-			var waits []float64
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range benchClients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						id := startAsync(b, s.url, key, map[string]any{"wasm_base64": hello})
-						for {
-							rec := getRun(b, s.url, key, id)
-							if rec.State.Final() {
-								if rec.StartedAt != nil {
-									mu.Lock()
-									waits = append(waits, float64(rec.StartedAt.Sub(rec.CreatedAt).Microseconds())/1000)
-									mu.Unlock()
-								}
-								break
-							}
-							time.Sleep(20 * time.Millisecond)
+			waits := benchCallers(b, func(record func(ms float64)) error {
+				id := startAsync(b, s.url, key, map[string]any{"wasm_base64": hello})
+				for {
+					rec := getRun(b, s.url, key, id)
+					if rec.State.Final() {
+						if rec.StartedAt != nil {
+							record(float64(rec.StartedAt.Sub(rec.CreatedAt).Microseconds()) / 1000)
 						}
+						return nil
 					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			slices.Sort(waits)
-			b.ReportMetric(float64(b.N)/el.Seconds(), "runs/s")
+					time.Sleep(20 * time.Millisecond)
+				}
+			})
 			b.ReportMetric(wasmwiz.Percentile(waits, 50), "start-p50-ms")
 			b.ReportMetric(wasmwiz.Percentile(waits, 95), "start-p95-ms")
 			b.ReportMetric(wasmwiz.Percentile(waits, 99), "start-p99-ms")
@@ -102,35 +118,16 @@ func BenchmarkSyncStoredOutput(b *testing.B) {
 			b.Run(backend+"/"+c.name, func(b *testing.B) {
 				s, key := runsBenchServer(b, backend, c.stored)
 				body := map[string]any{"wasm_base64": b64(testmodule.Read(b, "echo.wasm")), "stdin": string(bytes.Repeat([]byte("x"), 32<<10))}
-				var next atomic.Int64
-				var mu sync.Mutex
-				var lat []float64
-				b.ResetTimer()
-				start := time.Now()
-				var wg sync.WaitGroup
-				for range benchClients {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for next.Add(1) <= int64(b.N) {
-							t0 := time.Now()
-							code, _, _ := apiCall(b, "POST", s.url+"/api/v1/execute", key, body, nil)
-							d := float64(time.Since(t0).Microseconds()) / 1000
-							if code != http.StatusOK {
-								b.Errorf("execute: %d", code)
-								return
-							}
-							mu.Lock()
-							lat = append(lat, d)
-							mu.Unlock()
-						}
-					}()
-				}
-				wg.Wait()
-				el := time.Since(start)
-				b.StopTimer()
-				slices.Sort(lat)
-				b.ReportMetric(float64(b.N)/el.Seconds(), "runs/s")
+				lat := benchCallers(b, func(record func(ms float64)) error {
+					t0 := time.Now()
+					code, _, _ := apiCall(b, "POST", s.url+"/api/v1/execute", key, body, nil)
+					d := float64(time.Since(t0).Microseconds()) / 1000
+					if code != http.StatusOK {
+						return fmt.Errorf("execute: %d", code)
+					}
+					record(d)
+					return nil
+				})
 				b.ReportMetric(wasmwiz.Percentile(lat, 50), "p50-ms")
 				b.ReportMetric(wasmwiz.Percentile(lat, 99), "p99-ms")
 			})
