@@ -103,29 +103,15 @@ func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admit
 	if err := wasmwiz.ValidateAdmission(a); err != nil {
 		return wasmwiz.Admitted{}, err
 	}
-	if try, probe := l.route(); try {
-		adm, err := l.admitRedis(ctx, a)
-		if err == nil {
-			l.succeeded(probe)
-			l.countAdmit(adm)
-			return adm, nil
-		}
-		if ctx.Err() != nil {
-			l.abandoned(probe)
-			return wasmwiz.Admitted{}, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "admission abandoned")
-		}
-		l.failed(err, probe)
-	}
-	if l.fallback == nil {
-		return wasmwiz.Admitted{}, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
-	}
-	adm, err := l.fallback.Admit(ctx, a)
+	adm, fallback, err := decide(ctx, l, "admission abandoned",
+		func() (wasmwiz.Admitted, error) { return l.admitRedis(ctx, a) },
+		func() (wasmwiz.Admitted, error) { return l.fallback.Admit(ctx, a) })
 	if err != nil {
 		return adm, err
 	}
-	adm.Fallback = true
-	adm.Decision.Fallback = true
-	l.fallbacks.Add(1)
+	if fallback {
+		adm.Fallback, adm.Decision.Fallback = true, true
+	}
 	l.countAdmit(adm)
 	return adm, nil
 }

@@ -156,30 +156,46 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	if err := wasmwiz.ValidateRateLimits(key, limits); err != nil {
 		return wasmwiz.RateDecision{}, err
 	}
+	d, fallback, err := decide(ctx, l, "rate limit check abandoned",
+		func() (wasmwiz.RateDecision, error) { return l.allowRedis(ctx, key, limits) },
+		func() (wasmwiz.RateDecision, error) { return l.fallback.Allow(ctx, key, limits) })
+	if err != nil {
+		return d, err
+	}
+	if fallback {
+		d.Fallback = true
+	}
+	l.count(d)
+	return d, nil
+}
+
+// decide makes one call of the limiter: on Redis (viaRedis) when route lets
+// it, else, or when Redis fails, on the fallback (viaFallback), whose use it
+// counts and reports. The call fails EUNAVAILABLE (abandoned, its message)
+// when ctx ends during the Redis call, and without a fallback; a failure of
+// the fallback is returned with its answer.
+func decide[T any](ctx context.Context, l *Limiter, abandoned string, viaRedis, viaFallback func() (T, error)) (v T, fallback bool, err error) {
+	var zero T
 	if try, probe := l.route(); try {
-		d, err := l.allowRedis(ctx, key, limits)
+		v, err := viaRedis()
 		if err == nil {
 			l.succeeded(probe)
-			l.count(d)
-			return d, nil
+			return v, false, nil
 		}
 		if ctx.Err() != nil {
 			l.abandoned(probe)
-			return wasmwiz.RateDecision{}, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "rate limit check abandoned")
+			return zero, false, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "%s", abandoned)
 		}
 		l.failed(err, probe)
 	}
 	if l.fallback == nil {
-		return wasmwiz.RateDecision{}, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
+		return zero, false, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
 	}
-	d, err := l.fallback.Allow(ctx, key, limits)
-	if err != nil {
-		return d, err
+	if v, err = viaFallback(); err != nil {
+		return v, true, err
 	}
-	d.Fallback = true
 	l.fallbacks.Add(1)
-	l.count(d)
-	return d, nil
+	return v, true, nil
 }
 
 func (l *Limiter) count(d wasmwiz.RateDecision) {
@@ -248,29 +264,24 @@ func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl tim
 	case ttl < time.Millisecond:
 		return noop, false, wasmwiz.Errorf(wasmwiz.EINVALID, "slot ttl must be at least 1ms")
 	}
-	if try, probe := l.route(); try {
-		release, ok, err := l.acquireRedis(ctx, key, maxSlots, ttl)
-		if err == nil {
-			l.succeeded(probe)
-			l.countAcquire(ok)
-			return release, ok, nil
-		}
-		if ctx.Err() != nil {
-			l.abandoned(probe)
-			return noop, false, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "concurrency check abandoned")
-		}
-		l.failed(err, probe)
+	type slot struct {
+		release func()
+		ok      bool
 	}
-	if l.fallback == nil {
-		return noop, false, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "rate limiter unavailable")
-	}
-	release, ok, err := l.fallback.Acquire(ctx, key, maxSlots, ttl)
+	s, _, err := decide(ctx, l, "concurrency check abandoned",
+		func() (slot, error) {
+			release, ok, err := l.acquireRedis(ctx, key, maxSlots, ttl)
+			return slot{release, ok}, err
+		},
+		func() (slot, error) {
+			release, ok, err := l.fallback.Acquire(ctx, key, maxSlots, ttl)
+			return slot{release, ok}, err
+		})
 	if err != nil {
 		return noop, false, err
 	}
-	l.fallbacks.Add(1)
-	l.countAcquire(ok)
-	return release, ok, nil
+	l.countAcquire(s.ok)
+	return s.release, s.ok, nil
 }
 
 func (l *Limiter) countAcquire(ok bool) {
