@@ -88,16 +88,23 @@ func dataBytes() int64 {
 	if err != nil {
 		return 0
 	}
-	// size resident shared text lib data dt, in pages
-	f := bytes.Fields(b)
-	if len(f) < 6 {
-		return 0
+	n, _ := statmBytes(b, 5)
+	return n
+}
+
+// statmBytes returns field i of a /proc/*/statm text (size resident shared
+// text lib data dt, in pages) in bytes; false when it has no such field or
+// the field is not a number.
+func statmBytes(statm []byte, i int) (int64, bool) {
+	f := bytes.Fields(statm)
+	if len(f) <= i {
+		return 0, false
 	}
-	pages, err := strconv.ParseInt(string(f[5]), 10, 64)
+	pages, err := strconv.ParseInt(string(f[i]), 10, 64)
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return pages * int64(os.Getpagesize())
+	return pages * int64(os.Getpagesize()), true
 }
 
 // goMappedBytes is all the memory the Go runtime has mapped read-write,

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"strconv"
@@ -25,13 +24,12 @@ func residentBytes(pid int) int64 {
 	if err != nil {
 		return 0
 	}
-	f := bytes.Fields(b)
-	if len(f) < 3 {
+	resident, _ := statmBytes(b, 1)
+	shared, ok := statmBytes(b, 2)
+	if !ok {
 		return 0
 	}
-	resident, _ := strconv.ParseInt(string(f[1]), 10, 64)
-	shared, _ := strconv.ParseInt(string(f[2]), 10, 64)
-	return (resident - shared) * int64(os.Getpagesize())
+	return resident - shared
 }
 
 // mib writes n bytes in MiB with one decimal.

@@ -391,15 +391,8 @@ func (p *proc) rssBytes() int64 {
 	if err != nil {
 		return 0
 	}
-	f := bytes.Fields(b)
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * int64(os.Getpagesize())
+	n, _ := statmBytes(b, 1)
+	return n
 }
 
 // tailBuffer keeps the last max bytes written to it.
