@@ -194,6 +194,14 @@ func (d *Directory) store(snap int64, put func()) {
 	d.mu.Unlock()
 }
 
+// cachedEntry reads an entry (get) and the cache's epoch under the read
+// lock.
+func cachedEntry[E any](d *Directory, get func() E) (E, int64) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return get(), d.epoch.Load()
+}
+
 func putBounded[K comparable, V any](m *map[K]V, max int, k K, v V) {
 	if *m == nil || len(*m) >= max {
 		// Bounded memory: emptying costs only reads of the database.
@@ -230,10 +238,7 @@ func (d *Directory) Authenticate(ctx context.Context, plaintext string, cached b
 	digest := sha256.Sum256([]byte(plaintext))
 	now := d.now()
 	if cached {
-		d.mu.RLock()
-		e := d.keys[digest]
-		epoch := d.epoch.Load()
-		d.mu.RUnlock()
+		e, epoch := cachedEntry(d, func() *keyEntry { return d.keys[digest] })
 		if e != nil && e.key.Active(now) && d.fresh(e.loaded, now) {
 			d.hits.Add(1)
 			if now.Sub(e.loaded) >= DefaultKeyRefreshAge && e.refreshing.CompareAndSwap(false, true) {
@@ -312,10 +317,7 @@ func (d *Directory) reauthenticate(ctx context.Context) (context.Context, error)
 func (d *Directory) module(ctx context.Context, id string, cached bool) (*Module, cacheTag, error) {
 	now := d.now()
 	if cached {
-		d.mu.RLock()
-		e := d.modules[id]
-		epoch := d.epoch.Load()
-		d.mu.RUnlock()
+		e, epoch := cachedEntry(d, func() *moduleEntry { return d.modules[id] })
 		if e != nil && d.fresh(e.loaded, now) && visible(UserFromContext(ctx), &e.module) {
 			d.hits.Add(1)
 			m := e.module
@@ -345,10 +347,7 @@ func visible(u *User, m *Module) bool {
 func (d *Directory) tier(ctx context.Context, name string, cached bool) (*Tier, cacheTag, error) {
 	now := d.now()
 	if cached {
-		d.mu.RLock()
-		e := d.tiers[name]
-		epoch := d.epoch.Load()
-		d.mu.RUnlock()
+		e, epoch := cachedEntry(d, func() *tierEntry { return d.tiers[name] })
 		if e != nil && d.fresh(e.loaded, now) {
 			d.hits.Add(1)
 			t := e.tier
