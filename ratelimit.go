@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,6 +121,45 @@ func ValidateAdmission(a Admission) error {
 		return Errorf(EINVALID, "cache epoch must not be negative")
 	}
 	return nil
+}
+
+// RateLimitCounts counts a limiter's decisions for its Stats: both limiters
+// count with it, the same way. The zero value is ready; it is safe for
+// concurrent use.
+type RateLimitCounts struct {
+	allowed, limited, acquired, acquireRefused, stale atomic.Uint64
+}
+
+// Rate counts one quota decision (Allow, or an Admit that got a slot).
+func (c *RateLimitCounts) Rate(allowed bool) {
+	if allowed {
+		c.allowed.Add(1)
+	} else {
+		c.limited.Add(1)
+	}
+}
+
+// Slot counts one concurrency decision (Acquire, or an Admit).
+func (c *RateLimitCounts) Slot(taken bool) {
+	if taken {
+		c.acquired.Add(1)
+	} else {
+		c.acquireRefused.Add(1)
+	}
+}
+
+// Stale counts an Admit answered Stale.
+func (c *RateLimitCounts) Stale() { c.stale.Add(1) }
+
+// Stats returns the counts; the fields of a shared store are left zero.
+func (c *RateLimitCounts) Stats() RateLimitStats {
+	return RateLimitStats{
+		Allowed:        c.allowed.Load(),
+		Limited:        c.limited.Load(),
+		Acquired:       c.acquired.Load(),
+		AcquireRefused: c.acquireRefused.Load(),
+		Stale:          c.stale.Load(),
+	}
 }
 
 // RateLimitStats counts a limiter's decisions since it started, for metrics

@@ -42,7 +42,7 @@ type Limiter struct {
 	epochMu   sync.Mutex   // guards published and changes of epoch
 	published int64        // the database's epoch last published
 
-	allowed, limited, acquired, acquireRefused, stale atomic.Uint64
+	counts wasmwiz.RateLimitCounts
 }
 
 var _ wasmwiz.RateLimiter = (*Limiter)(nil)
@@ -152,10 +152,8 @@ func (l *Limiter) allowLocked(b *bucket, now int64, limits []wasmwiz.RateLimit) 
 			lg.ts = append(lg.ts, now)
 		}
 		b.last = now
-		l.allowed.Add(1)
-	} else {
-		l.limited.Add(1)
 	}
+	l.counts.Rate(allowed)
 	return wasmwiz.DecideRate(now, allowed, windows), now
 }
 
@@ -188,7 +186,7 @@ func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admit
 	}
 	epoch := l.epoch.Load()
 	if a.Epoch != 0 && a.Epoch != epoch {
-		l.stale.Add(1)
+		l.counts.Stale()
 		return wasmwiz.Admitted{Stale: true, Epoch: epoch}, nil
 	}
 	sh, b, now := l.lockBucket(a.Key)
@@ -284,7 +282,7 @@ func (l *Limiter) lockBucket(key string) (sh *shard, b *bucket, now int64) {
 func (l *Limiter) slotsFullLocked(b *bucket, now int64, maxSlots int) bool {
 	b.dropExpiredSlots(now)
 	if len(b.slots) >= maxSlots {
-		l.acquireRefused.Add(1)
+		l.counts.Slot(false)
 		return true
 	}
 	return false
@@ -298,7 +296,7 @@ func (l *Limiter) takeSlotLocked(sh *shard, b *bucket, key string, now int64, tt
 	}
 	token := l.tokens.Add(1)
 	b.slots[token] = now + ttl.Milliseconds()
-	l.acquired.Add(1)
+	l.counts.Slot(true)
 	return func() {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
@@ -333,15 +331,7 @@ func (b *bucket) dropExpiredSlots(now int64) {
 
 // Stats returns the decisions made since New. FallbackActive and Fallback
 // are always zero: this limiter has no shared store to lose.
-func (l *Limiter) Stats() wasmwiz.RateLimitStats {
-	return wasmwiz.RateLimitStats{
-		Allowed:        l.allowed.Load(),
-		Limited:        l.limited.Load(),
-		Acquired:       l.acquired.Load(),
-		AcquireRefused: l.acquireRefused.Load(),
-		Stale:          l.stale.Load(),
-	}
-}
+func (l *Limiter) Stats() wasmwiz.RateLimitStats { return l.counts.Stats() }
 
 // Keys returns how many keys the limiter holds state for, including keys
 // whose events expired since the last sweep of their shard.

@@ -119,14 +119,14 @@ func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admit
 func (l *Limiter) countAdmit(a wasmwiz.Admitted) {
 	switch {
 	case a.Stale:
-		l.stale.Add(1)
+		l.counts.Stale()
 	case a.Concurrency:
-		l.acquireRefused.Add(1)
+		l.counts.Slot(false)
 	case a.Decision.Allowed:
-		l.acquired.Add(1)
-		l.allowed.Add(1)
+		l.counts.Slot(true)
+		l.counts.Rate(true)
 	default:
-		l.limited.Add(1)
+		l.counts.Rate(false)
 	}
 }
 

@@ -86,7 +86,8 @@ type Limiter struct {
 
 	pending pending // releases on their way to Redis
 
-	allowed, limited, acquired, acquireRefused, stale, fallbacks, outages, storeErrors atomic.Uint64
+	counts                          wasmwiz.RateLimitCounts
+	fallbacks, outages, storeErrors atomic.Uint64
 }
 
 var _ wasmwiz.RateLimiter = (*Limiter)(nil)
@@ -165,7 +166,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limits []wasmwiz.RateLi
 	if fallback {
 		d.Fallback = true
 	}
-	l.count(d)
+	l.counts.Rate(d.Allowed)
 	return d, nil
 }
 
@@ -196,14 +197,6 @@ func decide[T any](ctx context.Context, l *Limiter, abandoned string, viaRedis, 
 	}
 	l.fallbacks.Add(1)
 	return v, true, nil
-}
-
-func (l *Limiter) count(d wasmwiz.RateDecision) {
-	if d.Allowed {
-		l.allowed.Add(1)
-	} else {
-		l.limited.Add(1)
-	}
 }
 
 func (l *Limiter) allowRedis(ctx context.Context, key string, limits []wasmwiz.RateLimit) (wasmwiz.RateDecision, error) {
@@ -280,16 +273,8 @@ func (l *Limiter) Acquire(ctx context.Context, key string, maxSlots int, ttl tim
 	if err != nil {
 		return noop, false, err
 	}
-	l.countAcquire(s.ok)
+	l.counts.Slot(s.ok)
 	return s.release, s.ok, nil
-}
-
-func (l *Limiter) countAcquire(ok bool) {
-	if ok {
-		l.acquired.Add(1)
-	} else {
-		l.acquireRefused.Add(1)
-	}
 }
 
 func (l *Limiter) acquireRedis(ctx context.Context, key string, maxSlots int, ttl time.Duration) (func(), bool, error) {
@@ -391,17 +376,12 @@ func (l *Limiter) abandoned(probe bool) {
 // reports an outage in progress, Outages how many began, and StoreErrors
 // the Redis calls that failed or timed out (a slot release included).
 func (l *Limiter) Stats() wasmwiz.RateLimitStats {
-	return wasmwiz.RateLimitStats{
-		Allowed:        l.allowed.Load(),
-		Limited:        l.limited.Load(),
-		Acquired:       l.acquired.Load(),
-		AcquireRefused: l.acquireRefused.Load(),
-		Stale:          l.stale.Load(),
-		Fallback:       l.fallbacks.Load(),
-		FallbackActive: l.down.Load(),
-		Outages:        l.outages.Load(),
-		StoreErrors:    l.storeErrors.Load(),
-	}
+	st := l.counts.Stats()
+	st.Fallback = l.fallbacks.Load()
+	st.FallbackActive = l.down.Load()
+	st.Outages = l.outages.Load()
+	st.StoreErrors = l.storeErrors.Load()
+	return st
 }
 
 // Ping reports whether Redis answers within a second (or ctx), for
