@@ -67,35 +67,31 @@ func cmdUsers(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		disabled := sub == "disable"
-		return withStore(ctx, env, func(ctx context.Context, s Store) error {
-			u, err := resolveUser(ctx, s, fs.Arg(0))
-			if err != nil {
-				return err
-			}
-			if u, err = s.UpdateUser(ctx, u.ID, wasmwiz.UserUpdate{Disabled: &disabled}); err != nil {
-				return err
-			}
-			printUsers(env.Stdout, []*wasmwiz.User{u})
-			return nil
-		})
+		return updateUser(ctx, env, fs.Arg(0), wasmwiz.UserUpdate{Disabled: &disabled})
 	case "set-tier":
 		if err := parseArgs(fs, args, 2); err != nil {
 			return err
 		}
 		tier := fs.Arg(1)
-		return withStore(ctx, env, func(ctx context.Context, s Store) error {
-			u, err := resolveUser(ctx, s, fs.Arg(0))
-			if err != nil {
-				return err
-			}
-			if u, err = s.UpdateUser(ctx, u.ID, wasmwiz.UserUpdate{Tier: &tier}); err != nil {
-				return err
-			}
-			printUsers(env.Stdout, []*wasmwiz.User{u})
-			return nil
-		})
+		return updateUser(ctx, env, fs.Arg(0), wasmwiz.UserUpdate{Tier: &tier})
 	}
 	return unknownSubcommand(env, "users", sub)
+}
+
+// updateUser applies upd to the user that ref names (resolveUser) and
+// prints the user as it is then.
+func updateUser(ctx context.Context, env *Env, ref string, upd wasmwiz.UserUpdate) error {
+	return withStore(ctx, env, func(ctx context.Context, s Store) error {
+		u, err := resolveUser(ctx, s, ref)
+		if err != nil {
+			return err
+		}
+		if u, err = s.UpdateUser(ctx, u.ID, upd); err != nil {
+			return err
+		}
+		printUsers(env.Stdout, []*wasmwiz.User{u})
+		return nil
+	})
 }
 
 func usersCreate(ctx context.Context, w io.Writer, s Store, email, tier string, admin, withKey bool) error {

@@ -65,12 +65,7 @@ func (s *Server) adminCreateTier(w http.ResponseWriter, r *http.Request) error {
 	} else if wasmwiz.ErrorCode(err) != wasmwiz.ENOTFOUND {
 		return err
 	}
-	if err := s.opts.Tiers.PutTier(r.Context(), t); err != nil {
-		return err
-	}
-	s.changed(r.Context(), "tier changed")
-	writeJSON(w, http.StatusCreated, apiTier(t))
-	return nil
+	return s.storeTier(w, r, t, http.StatusCreated)
 }
 
 // adminPutTier is PUT /api/v1/admin/tiers/{name}: create or replace.
@@ -87,10 +82,16 @@ func (s *Server) adminPutTier(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkTier(t); err != nil {
 		return err
 	}
+	return s.storeTier(w, r, t, http.StatusOK)
+}
+
+// storeTier stores t, tells every replica's cache (changed), and answers
+// status with it.
+func (s *Server) storeTier(w http.ResponseWriter, r *http.Request, t *wasmwiz.Tier, status int) error {
 	if err := s.opts.Tiers.PutTier(r.Context(), t); err != nil {
 		return err
 	}
 	s.changed(r.Context(), "tier changed")
-	writeJSON(w, http.StatusOK, apiTier(t))
+	writeJSON(w, status, apiTier(t))
 	return nil
 }
