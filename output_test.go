@@ -13,7 +13,9 @@ import (
 
 // TestEncodeOutput: text stays text while JSON writes it in at most twice
 // its size (line breaks, quotes, markup); control bytes and invalid UTF-8
-// go as base64.
+// go as base64. The API's wire type (api.Result, which encodes with a copy
+// of the rule: package api imports the standard library only) is held to
+// the same cases.
 func TestEncodeOutput(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -42,6 +44,20 @@ func TestEncodeOutput(t *testing.T) {
 			back, err := wasmwiz.DecodeOutput(text, enc)
 			if err != nil || string(back) != tt.out {
 				t.Fatalf("round trip: %q, %v", back, err)
+			}
+			wire, err := json.Marshal(api.Result{Status: api.StatusOK, Stdout: []byte(tt.out)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w struct {
+				Encoding string `json:"stdout_encoding"`
+			}
+			var res api.Result
+			if err := json.Unmarshal(wire, &w); err != nil || w.Encoding != tt.want {
+				t.Fatalf("api.Result encoding %s, want %s: %v", w.Encoding, tt.want, err)
+			}
+			if err := json.Unmarshal(wire, &res); err != nil || string(res.Stdout) != tt.out {
+				t.Fatalf("api.Result round trip: %q, %v", res.Stdout, err)
 			}
 		})
 	}

@@ -3,46 +3,9 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 	"unicode/utf8"
 )
-
-// TestEncodeOutput: text stays text while JSON writes it in at most twice
-// its size (line breaks, quotes, markup); control bytes and invalid UTF-8
-// go as base64.
-func TestEncodeOutput(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		out  string
-		want string
-	}{
-		{"empty", "", encodingUTF8},
-		{"text", "Hello, World!\n", encodingUTF8},
-		{"one number a line", strings.Repeat("7\n", 1000), encodingUTF8},
-		{"only quotes", strings.Repeat(`"`, 100), encodingUTF8},
-		{"markup", strings.Repeat("<p>a &amp; b</p>\n", 100), encodingUTF8},
-		{"a few control bytes", "ok\x1b[0m done\n", encodingUTF8},
-		{"control bytes", strings.Repeat("\x01\x02\x03\x04", 100), encodingBase64},
-		{"line separators, twice their size", strings.Repeat("\u2028", 100), encodingUTF8},
-		{"more than twice its size", strings.Repeat("\x01a", 100), encodingBase64},
-		{"invalid UTF-8", "\xff\xfe", encodingBase64},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			text, enc := encodeOutput([]byte(tt.out))
-			if enc != tt.want {
-				t.Fatalf("encoding %s, want %s", enc, tt.want)
-			}
-			back, err := decodeOutput(text, enc)
-			if err != nil || string(back) != tt.out {
-				t.Fatalf("round trip: %q, %v", back, err)
-			}
-		})
-	}
-}
 
 // FuzzEncodeOutput: whatever a guest prints, its encoding round-trips and
 // the JSON answer carries it in at most twice its size (four thirds when
