@@ -461,10 +461,10 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID str
 		req.Wasm = body.wasm
 	}
 	switch {
-	case body.Stdin != nil && body.hasStdin:
+	case body.hasStdinText && body.hasStdin:
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "send stdin or stdin_base64, not both")
-	case body.Stdin != nil:
-		req.Stdin = []byte(*body.Stdin)
+	case body.hasStdinText:
+		req.Stdin = body.stdinText
 	case body.hasStdin:
 		req.Stdin = body.stdin
 	}

@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -385,6 +388,165 @@ func (e *endsAtPadding) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// textValue decodes the next value, a JSON string (or null), as it
+// streams, into at most limit bytes (past them, tooBig): the bytes
+// encoding/json would give for it, invalid UTF-8 and lone surrogates
+// replaced with U+FFFD. given is false for null.
+func (o *jsonObject) textValue(name string, limit int64, tooBig error) (data []byte, given bool, err error) {
+	c, err := o.src.next()
+	if err != nil {
+		return nil, false, o.readError(err)
+	}
+	if c == 'n' {
+		var rest [3]byte
+		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
+			return nil, false, syntaxError("field " + strconv.Quote(name) + " must be a string")
+		}
+		return nil, false, nil
+	}
+	if c != '"' {
+		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+	}
+	out := []byte{}
+	if o.left > 0 {
+		out = make([]byte, 0, min(limit+1, o.left))
+	}
+	buf := make([]byte, 0, 32<<10)
+	eof := false
+	for {
+		// buf holds what is not decoded yet: at most an escape or a
+		// character cut by the end of a read.
+		if !eof {
+			n, err := o.src.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF {
+				eof = true
+			} else if err != nil {
+				return nil, false, o.readError(err)
+			}
+		}
+		i, done, err := unquoteSome(&out, buf, eof)
+		if o.left > 0 {
+			o.left = max(o.left-int64(i), 0)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if int64(len(out)) > limit {
+			return nil, false, tooBig
+		}
+		if done {
+			o.src.unread(buf[i:])
+			return out, true, nil
+		}
+		if eof && i == 0 {
+			return nil, false, o.readError(io.ErrUnexpectedEOF)
+		}
+		buf = append(buf[:0], buf[i:]...)
+	}
+}
+
+// unquoteSome decodes the start of buf, the content of a JSON string, onto
+// out, as encoding/json does, and returns how much of buf it used: it stops
+// before an escape or a UTF-8 character that buf holds only part of
+// (unless eof), and after the closing quote (done).
+func unquoteSome(out *[]byte, buf []byte, eof bool) (used int, done bool, err error) {
+	i := 0
+	for i < len(buf) {
+		c := buf[i]
+		switch {
+		case c == '"':
+			return i + 1, true, nil
+		case c < 0x20:
+			return i, false, syntaxError("a control character in a string")
+		case c < utf8.RuneSelf && c != '\\':
+			*out = append(*out, c)
+			i++
+		case c == '\\':
+			if i+1 >= len(buf) {
+				return i, false, nil
+			}
+			switch e := buf[i+1]; e {
+			case '"', '\\', '/':
+				*out, i = append(*out, e), i+2
+			case 'b':
+				*out, i = append(*out, '\b'), i+2
+			case 'f':
+				*out, i = append(*out, '\f'), i+2
+			case 'n':
+				*out, i = append(*out, '\n'), i+2
+			case 'r':
+				*out, i = append(*out, '\r'), i+2
+			case 't':
+				*out, i = append(*out, '\t'), i+2
+			case 'u':
+				if i+6 > len(buf) {
+					if eof {
+						return i, false, syntaxError("an invalid escape in a string")
+					}
+					return i, false, nil
+				}
+				r := hex4(buf[i+2 : i+6])
+				if r < 0 {
+					return i, false, syntaxError("an invalid escape in a string")
+				}
+				if utf16.IsSurrogate(r) {
+					// A pair is two escapes; wait for the second unless
+					// what follows cannot be one.
+					if i+12 > len(buf) && !eof && bytes.HasPrefix([]byte("\\u"), buf[i+6:min(i+8, len(buf))]) {
+						return i, false, nil
+					}
+					if i+12 <= len(buf) && buf[i+6] == '\\' && buf[i+7] == 'u' {
+						if r2 := hex4(buf[i+8 : i+12]); r2 >= 0 {
+							if d := utf16.DecodeRune(r, r2); d != unicode.ReplacementChar {
+								*out = utf8.AppendRune(*out, d)
+								i += 12
+								continue
+							}
+						}
+					}
+					r = unicode.ReplacementChar
+				}
+				*out = utf8.AppendRune(*out, r)
+				i += 6
+			default:
+				return i, false, syntaxError("an invalid escape in a string")
+			}
+		default:
+			if !utf8.FullRune(buf[i:]) && !eof {
+				return i, false, nil
+			}
+			r, size := utf8.DecodeRune(buf[i:])
+			if r == utf8.RuneError && size == 1 {
+				*out = utf8.AppendRune(*out, unicode.ReplacementChar)
+			} else {
+				*out = append(*out, buf[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return i, false, nil
+}
+
+// hex4 reads four hex digits, -1 when they are not.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
 // jsonStringReader yields the content of a JSON string whose opening quote
 // was read, up to its closing quote, which it consumes; the one escape
 // base64 text may carry (\/) is undone, any other is an error.
@@ -451,6 +613,8 @@ func fieldTooLarge(name string) error {
 type executeBody struct {
 	executeJSON
 	files                         []wasmwiz.FileEntry // decoded; executeJSON.Files stays empty
+	stdinText                     []byte              // stdin sent as text, decoded; executeJSON.Stdin stays nil
+	hasStdinText                  bool                // stdin given, and not null
 	wasm, stdin, archive          []byte
 	hasWasm, hasStdin, hasArchive bool // given, and not ""
 }
@@ -501,8 +665,7 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 			body.archive, body.hasArchive, err = o.base64Value(name, max,
 				wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the archive is over the %s limit of the tier's files", wasmwiz.FormatSize(max)))
 		case "stdin":
-			// Text: escapes may take more room than the bytes they stand for.
-			err = o.decode(name, 2*limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier), &body.Stdin)
+			body.stdinText, body.hasStdinText, err = o.textValue(name, limits.MaxStdinBytes, wasmwiz.SizeError("stdin", -1, limits.MaxStdinBytes, tier))
 		case "files":
 			body.files, err = decodeFiles(o, limits)
 		case "args":
