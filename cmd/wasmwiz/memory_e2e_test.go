@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
+)
+
+// TestServeHostMemoryAttacks: issue 9's guests that make the host allocate
+// outside linear memory (a 61-byte loop on table.grow took a worker to
+// 1.7–3.9 GB under a 128 MiB cap and was answered timeout), sent through
+// serve on PostgreSQL and Redis by a tenant whose cap is 16 MiB, one after
+// another, while another tenant runs hello worlds. Each ends as the cap
+// says (a failed growth the guest traps on, memory_limit, or the timeout of
+// a guest that ignores the failure); the process
+// tree's memory stays within a bound far below the attack's gigabytes; the
+// other tenant's runs complete meanwhile.
+func TestServeHostMemoryAttacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startServe(t, serveEnv(t, backends[1].env(t)), ServeOptions{})
+	const memCap = 16 * wasmwiz.MiB
+	s.putTier(testTier("tight-memory", func(tr *wasmwiz.Tier) {
+		tr.MaxMemoryBytes, tr.Timeout = memCap, 2*time.Second
+	}))
+	attacker, _, _ := s.newUser("tight-memory")
+	other, _, _ := s.newUser(wasmwiz.TierPro)
+	hello := testmodule.Read(t, "hello.wasm")
+	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+		t.Fatalf("hello before the attacks: %v", err)
+	}
+	attacks := []struct {
+		name string
+		wasm []byte
+		want api.Status
+	}{
+		{"table growth the guest traps on", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Trap), api.StatusTrap},
+		{"table growth that ignores failure", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Ignore), api.StatusTimeout},
+		{"ref.func allocating host memory", hostiletest.RefFuncLoop(), api.StatusMemoryLimit},
+	}
+
+	stopRSS := testenv.PeakRSS(t)
+	before := stopRSS() // the tree at rest, the server and its workers warm
+	stopRSS = testenv.PeakRSS(t)
+	done := make(chan error, 1)
+	go func() {
+		for _, a := range attacks {
+			res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: a.wasm})
+			switch {
+			case err != nil:
+				done <- fmt.Errorf("%s: %w", a.name, err)
+				return
+			case res.Status != a.want:
+				done <- fmt.Errorf("%s: status %s, trap %q; want %s", a.name, res.Status, res.Trap, a.want)
+				return
+			}
+		}
+		done <- nil
+	}()
+	var helloTook testenv.Latencies
+	var attackErr error
+	ended := false
+	for !ended {
+		start := time.Now()
+		res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		helloTook.Since(start)
+		if err != nil || res.Status != api.StatusOK {
+			t.Fatalf("the other tenant's hello during the attacks: %+v, %v", res, err)
+		}
+		select {
+		case attackErr = <-done:
+			ended = true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	peak := stopRSS()
+	if attackErr != nil {
+		t.Fatal(attackErr)
+	}
+	// Each worker's memory is bounded from the run's cap (a few times it,
+	// plus the runtime); two workers and a spare, with room to spare, are
+	// still a fraction of what one such guest took before.
+	if bound := before + 3*(memCap*8+64*wasmwiz.MiB); peak > bound {
+		t.Errorf("the process tree peaked at %s, over %s (%s at rest)", testenv.MiB(peak), testenv.MiB(bound), testenv.MiB(before))
+	}
+	testenv.Prove(t, "host memory through serve: table growth (trapping, and ignoring failure) and ref.func allocation, one after another, by a tenant capped at 16MiB (PostgreSQL and Redis)",
+		"trap, timeout and memory_limit as the cap says; the process tree within its bound; another tenant's hello worlds complete meanwhile",
+		"peak RSS", testenv.MiB(peak)+" (the tree: test process, server and workers; "+testenv.MiB(before)+" at rest)",
+		"other tenant's latency", helloTook.String())
+}
