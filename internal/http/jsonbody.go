@@ -321,23 +321,33 @@ func (o *jsonObject) decode(name string, max int64, tooBig error, v any) error {
 	})
 }
 
-// base64Value decodes the next value, a JSON string of standard base64 (or
-// null), as it streams, into at most limit bytes: past them, tooBig. given
-// is false for null and for "".
-func (o *jsonObject) base64Value(name string, limit int64, tooBig error) (data []byte, given bool, err error) {
+// stringStart reads the start of the next value, which must be a JSON
+// string (its opening quote is consumed) or null (consumed whole: null is
+// true).
+func (o *jsonObject) stringStart(name string) (null bool, err error) {
 	c, err := o.src.next()
 	if err != nil {
-		return nil, false, o.readError(err)
+		return false, o.readError(err)
 	}
 	if c == 'n' {
 		var rest [3]byte
 		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
-			return nil, false, syntaxError("field " + strconv.Quote(name) + " must be a string")
+			return false, syntaxError("field " + strconv.Quote(name) + " must be a string")
 		}
-		return nil, false, nil
+		return true, nil
 	}
 	if c != '"' {
-		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+	}
+	return false, nil
+}
+
+// base64Value decodes the next value, a JSON string of standard base64 (or
+// null), as it streams, into at most limit bytes: past them, tooBig. given
+// is false for null and for "".
+func (o *jsonObject) base64Value(name string, limit int64, tooBig error) (data []byte, given bool, err error) {
+	if null, err := o.stringStart(name); err != nil || null {
+		return nil, false, err
 	}
 	text := &jsonStringReader{src: o.src}
 	var buf bytes.Buffer
@@ -393,19 +403,8 @@ func (e *endsAtPadding) Read(p []byte) (int, error) {
 // encoding/json would give for it, invalid UTF-8 and lone surrogates
 // replaced with U+FFFD. given is false for null.
 func (o *jsonObject) textValue(name string, limit int64, tooBig error) (data []byte, given bool, err error) {
-	c, err := o.src.next()
-	if err != nil {
-		return nil, false, o.readError(err)
-	}
-	if c == 'n' {
-		var rest [3]byte
-		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
-			return nil, false, syntaxError("field " + strconv.Quote(name) + " must be a string")
-		}
-		return nil, false, nil
-	}
-	if c != '"' {
-		return nil, false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+	if null, err := o.stringStart(name); err != nil || null {
+		return nil, false, err
 	}
 	out := []byte{}
 	if o.left > 0 {
