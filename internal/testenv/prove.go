@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // ProveVar names a file to which the attack and fault tests append what
@@ -163,72 +164,49 @@ func PeakRSSOf(t testing.TB, pid int) (stop func() int64) {
 // descendants have used so far, from /proc; 0 outside Linux. Descendants
 // that ended are not counted: take it around a phase in which they live.
 func TreeCPU(pid int) time.Duration {
-	var ticks int64
-	for _, p := range tree(pid) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		// utime and stime, fields 14 and 15 of stat, in clock ticks.
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
+	var secs float64
+	for _, st := range treeStats(pid) {
+		secs += st.CPUTime()
 	}
-	// USER_HZ is 100 on every Linux the project runs on.
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return time.Duration(secs * float64(time.Second))
 }
 
 // treeRSS is the resident memory of pid and its descendants, from /proc.
 func treeRSS(pid int) int64 {
 	var sum int64
-	for _, p := range tree(pid) {
-		sum += rss(p)
+	for _, st := range treeStats(pid) {
+		sum += RSS(st.PID)
 	}
 	return sum
 }
 
-// tree returns pid and its live descendants, from /proc.
-func tree(pid int) []int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+// treeStats returns the stat lines of pid and its live descendants.
+func treeStats(pid int) []procfs.ProcStat {
+	procs, _ := procfs.AllProcs()
+	stats := map[int]procfs.ProcStat{}
 	children := map[int][]int{}
-	for _, s := range stats {
-		b, err := os.ReadFile(s)
+	for _, p := range procs {
+		st, err := p.Stat()
 		if err != nil {
-			continue
+			continue // gone meanwhile
 		}
-		// The fields after the command (which may hold spaces) in parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		p, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
-		children[ppid] = append(children[ppid], p)
+		stats[st.PID] = st
+		children[st.PPID] = append(children[st.PPID], st.PID)
 	}
-	var all []int
+	var all []procfs.ProcStat
 	queue := []int{pid}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = append(queue[1:], children[p]...)
-		all = append(all, p)
+		if st, ok := stats[p]; ok {
+			all = append(all, st)
+		}
 	}
 	return all
 }
 
-// rss is one process's resident memory (VmRSS), 0 when it is gone.
-func rss(pid int) int64 {
+// RSS is one process's resident memory (VmRSS), 0 when it is gone.
+func RSS(pid int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
