@@ -108,8 +108,9 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 		t.Fatal(attackErr)
 	}
 	// A worker's memory is bounded from the run's cap (a few times it, plus
-	// the runtime), a fraction of the gigabytes one such guest took before.
-	if bound := memCap*8 + 64*wasmwiz.MiB; workerPeak.Load() > bound {
+	// the runtime), a fraction of the gigabytes one such guest took before
+	// (and five times that under the race detector).
+	if bound := raceOverhead * (memCap*8 + 64*wasmwiz.MiB); workerPeak.Load() > bound {
 		t.Errorf("a worker peaked at %s, over %s", testenv.MiB(workerPeak.Load()), testenv.MiB(bound))
 	}
 	testenv.Prove(t, "host memory through serve: table growth (trapping, and ignoring failure) and ref.func allocation, one after another, by a tenant capped at 16MiB (PostgreSQL and Redis)",
