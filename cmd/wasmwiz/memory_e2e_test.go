@@ -30,7 +30,7 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	s := startServe(t, serveEnv(t, backends[1].env(t)), ServeOptions{})
 	const memCap = 16 * wasmwiz.MiB
 	s.putTier(testTier("tight-memory", func(tr *wasmwiz.Tier) {
-		tr.MaxMemoryBytes, tr.Timeout = memCap, 2*time.Second
+		tr.MaxMemoryBytes, tr.Timeout = memCap, time.Minute // a wall time the race detector's slowness does not reach
 	}))
 	attacker, _, _ := s.newUser("tight-memory")
 	other, _, _ := s.newUser(wasmwiz.TierPro)
@@ -39,13 +39,14 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 		t.Fatalf("hello before the attacks: %v", err)
 	}
 	attacks := []struct {
-		name string
-		wasm []byte
-		want api.Status
+		name    string
+		wasm    []byte
+		timeout time.Duration // 0: the tier's
+		want    api.Status
 	}{
-		{"table growth the guest traps on", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Trap), api.StatusTrap},
-		{"table growth that ignores failure", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Ignore), api.StatusTimeout},
-		{"ref.func allocating host memory", hostiletest.RefFuncLoop(), api.StatusMemoryLimit},
+		{"table growth the guest traps on", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Trap), 0, api.StatusTrap},
+		{"table growth that ignores failure", hostiletest.TableGrowLoop(1_000_000, -1, hostiletest.Ignore), 2 * time.Second, api.StatusTimeout},
+		{"ref.func allocating host memory", hostiletest.RefFuncLoop(), 0, api.StatusMemoryLimit},
 	}
 
 	stopRSS := testenv.PeakRSS(t)
@@ -73,7 +74,7 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for _, a := range attacks {
-			res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: a.wasm})
+			res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: a.wasm, Timeout: a.timeout})
 			switch {
 			case err != nil:
 				done <- fmt.Errorf("%s: %w", a.name, err)
