@@ -139,6 +139,21 @@ func jsonReadError(err, shape error) error {
 	return shape
 }
 
+// smallFields are the execute body's fields decoded whole under fieldLimit,
+// each as the pointer into the body that encoding/json fills.
+var smallFields = map[string]func(*executeBody) any{
+	"module_id":    func(b *executeBody) any { return &b.ModuleID },
+	"name":         func(b *executeBody) any { return &b.Name },
+	"function":     func(b *executeBody) any { return &b.Function },
+	"params":       func(b *executeBody) any { return &b.Params },
+	"timeout":      func(b *executeBody) any { return &b.Timeout },
+	"memory":       func(b *executeBody) any { return &b.Memory },
+	"async":        func(b *executeBody) any { return &b.Async },
+	"callback_url": func(b *executeBody) any { return &b.CallbackURL },
+	"mount":        func(b *executeBody) any { return &b.Mount },
+	"outputs":      func(b *executeBody) any { return &b.Outputs },
+}
+
 // valueSlack is what a field's cap allows beyond its value's text: the
 // whitespace and the byte after a number that ends it.
 const valueSlack = 4 << 10
@@ -679,28 +694,12 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 				body.Env, err = decodeEnv(dec, &argv)
 				return err
 			})
-		case "module_id":
-			err = small(name, &body.ModuleID)
-		case "name":
-			err = small(name, &body.Name)
-		case "function":
-			err = small(name, &body.Function)
-		case "params":
-			err = small(name, &body.Params)
-		case "timeout":
-			err = small(name, &body.Timeout)
-		case "memory":
-			err = small(name, &body.Memory)
-		case "async":
-			err = small(name, &body.Async)
-		case "callback_url":
-			err = small(name, &body.CallbackURL)
-		case "mount":
-			err = small(name, &body.Mount)
-		case "outputs":
-			err = small(name, &body.Outputs)
 		default:
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: unknown field %q", name)
+			field, ok := smallFields[name]
+			if !ok {
+				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: unknown field %q", name)
+			}
+			err = small(name, field(&body))
 		}
 		if err != nil {
 			return nil, err
