@@ -151,7 +151,9 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 
 	var sent *api.Result
-	if *follow && !*asJSON {
+	following := *follow && !*asJSON
+	switch {
+	case following:
 		req.ModuleID = *moduleID
 		sent, err = c.ExecuteFollow(ctx, req, func(stderr bool, p []byte) {
 			if stderr {
@@ -163,23 +165,6 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fail(err)
 		}
-		res, err := runResult(sent)
-		if err != nil {
-			return fail(err)
-		}
-		if *outDir != "" {
-			if err := writeOutputs(env, *outDir, res.Files); err != nil {
-				return execFailure(env, false, err)
-			}
-		}
-		// The output is out already: what is left is a plain function's
-		// results and how the run ended.
-		for _, v := range res.Results {
-			fmt.Fprintln(env.Stdout, v.String())
-		}
-		return execOutcome(ctx, env, c, res, lim)
-	}
-	switch {
 	case *outDir != "" && !*asJSON:
 		req.ModuleID = *moduleID
 		if sent, err = executeTar(ctx, c, req); err != nil {
@@ -217,7 +202,15 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		}
 		return nil
 	}
-	printGuestOutput(env, res)
+	if following {
+		// The output is out already: what is left is a plain function's
+		// results and how the run ended.
+		for _, v := range res.Results {
+			fmt.Fprintln(env.Stdout, v.String())
+		}
+	} else {
+		printGuestOutput(env, res)
+	}
 	return execOutcome(ctx, env, c, res, lim)
 }
 
