@@ -304,31 +304,37 @@ func (t *Table) fdRenumber(from, to uint32) Errno {
 	return errnoSuccess
 }
 
-func (t *Table) fdPrestatGet(fd uint32, b []byte) Errno {
+// preopen returns the guest path of fd, a preopened directory.
+func (t *Table) preopen(fd uint32) (string, Errno) {
 	e, errno := t.get(fd)
+	if errno != 0 {
+		return "", errno
+	}
+	if e.preopen == "" {
+		return "", errnoBadf
+	}
+	return e.preopen, errnoSuccess
+}
+
+func (t *Table) fdPrestatGet(fd uint32, b []byte) Errno {
+	p, errno := t.preopen(fd)
 	if errno != 0 {
 		return errno
 	}
-	if e.preopen == "" {
-		return errnoBadf
-	}
 	clear(b)
-	le.PutUint32(b[4:], uint32(len(e.preopen)))
+	le.PutUint32(b[4:], uint32(len(p)))
 	return errnoSuccess
 }
 
 func (t *Table) fdPrestatDirName(fd uint32, b []byte) Errno {
-	e, errno := t.get(fd)
+	p, errno := t.preopen(fd)
 	if errno != 0 {
 		return errno
 	}
-	if e.preopen == "" {
-		return errnoBadf
-	}
-	if len(b) < len(e.preopen) {
+	if len(b) < len(p) {
 		return errnoNametoolong
 	}
-	copy(b, e.preopen)
+	copy(b, p)
 	return errnoSuccess
 }
 
@@ -358,94 +364,65 @@ func (t *Table) fdSeek(fd uint32, off int64, whence uint32) (uint64, Errno) {
 	return uint64(pos), errnoSuccess
 }
 
-func (t *Table) fdRead(fd uint32, bufs [][]byte, off int64, positional bool) (int, Errno) {
-	need := rightFdRead
+// ioEntry returns fd for fd_read or fd_write (right) when it is a file, or
+// a stream of kind stream that the call does not ask to seek in
+// (positional: fd_pread, fd_pwrite).
+func (t *Table) ioEntry(fd uint32, right uint64, positional bool, stream kind) (*entry, Errno) {
 	if positional {
-		need |= rightFdSeek
+		right |= rightFdSeek
 	}
-	e, errno := t.getRights(fd, need)
+	e, errno := t.getRights(fd, right)
+	if errno != 0 {
+		return nil, errno
+	}
+	switch e.kind {
+	case kindFile:
+	case stream:
+		if positional {
+			return nil, errnoSpipe
+		}
+	case kindDir:
+		return nil, errnoIsdir
+	default:
+		return nil, errnoBadf
+	}
+	return e, errnoSuccess
+}
+
+func (t *Table) fdRead(fd uint32, bufs [][]byte, off int64, positional bool) (int, Errno) {
+	e, errno := t.ioEntry(fd, rightFdRead, positional, kindStdin)
 	if errno != 0 {
 		return 0, errno
 	}
-	switch e.kind {
-	case kindStdin:
-		if positional {
-			return 0, errnoSpipe
-		}
-		n := 0
-		for _, b := range bufs {
-			m, err := e.r.Read(b)
-			n += m
-			if err == io.EOF || m < len(b) {
-				break
-			}
-		}
-		return n, errnoSuccess
-	case kindDir:
-		return 0, errnoIsdir
-	case kindFile:
-	default:
-		return 0, errnoBadf
-	}
-	n := 0
-	for _, b := range bufs {
-		if len(b) == 0 {
-			continue
-		}
-		var m int
-		err := retryEINTR(func() (err error) {
-			if positional {
-				m, err = unix.Pread(e.fd, b, off+int64(n))
-			} else {
-				m, err = unix.Read(e.fd, b)
-			}
-			return err
+	if e.kind == kindStdin {
+		// A bytes.Reader fails only at its end: a short read.
+		return transfer(bufs, func(b []byte, _ int) (int, error) {
+			m, _ := e.r.Read(b)
+			return m, nil
 		})
-		if err != nil {
-			if n > 0 {
-				break
-			}
-			return 0, errnoOf(err)
-		}
-		n += m
-		if m < len(b) {
-			break
-		}
 	}
-	return n, errnoSuccess
+	return transfer(bufs, func(b []byte, done int) (int, error) {
+		if positional {
+			return unix.Pread(e.fd, b, off+int64(done))
+		}
+		return unix.Read(e.fd, b)
+	})
 }
 
 func (t *Table) fdWrite(fd uint32, bufs [][]byte, off int64, positional bool) (int, Errno) {
-	need := rightFdWrite
-	if positional {
-		need |= rightFdSeek
-	}
-	e, errno := t.getRights(fd, need)
+	e, errno := t.ioEntry(fd, rightFdWrite, positional, kindWriter)
 	if errno != 0 {
 		return 0, errno
 	}
-	switch e.kind {
-	case kindWriter:
-		if positional {
-			return 0, errnoSpipe
-		}
-		n := 0
-		for _, b := range bufs {
+	if e.kind == kindWriter {
+		// Whatever the writer's error (output past its cap), the guest sees EIO.
+		return transfer(bufs, func(b []byte, _ int) (int, error) {
 			m, err := e.w.Write(b)
-			n += m
 			if err != nil {
-				if n > 0 {
-					break
-				}
-				return 0, errnoIO
+				err = unix.EIO
 			}
-		}
-		return n, errnoSuccess
-	case kindDir:
-		return 0, errnoIsdir
-	case kindFile:
-	default:
-		return 0, errnoBadf
+			return m, err
+		})
 	}
 	total := int64(0)
 	for _, b := range bufs {
@@ -481,6 +458,22 @@ func (t *Table) fdWrite(fd uint32, bufs [][]byte, off int64, positional bool) (i
 			bufs = cut(bufs, fits)
 		}
 	}
+	n, errno := transfer(bufs, func(b []byte, done int) (int, error) {
+		if positional {
+			return unix.Pwrite(e.fd, b, off+int64(done))
+		}
+		return unix.Write(e.fd, b)
+	})
+	t.chargeGrowth(e, size)
+	return n, errno
+}
+
+// transfer moves bufs in order through one call of rw each (a read or a
+// write; done is what the calls before moved), until a call moves less than
+// its buffer. An error after some bytes ends the count there, as a short
+// transfer; an error before any is the result. A failed call's count (-1
+// from the unix package) is never added.
+func transfer(bufs [][]byte, rw func(b []byte, done int) (int, error)) (int, Errno) {
 	n := 0
 	for _, b := range bufs {
 		if len(b) == 0 {
@@ -488,26 +481,22 @@ func (t *Table) fdWrite(fd uint32, bufs [][]byte, off int64, positional bool) (i
 		}
 		var m int
 		err := retryEINTR(func() (err error) {
-			if positional {
-				m, err = unix.Pwrite(e.fd, b, off+int64(n))
-			} else {
-				m, err = unix.Write(e.fd, b)
-			}
+			m, err = rw(b, n)
 			return err
 		})
-		n += m
+		if m > 0 {
+			n += m
+		}
 		if err != nil {
 			if n > 0 {
 				break
 			}
-			t.chargeGrowth(e, size)
 			return 0, errnoOf(err)
 		}
 		if m < len(b) {
 			break
 		}
 	}
-	t.chargeGrowth(e, size)
 	return n, errnoSuccess
 }
 

@@ -215,20 +215,10 @@ func (t *Table) getRights(fd uint32, need uint64) (*entry, Errno) {
 
 // dir returns the directory descriptor fd holding need.
 func (t *Table) dir(fd uint32, need uint64) (*entry, Errno) {
-	e, errno := t.get(fd)
-	if errno != 0 {
-		return nil, errno
-	}
-	if e.kind != kindDir {
+	if e, errno := t.get(fd); errno == 0 && e.kind != kindDir {
 		return nil, errnoNotdir
 	}
-	if e.readOnly && need&writeRights != 0 {
-		return nil, errnoRofs
-	}
-	if e.base&need != need {
-		return nil, errnoNotcapable
-	}
-	return e, errnoSuccess
+	return t.getRights(fd, need)
 }
 
 // add stores e under the lowest free descriptor.

@@ -497,3 +497,53 @@ func TestStdio(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+// TestTransfer: the loop under fd_read and fd_write counts what the calls
+// moved, stops at a short call, retries EINTR, and reports an error only
+// when nothing moved (a failed call's -1 is not counted).
+func TestTransfer(t *testing.T) {
+	type call struct {
+		n   int
+		err error
+	}
+	for _, c := range []struct {
+		name  string
+		sizes []int
+		calls []call // answers in order; a buffer not answered here moves whole
+		n     int
+		errno Errno
+	}{
+		{"every buffer whole", []int{3, 2}, nil, 5, errnoSuccess},
+		{"empty buffers are skipped", []int{0, 3, 0}, nil, 3, errnoSuccess},
+		{"a short call ends it", []int{3, 2}, []call{{1, nil}}, 1, errnoSuccess},
+		{"an error after bytes is a short transfer", []int{3, 2, 4}, []call{{3, nil}, {-1, syscall.EIO}}, 3, errnoSuccess},
+		{"an error before any byte is the result", []int{3}, []call{{-1, syscall.ENOSPC}}, 0, errnoNospc},
+		{"EINTR is retried", []int{3}, []call{{-1, syscall.EINTR}, {3, nil}}, 3, errnoSuccess},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bufs := make([][]byte, len(c.sizes))
+			for i, s := range c.sizes {
+				bufs[i] = make([]byte, s)
+			}
+			var dones []int
+			calls := c.calls
+			n, errno := transfer(bufs, func(b []byte, done int) (int, error) {
+				dones = append(dones, done)
+				if len(calls) == 0 {
+					return len(b), nil
+				}
+				a := calls[0]
+				calls = calls[1:]
+				return a.n, a.err
+			})
+			if n != c.n || errno != c.errno {
+				t.Fatalf("transfer = %d, %d; want %d, %d (calls saw done %v)", n, errno, c.n, c.errno, dones)
+			}
+			for i := 1; i < len(dones); i++ {
+				if dones[i] < dones[i-1] {
+					t.Fatalf("done went back: %v", dones)
+				}
+			}
+		})
+	}
+}
