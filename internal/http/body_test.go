@@ -3,42 +3,10 @@ package http_test
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
 )
-
-// endlessReader yields bytes forever and counts how many were read.
-type endlessReader struct {
-	mu   sync.Mutex
-	n    int64
-	head []byte
-}
-
-func (r *endlessReader) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.head) > 0 {
-		n := copy(p, r.head)
-		r.head = r.head[n:]
-		r.n += int64(n)
-		return n, nil
-	}
-	for i := range p {
-		p[i] = 'a'
-	}
-	r.n += int64(len(p))
-	return len(p), nil
-}
-
-func (r *endlessReader) read() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
 
 func TestBodyLimits(t *testing.T) {
 	t.Parallel()
@@ -82,18 +50,13 @@ func TestBodyLimits(t *testing.T) {
 			f.modules.FindModuleWasmFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
 				return &wasmwiz.Module{ID: id, OwnerID: theUser.ID, SHA256: "abc", Wasm: wasmHeader}, nil
 			}
-			body := &endlessReader{head: append([]byte(nil), tt.head...)}
-			r := httptest.NewRequest("POST", tt.path, body)
-			r.ContentLength = tt.contentLength
-			r.Header.Set("Content-Type", tt.contentType)
-			r.Header.Set("Authorization", "Bearer "+userKey)
-			w := httptest.NewRecorder()
-			f.srv.Handler().ServeHTTP(w, r)
-			if w.Code != 413 {
-				t.Fatalf("status = %d, want 413: %s", w.Code, w.Body.Bytes())
+			body := endless(string(tt.head), "a")
+			res := f.do(request{method: "POST", path: tt.path, key: userKey, body: body, length: tt.contentLength, contentType: tt.contentType})
+			if res.status != 413 {
+				t.Fatalf("status = %d, want 413: %s", res.status, res.body)
 			}
-			if tt.path != "/api/execute" && !strings.Contains(w.Body.String(), wasmwiz.ETOOLARGE) {
-				t.Errorf("answer %s", w.Body.Bytes())
+			if tt.path != "/api/execute" && !bytes.Contains(res.body, []byte(wasmwiz.ETOOLARGE)) {
+				t.Errorf("answer %s", res.body)
 			}
 			if got := body.read(); got > tt.maxRead {
 				t.Errorf("server read %d bytes of an endless body, want at most %d", got, tt.maxRead)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -144,19 +143,14 @@ func TestExecuteArgvCaps(t *testing.T) {
 	}
 }
 
-// repeatReader yields head, then unit again and again, forever, and counts
-// what was read: a hostile body of any length.
+// repeatReader yields head, then unit again and again, forever.
 type repeatReader struct {
-	mu   sync.Mutex
 	head []byte
 	unit []byte
 	off  int
-	n    int64
 }
 
 func (r *repeatReader) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	n := 0
 	for n < len(p) {
 		if len(r.head) > 0 {
@@ -169,14 +163,13 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 		r.off = (r.off + c) % len(r.unit)
 		n += c
 	}
-	r.n += int64(n)
 	return n, nil
 }
 
-func (r *repeatReader) read() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
+// endless is a hostile body of any length, head and then unit forever,
+// that counts what the server read of it.
+func endless(head, unit string) *countingReader {
+	return &countingReader{r: &repeatReader{head: []byte(head), unit: []byte(unit)}}
 }
 
 // TestExecuteJSONFieldCaps: a JSON execute body is read field by field and
@@ -224,14 +217,8 @@ func TestExecuteJSONFieldCaps(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, nil)
-			body := &repeatReader{head: []byte(tt.head), unit: []byte(tt.unit)}
-			r := httptest.NewRequest("POST", "/api/v1/execute", body)
-			r.ContentLength = -1 // streamed: no Content-Length to refuse early
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Set("Authorization", "Bearer "+userKey)
-			w := httptest.NewRecorder()
-			f.srv.Handler().ServeHTTP(w, r)
-			res := &response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}
+			body := endless(tt.head, tt.unit) // streamed: no Content-Length to refuse early
+			res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: "application/json"})
 			if res.status != 413 || !strings.Contains(res.errorMessage(t), tt.contains) {
 				t.Fatalf("status %d: %s\nwant 413 with %q", res.status, res.body, tt.contains)
 			}
@@ -389,19 +376,15 @@ func TestExecuteAdmitsBeforeALargeBody(t *testing.T) {
 				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
 			})
 			body := &countingReader{r: strings.NewReader(tt.body)}
-			r := httptest.NewRequest("POST", "/api/v1/execute", body)
-			r.ContentLength = int64(len(tt.body))
+			length := int64(len(tt.body))
 			if tt.streamed {
-				r.ContentLength = -1
+				length = -1
 			}
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Set("Authorization", "Bearer "+userKey)
-			w := httptest.NewRecorder()
-			f.srv.Handler().ServeHTTP(w, r)
-			if w.Code != tt.status {
-				t.Fatalf("status %d, want %d: %.300s", w.Code, tt.status, w.Body.Bytes())
+			res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, length: length, contentType: "application/json"})
+			if res.status != tt.status {
+				t.Fatalf("status %d, want %d: %.300s", res.status, tt.status, res.body)
 			}
-			if tt.status == 429 && w.Header().Get("Retry-After") == "" {
+			if tt.status == 429 && res.header.Get("Retry-After") == "" {
 				t.Error("a 429 without Retry-After")
 			}
 			if read := body.read(); (read > 0) != tt.wantRead {
@@ -438,13 +421,7 @@ func TestExecuteBodyMemoryBound(t *testing.T) {
 	big := largeJSON(900<<10, "") // 1.2MiB: one fits in 2MiB, two do not
 	post := func(key, body string) (*response, *countingReader) {
 		cr := &countingReader{r: strings.NewReader(body)}
-		r := httptest.NewRequest("POST", "/api/v1/execute", cr)
-		r.ContentLength = int64(len(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Authorization", "Bearer "+key)
-		w := httptest.NewRecorder()
-		f.srv.Handler().ServeHTTP(w, r)
-		return &response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}, cr
+		return f.do(request{method: "POST", path: "/api/v1/execute", key: key, body: cr, length: int64(len(body)), contentType: "application/json"}), cr
 	}
 	first := make(chan *response, 1)
 	go func() {
@@ -529,21 +506,16 @@ func TestUploadAdmitsBeforeALargeBody(t *testing.T) {
 				return nil
 			}
 			body := &countingReader{r: bytes.NewReader(module)}
-			r := httptest.NewRequest("POST", "/api/v1/modules?name=big.wasm", body)
-			r.ContentLength = int64(len(module))
-			r.Header.Set("Content-Type", "application/wasm")
-			r.Header.Set("Authorization", "Bearer "+userKey)
-			w := httptest.NewRecorder()
-			f.srv.Handler().ServeHTTP(w, r)
+			res := f.do(request{method: "POST", path: "/api/v1/modules?name=big.wasm", key: userKey, body: body, length: int64(len(module)), contentType: "application/wasm"})
 			admitted, released := adm.state()
 			if full {
-				if w.Code != 429 || body.read() != 0 {
-					t.Fatalf("status %d after reading %d bytes, want 429 before reading: %s", w.Code, body.read(), w.Body.Bytes())
+				if res.status != 429 || body.read() != 0 {
+					t.Fatalf("status %d after reading %d bytes, want 429 before reading: %s", res.status, body.read(), res.body)
 				}
 				return
 			}
-			if w.Code != 201 || body.read() != int64(len(module)) {
-				t.Fatalf("status %d after reading %d bytes: %s", w.Code, body.read(), w.Body.Bytes())
+			if res.status != 201 || body.read() != int64(len(module)) {
+				t.Fatalf("status %d after reading %d bytes: %s", res.status, body.read(), res.body)
 			}
 			if admitted != 1 || fmt.Sprint(released) != "[false]" {
 				t.Errorf("%d admissions released with refund %v, want one, kept", admitted, released)

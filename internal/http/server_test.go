@@ -153,6 +153,7 @@ type request struct {
 	key          string // Bearer
 	header       map[string]string
 	body         io.Reader
+	length       int64 // Content-Length; 0 keeps httptest's (a bytes or strings reader's length, else -1: streamed)
 	contentType  string
 	remoteAddr   string
 }
@@ -201,6 +202,9 @@ func (f *fixture) do(req request) *response {
 		body = http.NoBody
 	}
 	r := httptest.NewRequest(req.method, req.path, body)
+	if req.length != 0 {
+		r.ContentLength = req.length
+	}
 	if req.key != "" {
 		r.Header.Set("Authorization", "Bearer "+req.key)
 	}
