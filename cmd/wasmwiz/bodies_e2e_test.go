@@ -281,27 +281,23 @@ func bodyMemoryBound(n int64) int64 { return 3 * n }
 // refused for a slot an earlier one left taken; the rate-limit headers are
 // the run's.
 func TestServeLargeBodyAdmissionIsHandedOn(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			s := startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
-			_, _, key := s.newUser(wasmwiz.TierFree)
-			stdin := strings.Repeat("s", 900<<10) // 1.2MiB as base64: a large body
-			body := func(async bool) map[string]any {
-				return map[string]any{"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin_base64": b64([]byte(stdin)), "async": async}
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		s := be.serve(t)
+		_, _, key := s.newUser(wasmwiz.TierFree)
+		stdin := strings.Repeat("s", 900<<10) // 1.2MiB as base64: a large body
+		body := func(async bool) map[string]any {
+			return map[string]any{"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin_base64": b64([]byte(stdin)), "async": async}
+		}
+		for i := range 2 {
+			id := startAsync(t, s.url, key, body(true))
+			testenv.WaitFor(t, "the background run to end", func() bool { return getRun(t, s.url, key, id).State.Final() })
+			if rec := getRun(t, s.url, key, id); rec.State != api.RunDone || rec.Status != api.StatusOK {
+				t.Fatalf("background run %d: %s %s", i+1, rec.State, rec.Status)
 			}
-			for i := range 2 {
-				id := startAsync(t, s.url, key, body(true))
-				testenv.WaitFor(t, "the background run to end", func() bool { return getRun(t, s.url, key, id).State.Final() })
-				if rec := getRun(t, s.url, key, id); rec.State != api.RunDone || rec.Status != api.StatusOK {
-					t.Fatalf("background run %d: %s %s", i+1, rec.State, rec.Status)
-				}
-				code, raw, hdr := apiCall(t, "POST", s.url+"/api/v1/execute", key, body(false), nil)
-				if code != http.StatusOK || hdr.Get("X-RateLimit-Remaining") == "" {
-					t.Fatalf("run %d after a background one: %d %.200s (X-RateLimit-Remaining %q)", i+1, code, raw, hdr.Get("X-RateLimit-Remaining"))
-				}
+			code, raw, hdr := apiCall(t, "POST", s.url+"/api/v1/execute", key, body(false), nil)
+			if code != http.StatusOK || hdr.Get("X-RateLimit-Remaining") == "" {
+				t.Fatalf("run %d after a background one: %d %.200s (X-RateLimit-Remaining %q)", i+1, code, raw, hdr.Get("X-RateLimit-Remaining"))
 			}
-		})
-	}
+		}
+	})
 }

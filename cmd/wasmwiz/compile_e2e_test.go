@@ -20,7 +20,7 @@ import (
 func TestServeCompilesAreCounted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	s.putTier(testTier("two", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 2 }))
 	user, _, _ := s.newUser("two")
 	for range 3 {
@@ -58,7 +58,7 @@ func TestServeCompilesAreCounted(t *testing.T) {
 func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	s.putTier(testTier("patient", func(tr *wasmwiz.Tier) { tr.Timeout = 2 * time.Minute })) // the server's maximum
 	bomber, _, _ := s.newUser("patient")
 	second, _, _ := s.newUser("patient")

@@ -76,88 +76,84 @@ func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duratio
 // WASMWIZ_HEADER_TIMEOUT, headers over WASMWIZ_MAX_HEADER_BYTES are 431;
 // and while 24 such connections are open, another tenant's runs complete.
 func TestServeSlowConnections(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			env := serveEnv(t, be.env(t))
-			env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
-			env["WASMWIZ_MIN_TRANSFER_RATE"] = "1KiB"
-			env["WASMWIZ_MAX_HEADER_BYTES"] = "8KiB"
-			s := startServe(t, env, ServeOptions{})
-			_, _, attackerKey := s.newUser(wasmwiz.TierFree)
-			other, _, _ := s.newUser(wasmwiz.TierBasic)
-			u, _ := url.Parse(s.url)
-			addr := u.Host
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		env := serveEnv(t, be.env(t))
+		env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
+		env["WASMWIZ_MIN_TRANSFER_RATE"] = "1KiB"
+		env["WASMWIZ_MAX_HEADER_BYTES"] = "8KiB"
+		s := startServe(t, env, ServeOptions{})
+		_, _, attackerKey := s.newUser(wasmwiz.TierFree)
+		other, _, _ := s.newUser(wasmwiz.TierBasic)
+		u, _ := url.Parse(s.url)
+		addr := u.Host
 
-			// Each whole request would take 4000 × 50ms = 200s; the
-			// server must end every one long before.
-			body := strings.Repeat("x", 4000)
-			execHead := func(key string) string {
-				h := "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\n"
-				if key != "" {
-					h += "Authorization: Bearer " + key + "\r\n"
-				}
-				return h + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+		// Each whole request would take 4000 × 50ms = 200s; the
+		// server must end every one long before.
+		body := strings.Repeat("x", 4000)
+		execHead := func(key string) string {
+			h := "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\n"
+			if key != "" {
+				h += "Authorization: Bearer " + key + "\r\n"
 			}
-			attacks := []struct {
-				name       string
-				head, rest string
-				want       string // status line prefix of an answer, if one arrives
-			}{
-				{"body with a key", execHead(attackerKey), body, "HTTP/1.1 400"},
-				{"body without a key", execHead(""), body, "HTTP/1.1 401"},
-				{"headers", "POST /api/v1/execute HTTP/1.1\r\n", "X-Slow: " + body, ""},
-			}
-			stopRSS := testenv.PeakRSS(t)
-			var cutAfter, otherTook testenv.Latencies
-			var wg sync.WaitGroup
-			results := make([]slowConn, 8*len(attacks))
-			for i := range results {
-				a := attacks[i%len(attacks)]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					start := time.Now()
-					results[i] = trickleRequest(t, addr, a.head, a.rest, 50*time.Millisecond)
-					cutAfter.Since(start)
-				}()
-			}
-			// The other tenant runs meanwhile.
-			for i := 0; i < 3; i++ {
+			return h + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+		}
+		attacks := []struct {
+			name       string
+			head, rest string
+			want       string // status line prefix of an answer, if one arrives
+		}{
+			{"body with a key", execHead(attackerKey), body, "HTTP/1.1 400"},
+			{"body without a key", execHead(""), body, "HTTP/1.1 401"},
+			{"headers", "POST /api/v1/execute HTTP/1.1\r\n", "X-Slow: " + body, ""},
+		}
+		stopRSS := testenv.PeakRSS(t)
+		var cutAfter, otherTook testenv.Latencies
+		var wg sync.WaitGroup
+		results := make([]slowConn, 8*len(attacks))
+		for i := range results {
+			a := attacks[i%len(attacks)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				start := time.Now()
-				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
-				otherTook.Since(start)
-				if err != nil || res.Status != api.StatusOK {
-					t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
-				}
+				results[i] = trickleRequest(t, addr, a.head, a.rest, 50*time.Millisecond)
+				cutAfter.Since(start)
+			}()
+		}
+		// The other tenant runs meanwhile.
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
+			otherTook.Since(start)
+			if err != nil || res.Status != api.StatusOK {
+				t.Fatalf("another tenant's run during the attack: %+v, %v", res, err)
 			}
-			testenv.Wait(t, "the slow connections", wg.Wait)
-			for i, r := range results {
-				a := attacks[i%len(attacks)]
-				// A close may reset the connection before the client reads
-				// the answer (unread bytes in the server's buffer): no
-				// answer is fine, a wrong one is not.
-				if !r.cut {
-					t.Errorf("%s: the server read the whole trickle", a.name)
-				} else if r.status != "" && !strings.HasPrefix(r.status, a.want) {
-					t.Errorf("%s: answer %q, want %q", a.name, r.status, a.want)
-				}
+		}
+		testenv.Wait(t, "the slow connections", wg.Wait)
+		for i, r := range results {
+			a := attacks[i%len(attacks)]
+			// A close may reset the connection before the client reads
+			// the answer (unread bytes in the server's buffer): no
+			// answer is fine, a wrong one is not.
+			if !r.cut {
+				t.Errorf("%s: the server read the whole trickle", a.name)
+			} else if r.status != "" && !strings.HasPrefix(r.status, a.want) {
+				t.Errorf("%s: answer %q, want %q", a.name, r.status, a.want)
 			}
+		}
 
-			// Headers over the limit: 431 at once.
-			status, _ := rawHeaderRequest(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 16<<10)+"\r\n\r\n")
-			if !strings.HasPrefix(status, "HTTP/1.1 431") {
-				t.Errorf("16KiB of headers: %q, want 431", status)
-			}
-			testenv.Prove(t, "slow connections: 24 trickling a byte per 50ms (bodies with and without a key, headers), "+be.name,
-				"each cut (400, 401 or closed) by WASMWIZ_MIN_TRANSFER_RATE 1KiB/s after WASMWIZ_HEADER_TIMEOUT 1s; another tenant's runs complete",
-				"time to answer", "cut after "+cutAfter.String()+" (the whole trickle would take 200 s)",
-				"other tenant's latency", otherTook.String(),
-				"peak RSS", testenv.MiB(stopRSS()))
-		})
-	}
+		// Headers over the limit: 431 at once.
+		status, _ := rawHeaderRequest(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 16<<10)+"\r\n\r\n")
+		if !strings.HasPrefix(status, "HTTP/1.1 431") {
+			t.Errorf("16KiB of headers: %q, want 431", status)
+		}
+		testenv.Prove(t, "slow connections: 24 trickling a byte per 50ms (bodies with and without a key, headers), "+be.name,
+			"each cut (400, 401 or closed) by WASMWIZ_MIN_TRANSFER_RATE 1KiB/s after WASMWIZ_HEADER_TIMEOUT 1s; another tenant's runs complete",
+			"time to answer", "cut after "+cutAfter.String()+" (the whole trickle would take 200 s)",
+			"other tenant's latency", otherTook.String(),
+			"peak RSS", testenv.MiB(stopRSS()))
+	})
 }
 
 // rawHeaderRequest sends req as it is and returns the answer's status line.

@@ -59,6 +59,25 @@ var backends = []backend{
 	}},
 }
 
+// onEveryBackend runs test on each backend, each in a parallel subtest of
+// the parallel test t.
+func onEveryBackend(t *testing.T, test func(t *testing.T, be backend)) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, be)
+		})
+	}
+}
+
+// serve starts a server on a database (and Redis) of the backend of its
+// own, with the test defaults (serveEnv, ServeOptions{}).
+func (be backend) serve(t *testing.T) *e2eServer {
+	t.Helper()
+	return startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
+}
+
 // randomPrefix is a Redis key prefix of one test, so that tests sharing a
 // Redis never count each other's events.
 func randomPrefix() string {

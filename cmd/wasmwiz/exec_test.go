@@ -26,7 +26,7 @@ func runMain(args []string, stdin string, vars map[string]string) (int, string, 
 // the same stdout, stderr and exit status as `wasmwiz run` on this machine.
 func TestExecPrintsWhatRunPrints(t *testing.T) {
 	t.Parallel()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	_, _, key := s.newUser(wasmwiz.TierBasic)
 	tests := []struct {
 		name  string
@@ -133,7 +133,7 @@ func sameStderr(exec, run string) bool {
 func TestExecHabits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	user, _, key := s.newUser(wasmwiz.TierBasic)
 
 	code, _, errOut := runMain([]string{"exec", "--server", s.url, testmodule.Path(t, "hello.wasm")}, "", nil)

@@ -22,7 +22,7 @@ import (
 func TestServeTierBodyLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	s.putTier(testTier("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB }))
 	user, _, _ := s.newUser("tiny")
 	hello := testmodule.Read(t, "hello.wasm")
@@ -68,7 +68,7 @@ func TestServeTierBodyLimits(t *testing.T) {
 func TestServeTierLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	// Two tiers, so that no outcome depends on how fast a loaded machine is:
 	// "tight" has a short wall time for the guests that never end, "capped"
 	// small memory and output caps under a wall time no cap test comes near.

@@ -27,7 +27,7 @@ import (
 func TestServeHostMemoryAttacks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[1].env(t)), ServeOptions{})
+	s := backends[1].serve(t)
 	const memCap = 16 * wasmwiz.MiB
 	s.putTier(testTier("tight-memory", func(tr *wasmwiz.Tier) {
 		tr.MaxMemoryBytes, tr.Timeout = memCap, time.Minute // a wall time the race detector's slowness does not reach

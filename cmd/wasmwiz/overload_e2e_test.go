@@ -210,7 +210,7 @@ func (f *floodBody) Read(p []byte) (int, error) {
 // another tenant's runs complete meanwhile.
 func TestServeBodyFlood(t *testing.T) {
 	t.Parallel()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	s.putTier(testTier("small", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = wasmwiz.MiB; tr.MaxStdinBytes = 64 * wasmwiz.KiB }))
 	_, _, key := s.newUser("small")
 	other, _, _ := s.newUser(wasmwiz.TierBasic)

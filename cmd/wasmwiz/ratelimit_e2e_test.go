@@ -21,60 +21,56 @@ var retryAfterRE = regexp.MustCompile(`^[1-9][0-9]*$`)
 // Retry-After once the minute's quota is used, and a refused run consumes
 // nothing; on every backend.
 func TestServeRateLimits(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			s := startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
-			s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 }))
-			user, _, key := s.newUser("three")
-			other, _, _ := s.newUser("three")
-			hello := testmodule.Read(t, "hello.wasm")
-			for i := 1; i <= 3; i++ {
-				ex, err := user.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
-				if err != nil {
-					t.Fatalf("run %d: %v", i, err)
-				}
-				if rl := ex.RateLimit; !rl.Present || rl.Limit != 3 || rl.Remaining != int64(3-i) || rl.Reset <= 0 || rl.Reset > time.Minute {
-					t.Fatalf("run %d headers %+v", i, rl)
-				}
-			}
-			for i := 0; i < 2; i++ {
-				_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-				wantCode(t, "fourth run", err, wasmwiz.ERATELIMIT)
-				d, ok := client.RetryAfter(err)
-				if !ok || d <= 0 || d > time.Minute {
-					t.Fatalf("Retry-After %v %v", d, ok)
-				}
-			}
-			// Raw: the 429 carries the headers and a whole-second Retry-After.
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute?stdin=x", bytes.NewReader(hello))
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Content-Type", "application/wasm")
-			resp, err := http.DefaultClient.Do(req)
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		s := be.serve(t)
+		s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 }))
+		user, _, key := s.newUser("three")
+		other, _, _ := s.newUser("three")
+		hello := testmodule.Read(t, "hello.wasm")
+		for i := 1; i <= 3; i++ {
+			ex, err := user.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("run %d: %v", i, err)
 			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusTooManyRequests || !retryAfterRE.MatchString(resp.Header.Get("Retry-After")) ||
-				resp.Header.Get("X-RateLimit-Remaining") != "0" || resp.Header.Get("X-RateLimit-Limit") != "3" {
-				t.Fatalf("429 answer: %d %v", resp.StatusCode, resp.Header)
+			if rl := ex.RateLimit; !rl.Present || rl.Limit != 3 || rl.Remaining != int64(3-i) || rl.Reset <= 0 || rl.Reset > time.Minute {
+				t.Fatalf("run %d headers %+v", i, rl)
 			}
-			// Another user's quota is its own.
-			if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
-				t.Fatalf("another user: %v", err)
+		}
+		for i := 0; i < 2; i++ {
+			_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+			wantCode(t, "fourth run", err, wasmwiz.ERATELIMIT)
+			d, ok := client.RetryAfter(err)
+			if !ok || d <= 0 || d > time.Minute {
+				t.Fatalf("Retry-After %v %v", d, ok)
 			}
-			// The refused runs were not counted: raising the quota to 4
-			// allows exactly one more.
-			s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 }))
-			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
-				t.Fatalf("after raising the quota to 4: %v", err)
-			}
-			_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-			wantCode(t, "fifth run at 4 per minute", err, wasmwiz.ERATELIMIT)
-		})
-	}
+		}
+		// Raw: the 429 carries the headers and a whole-second Retry-After.
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute?stdin=x", bytes.NewReader(hello))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/wasm")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !retryAfterRE.MatchString(resp.Header.Get("Retry-After")) ||
+			resp.Header.Get("X-RateLimit-Remaining") != "0" || resp.Header.Get("X-RateLimit-Limit") != "3" {
+			t.Fatalf("429 answer: %d %v", resp.StatusCode, resp.Header)
+		}
+		// Another user's quota is its own.
+		if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+			t.Fatalf("another user: %v", err)
+		}
+		// The refused runs were not counted: raising the quota to 4
+		// allows exactly one more.
+		s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 }))
+		if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+			t.Fatalf("after raising the quota to 4: %v", err)
+		}
+		_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		wantCode(t, "fifth run at 4 per minute", err, wasmwiz.ERATELIMIT)
+	})
 }
 
 // TestServeConcurrencyAndSaturation: a free user's second run in flight is
@@ -82,16 +78,12 @@ func TestServeRateLimits(t *testing.T) {
 // answers 503 with Retry-After; on every backend (the slots live in Redis
 // there).
 func TestServeConcurrencyAndSaturation(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			env := serveEnv(t, be.env(t))
-			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "2"
-			env["WASMWIZ_QUEUE_SIZE"] = "0"
-			testConcurrency(t, startServe(t, env, ServeOptions{}))
-		})
-	}
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		env := serveEnv(t, be.env(t))
+		env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "2"
+		env["WASMWIZ_QUEUE_SIZE"] = "0"
+		testConcurrency(t, startServe(t, env, ServeOptions{}))
+	})
 }
 
 func testConcurrency(t *testing.T, s *e2eServer) {

@@ -19,14 +19,9 @@ import (
 
 // TestServeRoutes drives every route through the client, on each backend.
 func TestServeRoutes(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			s := startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
-			testRoutes(t, s)
-		})
-	}
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		testRoutes(t, be.serve(t))
+	})
 }
 
 func testRoutes(t *testing.T, s *e2eServer) {

@@ -197,53 +197,49 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 // the usage writer's batch; on PostgreSQL also on another replica, which
 // waits for the first one's batch.
 func TestServeRunReadAtOnce(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			env := b.env(t)
-			opts := testServeOptions()
-			opts.UsageFlushInterval = 3 * time.Second
-			a := startServe(t, serveEnv(t, env), opts)
-			_, _, key := a.newUser(wasmwiz.TierBasic)
-			servers := []*e2eServer{a}
-			if b.name != "sqlite" {
-				servers = append(servers, startServe(t, serveEnv(t, env), testServeOptions()))
-			}
-			for _, reader := range servers {
-				code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
-					"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
-					"env": map[string]string{"SECRET_NAME": "s3cret"}}, nil)
-				if code != http.StatusOK {
-					t.Fatalf("execute: %d %s", code, body)
-				}
-				var res api.Result
-				if err := json.Unmarshal(body, &res); err != nil {
-					t.Fatal(err)
-				}
-				rec := getRun(t, reader.url, key, res.ID)
-				if rec.State != api.RunDone || rec.Status != api.StatusOK || string(rec.Stdout) != "hello record" ||
-					len(rec.Args) != 1 || len(rec.EnvNames) != 1 || rec.EnvNames[0] != "SECRET_NAME" || rec.StdinSHA256 == "" ||
-					rec.Limits["timeout_ms"] == 0 || rec.CPUMS <= 0 {
-					t.Fatalf("record read at once: %+v", rec)
-				}
-				if _, raw, _ := apiCall(t, "GET", reader.url+"/api/v1/runs/"+res.ID, key, nil, nil); bytes.Contains(raw, []byte("s3cret")) {
-					t.Fatal("an env value is in the record")
-				}
-			}
-			// Another tenant's run is 404 at once, and so is one that never was.
-			_, _, other := a.newUser(wasmwiz.TierFree)
-			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))}, nil)
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		env := b.env(t)
+		opts := testServeOptions()
+		opts.UsageFlushInterval = 3 * time.Second
+		a := startServe(t, serveEnv(t, env), opts)
+		_, _, key := a.newUser(wasmwiz.TierBasic)
+		servers := []*e2eServer{a}
+		if b.name != "sqlite" {
+			servers = append(servers, startServe(t, serveEnv(t, env), testServeOptions()))
+		}
+		for _, reader := range servers {
+			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
+				"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
+				"env": map[string]string{"SECRET_NAME": "s3cret"}}, nil)
 			if code != http.StatusOK {
 				t.Fatalf("execute: %d %s", code, body)
 			}
 			var res api.Result
-			_ = json.Unmarshal(body, &res)
-			if code, _, _ := apiCall(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
-				t.Fatalf("another tenant's run: %d", code)
+			if err := json.Unmarshal(body, &res); err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			rec := getRun(t, reader.url, key, res.ID)
+			if rec.State != api.RunDone || rec.Status != api.StatusOK || string(rec.Stdout) != "hello record" ||
+				len(rec.Args) != 1 || len(rec.EnvNames) != 1 || rec.EnvNames[0] != "SECRET_NAME" || rec.StdinSHA256 == "" ||
+				rec.Limits["timeout_ms"] == 0 || rec.CPUMS <= 0 {
+				t.Fatalf("record read at once: %+v", rec)
+			}
+			if _, raw, _ := apiCall(t, "GET", reader.url+"/api/v1/runs/"+res.ID, key, nil, nil); bytes.Contains(raw, []byte("s3cret")) {
+				t.Fatal("an env value is in the record")
+			}
+		}
+		// Another tenant's run is 404 at once, and so is one that never was.
+		_, _, other := a.newUser(wasmwiz.TierFree)
+		code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))}, nil)
+		if code != http.StatusOK {
+			t.Fatalf("execute: %d %s", code, body)
+		}
+		var res api.Result
+		_ = json.Unmarshal(body, &res)
+		if code, _, _ := apiCall(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
+			t.Fatalf("another tenant's run: %d", code)
+		}
+	})
 }
 
 // TestServeAsyncRun: a background run is queued, followed live over SSE
@@ -251,52 +247,48 @@ func TestServeRunReadAtOnce(t *testing.T) {
 // back with its output; a reader that resumes with Last-Event-ID gets only
 // what it lacks.
 func TestServeAsyncRun(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s := startServe(t, serveEnv(t, b.env(t)), testServeOptions())
-			_, _, key := s.newUser(wasmwiz.TierBasic)
-			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
-			var out bytes.Buffer
-			next(t, events, "stdout", &out)
-			if rec := getRun(t, s.url, key, id); rec.State != api.RunRunning {
-				t.Fatalf("the first output came, and the run is %s, not running", rec.State)
-			}
-			res := next(t, events, "result", &out)
-			var rec api.Run
-			if err := json.Unmarshal(res.Data, &rec); err != nil {
-				t.Fatal(err)
-			}
-			if rec.State != api.RunDone || rec.Status != api.StatusTimeout || !rec.Async || rec.StartedAt == nil {
-				t.Fatalf("result %s", res.Data)
-			}
-			if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out.String() != string(rec.Stdout) {
-				t.Fatalf("followed %q, record %q", out.String(), rec.Stdout)
-			}
-			again := getRun(t, s.url, key, id)
-			if string(again.Stdout) != string(rec.Stdout) || again.State != api.RunDone {
-				t.Fatalf("read back: %+v", again)
-			}
-			// Resume after the first tick: the rest only, then the result.
-			resumed := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "o5.e0", nil)
-			rest := bytes.NewBufferString("tick\n")
-			next(t, resumed, "result", rest)
-			if rest.String() != string(rec.Stdout) {
-				t.Fatalf("resumed stream: %q, want %q", rest, rec.Stdout)
-			}
-		})
-	}
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		s := b.serve(t)
+		_, _, key := s.newUser(wasmwiz.TierBasic)
+		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
+		var out bytes.Buffer
+		next(t, events, "stdout", &out)
+		if rec := getRun(t, s.url, key, id); rec.State != api.RunRunning {
+			t.Fatalf("the first output came, and the run is %s, not running", rec.State)
+		}
+		res := next(t, events, "result", &out)
+		var rec api.Run
+		if err := json.Unmarshal(res.Data, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != api.RunDone || rec.Status != api.StatusTimeout || !rec.Async || rec.StartedAt == nil {
+			t.Fatalf("result %s", res.Data)
+		}
+		if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out.String() != string(rec.Stdout) {
+			t.Fatalf("followed %q, record %q", out.String(), rec.Stdout)
+		}
+		again := getRun(t, s.url, key, id)
+		if string(again.Stdout) != string(rec.Stdout) || again.State != api.RunDone {
+			t.Fatalf("read back: %+v", again)
+		}
+		// Resume after the first tick: the rest only, then the result.
+		resumed := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "o5.e0", nil)
+		rest := bytes.NewBufferString("tick\n")
+		next(t, resumed, "result", rest)
+		if rest.String() != string(rec.Stdout) {
+			t.Fatalf("resumed stream: %q, want %q", rest, rec.Stdout)
+		}
+	})
 }
 
 // TestServeExecuteEventStream: a synchronous execute with Accept:
 // text/event-stream streams the same events, ending with the result.
 func TestServeExecuteEventStream(t *testing.T) {
 	t.Parallel()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), testServeOptions())
+	s := backends[0].serve(t)
 	_, _, key := s.newUser(wasmwiz.TierBasic)
 	body, _ := json.Marshal(map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1s"})
 	events := follow(t, context.Background(), s.url+"/api/v1/execute", key, "", map[string]string{"body": string(body)})
@@ -322,48 +314,44 @@ func TestServeExecuteEventStream(t *testing.T) {
 // queued; cancelling it ends it at once, never started; cancelling the
 // running one kills its guest and keeps the output it wrote.
 func TestServeAsyncCancel(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			env := b.env(t)
-			env["WASMWIZ_ASYNC_WORKERS"] = "1"
-			s := startServe(t, serveEnv(t, env), testServeOptions())
-			_, _, key := s.newUser(wasmwiz.TierBasic)
-			ticks := b64(testmodule.Read(t, "ticks.wasm"))
-			first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
-			testenv.WaitFor(t, "the first run to print", func() bool {
-				r := getRun(t, s.url, key, first)
-				return r.State == api.RunRunning && len(r.Stdout) > 0
-			})
-			second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
-			code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
-			if code != http.StatusOK {
-				t.Fatalf("cancel queued: %d %s", code, body)
-			}
-			if r := getRun(t, s.url, key, second); r.State != api.RunCancelled || r.StartedAt != nil {
-				t.Fatalf("cancelled queued run: %+v", r)
-			}
-			code, body, _ = apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
-			if code != http.StatusOK {
-				t.Fatalf("cancel running: %d %s", code, body)
-			}
-			testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == api.RunCancelled })
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		env := b.env(t)
+		env["WASMWIZ_ASYNC_WORKERS"] = "1"
+		s := startServe(t, serveEnv(t, env), testServeOptions())
+		_, _, key := s.newUser(wasmwiz.TierBasic)
+		ticks := b64(testmodule.Read(t, "ticks.wasm"))
+		first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
+		testenv.WaitFor(t, "the first run to print", func() bool {
 			r := getRun(t, s.url, key, first)
-			if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
-				t.Fatalf("cancelled running run: %+v", r)
-			}
-			if code, _, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil); code != http.StatusConflict {
-				t.Fatalf("cancel of a cancelled run: %d, want 409", code)
-			}
-			// The cancelled second run never ran, later either.
-			third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
-			testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == api.RunDone })
-			if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != api.RunCancelled {
-				t.Fatalf("a cancelled run started: %+v", r)
-			}
+			return r.State == api.RunRunning && len(r.Stdout) > 0
 		})
-	}
+		second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
+		code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
+		if code != http.StatusOK {
+			t.Fatalf("cancel queued: %d %s", code, body)
+		}
+		if r := getRun(t, s.url, key, second); r.State != api.RunCancelled || r.StartedAt != nil {
+			t.Fatalf("cancelled queued run: %+v", r)
+		}
+		code, body, _ = apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
+		if code != http.StatusOK {
+			t.Fatalf("cancel running: %d %s", code, body)
+		}
+		testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == api.RunCancelled })
+		r := getRun(t, s.url, key, first)
+		if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
+			t.Fatalf("cancelled running run: %+v", r)
+		}
+		if code, _, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil); code != http.StatusConflict {
+			t.Fatalf("cancel of a cancelled run: %d, want 409", code)
+		}
+		// The cancelled second run never ran, later either.
+		third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
+		testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == api.RunDone })
+		if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != api.RunCancelled {
+			t.Fatalf("a cancelled run started: %+v", r)
+		}
+	})
 }
 
 // TestServeAsyncAdmission: background runs need a key, count against the
@@ -517,59 +505,55 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 // again, and each attempt is in the run. A callback to loopback is refused
 // unless WASMWIZ_WEBHOOK_ALLOW names it.
 func TestServeWebhook(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			var mu sync.Mutex
-			var got [][]byte
-			var sigOK []bool
-			secret := ""
-			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				mu.Lock()
-				defer mu.Unlock()
-				got = append(got, body)
-				sig := r.Header.Get(queue.SignatureHeader)
-				ts := strings.TrimPrefix(strings.Split(sig, ",")[0], "t=")
-				var sec int64
-				fmt.Sscan(ts, &sec)
-				sigOK = append(sigOK, sig == queue.Sign(secret, time.Unix(sec, 0), body))
-				if len(got) == 1 {
-					w.WriteHeader(http.StatusServiceUnavailable)
-					return
-				}
-				w.WriteHeader(http.StatusNoContent)
-			}))
-			defer recv.Close()
-			env := b.env(t)
-			env["WASMWIZ_WEBHOOK_ALLOW"] = "127.0.0.1/32"
-			s := startServe(t, serveEnv(t, env), testServeOptions())
-			_, _, key := s.newUser(wasmwiz.TierBasic)
-			code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
-			var sec struct{ Secret string }
-			if code != http.StatusCreated || json.Unmarshal(body, &sec) != nil || sec.Secret == "" {
-				t.Fatalf("webhook secret: %d %s", code, body)
-			}
-			mu.Lock()
-			secret = sec.Secret
-			mu.Unlock()
-			id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
-			testenv.WaitFor(t, "two delivery attempts in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) == 2 })
-			r := getRun(t, s.url, key, id)
-			if r.Deliveries[0].StatusCode != http.StatusServiceUnavailable || r.Deliveries[0].Error == "" ||
-				r.Deliveries[1].StatusCode != http.StatusNoContent || r.Deliveries[1].Error != "" {
-				t.Fatalf("deliveries %+v", r.Deliveries)
-			}
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		var mu sync.Mutex
+		var got [][]byte
+		var sigOK []bool
+		secret := ""
+		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
 			mu.Lock()
 			defer mu.Unlock()
-			var delivered api.Run
-			if len(got) != 2 || !sigOK[0] || !sigOK[1] || json.Unmarshal(got[1], &delivered) != nil ||
-				delivered.ID != id || delivered.State != api.RunDone || delivered.Status != api.StatusOK {
-				t.Fatalf("received %d deliveries, signatures %v: %s", len(got), sigOK, got)
+			got = append(got, body)
+			sig := r.Header.Get(queue.SignatureHeader)
+			ts := strings.TrimPrefix(strings.Split(sig, ",")[0], "t=")
+			var sec int64
+			fmt.Sscan(ts, &sec)
+			sigOK = append(sigOK, sig == queue.Sign(secret, time.Unix(sec, 0), body))
+			if len(got) == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
 			}
-		})
-	}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer recv.Close()
+		env := b.env(t)
+		env["WASMWIZ_WEBHOOK_ALLOW"] = "127.0.0.1/32"
+		s := startServe(t, serveEnv(t, env), testServeOptions())
+		_, _, key := s.newUser(wasmwiz.TierBasic)
+		code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
+		var sec struct{ Secret string }
+		if code != http.StatusCreated || json.Unmarshal(body, &sec) != nil || sec.Secret == "" {
+			t.Fatalf("webhook secret: %d %s", code, body)
+		}
+		mu.Lock()
+		secret = sec.Secret
+		mu.Unlock()
+		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
+		testenv.WaitFor(t, "two delivery attempts in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) == 2 })
+		r := getRun(t, s.url, key, id)
+		if r.Deliveries[0].StatusCode != http.StatusServiceUnavailable || r.Deliveries[0].Error == "" ||
+			r.Deliveries[1].StatusCode != http.StatusNoContent || r.Deliveries[1].Error != "" {
+			t.Fatalf("deliveries %+v", r.Deliveries)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var delivered api.Run
+		if len(got) != 2 || !sigOK[0] || !sigOK[1] || json.Unmarshal(got[1], &delivered) != nil ||
+			delivered.ID != id || delivered.State != api.RunDone || delivered.Status != api.StatusOK {
+			t.Fatalf("received %d deliveries, signatures %v: %s", len(got), sigOK, got)
+		}
+	})
 }
 
 // TestServeWebhookRefusesLoopback: without WASMWIZ_WEBHOOK_ALLOW a callback
@@ -580,7 +564,7 @@ func TestServeWebhookRefusesLoopback(t *testing.T) {
 	hit := make(chan struct{}, 10)
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit <- struct{}{} }))
 	defer recv.Close()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), testServeOptions())
+	s := backends[0].serve(t)
 	_, _, key := s.newUser(wasmwiz.TierBasic)
 	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil); code != http.StatusCreated {
 		t.Fatalf("webhook secret: %d %s", code, body)

@@ -20,39 +20,35 @@ import (
 // TestServeBootstrap: the first start on an empty database prints an admin
 // key once, with the URL; the second start on the same database prints none.
 func TestServeBootstrap(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			db := be.env(t)
-			first := startServe(t, serveEnv(t, db), ServeOptions{})
-			out := first.stdout.String()
-			if first.adminKey == "" || !strings.Contains(out, "listening on "+first.url) || !strings.Contains(out, first.url+"/api/v1/me") {
-				t.Fatalf("first start printed no key and URL:\n%s", out)
-			}
-			// `grep -i key` of the output finds the key (README).
-			if !regexp.MustCompile(`(?im)^.*key.*` + first.adminKey + `$`).MatchString(out) {
-				t.Fatalf("no line with the word key and the key:\n%s", out)
-			}
-			if strings.Contains(first.stderr.String(), first.adminKey) {
-				t.Fatalf("the key is in the log:\n%s", first.stderr)
-			}
-			me, err := first.admin().Me(context.Background())
-			if err != nil || me.User.Role != api.RoleAdmin || me.User.Email != BootstrapEmail {
-				t.Fatalf("Me with the printed key: %+v, %v", me, err)
-			}
-			if err := first.stop(); err != nil {
-				t.Fatalf("stop: %v", err)
-			}
-			second := startServe(t, serveEnv(t, db), ServeOptions{})
-			if k := keyPattern.FindString(second.stdout.String()); k != "" {
-				t.Fatalf("second start printed a key again:\n%s", second.stdout)
-			}
-			if _, err := second.client(first.adminKey).Me(context.Background()); err != nil {
-				t.Fatalf("the first key after a restart: %v", err)
-			}
-		})
-	}
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		db := be.env(t)
+		first := startServe(t, serveEnv(t, db), ServeOptions{})
+		out := first.stdout.String()
+		if first.adminKey == "" || !strings.Contains(out, "listening on "+first.url) || !strings.Contains(out, first.url+"/api/v1/me") {
+			t.Fatalf("first start printed no key and URL:\n%s", out)
+		}
+		// `grep -i key` of the output finds the key (README).
+		if !regexp.MustCompile(`(?im)^.*key.*` + first.adminKey + `$`).MatchString(out) {
+			t.Fatalf("no line with the word key and the key:\n%s", out)
+		}
+		if strings.Contains(first.stderr.String(), first.adminKey) {
+			t.Fatalf("the key is in the log:\n%s", first.stderr)
+		}
+		me, err := first.admin().Me(context.Background())
+		if err != nil || me.User.Role != api.RoleAdmin || me.User.Email != BootstrapEmail {
+			t.Fatalf("Me with the printed key: %+v, %v", me, err)
+		}
+		if err := first.stop(); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		second := startServe(t, serveEnv(t, db), ServeOptions{})
+		if k := keyPattern.FindString(second.stdout.String()); k != "" {
+			t.Fatalf("second start printed a key again:\n%s", second.stdout)
+		}
+		if _, err := second.client(first.adminKey).Me(context.Background()); err != nil {
+			t.Fatalf("the first key after a restart: %v", err)
+		}
+	})
 }
 
 // TestServeMetricsAddr: with WASMWIZ_METRICS_ADDR, /metrics is served there

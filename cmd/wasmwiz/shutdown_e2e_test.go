@@ -20,62 +20,58 @@ import (
 // TestServeGracefulShutdown: runs in flight when the server is told to stop
 // are all answered, and their usage records are in the database afterwards.
 func TestServeGracefulShutdown(t *testing.T) {
-	t.Parallel()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := be.env(t)
-			env := serveEnv(t, db)
-			env["WASMWIZ_WORKERS"] = "3"
-			env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "3"
-			env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
-			s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
-			user, _, _ := s.newUser(wasmwiz.TierBasic)
-			sleep := testmodule.Read(t, "sleep.wasm")
-			const n = 3
-			type answer struct {
-				res *api.Result
-				err error
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		db := be.env(t)
+		env := serveEnv(t, db)
+		env["WASMWIZ_WORKERS"] = "3"
+		env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "3"
+		env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
+		s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
+		user, _, _ := s.newUser(wasmwiz.TierBasic)
+		sleep := testmodule.Read(t, "sleep.wasm")
+		const n = 3
+		type answer struct {
+			res *api.Result
+			err error
+		}
+		answers := make(chan answer, n)
+		for i := 0; i < n; i++ {
+			go func() {
+				res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"1500"}})
+				answers <- answer{res, err}
+			}()
+		}
+		testenv.WaitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.stop() }()
+		var ids []string
+		for i := 0; i < n; i++ {
+			a := testenv.Recv(t, answers, "the runs in flight to answer")
+			if a.err != nil || a.res.Status != api.StatusOK || string(a.res.Stdout) != "slept\n" {
+				t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
 			}
-			answers := make(chan answer, n)
-			for i := 0; i < n; i++ {
-				go func() {
-					res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep, Args: []string{"1500"}})
-					answers <- answer{res, err}
-				}()
+			ids = append(ids, a.res.ID)
+		}
+		if err := testenv.Recv(t, stopped, "serve to stop"); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		if st := s.srv.UsageStats(); st.Written < n || st.Dropped != 0 {
+			t.Fatalf("usage after shutdown: %+v", st)
+		}
+		// The records are in the database: read them back on a new server.
+		again := startServe(t, serveEnv(t, db), ServeOptions{})
+		for _, id := range ids {
+			run, err := again.client(s.adminKey).GetRun(ctx, id)
+			if err != nil || run.Status != api.StatusOK {
+				t.Fatalf("run %s after the restart: %+v, %v", id, run, err)
 			}
-			testenv.WaitFor(t, "three runs in workers", func() bool { return s.srv.PoolStats().Busy == n })
-			stopped := make(chan error, 1)
-			go func() { stopped <- s.stop() }()
-			var ids []string
-			for i := 0; i < n; i++ {
-				a := testenv.Recv(t, answers, "the runs in flight to answer")
-				if a.err != nil || a.res.Status != api.StatusOK || string(a.res.Stdout) != "slept\n" {
-					t.Fatalf("run in flight at shutdown: %+v, %v", a.res, a.err)
-				}
-				ids = append(ids, a.res.ID)
-			}
-			if err := testenv.Recv(t, stopped, "serve to stop"); err != nil {
-				t.Fatalf("shutdown: %v", err)
-			}
-			if st := s.srv.UsageStats(); st.Written < n || st.Dropped != 0 {
-				t.Fatalf("usage after shutdown: %+v", st)
-			}
-			// The records are in the database: read them back on a new server.
-			again := startServe(t, serveEnv(t, db), ServeOptions{})
-			for _, id := range ids {
-				run, err := again.client(s.adminKey).GetRun(ctx, id)
-				if err != nil || run.Status != api.StatusOK {
-					t.Fatalf("run %s after the restart: %+v, %v", id, run, err)
-				}
-			}
-			// A stopped server refuses connections.
-			if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); codeOf(err) != wasmwiz.EUNAVAILABLE {
-				t.Fatalf("execute on the stopped server: %v", err)
-			}
-		})
-	}
+		}
+		// A stopped server refuses connections.
+		if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: sleep}); codeOf(err) != wasmwiz.EUNAVAILABLE {
+			t.Fatalf("execute on the stopped server: %v", err)
+		}
+	})
 }
 
 // TestServeShutdownGraceExpires: a run longer than WASMWIZ_SHUTDOWN_GRACE

@@ -18,7 +18,7 @@ import (
 func TestServeTenantIsolation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := startServe(t, serveEnv(t, backends[0].env(t)), ServeOptions{})
+	s := backends[0].serve(t)
 	alice, _, _ := s.newUser(wasmwiz.TierFree)
 	bob, _, _ := s.newUser(wasmwiz.TierFree)
 	hello := testmodule.Read(t, "hello.wasm")
