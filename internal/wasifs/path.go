@@ -93,15 +93,10 @@ func (t *Table) pathCreateDirectory(fd uint32, p string) Errno {
 	if errno != 0 {
 		return errno
 	}
-	parent, last, errno := d.at(p)
-	if errno == errnoInval {
-		return errnoExist // "." and ".." exist
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer parent.Close()
-	return t.create(func() error { return unix.Mkdirat(int(parent.Fd()), last, 0o755) })
+	// "." and ".." exist.
+	return d.inParent(p, errnoExist, func(dir int, last string) Errno {
+		return t.create(func() error { return unix.Mkdirat(dir, last, 0o755) })
+	})
 }
 
 func (t *Table) pathRemoveDirectory(fd uint32, p string) Errno {
@@ -109,12 +104,9 @@ func (t *Table) pathRemoveDirectory(fd uint32, p string) Errno {
 	if errno != 0 {
 		return errno
 	}
-	parent, last, errno := d.at(p)
-	if errno != 0 {
-		return errno
-	}
-	defer parent.Close()
-	return errnoOf(retryEINTR(func() error { return unix.Unlinkat(int(parent.Fd()), last, unix.AT_REMOVEDIR) }))
+	return d.inParent(p, errnoInval, func(dir int, last string) Errno {
+		return errnoOf(retryEINTR(func() error { return unix.Unlinkat(dir, last, unix.AT_REMOVEDIR) }))
+	})
 }
 
 func (t *Table) pathUnlinkFile(fd uint32, p string) Errno {
@@ -122,15 +114,9 @@ func (t *Table) pathUnlinkFile(fd uint32, p string) Errno {
 	if errno != 0 {
 		return errno
 	}
-	parent, last, errno := d.at(p)
-	if errno == errnoInval {
-		return errnoIsdir
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer parent.Close()
-	return errnoOf(retryEINTR(func() error { return unix.Unlinkat(int(parent.Fd()), last, 0) }))
+	return d.inParent(p, errnoIsdir, func(dir int, last string) Errno {
+		return errnoOf(retryEINTR(func() error { return unix.Unlinkat(dir, last, 0) }))
+	})
 }
 
 func (t *Table) pathSymlink(target string, fd uint32, p string) Errno {
@@ -150,15 +136,9 @@ func (t *Table) pathSymlink(target string, fd uint32, p string) Errno {
 		// it rather than leave one for whoever reads the tree later.
 		return errnoPerm
 	}
-	parent, last, errno := d.at(p)
-	if errno == errnoInval {
-		return errnoExist
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer parent.Close()
-	return t.create(func() error { return unix.Symlinkat(target, int(parent.Fd()), last) })
+	return d.inParent(p, errnoExist, func(dir int, last string) Errno {
+		return t.create(func() error { return unix.Symlinkat(target, dir, last) })
+	})
 }
 
 func (t *Table) pathReadlink(fd uint32, p string, b []byte) (int, Errno) {
@@ -177,42 +157,21 @@ func (t *Table) pathReadlink(fd uint32, p string, b []byte) (int, Errno) {
 }
 
 func (t *Table) pathRename(oldFd uint32, oldPath string, newFd uint32, newPath string) Errno {
-	od, errno := t.dir(oldFd, rightPathRenameSource)
+	od, nd, errno := t.dirs(oldFd, rightPathRenameSource, newFd, rightPathRenameTarget)
 	if errno != 0 {
 		return errno
 	}
-	nd, errno := t.dir(newFd, rightPathRenameTarget)
-	if errno != 0 {
-		return errno
-	}
-	oldParent, oldLast, errno := od.at(oldPath)
-	if errno == errnoInval {
-		return errnoBusy // renaming "." or "..": POSIX says EBUSY or EINVAL
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer oldParent.Close()
-	newParent, newLast, errno := nd.at(newPath)
-	if errno == errnoInval {
-		return errnoBusy
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer newParent.Close()
-	// renameat follows neither name: both are single components.
-	return errnoOf(retryEINTR(func() error {
-		return unix.Renameat(int(oldParent.Fd()), oldLast, int(newParent.Fd()), newLast)
-	}))
+	// Renaming "." or "..": POSIX says EBUSY or EINVAL. renameat follows
+	// neither name: both are single components.
+	return od.inParent(oldPath, errnoBusy, func(oldDir int, oldLast string) Errno {
+		return nd.inParent(newPath, errnoBusy, func(newDir int, newLast string) Errno {
+			return errnoOf(retryEINTR(func() error { return unix.Renameat(oldDir, oldLast, newDir, newLast) }))
+		})
+	})
 }
 
 func (t *Table) pathLink(oldFd, flags uint32, oldPath string, newFd uint32, newPath string) Errno {
-	od, errno := t.dir(oldFd, rightPathLinkSource)
-	if errno != 0 {
-		return errno
-	}
-	nd, errno := t.dir(newFd, rightPathLinkTarget)
+	od, nd, errno := t.dirs(oldFd, rightPathLinkSource, newFd, rightPathLinkTarget)
 	if errno != 0 {
 		return errno
 	}
@@ -238,23 +197,11 @@ func (t *Table) pathLink(oldFd, flags uint32, oldPath string, newFd uint32, newP
 		}
 		oldPath = resolved
 	}
-	oldParent, oldLast, errno := od.at(oldPath)
-	if errno == errnoInval {
-		return errnoPerm
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer oldParent.Close()
-	newParent, newLast, errno := nd.at(newPath)
-	if errno == errnoInval {
-		return errnoExist
-	}
-	if errno != 0 {
-		return errno
-	}
-	defer newParent.Close()
-	return t.create(func() error { return unix.Linkat(int(oldParent.Fd()), oldLast, int(newParent.Fd()), newLast, 0) })
+	return od.inParent(oldPath, errnoPerm, func(oldDir int, oldLast string) Errno {
+		return nd.inParent(newPath, errnoExist, func(newDir int, newLast string) Errno {
+			return t.create(func() error { return unix.Linkat(oldDir, oldLast, newDir, newLast, 0) })
+		})
+	})
 }
 
 // resolve follows the symbolic links at the end of p, beneath d's root,

@@ -221,6 +221,18 @@ func (t *Table) dir(fd uint32, need uint64) (*entry, Errno) {
 	return t.getRights(fd, need)
 }
 
+// dirs returns the directories of a call that names two paths (path_rename,
+// path_link): oldFd holding oldNeed and newFd holding newNeed.
+func (t *Table) dirs(oldFd uint32, oldNeed uint64, newFd uint32, newNeed uint64) (od, nd *entry, errno Errno) {
+	if od, errno = t.dir(oldFd, oldNeed); errno != 0 {
+		return nil, nil, errno
+	}
+	if nd, errno = t.dir(newFd, newNeed); errno != 0 {
+		return nil, nil, errno
+	}
+	return od, nd, errnoSuccess
+}
+
 // add stores e under the lowest free descriptor.
 func (t *Table) add(e *entry) (uint32, Errno) {
 	if t.open >= MaxOpen {
@@ -320,6 +332,21 @@ func (d *entry) at(p string) (parent *os.File, last string, errno Errno) {
 		return nil, "", errnoOf(err)
 	}
 	return f, last, errnoSuccess
+}
+
+// inParent runs call on the directory holding p's last component (as a
+// descriptor) and that component, as at finds them; at's EINVAL (p ends in
+// "." or "..") becomes dot, the errno the caller's call gives for it.
+func (d *entry) inParent(p string, dot Errno, call func(dir int, last string) Errno) Errno {
+	parent, last, errno := d.at(p)
+	if errno == errnoInval {
+		return dot
+	}
+	if errno != 0 {
+		return errno
+	}
+	defer parent.Close()
+	return call(int(parent.Fd()), last)
 }
 
 func retryEINTR(f func() error) error {
