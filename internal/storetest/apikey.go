@@ -165,10 +165,9 @@ func (e *env) sameTierAsFound(u *wasmwiz.User, name, what string) {
 // included.
 func sameTier(t *testing.T, got, want *wasmwiz.Tier, what string) {
 	t.Helper()
-	sameLimits(t, got, want, what)
-	if !got.UpdatedAt.Equal(want.UpdatedAt) {
-		t.Fatalf("%s: tier %s updated %v, want %v", what, got.Name, got.UpdatedAt, want.UpdatedAt)
-	}
+	g, w := *got, *want
+	sameInstant(t, what+": tier "+g.Name+" updated", &g.UpdatedAt, &w.UpdatedAt)
+	sameLimits(t, &g, &w, what)
 }
 
 // testAuthenticateTierLimits: the tier Authenticate returns with the user is

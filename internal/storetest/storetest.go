@@ -284,6 +284,17 @@ func sameTime(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
+// sameInstant fails unless *got and *want are the same instant (in any
+// location), then clears both, so that the records holding them compare
+// by ==.
+func sameInstant(t *testing.T, what string, got, want *time.Time) {
+	t.Helper()
+	if !got.Equal(*want) {
+		t.Fatalf("%s %v, want %v", what, *got, *want)
+	}
+	*got, *want = time.Time{}, time.Time{}
+}
+
 func fmtTime(t *time.Time) string {
 	if t == nil {
 		return "<nil>"
@@ -342,15 +353,12 @@ func sig(s *wasmwiz.FuncSignature) string {
 func sameRun(t *testing.T, got, want *wasmwiz.UsageRecord, what string) {
 	t.Helper()
 	g, w := *got, *want
-	if !g.CreatedAt.Equal(w.CreatedAt) {
-		t.Fatalf("%s: run created %v, want %v", what, g.CreatedAt, w.CreatedAt)
-	}
-	g.CreatedAt, w.CreatedAt = time.Time{}, time.Time{}
+	sameInstant(t, what+": run created", &g.CreatedAt, &w.CreatedAt)
 	if w.State == "" {
 		w.State = wasmwiz.RunDone
 	}
 	for _, p := range []struct{ g, w **time.Time }{{&g.StartedAt, &w.StartedAt}, {&g.FinishedAt, &w.FinishedAt}} {
-		if (*p.g == nil) != (*p.w == nil) || *p.g != nil && !(*p.g).Equal(**p.w) {
+		if !sameTime(*p.g, *p.w) {
 			t.Fatalf("%s: run times %v, want %v", what, *p.g, *p.w)
 		}
 		*p.g, *p.w = nil, nil

@@ -28,10 +28,7 @@ var userTests = []test{
 func sameUser(t *testing.T, got, want *wasmwiz.User, what string) {
 	t.Helper()
 	g, w := *got, *want
-	if !g.CreatedAt.Equal(w.CreatedAt) {
-		t.Fatalf("%s: created %v, want %v", what, g.CreatedAt, w.CreatedAt)
-	}
-	g.CreatedAt, w.CreatedAt = time.Time{}, time.Time{}
+	sameInstant(t, what+": created", &g.CreatedAt, &w.CreatedAt)
 	if g != w {
 		t.Fatalf("%s: user\n%+v\nwant\n%+v", what, g, w)
 	}
