@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/bits"
 	"sync"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -98,30 +99,88 @@ type linearMemory interface {
 
 // sliceMemory grows a Go slice; used where mmap is not available, and for
 // memories whose limit is too small to be worth a mapping.
+//
+// Its buffers of the pooled sizes come from, and go back to, smallBuffers:
+// a warm run of a small guest then reuses the previous run's memory instead
+// of allocating a new one that the collector must reclaim (in a worker, the
+// allocation and the collections it caused were a third of a warm run's
+// own cost; docs/PERFORMANCE.md). Invariant: every byte of buf past len is
+// zero (a linear memory never shrinks, so the guest cannot have written
+// there), and a buffer is cleared up to its len before it is pooled, so a
+// pooled buffer is all zero, as a new memory must be.
 type sliceMemory struct {
 	buf   []byte
 	limit uint64
 }
 
+// Pooled buffer sizes: 64 KiB (one page) doubling up to smallMemoryBytes.
+const (
+	minPooledBytes = 64 << 10
+	pooledClasses  = 5 // 64, 128, 256, 512 KiB and 1 MiB
+)
+
+var smallBuffers [pooledClasses]sync.Pool
+
+// pooledClass returns the pool of buffers with capacity n, or -1 when n is
+// not a pooled size.
+func pooledClass(n uint64) int {
+	for i, c := 0, uint64(minPooledBytes); i < pooledClasses; i, c = i+1, c*2 {
+		if n == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// newBuffer returns a zeroed buffer of length size and capacity capBytes.
+func newBuffer(size, capBytes uint64) []byte {
+	if i := pooledClass(capBytes); i >= 0 {
+		if p, ok := smallBuffers[i].Get().(*[]byte); ok {
+			return (*p)[:size]
+		}
+	}
+	return make([]byte, size, capBytes)
+}
+
+// putBuffer clears what was used of b and pools it when its size is pooled.
+// The caller must not use b afterwards.
+func putBuffer(b []byte) {
+	i := pooledClass(uint64(cap(b)))
+	if i < 0 {
+		return
+	}
+	clear(b)
+	p := new([]byte)
+	*p = b[:0]
+	smallBuffers[i].Put(p)
+}
+
 func (m *sliceMemory) grow(size uint64) []byte {
-	if m.buf == nil {
+	if m.buf == nil && size == 0 {
 		m.buf = []byte{} // non-nil: nil tells wazero the growth failed
 	}
-	if size <= uint64(cap(m.buf)) {
+	if m.buf != nil && size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
 		return m.buf
 	}
-	newCap := uint64(cap(m.buf)) * 2
-	if newCap < size {
-		newCap = size
+	newCap := max(uint64(cap(m.buf))*2, size)
+	if newCap <= smallMemoryBytes {
+		// A pooled size, so that the next run can have it.
+		newCap = max(uint64(1)<<bits.Len64(newCap-1), minPooledBytes)
 	}
-	if newCap > m.limit {
-		newCap = m.limit
-	}
-	nb := make([]byte, size, newCap)
+	newCap = min(newCap, m.limit)
+	nb := newBuffer(size, newCap)
 	copy(nb, m.buf)
+	if m.buf != nil {
+		putBuffer(m.buf)
+	}
 	m.buf = nb
 	return nb
 }
 
-func (m *sliceMemory) free() { m.buf = nil }
+func (m *sliceMemory) free() {
+	if m.buf != nil {
+		putBuffer(m.buf)
+	}
+	m.buf = nil
+}

@@ -122,6 +122,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 	debug.SetMemoryLimit(s.baseMemoryLimit)
 	s.data = newDataLimit(s.baseMemoryLimit)
 
+	s.cpuAtAnswer = processCPU()
 	e := newFrame(16)
 	e.uvarint(protocolVersion)
 	e.varint(int64(os.Getpid()))
@@ -160,6 +161,11 @@ type server struct {
 	baseMemoryLimit int64
 	data            *dataLimit // the process's own memory bound (memlimit.go)
 	lastStats       wasmwiz.CacheStats
+	// cpuAtAnswer is the process's CPU time when it sent its last final
+	// answer (or its hello): a request's CPU time is what the process used
+	// since, its decoding included, which is also how the pool prices a
+	// run that ended by killing the worker.
+	cpuAtAnswer time.Duration
 
 	// Output frames of the run in progress, written from the goroutine
 	// running the guest while Run is in progress and by nothing else then.
@@ -225,6 +231,11 @@ func (s *server) cacheStats() (wasmwiz.CacheStats, bool) {
 // be killed), preceded by the engine's cache figures when they changed (a
 // compile happened), so the pool can report them without asking.
 func (s *server) final(kind byte, e *enc) error {
+	return s.finalAt(kind, e, processCPU())
+}
+
+// finalAt is final for a caller that has just read the process's CPU time.
+func (s *server) finalAt(kind byte, e *enc, cpu time.Duration) error {
 	if kind != msgStarted && s.data.outgrown() {
 		// This worker's mappings outgrew its allowance (memlimit.go): the
 		// pool replaces it after this answer.
@@ -245,7 +256,8 @@ func (s *server) final(kind byte, e *enc) error {
 	if kind != msgStarted {
 		// A final answer ends with the process's CPU time so far, so that
 		// the pool can tell a killed run's CPU time (proc.cpuSinceAnswer).
-		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(processCPU()))
+		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(cpu))
+		s.cpuAtAnswer = cpu
 	}
 	return s.send(kind, e)
 }
@@ -275,7 +287,6 @@ func (s *server) module(sha string, wasm []byte, hasWasm bool) (*heldModule, boo
 }
 
 func (s *server) run(ctx context.Context, body []byte) error {
-	cpuStart := processCPU()
 	d := &dec{b: body}
 	req, hasWasm := decodeRun(d)
 	if err := d.done(); err != nil {
@@ -352,10 +363,11 @@ func (s *server) run(ctx context.Context, body []byte) error {
 		res.CompileCached = false
 	}
 	res.CompileDuration += compiling
-	res.CPUTime = processCPU() - cpuStart
+	cpu := processCPU()
+	res.CPUTime = cpu - s.cpuAtAnswer
 	e := newFrame(len(res.Trap) + 128)
 	encodeResult(e, res)
-	if err := s.final(msgResult, e); err != nil {
+	if err := s.finalAt(msgResult, e, cpu); err != nil {
 		return err
 	}
 	if res.MemoryPeakBytes > bigRunBytes {

@@ -145,8 +145,10 @@ type dataLimit struct {
 	// held at start plus its caches' budgets. Past it, it asks to retire.
 	allowance int64
 
-	mu      sync.Mutex
-	watched chan struct{} // closed to stop the phase's watchdog; nil between phases
+	mu     sync.Mutex
+	line   int64       // the phase's line; 0 between phases
+	phases uint64      // counts phases, so that a check of an ended phase does nothing
+	timer  *time.Timer // the watchdog: a timer, so that a phase starts no goroutine
 }
 
 // newDataLimit reads the process's limit and data once; caches is what the
@@ -178,45 +180,53 @@ func (d *dataLimit) phase(budget int64) {
 	if unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: d.saved.Max}) != nil {
 		return
 	}
-	done := make(chan struct{})
 	d.mu.Lock()
-	d.watched = done
+	d.line = line
+	d.phases++
+	if d.timer == nil {
+		d.timer = time.AfterFunc(memoryPoll, d.check)
+	} else {
+		d.timer.Reset(memoryPoll)
+	}
 	d.mu.Unlock()
-	go d.watch(line, done)
 }
 
-// watch ends the process when its data passes line.
-func (d *dataLimit) watch(line int64, done chan struct{}) {
-	t := time.NewTicker(memoryPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		if n := dataBytes(); n > line {
-			d.mu.Lock() // a phase that ended meanwhile is not ended again
-			if d.watched == done {
-				fmt.Fprintf(os.Stderr, "fatal error: out of memory: the worker holds %s of data, past the %s this request may use\n",
-					wasmwiz.FormatSize(n), wasmwiz.FormatSize(line))
-				os.Exit(2)
-			}
-			d.mu.Unlock()
-			return
-		}
+// check is the watchdog's tick: it ends the process when its data passes
+// the phase's line, and otherwise looks again in memoryPoll while the
+// phase lasts. (A goroutine and a ticker per phase cost a warm run more
+// than its guest: starting a goroutine wakes another thread.)
+func (d *dataLimit) check() {
+	d.mu.Lock()
+	line, phase := d.line, d.phases
+	d.mu.Unlock()
+	if line == 0 {
+		return
 	}
+	n := dataBytes()
+	d.mu.Lock() // a phase that ended meanwhile is not ended, nor watched again
+	defer d.mu.Unlock()
+	if d.phases != phase || d.line == 0 {
+		return
+	}
+	if n > line {
+		fmt.Fprintf(os.Stderr, "fatal error: out of memory: the worker holds %s of data, past the %s this request may use\n",
+			wasmwiz.FormatSize(n), wasmwiz.FormatSize(line))
+		os.Exit(2)
+	}
+	d.timer.Reset(memoryPoll)
 }
 
 // restore stops the watchdog and puts back the limit the process started
 // with.
 func (d *dataLimit) restore() {
 	d.mu.Lock()
-	w := d.watched
-	d.watched = nil
+	watched := d.line != 0
+	d.line = 0
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 	d.mu.Unlock()
-	if w != nil {
-		close(w)
+	if watched {
 		_ = unix.Setrlimit(unix.RLIMIT_DATA, &d.saved)
 	}
 }
