@@ -82,10 +82,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		m.runMemory, m.cacheHits, m.cacheMisses, m.rateDecisions, m.concurrencyLimit,
 		&hostCollector{procRoot: s.opts.ProcRoot}}
 	if s.gate != nil {
-		cs = append(cs, gateCollector{s.gate})
+		cs = append(cs, gateMetrics(s.gate)...)
 	}
 	if s.bodies != nil {
-		cs = append(cs, bodyGateCollector{s.bodies})
+		cs = append(cs, bodyGateMetrics(s.bodies)...)
 	}
 	if s.dir != nil {
 		cs = append(cs, directoryCollector{s.dir})
@@ -176,53 +176,37 @@ func (s *Server) metricsHandler() http.Handler {
 	})
 }
 
-// gateCollector reads the replica's RunGate, which this server owns, at
-// every scrape. The worker pool, the rate limiter and the usage writer
-// register collectors of their own (serve wires them into one registry).
-type gateCollector struct{ g *wasmwiz.RunGate }
-
-var (
-	descRunsInFlight = prometheus.NewDesc("wasmwiz_runs_in_flight", "Runs holding one of this replica's run slots.", nil, nil)
-	descRunSlots     = prometheus.NewDesc("wasmwiz_run_slots", "This replica's run slots (WASMWIZ_MAX_CONCURRENT_RUNS).", nil, nil)
-	descRunQueue     = prometheus.NewDesc("wasmwiz_run_queue_length", "Runs waiting for a run slot.", nil, nil)
-	descSaturation   = prometheus.NewDesc("wasmwiz_saturation_rejections_total", "Runs refused with 503 because the replica was saturated.", nil, nil)
-)
-
-func (c gateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRunsInFlight, descRunSlots, descRunQueue, descSaturation} {
-		ch <- d
+// gateMetrics read the replica's RunGate, which this server owns, at every
+// scrape. The worker pool, the rate limiter and the usage writer register
+// collectors of their own (serve wires them into one registry).
+func gateMetrics(g *wasmwiz.RunGate) []prometheus.Collector {
+	return []prometheus.Collector{
+		gaugeFunc("wasmwiz_runs_in_flight", "Runs holding one of this replica's run slots.", g.InFlight),
+		gaugeFunc("wasmwiz_run_slots", "This replica's run slots (WASMWIZ_MAX_CONCURRENT_RUNS).", g.Capacity),
+		gaugeFunc("wasmwiz_run_queue_length", "Runs waiting for a run slot.", g.Queued),
+		counterFunc("wasmwiz_saturation_rejections_total", "Runs refused with 503 because the replica was saturated.", g.Rejected),
 	}
 }
 
-func (c gateCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descRunsInFlight, prometheus.GaugeValue, float64(c.g.InFlight()))
-	ch <- prometheus.MustNewConstMetric(descRunSlots, prometheus.GaugeValue, float64(c.g.Capacity()))
-	ch <- prometheus.MustNewConstMetric(descRunQueue, prometheus.GaugeValue, float64(c.g.Queued()))
-	ch <- prometheus.MustNewConstMetric(descSaturation, prometheus.CounterValue, float64(c.g.Rejected()))
-}
-
-// bodyGateCollector reads the server's bound on large bodies in flight
+// bodyGateMetrics read the server's bound on large bodies in flight
 // (wasmwiz.BodyGate, WASMWIZ_MAX_BODY_MEMORY) at every scrape.
-type bodyGateCollector struct{ g *wasmwiz.BodyGate }
-
-var (
-	descBodyBytes    = prometheus.NewDesc("wasmwiz_body_memory_bytes", "Bytes of large request bodies held now (each at its declared length, else its route's cap).", nil, nil)
-	descBodyLimit    = prometheus.NewDesc("wasmwiz_body_memory_limit_bytes", "The bound on large request bodies held at once (WASMWIZ_MAX_BODY_MEMORY).", nil, nil)
-	descBodyWaiting  = prometheus.NewDesc("wasmwiz_body_memory_waiting", "Requests waiting for room to read their large body.", nil, nil)
-	descBodyRejected = prometheus.NewDesc("wasmwiz_body_memory_rejections_total", "Requests refused with 503, unread, because large bodies filled the bound.", nil, nil)
-)
-
-func (c bodyGateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBodyBytes, descBodyLimit, descBodyWaiting, descBodyRejected} {
-		ch <- d
+func bodyGateMetrics(g *wasmwiz.BodyGate) []prometheus.Collector {
+	return []prometheus.Collector{
+		gaugeFunc("wasmwiz_body_memory_bytes", "Bytes of large request bodies held now (each at its declared length, else its route's cap).", g.InUse),
+		gaugeFunc("wasmwiz_body_memory_limit_bytes", "The bound on large request bodies held at once (WASMWIZ_MAX_BODY_MEMORY).", g.Capacity),
+		gaugeFunc("wasmwiz_body_memory_waiting", "Requests waiting for room to read their large body.", g.Waiting),
+		counterFunc("wasmwiz_body_memory_rejections_total", "Requests refused with 503, unread, because large bodies filled the bound.", g.Rejected),
 	}
 }
 
-func (c bodyGateCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descBodyBytes, prometheus.GaugeValue, float64(c.g.InUse()))
-	ch <- prometheus.MustNewConstMetric(descBodyLimit, prometheus.GaugeValue, float64(c.g.Capacity()))
-	ch <- prometheus.MustNewConstMetric(descBodyWaiting, prometheus.GaugeValue, float64(c.g.Waiting()))
-	ch <- prometheus.MustNewConstMetric(descBodyRejected, prometheus.CounterValue, float64(c.g.Rejected()))
+// gaugeFunc is a gauge that reads v at every scrape.
+func gaugeFunc[T int | int64](name, help string, v func() T) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
+}
+
+// counterFunc is a counter that reads v at every scrape.
+func counterFunc[T int | int64](name, help string, v func() T) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 }
 
 // directoryCollector reads the execute path's cache (wasmwiz.Directory),
