@@ -38,8 +38,7 @@ func warm(t *testing.T, s *e2eServer, what string, run func() error) {
 func TestServeCacheTwoReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
-		"WASMWIZ_REDIS_TIMEOUT": "5s"}
+	db := backends[1].env(t) // shared by both replicas
 	prefix := randomPrefix()
 	// The epoch loop, which repairs lost publications, must not be what
 	// makes this test pass: an hour.

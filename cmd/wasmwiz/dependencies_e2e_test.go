@@ -21,10 +21,7 @@ import (
 func TestServeSharedRedisLimit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// A Redis timeout no loaded machine comes near: this test is about
-	// sharing counts, and a fallback would count per replica.
-	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
-		"WASMWIZ_REDIS_TIMEOUT": "5s"}
+	db := backends[1].env(t) // shared by both replicas
 	prefix := randomPrefix()
 	a := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
 	b := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})

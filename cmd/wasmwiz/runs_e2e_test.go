@@ -17,7 +17,6 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -190,6 +189,25 @@ func next(t *testing.T, ch <-chan sseEvent, kind string, out *bytes.Buffer) sseE
 	}
 }
 
+// followToResult follows run id's events on base until its result,
+// failing unless the run is running when its first output arrives, and
+// returns the output followed and the result's record.
+func followToResult(t *testing.T, ctx context.Context, base, key, id string) (string, api.Run) {
+	t.Helper()
+	events := follow(t, ctx, base+"/api/v1/runs/"+id+"/events", key, "", nil)
+	var out bytes.Buffer
+	next(t, events, "stdout", &out)
+	if rec := getRun(t, base, key, id); rec.State != api.RunRunning {
+		t.Fatalf("the first output came, and the run is %s, not running", rec.State)
+	}
+	res := next(t, events, "result", &out)
+	var rec api.Run
+	if err := json.Unmarshal(res.Data, &rec); err != nil {
+		t.Fatalf("result %s: %v", res.Data, err)
+	}
+	return out.String(), rec
+}
+
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // TestServeRunReadAtOnce: a run's record, with its output, is there from
@@ -253,22 +271,12 @@ func TestServeAsyncRun(t *testing.T) {
 		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		events := follow(t, ctx, s.url+"/api/v1/runs/"+id+"/events", key, "", nil)
-		var out bytes.Buffer
-		next(t, events, "stdout", &out)
-		if rec := getRun(t, s.url, key, id); rec.State != api.RunRunning {
-			t.Fatalf("the first output came, and the run is %s, not running", rec.State)
-		}
-		res := next(t, events, "result", &out)
-		var rec api.Run
-		if err := json.Unmarshal(res.Data, &rec); err != nil {
-			t.Fatal(err)
-		}
+		out, rec := followToResult(t, ctx, s.url, key, id)
 		if rec.State != api.RunDone || rec.Status != api.StatusTimeout || !rec.Async || rec.StartedAt == nil {
-			t.Fatalf("result %s", res.Data)
+			t.Fatalf("result %+v", rec)
 		}
-		if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out.String() != string(rec.Stdout) {
-			t.Fatalf("followed %q, record %q", out.String(), rec.Stdout)
+		if !bytes.HasPrefix(rec.Stdout, []byte("tick\ntick\n")) || out != string(rec.Stdout) {
+			t.Fatalf("followed %q, record %q", out, rec.Stdout)
 		}
 		again := getRun(t, s.url, key, id)
 		if string(again.Stdout) != string(rec.Stdout) || again.State != api.RunDone {
@@ -430,7 +438,7 @@ func TestServeAsyncSurvivesRestart(t *testing.T) {
 // first (its output crosses through LISTEN/NOTIFY).
 func TestServeAsyncTwoReplicas(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	env := backends[1].env(t)
 	front := serveEnv(t, env)
 	front["WASMWIZ_ASYNC_WORKERS"] = "0"
 	a := startServe(t, front, testServeOptions())
@@ -442,19 +450,9 @@ func TestServeAsyncTwoReplicas(t *testing.T) {
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	events := follow(t, ctx, a.url+"/api/v1/runs/"+id+"/events", key, "", nil)
-	var out bytes.Buffer
-	next(t, events, "stdout", &out)
-	if rec := getRun(t, a.url, key, id); rec.State != api.RunRunning {
-		t.Fatalf("first output followed from the other replica while the run is %s", rec.State)
-	}
-	res := next(t, events, "result", &out)
-	var rec api.Run
-	if err := json.Unmarshal(res.Data, &rec); err != nil {
-		t.Fatal(err)
-	}
-	if rec.Status != api.StatusTimeout || out.String() != string(rec.Stdout) {
-		t.Fatalf("followed %q; result %s", out.String(), res.Data)
+	out, rec := followToResult(t, ctx, a.url, key, id)
+	if rec.Status != api.StatusTimeout || out != string(rec.Stdout) {
+		t.Fatalf("followed %q; result %+v", out, rec)
 	}
 }
 
@@ -463,7 +461,7 @@ func TestServeAsyncTwoReplicas(t *testing.T) {
 // replica from the missing heartbeats, never run again; the next run runs.
 func TestServeAsyncReplicaKilled(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	env := backends[1].env(t)
 	front := serveEnv(t, env)
 	front["WASMWIZ_ASYNC_WORKERS"] = "0"
 	opts := testServeOptions()
