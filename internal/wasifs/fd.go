@@ -394,15 +394,12 @@ func (t *Table) fdRead(fd uint32, bufs [][]byte, off int64, positional bool) (in
 	if errno != 0 {
 		return 0, errno
 	}
-	if e.kind == kindStdin {
-		// A bytes.Reader fails only at its end: a short read.
-		return transfer(bufs, func(b []byte, _ int) (int, error) {
-			m, _ := e.r.Read(b)
-			return m, nil
-		})
-	}
 	return transfer(bufs, func(b []byte, done int) (int, error) {
-		if positional {
+		switch {
+		case e.kind == kindStdin:
+			m, _ := e.r.Read(b) // a bytes.Reader fails only at its end: a short read
+			return m, nil
+		case positional:
 			return unix.Pread(e.fd, b, off+int64(done))
 		}
 		return unix.Read(e.fd, b)
