@@ -158,11 +158,7 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		wantCode(t, "the next request on b, the module deleted on a", err, wasmwiz.ENOTFOUND)
 	})
 
-	for _, s := range []*e2eServer{a, b} {
-		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
-			t.Fatalf("limiter fell back with Redis up: %+v", st)
-		}
-	}
+	wantNoFallback(t, a, b)
 }
 
 // TestServeCacheAdminCLI: a change made with the admin CLI, which acts on

@@ -88,13 +88,8 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 		t.Errorf("the second bomb's 503 has no Retry-After (%v %v)", d, ok)
 	}
 	var helloTook testenv.Latencies
-	for i := range 3 {
-		start := time.Now()
-		res, err := hello.Execute(ctx, &client.ExecuteRequest{Wasm: helloWasm})
-		helloTook.Since(start)
-		if err != nil || string(res.Stdout) != "Hello, World!\n" {
-			t.Fatalf("hello %d beside the bomb: %v %+v", i, err, res)
-		}
+	if err := timedHellos(ctx, hello, helloWasm, 3, &helloTook); err != nil {
+		t.Fatalf("beside the bomb: %v", err)
 	}
 	select {
 	case err := <-bombDone:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -11,7 +10,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -54,11 +52,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 	}
 	_, err = ua.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 	wantCode(t, "seventh run", err, wasmwiz.ERATELIMIT)
-	for _, s := range []*e2eServer{a, b} {
-		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
-			t.Fatalf("limiter fell back with Redis up: %+v", st)
-		}
-	}
+	wantNoFallback(t, a, b)
 }
 
 // TestServeRedisOutage: Redis goes away mid-test (a TCP proxy in front of
@@ -69,15 +63,10 @@ func TestServeSharedRedisLimit(t *testing.T) {
 func TestServeRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ru, err := url.Parse(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := tcpproxy.New(t, ru.Host)
-	ru.Host = p.Addr()
+	p, redisURL := throughProxy(t, testenv.RedisURL(t))
 	// A Redis timeout no loaded machine reaches while Redis is up: the
 	// outage is the stopped proxy, which refuses at once.
-	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": ru.String(),
+	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL,
 		"WASMWIZ_REDIS_TIMEOUT": "5s"})
 	opts := ServeOptions{RedisPrefix: randomPrefix()}
 	s := startServe(t, env, opts)
@@ -162,13 +151,8 @@ func TestServeRedisOutage(t *testing.T) {
 func TestServeDatabaseOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	du, err := url.Parse(pgtest.Schema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := tcpproxy.New(t, du.Host)
-	du.Host = p.Addr()
-	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": du.String()}), ServeOptions{})
+	p, databaseURL := throughProxy(t, pgtest.Schema(t))
+	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": databaseURL}), ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierBasic)
 	hello := testmodule.Read(t, "hello.wasm")
 	if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -263,6 +265,50 @@ func wantCode(t testing.TB, what string, err error, code string) {
 	if got := codeOf(err); got != code {
 		t.Fatalf("%s: error %v (code %q), want %s", what, err, got, code)
 	}
+}
+
+// throughProxy puts a proxy in front of the service at rawURL (PostgreSQL
+// or Redis) and returns it with rawURL pointed at it: a dependency that
+// the test stops, starts or stalls.
+func throughProxy(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tcpproxy.New(t, u.Host)
+	u.Host = p.Addr()
+	return p, u.String()
+}
+
+// wantNoFallback fails the test if a server's rate limiter fell back from
+// Redis, which is up.
+func wantNoFallback(t *testing.T, servers ...*e2eServer) {
+	t.Helper()
+	for _, s := range servers {
+		if st := s.srv.LimiterStats(); st.Fallback != 0 || st.FallbackActive {
+			t.Fatalf("limiter fell back with Redis up: %+v", st)
+		}
+	}
+}
+
+// timedHellos runs hello (hello.wasm) n times as c, one after another,
+// adding each run's time to took: the other tenant, whose runs must
+// complete while a test attacks the server. It returns the first run that
+// failed or did not print its greeting.
+func timedHellos(ctx context.Context, c *client.Client, hello []byte, n int, took *testenv.Latencies) error {
+	for i := range n {
+		start := time.Now()
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		took.Since(start)
+		if err != nil {
+			return fmt.Errorf("hello %d: %w", i+1, err)
+		}
+		if res.Status != api.StatusOK || string(res.Stdout) != "Hello, World!\n" {
+			return fmt.Errorf("hello %d: %+v", i+1, res)
+		}
+	}
+	return nil
 }
 
 // testTier is a tier with generous limits, changed by f, as the admin API

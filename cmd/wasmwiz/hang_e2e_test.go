@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
-	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -96,17 +94,9 @@ func hangPost(t *testing.T, what string, user *client.Client, url, key, contentT
 func TestServeDatabaseHang(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	du, err := url.Parse(pgtest.Schema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ru, err := url.Parse(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp, rp := tcpproxy.New(t, du.Host), tcpproxy.New(t, ru.Host)
-	du.Host, ru.Host = dp.Addr(), rp.Addr()
-	vars := map[string]string{"WASMWIZ_DATABASE_URL": du.String(), "WASMWIZ_REDIS_URL": ru.String(),
+	dp, databaseURL := throughProxy(t, pgtest.Schema(t))
+	rp, redisURL := throughProxy(t, testenv.RedisURL(t))
+	vars := map[string]string{"WASMWIZ_DATABASE_URL": databaseURL, "WASMWIZ_REDIS_URL": redisURL,
 		"WASMWIZ_DATABASE_TIMEOUT": hangDatabaseTimeout.String(), "WASMWIZ_REDIS_TIMEOUT": "1s"}
 	prefix := randomPrefix()
 	a := startServe(t, serveEnv(t, vars), ServeOptions{RedisPrefix: prefix})
@@ -279,13 +269,8 @@ func TestServeDatabaseHang(t *testing.T) {
 	rp.Stall()
 	var redisTook testenv.Latencies
 	for _, s := range []*e2eServer{a, b} {
-		for range 3 {
-			start := time.Now()
-			res, err := s.client(warmKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-			redisTook.Since(start)
-			if err != nil || res.Status != api.StatusOK {
-				t.Fatalf("while Redis hangs: %+v, %v", res, err)
-			}
+		if err := timedHellos(ctx, s.client(warmKey), hello, 3, &redisTook); err != nil {
+			t.Fatalf("while Redis hangs: %v", err)
 		}
 		if st := s.srv.LimiterStats(); !st.FallbackActive {
 			t.Fatalf("Redis hangs and the fallback does not decide: %+v", st)

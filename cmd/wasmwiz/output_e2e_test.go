@@ -13,7 +13,6 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
-	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -31,6 +30,7 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 		s.putTier(testTier("flood", func(tr *wasmwiz.Tier) { tr.MaxOutputBytes = limit }))
 		_, _, key := s.newUser("flood")
 		other, _, _ := s.newUser(wasmwiz.TierBasic)
+		hello := testmodule.Read(t, "hello.wasm")
 
 		stopRSS := testenv.PeakRSS(t)
 		var otherTook, took testenv.Latencies
@@ -39,13 +39,8 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 		wg.Add(1)
 		go func() { // the other tenant, meanwhile
 			defer wg.Done()
-			for i := 0; i < 3; i++ {
-				start := time.Now()
-				res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
-				otherTook.Since(start)
-				if err != nil || res.Status != api.StatusOK {
-					t.Errorf("another tenant's run: %+v, %v", res, err)
-				}
+			if err := timedHellos(ctx, other, hello, 3, &otherTook); err != nil {
+				t.Errorf("another tenant: %v", err)
 			}
 		}()
 		for _, tt := range []struct {
