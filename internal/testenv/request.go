@@ -25,14 +25,21 @@ func Do(t testing.TB, method, url, key, contentType string, body io.Reader) (*ht
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return Send(t, req)
+}
+
+// Send sends req over the network and returns the response with its body
+// read and closed; it fails t when there is no response.
+func Send(t testing.TB, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+		t.Fatalf("%s %s: reading the answer: %v", req.Method, req.URL, err)
 	}
 	return res, b
 }
