@@ -32,33 +32,16 @@ var (
 // each one against b as it comes: a list past a cap is refused at the
 // first string over it, never built whole.
 func decodeArgs(dec *json.Decoder, b *wasmwiz.ArgvBudget) ([]string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, jsonReadError(err, errArgsShape)
-	}
-	if tok == nil {
-		return nil, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, errArgsShape
-	}
 	args := []string{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, jsonReadError(err, errArgsShape)
-		}
-		s, ok := tok.(string)
-		if !ok {
-			return nil, errArgsShape
-		}
+	null, err := decodeStrings(dec, '[', errArgsShape, func(_, s string) error {
 		if err := b.AddArg(s); err != nil {
-			return nil, err
+			return err
 		}
 		args = append(args, s)
-	}
-	if _, err := dec.Token(); err != nil { // ]
-		return nil, jsonReadError(err, errArgsShape)
+		return nil
+	})
+	if null || err != nil {
+		return nil, err
 	}
 	return args, nil
 }
@@ -66,39 +49,65 @@ func decodeArgs(dec *json.Decoder, b *wasmwiz.ArgvBudget) ([]string, error) {
 // decodeEnv reads a JSON object of strings (or null) from dec, counting
 // each variable against b as it comes.
 func decodeEnv(dec *json.Decoder, b *wasmwiz.ArgvBudget) (map[string]string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, jsonReadError(err, errEnvShape)
-	}
-	if tok == nil {
-		return nil, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errEnvShape
-	}
 	env := map[string]string{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, jsonReadError(err, errEnvShape)
-		}
-		k, _ := tok.(string) // a key is always a string
-		if tok, err = dec.Token(); err != nil {
-			return nil, jsonReadError(err, errEnvShape)
-		}
-		v, ok := tok.(string)
-		if !ok {
-			return nil, errEnvShape
-		}
+	null, err := decodeStrings(dec, '{', errEnvShape, func(k, v string) error {
 		if err := b.AddEnv(k, v); err != nil {
-			return nil, err
+			return err
 		}
 		env[k] = v
-	}
-	if _, err := dec.Token(); err != nil { // }
-		return nil, jsonReadError(err, errEnvShape)
+		return nil
+	})
+	if null || err != nil {
+		return nil, err
 	}
 	return env, nil
+}
+
+// decodeStrings reads from dec a JSON array (open '[') or object ('{') of
+// strings, or null (null is true), token by token, calling add with each
+// string (and, in an object, its key; "" in an array) as it comes. Any
+// other shape is the error shape.
+func decodeStrings(dec *json.Decoder, open json.Delim, shape error, add func(key, s string) error) (null bool, err error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return false, jsonReadError(err, shape)
+	}
+	if tok == nil {
+		return true, nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != open {
+		return false, shape
+	}
+	str := func() (string, error) {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", jsonReadError(err, shape)
+		}
+		s, ok := tok.(string) // an object's key always is
+		if !ok {
+			return "", shape
+		}
+		return s, nil
+	}
+	for dec.More() {
+		var key string
+		if open == '{' {
+			if key, err = str(); err != nil {
+				return false, err
+			}
+		}
+		s, err := str()
+		if err != nil {
+			return false, err
+		}
+		if err := add(key, s); err != nil {
+			return false, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // ] or }
+		return false, jsonReadError(err, shape)
+	}
+	return false, nil
 }
 
 // decodeWhole runs decode on a decoder over data and refuses anything
