@@ -349,6 +349,13 @@ func (o *jsonObject) decode(name string, max int64, tooBig error, v any) error {
 // string (its opening quote is consumed) or null (consumed whole: null is
 // true).
 func (o *jsonObject) stringStart(name string) (null bool, err error) {
+	return o.valueStart('"', wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name))
+}
+
+// valueStart reads the start of the next value, which must be the byte open
+// (consumed) or null (consumed whole: null is true); anything else is the
+// error wrong.
+func (o *jsonObject) valueStart(open byte, wrong error) (null bool, err error) {
 	c, err := o.src.next()
 	if err != nil {
 		return false, o.readError(err)
@@ -356,12 +363,12 @@ func (o *jsonObject) stringStart(name string) (null bool, err error) {
 	if c == 'n' {
 		var rest [3]byte
 		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
-			return false, syntaxError("field " + strconv.Quote(name) + " must be a string")
+			return false, wrong
 		}
 		return true, nil
 	}
-	if c != '"' {
-		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q must be string", name)
+	if c != open {
+		return false, wrong
 	}
 	return false, nil
 }
@@ -733,24 +740,14 @@ var errNotObject = wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: want one
 func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]wasmwiz.FileEntry, error) {
 	tooBig := wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the files are over the %s limit (the tier's max_files_in_bytes)", wasmwiz.FormatSize(limits.MaxFilesInBytes))
 	shape := wasmwiz.Errorf(wasmwiz.EINVALID, `files must be a JSON array of {"path":…,"content_base64":…}`)
-	c, err := o.src.next()
-	if err != nil {
-		return nil, o.readError(err)
-	}
-	if c == 'n' {
-		var rest [3]byte
-		if _, err := io.ReadFull(o.src, rest[:]); err != nil || string(rest[:]) != "ull" {
-			return nil, shape
-		}
-		return nil, nil
-	}
-	if c != '[' {
-		return nil, shape
+	if null, err := o.valueStart('[', shape); err != nil || null {
+		return nil, err
 	}
 	var files []wasmwiz.FileEntry
 	used := int64(0)
 	for i := 0; ; i++ {
-		if c, err = o.src.next(); err != nil {
+		c, err := o.src.next()
+		if err != nil {
 			return nil, o.readError(err)
 		}
 		if c == ']' && i == 0 {
