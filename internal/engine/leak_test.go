@@ -5,31 +5,25 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// procStatusKiB reads a "Name:  N kB" line of /proc/self/status; 0 where
-// there is no /proc.
-func procStatusKiB(name string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+// selfStatus reads /proc/self/status; zero where there is no /proc.
+func selfStatus() procfs.ProcStatus {
+	p, err := procfs.Self()
 	if err != nil {
-		return 0
+		return procfs.ProcStatus{}
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
+	st, _ := p.NewStatus()
+	return st
 }
 
 func openFDs() int {
@@ -65,7 +59,8 @@ func measureLevels() processLevels {
 		n = m
 	}
 	runtime.ReadMemStats(&ms)
-	return processLevels{goroutines: n, heap: ms.HeapAlloc, rssKiB: procStatusKiB("VmRSS"), vmKiB: procStatusKiB("VmSize"), fds: openFDs()}
+	st := selfStatus()
+	return processLevels{goroutines: n, heap: ms.HeapAlloc, rssKiB: int64(st.VmRSS >> 10), vmKiB: int64(st.VmSize >> 10), fds: openFDs()}
 }
 
 // TestNoLeaksAfterManyRuns runs ok runs, timeouts, traps, memory bombs and

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -110,30 +110,15 @@ func processExists(pid int) bool {
 // read from /proc.
 func children(t testing.TB) []int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		t.Fatalf("reading /proc: %v", err)
 	}
 	me := os.Getpid()
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 2 && f[1] == strconv.Itoa(me) {
-			pids = append(pids, pid)
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil && st.PPID == me { // an error: gone meanwhile
+			pids = append(pids, p.PID)
 		}
 	}
 	return pids

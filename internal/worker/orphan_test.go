@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -68,13 +70,12 @@ func poolParentMain() int {
 // alive reports whether pid is a running process: zombies count as dead,
 // since an orphan's reaper may be slow or absent in a container.
 func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+	st, err := p.Stat()
+	return err == nil && st.State != "Z"
 }
 
 // startServerStandIn starts the test binary as a server with a pool and a
