@@ -32,12 +32,8 @@ func (c *Client) AdminCreateUser(ctx context.Context, req api.UserRequest) (*api
 // AdminListUsers lists users by id with the total (GET
 // /api/v1/admin/users); email filters by email.
 func (c *Client) AdminListUsers(ctx context.Context, email string, page Page) ([]*api.User, int, error) {
-	q := page.query()
-	if email != "" {
-		q.Set("email", email)
-	}
 	var out api.UserList
-	err := c.call(ctx, http.MethodGet, "/api/v1/admin/users", q, nil, &out)
+	err := c.call(ctx, http.MethodGet, "/api/v1/admin/users", page.query("email", email), nil, &out)
 	return out.Users, out.Total, err
 }
 

@@ -330,13 +330,20 @@ type Page struct {
 	Offset int
 }
 
-func (p Page) query() url.Values {
+// query is the page's parameters and the filters, given as name, value
+// pairs; a filter whose value is "" is left out.
+func (p Page) query(filters ...string) url.Values {
 	q := url.Values{}
 	if p.Limit > 0 {
 		q.Set("limit", strconv.Itoa(p.Limit))
 	}
 	if p.Offset > 0 {
 		q.Set("offset", strconv.Itoa(p.Offset))
+	}
+	for i := 0; i+1 < len(filters); i += 2 {
+		if filters[i+1] != "" {
+			q.Set(filters[i], filters[i+1])
+		}
 	}
 	return q
 }

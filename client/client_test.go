@@ -106,6 +106,47 @@ func TestNewRefusesBadURLs(t *testing.T) {
 	}
 }
 
+// TestListQueries checks the query each list method sends: the page and
+// the filters that are set, nothing for those left empty.
+func TestListQueries(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Path + "?" + r.URL.RawQuery
+		_, _ = io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, "ww_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	since := time.Date(2026, 11, 1, 0, 0, 0, 0, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"runs, filtered", func() error {
+			_, _, err := c.ListRuns(ctx, client.RunQuery{Status: api.StatusTrap, Since: since, Page: client.Page{Limit: 5, Offset: 10}})
+			return err
+		}, "/api/v1/runs?limit=5&offset=10&since=2026-10-31T23%3A00%3A00Z&status=trap"},
+		{"runs, unfiltered", func() error { _, _, err := c.ListRuns(ctx, client.RunQuery{}); return err }, "/api/v1/runs?"},
+		{"modules by name", func() error { _, _, err := c.ListModules(ctx, "m", client.Page{}); return err }, "/api/v1/modules?name=m"},
+		{"modules", func() error { _, _, err := c.ListModules(ctx, "", client.Page{Limit: 2}); return err }, "/api/v1/modules?limit=2"},
+		{"users by email", func() error { _, _, err := c.AdminListUsers(ctx, "a@b.c", client.Page{}); return err }, "/api/v1/admin/users?email=a%40b.c"},
+		{"users", func() error { _, _, err := c.AdminListUsers(ctx, "", client.Page{}); return err }, "/api/v1/admin/users?"},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if q := <-got; q != tt.want {
+			t.Errorf("%s: sent %s, want %s", tt.name, q, tt.want)
+		}
+	}
+}
+
 // TestExecuteBodies checks what each body kind sends: the fields a server
 // reads, in the shape docs/API.md gives, and the credentials.
 func TestExecuteBodies(t *testing.T) {

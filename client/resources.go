@@ -55,12 +55,8 @@ func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*api.Module,
 // (GET /api/v1/modules); name filters by name. Errors: EUNAUTHORIZED,
 // EINVALID for a bad page.
 func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*api.Module, int, error) {
-	q := page.query()
-	if name != "" {
-		q.Set("name", name)
-	}
 	var out api.ModuleList
-	err := c.call(ctx, http.MethodGet, "/api/v1/modules", q, nil, &out)
+	err := c.call(ctx, http.MethodGet, "/api/v1/modules", page.query("name", name), nil, &out)
 	return out.Modules, out.Total, err
 }
 
@@ -98,16 +94,7 @@ type RunQuery struct {
 // ListRuns returns the caller's runs, newest first, and the total (GET
 // /api/v1/runs). Errors: EUNAUTHORIZED, EINVALID.
 func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*api.Run, int, error) {
-	q := rq.Page.query()
-	if rq.Status != "" {
-		q.Set("status", string(rq.Status))
-	}
-	if !rq.Since.IsZero() {
-		q.Set("since", rq.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if !rq.Until.IsZero() {
-		q.Set("until", rq.Until.UTC().Format(time.RFC3339Nano))
-	}
+	q := rq.Page.query("status", string(rq.Status), "since", timeParam(rq.Since), "until", timeParam(rq.Until))
 	var out api.RunList
 	err := c.call(ctx, http.MethodGet, "/api/v1/runs", q, nil, &out)
 	return out.Runs, out.Total, err
@@ -141,6 +128,14 @@ func (c *Client) Me(ctx context.Context) (*api.Me, error) {
 func (c *Client) CreateKey(ctx context.Context, name string, expiresAt *time.Time) (*api.CreatedKey, error) {
 	var out api.CreatedKey
 	return &out, c.call(ctx, http.MethodPost, "/api/v1/keys", nil, api.KeyRequest{Name: name, ExpiresAt: expiresAt}, &out)
+}
+
+// timeParam is t as a query parameter; "" (left out) for the zero time.
+func timeParam(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func keysQuery(includeRevoked bool, page Page) url.Values {
