@@ -127,12 +127,12 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 	ctx := context.Background()
 	redisURL := emptyRedisDB(t, 13)
 	const bodyMemory = 64 << 20
-	p := startServeProcess(t, map[string]string{
+	p := testenv.StartServe(t, map[string]string{
 		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
 		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL, "WASMWIZ_REDIS_TIMEOUT": "5s",
 		"WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory),
 	})
-	admin, _ := client.New(p.url, keyPattern.FindString(p.stdout.String()))
+	admin, _ := client.New(p.URL, keyPattern.FindString(p.Stdout.String()))
 	newKey := func(tier string, i int) string {
 		cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: fmt.Sprintf("%s-%d@example.com", tier, i), Tier: tier, CreateKey: true})
 		if err != nil {
@@ -141,13 +141,13 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 		return cu.Secret
 	}
 	victimKey := newKey(wasmwiz.TierBasic, 0)
-	victim, _ := client.New(p.url, victimKey)
+	victim, _ := client.New(p.URL, victimKey)
 	hello := testmodule.Read(t, "hello.wasm")
 	helloB64 := base64.StdEncoding.EncodeToString(hello)
 	if res, err := victim.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
 		t.Fatalf("hello world before the attack: %+v, %v", res, err)
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	before := procStatus(t, pid, "VmRSS")
 
 	const size = 15 << 20
@@ -208,7 +208,7 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answers[i] = postBody(ctx, p.url, a.key, a.body())
+			answers[i] = postBody(ctx, p.URL, a.key, a.body())
 		}()
 	}
 	// Another tenant meanwhile.

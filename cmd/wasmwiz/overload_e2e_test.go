@@ -100,11 +100,11 @@ func TestServeOverload(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	p := startServeProcess(t, map[string]string{
+	p := testenv.StartServe(t, map[string]string{
 		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": dir, "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
 		"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "2",
 	})
-	admin, err := client.New(p.url, keyPattern.FindString(p.stdout.String()))
+	admin, err := client.New(p.URL, keyPattern.FindString(p.Stdout.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestServeOverload(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := cu.Secret
-	user, _ := client.New(p.url, key)
+	user, _ := client.New(p.URL, key)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	phase := 2 * time.Second
@@ -126,21 +126,21 @@ func TestServeOverload(t *testing.T) {
 		phase = 5 * time.Second
 	}
 	const capacity = 2
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	// A first run compiles fib; the phases measure runs.
 	if res, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "fib.wasm"), Args: []string{"1"}}); err != nil || res.Status != api.StatusOK {
 		t.Fatalf("first run: %+v, %v", res, err)
 	}
 	cpu0 := testenv.TreeCPU(pid)
-	baseline := closedLoop(t, hc, p.url, key, capacity, phase, false)
+	baseline := closedLoop(t, hc, p.URL, key, capacity, phase, false)
 	cpu1 := testenv.TreeCPU(pid)
 	if bad := baseline.badAnswer.Load(); bad != nil {
 		t.Fatalf("at capacity: %v", bad)
 	}
 	stopRSS := testenv.PeakRSSOf(t, pid)
-	hostile := closedLoop(t, hc, p.url, key, 16*capacity, phase, false)
+	hostile := closedLoop(t, hc, p.URL, key, 16*capacity, phase, false)
 	cpu2 := testenv.TreeCPU(pid)
-	polite := closedLoop(t, hc, p.url, key, 16*capacity, phase, true)
+	polite := closedLoop(t, hc, p.URL, key, 16*capacity, phase, true)
 	peak := stopRSS()
 	for name, r := range map[string]*loadResult{"ignoring Retry-After": hostile, "honouring Retry-After": polite} {
 		if bad := r.badAnswer.Load(); bad != nil {

@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"regexp"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
@@ -18,85 +14,23 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// serveProcess is `wasmwiz serve` running as a child process.
-type serveProcess struct {
-	cmd    *exec.Cmd
-	stdout *testenv.Buffer
-	stderr *testenv.Buffer
-	url    string
-	done   chan error
-}
-
-var listeningRE = regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
-
-// startServeProcess starts the binary's serve with exactly vars (plus PATH
-// and HOME) and waits until it prints its address.
-func startServeProcess(t *testing.T, vars map[string]string) *serveProcess {
-	t.Helper()
-	p := &serveProcess{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(testenv.WasmwizBinary(t), "serve")
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	for k, v := range vars {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		testenv.Recv(t, p.done, "serve to end after SIGKILL")
-	})
-	testenv.WaitFor(t, "serve to print its address", func() bool {
-		m := listeningRE.FindStringSubmatch(p.stdout.String())
-		if m != nil {
-			p.url = m[1]
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("serve exited: %v\nstdout: %s\nstderr: %s", err, p.stdout, p.stderr)
-		default:
-		}
-		return m != nil
-	})
-	return p
-}
-
-// terminate sends SIGTERM and returns the exit error (nil for status 0).
-func (p *serveProcess) terminate(t *testing.T) error {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("serve did not exit after SIGTERM\nstderr: %s", p.stderr)
-		return nil
-	}
-}
-
 // TestServeProcess runs the real binary: serve prints its key and address,
 // runs guests in `wasmwiz worker` processes it starts from itself, and
 // exits 0 on SIGTERM after answering the run in flight.
 func TestServeProcess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := startServeProcess(t, map[string]string{
+	p := testenv.StartServe(t, map[string]string{
 		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
 	})
-	key := keyPattern.FindString(p.stdout.String())
-	c, err := client.New(p.url, key)
+	key := keyPattern.FindString(p.Stdout.String())
+	c, err := client.New(p.URL, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
-		t.Fatalf("execute on the real binary: %+v, %v\nstderr: %s", res, err, p.stderr)
+		t.Fatalf("execute on the real binary: %+v, %v\nstderr: %s", res, err, p.Stderr)
 	}
 	// A run in flight at SIGTERM is answered before the process exits.
 	inflight := make(chan error, 1)
@@ -111,14 +45,14 @@ func TestServeProcess(t *testing.T) {
 		m, err := c.Metrics(ctx)
 		return err == nil && regexp.MustCompile(`(?m)^wasmwiz_http_requests_in_flight 2$`).MatchString(m)
 	})
-	if err := p.terminate(t); err != nil {
-		t.Fatalf("serve after SIGTERM: %v\nstderr: %s", err, p.stderr)
+	if err := p.Terminate(t); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\nstderr: %s", err, p.Stderr)
 	}
 	if err := testenv.Recv(t, inflight, "the run in flight at SIGTERM"); err != nil {
 		t.Fatalf("the run in flight at SIGTERM: %v", err)
 	}
-	if !regexp.MustCompile(`msg="shut down" usage_written=2 usage_dropped=0`).MatchString(p.stderr.String()) {
-		t.Fatalf("shutdown did not flush both usage records:\n%s", p.stderr)
+	if !regexp.MustCompile(`msg="shut down" usage_written=2 usage_dropped=0`).MatchString(p.Stderr.String()) {
+		t.Fatalf("shutdown did not flush both usage records:\n%s", p.Stderr)
 	}
 }
 
@@ -134,10 +68,10 @@ func TestServeProcessesShareRedis(t *testing.T) {
 			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": redisURL,
 			"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
 	}
-	a := startServeProcess(t, vars())
-	b := startServeProcess(t, vars())
-	key := keyPattern.FindString(a.stdout.String() + b.stdout.String())
-	admin, _ := client.New(a.url, key)
+	a := testenv.StartServe(t, vars())
+	b := testenv.StartServe(t, vars())
+	key := keyPattern.FindString(a.Stdout.String() + b.Stdout.String())
+	admin, _ := client.New(a.URL, key)
 	if _, err := admin.AdminPutTier(ctx, testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 })); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +79,8 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := client.New(a.url, cu.Secret)
-	cb, _ := client.New(b.url, cu.Secret)
+	ca, _ := client.New(a.URL, cu.Secret)
+	cb, _ := client.New(b.URL, cu.Secret)
 	hello := testmodule.Read(t, "hello.wasm")
 	for i, c := range []*client.Client{ca, cb, ca, cb} {
 		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})
@@ -158,9 +92,9 @@ func TestServeProcessesShareRedis(t *testing.T) {
 		_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 		wantCode(t, "fifth run", err, wasmwiz.ERATELIMIT)
 	}
-	for _, p := range []*serveProcess{a, b} {
-		if err := p.terminate(t); err != nil {
-			t.Fatalf("SIGTERM: %v\nstderr: %s", err, p.stderr)
+	for _, p := range []*testenv.ServeProcess{a, b} {
+		if err := p.Terminate(t); err != nil {
+			t.Fatalf("SIGTERM: %v\nstderr: %s", err, p.Stderr)
 		}
 	}
 }

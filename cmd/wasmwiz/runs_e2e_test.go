@@ -465,13 +465,13 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	for k, v := range env {
 		victim[k] = v
 	}
-	p := startServeProcess(t, victim)
+	p := testenv.StartServe(t, victim)
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
 	testenv.WaitFor(t, "the run to print on the victim", func() bool {
 		r := getRun(t, a.url, key, id)
 		return r.State == api.RunRunning && len(r.Stdout) > 0
 	})
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := p.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the killed replica's run to be failed", func() bool { return getRun(t, a.url, key, id).State == api.RunFailed })

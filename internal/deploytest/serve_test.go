@@ -1,27 +1,18 @@
 package deploytest
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-var (
-	listeningLine = regexp.MustCompile(`listening on (http://\S+)`)
-	adminKeyLine  = regexp.MustCompile(`(?i)key.*\b(ww_[A-Za-z0-9_-]{32,})`)
-)
+var adminKeyLine = regexp.MustCompile(`(?i)key.*\b(ww_[A-Za-z0-9_-]{32,})`)
 
 // servedExposition starts the real program as the README does (`wasmwiz
 // serve`: embedded SQLite, in-memory limits), has it serve a few requests
@@ -30,14 +21,9 @@ var (
 // forgot to wire into the server.
 func servedExposition(t *testing.T) exported {
 	t.Helper()
-	bin := testenv.WasmwizBinary(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Dir = t.TempDir()
 	vars := map[string]string{
 		"WASMWIZ_ADDR":     "127.0.0.1:0",
-		"WASMWIZ_DATA_DIR": cmd.Dir,
+		"WASMWIZ_DATA_DIR": t.TempDir(),
 		"WASMWIZ_WORKERS":  "2",
 	}
 	// With Redis, as in production, so that the limiter's own metrics (which
@@ -46,52 +32,15 @@ func servedExposition(t *testing.T) exported {
 	if u := redisURL(t); u != "" {
 		vars["WASMWIZ_REDIS_URL"] = u
 	}
-	cmd.Env = envList(vars)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = time.Minute
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	p := testenv.StartServe(t, vars)
+	m := adminKeyLine.FindStringSubmatch(p.Stdout.String())
+	if m == nil {
+		t.Fatalf("serve did not print the first admin's key on an empty database:\n%s", p.Stdout)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	type started struct{ url, key string }
-	ready := make(chan started, 1)
-	go func() {
-		var s started
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := adminKeyLine.FindStringSubmatch(line); m != nil && s.key == "" {
-				s.key = m[1]
-			}
-			if m := listeningLine.FindStringSubmatch(line); m != nil && s.url == "" {
-				s.url = m[1]
-				ready <- s
-			}
-		}
-		close(ready)
-	}()
-	var s started
-	select {
-	case got, ok := <-ready:
-		if !ok {
-			t.Fatalf("serve ended before it listened:\n%s", stderr.String())
-		}
-		s = got
-	case <-time.After(2 * time.Minute): // a hang guard, not a measurement
-		t.Fatalf("serve did not say where it listens:\n%s", stderr.String())
-	}
-	if s.key == "" {
-		t.Fatal("serve did not print the first admin's key on an empty database")
-	}
+	adminKey := m[1]
 	defer func() {
-		cancel()
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-			t.Errorf("serve: %v\n%s", err, stderr.String())
+		if err := p.Terminate(t); err != nil {
+			t.Errorf("serve after SIGTERM: %v\n%s", err, p.Stderr)
 		}
 	}()
 
@@ -104,9 +53,9 @@ func servedExposition(t *testing.T) exported {
 			body, ct = testenv.Multipart(t, map[string][]byte{"wasm": wasm}, nil)
 		}
 		if auth {
-			key = s.key
+			key = adminKey
 		}
-		res, b := testenv.Do(t, method, s.url+path, key, ct, body)
+		res, b := testenv.Do(t, method, p.URL+path, key, ct, body)
 		return res.StatusCode, string(b)
 	}
 	steps := []struct {
