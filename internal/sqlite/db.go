@@ -303,37 +303,37 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 	limit, offset = page(limit, offset)
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+q.columns+` FROM `+q.table+` WHERE `+q.where+`
 		ORDER BY `+q.order+` LIMIT ? OFFSET ?`, append(q.args, limit, offset)...)
+	out, err := collect(rows, err, scan)
 	if err != nil {
 		return nil, 0, dbError(err, "find "+q.what)
 	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, 0, dbError(err, "find "+q.what)
-		}
-		out = append(out, v)
-	}
-	return out, total, dbError(rows.Err(), "find "+q.what)
+	return out, total, nil
 }
 
-// column reads the one column of every row of a query, given as the query
-// returned it, and closes the rows.
-func column[T any](rows *sql.Rows, err error) ([]T, error) {
+// collect reads every row of a query, given as the query returned it,
+// through scan, and closes the rows.
+func collect[T any](rows *sql.Rows, err error, scan func(row interface{ Scan(...any) error }) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []T
 	for rows.Next() {
-		var v T
-		if err := rows.Scan(&v); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// column reads the one column of every row of a query (see collect).
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	return collect(rows, err, func(row interface{ Scan(...any) error }) (v T, err error) {
+		err = row.Scan(&v)
+		return v, err
+	})
 }
 
 // page returns the LIMIT and OFFSET of a filter: 100 rows by default, at

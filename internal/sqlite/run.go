@@ -299,19 +299,15 @@ func (db *DB) Stats(ctx context.Context, now time.Time) (*wasmwiz.Stats, error) 
 	rows, err = tx.QueryContext(ctx, `SELECT module_sha256, module_id, count(*) AS n FROM runs
 		WHERE created_at >= ? AND created_at < ? AND status <> '' AND module_sha256 <> ''
 		GROUP BY module_sha256, module_id ORDER BY n DESC, module_sha256, module_id LIMIT ?`, ms(first), to, topModules)
+	top, err := collect(rows, err, func(row interface{ Scan(...any) error }) (mc wasmwiz.ModuleCount, err error) {
+		err = row.Scan(&mc.ModuleSHA256, &mc.ModuleID, &mc.Runs)
+		return mc, err
+	})
 	if err != nil {
 		return nil, dbError(err, "stats: top modules")
 	}
-	defer rows.Close()
-	st.TopModules = []wasmwiz.ModuleCount{}
-	for rows.Next() {
-		var mc wasmwiz.ModuleCount
-		if err := rows.Scan(&mc.ModuleSHA256, &mc.ModuleID, &mc.Runs); err != nil {
-			return nil, dbError(err, "stats: top modules")
-		}
-		st.TopModules = append(st.TopModules, mc)
-	}
-	return st, dbError(rows.Err(), "stats: top modules")
+	st.TopModules = append([]wasmwiz.ModuleCount{}, top...)
+	return st, nil
 }
 
 // DeleteRunsBefore deletes at most batch runs created before t (of tier,

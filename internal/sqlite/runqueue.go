@@ -275,21 +275,17 @@ func (db *DB) AddWebhookDelivery(ctx context.Context, d *wasmwiz.WebhookDelivery
 func (db *DB) webhookDeliveries(ctx context.Context, runID string) ([]wasmwiz.WebhookDelivery, error) {
 	rows, err := db.reader.QueryContext(ctx, `SELECT attempt, at, status_code, error, duration_ms
 		FROM webhook_deliveries WHERE run_id = ? ORDER BY attempt`, runID)
+	out, err := collect(rows, err, func(row interface{ Scan(...any) error }) (wasmwiz.WebhookDelivery, error) {
+		d := wasmwiz.WebhookDelivery{RunID: runID}
+		var at int64
+		err := row.Scan(&d.Attempt, &at, &d.StatusCode, &d.Error, &d.DurationMS)
+		d.At = fromMS(at)
+		return d, err
+	})
 	if err != nil {
 		return nil, dbError(err, "webhook deliveries")
 	}
-	defer rows.Close()
-	var out []wasmwiz.WebhookDelivery
-	for rows.Next() {
-		d := wasmwiz.WebhookDelivery{RunID: runID}
-		var at int64
-		if err := rows.Scan(&d.Attempt, &at, &d.StatusCode, &d.Error, &d.DurationMS); err != nil {
-			return nil, dbError(err, "webhook deliveries")
-		}
-		d.At = fromMS(at)
-		out = append(out, d)
-	}
-	return out, dbError(rows.Err(), "webhook deliveries")
+	return out, nil
 }
 
 // RotateWebhookSecret makes a new webhook secret for the caller.

@@ -101,19 +101,11 @@ func (db *DB) ListTiers(ctx context.Context) ([]*wasmwiz.Tier, error) {
 		return nil, err
 	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+tierColumns+` FROM tiers ORDER BY name`)
+	out, err := collect(rows, err, scanTier)
 	if err != nil {
 		return nil, dbError(err, "list tiers")
 	}
-	defer rows.Close()
-	var out []*wasmwiz.Tier
-	for rows.Next() {
-		t, err := scanTier(rows)
-		if err != nil {
-			return nil, dbError(err, "list tiers")
-		}
-		out = append(out, t)
-	}
-	return out, dbError(rows.Err(), "list tiers")
+	return out, nil
 }
 
 // PutTier creates or replaces a tier and sets its UpdatedAt. Every replica
