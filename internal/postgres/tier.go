@@ -107,16 +107,11 @@ func (db *DB) ListTiers(ctx context.Context) ([]*wasmwiz.Tier, error) {
 	if err != nil {
 		return nil, dbError(err, "list tiers")
 	}
-	defer rows.Close()
-	var out []*wasmwiz.Tier
-	for rows.Next() {
-		t, err := scanTier(rows)
-		if err != nil {
-			return nil, dbError(err, "list tiers")
-		}
-		out = append(out, t)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*wasmwiz.Tier, error) { return scanTier(row) })
+	if err != nil {
+		return nil, dbError(err, "list tiers")
 	}
-	return out, dbError(rows.Err(), "list tiers")
+	return out, nil
 }
 
 // PutTier creates or replaces a tier and sets its UpdatedAt. EUNAUTHORIZED
