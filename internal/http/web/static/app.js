@@ -215,6 +215,39 @@
     box.append(prev, el("span", null, (total === 0 ? 0 : offset + 1) + "–" + last + " of " + total), next);
   }
 
+  // pagedTable shows a list route (path, its items in the answer's member
+  // items) page by page in a table: a row made by row for each item, the
+  // empty note when there are none, and the pager. filters returns the
+  // query's filters (an empty one is left out). A page that emptied (after a
+  // delete) steps back to the one before; only the latest load is shown
+  // (see loading). A failure goes to errBox, which a load that succeeds
+  // clears unless keepError (a box that other actions share).
+  function pagedTable({ table, empty, pager, errBox, keepError, path, items, filters, row }) {
+    const t = { offset: 0 };
+    t.load = () => loading(table, loadNow);
+    t.first = () => { t.offset = 0; return t.load(); };
+    async function loadNow(current) {
+      const q = new URLSearchParams({ limit: PAGE, offset: t.offset });
+      for (const [k, v] of Object.entries(filters ? filters() : {})) if (v) q.set(k, v);
+      try {
+        const data = await api("GET", path + "?" + q);
+        if (!current()) return;
+        if (data[items].length === 0 && t.offset > 0) {
+          t.offset = Math.max(0, t.offset - PAGE);
+          return loadNow(current);
+        }
+        if (!keepError) clearError(errBox);
+        table.tBodies[0].replaceChildren(...data[items].map(row));
+        labelCells(table);
+        empty.hidden = data.total !== 0;
+        renderPager(pager, t.offset, data.total, (o) => { t.offset = o; t.load(); });
+      } catch (err) {
+        if (current()) showError(errBox, err);
+      }
+    }
+    return t;
+  }
+
   // ---- who am I ---------------------------------------------------------
 
   let me = null;
@@ -557,43 +590,24 @@
 
   // ---- Modules --------------------------------------------------------------
 
-  let modulesOffset = 0;
-
-  function loadModules() { return loading($("modules-table"), loadModulesNow); }
-
-  async function loadModulesNow(current) {
-    const errBox = $("modules-error");
-    try {
-      const data = await api("GET", "/api/v1/modules?limit=" + PAGE + "&offset=" + modulesOffset);
-      if (!current()) return;
-      if (data.modules.length === 0 && modulesOffset > 0) {
-        // The last page emptied (a delete): show the one before it.
-        modulesOffset = Math.max(0, modulesOffset - PAGE);
-        return loadModulesNow(current);
-      }
-      clearError(errBox);
-      const body = $("modules-table").tBodies[0];
-      body.replaceChildren();
-      for (const m of data.modules) {
-        const entry = m.inspection ? (m.inspection.entry || "(none)") + (m.inspection.wasi ? " · WASI" : "") : "";
-        body.append(el("tr", { dataset: { id: m.id } },
-          el("td", null, m.name, m.description ? el("div", { class: "hint" }, m.description) : null, m.public ? el("div", { class: "hint" }, "public") : null),
-          el("td", { class: "mono" }, m.id),
-          el("td", { class: "num" }, fmtBytes(m.size_bytes)),
-          el("td", null, entry),
-          el("td", { class: "num" }, String(m.run_count)),
-          el("td", null, fmtTime(m.created_at)),
-          el("td", null, el("div", { class: "rowactions" },
-            el("button", { type: "button", class: "secondary", "aria-label": "Run " + m.name, onclick: () => runStored(m.id) }, "Run"),
-            el("button", { type: "button", class: "danger", "aria-label": "Delete " + m.name, onclick: (ev) => deleteModule(m, ev.currentTarget) }, "Delete")))));
-      }
-      labelCells($("modules-table"));
-      $("modules-empty").hidden = data.total !== 0;
-      renderPager($("modules-pager"), modulesOffset, data.total, (o) => { modulesOffset = o; loadModules(); });
-    } catch (err) {
-      if (current()) showError(errBox, err);
-    }
-  }
+  const moduleList = pagedTable({
+    table: $("modules-table"), empty: $("modules-empty"), pager: $("modules-pager"), errBox: $("modules-error"),
+    path: "/api/v1/modules", items: "modules",
+    row: (m) => {
+      const entry = m.inspection ? (m.inspection.entry || "(none)") + (m.inspection.wasi ? " · WASI" : "") : "";
+      return el("tr", { dataset: { id: m.id } },
+        el("td", null, m.name, m.description ? el("div", { class: "hint" }, m.description) : null, m.public ? el("div", { class: "hint" }, "public") : null),
+        el("td", { class: "mono" }, m.id),
+        el("td", { class: "num" }, fmtBytes(m.size_bytes)),
+        el("td", null, entry),
+        el("td", { class: "num" }, String(m.run_count)),
+        el("td", null, fmtTime(m.created_at)),
+        el("td", null, el("div", { class: "rowactions" },
+          el("button", { type: "button", class: "secondary", "aria-label": "Run " + m.name, onclick: () => runStored(m.id) }, "Run"),
+          el("button", { type: "button", class: "danger", "aria-label": "Delete " + m.name, onclick: (ev) => deleteModule(m, ev.currentTarget) }, "Delete"))));
+    },
+  });
+  const loadModules = moduleList.load;
   loaders["tab-modules"] = loadModules;
   $("modules-refresh").addEventListener("click", loadModules);
 
@@ -635,8 +649,7 @@
         const m = await api("POST", "/api/v1/modules", fd);
         showInspection(m);
         $("upload-form").reset();
-        modulesOffset = 0;
-        await loadModules();
+        await moduleList.first();
       } catch (err) {
         $("upload-result").hidden = true;
         showError(errBox, err);
@@ -677,48 +690,27 @@
 
   // ---- History ------------------------------------------------------------
 
-  let historyOffset = 0;
-
-  function loadHistory() { return loading($("history-table"), loadHistoryNow); }
-
-  async function loadHistoryNow(current) {
-    const errBox = $("history-error");
-    const status = $("history-status").value;
-    let q = "/api/v1/runs?limit=" + PAGE + "&offset=" + historyOffset;
-    if (status) q += "&status=" + encodeURIComponent(status);
-    try {
-      const data = await api("GET", q);
-      if (!current()) return;
-      if (data.runs.length === 0 && historyOffset > 0) {
-        historyOffset = Math.max(0, historyOffset - PAGE);
-        return loadHistoryNow(current);
-      }
-      clearError(errBox);
-      const body = $("history-table").tBodies[0];
-      body.replaceChildren();
-      for (const r of data.runs) {
-        const st = r.status || (r.state === "done" ? "refused" : "");
-        body.append(el("tr", { dataset: { id: r.id } },
-          el("td", null, fmtTime(r.created_at)),
-          el("td", { class: "mono" }, r.id),
-          el("td", null, el("span", { class: "badge state-" + r.state }, r.state)),
-          el("td", null, st ? el("span", { class: "badge " + st }, st) : ""),
-          el("td", { class: "num" }, r.exit_code === null ? "—" : String(r.exit_code)),
-          el("td", { class: "num" }, fmtMS(r.duration_ms)),
-          el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
-          el("td", { class: "num" }, fmtBytes(r.stdin_bytes) + " / " + fmtBytes(r.output_bytes)),
-          el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
-          el("td", null, r.error_code || ""),
-          el("td", null, el("button", { type: "button", class: "secondary small", "aria-label": "Open run " + r.id,
-            onclick: () => showRun(r.id) }, "Open"))));
-      }
-      labelCells($("history-table"));
-      $("history-empty").hidden = data.total !== 0;
-      renderPager($("history-pager"), historyOffset, data.total, (o) => { historyOffset = o; loadHistory(); });
-    } catch (err) {
-      if (current()) showError(errBox, err);
-    }
-  }
+  const runList = pagedTable({
+    table: $("history-table"), empty: $("history-empty"), pager: $("history-pager"), errBox: $("history-error"),
+    path: "/api/v1/runs", items: "runs", filters: () => ({ status: $("history-status").value }),
+    row: (r) => {
+      const st = r.status || (r.state === "done" ? "refused" : "");
+      return el("tr", { dataset: { id: r.id } },
+        el("td", null, fmtTime(r.created_at)),
+        el("td", { class: "mono" }, r.id),
+        el("td", null, el("span", { class: "badge state-" + r.state }, r.state)),
+        el("td", null, st ? el("span", { class: "badge " + st }, st) : ""),
+        el("td", { class: "num" }, r.exit_code === null ? "—" : String(r.exit_code)),
+        el("td", { class: "num" }, fmtMS(r.duration_ms)),
+        el("td", { class: "num" }, fmtBytes(r.memory_peak_bytes)),
+        el("td", { class: "num" }, fmtBytes(r.stdin_bytes) + " / " + fmtBytes(r.output_bytes)),
+        el("td", { class: "mono", title: r.module_sha256 }, r.module_id || (r.module_sha256 || "").slice(0, 12)),
+        el("td", null, r.error_code || ""),
+        el("td", null, el("button", { type: "button", class: "secondary small", "aria-label": "Open run " + r.id,
+          onclick: () => showRun(r.id) }, "Open")));
+    },
+  });
+  const loadHistory = runList.load;
   loaders["tab-history"] = loadHistory;
 
   // ---- One run: its record, followed live while it runs --------------------
@@ -908,7 +900,7 @@
       : "Re-run of " + r.id + ": press Run.";
   });
   $("history-refresh").addEventListener("click", loadHistory);
-  $("history-status").addEventListener("change", () => { historyOffset = 0; loadHistory(); });
+  $("history-status").addEventListener("change", runList.first);
 
   // ---- Usage ----------------------------------------------------------------
 
@@ -1034,52 +1026,32 @@
 
   // ---- Keys -----------------------------------------------------------------
 
-  let keysOffset = 0;
-
-  function loadKeys() { return loading($("keys-table"), loadKeysNow); }
-
-  async function loadKeysNow(current) {
-    const errBox = $("keys-error");
-    let q = "/api/v1/keys?limit=" + PAGE + "&offset=" + keysOffset;
-    if ($("keys-revoked").checked) q += "&include_revoked=true";
-    try {
-      const data = await api("GET", q);
-      if (!current()) return;
-      if (data.keys.length === 0 && keysOffset > 0) {
-        keysOffset = Math.max(0, keysOffset - PAGE);
-        return loadKeysNow(current);
+  const keyList = pagedTable({
+    table: $("keys-table"), empty: $("keys-empty"), pager: $("keys-pager"), errBox: $("keys-error"),
+    path: "/api/v1/keys", items: "keys", filters: () => ({ include_revoked: $("keys-revoked").checked ? "true" : "" }),
+    row: (k) => {
+      const current = apiKey && k.prefix && apiKey.startsWith(k.prefix);
+      let state = "active";
+      if (k.revoked_at) state = "revoked " + fmtTime(k.revoked_at);
+      else if (k.expires_at && new Date(k.expires_at) <= new Date()) state = "expired";
+      const actions = el("div", { class: "rowactions" });
+      if (!k.revoked_at) {
+        actions.append(el("button", { type: "button", class: "danger", "aria-label": "Revoke key " + k.name, onclick: (ev) => revokeKey(k, current, ev.currentTarget) }, "Revoke"));
       }
-      clearError(errBox);
-      const body = $("keys-table").tBodies[0];
-      body.replaceChildren();
-      for (const k of data.keys) {
-        const current = apiKey && k.prefix && apiKey.startsWith(k.prefix);
-        let state = "active";
-        if (k.revoked_at) state = "revoked " + fmtTime(k.revoked_at);
-        else if (k.expires_at && new Date(k.expires_at) <= new Date()) state = "expired";
-        const actions = el("div", { class: "rowactions" });
-        if (!k.revoked_at) {
-          actions.append(el("button", { type: "button", class: "danger", "aria-label": "Revoke key " + k.name, onclick: (ev) => revokeKey(k, current, ev.currentTarget) }, "Revoke"));
-        }
-        body.append(el("tr", { dataset: { id: String(k.id) } },
-          el("td", null, k.name, current ? el("div", { class: "hint" }, "used by this page") : null),
-          el("td", { class: "mono" }, k.prefix + "…"),
-          el("td", null, fmtTime(k.created_at)),
-          el("td", null, fmtTime(k.last_used_at) || "never"),
-          el("td", null, fmtTime(k.expires_at) || "never"),
-          el("td", null, state),
-          el("td", null, actions)));
-      }
-      labelCells($("keys-table"));
-      $("keys-empty").hidden = data.total !== 0;
-      renderPager($("keys-pager"), keysOffset, data.total, (o) => { keysOffset = o; loadKeys(); });
-    } catch (err) {
-      if (current()) showError(errBox, err);
-    }
-  }
+      return el("tr", { dataset: { id: String(k.id) } },
+        el("td", null, k.name, current ? el("div", { class: "hint" }, "used by this page") : null),
+        el("td", { class: "mono" }, k.prefix + "…"),
+        el("td", null, fmtTime(k.created_at)),
+        el("td", null, fmtTime(k.last_used_at) || "never"),
+        el("td", null, fmtTime(k.expires_at) || "never"),
+        el("td", null, state),
+        el("td", null, actions));
+    },
+  });
+  const loadKeys = keyList.load;
   loaders["tab-keys"] = loadKeys;
   $("keys-refresh").addEventListener("click", loadKeys);
-  $("keys-revoked").addEventListener("change", () => { keysOffset = 0; loadKeys(); });
+  $("keys-revoked").addEventListener("change", keyList.first);
 
   async function revokeKey(k, current, button) {
     let q = "Revoke key " + k.name + " (" + k.prefix + "…)? Programs using it stop working.";
@@ -1112,8 +1084,7 @@
         $("key-secret-box").hidden = false;
         $("key-create-form").reset();
         $("key-copy").focus();
-        keysOffset = 0;
-        await loadKeys();
+        await keyList.first();
       } catch (err) {
         showError(errBox, err);
       }
@@ -1148,8 +1119,6 @@
   });
 
   // ---- Admin (admins only; the API refuses others with EFORBIDDEN) ----------
-
-  let usersOffset = 0;
 
   function loadAdmin() { return loading($("admin-stats"), loadAdminNow); }
 
@@ -1195,45 +1164,32 @@
   loaders["tab-admin"] = loadAdmin;
   $("admin-refresh").addEventListener("click", loadAdmin);
 
-  function loadUsers() { return loading($("admin-users"), loadUsersNow); }
-
-  async function loadUsersNow(current) {
-    let q = "/api/v1/admin/users?limit=" + PAGE + "&offset=" + usersOffset;
-    const email = $("admin-email").value.trim();
-    if (email) q += "&email=" + encodeURIComponent(email);
-    try {
-      const data = await api("GET", q);
-      if (!current()) return;
-      const body = $("admin-users").tBodies[0];
-      body.replaceChildren();
-      for (const u of data.users) {
-        const self = me && me.user.id === u.id;
-        const tier = el("select", { "aria-label": "Tier of " + u.email });
-        for (const name of new Set([...tierNames, u.tier])) tier.append(el("option", { value: name }, name));
-        tier.value = u.tier;
-        tier.addEventListener("change", () => updateUser(u, { tier: tier.value }, tier));
-        const state = el("td", null, u.disabled ? "disabled " : "active ");
-        if (!self) {
-          state.append(el("button", {
-            type: "button", class: u.disabled ? "secondary" : "danger",
-            "aria-label": (u.disabled ? "Enable " : "Disable ") + u.email,
-            onclick: (ev) => {
-              if (!u.disabled && !window.confirm("Disable " + u.email + "? Their keys stop working until you enable them again.")) return;
-              updateUser(u, { disabled: !u.disabled }, ev.currentTarget);
-            },
-          }, u.disabled ? "Enable" : "Disable"));
-        }
-        body.append(el("tr", { dataset: { id: String(u.id) } },
-          el("td", null, u.email, self ? el("div", { class: "hint" }, "you") : null), el("td", { class: "num" }, String(u.id)),
-          el("td", null, u.role), el("td", null, tier), el("td", null, fmtTime(u.created_at)), state));
+  const userList = pagedTable({
+    table: $("admin-users"), empty: $("admin-users-empty"), pager: $("admin-users-pager"), errBox: $("admin-error"), keepError: true,
+    path: "/api/v1/admin/users", items: "users", filters: () => ({ email: $("admin-email").value.trim() }),
+    row: (u) => {
+      const self = me && me.user.id === u.id;
+      const tier = el("select", { "aria-label": "Tier of " + u.email });
+      for (const name of new Set([...tierNames, u.tier])) tier.append(el("option", { value: name }, name));
+      tier.value = u.tier;
+      tier.addEventListener("change", () => updateUser(u, { tier: tier.value }, tier));
+      const state = el("td", null, u.disabled ? "disabled " : "active ");
+      if (!self) {
+        state.append(el("button", {
+          type: "button", class: u.disabled ? "secondary" : "danger",
+          "aria-label": (u.disabled ? "Enable " : "Disable ") + u.email,
+          onclick: (ev) => {
+            if (!u.disabled && !window.confirm("Disable " + u.email + "? Their keys stop working until you enable them again.")) return;
+            updateUser(u, { disabled: !u.disabled }, ev.currentTarget);
+          },
+        }, u.disabled ? "Enable" : "Disable"));
       }
-      labelCells($("admin-users"));
-      $("admin-users-empty").hidden = data.total !== 0;
-      renderPager($("admin-users-pager"), usersOffset, data.total, (o) => { usersOffset = o; loadUsers(); });
-    } catch (err) {
-      if (current()) showError($("admin-error"), err);
-    }
-  }
+      return el("tr", { dataset: { id: String(u.id) } },
+        el("td", null, u.email, self ? el("div", { class: "hint" }, "you") : null), el("td", { class: "num" }, String(u.id)),
+        el("td", null, u.role), el("td", null, tier), el("td", null, fmtTime(u.created_at)), state);
+    },
+  });
+  const loadUsers = userList.load;
   // tierNames are the tiers an admin can choose, loaded with the panel.
   let tierNames = [];
 
@@ -1278,7 +1234,7 @@
           $("user-secret-box").hidden = false;
         }
         $("user-email").value = "";
-        usersOffset = 0;
+        userList.offset = 0;
         await loadAdmin();
       } catch (err) {
         showError(errBox, err);
@@ -1292,8 +1248,7 @@
 
   $("admin-find").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    usersOffset = 0;
-    loadUsers();
+    userList.first();
   });
 
   // An expiry date must lie in the future: tomorrow at the earliest.
