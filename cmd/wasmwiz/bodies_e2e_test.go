@@ -128,20 +128,13 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 	redisURL := emptyRedisDB(t, 13)
 	const bodyMemory = 64 << 20
 	p := testenv.StartServe(t, map[string]string{
-		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
+		"WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
 		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL, "WASMWIZ_REDIS_TIMEOUT": "5s",
 		"WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory),
 	})
-	admin, _ := client.New(p.URL, keyPattern.FindString(p.Stdout.String()))
-	newKey := func(tier string, i int) string {
-		cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: fmt.Sprintf("%s-%d@example.com", tier, i), Tier: tier, CreateKey: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cu.Secret
-	}
-	victimKey := newKey(wasmwiz.TierBasic, 0)
-	victim, _ := client.New(p.URL, victimKey)
+	s := processAPI(t, p)
+	freeKey := func() string { _, _, key := s.newUser(wasmwiz.TierFree); return key }
+	victim, _, _ := s.newUser(wasmwiz.TierBasic)
 	hello := testmodule.Read(t, "hello.wasm")
 	helloB64 := base64.StdEncoding.EncodeToString(hello)
 	if res, err := victim.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
@@ -161,7 +154,7 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 	capped := func(status int, code, msg string) func(a answer) bool {
 		return func(a answer) bool { return a.status == status && a.code == code && strings.Contains(a.message, msg) }
 	}
-	attacker, chunker, envs, multi := newKey(wasmwiz.TierFree, 1), newKey(wasmwiz.TierFree, 2), newKey(wasmwiz.TierFree, 3), newKey(wasmwiz.TierFree, 4)
+	attacker, chunker, envs, multi := freeKey(), freeKey(), freeKey(), freeKey()
 	var attacks []attack
 	for range 8 {
 		attacks = append(attacks, attack{name: "15 MB of tiny args", key: attacker, body: func() hostileBody {
@@ -194,9 +187,9 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 				[]io.Reader{strings.NewReader(head), repeated(`"a",`, n), strings.NewReader(tail)}, int64(len(head)) + n + int64(len(tail))}
 		}, ok: capped(413, wasmwiz.ETOOLARGE, "args are over 2MiB as JSON text")})
 	}
-	for i := range 8 {
+	for range 8 {
 		// Each its own free caller: only the server's bound holds them.
-		attacks = append(attacks, attack{name: "a 13 MB module", key: newKey(wasmwiz.TierFree, 10+i), body: func() hostileBody {
+		attacks = append(attacks, attack{name: "a 13 MB module", key: freeKey(), body: func() hostileBody {
 			const n = 13 << 20
 			return hostileBody{"application/json", []io.Reader{strings.NewReader(`{"wasm_base64":"`), repeated("AAAA", n), strings.NewReader(`"}`)}, n + 18}
 		}, ok: capped(400, wasmwiz.EINVALID, ""), alone: true})

@@ -27,16 +27,28 @@ import (
 // e2eServer is a real `wasmwiz serve` running in this process on 127.0.0.1:0,
 // its guests in worker processes re-executed from the test binary.
 type e2eServer struct {
-	t        testing.TB
+	serverAPI
 	srv      *Server
-	url      string
-	adminKey string // printed at bootstrap; "" when the database had users
-	stdout   *testenv.Buffer
 	stderr   *testenv.Buffer
 	cancel   context.CancelFunc
 	done     chan error
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// serverAPI is a server under test as its callers see it, in this process
+// (e2eServer) or a child process (processAPI): where it listens and the
+// admin key it printed, which its methods use through the API.
+type serverAPI struct {
+	t        testing.TB
+	url      string
+	adminKey string // printed at bootstrap; "" when the database had users
+	stdout   *testenv.Buffer
+}
+
+// processAPI is the API of the serve process p.
+func processAPI(t testing.TB, p *testenv.ServeProcess) *serverAPI {
+	return &serverAPI{t: t, url: p.URL, adminKey: keyPattern.FindString(p.Stdout.String()), stdout: p.Stdout}
 }
 
 // backend is a database (and optionally Redis) a server runs on.
@@ -159,7 +171,7 @@ func startServe(t testing.TB, env map[string]string, opts ServeOptions) *e2eServ
 			opts.RedisPrefix = def.RedisPrefix
 		}
 	}
-	s := &e2eServer{t: t, stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
+	s := &e2eServer{serverAPI: serverAPI{t: t, stdout: &testenv.Buffer{}}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	listening := make(chan *Server, 1)
 	opts.Listening = func(srv *Server) { listening <- srv }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -201,7 +213,7 @@ func (s *e2eServer) stop() error {
 }
 
 // client returns a client of the server with key.
-func (s *e2eServer) client(key string) *client.Client {
+func (s *serverAPI) client(key string) *client.Client {
 	s.t.Helper()
 	c, err := client.New(s.url, key)
 	if err != nil {
@@ -211,7 +223,7 @@ func (s *e2eServer) client(key string) *client.Client {
 }
 
 // admin returns a client with the bootstrap admin's key.
-func (s *e2eServer) admin() *client.Client {
+func (s *serverAPI) admin() *client.Client {
 	s.t.Helper()
 	if s.adminKey == "" {
 		s.t.Fatalf("serve printed no admin key\nstdout: %s", s.stdout)
@@ -220,7 +232,7 @@ func (s *e2eServer) admin() *client.Client {
 }
 
 // newUser creates a user on tier with a key, through the admin API.
-func (s *e2eServer) newUser(tier string) (*client.Client, *api.User, string) {
+func (s *serverAPI) newUser(tier string) (*client.Client, *api.User, string) {
 	s.t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -233,7 +245,7 @@ func (s *e2eServer) newUser(tier string) (*client.Client, *api.User, string) {
 }
 
 // putTier creates or replaces a tier through the admin API.
-func (s *e2eServer) putTier(tier *api.Tier) {
+func (s *serverAPI) putTier(tier *api.Tier) {
 	s.t.Helper()
 	if _, err := s.admin().AdminPutTier(context.Background(), tier); err != nil {
 		s.t.Fatalf("AdminPutTier %s: %v", tier.Name, err)

@@ -99,26 +99,13 @@ func closedLoop(t *testing.T, hc *http.Client, url, key string, callers int, d t
 func TestServeOverload(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	p := testenv.StartServe(t, map[string]string{
-		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": dir, "WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
-		"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "2",
-	})
-	admin, err := client.New(p.URL, keyPattern.FindString(p.Stdout.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.AdminPutTier(ctx, testTier("unmetered", func(tr *wasmwiz.Tier) {
+	p := testenv.StartServe(t, map[string]string{"WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
+		"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "2"})
+	s := processAPI(t, p)
+	s.putTier(testTier("unmetered", func(tr *wasmwiz.Tier) {
 		tr.RunsPerMinute, tr.RunsPerDay, tr.MaxConcurrent = 1_000_000, 100_000_000, 100
-	})); err != nil {
-		t.Fatal(err)
-	}
-	cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: "load@example.com", Tier: "unmetered", CreateKey: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := cu.Secret
-	user, _ := client.New(p.URL, key)
+	}))
+	user, _, key := s.newUser("unmetered")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	phase := 2 * time.Second

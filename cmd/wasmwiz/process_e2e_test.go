@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -20,14 +19,8 @@ import (
 func TestServeProcess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := testenv.StartServe(t, map[string]string{
-		"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
-	})
-	key := keyPattern.FindString(p.Stdout.String())
-	c, err := client.New(p.URL, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testenv.StartServe(t, map[string]string{"WASMWIZ_WORKERS": "1"})
+	c := processAPI(t, p).admin()
 	res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm")})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("execute on the real binary: %+v, %v\nstderr: %s", res, err, p.Stderr)
@@ -63,24 +56,14 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	ctx := context.Background()
 	redisURL := emptyRedisDB(t, 11)
 	db := pgtest.Schema(t)
-	vars := func() map[string]string {
-		return map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
-			"WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": redisURL,
-			"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
-	}
-	a := testenv.StartServe(t, vars())
-	b := testenv.StartServe(t, vars())
-	key := keyPattern.FindString(a.Stdout.String() + b.Stdout.String())
-	admin, _ := client.New(a.URL, key)
-	if _, err := admin.AdminPutTier(ctx, testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 })); err != nil {
-		t.Fatal(err)
-	}
-	cu, err := admin.AdminCreateUser(ctx, api.UserRequest{Email: "shared@example.com", Tier: "shared", CreateKey: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := client.New(a.URL, cu.Secret)
-	cb, _ := client.New(b.URL, cu.Secret)
+	vars := map[string]string{"WASMWIZ_WORKERS": "1", "WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": redisURL,
+		"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
+	a := testenv.StartServe(t, vars)
+	b := testenv.StartServe(t, vars)
+	sa := processAPI(t, a) // the first to start bootstrapped the admin
+	sa.putTier(testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 }))
+	ca, _, key := sa.newUser("shared")
+	cb := processAPI(t, b).client(key)
 	hello := testmodule.Read(t, "hello.wasm")
 	for i, c := range []*client.Client{ca, cb, ca, cb} {
 		ex, err := c.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: hello})

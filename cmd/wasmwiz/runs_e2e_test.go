@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -460,11 +461,8 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	opts.StaleRunsAfter = 8 * time.Second
 	a := startServe(t, front, opts)
 	_, _, key := a.newUser(wasmwiz.TierBasic)
-	victim := map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir(), "WASMWIZ_WORKERS": "1",
-		"WASMWIZ_LOG_LEVEL": "warn", "WASMWIZ_ASYNC_WORKERS": "1"}
-	for k, v := range env {
-		victim[k] = v
-	}
+	victim := map[string]string{"WASMWIZ_WORKERS": "1", "WASMWIZ_LOG_LEVEL": "warn", "WASMWIZ_ASYNC_WORKERS": "1"}
+	maps.Copy(victim, env)
 	p := testenv.StartServe(t, victim)
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
 	testenv.WaitFor(t, "the run to print on the victim", func() bool {

@@ -21,11 +21,7 @@ var adminKeyLine = regexp.MustCompile(`(?i)key.*\b(ww_[A-Za-z0-9_-]{32,})`)
 // forgot to wire into the server.
 func servedExposition(t *testing.T) exported {
 	t.Helper()
-	vars := map[string]string{
-		"WASMWIZ_ADDR":     "127.0.0.1:0",
-		"WASMWIZ_DATA_DIR": t.TempDir(),
-		"WASMWIZ_WORKERS":  "2",
-	}
+	vars := map[string]string{"WASMWIZ_WORKERS": "2"}
 	// With Redis, as in production, so that the limiter's own metrics (which
 	// the alert rules use) are exported; a database of its own keeps its
 	// counts apart from other tests'.

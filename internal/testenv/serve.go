@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -21,16 +22,20 @@ type ServeProcess struct {
 
 var listeningRE = regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
 
-// StartServe starts `wasmwiz serve` with exactly vars in its environment
-// (plus PATH and a HOME of its own), waits until it prints its address,
-// and kills it when the test ends. What it printed before it listened (the
-// first admin's key on an empty database) is in Stdout by then.
+// StartServe starts `wasmwiz serve` with vars as its environment, plus
+// PATH, a HOME of its own and, unless vars set them, WASMWIZ_ADDR
+// 127.0.0.1:0 and a WASMWIZ_DATA_DIR of its own; it waits until serve
+// prints its address, and kills it when the test ends. What serve printed
+// before it listened (the first admin's key on an empty database) is in
+// Stdout by then.
 func StartServe(t testing.TB, vars map[string]string) *ServeProcess {
 	t.Helper()
+	env := map[string]string{"WASMWIZ_ADDR": "127.0.0.1:0", "WASMWIZ_DATA_DIR": t.TempDir()}
+	maps.Copy(env, vars)
 	p := &ServeProcess{Stdout: &Buffer{}, Stderr: &Buffer{}, done: make(chan error, 1)}
 	p.Cmd = exec.Command(WasmwizBinary(t), "serve")
 	p.Cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	for k, v := range vars {
+	for k, v := range env {
 		p.Cmd.Env = append(p.Cmd.Env, k+"="+v)
 	}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Stdout, p.Stderr
