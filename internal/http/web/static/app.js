@@ -146,6 +146,13 @@
     try { return await fn(); } finally { button.disabled = false; button.removeAttribute("aria-busy"); }
   }
 
+  // act runs fn while button is busy; a failure shows in errBox.
+  function act(button, errBox, fn) {
+    return busy(button, async () => {
+      try { await fn(); } catch (err) { showError(errBox, err); }
+    });
+  }
+
   // SHOW_TEXT and SHOW_HEX bound what the page puts on screen: a tier may
   // allow tens of MiB of output, which the Download button gives whole.
   const SHOW_TEXT = 256 << 10;
@@ -436,23 +443,18 @@
   // Samples run in one click: the module comes from the page's own static
   // files, with the stdin, args and limits its button names.
   for (const b of document.querySelectorAll("#samples button[data-sample]")) {
-    b.addEventListener("click", () => busy(b, async () => {
-      const errBox = $("run-error");
-      clearError(errBox);
-      try {
-        const res = await fetch("/static/sample-" + b.dataset.sample + ".wasm", { cache: "force-cache" });
-        if (!res.ok) throw new Error("sample " + b.dataset.sample + " is missing");
-        const fd = new FormData();
-        fd.append("wasm", await res.blob(), b.dataset.sample + ".wasm");
-        if (b.dataset.stdin) fd.append("stdin", b.dataset.stdin);
-        if (b.dataset.args) fd.append("args", JSON.stringify(b.dataset.args.split(" ")));
-        if (b.dataset.timeout) fd.append("timeout", b.dataset.timeout);
-        if (b.dataset.memory) fd.append("memory", b.dataset.memory);
-        if (b.dataset.async) fd.append("async", "true");
-        await submitRun(fd);
-      } catch (err) {
-        showError(errBox, err);
-      }
+    b.addEventListener("click", () => act(b, $("run-error"), async () => {
+      clearError($("run-error"));
+      const res = await fetch("/static/sample-" + b.dataset.sample + ".wasm", { cache: "force-cache" });
+      if (!res.ok) throw new Error("sample " + b.dataset.sample + " is missing");
+      const fd = new FormData();
+      fd.append("wasm", await res.blob(), b.dataset.sample + ".wasm");
+      if (b.dataset.stdin) fd.append("stdin", b.dataset.stdin);
+      if (b.dataset.args) fd.append("args", JSON.stringify(b.dataset.args.split(" ")));
+      if (b.dataset.timeout) fd.append("timeout", b.dataset.timeout);
+      if (b.dataset.memory) fd.append("memory", b.dataset.memory);
+      if (b.dataset.async) fd.append("async", "true");
+      await submitRun(fd);
     }));
   }
 
@@ -622,13 +624,9 @@
 
   async function deleteModule(m, button) {
     if (!window.confirm("Delete module " + m.name + " (" + m.id + ")? Its run records stay.")) return;
-    await busy(button, async () => {
-      try {
-        await api("DELETE", "/api/v1/modules/" + encodeURIComponent(m.id));
-        await loadModules();
-      } catch (err) {
-        showError($("modules-error"), err);
-      }
+    await act(button, $("modules-error"), async () => {
+      await api("DELETE", "/api/v1/modules/" + encodeURIComponent(m.id));
+      await loadModules();
     });
   }
 
@@ -644,16 +642,11 @@
     if (name) fd.append("name", name);
     fd.append("description", $("upload-description").value.trim());
     fd.append("public", $("upload-public").checked ? "true" : "false");
-    busy($("upload-submit"), async () => {
-      try {
-        const m = await api("POST", "/api/v1/modules", fd);
-        showInspection(m);
-        $("upload-form").reset();
-        await moduleList.first();
-      } catch (err) {
-        $("upload-result").hidden = true;
-        showError(errBox, err);
-      }
+    $("upload-result").hidden = true;
+    act($("upload-submit"), errBox, async () => {
+      showInspection(await api("POST", "/api/v1/modules", fd));
+      $("upload-form").reset();
+      await moduleList.first();
     });
   });
 
@@ -855,14 +848,10 @@
     $("run-detail").hidden = true;
   });
 
-  $("detail-cancel").addEventListener("click", () => busy($("detail-cancel"), async () => {
-    try {
-      const r = await api("POST", "/api/v1/runs/" + encodeURIComponent(detailRun.id) + "/cancel");
-      renderRun(r);
-      $("detail-live").textContent = r.state === "cancelled" ? "Cancelled." : "Stopping…";
-    } catch (err) {
-      showError($("detail-error"), err);
-    }
+  $("detail-cancel").addEventListener("click", () => act($("detail-cancel"), $("detail-error"), async () => {
+    const r = await api("POST", "/api/v1/runs/" + encodeURIComponent(detailRun.id) + "/cancel");
+    renderRun(r);
+    $("detail-live").textContent = r.state === "cancelled" ? "Cancelled." : "Stopping…";
   }));
 
   // Re-run fills the Run form with what the record keeps: the stored module
@@ -1057,14 +1046,10 @@
     let q = "Revoke key " + k.name + " (" + k.prefix + "…)? Programs using it stop working.";
     if (current) q += " This page uses it: you will need another key.";
     if (!window.confirm(q)) return;
-    await busy(button, async () => {
-      try {
-        await api("DELETE", "/api/v1/keys/" + encodeURIComponent(k.id));
-        if (current) setKey("");
-        await loadKeys();
-      } catch (err) {
-        showError($("keys-error"), err);
-      }
+    await act(button, $("keys-error"), async () => {
+      await api("DELETE", "/api/v1/keys/" + encodeURIComponent(k.id));
+      if (current) setKey("");
+      await loadKeys();
     });
   }
 
@@ -1077,17 +1062,13 @@
     const body = { name };
     const exp = $("key-expires").value;
     if (exp) body.expires_at = exp + "T00:00:00Z";
-    busy($("key-create"), async () => {
-      try {
-        const res = await api("POST", "/api/v1/keys", body);
-        $("key-secret").textContent = res.secret;
-        $("key-secret-box").hidden = false;
-        $("key-create-form").reset();
-        $("key-copy").focus();
-        await keyList.first();
-      } catch (err) {
-        showError(errBox, err);
-      }
+    act($("key-create"), errBox, async () => {
+      const res = await api("POST", "/api/v1/keys", body);
+      $("key-secret").textContent = res.secret;
+      $("key-secret-box").hidden = false;
+      $("key-create-form").reset();
+      $("key-copy").focus();
+      await keyList.first();
     });
   });
 
@@ -1226,19 +1207,15 @@
     const email = $("user-email").value.trim();
     if (!email) { showError(errBox, new Error("give the user's email")); $("user-email").focus(); return; }
     const body = { email, role: $("user-role").value, tier: $("user-tier").value, create_key: $("user-key").checked };
-    busy($("user-create"), async () => {
-      try {
-        const res = await api("POST", "/api/v1/admin/users", body);
-        if (res.secret) {
-          $("user-secret").textContent = res.secret;
-          $("user-secret-box").hidden = false;
-        }
-        $("user-email").value = "";
-        userList.offset = 0;
-        await loadAdmin();
-      } catch (err) {
-        showError(errBox, err);
+    act($("user-create"), errBox, async () => {
+      const res = await api("POST", "/api/v1/admin/users", body);
+      if (res.secret) {
+        $("user-secret").textContent = res.secret;
+        $("user-secret-box").hidden = false;
       }
+      $("user-email").value = "";
+      userList.offset = 0;
+      await loadAdmin();
     });
   });
   $("user-secret-dismiss").addEventListener("click", () => {
