@@ -192,42 +192,17 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	if *asJSON {
-		out, err := json.Marshal(sent)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "%s\n", out)
-		if code := runExitStatus(res); code != 0 {
-			return exitError{code}
-		}
-		return nil
+		return printJSONResult(env, sent, res)
 	}
-	if following {
-		// The output is out already: what is left is a plain function's
-		// results and how the run ended.
-		for _, v := range res.Results {
-			fmt.Fprintln(env.Stdout, v.String())
-		}
-	} else {
-		printGuestOutput(env, res)
+	if !following { // --follow printed the guest's output as it came
+		_, _ = env.Stdout.Write(res.Stdout)
+		_, _ = env.Stderr.Write(res.Stderr)
 	}
-	return execOutcome(ctx, env, c, res, lim)
-}
-
-// execOutcome says on stderr how a run ended when it did not simply finish
-// (for a limit it hit, with the server's figure for that limit where lim has
-// none), and gives the run's exit status.
-func execOutcome(ctx context.Context, env *Env, c *client.Client, res *wasmwiz.Result, lim wasmwiz.Limits) error {
+	// A limit the caller did not lower is the tier's: the server says which.
 	if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
 		lim = serverLimits(ctx, c, lim)
 	}
-	if msg := outcomeMessage(res, lim); msg != "" {
-		fmt.Fprintf(env.Stderr, "wasmwiz exec: %s\n", msg)
-	}
-	if code := runExitStatus(res); code != 0 {
-		return exitError{code}
-	}
-	return nil
+	return finishRun(env, "exec", res, lim)
 }
 
 // executeTar runs req answered as a tar (Accept: application/x-tar):
@@ -318,16 +293,6 @@ func writeOutputs(env *Env, dir string, files []wasmwiz.OutputFile) error {
 		}
 	}
 	return nil
-}
-
-// printGuestOutput prints a result as `wasmwiz run` does: the guest's
-// stdout and stderr, then a plain function's results one per line.
-func printGuestOutput(env *Env, res *wasmwiz.Result) {
-	_, _ = env.Stdout.Write(res.Stdout)
-	_, _ = env.Stderr.Write(res.Stderr)
-	for _, v := range res.Results {
-		fmt.Fprintln(env.Stdout, v.String())
-	}
 }
 
 // serverLimits fills the limits the caller did not lower with its tier's,

@@ -152,23 +152,34 @@ func cmdRun(ctx context.Context, env *Env, args []string) error {
 		return fail(err)
 	}
 	if *asJSON {
-		out, err := json.Marshal(wwhttp.APIResult("", res))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "%s\n", out)
-	} else {
-		for _, v := range res.Results {
-			fmt.Fprintln(env.Stdout, v.String())
-		}
-		if msg := outcomeMessage(res, lim); msg != "" {
-			fmt.Fprintf(env.Stderr, "wasmwiz run: %s\n", msg)
-		}
+		return printJSONResult(env, wwhttp.APIResult("", res), res)
 	}
-	if code := runExitStatus(res); code != 0 {
-		return exitError{code}
+	return finishRun(env, "run", res, lim)
+}
+
+// printJSONResult prints v, the JSON form of res, on one line and returns
+// the process's exit for res.
+func printJSONResult(env *Env, v any, res *wasmwiz.Result) error {
+	out, err := json.Marshal(v)
+	if err != nil {
+		return err
 	}
-	return nil
+	fmt.Fprintf(env.Stdout, "%s\n", out)
+	return runExit(res)
+}
+
+// finishRun prints a plain function's results, one per line, after the
+// guest's output; says on stderr how the run ended when it did not simply
+// finish (cmd names the command, lim the limits it hit); and returns the
+// process's exit for res.
+func finishRun(env *Env, cmd string, res *wasmwiz.Result, lim wasmwiz.Limits) error {
+	for _, v := range res.Results {
+		fmt.Fprintln(env.Stdout, v.String())
+	}
+	if msg := outcomeMessage(res, lim); msg != "" {
+		fmt.Fprintf(env.Stderr, "wasmwiz %s: %s\n", cmd, msg)
+	}
+	return runExit(res)
 }
 
 // runWithWatchdog runs req and, when the engine has not stopped the guest
@@ -371,6 +382,15 @@ func outcomeMessage(res *wasmwiz.Result, lim wasmwiz.Limits) string {
 		return fmt.Sprintf("output_limit: stopped when its output passed %s", wasmwiz.FormatSize(lim.MaxOutputBytes))
 	}
 	return ""
+}
+
+// runExit is the process's exit for a result: nil for status 0, else an
+// exitError with runExitStatus.
+func runExit(res *wasmwiz.Result) error {
+	if code := runExitStatus(res); code != 0 {
+		return exitError{code}
+	}
+	return nil
 }
 
 // runExitStatus is the process exit status for a result: the guest's own
