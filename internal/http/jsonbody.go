@@ -319,6 +319,20 @@ func (o *jsonObject) key(first bool) (name string, ok bool, err error) {
 	return name, true, nil
 }
 
+// fields walks the members of an object whose '{' was read: it reads each
+// member's name and colon and calls value, which reads the value.
+func (o *jsonObject) fields(value func(name string) error) error {
+	for first := true; ; first = false {
+		name, ok, err := o.key(first)
+		if err != nil || !ok {
+			return err
+		}
+		if err := value(name); err != nil {
+			return err
+		}
+	}
+}
+
 // value reads the next value with read, given a json.Decoder of its own
 // over at most max bytes (and valueSlack) of the body; past them read fails
 // with tooBig. What the decoder read beyond the value is given back.
@@ -673,18 +687,12 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 	var argv wasmwiz.ArgvBudget
 	seen := map[string]bool{}
 	small := func(name string, v any) error { return o.decode(name, fieldLimit, fieldTooLarge(name), v) }
-	for first := true; ; first = false {
-		name, ok, err := o.key(first)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			break
-		}
+	err = o.fields(func(name string) error {
 		if seen[name] {
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q given twice", name)
+			return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: field %q given twice", name)
 		}
 		seen[name] = true
+		var err error
 		switch name {
 		case "wasm_base64":
 			body.wasm, body.hasWasm, err = o.base64Value(name, limits.MaxModuleBytes, wasmwiz.SizeError("module", -1, limits.MaxModuleBytes, tier))
@@ -713,13 +721,14 @@ func decodeExecuteJSON(r io.Reader, length int64, limits wasmwiz.Limits, tier st
 		default:
 			field, ok := smallFields[name]
 			if !ok {
-				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: unknown field %q", name)
+				return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: unknown field %q", name)
 			}
 			err = small(name, field(&body))
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	// Only whitespace after the object, read to the end: the body's limit
 	// applies to it too.
@@ -772,14 +781,8 @@ func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]wasmwiz.FileEntry, err
 		}
 		var f wasmwiz.FileEntry
 		var hasPath, hasContent bool
-		for first := true; ; first = false {
-			name, ok, err := o.key(first)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				break
-			}
+		err = o.fields(func(name string) error {
+			var err error
 			switch {
 			case name == "path" && !hasPath:
 				hasPath = true
@@ -792,13 +795,14 @@ func decodeFiles(o *jsonObject, limits wasmwiz.Limits) ([]wasmwiz.FileEntry, err
 				}
 				used += int64(len(f.Data))
 			case name == "path", name == "content_base64":
-				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: field %q given twice", i, name)
+				return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: field %q given twice", i, name)
 			default:
-				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: unknown field %q", i, name)
+				return wasmwiz.Errorf(wasmwiz.EINVALID, "invalid JSON body: files[%d]: unknown field %q", i, name)
 			}
-			if err != nil {
-				return nil, err
-			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		if f.Path == "" {
 			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "files[%d] has no path", i)
