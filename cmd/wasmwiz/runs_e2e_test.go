@@ -63,6 +63,24 @@ func getRun(t testing.TB, base, key, id string) *api.Run {
 	return &rec
 }
 
+// awaitRun reads run id until done holds for it (what says what the test
+// waits for) and returns it as read then.
+func awaitRun(t testing.TB, what, base, key, id string, done func(*api.Run) bool) *api.Run {
+	t.Helper()
+	var r *api.Run
+	testenv.WaitFor(t, what, func() bool { r = getRun(t, base, key, id); return done(r) })
+	return r
+}
+
+// inState is a condition for awaitRun: the run is in state.
+func inState(state api.RunState) func(*api.Run) bool {
+	return func(r *api.Run) bool { return r.State == state }
+}
+
+// printing is a condition for awaitRun: the run is running and has written
+// output.
+func printing(r *api.Run) bool { return r.State == api.RunRunning && len(r.Stdout) > 0 }
+
 // startAsync admits a background run and returns its id.
 func startAsync(t testing.TB, base, key string, body map[string]any) string {
 	t.Helper()
@@ -322,10 +340,7 @@ func TestServeAsyncCancel(t *testing.T) {
 		_, _, key := s.newUser(wasmwiz.TierBasic)
 		ticks := b64(testmodule.Read(t, "ticks.wasm"))
 		first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
-		testenv.WaitFor(t, "the first run to print", func() bool {
-			r := getRun(t, s.url, key, first)
-			return r.State == api.RunRunning && len(r.Stdout) > 0
-		})
+		awaitRun(t, "the first run to print", s.url, key, first, printing)
 		second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
 		code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
 		if code != http.StatusOK {
@@ -338,8 +353,7 @@ func TestServeAsyncCancel(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("cancel running: %d %s", code, body)
 		}
-		testenv.WaitFor(t, "the running run to stop", func() bool { return getRun(t, s.url, key, first).State == api.RunCancelled })
-		r := getRun(t, s.url, key, first)
+		r := awaitRun(t, "the running run to stop", s.url, key, first, inState(api.RunCancelled))
 		if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
 			t.Fatalf("cancelled running run: %+v", r)
 		}
@@ -348,7 +362,7 @@ func TestServeAsyncCancel(t *testing.T) {
 		}
 		// The cancelled second run never ran, later either.
 		third := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
-		testenv.WaitFor(t, "the next run to finish", func() bool { return getRun(t, s.url, key, third).State == api.RunDone })
+		awaitRun(t, "the next run to finish", s.url, key, third, inState(api.RunDone))
 		if r := getRun(t, s.url, key, second); r.StartedAt != nil || r.State != api.RunCancelled {
 			t.Fatalf("a cancelled run started: %+v", r)
 		}
@@ -420,8 +434,7 @@ func TestServeAsyncSurvivesRestart(t *testing.T) {
 	}
 	vars["WASMWIZ_ASYNC_WORKERS"] = "1"
 	b := startServe(t, vars, testServeOptions())
-	testenv.WaitFor(t, "the queued run to run after the restart", func() bool { return getRun(t, b.url, key, id).State == api.RunDone })
-	if r := getRun(t, b.url, key, id); r.Status != api.StatusOK || !strings.Contains(string(r.Stdout), "ello") {
+	if r := awaitRun(t, "the queued run to run after the restart", b.url, key, id, inState(api.RunDone)); r.Status != api.StatusOK || !strings.Contains(string(r.Stdout), "ello") {
 		t.Fatalf("run after restart: %+v", r)
 	}
 }
@@ -465,15 +478,11 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	maps.Copy(victim, env)
 	p := testenv.StartServe(t, victim)
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
-	testenv.WaitFor(t, "the run to print on the victim", func() bool {
-		r := getRun(t, a.url, key, id)
-		return r.State == api.RunRunning && len(r.Stdout) > 0
-	})
+	awaitRun(t, "the run to print on the victim", a.url, key, id, printing)
 	if err := p.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the killed replica's run to be failed", func() bool { return getRun(t, a.url, key, id).State == api.RunFailed })
-	r := getRun(t, a.url, key, id)
+	r := awaitRun(t, "the killed replica's run to be failed", a.url, key, id, inState(api.RunFailed))
 	if !strings.Contains(r.Message, "never run again") || r.Status != "" {
 		t.Fatalf("failed run: %+v", r)
 	}
@@ -482,7 +491,7 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 	back["WASMWIZ_ASYNC_WORKERS"] = "1"
 	startServe(t, back, testServeOptions())
 	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
-	testenv.WaitFor(t, "the next run", func() bool { return getRun(t, a.url, key, nextID).State == api.RunDone })
+	awaitRun(t, "the next run", a.url, key, nextID, inState(api.RunDone))
 	if r := getRun(t, a.url, key, id); r.State != api.RunFailed {
 		t.Fatalf("the failed run changed: %+v", r)
 	}
@@ -528,8 +537,7 @@ func TestServeWebhook(t *testing.T) {
 		secret = sec.Secret
 		mu.Unlock()
 		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": recv.URL + "/hook"})
-		testenv.WaitFor(t, "two delivery attempts in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) == 2 })
-		r := getRun(t, s.url, key, id)
+		r := awaitRun(t, "two delivery attempts in the run", s.url, key, id, func(r *api.Run) bool { return len(r.Deliveries) == 2 })
 		if r.Deliveries[0].StatusCode != http.StatusServiceUnavailable || r.Deliveries[0].Error == "" ||
 			r.Deliveries[1].StatusCode != http.StatusNoContent || r.Deliveries[1].Error != "" {
 			t.Fatalf("deliveries %+v", r.Deliveries)
@@ -560,8 +568,8 @@ func TestServeWebhookRefusesLoopback(t *testing.T) {
 	// "localhost" resolves to loopback: the check is on the address.
 	u := strings.Replace(recv.URL, "127.0.0.1", "localhost", 1)
 	id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm")), "callback_url": u})
-	testenv.WaitFor(t, "a refused attempt in the run", func() bool { return len(getRun(t, s.url, key, id).Deliveries) >= 1 })
-	if d := getRun(t, s.url, key, id).Deliveries[0]; d.StatusCode != 0 || !strings.Contains(d.Error, "not public") {
+	r := awaitRun(t, "a refused attempt in the run", s.url, key, id, func(r *api.Run) bool { return len(r.Deliveries) >= 1 })
+	if d := r.Deliveries[0]; d.StatusCode != 0 || !strings.Contains(d.Error, "not public") {
 		t.Fatalf("delivery %+v", d)
 	}
 	select {
