@@ -216,14 +216,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		}
 		return parseExecuteJSON(r, limits, tier, moduleID)
 	case !stored && mt == "application/wasm":
-		if err := limitBody(w, r, limit); err != nil {
-			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
-		}
-		wasm, err := readAll(r)
-		if err != nil {
-			return nil, sizeRefusal("module", limits.MaxModuleBytes, tier, err)
-		}
-		req, err := parseExecuteQuery(r)
+		wasm, req, err := parseRawExecute(w, r, "module", limits.MaxModuleBytes, tier)
 		if err != nil {
 			return nil, err
 		}
@@ -231,14 +224,7 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		return req, nil
 	case stored:
 		// Any other body of a stored module's execute is its stdin.
-		if err := limitBody(w, r, limit); err != nil {
-			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
-		}
-		stdin, err := readAll(r)
-		if err != nil {
-			return nil, sizeRefusal("stdin", limits.MaxStdinBytes, tier, err)
-		}
-		req, err := parseExecuteQuery(r)
+		stdin, req, err := parseRawExecute(w, r, "stdin", limits.MaxStdinBytes, tier)
 		if err != nil {
 			return nil, err
 		}
@@ -254,6 +240,21 @@ func (s *Server) parseExecute(w http.ResponseWriter, r *http.Request, limits was
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID,
 			"unsupported Content-Type %q: send multipart/form-data, application/json or application/wasm", r.Header.Get("Content-Type"))
 	}
+}
+
+// parseRawExecute reads a body that is all one thing (what: the module or
+// stdin, at most max: its executeBodyCap), and the request's other fields
+// from the query.
+func parseRawExecute(w http.ResponseWriter, r *http.Request, what string, max int64, tier string) ([]byte, *wasmwiz.RunRequest, error) {
+	if err := limitBody(w, r, max); err != nil {
+		return nil, nil, sizeRefusal(what, max, tier, err)
+	}
+	b, err := readAll(r)
+	if err != nil {
+		return nil, nil, sizeRefusal(what, max, tier, err)
+	}
+	req, err := parseExecuteQuery(r)
+	return b, req, err
 }
 
 // sizeRefusal words a body-size failure of a raw body that is all module
