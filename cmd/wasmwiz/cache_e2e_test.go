@@ -55,30 +55,46 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 		return err
 	}
 
-	t.Run("revoked key", func(t *testing.T) {
-		u, _, key := a.newUser(wasmwiz.TierPro)
-		ub := b.client(key)
-		warm(t, b, "the key on b", func() error { return run(ub, "hi") })
-		keys, _, err := u.ListKeys(ctx, false, client.Page{})
-		if err != nil || len(keys) != 1 {
-			t.Fatalf("ListKeys: %v, %v", keys, err)
-		}
-		if err := u.RevokeKey(ctx, keys[0].ID); err != nil {
-			t.Fatal(err)
-		}
-		wantCode(t, "the next request on b with the key revoked on a", run(ub, "hi"), wasmwiz.EUNAUTHORIZED)
-	})
-
-	t.Run("disabled user", func(t *testing.T) {
-		_, u, key := a.newUser(wasmwiz.TierPro)
-		ub := b.client(key)
-		warm(t, b, "the user on b", func() error { return run(ub, "hi") })
-		yes := true
-		if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Disabled: &yes}); err != nil {
-			t.Fatal(err)
-		}
-		wantCode(t, "the next request on b of the user disabled on a", run(ub, "hi"), wasmwiz.EUNAUTHORIZED)
-	})
+	// A change made on a to a user that b has cached applies to the user's
+	// very next request on b. (The tier a user moves to is there before the
+	// user is cached: only the move is new to b.)
+	small := testTier("small-"+randomPrefix()[6:12], func(tr *wasmwiz.Tier) { tr.MaxStdinBytes = 4 })
+	a.putTier(small)
+	for _, tt := range []struct {
+		name   string
+		stdin  string // what the user runs, within its tier before the change
+		change func(t *testing.T, c *client.Client, u *api.User)
+		want   string // the code of the next request on b
+	}{
+		{"revoked key", "hi", func(t *testing.T, c *client.Client, _ *api.User) {
+			keys, _, err := c.ListKeys(ctx, false, client.Page{})
+			if err != nil || len(keys) != 1 {
+				t.Fatalf("ListKeys: %v, %v", keys, err)
+			}
+			if err := c.RevokeKey(ctx, keys[0].ID); err != nil {
+				t.Fatal(err)
+			}
+		}, wasmwiz.EUNAUTHORIZED},
+		{"disabled user", "hi", func(t *testing.T, _ *client.Client, u *api.User) {
+			yes := true
+			if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Disabled: &yes}); err != nil {
+				t.Fatal(err)
+			}
+		}, wasmwiz.EUNAUTHORIZED},
+		{"user moved to another tier", "hello", func(t *testing.T, _ *client.Client, u *api.User) {
+			if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Tier: &small.Name}); err != nil {
+				t.Fatal(err)
+			}
+		}, wasmwiz.ETOOLARGE},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, u, key := a.newUser(wasmwiz.TierPro)
+			ub := b.client(key)
+			warm(t, b, "the user on b", func() error { return run(ub, tt.stdin) })
+			tt.change(t, c, u)
+			wantCode(t, "the next request on b after the change on a", run(ub, tt.stdin), tt.want)
+		})
+	}
 
 	t.Run("tier edited", func(t *testing.T) {
 		tier := testTier("edited-"+randomPrefix()[6:12], func(tr *wasmwiz.Tier) { tr.MaxStdinBytes = 8 })
@@ -102,18 +118,6 @@ func TestServeCacheTwoReplicas(t *testing.T) {
 			t.Fatalf("on b after the quota was lowered on a: limit %d, want 3", ex.RateLimit.Limit)
 		}
 		wantCode(t, "on b after the quota was lowered below the runs made", err, wasmwiz.ERATELIMIT)
-	})
-
-	t.Run("user moved to another tier", func(t *testing.T) {
-		small := testTier("small-"+randomPrefix()[6:12], func(tr *wasmwiz.Tier) { tr.MaxStdinBytes = 4 })
-		a.putTier(small)
-		_, u, key := a.newUser(wasmwiz.TierPro)
-		ub := b.client(key)
-		warm(t, b, "the user on b", func() error { return run(ub, "hello") })
-		if _, err := admin.AdminUpdateUser(ctx, u.ID, api.UserUpdate{Tier: &small.Name}); err != nil {
-			t.Fatal(err)
-		}
-		wantCode(t, "the next request on b, over the new tier's stdin", run(ub, "hello"), wasmwiz.ETOOLARGE)
 	})
 
 	t.Run("module made private, renamed, deleted", func(t *testing.T) {
