@@ -23,16 +23,7 @@ func (s *Server) epochLoop(ctx context.Context) {
 	if every <= 0 {
 		every = defaultEpochInterval
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.publishEpoch(ctx)
-	}
+	runEvery(ctx, every, every, func() { s.publishEpoch(ctx) })
 }
 
 // publishEpoch reads the database's cache epoch and publishes it to the

@@ -28,23 +28,7 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	if every <= 0 {
 		every = defaultRetentionInterval
 	}
-	first := time.NewTimer(min(every, 10*time.Second))
-	defer first.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-first.C:
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		s.deleteOldRuns(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	runEvery(ctx, min(every, 10*time.Second), every, func() { s.deleteOldRuns(ctx) })
 }
 
 // deleteOldRuns deletes the runs past their tier's run_retention_ms (the

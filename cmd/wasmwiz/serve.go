@@ -415,19 +415,35 @@ func (s *Server) staleRunsLoop(ctx context.Context) {
 	if after <= 0 {
 		after = staleRunsAfter
 	}
-	t := time.NewTicker(min(staleRunsInterval, after/2))
-	defer t.Stop()
+	every := min(staleRunsInterval, after/2)
 	exec := s.api.Executor()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	runEvery(ctx, every, every, func() {
 		if n, err := exec.FailStaleRuns(ctx, after); err != nil && ctx.Err() == nil {
 			s.log.Warn("looking for runs of dead replicas failed", "err", err)
 		} else if n > 0 {
 			s.log.Warn("failed runs whose replica stopped sending heartbeats", "runs", n)
+		}
+	})
+}
+
+// runEvery calls f after first and then every d, until ctx ends: the
+// server's periodic work (cache epoch, retention, runs of dead replicas).
+func runEvery(ctx context.Context, first, d time.Duration, f func()) {
+	wait := time.NewTimer(first)
+	defer wait.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-wait.C:
+	}
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		f()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
