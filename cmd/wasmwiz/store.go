@@ -43,29 +43,18 @@ func openQueue(s Store, opts queue.Options) (*queue.Queue, error) {
 	return nil, wasmwiz.Errorf(wasmwiz.EINTERNAL, "no queue for a store of type %T", s)
 }
 
-// Store is the configured database: every service interface of the root
-// package, plus what serve and the admin commands need around them.
+// Store is the configured database: the root package's Store, plus what
+// serve and the admin commands need around it.
 type Store interface {
-	wasmwiz.UserService
-	wasmwiz.APIKeyService
-	wasmwiz.TierService
-	wasmwiz.ModuleService
-	wasmwiz.RunService
-	wasmwiz.CacheEpochService
-	wasmwiz.RunQueueService
+	wasmwiz.Store
 
 	// Migrate applies the embedded migrations the database lacks.
 	Migrate(ctx context.Context) error
 	// MigrationVersions returns the migrations applied so far; an error or
 	// none means the database has no WasmWiz schema yet.
 	MigrationVersions(ctx context.Context) ([]int, error)
-	// Ping returns nil when the database answers, EUNAVAILABLE otherwise.
-	Ping(ctx context.Context) error
 	// Close releases the database.
 	Close() error
-	// Bootstrap creates the first admin and its key on a database without
-	// users, and reports whether it did; the key is shown only here.
-	Bootstrap(ctx context.Context, email string) (user *wasmwiz.User, key string, created bool, err error)
 }
 
 // Both stores are Stores.

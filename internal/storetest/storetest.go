@@ -62,23 +62,11 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// Store is everything a WasmWiz store provides.
+// Store is a WasmWiz store (the root package's Store) whose clock the
+// suite sets.
 type Store interface {
-	wasmwiz.UserService
-	wasmwiz.APIKeyService
-	wasmwiz.TierService
-	wasmwiz.ModuleService
-	wasmwiz.RunService
-	wasmwiz.CacheEpochService
-	wasmwiz.RunQueueService
+	wasmwiz.Store
 
-	// Bootstrap creates the first admin and a key for it when the users
-	// table is empty, and returns the key's plaintext, which is never stored.
-	// On a database with any user it does nothing and returns created false.
-	// EINVALID for a bad email.
-	Bootstrap(ctx context.Context, email string) (user *wasmwiz.User, key string, created bool, err error)
-	// Ping returns nil when the database answers, EUNAVAILABLE otherwise.
-	Ping(ctx context.Context) error
 	// SetNow replaces the store's clock. The suite calls it once, before
 	// any other method, with a clock that it moves itself.
 	SetNow(now func() time.Time)
