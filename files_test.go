@@ -2,13 +2,10 @@ package wasmwiz
 
 import (
 	"archive/tar"
-	"archive/zip"
-	"bytes"
-	"compress/gzip"
-	"io/fs"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 func TestCleanFilePath(t *testing.T) {
@@ -90,92 +87,17 @@ func TestRunFilesCheck(t *testing.T) {
 	}
 }
 
-// archive builds test archives.
-type archiveEntry struct {
-	name     string
-	typ      byte // tar type; zip: '0' file, '5' dir, '2' symlink, '6' fifo
-	data     string
-	linkname string
-}
-
-func tarOf(t testing.TB, entries ...archiveEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.data)), Linkname: e.linkname, ModTime: time.Unix(0, 0)}
-		if e.typ != tar.TypeReg {
-			h.Size = 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeReg {
-			if _, err := tw.Write([]byte(e.data)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func gzipOf(t testing.TB, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	if _, err := zw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func zipOf(t testing.TB, entries ...archiveEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range entries {
-		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
-		switch e.typ {
-		case '5':
-			h.SetMode(fs.ModeDir | 0o755)
-		case '2':
-			h.SetMode(fs.ModeSymlink | 0o777)
-		case '6':
-			h.SetMode(fs.ModeNamedPipe | 0o644)
-		default:
-			h.SetMode(0o644)
-		}
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(e.data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func TestReadArchive(t *testing.T) {
 	t.Parallel()
-	good := []archiveEntry{
-		{name: "./", typ: tar.TypeDir},
-		{name: "data/", typ: tar.TypeDir},
-		{name: "data/in.csv", typ: tar.TypeReg, data: "a,b\n"},
-		{name: "link", typ: tar.TypeSymlink, linkname: "data/in.csv"},
+	good := []testenv.ArchiveEntry{
+		{Name: "./", Type: tar.TypeDir},
+		{Name: "data/", Type: tar.TypeDir},
+		{Name: "data/in.csv", Type: tar.TypeReg, Data: "a,b\n"},
+		{Name: "link", Type: tar.TypeSymlink, Linkname: "data/in.csv"},
 	}
-	zipGood := []archiveEntry{{name: "data/", typ: '5'}, {name: "data/in.csv", data: "a,b\n"}, {name: "link", typ: '2', data: "data/in.csv"}}
+	zipGood := []testenv.ArchiveEntry{{Name: "data/", Type: '5'}, {Name: "data/in.csv", Data: "a,b\n"}, {Name: "link", Type: '2', Data: "data/in.csv"}}
 	for name, data := range map[string][]byte{
-		"tar": tarOf(t, good...), "tar.gz": gzipOf(t, tarOf(t, good...)), "zip": zipOf(t, zipGood...),
+		"tar": testenv.Tar(t, good...), "tar.gz": testenv.Gzip(t, testenv.Tar(t, good...)), "zip": testenv.Zip(t, zipGood...),
 	} {
 		entries, err := ReadArchive(data, fileLimits())
 		if err != nil {
@@ -190,7 +112,7 @@ func TestReadArchive(t *testing.T) {
 		}
 	}
 	// A hard link is a copy of the file before it.
-	entries, err := ReadArchive(tarOf(t, archiveEntry{name: "a", typ: tar.TypeReg, data: "xy"}, archiveEntry{name: "b", typ: tar.TypeLink, linkname: "./a"}), fileLimits())
+	entries, err := ReadArchive(testenv.Tar(t, testenv.ArchiveEntry{Name: "a", Type: tar.TypeReg, Data: "xy"}, testenv.ArchiveEntry{Name: "b", Type: tar.TypeLink, Linkname: "./a"}), fileLimits())
 	if err != nil || len(entries) != 2 || string(entries[1].Data) != "xy" || entries[1].Kind != FileRegular {
 		t.Fatalf("hard link: %+v %v", entries, err)
 	}
@@ -198,13 +120,13 @@ func TestReadArchive(t *testing.T) {
 
 func TestReadArchiveRefusals(t *testing.T) {
 	t.Parallel()
-	many := make([]archiveEntry, 11)
+	many := make([]testenv.ArchiveEntry, 11)
 	for i := range many {
-		many[i] = archiveEntry{name: strings.Repeat("f", i+1), typ: tar.TypeReg}
+		many[i] = testenv.ArchiveEntry{Name: strings.Repeat("f", i+1), Type: tar.TypeReg}
 	}
-	zipMany := make([]archiveEntry, 11)
+	zipMany := make([]testenv.ArchiveEntry, 11)
 	for i := range zipMany {
-		zipMany[i] = archiveEntry{name: strings.Repeat("f", i+1)}
+		zipMany[i] = testenv.ArchiveEntry{Name: strings.Repeat("f", i+1)}
 	}
 	tests := []struct {
 		name    string
@@ -212,25 +134,25 @@ func TestReadArchiveRefusals(t *testing.T) {
 		code    string
 		message string
 	}{
-		{"dot dot", tarOf(t, archiveEntry{name: "../evil", typ: tar.TypeReg}), EINVALID, `"../evil" has a ".."`},
-		{"nested dot dot", tarOf(t, archiveEntry{name: "a/../../evil", typ: tar.TypeReg}), EINVALID, `"a/../../evil"`},
-		{"absolute", tarOf(t, archiveEntry{name: "/etc/cron.d/x", typ: tar.TypeReg}), EINVALID, `"/etc/cron.d/x" is absolute`},
-		{"link to /etc", tarOf(t, archiveEntry{name: "etc", typ: tar.TypeSymlink, linkname: "/etc"}), EINVALID, `link "etc" points to the absolute path "/etc"`},
-		{"link out", tarOf(t, archiveEntry{name: "up", typ: tar.TypeSymlink, linkname: "../../.."}), EINVALID, `link "up" points to "../../..", outside`},
-		{"hard link out", tarOf(t, archiveEntry{name: "pw", typ: tar.TypeLink, linkname: "/etc/passwd"}), EINVALID, `hard link "pw"`},
-		{"hard link to nothing", tarOf(t, archiveEntry{name: "pw", typ: tar.TypeLink, linkname: "shadow"}), EINVALID, `not a file before it`},
-		{"device", tarOf(t, archiveEntry{name: "null", typ: tar.TypeChar}), EINVALID, `"null" is a device file`},
-		{"block device", tarOf(t, archiveEntry{name: "sda", typ: tar.TypeBlock}), EINVALID, `"sda" is a device file`},
-		{"fifo", tarOf(t, archiveEntry{name: "p", typ: tar.TypeFifo}), EINVALID, `"p" is a FIFO`},
-		{"too many", tarOf(t, many...), ETOOLARGE, "more than 10 entries"},
-		{"too many zip", zipOf(t, zipMany...), ETOOLARGE, "more than 10 entries"},
-		{"too big", tarOf(t, archiveEntry{name: "big", typ: tar.TypeReg, data: strings.Repeat("x", 1001)}), ETOOLARGE, `over the 1000B limit`},
-		{"gzip bomb", gzipOf(t, tarOf(t, archiveEntry{name: "zeros", typ: tar.TypeReg, data: strings.Repeat("\x00", 1<<20)})), ETOOLARGE, "over the 1000B limit"},
-		{"zip bomb", zipOf(t, archiveEntry{name: "zeros", data: strings.Repeat("\x00", 1<<20)}), ETOOLARGE, "over the 1000B limit"},
-		{"zip dot dot", zipOf(t, archiveEntry{name: "../evil", data: "x"}), EINVALID, `"../evil" has a ".."`},
-		{"zip backslash", zipOf(t, archiveEntry{name: `..\evil`, data: "x"}), EINVALID, "backslash"},
-		{"zip link out", zipOf(t, archiveEntry{name: "l", typ: '2', data: "/etc/passwd"}), EINVALID, `link "l" points to the absolute path`},
-		{"zip fifo", zipOf(t, archiveEntry{name: "p", typ: '6'}), EINVALID, `"p" is a FIFO`},
+		{"dot dot", testenv.Tar(t, testenv.ArchiveEntry{Name: "../evil", Type: tar.TypeReg}), EINVALID, `"../evil" has a ".."`},
+		{"nested dot dot", testenv.Tar(t, testenv.ArchiveEntry{Name: "a/../../evil", Type: tar.TypeReg}), EINVALID, `"a/../../evil"`},
+		{"absolute", testenv.Tar(t, testenv.ArchiveEntry{Name: "/etc/cron.d/x", Type: tar.TypeReg}), EINVALID, `"/etc/cron.d/x" is absolute`},
+		{"link to /etc", testenv.Tar(t, testenv.ArchiveEntry{Name: "etc", Type: tar.TypeSymlink, Linkname: "/etc"}), EINVALID, `link "etc" points to the absolute path "/etc"`},
+		{"link out", testenv.Tar(t, testenv.ArchiveEntry{Name: "up", Type: tar.TypeSymlink, Linkname: "../../.."}), EINVALID, `link "up" points to "../../..", outside`},
+		{"hard link out", testenv.Tar(t, testenv.ArchiveEntry{Name: "pw", Type: tar.TypeLink, Linkname: "/etc/passwd"}), EINVALID, `hard link "pw"`},
+		{"hard link to nothing", testenv.Tar(t, testenv.ArchiveEntry{Name: "pw", Type: tar.TypeLink, Linkname: "shadow"}), EINVALID, `not a file before it`},
+		{"device", testenv.Tar(t, testenv.ArchiveEntry{Name: "null", Type: tar.TypeChar}), EINVALID, `"null" is a device file`},
+		{"block device", testenv.Tar(t, testenv.ArchiveEntry{Name: "sda", Type: tar.TypeBlock}), EINVALID, `"sda" is a device file`},
+		{"fifo", testenv.Tar(t, testenv.ArchiveEntry{Name: "p", Type: tar.TypeFifo}), EINVALID, `"p" is a FIFO`},
+		{"too many", testenv.Tar(t, many...), ETOOLARGE, "more than 10 entries"},
+		{"too many zip", testenv.Zip(t, zipMany...), ETOOLARGE, "more than 10 entries"},
+		{"too big", testenv.Tar(t, testenv.ArchiveEntry{Name: "big", Type: tar.TypeReg, Data: strings.Repeat("x", 1001)}), ETOOLARGE, `over the 1000B limit`},
+		{"gzip bomb", testenv.Gzip(t, testenv.Tar(t, testenv.ArchiveEntry{Name: "zeros", Type: tar.TypeReg, Data: strings.Repeat("\x00", 1<<20)})), ETOOLARGE, "over the 1000B limit"},
+		{"zip bomb", testenv.Zip(t, testenv.ArchiveEntry{Name: "zeros", Data: strings.Repeat("\x00", 1<<20)}), ETOOLARGE, "over the 1000B limit"},
+		{"zip dot dot", testenv.Zip(t, testenv.ArchiveEntry{Name: "../evil", Data: "x"}), EINVALID, `"../evil" has a ".."`},
+		{"zip backslash", testenv.Zip(t, testenv.ArchiveEntry{Name: `..\evil`, Data: "x"}), EINVALID, "backslash"},
+		{"zip link out", testenv.Zip(t, testenv.ArchiveEntry{Name: "l", Type: '2', Data: "/etc/passwd"}), EINVALID, `link "l" points to the absolute path`},
+		{"zip fifo", testenv.Zip(t, testenv.ArchiveEntry{Name: "p", Type: '6'}), EINVALID, `"p" is a FIFO`},
 		{"not an archive", []byte("hello, this is text"), EINVALID, "not a valid tar"},
 		{"broken gzip", []byte{0x1f, 0x8b, 1, 2, 3}, EINVALID, "gzip"},
 		{"broken zip", []byte("PK\x03\x04garbage"), EINVALID, "not a valid zip"},
@@ -250,9 +172,9 @@ func TestReadArchiveRefusals(t *testing.T) {
 // FuzzReadArchive: no input makes ReadArchive panic, hold more than its
 // limits, or return entries that RunFiles.Check refuses.
 func FuzzReadArchive(f *testing.F) {
-	f.Add(tarOf(f, archiveEntry{name: "a/b", typ: tar.TypeReg, data: "x"}, archiveEntry{name: "l", typ: tar.TypeSymlink, linkname: "a/b"}))
-	f.Add(gzipOf(f, tarOf(f, archiveEntry{name: "a", typ: tar.TypeReg, data: "hello"})))
-	f.Add(zipOf(f, archiveEntry{name: "d/", typ: '5'}, archiveEntry{name: "d/f", data: "x"}, archiveEntry{name: "l", typ: '2', data: "d/f"}))
+	f.Add(testenv.Tar(f, testenv.ArchiveEntry{Name: "a/b", Type: tar.TypeReg, Data: "x"}, testenv.ArchiveEntry{Name: "l", Type: tar.TypeSymlink, Linkname: "a/b"}))
+	f.Add(testenv.Gzip(f, testenv.Tar(f, testenv.ArchiveEntry{Name: "a", Type: tar.TypeReg, Data: "hello"})))
+	f.Add(testenv.Zip(f, testenv.ArchiveEntry{Name: "d/", Type: '5'}, testenv.ArchiveEntry{Name: "d/f", Data: "x"}, testenv.ArchiveEntry{Name: "l", Type: '2', Data: "d/f"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l := Limits{MaxFilesInBytes: 4096, MaxFiles: 16}
 		entries, err := ReadArchive(data, l)

@@ -12,10 +12,10 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // part is one part of a multipart body; a filename makes it a file part.
@@ -47,41 +47,12 @@ func multipartOf(t *testing.T, parts ...part) (io.Reader, string) {
 	return &b, mw.FormDataContentType()
 }
 
-type tarEntry struct {
-	name     string
-	typ      byte
-	data     string
-	linkname string
-}
-
-func tarArchive(t *testing.T, entries ...tarEntry) string {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Linkname: e.linkname, ModTime: time.Unix(0, 0)}
-		if e.typ == tar.TypeReg {
-			h.Size = int64(len(e.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // TestExecuteFiles: the run's files from multipart parts, an archive, or
 // JSON reach the engine checked and clean.
 func TestExecuteFiles(t *testing.T) {
 	t.Parallel()
-	archive := tarArchive(t, tarEntry{name: "./", typ: tar.TypeDir}, tarEntry{name: "src/a.c", typ: tar.TypeReg, data: "int main;"},
-		tarEntry{name: "link", typ: tar.TypeSymlink, linkname: "src/a.c"})
+	archive := string(testenv.Tar(t, testenv.ArchiveEntry{Name: "./", Type: tar.TypeDir}, testenv.ArchiveEntry{Name: "src/a.c", Type: tar.TypeReg, Data: "int main;"},
+		testenv.ArchiveEntry{Name: "link", Type: tar.TypeSymlink, Linkname: "src/a.c"}))
 	tests := []struct {
 		name  string
 		build func(t *testing.T) (io.Reader, string)
@@ -151,12 +122,12 @@ func TestExecuteFilesRefused(t *testing.T) {
 		code    string
 		message string
 	}{
-		{"archive with ../", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "../evil", typ: tar.TypeReg, data: "x"})}}, 400, "EINVALID", `"../evil"`},
-		{"archive with an absolute path", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "/etc/cron.d/evil", typ: tar.TypeReg})}}, 400, "EINVALID", `"/etc/cron.d/evil" is absolute`},
-		{"archive with a link to /etc", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "etc", typ: tar.TypeSymlink, linkname: "/etc"})}}, 400, "EINVALID", `link "etc" points to the absolute path "/etc"`},
-		{"archive with a link out", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "d/up", typ: tar.TypeSymlink, linkname: "../../x"})}}, 400, "EINVALID", `link "d/up"`},
-		{"archive with a device", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "null", typ: tar.TypeChar})}}, 400, "EINVALID", `"null" is a device file`},
-		{"archive then file through its link", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "d", typ: tar.TypeSymlink, linkname: "x"})}, {"file", "d/f", "x"}}, 400, "EINVALID", `"d" is a symlink and also the directory of "d/f"`},
+		{"archive with ../", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "../evil", Type: tar.TypeReg, Data: "x"}))}}, 400, "EINVALID", `"../evil"`},
+		{"archive with an absolute path", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "/etc/cron.d/evil", Type: tar.TypeReg}))}}, 400, "EINVALID", `"/etc/cron.d/evil" is absolute`},
+		{"archive with a link to /etc", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "etc", Type: tar.TypeSymlink, Linkname: "/etc"}))}}, 400, "EINVALID", `link "etc" points to the absolute path "/etc"`},
+		{"archive with a link out", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d/up", Type: tar.TypeSymlink, Linkname: "../../x"}))}}, 400, "EINVALID", `link "d/up"`},
+		{"archive with a device", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "null", Type: tar.TypeChar}))}}, 400, "EINVALID", `"null" is a device file`},
+		{"archive then file through its link", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d", Type: tar.TypeSymlink, Linkname: "x"}))}, {"file", "d/f", "x"}}, 400, "EINVALID", `"d" is a symlink and also the directory of "d/f"`},
 		{"file with ../", []part{{"file", "../../etc/passwd", "x"}}, 400, "EINVALID", `"../../etc/passwd"`},
 		{"file with an absolute path", []part{{"file", "/tmp/x", "x"}}, 400, "EINVALID", `"/tmp/x" is absolute`},
 		{"file without a name", []part{{"file", "", "x"}}, 400, "EINVALID", "needs a filename"},
@@ -165,7 +136,7 @@ func TestExecuteFilesRefused(t *testing.T) {
 		{"output outside", []part{{"outputs", "", "../x"}}, 400, "EINVALID", `output pattern "../x"`},
 		{"files too big", []part{{"file", "big", strings.Repeat("x", int(free.MaxFilesInBytes)+1)}}, 413, "ETOOLARGE", "the files are over the 1MiB limit"},
 		{"too many files", many[1:], 413, "ETOOLARGE", "more than 100"},
-		{"archive over the bytes", []part{{"archive", "a.tar", tarArchive(t, tarEntry{name: "big", typ: tar.TypeReg, data: strings.Repeat("x", int(free.MaxFilesInBytes)+1)})}}, 413, "ETOOLARGE", "over the 1MiB limit"},
+		{"archive over the bytes", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "big", Type: tar.TypeReg, Data: strings.Repeat("x", int(free.MaxFilesInBytes)+1)}))}}, 413, "ETOOLARGE", "over the 1MiB limit"},
 		{"not an archive", []part{{"archive", "a.tar", "hello"}}, 400, "EINVALID", "not a valid tar"},
 	}
 	for _, tt := range tests {
