@@ -3,10 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,35 +97,10 @@ func BenchmarkFib30(b *testing.B) {
 	})
 }
 
-var (
-	goModuleOnce sync.Once
-	goModule     []byte
-	goModuleErr  string
-)
-
-// goWasip1Module builds testdata/gohello with GOOS=wasip1 (about 2.7 MB).
-func goWasip1Module(b *testing.B) []byte {
-	goModuleOnce.Do(func() {
-		out := filepath.Join(os.TempDir(), "wasmwiz-bench-gohello.wasm")
-		cmd := exec.Command("go", "build", "-o", out, "./testdata/gohello")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			goModuleErr = "building the Go wasip1 module failed: " + err.Error() + ": " + string(msg)
-			return
-		}
-		goModule, _ = os.ReadFile(out)
-		_ = os.Remove(out)
-	})
-	if goModule == nil {
-		b.Skip(goModuleErr)
-	}
-	return goModule
-}
-
 // BenchmarkCompileGoModule compiles a Go wasip1 module: cold, from the
 // memory cache, and from the disk cache in a new engine (a restart).
 func BenchmarkCompileGoModule(b *testing.B) {
-	wasm := goWasip1Module(b)
+	wasm := testmodule.GoWasip1(b, "gohello")
 	b.ReportMetric(float64(len(wasm)), "module-bytes")
 	inspect := func(b *testing.B, e *Engine) {
 		if _, err := e.Inspect(context.Background(), wasm, limits()); err != nil {

@@ -3,31 +3,14 @@ package engine
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
-
-// buildGoWasip1 builds testdata/<dir> with GOOS=wasip1 GOARCH=wasm.
-func buildGoWasip1(t *testing.T, dir string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), dir+".wasm")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+dir)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		testenv.Skip(t, "building a Go wasip1 module failed: "+err.Error()+": "+string(msg), "use a Go toolchain that builds GOOS=wasip1")
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // TestGoModules runs real Go wasip1 programs: one that works, and one
 // whose Go runtime dies of the memory cap, which must be memory_limit.
@@ -46,7 +29,7 @@ func TestGoModules(t *testing.T) {
 	}
 	t.Run("hello", func(t *testing.T) {
 		t.Parallel()
-		wasm := buildGoWasip1(t, "gohello")
+		wasm := testmodule.GoWasip1(t, "gohello")
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Stdin: []byte("Gopher\n"), Limits: limits()})
 		if err != nil {
 			t.Fatal(err)
@@ -57,7 +40,7 @@ func TestGoModules(t *testing.T) {
 	})
 	t.Run("files", func(t *testing.T) {
 		t.Parallel()
-		wasm := buildGoWasip1(t, "gofiles")
+		wasm := testmodule.GoWasip1(t, "gofiles")
 		for _, guest := range []string{"/", "/work"} {
 			dir := t.TempDir()
 			if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("hello"), 0o644); err != nil {
@@ -82,7 +65,7 @@ func TestGoModules(t *testing.T) {
 	})
 	t.Run("out of memory", func(t *testing.T) {
 		t.Parallel()
-		wasm := buildGoWasip1(t, "gomembomb")
+		wasm := testmodule.GoWasip1(t, "gomembomb")
 		lim := limits()
 		lim.MaxMemoryBytes = 48 * wasmwiz.MiB
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})

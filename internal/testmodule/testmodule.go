@@ -2,6 +2,8 @@
 // testdata/ each beside the .wat or .c source it is built from, embedded so
 // that a test of any package reads them by name instead of by a path
 // relative to its own directory. The README's examples use these files too.
+// Go programs, in testdata/go, are built at test time instead (GoWasip1):
+// a Go wasip1 module is megabytes, too large to commit.
 //
 // The committed .wasm files are what the sources build (a test checks it):
 // after editing a source, run `make testdata` (or make -C

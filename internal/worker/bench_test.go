@@ -1,13 +1,9 @@
 package worker
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"time"
-
 	"context"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
@@ -125,31 +121,13 @@ func BenchmarkTimeoutRecovery(b *testing.B) {
 	}
 }
 
-// BenchmarkLargeModule runs a Go wasip1 hello world (~2.5 MB) warm on a
+// BenchmarkLargeModule runs a Go wasip1 hello world (gohello, ~2.7 MB) warm on a
 // worker that holds it, and on a worker that must be sent it again every
 // run (two variants of the module alternate through a one-byte module
 // cache), which is what routing runs to a holder saves. Both variants stay
 // compiled in the worker's memory cache.
 func BenchmarkLargeModule(b *testing.B) {
-	if _, err := exec.LookPath("go"); err != nil {
-		b.Skip("needs the go command to build a wasip1 module")
-	}
-	dir := b.TempDir()
-	src := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(src, []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"Hello, World!\") }\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	out := filepath.Join(dir, "hello.wasm")
-	cmd := exec.Command("go", "build", "-o", out, src)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=", "GO111MODULE=off")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("building a wasip1 module: %v\n%s", err, msg)
-	}
-	wasm, err := os.ReadFile(out)
-	if err != nil {
-		b.Fatal(err)
-	}
+	wasm := testmodule.GoWasip1(b, "gohello")
 	// The same module with an custom section "x" (one zero byte) appended: another
 	// digest, the same code.
 	variant := append(append([]byte{}, wasm...), 0, 3, 1, 'x', 0)

@@ -1,5 +1,6 @@
 // Command gohello is a Go wasip1 program of about 2.7 MB for the engine's
-// compile benchmarks: it greets the name on stdin, or the world.
+// and the worker's benchmarks of large modules: it greets the name on stdin,
+// or the world.
 package main
 
 import (
