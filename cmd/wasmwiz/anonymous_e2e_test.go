@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -21,11 +22,7 @@ func anonymousRun(t *testing.T, s *e2eServer, xff string) (int, string) {
 	if xff != "" {
 		req.Header.Set("X-Forwarded-For", xff)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := testenv.Send(t, req)
 	return resp.StatusCode, resp.Header.Get("X-RateLimit-Remaining")
 }
 

@@ -281,7 +281,7 @@ func TestServeLargeBodyAdmissionIsHandedOn(t *testing.T) {
 			if rec := getRun(t, s.url, key, id); rec.State != api.RunDone || rec.Status != api.StatusOK {
 				t.Fatalf("background run %d: %s %s", i+1, rec.State, rec.Status)
 			}
-			code, raw, hdr := apiCall(t, "POST", s.url+"/api/v1/execute", key, body(false), nil)
+			code, raw, hdr := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, body(false), nil)
 			if code != http.StatusOK || hdr.Get("X-RateLimit-Remaining") == "" {
 				t.Fatalf("run %d after a background one: %d %.200s (X-RateLimit-Remaining %q)", i+1, code, raw, hdr.Get("X-RateLimit-Remaining"))
 			}

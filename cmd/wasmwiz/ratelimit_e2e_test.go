@@ -46,14 +46,7 @@ func TestServeRateLimits(t *testing.T) {
 			}
 		}
 		// Raw: the 429 carries the headers and a whole-second Retry-After.
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute?stdin=x", bytes.NewReader(hello))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/wasm")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := testenv.Do(t, http.MethodPost, s.url+"/api/v1/execute?stdin=x", key, "application/wasm", bytes.NewReader(hello))
 		if resp.StatusCode != http.StatusTooManyRequests || !retryAfterRE.MatchString(resp.Header.Get("Retry-After")) ||
 			resp.Header.Get("X-RateLimit-Remaining") != "0" || resp.Header.Get("X-RateLimit-Limit") != "3" {
 			t.Fatalf("429 answer: %d %v", resp.StatusCode, resp.Header)
@@ -68,7 +61,7 @@ func TestServeRateLimits(t *testing.T) {
 		if _, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
 			t.Fatalf("after raising the quota to 4: %v", err)
 		}
-		_, err = user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		_, err := user.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 		wantCode(t, "fifth run at 4 per minute", err, wasmwiz.ERATELIMIT)
 	})
 }

@@ -285,17 +285,17 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 
 	// Background runs, their events, cancel, the webhook secret, the charts.
-	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", userKey, nil, nil); code != http.StatusCreated {
+	if code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/webhook-secret", userKey, nil, nil); code != http.StatusCreated {
 		t.Fatalf("webhook secret: %d %s", code, body)
 	}
 	bg := startAsync(t, s.url, userKey, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm"))})
-	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+bg+"/cancel", userKey, nil, nil); code != http.StatusOK {
+	if code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/runs/"+bg+"/cancel", userKey, nil, nil); code != http.StatusOK {
 		t.Fatalf("cancel: %d %s", code, body)
 	}
 	evctx, evcancel := context.WithCancel(ctx)
 	next(t, follow(t, evctx, s.url+"/api/v1/runs/"+bg+"/events", userKey, "", nil), "result", nil)
 	evcancel()
-	if code, body, _ := apiCall(t, "GET", s.url+"/api/v1/usage/daily?days=7", userKey, nil, nil); code != http.StatusOK ||
+	if code, body, _ := testenv.DoJSON(t, "GET", s.url+"/api/v1/usage/daily?days=7", userKey, nil, nil); code != http.StatusOK ||
 		!bytes.Contains(body, []byte(`"by_status":{"ok"`)) {
 		t.Fatalf("daily usage: %d %s", code, body)
 	}
@@ -326,11 +326,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	// Request ids in and out, and the security headers, on the real server.
 	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/usage", nil)
 	req.Header.Set("X-Request-Id", "e2e-req.42")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := testenv.Send(t, req)
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Request-Id") != "e2e-req.42" ||
 		resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("request id and headers: %d %v", resp.StatusCode, resp.Header)

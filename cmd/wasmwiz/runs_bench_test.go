@@ -120,7 +120,7 @@ func BenchmarkSyncStoredOutput(b *testing.B) {
 				body := map[string]any{"wasm_base64": b64(testmodule.Read(b, "echo.wasm")), "stdin": string(bytes.Repeat([]byte("x"), 32<<10))}
 				lat := benchCallers(b, func(record func(ms float64)) error {
 					t0 := time.Now()
-					code, _, _ := apiCall(b, "POST", s.url+"/api/v1/execute", key, body, nil)
+					code, _, _ := testenv.DoJSON(b, "POST", s.url+"/api/v1/execute", key, body, nil)
 					d := float64(time.Since(t0).Microseconds()) / 1000
 					if code != http.StatusOK {
 						return fmt.Errorf("execute: %d", code)

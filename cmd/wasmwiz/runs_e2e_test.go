@@ -23,36 +23,10 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// apiCall makes one API request with key and returns the status and body.
-func apiCall(t testing.TB, method, url, key string, body any, hdr map[string]string) (int, []byte, http.Header) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, b := testenv.Send(t, req)
-	return resp.StatusCode, b, resp.Header
-}
-
 // getRun reads a run's record.
 func getRun(t testing.TB, base, key, id string) *api.Run {
 	t.Helper()
-	code, body, _ := apiCall(t, "GET", base+"/api/v1/runs/"+id, key, nil, nil)
+	code, body, _ := testenv.DoJSON(t, "GET", base+"/api/v1/runs/"+id, key, nil, nil)
 	if code != http.StatusOK {
 		t.Fatalf("GET run %s: %d %s", id, code, body)
 	}
@@ -85,7 +59,7 @@ func printing(r *api.Run) bool { return r.State == api.RunRunning && len(r.Stdou
 func startAsync(t testing.TB, base, key string, body map[string]any) string {
 	t.Helper()
 	body["async"] = true
-	code, b, hdr := apiCall(t, "POST", base+"/api/v1/execute", key, body, nil)
+	code, b, hdr := testenv.DoJSON(t, "POST", base+"/api/v1/execute", key, body, nil)
 	if code != http.StatusAccepted {
 		t.Fatalf("async execute: %d %s", code, b)
 	}
@@ -237,7 +211,7 @@ func TestServeRunReadAtOnce(t *testing.T) {
 			servers = append(servers, startServe(t, serveEnv(t, env), testServeOptions()))
 		}
 		for _, reader := range servers {
-			code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
+			code, body, _ := testenv.DoJSON(t, "POST", a.url+"/api/v1/execute", key, map[string]any{
 				"wasm_base64": b64(testmodule.Read(t, "echo.wasm")), "stdin": "hello record", "args": []string{"-x"},
 				"env": map[string]string{"SECRET_NAME": "s3cret"}}, nil)
 			if code != http.StatusOK {
@@ -253,19 +227,19 @@ func TestServeRunReadAtOnce(t *testing.T) {
 				rec.Limits["timeout_ms"] == 0 || rec.CPUMS <= 0 {
 				t.Fatalf("record read at once: %+v", rec)
 			}
-			if _, raw, _ := apiCall(t, "GET", reader.url+"/api/v1/runs/"+res.ID, key, nil, nil); bytes.Contains(raw, []byte("s3cret")) {
+			if _, raw, _ := testenv.DoJSON(t, "GET", reader.url+"/api/v1/runs/"+res.ID, key, nil, nil); bytes.Contains(raw, []byte("s3cret")) {
 				t.Fatal("an env value is in the record")
 			}
 		}
 		// Another tenant's run is 404 at once, and so is one that never was.
 		_, _, other := a.newUser(wasmwiz.TierFree)
-		code, body, _ := apiCall(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))}, nil)
+		code, body, _ := testenv.DoJSON(t, "POST", a.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))}, nil)
 		if code != http.StatusOK {
 			t.Fatalf("execute: %d %s", code, body)
 		}
 		var res api.Result
 		_ = json.Unmarshal(body, &res)
-		if code, _, _ := apiCall(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
+		if code, _, _ := testenv.DoJSON(t, "GET", a.url+"/api/v1/runs/"+res.ID, other, nil, nil); code != http.StatusNotFound {
 			t.Fatalf("another tenant's run: %d", code)
 		}
 	})
@@ -322,7 +296,7 @@ func TestServeExecuteEventStream(t *testing.T) {
 		t.Fatalf("result %s after %q", res.Data, out.String())
 	}
 	// Refused before the guest runs: a plain error answer.
-	code, b, _ := apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64([]byte("nope"))},
+	code, b, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": b64([]byte("nope"))},
 		map[string]string{"Accept": "text/event-stream"})
 	if code != http.StatusBadRequest {
 		t.Fatalf("a bad module with Accept: text/event-stream: %d %s", code, b)
@@ -342,14 +316,14 @@ func TestServeAsyncCancel(t *testing.T) {
 		first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
 		awaitRun(t, "the first run to print", s.url, key, first, printing)
 		second := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
-		code, body, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
+		code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/runs/"+second+"/cancel", key, nil, nil)
 		if code != http.StatusOK {
 			t.Fatalf("cancel queued: %d %s", code, body)
 		}
 		if r := getRun(t, s.url, key, second); r.State != api.RunCancelled || r.StartedAt != nil {
 			t.Fatalf("cancelled queued run: %+v", r)
 		}
-		code, body, _ = apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
+		code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil)
 		if code != http.StatusOK {
 			t.Fatalf("cancel running: %d %s", code, body)
 		}
@@ -357,7 +331,7 @@ func TestServeAsyncCancel(t *testing.T) {
 		if !bytes.HasPrefix(r.Stdout, []byte("tick\n")) || r.FinishedAt == nil || r.Message == "" {
 			t.Fatalf("cancelled running run: %+v", r)
 		}
-		if code, _, _ := apiCall(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil); code != http.StatusConflict {
+		if code, _, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/runs/"+first+"/cancel", key, nil, nil); code != http.StatusConflict {
 			t.Fatalf("cancel of a cancelled run: %d, want 409", code)
 		}
 		// The cancelled second run never ran, later either.
@@ -382,16 +356,16 @@ func TestServeAsyncAdmission(t *testing.T) {
 	hello := b64(testmodule.Read(t, "hello.wasm"))
 	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
 	// Prefer: respond-async works as well as "async": true.
-	code, body, _ := apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
+	code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
 		map[string]string{"Prefer": "respond-async"})
 	if code != http.StatusAccepted {
 		t.Fatalf("Prefer: respond-async: %d %s", code, body)
 	}
-	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true}, nil)
+	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true}, nil)
 	if code != http.StatusTooManyRequests || !bytes.Contains(body, []byte("queued or running")) {
 		t.Fatalf("a third run of two allowed: %d %s", code, body)
 	}
-	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
+	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
 		"callback_url": "https://example.com/hook"}, nil)
 	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
 		t.Fatalf("a callback without a secret: %d %s", code, body)
@@ -406,12 +380,12 @@ func TestServeAsyncAdmission(t *testing.T) {
 		for k, v := range extra {
 			req[k] = v
 		}
-		code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, req, nil)
+		code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, req, nil)
 		if code != http.StatusBadRequest || !bytes.Contains(body, []byte("synchronous runs")) {
 			t.Fatalf("a background run with %s: %d %s", name, code, body)
 		}
 	}
-	code, body, _ = apiCall(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
+	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
 	if code != http.StatusBadRequest {
 		t.Fatalf("a callback on a synchronous run: %d %s", code, body)
 	}
@@ -528,7 +502,7 @@ func TestServeWebhook(t *testing.T) {
 		env["WASMWIZ_WEBHOOK_ALLOW"] = "127.0.0.1/32"
 		s := startServe(t, serveEnv(t, env), testServeOptions())
 		_, _, key := s.newUser(wasmwiz.TierBasic)
-		code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
+		code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
 		var sec struct{ Secret string }
 		if code != http.StatusCreated || json.Unmarshal(body, &sec) != nil || sec.Secret == "" {
 			t.Fatalf("webhook secret: %d %s", code, body)
@@ -562,7 +536,7 @@ func TestServeWebhookRefusesLoopback(t *testing.T) {
 	defer recv.Close()
 	s := backends[0].serve(t)
 	_, _, key := s.newUser(wasmwiz.TierBasic)
-	if code, body, _ := apiCall(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil); code != http.StatusCreated {
+	if code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil); code != http.StatusCreated {
 		t.Fatalf("webhook secret: %d %s", code, body)
 	}
 	// "localhost" resolves to loopback: the check is on the address.

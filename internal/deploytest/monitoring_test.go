@@ -2,10 +2,8 @@ package deploytest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -323,25 +321,8 @@ func inProcessExposition(t *testing.T) exported {
 	hello := testmodule.Read(t, "hello.wasm")
 	do := func(method, path, key string, body any) int {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, ts.URL+path, rd)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := testenv.DoJSON(t, method, ts.URL+path, key, body, nil)
+		return code
 	}
 	run := func(stdin string) map[string]any {
 		return map[string]any{"wasm_base64": base64.StdEncoding.EncodeToString(hello), "stdin": stdin}
@@ -399,13 +380,7 @@ func inProcessExposition(t *testing.T) exported {
 		}
 	}
 
-	req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := testenv.Do(t, "GET", ts.URL+"/metrics", "", "", nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("/metrics answered %d", resp.StatusCode)
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"maps"
 	"mime/multipart"
@@ -15,6 +16,34 @@ import (
 // body read and closed; it fails t when there is no response.
 func Do(t testing.TB, method, url, key, contentType string, body io.Reader) (*http.Response, []byte) {
 	t.Helper()
+	return Send(t, newRequest(t, method, url, key, contentType, body))
+}
+
+// DoJSON sends body (none when nil) as JSON as Do sends a request, with
+// the headers hdr besides, and returns the answer's status, body and
+// headers.
+func DoJSON(t testing.TB, method, url, key string, body any, hdr map[string]string) (int, []byte, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	contentType := ""
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		rd, contentType = bytes.NewReader(b), "application/json"
+	}
+	req := newRequest(t, method, url, key, contentType, rd)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, b := Send(t, req)
+	return res.StatusCode, b, res.Header
+}
+
+// newRequest is Do's request.
+func newRequest(t testing.TB, method, url, key, contentType string, body io.Reader) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
@@ -25,7 +54,7 @@ func Do(t testing.TB, method, url, key, contentType string, body io.Reader) (*ht
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	return Send(t, req)
+	return req
 }
 
 // Send sends req over the network and returns the response with its body

@@ -51,4 +51,11 @@ func TestDo(t *testing.T) {
 	if res.Header.Get("X-Got") != "GET||" {
 		t.Errorf("Do without key and type sent %q", res.Header.Get("X-Got"))
 	}
+	code, b, hdr := DoJSON(t, "POST", ts.URL, "ww_k", map[string]int{"n": 1}, map[string]string{"Content-Type": "text/json"})
+	if code != http.StatusTeapot || string(b) != `{"n":1}` || hdr.Get("X-Got") != "POST|Bearer ww_k|text/json" {
+		t.Errorf("DoJSON: %d %q %q", code, b, hdr.Get("X-Got"))
+	}
+	if _, _, hdr := DoJSON(t, "GET", ts.URL, "", nil, nil); hdr.Get("X-Got") != "GET||" {
+		t.Errorf("DoJSON without a body sent %q", hdr.Get("X-Got"))
+	}
 }
