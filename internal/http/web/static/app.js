@@ -146,6 +146,24 @@
     try { return await fn(); } finally { button.disabled = false; button.removeAttribute("aria-busy"); }
   }
 
+  // onSubmit handles a form's submit on the page, without navigating: its
+  // errBox is cleared, then fn(errBox) runs.
+  function onSubmit(form, errBox, fn) {
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      clearError(errBox);
+      fn(errBox);
+    });
+  }
+
+  // required returns input's trimmed value, or "" once it said in errBox
+  // that the field is needed (message) and focused it.
+  function required(input, errBox, message) {
+    const v = input.value.trim();
+    if (!v) { showError(errBox, new Error(message)); input.focus(); }
+    return v;
+  }
+
   // act runs fn while button is busy; a failure shows in errBox.
   function act(button, errBox, fn) {
     return busy(button, async () => {
@@ -458,10 +476,7 @@
     }));
   }
 
-  $("run-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const errBox = $("run-error");
-    clearError(errBox);
+  onSubmit($("run-form"), $("run-error"), (errBox) => {
     let fd;
     try { fd = buildRunForm(); } catch (err) { showError(errBox, err); return; }
     busy($("run-submit"), () => submitRun(fd));
@@ -630,10 +645,7 @@
     });
   }
 
-  $("upload-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const errBox = $("modules-error");
-    clearError(errBox);
+  onSubmit($("upload-form"), $("modules-error"), (errBox) => {
     const f = $("upload-wasm").files[0];
     if (!f) { showError(errBox, new Error("choose a .wasm file to upload")); return; }
     const fd = new FormData();
@@ -1053,12 +1065,9 @@
     });
   }
 
-  $("key-create-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const errBox = $("keys-error");
-    clearError(errBox);
-    const name = $("key-name").value.trim();
-    if (!name) { showError(errBox, new Error("give the key a name")); $("key-name").focus(); return; }
+  onSubmit($("key-create-form"), $("keys-error"), (errBox) => {
+    const name = required($("key-name"), errBox, "give the key a name");
+    if (!name) return;
     const body = { name };
     const exp = $("key-expires").value;
     if (exp) body.expires_at = exp + "T00:00:00Z";
@@ -1200,12 +1209,9 @@
     }
   }
 
-  $("user-create-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const errBox = $("admin-error");
-    clearError(errBox);
-    const email = $("user-email").value.trim();
-    if (!email) { showError(errBox, new Error("give the user's email")); $("user-email").focus(); return; }
+  onSubmit($("user-create-form"), $("admin-error"), (errBox) => {
+    const email = required($("user-email"), errBox, "give the user's email");
+    if (!email) return;
     const body = { email, role: $("user-role").value, tier: $("user-tier").value, create_key: $("user-key").checked };
     act($("user-create"), errBox, async () => {
       const res = await api("POST", "/api/v1/admin/users", body);
