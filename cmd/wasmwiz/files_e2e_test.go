@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -170,17 +169,11 @@ func TestAPIFiles(t *testing.T) {
 		}
 	})
 	t.Run("archive entries leaving the tree", func(t *testing.T) {
-		for name, entries := range map[string][]tar.Header{
-			"../": {{Name: "../evil", Typeflag: tar.TypeReg}}, "absolute": {{Name: "/etc/cron.d/evil", Typeflag: tar.TypeReg}},
-			"link to /etc": {{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"}},
+		for name, entries := range map[string][]testenv.ArchiveEntry{
+			"../": {{Name: "../evil", Type: tar.TypeReg}}, "absolute": {{Name: "/etc/cron.d/evil", Type: tar.TypeReg}},
+			"link to /etc": {{Name: "etc", Type: tar.TypeSymlink, Linkname: "/etc"}},
 		} {
-			var b bytes.Buffer
-			tw := tar.NewWriter(&b)
-			for _, h := range entries {
-				_ = tw.WriteHeader(&h)
-			}
-			_ = tw.Close()
-			_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Archive: b.Bytes()})
+			_, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Archive: testenv.Tar(t, entries...)})
 			wantCode(t, name, err, wasmwiz.EINVALID)
 			if !strings.Contains(client.ErrorMessage(err), strings.TrimPrefix(entries[0].Name, "/")) {
 				t.Errorf("%s: %v does not name the entry", name, err)
@@ -411,24 +404,8 @@ func TestAPIFilesClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var zb bytes.Buffer
-	zw := zip.NewWriter(&zb)
-	for name, data := range map[string]string{"lib/a.txt": "from the zip", "lib/b.txt": "b"} {
-		w, _ := zw.Create(name)
-		_, _ = w.Write([]byte(data))
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	gw := gzip.NewWriter(&gz)
-	_, _ = gw.Write(tarDir(t, func() string {
-		d := t.TempDir()
-		_ = os.MkdirAll(filepath.Join(d, "lib"), 0o755)
-		_ = os.WriteFile(filepath.Join(d, "lib", "a.txt"), []byte("from the tar.gz"), 0o644)
-		return d
-	}()))
-	_ = gw.Close()
+	zipped := testenv.Zip(t, testenv.ArchiveEntry{Name: "lib/a.txt", Data: "from the zip"}, testenv.ArchiveEntry{Name: "lib/b.txt", Data: "b"})
+	gzipped := testenv.Gzip(t, testenv.Tar(t, testenv.ArchiveEntry{Name: "lib/a.txt", Type: tar.TypeReg, Data: "from the tar.gz"}))
 	args := strings.Fields("cat lib/a.txt cat /work/data/in.csv mkdir out copy lib/a.txt out/a.txt")
 	for _, tt := range []struct {
 		name    string
@@ -436,8 +413,8 @@ func TestAPIFilesClient(t *testing.T) {
 		body    client.Body
 		want    string
 	}{
-		{"stored module, JSON, zip", zb.Bytes(), client.BodyJSON, "from the zip"},
-		{"stored module, multipart, tar.gz", gz.Bytes(), client.BodyMultipart, "from the tar.gz"},
+		{"stored module, JSON, zip", zipped, client.BodyJSON, "from the zip"},
+		{"stored module, multipart, tar.gz", gzipped, client.BodyMultipart, "from the tar.gz"},
 	} {
 		ex, err := c.ExecuteModule(ctx, mod.ID, &client.ExecuteRequest{Body: tt.body, Archive: tt.archive, Mount: "/work",
 			Files: []client.File{{Path: "data/in.csv", Data: []byte("1,2")}}, Outputs: []string{"out/*.txt"}, Args: args})
