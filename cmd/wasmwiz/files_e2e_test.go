@@ -81,34 +81,22 @@ func leftovers(t *testing.T, filesDir string) []string {
 func TestAPIWASISuite(t *testing.T) {
 	t.Parallel()
 	_, c, filesDir := filesServer(t)
-	var withRoot, passed int
-	cases := wasisuite.Cases(t)
-	for _, tc := range cases {
+	wasisuite.RunAll(t, "HTTP API, roots sent as tar", func(t *testing.T, tc wasisuite.Case) wasisuite.Outcome {
 		req := &client.ExecuteRequest{Name: tc.Name + ".wasm", Args: tc.Spec.Args, Env: tc.Spec.Env, Body: client.BodyMultipart}
 		if tc.Spec.Root != "" {
-			withRoot++
 			req.Archive, req.Mount = tarDir(t, tc.RootDir()), "/"
 		}
-		ok := t.Run(tc.ID, func(t *testing.T) {
-			wasm, err := os.ReadFile(tc.Wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Wasm = wasm
-			res, err := c.Execute(context.Background(), req)
-			if err != nil {
-				t.Fatalf("Execute: %v", err)
-			}
-			tc.Judge(t, res.Status.Exited(), res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
-		})
-		if ok {
-			passed++
+		wasm, err := os.ReadFile(tc.Wasm)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if withRoot != 49 {
-		t.Fatalf("%d filesystem tests, want 49", withRoot)
-	}
-	t.Logf("HTTP API: %d of %d preview1 tests as expected (%d filesystem tests, roots sent as tar; %d known failures)", passed, len(cases), withRoot, len(wasisuite.KnownFailures))
+		req.Wasm = wasm
+		res, err := c.Execute(context.Background(), req)
+		if err != nil {
+			t.Fatalf("Execute: %v", err)
+		}
+		return suiteOutcome(res)
+	})
 	if l := leftovers(t, filesDir); len(l) != 0 {
 		t.Fatalf("left behind: %v", l)
 	}

@@ -33,38 +33,29 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 func TestRunDirWASISuite(t *testing.T) {
 	t.Parallel()
 	cache := wasisuite.CacheDir(t)
-	var withRoot, passed int
-	cases := wasisuite.Cases(t)
-	for _, c := range cases {
+	wasisuite.RunAll(t, "wasmwiz run --dir", func(t *testing.T, c wasisuite.Case) wasisuite.Outcome {
+		args := []string{"run", "--json", "--timeout", "60s", "--memory", "512MiB", "--cache-dir", cache}
+		for k, v := range c.Spec.Env {
+			args = append(args, "--env", k+"="+v)
+		}
 		if c.Spec.Root != "" {
-			withRoot++
+			args = append(args, "--dir", c.FreshRoot(t)+":/")
 		}
-		ok := t.Run(c.ID, func(t *testing.T) {
-			args := []string{"run", "--json", "--timeout", "60s", "--memory", "512MiB", "--cache-dir", cache}
-			for k, v := range c.Spec.Env {
-				args = append(args, "--env", k+"="+v)
-			}
-			if c.Spec.Root != "" {
-				args = append(args, "--dir", c.FreshRoot(t)+":/")
-			}
-			args = append(args, c.Wasm)
-			args = append(args, c.Spec.Args...)
-			_, stdout, stderr := runCLI(t, "", args...)
-			var res api.Result
-			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-				t.Fatalf("stdout is not a result: %v\n%s\nstderr: %s", err, stdout, stderr)
-			}
-			exited := res.Status == api.StatusOK || res.Status == api.StatusExit
-			c.Judge(t, exited, res.ExitCode, res.Stdout, res.Stderr, string(res.Status)+" "+res.Trap)
-		})
-		if ok {
-			passed++
+		args = append(args, c.Wasm)
+		args = append(args, c.Spec.Args...)
+		_, stdout, stderr := runCLI(t, "", args...)
+		var res api.Result
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("stdout is not a result: %v\n%s\nstderr: %s", err, stdout, stderr)
 		}
-	}
-	if withRoot != 49 {
-		t.Fatalf("%d filesystem tests, want 49", withRoot)
-	}
-	t.Logf("wasmwiz run --dir: %d of %d preview1 tests as expected (%d filesystem tests; %d known failures)", passed, len(cases), withRoot, len(wasisuite.KnownFailures))
+		return suiteOutcome(&res)
+	})
+}
+
+// suiteOutcome is a result as the WASI suite judges it.
+func suiteOutcome(res *api.Result) wasisuite.Outcome {
+	return wasisuite.Outcome{Exited: res.Status.Exited(), ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr,
+		Detail: string(res.Status) + " " + res.Trap}
 }
 
 // An escape fixture: a host directory with a secret beside the tree a

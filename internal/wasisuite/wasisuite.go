@@ -134,6 +134,39 @@ func (c Case) RootDir() string {
 	return filepath.Join(c.dir, c.Spec.Root)
 }
 
+// Outcome is how a case's run ended, as Judge reads it.
+type Outcome struct {
+	Exited         bool // the guest finished by itself (status ok or exit)
+	ExitCode       int
+	Stdout, Stderr []byte
+	Detail         string // for a failure message: the status, a trap
+}
+
+// RunAll runs every case as a subtest of t through run and judges each
+// outcome; it fails t unless 49 of the cases are filesystem tests (each
+// with a root), and logs how many passed through what (e.g. "HTTP API").
+func RunAll(t *testing.T, through string, run func(t *testing.T, c Case) Outcome) {
+	t.Helper()
+	cases := Cases(t)
+	var withRoot, passed int
+	for _, c := range cases {
+		if c.Spec.Root != "" {
+			withRoot++
+		}
+		ok := t.Run(c.ID, func(t *testing.T) {
+			o := run(t, c)
+			c.Judge(t, o.Exited, o.ExitCode, o.Stdout, o.Stderr, o.Detail)
+		})
+		if ok {
+			passed++
+		}
+	}
+	if withRoot != 49 {
+		t.Fatalf("%d filesystem tests, want 49", withRoot)
+	}
+	t.Logf("%s: %d of %d preview1 tests as expected (%d filesystem tests; %d known failures)", through, passed, len(cases), withRoot, len(KnownFailures))
+}
+
 // Judge compares an outcome with the spec and fails t, honouring
 // KnownFailures. exited says the guest finished by itself (status ok or
 // exit); detail goes into the failure message.
