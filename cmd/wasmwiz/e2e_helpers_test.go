@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -154,8 +153,8 @@ func serveEnv(t testing.TB, vars map[string]string) map[string]string {
 // testServeOptions start workers from the test binary (see TestMain).
 func testServeOptions() ServeOptions {
 	return ServeOptions{
-		WorkerCommand: []string{os.Args[0], "-test.run=^$"},
-		WorkerEnv:     []string{workerChildEnv + "=1"},
+		WorkerCommand: workerChild.Argv(),
+		WorkerEnv:     []string{workerChild.Env()},
 		RedisPrefix:   randomPrefix(),
 	}
 }

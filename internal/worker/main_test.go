@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 	"testing"
@@ -15,26 +14,20 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// childEnv makes the test binary a worker process: the pool's tests start
-// real workers by re-executing the test binary, which then runs the same
-// ServeProcess as `wasmwiz worker`, on the real engine.
-const childEnv = "WASMWIZ_WORKER_TEST_CHILD"
+// workerChild is the test binary as a worker process: the pool's tests
+// start real workers by re-executing the test binary, which then runs the
+// same ServeProcess as `wasmwiz worker`, on the real engine.
+const workerChild testenv.Child = "WASMWIZ_WORKER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(parentEnv) == "1" {
-		os.Exit(poolParentMain())
-	}
-	if os.Getenv(childEnv) == "1" {
+	serverStandIn.Become(serverStandInMain)
+	workerChild.Become(func() error {
 		opts := ServeOptions{NewEngine: NewEngine}
 		if os.Getenv(faultyEnv) == "1" {
 			opts.NewEngine = newFaultyEngine
 		}
-		if err := ServeProcess(context.Background(), opts); err != nil {
-			fmt.Fprintln(os.Stderr, "worker:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+		return ServeProcess(context.Background(), opts)
+	})
 	os.Exit(testenv.Run(m))
 }
 
@@ -44,8 +37,8 @@ func testOptions(t testing.TB, size, spares int) Options {
 	return Options{
 		Size:     size,
 		Spares:   spares,
-		Command:  []string{os.Args[0], "-test.run=^$"},
-		Env:      []string{childEnv + "=1"},
+		Command:  workerChild.Argv(),
+		Env:      []string{workerChild.Env()},
 		CacheDir: t.TempDir(),
 	}
 }

@@ -21,26 +21,25 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// parentEnv makes the test binary a server stand-in: it starts a pool,
+// serverStandIn is the test binary as a server stand-in: it starts a pool,
 // starts a never-ending run on it, prints its workers' pids, and waits to be
 // killed.
-const parentEnv = "WASMWIZ_WORKER_TEST_PARENT"
+const serverStandIn testenv.Child = "WASMWIZ_WORKER_TEST_PARENT"
 
 // parentFilesEnv, set, is the stand-in's Options.FilesDir, and its
 // never-ending run has files there.
 const parentFilesEnv = "WASMWIZ_WORKER_TEST_PARENT_FILES"
 
-func poolParentMain() int {
+func serverStandInMain() error {
 	pl, err := New(context.Background(), Options{
 		Size:     1,
 		Spares:   1,
-		Command:  []string{os.Args[0], "-test.run=^$"},
-		Env:      []string{childEnv + "=1"},
+		Command:  workerChild.Argv(),
+		Env:      []string{workerChild.Env()},
 		FilesDir: os.Getenv(parentFilesEnv),
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	req := &wasmwiz.RunRequest{Limits: wasmwiz.Limits{Timeout: time.Hour}}
 	module := "fib_recursive.wasm"
@@ -50,13 +49,11 @@ func poolParentMain() int {
 		req.Limits.MaxFilesInBytes, req.Limits.MaxFiles, req.Limits.MaxFileWriteBytes, req.Limits.MaxFilesOutBytes = wasmwiz.MiB, 10, wasmwiz.MiB, wasmwiz.MiB
 		req.Files = &wasmwiz.RunFiles{Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("held")}}}
 		if err := req.Files.Check(req.Limits); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
 	}
 	if req.Wasm, err = testmodule.ReadFile(module); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	go pl.Run(context.Background(), req)
 	for len(busyPIDs(pl)) != 1 {
@@ -64,7 +61,7 @@ func poolParentMain() int {
 	}
 	fmt.Println(strings.Trim(fmt.Sprint(pl.PIDs()), "[]"))
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the test kills us
-	return 0
+	return nil
 }
 
 // alive reports whether pid is a running process: zombies count as dead,
@@ -83,8 +80,7 @@ func alive(pid int) bool {
 // workers' pids.
 func startServerStandIn(t *testing.T, env ...string) (*exec.Cmd, []int) {
 	t.Helper()
-	cmd := testenv.Command(t, os.Args[0], "-test.run=^$")
-	cmd.Env = append([]string{parentEnv + "=1"}, env...)
+	cmd := serverStandIn.Command(t, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
