@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"sort"
@@ -19,7 +20,6 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -125,13 +125,10 @@ func TestServeLargeBodiesBounded(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := context.Background()
-	redisURL := emptyRedisDB(t, 13)
 	const bodyMemory = 64 << 20
-	p := testenv.StartServe(t, map[string]string{
-		"WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
-		"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL, "WASMWIZ_REDIS_TIMEOUT": "5s",
-		"WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory),
-	})
+	vars := postgresEnv(t, emptyRedisDB(t, 13))
+	maps.Copy(vars, map[string]string{"WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn", "WASMWIZ_MAX_BODY_MEMORY": wasmwiz.FormatSize(bodyMemory)})
+	p := testenv.StartServe(t, vars)
 	s := processAPI(t, p)
 	freeKey := func() string { _, _, key := s.newUser(wasmwiz.TierFree); return key }
 	victim, _, _ := s.newUser(wasmwiz.TierBasic)

@@ -10,7 +10,6 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -173,7 +172,7 @@ func TestServeCacheAdminCLI(t *testing.T) {
 	ctx := context.Background()
 	// The CLI publishes under the default key prefix: a Redis database of
 	// this test's own (as TestServeProcessesShareRedis has 11).
-	db := map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisDB(t, 12), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+	db := postgresEnv(t, redisDB(t, 12))
 	s := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: "wasmwiz:rl:", EpochInterval: time.Hour})
 	tier := testTier("cli-"+randomPrefix()[6:12], nil)
 	s.putTier(tier)

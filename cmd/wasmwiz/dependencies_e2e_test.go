@@ -64,10 +64,7 @@ func TestServeRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	p, redisURL := throughProxy(t, testenv.RedisURL(t))
-	// A Redis timeout no loaded machine reaches while Redis is up: the
-	// outage is the stopped proxy, which refuses at once.
-	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL,
-		"WASMWIZ_REDIS_TIMEOUT": "5s"})
+	env := serveEnv(t, postgresEnv(t, redisURL))
 	opts := ServeOptions{RedisPrefix: randomPrefix()}
 	s := startServe(t, env, opts)
 	other := startServe(t, env, opts) // the replica where the key is revoked

@@ -64,12 +64,15 @@ var backends = []backend{
 	{"sqlite", func(t *testing.T) map[string]string {
 		return map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "wasmwiz.db")}
 	}},
-	{"postgres+redis", func(t *testing.T) map[string]string {
-		// A Redis timeout no loaded machine reaches: a fallback would count
-		// apart from Redis, and these tests are about Redis's counts.
-		return map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": testenv.RedisURL(t),
-			"WASMWIZ_REDIS_TIMEOUT": "5s"}
-	}},
+	{"postgres+redis", func(t *testing.T) map[string]string { return postgresEnv(t, testenv.RedisURL(t)) }},
+}
+
+// postgresEnv selects a PostgreSQL schema of the test's own and the Redis
+// at redisURL, with a Redis timeout no loaded machine reaches: a fallback
+// would count apart from Redis, and the tests on Redis are about its
+// counts (an outage test stops Redis, which then refuses at once).
+func postgresEnv(t testing.TB, redisURL string) map[string]string {
+	return map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(t), "WASMWIZ_REDIS_URL": redisURL, "WASMWIZ_REDIS_TIMEOUT": "5s"}
 }
 
 // onEveryBackend runs test on each backend, each in a parallel subtest of

@@ -8,7 +8,6 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/client"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -54,10 +53,8 @@ func TestServeProcess(t *testing.T) {
 func TestServeProcessesShareRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	redisURL := emptyRedisDB(t, 11)
-	db := pgtest.Schema(t)
-	vars := map[string]string{"WASMWIZ_WORKERS": "1", "WASMWIZ_DATABASE_URL": db, "WASMWIZ_REDIS_URL": redisURL,
-		"WASMWIZ_REDIS_TIMEOUT": "5s"} // about sharing: no fallback on a loaded machine
+	vars := postgresEnv(t, emptyRedisDB(t, 11))
+	vars["WASMWIZ_WORKERS"] = "1"
 	a := testenv.StartServe(t, vars)
 	b := testenv.StartServe(t, vars)
 	sa := processAPI(t, a) // the first to start bootstrapped the admin

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -25,7 +24,7 @@ func runsBenchServer(b *testing.B, backend string, stored int64) (*e2eServer, st
 	b.Helper()
 	env := map[string]string{"WASMWIZ_DATABASE_URL": b.TempDir() + "/wasmwiz.db"}
 	if backend == "postgres" {
-		env = map[string]string{"WASMWIZ_DATABASE_URL": pgtest.Schema(b), "WASMWIZ_REDIS_URL": testenv.RedisURL(b), "WASMWIZ_REDIS_TIMEOUT": "5s"}
+		env = postgresEnv(b, testenv.RedisURL(b))
 	}
 	env["WASMWIZ_ADDR"] = "127.0.0.1:0"
 	env["WASMWIZ_DATA_DIR"] = b.TempDir()
