@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 )
 
 func TestHealthcheck(t *testing.T) {
@@ -24,13 +26,7 @@ func TestHealthcheck(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(failing.Close)
-	// A port that was listening and is closed now: nothing answers there.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := l.Addr().String()
-	l.Close()
+	closedAddr := tcpproxy.ClosedAddr(t) // nothing answers there
 
 	tests := []struct {
 		name     string

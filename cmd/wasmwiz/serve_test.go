@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -123,12 +124,7 @@ func TestServeStartFailures(t *testing.T) {
 	// The API listener of the failed start was closed: its port is free.
 	t.Run("listener closed after a failed start", func(t *testing.T) {
 		t.Parallel()
-		probe, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := probe.Addr().String()
-		probe.Close()
+		addr := tcpproxy.ClosedAddr(t)
 		env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "w.db"),
 			"WASMWIZ_ADDR": addr, "WASMWIZ_METRICS_ADDR": busy.Addr().String()})
 		e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return env[k] }}
