@@ -40,17 +40,11 @@ func TestGrafanaProvisioning(t *testing.T) {
 		t.Errorf("compose does not mount deploy/monitoring/grafana/dashboards at %s, where the provider reads", dashDir)
 	}
 
-	for _, f := range deployFiles(t) {
-		if !strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") {
-			continue
-		}
-		docs, err := parseDeployFile(t, f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range dashboards(t) {
+		f := d.file
 		ids := map[string]bool{}
 		targets := 0
-		for i, p := range get(docs[0].Doc, "panels").([]any) {
+		for i, p := range get(d.doc, "panels").([]any) {
 			id := fmt.Sprint(get(p, "id"))
 			if ids[id] {
 				t.Errorf("%s: panel %d repeats id %s", f, i, id)

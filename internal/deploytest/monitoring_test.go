@@ -71,18 +71,41 @@ func alertQueries(t *testing.T) []query {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var qs []query
-	walk(docs[0].Doc, nil, func(path []string, v any) {
-		if s, ok := v.(string); ok && len(path) > 0 && path[len(path)-1] == "expr" {
-			qs = append(qs, query{"alerts.yml:" + strings.Join(path, "."), s})
-		}
-	})
-	return qs
+	return exprs("alerts.yml", docs[0].Doc)
 }
 
 func dashboardQueries(t *testing.T) []query {
 	t.Helper()
 	var qs []query
+	for _, d := range dashboards(t) {
+		qs = append(qs, exprs(d.file, d.doc)...)
+	}
+	return qs
+}
+
+// exprs returns the PromQL expressions of doc (its "expr" values), each
+// where it stands in the file where.
+func exprs(where string, doc any) []query {
+	var qs []query
+	walk(doc, nil, func(path []string, v any) {
+		if s, ok := v.(string); ok && len(path) > 0 && path[len(path)-1] == "expr" {
+			qs = append(qs, query{where + ":" + strings.Join(path, "."), s})
+		}
+	})
+	return qs
+}
+
+// dashboard is a Grafana dashboard of deploy/, parsed.
+type dashboard struct {
+	file string
+	doc  any
+}
+
+// dashboards returns the dashboards in deploy/monitoring/grafana/dashboards,
+// failing t when there are none.
+func dashboards(t *testing.T) []dashboard {
+	t.Helper()
+	var out []dashboard
 	for _, f := range deployFiles(t) {
 		if !strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") || !strings.HasSuffix(f, ".json") {
 			continue
@@ -91,13 +114,12 @@ func dashboardQueries(t *testing.T) []query {
 		if err != nil {
 			t.Fatal(err)
 		}
-		walk(docs[0].Doc, nil, func(path []string, v any) {
-			if s, ok := v.(string); ok && len(path) > 0 && path[len(path)-1] == "expr" {
-				qs = append(qs, query{f + ":" + strings.Join(path, "."), s})
-			}
-		})
+		out = append(out, dashboard{f, docs[0].Doc})
 	}
-	return qs
+	if len(out) == 0 {
+		t.Fatal("no dashboards in deploy/monitoring/grafana/dashboards")
+	}
+	return out
 }
 
 var (
