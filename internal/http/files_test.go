@@ -8,8 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"mime/multipart"
-	"net/textproto"
 	"strings"
 	"testing"
 
@@ -18,34 +16,8 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// part is one part of a multipart body; a filename makes it a file part.
-type part struct{ name, filename, data string }
-
-func multipartOf(t *testing.T, parts ...part) (io.Reader, string) {
-	t.Helper()
-	var b bytes.Buffer
-	mw := multipart.NewWriter(&b)
-	for _, p := range parts {
-		h := textproto.MIMEHeader{}
-		disp := `form-data; name="` + p.name + `"`
-		if p.filename != "" {
-			disp += `; filename="` + p.filename + `"`
-			h.Set("Content-Type", "application/octet-stream")
-		}
-		h.Set("Content-Disposition", disp)
-		w, err := mw.CreatePart(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(p.data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := mw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &b, mw.FormDataContentType()
-}
+// wasmPart is the module part of the file tests' multipart bodies.
+var wasmPart = testenv.FilePart("wasm", "m.wasm", string(wasmHeader))
 
 // TestExecuteFiles: the run's files from multipart parts, an archive, or
 // JSON reach the engine checked and clean.
@@ -59,11 +31,11 @@ func TestExecuteFiles(t *testing.T) {
 		want  string // entries as path:kind:data, then mount and outputs
 	}{
 		{"multipart files", func(t *testing.T) (io.Reader, string) {
-			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"file", "data/in.csv", "a,b"},
-				part{"file", "./notes.txt", "hi"}, part{"mount", "", "/work"}, part{"outputs", "", "out/*.png"}, part{"outputs", "", `["report.txt"]`})
+			return testenv.MultipartOf(t, wasmPart, testenv.FilePart("file", "data/in.csv", "a,b"),
+				testenv.FilePart("file", "./notes.txt", "hi"), testenv.FieldPart("mount", "/work"), testenv.FieldPart("outputs", "out/*.png"), testenv.FieldPart("outputs", `["report.txt"]`))
 		}, "data/in.csv:file:a,b notes.txt:file:hi | /work | out/*.png report.txt"},
 		{"multipart archive and a file", func(t *testing.T) (io.Reader, string) {
-			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"archive", "src.tar", archive}, part{"file", "extra", "x"})
+			return testenv.MultipartOf(t, wasmPart, testenv.FilePart("archive", "src.tar", archive), testenv.FilePart("file", "extra", "x"))
 		}, "src/a.c:file:int main; link:symlink:src/a.c extra:file:x | / | "},
 		{"json", func(t *testing.T) (io.Reader, string) {
 			body, _ := json.Marshal(map[string]any{"wasm_base64": base64.StdEncoding.EncodeToString(wasmHeader),
@@ -72,7 +44,7 @@ func TestExecuteFiles(t *testing.T) {
 			return bytes.NewReader(body), "application/json"
 		}, "src/a.c:file:int main; link:symlink:src/a.c data/in.csv:file:a,b | /src | out/"},
 		{"outputs only", func(t *testing.T) (io.Reader, string) {
-			return multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"outputs", "", "out/"})
+			return testenv.MultipartOf(t, wasmPart, testenv.FieldPart("outputs", "out/"))
 		}, " | / | out/"},
 	}
 	for _, tt := range tests {
@@ -99,7 +71,7 @@ func TestExecuteFiles(t *testing.T) {
 	}
 	// Without files, none.
 	f := newFixture(t, nil)
-	body, ct := multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)})
+	body, ct := testenv.MultipartOf(t, wasmPart)
 	if resp := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct}); resp.status != 200 || f.lastRun().Files != nil {
 		t.Fatalf("a run without files: %d %+v", resp.status, f.lastRun().Files)
 	}
@@ -110,40 +82,40 @@ func TestExecuteFiles(t *testing.T) {
 func TestExecuteFilesRefused(t *testing.T) {
 	t.Parallel()
 	free, _ := findTier(wasmwiz.TierFree)
-	many := make([]part, 0, free.MaxFiles+2)
-	many = append(many, part{"wasm", "m.wasm", string(wasmHeader)})
+	many := make([]testenv.Part, 0, free.MaxFiles+2)
+	many = append(many, wasmPart)
 	for i := int64(0); i <= free.MaxFiles; i++ {
-		many = append(many, part{"file", "f" + strings.Repeat("x", int(i)), ""})
+		many = append(many, testenv.FilePart("file", "f"+strings.Repeat("x", int(i)), ""))
 	}
 	tests := []struct {
 		name    string
-		parts   []part
+		parts   []testenv.Part
 		status  int
 		code    string
 		message string
 	}{
-		{"archive with ../", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "../evil", Type: tar.TypeReg, Data: "x"}))}}, 400, "EINVALID", `"../evil"`},
-		{"archive with an absolute path", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "/etc/cron.d/evil", Type: tar.TypeReg}))}}, 400, "EINVALID", `"/etc/cron.d/evil" is absolute`},
-		{"archive with a link to /etc", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "etc", Type: tar.TypeSymlink, Linkname: "/etc"}))}}, 400, "EINVALID", `link "etc" points to the absolute path "/etc"`},
-		{"archive with a link out", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d/up", Type: tar.TypeSymlink, Linkname: "../../x"}))}}, 400, "EINVALID", `link "d/up"`},
-		{"archive with a device", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "null", Type: tar.TypeChar}))}}, 400, "EINVALID", `"null" is a device file`},
-		{"archive then file through its link", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d", Type: tar.TypeSymlink, Linkname: "x"}))}, {"file", "d/f", "x"}}, 400, "EINVALID", `"d" is a symlink and also the directory of "d/f"`},
-		{"file with ../", []part{{"file", "../../etc/passwd", "x"}}, 400, "EINVALID", `"../../etc/passwd"`},
-		{"file with an absolute path", []part{{"file", "/tmp/x", "x"}}, 400, "EINVALID", `"/tmp/x" is absolute`},
-		{"file without a name", []part{{"file", "", "x"}}, 400, "EINVALID", "needs a filename"},
-		{"file twice", []part{{"file", "a", "x"}, {"file", "./a", "y"}}, 400, "EINVALID", `"a" is given twice`},
-		{"relative mount", []part{{"mount", "", "work"}}, 400, "EINVALID", "must be an absolute path"},
-		{"output outside", []part{{"outputs", "", "../x"}}, 400, "EINVALID", `output pattern "../x"`},
-		{"files too big", []part{{"file", "big", strings.Repeat("x", int(free.MaxFilesInBytes)+1)}}, 413, "ETOOLARGE", "the files are over the 1MiB limit"},
+		{"archive with ../", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "../evil", Type: tar.TypeReg, Data: "x"})))}, 400, "EINVALID", `"../evil"`},
+		{"archive with an absolute path", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "/etc/cron.d/evil", Type: tar.TypeReg})))}, 400, "EINVALID", `"/etc/cron.d/evil" is absolute`},
+		{"archive with a link to /etc", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "etc", Type: tar.TypeSymlink, Linkname: "/etc"})))}, 400, "EINVALID", `link "etc" points to the absolute path "/etc"`},
+		{"archive with a link out", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d/up", Type: tar.TypeSymlink, Linkname: "../../x"})))}, 400, "EINVALID", `link "d/up"`},
+		{"archive with a device", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "null", Type: tar.TypeChar})))}, 400, "EINVALID", `"null" is a device file`},
+		{"archive then file through its link", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "d", Type: tar.TypeSymlink, Linkname: "x"}))), testenv.FilePart("file", "d/f", "x")}, 400, "EINVALID", `"d" is a symlink and also the directory of "d/f"`},
+		{"file with ../", []testenv.Part{testenv.FilePart("file", "../../etc/passwd", "x")}, 400, "EINVALID", `"../../etc/passwd"`},
+		{"file with an absolute path", []testenv.Part{testenv.FilePart("file", "/tmp/x", "x")}, 400, "EINVALID", `"/tmp/x" is absolute`},
+		{"file without a name", []testenv.Part{testenv.FieldPart("file", "x")}, 400, "EINVALID", "needs a filename"},
+		{"file twice", []testenv.Part{testenv.FilePart("file", "a", "x"), testenv.FilePart("file", "./a", "y")}, 400, "EINVALID", `"a" is given twice`},
+		{"relative mount", []testenv.Part{testenv.FieldPart("mount", "work")}, 400, "EINVALID", "must be an absolute path"},
+		{"output outside", []testenv.Part{testenv.FieldPart("outputs", "../x")}, 400, "EINVALID", `output pattern "../x"`},
+		{"files too big", []testenv.Part{testenv.FilePart("file", "big", strings.Repeat("x", int(free.MaxFilesInBytes)+1))}, 413, "ETOOLARGE", "the files are over the 1MiB limit"},
 		{"too many files", many[1:], 413, "ETOOLARGE", "more than 100"},
-		{"archive over the bytes", []part{{"archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "big", Type: tar.TypeReg, Data: strings.Repeat("x", int(free.MaxFilesInBytes)+1)}))}}, 413, "ETOOLARGE", "over the 1MiB limit"},
-		{"not an archive", []part{{"archive", "a.tar", "hello"}}, 400, "EINVALID", "not a valid tar"},
+		{"archive over the bytes", []testenv.Part{testenv.FilePart("archive", "a.tar", string(testenv.Tar(t, testenv.ArchiveEntry{Name: "big", Type: tar.TypeReg, Data: strings.Repeat("x", int(free.MaxFilesInBytes)+1)})))}, 413, "ETOOLARGE", "over the 1MiB limit"},
+		{"not an archive", []testenv.Part{testenv.FilePart("archive", "a.tar", "hello")}, 400, "EINVALID", "not a valid tar"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, nil)
-			body, ct := multipartOf(t, append([]part{{"wasm", "m.wasm", string(wasmHeader)}}, tt.parts...)...)
+			body, ct := testenv.MultipartOf(t, append([]testenv.Part{wasmPart}, tt.parts...)...)
 			resp := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct})
 			msg, _ := resp.json(t)["error"].(map[string]any)["message"].(string)
 			if resp.status != tt.status || resp.errorCode(t) != tt.code || !strings.Contains(msg, tt.message) {
@@ -169,7 +141,7 @@ func TestExecuteFilesAnswer(t *testing.T) {
 		}}, nil
 	}
 	post := func(accept string) *response {
-		body, ct := multipartOf(t, part{"wasm", "m.wasm", string(wasmHeader)}, part{"outputs", "", "out/"})
+		body, ct := testenv.MultipartOf(t, wasmPart, testenv.FieldPart("outputs", "out/"))
 		return f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct, header: map[string]string{"Accept": accept}})
 	}
 	resp := post("")

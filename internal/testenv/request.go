@@ -78,20 +78,50 @@ func Send(t testing.TB, req *http.Request) (*http.Response, []byte) {
 // "<field>.wasm"), then the plain fields, each set sorted by name.
 func Multipart(t testing.TB, files map[string][]byte, fields map[string]string) (io.Reader, string) {
 	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
+	var parts []Part
 	for _, name := range slices.Sorted(maps.Keys(files)) {
-		w, err := mw.CreateFormFile(name, name+".wasm")
-		if err == nil {
-			_, err = w.Write(files[name])
-		}
-		if err != nil {
-			t.Fatalf("multipart file %s: %v", name, err)
-		}
+		parts = append(parts, FilePart(name, name+".wasm", string(files[name])))
 	}
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		if err := mw.WriteField(name, fields[name]); err != nil {
-			t.Fatalf("multipart field %s: %v", name, err)
+		parts = append(parts, FieldPart(name, fields[name]))
+	}
+	return MultipartOf(t, parts...)
+}
+
+// Part is one part of a multipart/form-data body (MultipartOf).
+type Part struct {
+	Name     string
+	FileName string // a file part (application/octet-stream) when set
+	Data     string
+}
+
+// FilePart is a file part: field name, file name and content.
+func FilePart(name, fileName, data string) Part {
+	return Part{Name: name, FileName: fileName, Data: data}
+}
+
+// FieldPart is a plain field part.
+func FieldPart(name, value string) Part { return Part{Name: name, Data: value} }
+
+// MultipartOf returns a multipart/form-data body of parts, in their order
+// (a name may repeat), and its Content-Type.
+func MultipartOf(t testing.TB, parts ...Part) (io.Reader, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, p := range parts {
+		var w io.Writer
+		var err error
+		if p.FileName != "" {
+			w, err = mw.CreateFormFile(p.Name, p.FileName)
+		} else {
+			w, err = mw.CreateFormField(p.Name)
+		}
+		if err == nil {
+			_, err = io.WriteString(w, p.Data)
+		}
+		if err != nil {
+			t.Fatalf("multipart part %s: %v", p.Name, err)
 		}
 	}
 	if err := mw.Close(); err != nil {

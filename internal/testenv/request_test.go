@@ -10,28 +10,37 @@ import (
 	"testing"
 )
 
+// TestMultipart: MultipartOf writes the parts in their order, a name as
+// often as given, file parts with their file name and an octet-stream type;
+// Multipart writes the files, then the fields, each sorted by name.
 func TestMultipart(t *testing.T) {
-	body, ctype := Multipart(t, map[string][]byte{"wasm": []byte("\x00asm"), "b": []byte("B")}, map[string]string{"input": "hi", "a": "A"})
-	_, params, err := mime.ParseMediaType(ctype)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mr := multipart.NewReader(body, params["boundary"])
-	var got []string
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
+	read := func(body io.Reader, ctype string) string {
+		_, params, err := mime.ParseMediaType(ctype)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(p)
-		got = append(got, p.FormName()+"|"+p.FileName()+"|"+string(b))
+		mr := multipart.NewReader(body, params["boundary"])
+		var got []string
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return strings.Join(got, " ")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(p)
+			_, disp, _ := mime.ParseMediaType(p.Header.Get("Content-Disposition")) // FileName() drops directories
+			got = append(got, p.FormName()+"|"+disp["filename"]+"|"+p.Header.Get("Content-Type")+"|"+string(b))
+		}
 	}
-	want := "b|b.wasm|B wasm|wasm.wasm|\x00asm a||A input||hi"
-	if strings.Join(got, " ") != want {
-		t.Errorf("parts %q, want %q", strings.Join(got, " "), want)
+	got := read(Multipart(t, map[string][]byte{"wasm": []byte("\x00asm"), "b": []byte("B")}, map[string]string{"input": "hi", "a": "A"}))
+	if want := "b|b.wasm|application/octet-stream|B wasm|wasm.wasm|application/octet-stream|\x00asm a|||A input|||hi"; got != want {
+		t.Errorf("Multipart: parts %q, want %q", got, want)
+	}
+	got = read(MultipartOf(t, FieldPart("z", "1"), FilePart("file", "a/b.txt", "x"), FieldPart("z", "2"), FilePart("file", "c", "")))
+	if want := "z|||1 file|a/b.txt|application/octet-stream|x z|||2 file|c|application/octet-stream|"; got != want {
+		t.Errorf("MultipartOf: parts %q, want %q", got, want)
 	}
 }
 
