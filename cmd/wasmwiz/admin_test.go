@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -34,18 +33,7 @@ type cli struct {
 
 func (c cli) run(args ...string) (int, string, string) {
 	c.t.Helper()
-	var stdout, stderr bytes.Buffer
-	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string {
-		switch k {
-		case "WASMWIZ_DATABASE_URL":
-			return c.dbURL
-		case "WASMWIZ_DATA_DIR":
-			return c.t.TempDir()
-		}
-		return ""
-	}}
-	code := Main(context.Background(), env, args)
-	return code, stdout.String(), stderr.String()
+	return runMain(args, "", map[string]string{"WASMWIZ_DATABASE_URL": c.dbURL, "WASMWIZ_DATA_DIR": c.t.TempDir()})
 }
 
 // ok runs args, wants exit status 0 and returns stdout.

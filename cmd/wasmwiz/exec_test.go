@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -12,15 +11,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
-
-// runMain runs the CLI with stdin and the environment vars, and returns the
-// exit status, stdout and stderr.
-func runMain(args []string, stdin string, vars map[string]string) (int, string, string) {
-	var stdout, stderr bytes.Buffer
-	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
-	code := Main(context.Background(), env, args)
-	return code, stdout.String(), stderr.String()
-}
 
 // TestExecPrintsWhatRunPrints: `wasmwiz exec` against a running serve prints
 // the same stdout, stderr and exit status as `wasmwiz run` on this machine.

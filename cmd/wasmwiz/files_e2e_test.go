@@ -301,9 +301,9 @@ func TestExecFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	code, stdout, stderr := runCLI(t, "", "exec", "--server", s.url, "--key", key, "--file", in+":data/in.csv", "--archive", archive,
+	code, stdout, stderr := runMain([]string{"exec", "--server", s.url, "--key", key, "--file", in + ":data/in.csv", "--archive", archive,
 		"--mount", "/work", "--output", "results/", "--out-dir", out, testmodule.Path(t, "fsprobe.wasm"),
-		"cat", "data/in.csv", "cat", "lib/a.txt", "mkdir", "results", "copy", "data/in.csv", "results/r.csv")
+		"cat", "data/in.csv", "cat", "lib/a.txt", "mkdir", "results", "copy", "data/in.csv", "results/r.csv"}, "", nil)
 	if code != 0 || stdout != "cat data/in.csv: ok 1,2\ncat lib/a.txt: ok lib\nmkdir results: ok\ncopy data/in.csv results/r.csv: ok 3\n" {
 		t.Fatalf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
 	}
@@ -312,8 +312,8 @@ func TestExecFiles(t *testing.T) {
 	}
 	// --follow prints the output as it comes, and the files still land.
 	followed := filepath.Join(dir, "followed")
-	code, stdout, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--follow", "--file", in+":in.csv",
-		"--output", "out/", "--out-dir", followed, testmodule.Path(t, "fsprobe.wasm"), "mkdir", "out", "copy", "in.csv", "out/r.csv")
+	code, stdout, stderr = runMain([]string{"exec", "--server", s.url, "--key", key, "--follow", "--file", in + ":in.csv",
+		"--output", "out/", "--out-dir", followed, testmodule.Path(t, "fsprobe.wasm"), "mkdir", "out", "copy", "in.csv", "out/r.csv"}, "", nil)
 	if code != 0 || stdout != "mkdir out: ok\ncopy in.csv out/r.csv: ok 3\n" {
 		t.Fatalf("--follow: exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
 	}
@@ -327,8 +327,8 @@ func TestExecFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored := filepath.Join(dir, "stored")
-	code, stdout, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--module-id", mod.ID, "--output", "*.bin",
-		"--out-dir", stored, "fill", "a.bin", "1000", "fill", "z.bin", "9000000")
+	code, stdout, stderr = runMain([]string{"exec", "--server", s.url, "--key", key, "--module-id", mod.ID, "--output", "*.bin",
+		"--out-dir", stored, "fill", "a.bin", "1000", "fill", "z.bin", "9000000"}, "", nil)
 	if code != 0 || stdout != "fill a.bin 1000: ok 1000\nfill z.bin 9000000: ok 9000000\n" || !strings.Contains(stderr, "z.bin (") {
 		t.Fatalf("--module-id: exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
 	}
@@ -338,7 +338,7 @@ func TestExecFiles(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stored, "z.bin")); !os.IsNotExist(err) {
 		t.Fatalf("--module-id: z.bin, over max_files_out_bytes, was written: %v", err)
 	}
-	code, _, stderr = runCLI(t, "", "exec", "--server", s.url, "--key", key, "--output", "x", testmodule.Path(t, "fsprobe.wasm"))
+	code, _, stderr = runMain([]string{"exec", "--server", s.url, "--key", key, "--output", "x", testmodule.Path(t, "fsprobe.wasm")}, "", nil)
 	if code != 2 || !strings.Contains(stderr, "--output needs --out-dir") {
 		t.Fatalf("--output without --out-dir: exit %d %s", code, stderr)
 	}

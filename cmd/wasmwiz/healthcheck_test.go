@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -47,19 +45,12 @@ func TestHealthcheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string {
-				if k == "WASMWIZ_ADDR" {
-					return tt.addr
-				}
-				return ""
-			}}
-			code := Main(context.Background(), env, append([]string{"healthcheck"}, tt.args...))
+			code, stdout, stderr := runMain(append([]string{"healthcheck"}, tt.args...), "", map[string]string{"WASMWIZ_ADDR": tt.addr})
 			if code != tt.wantCode {
-				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tt.wantCode, stdout.String(), stderr.String())
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tt.wantCode, stdout, stderr)
 			}
-			if tt.wantErr != "" && !strings.Contains(stderr.String(), tt.wantErr) {
-				t.Errorf("stderr %q does not mention %q", stderr.String(), tt.wantErr)
+			if tt.wantErr != "" && !strings.Contains(stderr, tt.wantErr) {
+				t.Errorf("stderr %q does not mention %q", stderr, tt.wantErr)
 			}
 		})
 	}

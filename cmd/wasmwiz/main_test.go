@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -19,4 +21,13 @@ func TestMain(m *testing.M) {
 		return worker.ServeProcess(context.Background(), worker.ServeOptions{NewEngine: newWorkerEngine})
 	})
 	os.Exit(testenv.Run(m))
+}
+
+// runMain runs the CLI with stdin and the environment vars, and returns the
+// exit status, stdout and stderr.
+func runMain(args []string, stdin string, vars map[string]string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
+	code := Main(context.Background(), env, args)
+	return code, stdout.String(), stderr.String()
 }

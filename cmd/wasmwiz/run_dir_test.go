@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,16 +13,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
 )
-
-// runCLI runs `wasmwiz args...` in process and returns its exit status and
-// output.
-func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	env := &Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
-	code = Main(context.Background(), env, args)
-	return code, out.String(), errb.String()
-}
 
 // TestRunDirWASISuite runs every preview1 test of the WASI test suite
 // (72; the engine runs them too) through `wasmwiz run --json`, each of the
@@ -43,7 +31,7 @@ func TestRunDirWASISuite(t *testing.T) {
 		}
 		args = append(args, c.Wasm)
 		args = append(args, c.Spec.Args...)
-		_, stdout, stderr := runCLI(t, "", args...)
+		_, stdout, stderr := runMain(args, "", nil)
 		var res api.Result
 		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 			t.Fatalf("stdout is not a result: %v\n%s\nstderr: %s", err, stdout, stderr)
@@ -139,7 +127,7 @@ func TestRunDirEscapes(t *testing.T) {
 			t.Parallel()
 			host, tree := escapeFixture(t)
 			args := append([]string{"run", "--cache-dir", cache, "--dir", tree + ":/", probe}, strings.Fields(tt.args)...)
-			code, stdout, stderr := runCLI(t, "", args...)
+			code, stdout, stderr := runMain(args, "", nil)
 			if code != 0 || strings.TrimSpace(stdout) != tt.want {
 				t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %s", code, stdout, tt.want, stderr)
 			}
@@ -181,7 +169,7 @@ func TestRunDirFlag(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := runCLI(t, "", append([]string{"run"}, tt.args...)...)
+			code, stdout, stderr := runMain(append([]string{"run"}, tt.args...), "", nil)
 			if code != tt.code || (tt.stdout != "" && stdout != tt.stdout) || !strings.Contains(stderr, tt.stderr) {
 				t.Fatalf("exit %d (want %d)\nstdout %q\nwant   %q\nstderr %q (want it to contain %q)", code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
 			}
@@ -228,7 +216,7 @@ func TestRunDirJSONShape(t *testing.T) {
 	probe := testmodule.Path(t, "fsprobe.wasm")
 	keys := func(args ...string) []string {
 		t.Helper()
-		code, stdout, stderr := runCLI(t, "", append([]string{"run", "--json"}, args...)...)
+		code, stdout, stderr := runMain(append([]string{"run", "--json"}, args...), "", nil)
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(stdout), &m); code != 0 || err != nil {
 			t.Fatalf("exit %d, %v\nstdout %s\nstderr %s", code, err, stdout, stderr)

@@ -72,31 +72,29 @@ func TestRunCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			env := &Env{Stdin: strings.NewReader(tt.stdin), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
-			code := Main(context.Background(), env, tt.args)
+			code, stdout, stderr := runMain(tt.args, tt.stdin, nil)
 			if code != tt.code {
-				t.Fatalf("exit %d, want %d\nstdout %q\nstderr %q", code, tt.code, stdout.String(), stderr.String())
+				t.Fatalf("exit %d, want %d\nstdout %q\nstderr %q", code, tt.code, stdout, stderr)
 			}
-			if tt.stdout != "" && stdout.String() != tt.stdout {
-				t.Errorf("stdout %q, want %q", stdout.String(), tt.stdout)
+			if tt.stdout != "" && stdout != tt.stdout {
+				t.Errorf("stdout %q, want %q", stdout, tt.stdout)
 			}
 			for _, s := range tt.stdoutHas {
-				if !strings.Contains(stdout.String(), s) {
-					t.Errorf("stdout %q\nwant it to contain %q", stdout.String(), s)
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout %q\nwant it to contain %q", stdout, s)
 				}
 			}
 			for _, s := range tt.stderrHas {
-				if !strings.Contains(stderr.String(), s) {
-					t.Errorf("stderr %q\nwant it to contain %q", stderr.String(), s)
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr %q\nwant it to contain %q", stderr, s)
 				}
 			}
 			if tt.jsonStatus != "" {
-				if n := strings.Count(strings.TrimSpace(stdout.String()), "\n"); n != 0 {
+				if n := strings.Count(strings.TrimSpace(stdout), "\n"); n != 0 {
 					t.Errorf("--json printed %d lines, want one object", n+1)
 				}
 				var r api.Result
-				if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+				if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 					t.Fatalf("--json output does not parse: %v", err)
 				}
 				if r.Status != tt.jsonStatus || len(r.Module.SHA256) != 64 {
