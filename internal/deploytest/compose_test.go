@@ -24,10 +24,7 @@ func addrPort(t *testing.T, addr string) string {
 // WASMWIZ_METRICS_ADDR set, and every mounted file present.
 func TestCompose(t *testing.T) {
 	t.Parallel()
-	docs, err := parseDeployFile(t, "docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := deployDocs(t, "docker-compose.yml")
 	c := docs[0].Doc
 	for _, svc := range []string{"postgres", "redis", "migrate", "wasmwiz", "proxy", "prometheus", "grafana"} {
 		if get(c, "services", svc) == nil {
@@ -55,10 +52,7 @@ func TestCompose(t *testing.T) {
 	if !regexp.MustCompile(`server wasmwiz:` + apiPort + `\b`).MatchString(nginx) {
 		t.Errorf("nginx.conf does not proxy to wasmwiz:%s (WASMWIZ_ADDR)", apiPort)
 	}
-	prom, err := parseDeployFile(t, "deploy/monitoring/prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	prom := deployDocs(t, "deploy/monitoring/prometheus.yml")
 	found := false
 	for _, sc := range get(prom[0].Doc, "scrape_configs").([]any) {
 		if get(sc, "job_name") == "wasmwiz" {

@@ -54,9 +54,7 @@ func TestDeployFilesParse(t *testing.T) {
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
 			t.Parallel()
-			if _, err := parseDeployFile(t, f); err != nil {
-				t.Fatal(err)
-			}
+			deployDocs(t, f)
 		})
 	}
 }
@@ -96,10 +94,7 @@ func TestDeployConfigIsAccepted(t *testing.T) {
 	envOf := func(files ...string) map[string]string {
 		env := map[string]string{}
 		for _, f := range files {
-			docs, err := parseDeployFile(t, f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			docs := deployDocs(t, f)
 			for _, d := range docs {
 				for _, st := range envSettings(d) {
 					env[st.Name] = st.Value
@@ -109,10 +104,7 @@ func TestDeployConfigIsAccepted(t *testing.T) {
 		return env
 	}
 	composeEnv := func() map[string]string {
-		docs, err := parseDeployFile(t, "docker-compose.yml")
-		if err != nil {
-			t.Fatal(err)
-		}
+		docs := deployDocs(t, "docker-compose.yml")
 		env := map[string]string{}
 		for k, v := range docs[0].Doc.(map[string]any)["x-wasmwiz-env"].(map[string]any) {
 			env[k] = fmt.Sprint(v)

@@ -11,23 +11,14 @@ import (
 // dashboards provider reads the directory compose mounts the dashboards at.
 func TestGrafanaProvisioning(t *testing.T) {
 	t.Parallel()
-	ds, err := parseDeployFile(t, "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ds := deployDocs(t, "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml")
 	uid := fmt.Sprint(get(ds[0].Doc, "datasources", "0", "uid"))
 	if get(ds[0].Doc, "datasources", "0", "type") != "prometheus" {
 		t.Errorf("data source %s is not of type prometheus", uid)
 	}
-	prov, err := parseDeployFile(t, "deploy/monitoring/grafana/provisioning/dashboards/wasmwiz.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov := deployDocs(t, "deploy/monitoring/grafana/provisioning/dashboards/wasmwiz.yml")
 	dashDir := fmt.Sprint(get(prov[0].Doc, "providers", "0", "options", "path"))
-	compose, err := parseDeployFile(t, "docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	compose := deployDocs(t, "docker-compose.yml")
 	mounted := false
 	vols, _ := get(compose[0].Doc, "services", "grafana", "volumes").([]any)
 	for _, v := range vols {

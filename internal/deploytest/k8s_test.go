@@ -32,10 +32,7 @@ func get(v any, keys ...string) any {
 // k8sObject returns the one document of kind and name in file.
 func k8sObject(t *testing.T, file, kind, name string) map[string]any {
 	t.Helper()
-	docs, err := parseDeployFile(t, file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := deployDocs(t, file)
 	for _, d := range docs {
 		if get(d.Doc, "kind") == kind && get(d.Doc, "metadata", "name") == name {
 			return d.Doc.(map[string]any)
@@ -165,16 +162,10 @@ func TestKubernetesSizing(t *testing.T) {
 // writable volumes where WASMWIZ_DATA_DIR and /tmp point.
 func TestKubernetesBase(t *testing.T) {
 	t.Parallel()
-	kust, err := parseDeployFile(t, "deploy/k8s/base/kustomization.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kust := deployDocs(t, "deploy/k8s/base/kustomization.yaml")
 	kinds := map[string]bool{}
 	for _, r := range get(kust[0].Doc, "resources").([]any) {
-		docs, err := parseDeployFile(t, "deploy/k8s/base/"+r.(string))
-		if err != nil {
-			t.Fatal(err)
-		}
+		docs := deployDocs(t, "deploy/k8s/base/"+r.(string))
 		for _, d := range docs {
 			kinds[fmt.Sprint(get(d.Doc, "kind"))] = true
 		}

@@ -67,10 +67,7 @@ type query struct {
 
 func alertQueries(t *testing.T) []query {
 	t.Helper()
-	docs, err := parseDeployFile(t, "deploy/monitoring/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := deployDocs(t, "deploy/monitoring/alerts.yml")
 	return exprs("alerts.yml", docs[0].Doc)
 }
 
@@ -110,10 +107,7 @@ func dashboards(t *testing.T) []dashboard {
 		if !strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") || !strings.HasSuffix(f, ".json") {
 			continue
 		}
-		docs, err := parseDeployFile(t, f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		docs := deployDocs(t, f)
 		out = append(out, dashboard{f, docs[0].Doc})
 	}
 	if len(out) == 0 {

@@ -219,10 +219,20 @@ func deployFiles(t *testing.T) []string {
 	return files
 }
 
-// parseDeployFile decodes every document of one YAML file, or one JSON file.
-func parseDeployFile(t *testing.T, rel string) ([]deployDoc, error) {
+// deployDocs decodes every document of one YAML file, or one JSON file,
+// failing t when it does not decode.
+func deployDocs(t *testing.T, rel string) []deployDoc {
 	t.Helper()
-	b, err := os.ReadFile(repoPath(t, rel))
+	docs, err := decodeDeployFile(repoPath(t, rel), rel)
+	if err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	return docs
+}
+
+// decodeDeployFile decodes the file at path, rel in the repository.
+func decodeDeployFile(path, rel string) ([]deployDoc, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -262,10 +272,7 @@ func allDeployDocs(t *testing.T) []deployDoc {
 	t.Helper()
 	var all []deployDoc
 	for _, f := range deployFiles(t) {
-		docs, err := parseDeployFile(t, f)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+		docs := deployDocs(t, f)
 		all = append(all, docs...)
 	}
 	return all
