@@ -32,10 +32,10 @@ func TestGrafanaProvisioning(t *testing.T) {
 	}
 
 	for _, d := range dashboards(t) {
-		f := d.file
+		f := d.File
 		ids := map[string]bool{}
 		targets := 0
-		for i, p := range get(d.doc, "panels").([]any) {
+		for i, p := range get(d.Doc, "panels").([]any) {
 			id := fmt.Sprint(get(p, "id"))
 			if ids[id] {
 				t.Errorf("%s: panel %d repeats id %s", f, i, id)

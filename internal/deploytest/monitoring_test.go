@@ -75,7 +75,7 @@ func dashboardQueries(t *testing.T) []query {
 	t.Helper()
 	var qs []query
 	for _, d := range dashboards(t) {
-		qs = append(qs, exprs(d.file, d.doc)...)
+		qs = append(qs, exprs(d.File, d.Doc)...)
 	}
 	return qs
 }
@@ -92,23 +92,15 @@ func exprs(where string, doc any) []query {
 	return qs
 }
 
-// dashboard is a Grafana dashboard of deploy/, parsed.
-type dashboard struct {
-	file string
-	doc  any
-}
-
 // dashboards returns the dashboards in deploy/monitoring/grafana/dashboards,
 // failing t when there are none.
-func dashboards(t *testing.T) []dashboard {
+func dashboards(t *testing.T) []deployDoc {
 	t.Helper()
-	var out []dashboard
+	var out []deployDoc
 	for _, f := range deployFiles(t) {
-		if !strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") || !strings.HasSuffix(f, ".json") {
-			continue
+		if strings.HasPrefix(f, "deploy/monitoring/grafana/dashboards/") && strings.HasSuffix(f, ".json") {
+			out = append(out, deployDocs(t, f)...)
 		}
-		docs := deployDocs(t, f)
-		out = append(out, dashboard{f, docs[0].Doc})
 	}
 	if len(out) == 0 {
 		t.Fatal("no dashboards in deploy/monitoring/grafana/dashboards")
