@@ -101,7 +101,10 @@ func TestDockerContextBuilds(t *testing.T) {
 			t.Fatalf(".dockerignore excludes %s, which the Dockerfile copies", needed)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// The bound is for a build that hangs: a cold build of every dependency
+	// (modernc's SQLite is most of it) beside the race-built test suite
+	// on two loaded cores was killed at five minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	ls := exec.CommandContext(ctx, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
 	ls.Dir = repoPath(t, ".")
