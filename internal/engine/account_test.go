@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 func shaOf(b []byte) string {
@@ -137,7 +138,7 @@ func TestHostileFootprints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			lim := limits()
+			lim := testmodule.Limits()
 			lim.MaxModuleBytes = 0
 			lim.MaxMemoryBytes = tt.cap
 			if tt.want.status == wasmwiz.StatusTrap {
@@ -226,7 +227,7 @@ func TestRewriteTables(t *testing.T) {
 		}
 	}
 	e := sharedEngine(t)
-	insp, err := e.Inspect(context.Background(), wasm, limits())
+	insp, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
 	if err != nil {
 		t.Fatalf("Inspect: %v", err)
 	}
@@ -263,7 +264,7 @@ func TestMemoryCapCountsTheFootprint(t *testing.T) {
 			hostiletest.OpIf, hostiletest.BlockEmpty, hostiletest.OpUnreachable, hostiletest.OpEnd,
 			hostiletest.OpBr, 0, hostiletest.OpEnd, hostiletest.OpEnd})},
 	}
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxMemoryBytes = 8 * wasmwiz.MiB
 	lim.Timeout = 0
 	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: m.Bytes(), Limits: lim})

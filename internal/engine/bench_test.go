@@ -47,7 +47,7 @@ func (w *rawWazero) run(b *testing.B, args ...string) []byte {
 
 func benchEngineRun(b *testing.B, e *Engine, wasm []byte, args []string, want string) {
 	b.Helper()
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.Timeout = time.Minute
 	for b.Loop() {
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Args: args, Limits: lim})
@@ -103,7 +103,7 @@ func BenchmarkCompileGoModule(b *testing.B) {
 	wasm := testmodule.GoWasip1(b, "gohello")
 	b.ReportMetric(float64(len(wasm)), "module-bytes")
 	inspect := func(b *testing.B, e *Engine) {
-		if _, err := e.Inspect(context.Background(), wasm, limits()); err != nil {
+		if _, err := e.Inspect(context.Background(), wasm, testmodule.Limits()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -40,7 +40,7 @@ func sleb(v int64) []byte {
 
 func runGet(t testing.TB, e *Engine, wasm []byte) *wasmwiz.Result {
 	t.Helper()
-	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Function: "get", Limits: limits()})
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Function: "get", Limits: testmodule.Limits()})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestCacheSingleCompileForConcurrentFirstRuns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Stdin: []byte("40 2"), Limits: limits()})
+			res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Stdin: []byte("40 2"), Limits: testmodule.Limits()})
 			if err == nil && string(res.Stdout) != "42\n" {
 				err = fmt.Errorf("stdout %q", res.Stdout)
 			}
@@ -122,7 +122,7 @@ func TestCacheHammer(t *testing.T) {
 			defer wg.Done()
 			for i := range perG {
 				n := int32((g*7 + i) % modules)
-				res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(n), Function: "get", Limits: limits()})
+				res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(n), Function: "get", Limits: testmodule.Limits()})
 				if err != nil {
 					errs <- err
 					return
@@ -132,7 +132,7 @@ func TestCacheHammer(t *testing.T) {
 					return
 				}
 				if i%10 == 0 {
-					if _, err := e.Inspect(context.Background(), constModule(n), limits()); err != nil {
+					if _, err := e.Inspect(context.Background(), constModule(n), testmodule.Limits()); err != nil {
 						errs <- err
 						return
 					}
@@ -159,7 +159,7 @@ func TestCacheOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	wasm := testmodule.Read(t, "fib.wasm")
 	run := func(e *Engine) *wasmwiz.Result {
-		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Args: []string{"10"}, Limits: limits()})
+		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Args: []string{"10"}, Limits: testmodule.Limits()})
 		if err != nil || string(res.Stdout) != "55\n" {
 			t.Fatalf("Run: %v %+v", err, res)
 		}
@@ -195,7 +195,7 @@ func TestClosedEngineRefuses(t *testing.T) {
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(1), Function: "get", Limits: limits()})
+	_, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(1), Function: "get", Limits: testmodule.Limits()})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !strings.Contains(wasmwiz.ErrorMessage(err), "shutting down") {
 		t.Fatalf("Run after Close: %v", err)
 	}

@@ -49,7 +49,7 @@ func TestDiskCachePathIsWazeros(t *testing.T) {
 		dir := t.TempDir()
 		e := newEngine(t, Options{CacheDir: dir, NoGuestInterrupt: noInterrupt})
 		for _, wasm := range [][]byte{testmodule.Read(t, "hello.wasm"), hostiletest.TableGrowLoop(1, -1, hostiletest.Return)} {
-			if _, err := e.Inspect(context.Background(), wasm, limits()); err != nil {
+			if _, err := e.Inspect(context.Background(), wasm, testmodule.Limits()); err != nil {
 				t.Fatal(err)
 			}
 			h, err := parseHeader(wasm)
@@ -103,7 +103,7 @@ func TestDiskCacheBound(t *testing.T) {
 	}
 	// Another process runs module 0: it loads it from the disk, which makes
 	// it the most recently used.
-	if res, err := b.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[0], Limits: limits()}); err != nil || !res.CompileCached {
+	if res, err := b.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[0], Limits: testmodule.Limits()}); err != nil || !res.CompileCached {
 		t.Fatalf("module 0 in the other process: %v, cached %v", err, res != nil && res.CompileCached)
 	}
 	compile(a, 5) // one file too many: the two least recently used go
@@ -129,7 +129,7 @@ func TestDiskCacheBound(t *testing.T) {
 	}
 	// An evicted module compiles again, in a fresh process as well.
 	c := newEngine(t, Options{CacheDir: dir, CacheMaxBytes: max})
-	res, err := c.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[1], Limits: limits()})
+	res, err := c.Run(context.Background(), &wasmwiz.RunRequest{Wasm: modules[1], Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK || res.CompileCached {
 		t.Fatalf("an evicted module: %v %+v; want it compiled again", err, res)
 	}
@@ -191,7 +191,7 @@ func TestDiskCacheEvictionAcrossProcesses(t *testing.T) {
 	}
 	// Every compiled module is gone from the disk, and still runs where it
 	// is held.
-	res, err := engines[0].Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(505), Limits: limits()})
+	res, err := engines[0].Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(505), Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK || !res.CompileCached {
 		t.Fatalf("a held module after its file went: %v %+v", err, res)
 	}

@@ -41,20 +41,6 @@ func newEngine(t testing.TB, opts Options) *Engine {
 	return e
 }
 
-// limits are generous defaults that each case narrows. The wall time is
-// one a guest that ends by itself never comes near, also under -race on a
-// loaded machine (a stack overflow took 11 s there); it only bounds a run
-// that would otherwise hang the test.
-func limits() wasmwiz.Limits {
-	return wasmwiz.Limits{
-		Timeout:        testenv.Patience,
-		MaxMemoryBytes: 64 * wasmwiz.MiB,
-		MaxOutputBytes: 1 * wasmwiz.MiB,
-		MaxModuleBytes: 10 * wasmwiz.MiB,
-		MaxStdinBytes:  1 * wasmwiz.MiB,
-	}
-}
-
 func TestRunOutcomes(t *testing.T) {
 	t.Parallel()
 	e := sharedEngine(t)
@@ -156,7 +142,7 @@ func TestRunOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			wasm := testmodule.Read(t, tt.file)
-			req := &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()}
+			req := &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()}
 			if tt.req != nil {
 				tt.req(req)
 			}
@@ -221,7 +207,7 @@ func TestSleepHonoursDeadlineWithoutInterrupt(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, Options{NoGuestInterrupt: true})
 	for _, file := range []string{"poll_sleep.wasm", "sleep.wasm"} {
-		lim := limits()
+		lim := testmodule.Limits()
 		lim.Timeout = 100 * time.Millisecond
 		if _, err := e.Inspect(context.Background(), testmodule.Read(t, file), wasmwiz.Limits{}); err != nil { // compile outside the wall time
 			t.Fatal(err)
@@ -248,7 +234,7 @@ func TestCancelledCallerIsNotATimeout(t *testing.T) {
 	e := sharedEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
+	_, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: testmodule.Limits()})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("Run with a cancelled context: %v", err)
 	}
@@ -304,7 +290,7 @@ func TestRunStreamingCopiesOutputLive(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var out, errOut strings.Builder
-			lim := limits()
+			lim := testmodule.Limits()
 			lim.MaxOutputBytes = tt.cap
 			res, err := e.RunStreaming(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, tt.file), Limits: lim}, &out, &errOut)
 			if err != nil {
@@ -326,7 +312,7 @@ func TestRunStreamingCopiesOutputLive(t *testing.T) {
 func TestLoopFreeRecursionPastTheDeadlineIsATimeout(t *testing.T) {
 	t.Parallel()
 	e := sharedEngine(t)
-	lim := limits()
+	lim := testmodule.Limits()
 	// Long enough to start the call (a call that starts after the deadline
 	// is refused by wazero at once), far too short for fib(38).
 	lim.Timeout = 50 * time.Millisecond
@@ -351,14 +337,14 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, Options{})
 	wasm := hostiletest.DeepLoops(6000) // about half a second to compile here
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.Timeout = time.Millisecond
 	_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
 	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "past the wall-time limit of 1ms") {
 		t.Fatalf("a compile longer than the wall time: %v, want ETOOLARGE", err)
 	}
 	wasm = hostiletest.DeepLoops(6001) // not compiled yet
-	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("Run: %v %+v", err, res)
 	}
@@ -366,7 +352,7 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 		t.Errorf("first run: compile_cached %v, compile %v; want a compile reported", res.CompileCached, res.CompileDuration)
 	}
 	first := res.CompileDuration
-	res, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	res, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
 	if err != nil || !res.CompileCached || res.CompileDuration >= first {
 		t.Errorf("second run: %v, compile_cached %v, compile %v (first %v)", err, res.CompileCached, res.CompileDuration, first)
 	}

@@ -23,7 +23,7 @@ func TestUnstableFileLayouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := sharedEngine(t).Run(context.Background(), &wasmwiz.RunRequest{
-		Wasm: testmodule.Read(t, "unstable_files.wasm"), Limits: limits(), Mounts: []wasmwiz.Mount{{HostDir: dir, GuestDir: "/"}},
+		Wasm: testmodule.Read(t, "unstable_files.wasm"), Limits: testmodule.Limits(), Mounts: []wasmwiz.Mount{{HostDir: dir, GuestDir: "/"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestMounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Limits: limits(), Mounts: tt.mounts})
+			_, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Limits: testmodule.Limits(), Mounts: tt.mounts})
 			if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.Contains(wasmwiz.ErrorMessage(err), tt.want) {
 				t.Fatalf("Run: %v, want EINVALID with %q", err, tt.want)
 			}
@@ -68,7 +68,7 @@ func TestRunFiles(t *testing.T) {
 	t.Parallel()
 	filesDir := t.TempDir()
 	e := newEngine(t, Options{FilesDir: filesDir})
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxFilesInBytes, lim.MaxFiles, lim.MaxFileWriteBytes, lim.MaxFilesOutBytes = wasmwiz.MiB, 100, 64*1024, 6
 	files := &wasmwiz.RunFiles{
 		Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("hello")}, {Path: "data/n.csv", Data: []byte("1,2")}},

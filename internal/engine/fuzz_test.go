@@ -35,7 +35,7 @@ func FuzzInspect(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = e.Close(context.Background()) })
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		_, err := e.Inspect(context.Background(), wasm, limits())
+		_, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
 		if err != nil && (wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || wasmwiz.ErrorMessage(err) == "") {
 			t.Fatalf("Inspect: %v", err)
 		}

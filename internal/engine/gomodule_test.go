@@ -23,7 +23,7 @@ func TestGoModules(t *testing.T) {
 	// The wall time covers the compile: a Go program of a few MB took 12 s
 	// to compile beside the rest of the tests on a loaded machine.
 	limits := func() wasmwiz.Limits {
-		l := limits()
+		l := testmodule.Limits()
 		l.Timeout = 10 * time.Minute
 		return l
 	}

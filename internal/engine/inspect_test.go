@@ -107,7 +107,7 @@ func TestRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			req := &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: limits()}
+			req := &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: testmodule.Limits()}
 			if tt.req != nil {
 				tt.req(req)
 			}
@@ -170,7 +170,7 @@ func TestInspect(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			wasm := testmodule.Read(t, tt.file)
-			in, err := e.Inspect(context.Background(), wasm, limits())
+			in, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
@@ -208,12 +208,12 @@ func TestInspectCopiesAreIndependent(t *testing.T) {
 	t.Parallel()
 	e := sharedEngine(t)
 	wasm := testmodule.Read(t, "add.wasm")
-	a, err := e.Inspect(context.Background(), wasm, limits())
+	a, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Exports[0].Name = "changed"
-	b, err := e.Inspect(context.Background(), wasm, limits())
+	b, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestRunReportsCallerSHA256(t *testing.T) {
 	// A caller-supplied sha256 is trusted for the cache key (it comes from
 	// our own store), and reported back as given.
 	wasm := testmodule.Read(t, "hello.wasm")
-	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, SHA256: strings.Repeat("AB", 32), Limits: limits()})
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, SHA256: strings.Repeat("AB", 32), Limits: testmodule.Limits()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -26,14 +25,6 @@ func selfStatus() procfs.ProcStatus {
 	return st
 }
 
-func openFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(ents)
-}
-
 type processLevels struct {
 	goroutines int
 	heap       uint64
@@ -42,7 +33,8 @@ type processLevels struct {
 	fds        int
 }
 
-func measureLevels() processLevels {
+func measureLevels(t testing.TB) processLevels {
+	t.Helper()
 	var ms runtime.MemStats
 	for range 3 {
 		runtime.GC()
@@ -60,7 +52,7 @@ func measureLevels() processLevels {
 	}
 	runtime.ReadMemStats(&ms)
 	st := selfStatus()
-	return processLevels{goroutines: n, heap: ms.HeapAlloc, rssKiB: int64(st.VmRSS >> 10), vmKiB: int64(st.VmSize >> 10), fds: openFDs()}
+	return processLevels{goroutines: n, heap: ms.HeapAlloc, rssKiB: int64(st.VmRSS >> 10), vmKiB: int64(st.VmSize >> 10), fds: testenv.OpenFDs(t)}
 }
 
 // TestNoLeaksAfterManyRuns runs ok runs, timeouts, traps, memory bombs and
@@ -70,7 +62,7 @@ func measureLevels() processLevels {
 // (see docs/RATIONALE.md); the worker pool's test covers it.
 func TestNoLeaksAfterManyRuns(t *testing.T) {
 	e := newEngine(t, Options{})
-	lim := limits()
+	lim := testmodule.Limits()
 	// The jobs that should end on their own get a wall time they never come
 	// near, so that a loaded machine cannot turn a memory bomb into a timeout.
 	lim.Timeout = time.Minute
@@ -129,7 +121,7 @@ func TestNoLeaksAfterManyRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := measureLevels()
+	before := measureLevels(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -158,7 +150,7 @@ func TestNoLeaksAfterManyRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	after := measureLevels()
+	after := measureLevels(t)
 	t.Logf("before %+v, after %d runs %+v", before, runs, after)
 	if after.goroutines > before.goroutines+2 {
 		t.Errorf("goroutines %d, started at %d", after.goroutines, before.goroutines)

@@ -21,7 +21,7 @@ func TestMemoryStartsZeroed(t *testing.T) {
 	wasm := testmodule.Read(t, "dirty_memory.wasm")
 	for i, pages := range []int{1, 1, 2, 3, 2, 8, 16, 1, 17, 24, 16, 4, 2, 1} {
 		res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
-			Wasm: wasm, Function: "main", Params: []string{strconv.Itoa(pages)}, Limits: limits(),
+			Wasm: wasm, Function: "main", Params: []string{strconv.Itoa(pages)}, Limits: testmodule.Limits(),
 		})
 		if err != nil {
 			t.Fatalf("run %d (%d pages): %v", i, pages, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // TestTrapMessageIsBounded: a trap's message names the functions on the
@@ -16,7 +17,7 @@ func TestTrapMessageIsBounded(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, Options{})
 	name := strings.Repeat("n", 256<<10)
-	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: trapWithName(name), Limits: limits()})
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: trapWithName(name), Limits: testmodule.Limits()})
 	if err != nil {
 		t.Fatal(err)
 	}

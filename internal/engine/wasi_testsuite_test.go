@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/wasisuite"
 )
 
@@ -19,7 +20,7 @@ func TestWASITestsuite(t *testing.T) {
 	t.Parallel()
 	suite := wasisuite.Dir(t)
 	e := newEngine(t, Options{CacheDir: wasisuite.CacheDir(t)})
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxMemoryBytes = 512 * wasmwiz.MiB
 	lim.MaxModuleBytes = 64 * wasmwiz.MiB
 	lim.Timeout = 60 * time.Second

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -59,5 +60,5 @@ func TestBootstrapReplicas(t *testing.T) {
 		t.Fatalf("Bootstrap on a database with users: created %v, %v", created, err)
 	}
 	_, _, _, err = dbs[0].Bootstrap(context.Background(), "not an email")
-	wantCode(t, err, wasmwiz.EINVALID, "Bootstrap with a bad email")
+	storetest.WantCode(t, err, wasmwiz.EINVALID, "Bootstrap with a bad email")
 }

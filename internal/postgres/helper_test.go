@@ -55,10 +55,3 @@ func mustUser(t testing.TB, db *postgres.DB, email string, role wasmwiz.Role) (*
 	}
 	return u, wasmwiz.NewContextWithUser(context.Background(), u)
 }
-
-func wantCode(t testing.TB, err error, code, what string) {
-	t.Helper()
-	if got := wasmwiz.ErrorCode(err); got != code {
-		t.Fatalf("%s: error %v (code %q), want %q", what, err, got, code)
-	}
-}

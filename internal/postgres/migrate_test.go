@@ -9,6 +9,7 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -103,7 +104,7 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 	db := openURL(t, url, true)
 	ctx := context.Background()
 	err := postgres.MigrateWithExtra(ctx, db, `CREATE TABLE half_done (id int); SELECT 1/0`)
-	wantCode(t, err, wasmwiz.EINTERNAL, "a failing migration")
+	storetest.WantCode(t, err, wasmwiz.EINTERNAL, "a failing migration")
 	// The failure released the lock: another replica's Migrate finishes.
 	other := openURL(t, url, false)
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -135,7 +136,7 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 	}
 	// The database is now ahead of the embedded migrations, as when a newer
 	// binary migrated it: this binary refuses rather than guess.
-	wantCode(t, db.Migrate(ctx), wasmwiz.EINTERNAL, "Migrate on a database a newer binary migrated")
+	storetest.WantCode(t, db.Migrate(ctx), wasmwiz.EINTERNAL, "Migrate on a database a newer binary migrated")
 }
 
 // TestOpenErrors: a malformed URL is the caller's mistake; a database that
@@ -158,7 +159,7 @@ func TestOpenErrors(t *testing.T) {
 				db.Close()
 				t.Fatal("Open succeeded")
 			}
-			wantCode(t, err, tt.code, "Open")
+			storetest.WantCode(t, err, tt.code, "Open")
 			if msg := wasmwiz.ErrorMessage(err); contains(msg, "s3cret") {
 				t.Fatalf("error message shows the password: %q", msg)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 		{"Migrate", func() error { return db.Migrate(tctx) }},
 	}
 	for _, c := range checks {
-		wantCode(t, c.call(), wasmwiz.EUNAVAILABLE, c.name+" while the database is away")
+		storetest.WantCode(t, c.call(), wasmwiz.EUNAVAILABLE, c.name+" while the database is away")
 	}
 
 	proxy.Start()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -193,7 +194,7 @@ func TestDeleteRunsBefore(t *testing.T) {
 				}
 			}
 			_, err = db.DeleteRunsBefore(context.Background(), cutoff, "", 0)
-			wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+			storetest.WantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
 		})
 	}
 }

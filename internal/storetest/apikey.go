@@ -112,13 +112,13 @@ func testCreateAPIKeyRefusals(t *testing.T, e *env) {
 			c = ctx
 		}
 		_, plain, err := e.s.CreateAPIKey(c, tt.user, tt.key, tt.exp)
-		wantCode(t, err, tt.code, "CreateAPIKey for "+tt.name)
+		WantCode(t, err, tt.code, "CreateAPIKey for "+tt.name)
 		if plain != "" {
 			t.Fatalf("CreateAPIKey for %s returned a key with its error", tt.name)
 		}
 	}
 	_, _, err := e.s.CreateAPIKey(e.anon, u.ID, "k", nil)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "CreateAPIKey without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "CreateAPIKey without a caller")
 	keys, total, err := e.s.FindAPIKeys(e.sys, wasmwiz.APIKeyFilter{IncludeRevoked: true})
 	wantListed(t, "FindAPIKeys after refused CreateAPIKey calls", keys, total, err, 0)
 }
@@ -243,7 +243,7 @@ func testAuthenticateRefuses(t *testing.T, e *env) {
 	}
 	for _, tt := range tests {
 		gu, gk, err := e.s.Authenticate(e.anon, tt.key)
-		wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a "+tt.name+" key")
+		WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a "+tt.name+" key")
 		if gu != nil || gk != nil {
 			t.Fatalf("Authenticate with a %s key returned a user or key with its error", tt.name)
 		}
@@ -264,10 +264,10 @@ func testExpiredKeys(t *testing.T, e *env) {
 	wantOK(t, err, "Authenticate just before expiry")
 	e.clock.Set(exp)
 	_, _, err = e.s.Authenticate(e.anon, plain)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate at the expiry time")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate at the expiry time")
 	e.clock.Add(24 * time.Hour)
 	_, _, err = e.s.Authenticate(e.anon, plain)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate after expiry")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate after expiry")
 	_, _, err = e.s.Authenticate(e.anon, forever)
 	wantOK(t, err, "Authenticate with a key without expiry")
 }
@@ -278,7 +278,7 @@ func testDisabledUsersKeys(t *testing.T, e *env) {
 	_, err := e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
 	wantOK(t, err, "disable")
 	_, _, err = e.s.Authenticate(e.anon, plain)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate as a disabled user")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate as a disabled user")
 	_, err = e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Disabled: ptr(false)})
 	wantOK(t, err, "enable")
 	gu, _, err := e.s.Authenticate(e.anon, plain)
@@ -405,7 +405,7 @@ func testFindAPIKeys(t *testing.T, e *env) {
 		sameKey(t, k, mine[len(mine)-1-i], "listed key")
 	}
 	_, _, err = e.s.FindAPIKeys(e.anon, wasmwiz.APIKeyFilter{})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindAPIKeys without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindAPIKeys without a caller")
 }
 
 func testRevokeAPIKey(t *testing.T, e *env) {
@@ -415,7 +415,7 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	revokedAt := e.clock.Add(time.Minute)
 	wantOK(t, e.s.RevokeAPIKey(ctx, k.ID), "RevokeAPIKey")
 	_, _, err := e.s.Authenticate(e.anon, plain)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a revoked key")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a revoked key")
 	if got := e.findKey(u, k.ID).RevokedAt; !sameTime(got, &revokedAt) {
 		t.Fatalf("revoked_at = %s, want %v", fmtTime(got), revokedAt)
 	}
@@ -431,16 +431,16 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	_, admin := e.admin("root@example.com")
 	wantOK(t, e.s.RevokeAPIKey(admin, keep.ID), "RevokeAPIKey by an admin")
 	_, _, err = e.s.Authenticate(e.anon, keepPlain)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a key an admin revoked")
-	wantCode(t, e.s.RevokeAPIKey(admin, keep.ID+1000), wasmwiz.ENOTFOUND, "RevokeAPIKey of no key")
-	wantCode(t, e.s.RevokeAPIKey(e.anon, keep.ID), wasmwiz.EUNAUTHORIZED, "RevokeAPIKey without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a key an admin revoked")
+	WantCode(t, e.s.RevokeAPIKey(admin, keep.ID+1000), wasmwiz.ENOTFOUND, "RevokeAPIKey of no key")
+	WantCode(t, e.s.RevokeAPIKey(e.anon, keep.ID), wasmwiz.EUNAUTHORIZED, "RevokeAPIKey without a caller")
 }
 
 func testRevokeAPIKeyCrossTenant(t *testing.T, e *env) {
 	victim, victimCtx := e.user("victim@example.com", wasmwiz.TierFree)
 	k, plain := e.key(victimCtx, victim.ID, "k", nil)
 	_, attacker := e.user("attacker@example.com", wasmwiz.TierFree)
-	wantCode(t, e.s.RevokeAPIKey(attacker, k.ID), wasmwiz.ENOTFOUND, "RevokeAPIKey of another user's key")
+	WantCode(t, e.s.RevokeAPIKey(attacker, k.ID), wasmwiz.ENOTFOUND, "RevokeAPIKey of another user's key")
 	_, _, err := e.s.Authenticate(e.anon, plain)
 	wantOK(t, err, "Authenticate with the key another user tried to revoke")
 	if got := e.findKey(victim, k.ID).RevokedAt; got != nil {

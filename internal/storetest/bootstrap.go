@@ -96,7 +96,7 @@ func testBootstrapConcurrent(t *testing.T, e *env) {
 
 func testBootstrapBadEmail(t *testing.T, e *env) {
 	_, _, created, err := e.s.Bootstrap(e.anon, "nobody")
-	wantCode(t, err, wasmwiz.EINVALID, "Bootstrap with a bad email")
+	WantCode(t, err, wasmwiz.EINVALID, "Bootstrap with a bad email")
 	if created {
 		t.Fatal("Bootstrap with a bad email created a user")
 	}
@@ -119,13 +119,13 @@ func testCancelledContext(t *testing.T, e *env) {
 	bg, cancelBG := context.WithCancel(context.Background())
 	cancelBG()
 	_, _, err := e.s.Authenticate(bg, plain)
-	wantCode(t, err, wasmwiz.EUNAVAILABLE, "Authenticate with a cancelled context")
+	WantCode(t, err, wasmwiz.EUNAVAILABLE, "Authenticate with a cancelled context")
 	_, _, err = e.s.FindRuns(cctx, wasmwiz.RunFilter{})
-	wantCode(t, err, wasmwiz.EUNAVAILABLE, "FindRuns with a cancelled context")
+	WantCode(t, err, wasmwiz.EUNAVAILABLE, "FindRuns with a cancelled context")
 	err = e.s.CreateRuns(bg, []*wasmwiz.UsageRecord{run(u.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")})
-	wantCode(t, err, wasmwiz.EUNAVAILABLE, "CreateRuns with a cancelled context")
+	WantCode(t, err, wasmwiz.EUNAVAILABLE, "CreateRuns with a cancelled context")
 	_, err = e.s.DeleteRunsBefore(bg, e.clock.Now(), "", 10)
-	wantCode(t, err, wasmwiz.EUNAVAILABLE, "DeleteRunsBefore with a cancelled context")
+	WantCode(t, err, wasmwiz.EUNAVAILABLE, "DeleteRunsBefore with a cancelled context")
 	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
 	wantOK(t, err, "FindRuns")
 	if total != 0 {

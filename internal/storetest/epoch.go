@@ -107,7 +107,7 @@ func testUpdateModule(t *testing.T, e *env) {
 	_, errOther := e.s.UpdateModule(other, m.ID, wasmwiz.ModuleUpdate{Public: &no})
 	missing := wasmwiz.NewModuleID()
 	_, errMissing := e.s.UpdateModule(other, missing, wasmwiz.ModuleUpdate{Public: &no})
-	wantCode(t, errOther, wasmwiz.ENOTFOUND, "another user's UpdateModule of a public module")
+	WantCode(t, errOther, wasmwiz.ENOTFOUND, "another user's UpdateModule of a public module")
 	sameAnswer(t, errOther, m.ID, errMissing, missing, "UpdateModule")
 
 	got, err = e.s.UpdateModule(actx, m.ID, wasmwiz.ModuleUpdate{Public: &no})
@@ -116,13 +116,13 @@ func testUpdateModule(t *testing.T, e *env) {
 		t.Fatalf("after the admin's change: %+v", got)
 	}
 	_, err = e.s.FindModuleByID(other, m.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "another user reads the module made private")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "another user reads the module made private")
 
 	empty, long := "", string(make([]byte, 4097))
 	_, err = e.s.UpdateModule(octx, m.ID, wasmwiz.ModuleUpdate{Name: &empty})
-	wantCode(t, err, wasmwiz.EINVALID, "an empty name")
+	WantCode(t, err, wasmwiz.EINVALID, "an empty name")
 	_, err = e.s.UpdateModule(octx, m.ID, wasmwiz.ModuleUpdate{Description: &long})
-	wantCode(t, err, wasmwiz.EINVALID, "a description over 4096 bytes")
+	WantCode(t, err, wasmwiz.EINVALID, "a description over 4096 bytes")
 	_, err = e.s.UpdateModule(e.anon, m.ID, wasmwiz.ModuleUpdate{Public: &yes})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "UpdateModule without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "UpdateModule without a caller")
 }

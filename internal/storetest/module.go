@@ -62,9 +62,9 @@ func testCreateModule(t *testing.T, e *env) {
 		t.Fatal("two modules got one id")
 	}
 	_, err = e.s.FindModuleByID(ctx, "mod_doesnotexist000000000")
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of no module")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of no module")
 	_, err = e.s.FindModuleByID(ctx, "../../etc/passwd")
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of garbage")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of garbage")
 }
 
 func testCreateModuleRefusals(t *testing.T, e *env) {
@@ -80,10 +80,10 @@ func testCreateModuleRefusals(t *testing.T, e *env) {
 	}
 	for _, tt := range tests {
 		m := tt.m
-		wantCode(t, e.s.CreateModule(ctx, &m), tt.code, "CreateModule with "+tt.name)
+		WantCode(t, e.s.CreateModule(ctx, &m), tt.code, "CreateModule with "+tt.name)
 	}
 	m := &wasmwiz.Module{Name: "anon", Wasm: wasmBytes("x")}
-	wantCode(t, e.s.CreateModule(e.anon, m), wasmwiz.EUNAUTHORIZED, "CreateModule without a caller")
+	WantCode(t, e.s.CreateModule(e.anon, m), wasmwiz.EUNAUTHORIZED, "CreateModule without a caller")
 	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{})
 	wantListed(t, "FindModules after refused CreateModule calls", mods, total, err, 0)
 }
@@ -96,22 +96,22 @@ func testModuleCrossTenant(t *testing.T, e *env) {
 
 	// Another user: every method answers as if the module did not exist.
 	_, err := e.s.FindModuleByID(otherCtx, m.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of another user's module")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID of another user's module")
 	_, err2 := e.s.FindModuleByID(otherCtx, "mod_0000000000000000000000")
 	sameAnswer(t, err, m.ID, err2, "mod_0000000000000000000000", "FindModuleByID")
 	_, err = e.s.FindModuleWasm(otherCtx, m.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleWasm of another user's module")
-	wantCode(t, e.s.DeleteModule(otherCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's module")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleWasm of another user's module")
+	WantCode(t, e.s.DeleteModule(otherCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's module")
 	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
 	wantListed(t, "FindModules of another user", mods, total, err, 0)
 	// Nor without a caller.
 	_, err = e.s.FindModuleByID(e.anon, m.ID)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID without a caller")
 	_, err = e.s.FindModuleWasm(e.anon, m.ID)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleWasm without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleWasm without a caller")
 	_, _, err = e.s.FindModules(e.anon, wasmwiz.ModuleFilter{})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModules without a caller")
-	wantCode(t, e.s.DeleteModule(e.anon, m.ID), wasmwiz.EUNAUTHORIZED, "DeleteModule without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModules without a caller")
+	WantCode(t, e.s.DeleteModule(e.anon, m.ID), wasmwiz.EUNAUTHORIZED, "DeleteModule without a caller")
 
 	// A caller cannot store a module as someone else's.
 	planted := &wasmwiz.Module{Name: "planted", OwnerID: owner.ID, Wasm: wasmBytes("planted")}
@@ -130,8 +130,8 @@ func testModuleCrossTenant(t *testing.T, e *env) {
 	wantOK(t, err, "FindModuleWasm by an admin")
 	wantOK(t, e.s.DeleteModule(admin, m.ID), "DeleteModule by an admin")
 	_, err = e.s.FindModuleByID(ownerCtx, m.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID after delete")
-	wantCode(t, e.s.DeleteModule(ownerCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule twice")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindModuleByID after delete")
+	WantCode(t, e.s.DeleteModule(ownerCtx, m.ID), wasmwiz.ENOTFOUND, "DeleteModule twice")
 }
 
 func testSameBytesTwoUsers(t *testing.T, e *env) {
@@ -191,13 +191,13 @@ func testPublicModules(t *testing.T, e *env) {
 	if !bytes.Equal(got.Wasm, wasm) {
 		t.Fatal("a public module's bytes differ for another user")
 	}
-	wantCode(t, e.s.DeleteModule(otherCtx, pub.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's public module")
+	WantCode(t, e.s.DeleteModule(otherCtx, pub.ID), wasmwiz.ENOTFOUND, "DeleteModule of another user's public module")
 	_, err = e.s.FindModuleByID(ownerCtx, pub.ID)
 	wantOK(t, err, "the public module after another user's delete")
 	mods, total, err := e.s.FindModules(otherCtx, wasmwiz.ModuleFilter{})
 	wantListed(t, "FindModules of another user (it lists only one's own)", mods, total, err, 0)
 	_, err = e.s.FindModuleByID(e.anon, pub.ID)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID of a public module without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindModuleByID of a public module without a caller")
 }
 
 func testFindModules(t *testing.T, e *env) {
@@ -313,7 +313,7 @@ func testStoredModulesQuota(t *testing.T, e *env) {
 		kept = append(kept, m)
 	}
 	err := e.s.CreateModule(ctx, mod("m3", 100))
-	wantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules")
+	WantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules")
 	if msg := wasmwiz.ErrorMessage(err); !strings.Contains(msg, "stored modules would be 4, over the tiny tier's 3") {
 		t.Fatalf("count refusal says %q", msg)
 	}
@@ -327,7 +327,7 @@ func testStoredModulesQuota(t *testing.T, e *env) {
 	if again.ID == kept[1].ID {
 		t.Fatal("identical bytes got the id of the module that holds them")
 	}
-	wantCode(t, e.s.CreateModule(ctx, mod("m4", 100)), wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules again")
+	WantCode(t, e.s.CreateModule(ctx, mod("m4", 100)), wasmwiz.ETOOLARGE, "CreateModule past max_stored_modules again")
 	if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: 3, Bytes: 300}) {
 		t.Fatalf("user stores %+v, want 3 modules of 300 bytes", got)
 	}
@@ -339,13 +339,13 @@ func testStoredModulesQuota(t *testing.T, e *env) {
 	wantOK(t, e.s.PutTier(e.sys, q), "PutTier tiny with 100 modules")
 	big := mod("big", 1800)
 	err = e.s.CreateModule(ctx, big)
-	wantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_module_bytes")
+	WantCode(t, err, wasmwiz.ETOOLARGE, "CreateModule past max_stored_module_bytes")
 	want := "stored modules would be 2.1KiB, over the tiny tier's 2KiB (max_stored_module_bytes): 3 stored take 300B and this one 1.8KiB"
 	if msg := wasmwiz.ErrorMessage(err); msg != want {
 		t.Fatalf("bytes refusal says\n%q\nwant\n%q", msg, want)
 	}
 	wantOK(t, e.s.CreateModule(ctx, mod("fits", 2048-300)), "CreateModule to exactly max_stored_module_bytes")
-	wantCode(t, e.s.CreateModule(ctx, mod("z", 9)), wasmwiz.ETOOLARGE, "CreateModule past a full quota")
+	WantCode(t, e.s.CreateModule(ctx, mod("z", 9)), wasmwiz.ETOOLARGE, "CreateModule past a full quota")
 	if got := e.storedModules(ctx); got != (wasmwiz.StoredModules{Count: 4, Bytes: 2048}) {
 		t.Fatalf("user stores %+v, want 4 modules of 2048 bytes", got)
 	}
@@ -359,7 +359,7 @@ func testStoredModulesQuota(t *testing.T, e *env) {
 	// whatever tier its context still names.
 	q.MaxStoredModules, q.MaxStoredModuleBytes = 2, wasmwiz.MiB
 	wantOK(t, e.s.PutTier(e.sys, q), "PutTier tiny with 2 modules")
-	wantCode(t, e.s.CreateModule(ctx, mod("over", 10)), wasmwiz.ETOOLARGE, "CreateModule over a lowered quota")
+	WantCode(t, e.s.CreateModule(ctx, mod("over", 10)), wasmwiz.ETOOLARGE, "CreateModule over a lowered quota")
 	_, err = e.s.UpdateUser(e.sys, u.ID, wasmwiz.UserUpdate{Tier: ptr(wasmwiz.TierBasic)})
 	wantOK(t, err, "UpdateUser to basic")
 	wantOK(t, e.s.CreateModule(ctx, mod("basic", 10)), "CreateModule once on basic, with a context that says tiny")

@@ -73,14 +73,14 @@ func testCreateRunsRoundTrip(t *testing.T, e *env) {
 	}
 	// An anonymous run belongs to nobody; an admin finds it.
 	_, err = e.s.FindRunByID(ctx, anon.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of an anonymous run by a user")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of an anonymous run by a user")
 	got, err = e.s.FindRunByID(e.sys, anon.ID)
 	wantOK(t, err, "FindRunByID of an anonymous run by an admin")
 	sameRun(t, got, anon, "anonymous run")
 	_, err = e.s.FindRunByID(e.anon, full.ID)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRunByID without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRunByID without a caller")
 	_, err = e.s.FindRunByID(ctx, wasmwiz.NewRunID(at))
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of no run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of no run")
 }
 
 func testCreateRunsIdempotent(t *testing.T, e *env) {
@@ -156,7 +156,7 @@ func testCreateRunsRefusals(t *testing.T, e *env) {
 	good := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
 	bad := run(u.ID, wasmwiz.StatusOK, 1, at, "", "")
 	bad.ID = ""
-	wantCode(t, e.s.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{good, bad}), wasmwiz.EINVALID, "CreateRuns with a run without id")
+	WantCode(t, e.s.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{good, bad}), wasmwiz.EINVALID, "CreateRuns with a run without id")
 	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
 	wantOK(t, err, "FindRuns")
 	if total != 0 {
@@ -171,7 +171,7 @@ func testFindRunCrossTenant(t *testing.T, e *env) {
 	r := run(owner.ID, wasmwiz.StatusOK, 1, e.clock.Now(), "", "")
 	e.runs(r)
 	_, err := e.s.FindRunByID(otherCtx, r.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of another user's run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of another user's run")
 	missing := wasmwiz.NewRunID(e.clock.Now())
 	_, err2 := e.s.FindRunByID(otherCtx, missing)
 	sameAnswer(t, err, r.ID, err2, missing, "FindRunByID")
@@ -244,7 +244,7 @@ func testFindRuns(t *testing.T, e *env) {
 		}
 	}
 	_, _, err := e.s.FindRuns(e.anon, wasmwiz.RunFilter{})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRuns without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindRuns without a caller")
 }
 
 func testUsage(t *testing.T, e *env) {
@@ -279,7 +279,7 @@ func testUsage(t *testing.T, e *env) {
 		t.Fatalf("Usage at the next midnight = %+v, want no runs", *got)
 	}
 	_, err = e.s.Usage(e.anon, now)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Usage without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Usage without a caller")
 }
 
 // testStats checks admin totals on a dataset made to be counted by hand.
@@ -374,9 +374,9 @@ func testStats(t *testing.T, e *env) {
 func testStatsForbidden(t *testing.T, e *env) {
 	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	_, err := e.s.Stats(ctx, e.clock.Now())
-	wantCode(t, err, wasmwiz.EFORBIDDEN, "Stats by a user")
+	WantCode(t, err, wasmwiz.EFORBIDDEN, "Stats by a user")
 	_, err = e.s.Stats(e.anon, e.clock.Now())
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "Stats without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Stats without a caller")
 }
 
 func testDeleteRunsBefore(t *testing.T, e *env) {
@@ -404,7 +404,7 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 	}
 	for _, r := range old {
 		_, err := e.s.FindRunByID(e.sys, r.ID)
-		wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of a deleted run")
+		WantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of a deleted run")
 	}
 	for _, r := range kept {
 		_, err := e.s.FindRunByID(e.sys, r.ID)
@@ -417,7 +417,7 @@ func testDeleteRunsBefore(t *testing.T, e *env) {
 		t.Fatalf("module run count %d after retention, want 26", mod.RunCount)
 	}
 	_, err = e.s.DeleteRunsBefore(context.Background(), cutoff, "", 0)
-	wantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
+	WantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
 }
 
 // testDeleteRunsBeforeOfTier: retention per tier deletes the old runs of
@@ -436,7 +436,7 @@ func testDeleteRunsBeforeOfTier(t *testing.T, e *env) {
 		t.Fatalf("DeleteRunsBefore of the free tier deleted %d runs, want 1", n)
 	}
 	_, err = e.s.FindRunByID(e.sys, oldFree.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of the deleted free run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindRunByID of the deleted free run")
 	for _, r := range []*wasmwiz.UsageRecord{oldBasic, newFree} {
 		_, err := e.s.FindRunByID(e.sys, r.ID)
 		wantOK(t, err, "FindRunByID of a run of another tier or after the cutoff")
@@ -561,7 +561,7 @@ func testDailyRuns(t *testing.T, e *env) {
 		t.Fatalf("today percentiles %v %v %v, want 11 20 100", d.P50DurationMS, d.P95DurationMS, d.P99DurationMS)
 	}
 	_, err = e.s.DailyRuns(ctx, now, 91)
-	wantCode(t, err, wasmwiz.EINVALID, "DailyRuns of 91 days")
+	WantCode(t, err, wasmwiz.EINVALID, "DailyRuns of 91 days")
 	_, err = e.s.DailyRuns(e.anon, now, 7)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "DailyRuns without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "DailyRuns without a caller")
 }

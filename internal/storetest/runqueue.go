@@ -95,9 +95,9 @@ func testQueueStartFinish(t *testing.T, e *env) {
 		t.Fatal("FinishRun changed a run already final")
 	}
 	_, _, err = e.s.StartRun(e.anon, r.ID)
-	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a finished run")
+	WantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a finished run")
 	_, _, err = e.s.StartRun(e.anon, wasmwiz.NewRunID(e.clock.Now()))
-	wantCode(t, err, wasmwiz.ENOTFOUND, "StartRun of no run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "StartRun of no run")
 }
 
 func testQueueRunEnqueueFails(t *testing.T, e *env) {
@@ -106,11 +106,11 @@ func testQueueRunEnqueueFails(t *testing.T, e *env) {
 	err := e.s.QueueRun(ctx, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error {
 		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "queue down")
 	})
-	wantCode(t, err, wasmwiz.EUNAVAILABLE, "QueueRun whose enqueue fails")
+	WantCode(t, err, wasmwiz.EUNAVAILABLE, "QueueRun whose enqueue fails")
 	_, err = e.s.FindRunByID(ctx, r.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "a run whose enqueue failed")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "a run whose enqueue failed")
 	err = e.s.QueueRun(e.anon, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error { return nil })
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "QueueRun without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "QueueRun without a caller")
 }
 
 func testQueueRunMaxActive(t *testing.T, e *env) {
@@ -121,7 +121,7 @@ func testQueueRunMaxActive(t *testing.T, e *env) {
 	wantOK(t, e.s.QueueRun(ctx, first, &wasmwiz.RunInput{}, 2, enqueue), "first")
 	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "second")
 	err := e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue)
-	wantCode(t, err, wasmwiz.ERATELIMIT, "third of two allowed")
+	WantCode(t, err, wasmwiz.ERATELIMIT, "third of two allowed")
 	// Another tenant is not counted against this one.
 	wantOK(t, e.s.QueueRun(other, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "other tenant")
 	// A run that ends frees its place.
@@ -157,7 +157,7 @@ func testStartRunOnce(t *testing.T, e *env) {
 		t.Fatalf("%d StartRun calls started one run", won)
 	}
 	got, _, err := e.s.StartRun(e.anon, r.ID)
-	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a running run")
+	WantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a running run")
 	if got == nil || got.State != wasmwiz.RunRunning {
 		t.Fatalf("StartRun's conflict carries the run as it is: %+v", got)
 	}
@@ -168,16 +168,16 @@ func testCancelRun(t *testing.T, e *env) {
 	_, other := e.user("o@example.com", wasmwiz.TierFree)
 	q := e.queued(ctx, nil)
 	_, err := e.s.CancelRun(other, q.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "CancelRun of another tenant's run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "CancelRun of another tenant's run")
 	got, err := e.s.CancelRun(ctx, q.ID)
 	wantOK(t, err, "CancelRun of a queued run")
 	if got.State != wasmwiz.RunCancelled || got.FinishedAt == nil || got.Message == "" {
 		t.Fatalf("cancelled queued run: %+v", got)
 	}
 	_, _, err = e.s.StartRun(e.anon, q.ID)
-	wantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a cancelled run")
+	WantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a cancelled run")
 	_, err = e.s.CancelRun(ctx, q.ID)
-	wantCode(t, err, wasmwiz.ECONFLICT, "CancelRun of a cancelled run")
+	WantCode(t, err, wasmwiz.ECONFLICT, "CancelRun of a cancelled run")
 
 	r := e.queued(ctx, nil)
 	_, _, err = e.s.StartRun(e.anon, r.ID)
@@ -256,7 +256,7 @@ func testWebhookDeliveries(t *testing.T, e *env) {
 	}
 
 	_, err = e.s.WebhookSecret(e.anon, u.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "WebhookSecret before any")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "WebhookSecret before any")
 	s1, err := e.s.RotateWebhookSecret(ctx)
 	wantOK(t, err, "RotateWebhookSecret")
 	s2, err := e.s.RotateWebhookSecret(ctx)
@@ -270,7 +270,7 @@ func testWebhookDeliveries(t *testing.T, e *env) {
 		t.Fatal("WebhookSecret is not the latest secret")
 	}
 	_, err = e.s.RotateWebhookSecret(e.anon)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "RotateWebhookSecret without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "RotateWebhookSecret without a caller")
 }
 
 func testDeleteKeepsActive(t *testing.T, e *env) {
@@ -287,7 +287,7 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 		t.Fatalf("DeleteRunsBefore deleted %d runs, want the one that ended", n)
 	}
 	_, err = e.s.FindRunByID(ctx, done.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "a deleted run")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "a deleted run")
 	_, _, err = e.s.StartRun(e.anon, active.ID)
 	wantOK(t, err, "StartRun of a queued run older than the retention (its input is kept)")
 	// The deleted run's attempts went with it: a record written again under

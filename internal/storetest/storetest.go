@@ -221,8 +221,9 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// wantCode fails the test unless err carries code.
-func wantCode(t *testing.T, err error, code string, what string) {
+// WantCode fails t unless err is a *wasmwiz.Error carrying code (or, for
+// code "", unless err is nil): what a store returns. what names the call.
+func WantCode(t testing.TB, err error, code string, what string) {
 	t.Helper()
 	if got := wasmwiz.ErrorCode(err); got != code {
 		t.Fatalf("%s: error %v (code %q), want code %q", what, err, got, code)

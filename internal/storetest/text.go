@@ -23,7 +23,7 @@ func testBadText(t *testing.T, e *env) {
 	for _, bad := range []string{"nul\x00byte", "bad\xffutf8", "\xc3"} {
 		check := func(err error, code, what, field string) {
 			t.Helper()
-			wantCode(t, err, code, what+" with "+strings.ToValidUTF8(strings.ReplaceAll(bad, "\x00", `\0`), "?"))
+			WantCode(t, err, code, what+" with "+strings.ToValidUTF8(strings.ReplaceAll(bad, "\x00", `\0`), "?"))
 			if field != "" && !strings.Contains(wasmwiz.ErrorMessage(err), field) {
 				t.Fatalf("%s: message %q does not name %s", what, wasmwiz.ErrorMessage(err), field)
 			}

@@ -57,11 +57,11 @@ func testFindTier(t *testing.T, e *env) {
 		sameLimits(t, got, d, "FindTier "+d.Name)
 	}
 	_, err := e.s.FindTier(ctx, "platinum")
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindTier of an unknown tier")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindTier of an unknown tier")
 	_, err = e.s.FindTier(e.anon, wasmwiz.TierFree)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindTier without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindTier without a caller")
 	_, err = e.s.ListTiers(e.anon)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "ListTiers without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "ListTiers without a caller")
 }
 
 func testPutTierCreates(t *testing.T, e *env) {
@@ -141,8 +141,8 @@ func testPutTierForbidden(t *testing.T, e *env) {
 	wantOK(t, err, "FindTier")
 	raised := *free
 	raised.RunsPerDay = 1_000_000
-	wantCode(t, e.s.PutTier(ctx, &raised), wasmwiz.EFORBIDDEN, "PutTier by a user")
-	wantCode(t, e.s.PutTier(e.anon, &raised), wasmwiz.EUNAUTHORIZED, "PutTier without a caller")
+	WantCode(t, e.s.PutTier(ctx, &raised), wasmwiz.EFORBIDDEN, "PutTier by a user")
+	WantCode(t, e.s.PutTier(e.anon, &raised), wasmwiz.EUNAUTHORIZED, "PutTier without a caller")
 	// A disabled admin is no admin (another admin stays: the last one
 	// cannot be disabled).
 	e.admin("other-root@example.com")
@@ -150,7 +150,7 @@ func testPutTierForbidden(t *testing.T, e *env) {
 	_, err = e.s.UpdateUser(e.sys, adm.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
 	wantOK(t, err, "disable the admin")
 	adm.Disabled = true
-	wantCode(t, e.s.PutTier(admCtx, &raised), wasmwiz.EFORBIDDEN, "PutTier by a disabled admin")
+	WantCode(t, e.s.PutTier(admCtx, &raised), wasmwiz.EFORBIDDEN, "PutTier by a disabled admin")
 
 	got, err := e.s.FindTier(ctx, wasmwiz.TierFree)
 	wantOK(t, err, "FindTier")
@@ -175,7 +175,7 @@ func testPutTierValidates(t *testing.T, e *env) {
 	for _, tt := range tests {
 		bad := good
 		tt.change(&bad)
-		wantCode(t, e.s.PutTier(admin, &bad), wasmwiz.EINVALID, "PutTier with "+tt.name)
+		WantCode(t, e.s.PutTier(admin, &bad), wasmwiz.EINVALID, "PutTier with "+tt.name)
 	}
 	tiers, err := e.s.ListTiers(admin)
 	wantOK(t, err, "ListTiers")

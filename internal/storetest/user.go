@@ -85,11 +85,11 @@ func testCreateUserRefusals(t *testing.T, e *env) {
 	}
 	for _, tt := range tests {
 		u := tt.user
-		wantCode(t, e.s.CreateUser(e.sys, &u), tt.code, "CreateUser with "+tt.name)
+		WantCode(t, e.s.CreateUser(e.sys, &u), tt.code, "CreateUser with "+tt.name)
 	}
 	u := &wasmwiz.User{Email: "sneaky@example.com", Role: wasmwiz.RoleAdmin}
-	wantCode(t, e.s.CreateUser(userCtx, u), wasmwiz.EFORBIDDEN, "CreateUser by a user")
-	wantCode(t, e.s.CreateUser(e.anon, u), wasmwiz.EUNAUTHORIZED, "CreateUser without a caller")
+	WantCode(t, e.s.CreateUser(userCtx, u), wasmwiz.EFORBIDDEN, "CreateUser by a user")
+	WantCode(t, e.s.CreateUser(e.anon, u), wasmwiz.EUNAUTHORIZED, "CreateUser without a caller")
 	n, err := e.s.CountUsers(e.anon)
 	wantOK(t, err, "CountUsers")
 	if n != 1 {
@@ -101,7 +101,7 @@ func testEmailUnique(t *testing.T, e *env) {
 	e.user("grace@example.com", wasmwiz.TierFree)
 	for _, email := range []string{"grace@example.com", "GRACE@example.com", "Grace@Example.Com", " grace@EXAMPLE.com"} {
 		u := &wasmwiz.User{Email: email}
-		wantCode(t, e.s.CreateUser(e.sys, u), wasmwiz.ECONFLICT, "CreateUser "+email)
+		WantCode(t, e.s.CreateUser(e.sys, u), wasmwiz.ECONFLICT, "CreateUser "+email)
 	}
 	users, total, err := e.s.FindUsers(e.sys, wasmwiz.UserFilter{Email: "GRACE@EXAMPLE.COM"})
 	wantOK(t, err, "FindUsers by email in another case")
@@ -119,14 +119,14 @@ func testFindUserByID(t *testing.T, e *env) {
 	wantOK(t, err, "FindUserByID of oneself")
 	sameUser(t, got, a, "oneself")
 	_, err = e.s.FindUserByID(aCtx, b.ID)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindUserByID of another user")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindUserByID of another user")
 	got, err = e.s.FindUserByID(admin, b.ID)
 	wantOK(t, err, "FindUserByID by an admin")
 	sameUser(t, got, b, "found by an admin")
 	_, err = e.s.FindUserByID(admin, b.ID+1000)
-	wantCode(t, err, wasmwiz.ENOTFOUND, "FindUserByID of nobody")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "FindUserByID of nobody")
 	_, err = e.s.FindUserByID(e.anon, a.ID)
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindUserByID without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindUserByID without a caller")
 }
 
 func testFindUsers(t *testing.T, e *env) {
@@ -165,9 +165,9 @@ func testFindUsers(t *testing.T, e *env) {
 		}
 	}
 	_, _, err = e.s.FindUsers(userCtx, wasmwiz.UserFilter{})
-	wantCode(t, err, wasmwiz.EFORBIDDEN, "FindUsers by a user")
+	WantCode(t, err, wasmwiz.EFORBIDDEN, "FindUsers by a user")
 	_, _, err = e.s.FindUsers(e.anon, wasmwiz.UserFilter{})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindUsers without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "FindUsers without a caller")
 }
 
 func testUpdateUser(t *testing.T, e *env) {
@@ -203,20 +203,20 @@ func testUpdateUserRefusals(t *testing.T, e *env) {
 	_, admin := e.admin("root@example.com")
 
 	_, err := e.s.UpdateUser(admin, u.ID, wasmwiz.UserUpdate{Tier: ptr("platinum")})
-	wantCode(t, err, wasmwiz.EINVALID, "UpdateUser to an unknown tier")
+	WantCode(t, err, wasmwiz.EINVALID, "UpdateUser to an unknown tier")
 	_, err = e.s.UpdateUser(admin, u.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.Role("owner"))})
-	wantCode(t, err, wasmwiz.EINVALID, "UpdateUser to an unknown role")
+	WantCode(t, err, wasmwiz.EINVALID, "UpdateUser to an unknown role")
 	_, err = e.s.UpdateUser(admin, other.ID+1000, wasmwiz.UserUpdate{Disabled: ptr(true)})
-	wantCode(t, err, wasmwiz.ENOTFOUND, "UpdateUser of nobody")
+	WantCode(t, err, wasmwiz.ENOTFOUND, "UpdateUser of nobody")
 	// No caller raises its own tier or role, or touches another user.
 	_, err = e.s.UpdateUser(uCtx, u.ID, wasmwiz.UserUpdate{Tier: ptr(wasmwiz.TierEnterprise)})
-	wantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of one's own tier")
+	WantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of one's own tier")
 	_, err = e.s.UpdateUser(uCtx, u.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleAdmin)})
-	wantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of one's own role")
+	WantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of one's own role")
 	_, err = e.s.UpdateUser(uCtx, other.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
-	wantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of another user")
+	WantCode(t, err, wasmwiz.EFORBIDDEN, "UpdateUser of another user")
 	_, err = e.s.UpdateUser(e.anon, u.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
-	wantCode(t, err, wasmwiz.EUNAUTHORIZED, "UpdateUser without a caller")
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "UpdateUser without a caller")
 
 	for _, id := range []int64{u.ID, other.ID} {
 		got, err := e.s.FindUserByID(admin, id)
@@ -259,7 +259,7 @@ func testLastAdminStays(t *testing.T, e *env) {
 		{"disabled by itself", rootCtx, wasmwiz.UserUpdate{Disabled: ptr(true), Tier: ptr(wasmwiz.TierBasic)}},
 	} {
 		_, err := e.s.UpdateUser(tt.ctx, root.ID, tt.upd)
-		wantCode(t, err, wasmwiz.ECONFLICT, "the last admin "+tt.name)
+		WantCode(t, err, wasmwiz.ECONFLICT, "the last admin "+tt.name)
 		if !strings.Contains(wasmwiz.ErrorMessage(err), "last active admin") {
 			t.Fatalf("%s: message %q does not say why", tt.name, wasmwiz.ErrorMessage(err))
 		}
@@ -279,12 +279,12 @@ func testLastAdminStays(t *testing.T, e *env) {
 	_, err = e.s.UpdateUser(rootCtx, root.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)})
 	wantOK(t, err, "demoting one of two admins")
 	_, err = e.s.UpdateUser(e.sys, second.ID, wasmwiz.UserUpdate{Disabled: ptr(true)})
-	wantCode(t, err, wasmwiz.ECONFLICT, "disabling the admin left")
+	WantCode(t, err, wasmwiz.ECONFLICT, "disabling the admin left")
 	// A disabled admin does not count.
 	_, err = e.s.UpdateUser(e.sys, root.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleAdmin), Disabled: ptr(true)})
 	wantOK(t, err, "a disabled admin")
 	_, err = e.s.UpdateUser(e.sys, second.ID, wasmwiz.UserUpdate{Role: ptr(wasmwiz.RoleUser)})
-	wantCode(t, err, wasmwiz.ECONFLICT, "demoting the only enabled admin beside a disabled one")
+	WantCode(t, err, wasmwiz.ECONFLICT, "demoting the only enabled admin beside a disabled one")
 }
 
 // testLastAdminRace: four admins demoted at the same moment leave exactly

@@ -20,10 +20,10 @@ func BenchmarkHandoff(b *testing.B) {
 		req  func(b *testing.B) *wasmwiz.RunRequest
 	}{
 		{"hello", func(b *testing.B) *wasmwiz.RunRequest {
-			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}
+			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: testmodule.Limits()}
 		}},
 		{"add", func(b *testing.B) *wasmwiz.RunRequest {
-			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "add.wasm"), Function: "add", Params: []string{"2", "3"}, Limits: limits()}
+			return &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "add.wasm"), Function: "add", Params: []string{"2", "3"}, Limits: testmodule.Limits()}
 		}},
 	}
 	for _, m := range modules {
@@ -83,7 +83,7 @@ func BenchmarkWorkerStart(b *testing.B) {
 			rssFresh = p.rssBytes()
 		}
 		pl.mu.Unlock()
-		if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}); err != nil {
+		if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: testmodule.Limits()}); err != nil {
 			b.Fatal(err)
 		}
 		pl.mu.Lock()
@@ -105,11 +105,11 @@ func BenchmarkWorkerStart(b *testing.B) {
 // spare while the replacement starts.
 func BenchmarkTimeoutRecovery(b *testing.B) {
 	pl := newTestPool(b, testOptions(b, 1, 1))
-	l := limits()
+	l := testmodule.Limits()
 	l.Timeout = 10 * time.Millisecond
 	loop := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "loop.wasm"), Limits: l}
 	compileFirst(b, pl, loop.Wasm)
-	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: limits()}
+	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "hello.wasm"), Limits: testmodule.Limits()}
 	for b.Loop() {
 		res, err := pl.Run(context.Background(), loop)
 		if err != nil || res.Status != wasmwiz.StatusTimeout {
@@ -131,7 +131,7 @@ func BenchmarkLargeModule(b *testing.B) {
 	// The same module with an custom section "x" (one zero byte) appended: another
 	// digest, the same code.
 	variant := append(append([]byte{}, wasm...), 0, 3, 1, 'x', 0)
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxModuleBytes = 0
 	b.Run("held", func(b *testing.B) {
 		pl := newTestPool(b, testOptions(b, 1, 0))
@@ -168,7 +168,7 @@ func BenchmarkLargeModule(b *testing.B) {
 // worker, where every write is an output frame. Figures are in
 // docs/PERFORMANCE.md, "Worker pool".
 func BenchmarkOutputFlood(b *testing.B) {
-	l := limits()
+	l := testmodule.Limits()
 	l.MaxOutputBytes = 64 << 10
 	req := &wasmwiz.RunRequest{Wasm: testmodule.Read(b, "flood.wasm"), Limits: l}
 	run := func(b *testing.B, eng wasmwiz.Engine) {

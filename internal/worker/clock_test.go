@@ -8,6 +8,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // bigModule returns a valid plain module of n functions of k no-op
@@ -40,7 +41,7 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
 	wasm := bigModule(4000, 400) // ~4.8 MB of code, about a second to compile here
-	short := limits()
+	short := testmodule.Limits()
 	short.Timeout = 10 * time.Millisecond
 	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: short})
 	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE || !strings.Contains(wasmwiz.ErrorMessage(err), "did not compile within 10ms") {
@@ -58,7 +59,7 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 		t.Errorf("the remembered refusal reached a worker: stats %+v, then %+v", before, after)
 	}
 
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("with a generous wall time: %v %+v", err, res)
 	}
@@ -66,7 +67,7 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 		t.Errorf("compile %v (cached %v): want the compile reported", res.CompileDuration, res.CompileCached)
 	}
 	first := res.CompileDuration
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: limits()})
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK || res.CompileDuration >= first || !res.CompileCached {
 		t.Fatalf("held: %v, compile %v (first %v), cached %v", err, res.CompileDuration, first, res.CompileCached)
 	}

@@ -26,7 +26,7 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	opts.CompileWait = 100 * time.Millisecond
 	pl := newTestPool(t, opts)
 	hello := testmodule.Read(t, "hello.wasm")
-	if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()}); err != nil || res.Status != wasmwiz.StatusOK {
+	if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()}); err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("hello: %v %+v", err, res)
 	}
 
@@ -35,7 +35,7 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	var bombDone atomic.Bool
 	bombErr := make(chan error, 1)
 	go func() {
-		lim := limits()
+		lim := testmodule.Limits()
 		lim.Timeout = 10 * time.Minute // it must still be compiling when the others are done
 		_, err := pl.Run(bombCtx, &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_000), Limits: lim})
 		bombDone.Store(true)
@@ -43,14 +43,14 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	}()
 	testenv.WaitFor(t, "the bomb to compile in a worker", func() bool { return len(busyPIDs(pl)) == 1 })
 
-	lim := limits()
+	lim := testmodule.Limits()
 	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
 	var retry *wasmwiz.RetryAfterError
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.As(err, &retry) || !strings.Contains(wasmwiz.ErrorMessage(err), "busy compiling") {
 		t.Errorf("a second bomb: %v, want EUNAVAILABLE with a retry hint", err)
 	}
 	for i := range 3 {
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
 		if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" {
 			t.Fatalf("hello %d beside the bomb: %v %+v", i, err, res)
 		}
@@ -151,7 +151,7 @@ func TestCompileMemoryBomb(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
 	wasm := hostiletest.HugeBrTable(1_000_000, 100, 1)
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxMemoryBytes = 16 * wasmwiz.MiB
 	lim.Timeout = 10 * time.Minute // the memory, not the time, must end it
 	idle := residentBytes(pl.PIDs()[0])
@@ -191,7 +191,7 @@ func TestPoolDiskCacheBound(t *testing.T) {
 	opts.CacheMaxBytes = 1 // nothing stays
 	pl := newTestPool(t, opts)
 	for i := range 4 {
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(100 + i), Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.ManyFunctions(100 + i), Limits: testmodule.Limits()})
 		if err != nil || res.Status != wasmwiz.StatusOK {
 			t.Fatalf("run %d: %v %+v", i, err, res)
 		}
@@ -199,7 +199,7 @@ func TestPoolDiskCacheBound(t *testing.T) {
 	hello := testmodule.Read(t, "hello.wasm")
 	testenv.WaitFor(t, "the workers to report evictions", func() bool {
 		// A request carries a worker's figures back when they changed.
-		_, _ = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		_, _ = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
 		return pl.CacheStats().DiskEvictions >= 4
 	})
 	if m := metrictest.Values(t, pl); m["wasmwiz_compile_cache_evictions_total"] < 4 {

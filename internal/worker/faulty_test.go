@@ -138,7 +138,7 @@ func TestWorkerFaults(t *testing.T) {
 			opts.MaxIdleRSSBytes = 128 << 20
 			pl := newTestPool(t, opts)
 			pid := pl.PIDs()[0]
-			lim := limits()
+			lim := testmodule.Limits()
 			if tt.function == "__rss" {
 				// Its ballast is host memory the run may hold: under the
 				// default cap the worker's own bound would end it.
@@ -161,7 +161,7 @@ func TestWorkerFaults(t *testing.T) {
 				t.Errorf("worker gone = %v, want %v", gone, tt.replaced)
 			}
 			// Either way, the pool still runs guests.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 			if err != nil || string(res.Stdout) != "Hello, World!\n" {
 				t.Fatalf("hello afterwards: %v, %+v", err, res)
 			}
@@ -175,7 +175,7 @@ func TestWorkerFaults(t *testing.T) {
 func TestWorkerSandbox(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, faultyOptions(t, 1, 0))
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__escape", Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__escape", Limits: testmodule.Limits()})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestWorkerSandbox(t *testing.T) {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
 		}
 	}
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
 	}
@@ -286,7 +286,7 @@ func TestWorkerLandlock(t *testing.T) {
 		"write:" + filepath.Join(os.TempDir(), "wasmwiz-landlock-probe"),
 		"read:/proc/self/statm", "statm:",
 	}
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__files", Args: ops, Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: "__files", Args: ops, Limits: testmodule.Limits()})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -318,7 +318,7 @@ func TestWorkerLandlock(t *testing.T) {
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "users and keys" {
 		t.Fatalf("the secret: %q %v", b, err)
 	}
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("hello after the probe: %v, %+v", err, res)
 	}
@@ -344,7 +344,7 @@ func TestPoolOutputOfFailingWorkers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, faultyOptions(t, 1, 0))
-			l := limits()
+			l := testmodule.Limits()
 			l.MaxOutputBytes = 100
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Function: tt.function, Limits: l})
 			if err != nil {

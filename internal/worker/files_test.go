@@ -15,7 +15,7 @@ import (
 
 // fileLimits are limits for runs with files.
 func fileLimits() wasmwiz.Limits {
-	l := limits()
+	l := testmodule.Limits()
 	l.MaxFilesInBytes, l.MaxFiles, l.MaxFileWriteBytes, l.MaxFilesOutBytes = wasmwiz.MiB, 100, wasmwiz.MiB, wasmwiz.MiB
 	return l
 }

@@ -25,7 +25,7 @@ type processLevels struct {
 // forgot to close is not hidden by its finalizer.
 func measure(t *testing.T) processLevels {
 	t.Helper()
-	l := processLevels{goroutines: runtime.NumGoroutine(), fds: openFDs(t), children: len(children(t))}
+	l := processLevels{goroutines: runtime.NumGoroutine(), fds: testenv.OpenFDs(t), children: len(children(t))}
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -64,13 +64,13 @@ func TestPoolNoLeaks(t *testing.T) {
 	traps, bomb := testmodule.Read(t, "traps.wasm"), testmodule.Read(t, "memory_bomb.wasm")
 	loop, fib := testmodule.Read(t, "loop.wasm"), testmodule.Read(t, "fib_recursive.wasm")
 	printLoop := testmodule.Read(t, "print_then_loop.wasm")
-	short := limits()
+	short := testmodule.Limits()
 	short.Timeout = 50 * time.Millisecond
 	// The loop that prints first needs time to print on a loaded machine
 	// before its deadline: the test is about its output surviving the kill.
-	printShort := limits()
+	printShort := testmodule.Limits()
 	printShort.Timeout = 300 * time.Millisecond
-	small := limits()
+	small := testmodule.Limits()
 	small.MaxMemoryBytes = 2 * wasmwiz.MiB
 	// The short wall times are the guests': compile every module first.
 	compileFirst(t, pl, hello, add, traps, bomb, loop, fib, printLoop)
@@ -91,22 +91,22 @@ func TestPoolNoLeaks(t *testing.T) {
 	jobFor := func(i int) job {
 		switch i % 100 {
 		case 53:
-			return job{wasmwiz.RunRequest{Wasm: loop, Limits: limits()}, "", 20 * time.Millisecond, ""}
+			return job{wasmwiz.RunRequest{Wasm: loop, Limits: testmodule.Limits()}, "", 20 * time.Millisecond, ""}
 		case 83:
-			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, time.Duration(i%7) * 50 * time.Microsecond, "Hello, World!\n"}
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()}, wasmwiz.StatusOK, time.Duration(i%7) * 50 * time.Microsecond, "Hello, World!\n"}
 		case 17:
 			return job{wasmwiz.RunRequest{Wasm: printLoop, Limits: printShort}, wasmwiz.StatusTimeout, 0, "started\n"}
 		case 67:
 			return job{wasmwiz.RunRequest{Wasm: fib, Limits: short}, wasmwiz.StatusTimeout, 0, ""}
 		case 29, 79:
-			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: limits()}, wasmwiz.StatusTrap, 0, ""}
+			return job{wasmwiz.RunRequest{Wasm: traps, Function: "div_by_zero", Limits: testmodule.Limits()}, wasmwiz.StatusTrap, 0, ""}
 		case 41, 91:
 			return job{wasmwiz.RunRequest{Wasm: bomb, Limits: small}, wasmwiz.StatusMemoryLimit, 0, ""}
 		}
 		if i%2 == 0 {
-			return job{wasmwiz.RunRequest{Wasm: hello, Limits: limits()}, wasmwiz.StatusOK, 0, "Hello, World!\n"}
+			return job{wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()}, wasmwiz.StatusOK, 0, "Hello, World!\n"}
 		}
-		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: limits()}, wasmwiz.StatusOK, 0, ""}
+		return job{wasmwiz.RunRequest{Wasm: add, Function: "add", Params: []string{"2", "3"}, Limits: testmodule.Limits()}, wasmwiz.StatusOK, 0, ""}
 	}
 
 	var next atomic.Int64

@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/procfs"
 
-	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // workerChild is the test binary as a worker process: the pool's tests
@@ -81,17 +81,6 @@ func wantGone(t testing.TB, pids []int) {
 	}
 }
 
-// limits are generous limits for runs that should finish.
-func limits() wasmwiz.Limits {
-	return wasmwiz.Limits{
-		Timeout:        30 * time.Second,
-		MaxMemoryBytes: 64 * wasmwiz.MiB,
-		MaxOutputBytes: wasmwiz.MiB,
-		MaxModuleBytes: 10 * wasmwiz.MiB,
-		MaxStdinBytes:  wasmwiz.MiB,
-	}
-}
-
 // processExists reports whether pid names a process, zombies included (a
 // zombie still has /proc/pid; kill(pid, 0) succeeds on it too).
 func processExists(pid int) bool {
@@ -117,16 +106,6 @@ func children(t testing.TB) []int {
 	return pids
 }
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("reading /proc/self/fd: %v", err)
-	}
-	return len(ents)
-}
-
 // busyPIDs returns the pids of the workers running a request.
 func busyPIDs(pl *Pool) []int {
 	pl.mu.Lock()
@@ -146,7 +125,7 @@ func busyPIDs(pl *Pool) []int {
 func compileFirst(t testing.TB, pl *Pool, wasm ...[]byte) {
 	t.Helper()
 	for _, w := range wasm {
-		if _, err := pl.Inspect(context.Background(), w, limits()); err != nil {
+		if _, err := pl.Inspect(context.Background(), w, testmodule.Limits()); err != nil {
 			t.Fatalf("compiling a test module first: %v", err)
 		}
 	}

@@ -109,7 +109,7 @@ func TestPoolHostileMemory(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, testOptions(t, 1, 0))
 			// Warm: compile first, so that what is measured is the run.
-			lim := limits()
+			lim := testmodule.Limits()
 			lim.MaxMemoryBytes, lim.Timeout = tt.cap, tt.timeout
 			if _, err := pl.Inspect(context.Background(), tt.wasm, lim); err != nil {
 				t.Fatalf("Inspect: %v", err)
@@ -137,7 +137,7 @@ func TestPoolHostileMemory(t *testing.T) {
 				"time to answer", testenv.Ms(took),
 				"peak RSS", workerPeak(peak, idle, bound))
 			// The pool goes on: a hello world runs next.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello afterwards: %v %+v", err, res)
 			}
@@ -160,7 +160,7 @@ func TestWorkerRetiresWhenItOutgrowsItsAllowance(t *testing.T) {
 	// overhead only when the heap also holds their compile. Compile a big
 	// module to get there.
 	wasm := hostiletest.HugeFunction(200_000)
-	lim := limits()
+	lim := testmodule.Limits()
 	lim.MaxModuleBytes = 0
 	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
 	if err != nil || res.Status != wasmwiz.StatusOK {
@@ -191,7 +191,7 @@ func TestPoolMemoryAttackDoesNotMakeOthersWait(t *testing.T) {
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		lim := limits()
+		lim := testmodule.Limits()
 		lim.MaxMemoryBytes = 16 * wasmwiz.MiB
 		lim.Timeout = 10 * time.Minute // it must still run when the others are done
 		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: attack, Limits: lim})
@@ -203,7 +203,7 @@ func TestPoolMemoryAttackDoesNotMakeOthersWait(t *testing.T) {
 	var helloTook testenv.Latencies
 	for i := range 20 {
 		start := time.Now()
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
 		helloTook.Since(start)
 		if err != nil || string(res.Stdout) != "Hello, World!\n" {
 			t.Fatalf("hello %d beside the attack: %v %+v", i, err, res)

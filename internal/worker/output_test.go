@@ -204,7 +204,7 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, testOptions(t, 1, 0))
 			compileFirst(t, pl, tt.wasm)
-			l := limits()
+			l := testmodule.Limits()
 			l.Timeout = 300 * time.Millisecond
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: tt.wasm, Limits: l})
 			if err != nil {
@@ -221,7 +221,7 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 				t.Errorf("stats = %+v, want one timeout and one kill", s)
 			}
 			// The next run on the replacement worker starts with empty streams.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 			if err != nil || string(res.Stdout) != "Hello, World!\n" || len(res.Stderr) != 0 {
 				t.Fatalf("hello afterwards: %v, %+v", err, res)
 			}
@@ -249,7 +249,7 @@ func TestPoolOutputLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := limits()
+			l := testmodule.Limits()
 			l.MaxOutputBytes = tt.cap
 			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, tt.module), Limits: l})
 			if err != nil {
@@ -303,7 +303,7 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 		exited: exited, dead: true, mods: newLRU(1 << 20)}
 	pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
 	out := newRunOutput(0)
-	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: limits()}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: testmodule.Limits()}
 	encode := func(e *enc, wasm []byte) { encodeRun(e, "sha", req, wasm != nil) }
 	_, _, healthy, err := pl.exchange(context.Background(), p, &request{kind: msgRun, sha: "sha", wasm: req.Wasm, hint: 64,
 		deadline: time.Now().Add(-time.Second), encode: encode, out: out})

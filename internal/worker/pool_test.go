@@ -64,7 +64,7 @@ func TestPoolRunOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			req := *tt.req
-			req.Limits = req.Limits.Clamp(limits())
+			req.Limits = req.Limits.Clamp(testmodule.Limits())
 			if tt.req.Limits.Timeout < 0 {
 				req.Limits.Timeout = 0
 			}
@@ -128,7 +128,7 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 			t.Parallel()
 			pl := newTestPool(t, testOptions(t, 1, 1))
 			before := pl.PIDs()
-			l := limits()
+			l := testmodule.Limits()
 			l.Timeout = 300 * time.Millisecond
 			if !tt.inspectFirst {
 				l.Timeout = time.Second // the compile is inside it
@@ -176,7 +176,7 @@ func TestPoolTimeoutKillsWorker(t *testing.T) {
 				t.Errorf("stats = %+v, want the run routed to the worker that inspected the module", s)
 			}
 			// The spare answers at once; the pool returns to full strength.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello after the timeout: %v, %+v", err, res)
 			}
@@ -201,7 +201,7 @@ func contains(s []int, v int) bool {
 func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 3, 0))
-	hostile := limits()
+	hostile := testmodule.Limits()
 	hostile.Timeout = 5 * time.Second
 	var hostileDone atomic.Int32
 	var wg sync.WaitGroup
@@ -218,7 +218,7 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 	var helloTook testenv.Latencies
 	for i := range 20 {
 		start := time.Now()
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
 		helloTook.Since(start)
 		if err != nil || res.Status != wasmwiz.StatusOK || string(res.Stdout) != "Hello, World!\n" {
 			t.Fatalf("hello %d: %v, %+v", i, err, res)
@@ -264,7 +264,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 			}
 			done := make(chan answer, 1)
 			go func() {
-				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
+				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: testmodule.Limits()})
 				done <- answer{res, err}
 			}()
 			testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -282,7 +282,7 @@ func TestPoolCrashRecovery(t *testing.T) {
 			if processExists(pid) {
 				t.Errorf("crashed worker %d was not reaped", pid)
 			}
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 			if err != nil || res.Status != wasmwiz.StatusOK {
 				t.Fatalf("hello after the crash: %v, %+v", err, res)
 			}
@@ -314,7 +314,7 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 	if processExists(pid) {
 		t.Errorf("dead worker %d was not reaped", pid)
 	}
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("hello: %v, %+v", err, res)
 	}
@@ -334,7 +334,7 @@ func TestPoolCancelKillsWorker(t *testing.T) {
 	}
 	done := make(chan answer, 1)
 	go func() {
-		res, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: limits()})
+		res, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "fib_recursive.wasm"), Limits: testmodule.Limits()})
 		done <- answer{res, err}
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -362,7 +362,7 @@ func TestPoolConcurrency(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			in := strings.Repeat("x", i+1)
-			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "echo.wasm"), Stdin: []byte(in), Limits: limits()})
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "echo.wasm"), Stdin: []byte(in), Limits: testmodule.Limits()})
 			switch {
 			case err != nil:
 				errs <- err
@@ -389,7 +389,7 @@ func TestPoolModuleRouting(t *testing.T) {
 	hello, add := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "add.wasm")
 	run := func(req *wasmwiz.RunRequest) {
 		t.Helper()
-		req.Limits = limits()
+		req.Limits = testmodule.Limits()
 		if _, err := pl.Run(context.Background(), req); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -409,7 +409,7 @@ func TestPoolModuleRouting(t *testing.T) {
 		p.mods.add("0000", 1, nil) // the mirror believes in a module the child never got
 	}
 	pl.mu.Unlock()
-	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, SHA256: "0000", Limits: limits()})
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, SHA256: "0000", Limits: testmodule.Limits()})
 	if err != nil || string(res.Stdout) != "Hello, World!\n" {
 		t.Fatalf("run after a need-module answer: %v, %+v", err, res)
 	}
@@ -432,7 +432,7 @@ func TestPoolInspect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := pl.Inspect(context.Background(), tt.wasm, limits())
+			in, err := pl.Inspect(context.Background(), tt.wasm, testmodule.Limits())
 			if tt.code != "" {
 				if got := wasmwiz.ErrorCode(err); got != tt.code {
 					t.Fatalf("error code = %q (%v), want %s", got, err, tt.code)
@@ -456,7 +456,7 @@ func TestPoolClose(t *testing.T) {
 	pl := startPool(t, testOptions(t, 2, 1))
 	pids := pl.PIDs()
 	compileFirst(t, pl, testmodule.Read(t, "loop.wasm"))
-	l := limits()
+	l := testmodule.Limits()
 	l.Timeout = 500 * time.Millisecond
 	done := make(chan *wasmwiz.Result, 1)
 	go func() {
@@ -470,7 +470,7 @@ func TestPoolClose(t *testing.T) {
 	if res := testenv.Recv(t, done, "the run in flight during Close"); res == nil || res.Status != wasmwiz.StatusTimeout {
 		t.Errorf("run in flight during Close = %+v, want it to finish with its own outcome", res)
 	}
-	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if _, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()}); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("Run after Close: %v, want EUNAVAILABLE", err)
 	}
 	wantGone(t, pids)
@@ -482,7 +482,7 @@ func TestPoolCloseDeadline(t *testing.T) {
 	pl := startPool(t, testOptions(t, 1, 0))
 	done := make(chan error, 1)
 	go func() {
-		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: limits()})
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: testmodule.Limits()})
 		done <- err
 	}()
 	testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
@@ -528,7 +528,7 @@ func TestNewFailsWithBrokenCommand(t *testing.T) {
 func TestPoolCacheStats(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 0))
-	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()}
+	hello := &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()}
 	run := func(req *wasmwiz.RunRequest) *wasmwiz.Result {
 		t.Helper()
 		res, err := pl.Run(context.Background(), req)
@@ -553,7 +553,7 @@ func TestPoolCacheStats(t *testing.T) {
 		t.Errorf("after the second run: %+v, want no new compile and more hits than %+v", st, first)
 	}
 	compileFirst(t, pl, testmodule.Read(t, "loop.wasm")) // the second compile, outside the short wall time
-	l := limits()
+	l := testmodule.Limits()
 	l.Timeout = 50 * time.Millisecond
 	if res := run(&wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); res.Status != wasmwiz.StatusTimeout {
 		t.Fatalf("loop status = %s, want timeout", res.Status)
@@ -616,7 +616,7 @@ func TestPoolDeadlineWithoutKill(t *testing.T) {
 			pid := pl.PIDs()[0]
 			compileFirst(t, pl, tt.req.Wasm)
 			req := *tt.req
-			req.Limits = limits()
+			req.Limits = testmodule.Limits()
 			req.Limits.Timeout = 200 * time.Millisecond
 			req.Limits.MaxOutputBytes = 64 * wasmwiz.KiB
 			res, err := pl.Run(context.Background(), &req)
@@ -642,7 +642,7 @@ func TestPoolHostCallLoop(t *testing.T) {
 	t.Parallel()
 	pl := newTestPool(t, testOptions(t, 1, 1))
 	compileFirst(t, pl, testmodule.Read(t, "hostcall_loop.wasm"))
-	l := limits()
+	l := testmodule.Limits()
 	l.Timeout = 200 * time.Millisecond
 	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hostcall_loop.wasm"), Limits: l})
 	if err != nil || res.Status != wasmwiz.StatusTimeout {
@@ -668,7 +668,7 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: limits()})
+				res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
 				switch {
 				case err == nil && res.Status == wasmwiz.StatusOK:
 					ran.Add(1)
@@ -726,7 +726,7 @@ func TestPoolStartFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		compileFirst(t, pl, testmodule.Read(t, "loop.wasm"))
-		l := limits()
+		l := testmodule.Limits()
 		l.Timeout = 50 * time.Millisecond
 		if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "loop.wasm"), Limits: l}); err != nil || res.Status != wasmwiz.StatusTimeout {
 			t.Fatalf("loop: %v, %+v", err, res)
@@ -734,7 +734,7 @@ func TestPoolStartFailures(t *testing.T) {
 		testenv.WaitFor(t, "failed restarts", func() bool { return pl.Stats().StartFails >= 2 })
 		// With no worker to be had, a run waits until its caller leaves.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 		cancel()
 		if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !strings.Contains(wasmwiz.ErrorMessage(err), "waiting for a worker") {
 			t.Errorf("run with no worker: %v, want EUNAVAILABLE while waiting for a worker", err)
@@ -742,7 +742,7 @@ func TestPoolStartFailures(t *testing.T) {
 		if err := os.WriteFile(gate, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: limits()})
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 		if err != nil || res.Status != wasmwiz.StatusOK {
 			t.Fatalf("hello once workers can start again: %v, %+v", err, res)
 		}
@@ -775,7 +775,7 @@ func TestPoolInspectTimeout(t *testing.T) {
 		t.Errorf("the remembered refusal reached a worker: stats %+v, then %+v", before, after)
 	}
 	// A wall time longer than the one that failed may try again.
-	if _, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), limits()); err != nil {
+	if _, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), testmodule.Limits()); err != nil {
 		t.Fatalf("Inspect with a longer wall time: %v", err)
 	}
 }
