@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -15,27 +16,13 @@ import (
 // constModule is a tiny distinct plain module per n: "get" returns n.
 func constModule(n int32) []byte {
 	// (module (func (export "get") (result i32) (i32.const n)))
-	body := append([]byte{0x00, 0x41}, sleb(int64(n))...)
-	body = append(body, 0x0b)
-	code := append([]byte{0x01, byte(len(body))}, body...)
-	b := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
-		0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
-		0x03, 0x02, 0x01, 0x00, // func 0: type 0
-		0x07, 0x07, 0x01, 0x03, 'g', 'e', 't', 0x00, 0x00, // export "get"
-		0x0a, byte(len(code))}
-	return append(b, code...)
-}
-
-func sleb(v int64) []byte {
-	var out []byte
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
+	m := hostiletest.Module{
+		Types:   [][]byte{hostiletest.FuncType(nil, []byte{hostiletest.I32})},
+		Funcs:   []uint32{0},
+		Exports: [][]byte{hostiletest.Export("get", 0, 0)},
+		Code:    [][]byte{hostiletest.Body(nil, append(hostiletest.SLEB([]byte{hostiletest.OpI32Const}, int64(n)), hostiletest.OpEnd))},
 	}
+	return m.Bytes()
 }
 
 func runGet(t testing.TB, e *Engine, wasm []byte) *wasmwiz.Result {
