@@ -102,10 +102,10 @@ func configVars() []configVar {
 			}, func(c *Config) string { return c.DatabaseURL }},
 		{"WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for PostgreSQL (a pooled connection, one statement's answer) at most; past it the request answers 503 with Retry-After", false,
 			setDuration(func(c *Config) *time.Duration { return &c.DatabaseTimeout }), func(c *Config) string { return c.DatabaseTimeout.String() }},
-		{"WASMWIZ_REDIS_URL", "", "redis://… shares rate limits between replicas (empty: in-memory limits)", true,
+		{"WASMWIZ_REDIS_URL", "", "redis://… (or rediss://, or unix:///path for a Redis on the same host) shares rate limits between replicas (empty: in-memory limits)", true,
 			func(c *Config, v string) error {
-				if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
-					return fmt.Errorf("want redis://… or rediss://…")
+				if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") && !strings.HasPrefix(v, "unix://") {
+					return fmt.Errorf("want redis://…, rediss://… or unix:///path")
 				}
 				c.RedisURL = v
 				return nil
