@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -492,7 +493,7 @@ func TestExecutorTierFromAuthenticate(t *testing.T) {
 			ex, err := f.ex.Execute(ctx, nil, &wasmwiz.RunRequest{Wasm: wasmHeader})
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			if !equalStrings(finds, tt.wantFinds) {
+			if !slices.Equal(finds, tt.wantFinds) {
 				t.Fatalf("FindTier calls %q, want %q", finds, tt.wantFinds)
 			}
 			if tt.code != "" {
@@ -523,18 +524,6 @@ func TestExecutorTierFromAuthenticate(t *testing.T) {
 	}
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestExecutorRecordsTheRun: the record keeps what the run was asked (env
 // names, never values; stdin's digest, not stdin) and its output cut at the
 // tier's max_stored_output_bytes, saying so.
@@ -552,8 +541,8 @@ func TestExecutorRecordsTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := f.usage.Runs()[0]
-	if r.State != wasmwiz.RunDone || r.ExitCode != 3 || r.CPUMS != 1.5 || !equalStrings(r.Args, []string{"-n", "2"}) ||
-		!equalStrings(r.EnvNames, []string{"A", "TOKEN"}) || r.StdinSHA256 != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" ||
+	if r.State != wasmwiz.RunDone || r.ExitCode != 3 || r.CPUMS != 1.5 || !slices.Equal(r.Args, []string{"-n", "2"}) ||
+		!slices.Equal(r.EnvNames, []string{"A", "TOKEN"}) || r.StdinSHA256 != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" ||
 		r.Limits["timeout_ms"] != 5000 || r.StartedAt == nil || r.FinishedAt == nil {
 		t.Fatalf("record = %+v", r)
 	}

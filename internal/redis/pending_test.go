@@ -1,6 +1,9 @@
 package redis
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // TestPendingCarry: an admission carries every waiting release of its own
 // caller, also one another script in flight carries (order), and other
@@ -16,14 +19,14 @@ func TestPendingCarry(t *testing.T) {
 	p.list = []*release{a1, b1, a2, c1}
 
 	first := p.carry("a") // all four: nothing was carried
-	if !same(first, a1, b1, a2, c1) {
+	if !slices.Equal(first, []*release{a1, b1, a2, c1}) {
 		t.Fatalf("first admission of a carried %v", callers(first))
 	}
 	second := p.carry("a") // a's own again, not b's or c's
-	if !same(second, a1, a2) {
+	if !slices.Equal(second, []*release{a1, a2}) {
 		t.Fatalf("second admission of a carried %v, want a's two only", callers(second))
 	}
-	if got := p.carry("b"); !same(got, b1) {
+	if got := p.carry("b"); !slices.Equal(got, []*release{b1}) {
 		t.Fatalf("admission of b carried %v, want b's own only", callers(got))
 	}
 	if got := p.carry(""); len(got) != 0 {
@@ -36,28 +39,16 @@ func TestPendingCarry(t *testing.T) {
 	p.mu.Unlock()
 
 	p.uncarry(first) // the first script failed: c1 is carried by nobody now
-	if got := p.carry(""); !same(got, c1) {
+	if got := p.carry(""); !slices.Equal(got, []*release{c1}) {
 		t.Fatalf("flush after a failure took %v, want c's", callers(got))
 	}
 	p.done(second)
 	p.mu.Lock()
 	left := append([]*release(nil), p.list...)
 	p.mu.Unlock()
-	if !same(left, b1, c1) {
+	if !slices.Equal(left, []*release{b1, c1}) {
 		t.Fatalf("left waiting %v, want b's and c's", callers(left))
 	}
-}
-
-func same(got []*release, want ...*release) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func callers(rs []*release) []string {
