@@ -10,6 +10,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -63,7 +64,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 func TestServeRedisOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p, redisURL := throughProxy(t, testenv.RedisURL(t))
+	p, redisURL := tcpproxy.ForURL(t, testenv.RedisURL(t))
 	env := serveEnv(t, postgresEnv(t, redisURL))
 	opts := ServeOptions{RedisPrefix: randomPrefix()}
 	s := startServe(t, env, opts)
@@ -148,7 +149,7 @@ func TestServeRedisOutage(t *testing.T) {
 func TestServeDatabaseOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p, databaseURL := throughProxy(t, pgtest.Schema(t))
+	p, databaseURL := tcpproxy.ForURL(t, pgtest.Schema(t))
 	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": databaseURL}), ServeOptions{})
 	user, _, _ := s.newUser(wasmwiz.TierBasic)
 	hello := testmodule.Read(t, "hello.wasm")

@@ -19,7 +19,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
-	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -279,20 +278,6 @@ func wantCode(t testing.TB, what string, err error, code string) {
 	if got := codeOf(err); got != code {
 		t.Fatalf("%s: error %v (code %q), want %s", what, err, got, code)
 	}
-}
-
-// throughProxy puts a proxy in front of the service at rawURL (PostgreSQL
-// or Redis) and returns it with rawURL pointed at it: a dependency that
-// the test stops, starts or stalls.
-func throughProxy(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := tcpproxy.New(t, u.Host)
-	u.Host = p.Addr()
-	return p, u.String()
 }
 
 // wantNoFallback fails the test if a server's rate limiter fell back from

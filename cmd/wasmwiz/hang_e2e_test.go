@@ -15,6 +15,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/tcpproxy"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -94,8 +95,8 @@ func hangPost(t *testing.T, what string, user *client.Client, url, key, contentT
 func TestServeDatabaseHang(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dp, databaseURL := throughProxy(t, pgtest.Schema(t))
-	rp, redisURL := throughProxy(t, testenv.RedisURL(t))
+	dp, databaseURL := tcpproxy.ForURL(t, pgtest.Schema(t))
+	rp, redisURL := tcpproxy.ForURL(t, testenv.RedisURL(t))
 	vars := map[string]string{"WASMWIZ_DATABASE_URL": databaseURL, "WASMWIZ_REDIS_URL": redisURL,
 		"WASMWIZ_DATABASE_TIMEOUT": hangDatabaseTimeout.String(), "WASMWIZ_REDIS_TIMEOUT": "1s"}
 	prefix := randomPrefix()

@@ -46,12 +46,11 @@ func checkOneSlot(t *testing.T, l *redis.Limiter, by string) {
 // test stops and stalls, closed when the test ends.
 func proxiedClient(t *testing.T, url string) (*goredis.Client, *tcpproxy.Proxy) {
 	t.Helper()
-	opt, err := goredis.ParseURL(url)
+	p, proxied := tcpproxy.ForURL(t, url)
+	opt, err := goredis.ParseURL(proxied)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := tcpproxy.New(t, opt.Addr)
-	opt.Addr = p.Addr()
 	opt.ContextTimeoutEnabled = true
 	c := goredis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })

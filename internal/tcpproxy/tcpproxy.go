@@ -6,6 +6,7 @@ package tcpproxy
 import (
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -32,6 +33,20 @@ func New(t testing.TB, target string) *Proxy {
 	p.Start()
 	t.Cleanup(func() { p.Unstall(); p.Stop() })
 	return p
+}
+
+// ForURL starts a proxy (as New) to the service at rawURL, a PostgreSQL or
+// Redis URL naming its host:port, and returns it with rawURL pointed at it:
+// a dependency that the test stops, starts or stalls.
+func ForURL(t testing.TB, rawURL string) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("tcpproxy: %v", err)
+	}
+	p := New(t, u.Host)
+	u.Host = p.Addr()
+	return p, u.String()
 }
 
 // Addr is the proxy's host:port; it stays the same across Stop and Start.
