@@ -154,8 +154,7 @@ func RunAll(t *testing.T, through string, run func(t *testing.T, c Case) Outcome
 			withRoot++
 		}
 		ok := t.Run(c.ID, func(t *testing.T) {
-			o := run(t, c)
-			c.Judge(t, o.Exited, o.ExitCode, o.Stdout, o.Stderr, o.Detail)
+			c.judge(t, run(t, c))
 		})
 		if ok {
 			passed++
@@ -167,30 +166,29 @@ func RunAll(t *testing.T, through string, run func(t *testing.T, c Case) Outcome
 	t.Logf("%s: %d of %d preview1 tests as expected (%d filesystem tests; %d known failures)", through, passed, len(cases), withRoot, len(KnownFailures))
 }
 
-// Judge compares an outcome with the spec and fails t, honouring
-// KnownFailures. exited says the guest finished by itself (status ok or
-// exit); detail goes into the failure message.
-func (c Case) Judge(t testing.TB, exited bool, exitCode int, stdout, stderr []byte, detail string) {
+// judge compares an outcome with the spec and fails t, honouring
+// KnownFailures.
+func (c Case) judge(t testing.TB, o Outcome) {
 	t.Helper()
 	var problems []string
-	if !exited || exitCode != c.Spec.ExitCode {
-		problems = append(problems, "exit "+strconv.Itoa(exitCode)+", want "+strconv.Itoa(c.Spec.ExitCode)+" "+detail)
+	if !o.Exited || o.ExitCode != c.Spec.ExitCode {
+		problems = append(problems, "exit "+strconv.Itoa(o.ExitCode)+", want "+strconv.Itoa(c.Spec.ExitCode)+" "+o.Detail)
 	}
-	if c.Spec.Stdout != nil && string(stdout) != *c.Spec.Stdout {
-		problems = append(problems, "stdout "+quote(stdout)+", want "+quote([]byte(*c.Spec.Stdout)))
+	if c.Spec.Stdout != nil && string(o.Stdout) != *c.Spec.Stdout {
+		problems = append(problems, "stdout "+quote(o.Stdout)+", want "+quote([]byte(*c.Spec.Stdout)))
 	}
-	if c.Spec.Stderr != nil && string(stderr) != *c.Spec.Stderr {
-		problems = append(problems, "stderr "+quote(stderr)+", want "+quote([]byte(*c.Spec.Stderr)))
+	if c.Spec.Stderr != nil && string(o.Stderr) != *c.Spec.Stderr {
+		problems = append(problems, "stderr "+quote(o.Stderr)+", want "+quote([]byte(*c.Spec.Stderr)))
 	}
 	if reason, known := KnownFailures[c.ID]; known {
 		if len(problems) == 0 {
 			t.Fatalf("listed as a known failure (%s) but passes: take it off the list", reason)
 		}
-		t.Logf("known failure: %s; got %s; stderr %s", reason, strings.Join(problems, "; "), stderr)
+		t.Logf("known failure: %s; got %s; stderr %s", reason, strings.Join(problems, "; "), o.Stderr)
 		return
 	}
 	if len(problems) > 0 {
-		t.Errorf("%s\nstderr: %s", strings.Join(problems, "; "), stderr)
+		t.Errorf("%s\nstderr: %s", strings.Join(problems, "; "), o.Stderr)
 	}
 }
 
