@@ -734,18 +734,8 @@ func TestBrowserWebUI(t *testing.T) {
 	if err := os.WriteFile(inFile, []byte("from the page"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var zb bytes.Buffer
-	zw := zip.NewWriter(&zb)
-	if w, err := zw.Create("lib/a.txt"); err != nil {
-		t.Fatal(err)
-	} else {
-		_, _ = w.Write([]byte("from the zip"))
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	inZip := filepath.Join(t.TempDir(), "lib.zip")
-	if err := os.WriteFile(inZip, zb.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(inZip, testenv.Zip(t, testenv.ArchiveEntry{Name: "lib/a.txt", Data: "from the zip"}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var filesTable, filesRun string
