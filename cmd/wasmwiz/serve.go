@@ -256,9 +256,9 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	}
 
 	reg := prometheus.NewRegistry()
-	collectors := []prometheus.Collector{s.pool, s.usage, s.queue}
+	collectors := append([]prometheus.Collector{s.pool, s.queue}, s.usage.Metrics()...)
 	if s.shared != nil {
-		collectors = append(collectors, s.shared)
+		collectors = append(collectors, s.shared.Metrics()...)
 	}
 	for _, c := range collectors {
 		if err = reg.Register(c); err != nil {

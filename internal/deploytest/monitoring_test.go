@@ -286,7 +286,7 @@ func inProcessExposition(t *testing.T) exported {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(lim)
+	reg.MustRegister(lim.Metrics()...)
 
 	tiers := map[string]*wasmwiz.Tier{}
 	for _, tr := range wasmwiz.DefaultTiers() {

@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		cs = append(cs, bodyGateMetrics(s.bodies)...)
 	}
 	if s.dir != nil {
-		cs = append(cs, directoryCollector{s.dir})
+		cs = append(cs, directoryMetrics(s.dir)...)
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -200,36 +200,30 @@ func bodyGateMetrics(g *wasmwiz.BodyGate) []prometheus.Collector {
 }
 
 // gaugeFunc is a gauge that reads v at every scrape.
-func gaugeFunc[T int | int64](name, help string, v func() T) prometheus.GaugeFunc {
+func gaugeFunc[T int | int64 | uint64](name, help string, v func() T) prometheus.GaugeFunc {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 }
 
 // counterFunc is a counter that reads v at every scrape.
-func counterFunc[T int | int64](name, help string, v func() T) prometheus.CounterFunc {
+func counterFunc[T int | int64 | uint64](name, help string, v func() T) prometheus.CounterFunc {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 }
 
-// directoryCollector reads the execute path's cache (wasmwiz.Directory),
-// which this server owns, at every scrape.
-type directoryCollector struct{ d *wasmwiz.Directory }
-
-var (
-	descCacheLookups = prometheus.NewDesc("wasmwiz_cache_lookups_total",
-		"Lookups of API keys, tiers and stored modules on the execute path: answered from this replica's cache (hit) or read from the database (miss).", []string{"result"}, nil)
-	descCacheStale = prometheus.NewDesc("wasmwiz_cache_stale_total",
-		"Execute requests whose cached caller or module the cache epoch showed stale (or a refusal needed confirming): read again from the database.", nil, nil)
-)
-
-func (c directoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descCacheLookups
-	ch <- descCacheStale
-}
-
-func (c directoryCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.d.Stats()
-	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(st.Hits), "hit")
-	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(st.Misses), "miss")
-	ch <- prometheus.MustNewConstMetric(descCacheStale, prometheus.CounterValue, float64(st.Stale))
+// directoryMetrics read the execute path's cache (wasmwiz.Directory), which
+// this server owns, at every scrape.
+func directoryMetrics(d *wasmwiz.Directory) []prometheus.Collector {
+	lookups := func(result string, v func(st wasmwiz.DirectoryStats) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "wasmwiz_cache_lookups_total",
+			Help:        "Lookups of API keys, tiers and stored modules on the execute path: answered from this replica's cache (hit) or read from the database (miss).",
+			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(v(d.Stats())) })
+	}
+	return []prometheus.Collector{
+		lookups("hit", func(st wasmwiz.DirectoryStats) uint64 { return st.Hits }),
+		lookups("miss", func(st wasmwiz.DirectoryStats) uint64 { return st.Misses }),
+		counterFunc("wasmwiz_cache_stale_total",
+			"Execute requests whose cached caller or module the cache epoch showed stale (or a refusal needed confirming): read again from the database.",
+			func() uint64 { return d.Stats().Stale }),
+	}
 }
 
 // hostCollector reads the host's CPU time and memory at every scrape through

@@ -10,15 +10,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Values gathers c on a pedantic registry (which also checks that what c
-// describes and what it collects agree) and returns every sample's value
-// by series, e.g. `wasmwiz_workers{state="idle"}` or
+// Values gathers cs on a pedantic registry (which also checks that what
+// each describes and what it collects agree) and returns every sample's
+// value by series, e.g. `wasmwiz_workers{state="idle"}` or
 // `wasmwiz_usage_records_written_total`.
-func Values(t testing.TB, c prometheus.Collector) map[string]float64 {
+func Values(t testing.TB, cs ...prometheus.Collector) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatalf("register: %v", err)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			t.Fatalf("register: %v", err)
+		}
 	}
 	fams, err := reg.Gather()
 	if err != nil {

@@ -299,10 +299,10 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 	if st := w.Stats(); st.Buffered != 5 || st.Dropped != 5 {
 		t.Fatalf("stuck: %+v, want 5 buffered (the bound) and 5 dropped", st)
 	}
-	// The writer's collector exports the same figures.
+	// The writer's metrics export the same figures.
 	wantMetrics := map[string]float64{"wasmwiz_usage_records_buffered": 5, "wasmwiz_usage_records_dropped_total": 5,
 		"wasmwiz_usage_records_written_total": 0}
-	if got := metrictest.Values(t, w); !maps.Equal(got, wantMetrics) {
+	if got := metrictest.Values(t, w.Metrics()...); !maps.Equal(got, wantMetrics) {
 		t.Fatalf("metrics %v, want %v", got, wantMetrics)
 	}
 	close(f.block)
