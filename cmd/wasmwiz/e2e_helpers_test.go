@@ -101,8 +101,6 @@ func randomPrefix() string {
 	return "wwe2e:" + hex.EncodeToString(b[:]) + ":"
 }
 
-// serveEnv is the environment of a test server: loopback, port 0, two
-// workers, quiet logs, a data directory of its own, then vars.
 // redisDB returns the URL of database n of the test Redis: a database of one
 // test's own, for a program that uses the default key prefix. Each such
 // test has its number.
@@ -139,6 +137,8 @@ func emptyRedisDB(t *testing.T, n int) string {
 	return u
 }
 
+// serveEnv is the environment of a test server: loopback, port 0, two
+// workers, quiet logs, a data directory of its own, then vars.
 func serveEnv(t testing.TB, vars map[string]string) map[string]string {
 	env := map[string]string{
 		"WASMWIZ_ADDR":      "127.0.0.1:0",
