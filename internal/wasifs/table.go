@@ -338,6 +338,11 @@ func (d *entry) at(p string) (parent *os.File, last string, errno Errno) {
 // descriptor) and that component, as at finds them; at's EINVAL (p ends in
 // "." or "..") becomes dot, the errno the caller's call gives for it.
 func (d *entry) inParent(p string, dot Errno, call func(dir int, last string) Errno) Errno {
+	// A path no directory can hold (a NUL byte, …) is refused as such, not
+	// answered as a "." or ".." would be.
+	if errno := checkPath(p); errno != 0 {
+		return errno
+	}
 	parent, last, errno := d.at(p)
 	if errno == errnoInval {
 		return dot

@@ -105,6 +105,10 @@ func TestEscapesAreRefused(t *testing.T) {
 		}, []Errno{errnoNotcapable}},
 		{"open link without following", func(f *fixture) Errno { _, e := f.open("up", 0, 0, all); return e }, []Errno{errnoLoop}},
 		{"NUL in a path", func(f *fixture) Errno { _, e := f.open("in.txt\x00/../../secret", 0, 0, all); return e }, []Errno{errnoInval}},
+		{"NUL in a directory to create", func(f *fixture) Errno { return f.t.pathCreateDirectory(preopen, "x\x00/../../outside") }, []Errno{errnoInval}},
+		{"NUL in a directory to remove", func(f *fixture) Errno { return f.t.pathRemoveDirectory(preopen, "sub\x00") }, []Errno{errnoInval}},
+		{"NUL in a file to unlink", func(f *fixture) Errno { return f.t.pathUnlinkFile(preopen, "in.txt\x00") }, []Errno{errnoInval}},
+		{"NUL in a rename's target", func(f *fixture) Errno { return f.t.pathRename(preopen, "in.txt", preopen, "x\x00") }, []Errno{errnoInval}},
 		{"stat link out", func(f *fixture) Errno { return f.t.pathFilestatGet(preopen, follow, "up", make([]byte, 64)) }, []Errno{errnoNotcapable}},
 		{"stat ..", func(f *fixture) Errno { return f.t.pathFilestatGet(preopen, 0, "..", make([]byte, 64)) }, []Errno{errnoNotcapable}},
 		{"set times through link out", func(f *fixture) Errno {
