@@ -63,17 +63,17 @@ func (t *Table) pathFilestatSetTimes(fd, flags uint32, p string, atim, mtim uint
 	}
 	if flags&lookupSymlinkFollow == 0 && !endsInSlash(p) {
 		parent, last, errno := d.at(p)
-		switch errno {
-		case errnoSuccess:
+		if errno != 0 {
+			return errno
+		}
+		if parent != nil {
 			defer parent.Close()
 			// The link itself: one component, not followed.
 			return errnoOf(retryEINTR(func() error {
 				return unix.UtimesNanoAt(int(parent.Fd()), last, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 			}))
-		case errnoInval: // "." or "..": a directory, never a link
-		default:
-			return errno
 		}
+		// "." or "..": a directory, never a link; stamped below.
 	}
 	if errno := checkPath(p); errno != 0 {
 		return errno

@@ -318,14 +318,15 @@ func splitParent(p string) (parent, last string) {
 // returns it with the last component (trailing slashes kept). Everything
 // but the last component is resolved by os.Root; what the caller does with
 // the component alone (mkdirat, unlinkat, renameat, symlinkat, linkat's new
-// name) never follows it. errno is EINVAL when p ends in "." or "..".
+// name) never follows it. parent is nil, and errno 0, when p ends in "."
+// or "..": what that means is the caller's call's to say.
 func (d *entry) at(p string) (parent *os.File, last string, errno Errno) {
 	if errno := checkPath(p); errno != 0 {
 		return nil, "", errno
 	}
 	dir, last := splitParent(p)
 	if last == "" {
-		return nil, "", errnoInval
+		return nil, "", errnoSuccess
 	}
 	f, err := d.root.Open(dir)
 	if err != nil {
@@ -335,20 +336,15 @@ func (d *entry) at(p string) (parent *os.File, last string, errno Errno) {
 }
 
 // inParent runs call on the directory holding p's last component (as a
-// descriptor) and that component, as at finds them; at's EINVAL (p ends in
-// "." or "..") becomes dot, the errno the caller's call gives for it.
+// descriptor) and that component, as at finds them; a p that ends in "."
+// or ".." gets dot, the errno the caller's call gives for it.
 func (d *entry) inParent(p string, dot Errno, call func(dir int, last string) Errno) Errno {
-	// A path no directory can hold (a NUL byte, …) is refused as such, not
-	// answered as a "." or ".." would be.
-	if errno := checkPath(p); errno != 0 {
-		return errno
-	}
 	parent, last, errno := d.at(p)
-	if errno == errnoInval {
-		return dot
-	}
 	if errno != 0 {
 		return errno
+	}
+	if parent == nil {
+		return dot
 	}
 	defer parent.Close()
 	return call(int(parent.Fd()), last)
