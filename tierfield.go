@@ -377,13 +377,14 @@ func (l *Limits) SetValues(vals []int64) error {
 // non-zero value; a zero field of l takes max's. It is how a caller's request
 // and server config narrow a tier.
 func (l Limits) Clamp(max Limits) Limits {
-	lv, mv := l.Values(), max.Values()
-	for i, m := range mv {
-		if m > 0 && (lv[i] <= 0 || lv[i] > m) {
-			lv[i] = m
+	// Field by field in place: every execute clamps, and Values would
+	// allocate two slices for it.
+	lv, mv := reflect.ValueOf(&l).Elem(), reflect.ValueOf(&max).Elem()
+	for i := range lv.NumField() {
+		f := lv.Field(i)
+		if m := mv.Field(i).Int(); m > 0 && (f.Int() <= 0 || f.Int() > m) {
+			f.SetInt(m)
 		}
 	}
-	var out Limits
-	_ = out.SetValues(lv)
-	return out
+	return l
 }

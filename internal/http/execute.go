@@ -648,11 +648,23 @@ func setRateHeaders(w http.ResponseWriter, ex *wasmwiz.Execution) {
 		return
 	}
 	d := ex.RateLimit
+	// By their canonical names and in one slice of three (each value capped
+	// at one element, so an Add elsewhere copies): Set would canonicalize
+	// "X-RateLimit-…" into a new string and allocate a slice per header, on
+	// every execute.
+	v := []string{strconv.FormatInt(d.Limit, 10), strconv.FormatInt(max(d.Remaining, 0), 10), ceilSeconds(d.ResetAfter)}
 	h := w.Header()
-	h.Set("X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-	h.Set("X-RateLimit-Remaining", strconv.FormatInt(max(d.Remaining, 0), 10))
-	h.Set("X-RateLimit-Reset", ceilSeconds(d.ResetAfter))
+	h[hnRateLimit] = v[0:1:1]
+	h[hnRateRemaining] = v[1:2:2]
+	h[hnRateReset] = v[2:3:3]
 }
+
+// The X-RateLimit-* headers' canonical names (textproto.CanonicalMIMEHeaderKey).
+const (
+	hnRateLimit     = "X-Ratelimit-Limit"
+	hnRateRemaining = "X-Ratelimit-Remaining"
+	hnRateReset     = "X-Ratelimit-Reset"
+)
 
 func ceilSeconds(d time.Duration) string {
 	if d <= 0 {
