@@ -235,22 +235,24 @@ func (s *server) final(kind byte, e *enc) error {
 }
 
 // finalAt is final for a caller that has just read the process's CPU time.
+// The frames that precede the answer go out with it in one write, so that
+// the pool's reader wakes once per answer rather than once per frame.
 func (s *server) finalAt(kind byte, e *enc, cpu time.Duration) error {
+	var pre []byte
 	if kind != msgStarted && s.data.outgrown() {
 		// This worker's mappings outgrew its allowance (memlimit.go): the
 		// pool replaces it after this answer.
-		if err := s.send(msgRetire, newFrame(0)); err != nil {
-			return err
-		}
+		re := newFrame(0)
+		_ = sealFrame(msgRetire, re)
+		pre = append(pre, re.b...)
 	}
 	if st, ok := s.cacheStats(); ok {
 		if st != s.lastStats {
 			s.lastStats = st
 			se := newFrame(48)
 			encodeCacheStats(se, st)
-			if err := s.send(msgStats, se); err != nil {
-				return err
-			}
+			_ = sealFrame(msgStats, se)
+			pre = append(pre, se.b...)
 		}
 	}
 	if kind != msgStarted {
@@ -259,7 +261,7 @@ func (s *server) finalAt(kind byte, e *enc, cpu time.Duration) error {
 		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(cpu))
 		s.cpuAtAnswer = cpu
 	}
-	return s.send(kind, e)
+	return writeFrameAfter(s.out, pre, kind, e)
 }
 
 // cacheStatser is an engine that reports its compiled-code cache.

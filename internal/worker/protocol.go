@@ -77,6 +77,40 @@ var errFrameTooLarge = errors.New("worker protocol: frame too large")
 // writeFrame writes one frame of kind with the body e holds. e must come
 // from newFrame, whose first 5 bytes are left for the header.
 func writeFrame(w io.Writer, kind byte, e *enc) error {
+	return writeFrameAfter(w, nil, kind, e)
+}
+
+// writeFrameAfter writes the whole frames in pre (sealed, see sealFrame),
+// then one frame of kind with the body e holds: in a single write when the
+// frame is small, so that the reader wakes once for all of them.
+func writeFrameAfter(w io.Writer, pre []byte, kind byte, e *enc) error {
+	if err := sealFrame(kind, e); err != nil {
+		return err
+	}
+	if len(pre) > 0 {
+		if len(e.segs) == 0 && len(e.b) <= refBytes {
+			_, err := w.Write(append(pre, e.b...))
+			return err
+		}
+		if _, err := w.Write(pre); err != nil {
+			return err
+		}
+	}
+	for _, seg := range e.segs {
+		if _, err := w.Write(seg); err != nil {
+			return err
+		}
+	}
+	if len(e.b) == 0 {
+		return nil // a body that ends in a referenced segment
+	}
+	_, err := w.Write(e.b)
+	return err
+}
+
+// sealFrame writes the header of a frame of kind into the room newFrame
+// left for it.
+func sealFrame(kind byte, e *enc) error {
 	n := e.n + len(e.b) - 4
 	if n > maxFrameBytes {
 		return errFrameTooLarge
@@ -87,13 +121,7 @@ func writeFrame(w io.Writer, kind byte, e *enc) error {
 	}
 	binary.BigEndian.PutUint32(first[:4], uint32(n))
 	first[4] = kind
-	for _, seg := range e.segs {
-		if _, err := w.Write(seg); err != nil {
-			return err
-		}
-	}
-	_, err := w.Write(e.b)
-	return err
+	return nil
 }
 
 // newFrame returns an encoder whose buffer reserves room for the header.

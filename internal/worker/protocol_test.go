@@ -232,3 +232,70 @@ func TestServeRefusesOtherProtocolVersion(t *testing.T) {
 		t.Errorf("error frame = %v, want it to name the version", got)
 	}
 }
+
+// writesCounter counts the writes it is given.
+type writesCounter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *writesCounter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+// TestWriteFrameAfter: the frames that precede an answer go out with a
+// small answer in one write, and with a large one (in segments) before it;
+// either way the reader gets every frame whole and in order.
+func TestWriteFrameAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		body       []byte
+		wantWrites int
+	}{
+		{"small answer", []byte("result"), 1},
+		{"large answer", bytes.Repeat([]byte{'x'}, 3*refBytes), 3}, // pre, the copied header, the referenced body
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pre []byte
+			for _, k := range []byte{msgRetire, msgStats} {
+				f := newFrame(8)
+				f.string(string(k))
+				if err := sealFrame(k, f); err != nil {
+					t.Fatal(err)
+				}
+				pre = append(pre, f.b...)
+			}
+			e := newFrame(len(tc.body))
+			e.bytes(tc.body)
+			var w writesCounter
+			if err := writeFrameAfter(&w, pre, msgResult, e); err != nil {
+				t.Fatal(err)
+			}
+			if w.writes != tc.wantWrites {
+				t.Errorf("%d writes, want %d", w.writes, tc.wantWrites)
+			}
+			r := bufio.NewReader(&w.Buffer)
+			for _, k := range []byte{msgRetire, msgStats} {
+				kind, body, err := readFrame(r)
+				if err != nil || kind != k {
+					t.Fatalf("frame %q, %v; want %q", kind, err, k)
+				}
+				if d := (&dec{b: body}); d.string() != string(k) || d.done() != nil {
+					t.Fatalf("frame %q: body %q", k, body)
+				}
+			}
+			kind, body, err := readFrame(r)
+			if err != nil || kind != msgResult {
+				t.Fatalf("answer %q, %v", kind, err)
+			}
+			if d := (&dec{b: body}); !bytes.Equal(d.bytes(), tc.body) || d.done() != nil {
+				t.Fatal("answer's body changed")
+			}
+			if _, _, err := readFrame(r); err == nil {
+				t.Fatal("a frame more than was written")
+			}
+		})
+	}
+}
