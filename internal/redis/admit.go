@@ -15,19 +15,17 @@ import (
 // epochKey is the cache epoch's key: one per prefix, that is per deployment.
 func (l *Limiter) epochKey() string { return l.prefix + "epoch" }
 
-// op is one change a release or a refund makes in Redis: a ZREM of a slot
-// holder ('Z') or an LREM of one quota event ('L').
-type op struct {
-	kind  byte
-	key   string
-	value string
-}
-
-// release is the ops of one run's release, waiting to reach Redis.
+// release is one run's release, waiting to reach Redis: its slot holder
+// comes out of the caller's slots (a ZREM) and, for a refund, its event out
+// of every quota log (an LREM of one event from the tail).
 type release struct {
-	ops    []op
+	slots, token string // the caller's slots and the holder's token
+	// logs are the quota logs a refund takes the event stamp out of; nil
+	// when the run is not refunded.
+	logs   []string
+	stamp  string
 	at     time.Time // when it was queued
-	caller string    // the caller's key base (Limiter.base): every op's key starts with it
+	caller string    // the caller's key base (Limiter.base): every key starts with it
 	// carried counts the scripts in flight that carry the release; while
 	// one does, admissions of other callers leave it out.
 	carried int
@@ -134,13 +132,34 @@ func (p *pending) done(rs []*release) {
 	p.list = kept
 }
 
-// encodeOps appends rs's ops to keys and args, key indexes counting from
-// len(keys)+1.
+// encodeOps appends rs's releases to keys and args as luaOps reads them:
+// the releases without a refund grouped by slots key (one ZREM each), then
+// each refund with its logs.
 func encodeOps(keys []string, args []any, rs []*release) ([]string, []any) {
+	var order []string
+	var tokens map[string][]any
 	for _, r := range rs {
-		for _, o := range r.ops {
-			keys = append(keys, o.key)
-			args = append(args, string(o.kind), len(keys), o.value)
+		if r.logs != nil {
+			continue
+		}
+		if tokens == nil {
+			tokens = make(map[string][]any, 1)
+		}
+		if _, ok := tokens[r.slots]; !ok {
+			order = append(order, r.slots)
+		}
+		tokens[r.slots] = append(tokens[r.slots], r.token)
+	}
+	for _, slots := range order {
+		keys = append(keys, slots)
+		args = append(args, "Z", len(tokens[slots]))
+		args = append(args, tokens[slots]...)
+	}
+	for _, r := range rs {
+		if r.logs != nil {
+			keys = append(keys, r.slots)
+			keys = append(keys, r.logs...)
+			args = append(args, "R", len(r.logs), r.token, r.stamp)
 		}
 	}
 	return keys, args
@@ -246,11 +265,9 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 		var once sync.Once
 		adm.Release = func(refund bool) {
 			once.Do(func() {
-				r := &release{ops: []op{{'Z', slots, token}}, caller: base}
+				r := &release{slots: slots, token: token, caller: base}
 				if refund {
-					for _, k := range quotaKeys {
-						r.ops = append(r.ops, op{'L', k, stamp})
-					}
+					r.logs, r.stamp = quotaKeys, stamp
 				}
 				l.release(r, roomy && !refund)
 			})

@@ -105,16 +105,29 @@ local function hold(key, now, ttl, token)
 end
 `
 
-// luaOps is applyOps(first): the releases and refunds in ARGV from index
-// first on, three values each: 'Z' (ZREM) or 'L' (LREM of one event from
-// the tail), the index of the op's key in KEYS, and the member or event.
+// luaOps is applyOps(i, k): the releases and refunds in ARGV from index i
+// on, their keys in KEYS from index k on, in groups:
+//   - 'Z', c, then c holder tokens: one ZREM of them from the slots KEYS[k];
+//   - 'R', c, token, stamp: a refund: the holder's ZREM from the slots
+//     KEYS[k] and, only when that removed it, an LREM of one event stamp
+//     from the tail of each of the c logs KEYS[k+1 .. k+c].
+//
+// A release may reach Redis more than once (every admission of its caller
+// in flight carries it); a ZREM is harmless twice, an LREM is not (it would
+// take a second event of the same millisecond), hence the check.
 const luaOps = `
-local function applyOps(first)
-  local i = first
+local function applyOps(i, k)
   while i <= #ARGV do
-    local k = KEYS[tonumber(ARGV[i + 1])]
-    if ARGV[i] == 'Z' then redis.call('ZREM', k, ARGV[i + 2]) else redis.call('LREM', k, -1, ARGV[i + 2]) end
-    i = i + 3
+    local c = tonumber(ARGV[i + 1])
+    if ARGV[i] == 'Z' then
+      redis.call('ZREM', KEYS[k], unpack(ARGV, i + 2, i + 1 + c))
+      i, k = i + 2 + c, k + 1
+    else
+      if redis.call('ZREM', KEYS[k], ARGV[i + 2]) == 1 then
+        for j = 1, c do redis.call('LREM', KEYS[k + j], '-1', ARGV[i + 3]) end
+      end
+      i, k = i + 4, k + 1 + c
+    end
   end
 end
 `
@@ -165,7 +178,7 @@ return 1
 // quota refused; nothing taken); held is the caller's slots with this one.
 var admitScript = goredis.NewScript(luaClock + luaQuotas + luaSlots + luaOps + `
 local n = tonumber(ARGV[6])
-applyOps(7 + 2 * n)
+applyOps(7 + 2 * n, 3 + n)
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 local want = tonumber(ARGV[2])
 if want ~= 0 and want ~= epoch then return {0, epoch} end
@@ -181,10 +194,10 @@ end
 return out
 `)
 
-// opsScript applies releases and refunds that no admission carried: ARGV is
-// ops as in admitScript, whose key indexes point into KEYS.
+// opsScript applies releases and refunds that no admission carried: KEYS
+// and ARGV are ops (luaOps) alone.
 var opsScript = goredis.NewScript(luaOps + `
-applyOps(1)
+applyOps(1, 1)
 return 1
 `)
 
