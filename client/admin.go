@@ -26,7 +26,7 @@ func (c *Client) AdminCreateUser(ctx context.Context, req api.UserRequest) (*api
 		return &api.CreatedUser{User: &out}, nil
 	}
 	var out api.CreatedUser
-	return &out, c.call(ctx, http.MethodPost, "/api/v1/admin/users", nil, req, &out)
+	return result(&out, c.call(ctx, http.MethodPost, "/api/v1/admin/users", nil, req, &out))
 }
 
 // AdminListUsers lists users by id with the total (GET
@@ -34,13 +34,13 @@ func (c *Client) AdminCreateUser(ctx context.Context, req api.UserRequest) (*api
 func (c *Client) AdminListUsers(ctx context.Context, email string, page Page) ([]*api.User, int, error) {
 	var out api.UserList
 	err := c.call(ctx, http.MethodGet, "/api/v1/admin/users", page.query("email", email), nil, &out)
-	return out.Users, out.Total, err
+	return listResult(out.Users, out.Total, err)
 }
 
 // AdminGetUser returns a user (GET /api/v1/admin/users/{id}); ENOTFOUND.
 func (c *Client) AdminGetUser(ctx context.Context, id int64) (*api.User, error) {
 	var out api.User
-	return &out, c.call(ctx, http.MethodGet, idPath("/api/v1/admin/users", id), nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, idPath("/api/v1/admin/users", id), nil, nil, &out))
 }
 
 // AdminUpdateUser changes a user's tier, role or disabled flag (PATCH
@@ -48,7 +48,7 @@ func (c *Client) AdminGetUser(ctx context.Context, id int64) (*api.User, error) 
 // EINVALID for an unknown tier or role, ECONFLICT for the last active admin.
 func (c *Client) AdminUpdateUser(ctx context.Context, id int64, ch api.UserUpdate) (*api.User, error) {
 	var out api.User
-	return &out, c.call(ctx, http.MethodPatch, idPath("/api/v1/admin/users", id), nil, ch, &out)
+	return result(&out, c.call(ctx, http.MethodPatch, idPath("/api/v1/admin/users", id), nil, ch, &out))
 }
 
 // AdminListTiers returns every tier (GET /api/v1/admin/tiers).
@@ -101,14 +101,14 @@ func (c *Client) AdminListKeys(ctx context.Context, userID int64, includeRevoked
 	}
 	var out api.KeyList
 	err := c.call(ctx, http.MethodGet, "/api/v1/admin/keys", q, nil, &out)
-	return out.Keys, out.Total, err
+	return listResult(out.Keys, out.Total, err)
 }
 
 // AdminCreateKey creates a key for any user (POST /api/v1/admin/keys).
 // ENOTFOUND for an unknown user.
 func (c *Client) AdminCreateKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*api.CreatedKey, error) {
 	var out api.CreatedKey
-	return &out, c.call(ctx, http.MethodPost, "/api/v1/admin/keys", nil, api.KeyRequest{UserID: userID, Name: name, ExpiresAt: expiresAt}, &out)
+	return result(&out, c.call(ctx, http.MethodPost, "/api/v1/admin/keys", nil, api.KeyRequest{UserID: userID, Name: name, ExpiresAt: expiresAt}, &out))
 }
 
 // AdminRevokeKey revokes any key (DELETE /api/v1/admin/keys/{id}); ENOTFOUND.
@@ -119,5 +119,5 @@ func (c *Client) AdminRevokeKey(ctx context.Context, id int64) error {
 // AdminStats returns the admin totals (GET /api/v1/admin/stats).
 func (c *Client) AdminStats(ctx context.Context) (*api.Stats, error) {
 	var out api.Stats
-	return &out, c.call(ctx, http.MethodGet, "/api/v1/admin/stats", nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, "/api/v1/admin/stats", nil, nil, &out))
 }

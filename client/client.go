@@ -9,7 +9,8 @@
 // HTTP status stands for) with the status, request id and rate-limit
 // headers, EUNAVAILABLE for a request that never got an answer, EINVALID
 // for one that could not be made. ErrorCode, ErrorMessage, RetryAfter and
-// StatusCode read any error a method returns.
+// StatusCode read any error a method returns, and a method that fails
+// returns no value with it (nil, zero counts).
 package client
 
 import (
@@ -27,6 +28,23 @@ import (
 
 	"github.com/wasmwiz/wasmwiz/api"
 )
+
+// result returns v, or nil when err is set, so that no method hands back
+// a half-filled value with its error.
+func result[T any](v *T, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// listResult is result for a page of a list and its total.
+func listResult[T any](items []T, total int, err error) ([]T, int, error) {
+	if err != nil {
+		return nil, 0, err
+	}
+	return items, total, nil
+}
 
 // maxAnswerBytes bounds what the client reads of one answer, so that a
 // broken or hostile server cannot make it hold unbounded memory.

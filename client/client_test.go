@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,69 @@ func TestExecuteBodies(t *testing.T) {
 	}
 	if _, err := c.ExecuteModule(context.Background(), "mod_1", &client.ExecuteRequest{Wasm: []byte("x")}); client.ErrorCode(err) != api.EINVALID {
 		t.Fatalf("ExecuteModule with wasm: %v", err)
+	}
+}
+
+// TestFailureReturnsNoValue: a method that fails returns no value with its
+// error (nil, zero counts), whether the server refused or answered JSON of
+// another shape (which json.Unmarshal would have decoded in part).
+func TestFailureReturnsNoValue(t *testing.T) {
+	t.Parallel()
+	for _, answer := range []struct {
+		status int
+		body   string
+	}{
+		{500, `{"error":{"code":"EINTERNAL","message":"broken"}}`},
+		{200, `{"name":"n","users":[{"id":1}],"modules":[{"id":"m"}],"runs":[{"id":"r"}],"keys":[{"id":1}],"tier":{"name":"free"},` +
+			`"id":{},"total":"many","runs_today":"x","stdout":7,"user":7,"key":7}`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(answer.status)
+			_, _ = io.WriteString(w, answer.body)
+		}))
+		c, err := client.New(srv.URL, "ww_x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		one := map[string]func() (any, error){
+			"AdminCreateUser": func() (any, error) { return c.AdminCreateUser(ctx, api.UserRequest{Email: "a@b.c"}) },
+			"AdminGetUser":    func() (any, error) { return c.AdminGetUser(ctx, 1) },
+			"AdminUpdateUser": func() (any, error) { return c.AdminUpdateUser(ctx, 1, api.UserUpdate{}) },
+			"AdminCreateKey":  func() (any, error) { return c.AdminCreateKey(ctx, 1, "k", nil) },
+			"AdminStats":      func() (any, error) { return c.AdminStats(ctx) },
+			"CreateModule":    func() (any, error) { return c.CreateModule(ctx, client.ModuleUpload{Wasm: []byte("\x00asm")}) },
+			"GetModule":       func() (any, error) { return c.GetModule(ctx, "m_1") },
+			"UpdateModule":    func() (any, error) { return c.UpdateModule(ctx, "m_1", api.ModuleUpdate{}) },
+			"GetRun":          func() (any, error) { return c.GetRun(ctx, "r_1") },
+			"Usage":           func() (any, error) { return c.Usage(ctx) },
+			"Me":              func() (any, error) { return c.Me(ctx) },
+			"CreateKey":       func() (any, error) { return c.CreateKey(ctx, "k", nil) },
+		}
+		for name, call := range one {
+			v, err := call()
+			if err == nil {
+				t.Errorf("%d %s: no error", answer.status, name)
+			} else if !reflect.ValueOf(v).IsNil() {
+				t.Errorf("%d %s: %+v with the error %v", answer.status, name, v, err)
+			}
+		}
+		lists := map[string]func() (any, int, error){
+			"AdminListUsers": func() (any, int, error) { return c.AdminListUsers(ctx, "", client.Page{}) },
+			"AdminListKeys":  func() (any, int, error) { return c.AdminListKeys(ctx, 1, false, client.Page{}) },
+			"ListModules":    func() (any, int, error) { return c.ListModules(ctx, "", client.Page{}) },
+			"ListRuns":       func() (any, int, error) { return c.ListRuns(ctx, client.RunQuery{}) },
+			"ListKeys":       func() (any, int, error) { return c.ListKeys(ctx, false, client.Page{}) },
+		}
+		for name, call := range lists {
+			v, total, err := call()
+			if err == nil {
+				t.Errorf("%d %s: no error", answer.status, name)
+			} else if !reflect.ValueOf(v).IsNil() || total != 0 {
+				t.Errorf("%d %s: %v, %d with the error %v", answer.status, name, v, total, err)
+			}
+		}
+		srv.Close()
 	}
 }

@@ -48,7 +48,7 @@ func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*api.Module,
 		return nil, err
 	}
 	var out api.Module
-	return &out, decode(a, &out)
+	return result(&out, decode(a, &out))
 }
 
 // ListModules returns the caller's modules, newest first, and the total
@@ -57,14 +57,14 @@ func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*api.Module,
 func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*api.Module, int, error) {
 	var out api.ModuleList
 	err := c.call(ctx, http.MethodGet, "/api/v1/modules", page.query("name", name), nil, &out)
-	return out.Modules, out.Total, err
+	return listResult(out.Modules, out.Total, err)
 }
 
 // GetModule returns a module the caller can see (GET /api/v1/modules/{id}).
 // ENOTFOUND when it does not exist or is another user's private module.
 func (c *Client) GetModule(ctx context.Context, id string) (*api.Module, error) {
 	var out api.Module
-	return &out, c.call(ctx, http.MethodGet, "/api/v1/modules/"+url.PathEscape(id), nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, "/api/v1/modules/"+url.PathEscape(id), nil, nil, &out))
 }
 
 // UpdateModule renames one of the caller's modules (any, for admins),
@@ -74,7 +74,7 @@ func (c *Client) GetModule(ctx context.Context, id string) (*api.Module, error) 
 // module that is not the caller's, EINVALID for a bad name or description.
 func (c *Client) UpdateModule(ctx context.Context, id string, ch api.ModuleUpdate) (*api.Module, error) {
 	var out api.Module
-	return &out, c.call(ctx, http.MethodPatch, "/api/v1/modules/"+url.PathEscape(id), nil, ch, &out)
+	return result(&out, c.call(ctx, http.MethodPatch, "/api/v1/modules/"+url.PathEscape(id), nil, ch, &out))
 }
 
 // DeleteModule deletes one of the caller's modules (DELETE
@@ -97,21 +97,21 @@ func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*api.Run, int, er
 	q := rq.Page.query("status", string(rq.Status), "since", timeParam(rq.Since), "until", timeParam(rq.Until))
 	var out api.RunList
 	err := c.call(ctx, http.MethodGet, "/api/v1/runs", q, nil, &out)
-	return out.Runs, out.Total, err
+	return listResult(out.Runs, out.Total, err)
 }
 
 // GetRun returns one of the caller's runs (GET /api/v1/runs/{id}); ENOTFOUND
 // for another user's or a missing run.
 func (c *Client) GetRun(ctx context.Context, id string) (*api.Run, error) {
 	var out api.Run
-	return &out, c.call(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, nil, &out))
 }
 
 // Usage returns the caller's runs against its tier's quotas (GET
 // /api/v1/usage). EUNAUTHORIZED without a valid key.
 func (c *Client) Usage(ctx context.Context) (*api.Usage, error) {
 	var out api.Usage
-	return &out, c.call(ctx, http.MethodGet, "/api/v1/usage", nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, "/api/v1/usage", nil, nil, &out))
 }
 
 // Me returns the caller, its tier with the per-run limits as they apply to
@@ -119,7 +119,7 @@ func (c *Client) Usage(ctx context.Context) (*api.Usage, error) {
 // valid key.
 func (c *Client) Me(ctx context.Context) (*api.Me, error) {
 	var out api.Me
-	return &out, c.call(ctx, http.MethodGet, "/api/v1/me", nil, nil, &out)
+	return result(&out, c.call(ctx, http.MethodGet, "/api/v1/me", nil, nil, &out))
 }
 
 // CreateKey creates a key for the caller (POST /api/v1/keys); expiresAt nil
@@ -127,7 +127,7 @@ func (c *Client) Me(ctx context.Context) (*api.Me, error) {
 // EINVALID.
 func (c *Client) CreateKey(ctx context.Context, name string, expiresAt *time.Time) (*api.CreatedKey, error) {
 	var out api.CreatedKey
-	return &out, c.call(ctx, http.MethodPost, "/api/v1/keys", nil, api.KeyRequest{Name: name, ExpiresAt: expiresAt}, &out)
+	return result(&out, c.call(ctx, http.MethodPost, "/api/v1/keys", nil, api.KeyRequest{Name: name, ExpiresAt: expiresAt}, &out))
 }
 
 // timeParam is t as a query parameter; "" (left out) for the zero time.
@@ -151,7 +151,7 @@ func keysQuery(includeRevoked bool, page Page) url.Values {
 func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) ([]*api.APIKey, int, error) {
 	var out api.KeyList
 	err := c.call(ctx, http.MethodGet, "/api/v1/keys", keysQuery(includeRevoked, page), nil, &out)
-	return out.Keys, out.Total, err
+	return listResult(out.Keys, out.Total, err)
 }
 
 // RevokeKey revokes one of the caller's keys (DELETE /api/v1/keys/{id});
