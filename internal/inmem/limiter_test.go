@@ -109,28 +109,6 @@ func touchAllShards(t *testing.T, l *inmem.Limiter) {
 	}
 }
 
-func TestClockGoingBackwards(t *testing.T) {
-	t.Parallel()
-	clock := testenv.NewClock(limitertest.Start)
-	l := inmem.New(inmem.Options{Now: clock.Now})
-	minute := []wasmwiz.RateLimit{{Name: "minute", Limit: 2, Window: time.Minute}}
-	l.Allow(context.Background(), "u1", minute)
-	clock.Add(-10 * time.Second) // e.g. an NTP step
-	d, err := l.Allow(context.Background(), "u1", minute)
-	if err != nil || !d.Allowed || d.Remaining != 0 {
-		t.Fatalf("second event: %+v, %v", d, err)
-	}
-	// Both events count as at the later time: room again one window after it.
-	clock.Add(10*time.Second + time.Minute - time.Millisecond)
-	if d, _ := l.Allow(context.Background(), "u1", minute); d.Allowed || d.RetryAfter != time.Millisecond {
-		t.Fatalf("1ms before the window ends: %+v", d)
-	}
-	clock.Add(time.Millisecond)
-	if d, _ := l.Allow(context.Background(), "u1", minute); !d.Allowed || d.Remaining != 1 {
-		t.Fatalf("when the window ends: %+v", d)
-	}
-}
-
 // A day window with a large limit: the log is trimmed as events leave and
 // the counts stay exact across compactions of its slice.
 func TestLongLogStaysExact(t *testing.T) {

@@ -63,6 +63,7 @@ func Run(t *testing.T, newLimiter NewLimiterFunc) {
 		{"KeysAreIndependent", testKeysAreIndependent},
 		{"LimitChangeKeepsCount", testLimitChangeKeepsCount},
 		{"ManyEventsLeaveExactly", testManyEventsLeaveExactly},
+		{"ClockGoingBackwards", testClockGoingBackwards},
 		{"ConcurrentAllowCountsExactly", testConcurrentAllowCountsExactly},
 		{"InvalidInput", testInvalidInput},
 		{"AcquireHoldsMaxSlots", testAcquireHoldsMaxSlots},
@@ -294,6 +295,28 @@ func testManyEventsLeaveExactly(t *testing.T, newLimiter NewLimiterFunc) {
 	}
 	clock.Add(24 * time.Hour)
 	want(t, "all left", allow(t, l, "u1", perDay(limit)), allowed(limit, limit-1, 24*time.Hour))
+}
+
+// The clock running backwards (an NTP step, a replica whose clock is
+// behind): a key's events count as at the latest time recorded, also in a
+// log of the key that had none yet, and leave one window after it, exactly.
+func testClockGoingBackwards(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	both := []wasmwiz.RateLimit{perMinute(2), perDay(5)}
+	want(t, "first", allow(t, l, "u1", both[0]), allowed(2, 1, time.Minute))
+	clock.Add(-10 * time.Second)
+	if d := allow(t, l, "u1", both...); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("second event, 10s earlier: %+v, want allowed with 0 remaining", d)
+	}
+	// Both events count as at the later time: room one window after it.
+	clock.Add(10*time.Second + time.Minute - time.Millisecond)
+	if d := allow(t, l, "u1", both...); d.Allowed || d.RetryAfter != time.Millisecond {
+		t.Fatalf("1ms before the window ends: %+v, want refused for 1ms", d)
+	}
+	clock.Add(time.Millisecond)
+	if d := allow(t, l, "u1", both...); !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("when the window ends: %+v, want allowed with 1 remaining (the minute's)", d)
+	}
 }
 
 func testConcurrentAllowCountsExactly(t *testing.T, newLimiter NewLimiterFunc) {

@@ -150,6 +150,32 @@ func TestServerClock(t *testing.T) {
 	checkOneSlot(t, l, "Redis")
 }
 
+// A log whose newest event was recorded ahead of Redis's clock (by a
+// replica on a clock of its own here; in production, by Redis's own clock
+// before it stepped back) lives until that event leaves its window on
+// Redis's clock, not one window from the append: its events keep counting.
+func TestLogLivesUntilItsNewestLeaves(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.RedisURL(t))
+	prefix := testPrefix(t, c)
+	ahead := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second,
+		Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	short := []wasmwiz.RateLimit{{Name: "short", Limit: 5, Window: 300 * time.Millisecond}}
+	if d, err := ahead.Allow(ctx, "u1", short); err != nil || !d.Allowed {
+		t.Fatalf("first event, a minute ahead: %+v, %v", d, err)
+	}
+	if d, err := l.Allow(ctx, "u1", short); err != nil || !d.Allowed || d.Remaining != 3 {
+		t.Fatalf("second event, on Redis's clock: %+v, %v; want allowed with 3 remaining", d, err)
+	}
+	// A window later on Redis's clock both events are still ahead of it.
+	time.Sleep(400 * time.Millisecond)
+	if d, err := l.Allow(ctx, "u1", short); err != nil || !d.Allowed || d.Remaining != 2 {
+		t.Fatalf("third event: %+v, %v; want allowed with 2 remaining (the log expired while its events counted)", d, err)
+	}
+}
+
 // Two replicas, each with its own client, share one key's quota exactly.
 func TestReplicasShareQuota(t *testing.T) {
 	t.Parallel()

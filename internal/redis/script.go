@@ -7,83 +7,100 @@ import goredis "github.com/redis/go-redis/v9"
 // and take quota events and slots the same way.
 
 // luaClock is clock(arg): arg (a time in ms), or Redis's own clock when arg
-// is negative.
+// is negative; and whether it is Redis's.
 const luaClock = `
 local function clock(arg)
   local now = tonumber(arg)
-  if now < 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
+  if now >= 0 then return now, false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), true
 end
 `
 
 // luaQuotas is the functions of quota logs. A quota's log is a list of event
-// times in ms, oldest first; n quotas are the logs KEYS[k+1 .. k+n], quota
-// q's limit and window in ms are ARGV[a+2q] and ARGV[a+2q+1].
+// times in ms, oldest first (an event is appended only at or after the
+// newest); n quotas are the logs KEYS[k+1 .. k+n], quota q's limit and
+// window in ms are ARGV[a+2q] and ARGV[a+2q+1].
 //
-// notBefore(k, n, now) moves now forward to the newest event of the logs, so
-// that the clock never runs backwards for a key (a later event already
-// recorded: another replica's clock, a clock step).
+// notBefore(k, n, now, newest) moves now forward to the newest event of the
+// logs, so that the clock never runs backwards for a key (a later event
+// already recorded: another replica's clock, a clock step); it sets
+// newest[q] to log q's newest event, or false when the log is empty.
 //
-// window(key, limit, windowMs, now) trims the events at or before
-// now-windowMs, which have left the window (a binary search, then one
-// LTRIM), so a log never holds more than the events of its window; it
-// returns the events counted, the newest of them, and, when the limit is
-// full, the time of the event whose leaving makes room (else 0).
+// window(key, limit, windowMs, now, newest) trims the events at or before
+// now-windowMs, which have left the window, so a log never holds more than
+// the events of its window; it returns the events counted, the newest of
+// them, and, when the limit is full, the time of the event whose leaving
+// makes room (else 0). newest is the log's newest event from notBefore: now
+// is at or after it, so trimming takes either every event (the newest has
+// left) or keeps the newest; the first event kept is found galloping from
+// the oldest (about 2·log2 of the events that left in reads: one when one
+// left, the common case under load), then one LTRIM.
 //
-// take(k, a, n, now, out) appends count, newest, leaving of each quota to
-// out and, only when every quota has room, appends now to every log, whose
-// expiry is then reset to its window; it returns whether it did.
+// take(k, a, n, now, t, server, newest, out) appends count, newest, leaving
+// of each quota to out and, only when every quota has room, appends now to
+// every log and makes the log expire when now leaves its window. On Redis's
+// clock (server; t is its time before notBefore) that is at now+window,
+// which the log already has when its newest is now and notBefore did not
+// move now (now is t): the append that recorded that event set the same
+// expiry, unless a limiter on a clock of its own (Options.Now: tests)
+// recorded exactly Redis's current millisecond. On a caller's clock it is
+// window from Redis's now. It returns whether it appended.
 const luaQuotas = `
-local function notBefore(k, n, now)
+local function notBefore(k, n, now, newest)
   for q = 1, n do
-    local newest = redis.call('LINDEX', KEYS[k + q], -1)
-    if newest then
-      newest = tonumber(newest)
-      if newest > now then now = newest end
+    local v = redis.call('LINDEX', KEYS[k + q], '-1')
+    if v then
+      v = tonumber(v)
+      if v > now then now = v end
     end
+    newest[q] = v or false
   end
   return now
 end
-local function window(key, limit, windowMs, now)
+local function window(key, limit, windowMs, now, newest)
+  if not newest then return 0, 0, 0 end
   local cutoff = now - tonumber(windowMs)
+  if newest <= cutoff then
+    redis.call('DEL', key)
+    return 0, 0, 0
+  end
   local len = redis.call('LLEN', key)
-  if len > 0 and tonumber(redis.call('LINDEX', key, 0)) <= cutoff then
-    local lo, hi = 1, len
+  if tonumber(redis.call('LINDEX', key, '0')) <= cutoff then
+    local lo, hi, step = 1, len - 1, 1
     while lo < hi do
-      local mid = math.floor((lo + hi) / 2)
+      local mid = lo + step - 1
+      if mid >= hi then mid = math.floor((lo + hi) / 2) else step = step * 2 end
       if tonumber(redis.call('LINDEX', key, mid)) > cutoff then hi = mid else lo = mid + 1 end
     end
-    if lo >= len then
-      redis.call('DEL', key)
-      len = 0
-    else
-      redis.call('LTRIM', key, lo, -1)
-      len = len - lo
-    end
+    redis.call('LTRIM', key, lo, '-1')
+    len = len - lo
   end
-  local newest, leaving = 0, 0
-  if len > 0 then newest = tonumber(redis.call('LINDEX', key, -1)) end
+  local leaving = 0
   if len >= limit then leaving = tonumber(redis.call('LINDEX', key, len - limit)) end
   return len, newest, leaving
 end
-local function take(k, a, n, now, out)
+local function take(k, a, n, now, t, server, newest, out)
   local room = true
   for q = 1, n do
     local limit = tonumber(ARGV[a + 2 * q])
-    local len, newest, leaving = window(KEYS[k + q], limit, ARGV[a + 2 * q + 1], now)
+    local len, last, leaving = window(KEYS[k + q], limit, ARGV[a + 2 * q + 1], now, newest[q])
     if len >= limit then room = false end
     out[#out + 1] = len
-    out[#out + 1] = newest
+    out[#out + 1] = last
     out[#out + 1] = leaving
+    newest[q] = last
   end
   if room then
     local stamp = string.format('%d', now)
     for q = 1, n do
-      redis.call('RPUSH', KEYS[k + q], stamp)
-      redis.call('PEXPIRE', KEYS[k + q], ARGV[a + 2 * q + 1])
+      local key, windowMs = KEYS[k + q], ARGV[a + 2 * q + 1]
+      redis.call('RPUSH', key, stamp)
+      if not server then
+        redis.call('PEXPIRE', key, windowMs)
+      elseif newest[q] ~= now or now ~= t then
+        redis.call('PEXPIREAT', key, string.format('%d', now + tonumber(windowMs)))
+      end
     end
   end
   return room
@@ -142,9 +159,11 @@ end
 // events counted before this one, the newest of them, and, when the limit is
 // full, the time of the event whose leaving makes room.
 var allowScript = goredis.NewScript(luaClock + luaQuotas + `
-local now = notBefore(0, #KEYS, clock(ARGV[1]))
+local t, server = clock(ARGV[1])
+local newest = {}
+local now = notBefore(0, #KEYS, t, newest)
 local out = {0, now}
-if take(0, 0, #KEYS, now, out) then out[1] = 1 end
+if take(0, 0, #KEYS, now, t, server, newest, out) then out[1] = 1 end
 return out
 `)
 
@@ -182,12 +201,13 @@ applyOps(7 + 2 * n, 3 + n)
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 local want = tonumber(ARGV[2])
 if want ~= 0 and want ~= epoch then return {0, epoch} end
-local now = clock(ARGV[1])
-local slots = held(KEYS[2], now)
+local t, server = clock(ARGV[1])
+local slots = held(KEYS[2], t)
 if slots >= tonumber(ARGV[3]) then return {2, epoch} end
-now = notBefore(2, n, now)
+local newest = {}
+local now = notBefore(2, n, t, newest)
 local out = {3, epoch, now, slots + 1}
-if take(2, 5, n, now, out) then
+if take(2, 5, n, now, t, server, newest, out) then
   hold(KEYS[2], now, tonumber(ARGV[4]), ARGV[5])
   out[1] = 1
 end
