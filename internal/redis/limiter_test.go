@@ -258,6 +258,40 @@ func TestKeysNamespacedAndExpiring(t *testing.T) {
 	}
 }
 
+// A refusal by a later quota takes back the event it appended to an
+// earlier one: no log is left longer, and one that had no events is left
+// with no key (not a key without an expiry).
+func TestRefusalLeavesNoEvent(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.RedisURL(t))
+	prefix := testPrefix(t, c)
+	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	day := wasmwiz.RateLimit{Name: "day", Limit: 1, Window: 24 * time.Hour}
+	if d, err := l.Allow(ctx, "u1", []wasmwiz.RateLimit{day}); err != nil || !d.Allowed {
+		t.Fatalf("Allow: %+v, %v", d, err)
+	}
+	both := []wasmwiz.RateLimit{{Name: "minute", Limit: 5, Window: time.Minute}, day}
+	for range 3 {
+		if d, err := l.Allow(ctx, "u1", both); err != nil || d.Allowed {
+			t.Fatalf("Allow with the day full: %+v, %v", d, err)
+		}
+		adm, err := l.Admit(ctx, wasmwiz.Admission{Key: "u1", Quotas: both, MaxConcurrent: 2, SlotTTL: time.Minute})
+		if err != nil || adm.OK() {
+			t.Fatalf("Admit with the day full: %+v, %v", adm, err)
+		}
+	}
+	if n := c.Exists(ctx, prefix+"{u1}:minute:60000").Val(); n != 0 {
+		t.Fatalf("the minute's log exists after refusals only: %v", c.LRange(ctx, prefix+"{u1}:minute:60000", 0, -1).Val())
+	}
+	if n := c.LLen(ctx, prefix+"{u1}:day:86400000").Val(); n != 1 {
+		t.Fatalf("the day's log holds %d events, want 1", n)
+	}
+	if d, err := l.Allow(ctx, "u1", both[:1]); err != nil || !d.Allowed || d.Remaining != 4 {
+		t.Fatalf("the minute alone: %+v, %v; want allowed with 4 remaining", d, err)
+	}
+}
+
 // EVALSHA falls back to EVAL when Redis lost its script cache (a restart).
 func TestScriptCacheFlushed(t *testing.T) {
 	t.Parallel()

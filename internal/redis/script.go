@@ -27,25 +27,29 @@ end
 // already recorded: another replica's clock, a clock step); it sets
 // newest[q] to log q's newest event, or false when the log is empty.
 //
-// window(key, limit, windowMs, now, newest) trims the events at or before
+// window(key, windowMs, now, newest) trims the events at or before
 // now-windowMs, which have left the window, so a log never holds more than
-// the events of its window; it returns the events counted, the newest of
-// them, and, when the limit is full, the time of the event whose leaving
-// makes room (else 0). newest is the log's newest event from notBefore: now
-// is at or after it, so trimming takes either every event (the newest has
-// left) or keeps the newest; the first event kept is found galloping from
-// the oldest (about 2·log2 of the events that left in reads: one when one
-// left, the common case under load), then one LTRIM.
+// the events of its window, and returns the newest event left, or false.
+// newest is the log's newest event from notBefore: now is at or after it,
+// so trimming takes either every event (the newest has left) or keeps the
+// newest; the first event kept is found galloping from the oldest (about
+// 2·log2 of the events that left in reads: one when one left, the common
+// case under load), then one LTRIM.
 //
 // take(k, a, n, now, t, server, newest, out) appends count, newest, leaving
-// of each quota to out and, only when every quota has room, appends now to
-// every log and makes the log expire when now leaves its window. On Redis's
-// clock (server; t is its time before notBefore) that is at now+window,
-// which the log already has when its newest is now and notBefore did not
-// move now (now is t): the append that recorded that event set the same
-// expiry, unless a limiter on a clock of its own (Options.Now: tests)
-// recorded exactly Redis's current millisecond. On a caller's clock it is
-// window from Redis's now. It returns whether it appended.
+// of each quota to out (the events counted before this one, the newest of
+// them, and, when the limit is full, the time of the event whose leaving
+// makes room, else 0) and, only when every quota has room, appends now to
+// every log and makes the log expire when now leaves its window. It returns
+// whether it appended. The append comes first, its reply being the count
+// (one LLEN fewer per quota on an admission), and is taken back (RPOP)
+// when a quota is full; the quotas after a full one are only counted.
+// Expiry on Redis's clock (server; t is its time before notBefore) is at
+// now+window, which the log already has when its newest is now and
+// notBefore did not move now (now is t): the append that recorded that
+// event set the same expiry, unless a limiter on a clock of its own
+// (Options.Now: tests) recorded exactly Redis's current millisecond. On a
+// caller's clock it is window from Redis's now.
 const luaQuotas = `
 local function notBefore(k, n, now, newest)
   for q = 1, n do
@@ -58,52 +62,59 @@ local function notBefore(k, n, now, newest)
   end
   return now
 end
-local function window(key, limit, windowMs, now, newest)
-  if not newest then return 0, 0, 0 end
+local function window(key, windowMs, now, newest)
+  if not newest then return false end
   local cutoff = now - tonumber(windowMs)
   if newest <= cutoff then
     redis.call('DEL', key)
-    return 0, 0, 0
+    return false
   end
-  local len = redis.call('LLEN', key)
   if tonumber(redis.call('LINDEX', key, '0')) <= cutoff then
-    local lo, hi, step = 1, len - 1, 1
-    while lo < hi do
-      local mid = lo + step - 1
-      if mid >= hi then mid = math.floor((lo + hi) / 2) else step = step * 2 end
-      if tonumber(redis.call('LINDEX', key, mid)) > cutoff then hi = mid else lo = mid + 1 end
+    -- The newest stays, so past the end (nil) counts as kept.
+    local lo, hi, step = 1, nil, 1
+    while not hi or lo < hi do
+      local mid
+      if hi then mid = math.floor((lo + hi) / 2) else mid, step = lo + step - 1, step * 2 end
+      local v = redis.call('LINDEX', key, mid)
+      if not v or tonumber(v) > cutoff then hi = mid else lo = mid + 1 end
     end
     redis.call('LTRIM', key, lo, '-1')
-    len = len - lo
   end
-  local leaving = 0
-  if len >= limit then leaving = tonumber(redis.call('LINDEX', key, len - limit)) end
-  return len, newest, leaving
+  return newest
 end
 local function take(k, a, n, now, t, server, newest, out)
-  local room = true
+  local stamp = string.format('%d', now)
+  local pushed = 0
   for q = 1, n do
-    local limit = tonumber(ARGV[a + 2 * q])
-    local len, last, leaving = window(KEYS[k + q], limit, ARGV[a + 2 * q + 1], now, newest[q])
-    if len >= limit then room = false end
+    local key, limit = KEYS[k + q], tonumber(ARGV[a + 2 * q])
+    local last = window(key, ARGV[a + 2 * q + 1], now, newest[q])
+    local len = 0
+    if pushed == q - 1 then
+      len = redis.call('RPUSH', key, stamp) - 1
+      if len < limit then pushed = q else redis.call('RPOP', key) end
+    elseif last then
+      len = redis.call('LLEN', key)
+    end
+    local leaving = 0
+    if len >= limit then leaving = tonumber(redis.call('LINDEX', key, len - limit)) end
     out[#out + 1] = len
-    out[#out + 1] = last
+    out[#out + 1] = last or 0
     out[#out + 1] = leaving
     newest[q] = last
   end
-  if room then
-    local stamp = string.format('%d', now)
-    for q = 1, n do
-      local key, windowMs = KEYS[k + q], ARGV[a + 2 * q + 1]
-      redis.call('RPUSH', key, stamp)
-      if not server then
-        redis.call('PEXPIRE', key, windowMs)
-      elseif newest[q] ~= now or now ~= t then
-        redis.call('PEXPIREAT', key, string.format('%d', now + tonumber(windowMs)))
-      end
+  if pushed < n then
+    for q = 1, pushed do redis.call('RPOP', KEYS[k + q]) end
+    return false
+  end
+  for q = 1, n do
+    local key, windowMs = KEYS[k + q], ARGV[a + 2 * q + 1]
+    if not server then
+      redis.call('PEXPIRE', key, windowMs)
+    elseif newest[q] ~= now or now ~= t then
+      redis.call('PEXPIREAT', key, string.format('%d', now + tonumber(windowMs)))
     end
   end
-  return room
+  return true
 end
 `
 
