@@ -11,13 +11,29 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/usage"
 )
 
+// benchLimits are a free tier run's limits, shared by the records of a
+// benchmark as they are not by a server's (each run gets its own map).
+var benchLimits = wasmwiz.LimitsMap(wasmwiz.DefaultTiers()[0].Limits)
+
+// benchRun is a record as a synchronous WASI run leaves it: its detail
+// (args, env names, stdin digest, limits), timings and a short output.
 func benchRun(userID int64, at time.Time) *wasmwiz.UsageRecord {
+	started, finished := at, at.Add(1250*time.Microsecond)
 	return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: userID, APIKeyID: 1, ModuleSHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: 1.25, MemoryPeakBytes: 1 << 20, StdinBytes: 10, OutputBytes: 20, CreatedAt: at}
+		Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: 1.25, CompileMS: 0.125, MemoryPeakBytes: 1 << 20, StdinBytes: 10, OutputBytes: 13, CreatedAt: at,
+		State: wasmwiz.RunDone, StartedAt: &started, FinishedAt: &finished,
+		RunDetail: wasmwiz.RunDetail{Name: "hello.wasm", Args: []string{"--name", "world"}, EnvNames: []string{"LANG"},
+			StdinSHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Limits: benchLimits, CPUMS: 1.5},
+		Stdout: []byte("hello, world\n"), Stderr: []byte{}}
 }
 
-func reportRecords(b *testing.B, records int) {
-	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+// reportRecords reports the rate of records over elapsed, and the process's
+// CPU time since cpu0 per record.
+func reportRecords(b *testing.B, records int, elapsed, cpu0 time.Duration) {
+	b.ReportMetric(float64(records)/elapsed.Seconds(), "records/s")
+	if cpu := processCPU(); cpu > 0 {
+		b.ReportMetric(float64(cpu-cpu0)/float64(records), "cpu-ns/record")
+	}
 }
 
 // BenchmarkCreateRunsOneByOne writes one usage record per transaction: what
@@ -26,12 +42,13 @@ func BenchmarkCreateRunsOneByOne(b *testing.B) {
 	db := open(b)
 	ctx := context.Background()
 	at := time.Now()
+	cpu0 := processCPU()
 	for i := 0; b.Loop(); i++ {
 		if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{benchRun(int64(i%100+1), at.Add(time.Duration(i)*time.Microsecond))}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportRecords(b, b.N)
+	reportRecords(b, b.N, b.Elapsed(), cpu0)
 }
 
 // BenchmarkCreateRunsBatched writes 500 records per transaction, as the
@@ -43,6 +60,7 @@ func BenchmarkCreateRunsBatched(b *testing.B) {
 	at := time.Now()
 	runs := make([]*wasmwiz.UsageRecord, batch)
 	n := 0
+	cpu0 := processCPU()
 	for b.Loop() {
 		for j := range runs {
 			runs[j] = benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond))
@@ -52,19 +70,20 @@ func BenchmarkCreateRunsBatched(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	reportRecords(b, n)
+	reportRecords(b, n, b.Elapsed(), cpu0)
 }
 
 // BenchmarkUsageWriter records through the buffered writer into SQLite.
 // ns/op is what Record costs a request; records/s is the end-to-end rate,
-// from the first Record to the end of Close, when every record is written.
+// from the first Record to the end of Close, when every record is written,
+// and cpu-ns/record what a record costs the whole process in CPU.
 // Run it with a fixed count (-benchtime=200000x): b.Loop would otherwise
 // record far more than the database can take in its time.
 func BenchmarkUsageWriter(b *testing.B) {
 	db := open(b)
 	at := time.Now()
 	w := usage.New(db, usage.Options{MaxBuffered: 1 << 30})
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	n := 0
 	for b.Loop() {
 		w.Record(benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond)))
@@ -73,7 +92,7 @@ func BenchmarkUsageWriter(b *testing.B) {
 	if err := w.Close(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
+	reportRecords(b, n, time.Since(start), cpu0)
 	if st := w.Stats(); st.Written != uint64(n) {
 		b.Fatalf("wrote %d of %d", st.Written, n)
 	}
