@@ -66,7 +66,8 @@ func nonNil(b []byte) []byte {
 
 // runRow returns r's columns in runColumnList order.
 func runRow(r *wasmwiz.UsageRecord) ([]any, error) {
-	detail, err := json.Marshal(r.RunDetail)
+	var buf [512]byte // on the stack: most details fit
+	detail, err := r.RunDetail.AppendJSON(buf[:0])
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
 	}

@@ -133,7 +133,8 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 	if !r.State.Final() {
 		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "FinishRun needs a final state, not %q", r.State)
 	}
-	detail, err := json.Marshal(r.RunDetail)
+	var buf [512]byte // on the stack: most details fit
+	detail, err := r.RunDetail.AppendJSON(buf[:0])
 	if err != nil {
 		return false, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
 	}

@@ -54,7 +54,8 @@ func nonNil(b []byte) []byte {
 
 // runValues returns r's columns in runColumns order followed by its output.
 func runValues(r *wasmwiz.UsageRecord, created time.Time) ([]any, error) {
-	detail, err := json.Marshal(r.RunDetail)
+	var buf [512]byte // on the stack: most details fit
+	detail, err := r.RunDetail.AppendJSON(buf[:0])
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: detail", r.ID)
 	}
