@@ -62,6 +62,7 @@ type benchTarget struct {
 	name, url, key string
 	rounds         []*benchFigures
 	lat            []time.Duration // every measured request, sorted at the end
+	cpu            benchCPU        // over the measured rounds
 }
 
 // best and median are the round with the most and the median requests per
@@ -111,9 +112,11 @@ Measures, on loopback and in one process, requests per second of:
               database and Redis, WASMWIZ_*).
 The targets take turns in every round, so that the machine's load falls on
 all three alike; each is reported by its best and median round, with the
-p50 and p99 latency of all its measured requests. For the full stack it
-also counts the database transactions (PostgreSQL) and Redis commands per
-request, and times each step of one request alone.
+p50 and p99 latency of all its measured requests, and the CPU time per
+request of each process that serves it (this one, the workers, Redis, and
+PostgreSQL when it is on this machine). For the full stack it also counts
+the database transactions (PostgreSQL) and Redis commands per request, and
+times each step of one request alone.
 The full stack adds a tier "bench" and a user to the configured database.`)
 	var (
 		requests    = fs.Int("requests", 5000, "requests per target and round (after the warm-up)")
@@ -211,7 +214,9 @@ The full stack adds a tier "bench" and a user to the configured database.`)
 				if isFull {
 					before = full.counters(ctx)
 				}
+				cpuBefore := full.cpu(ctx)
 				f, err := load(ctx, *requests, c, send)
+				tg.cpu = tg.cpu.add(full.cpu(ctx).sub(cpuBefore))
 				if profile {
 					pprof.StopCPUProfile()
 					profiled = true
@@ -240,6 +245,9 @@ The full stack adds a tier "bench" and a user to the configured database.`)
 			return err
 		}
 		n := float64(*requests * *rounds)
+		if err := printCPU(env.Stdout, targets, n); err != nil {
+			return err
+		}
 		if counted.pg >= 0 {
 			fmt.Fprintf(env.Stdout, "full stack, per request: %.3f PostgreSQL transactions (pg_stat_database)\n", float64(counted.pg)/n)
 		}

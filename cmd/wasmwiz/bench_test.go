@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -49,6 +51,41 @@ func TestBench(t *testing.T) {
 	}
 	if !strings.Contains(out, "machine: ") {
 		t.Errorf("no machine line:\n%s", out)
+	}
+	// CPU per request: this process's and the workers' are measured for
+	// every target (on Linux; /proc counts in ticks of 10ms, so this few
+	// requests may show 0s), SQLite has no Redis or PostgreSQL column.
+	if runtime.GOOS == "linux" {
+		dur := `\d+(\.\d+)?(ns|µs|ms|s)`
+		for _, target := range []string{"bare", "raw-wazero", "full-stack"} {
+			row := regexp.MustCompile(`(?m)^\s*` + target + `\s+` + dur + `\s+` + dur + `\s+-\s+-\s+` + dur + `\s+\d+\.\d\d\s*$`)
+			if n := len(row.FindAllString(out, -1)); n != 2 {
+				t.Errorf("%d CPU rows for %s, want one per client count, in:\n%s", n, target, out)
+			}
+		}
+	}
+}
+
+// TestBenchCPU: the CPU figures of two readings subtract and add per
+// process, an unmeasured process stays unmeasured, and Redis's comes from
+// INFO cpu.
+func TestBenchCPU(t *testing.T) {
+	t.Parallel()
+	a := benchCPU{self: 5 * time.Second, workers: 3 * time.Second, redis: -1, pg: 2 * time.Second}
+	b := benchCPU{self: 2 * time.Second, workers: time.Second, redis: -1, pg: -1}
+	d := a.sub(b)
+	if want := (benchCPU{self: 3 * time.Second, workers: 2 * time.Second, redis: -1, pg: -1}); d != want {
+		t.Fatalf("sub = %+v, want %+v", d, want)
+	}
+	if got := d.add(d); got != (benchCPU{self: 6 * time.Second, workers: 4 * time.Second, redis: -1, pg: -1}) || got.total() != 10*time.Second {
+		t.Fatalf("add = %+v, total %v", got, got.total())
+	}
+	info := "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:0.250000\r\nused_cpu_sys_children:9.000000\r\n"
+	if got := redisCPU(info); got != 1750*time.Millisecond {
+		t.Fatalf("redisCPU = %v, want 1.75s", got)
+	}
+	if got := redisCPU("# CPU\r\n"); got != -1 {
+		t.Fatalf("redisCPU of nothing = %v, want -1", got)
 	}
 }
 
