@@ -73,6 +73,41 @@ func BenchmarkCreateRunsBatched(b *testing.B) {
 	reportRecords(b, n, b.Elapsed(), cpu0)
 }
 
+// BenchmarkCreateRunsBatchedStoredModules is BenchmarkCreateRunsBatched
+// with half the records runs of one of ten stored modules, whose run counts
+// each batch bumps.
+func BenchmarkCreateRunsBatchedStoredModules(b *testing.B) {
+	const batch = 500
+	db := open(b)
+	ctx := context.Background()
+	_, uctx := mustUser(b, db, "u@example.com")
+	var modules []*wasmwiz.Module
+	for i := range 10 {
+		m := &wasmwiz.Module{Name: fmt.Sprint("m", i), Wasm: []byte("\x00asm\x01\x00\x00\x00" + fmt.Sprint(i))}
+		if err := db.CreateModule(uctx, m); err != nil {
+			b.Fatal(err)
+		}
+		modules = append(modules, m)
+	}
+	at := time.Now()
+	runs := make([]*wasmwiz.UsageRecord, batch)
+	n := 0
+	cpu0 := processCPU()
+	for b.Loop() {
+		for j := range runs {
+			runs[j] = benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond))
+			if m := modules[n%20/2]; n%2 == 0 {
+				runs[j].ModuleID, runs[j].ModuleSHA256 = m.ID, m.SHA256
+			}
+			n++
+		}
+		if err := db.CreateRuns(ctx, runs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRecords(b, n, b.Elapsed(), cpu0)
+}
+
 // BenchmarkUsageWriter records through the buffered writer into SQLite.
 // ns/op is what Record costs a request; records/s is the end-to-end rate,
 // from the first Record to the end of Close, when every record is written,
