@@ -15,6 +15,7 @@ var runTests = []test{
 	{"CreateRunsRoundTrip", testCreateRunsRoundTrip},
 	{"CreateRunsIsIdempotent", testCreateRunsIdempotent},
 	{"CreateRunsBumpsModules", testCreateRunsBumpsModules},
+	{"CreateRunsOfLargeBatchesCountExactly", testCreateRunsLargeBatches},
 	{"CreateRunsRefusesABadBatchWhole", testCreateRunsRefusals},
 	{"FindRunByIDOfAnotherUser", testFindRunCrossTenant},
 	{"FindRuns", testFindRuns},
@@ -147,6 +148,74 @@ func testCreateRunsBumpsModules(t *testing.T, e *env) {
 		if got.RunCount != c.runs || !sameTime(got.LastRunAt, c.last) {
 			t.Fatalf("module %s: run count %d, last run %s; want %d and %s", c.m.Name, got.RunCount, fmtTime(got.LastRunAt), c.runs, fmtTime(c.last))
 		}
+	}
+}
+
+// testCreateRunsLargeBatches: a store may write a batch in several
+// statements (SQLite: 50 rows each). Batches of more than that, mixing
+// stored modules, ad hoc and refused runs, and repeating runs already
+// stored across those statements' boundaries, store each run once with its
+// own values and bump each module by exactly the runs of it inserted.
+func testCreateRunsLargeBatches(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	m1 := e.module(ctx, "one", wasmBytes("one"), false)
+	m2 := e.module(ctx, "two", wasmBytes("two"), false)
+	at := e.clock.Now()
+	const n = 230
+	var batch []*wasmwiz.UsageRecord
+	wantRuns := map[string]int64{}
+	wantLast := map[string]time.Time{}
+	executed := 0
+	for i := range n {
+		status := wasmwiz.StatusOK
+		if i%7 == 6 {
+			status = "" // refused: does not count as a run of its module
+		}
+		m := []*wasmwiz.Module{m1, m2, nil}[i%3]
+		created := at.Add(time.Duration(i) * time.Millisecond)
+		r := run(u.ID, status, float64(i), created, "", sha([]byte("adhoc")))
+		r.Args = []string{fmt.Sprint("run ", i)}
+		if m != nil {
+			r.ModuleID, r.ModuleSHA256 = m.ID, m.SHA256
+			if status != "" {
+				wantRuns[m.ID]++
+				wantLast[m.ID] = created
+			}
+		}
+		if status != "" {
+			executed++
+		}
+		batch = append(batch, r)
+	}
+	e.runs(batch[:75]...)
+	// The whole batch again, with runs already stored inside it and at its
+	// end, after a chunk boundary.
+	again := append(append([]*wasmwiz.UsageRecord{}, batch...), batch[40:60]...)
+	e.runs(again...)
+	e.runs(batch[100:180]...)
+
+	_, total, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{Limit: 1})
+	wantOK(t, err, "FindRuns")
+	if total != n {
+		t.Fatalf("%d runs stored after repeated large batches of %d distinct runs", total, n)
+	}
+	for _, i := range []int{0, 49, 50, 51, 74, 75, 99, 100, 149, 150, 199, 200, n - 1} {
+		got, err := e.s.FindRunByID(ctx, batch[i].ID)
+		wantOK(t, err, "FindRunByID")
+		sameRun(t, got, batch[i], fmt.Sprint("run ", i, " of a large batch"))
+	}
+	for _, m := range []*wasmwiz.Module{m1, m2} {
+		got, err := e.s.FindModuleByID(ctx, m.ID)
+		wantOK(t, err, "FindModuleByID "+m.Name)
+		last := wantLast[m.ID]
+		if got.RunCount != wantRuns[m.ID] || !sameTime(got.LastRunAt, &last) {
+			t.Fatalf("module %s: run count %d, last run %s; want %d and %s", m.Name, got.RunCount, fmtTime(got.LastRunAt), wantRuns[m.ID], fmtTime(&last))
+		}
+	}
+	usage, err := e.s.Usage(ctx, at.Add(time.Second))
+	wantOK(t, err, "Usage")
+	if usage.RunsToday != int64(executed) {
+		t.Fatalf("usage counts %d runs today, want %d", usage.RunsToday, executed)
 	}
 }
 
