@@ -258,6 +258,32 @@ func TestKeysNamespacedAndExpiring(t *testing.T) {
 	}
 }
 
+// A caller's slots live as long as the holder that expires last: a first
+// holder sets their expiry, a later one extends it, never shortens it.
+func TestSlotsLiveAsLongAsTheirLastHolder(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.RedisURL(t))
+	prefix := testPrefix(t, c)
+	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	slots := prefix + "{u1}:slots"
+	for _, tt := range []struct {
+		ttl      time.Duration
+		min, max time.Duration // of the slots' PTTL after the holder
+	}{
+		{10 * time.Second, time.Second, 10 * time.Second},
+		{90 * time.Second, 80 * time.Second, 90 * time.Second},
+		{5 * time.Second, 80 * time.Second, 90 * time.Second},
+	} {
+		if _, ok, err := l.Acquire(ctx, "u1", 5, tt.ttl); err != nil || !ok {
+			t.Fatalf("Acquire(ttl %v): %v, %v", tt.ttl, ok, err)
+		}
+		if ttl := c.PTTL(ctx, slots).Val(); ttl < tt.min || ttl > tt.max {
+			t.Fatalf("after a holder of %v the slots expire in %v, want in [%v, %v]", tt.ttl, ttl, tt.min, tt.max)
+		}
+	}
+}
+
 // A refusal by a later quota takes back the event it appended to an
 // earlier one: no log is left longer, and one that had no events is left
 // with no key (not a key without an expiry).

@@ -120,16 +120,18 @@ end
 
 // luaSlots is the functions of concurrency slots: a sorted set of holder
 // tokens scored by their expiry in ms. held(key, now) drops the expired
-// holders and counts the rest; hold(key, now, ttl, token) adds a holder
-// until now+ttl and keeps the set at least that long.
+// holders and counts the rest; hold(key, now, ttl, token, n) adds a holder
+// until now+ttl and keeps the set at least that long; n is held's count: a
+// set that had no holder did not exist, so it has no expiry to compare
+// (a caller's only run, the common case, saves the PTTL).
 const luaSlots = `
 local function held(key, now)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now))
   return redis.call('ZCARD', key)
 end
-local function hold(key, now, ttl, token)
+local function hold(key, now, ttl, token, n)
   redis.call('ZADD', key, string.format('%d', now + ttl), token)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  if n == 0 or redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 `
 
@@ -184,8 +186,9 @@ return out
 // 1 when the slot was taken, else 0.
 var acquireScript = goredis.NewScript(luaClock + luaSlots + `
 local now = clock(ARGV[1])
-if held(KEYS[1], now) >= tonumber(ARGV[2]) then return 0 end
-hold(KEYS[1], now, tonumber(ARGV[3]), ARGV[4])
+local n = held(KEYS[1], now)
+if n >= tonumber(ARGV[2]) then return 0 end
+hold(KEYS[1], now, tonumber(ARGV[3]), ARGV[4], n)
 return 1
 `)
 
@@ -219,7 +222,7 @@ local newest = {}
 local now = notBefore(2, n, t, newest)
 local out = {3, epoch, now, slots + 1}
 if take(2, 5, n, now, t, server, newest, out) then
-  hold(KEYS[2], now, tonumber(ARGV[4]), ARGV[5])
+  hold(KEYS[2], now, tonumber(ARGV[4]), ARGV[5], slots)
   out[1] = 1
 end
 return out
