@@ -94,6 +94,15 @@ func newLimiter(t testing.TB, opts redis.Options) *redis.Limiter {
 	return l
 }
 
+// serverClockLimiter returns a limiter on Redis's own clock (the
+// production setting), its client and its key prefix, of the test's own.
+func serverClockLimiter(t *testing.T) (*redis.Limiter, *goredis.Client, string) {
+	t.Helper()
+	c := newClient(t, testenv.RedisURL(t))
+	prefix := testPrefix(t, c)
+	return newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second}), c, prefix
+}
+
 // twoReplicas returns two limiters, each with a Redis client of its own, on
 // one key prefix of the test's and one clock that reads
 // limitertest.Start until the test moves it, as two replicas of a
@@ -127,8 +136,7 @@ var minute = func(n int64) []wasmwiz.RateLimit {
 // and one short real wait are checked.
 func TestServerClock(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, testenv.RedisURL(t))
-	l := newLimiter(t, redis.Options{Client: c, Prefix: testPrefix(t, c), Timeout: 5 * time.Second})
+	l, _, _ := serverClockLimiter(t)
 	ctx := context.Background()
 	// A window the four calls below fit in on a loaded machine; the test
 	// then waits out what is left of it once.
@@ -156,11 +164,9 @@ func TestServerClock(t *testing.T) {
 // Redis's clock, not one window from the append: its events keep counting.
 func TestLogLivesUntilItsNewestLeaves(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, testenv.RedisURL(t))
-	prefix := testPrefix(t, c)
+	l, c, prefix := serverClockLimiter(t)
 	ahead := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second,
 		Now: func() time.Time { return time.Now().Add(time.Minute) }})
-	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	short := []wasmwiz.RateLimit{{Name: "short", Limit: 5, Window: 300 * time.Millisecond}}
 	if d, err := ahead.Allow(ctx, "u1", short); err != nil || !d.Allowed {
@@ -222,9 +228,7 @@ func TestReplicasShareQuota(t *testing.T) {
 // expire with their window.
 func TestKeysNamespacedAndExpiring(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, testenv.RedisURL(t))
-	prefix := testPrefix(t, c)
-	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	l, c, prefix := serverClockLimiter(t)
 	ctx := context.Background()
 	limits := []wasmwiz.RateLimit{{Name: "minute", Limit: 5, Window: time.Minute}, {Name: "day", Limit: 9, Window: 24 * time.Hour}}
 	if _, err := l.Allow(ctx, "user:1", limits); err != nil {
@@ -262,9 +266,7 @@ func TestKeysNamespacedAndExpiring(t *testing.T) {
 // holder sets their expiry, a later one extends it, never shortens it.
 func TestSlotsLiveAsLongAsTheirLastHolder(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, testenv.RedisURL(t))
-	prefix := testPrefix(t, c)
-	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	l, c, prefix := serverClockLimiter(t)
 	ctx := context.Background()
 	slots := prefix + "{u1}:slots"
 	for _, tt := range []struct {
@@ -289,9 +291,7 @@ func TestSlotsLiveAsLongAsTheirLastHolder(t *testing.T) {
 // with no key (not a key without an expiry).
 func TestRefusalLeavesNoEvent(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, testenv.RedisURL(t))
-	prefix := testPrefix(t, c)
-	l := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	l, c, prefix := serverClockLimiter(t)
 	ctx := context.Background()
 	day := wasmwiz.RateLimit{Name: "day", Limit: 1, Window: 24 * time.Hour}
 	if d, err := l.Allow(ctx, "u1", []wasmwiz.RateLimit{day}); err != nil || !d.Allowed {
