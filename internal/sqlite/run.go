@@ -134,9 +134,14 @@ func (m *moduleRuns) add(id string, created int64) {
 
 // insertRuns inserts runs in statements of up to runsPerInsert rows,
 // skipping ids already stored (also one repeated within runs); when
-// counted is not nil, it adds each run it did insert to counted.
-func insertRuns(ctx context.Context, tx *sql.Tx, runs []*wasmwiz.UsageRecord, now time.Time, counted *moduleRuns) error {
-	var full *sql.Stmt // a full chunk's statement, prepared once for all of them
+// counted is not nil, it adds each run it did insert to counted. prepared
+// is the full chunk's statement prepared on the writer, nil when it is not
+// (yet): then insertRuns prepares it once for all full chunks.
+func insertRuns(ctx context.Context, tx *sql.Tx, prepared *sql.Stmt, runs []*wasmwiz.UsageRecord, now time.Time, counted *moduleRuns) error {
+	var full *sql.Stmt
+	if prepared != nil && len(runs) >= runsPerInsert {
+		full = tx.StmtContext(ctx, prepared) // the writer's one connection has it prepared already
+	}
 	defer func() {
 		if full != nil {
 			full.Close()
@@ -226,11 +231,11 @@ func (db *DB) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 	}
 	now := db.Now()
 	return db.write(ctx, "create runs", func(tx *sql.Tx) error {
-		if err := insertRuns(ctx, tx, plain, now, nil); err != nil {
+		if err := insertRuns(ctx, tx, db.insertRunsStmt.Load(), plain, now, nil); err != nil {
 			return err
 		}
 		var counted moduleRuns
-		if err := insertRuns(ctx, tx, ofModules, now, &counted); err != nil {
+		if err := insertRuns(ctx, tx, db.insertRunsReturningStmt.Load(), ofModules, now, &counted); err != nil {
 			return err
 		}
 		for _, id := range counted.order {

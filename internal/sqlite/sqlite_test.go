@@ -284,6 +284,47 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 	}
 }
 
+// TestCreateRunsUnprepared: a store opened before another one migrated
+// its file has not prepared its INSERT of usage records; CreateRuns
+// prepares it for the batch, and counts as when it is prepared.
+func TestCreateRunsUnprepared(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "wasmwiz.db")
+	early := openAt(t, path) // no schema yet: nothing prepared
+	migrated := migrate(t, openAt(t, path))
+	u, uctx := mustUser(t, migrated, "u@example.com")
+	m := &wasmwiz.Module{Name: "m", Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	if err := migrated.CreateModule(uctx, m); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	var runs []*wasmwiz.UsageRecord
+	for i := range 120 {
+		r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, CreatedAt: at}
+		if i%2 == 0 {
+			r.ModuleID, r.ModuleSHA256 = m.ID, m.SHA256
+		}
+		runs = append(runs, r)
+	}
+	ctx := context.Background()
+	for _, batch := range [][]*wasmwiz.UsageRecord{runs[:70], runs} {
+		if err := early.CreateRuns(ctx, batch); err != nil {
+			t.Fatalf("CreateRuns of %d runs: %v", len(batch), err)
+		}
+	}
+	_, total, err := migrated.FindRuns(uctx, wasmwiz.RunFilter{})
+	if err != nil || total != len(runs) {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, len(runs))
+	}
+	got, err := migrated.FindModuleByID(uctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunCount != int64(len(runs)/2) {
+		t.Fatalf("module run count %d, want %d", got.RunCount, len(runs)/2)
+	}
+}
+
 func TestNewDatabaseFilesArePrivate(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "private.db")
