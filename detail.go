@@ -8,8 +8,11 @@ import (
 	"unicode/utf8"
 )
 
-// AppendJSON appends d as json.Marshal encodes it, byte for byte, and
-// returns the extended buffer. The stores keep every run's detail as this
+// AppendJSON appends d as json.Marshal encodes it, byte for byte but for
+// invalid UTF-8, whose replacement it writes as the escape \ufffd (as
+// json.Marshal did up to Go 1.26; from Go 1.27 it writes the character
+// U+FFFD itself: the same string to any reader), and returns the extended
+// buffer. The stores keep every run's detail as this
 // document; encoding/json spent more CPU on it (reflection, and sorting the
 // Limits map's keys through reflect values) than SQLite did storing the
 // row. A field added to RunDetail must be added here too: a test compares

@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
 )
 
 // sameAsMarshal fails t unless d.AppendJSON writes what json.Marshal does,
-// after what b held already.
+// after what b held already, but for how each spells the replacement of
+// invalid UTF-8 (the escape \ufffd, or the character U+FFFD itself as
+// json.Marshal does from Go 1.27 on: the same string to any JSON reader).
 func sameAsMarshal(t *testing.T, d wasmwiz.RunDetail, name string) {
 	t.Helper()
 	want, err := json.Marshal(d)
@@ -21,14 +24,55 @@ func sameAsMarshal(t *testing.T, d wasmwiz.RunDetail, name string) {
 	if err != nil {
 		t.Fatalf("%s: AppendJSON: %v", name, err)
 	}
-	if string(got) != "prefix"+string(want) {
+	if !json.Valid(got[len("prefix"):]) {
+		t.Fatalf("%s: AppendJSON wrote invalid JSON\n%s", name, got)
+	}
+	if rawReplacement(string(got)) != "prefix"+rawReplacement(string(want)) {
 		t.Fatalf("%s: AppendJSON wrote\n%s\nwant (json.Marshal)\nprefix%s", name, got, want)
+	}
+}
+
+// rawReplacement returns JSON text with every escape \ufffd written as the
+// character U+FFFD. Outside strings JSON has no backslash, and inside one a
+// backslash starts a pair, so "\\ufffd" (an escaped backslash, then ufffd)
+// is left alone.
+func rawReplacement(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], `\ufffd`):
+			b.WriteString("\ufffd")
+			i += len(`\ufffd`) - 1
+		case s[i] == '\\' && i+1 < len(s):
+			b.WriteString(s[i : i+2])
+			i++
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// TestRawReplacement: the comparison's own helper.
+func TestRawReplacement(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`"\ufffd"`:         "\"\ufffd\"",
+		`"a\ufffdb\ufffd"`: "\"a\ufffdb\ufffd\"",
+		`"\\ufffd"`:        `"\\ufffd"`,
+		`"\\\ufffd"`:      "\"\\\\\ufffd\"",
+		`"\u0000\ufffe"`:   `"\u0000\ufffe"`,
+	} {
+		if got := rawReplacement(in); got != want {
+			t.Errorf("rawReplacement(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
 
 // TestRunDetailAppendJSON: stored details are read back with
 // json.Unmarshal, and rows written by json.Marshal stay in the stores, so
-// the hand-written encoding is the same document, byte for byte, including
+// the hand-written encoding is the same document, byte for byte (but for
+// the spelling of U+FFFD, see sameAsMarshal), including
 // for hostile strings a caller chooses (args, env names, function, params,
 // callback URL).
 func TestRunDetailAppendJSON(t *testing.T) {
