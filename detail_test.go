@@ -60,7 +60,7 @@ func TestRawReplacement(t *testing.T) {
 		`"\ufffd"`:         "\"\ufffd\"",
 		`"a\ufffdb\ufffd"`: "\"a\ufffdb\ufffd\"",
 		`"\\ufffd"`:        `"\\ufffd"`,
-		`"\\\ufffd"`:      "\"\\\\\ufffd\"",
+		`"\\\ufffd"`:       "\"\\\\\ufffd\"",
 		`"\u0000\ufffe"`:   `"\u0000\ufffe"`,
 	} {
 		if got := rawReplacement(in); got != want {
