@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -136,24 +137,22 @@ func (p *pending) done(rs []*release) {
 // the releases without a refund grouped by slots key (one ZREM each), then
 // each refund with its logs.
 func encodeOps(keys []string, args []any, rs []*release) ([]string, []any) {
-	var order []string
-	var tokens map[string][]any
-	for _, r := range rs {
-		if r.logs != nil {
+	// Each slots key once, in the order the releases came: a scan of the
+	// keys already written (an admission carries at most maxFold releases,
+	// mostly of one caller) rather than a map built on every admission.
+	for i, r := range rs {
+		if r.logs != nil || slices.ContainsFunc(rs[:i], func(o *release) bool { return o.logs == nil && o.slots == r.slots }) {
 			continue
 		}
-		if tokens == nil {
-			tokens = make(map[string][]any, 1)
+		at := len(args) + 1 // the count's place
+		keys = append(keys, r.slots)
+		args = append(args, "Z", 0)
+		for _, o := range rs[i:] {
+			if o.logs == nil && o.slots == r.slots {
+				args = append(args, o.token)
+			}
 		}
-		if _, ok := tokens[r.slots]; !ok {
-			order = append(order, r.slots)
-		}
-		tokens[r.slots] = append(tokens[r.slots], r.token)
-	}
-	for _, slots := range order {
-		keys = append(keys, slots)
-		args = append(args, "Z", len(tokens[slots]))
-		args = append(args, tokens[slots]...)
+		args[at] = len(args) - at - 1
 	}
 	for _, r := range rs {
 		if r.logs != nil {
