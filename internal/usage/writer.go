@@ -305,16 +305,25 @@ func (w *Writer) loop() {
 	}
 }
 
-// flush writes waiting records in batches until none is left (all, when
-// closing or on the timer). It returns false when Close's context ended
-// first.
+// flush writes, in batches, the records waiting when it is called and then
+// every batch that fills meanwhile (all records, when closing). It returns
+// false when Close's context ended first.
 func (w *Writer) flush(closing bool) bool {
 	backoff := time.Duration(0)
+	// due is how many records the flush writes before it may return: those
+	// waiting when it began. Records that come while it writes wait for the
+	// next interval unless they fill a batch; were they written as they
+	// come, a steady stream would keep the loop writing batches of the few
+	// records that came during the last write (about 20 at 4 000 runs/s),
+	// each with its own transaction, and never fill one.
+	w.mu.Lock()
+	due := len(w.batch) + len(w.queue)
+	w.mu.Unlock()
 	for {
 		w.mu.Lock()
 		if len(w.batch) == 0 {
 			n := min(len(w.queue), w.opts.BatchSize)
-			if n == 0 {
+			if n == 0 || (due <= 0 && !closing && n < w.opts.BatchSize) {
 				w.mu.Unlock()
 				return true
 			}
@@ -333,6 +342,7 @@ func (w *Writer) flush(closing bool) bool {
 		written, refused, rest, err := w.write(parent, batch)
 
 		w.mu.Lock()
+		due -= written + refused
 		w.stats.Written += uint64(written)
 		w.stats.Dropped += uint64(refused)
 		if written > 0 {
@@ -347,6 +357,11 @@ func (w *Writer) flush(closing bool) bool {
 			w.mu.Unlock()
 			if backoff > 0 {
 				w.opts.Logger.Info("usage records are being written again")
+				// What came while the database was away has waited
+				// long enough: it is written now too.
+				w.mu.Lock()
+				due = len(w.queue)
+				w.mu.Unlock()
 			}
 			backoff = 0
 			continue

@@ -203,6 +203,41 @@ func TestUsageWriterBatches(t *testing.T) {
 	}
 }
 
+// TestUsageWriterFillsBatchesUnderSteadyLoad: records that come while a
+// batch is being written wait to fill the next one (or for the interval);
+// they are not written at once as a small batch of their own, which under a
+// steady stream would write every few records in a transaction of their own.
+func TestUsageWriterFillsBatchesUnderSteadyLoad(t *testing.T) {
+	t.Parallel()
+	f := blockedFakeRuns()
+	w := New(f, Options{BatchSize: 10, FlushInterval: time.Hour, Logger: quiet})
+	var runs []*wasmwiz.UsageRecord
+	record := func(from, to int) {
+		for i := from; i < to; i++ {
+			r := testRun(i)
+			w.Record(r)
+			runs = append(runs, r)
+		}
+	}
+	record(0, 10)
+	if n := testenv.Recv(t, f.calls, "the first batch"); n != 10 {
+		t.Fatalf("first batch has %d records, want 10", n)
+	}
+	record(10, 13) // while the first batch is being written
+	close(f.block)
+	testenv.WaitFor(t, "the first batch to be written", func() bool { return w.Stats().Written >= 10 })
+	record(13, 20)
+	if n := testenv.Recv(t, f.calls, "the second batch"); n != 10 {
+		t.Fatalf("second batch has %d records, want the 10 that filled it", n)
+	}
+	closeAndCheck(t, w, f, runs, 20, 0)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.batches) != 2 {
+		t.Fatalf("%d batches, want 2 full ones: %v", len(f.batches), f.batches)
+	}
+}
+
 func TestUsageWriterFlushInterval(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
