@@ -235,21 +235,46 @@ func (s *serverAPI) admin() *client.Client {
 // newUser creates a user on tier with a key, through the admin API.
 func (s *serverAPI) newUser(tier string) (*client.Client, *api.User, string) {
 	s.t.Helper()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	cu, err := s.admin().AdminCreateUser(context.Background(),
-		api.UserRequest{Email: "user-" + hex.EncodeToString(b[:]) + "@example.com", Tier: tier, CreateKey: true})
-	if err != nil {
-		s.t.Fatalf("AdminCreateUser: %v", err)
-	}
+	var cu *api.CreatedUser
+	setupRetry(s.t, "AdminCreateUser", func() (err error) {
+		// A new address each attempt: an attempt answered 503 may still
+		// have committed its user.
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cu, err = s.admin().AdminCreateUser(context.Background(),
+			api.UserRequest{Email: "user-" + hex.EncodeToString(b[:]) + "@example.com", Tier: tier, CreateKey: true})
+		return err
+	})
 	return s.client(cu.Secret), cu.User, cu.Secret
 }
 
 // putTier creates or replaces a tier through the admin API.
 func (s *serverAPI) putTier(tier *api.Tier) {
 	s.t.Helper()
-	if _, err := s.admin().AdminPutTier(context.Background(), tier); err != nil {
-		s.t.Fatalf("AdminPutTier %s: %v", tier.Name, err)
+	setupRetry(s.t, "AdminPutTier "+tier.Name, func() error {
+		_, err := s.admin().AdminPutTier(context.Background(), tier)
+		return err
+	})
+}
+
+// setupRetry runs a test's setup call until it succeeds, again while the
+// server answers EUNAVAILABLE (for at most 30 s), and fails t on any other
+// error. Some tests give the server a database timeout of a second
+// (TestServeDatabaseHang), which a loaded machine can pass on an ordinary
+// write: the server then rightly answers 503 and the setup asks again.
+func setupRetry(t testing.TB, what string, call func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := call()
+		if err == nil {
+			return
+		}
+		if codeOf(err) != wasmwiz.EUNAVAILABLE || time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v; asking again", what, err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
