@@ -112,30 +112,39 @@ func TestServeDatabaseHang(t *testing.T) {
 	single, _, singleKey := a.newUser("one")
 	_, _, coldKey := a.newUser(wasmwiz.TierPro) // never used before the hang
 	hello, sleep := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "poll_sleep.wasm")
-	mod, err := warm.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "hello.wasm"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Before the hang, a call that meets the one-second database timeout on
+	// a loaded machine is asked again (setupRetry).
+	var mod, own *api.Module
+	setupRetry(t, "upload hello.wasm", func() (err error) {
+		mod, err = warm.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "hello.wasm"})
+		return err
+	})
 	// Warm: each replica has seen the warm and single keys (and a has
 	// read the stored module; b has not).
 	for _, s := range []*e2eServer{a, b} {
 		for _, key := range []string{warmKey, singleKey} {
-			if res, err := s.client(key).Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
-				t.Fatalf("before the hang: %+v, %v", res, err)
-			}
+			setupRetry(t, "a run before the hang", func() error {
+				res, err := s.client(key).Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+				if err == nil && res.Status != api.StatusOK {
+					t.Fatalf("before the hang: %+v", res)
+				}
+				return err
+			})
 		}
 	}
-	if _, err := a.client(warmKey).ExecuteModule(ctx, mod.ID, &client.ExecuteRequest{}); err != nil {
-		t.Fatalf("stored module before the hang: %v", err)
-	}
+	setupRetry(t, "stored module before the hang", func() error {
+		_, err := a.client(warmKey).ExecuteModule(ctx, mod.ID, &client.ExecuteRequest{})
+		return err
+	})
 	// The single-slot caller's own module, which b has looked up.
-	own, err := single.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm"), Name: "echo.wasm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.client(singleKey).ExecuteModule(ctx, own.ID, &client.ExecuteRequest{}); err != nil {
-		t.Fatalf("the single-slot caller's module on b before the hang: %v", err)
-	}
+	setupRetry(t, "upload echo.wasm", func() (err error) {
+		own, err = single.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm"), Name: "echo.wasm"})
+		return err
+	})
+	setupRetry(t, "the single-slot caller's module on b before the hang", func() error {
+		_, err := b.client(singleKey).ExecuteModule(ctx, own.ID, &client.ExecuteRequest{})
+		return err
+	})
 
 	var mu sync.Mutex
 	var answers []hangAnswer
