@@ -2,19 +2,28 @@ package worker
 
 import (
 	"context"
+	"io"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/engine"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // BenchmarkHandoff measures the per-run cost of running a tiny module
 // through a worker process next to calling the engine in this process. The
 // difference is the hand-off: encoding, two pipe writes and reads, and two
-// process wake-ups. Figures are in docs/PERFORMANCE.md, "Worker pool".
+// process wake-ups. pipe-floor is the least any such hand-off costs here: a
+// 64-byte frame to a process that only copies it back. Each reports cpu-µs/op,
+// the CPU time of this process and of the other one per run. Figures are in
+// docs/PERFORMANCE.md, "Worker pool" and "The crossing's floor".
 func BenchmarkHandoff(b *testing.B) {
+	b.Run("pipe-floor", benchPipeFloor)
 	modules := []struct {
 		name string
 		req  func(b *testing.B) *wasmwiz.RunRequest
@@ -33,7 +42,7 @@ func BenchmarkHandoff(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer eng.Close(context.Background())
-			benchRuns(b, eng, m.req(b))
+			benchRuns(b, eng, m.req(b), nil)
 		})
 		b.Run(m.name+"/in-process-no-interrupt", func(b *testing.B) {
 			eng, err := engine.New(context.Background(), engine.Options{NoGuestInterrupt: true})
@@ -41,28 +50,135 @@ func BenchmarkHandoff(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer eng.Close(context.Background())
-			benchRuns(b, eng, m.req(b))
+			benchRuns(b, eng, m.req(b), nil)
 		})
 		b.Run(m.name+"/worker", func(b *testing.B) {
 			pl := newTestPool(b, testOptions(b, 1, 0))
-			benchRuns(b, pl, m.req(b))
+			benchRuns(b, pl, m.req(b), pl.PIDs)
 		})
 	}
 }
 
-func benchRuns(b *testing.B, eng wasmwiz.Engine, req *wasmwiz.RunRequest) {
+// benchRuns runs req on eng b.N times; pids, when set, names the other
+// processes whose CPU time counts in cpu-µs/op (the pool's workers).
+func benchRuns(b *testing.B, eng wasmwiz.Engine, req *wasmwiz.RunRequest, pids func() []int) {
 	ctx := context.Background()
 	if _, err := eng.Run(ctx, req); err != nil { // warm: compiled, module held
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	var others []int
+	if pids != nil {
+		others = pids()
+	}
+	cpu := startCPU(b, others)
 	for b.Loop() {
 		res, err := eng.Run(ctx, req)
 		if err != nil || res.Status != wasmwiz.StatusOK {
 			b.Fatalf("run: %v, %+v", err, res)
 		}
 	}
+	cpu.report(b)
+}
+
+// pipeEchoChild is the test binary as the far end of pipe-floor: it copies
+// every 64-byte frame it reads on stdin back to stdout, and does nothing
+// else.
+const pipeEchoChild testenv.Child = "WASMWIZ_PIPE_ECHO_CHILD"
+
+func pipeEchoMain() error {
+	buf := make([]byte, 64)
+	for {
+		if _, err := io.ReadFull(os.Stdin, buf); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if _, err := os.Stdout.Write(buf); err != nil {
+			return err
+		}
+	}
+}
+
+// benchPipeFloor sends a 64-byte frame to a child process and reads it back,
+// one at a time, as the pool does with a run and its answer: two pipe
+// writes, two reads and two wake-ups between processes that sleep in
+// between, with no work on either side.
+func benchPipeFloor(b *testing.B) {
+	cmd := pipeEchoChild.Command(b)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("echo child: %v", err)
+		}
+	}()
+	frame := make([]byte, 64)
+	roundTrip := func() {
+		if _, err := in.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(out, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 1000 { // the child's runtime started, its pages touched
+		roundTrip()
+	}
+	cpu := startCPU(b, []int{cmd.Process.Pid})
+	for b.Loop() {
+		roundTrip()
+	}
+	cpu.report(b)
+}
+
+// cpuMeter measures the CPU time of this process and of others (by
+// /proc/PID/stat, in clock ticks) across a benchmark's loop.
+type cpuMeter struct {
+	others []int
+	self   time.Duration
+	theirs time.Duration
+}
+
+func startCPU(b *testing.B, others []int) *cpuMeter {
+	b.Helper()
+	return &cpuMeter{others: others, self: processCPU(), theirs: othersCPU(b, others)}
+}
+
+// report adds cpu-µs/op: the CPU time both used since startCPU over b.N.
+func (m *cpuMeter) report(b *testing.B) {
+	b.Helper()
+	used := processCPU() - m.self + othersCPU(b, m.others) - m.theirs
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+func othersCPU(b *testing.B, pids []int) time.Duration {
+	b.Helper()
+	var sum time.Duration
+	for _, pid := range pids {
+		p, err := procfs.NewProc(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := p.Stat()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += time.Duration(st.CPUTime() * float64(time.Second))
+	}
+	return sum
 }
 
 // BenchmarkWorkerStart measures starting one worker up to its hello (a
@@ -135,7 +251,7 @@ func BenchmarkLargeModule(b *testing.B) {
 	lim.MaxModuleBytes = 0
 	b.Run("held", func(b *testing.B) {
 		pl := newTestPool(b, testOptions(b, 1, 0))
-		benchRuns(b, pl, &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+		benchRuns(b, pl, &wasmwiz.RunRequest{Wasm: wasm, Limits: lim}, pl.PIDs)
 		b.ReportMetric(float64(len(wasm)), "module-bytes")
 	})
 	b.Run("resent", func(b *testing.B) {

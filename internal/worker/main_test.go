@@ -21,6 +21,7 @@ const workerChild testenv.Child = "WASMWIZ_WORKER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	serverStandIn.Become(serverStandInMain)
+	pipeEchoChild.Become(pipeEchoMain)
 	workerChild.Become(func() error {
 		opts := ServeOptions{NewEngine: NewEngine}
 		if os.Getenv(faultyEnv) == "1" {
