@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,17 @@ type Options struct {
 	// Logger receives one line when Redis stops answering and one when it
 	// answers again; default slog.Default().
 	Logger *slog.Logger
+	// TripAfter is how long Redis must have answered no call of this
+	// limiter before a call that timed out ends shared limits on this
+	// replica (calls then go to the fallback until a probe finds Redis
+	// again). A call that times out sooner after an answer is decided by
+	// the fallback alone: on a loaded machine one call can pass Timeout
+	// while Redis answers the others, and a second of decisions in memory
+	// would follow from it. Any other failure (refused, reset, an error
+	// reply) ends shared limits at once. Default Timeout: a call that
+	// waited out its whole Timeout without Redis answering any other call
+	// meanwhile ends them, as before.
+	TripAfter time.Duration
 	// FoldWindow is how long the release of a run whose caller had room to
 	// spare (at most half its slots) waits for the next admission on this
 	// replica to carry it, before it is sent on its own. Default
@@ -73,16 +85,18 @@ type Limiter struct {
 	timeout       time.Duration
 	fallback      wasmwiz.RateLimiter
 	probeInterval time.Duration
+	tripAfter     time.Duration
 	foldWindow    time.Duration
 	now           func() time.Time // nil: Redis TIME
 	clock         func() time.Time // probe schedule
 	log           *slog.Logger
 
-	down      atomic.Bool
-	mu        sync.Mutex // guards the fields below
-	downSince time.Time
-	nextProbe time.Time
-	probing   bool
+	down       atomic.Bool
+	lastAnswer atomic.Int64 // time.Now().UnixNano() of Redis's last answer; 0: none yet
+	mu         sync.Mutex   // guards the fields below
+	downSince  time.Time
+	nextProbe  time.Time
+	probing    bool
 
 	pending pending // releases on their way to Redis
 
@@ -124,6 +138,7 @@ func New(opts Options) (*Limiter, error) {
 		timeout:       opts.Timeout,
 		fallback:      opts.Fallback,
 		probeInterval: opts.ProbeInterval,
+		tripAfter:     opts.TripAfter,
 		foldWindow:    opts.FoldWindow,
 		now:           opts.Now,
 		clock:         opts.Now,
@@ -137,6 +152,9 @@ func New(opts Options) (*Limiter, error) {
 	}
 	if l.probeInterval <= 0 {
 		l.probeInterval = DefaultProbeInterval
+	}
+	if l.tripAfter <= 0 {
+		l.tripAfter = l.timeout
 	}
 	if l.foldWindow <= 0 {
 		l.foldWindow = DefaultFoldWindow
@@ -326,6 +344,7 @@ func (l *Limiter) route() (try, probe bool) {
 
 // succeeded records that Redis answered, ending an outage.
 func (l *Limiter) succeeded(probe bool) {
+	l.lastAnswer.Store(time.Now().UnixNano())
 	if !probe && !l.down.Load() {
 		return
 	}
@@ -342,8 +361,16 @@ func (l *Limiter) succeeded(probe bool) {
 }
 
 // failed records that Redis did not answer in time, starting an outage
-// (logged once) or putting the next probe off.
+// (logged once) or putting the next probe off; a timeout within TripAfter
+// of Redis's last answer only counts as a store error.
 func (l *Limiter) failed(err error, probe bool) {
+	if !probe && !l.down.Load() && isTimeout(err) {
+		if last := l.lastAnswer.Load(); last != 0 && time.Since(time.Unix(0, last)) < l.tripAfter {
+			l.storeErrors.Add(1)
+			l.log.Debug("rate limiter: a Redis call timed out; the fallback decided it alone", "err", err, "timeout", l.timeout)
+			return
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock()
@@ -359,6 +386,13 @@ func (l *Limiter) failed(err error, probe bool) {
 		l.log.Warn("rate limiter: Redis does not answer; deciding in memory on this replica until it does",
 			"err", err, "timeout", l.timeout, "probe_interval", l.probeInterval)
 	}
+}
+
+// isTimeout reports whether err is a call that ran out of time (its
+// context's deadline, or the connection's).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // abandoned ends a probe that the caller gave up on, without a verdict.

@@ -535,6 +535,65 @@ func TestSlowRedisFallsBack(t *testing.T) {
 	}
 }
 
+// TestTimeoutSoonAfterAnAnswerIsNoOutage: a call that times out while Redis
+// answered another within TripAfter is decided by the fallback alone, and the
+// next call asks Redis again (under load one call can pass the timeout while
+// the others are answered); past TripAfter without an answer, a timeout ends
+// shared limits until a probe finds Redis, as any other failure does.
+func TestTimeoutSoonAfterAnAnswerIsNoOutage(t *testing.T) {
+	t.Parallel()
+	url := testenv.RedisURL(t)
+	for _, tc := range []struct {
+		name      string
+		tripAfter time.Duration
+		outage    bool
+	}{
+		{"within TripAfter", time.Hour, false},
+		{"past TripAfter", time.Nanosecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, p := proxiedClient(t, url)
+			clock := testenv.NewClock(limitertest.Start)
+			l := newLimiter(t, redis.Options{
+				// As in TestSlowRedisFallsBack: a timeout a loaded machine
+				// does not reach on a call Redis answers.
+				Client: c, Prefix: testPrefix(t, newClient(t, url)), Now: clock.Now,
+				Timeout: time.Second, ProbeInterval: time.Hour, TripAfter: tc.tripAfter,
+				Fallback: inmem.New(inmem.Options{Now: clock.Now}),
+				Logger:   slog.New(slog.DiscardHandler),
+			})
+			ctx := context.Background()
+			allow := func(what string, wantFallback bool, wantRemaining int64) {
+				t.Helper()
+				d, err := l.Allow(ctx, "u1", minute(10))
+				if err != nil || !d.Allowed || d.Fallback != wantFallback || d.Remaining != wantRemaining {
+					t.Fatalf("%s: %+v, %v; want fallback=%v remaining=%d", what, d, err, wantFallback, wantRemaining)
+				}
+			}
+			allow("redis answers", false, 9)
+			p.Stall()
+			allow("redis stalled", true, 9) // the fallback's own count
+			p.Unstall()
+			if tc.outage {
+				// The probe is an hour away: the fallback keeps deciding.
+				allow("after the outage began", true, 8)
+			} else {
+				// Redis's count: the first call, the stalled one (the proxy
+				// holds back answers, not requests) and this.
+				allow("redis answers again", false, 7)
+			}
+			want := wasmwiz.RateLimitStats{Allowed: 3, StoreErrors: 1, Fallback: 1}
+			if tc.outage {
+				want.Fallback, want.FallbackActive, want.Outages = 2, true, 1
+			}
+			if s := l.Stats(); s != want {
+				t.Fatalf("Stats() = %+v, want %+v", s, want)
+			}
+		})
+	}
+}
+
 // An error reply (here: a key of the wrong type) is a failure like any
 // other: the fallback decides, nothing is returned to the caller.
 func TestErrorReplyFallsBack(t *testing.T) {
