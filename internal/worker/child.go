@@ -53,6 +53,7 @@ func ServeProcess(ctx context.Context, opts ServeOptions) error {
 	if f := receiveHandoff(); f != nil {
 		selfStatm = f
 	}
+	sharedRegion = receiveOutputRegion()
 	fd, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		return fmt.Errorf("worker: dup stdout: %w", err)
@@ -113,6 +114,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 		log:     log,
 		cfg:     cfg,
 		modules: newLRU(cfg.ModuleCacheBytes),
+		region:  regionWriter{r: sharedRegion},
 	}
 	compiled := cfg.MemoryCacheBytes
 	if compiled <= 0 {
@@ -171,7 +173,12 @@ type server struct {
 	// running the guest while Run is in progress and by nothing else then.
 	outScratch []byte // reused frame buffer for small writes
 	outErr     error  // the first failed output write: the stream is broken
+	region     regionWriter
 }
+
+// sharedRegion is the region ServeProcess received from the pool (nil: none,
+// and output travels in frames).
+var sharedRegion *outputRegion
 
 // streamingEngine is an engine that copies a guest's output to writers as
 // the guest writes it (internal/engine's Engine does). With one, a worker sends output
@@ -197,7 +204,7 @@ func (w outputWriter) Write(p []byte) (int, error) {
 }
 
 func (s *server) writeOutput(fd byte, p []byte) {
-	if s.outErr != nil {
+	if s.outErr != nil || len(p) == 0 || s.region.write(fd, p) {
 		return
 	}
 	s.outScratch, s.outErr = writeOutput(s.out, s.outScratch, fd, p)
@@ -342,6 +349,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 	s.data.phase(runDataBudget(req.Limits, len(req.Stdin)))
 	s.outErr = nil
+	s.region.start(req.OnOutput == nil)
 	var res *wasmwiz.Result
 	var err error
 	if st, ok := s.eng.(streamingEngine); ok {

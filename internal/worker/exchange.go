@@ -129,6 +129,17 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	if out != nil {
 		maxOutput = out.limit
 	}
+	// The guest's output is in the worker's output region (region.go) up to
+	// the first output frame, if any: read it before that frame, or at the
+	// answer, or once a killed or dead worker is gone.
+	regionOn := out != nil && out.onOutput == nil && p.region != nil && rq.kind == msgRun
+	takeRegion := func() error {
+		if !regionOn {
+			return nil
+		}
+		regionOn = false
+		return readRegion(p.region, p.region.written(), out)
+	}
 	err = send(!held)
 	for err == nil {
 		var body []byte
@@ -137,9 +148,10 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			break
 		}
 		if k == msgOutput { // the most frequent frame: no decoder needed
+			pl.outputFrames.Add(1)
 			if out == nil {
 				err = fmt.Errorf("worker protocol: output frame outside a run")
-			} else {
+			} else if err = takeRegion(); err == nil {
 				err = out.add(body)
 			}
 			continue
@@ -190,6 +202,9 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			p.mods.add(sha, int64(len(rq.wasm)), mi)
 			fallthrough
 		case msgResult, msgError:
+			if err = takeRegion(); err != nil {
+				break
+			}
 			if rq.kind == msgRun && !started && p.mods.has(sha) {
 				p.mods.add(sha, int64(len(rq.wasm)), nil) // most recent, as in the worker
 			}
@@ -217,9 +232,12 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	if out != nil && aligned && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 		// The guest may have written just before the deadline: read the
 		// output frames still in the pipe, up to the EOF its death brings.
-		drainOutput(p, out)
+		drainOutput(p, out, takeRegion)
 	}
 	<-p.exited
+	// What the guest wrote to the region before the worker was killed or
+	// died (not read yet when no output frame came).
+	_ = takeRegion()
 	switch {
 	case ctx.Err() != nil:
 		pl.kills.Add(1)
@@ -250,12 +268,13 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 const drainTimeout = 2 * time.Second
 
 // drainOutput reads the output frames a killed worker wrote before it died,
-// until EOF, a frame of another kind, or a broken frame.
-func drainOutput(p *proc, out *runOutput) {
+// until EOF, a frame of another kind, or a broken frame; before the first,
+// it calls first (the output region's content, which precedes any frame).
+func drainOutput(p *proc, out *runOutput, first func() error) {
 	_ = p.stdout.SetReadDeadline(time.Now().Add(drainTimeout))
 	for {
 		k, body, _, err := readFrameAligned(p.r, out.limit)
-		if err != nil || k != msgOutput || out.add(body) != nil {
+		if err != nil || k != msgOutput || first() != nil || out.add(body) != nil {
 			return
 		}
 	}

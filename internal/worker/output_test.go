@@ -178,7 +178,7 @@ func TestDrainOutput(t *testing.T) {
 			tt.write(w)
 			w.Close()
 			o := newRunOutput(0)
-			drainOutput(&proc{stdout: r, r: bufio.NewReader(r)}, o)
+			drainOutput(&proc{stdout: r, r: bufio.NewReader(r)}, o, func() error { return nil })
 			if string(o.stdout.b) != tt.stdout {
 				t.Fatalf("stdout %q, want %q", o.stdout.b, tt.stdout)
 			}

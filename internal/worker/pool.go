@@ -150,6 +150,9 @@ type Pool struct {
 	spawned   atomic.Uint64
 
 	runs, inspections, timeouts, kills, crashes, restarts, startFails, moduleSends, moduleHits, retires atomic.Uint64
+	// outputFrames counts output frames received: output that did not go
+	// through a worker's output region (region.go).
+	outputFrames atomic.Uint64
 }
 
 var _ wasmwiz.Engine = (*Pool)(nil)

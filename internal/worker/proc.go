@@ -28,6 +28,10 @@ type proc struct {
 	stdout *os.File      // our end of the child's stdout: answers
 	r      *bufio.Reader // over stdout
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
+	// region is the output region the child shares with us (region.go),
+	// or nil; unmapped when stdout closes.
+	region     *outputRegion
+	stdoutOnce sync.Once // closeStdout
 	// filesDir is the worker's own directory for its runs' files, the one
 	// place besides the compile cache where its Landlock domain lets it
 	// write. Removed once the worker is reaped and no run uses it
@@ -126,6 +130,14 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 		return nil, fmt.Errorf("worker: handoff socket: %w", err)
 	}
 	cmd.ExtraFiles = []*os.File{childHandoff} // descriptor 3: see handoff.go
+	// Descriptor 4: the output region (region.go). Without one (no memfd
+	// here), output travels in frames only.
+	region, regionFile, err := newOutputRegion()
+	if err != nil {
+		region, regionFile = nil, nil
+	} else {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, regionFile)
+	}
 	exited := make(chan struct{})
 	if ll != nil {
 		err = ll.start(cmd, filesDir, exited)
@@ -138,11 +150,17 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 	outW.Close()
 	errW.Close()
 	childHandoff.Close()
+	if regionFile != nil {
+		regionFile.Close()
+	}
 	if err != nil {
 		inW.Close()
 		outR.Close()
 		errR.Close()
 		handoff.Close()
+		if region != nil {
+			region.unmap()
+		}
 		_ = os.RemoveAll(filesDir)
 		return nil, fmt.Errorf("worker: starting %s: %w", argv[0], err)
 	}
@@ -159,6 +177,7 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 		stdin:  inW,
 		stdout: outR,
 		r:      bufio.NewReaderSize(outR, 64<<10),
+		region: region,
 		tail:   &tailBuffer{max: 8 << 10},
 		exited: exited,
 
@@ -312,8 +331,20 @@ func (p *proc) close() {
 	p.mu.Unlock()
 	p.stdin.Close()
 	if !hold {
-		p.stdout.Close()
+		p.closeStdout()
 	}
+}
+
+// closeStdout closes our end of the child's stdout and unmaps its output
+// region: nothing reads either after. Only the first call does anything (a
+// second unmap could take a mapping made at the same address since).
+func (p *proc) closeStdout() {
+	p.stdoutOnce.Do(func() {
+		p.stdout.Close()
+		if p.region != nil {
+			p.region.unmap()
+		}
+	})
 }
 
 // holdStdout keeps stdout open past close until releaseStdout.
@@ -330,7 +361,7 @@ func (p *proc) releaseStdout() {
 	closed := p.closed
 	p.mu.Unlock()
 	if closed {
-		p.stdout.Close()
+		p.closeStdout()
 	}
 }
 

@@ -64,7 +64,9 @@ const (
 // in the config, its evictions in the stats. Version 6: a run carries its
 // mounts (the directory of its files). Version 7: a final answer (result,
 // inspection, error) ends with the worker's CPU time so far (cutCPU).
-const protocolVersion = 7
+// Version 8: a run says whether it is followed live; output may travel
+// through the worker's output region (region.go).
+const protocolVersion = 8
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -392,7 +394,13 @@ func encodeRun(e *enc, sha string, req *wasmwiz.RunRequest, withWasm bool) {
 		e.string(m.GuestDir)
 		e.bool(m.ReadOnly)
 	}
+	e.bool(req.OnOutput != nil) // followed live: output frames, not the region
 }
+
+// followedLive is what a decoded run request has as OnOutput when the pool's
+// caller follows the run's output live: the worker sends it in frames as
+// the guest writes (region.go). The worker calls nothing.
+func followedLive(bool, []byte) {}
 
 // decodeRun reads a run request; hasWasm says whether the module came along.
 func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
@@ -419,6 +427,9 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	n = d.count("mounts length") // every mount takes at least three bytes
 	for range n {
 		req.Mounts = append(req.Mounts, wasmwiz.Mount{HostDir: d.string(), GuestDir: d.string(), ReadOnly: d.bool()})
+	}
+	if d.bool() {
+		req.OnOutput = followedLive
 	}
 	return req, hasWasm
 }
