@@ -298,6 +298,7 @@ func (s *server) module(sha string, wasm []byte, hasWasm bool) (*heldModule, boo
 func (s *server) run(ctx context.Context, body []byte) error {
 	d := &dec{b: body}
 	req, hasWasm := decodeRun(d)
+	seq, live := decodeRunOutput(d)
 	if err := d.done(); err != nil {
 		return err
 	}
@@ -349,7 +350,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	}
 	s.data.phase(runDataBudget(req.Limits, len(req.Stdin)))
 	s.outErr = nil
-	s.region.start(req.OnOutput == nil)
+	s.region.start(seq, !live)
 	var res *wasmwiz.Result
 	var err error
 	if st, ok := s.eng.(streamingEngine); ok {

@@ -74,6 +74,9 @@ type request struct {
 	// clk, when non-nil, follows the compile: a "need module" frame means
 	// the worker compiles, a "started" frame that it is done.
 	clk *runClock
+	// seq is the run's number on its worker (proc.runSeq): the output
+	// region holds this run's output only once the worker marked it so.
+	seq uint64
 }
 
 // loadError is a failure to read the module's bytes (RunRequest.LoadWasm):
@@ -138,6 +141,9 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			return nil
 		}
 		regionOn = false
+		if p.region.run() != rq.seq {
+			return nil // the worker never took the run up: nothing of it there
+		}
 		return readRegion(p.region, p.region.written(), out)
 	}
 	err = send(!held)

@@ -56,6 +56,7 @@ type proc struct {
 	retire      bool               // the child asked to be replaced after this request
 	cacheStats  wasmwiz.CacheStats // as the child last reported them
 	cpuAtAnswer time.Duration      // the child's CPU time at its last final answer
+	runSeq      uint64             // the number of the child's last run request (region.go)
 }
 
 // cpuSinceAnswer is the CPU time (user and system) the worker used since its

@@ -394,13 +394,19 @@ func encodeRun(e *enc, sha string, req *wasmwiz.RunRequest, withWasm bool) {
 		e.string(m.GuestDir)
 		e.bool(m.ReadOnly)
 	}
-	e.bool(req.OnOutput != nil) // followed live: output frames, not the region
 }
 
-// followedLive is what a decoded run request has as OnOutput when the pool's
-// caller follows the run's output live: the worker sends it in frames as
-// the guest writes (region.go). The worker calls nothing.
-func followedLive(bool, []byte) {}
+// encodeRunOutput ends a run request with how its output travels
+// (region.go): the pool's number for the run, and whether the run is
+// followed live (output frames only).
+func encodeRunOutput(e *enc, seq uint64, live bool) {
+	e.uvarint(seq)
+	e.bool(live)
+}
+
+func decodeRunOutput(d *dec) (seq uint64, live bool) {
+	return d.uvarint(), d.bool()
+}
 
 // decodeRun reads a run request; hasWasm says whether the module came along.
 func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
@@ -427,9 +433,6 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	n = d.count("mounts length") // every mount takes at least three bytes
 	for range n {
 		req.Mounts = append(req.Mounts, wasmwiz.Mount{HostDir: d.string(), GuestDir: d.string(), ReadOnly: d.bool()})
-	}
-	if d.bool() {
-		req.OnOutput = followedLive
 	}
 	return req, hasWasm
 }

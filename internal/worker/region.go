@@ -23,12 +23,15 @@ import (
 // errRegion is a region that does not hold whole output frames.
 var errRegion = errors.New("worker protocol: the output region is not whole output frames")
 
-// outputRegionBytes is the size of a worker's output region: its 8-byte
-// header (the length written, after it) and the output frames.
+// outputRegionBytes is the size of a worker's output region: its 16-byte
+// header (the length of frames written after it, and the run they are of)
+// and the output frames. The run is the pool's number for the request
+// (runSeq), so that a run killed before its worker took it up does not read
+// the previous run's output as its own.
 const outputRegionBytes = 64 << 10
 
 // regionHeader is the size of the region's header.
-const regionHeader = 8
+const regionHeader = 16
 
 // outputRegion is one worker's region, mapped by the pool (read only) and
 // by the worker (read and write).
@@ -46,6 +49,18 @@ func (r *outputRegion) setWritten(n uint64) {
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&r.mem[0])), n)
 }
 
+// run returns the number of the run whose output the region holds.
+func (r *outputRegion) run() uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[8])))
+}
+
+// setRun starts the region over for run seq (the worker only): the length
+// first, so that whoever sees seq sees the region empty or filled by it.
+func (r *outputRegion) setRun(seq uint64) {
+	r.setWritten(0)
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&r.mem[8])), seq)
+}
+
 // regionWriter is the worker's side of one run's output in its region.
 type regionWriter struct {
 	r   *outputRegion // nil: frames only
@@ -53,13 +68,12 @@ type regionWriter struct {
 	on  bool          // this run writes to the region (no frame sent yet)
 }
 
-// start begins a run: on says whether the run's output may go to the
-// region.
-func (w *regionWriter) start(on bool) {
+// start begins run seq: on says whether its output may go to the region.
+func (w *regionWriter) start(seq uint64, on bool) {
 	w.on = on && w.r != nil
 	w.off = regionHeader
 	if w.on {
-		w.r.setWritten(0)
+		w.r.setRun(seq)
 	}
 }
 

@@ -1,12 +1,19 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -20,7 +27,7 @@ func TestOutputRegionRoundTrip(t *testing.T) {
 	t.Parallel()
 	r := &outputRegion{mem: make([]byte, outputRegionBytes)}
 	w := regionWriter{r: r}
-	w.start(true)
+	w.start(1, true)
 	if !w.write(fdStdout, []byte("one\n")) || !w.write(fdStderr, []byte("warn\n")) || !w.write(fdStdout, []byte("two\n")) {
 		t.Fatal("small writes did not fit the region")
 	}
@@ -38,11 +45,11 @@ func TestOutputRegionRoundTrip(t *testing.T) {
 		t.Fatalf("read back stdout %q stderr %q", out.stdout.b, out.stderr.b)
 	}
 
-	w.start(true)
-	if r.written() != 0 {
-		t.Fatalf("a new run starts with %d bytes written", r.written())
+	w.start(2, true)
+	if r.written() != 0 || r.run() != 2 {
+		t.Fatalf("a new run starts with %d bytes written, marked as run %d", r.written(), r.run())
 	}
-	w.start(false) // followed live: frames only
+	w.start(3, false) // followed live: frames only
 	if w.write(fdStdout, []byte("x")) {
 		t.Fatal("a run followed live wrote to the region")
 	}
@@ -155,6 +162,75 @@ func TestPoolOutputThroughRegion(t *testing.T) {
 			}
 			if tt.live && !bytes.Equal(live.Bytes(), want) {
 				t.Fatalf("OnOutput got %d bytes, want the %d of stdout", live.Len(), len(want))
+			}
+		})
+	}
+}
+
+// TestExchangeReadsOnlyItsRunsRegion: a run whose worker died or was killed
+// before it took the run up finds the previous run's output in the region,
+// marked with that run's number; it must not take it as its own (it would
+// be another caller's). With its own number, what the region holds is the
+// run's output, before the frames that followed it.
+func TestExchangeReadsOnlyItsRunsRegion(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the output region needs memfd (Linux)")
+	}
+	for _, tt := range []struct {
+		name       string
+		regionRun  uint64
+		wantStdout string
+	}{
+		{"the previous run's", 6, "frame\n"},
+		{"its own", 7, "region\nframe\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			region, f, err := newOutputRegion()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			defer region.unmap()
+			// The worker's side: a second, writable mapping of the same memfd.
+			mem, err := unix.Mmap(int(f.Fd()), 0, outputRegionBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Munmap(mem)
+			w := regionWriter{r: &outputRegion{mem: mem}}
+			w.start(tt.regionRun, true)
+			w.write(fdStdout, []byte("region\n"))
+
+			inR, inW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			outR, outW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer inR.Close()
+			defer inW.Close()
+			defer outR.Close()
+			writeOutput(outW, nil, fdStdout, []byte("frame\n"))
+			outW.Close() // the worker is dead: EOF after its frame
+			exited := make(chan struct{})
+			close(exited)
+			p := &proc{stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
+				exited: exited, dead: true, mods: newLRU(1 << 20), region: region}
+			pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
+			out := newRunOutput(0)
+			req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: testmodule.Limits()}
+			encode := func(e *enc, wasm []byte) { encodeRun(e, "sha", req, wasm != nil); encodeRunOutput(e, 7, false) }
+			_, _, healthy, err := pl.exchange(context.Background(), p, &request{kind: msgRun, sha: "sha", wasm: req.Wasm, hint: 64,
+				deadline: time.Now().Add(-time.Second), encode: encode, out: out, seq: 7})
+			if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
+				t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
+			}
+			if string(out.stdout.b) != tt.wantStdout {
+				t.Fatalf("stdout %q, want %q", out.stdout.b, tt.wantStdout)
 			}
 		})
 	}

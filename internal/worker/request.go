@@ -76,10 +76,13 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 		deadline: clk.start.Add(l.Timeout + pl.opts.KillGrace), out: newRunOutput(l.MaxOutputBytes), clk: clk,
 		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
 	rq.out.onOutput = req.OnOutput
+	p.runSeq++
+	rq.seq = p.runSeq
 	body := *runReq
 	rq.encode = func(e *enc, wasm []byte) {
 		body.Wasm = wasm
 		encodeRun(e, sha, &body, wasm != nil)
+		encodeRunOutput(e, rq.seq, req.OnOutput != nil)
 	}
 	kind, d, healthy, err := pl.exchange(ctx, p, rq)
 	info, out := *rq.info, rq.out
