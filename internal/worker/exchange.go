@@ -141,10 +141,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 			return nil
 		}
 		regionOn = false
-		if p.region.run() != rq.seq {
-			return nil // the worker never took the run up: nothing of it there
-		}
-		return readRegion(p.region, p.region.written(), out)
+		return p.regionOutput(rq.seq, out)
 	}
 	err = send(!held)
 	for err == nil {

@@ -29,7 +29,8 @@ type proc struct {
 	r      *bufio.Reader // over stdout
 	tail   *tailBuffer   // the end of the child's stderr, for crash reports
 	// region is the output region the child shares with us (region.go),
-	// or nil; unmapped when stdout closes.
+	// or nil; unmapped when stdout closes (regionGone), which can come
+	// before a request that acquired a worker that has just died reads it.
 	region     *outputRegion
 	stdoutOnce sync.Once // closeStdout
 	// filesDir is the worker's own directory for its runs' files, the one
@@ -46,6 +47,7 @@ type proc struct {
 	fatal      string // the Go runtime's "fatal error" line, when it died of one (the stack dump after it fills the tail)
 	closed     bool   // close has run
 	holdingOut bool   // a request reads stdout: close leaves it open for releaseStdout
+	regionGone bool   // region is unmapped
 
 	exited  chan struct{} // closed once the process is reaped and its stderr drained
 	waitErr error         // cmd.Wait's answer, readable after exited
@@ -342,10 +344,25 @@ func (p *proc) close() {
 func (p *proc) closeStdout() {
 	p.stdoutOnce.Do(func() {
 		p.stdout.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		if p.region != nil {
 			p.region.unmap()
+			p.regionGone = true
 		}
 	})
+}
+
+// regionOutput adds what the output region holds of run seq to out: nothing
+// when the worker never marked the region as that run's (it did not take the
+// run up) or when the region is unmapped already.
+func (p *proc) regionOutput(seq uint64, out *runOutput) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.region == nil || p.regionGone || p.region.run() != seq {
+		return nil
+	}
+	return readRegion(p.region, p.region.written(), out)
 }
 
 // holdStdout keeps stdout open past close until releaseStdout.

@@ -235,3 +235,30 @@ func TestExchangeReadsOnlyItsRunsRegion(t *testing.T) {
 		})
 	}
 }
+
+// TestRegionReadAfterUnmap: a worker that died just after a run acquired it
+// is closed (stdout, the region unmapped) before that run reads its region;
+// the read finds nothing instead of touching unmapped memory.
+func TestRegionReadAfterUnmap(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the output region needs memfd (Linux)")
+	}
+	region, f, err := newOutputRegion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p := &proc{stdin: w, stdout: r, region: region}
+	p.close() // no request holds stdout: closed and unmapped now
+	out := newRunOutput(0)
+	if err := p.regionOutput(0, out); err != nil || len(out.stdout.b) != 0 {
+		t.Fatalf("regionOutput after unmap: %v, %q", err, out.stdout.b)
+	}
+	p.closeStdout() // a second close does nothing (no second unmap)
+}
