@@ -283,6 +283,24 @@ func TestPoolOutputLimit(t *testing.T) {
 // through that drain.
 func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 	t.Parallel()
+	out := exchangeWithDeadWorker(t, nil, 1, func(w *os.File) {
+		writeOutput(w, nil, fdStdout, []byte("last words\n"))
+		writeOutput(w, nil, fdStderr, []byte("and a warning\n"))
+	})
+	var res wasmwiz.Result
+	out.fill(&res)
+	if string(res.Stdout) != "last words\n" || string(res.Stderr) != "and a warning\n" {
+		t.Fatalf("stdout %q stderr %q, want the frames left in the pipe", res.Stdout, res.Stderr)
+	}
+}
+
+// exchangeWithDeadWorker runs an exchange of run seq whose deadline has
+// passed before it begins, with a worker that is already dead: it wrote
+// what frames writes to its stdout (then EOF), and region (nil: none) is its
+// output region. It fails t unless the exchange ends at the deadline, and
+// returns the run's output.
+func exchangeWithDeadWorker(t *testing.T, region *outputRegion, seq uint64, frames func(w *os.File)) *runOutput {
+	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -294,27 +312,25 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 	defer inR.Close()
 	defer inW.Close()
 	defer outR.Close()
-	writeOutput(outW, nil, fdStdout, []byte("last words\n"))
-	writeOutput(outW, nil, fdStderr, []byte("and a warning\n"))
+	frames(outW)
 	outW.Close() // the worker is dead: EOF after its frames
 	exited := make(chan struct{})
 	close(exited)
 	p := &proc{stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
-		exited: exited, dead: true, mods: newLRU(1 << 20)}
+		exited: exited, dead: true, mods: newLRU(1 << 20), region: region}
 	pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
 	out := newRunOutput(0)
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: testmodule.Limits()}
-	encode := func(e *enc, wasm []byte) { encodeRun(e, "sha", req, wasm != nil) }
+	encode := func(e *enc, wasm []byte) {
+		encodeRun(e, "sha", req, wasm != nil)
+		encodeRunOutput(e, seq, false)
+	}
 	_, _, healthy, err := pl.exchange(context.Background(), p, &request{kind: msgRun, sha: "sha", wasm: req.Wasm, hint: 64,
-		deadline: time.Now().Add(-time.Second), encode: encode, out: out})
+		deadline: time.Now().Add(-time.Second), encode: encode, out: out, seq: seq})
 	if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
 		t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
 	}
-	var res wasmwiz.Result
-	out.fill(&res)
-	if string(res.Stdout) != "last words\n" || string(res.Stderr) != "and a warning\n" {
-		t.Fatalf("stdout %q stderr %q, want the frames left in the pipe", res.Stdout, res.Stderr)
-	}
+	return out
 }
 
 // TestOutputFrameBound: with a cap, an output frame longer than the cap is

@@ -1,17 +1,13 @@
 package worker
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -203,32 +199,9 @@ func TestExchangeReadsOnlyItsRunsRegion(t *testing.T) {
 			w.start(tt.regionRun, true)
 			w.write(fdStdout, []byte("region\n"))
 
-			inR, inW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			outR, outW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer inR.Close()
-			defer inW.Close()
-			defer outR.Close()
-			writeOutput(outW, nil, fdStdout, []byte("frame\n"))
-			outW.Close() // the worker is dead: EOF after its frame
-			exited := make(chan struct{})
-			close(exited)
-			p := &proc{stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
-				exited: exited, dead: true, mods: newLRU(1 << 20), region: region}
-			pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
-			out := newRunOutput(0)
-			req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: testmodule.Limits()}
-			encode := func(e *enc, wasm []byte) { encodeRun(e, "sha", req, wasm != nil); encodeRunOutput(e, 7, false) }
-			_, _, healthy, err := pl.exchange(context.Background(), p, &request{kind: msgRun, sha: "sha", wasm: req.Wasm, hint: 64,
-				deadline: time.Now().Add(-time.Second), encode: encode, out: out, seq: 7})
-			if !errors.Is(err, os.ErrDeadlineExceeded) || healthy {
-				t.Fatalf("exchange = healthy %v, %v; want a deadline", healthy, err)
-			}
+			out := exchangeWithDeadWorker(t, region, 7, func(w *os.File) {
+				writeOutput(w, nil, fdStdout, []byte("frame\n"))
+			})
 			if string(out.stdout.b) != tt.wantStdout {
 				t.Fatalf("stdout %q, want %q", out.stdout.b, tt.wantStdout)
 			}
