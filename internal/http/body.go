@@ -152,6 +152,8 @@ type partLimit struct {
 // nothing is written to temporary files. Parts not in limits are EINVALID
 // unless ignoreUnknown, when they are read (bounded) and dropped.
 func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown bool) (map[string]formPart, error) {
+	body := &countingBody{ReadCloser: r.Body}
+	r.Body = body
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")
@@ -209,7 +211,11 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 			}
 			max = min(max, lim.total-used)
 		}
-		data, err := io.ReadAll(io.LimitReader(p, max+1))
+		left := int64(-1) // what is left of a body of declared length bounds the part
+		if r.ContentLength >= 0 {
+			left = r.ContentLength - body.n + multipartReadAhead
+		}
+		data, err := readPart(p, max, left)
 		if err != nil {
 			return nil, multipartError(err)
 		}
@@ -225,6 +231,72 @@ func readMultipart(r *http.Request, limits map[string]partLimit, ignoreUnknown b
 			parts[canonical] = part
 		}
 	}
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// multipartReadAhead bounds how far mime/multipart reads the body ahead of
+// the part it returns (its buffer of 4 KiB), with room to spare.
+const multipartReadAhead = 8 << 10
+
+// partFirstBytes is what readPart reads before it decides how to hold a part.
+const partFirstBytes = 64 << 10
+
+// readPart reads a part of at most limit bytes (limit+1 are read, to tell a
+// part over it) into about its own size in memory. io.ReadAll grows
+// its buffer by copying, and at the end of a large part held about twice
+// the part, past the body's size that the body gate counted for it. Here a
+// part longer than partFirstBytes is read into one buffer sized by left,
+// what remains of a body of declared length (negative: not declared, and
+// io.ReadAll as before: a chunked body is counted at its route's cap), and
+// trimmed to the part when the rest of the body was much longer.
+func readPart(p io.Reader, limit, left int64) ([]byte, error) {
+	lr := io.LimitReader(p, limit+1)
+	first := make([]byte, min(limit+1, partFirstBytes))
+	n, err := io.ReadFull(lr, first)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return first[:n], nil // the whole part
+	}
+	if err != nil {
+		return nil, err
+	}
+	if left < 0 {
+		return io.ReadAll(io.MultiReader(bytes.NewReader(first), lr))
+	}
+	buf := make([]byte, n, max(int64(n), min(limit+1, left)))
+	copy(buf, first)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				break // over the limit: the caller says so
+			}
+			// A body longer than it said: net/http does not let one
+			// through, but grow rather than fail.
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if spare := cap(buf) - len(buf); spare > partFirstBytes && spare > len(buf)/8 {
+		buf = bytes.Clone(buf) // the rest of the body was another part's
+	}
+	return buf, nil
 }
 
 // all returns a repeated field's parts in the order they came.
