@@ -56,6 +56,13 @@ func TestPoolNoLeaks(t *testing.T) {
 		}
 	}()
 	target := opts.Size + opts.Spares
+	// Measured once every worker has started: one still starting holds
+	// descriptors for a moment (its pipes' other ends, the handoff socket,
+	// the output region's memfd) that a fresh pool at rest does not.
+	testenv.WaitFor(t, "the fresh pool to be at full strength", func() bool {
+		s := pl.Stats()
+		return s.Workers == target && s.Starting == 0 && s.Idle == target
+	})
 	fresh := measure(t)
 	if fresh.children != start.children+target {
 		t.Fatalf("children with a fresh pool = %d, want %d", fresh.children, start.children+target)
