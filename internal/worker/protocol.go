@@ -522,8 +522,7 @@ func writeOutput(w io.Writer, scratch []byte, fd byte, p []byte) ([]byte, error)
 	if len(p) > maxFrameBytes-2 {
 		return scratch, errFrameTooLarge
 	}
-	hdr := append(scratch[:0], 0, 0, 0, 0, msgOutput, fd)
-	binary.BigEndian.PutUint32(hdr[:4], uint32(len(p)+2))
+	hdr := appendOutputHeader(scratch[:0], fd, len(p))
 	if len(p) < refBytes {
 		hdr = append(hdr, p...)
 		_, err := w.Write(hdr)
@@ -534,6 +533,18 @@ func writeOutput(w io.Writer, scratch []byte, fd byte, p []byte) ([]byte, error)
 	}
 	_, err := w.Write(p)
 	return hdr, err
+}
+
+// outputHeaderBytes is the size of an output frame's header: its length,
+// its kind and its stream.
+const outputHeaderBytes = 6
+
+// appendOutputHeader appends the header of an output frame of n bytes of
+// stream fd: in the pipe (writeOutput) and in a worker's output region
+// (region.go) alike.
+func appendOutputHeader(b []byte, fd byte, n int) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(n+2))
+	return append(b, msgOutput, fd)
 }
 
 // decodeOutput reads an output frame's body: its stream and the bytes,

@@ -83,15 +83,13 @@ func (w *regionWriter) write(fd byte, p []byte) bool {
 	if !w.on {
 		return false
 	}
-	n := 6 + len(p)
+	n := outputHeaderBytes + len(p)
 	if n > len(w.r.mem)-w.off {
 		w.on = false
 		return false
 	}
-	b := w.r.mem[w.off : w.off+n]
-	binary.BigEndian.PutUint32(b[:4], uint32(len(p)+2))
-	b[4], b[5] = msgOutput, fd
-	copy(b[6:], p)
+	// Appends within the region's capacity: in place.
+	_ = append(appendOutputHeader(w.r.mem[w.off:w.off], fd, len(p)), p...)
 	w.off += n
 	w.r.setWritten(uint64(w.off - regionHeader))
 	return true
@@ -108,7 +106,7 @@ func readRegion(r *outputRegion, n uint64, out *runOutput) error {
 	// runOutput keeps what it is given.
 	b := append([]byte(nil), r.mem[regionHeader:regionHeader+int(n)]...)
 	for len(b) > 0 {
-		if len(b) < 6 {
+		if len(b) < outputHeaderBytes {
 			return errRegion
 		}
 		size := int(binary.BigEndian.Uint32(b[:4]))
