@@ -109,7 +109,11 @@ func OpenWith(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot connect to PostgreSQL")
 	}
 	db := &DB{pool: pool, clock: time.Now, lastUsed: make(map[int64]time.Time), copyThreshold: defaultCopyThreshold}
-	if err := db.Ping(ctx); err != nil {
+	// The first connection is made here, at start, bounded by Ping's own
+	// five seconds and the connect timeout rather than the call timeout: a
+	// short call timeout is for answers, and a fresh connection (TLS,
+	// authentication) on a loaded machine may take longer than one.
+	if err := db.Ping(withoutCallTimeout(ctx)); err != nil {
 		pool.Close()
 		return nil, err
 	}

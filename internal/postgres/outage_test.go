@@ -135,3 +135,21 @@ func TestDatabaseHangs(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestOpenWithSlowFirstConnection: the call timeout bounds answers, not the
+// first connection made at start. With answers held for a second, longer
+// than the 200 ms call timeout, the store still opens (the connect timeout
+// and Ping's own bound apply); it failed with EUNAVAILABLE when the open's
+// Ping ran under the call timeout, as a loaded CI machine once showed.
+func TestOpenWithSlowFirstConnection(t *testing.T) {
+	t.Parallel()
+	_, proxy, proxied := behindProxy(t)
+	proxy.Stall()
+	t.Cleanup(proxy.Unstall)
+	time.AfterFunc(time.Second, proxy.Unstall)
+	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("open through a connection slower than the call timeout: %v", err)
+	}
+	db.Close()
+}
