@@ -93,6 +93,11 @@ type ModuleService interface {
 	// inserted: concurrent uploads cannot pass it together, and nothing is
 	// stored when it refuses.
 	CreateModule(ctx context.Context, m *Module) error
+	// StoredModules returns what the caller keeps in the registry, as
+	// CreateModule counts it: an upload that cannot be stored is refused
+	// with it before its body is read or compiled. CreateModule still
+	// decides, under concurrent uploads. EUNAUTHORIZED without a caller.
+	StoredModules(ctx context.Context) (StoredModules, error)
 	// FindModuleByID returns a module without its bytes. ENOTFOUND when it
 	// does not exist or the caller may not see it.
 	FindModuleByID(ctx context.Context, id string) (*Module, error)

@@ -51,6 +51,12 @@ func realServer(t *testing.T, tier *wasmwiz.Tier) (*httptest.Server, *mock.Usage
 		}},
 		Tiers: &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return tier, nil }},
 		Modules: &mock.ModuleService{
+			StoredModulesFn: func(ctx context.Context) (have wasmwiz.StoredModules, err error) {
+				for _, m := range modules {
+					have.Count, have.Bytes = have.Count+1, have.Bytes+m.SizeBytes
+				}
+				return have, nil
+			},
 			CreateModuleFn: func(ctx context.Context, m *wasmwiz.Module) error {
 				m.ID, m.OwnerID, m.SHA256, m.SizeBytes = wasmwiz.NewModuleID(), 1, m.Inspection.SHA256, int64(len(m.Wasm))
 				modules[m.ID] = m

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -522,6 +523,77 @@ func TestUploadAdmitsBeforeALargeBody(t *testing.T) {
 			}
 			if admitted != 1 || fmt.Sprint(released) != "[false]" {
 				t.Errorf("%d admissions released with refund %v, want one, kept", admitted, released)
+			}
+		})
+	}
+}
+
+// TestUploadOverRegistryQuota: an upload that the caller's registry quota
+// cannot hold is refused 413 ETOOLARGE naming the quota without being
+// compiled (nor admitted), and without reading its body where the body says
+// enough: a full count, or the declared length of an application/wasm
+// module. A multipart upload is refused once its module was read.
+func TestUploadOverRegistryQuota(t *testing.T) {
+	t.Parallel()
+	free, _ := findTier(wasmwiz.TierFree)
+	module := append(bytes.Clone(wasmHeader), make([]byte, 2<<20)...) // 2MiB: over largeBody, so admitted before reading
+	raw := func() (io.Reader, string, int64) {
+		return bytes.NewReader(module), "application/wasm", int64(len(module))
+	}
+	form := func() (io.Reader, string, int64) {
+		body, ct := testenv.Multipart(t, map[string][]byte{"wasm": module}, nil)
+		return body, ct, 0
+	}
+	tests := []struct {
+		name     string
+		have     wasmwiz.StoredModules
+		body     func() (io.Reader, string, int64)
+		unread   bool   // refused before the body is read
+		contains string // in the refusal; empty: stored
+	}{
+		{"count full", wasmwiz.StoredModules{Count: free.MaxStoredModules, Bytes: 1}, raw, true, "(max_stored_modules)"},
+		{"count full, multipart", wasmwiz.StoredModules{Count: free.MaxStoredModules, Bytes: 1}, form, true, "(max_stored_modules)"},
+		{"declared length over the bytes", wasmwiz.StoredModules{Count: 1, Bytes: free.MaxStoredModuleBytes - wasmwiz.MiB}, raw, true, "(max_stored_module_bytes)"},
+		{"module over the bytes, multipart", wasmwiz.StoredModules{Count: 1, Bytes: free.MaxStoredModuleBytes - wasmwiz.MiB}, form, false, "(max_stored_module_bytes)"},
+		{"room", wasmwiz.StoredModules{Count: 1, Bytes: free.MaxStoredModuleBytes - 3*wasmwiz.MiB}, raw, false, ""},
+		{"room, multipart", wasmwiz.StoredModules{Count: 1, Bytes: free.MaxStoredModuleBytes - 3*wasmwiz.MiB}, form, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			adm := &admissions{}
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
+			})
+			var inspected atomic.Int64
+			inspect := f.engine.InspectFn
+			f.engine.InspectFn = func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+				inspected.Add(1)
+				return inspect(ctx, wasm, limits)
+			}
+			f.modules.StoredModulesFn = func(ctx context.Context) (wasmwiz.StoredModules, error) { return tt.have, nil }
+			f.modules.CreateModuleFn = func(ctx context.Context, m *wasmwiz.Module) error {
+				m.ID = wasmwiz.NewModuleID()
+				return nil
+			}
+			r, ct, length := tt.body()
+			body := &countingReader{r: r}
+			res := f.do(request{method: "POST", path: "/api/v1/modules?name=big.wasm", key: userKey, body: body, length: length, contentType: ct})
+			admitted, _ := adm.state()
+			if tt.contains == "" {
+				if res.status != 201 || inspected.Load() != 1 {
+					t.Fatalf("status %d after %d compiles, want 201 after one: %s", res.status, inspected.Load(), res.body)
+				}
+				return
+			}
+			if res.status != 413 || !strings.Contains(string(res.body), "ETOOLARGE") || !strings.Contains(string(res.body), tt.contains) {
+				t.Fatalf("status %d: %s; want 413 ETOOLARGE naming %s", res.status, res.body, tt.contains)
+			}
+			if inspected.Load() != 0 {
+				t.Errorf("the refused module was compiled %d times", inspected.Load())
+			}
+			if tt.unread && (body.read() != 0 || admitted != 0) {
+				t.Errorf("refused after reading %d bytes and %d admissions, want before either", body.read(), admitted)
 			}
 		})
 	}

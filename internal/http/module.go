@@ -18,6 +18,21 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	limits := s.exec.TierLimits(tier)
+	// The registry quota, checked before the body is read and again before
+	// the compile: an upload that cannot be stored costs neither. The size
+	// of an application/wasm body is the module's; CreateModule decides
+	// under concurrent uploads.
+	have, err := s.opts.Modules.StoredModules(ctx)
+	if err != nil {
+		return err
+	}
+	declared := int64(0)
+	if mediaType(r) == "application/wasm" && r.ContentLength > 0 {
+		declared = r.ContentLength
+	}
+	if err := tier.CheckStore(have, declared); err != nil {
+		return err
+	}
 	// A large upload is read only once its caller was admitted for the
 	// compile, and there is room for it (as an execute body).
 	var held *wasmwiz.Caller
@@ -87,6 +102,9 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(m.Name) > 255 || len(m.Description) > 4096 {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "name is at most 255 bytes and description at most 4096")
+	}
+	if err := tier.CheckStore(have, int64(len(m.Wasm))); err != nil {
+		return err
 	}
 	// Compiling is work: the upload holds one of the caller's concurrency
 	// slots and counts against its run quota (Executor.Inspect).

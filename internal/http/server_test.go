@@ -127,7 +127,9 @@ func newFixture(t *testing.T, mod func(o *wwhttp.Options)) *fixture {
 		return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "unknown key %s", plaintext)
 	}}
 	f.tiers = &mock.TierService{FindTierFn: func(ctx context.Context, name string) (*wasmwiz.Tier, error) { return findTier(name) }}
-	f.modules = &mock.ModuleService{}
+	f.modules = &mock.ModuleService{StoredModulesFn: func(ctx context.Context) (wasmwiz.StoredModules, error) {
+		return wasmwiz.StoredModules{}, nil // an empty registry; a test sets its own
+	}}
 	f.users = &mock.UserService{}
 	f.runs = &mock.RunService{}
 	f.opts = wwhttp.Options{

@@ -169,6 +169,7 @@ func (s *TierService) PutTier(ctx context.Context, t *wasmwiz.Tier) error {
 // ModuleService is a wasmwiz.ModuleService.
 type ModuleService struct {
 	CreateModuleFn   func(ctx context.Context, m *wasmwiz.Module) error
+	StoredModulesFn  func(ctx context.Context) (wasmwiz.StoredModules, error)
 	FindModuleByIDFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModuleWasmFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error)
@@ -184,6 +185,14 @@ func (s *ModuleService) CreateModule(ctx context.Context, m *wasmwiz.Module) err
 		return unset("ModuleService.CreateModule")
 	}
 	return s.CreateModuleFn(ctx, m)
+}
+
+// StoredModules calls StoredModulesFn.
+func (s *ModuleService) StoredModules(ctx context.Context) (wasmwiz.StoredModules, error) {
+	if s.StoredModulesFn == nil {
+		return wasmwiz.StoredModules{}, unset("ModuleService.StoredModules")
+	}
+	return s.StoredModulesFn(ctx)
 }
 
 // FindModuleByID calls FindModuleByIDFn.

@@ -101,6 +101,21 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	return nil
 }
 
+// StoredModules returns how many modules the caller stores and their bytes.
+func (db *DB) StoredModules(ctx context.Context) (wasmwiz.StoredModules, error) {
+	var have wasmwiz.StoredModules
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return have, err
+	}
+	err = db.pool.QueryRow(ctx, `SELECT count(*), COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = $1`, caller.ID).
+		Scan(&have.Count, &have.Bytes)
+	if err != nil {
+		return have, dbError(err, "stored modules")
+	}
+	return have, nil
+}
+
 // FindModuleByID returns a module without its bytes. EUNAUTHORIZED without
 // a caller; ENOTFOUND when it does not exist or the caller may not see it
 // (not the owner, not an admin, not public).

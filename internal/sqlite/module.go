@@ -83,6 +83,21 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	return nil
 }
 
+// StoredModules returns how many modules the caller stores and their bytes.
+func (db *DB) StoredModules(ctx context.Context) (wasmwiz.StoredModules, error) {
+	var have wasmwiz.StoredModules
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return have, err
+	}
+	err = db.reader.QueryRowContext(ctx, `SELECT count(*), COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = ?`, caller.ID).
+		Scan(&have.Count, &have.Bytes)
+	if err != nil {
+		return have, dbError(err, "stored modules")
+	}
+	return have, nil
+}
+
 // checkStore returns Tier.CheckStore's ETOOLARGE when a module of size
 // bytes would take user past its tier's registry quota, EINVALID when user
 // is not a user (the system context owns nothing).

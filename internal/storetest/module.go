@@ -272,8 +272,8 @@ func (e *env) quotaUser(email, tier string, count, size int64) (*wasmwiz.User, c
 	return e.user(email, tier)
 }
 
-// storedModules returns what the caller in ctx stores, as FindModules and
-// Usage see it; they must agree.
+// storedModules returns what the caller in ctx stores, as FindModules,
+// Usage and StoredModules see it; they must agree.
 func (e *env) storedModules(ctx context.Context) wasmwiz.StoredModules {
 	e.t.Helper()
 	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{Limit: 1000})
@@ -287,6 +287,11 @@ func (e *env) storedModules(ctx context.Context) wasmwiz.StoredModules {
 	wantOK(e.t, err, "Usage")
 	if int64(total) != listed.Count || u.Stored != listed {
 		e.t.Fatalf("FindModules lists %d modules of %d bytes (total %d), Usage says %+v", listed.Count, listed.Bytes, total, u.Stored)
+	}
+	have, err := e.s.StoredModules(ctx)
+	wantOK(e.t, err, "StoredModules")
+	if have != listed {
+		e.t.Fatalf("FindModules lists %d modules of %d bytes, StoredModules says %+v", listed.Count, listed.Bytes, have)
 	}
 	return listed
 }
