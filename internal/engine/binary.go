@@ -82,6 +82,9 @@ func parseHeader(b []byte) (*header, error) {
 			uint32(version[0])|uint32(version[1])<<8|uint32(version[2])<<16|uint32(version[3])<<24)
 	}
 	h := &header{}
+	// The sections of which the header keeps only their count: types,
+	// globals, data segments and tags.
+	counts := map[byte]*uint64{1: &h.types, 6: &h.globals, 11: &h.dataSegments, 13: &h.tags}
 	r := &reader{b: b, pos: 8}
 	for r.pos < len(b) {
 		id, err := r.byte()
@@ -114,25 +117,13 @@ func parseHeader(b []byte) (*header, error) {
 			if h.tables, err = parseTables(sec); err != nil {
 				return nil, err
 			}
-		case 1:
+		case 1, 6, 11, 13:
 			if n, err := sec.u32(); err == nil {
-				h.types = uint64(n)
-			}
-		case 13:
-			if n, err := sec.u32(); err == nil {
-				h.tags = uint64(n)
-			}
-		case 6:
-			if n, err := sec.u32(); err == nil {
-				h.globals = uint64(n)
+				*counts[id] = uint64(n)
 			}
 		case 9:
 			if h.elemEntries, err = countElements(sec); err != nil {
 				return nil, err
-			}
-		case 11:
-			if n, err := sec.u32(); err == nil {
-				h.dataSegments = uint64(n)
 			}
 		case 5:
 			n, err := sec.u32()
