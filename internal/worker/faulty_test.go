@@ -161,10 +161,7 @@ func TestWorkerFaults(t *testing.T) {
 				t.Errorf("worker gone = %v, want %v", gone, tt.replaced)
 			}
 			// Either way, the pool still runs guests.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
-			if err != nil || string(res.Stdout) != "Hello, World!\n" {
-				t.Fatalf("hello afterwards: %v, %+v", err, res)
-			}
+			wantHello(t, pl, "afterwards")
 		})
 	}
 }
@@ -198,10 +195,7 @@ func TestWorkerSandbox(t *testing.T) {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
 		}
 	}
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
-	if err != nil || string(res.Stdout) != "Hello, World!\n" {
-		t.Fatalf("hello after the escape attempts: %v, %+v", err, res)
-	}
+	wantHello(t, pl, "after the escape attempts")
 }
 
 // fileProbe does each OP:PATH (read, list, write) from four threads of
@@ -318,10 +312,7 @@ func TestWorkerLandlock(t *testing.T) {
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "users and keys" {
 		t.Fatalf("the secret: %q %v", b, err)
 	}
-	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
-	if err != nil || string(res.Stdout) != "Hello, World!\n" {
-		t.Fatalf("hello after the probe: %v, %+v", err, res)
-	}
+	wantHello(t, pl, "after the probe")
 }
 
 // TestPoolOutputOfFailingWorkers: output frames are the one source of a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -118,6 +119,17 @@ func busyPIDs(pl *Pool) []int {
 		}
 	}
 	return pids
+}
+
+// wantHello runs hello.wasm in pl and fails unless it prints its greeting
+// and nothing on stderr: the pool still serves a clean run after what the
+// test did before (when names it, for the message).
+func wantHello(t testing.TB, pl *Pool, when string) {
+	t.Helper()
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
+	if err != nil || string(res.Stdout) != "Hello, World!\n" || len(res.Stderr) != 0 {
+		t.Fatalf("hello %s: %v, %+v", when, err, res)
+	}
 }
 
 // compileFirst inspects modules in pl under generous limits, so that a

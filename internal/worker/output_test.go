@@ -221,10 +221,7 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 				t.Errorf("stats = %+v, want one timeout and one kill", s)
 			}
 			// The next run on the replacement worker starts with empty streams.
-			res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
-			if err != nil || string(res.Stdout) != "Hello, World!\n" || len(res.Stderr) != 0 {
-				t.Fatalf("hello afterwards: %v, %+v", err, res)
-			}
+			wantHello(t, pl, "afterwards")
 		})
 	}
 }
