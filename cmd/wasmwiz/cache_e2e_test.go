@@ -174,9 +174,8 @@ func TestServeCacheAdminCLI(t *testing.T) {
 	// this test's own (as TestServeProcessesShareRedis has 11).
 	db := postgresEnv(t, redisDB(t, 12))
 	s := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: "wasmwiz:rl:", EpochInterval: time.Hour})
-	tier := testTier("cli-"+randomPrefix()[6:12], nil)
-	s.putTier(tier)
-	u, me, key := s.newUser(tier.Name)
+	tier := "cli-" + randomPrefix()[6:12]
+	u, me, key := s.newTierUser(tier, nil)
 	echo := testmodule.Read(t, "echo.wasm")
 	run := func() (*client.Execution, error) {
 		return u.ExecuteDetail(ctx, &client.ExecuteRequest{Wasm: echo, Stdin: []byte("hi")})
@@ -190,7 +189,7 @@ func TestServeCacheAdminCLI(t *testing.T) {
 			t.Fatalf("wasmwiz %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
 	}
-	cli("tiers", "set", tier.Name, "--runs-per-minute", "77")
+	cli("tiers", "set", tier, "--runs-per-minute", "77")
 	if ex, err := run(); err != nil || ex.RateLimit.Limit != 77 {
 		t.Fatalf("the next request after `wasmwiz tiers set`: %+v, %v", ex, err)
 	}

@@ -21,8 +21,7 @@ func TestServeCompilesAreCounted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := backends[0].serve(t)
-	s.putTier(testTier("two", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 2 }))
-	user, _, _ := s.newUser("two")
+	user, _, _ := s.newTierUser("two", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 2 })
 	for range 3 {
 		_, err := user.Execute(ctx, &client.ExecuteRequest{ModuleID: wasmwiz.NewModuleID()})
 		wantCode(t, "a missing module", err, wasmwiz.ENOTFOUND)
@@ -59,8 +58,7 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := backends[0].serve(t)
-	s.putTier(testTier("patient", func(tr *wasmwiz.Tier) { tr.Timeout = 2 * time.Minute })) // the server's maximum
-	bomber, _, _ := s.newUser("patient")
+	bomber, _, _ := s.newTierUser("patient", func(tr *wasmwiz.Tier) { tr.Timeout = 2 * time.Minute }) // the server's maximum
 	second, _, _ := s.newUser("patient")
 	hello, _, _ := s.newUser(wasmwiz.TierFree)
 	helloWasm := testmodule.Read(t, "hello.wasm")

@@ -24,8 +24,7 @@ func TestServeSharedRedisLimit(t *testing.T) {
 	prefix := randomPrefix()
 	a := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
 	b := startServe(t, serveEnv(t, db), ServeOptions{RedisPrefix: prefix})
-	a.putTier(testTier("five", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 5 }))
-	_, _, key := a.newUser("five")
+	_, _, key := a.newTierUser("five", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 5 })
 	ua, ub := a.client(key), b.client(key)
 	hello := testmodule.Read(t, "hello.wasm")
 

@@ -248,6 +248,14 @@ func (s *serverAPI) newUser(tier string) (*client.Client, *api.User, string) {
 	return s.client(cu.Secret), cu.User, cu.Secret
 }
 
+// newTierUser puts the tier testTier(name, f) through the admin API and
+// creates a user on it, as newUser.
+func (s *serverAPI) newTierUser(name string, f func(*wasmwiz.Tier)) (*client.Client, *api.User, string) {
+	s.t.Helper()
+	s.putTier(testTier(name, f))
+	return s.newUser(name)
+}
+
 // putTier creates or replaces a tier through the admin API.
 func (s *serverAPI) putTier(tier *api.Tier) {
 	s.t.Helper()

@@ -79,12 +79,11 @@ func BenchmarkFiles10MiB(b *testing.B) {
 			"WASMWIZ_WORKERS":      "2",
 			"WASMWIZ_LOG_LEVEL":    "error",
 		}), ServeOptions{})
-		s.putTier(testTier("files10", func(t *wasmwiz.Tier) {
+		c, _, _ := s.newTierUser("files10", func(t *wasmwiz.Tier) {
 			t.RunsPerMinute, t.RunsPerDay = 1<<40, 1<<40
 			t.MaxStdinBytes, t.MaxOutputBytes = 16*wasmwiz.MiB, 16*wasmwiz.MiB
 			t.MaxFilesInBytes, t.MaxFileWriteBytes, t.MaxFilesOutBytes = 16*wasmwiz.MiB, 64*wasmwiz.MiB, 16*wasmwiz.MiB
-		}))
-		c, _, _ := s.newUser("files10")
+		})
 		wasm := testmodule.Read(b, "fsprobe.wasm")
 		mod, err := c.CreateModule(context.Background(), client.ModuleUpload{Wasm: wasm, Name: "fsprobe.wasm"})
 		if err != nil {

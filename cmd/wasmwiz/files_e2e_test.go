@@ -49,11 +49,10 @@ func filesServer(t *testing.T) (s *e2eServer, c *client.Client, filesDir string)
 		"WASMWIZ_CACHE_DIR":    wasisuite.CacheDir(t),
 		"WASMWIZ_MAX_TIMEOUT":  "5m",
 	}), ServeOptions{})
-	s.putTier(testTier("files", func(tier *wasmwiz.Tier) {
+	c, _, _ = s.newTierUser("files", func(tier *wasmwiz.Tier) {
 		tier.MaxModuleBytes, tier.MaxMemoryBytes, tier.Timeout = 64*wasmwiz.MiB, 512*wasmwiz.MiB, testenv.Patience
 		tier.MaxFilesInBytes, tier.MaxFiles, tier.MaxFileWriteBytes, tier.MaxFilesOutBytes = 8*wasmwiz.MiB, 1000, 64*wasmwiz.MiB, 8*wasmwiz.MiB
-	}))
-	c, _, _ = s.newUser("files")
+	})
 	return s, c, filesDir
 }
 

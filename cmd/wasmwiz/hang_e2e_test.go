@@ -107,9 +107,8 @@ func TestServeDatabaseHang(t *testing.T) {
 	bVars := serveEnv(t, vars)
 	bVars["WASMWIZ_COMPILE_CACHE"] = "1B"
 	b := startServe(t, bVars, ServeOptions{RedisPrefix: prefix})
-	a.putTier(testTier("one", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 }))
 	warm, _, warmKey := a.newUser(wasmwiz.TierPro)
-	single, _, singleKey := a.newUser("one")
+	single, _, singleKey := a.newTierUser("one", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 })
 	_, _, coldKey := a.newUser(wasmwiz.TierPro) // never used before the hang
 	hello, sleep := testmodule.Read(t, "hello.wasm"), testmodule.Read(t, "poll_sleep.wasm")
 	// Before the hang, a call that meets the one-second database timeout on

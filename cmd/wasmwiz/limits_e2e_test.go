@@ -23,8 +23,7 @@ func TestServeTierBodyLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := backends[0].serve(t)
-	s.putTier(testTier("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB }))
-	user, _, _ := s.newUser("tiny")
+	user, _, _ := s.newTierUser("tiny", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = 64 * wasmwiz.KiB; tr.MaxStdinBytes = 4 * wasmwiz.KiB })
 	hello := testmodule.Read(t, "hello.wasm")
 	big := append(bytes.Clone(hello), make([]byte, 3*wasmwiz.MiB)...)
 	m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "echo.wasm")})
@@ -72,16 +71,14 @@ func TestServeTierLimits(t *testing.T) {
 	// Two tiers, so that no outcome depends on how fast a loaded machine is:
 	// "tight" has a short wall time for the guests that never end, "capped"
 	// small memory and output caps under a wall time no cap test comes near.
-	s.putTier(testTier("tight", func(tr *wasmwiz.Tier) {
+	tight, _, _ := s.newTierUser("tight", func(tr *wasmwiz.Tier) {
 		tr.Timeout = 500 * time.Millisecond
-	}))
-	s.putTier(testTier("capped", func(tr *wasmwiz.Tier) {
+	})
+	capped, _, _ := s.newTierUser("capped", func(tr *wasmwiz.Tier) {
 		tr.Timeout = time.Minute
 		tr.MaxMemoryBytes = 8 * wasmwiz.MiB
 		tr.MaxOutputBytes = 64 * wasmwiz.KiB
-	}))
-	tight, _, _ := s.newUser("tight")
-	capped, _, _ := s.newUser("capped")
+	})
 	tests := []struct {
 		name    string
 		user    *client.Client

@@ -29,10 +29,9 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	ctx := context.Background()
 	s := backends[1].serve(t)
 	const memCap = 16 * wasmwiz.MiB
-	s.putTier(testTier("tight-memory", func(tr *wasmwiz.Tier) {
+	attacker, _, _ := s.newTierUser("tight-memory", func(tr *wasmwiz.Tier) {
 		tr.MaxMemoryBytes, tr.Timeout = memCap, time.Minute // a wall time the race detector's slowness does not reach
-	}))
-	attacker, _, _ := s.newUser("tight-memory")
+	})
 	other, _, _ := s.newUser(wasmwiz.TierPro)
 	hello := testmodule.Read(t, "hello.wasm")
 	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {

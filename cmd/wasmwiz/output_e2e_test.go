@@ -27,8 +27,7 @@ func TestServeOutputCapIsPerRun(t *testing.T) {
 		ctx := context.Background()
 		s := be.serve(t)
 		const limit = wasmwiz.MiB
-		s.putTier(testTier("flood", func(tr *wasmwiz.Tier) { tr.MaxOutputBytes = limit }))
-		_, _, key := s.newUser("flood")
+		_, _, key := s.newTierUser("flood", func(tr *wasmwiz.Tier) { tr.MaxOutputBytes = limit })
 		other, _, _ := s.newUser(wasmwiz.TierBasic)
 		hello := testmodule.Read(t, "hello.wasm")
 

@@ -102,10 +102,9 @@ func TestServeOverload(t *testing.T) {
 	p := testenv.StartServe(t, map[string]string{"WASMWIZ_WORKERS": "2", "WASMWIZ_LOG_LEVEL": "warn",
 		"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "2"})
 	s := processAPI(t, p)
-	s.putTier(testTier("unmetered", func(tr *wasmwiz.Tier) {
+	user, _, key := s.newTierUser("unmetered", func(tr *wasmwiz.Tier) {
 		tr.RunsPerMinute, tr.RunsPerDay, tr.MaxConcurrent = 1_000_000, 100_000_000, 100
-	}))
-	user, _, key := s.newUser("unmetered")
+	})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer hc.CloseIdleConnections()
 	phase := 2 * time.Second
@@ -198,8 +197,7 @@ func (f *floodBody) Read(p []byte) (int, error) {
 func TestServeBodyFlood(t *testing.T) {
 	t.Parallel()
 	s := backends[0].serve(t)
-	s.putTier(testTier("small", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = wasmwiz.MiB; tr.MaxStdinBytes = 64 * wasmwiz.KiB }))
-	_, _, key := s.newUser("small")
+	_, _, key := s.newTierUser("small", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = wasmwiz.MiB; tr.MaxStdinBytes = 64 * wasmwiz.KiB })
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
 	const flood, callers = 256 * wasmwiz.MiB, 16
 	var read atomic.Int64

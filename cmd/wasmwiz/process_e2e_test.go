@@ -58,8 +58,7 @@ func TestServeProcessesShareRedis(t *testing.T) {
 	a := testenv.StartServe(t, vars)
 	b := testenv.StartServe(t, vars)
 	sa := processAPI(t, a) // the first to start bootstrapped the admin
-	sa.putTier(testTier("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 }))
-	ca, _, key := sa.newUser("shared")
+	ca, _, key := sa.newTierUser("shared", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 4 })
 	cb := processAPI(t, b).client(key)
 	hello := testmodule.Read(t, "hello.wasm")
 	for i, c := range []*client.Client{ca, cb, ca, cb} {

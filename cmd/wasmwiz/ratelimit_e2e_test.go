@@ -24,8 +24,7 @@ func TestServeRateLimits(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, be backend) {
 		ctx := context.Background()
 		s := be.serve(t)
-		s.putTier(testTier("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 }))
-		user, _, key := s.newUser("three")
+		user, _, key := s.newTierUser("three", func(tr *wasmwiz.Tier) { tr.RunsPerMinute = 3 })
 		other, _, _ := s.newUser("three")
 		hello := testmodule.Read(t, "hello.wasm")
 		for i := 1; i <= 3; i++ {
@@ -83,11 +82,10 @@ func testConcurrency(t *testing.T, s *e2eServer) {
 	ctx := context.Background()
 	// A tier of one run at a time, like free, but with a wall time that the
 	// 3s sleep below never comes near, also on a loaded machine.
-	s.putTier(testTier("single", func(tr *wasmwiz.Tier) {
+	free, _, _ := s.newTierUser("single", func(tr *wasmwiz.Tier) {
 		tr.MaxConcurrent = 1
 		tr.Timeout = time.Minute
-	}))
-	free, _, _ := s.newUser("single")
+	})
 	other, _, _ := s.newUser(wasmwiz.TierBasic)
 	third, _, _ := s.newUser(wasmwiz.TierBasic)
 	sleep := testmodule.Read(t, "sleep.wasm")

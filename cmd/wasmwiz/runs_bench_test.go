@@ -34,12 +34,10 @@ func runsBenchServer(b *testing.B, backend string, stored int64) (*e2eServer, st
 	env["WASMWIZ_QUEUE_SIZE"] = "1000"
 	env["WASMWIZ_QUEUE_TIMEOUT"] = "60s"
 	s := startServe(b, env, testServeOptions())
-	tier := testTier("benchruns", func(t *wasmwiz.Tier) {
+	_, _, key := s.newTierUser("benchruns", func(t *wasmwiz.Tier) {
 		t.RunsPerMinute, t.RunsPerDay, t.MaxConcurrent = 1<<40, 1<<40, 10000
 		t.MaxStoredOutputBytes = stored
 	})
-	s.putTier(tier)
-	_, _, key := s.newUser("benchruns")
 	return s, key
 }
 

@@ -351,8 +351,7 @@ func TestServeAsyncAdmission(t *testing.T) {
 	env := backends[0].env(t)
 	env["WASMWIZ_ASYNC_WORKERS"] = "0" // nothing runs: they stay queued
 	s := startServe(t, serveEnv(t, env), testServeOptions())
-	s.putTier(testTier("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 }))
-	_, _, key := s.newUser("two")
+	_, _, key := s.newTierUser("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 })
 	hello := b64(testmodule.Read(t, "hello.wasm"))
 	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
 	// Prefer: respond-async works as well as "async": true.
