@@ -44,10 +44,7 @@ func TestServeAnonymous(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env := serveEnv(t, backends[0].env(t))
-			env["WASMWIZ_AUTH"] = "off"
-			env["WASMWIZ_TRUSTED_PROXIES"] = tt.trusted
-			s := startServe(t, env, ServeOptions{})
+			s := backends[0].serveWith(t, map[string]string{"WASMWIZ_AUTH": "off", "WASMWIZ_TRUSTED_PROXIES": tt.trusted}, ServeOptions{})
 			for i := 1; i <= 10; i++ {
 				st, rem := anonymousRun(t, s, "203.0.113.7")
 				if st != http.StatusOK || rem != strconv.Itoa(10-i) {

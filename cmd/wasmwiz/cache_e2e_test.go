@@ -206,7 +206,7 @@ func TestServeCacheAdminCLI(t *testing.T) {
 func TestServeCacheEmbedded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := serveEnv(t, map[string]string{"WASMWIZ_DATABASE_URL": t.TempDir() + "/wasmwiz.db"})
+	env := serveEnv(t, backends[0].env(t))
 	s := startServe(t, env, ServeOptions{EpochInterval: 20 * time.Millisecond})
 	echo := testmodule.Read(t, "echo.wasm")
 	u, _, _ := s.newUser(wasmwiz.TierPro)

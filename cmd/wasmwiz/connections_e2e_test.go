@@ -76,11 +76,11 @@ func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duratio
 func TestServeSlowConnections(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, be backend) {
 		ctx := context.Background()
-		env := serveEnv(t, be.env(t))
-		env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
-		env["WASMWIZ_MIN_TRANSFER_RATE"] = "1KiB"
-		env["WASMWIZ_MAX_HEADER_BYTES"] = "8KiB"
-		s := startServe(t, env, ServeOptions{})
+		s := be.serveWith(t, map[string]string{
+			"WASMWIZ_HEADER_TIMEOUT":    "1s",
+			"WASMWIZ_MIN_TRANSFER_RATE": "1KiB",
+			"WASMWIZ_MAX_HEADER_BYTES":  "8KiB",
+		}, ServeOptions{})
 		_, _, attackerKey := s.newUser(wasmwiz.TierFree)
 		other, _, _ := s.newUser(wasmwiz.TierBasic)
 		u, _ := url.Parse(s.url)
@@ -171,10 +171,7 @@ func rawHeaderRequest(t *testing.T, addr, req string) (string, error) {
 // WASMWIZ_HEADER_TIMEOUT.
 func TestServeIdleConnections(t *testing.T) {
 	t.Parallel()
-	env := serveEnv(t, backends[0].env(t))
-	env["WASMWIZ_HEADER_TIMEOUT"] = "1s"
-	env["WASMWIZ_IDLE_TIMEOUT"] = "1s"
-	s := startServe(t, env, ServeOptions{})
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_HEADER_TIMEOUT": "1s", "WASMWIZ_IDLE_TIMEOUT": "1s"}, ServeOptions{})
 	u, _ := url.Parse(s.url)
 	closedBy := func(conn net.Conn, br *bufio.Reader) {
 		t.Helper()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -90,7 +91,14 @@ func onEveryBackend(t *testing.T, test func(t *testing.T, be backend)) {
 // own, with the test defaults (serveEnv, ServeOptions{}).
 func (be backend) serve(t *testing.T) *e2eServer {
 	t.Helper()
-	return startServe(t, serveEnv(t, be.env(t)), ServeOptions{})
+	return be.serveWith(t, nil, ServeOptions{})
+}
+
+// serveWith starts a server on a database (and Redis) of the backend of
+// its own, with vars over the test defaults (serveEnv) and opts.
+func (be backend) serveWith(t *testing.T, vars map[string]string, opts ServeOptions) *e2eServer {
+	t.Helper()
+	return startServe(t, serveEnv(t, be.env(t), vars), opts)
 }
 
 // randomPrefix is a Redis key prefix of one test, so that tests sharing a
@@ -138,16 +146,17 @@ func emptyRedisDB(t *testing.T, n int) string {
 }
 
 // serveEnv is the environment of a test server: loopback, port 0, two
-// workers, quiet logs, a data directory of its own, then vars.
-func serveEnv(t testing.TB, vars map[string]string) map[string]string {
+// workers, quiet logs, a data directory of its own, then each of vars in
+// turn (a backend's variables, then what the test changes).
+func serveEnv(t testing.TB, vars ...map[string]string) map[string]string {
 	env := map[string]string{
 		"WASMWIZ_ADDR":      "127.0.0.1:0",
 		"WASMWIZ_DATA_DIR":  t.TempDir(),
 		"WASMWIZ_WORKERS":   "2",
 		"WASMWIZ_LOG_LEVEL": "warn",
 	}
-	for k, v := range vars {
-		env[k] = v
+	for _, v := range vars {
+		maps.Copy(env, v)
 	}
 	return env
 }

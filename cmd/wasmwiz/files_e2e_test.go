@@ -43,12 +43,11 @@ func tarDir(t *testing.T, dir string) []byte {
 func filesServer(t *testing.T) (s *e2eServer, c *client.Client, filesDir string) {
 	t.Helper()
 	filesDir = t.TempDir()
-	s = startServe(t, serveEnv(t, map[string]string{
-		"WASMWIZ_DATABASE_URL": filepath.Join(t.TempDir(), "wasmwiz.db"),
-		"WASMWIZ_FILES_DIR":    filesDir,
-		"WASMWIZ_CACHE_DIR":    wasisuite.CacheDir(t),
-		"WASMWIZ_MAX_TIMEOUT":  "5m",
-	}), ServeOptions{})
+	s = backends[0].serveWith(t, map[string]string{
+		"WASMWIZ_FILES_DIR":   filesDir,
+		"WASMWIZ_CACHE_DIR":   wasisuite.CacheDir(t),
+		"WASMWIZ_MAX_TIMEOUT": "5m",
+	}, ServeOptions{})
 	c, _, _ = s.newTierUser("files", func(tier *wasmwiz.Tier) {
 		tier.MaxModuleBytes, tier.MaxMemoryBytes, tier.Timeout = 64*wasmwiz.MiB, 512*wasmwiz.MiB, testenv.Patience
 		tier.MaxFilesInBytes, tier.MaxFiles, tier.MaxFileWriteBytes, tier.MaxFilesOutBytes = 8*wasmwiz.MiB, 1000, 64*wasmwiz.MiB, 8*wasmwiz.MiB

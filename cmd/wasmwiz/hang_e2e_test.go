@@ -104,9 +104,7 @@ func TestServeDatabaseHang(t *testing.T) {
 	// b's workers keep no compiled code in memory, so that every run of a
 	// stored module there reads its bytes from the database after it was
 	// admitted: in its run slots.
-	bVars := serveEnv(t, vars)
-	bVars["WASMWIZ_COMPILE_CACHE"] = "1B"
-	b := startServe(t, bVars, ServeOptions{RedisPrefix: prefix})
+	b := startServe(t, serveEnv(t, vars, map[string]string{"WASMWIZ_COMPILE_CACHE": "1B"}), ServeOptions{RedisPrefix: prefix})
 	warm, _, warmKey := a.newUser(wasmwiz.TierPro)
 	single, _, singleKey := a.newTierUser("one", func(tr *wasmwiz.Tier) { tr.MaxConcurrent = 1 })
 	_, _, coldKey := a.newUser(wasmwiz.TierPro) // never used before the hang

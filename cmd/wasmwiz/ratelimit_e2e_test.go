@@ -71,10 +71,7 @@ func TestServeRateLimits(t *testing.T) {
 // there).
 func TestServeConcurrencyAndSaturation(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, be backend) {
-		env := serveEnv(t, be.env(t))
-		env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "2"
-		env["WASMWIZ_QUEUE_SIZE"] = "0"
-		testConcurrency(t, startServe(t, env, ServeOptions{}))
+		testConcurrency(t, be.serveWith(t, map[string]string{"WASMWIZ_MAX_CONCURRENT_RUNS": "2", "WASMWIZ_QUEUE_SIZE": "0"}, ServeOptions{}))
 	})
 }
 

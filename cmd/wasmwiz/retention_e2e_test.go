@@ -23,9 +23,7 @@ func TestServeRetention(t *testing.T) {
 	fresh := pastRun(time.Hour)
 	seedRuns(t, db, append(runs, fresh))
 
-	env := serveEnv(t, db)
-	env["WASMWIZ_RETENTION"] = "24h"
-	s := startServe(t, env, ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_RETENTION": "24h"}), ServeOptions{RetentionInterval: 50 * time.Millisecond})
 	sys := wasmwiz.SystemContext(ctx)
 	testenv.WaitFor(t, "old runs to be deleted", func() bool {
 		st, err := s.srv.Store().Stats(sys, time.Now())
@@ -53,10 +51,7 @@ func TestServeRetentionZeroKeeps(t *testing.T) {
 	db := backends[0].env(t)
 	old := pastRun(365 * 24 * time.Hour)
 	seedRuns(t, db, []*wasmwiz.UsageRecord{old})
-	env := serveEnv(t, db)
-	env["WASMWIZ_RETENTION"] = "0"
-	env["WASMWIZ_LOG_LEVEL"] = "info"
-	s := startServe(t, env, ServeOptions{RetentionInterval: time.Millisecond})
+	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_RETENTION": "0", "WASMWIZ_LOG_LEVEL": "info"}), ServeOptions{RetentionInterval: time.Millisecond})
 	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
 	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
 		t.Fatalf("a year-old run with retention 0: %v", err)

@@ -308,9 +308,7 @@ func TestServeExecuteEventStream(t *testing.T) {
 // running one kills its guest and keeps the output it wrote.
 func TestServeAsyncCancel(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, b backend) {
-		env := b.env(t)
-		env["WASMWIZ_ASYNC_WORKERS"] = "1"
-		s := startServe(t, serveEnv(t, env), testServeOptions())
+		s := b.serveWith(t, map[string]string{"WASMWIZ_ASYNC_WORKERS": "1"}, testServeOptions())
 		_, _, key := s.newUser(wasmwiz.TierBasic)
 		ticks := b64(testmodule.Read(t, "ticks.wasm"))
 		first := startAsync(t, s.url, key, map[string]any{"wasm_base64": ticks})
@@ -348,9 +346,7 @@ func TestServeAsyncCancel(t *testing.T) {
 // admission.
 func TestServeAsyncAdmission(t *testing.T) {
 	t.Parallel()
-	env := backends[0].env(t)
-	env["WASMWIZ_ASYNC_WORKERS"] = "0" // nothing runs: they stay queued
-	s := startServe(t, serveEnv(t, env), testServeOptions())
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_ASYNC_WORKERS": "0"}, testServeOptions()) // nothing runs: they stay queued
 	_, _, key := s.newTierUser("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 })
 	hello := b64(testmodule.Read(t, "hello.wasm"))
 	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
@@ -418,13 +414,9 @@ func TestServeAsyncSurvivesRestart(t *testing.T) {
 func TestServeAsyncTwoReplicas(t *testing.T) {
 	t.Parallel()
 	env := backends[1].env(t)
-	front := serveEnv(t, env)
-	front["WASMWIZ_ASYNC_WORKERS"] = "0"
-	a := startServe(t, front, testServeOptions())
+	a := startServe(t, serveEnv(t, env, map[string]string{"WASMWIZ_ASYNC_WORKERS": "0"}), testServeOptions())
 	_, _, key := a.newUser(wasmwiz.TierBasic)
-	back := serveEnv(t, env)
-	back["WASMWIZ_ASYNC_WORKERS"] = "1"
-	startServe(t, back, testServeOptions())
+	startServe(t, serveEnv(t, env, map[string]string{"WASMWIZ_ASYNC_WORKERS": "1"}), testServeOptions())
 
 	id := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "ticks.wasm")), "timeout": "1500ms"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -441,11 +433,9 @@ func TestServeAsyncTwoReplicas(t *testing.T) {
 func TestServeAsyncReplicaKilled(t *testing.T) {
 	t.Parallel()
 	env := backends[1].env(t)
-	front := serveEnv(t, env)
-	front["WASMWIZ_ASYNC_WORKERS"] = "0"
 	opts := testServeOptions()
 	opts.StaleRunsAfter = 8 * time.Second
-	a := startServe(t, front, opts)
+	a := startServe(t, serveEnv(t, env, map[string]string{"WASMWIZ_ASYNC_WORKERS": "0"}), opts)
 	_, _, key := a.newUser(wasmwiz.TierBasic)
 	victim := map[string]string{"WASMWIZ_WORKERS": "1", "WASMWIZ_LOG_LEVEL": "warn", "WASMWIZ_ASYNC_WORKERS": "1"}
 	maps.Copy(victim, env)
@@ -460,9 +450,7 @@ func TestServeAsyncReplicaKilled(t *testing.T) {
 		t.Fatalf("failed run: %+v", r)
 	}
 	// The next run runs, on a replica that is alive.
-	back := serveEnv(t, env)
-	back["WASMWIZ_ASYNC_WORKERS"] = "1"
-	startServe(t, back, testServeOptions())
+	startServe(t, serveEnv(t, env, map[string]string{"WASMWIZ_ASYNC_WORKERS": "1"}), testServeOptions())
 	nextID := startAsync(t, a.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "hello.wasm"))})
 	awaitRun(t, "the next run", a.url, key, nextID, inState(api.RunDone))
 	if r := getRun(t, a.url, key, id); r.State != api.RunFailed {
@@ -497,9 +485,7 @@ func TestServeWebhook(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		defer recv.Close()
-		env := b.env(t)
-		env["WASMWIZ_WEBHOOK_ALLOW"] = "127.0.0.1/32"
-		s := startServe(t, serveEnv(t, env), testServeOptions())
+		s := b.serveWith(t, map[string]string{"WASMWIZ_WEBHOOK_ALLOW": "127.0.0.1/32"}, testServeOptions())
 		_, _, key := s.newUser(wasmwiz.TierBasic)
 		code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil)
 		var sec struct{ Secret string }

@@ -56,9 +56,7 @@ func TestServeBootstrap(t *testing.T) {
 // and not on the API's address.
 func TestServeMetricsAddr(t *testing.T) {
 	t.Parallel()
-	env := serveEnv(t, backends[0].env(t))
-	env["WASMWIZ_METRICS_ADDR"] = "127.0.0.1:0"
-	s := startServe(t, env, ServeOptions{})
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_METRICS_ADDR": "127.0.0.1:0"}, ServeOptions{})
 	if res, _ := testenv.Do(t, http.MethodGet, s.url+"/metrics", "", "", nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("/metrics on the API address: %d, want 404", res.StatusCode)
 	}
@@ -147,9 +145,7 @@ func TestServeStartFailures(t *testing.T) {
 // loopback, and it answers.
 func TestServeWildcardAddr(t *testing.T) {
 	t.Parallel()
-	env := serveEnv(t, backends[0].env(t))
-	env["WASMWIZ_ADDR"] = ":0"
-	s := startServe(t, env, ServeOptions{})
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_ADDR": ":0"}, ServeOptions{})
 	if !strings.HasPrefix(s.url, "http://127.0.0.1:") || !strings.Contains(s.stdout.String(), "listening on "+s.url) {
 		t.Fatalf("URL %s, stdout %s", s.url, s.stdout)
 	}

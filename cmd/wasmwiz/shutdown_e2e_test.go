@@ -23,11 +23,11 @@ func TestServeGracefulShutdown(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, be backend) {
 		ctx := context.Background()
 		db := be.env(t)
-		env := serveEnv(t, db)
-		env["WASMWIZ_WORKERS"] = "3"
-		env["WASMWIZ_MAX_CONCURRENT_RUNS"] = "3"
-		env["WASMWIZ_SHUTDOWN_GRACE"] = "60s"
-		s := startServe(t, env, ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
+		s := startServe(t, serveEnv(t, db, map[string]string{
+			"WASMWIZ_WORKERS":             "3",
+			"WASMWIZ_MAX_CONCURRENT_RUNS": "3",
+			"WASMWIZ_SHUTDOWN_GRACE":      "60s",
+		}), ServeOptions{UsageFlushInterval: time.Hour}) // only Close flushes
 		user, _, _ := s.newUser(wasmwiz.TierBasic)
 		sleep := testmodule.Read(t, "sleep.wasm")
 		const n = 3
@@ -81,9 +81,7 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := backends[0].env(t)
-	env := serveEnv(t, db)
-	env["WASMWIZ_SHUTDOWN_GRACE"] = "300ms"
-	s := startServe(t, env, ServeOptions{})
+	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_SHUTDOWN_GRACE": "300ms"}), ServeOptions{})
 	user, me, key := s.newUser(wasmwiz.TierBasic)
 	answered := make(chan error, 1)
 	go func() {
@@ -126,11 +124,11 @@ func TestServeShutdownGraceExpires(t *testing.T) {
 func TestServeDrainsBeforeClosing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := serveEnv(t, backends[0].env(t))
-	env["WASMWIZ_DRAIN_DELAY"] = "10m" // ended by the test once it has looked
-	env["WASMWIZ_LOG_FORMAT"] = "json"
-	env["WASMWIZ_LOG_LEVEL"] = "info"
-	s := startServe(t, env, ServeOptions{})
+	s := backends[0].serveWith(t, map[string]string{
+		"WASMWIZ_DRAIN_DELAY": "10m", // ended by the test once it has looked
+		"WASMWIZ_LOG_FORMAT":  "json",
+		"WASMWIZ_LOG_LEVEL":   "info",
+	}, ServeOptions{})
 	_, _, key := s.newUser(wasmwiz.TierBasic)
 
 	keepAlive := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
