@@ -54,32 +54,14 @@ func BenchmarkCreateRunsOneByOne(b *testing.B) {
 // BenchmarkCreateRunsBatched writes 500 records per transaction, as the
 // usage writer does under load.
 func BenchmarkCreateRunsBatched(b *testing.B) {
-	const batch = 500
-	db := open(b)
-	ctx := context.Background()
-	at := time.Now()
-	runs := make([]*wasmwiz.UsageRecord, batch)
-	n := 0
-	cpu0 := processCPU()
-	for b.Loop() {
-		for j := range runs {
-			runs[j] = benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond))
-			n++
-		}
-		if err := db.CreateRuns(ctx, runs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportRecords(b, n, b.Elapsed(), cpu0)
+	benchBatches(b, open(b), nil)
 }
 
 // BenchmarkCreateRunsBatchedStoredModules is BenchmarkCreateRunsBatched
 // with half the records runs of one of ten stored modules, whose run counts
 // each batch bumps.
 func BenchmarkCreateRunsBatchedStoredModules(b *testing.B) {
-	const batch = 500
 	db := open(b)
-	ctx := context.Background()
 	_, uctx := mustUser(b, db, "u@example.com")
 	var modules []*wasmwiz.Module
 	for i := range 10 {
@@ -89,6 +71,14 @@ func BenchmarkCreateRunsBatchedStoredModules(b *testing.B) {
 		}
 		modules = append(modules, m)
 	}
+	benchBatches(b, db, modules)
+}
+
+// benchBatches writes batches of 500 records; with modules, every other
+// record is a run of one of them in turn.
+func benchBatches(b *testing.B, db *sqlite.DB, modules []*wasmwiz.Module) {
+	const batch = 500
+	ctx := context.Background()
 	at := time.Now()
 	runs := make([]*wasmwiz.UsageRecord, batch)
 	n := 0
@@ -96,7 +86,8 @@ func BenchmarkCreateRunsBatchedStoredModules(b *testing.B) {
 	for b.Loop() {
 		for j := range runs {
 			runs[j] = benchRun(int64(n%100+1), at.Add(time.Duration(n)*time.Microsecond))
-			if m := modules[n%20/2]; n%2 == 0 {
+			if len(modules) > 0 && n%2 == 0 {
+				m := modules[n/2%len(modules)]
 				runs[j].ModuleID, runs[j].ModuleSHA256 = m.ID, m.SHA256
 			}
 			n++
