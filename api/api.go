@@ -5,9 +5,13 @@
 // (GET /api/openapi.json) describes the same shapes, and a test holds the two
 // together.
 //
-// It imports the standard library only: a program that talks to a WasmWiz
-// server depends on this package and package client, never on the server's
-// own packages.
+// It imports the standard library and the root package
+// (github.com/wasmwiz/wasmwiz), which imports the standard library only:
+// where the domain already declares a shape, the type here is the domain's
+// (an alias), and the codecs the domain has are called, not copied. A
+// program that talks to a WasmWiz server imports this package and package
+// client; through them it links the root package, but no third-party module
+// and none of the server's adapters (internal/…).
 //
 // Tier limits are not fields here: a tier carries them as a name → number
 // map (Tier.Limits), and GET /api/v1/me describes each one (TierLimit), so

@@ -2,7 +2,9 @@
 //
 // Methods take and return the API's JSON shapes, the types of package api
 // (*api.Result, *api.Module, *api.Run, …), which the server encodes its
-// answers with; this package and api import the standard library only.
+// answers with. This package imports the standard library and api only;
+// api imports the root package, which imports the standard library only, so
+// a program that uses the client gets no third-party module through it.
 //
 // Every failure is an *Error: the code of the server's error body (one of
 // the api.E* codes, or for an answer not in the error shape the code its
