@@ -11,9 +11,9 @@ const (
 	EncodingBase64 = "base64"
 )
 
-// The API's answers encode output with package api's types; this is the
-// same rule for the JSON the domain writes itself (a run's record as its
-// webhook sends it). A test holds the two to the same encoding.
+// This is the one rule for output in JSON: package api's types call it for
+// the API's answers, and the domain for the JSON it writes itself (a run's
+// record as its webhook sends it).
 
 // EncodeOutput returns b as UTF-8 text when it is valid UTF-8 that JSON
 // writes in at most twice its size, else as base64 (4/3 of its size), with

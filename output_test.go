@@ -13,9 +13,8 @@ import (
 
 // TestEncodeOutput: text stays text while JSON writes it in at most twice
 // its size (line breaks, quotes, markup); control bytes and invalid UTF-8
-// go as base64. The API's wire type (api.Result, which encodes with a copy
-// of the rule: package api imports the standard library only) is held to
-// the same cases.
+// go as base64. The API's wire type (api.Result, which encodes with
+// EncodeOutput) is held to the same cases.
 func TestEncodeOutput(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

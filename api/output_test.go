@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // FuzzEncodeOutput: whatever a guest prints, its encoding round-trips and
@@ -16,12 +18,12 @@ func FuzzEncodeOutput(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, out []byte) {
-		text, enc := encodeOutput(out)
-		back, err := decodeOutput(text, enc)
+		text, enc := wasmwiz.EncodeOutput(out)
+		back, err := wasmwiz.DecodeOutput(text, enc)
 		if err != nil || !bytes.Equal(back, out) {
 			t.Fatalf("round trip of %q: %q, %v", out, back, err)
 		}
-		if enc == encodingUTF8 && !utf8.ValidString(text) {
+		if enc == wasmwiz.EncodingUTF8 && !utf8.ValidString(text) {
 			t.Fatalf("invalid UTF-8 sent as text: %q", out)
 		}
 		ans := answer(t, Result{Status: StatusOK, Stdout: out})
@@ -36,9 +38,9 @@ func FuzzEncodeOutput(f *testing.F) {
 		// adds is its escaped text.
 		empty := answer(t, Result{Status: StatusOK})
 		bound := 2 * len(out)
-		if enc == encodingBase64 {
+		if enc == wasmwiz.EncodingBase64 {
 			// and the encoding's name is one byte longer than "utf-8"
-			bound = (len(out)+2)/3*4 + len(encodingBase64) - len(encodingUTF8)
+			bound = (len(out)+2)/3*4 + len(wasmwiz.EncodingBase64) - len(wasmwiz.EncodingUTF8)
 		}
 		if grown := len(ans) - len(empty); grown > bound {
 			t.Fatalf("output of %d bytes grew the answer by %d (%s), over %d", len(out), grown, enc, bound)

@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // Status is how a guest's run ended. Every status is a successful answer,
@@ -32,62 +33,6 @@ var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusM
 // Exited reports whether a run with this status ended by the guest's own
 // exit or return (ok, exit), so that it has an exit code.
 func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }
-
-// Encodings of output in JSON.
-const (
-	encodingUTF8   = "utf-8"
-	encodingBase64 = "base64"
-)
-
-// encodeOutput returns b as UTF-8 text when it is valid UTF-8 that JSON
-// writes in at most twice its size, else as base64 (4/3 of its size), with
-// the encoding's name. Text of control bytes (each written \u00XX, six
-// bytes) goes as base64, so that an answer carrying output of n bytes is
-// at most 2n plus its fixed fields: ordinary text, even with many line
-// breaks or quotes (two bytes each), stays readable.
-func encodeOutput(b []byte) (text, encoding string) {
-	if utf8.Valid(b) && jsonTextLen(b) <= 2*len(b) {
-		return string(b), encodingUTF8
-	}
-	return base64.StdEncoding.EncodeToString(b), encodingBase64
-}
-
-// jsonTextLen returns how many bytes JSON takes for the valid UTF-8 text b
-// inside its quotes, without HTML escaping (as Result.MarshalJSON writes).
-func jsonTextLen(b []byte) int {
-	n := 0
-	for i := 0; i < len(b); {
-		c := b[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
-				n += 2
-			case c < 0x20:
-				n += 6 // \u00XX
-			default:
-				n++
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(b[i:])
-		if r == '\u2028' || r == '\u2029' {
-			n += 6
-		} else {
-			n += size
-		}
-		i += size
-	}
-	return n
-}
-
-// decodeOutput reverses encodeOutput.
-func decodeOutput(text, encoding string) ([]byte, error) {
-	if encoding == encodingBase64 {
-		return base64.StdEncoding.DecodeString(text)
-	}
-	return []byte(text), nil
-}
 
 // ExecuteRequest is the JSON body of POST /api/v1/execute and POST
 // /api/v1/modules/{id}/execute (whose module is in the path: no ModuleID,
@@ -133,7 +78,7 @@ type FileIn struct {
 //
 // In JSON, stdout and stderr travel as UTF-8 text when they are valid
 // UTF-8 that JSON writes in at most twice its size, and as base64
-// otherwise ("stdout_encoding"); exit_code is null when
+// otherwise ("stdout_encoding", wasmwiz.EncodeOutput); exit_code is null when
 // the guest did not exit; the duration is "duration_ms". The Go fields hold
 // the decoded values.
 type Result struct {
@@ -266,8 +211,8 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if j.Results == nil {
 		j.Results = []Value{}
 	}
-	j.Stdout, j.StdoutEncoding = encodeOutput(r.Stdout)
-	j.Stderr, j.StderrEncoding = encodeOutput(r.Stderr)
+	j.Stdout, j.StdoutEncoding = wasmwiz.EncodeOutput(r.Stdout)
+	j.Stderr, j.StderrEncoding = wasmwiz.EncodeOutput(r.Stderr)
 	if r.Files != nil {
 		files := make([]fileJSON, len(r.Files))
 		for i, f := range r.Files {
@@ -311,10 +256,10 @@ func (r *Result) UnmarshalJSON(data []byte) error {
 		res.ExitCode = *j.ExitCode
 	}
 	var err error
-	if res.Stdout, err = decodeOutput(j.Stdout, j.StdoutEncoding); err != nil {
+	if res.Stdout, err = wasmwiz.DecodeOutput(j.Stdout, j.StdoutEncoding); err != nil {
 		return err
 	}
-	if res.Stderr, err = decodeOutput(j.Stderr, j.StderrEncoding); err != nil {
+	if res.Stderr, err = wasmwiz.DecodeOutput(j.Stderr, j.StderrEncoding); err != nil {
 		return err
 	}
 	if j.Files != nil {

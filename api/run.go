@@ -3,6 +3,8 @@ package api
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // Run is the record one execution left (GET /api/v1/runs, GET
@@ -86,8 +88,8 @@ func (r Run) MarshalJSON() ([]byte, error) {
 	}
 	if r.Stdout != nil || r.Stderr != nil {
 		var so, se string
-		so, j.StdoutEncoding = encodeOutput(r.Stdout)
-		se, j.StderrEncoding = encodeOutput(r.Stderr)
+		so, j.StdoutEncoding = wasmwiz.EncodeOutput(r.Stdout)
+		se, j.StderrEncoding = wasmwiz.EncodeOutput(r.Stderr)
 		j.Stdout, j.Stderr = &so, &se
 	}
 	return json.Marshal(j)
@@ -105,12 +107,12 @@ func (r *Run) UnmarshalJSON(data []byte) error {
 	}
 	var err error
 	if j.Stdout != nil {
-		if out.Stdout, err = decodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
+		if out.Stdout, err = wasmwiz.DecodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
 			return err
 		}
 	}
 	if j.Stderr != nil {
-		if out.Stderr, err = decodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
+		if out.Stderr, err = wasmwiz.DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
 			return err
 		}
 	}
@@ -186,7 +188,7 @@ type outputEventJSON struct {
 // MarshalJSON writes {"offset":…,"data":…,"encoding":…}.
 func (e OutputEvent) MarshalJSON() ([]byte, error) {
 	j := outputEventJSON{Offset: e.Offset}
-	j.Data, j.Encoding = encodeOutput(e.Data)
+	j.Data, j.Encoding = wasmwiz.EncodeOutput(e.Data)
 	return json.Marshal(j)
 }
 
@@ -196,7 +198,7 @@ func (e *OutputEvent) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	b, err := decodeOutput(j.Data, j.Encoding)
+	b, err := wasmwiz.DecodeOutput(j.Data, j.Encoding)
 	if err != nil {
 		return err
 	}
