@@ -259,7 +259,7 @@ type MemoryInfo struct {
 type Inspection struct {
 	SHA256    string      `json:"sha256"`
 	SizeBytes int64       `json:"size_bytes"`
-	WASI      bool        `json:"wasi"`
+	WASI      bool        `json:"wasi"`            // a WASI command: it runs _start
 	Entry     string      `json:"entry,omitempty"` // default entry point, "" when none
 	Imports   []Import    `json:"imports"`
 	Exports   []Export    `json:"exports"`

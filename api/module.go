@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
 
 // Module is a stored module (POST, GET /api/v1/modules): uploaded once, run
 // many times by its id.
@@ -32,40 +36,19 @@ type ModuleUpdate struct {
 	Public      *bool   `json:"public,omitempty"`
 }
 
-// Inspection is what the server learned about a module without running it.
-type Inspection struct {
-	SHA256    string      `json:"sha256"`
-	SizeBytes int64       `json:"size_bytes"`
-	WASI      bool        `json:"wasi"`            // a WASI command: it runs _start
-	Entry     string      `json:"entry,omitempty"` // the default entry point, "" when none
-	Imports   []Import    `json:"imports"`
-	Exports   []Export    `json:"exports"`
-	Memory    *MemoryInfo `json:"memory,omitempty"`
-}
+// Inspection is what the server learned about a module without running
+// it: the domain's type, whose JSON the stores keep and the API sends.
+type Inspection = wasmwiz.Inspection
 
-// FuncSignature is a function type, e.g. params ["i32","i32"], results ["i32"].
-type FuncSignature struct {
-	Params  []string `json:"params"`
-	Results []string `json:"results"`
-}
+// FuncSignature is a function type, e.g. params ["i32","i32"], results
+// ["i32"].
+type FuncSignature = wasmwiz.FuncSignature
 
 // Import is one import of a module.
-type Import struct {
-	Module    string         `json:"module"`
-	Name      string         `json:"name"`
-	Kind      string         `json:"kind"` // func, memory, table, global
-	Signature *FuncSignature `json:"signature,omitempty"`
-}
+type Import = wasmwiz.Import
 
 // Export is one export of a module.
-type Export struct {
-	Name      string         `json:"name"`
-	Kind      string         `json:"kind"` // func, memory, table, global
-	Signature *FuncSignature `json:"signature,omitempty"`
-}
+type Export = wasmwiz.Export
 
 // MemoryInfo is a module's declared linear memory, in 64 KiB pages.
-type MemoryInfo struct {
-	MinPages uint32  `json:"min_pages"`
-	MaxPages *uint32 `json:"max_pages,omitempty"` // nil: no declared maximum
-}
+type MemoryInfo = wasmwiz.MemoryInfo

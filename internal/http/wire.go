@@ -7,9 +7,9 @@ import (
 
 // The API answers with the types of package api, the one definition of
 // each JSON shape that the Go client decodes too; these functions map the
-// domain onto them. Domain types have no JSON shape of their own on the
-// API (Inspection's tags serve the stores and the worker protocol, and a
-// test holds them to api.Inspection).
+// domain onto them. Where the domain's type is the API's shape, api
+// aliases it (api.Inspection is wasmwiz.Inspection, whose tags also serve
+// the stores and the worker protocol), and it goes out as it is.
 
 // APIResult returns a run's result in the API's shape, with the run's id
 // (empty for none): what execute answers and `wasmwiz run --json` prints.
@@ -44,37 +44,10 @@ func APIResult(id string, r *wasmwiz.Result) *api.Result {
 	return out
 }
 
-// APIInspection returns an inspection in the API's shape: what a stored
-// module carries and `wasmwiz run --inspect` prints.
-func APIInspection(in *wasmwiz.Inspection) *api.Inspection {
-	if in == nil {
-		return nil
-	}
-	out := &api.Inspection{SHA256: in.SHA256, SizeBytes: in.SizeBytes, WASI: in.WASI, Entry: in.Entry}
-	if in.Imports != nil {
-		out.Imports = make([]api.Import, len(in.Imports))
-		for i, im := range in.Imports {
-			out.Imports[i] = api.Import{Module: im.Module, Name: im.Name, Kind: im.Kind, Signature: apiSignature(im.Signature)}
-		}
-	}
-	if in.Exports != nil {
-		out.Exports = make([]api.Export, len(in.Exports))
-		for i, ex := range in.Exports {
-			out.Exports[i] = api.Export{Name: ex.Name, Kind: ex.Kind, Signature: apiSignature(ex.Signature)}
-		}
-	}
-	if in.Memory != nil {
-		out.Memory = &api.MemoryInfo{MinPages: in.Memory.MinPages, MaxPages: in.Memory.MaxPages}
-	}
-	return out
-}
-
-func apiSignature(s *wasmwiz.FuncSignature) *api.FuncSignature {
-	if s == nil {
-		return nil
-	}
-	return &api.FuncSignature{Params: s.Params, Results: s.Results}
-}
+// APIInspection returns an inspection in the API's shape, which is the
+// domain's (api.Inspection is wasmwiz.Inspection): what a stored module
+// carries and `wasmwiz run --inspect` prints.
+func APIInspection(in *wasmwiz.Inspection) *api.Inspection { return in }
 
 func apiModule(m *wasmwiz.Module) *api.Module {
 	return &api.Module{
