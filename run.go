@@ -13,7 +13,8 @@ import (
 // env values), its state, and its output up to the tier's
 // max_stored_output_bytes. A synchronous run's record is written in batches
 // (internal/usage); an asynchronous run's row by row as it moves from
-// queued to its end.
+// queued to its end. Its JSON is the API's: the API sends it, and the Go
+// client reads it, as api.Run, which is this type.
 type UsageRecord struct {
 	ID              string    `json:"id"`
 	UserID          int64     `json:"user_id"` // 0 for anonymous runs (auth off)
@@ -144,27 +145,31 @@ func (r UsageRecord) MarshalJSON() ([]byte, error) {
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads what MarshalJSON wrote.
+// UnmarshalJSON reads what MarshalJSON wrote. It replaces all of r, so
+// that a record read into one used before keeps nothing of it (no output
+// a list entry does not carry), and leaves r alone on an error.
 func (r *UsageRecord) UnmarshalJSON(data []byte) error {
-	j := runJSON{runAlias: (*runAlias)(r)}
+	var out UsageRecord
+	j := runJSON{runAlias: (*runAlias)(&out)}
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
 	if j.ExitCode != nil {
-		r.ExitCode = *j.ExitCode
+		out.ExitCode = *j.ExitCode
 	}
 	var err error
 	if j.Stdout != nil {
-		if r.Stdout, err = DecodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
+		if out.Stdout, err = DecodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
 			return err
 		}
 	}
 	if j.Stderr != nil {
-		if r.Stderr, err = DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
+		if out.Stderr, err = DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
 			return err
 		}
 	}
-	r.Deliveries = j.Deliveries
+	out.Deliveries = j.Deliveries
+	*r = out
 	return nil
 }
 

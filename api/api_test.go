@@ -78,6 +78,25 @@ func TestExitCodeNullWhenTheGuestDidNotExit(t *testing.T) {
 	}
 }
 
+// TestRunReadReplacesTheRecord: a record read into one used before keeps
+// nothing of it, so that a list entry (without output or webhook
+// attempts) does not show the output of the run read before.
+func TestRunReadReplacesTheRecord(t *testing.T) {
+	t.Parallel()
+	var r api.Run
+	full := `{"id":"run_1","status":"ok","exit_code":0,"state":"done","async":true,"stdout":"out","stdout_encoding":"utf-8",` +
+		`"stderr":"","stderr_encoding":"utf-8","webhook_deliveries":[{"attempt":1,"at":"2026-11-01T10:00:00Z","duration_ms":1}]}`
+	if err := json.Unmarshal([]byte(full), &r); err != nil || string(r.Stdout) != "out" || !r.Async || len(r.Deliveries) != 1 {
+		t.Fatalf("read %+v, %v", r, err)
+	}
+	if err := json.Unmarshal([]byte(`{"id":"run_2","state":"queued"}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != "run_2" || r.State != api.RunQueued || r.Status != "" || r.Async || r.Stdout != nil || r.Stderr != nil || r.Deliveries != nil {
+		t.Fatalf("read over a record: %+v", r)
+	}
+}
+
 func TestValueRefusesOtherJSON(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{`{"type":"i32","value":true}`, `{"type":"i32","value":{}}`, `{"type":"i32","value":null}`} {

@@ -15,24 +15,20 @@ import (
 
 // Status is how a guest's run ended. Every status is a successful answer,
 // not an error.
-type Status string
+type Status = wasmwiz.Status
 
 // Run statuses.
 const (
-	StatusOK          Status = "ok"           // finished: exit code 0, or the function returned
-	StatusExit        Status = "exit"         // WASI proc_exit with a non-zero code
-	StatusTrap        Status = "trap"         // the guest trapped; Result.Trap says how
-	StatusTimeout     Status = "timeout"      // stopped at the wall-time limit
-	StatusMemoryLimit Status = "memory_limit" // died of the memory cap
-	StatusOutputLimit Status = "output_limit" // stopped when its output (stdout and stderr together) passed the cap
+	StatusOK          = wasmwiz.StatusOK          // finished: exit code 0, or the function returned
+	StatusExit        = wasmwiz.StatusExit        // WASI proc_exit with a non-zero code
+	StatusTrap        = wasmwiz.StatusTrap        // the guest trapped; Result.Trap says how
+	StatusTimeout     = wasmwiz.StatusTimeout     // stopped at the wall-time limit
+	StatusMemoryLimit = wasmwiz.StatusMemoryLimit // died of the memory cap
+	StatusOutputLimit = wasmwiz.StatusOutputLimit // stopped when its output (stdout and stderr together) passed the cap
 )
 
 // Statuses lists every status.
-var Statuses = []Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit}
-
-// Exited reports whether a run with this status ended by the guest's own
-// exit or return (ok, exit), so that it has an exit code.
-func (s Status) Exited() bool { return s == StatusOK || s == StatusExit }
+var Statuses = wasmwiz.Statuses
 
 // ExecuteRequest is the JSON body of POST /api/v1/execute and POST
 // /api/v1/modules/{id}/execute (whose module is in the path: no ModuleID,

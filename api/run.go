@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -13,147 +12,38 @@ import (
 // env values), its state, and, read one at a time, its output up to the
 // tier's max_stored_output_bytes and its webhook attempts. A background
 // run's callback gets the same JSON.
-type Run struct {
-	ID              string    `json:"id"`      // run_…, as in the execute answer
-	UserID          int64     `json:"user_id"` // 0 for anonymous runs
-	APIKeyID        int64     `json:"api_key_id,omitempty"`
-	ModuleID        string    `json:"module_id,omitempty"` // set when a stored module ran
-	ModuleSHA256    string    `json:"module_sha256"`
-	Tier            string    `json:"tier"`
-	Status          Status    `json:"status"`      // empty when the run was refused or has not ended
-	ExitCode        int       `json:"exit_code"`   // as in Result: JSON null unless Status.Exited()
-	DurationMS      float64   `json:"duration_ms"` // the guest's
-	CompileMS       float64   `json:"compile_ms"`  // compiling its module, within the same wall time
-	MemoryPeakBytes int64     `json:"memory_peak_bytes"`
-	StdinBytes      int64     `json:"stdin_bytes"`
-	OutputBytes     int64     `json:"output_bytes"`         // stdout plus stderr
-	ErrorCode       string    `json:"error_code,omitempty"` // why it was refused or failed
-	CreatedAt       time.Time `json:"created_at"`
-
-	State      RunState   `json:"state"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`  // the guest started
-	FinishedAt *time.Time `json:"finished_at,omitempty"` // the run reached a final state
-
-	Async       bool     `json:"async"`
-	Name        string   `json:"name,omitempty"` // argv[0]
-	Args        []string `json:"args"`
-	EnvNames    []string `json:"env_names"` // the names of the guest's env vars, sorted; never their values
-	Function    string   `json:"function,omitempty"`
-	Params      []string `json:"params,omitempty"`
-	StdinSHA256 string   `json:"stdin_sha256,omitempty"` // hex digest of stdin; stdin itself is not kept
-	// Limits are the limits the run had, by tier limit name in the units
-	// of Tier.Limits (timeout_ms, max_memory_bytes, …).
-	Limits          map[string]int64 `json:"limits,omitempty"`
-	CPUMS           float64          `json:"cpu_ms"` // the worker's user+system CPU time for the run
-	Trap            string           `json:"trap,omitempty"`
-	Results         []RunValue       `json:"results,omitempty"`
-	StdoutTruncated bool             `json:"stdout_truncated"` // the run or the stored cap cut stdout
-	StderrTruncated bool             `json:"stderr_truncated"`
-	Message         string           `json:"message,omitempty"` // why a run was cancelled or failed
-	CallbackURL     string           `json:"callback_url,omitempty"`
-
-	// Stdout and Stderr are the output kept with the record, nil when the
-	// answer did not carry it (lists leave it out). In JSON they travel as
-	// in Result ("stdout" with "stdout_encoding").
-	Stdout []byte `json:"-"`
-	Stderr []byte `json:"-"`
-
-	// Deliveries are the webhook delivery attempts, oldest first (one run
-	// read by id).
-	Deliveries []WebhookDelivery `json:"-"`
-}
-
-// runJSON is Run on the wire.
-type runJSON struct {
-	*runAlias
-	ExitCode       *int              `json:"exit_code"`
-	Stdout         *string           `json:"stdout,omitempty"`
-	StdoutEncoding string            `json:"stdout_encoding,omitempty"`
-	Stderr         *string           `json:"stderr,omitempty"`
-	StderrEncoding string            `json:"stderr_encoding,omitempty"`
-	Deliveries     []WebhookDelivery `json:"webhook_deliveries,omitempty"`
-}
-
-type runAlias Run
-
-// MarshalJSON writes the record with exit_code null when the guest did not
-// exit, as results are written, and its output when it carries it.
-func (r Run) MarshalJSON() ([]byte, error) {
-	j := runJSON{runAlias: (*runAlias)(&r), ExitCode: exitCode(r.Status, r.ExitCode), Deliveries: r.Deliveries}
-	if r.Args == nil {
-		j.Args = []string{}
-	}
-	if r.EnvNames == nil {
-		j.EnvNames = []string{}
-	}
-	if r.Stdout != nil || r.Stderr != nil {
-		var so, se string
-		so, j.StdoutEncoding = wasmwiz.EncodeOutput(r.Stdout)
-		se, j.StderrEncoding = wasmwiz.EncodeOutput(r.Stderr)
-		j.Stdout, j.Stderr = &so, &se
-	}
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON reads the record.
-func (r *Run) UnmarshalJSON(data []byte) error {
-	var out Run
-	j := runJSON{runAlias: (*runAlias)(&out)}
-	if err := json.Unmarshal(data, &j); err != nil {
-		return err
-	}
-	if j.ExitCode != nil {
-		out.ExitCode = *j.ExitCode
-	}
-	var err error
-	if j.Stdout != nil {
-		if out.Stdout, err = wasmwiz.DecodeOutput(*j.Stdout, j.StdoutEncoding); err != nil {
-			return err
-		}
-	}
-	if j.Stderr != nil {
-		if out.Stderr, err = wasmwiz.DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
-			return err
-		}
-	}
-	out.Deliveries = j.Deliveries
-	*r = out
-	return nil
-}
+//
+// It is the domain's record and its codec: exit_code is JSON null unless
+// Status.Exited(); Stdout and Stderr, nil when the answer did not carry
+// them (lists leave them out), travel as in Result ("stdout" with
+// "stdout_encoding"); Deliveries, the webhook delivery attempts oldest
+// first (one run read by id), travel as "webhook_deliveries". The fields
+// of what the run was asked to do (Async, Name, Args, …) are those of the
+// embedded wasmwiz.RunDetail.
+type Run = wasmwiz.UsageRecord
 
 // RunState is where a run is in its life; the guest's outcome is Status.
-type RunState string
+type RunState = wasmwiz.RunState
 
 // Run states.
 const (
-	RunQueued    RunState = "queued"    // admitted, waiting for a worker (background runs)
-	RunRunning   RunState = "running"   // its guest started
-	RunDone      RunState = "done"      // the guest ran to an outcome (Status)
-	RunCancelled RunState = "cancelled" // stopped by its caller
-	RunFailed    RunState = "failed"    // the server failed it (never a guest outcome)
+	RunQueued    = wasmwiz.RunQueued    // admitted, waiting for a worker (background runs)
+	RunRunning   = wasmwiz.RunRunning   // its guest started
+	RunDone      = wasmwiz.RunDone      // the guest ran to an outcome (Status)
+	RunCancelled = wasmwiz.RunCancelled // stopped by its caller
+	RunFailed    = wasmwiz.RunFailed    // the server failed it (never a guest outcome)
 )
 
 // RunStates lists every run state.
-var RunStates = []RunState{RunQueued, RunRunning, RunDone, RunCancelled, RunFailed}
-
-// Final reports whether a run in state s will not change any more.
-func (s RunState) Final() bool { return s == RunDone || s == RunCancelled || s == RunFailed }
+var RunStates = wasmwiz.RunStates
 
 // RunValue is one value a plain function returned, as a run's record keeps
 // it: the decimal as text (results answer numbers; see Value).
-type RunValue struct {
-	Type  string `json:"type"`
-	Value string `json:"value"`
-}
+type RunValue = wasmwiz.RunValue
 
-// WebhookDelivery is one attempt to POST a run's record to its callback URL.
-type WebhookDelivery struct {
-	Attempt    int       `json:"attempt"`
-	At         time.Time `json:"at"`
-	StatusCode int       `json:"status_code,omitempty"` // 0 when no answer came
-	Error      string    `json:"error,omitempty"`
-	DurationMS float64   `json:"duration_ms"`
-}
+// WebhookDelivery is one attempt to POST a run's record to its callback
+// URL (its RunID is not in the JSON).
+type WebhookDelivery = wasmwiz.WebhookDelivery
 
 // Accepted is the answer (202) to a background run: its id, to read or
 // follow (GET /api/v1/runs/{id}, …/events), and its state.

@@ -1,14 +1,18 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+)
 
 // Role is what a user may do.
-type Role string
+type Role = wasmwiz.Role
 
 // Roles.
 const (
-	RoleUser  Role = "user"
-	RoleAdmin Role = "admin"
+	RoleUser  = wasmwiz.RoleUser
+	RoleAdmin = wasmwiz.RoleAdmin
 )
 
 // User is an account.

@@ -239,13 +239,13 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 		if !rec.State.Final() {
 			return false, nil
 		}
-		return true, out.event(wasmwiz.EventResult, apiRun(rec))
+		return true, out.event(wasmwiz.EventResult, rec)
 	}
 	if err := out.fromRecord(rec); err != nil {
 		return nil
 	}
 	if rec.State.Final() {
-		_ = out.event(wasmwiz.EventResult, apiRun(rec))
+		_ = out.event(wasmwiz.EventResult, rec)
 		return nil
 	}
 	keepAlive := time.NewTicker(eventKeepAlive)

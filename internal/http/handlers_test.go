@@ -76,6 +76,12 @@ func TestResourceRoutes(t *testing.T) {
 					return []*wasmwiz.UsageRecord{run}, 1, nil
 				}
 			}, status: 200, want: run.ID},
+		{name: "empty run list is an array", method: "GET", path: "/api/v1/runs", key: userKey,
+			setup: func(f *fixture) {
+				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
+					return nil, 0, nil
+				}
+			}, status: 200, want: `{"runs":[],"total":0}`},
 		{name: "runs with unknown status", method: "GET", path: "/api/v1/runs?status=weird", key: userKey, status: 400, want: "EINVALID"},
 		{name: "runs with bad time", method: "GET", path: "/api/v1/runs?until=yesterday", key: userKey, status: 400, want: "EINVALID"},
 		{name: "get run", method: "GET", path: "/api/v1/runs/" + run.ID, key: userKey,

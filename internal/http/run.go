@@ -33,7 +33,10 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.RunList{Runs: apiList(runs, apiRun), Total: total})
+	if runs == nil {
+		runs = []*api.Run{} // an empty page is [], not null
+	}
+	writeJSON(w, http.StatusOK, api.RunList{Runs: runs, Total: total})
 	return nil
 }
 
@@ -47,7 +50,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiRun(run))
+	writeJSON(w, http.StatusOK, run)
 	return nil
 }
 
@@ -187,7 +190,7 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiRun(rec))
+	writeJSON(w, http.StatusOK, rec)
 	return nil
 }
 

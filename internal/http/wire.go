@@ -8,8 +8,10 @@ import (
 // The API answers with the types of package api, the one definition of
 // each JSON shape that the Go client decodes too; these functions map the
 // domain onto them. Where the domain's type is the API's shape, api
-// aliases it (api.Inspection is wasmwiz.Inspection, whose tags also serve
-// the stores and the worker protocol), and it goes out as it is.
+// aliases it, and it goes out as it is: api.Inspection is
+// wasmwiz.Inspection, whose tags also serve the stores and the worker
+// protocol, and api.Run is wasmwiz.UsageRecord, whose codec also writes
+// the webhooks' bodies (internal/queue).
 
 // APIResult returns a run's result in the API's shape, with the run's id
 // (empty for none): what execute answers and `wasmwiz run --json` prints.
@@ -55,32 +57,6 @@ func apiModule(m *wasmwiz.Module) *api.Module {
 		SHA256: m.SHA256, SizeBytes: m.SizeBytes, Inspection: APIInspection(m.Inspection),
 		Public: m.Public, CreatedAt: m.CreatedAt, LastRunAt: m.LastRunAt, RunCount: m.RunCount,
 	}
-}
-
-// apiRun returns a run's record in the API's shape. The domain's own
-// codec writes the same JSON for webhooks (internal/queue); a test holds
-// the two together.
-func apiRun(r *wasmwiz.UsageRecord) *api.Run {
-	out := &api.Run{
-		ID: r.ID, UserID: r.UserID, APIKeyID: r.APIKeyID, ModuleID: r.ModuleID, ModuleSHA256: r.ModuleSHA256,
-		Tier: r.Tier, Status: api.Status(r.Status), DurationMS: r.DurationMS, CompileMS: r.CompileMS, MemoryPeakBytes: r.MemoryPeakBytes,
-		StdinBytes: r.StdinBytes, OutputBytes: r.OutputBytes, ErrorCode: r.ErrorCode, CreatedAt: r.CreatedAt,
-		State: api.RunState(r.State), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
-		Async: r.Async, Name: r.Name, Args: r.Args, EnvNames: r.EnvNames, Function: r.Function, Params: r.Params,
-		StdinSHA256: r.StdinSHA256, Limits: r.Limits, CPUMS: r.CPUMS, Trap: r.Trap,
-		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated, Message: r.Message, CallbackURL: r.CallbackURL,
-		Stdout: r.Stdout, Stderr: r.Stderr,
-	}
-	if r.Status.Exited() {
-		out.ExitCode = r.ExitCode
-	}
-	for _, v := range r.Results {
-		out.Results = append(out.Results, api.RunValue(v))
-	}
-	for _, d := range r.Deliveries {
-		out.Deliveries = append(out.Deliveries, api.WebhookDelivery{Attempt: d.Attempt, At: d.At, StatusCode: d.StatusCode, Error: d.Error, DurationMS: d.DurationMS})
-	}
-	return out
 }
 
 func apiDailyRuns(d wasmwiz.DailyRuns) api.DailyRuns {

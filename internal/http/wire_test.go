@@ -138,9 +138,9 @@ func TestAPIResultKeepsTheResult(t *testing.T) {
 	}
 }
 
-// TestAPIRunIsTheRecordCodec: a run's record has one JSON shape, which
-// the API sends as api.Run and the domain's codec writes for webhooks; a
-// record either writes reads back as the same api.Run.
+// TestAPIRunIsTheRecordCodec: a run's record has one JSON shape and one
+// codec, which the API sends (api.Run is wasmwiz.UsageRecord) and the
+// webhooks carry; what it writes reads back as the same api.Run.
 func TestAPIRunIsTheRecordCodec(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 2, 3, 4, 5, 6000, time.UTC)
@@ -161,18 +161,18 @@ func TestAPIRunIsTheRecordCodec(t *testing.T) {
 		"refused": {ID: "run_2", Tier: "free", ErrorCode: wasmwiz.ERATELIMIT, CreatedAt: at, State: wasmwiz.RunDone},
 		"running": {ID: "run_3", Tier: "free", CreatedAt: at, State: wasmwiz.RunRunning, StartedAt: &at, Stdout: []byte{}, Stderr: []byte("e")},
 	} {
-		domain, sent, a, b := bothJSON(t, rec, apiRun(rec))
-		if !reflect.DeepEqual(a, b) {
-			t.Errorf("%s: the domain writes %s\n the API sends %s", name, domain, sent)
+		sent, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
 		}
 		var back api.Run
-		if err := json.Unmarshal(domain, &back); err != nil {
+		if err := json.Unmarshal(sent, &back); err != nil {
 			t.Fatal(err)
 		}
 		again, _ := json.Marshal(back)
 		if string(again) != string(sent) || string(back.Stdout) != string(rec.Stdout) || (back.Stdout == nil) != (rec.Stdout == nil) ||
 			len(back.Deliveries) != len(rec.Deliveries) {
-			t.Errorf("%s: %s read back as %+v, which writes %s", name, domain, back, again)
+			t.Errorf("%s: %s read back as %+v, which writes %s", name, sent, back, again)
 		}
 	}
 }
