@@ -18,18 +18,22 @@
 // a limit the server adds reaches a client without a change to it.
 package api
 
+import "github.com/wasmwiz/wasmwiz"
+
 // Error codes: every failure the server answers carries one in its error
-// body (ErrorBody), and each maps to one HTTP status (docs/API.md).
+// body (ErrorBody), and each maps to one HTTP status (docs/API.md). They
+// are the domain's codes (wasmwiz.EINVALID, …), which every layer of the
+// server speaks.
 const (
-	EINVALID      = "EINVALID"      // the request is malformed or names something impossible (400)
-	EUNAUTHORIZED = "EUNAUTHORIZED" // no credentials, or credentials that do not authenticate (401)
-	EFORBIDDEN    = "EFORBIDDEN"    // authenticated, but the action needs another role (403)
-	ENOTFOUND     = "ENOTFOUND"     // does not exist, or is not the caller's (404)
-	ECONFLICT     = "ECONFLICT"     // conflicts with existing state, e.g. a taken email (409)
-	ETOOLARGE     = "ETOOLARGE"     // a module, stdin or body over its limit (413)
-	ERATELIMIT    = "ERATELIMIT"    // a rate or concurrency quota is exhausted (429, Retry-After)
-	EUNAVAILABLE  = "EUNAVAILABLE"  // the server is saturated or a dependency is down; retry later (503)
-	EINTERNAL     = "EINTERNAL"     // a bug or an unexpected failure on the server (500)
+	EINVALID      = wasmwiz.EINVALID      // the request is malformed or names something impossible (400)
+	EUNAUTHORIZED = wasmwiz.EUNAUTHORIZED // no credentials, or credentials that do not authenticate (401)
+	EFORBIDDEN    = wasmwiz.EFORBIDDEN    // authenticated, but the action needs another role (403)
+	ENOTFOUND     = wasmwiz.ENOTFOUND     // does not exist, or is not the caller's (404)
+	ECONFLICT     = wasmwiz.ECONFLICT     // conflicts with existing state, e.g. a taken email (409)
+	ETOOLARGE     = wasmwiz.ETOOLARGE     // a module, stdin or body over its limit (413)
+	ERATELIMIT    = wasmwiz.ERATELIMIT    // a rate or concurrency quota is exhausted (429, Retry-After)
+	EUNAVAILABLE  = wasmwiz.EUNAVAILABLE  // the server is saturated or a dependency is down; retry later (503)
+	EINTERNAL     = wasmwiz.EINTERNAL     // a bug or an unexpected failure on the server (500)
 )
 
 // Codes lists every error code.
