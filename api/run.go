@@ -53,13 +53,13 @@ type Accepted struct {
 }
 
 // Run event kinds, as GET /api/v1/runs/{id}/events and a streamed execute
-// name them.
+// name them: the domain's, and the error of a streamed execute.
 const (
-	EventStdout = "stdout" // OutputEvent: a piece of the guest's stdout
-	EventStderr = "stderr" // OutputEvent: a piece of its stderr
-	EventState  = "state"  // StateEvent: the run's state changed
-	EventResult = "result" // the end: the Run (run events) or the Result (a streamed execute)
-	EventError  = "error"  // ErrorDetail: a streamed execute failed
+	EventStdout = wasmwiz.EventStdout // OutputEvent: a piece of the guest's stdout
+	EventStderr = wasmwiz.EventStderr // OutputEvent: a piece of its stderr
+	EventState  = wasmwiz.EventState  // StateEvent: the run's state changed
+	EventResult = wasmwiz.EventResult // the end: the Run (run events) or the Result (a streamed execute)
+	EventError  = "error"             // ErrorDetail: a streamed execute failed
 )
 
 // OutputEvent is a piece of a guest's output: Data starts at Offset of its
