@@ -18,9 +18,15 @@ import (
 // them (lists leave them out), travel as in Result ("stdout" with
 // "stdout_encoding"); Deliveries, the webhook delivery attempts oldest
 // first (one run read by id), travel as "webhook_deliveries". The fields
-// of what the run was asked to do (Async, Name, Args, …) are those of the
-// embedded wasmwiz.RunDetail.
+// of what the run was asked to do and what it did beyond the usage figures
+// (Async, Name, Args, …, Trap, Results, Message) are those of the embedded
+// RunDetail.
 type Run = wasmwiz.UsageRecord
+
+// RunDetail is the part of a Run that says what it was asked to do and
+// what it did beyond the usage figures; its fields are members of the
+// run's JSON object.
+type RunDetail = wasmwiz.RunDetail
 
 // RunState is where a run is in its life; the guest's outcome is Status.
 type RunState = wasmwiz.RunState
