@@ -62,8 +62,10 @@ func TestEncodeOutput(t *testing.T) {
 	}
 }
 
-// FuzzEncodeOutput: whatever a guest prints, its encoding round-trips, and
-// the API's types (api.Result) encode it the same way.
+// FuzzEncodeOutput: whatever a guest prints, its encoding round-trips, the
+// API's types (api.Result) encode it the same way, and the JSON answer
+// carries it in at most twice its size (four thirds when it goes as
+// base64), plus quotes: the answer is bounded by the run's output cap.
 func FuzzEncodeOutput(f *testing.F) {
 	for _, s := range []string{"", "hello\n", "\x00\x01\x02", "<&>", "\"\\", "\u2028\u2029", "\xff", "é\n\t"} {
 		f.Add([]byte(s))
@@ -78,10 +80,7 @@ func FuzzEncodeOutput(f *testing.F) {
 			t.Fatalf("invalid UTF-8 sent as text: %q", out)
 		}
 		// The REST API's wire type encodes by the same rule.
-		wire, err := json.Marshal(api.Result{Status: api.StatusOK, Stdout: out})
-		if err != nil {
-			t.Fatal(err)
-		}
+		wire := answer(t, api.Result{Status: api.StatusOK, Stdout: out})
 		var w struct {
 			Stdout   string `json:"stdout"`
 			Encoding string `json:"stdout_encoding"`
@@ -89,5 +88,28 @@ func FuzzEncodeOutput(f *testing.F) {
 		if err := json.Unmarshal(wire, &w); err != nil || w.Stdout != text || w.Encoding != enc {
 			t.Fatalf("api.Result sends %q as %s, the root package as %s: %v", out, w.Encoding, enc, err)
 		}
+		// The answer without the output is a fixed size; what the output
+		// adds is its escaped text.
+		empty := answer(t, api.Result{Status: api.StatusOK})
+		bound := 2 * len(out)
+		if enc == wasmwiz.EncodingBase64 {
+			// and the encoding's name is one byte longer than "utf-8"
+			bound = (len(out)+2)/3*4 + len(wasmwiz.EncodingBase64) - len(wasmwiz.EncodingUTF8)
+		}
+		if grown := len(wire) - len(empty); grown > bound {
+			t.Fatalf("output of %d bytes grew the answer by %d (%s), over %d", len(out), grown, enc, bound)
+		}
 	})
+}
+
+// answer encodes res as the API does: without HTML escaping.
+func answer(t *testing.T, res api.Result) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
