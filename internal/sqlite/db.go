@@ -125,12 +125,45 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db.SetNow(time.Now)
 	// The writer connects first: it creates the file and switches it to WAL
 	// before any reader opens it.
-	if err := db.Ping(ctx); err != nil {
+	if err := whileBusy(ctx, busyTimeout, func() error { return db.Ping(ctx) }); err != nil {
 		db.Close()
 		return nil, err
 	}
 	db.prepare(ctx)
 	return db, nil
+}
+
+// whileBusy calls f again while it fails with SQLITE_BUSY or SQLITE_LOCKED,
+// for at most wait. SQLite answers SQLITE_BUSY without calling the busy
+// handler where waiting could deadlock, and a connection's first statements
+// (switching a new file to WAL) can meet that when processes open the file
+// together: a CI run saw it once in TestMigrateConcurrentProcesses. By the
+// next try the other process has switched the file, and the switch is a
+// no-op. A failed connection is not kept by the pool, so each try connects
+// anew.
+func whileBusy(ctx context.Context, wait time.Duration, f func() error) error {
+	deadline := time.Now().Add(wait)
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		err := f()
+		if err == nil || !isBusy(err) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
+func isBusy(err error) bool {
+	var serr *sqlite.Error
+	if !errors.As(err, &serr) {
+		return false
+	}
+	code := serr.Code() & 0xff
+	return code == sqliteBusy || code == sqliteLocked
 }
 
 // prepare prepares the statements of every request. It fails on a

@@ -1,6 +1,9 @@
 package sqlite
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ExecForTest runs a statement on the writer, for tests that need a state
 // no method makes.
@@ -13,4 +16,9 @@ func (db *DB) ExecForTest(ctx context.Context, query string, args ...any) error 
 func MigrationCount() int {
 	entries, _ := migrationFiles.ReadDir("migrations")
 	return len(entries)
+}
+
+// WhileBusy is whileBusy, for tests.
+func WhileBusy(ctx context.Context, wait time.Duration, f func() error) error {
+	return whileBusy(ctx, wait, f)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -438,4 +439,66 @@ func allVersions() []int {
 		v = append(v, i+1)
 	}
 	return v
+}
+
+// TestWhileBusy: Open's first connection asks again while SQLite answers
+// SQLITE_BUSY (a real one: a connection without a busy timeout meets
+// another's write transaction), and only then; an error of another kind,
+// or a busy database past the wait, is returned as it is.
+func TestWhileBusy(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	migrate(t, openAt(t, path))
+	ctx := context.Background()
+	conn, err := sql.Open("sqlite", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = -1`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	busyOnce := func() error {
+		_, err := other.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = -3`)
+		return err
+	}
+	busy := busyOnce()
+	if busy == nil {
+		t.Fatal("a second writer beside an open write transaction was not refused")
+	}
+
+	calls := 0
+	if err := sqlite.WhileBusy(ctx, time.Minute, func() error {
+		if calls++; calls < 3 {
+			return busy
+		}
+		return nil
+	}); err != nil || calls != 3 {
+		t.Fatalf("WhileBusy over two busy answers: %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	other2 := errors.New("not busy")
+	if err := sqlite.WhileBusy(ctx, time.Minute, func() error { calls++; return other2 }); err != other2 || calls != 1 {
+		t.Fatalf("WhileBusy over another error: %v after %d calls, want it after 1", err, calls)
+	}
+	calls = 0
+	if err := sqlite.WhileBusy(ctx, 50*time.Millisecond, func() error { calls++; return busy }); err != busy || calls < 2 {
+		t.Fatalf("WhileBusy past its wait: %v after %d calls, want the busy error after several", err, calls)
+	}
+	// Once the write transaction ends, the bare connection writes.
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.WhileBusy(ctx, time.Minute, busyOnce); err != nil {
+		t.Fatalf("after the transaction ended: %v", err)
+	}
 }
