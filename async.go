@@ -51,8 +51,9 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 //
 // Errors: those of Execute for the request itself; EUNAUTHORIZED without a
 // user (background runs need an API key); EINVALID for a request with
-// files (req.Files: a background run takes none), a callback URL that is
-// not http(s) or a caller without a webhook secret; ERATELIMIT for a
+// outputs (files in are kept with the run, checked as for Execute; files
+// out are not), a callback URL that is not http(s) or a caller without a
+// webhook secret; ERATELIMIT for a
 // quota or too many runs in flight; EUNAVAILABLE when background runs are
 // not configured or the queue cannot take the run.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
@@ -69,10 +70,10 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	if err := e.validate(c.User, req); err != nil {
 		return ex, err // a request the caller got wrong, whatever this server offers
 	}
-	if req.Files != nil {
-		// A queued run keeps its module, stdin and env, not a tree of files
-		// or what it wrote: taken, they would be dropped without a word.
-		return ex, Errorf(EINVALID, "files, archive, mount and outputs are for synchronous runs: a background run takes none")
+	if req.Files != nil && len(req.Files.Outputs) > 0 {
+		// A queued run keeps its files in, not what it wrote: outputs taken
+		// would be dropped without a word.
+		return ex, Errorf(EINVALID, "outputs are for synchronous runs: a background run's record keeps its stdout and stderr, not files")
 	}
 	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
 		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")
@@ -98,6 +99,10 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		name = "module.wasm"
 	}
 	if err := limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), tier.Name); err != nil {
+		return ex, err
+	}
+	files, err := checkedFiles(req.Files, limits)
+	if err != nil {
 		return ex, err
 	}
 	if callbackURL != "" {
@@ -153,8 +158,8 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	if req.ModuleID != "" {
 		rec.Name = "" // a stored module runs under its own name, read when it starts
 	}
-	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env}
-	err := e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
+	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env, Files: files}
+	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
 		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
 	})
 	adm.Release(err != nil)
@@ -236,7 +241,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	// The guest acts for the run's owner: a stored module is loaded as
 	// that user sees it.
 	owner := NewContextWithUser(runCtx, &User{ID: rec.UserID, Role: RoleUser, Tier: rec.Tier})
-	req := &RunRequest{Wasm: in.Wasm, Name: rec.Name, Stdin: in.Stdin, Args: rec.Args, Env: in.Env,
+	req := &RunRequest{Wasm: in.Wasm, Name: rec.Name, Stdin: in.Stdin, Args: rec.Args, Env: in.Env, Files: in.Files,
 		Function: rec.Function, Params: rec.Params, Limits: LimitsFromMap(rec.Limits), OnOutput: live.add}
 	res, runErr := e.runQueued(owner, rec, req)
 	close(stop)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -393,13 +392,8 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		run.Limits = c.Limits.Clamp(Limits{Timeout: req.Limits.Timeout, MaxMemoryBytes: req.Limits.MaxMemoryBytes})
 		ex.Limits = run.Limits
 		err := run.Limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), c.Tier.Name)
-		if err == nil && req.Files != nil {
-			// A copy, checked and cleaned: req stays as the caller made it.
-			files := *req.Files
-			files.Entries = slices.Clone(req.Files.Entries)
-			files.Outputs = slices.Clone(req.Files.Outputs)
-			err = files.Check(run.Limits)
-			run.Files = &files
+		if err == nil {
+			run.Files, err = checkedFiles(req.Files, run.Limits)
 		}
 		return err
 	}

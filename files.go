@@ -1,8 +1,10 @@
 package wasmwiz
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -243,4 +245,60 @@ func CleanOutputPattern(p string) (string, error) {
 		clean += "/"
 	}
 	return clean, nil
+}
+
+// checkedFiles returns a copy of f checked and cleaned under l
+// (RunFiles.Check), nil for nil: the request stays as the caller made it.
+func checkedFiles(f *RunFiles, l Limits) (*RunFiles, error) {
+	if f == nil {
+		return nil, nil
+	}
+	files := *f
+	files.Entries = slices.Clone(f.Entries)
+	files.Outputs = slices.Clone(f.Outputs)
+	return &files, files.Check(l)
+}
+
+// storedFiles is RunFiles as a store keeps it with a queued run
+// (run_inputs.files): what goes in; a background run takes no outputs.
+type storedFiles struct {
+	Mount   string       `json:"mount"`
+	Entries []storedFile `json:"entries"`
+}
+
+type storedFile struct {
+	Path   string   `json:"path"`
+	Kind   FileKind `json:"kind"`
+	Data   []byte   `json:"data,omitempty"`
+	Target string   `json:"target,omitempty"`
+}
+
+// EncodeRunFiles returns the files of a queued run as its store keeps them:
+// nil for none, else JSON of the mount and the entries (Outputs are not
+// kept: ExecuteAsync refuses them).
+func EncodeRunFiles(f *RunFiles) ([]byte, error) {
+	if f == nil {
+		return nil, nil
+	}
+	out := storedFiles{Mount: f.Mount, Entries: make([]storedFile, len(f.Entries))}
+	for i, e := range f.Entries {
+		out.Entries[i] = storedFile(e)
+	}
+	return json.Marshal(out)
+}
+
+// DecodeRunFiles reverses EncodeRunFiles: nil for an empty b.
+func DecodeRunFiles(b []byte) (*RunFiles, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var in storedFiles
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, WrapError(EINTERNAL, err, "a queued run's stored files are not JSON")
+	}
+	f := &RunFiles{Mount: in.Mount, Entries: make([]FileEntry, len(in.Entries))}
+	for i, e := range in.Entries {
+		f.Entries[i] = FileEntry(e)
+	}
+	return f, nil
 }

@@ -221,12 +221,14 @@ func EnvNames(env map[string]string) []string {
 }
 
 // RunInput is what an asynchronous run needs that its record does not
-// keep: the module's bytes (empty for a stored module), stdin and the env
-// values. The store holds it from admission until the run ends.
+// keep: the module's bytes (empty for a stored module), stdin, the env
+// values and the files it takes in (nil: none; checked, with no Outputs).
+// The store holds it from admission until the run ends.
 type RunInput struct {
 	Wasm  []byte
 	Stdin []byte
 	Env   map[string]string
+	Files *RunFiles
 }
 
 // RunFilter selects the caller's runs.

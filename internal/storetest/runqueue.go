@@ -11,6 +11,7 @@ import (
 
 var runQueueTests = []test{
 	{"QueueStartFinish", testQueueStartFinish},
+	{"QueuedRunKeepsItsFiles", testQueuedRunFiles},
 	{"QueueRunEnqueuesInItsTransaction", testQueueRunEnqueueFails},
 	{"QueueRunCountsActiveRuns", testQueueRunMaxActive},
 	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
@@ -58,7 +59,7 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	if started.State != wasmwiz.RunRunning || started.StartedAt == nil || !started.StartedAt.Equal(e.clock.Now()) {
 		t.Fatalf("StartRun returned %+v", started)
 	}
-	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" {
+	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" || in.Files != nil {
 		t.Fatalf("StartRun input %+v", in)
 	}
 	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, []byte("par"), nil)
@@ -297,5 +298,30 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 	wantOK(t, err, "FindRunByID")
 	if len(got.Deliveries) != 0 {
 		t.Fatalf("webhook attempts outlived their run: %+v", got.Deliveries)
+	}
+}
+
+// testQueuedRunFiles: the files a background run takes in (regular files of
+// any bytes, directories, links, the mount) come back from StartRun as they
+// were queued.
+func testQueuedRunFiles(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	files := &wasmwiz.RunFiles{Mount: "/work", Entries: []wasmwiz.FileEntry{
+		{Path: "data/in.bin", Kind: wasmwiz.FileRegular, Data: []byte("\x00\xff\n binary")},
+		{Path: "empty", Kind: wasmwiz.FileRegular, Data: []byte{}},
+		{Path: "out", Kind: wasmwiz.FileDir},
+		{Path: "data/link", Kind: wasmwiz.FileSymlink, Target: "in.bin"},
+	}}
+	r := e.queued(ctx, &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Files: files})
+	_, in, err := e.s.StartRun(e.anon, r.ID)
+	wantOK(t, err, "StartRun")
+	if in.Files == nil || in.Files.Mount != files.Mount || len(in.Files.Entries) != len(files.Entries) {
+		t.Fatalf("StartRun files %+v, want %+v", in.Files, files)
+	}
+	for i, want := range files.Entries {
+		got := in.Files.Entries[i]
+		if got.Path != want.Path || got.Kind != want.Kind || string(got.Data) != string(want.Data) || got.Target != want.Target {
+			t.Errorf("entry %d: %+v, want %+v", i, got, want)
+		}
 	}
 }
