@@ -50,10 +50,11 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 // receives the run's record when it ends.
 //
 // Errors: those of Execute for the request itself; EUNAUTHORIZED without a
-// user (background runs need an API key); EINVALID for a request with
-// outputs (files in are kept with the run, checked as for Execute; files
-// out are not), a callback URL that is not http(s) or a caller without a
-// webhook secret; ERATELIMIT for a
+// user (background runs need an API key); EINVALID for files over the
+// tier's limits (kept with the run, checked as for Execute; the files its
+// outputs match are kept with its record, within max_stored_output_bytes),
+// a callback URL that is not http(s) or a caller without a webhook secret;
+// ERATELIMIT for a
 // quota or too many runs in flight; EUNAVAILABLE when background runs are
 // not configured or the queue cannot take the run.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
@@ -69,11 +70,6 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	}
 	if err := e.validate(c.User, req); err != nil {
 		return ex, err // a request the caller got wrong, whatever this server offers
-	}
-	if req.Files != nil && len(req.Files.Outputs) > 0 {
-		// A queued run keeps its files in, not what it wrote: outputs taken
-		// would be dropped without a word.
-		return ex, Errorf(EINVALID, "outputs are for synchronous runs: a background run's record keeps its stdout and stderr, not files")
 	}
 	if e.Runs == nil || e.Queue == nil || e.Limiter == nil {
 		return ex, Errorf(EUNAVAILABLE, "background runs are not available on this server")
@@ -275,6 +271,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 		}
 	default:
 		rec.setResult(res, keep)
+		rec.Files = keptFiles(res.Files, keep)
 	}
 	e.finish(context.WithoutCancel(ctx), rec)
 	return nil

@@ -260,10 +260,11 @@ func checkedFiles(f *RunFiles, l Limits) (*RunFiles, error) {
 }
 
 // storedFiles is RunFiles as a store keeps it with a queued run
-// (run_inputs.files): what goes in; a background run takes no outputs.
+// (run_inputs.files).
 type storedFiles struct {
 	Mount   string       `json:"mount"`
 	Entries []storedFile `json:"entries"`
+	Outputs []string     `json:"outputs,omitempty"`
 }
 
 type storedFile struct {
@@ -274,13 +275,12 @@ type storedFile struct {
 }
 
 // EncodeRunFiles returns the files of a queued run as its store keeps them:
-// nil for none, else JSON of the mount and the entries (Outputs are not
-// kept: ExecuteAsync refuses them).
+// nil for none, else JSON of the mount, the entries and the outputs.
 func EncodeRunFiles(f *RunFiles) ([]byte, error) {
 	if f == nil {
 		return nil, nil
 	}
-	out := storedFiles{Mount: f.Mount, Entries: make([]storedFile, len(f.Entries))}
+	out := storedFiles{Mount: f.Mount, Entries: make([]storedFile, len(f.Entries)), Outputs: f.Outputs}
 	for i, e := range f.Entries {
 		out.Entries[i] = storedFile(e)
 	}
@@ -296,9 +296,85 @@ func DecodeRunFiles(b []byte) (*RunFiles, error) {
 	if err := json.Unmarshal(b, &in); err != nil {
 		return nil, WrapError(EINTERNAL, err, "a queued run's stored files are not JSON")
 	}
-	f := &RunFiles{Mount: in.Mount, Entries: make([]FileEntry, len(in.Entries))}
+	f := &RunFiles{Mount: in.Mount, Entries: make([]FileEntry, len(in.Entries)), Outputs: in.Outputs}
 	for i, e := range in.Entries {
 		f.Entries[i] = FileEntry(e)
 	}
 	return f, nil
+}
+
+// recordFile is an OutputFile in a run's record, as a result carries it
+// (package api's File): the content base64, absent when omitted.
+type recordFile struct {
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+	Content []byte `json:"content_base64,omitempty"`
+	Omitted bool   `json:"omitted,omitempty"`
+}
+
+func recordFiles(files []OutputFile) []recordFile {
+	out := make([]recordFile, len(files))
+	for i, f := range files {
+		out[i] = recordFile{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Content: f.Data, Omitted: f.Omitted}
+	}
+	return out
+}
+
+func outputFiles(files []recordFile) ([]OutputFile, error) {
+	out := make([]OutputFile, len(files))
+	for i, f := range files {
+		out[i] = OutputFile{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Data: f.Content, Omitted: f.Omitted}
+		if !f.Omitted && out[i].Data == nil {
+			out[i].Data = []byte{}
+		}
+	}
+	return out, nil
+}
+
+// EncodeOutputFiles returns the files kept with a background run's record
+// as its store keeps them (runs.files): nil for none, else JSON as the
+// record carries them.
+func EncodeOutputFiles(files []OutputFile) ([]byte, error) {
+	if files == nil {
+		return nil, nil
+	}
+	return json.Marshal(recordFiles(files))
+}
+
+// DecodeOutputFiles reverses EncodeOutputFiles: nil for an empty b.
+func DecodeOutputFiles(b []byte) ([]OutputFile, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var files []recordFile
+	if err := json.Unmarshal(b, &files); err != nil {
+		return nil, WrapError(EINTERNAL, err, "a run's stored files are not JSON")
+	}
+	return outputFiles(files)
+}
+
+// keptFiles returns the files of a result as a background run's record
+// keeps them: in path order, each file's content while the contents
+// together stay within maxStored (the tier's max_stored_output_bytes; < 0:
+// all), the rest listed without it (Omitted), as a result omits what passes
+// max_files_out_bytes.
+func keptFiles(files []OutputFile, maxStored int64) []OutputFile {
+	if files == nil {
+		return nil
+	}
+	out := make([]OutputFile, len(files))
+	var kept int64
+	for i, f := range files {
+		out[i] = f
+		if f.Omitted {
+			continue
+		}
+		if maxStored >= 0 && kept+int64(len(f.Data)) > maxStored {
+			out[i].Data, out[i].Omitted = nil, true
+			continue
+		}
+		kept += int64(len(f.Data))
+	}
+	return out
 }

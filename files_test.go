@@ -204,3 +204,46 @@ func FuzzReadArchive(f *testing.F) {
 		}
 	})
 }
+
+// TestKeptFiles: a background run's record keeps its files' content in
+// path order while it fits max_stored_output_bytes in all; a file past it
+// is listed without content (Omitted), a smaller one after it may still
+// fit, and a file the run itself omitted stays omitted.
+func TestKeptFiles(t *testing.T) {
+	t.Parallel()
+	f := func(p string, n int, omitted bool) OutputFile {
+		o := OutputFile{Path: p, Size: int64(n), SHA256: p, Omitted: omitted}
+		if !omitted {
+			o.Data = make([]byte, n)
+		}
+		return o
+	}
+	in := []OutputFile{f("a", 4, false), f("b", 8, false), f("c", 2, false), f("d", 100, true)}
+	for _, tt := range []struct {
+		max  int64
+		kept string
+	}{{-1, "abc"}, {0, ""}, {4, "a"}, {6, "ac"}, {14, "abc"}, {13, "ab"}} {
+		got := keptFiles(in, tt.max)
+		kept := ""
+		for i, g := range got {
+			if g.Path != in[i].Path || g.Size != in[i].Size || g.SHA256 != in[i].SHA256 {
+				t.Fatalf("max %d: file %d is %+v, want the listing of %+v", tt.max, i, g, in[i])
+			}
+			if g.Omitted != (g.Data == nil) {
+				t.Fatalf("max %d: file %s omitted %v with %d bytes", tt.max, g.Path, g.Omitted, len(g.Data))
+			}
+			if !g.Omitted {
+				kept += g.Path
+			}
+		}
+		if kept != tt.kept {
+			t.Errorf("max %d: kept %q, want %q", tt.max, kept, tt.kept)
+		}
+	}
+	if keptFiles(nil, 10) != nil {
+		t.Error("no files became a list")
+	}
+	if in[1].Data == nil || in[1].Omitted {
+		t.Error("keptFiles changed the result's files")
+	}
+}

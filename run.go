@@ -48,6 +48,12 @@ type UsageRecord struct {
 	Stdout []byte `json:"-"`
 	Stderr []byte `json:"-"`
 
+	// Files are the files a background run's outputs matched, in path
+	// order, their content kept up to the tier's max_stored_output_bytes
+	// in all (the rest listed, Omitted); nil for a run that asked for
+	// none. Read with one run, not in lists.
+	Files []OutputFile `json:"-"`
+
 	// Deliveries are the webhook delivery attempts, oldest first; read with
 	// one run, not in lists.
 	Deliveries []WebhookDelivery `json:"-"`
@@ -120,6 +126,7 @@ type runJSON struct {
 	StdoutEncoding string            `json:"stdout_encoding,omitempty"`
 	Stderr         *string           `json:"stderr,omitempty"`
 	StderrEncoding string            `json:"stderr_encoding,omitempty"`
+	Files          *[]recordFile     `json:"files,omitempty"`
 	Deliveries     []WebhookDelivery `json:"webhook_deliveries,omitempty"`
 }
 
@@ -141,6 +148,10 @@ func (r UsageRecord) MarshalJSON() ([]byte, error) {
 		so, j.StdoutEncoding = EncodeOutput(r.Stdout)
 		se, j.StderrEncoding = EncodeOutput(r.Stderr)
 		j.Stdout, j.Stderr = &so, &se
+	}
+	if r.Files != nil {
+		files := recordFiles(r.Files)
+		j.Files = &files
 	}
 	return json.Marshal(j)
 }
@@ -165,6 +176,11 @@ func (r *UsageRecord) UnmarshalJSON(data []byte) error {
 	}
 	if j.Stderr != nil {
 		if out.Stderr, err = DecodeOutput(*j.Stderr, j.StderrEncoding); err != nil {
+			return err
+		}
+	}
+	if j.Files != nil {
+		if out.Files, err = outputFiles(*j.Files); err != nil {
 			return err
 		}
 	}
@@ -222,7 +238,7 @@ func EnvNames(env map[string]string) []string {
 
 // RunInput is what an asynchronous run needs that its record does not
 // keep: the module's bytes (empty for a stored module), stdin, the env
-// values and the files it takes in (nil: none; checked, with no Outputs).
+// values and its files (nil: none; checked).
 // The store holds it from admission until the run ends.
 type RunInput struct {
 	Wasm  []byte

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 )
 
@@ -136,5 +137,45 @@ func TestTierFlattensLimits(t *testing.T) {
 	}
 	if _, err := json.Marshal(api.Tier{Name: "x", Limits: map[string]int64{"name": 1}}); err == nil {
 		t.Fatal("a limit called name was written")
+	}
+}
+
+// TestRunFilesAsResultFiles: a background run's record carries its output
+// files in the JSON of a result's files (path, size, sha256,
+// content_base64, omitted), and reads them back; a record without files
+// has no "files" key.
+func TestRunFilesAsResultFiles(t *testing.T) {
+	t.Parallel()
+	files := []wasmwiz.OutputFile{
+		{Path: "out/a.bin", Size: 2, SHA256: "ab", Data: []byte{0xff, 0x00}},
+		{Path: "out/big", Size: 1 << 20, SHA256: "cd", Omitted: true},
+	}
+	b, err := json.Marshal(api.Run{ID: "run_1", State: api.RunDone, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := json.Marshal(api.Result{Files: []api.File{
+		{Path: "out/a.bin", Size: 2, SHA256: "ab", Content: []byte{0xff, 0x00}},
+		{Path: "out/big", Size: 1 << 20, SHA256: "cd", Omitted: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf, wantF struct {
+		Files json.RawMessage `json:"files"`
+	}
+	if json.Unmarshal(b, &rf) != nil || json.Unmarshal(res, &wantF) != nil || string(rf.Files) != string(wantF.Files) {
+		t.Fatalf("record files %s, want a result's %s", rf.Files, wantF.Files)
+	}
+	var back api.Run
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Files, files) {
+		t.Fatalf("read back %+v, want %+v", back.Files, files)
+	}
+	none, _ := json.Marshal(api.Run{ID: "run_2"})
+	if strings.Contains(string(none), `"files"`) {
+		t.Fatalf("a record without files: %s", none)
 	}
 }

@@ -365,35 +365,34 @@ func TestServeAsyncAdmission(t *testing.T) {
 	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
 		t.Fatalf("a callback without a secret: %d %s", code, body)
 	}
-	// Output files would be dropped by the queue: refused before anything
-	// is spent (files in are taken: TestServeAsyncRunFiles).
-	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
-		"files": []map[string]string{{"path": "in.txt", "content_base64": b64([]byte("x"))}}, "outputs": []string{"out/"}}, nil)
-	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("synchronous runs")) {
-		t.Fatalf("a background run with outputs: %d %s", code, body)
-	}
 	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
 	if code != http.StatusBadRequest {
 		t.Fatalf("a callback on a synchronous run: %d %s", code, body)
 	}
 }
 
-// TestServeAsyncRunFiles: a background run takes files in as a synchronous
+// TestServeAsyncRunFiles: a background run takes files as a synchronous
 // one does: kept with its queued input, in the guest's directory when it
 // runs (under the mount asked for), the tier's max_files_in_bytes checked at
-// admission.
+// admission; the files its outputs match are kept with its record, their
+// content within max_stored_output_bytes, the rest listed.
 func TestServeAsyncRunFiles(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, b backend) {
 		s := b.serve(t)
 		_, _, key := s.newTierUser("files", func(t *wasmwiz.Tier) { t.MaxFilesInBytes, t.MaxStoredOutputBytes = 64, wasmwiz.KiB })
 		probe := b64(testmodule.Read(t, "fsprobe.wasm"))
-		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": probe, "mount": "/work",
+		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": probe, "mount": "/work", "outputs": []string{"out/"},
 			"files": []map[string]string{{"path": "data/in.txt", "content_base64": b64([]byte("from the queue"))}},
-			"args":  []string{"cat", "data/in.txt", "cat", "/work/data/in.txt"}})
+			"args": []string{"cat", "data/in.txt", "cat", "/work/data/in.txt",
+				"mkdir", "out", "write", "out/r.txt", "result", "fill", "out/s.bin", "2048"}})
 		rec := awaitRun(t, "the background run with files to end", s.url, key, id, inState(api.RunDone))
 		want := "cat data/in.txt: ok from the queue\ncat /work/data/in.txt: ok from the queue\n"
-		if rec.Status != api.StatusOK || string(rec.Stdout) != want {
+		if rec.Status != api.StatusOK || !strings.HasPrefix(string(rec.Stdout), want) {
 			t.Fatalf("the background run with files: %s %q (stderr %q, %s), want ok %q", rec.Status, rec.Stdout, rec.Stderr, rec.Message, want)
+		}
+		if len(rec.Files) != 2 || rec.Files[0].Path != "out/r.txt" || string(rec.Files[0].Data) != "result" || rec.Files[0].Omitted ||
+			rec.Files[1].Path != "out/s.bin" || rec.Files[1].Size != 2048 || !rec.Files[1].Omitted || rec.Files[1].Data != nil {
+			t.Fatalf("the record's files %+v: want out/r.txt kept and out/s.bin (2KiB, over the 1KiB kept) listed", rec.Files)
 		}
 		code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": probe, "async": true,
 			"files": []map[string]string{{"path": "big.txt", "content_base64": b64(bytes.Repeat([]byte("x"), 65))}}}, nil)

@@ -497,7 +497,7 @@ func schemas() map[string]any {
 			"env_names:[]string", "function:string", "params:[]string", "stdin_sha256:string", "limits:limits",
 			"cpu_ms:number", "trap:string", "results:[]RunValue", "stdout_truncated:boolean",
 			"stderr_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:Encoding",
-			"stderr:string", "stderr_encoding:Encoding", "webhook_deliveries:[]WebhookDelivery"),
+			"stderr:string", "stderr_encoding:Encoding", "files:[]FileOut", "webhook_deliveries:[]WebhookDelivery"),
 		"RunState":        enum("where a run is in its life; the guest's outcome is its status", api.RunStates...),
 		"RunValue":        obj(t["RunValue"], "type:string", "value:string"),
 		"WebhookDelivery": obj(t["WebhookDelivery"], "attempt:integer", "at:time", "status_code:integer", "error:string", "duration_ms:number"),

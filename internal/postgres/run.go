@@ -199,13 +199,17 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if !wasmwiz.ValidRunID(id) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
-	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs
-		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID), true)
+	var files []byte // a background run's output files (migration 0011)
+	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+runOutputColumns+`, files FROM runs
+		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID), true, &files)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
 	if err != nil {
 		return nil, dbError(err, "find run")
+	}
+	if r.Files, err = wasmwiz.DecodeOutputFiles(files); err != nil {
+		return nil, err
 	}
 	if r.Deliveries, err = db.webhookDeliveries(ctx, id); err != nil {
 		return nil, err

@@ -150,16 +150,20 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 		now := db.now()
 		r.FinishedAt = &now
 	}
+	files, err := wasmwiz.EncodeOutputFiles(r.Files) // nil: SQL NULL, no files
+	if err != nil {
+		return false, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: files", r.ID)
+	}
 	var done bool
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE runs SET state = $1, status = $2, exit_code = $3, duration_ms = $4,
 				memory_peak_bytes = $5, output_bytes = $6, error_code = $7,
 				module_sha256 = CASE WHEN $8 = '' THEN module_sha256 ELSE $8 END,
 				started_at = coalesce(started_at, $9), finished_at = $10, detail = $11, stdout = $12, stderr = $13,
-				compile_ms = $15
+				compile_ms = $15, files = $16
 			WHERE id = $14 AND state IN ('queued', 'running')`,
 			string(r.State), string(r.Status), int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
-			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID, r.CompileMS)
+			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID, r.CompileMS, files)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}

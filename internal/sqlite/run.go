@@ -20,7 +20,9 @@ const runColumns = `id, user_id, api_key_id, module_id, module_sha256, tier, sta
 // runOutputColumns follow runColumns when one run is read with its output.
 const runOutputColumns = `, stdout, stderr`
 
-func scanRun(row interface{ Scan(...any) error }, withOutput bool) (*wasmwiz.UsageRecord, error) {
+// scanRun reads runColumns (and runOutputColumns when withOutput), then
+// extra.
+func scanRun(row interface{ Scan(...any) error }, withOutput bool, extra ...any) (*wasmwiz.UsageRecord, error) {
 	var r wasmwiz.UsageRecord
 	var created int64
 	var started, finished sql.NullInt64
@@ -31,7 +33,7 @@ func scanRun(row interface{ Scan(...any) error }, withOutput bool) (*wasmwiz.Usa
 	if withOutput {
 		dest = append(dest, &r.Stdout, &r.Stderr)
 	}
-	if err := row.Scan(dest...); err != nil {
+	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
 	r.CreatedAt = fromMS(created)
@@ -259,13 +261,17 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if !wasmwiz.ValidRunID(id) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
-	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs
-		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()), true)
+	var files []byte // a background run's output files (migration 0011)
+	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+`, files FROM runs
+		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()), true, &files)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 	}
 	if err != nil {
 		return nil, dbError(err, "find run")
+	}
+	if r.Files, err = wasmwiz.DecodeOutputFiles(files); err != nil {
+		return nil, err
 	}
 	if r.Deliveries, err = db.webhookDeliveries(ctx, id); err != nil {
 		return nil, err

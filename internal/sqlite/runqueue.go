@@ -162,15 +162,19 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 		now := db.Now()
 		r.FinishedAt = &now
 	}
+	files, err := wasmwiz.EncodeOutputFiles(r.Files) // nil: SQL NULL, no files
+	if err != nil {
+		return false, wasmwiz.WrapError(wasmwiz.EINVALID, err, "run %s: files", r.ID)
+	}
 	var done bool
 	err = db.write(ctx, "finish run", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?, compile_ms = ?,
 				memory_peak_bytes = ?, output_bytes = ?, error_code = ?, module_sha256 = CASE WHEN ? = '' THEN module_sha256 ELSE ? END,
-				started_at = coalesce(started_at, ?), finished_at = ?, detail = ?, stdout = ?, stderr = ?
+				started_at = coalesce(started_at, ?), finished_at = ?, detail = ?, stdout = ?, stderr = ?, files = ?
 			WHERE id = ? AND state IN ('queued', 'running')`,
 			string(r.State), string(r.Status), r.ExitCode, r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
 			r.ModuleSHA256, r.ModuleSHA256, msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail),
-			nonNil(r.Stdout), nonNil(r.Stderr), r.ID)
+			nonNil(r.Stdout), nonNil(r.Stderr), files, r.ID)
 		if err != nil {
 			return err
 		}

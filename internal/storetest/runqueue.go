@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 var runQueueTests = []test{
 	{"QueueStartFinish", testQueueStartFinish},
 	{"QueuedRunKeepsItsFiles", testQueuedRunFiles},
+	{"FinishedRunKeepsItsOutputFiles", testFinishedRunFiles},
 	{"QueueRunEnqueuesInItsTransaction", testQueueRunEnqueueFails},
 	{"QueueRunCountsActiveRuns", testQueueRunMaxActive},
 	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
@@ -87,6 +89,9 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	if got.State != wasmwiz.RunDone || got.Status != wasmwiz.StatusOK || string(got.Stdout) != "partial and more" ||
 		got.CPUMS != 1.25 || got.FinishedAt == nil || !got.FinishedAt.Equal(e.clock.Now()) || got.StartedAt == nil {
 		t.Fatalf("finished run read back as %+v", got)
+	}
+	if got.Files != nil {
+		t.Fatalf("a run that asked for no files read back with files %+v", got.Files)
 	}
 	again := fin
 	again.State, again.Message = wasmwiz.RunFailed, "late"
@@ -311,17 +316,58 @@ func testQueuedRunFiles(t *testing.T, e *env) {
 		{Path: "empty", Kind: wasmwiz.FileRegular, Data: []byte{}},
 		{Path: "out", Kind: wasmwiz.FileDir},
 		{Path: "data/link", Kind: wasmwiz.FileSymlink, Target: "in.bin"},
-	}}
+	}, Outputs: []string{"out/", "*.csv"}}
 	r := e.queued(ctx, &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Files: files})
 	_, in, err := e.s.StartRun(e.anon, r.ID)
 	wantOK(t, err, "StartRun")
-	if in.Files == nil || in.Files.Mount != files.Mount || len(in.Files.Entries) != len(files.Entries) {
+	if in.Files == nil || in.Files.Mount != files.Mount || len(in.Files.Entries) != len(files.Entries) ||
+		strings.Join(in.Files.Outputs, " ") != "out/ *.csv" {
 		t.Fatalf("StartRun files %+v, want %+v", in.Files, files)
 	}
 	for i, want := range files.Entries {
 		got := in.Files.Entries[i]
 		if got.Path != want.Path || got.Kind != want.Kind || string(got.Data) != string(want.Data) || got.Target != want.Target {
 			t.Errorf("entry %d: %+v, want %+v", i, got, want)
+		}
+	}
+}
+
+// testFinishedRunFiles: the output files of a background run are kept with
+// its final record, content and omitted ones alike, read with the run by
+// id (as its webhook sends it) but not in lists.
+func testFinishedRunFiles(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := e.queued(ctx, nil)
+	started, _, err := e.s.StartRun(e.anon, r.ID)
+	wantOK(t, err, "StartRun")
+	fin := *started
+	fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+	fin.Files = []wasmwiz.OutputFile{
+		{Path: "out/a.bin", Size: 3, SHA256: "ab", Data: []byte("\x00\xff\n")},
+		{Path: "out/empty", Size: 0, SHA256: "e3", Data: []byte{}},
+		{Path: "out/big", Size: 1 << 20, SHA256: "cd", Omitted: true},
+	}
+	ok, err := e.s.FinishRun(e.anon, &fin)
+	if err != nil || !ok {
+		t.Fatalf("FinishRun: %v, %v", ok, err)
+	}
+	got, err := e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID")
+	if len(got.Files) != len(fin.Files) {
+		t.Fatalf("files read back: %+v, want %+v", got.Files, fin.Files)
+	}
+	for i, want := range fin.Files {
+		f := got.Files[i]
+		if f.Path != want.Path || f.Size != want.Size || f.SHA256 != want.SHA256 || f.Omitted != want.Omitted ||
+			string(f.Data) != string(want.Data) || (f.Data == nil) != want.Omitted {
+			t.Errorf("file %d: %+v, want %+v", i, f, want)
+		}
+	}
+	runs, _, err := e.s.FindRuns(ctx, wasmwiz.RunFilter{})
+	wantOK(t, err, "FindRuns")
+	for _, l := range runs {
+		if l.Files != nil {
+			t.Errorf("a list carries run %s's files", l.ID)
 		}
 	}
 }
