@@ -62,6 +62,10 @@ type ExecuteRequest struct {
 	Outputs []string
 
 	Body Body
+
+	// async and callbackURL are set by ExecuteAsync on its copy.
+	async       bool
+	callbackURL string
 }
 
 // File is one file sent into a run.
@@ -212,6 +216,7 @@ func jsonBody(req *ExecuteRequest) (request, error) {
 		body.Mount = &req.Mount
 	}
 	body.Outputs = req.Outputs
+	body.Async, body.CallbackURL = req.async, req.callbackURL
 	b, err := json.Marshal(body)
 	if err != nil {
 		return request{}, errorf(api.EINVALID, err, "cannot encode the request: %v", err)
@@ -277,6 +282,12 @@ func multipartBody(req *ExecuteRequest) (request, error) {
 		b, _ := json.Marshal(req.Outputs)
 		field("outputs", string(b))
 	}
+	if req.async {
+		field("async", "true")
+	}
+	if req.callbackURL != "" {
+		field("callback_url", req.callbackURL)
+	}
 	if err := mw.Close(); err != nil {
 		return request{}, errorf(api.EINTERNAL, err, "cannot encode the request: %v", err)
 	}
@@ -327,6 +338,12 @@ func rawBody(req *ExecuteRequest, stored bool) (request, error) {
 	}
 	if memory != "" {
 		q.Set("memory", memory)
+	}
+	if req.async {
+		q.Set("async", "true")
+	}
+	if req.callbackURL != "" {
+		q.Set("callback_url", req.callbackURL)
 	}
 	return r, nil
 }

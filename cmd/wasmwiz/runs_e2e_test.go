@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
+	"github.com/wasmwiz/wasmwiz/client"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -551,5 +552,73 @@ func TestServeWebhookRefusesLoopback(t *testing.T) {
 	case <-hit:
 		t.Fatal("the loopback receiver was reached")
 	default:
+	}
+}
+
+// TestServeAsyncClient: the Go client starts background runs in each body
+// (files and outputs where the body carries them), follows them to their
+// record, cancels a running one, and manages the webhook secret a callback
+// URL needs.
+func TestServeAsyncClient(t *testing.T) {
+	t.Parallel()
+	s := backends[0].serve(t)
+	user, _, key := s.newTierUser("async", func(t *wasmwiz.Tier) { t.MaxStoredOutputBytes = wasmwiz.KiB })
+	ctx := context.Background()
+	probe := testmodule.Read(t, "fsprobe.wasm")
+	for _, body := range []client.Body{client.BodyJSON, client.BodyMultipart} {
+		acc, err := user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: probe, Body: body, Outputs: []string{"out/"},
+			Files: []client.File{{Path: "in.txt", Data: []byte("queued")}},
+			Args:  []string{"cat", "in.txt", "mkdir", "out", "write", "out/r.txt", "kept"}}, "")
+		if err != nil || acc.State != api.RunQueued || !wasmwiz.ValidRunID(acc.ID) {
+			t.Fatalf("body %d: ExecuteAsync: %+v, %v", body, acc, err)
+		}
+		var followed bytes.Buffer
+		rec, err := user.FollowRun(ctx, acc.ID, func(stderr bool, p []byte) {
+			if !stderr {
+				followed.Write(p)
+			}
+		})
+		if err != nil || rec.State != api.RunDone || rec.Status != api.StatusOK || !strings.HasPrefix(string(rec.Stdout), "cat in.txt: ok queued\n") {
+			t.Fatalf("body %d: FollowRun: %+v, %v", body, rec, err)
+		}
+		if followed.String() != string(rec.Stdout) {
+			t.Errorf("body %d: followed %q, the record says %q", body, followed.String(), rec.Stdout)
+		}
+		if len(rec.Files) != 1 || rec.Files[0].Path != "out/r.txt" || string(rec.Files[0].Data) != "kept" {
+			t.Fatalf("body %d: the record's files %+v", body, rec.Files)
+		}
+		if _, err := user.CancelRun(ctx, acc.ID); codeOf(err) != wasmwiz.ECONFLICT {
+			t.Fatalf("body %d: cancelling a run that ended: %v, want ECONFLICT", body, err)
+		}
+	}
+	acc, err := user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "hello.wasm"), Body: client.BodyRaw}, "")
+	if err != nil {
+		t.Fatalf("ExecuteAsync with a raw body: %v", err)
+	}
+	if rec, err := user.FollowRun(ctx, acc.ID, nil); err != nil || string(rec.Stdout) != "Hello, World!\n" {
+		t.Fatalf("the raw body's run: %+v, %v", rec, err)
+	}
+
+	// A running guest is stopped by CancelRun.
+	acc, err = user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: probe, Args: []string{"spin"}, Timeout: time.Minute}, "")
+	if err != nil {
+		t.Fatalf("ExecuteAsync spin: %v", err)
+	}
+	awaitRun(t, "the spinning run to start", s.url, key, acc.ID, inState(api.RunRunning))
+	if _, err := user.CancelRun(ctx, acc.ID); err != nil {
+		t.Fatalf("CancelRun of a running run: %v", err)
+	}
+	if rec, err := user.FollowRun(ctx, acc.ID, nil); err != nil || rec.State != api.RunCancelled {
+		t.Fatalf("the cancelled run: %+v, %v", rec, err)
+	}
+
+	// A callback needs the webhook secret.
+	hook := "https://example.com/hook"
+	if _, err := user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: probe}, hook); codeOf(err) != wasmwiz.EINVALID {
+		t.Fatalf("a callback without a secret: %v, want EINVALID", err)
+	}
+	secret, err := user.RotateWebhookSecret(ctx)
+	if err != nil || secret.Secret == "" {
+		t.Fatalf("RotateWebhookSecret: %+v, %v", secret, err)
 	}
 }
