@@ -34,13 +34,7 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 	err = c.events(ctx, r, func(kind string, data []byte) (bool, error) {
 		switch kind {
 		case api.EventStdout, api.EventStderr:
-			var o api.OutputEvent
-			if err := json.Unmarshal(data, &o); err != nil {
-				return false, errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
-			}
-			if onOutput != nil {
-				onOutput(kind == api.EventStderr, o.Data)
-			}
+			return false, outputEvent(kind, data, onOutput)
 		case api.EventError:
 			var e api.ErrorDetail
 			_ = json.Unmarshal(data, &e)
@@ -50,10 +44,7 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 			return true, &Error{Code: e.Code, Message: e.Message}
 		case api.EventResult:
 			res = &api.Result{}
-			if err := json.Unmarshal(data, res); err != nil {
-				return true, errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
-			}
-			return true, nil
+			return true, resultEvent(data, res)
 		}
 		return false, nil
 	})
@@ -64,6 +55,26 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 		return nil, errorf(api.EUNAVAILABLE, nil, "the event stream ended without a result")
 	}
 	return res, nil
+}
+
+// outputEvent hands the data of a stdout or stderr event to onOutput.
+func outputEvent(kind string, data []byte, onOutput func(stderr bool, p []byte)) error {
+	var o api.OutputEvent
+	if err := json.Unmarshal(data, &o); err != nil {
+		return errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
+	}
+	if onOutput != nil {
+		onOutput(kind == api.EventStderr, o.Data)
+	}
+	return nil
+}
+
+// resultEvent reads a result event's data into out.
+func resultEvent(data []byte, out any) error {
+	if err := json.Unmarshal(data, out); err != nil {
+		return errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
+	}
+	return nil
 }
 
 // events sends r asking for text/event-stream and calls fn with each

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 
@@ -53,19 +52,10 @@ func (c *Client) FollowRun(ctx context.Context, id string, onOutput func(stderr 
 	err := c.events(ctx, r, func(kind string, data []byte) (bool, error) {
 		switch kind {
 		case api.EventStdout, api.EventStderr:
-			var o api.OutputEvent
-			if err := json.Unmarshal(data, &o); err != nil {
-				return false, errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
-			}
-			if onOutput != nil {
-				onOutput(kind == api.EventStderr, o.Data)
-			}
+			return false, outputEvent(kind, data, onOutput)
 		case api.EventResult:
 			rec = &api.Run{}
-			if err := json.Unmarshal(data, rec); err != nil {
-				return true, errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
-			}
-			return true, nil
+			return true, resultEvent(data, rec)
 		}
 		return false, nil
 	})
