@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
@@ -29,7 +30,11 @@ the file's base name, or the stored module's name.
 
 Files: --file and --archive fill the run's private directory, which the
 guest sees at --mount (default /) as its working directory; the files
-matching --output come back into --out-dir, at their paths there.`
+matching --output come back into --out-dir, at their paths there.
+
+Background: --async queues the run on the server and prints its id (--json:
+its id and state); the run goes on without this command. With --follow it
+prints the guest's output as the run goes, then exits as a run does.`
 
 // cmdExec is `wasmwiz exec`: `wasmwiz run` on a server. It prints what run
 // prints (the guest's stdout and stderr, or --json) and exits as run does.
@@ -46,6 +51,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 		params   = fs.String("params", "", "comma-separated numeric params for --call, e.g. 1,2")
 		asJSON   = fs.Bool("json", false, "print the server's JSON result instead of the guest's output")
 		follow   = fs.Bool("follow", false, "print the guest's output as it comes, while it runs")
+		async    = fs.Bool("async", false, "run in the background: print the run's id and return (with --follow: follow it to its end)")
 		archive  = fs.String("archive", "", "a .tar, .tar.gz or .zip `FILE` unpacked into the run's directory")
 		mount    = fs.String("mount", "", "where the guest sees the run's directory, its working directory (default /)")
 		outDir   = fs.String("out-dir", "", "write the files that come back (--output) into `DIR`, at their paths")
@@ -83,6 +89,9 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	}
 	if len(outputs) > 0 && *outDir == "" && !*asJSON {
 		return fs.usageError("--output needs --out-dir DIR to write the files into (or --json to print them)")
+	}
+	if *async && *follow && *asJSON {
+		return fs.usageError("--async --follow prints the guest's output; --async --json prints the run's id and state")
 	}
 	fail := func(err error) error { return execFailure(env, *asJSON, err) }
 	if *server == "" {
@@ -148,6 +157,11 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 			return context.Cause(ctx) // interrupted: Main says so
 		}
 		return execFailure(env, *asJSON, err)
+	}
+
+	if *async {
+		req.ModuleID = *moduleID
+		return execAsync(ctx, env, c, req, *follow, *asJSON, *outDir, lim, fail)
 	}
 
 	var sent *api.Result
@@ -350,4 +364,72 @@ func fromClient(err error) error {
 // says.
 func execFailure(env *Env, asJSON bool, err error) error {
 	return commandFailure(env, "exec", asJSON, false, err)
+}
+
+// execAsync is exec --async: the run is queued on the server. Without
+// follow it prints the run's id (asJSON: the server's answer) and returns;
+// with follow it prints the guest's output as the run goes and ends as a
+// run does, from the run's final record.
+func execAsync(ctx context.Context, env *Env, c *client.Client, req *client.ExecuteRequest, follow, asJSON bool,
+	outDir string, lim wasmwiz.Limits, fail func(error) error) error {
+	acc, err := c.ExecuteAsync(ctx, req, "")
+	if err != nil {
+		return fail(err)
+	}
+	if !follow {
+		if asJSON {
+			b, _ := json.Marshal(acc)
+			_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+		} else {
+			_, err = fmt.Fprintln(env.Stdout, acc.ID)
+		}
+		return err
+	}
+	rec, err := c.FollowRun(ctx, acc.ID, func(stderr bool, p []byte) {
+		if stderr {
+			_, _ = env.Stderr.Write(p)
+		} else {
+			_, _ = env.Stdout.Write(p)
+		}
+	})
+	if err != nil {
+		return fail(err)
+	}
+	res, err := recordResult(rec)
+	if err != nil {
+		return fail(err)
+	}
+	if outDir != "" {
+		if err := writeOutputs(env, outDir, res.Files); err != nil {
+			return execFailure(env, false, err)
+		}
+	}
+	if res.Status == wasmwiz.StatusTimeout || res.Status == wasmwiz.StatusMemoryLimit || res.Status == wasmwiz.StatusOutputLimit {
+		lim = serverLimits(ctx, c, lim)
+	}
+	return finishRun(env, "exec", res, lim)
+}
+
+// recordResult returns the guest's result that a background run's final
+// record holds, or the run's error: a request found wrong when it was to
+// start (its error code and message, as a synchronous run answers them), a
+// cancelled or failed run.
+func recordResult(rec *api.Run) (*wasmwiz.Result, error) {
+	switch {
+	case rec.ErrorCode != "":
+		return nil, wasmwiz.Errorf(rec.ErrorCode, "%s", rec.Message)
+	case rec.State != api.RunDone || rec.Status == "":
+		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the background run %s is %s: %s", rec.ID, rec.State, rec.Message)
+	}
+	res := &wasmwiz.Result{Status: rec.Status, ExitCode: rec.ExitCode, Stdout: rec.Stdout, StdoutTruncated: rec.StdoutTruncated,
+		Stderr: rec.Stderr, StderrTruncated: rec.StderrTruncated, Trap: rec.Trap,
+		Duration: time.Duration(rec.DurationMS * float64(time.Millisecond)), MemoryPeakBytes: rec.MemoryPeakBytes, Files: rec.Files}
+	for _, v := range rec.Results {
+		val, err := wasmwiz.ParseValue(v.Type, v.Value)
+		if err != nil {
+			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the server sent a result value %s %q: %s", v.Type, v.Value, wasmwiz.ErrorMessage(err))
+		}
+		res.Results = append(res.Results, val)
+	}
+	return res, nil
 }

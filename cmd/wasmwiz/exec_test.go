@@ -54,6 +54,12 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 			if fc != rc || fout != rout || !sameStderr(ferr, rerr) {
 				t.Fatalf("exec --follow: exit %d\nstdout %q\nstderr %q\nrun: exit %d\nstdout %q\nstderr %q", fc, fout, ferr, rc, rout, rerr)
 			}
+			// So does a background run followed to its end.
+			asyncArgs := append(append([]string{"exec", "--async", "--follow", "--server", s.url, "--key", key}, tt.flags...), tt.args...)
+			ac, aout, aerr := runMain(asyncArgs, tt.stdin, nil)
+			if ac != rc || aout != rout || !sameStderr(aerr, rerr) {
+				t.Fatalf("exec --async --follow: exit %d\nstdout %q\nstderr %q\nrun: exit %d\nstdout %q\nstderr %q", ac, aout, aerr, rc, rout, rerr)
+			}
 		})
 	}
 
@@ -138,6 +144,24 @@ func TestExecHabits(t *testing.T) {
 		make([]string, wasmwiz.MaxArgs+1)...), "", nil)
 	if code == 0 || !strings.Contains(errOut, "ETOOLARGE") || !strings.Contains(errOut, "more than 4096 arguments") {
 		t.Fatalf("exec with too many args: exit %d, stderr %q", code, errOut)
+	}
+
+	// --async queues the run and prints its id; it runs on without exec.
+	code, out, errOut = runMain([]string{"exec", "--async", "--server", s.url, "--key", key, testmodule.Path(t, "hello.wasm")}, "", nil)
+	id := strings.TrimSpace(out)
+	if code != 0 || !wasmwiz.ValidRunID(id) || errOut != "" {
+		t.Fatalf("exec --async: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if rec := awaitRun(t, "the run exec --async queued to end", s.url, key, id, inState(api.RunDone)); string(rec.Stdout) != "Hello, World!\n" {
+		t.Fatalf("the run exec --async queued: %+v", rec)
+	}
+	code, out, _ = runMain([]string{"exec", "--async", "--json", "--server", s.url, "--key", key, testmodule.Path(t, "hello.wasm")}, "", nil)
+	var acc api.Accepted
+	if code != 0 || json.Unmarshal([]byte(out), &acc) != nil || !wasmwiz.ValidRunID(acc.ID) || acc.State != api.RunQueued {
+		t.Fatalf("exec --async --json: exit %d, stdout %q", code, out)
+	}
+	if code, _, errOut = runMain([]string{"exec", "--async", "--follow", "--json", "--server", s.url, "--key", key, testmodule.Path(t, "hello.wasm")}, "", nil); code != 2 || !strings.Contains(errOut, "--async --follow") {
+		t.Fatalf("exec --async --follow --json: exit %d, stderr %q", code, errOut)
 	}
 
 	argsEnv := testmodule.Read(t, "args_env.wasm")
