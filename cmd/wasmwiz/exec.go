@@ -169,13 +169,7 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 	switch {
 	case following:
 		req.ModuleID = *moduleID
-		sent, err = c.ExecuteFollow(ctx, req, func(stderr bool, p []byte) {
-			if stderr {
-				_, _ = env.Stderr.Write(p)
-			} else {
-				_, _ = env.Stdout.Write(p)
-			}
-		})
+		sent, err = c.ExecuteFollow(ctx, req, env.writeOutput)
 		if err != nil {
 			return fail(err)
 		}
@@ -385,13 +379,7 @@ func execAsync(ctx context.Context, env *Env, c *client.Client, req *client.Exec
 		}
 		return err
 	}
-	rec, err := c.FollowRun(ctx, acc.ID, func(stderr bool, p []byte) {
-		if stderr {
-			_, _ = env.Stderr.Write(p)
-		} else {
-			_, _ = env.Stdout.Write(p)
-		}
-	})
+	rec, err := c.FollowRun(ctx, acc.ID, env.writeOutput)
 	if err != nil {
 		return fail(err)
 	}
@@ -432,4 +420,14 @@ func recordResult(rec *api.Run) (*wasmwiz.Result, error) {
 		res.Results = append(res.Results, val)
 	}
 	return res, nil
+}
+
+// writeOutput writes a guest's output as a followed run sends it: stderr's
+// to stderr, stdout's to stdout.
+func (env *Env) writeOutput(stderr bool, p []byte) {
+	if stderr {
+		_, _ = env.Stderr.Write(p)
+	} else {
+		_, _ = env.Stdout.Write(p)
+	}
 }
