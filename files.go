@@ -321,7 +321,9 @@ func recordFiles(files []OutputFile) []recordFile {
 	return out
 }
 
-func outputFiles(files []recordFile) ([]OutputFile, error) {
+// outputFiles reverses recordFiles; a file kept empty reads back as empty
+// content, not as none.
+func outputFiles(files []recordFile) []OutputFile {
 	out := make([]OutputFile, len(files))
 	for i, f := range files {
 		out[i] = OutputFile{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Data: f.Content, Omitted: f.Omitted}
@@ -329,7 +331,7 @@ func outputFiles(files []recordFile) ([]OutputFile, error) {
 			out[i].Data = []byte{}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // EncodeOutputFiles returns the files kept with a background run's record
@@ -351,7 +353,7 @@ func DecodeOutputFiles(b []byte) ([]OutputFile, error) {
 	if err := json.Unmarshal(b, &files); err != nil {
 		return nil, WrapError(EINTERNAL, err, "a run's stored files are not JSON")
 	}
-	return outputFiles(files)
+	return outputFiles(files), nil
 }
 
 // keptFiles returns the files of a result as a background run's record

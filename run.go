@@ -180,9 +180,7 @@ func (r *UsageRecord) UnmarshalJSON(data []byte) error {
 		}
 	}
 	if j.Files != nil {
-		if out.Files, err = outputFiles(*j.Files); err != nil {
-			return err
-		}
+		out.Files = outputFiles(*j.Files)
 	}
 	out.Deliveries = j.Deliveries
 	*r = out
