@@ -57,6 +57,17 @@ func newRunsStack(t *testing.T) *webStack {
 	return &webStack{ts: ts, adminKey: key}
 }
 
+// signIn opens the page and uses the admin's key.
+func (s *webStack) signIn() []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(s.ts.URL + "/"),
+		chromedp.WaitVisible(chromedp.ID("api-key")),
+		chromedp.SendKeys(chromedp.ID("api-key"), s.adminKey),
+		chromedp.Click(chromedp.ID("key-save")),
+		waitText("#whoami", "Signed in as admin@example.com"),
+	}
+}
+
 // pollLong is poll with a bound a loaded machine never reaches for work that
 // compiles a module (the Go sample is 2 MB) or waits for a worker.
 func pollLong(expr string) chromedp.Action[chromedp.Void] {
@@ -77,28 +88,14 @@ func waitTextLong(sel, want string) chromedp.Action[chromedp.Void] {
 // History row opens its run, with its inputs, timings and output; Re-run
 // fills the Run form; Usage draws its charts.
 func TestBrowserRuns(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test: not in -short mode")
-	}
 	ctx, problems := browser(t)
 	st := newRunsStack(t)
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v (browser problems: %v)", what, err, problems())
-		}
-	}
+	step := stepper(t, ctx, problems)
 	sample := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Click(`#samples button[data-sample="` + name + `"]`)
 	}
 
-	step("open the page with a key",
-		chromedp.Navigate(st.ts.URL+"/"),
-		chromedp.WaitVisible(chromedp.ID("api-key")),
-		chromedp.SendKeys(chromedp.ID("api-key"), st.adminKey),
-		chromedp.Click(chromedp.ID("key-save")),
-		waitText("#whoami", "Signed in as admin@example.com"),
-	)
+	step("open the page with a key", st.signIn()...)
 	step("samples run in one click",
 		sample("hello"), waitTextLong("#result-stdout", "Hello, World!"),
 		sample("echo"), waitTextLong("#result-stdout", "Hello, echo!"),

@@ -119,9 +119,12 @@ func (s *webStack) apiGet(t *testing.T, key, path string, v any) int {
 
 // browser starts a headless chromium with a fresh profile and no network
 // beyond the test server, and collects script errors, exceptions and CSP
-// violations from its console.
+// violations from its console. Browser tests skip in -short mode.
 func browser(t *testing.T) (context.Context, func() []string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
 	path := findChromium(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -174,6 +177,18 @@ func browser(t *testing.T) (context.Context, func() []string) {
 	}
 }
 
+// stepper returns step, which runs actions in the browser and ends the
+// test at the first that fails, saying what the step did and what the
+// browser reported.
+func stepper(t *testing.T, ctx context.Context, problems func() []string) func(what string, actions ...chromedp.Action[chromedp.Void]) {
+	return func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v (browser problems: %v)", what, err, problems())
+		}
+	}
+}
+
 // js quotes s as a JavaScript string literal.
 func js(s string) string {
 	b, _ := json.Marshal(s)
@@ -221,6 +236,69 @@ func cardsProblem(id string) string {
 	})()`, js(id))
 }
 
+// allowDownloads lets the page's downloads land in dir.
+func allowDownloads(dir string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+			Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir})
+		return err
+	})
+}
+
+// downloaded waits until the browser has written the file name of size
+// bytes into dir (allowDownloads), and returns it.
+func downloaded(t *testing.T, dir, name string, size int) []byte {
+	t.Helper()
+	return waitDownload(t, dir, name, func(b []byte) bool { return len(b) == size })
+}
+
+// downloadedZip waits until the browser has written the whole zip name
+// into dir (allowDownloads), and returns its files' content by name; each
+// is read through the reader's CRC-32 check of the page's zip.
+func downloadedZip(t *testing.T, dir, name string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	waitDownload(t, dir, name, func(b []byte) bool {
+		zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return false
+		}
+		clear(files)
+		for _, f := range zr.File {
+			rc, err := f.Open()
+			if err != nil {
+				return false
+			}
+			data, err := io.ReadAll(rc)
+			_ = rc.Close()
+			if err != nil {
+				t.Errorf("%s in the zip: %v", f.Name, err)
+			}
+			files[f.Name] = string(data)
+		}
+		return true
+	})
+	return files
+}
+
+// waitDownload waits until the file name in dir is complete, which
+// complete says from its bytes so far, and returns them.
+func waitDownload(t *testing.T, dir, name string, complete func([]byte) bool) []byte {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil && complete(b) {
+			return b
+		}
+		if time.Now().After(deadline) {
+			entries, _ := os.ReadDir(dir)
+			t.Fatalf("no download %s (%v; directory holds %v)", name, err, entries)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitJS waits until expr is truthy.
 func waitJS(expr string) chromedp.Action[chromedp.Void] { return poll(expr) }
 
@@ -262,9 +340,6 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // key, inline runs with stdin, the module registry, history, usage, keys,
 // API errors, keyboard tabs and a narrow window.
 func TestBrowserWebUI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test: not in -short mode")
-	}
 	ctx, problems := browser(t)
 	st := newWebStack(t, true)
 	hello, echo := testmodule.Path(t, "hello.wasm"), testmodule.Path(t, "echo.wasm")
@@ -280,12 +355,7 @@ func TestBrowserWebUI(t *testing.T) {
 		runIDs = append(runIDs, id)
 		return id
 	}
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v (browser problems: %v)", what, err, problems())
-		}
-	}
+	step := stepper(t, ctx, problems)
 
 	// Revoking, deleting and disabling ask first: accept every confirm() and remember
 	// what it asked.
@@ -698,28 +768,11 @@ func TestBrowserWebUI(t *testing.T) {
 	downloads := t.TempDir()
 	var binRun string
 	step("download the binary stdout",
-		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-				Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
-			return err
-		}),
+		allowDownloads(downloads),
 		into(&binRun, chromedp.TextContent(chromedp.ID("result-id"))),
 		chromedp.Click(chromedp.ID("result-stdout-download")),
 	)
-	got, deadline := []byte(nil), time.Now().Add(15*time.Second)
-	for {
-		b, err := os.ReadFile(filepath.Join(downloads, binRun+".stdout"))
-		if err == nil && len(b) == 6 {
-			got = b
-			break
-		}
-		if time.Now().After(deadline) {
-			entries, _ := os.ReadDir(downloads)
-			t.Fatalf("no download %s.stdout (%v; directory holds %v)", binRun, err, entries)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if string(got) != "\xff\xfeAB\x00\x80" {
+	if got := downloaded(t, downloads, binRun+".stdout", 6); string(got) != "\xff\xfeAB\x00\x80" {
 		t.Errorf("downloaded stdout %q", got)
 	}
 	step("text and a file for stdin at once is refused by the page",
@@ -765,49 +818,13 @@ func TestBrowserWebUI(t *testing.T) {
 		chromedp.Click(chromedp.ID("result-files-zip")),
 		chromedp.Evaluate[chromedp.Void](`for (const id of ["run-args", "run-mount", "run-outputs", "run-files", "run-archive"]) document.getElementById(id).value = ""`),
 	)
-	downloaded := func(name string, complete func([]byte) bool) []byte {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			b, err := os.ReadFile(filepath.Join(downloads, name))
-			if err == nil && complete(b) {
-				return b
-			}
-			if time.Now().After(deadline) {
-				entries, _ := os.ReadDir(downloads)
-				t.Fatalf("no download %s (%v; directory holds %v)", name, err, entries)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	if b := downloaded("copy.txt", func(b []byte) bool { return len(b) == 13 }); string(b) != "from the page" {
+	if b := downloaded(t, downloads, "copy.txt", 13); string(b) != "from the page" {
 		t.Errorf("downloaded copy.txt %q", b)
 	}
-	if b := downloaded("lib.txt", func(b []byte) bool { return len(b) == 12 }); string(b) != "from the zip" {
+	if b := downloaded(t, downloads, "lib.txt", 12); string(b) != "from the zip" {
 		t.Errorf("downloaded lib.txt %q", b)
 	}
-	zipped := map[string]string{}
-	downloaded(filesRun+"-files.zip", func(b []byte) bool {
-		zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			return false
-		}
-		clear(zipped)
-		for _, f := range zr.File {
-			rc, err := f.Open()
-			if err != nil {
-				return false
-			}
-			data, err := io.ReadAll(rc) // checks the page's CRC-32
-			_ = rc.Close()
-			if err != nil {
-				t.Errorf("%s in the zip: %v", f.Name, err)
-			}
-			zipped[f.Name] = string(data)
-		}
-		return true
-	})
-	if len(zipped) != 2 || zipped["out/copy.txt"] != "from the page" || zipped["out/lib.txt"] != "from the zip" {
+	if zipped := downloadedZip(t, downloads, filesRun+"-files.zip"); len(zipped) != 2 || zipped["out/copy.txt"] != "from the page" || zipped["out/lib.txt"] != "from the zip" {
 		t.Errorf("the page's zip holds %v", zipped)
 	}
 
@@ -879,9 +896,6 @@ func TestBrowserWebUI(t *testing.T) {
 // TestBrowserAnonymous: with auth off the page runs uploaded files without
 // a key, and says what a key would add.
 func TestBrowserAnonymous(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test: not in -short mode")
-	}
 	ctx, problems := browser(t)
 	st := newWebStack(t, false)
 	var stdout string
