@@ -205,9 +205,11 @@
     return { bytes, text: shown, note: "" };
   }
 
-  // download offers bytes as a file, without a round trip to the server.
+  // download offers bytes (or a Blob) as a file, without a round trip to
+  // the server.
   function download(bytes, name) {
-    const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    const blob = bytes instanceof Blob ? bytes : new Blob([bytes], { type: "application/octet-stream" });
+    const url = URL.createObjectURL(blob);
     const a = el("a", { href: url, download: name });
     document.body.append(a);
     a.click();
@@ -501,38 +503,44 @@
     });
   }
 
-  // runFiles holds the shown result's files, for Download and the zip.
-  let runFiles = [];
-
-  $("result-files-zip").addEventListener("click", () => {
-    const files = runFiles.filter((f) => !f.omitted).map((f) => ({ name: f.path, bytes: f.bytes }));
-    const id = $("result-id").textContent || "run";
-    const url = URL.createObjectURL(zipStore(files));
-    const a = el("a", { href: url, download: id + "-files.zip" });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60000);
-  });
-
-  function showFiles(files) {
-    runFiles = (files || []).map((f) => ({
-      path: f.path, size: f.size, sha256: f.sha256, omitted: !!f.omitted,
-      bytes: f.omitted ? new Uint8Array(0) : decodeOutput(f.content_base64 || "", "base64").bytes,
-    }));
-    const body = $("result-files").tBodies[0];
-    body.replaceChildren();
-    for (const f of runFiles) {
-      const cell = f.omitted
-        ? el("td", { class: "hint" }, "not sent: over your tier's files out")
-        : el("td", null, el("button", { type: "button", class: "secondary small", onclick: () => download(f.bytes, f.path.split("/").pop()) }, "Download"));
-      body.append(el("tr", null, el("td", { class: "mono" }, f.path), el("td", { class: "num" }, fmtBytes(f.size)),
-        el("td", { class: "mono", title: f.sha256 }, f.sha256.slice(0, 12) + "…"), cell));
-    }
-    $("result-files-note").textContent = runFiles.length === 0 ? "(no file matched the outputs)" : "";
-    $("result-files-zip").hidden = !runFiles.some((f) => !f.omitted);
-    $("result-files-box").hidden = files === undefined || files === null;
+  // filesView lays out the files a run sent back in box (X-files-box, its
+  // parts named X-files, X-files-note and X-files-zip): each file's path,
+  // size and digest, and a Download button for its content, or omitted (why
+  // it has none); "Download all" zips those with content, named after
+  // runId(). It returns the function that shows a run's files (an API
+  // "files" array: absent hides the box, empty says that nothing matched).
+  function filesView(box, omitted, runId) {
+    const prefix = box.id.replace(/-box$/, "");
+    let shown = [];
+    const note = el("span", { id: prefix + "-note", class: "hint" });
+    const zip = el("button", { type: "button", id: prefix + "-zip", class: "secondary small" }, "Download all (zip)");
+    zip.addEventListener("click", () => {
+      const files = shown.filter((f) => !f.omitted).map((f) => ({ name: f.path, bytes: f.bytes }));
+      download(zipStore(files), (runId() || "run") + "-files.zip");
+    });
+    const table = el("table", { id: prefix, class: "files" },
+      el("thead", null, el("tr", null, el("th", null, "Path"), el("th", { class: "num" }, "Size"), el("th", null, "sha256"),
+        el("th", null, el("span", { class: "sr" }, "Download")))),
+      el("tbody"));
+    box.append(el("div", { class: "outhead" }, el("h4", null, "Files ", note), zip), table);
+    return (files) => {
+      shown = (files || []).map((f) => ({
+        path: f.path, size: f.size, sha256: f.sha256, omitted: !!f.omitted,
+        bytes: f.omitted ? new Uint8Array(0) : decodeOutput(f.content_base64 || "", "base64").bytes,
+      }));
+      table.tBodies[0].replaceChildren(...shown.map((f) => el("tr", null,
+        el("td", { class: "mono" }, f.path), el("td", { class: "num" }, fmtBytes(f.size)),
+        el("td", { class: "mono", title: f.sha256 }, f.sha256.slice(0, 12) + "…"),
+        f.omitted
+          ? el("td", { class: "hint" }, omitted)
+          : el("td", null, el("button", { type: "button", class: "secondary small", onclick: () => download(f.bytes, f.path.split("/").pop()) }, "Download")))));
+      note.textContent = shown.length === 0 ? "(no file matched the outputs)" : "";
+      zip.hidden = !shown.some((f) => !f.omitted);
+      box.hidden = files === undefined || files === null;
+    };
   }
+
+  const showFiles = filesView($("result-files-box"), "not sent: over your tier's files out", () => $("result-id").textContent);
 
   // zipStore builds a zip of files ({name, bytes}) without compression,
   // for "Download all": the files are already here, no second run.
@@ -738,6 +746,9 @@
     $("detail-" + name + "-note").textContent = note || (out.text ? "" : "(empty)");
   }
 
+  // A record's files within the tier's stored output, the rest listed.
+  const showRunFiles = filesView($("detail-files-box"), "not kept: over your tier's stored output or files out", () => detailRun && detailRun.id);
+
   function renderRun(r) {
     detailRun = r;
     $("detail-id").textContent = r.id;
@@ -765,6 +776,7 @@
     $("detail-trap-box").hidden = !r.trap;
     if (r.stdout !== undefined) showOutput("stdout", r.stdout, r.stdout_encoding, r.stdout_truncated);
     if (r.stderr !== undefined) showOutput("stderr", r.stderr, r.stderr_encoding, r.stderr_truncated);
+    showRunFiles(r.files);
     const hooks = r.webhook_deliveries || [];
     $("detail-hooks").tBodies[0].replaceChildren(...hooks.map((d) => el("tr", null,
       el("td", { class: "num" }, String(d.attempt)), el("td", null, fmtTime(d.at)),
