@@ -329,3 +329,93 @@ func TestFailureReturnsNoValue(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// TestFollowReadsEvents: ExecuteFollow and FollowRun hand the output events
+// to onOutput as they come and return the result event's data; an error
+// event is the failure it carries, and a stream that ends before the result
+// is EUNAVAILABLE, with no value.
+func TestFollowReadsEvents(t *testing.T) {
+	t.Parallel()
+	event := func(kind string, v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "event: " + kind + "\ndata: " + string(b) + "\n\n"
+	}
+	output := event(api.EventStdout, api.OutputEvent{Data: []byte("out")}) +
+		event(api.EventState, api.StateEvent{State: api.RunRunning}) +
+		event(api.EventStderr, api.OutputEvent{Data: []byte{0xff, 'e'}})
+	tests := []struct {
+		name, stream string
+		wantCode     string // "" for success
+		wantOutput   bool   // onOutput gets output's stdout and stderr
+	}{
+		{"output then result", output + event(api.EventResult, map[string]string{"id": "run_1"}), "", true},
+		{"error event", output + event(api.EventError, api.ErrorDetail{Code: api.ETOOLARGE, Message: "too big"}), api.ETOOLARGE, true},
+		{"error event without a code", event(api.EventError, map[string]string{"message": "?"}), api.EINTERNAL, false},
+		{"ends before the result", output, api.EUNAVAILABLE, true},
+		{"unreadable result", output + "event: result\ndata: {\n\n", api.EINTERNAL, true},
+		{"unreadable output", "event: stdout\ndata: 7\n\n", api.EINTERNAL, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tt.stream)
+			}))
+			defer srv.Close()
+			c, err := client.New(srv.URL, "ww_x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			follows := map[string]func(onOutput func(bool, []byte)) (id string, isNil bool, err error){
+				"ExecuteFollow": func(onOutput func(bool, []byte)) (string, bool, error) {
+					res, err := c.ExecuteFollow(ctx, &client.ExecuteRequest{Wasm: []byte("\x00asm")}, onOutput)
+					if res == nil {
+						return "", true, err
+					}
+					return res.ID, false, err
+				},
+				"FollowRun": func(onOutput func(bool, []byte)) (string, bool, error) {
+					rec, err := c.FollowRun(ctx, "run_1", onOutput)
+					if rec == nil {
+						return "", true, err
+					}
+					return rec.ID, false, err
+				},
+			}
+			for name, follow := range follows {
+				var stdout, stderr []byte
+				id, isNil, err := follow(func(isStderr bool, p []byte) {
+					if isStderr {
+						stderr = append(stderr, p...)
+					} else {
+						stdout = append(stdout, p...)
+					}
+				})
+				if client.ErrorCode(err) != tt.wantCode {
+					t.Errorf("%s: error %v, want code %q", name, err, tt.wantCode)
+				}
+				if tt.wantCode == "" && (isNil || id != "run_1") {
+					t.Errorf("%s: id %q (nil %v), want run_1", name, id, isNil)
+				}
+				if tt.wantCode != "" && !isNil {
+					t.Errorf("%s: a value with the error %v", name, err)
+				}
+				wantStdout, wantStderr := "", ""
+				if tt.wantOutput {
+					wantStdout, wantStderr = "out", "\xffe"
+				}
+				if string(stdout) != wantStdout || string(stderr) != wantStderr {
+					t.Errorf("%s: stdout %q stderr %q, want %q %q", name, stdout, stderr, wantStdout, wantStderr)
+				}
+			}
+			if _, err := c.FollowRun(ctx, "run_1", nil); client.ErrorCode(err) != tt.wantCode {
+				t.Errorf("FollowRun without onOutput: error %v, want code %q", err, tt.wantCode)
+			}
+		})
+	}
+}

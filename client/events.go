@@ -30,11 +30,26 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 	if stored {
 		r.path = "/api/v1/modules/" + url.PathEscape(req.ModuleID) + "/execute"
 	}
-	var res *api.Result
-	err = c.events(ctx, r, func(kind string, data []byte) (bool, error) {
+	return follow[api.Result](ctx, c, r, onOutput)
+}
+
+// follow sends r for an event stream and reads it to its end: onOutput
+// (when not nil) gets the stdout and stderr events as they come, and the
+// result event's data is the T returned (the Result of a streamed execute,
+// the Run of a run's events). An error event, which a streamed execute
+// sends when it fails, is the failure it carries.
+func follow[T any](ctx context.Context, c *Client, r request, onOutput func(stderr bool, p []byte)) (*T, error) {
+	var out *T
+	err := c.events(ctx, r, func(kind string, data []byte) (bool, error) {
 		switch kind {
 		case api.EventStdout, api.EventStderr:
-			return false, outputEvent(kind, data, onOutput)
+			var o api.OutputEvent
+			if err := json.Unmarshal(data, &o); err != nil {
+				return true, errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
+			}
+			if onOutput != nil {
+				onOutput(kind == api.EventStderr, o.Data)
+			}
 		case api.EventError:
 			var e api.ErrorDetail
 			_ = json.Unmarshal(data, &e)
@@ -43,38 +58,18 @@ func (c *Client) ExecuteFollow(ctx context.Context, req *ExecuteRequest, onOutpu
 			}
 			return true, &Error{Code: e.Code, Message: e.Message}
 		case api.EventResult:
-			res = &api.Result{}
-			return true, resultEvent(data, res)
+			out = new(T)
+			if err := json.Unmarshal(data, out); err != nil {
+				return true, errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
+			}
+			return true, nil
 		}
 		return false, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if res == nil {
-		return nil, errorf(api.EUNAVAILABLE, nil, "the event stream ended without a result")
-	}
-	return res, nil
-}
-
-// outputEvent hands the data of a stdout or stderr event to onOutput.
-func outputEvent(kind string, data []byte, onOutput func(stderr bool, p []byte)) error {
-	var o api.OutputEvent
-	if err := json.Unmarshal(data, &o); err != nil {
-		return errorf(api.EINTERNAL, err, "unreadable output event: %v", err)
-	}
-	if onOutput != nil {
-		onOutput(kind == api.EventStderr, o.Data)
-	}
-	return nil
-}
-
-// resultEvent reads a result event's data into out.
-func resultEvent(data []byte, out any) error {
-	if err := json.Unmarshal(data, out); err != nil {
-		return errorf(api.EINTERNAL, err, "unreadable result event: %v", err)
-	}
-	return nil
+	return out, nil
 }
 
 // events sends r asking for text/event-stream and calls fn with each

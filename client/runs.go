@@ -48,21 +48,7 @@ func (c *Client) ExecuteAsync(ctx context.Context, req *ExecuteRequest, callback
 // EUNAVAILABLE when the stream ends without the record.
 func (c *Client) FollowRun(ctx context.Context, id string, onOutput func(stderr bool, p []byte)) (*api.Run, error) {
 	r := request{method: http.MethodGet, path: "/api/v1/runs/" + url.PathEscape(id) + "/events"}
-	var rec *api.Run
-	err := c.events(ctx, r, func(kind string, data []byte) (bool, error) {
-		switch kind {
-		case api.EventStdout, api.EventStderr:
-			return false, outputEvent(kind, data, onOutput)
-		case api.EventResult:
-			rec = &api.Run{}
-			return true, resultEvent(data, rec)
-		}
-		return false, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return rec, nil
+	return follow[api.Run](ctx, c, r, onOutput)
 }
 
 // CancelRun cancels one of the caller's background runs (POST
