@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"reflect"
 	"sort"
 	"strconv"
@@ -233,23 +234,54 @@ func (t *Tier) CheckMax(max Limits) error {
 	return nil
 }
 
-// MarshalJSON writes the tier as one flat object: name, every limit under
-// its TierFields name (durations in milliseconds), updated_at.
+// MarshalJSON writes the tier as the API sends it (MarshalTierJSON): every
+// limit under its TierFields name, in their order (durations in
+// milliseconds).
 func (t Tier) MarshalJSON() ([]byte, error) {
+	return MarshalTierJSON(t.Name, func(yield func(string, int64) bool) {
+		for _, f := range TierFields() {
+			if !yield(f.Name, f.ToStored(f.Get(&t))) {
+				return
+			}
+		}
+	}, t.UpdatedAt)
+}
+
+// MarshalTierJSON writes a tier as one flat object: "name", then each limit
+// under its name in the order limits yields them, its value a number in the
+// stored unit (bytes, milliseconds, a count), then "updated_at", left out
+// when zero. A limit called "name" or "updated_at" is an error. It is the
+// one writer of a tier's JSON: Tier's, and the API's tier (package api),
+// which carries limits this version may not know.
+func MarshalTierJSON(name string, limits iter.Seq2[string, int64], updatedAt time.Time) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"name":`)
-	name, _ := json.Marshal(t.Name)
-	b.Write(name)
-	for _, f := range TierFields() {
-		b.WriteString(`,"` + f.Name + `":`)
-		b.WriteString(strconv.FormatInt(f.ToStored(f.Get(&t)), 10))
-	}
-	b.WriteString(`,"updated_at":`)
-	ts, err := t.UpdatedAt.MarshalJSON()
+	n, err := json.Marshal(name)
 	if err != nil {
 		return nil, err
 	}
-	b.Write(ts)
+	b.Write(n)
+	for k, v := range limits {
+		if k == "name" || k == "updated_at" {
+			return nil, fmt.Errorf("wasmwiz: %q is not a limit name", k)
+		}
+		key, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteByte(',')
+		b.Write(key)
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatInt(v, 10))
+	}
+	if !updatedAt.IsZero() {
+		ts, err := updatedAt.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"updated_at":`)
+		b.Write(ts)
+	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }

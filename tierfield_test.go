@@ -2,6 +2,7 @@ package wasmwiz_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,36 @@ func TestTierJSONRoundTrip(t *testing.T) {
 		// The value (not only the pointer) encodes the same.
 		if b2, _ := json.Marshal(*d); string(b2) != string(b) {
 			t.Fatalf("value and pointer encode differently:\n%s\n%s", b2, b)
+		}
+	}
+}
+
+// TestTierJSONShape: a tier is written as the API sends one: "name", the
+// limits in TierFields order, "updated_at" only when set; the API's tier
+// (package api) writes through the same function, and a limit may not take
+// the name of the other members.
+func TestTierJSONShape(t *testing.T) {
+	t.Parallel()
+	tier := wasmwiz.DefaultTiers()[0]
+	b, err := json.Marshal(tier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"free"`
+	for _, f := range wasmwiz.TierFields() {
+		want += fmt.Sprintf(`,%q:%d`, f.Name, f.ToStored(f.Get(tier)))
+	}
+	if string(b) != want+"}" {
+		t.Fatalf("wrote %s\n want %s}", b, want)
+	}
+	tier.UpdatedAt = time.Date(2026, 12, 3, 1, 2, 3, 0, time.UTC)
+	if b, _ = json.Marshal(tier); string(b) != want+`,"updated_at":"2026-12-03T01:02:03Z"}` {
+		t.Fatalf("wrote %s with updated_at", b)
+	}
+	for _, name := range []string{"name", "updated_at"} {
+		limits := func(yield func(string, int64) bool) { yield(name, 1) }
+		if b, err := wasmwiz.MarshalTierJSON("x", limits, time.Time{}); err == nil {
+			t.Errorf("a limit called %s was written: %s", name, b)
 		}
 	}
 }

@@ -1,12 +1,13 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strconv"
+	"maps"
+	"slices"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // Tier is a named set of limits (GET /api/v1/admin/tiers, GET /api/v1/me).
@@ -26,44 +27,17 @@ type Tier struct {
 	UpdatedAt time.Time // ignored by the server in requests
 }
 
-// MarshalJSON writes the tier as one flat object: name, the limits by
-// name, updated_at (omitted when zero).
+// MarshalJSON writes the tier as one flat object (wasmwiz.MarshalTierJSON):
+// name, the limits by name in sorted order, updated_at (omitted when zero).
 func (t Tier) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"name":`)
-	name, err := json.Marshal(t.Name)
-	if err != nil {
-		return nil, err
-	}
-	b.Write(name)
-	names := make([]string, 0, len(t.Limits))
-	for n := range t.Limits {
-		if n == "name" || n == "updated_at" {
-			return nil, fmt.Errorf("api: %q is not a limit name", n)
+	names := slices.Sorted(maps.Keys(t.Limits))
+	return wasmwiz.MarshalTierJSON(t.Name, func(yield func(string, int64) bool) {
+		for _, n := range names {
+			if !yield(n, t.Limits[n]) {
+				return
+			}
 		}
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		key, err := json.Marshal(n)
-		if err != nil {
-			return nil, err
-		}
-		b.WriteByte(',')
-		b.Write(key)
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatInt(t.Limits[n], 10))
-	}
-	if !t.UpdatedAt.IsZero() {
-		ts, err := t.UpdatedAt.MarshalJSON()
-		if err != nil {
-			return nil, err
-		}
-		b.WriteString(`,"updated_at":`)
-		b.Write(ts)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	}, t.UpdatedAt)
 }
 
 // UnmarshalJSON reads a tier: "name", "updated_at", and every member whose
