@@ -48,6 +48,15 @@ func WrapError(code string, err error, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
 }
 
+// HasCode reports whether err's chain holds an *Error, that is whether err
+// already carries a code and a caller-safe message. The adapters that turn
+// their dependency's errors into coded ones pass such errors through as
+// they are.
+func HasCode(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for
 // any other non-nil error, and "" for nil.
 func ErrorCode(err error) string {

@@ -166,11 +166,7 @@ const (
 // dbError turns a driver error into an application error. what names the
 // action for the message ("create user").
 func dbError(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var werr *wasmwiz.Error
-	if errors.As(err, &werr) {
+	if err == nil || wasmwiz.HasCode(err) {
 		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {

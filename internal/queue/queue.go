@@ -230,11 +230,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 }
 
 func queueError(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var werr *wasmwiz.Error
-	if errors.As(err, &werr) {
+	if err == nil || wasmwiz.HasCode(err) {
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

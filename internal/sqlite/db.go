@@ -267,11 +267,7 @@ const (
 // dbError turns a driver error into an application error; what names the
 // action for the message ("create user"). Application errors pass through.
 func dbError(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var werr *wasmwiz.Error
-	if errors.As(err, &werr) {
+	if err == nil || wasmwiz.HasCode(err) {
 		return err
 	}
 	if errors.Is(err, sql.ErrNoRows) {
