@@ -127,7 +127,6 @@ func TestWorkerFaults(t *testing.T) {
 	}{
 		{"stray stdout writes stay off the protocol", "__noise", wasmwiz.StatusOK, "", "after noise", false},
 		{"death from out of memory is memory_limit", "__oom", wasmwiz.StatusMemoryLimit, "", "", true},
-		{"death from out of memory keeps the output written before", "__print_oom", wasmwiz.StatusMemoryLimit, "", "before the crash\n", true},
 		{"a silent crash is EINTERNAL", "__exit", "", wasmwiz.EINTERNAL, "", true},
 		{"a worker holding too much memory is retired", "__rss", wasmwiz.StatusOK, "", "", true},
 	}
