@@ -55,8 +55,9 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 }
 
-// TestRoutesListsIssueRoutes pins the route list of issue 4.
-func TestRoutesListsIssueRoutes(t *testing.T) {
+// TestRoutesRegistered pins the route list: the API's routes of issue 4
+// and the web UI's (webRoutes).
+func TestRoutesRegistered(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	have := map[string]bool{}
@@ -76,6 +77,11 @@ func TestRoutesListsIssueRoutes(t *testing.T) {
 	} {
 		if !have[want] {
 			t.Errorf("route %s not registered", want)
+		}
+	}
+	for want := range webRoutes {
+		if !have[want] {
+			t.Errorf("web route %s not registered", want)
 		}
 	}
 	sep, err := wwhttp.NewServer(wwhttp.Options{SeparateMetrics: true})
