@@ -285,18 +285,13 @@ func downloadedZip(t *testing.T, dir, name string) map[string]string {
 // complete says from its bytes so far, and returns them.
 func waitDownload(t *testing.T, dir, name string, complete func([]byte) bool) []byte {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err == nil && complete(b) {
-			return b
-		}
-		if time.Now().After(deadline) {
-			entries, _ := os.ReadDir(dir)
-			t.Fatalf("no download %s (%v; directory holds %v)", name, err, entries)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var b []byte
+	testenv.WaitFor(t, "the download "+filepath.Join(dir, name), func() bool {
+		var err error
+		b, err = os.ReadFile(filepath.Join(dir, name))
+		return err == nil && complete(b)
+	})
+	return b
 }
 
 // waitJS waits until expr is truthy.
@@ -489,17 +484,10 @@ func TestBrowserWebUI(t *testing.T) {
 
 	// History reads the usage records, which the usage writer stores a
 	// moment after each run: wait for them through the API first.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.WaitFor(t, "the three runs' records", func() bool {
 		var runs struct{ Total int }
-		if st.apiGet(t, st.adminKey, "/api/v1/runs", &runs) == 200 && runs.Total >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the three runs were never recorded")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st.apiGet(t, st.adminKey, "/api/v1/runs", &runs) == 200 && runs.Total >= 3
+	})
 	var storedRow string
 	step("history lists the runs",
 		chromedp.Click(chromedp.ID("tab-history")),
@@ -681,13 +669,9 @@ func TestBrowserWebUI(t *testing.T) {
 	var run struct {
 		ModuleID string `json:"module_id"`
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for st.apiGet(t, st.adminKey, "/api/v1/runs/"+byIDRun, &run) != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s was never recorded", byIDRun)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "the record of run "+byIDRun, func() bool {
+		return st.apiGet(t, st.adminKey, "/api/v1/runs/"+byIDRun, &run) == http.StatusOK
+	})
 	if run.ModuleID != moduleID {
 		t.Errorf("run by id recorded module %q, want %s", run.ModuleID, moduleID)
 	}
