@@ -75,20 +75,14 @@ type configVar struct {
 
 func configVars() []configVar {
 	return []configVar{
-		{"WASMWIZ_PROFILE", "development", "development or production; production refuses insecure settings", false,
-			setChoice(func(c *Config) *string { return &c.Profile }, "development", "production"), func(c *Config) string { return c.Profile }},
-		{"WASMWIZ_ADDR", "127.0.0.1:8080", "listen address of the API and web pages", false,
-			setAddr(func(c *Config) *string { return &c.Addr }), func(c *Config) string { return c.Addr }},
-		{"WASMWIZ_METRICS_ADDR", "", "separate listen address for /metrics (empty: served on WASMWIZ_ADDR)", false,
-			func(c *Config, v string) error {
-				if v == "" {
-					c.MetricsAddr = ""
-					return nil
-				}
-				return setAddr(func(c *Config) *string { return &c.MetricsAddr })(c, v)
-			}, func(c *Config) string { return c.MetricsAddr }},
-		{"WASMWIZ_DATA_DIR", "wasmwiz-data", "directory for the SQLite file and the compile cache", false,
-			func(c *Config, v string) error { c.DataDir = v; return nil }, func(c *Config) string { return c.DataDir }},
+		choiceVar("WASMWIZ_PROFILE", "development", "development or production; production refuses insecure settings",
+			func(c *Config) *string { return &c.Profile }, "development", "production"),
+		addrVar("WASMWIZ_ADDR", "127.0.0.1:8080", "listen address of the API and web pages",
+			func(c *Config) *string { return &c.Addr }),
+		addrVar("WASMWIZ_METRICS_ADDR", "", "separate listen address for /metrics (empty: served on WASMWIZ_ADDR)",
+			func(c *Config) *string { return &c.MetricsAddr }),
+		stringVar("WASMWIZ_DATA_DIR", "wasmwiz-data", "directory for the SQLite file and the compile cache", false,
+			func(c *Config) *string { return &c.DataDir }),
 		{"WASMWIZ_DATABASE_URL", "", "postgres://… for PostgreSQL; a file path or sqlite: URL for SQLite (default: DATA_DIR/wasmwiz.db)", true,
 			func(c *Config, v string) error {
 				if v == "" {
@@ -100,8 +94,8 @@ func configVars() []configVar {
 				c.DatabaseURL, c.databaseURLSet = v, true
 				return nil
 			}, func(c *Config) string { return c.DatabaseURL }},
-		{"WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for PostgreSQL (a pooled connection, one statement's answer) at most; past it the request answers 503 with Retry-After", false,
-			setDuration(func(c *Config) *time.Duration { return &c.DatabaseTimeout }), func(c *Config) string { return c.DatabaseTimeout.String() }},
+		durationVar("WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for PostgreSQL (a pooled connection, one statement's answer) at most; past it the request answers 503 with Retry-After",
+			func(c *Config) *time.Duration { return &c.DatabaseTimeout }),
 		{"WASMWIZ_REDIS_URL", "", "redis://… (or rediss://, or unix:///path for a Redis on the same host) shares rate limits between replicas (empty: in-memory limits)", true,
 			func(c *Config, v string) error {
 				if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") && !strings.HasPrefix(v, "unix://") {
@@ -110,8 +104,8 @@ func configVars() []configVar {
 				c.RedisURL = v
 				return nil
 			}, func(c *Config) string { return c.RedisURL }},
-		{"WASMWIZ_REDIS_TIMEOUT", "50ms", "how long a rate-limit call to Redis may take before the in-memory fallback decides", false,
-			setDuration(func(c *Config) *time.Duration { return &c.RedisTimeout }), func(c *Config) string { return c.RedisTimeout.String() }},
+		durationVar("WASMWIZ_REDIS_TIMEOUT", "50ms", "how long a rate-limit call to Redis may take before the in-memory fallback decides",
+			func(c *Config) *time.Duration { return &c.RedisTimeout }),
 		{"WASMWIZ_AUTH", "on", "on, or off to let anonymous callers run under the free tier (development only)", false,
 			func(c *Config, v string) error {
 				switch strings.ToLower(v) {
@@ -139,73 +133,90 @@ func configVars() []configVar {
 				}
 				return nil
 			}, func(c *Config) string { return strings.Join(c.PlaintextHosts, ",") }},
-		{"WASMWIZ_METRICS_TOKEN", "", "when set, /metrics wants it as a bearer token (Authorization: Bearer …)", true,
-			func(c *Config, v string) error { c.MetricsToken = v; return nil }, func(c *Config) string { return c.MetricsToken }},
-		{"WASMWIZ_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", false,
-			setPrefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }), func(c *Config) string { return formatPrefixes(c.TrustedProxies) }},
-		{"WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
-			func(c *Config, v string) error { c.CacheDir = v; return nil }, func(c *Config) string { return c.CacheDir }},
-		{"WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)", false,
-			setSize(func(c *Config) *int64 { return &c.CacheMaxBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CacheMaxBytes) }},
-		{"WASMWIZ_FILES_DIR", "", "where the workers' runs get their private directories for files (default: the system's temporary directory); room for max_file_write_bytes plus max_files_in_bytes per worker; what a killed server left there is removed at the next start", false,
-			func(c *Config, v string) error { c.FilesDir = v; return nil }, func(c *Config) string { return c.FilesDir }},
-		{"WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size", false,
-			setSize(func(c *Config) *int64 { return &c.CompileCacheBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.CompileCacheBytes) }},
-		{"WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time); one more is kept warm as a spare that replaces a killed or crashed worker at once", false,
-			setInt(func(c *Config) *int { return &c.Workers }, 1, 1024), func(c *Config) string { return strconv.Itoa(c.Workers) }},
-		{"WASMWIZ_MAX_CONCURRENT_RUNS", strconv.Itoa(defaultWorkers()), "runs in flight on this replica", false,
-			setInt(func(c *Config) *int { return &c.MaxConcurrentRuns }, 1, 10000), func(c *Config) string { return strconv.Itoa(c.MaxConcurrentRuns) }},
-		{"WASMWIZ_QUEUE_SIZE", "64", "runs that may wait for a slot; beyond it the answer is 503", false,
-			setInt(func(c *Config) *int { return &c.QueueSize }, 0, 100000), func(c *Config) string { return strconv.Itoa(c.QueueSize) }},
-		{"WASMWIZ_QUEUE_TIMEOUT", "5s", "how long a run may wait for a slot before 503", false,
-			setDuration(func(c *Config) *time.Duration { return &c.QueueTimeout }), func(c *Config) string { return c.QueueTimeout.String() }},
-		{"WASMWIZ_MAX_TIMEOUT", "120s", "upper bound on any tier's wall time", false,
-			setDuration(func(c *Config) *time.Duration { return &c.MaxTimeout }), func(c *Config) string { return c.MaxTimeout.String() }},
-		{"WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory", false,
-			setSize(func(c *Config) *int64 { return &c.MaxMemoryBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxMemoryBytes) }},
-		{"WASMWIZ_HEADER_TIMEOUT", "10s", "a request's headers must arrive within it; a body and an answer get it too before the minimum transfer rate applies", false,
-			setDuration(func(c *Config) *time.Duration { return &c.HeaderTimeout }), func(c *Config) string { return c.HeaderTimeout.String() }},
-		{"WASMWIZ_MIN_TRANSFER_RATE", "64KiB", "bytes per second a request body must arrive at, and an answer be read at, on average after WASMWIZ_HEADER_TIMEOUT; slower connections are cut, with or without a key", false,
-			setSize(func(c *Config) *int64 { return &c.MinTransferRate }), func(c *Config) string { return wasmwiz.FormatSize(c.MinTransferRate) }},
-		{"WASMWIZ_IDLE_TIMEOUT", "60s", "a keep-alive connection that sends no request for this long is closed", false,
-			setDuration(func(c *Config) *time.Duration { return &c.IdleTimeout }), func(c *Config) string { return c.IdleTimeout.String() }},
-		{"WASMWIZ_MAX_BODY_MEMORY", "256MiB", "the most bytes of large request bodies (over 1MiB, or of unknown length) the server holds at once, from before each is read until its request ends, counted at its declared length, else its route's cap; past it a request waits up to WASMWIZ_QUEUE_TIMEOUT, then answers 503 with Retry-After", false,
-			setSize(func(c *Config) *int64 { return &c.MaxBodyMemory }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxBodyMemory) }},
-		{"WASMWIZ_MAX_HEADER_BYTES", "64KiB", "the most a request's headers may take; more is 431", false,
-			setSize(func(c *Config) *int64 { return &c.MaxHeaderBytes }), func(c *Config) string { return wasmwiz.FormatSize(c.MaxHeaderBytes) }},
-		{"WASMWIZ_ASYNC_WORKERS", strconv.Itoa(max(1, defaultWorkers()/2)), "background runs (\"async\": true) this replica runs at once, beside the synchronous ones; 0 runs none (the replica still admits them for others)", false,
-			setInt(func(c *Config) *int { return &c.AsyncWorkers }, 0, 1024), func(c *Config) string { return strconv.Itoa(c.AsyncWorkers) }},
-		{"WASMWIZ_WEBHOOK_ALLOW", "", "comma-separated CIDRs of loopback, private or link-local addresses that webhooks may reach (by default only public addresses)", false,
-			setPrefixes(func(c *Config) *[]netip.Prefix { return &c.WebhookAllow }), func(c *Config) string { return formatPrefixes(c.WebhookAllow) }},
-		{"WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first", false,
-			setDuration(func(c *Config) *time.Duration { return &c.DrainDelay }), func(c *Config) string { return c.DrainDelay.String() }},
-		{"WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown", false,
-			setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace }), func(c *Config) string { return c.ShutdownGrace.String() }},
-		{"WASMWIZ_RETENTION", "8760h", "no run record is kept longer, whatever its tier's run_retention_ms (which applies below it); 0 keeps every run", false,
-			setDuration(func(c *Config) *time.Duration { return &c.Retention }), func(c *Config) string { return c.Retention.String() }},
-		{"WASMWIZ_LOG_LEVEL", "info", "debug, info, warn or error", false,
-			setChoice(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"), func(c *Config) string { return c.LogLevel }},
-		{"WASMWIZ_LOG_FORMAT", "text", "text or json", false,
-			setChoice(func(c *Config) *string { return &c.LogFormat }, "text", "json"), func(c *Config) string { return c.LogFormat }},
+		stringVar("WASMWIZ_METRICS_TOKEN", "", "when set, /metrics wants it as a bearer token (Authorization: Bearer …)", true,
+			func(c *Config) *string { return &c.MetricsToken }),
+		prefixesVar("WASMWIZ_TRUSTED_PROXIES", "comma-separated CIDRs whose X-Forwarded-For is believed",
+			func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
+		stringVar("WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
+			func(c *Config) *string { return &c.CacheDir }),
+		sizeVar("WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)",
+			func(c *Config) *int64 { return &c.CacheMaxBytes }),
+		stringVar("WASMWIZ_FILES_DIR", "", "where the workers' runs get their private directories for files (default: the system's temporary directory); room for max_file_write_bytes plus max_files_in_bytes per worker; what a killed server left there is removed at the next start", false,
+			func(c *Config) *string { return &c.FilesDir }),
+		sizeVar("WASMWIZ_COMPILE_CACHE", "256MiB", "in-memory compiled-code cache per worker, by compiled size",
+			func(c *Config) *int64 { return &c.CompileCacheBytes }),
+		intVar("WASMWIZ_WORKERS", strconv.Itoa(defaultWorkers()), "guest worker processes (one run each at a time); one more is kept warm as a spare that replaces a killed or crashed worker at once",
+			func(c *Config) *int { return &c.Workers }, 1, 1024),
+		intVar("WASMWIZ_MAX_CONCURRENT_RUNS", strconv.Itoa(defaultWorkers()), "runs in flight on this replica",
+			func(c *Config) *int { return &c.MaxConcurrentRuns }, 1, 10000),
+		intVar("WASMWIZ_QUEUE_SIZE", "64", "runs that may wait for a slot; beyond it the answer is 503",
+			func(c *Config) *int { return &c.QueueSize }, 0, 100000),
+		durationVar("WASMWIZ_QUEUE_TIMEOUT", "5s", "how long a run may wait for a slot before 503",
+			func(c *Config) *time.Duration { return &c.QueueTimeout }),
+		durationVar("WASMWIZ_MAX_TIMEOUT", "120s", "upper bound on any tier's wall time",
+			func(c *Config) *time.Duration { return &c.MaxTimeout }),
+		sizeVar("WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory",
+			func(c *Config) *int64 { return &c.MaxMemoryBytes }),
+		durationVar("WASMWIZ_HEADER_TIMEOUT", "10s", "a request's headers must arrive within it; a body and an answer get it too before the minimum transfer rate applies",
+			func(c *Config) *time.Duration { return &c.HeaderTimeout }),
+		sizeVar("WASMWIZ_MIN_TRANSFER_RATE", "64KiB", "bytes per second a request body must arrive at, and an answer be read at, on average after WASMWIZ_HEADER_TIMEOUT; slower connections are cut, with or without a key",
+			func(c *Config) *int64 { return &c.MinTransferRate }),
+		durationVar("WASMWIZ_IDLE_TIMEOUT", "60s", "a keep-alive connection that sends no request for this long is closed",
+			func(c *Config) *time.Duration { return &c.IdleTimeout }),
+		sizeVar("WASMWIZ_MAX_BODY_MEMORY", "256MiB", "the most bytes of large request bodies (over 1MiB, or of unknown length) the server holds at once, from before each is read until its request ends, counted at its declared length, else its route's cap; past it a request waits up to WASMWIZ_QUEUE_TIMEOUT, then answers 503 with Retry-After",
+			func(c *Config) *int64 { return &c.MaxBodyMemory }),
+		sizeVar("WASMWIZ_MAX_HEADER_BYTES", "64KiB", "the most a request's headers may take; more is 431",
+			func(c *Config) *int64 { return &c.MaxHeaderBytes }),
+		intVar("WASMWIZ_ASYNC_WORKERS", strconv.Itoa(max(1, defaultWorkers()/2)), "background runs (\"async\": true) this replica runs at once, beside the synchronous ones; 0 runs none (the replica still admits them for others)",
+			func(c *Config) *int { return &c.AsyncWorkers }, 0, 1024),
+		prefixesVar("WASMWIZ_WEBHOOK_ALLOW", "comma-separated CIDRs of loopback, private or link-local addresses that webhooks may reach (by default only public addresses)",
+			func(c *Config) *[]netip.Prefix { return &c.WebhookAllow }),
+		durationVar("WASMWIZ_DRAIN_DELAY", "0s", "on shutdown, how long /readyz answers 503 while requests are still served, so that load balancers stop sending first",
+			func(c *Config) *time.Duration { return &c.DrainDelay }),
+		durationVar("WASMWIZ_SHUTDOWN_GRACE", "30s", "how long in-flight runs may finish on shutdown",
+			func(c *Config) *time.Duration { return &c.ShutdownGrace }),
+		durationVar("WASMWIZ_RETENTION", "8760h", "no run record is kept longer, whatever its tier's run_retention_ms (which applies below it); 0 keeps every run",
+			func(c *Config) *time.Duration { return &c.Retention }),
+		choiceVar("WASMWIZ_LOG_LEVEL", "info", "debug, info, warn or error",
+			func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error"),
+		choiceVar("WASMWIZ_LOG_FORMAT", "text", "text or json",
+			func(c *Config) *string { return &c.LogFormat }, "text", "json"),
 	}
 }
 
 func defaultWorkers() int { return max(2, runtime.NumCPU()) }
 
-func setAddr(field func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		if _, _, err := net.SplitHostPort(v); err != nil {
-			return fmt.Errorf("want host:port, e.g. 127.0.0.1:8080 or :8080")
+// The constructors below make a configVar of one Config field from one
+// accessor, so that a variable names its field once: how it is read and how
+// `wasmwiz config` prints it both follow from the field's type.
+
+func stringVar(name, def, help string, secret bool, field func(*Config) *string) configVar {
+	return configVar{name, def, help, secret,
+		func(c *Config, v string) error { *field(c) = v; return nil },
+		func(c *Config) string { return *field(c) }}
+}
+
+// addrVar reads host:port; empty (possible only where the default is empty)
+// means none.
+func addrVar(name, def, help string, field func(*Config) *string) configVar {
+	v := stringVar(name, def, help, false, field)
+	v.set = func(c *Config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("want host:port, e.g. 127.0.0.1:8080 or :8080")
+			}
 		}
 		*field(c) = v
 		return nil
 	}
+	return v
 }
 
-// setChoice reads a variable that takes one of choices, exactly as written;
-// its error names them all.
-func setChoice(field func(*Config) *string, choices ...string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+// choiceVar reads one of choices, exactly as written; its error names them
+// all.
+func choiceVar(name, def, help string, field func(*Config) *string, choices ...string) configVar {
+	v := stringVar(name, def, help, false, field)
+	v.set = func(c *Config, v string) error {
 		if !slices.Contains(choices, v) {
 			last := len(choices) - 1
 			return fmt.Errorf("must be %s or %s", strings.Join(choices[:last], ", "), choices[last])
@@ -213,39 +224,62 @@ func setChoice(field func(*Config) *string, choices ...string) func(*Config, str
 		*field(c) = v
 		return nil
 	}
+	return v
 }
 
-func setDuration(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := wasmwiz.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
-		}
-		*field(c) = d
-		return nil
-	}
+func durationVar(name, def, help string, field func(*Config) *time.Duration) configVar {
+	return configVar{name, def, help, false,
+		func(c *Config, v string) error {
+			d, err := wasmwiz.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
+			}
+			*field(c) = d
+			return nil
+		},
+		func(c *Config) string { return field(c).String() }}
 }
 
-func setSize(field func(*Config) *int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := wasmwiz.ParseSize(v)
-		if err != nil {
-			return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
-		}
-		*field(c) = n
-		return nil
-	}
+func sizeVar(name, def, help string, field func(*Config) *int64) configVar {
+	return configVar{name, def, help, false,
+		func(c *Config, v string) error {
+			n, err := wasmwiz.ParseSize(v)
+			if err != nil {
+				return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
+			}
+			*field(c) = n
+			return nil
+		},
+		func(c *Config) string { return wasmwiz.FormatSize(*field(c)) }}
 }
 
-func setInt(field func(*Config) *int, lo, hi int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < lo || n > hi {
-			return fmt.Errorf("want a whole number from %d to %d", lo, hi)
-		}
-		*field(c) = n
-		return nil
-	}
+// intVar reads a whole number from lo to hi.
+func intVar(name, def, help string, field func(*Config) *int, lo, hi int) configVar {
+	return configVar{name, def, help, false,
+		func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < lo || n > hi {
+				return fmt.Errorf("want a whole number from %d to %d", lo, hi)
+			}
+			*field(c) = n
+			return nil
+		},
+		func(c *Config) string { return strconv.Itoa(*field(c)) }}
+}
+
+// prefixesVar reads comma-separated CIDRs or single addresses; its default
+// is none.
+func prefixesVar(name, help string, field func(*Config) *[]netip.Prefix) configVar {
+	return configVar{name, "", help, false,
+		func(c *Config, v string) error {
+			ps, err := parsePrefixes(v)
+			if err != nil {
+				return err
+			}
+			*field(c) = ps
+			return nil
+		},
+		func(c *Config) string { return formatPrefixes(*field(c)) }}
 }
 
 // LoadConfig reads every WASMWIZ_* variable through getenv, applies defaults
@@ -409,17 +443,6 @@ serve's: every problem is reported, each naming its variable.`)
 // MaxLimits returns the server's upper bounds on every tier's per-run limits.
 func (c *Config) MaxLimits() wasmwiz.Limits {
 	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes}
-}
-
-func setPrefixes(field func(*Config) *[]netip.Prefix) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		ps, err := parsePrefixes(v)
-		if err != nil {
-			return err
-		}
-		*field(c) = ps
-		return nil
-	}
 }
 
 // parsePrefixes reads comma-separated CIDRs or single addresses.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,58 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 	code, _, errOut := runMain([]string{"config"}, "", map[string]string{"WASMWIZ_WORKERS": "0", "WASMWIZ_LOG_LEVEL": "loud"})
 	if code != 1 || !strings.Contains(errOut, "WASMWIZ_WORKERS") || !strings.Contains(errOut, "WASMWIZ_LOG_LEVEL") {
 		t.Fatalf("wasmwiz config: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestConfigPrintsWhatItReads: what `wasmwiz config` prints for every
+// variable reads back as the same configuration, with the defaults and with
+// a value other than the default for each variable (each row's reading and
+// printing are made from one field, so a row cannot read one field and
+// print another).
+func TestConfigPrintsWhatItReads(t *testing.T) {
+	t.Parallel()
+	others := map[string]string{
+		"WASMWIZ_PROFILE": "production", "WASMWIZ_ADDR": "0.0.0.0:9000", "WASMWIZ_METRICS_ADDR": "10.0.0.1:9090",
+		"WASMWIZ_DATA_DIR": "/srv/w", "WASMWIZ_DATABASE_URL": "postgres://w@db.internal/w?sslmode=verify-full",
+		"WASMWIZ_DATABASE_TIMEOUT": "7s", "WASMWIZ_REDIS_URL": "rediss://cache.internal:6380/1",
+		"WASMWIZ_REDIS_TIMEOUT": "80ms", "WASMWIZ_AUTH": "on", "WASMWIZ_PLAINTEXT_HOSTS": "a.internal,b.internal",
+		"WASMWIZ_METRICS_TOKEN": "t0ken", "WASMWIZ_TRUSTED_PROXIES": "10.1.0.0/16,192.168.1.7",
+		"WASMWIZ_CACHE_DIR": "/var/cache/w", "WASMWIZ_CACHE_MAX": "3GiB", "WASMWIZ_FILES_DIR": "/srv/files",
+		"WASMWIZ_COMPILE_CACHE": "96MiB", "WASMWIZ_WORKERS": "7", "WASMWIZ_MAX_CONCURRENT_RUNS": "9",
+		"WASMWIZ_QUEUE_SIZE": "11", "WASMWIZ_QUEUE_TIMEOUT": "2s", "WASMWIZ_MAX_TIMEOUT": "90s",
+		"WASMWIZ_MAX_MEMORY": "512MiB", "WASMWIZ_HEADER_TIMEOUT": "4s", "WASMWIZ_MIN_TRANSFER_RATE": "32KiB",
+		"WASMWIZ_IDLE_TIMEOUT": "45s", "WASMWIZ_MAX_BODY_MEMORY": "128MiB", "WASMWIZ_MAX_HEADER_BYTES": "32KiB",
+		"WASMWIZ_ASYNC_WORKERS": "3", "WASMWIZ_WEBHOOK_ALLOW": "10.9.0.0/24", "WASMWIZ_DRAIN_DELAY": "3s",
+		"WASMWIZ_SHUTDOWN_GRACE": "20s", "WASMWIZ_RETENTION": "48h", "WASMWIZ_LOG_LEVEL": "debug",
+		"WASMWIZ_LOG_FORMAT": "json",
+	}
+	for _, v := range configVars() {
+		if _, ok := others[v.Name]; !ok {
+			t.Errorf("%s has no other value in this test", v.Name)
+		}
+	}
+	// Production wants auth on: its other value is read in development.
+	authOff := map[string]string{"WASMWIZ_AUTH": "off"}
+	for name, vars := range map[string]map[string]string{"defaults": {}, "others": others, "auth off": authOff} {
+		c, err := LoadConfig(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		printed := map[string]string{}
+		for _, v := range configVars() {
+			printed[v.Name] = v.get(c)
+			if want, ok := vars[v.Name]; ok && want != v.Default && v.get(c) == v.Default {
+				t.Errorf("%s=%s printed as the default %q", v.Name, want, v.get(c))
+			}
+		}
+		again, err := LoadConfig(func(k string) string { return printed[k] })
+		if err != nil {
+			t.Fatalf("%s: reading back what was printed: %v", name, err)
+		}
+		again.databaseURLSet = c.databaseURLSet // the printed default path reads as a set one
+		if !reflect.DeepEqual(again, c) {
+			t.Errorf("%s: read back\n%+v\nwant\n%+v", name, again, c)
+		}
 	}
 }
 

@@ -70,17 +70,32 @@ func configVars(t *testing.T) []configVar {
 	if fn == nil {
 		t.Fatal("cmd/wasmwiz/config.go has no func configVars")
 	}
+	// A row is a configVar literal {name, default, …} or a call of one of
+	// its constructors, xxxVar(name, default, …); prefixesVar has no
+	// default argument (its default is none).
 	ast.Inspect(fn.Body, func(n ast.Node) bool {
-		cl, ok := n.(*ast.CompositeLit)
-		if !ok || len(cl.Elts) < 2 {
+		var args []ast.Expr
+		noDefault := false
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			args = n.Elts
+		case *ast.CallExpr:
+			args = n.Args
+			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "prefixesVar" {
+				noDefault = true
+			}
+		}
+		if len(args) < 2 {
 			return true
 		}
-		name, ok := stringLit(cl.Elts[0])
+		name, ok := stringLit(args[0])
 		if !ok || !strings.HasPrefix(name, "WASMWIZ_") {
 			return true
 		}
-		v := configVar{Name: name}
-		v.Default, v.DefaultLit = stringLit(cl.Elts[1])
+		v := configVar{Name: name, DefaultLit: noDefault}
+		if !noDefault {
+			v.Default, v.DefaultLit = stringLit(args[1])
+		}
 		vars = append(vars, v)
 		return false
 	})
