@@ -227,30 +227,27 @@ func choiceVar(name, def, help string, field func(*Config) *string, choices ...s
 	return v
 }
 
-func durationVar(name, def, help string, field func(*Config) *time.Duration) configVar {
+// parsedVar reads a value with one of wasmwiz's parsers (its message is the
+// error) and prints it with the matching formatter.
+func parsedVar[T any](name, def, help string, field func(*Config) *T, parse func(string) (T, error), format func(T) string) configVar {
 	return configVar{name, def, help, false,
 		func(c *Config, v string) error {
-			d, err := wasmwiz.ParseDuration(v)
+			x, err := parse(v)
 			if err != nil {
 				return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
 			}
-			*field(c) = d
+			*field(c) = x
 			return nil
 		},
-		func(c *Config) string { return field(c).String() }}
+		func(c *Config) string { return format(*field(c)) }}
+}
+
+func durationVar(name, def, help string, field func(*Config) *time.Duration) configVar {
+	return parsedVar(name, def, help, field, wasmwiz.ParseDuration, time.Duration.String)
 }
 
 func sizeVar(name, def, help string, field func(*Config) *int64) configVar {
-	return configVar{name, def, help, false,
-		func(c *Config, v string) error {
-			n, err := wasmwiz.ParseSize(v)
-			if err != nil {
-				return fmt.Errorf("%s", wasmwiz.ErrorMessage(err))
-			}
-			*field(c) = n
-			return nil
-		},
-		func(c *Config) string { return wasmwiz.FormatSize(*field(c)) }}
+	return parsedVar(name, def, help, field, wasmwiz.ParseSize, wasmwiz.FormatSize)
 }
 
 // intVar reads a whole number from lo to hi.
