@@ -48,24 +48,28 @@ func WrapError(code string, err error, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
 }
 
+// AsError returns the first *Error in err's chain, and nil when there is
+// none (or err is nil).
+func AsError(err error) *Error {
+	var e *Error
+	errors.As(err, &e)
+	return e
+}
+
 // HasCode reports whether err's chain holds an *Error, that is whether err
 // already carries a code and a caller-safe message. The adapters that turn
 // their dependency's errors into coded ones pass such errors through as
 // they are.
-func HasCode(err error) bool {
-	var e *Error
-	return errors.As(err, &e)
-}
+func HasCode(err error) bool { return AsError(err) != nil }
 
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for
 // any other non-nil error, and "" for nil.
 func ErrorCode(err error) string {
+	if e := AsError(err); e != nil {
+		return e.Code
+	}
 	if err == nil {
 		return ""
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
 	}
 	return EINTERNAL
 }
@@ -73,12 +77,11 @@ func ErrorCode(err error) string {
 // ErrorMessage returns the caller-safe message of the first *Error in err's
 // chain, and a generic message for any other non-nil error.
 func ErrorMessage(err error) string {
+	if e := AsError(err); e != nil {
+		return e.Message
+	}
 	if err == nil {
 		return ""
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Message
 	}
 	return "internal error"
 }

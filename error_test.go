@@ -6,22 +6,35 @@ import (
 	"testing"
 )
 
-func TestHasCode(t *testing.T) {
+// TestAsError: AsError finds the first *Error in a chain (HasCode says
+// whether there is one), and ErrorCode and ErrorMessage read it or fall back.
+func TestAsError(t *testing.T) {
 	coded := Errorf(ENOTFOUND, "module not found")
+	outer := WrapError(EUNAVAILABLE, coded, "database unavailable")
 	tests := []struct {
-		name string
-		err  error
-		want bool
+		name          string
+		err           error
+		want          *Error
+		code, message string
 	}{
-		{"nil", nil, false},
-		{"a plain error", errors.New("disk on fire"), false},
-		{"an *Error", coded, true},
-		{"an *Error wrapping a plain error", WrapError(EUNAVAILABLE, errors.New("refused"), "database unavailable"), true},
-		{"a plain error wrapping an *Error", fmt.Errorf("find module: %w", coded), true},
+		{"nil", nil, nil, "", ""},
+		{"a plain error", errors.New("disk on fire"), nil, EINTERNAL, "internal error"},
+		{"an *Error", coded, coded, ENOTFOUND, "module not found"},
+		{"an *Error wrapping an *Error", outer, outer, EUNAVAILABLE, "database unavailable"},
+		{"a plain error wrapping an *Error", fmt.Errorf("find module: %w", coded), coded, ENOTFOUND, "module not found"},
 	}
 	for _, tt := range tests {
-		if got := HasCode(tt.err); got != tt.want {
-			t.Errorf("HasCode(%s) = %v, want %v", tt.name, got, tt.want)
+		if got := AsError(tt.err); got != tt.want {
+			t.Errorf("AsError(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+		if got := HasCode(tt.err); got != (tt.want != nil) {
+			t.Errorf("HasCode(%s) = %v", tt.name, got)
+		}
+		if got := ErrorCode(tt.err); got != tt.code {
+			t.Errorf("ErrorCode(%s) = %q, want %q", tt.name, got, tt.code)
+		}
+		if got := ErrorMessage(tt.err); got != tt.message {
+			t.Errorf("ErrorMessage(%s) = %q, want %q", tt.name, got, tt.message)
 		}
 	}
 }

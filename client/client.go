@@ -151,12 +151,11 @@ func errorf(code string, cause error, format string, args ...any) *Error {
 // ErrorCode returns the code of an error a method returned (one of the
 // api.E* codes), EINTERNAL for any other non-nil error, and "" for nil.
 func ErrorCode(err error) string {
+	if e := asError(err); e != nil {
+		return e.Code
+	}
 	if err == nil {
 		return ""
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
 	}
 	return api.EINTERNAL
 }
@@ -164,22 +163,28 @@ func ErrorCode(err error) string {
 // ErrorMessage returns the message of an error a method returned, and the
 // error's text for any other.
 func ErrorMessage(err error) string {
+	if e := asError(err); e != nil {
+		return e.Message
+	}
 	if err == nil {
 		return ""
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Message
-	}
 	return err.Error()
+}
+
+// asError returns the first *Error in err's chain, and nil when there is
+// none.
+func asError(err error) *Error {
+	var e *Error
+	errors.As(err, &e)
+	return e
 }
 
 // RetryAfter returns how long the server asked the caller to wait before
 // retrying (its Retry-After header, sent with ERATELIMIT and EUNAVAILABLE),
 // and false when it did not say.
 func RetryAfter(err error) (time.Duration, bool) {
-	var e *Error
-	if errors.As(err, &e) && e.RateLimit.RetryAfter > 0 {
+	if e := asError(err); e != nil && e.RateLimit.RetryAfter > 0 {
 		return e.RateLimit.RetryAfter, true
 	}
 	return 0, false
@@ -188,8 +193,7 @@ func RetryAfter(err error) (time.Duration, bool) {
 // StatusCode returns the HTTP status of the answer a failure came from, and
 // 0 when there was none.
 func StatusCode(err error) int {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := asError(err); e != nil {
 		return e.StatusCode
 	}
 	return 0
@@ -390,8 +394,7 @@ func (c *Client) Ready(ctx context.Context) (*Readiness, error) {
 	var body api.Ready
 	a, err := c.send(ctx, request{method: http.MethodGet, path: "/readyz"})
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.StatusCode == http.StatusServiceUnavailable {
+		if e := asError(err); e != nil && e.StatusCode == http.StatusServiceUnavailable {
 			if json.Unmarshal(e.Body, &body) == nil && body.Checks != nil {
 				return &Readiness{Ready: false, Checks: body.Checks}, nil
 			}

@@ -66,8 +66,7 @@ func bodyError(err error) error {
 	if errors.As(err, &mbe) {
 		return wasmwiz.WrapError(wasmwiz.ETOOLARGE, err, "request body is larger than %s", wasmwiz.FormatSize(mbe.Limit))
 	}
-	var we *wasmwiz.Error
-	if errors.As(err, &we) {
+	if we := wasmwiz.AsError(err); we != nil {
 		return we
 	}
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the request body")
@@ -95,8 +94,7 @@ func decodeJSON(r io.Reader, v any) error {
 		if errors.Is(err, io.EOF) {
 			return wasmwiz.Errorf(wasmwiz.EINVALID, "empty JSON body")
 		}
-		var we *wasmwiz.Error
-		if errors.As(err, &we) {
+		if we := wasmwiz.AsError(err); we != nil {
 			return we // a field's own coded message, e.g. a bad size string
 		}
 		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid JSON body: %s", jsonErrorText(err))
@@ -320,11 +318,10 @@ func rawFileName(p *multipart.Part) string {
 
 func multipartError(err error) error {
 	var mbe *http.MaxBytesError
-	var we *wasmwiz.Error
 	if errors.As(err, &mbe) {
 		return bodyError(err)
 	}
-	if errors.As(err, &we) {
+	if we := wasmwiz.AsError(err); we != nil {
 		return we // e.g. a body cut for arriving too slowly
 	}
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")

@@ -130,13 +130,12 @@ func decodeWhole[T any](data []byte, b *wasmwiz.ArgvBudget, decode func(*json.De
 // as EINVALID, anything else as shape.
 func jsonReadError(err, shape error) error {
 	var mbe *http.MaxBytesError
-	var we *wasmwiz.Error
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &mbe):
 		return bodyError(err)
-	case errors.As(err, &we):
-		return we
+	case wasmwiz.HasCode(err):
+		return wasmwiz.AsError(err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		// encoding/json says so when the body ends inside a value and the
 		// end came with the read that brought its last bytes.

@@ -9,7 +9,6 @@ package migration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -129,8 +128,7 @@ func Run(ctx context.Context, db Database, steps []Step, upTo int) error {
 			return err
 		default:
 			msg := err.Error()
-			var we *wasmwiz.Error
-			if errors.As(err, &we) {
+			if we := wasmwiz.AsError(err); we != nil {
 				msg = we.Message
 			}
 			return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "migration %s failed: %s", s.Name, msg)

@@ -52,7 +52,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -228,8 +227,7 @@ func WantCode(t testing.TB, err error, code string, what string) {
 	if got := wasmwiz.ErrorCode(err); got != code {
 		t.Fatalf("%s: error %v (code %q), want code %q", what, err, got, code)
 	}
-	var e *wasmwiz.Error
-	if code != "" && !errors.As(err, &e) {
+	if code != "" && wasmwiz.AsError(err) == nil {
 		t.Fatalf("%s: error %v is not a *wasmwiz.Error", what, err)
 	}
 }
