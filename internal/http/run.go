@@ -72,6 +72,9 @@ type pendingRuns interface {
 // sent: from this replica's usage buffer while the record waits there, and
 // from the store, asked again for a few seconds when the id says the run is
 // younger than runRecordWait (its record may be in another replica's batch).
+// An id dated after now is waited for as one made now: replicas' clocks
+// differ by little, and a caller may write any time into an id, so the
+// wait is never longer than runRecordWait.
 func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -80,6 +83,9 @@ func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, 
 	pending, _ := s.opts.Usage.(pendingRuns)
 	var deadline time.Time
 	if t, ok := wasmwiz.RunIDTime(id); ok {
+		if now := s.now(); t.After(now) {
+			t = now
+		}
 		deadline = t.Add(runRecordWait)
 	}
 	for {

@@ -158,6 +158,7 @@ type request struct {
 	length       int64 // Content-Length; 0 keeps httptest's (a bytes or strings reader's length, else -1: streamed)
 	contentType  string
 	remoteAddr   string
+	ctx          context.Context // nil: the background context
 }
 
 type response struct {
@@ -218,6 +219,9 @@ func (f *fixture) do(req request) *response {
 	}
 	if req.remoteAddr != "" {
 		r.RemoteAddr = req.remoteAddr
+	}
+	if req.ctx != nil {
+		r = r.WithContext(req.ctx)
 	}
 	w := httptest.NewRecorder()
 	f.srv.Handler().ServeHTTP(w, r)
