@@ -17,8 +17,10 @@ type RunQueue interface {
 	// run and its job are committed together.
 	EnqueueRun(ctx context.Context, tx any, id string) error
 	// EnqueueWebhook inserts the delivery of run id's record to its
-	// callback URL; the queue retries it with backoff.
-	EnqueueWebhook(ctx context.Context, id string) error
+	// callback URL; the queue retries it with backoff. userID is the run's
+	// owner: a replica delivers one webhook of each user at a time, so
+	// that one user's slow receivers do not make the others' wait.
+	EnqueueWebhook(ctx context.Context, id string, userID int64) error
 }
 
 // maxCallbackURLBytes bounds a callback URL.
@@ -358,7 +360,7 @@ func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventState, Data: []byte(rec.State)})
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventResult})
 	if rec.CallbackURL != "" {
-		_ = e.Queue.EnqueueWebhook(fctx, rec.ID)
+		_ = e.Queue.EnqueueWebhook(fctx, rec.ID, rec.UserID)
 	}
 }
 
@@ -383,7 +385,7 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunCancelled)})
 		e.publish(RunEvent{RunID: id, Kind: EventResult})
 		if rec.CallbackURL != "" && e.Queue != nil {
-			_ = e.Queue.EnqueueWebhook(ctx, id)
+			_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
 		}
 	}
 	return rec, nil
@@ -399,7 +401,7 @@ func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) 
 		e.publish(RunEvent{RunID: id, Kind: EventResult})
 		if e.Queue != nil {
 			if rec, err := e.Runs.FindRunByID(SystemContext(ctx), id); err == nil && rec.CallbackURL != "" {
-				_ = e.Queue.EnqueueWebhook(ctx, id)
+				_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
 			}
 		}
 	}

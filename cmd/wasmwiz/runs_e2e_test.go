@@ -528,6 +528,79 @@ func TestServeWebhook(t *testing.T) {
 	})
 }
 
+// TestServeWebhookOneUserAtATime: a user whose receiver never answers (it
+// holds every request until the attempt's timeout) holds one webhook
+// worker of a replica, not all four: its deliveries are made one at a
+// time, and another user's delivery goes out meanwhile.
+func TestServeWebhookOneUserAtATime(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		var mu sync.Mutex
+		inFlight, most, held := 0, 0, 0
+		release := make(chan struct{})
+		stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			inFlight++
+			held++
+			most = max(most, inFlight)
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+			}()
+			select {
+			case <-release:
+				w.WriteHeader(http.StatusNoContent)
+			case <-r.Context().Done():
+			}
+		}))
+		defer stall.Close()
+		defer close(release) // before Close, which waits for the held requests
+		polite := make(chan string, 1)
+		prompt := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var rec api.Run
+			_ = json.NewDecoder(r.Body).Decode(&rec)
+			select {
+			case polite <- rec.ID:
+			default:
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer prompt.Close()
+
+		s := b.serveWith(t, map[string]string{"WASMWIZ_WEBHOOK_ALLOW": "127.0.0.1/32"}, testServeOptions())
+		_, _, hostile := s.newUser(wasmwiz.TierBasic)
+		_, _, other := s.newUser(wasmwiz.TierBasic)
+		for _, key := range []string{hostile, other} {
+			if code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/webhook-secret", key, nil, nil); code != http.StatusCreated {
+				t.Fatalf("webhook secret: %d %s", code, body)
+			}
+		}
+		hello := b64(testmodule.Read(t, "hello.wasm"))
+		var ids []string
+		for range 4 { // as many as a replica has webhook workers
+			ids = append(ids, startAsync(t, s.url, hostile, map[string]any{"wasm_base64": hello, "callback_url": stall.URL + "/hook"}))
+		}
+		for _, id := range ids {
+			awaitRun(t, "the hostile user's run to end", s.url, hostile, id, inState(api.RunDone))
+		}
+		testenv.WaitFor(t, "a delivery held by the stalling receiver", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return held > 0
+		})
+		id := startAsync(t, s.url, other, map[string]any{"wasm_base64": hello, "callback_url": prompt.URL + "/hook"})
+		if got := testenv.Recv(t, polite, "the other user's delivery"); got != id {
+			t.Fatalf("the other user's receiver got run %q, want %q", got, id)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if most != 1 {
+			t.Fatalf("the stalling receiver held %d of one user's deliveries at once, want 1", most)
+		}
+	})
+}
+
 // TestServeWebhookRefusesLoopback: without WASMWIZ_WEBHOOK_ALLOW a callback
 // that resolves to loopback is refused at connect time, and the refusal is
 // in the run.

@@ -22,6 +22,8 @@ var (
 		[]string{"outcome"}, nil)
 	descWebhooksRefused = prometheus.NewDesc("wasmwiz_webhook_refused_addresses_total",
 		"Webhook attempts refused because the callback's address is not public (and not in WASMWIZ_WEBHOOK_ALLOW).", nil, nil)
+	descWebhooksDeferred = prometheus.NewDesc("wasmwiz_webhook_deferred_total",
+		"Webhook deliveries put off (no attempt spent) because another delivery of the same user was in flight on this replica.", nil, nil)
 )
 
 // scrapeTimeout bounds the store query of a scrape.
@@ -41,6 +43,7 @@ func (q *Queue) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOldest
 	ch <- descWebhooks
 	ch <- descWebhooksRefused
+	ch <- descWebhooksDeferred
 	q.startLatency.Describe(ch)
 }
 
@@ -53,6 +56,7 @@ func (q *Queue) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.CounterValue, float64(st.Failed), "failed")
 		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.CounterValue, float64(st.GivenUp), "given_up")
 		ch <- prometheus.MustNewConstMetric(descWebhooksRefused, prometheus.CounterValue, float64(st.Refused))
+		ch <- prometheus.MustNewConstMetric(descWebhooksDeferred, prometheus.CounterValue, float64(st.Deferred))
 	}
 	if q.opts.Runs == nil {
 		return

@@ -52,6 +52,9 @@ func (RunArgs) Kind() string { return "wasmwiz_run" }
 // WebhookArgs is the delivery of one run's record to its callback URL.
 type WebhookArgs struct {
 	RunID string `json:"run_id"`
+	// UserID is the run's owner, whose deliveries a replica makes one at
+	// a time (0, in a job queued before jobs carried it: not bounded).
+	UserID int64 `json:"user_id,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -207,8 +210,8 @@ func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string) error {
 }
 
 // EnqueueWebhook implements wasmwiz.RunQueue.
-func (q *Queue) EnqueueWebhook(ctx context.Context, id string) error {
-	err := q.client.insert(ctx, WebhookArgs{RunID: id}, &river.InsertOpts{Queue: QueueWebhooks, MaxAttempts: q.opts.WebhookAttempts})
+func (q *Queue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
+	err := q.client.insert(ctx, WebhookArgs{RunID: id, UserID: userID}, &river.InsertOpts{Queue: QueueWebhooks, MaxAttempts: q.opts.WebhookAttempts})
 	return queueError(err, "enqueue webhook")
 }
 
@@ -312,10 +315,18 @@ type webhookWorker struct {
 }
 
 // Work implements river.Worker: one delivery attempt; an error makes River
-// try again later, until the job's attempts are spent.
+// try again later, until the job's attempts are spent. While another
+// delivery of the same user is in flight on this replica, the job is
+// snoozed for an attempt's timeout instead, which spends no attempt.
 func (w *webhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
-	if w.q.opts.Webhooks == nil {
+	hooks := w.q.opts.Webhooks
+	if hooks == nil {
 		return river.JobSnooze(time.Minute)
 	}
-	return w.q.opts.Webhooks.Deliver(ctx, job.Args.RunID, job.Attempt, job.Attempt >= job.MaxAttempts)
+	end, ok := hooks.begin(job.Args.UserID)
+	if !ok {
+		return river.JobSnooze(hooks.opts.Timeout)
+	}
+	defer end()
+	return hooks.Deliver(ctx, job.Args.RunID, job.Attempt, job.Attempt >= job.MaxAttempts)
 }

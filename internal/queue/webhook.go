@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -59,17 +60,27 @@ type WebhookStats struct {
 	Failed    uint64 // an attempt that failed and will be tried again
 	GivenUp   uint64 // the last attempt failed
 	Refused   uint64 // attempts to an address that is not allowed (counted in Failed or GivenUp too)
+	Deferred  uint64 // deliveries put off because another of the same user's was in flight here
 }
 
 // Webhooks delivers run records to callback URLs, signed. It connects only
 // to public addresses unless Allow says otherwise, checked on the address
 // it is about to connect to (after resolution, at every redirect-free
 // attempt), so a name that resolves to a private address is refused too.
+//
+// The webhook workers of a replica are shared by every user, and a
+// receiver that answers slowly, or never, holds one for an attempt's
+// Timeout, six attempts per run: a user's deliveries are made one at a
+// time on each replica (begin), so that its receivers hold at most one
+// worker and the others' deliveries go on.
 type Webhooks struct {
 	opts   WebhookOptions
 	client *http.Client
 
-	delivered, failed, givenUp, refused atomic.Uint64
+	mu   sync.Mutex
+	busy map[int64]bool // users with a delivery in flight on this replica
+
+	delivered, failed, givenUp, refused, deferred atomic.Uint64
 }
 
 // errAddressRefused is the dial error of a callback to an address that is
@@ -87,7 +98,7 @@ func NewWebhooks(opts WebhookOptions) *Webhooks {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	w := &Webhooks{opts: opts}
+	w := &Webhooks{opts: opts, busy: map[int64]bool{}}
 	dialer := &net.Dialer{Timeout: opts.Timeout, Control: w.control}
 	w.client = &http.Client{
 		Timeout: opts.Timeout,
@@ -139,7 +150,30 @@ func (w *Webhooks) Allowed(ip netip.Addr) bool {
 
 // Stats returns the delivery counters.
 func (w *Webhooks) Stats() WebhookStats {
-	return WebhookStats{Delivered: w.delivered.Load(), Failed: w.failed.Load(), GivenUp: w.givenUp.Load(), Refused: w.refused.Load()}
+	return WebhookStats{Delivered: w.delivered.Load(), Failed: w.failed.Load(), GivenUp: w.givenUp.Load(),
+		Refused: w.refused.Load(), Deferred: w.deferred.Load()}
+}
+
+// begin takes user's one place for a delivery in flight on this replica,
+// and end gives it back; ok is false, and the deferral counted, while
+// another of the user's deliveries holds it. User 0 (unknown) is not
+// bounded.
+func (w *Webhooks) begin(user int64) (end func(), ok bool) {
+	if user == 0 {
+		return func() {}, true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy[user] {
+		w.deferred.Add(1)
+		return nil, false
+	}
+	w.busy[user] = true
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(w.busy, user)
+	}, true
 }
 
 // Deliver makes one attempt to POST run id's record to its callback URL and
