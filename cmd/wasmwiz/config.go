@@ -32,6 +32,7 @@ type Config struct {
 	RedisTimeout      time.Duration
 	Auth              bool
 	TrustedProxies    []netip.Prefix
+	MaxAuthFailures   int      // API keys that do not authenticate, per client address and minute; 0 no bound
 	PlaintextHosts    []string // hosts the database and Redis may be reached on without TLS (production)
 	MetricsToken      string   // when set, /metrics wants it as a bearer token
 	CacheDir          string
@@ -137,6 +138,8 @@ func configVars() []configVar {
 			func(c *Config) *string { return &c.MetricsToken }),
 		prefixesVar("WASMWIZ_TRUSTED_PROXIES", "comma-separated CIDRs whose X-Forwarded-For is believed",
 			func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
+		intVar("WASMWIZ_MAX_AUTH_FAILURES", "30", "API keys that do not authenticate one client address (an IPv4 address, an IPv6 /64) may send a minute, counted across replicas; past it that address's keys answer 429 for the rest of the minute without a database lookup, except keys that authenticated on the same replica before; 0: no bound",
+			func(c *Config) *int { return &c.MaxAuthFailures }, 0, 1000000),
 		stringVar("WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config) *string { return &c.CacheDir }),
 		sizeVar("WASMWIZ_CACHE_MAX", "2GiB", "bound of the on-disk compile cache; past it the least recently used compiled modules are deleted (0: no bound)",

@@ -272,6 +272,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		Readiness:         readiness,
 		Auth:              cfg.Auth,
 		TrustedProxies:    cfg.TrustedProxies,
+		MaxAuthFailures:   cfg.MaxAuthFailures,
 		MaxTimeout:        cfg.MaxTimeout,
 		MaxMemoryBytes:    cfg.MaxMemoryBytes,
 		MaxConcurrentRuns: cfg.MaxConcurrentRuns,

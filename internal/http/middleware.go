@@ -323,8 +323,10 @@ func credentials(r *http.Request) (string, bool) {
 // context. On the execute routes they may come from the Directory's cache
 // (Executor.Execute confirms them with the run's admission); everywhere
 // else they are read from the store. Credentials that do not authenticate answer 401 on /api/ routes,
-// labelled with the route they were for; requests without credentials go
-// on without a user (routes decide).
+// labelled with the route they were for, and count against the client's
+// address (authFailures: past Options.MaxAuthFailures a minute its keys
+// answer 429 without a lookup); requests without credentials go on without
+// a user (routes decide).
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -341,9 +343,15 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EINTERNAL, "no key store configured"))
 			return
 		}
+		ip := ClientIP(r.Context())
+		if err := s.authFail.refused(ip, key); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		ctx, err := s.authenticateKey(r.Context(), key, s.admitted[pattern])
 		if err != nil {
 			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
+				s.authFail.failed(r.Context(), ip, key)
 				err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err, "invalid API key")
 			}
 			s.writeError(w, r, err)
@@ -351,9 +359,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		u := wasmwiz.UserFromContext(ctx)
 		if u == nil || u.Disabled {
+			s.authFail.failed(r.Context(), ip, key)
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
 			return
 		}
+		s.authFail.succeeded(key)
 		if ri := routeInfoFrom(r.Context()); ri != nil {
 			ri.userID = u.ID
 		}

@@ -63,6 +63,13 @@ type Options struct {
 	Auth bool
 	// TrustedProxies are the ranges whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// MaxAuthFailures bounds the API keys that do not authenticate one
+	// client address (an IPv4 address, an IPv6 /64) may send a minute,
+	// counted by Limiter across replicas: each costs a store lookup. Past it
+	// the address's keys answer 429 (ERATELIMIT) for the rest of the minute
+	// without a lookup, except keys that authenticated on this replica
+	// before. Zero: no bound.
+	MaxAuthFailures int
 
 	// MaxTimeout and MaxMemoryBytes clamp every tier (zero: no clamp).
 	MaxTimeout     time.Duration
@@ -129,6 +136,7 @@ type Server struct {
 	dir      *wasmwiz.Directory // nil: nothing cached
 	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
 	gate     *wasmwiz.RunGate
+	authFail *authFailures     // nil: failed authentications are not bounded
 	bodies   *wasmwiz.BodyGate // nil: no bound on body bytes in flight
 	mux      *http.ServeMux
 	routes   []Route
@@ -158,6 +166,7 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		s.bodies = wasmwiz.NewBodyGate(opts.MaxBodyMemory, wait)
 	}
+	s.authFail = newAuthFailures(opts.Limiter, opts.MaxAuthFailures, s.log, s.now)
 	if !opts.NoCache && opts.Epochs != nil {
 		s.dir = &wasmwiz.Directory{Keys: opts.Keys, Modules: opts.Modules, Tiers: opts.Tiers, Now: opts.Now}
 	}

@@ -1,0 +1,152 @@
+package http_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+)
+
+// TestAuthFailuresBoundedPerAddress: a flood of well-shaped keys that do not
+// authenticate, from one address and no account, costs the store at most
+// MaxAuthFailures lookups a minute (one more for the one that finds the
+// address over its limit); then that address's keys answer 429 ERATELIMIT
+// with Retry-After and no lookup, while a key that authenticated before from
+// it keeps working, other addresses are untouched, an IPv6 sender is counted
+// by its /64, and the minute over, lookups resume.
+func TestAuthFailuresBoundedPerAddress(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	const limit = 3
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.Limiter = inmem.New(inmem.Options{Now: now})
+		o.Now = now
+		o.MaxAuthFailures = limit
+	})
+	var lookups atomic.Int64
+	next := f.keys.AuthenticateFn
+	f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+		lookups.Add(1)
+		return next(ctx, p)
+	}
+	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+		return nil, 0, nil
+	}
+	n := 0
+	bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) } // a new key each time, as a flood would send
+	get := func(addr, key string) *response {
+		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
+	}
+	const attacker, tenant = "203.0.113.7", "198.51.100.9"
+
+	if res := get(attacker, userKey); res.status != 200 {
+		t.Fatalf("a good key before the flood: %d %s", res.status, res.body)
+	}
+	for i := range limit + 1 {
+		if res := get(attacker, bogus()); res.status != 401 {
+			t.Fatalf("bad key %d of the first %d: status %d, want 401: %s", i+1, limit+1, res.status, res.body)
+		}
+	}
+	looked := lookups.Load()
+	for i := range 50 {
+		res := get(attacker, bogus())
+		if res.status != 429 || res.errorCode(t) != wasmwiz.ERATELIMIT {
+			t.Fatalf("bad key %d past the limit: status %d, want 429 ERATELIMIT: %s", limit+2+i, res.status, res.body)
+		}
+		if ra, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+			t.Fatalf("Retry-After %q, want 1-60 seconds", res.header.Get("Retry-After"))
+		}
+	}
+	if got := lookups.Load() - looked; got != 0 {
+		t.Fatalf("the store was asked %d times for keys refused past the limit, want 0", got)
+	}
+	if res := get(attacker, userKey); res.status != 200 {
+		t.Errorf("a key that authenticated before, from the refused address: %d %s", res.status, res.body)
+	}
+	if res := get(attacker, otherKey); res.status != 429 {
+		t.Errorf("a key new to this replica, from the refused address: %d, want 429: %s", res.status, res.body)
+	}
+	if res := get(tenant, bogus()); res.status != 401 {
+		t.Errorf("a bad key from another address: %d, want 401: %s", res.status, res.body)
+	}
+	if res := get(tenant, otherKey); res.status != 200 {
+		t.Errorf("a good key from another address: %d %s", res.status, res.body)
+	}
+
+	// IPv6: one /64 is one sender.
+	for range limit + 1 {
+		get("[2001:db8:1:2::1]", bogus())
+	}
+	if res := get("[2001:db8:1:2::ffff]", bogus()); res.status != 429 {
+		t.Errorf("another address of the same /64: %d, want 429: %s", res.status, res.body)
+	}
+	if res := get("[2001:db8:1:3::1]", bogus()); res.status != 401 {
+		t.Errorf("an address of another /64: %d, want 401: %s", res.status, res.body)
+	}
+
+	mu.Lock()
+	clock = clock.Add(time.Minute + time.Second)
+	mu.Unlock()
+	looked = lookups.Load()
+	if res := get(attacker, bogus()); res.status != 401 {
+		t.Errorf("a bad key after the minute: %d, want 401: %s", res.status, res.body)
+	}
+	if lookups.Load() != looked+1 {
+		t.Errorf("after the minute the bad key was not looked up")
+	}
+}
+
+// TestAuthFailuresKnownKeyThatFails: a key that authenticated before, once
+// revoked, is counted like any bad key and no longer passes a refused
+// address: else one revoked key of its own would let a key holder past the
+// bound for good.
+func TestAuthFailuresKnownKeyThatFails(t *testing.T) {
+	t.Parallel()
+	var revoked atomic.Bool
+	var lookups atomic.Int64
+	f := newFixture(t, func(o *wwhttp.Options) {
+		o.Limiter = inmem.New(inmem.Options{})
+		o.MaxAuthFailures = 2
+	})
+	next := f.keys.AuthenticateFn
+	f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+		lookups.Add(1)
+		if p == userKey && revoked.Load() {
+			return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "revoked")
+		}
+		return next(ctx, p)
+	}
+	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+		return nil, 0, nil
+	}
+	get := func(key string) *response {
+		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: "203.0.113.8:1"})
+	}
+	if res := get(userKey); res.status != 200 {
+		t.Fatalf("good key: %d %s", res.status, res.body)
+	}
+	revoked.Store(true)
+	for range 3 {
+		if res := get(userKey); res.status != 401 {
+			t.Fatalf("revoked key: %d, want 401: %s", res.status, res.body)
+		}
+	}
+	looked := lookups.Load()
+	for range 10 {
+		if res := get(userKey); res.status != 429 {
+			t.Fatalf("revoked key past the limit: %d, want 429: %s", res.status, res.body)
+		}
+	}
+	if got := lookups.Load() - looked; got != 0 {
+		t.Fatalf("the revoked key was looked up %d more times past the limit, want 0", got)
+	}
+}
