@@ -77,6 +77,26 @@ func LooksLikeAPIKey(s string) bool {
 	return true
 }
 
+// Bounds on a user's keys. Creating a key is free and each is a row: a
+// user holds at most MaxActiveAPIKeys keys that can authenticate (neither
+// revoked nor expired), and creating a key deletes the user's revoked or
+// expired keys but the KeptInactiveAPIKeys revoked or expired last, so that a loop of
+// creating and revoking keys cannot grow the table either.
+const (
+	MaxActiveAPIKeys    = 100
+	KeptInactiveAPIKeys = 100
+)
+
+// CheckActiveAPIKeys returns ECONFLICT when user userID, who holds active
+// keys that can authenticate, may not get another. The stores call it in
+// the transaction that inserts the key, after counting active.
+func CheckActiveAPIKeys(userID, active int64) error {
+	if active < MaxActiveAPIKeys {
+		return nil
+	}
+	return Errorf(ECONFLICT, "user %d has %d active API keys, the most allowed: revoke one to create another", userID, active)
+}
+
 // APIKeyFilter selects keys. Admins may set UserID to list another user's keys;
 // for other callers it is ignored and their own keys are listed.
 type APIKeyFilter struct {
@@ -90,7 +110,11 @@ type APIKeyFilter struct {
 type APIKeyService interface {
 	// CreateAPIKey creates a key for userID (the caller's own unless the
 	// caller is an admin), fills k and returns the plaintext, which is never
-	// stored. ENOTFOUND for another user's id (non-admins) or an unknown user.
+	// stored. ENOTFOUND for another user's id (non-admins) or an unknown user;
+	// ECONFLICT when the user already holds MaxActiveAPIKeys active keys
+	// (CheckActiveAPIKeys), decided under concurrent creations. It deletes
+	// the user's revoked or expired keys but the KeptInactiveAPIKeys revoked
+	// or expired last.
 	CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (k *APIKey, plaintext string, err error)
 	// Authenticate finds the active key with this plaintext and its enabled
 	// user. EUNAUTHORIZED for anything else (unknown, revoked, expired,

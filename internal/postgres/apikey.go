@@ -30,7 +30,8 @@ func scanAPIKey(row pgx.Row, extra ...any) (*wasmwiz.APIKey, error) {
 // CreateAPIKey creates a key for userID, fills k and returns the plaintext,
 // which is never stored. Non-admins may create keys only for themselves.
 // EUNAUTHORIZED without a caller, ENOTFOUND for an unknown user or another
-// user's id (non-admins), EINVALID for a name over 100 characters.
+// user's id (non-admins), EINVALID for a name over 100 characters, ECONFLICT
+// for a user at wasmwiz.MaxActiveAPIKeys.
 func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -39,10 +40,25 @@ func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expir
 	if err := wasmwiz.ValidateKeyName(name); err != nil {
 		return nil, "", err
 	}
-	return createAPIKey(ctx, db.pool, db.now(), caller, userID, name, expiresAt)
+	var k *wasmwiz.APIKey
+	var plaintext string
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		k, plaintext, err = createAPIKey(ctx, tx, db.now(), caller, userID, name, expiresAt)
+		return err
+	})
+	if err != nil {
+		return nil, "", dbError(err, "create key")
+	}
+	return k, plaintext, nil
 }
 
-func createAPIKey(ctx context.Context, q querier, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
+// activeKey is the condition on api_keys of a key that can authenticate at
+// the time $2.
+const activeKey = `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`
+
+// createAPIKey creates the key in tx, which it needs for the lock on the
+// user's row.
+func createAPIKey(ctx context.Context, tx pgx.Tx, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
 	plaintext, err := wasmwiz.GenerateAPIKey()
 	if err != nil {
 		return nil, "", err
@@ -54,16 +70,39 @@ func createAPIKey(ctx context.Context, q querier, now time.Time, caller *wasmwiz
 		}
 		expiresAt = &e
 	}
-	// The owner check is part of the INSERT: a row is written only for an
-	// existing user who is the caller, or for any user when an admin asks.
-	k, err := scanAPIKey(q.QueryRow(ctx, `INSERT INTO api_keys (user_id, name, prefix, digest, created_at, expires_at)
-		SELECT id, $2, $3, $4, $5, $6 FROM users WHERE id = $1 AND ($7 OR id = $8)
-		RETURNING `+apiKeyColumns,
-		userID, name, plaintext[:wasmwiz.APIKeyVisiblePrefixLen], wasmwiz.HashAPIKey(plaintext), now, expiresAt,
-		caller.IsAdmin(), caller.ID))
+	// The owner must exist and be the caller, or any user when an admin
+	// asks. Its row is locked until commit, so that key creations of one
+	// user queue here and each counts what the one before created; NO KEY
+	// leaves rows that refer to the user free.
+	var one int
+	err = tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 AND ($2 OR id = $3) FOR NO KEY UPDATE`,
+		userID, caller.IsAdmin(), caller.ID).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, "", wasmwiz.Errorf(wasmwiz.ENOTFOUND, "user not found")
 	}
+	if err != nil {
+		return nil, "", dbError(err, "create key")
+	}
+	var active, all int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE `+activeKey+`), count(*) FROM api_keys WHERE user_id = $1`,
+		userID, now).Scan(&active, &all); err != nil {
+		return nil, "", dbError(err, "create key")
+	}
+	if err := wasmwiz.CheckActiveAPIKeys(userID, active); err != nil {
+		return nil, "", err
+	}
+	if all-active > wasmwiz.KeptInactiveAPIKeys {
+		// Only when there is something to delete: the statement trigger
+		// raises the cache epoch, which a key creation otherwise leaves.
+		if _, err := tx.Exec(ctx, `DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
+			WHERE user_id = $1 AND NOT (`+activeKey+`) ORDER BY COALESCE(revoked_at, expires_at) DESC, id DESC OFFSET $3)`,
+			userID, now, wasmwiz.KeptInactiveAPIKeys); err != nil {
+			return nil, "", dbError(err, "create key")
+		}
+	}
+	k, err := scanAPIKey(tx.QueryRow(ctx, `INSERT INTO api_keys (user_id, name, prefix, digest, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+apiKeyColumns,
+		userID, name, plaintext[:wasmwiz.APIKeyVisiblePrefixLen], wasmwiz.HashAPIKey(plaintext), now, expiresAt))
 	if err != nil {
 		return nil, "", dbError(err, "create key")
 	}

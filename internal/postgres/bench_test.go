@@ -73,9 +73,13 @@ func BenchmarkCreateRuns(b *testing.B) {
 // and (at most once a minute per key) the last_used_at write.
 func BenchmarkAuthenticate(b *testing.B) {
 	db := newDB(b)
-	u, ctx := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
 	var plain string
-	for i := range 1000 { // a table with more than one key
+	var u *wasmwiz.User
+	var ctx context.Context
+	for i := range 1000 { // a table with more than one key, of several users (each holds at most wasmwiz.MaxActiveAPIKeys)
+		if i%wasmwiz.MaxActiveAPIKeys == 0 {
+			u, ctx = mustUser(b, db, fmt.Sprintf("bench%d@example.com", i), wasmwiz.RoleUser)
+		}
 		_, p, err := db.CreateAPIKey(ctx, u.ID, fmt.Sprint("k", i), nil)
 		if err != nil {
 			b.Fatal(err)

@@ -30,20 +30,9 @@ func TestStoredModulesQuotaReplicas(t *testing.T) {
 		t.Fatalf("CreateUser: %v", err)
 	}
 	ctx := wasmwiz.NewContextWithUser(context.Background(), u)
-	errs := make([][]error, replicas)
-	testenv.AtOnce(t, replicas, "the replicas' uploads", func(r int) {
-		errs[r] = make([]error, uploads)
-		done := make(chan struct{}, uploads)
-		for i := range uploads {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				wasm := append([]byte(fmt.Sprintf("\x00asm\x01\x00\x00\x00r%d-%02d", r, i)), bytes.Repeat([]byte{'x'}, size)...)[:size]
-				errs[r][i] = dbs[r].CreateModule(ctx, &wasmwiz.Module{Name: "m", Wasm: wasm})
-			}()
-		}
-		for range uploads {
-			<-done
-		}
+	errs := onReplicasAtOnce(t, replicas, uploads, "the replicas' uploads", func(r, i int) error {
+		wasm := append([]byte(fmt.Sprintf("\x00asm\x01\x00\x00\x00r%d-%02d", r, i)), bytes.Repeat([]byte{'x'}, size)...)[:size]
+		return dbs[r].CreateModule(ctx, &wasmwiz.Module{Name: "m", Wasm: wasm})
 	})
 	stored := 0
 	for r := range errs {
@@ -67,4 +56,26 @@ func TestStoredModulesQuotaReplicas(t *testing.T) {
 	if usage.Stored != (wasmwiz.StoredModules{Count: int64(stored), Bytes: int64(stored * size)}) {
 		t.Fatalf("Usage says %+v, want %d modules of %d bytes", usage.Stored, stored, stored*size)
 	}
+}
+
+// onReplicasAtOnce makes each calls of call(r, i) on every replica r, the
+// replicas starting together (testenv.AtOnce) and each replica's calls
+// concurrent, and returns their errors by replica and call.
+func onReplicasAtOnce(t *testing.T, replicas, each int, what string, call func(r, i int) error) [][]error {
+	t.Helper()
+	errs := make([][]error, replicas)
+	testenv.AtOnce(t, replicas, what, func(r int) {
+		errs[r] = make([]error, each)
+		done := make(chan struct{}, each)
+		for i := range each {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				errs[r][i] = call(r, i)
+			}()
+		}
+		for range each {
+			<-done
+		}
+	})
+	return errs
 }

@@ -37,7 +37,7 @@ func scanAPIKey(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.API
 // the database keeps its SHA-256 digest and a short prefix for listings.
 // ENOTFOUND for another user's id (non-admins) or an unknown user, EINVALID
 // for a name over 100 bytes or an expiry not after now, EUNAUTHORIZED
-// without a caller.
+// without a caller, ECONFLICT for a user at wasmwiz.MaxActiveAPIKeys.
 func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -55,6 +55,10 @@ func (db *DB) CreateAPIKey(ctx context.Context, userID int64, name string, expir
 	}
 	return k, plain, nil
 }
+
+// activeKey is the condition on api_keys of a key that can authenticate at
+// the time of its one parameter (unix ms).
+const activeKey = `(revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?))`
 
 func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwiz.User, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error) {
 	name = strings.TrimSpace(name)
@@ -80,6 +84,23 @@ func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwi
 	}
 	if err != nil {
 		return nil, "", err
+	}
+	// The single writer's transaction: key creations of one user queue and
+	// each counts what the one before created.
+	var active, all int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(`+activeKey+`), 0), COUNT(*) FROM api_keys WHERE user_id = ?`,
+		ms(now), userID).Scan(&active, &all); err != nil {
+		return nil, "", err
+	}
+	if err := wasmwiz.CheckActiveAPIKeys(userID, active); err != nil {
+		return nil, "", err
+	}
+	if all-active > wasmwiz.KeptInactiveAPIKeys {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
+			WHERE user_id = ? AND NOT (`+activeKey+`) ORDER BY COALESCE(revoked_at, expires_at) DESC, id DESC LIMIT -1 OFFSET ?)`,
+			userID, ms(now), wasmwiz.KeptInactiveAPIKeys); err != nil {
+			return nil, "", err
+		}
 	}
 	plain, err := wasmwiz.GenerateAPIKey()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var apiKeyTests = []test{
@@ -23,6 +24,8 @@ var apiKeyTests = []test{
 	{"FindAPIKeys", testFindAPIKeys},
 	{"RevokeAPIKey", testRevokeAPIKey},
 	{"RevokeAPIKeyOfAnotherUser", testRevokeAPIKeyCrossTenant},
+	{"APIKeysBounded", testAPIKeysBounded},
+	{"APIKeysBoundedConcurrently", testAPIKeysBoundedConcurrently},
 }
 
 func sameKey(t *testing.T, got, want *wasmwiz.APIKey, what string) {
@@ -450,4 +453,100 @@ func testRevokeAPIKeyCrossTenant(t *testing.T, e *env) {
 	err1 := e.s.RevokeAPIKey(attacker, k.ID)
 	err2 := e.s.RevokeAPIKey(attacker, k.ID+1000)
 	sameAnswer(t, err1, fmt.Sprint(k.ID), err2, fmt.Sprint(k.ID+1000), "RevokeAPIKey")
+}
+
+// testAPIKeysBounded: a user holds at most wasmwiz.MaxActiveAPIKeys keys
+// that can authenticate, whoever creates them; revoked and expired ones do
+// not count, and creating a key keeps only the KeptInactiveAPIKeys revoked
+// or expired last, so that no loop of creating and revoking grows the table.
+func testAPIKeysBounded(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, admin := e.admin("root@example.com")
+	soon := e.clock.Now().Add(time.Hour)
+	var active []*wasmwiz.APIKey
+	for i := range wasmwiz.MaxActiveAPIKeys - 1 {
+		k, _ := e.key(ctx, u.ID, fmt.Sprint("k", i), nil)
+		active = append(active, k)
+	}
+	e.key(ctx, u.ID, "expiring", &soon)
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"the user", ctx}, {"an admin", admin}} {
+		_, plain, err := e.s.CreateAPIKey(c.ctx, u.ID, "one too many", nil)
+		WantCode(t, err, wasmwiz.ECONFLICT, "CreateAPIKey past MaxActiveAPIKeys by "+c.name)
+		if plain != "" {
+			t.Fatal("a refused CreateAPIKey returned a key")
+		}
+	}
+	other, octx := e.user("other@example.com", wasmwiz.TierFree)
+	e.key(octx, other.ID, "another user's", nil)
+
+	e.clock.Add(2 * time.Hour) // "expiring" expires: it no longer counts
+	k, _ := e.key(ctx, u.ID, "after an expiry", nil)
+	active = append(active, k)
+	_, _, err := e.s.CreateAPIKey(ctx, u.ID, "one too many", nil)
+	WantCode(t, err, wasmwiz.ECONFLICT, "CreateAPIKey past MaxActiveAPIKeys after an expiry")
+
+	// Revoke one, create one, again and again: the table keeps the user's
+	// active keys and the inactive ones revoked or expired last.
+	var revoked []int64
+	for i := range wasmwiz.KeptInactiveAPIKeys + 10 {
+		e.clock.Add(time.Second)
+		wantOK(t, e.s.RevokeAPIKey(ctx, active[0].ID), "RevokeAPIKey")
+		revoked = append(revoked, active[0].ID)
+		k, _ := e.key(ctx, u.ID, fmt.Sprint("rotated", i), nil)
+		active = append(active[1:], k)
+	}
+	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true, Limit: 1000})
+	wantListed(t, "the user's keys after the rotations", keys, total, err, wasmwiz.MaxActiveAPIKeys+wasmwiz.KeptInactiveAPIKeys)
+	listed := map[int64]bool{}
+	for _, k := range keys {
+		listed[k.ID] = true
+	}
+	for _, k := range active {
+		if !listed[k.ID] {
+			t.Fatalf("active key %d (%s) was deleted", k.ID, k.Name)
+		}
+	}
+	for i, id := range revoked {
+		if kept := i >= len(revoked)-wasmwiz.KeptInactiveAPIKeys; listed[id] != kept {
+			t.Fatalf("revoked key %d of %d: listed %v, want %v", i+1, len(revoked), listed[id], kept)
+		}
+	}
+	keys, total, err = e.s.FindAPIKeys(octx, wasmwiz.APIKeyFilter{IncludeRevoked: true})
+	wantListed(t, "the other user's keys", keys, total, err, 1)
+}
+
+// testAPIKeysBoundedConcurrently: concurrent creations cannot pass
+// MaxActiveAPIKeys together.
+func testAPIKeysBoundedConcurrently(t *testing.T, e *env) {
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	const room, tries = 3, 12
+	for i := range wasmwiz.MaxActiveAPIKeys - room {
+		e.key(ctx, u.ID, fmt.Sprint("k", i), nil)
+	}
+	errs := make(chan error, tries)
+	for i := range tries {
+		go func() {
+			_, _, err := e.s.CreateAPIKey(ctx, u.ID, fmt.Sprint("racing", i), nil)
+			errs <- err
+		}()
+	}
+	created := 0
+	for range tries {
+		err := testenv.Recv(t, errs, "a concurrent CreateAPIKey")
+		switch {
+		case err == nil:
+			created++
+		case wasmwiz.ErrorCode(err) == wasmwiz.ECONFLICT:
+		default:
+			t.Fatalf("concurrent CreateAPIKey: %v", err)
+		}
+	}
+	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{Limit: 1000})
+	wantListed(t, "the user's active keys", keys, total, err, wasmwiz.MaxActiveAPIKeys-room+created)
+	if created != room {
+		t.Fatalf("%d concurrent creations succeeded with room for %d", created, room)
+	}
 }
