@@ -2,6 +2,7 @@ package wasmwiz
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -26,9 +27,25 @@ func CheckText(field, s string) error {
 	return nil
 }
 
+// CheckName is CheckText for a name, which is shown on one line: in
+// listings, and in an admin's terminal (wasmwiz keys list), where a newline
+// or tab could forge rows and an escape sequence could drive the terminal.
+// It also refuses control characters (C0, DEL, C1), naming field.
+func CheckName(field, s string) error {
+	if err := CheckText(field, s); err != nil {
+		return err
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return Errorf(EINVALID, "%s contains a control character (%U)", field, r)
+		}
+	}
+	return nil
+}
+
 // Validate returns EINVALID for a module that cannot be stored: no bytes,
-// or a name or description that is too long, holds a NUL byte or is not
-// UTF-8.
+// a name or description that is too long, holds a NUL byte or is not
+// UTF-8, or a name that holds a control character (CheckName).
 func (m *Module) Validate() error {
 	switch {
 	case m == nil || len(m.Wasm) == 0:
@@ -38,7 +55,7 @@ func (m *Module) Validate() error {
 	case len(m.Description) > MaxModuleDescriptionBytes:
 		return Errorf(EINVALID, "module description is longer than %d bytes", MaxModuleDescriptionBytes)
 	}
-	if err := CheckText("module name", m.Name); err != nil {
+	if err := CheckName("module name", m.Name); err != nil {
 		return err
 	}
 	return CheckText("module description", m.Description)
@@ -69,12 +86,13 @@ func (f RunFilter) Validate() error {
 }
 
 // ValidateKeyName returns EINVALID for an API key name over
-// MaxKeyNameBytes or that holds a NUL byte or is not UTF-8.
+// MaxKeyNameBytes, or that holds a NUL byte or a control character or is
+// not UTF-8 (CheckName).
 func ValidateKeyName(name string) error {
 	if len(name) > MaxKeyNameBytes {
 		return Errorf(EINVALID, "key name is longer than %d bytes", MaxKeyNameBytes)
 	}
-	return CheckText("key name", name)
+	return CheckName("key name", name)
 }
 
 // ValidTierName reports whether s can name a tier: 1-32 characters of a-z,
@@ -82,14 +100,14 @@ func ValidateKeyName(name string) error {
 func ValidTierName(s string) bool { return validName(s) }
 
 // Validate returns EINVALID for a change no module can take: an empty or
-// too long name, a description that is too long, or either holding a NUL
-// byte or not UTF-8.
+// too long name, a description that is too long, either holding a NUL
+// byte or not UTF-8, or a name holding a control character.
 func (u ModuleUpdate) Validate() error {
 	if u.Name != nil {
 		if *u.Name == "" || len(*u.Name) > MaxModuleNameBytes {
 			return Errorf(EINVALID, "module name must be 1 to %d bytes", MaxModuleNameBytes)
 		}
-		if err := CheckText("module name", *u.Name); err != nil {
+		if err := CheckName("module name", *u.Name); err != nil {
 			return err
 		}
 	}

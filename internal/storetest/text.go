@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 
 var textTests = []test{
 	{"NULAndInvalidUTF8AreRefusedAlike", testBadText},
+	{"ControlCharactersInNamesAreRefused", testControlInNames},
 }
 
 // testBadText: a NUL byte or invalid UTF-8 in any text a caller sends is the
@@ -61,4 +63,37 @@ func testBadText(t *testing.T, e *env) {
 		t.Fatalf("%d modules stored from bad text", len(mods))
 	}
 	wantOK(t, e.s.CreateModule(ctx, &wasmwiz.Module{Name: "ünïcödé ✓", Description: "fine", Wasm: wasm}), "CreateModule with good UTF-8")
+}
+
+// testControlInNames: a key's or a module's name is one line of a listing
+// (and of an admin's terminal): a newline, a tab, an escape sequence or any
+// other control character in it is EINVALID naming the field, on every
+// store, and nothing is stored; a description may still span lines.
+func testControlInNames(t *testing.T, e *env) {
+	u, ctx := e.user("someone@example.com", wasmwiz.TierFree)
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	m := e.module(ctx, "fine.wasm", wasm, false)
+	for _, bad := range []string{"two\nlines", "carriage\rreturn", "tab\there", "red\x1b[31m", "title\x1b]0;pwned\x07", "del\x7f", "c1\u009b31m", "next\u0085line"} {
+		what := fmt.Sprintf(" with %q", bad)
+		_, plain, err := e.s.CreateAPIKey(ctx, u.ID, bad, nil)
+		WantCode(t, err, wasmwiz.EINVALID, "CreateAPIKey name"+what)
+		if plain != "" || !strings.Contains(wasmwiz.ErrorMessage(err), "key name") {
+			t.Fatalf("CreateAPIKey name%s: key %q, message %q", what, plain, wasmwiz.ErrorMessage(err))
+		}
+		err = e.s.CreateModule(ctx, &wasmwiz.Module{Name: bad, Wasm: wasm})
+		WantCode(t, err, wasmwiz.EINVALID, "CreateModule name"+what)
+		_, err = e.s.UpdateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Name: &bad})
+		WantCode(t, err, wasmwiz.EINVALID, "UpdateModule name"+what)
+	}
+	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true})
+	wantListed(t, "keys after the refusals", keys, total, err, 0)
+	mods, total, err := e.s.FindModules(ctx, wasmwiz.ModuleFilter{})
+	wantListed(t, "modules after the refusals", mods, total, err, 1)
+	if mods[0].Name != "fine.wasm" {
+		t.Fatalf("the module was renamed to %q", mods[0].Name)
+	}
+	desc := "a description\nof two lines"
+	_, err = e.s.UpdateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Description: &desc})
+	wantOK(t, err, "UpdateModule with a description of two lines")
+	e.key(ctx, u.ID, "laptop ✓", nil)
 }
