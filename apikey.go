@@ -124,7 +124,9 @@ type APIKeyService interface {
 	Authenticate(ctx context.Context, plaintext string) (*User, *APIKey, error)
 	// FindAPIKeys lists keys, newest first, with the total matching count.
 	FindAPIKeys(ctx context.Context, filter APIKeyFilter) ([]*APIKey, int, error)
-	// RevokeAPIKey revokes a key of the caller (or any key, for admins).
+	// RevokeAPIKey revokes a key of the caller (or any key, for admins) and
+	// reports whether this call revoked it: revoking a revoked key succeeds
+	// and changes nothing (false), so that it leaves the cache epoch alone.
 	// ENOTFOUND for another user's key.
-	RevokeAPIKey(ctx context.Context, id int64) error
+	RevokeAPIKey(ctx context.Context, id int64) (revoked bool, err error)
 }

@@ -15,8 +15,10 @@ type CacheEpochService interface {
 	// caches (Directory): an API key revoked or deleted, a user's tier, role
 	// or disabled flag changed or a user deleted, a tier created, changed or
 	// deleted, a stored module deleted or its name, owner or visibility
-	// changed. Nothing else moves it. It needs no caller. EUNAVAILABLE when
-	// the database does not answer.
+	// changed. Nothing else moves it: not a write that changes none of
+	// these (a value set to what it was, a row that is not there or not the
+	// caller's, a revoked key deleted). It needs no caller. EUNAVAILABLE
+	// when the database does not answer.
 	CacheEpoch(ctx context.Context) (int64, error)
 }
 

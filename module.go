@@ -108,8 +108,10 @@ type ModuleService interface {
 	// UpdateModule applies upd to a module of the caller (any, for admins)
 	// and returns it without its bytes. ENOTFOUND otherwise, also for
 	// another user's public module; EINVALID for an empty name or a name or
-	// description that is too long.
-	UpdateModule(ctx context.Context, id string, upd ModuleUpdate) (*Module, error)
+	// description that is too long. changed reports a new name or
+	// visibility (what the execute path caches; a description is not), the
+	// changes that move the cache epoch.
+	UpdateModule(ctx context.Context, id string, upd ModuleUpdate) (m *Module, changed bool, err error)
 	// DeleteModule deletes a module of the caller (any, for admins). Runs that
 	// used it keep their records. ENOTFOUND otherwise.
 	DeleteModule(ctx context.Context, id string) error

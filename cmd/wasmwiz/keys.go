@@ -103,8 +103,13 @@ func cmdKeys(ctx context.Context, env *Env, args []string) error {
 			return wasmwiz.Errorf(wasmwiz.EINVALID, "%q is not a key id (keys list shows them)", fs.Arg(0))
 		}
 		return withStore(ctx, env, func(ctx context.Context, s Store) error {
-			if err := s.RevokeAPIKey(ctx, id); err != nil {
+			revoked, err := s.RevokeAPIKey(ctx, id)
+			if err != nil {
 				return err
+			}
+			if !revoked {
+				fmt.Fprintf(env.Stdout, "key %d was revoked already\n", id)
+				return nil
 			}
 			fmt.Fprintf(env.Stdout, "key %d revoked\n", id)
 			return nil

@@ -73,10 +73,13 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.opts.Keys.RevokeAPIKey(r.Context(), id); err != nil {
+	revoked, err := s.opts.Keys.RevokeAPIKey(r.Context(), id)
+	if err != nil {
 		return err
 	}
-	s.changed(r.Context(), "key revoked")
+	if revoked { // a revoked key revoked again: 204 all the same, nothing moved
+		s.changed(r.Context(), "key revoked")
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -11,9 +11,11 @@ const publishTimeout = 2 * time.Second
 // changed publishes the database's cache epoch after a change that a
 // replica's cache must not survive (what names it), before the change is
 // answered: the next request of every replica then reads what changed.
-// The change itself has committed, with the epoch in its transaction; when
-// publishing fails it is logged, and serve publishes the epoch again
-// within a second (its epoch loop).
+// Callers call it only when the store says it changed something: a write
+// that changed nothing leaves the epoch where it was. The change itself
+// has committed, with the epoch in its transaction; when publishing fails
+// it is logged, and serve publishes the epoch again within a second (its
+// epoch loop).
 func (s *Server) changed(ctx context.Context, what string) {
 	if s.opts.Epochs == nil || s.opts.Limiter == nil {
 		return

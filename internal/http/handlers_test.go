@@ -123,7 +123,7 @@ func TestResourceRoutes(t *testing.T) {
 			}, status: 200, want: `{"keys":[],"total":0}`},
 		{name: "revoke another tenant's key", method: "DELETE", path: "/api/v1/keys/12", key: userKey,
 			setup: func(f *fixture) {
-				f.keys.RevokeAPIKeyFn = func(ctx context.Context, id int64) error { return notFound }
+				f.keys.RevokeAPIKeyFn = func(ctx context.Context, id int64) (bool, error) { return false, notFound }
 			},
 			status: 404, want: "ENOTFOUND"},
 		{name: "user cannot raise its tier", method: "PATCH", path: "/api/v1/admin/users/1", key: userKey, body: `{"tier":"enterprise"}`, status: 403, want: "EFORBIDDEN"},

@@ -183,11 +183,13 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
 		n := strings.TrimSpace(*upd.Name)
 		upd.Name = &n
 	}
-	m, err := s.opts.Modules.UpdateModule(r.Context(), id, wasmwiz.ModuleUpdate{Name: upd.Name, Description: upd.Description, Public: upd.Public})
+	m, changed, err := s.opts.Modules.UpdateModule(r.Context(), id, wasmwiz.ModuleUpdate{Name: upd.Name, Description: upd.Description, Public: upd.Public})
 	if err != nil {
 		return err
 	}
-	s.changed(r.Context(), "module changed")
+	if changed {
+		s.changed(r.Context(), "module changed")
+	}
 	writeJSON(w, http.StatusOK, apiModule(m))
 	return nil
 }

@@ -96,7 +96,7 @@ type APIKeyService struct {
 	CreateAPIKeyFn func(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error)
 	AuthenticateFn func(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error)
 	FindAPIKeysFn  func(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error)
-	RevokeAPIKeyFn func(ctx context.Context, id int64) error
+	RevokeAPIKeyFn func(ctx context.Context, id int64) (bool, error)
 }
 
 var _ wasmwiz.APIKeyService = (*APIKeyService)(nil)
@@ -126,9 +126,9 @@ func (s *APIKeyService) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFi
 }
 
 // RevokeAPIKey calls RevokeAPIKeyFn.
-func (s *APIKeyService) RevokeAPIKey(ctx context.Context, id int64) error {
+func (s *APIKeyService) RevokeAPIKey(ctx context.Context, id int64) (bool, error) {
 	if s.RevokeAPIKeyFn == nil {
-		return unset("APIKeyService.RevokeAPIKey")
+		return false, unset("APIKeyService.RevokeAPIKey")
 	}
 	return s.RevokeAPIKeyFn(ctx, id)
 }
@@ -173,7 +173,7 @@ type ModuleService struct {
 	FindModuleByIDFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModuleWasmFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error)
-	UpdateModuleFn   func(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error)
+	UpdateModuleFn   func(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, bool, error)
 	DeleteModuleFn   func(ctx context.Context, id string) error
 }
 
@@ -220,9 +220,9 @@ func (s *ModuleService) FindModules(ctx context.Context, filter wasmwiz.ModuleFi
 }
 
 // UpdateModule calls UpdateModuleFn.
-func (s *ModuleService) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+func (s *ModuleService) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, bool, error) {
 	if s.UpdateModuleFn == nil {
-		return nil, unset("ModuleService.UpdateModule")
+		return nil, false, unset("ModuleService.UpdateModule")
 	}
 	return s.UpdateModuleFn(ctx, id, upd)
 }

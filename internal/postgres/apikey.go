@@ -92,8 +92,9 @@ func createAPIKey(ctx context.Context, tx pgx.Tx, now time.Time, caller *wasmwiz
 		return nil, "", err
 	}
 	if all-active > wasmwiz.KeptInactiveAPIKeys {
-		// Only when there is something to delete: the statement trigger
-		// raises the cache epoch, which a key creation otherwise leaves.
+		// Only when there is something to delete. Deleting revoked keys
+		// leaves the cache epoch (migration 0012); an expired key that was
+		// never revoked raises it once per statement.
 		if _, err := tx.Exec(ctx, `DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
 			WHERE user_id = $1 AND NOT (`+activeKey+`) ORDER BY COALESCE(revoked_at, expires_at) DESC, id DESC OFFSET $3)`,
 			userID, now, wasmwiz.KeptInactiveAPIKeys); err != nil {
@@ -198,19 +199,32 @@ func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*
 	})
 }
 
-// RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking
-// a revoked key succeeds and keeps the first revocation time. EUNAUTHORIZED
-// without a caller, ENOTFOUND for an unknown key or another user's key.
-func (db *DB) RevokeAPIKey(ctx context.Context, id int64) error {
+// RevokeAPIKey revokes a key of the caller (any key, for admins) and
+// reports whether this call revoked it. Revoking a revoked key succeeds,
+// changes nothing (false) and keeps the first revocation time.
+// EUNAUTHORIZED without a caller, ENOTFOUND for an unknown key or another
+// user's key.
+func (db *DB) RevokeAPIKey(ctx context.Context, id int64) (bool, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
+	// Only an unrevoked key is written: a waiting revocation of the same key
+	// finds it revoked once the first commits, and writes nothing.
 	var got int64
-	err = db.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 AND ($3 OR user_id = $4) RETURNING id`, id, db.now(), caller.IsAdmin(), caller.ID).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "API key not found")
+	err = db.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = $2
+		WHERE id = $1 AND ($3 OR user_id = $4) AND revoked_at IS NULL RETURNING id`,
+		id, db.now(), caller.IsAdmin(), caller.ID).Scan(&got)
+	if err == nil {
+		return true, nil
 	}
-	return dbError(err, "revoke key")
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return false, dbError(err, "revoke key")
+	}
+	err = db.pool.QueryRow(ctx, `SELECT id FROM api_keys WHERE id = $1 AND ($2 OR user_id = $3)`,
+		id, caller.IsAdmin(), caller.ID).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "API key not found")
+	}
+	return false, dbError(err, "revoke key")
 }

@@ -175,15 +175,15 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 // UpdateModule applies upd to a module of the caller (any, for admins) and
 // returns it without its bytes. ENOTFOUND otherwise (also for another user's
 // public module), EINVALID for an empty or too long name or a description
-// over 4096 bytes, EUNAUTHORIZED without a caller. A change of name or
-// visibility raises the cache epoch (migration 0002).
-func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+// over 4096 bytes, EUNAUTHORIZED without a caller. changed reports a new
+// name or visibility, which raises the cache epoch (migration 0012).
+func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (m *wasmwiz.Module, changed bool, err error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := upd.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var set []string
 	args := []any{id, caller.IsAdmin(), caller.ID}
@@ -205,15 +205,20 @@ func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpd
 	if len(set) == 0 {
 		set = []string{"id = id"}
 	}
-	m, err := scanModule(db.pool.QueryRow(ctx, `UPDATE modules SET `+strings.Join(set, ", ")+`
-		WHERE id = $1 AND ($2 OR owner_id = $3) RETURNING `+moduleColumns, args...))
+	// The row as it was, locked first so that it is the version updated.
+	var oldName string
+	var oldPublic bool
+	m, err = scanModule(db.pool.QueryRow(ctx, `WITH old AS (SELECT id AS old_id, name AS old_name, public AS old_public
+			FROM modules WHERE id = $1 AND ($2 OR owner_id = $3) FOR NO KEY UPDATE)
+		UPDATE modules SET `+strings.Join(set, ", ")+` FROM old WHERE id = old_id
+		RETURNING `+moduleColumns+`, old_name, old_public`, args...), &oldName, &oldPublic)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
+		return nil, false, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module not found")
 	}
 	if err != nil {
-		return nil, dbError(err, "update module")
+		return nil, false, dbError(err, "update module")
 	}
-	return m, nil
+	return m, m.Name != oldName || m.Public != oldPublic, nil
 }
 
 // DeleteModule deletes a module of the caller (any, for admins). Run records

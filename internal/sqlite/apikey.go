@@ -96,6 +96,8 @@ func createAPIKey(ctx context.Context, tx *sql.Tx, now time.Time, caller *wasmwi
 		return nil, "", err
 	}
 	if all-active > wasmwiz.KeptInactiveAPIKeys {
+		// Deleting revoked keys leaves the cache epoch (migration 0012); an
+		// expired key that was never revoked raises it.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id IN (SELECT id FROM api_keys
 			WHERE user_id = ? AND NOT (`+activeKey+`) ORDER BY COALESCE(revoked_at, expires_at) DESC, id DESC LIMIT -1 OFFSET ?)`,
 			userID, ms(now), wasmwiz.KeptInactiveAPIKeys); err != nil {
@@ -200,23 +202,37 @@ func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*
 	})
 }
 
-// RevokeAPIKey revokes a key of the caller (any key, for admins). Revoking a
-// revoked key succeeds and keeps the first time. ENOTFOUND for another
+// RevokeAPIKey revokes a key of the caller (any key, for admins) and
+// reports whether this call revoked it. Revoking a revoked key succeeds,
+// changes nothing (false) and keeps the first time. ENOTFOUND for another
 // user's key or no key, EUNAUTHORIZED without a caller.
-func (db *DB) RevokeAPIKey(ctx context.Context, id int64) error {
+func (db *DB) RevokeAPIKey(ctx context.Context, id int64) (bool, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return db.write(ctx, "revoke API key", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?)
-			WHERE id = ? AND (? OR user_id = ?)`, ms(db.Now()), id, caller.IsAdmin(), caller.ID)
+	var revoked bool
+	err = db.write(ctx, "revoke API key", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
+			WHERE id = ? AND (? OR user_id = ?) AND revoked_at IS NULL`, ms(db.Now()), id, caller.IsAdmin(), caller.ID)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			revoked = true
+			return nil
+		}
+		var got int64
+		err = tx.QueryRowContext(ctx, `SELECT id FROM api_keys WHERE id = ? AND (? OR user_id = ?)`,
+			id, caller.IsAdmin(), caller.ID).Scan(&got)
+		if errors.Is(err, sql.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "API key %d not found", id)
 		}
-		return nil
+		return err
 	})
+	return revoked, err
 }

@@ -187,32 +187,42 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 // UpdateModule applies upd to a module of the caller (any, for admins) and
 // returns it without its bytes. ENOTFOUND otherwise (also for another user's
 // public module), EINVALID for an empty or too long name or a description
-// over 4096 bytes, EUNAUTHORIZED without a caller. A change of name or
-// visibility raises the cache epoch (migration 0002).
-func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, error) {
+// over 4096 bytes, EUNAUTHORIZED without a caller. changed reports a new
+// name or visibility, which raises the cache epoch (migration 0012).
+func (db *DB) UpdateModule(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, bool, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := upd.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	set, args := moduleUpdateSet(upd, func(int) string { return "?" })
 	var m *wasmwiz.Module
+	var changed bool
 	err = db.write(ctx, "update module", func(tx *sql.Tx) error {
-		var err error
-		m, err = scanModule(tx.QueryRowContext(ctx, `UPDATE modules SET `+set+`
-			WHERE id = ? AND (owner_id = ? OR ?) RETURNING `+moduleColumns,
-			append(args, id, caller.ID, caller.IsAdmin())...))
+		var oldName string
+		var oldPublic bool
+		err := tx.QueryRowContext(ctx, `SELECT name, public FROM modules WHERE id = ? AND (owner_id = ? OR ?)`,
+			id, caller.ID, caller.IsAdmin()).Scan(&oldName, &oldPublic)
 		if errors.Is(err, sql.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		m, err = scanModule(tx.QueryRowContext(ctx, `UPDATE modules SET `+set+` WHERE id = ? RETURNING `+moduleColumns,
+			append(args, id)...))
+		if err != nil {
+			return err
+		}
+		changed = m.Name != oldName || m.Public != oldPublic
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return m, nil
+	return m, changed, nil
 }
 
 // moduleUpdateSet returns the SET list of upd, naming only the columns it

@@ -222,7 +222,7 @@ func testAuthenticateRefuses(t *testing.T, e *env) {
 	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	k, plain := e.key(ctx, u.ID, "k", nil)
 	revoked, revokedPlain := e.key(ctx, u.ID, "revoked", nil)
-	wantOK(t, e.s.RevokeAPIKey(ctx, revoked.ID), "RevokeAPIKey")
+	wantOK(t, e.revoke(ctx, revoked.ID), "RevokeAPIKey")
 	fresh, err := wasmwiz.GenerateAPIKey()
 	wantOK(t, err, "GenerateAPIKey")
 	changed := plain[:len(plain)-1] + "a"
@@ -368,7 +368,7 @@ func testFindAPIKeys(t *testing.T, e *env) {
 	}
 	e.clock.Add(time.Second)
 	theirs, _ := e.key(otherCtx, other.ID, "theirs", nil)
-	wantOK(t, e.s.RevokeAPIKey(ctx, mine[1].ID), "RevokeAPIKey")
+	wantOK(t, e.revoke(ctx, mine[1].ID), "RevokeAPIKey")
 	mine[1] = e.findKey(u, mine[1].ID)
 
 	ids := func(keys []*wasmwiz.APIKey) []int64 {
@@ -416,7 +416,7 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	k, plain := e.key(ctx, u.ID, "k", nil)
 	keep, keepPlain := e.key(ctx, u.ID, "keep", nil)
 	revokedAt := e.clock.Add(time.Minute)
-	wantOK(t, e.s.RevokeAPIKey(ctx, k.ID), "RevokeAPIKey")
+	wantOK(t, e.revoke(ctx, k.ID), "RevokeAPIKey")
 	_, _, err := e.s.Authenticate(e.anon, plain)
 	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a revoked key")
 	if got := e.findKey(u, k.ID).RevokedAt; !sameTime(got, &revokedAt) {
@@ -424,7 +424,7 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	}
 	// Revoking again succeeds and keeps the first time.
 	e.clock.Add(time.Hour)
-	wantOK(t, e.s.RevokeAPIKey(ctx, k.ID), "RevokeAPIKey again")
+	wantOK(t, e.revoke(ctx, k.ID), "RevokeAPIKey again")
 	if got := e.findKey(u, k.ID).RevokedAt; !sameTime(got, &revokedAt) {
 		t.Fatalf("second revocation moved revoked_at to %s", fmtTime(got))
 	}
@@ -432,26 +432,26 @@ func testRevokeAPIKey(t *testing.T, e *env) {
 	wantOK(t, err, "Authenticate with the other key")
 	// Admins revoke anyone's keys.
 	_, admin := e.admin("root@example.com")
-	wantOK(t, e.s.RevokeAPIKey(admin, keep.ID), "RevokeAPIKey by an admin")
+	wantOK(t, e.revoke(admin, keep.ID), "RevokeAPIKey by an admin")
 	_, _, err = e.s.Authenticate(e.anon, keepPlain)
 	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "Authenticate with a key an admin revoked")
-	WantCode(t, e.s.RevokeAPIKey(admin, keep.ID+1000), wasmwiz.ENOTFOUND, "RevokeAPIKey of no key")
-	WantCode(t, e.s.RevokeAPIKey(e.anon, keep.ID), wasmwiz.EUNAUTHORIZED, "RevokeAPIKey without a caller")
+	WantCode(t, e.revoke(admin, keep.ID+1000), wasmwiz.ENOTFOUND, "RevokeAPIKey of no key")
+	WantCode(t, e.revoke(e.anon, keep.ID), wasmwiz.EUNAUTHORIZED, "RevokeAPIKey without a caller")
 }
 
 func testRevokeAPIKeyCrossTenant(t *testing.T, e *env) {
 	victim, victimCtx := e.user("victim@example.com", wasmwiz.TierFree)
 	k, plain := e.key(victimCtx, victim.ID, "k", nil)
 	_, attacker := e.user("attacker@example.com", wasmwiz.TierFree)
-	WantCode(t, e.s.RevokeAPIKey(attacker, k.ID), wasmwiz.ENOTFOUND, "RevokeAPIKey of another user's key")
+	WantCode(t, e.revoke(attacker, k.ID), wasmwiz.ENOTFOUND, "RevokeAPIKey of another user's key")
 	_, _, err := e.s.Authenticate(e.anon, plain)
 	wantOK(t, err, "Authenticate with the key another user tried to revoke")
 	if got := e.findKey(victim, k.ID).RevokedAt; got != nil {
 		t.Fatal("another user's RevokeAPIKey revoked the key")
 	}
 	// A key id that exists and one that does not answer alike.
-	err1 := e.s.RevokeAPIKey(attacker, k.ID)
-	err2 := e.s.RevokeAPIKey(attacker, k.ID+1000)
+	err1 := e.revoke(attacker, k.ID)
+	err2 := e.revoke(attacker, k.ID+1000)
 	sameAnswer(t, err1, fmt.Sprint(k.ID), err2, fmt.Sprint(k.ID+1000), "RevokeAPIKey")
 }
 
@@ -493,10 +493,16 @@ func testAPIKeysBounded(t *testing.T, e *env) {
 	var revoked []int64
 	for i := range wasmwiz.KeptInactiveAPIKeys + 10 {
 		e.clock.Add(time.Second)
-		wantOK(t, e.s.RevokeAPIKey(ctx, active[0].ID), "RevokeAPIKey")
+		wantOK(t, e.revoke(ctx, active[0].ID), "RevokeAPIKey")
 		revoked = append(revoked, active[0].ID)
+		before := e.epoch()
 		k, _ := e.key(ctx, u.ID, fmt.Sprint("rotated", i), nil)
 		active = append(active[1:], k)
+		// From here on each creation deletes a revoked key, which no cache
+		// can hold as usable: the cache epoch stays.
+		if after := e.epoch(); i >= wasmwiz.KeptInactiveAPIKeys && after != before {
+			t.Fatalf("creating a key that deleted a revoked one moved the cache epoch from %d to %d", before, after)
+		}
 	}
 	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true, Limit: 1000})
 	wantListed(t, "the user's keys after the rotations", keys, total, err, wasmwiz.MaxActiveAPIKeys+wasmwiz.KeptInactiveAPIKeys)

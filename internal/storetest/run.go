@@ -361,7 +361,7 @@ func testStats(t *testing.T, e *env) {
 	// one; one expiring at 11:00; one of c, whom we disable.
 	e.key(aCtx, a.ID, "active", nil)
 	revoked, _ := e.key(aCtx, a.ID, "revoked", nil)
-	wantOK(t, e.s.RevokeAPIKey(aCtx, revoked.ID), "RevokeAPIKey")
+	wantOK(t, e.revoke(aCtx, revoked.ID), "RevokeAPIKey")
 	exp := Start.Add(time.Hour)
 	e.key(aCtx, a.ID, "expiring", &exp)
 	e.key(bCtx, b.ID, "active", nil)

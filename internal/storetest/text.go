@@ -82,7 +82,7 @@ func testControlInNames(t *testing.T, e *env) {
 		}
 		err = e.s.CreateModule(ctx, &wasmwiz.Module{Name: bad, Wasm: wasm})
 		WantCode(t, err, wasmwiz.EINVALID, "CreateModule name"+what)
-		_, err = e.s.UpdateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Name: &bad})
+		_, err = e.updateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Name: &bad})
 		WantCode(t, err, wasmwiz.EINVALID, "UpdateModule name"+what)
 	}
 	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{IncludeRevoked: true})
@@ -93,7 +93,7 @@ func testControlInNames(t *testing.T, e *env) {
 		t.Fatalf("the module was renamed to %q", mods[0].Name)
 	}
 	desc := "a description\nof two lines"
-	_, err = e.s.UpdateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Description: &desc})
+	_, err = e.updateModule(ctx, m.ID, wasmwiz.ModuleUpdate{Description: &desc})
 	wantOK(t, err, "UpdateModule with a description of two lines")
 	e.key(ctx, u.ID, "laptop ✓", nil)
 }
