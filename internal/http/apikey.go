@@ -73,6 +73,9 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.limitChange(r.Context()); err != nil {
+		return err
+	}
 	revoked, err := s.opts.Keys.RevokeAPIKey(r.Context(), id)
 	if err != nil {
 		return err
@@ -113,6 +116,11 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 // with it and its secret (shown this once).
 func (s *Server) writeNewKey(w http.ResponseWriter, r *http.Request, userID int64, req *api.KeyRequest) error {
 	if err := s.validKeyRequest(req); err != nil {
+		return err
+	}
+	// Creating a key may delete the user's old ones (CreateAPIKey), which
+	// may move the cache epoch: it counts as a change.
+	if err := s.limitChange(r.Context()); err != nil {
 		return err
 	}
 	k, secret, err := s.opts.Keys.CreateAPIKey(r.Context(), userID, req.Name, req.ExpiresAt)

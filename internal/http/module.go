@@ -156,6 +156,9 @@ func (s *Server) deleteModule(w http.ResponseWriter, r *http.Request) error {
 	if !wasmwiz.ValidModuleID(id) {
 		return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
 	}
+	if err := s.limitChange(r.Context()); err != nil {
+		return err
+	}
 	if err := s.opts.Modules.DeleteModule(r.Context(), id); err != nil {
 		return err
 	}
@@ -182,6 +185,9 @@ func (s *Server) updateModule(w http.ResponseWriter, r *http.Request) error {
 	if upd.Name != nil {
 		n := strings.TrimSpace(*upd.Name)
 		upd.Name = &n
+	}
+	if err := s.limitChange(r.Context()); err != nil {
+		return err
 	}
 	m, changed, err := s.opts.Modules.UpdateModule(r.Context(), id, wasmwiz.ModuleUpdate{Name: upd.Name, Description: upd.Description, Public: upd.Public})
 	if err != nil {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -26,6 +27,7 @@ type apiOp struct {
 	status                     string   // success status
 	schema                     string   // success schema ("" for no body)
 	limited                    bool     // rate-limited: X-RateLimit-* headers
+	changes                    bool     // counted against MaxChangesPerMinute: 429
 }
 
 var apiOps = []apiOp{
@@ -46,8 +48,8 @@ var apiOps = []apiOp{
 		query: []string{"name", "limit", "offset"}, status: "200", schema: "ModuleList"},
 	{id: "getModule", method: "GET", path: "/api/v1/modules/{id}", tag: "modules", summary: "One module you can see", auth: "key", status: "200", schema: "Module"},
 	{id: "updateModule", method: "PATCH", path: "/api/v1/modules/{id}", tag: "modules", summary: "Rename one of your modules, describe it, or make it public or private",
-		auth: "key", body: []string{"application/json"}, bodySchema: "ModuleUpdate", status: "200", schema: "Module"},
-	{id: "deleteModule", method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204"},
+		auth: "key", body: []string{"application/json"}, bodySchema: "ModuleUpdate", status: "200", schema: "Module", changes: true},
+	{id: "deleteModule", method: "DELETE", path: "/api/v1/modules/{id}", tag: "modules", summary: "Delete one of your modules", auth: "key", status: "204", changes: true},
 	{id: "executeModule", method: "POST", path: "/api/v1/modules/{id}/execute", tag: "execute", summary: "Run a stored module",
 		auth: "key", body: []string{"application/json", "multipart/form-data", "application/octet-stream"}, bodySchema: "ExecuteRequest",
 		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "async", "callback_url"}, status: "200", schema: "Result", limited: true},
@@ -64,9 +66,9 @@ var apiOps = []apiOp{
 	{id: "getMe", method: "GET", path: "/api/v1/me", tag: "usage", summary: "You and your tier", auth: "key", status: "200", schema: "Me"},
 
 	{id: "createKey", method: "POST", path: "/api/v1/keys", tag: "keys", summary: "Create a key for yourself (the secret is shown once)", auth: "key",
-		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey"},
+		body: []string{"application/json"}, bodySchema: "KeyRequest", status: "201", schema: "CreatedKey", changes: true},
 	{id: "listKeys", method: "GET", path: "/api/v1/keys", tag: "keys", summary: "Your keys", auth: "key", query: []string{"include_revoked", "limit", "offset"}, status: "200", schema: "KeyList"},
-	{id: "revokeKey", method: "DELETE", path: "/api/v1/keys/{id}", tag: "keys", summary: "Revoke one of your keys", auth: "key", status: "204"},
+	{id: "revokeKey", method: "DELETE", path: "/api/v1/keys/{id}", tag: "keys", summary: "Revoke one of your keys", auth: "key", status: "204", changes: true},
 
 	{id: "adminCreateUser", method: "POST", path: "/api/v1/admin/users", tag: "admin", summary: "Create a user", auth: "admin",
 		body: []string{"application/json"}, bodySchema: "UserRequest", status: "201", schema: "User"},
@@ -176,6 +178,10 @@ func buildOpenAPI() map[string]any {
 			responses["429"] = map[string]any{"description": "rate or concurrency limit", "headers": rateHeaders(),
 				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 			responses["503"] = map[string]any{"description": "replica saturated; see Retry-After",
+				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
+		}
+		if op.changes {
+			responses["429"] = map[string]any{"description": fmt.Sprintf("more than %d changes to your keys and modules in a minute; see Retry-After", MaxChangesPerMinute),
 				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 		}
 		if op.auth == "admin" {
