@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 )
 
 // TestAPIKeysBoundReplicas: replicas with pools of their own create keys of
@@ -26,7 +27,8 @@ func TestAPIKeysBoundReplicas(t *testing.T) {
 			t.Fatalf("CreateAPIKey %d: %v", i, err)
 		}
 	}
-	created := onReplicasAtOnce(t, replicas, creations, "the replicas' key creations", wasmwiz.ECONFLICT, func(r, i int) error {
+	created := storetest.Racing(t, replicas*creations, "the replicas' key creations", wasmwiz.ECONFLICT, func(k int) error {
+		r, i := k%replicas, k/replicas
 		_, _, err := dbs[r].CreateAPIKey(ctx, u.ID, fmt.Sprintf("r%d-%d", r, i), nil)
 		return err
 	})

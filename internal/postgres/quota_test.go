@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/storetest"
 )
 
 // TestStoredModulesQuotaReplicas: replicas with pools of their own store
@@ -30,7 +30,8 @@ func TestStoredModulesQuotaReplicas(t *testing.T) {
 		t.Fatalf("CreateUser: %v", err)
 	}
 	ctx := wasmwiz.NewContextWithUser(context.Background(), u)
-	stored := onReplicasAtOnce(t, replicas, uploads, "the replicas' uploads", wasmwiz.ETOOLARGE, func(r, i int) error {
+	stored := storetest.Racing(t, replicas*uploads, "the replicas' uploads", wasmwiz.ETOOLARGE, func(k int) error {
+		r, i := k%replicas, k/replicas
 		wasm := append([]byte(fmt.Sprintf("\x00asm\x01\x00\x00\x00r%d-%02d", r, i)), bytes.Repeat([]byte{'x'}, size)...)[:size]
 		return dbs[r].CreateModule(ctx, &wasmwiz.Module{Name: "m", Wasm: wasm})
 	})
@@ -44,39 +45,4 @@ func TestStoredModulesQuotaReplicas(t *testing.T) {
 	if usage.Stored != (wasmwiz.StoredModules{Count: int64(stored), Bytes: int64(stored * size)}) {
 		t.Fatalf("Usage says %+v, want %d modules of %d bytes", usage.Stored, stored, stored*size)
 	}
-}
-
-// onReplicasAtOnce makes each calls of call(r, i) on every replica r, the
-// replicas starting together (testenv.AtOnce) and each replica's calls
-// concurrent, and returns how many succeeded; a call may fail only with the
-// code refused (the bound the race is about), any other failure fails t.
-func onReplicasAtOnce(t *testing.T, replicas, each int, what, refused string, call func(r, i int) error) int {
-	t.Helper()
-	errs := make([][]error, replicas)
-	testenv.AtOnce(t, replicas, what, func(r int) {
-		errs[r] = make([]error, each)
-		done := make(chan struct{}, each)
-		for i := range each {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				errs[r][i] = call(r, i)
-			}()
-		}
-		for range each {
-			<-done
-		}
-	})
-	succeeded := 0
-	for r := range errs {
-		for i, err := range errs[r] {
-			switch wasmwiz.ErrorCode(err) {
-			case "":
-				succeeded++
-			case refused:
-			default:
-				t.Fatalf("%s: replica %d call %d: %v, want success or %s", what, r, i, err, refused)
-			}
-		}
-	}
-	return succeeded
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 var apiKeyTests = []test{
@@ -532,24 +531,10 @@ func testAPIKeysBoundedConcurrently(t *testing.T, e *env) {
 	for i := range wasmwiz.MaxActiveAPIKeys - room {
 		e.key(ctx, u.ID, fmt.Sprint("k", i), nil)
 	}
-	errs := make(chan error, tries)
-	for i := range tries {
-		go func() {
-			_, _, err := e.s.CreateAPIKey(ctx, u.ID, fmt.Sprint("racing", i), nil)
-			errs <- err
-		}()
-	}
-	created := 0
-	for range tries {
-		err := testenv.Recv(t, errs, "a concurrent CreateAPIKey")
-		switch {
-		case err == nil:
-			created++
-		case wasmwiz.ErrorCode(err) == wasmwiz.ECONFLICT:
-		default:
-			t.Fatalf("concurrent CreateAPIKey: %v", err)
-		}
-	}
+	created := Racing(t, tries, "concurrent CreateAPIKey calls", wasmwiz.ECONFLICT, func(i int) error {
+		_, _, err := e.s.CreateAPIKey(ctx, u.ID, fmt.Sprint("racing", i), nil)
+		return err
+	})
 	keys, total, err := e.s.FindAPIKeys(ctx, wasmwiz.APIKeyFilter{Limit: 1000})
 	wantListed(t, "the user's active keys", keys, total, err, wasmwiz.MaxActiveAPIKeys-room+created)
 	if created != room {

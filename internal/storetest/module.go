@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -391,29 +390,11 @@ func testStoredModulesQuotaConcurrently(t *testing.T, e *env) {
 	} {
 		_, ctx := e.quotaUser(c.name+"@example.com", "q-"+c.name, c.count, c.room)
 		fit := min(c.count, c.room/size)
-		errs := make([]error, uploads)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range uploads {
-			wg.Go(func() {
-				<-start
-				b := wasmBytes(fmt.Sprintf("%s-%03d", c.name, i))
-				b = append(b, bytes.Repeat([]byte{'x'}, size-len(b))...)
-				errs[i] = e.s.CreateModule(ctx, &wasmwiz.Module{Name: fmt.Sprint(i), Wasm: b})
-			})
-		}
-		close(start)
-		wg.Wait()
-		var stored int64
-		for i, err := range errs {
-			switch wasmwiz.ErrorCode(err) {
-			case "":
-				stored++
-			case wasmwiz.ETOOLARGE:
-			default:
-				t.Fatalf("%s: upload %d: %v, want success or ETOOLARGE", c.name, i, err)
-			}
-		}
+		stored := int64(Racing(t, uploads, c.name+": concurrent uploads", wasmwiz.ETOOLARGE, func(i int) error {
+			b := wasmBytes(fmt.Sprintf("%s-%03d", c.name, i))
+			b = append(b, bytes.Repeat([]byte{'x'}, size-len(b))...)
+			return e.s.CreateModule(ctx, &wasmwiz.Module{Name: fmt.Sprint(i), Wasm: b})
+		}))
 		if stored != fit {
 			t.Fatalf("%s: %d of %d concurrent uploads succeeded, want %d (the quota)", c.name, stored, uploads, fit)
 		}

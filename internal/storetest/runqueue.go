@@ -141,24 +141,10 @@ func testStartRunOnce(t *testing.T, e *env) {
 	r := e.queued(ctx, nil)
 	// Many replicas (or River retries) try to start it at once: one wins.
 	const n = 8
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			_, _, err := e.s.StartRun(e.anon, r.ID)
-			errs <- err
-		}()
-	}
-	won := 0
-	for range n {
-		err := <-errs
-		switch {
-		case err == nil:
-			won++
-		case wasmwiz.ErrorCode(err) == wasmwiz.ECONFLICT:
-		default:
-			t.Fatalf("StartRun: %v", err)
-		}
-	}
+	won := Racing(t, n, "concurrent StartRun calls", wasmwiz.ECONFLICT, func(int) error {
+		_, _, err := e.s.StartRun(e.anon, r.ID)
+		return err
+	})
 	if won != 1 {
 		t.Fatalf("%d StartRun calls started one run", won)
 	}

@@ -220,6 +220,27 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// Racing makes n calls of call(0) … call(n-1) at once (testenv.AtOnce) and
+// returns how many succeeded. A call may fail only with the code refused,
+// the bound the race is about; any other failure fails t. what names the
+// calls.
+func Racing(t testing.TB, n int, what, refused string, call func(i int) error) int {
+	t.Helper()
+	errs := make([]error, n)
+	testenv.AtOnce(t, n, what, func(i int) { errs[i] = call(i) })
+	succeeded := 0
+	for i, err := range errs {
+		switch wasmwiz.ErrorCode(err) {
+		case "":
+			succeeded++
+		case refused:
+		default:
+			t.Fatalf("%s: call %d: %v, want success or %s", what, i, err, refused)
+		}
+	}
+	return succeeded
+}
+
 // WantCode fails t unless err is a *wasmwiz.Error carrying code (or, for
 // code "", unless err is nil): what a store returns. what names the call.
 func WantCode(t testing.TB, err error, code string, what string) {
