@@ -11,10 +11,11 @@
 //	wasmwiz (this package)  domain types, service interfaces, Limits and Tier (tier fields
 //	                        declared once, tierfield.go), error codes, Executor
 //	cmd/wasmwiz             the program: serve, run, exec, migrate, users, keys, tiers, …
-//	api                     the REST API's JSON shapes (standard library and this package
-//	                        only): what the server sends and the client returns
+//	api                     the REST API's JSON shapes and its error → status table (standard
+//	                        library and this package only): what the server sends and the
+//	                        client returns
 //	client                  Go client of the REST API (api and the standard library only)
-//	internal/http           REST API, web page, middleware, metrics, the error → status table
+//	internal/http           REST API, web page, middleware, metrics
 //	internal/worker         pool of sandboxed worker processes that run guests for serve
 //	internal/engine         wazero: inspection, compile cache, limits, WASI; runs in a worker
 //	                        (and in-process for `wasmwiz run`)

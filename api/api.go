@@ -18,7 +18,11 @@
 // a limit the server adds reaches a client without a change to it.
 package api
 
-import "github.com/wasmwiz/wasmwiz"
+import (
+	"net/http"
+
+	"github.com/wasmwiz/wasmwiz"
+)
 
 // Error codes: every failure the server answers carries one in its error
 // body (ErrorBody), and each maps to one HTTP status (docs/API.md). They
@@ -38,6 +42,50 @@ const (
 
 // Codes lists every error code.
 var Codes = []string{EINVALID, EUNAUTHORIZED, EFORBIDDEN, ENOTFOUND, ECONFLICT, ETOOLARGE, ERATELIMIT, EUNAVAILABLE, EINTERNAL}
+
+// statusOf is the one error→status table: the server answers each code with
+// its status, and the client reads an answer that is not in the error shape
+// (a proxy's 502, say) by it (DESIGN rule 4). It lives here, in the wire
+// contract, so that the two cannot drift apart.
+var statusOf = map[string]int{
+	EINVALID:      http.StatusBadRequest,
+	EUNAUTHORIZED: http.StatusUnauthorized,
+	EFORBIDDEN:    http.StatusForbidden,
+	ENOTFOUND:     http.StatusNotFound,
+	ECONFLICT:     http.StatusConflict,
+	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	ERATELIMIT:    http.StatusTooManyRequests,
+	EUNAVAILABLE:  http.StatusServiceUnavailable,
+	EINTERNAL:     http.StatusInternalServerError,
+}
+
+// HTTPStatus returns the status the server answers code with (500 for an
+// unknown code).
+func HTTPStatus(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// CodeOfStatus returns the code of an answer by its status alone: the code
+// the server answers with that status; for statuses it never sends, what a
+// proxy or the HTTP stack on the way means by them (405 and 415: EINVALID;
+// 502 and 504: EUNAVAILABLE); EINTERNAL for any other.
+func CodeOfStatus(status int) string {
+	for code, s := range statusOf {
+		if s == status {
+			return code
+		}
+	}
+	switch status {
+	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return EINVALID
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		return EUNAVAILABLE
+	}
+	return EINTERNAL
+}
 
 // ErrorBody is the body of every failure: {"error":{"code":…,"message":…}}.
 type ErrorBody struct {

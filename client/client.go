@@ -199,31 +199,6 @@ func StatusCode(err error) int {
 	return 0
 }
 
-// codeOfStatus maps a status back to an error code, for answers that are not
-// in the error shape (a proxy's 502, say). It is the inverse of the server's
-// table.
-func codeOfStatus(status int) string {
-	switch status {
-	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
-		return api.EINVALID
-	case http.StatusUnauthorized:
-		return api.EUNAUTHORIZED
-	case http.StatusForbidden:
-		return api.EFORBIDDEN
-	case http.StatusNotFound:
-		return api.ENOTFOUND
-	case http.StatusConflict:
-		return api.ECONFLICT
-	case http.StatusRequestEntityTooLarge:
-		return api.ETOOLARGE
-	case http.StatusTooManyRequests:
-		return api.ERATELIMIT
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return api.EUNAVAILABLE
-	}
-	return api.EINTERNAL
-}
-
 // request is one call.
 type request struct {
 	method string
@@ -313,7 +288,7 @@ func responseError(a *answer) error {
 	}
 	// The legacy route answers {"output":null,"error":"…"}.
 	var legacy api.LegacyResult
-	e.Code, e.Message = codeOfStatus(a.status), http.StatusText(a.status)
+	e.Code, e.Message = api.CodeOfStatus(a.status), http.StatusText(a.status)
 	if json.Unmarshal(a.body, &legacy) == nil && legacy.Error != nil {
 		e.Message = *legacy.Error
 	}

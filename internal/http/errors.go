@@ -17,26 +17,9 @@ import (
 // handlerFunc is a handler that returns its failure instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// statusOf is the one error→status table (DESIGN rule 4).
-var statusOf = map[string]int{
-	wasmwiz.EINVALID:      http.StatusBadRequest,
-	wasmwiz.EUNAUTHORIZED: http.StatusUnauthorized,
-	wasmwiz.EFORBIDDEN:    http.StatusForbidden,
-	wasmwiz.ENOTFOUND:     http.StatusNotFound,
-	wasmwiz.ECONFLICT:     http.StatusConflict,
-	wasmwiz.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	wasmwiz.ERATELIMIT:    http.StatusTooManyRequests,
-	wasmwiz.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	wasmwiz.EINTERNAL:     http.StatusInternalServerError,
-}
-
-// ErrorStatus returns the HTTP status for an error code (500 for unknown).
-func ErrorStatus(code string) int {
-	if s, ok := statusOf[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
+// ErrorStatus returns the HTTP status for an error code (500 for unknown),
+// from the one error→status table, api's.
+func ErrorStatus(code string) int { return api.HTTPStatus(code) }
 
 // errorBody is the JSON shape of every failure.
 type errorBody = api.ErrorBody

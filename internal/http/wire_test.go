@@ -11,22 +11,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/api"
 )
 
-// TestAPICodesAreTheErrorCodes: the codes the client package names (api)
-// are exactly the codes of the error→status table.
-func TestAPICodesAreTheErrorCodes(t *testing.T) {
-	t.Parallel()
-	var table []string
-	for code := range statusOf {
-		table = append(table, code)
-	}
-	codes := slices.Clone(api.Codes)
-	slices.Sort(table)
-	slices.Sort(codes)
-	if !slices.Equal(table, codes) {
-		t.Fatalf("api.Codes %v, the status table has %v", codes, table)
-	}
-}
-
 // TestAPIStatusesAreTheStatuses: the statuses the document and the client
 // name are the engine's.
 func TestAPIStatusesAreTheStatuses(t *testing.T) {
