@@ -1,0 +1,256 @@
+package queue_test
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
+	"github.com/wasmwiz/wasmwiz/internal/queue"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// store is a migrated store, River's tables included, with the queue
+// opened on it the way cmd/wasmwiz opens it.
+type store struct {
+	wasmwiz.RunStore
+	users wasmwiz.UserService
+	// open makes a queue on the store (not started).
+	open func(opts queue.Options) (*queue.Queue, error)
+	// jobStates lists the states of River's jobs of kind, oldest first.
+	jobStates func(ctx context.Context, kind string) ([]string, error)
+	// foreignTx is a transaction of the other store's type.
+	foreignTx any
+}
+
+// storeKind names a store and opens a fresh one of its kind.
+type storeKind struct {
+	name string
+	open func(t *testing.T) *store
+}
+
+// stores are the two stores the queue runs on.
+var stores = []storeKind{{"SQLite", openSQLite}, {"PostgreSQL", openPostgres}}
+
+// forEachStore runs f as a subtest for each store, in parallel.
+func forEachStore(t *testing.T, f func(t *testing.T, s *store)) {
+	t.Helper()
+	for _, k := range stores {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, k.open(t))
+		})
+	}
+}
+
+// openSQLite returns a migrated SQLite store in a temporary directory.
+func openSQLite(t *testing.T) *store {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.MigrateSQLite(ctx, db.QueueDB()); err != nil {
+		t.Fatal(err)
+	}
+	return &store{
+		RunStore: db, users: db,
+		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenSQLite(db.QueueDB(), opts) },
+		jobStates: func(ctx context.Context, kind string) ([]string, error) {
+			rows, err := db.QueueDB().QueryContext(ctx, `SELECT state FROM river_job WHERE kind = ? ORDER BY id`, kind)
+			if err != nil {
+				return nil, err
+			}
+			defer rows.Close()
+			var states []string
+			for rows.Next() {
+				var st string
+				if err := rows.Scan(&st); err != nil {
+					return nil, err
+				}
+				states = append(states, st)
+			}
+			return states, rows.Err()
+		},
+		foreignTx: (*pgxpool.Tx)(nil),
+	}
+}
+
+// openPostgres returns a migrated PostgreSQL store in a schema of its own
+// (WASMWIZ_TEST_POSTGRES_URL; skipped without it).
+func openPostgres(t *testing.T) *store {
+	t.Helper()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.MigratePostgres(ctx, db.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	return &store{
+		RunStore: db, users: db,
+		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenPostgres(db.Pool(), opts) },
+		jobStates: func(ctx context.Context, kind string) ([]string, error) {
+			rows, _ := db.Pool().Query(ctx, `SELECT state::text FROM river_job WHERE kind = $1 ORDER BY id`, kind)
+			return pgx.CollectRows(rows, pgx.RowTo[string])
+		},
+		foreignTx: (*sql.Tx)(nil),
+	}
+}
+
+// user creates a user and returns the context of a call it makes.
+func (s *store) user(t *testing.T, email string) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	u := &wasmwiz.User{Email: email, Tier: wasmwiz.TierFree}
+	if err := s.users.CreateUser(wasmwiz.SystemContext(context.Background()), u); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	// Bounded, so that a call that would wait for ever (a write waiting
+	// for SQLite's one write connection, held by its own transaction)
+	// fails the test instead.
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience)
+	t.Cleanup(cancel)
+	return u, wasmwiz.NewContextWithUser(ctx, u)
+}
+
+// queueRun stores a queued run of the caller in ctx, with callback as its
+// webhook, calling enqueue in the store's transaction, and returns the
+// run and QueueRun's error.
+func (s *store) queueRun(ctx context.Context, callback string, enqueue func(ctx context.Context, tx any, id string) error) (*wasmwiz.UsageRecord, error) {
+	now := time.Now()
+	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), Tier: wasmwiz.TierFree, CreatedAt: now,
+		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"hello"}, CallbackURL: callback}}
+	in := &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in")}
+	err := s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any) error { return enqueue(ctx, tx, r.ID) })
+	return r, err
+}
+
+// mustQueueRun is queueRun that fails t on an error.
+func (s *store) mustQueueRun(t *testing.T, ctx context.Context, callback string, enqueue func(ctx context.Context, tx any, id string) error) *wasmwiz.UsageRecord {
+	t.Helper()
+	r, err := s.queueRun(ctx, callback, enqueue)
+	if err != nil {
+		t.Fatalf("QueueRun: %v", err)
+	}
+	return r
+}
+
+// noJob stores a run without a job.
+func noJob(context.Context, any, string) error { return nil }
+
+// start starts q and stops it when the test ends.
+func start(t *testing.T, q *queue.Queue) {
+	t.Helper()
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience)
+		defer cancel()
+		if err := q.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+}
+
+// runner is a Runner that hands each run it is given to the test and then
+// waits for release (nil: returns at once) or its context to end.
+type runner struct {
+	started chan string
+	release *testenv.Gate
+	ended   chan runEnd
+}
+
+// runEnd is how a run the runner was given ended.
+type runEnd struct {
+	id  string
+	err error // the context's error when it was cancelled
+}
+
+func newRunner(release *testenv.Gate) *runner {
+	return &runner{started: make(chan string, 16), release: release, ended: make(chan runEnd, 16)}
+}
+
+// RunQueued implements queue.Runner.
+func (r *runner) RunQueued(ctx context.Context, id string) error {
+	r.started <- id
+	var err error
+	if r.release != nil {
+		err = r.release.Wait(ctx)
+	}
+	r.ended <- runEnd{id: id, err: err}
+	return err
+}
+
+// states returns the states of River's jobs of kind, oldest first.
+func (s *store) states(t *testing.T, kind string) []string {
+	t.Helper()
+	states, err := s.jobStates(context.Background(), kind)
+	if err != nil {
+		t.Fatalf("reading River's jobs: %v", err)
+	}
+	return states
+}
+
+// logWatch is a slog.Handler that closes seen at the first message
+// containing substr.
+type logWatch struct {
+	substr string
+	seen   chan struct{}
+	once   *sync.Once
+}
+
+func newLogWatch(substr string) *logWatch {
+	return &logWatch{substr: substr, seen: make(chan struct{}), once: new(sync.Once)}
+}
+
+func (h *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.substr) {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
+}
+
+func (h *logWatch) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logWatch) WithGroup(string) slog.Handler      { return h }
+
+// wantCode fails t unless err carries code.
+func wantCode(t *testing.T, err error, code, what string) {
+	t.Helper()
+	if got := wasmwiz.ErrorCode(err); got != code {
+		t.Fatalf("%s: error %v (code %q), want code %s", what, err, got, code)
+	}
+}
+
+// contains reports whether s contains every one of subs.
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,257 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/queue"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+const runKind = "wasmwiz_run"
+
+// enqueueOn returns the enqueue function of QueueRun that inserts the
+// run's job with q.
+func enqueueOn(q *queue.Queue) func(ctx context.Context, tx any, id string) error {
+	return q.EnqueueRun
+}
+
+func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		r := newRunner(nil)
+		q, err := s.open(queue.Options{Workers: 2, Runner: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, q)
+		_, ctx := s.user(t, "u@example.com")
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+		if got := testenv.Recv(t, r.started, "the run's job"); got != run.ID {
+			t.Fatalf("the runner was given %q, want the run %q", got, run.ID)
+		}
+		testenv.WaitFor(t, "River to complete the run's job", func() bool {
+			return slices.Equal(s.states(t, runKind), []string{"completed"})
+		})
+	})
+}
+
+// A run's job is inserted in the store's transaction: when the store rolls
+// it back, no job is left behind, and the next run's job is the only one
+// the runner is given.
+func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		r := newRunner(nil)
+		q, err := s.open(queue.Options{Workers: 2, Runner: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, q)
+		_, ctx := s.user(t, "u@example.com")
+		failed := errors.New("the store failed after the job was inserted")
+		_, err = s.queueRun(ctx, "", func(ctx context.Context, tx any, id string) error {
+			if err := q.EnqueueRun(ctx, tx, id); err != nil {
+				return err
+			}
+			return failed
+		})
+		if !errors.Is(err, failed) {
+			t.Fatalf("QueueRun whose transaction fails after the insert: %v, want %v", err, failed)
+		}
+		if states := s.states(t, runKind); len(states) != 0 {
+			t.Fatalf("a rolled back transaction left jobs in the states %v", states)
+		}
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+		if got := testenv.Recv(t, r.started, "the committed run's job"); got != run.ID {
+			t.Fatalf("the runner was given %q, want the committed run %q", got, run.ID)
+		}
+		if states := s.states(t, runKind); len(states) != 1 {
+			t.Fatalf("jobs in the states %v, want only the committed run's", states)
+		}
+	})
+}
+
+func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		q, err := s.open(queue.Options{Workers: 1, Runner: newRunner(nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			tx   any
+		}{
+			{"nil", nil},
+			{"not a transaction", "BEGIN"},
+			{"the other store's", s.foreignTx},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := q.EnqueueRun(context.Background(), tc.tx, wasmwiz.NewRunID(time.Now()))
+				wantCode(t, err, wasmwiz.EINTERNAL, "EnqueueRun with a transaction that is not the store's")
+				if !contains(err.Error(), "not the store's") {
+					t.Errorf("error %q does not say the transaction is not the store's", err)
+				}
+			})
+		}
+		if states := s.states(t, runKind); len(states) != 0 {
+			t.Fatalf("refused transactions left jobs in the states %v", states)
+		}
+	})
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		wantPoll := 200 * time.Millisecond
+		for _, tc := range []struct {
+			name string
+			in   queue.Options
+			want queue.Options
+		}{
+			{"zero", queue.Options{},
+				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll, MaxRunTime: time.Hour}},
+			{"negative", queue.Options{Workers: -1, WebhookWorkers: -1, WebhookAttempts: -1, PollInterval: -1, MaxRunTime: -1},
+				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll, MaxRunTime: time.Hour}},
+			{"set", queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond, MaxRunTime: time.Minute},
+				queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond, MaxRunTime: time.Minute}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				q, err := s.open(tc.in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := queue.OptionsOf(q)
+				if got.Logger == nil {
+					t.Error("no default Logger")
+				}
+				got.Logger = nil
+				if got != tc.want {
+					t.Errorf("options %+v, want %+v", got, tc.want)
+				}
+				cfg := queue.RiverConfigOf(q)
+				if cfg.FetchPollInterval != tc.want.PollInterval {
+					t.Errorf("River polls every %v, want the PollInterval %v", cfg.FetchPollInterval, tc.want.PollInterval)
+				}
+				if want := 2*tc.want.MaxRunTime + 10*time.Minute; cfg.RescueStuckJobsAfter != want {
+					t.Errorf("River rescues jobs after %v, want %v (after the longest run)", cfg.RescueStuckJobsAfter, want)
+				}
+				runs, ok := cfg.Queues[queue.QueueRuns]
+				if ok != (tc.want.Workers > 0) || runs.MaxWorkers != tc.want.Workers {
+					t.Errorf("runs queue %+v (configured %v) for %d workers", runs, ok, tc.want.Workers)
+				}
+				if hooks := cfg.Queues[queue.QueueWebhooks]; hooks.MaxWorkers != tc.want.WebhookWorkers {
+					t.Errorf("webhooks queue %+v, want %d workers", hooks, tc.want.WebhookWorkers)
+				}
+			})
+		}
+	})
+}
+
+// Stop lets a running job end before it returns.
+func TestStopWaitsForTheRunningJob(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		release := testenv.NewGate(t)
+		r := newRunner(release)
+		// River logs (at debug level) when a stop begins.
+		stopping := newLogWatch("Stopping producers")
+		q, err := s.open(queue.Options{Workers: 1, Runner: r, Logger: slog.New(stopping)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		_, ctx := s.user(t, "u@example.com")
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+		testenv.Recv(t, r.started, "the run's job")
+
+		stopped := make(chan error, 1)
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), testenv.Patience)
+			defer cancel()
+			stopped <- q.Stop(sctx)
+		}()
+		testenv.Recv(t, stopping.seen, "the stop to begin")
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) while a job ran", err)
+		case end := <-r.ended:
+			t.Fatalf("the running job ended (%+v) when the stop began", end)
+		default:
+		}
+		release.Open()
+		if err := testenv.Recv(t, stopped, "Stop"); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		select {
+		case end := <-r.ended:
+			if end.id != run.ID || end.err != nil {
+				t.Fatalf("the running job ended as %+v, want %s uncancelled", end, run.ID)
+			}
+		default:
+			t.Fatal("Stop returned before the running job ended")
+		}
+	})
+}
+
+// Stop whose context ends while a job runs cancels the job's context and
+// returns once the job has ended.
+func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		r := newRunner(testenv.NewGate(t)) // never opened before the test ends
+		q, err := s.open(queue.Options{Workers: 1, Runner: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		_, ctx := s.user(t, "u@example.com")
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+		testenv.Recv(t, r.started, "the run's job")
+
+		sctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		stopped := make(chan error, 1)
+		go func() { stopped <- q.Stop(sctx) }()
+		if err := testenv.Recv(t, stopped, "Stop"); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		select {
+		case end := <-r.ended:
+			if end.id != run.ID || !errors.Is(end.err, context.Canceled) {
+				t.Fatalf("the running job ended as %+v, want %s cancelled", end, run.ID)
+			}
+		default:
+			t.Fatal("Stop returned before the cancelled job ended")
+		}
+	})
+}
+
+// A replica with no workers admits runs that another replica runs.
+func TestNoWorkersAdmitsRunsForOthers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		idle, busy := newRunner(nil), newRunner(nil)
+		admits, err := s.open(queue.Options{Workers: 0, Runner: idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, admits)
+		runs, err := s.open(queue.Options{Workers: 1, Runner: busy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, runs)
+		_, ctx := s.user(t, "u@example.com")
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(admits))
+		if got := testenv.Recv(t, busy.started, "the run's job on the replica with a worker"); got != run.ID {
+			t.Fatalf("the worker was given %q, want %q", got, run.ID)
+		}
+		if len(idle.started) != 0 {
+			t.Fatal("a replica with no workers ran a job")
+		}
+	})
+}
