@@ -159,9 +159,21 @@ func (s *store) mustQueueRun(t *testing.T, ctx context.Context, callback string,
 // noJob stores a run without a job.
 func noJob(context.Context, any, string) error { return nil }
 
-// start starts q and stops it when the test ends.
-func start(t *testing.T, q *queue.Queue) {
+// newQueue opens a queue on the store, not started.
+func (s *store) newQueue(t *testing.T, opts queue.Options) *queue.Queue {
 	t.Helper()
+	q, err := s.open(opts)
+	if err != nil {
+		t.Fatalf("opening the queue: %v", err)
+	}
+	return q
+}
+
+// startQueue opens a queue on the store and starts it; it is stopped when
+// the test ends.
+func (s *store) startQueue(t *testing.T, opts queue.Options) *queue.Queue {
+	t.Helper()
+	q := s.newQueue(t, opts)
 	if err := q.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -172,6 +184,7 @@ func start(t *testing.T, q *queue.Queue) {
 			t.Errorf("Stop: %v", err)
 		}
 	})
+	return q
 }
 
 // runner is a Runner that hands each run it is given to the test and then

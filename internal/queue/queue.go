@@ -83,8 +83,11 @@ type Options struct {
 	// WebhookAttempts is how often a delivery is tried before it is given
 	// up (6; River's backoff between attempts grows as attempt⁴ seconds).
 	WebhookAttempts int
-	// PollInterval is how often an idle replica looks for jobs (200ms on
-	// SQLite; on PostgreSQL inserts are also announced by NOTIFY).
+	// PollInterval is how often an idle replica looks for jobs: 200ms on
+	// SQLite, which only polls; 1s (River's default) on PostgreSQL, where
+	// an insert is also announced by NOTIFY when its transaction commits,
+	// so that a replica with a free worker takes the job then and polling
+	// is only the fallback (docs/PERFORMANCE.md, "The idle queue").
 	PollInterval time.Duration
 	// MaxRunTime is the longest wall time a tier may give a background run;
 	// River rescues a job running longer than twice that (1h).
@@ -93,7 +96,19 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-func (o *Options) setDefaults() {
+// The default poll intervals.
+const (
+	pollIntervalSQLite   = 200 * time.Millisecond
+	pollIntervalPostgres = river.FetchPollIntervalDefault
+)
+
+// fetchCooldown is the shortest time between two fetches of one queue by
+// one replica: an announced insert waits at most this for its fetch.
+const fetchCooldown = 50 * time.Millisecond
+
+// setDefaults fills in the zero options; poll is the store's default poll
+// interval.
+func (o *Options) setDefaults(poll time.Duration) {
 	o.Workers = max(o.Workers, 0)
 	if o.WebhookWorkers <= 0 {
 		o.WebhookWorkers = 4
@@ -102,7 +117,7 @@ func (o *Options) setDefaults() {
 		o.WebhookAttempts = 6
 	}
 	if o.PollInterval <= 0 {
-		o.PollInterval = 200 * time.Millisecond
+		o.PollInterval = poll
 	}
 	if o.MaxRunTime <= 0 {
 		o.MaxRunTime = time.Hour
@@ -153,14 +168,22 @@ func (q *Queue) config() *river.Config {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &runWorker{q: q})
 	river.AddWorker(workers, &webhookWorker{q: q})
-	queues := map[string]river.QueueConfig{QueueWebhooks: {MaxWorkers: opts.WebhookWorkers}}
+	cooldown := min(fetchCooldown, opts.PollInterval)
+	queues := map[string]river.QueueConfig{QueueWebhooks: {MaxWorkers: opts.WebhookWorkers, FetchCooldown: cooldown}}
 	if opts.Workers > 0 {
-		queues[QueueRuns] = river.QueueConfig{MaxWorkers: opts.Workers}
+		queues[QueueRuns] = river.QueueConfig{MaxWorkers: opts.Workers, FetchCooldown: cooldown}
 	}
 	return &river.Config{
-		Workers:              workers,
-		Queues:               queues,
-		FetchCooldown:        min(50*time.Millisecond, opts.PollInterval),
+		Workers: workers,
+		Queues:  queues,
+		// The client's cooldown is also how long River stays silent about
+		// inserts into a queue after announcing one; a job inserted then,
+		// and committed after the fetch the announcement caused, would
+		// wait for the next poll. At River's minimum (1ms) the inserts of
+		// a burst are announced too; the queues keep their own cooldown
+		// between fetches (an announcement during it brings a fetch at
+		// its end).
+		FetchCooldown:        river.FetchCooldownMin,
 		FetchPollInterval:    opts.PollInterval,
 		RescueStuckJobsAfter: 2*opts.MaxRunTime + 10*time.Minute,
 		JobTimeout:           -1, // a run's limits bound it; a webhook attempt has its own timeout
@@ -174,7 +197,7 @@ func (q *Queue) config() *river.Config {
 // OpenPostgres makes the queue on the PostgreSQL store's pool: River's
 // tables live beside the store's, in the pool's search_path.
 func OpenPostgres(pool *pgxpool.Pool, opts Options) (*Queue, error) {
-	opts.setDefaults()
+	opts.setDefaults(pollIntervalPostgres)
 	q := &Queue{opts: opts, startLatency: newStartLatency()}
 	c, err := river.NewClient(riverpgxv5.New(pool), q.config())
 	if err != nil {
@@ -188,7 +211,7 @@ func OpenPostgres(pool *pgxpool.Pool, opts Options) (*Queue, error) {
 // connection: River's statements queue behind the store's writes like any
 // other write). It polls: SQLite has no notifications.
 func OpenSQLite(db *sql.DB, opts Options) (*Queue, error) {
-	opts.setDefaults()
+	opts.setDefaults(pollIntervalSQLite)
 	q := &Queue{opts: opts, startLatency: newStartLatency()}
 	cfg := q.config()
 	cfg.PollOnly = true

@@ -24,11 +24,7 @@ func enqueueOn(q *queue.Queue) func(ctx context.Context, tx any, id string) erro
 func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(nil)
-		q, err := s.open(queue.Options{Workers: 2, Runner: r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, q)
+		q := s.startQueue(t, queue.Options{Workers: 2, Runner: r})
 		_, ctx := s.user(t, "u@example.com")
 		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
 		if got := testenv.Recv(t, r.started, "the run's job"); got != run.ID {
@@ -46,14 +42,10 @@ func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
 func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(nil)
-		q, err := s.open(queue.Options{Workers: 2, Runner: r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, q)
+		q := s.startQueue(t, queue.Options{Workers: 2, Runner: r})
 		_, ctx := s.user(t, "u@example.com")
 		failed := errors.New("the store failed after the job was inserted")
-		_, err = s.queueRun(ctx, "", func(ctx context.Context, tx any, id string) error {
+		_, err := s.queueRun(ctx, "", func(ctx context.Context, tx any, id string) error {
 			if err := q.EnqueueRun(ctx, tx, id); err != nil {
 				return err
 			}
@@ -77,10 +69,7 @@ func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
 
 func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
-		q, err := s.open(queue.Options{Workers: 1, Runner: newRunner(nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := s.newQueue(t, queue.Options{Workers: 1, Runner: newRunner(nil)})
 		for _, tc := range []struct {
 			name string
 			tx   any
@@ -105,7 +94,9 @@ func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
-		wantPoll := 200 * time.Millisecond
+		// SQLite only polls; PostgreSQL announces every insert, so its
+		// polling is a fallback and can be River's own.
+		wantPoll := map[string]time.Duration{"SQLite": 200 * time.Millisecond, "PostgreSQL": time.Second}[storeName(t)]
 		for _, tc := range []struct {
 			name string
 			in   queue.Options
@@ -119,10 +110,7 @@ func TestOptionsDefaults(t *testing.T) {
 				queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond, MaxRunTime: time.Minute}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				q, err := s.open(tc.in)
-				if err != nil {
-					t.Fatal(err)
-				}
+				q := s.newQueue(t, tc.in)
 				got := queue.OptionsOf(q)
 				if got.Logger == nil {
 					t.Error("no default Logger")
@@ -150,6 +138,17 @@ func TestOptionsDefaults(t *testing.T) {
 	})
 }
 
+// storeName is the name of the store subtest t runs in.
+func storeName(t *testing.T) string {
+	for _, k := range stores {
+		if contains(t.Name(), "/"+k.name) {
+			return k.name
+		}
+	}
+	t.Fatalf("test %s runs on no store", t.Name())
+	return ""
+}
+
 // Stop lets a running job end before it returns.
 func TestStopWaitsForTheRunningJob(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
@@ -157,10 +156,7 @@ func TestStopWaitsForTheRunningJob(t *testing.T) {
 		r := newRunner(release)
 		// River logs (at debug level) when a stop begins.
 		stopping := newLogWatch("Stopping producers")
-		q, err := s.open(queue.Options{Workers: 1, Runner: r, Logger: slog.New(stopping)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := s.newQueue(t, queue.Options{Workers: 1, Runner: r, Logger: slog.New(stopping)})
 		if err := q.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -202,10 +198,7 @@ func TestStopWaitsForTheRunningJob(t *testing.T) {
 func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(testenv.NewGate(t)) // never opened before the test ends
-		q, err := s.open(queue.Options{Workers: 1, Runner: r})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := s.newQueue(t, queue.Options{Workers: 1, Runner: r})
 		if err := q.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -235,16 +228,8 @@ func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
 func TestNoWorkersAdmitsRunsForOthers(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		idle, busy := newRunner(nil), newRunner(nil)
-		admits, err := s.open(queue.Options{Workers: 0, Runner: idle})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, admits)
-		runs, err := s.open(queue.Options{Workers: 1, Runner: busy})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, runs)
+		admits := s.startQueue(t, queue.Options{Workers: 0, Runner: idle})
+		s.startQueue(t, queue.Options{Workers: 1, Runner: busy})
 		_, ctx := s.user(t, "u@example.com")
 		run := s.mustQueueRun(t, ctx, "", enqueueOn(admits))
 		if got := testenv.Recv(t, busy.started, "the run's job on the replica with a worker"); got != run.ID {
@@ -254,4 +239,23 @@ func TestNoWorkersAdmitsRunsForOthers(t *testing.T) {
 			t.Fatal("a replica with no workers ran a job")
 		}
 	})
+}
+
+// On PostgreSQL a replica learns of an insert by NOTIFY, so a run starts
+// long before the next poll: here there is none within the test. Each run
+// is enqueued as soon as the one before started (runs admitted in a
+// burst), which River would leave to the next poll were inserts that close
+// together not each announced (docs/PERFORMANCE.md, "The idle queue").
+func TestIdlePostgresQueueStartsNotifiedRuns(t *testing.T) {
+	s := openPostgres(t)
+	r := newRunner(nil)
+	q := s.startQueue(t, queue.Options{Workers: 2, Runner: r, PollInterval: time.Hour})
+	_, ctx := s.user(t, "u@example.com")
+	for i := range 3 {
+		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+		// Recv's patience (a minute) is far shorter than the poll interval.
+		if got := testenv.Recv(t, r.started, "a run started without a poll"); got != run.ID {
+			t.Fatalf("run %d: the runner was given %q, want %q", i, got, run.ID)
+		}
+	}
 }

@@ -165,11 +165,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		rc := newReceiver(t, http.StatusInternalServerError, http.StatusOK)
 		run, secret := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
-		q, err := s.open(queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, q)
+		q := s.startQueue(t, queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
 		if err := q.EnqueueWebhook(context.Background(), run.ID); err != nil {
 			t.Fatalf("EnqueueWebhook: %v", err)
 		}
@@ -202,11 +198,7 @@ func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
 		rc := newReceiver(t, http.StatusBadGateway)
 		run, _ := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
-		q, err := s.open(queue.Options{Webhooks: w, WebhookAttempts: 2, PollInterval: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start(t, q)
+		q := s.startQueue(t, queue.Options{Webhooks: w, WebhookAttempts: 2, PollInterval: 50 * time.Millisecond})
 		if err := q.EnqueueWebhook(context.Background(), run.ID); err != nil {
 			t.Fatalf("EnqueueWebhook: %v", err)
 		}
