@@ -166,7 +166,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		run, secret := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
 		q := s.startQueue(t, queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
-		if err := q.EnqueueWebhook(context.Background(), run.ID); err != nil {
+		if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
 			t.Fatalf("EnqueueWebhook: %v", err)
 		}
 		testenv.WaitFor(t, "the second attempt's delivery", func() bool { return w.Stats().Delivered == 1 })
@@ -199,7 +199,7 @@ func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
 		run, _ := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
 		q := s.startQueue(t, queue.Options{Webhooks: w, WebhookAttempts: 2, PollInterval: 50 * time.Millisecond})
-		if err := q.EnqueueWebhook(context.Background(), run.ID); err != nil {
+		if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
 			t.Fatalf("EnqueueWebhook: %v", err)
 		}
 		testenv.WaitFor(t, "the delivery given up", func() bool { return w.Stats().GivenUp == 1 })
