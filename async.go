@@ -199,7 +199,8 @@ func (e *Executor) heartbeatInterval() time.Duration {
 // starts; a run that is not queued any more is left alone, except one found
 // running, whose guest started on a replica that stopped (a retried job):
 // it is failed, never run twice. While the guest runs, the replica sends a
-// heartbeat every HeartbeatInterval with the output so far, and stops the
+// heartbeat every HeartbeatInterval with the output added since the last
+// heartbeat the store took (RunQueueService.HeartbeatRun), and stops the
 // guest (killing its worker) when the caller cancelled the run. The final
 // record is written, a result event published, and a webhook delivery
 // enqueued when the run has a callback URL.
@@ -303,14 +304,16 @@ func (e *Executor) runQueued(ctx context.Context, rec *UsageRecord, req *RunRequ
 }
 
 // heartbeat publishes the output every liveFlushInterval and tells the
-// store the run is alive, with its output so far, every interval until
-// stop, and cancels the run when its caller asked, or when
-// the store says it is not running any more.
+// store the run is alive every interval until stop, with the output added
+// since the last heartbeat the store took (one that failed is sent again
+// with the next), and cancels the run when its caller asked, or when the
+// store says it is not running any more.
 func (e *Executor) heartbeat(ctx context.Context, id string, live *liveOutput, stop <-chan struct{}, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(e.heartbeatInterval())
 	defer t.Stop()
 	flush := time.NewTicker(liveFlushInterval)
 	defer flush.Stop()
+	var stored [2]int64 // bytes of each stream the store took
 	for {
 		select {
 		case <-stop:
@@ -323,13 +326,14 @@ func (e *Executor) heartbeat(ctx context.Context, id string, live *liveOutput, s
 		case <-t.C:
 		}
 		live.flush()
-		stdout, stderr, changed := live.snapshot()
-		if !changed {
-			stdout, stderr = nil, nil
-		}
+		stdout, stderr := live.since(stored)
 		hctx, done := context.WithTimeout(ctx, e.heartbeatInterval())
-		stopRun, err := e.Runs.HeartbeatRun(hctx, id, stdout, stderr)
+		stopRun, err := e.Runs.HeartbeatRun(hctx, id, OutputTail{stored[0], stdout}, OutputTail{stored[1], stderr})
 		done()
+		if err == nil {
+			stored[0] += int64(len(stdout))
+			stored[1] += int64(len(stderr))
+		}
 		if err == nil && stopRun {
 			// Cancelled by its caller, or failed by a sweeper that took this
 			// replica for dead: either way the guest stops now.
@@ -418,7 +422,6 @@ type liveOutput struct {
 	events  RunEvents
 	keep    int64
 	streams [2]liveStream
-	changed bool
 }
 
 type liveStream struct {
@@ -453,7 +456,6 @@ func (l *liveOutput) add(stderr bool, p []byte) {
 			s.truncated = true
 		}
 		s.kept = append(s.kept, p[:n]...)
-		l.changed = true
 	} else if len(p) > 0 {
 		s.truncated = true
 	}
@@ -493,13 +495,16 @@ func (l *liveOutput) flush() {
 	}
 }
 
-// snapshot returns copies of the output kept, and whether it changed since
-// the last snapshot.
-func (l *liveOutput) snapshot() (stdout, stderr []byte, changed bool) {
+// since returns the output kept of each stream from byte from[i] on. Kept
+// bytes are only ever appended to, so the slices stay as they are.
+func (l *liveOutput) since(from [2]int64) (stdout, stderr []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	changed, l.changed = l.changed, false
-	return append([]byte{}, l.streams[0].kept...), append([]byte{}, l.streams[1].kept...), changed
+	tail := func(i int) []byte {
+		k := l.streams[i].kept
+		return k[min(from[i], int64(len(k))):len(k):len(k)]
+	}
+	return tail(0), tail(1)
 }
 
 // kept returns the output kept and whether each stream was cut.

@@ -367,13 +367,24 @@ type RunQueueService interface {
 	// started is never started again. ENOTFOUND for no such run. Needs no
 	// caller.
 	StartRun(ctx context.Context, id string) (*UsageRecord, *RunInput, error)
-	// HeartbeatRun notes that the replica running id is alive and keeps the
-	// output so far (cut as FinishRun cuts it; nil keeps what is stored). It
-	// returns true when the run's caller asked to cancel it. Needs no caller.
-	HeartbeatRun(ctx context.Context, id string, stdout, stderr []byte) (cancel bool, err error)
-	// FinishRun writes the final record of a run that is queued or running
-	// and deletes its input; it returns false, changing nothing, when the
-	// run already reached a final state. Needs no caller.
+	// HeartbeatRun notes that the replica running id is alive and appends
+	// the output the run added since the last heartbeat that reached the
+	// store: stdout is the run's stdout from byte stdout.Offset on, stderr
+	// likewise. Bytes the store already holds are not written again (a
+	// heartbeat resent after one that failed adds each byte once), and each
+	// stream is kept up to the run's tier's max_stored_output_bytes: bytes
+	// past it are dropped. So the store's work is proportional to the
+	// output, never to the output times the heartbeats. Reading a running
+	// run returns the output appended so far. A tail that starts past the
+	// bytes the store holds of its stream adds nothing: it can only follow
+	// bytes the store dropped at the cap. It returns true when the run's
+	// caller asked to cancel it or the run is not running any more.
+	// EINVALID for a negative offset. Needs no caller.
+	HeartbeatRun(ctx context.Context, id string, stdout, stderr OutputTail) (cancel bool, err error)
+	// FinishRun writes the final record of a run that is queued or running,
+	// its output once in full, and deletes its input and the output its
+	// heartbeats appended; it returns false, changing nothing, when the run
+	// already reached a final state. Needs no caller.
 	FinishRun(ctx context.Context, r *UsageRecord) (bool, error)
 	// CancelRun cancels a run of the caller: a queued run is cancelled at
 	// once; a running one is marked, and the replica running it stops it at
@@ -381,7 +392,9 @@ type RunQueueService interface {
 	// another tenant's run; ECONFLICT for a run already final.
 	CancelRun(ctx context.Context, id string) (*UsageRecord, error)
 	// FailStaleRuns fails running runs whose replica has not sent a heartbeat
-	// since before, with message, and returns their ids. Needs no caller.
+	// since before, with message, keeping the output their heartbeats
+	// appended in their final record, and returns their ids. Needs no
+	// caller.
 	FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error)
 	// CountRuns counts runs by state, and the oldest created_at of each
 	// state among queued and running ones, for metrics. Needs no caller.
@@ -394,6 +407,32 @@ type RunQueueService interface {
 	// WebhookSecret returns the webhook secret of user, or ENOTFOUND when it
 	// has none. Needs no caller.
 	WebhookSecret(ctx context.Context, userID int64) (string, error)
+}
+
+// OutputTail is the part of a running run's output stream (stdout or
+// stderr) from byte Offset on: what a heartbeat adds to what the store
+// holds.
+type OutputTail struct {
+	Offset int64
+	Data   []byte
+}
+
+// After returns the bytes of t a store holding held bytes of the stream
+// appends, at offset held: those past held, cut so that the stream keeps at
+// most limit bytes (limit < 0: no limit); none when t starts past held.
+// EINVALID for a negative offset.
+func (t OutputTail) After(held, limit int64) ([]byte, error) {
+	if t.Offset < 0 {
+		return nil, Errorf(EINVALID, "output from byte %d", t.Offset)
+	}
+	if t.Offset > held {
+		return nil, nil
+	}
+	p := t.Data[min(held-t.Offset, int64(len(t.Data))):]
+	if limit >= 0 {
+		p = p[:max(min(limit-held, int64(len(p))), 0)]
+	}
+	return p, nil
 }
 
 // UsageRecorder takes usage records without blocking the request that made

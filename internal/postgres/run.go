@@ -200,7 +200,7 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
 	var files []byte // a background run's output files (migration 0011)
-	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+runOutputColumns+`, files FROM runs
+	r, err := scanRun(db.pool.QueryRow(ctx, `SELECT `+runColumns+runLiveOutputColumns+`, files FROM runs
 		WHERE id = $1 AND ($2 OR user_id = $3)`, id, caller.IsAdmin(), caller.ID), true, &files)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
@@ -365,7 +365,8 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 				ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 			RETURNING id),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM doomed)),
-		deliveries AS (DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM doomed))
+		deliveries AS (DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM doomed)),
+		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM doomed))
 		SELECT count(*) FROM doomed`, t.UTC(), batch, tier).Scan(&n)
 	if err != nil {
 		return 0, dbError(err, "delete runs")

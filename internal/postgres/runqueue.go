@@ -81,7 +81,7 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 	now := db.now()
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error
-		r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+runOutputColumns+` FROM runs WHERE id = $1 FOR UPDATE`, id), true)
+		r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+runLiveOutputColumns+` FROM runs WHERE id = $1 FOR UPDATE`, id), true)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 		}
@@ -117,17 +117,30 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 	return r, in, nil
 }
 
-// HeartbeatRun notes the replica running id is alive and keeps its output
-// so far.
-func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr []byte) (bool, error) {
+// HeartbeatRun notes the replica running id is alive and appends the
+// output its run added: one statement when it added none.
+func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwiz.OutputTail) (bool, error) {
 	var cancel bool
+	var limit *int64 // the run's tier's max_stored_output_bytes
+	heartbeat := func(q querier) error {
+		return q.QueryRow(ctx, `UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND state = 'running'
+			RETURNING cancel_requested, (SELECT max_stored_output_bytes FROM tiers WHERE name = runs.tier)`,
+			db.now(), id).Scan(&cancel, &limit)
+	}
 	var err error
-	if stdout != nil || stderr != nil {
-		err = db.pool.QueryRow(ctx, `UPDATE runs SET heartbeat_at = $1, stdout = $2, stderr = $3
-			WHERE id = $4 AND state = 'running' RETURNING cancel_requested`, db.now(), nonNil(stdout), nonNil(stderr), id).Scan(&cancel)
+	if len(stdout.Data) == 0 && len(stderr.Data) == 0 {
+		err = heartbeat(db.pool)
 	} else {
-		err = db.pool.QueryRow(ctx, `UPDATE runs SET heartbeat_at = $1
-			WHERE id = $2 AND state = 'running' RETURNING cancel_requested`, db.now(), id).Scan(&cancel)
+		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			if err := heartbeat(tx); err != nil {
+				return err
+			}
+			keep := int64(-1) // a tier gone since: no cap but the executor's
+			if limit != nil {
+				keep = *limit
+			}
+			return appendOutput(ctx, tx, id, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
+		})
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Not running any more (failed by the sweeper, or cancelled): stop.
@@ -174,6 +187,9 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 				return err
 			}
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM run_output_chunks WHERE run_id = $1`, r.ID); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `DELETE FROM run_inputs WHERE run_id = $1`, r.ID)
 		return err
 	})
@@ -218,15 +234,19 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 	return db.FindRunByID(ctx, id)
 }
 
-// FailStaleRuns fails running runs without a heartbeat since before.
+// FailStaleRuns fails running runs without a heartbeat since before; their
+// output moves into their rows (the statement's snapshot reads the pieces
+// its CTE deletes).
 func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error) {
 	rows, err := db.pool.Query(ctx, `WITH failed AS (
 			UPDATE runs SET state = 'failed', finished_at = $1,
-				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb($2::text))::text
+				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb($2::text))::text,
+				stdout = `+keptStdout+`, stderr = `+keptStderr+`
 			WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND coalesce(heartbeat_at, 'epoch') < $3
 				FOR UPDATE SKIP LOCKED)
 			RETURNING id),
-		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed))
+		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed)),
+		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM failed))
 		SELECT id FROM failed`, db.now(), message, before.UTC())
 	if err != nil {
 		return nil, dbError(err, "fail stale runs")

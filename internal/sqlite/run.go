@@ -261,13 +261,23 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	if !wasmwiz.ValidRunID(id) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 	}
+	// One read transaction: a running run's row and the output its
+	// heartbeats appended are of one moment, also when it ends between.
+	tx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, dbError(err, "find run")
+	}
+	defer func() { _ = tx.Rollback() }()
 	var files []byte // a background run's output files (migration 0011)
-	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+`, files FROM runs
+	r, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+runOutputColumns+`, files FROM runs
 		WHERE id = ? AND (user_id = ? OR ?)`, id, caller.ID, caller.IsAdmin()), true, &files)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 	}
 	if err != nil {
+		return nil, dbError(err, "find run")
+	}
+	if err := withAppendedOutput(ctx, tx, r); err != nil {
 		return nil, dbError(err, "find run")
 	}
 	if r.Files, err = wasmwiz.DecodeOutputFiles(files); err != nil {
@@ -444,8 +454,8 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 	}
 	var n int64
 	err := db.write(ctx, "delete old runs", func(tx *sql.Tx) error {
-		// The batch's ids first: the same rows leave runs, run_inputs and
-		// webhook_deliveries. Runs still queued or running are kept.
+		// The batch's ids first: the same rows leave runs, run_inputs,
+		// webhook_deliveries and run_output_chunks. Runs still queued or running are kept.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS doomed_runs (id TEXT PRIMARY KEY)`); err != nil {
 			return err
 		}
@@ -460,6 +470,7 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 		for _, q := range []string{
 			`DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
 			`DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
+			`DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
 		} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err

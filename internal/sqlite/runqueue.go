@@ -90,6 +90,9 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 			return err
 		}
 		if r.State != wasmwiz.RunQueued {
+			if err := withAppendedOutput(ctx, tx, r); err != nil {
+				return err
+			}
 			return wasmwiz.Errorf(wasmwiz.ECONFLICT, "run %s is %s, not queued", id, r.State)
 		}
 		in = &wasmwiz.RunInput{}
@@ -119,31 +122,33 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 	return r, in, nil
 }
 
-// HeartbeatRun notes the replica running id is alive and keeps its output
-// so far.
-func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr []byte) (bool, error) {
+// HeartbeatRun notes the replica running id is alive and appends the
+// output its run added.
+func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwiz.OutputTail) (bool, error) {
 	var cancel bool
 	err := db.write(ctx, "heartbeat run", func(tx *sql.Tx) error {
-		var err error
-		if stdout != nil || stderr != nil {
-			_, err = tx.ExecContext(ctx, `UPDATE runs SET heartbeat_at = ?, stdout = ?, stderr = ?
-				WHERE id = ? AND state = 'running'`, ms(db.Now()), nonNil(stdout), nonNil(stderr), id)
-		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = 'running'`, ms(db.Now()), id)
+		var c int
+		var state string
+		var limit sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT r.cancel_requested, r.state, t.max_stored_output_bytes
+			FROM runs r LEFT JOIN tiers t ON t.name = r.tier WHERE r.id = ?`, id).Scan(&c, &state, &limit)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && state != string(wasmwiz.RunRunning)) {
+			// Not running any more (failed by the sweeper, or cancelled): stop.
+			cancel = true
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		var c int
-		var state string
-		err = tx.QueryRowContext(ctx, `SELECT cancel_requested, state FROM runs WHERE id = ?`, id).Scan(&c, &state)
-		if errors.Is(err, sql.ErrNoRows) {
-			cancel = true
-			return nil
+		cancel = c != 0
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET heartbeat_at = ? WHERE id = ?`, ms(db.Now()), id); err != nil {
+			return err
 		}
-		// Not running any more (failed by the sweeper, or cancelled): stop.
-		cancel = c != 0 || state != string(wasmwiz.RunRunning)
-		return err
+		keep := int64(-1) // a tier gone since: no cap but the executor's
+		if limit.Valid {
+			keep = limit.Int64
+		}
+		return appendOutput(ctx, tx, id, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
 	})
 	return cancel, err
 }
@@ -188,6 +193,9 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 				last_run_at = max(coalesce(last_run_at, 0), ?) WHERE id = ?`, ms(r.CreatedAt), r.ModuleID); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM run_output_chunks WHERE run_id = ?`, r.ID); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, r.ID)
 		return err
@@ -247,6 +255,9 @@ func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message strin
 		}
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id); err != nil {
+				return err
+			}
+			if err := keepAppendedOutput(ctx, tx, id); err != nil {
 				return err
 			}
 		}

@@ -21,6 +21,10 @@ var runQueueTests = []test{
 	{"FailStaleRuns", testFailStaleRuns},
 	{"WebhookDeliveriesAndSecrets", testWebhookDeliveries},
 	{"DeleteRunsBeforeKeepsActiveRuns", testDeleteKeepsActive},
+	{"HeartbeatsAppendOutput", testHeartbeatsAppend},
+	{"HeartbeatOutputKeepsTheCap", testHeartbeatOutputCap},
+	{"FinishWritesOutputOnceAndDropsPieces", testFinishDropsPieces},
+	{"FailedStaleRunKeepsAppendedOutput", testStaleRunKeepsOutput},
 }
 
 // queued makes a queued run of the caller in ctx.
@@ -64,7 +68,7 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" || in.Files != nil {
 		t.Fatalf("StartRun input %+v", in)
 	}
-	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, []byte("par"), nil)
+	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, wasmwiz.OutputTail{Data: []byte("par")}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
 	if cancel {
 		t.Fatal("HeartbeatRun asks to cancel a run nobody cancelled")
@@ -179,7 +183,7 @@ func testCancelRun(t *testing.T, e *env) {
 	if got.State != wasmwiz.RunRunning {
 		t.Fatalf("a running run stays running until its replica stops it, got %s", got.State)
 	}
-	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, nil, nil)
+	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
 	if !cancel {
 		t.Fatal("HeartbeatRun does not pass on the cancel")
@@ -200,7 +204,7 @@ func testFailStaleRuns(t *testing.T, e *env) {
 		wantOK(t, err, "StartRun")
 	}
 	e.clock.Add(time.Minute)
-	_, err := e.s.HeartbeatRun(e.anon, live.ID, nil, nil)
+	_, err := e.s.HeartbeatRun(e.anon, live.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
 	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped")
 	wantOK(t, err, "FailStaleRuns")
@@ -217,7 +221,7 @@ func testFailStaleRuns(t *testing.T, e *env) {
 			t.Fatalf("failed run's message %q", got.Message)
 		}
 	}
-	cancel, err := e.s.HeartbeatRun(e.anon, stale.ID, nil, nil)
+	cancel, err := e.s.HeartbeatRun(e.anon, stale.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun of a failed run")
 	if !cancel {
 		t.Fatal("a replica that comes back to a failed run is not told to stop")

@@ -1,0 +1,203 @@
+package wasmwiz_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// heartbeatCounter is a real store whose heartbeats are counted: the bytes
+// of output of those the store took, and how many of those carried any.
+// With lose, two heartbeats of every three fail: the first before it
+// reaches the store, the second after the store took it (its answer lost).
+type heartbeatCounter struct {
+	wasmwiz.RunStore
+	lose bool
+
+	mu        sync.Mutex
+	calls     int
+	sentBytes int
+	withData  int
+}
+
+func (c *heartbeatCounter) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwiz.OutputTail) (bool, error) {
+	c.mu.Lock()
+	c.calls++
+	n := c.calls
+	c.mu.Unlock()
+	if c.lose && n%3 == 1 {
+		return false, errors.New("connection reset before the store")
+	}
+	cancel, err := c.RunStore.HeartbeatRun(ctx, id, stdout, stderr)
+	if err == nil {
+		c.mu.Lock()
+		c.sentBytes += len(stdout.Data) + len(stderr.Data)
+		if len(stdout.Data)+len(stderr.Data) > 0 {
+			c.withData++
+		}
+		c.mu.Unlock()
+	}
+	if c.lose && n%3 == 2 && err == nil {
+		return false, errors.New("connection reset after the store took it")
+	}
+	return cancel, err
+}
+
+func (c *heartbeatCounter) counts() (sentBytes, withData int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sentBytes, c.withData
+}
+
+// TestAsyncHeartbeatsCarryOnlyNewOutput: a background run whose guest
+// writes many small pieces, each reaching the store before the next is
+// written, on a real store. Its heartbeats carry each byte once, not the
+// whole output at every heartbeat (the database's work is proportional to
+// the output); while it runs its record holds exactly what was written;
+// heartbeats that fail, before or after the store took them, lose and
+// repeat nothing; the followed output and the final record are byte-exact.
+func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose bool
+	}{{"EachByteOnce", false}, {"LostHeartbeats", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			u := &wasmwiz.User{Email: "slow@example.com", Tier: wasmwiz.TierFree}
+			if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
+				t.Fatal(err)
+			}
+			uctx := wasmwiz.NewContextWithUser(ctx, u)
+			rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
+				RunDetail: wasmwiz.RunDetail{Async: true}}
+			if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+				func(context.Context, any) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+
+			// The guest writes a piece when the test says, and ends when
+			// the test closes steps.
+			type step struct {
+				stderr bool
+				p      []byte
+			}
+			steps, written := make(chan step), make(chan struct{})
+			var wantOut, wantErr []byte
+			eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+				var out, errOut []byte
+				for {
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case s, ok := <-steps:
+						if !ok {
+							return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: out, Stderr: errOut}, nil
+						}
+						req.OnOutput(s.stderr, s.p)
+						if s.stderr {
+							errOut = append(errOut, s.p...)
+						} else {
+							out = append(out, s.p...)
+						}
+						written <- struct{}{}
+					}
+				}
+			}}
+			runs := &heartbeatCounter{RunStore: db, lose: tc.lose}
+			hub := wasmwiz.NewEventHub()
+			events, unsubscribe := hub.Subscribe(rec.ID)
+			defer unsubscribe()
+			ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Runs: runs, Events: hub, HeartbeatInterval: 20 * time.Millisecond}
+			runCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- ex.RunQueued(runCtx, rec.ID) }()
+
+			const pieces = 40
+			for i := range pieces {
+				s := step{stderr: i%4 == 3, p: fmt.Appendf(nil, "piece %d\x00\xff\n", i)}
+				if s.stderr {
+					wantErr = append(wantErr, s.p...)
+				} else {
+					wantOut = append(wantOut, s.p...)
+				}
+				select {
+				case steps <- s:
+				case <-time.After(testenv.Patience):
+					t.Fatal("gave up waiting for the guest to take a piece")
+				}
+				testenv.Recv(t, written, "the guest to write a piece")
+				var got *wasmwiz.UsageRecord
+				testenv.WaitFor(t, "the store to hold piece "+fmt.Sprint(i), func() bool {
+					got, err = db.FindRunByID(uctx, rec.ID)
+					if err != nil {
+						t.Fatalf("FindRunByID: %v", err)
+					}
+					return len(got.Stdout) >= len(wantOut) && len(got.Stderr) >= len(wantErr)
+				})
+				if !bytes.Equal(got.Stdout, wantOut) || !bytes.Equal(got.Stderr, wantErr) || got.State != wasmwiz.RunRunning {
+					t.Fatalf("after piece %d the running run holds %q / %q (%s), want %q / %q",
+						i, got.Stdout, got.Stderr, got.State, wantOut, wantErr)
+				}
+			}
+			close(steps)
+			if err := testenv.Recv(t, done, "the run to end"); err != nil {
+				t.Fatalf("RunQueued: %v", err)
+			}
+
+			final, err := db.FindRunByID(uctx, rec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if final.State != wasmwiz.RunDone || !bytes.Equal(final.Stdout, wantOut) || !bytes.Equal(final.Stderr, wantErr) {
+				t.Fatalf("final record %s %q / %q, want done %q / %q", final.State, final.Stdout, final.Stderr, wantOut, wantErr)
+			}
+			var followed [2][]byte
+			for ev := testenv.Recv(t, events, "an event"); ev.Kind != wasmwiz.EventResult; ev = testenv.Recv(t, events, "an event") {
+				i := 0
+				switch ev.Kind {
+				case wasmwiz.EventStderr:
+					i = 1
+				case wasmwiz.EventStdout:
+				default:
+					continue
+				}
+				if ev.Offset != int64(len(followed[i])) {
+					t.Fatalf("%s event at offset %d after %d bytes", ev.Kind, ev.Offset, len(followed[i]))
+				}
+				followed[i] = append(followed[i], ev.Data...)
+			}
+			if !bytes.Equal(followed[0], wantOut) || !bytes.Equal(followed[1], wantErr) {
+				t.Fatalf("followed %q / %q, want %q / %q", followed[0], followed[1], wantOut, wantErr)
+			}
+
+			sent, withData := runs.counts()
+			if withData < pieces {
+				t.Fatalf("%d heartbeats the store took carried output, want at least one per piece (%d)", withData, pieces)
+			}
+			if total := len(wantOut) + len(wantErr); !tc.lose && sent != total {
+				t.Fatalf("the heartbeats the store took carried %d bytes of output for %d bytes written in %d pieces: want each byte once",
+					sent, total, pieces)
+			}
+		})
+	}
+}
