@@ -201,3 +201,47 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputTail: what a store appends of a heartbeat's tail, and how a
+// follower joins pieces into the stream past its offset.
+func TestOutputTail(t *testing.T) {
+	t.Parallel()
+	after := []struct {
+		name        string
+		tail        wasmwiz.OutputTail
+		held, limit int64
+		want        string
+	}{
+		{"all new", wasmwiz.OutputTail{Offset: 3, Data: []byte("def")}, 3, -1, "def"},
+		{"sent again", wasmwiz.OutputTail{Offset: 3, Data: []byte("def")}, 6, -1, ""},
+		{"overlaps", wasmwiz.OutputTail{Offset: 3, Data: []byte("defgh")}, 6, -1, "gh"},
+		{"cut at the limit", wasmwiz.OutputTail{Offset: 3, Data: []byte("defgh")}, 3, 5, "de"},
+		{"at the limit", wasmwiz.OutputTail{Offset: 5, Data: []byte("fgh")}, 5, 5, ""},
+		{"past what is held", wasmwiz.OutputTail{Offset: 9, Data: []byte("j")}, 5, -1, ""},
+	}
+	for _, tc := range after {
+		got, err := tc.tail.After(tc.held, tc.limit)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: After = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := (wasmwiz.OutputTail{Offset: -1, Data: []byte("x")}).After(0, -1); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+		t.Errorf("After from a negative offset: %v, want EINVALID", err)
+	}
+
+	tail := wasmwiz.OutputTail{Offset: 4}
+	for _, p := range []struct {
+		off  int64
+		data string
+	}{{0, "abc"}, {3, "defg"}, {7, "hi"}, {7, "hi"}, {8, "ijk"}, {20, "gap"}} {
+		tail.Join(p.off, []byte(p.data))
+	}
+	if tail.Offset != 4 || string(tail.Data) != "efghijk" {
+		t.Fatalf("joined %d %q, want 4 %q", tail.Offset, tail.Data, "efghijk")
+	}
+	empty := wasmwiz.OutputTail{Offset: 2}
+	empty.Join(5, []byte("fg"))
+	if empty.Offset != 5 || string(empty.Data) != "fg" {
+		t.Fatalf("a piece past an empty tail's offset: %d %q", empty.Offset, empty.Data)
+	}
+}

@@ -381,6 +381,15 @@ type RunQueueService interface {
 	// caller asked to cancel it or the run is not running any more.
 	// EINVALID for a negative offset. Needs no caller.
 	HeartbeatRun(ctx context.Context, id string, stdout, stderr OutputTail) (cancel bool, err error)
+	// RunOutputSince returns the state of a run of the caller (any, for
+	// admins) and, while it runs, the output its heartbeats appended past
+	// what a follower has: stdout from byte from[0] on, stderr from from[1]
+	// on, read from the pieces that hold those bytes only, so that an event
+	// stream's reads are proportional to the output, not to the output
+	// times its reads. A run not running has none here: its record holds
+	// its output. ENOTFOUND for another tenant's run or none;
+	// EUNAUTHORIZED without a caller.
+	RunOutputSince(ctx context.Context, id string, from [2]int64) (RunState, [2]OutputTail, error)
 	// FinishRun writes the final record of a run that is queued or running,
 	// its output once in full, and deletes its input and the output its
 	// heartbeats appended; it returns false, changing nothing, when the run
@@ -433,6 +442,20 @@ func (t OutputTail) After(held, limit int64) ([]byte, error) {
 		p = p[:max(min(limit-held, int64(len(p))), 0)]
 	}
 	return p, nil
+}
+
+// Join adds to t, which holds its stream from t.Offset on, the piece p,
+// which starts at byte off of the stream: the bytes of p t already has, or
+// that come before t.Offset, are dropped. A piece past a gap after t's
+// bytes starts t again at off when t is empty, and is dropped otherwise.
+func (t *OutputTail) Join(off int64, p []byte) {
+	end := t.Offset + int64(len(t.Data))
+	switch {
+	case len(t.Data) == 0 && off > t.Offset:
+		t.Offset, t.Data = off, append(t.Data, p...)
+	case off <= end && off+int64(len(p)) > end:
+		t.Data = append(t.Data, p[end-off:]...)
+	}
 }
 
 // UsageRecorder takes usage records without blocking the request that made

@@ -222,7 +222,28 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	// reread reads the record again and sends what it has that the client
 	// lacks; it reports whether the run is over (then the result is sent).
+	// While the run runs, a store of background runs reads only the output
+	// past what was sent.
+	since, _ := s.opts.Runs.(wasmwiz.RunQueueService)
 	reread := func() (bool, error) {
+		if since != nil {
+			st, tails, err := since.RunOutputSince(ctx, id, [2]int64{out.out, out.errb})
+			if err != nil {
+				return false, err
+			}
+			if !st.Final() {
+				for i, t := range tails {
+					if _, err := out.output(i == 1, t.Offset, t.Data); err != nil {
+						return false, err
+					}
+				}
+				if st != state {
+					state = st
+					return false, out.event(wasmwiz.EventState, stateEvent(state))
+				}
+				return false, nil
+			}
+		}
 		rec, err := s.opts.Runs.FindRunByID(ctx, id)
 		if err != nil {
 			return false, err

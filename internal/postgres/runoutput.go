@@ -59,3 +59,50 @@ func appendOutput(ctx context.Context, tx pgx.Tx, id string, tails [2]wasmwiz.Ou
 	}
 	return nil
 }
+
+// RunOutputSince returns a run's state and, while it runs, its output past
+// from: one statement over the run and its pieces.
+func (db *DB) RunOutputSince(ctx context.Context, id string, from [2]int64) (wasmwiz.RunState, [2]wasmwiz.OutputTail, error) {
+	tails := [2]wasmwiz.OutputTail{{Offset: from[0]}, {Offset: from[1]}}
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return "", tails, err
+	}
+	if !wasmwiz.ValidRunID(id) {
+		return "", tails, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
+	}
+	rows, err := db.pool.Query(ctx, `SELECT r.state, c.stream, c.byte_offset, c.data FROM runs r
+		LEFT JOIN run_output_chunks c ON c.run_id = r.id AND r.state = 'running'
+			AND c.byte_offset + octet_length(c.data) > CASE c.stream WHEN 'stdout' THEN $1::bigint ELSE $2::bigint END
+		WHERE r.id = $3 AND ($4 OR r.user_id = $5) ORDER BY c.stream, c.byte_offset`,
+		from[0], from[1], id, caller.IsAdmin(), caller.ID)
+	if err != nil {
+		return "", tails, dbError(err, "run output")
+	}
+	defer rows.Close()
+	var state string
+	found := false
+	for rows.Next() {
+		var stream *string
+		var off *int64
+		var data []byte
+		if err := rows.Scan(&state, &stream, &off, &data); err != nil {
+			return "", tails, dbError(err, "run output")
+		}
+		found = true
+		if stream != nil {
+			i := 0
+			if *stream == outputStreams[1] {
+				i = 1
+			}
+			tails[i].Join(*off, data)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", tails, dbError(err, "run output")
+	}
+	if !found {
+		return "", tails, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+	}
+	return wasmwiz.RunState(state), tails, nil
+}

@@ -102,3 +102,50 @@ func keepAppendedOutput(ctx context.Context, tx *sql.Tx, id string) error {
 	_, err = tx.ExecContext(ctx, `DELETE FROM run_output_chunks WHERE run_id = ?`, id)
 	return err
 }
+
+// RunOutputSince returns a run's state and, while it runs, its output past
+// from: one statement over the run and its pieces.
+func (db *DB) RunOutputSince(ctx context.Context, id string, from [2]int64) (wasmwiz.RunState, [2]wasmwiz.OutputTail, error) {
+	tails := [2]wasmwiz.OutputTail{{Offset: from[0]}, {Offset: from[1]}}
+	caller, err := wasmwiz.RequireUser(ctx)
+	if err != nil {
+		return "", tails, err
+	}
+	if !wasmwiz.ValidRunID(id) {
+		return "", tails, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT r.state, c.stream, c.byte_offset, c.data FROM runs r
+		LEFT JOIN run_output_chunks c ON c.run_id = r.id AND r.state = 'running'
+			AND c.byte_offset + length(c.data) > CASE c.stream WHEN 'stdout' THEN ? ELSE ? END
+		WHERE r.id = ? AND (r.user_id = ? OR ?) ORDER BY c.stream, c.byte_offset`,
+		from[0], from[1], id, caller.ID, caller.IsAdmin())
+	if err != nil {
+		return "", tails, dbError(err, "run output")
+	}
+	defer rows.Close()
+	var state string
+	found := false
+	for rows.Next() {
+		var stream sql.NullString
+		var off sql.NullInt64
+		var data []byte
+		if err := rows.Scan(&state, &stream, &off, &data); err != nil {
+			return "", tails, dbError(err, "run output")
+		}
+		found = true
+		if stream.Valid {
+			i := 0
+			if stream.String == outputStreams[1] {
+				i = 1
+			}
+			tails[i].Join(off.Int64, data)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", tails, dbError(err, "run output")
+	}
+	if !found {
+		return "", tails, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
+	}
+	return wasmwiz.RunState(state), tails, nil
+}

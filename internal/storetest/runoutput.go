@@ -197,3 +197,63 @@ func brief(b []byte) string {
 	}
 	return fmt.Sprintf("%d bytes %q…", len(b), b[:32])
 }
+
+// testRunOutputSince: a follower reads a running run's output past what it
+// has, also from inside a piece, for its owner only; a run that ended has
+// its output in its record, not here.
+func testRunOutputSince(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, other := e.user("other@example.com", wasmwiz.TierFree)
+	q := e.queued(ctx, nil)
+	since := func(ctx context.Context, id string, out, errAt int64) (wasmwiz.RunState, string, string) {
+		t.Helper()
+		st, tails, err := e.s.RunOutputSince(ctx, id, [2]int64{out, errAt})
+		wantOK(t, err, "RunOutputSince")
+		if tails[0].Offset != out || tails[1].Offset != errAt {
+			t.Fatalf("RunOutputSince from %d, %d: tails at %d, %d", out, errAt, tails[0].Offset, tails[1].Offset)
+		}
+		return st, string(tails[0].Data), string(tails[1].Data)
+	}
+	if st, o, er := since(ctx, q.ID, 0, 0); st != wasmwiz.RunQueued || o != "" || er != "" {
+		t.Fatalf("a queued run: %s %q %q", st, o, er)
+	}
+	r := e.running(ctx)
+	e.beat(r.ID, 0, "one ", 0, "e1")
+	e.beat(r.ID, 4, "two ", 2, "e2")
+	e.beat(r.ID, 8, "three", 0, "")
+	for _, tc := range []struct {
+		out, err         int64
+		wantOut, wantErr string
+	}{
+		{0, 0, "one two three", "e1e2"},
+		{4, 2, "two three", "e2"},
+		{6, 3, "o three", "2"},
+		{13, 4, "", ""},
+		{99, 99, "", ""},
+	} {
+		st, o, er := since(ctx, r.ID, tc.out, tc.err)
+		if st != wasmwiz.RunRunning || o != tc.wantOut || er != tc.wantErr {
+			t.Fatalf("from %d, %d: %s %q %q, want running %q %q", tc.out, tc.err, st, o, er, tc.wantOut, tc.wantErr)
+		}
+	}
+	_, _, err := e.s.RunOutputSince(other, r.ID, [2]int64{})
+	WantCode(t, err, wasmwiz.ENOTFOUND, "RunOutputSince of another tenant's run")
+	_, _, err = e.s.RunOutputSince(ctx, wasmwiz.NewRunID(e.clock.Now()), [2]int64{})
+	WantCode(t, err, wasmwiz.ENOTFOUND, "RunOutputSince of no run")
+	_, _, err = e.s.RunOutputSince(e.anon, r.ID, [2]int64{})
+	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "RunOutputSince without a caller")
+	if st, o, er := since(e.sys, r.ID, 8, 0); st != wasmwiz.RunRunning || o != "three" || er != "e1e2" {
+		t.Fatalf("an admin reads %s %q %q", st, o, er)
+	}
+
+	fin := *r
+	fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+	fin.Stdout = []byte("one two three")
+	ok, err := e.s.FinishRun(e.anon, &fin)
+	if err != nil || !ok {
+		t.Fatalf("FinishRun: %v %v", ok, err)
+	}
+	if st, o, er := since(ctx, r.ID, 0, 0); st != wasmwiz.RunDone || o != "" || er != "" {
+		t.Fatalf("a finished run: %s %q %q", st, o, er)
+	}
+}

@@ -25,6 +25,7 @@ var runQueueTests = []test{
 	{"HeartbeatOutputKeepsTheCap", testHeartbeatOutputCap},
 	{"FinishWritesOutputOnceAndDropsPieces", testFinishDropsPieces},
 	{"FailedStaleRunKeepsAppendedOutput", testStaleRunKeepsOutput},
+	{"RunOutputSinceReadsOnlyWhatIsNew", testRunOutputSince},
 }
 
 // queued makes a queued run of the caller in ctx.
