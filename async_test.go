@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
-	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -74,14 +73,7 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			if err := db.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			db := sqlitetest.Open(t)
 			u := &wasmwiz.User{Email: "slow@example.com", Tier: wasmwiz.TierFree}
 			if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
 				t.Fatal(err)
@@ -148,6 +140,7 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 				testenv.Recv(t, written, "the guest to write a piece")
 				var got *wasmwiz.UsageRecord
 				testenv.WaitFor(t, "the store to hold piece "+fmt.Sprint(i), func() bool {
+					var err error
 					got, err = db.FindRunByID(uctx, rec.ID)
 					if err != nil {
 						t.Fatalf("FindRunByID: %v", err)

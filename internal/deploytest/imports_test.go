@@ -37,7 +37,7 @@ var (
 	// testSupport packages are imported by tests only.
 	testSupport = []string{
 		"internal/storetest", "internal/limitertest", "internal/mock", "internal/tcpproxy",
-		"internal/postgres/pgtest", "internal/deploytest", "internal/metrictest",
+		"internal/postgres/pgtest", "internal/sqlite/sqlitetest", "internal/deploytest", "internal/metrictest",
 		"internal/hostiletest", "internal/hostiletest/cmd/hostile", "internal/testenv", "internal/wasisuite", "internal/testmodule",
 	}
 )

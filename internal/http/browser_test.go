@@ -30,6 +30,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 	"github.com/wasmwiz/wasmwiz/internal/usage"
@@ -62,14 +63,7 @@ type webStack struct {
 func bootstrappedSQLite(t *testing.T, migrate func(ctx context.Context, db *sqlite.DB) error) (*sqlite.DB, string) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
 	if migrate != nil {
 		if err := migrate(ctx, db); err != nil {
 			t.Fatal(err)

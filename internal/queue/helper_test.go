@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
-	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -58,14 +57,7 @@ func forEachStore(t *testing.T, f func(t *testing.T, s *store)) {
 func openSQLite(t *testing.T) *store {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "wasmwiz.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
 	if err := queue.MigrateSQLite(ctx, db.QueueDB()); err != nil {
 		t.Fatal(err)
 	}
