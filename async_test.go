@@ -79,12 +79,7 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 				t.Fatal(err)
 			}
 			uctx := wasmwiz.NewContextWithUser(ctx, u)
-			rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
-				RunDetail: wasmwiz.RunDetail{Async: true}}
-			if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-				func(context.Context, any) error { return nil }); err != nil {
-				t.Fatal(err)
-			}
+			rec := sqlitetest.QueuedRun(t, uctx, db)
 
 			// The guest writes a piece when the test says, and ends when
 			// the test closes steps.

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
@@ -19,6 +18,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -76,12 +76,7 @@ func TestEventsFromTheStoreReadOnlyNewOutput(t *testing.T) {
 	}
 	admin := users[0]
 	uctx := wasmwiz.NewContextWithUser(ctx, admin)
-	rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: admin.Tier, CreatedAt: time.Now(),
-		RunDetail: wasmwiz.RunDetail{Async: true}}
-	if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-		func(context.Context, any) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	rec := sqlitetest.QueuedRun(t, uctx, db)
 	if _, _, err := db.StartRun(ctx, rec.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 )
 
@@ -24,4 +26,18 @@ func Open(t testing.TB) *sqlite.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// QueuedRun queues a background run of ctx's user in db (its module a
+// placeholder, no job enqueued) and returns its record.
+func QueuedRun(t testing.TB, ctx context.Context, db *sqlite.DB) *wasmwiz.UsageRecord {
+	t.Helper()
+	u := wasmwiz.UserFromContext(ctx)
+	rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
+		RunDetail: wasmwiz.RunDetail{Async: true}}
+	if err := db.QueueRun(ctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+		func(context.Context, any) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return rec
 }
