@@ -133,8 +133,49 @@ func (w *Webhooks) control(network, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// cgnat is the shared address space of carrier-grade NAT (RFC 6598).
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// notPublic are the unicast ranges, beyond the private, loopback and
+// link-local ones the netip predicates name, that are not the public
+// internet (IANA's special-purpose registries): shared and reserved IPv4
+// space, documentation and benchmarking ranges, and IPv6 prefixes that
+// carry an IPv4 address in a form that cannot be judged (Teredo's is
+// obscured, local-use NAT64's placement varies, IPv4-compatible is
+// deprecated). NAT64 and 6to4 addresses are judged by the IPv4 address
+// they carry (embeddedIPv4).
+var notPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT (RFC 6598)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001::/32"),       // Teredo
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+}
+
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the IPv4 address in the last 32 bits
+	sixToFour = netip.MustParsePrefix("2002::/16")    // RFC 3056: the IPv4 address in bits 16 to 48
+)
+
+// embeddedIPv4 returns the IPv4 address that a NAT64 or 6to4 address
+// reaches through its gateway: a callback to it is a callback to that
+// address (on an IPv6-only network with DNS64, every IPv4 host's name
+// resolves to one).
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
 
 // Allowed reports whether a callback may connect to ip: a public unicast
 // address, or one in Allow.
@@ -145,7 +186,18 @@ func (w *Webhooks) Allowed(ip netip.Addr) bool {
 			return true
 		}
 	}
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !cgnat.Contains(ip) && !ip.IsLinkLocalUnicast()
+	if v4, ok := embeddedIPv4(ip); ok {
+		return w.Allowed(v4)
+	}
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, p := range notPublic {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the delivery counters.

@@ -266,23 +266,37 @@ func TestWebhookAllowed(t *testing.T) {
 	}{
 		{"93.184.216.34", true},
 		{"2606:2800:220:1:248:1893:25c8:1946", true},
-		{"10.1.2.3", true},         // private, but allowed
-		{"::ffff:10.1.2.3", true},  // the same, IPv4-mapped
-		{"10.2.0.1", false},        // private
-		{"::ffff:10.2.0.1", false}, // private, IPv4-mapped
-		{"172.16.0.1", false},      // private
-		{"192.168.1.1", false},     // private
-		{"127.0.0.1", false},       // loopback
-		{"::1", false},             // loopback
-		{"169.254.169.254", false}, // link-local: cloud metadata
-		{"fe80::1", false},         // link-local
-		{"fd00::1", false},         // unique local
-		{"100.64.0.1", false},      // carrier-grade NAT
-		{"0.0.0.0", false},         // unspecified
-		{"::", false},              // unspecified
-		{"224.0.0.1", false},       // multicast
-		{"ff02::1", false},         // multicast
-		{"255.255.255.255", false}, // broadcast
+		{"10.1.2.3", true},                              // private, but allowed
+		{"::ffff:10.1.2.3", true},                       // the same, IPv4-mapped
+		{"10.2.0.1", false},                             // private
+		{"::ffff:10.2.0.1", false},                      // private, IPv4-mapped
+		{"172.16.0.1", false},                           // private
+		{"192.168.1.1", false},                          // private
+		{"127.0.0.1", false},                            // loopback
+		{"::1", false},                                  // loopback
+		{"169.254.169.254", false},                      // link-local: cloud metadata
+		{"fe80::1", false},                              // link-local
+		{"fd00::1", false},                              // unique local
+		{"100.64.0.1", false},                           // carrier-grade NAT
+		{"0.0.0.0", false},                              // unspecified
+		{"::", false},                                   // unspecified
+		{"224.0.0.1", false},                            // multicast
+		{"ff02::1", false},                              // multicast
+		{"255.255.255.255", false},                      // broadcast
+		{"240.0.0.1", false},                            // reserved
+		{"0.1.2.3", false},                              // "this network"
+		{"198.18.0.1", false},                           // benchmarking
+		{"64:ff9b::7f00:1", false},                      // NAT64 of 127.0.0.1
+		{"64:ff9b::a02:1", false},                       // NAT64 of 10.2.0.1
+		{"64:ff9b::a01:203", true},                      // NAT64 of 10.1.2.3, allowed
+		{"64:ff9b::5db8:d822", true},                    // NAT64 of a public address (DNS64)
+		{"2002:7f00:1::1", false},                       // 6to4 of 127.0.0.1
+		{"2002:a9fe:a9fe::1", false},                    // 6to4 of 169.254.169.254
+		{"2002:5db8:d822::1", true},                     // 6to4 of a public address
+		{"64:ff9b:1::7f00:1", false},                    // local-use NAT64
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false}, // Teredo
+		{"::7f00:1", false},                             // IPv4-compatible 127.0.0.1
+		{"2001:db8::1", false},                          // documentation
 	} {
 		t.Run(tc.ip, func(t *testing.T) {
 			if got := w.Allowed(netip.MustParseAddr(tc.ip)); got != tc.want {
