@@ -3,7 +3,6 @@ package wasmwiz
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -133,13 +132,10 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	ex.RateLimit = &dec
 	if !adm.OK() {
 		if adm.Concurrency {
-			return ex, &Error{Code: EUNAVAILABLE, Message: "too many background runs being admitted at once; retry later",
-				Err: &RetryAfterError{After: time.Second}}
+			return ex, RetryLater(EUNAVAILABLE, time.Second, "too many background runs being admitted at once; retry later")
 		}
-		return ex, &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-				tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter)),
-			Err: &RetryAfterError{After: dec.RetryAfter}}
+		return ex, RetryLater(ERATELIMIT, dec.RetryAfter, "rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
+			tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter))
 	}
 
 	now := e.now()

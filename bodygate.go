@@ -99,8 +99,7 @@ func (g *BodyGate) Enter(ctx context.Context, n int64) (release func(), err erro
 		return nil, WrapError(EUNAVAILABLE, cause, "request ended while waiting to read its body")
 	}
 	g.rejected.Add(1)
-	return nil, &Error{Code: EUNAVAILABLE, Message: "the server is reading too many large request bodies; retry later",
-		Err: &RetryAfterError{After: time.Second}}
+	return nil, RetryLater(EUNAVAILABLE, time.Second, "the server is reading too many large request bodies; retry later")
 }
 
 func (g *BodyGate) releaser(n int64) func() {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestAsError: AsError finds the first *Error in a chain (HasCode says
@@ -36,5 +37,17 @@ func TestAsError(t *testing.T) {
 		if got := ErrorMessage(tt.err); got != tt.message {
 			t.Errorf("ErrorMessage(%s) = %q, want %q", tt.name, got, tt.message)
 		}
+	}
+}
+
+// TestRetryLater: the error carries its code, its message and the
+// Retry-After that RetryAfter reads.
+func TestRetryLater(t *testing.T) {
+	err := RetryLater(ERATELIMIT, 3*time.Second, "at most %d a minute", 30)
+	if err.Code != ERATELIMIT || err.Message != "at most 30 a minute" {
+		t.Fatalf("RetryLater: %+v", err)
+	}
+	if d, ok := RetryAfter(fmt.Errorf("wrapped: %w", err)); !ok || d != 3*time.Second {
+		t.Fatalf("RetryAfter: %v %v", d, ok)
 	}
 }

@@ -29,6 +29,12 @@ type RetryAfterError struct {
 // Error implements error.
 func (e *RetryAfterError) Error() string { return "retry after " + e.After.String() }
 
+// RetryLater returns an error of code (ERATELIMIT or EUNAVAILABLE) whose
+// answer tells the caller to retry after after (Retry-After).
+func RetryLater(code string, after time.Duration, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: &RetryAfterError{After: after}}
+}
+
 // RetryAfter returns how long the caller should wait before retrying after
 // err, and false when err carries no such hint.
 func RetryAfter(err error) (time.Duration, bool) {
@@ -548,10 +554,8 @@ func refusal(t *Tier, adm *Admitted) error {
 			Err:     errors.Join(&concurrencyError{max: t.MaxConcurrent}, &RetryAfterError{After: time.Second})}
 	}
 	if dec := adm.Decision; !dec.Allowed {
-		return &Error{Code: ERATELIMIT,
-			Message: fmt.Sprintf("rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-				t.Name, dec.Limit, windowName(dec.Limit, t), retryText(dec.RetryAfter)),
-			Err: &RetryAfterError{After: dec.RetryAfter}}
+		return RetryLater(ERATELIMIT, dec.RetryAfter, "rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
+			t.Name, dec.Limit, windowName(dec.Limit, t), retryText(dec.RetryAfter))
 	}
 	return nil
 }

@@ -76,7 +76,7 @@ func (g *RunGate) admitted() func() {
 
 func (g *RunGate) refuse(msg string) error {
 	g.rejected.Add(1)
-	return &Error{Code: EUNAVAILABLE, Message: msg, Err: &RetryAfterError{After: g.retryAfter}}
+	return RetryLater(EUNAVAILABLE, g.retryAfter, "%s", msg)
 }
 
 // InFlight returns the runs holding a slot now.

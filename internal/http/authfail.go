@@ -3,7 +3,6 @@ package http
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -89,10 +88,8 @@ func (g *authFailures) refused(ip netip.Addr, key string) error {
 		return nil
 	}
 	wait := until.Sub(now)
-	return &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
-		Message: fmt.Sprintf("too many API keys that do not authenticate from this address: at most %d a minute; retry in %s",
-			g.limit, wait.Round(100*time.Millisecond)),
-		Err: &wasmwiz.RetryAfterError{After: wait}}
+	return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, wait, "too many API keys that do not authenticate from this address: at most %d a minute; retry in %s",
+		g.limit, wait.Round(100*time.Millisecond))
 }
 
 // failed counts a key of ip that did not authenticate, and blocks ip on

@@ -2,7 +2,6 @@ package http
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -44,10 +43,8 @@ func (s *Server) limitChange(ctx context.Context) error {
 	if dec.Allowed {
 		return nil
 	}
-	return &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
-		Message: fmt.Sprintf("too many changes to your keys and modules: at most %d a minute; retry in %s",
-			MaxChangesPerMinute, dec.RetryAfter.Round(100*time.Millisecond)),
-		Err: &wasmwiz.RetryAfterError{After: dec.RetryAfter}}
+	return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, dec.RetryAfter, "too many changes to your keys and modules: at most %d a minute; retry in %s",
+		MaxChangesPerMinute, dec.RetryAfter.Round(100*time.Millisecond))
 }
 
 // changed publishes the database's cache epoch after a change that a

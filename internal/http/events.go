@@ -49,9 +49,7 @@ func (s *streamSlots) acquire(user int64) (func(), error) {
 		s.n = map[int64]int{}
 	}
 	if s.n[user] >= maxEventStreamsPerUser {
-		return nil, &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
-			Message: fmt.Sprintf("too many event streams open: at most %d at a time", maxEventStreamsPerUser),
-			Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+		return nil, wasmwiz.RetryLater(wasmwiz.ERATELIMIT, time.Second, "too many event streams open: at most %d at a time", maxEventStreamsPerUser)
 	}
 	s.n[user]++
 	var once sync.Once

@@ -124,9 +124,8 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 			fresh.Limits.MaxFilesInBytes > c.Limits.MaxFilesInBytes || fresh.Limits.MaxFiles > c.Limits.MaxFiles {
 			// Refused under limits that had just been raised, and the body
 			// is gone: the caller can send it again.
-			return ctx, nil, nil, done, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
-				Message: "your tier's limits changed while the request was read; send it again",
-				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+			return ctx, nil, nil, done, wasmwiz.RetryLater(wasmwiz.EUNAVAILABLE, time.Second,
+				"your tier's limits changed while the request was read; send it again")
 		}
 	}
 	return ctx, c, req, done, err

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,9 +56,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			return err
 		}
 		if active >= maxActive {
-			return &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
-				Message: "too many runs queued or running: your tier allows " + strconv.Itoa(maxActive) + " at a time",
-				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+			return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, time.Second, "too many runs queued or running: your tier allows %d at a time", maxActive)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runColumns+runOutputColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, row...); err != nil {

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -53,9 +52,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			return err
 		}
 		if active >= maxActive {
-			return &wasmwiz.Error{Code: wasmwiz.ERATELIMIT,
-				Message: "too many runs queued or running: your tier allows " + itoa(maxActive) + " at a time",
-				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+			return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, time.Second, "too many runs queued or running: your tier allows %d at a time", maxActive)
 		}
 		vals, err := runValues(r, r.CreatedAt)
 		if err != nil {
@@ -72,8 +69,6 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 		return enqueue(ctx, tx)
 	})
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // StartRun moves a queued run to running and returns it with its input.
 func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *wasmwiz.RunInput, error) {

@@ -162,9 +162,7 @@ func (c *compiles) slot(ctx context.Context, sha string) (release func(), err er
 		select {
 		case c.slots <- struct{}{}:
 		case <-t.C:
-			return nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
-				Message: "the server is busy compiling other modules; retry in a second",
-				Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+			return nil, wasmwiz.RetryLater(wasmwiz.EUNAVAILABLE, time.Second, "the server is busy compiling other modules; retry in a second")
 		case <-ctx.Done():
 			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended while waiting to compile")
 		}
