@@ -131,11 +131,12 @@ func decodeWhole[T any](data []byte, b *wasmwiz.ArgvBudget, decode func(*json.De
 func jsonReadError(err, shape error) error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
+	we := wasmwiz.AsError(err)
 	switch {
 	case errors.As(err, &mbe):
 		return bodyError(err)
-	case wasmwiz.HasCode(err):
-		return wasmwiz.AsError(err)
+	case we != nil:
+		return we
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		// encoding/json says so when the body ends inside a value and the
 		// end came with the read that brought its last bytes.
