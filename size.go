@@ -103,6 +103,29 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// ParseLowerLimits reads the lower wall time and memory a caller may ask
+// for under its tier's, as the API's timeout and memory fields and the
+// CLI's --timeout and --memory write them; an empty text asks for none
+// (0). EINVALID for a malformed, negative or zero value.
+func ParseLowerLimits(timeout, memory string) (Limits, error) {
+	var lim Limits
+	var err error
+	if strings.TrimSpace(timeout) != "" {
+		if lim.Timeout, err = ParseDuration(timeout); err == nil && lim.Timeout == 0 {
+			err = Errorf(EINVALID, "timeout must be positive")
+		}
+	}
+	if err == nil && strings.TrimSpace(memory) != "" {
+		if lim.MaxMemoryBytes, err = ParseSize(memory); err == nil && lim.MaxMemoryBytes == 0 {
+			err = Errorf(EINVALID, "memory must be positive")
+		}
+	}
+	if err != nil {
+		return Limits{}, err
+	}
+	return lim, nil
+}
+
 // SizeError is the one ETOOLARGE for a module or stdin over its limit, as
 // every layer that refuses one words it: what ("module", "stdin"), its size
 // (negative when a body was cut off at the limit before its end), the limit,

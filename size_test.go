@@ -1,6 +1,7 @@
 package wasmwiz_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,34 @@ func TestParseDuration(t *testing.T) {
 		got, err := wasmwiz.ParseDuration(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestParseLowerLimits: the API's and the CLI's lower timeout and memory
+// are read one way: empty asks for none, zero and malformed are EINVALID.
+func TestParseLowerLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		timeout, memory string
+		want            wasmwiz.Limits
+		wantErr         string
+	}{
+		{"", "", wasmwiz.Limits{}, ""},
+		{" 500ms ", "16MiB", wasmwiz.Limits{Timeout: 500 * time.Millisecond, MaxMemoryBytes: 16 * wasmwiz.MiB}, ""},
+		{"2", "", wasmwiz.Limits{Timeout: 2 * time.Second}, ""},
+		{"0", "", wasmwiz.Limits{}, "timeout must be positive"},
+		{"", "0KiB", wasmwiz.Limits{}, "memory must be positive"},
+		{"-1s", "", wasmwiz.Limits{}, "negative"},
+		{"1s", "lots", wasmwiz.Limits{}, "invalid size"},
+	}
+	for _, tt := range tests {
+		got, err := wasmwiz.ParseLowerLimits(tt.timeout, tt.memory)
+		if tt.wantErr == "" && (err != nil || got != tt.want) {
+			t.Errorf("ParseLowerLimits(%q, %q) = %+v, %v; want %+v", tt.timeout, tt.memory, got, err, tt.want)
+		}
+		if tt.wantErr != "" && (wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.Contains(err.Error(), tt.wantErr) || got != (wasmwiz.Limits{})) {
+			t.Errorf("ParseLowerLimits(%q, %q) = %+v, %v; want EINVALID %q", tt.timeout, tt.memory, got, err, tt.wantErr)
 		}
 	}
 }

@@ -112,19 +112,11 @@ func cmdExec(ctx context.Context, env *Env, args []string) error {
 			return fail(wasmwiz.WrapError(wasmwiz.EINVALID, err, "cannot read the archive: %v", err))
 		}
 	}
-	var lim wasmwiz.Limits
-	if *timeout != "" {
-		if req.Timeout, err = wasmwiz.ParseDuration(*timeout); err != nil {
-			return fail(err)
-		}
-		lim.Timeout = req.Timeout
+	lim, err := wasmwiz.ParseLowerLimits(*timeout, *memory)
+	if err != nil {
+		return fail(err)
 	}
-	if *memory != "" {
-		if req.Memory, err = wasmwiz.ParseSize(*memory); err != nil {
-			return fail(err)
-		}
-		lim.MaxMemoryBytes = req.Memory
-	}
+	req.Timeout, req.Memory = lim.Timeout, lim.MaxMemoryBytes
 	if *params != "" {
 		req.Params = strings.Split(*params, ",")
 	}

@@ -617,28 +617,9 @@ func parseParamsText(s string) ([]string, error) {
 
 // applyLimitFields reads the caller's lower timeout and memory into the
 // request's Limits.
-func applyLimitFields(req *wasmwiz.RunRequest, timeout, memory string) error {
-	if timeout = strings.TrimSpace(timeout); timeout != "" {
-		d, err := wasmwiz.ParseDuration(timeout)
-		if err != nil {
-			return err
-		}
-		if d <= 0 {
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "timeout must be positive")
-		}
-		req.Limits.Timeout = d
-	}
-	if memory = strings.TrimSpace(memory); memory != "" {
-		n, err := wasmwiz.ParseSize(memory)
-		if err != nil {
-			return err
-		}
-		if n <= 0 {
-			return wasmwiz.Errorf(wasmwiz.EINVALID, "memory must be positive")
-		}
-		req.Limits.MaxMemoryBytes = n
-	}
-	return nil
+func applyLimitFields(req *wasmwiz.RunRequest, timeout, memory string) (err error) {
+	req.Limits, err = wasmwiz.ParseLowerLimits(timeout, memory)
+	return err
 }
 
 // setRateHeaders writes the X-RateLimit-* headers of a decision.
