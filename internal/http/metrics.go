@@ -90,6 +90,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	if s.dir != nil {
 		cs = append(cs, directoryMetrics(s.dir)...)
 	}
+	if s.userReqs != nil {
+		cs = append(cs, s.userReqs.limited)
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot register metrics")

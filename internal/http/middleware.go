@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -348,22 +349,49 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		// The user's bound, on the routes it counts, is taken before the
+		// key's lookup: the lookup is the first database work.
+		var (
+			slot   *userBucket
+			who    requester
+			digest [sha256.Size]byte
+		)
+		if s.userReqs != nil && s.bounded[pattern] {
+			digest = sha256.Sum256([]byte(key))
+			var err error
+			if slot, who, err = s.userReqs.admitKey(digest); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		ctx, err := s.authenticateKey(r.Context(), key, s.admitted[pattern])
+		if err == nil {
+			if u := wasmwiz.UserFromContext(ctx); u == nil || u.Disabled {
+				err = wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key")
+			}
+		}
 		if err != nil {
 			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
 				s.authFail.failed(r.Context(), ip, key)
 				err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err, "invalid API key")
+				if slot != nil {
+					s.userReqs.unauthenticated(slot, digest)
+				}
+			} else if slot != nil {
+				s.userReqs.done(slot)
 			}
 			s.writeError(w, r, err)
 			return
 		}
 		u := wasmwiz.UserFromContext(ctx)
-		if u == nil || u.Disabled {
-			s.authFail.failed(r.Context(), ip, key)
-			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
-			return
-		}
 		s.authFail.succeeded(key)
+		if slot != nil {
+			if slot, err = s.userReqs.authenticated(slot, who, digest, u.ID); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			defer s.userReqs.done(slot)
+		}
 		if ri := routeInfoFrom(r.Context()); ri != nil {
 			ri.userID = u.ID
 		}

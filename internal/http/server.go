@@ -70,6 +70,17 @@ type Options struct {
 	// without a lookup, except keys that authenticated on this replica
 	// before. Zero: no bound.
 	MaxAuthFailures int
+	// MaxUserRequests bounds one user's requests in flight at once on this
+	// replica, and UserRequestRate the requests a second one user may start
+	// on it (in bursts of twice that), on every authenticated route but the
+	// execute routes (bounded by the caller's tier) and event streams (8
+	// open per user): each such request may hold a connection of this
+	// replica's database pool, shared by every tenant. All of a user's keys
+	// count together. Past either the request answers 429 (ERATELIMIT) with
+	// Retry-After without touching the store (a key this replica has seen
+	// authenticate is not even looked up). Zero: no such bound.
+	MaxUserRequests int
+	UserRequestRate int
 
 	// MaxTimeout and MaxMemoryBytes clamp every tier (zero: no clamp).
 	MaxTimeout     time.Duration
@@ -130,22 +141,25 @@ type Route struct {
 
 // Server is the HTTP service. Make one with NewServer.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	exec     *wasmwiz.Executor
-	dir      *wasmwiz.Directory // nil: nothing cached
-	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
-	gate     *wasmwiz.RunGate
-	authFail *authFailures     // nil: failed authentications are not bounded
-	bodies   *wasmwiz.BodyGate // nil: no bound on body bytes in flight
-	mux      *http.ServeMux
-	routes   []Route
-	metrics  *metrics
-	streams  streamSlots
-	gatherer prometheus.Gatherer
-	handler  http.Handler
-	transfer transfer    // body and answer deadlines (deadline.go)
-	draining atomic.Bool // set by Drain: shutting down
+	opts      Options
+	log       *slog.Logger
+	exec      *wasmwiz.Executor
+	dir       *wasmwiz.Directory // nil: nothing cached
+	admitted  map[string]bool    // the patterns of the routes Executor.Execute admits
+	streaming map[string]bool    // the patterns of the event streams
+	gate      *wasmwiz.RunGate
+	authFail  *authFailures     // nil: failed authentications are not bounded
+	userReqs  *userRequests     // nil: a user's other requests are not bounded
+	bounded   map[string]bool   // the patterns of the routes userReqs counts
+	bodies    *wasmwiz.BodyGate // nil: no bound on body bytes in flight
+	mux       *http.ServeMux
+	routes    []Route
+	metrics   *metrics
+	streams   streamSlots
+	gatherer  prometheus.Gatherer
+	handler   http.Handler
+	transfer  transfer    // body and answer deadlines (deadline.go)
+	draining  atomic.Bool // set by Drain: shutting down
 }
 
 // NewServer builds a server from opts. It returns an error when the metrics
@@ -167,6 +181,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.bodies = wasmwiz.NewBodyGate(opts.MaxBodyMemory, wait)
 	}
 	s.authFail = newAuthFailures(opts.Limiter, opts.MaxAuthFailures, s.log, s.now)
+	s.userReqs = newUserRequests(opts.MaxUserRequests, opts.UserRequestRate, s.now)
 	if !opts.NoCache && opts.Epochs != nil {
 		s.dir = &wasmwiz.Directory{Keys: opts.Keys, Modules: opts.Modules, Tiers: opts.Tiers, Now: opts.Now}
 	}
@@ -259,9 +274,18 @@ const (
 	anyone        // execute routes: a user, or anonymous when auth is off
 )
 
-// handle registers fn for method and pattern at an access level.
+// handle registers fn for method and pattern at an access level. The
+// requests of a route for callers or admins count against their user's
+// bound (userRequests), unless it is an execute route or an event stream,
+// which have bounds of their own.
 func (s *Server) handle(method, pattern string, access int, fn handlerFunc) {
 	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
+	if key := method + " " + pattern; (access == caller || access == admin) && !s.admitted[key] && !s.streaming[key] {
+		if s.bounded == nil {
+			s.bounded = map[string]bool{}
+		}
+		s.bounded[key] = true
+	}
 	h := fn
 	switch access {
 	case caller:
@@ -287,6 +311,17 @@ func (s *Server) handleExecute(method, pattern string, access int, fn handlerFun
 	s.handle(method, pattern, access, fn)
 }
 
+// handleStream registers an event stream: bounded by the user's open
+// streams (streamSlots), not by the requests in flight of userRequests,
+// which a stream would hold for as long as its run.
+func (s *Server) handleStream(method, pattern string, access int, fn handlerFunc) {
+	if s.streaming == nil {
+		s.streaming = map[string]bool{}
+	}
+	s.streaming[method+" "+pattern] = true
+	s.handle(method, pattern, access, fn)
+}
+
 func (s *Server) registerRoutes() {
 	s.handle("GET", "/healthz", public, s.healthz)
 	s.handle("GET", "/readyz", public, s.readyz)
@@ -308,7 +343,7 @@ func (s *Server) registerRoutes() {
 
 	s.handle("GET", "/api/v1/runs", caller, s.listRuns)
 	s.handle("GET", "/api/v1/runs/{id}", caller, s.getRun)
-	s.handle("GET", "/api/v1/runs/{id}/events", caller, s.runEvents)
+	s.handleStream("GET", "/api/v1/runs/{id}/events", caller, s.runEvents)
 	s.handle("POST", "/api/v1/runs/{id}/cancel", caller, s.cancelRun)
 	s.handle("POST", "/api/v1/webhook-secret", caller, s.rotateWebhookSecret)
 	s.handle("GET", "/api/v1/usage", caller, s.usage)
