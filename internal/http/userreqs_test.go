@@ -59,6 +59,15 @@ func (uf *userReqsFixture) execute(key string) *response {
 	return uf.do(request{method: "POST", path: "/api/v1/execute", key: key, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
 }
 
+// metricHas fails t unless /metrics has line.
+func (uf *userReqsFixture) metricHas(t *testing.T, line string) {
+	t.Helper()
+	res := uf.do(request{method: "GET", path: "/metrics"})
+	if !bytes.Contains(res.body, []byte("\n"+line+"\n")) {
+		t.Errorf("/metrics has no line %q", line)
+	}
+}
+
 // holdReads starts n usage reads of theUser, one after another, each held
 // by the store; it fails t if one answers instead. Close uf.release, then
 // wait for the answers.
@@ -145,6 +154,7 @@ func TestUserRequestsInFlight(t *testing.T) {
 			t.Fatalf("a read once the held ones answered: %d %s", res.status, res.body)
 		}
 	}
+	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="in_flight"} 23`)
 }
 
 // TestUserRequestsRate: past its burst a user's reads answer 429 with the
@@ -213,6 +223,7 @@ func TestUserRequestsRate(t *testing.T) {
 		}
 	}
 	refusedByUserBound(t, "past that burst", uf.usage(userKey), "at most 5 a second")
+	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="rate"} 32`)
 }
 
 // TestUserRequestsRevokedKeyDoesNotDrainItsUser: a key that authenticated
