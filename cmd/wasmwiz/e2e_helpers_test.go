@@ -154,6 +154,10 @@ func serveEnv(t testing.TB, vars ...map[string]string) map[string]string {
 		"WASMWIZ_DATA_DIR":  t.TempDir(),
 		"WASMWIZ_WORKERS":   "2",
 		"WASMWIZ_LOG_LEVEL": "warn",
+		// testenv.WaitFor polls every 5ms, and the tests' admin creates
+		// users in loops: far past the default 20 requests a second of one
+		// user. TestServeUserRequestsBounded sets the bound it tests.
+		"WASMWIZ_USER_REQUEST_RATE": "1000",
 	}
 	for _, v := range vars {
 		maps.Copy(env, v)

@@ -273,6 +273,8 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 		Auth:              cfg.Auth,
 		TrustedProxies:    cfg.TrustedProxies,
 		MaxAuthFailures:   cfg.MaxAuthFailures,
+		MaxUserRequests:   cfg.MaxUserRequests,
+		UserRequestRate:   cfg.UserRequestRate,
 		MaxTimeout:        cfg.MaxTimeout,
 		MaxMemoryBytes:    cfg.MaxMemoryBytes,
 		MaxConcurrentRuns: cfg.MaxConcurrentRuns,
