@@ -180,8 +180,15 @@ func buildOpenAPI() map[string]any {
 			responses["503"] = map[string]any{"description": "replica saturated; see Retry-After",
 				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 		}
-		if op.changes {
-			responses["429"] = map[string]any{"description": fmt.Sprintf("more than %d changes to your keys and modules in a minute; see Retry-After", MaxChangesPerMinute),
+		if (op.auth == "key" || op.auth == "admin") && !op.limited && op.schema != "events" {
+			// Counted by userRequests (WASMWIZ_MAX_USER_REQUESTS,
+			// WASMWIZ_USER_REQUEST_RATE): every route that needs a key but
+			// the execute routes and event streams.
+			desc := "too many of your requests in flight, or per second, on this replica; see Retry-After"
+			if op.changes {
+				desc = fmt.Sprintf("more than %d changes to your keys and modules in a minute, or ", MaxChangesPerMinute) + desc
+			}
+			responses["429"] = map[string]any{"description": desc,
 				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 		}
 		if op.auth == "admin" {
