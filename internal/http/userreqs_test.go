@@ -59,6 +59,21 @@ func (uf *userReqsFixture) execute(key string) *response {
 	return uf.do(request{method: "POST", path: "/api/v1/execute", key: key, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"})
 }
 
+// noWorkFrom returns a check that no key was looked up and the usage
+// store was not asked from now until it is called.
+func (uf *userReqsFixture) noWorkFrom(t *testing.T) func() {
+	looked, asked := uf.lookups.Load(), uf.usageCalls.Load()
+	return func() {
+		t.Helper()
+		if got := uf.lookups.Load() - looked; got != 0 {
+			t.Errorf("keys looked up for refused requests: %d, want 0", got)
+		}
+		if got := uf.usageCalls.Load() - asked; got != 0 {
+			t.Errorf("store calls for refused requests: %d, want 0", got)
+		}
+	}
+}
+
 // metricHas fails t unless /metrics has line.
 func (uf *userReqsFixture) metricHas(t *testing.T, line string) {
 	t.Helper()
@@ -116,7 +131,7 @@ func TestUserRequestsInFlight(t *testing.T) {
 		t.Fatalf("usage through the second key: %d %s", res.status, res.body)
 	}
 	answers := uf.holdReads(t, limit)
-	looked, asked := uf.lookups.Load(), uf.usageCalls.Load()
+	noWork := uf.noWorkFrom(t)
 	for i := range 20 {
 		key := userKey
 		if i%2 == 1 {
@@ -131,12 +146,7 @@ func TestUserRequestsInFlight(t *testing.T) {
 	} {
 		refusedByUserBound(t, r.method+" "+r.path+" past the bound", uf.do(r), "too many of your requests in flight")
 	}
-	if got := uf.lookups.Load() - looked; got != 0 {
-		t.Errorf("keys looked up for refused requests: %d, want 0", got)
-	}
-	if got := uf.usageCalls.Load() - asked; got != 0 {
-		t.Errorf("store calls for refused requests: %d, want 0", got)
-	}
+	noWork()
 	if res := uf.usage(otherKey); res.status != 200 {
 		t.Errorf("another user's read meanwhile: %d %s", res.status, res.body)
 	}
@@ -181,7 +191,7 @@ func TestUserRequestsRate(t *testing.T) {
 			t.Fatalf("read %d of the burst: %d %s", i+1, res.status, res.body)
 		}
 	}
-	looked, asked := uf.lookups.Load(), uf.usageCalls.Load()
+	noWork := uf.noWorkFrom(t)
 	for i := range 30 {
 		key := userKey
 		if i%2 == 1 {
@@ -193,12 +203,7 @@ func TestUserRequestsRate(t *testing.T) {
 			t.Fatalf("Retry-After %q, want 1 (the next token in 200ms)", ra)
 		}
 	}
-	if got := uf.lookups.Load() - looked; got != 0 {
-		t.Errorf("keys looked up for refused requests: %d, want 0", got)
-	}
-	if got := uf.usageCalls.Load() - asked; got != 0 {
-		t.Errorf("store calls for refused requests: %d, want 0", got)
-	}
+	noWork()
 	if res := uf.usage(otherKey); res.status != 200 {
 		t.Errorf("another user's read meanwhile: %d %s", res.status, res.body)
 	}
