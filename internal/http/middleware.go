@@ -327,7 +327,10 @@ func credentials(r *http.Request) (string, bool) {
 // labelled with the route they were for, and count against the client's
 // address (authFailures: past Options.MaxAuthFailures a minute its keys
 // answer 429 without a lookup); requests without credentials go on without
-// a user (routes decide).
+// a user (routes decide). On the routes userRequests counts, a request is
+// counted to its user (Options.MaxUserRequests, Options.UserRequestRate)
+// before the lookup and held until it answers; past the bound it answers
+// 429 without one.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)

@@ -2,6 +2,8 @@ package http
 
 import (
 	"crypto/sha256"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,5 +107,51 @@ func TestUserRequestsMemoryBounded(t *testing.T) {
 	}
 	if _, n := g.size(); n > userRequestEntries {
 		t.Fatalf("%d owners, want at most %d", n, userRequestEntries)
+	}
+}
+
+// TestUserRequestsHammer: many goroutines of a few users, through several
+// keys each, some known and some not, never have more than the bound in
+// flight per user, and every bucket is given back.
+func TestUserRequestsHammer(t *testing.T) {
+	t.Parallel()
+	const bound, users, keysPerUser = 3, 4, 3
+	g := newUserRequests(bound, 0, time.Now)
+	var mu sync.Mutex
+	inFlight := map[int64]int{}
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := range 300 {
+				user := int64(1 + (w+i)%users)
+				digest := sha256.Sum256([]byte{byte(user), byte(i % keysPerUser)})
+				b, who, err := g.admitKey(digest)
+				if err != nil {
+					continue
+				}
+				if b, err = g.authenticated(b, who, digest, user); err != nil {
+					continue
+				}
+				mu.Lock()
+				inFlight[user]++
+				if inFlight[user] > bound {
+					t.Errorf("user %d: %d requests in flight, want at most %d", user, inFlight[user], bound)
+				}
+				mu.Unlock()
+				runtime.Gosched()
+				mu.Lock()
+				inFlight[user]--
+				mu.Unlock()
+				g.done(b)
+			}
+		})
+	}
+	wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for who, b := range g.buckets {
+		if b.inFlight != 0 {
+			t.Errorf("%+v: %d in flight after every request answered", who, b.inFlight)
+		}
 	}
 }
