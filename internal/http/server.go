@@ -141,25 +141,25 @@ type Route struct {
 
 // Server is the HTTP service. Make one with NewServer.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	exec      *wasmwiz.Executor
-	dir       *wasmwiz.Directory // nil: nothing cached
-	admitted  map[string]bool    // the patterns of the routes Executor.Execute admits
-	streaming map[string]bool    // the patterns of the event streams
-	gate      *wasmwiz.RunGate
-	authFail  *authFailures     // nil: failed authentications are not bounded
-	userReqs  *userRequests     // nil: a user's other requests are not bounded
-	bounded   map[string]bool   // the patterns of the routes userReqs counts
-	bodies    *wasmwiz.BodyGate // nil: no bound on body bytes in flight
-	mux       *http.ServeMux
-	routes    []Route
-	metrics   *metrics
-	streams   streamSlots
-	gatherer  prometheus.Gatherer
-	handler   http.Handler
-	transfer  transfer    // body and answer deadlines (deadline.go)
-	draining  atomic.Bool // set by Drain: shutting down
+	opts     Options
+	log      *slog.Logger
+	exec     *wasmwiz.Executor
+	dir      *wasmwiz.Directory // nil: nothing cached
+	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
+	streamed map[string]bool    // the patterns of the event streams
+	gate     *wasmwiz.RunGate
+	authFail *authFailures     // nil: failed authentications are not bounded
+	userReqs *userRequests     // nil: a user's other requests are not bounded
+	bounded  map[string]bool   // the patterns of the routes userReqs counts
+	bodies   *wasmwiz.BodyGate // nil: no bound on body bytes in flight
+	mux      *http.ServeMux
+	routes   []Route
+	metrics  *metrics
+	streams  streamSlots
+	gatherer prometheus.Gatherer
+	handler  http.Handler
+	transfer transfer    // body and answer deadlines (deadline.go)
+	draining atomic.Bool // set by Drain: shutting down
 }
 
 // NewServer builds a server from opts. It returns an error when the metrics
@@ -280,7 +280,7 @@ const (
 // which have bounds of their own.
 func (s *Server) handle(method, pattern string, access int, fn handlerFunc) {
 	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
-	if key := method + " " + pattern; (access == caller || access == admin) && !s.admitted[key] && !s.streaming[key] {
+	if key := method + " " + pattern; (access == caller || access == admin) && !s.admitted[key] && !s.streamed[key] {
 		if s.bounded == nil {
 			s.bounded = map[string]bool{}
 		}
@@ -315,10 +315,10 @@ func (s *Server) handleExecute(method, pattern string, access int, fn handlerFun
 // streams (streamSlots), not by the requests in flight of userRequests,
 // which a stream would hold for as long as its run.
 func (s *Server) handleStream(method, pattern string, access int, fn handlerFunc) {
-	if s.streaming == nil {
-		s.streaming = map[string]bool{}
+	if s.streamed == nil {
+		s.streamed = map[string]bool{}
 	}
-	s.streaming[method+" "+pattern] = true
+	s.streamed[method+" "+pattern] = true
 	s.handle(method, pattern, access, fn)
 }
 
