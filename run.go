@@ -267,6 +267,11 @@ type Usage struct {
 	Stored               StoredModules
 	MaxStoredModules     int64
 	MaxStoredModuleBytes int64
+
+	// StoredRunBytes is the run output the user keeps (StoredRunBytes of
+	// RunService), against the tier's max_stored_run_bytes.
+	StoredRunBytes    int64
+	MaxStoredRunBytes int64
 }
 
 // DailyCount is the number of runs on one UTC day.
@@ -328,8 +333,15 @@ type RunService interface {
 	// FindRuns lists the caller's runs, newest first, with the total.
 	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, int, error)
 	// Usage counts the caller's runs today (UTC) and in the last minute, and
-	// the modules it stores, beside its tier's quotas.
+	// the modules and run output it stores, beside its tier's quotas.
 	Usage(ctx context.Context, now time.Time) (*Usage, error)
+	// StoredRunBytes returns the bytes of run output user keeps: the
+	// stdout, stderr and files of its run records and the output its
+	// running background runs' heartbeats appended. Every write and delete
+	// of output counts, in its own transaction (the stores keep a counter
+	// by triggers), so reading it is one indexed row. 0 for a user with
+	// none. Needs no caller.
+	StoredRunBytes(ctx context.Context, userID int64) (int64, error)
 	// DailyRuns returns the caller's executed runs of the days UTC days
 	// ending with now's (1 to 90), oldest first, every day present.
 	// EUNAUTHORIZED without a caller, EINVALID for days out of range.

@@ -42,6 +42,14 @@ type Tier struct {
 	// their output and inputs; WASMWIZ_RETENTION bounds it on a server, and
 	// applies alone when it is 0.
 	RunRetention time.Duration `tier:"run_retention_ms,duration,min=0,max=87600h" flag:"run-retention" help:"how long a run's record and output are kept (0: as long as WASMWIZ_RETENTION)"`
+	// MaxStoredRunBytes is the quota of run output a user keeps: the
+	// stdout, stderr and files of its run records together (retention
+	// frees them). A new run's record keeps at most what is left of it
+	// (each part within max_stored_output_bytes); once it is full a
+	// synchronous run still runs and answers in full but its record keeps
+	// no output, and a background run is refused (ETOOLARGE). 0 keeps no
+	// run output.
+	MaxStoredRunBytes int64 `tier:"max_stored_run_bytes,bytes,min=0,max=1024GiB" flag:"max-stored-run-bytes" help:"run output a user's records keep together (0: none)"`
 
 	UpdatedAt time.Time
 }
@@ -85,7 +93,9 @@ const (
 // follow the module caps (at most 100 MiB a request holds in memory), and
 // the bytes a run may write grow with the tier. The registry quota holds
 // two of the largest modules on free and ten times more at each tier up
-// (10 / 100 / 1000 / 10000 modules). The migrations seed the
+// (10 / 100 / 1000 / 10000 modules). The stored run output holds a day of
+// runs at the stored output cap on free and grows tenfold and more
+// (32MiB / 1GiB / 10GiB / 100GiB). The migrations seed the
 // same values as frozen SQL; a conformance test compares them.
 func DefaultTiers() []*Tier {
 	return []*Tier{
@@ -94,25 +104,29 @@ func DefaultTiers() []*Tier {
 			MaxModuleBytes: 10 * MiB, MaxStdinBytes: 1 * MiB, MaxOutputBytes: 1 * MiB,
 			MaxFilesInBytes: 1 * MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * MiB, MaxFilesOutBytes: 1 * MiB},
 			MaxStoredOutputBytes: 64 * KiB, AsyncTimeout: 30 * time.Second,
-			MaxStoredModules: 10, MaxStoredModuleBytes: 20 * MiB, RunRetention: 7 * 24 * time.Hour},
+			MaxStoredModules: 10, MaxStoredModuleBytes: 20 * MiB, RunRetention: 7 * 24 * time.Hour,
+			MaxStoredRunBytes: 32 * MiB},
 		{Name: TierBasic, RunsPerMinute: 100, RunsPerDay: 10_000, MaxConcurrent: 5, Limits: Limits{
 			Timeout: 10 * time.Second, MaxMemoryBytes: 256 * MiB,
 			MaxModuleBytes: 25 * MiB, MaxStdinBytes: 5 * MiB, MaxOutputBytes: 5 * MiB,
 			MaxFilesInBytes: 10 * MiB, MaxFiles: 1000, MaxFileWriteBytes: 128 * MiB, MaxFilesOutBytes: 10 * MiB},
 			MaxStoredOutputBytes: 256 * KiB, AsyncTimeout: 5 * time.Minute,
-			MaxStoredModules: 100, MaxStoredModuleBytes: 200 * MiB, RunRetention: 30 * 24 * time.Hour},
+			MaxStoredModules: 100, MaxStoredModuleBytes: 200 * MiB, RunRetention: 30 * 24 * time.Hour,
+			MaxStoredRunBytes: 1 * GiB},
 		{Name: TierPro, RunsPerMinute: 500, RunsPerDay: 50_000, MaxConcurrent: 20, Limits: Limits{
 			Timeout: 30 * time.Second, MaxMemoryBytes: 512 * MiB,
 			MaxModuleBytes: 50 * MiB, MaxStdinBytes: 10 * MiB, MaxOutputBytes: 10 * MiB,
 			MaxFilesInBytes: 50 * MiB, MaxFiles: 10_000, MaxFileWriteBytes: 1 * GiB, MaxFilesOutBytes: 50 * MiB},
 			MaxStoredOutputBytes: 1 * MiB, AsyncTimeout: 15 * time.Minute,
-			MaxStoredModules: 1000, MaxStoredModuleBytes: 2 * GiB, RunRetention: 90 * 24 * time.Hour},
+			MaxStoredModules: 1000, MaxStoredModuleBytes: 2 * GiB, RunRetention: 90 * 24 * time.Hour,
+			MaxStoredRunBytes: 10 * GiB},
 		{Name: TierEnterprise, RunsPerMinute: 5_000, RunsPerDay: 1_000_000, MaxConcurrent: 100, Limits: Limits{
 			Timeout: 120 * time.Second, MaxMemoryBytes: 1 * GiB,
 			MaxModuleBytes: 100 * MiB, MaxStdinBytes: 50 * MiB, MaxOutputBytes: 50 * MiB,
 			MaxFilesInBytes: 100 * MiB, MaxFiles: 50_000, MaxFileWriteBytes: 4 * GiB, MaxFilesOutBytes: 100 * MiB},
 			MaxStoredOutputBytes: 4 * MiB, AsyncTimeout: time.Hour,
-			MaxStoredModules: 10_000, MaxStoredModuleBytes: 20 * GiB, RunRetention: 365 * 24 * time.Hour},
+			MaxStoredModules: 10_000, MaxStoredModuleBytes: 20 * GiB, RunRetention: 365 * 24 * time.Hour,
+			MaxStoredRunBytes: 100 * GiB},
 	}
 }
 

@@ -244,6 +244,15 @@ type RunService struct {
 	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
 	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, tier string, batch int) (int, error)
 	DailyRunsFn        func(ctx context.Context, now time.Time, days int) ([]wasmwiz.DailyRuns, error)
+	StoredRunBytesFn   func(ctx context.Context, userID int64) (int64, error)
+}
+
+// StoredRunBytes calls StoredRunBytesFn.
+func (s *RunService) StoredRunBytes(ctx context.Context, userID int64) (int64, error) {
+	if s.StoredRunBytesFn == nil {
+		return 0, unset("RunService.StoredRunBytes")
+	}
+	return s.StoredRunBytesFn(ctx, userID)
 }
 
 // DailyRuns calls DailyRunsFn.

@@ -252,7 +252,7 @@ func dayStart(now time.Time) time.Time {
 }
 
 // Usage counts the caller's executed runs (Status set) of now's UTC day and
-// of the minute (now-1m, now], and its stored modules, against the quotas of
+// of the minute (now-1m, now], its stored modules and run output, against the quotas of
 // the caller's tier as stored now. EUNAUTHORIZED
 // without a caller, ENOTFOUND when the caller's tier does not exist.
 func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
@@ -267,11 +267,13 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 			(SELECT count(*) FROM runs WHERE user_id = $1 AND status <> '' AND created_at > $5 AND created_at <= $6),
 			t.max_stored_modules, t.max_stored_module_bytes,
 			(SELECT count(*) FROM modules WHERE owner_id = $1),
-			(SELECT COALESCE(sum(size_bytes), 0)::bigint FROM modules WHERE owner_id = $1)
+			(SELECT COALESCE(sum(size_bytes), 0)::bigint FROM modules WHERE owner_id = $1),
+			t.max_stored_run_bytes, `+storedRunBytes+`
 		FROM tiers t WHERE t.name = COALESCE((SELECT tier FROM users WHERE id = $1), $2)`,
 		caller.ID, caller.Tier, start, start.Add(24*time.Hour), now.Add(-time.Minute), now).
 		Scan(&u.Tier, &u.RunsPerDay, &u.RunsPerMinute, &u.RunsToday, &u.RunsThisMinute,
-			&u.MaxStoredModules, &u.MaxStoredModuleBytes, &u.Stored.Count, &u.Stored.Bytes)
+			&u.MaxStoredModules, &u.MaxStoredModuleBytes, &u.Stored.Count, &u.Stored.Bytes,
+			&u.MaxStoredRunBytes, &u.StoredRunBytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "tier %q not found", caller.Tier)
 	}
@@ -279,6 +281,17 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 		return nil, dbError(err, "usage")
 	}
 	return &u, nil
+}
+
+// storedRunBytes is the run output user $1 keeps, as the triggers of
+// migration 0014 count it (never below 0).
+const storedRunBytes = `GREATEST(COALESCE((SELECT bytes FROM run_output_usage WHERE user_id = $1), 0), 0)`
+
+// StoredRunBytes returns the run output user keeps: one indexed row.
+func (db *DB) StoredRunBytes(ctx context.Context, user int64) (int64, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, `SELECT `+storedRunBytes, user).Scan(&n)
+	return n, dbError(err, "stored run bytes")
 }
 
 // topModulesLimit is how many modules Stats lists.

@@ -119,10 +119,11 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwiz.OutputTail) (bool, error) {
 	var cancel bool
 	var limit *int64 // the run's tier's max_stored_output_bytes
+	var user int64   // the run's user, whose stored output its pieces count to
 	heartbeat := func(q querier) error {
 		return q.QueryRow(ctx, `UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND state = 'running'
-			RETURNING cancel_requested, (SELECT max_stored_output_bytes FROM tiers WHERE name = runs.tier)`,
-			db.now(), id).Scan(&cancel, &limit)
+			RETURNING cancel_requested, (SELECT max_stored_output_bytes FROM tiers WHERE name = runs.tier), user_id`,
+			db.now(), id).Scan(&cancel, &limit, &user)
 	}
 	var err error
 	if len(stdout.Data) == 0 && len(stderr.Data) == 0 {
@@ -136,7 +137,7 @@ func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwi
 			if limit != nil {
 				keep = *limit
 			}
-			return appendOutput(ctx, tx, id, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
+			return appendOutput(ctx, tx, id, user, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
 		})
 	}
 	if errors.Is(err, pgx.ErrNoRows) {

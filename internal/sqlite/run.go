@@ -322,7 +322,7 @@ func dayStart(t time.Time) time.Time {
 }
 
 // Usage counts the caller's executed runs (Status set) today (UTC) and in
-// the minute (now-1m, now], and its stored modules, against the quotas of
+// the minute (now-1m, now], its stored modules and run output, against the quotas of
 // the caller's tier.
 // EUNAUTHORIZED without a caller, ENOTFOUND when the caller's tier is gone.
 func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) {
@@ -336,20 +336,35 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 	}
 	day := dayStart(now)
 	u := &wasmwiz.Usage{Tier: tier.Name, RunsPerDay: tier.RunsPerDay, RunsPerMinute: tier.RunsPerMinute,
-		MaxStoredModules: tier.MaxStoredModules, MaxStoredModuleBytes: tier.MaxStoredModuleBytes}
+		MaxStoredModules: tier.MaxStoredModules, MaxStoredModuleBytes: tier.MaxStoredModuleBytes,
+		MaxStoredRunBytes: tier.MaxStoredRunBytes}
 	minuteFrom := ms(now.Add(-time.Minute))
 	err = db.reader.QueryRowContext(ctx, `SELECT
 			count(*) FILTER (WHERE created_at >= ?1),
 			count(*) FILTER (WHERE created_at > ?2 AND created_at <= ?3),
 			(SELECT count(*) FROM modules WHERE owner_id = ?4),
-			(SELECT COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = ?4)
+			(SELECT COALESCE(sum(size_bytes), 0) FROM modules WHERE owner_id = ?4),
+			`+storedRunBytes("?4")+`
 		FROM runs WHERE user_id = ?4 AND status <> '' AND created_at >= min(?1, ?2 + 1) AND created_at < ?5`,
 		ms(day), minuteFrom, ms(now), caller.ID, ms(day.AddDate(0, 0, 1))).
-		Scan(&u.RunsToday, &u.RunsThisMinute, &u.Stored.Count, &u.Stored.Bytes)
+		Scan(&u.RunsToday, &u.RunsThisMinute, &u.Stored.Count, &u.Stored.Bytes, &u.StoredRunBytes)
 	if err != nil {
 		return nil, dbError(err, "usage")
 	}
 	return u, nil
+}
+
+// storedRunBytes returns the SQL of the run output the user of parameter
+// param keeps, as the triggers of migration 0014 count it (never below 0).
+func storedRunBytes(param string) string {
+	return `max(coalesce((SELECT bytes FROM run_output_usage WHERE user_id = ` + param + `), 0), 0)`
+}
+
+// StoredRunBytes returns the run output user keeps: one indexed row.
+func (db *DB) StoredRunBytes(ctx context.Context, user int64) (int64, error) {
+	var n int64
+	err := db.reader.QueryRowContext(ctx, `SELECT `+storedRunBytes("?"), user).Scan(&n)
+	return n, dbError(err, "stored run bytes")
 }
 
 // topModules is how many modules Stats lists.

@@ -20,10 +20,10 @@ type queryer interface {
 }
 
 // appendOutput appends the new bytes of each tail to run id's output
-// pieces, each stream kept within limit bytes (limit < 0: no limit): one
+// pieces, counted to user, each stream kept within limit bytes (limit < 0: no limit): one
 // indexed read and at most one insert of the new bytes per stream, whatever
 // the output so far.
-func appendOutput(ctx context.Context, tx *sql.Tx, id string, tails [2]wasmwiz.OutputTail, limit int64) error {
+func appendOutput(ctx context.Context, tx *sql.Tx, id string, user int64, tails [2]wasmwiz.OutputTail, limit int64) error {
 	for i, t := range tails {
 		if len(t.Data) == 0 {
 			continue
@@ -41,8 +41,8 @@ func appendOutput(ctx context.Context, tx *sql.Tx, id string, tails [2]wasmwiz.O
 		if len(p) == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO run_output_chunks (run_id, stream, byte_offset, data)
-			VALUES (?, ?, ?, ?)`, id, outputStreams[i], held, p); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_output_chunks (run_id, stream, byte_offset, data, user_id)
+			VALUES (?, ?, ?, ?, ?)`, id, outputStreams[i], held, p, user); err != nil {
 			return err
 		}
 	}

@@ -125,8 +125,9 @@ func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwi
 		var c int
 		var state string
 		var limit sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT r.cancel_requested, r.state, t.max_stored_output_bytes
-			FROM runs r LEFT JOIN tiers t ON t.name = r.tier WHERE r.id = ?`, id).Scan(&c, &state, &limit)
+		var user int64 // the run's user, whose stored output its pieces count to
+		err := tx.QueryRowContext(ctx, `SELECT r.cancel_requested, r.state, t.max_stored_output_bytes, r.user_id
+			FROM runs r LEFT JOIN tiers t ON t.name = r.tier WHERE r.id = ?`, id).Scan(&c, &state, &limit, &user)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && state != string(wasmwiz.RunRunning)) {
 			// Not running any more (failed by the sweeper, or cancelled): stop.
 			cancel = true
@@ -143,7 +144,7 @@ func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwi
 		if limit.Valid {
 			keep = limit.Int64
 		}
-		return appendOutput(ctx, tx, id, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
+		return appendOutput(ctx, tx, id, user, [2]wasmwiz.OutputTail{stdout, stderr}, keep)
 	})
 	return cancel, err
 }

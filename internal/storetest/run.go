@@ -337,7 +337,8 @@ func testUsage(t *testing.T, e *env) {
 	got, err := e.s.Usage(ctx, now)
 	wantOK(t, err, "Usage")
 	want := wasmwiz.Usage{Tier: wasmwiz.TierBasic, RunsToday: 5, RunsPerDay: 10_000, RunsThisMinute: 2, RunsPerMinute: 100,
-		Stored: wasmwiz.StoredModules{Count: 2, Bytes: 19}, MaxStoredModules: 100, MaxStoredModuleBytes: 200 * wasmwiz.MiB}
+		Stored: wasmwiz.StoredModules{Count: 2, Bytes: 19}, MaxStoredModules: 100, MaxStoredModuleBytes: 200 * wasmwiz.MiB,
+		MaxStoredRunBytes: wasmwiz.GiB}
 	if *got != want {
 		t.Fatalf("Usage = %+v, want %+v", *got, want)
 	}

@@ -42,6 +42,10 @@
 //     path caches, in the change's own transaction; creating users, keys
 //     and modules, using a key, recording runs and changing a module's
 //     description leave it alone.
+//   - StoredRunBytes counts the stdout, stderr and files of a user's run
+//     records and its running runs' heartbeat pieces, each byte once,
+//     whatever path wrote or deleted them (batches, final records, the
+//     sweeper, retention), in the writing transaction.
 //   - Bootstrap creates an admin of the enterprise tier with one key named
 //     "bootstrap", only when there is no user at all, once even when called
 //     concurrently.
@@ -88,6 +92,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Modules", moduleTests},
 		{"Runs", runTests},
 		{"RunQueue", runQueueTests},
+		{"StoredRuns", storedRunTests},
 		{"Bootstrap", bootstrapTests},
 		{"Text", textTests},
 		{"CacheEpoch", cacheEpochTests},
