@@ -55,7 +55,8 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 // tier's limits (kept with the run, checked as for Execute; the files its
 // outputs match are kept with its record, within max_stored_output_bytes),
 // a callback URL that is not http(s) or a caller without a webhook secret;
-// ERATELIMIT for a
+// ETOOLARGE when the caller's stored run output fills its tier's
+// max_stored_run_bytes (nothing is queued or spent); ERATELIMIT for a
 // quota or too many runs in flight; EUNAVAILABLE when background runs are
 // not configured or the queue cannot take the run.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
@@ -111,6 +112,12 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		} else if err != nil {
 			return ex, err
 		}
+	}
+
+	// A record that could keep no output is refused before anything is
+	// spent: a background run leaves nothing else.
+	if err := e.outputKeep(ctx, c.User.ID, tier).refuseBackground(); err != nil {
+		return ex, err
 	}
 
 	// The quota is spent at admission: a slot of the limiter is taken only
@@ -218,11 +225,13 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	}
 	e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunRunning)})
 
-	keep := int64(-1)
+	// What the record keeps is decided as the guest starts: the quota may
+	// have filled since the run was admitted.
+	k := outputKeep{each: -1}
 	if t, err := e.Tiers.FindTier(SystemContext(ctx), rec.Tier); err == nil {
-		keep = t.MaxStoredOutputBytes
+		k = e.outputKeep(ctx, rec.UserID, t)
 	}
-	live := newLiveOutput(id, e.Events, keep)
+	live := newLiveOutput(id, e.Events, k.each)
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -269,9 +278,10 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 			rec.setFailed(runErr, e.now())
 		}
 	default:
-		rec.setResult(res, keep)
-		rec.Files = keptFiles(res.Files, keep)
+		k.keep(rec, res)
+		k.keepFiles(rec, res.Files)
 	}
+	e.chargeStoredRun(rec.UserID, rec)
 	e.finish(context.WithoutCancel(ctx), rec)
 	return nil
 }

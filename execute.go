@@ -106,8 +106,17 @@ type Executor struct {
 	// alive and looks for a cancel (default 2s).
 	HeartbeatInterval time.Duration
 
+	// StoredRuns counts the run output users keep, for the tiers'
+	// max_stored_run_bytes (storedruns.go); nil uses Runs, and with neither
+	// the quota is not enforced. StoredRunsMaxAge is how long a count read
+	// is trusted (default DefaultStoredRunsMaxAge).
+	StoredRuns       RunService
+	StoredRunsMaxAge time.Duration
+
 	// Now returns the current time; nil uses time.Now.
 	Now func() time.Time
+
+	storedRuns storedRunCache
 }
 
 func (e *Executor) now() time.Time {
@@ -510,7 +519,8 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 		}
 	} else {
 		ex.Result = res
-		rec.setResult(res, c.Tier.MaxStoredOutputBytes)
+		e.outputKeep(ctx, rec.UserID, c.Tier).keep(rec, res)
+		e.chargeStoredRun(rec.UserID, rec)
 	}
 	if e.Usage != nil {
 		e.Usage.Record(rec)

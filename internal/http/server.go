@@ -197,6 +197,7 @@ func NewServer(opts Options) (*Server, error) {
 		AllowAnonymous: !opts.Auth,
 		Queue:          opts.Queue,
 		Events:         opts.Events,
+		StoredRuns:     opts.Runs,
 		Now:            opts.Now,
 	}
 	if rs, ok := opts.Runs.(wasmwiz.RunStore); ok {

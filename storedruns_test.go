@@ -1,0 +1,183 @@
+package wasmwiz_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// countingQueue is a RunQueue that counts the runs it was given.
+type countingQueue struct{ runs atomic.Int64 }
+
+func (q *countingQueue) EnqueueRun(ctx context.Context, tx any, id string) error {
+	q.runs.Add(1)
+	return nil
+}
+
+func (q *countingQueue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
+	return nil
+}
+
+// TestStoredRunQuota: on a real store, a tier whose max_stored_run_bytes
+// holds 20 bytes and whose records keep 8 bytes a stream. Synchronous runs
+// answer their whole output while their records keep 8, 8, then the 4
+// left (the record says why), then nothing; once the quota is full a
+// background run is refused with ETOOLARGE before anything is queued or
+// spent. Retention frees the records, and once this replica's count is
+// older than StoredRunsMaxAge the user runs in the background again.
+func TestStoredRunQuota(t *testing.T) {
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	db := sqlitetest.Open(t)
+	clock := testenv.NewClock(time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC))
+	db.SetNow(clock.Now)
+	tiny := *wasmwiz.DefaultTiers()[0]
+	tiny.Name, tiny.MaxStoredOutputBytes, tiny.MaxStoredRunBytes = "tiny", 8, 20
+	tiny.RunsPerMinute, tiny.RunsPerDay, tiny.MaxConcurrent = 1000, 1000, 10
+	if err := db.PutTier(sys, &tiny); err != nil {
+		t.Fatal(err)
+	}
+	u := &wasmwiz.User{Email: "full@example.com", Tier: "tiny"}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	out := []byte("0123456789abcdef\x00\xff") // 18 bytes, more than a record keeps
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: out}, nil
+	}}
+	var admits atomic.Int64
+	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		admits.Add(1)
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
+	}}
+	// Records are written at once, as the usage writer would a moment later.
+	usage := &mock.UsageRecorder{RecordFn: func(r *wasmwiz.UsageRecord) {
+		if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{r}); err != nil {
+			t.Errorf("CreateRuns: %v", err)
+		}
+	}}
+	queue := &countingQueue{}
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: usage, Runs: db, Queue: queue,
+		Now: clock.Now, StoredRunsMaxAge: time.Minute}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+
+	for i, want := range []struct {
+		kept    string
+		message bool
+	}{{"01234567", false}, {"01234567", false}, {"0123", true}, {"", true}, {"", true}} {
+		res, err := ex.Execute(uctx, nil, req)
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if !bytes.Equal(res.Result.Stdout, out) {
+			t.Fatalf("run %d answered %q, want the whole output %q", i, res.Result.Stdout, out)
+		}
+		rec, err := db.FindRunByID(uctx, res.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(rec.Stdout) != want.kept || !rec.StdoutTruncated {
+			t.Fatalf("run %d: record keeps %q (truncated %v), want %q, truncated", i, rec.Stdout, rec.StdoutTruncated, want.kept)
+		}
+		if got := strings.Contains(rec.Message, "max_stored_run_bytes"); got != want.message {
+			t.Fatalf("run %d: record message %q, want one naming the quota: %v", i, rec.Message, want.message)
+		}
+	}
+	if n, _ := db.StoredRunBytes(ctx, u.ID); n != 20 {
+		t.Fatalf("the user keeps %d bytes, want the quota's 20", n)
+	}
+
+	asyncRun := func() error {
+		_, err := ex.ExecuteAsync(uctx, nil, req, "")
+		return err
+	}
+	before := admits.Load()
+	err := asyncRun()
+	if wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+		t.Fatalf("background run with the quota full: %v, want ETOOLARGE", err)
+	}
+	for _, part := range []string{"max_stored_run_bytes", "tiny", "20B", "retention"} {
+		if !strings.Contains(wasmwiz.ErrorMessage(err), part) {
+			t.Errorf("refusal %q does not say %q", wasmwiz.ErrorMessage(err), part)
+		}
+	}
+	if admits.Load() != before || queue.runs.Load() != 0 {
+		t.Fatalf("a refused background run spent %d admissions and queued %d runs", admits.Load()-before, queue.runs.Load())
+	}
+	if counts, _, _ := db.CountRuns(ctx); counts[wasmwiz.RunQueued] != 0 {
+		t.Fatalf("a refused background run is stored as queued")
+	}
+
+	// Retention frees the records; until this replica reads the count
+	// again (StoredRunsMaxAge) it still refuses.
+	clock.Add(time.Second)
+	if _, err := db.DeleteRunsBefore(ctx, clock.Now(), "", 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := asyncRun(); wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+		t.Fatalf("within the count's age: %v, want the refusal it still knows", err)
+	}
+	clock.Add(time.Minute)
+	if err := asyncRun(); err != nil {
+		t.Fatalf("after retention freed the records: %v", err)
+	}
+	if queue.runs.Load() != 1 {
+		t.Fatalf("%d runs queued, want 1", queue.runs.Load())
+	}
+}
+
+// TestStoredRunQuotaOfNoTier: a tier that keeps no run output
+// (max_stored_run_bytes 0) refuses every background run and keeps no
+// output of synchronous ones; a replica without a count (no store of
+// runs) keeps the tier's per-run cap.
+func TestStoredRunQuotaOfNoTier(t *testing.T) {
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	db := sqlitetest.Open(t)
+	none := *wasmwiz.DefaultTiers()[0]
+	none.Name, none.MaxStoredRunBytes = "none", 0
+	if err := db.PutTier(sys, &none); err != nil {
+		t.Fatal(err)
+	}
+	u := &wasmwiz.User{Email: "none@example.com", Tier: "none"}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("out")}, nil
+	}}
+	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
+	}}
+	usage := &mock.UsageRecorder{}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	for _, tc := range []struct {
+		name string
+		runs wasmwiz.RunStore
+		kept string
+	}{{"Counted", db, ""}, {"NoCount", nil, "out"}} {
+		ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: usage, Runs: tc.runs, Queue: &countingQueue{}}
+		res, err := ex.Execute(uctx, nil, req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if string(res.Record.Stdout) != tc.kept || string(res.Result.Stdout) != "out" {
+			t.Fatalf("%s: record keeps %q, answer %q; want %q and the whole output", tc.name, res.Record.Stdout, res.Result.Stdout, tc.kept)
+		}
+		if tc.runs != nil {
+			if _, err := ex.ExecuteAsync(uctx, nil, req, ""); wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+				t.Fatalf("background run of a tier that keeps nothing: %v, want ETOOLARGE", err)
+			}
+		}
+	}
+}
