@@ -136,6 +136,12 @@ type Usage struct {
 	MaxStoredModules     int64 `json:"max_stored_modules"`
 	StoredModuleBytes    int64 `json:"stored_module_bytes"`
 	MaxStoredModuleBytes int64 `json:"max_stored_module_bytes"`
+	// StoredRunBytes is the run output the caller's records keep (stdout,
+	// stderr and files together); once it reaches MaxStoredRunBytes new
+	// records keep no output and background runs are 413 ETOOLARGE, until
+	// retention frees older records.
+	StoredRunBytes    int64 `json:"stored_run_bytes"`
+	MaxStoredRunBytes int64 `json:"max_stored_run_bytes"`
 }
 
 // DailyRuns is one UTC day of the caller's executed runs: how many ended

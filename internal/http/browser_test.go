@@ -532,12 +532,13 @@ func TestBrowserWebUI(t *testing.T) {
 		waitJS(`!document.getElementById("history-empty").hidden && document.querySelectorAll("#history-table tbody tr").length === 0`),
 	)
 
-	step("usage counts the runs and the stored modules against the tier",
+	step("usage counts the runs, the stored modules and run output against the tier",
 		chromedp.Click(chromedp.ID("tab-usage")),
 		waitText("#usage-tier", "enterprise"),
 		waitText("#usage-day-text", "3 of 1000000"),
 		waitText("#usage-modules-text", "1 of 10000 (9999 left)"),
 		waitText("#usage-module-bytes-text", " of 20 GiB ("),
+		waitText("#usage-run-bytes-text", " of 100 GiB ("),
 		waitText("#usage-limits", "Modules a user may keep stored"),
 		waitText("#usage-limits", "Runs in flight at once"),
 		waitText("#usage-limits", "Linear memory of a run"),

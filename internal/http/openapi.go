@@ -36,7 +36,7 @@ var apiOps = []apiOp{
 	{id: "metrics", method: "GET", path: "/metrics", tag: "operations", summary: "Prometheus metrics (text format)", status: "200", schema: "text"},
 	{id: "openAPI", method: "GET", path: "/api/openapi.json", tag: "operations", summary: "This document", status: "200", schema: "object"},
 
-	{id: "execute", method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier",
+	{id: "execute", method: "POST", path: "/api/v1/execute", tag: "execute", summary: "Run a module sent with the request or stored earlier (async: 413 when your stored run output, max_stored_run_bytes, is full)",
 		auth: "key-or-anonymous", body: []string{"multipart/form-data", "application/json", "application/wasm"}, bodySchema: "ExecuteRequest",
 		query: []string{"stdin", "stdin_base64", "arg", "env", "function", "params", "timeout", "memory", "async", "callback_url"}, status: "200", schema: "Result", limited: true},
 	{id: "executeLegacy", method: "POST", path: "/api/execute", tag: "execute", summary: "Legacy execute: multipart wasm + input, answers {output, error}",
@@ -522,7 +522,7 @@ func schemas() map[string]any {
 		"DailyRuns": obj(t["DailyRuns"], "day:string", "by_status:counts", "p50_duration_ms:number", "p95_duration_ms:number",
 			"p99_duration_ms:number"),
 		"DailyRunsList": obj(t["DailyRunsList"], "days:[]DailyRuns"),
-		"Usage":         obj(t["Usage"], "tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer", "stored_modules:integer", "max_stored_modules:integer", "stored_module_bytes:integer", "max_stored_module_bytes:integer"),
+		"Usage":         obj(t["Usage"], "tier:string", "runs_today:integer", "runs_per_day:integer", "runs_this_minute:integer", "runs_per_minute:integer", "stored_modules:integer", "max_stored_modules:integer", "stored_module_bytes:integer", "max_stored_module_bytes:integer", "stored_run_bytes:integer", "max_stored_run_bytes:integer"),
 		"Me":            obj(t["Me"], "user:User", "tier:Tier", "limits:[]TierLimit"),
 		"Role":          enum("what a user may do", api.RoleUser, api.RoleAdmin),
 		"User":          obj(t["User"], "id:integer", "email:string", "role:Role", "tier:string", "created_at:time", "disabled:boolean"),

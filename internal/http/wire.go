@@ -72,7 +72,8 @@ func apiUsage(u *wasmwiz.Usage) *api.Usage {
 	return &api.Usage{Tier: u.Tier, RunsToday: u.RunsToday, RunsPerDay: u.RunsPerDay,
 		RunsThisMinute: u.RunsThisMinute, RunsPerMinute: u.RunsPerMinute,
 		StoredModules: u.Stored.Count, MaxStoredModules: u.MaxStoredModules,
-		StoredModuleBytes: u.Stored.Bytes, MaxStoredModuleBytes: u.MaxStoredModuleBytes}
+		StoredModuleBytes: u.Stored.Bytes, MaxStoredModuleBytes: u.MaxStoredModuleBytes,
+		StoredRunBytes: u.StoredRunBytes, MaxStoredRunBytes: u.MaxStoredRunBytes}
 }
 
 func apiStats(s *wasmwiz.Stats) *api.Stats {

@@ -930,6 +930,7 @@
       meter("usage-minute", u.runs_this_minute, u.runs_per_minute);
       meter("usage-modules", u.stored_modules, u.max_stored_modules);
       meter("usage-module-bytes", u.stored_module_bytes, u.max_stored_module_bytes, fmtBytes);
+      meter("usage-run-bytes", u.stored_run_bytes, u.max_stored_run_bytes, fmtBytes);
       const dl = $("usage-limits");
       dl.replaceChildren();
       // Every limit of the tier, as the server describes it (/api/v1/me),
