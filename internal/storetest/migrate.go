@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -78,6 +79,10 @@ func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 			}
 		}
 	})
+	t.Run("StoredRunOutputIsBackfilled", func(t *testing.T) {
+		t.Parallel()
+		testStoredRunsBackfill(t, newEmpty(t))
+	})
 	t.Run("AgainKeepsAdminChanges", func(t *testing.T) {
 		t.Parallel()
 		s := newEmpty(t)
@@ -111,4 +116,75 @@ func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 			t.Fatalf("migrations created %d users (%v); no user or key is ever seeded", n, err)
 		}
 	})
+}
+
+// testStoredRunsBackfill: the run output kept before migration 0014 (the
+// records of synchronous and background runs, files included, and the
+// pieces of a running run) is what run_output_usage holds after it, per
+// user; pieces left before it count to their run's user when they go.
+func testStoredRunsBackfill(t *testing.T, s Migrating) {
+	ctx := context.Background()
+	if err := s.MigrateTo(ctx, 13); err != nil {
+		t.Fatalf("MigrateTo(13): %v", err)
+	}
+	const a, b = 42, 43
+	at := time.Now().UTC().Add(-time.Hour)
+	rec := func(user int64, at time.Time, stdout, stderr string) *wasmwiz.UsageRecord {
+		return withOutput(run(user, wasmwiz.StatusOK, 1, at, "", ""), stdout, stderr)
+	}
+	wantOK(t, s.CreateRuns(ctx, []*wasmwiz.UsageRecord{rec(a, at, "hello", "err"), rec(b, at.Add(time.Millisecond), "x", "")}),
+		"CreateRuns before 0014")
+	actx := wasmwiz.NewContextWithUser(ctx, &wasmwiz.User{ID: a, Role: wasmwiz.RoleUser, Tier: wasmwiz.TierFree})
+	queue := func(at time.Time) *wasmwiz.UsageRecord {
+		t.Helper()
+		r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at, RunDetail: wasmwiz.RunDetail{Async: true}}
+		wantOK(t, s.QueueRun(actx, r, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+			func(context.Context, any) error { return nil }), "QueueRun before 0014")
+		started, _, err := s.StartRun(ctx, r.ID)
+		wantOK(t, err, "StartRun before 0014")
+		return started
+	}
+	done := queue(at.Add(2 * time.Millisecond))
+	done.State, done.Status, done.Stdout = wasmwiz.RunDone, wasmwiz.StatusOK, []byte("abc")
+	done.Files = []wasmwiz.OutputFile{{Path: "out/f", Size: 5, SHA256: "ab", Data: []byte("12345")}}
+	enc, err := wasmwiz.EncodeOutputFiles(done.Files)
+	wantOK(t, err, "EncodeOutputFiles")
+	if ok, err := s.FinishRun(ctx, done); err != nil || !ok {
+		t.Fatalf("FinishRun before 0014: %v %v", ok, err)
+	}
+	running := queue(at.Add(3 * time.Millisecond))
+	pieces, ok := s.(OutputPieces)
+	if !ok {
+		t.Fatalf("store %T does not show its output pieces (storetest.OutputPieces)", s)
+	}
+	wantOK(t, pieces.LeaveOutputChunkForTest(ctx, running.ID), "LeaveOutputChunkForTest before 0014") // 4 bytes
+
+	if err := s.MigrateTo(ctx, 0); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	wantStored := func(user, want int64, when string) {
+		t.Helper()
+		got, err := s.StoredRunBytes(ctx, user)
+		wantOK(t, err, "StoredRunBytes")
+		if got != want {
+			t.Fatalf("%s: StoredRunBytes(%d) = %d, want %d", when, user, got, want)
+		}
+	}
+	records := int64(8 + 3 + len(enc))
+	wantStored(a, records+4, "after the migration")
+	wantStored(b, 1, "another user after the migration")
+	running.State, running.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+	if ok, err := s.FinishRun(ctx, running); err != nil || !ok {
+		t.Fatalf("FinishRun after 0014: %v %v", ok, err)
+	}
+	wantStored(a, records, "after the running run's pieces went")
+	for {
+		n, err := s.DeleteRunsBefore(ctx, at.Add(time.Hour+time.Minute), "", 100)
+		wantOK(t, err, "DeleteRunsBefore")
+		if n == 0 {
+			break
+		}
+	}
+	wantStored(a, 0, "after retention")
+	wantStored(b, 0, "another user after retention")
 }
