@@ -181,3 +181,63 @@ func TestStoredRunQuotaOfNoTier(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredRunQuotaAtStart: a background run decides what its record
+// keeps when its guest starts, not when it was admitted. Two runs admitted
+// with the quota empty: the first keeps the tier's 8 bytes of each stream
+// and of its files; by the time the second starts that filled the quota, so
+// its record keeps nothing and says why.
+func TestStoredRunQuotaAtStart(t *testing.T) {
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	db := sqlitetest.Open(t)
+	tiny := *wasmwiz.DefaultTiers()[0]
+	tiny.Name, tiny.MaxStoredOutputBytes, tiny.MaxStoredRunBytes = "tiny", 8, 12
+	tiny.RunsPerMinute, tiny.RunsPerDay, tiny.MaxConcurrent = 1000, 1000, 10
+	if err := db.PutTier(sys, &tiny); err != nil {
+		t.Fatal(err)
+	}
+	u := &wasmwiz.User{Email: "late@example.com", Tier: "tiny"}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("0123456789abcdef"), Stderr: []byte("EEEEEEEEEE"),
+			Files: []wasmwiz.OutputFile{{Path: "out/a", Size: 4, SHA256: "aa", Data: []byte("1234")}}}, nil
+	}}
+	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
+	}}
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Runs: db, Queue: &countingQueue{}}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	var ids []string
+	for range 2 {
+		got, err := ex.ExecuteAsync(uctx, nil, req, "")
+		if err != nil {
+			t.Fatalf("ExecuteAsync with the quota empty: %v", err)
+		}
+		ids = append(ids, got.ID)
+	}
+	for i, want := range []struct {
+		stdout, stderr string
+		file           bool
+		message        bool
+	}{{"01234567", "EEEEEEEE", true, false}, {"", "", false, true}} {
+		if err := ex.RunQueued(ctx, ids[i]); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := db.FindRunByID(uctx, ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != wasmwiz.RunDone || string(rec.Stdout) != want.stdout || string(rec.Stderr) != want.stderr ||
+			len(rec.Files) != 1 || rec.Files[0].Omitted == want.file {
+			t.Fatalf("run %d's record: %s %q %q files %+v; want %q %q, file kept: %v", i, rec.State, rec.Stdout, rec.Stderr, rec.Files,
+				want.stdout, want.stderr, want.file)
+		}
+		if got := strings.Contains(rec.Message, "max_stored_run_bytes"); got != want.message {
+			t.Fatalf("run %d's message %q; naming the quota: want %v", i, rec.Message, want.message)
+		}
+	}
+}
