@@ -14,16 +14,25 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// countingQueue is a RunQueue that counts the runs it was given.
-type countingQueue struct{ runs atomic.Int64 }
-
-func (q *countingQueue) EnqueueRun(ctx context.Context, tx any, id string) error {
-	q.runs.Add(1)
-	return nil
+// tinyRunQuota returns a change of a tier that keeps each bytes of each
+// stream a record and quota bytes of run output together, and runs
+// without a rate quota in the way.
+func tinyRunQuota(each, quota int64) func(*wasmwiz.Tier) {
+	return func(t *wasmwiz.Tier) {
+		t.MaxStoredOutputBytes, t.MaxStoredRunBytes = each, quota
+		t.RunsPerMinute, t.RunsPerDay, t.MaxConcurrent = 1000, 1000, 10
+	}
 }
 
-func (q *countingQueue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
-	return nil
+// admitAll is a limiter that admits every run, counting them in n (when
+// set).
+func admitAll(n *atomic.Int64) *mock.RateLimiter {
+	return &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		if n != nil {
+			n.Add(1)
+		}
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
+	}}
 }
 
 // TestStoredRunQuota: on a real store, a tier whose max_stored_run_bytes
@@ -35,38 +44,18 @@ func (q *countingQueue) EnqueueWebhook(ctx context.Context, id string, userID in
 // older than StoredRunsMaxAge the user runs in the background again.
 func TestStoredRunQuota(t *testing.T) {
 	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
 	db := sqlitetest.Open(t)
 	clock := testenv.NewClock(time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC))
 	db.SetNow(clock.Now)
-	tiny := *wasmwiz.DefaultTiers()[0]
-	tiny.Name, tiny.MaxStoredOutputBytes, tiny.MaxStoredRunBytes = "tiny", 8, 20
-	tiny.RunsPerMinute, tiny.RunsPerDay, tiny.MaxConcurrent = 1000, 1000, 10
-	if err := db.PutTier(sys, &tiny); err != nil {
-		t.Fatal(err)
-	}
-	u := &wasmwiz.User{Email: "full@example.com", Tier: "tiny"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	u, uctx := sqlitetest.TierUser(t, db, "tiny", tinyRunQuota(8, 20))
 	out := []byte("0123456789abcdef\x00\xff") // 18 bytes, more than a record keeps
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: out}, nil
 	}}
 	var admits atomic.Int64
-	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
-		admits.Add(1)
-		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
-	}}
-	// Records are written at once, as the usage writer would a moment later.
-	usage := &mock.UsageRecorder{RecordFn: func(r *wasmwiz.UsageRecord) {
-		if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{r}); err != nil {
-			t.Errorf("CreateRuns: %v", err)
-		}
-	}}
-	queue := &countingQueue{}
-	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: usage, Runs: db, Queue: queue,
+	limiter := admitAll(&admits)
+	queue := &mock.RunQueue{}
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: sqlitetest.Recorder(t, db), Runs: db, Queue: queue,
 		Now: clock.Now, StoredRunsMaxAge: time.Minute}
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
 
@@ -110,8 +99,8 @@ func TestStoredRunQuota(t *testing.T) {
 			t.Errorf("refusal %q does not say %q", wasmwiz.ErrorMessage(err), part)
 		}
 	}
-	if admits.Load() != before || queue.runs.Load() != 0 {
-		t.Fatalf("a refused background run spent %d admissions and queued %d runs", admits.Load()-before, queue.runs.Load())
+	if admits.Load() != before || queue.Runs.Load() != 0 {
+		t.Fatalf("a refused background run spent %d admissions and queued %d runs", admits.Load()-before, queue.Runs.Load())
 	}
 	if counts, _, _ := db.CountRuns(ctx); counts[wasmwiz.RunQueued] != 0 {
 		t.Fatalf("a refused background run is stored as queued")
@@ -130,8 +119,8 @@ func TestStoredRunQuota(t *testing.T) {
 	if err := asyncRun(); err != nil {
 		t.Fatalf("after retention freed the records: %v", err)
 	}
-	if queue.runs.Load() != 1 {
-		t.Fatalf("%d runs queued, want 1", queue.runs.Load())
+	if queue.Runs.Load() != 1 {
+		t.Fatalf("%d runs queued, want 1", queue.Runs.Load())
 	}
 }
 
@@ -140,25 +129,12 @@ func TestStoredRunQuota(t *testing.T) {
 // output of synchronous ones; a replica without a count (no store of
 // runs) keeps the tier's per-run cap.
 func TestStoredRunQuotaOfNoTier(t *testing.T) {
-	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
 	db := sqlitetest.Open(t)
-	none := *wasmwiz.DefaultTiers()[0]
-	none.Name, none.MaxStoredRunBytes = "none", 0
-	if err := db.PutTier(sys, &none); err != nil {
-		t.Fatal(err)
-	}
-	u := &wasmwiz.User{Email: "none@example.com", Tier: "none"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	_, uctx := sqlitetest.TierUser(t, db, "none", func(t *wasmwiz.Tier) { t.MaxStoredRunBytes = 0 })
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("out")}, nil
 	}}
-	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
-		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
-	}}
+	limiter := admitAll(nil)
 	usage := &mock.UsageRecorder{}
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
 	for _, tc := range []struct {
@@ -166,7 +142,7 @@ func TestStoredRunQuotaOfNoTier(t *testing.T) {
 		runs wasmwiz.RunStore
 		kept string
 	}{{"Counted", db, ""}, {"NoCount", nil, "out"}} {
-		ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: usage, Runs: tc.runs, Queue: &countingQueue{}}
+		ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Usage: usage, Runs: tc.runs, Queue: &mock.RunQueue{}}
 		res, err := ex.Execute(uctx, nil, req)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -189,27 +165,14 @@ func TestStoredRunQuotaOfNoTier(t *testing.T) {
 // its record keeps nothing and says why.
 func TestStoredRunQuotaAtStart(t *testing.T) {
 	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
 	db := sqlitetest.Open(t)
-	tiny := *wasmwiz.DefaultTiers()[0]
-	tiny.Name, tiny.MaxStoredOutputBytes, tiny.MaxStoredRunBytes = "tiny", 8, 12
-	tiny.RunsPerMinute, tiny.RunsPerDay, tiny.MaxConcurrent = 1000, 1000, 10
-	if err := db.PutTier(sys, &tiny); err != nil {
-		t.Fatal(err)
-	}
-	u := &wasmwiz.User{Email: "late@example.com", Tier: "tiny"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	uctx := wasmwiz.NewContextWithUser(ctx, u)
+	_, uctx := sqlitetest.TierUser(t, db, "tiny", tinyRunQuota(8, 12))
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("0123456789abcdef"), Stderr: []byte("EEEEEEEEEE"),
 			Files: []wasmwiz.OutputFile{{Path: "out/a", Size: 4, SHA256: "aa", Data: []byte("1234")}}}, nil
 	}}
-	limiter := &mock.RateLimiter{AdmitFn: func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
-		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) {}}, nil
-	}}
-	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Runs: db, Queue: &countingQueue{}}
+	limiter := admitAll(nil)
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: limiter, Runs: db, Queue: &mock.RunQueue{}}
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
 	var ids []string
 	for range 2 {

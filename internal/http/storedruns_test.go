@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,17 +21,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
-// jobCounter is a RunQueue that counts the background runs it was given
-// and runs none.
-type jobCounter struct{ runs atomic.Int64 }
-
-func (q *jobCounter) EnqueueRun(ctx context.Context, tx any, id string) error {
-	q.runs.Add(1)
-	return nil
-}
-
-func (q *jobCounter) EnqueueWebhook(ctx context.Context, id string, userID int64) error { return nil }
-
 // TestStoredRunQuotaOverHTTP: a user whose tier keeps 20 bytes of run
 // output, 8 a record, on the SQLite store through the API. Synchronous
 // runs answer their whole output while their records keep 8, 8, 4 and then
@@ -43,21 +31,14 @@ func (q *jobCounter) EnqueueWebhook(ctx context.Context, id string, userID int64
 // again.
 func TestStoredRunQuotaOverHTTP(t *testing.T) {
 	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
 	db := sqlitetest.Open(t)
 	clock := testenv.NewClock(time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC))
 	db.SetNow(clock.Now)
-	tiny := *wasmwiz.DefaultTiers()[0]
-	tiny.Name, tiny.MaxStoredOutputBytes, tiny.MaxStoredRunBytes = "tiny", 8, 20
-	tiny.RunsPerMinute, tiny.RunsPerDay, tiny.MaxConcurrent = 1000, 1000, 10
-	if err := db.PutTier(sys, &tiny); err != nil {
-		t.Fatal(err)
-	}
-	u := &wasmwiz.User{Email: "full@example.com", Tier: "tiny"}
-	if err := db.CreateUser(sys, u); err != nil {
-		t.Fatal(err)
-	}
-	_, key, err := db.CreateAPIKey(wasmwiz.NewContextWithUser(ctx, u), u.ID, "k", nil)
+	u, uctx := sqlitetest.TierUser(t, db, "tiny", func(t *wasmwiz.Tier) {
+		t.MaxStoredOutputBytes, t.MaxStoredRunBytes = 8, 20
+		t.RunsPerMinute, t.RunsPerDay, t.MaxConcurrent = 1000, 1000, 10
+	})
+	_, key, err := db.CreateAPIKey(uctx, u.ID, "k", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +46,10 @@ func TestStoredRunQuotaOverHTTP(t *testing.T) {
 	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
 		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte(out)}, nil
 	}}
-	// Records are written at once, as the usage writer would a moment later.
-	records := &mock.UsageRecorder{RecordFn: func(r *wasmwiz.UsageRecord) {
-		if err := db.CreateRuns(ctx, []*wasmwiz.UsageRecord{r}); err != nil {
-			t.Errorf("CreateRuns: %v", err)
-		}
-	}}
-	jobs := &jobCounter{}
+	jobs := &mock.RunQueue{}
 	srv, err := wwhttp.NewServer(wwhttp.Options{
 		Users: db, Keys: db, Tiers: db, Modules: db, Runs: db,
-		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: records, Queue: jobs,
+		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: sqlitetest.Recorder(t, db), Queue: jobs,
 		Auth: true, Logger: slog.New(slog.DiscardHandler), Now: clock.Now,
 	})
 	if err != nil {
@@ -121,8 +96,8 @@ func TestStoredRunQuotaOverHTTP(t *testing.T) {
 		!strings.Contains(string(body), "max_stored_run_bytes") || !strings.Contains(string(body), "retention") {
 		t.Fatalf("background run with the quota full: %d %s, want 413 ETOOLARGE naming the quota", code, body)
 	}
-	if jobs.runs.Load() != 0 {
-		t.Fatalf("a refused background run queued %d jobs", jobs.runs.Load())
+	if jobs.Runs.Load() != 0 {
+		t.Fatalf("a refused background run queued %d jobs", jobs.Runs.Load())
 	}
 	if counts, _, _ := db.CountRuns(ctx); counts[wasmwiz.RunQueued] != 0 {
 		t.Fatal("a refused background run is stored as queued")
@@ -148,7 +123,7 @@ func TestStoredRunQuotaOverHTTP(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("background run after retention: %d %s, want 202", code, body)
 	}
-	if jobs.runs.Load() != 1 {
-		t.Fatalf("%d jobs queued, want 1", jobs.runs.Load())
+	if jobs.Runs.Load() != 1 {
+		t.Fatalf("%d jobs queued, want 1", jobs.Runs.Load())
 	}
 }

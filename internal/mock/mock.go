@@ -7,6 +7,7 @@ package mock
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -416,4 +417,24 @@ func (s *CacheEpochService) CacheEpoch(ctx context.Context) (int64, error) {
 		return 0, unset("CacheEpochService.CacheEpoch")
 	}
 	return s.CacheEpochFn(ctx)
+}
+
+// RunQueue is a wasmwiz.RunQueue that counts the jobs it is given and runs
+// none of them.
+type RunQueue struct {
+	Runs, Webhooks atomic.Int64
+}
+
+var _ wasmwiz.RunQueue = (*RunQueue)(nil)
+
+// EnqueueRun counts a run's job.
+func (q *RunQueue) EnqueueRun(ctx context.Context, tx any, id string) error {
+	q.Runs.Add(1)
+	return nil
+}
+
+// EnqueueWebhook counts a webhook's delivery.
+func (q *RunQueue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
+	q.Webhooks.Add(1)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
 )
 
@@ -40,4 +41,34 @@ func QueuedRun(t testing.TB, ctx context.Context, db *sqlite.DB) *wasmwiz.UsageR
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// TierUser stores in db a tier named name, the free tier's limits as
+// change leaves them, and a user of it, and returns the user and a context
+// acting as it.
+func TierUser(t testing.TB, db *sqlite.DB, name string, change func(*wasmwiz.Tier)) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	ctx := context.Background()
+	sys := wasmwiz.SystemContext(ctx)
+	tier := *wasmwiz.DefaultTiers()[0]
+	tier.Name = name
+	change(&tier)
+	if err := db.PutTier(sys, &tier); err != nil {
+		t.Fatal(err)
+	}
+	u := &wasmwiz.User{Email: name + "@example.com", Tier: name}
+	if err := db.CreateUser(sys, u); err != nil {
+		t.Fatal(err)
+	}
+	return u, wasmwiz.NewContextWithUser(ctx, u)
+}
+
+// Recorder is a UsageRecorder that writes each record into db at once, as
+// the usage writer would a moment later.
+func Recorder(t testing.TB, db *sqlite.DB) *mock.UsageRecorder {
+	return &mock.UsageRecorder{RecordFn: func(r *wasmwiz.UsageRecord) {
+		if err := db.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{r}); err != nil {
+			t.Errorf("CreateRuns: %v", err)
+		}
+	}}
 }
