@@ -50,9 +50,15 @@ type storedRunCache struct {
 }
 
 type storedRunEntry struct {
-	bytes int64
-	read  time.Time
+	bytes   int64
+	read    time.Time
+	unknown bool // the read failed: not tried again before the entry's age
 }
+
+// storedRunsReadTimeout bounds a read of the count: it happens before a
+// synchronous run's answer, and a store that does not answer must not hold
+// the answers of runs (their records wait in the usage writer anyway).
+const storedRunsReadTimeout = time.Second
 
 // outputKeep is what a new run's record may keep of its output.
 type outputKeep struct {
@@ -87,9 +93,10 @@ func (e *Executor) storedRunCounter() interface {
 
 // outputKeep decides what a new run of user under tier t may keep (see
 // above). When the count cannot be read (no counter, or the store does not
-// answer), the tier's per-run cap applies alone: a run is not refused for
-// want of a figure, and its record cannot be written either while the store
-// is away.
+// answer within a second; a failed read is not tried again for
+// StoredRunsMaxAge), the tier's per-run cap applies alone: a run is not
+// refused for want of a figure, and its record cannot be written either
+// while the store is away.
 func (e *Executor) outputKeep(ctx context.Context, user int64, t *Tier) outputKeep {
 	k := outputKeep{each: t.MaxStoredOutputBytes, tier: t}
 	stored, ok := e.storedRunBytes(ctx, user)
@@ -118,14 +125,11 @@ func (e *Executor) storedRunBytes(ctx context.Context, user int64) (int64, bool)
 	ent, ok := c.users[user]
 	c.mu.Unlock()
 	if ok && !now.Before(ent.read) && now.Sub(ent.read) < e.storedRunsMaxAge() {
-		return ent.bytes, true
+		return ent.bytes, !ent.unknown
 	}
-	rctx, cancel := context.WithTimeout(SystemContext(context.WithoutCancel(ctx)), 5*time.Second)
+	rctx, cancel := context.WithTimeout(SystemContext(context.WithoutCancel(ctx)), storedRunsReadTimeout)
 	defer cancel()
 	n, err := counter.StoredRunBytes(rctx, user)
-	if err != nil {
-		return 0, false
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.users == nil {
@@ -141,8 +145,8 @@ func (e *Executor) storedRunBytes(ctx context.Context, user int64) (int64, bool)
 			clear(c.users)
 		}
 	}
-	c.users[user] = storedRunEntry{bytes: n, read: now}
-	return n, true
+	c.users[user] = storedRunEntry{bytes: n, read: now, unknown: err != nil}
+	return n, err == nil
 }
 
 // chargeStoredRun adds the output a record of user keeps to what this
@@ -158,7 +162,7 @@ func (e *Executor) chargeStoredRun(user int64, rec *UsageRecord) {
 	c := &e.storedRuns
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ent, ok := c.users[user]; ok {
+	if ent, ok := c.users[user]; ok && !ent.unknown {
 		ent.bytes += n
 		c.users[user] = ent
 	}

@@ -204,3 +204,43 @@ func TestStoredRunQuotaAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredRunQuotaStoreAway: while the count cannot be read, records
+// keep the tier's per-run cap, background runs are not refused for want of
+// a figure, and the failed read is not tried again by every run (once per
+// StoredRunsMaxAge).
+func TestStoredRunQuotaStoreAway(t *testing.T) {
+	db := sqlitetest.Open(t)
+	clock := testenv.NewClock(time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC))
+	_, uctx := sqlitetest.TierUser(t, db, "none", func(t *wasmwiz.Tier) { t.MaxStoredRunBytes = 0 })
+	var reads atomic.Int64
+	away := &mock.RunService{StoredRunBytesFn: func(ctx context.Context, userID int64) (int64, error) {
+		reads.Add(1)
+		return 0, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable")
+	}}
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("out")}, nil
+	}}
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: admitAll(nil), Usage: &mock.UsageRecorder{}, Runs: db,
+		Queue: &mock.RunQueue{}, StoredRuns: away, Now: clock.Now, StoredRunsMaxAge: time.Minute}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	for i := range 3 {
+		res, err := ex.Execute(uctx, nil, req)
+		if err != nil || string(res.Record.Stdout) != "out" {
+			t.Fatalf("run %d with the count away: %v, record keeps %q; want the tier's cap", i, err, res.Record.Stdout)
+		}
+	}
+	if _, err := ex.ExecuteAsync(uctx, nil, req, ""); err != nil {
+		t.Fatalf("background run with the count away: %v", err)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("the count was read %d times within its age, want once", n)
+	}
+	clock.Add(time.Minute)
+	if _, err := ex.Execute(uctx, nil, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n != 2 {
+		t.Fatalf("the count was read %d times, want again once its age passed", n)
+	}
+}
