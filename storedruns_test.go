@@ -244,3 +244,40 @@ func TestStoredRunQuotaStoreAway(t *testing.T) {
 		t.Fatalf("the count was read %d times, want again once its age passed", n)
 	}
 }
+
+// TestStoredRunQuotaConcurrentRuns: many runs of one user at once on one
+// replica (run with -race) keep no more than the quota plus, for each run
+// deciding at the same moment, its per-run cap; the count the store keeps
+// is the bytes of the records.
+func TestStoredRunQuotaConcurrentRuns(t *testing.T) {
+	const callers, runs, each, quota = 16, 10, 8, 100
+	db := sqlitetest.Open(t)
+	u, uctx := sqlitetest.TierUser(t, db, "tiny", tinyRunQuota(each, quota))
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK, Stdout: []byte("0123456789abcdef")}, nil
+	}}
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Limiter: admitAll(nil), Usage: sqlitetest.Recorder(t, db), Runs: db,
+		Queue: &mock.RunQueue{}}
+	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}
+	var kept atomic.Int64
+	testenv.AtOnce(t, callers, "Execute", func(int) {
+		for range runs {
+			res, err := ex.Execute(uctx, nil, req)
+			if err != nil {
+				t.Errorf("Execute: %v", err)
+				return
+			}
+			kept.Add(int64(len(res.Record.Stdout)))
+		}
+	})
+	stored, err := db.StoredRunBytes(context.Background(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored != kept.Load() {
+		t.Fatalf("the store counts %d bytes, the records keep %d", stored, kept.Load())
+	}
+	if stored < quota || stored > quota+callers*each {
+		t.Fatalf("%d runs at once keep %d bytes, want between the quota %d and %d", callers, stored, quota, quota+callers*each)
+	}
+}
