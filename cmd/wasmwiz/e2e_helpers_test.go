@@ -361,7 +361,7 @@ func timedHellos(ctx context.Context, c *client.Client, hello []byte, n int, too
 func testTier(name string, f func(*wasmwiz.Tier)) *api.Tier {
 	t := &wasmwiz.Tier{Name: name, RunsPerMinute: 1000, RunsPerDay: 100000, MaxConcurrent: 10, Limits: wasmwiz.Limits{MaxMemoryBytes: 64 * wasmwiz.MiB, Timeout: 30 * time.Second, MaxModuleBytes: 10 * wasmwiz.MiB, MaxStdinBytes: wasmwiz.MiB, MaxOutputBytes: wasmwiz.MiB,
 		MaxFilesInBytes: wasmwiz.MiB, MaxFiles: 100, MaxFileWriteBytes: 16 * wasmwiz.MiB, MaxFilesOutBytes: wasmwiz.MiB}, AsyncTimeout: time.Minute,
-		MaxStoredModules: 1000, MaxStoredModuleBytes: wasmwiz.GiB}
+		MaxStoredModules: 1000, MaxStoredModuleBytes: wasmwiz.GiB, MaxStoredRunBytes: wasmwiz.GiB}
 	if f != nil {
 		f(t)
 	}
