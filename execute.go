@@ -364,6 +364,10 @@ const slotMargin = time.Minute
 //
 // A caller that Admit returned runs on the slot and quota events Admit
 // took, once; its sizes are checked as any run's.
+//
+// The answer carries the whole output; the run's usage record keeps what
+// its tier allows: max_stored_output_bytes of each stream, within what is
+// left of the caller's max_stored_run_bytes (storedruns.go).
 func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Execution, error) {
 	ex := &Execution{}
 	if e.Engine == nil || e.Limiter == nil || (e.Tiers == nil && e.Directory == nil) {

@@ -18,8 +18,9 @@ var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 // TestCreateRunsBatchSizes covers both insert paths (one INSERT of arrays
 // below the COPY threshold, COPY at and above it): every record is stored
-// once, a retried batch adds nothing, and only the executed runs of stored
-// modules bump run_count and last_run_at.
+// once, a retried batch adds nothing, only the executed runs of stored
+// modules bump run_count and last_run_at, and the user's stored run output
+// counts each record's once.
 func TestCreateRunsBatchSizes(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -45,13 +46,16 @@ func TestCreateRunsBatchSizes(t *testing.T) {
 				t.Fatal(err)
 			}
 			var runs []*wasmwiz.UsageRecord
+			var stored int64 // their output, which the store's count must hold once
 			executed := 0
 			var last time.Time
 			for i := range tt.n {
 				at := t0.Add(time.Duration(i) * time.Millisecond)
 				r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: u.ID, ModuleID: m.ID, ModuleSHA256: m.SHA256,
 					Tier: "free", Status: wasmwiz.StatusOK, DurationMS: float64(i), ExitCode: i % 3,
-					MemoryPeakBytes: 65536, StdinBytes: int64(i), OutputBytes: 2 * int64(i), CreatedAt: at}
+					MemoryPeakBytes: 65536, StdinBytes: int64(i), OutputBytes: 2 * int64(i), CreatedAt: at,
+					Stdout: []byte(fmt.Sprint(i)), Stderr: []byte("e")}
+				stored += int64(len(r.Stdout) + len(r.Stderr))
 				if i%5 == 4 {
 					r.Status, r.ErrorCode = "", wasmwiz.ERATELIMIT // refused: did not run
 				} else {
@@ -88,6 +92,9 @@ func TestCreateRunsBatchSizes(t *testing.T) {
 			}
 			if executed > 0 && (mod.LastRunAt == nil || !mod.LastRunAt.Equal(last)) {
 				t.Fatalf("last_run_at = %v, want %v", mod.LastRunAt, last)
+			}
+			if n, err := db.StoredRunBytes(ctx, u.ID); err != nil || n != stored {
+				t.Fatalf("StoredRunBytes = %d (%v), want the %d bytes of the records once", n, err, stored)
 			}
 		})
 	}
