@@ -355,9 +355,11 @@ func (db *DB) Usage(ctx context.Context, now time.Time) (*wasmwiz.Usage, error) 
 }
 
 // storedRunBytes returns the SQL of the run output the user of parameter
-// param keeps, as the triggers of migration 0014 count it (never below 0).
+// param keeps, as the triggers of migration 0014 count it. It is not
+// clamped: the conformance suite holds the count to the bytes of the
+// records, 0 included.
 func storedRunBytes(param string) string {
-	return `max(coalesce((SELECT bytes FROM run_output_usage WHERE user_id = ` + param + `), 0), 0)`
+	return `coalesce((SELECT bytes FROM run_output_usage WHERE user_id = ` + param + `), 0)`
 }
 
 // StoredRunBytes returns the run output user keeps: one indexed row.
