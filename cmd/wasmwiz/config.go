@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 )
@@ -142,9 +143,9 @@ func configVars() []configVar {
 			func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
 		intVar("WASMWIZ_MAX_AUTH_FAILURES", "30", "API keys that do not authenticate one client address (an IPv4 address, an IPv6 /64) may send a minute, counted across replicas; past it that address's keys answer 429 for the rest of the minute without a database lookup, except keys that authenticated on the same replica before; 0: no bound",
 			func(c *Config) *int { return &c.MaxAuthFailures }, 0, 1000000),
-		intVar("WASMWIZ_MAX_USER_REQUESTS", "4", "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier) and event streams (8 per user), all of the user's keys together: each may hold one of the replica's database connections; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
+		intVar("WASMWIZ_MAX_USER_REQUESTS", strconv.Itoa(wwhttp.DefaultMaxUserRequests), "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier) and event streams (8 per user), all of the user's keys together: each may hold one of the replica's database connections; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.MaxUserRequests }, 0, 10000),
-		intVar("WASMWIZ_USER_REQUEST_RATE", "20", "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
+		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.UserRequestRate }, 0, 1000000),
 		stringVar("WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config) *string { return &c.CacheDir }),

@@ -44,6 +44,8 @@ func newRunsStack(t *testing.T) *webStack {
 		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: rec,
 		Queue: q, Events: wasmwiz.NewEventHub(),
 		Auth: true, Logger: logger,
+		// The page works under the bounds serve applies by default.
+		MaxUserRequests: wwhttp.DefaultMaxUserRequests, UserRequestRate: wwhttp.DefaultUserRequestRate,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -87,6 +87,8 @@ func newWebStack(t *testing.T, auth bool) *webStack {
 		Users: db, Keys: db, Tiers: db, Modules: db, Runs: db,
 		Engine: eng, Limiter: inmem.New(inmem.Options{}), Usage: usage,
 		Auth: auth, Logger: logger,
+		// The page works under the bounds serve applies by default.
+		MaxUserRequests: wwhttp.DefaultMaxUserRequests, UserRequestRate: wwhttp.DefaultUserRequestRate,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,15 @@ type ReadinessCheck struct {
 	Ping func(ctx context.Context) error
 }
 
+// DefaultMaxUserRequests and DefaultUserRequestRate are serve's defaults
+// of Options.MaxUserRequests and Options.UserRequestRate
+// (WASMWIZ_MAX_USER_REQUESTS, WASMWIZ_USER_REQUEST_RATE); the web page's
+// tests run under them.
+const (
+	DefaultMaxUserRequests = 4
+	DefaultUserRequestRate = 20
+)
+
 // Options configure a Server. Engine, Tiers, Limiter and the services its
 // routes need must be set; the rest have defaults.
 type Options struct {
