@@ -91,7 +91,7 @@ func TestStoredRunQuotaOverHTTP(t *testing.T) {
 	}
 
 	async := map[string]any{"wasm_base64": wasm, "async": true}
-	code, body, h := testenv.DoJSON(t, "POST", ts.URL+"/api/v1/execute", key, async, nil)
+	code, body, _ = testenv.DoJSON(t, "POST", ts.URL+"/api/v1/execute", key, async, nil)
 	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"ETOOLARGE"`) ||
 		!strings.Contains(string(body), "max_stored_run_bytes") || !strings.Contains(string(body), "retention") {
 		t.Fatalf("background run with the quota full: %d %s, want 413 ETOOLARGE naming the quota", code, body)
@@ -103,7 +103,7 @@ func TestStoredRunQuotaOverHTTP(t *testing.T) {
 		t.Fatal("a refused background run is stored as queued")
 	}
 	// The next run's quota decision shows what was spent: one more, not two.
-	_, _, h = testenv.DoJSON(t, "POST", ts.URL+"/api/v1/execute", key, map[string]any{"wasm_base64": wasm}, nil)
+	_, _, h := testenv.DoJSON(t, "POST", ts.URL+"/api/v1/execute", key, map[string]any{"wasm_base64": wasm}, nil)
 	before, err := strconv.Atoi(left)
 	if err != nil {
 		t.Fatalf("X-RateLimit-Remaining %q", left)
