@@ -180,7 +180,7 @@ func TestPoolNoLeaks(t *testing.T) {
 }
 
 // backTo waits for the goroutines to return to level's (called what), then
-// fails unless child processes and open fds are at level's too (no
+// fails unless child processes are at level's and open fds at most there (no
 // zombies, no strays) and the heap at most 4 MiB above it, after what
 // happened.
 func backTo(t *testing.T, level processLevels, what, after string) {
@@ -190,8 +190,10 @@ func backTo(t *testing.T, level processLevels, what, after string) {
 	if now.children != level.children {
 		t.Errorf("children = %d after %s, want %d (no zombies, no strays)", now.children, after, level.children)
 	}
-	if now.fds != level.fds {
-		t.Errorf("open fds = %d after %s, want %d", now.fds, after, level.fds)
+	// Fewer is no leak: the level may have counted a descriptor that was
+	// open for a moment (CI once saw 23 after the runs against 24 fresh).
+	if now.fds > level.fds {
+		t.Errorf("open fds = %d after %s, want at most %d", now.fds, after, level.fds)
 	}
 	const heapSlack = 4 << 20
 	if now.heap > level.heap+heapSlack {
