@@ -19,7 +19,7 @@ doc="${1:-docs/RELIABILITY.md}"
 
 # The tests, by package. A new attack or fault test joins a list here and
 # calls testenv.Prove.
-serve_tests='TestServeLargeBodiesBounded|TestServeCompileBombDoesNotMakeOthersWait|TestServeTierLimits|TestServeOutputCapIsPerRun|TestServeBodyFlood|TestServeSlowConnections|TestServeOverload|TestServeDatabaseHang|TestServeHostMemoryAttacks|TestServeAuthFailuresBounded|TestServeUserRequestsBounded|TestServeWebhookOneUserAtATime'
+serve_tests='TestServeLargeBodiesBounded|TestServeCompileBombDoesNotMakeOthersWait|TestServeTierLimits|TestServeOutputCapIsPerRun|TestServeBodyFlood|TestServeSlowConnections|TestServeOverload|TestServeDatabaseHang|TestServeHostMemoryAttacks|TestServeAuthFailuresBounded|TestServeUserRequestsBounded|TestServeWebhookOneUserAtATime|TestServeStoredRunQuota'
 worker_tests='TestCompileMemoryBomb|TestPoolHostileMemory|TestPoolMemoryAttackDoesNotMakeOthersWait|TestPoolHostileGuestsDoNotStallOthers'
 
 out=$(mktemp)
