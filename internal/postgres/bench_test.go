@@ -118,3 +118,58 @@ func BenchmarkUsageWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(ops*perOp)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkStoredOutputPaths measures the writes that carry run output:
+// synchronous records with 1 KiB of stdout in batches of 100 (the usage
+// writer's array insert), and a background run's heartbeats, without new
+// output (the common case: one UPDATE) and with 100 bytes each.
+func BenchmarkStoredOutputPaths(b *testing.B) {
+	out := make([]byte, 1024)
+	for i := range out {
+		out[i] = 'a' + byte(i%26)
+	}
+	b.Run("records=100/stdout=1KiB", func(b *testing.B) {
+		db := newDB(b)
+		u, _ := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
+		seq := 0
+		ctx := context.Background()
+		for b.Loop() {
+			b.StopTimer()
+			runs := benchRuns(u.ID, 100, &seq)
+			for _, r := range runs {
+				r.Stdout = out
+			}
+			b.StartTimer()
+			if err := db.CreateRuns(ctx, runs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+	})
+	for _, n := range []int{0, 100} {
+		name := "heartbeat/no-output"
+		if n > 0 {
+			name = "heartbeat/100B"
+		}
+		b.Run(name, func(b *testing.B) {
+			db := newDB(b)
+			_, ctx := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
+			r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: "enterprise"}
+			if err := db.QueueRun(ctx, r, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+				func(context.Context, any) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := db.StartRun(context.Background(), r.ID); err != nil {
+				b.Fatal(err)
+			}
+			var off int64
+			for b.Loop() {
+				tail := wasmwiz.OutputTail{Offset: off, Data: out[:n]}
+				if _, err := db.HeartbeatRun(context.Background(), r.ID, tail, wasmwiz.OutputTail{}); err != nil {
+					b.Fatal(err)
+				}
+				off += int64(n)
+			}
+		})
+	}
+}
