@@ -21,15 +21,8 @@ own executable and talks to on stdin and stdout. Not started by hand.`)
 	return worker.ServeProcess(ctx, worker.ServeOptions{NewEngine: newWorkerEngine})
 }
 
-// newWorkerEngine starts a worker's engine without in-guest interruption:
-// the pool stops a run past its deadline by killing the worker, which stops
-// any guest and spares every guest the cost of the checks.
+// newWorkerEngine starts a worker's engine (engine.NewWorker: no in-guest
+// interruption, the pool kills a worker past its deadline).
 func newWorkerEngine(ctx context.Context, s worker.EngineSettings) (worker.GuestEngine, error) {
-	return engine.New(ctx, engine.Options{
-		CacheDir:         s.CacheDir,
-		CacheMaxBytes:    s.CacheMaxBytes,
-		MemoryCacheBytes: s.MemoryCacheBytes,
-		NoGuestInterrupt: true,
-		Logger:           s.Logger,
-	})
+	return engine.NewWorker(ctx, s.CacheDir, s.CacheMaxBytes, s.MemoryCacheBytes, s.Logger)
 }

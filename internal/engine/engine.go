@@ -48,6 +48,15 @@ type Options struct {
 	FilesDir string
 }
 
+// NewWorker starts the engine of a guest-running worker process (`wasmwiz
+// worker`, and the worker tests' processes): with NoGuestInterrupt, since
+// the pool stops a run past its deadline by killing its worker, which stops
+// any guest and spares every guest the cost of the checks.
+func NewWorker(ctx context.Context, cacheDir string, cacheMaxBytes, memoryCacheBytes int64, logger *slog.Logger) (*Engine, error) {
+	return New(ctx, Options{CacheDir: cacheDir, CacheMaxBytes: cacheMaxBytes, MemoryCacheBytes: memoryCacheBytes,
+		NoGuestInterrupt: true, Logger: logger})
+}
+
 // Engine runs WebAssembly modules. It is safe for concurrent use; every run
 // gets a fresh anonymous instance. It implements wasmwiz.Engine.
 type Engine struct {
