@@ -256,6 +256,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	case errors.Is(cause, errCancelled):
 		rec.State, rec.Message = RunCancelled, "cancelled while running"
 		rec.Stdout, rec.Stderr, rec.StdoutTruncated, rec.StderrTruncated = live.kept()
+		k.noteLiveCut(rec)
 		now := e.now().UTC()
 		rec.FinishedAt = &now
 		if rec.StartedAt != nil {
@@ -266,6 +267,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	case runErr != nil && ctx.Err() != nil:
 		rec.setFailed(Errorf(EUNAVAILABLE, "the replica stopped while the run was running; it is not run again"), e.now())
 		rec.Stdout, rec.Stderr, rec.StdoutTruncated, rec.StderrTruncated = live.kept()
+		k.noteLiveCut(rec)
 	case runErr != nil:
 		switch code := ErrorCode(runErr); code {
 		case EINVALID, ETOOLARGE, ENOTFOUND:

@@ -183,6 +183,20 @@ func (k outputKeep) keep(rec *UsageRecord, res *Result) {
 	}
 }
 
+// noteLiveCut adds the quota's message to the record of a background run
+// that ended before its result (cancelled, or its replica stopping), whose
+// output kept from its heartbeats the quota cut below the tier's cap.
+func (k outputKeep) noteLiveCut(rec *UsageRecord) {
+	if !k.quota {
+		return
+	}
+	tierCap := k.tier.MaxStoredOutputBytes
+	cut := func(kept []byte, truncated bool) bool { return truncated && (tierCap < 0 || int64(len(kept)) < tierCap) }
+	if cut(rec.Stdout, rec.StdoutTruncated) || cut(rec.Stderr, rec.StderrTruncated) {
+		rec.Message += "; " + k.message()
+	}
+}
+
 // keepFiles keeps a background run's files within k.each, with the same
 // message when the quota cut them.
 func (k outputKeep) keepFiles(rec *UsageRecord, files []OutputFile) {

@@ -205,6 +205,60 @@ func TestStoredRunQuotaAtStart(t *testing.T) {
 	}
 }
 
+// TestStoredRunQuotaCutWhileStopped: a background run that ends before
+// its result (cancelled by its owner, or its replica stopping) keeps the
+// output its heartbeats kept, cut by the quota, and its record says both
+// why it ended and that the quota cut its output.
+func TestStoredRunQuotaCutWhileStopped(t *testing.T) {
+	for _, tc := range []struct {
+		name, ended string
+		state       wasmwiz.RunState
+	}{{"Cancelled", "cancelled while running", wasmwiz.RunCancelled}, {"ReplicaStopped", "the replica stopped", wasmwiz.RunFailed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := sqlitetest.Open(t)
+			// Records keep 8 bytes a stream, and 6 are left of the quota.
+			_, uctx := sqlitetest.TierUser(t, db, "tiny", tinyRunQuota(8, 6))
+			rec := sqlitetest.QueuedRun(t, uctx, db)
+			written := make(chan struct{})
+			eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+				req.OnOutput(false, []byte("0123456789abcdef"))
+				close(written)
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}}
+			ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Runs: db, HeartbeatInterval: 10 * time.Millisecond}
+			runCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			done := make(chan error, 1)
+			go func() { done <- ex.RunQueued(runCtx, rec.ID) }()
+			<-written
+			if tc.state == wasmwiz.RunCancelled {
+				if _, err := db.CancelRun(uctx, rec.ID); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				stop()
+			}
+			var err error
+			testenv.Wait(t, "the run to end", func() { err = <-done })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.FindRunByID(uctx, rec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != tc.state || string(got.Stdout) != "012345" || !got.StdoutTruncated ||
+				!strings.Contains(got.Message, tc.ended) || !strings.Contains(got.Message, "max_stored_run_bytes") {
+				t.Fatalf("record: %s %q (truncated %v), message %q; want %s, the 6 bytes left of the quota, a message of %q and of the quota",
+					got.State, got.Stdout, got.StdoutTruncated, got.Message, tc.state, tc.ended)
+			}
+		})
+	}
+}
+
 // TestStoredRunQuotaStoreAway: while the count cannot be read, records
 // keep the tier's per-run cap, background runs are not refused for want of
 // a figure, and the failed read is not tried again by every run (once per
