@@ -191,7 +191,9 @@ func (k outputKeep) noteLiveCut(rec *UsageRecord) {
 		return
 	}
 	tierCap := k.tier.MaxStoredOutputBytes
-	cut := func(kept []byte, truncated bool) bool { return truncated && (tierCap < 0 || int64(len(kept)) < tierCap) }
+	cut := func(kept []byte, truncated bool) bool {
+		return truncated && (tierCap < 0 || int64(len(kept)) < tierCap)
+	}
 	if cut(rec.Stdout, rec.StdoutTruncated) || cut(rec.Stderr, rec.StderrTruncated) {
 		rec.Message += "; " + k.message()
 	}
