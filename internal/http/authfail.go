@@ -58,9 +58,10 @@ func authFailureAddress(ip netip.Addr) netip.Prefix {
 }
 
 // refused returns ERATELIMIT, with the time left as its Retry-After, when
-// ip is over the limit on this replica and key did not authenticate here
-// before.
-func (g *authFailures) refused(ip netip.Addr, key string) error {
+// ip is over the limit on this replica and the key of digest (its SHA-256,
+// which authenticate computes once for this guard and userRequests) did
+// not authenticate here before.
+func (g *authFailures) refused(ip netip.Addr, digest [sha256.Size]byte) error {
 	if g == nil {
 		return nil
 	}
@@ -80,7 +81,6 @@ func (g *authFailures) refused(ip netip.Addr, key string) error {
 		g.mu.Unlock()
 		return nil
 	}
-	digest := sha256.Sum256([]byte(key))
 	g.mu.RLock()
 	_, known := g.known[digest]
 	g.mu.RUnlock()
@@ -95,11 +95,10 @@ func (g *authFailures) refused(ip netip.Addr, key string) error {
 // failed counts a key of ip that did not authenticate, and blocks ip on
 // this replica when the limiter refuses the count. A limiter that cannot
 // decide blocks nothing: its outage must not lock tenants out.
-func (g *authFailures) failed(ctx context.Context, ip netip.Addr, key string) {
+func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256.Size]byte) {
 	if g == nil {
 		return
 	}
-	digest := sha256.Sum256([]byte(key))
 	g.mu.Lock()
 	delete(g.known, digest) // a key that fails is no longer let past a block
 	g.mu.Unlock()
@@ -123,12 +122,11 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, key string) {
 		"client", p.String(), "limit_per_minute", g.limit, "for", dec.RetryAfter.String())
 }
 
-// succeeded notes a key that authenticated.
-func (g *authFailures) succeeded(key string) {
+// succeeded notes the key of digest, which authenticated.
+func (g *authFailures) succeeded(digest [sha256.Size]byte) {
 	if g == nil {
 		return
 	}
-	digest := sha256.Sum256([]byte(key))
 	g.mu.RLock()
 	_, known := g.known[digest]
 	g.mu.RUnlock()

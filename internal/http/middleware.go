@@ -348,19 +348,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		ip := ClientIP(r.Context())
-		if err := s.authFail.refused(ip, key); err != nil {
+		// The key's digest, once for both guards that remember keys.
+		bounded := s.userReqs != nil && s.bounded[pattern]
+		var digest [sha256.Size]byte
+		if s.authFail != nil || bounded {
+			digest = sha256.Sum256([]byte(key))
+		}
+		if err := s.authFail.refused(ip, digest); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		// The user's bound, on the routes it counts, is taken before the
 		// key's lookup: the lookup is the first database work.
 		var (
-			slot   *userBucket
-			who    requester
-			digest [sha256.Size]byte
+			slot *userBucket
+			who  requester
 		)
-		if s.userReqs != nil && s.bounded[pattern] {
-			digest = sha256.Sum256([]byte(key))
+		if bounded {
 			var err error
 			if slot, who, err = s.userReqs.admitKey(digest); err != nil {
 				s.writeError(w, r, err)
@@ -375,7 +379,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAUTHORIZED {
-				s.authFail.failed(r.Context(), ip, key)
+				s.authFail.failed(r.Context(), ip, digest)
 				err = wasmwiz.WrapError(wasmwiz.EUNAUTHORIZED, err, "invalid API key")
 				if slot != nil {
 					s.userReqs.unauthenticated(slot, digest)
@@ -387,7 +391,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		u := wasmwiz.UserFromContext(ctx)
-		s.authFail.succeeded(key)
+		s.authFail.succeeded(digest)
 		if slot != nil {
 			if slot, err = s.userReqs.authenticated(slot, who, digest, u.ID); err != nil {
 				s.writeError(w, r, err)
