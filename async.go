@@ -159,7 +159,7 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	if req.ModuleID != "" {
 		rec.Name = "" // a stored module runs under its own name, read when it starts
 	}
-	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env, Files: files}
+	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env, Files: files, Args: req.Args, Params: req.Params}
 	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
 		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
 	})
@@ -245,8 +245,11 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	// The guest acts for the run's owner: a stored module is loaded as
 	// that user sees it.
 	owner := NewContextWithUser(runCtx, &User{ID: rec.UserID, Role: RoleUser, Tier: rec.Tier})
-	req := &RunRequest{Wasm: in.Wasm, Name: rec.Name, Stdin: in.Stdin, Args: rec.Args, Env: in.Env, Files: in.Files,
-		Function: rec.Function, Params: rec.Params, Limits: LimitsFromMap(rec.Limits), OnOutput: live.add}
+	req := &RunRequest{Wasm: in.Wasm, Name: rec.Name, Stdin: in.Stdin, Args: in.Args, Env: in.Env, Files: in.Files,
+		Function: rec.Function, Params: in.Params, Limits: LimitsFromMap(rec.Limits), OnOutput: live.add}
+	if in.Args == nil && in.Params == nil { // queued before inputs kept them: the record's are whole
+		req.Args, req.Params = rec.Args, rec.Params
+	}
 	res, runErr := e.runQueued(owner, rec, req)
 	close(stop)
 	wg.Wait()

@@ -59,6 +59,9 @@ func (d *RunDetail) AppendJSON(b []byte) ([]byte, error) {
 	}
 	b = strconv.AppendBool(append(b, `,"stdout_truncated":`...), d.StdoutTruncated)
 	b = strconv.AppendBool(append(b, `,"stderr_truncated":`...), d.StderrTruncated)
+	if d.DetailTruncated {
+		b = append(b, `,"detail_truncated":true`...)
+	}
 	if d.Message != "" {
 		b = appendJSONString(append(b, `,"message":`...), d.Message)
 	}

@@ -692,12 +692,18 @@ func (e *Executor) validate(user *User, req *RunRequest) error {
 		return Errorf(EINVALID, "a stored module runs under its own name: leave out name")
 	case len(req.Name) > maxModuleNameBytes:
 		return Errorf(EINVALID, "the module name is longer than %d bytes", maxModuleNameBytes)
+	case len(req.Function) > maxFunctionNameBytes:
+		return Errorf(EINVALID, "the function name is longer than %d bytes", maxFunctionNameBytes)
 	}
 	return CheckArgv(req.Name, req.Args, req.Env)
 }
 
 // maxModuleNameBytes bounds a module's name, which is the guest's argv[0].
 const maxModuleNameBytes = 255
+
+// maxFunctionNameBytes bounds the name of the function a request calls,
+// which its record keeps whole.
+const maxFunctionNameBytes = 1 << 10
 
 func windowName(limit int64, t *Tier) string {
 	if limit == t.RunsPerMinute && limit != t.RunsPerDay {

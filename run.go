@@ -77,6 +77,10 @@ type RunDetail struct {
 	Results         []RunValue       `json:"results,omitempty"`
 	StdoutTruncated bool             `json:"stdout_truncated"` // the run or the stored cap cut stdout
 	StderrTruncated bool             `json:"stderr_truncated"`
+	// DetailTruncated says the record left out part of Args, EnvNames,
+	// Params or Results to keep each side within RecordDetailBytes; the run
+	// got and returned them whole.
+	DetailTruncated bool `json:"detail_truncated,omitempty"`
 	// Message says why a run was cancelled or failed, in words for people.
 	Message     string `json:"message,omitempty"`
 	CallbackURL string `json:"callback_url,omitempty"`
@@ -236,13 +240,49 @@ func EnvNames(env map[string]string) []string {
 
 // RunInput is what an asynchronous run needs that its record does not
 // keep: the module's bytes (empty for a stored module), stdin, the env
-// values and its files (nil: none; checked).
+// values, its files (nil: none; checked), and its args and params whole
+// (the record keeps them up to RecordDetailBytes).
 // The store holds it from admission until the run ends.
 type RunInput struct {
 	Wasm  []byte
 	Stdin []byte
 	Env   map[string]string
 	Files *RunFiles
+	// Args and Params, nil in the input of a run queued before inputs kept
+	// them (migration 0017 on PostgreSQL, 0016 on SQLite): such a run takes
+	// its record's, which were kept whole then.
+	Args   []string
+	Params []string
+}
+
+// runCall is how a store keeps a RunInput's args and params: one JSON
+// document, NULL when both are empty.
+type runCall struct {
+	Args   []string `json:"args,omitempty"`
+	Params []string `json:"params,omitempty"`
+}
+
+// EncodeCall returns in's args and params as the stores keep them, nil
+// when there are none.
+func (in *RunInput) EncodeCall() ([]byte, error) {
+	if len(in.Args) == 0 && len(in.Params) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(runCall{Args: in.Args, Params: in.Params})
+}
+
+// DecodeCall sets in's args and params from what EncodeCall returned
+// (nil: none).
+func (in *RunInput) DecodeCall(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	var c runCall
+	if err := json.Unmarshal(b, &c); err != nil {
+		return WrapError(EINTERNAL, err, "a queued run's args")
+	}
+	in.Args, in.Params = c.Args, c.Params
+	return nil
 }
 
 // RunFilter selects the caller's runs.

@@ -278,6 +278,33 @@ func TestServeAsyncRun(t *testing.T) {
 	})
 }
 
+// TestServeAsyncRunGetsItsArgsWhole: a background run's record keeps its
+// args only up to RecordDetailBytes, but the run takes them from its input,
+// whole.
+func TestServeAsyncRunGetsItsArgsWhole(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		s := b.serve(t)
+		_, _, key := s.newUser(wasmwiz.TierBasic)
+		args := make([]string, 100) // 20 KB
+		for i := range args {
+			args[i] = fmt.Sprintf("%03d", i) + strings.Repeat("a", 197)
+		}
+		id := startAsync(t, s.url, key, map[string]any{"wasm_base64": b64(testmodule.Read(t, "args_env.wasm")), "args": args})
+		rec := awaitRun(t, "the run's end", s.url, key, id, func(r *api.Run) bool { return r.State.Final() })
+		if rec.State != api.RunDone || rec.Status != api.StatusOK {
+			t.Fatalf("result %+v", rec)
+		}
+		for i, a := range args {
+			if !bytes.Contains(rec.Stdout, fmt.Appendf(nil, "argv[%d]=%s\n", i+1, a)) {
+				t.Fatalf("the guest did not get arg %d: %.300q", i+1, rec.Stdout)
+			}
+		}
+		if !rec.DetailTruncated || len(rec.Args) >= len(args) || len(rec.Args) == 0 {
+			t.Fatalf("the record keeps %d of %d args (detail_truncated %v), want the leading ones within 8 KiB", len(rec.Args), len(args), rec.DetailTruncated)
+		}
+	})
+}
+
 // TestServeExecuteEventStream: a synchronous execute with Accept:
 // text/event-stream streams the same events, ending with the result.
 func TestServeExecuteEventStream(t *testing.T) {

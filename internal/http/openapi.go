@@ -509,7 +509,7 @@ func schemas() map[string]any {
 			"state:RunState", "started_at:time", "finished_at:time", "async:boolean", "name:string", "args:[]string",
 			"env_names:[]string", "function:string", "params:[]string", "stdin_sha256:string", "limits:limits",
 			"cpu_ms:number", "trap:string", "results:[]RunValue", "stdout_truncated:boolean",
-			"stderr_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:Encoding",
+			"stderr_truncated:boolean", "detail_truncated:boolean", "message:string", "callback_url:string", "stdout:string", "stdout_encoding:Encoding",
 			"stderr:string", "stderr_encoding:Encoding", "files:[]FileOut", "webhook_deliveries:[]WebhookDelivery"),
 		"RunState":        enum("where a run is in its life; the guest's outcome is its status", api.RunStates...),
 		"RunValue":        obj(t["RunValue"], "type:string", "value:string"),

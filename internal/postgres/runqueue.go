@@ -41,6 +41,10 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "files")
 	}
+	call, err := in.EncodeCall() // nil: SQL NULL, no args or params
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "args")
+	}
 	row, err := runRow(r)
 	if err != nil {
 		return err
@@ -62,8 +66,8 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, row...); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env, files) VALUES ($1, $2, $3, $4, $5)`,
-			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env, files, call_args) VALUES ($1, $2, $3, $4, $5, $6)`,
+			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files, call); err != nil {
 			return err
 		}
 		return enqueue(ctx, tx)
@@ -91,14 +95,18 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 		in = &wasmwiz.RunInput{}
 		var env string
 		var files []byte
-		if err := tx.QueryRow(ctx, `SELECT wasm, stdin, env, files FROM run_inputs WHERE run_id = $1`, id).
-			Scan(&in.Wasm, &in.Stdin, &env, &files); err != nil {
+		var call []byte
+		if err := tx.QueryRow(ctx, `SELECT wasm, stdin, env, files, call_args FROM run_inputs WHERE run_id = $1`, id).
+			Scan(&in.Wasm, &in.Stdin, &env, &files, &call); err != nil {
 			return err
 		}
 		if err := json.Unmarshal([]byte(env), &in.Env); err != nil {
 			return err
 		}
 		if in.Files, err = wasmwiz.DecodeRunFiles(files); err != nil {
+			return err
+		}
+		if err := in.DecodeCall(call); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE runs SET state = 'running', started_at = $1, heartbeat_at = $1 WHERE id = $2`, now, id)

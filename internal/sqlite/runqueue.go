@@ -45,6 +45,10 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "files")
 	}
+	call, err := in.EncodeCall() // nil: SQL NULL, no args or params
+	if err != nil {
+		return wasmwiz.WrapError(wasmwiz.EINVALID, err, "args")
+	}
 	return db.write(ctx, "queue run", func(tx *sql.Tx) error {
 		var active int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs
@@ -62,8 +66,8 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, vals...); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env, files) VALUES (?, ?, ?, ?, ?)`,
-			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_inputs (run_id, wasm, stdin, env, files, call_args) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files, call); err != nil {
 			return err
 		}
 		return enqueue(ctx, tx)
@@ -93,14 +97,18 @@ func (db *DB) StartRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, *w
 		in = &wasmwiz.RunInput{}
 		var env string
 		var files []byte
-		if err := tx.QueryRowContext(ctx, `SELECT wasm, stdin, env, files FROM run_inputs WHERE run_id = ?`, id).
-			Scan(&in.Wasm, &in.Stdin, &env, &files); err != nil {
+		var call []byte
+		if err := tx.QueryRowContext(ctx, `SELECT wasm, stdin, env, files, call_args FROM run_inputs WHERE run_id = ?`, id).
+			Scan(&in.Wasm, &in.Stdin, &env, &files, &call); err != nil {
 			return err
 		}
 		if err := json.Unmarshal([]byte(env), &in.Env); err != nil {
 			return err
 		}
 		if in.Files, err = wasmwiz.DecodeRunFiles(files); err != nil {
+			return err
+		}
+		if err := in.DecodeCall(call); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE runs SET state = 'running', started_at = ?, heartbeat_at = ? WHERE id = ?`,

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,8 @@ func (e *env) queued(ctx context.Context, in *wasmwiz.RunInput) *wasmwiz.UsageRe
 	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at,
 		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"a"}, EnvNames: []string{"K"}, CallbackURL: "https://example.com/hook"}}
 	if in == nil {
-		in = &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Env: map[string]string{"K": "secret"}}
+		in = &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Env: map[string]string{"K": "secret"},
+			Args: []string{"a", "b"}, Params: []string{"1", "-2"}}
 	}
 	called := false
 	err := e.s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any) error {
@@ -66,7 +68,8 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	if started.State != wasmwiz.RunRunning || started.StartedAt == nil || !started.StartedAt.Equal(e.clock.Now()) {
 		t.Fatalf("StartRun returned %+v", started)
 	}
-	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" || in.Files != nil {
+	if string(in.Wasm) != "\x00asm" || string(in.Stdin) != "in" || in.Env["K"] != "secret" || in.Files != nil ||
+		!slices.Equal(in.Args, []string{"a", "b"}) || !slices.Equal(in.Params, []string{"1", "-2"}) {
 		t.Fatalf("StartRun input %+v", in)
 	}
 	cancel, err := e.s.HeartbeatRun(e.anon, r.ID, wasmwiz.OutputTail{Data: []byte("par")}, wasmwiz.OutputTail{})
