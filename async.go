@@ -34,10 +34,12 @@ var errCancelled = errors.New("cancelled by its caller")
 var errStarted = Errorf(EINTERNAL, "the replica running this run stopped before it ended; a run whose guest started is never run again")
 
 // AsyncLimits returns the limits of a background run of tier t: the tier's,
-// with its async_timeout as the wall time, the memory clamped by the
-// server's maximum.
+// with its async_timeout as the wall time, the rest clamped by the server's
+// maximum.
 func (e *Executor) AsyncLimits(t *Tier) Limits {
-	l := t.Limits.Clamp(Limits{MaxMemoryBytes: e.MaxLimits.MaxMemoryBytes})
+	max := e.MaxLimits
+	max.Timeout = 0 // a background run's wall time is async_timeout's
+	l := t.Limits.Clamp(max)
 	l.Timeout = t.AsyncTimeout
 	return l
 }

@@ -91,7 +91,8 @@ type Executor struct {
 	Gate      *RunGate      // nil: no replica-wide limit
 	Directory *Directory    // nil: nothing is cached, every request reads the stores
 
-	// MaxLimits clamps every tier (server config: max timeout and memory).
+	// MaxLimits clamps every tier (server config: max timeout, memory and
+	// file write).
 	MaxLimits Limits
 	// AllowAnonymous lets callers without a user run inline modules under
 	// AnonymousTier (default TierFree), rate-limited per client IP.

@@ -49,6 +49,7 @@ type Config struct {
 	QueueTimeout      time.Duration // how long one may wait
 	MaxTimeout        time.Duration // clamps every tier's wall time
 	MaxMemoryBytes    int64         // clamps every tier's memory
+	MaxFileWriteBytes int64         // clamps every tier's max_file_write_bytes
 
 	HeaderTimeout   time.Duration // a request's headers must arrive within it; also the grace of bodies and answers
 	MinTransferRate int64         // bytes per second a body or an answer must move at after HeaderTimeout
@@ -167,6 +168,8 @@ func configVars() []configVar {
 			func(c *Config) *time.Duration { return &c.MaxTimeout }),
 		sizeVar("WASMWIZ_MAX_MEMORY", "1GiB", "upper bound on any tier's linear memory",
 			func(c *Config) *int64 { return &c.MaxMemoryBytes }),
+		sizeVar("WASMWIZ_MAX_FILE_WRITE", "4GiB", "upper bound on any tier's max_file_write_bytes: the disk one run's guest may fill in WASMWIZ_FILES_DIR",
+			func(c *Config) *int64 { return &c.MaxFileWriteBytes }),
 		durationVar("WASMWIZ_HEADER_TIMEOUT", "10s", "a request's headers must arrive within it; a body and an answer get it too before the minimum transfer rate applies",
 			func(c *Config) *time.Duration { return &c.HeaderTimeout }),
 		sizeVar("WASMWIZ_MIN_TRANSFER_RATE", "64KiB", "bytes per second a request body must arrive at, and an answer be read at, on average after WASMWIZ_HEADER_TIMEOUT; slower connections are cut, with or without a key",
@@ -339,6 +342,9 @@ func (c *Config) validate() []string {
 	if c.MaxTimeout <= 0 {
 		bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
 	}
+	if c.MaxFileWriteBytes < 64*wasmwiz.KiB {
+		bad("WASMWIZ_MAX_FILE_WRITE", "must be at least 64KiB")
+	}
 	if c.DatabaseTimeout <= 0 {
 		bad("WASMWIZ_DATABASE_TIMEOUT", "must be positive")
 	}
@@ -449,7 +455,7 @@ serve's: every problem is reported, each naming its variable.`)
 
 // MaxLimits returns the server's upper bounds on every tier's per-run limits.
 func (c *Config) MaxLimits() wasmwiz.Limits {
-	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes}
+	return wasmwiz.Limits{Timeout: c.MaxTimeout, MaxMemoryBytes: c.MaxMemoryBytes, MaxFileWriteBytes: c.MaxFileWriteBytes}
 }
 
 // parsePrefixes reads comma-separated CIDRs or single addresses.

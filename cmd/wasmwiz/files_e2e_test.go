@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -478,4 +479,36 @@ func TestAPIFilesClient(t *testing.T) {
 	if l := leftovers(t, filesDir); len(l) != 0 {
 		t.Fatalf("left behind: %v", l)
 	}
+}
+
+// TestServeMaxFileWrite: WASMWIZ_MAX_FILE_WRITE clamps every tier's
+// max_file_write_bytes, for runs answered at once and for background runs,
+// so that the operator sizes WASMWIZ_FILES_DIR's disk once for any tier.
+func TestServeMaxFileWrite(t *testing.T) {
+	t.Parallel()
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_MAX_FILE_WRITE": "64KiB"}, ServeOptions{})
+	c, _, _ := s.newUser(wasmwiz.TierEnterprise) // 4GiB, seeded before the server's maximum applied
+	ctx := context.Background()
+	req := &client.ExecuteRequest{Wasm: testmodule.Read(t, "fsprobe.wasm"), Outputs: []string{}, Args: []string{"fill", "big", "1000000"}}
+	written := func(what string, stdout []byte) {
+		t.Helper()
+		var n int64
+		if _, err := fmt.Sscanf(string(stdout), "fill big 1000000: ENOSPC after %d", &n); err != nil || n > 64*wasmwiz.KiB {
+			t.Fatalf("%s: %q, want ENOSPC within 64KiB", what, stdout)
+		}
+	}
+	res, err := c.Execute(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written("a run", res.Stdout)
+	acc, err := c.ExecuteAsync(ctx, req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.FollowRun(ctx, acc.ID, nil)
+	if err != nil || rec.State != api.RunDone {
+		t.Fatalf("FollowRun: %+v, %v", rec, err)
+	}
+	written("a background run", rec.Stdout)
 }

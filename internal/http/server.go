@@ -91,9 +91,10 @@ type Options struct {
 	MaxUserRequests int
 	UserRequestRate int
 
-	// MaxTimeout and MaxMemoryBytes clamp every tier (zero: no clamp).
-	MaxTimeout     time.Duration
-	MaxMemoryBytes int64
+	// MaxLimits clamps every tier's per-run limits (the server's
+	// WASMWIZ_MAX_TIMEOUT, WASMWIZ_MAX_MEMORY and WASMWIZ_MAX_FILE_WRITE; a
+	// zero field: no clamp).
+	MaxLimits wasmwiz.Limits
 
 	// MaxConcurrentRuns bounds the runs in flight on this replica (zero: no
 	// bound); QueueSize more wait at most QueueTimeout, the rest get 503.
@@ -202,7 +203,7 @@ func NewServer(opts Options) (*Server, error) {
 		Limiter:        opts.Limiter,
 		Usage:          opts.Usage,
 		Gate:           s.gate,
-		MaxLimits:      wasmwiz.Limits{Timeout: opts.MaxTimeout, MaxMemoryBytes: opts.MaxMemoryBytes},
+		MaxLimits:      opts.MaxLimits,
 		AllowAnonymous: !opts.Auth,
 		Queue:          opts.Queue,
 		Events:         opts.Events,
