@@ -43,7 +43,9 @@ type RunFiles struct {
 	// Outputs are patterns relative to Mount (path.Match syntax per
 	// directory level); the regular files they match, and every regular
 	// file under a directory they match or that ends in "/", come back in
-	// Result.Files.
+	// Result.Files. They match the directory's own entries: a link is
+	// followed to a regular file inside the directory, never into a
+	// directory.
 	Outputs []string
 }
 

@@ -10,12 +10,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
-	"sort"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -107,96 +110,229 @@ func (t *Tree) Request(req *wasmwiz.RunRequest) *wasmwiz.RunRequest {
 }
 
 // Collect returns the regular files matching the outputs, in path order:
-// at most l.MaxFiles of them, with their content while the contents so far
-// stay within l.MaxFilesOutBytes and Omitted after. Links are followed
-// inside the tree only; a link that leads out matches nothing. It returns
-// nil without outputs.
+// the first l.MaxFiles of them, with their content while the contents so
+// far stay within l.MaxFilesOutBytes and Omitted after. It returns nil
+// without outputs.
+//
+// The outputs are matched against the tree's own entries, read once
+// whatever the outputs, and a link is never followed into a directory: a
+// link to a directory matches nothing and is not entered, so that links
+// cannot multiply what is read (99 links "lN -> ." and "*/*/*/*/x"). A link
+// to a regular file inside the tree comes back as that file, under the
+// link's path; one that leads out, or to nothing, matches nothing. Reading
+// stops at the l.MaxFiles-th file, or when maxVisits(l) is spent
+// (directory entries read, and the path components of the links
+// followed); it goes maxDepth directories deep at most; a file reached by
+// several paths (links, hard links) is hashed once.
 func (t *Tree) Collect(l wasmwiz.Limits) ([]wasmwiz.OutputFile, error) {
+	out, _, err := t.collect(l)
+	return out, err
+}
+
+// collect is Collect, also returning its collector, which counted the
+// work done.
+func (t *Tree) collect(l wasmwiz.Limits) ([]wasmwiz.OutputFile, *collector, error) {
 	if len(t.files.Outputs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	root, err := os.OpenRoot(t.Dir)
 	if err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "reading the run's directory")
+		return nil, nil, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "reading the run's directory")
 	}
 	defer root.Close()
-	fsys := root.FS()
-	found := map[string]bool{}
+	c := &collector{top: root, limits: l, maxVisits: maxVisits(l), digests: map[fileID]digest{}, out: []wasmwiz.OutputFile{}}
+	var states []match
+	all := false
 	for _, pat := range t.files.Outputs {
-		if pat == "." || strings.HasSuffix(pat, "/") {
-			walk(fsys, strings.TrimSuffix(pat, "/"), found)
+		pat = strings.TrimSuffix(pat, "/")
+		if pat == "." || pat == "" {
+			all = true
 			continue
 		}
-		matches, err := fs.Glob(fsys, pat)
-		if err != nil {
-			continue // a malformed pattern, which Check refuses
+		c.patterns = append(c.patterns, strings.Split(pat, "/"))
+		states = append(states, match{pattern: len(c.patterns) - 1})
+	}
+	if l.MaxFiles > 0 {
+		c.walk(root, ".", 0, all, states)
+	}
+	return c.out, c, nil
+}
+
+// createCost is what the guest's write budget counts for each file,
+// directory or link it makes (wasifs.CreateCost).
+const createCost = 4096
+
+// maxVisits bounds the work of Collect, in directory entries read and path
+// components of links resolved: twice the entries a run's tree can hold
+// (those sent in, l.MaxFiles, and those the guest may make within its
+// write budget); no bound without a write budget (wasmwiz run).
+func maxVisits(l wasmwiz.Limits) int64 {
+	if l.MaxFileWriteBytes <= 0 {
+		return math.MaxInt64
+	}
+	return 2 * (max(l.MaxFiles, 0) + l.MaxFileWriteBytes/createCost)
+}
+
+// maxDepth is how many directories deep Collect goes: each level it is in
+// holds a descriptor.
+const maxDepth = 128
+
+// match is how far an output pattern has matched: its parts before next
+// matched the directories above an entry.
+type match struct{ pattern, next int }
+
+// collector walks a tree once, in path order, into the directories the
+// outputs can still match, and reads the files they match.
+type collector struct {
+	top       *os.Root   // the tree
+	patterns  [][]string // the outputs other than ".", split at "/"
+	limits    wasmwiz.Limits
+	maxVisits int64
+	visits    int64 // directory entries read, and path components of links resolved
+	out       []wasmwiz.OutputFile
+	sent      int64 // content bytes in out
+	digests   map[fileID]digest
+	hashed    int64 // bytes hashed
+}
+
+// walk goes through dir (opened as d, depth directories down), which the
+// outputs in states have matched up to their next part; all: an output
+// matched dir or a directory above it, so every file under it matches.
+// Directories are opened from their parent, so that a deep tree costs one
+// open a directory, not one a path component.
+func (c *collector) walk(d *os.Root, dir string, depth int, all bool, states []match) {
+	for _, e := range c.read(d) {
+		if int64(len(c.out)) >= c.limits.MaxFiles {
+			return
 		}
-		for _, m := range matches {
-			st, err := fs.Stat(fsys, m)
-			switch {
-			case err != nil:
-			case st.Mode().IsRegular():
-				found[m] = true
-			case st.IsDir():
-				walk(fsys, m, found)
+		name := e.Name()
+		p := path.Join(dir, name)
+		matched := all
+		var next []match
+		for _, s := range states {
+			if matched {
+				break
+			}
+			parts := c.patterns[s.pattern]
+			if ok, _ := path.Match(parts[s.next], name); !ok {
+				continue
+			}
+			if s.next+1 == len(parts) {
+				matched = true
+			} else {
+				next = append(next, match{s.pattern, s.next + 1})
+			}
+		}
+		switch typ := e.Type(); {
+		case typ.IsDir():
+			if (matched || len(next) > 0) && depth < maxDepth {
+				if sub, err := d.OpenRoot(name); err == nil {
+					c.walk(sub, p, depth+1, matched, next)
+					_ = sub.Close()
+				}
+			}
+		case typ.IsRegular():
+			if matched {
+				if f, err := d.Open(name); err == nil {
+					c.add(p, f)
+				}
+			}
+		case typ&fs.ModeSymlink != 0:
+			if !matched {
+				continue
+			}
+			// Followed to a regular file only, through the tree's root
+			// (never out of it), at the cost of the path resolved.
+			target, err := d.Readlink(name)
+			c.visits += int64(depth + 2 + strings.Count(target, "/"))
+			if err == nil && c.visits <= c.maxVisits {
+				if f, err := c.top.Open(p); err == nil {
+					c.add(p, f)
+				}
 			}
 		}
 	}
-	paths := make([]string, 0, len(found))
-	for p := range found {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	if int64(len(paths)) > l.MaxFiles {
-		paths = paths[:max(l.MaxFiles, 0)]
-	}
-	out := make([]wasmwiz.OutputFile, 0, len(paths))
-	var total int64
-	for _, p := range paths {
-		of, err := readOutput(fsys, p, l.MaxFilesOutBytes-total)
-		if err != nil {
-			continue // gone or unreadable: not an output
-		}
-		if !of.Omitted {
-			total += of.Size
-		}
-		out = append(out, of)
-	}
-	return out, nil
 }
 
-// walk adds every regular file under dir (links to regular files inside
-// the tree included; directories reached through links are not entered).
-func walk(fsys fs.FS, dir string, found map[string]bool) {
-	_ = fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // unreadable: skip it, keep walking
-		}
-		switch {
-		case d.Type().IsRegular():
-			found[p] = true
-		case d.Type()&fs.ModeSymlink != 0:
-			if st, err := fs.Stat(fsys, p); err == nil && st.Mode().IsRegular() {
-				found[p] = true
-			}
-		}
-		return nil
-	})
-}
-
-// readOutput hashes a file and keeps its content when it fits in room.
-func readOutput(fsys fs.FS, p string, room int64) (wasmwiz.OutputFile, error) {
-	f, err := fsys.Open(p)
+// read returns d's entries within what is left of maxVisits, in path
+// order (a directory's name sorts as if it ended in "/", as its files do).
+func (c *collector) read(d *os.Root) []fs.DirEntry {
+	f, err := d.Open(".")
 	if err != nil {
-		return wasmwiz.OutputFile{}, err
+		return nil
 	}
 	defer f.Close()
+	var entries []fs.DirEntry
+	for c.visits < c.maxVisits {
+		batch, err := f.ReadDir(int(min(c.maxVisits-c.visits, 1024)))
+		c.visits += int64(len(batch))
+		entries = append(entries, batch...)
+		if err != nil || len(batch) == 0 {
+			break
+		}
+	}
+	type keyed struct {
+		key string
+		e   fs.DirEntry
+	}
+	sorted := make([]keyed, len(entries))
+	for i, e := range entries {
+		sorted[i] = keyed{e.Name(), e}
+		if e.IsDir() {
+			sorted[i].key += "/"
+		}
+	}
+	slices.SortFunc(sorted, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	for i := range sorted {
+		entries[i] = sorted[i].e
+	}
+	return entries
+}
+
+// add closes f after adding it to the outputs as p, when it is a regular
+// file (gone or unreadable: not an output).
+func (c *collector) add(p string, f *os.File) {
+	defer f.Close()
+	of, err := c.output(p, f, c.limits.MaxFilesOutBytes-c.sent)
+	if err != nil {
+		return
+	}
+	if !of.Omitted {
+		c.sent += of.Size
+	}
+	c.out = append(c.out, of)
+}
+
+// fileID is a file's identity on its device: one file reached by several
+// paths is hashed once.
+type fileID struct{ dev, ino uint64 }
+
+// digest is what hashing a whole file found.
+type digest struct {
+	size   int64
+	sha256 string
+}
+
+// output hashes a file and keeps its content when it fits in room. A file
+// too large for room that was hashed before (by another path) is not read
+// again.
+func (c *collector) output(p string, f *os.File, room int64) (wasmwiz.OutputFile, error) {
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		return wasmwiz.OutputFile{}, fs.ErrInvalid
 	}
 	of := wasmwiz.OutputFile{Path: p}
-	h := sha256.New()
+	id, known := identity(st)
+	if d, ok := c.digests[id]; known && ok && st.Size() > room {
+		of.Size, of.SHA256, of.Omitted = d.size, d.sha256, true
+		return of, nil
+	}
+	h := &countingHash{Hash: sha256.New(), n: &c.hashed}
+	defer func() {
+		if known && of.SHA256 != "" {
+			c.digests[id] = digest{of.Size, of.SHA256}
+		}
+	}()
 	if st.Size() <= room {
 		data, err := io.ReadAll(io.TeeReader(io.LimitReader(f, room+1), h))
 		if err != nil {
@@ -223,6 +359,25 @@ func readOutput(fsys fs.FS, p string, room int64) (wasmwiz.OutputFile, error) {
 	of.Omitted = true
 	of.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return of, nil
+}
+
+// countingHash counts the bytes it hashes into n.
+type countingHash struct {
+	hash.Hash
+	n *int64
+}
+
+func (h *countingHash) Write(b []byte) (int, error) {
+	*h.n += int64(len(b))
+	return h.Hash.Write(b)
+}
+
+// identity returns a file's device and inode, where the system says them.
+func identity(st fs.FileInfo) (fileID, bool) {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fileID{uint64(s.Dev), uint64(s.Ino)}, true
+	}
+	return fileID{}, false
 }
 
 // Remove removes the directory and everything in it.
