@@ -17,11 +17,15 @@ import (
 // l as it goes, so that no archive makes it hold more than l.MaxFiles
 // entries and l.MaxFilesInBytes of content whatever it declares: a
 // compressed bomb or a zip whose central directory lists millions of
-// entries ends at the limit (ETOOLARGE). Each entry is checked as
+// entries ends at the limit (ETOOLARGE). Entries it skips count too, so
+// that none costs work unbounded: an archive has at most
+// maxArchiveHeaders(l) headers, and a tar, once unpacked, at most
+// maxTarBytes(l) bytes (ETOOLARGE). Each entry is checked as
 // RunFiles.Check does; device files, FIFOs and sockets, links leaving the
 // tree, absolute paths and ".." are EINVALID naming the entry. A tar hard
 // link becomes a copy of the file it names, which must come before it.
-// An entry naming the top directory itself ("./") is skipped.
+// An entry naming the top directory itself ("./") and a tar's global
+// header are skipped.
 func ReadArchive(data []byte, l Limits) ([]FileEntry, error) {
 	a := &archiveReader{limits: l, files: map[string]int{}}
 	switch {
@@ -39,11 +43,38 @@ func ReadArchive(data []byte, l Limits) ([]FileEntry, error) {
 	return a.readTar(bytes.NewReader(data))
 }
 
+// skippedArchiveHeaders is what an archive may hold past l.MaxFiles in
+// entries ReadArchive skips (the top directory, a tar's global headers).
+const skippedArchiveHeaders = 16
+
+// maxArchiveHeaders bounds the headers of an archive, skipped or not.
+func maxArchiveHeaders(l Limits) int64 {
+	return max(l.MaxFiles, 0) + skippedArchiveHeaders
+}
+
+// tarHeaderBytes is what a tar entry may take besides its content: its
+// header, a PAX or GNU header before it for a long name and link target
+// (4 KiB each), and the padding of each.
+const tarHeaderBytes = 16 * KiB
+
+// maxTarBytes bounds a tar's bytes once unpacked: the content l allows,
+// tarHeaderBytes an entry and the end of the archive. It is what bounds the
+// headers archive/tar reads on its own within one entry (PAX and GNU
+// headers, any number in a row).
+func maxTarBytes(l Limits) int64 {
+	return max(l.MaxFilesInBytes, 0) + maxArchiveHeaders(l)*tarHeaderBytes + 10*KiB
+}
+
 type archiveReader struct {
 	limits  Limits
 	entries []FileEntry
 	files   map[string]int // regular files by path: index in entries, for hard links
 	bytes   int64
+	headers int64 // a tar's headers so far
+}
+
+func (a *archiveReader) tooMany() error {
+	return Errorf(ETOOLARGE, "the archive holds more than %d entries (the limit of the tier)", a.limits.MaxFiles)
 }
 
 // add appends an entry after checking its path and the running limits.
@@ -64,7 +95,7 @@ func (a *archiveReader) add(e FileEntry) error {
 		}
 	}
 	if int64(len(a.entries)) >= a.limits.MaxFiles {
-		return Errorf(ETOOLARGE, "the archive holds more than %d entries (the limit of the tier)", a.limits.MaxFiles)
+		return a.tooMany()
 	}
 	if e.Kind == FileRegular {
 		a.files[p] = len(a.entries)
@@ -95,11 +126,15 @@ func (a *archiveReader) readData(name string, declared int64, r io.Reader) ([]by
 }
 
 func (a *archiveReader) readTar(r io.Reader) ([]FileEntry, error) {
-	tr := tar.NewReader(r)
+	bound := &boundedReader{r: r, left: maxTarBytes(a.limits)}
+	tr := tar.NewReader(bound)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			return a.entries, nil
+		}
+		if bound.passed {
+			return nil, a.tarTooLarge()
 		}
 		if err != nil {
 			if errors.Is(err, tar.ErrInsecurePath) && h != nil {
@@ -110,9 +145,15 @@ func (a *archiveReader) readTar(r io.Reader) ([]FileEntry, error) {
 			}
 			return nil, WrapError(EINVALID, err, "the archive is not a valid tar, tar.gz or zip: %v", err)
 		}
+		if a.headers++; a.headers > maxArchiveHeaders(a.limits) {
+			return nil, a.tooMany()
+		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeGNUSparse: // (Go reads the old regular type, "\x00", as TypeReg)
 			data, err := a.readData(h.Name, h.Size, tr)
+			if bound.passed {
+				return nil, a.tarTooLarge()
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -157,6 +198,11 @@ func (a *archiveReader) readTar(r io.Reader) ([]FileEntry, error) {
 	}
 }
 
+func (a *archiveReader) tarTooLarge() error {
+	return Errorf(ETOOLARGE, "the archive is over %s unpacked: the %s limit of files sent into a run, and %s of headers an entry",
+		FormatSize(maxTarBytes(a.limits)), FormatSize(a.limits.MaxFilesInBytes), FormatSize(tarHeaderBytes))
+}
+
 func (a *archiveReader) readZip(data []byte) ([]FileEntry, error) {
 	// archive/zip reads the whole central directory before anything can be
 	// counted, and a small archive can list millions of entries: count them
@@ -165,8 +211,8 @@ func (a *archiveReader) readZip(data []byte) ([]FileEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n > a.limits.MaxFiles {
-		return nil, Errorf(ETOOLARGE, "the archive holds more than %d entries (the limit of the tier)", a.limits.MaxFiles)
+	if n > maxArchiveHeaders(a.limits) {
+		return nil, a.tooMany()
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
@@ -216,6 +262,27 @@ func (a *archiveReader) readZipFile(f *zip.File, limit int64) ([]byte, error) {
 		return b, nil
 	}
 	return a.readData(f.Name, int64(min(f.UncompressedSize64, 1<<62)), rc)
+}
+
+// boundedReader reads r until left bytes are read, and says whether a read
+// wanted more.
+type boundedReader struct {
+	r      io.Reader
+	left   int64
+	passed bool
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		b.passed = true
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 func fileModeName(m fs.FileMode) string {

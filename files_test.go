@@ -2,6 +2,8 @@ package wasmwiz
 
 import (
 	"archive/tar"
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -111,6 +113,17 @@ func TestReadArchive(t *testing.T) {
 			t.Errorf("%s: entries %q, want %q", name, strings.Join(got, " "), want)
 		}
 	}
+	// The top directory is skipped, beside as many entries as the limit.
+	full, zipFull := []testenv.ArchiveEntry{{Name: "./", Type: tar.TypeDir}}, []testenv.ArchiveEntry{{Name: "./", Type: '5'}}
+	for i := range fileLimits().MaxFiles {
+		full = append(full, testenv.ArchiveEntry{Name: fmt.Sprint(i), Type: tar.TypeReg})
+		zipFull = append(zipFull, testenv.ArchiveEntry{Name: fmt.Sprint(i)})
+	}
+	for name, data := range map[string][]byte{"tar": testenv.Tar(t, full...), "zip": testenv.Zip(t, zipFull...)} {
+		if entries, err := ReadArchive(data, fileLimits()); err != nil || int64(len(entries)) != fileLimits().MaxFiles {
+			t.Errorf("%s: the top directory and %d files: %d entries, %v", name, fileLimits().MaxFiles, len(entries), err)
+		}
+	}
 	// A hard link is a copy of the file before it.
 	entries, err := ReadArchive(testenv.Tar(t, testenv.ArchiveEntry{Name: "a", Type: tar.TypeReg, Data: "xy"}, testenv.ArchiveEntry{Name: "b", Type: tar.TypeLink, Linkname: "./a"}), fileLimits())
 	if err != nil || len(entries) != 2 || string(entries[1].Data) != "xy" || entries[1].Kind != FileRegular {
@@ -127,6 +140,23 @@ func TestReadArchiveRefusals(t *testing.T) {
 	zipMany := make([]testenv.ArchiveEntry, 11)
 	for i := range zipMany {
 		zipMany[i] = testenv.ArchiveEntry{Name: strings.Repeat("f", i+1)}
+	}
+	tops, zipTops := make([]testenv.ArchiveEntry, 10000), make([]testenv.ArchiveEntry, 27)
+	for i := range tops {
+		tops[i] = testenv.ArchiveEntry{Name: "./", Type: tar.TypeDir}
+	}
+	var globals bytes.Buffer
+	tw := tar.NewWriter(&globals)
+	for range 10000 {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "g"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range zipTops {
+		zipTops[i] = testenv.ArchiveEntry{Name: "./", Type: '5'}
 	}
 	tests := []struct {
 		name    string
@@ -146,6 +176,13 @@ func TestReadArchiveRefusals(t *testing.T) {
 		{"fifo", testenv.Tar(t, testenv.ArchiveEntry{Name: "p", Type: tar.TypeFifo}), EINVALID, `"p" is a FIFO`},
 		{"too many", testenv.Tar(t, many...), ETOOLARGE, "more than 10 entries"},
 		{"too many zip", testenv.Zip(t, zipMany...), ETOOLARGE, "more than 10 entries"},
+		// Entries ReadArchive skips count too: no archive of a few bytes
+		// makes it read millions of headers, nor archive/tar read a
+		// million headers within one entry.
+		{"skipped top directories", testenv.Gzip(t, testenv.Tar(t, tops...)), ETOOLARGE, "more than 10 entries"},
+		{"skipped global headers", testenv.Gzip(t, globals.Bytes()), ETOOLARGE, "more than 10 entries"},
+		{"pax headers in a row", testenv.Gzip(t, paxHeaders(t, 1000)), ETOOLARGE, "over 437224B unpacked"},
+		{"zip of skipped top directories", testenv.Zip(t, zipTops...), ETOOLARGE, "more than 10 entries"},
 		{"too big", testenv.Tar(t, testenv.ArchiveEntry{Name: "big", Type: tar.TypeReg, Data: strings.Repeat("x", 1001)}), ETOOLARGE, `over the 1000B limit`},
 		{"gzip bomb", testenv.Gzip(t, testenv.Tar(t, testenv.ArchiveEntry{Name: "zeros", Type: tar.TypeReg, Data: strings.Repeat("\x00", 1<<20)})), ETOOLARGE, "over the 1000B limit"},
 		{"zip bomb", testenv.Zip(t, testenv.ArchiveEntry{Name: "zeros", Data: strings.Repeat("\x00", 1<<20)}), ETOOLARGE, "over the 1000B limit"},
@@ -167,6 +204,21 @@ func TestReadArchiveRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// paxHeaders returns a tar of n PAX extended headers in a row, which
+// archive/tar reads within one call of Next, then its end.
+func paxHeaders(t *testing.T, n int) []byte {
+	t.Helper()
+	one := testenv.Tar(t, testenv.ArchiveEntry{Name: "pax", Type: tar.TypeReg, Data: "16 comment=abcd\n"})[:1024] // header and content
+	one[156] = tar.TypeXHeader
+	copy(one[148:156], "        ")
+	sum := 0
+	for _, c := range one[:512] {
+		sum += int(c)
+	}
+	copy(one[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return append(bytes.Repeat(one, n), make([]byte, 1024)...)
 }
 
 // FuzzReadArchive: no input makes ReadArchive panic, hold more than its
