@@ -167,6 +167,24 @@ func TestAPIFiles(t *testing.T) {
 			}
 		}
 	})
+	t.Run("links in outputs", func(t *testing.T) {
+		// 99 links to "." sent in, one the guest makes, and outputs that
+		// cross them: a link is never followed into a directory, so x comes
+		// back once; links to x come back as x under their own paths.
+		entries := []testenv.ArchiveEntry{{Name: "x", Type: tar.TypeReg, Data: "x"}, {Name: "f", Type: tar.TypeSymlink, Linkname: "x"}}
+		for i := range 99 {
+			entries = append(entries, testenv.ArchiveEntry{Name: fmt.Sprintf("l%02d", i), Type: tar.TypeSymlink, Linkname: "."})
+		}
+		res := run(t, &client.ExecuteRequest{Archive: testenv.Tar(t, entries...), Outputs: []string{"*/*/*/*/x", "l00/", "g/x", "."},
+			Args: strings.Fields("symlink . g symlink x h")})
+		var got []string
+		for _, f := range res.Files {
+			got = append(got, f.Path+"="+string(f.Content))
+		}
+		if strings.Join(got, " ") != "f=x h=x x=x" {
+			t.Fatalf("stdout %q; files %v", res.Stdout, got)
+		}
+	})
 	t.Run("write budget", func(t *testing.T) {
 		res := run(t, &client.ExecuteRequest{Outputs: []string{}, Args: []string{"fill", "big", "100000000", "cat", "missing"}})
 		if s := string(res.Stdout); !strings.Contains(s, "fill big 100000000: ENOSPC after ") || !strings.Contains(s, "cat missing: ENOENT") {
