@@ -18,9 +18,9 @@ import (
 // entries and l.MaxFilesInBytes of content whatever it declares: a
 // compressed bomb or a zip whose central directory lists millions of
 // entries ends at the limit (ETOOLARGE). Entries it skips count too, so
-// that none costs work unbounded: an archive has at most
-// maxArchiveHeaders(l) headers, and a tar, once unpacked, at most
-// maxTarBytes(l) bytes (ETOOLARGE). Each entry is checked as
+// that none costs work unbounded: an archive holds at most l.MaxFiles + 16
+// entries, and a tar unpacks to at most l.MaxFilesInBytes and 16 KiB of
+// headers an entry (ETOOLARGE past either). Each entry is checked as
 // RunFiles.Check does; device files, FIFOs and sockets, links leaving the
 // tree, absolute paths and ".." are EINVALID naming the entry. A tar hard
 // link becomes a copy of the file it names, which must come before it.

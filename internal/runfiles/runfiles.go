@@ -120,10 +120,11 @@ func (t *Tree) Request(req *wasmwiz.RunRequest) *wasmwiz.RunRequest {
 // cannot multiply what is read (99 links "lN -> ." and "*/*/*/*/x"). A link
 // to a regular file inside the tree comes back as that file, under the
 // link's path; one that leads out, or to nothing, matches nothing. Reading
-// stops at the l.MaxFiles-th file, or when maxVisits(l) is spent
-// (directory entries read, and the path components of the links
-// followed); it goes maxDepth directories deep at most; a file reached by
-// several paths (links, hard links) is hashed once.
+// stops at the l.MaxFiles-th file, or when the work maxVisits allows is
+// spent (directory entries read, and the path components of the links
+// followed: twice the entries a tree can hold); it goes maxDepth (128)
+// directories deep at most; a file reached by several paths (links, hard
+// links) is hashed once.
 func (t *Tree) Collect(l wasmwiz.Limits) ([]wasmwiz.OutputFile, error) {
 	out, _, err := t.collect(l)
 	return out, err
