@@ -264,6 +264,13 @@ type Inspection struct {
 	Imports   []Import    `json:"imports"`
 	Exports   []Export    `json:"exports"`
 	Memory    *MemoryInfo `json:"memory,omitempty"`
+	// ImportsOmitted and ExportsOmitted count the imports and exports that
+	// Imports and Exports leave out: an inspection lists a bounded number
+	// of each (the engine decides how many), so that a module with very many
+	// cannot make its inspection, or what sends and stores it, large. A
+	// call by name reaches every exported function, listed or not.
+	ImportsOmitted int `json:"imports_omitted,omitempty"`
+	ExportsOmitted int `json:"exports_omitted,omitempty"`
 }
 
 // Info returns the ModuleInfo of the inspected module.

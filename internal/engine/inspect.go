@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -89,7 +91,7 @@ func (e *Engine) checkImportNames(h *header) error {
 	}
 	if len(missing) > 0 {
 		return wasmwiz.Errorf(wasmwiz.EINVALID, "the module needs imports this engine does not provide: %s; only WASI preview1 (wasi_snapshot_preview1, or wasi_unstable) functions can be imported",
-			strings.Join(missing, ", "))
+			joinNames(missing, ", "))
 	}
 	return nil
 }
@@ -105,6 +107,70 @@ func signatureOf(d api.FunctionDefinition) *wasmwiz.FuncSignature {
 	return s
 }
 
+// An inspection lists at most maxListed imports and as many exports, within
+// maxListedBytes of JSON for both lists together, and counts the rest
+// (Inspection.ImportsOmitted, ExportsOmitted): 100,000 exports of one
+// function type of 50 params take 730 KB of module and would list as 35 MB,
+// which the worker sends, serve decodes and the registry stores.
+const (
+	maxListed      = 1000
+	maxListedBytes = 256 << 10
+)
+
+// listing keeps an inspection's lists within their bounds. Each list is a
+// prefix of the module's: once an entry is left out, so is every later one.
+type listing struct{ bytes int }
+
+// add appends x to list unless the list or the listing is full, in which
+// case it counts x in omitted.
+func add[T any](l *listing, list *[]T, omitted *int, x T) {
+	if *omitted == 0 && len(*list) < maxListed {
+		if b, err := json.Marshal(x); err == nil && l.bytes+len(b)+1 <= maxListedBytes {
+			l.bytes += len(b) + 1
+			*list = append(*list, x)
+			return
+		}
+	}
+	*omitted++
+}
+
+// maxNamesBytes bounds the names an error message lists, and maxNameBytes
+// each of them: the rest are counted.
+const (
+	maxNamesBytes = 4 << 10
+	maxNameBytes  = 512
+)
+
+// joinNames joins names with sep within about maxNamesBytes, saying how
+// many more there are.
+func joinNames(names []string, sep string) string {
+	var b strings.Builder
+	for i, n := range names {
+		n = cutText(n, maxNameBytes, "…")
+		if i > 0 && b.Len()+len(sep)+len(n) > maxNamesBytes {
+			fmt.Fprintf(&b, "%s… and %d more", sep, len(names)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// cutText cuts s to at most n bytes, at a rune boundary, followed by mark
+// when cut.
+func cutText(s string, n int, mark string) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
+}
+
 // analyse checks the compiled module's import signatures and builds its
 // inspection.
 func (e *Engine) analyse(h *header, mod wazero.CompiledModule, wasm []byte, sha string) (*analysis, error) {
@@ -113,28 +179,33 @@ func (e *Engine) analyse(h *header, mod wazero.CompiledModule, wasm []byte, sha 
 		SHA256: sha, SizeBytes: int64(len(wasm)),
 		Imports: []wasmwiz.Import{}, Exports: []wasmwiz.Export{},
 	}
+	var l listing
 	var wrong []string
 	for _, d := range mod.ImportedFunctions() {
 		modName, name, _ := d.Import()
 		sig := signatureOf(d)
-		insp.Imports = append(insp.Imports, wasmwiz.Import{Module: modName, Name: name, Kind: "func", Signature: sig})
+		add(&l, &insp.Imports, &insp.ImportsOmitted, wasmwiz.Import{Module: modName, Name: name, Kind: "func", Signature: sig})
 		if modName == wasiPreview1 || modName == wasiUnstable {
 			insp.WASI = true
 			want := signatureOf(e.wasiFuncs[modName][name])
 			if want.String() != sig.String() {
-				wrong = append(wrong, fmt.Sprintf("%s.%s is imported as %s but WASI defines %s", modName, name, sig, want))
+				wrong = append(wrong, fmt.Sprintf("%s.%s is imported as %s but WASI defines %s", modName, name, cutText(sig.String(), maxNameBytes, "…"), want))
 			}
 		}
 	}
 	if len(wrong) > 0 {
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module imports WASI functions with the wrong signature: %s", strings.Join(wrong, "; "))
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module imports WASI functions with the wrong signature: %s", joinNames(wrong, "; "))
 	}
 	for _, ex := range h.exports {
+		if insp.ExportsOmitted > 0 {
+			insp.ExportsOmitted++ // the list is full: spare the signature
+			continue
+		}
 		x := wasmwiz.Export{Name: ex.name, Kind: ex.kind}
 		if d, ok := a.funcs[ex.name]; ok && ex.kind == "func" {
 			x.Signature = signatureOf(d)
 		}
-		insp.Exports = append(insp.Exports, x)
+		add(&l, &insp.Exports, &insp.ExportsOmitted, x)
 	}
 	if h.memory != nil {
 		m := *h.memory
@@ -160,19 +231,25 @@ func (e *Engine) analyse(h *header, mod wazero.CompiledModule, wasm []byte, sha 
 	return a, nil
 }
 
-// callable lists the exports a caller may name, with their signatures.
+// callable lists the exports a caller may name, with their signatures,
+// within about maxNamesBytes.
 func (a *analysis) callable() string {
 	var names []string
 	for name, d := range a.funcs {
 		if numericOnly(d) && name != "_initialize" {
-			names = append(names, name+signatureOf(d).String())
+			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
 		return "none"
 	}
-	return strings.Join(names, ", ")
+	// Signatures only for what can be listed: each may be long.
+	n := min(len(names), maxNamesBytes)
+	for i, name := range names[:n] {
+		names[i] = cutText(name, maxNameBytes, "…") + cutText(signatureOf(a.funcs[name]).String(), maxNameBytes, "…")
+	}
+	return joinNames(names, ", ")
 }
 
 func numericOnly(d api.FunctionDefinition) bool {
@@ -205,20 +282,24 @@ func (a *analysis) resolve(req *wasmwiz.RunRequest) (string, []uint64, error) {
 	}
 	d, ok := a.funcs[name]
 	if !ok {
-		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module exports no function %q; callable exports: %s", name, a.callable())
+		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module exports no function %q; callable exports: %s", cutText(name, maxNameBytes, "…"), a.callable())
 	}
 	sig := signatureOf(d)
+	// Both the name and the signature may be long: messages cut them.
+	what := func() string {
+		return fmt.Sprintf("function %s has signature %s", cutText(name, maxNameBytes, "…"), cutText(sig.String(), maxNameBytes, "…"))
+	}
 	if !numericOnly(d) {
-		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "function %s has signature %s, which takes or returns non-numeric values; only i32, i64, f32 and f64 can be passed", name, sig)
+		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s, which takes or returns non-numeric values; only i32, i64, f32 and f64 can be passed", what())
 	}
 	if len(req.Params) != len(sig.Params) {
-		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "function %s has signature %s: it takes %d params, got %d", name, sig, len(sig.Params), len(req.Params))
+		return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s: it takes %d params, got %d", what(), len(sig.Params), len(req.Params))
 	}
 	params := make([]uint64, len(req.Params))
 	for i, p := range req.Params {
 		v, err := wasmwiz.ParseValue(sig.Params[i], strings.TrimSpace(p))
 		if err != nil {
-			return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "function %s has signature %s: param %d: %s", name, sig, i+1, wasmwiz.ErrorMessage(err))
+			return "", nil, wasmwiz.Errorf(wasmwiz.EINVALID, "%s: param %d: %s", what(), i+1, wasmwiz.ErrorMessage(err))
 		}
 		params[i] = v.Bits
 	}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
@@ -201,6 +203,43 @@ func TestInspect(t *testing.T) {
 				t.Errorf("memory %+v, want min %d", in.Memory, tt.memMin)
 			}
 		})
+	}
+}
+
+// TestInspectManyExports: 100,000 exports of one function of 50 params (a
+// 730 KB module, which listed in full is a 35 MB inspection) list a bounded
+// prefix and count the rest; every export can still be called by name, and
+// an unknown name's error lists a bounded part of what can be called.
+func TestInspectManyExports(t *testing.T) {
+	t.Parallel()
+	e := sharedEngine(t)
+	const n, params = 100_000, 50
+	wasm := hostiletest.ManyExports(n, params)
+	in, err := e.Inspect(context.Background(), wasm, testmodule.Limits())
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	b, _ := json.Marshal(in)
+	if len(b) > 1<<20 || len(in.Exports) > 1000 || len(in.Exports) == 0 {
+		t.Fatalf("inspection of %d bytes lists %d exports; want at most 1 MiB and 1000 exports", len(b), len(in.Exports))
+	}
+	if got := len(in.Exports) + in.ExportsOmitted; got != n || in.Exports[0].Name != "f0" {
+		t.Fatalf("listed %d (first %q) + omitted %d = %d exports; want %d from f0", len(in.Exports), in.Exports[0].Name, in.ExportsOmitted, got, n)
+	}
+	ps := make([]string, params)
+	for i := range ps {
+		ps[i] = "1"
+	}
+	req := &wasmwiz.RunRequest{Wasm: wasm, Function: fmt.Sprintf("f%d", n-1), Params: ps, Limits: testmodule.Limits()}
+	res, err := e.Run(context.Background(), req)
+	if err != nil || res.Status != wasmwiz.StatusOK || len(res.Results) != 1 || res.Results[0].Bits != params {
+		t.Fatalf("calling the last export: %+v, %v; want ok with %d", res, err, params)
+	}
+	req.Function = "absent"
+	_, err = e.Run(context.Background(), req)
+	msg := wasmwiz.ErrorMessage(err)
+	if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || len(msg) > 8<<10 || !strings.Contains(msg, "more") {
+		t.Fatalf("unknown function: %s error of %d bytes (%.200q); want EINVALID within 8 KiB saying how many more", wasmwiz.ErrorCode(err), len(msg), msg)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -310,11 +309,7 @@ func trapMessage(err error) string {
 		// The stack names functions as the module's name section says, at
 		// any length: the message is cut, so that a run's answer stays
 		// bounded by its output cap plus a fixed size.
-		cut := maxTrapBytes
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "\n… (cut at " + strconv.Itoa(maxTrapBytes) + " bytes)"
+		msg = cutText(msg, maxTrapBytes, "\n… (cut at "+strconv.Itoa(maxTrapBytes)+" bytes)")
 	}
 	return msg
 }

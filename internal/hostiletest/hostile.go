@@ -10,6 +10,8 @@
 // It is test support: nothing in the service imports it.
 package hostiletest
 
+import "strconv"
+
 // startModule returns a module with one function type () -> () and body as
 // its exported _start.
 func startModule(locals [][2]uint32, code []byte) *Module {
@@ -122,6 +124,23 @@ func ManyFunctions(n int) []byte {
 			code = ULEB([]byte{OpCall}, uint64(i+1))
 		}
 		m.Code[i] = Body(nil, append(code, OpEnd))
+	}
+	return m.Bytes()
+}
+
+// ManyExports is one function of params i32 params returning their count,
+// exported n times (f0, f1, …): small to send, and long to list with each
+// export's signature.
+func ManyExports(n, params int) []byte {
+	ps := make([]byte, params)
+	for i := range ps {
+		ps[i] = I32
+	}
+	m := &Module{Types: [][]byte{FuncType(ps, []byte{I32})}, Funcs: []uint32{0}}
+	m.Code = [][]byte{Body(nil, append(i32Const(nil, int32(params)), OpEnd))}
+	m.Exports = make([][]byte, n)
+	for i := range n {
+		m.Exports[i] = Export("f"+strconv.Itoa(i), 0, 0)
 	}
 	return m.Bytes()
 }

@@ -497,7 +497,7 @@ func schemas() map[string]any {
 			"size_bytes:integer", "inspection:Inspection", "public:boolean", "created_at:time", "last_run_at:time", "run_count:integer"),
 		"ModuleUpdate": obj(t["ModuleUpdate"], "name:string", "description:string", "public:boolean"),
 		"Inspection": obj(t["Inspection"], "sha256:string", "size_bytes:integer", "wasi:boolean", "entry:string",
-			"imports:[]Import", "exports:[]Export", "memory:MemoryInfo"),
+			"imports:[]Import", "exports:[]Export", "memory:MemoryInfo", "imports_omitted:integer", "exports_omitted:integer"),
 		"Import":        obj(t["Import"], "module:string", "name:string", "kind:string", "signature:FuncSignature"),
 		"Export":        obj(t["Export"], "name:string", "kind:string", "signature:FuncSignature"),
 		"FuncSignature": obj(t["FuncSignature"], "params:[]string", "results:[]string"),

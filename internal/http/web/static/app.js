@@ -680,6 +680,9 @@
     const ins = m.inspection || {};
     const exports = (ins.exports || []).map((e) => el("li", null, el("code", null, e.name), " " + e.kind + sig(e.signature)));
     const imports = (ins.imports || []).map((i) => el("li", null, el("code", null, i.module + "." + i.name), " " + i.kind + sig(i.signature)));
+    // Long lists are cut by the server, which counts what it left out.
+    if (ins.exports_omitted) exports.push(el("li", null, "… and " + ins.exports_omitted + " more"));
+    if (ins.imports_omitted) imports.push(el("li", null, "… and " + ins.imports_omitted + " more"));
     let mem = "none";
     if (ins.memory) {
       mem = ins.memory.min_pages + " pages minimum (" + fmtBytes(ins.memory.min_pages * 65536) + ")";
