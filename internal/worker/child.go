@@ -263,6 +263,12 @@ func (s *server) finalAt(kind byte, e *enc, cpu time.Duration) error {
 		}
 	}
 	if kind != msgStarted {
+		if n := e.n + len(e.b) - 4 + 8; int64(n) > frameLimit(kind, 0) {
+			// The pool would refuse it from its header: say so instead.
+			s.log.Error("worker answer too large", "kind", string(kind), "bytes", n)
+			kind, e = msgError, newFrame(128)
+			encodeError(e, wasmwiz.Errorf(wasmwiz.ETOOLARGE, "the answer of %d bytes is over the %d bytes a worker may send", n, maxAnswerFrameBytes))
+		}
 		// A final answer ends with the process's CPU time so far, so that
 		// the pool can tell a killed run's CPU time (proc.cpuSinceAnswer).
 		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(cpu))

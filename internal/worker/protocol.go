@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -73,7 +74,34 @@ const protocolVersion = 8
 // means a broken stream, never a legitimate message.
 const maxFrameBytes = 1 << 30
 
-// errFrameTooLarge reports a frame length over maxFrameBytes.
+// maxAnswerFrameBytes bounds every frame a worker sends but output frames:
+// its answers (result, inspection, error) and the small frames around them.
+// An inspection lists a bounded part of a module (internal/engine), a trap
+// and an error message are cut (encodeError), so a larger frame is a broken
+// or hostile worker, refused from its header before serve allocates it.
+const maxAnswerFrameBytes = 4 << 20
+
+// maxErrorBytes bounds the message of an error frame.
+const maxErrorBytes = 64 << 10
+
+// frameLimit is the largest length (kind byte and body) of a frame of kind.
+// Requests to a worker carry modules and stdin; an output frame carries one
+// write of the guest, within maxOutput when positive (stream byte and
+// bytes); every other frame is a worker's answer.
+func frameLimit(kind byte, maxOutput int64) int64 {
+	switch kind {
+	case msgConfig, msgRun, msgInspect:
+		return maxFrameBytes
+	case msgOutput:
+		if maxOutput > 0 {
+			return min(maxOutput+2, maxFrameBytes)
+		}
+		return maxFrameBytes
+	}
+	return maxAnswerFrameBytes
+}
+
+// errFrameTooLarge reports a frame length over its kind's frameLimit.
 var errFrameTooLarge = errors.New("worker protocol: frame too large")
 
 // writeFrame writes one frame of kind with the body e holds. e must come
@@ -114,7 +142,7 @@ func writeFrameAfter(w io.Writer, pre []byte, kind byte, e *enc) error {
 // left for it.
 func sealFrame(kind byte, e *enc) error {
 	n := e.n + len(e.b) - 4
-	if n > maxFrameBytes {
+	if int64(n) > frameLimit(kind, 0) {
 		return errFrameTooLarge
 	}
 	first := e.b
@@ -141,9 +169,10 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 // readFrameAligned is readFrame that also says whether r is still at a frame
 // boundary: true unless a failure cut a frame short (a read deadline in
 // the middle of one, say), after which the stream cannot be read on.
-// maxOutput, when positive, bounds an output frame's bytes before they are
-// allocated: the engine never passes on more than a run's cap at once, so a
-// larger output frame is a broken (or hostile) worker.
+// Every frame is bounded by its kind's frameLimit before its bytes are
+// allocated; maxOutput, when positive, bounds an output frame's bytes: the
+// engine never passes on more than a run's cap at once, so a larger output
+// frame is a broken (or hostile) worker.
 func readFrameAligned(r *bufio.Reader, maxOutput int64) (kind byte, body []byte, aligned bool, err error) {
 	// Peek, not a read into a local array (which would escape to the heap
 	// once per frame): a header cut short stays unread, so r is still at
@@ -157,7 +186,7 @@ func readFrameAligned(r *bufio.Reader, maxOutput int64) (kind byte, body []byte,
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	kind = hdr[4]
-	if n == 0 || n > maxFrameBytes || (kind == msgOutput && maxOutput > 0 && int64(n) > maxOutput+2) {
+	if n == 0 || int64(n) > frameLimit(kind, maxOutput) {
 		return 0, nil, false, errFrameTooLarge
 	}
 	_, _ = r.Discard(5)
@@ -560,7 +589,11 @@ func decodeOutput(body []byte) (fd byte, p []byte, err error) {
 // cause stays in the child's log.
 func encodeError(e *enc, err error) {
 	e.string(wasmwiz.ErrorCode(err))
-	e.string(wasmwiz.ErrorMessage(err))
+	msg := wasmwiz.ErrorMessage(err)
+	if len(msg) > maxErrorBytes {
+		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "") + "… (cut)"
+	}
+	e.string(msg)
 }
 
 func decodeError(d *dec) error {

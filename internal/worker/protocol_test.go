@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 func TestProtocolRoundTrip(t *testing.T) {
@@ -297,5 +302,68 @@ func TestWriteFrameAfter(t *testing.T) {
 				t.Fatal("a frame more than was written")
 			}
 		})
+	}
+}
+
+// TestAnswerFrameBound: a worker's answers (result, inspection, error, and
+// the frames around them) are refused from a header past
+// maxAnswerFrameBytes, before serve allocates the body; requests to a
+// worker, which carry modules, keep the large bound.
+func TestAnswerFrameBound(t *testing.T) {
+	t.Parallel()
+	const huge = 64 << 20
+	for _, kind := range []byte{msgInspection, msgResult, msgError, msgStats, msgStarted, msgHello, msgNeedModule, msgRetire, 'z'} {
+		var hdr [5]byte
+		binary.BigEndian.PutUint32(hdr[:4], huge)
+		hdr[4] = kind
+		if _, _, _, err := readFrameAligned(bufio.NewReader(bytes.NewReader(hdr[:])), 0); !errors.Is(err, errFrameTooLarge) {
+			t.Errorf("a %q frame of %d bytes: %v; want %v", kind, huge, err, errFrameTooLarge)
+		}
+	}
+	for _, kind := range []byte{msgRun, msgInspect} {
+		var hdr [5]byte
+		binary.BigEndian.PutUint32(hdr[:4], huge)
+		hdr[4] = kind
+		if _, _, _, err := readFrameAligned(bufio.NewReader(bytes.NewReader(hdr[:])), 0); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("a %q request of %d bytes: %v; want it read (and cut short)", kind, huge, err)
+		}
+	}
+	// An error message is cut, so that the error frame fits.
+	e := newFrame(0)
+	encodeError(e, wasmwiz.Errorf(wasmwiz.EINVALID, "%s", strings.Repeat("x", 10<<20)))
+	if len(e.b) > maxAnswerFrameBytes || sealFrame(msgError, e) != nil {
+		t.Fatalf("an error of 10 MiB makes a frame of %d bytes", len(e.b))
+	}
+}
+
+// TestPoolManyExports: a module of 100,000 exports of a 50-param function
+// (35 MB of inspection listed in full, 25 MB of "callable exports" error)
+// is inspected, run by name and refused by an unknown name through the
+// worker protocol, with bounded answers.
+func TestPoolManyExports(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	const n, params = 100_000, 50
+	wasm := hostiletest.ManyExports(n, params)
+	in, err := pl.Inspect(context.Background(), wasm, testmodule.Limits())
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	if b, _ := json.Marshal(in); len(b) > 1<<20 || len(in.Exports)+in.ExportsOmitted != n {
+		t.Fatalf("inspection of %d bytes, %d exports listed and %d omitted; want at most 1 MiB and %d in all", len(b), len(in.Exports), in.ExportsOmitted, n)
+	}
+	ps := make([]string, params)
+	for i := range ps {
+		ps[i] = "7"
+	}
+	req := &wasmwiz.RunRequest{Wasm: wasm, Function: "f99999", Params: ps, Limits: testmodule.Limits()}
+	res, err := pl.Run(context.Background(), req)
+	if err != nil || res.Status != wasmwiz.StatusOK || len(res.Results) != 1 || res.Results[0].Bits != params {
+		t.Fatalf("Run f99999: %+v, %v; want ok with %d", res, err, params)
+	}
+	req.Function = "absent"
+	_, err = pl.Run(context.Background(), req)
+	if msg := wasmwiz.ErrorMessage(err); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || len(msg) > 8<<10 {
+		t.Fatalf("Run absent: %s error of %d bytes; want EINVALID within 8 KiB", wasmwiz.ErrorCode(err), len(msg))
 	}
 }
