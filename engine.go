@@ -213,6 +213,13 @@ type Result struct {
 	Files []OutputFile
 }
 
+// MaxFileDepth bounds how deep below its mount a guest may create a file,
+// directory or link, counted in path components ("a/b/c" is 3): a mkdir,
+// open, rename, symlink or link past it fails in the guest with
+// ENAMETOOLONG. Removing a tree holds a descriptor per level, so depth is
+// a cost of the server's (its descriptors), not only of disk.
+const MaxFileDepth = 64
+
 // FuncSignature describes a function type, e.g. "(i32, i64) -> (f64)".
 type FuncSignature struct {
 	Params  []string `json:"params"`

@@ -106,3 +106,30 @@ func TestRunFiles(t *testing.T) {
 		t.Fatalf("the run's directory is still there: %v", entries)
 	}
 }
+
+// TestDeepDirectoriesAreBounded: a guest nesting directories through
+// directory descriptors (each level costs it only CreateCost of its write
+// budget, 4,096 levels in the free tier's 16 MiB) stops at
+// wasmwiz.MaxFileDepth with ENAMETOOLONG, and its directory is removed
+// after the run.
+func TestDeepDirectoriesAreBounded(t *testing.T) {
+	t.Parallel()
+	filesDir := t.TempDir()
+	e := newEngine(t, Options{FilesDir: filesDir})
+	lim := testmodule.Limits()
+	lim.MaxFilesInBytes, lim.MaxFiles, lim.MaxFileWriteBytes, lim.MaxFilesOutBytes = wasmwiz.MiB, 100, 16*wasmwiz.MiB, wasmwiz.MiB
+	files := &wasmwiz.RunFiles{Entries: []wasmwiz.FileEntry{{Path: "in.txt", Data: []byte("x")}}, Mount: "/"}
+	if err := files.Check(lim); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "deep_dirs.wasm"), Limits: lim, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != wasmwiz.StatusExit || res.ExitCode != wasmwiz.MaxFileDepth {
+		t.Fatalf("status %s exit %d; want exit %d (levels made before ENAMETOOLONG; 228: ENOSPC, the budget stopped it)", res.Status, res.ExitCode, wasmwiz.MaxFileDepth)
+	}
+	if entries, _ := os.ReadDir(filesDir); len(entries) != 0 {
+		t.Fatalf("the run's directory is still there: %v", entries)
+	}
+}

@@ -181,7 +181,8 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	stderr := &cappedBuffer{budget: budget, tee: stderrTee}
 	fds, err := wasifs.New(wasifs.Config{
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Mounts: mounts, MaxWriteBytes: lim.MaxFileWriteBytes,
-		Sleep: func(ctx context.Context, d time.Duration) { sleep(ctx, int64(d)) },
+		MaxDepth: wasmwiz.MaxFileDepth,
+		Sleep:    func(ctx context.Context, d time.Duration) { sleep(ctx, int64(d)) },
 	})
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "setting up the guest's files")

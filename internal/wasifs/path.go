@@ -95,6 +95,9 @@ func (t *Table) pathCreateDirectory(fd uint32, p string) Errno {
 	}
 	// "." and ".." exist.
 	return d.inParent(p, errnoExist, func(dir int, last string) Errno {
+		if errno := t.checkDepth(d, dir); errno != 0 {
+			return errno
+		}
 		return t.create(func() error { return unix.Mkdirat(dir, last, 0o755) })
 	})
 }
@@ -137,6 +140,9 @@ func (t *Table) pathSymlink(target string, fd uint32, p string) Errno {
 		return errnoPerm
 	}
 	return d.inParent(p, errnoExist, func(dir int, last string) Errno {
+		if errno := t.checkDepth(d, dir); errno != 0 {
+			return errno
+		}
 		return t.create(func() error { return unix.Symlinkat(target, dir, last) })
 	})
 }
@@ -165,6 +171,9 @@ func (t *Table) pathRename(oldFd uint32, oldPath string, newFd uint32, newPath s
 	// neither name: both are single components.
 	return od.inParent(oldPath, errnoBusy, func(oldDir int, oldLast string) Errno {
 		return nd.inParent(newPath, errnoBusy, func(newDir int, newLast string) Errno {
+			if errno := t.checkMove(od, oldDir, oldLast, nd, newDir); errno != 0 {
+				return errno
+			}
 			return errnoOf(retryEINTR(func() error { return unix.Renameat(oldDir, oldLast, newDir, newLast) }))
 		})
 	})
@@ -199,6 +208,9 @@ func (t *Table) pathLink(oldFd, flags uint32, oldPath string, newFd uint32, newP
 	}
 	return od.inParent(oldPath, errnoPerm, func(oldDir int, oldLast string) Errno {
 		return nd.inParent(newPath, errnoExist, func(newDir int, newLast string) Errno {
+			if errno := t.checkDepth(nd, newDir); errno != 0 {
+				return errno
+			}
 			return t.create(func() error { return unix.Linkat(oldDir, oldLast, newDir, newLast, 0) })
 		})
 	})
@@ -321,6 +333,12 @@ func (t *Table) pathOpen(fd, lookup uint32, p string, oflags uint16, base, inh u
 	}
 	if t.open >= MaxOpen {
 		return 0, errnoMfile
+	}
+	if creating {
+		errno := d.inParent(p, errnoSuccess, func(dir int, _ string) Errno { return t.checkDepth(d, dir) })
+		if errno != 0 {
+			return 0, errno
+		}
 	}
 	var f *os.File
 	open := func() (err error) {

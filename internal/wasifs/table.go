@@ -50,6 +50,11 @@ type Config struct {
 	// the guest's call fails with ENOSPC. 0 means no limit.
 	MaxWriteBytes int64
 
+	// MaxDepth bounds how many levels below its mount's root the guest may
+	// create a file, directory or link (depth.go); past it the call fails
+	// with ENAMETOOLONG. 0 means no limit.
+	MaxDepth int
+
 	// Sleep waits d for poll_oneoff. It may panic to stop the guest (the
 	// engine's does at the run's deadline). nil uses time.Sleep.
 	Sleep func(ctx context.Context, d time.Duration)

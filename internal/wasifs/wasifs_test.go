@@ -548,3 +548,69 @@ func TestTransfer(t *testing.T) {
 		})
 	}
 }
+
+// TestDepthBound: nothing the guest makes lies more than MaxDepth levels
+// below its mount, however it gets there: through directory descriptors,
+// a link leading down, a file, link or hard link made at the bottom, or a
+// tree moved deeper down; each fails with ENAMETOOLONG.
+func TestDepthBound(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false, 0)
+	const limit = 6
+	f.t.cfg.MaxDepth = limit
+	fd, levels := uint32(preopen), 0
+	for {
+		e := f.t.pathCreateDirectory(fd, "a")
+		if e == errnoNametoolong {
+			break
+		}
+		if e != 0 || levels > limit {
+			t.Fatalf("mkdir at level %d: %d", levels+1, e)
+		}
+		levels++
+		next, e := f.t.pathOpen(fd, 0, "a", oflagDirectory, dirRights, all, 0)
+		if e != 0 {
+			t.Fatalf("open level %d: %d", levels, e)
+		}
+		fd = next
+	}
+	if levels != limit {
+		t.Fatalf("%d levels made, want %d", levels, limit)
+	}
+	bottom := strings.Repeat("a/", limit) // a directory at the bound
+	tests := []struct {
+		name string
+		call func() Errno
+		want Errno
+	}{
+		{"file at the bottom", func() Errno { _, e := f.open(bottom+"f", 0, oflagCreat, all); return e }, errnoNametoolong},
+		{"file from the bottom's descriptor", func() Errno { _, e := f.t.pathOpen(fd, 0, "f", oflagCreat, all, all, 0); return e }, errnoNametoolong},
+		{"file one level up", func() Errno { _, e := f.open(bottom+"../f", 0, oflagCreat, all); return e }, 0},
+		{"symlink at the bottom", func() Errno { return f.t.pathSymlink("x", preopen, bottom+"l") }, errnoNametoolong},
+		{"hard link at the bottom", func() Errno { return f.t.pathLink(preopen, 0, "in.txt", preopen, bottom+"h") }, errnoNametoolong},
+		{"mkdir through a link leading down", func() Errno {
+			if e := f.t.pathSymlink(strings.TrimSuffix(bottom, "/"), preopen, "down"); e != 0 {
+				return e
+			}
+			return f.t.pathCreateDirectory(preopen, "down/b")
+		}, errnoNametoolong},
+		{"a tree moved deeper down", func() Errno {
+			for _, p := range []string{"t", "t/t", "t/t/t"} {
+				if e := f.t.pathCreateDirectory(preopen, p); e != 0 {
+					return e
+				}
+			}
+			if e := f.t.pathRename(preopen, "t", preopen, "a/a/a/a/t"); e != errnoNametoolong {
+				return e + 1000 // not refused: fails the case
+			}
+			return f.t.pathRename(preopen, "t", preopen, "a/a/a/t") // its bottom at 6
+		}, 0},
+		{"a file moved to the bottom", func() Errno { return f.t.pathRename(preopen, "in.txt", preopen, bottom+"m") }, errnoNametoolong},
+	}
+	for _, tt := range tests {
+		if e := tt.call(); e != tt.want {
+			t.Errorf("%s: errno %d, want %d", tt.name, e, tt.want)
+		}
+	}
+	f.untouched(t)
+}
