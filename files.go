@@ -121,6 +121,9 @@ func CleanFilePath(p string) (string, error) {
 	if clean == "." {
 		return bad("names the mount itself")
 	}
+	if strings.Count(clean, "/") >= MaxFileDepth {
+		return bad(fmt.Sprintf("is more than %d levels deep", MaxFileDepth))
+	}
 	return clean, nil
 }
 

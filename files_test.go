@@ -14,6 +14,8 @@ func TestCleanFilePath(t *testing.T) {
 	t.Parallel()
 	good := map[string]string{
 		"a": "a", "data/in.csv": "data/in.csv", "./a/./b": "a/b", "a//b/": "a/b", "a b/ü": "a b/ü", "..a/b..": "..a/b..",
+		strings.Repeat("d/", MaxFileDepth-1) + "f": strings.Repeat("d/", MaxFileDepth-1) + "f",
+		strings.Repeat("d/./", MaxFileDepth):       strings.Repeat("d/", MaxFileDepth-1) + "d",
 	}
 	for in, want := range good {
 		if got, err := CleanFilePath(in); err != nil || got != want {
@@ -21,18 +23,19 @@ func TestCleanFilePath(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"":                                     "is empty",
-		"/etc/passwd":                          "is absolute",
-		"../x":                                 `".."`,
-		"a/../../x":                            `".."`,
-		"a/..":                                 `".."`,
-		"a\x00b":                               "NUL",
-		`a\..\x`:                               "backslash",
-		".":                                    "the mount itself",
-		"./":                                   "the mount itself",
-		strings.Repeat("a", 256):               "longer than 255",
-		strings.Repeat("a/", 2049):             "longer than 4096",
-		"x/" + strings.Repeat("b", 300) + "/y": "longer than 255",
+		"":                                       "is empty",
+		"/etc/passwd":                            "is absolute",
+		"../x":                                   `".."`,
+		"a/../../x":                              `".."`,
+		"a/..":                                   `".."`,
+		"a\x00b":                                 "NUL",
+		`a\..\x`:                                 "backslash",
+		".":                                      "the mount itself",
+		"./":                                     "the mount itself",
+		strings.Repeat("a", 256):                 "longer than 255",
+		strings.Repeat("a/", 2049):               "longer than 4096",
+		"x/" + strings.Repeat("b", 300) + "/y":   "longer than 255",
+		strings.Repeat("d/", MaxFileDepth) + "f": "more than 64 levels deep",
 	}
 	for in, want := range bad {
 		_, err := CleanFilePath(in)

@@ -122,8 +122,8 @@ func (t *Tree) Request(req *wasmwiz.RunRequest) *wasmwiz.RunRequest {
 // link's path; one that leads out, or to nothing, matches nothing. Reading
 // stops at the l.MaxFiles-th file, or when the work maxVisits allows is
 // spent (directory entries read, and the path components of the links
-// followed: twice the entries a tree can hold); it goes maxDepth (128)
-// directories deep at most; a file reached by several paths (links, hard
+// followed: twice the entries a tree can hold); it goes no deeper than
+// anything in a tree can be (wasmwiz.MaxFileDepth); a file reached by several paths (links, hard
 // links) is hashed once.
 func (t *Tree) Collect(l wasmwiz.Limits) ([]wasmwiz.OutputFile, error) {
 	out, _, err := t.collect(l)
@@ -174,9 +174,10 @@ func maxVisits(l wasmwiz.Limits) int64 {
 	return 2 * (max(l.MaxFiles, 0) + l.MaxFileWriteBytes/createCost)
 }
 
-// maxDepth is how many directories deep Collect goes: each level it is in
-// holds a descriptor.
-const maxDepth = 128
+// maxDepth is how many directories deep Collect goes (each level it is in
+// holds a descriptor): as deep as a file can be, in files sent in
+// (CleanFilePath) and files a guest makes (internal/wasifs).
+const maxDepth = wasmwiz.MaxFileDepth
 
 // match is how far an output pattern has matched: its parts before next
 // matched the directories above an entry.
