@@ -134,15 +134,16 @@ func testStoredRunsBackfill(t *testing.T, s Migrating) {
 	}
 	wantOK(t, s.CreateRuns(ctx, []*wasmwiz.UsageRecord{rec(a, at, "hello", "err"), rec(b, at.Add(time.Millisecond), "x", "")}),
 		"CreateRuns before 0014")
-	actx := wasmwiz.NewContextWithUser(ctx, &wasmwiz.User{ID: a, Role: wasmwiz.RoleUser, Tier: wasmwiz.TierFree})
+	// A background run that started before 0014, written as a record
+	// (CreateRuns keeps its state) rather than through QueueRun and
+	// StartRun, whose run_inputs columns later migrations extend.
 	queue := func(at time.Time) *wasmwiz.UsageRecord {
 		t.Helper()
-		r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at, RunDetail: wasmwiz.RunDetail{Async: true}}
-		wantOK(t, s.QueueRun(actx, r, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-			func(context.Context, any) error { return nil }), "QueueRun before 0014")
-		started, _, err := s.StartRun(ctx, r.ID)
-		wantOK(t, err, "StartRun before 0014")
-		return started
+		started := at.Add(time.Millisecond)
+		r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), UserID: a, Tier: wasmwiz.TierFree, CreatedAt: at,
+			State: wasmwiz.RunRunning, StartedAt: &started, RunDetail: wasmwiz.RunDetail{Async: true}}
+		wantOK(t, s.CreateRuns(ctx, []*wasmwiz.UsageRecord{r}), "a running background run before 0014")
+		return r
 	}
 	done := queue(at.Add(2 * time.Millisecond))
 	done.State, done.Status, done.Stdout = wasmwiz.RunDone, wasmwiz.StatusOK, []byte("abc")
