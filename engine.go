@@ -280,6 +280,21 @@ type Inspection struct {
 	ExportsOmitted int `json:"exports_omitted,omitempty"`
 }
 
+// Summary returns i without its lists of imports and exports, which it
+// counts in ImportsOmitted and ExportsOmitted instead: what a list of
+// modules carries of each (up to about 256 KiB of lists each otherwise).
+// The stores keep it beside the inspection (modules.summary). Nil for nil.
+func (i *Inspection) Summary() *Inspection {
+	if i == nil {
+		return nil
+	}
+	s := *i
+	s.Imports, s.Exports = []Import{}, []Export{}
+	s.ImportsOmitted += len(i.Imports)
+	s.ExportsOmitted += len(i.Exports)
+	return &s
+}
+
 // Info returns the ModuleInfo of the inspected module.
 func (i *Inspection) Info() ModuleInfo {
 	return ModuleInfo{SHA256: i.SHA256, SizeBytes: i.SizeBytes, WASI: i.WASI, Entry: i.Entry}

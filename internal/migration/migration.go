@@ -55,6 +55,17 @@ func Load(fsys fs.FS, dir string) ([]Step, error) {
 	return out, nil
 }
 
+// Version returns the version of the step whose file is NNNN_name.sql, 0
+// when there is none.
+func Version(steps []Step, name string) int {
+	for _, s := range steps {
+		if _, n, _ := strings.Cut(s.Name, "_"); n == name+".sql" {
+			return s.Version
+		}
+	}
+	return 0
+}
+
 // Database is what a store gives Run.
 type Database interface {
 	// Lock takes the database's migration lock, so that processes starting

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/wasmwiz/wasmwiz/internal/migration"
 )
@@ -33,5 +34,28 @@ func (db *DB) OutputChunksForTest(ctx context.Context, id string) (int, error) {
 // does (whatever its state), for the store suite.
 func (db *DB) LeaveOutputChunkForTest(ctx context.Context, id string) error {
 	_, err := db.pool.Exec(ctx, `INSERT INTO run_output_chunks (run_id, stream, byte_offset, data) VALUES ($1, 'stdout', 0, 'left')`, id)
+	return err
+}
+
+// MigrationVersion returns the version of the migration NNNN_name.sql, 0
+// when there is none, for tests of one migration.
+func (db *DB) MigrationVersion(name string) int {
+	steps, err := migrations()
+	if err != nil {
+		return 0
+	}
+	return migration.Version(steps, name)
+}
+
+// LeaveModuleForTest stores a user owner and its module id with the first
+// migration's columns only, as an older version wrote them, for tests of
+// later migrations.
+func (db *DB) LeaveModuleForTest(ctx context.Context, id string, owner int64, inspection string) error {
+	if _, err := db.pool.Exec(ctx, `INSERT INTO users (id, email, role, tier) VALUES ($1, $2, 'user', 'free')`,
+		owner, fmt.Sprintf("u%d@example.com", owner)); err != nil {
+		return err
+	}
+	_, err := db.pool.Exec(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm, inspection, public, created_at)
+		VALUES ($1, $2, 'old', '', 'ab', 4, '\\x0061736d', $3, false, now())`, id, owner, inspection)
 	return err
 }

@@ -18,6 +18,11 @@ import (
 const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public,
 	created_at, last_run_at, run_count`
 
+// moduleListColumns are moduleColumns with the inspection's summary in its
+// place: a list carries no imports or exports (migration 0018).
+const moduleListColumns = `id, owner_id, name, description, sha256, size_bytes, summary, public,
+	created_at, last_run_at, run_count`
+
 func scanModule(row pgx.Row, extra ...any) (*wasmwiz.Module, error) {
 	var m wasmwiz.Module
 	var inspection string
@@ -51,13 +56,17 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 		return err
 	}
 	id := wasmwiz.NewModuleID()
-	var inspection string
+	var inspection, summary string
 	if m.Inspection != nil {
 		b, err := json.Marshal(m.Inspection)
 		if err != nil {
 			return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode inspection")
 		}
 		inspection = string(b)
+		if b, err = json.Marshal(m.Inspection.Summary()); err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "cannot encode inspection")
+		}
+		summary = string(b)
 	}
 	digest := wasmwiz.ModuleDigest(m.Wasm)
 	now := db.now()
@@ -89,8 +98,8 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes,
-				wasm, inspection, public, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			id, caller.ID, m.Name, m.Description, digest, size, m.Wasm, inspection, m.Public, now)
+				wasm, inspection, summary, public, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			id, caller.ID, m.Name, m.Description, digest, size, m.Wasm, inspection, summary, m.Public, now)
 		return err
 	})
 	if err != nil {
@@ -165,7 +174,7 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 		return nil, 0, err
 	}
 	const where = `WHERE owner_id = $1 AND ($2 = '' OR name = $2)`
-	q := findQuery{what: "modules", columns: moduleColumns, table: "modules", where: where, order: "created_at DESC, id DESC",
+	q := findQuery{what: "modules", columns: moduleListColumns, table: "modules", where: where, order: "created_at DESC, id DESC",
 		args: []any{caller.ID, filter.Name}}
 	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.Module, error) {
 		return scanModule(row, total)

@@ -2,7 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz/internal/migration"
 )
 
 // ExecForTest runs a statement on the writer, for tests that need a state
@@ -35,4 +38,26 @@ func (db *DB) OutputChunksForTest(ctx context.Context, id string) (int, error) {
 // does (whatever its state), for the store suite.
 func (db *DB) LeaveOutputChunkForTest(ctx context.Context, id string) error {
 	return db.ExecForTest(ctx, `INSERT INTO run_output_chunks (run_id, stream, byte_offset, data) VALUES (?, 'stdout', 0, x'6c656674')`, id)
+}
+
+// MigrationVersion returns the version of the migration NNNN_name.sql, 0
+// when there is none, for tests of one migration.
+func (db *DB) MigrationVersion(name string) int {
+	steps, err := migration.Load(migrationFiles, "migrations")
+	if err != nil {
+		return 0
+	}
+	return migration.Version(steps, name)
+}
+
+// LeaveModuleForTest stores a user owner and its module id with the first
+// migration's columns only, as an older version wrote them, for tests of
+// later migrations.
+func (db *DB) LeaveModuleForTest(ctx context.Context, id string, owner int64, inspection string) error {
+	if err := db.ExecForTest(ctx, `INSERT INTO users (id, email, role, tier, created_at) VALUES (?, ?, 'user', 'free', 0)`,
+		owner, fmt.Sprintf("u%d@example.com", owner)); err != nil {
+		return err
+	}
+	return db.ExecForTest(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm, inspection, public, created_at)
+		VALUES (?, ?, 'old', '', 'ab', 4, x'0061736d', ?, 0, 0)`, id, owner, inspection)
 }

@@ -19,6 +19,10 @@ const ()
 
 const moduleColumns = `id, owner_id, name, description, sha256, size_bytes, inspection, public, created_at, last_run_at, run_count`
 
+// moduleListColumns are moduleColumns with the inspection's summary in its
+// place: a list carries no imports or exports (migration 0017).
+const moduleListColumns = `id, owner_id, name, description, sha256, size_bytes, summary, public, created_at, last_run_at, run_count`
+
 func scanModule(row interface{ Scan(...any) error }, extra ...any) (*wasmwiz.Module, error) {
 	var m wasmwiz.Module
 	var inspection sql.NullString
@@ -52,13 +56,17 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	var inspection sql.NullString
+	var inspection, summary sql.NullString
 	if m.Inspection != nil {
 		b, err := json.Marshal(m.Inspection)
 		if err != nil {
 			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "module inspection cannot be stored")
 		}
 		inspection = sql.NullString{String: string(b), Valid: true}
+		if b, err = json.Marshal(m.Inspection.Summary()); err != nil {
+			return wasmwiz.WrapError(wasmwiz.EINVALID, err, "module inspection cannot be stored")
+		}
+		summary = sql.NullString{String: string(b), Valid: true}
 	}
 	digest := wasmwiz.ModuleDigest(m.Wasm)
 	id, now := wasmwiz.NewModuleID(), db.Now()
@@ -70,9 +78,9 @@ func (db *DB) CreateModule(ctx context.Context, m *wasmwiz.Module) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm,
-				inspection, public, created_at, run_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+				inspection, summary, public, created_at, run_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
 			id, caller.ID, m.Name, m.Description, digest, len(m.Wasm), m.Wasm,
-			inspection, m.Public, ms(now))
+			inspection, summary, m.Public, ms(now))
 		return err
 	})
 	if err != nil {
@@ -178,7 +186,7 @@ func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*
 	if filter.Name != "" {
 		cond, args = cond+` AND name = ?`, append(args, filter.Name)
 	}
-	q := findQuery{what: "modules", columns: moduleColumns, table: "modules", where: cond, order: "created_at DESC, id DESC", args: args}
+	q := findQuery{what: "modules", columns: moduleListColumns, table: "modules", where: cond, order: "created_at DESC, id DESC", args: args}
 	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.Module, error) {
 		return scanModule(row)
 	})

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -82,6 +83,10 @@ func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 	t.Run("StoredRunOutputIsBackfilled", func(t *testing.T) {
 		t.Parallel()
 		testStoredRunsBackfill(t, newEmpty(t))
+	})
+	t.Run("ModuleSummaryIsBackfilled", func(t *testing.T) {
+		t.Parallel()
+		testModuleSummaryBackfill(t, newEmpty(t))
 	})
 	t.Run("AgainKeepsAdminChanges", func(t *testing.T) {
 		t.Parallel()
@@ -188,4 +193,56 @@ func testStoredRunsBackfill(t *testing.T, s Migrating) {
 	}
 	wantStored(a, 0, "after retention")
 	wantStored(b, 0, "another user after retention")
+}
+
+// ModuleRows is a store that can write a module row as an older version of
+// it did, for tests of the migrations after.
+type ModuleRows interface {
+	// MigrationVersion returns the version of the migration NNNN_name.sql.
+	MigrationVersion(name string) int
+	// LeaveModuleForTest stores a user, owner, and its module id with the
+	// first migration's columns only.
+	LeaveModuleForTest(ctx context.Context, id string, owner int64, inspection string) error
+}
+
+// testModuleSummaryBackfill: a module stored before the module_summary
+// migration is listed after it with its inspection's summary
+// (Inspection.Summary: no imports or exports, counted instead), and read by
+// id with its whole inspection.
+func testModuleSummaryBackfill(t *testing.T, s Migrating) {
+	ctx := context.Background()
+	rows, ok := s.(ModuleRows)
+	if !ok {
+		t.Fatalf("store %T cannot leave old module rows (storetest.ModuleRows)", s)
+	}
+	v := rows.MigrationVersion("module_summary")
+	if v == 0 {
+		t.Fatal("no module_summary migration")
+	}
+	if err := s.MigrateTo(ctx, v-1); err != nil {
+		t.Fatalf("MigrateTo(%d): %v", v-1, err)
+	}
+	insp := &wasmwiz.Inspection{SHA256: "ab", SizeBytes: 4, WASI: true, Entry: "_start",
+		Imports: []wasmwiz.Import{{Module: "wasi_snapshot_preview1", Name: "fd_write", Kind: "func",
+			Signature: &wasmwiz.FuncSignature{Params: []string{"i32", "i32"}, Results: []string{"i32"}}}},
+		Exports:        []wasmwiz.Export{{Name: "_start", Kind: "func", Signature: &wasmwiz.FuncSignature{}}, {Name: "memory", Kind: "memory"}},
+		ExportsOmitted: 5, Memory: &wasmwiz.MemoryInfo{MinPages: 1}}
+	b, err := json.Marshal(insp)
+	wantOK(t, err, "encoding the inspection")
+	id := wasmwiz.NewModuleID()
+	wantOK(t, rows.LeaveModuleForTest(ctx, id, 42, string(b)), "LeaveModuleForTest")
+	if err := s.MigrateTo(ctx, 0); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	owner := wasmwiz.NewContextWithUser(ctx, &wasmwiz.User{ID: 42, Role: wasmwiz.RoleUser, Tier: wasmwiz.TierFree})
+	listed, _, err := s.FindModules(owner, wasmwiz.ModuleFilter{})
+	wantOK(t, err, "FindModules")
+	if len(listed) != 1 || jsonish(listed[0].Inspection) != jsonish(insp.Summary()) {
+		t.Fatalf("listed after the migration: %d modules, inspection %s; want %s", len(listed), jsonish(listed[0].Inspection), jsonish(insp.Summary()))
+	}
+	got, err := s.FindModuleByID(owner, id)
+	wantOK(t, err, "FindModuleByID")
+	if jsonish(got.Inspection) != jsonish(insp) {
+		t.Fatalf("read by id after the migration: inspection %s, want %s", jsonish(got.Inspection), jsonish(insp))
+	}
 }

@@ -351,6 +351,9 @@ func jsonish(i *wasmwiz.Inspection) string {
 			s += fmt.Sprintf("-%d", *i.Memory.MaxPages)
 		}
 	}
+	if i.ImportsOmitted != 0 || i.ExportsOmitted != 0 {
+		s += fmt.Sprintf(" omitted %d imports, %d exports", i.ImportsOmitted, i.ExportsOmitted)
+	}
 	return s
 }
 
