@@ -23,7 +23,9 @@ import (
 //     place in the replica's run gate.
 //   - The modules known compiled (a bounded set of digests): their requests
 //     need no slot. A worker holding one runs it at once; another loads it
-//     from the on-disk cache.
+//     from the on-disk cache. One the disk cache evicted is compiled again
+//     without a slot once: its worker's answer says it compiled afresh (or
+//     its run ended while it compiled), and the module is known no more.
 //   - Verdicts: a module whose compile passed its wall time or its memory is
 //     refused (ETOOLARGE), and the refusal is remembered by digest, so that
 //     sending it again costs nothing to refuse: a request with no more time
@@ -138,6 +140,16 @@ func (c *compiles) remember(sha string, timeout time.Duration, budget int64) {
 func (c *compiles) compiled(sha string) {
 	c.mu.Lock()
 	c.known.add(sha, 1, nil)
+	c.mu.Unlock()
+}
+
+// forget makes sha unknown: its compiled code is gone from the disk cache
+// (a worker compiled it afresh, or was still compiling or loading it when
+// its run ended), so its next request takes a compile slot again, and a
+// compile that fails then leaves a verdict.
+func (c *compiles) forget(sha string) {
+	c.mu.Lock()
+	c.known.remove(sha)
 	c.mu.Unlock()
 }
 

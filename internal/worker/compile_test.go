@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,5 +206,51 @@ func TestPoolDiskCacheBound(t *testing.T) {
 	})
 	if m := metrictest.Values(t, pl); m["wasmwiz_compile_cache_evictions_total"] < 4 {
 		t.Errorf("wasmwiz_compile_cache_evictions_total = %v, want at least 4", m["wasmwiz_compile_cache_evictions_total"])
+	}
+}
+
+// TestEvictedModuleTakesASlotAgain: a module known compiled needs no compile
+// slot because a worker holds it or loads it from the disk cache; once the
+// cache evicted it, a worker compiles it afresh without a slot, once, and
+// the module is known no more, so that its next request takes a slot (and a
+// failed compile then leaves a verdict).
+func TestEvictedModuleTakesASlotAgain(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 0)
+	opts.CacheMaxBytes = 1 // nothing stays on disk
+	pl := newTestPool(t, opts)
+	wasm := hostiletest.ManyFunctions(300)
+	sha := wasmwiz.ModuleDigest(wasm)
+	run := func(what string) *wasmwiz.Result {
+		t.Helper()
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("%s: %v %+v", what, err, res)
+		}
+		return res
+	}
+	run("the first run")
+	if !pl.compiles.isKnown(sha) {
+		t.Fatal("a module that compiled is not known")
+	}
+	// Workers that hold nothing: the module must come from the disk cache,
+	// which evicted it.
+	old := pl.PIDs()
+	for _, pid := range old {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	testenv.WaitFor(t, "the pool to replace its killed workers", func() bool {
+		pids := pl.PIDs()
+		return len(pids) == len(old) && !slices.ContainsFunc(pids, func(p int) bool { return slices.Contains(old, p) })
+	})
+	if res := run("a run after the eviction"); res.CompileCached {
+		t.Fatal("the module came from a cache that keeps nothing: the test proves nothing")
+	}
+	if pl.compiles.isKnown(sha) {
+		t.Fatal("a module its worker compiled afresh is still known: its requests skip the compile slot")
+	}
+	run("a run that took a slot")
+	if !pl.compiles.isKnown(sha) {
+		t.Fatal("the module is not known after it compiled again")
 	}
 }

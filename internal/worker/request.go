@@ -71,7 +71,8 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 		}
 		runReq = tree.Request(req)
 	}
-	clk := &runClock{start: time.Now(), compiling: !p.mods.has(sha), onStarted: freeSlot}
+	needed := !p.mods.has(sha) // the worker must load or compile it
+	clk := &runClock{start: time.Now(), compiling: needed, onStarted: freeSlot}
 	rq := &request{kind: msgRun, sha: sha, wasm: req.Wasm, load: req.LoadWasm, hint: copiedSize(len(req.Stdin)) + 256,
 		deadline: clk.start.Add(l.Timeout + pl.opts.KillGrace), out: newRunOutput(l.MaxOutputBytes), clk: clk,
 		info: &wasmwiz.ModuleInfo{SHA256: sha, SizeBytes: int64(len(req.Wasm))}}
@@ -121,6 +122,10 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 			pl.compiles.remember(sha, 0, budget)
 			return nil, compileTooBig(budget)
 		}
+	case clk.compiling && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWorkerOOM)):
+		// Known, and still loading, or compiling afresh what the disk cache
+		// evicted: no verdict, but its next request takes a slot.
+		pl.compiles.forget(sha)
 	case !clk.compiling && (err == nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWorkerOOM)):
 		pl.compiles.compiled(sha)
 	}
@@ -160,6 +165,11 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 		out.fill(res)
 		if res.Module.SHA256 == "" {
 			res.Module = info
+		}
+		if known && needed && !res.CompileCached {
+			// Known, but the worker compiled it afresh: the disk cache
+			// evicted it. Its next request takes a compile slot.
+			pl.compiles.forget(sha)
 		}
 		peak = res.MemoryPeakBytes
 		return res, nil
@@ -205,6 +215,7 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 	defer pl.release(p, healthy, 0)
 	switch {
 	case known && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errWorkerOOM)):
+		pl.compiles.forget(sha) // evicted from the disk cache, maybe: the retry takes a slot
 		return nil, &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE, Message: "the server could not load the compiled module in time; retry later",
 			Err: errors.Join(err, &wasmwiz.RetryAfterError{After: time.Second})}
 	case errors.Is(err, os.ErrDeadlineExceeded):
