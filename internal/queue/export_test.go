@@ -1,9 +1,25 @@
 package queue
 
-import "github.com/riverqueue/river"
+import (
+	"time"
+
+	"github.com/riverqueue/river"
+)
 
 // OptionsOf returns q's options, defaults applied.
 func OptionsOf(q *Queue) Options { return q.opts }
 
 // RiverConfigOf returns the configuration q gives River.
 func RiverConfigOf(q *Queue) *river.Config { return q.config() }
+
+// Begin, End and the clock of Webhooks' turns (webhook.go), for the tests.
+func (w *Webhooks) Begin(user, job int64) (time.Duration, bool) { return w.begin(user, job) }
+func (w *Webhooks) End(user int64)                              { w.end(user) }
+func (w *Webhooks) SetNow(now func() time.Time)                 { w.now = now }
+
+// UsersTracked is how many users Webhooks keeps turns for.
+func (w *Webhooks) UsersTracked() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.users)
+}

@@ -340,16 +340,16 @@ type webhookWorker struct {
 // Work implements river.Worker: one delivery attempt; an error makes River
 // try again later, until the job's attempts are spent. While another
 // delivery of the same user is in flight on this replica, the job is
-// snoozed for an attempt's timeout instead, which spends no attempt.
+// snoozed until its turn instead (Webhooks.begin), which spends no attempt.
 func (w *webhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
 	hooks := w.q.opts.Webhooks
 	if hooks == nil {
 		return river.JobSnooze(time.Minute)
 	}
-	end, ok := hooks.begin(job.Args.UserID)
+	wait, ok := hooks.begin(job.Args.UserID, job.ID)
 	if !ok {
-		return river.JobSnooze(hooks.opts.Timeout)
+		return river.JobSnooze(wait)
 	}
-	defer end()
+	defer hooks.end(job.Args.UserID)
 	return hooks.Deliver(ctx, job.Args.RunID, job.Attempt, job.Attempt >= job.MaxAttempts)
 }

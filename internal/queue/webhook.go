@@ -72,13 +72,16 @@ type WebhookStats struct {
 // receiver that answers slowly, or never, holds one for an attempt's
 // Timeout, six attempts per run: a user's deliveries are made one at a
 // time on each replica (begin), so that its receivers hold at most one
-// worker and the others' deliveries go on.
+// worker and the others' deliveries go on. The deliveries put off meanwhile
+// come back one after the other, each at its own turn (defer), not all at
+// once every few seconds.
 type Webhooks struct {
 	opts   WebhookOptions
 	client *http.Client
 
-	mu   sync.Mutex
-	busy map[int64]bool // users with a delivery in flight on this replica
+	mu    sync.Mutex
+	users map[int64]*userDeliveries // users with a delivery in flight or put off here
+	now   func() time.Time
 
 	delivered, failed, givenUp, refused, deferred atomic.Uint64
 }
@@ -98,7 +101,7 @@ func NewWebhooks(opts WebhookOptions) *Webhooks {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	w := &Webhooks{opts: opts, busy: map[int64]bool{}}
+	w := &Webhooks{opts: opts, users: map[int64]*userDeliveries{}, now: time.Now}
 	dialer := &net.Dialer{Timeout: opts.Timeout, Control: w.control}
 	w.client = &http.Client{
 		Timeout: opts.Timeout,
@@ -206,26 +209,95 @@ func (w *Webhooks) Stats() WebhookStats {
 		Refused: w.refused.Load(), Deferred: w.deferred.Load()}
 }
 
-// begin takes user's one place for a delivery in flight on this replica,
-// and end gives it back; ok is false, and the deferral counted, while
-// another of the user's deliveries holds it. User 0 (unknown) is not
-// bounded.
-func (w *Webhooks) begin(user int64) (end func(), ok bool) {
+// userDeliveries is a user's deliveries on this replica: the one in
+// flight, and those put off until it ends.
+type userDeliveries struct {
+	busy    bool
+	started time.Time
+	// attempt is how long the user's last attempt took here: a turn.
+	attempt time.Duration
+	// waiting are the deliveries put off, by job, each with the time it
+	// was told to come back.
+	waiting map[int64]time.Time
+}
+
+// The turns of deliveries put off: a turn is the user's last attempt's
+// duration (firstTurn before any ended), at least minTurn; a delivery put
+// off comes back one turn after the last of the user's others put off, at
+// most maxDeferral from now.
+const (
+	minTurn     = 50 * time.Millisecond
+	firstTurn   = time.Second
+	maxDeferral = 5 * time.Minute
+)
+
+// begin takes user's one place for a delivery in flight on this replica
+// for job; ok is false while another of the user's deliveries holds it,
+// and then wait is how long job is put off (counted as deferred). User 0
+// (unknown) is not bounded. Call end when the attempt is over.
+//
+// Each delivery put off is given its own turn, one after the other: a
+// user's receiver that answers in milliseconds has a burst of deliveries
+// made back to back, and one that never answers has its backlog come back
+// at most every maxDeferral, instead of every delivery being tried again
+// every few seconds (a store round trip each, counted to no one).
+func (w *Webhooks) begin(user, job int64) (wait time.Duration, ok bool) {
 	if user == 0 {
-		return func() {}, true
+		return 0, true
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.busy[user] {
-		w.deferred.Add(1)
-		return nil, false
+	now := w.now()
+	u := w.users[user]
+	if u == nil {
+		u = &userDeliveries{attempt: firstTurn, waiting: map[int64]time.Time{}}
+		w.users[user] = u
 	}
-	w.busy[user] = true
-	return func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		delete(w.busy, user)
-	}, true
+	delete(u.waiting, job)
+	u.prune(now, w.opts.Timeout)
+	if !u.busy {
+		u.busy, u.started = true, now
+		return 0, true
+	}
+	w.deferred.Add(1)
+	last := now
+	for _, at := range u.waiting {
+		if at.After(last) {
+			last = at
+		}
+	}
+	wait = min(last.Add(max(u.attempt, minTurn)).Sub(now), maxDeferral)
+	u.waiting[job] = now.Add(wait)
+	return wait, false
+}
+
+// end gives user's place back after the attempt begin allowed.
+func (w *Webhooks) end(user int64) {
+	if user == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u := w.users[user]
+	if u == nil || !u.busy {
+		return
+	}
+	now := w.now()
+	u.busy, u.attempt = false, now.Sub(u.started)
+	u.prune(now, w.opts.Timeout)
+	if len(u.waiting) == 0 {
+		delete(w.users, user)
+	}
+}
+
+// prune forgets the deliveries put off that are past their turn by more
+// than grace: they came back to another replica, or were deleted.
+func (u *userDeliveries) prune(now time.Time, grace time.Duration) {
+	for job, at := range u.waiting {
+		if now.Sub(at) > grace {
+			delete(u.waiting, job)
+		}
+	}
 }
 
 // Deliver makes one attempt to POST run id's record to its callback URL and

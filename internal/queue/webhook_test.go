@@ -384,3 +384,119 @@ func TestWebhookNothingToDeliver(t *testing.T) {
 		}
 	})
 }
+
+// A user's deliveries put off while one is in flight take turns: each comes
+// back one attempt's duration after the one put off before it, at most
+// five minutes later; another user's are not put off, and a user with
+// nothing in flight or put off is forgotten.
+func TestWebhookDeferredTakeTurns(t *testing.T) {
+	w := queue.NewWebhooks(queue.WebhookOptions{Timeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	now := time.Unix(1_000_000, 0)
+	w.SetNow(func() time.Time { return now })
+	const alice, bob = 1, 2
+
+	if _, ok := w.Begin(alice, 1); !ok {
+		t.Fatal("alice's first delivery is put off")
+	}
+	// Before any attempt ended, a turn is a second.
+	if wait, ok := w.Begin(alice, 2); ok || wait != time.Second {
+		t.Fatalf("alice's second delivery: wait %v, ok %v; want put off for 1s", wait, ok)
+	}
+	if wait, ok := w.Begin(alice, 3); ok || wait != 2*time.Second {
+		t.Fatalf("alice's third delivery: wait %v, ok %v; want put off for 2s", wait, ok)
+	}
+	if _, ok := w.Begin(bob, 10); !ok {
+		t.Fatal("bob's delivery is put off by alice's")
+	}
+	// Alice's first attempt took 200ms: that is her turn from now on.
+	now = now.Add(200 * time.Millisecond)
+	w.End(alice)
+	if _, ok := w.Begin(alice, 4); !ok {
+		t.Fatal("alice's fourth delivery is put off with nothing in flight")
+	}
+	// Job 5 waits behind jobs 2 and 3:
+	// job 3's turn (2s from the start) plus one 200ms turn.
+	if wait, ok := w.Begin(alice, 5); ok || wait != 2*time.Second {
+		t.Fatalf("alice's fifth delivery: wait %v, ok %v; want put off for 2s (1.8s behind job 3, one 200ms turn)", wait, ok)
+	}
+	// Job 2 comes back at its turn while job 4 is still in flight: it goes
+	// to the end of the line.
+	now = now.Add(800 * time.Millisecond)
+	if wait, ok := w.Begin(alice, 2); ok || wait != 1400*time.Millisecond {
+		t.Fatalf("job 2 back while one is in flight: wait %v, ok %v; want put off for 1.4s, after job 5", wait, ok)
+	}
+	if st := w.Stats(); st.Deferred != 4 {
+		t.Fatalf("deferred %d, want 4", st.Deferred)
+	}
+
+	// A receiver that never answers: turns of 10s, and no delivery is put
+	// off for more than five minutes however long the line.
+	now = now.Add(10 * time.Second)
+	w.End(alice)
+	if _, ok := w.Begin(alice, 100); !ok {
+		t.Fatal("alice's delivery is put off with nothing in flight")
+	}
+	var longest time.Duration
+	for job := int64(101); job < 200; job++ {
+		wait, ok := w.Begin(alice, job)
+		if ok || wait <= 0 || wait > 5*time.Minute {
+			t.Fatalf("job %d: wait %v, ok %v; want put off for at most 5m", job, wait, ok)
+		}
+		longest = max(longest, wait)
+	}
+	if longest != 5*time.Minute {
+		t.Fatalf("the longest wait is %v, want 5m", longest)
+	}
+
+	// Deliveries whose turn is long past (they came back to another
+	// replica) are forgotten, and so is a user with none left.
+	now = now.Add(time.Hour)
+	w.End(alice)
+	w.End(bob)
+	if n := w.UsersTracked(); n != 0 {
+		t.Fatalf("%d users tracked after every delivery ended, want 0", n)
+	}
+}
+
+// A burst of one user's deliveries through the queue: each is made once,
+// one at a time, the ones put off coming back at their turns.
+func TestWebhookBurstOfOneUser(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		rc := newReceiver(t, http.StatusOK)
+		_, ctx := s.user(t, "burst"+strconv.FormatInt(users.Add(1), 10)+"@example.com")
+		if _, err := s.RotateWebhookSecret(ctx); err != nil {
+			t.Fatalf("RotateWebhookSecret: %v", err)
+		}
+		w := newWebhooks(s, loopback)
+		q := s.startQueue(t, queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
+		const n = 12
+		want := map[string]bool{}
+		for range n {
+			run := s.mustQueueRun(t, ctx, rc.URL, noJob)
+			want[run.ID] = true
+			if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
+				t.Fatalf("EnqueueWebhook: %v", err)
+			}
+		}
+		testenv.WaitFor(t, "every delivery", func() bool { return w.Stats().Delivered == n })
+		got := map[string]int{}
+		for _, req := range rc.requests() {
+			var rec wasmwiz.UsageRecord
+			if err := json.Unmarshal(req.body, &rec); err != nil {
+				t.Fatalf("a delivery's body: %v", err)
+			}
+			got[rec.ID]++
+		}
+		for id := range want {
+			if got[id] != 1 {
+				t.Errorf("run %s delivered %d times, want once", id, got[id])
+			}
+		}
+		if len(got) != n {
+			t.Errorf("%d runs delivered, want %d", len(got), n)
+		}
+		if st := w.Stats(); st.Failed != 0 || st.GivenUp != 0 {
+			t.Errorf("stats %+v, want no failure", st)
+		}
+	})
+}
