@@ -93,7 +93,7 @@ func (r *UsageRecord) setResult(res *Result, maxStored int64) {
 func (r *UsageRecord) setFailed(err error, at time.Time) {
 	r.State = RunFailed
 	r.ErrorCode = ErrorCode(err)
-	r.Message = cutText(ErrorMessage(err), maxRecordMessageBytes)
+	r.Message = CutText(ErrorMessage(err), maxRecordMessageBytes)
 	at = at.UTC()
 	r.FinishedAt = &at
 }
@@ -121,9 +121,9 @@ func keepStrings(ss []string, budget *int) ([]string, bool) {
 	return out, false
 }
 
-// cutText returns s, or its first bytes up to a UTF-8 boundary with a note
+// CutText returns s, or its first bytes up to a UTF-8 boundary with a note
 // of the cut when s is longer than max.
-func cutText(s string, max int) string {
+func CutText(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}

@@ -300,6 +300,10 @@ func (u *userDeliveries) prune(now time.Time, grace time.Duration) {
 	}
 }
 
+// maxDeliveryErrorBytes bounds the text of a failed attempt kept in its
+// run, the log and the queue.
+const maxDeliveryErrorBytes = 512
+
 // Deliver makes one attempt to POST run id's record to its callback URL and
 // records it in the run. It returns an error when the attempt failed, so
 // that the queue tries again later; last says no attempt follows.
@@ -329,8 +333,13 @@ func (w *Webhooks) Deliver(ctx context.Context, id string, attempt int, last boo
 	code, sendErr := w.send(ctx, rec.CallbackURL, secret, attempt, body)
 	d.StatusCode = code
 	d.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	refused := errors.Is(sendErr, errAddressRefused)
 	if sendErr != nil {
-		d.Error = sendErr.Error()
+		// The receiver chooses what its answer holds: a status line of
+		// megabytes makes the client's error as long (quoted, four times
+		// that). Cut, it is stored, logged and handed to the queue.
+		d.Error = wasmwiz.CutText(sendErr.Error(), maxDeliveryErrorBytes)
+		sendErr = errors.New(d.Error)
 	}
 	if err := w.opts.Runs.AddWebhookDelivery(context.WithoutCancel(sys), d); err != nil {
 		w.opts.Logger.Warn("webhook attempt not recorded", "run_id", id, "attempt", attempt, "err", err)
@@ -344,7 +353,7 @@ func (w *Webhooks) Deliver(ctx context.Context, id string, attempt int, last boo
 	default:
 		w.failed.Add(1)
 	}
-	if errors.Is(sendErr, errAddressRefused) {
+	if refused {
 		w.refused.Add(1)
 	}
 	w.opts.Logger.Info("webhook delivery failed", "run_id", id, "attempt", attempt, "last", last, "err", sendErr)

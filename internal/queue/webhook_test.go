@@ -1,13 +1,16 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -18,6 +21,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
@@ -361,6 +365,42 @@ func TestWebhookFailures(t *testing.T) {
 					t.Fatalf("stats %+v, want one failed", st)
 				}
 			})
+		}
+	})
+}
+
+// A receiver chooses its answer: a status line of megabytes, which the
+// HTTP client quotes whole in its error, is recorded, logged and handed to
+// the queue cut to a few hundred bytes.
+func TestWebhookLongFailureIsCut(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					_, _ = c.Read(make([]byte, 64<<10))
+					_, _ = c.Write(append(bytes.Repeat([]byte{0xff}, 1<<20), "\r\n\r\n"...))
+				}()
+			}
+		}()
+		run, _ := webhookRun(t, s, "http://"+ln.Addr().String()+"/hook")
+		w := newWebhooks(s, loopback)
+		err = w.Deliver(context.Background(), run.ID, 1, false)
+		if err == nil || len(err.Error()) > 1024 {
+			t.Fatalf("Deliver: an error of %d bytes, want one of at most 1 KiB", len(fmt.Sprint(err)))
+		}
+		d := deliveries(t, s, run.ID)
+		if len(d) != 1 || d[0].Error != err.Error() || !utf8.ValidString(d[0].Error) || !contains(d[0].Error, "cut at 512") {
+			t.Fatalf("recorded deliveries %+v, want the failure cut at 512 bytes", d)
 		}
 	})
 }
