@@ -14,7 +14,9 @@
 // so that writers of this process queue in Go instead of spinning on
 // SQLITE_BUSY, and a pool of read-only connections that WAL lets read while
 // the writer writes. Another process on the same file (the admin CLI while
-// serve runs) waits up to the busy timeout.
+// serve runs) waits up to the busy timeout. Every call waits for a
+// connection, and runs, for at most the call timeout (Options.CallTimeout,
+// deadline.go), then fails EUNAVAILABLE.
 package sqlite
 
 import (
@@ -36,15 +38,17 @@ import (
 )
 
 // busyTimeout is how long a statement waits for another process's write
-// lock before it fails with EUNAVAILABLE.
+// lock before it fails with EUNAVAILABLE. A call with a deadline (the call
+// timeout) stops waiting at its deadline; this bounds those without one,
+// migrations.
 const busyTimeout = 10 * time.Second
 
 // DB is the SQLite store. It implements wasmwiz.UserService, APIKeyService,
 // TierService, ModuleService and RunService, and is safe for concurrent use.
 type DB struct {
 	path   string
-	writer *sql.DB // exactly one connection; transactions BEGIN IMMEDIATE
-	reader *sql.DB // read-only connections
+	writer *pool // exactly one connection; transactions BEGIN IMMEDIATE
+	reader *pool // read-only connections
 	now    atomic.Pointer[func() time.Time]
 
 	// Statements of every request, prepared once: parsing SQL took half of
@@ -77,12 +81,44 @@ var (
 // when the file cannot be opened or is not a database. Open does not
 // migrate: call Migrate.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// Options tune a store beyond its path. The zero value is the default.
+type Options struct {
+	// CallTimeout bounds each call to the database: its wait for a pooled
+	// connection (the one writer, or a reader), then its statement and the
+	// reading of its rows until they are closed, or a transaction from its
+	// start to its commit (DefaultCallTimeout when zero; negative: none).
+	// Past it the call fails EUNAVAILABLE. A caller whose context ends
+	// sooner keeps its own deadline. Migrations are not bounded by it.
+	CallTimeout time.Duration
+	// Readers is the number of read-only connections (DefaultReaders when
+	// zero or negative). A request holds at most two at once (a run's
+	// record and its webhook deliveries), each for at most CallTimeout.
+	Readers int
+}
+
+// DefaultReaders is the number of read-only connections when Options does
+// not say: one a CPU, and at least 4.
+func DefaultReaders() int { return max(4, runtime.GOMAXPROCS(0)) }
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "empty SQLite database path")
 	}
 	if path == ":memory:" || strings.HasPrefix(path, "file:") {
 		// Each connection of the pools would get a database of its own.
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "SQLite database %q: want a file path", path)
+	}
+	timeout := opts.CallTimeout
+	if timeout == 0 {
+		timeout = DefaultCallTimeout
+	}
+	readers := opts.Readers
+	if readers <= 0 {
+		readers = DefaultReaders()
 	}
 	// The file holds key digests and every stored module: only its owner
 	// reads it. SQLite gives the -wal and -shm files the same mode.
@@ -99,38 +135,47 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// never consistency; FULL would fsync every commit.
 	params.Set("_synchronous", "NORMAL")
 	params.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock on upgrade
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params.Encode()
-
-	writer, err := sql.Open("sqlite", dsn)
+	writer, err := openPool(path, params, timeout)
 	if err != nil {
-		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot open SQLite database %s", path)
+		return nil, err
 	}
-	writer.SetMaxOpenConns(1)
-	writer.SetMaxIdleConns(1)
-	writer.SetConnMaxLifetime(0)
-	writer.SetConnMaxIdleTime(0)
+	writer.db.SetMaxOpenConns(1)
+	writer.db.SetMaxIdleConns(1)
+	writer.db.SetConnMaxLifetime(0)
+	writer.db.SetConnMaxIdleTime(0)
 
 	params.Set("_query_only", "1")
 	params.Del("_journal_mode") // set once by the writer; a reader must not try to change it
-	reader, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+params.Encode())
+	reader, err := openPool(path, params, timeout)
 	if err != nil {
 		writer.Close()
-		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot open SQLite database %s", path)
+		return nil, err
 	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	reader.SetMaxOpenConns(n)
-	reader.SetMaxIdleConns(n)
+	reader.db.SetMaxOpenConns(readers)
+	reader.db.SetMaxIdleConns(readers)
 
 	db := &DB{path: path, writer: writer, reader: reader}
 	db.SetNow(time.Now)
 	// The writer connects first: it creates the file and switches it to WAL
-	// before any reader opens it.
-	if err := whileBusy(ctx, busyTimeout, func() error { return db.Ping(ctx) }); err != nil {
+	// before any reader opens it. Bounded by Ping's own five seconds and
+	// the busy timeout rather than the call timeout, as on PostgreSQL: a
+	// short call timeout is for answers.
+	if err := whileBusy(ctx, busyTimeout, func() error { return db.Ping(withoutCallTimeout(ctx)) }); err != nil {
 		db.Close()
 		return nil, err
 	}
 	db.prepare(ctx)
 	return db, nil
+}
+
+// openPool returns a pool of connections to the file at path with the DSN
+// parameters params, each call bounded by timeout (deadline.go).
+func openPool(path string, params url.Values, timeout time.Duration) (*pool, error) {
+	base, err := sqlite.NewConnector("file:" + (&url.URL{Path: path}).EscapedPath() + "?" + params.Encode())
+	if err != nil {
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot open SQLite database %s", path)
+	}
+	return &pool{db: sql.OpenDB(connector{Connector: base, timeout: timeout}), timeout: timeout}, nil
 }
 
 // whileBusy calls f again while it fails with SQLITE_BUSY or SQLITE_LOCKED,
@@ -171,7 +216,7 @@ func isBusy(err error) bool {
 func (db *DB) prepare(ctx context.Context) {
 	for _, p := range []struct {
 		stmt  *atomic.Pointer[sql.Stmt]
-		on    *sql.DB
+		on    *pool
 		query string
 	}{{&db.authStmt, db.reader, authenticateSQL}, {&db.findTierStmt, db.reader, findTierSQL},
 		{&db.findModuleStmt, db.reader, findModuleSQL}, {&db.findModuleWasmStmt, db.reader, findModuleWasmSQL},
@@ -193,7 +238,7 @@ func (db *DB) prepare(ctx context.Context) {
 // queryRow runs a prepared statement, or its SQL before it is prepared.
 func (db *DB) queryRow(ctx context.Context, stmt *atomic.Pointer[sql.Stmt], query string, args ...any) *sql.Row {
 	if st := stmt.Load(); st != nil {
-		return st.QueryRowContext(ctx, args...)
+		return db.reader.queryRowStmt(ctx, st, args...)
 	}
 	return db.reader.QueryRowContext(ctx, query, args...)
 }

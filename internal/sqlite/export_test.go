@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -60,4 +61,42 @@ func (db *DB) LeaveModuleForTest(ctx context.Context, id string, owner int64, in
 	}
 	return db.ExecForTest(ctx, `INSERT INTO modules (id, owner_id, name, description, sha256, size_bytes, wasm, inspection, public, created_at)
 		VALUES (?, ?, 'old', '', 'ab', 4, x'0061736d', ?, 0, 0)`, id, owner, inspection)
+}
+
+// ReadForTest reads every row of query through the readers, as a store
+// method reads, and returns how many it read before it ended.
+func (db *DB) ReadForTest(ctx context.Context, query string) (int, error) {
+	rows, err := db.reader.QueryContext(ctx, query)
+	if err != nil {
+		return 0, dbError(err, "test read")
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	return n, dbError(rows.Err(), "test read")
+}
+
+// WriteForTest runs query in a write transaction, as a store method writes.
+func (db *DB) WriteForTest(ctx context.Context, query string) error {
+	return db.write(ctx, "test write", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, query)
+		return err
+	})
+}
+
+// HoldForTest takes a connection of the writer's pool (or the readers'),
+// with no deadline, and keeps it until release is called: a call stuck on
+// it, as one past the call timeout would be were there none.
+func (db *DB) HoldForTest(writer bool) (release func(), err error) {
+	p := db.reader
+	if writer {
+		p = db.writer
+	}
+	conn, err := p.db.Conn(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return func() { conn.Close() }, nil
 }

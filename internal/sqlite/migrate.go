@@ -31,6 +31,10 @@ func (db *DB) Migrate(ctx context.Context) error { return db.MigrateTo(ctx, 0) }
 // MigrateTo is Migrate up to version (0: all), for tests that migrate step
 // by step.
 func (db *DB) MigrateTo(ctx context.Context, version int) error {
+	// A migration may rewrite a large table, and waits for another
+	// process's: no call timeout, only the caller's deadline and, for the
+	// other process's lock, the busy timeout.
+	ctx = withoutCallTimeout(ctx)
 	steps, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "embedded migrations are broken")

@@ -17,8 +17,10 @@ var _ wasmwiz.RunQueueService = (*DB)(nil)
 
 // QueueDB returns the write pool, for the queue (River's SQLite driver),
 // whose jobs must be inserted in the store's transactions and which must
-// queue behind this process's one writer like every other write.
-func (db *DB) QueueDB() *sql.DB { return db.writer }
+// queue behind this process's one writer like every other write. Its
+// statements and transactions have the call timeout too (deadline.go);
+// its waits for the connection end with River's own contexts.
+func (db *DB) QueueDB() *sql.DB { return db.writer.db }
 
 // QueueRun stores r as queued with its input and calls enqueue with the
 // *sql.Tx before committing. The caller's active runs are counted in the

@@ -1,0 +1,205 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+)
+
+// testCallTimeout is the call timeout of the deadline tests: far below
+// the busy timeout (10 s) and the outer deadline, and above what an
+// ordinary call takes on a loaded machine.
+const testCallTimeout = 500 * time.Millisecond
+
+// outerDeadline bounds each deadline test's calls, so that one the call
+// timeout did not end fails the test instead of hanging it.
+const outerDeadline = 12 * time.Second
+
+// countToABillion runs for minutes, yielding its first row at once.
+const countToABillion = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) `
+
+// openWith returns a migrated database in a new temp file opened with
+// opts, closed at cleanup.
+func openWith(t *testing.T, opts sqlite.Options) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.OpenWith(context.Background(), filepath.Join(t.TempDir(), "wasmwiz.db"), opts)
+	if err != nil {
+		t.Fatalf("OpenWith: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return migrate(t, db)
+}
+
+// wantCallTimeout fails the test unless err is EUNAVAILABLE because the
+// call's own deadline passed: a context deadline, while the outer one has
+// not (SQLite's busy timeout gives SQLITE_BUSY, and the outer deadline
+// would have passed).
+func wantCallTimeout(t *testing.T, outer context.Context, what string, err error) {
+	t.Helper()
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.Is(err, context.DeadlineExceeded) || outer.Err() != nil {
+		t.Fatalf("%s: %v (code %q, outer context %v), want EUNAVAILABLE at the call timeout",
+			what, err, wasmwiz.ErrorCode(err), outer.Err())
+	}
+}
+
+// TestCallTimeoutEndsLongStatements: a statement that runs long fails
+// EUNAVAILABLE at the call timeout, whether a read, the reading of its
+// rows, a statement in a write transaction, or the queue's statement on
+// the writer's pool; the pool's one connection answers again after.
+func TestCallTimeoutEndsLongStatements(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, ctx context.Context, db *sqlite.DB) error
+	}{
+		{"read", func(t *testing.T, ctx context.Context, db *sqlite.DB) error {
+			_, err := db.ReadForTest(ctx, countToABillion+`SELECT count(*) FROM c`)
+			return err
+		}},
+		{"rows", func(t *testing.T, ctx context.Context, db *sqlite.DB) error {
+			n, err := db.ReadForTest(ctx, countToABillion+`SELECT x FROM c`)
+			if err != nil && n == 0 {
+				t.Errorf("no row read before the deadline: the statement, not the reading, was cut")
+			}
+			return err
+		}},
+		{"write transaction", func(t *testing.T, ctx context.Context, db *sqlite.DB) error {
+			return db.WriteForTest(ctx, `CREATE TEMP TABLE IF NOT EXISTS n AS `+countToABillion+`SELECT count(*) FROM c`)
+		}},
+		{"queue", func(t *testing.T, ctx context.Context, db *sqlite.DB) error {
+			// River's statements, on the writer's *sql.DB: the driver's
+			// error, which River reports as it is.
+			var n int
+			err := db.QueueDB().QueryRowContext(ctx, countToABillion+`SELECT count(*) FROM c`).Scan(&n)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("queue: %v, want the context's deadline", err)
+			}
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "queue")
+		}},
+		{"queue's rows", func(t *testing.T, ctx context.Context, db *sqlite.DB) error {
+			rows, err := db.QueueDB().QueryContext(ctx, countToABillion+`SELECT x FROM c`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); n == 0 || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("queue's rows: %v after %d rows, want the context's deadline after some", err, n)
+			}
+			return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, rows.Err(), "queue")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout, Readers: 1})
+			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+			defer cancel()
+			wantCallTimeout(t, ctx, tc.name, tc.run(t, ctx, db))
+			// The one reader and the writer answer again.
+			if _, err := db.CountUsers(ctx); err != nil {
+				t.Fatalf("a read after: %v", err)
+			}
+			if err := db.CreateUser(wasmwiz.SystemContext(ctx), &wasmwiz.User{Email: "after@example.com"}); err != nil {
+				t.Fatalf("a write after: %v", err)
+			}
+		})
+	}
+}
+
+// TestCallTimeoutBoundsTheWaitForAConnection: while the one writer, or the
+// only reader, is held (by a call stuck on it), a call waiting for it fails
+// EUNAVAILABLE at the call timeout, also through a prepared statement; once
+// it is released, calls answer again.
+func TestCallTimeoutBoundsTheWaitForAConnection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		writer bool
+		call   func(ctx context.Context, db *sqlite.DB) error
+	}{
+		{"writer", true, func(ctx context.Context, db *sqlite.DB) error {
+			return db.CreateUser(wasmwiz.SystemContext(ctx), &wasmwiz.User{Email: "waits@example.com"})
+		}},
+		{"reader", false, func(ctx context.Context, db *sqlite.DB) error {
+			_, err := db.CountUsers(ctx)
+			return err
+		}},
+		{"reader, prepared statement", false, func(ctx context.Context, db *sqlite.DB) error {
+			_, err := db.FindTier(wasmwiz.SystemContext(ctx), wasmwiz.TierFree)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout, Readers: 1})
+			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+			defer cancel()
+			release, err := db.HoldForTest(tc.writer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCallTimeout(t, ctx, "while the connection is held", tc.call(ctx, db))
+			release()
+			if err := tc.call(ctx, db); err != nil {
+				t.Fatalf("after the connection was released: %v", err)
+			}
+		})
+	}
+}
+
+// TestCallTimeoutEndsTheWaitForAnotherProcessLock: another connection to
+// the file (another process, as the admin CLI) holds the write lock; a
+// write fails EUNAVAILABLE at the call timeout, not at the busy timeout
+// (10 s), while reads go on (WAL); once the lock is released, it writes.
+func TestCallTimeoutEndsTheWaitForAnotherProcessLock(t *testing.T) {
+	t.Parallel()
+	db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout})
+	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+	defer cancel()
+	locker, err := sql.Open("sqlite", "file:"+db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	write := func() error {
+		return db.CreateUser(wasmwiz.SystemContext(ctx), &wasmwiz.User{Email: "locked@example.com"})
+	}
+	wantCallTimeout(t, ctx, "a write while another connection holds the lock", write())
+	if _, err := db.CountUsers(ctx); err != nil {
+		t.Fatalf("a read while another connection holds the write lock: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(); err != nil {
+		t.Fatalf("a write after the lock was released: %v", err)
+	}
+}
+
+// TestMigrationsHaveNoCallTimeout: with a call timeout no call can meet,
+// the migrations still run, and the calls after them fail EUNAVAILABLE.
+func TestMigrationsHaveNoCallTimeout(t *testing.T) {
+	t.Parallel()
+	db := openWith(t, sqlite.Options{CallTimeout: time.Nanosecond})
+	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+	defer cancel()
+	_, err := db.CountUsers(ctx)
+	wantCallTimeout(t, ctx, "a call after the migrations", err)
+}
