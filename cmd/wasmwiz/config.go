@@ -28,7 +28,7 @@ type Config struct {
 	DataDir           string
 	DatabaseURL       string
 	databaseURLSet    bool
-	DatabaseTimeout   time.Duration // each wait for PostgreSQL, at most
+	DatabaseTimeout   time.Duration // each wait for the database, at most
 	RedisURL          string
 	RedisTimeout      time.Duration
 	Auth              bool
@@ -99,7 +99,7 @@ func configVars() []configVar {
 				c.DatabaseURL, c.databaseURLSet = v, true
 				return nil
 			}, func(c *Config) string { return c.DatabaseURL }},
-		durationVar("WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for PostgreSQL (a pooled connection, one statement's answer) at most; past it the request answers 503 with Retry-After",
+		durationVar("WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for the database, PostgreSQL or SQLite (a pooled connection, one statement's answer and rows, a SQLite transaction), at most; past it the request answers 503 with Retry-After",
 			func(c *Config) *time.Duration { return &c.DatabaseTimeout }),
 		{"WASMWIZ_REDIS_URL", "", "redis://… (or rediss://, or unix:///path for a Redis on the same host) shares rate limits between replicas (empty: in-memory limits)", true,
 			func(c *Config, v string) error {
@@ -144,7 +144,7 @@ func configVars() []configVar {
 			func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
 		intVar("WASMWIZ_MAX_AUTH_FAILURES", "30", "API keys that do not authenticate one client address (an IPv4 address, an IPv6 /64) may send a minute, counted across replicas; past it that address's keys answer 429 for the rest of the minute without a database lookup, except keys that authenticated on the same replica before; 0: no bound",
 			func(c *Config) *int { return &c.MaxAuthFailures }, 0, 1000000),
-		intVar("WASMWIZ_MAX_USER_REQUESTS", strconv.Itoa(wwhttp.DefaultMaxUserRequests), "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier) and event streams (8 per user), all of the user's keys together: each may hold one of the replica's database connections; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
+		intVar("WASMWIZ_MAX_USER_REQUESTS", strconv.Itoa(wwhttp.DefaultMaxUserRequests), "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier) and event streams (8 per user), all of the user's keys together: each may hold one of the replica's database connections (on SQLite the read-only connections are twice this bound plus one a CPU, at least 4, at most 64); past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.MaxUserRequests }, 0, 10000),
 		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.UserRequestRate }, 0, 1000000),

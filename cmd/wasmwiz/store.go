@@ -81,11 +81,35 @@ func OpenStore(ctx context.Context, cfg *Config) (Store, error) {
 			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "cannot create the directory of %s", path)
 		}
 	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := sqlite.OpenWith(ctx, path, sqlite.Options{CallTimeout: cfg.DatabaseTimeout, Readers: sqliteReaders(cfg)})
 	if err != nil {
 		return nil, err
 	}
 	return db, nil
+}
+
+// maxSQLiteReaders caps sqliteReaders: each SQLite connection keeps its own
+// page cache (up to 2 MiB).
+const maxSQLiteReaders = 64
+
+// sqliteReaders sizes the SQLite store's read-only connections so that one
+// user at its bound cannot take them all. WASMWIZ_MAX_USER_REQUESTS bounds
+// a user's requests in flight on the routes that read the store on the
+// request's behalf (runs are bounded by the tier and the run gate, and read
+// only a key, a tier and a module, one at a time), and a request holds at
+// most two readers at once (a run's record and its webhook deliveries): a
+// user at its bound holds at most twice its bound, and the default number
+// beside those stays for everyone else. Users are not bounded together, so
+// many of them can still take every reader: then each wait ends at
+// WASMWIZ_DATABASE_TIMEOUT with 503 and Retry-After, as every wait for the
+// database does, rather than queueing silently. The pool is at most
+// maxSQLiteReaders, which a large bound (or none) does not fit whole.
+func sqliteReaders(cfg *Config) int {
+	perUser := maxSQLiteReaders
+	if cfg.MaxUserRequests > 0 {
+		perUser = 2 * cfg.MaxUserRequests
+	}
+	return min(sqlite.DefaultReaders()+perUser, maxSQLiteReaders)
 }
 
 // openAdminStore loads the configuration and opens an existing WasmWiz
