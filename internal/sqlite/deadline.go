@@ -39,17 +39,20 @@ const DefaultCallTimeout = 5 * time.Second
 //     through the writer's *sql.DB, at the timeout).
 //
 // modernc.org/sqlite honours the context: a statement whose context ends
-// is interrupted (sqlite3_interrupt, until its first row), a wait for
+// before its first row is interrupted (sqlite3_interrupt), a wait for
 // another connection's lock under the busy timeout ends, Next and Close
 // stop waiting for a lock, and COMMIT watches the transaction's context.
-// database/sql closes a query's rows, and rolls back a transaction, once
-// its context ends: a row read ends there, at the next row.
+// Past the first row, the reading stops at the next row (rows.Next here;
+// database/sql also closes a query's rows, and rolls back a transaction,
+// once the context it was given ends). modernc offers no way to interrupt
+// a later step, so one that scans long for its next row ends at that row:
+// past the deadline by that one step.
 //
 // A context that already ends sooner keeps its own deadline; one marked by
 // withoutCallTimeout (migrations, which may rewrite large tables) gets
-// none. A write transaction is bounded as a whole, not statement by
-// statement as on PostgreSQL: it holds the file's only write lock, so
-// every writer waits for all of it.
+// none. A transaction is bounded as a whole, not statement by statement as
+// on PostgreSQL: a write transaction holds the file's only write lock, and
+// a read one one of the few readers, so others wait for all of it.
 
 type noTimeoutKey struct{}
 
