@@ -122,8 +122,9 @@ type APIKeyService interface {
 	// user's current tier is read in the same query into User.TierLimits, so
 	// that an execute needs no second lookup.
 	Authenticate(ctx context.Context, plaintext string) (*User, *APIKey, error)
-	// FindAPIKeys lists keys, newest first, with the total matching count.
-	FindAPIKeys(ctx context.Context, filter APIKeyFilter) ([]*APIKey, int, error)
+	// FindAPIKeys lists keys, newest first, with the matching count up to
+	// MaxListTotal. EINVALID for an offset past MaxListOffset.
+	FindAPIKeys(ctx context.Context, filter APIKeyFilter) ([]*APIKey, ListTotal, error)
 	// RevokeAPIKey revokes a key of the caller (or any key, for admins) and
 	// reports whether this call revoked it: revoking a revoked key succeeds
 	// and changes nothing (false), so that it leaves the cache epoch alone.

@@ -103,8 +103,10 @@ type ModuleService interface {
 	FindModuleByID(ctx context.Context, id string) (*Module, error)
 	// FindModuleWasm returns a module with its bytes, under the same rules.
 	FindModuleWasm(ctx context.Context, id string) (*Module, error)
-	// FindModules lists the caller's own modules, newest first, with the total.
-	FindModules(ctx context.Context, filter ModuleFilter) ([]*Module, int, error)
+	// FindModules lists the caller's own modules, newest first, with the
+	// matching count up to MaxListTotal. EINVALID for a filter Validate
+	// refuses (an offset past MaxListOffset).
+	FindModules(ctx context.Context, filter ModuleFilter) ([]*Module, ListTotal, error)
 	// UpdateModule applies upd to a module of the caller (any, for admins)
 	// and returns it without its bytes. ENOTFOUND otherwise, also for
 	// another user's public module; EINVALID for an empty name or a name or

@@ -370,8 +370,10 @@ type RunService interface {
 	CreateRuns(ctx context.Context, runs []*UsageRecord) error
 	// FindRunByID returns a run of the caller (any, for admins), or ENOTFOUND.
 	FindRunByID(ctx context.Context, id string) (*UsageRecord, error)
-	// FindRuns lists the caller's runs, newest first, with the total.
-	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, int, error)
+	// FindRuns lists the caller's runs, newest first, with the matching
+	// count up to MaxListTotal. EINVALID for a filter Validate refuses (an
+	// unknown status, an offset past MaxListOffset).
+	FindRuns(ctx context.Context, filter RunFilter) ([]*UsageRecord, ListTotal, error)
 	// Usage counts the caller's runs today (UTC) and in the last minute, and
 	// the modules and run output it stores, beside its tier's quotas.
 	Usage(ctx context.Context, now time.Time) (*Usage, error)

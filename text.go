@@ -61,16 +61,34 @@ func (m *Module) Validate() error {
 	return CheckText("module description", m.Description)
 }
 
-// Validate returns EINVALID for a filter no module can match: a name that
-// holds a NUL byte or is not UTF-8.
-func (f ModuleFilter) Validate() error { return CheckText("name filter", f.Name) }
+// Validate returns EINVALID for a filter no module can match, a name that
+// holds a NUL byte or is not UTF-8, and for an offset CheckListOffset
+// refuses.
+func (f ModuleFilter) Validate() error {
+	if err := CheckListOffset(f.Offset); err != nil {
+		return err
+	}
+	return CheckText("name filter", f.Name)
+}
 
 // Validate returns EINVALID for an email filter that holds a NUL byte or is
-// not UTF-8.
-func (f UserFilter) Validate() error { return CheckText("email filter", f.Email) }
+// not UTF-8, and for an offset CheckListOffset refuses.
+func (f UserFilter) Validate() error {
+	if err := CheckListOffset(f.Offset); err != nil {
+		return err
+	}
+	return CheckText("email filter", f.Email)
+}
 
-// Validate returns EINVALID for an unknown status.
+// Validate returns EINVALID for an offset CheckListOffset refuses.
+func (f APIKeyFilter) Validate() error { return CheckListOffset(f.Offset) }
+
+// Validate returns EINVALID for an unknown status, and for an offset
+// CheckListOffset refuses.
 func (f RunFilter) Validate() error {
+	if err := CheckListOffset(f.Offset); err != nil {
+		return err
+	}
 	if f.Status == "" {
 		return nil
 	}

@@ -72,8 +72,10 @@ type UserService interface {
 	// FindUserByID returns a user; ENOTFOUND when it does not exist or is not
 	// the caller (for non-admins).
 	FindUserByID(ctx context.Context, id int64) (*User, error)
-	// FindUsers lists users ordered by id, with the total matching count.
-	FindUsers(ctx context.Context, filter UserFilter) ([]*User, int, error)
+	// FindUsers lists users ordered by id, with the matching count up to
+	// MaxListTotal. EINVALID for a filter Validate refuses (an offset past
+	// MaxListOffset).
+	FindUsers(ctx context.Context, filter UserFilter) ([]*User, ListTotal, error)
 	// UpdateUser applies upd and returns the user. ENOTFOUND, EINVALID for an
 	// unknown tier or role.
 	UpdateUser(ctx context.Context, id int64, upd UserUpdate) (*User, error)

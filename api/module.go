@@ -22,10 +22,12 @@ type Module struct {
 	RunCount    int64       `json:"run_count"`
 }
 
-// ModuleList is a page of modules and how many there are in all.
+// ModuleList is a page of modules and how many there are in all, counted up to
+// MaxListTotal: past it Total is MaxListTotal and TotalCapped is set.
 type ModuleList struct {
-	Modules []*Module `json:"modules"`
-	Total   int       `json:"total"`
+	Modules     []*Module `json:"modules"`
+	Total       int       `json:"total"`
+	TotalCapped bool      `json:"total_capped"`
 }
 
 // ModuleUpdate is the body of PATCH /api/v1/modules/{id}; nil fields are

@@ -115,10 +115,12 @@ type WebhookSecret struct {
 	Signature string `json:"signature"`
 }
 
-// RunList is a page of runs and how many there are in all.
+// RunList is a page of runs and how many there are in all, counted up to
+// MaxListTotal: past it Total is MaxListTotal and TotalCapped is set.
 type RunList struct {
-	Runs  []*Run `json:"runs"`
-	Total int    `json:"total"`
+	Runs        []*Run `json:"runs"`
+	Total       int    `json:"total"`
+	TotalCapped bool   `json:"total_capped"`
 }
 
 // Usage is the caller's runs and stored modules against its tier's quotas

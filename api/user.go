@@ -25,10 +25,12 @@ type User struct {
 	Disabled  bool      `json:"disabled"`
 }
 
-// UserList is a page of users and how many there are in all.
+// UserList is a page of users and how many there are in all, counted up to
+// MaxListTotal: past it Total is MaxListTotal and TotalCapped is set.
 type UserList struct {
-	Users []*User `json:"users"`
-	Total int     `json:"total"`
+	Users       []*User `json:"users"`
+	Total       int     `json:"total"`
+	TotalCapped bool    `json:"total_capped"`
 }
 
 // UserRequest is the body of POST /api/v1/admin/users.
@@ -68,10 +70,12 @@ type APIKey struct {
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 }
 
-// KeyList is a page of keys and how many there are in all.
+// KeyList is a page of keys and how many there are in all, counted up to
+// MaxListTotal: past it Total is MaxListTotal and TotalCapped is set.
 type KeyList struct {
-	Keys  []*APIKey `json:"keys"`
-	Total int       `json:"total"`
+	Keys        []*APIKey `json:"keys"`
+	Total       int       `json:"total"`
+	TotalCapped bool      `json:"total_capped"`
 }
 
 // KeyRequest is the body of POST /api/v1/keys (a key for the caller) and

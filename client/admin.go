@@ -31,10 +31,10 @@ func (c *Client) AdminCreateUser(ctx context.Context, req api.UserRequest) (*api
 
 // AdminListUsers lists users by id with the total (GET
 // /api/v1/admin/users); email filters by email.
-func (c *Client) AdminListUsers(ctx context.Context, email string, page Page) ([]*api.User, int, error) {
+func (c *Client) AdminListUsers(ctx context.Context, email string, page Page) ([]*api.User, api.ListTotal, error) {
 	var out api.UserList
 	err := c.call(ctx, http.MethodGet, "/api/v1/admin/users", page.query("email", email), nil, &out)
-	return listResult(out.Users, out.Total, err)
+	return listResult(out.Users, out.Total, out.TotalCapped, err)
 }
 
 // AdminGetUser returns a user (GET /api/v1/admin/users/{id}); ENOTFOUND.
@@ -94,14 +94,14 @@ func (c *Client) AdminPutTier(ctx context.Context, t *api.Tier) (*api.Tier, erro
 
 // AdminListKeys lists keys (GET /api/v1/admin/keys); userID 0 lists every
 // user's.
-func (c *Client) AdminListKeys(ctx context.Context, userID int64, includeRevoked bool, page Page) ([]*api.APIKey, int, error) {
+func (c *Client) AdminListKeys(ctx context.Context, userID int64, includeRevoked bool, page Page) ([]*api.APIKey, api.ListTotal, error) {
 	q := keysQuery(includeRevoked, page)
 	if userID != 0 {
 		q.Set("user_id", strconv.FormatInt(userID, 10))
 	}
 	var out api.KeyList
 	err := c.call(ctx, http.MethodGet, "/api/v1/admin/keys", q, nil, &out)
-	return listResult(out.Keys, out.Total, err)
+	return listResult(out.Keys, out.Total, out.TotalCapped, err)
 }
 
 // AdminCreateKey creates a key for any user (POST /api/v1/admin/keys).

@@ -13,6 +13,9 @@
 // for one that could not be made. ErrorCode, ErrorMessage, RetryAfter and
 // StatusCode read any error a method returns, and a method that fails
 // returns no value with it (nil, zero counts).
+//
+// A list method returns a page of items and their total (api.ListTotal),
+// counted by the server up to api.MaxListTotal: past it Capped is set.
 package client
 
 import (
@@ -40,12 +43,13 @@ func result[T any](v *T, err error) (*T, error) {
 	return v, nil
 }
 
-// listResult is result for a page of a list and its total.
-func listResult[T any](items []T, total int, err error) ([]T, int, error) {
+// listResult is result for a page of a list and its total (the answer's
+// total and total_capped).
+func listResult[T any](items []T, total int, capped bool, err error) ([]T, api.ListTotal, error) {
 	if err != nil {
-		return nil, 0, err
+		return nil, api.ListTotal{}, err
 	}
-	return items, total, nil
+	return items, api.ListTotal{Count: total, Capped: capped}, nil
 }
 
 // maxAnswerBytes bounds what the client reads of one answer, so that a
@@ -323,7 +327,9 @@ func decode(a *answer, out any) error {
 	return nil
 }
 
-// Page selects a page of a list (zero values: the server's defaults).
+// Page selects a page of a list (zero values: the server's defaults). An
+// Offset past api.MaxListOffset is refused (EINVALID): for items further
+// down, narrow the filter.
 type Page struct {
 	Limit  int
 	Offset int

@@ -148,6 +148,46 @@ func TestListQueries(t *testing.T) {
 	}
 }
 
+// TestListTotals: a list method returns the answer's total and
+// total_capped as an api.ListTotal, so that a total the server stopped
+// counting at api.MaxListTotal is not taken for the count of everything.
+func TestListTotals(t *testing.T) {
+	t.Parallel()
+	answer := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, <-answer)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, "ww_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lists := map[string]func() (api.ListTotal, error){
+		"ListRuns":       func() (api.ListTotal, error) { _, n, err := c.ListRuns(ctx, client.RunQuery{}); return n, err },
+		"ListModules":    func() (api.ListTotal, error) { _, n, err := c.ListModules(ctx, "", client.Page{}); return n, err },
+		"ListKeys":       func() (api.ListTotal, error) { _, n, err := c.ListKeys(ctx, false, client.Page{}); return n, err },
+		"AdminListUsers": func() (api.ListTotal, error) { _, n, err := c.AdminListUsers(ctx, "", client.Page{}); return n, err },
+		"AdminListKeys": func() (api.ListTotal, error) {
+			_, n, err := c.AdminListKeys(ctx, 0, false, client.Page{})
+			return n, err
+		},
+	}
+	for name, list := range lists {
+		for body, want := range map[string]api.ListTotal{
+			`{"total":3,"total_capped":false}`:     {Count: 3},
+			`{"total":10000,"total_capped":true}`:  {Count: api.MaxListTotal, Capped: true},
+			`{"total":10000,"total_capped":false}`: {Count: api.MaxListTotal},
+		} {
+			answer <- body
+			got, err := list()
+			if err != nil || got != want {
+				t.Errorf("%s answered %s: total %+v, %v; want %+v", name, body, got, err, want)
+			}
+		}
+	}
+}
+
 // TestExecuteBodies checks what each body kind sends: the fields a server
 // reads, in the shape docs/API.md gives, and the credentials.
 func TestExecuteBodies(t *testing.T) {
@@ -311,19 +351,19 @@ func TestFailureReturnsNoValue(t *testing.T) {
 				t.Errorf("%d %s: %+v with the error %v", answer.status, name, v, err)
 			}
 		}
-		lists := map[string]func() (any, int, error){
-			"AdminListUsers": func() (any, int, error) { return c.AdminListUsers(ctx, "", client.Page{}) },
-			"AdminListKeys":  func() (any, int, error) { return c.AdminListKeys(ctx, 1, false, client.Page{}) },
-			"ListModules":    func() (any, int, error) { return c.ListModules(ctx, "", client.Page{}) },
-			"ListRuns":       func() (any, int, error) { return c.ListRuns(ctx, client.RunQuery{}) },
-			"ListKeys":       func() (any, int, error) { return c.ListKeys(ctx, false, client.Page{}) },
+		lists := map[string]func() (any, api.ListTotal, error){
+			"AdminListUsers": func() (any, api.ListTotal, error) { return c.AdminListUsers(ctx, "", client.Page{}) },
+			"AdminListKeys":  func() (any, api.ListTotal, error) { return c.AdminListKeys(ctx, 1, false, client.Page{}) },
+			"ListModules":    func() (any, api.ListTotal, error) { return c.ListModules(ctx, "", client.Page{}) },
+			"ListRuns":       func() (any, api.ListTotal, error) { return c.ListRuns(ctx, client.RunQuery{}) },
+			"ListKeys":       func() (any, api.ListTotal, error) { return c.ListKeys(ctx, false, client.Page{}) },
 		}
 		for name, call := range lists {
 			v, total, err := call()
 			if err == nil {
 				t.Errorf("%d %s: no error", answer.status, name)
-			} else if !reflect.ValueOf(v).IsNil() || total != 0 {
-				t.Errorf("%d %s: %v, %d with the error %v", answer.status, name, v, total, err)
+			} else if !reflect.ValueOf(v).IsNil() || total != (api.ListTotal{}) {
+				t.Errorf("%d %s: %v, %+v with the error %v", answer.status, name, v, total, err)
 			}
 		}
 		srv.Close()

@@ -54,10 +54,10 @@ func (c *Client) CreateModule(ctx context.Context, m ModuleUpload) (*api.Module,
 // ListModules returns the caller's modules, newest first, and the total
 // (GET /api/v1/modules); name filters by name. Errors: EUNAUTHORIZED,
 // EINVALID for a bad page.
-func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*api.Module, int, error) {
+func (c *Client) ListModules(ctx context.Context, name string, page Page) ([]*api.Module, api.ListTotal, error) {
 	var out api.ModuleList
 	err := c.call(ctx, http.MethodGet, "/api/v1/modules", page.query("name", name), nil, &out)
-	return listResult(out.Modules, out.Total, err)
+	return listResult(out.Modules, out.Total, out.TotalCapped, err)
 }
 
 // GetModule returns a module the caller can see (GET /api/v1/modules/{id}).
@@ -93,11 +93,11 @@ type RunQuery struct {
 
 // ListRuns returns the caller's runs, newest first, and the total (GET
 // /api/v1/runs). Errors: EUNAUTHORIZED, EINVALID.
-func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*api.Run, int, error) {
+func (c *Client) ListRuns(ctx context.Context, rq RunQuery) ([]*api.Run, api.ListTotal, error) {
 	q := rq.Page.query("status", string(rq.Status), "since", timeParam(rq.Since), "until", timeParam(rq.Until))
 	var out api.RunList
 	err := c.call(ctx, http.MethodGet, "/api/v1/runs", q, nil, &out)
-	return listResult(out.Runs, out.Total, err)
+	return listResult(out.Runs, out.Total, out.TotalCapped, err)
 }
 
 // GetRun returns one of the caller's runs (GET /api/v1/runs/{id}); ENOTFOUND
@@ -148,10 +148,10 @@ func keysQuery(includeRevoked bool, page Page) url.Values {
 
 // ListKeys returns the caller's keys, newest first, and the total (GET
 // /api/v1/keys). EUNAUTHORIZED.
-func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) ([]*api.APIKey, int, error) {
+func (c *Client) ListKeys(ctx context.Context, includeRevoked bool, page Page) ([]*api.APIKey, api.ListTotal, error) {
 	var out api.KeyList
 	err := c.call(ctx, http.MethodGet, "/api/v1/keys", keysQuery(includeRevoked, page), nil, &out)
-	return listResult(out.Keys, out.Total, err)
+	return listResult(out.Keys, out.Total, out.TotalCapped, err)
 }
 
 // RevokeKey revokes one of the caller's keys (DELETE /api/v1/keys/{id});

@@ -181,6 +181,6 @@ func TestServeDatabaseOutage(t *testing.T) {
 	}
 	testenv.WaitFor(t, "the runs to be written", func() bool {
 		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: api.StatusOK})
-		return err == nil && total == 2
+		return err == nil && total.Count == 2
 	})
 }

@@ -91,7 +91,7 @@ func cmdKeys(ctx context.Context, env *Env, args []string) error {
 				return err
 			}
 			printKeys(env.Stdout, keys)
-			fmt.Fprintf(env.Stdout, "%d of %d keys\n", len(keys), total)
+			fmt.Fprintf(env.Stdout, "%d of %s keys\n", len(keys), total)
 			return nil
 		})
 	case "revoke":

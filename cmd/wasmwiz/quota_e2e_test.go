@@ -63,8 +63,8 @@ func TestServeStoredModulesQuota(t *testing.T) {
 			for _, m := range mods {
 				sum += m.SizeBytes
 			}
-			if int64(total) != u.StoredModules || sum != u.StoredModuleBytes {
-				t.Fatalf("%s: the user lists %d modules of %d bytes, usage says %d of %d", what, total, sum, u.StoredModules, u.StoredModuleBytes)
+			if int64(total.Count) != u.StoredModules || sum != u.StoredModuleBytes {
+				t.Fatalf("%s: the user lists %d modules of %d bytes, usage says %d of %d", what, total.Count, sum, u.StoredModules, u.StoredModuleBytes)
 			}
 			return u
 		}

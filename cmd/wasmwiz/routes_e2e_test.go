@@ -109,8 +109,8 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	_, err = user.CreateModule(ctx, client.ModuleUpload{Wasm: testmodule.Read(t, "bad_imports.wasm")})
 	wantCode(t, "upload with bad imports", err, wasmwiz.EINVALID)
 	mods, total, err := user.ListModules(ctx, "", client.Page{})
-	if err != nil || total != 1 || len(mods) != 1 || mods[0].ID != m.ID {
-		t.Fatalf("ListModules: %v %d %v", mods, total, err)
+	if err != nil || total.Count != 1 || len(mods) != 1 || mods[0].ID != m.ID {
+		t.Fatalf("ListModules: %v %d %v", mods, total.Count, err)
 	}
 	got, err := user.GetModule(ctx, m.ID)
 	if err != nil || got.Name != "echo" || got.Description != "trims stdin" || got.SHA256 != m.SHA256 {
@@ -138,15 +138,15 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	var runs []*api.Run
 	testenv.WaitFor(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
-		return err == nil && total >= 4*3+3+1+1 // and the legacy run
+		return err == nil && total.Count >= 4*3+3+1+1 // and the legacy run
 	})
 	one, err := user.GetRun(ctx, runs[0].ID)
 	if err != nil || one.ID != runs[0].ID || one.UserID != me.ID {
 		t.Fatalf("GetRun: %+v, %v", one, err)
 	}
 	okRuns, okTotal, err := user.ListRuns(ctx, client.RunQuery{Status: api.StatusOK, Page: client.Page{Limit: 2}})
-	if err != nil || len(okRuns) != 2 || okTotal < 4 || okRuns[0].Status != api.StatusOK {
-		t.Fatalf("ListRuns status=ok limit=2: %d runs, total %d, %v", len(okRuns), okTotal, err)
+	if err != nil || len(okRuns) != 2 || okTotal.Count < 4 || okRuns[0].Status != api.StatusOK {
+		t.Fatalf("ListRuns status=ok limit=2: %d runs, total %d, %v", len(okRuns), okTotal.Count, err)
 	}
 	// Usage counts the runs that ran (refused requests have no status). The
 	// writer may still be flushing (the wait above counts refused records
@@ -188,25 +188,25 @@ func testRoutes(t *testing.T, s *e2eServer) {
 		t.Fatalf("the new key: %v", err)
 	}
 	keys, ktotal, err := user.ListKeys(ctx, false, client.Page{})
-	if err != nil || ktotal != 2 || len(keys) != 2 {
-		t.Fatalf("ListKeys: %d %v", ktotal, err)
+	if err != nil || ktotal.Count != 2 || len(keys) != 2 {
+		t.Fatalf("ListKeys: %d %v", ktotal.Count, err)
 	}
 	if err := user.RevokeKey(ctx, nk.Key.ID); err != nil {
 		t.Fatalf("RevokeKey: %v", err)
 	}
 	_, err = s.client(nk.Secret).Me(ctx)
 	wantCode(t, "revoked key", err, wasmwiz.EUNAUTHORIZED)
-	if _, ktotal, _ = user.ListKeys(ctx, true, client.Page{}); ktotal != 2 {
-		t.Fatalf("ListKeys with revoked: %d, want 2", ktotal)
+	if _, ktotal, _ = user.ListKeys(ctx, true, client.Page{}); ktotal.Count != 2 {
+		t.Fatalf("ListKeys with revoked: %d, want 2", ktotal.Count)
 	}
-	if _, ktotal, _ = user.ListKeys(ctx, false, client.Page{}); ktotal != 1 {
-		t.Fatalf("ListKeys without revoked: %d, want 1", ktotal)
+	if _, ktotal, _ = user.ListKeys(ctx, false, client.Page{}); ktotal.Count != 1 {
+		t.Fatalf("ListKeys without revoked: %d, want 1", ktotal.Count)
 	}
 
 	// Admin: users.
 	users, utotal, err := admin.AdminListUsers(ctx, "", client.Page{})
-	if err != nil || utotal != 2 || len(users) != 2 {
-		t.Fatalf("AdminListUsers: %d %v", utotal, err)
+	if err != nil || utotal.Count != 2 || len(users) != 2 {
+		t.Fatalf("AdminListUsers: %d %v", utotal.Count, err)
 	}
 	byEmail, _, err := admin.AdminListUsers(ctx, strings.ToUpper(me.Email), client.Page{})
 	if err != nil || len(byEmail) != 1 || byEmail[0].ID != me.ID {
@@ -280,8 +280,8 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	_, err = user.GetModule(ctx, m.ID)
 	wantCode(t, "deleted module", err, wasmwiz.ENOTFOUND)
-	if _, after, _ := user.ListRuns(ctx, client.RunQuery{}); after < total {
-		t.Fatalf("runs after deleting the module: %d, before %d", after, total)
+	if _, after, _ := user.ListRuns(ctx, client.RunQuery{}); after.Count < total.Count {
+		t.Fatalf("runs after deleting the module: %d, before %d", after.Count, total.Count)
 	}
 
 	// Background runs, their events, cancel, the webhook secret, the charts.

@@ -59,7 +59,7 @@ func cmdUsers(ctx context.Context, env *Env, args []string) error {
 				return err
 			}
 			printUsers(env.Stdout, users)
-			fmt.Fprintf(env.Stdout, "%d of %d users\n", len(users), total)
+			fmt.Fprintf(env.Stdout, "%d of %s users\n", len(users), total)
 			return nil
 		})
 	case "disable", "enable":

@@ -53,7 +53,7 @@ func (s *Server) findKeys(w http.ResponseWriter, r *http.Request, userID int64) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.KeyList{Keys: apiList(keys, apiKey), Total: total})
+	writeJSON(w, http.StatusOK, api.KeyList{Keys: apiList(keys, apiKey), Total: total.Count, TotalCapped: total.Capped})
 	return nil
 }
 

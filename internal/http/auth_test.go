@@ -46,11 +46,11 @@ func TestAuthMatrix(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, func(o *wwhttp.Options) { o.Auth = tt.auth })
 			f.keys.AuthenticateFn = wrapDisabled(f.keys.AuthenticateFn)
-			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
-				return nil, 0, nil
+			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+				return nil, wasmwiz.ListTotal{}, nil
 			}
-			f.users.FindUsersFn = func(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
-				return []*wasmwiz.User{theUser}, 1, nil
+			f.users.FindUsersFn = func(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error) {
+				return []*wasmwiz.User{theUser}, wasmwiz.ListTotal{Count: 1}, nil
 			}
 			req := request{method: tt.method, path: tt.path, key: tt.key, header: tt.header}
 			if tt.path == "/api/v1/execute" {

@@ -38,8 +38,8 @@ func TestAuthFailuresBoundedPerAddress(t *testing.T) {
 		lookups.Add(1)
 		return next(ctx, p)
 	}
-	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
-		return nil, 0, nil
+	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+		return nil, wasmwiz.ListTotal{}, nil
 	}
 	n := 0
 	bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) } // a new key each time, as a flood would send
@@ -125,8 +125,8 @@ func TestAuthFailuresKnownKeyThatFails(t *testing.T) {
 		}
 		return next(ctx, p)
 	}
-	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
-		return nil, 0, nil
+	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+		return nil, wasmwiz.ListTotal{}, nil
 	}
 	get := func(key string) *response {
 		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: "203.0.113.8:1"})

@@ -327,7 +327,8 @@ func multipartError(err error) error {
 	return wasmwiz.WrapError(wasmwiz.EINVALID, err, "invalid multipart body")
 }
 
-// pageParams reads limit and offset from the query (EINVALID when bad).
+// pageParams reads limit and offset from the query (EINVALID when bad,
+// and for an offset past wasmwiz.MaxListOffset).
 func pageParams(r *http.Request) (limit, offset int, err error) {
 	limit, offset = 50, 0
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -341,6 +342,9 @@ func pageParams(r *http.Request) (limit, offset int, err error) {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
 			return 0, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "offset must be a whole number, 0 or more")
+		}
+		if err := wasmwiz.CheckListOffset(n); err != nil {
+			return 0, 0, err
 		}
 		offset = n
 	}

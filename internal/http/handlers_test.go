@@ -32,17 +32,19 @@ func TestResourceRoutes(t *testing.T) {
 	}{
 		{name: "list modules", method: "GET", path: "/api/v1/modules?limit=5&offset=10&name=m", key: userKey,
 			setup: func(f *fixture) {
-				f.modules.FindModulesFn = func(ctx context.Context, fl wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+				f.modules.FindModulesFn = func(ctx context.Context, fl wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
 					if fl.Limit != 5 || fl.Offset != 10 || fl.Name != "m" || !mine(ctx) {
-						return nil, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
+						return nil, wasmwiz.ListTotal{}, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
 					}
-					return []*wasmwiz.Module{mod}, 11, nil
+					return []*wasmwiz.Module{mod}, wasmwiz.ListTotal{Count: 11}, nil
 				}
 			}, status: 200, want: `"total":11`},
 		{name: "empty module list is an array", method: "GET", path: "/api/v1/modules", key: userKey,
 			setup: func(f *fixture) {
-				f.modules.FindModulesFn = func(ctx context.Context, fl wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) { return nil, 0, nil }
-			}, status: 200, want: `{"modules":[],"total":0}`},
+				f.modules.FindModulesFn = func(ctx context.Context, fl wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+					return nil, wasmwiz.ListTotal{}, nil
+				}
+			}, status: 200, want: `{"modules":[],"total":0,"total_capped":false}`},
 		{name: "bad limit", method: "GET", path: "/api/v1/modules?limit=0", key: userKey, status: 400, want: "EINVALID"},
 		{name: "get module", method: "GET", path: "/api/v1/modules/" + mod.ID, key: userKey,
 			setup: func(f *fixture) {
@@ -69,19 +71,19 @@ func TestResourceRoutes(t *testing.T) {
 		{name: "upload not wasm", method: "POST", path: "/api/v1/modules", key: userKey, body: "text", status: 400, want: "EINVALID"},
 		{name: "list runs with filter", method: "GET", path: "/api/v1/runs?status=trap&since=2026-11-01T00:00:00Z", key: userKey,
 			setup: func(f *fixture) {
-				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
+				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error) {
 					if fl.Status != wasmwiz.StatusTrap || fl.Since.IsZero() || !mine(ctx) {
-						return nil, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
+						return nil, wasmwiz.ListTotal{}, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
 					}
-					return []*wasmwiz.UsageRecord{run}, 1, nil
+					return []*wasmwiz.UsageRecord{run}, wasmwiz.ListTotal{Count: 1}, nil
 				}
 			}, status: 200, want: run.ID},
 		{name: "empty run list is an array", method: "GET", path: "/api/v1/runs", key: userKey,
 			setup: func(f *fixture) {
-				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
-					return nil, 0, nil
+				f.runs.FindRunsFn = func(ctx context.Context, fl wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error) {
+					return nil, wasmwiz.ListTotal{}, nil
 				}
-			}, status: 200, want: `{"runs":[],"total":0}`},
+			}, status: 200, want: `{"runs":[],"total":0,"total_capped":false}`},
 		{name: "runs with unknown status", method: "GET", path: "/api/v1/runs?status=weird", key: userKey, status: 400, want: "EINVALID"},
 		{name: "runs with bad time", method: "GET", path: "/api/v1/runs?until=yesterday", key: userKey, status: 400, want: "EINVALID"},
 		{name: "get run", method: "GET", path: "/api/v1/runs/" + run.ID, key: userKey,
@@ -114,13 +116,13 @@ func TestResourceRoutes(t *testing.T) {
 		{name: "key expiring in the past", method: "POST", path: "/api/v1/keys", key: userKey, body: `{"expires_at":"2000-01-01T00:00:00Z"}`, status: 400, want: "EINVALID"},
 		{name: "list keys is always mine", method: "GET", path: "/api/v1/keys?user_id=2", key: userKey,
 			setup: func(f *fixture) {
-				f.keys.FindAPIKeysFn = func(ctx context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+				f.keys.FindAPIKeysFn = func(ctx context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
 					if fl.UserID != 1 {
-						return nil, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "user %d", fl.UserID)
+						return nil, wasmwiz.ListTotal{}, wasmwiz.Errorf(wasmwiz.EINVALID, "user %d", fl.UserID)
 					}
-					return nil, 0, nil
+					return nil, wasmwiz.ListTotal{}, nil
 				}
-			}, status: 200, want: `{"keys":[],"total":0}`},
+			}, status: 200, want: `{"keys":[],"total":0,"total_capped":false}`},
 		{name: "revoke another tenant's key", method: "DELETE", path: "/api/v1/keys/12", key: userKey,
 			setup: func(f *fixture) {
 				f.keys.RevokeAPIKeyFn = func(ctx context.Context, id int64) (bool, error) { return false, notFound }
@@ -176,11 +178,11 @@ func TestResourceRoutes(t *testing.T) {
 			}, status: 200, want: `"timeout_ms":250`},
 		{name: "admin keys of a user", method: "GET", path: "/api/v1/admin/keys?user_id=3&include_revoked=true", key: adminKey,
 			setup: func(f *fixture) {
-				f.keys.FindAPIKeysFn = func(ctx context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+				f.keys.FindAPIKeysFn = func(ctx context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
 					if fl.UserID != 3 || !fl.IncludeRevoked {
-						return nil, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
+						return nil, wasmwiz.ListTotal{}, wasmwiz.Errorf(wasmwiz.EINVALID, "filter %+v", fl)
 					}
-					return []*wasmwiz.APIKey{{ID: 13, UserID: 3}}, 1, nil
+					return []*wasmwiz.APIKey{{ID: 13, UserID: 3}}, wasmwiz.ListTotal{Count: 1}, nil
 				}
 			}, status: 200, want: `"user_id":3`},
 		{name: "stats", method: "GET", path: "/api/v1/admin/stats", key: adminKey,

@@ -132,7 +132,7 @@ func (s *Server) listModules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.ModuleList{Modules: apiList(ms, apiModule), Total: total})
+	writeJSON(w, http.StatusOK, api.ModuleList{Modules: apiList(ms, apiModule), Total: total.Count, TotalCapped: total.Capped})
 	return nil
 }
 

@@ -269,7 +269,7 @@ var queryParams = map[string]map[string]any{
 	"timeout":         {"description": "a lower wall time than the tier's", "schema": map[string]any{"type": "string"}, "example": "500ms"},
 	"memory":          {"description": "a lower memory cap than the tier's", "schema": map[string]any{"type": "string"}, "example": "16MiB"},
 	"limit":           {"schema": map[string]any{"type": "integer", "minimum": 0}},
-	"offset":          {"schema": map[string]any{"type": "integer", "minimum": 0}},
+	"offset":          {"description": "items to skip; for items further down, narrow the filter", "schema": map[string]any{"type": "integer", "minimum": 0, "maximum": wasmwiz.MaxListOffset}},
 	"user_id":         {"schema": map[string]any{"type": "integer", "format": "int64"}},
 	"status":          {"description": "runs that ended so", "schema": ref("Status")},
 	"public":          {"schema": map[string]any{"type": "boolean"}},
@@ -448,8 +448,16 @@ func enum[T ~string](desc string, values ...T) map[string]any {
 	return map[string]any{"type": "string", "description": desc, "enum": values}
 }
 
+// list is the schema of a page of a list: its items, and their total
+// counted up to wasmwiz.MaxListTotal.
 func list(sample any, field, item string) map[string]any {
-	return obj(sample, field+":[]"+item, "total:integer")
+	schema := obj(sample, field+":[]"+item, "total:integer", "total_capped:boolean")
+	p := schema["properties"].(map[string]any)
+	p["total"] = map[string]any{"type": "integer", "format": "int64", "minimum": 0, "maximum": wasmwiz.MaxListTotal,
+		"description": fmt.Sprintf("how many match, counted up to %d", wasmwiz.MaxListTotal)}
+	p["total_capped"] = map[string]any{"type": "boolean",
+		"description": fmt.Sprintf("more than %d match: total is %d", wasmwiz.MaxListTotal, wasmwiz.MaxListTotal)}
+	return schema
 }
 
 // schemaTypes names the api type of each schema: the test holds them

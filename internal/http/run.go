@@ -36,7 +36,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if runs == nil {
 		runs = []*api.Run{} // an empty page is [], not null
 	}
-	writeJSON(w, http.StatusOK, api.RunList{Runs: runs, Total: total})
+	writeJSON(w, http.StatusOK, api.RunList{Runs: runs, Total: total.Count, TotalCapped: total.Capped})
 	return nil
 }
 

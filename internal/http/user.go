@@ -54,7 +54,7 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.UserList{Users: apiList(users, apiUser), Total: total})
+	writeJSON(w, http.StatusOK, api.UserList{Users: apiList(users, apiUser), Total: total.Count, TotalCapped: total.Capped})
 	return nil
 }
 

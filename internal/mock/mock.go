@@ -45,7 +45,7 @@ func (e *Engine) Run(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Res
 type UserService struct {
 	CreateUserFn   func(ctx context.Context, u *wasmwiz.User) error
 	FindUserByIDFn func(ctx context.Context, id int64) (*wasmwiz.User, error)
-	FindUsersFn    func(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error)
+	FindUsersFn    func(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error)
 	UpdateUserFn   func(ctx context.Context, id int64, upd wasmwiz.UserUpdate) (*wasmwiz.User, error)
 	CountUsersFn   func(ctx context.Context) (int, error)
 }
@@ -69,9 +69,9 @@ func (s *UserService) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User
 }
 
 // FindUsers calls FindUsersFn.
-func (s *UserService) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
+func (s *UserService) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error) {
 	if s.FindUsersFn == nil {
-		return nil, 0, unset("UserService.FindUsers")
+		return nil, wasmwiz.ListTotal{}, unset("UserService.FindUsers")
 	}
 	return s.FindUsersFn(ctx, filter)
 }
@@ -96,7 +96,7 @@ func (s *UserService) CountUsers(ctx context.Context) (int, error) {
 type APIKeyService struct {
 	CreateAPIKeyFn func(ctx context.Context, userID int64, name string, expiresAt *time.Time) (*wasmwiz.APIKey, string, error)
 	AuthenticateFn func(ctx context.Context, plaintext string) (*wasmwiz.User, *wasmwiz.APIKey, error)
-	FindAPIKeysFn  func(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error)
+	FindAPIKeysFn  func(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error)
 	RevokeAPIKeyFn func(ctx context.Context, id int64) (bool, error)
 }
 
@@ -119,9 +119,9 @@ func (s *APIKeyService) Authenticate(ctx context.Context, plaintext string) (*wa
 }
 
 // FindAPIKeys calls FindAPIKeysFn.
-func (s *APIKeyService) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+func (s *APIKeyService) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
 	if s.FindAPIKeysFn == nil {
-		return nil, 0, unset("APIKeyService.FindAPIKeys")
+		return nil, wasmwiz.ListTotal{}, unset("APIKeyService.FindAPIKeys")
 	}
 	return s.FindAPIKeysFn(ctx, filter)
 }
@@ -173,7 +173,7 @@ type ModuleService struct {
 	StoredModulesFn  func(ctx context.Context) (wasmwiz.StoredModules, error)
 	FindModuleByIDFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
 	FindModuleWasmFn func(ctx context.Context, id string) (*wasmwiz.Module, error)
-	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error)
+	FindModulesFn    func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error)
 	UpdateModuleFn   func(ctx context.Context, id string, upd wasmwiz.ModuleUpdate) (*wasmwiz.Module, bool, error)
 	DeleteModuleFn   func(ctx context.Context, id string) error
 }
@@ -213,9 +213,9 @@ func (s *ModuleService) FindModuleWasm(ctx context.Context, id string) (*wasmwiz
 }
 
 // FindModules calls FindModulesFn.
-func (s *ModuleService) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+func (s *ModuleService) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
 	if s.FindModulesFn == nil {
-		return nil, 0, unset("ModuleService.FindModules")
+		return nil, wasmwiz.ListTotal{}, unset("ModuleService.FindModules")
 	}
 	return s.FindModulesFn(ctx, filter)
 }
@@ -240,7 +240,7 @@ func (s *ModuleService) DeleteModule(ctx context.Context, id string) error {
 type RunService struct {
 	CreateRunsFn       func(ctx context.Context, runs []*wasmwiz.UsageRecord) error
 	FindRunByIDFn      func(ctx context.Context, id string) (*wasmwiz.UsageRecord, error)
-	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error)
+	FindRunsFn         func(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error)
 	UsageFn            func(ctx context.Context, now time.Time) (*wasmwiz.Usage, error)
 	StatsFn            func(ctx context.Context, now time.Time) (*wasmwiz.Stats, error)
 	DeleteRunsBeforeFn func(ctx context.Context, t time.Time, tier string, batch int) (int, error)
@@ -283,9 +283,9 @@ func (s *RunService) FindRunByID(ctx context.Context, id string) (*wasmwiz.Usage
 }
 
 // FindRuns calls FindRunsFn.
-func (s *RunService) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
+func (s *RunService) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error) {
 	if s.FindRunsFn == nil {
-		return nil, 0, unset("RunService.FindRuns")
+		return nil, wasmwiz.ListTotal{}, unset("RunService.FindRuns")
 	}
 	return s.FindRunsFn(ctx, filter)
 }

@@ -178,13 +178,17 @@ func (db *DB) shouldMarkUsed(id int64, now time.Time) bool {
 	return true
 }
 
-// FindAPIKeys lists keys, newest first, with the total matching count.
-// Admins see the keys of filter.UserID (every key when it is 0); other
-// callers always see only their own. EUNAUTHORIZED without a caller.
-func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+// FindAPIKeys lists keys, newest first, with the matching count up to
+// wasmwiz.MaxListTotal. Admins see the keys of filter.UserID (every key
+// when it is 0); other callers always see only their own. EUNAUTHORIZED
+// without a caller, EINVALID for an offset past wasmwiz.MaxListOffset.
+func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
+	}
+	if err := filter.Validate(); err != nil {
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	userID := caller.ID
 	if caller.IsAdmin() {
@@ -194,8 +198,8 @@ func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*
 		AND ($4 OR revoked_at IS NULL)`
 	q := findQuery{what: "keys", columns: apiKeyColumns, table: "api_keys", where: where, order: "created_at DESC, id DESC",
 		args: []any{userID, caller.IsAdmin(), caller.ID, filter.IncludeRevoked}}
-	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.APIKey, error) {
-		return scanAPIKey(row, total)
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row) (*wasmwiz.APIKey, error) {
+		return scanAPIKey(row)
 	})
 }
 

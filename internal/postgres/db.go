@@ -231,34 +231,53 @@ type findQuery struct {
 }
 
 // findPage answers a Find: the page of q's rows that limit and offset pick
-// (pageSQL), each read by scan, which also reads the window count of all
-// the matching rows into total; past the end, where no row carries that
-// count, a query of its own counts them.
-func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row pgx.Row, total *int) (T, error)) ([]T, int, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+q.columns+`, count(*) OVER () FROM `+q.table+` `+q.where+
+// (pageSQL), each read by scan, and the count of q's rows up to
+// wasmwiz.MaxListTotal. A page that ends short with rows on it says the
+// count itself (offset + its rows); otherwise countRows counts, reading at
+// most MaxListTotal+1 rows, so that neither a deep page nor a caller's
+// many rows make a list read them all. EINVALID for an offset past
+// wasmwiz.MaxListOffset.
+func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row pgx.Row) (T, error)) ([]T, wasmwiz.ListTotal, error) {
+	if err := wasmwiz.CheckListOffset(offset); err != nil {
+		return nil, wasmwiz.ListTotal{}, err
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+q.columns+` FROM `+q.table+` `+q.where+
 		` ORDER BY `+q.order+pageSQL(limit, offset), q.args...)
 	if err != nil {
-		return nil, 0, dbError(err, "find "+q.what)
+		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
 	}
 	defer rows.Close()
 	var out []T
-	total := 0
 	for rows.Next() {
-		v, err := scan(rows, &total)
+		v, err := scan(rows)
 		if err != nil {
-			return nil, 0, dbError(err, "find "+q.what)
+			return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
 		}
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, dbError(err, "find "+q.what)
+		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
 	}
-	if len(out) == 0 && offset > 0 {
-		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM `+q.table+` `+q.where, q.args...).Scan(&total); err != nil {
-			return nil, 0, dbError(err, "count "+q.what)
-		}
+	if len(out) > 0 && (limit <= 0 || len(out) < limit) {
+		return out, wasmwiz.CountedTotal(offset + len(out)), nil
+	}
+	total, err := countRows(ctx, db, q)
+	if err != nil {
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	return out, total, nil
+}
+
+// countRows counts q's rows up to wasmwiz.MaxListTotal: the subquery stops
+// at one row past it, which says that more match.
+func countRows(ctx context.Context, db *DB, q findQuery) (wasmwiz.ListTotal, error) {
+	var n int
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+q.table+` `+q.where+
+		` LIMIT `+strconv.Itoa(wasmwiz.MaxListTotal+1)+`) AS matching`, q.args...).Scan(&n)
+	if err != nil {
+		return wasmwiz.ListTotal{}, dbError(err, "count "+q.what)
+	}
+	return wasmwiz.CountedTotal(n), nil
 }
 
 // pageSQL returns the LIMIT/OFFSET clause of a listing; a zero (or

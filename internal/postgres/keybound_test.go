@@ -36,7 +36,7 @@ func TestAPIKeysBoundReplicas(t *testing.T) {
 		t.Fatalf("%d of %d creations succeeded with room for %d", created, replicas*creations, room)
 	}
 	_, total, err := dbs[1].FindAPIKeys(ctx, wasmwiz.APIKeyFilter{})
-	if err != nil || total != wasmwiz.MaxActiveAPIKeys {
-		t.Fatalf("FindAPIKeys: total %d, %v; want %d", total, err, wasmwiz.MaxActiveAPIKeys)
+	if err != nil || total.Count != wasmwiz.MaxActiveAPIKeys {
+		t.Fatalf("FindAPIKeys: total %d, %v; want %d", total.Count, err, wasmwiz.MaxActiveAPIKeys)
 	}
 }

@@ -163,21 +163,23 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 	return m, nil
 }
 
-// FindModules lists the caller's own modules, newest first, with the total.
-// Filter.Name matches names exactly. EUNAUTHORIZED without a caller.
-func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+// FindModules lists the caller's own modules, newest first, with the
+// matching count up to wasmwiz.MaxListTotal. Filter.Name matches names
+// exactly. EUNAUTHORIZED without a caller, EINVALID for a filter Validate
+// refuses.
+func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	const where = `WHERE owner_id = $1 AND ($2 = '' OR name = $2)`
 	q := findQuery{what: "modules", columns: moduleListColumns, table: "modules", where: where, order: "created_at DESC, id DESC",
 		args: []any{caller.ID, filter.Name}}
-	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.Module, error) {
-		return scanModule(row, total)
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row) (*wasmwiz.Module, error) {
+		return scanModule(row)
 	})
 }
 

@@ -59,8 +59,8 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 		t.Fatalf("CreateRuns after the database came back: %v", err)
 	}
 	runs, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
-	if err != nil || total != 2 || len(runs) != 2 {
-		t.Fatalf("FindRuns after the outage: %d runs (total %d), %v; want the 2 written after it", len(runs), total, err)
+	if err != nil || total.Count != 2 || len(runs) != 2 {
+		t.Fatalf("FindRuns after the outage: %d runs (total %d), %v; want the 2 written after it", len(runs), total.Count, err)
 	}
 }
 

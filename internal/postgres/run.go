@@ -217,15 +217,16 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 	return r, nil
 }
 
-// FindRuns lists the caller's own runs, newest first, with the total.
-// EUNAUTHORIZED without a caller.
-func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
+// FindRuns lists the caller's own runs, newest first, with the matching
+// count up to wasmwiz.MaxListTotal. EUNAUTHORIZED without a caller,
+// EINVALID for a filter Validate refuses.
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	var since, until *time.Time
 	if !filter.Since.IsZero() {
@@ -240,8 +241,8 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 		AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)`
 	q := findQuery{what: "runs", columns: runColumns, table: "runs", where: where, order: "created_at DESC, id DESC",
 		args: []any{caller.ID, string(filter.Status), since, until}}
-	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.UsageRecord, error) {
-		return scanRun(row, false, total)
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row) (*wasmwiz.UsageRecord, error) {
+		return scanRun(row, false)
 	})
 }
 

@@ -73,8 +73,8 @@ func TestCreateRunsBatchSizes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if total != tt.n || len(got) != tt.n {
-				t.Fatalf("FindRuns: %d runs of total %d, want %d", len(got), total, tt.n)
+			if total.Count != tt.n || len(got) != tt.n {
+				t.Fatalf("FindRuns: %d runs of total %d, want %d", len(got), total.Count, tt.n)
 			}
 			// Newest first: got[0] is the last record.
 			want := runs[tt.n-1]
@@ -192,8 +192,8 @@ func TestDeleteRunsBefore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if total != recent || len(left) != recent {
-				t.Fatalf("%d records left (total %d), want the %d at or after the cutoff", len(left), total, recent)
+			if total.Count != recent || len(left) != recent {
+				t.Fatalf("%d records left (total %d), want the %d at or after the cutoff", len(left), total.Count, recent)
 			}
 			for _, r := range left {
 				if r.CreatedAt.Before(cutoff) {

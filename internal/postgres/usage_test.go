@@ -40,7 +40,7 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return total
+		return total.Count
 	}
 
 	record(120)
@@ -71,8 +71,8 @@ func TestUsageWriterKeepsRecordsThroughAnOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total != 450 || len(runs) != 450 {
-		t.Fatalf("%d records in the database, want 450", total)
+	if total.Count != 450 || len(runs) != 450 {
+		t.Fatalf("%d records in the database, want 450", total.Count)
 	}
 	for _, r := range runs {
 		if !ids[r.ID] {

@@ -97,15 +97,16 @@ func (db *DB) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error)
 	return u, nil
 }
 
-// FindUsers lists users ordered by id, with the total matching count.
-// Filter.Email matches the normalized email exactly. EUNAUTHORIZED without
-// a caller, EFORBIDDEN for non-admins.
-func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
+// FindUsers lists users ordered by id, with the matching count up to
+// wasmwiz.MaxListTotal. Filter.Email matches the normalized email exactly.
+// EUNAUTHORIZED without a caller, EFORBIDDEN for non-admins, EINVALID for a
+// filter Validate refuses.
+func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error) {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	email := ""
 	if filter.Email != "" {
@@ -113,8 +114,8 @@ func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasm
 	}
 	q := findQuery{what: "users", columns: userColumns, table: "users", where: `WHERE ($1 = '' OR email = $1)`, order: "id",
 		args: []any{email}}
-	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row, total *int) (*wasmwiz.User, error) {
-		return scanUser(row, total)
+	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row pgx.Row) (*wasmwiz.User, error) {
+		return scanUser(row)
 	})
 }
 

@@ -172,14 +172,18 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (*wasmwiz.User
 	return &u, k, nil
 }
 
-// FindAPIKeys lists keys, newest first, with the total matching count.
-// Admins see the keys of filter.UserID, every user's when it is 0; other
-// callers always see only their own. Revoked keys only with IncludeRevoked.
-// EUNAUTHORIZED without a caller.
-func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, int, error) {
+// FindAPIKeys lists keys, newest first, with the matching count up to
+// wasmwiz.MaxListTotal. Admins see the keys of filter.UserID, every user's
+// when it is 0; other callers always see only their own. Revoked keys only
+// with IncludeRevoked. EUNAUTHORIZED without a caller, EINVALID for an
+// offset past wasmwiz.MaxListOffset.
+func (db *DB) FindAPIKeys(ctx context.Context, filter wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
+	}
+	if err := filter.Validate(); err != nil {
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	var where []string
 	var args []any

@@ -375,21 +375,44 @@ type findQuery struct {
 	args                               []any
 }
 
-// findPage answers a Find: the total of q's rows and the page of them that
-// limit and offset pick (page), each read by scan.
-func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row interface{ Scan(...any) error }) (T, error)) ([]T, int, error) {
-	var total int
-	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM `+q.table+` WHERE `+q.where, q.args...).Scan(&total); err != nil {
-		return nil, 0, dbError(err, "count "+q.what)
+// findPage answers a Find: the page of q's rows that limit and offset pick
+// (page), each read by scan, and the count of q's rows up to
+// wasmwiz.MaxListTotal. A page that ends short with rows on it says the
+// count itself (offset + its rows); otherwise countRows counts, reading at
+// most MaxListTotal+1 rows, so that neither a deep page nor a caller's
+// many rows make a list read them all. EINVALID for an offset past
+// wasmwiz.MaxListOffset.
+func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int, scan func(row interface{ Scan(...any) error }) (T, error)) ([]T, wasmwiz.ListTotal, error) {
+	if err := wasmwiz.CheckListOffset(offset); err != nil {
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	limit, offset = page(limit, offset)
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+q.columns+` FROM `+q.table+` WHERE `+q.where+`
-		ORDER BY `+q.order+` LIMIT ? OFFSET ?`, append(q.args, limit, offset)...)
+		ORDER BY `+q.order+` LIMIT ? OFFSET ?`, append(q.args[:len(q.args):len(q.args)], limit, offset)...)
 	out, err := collect(rows, err, scan)
 	if err != nil {
-		return nil, 0, dbError(err, "find "+q.what)
+		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
+	}
+	if len(out) > 0 && len(out) < limit {
+		return out, wasmwiz.CountedTotal(offset + len(out)), nil
+	}
+	total, err := countRows(ctx, db, q)
+	if err != nil {
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	return out, total, nil
+}
+
+// countRows counts q's rows up to wasmwiz.MaxListTotal: the subquery stops
+// at one row past it, which says that more match.
+func countRows(ctx context.Context, db *DB, q findQuery) (wasmwiz.ListTotal, error) {
+	var n int
+	err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+q.table+` WHERE `+q.where+` LIMIT ?)`,
+		append(q.args[:len(q.args):len(q.args)], wasmwiz.MaxListTotal+1)...).Scan(&n)
+	if err != nil {
+		return wasmwiz.ListTotal{}, dbError(err, "count "+q.what)
+	}
+	return wasmwiz.CountedTotal(n), nil
 }
 
 // collect reads every row of a query, given as the query returned it,

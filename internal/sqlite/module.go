@@ -172,15 +172,16 @@ func (db *DB) findModule(ctx context.Context, id string, withWasm bool) (*wasmwi
 }
 
 // FindModules lists the caller's own modules (not others' public ones),
-// newest first, with the total; filter.Name matches exactly. EUNAUTHORIZED
-// without a caller.
-func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+// newest first, with the matching count up to wasmwiz.MaxListTotal;
+// filter.Name matches exactly. EUNAUTHORIZED without a caller, EINVALID for
+// a filter Validate refuses.
+func (db *DB) FindModules(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	cond, args := `owner_id = ?`, []any{caller.ID}
 	if filter.Name != "" {

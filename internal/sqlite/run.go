@@ -290,14 +290,16 @@ func (db *DB) FindRunByID(ctx context.Context, id string) (*wasmwiz.UsageRecord,
 }
 
 // FindRuns lists the caller's own runs (admins' too), newest first, with the
-// total; Since is inclusive, Until exclusive. EUNAUTHORIZED without a caller.
-func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, int, error) {
+// matching count up to wasmwiz.MaxListTotal; Since is inclusive, Until
+// exclusive. EUNAUTHORIZED without a caller, EINVALID for a filter Validate
+// refuses.
+func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwiz.UsageRecord, wasmwiz.ListTotal, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	cond, args := `user_id = ?`, []any{caller.ID}
 	if filter.Status != "" {

@@ -241,8 +241,8 @@ func TestWritersAndReadersConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
-	if err != nil || total != workers*each {
-		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, workers*each)
+	if err != nil || total.Count != workers*each {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total.Count, err, workers*each)
 	}
 }
 
@@ -270,8 +270,8 @@ func TestUsageWriterIntoSQLite(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	_, total, err := db.FindRuns(uctx, wasmwiz.RunFilter{})
-	if err != nil || total != n {
-		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, n)
+	if err != nil || total.Count != n {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total.Count, err, n)
 	}
 	got, err := db.FindModuleByID(uctx, m.ID)
 	if err != nil {
@@ -314,8 +314,8 @@ func TestCreateRunsUnprepared(t *testing.T) {
 		}
 	}
 	_, total, err := migrated.FindRuns(uctx, wasmwiz.RunFilter{})
-	if err != nil || total != len(runs) {
-		t.Fatalf("FindRuns: %d runs, %v; want %d", total, err, len(runs))
+	if err != nil || total.Count != len(runs) {
+		t.Fatalf("FindRuns: %d runs, %v; want %d", total.Count, err, len(runs))
 	}
 	got, err := migrated.FindModuleByID(uctx, m.ID)
 	if err != nil {
@@ -387,8 +387,8 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 		t.Fatalf("Close after the lock was released: %v", err)
 	}
 	_, total, err := db.FindRuns(wasmwiz.NewContextWithUser(ctx, &wasmwiz.User{ID: 1, Role: wasmwiz.RoleUser}), wasmwiz.RunFilter{})
-	if err != nil || total != n {
-		t.Fatalf("after the lock: %d runs stored, %v; want %d", total, err, n)
+	if err != nil || total.Count != n {
+		t.Fatalf("after the lock: %d runs stored, %v; want %d", total.Count, err, n)
 	}
 }
 

@@ -98,14 +98,15 @@ func (db *DB) FindUserByID(ctx context.Context, id int64) (*wasmwiz.User, error)
 	return u, dbError(err, "find user")
 }
 
-// FindUsers lists users ordered by id, with the total matching count. The
-// email filter matches whatever its case. Admin only (EFORBIDDEN).
-func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, int, error) {
+// FindUsers lists users ordered by id, with the matching count up to
+// wasmwiz.MaxListTotal. The email filter matches whatever its case. Admin
+// only (EFORBIDDEN); EINVALID for a filter Validate refuses.
+func (db *DB) FindUsers(ctx context.Context, filter wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error) {
 	if _, err := wasmwiz.RequireAdmin(ctx); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	if err := filter.Validate(); err != nil {
-		return nil, 0, err
+		return nil, wasmwiz.ListTotal{}, err
 	}
 	where, args := `1`, []any{}
 	if filter.Email != "" {

@@ -158,8 +158,8 @@ func testSameBytesTwoUsers(t *testing.T, e *env) {
 	} {
 		mods, total, err := e.s.FindModules(c.ctx, wasmwiz.ModuleFilter{})
 		wantOK(t, err, "FindModules "+c.name)
-		if total != 1 || len(mods) != 1 || mods[0].ID != c.want.ID || mods[0].OwnerID != c.owner {
-			t.Fatalf("user %s lists %d modules (total %d), want only its own %s", c.name, len(mods), total, c.want.ID)
+		if total != (wasmwiz.ListTotal{Count: 1}) || len(mods) != 1 || mods[0].ID != c.want.ID || mods[0].OwnerID != c.owner {
+			t.Fatalf("user %s lists %d modules (total %s), want only its own %s", c.name, len(mods), total, c.want.ID)
 		}
 		if mods[0].RunCount != c.runs {
 			t.Fatalf("user %s's module has run count %d, want %d: the other user's runs leak", c.name, mods[0].RunCount, c.runs)
@@ -228,8 +228,8 @@ func testFindModules(t *testing.T, e *env) {
 	for _, tt := range tests {
 		got, total, err := e.s.FindModules(ctx, tt.filter)
 		wantOK(t, err, "FindModules "+tt.name)
-		if len(got) != len(tt.want) || total != tt.total {
-			t.Fatalf("FindModules %s: %d modules, total %d; want %d and %d", tt.name, len(got), total, len(tt.want), tt.total)
+		if len(got) != len(tt.want) || total != (wasmwiz.ListTotal{Count: tt.total}) {
+			t.Fatalf("FindModules %s: %d modules, total %s; want %d and %d", tt.name, len(got), total, len(tt.want), tt.total)
 		}
 		for i := range got {
 			// A list carries the inspection's summary: no imports or
@@ -288,8 +288,8 @@ func (e *env) storedModules(ctx context.Context) wasmwiz.StoredModules {
 	}
 	u, err := e.s.Usage(ctx, e.clock.Now())
 	wantOK(e.t, err, "Usage")
-	if int64(total) != listed.Count || u.Stored != listed {
-		e.t.Fatalf("FindModules lists %d modules of %d bytes (total %d), Usage says %+v", listed.Count, listed.Bytes, total, u.Stored)
+	if total != (wasmwiz.ListTotal{Count: int(listed.Count)}) || u.Stored != listed {
+		e.t.Fatalf("FindModules lists %d modules of %d bytes (total %s), Usage says %+v", listed.Count, listed.Bytes, total, u.Stored)
 	}
 	have, err := e.s.StoredModules(ctx)
 	wantOK(e.t, err, "StoredModules")

@@ -31,6 +31,9 @@
 //     same message once the id is blanked out.
 //   - A call whose context has ended answers EUNAVAILABLE.
 //   - A Limit of 0 means a default page of at least 100 rows.
+//   - A Find refuses an offset below 0 or past wasmwiz.MaxListOffset
+//     (EINVALID) and counts its total up to wasmwiz.MaxListTotal: with more
+//     matching rows the total is MaxListTotal, Capped.
 //   - A run "counts" (Usage, Stats) when it executed, that is its Status is
 //     set; records of refused requests are listed by FindRuns only. "Today"
 //     is the UTC day of now, "this minute" is (now-1m, now]. Stats' p95 is
@@ -95,6 +98,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"StoredRuns", storedRunTests},
 		{"Bootstrap", bootstrapTests},
 		{"Text", textTests},
+		{"Lists", listTests},
 		{"CacheEpoch", cacheEpochTests},
 	}
 	for _, g := range groups {
@@ -281,11 +285,11 @@ func wantOK(t *testing.T, err error, what string) {
 
 // wantListed fails unless a Find (got, total, err) answered without an
 // error, n rows and a total of n.
-func wantListed[T any](t *testing.T, what string, got []T, total int, err error, n int) {
+func wantListed[T any](t *testing.T, what string, got []T, total wasmwiz.ListTotal, err error, n int) {
 	t.Helper()
 	wantOK(t, err, what)
-	if total != n || len(got) != n {
-		t.Fatalf("%s: %d listed, total %d; want %d", what, len(got), total, n)
+	if total != (wasmwiz.ListTotal{Count: n}) || len(got) != n {
+		t.Fatalf("%s: %d listed, total %s; want %d", what, len(got), total, n)
 	}
 }
 

@@ -105,8 +105,8 @@ func testEmailUnique(t *testing.T, e *env) {
 	}
 	users, total, err := e.s.FindUsers(e.sys, wasmwiz.UserFilter{Email: "GRACE@EXAMPLE.COM"})
 	wantOK(t, err, "FindUsers by email in another case")
-	if total != 1 || len(users) != 1 || users[0].Email != "grace@example.com" {
-		t.Fatalf("FindUsers by email: %d users, total %d", len(users), total)
+	if total != (wasmwiz.ListTotal{Count: 1}) || len(users) != 1 || users[0].Email != "grace@example.com" {
+		t.Fatalf("FindUsers by email: %d users, total %s", len(users), total)
 	}
 }
 
@@ -157,8 +157,8 @@ func testFindUsers(t *testing.T, e *env) {
 	for _, tt := range tests {
 		got, total, err := e.s.FindUsers(e.sys, tt.filter)
 		wantOK(t, err, "FindUsers "+tt.name)
-		if len(got) != tt.n || total != tt.tot {
-			t.Fatalf("FindUsers %s: %d users, total %d; want %d and %d", tt.name, len(got), total, tt.n, tt.tot)
+		if len(got) != tt.n || total != (wasmwiz.ListTotal{Count: tt.tot}) {
+			t.Fatalf("FindUsers %s: %d users, total %s; want %d and %d", tt.name, len(got), total, tt.n, tt.tot)
 		}
 		for i := range got {
 			sameUser(t, got[i], want[tt.first+i], "FindUsers "+tt.name)

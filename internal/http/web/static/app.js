@@ -228,7 +228,11 @@
     return lines.join("\n");
   }
 
-  function renderPager(box, offset, total, onPage) {
+  // renderPager shows where a page is in its list. A capped total (the
+  // server counts at most 10000 matches) reads "of more than 10000"; the
+  // pages past it are out of reach (offset at most 10000) until a filter
+  // narrows the list.
+  function renderPager(box, offset, total, capped, onPage) {
     box.replaceChildren();
     if (total <= PAGE && offset === 0) {
       if (total > 0) box.append(total + (total === 1 ? " item" : " items"));
@@ -239,7 +243,8 @@
     const next = el("button", { type: "button", class: "secondary", onclick: () => onPage(offset + PAGE) }, "Next");
     prev.disabled = offset === 0;
     next.disabled = last >= total;
-    box.append(prev, el("span", null, (total === 0 ? 0 : offset + 1) + "–" + last + " of " + total), next);
+    const of = capped ? "more than " + total : String(total);
+    box.append(prev, el("span", null, (total === 0 ? 0 : offset + 1) + "–" + last + " of " + of), next);
   }
 
   // pagedTable shows a list route (path, its items in the answer's member
@@ -267,7 +272,7 @@
         table.tBodies[0].replaceChildren(...data[items].map(row));
         labelCells(table);
         empty.hidden = data.total !== 0;
-        renderPager(pager, t.offset, data.total, (o) => { t.offset = o; t.load(); });
+        renderPager(pager, t.offset, data.total, data.total_capped, (o) => { t.offset = o; t.load(); });
       } catch (err) {
         if (current()) showError(errBox, err);
       }
