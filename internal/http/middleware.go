@@ -329,8 +329,8 @@ func credentials(r *http.Request) (string, bool) {
 // answer 429 without a lookup); requests without credentials go on without
 // a user (routes decide). On the routes userRequests counts, a request is
 // counted to its user (Options.MaxUserRequests, Options.UserRequestRate)
-// before the lookup and held until it answers; past the bound it answers
-// 429 without one.
+// before the lookup and held until it answers (an event stream: until the
+// lookup answers); past the bound it answers 429 without one.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -397,7 +397,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.writeError(w, r, err)
 				return
 			}
-			defer s.userReqs.done(slot)
+			if s.streamed[pattern] {
+				s.userReqs.done(slot) // took its token; a stream holds its stream slot instead
+			} else {
+				defer s.userReqs.done(slot)
+			}
 		}
 		if ri := routeInfoFrom(r.Context()); ri != nil {
 			ri.userID = u.ID

@@ -180,11 +180,14 @@ func buildOpenAPI() map[string]any {
 			responses["503"] = map[string]any{"description": "replica saturated; see Retry-After",
 				"content": map[string]any{"application/json": map[string]any{"schema": ref("ErrorBody")}}}
 		}
-		if (op.auth == "key" || op.auth == "admin") && !op.limited && op.schema != "events" {
+		if (op.auth == "key" || op.auth == "admin") && !op.limited {
 			// Counted by userRequests (WASMWIZ_MAX_USER_REQUESTS,
 			// WASMWIZ_USER_REQUEST_RATE): every route that needs a key but
-			// the execute routes and event streams.
+			// the execute routes; event streams as they open.
 			desc := "too many of your requests in flight, or per second, on this replica; see Retry-After"
+			if op.schema == "events" {
+				desc = fmt.Sprintf("%d of your event streams open on this replica, or ", maxEventStreamsPerUser) + desc
+			}
 			if op.changes {
 				desc = fmt.Sprintf("more than %d changes to your keys and modules in a minute, or ", MaxChangesPerMinute) + desc
 			}

@@ -60,8 +60,15 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
 // batch). A run younger than that is waited for instead of answered 404.
 const runRecordWait = 5 * time.Second
 
-// runRecordPoll is how often the store is asked again while waiting.
-const runRecordPoll = 50 * time.Millisecond
+// runRecordPoll is how long findRun waits before it asks the store again,
+// doubling after each ask up to runRecordPollMax: a record on its way is
+// found within about a second of being written, and an id made up by a
+// caller, which any caller may send at will, costs about ten store reads
+// over runRecordWait, not one every 50 ms.
+const (
+	runRecordPoll    = 50 * time.Millisecond
+	runRecordPollMax = time.Second
+)
 
 // pendingRuns is the usage writer's look-up of records not yet written.
 type pendingRuns interface {
@@ -71,10 +78,11 @@ type pendingRuns interface {
 // findRun reads a run of the caller from the moment its execute answer is
 // sent: from this replica's usage buffer while the record waits there, and
 // from the store, asked again for a few seconds when the id says the run is
-// younger than runRecordWait (its record may be in another replica's batch).
-// An id dated after now is waited for as one made now: replicas' clocks
-// differ by little, and a caller may write any time into an id, so the
-// wait is never longer than runRecordWait.
+// younger than runRecordWait (its record may be in another replica's batch),
+// less often as the wait goes on (runRecordPoll). An id dated after now is
+// waited for as one made now: replicas' clocks differ by little, and a
+// caller may write any time into an id, so the wait is never longer than
+// runRecordWait.
 func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
@@ -88,6 +96,7 @@ func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, 
 		}
 		deadline = t.Add(runRecordWait)
 	}
+	poll := runRecordPoll
 	for {
 		run, err := s.opts.Runs.FindRunByID(ctx, id)
 		if wasmwiz.ErrorCode(err) != wasmwiz.ENOTFOUND {
@@ -104,16 +113,18 @@ func (s *Server) findRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, 
 				return p, nil
 			}
 		}
-		if !s.now().Before(deadline) {
+		left := deadline.Sub(s.now())
+		if left <= 0 {
 			return nil, err
 		}
-		t := time.NewTimer(runRecordPoll)
+		t := time.NewTimer(min(poll, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, err
 		case <-t.C:
 		}
+		poll = min(2*poll, runRecordPollMax)
 	}
 }
 

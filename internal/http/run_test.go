@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +66,37 @@ func TestFindRunWaitIsBounded(t *testing.T) {
 			}
 			if n < 2 {
 				t.Fatalf("the store was read %d times: a fresh run's record was not waited for", n)
+			}
+		})
+	}
+}
+
+// TestFindRunPollsLessAsItWaits: a run id made up by the caller, dated now,
+// is waited for runRecordWait (5 s) before it answers 404, on the record
+// route and the event stream; meanwhile the store is asked again less
+// often as the wait goes on, a handful of times in all rather than every
+// 50 ms (100 reads). The clock is the real one: the count holds on a slow
+// machine too, which can only read less often.
+func TestFindRunPollsLessAsItWaits(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"", "/events"} {
+		t.Run("route"+path, func(t *testing.T) {
+			t.Parallel()
+			var reads atomic.Int64
+			f := newFixture(t, nil)
+			f.runs.FindRunByIDFn = func(context.Context, string) (*wasmwiz.UsageRecord, error) {
+				reads.Add(1)
+				return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "not found")
+			}
+			id := wasmwiz.NewRunID(time.Now())
+			res := f.do(request{method: "GET", path: "/api/v1/runs/" + id + path, key: userKey})
+			if res.status != 404 || res.errorCode(t) != wasmwiz.ENOTFOUND {
+				t.Fatalf("answer %d %s, want 404 ENOTFOUND", res.status, res.body)
+			}
+			// 50 ms doubling to 1 s over 5 s: reads at 0, 0.05, 0.15, 0.35,
+			// 0.75, 1.55, 2.55, 3.55, 4.55 and 5 s.
+			if n := reads.Load(); n < 2 || n > 12 {
+				t.Fatalf("the store was read %d times for a made-up id, want a handful (2 to 12)", n)
 			}
 		})
 	}

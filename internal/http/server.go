@@ -82,9 +82,10 @@ type Options struct {
 	// MaxUserRequests bounds one user's requests in flight at once on this
 	// replica, and UserRequestRate the requests a second one user may start
 	// on it (in bursts of twice that), on every authenticated route but the
-	// execute routes (bounded by the caller's tier) and event streams (8
-	// open per user): each such request may hold a connection of this
-	// replica's database pool, shared by every tenant. All of a user's keys
+	// execute routes (bounded by the caller's tier): each such request may
+	// hold a connection of this replica's database pool, shared by every
+	// tenant. An event stream (8 open per user) counts as such a request
+	// until its key is looked up, not while it lasts. All of a user's keys
 	// count together. Past either the request answers 429 (ERATELIMIT) with
 	// Retry-After without touching the store (a key this replica has seen
 	// authenticate is not even looked up). Zero: no such bound.
@@ -287,11 +288,11 @@ const (
 
 // handle registers fn for method and pattern at an access level. The
 // requests of a route for callers or admins count against their user's
-// bound (userRequests), unless it is an execute route or an event stream,
-// which have bounds of their own.
+// bound (userRequests), unless it is an execute route, which has bounds of
+// its own; an event stream counts until its key is looked up (handleStream).
 func (s *Server) handle(method, pattern string, access int, fn handlerFunc) {
 	s.routes = append(s.routes, Route{Method: method, Pattern: pattern})
-	if key := method + " " + pattern; (access == caller || access == admin) && !s.admitted[key] && !s.streamed[key] {
+	if key := method + " " + pattern; (access == caller || access == admin) && !s.admitted[key] {
 		if s.bounded == nil {
 			s.bounded = map[string]bool{}
 		}
@@ -323,8 +324,10 @@ func (s *Server) handleExecute(method, pattern string, access int, fn handlerFun
 }
 
 // handleStream registers an event stream: bounded by the user's open
-// streams (streamSlots), not by the requests in flight of userRequests,
-// which a stream would hold for as long as its run.
+// streams (streamSlots). Opening one is a request of userRequests like
+// any other, a token of the user's rate and a request in flight until its
+// key is looked up; the stream then gives back its place in flight, which
+// it would otherwise hold for as long as its run.
 func (s *Server) handleStream(method, pattern string, access int, fn handlerFunc) {
 	if s.streamed == nil {
 		s.streamed = map[string]bool{}

@@ -50,13 +50,15 @@ func (b *userBucket) refill(now time.Time, rate, burst float64) {
 	}
 }
 
-// userRequests bounds what one user's requests to the routes that are
-// neither execute routes (bounded by the tier) nor event streams (bounded
-// by maxEventStreamsPerUser) make this replica spend: each may hold a
-// connection of its database pool and CPU, shared by every tenant. At most
-// maxInFlight at once, and a token bucket of rate requests a second with
-// bursts of burst; past either ERATELIMIT, before the request touches the
-// store. It lives in memory, per replica, like the pool it protects.
+// userRequests bounds what one user's requests to the routes that are not
+// execute routes (bounded by the tier) make this replica spend: each may
+// hold a connection of its database pool and CPU, shared by every tenant.
+// At most maxInFlight at once, and a token bucket of rate requests a second
+// with bursts of burst; past either ERATELIMIT, before the request touches
+// the store. Opening an event stream (bounded by maxEventStreamsPerUser
+// while it lasts) is a request until its key is looked up: a caller that
+// opens and drops streams in a loop spends its tokens. It lives in memory,
+// per replica, like the pool it protects.
 //
 // All of a user's keys share one bucket: owners maps the digest of each key
 // that authenticated here to its user, so that a known key is counted, and
@@ -86,7 +88,7 @@ func newUserRequests(maxInFlight, rate int, now func() time.Time) *userRequests 
 		buckets: map[requester]*userBucket{}, owners: map[[sha256.Size]byte]int64{},
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmwiz_user_requests_limited_total",
-			Help: "Requests to routes other than execute routes and event streams refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight) or was past WASMWIZ_USER_REQUEST_RATE (rate).",
+			Help: "Requests to routes other than execute routes (event streams as they open) refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight) or was past WASMWIZ_USER_REQUEST_RATE (rate).",
 		}, []string{"bound"})}
 	g.busy, g.fast = g.limited.WithLabelValues("in_flight"), g.limited.WithLabelValues("rate")
 	return g

@@ -169,8 +169,8 @@ func TestUserRequestsInFlight(t *testing.T) {
 
 // TestUserRequestsRate: past its burst a user's reads answer 429 with the
 // time to the next token, without a lookup or a store call, through either
-// of its keys; other users and the user's runs are not counted; the bucket
-// refills with the clock.
+// of its keys, and so does opening an event stream; other users and the
+// user's runs are not counted; the bucket refills with the clock.
 func TestUserRequestsRate(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -203,6 +203,15 @@ func TestUserRequestsRate(t *testing.T) {
 			t.Fatalf("Retry-After %q, want 1 (the next token in 200ms)", ra)
 		}
 	}
+	// A stream opened and dropped in a loop costs a key lookup and a run
+	// lookup each time: opening one takes a token like any read.
+	uf.runs.FindRunByIDFn = func(context.Context, string) (*wasmwiz.UsageRecord, error) {
+		t.Error("a run looked up for a stream past the burst")
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "not found")
+	}
+	oldRun := wasmwiz.NewRunID(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+	refusedByUserBound(t, "an event stream past the burst",
+		uf.do(request{method: "GET", path: "/api/v1/runs/" + oldRun + "/events", key: userKey}), "at most 5 a second")
 	noWork()
 	if res := uf.usage(otherKey); res.status != 200 {
 		t.Errorf("another user's read meanwhile: %d %s", res.status, res.body)
@@ -212,10 +221,6 @@ func TestUserRequestsRate(t *testing.T) {
 			t.Fatalf("the user's run meanwhile (execute routes are not counted): %d %s", res.status, res.body)
 		}
 	}
-	if res := uf.do(request{method: "GET", path: "/api/v1/runs/r_00000000000000000000000000/events", key: userKey}); res.status == 429 {
-		t.Errorf("an event stream is counted by its own bound, not this one: 429 %s", res.body)
-	}
-
 	advance(time.Second / rate) // one token
 	if res := uf.usage(userKey); res.status != 200 {
 		t.Fatalf("a read a token later: %d %s", res.status, res.body)
@@ -228,7 +233,42 @@ func TestUserRequestsRate(t *testing.T) {
 		}
 	}
 	refusedByUserBound(t, "past that burst", uf.usage(userKey), "at most 5 a second")
-	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="rate"} 32`)
+	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="rate"} 33`)
+}
+
+// TestUserRequestsEventStreamHoldsNoSlot: an open event stream, which lasts
+// as long as its run, gives back its place among the user's requests in
+// flight once its key is looked up: with MaxUserRequests 1 and a stream
+// open, the user's reads go through.
+func TestUserRequestsEventStreamHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) { o.MaxUserRequests = 1 })
+	id := wasmwiz.NewRunID(time.Now())
+	looked := make(chan struct{}, 100)
+	uf.runs.FindRunByIDFn = func(context.Context, string) (*wasmwiz.UsageRecord, error) {
+		looked <- struct{}{}
+		return &wasmwiz.UsageRecord{ID: id, UserID: theUser.ID, State: wasmwiz.RunRunning, Stdout: []byte{}, Stderr: []byte{}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *response, 1)
+	go func() {
+		done <- uf.do(request{method: "GET", path: "/api/v1/runs/" + id + "/events", key: userKey, ctx: ctx})
+	}()
+	select {
+	case <-looked: // the stream is past its lookups
+	case res := <-done:
+		t.Fatalf("the stream ended at once: %d %s", res.status, res.body)
+	}
+	for i := range 3 {
+		if res := uf.usage(userKey); res.status != 200 {
+			t.Fatalf("read %d while a stream is open: %d %s", i+1, res.status, res.body)
+		}
+	}
+	cancel()
+	if res := <-done; res.status != 200 {
+		t.Fatalf("the stream: %d %s", res.status, res.body)
+	}
 }
 
 // TestUserRequestsRevokedKeyDoesNotDrainItsUser: a key that authenticated
