@@ -387,8 +387,7 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 		return nil, wasmwiz.ListTotal{}, err
 	}
 	limit, offset = page(limit, offset)
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+q.columns+` FROM `+q.table+` WHERE `+q.where+`
-		ORDER BY `+q.order+` LIMIT ? OFFSET ?`, append(q.args[:len(q.args):len(q.args)], limit, offset)...)
+	rows, err := db.reader.QueryContext(ctx, q.pageSQL(), append(q.args[:len(q.args):len(q.args)], limit, offset)...)
 	out, err := collect(rows, err, scan)
 	if err != nil {
 		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
@@ -403,12 +402,22 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 	return out, total, nil
 }
 
+// pageSQL is the query of a page of q's rows, its LIMIT and OFFSET the
+// last two arguments.
+func (q findQuery) pageSQL() string {
+	return `SELECT ` + q.columns + ` FROM ` + q.table + ` WHERE ` + q.where + ` ORDER BY ` + q.order + ` LIMIT ? OFFSET ?`
+}
+
+// countSQL is the query of the count of q's rows up to its last argument.
+func (q findQuery) countSQL() string {
+	return `SELECT count(*) FROM (SELECT 1 FROM ` + q.table + ` WHERE ` + q.where + ` LIMIT ?)`
+}
+
 // countRows counts q's rows up to wasmwiz.MaxListTotal: the subquery stops
 // at one row past it, which says that more match.
 func countRows(ctx context.Context, db *DB, q findQuery) (wasmwiz.ListTotal, error) {
 	var n int
-	err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+q.table+` WHERE `+q.where+` LIMIT ?)`,
-		append(q.args[:len(q.args):len(q.args)], wasmwiz.MaxListTotal+1)...).Scan(&n)
+	err := db.reader.QueryRowContext(ctx, q.countSQL(), append(q.args[:len(q.args):len(q.args)], wasmwiz.MaxListTotal+1)...).Scan(&n)
 	if err != nil {
 		return wasmwiz.ListTotal{}, dbError(err, "count "+q.what)
 	}

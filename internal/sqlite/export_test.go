@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/migration"
 )
 
@@ -99,4 +100,37 @@ func (db *DB) HoldForTest(writer bool) (release func(), err error) {
 		return nil, err
 	}
 	return func() { conn.Close() }, nil
+}
+
+// QueryPlanForTest returns the details of SQLite's EXPLAIN QUERY PLAN of
+// query, one a line.
+func (db *DB) QueryPlanForTest(ctx context.Context, query string, args ...any) (string, error) {
+	rows, err := db.reader.QueryContext(ctx, `EXPLAIN QUERY PLAN `+query, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			return "", err
+		}
+		plan += detail + "\n"
+	}
+	return plan, rows.Err()
+}
+
+// RunsPageForTest returns FindRuns' query of a page of user's runs, and
+// the count of them, with their arguments.
+func RunsPageForTest(user int64, filter wasmwiz.RunFilter) (page string, pageArgs []any, count string, countArgs []any) {
+	q := runsQuery(user, filter)
+	return q.pageSQL(), append(q.args[:len(q.args):len(q.args)], 50, 100), q.countSQL(), append(q.args, wasmwiz.MaxListTotal+1)
+}
+
+// RetentionBatchForTest returns DeleteRunsBefore's query of a batch of
+// tier's runs ("": every tier's), with its arguments.
+func RetentionBatchForTest(tier string) (string, []any) {
+	return retentionBatch(tier), retentionArgs(0, 10, tier)
 }

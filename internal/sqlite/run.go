@@ -301,7 +301,15 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	if err := filter.Validate(); err != nil {
 		return nil, wasmwiz.ListTotal{}, err
 	}
-	cond, args := `user_id = ?`, []any{caller.ID}
+	return findPage(ctx, db, runsQuery(caller.ID, filter), filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
+		return scanRun(row, false)
+	})
+}
+
+// runsQuery is FindRuns' query of user's runs: only the filters set are in
+// the SQL, so that each is a bound of runs (user_id, created_at, id).
+func runsQuery(user int64, filter wasmwiz.RunFilter) findQuery {
+	cond, args := `user_id = ?`, []any{user}
 	if filter.Status != "" {
 		cond, args = cond+` AND status = ?`, append(args, string(filter.Status))
 	}
@@ -311,10 +319,7 @@ func (db *DB) FindRuns(ctx context.Context, filter wasmwiz.RunFilter) ([]*wasmwi
 	if !filter.Until.IsZero() {
 		cond, args = cond+` AND created_at < ?`, append(args, ms(filter.Until))
 	}
-	q := findQuery{what: "runs", columns: runColumns, table: "runs", where: cond, order: "created_at DESC, id DESC", args: args}
-	return findPage(ctx, db, q, filter.Limit, filter.Offset, func(row interface{ Scan(...any) error }) (*wasmwiz.UsageRecord, error) {
-		return scanRun(row, false)
-	})
+	return findQuery{what: "runs", columns: runColumns, table: "runs", where: cond, order: "created_at DESC, id DESC", args: args}
 }
 
 // dayStart returns the start of t's UTC day.
@@ -481,9 +486,7 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 		if _, err := tx.ExecContext(ctx, `DELETE FROM temp.doomed_runs`); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO temp.doomed_runs SELECT id FROM runs
-			WHERE created_at < ? AND state NOT IN ('queued', 'running') AND (? = '' OR tier = ?)
-			ORDER BY created_at LIMIT ?`, ms(t), tier, tier, batch); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO temp.doomed_runs `+retentionBatch(tier), retentionArgs(ms(t), batch, tier)...); err != nil {
 			return err
 		}
 		for _, q := range []string{
@@ -503,6 +506,29 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 		return err
 	})
 	return int(n), err
+}
+
+// retentionBatch is the SELECT of the ids of a batch of DeleteRunsBefore:
+// at most ?2 runs created before ?1, no longer queued or running, and of
+// tier ?3 when tier is not "", oldest first. The tier is named in the SQL
+// rather than passed as a parameter that may be empty, a condition the
+// planner reads no index by; and a tier's runs are read from the oldest of
+// them (runs (tier, created_at), migration 0018), so that the batch reads
+// that tier's old runs, not every older run of every tier.
+func retentionBatch(tier string) string {
+	where := `created_at < ?1 AND state NOT IN ('queued', 'running')`
+	if tier != "" {
+		where = `tier = ?3 AND ` + where + ` AND created_at >= (SELECT min(created_at) FROM runs WHERE tier = ?3)`
+	}
+	return `SELECT id FROM runs WHERE ` + where + ` ORDER BY created_at LIMIT ?2`
+}
+
+// retentionArgs are the arguments of retentionBatch's SQL.
+func retentionArgs(before int64, batch int, tier string) []any {
+	if tier == "" {
+		return []any{before, batch}
+	}
+	return []any{before, batch, tier}
 }
 
 // DailyRuns returns the caller's executed runs per UTC day, by status, with

@@ -502,3 +502,47 @@ func TestWhileBusy(t *testing.T) {
 		t.Fatalf("after the transaction ended: %v", err)
 	}
 }
+
+// TestQueriesReadTheirIndexes: the queries a caller makes at will read its
+// runs from runs (user_id, created_at, id) in the order they are listed (no
+// sort of all of them: a page, and the rows an offset skips, cost only
+// those rows), their count from the index alone, and a tier's retention
+// reads runs (tier, created_at) rather than every older run of every tier
+// (migration 0018). SQLite plans without statistics here (the store never
+// runs ANALYZE), so a plan is the same on every machine.
+func TestQueriesReadTheirIndexes(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	ctx := context.Background()
+	page, pageArgs, count, countArgs := sqlite.RunsPageForTest(1, wasmwiz.RunFilter{})
+	filteredPage, filteredArgs, filteredCount, filteredCountArgs := sqlite.RunsPageForTest(1, wasmwiz.RunFilter{
+		Status: wasmwiz.StatusTrap, Until: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	tierBatch, tierArgs := sqlite.RetentionBatchForTest(wasmwiz.TierFree)
+	allBatch, allArgs := sqlite.RetentionBatchForTest("")
+	tests := []struct {
+		name, query string
+		args        []any
+		want        []string // lines of the plan
+	}{
+		{"a page of runs", page, pageArgs, []string{"SEARCH runs USING INDEX runs_user_id_created_at_id (user_id=?)"}},
+		{"a page of runs by status, until", filteredPage, filteredArgs,
+			[]string{"SEARCH runs USING INDEX runs_user_id_created_at_id (user_id=? AND created_at<?)"}},
+		{"the count of runs", count, countArgs,
+			[]string{"CO-ROUTINE (subquery-1)", "SEARCH runs USING COVERING INDEX runs_user_id_created_at_id (user_id=?)", "SCAN (subquery-1)"}},
+		{"the count of runs by status, until", filteredCount, filteredCountArgs,
+			[]string{"CO-ROUTINE (subquery-1)", "SEARCH runs USING COVERING INDEX runs_user_id_created_at_id (user_id=? AND created_at<?)", "SCAN (subquery-1)"}},
+		{"retention of a tier", tierBatch, tierArgs, []string{
+			"SEARCH runs USING INDEX runs_tier_created_at (tier=? AND created_at>? AND created_at<?)",
+			"SCALAR SUBQUERY 1", "SEARCH runs USING COVERING INDEX runs_tier_created_at (tier=?)"}},
+		{"retention of every tier", allBatch, allArgs, []string{"SEARCH runs USING INDEX runs_created_at (created_at<?)"}},
+	}
+	for _, tt := range tests {
+		plan, err := db.QueryPlanForTest(ctx, tt.query, tt.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if want := strings.Join(tt.want, "\n") + "\n"; plan != want {
+			t.Errorf("%s: plan\n%s\nwant\n%s\nof %s", tt.name, plan, want, tt.query)
+		}
+	}
+}
