@@ -64,6 +64,15 @@ type RateLimiter interface {
 	// once; a slot whose holder died is freed after ttl. Errors: EINVALID for
 	// an empty key, max below 1 or ttl below 1ms; EUNAVAILABLE as for Allow.
 	Acquire(ctx context.Context, key string, max int, ttl time.Duration) (release func(), ok bool, err error)
+	// ReleaseSlot gives back the slot that holder holds in the set of key's
+	// slots named set (an Admission's Key, SlotSet and Holder), from any
+	// replica: the one that admitted it need not be the one that sees its
+	// work end. A holder that holds no slot (given back already, expired)
+	// is no error. Like Admitted.Release it does not wait for a shared
+	// store: the Redis limiter sends it with the next call, or at once in
+	// the background, and gives it back in its fallback too. Errors:
+	// EINVALID for an empty key, set or holder.
+	ReleaseSlot(ctx context.Context, key, set, holder string) error
 }
 
 // Admission is what one execute asks of the RateLimiter before it runs.
@@ -72,6 +81,16 @@ type Admission struct {
 	Quotas        []RateLimit   // the tier's quotas: TierRateLimits
 	MaxConcurrent int           // the tier's concurrent runs
 	SlotTTL       time.Duration // a slot whose holder died frees itself after this
+	// SlotSet names the set of Key's slots the admission takes one of: ""
+	// is the runs' set (the slots Acquire counts); another name is a set of
+	// its own, counted apart (BackgroundSlots: background runs queued or
+	// running). In a named set every slot has a Holder, a name unique among
+	// the set's holders (a background run's id), so that whichever replica
+	// sees its work end can give it back (RateLimiter.ReleaseSlot). An
+	// admission of a named set may take no quota event (Quotas empty: they
+	// were spent by an earlier admission of the same request); its Decision
+	// then allows, with no limit.
+	SlotSet, Holder string
 	// Epoch is the cache epoch under which the caller's cached data was
 	// read (Directory); 0 when everything was read from the store for this
 	// request, and nothing needs checking.
@@ -106,11 +125,21 @@ type Admitted struct {
 func (a *Admitted) OK() bool { return !a.Stale && !a.Concurrency && a.Decision.Allowed }
 
 // ValidateAdmission returns EINVALID for an Admission no limiter can decide:
-// those of ValidateRateLimits, MaxConcurrent below 1, SlotTTL below 1ms or
-// a negative Epoch. Both limiters check their input with it.
+// those of ValidateRateLimits (no quotas is valid in a named SlotSet),
+// MaxConcurrent below 1, SlotTTL below 1ms, a negative Epoch, a SlotSet
+// without a Holder or a Holder without a SlotSet, or either longer than
+// 256 bytes. Both limiters check their input with it.
 func ValidateAdmission(a Admission) error {
-	if err := ValidateRateLimits(a.Key, a.Quotas); err != nil {
-		return err
+	named := a.SlotSet != "" || a.Holder != ""
+	if named {
+		if err := ValidateSlotHolder(a.Key, a.SlotSet, a.Holder); err != nil {
+			return err
+		}
+	}
+	if !named || len(a.Quotas) > 0 {
+		if err := ValidateRateLimits(a.Key, a.Quotas); err != nil {
+			return err
+		}
 	}
 	switch {
 	case a.MaxConcurrent < 1:
@@ -119,6 +148,21 @@ func ValidateAdmission(a Admission) error {
 		return Errorf(EINVALID, "slot ttl must be at least 1ms")
 	case a.Epoch < 0:
 		return Errorf(EINVALID, "cache epoch must not be negative")
+	}
+	return nil
+}
+
+// ValidateSlotHolder returns EINVALID unless key is 1-512 bytes and set
+// and holder are 1-256 bytes each: a slot of a named set
+// (Admission.SlotSet, RateLimiter.ReleaseSlot).
+func ValidateSlotHolder(key, set, holder string) error {
+	switch {
+	case key == "" || len(key) > 512:
+		return Errorf(EINVALID, "rate limit key must be 1-512 bytes")
+	case set == "" || len(set) > 256:
+		return Errorf(EINVALID, "a slot holder needs a set of slots of 1-256 bytes")
+	case holder == "" || len(holder) > 256:
+		return Errorf(EINVALID, "a set of slots needs a holder of 1-256 bytes")
 	}
 	return nil
 }
@@ -219,6 +263,9 @@ type RateWindow struct {
 // the one with the fewest remaining (ties: the longer window). Every limiter
 // decides through it, so that they agree to the millisecond.
 func DecideRate(now int64, allowed bool, ws []RateWindow) RateDecision {
+	if len(ws) == 0 { // an admission that took no quota event
+		return RateDecision{Allowed: allowed}
+	}
 	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 	best := -1
 	if !allowed {

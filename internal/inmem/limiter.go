@@ -56,9 +56,13 @@ type shard struct {
 // bucket holds everything counted for one key.
 type bucket struct {
 	logs  map[logID]*eventLog
-	slots map[uint64]int64 // holder token → expiry in ms
-	last  int64            // latest event time recorded: the clock never runs backwards for a key
+	slots map[uint64]int64            // holder token → expiry in ms
+	sets  map[string]map[string]int64 // named sets of slots: set → holder → expiry in ms
+	last  int64                       // latest event time recorded: the clock never runs backwards for a key
 }
+
+// empty reports whether b holds nothing: it may be dropped.
+func (b *bucket) empty() bool { return len(b.slots) == 0 && len(b.logs) == 0 && len(b.sets) == 0 }
 
 // logID names one quota of a key. The Limit is not part of it, so an admin
 // changing a tier's limit keeps the events already counted.
@@ -191,14 +195,25 @@ func (l *Limiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admit
 	}
 	sh, b, now := l.lockBucket(a.Key)
 	defer sh.mu.Unlock()
-	if l.slotsFullLocked(b, now, a.MaxConcurrent) {
+	full := false
+	if a.SlotSet == "" {
+		full = l.slotsFullLocked(b, now, a.MaxConcurrent)
+	} else {
+		full = l.namedFullLocked(b, a.SlotSet, now, a.MaxConcurrent)
+	}
+	if full {
 		return wasmwiz.Admitted{Concurrency: true, Epoch: epoch}, nil
 	}
 	d, at := l.allowLocked(b, now, a.Quotas)
 	if !d.Allowed {
 		return wasmwiz.Admitted{Decision: d, Epoch: epoch}, nil
 	}
-	release := l.takeSlotLocked(sh, b, a.Key, now, a.SlotTTL)
+	var release func()
+	if a.SlotSet == "" {
+		release = l.takeSlotLocked(sh, b, a.Key, now, a.SlotTTL)
+	} else {
+		release = l.holdNamedLocked(sh, b, a.Key, a.SlotSet, a.Holder, now, a.SlotTTL)
+	}
 	key, quotas := a.Key, a.Quotas
 	var once sync.Once
 	return wasmwiz.Admitted{Decision: d, Epoch: epoch, Release: func(refund bool) {
@@ -302,10 +317,68 @@ func (l *Limiter) takeSlotLocked(sh *shard, b *bucket, key string, now int64, tt
 		defer sh.mu.Unlock()
 		if b := sh.keys[key]; b != nil {
 			delete(b.slots, token)
-			if len(b.slots) == 0 && len(b.logs) == 0 {
+			if b.empty() {
 				delete(sh.keys, key)
 			}
 		}
+	}
+}
+
+// namedFullLocked is slotsFullLocked for b's named set.
+func (l *Limiter) namedFullLocked(b *bucket, set string, now int64, maxSlots int) bool {
+	held := b.sets[set]
+	dropExpired(held, now)
+	if len(held) >= maxSlots {
+		l.counts.Slot(false)
+		return true
+	}
+	return false
+}
+
+// holdNamedLocked adds holder to b, key's bucket, in its named set and
+// returns its release (ReleaseSlot's). The shard's lock is held.
+func (l *Limiter) holdNamedLocked(sh *shard, b *bucket, key, set, holder string, now int64, ttl time.Duration) func() {
+	if b.sets == nil {
+		b.sets = make(map[string]map[string]int64)
+	}
+	held := b.sets[set]
+	if held == nil {
+		held = make(map[string]int64)
+		b.sets[set] = held
+	}
+	held[holder] = now + ttl.Milliseconds()
+	l.counts.Slot(true)
+	return func() { sh.releaseNamed(key, set, holder) }
+}
+
+// ReleaseSlot implements wasmwiz.RateLimiter. It never returns
+// EUNAVAILABLE.
+func (l *Limiter) ReleaseSlot(ctx context.Context, key, set, holder string) error {
+	if err := wasmwiz.ValidateSlotHolder(key, set, holder); err != nil {
+		return err
+	}
+	l.shard(key).releaseNamed(key, set, holder)
+	return nil
+}
+
+// releaseNamed gives back the slot holder holds in key's set, if any.
+func (sh *shard) releaseNamed(key, set, holder string) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if b := sh.keys[key]; b != nil {
+		b.releaseNamed(set, holder)
+		if b.empty() {
+			delete(sh.keys, key)
+		}
+	}
+}
+
+// releaseNamed deletes holder from b's set; the shard's lock is held.
+func (b *bucket) releaseNamed(set, holder string) {
+	held := b.sets[set]
+	delete(held, holder)
+	if len(held) == 0 {
+		delete(b.sets, set)
 	}
 }
 
@@ -322,9 +395,19 @@ func validateAcquire(key string, maxSlots int, ttl time.Duration) error {
 }
 
 func (b *bucket) dropExpiredSlots(now int64) {
-	for token, expiry := range b.slots {
+	dropExpired(b.slots, now)
+	for set, held := range b.sets {
+		if dropExpired(held, now); len(held) == 0 {
+			delete(b.sets, set)
+		}
+	}
+}
+
+// dropExpired deletes the holders whose expiry is at or before now.
+func dropExpired[K comparable](held map[K]int64, now int64) {
+	for h, expiry := range held {
 		if expiry <= now {
-			delete(b.slots, token)
+			delete(held, h)
 		}
 	}
 }
@@ -364,7 +447,7 @@ func (sh *shard) sweep(now, interval int64) {
 			}
 		}
 		b.dropExpiredSlots(now)
-		if len(b.logs) == 0 && len(b.slots) == 0 {
+		if b.empty() {
 			delete(sh.keys, key)
 		}
 	}

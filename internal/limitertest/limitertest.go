@@ -79,6 +79,11 @@ func Run(t *testing.T, newLimiter NewLimiterFunc) {
 		{"AdmitCacheEpoch", testAdmitCacheEpoch},
 		{"ConcurrentAdmitCountsExactly", testConcurrentAdmitCountsExactly},
 		{"AdmitInvalidInput", testAdmitInvalidInput},
+		{"NamedSlotsCountedApart", testNamedSlotsCountedApart},
+		{"ReleaseSlotByHolder", testReleaseSlotByHolder},
+		{"NamedSlotsWithoutQuotas", testNamedSlotsWithoutQuotas},
+		{"NamedSlotsFreeDeadHolders", testNamedSlotsFreeDeadHolders},
+		{"NamedSlotsInvalidInput", testNamedSlotsInvalidInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -765,5 +770,156 @@ func testAdmitInvalidInput(t *testing.T, newLimiter NewLimiterFunc) {
 		if _, err := l.Admit(context.Background(), a); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
 			t.Errorf("%s: %v, want EINVALID", name, err)
 		}
+	}
+}
+
+// named is an admission of holder in key's set "background" with max slots
+// under quotas.
+func named(key, holder string, maxSlots int, quotas ...wasmwiz.RateLimit) wasmwiz.Admission {
+	a := admission(key, maxSlots, quotas...)
+	a.SlotSet, a.Holder = "background", holder
+	return a
+}
+
+// releaseSlot calls ReleaseSlot and fails the test on an error.
+func releaseSlot(t *testing.T, l wasmwiz.RateLimiter, key, set, holder string) {
+	t.Helper()
+	if err := l.ReleaseSlot(context.Background(), key, set, holder); err != nil {
+		t.Fatalf("ReleaseSlot(%q, %q, %q): %v", key, set, holder, err)
+	}
+}
+
+// testNamedSlotsCountedApart: a named set's slots are counted apart from
+// the runs' (Acquire's) and from other sets, while the quotas are the
+// key's, whichever set an admission takes its slot in; an admission
+// refused for the named set's slots takes no event.
+func testNamedSlotsCountedApart(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	bg := admit(t, l, named("u1", "run_1", 1, perMinute(5)))
+	want(t, "the first background admission", bg.Decision, allowed(5, 4, time.Minute))
+	for range 3 {
+		if adm := admit(t, l, named("u1", "run_2", 1, perMinute(5))); !adm.Concurrency || adm.OK() {
+			t.Fatalf("a second background admission of 1: %+v", adm)
+		}
+	}
+	run := admit(t, l, admission("u1", 1, perMinute(5)))
+	want(t, "a run beside a background run", run.Decision, allowed(5, 3, time.Minute))
+	if _, ok := acquire(t, l, "u1", 2, time.Minute); !ok {
+		t.Fatal("the background run's slot counted among the runs'")
+	}
+	other := named("u1", "run_3", 1, perMinute(5))
+	other.SlotSet = "other"
+	want(t, "a set of another name", admit(t, l, other).Decision, allowed(5, 2, time.Minute))
+	want(t, "another key's set", admit(t, l, named("u2", "run_1", 1, perMinute(5))).Decision, allowed(5, 4, time.Minute))
+	want(t, "the refused admissions took no event", allow(t, l, "u1", perMinute(5)), allowed(5, 1, time.Minute))
+}
+
+// testReleaseSlotByHolder: ReleaseSlot gives back the slot its holder holds
+// and no other (a holder released twice, of another set or key, or holding
+// nothing frees nothing); Release of the admission does the same, and its
+// refund gives the event back.
+func testReleaseSlotByHolder(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	admit(t, l, named("u1", "run_1", 2, perMinute(10)))
+	admit(t, l, named("u1", "run_2", 2, perMinute(10)))
+	if adm := admit(t, l, named("u1", "run_3", 2, perMinute(10))); !adm.Concurrency {
+		t.Fatalf("a third background admission of 2: %+v", adm)
+	}
+	releaseSlot(t, l, "u1", "background", "run_9") // holds nothing
+	releaseSlot(t, l, "u1", "other", "run_1")      // another set
+	releaseSlot(t, l, "u2", "background", "run_1") // another key
+	if adm := admit(t, l, named("u1", "run_3", 2, perMinute(10))); !adm.Concurrency {
+		t.Fatalf("a release of another holder, set or key freed a slot: %+v", adm)
+	}
+	releaseSlot(t, l, "u1", "background", "run_1")
+	releaseSlot(t, l, "u1", "background", "run_1")
+	third := admit(t, l, named("u1", "run_3", 2, perMinute(10)))
+	if !third.OK() {
+		t.Fatalf("the slot given back by its holder's name was not free: %+v", third)
+	}
+	if adm := admit(t, l, named("u1", "run_4", 2, perMinute(10))); !adm.Concurrency {
+		t.Fatalf("a release twice freed two slots: %+v", adm)
+	}
+	third.Release(true)
+	fourth := admit(t, l, named("u1", "run_4", 2, perMinute(10)))
+	want(t, "after a refund", fourth.Decision, allowed(10, 7, time.Minute))
+	releaseSlot(t, l, "u1", "background", "run_4")
+	fourth.Release(false) // after ReleaseSlot: frees nothing more
+	admit(t, l, named("u1", "run_5", 2, perMinute(10)))
+	if adm := admit(t, l, named("u1", "run_6", 2, perMinute(10))); !adm.Concurrency {
+		t.Fatalf("Release after ReleaseSlot freed another slot: %+v", adm)
+	}
+}
+
+// testNamedSlotsWithoutQuotas: an admission of a named set without quotas
+// takes a slot and no event, and is allowed with no limit.
+func testNamedSlotsWithoutQuotas(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	want(t, "an event first", allow(t, l, "u1", perMinute(2)), allowed(2, 1, time.Minute))
+	adm := admit(t, l, named("u1", "run_1", 1))
+	if !adm.OK() {
+		t.Fatalf("an admission without quotas: %+v", adm)
+	}
+	want(t, "an admission without quotas", adm.Decision, wasmwiz.RateDecision{Allowed: true})
+	if adm := admit(t, l, named("u1", "run_2", 1)); !adm.Concurrency {
+		t.Fatalf("a second admission without quotas of 1: %+v", adm)
+	}
+	want(t, "no event taken", allow(t, l, "u1", perMinute(2)), allowed(2, 0, time.Minute))
+	adm.Release(true) // nothing to refund but the slot
+	if adm := admit(t, l, named("u1", "run_2", 1)); !adm.OK() {
+		t.Fatalf("after the release: %+v", adm)
+	}
+}
+
+// testNamedSlotsFreeDeadHolders: a named slot whose holder was never given
+// back frees itself after its ttl, exactly.
+func testNamedSlotsFreeDeadHolders(t *testing.T, newLimiter NewLimiterFunc) {
+	l, clock := setup(t, newLimiter)
+	a := named("u1", "run_1", 1, perDay(100))
+	a.SlotTTL = 30 * time.Second
+	admit(t, l, a)
+	clock.Add(30*time.Second - time.Millisecond)
+	a.Holder = "run_2"
+	if adm := admit(t, l, a); !adm.Concurrency {
+		t.Fatalf("a slot freed 1ms before its holder's ttl: %+v", adm)
+	}
+	clock.Add(time.Millisecond)
+	if adm := admit(t, l, a); !adm.OK() {
+		t.Fatalf("a dead holder's slot not freed at its ttl: %+v", adm)
+	}
+	releaseSlot(t, l, "u1", "background", "run_1") // the dead holder comes back: frees nothing
+	a.Holder = "run_3"
+	if adm := admit(t, l, a); !adm.Concurrency {
+		t.Fatalf("a dead holder's release freed its successor's slot: %+v", adm)
+	}
+}
+
+func testNamedSlotsInvalidInput(t *testing.T, newLimiter NewLimiterFunc) {
+	l, _ := setup(t, newLimiter)
+	long := string(make([]byte, 257))
+	for name, a := range map[string]wasmwiz.Admission{
+		"set without holder": {Key: "u1", SlotSet: "background", MaxConcurrent: 1, SlotTTL: time.Minute},
+		"holder without set": {Key: "u1", Holder: "run_1", Quotas: []wasmwiz.RateLimit{perMinute(1)}, MaxConcurrent: 1, SlotTTL: time.Minute},
+		"long holder":        {Key: "u1", SlotSet: "background", Holder: long, MaxConcurrent: 1, SlotTTL: time.Minute},
+		"no key":             {SlotSet: "background", Holder: "run_1", MaxConcurrent: 1, SlotTTL: time.Minute},
+		"bad quota":          {Key: "u1", SlotSet: "background", Holder: "run_1", Quotas: []wasmwiz.RateLimit{perMinute(0)}, MaxConcurrent: 1, SlotTTL: time.Minute},
+		"no slot":            {Key: "u1", SlotSet: "background", Holder: "run_1", SlotTTL: time.Minute},
+		"no ttl":             {Key: "u1", SlotSet: "background", Holder: "run_1", MaxConcurrent: 1},
+	} {
+		if _, err := l.Admit(context.Background(), a); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+			t.Errorf("Admit, %s: %v, want EINVALID", name, err)
+		}
+	}
+	for name, args := range map[string][3]string{
+		"no key":    {"", "background", "run_1"},
+		"no set":    {"u1", "", "run_1"},
+		"no holder": {"u1", "background", ""},
+	} {
+		if err := l.ReleaseSlot(context.Background(), args[0], args[1], args[2]); wasmwiz.ErrorCode(err) != wasmwiz.EINVALID {
+			t.Errorf("ReleaseSlot, %s: %v, want EINVALID", name, err)
+		}
+	}
+	if adm := admit(t, l, named("u1", "run_1", 1)); !adm.OK() {
+		t.Fatalf("valid after invalid: %+v", adm)
 	}
 }

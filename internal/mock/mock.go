@@ -324,6 +324,8 @@ type RateLimiter struct {
 	// stale.
 	AdmitFn        func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error)
 	PublishEpochFn func(ctx context.Context, e int64) error
+	// ReleaseSlotFn answers ReleaseSlot; nil: ReleaseSlot does nothing.
+	ReleaseSlotFn func(ctx context.Context, key, set, holder string) error
 }
 
 var _ wasmwiz.RateLimiter = (*RateLimiter)(nil)
@@ -336,12 +338,20 @@ func (l *RateLimiter) Admit(ctx context.Context, a wasmwiz.Admission) (wasmwiz.A
 	if l.AcquireFn == nil || l.AllowFn == nil {
 		return wasmwiz.Admitted{}, unset("RateLimiter.Admit")
 	}
-	release, ok, err := l.AcquireFn(ctx, "concurrency:"+a.Key, a.MaxConcurrent, a.SlotTTL)
+	slots := "concurrency:" + a.Key
+	if a.SlotSet != "" {
+		slots += ":" + a.SlotSet
+	}
+	release, ok, err := l.AcquireFn(ctx, slots, a.MaxConcurrent, a.SlotTTL)
 	if err != nil {
 		return wasmwiz.Admitted{}, err
 	}
 	if !ok {
 		return wasmwiz.Admitted{Concurrency: true}, nil
+	}
+	if len(a.Quotas) == 0 { // a named set's slot alone
+		var once sync.Once
+		return wasmwiz.Admitted{Decision: wasmwiz.RateDecision{Allowed: true}, Release: func(bool) { once.Do(release) }}, nil
 	}
 	d, err := l.AllowFn(ctx, a.Key, a.Quotas)
 	if err != nil || !d.Allowed {
@@ -358,6 +368,14 @@ func (l *RateLimiter) PublishCacheEpoch(ctx context.Context, e int64) error {
 		return unset("RateLimiter.PublishCacheEpoch")
 	}
 	return l.PublishEpochFn(ctx, e)
+}
+
+// ReleaseSlot calls ReleaseSlotFn, when set.
+func (l *RateLimiter) ReleaseSlot(ctx context.Context, key, set, holder string) error {
+	if l.ReleaseSlotFn == nil {
+		return nil
+	}
+	return l.ReleaseSlotFn(ctx, key, set, holder)
 }
 
 // Allow calls AllowFn.

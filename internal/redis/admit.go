@@ -199,11 +199,15 @@ func (l *Limiter) countAdmit(a wasmwiz.Admitted) {
 }
 
 func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
-	token := hex.EncodeToString(b[:])
 	base := l.base(a.Key)
-	slots := base + "slots"
+	slots, token := base+"slots", a.Holder
+	if a.SlotSet != "" {
+		slots = l.namedSlots(base, a.SlotSet)
+	} else {
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
+		token = hex.EncodeToString(b[:])
+	}
 	n := len(a.Quotas)
 	keys := make([]string, 2, 2+n+8)
 	keys[0], keys[1] = l.epochKey(), slots
@@ -273,6 +277,28 @@ func (l *Limiter) admitRedis(ctx context.Context, a wasmwiz.Admission) (wasmwiz.
 		}
 	}
 	return adm, nil
+}
+
+// namedSlots is the key of the named set of slots of the caller whose
+// keys start with base: beside its runs' slots, in its Cluster slot.
+func (l *Limiter) namedSlots(base, set string) string { return base + "slots:" + set }
+
+// ReleaseSlot implements wasmwiz.RateLimiter: the release waits for Redis
+// as an admission's does (the next admission on this replica carries it,
+// or a flush sends it at once), and the fallback gives the slot back too,
+// in case it admitted the holder while Redis was away. It never returns
+// EUNAVAILABLE: a release that cannot reach Redis waits for it, and one
+// dropped leaves its slot to expire by its ttl.
+func (l *Limiter) ReleaseSlot(ctx context.Context, key, set, holder string) error {
+	if err := wasmwiz.ValidateSlotHolder(key, set, holder); err != nil {
+		return err
+	}
+	if l.fallback != nil {
+		_ = l.fallback.ReleaseSlot(ctx, key, set, holder)
+	}
+	base := l.base(key)
+	l.release(&release{slots: l.namedSlots(base, set), token: holder, caller: base}, false)
+	return nil
 }
 
 // release queues r for Redis: the next admission on this replica carries

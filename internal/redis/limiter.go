@@ -38,8 +38,9 @@ type Options struct {
 	Client goredis.UniversalClient
 	// Prefix starts every key; default DefaultPrefix. Keys are
 	// Prefix+"{"+key+"}:"+name+":"+windowMS for a quota and
-	// Prefix+"{"+key+"}:slots" for concurrency slots: the braces keep one
-	// key's quotas in one Redis Cluster slot, as the script needs.
+	// Prefix+"{"+key+"}:slots" for concurrency slots (+":"+set for a named
+	// set, Admission.SlotSet): the braces keep one key's quotas and slots
+	// in one Redis Cluster slot, as the script needs.
 	Prefix string
 	// Timeout bounds every call to Redis; past it, the fallback decides.
 	// Default DefaultTimeout.

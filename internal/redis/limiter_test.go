@@ -715,6 +715,63 @@ func TestAdmitFallsBack(t *testing.T) {
 	}
 }
 
+// TestReplicasShareNamedSlots: a named slot one replica admitted is held for
+// every replica, and any replica gives it back by its holder's name (a
+// background run admitted on one replica ends on another).
+func TestReplicasShareNamedSlots(t *testing.T) {
+	t.Parallel()
+	a, b, _ := twoReplicas(t)
+	ctx := context.Background()
+	adm := func(l *redis.Limiter, holder string) wasmwiz.Admitted {
+		t.Helper()
+		res, err := l.Admit(ctx, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 1, SlotTTL: time.Hour,
+			SlotSet: "background", Holder: holder})
+		if err != nil || res.Fallback {
+			t.Fatalf("Admit: %+v, %v", res, err)
+		}
+		return res
+	}
+	if res := adm(a, "run_1"); !res.OK() {
+		t.Fatalf("the first background run: %+v", res)
+	}
+	if res := adm(b, "run_2"); !res.Concurrency {
+		t.Fatalf("replica b admitted a second background run of 1: %+v", res)
+	}
+	if err := b.ReleaseSlot(ctx, "user:7", "background", "run_1"); err != nil {
+		t.Fatal(err)
+	}
+	if res := adm(b, "run_2"); !res.OK() {
+		t.Fatalf("replica b, after it gave back a's run by name: %+v", res)
+	}
+	if res := adm(a, "run_3"); !res.Concurrency {
+		t.Fatalf("replica a admitted a second background run of 1: %+v", res)
+	}
+}
+
+// TestReleaseSlotReachesTheFallback: a named slot the fallback admitted
+// while Redis was away is given back there by ReleaseSlot.
+func TestReleaseSlotReachesTheFallback(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, "redis://"+tcpproxy.ClosedAddr(t))
+	l := newLimiter(t, redis.Options{Client: c, Timeout: 200 * time.Millisecond, Fallback: inmem.New(inmem.Options{}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx := context.Background()
+	a := wasmwiz.Admission{Key: "u1", Quotas: minute(3), MaxConcurrent: 1, SlotTTL: time.Hour, SlotSet: "background", Holder: "run_1"}
+	if res, err := l.Admit(ctx, a); err != nil || !res.OK() || !res.Fallback {
+		t.Fatalf("Admit with Redis down: %+v, %v", res, err)
+	}
+	a.Holder = "run_2"
+	if res, _ := l.Admit(ctx, a); !res.Concurrency {
+		t.Fatalf("the fallback admitted a second background run of 1: %+v", res)
+	}
+	if err := l.ReleaseSlot(ctx, "u1", "background", "run_1"); err != nil {
+		t.Fatalf("ReleaseSlot with Redis down: %v", err)
+	}
+	if res, _ := l.Admit(ctx, a); !res.OK() {
+		t.Fatalf("the fallback's slot was not given back: %+v", res)
+	}
+}
+
 // scriptCounter counts the scripts a client has Redis run (EVAL and
 // EVALSHA; an EVALSHA that Redis answers NOSCRIPT, because another test
 // flushed the script cache, runs nothing and is sent again as EVAL).
