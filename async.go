@@ -3,6 +3,7 @@ package wasmwiz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -59,8 +60,24 @@ func (e *Executor) AsyncLimits(t *Tier) Limits {
 // a callback URL that is not http(s) or a caller without a webhook secret;
 // ETOOLARGE when the caller's stored run output fills its tier's
 // max_stored_run_bytes (nothing is queued or spent); ERATELIMIT for a
-// quota or too many runs in flight; EUNAVAILABLE when background runs are
-// not configured or the queue cannot take the run.
+// quota, or for too many background runs in flight (refused by the
+// limiter: ConcurrencyLimited, nothing spent; or by the store, see below);
+// EUNAVAILABLE when background runs are not configured or the queue cannot
+// take the run.
+//
+// The caller's background runs in flight are counted twice. The limiter
+// holds a slot of the caller's BackgroundSlots for each, named by the
+// run's id, taken with the quota events in one admission before anything
+// is read from the database, and given back when the run ends, by whichever
+// replica ends it (RateLimiter.ReleaseSlot): a caller at its bound is
+// refused by the limiter alone, so a loop of refused requests costs no
+// database work and no connection. The limiter is shared by every replica
+// (Redis), so its count holds across them; but its slots can be lost (a
+// replica that stopped between a run's end and its release; Redis lost or
+// away, its fallback counting per replica), so the store counts again in
+// QueueRun's write transaction and stays the authority. A run the store
+// refuses for the caller's runs in flight keeps its quota events: it cost
+// a write transaction, and the refund would let the next one in.
 func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest, callbackURL string) (*Execution, error) {
 	ex := &Execution{}
 	if c == nil {
@@ -82,24 +99,10 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	ex.Tier = tier
 	limits := e.AsyncLimits(tier).Clamp(Limits{Timeout: req.Limits.Timeout, MaxMemoryBytes: req.Limits.MaxMemoryBytes})
 	ex.Limits = limits
-	moduleBytes, name := int64(len(req.Wasm)), req.Name
-	if req.ModuleID != "" {
-		// The module must be visible now; it is loaded again when the run
-		// starts (it may be gone by then: the run says so).
-		mod, _, err := e.module(ctx, req.ModuleID, false)
-		if err != nil {
+	if req.ModuleID == "" { // a stored module's size is read once admitted
+		if err := limits.CheckSizes(int64(len(req.Wasm)), int64(len(req.Stdin)), tier.Name); err != nil {
 			return ex, err
 		}
-		moduleBytes = mod.SizeBytes
-		if name == "" {
-			name = mod.Name
-		}
-	}
-	if name == "" {
-		name = "module.wasm"
-	}
-	if err := limits.CheckSizes(moduleBytes, int64(len(req.Stdin)), tier.Name); err != nil {
-		return ex, err
 	}
 	files, err := checkedFiles(req.Files, limits)
 	if err != nil {
@@ -107,11 +110,6 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	}
 	if callbackURL != "" {
 		if err := checkCallbackURL(callbackURL); err != nil {
-			return ex, err
-		}
-		if _, err := e.Runs.WebhookSecret(ctx, c.User.ID); ErrorCode(err) == ENOTFOUND {
-			return ex, Errorf(EINVALID, "a callback_url needs your webhook secret first: POST /api/v1/webhook-secret")
-		} else if err != nil {
 			return ex, err
 		}
 	}
@@ -122,34 +120,46 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		return ex, err
 	}
 
-	// The quota is spent at admission: a slot of the limiter is taken only
-	// for the moment of the decision (the store counts the caller's
-	// background runs in flight), and the events are given back when the
-	// store refuses the run.
-	// A caller from Admit spent its quota events then; its slot is given
-	// back below as this admission's is.
-	adm, held := c.held.take()
-	if !held {
-		var err error
-		adm, err = e.Limiter.Admit(ctx, Admission{Key: c.RateKey, Quotas: TierRateLimits(tier),
-			MaxConcurrent: maxAsyncAdmissions, SlotTTL: time.Minute})
-		if err != nil {
-			return ex, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
-		}
-	}
-	dec := adm.Decision
-	ex.RateLimit = &dec
-	if !adm.OK() {
-		if adm.Concurrency {
-			return ex, RetryLater(EUNAVAILABLE, time.Second, "too many background runs being admitted at once; retry later")
-		}
-		return ex, RetryLater(ERATELIMIT, dec.RetryAfter, "rate limit exceeded: tier %s allows %d runs per %s; retry in %s",
-			tier.Name, dec.Limit, windowName(dec.Limit, tier), retryText(dec.RetryAfter))
+	now := e.now()
+	id := NewRunID(now)
+	adm, err := e.admitBackground(ctx, c, id, limits, ex)
+	if err != nil {
+		return ex, err
 	}
 
-	now := e.now()
-	ex.ID = NewRunID(now)
-	rec := &UsageRecord{ID: ex.ID, UserID: c.User.ID, ModuleID: req.ModuleID, Tier: tier.Name, CreatedAt: now.UTC(), State: RunQueued}
+	// Admitted: what needs the database now, each read given back with
+	// the admission when it refuses the run.
+	name := req.Name
+	if req.ModuleID != "" {
+		// The module must be visible now; it is loaded again when the run
+		// starts (it may be gone by then: the run says so).
+		mod, _, err := e.module(ctx, req.ModuleID, false)
+		if err == nil {
+			err = limits.CheckSizes(mod.SizeBytes, int64(len(req.Stdin)), tier.Name)
+		}
+		if err != nil {
+			adm.end(false, true)
+			return ex, err
+		}
+		if name == "" {
+			name = mod.Name
+		}
+	}
+	if name == "" {
+		name = "module.wasm"
+	}
+	if callbackURL != "" {
+		if _, err := e.Runs.WebhookSecret(ctx, c.User.ID); err != nil {
+			adm.end(false, true)
+			if ErrorCode(err) == ENOTFOUND {
+				return ex, Errorf(EINVALID, "a callback_url needs your webhook secret first: POST /api/v1/webhook-secret")
+			}
+			return ex, err
+		}
+	}
+
+	ex.ID = id
+	rec := &UsageRecord{ID: id, UserID: c.User.ID, ModuleID: req.ModuleID, Tier: tier.Name, CreatedAt: now.UTC(), State: RunQueued}
 	if c.Key != nil {
 		rec.APIKeyID = c.Key.ID
 	}
@@ -165,18 +175,104 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
 		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
 	})
-	adm.Release(err != nil)
 	if err != nil {
+		// The store refusing the run for the caller's runs in flight (the
+		// limiter had lost count of them) keeps the quota events: see above.
+		adm.end(false, ErrorCode(err) != ERATELIMIT)
 		ex.ID = ""
 		return ex, err
 	}
+	adm.end(true, false)
 	ex.Record = rec
 	return ex, nil
 }
 
-// maxAsyncAdmissions bounds the admissions of one caller's background runs
-// deciding at the same instant; the store bounds the runs themselves.
-const maxAsyncAdmissions = 1 << 20
+// BackgroundSlots is the set of a caller's limiter slots (Admission.SlotSet)
+// that counts its background runs queued or running, one slot per run,
+// named by the run's id.
+const BackgroundSlots = "background"
+
+// backgroundSlotAllowance is what a background run's slot lives beyond the
+// run's wall time: its wait in the queue, its start, its end. The slot is
+// given back when the run ends; the ttl only frees one whose release was
+// lost. Too short, and a run waiting longer in the queue stops being
+// counted by the limiter: the store then refuses the caller's next run
+// itself, at the price of a write transaction and the caller's quota event.
+// Too long, and a lost release refuses the caller's runs for that long.
+const backgroundSlotAllowance = 10 * time.Minute
+
+// backgroundAdmission is what ExecuteAsync took from the limiter: the
+// background run's slot, and the quota events, taken with it or earlier by
+// Executor.Admit (held: with one of the runs' slots, for the body).
+type backgroundAdmission struct {
+	slot Admitted // the run's slot (and the quota events, unless held)
+	held *Admitted
+}
+
+// end gives back, once the run was queued or refused, what the run does not
+// keep: the runs' slot Admit held (at once: the body was read), the
+// background slot unless the run was queued (its end gives it back), and
+// with refund the quota events.
+func (a *backgroundAdmission) end(queued, refund bool) {
+	if a.held != nil {
+		a.held.Release(refund)
+	}
+	if !queued {
+		a.slot.Release(refund)
+	}
+}
+
+// admitBackground takes the slot of the background run id of c and, unless
+// Executor.Admit spent them for c already, one event of each quota. It sets
+// ex.RateLimit to the quota decision.
+func (e *Executor) admitBackground(ctx context.Context, c *Caller, id string, limits Limits, ex *Execution) (*backgroundAdmission, error) {
+	tier := c.Tier
+	a := Admission{Key: c.RateKey, SlotSet: BackgroundSlots, Holder: id,
+		MaxConcurrent: tier.MaxConcurrent, SlotTTL: limits.Timeout + backgroundSlotAllowance}
+	held, fromAdmit := c.held.take()
+	if !fromAdmit {
+		a.Quotas = TierRateLimits(tier)
+	}
+	adm, err := e.Limiter.Admit(ctx, a)
+	if err != nil {
+		if fromAdmit {
+			held.Release(true)
+		}
+		return nil, WrapError(EUNAVAILABLE, err, "rate limiter unavailable; retry later")
+	}
+	if fromAdmit {
+		dec := held.Decision
+		ex.RateLimit = &dec
+	} else if !adm.Concurrency {
+		dec := adm.Decision
+		ex.RateLimit = &dec
+	}
+	if !adm.OK() {
+		if fromAdmit {
+			held.Release(true)
+		}
+		if adm.Concurrency {
+			return nil, &Error{Code: ERATELIMIT,
+				Message: fmt.Sprintf("too many background runs queued or running: tier %s allows %d at a time", tier.Name, tier.MaxConcurrent),
+				Err:     errors.Join(&concurrencyError{max: tier.MaxConcurrent}, &RetryAfterError{After: time.Second})}
+		}
+		return nil, refusal(tier, &adm)
+	}
+	b := &backgroundAdmission{slot: adm}
+	if fromAdmit {
+		b.held = &held
+	}
+	return b, nil
+}
+
+// releaseBackground gives back the limiter slot of the background run rec,
+// which ended (or was found ended), on whichever replica admitted it.
+func (e *Executor) releaseBackground(ctx context.Context, rec *UsageRecord) {
+	if e.Limiter == nil || rec == nil || rec.UserID == 0 {
+		return
+	}
+	_ = e.Limiter.ReleaseSlot(context.WithoutCancel(ctx), RateKey(&User{ID: rec.UserID}, ""), BackgroundSlots, rec.ID)
+}
 
 // checkCallbackURL accepts an absolute http or https URL with a host. Where
 // it may connect is checked at connect time, on the resolved address, by
@@ -221,7 +317,10 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 		e.finish(ctx, rec)
 		return nil
 	case ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND:
-		return nil // cancelled, already ended, or deleted
+		// Cancelled, already ended, or deleted: its slot was given back
+		// then, or is now (a release that was lost).
+		e.releaseBackground(ctx, rec)
+		return nil
 	case err != nil:
 		return err
 	}
@@ -365,13 +464,17 @@ func (e *Executor) stopCause(ctx context.Context, id string) error {
 	return errCancelled
 }
 
-// finish writes a background run's final record, tells its followers, and
-// enqueues its webhook.
+// finish writes a background run's final record, gives back its limiter
+// slot, tells its followers, and enqueues its webhook.
 func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	done, err := e.Runs.FinishRun(fctx, rec)
-	if err != nil || !done {
+	if err != nil {
+		return // still running for the store: the sweeper fails it and gives its slot back
+	}
+	e.releaseBackground(ctx, rec) // also when another ended it first: a release is idempotent
+	if !done {
 		return
 	}
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventState, Data: []byte(rec.State)})
@@ -399,6 +502,7 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 		return nil, err
 	}
 	if rec.State == RunCancelled {
+		e.releaseBackground(ctx, rec)
 		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunCancelled)})
 		e.publish(RunEvent{RunID: id, Kind: EventResult})
 		if rec.CallbackURL != "" && e.Queue != nil {
@@ -416,10 +520,13 @@ func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) 
 	for _, id := range ids {
 		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunFailed)})
 		e.publish(RunEvent{RunID: id, Kind: EventResult})
-		if e.Queue != nil {
-			if rec, err := e.Runs.FindRunByID(SystemContext(ctx), id); err == nil && rec.CallbackURL != "" {
-				_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
-			}
+		rec, err := e.Runs.FindRunByID(SystemContext(ctx), id)
+		if err != nil {
+			continue // its slot expires by its ttl
+		}
+		e.releaseBackground(ctx, rec)
+		if e.Queue != nil && rec.CallbackURL != "" {
+			_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
 		}
 	}
 	return len(ids), err

@@ -32,8 +32,9 @@ type RateDecision struct {
 // Directory) so that one call admits a run and checks that what the replica
 // cached is current: on Redis that is one round trip per execute.
 type RateLimiter interface {
-	// Admit takes, atomically, one of a.MaxConcurrent slots of a.Key and one
-	// event of every quota, or nothing: a run refused for concurrency or by
+	// Admit takes, atomically, one of a.MaxConcurrent slots of a.Key (of its
+	// runs, or of the set a.SlotSet names) and one event of every quota, or
+	// nothing: a run refused for concurrency or by
 	// a quota consumes nothing. When a.Epoch is set and differs from the
 	// limiter's cache epoch it takes nothing and answers Stale, so that the
 	// caller reads its data again and asks once more. Every answer carries
