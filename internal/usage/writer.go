@@ -33,9 +33,15 @@ type Options struct {
 	// when it returns, not up to RetryMax later.
 	Probe         func(ctx context.Context) error
 	ProbeInterval time.Duration
-	// MaxBufferedBytes bounds the stored output held (64 MiB): a record
-	// whose output does not fit any more is kept without it (its truncation
-	// flags set, its message saying why) and counted in OutputDropped.
+	// MaxBufferedBytes bounds the stored output and detail held (64 MiB):
+	// a record whose output does not fit any more is kept without it (its
+	// truncation flags set, its message saying why) and counted in
+	// OutputDropped; one whose detail does not fit either (args, env names,
+	// params, results, trap and message: each side up to
+	// wasmwiz.RecordDetailBytes, the trap and message up to 8 KiB each) is
+	// kept without that too (DetailTruncated set) and counted in
+	// DetailDropped. What else a record holds (ids, its module and
+	// function names, at most about 1.5 KiB) is bounded by MaxBuffered.
 	MaxBufferedBytes int64
 	// Logger gets failures, recoveries and drops (slog.Default()).
 	Logger *slog.Logger
@@ -85,7 +91,10 @@ type Stats struct {
 	// OutputDropped counts records kept without their output because the
 	// output held passed MaxBufferedBytes, ever.
 	OutputDropped uint64
-	BufferedBytes uint64 // output bytes held now
+	// DetailDropped counts records kept without their detail (and
+	// output) because what was held passed MaxBufferedBytes, ever.
+	DetailDropped uint64
+	BufferedBytes uint64 // output and detail bytes held now (heldBytes)
 }
 
 // Writer is the wasmwiz.UsageRecorder of the server: Record queues a record in
@@ -108,7 +117,7 @@ type Writer struct {
 	closed     bool
 	stats      Stats
 	pending    map[string]*wasmwiz.UsageRecord // every record held, by id, for Pending
-	bytes      int64                           // output bytes held
+	bytes      int64                           // output and detail bytes held (heldBytes)
 	dropping   bool                            // a drop was logged and no write has succeeded since
 	closedDrop bool                            // a record after Close was logged
 
@@ -166,11 +175,18 @@ func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 		}
 		return
 	}
-	if out := int64(len(c.Stdout) + len(c.Stderr)); out > 0 && w.bytes+out > w.opts.MaxBufferedBytes {
+	if out := outputBytes(&c); out > 0 && w.bytes+detailBytes(&c)+out > w.opts.MaxBufferedBytes {
 		c.Stdout, c.Stderr = []byte{}, []byte{}
 		c.StdoutTruncated, c.StderrTruncated = true, true
-		c.Message = "output not kept: the server held too much output waiting to be written"
+		c.Message = outputNotKept
 		w.stats.OutputDropped++
+	}
+	if det := detailBytes(&c); det > 0 && w.bytes+det > w.opts.MaxBufferedBytes {
+		// Its output, if any, went above: it did not fit with less.
+		c.Args, c.EnvNames, c.Params, c.Results, c.Trap = nil, nil, nil, nil, ""
+		c.DetailTruncated = true
+		c.Message = detailNotKept
+		w.stats.DetailDropped++
 	}
 	var dropped *wasmwiz.UsageRecord
 	if len(w.queue)+len(w.batch) >= w.opts.MaxBuffered {
@@ -209,18 +225,57 @@ func (w *Writer) Record(r *wasmwiz.UsageRecord) {
 	}
 }
 
+// The messages of a record kept without part of it. They are constants:
+// they hold no memory of the record's own.
+const (
+	outputNotKept = "output not kept: the server held too much output waiting to be written"
+	detailNotKept = "output, args, env names, params, results and messages not kept: the server held too much waiting to be written"
+)
+
 // holdLocked and forgetLocked keep pending and bytes in step with the
 // records held.
 func (w *Writer) holdLocked(r *wasmwiz.UsageRecord) {
 	w.pending[r.ID] = r
-	w.bytes += int64(len(r.Stdout) + len(r.Stderr))
+	w.bytes += heldBytes(r)
 }
 
 func (w *Writer) forgetLocked(r *wasmwiz.UsageRecord) {
 	if w.pending[r.ID] == r {
 		delete(w.pending, r.ID)
 	}
-	w.bytes -= int64(len(r.Stdout) + len(r.Stderr))
+	w.bytes -= heldBytes(r)
+}
+
+// heldBytes is what MaxBufferedBytes counts of a held record: its output
+// and its detail. A held record is never changed, so it counts the same
+// when it is forgotten as when it was held.
+func heldBytes(r *wasmwiz.UsageRecord) int64 { return outputBytes(r) + detailBytes(r) }
+
+func outputBytes(r *wasmwiz.UsageRecord) int64 { return int64(len(r.Stdout) + len(r.Stderr)) }
+
+// stringHeader is what a string costs besides its bytes (a pointer and a
+// length), in a slice or a struct.
+const stringHeader = 16
+
+// detailBytes estimates, cheaply, the memory of the parts of r's detail
+// that a request or a guest can make long: its args, env names and params
+// (wasmwiz.RecordDetailBytes together), its results (as much again), its
+// trap and its message (8 KiB each): their bytes and their headers.
+func detailBytes(r *wasmwiz.UsageRecord) int64 {
+	n := 0
+	for _, ss := range [][]string{r.Args, r.EnvNames, r.Params} {
+		for _, s := range ss {
+			n += stringHeader + len(s)
+		}
+	}
+	for _, v := range r.Results {
+		n += 2*stringHeader + len(v.Type) + len(v.Value)
+	}
+	n += len(r.Trap)
+	if r.Message != outputNotKept && r.Message != detailNotKept {
+		n += len(r.Message)
+	}
+	return int64(n)
 }
 
 // Pending returns a copy of the record with id while it waits to be

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -584,5 +586,90 @@ func TestUsageWriterPendingAndOutputBudget(t *testing.T) {
 	}
 	if st := w.Stats(); st.BufferedBytes != 0 {
 		t.Fatalf("bytes held after the write: %d", st.BufferedBytes)
+	}
+}
+
+// largeDetail returns testRun(i) with a detail as large as a record keeps:
+// args and env names of RecordDetailBytes, results of as much again, an
+// 8 KiB trap and an 8 KiB message; detailText is the bytes of its strings.
+func largeDetail(i int) (r *wasmwiz.UsageRecord, detailText int) {
+	r = testRun(i)
+	for range 6 {
+		r.Args = append(r.Args, strings.Repeat("a", 1000))
+	}
+	r.EnvNames = []string{strings.Repeat("E", 1000), strings.Repeat("F", 1000)}
+	for range 8 {
+		r.Results = append(r.Results, wasmwiz.RunValue{Type: "i64", Value: strings.Repeat("9", 1000)})
+	}
+	r.Trap = strings.Repeat("t", 8<<10)
+	r.Message = strings.Repeat("m", 8<<10)
+	return r, 8*1000 + 8*1003 + 2*(8<<10)
+}
+
+// TestUsageWriterDetailBudget: while the database does not answer, records
+// whose details are large (about 33 KiB of args, env names, results, trap
+// and message each) are held within MaxBufferedBytes as their output is. A
+// record whose output does not fit beside its detail is kept without its
+// output; one whose detail does not fit either is kept without that too,
+// and says so; a thousand of them hold no more than the bound, and every
+// record is written when the database answers.
+func TestUsageWriterDetailBudget(t *testing.T) {
+	t.Parallel()
+	const bound = 64 << 10
+	f := newFakeRuns()
+	f.block = make(chan struct{})
+	w := New(f, Options{BatchSize: 10_000, MaxBuffered: 10_000, FlushInterval: time.Hour, MaxBufferedBytes: bound, Logger: quiet})
+
+	first, text := largeDetail(0)
+	w.Record(first)
+	if st := w.Stats(); st.BufferedBytes < uint64(text) || st.BufferedBytes > bound || st.DetailDropped != 0 {
+		t.Fatalf("one record of %d bytes of detail text: %+v, want it held and counted", text, st)
+	}
+
+	// 16 KiB of output beside 16 KiB of args: the output does not fit with
+	// what is held, the args do.
+	mid := testRun(1)
+	mid.Args = []string{strings.Repeat("b", 16<<10)}
+	mid.Stdout = bytes.Repeat([]byte("o"), 16<<10)
+	w.Record(mid)
+	got := w.Pending(mid.ID)
+	if got == nil || len(got.Stdout) != 0 || !got.StdoutTruncated || len(got.Args) != 1 || got.DetailTruncated {
+		t.Fatalf("Pending(mid), its output over the budget beside its args: %+v", got)
+	}
+
+	var last *wasmwiz.UsageRecord
+	for i := range 1000 {
+		last, _ = largeDetail(i + 2)
+		last.Stdout = []byte("out")
+		w.Record(last)
+		if st := w.Stats(); st.BufferedBytes > bound {
+			t.Fatalf("after %d records of large detail: %d bytes held, over the bound of %d", i+1, st.BufferedBytes, bound)
+		}
+	}
+	st := w.Stats()
+	if st.Buffered != 1002 || st.Dropped != 0 || st.DetailDropped != 1000 || st.OutputDropped != 1001 {
+		t.Fatalf("stats %+v, want 1002 records held, 1000 kept without detail, 1001 without output", st)
+	}
+	got = w.Pending(last.ID)
+	if got == nil || got.Args != nil || got.EnvNames != nil || got.Results != nil || got.Trap != "" || len(got.Stdout) != 0 ||
+		!got.DetailTruncated || !got.StdoutTruncated || !strings.Contains(got.Message, "not kept") {
+		t.Fatalf("Pending(last), its detail over the budget: %+v", got)
+	}
+	if got := w.Pending(first.ID); got == nil || len(got.Args) != 6 || got.Trap != first.Trap || got.Message != first.Message {
+		t.Fatalf("Pending(first), held whole: %+v", got)
+	}
+
+	close(f.block)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Written != 1002 || st.BufferedBytes != 0 {
+		t.Fatalf("after the write: %+v, want 1002 written and nothing held", st)
+	}
+	f.mu.Lock()
+	stored := f.stored[first.ID]
+	f.mu.Unlock()
+	if len(stored.Args) != 6 || len(stored.Results) != 8 {
+		t.Fatalf("the first record stored without its detail: %+v", stored)
 	}
 }
