@@ -370,19 +370,28 @@ func TestServeAsyncCancel(t *testing.T) {
 }
 
 // TestServeAsyncAdmission: background runs need a key, count against the
-// tier's max_concurrent while queued or running, and spend a quota event at
-// admission.
+// tier's max_concurrent while queued or running (checked before the
+// database is read: a caller at its bound gets its 429 whatever else it got
+// wrong there), and spend a quota event at admission, none when refused.
 func TestServeAsyncAdmission(t *testing.T) {
 	t.Parallel()
 	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_ASYNC_WORKERS": "0"}, testServeOptions()) // nothing runs: they stay queued
 	_, _, key := s.newTierUser("two", func(t *wasmwiz.Tier) { t.MaxConcurrent = 2; t.RunsPerMinute = 3 })
 	hello := b64(testmodule.Read(t, "hello.wasm"))
+	code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
+		"callback_url": "https://example.com/hook"}, nil)
+	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
+		t.Fatalf("a callback without a secret: %d %s", code, body)
+	}
 	startAsync(t, s.url, key, map[string]any{"wasm_base64": hello})
 	// Prefer: respond-async works as well as "async": true.
-	code, body, _ := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
+	code, body, hdr := testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello},
 		map[string]string{"Prefer": "respond-async"})
 	if code != http.StatusAccepted {
 		t.Fatalf("Prefer: respond-async: %d %s", code, body)
+	}
+	if left := hdr.Get("X-RateLimit-Remaining"); left != "1" {
+		t.Fatalf("after two runs and a refusal: %s runs left of 3, want 1", left)
 	}
 	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true}, nil)
 	if code != http.StatusTooManyRequests || !bytes.Contains(body, []byte("queued or running")) {
@@ -390,8 +399,8 @@ func TestServeAsyncAdmission(t *testing.T) {
 	}
 	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "async": true,
 		"callback_url": "https://example.com/hook"}, nil)
-	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("webhook secret")) {
-		t.Fatalf("a callback without a secret: %d %s", code, body)
+	if code != http.StatusTooManyRequests || !bytes.Contains(body, []byte("queued or running")) {
+		t.Fatalf("a callback without a secret at the bound: %d %s", code, body)
 	}
 	code, body, _ = testenv.DoJSON(t, "POST", s.url+"/api/v1/execute", key, map[string]any{"wasm_base64": hello, "callback_url": "https://example.com/hook"}, nil)
 	if code != http.StatusBadRequest {
