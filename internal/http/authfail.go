@@ -18,15 +18,22 @@ const authFailureWindow = time.Minute
 // emptied: forgetting costs only lookups that the shared count still bounds).
 const authFailureEntries = 100_000
 
+// authFailureWide is how many times the limit of one address the
+// failures of its network (an IPv4 /24, an IPv6 /48) may reach.
+const authFailureWide = 8
+
 // authFailures bounds what API keys that do not authenticate make the
 // server spend. A key of the right shape costs a store lookup (a database
 // round trip shared by every tenant) before it is known to be bad, and
 // costs its sender nothing: so every such failure is counted against the
-// client's address (an IPv4 address, an IPv6 /64) through the RateLimiter,
-// across replicas. Once an address is over the limit, this replica refuses
-// its keys (429) for the rest of the window without a lookup, except keys
-// that authenticated on this replica before (a tenant behind the same
-// address keeps working) until such a key fails.
+// client's address (an IPv4 address, an IPv6 /64) and against its network
+// (an IPv4 /24, an IPv6 /48, under authFailureWide times the limit)
+// through the RateLimiter, across replicas: a sender holding a /48 has
+// 65 536 /64s to rotate through, a /24 256 addresses. Once an address or
+// its network is over its limit, this replica refuses its keys (429) for
+// the rest of the window without a lookup, except keys that authenticated
+// on this replica before (a tenant behind the same address keeps working)
+// until such a key fails.
 type authFailures struct {
 	limiter wasmwiz.RateLimiter
 	limit   int64 // failed lookups per address per window
@@ -34,7 +41,7 @@ type authFailures struct {
 	now     func() time.Time
 
 	mu      sync.RWMutex
-	blocked map[netip.Prefix]time.Time     // addresses over the limit, until when
+	blocked map[netip.Prefix]time.Time     // addresses and networks over their limit, until when
 	known   map[[sha256.Size]byte]struct{} // digests of keys that authenticated here
 }
 
@@ -57,44 +64,76 @@ func authFailureAddress(ip netip.Addr) netip.Prefix {
 	return p
 }
 
+// authFailureNetwork is the network failures are counted by as well: the
+// address's /24, or its /48 for IPv6, what one site is commonly given.
+func authFailureNetwork(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	bits := 48
+	if ip.Is4() {
+		bits = 24
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// scopes returns the address and the network of ip, each with its limit
+// and the words its refusal uses.
+// (Without an address, the zero Addr, there is one count only.)
+func (g *authFailures) scopes(ip netip.Addr) []authFailureScope {
+	out := []authFailureScope{{prefix: authFailureAddress(ip), limit: g.limit, what: "address"}}
+	if ip.IsValid() {
+		out = append(out, authFailureScope{prefix: authFailureNetwork(ip), limit: g.limit * authFailureWide, what: "network"})
+	}
+	return out
+}
+
+// authFailureScope is one count of failures: an address or a network.
+type authFailureScope struct {
+	prefix netip.Prefix
+	limit  int64
+	what   string
+}
+
 // refused returns ERATELIMIT, with the time left as its Retry-After, when
-// ip is over the limit on this replica and the key of digest (its SHA-256,
-// which authenticate computes once for this guard and userRequests) did
-// not authenticate here before.
+// ip or its network is over its limit on this replica and the key of
+// digest (its SHA-256, which authenticate computes once for this guard and
+// userRequests) did not authenticate here before.
 func (g *authFailures) refused(ip netip.Addr, digest [sha256.Size]byte) error {
 	if g == nil {
 		return nil
 	}
-	p := authFailureAddress(ip)
 	now := g.now()
-	g.mu.RLock()
-	until, blocked := g.blocked[p]
-	g.mu.RUnlock()
-	if !blocked {
-		return nil
-	}
-	if !now.Before(until) {
-		g.mu.Lock()
-		if g.blocked[p] == until {
-			delete(g.blocked, p)
+	for _, sc := range g.scopes(ip) {
+		g.mu.RLock()
+		until, blocked := g.blocked[sc.prefix]
+		g.mu.RUnlock()
+		if !blocked {
+			continue
 		}
-		g.mu.Unlock()
-		return nil
+		if !now.Before(until) {
+			g.mu.Lock()
+			if g.blocked[sc.prefix] == until {
+				delete(g.blocked, sc.prefix)
+			}
+			g.mu.Unlock()
+			continue
+		}
+		g.mu.RLock()
+		_, known := g.known[digest]
+		g.mu.RUnlock()
+		if known {
+			return nil
+		}
+		wait := until.Sub(now)
+		return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, wait, "too many API keys that do not authenticate from this %s: at most %d a minute; retry in %s",
+			sc.what, sc.limit, wait.Round(100*time.Millisecond))
 	}
-	g.mu.RLock()
-	_, known := g.known[digest]
-	g.mu.RUnlock()
-	if known {
-		return nil
-	}
-	wait := until.Sub(now)
-	return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, wait, "too many API keys that do not authenticate from this address: at most %d a minute; retry in %s",
-		g.limit, wait.Round(100*time.Millisecond))
+	return nil
 }
 
-// failed counts a key of ip that did not authenticate, and blocks ip on
-// this replica when the limiter refuses the count. A limiter that cannot
-// decide blocks nothing: its outage must not lock tenants out.
+// failed counts a key of ip that did not authenticate, against ip and its
+// network, and blocks on this replica each the limiter refuses. A limiter
+// that cannot decide blocks nothing: its outage must not lock tenants out.
 func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256.Size]byte) {
 	if g == nil {
 		return
@@ -102,24 +141,25 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256
 	g.mu.Lock()
 	delete(g.known, digest) // a key that fails is no longer let past a block
 	g.mu.Unlock()
-	p := authFailureAddress(ip)
-	dec, err := g.limiter.Allow(ctx, "authfail:"+p.String(),
-		[]wasmwiz.RateLimit{{Name: "auth_failures", Limit: g.limit, Window: authFailureWindow}})
-	if err != nil {
-		g.log.WarnContext(ctx, "cannot count a failed authentication", "err", err, "client", p.String())
-		return
+	for _, sc := range g.scopes(ip) {
+		dec, err := g.limiter.Allow(ctx, "authfail:"+sc.prefix.String(),
+			[]wasmwiz.RateLimit{{Name: "auth_failures", Limit: sc.limit, Window: authFailureWindow}})
+		if err != nil {
+			g.log.WarnContext(ctx, "cannot count a failed authentication", "err", err, "client", sc.prefix.String())
+			return
+		}
+		if dec.Allowed {
+			continue
+		}
+		g.mu.Lock()
+		if g.blocked == nil || len(g.blocked) >= authFailureEntries {
+			g.blocked = make(map[netip.Prefix]time.Time)
+		}
+		g.blocked[sc.prefix] = g.now().Add(dec.RetryAfter)
+		g.mu.Unlock()
+		g.log.WarnContext(ctx, "too many keys that do not authenticate: "+sc.what+" refused",
+			"client", sc.prefix.String(), "limit_per_minute", sc.limit, "for", dec.RetryAfter.String())
 	}
-	if dec.Allowed {
-		return
-	}
-	g.mu.Lock()
-	if g.blocked == nil || len(g.blocked) >= authFailureEntries {
-		g.blocked = make(map[netip.Prefix]time.Time)
-	}
-	g.blocked[p] = g.now().Add(dec.RetryAfter)
-	g.mu.Unlock()
-	g.log.WarnContext(ctx, "too many keys that do not authenticate: address refused",
-		"client", p.String(), "limit_per_minute", g.limit, "for", dec.RetryAfter.String())
 }
 
 // succeeded notes the key of digest, which authenticated.

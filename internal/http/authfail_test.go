@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -148,5 +149,86 @@ func TestAuthFailuresKnownKeyThatFails(t *testing.T) {
 	}
 	if got := lookups.Load() - looked; got != 0 {
 		t.Fatalf("the revoked key was looked up %d more times past the limit, want 0", got)
+	}
+}
+
+// TestAuthFailuresBoundedPerNetwork: a sender rotating through the /64s of
+// its /48 (or the addresses of its /24), each under the per-address limit,
+// is counted by its network too: past 8 times the limit its keys answer
+// 429 from every address of the network without a lookup, while a key
+// that authenticated before still works from there and another network
+// is untouched.
+func TestAuthFailuresBoundedPerNetwork(t *testing.T) {
+	t.Parallel()
+	const limit, wide = 3, 8 * 3
+	tests := []struct {
+		name  string
+		addr  func(i int) string // the i-th address of the network
+		other string             // an address of another network
+	}{
+		{"IPv6 /48", func(i int) string { return fmt.Sprintf("[2001:db8:aa:%x::1]", i) }, "[2001:db8:bb::1]"},
+		{"IPv4 /24", func(i int) string { return fmt.Sprintf("203.0.113.%d", i+1) }, "203.0.114.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Limiter = inmem.New(inmem.Options{})
+				o.MaxAuthFailures = limit
+			})
+			var lookups atomic.Int64
+			next := f.keys.AuthenticateFn
+			f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+				lookups.Add(1)
+				return next(ctx, p)
+			}
+			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
+				return nil, 0, nil
+			}
+			n := 0
+			bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) }
+			get := func(addr, key string) *response {
+				return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
+			}
+			if res := get(tt.addr(200), userKey); res.status != 200 {
+				t.Fatalf("a good key before the flood: %d %s", res.status, res.body)
+			}
+			// Two bad keys from each address: under the address's limit.
+			failed := 0
+			for i := 0; ; i++ {
+				res := get(tt.addr(i/2), bogus())
+				if res.status == 429 {
+					break
+				}
+				if res.status != 401 {
+					t.Fatalf("bad key %d: %d %s", i+1, res.status, res.body)
+				}
+				if failed++; failed > wide+1 {
+					t.Fatalf("%d bad keys from one network answered 401, want at most %d", failed, wide+1)
+				}
+			}
+			if failed != wide+1 {
+				t.Errorf("%d bad keys answered 401 before the network was refused, want %d", failed, wide+1)
+			}
+			looked := lookups.Load()
+			for i := range 20 {
+				res := get(tt.addr(100+i), bogus()) // addresses not seen yet
+				if res.status != 429 || res.errorCode(t) != wasmwiz.ERATELIMIT || !strings.Contains(res.errorMessage(t), "from this network: at most 24 a minute") {
+					t.Fatalf("a bad key from a new address of the network: %d %s, want 429", res.status, res.body)
+				}
+			}
+			if got := lookups.Load() - looked; got != 0 {
+				t.Errorf("%d lookups for keys refused by the network's bound, want 0", got)
+			}
+			if res := get(tt.addr(150), userKey); res.status != 200 {
+				t.Errorf("a key that authenticated before, from the refused network: %d %s", res.status, res.body)
+			}
+			if res := get(tt.other, bogus()); res.status != 401 {
+				t.Errorf("a bad key from another network: %d, want 401: %s", res.status, res.body)
+			}
+			if res := get(tt.other, otherKey); res.status != 200 {
+				t.Errorf("a good key from another network: %d %s", res.status, res.body)
+			}
+		})
 	}
 }
