@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,105 @@ import (
 
 // readinessTimeout bounds one /readyz check.
 const readinessTimeout = 2 * time.Second
+
+// readinessReuse is how long a round of /readyz's checks answers every
+// /readyz after it: load balancers and probes ask every few seconds, and
+// anyone may ask as often as they like.
+const readinessReuse = time.Second
+
+// readiness runs /readyz's checks for every caller: one round at a time,
+// whose answer callers during it wait for and callers within
+// readinessReuse of its end reuse. /readyz needs no credentials, so
+// without this each call pinged every dependency (on SQLite the one
+// writer connection) and logged a warning per call while one was down.
+// A check's failure is logged when its state changes, not per round.
+type readiness struct {
+	checks []ReadinessCheck
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu     sync.Mutex
+	last   *readinessRound   // in flight, or the last to end
+	states map[string]string // each check's state when last logged
+}
+
+// readinessRound is one round of the checks; done is closed when checks
+// holds every check's state ("ok" or "down").
+type readinessRound struct {
+	done   chan struct{}
+	ended  time.Time
+	checks map[string]string
+}
+
+// result returns the checks' states of a round in flight or of one that
+// ended within readinessReuse, else of a new round. A caller whose request
+// ends while it waits gets EUNAVAILABLE; the round goes on for the others.
+func (g *readiness) result(ctx context.Context) (map[string]string, error) {
+	g.mu.Lock()
+	round := g.last
+	start := round == nil
+	if !start {
+		select {
+		case <-round.done:
+			start = g.now().Sub(round.ended) >= readinessReuse
+		default: // in flight: wait for it
+		}
+	}
+	if start {
+		round = &readinessRound{done: make(chan struct{})}
+		g.last = round
+		go g.run(round)
+	}
+	g.mu.Unlock()
+	select {
+	case <-round.done:
+		return round.checks, nil
+	case <-ctx.Done():
+		return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, ctx.Err(), "not ready: the request ended during the checks")
+	}
+}
+
+// run pings every check at once, each within readinessTimeout, whoever
+// waits, and logs the checks whose state changed.
+func (g *readiness) run(round *readinessRound) {
+	checks := make(map[string]string, len(g.checks))
+	errs := make(map[string]error)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range g.checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), readinessTimeout)
+			defer cancel()
+			err := c.Ping(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			checks[c.Name] = "ok"
+			if err != nil {
+				checks[c.Name], errs[c.Name] = "down", err
+			}
+		})
+	}
+	wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.checks {
+		state, was := checks[c.Name], g.states[c.Name]
+		if state == was || state == "ok" && was == "" {
+			continue
+		}
+		if g.states == nil {
+			g.states = map[string]string{}
+		}
+		g.states[c.Name] = state
+		if state == "down" {
+			g.log.Warn("readiness check failed", "check", c.Name, "err", errs[c.Name])
+		} else {
+			g.log.Info("readiness check recovered", "check", c.Name)
+		}
+	}
+	round.checks, round.ended = checks, g.now()
+	close(round.done)
+}
 
 // healthz is GET /healthz: the process is alive and serving.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
@@ -52,26 +152,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		})
 		return nil
 	}
-	checks := make(map[string]string, len(s.opts.Readiness))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, c := range s.opts.Readiness {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
-			defer cancel()
-			state := "ok"
-			if err := c.Ping(ctx); err != nil {
-				state = "down"
-				s.log.WarnContext(r.Context(), "readiness check failed", "check", c.Name, "err", err)
-			}
-			mu.Lock()
-			checks[c.Name] = state
-			mu.Unlock()
-		}()
+	checks, err := s.readiness.result(r.Context())
+	if err != nil {
+		return err
 	}
-	wg.Wait()
 	var down []string
 	for _, c := range s.opts.Readiness {
 		if checks[c.Name] != "ok" {

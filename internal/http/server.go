@@ -64,7 +64,8 @@ type Options struct {
 	Queue  wasmwiz.RunQueue
 	Events wasmwiz.RunEvents
 
-	// Readiness lists what /readyz pings.
+	// Readiness lists what /readyz pings: one round at a time, whose answer
+	// serves the calls of the next second.
 	Readiness []ReadinessCheck
 
 	// Auth off lets anonymous callers execute inline modules under the free
@@ -73,9 +74,10 @@ type Options struct {
 	// TrustedProxies are the ranges whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// MaxAuthFailures bounds the API keys that do not authenticate one
-	// client address (an IPv4 address, an IPv6 /64) may send a minute,
-	// counted by Limiter across replicas: each costs a store lookup. Past it
-	// the address's keys answer 429 (ERATELIMIT) for the rest of the minute
+	// client address (an IPv4 address, an IPv6 /64) may send a minute, and
+	// 8 times that its network (an IPv4 /24, an IPv6 /48), counted by
+	// Limiter across replicas: each costs a store lookup. Past either the
+	// address's keys answer 429 (ERATELIMIT) for the rest of the minute
 	// without a lookup, except keys that authenticated on this replica
 	// before. Zero: no bound.
 	MaxAuthFailures int
@@ -88,7 +90,10 @@ type Options struct {
 	// until its key is looked up, not while it lasts. All of a user's keys
 	// count together. Past either the request answers 429 (ERATELIMIT) with
 	// Retry-After without touching the store (a key this replica has seen
-	// authenticate is not even looked up). Zero: no such bound.
+	// authenticate is not even looked up). An execute request takes a token
+	// of UserRequestRate when it answers an error (refused before its run,
+	// it cost a lookup or a parse), and answers 429 while its user has none
+	// left. Zero: no such bound.
 	MaxUserRequests int
 	UserRequestRate int
 
@@ -152,25 +157,26 @@ type Route struct {
 
 // Server is the HTTP service. Make one with NewServer.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	exec     *wasmwiz.Executor
-	dir      *wasmwiz.Directory // nil: nothing cached
-	admitted map[string]bool    // the patterns of the routes Executor.Execute admits
-	streamed map[string]bool    // the patterns of the event streams
-	gate     *wasmwiz.RunGate
-	authFail *authFailures     // nil: failed authentications are not bounded
-	userReqs *userRequests     // nil: a user's other requests are not bounded
-	bounded  map[string]bool   // the patterns of the routes userReqs counts
-	bodies   *wasmwiz.BodyGate // nil: no bound on body bytes in flight
-	mux      *http.ServeMux
-	routes   []Route
-	metrics  *metrics
-	streams  streamSlots
-	gatherer prometheus.Gatherer
-	handler  http.Handler
-	transfer transfer    // body and answer deadlines (deadline.go)
-	draining atomic.Bool // set by Drain: shutting down
+	opts      Options
+	log       *slog.Logger
+	exec      *wasmwiz.Executor
+	dir       *wasmwiz.Directory // nil: nothing cached
+	admitted  map[string]bool    // the patterns of the routes Executor.Execute admits
+	streamed  map[string]bool    // the patterns of the event streams
+	gate      *wasmwiz.RunGate
+	authFail  *authFailures     // nil: failed authentications are not bounded
+	userReqs  *userRequests     // nil: a user's other requests are not bounded
+	bounded   map[string]bool   // the patterns of the routes userReqs counts
+	bodies    *wasmwiz.BodyGate // nil: no bound on body bytes in flight
+	mux       *http.ServeMux
+	routes    []Route
+	metrics   *metrics
+	streams   streamSlots
+	gatherer  prometheus.Gatherer
+	handler   http.Handler
+	transfer  transfer    // body and answer deadlines (deadline.go)
+	draining  atomic.Bool // set by Drain: shutting down
+	readiness readiness   // /readyz's checks (health.go)
 }
 
 // NewServer builds a server from opts. It returns an error when the metrics
@@ -191,6 +197,7 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		s.bodies = wasmwiz.NewBodyGate(opts.MaxBodyMemory, wait)
 	}
+	s.readiness = readiness{checks: opts.Readiness, log: s.log, now: s.now}
 	s.authFail = newAuthFailures(opts.Limiter, opts.MaxAuthFailures, s.log, s.now)
 	s.userReqs = newUserRequests(opts.MaxUserRequests, opts.UserRequestRate, s.now)
 	if !opts.NoCache && opts.Epochs != nil {
