@@ -182,8 +182,8 @@ func TestAuthFailuresBoundedPerNetwork(t *testing.T) {
 				lookups.Add(1)
 				return next(ctx, p)
 			}
-			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, int, error) {
-				return nil, 0, nil
+			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+				return nil, wasmwiz.ListTotal{}, nil
 			}
 			n := 0
 			bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) }

@@ -53,7 +53,8 @@ func (s *Server) errorParts(w http.ResponseWriter, r *http.Request, err error) (
 	if code == wasmwiz.EINTERNAL {
 		// A bug or an unexpected failure: the detail is logged, never sent.
 		s.log.ErrorContext(r.Context(), "internal error", "err", err,
-			"request_id", wasmwiz.RequestIDFromContext(r.Context()), "method", r.Method, "path", r.URL.Path)
+			"request_id", wasmwiz.RequestIDFromContext(r.Context()), "method", loggedText(r.Method, maxLoggedMethod),
+			"path", loggedText(r.URL.Path, maxLoggedPath))
 		msg = "internal error; request id " + wasmwiz.RequestIDFromContext(r.Context())
 	} else if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.DebugContext(r.Context(), "request failed", "err", err,
@@ -144,24 +145,28 @@ func requireAdmin(fn handlerFunc) handlerFunc {
 }
 
 // notFoundOrMethod answers paths no route matched: 405 with Allow when the
-// path exists under other methods, else 404.
+// path exists under other methods, else 404. Its message carries the
+// method and path cut short (loggedText).
 func (s *Server) notFoundOrMethod(w http.ResponseWriter, r *http.Request) error {
 	var allow []string
+	// One shallow copy, its method changed for each probe: the mux reads
+	// the method, host and path only, and a deep Clone per method copied
+	// the headers and URL five times a request.
+	probe := *r
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 		if m == r.Method {
 			continue
 		}
-		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+		if _, pattern := s.mux.Handler(&probe); pattern != "" && pattern != "/" {
 			allow = append(allow, m)
 		}
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorJSON{
-			Code: wasmwiz.EINVALID, Message: "method " + r.Method + " not allowed; use " + strings.Join(allow, ", ")}})
+			Code: wasmwiz.EINVALID, Message: "method " + loggedText(r.Method, maxLoggedMethod) + " not allowed; use " + strings.Join(allow, ", ")}})
 		return nil
 	}
-	return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path)
+	return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "no route for %s %s", loggedText(r.Method, maxLoggedMethod), loggedText(r.URL.Path, maxLoggedPath))
 }

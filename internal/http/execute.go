@@ -82,7 +82,9 @@ const largeBody = 1 << 20
 // concurrency slot and the quota events, which the run then uses) and the
 // server's bound on body bytes in flight let it in; done gives back what
 // the run did not take over, and must be called when the request ends,
-// whatever the error.
+// whatever the error. A request with an archive is admitted too, before
+// the archive is unpacked: a small archive may unpack to the tier's whole
+// max_files_in_bytes, and a refused caller's never is.
 func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID string, parse executeParser) (ctx context.Context, c *wasmwiz.Caller, req *wasmwiz.RunRequest, done func(), err error) {
 	ctx, done = r.Context(), func() {}
 	ip := "" // the rate key of an anonymous caller only
@@ -101,11 +103,13 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 		limit = executeBodyCap(mediaType(r), moduleID != "", c.Limits)
 	}
 	parseLimits := c.Limits
+	admitted := false
 	if r.ContentLength > largeBody && r.ContentLength <= limit || r.ContentLength < 0 {
 		if ctx, c, done, err = s.admitBody(w, r, ctx, c, limit); err != nil {
 			return ctx, nil, nil, done, err
 		}
 		parseLimits = c.Limits // confirmed by the admission's cache epoch
+		admitted = true
 	} else if c.Cached() {
 		// A small body, its caller's limits from the cache, not yet
 		// confirmed: a field over them may be within the tier's limits
@@ -128,7 +132,47 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 				"your tier's limits changed while the request was read; send it again")
 		}
 	}
-	return ctx, c, req, done, err
+	if err != nil {
+		return ctx, c, req, done, err
+	}
+	if ext := extrasFrom(r); ext.archive != nil {
+		archive := ext.archive
+		ext.archive = nil
+		if !admitted {
+			if ctx, c, done, err = s.admit(w, ctx, c); err != nil {
+				return ctx, nil, nil, done, err
+			}
+		}
+		if err = unpackArchive(req, archive, c.Limits); err != nil {
+			return ctx, nil, nil, done, err
+		}
+	}
+	return ctx, c, req, done, nil
+}
+
+// admit admits the caller's run (Executor.Admit) before its request's
+// archive is unpacked: a refused caller's archive is never read. done
+// gives the admission back unless the run took it over.
+func (s *Server) admit(w http.ResponseWriter, ctx context.Context, c *wasmwiz.Caller) (context.Context, *wasmwiz.Caller, func(), error) {
+	ctx, c, ex, err := s.exec.Admit(ctx, c, 0)
+	if err != nil {
+		s.observeExecution(ex, err)
+		setRateHeaders(w, ex)
+		return ctx, nil, func() {}, err
+	}
+	return ctx, c, c.Release, nil
+}
+
+// unpackArchive reads an execute request's archive (wasmwiz.ReadArchive,
+// within l, the limits its admission confirmed) into the entries of its
+// files, before the files sent beside it.
+func unpackArchive(req *wasmwiz.RunRequest, archive []byte, l wasmwiz.Limits) error {
+	entries, err := wasmwiz.ReadArchive(archive, l)
+	if err != nil {
+		return err
+	}
+	req.Files.Entries = append(entries, req.Files.Entries...)
+	return nil
 }
 
 // lenientLimits are limits whose sizes a body's fields are held to when
@@ -361,9 +405,7 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleI
 			in.outputs = append(in.outputs, v)
 		}
 	}
-	if req.Files, err = in.runFiles(limits); err != nil {
-		return nil, err
-	}
+	req.Files = in.runFiles(r)
 	if err := applyAsyncFields(r, string(parts["async"].data), string(parts["callback_url"].data)); err != nil {
 		return nil, err
 	}
@@ -376,6 +418,9 @@ func parseExecuteMultipart(r *http.Request, limits wasmwiz.Limits, tier, moduleI
 type executeExtras struct {
 	async       bool
 	callbackURL string
+	// archive is the archive the body carried, unpacked only once the
+	// caller was admitted (readExecute); the parsers leave it packed.
+	archive []byte
 }
 
 type extrasKey struct{}
@@ -488,9 +533,7 @@ func parseExecuteJSON(r *http.Request, limits wasmwiz.Limits, tier, moduleID str
 		in.archive = body.archive
 	}
 	in.files = body.files
-	if req.Files, err = in.runFiles(limits); err != nil {
-		return nil, err
-	}
+	req.Files = in.runFiles(r)
 	return req, nil
 }
 
@@ -509,13 +552,14 @@ type runFilesIn struct {
 }
 
 // runFiles returns the run's files, nil when the body names none: the
-// archive's entries (checked as it is read, within the tier's limits),
-// then the files. The executor checks the whole (RunFiles.Check).
-func (in runFilesIn) runFiles(l wasmwiz.Limits) (*wasmwiz.RunFiles, error) {
+// files, and the archive left packed in r's executeExtras, for
+// readExecute to unpack before them once the caller is admitted. The
+// executor checks the whole (RunFiles.Check).
+func (in runFilesIn) runFiles(r *http.Request) *wasmwiz.RunFiles {
 	if in.archive == nil && in.files == nil && in.mount == nil && in.outputs == nil {
-		return nil, nil
+		return nil
 	}
-	f := &wasmwiz.RunFiles{Outputs: in.outputs}
+	f := &wasmwiz.RunFiles{Outputs: in.outputs, Entries: in.files}
 	if f.Outputs == nil {
 		f.Outputs = []string{}
 	}
@@ -523,14 +567,9 @@ func (in runFilesIn) runFiles(l wasmwiz.Limits) (*wasmwiz.RunFiles, error) {
 		f.Mount = *in.mount
 	}
 	if in.archive != nil {
-		entries, err := wasmwiz.ReadArchive(in.archive, l)
-		if err != nil {
-			return nil, err
-		}
-		f.Entries = entries
+		extrasFrom(r).archive = in.archive
 	}
-	f.Entries = append(f.Entries, in.files...)
-	return f, nil
+	return f
 }
 
 // parseExecuteQuery reads the execute fields from the query string (raw

@@ -106,7 +106,7 @@ func TestSeparateMetrics(t *testing.T) {
 
 // TestMetricsLabelRefusedRoutes: a request refused by authentication is
 // counted under the route it was for, not "unmatched"; a path no route
-// matches still is.
+// matches still is, and answers 404 whatever its key.
 func TestMetricsLabelRefusedRoutes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
@@ -115,18 +115,20 @@ func TestMetricsLabelRefusedRoutes(t *testing.T) {
 		{method: "GET", path: "/api/v1/me", key: badKey},
 		{method: "POST", path: "/api/v1/execute", key: badKey, body: bytes.NewReader(wasmHeader), contentType: "application/wasm"},
 		{method: "GET", path: "/api/v1/modules/mod_x", key: "not-a-key"},
-		{method: "GET", path: "/api/v1/nowhere", key: badKey},
 	} {
 		if res := f.do(r); res.status != 401 {
 			t.Fatalf("%s %s: %d, want 401", r.method, r.path, res.status)
 		}
+	}
+	if res := f.do(request{method: "GET", path: "/api/v1/nowhere", key: badKey}); res.status != 404 {
+		t.Fatalf("GET /api/v1/nowhere: %d, want 404", res.status)
 	}
 	res := f.do(request{method: "GET", path: "/metrics"})
 	for _, want := range []string{
 		`wasmwiz_http_requests_total{method="GET",route="GET /api/v1/me",status="401"} 1`,
 		`wasmwiz_http_requests_total{method="POST",route="POST /api/v1/execute",status="401"} 1`,
 		`wasmwiz_http_requests_total{method="GET",route="GET /api/v1/modules/{id}",status="401"} 1`,
-		`wasmwiz_http_requests_total{method="GET",route="unmatched",status="401"} 1`,
+		`wasmwiz_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
 	} {
 		if !bytes.Contains(res.body, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)

@@ -155,9 +155,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				return // the access log is off: build nothing for it
 			}
 			attrs := []slog.Attr{
-				slog.String("method", r.Method),
+				slog.String("method", loggedText(r.Method, maxLoggedMethod)),
 				slog.String("route", route),
-				slog.String("path", r.URL.Path),
+				slog.String("path", loggedText(r.URL.Path, maxLoggedPath)),
 				slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
@@ -174,6 +174,22 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeInfoKey, ri)))
 	})
+}
+
+// maxLoggedPath and maxLoggedMethod bound the path and the method a log
+// line or an error message carries: both are the client's, as long as the
+// request line may be (the server's header limit, 64 KiB), and a flood of
+// 404s would otherwise log that much a request.
+const (
+	maxLoggedPath   = 256
+	maxLoggedMethod = 32
+)
+
+// loggedText returns s cut at max bytes on a UTF-8 boundary (with a note
+// of the cut), its invalid UTF-8 replaced: what a log line and an answer
+// may carry of a client's text. s valid and short is returned as it is.
+func loggedText(s string, max int) string {
+	return strings.ToValidUTF8(wasmwiz.CutText(s, max), "\uFFFD")
 }
 
 // Values of the headers every answer carries, made once: assigning a shared
@@ -330,7 +346,11 @@ func credentials(r *http.Request) (string, bool) {
 // a user (routes decide). On the routes userRequests counts, a request is
 // counted to its user (Options.MaxUserRequests, Options.UserRequestRate)
 // before the lookup and held until it answers (an event stream: until the
-// lookup answers); past the bound it answers 429 without one.
+// lookup answers); past the bound it answers 429 without one. An execute
+// request takes nothing of that bound but is charged a token of its user's
+// rate when it answers an error, and answers 429 without a lookup while its
+// user's tokens are spent. A request no route matches answers 404 or 405
+// without a lookup.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -339,6 +359,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		pattern := s.labelRoute(r)
+		if pattern == "" {
+			// No route: 404 or 405 whoever asks, so the key is not
+			// looked up (nothing would bound that lookup).
+			next.ServeHTTP(w, r)
+			return
+		}
 		if !wasmwiz.LooksLikeAPIKey(key) {
 			s.writeError(w, r, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "invalid API key"))
 			return
@@ -350,13 +376,21 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ip := ClientIP(r.Context())
 		// The key's digest, once for both guards that remember keys.
 		bounded := s.userReqs != nil && s.bounded[pattern]
+		charged := s.admitted[pattern] && s.userReqs.chargesRefusals()
 		var digest [sha256.Size]byte
-		if s.authFail != nil || bounded {
+		if s.authFail != nil || bounded || charged {
 			digest = sha256.Sum256([]byte(key))
 		}
 		if err := s.authFail.refused(ip, digest); err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		if charged {
+			// An execute request whose user spent its bucket on refusals.
+			if err := s.userReqs.refusing(digest); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		// The user's bound, on the routes it counts, is taken before the
 		// key's lookup: the lookup is the first database work.
@@ -403,10 +437,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				defer s.userReqs.done(slot)
 			}
 		}
-		if ri := routeInfoFrom(r.Context()); ri != nil {
+		ri := routeInfoFrom(r.Context())
+		if ri != nil {
 			ri.userID = u.ID
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
+		if charged && ri != nil && ri.errorCode != "" {
+			s.userReqs.refused(digest, u.ID)
+		}
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
@@ -98,4 +99,42 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Errorf("status %d Allow %q", res.status, res.header.Get("Allow"))
 	}
 	res.errorCode(t)
+}
+
+// TestLongPathIsCut: a path as long as the request line may be (up to the
+// 64 KiB header limit) is cut to 256 bytes, on a UTF-8 boundary and with
+// a note of the cut, in the access log line and in the 404's message.
+func TestLongPathIsCut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	// "/api/v1/x" then "é"s: byte 256 falls inside one.
+	path := "/api/v1/x" + strings.Repeat("%C3%A9", 20000)
+	res := f.do(request{method: "GET", path: path, key: userKey})
+	if res.status != 404 {
+		t.Fatalf("status %d", res.status)
+	}
+	msg := res.errorMessage(t)
+	if len(msg) > 400 || !strings.HasPrefix(msg, "no route for GET /api/v1/xéé") || !strings.Contains(msg, "cut at 256 of 40009 bytes") ||
+		strings.ContainsRune(msg, utf8.RuneError) {
+		t.Errorf("404 message of %d bytes: %.500s", len(msg), msg)
+	}
+	var logged string
+	for _, l := range strings.Split(strings.TrimSpace(f.logBuf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err == nil && m["msg"] == "request" {
+			logged, _ = m["path"].(string)
+		}
+	}
+	if len(logged) > 300 || !strings.HasPrefix(logged, "/api/v1/xéé") || !strings.Contains(logged, "cut at 256") ||
+		strings.ContainsRune(logged, utf8.RuneError) {
+		t.Errorf("access log path of %d bytes: %.500s", len(logged), logged)
+	}
+	if len(f.logBuf.String()) > 2000 {
+		t.Errorf("the log holds %d bytes for one request", len(f.logBuf.String()))
+	}
+	// Invalid UTF-8 is cut as well, and replaced.
+	res = f.do(request{method: "GET", path: "/api/v1/" + strings.Repeat("%FF", 20000)})
+	if msg := res.errorMessage(t); res.status != 404 || len(msg) > 1200 || !utf8.ValidString(msg) {
+		t.Errorf("404 of invalid UTF-8: %d, message of %d bytes", res.status, len(msg))
+	}
 }

@@ -60,6 +60,14 @@ func (b *userBucket) refill(now time.Time, rate, burst float64) {
 // opens and drops streams in a loop spends its tokens. It lives in memory,
 // per replica, like the pool it protects.
 //
+// The execute routes take no token to start (their runs are bounded by
+// the tier) but one for each request that answers an error (refused):
+// a refusal, before any run is admitted, costs a key or module lookup, a
+// parse or a limiter round trip and its caller nothing else, so once the
+// bucket is spent the user's execute requests answer 429 without a lookup
+// (refusing) until it refills. Nothing of an execute request is held in
+// flight: a long run must not hold the user's other requests back.
+//
 // All of a user's keys share one bucket: owners maps the digest of each key
 // that authenticated here to its user, so that a known key is counted, and
 // refused, before its lookup (itself a database round trip). A key not yet
@@ -88,7 +96,7 @@ func newUserRequests(maxInFlight, rate int, now func() time.Time) *userRequests 
 		buckets: map[requester]*userBucket{}, owners: map[[sha256.Size]byte]int64{},
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmwiz_user_requests_limited_total",
-			Help: "Requests to routes other than execute routes (event streams as they open) refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight) or was past WASMWIZ_USER_REQUEST_RATE (rate).",
+			Help: "Requests refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight; routes other than execute routes, event streams as they open) or was past WASMWIZ_USER_REQUEST_RATE (rate; execute requests count only when they are refused).",
 		}, []string{"bound"})}
 	g.busy, g.fast = g.limited.WithLabelValues("in_flight"), g.limited.WithLabelValues("rate")
 	return g
@@ -163,16 +171,80 @@ func (g *userRequests) admit(who requester, now time.Time) (*userBucket, error) 
 	if g.rate > 0 {
 		b.refill(now, g.rate, g.burst)
 		if b.tokens < 1 {
-			g.fast.Inc()
-			wait := time.Duration((1 - b.tokens) / g.rate * float64(time.Second))
-			return nil, wasmwiz.RetryLater(wasmwiz.ERATELIMIT, wait,
-				"too many requests: at most %g a second, in bursts of %g; retry in %s",
-				g.rate, g.burst, wait.Round(time.Millisecond))
+			return nil, g.tooFast(b)
 		}
 		b.tokens--
 	}
 	b.inFlight++
 	return b, nil
+}
+
+// tooFast counts and returns the refusal of a request whose bucket b holds
+// no whole token, its Retry-After the time to the next one; g.mu is held.
+func (g *userRequests) tooFast(b *userBucket) error {
+	g.fast.Inc()
+	wait := time.Duration((1 - b.tokens) / g.rate * float64(time.Second))
+	return wasmwiz.RetryLater(wasmwiz.ERATELIMIT, wait,
+		"too many requests: at most %g a second, in bursts of %g; retry in %s",
+		g.rate, g.burst, wait.Round(time.Millisecond))
+}
+
+// chargesRefusals reports whether g charges execute requests that are
+// refused (a rate is set).
+func (g *userRequests) chargesRefusals() bool { return g != nil && g.rate > 0 }
+
+// refusing returns ERATELIMIT, before its lookup, for an execute request
+// carrying the key of digest when the bucket it is counted to (its user's,
+// once this replica has seen the key authenticate) holds no whole token.
+// It takes nothing: an execute request is charged only when it is refused
+// (refused), so that a user's runs, which its tier bounds, are not.
+func (g *userRequests) refusing(digest [sha256.Size]byte) error {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	who := requester{key: digest}
+	if id, ok := g.owners[digest]; ok {
+		who = requester{user: id}
+	}
+	b := g.buckets[who]
+	if b == nil {
+		return nil // a new bucket is full
+	}
+	b.refill(now, g.rate, g.burst)
+	if b.tokens < 1 {
+		return g.tooFast(b)
+	}
+	return nil
+}
+
+// refused charges one token to user for an execute request of the key of
+// digest that answered an error: a refusal (not found, invalid, too
+// large, over a quota) costs the server a lookup or a parse and its caller
+// nothing else. Refusals in flight together may take the bucket below
+// zero; it refills from there, so a burst of them is paid for in full.
+// The key's owner is remembered, so that refusing finds the user's bucket.
+func (g *userRequests) refused(digest [sha256.Size]byte, user int64) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.owners[digest] != user {
+		if len(g.owners) >= userRequestEntries {
+			g.owners = map[[sha256.Size]byte]int64{}
+		}
+		g.owners[digest] = user
+	}
+	g.sweep(now)
+	who := requester{user: user}
+	b := g.buckets[who]
+	if b == nil {
+		if len(g.buckets) >= userRequestEntries {
+			g.drop(now, true)
+		}
+		b = &userBucket{tokens: g.burst, at: now}
+		g.buckets[who] = b
+	}
+	b.refill(now, g.rate, g.burst)
+	b.tokens--
 }
 
 // sweep drops idle buckets once per userRequestSweep; g.mu is held.

@@ -169,8 +169,9 @@ func TestUserRequestsInFlight(t *testing.T) {
 
 // TestUserRequestsRate: past its burst a user's reads answer 429 with the
 // time to the next token, without a lookup or a store call, through either
-// of its keys, and so does opening an event stream; other users and the
-// user's runs are not counted; the bucket refills with the clock.
+// of its keys, and so do opening an event stream and its runs; other users
+// are not counted, nor are the user's runs that are admitted; the bucket
+// refills with the clock.
 func TestUserRequestsRate(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -182,6 +183,11 @@ func TestUserRequestsRate(t *testing.T) {
 		o.Now = now
 		o.UserRequestRate = rate
 	})
+	for range 3 * rate {
+		if res := uf.execute(userKey); res.status != 200 {
+			t.Fatalf("the user's run (a run that is admitted takes no token): %d %s", res.status, res.body)
+		}
+	}
 	for i := range 2 * rate {
 		key := userKey
 		if i%2 == 1 {
@@ -216,11 +222,10 @@ func TestUserRequestsRate(t *testing.T) {
 	if res := uf.usage(otherKey); res.status != 200 {
 		t.Errorf("another user's read meanwhile: %d %s", res.status, res.body)
 	}
-	for range 3 {
-		if res := uf.execute(userKey); res.status != 200 {
-			t.Fatalf("the user's run meanwhile (execute routes are not counted): %d %s", res.status, res.body)
-		}
-	}
+	noWork = uf.noWorkFrom(t)
+	refusedByUserBound(t, "the user's run meanwhile", uf.execute(userKey), "at most 5 a second")
+	noWork()
+
 	advance(time.Second / rate) // one token
 	if res := uf.usage(userKey); res.status != 200 {
 		t.Fatalf("a read a token later: %d %s", res.status, res.body)
@@ -233,7 +238,7 @@ func TestUserRequestsRate(t *testing.T) {
 		}
 	}
 	refusedByUserBound(t, "past that burst", uf.usage(userKey), "at most 5 a second")
-	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="rate"} 33`)
+	uf.metricHas(t, `wasmwiz_user_requests_limited_total{bound="rate"} 34`)
 }
 
 // TestUserRequestsEventStreamHoldsNoSlot: an open event stream, which lasts

@@ -1,0 +1,234 @@
+package http_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmwiz/wasmwiz"
+	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
+)
+
+// refusalFlood sends n requests and returns how many answered want and
+// how many answered 429 ERATELIMIT (naming the user's rate) after them; it
+// fails t on any other answer, or on a want after a 429.
+func refusalFlood(t *testing.T, n, want int, send func() *response) (wanted, limited int) {
+	t.Helper()
+	for i := range n {
+		res := send()
+		switch {
+		case res.status == want && limited == 0:
+			wanted++
+		case res.status == 429 && res.errorCode(t) == wasmwiz.ERATELIMIT &&
+			strings.Contains(res.errorMessage(t), "at most 5 a second") && res.header.Get("Retry-After") != "":
+			limited++
+		default:
+			t.Fatalf("request %d of the flood: %d %s, want %d until the user's rate answers 429", i+1, res.status, res.body, want)
+		}
+	}
+	return wanted, limited
+}
+
+// TestExecuteRefusalsBoundedPerUser: one key's flood of execute requests
+// for modules that do not exist costs a module lookup each only until its
+// user's token bucket (WASMWIZ_USER_REQUEST_RATE) is spent, each refusal
+// taking a token; then they answer 429 ERATELIMIT with no key or module
+// lookup. Another user is not touched; the clock refills the bucket.
+func TestExecuteRefusalsBoundedPerUser(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	const rate = 5 // a second; bursts of 10
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.Now = now
+		o.UserRequestRate = rate
+	})
+	var finds atomic.Int64
+	uf.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+		finds.Add(1)
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	made := func(key string) func() *response {
+		return func() *response {
+			return uf.do(request{method: "POST", path: "/api/v1/modules/" + wasmwiz.NewModuleID() + "/execute", key: key})
+		}
+	}
+	wanted, limited := refusalFlood(t, 200, 404, made(userKey))
+	if wanted != 2*rate || limited != 200-2*rate {
+		t.Errorf("%d answered 404 and %d 429, want the burst (%d) then 429", wanted, limited, 2*rate)
+	}
+	if got := finds.Load(); got != 2*rate {
+		t.Errorf("%d module lookups for the flood, want %d (the burst)", got, 2*rate)
+	}
+	if got := uf.lookups.Load(); got > 2*rate {
+		t.Errorf("%d key lookups for the flood, want at most %d (the burst)", got, 2*rate)
+	}
+	noWork := uf.noWorkFrom(t)
+	refusedByUserBound(t, "the user's inline run while its bucket is spent", uf.execute(userKey), "at most 5 a second")
+	noWork()
+	if res := made(otherKey)(); res.status != 404 {
+		t.Errorf("another user's request meanwhile: %d %s, want 404", res.status, res.body)
+	}
+	if res := uf.execute(otherKey); res.status != 200 {
+		t.Errorf("another user's run meanwhile: %d %s", res.status, res.body)
+	}
+	mu.Lock()
+	clock = clock.Add(time.Minute)
+	mu.Unlock()
+	if res := uf.execute(userKey); res.status != 200 {
+		t.Errorf("the user's run once its bucket refilled: %d %s", res.status, res.body)
+	}
+}
+
+// TestExecuteTooLargeRefusalsBounded: with the execute path's cache on, a
+// body refused as too large (4097 args) on a cached caller is confirmed by
+// reading the key again; a flood of them costs that lookup only until the
+// user's bucket is spent, then answers 429 without one.
+func TestExecuteTooLargeRefusalsBounded(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	const rate = 5
+	lim := inmem.New(inmem.Options{})
+	if err := lim.PublishCacheEpoch(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	free, _ := findTier(wasmwiz.TierFree)
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.Now = now
+		o.UserRequestRate = rate
+		o.Limiter = lim
+		o.Epochs = &mock.CacheEpochService{CacheEpochFn: func(context.Context) (int64, error) { return 1, nil }}
+	})
+	next := uf.keys.AuthenticateFn
+	uf.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+		u, k, err := next(ctx, p)
+		if u != nil {
+			c := *u
+			tier := *free
+			c.TierLimits = &tier // a user read with its tier: the cache keeps it
+			u = &c
+		}
+		return u, k, err
+	}
+	// Two runs: the first tells the cache the epoch, the second's key is
+	// filed under it.
+	for range 2 {
+		if res := uf.execute(userKey); res.status != 200 {
+			t.Fatalf("a run before the flood: %d %s", res.status, res.body)
+		}
+	}
+	if res := uf.execute(userKey); res.status != 200 {
+		t.Fatalf("a run from the cache: %d %s", res.status, res.body)
+	}
+	cached := uf.lookups.Load()
+	if res := uf.execute(userKey); res.status != 200 || uf.lookups.Load() != cached {
+		t.Fatalf("a run from the cache: %d %s, %d key lookups", res.status, res.body, uf.lookups.Load()-cached)
+	}
+	body := `{"wasm_base64":"AGFzbQEAAAA=","args":` + jsonText(t, manyArgs(wasmwiz.MaxArgs+1)) + `}`
+	wanted, limited := refusalFlood(t, 100, 413, func() *response {
+		return uf.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: strings.NewReader(body), contentType: "application/json"})
+	})
+	if wanted != 2*rate || limited != 100-2*rate {
+		t.Errorf("%d answered 413 and %d 429, want the burst (%d) then 429", wanted, limited, 2*rate)
+	}
+	if got := uf.lookups.Load() - cached; got > 2*rate {
+		t.Errorf("%d key lookups for the flood, want at most %d (the burst)", got, 2*rate)
+	}
+}
+
+// TestUnmatchedAPIPathsLookNoKeyUp: a key on a path no route matches, or
+// with a method its path does not take, answers 404 or 405 without a key
+// lookup, whatever the key: else such requests, bounded by no route,
+// would each cost a database round trip.
+func TestUnmatchedAPIPathsLookNoKeyUp(t *testing.T) {
+	t.Parallel()
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) { o.UserRequestRate = 5 })
+	noWork := uf.noWorkFrom(t)
+	for i := range 100 {
+		key := []string{userKey, unknownKey, "not-a-key"}[i%3]
+		if res := uf.do(request{method: "POST", path: "/api/v1/usage", key: key}); res.status != 405 || res.header.Get("Allow") != "GET" {
+			t.Fatalf("POST /api/v1/usage: %d (Allow %q) %s, want 405", res.status, res.header.Get("Allow"), res.body)
+		}
+		if res := uf.do(request{method: "GET", path: "/api/v1/x", key: key}); res.status != 404 || res.errorCode(t) != wasmwiz.ENOTFOUND {
+			t.Fatalf("GET /api/v1/x: %d %s, want 404", res.status, res.body)
+		}
+		if res := uf.do(request{method: "GET", path: "/api/v1/execute", key: key}); res.status != 405 {
+			t.Fatalf("GET /api/v1/execute: %d %s, want 405", res.status, res.body)
+		}
+	}
+	noWork()
+	if res := uf.usage(userKey); res.status != 200 {
+		t.Errorf("a matched route after the flood: %d %s", res.status, res.body)
+	}
+}
+
+// TestExecuteArchiveUnpackedAfterAdmission: a small body's archive is
+// unpacked only once its caller was admitted for the run: a caller at its
+// concurrency limit or over its quota is refused (429) without it being
+// read, which a broken archive shows (read, it would be 400); an admitted
+// caller's broken archive is refused and gives the admission back.
+func TestExecuteArchiveUnpackedAfterAdmission(t *testing.T) {
+	t.Parallel()
+	broken := "\x1f\x8b\x08\x00broken gzip stream"
+	multipart := func(t *testing.T) (io.Reader, string) {
+		return testenv.MultipartOf(t, wasmPart, testenv.FilePart("archive", "a.tar.gz", broken))
+	}
+	jsonBody := func(t *testing.T) (io.Reader, string) {
+		return strings.NewReader(`{"wasm_base64":"AGFzbQEAAAA=","archive_base64":"` + base64.StdEncoding.EncodeToString([]byte(broken)) + `"}`), "application/json"
+	}
+	tests := []struct {
+		name       string
+		body       func(t *testing.T) (io.Reader, string)
+		full       bool
+		overQuota  bool
+		status     int
+		message    string
+		wantAdmits int
+		wantRefund []bool
+	}{
+		{name: "multipart, at the concurrency limit", body: multipart, full: true, status: 429, message: "too many runs in flight"},
+		{name: "JSON, at the concurrency limit", body: jsonBody, full: true, status: 429, message: "too many runs in flight"},
+		{name: "multipart, over the quota", body: multipart, overQuota: true, status: 429, message: "rate limit exceeded"},
+		{name: "admitted, then the archive refused", body: multipart, status: 400, message: "the archive is not a valid",
+			wantAdmits: 1, wantRefund: []bool{true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			adm := &admissions{full: tt.full}
+			f := newFixture(t, nil)
+			if tt.overQuota {
+				f.decision = wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 30 * time.Second}
+			} else {
+				f.limiter.AdmitFn = adm.limiterFn()
+			}
+			body, ct := tt.body(t)
+			res := f.do(request{method: "POST", path: "/api/v1/execute", key: userKey, body: body, contentType: ct})
+			if res.status != tt.status || !strings.Contains(res.errorMessage(t), tt.message) {
+				t.Fatalf("status %d %s, want %d saying %q", res.status, res.body, tt.status, tt.message)
+			}
+			if tt.status == 429 && res.header.Get("Retry-After") == "" {
+				t.Error("a 429 without Retry-After")
+			}
+			if f.runCount() != 0 {
+				t.Error("the engine ran")
+			}
+			admitted, released := adm.state()
+			if admitted != tt.wantAdmits || fmt.Sprint(released) != fmt.Sprint(tt.wantRefund) {
+				t.Errorf("%d admissions released with refund %v; want %d, %v", admitted, released, tt.wantAdmits, tt.wantRefund)
+			}
+		})
+	}
+}
