@@ -35,7 +35,7 @@ type Config struct {
 	TrustedProxies    []netip.Prefix
 	MaxAuthFailures   int      // API keys that do not authenticate, per client address and minute; 0 no bound
 	MaxUserRequests   int      // one user's requests in flight on this replica, but runs (event streams as they open); 0 no bound
-	UserRequestRate   int      // one user's requests a second on this replica (bursts of twice it), but runs; 0 no bound
+	UserRequestRate   int      // one user's requests a second on this replica (bursts of twice it), but runs (refused ones count); 0 no bound
 	PlaintextHosts    []string // hosts the database and Redis may be reached on without TLS (production)
 	MetricsToken      string   // when set, /metrics wants it as a bearer token
 	CacheDir          string
@@ -142,11 +142,11 @@ func configVars() []configVar {
 			func(c *Config) *string { return &c.MetricsToken }),
 		prefixesVar("WASMWIZ_TRUSTED_PROXIES", "comma-separated CIDRs whose X-Forwarded-For is believed",
 			func(c *Config) *[]netip.Prefix { return &c.TrustedProxies }),
-		intVar("WASMWIZ_MAX_AUTH_FAILURES", "30", "API keys that do not authenticate one client address (an IPv4 address, an IPv6 /64) may send a minute, counted across replicas; past it that address's keys answer 429 for the rest of the minute without a database lookup, except keys that authenticated on the same replica before; 0: no bound",
+		intVar("WASMWIZ_MAX_AUTH_FAILURES", "30", "API keys that do not authenticate one client address (an IPv4 address, an IPv6 /64) may send a minute, and 8 times that its network (an IPv4 /24, an IPv6 /48), counted across replicas; past either that address's keys answer 429 for the rest of the minute without a database lookup, except keys that authenticated on the same replica before; 0: no bound",
 			func(c *Config) *int { return &c.MaxAuthFailures }, 0, 1000000),
 		intVar("WASMWIZ_MAX_USER_REQUESTS", strconv.Itoa(wwhttp.DefaultMaxUserRequests), "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier), all of the user's keys together: each may hold one of the replica's database connections (an event stream, 8 per user, counts until its key is looked up; on SQLite the read-only connections are twice this bound plus one a CPU, at least 4, at most 64); past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.MaxUserRequests }, 0, 10000),
-		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds; past it the request answers 429 with Retry-After without touching the database; 0: no bound",
+		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds, execute requests counted when they are refused; past it the request (an execute request too) answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.UserRequestRate }, 0, 1000000),
 		stringVar("WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config) *string { return &c.CacheDir }),
