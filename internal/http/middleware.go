@@ -348,9 +348,9 @@ func credentials(r *http.Request) (string, bool) {
 // before the lookup and held until it answers (an event stream: until the
 // lookup answers); past the bound it answers 429 without one. An execute
 // request takes nothing of that bound but is charged a token of its user's
-// rate when it answers an error, and answers 429 without a lookup while its
-// user's tokens are spent. A request no route matches answers 404 or 405
-// without a lookup.
+// rate when it is refused (a 4xx), and answers 429 without a lookup while
+// its user's tokens are spent. A request no route matches answers 404 or
+// 405 without a lookup.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -442,7 +442,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			ri.userID = u.ID
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
-		if charged && ri != nil && ri.errorCode != "" {
+		if charged && ri != nil && ri.errorCode != "" && ErrorStatus(ri.errorCode) < 500 {
+			// Refused: the caller's doing. A 5xx (the replica saturated,
+			// a dependency down) is not, and costs it nothing.
 			s.userReqs.refused(digest, u.ID)
 		}
 	})

@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -230,5 +231,25 @@ func TestExecuteArchiveUnpackedAfterAdmission(t *testing.T) {
 				t.Errorf("%d admissions released with refund %v; want %d, %v", admitted, released, tt.wantAdmits, tt.wantRefund)
 			}
 		})
+	}
+}
+
+// TestExecuteUnavailableIsNotCharged: a run the replica cannot take (its
+// limiter down: 503 EUNAVAILABLE) is not the caller's doing, and costs no
+// token: a flood of them stays 503, never the user rate's 429.
+func TestExecuteUnavailableIsNotCharged(t *testing.T) {
+	t.Parallel()
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.Now = func() time.Time { return clock }
+		o.UserRequestRate = 5
+	})
+	uf.limiter.AdmitFn = func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
+		return wasmwiz.Admitted{}, errors.New("redis: connection refused")
+	}
+	for i := range 50 {
+		if res := uf.execute(userKey); res.status != 503 || res.errorCode(t) != wasmwiz.EUNAVAILABLE {
+			t.Fatalf("run %d with the limiter down: %d %s, want 503", i+1, res.status, res.body)
+		}
 	}
 }

@@ -61,7 +61,7 @@ func (b *userBucket) refill(now time.Time, rate, burst float64) {
 // per replica, like the pool it protects.
 //
 // The execute routes take no token to start (their runs are bounded by
-// the tier) but one for each request that answers an error (refused):
+// the tier) but one for each request that is refused (a 4xx; refused):
 // a refusal, before any run is admitted, costs a key or module lookup, a
 // parse or a limiter round trip and its caller nothing else, so once the
 // bucket is spent the user's execute requests answer 429 without a lookup
@@ -218,9 +218,9 @@ func (g *userRequests) refusing(digest [sha256.Size]byte) error {
 }
 
 // refused charges one token to user for an execute request of the key of
-// digest that answered an error: a refusal (not found, invalid, too
-// large, over a quota) costs the server a lookup or a parse and its caller
-// nothing else. Refusals in flight together may take the bucket below
+// digest that was refused (a 4xx: not found, invalid, too large, over a
+// quota): it cost the server a lookup or a parse and its caller nothing
+// else. A 5xx (the replica saturated, a dependency down) is not charged. Refusals in flight together may take the bucket below
 // zero; it refills from there, so a burst of them is paid for in full.
 // The key's owner is remembered, so that refusing finds the user's bucket.
 func (g *userRequests) refused(digest [sha256.Size]byte, user int64) {
