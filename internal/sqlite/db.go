@@ -377,8 +377,10 @@ type findQuery struct {
 
 // findPage answers a Find: the page of q's rows that limit and offset pick
 // (page), each read by scan, and the count of q's rows up to
-// wasmwiz.MaxListTotal. A page that ends short with rows on it says the
-// count itself (offset + its rows); otherwise countRows counts, reading at
+// wasmwiz.MaxListTotal. A page that ends short with rows on it, or the
+// first page empty, says the count itself (offset + its rows: counted
+// apart, rows written between the two reads made an empty first page of
+// a total above zero); otherwise countRows counts, reading at
 // most MaxListTotal+1 rows, so that neither a deep page nor a caller's
 // many rows make a list read them all. EINVALID for an offset past
 // wasmwiz.MaxListOffset.
@@ -392,7 +394,7 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 	if err != nil {
 		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
 	}
-	if len(out) > 0 && len(out) < limit {
+	if (len(out) > 0 || offset == 0) && len(out) < limit {
 		return out, wasmwiz.CountedTotal(offset + len(out)), nil
 	}
 	total, err := countRows(ctx, db, q)
