@@ -81,6 +81,7 @@ type Webhooks struct {
 
 	mu    sync.Mutex
 	users map[int64]*userDeliveries // users with a delivery in flight or put off here
+	swept time.Time                 // when users was last swept
 	now   func() time.Time
 
 	delivered, failed, givenUp, refused, deferred atomic.Uint64
@@ -217,18 +218,22 @@ type userDeliveries struct {
 	// attempt is how long the user's last attempt took here: a turn.
 	attempt time.Duration
 	// waiting are the deliveries put off, by job, each with the time it
-	// was told to come back.
+	// was told to come back; last is the latest of those times given.
 	waiting map[int64]time.Time
+	last    time.Time
 }
 
-// The turns of deliveries put off: a turn is the user's last attempt's
-// duration (firstTurn before any ended), at least minTurn; a delivery put
-// off comes back one turn after the last of the user's others put off, at
-// most maxDeferral from now.
+// The turns of deliveries put off: a turn is as long as the user's last
+// attempt took, or the one in flight has taken so far if longer (firstTurn
+// before any ended), and at least minTurn; a delivery put off comes back
+// one turn after the last of the user's others put off, at most
+// maxDeferral from now. Every sweepEvery the users whose deliveries put
+// off all came back elsewhere are forgotten.
 const (
 	minTurn     = 50 * time.Millisecond
 	firstTurn   = time.Second
 	maxDeferral = 5 * time.Minute
+	sweepEvery  = time.Minute
 )
 
 // begin takes user's one place for a delivery in flight on this replica
@@ -240,7 +245,10 @@ const (
 // user's receiver that answers in milliseconds has a burst of deliveries
 // made back to back, and one that never answers has its backlog come back
 // at most every maxDeferral, instead of every delivery being tried again
-// every few seconds (a store round trip each, counted to no one).
+// every few seconds (a store round trip each, counted to no one). A turn
+// is never shorter than the attempt in flight has lasted, so a receiver
+// that answered once at once and then hangs does not bring its backlog
+// back every minTurn.
 func (w *Webhooks) begin(user, job int64) (wait time.Duration, ok bool) {
 	if user == 0 {
 		return 0, true
@@ -248,26 +256,30 @@ func (w *Webhooks) begin(user, job int64) (wait time.Duration, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
+	if now.Sub(w.swept) >= sweepEvery {
+		w.sweep(now)
+	}
 	u := w.users[user]
 	if u == nil {
 		u = &userDeliveries{attempt: firstTurn, waiting: map[int64]time.Time{}}
 		w.users[user] = u
 	}
 	delete(u.waiting, job)
-	u.prune(now, w.opts.Timeout)
 	if !u.busy {
 		u.busy, u.started = true, now
 		return 0, true
 	}
 	w.deferred.Add(1)
-	last := now
-	for _, at := range u.waiting {
-		if at.After(last) {
-			last = at
-		}
+	turn := max(u.attempt, now.Sub(u.started), minTurn)
+	from := now
+	if u.last.After(now) {
+		from = u.last
 	}
-	wait = min(last.Add(max(u.attempt, minTurn)).Sub(now), maxDeferral)
+	wait = min(from.Add(turn).Sub(now), maxDeferral)
 	u.waiting[job] = now.Add(wait)
+	if u.waiting[job].After(u.last) {
+		u.last = u.waiting[job]
+	}
 	return wait, false
 }
 
@@ -284,20 +296,34 @@ func (w *Webhooks) end(user int64) {
 	}
 	now := w.now()
 	u.busy, u.attempt = false, now.Sub(u.started)
-	u.prune(now, w.opts.Timeout)
-	if len(u.waiting) == 0 {
+	if u.prune(now, w.opts.Timeout) {
 		delete(w.users, user)
 	}
 }
 
+// sweep forgets the users with nothing in flight whose deliveries put off
+// are all past their turn (they came back to other replicas, or were
+// deleted): without it, a user whose jobs all went elsewhere would be kept
+// until its next delivery here. Called with w.mu held, once a sweepEvery.
+func (w *Webhooks) sweep(now time.Time) {
+	w.swept = now
+	for user, u := range w.users {
+		if u.prune(now, w.opts.Timeout) {
+			delete(w.users, user)
+		}
+	}
+}
+
 // prune forgets the deliveries put off that are past their turn by more
-// than grace: they came back to another replica, or were deleted.
-func (u *userDeliveries) prune(now time.Time, grace time.Duration) {
+// than grace: they came back to another replica, or were deleted. It
+// reports whether nothing is left of u (nothing in flight, none put off).
+func (u *userDeliveries) prune(now time.Time, grace time.Duration) bool {
 	for job, at := range u.waiting {
 		if now.Sub(at) > grace {
 			delete(u.waiting, job)
 		}
 	}
+	return !u.busy && len(u.waiting) == 0
 }
 
 // maxDeliveryErrorBytes bounds the text of a failed attempt kept in its

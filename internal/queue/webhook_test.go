@@ -460,10 +460,11 @@ func TestWebhookDeferredTakeTurns(t *testing.T) {
 		t.Fatalf("alice's fifth delivery: wait %v, ok %v; want put off for 2s (1.8s behind job 3, one 200ms turn)", wait, ok)
 	}
 	// Job 2 comes back at its turn while job 4 is still in flight: it goes
-	// to the end of the line.
+	// to the end of the line, a turn being as long as job 4 has taken so
+	// far (800ms), longer than the last attempt.
 	now = now.Add(800 * time.Millisecond)
-	if wait, ok := w.Begin(alice, 2); ok || wait != 1400*time.Millisecond {
-		t.Fatalf("job 2 back while one is in flight: wait %v, ok %v; want put off for 1.4s, after job 5", wait, ok)
+	if wait, ok := w.Begin(alice, 2); ok || wait != 2*time.Second {
+		t.Fatalf("job 2 back while one is in flight: wait %v, ok %v; want put off for 2s, 800ms after job 5", wait, ok)
 	}
 	if st := w.Stats(); st.Deferred != 4 {
 		t.Fatalf("deferred %d, want 4", st.Deferred)
@@ -495,6 +496,41 @@ func TestWebhookDeferredTakeTurns(t *testing.T) {
 	w.End(bob)
 	if n := w.UsersTracked(); n != 0 {
 		t.Fatalf("%d users tracked after every delivery ended, want 0", n)
+	}
+
+	// A receiver that answered once at once, then hangs: the deliveries
+	// put off meanwhile wait at least as long as the hanging attempt has
+	// lasted, not the 1ms of the last one.
+	if _, ok := w.Begin(alice, 300); !ok {
+		t.Fatal("alice's delivery is put off with nothing in flight")
+	}
+	now = now.Add(time.Millisecond)
+	w.End(alice)
+	if _, ok := w.Begin(alice, 301); !ok {
+		t.Fatal("alice's delivery is put off with nothing in flight")
+	}
+	now = now.Add(9 * time.Second)
+	if wait, ok := w.Begin(alice, 302); ok || wait != 9*time.Second {
+		t.Fatalf("a delivery put off while one hangs for 9s: wait %v, ok %v; want 9s", wait, ok)
+	}
+	if wait, ok := w.Begin(alice, 303); ok || wait != 18*time.Second {
+		t.Fatalf("the next one: wait %v, ok %v; want 18s", wait, ok)
+	}
+
+	// A user whose deliveries put off all came back to other replicas is
+	// forgotten by the next sweep, whoever's delivery brings it.
+	now = now.Add(10 * time.Second)
+	w.End(alice) // jobs 302 and 303 are not past their turn by the timeout (10s)
+	if n := w.UsersTracked(); n != 1 {
+		t.Fatalf("%d users tracked with deliveries put off, want 1", n)
+	}
+	now = now.Add(time.Hour)
+	if _, ok := w.Begin(bob, 11); !ok {
+		t.Fatal("bob's delivery is put off")
+	}
+	w.End(bob)
+	if n := w.UsersTracked(); n != 0 {
+		t.Fatalf("%d users tracked an hour later, want 0 (alice swept)", n)
 	}
 }
 
