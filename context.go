@@ -8,6 +8,7 @@ const (
 	userContextKey contextKey = iota + 1
 	apiKeyContextKey
 	requestIDContextKey
+	admittedContextKey
 )
 
 // NewContextWithUser returns ctx carrying the authenticated user, whose id
@@ -42,6 +43,23 @@ func NewContextWithRequestID(ctx context.Context, id string) context.Context {
 func RequestIDFromContext(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDContextKey).(string)
 	return id
+}
+
+// NewContextWithAdmitted returns ctx carrying f, which the Executor calls
+// once it admits the request's run (Admit, or Execute's own admission):
+// from then on the run holds one of its tier's concurrency slots, and what
+// bounded the request until then (the HTTP layer's bound on a user's
+// execute requests waiting for admission) may let it go. f may be called
+// more than once, and is not called for a request refused before.
+func NewContextWithAdmitted(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, admittedContextKey, f)
+}
+
+// admitted calls ctx's NewContextWithAdmitted function, if any.
+func admitted(ctx context.Context) {
+	if f, ok := ctx.Value(admittedContextKey).(func()); ok {
+		f()
+	}
 }
 
 // SystemContext returns ctx acting as the system administrator, for the admin

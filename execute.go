@@ -307,6 +307,7 @@ func (e *Executor) Admit(ctx context.Context, c *Caller, bodyTime time.Duration)
 			}
 			held := *c
 			held.held = &heldAdmission{adm: adm}
+			admitted(ctx)
 			return ctx, &held, ex, nil
 		}
 		if adm.OK() {
@@ -482,6 +483,7 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 	if err := refusal(c.Tier, &adm); err != nil {
 		return ex, err
 	}
+	admitted(ctx) // the run holds its tier's slot (NewContextWithAdmitted)
 	if e.Gate != nil {
 		leave, err := e.Gate.Enter(ctx)
 		if err != nil {
