@@ -35,7 +35,7 @@ type Config struct {
 	TrustedProxies    []netip.Prefix
 	MaxAuthFailures   int      // API keys that do not authenticate, per client address and minute; 0 no bound
 	MaxUserRequests   int      // one user's requests in flight on this replica, but runs (event streams as they open); 0 no bound
-	UserRequestRate   int      // one user's requests a second on this replica (bursts of twice it), but runs (refused ones count); 0 no bound
+	UserRequestRate   int      // one user's requests a second on this replica (bursts of twice it), but runs; its refused runs in a bucket of their own at this rate; 0 no bound
 	PlaintextHosts    []string // hosts the database and Redis may be reached on without TLS (production)
 	MetricsToken      string   // when set, /metrics wants it as a bearer token
 	CacheDir          string
@@ -146,7 +146,7 @@ func configVars() []configVar {
 			func(c *Config) *int { return &c.MaxAuthFailures }, 0, 1000000),
 		intVar("WASMWIZ_MAX_USER_REQUESTS", strconv.Itoa(wwhttp.DefaultMaxUserRequests), "requests one user may have in flight at once on this replica, on every authenticated route but the execute routes (bounded by the tier), all of the user's keys together: each may hold one of the replica's database connections (an event stream, 8 per user, counts until its key is looked up; on SQLite the read-only connections are twice this bound plus one a CPU, at least 4, at most 64); past it the request answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.MaxUserRequests }, 0, 10000),
-		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds, execute requests counted when they are refused; past it the request (an execute request too) answers 429 with Retry-After without touching the database; 0: no bound",
+		intVar("WASMWIZ_USER_REQUEST_RATE", strconv.Itoa(wwhttp.DefaultUserRequestRate), "requests one user may start a second on this replica, in bursts of twice that, on the routes WASMWIZ_MAX_USER_REQUESTS bounds, and as much in a bucket of their own for execute requests, counted when they are refused (while either setting is on, at most max(8, the tier's max_concurrent) of a user's execute requests wait for their run's admission at once); past it the request (an execute request too) answers 429 with Retry-After without touching the database; 0: no bound",
 			func(c *Config) *int { return &c.UserRequestRate }, 0, 1000000),
 		stringVar("WASMWIZ_CACHE_DIR", "", "on-disk compile cache shared by workers (default: DATA_DIR/cache)", false,
 			func(c *Config) *string { return &c.CacheDir }),

@@ -95,6 +95,9 @@ func (s *Server) readExecute(w http.ResponseWriter, r *http.Request, moduleID st
 	if err != nil {
 		return ctx, nil, nil, done, err
 	}
+	// The user may have as many requests waiting for their runs as its
+	// tier allows runs at once.
+	waitingExecuteFrom(ctx).tier(c.Tier.MaxConcurrent)
 	limit := executeBodyCap(mediaType(r), moduleID != "", c.Limits)
 	if c.Cached() && r.ContentLength > limit {
 		if ctx, c, err = s.exec.Recheck(ctx, c); err != nil {

@@ -347,10 +347,12 @@ func credentials(r *http.Request) (string, bool) {
 // counted to its user (Options.MaxUserRequests, Options.UserRequestRate)
 // before the lookup and held until it answers (an event stream: until the
 // lookup answers); past the bound it answers 429 without one. An execute
-// request takes nothing of that bound but is charged a token of its user's
-// rate when it is refused (a 4xx), and answers 429 without a lookup while
-// its user's tokens are spent. A request no route matches answers 404 or
-// 405 without a lookup.
+// request takes nothing of that bound but counts in its user's execute
+// bucket (userRequests.admitExecute): among the user's execute requests
+// waiting for admission from before its lookup until the Executor admits
+// its run or it answers, and a token of the bucket's rate when it is
+// refused (a 4xx); past either it answers 429 without a lookup. A request
+// no route matches answers 404 or 405 without a lookup.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, present := credentials(r)
@@ -376,21 +378,30 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		ip := ClientIP(r.Context())
 		// The key's digest, once for both guards that remember keys.
 		bounded := s.userReqs != nil && s.bounded[pattern]
-		charged := s.admitted[pattern] && s.userReqs.chargesRefusals()
+		execute := s.userReqs != nil && s.admitted[pattern]
 		var digest [sha256.Size]byte
-		if s.authFail != nil || bounded || charged {
+		if s.authFail != nil || bounded || execute {
 			digest = sha256.Sum256([]byte(key))
 		}
 		if err := s.authFail.refused(ip, digest); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if charged {
-			// An execute request whose user spent its bucket on refusals.
-			if err := s.userReqs.refusing(digest); err != nil {
+		// An execute request waits for its run's admission in its user's
+		// execute bucket, taken before the key's lookup; refused there (too
+		// many waiting, or its refusals spent the bucket) it looks nothing up.
+		var (
+			waiting *waitingExecute
+			execWho requester
+		)
+		if execute {
+			b, who, err := s.userReqs.admitExecute(digest)
+			if err != nil {
 				s.writeError(w, r, err)
 				return
 			}
+			waiting, execWho = &waitingExecute{g: s.userReqs, b: b}, who
+			defer waiting.admitted()
 		}
 		// The user's bound, on the routes it counts, is taken before the
 		// key's lookup: the lookup is the first database work.
@@ -418,6 +429,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				if slot != nil {
 					s.userReqs.unauthenticated(slot, digest)
 				}
+				if waiting != nil {
+					waiting.once.Do(func() { s.userReqs.unauthenticated(waiting.b, digest) })
+				}
 			} else if slot != nil {
 				s.userReqs.done(slot)
 			}
@@ -437,15 +451,25 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				defer s.userReqs.done(slot)
 			}
 		}
+		if waiting != nil {
+			b, err := s.userReqs.executeAuthenticated(waiting.b, execWho, digest, u.ID)
+			if err != nil {
+				waiting.once.Do(func() {}) // given back by executeAuthenticated
+				s.writeError(w, r, err)
+				return
+			}
+			waiting.b = b
+			ctx = context.WithValue(wasmwiz.NewContextWithAdmitted(ctx, waiting.admitted), waitingExecuteKey, waiting)
+		}
 		ri := routeInfoFrom(r.Context())
 		if ri != nil {
 			ri.userID = u.ID
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
-		if charged && ri != nil && ri.errorCode != "" && ErrorStatus(ri.errorCode) < 500 {
+		if waiting != nil && ri != nil && ri.errorCode != "" && ErrorStatus(ri.errorCode) < 500 {
 			// Refused: the caller's doing. A 5xx (the replica saturated,
 			// a dependency down) is not, and costs it nothing.
-			s.userReqs.refused(digest, u.ID)
+			s.userReqs.refused(u.ID)
 		}
 	})
 }

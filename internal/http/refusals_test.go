@@ -253,3 +253,159 @@ func TestExecuteUnavailableIsNotCharged(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteWaitingBoundedPerUser: one key's execute requests for modules
+// that do not exist, all held by the store in their module lookup, reach
+// the store at most the bound of a user's execute requests waiting for
+// admission (8 for a tier of 1 run at once); the rest answer 429
+// ERATELIMIT with Retry-After without a key or module lookup, although the
+// user's rate has tokens left (refusals are charged only once they
+// answer). Another user's request meanwhile reaches the store; once the
+// held ones answer, the user's requests reach it again.
+func TestExecuteWaitingBoundedPerUser(t *testing.T) {
+	t.Parallel()
+	const (
+		bound = 8  // executeWaiting: the free tier allows 1 run at once
+		flood = 30 // within the burst (2×20): only the bound refuses
+	)
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.MaxUserRequests = wwhttp.DefaultMaxUserRequests
+		o.UserRequestRate = wwhttp.DefaultUserRequestRate
+	})
+	var userFinds, otherFinds atomic.Int64
+	release := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(release) })
+	defer stop()
+	uf.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+		if u := wasmwiz.UserFromContext(ctx); u != nil && u.ID == theUser.ID {
+			userFinds.Add(1)
+			<-release
+		} else {
+			otherFinds.Add(1)
+		}
+		return nil, wasmwiz.Errorf(wasmwiz.ENOTFOUND, "module %q not found", id)
+	}
+	made := func(key string) *response {
+		return uf.do(request{method: "POST", path: "/api/v1/modules/" + wasmwiz.NewModuleID() + "/execute", key: key})
+	}
+	answers := make(chan *response, flood)
+	for range flood {
+		go func() { answers <- made(userKey) }()
+	}
+	var early []*response
+	testenv.WaitFor(t, "every request of the flood to be held by the store or answered", func() bool {
+		for {
+			select {
+			case res := <-answers:
+				early = append(early, res)
+				continue
+			default:
+			}
+			return int(userFinds.Load())+len(early) == flood
+		}
+	})
+	if got := userFinds.Load(); got != bound {
+		t.Errorf("%d of the flood reached the store at once, want the bound (%d)", got, bound)
+	}
+	if got := uf.lookups.Load(); got > bound {
+		t.Errorf("%d key lookups for the flood, want at most %d (those waiting)", got, bound)
+	}
+	for _, res := range early {
+		refusedByUserBound(t, "a request past the user's waiting requests", res, "at most 8 at a time")
+	}
+	if res := made(otherKey); res.status != 404 || otherFinds.Load() != 1 {
+		t.Errorf("another user's request meanwhile: %d %s, %d module lookups; want 404 after one", res.status, res.body, otherFinds.Load())
+	}
+	uf.metricHas(t, fmt.Sprintf(`wasmwiz_user_requests_limited_total{bound="execute_waiting"} %d`, flood-bound))
+	stop()
+	for range bound {
+		if res := <-answers; res.status != 404 {
+			t.Errorf("a held request: %d %s, want 404 once the store answered", res.status, res.body)
+		}
+	}
+	before := userFinds.Load()
+	if res := made(userKey); res.status != 404 || userFinds.Load() != before+1 {
+		t.Errorf("the user's request once the held ones answered: %d %s, want 404 from the store", res.status, res.body)
+	}
+}
+
+// TestExecuteNotHeldBackByReads: a user that spent its read bucket polling
+// its run (GET /api/v1/runs/{id} past the burst answers 429) still gets its
+// runs executed: execute requests have a bucket of their own, which only
+// their refusals spend.
+func TestExecuteNotHeldBackByReads(t *testing.T) {
+	t.Parallel()
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const rate = 5 // a second; bursts of 10
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.Now = func() time.Time { return clock }
+		o.UserRequestRate = rate
+	})
+	id := wasmwiz.NewRunID(clock.Add(-time.Hour))
+	uf.runs.FindRunByIDFn = func(context.Context, string) (*wasmwiz.UsageRecord, error) {
+		return &wasmwiz.UsageRecord{ID: id, UserID: theUser.ID, State: wasmwiz.RunDone, Stdout: []byte{}, Stderr: []byte{}}, nil
+	}
+	poll := func() *response { return uf.do(request{method: "GET", path: "/api/v1/runs/" + id, key: userKey}) }
+	for i := range 2 * rate {
+		if res := poll(); res.status != 200 {
+			t.Fatalf("poll %d of the burst: %d %s", i+1, res.status, res.body)
+		}
+	}
+	refusedByUserBound(t, "a poll past the burst", poll(), "at most 5 a second")
+	for i := range 3 * rate {
+		if res := uf.execute(userKey); res.status != 200 {
+			t.Fatalf("run %d with the read bucket spent: %d %s, want 200", i+1, res.status, res.body)
+		}
+	}
+	refusedByUserBound(t, "a poll after the runs", poll(), "at most 5 a second")
+}
+
+// TestExecuteAdmittedRunsHoldNoWaitingPlace: a run that was admitted (it
+// holds its tier's slot; the mock limiter grants every one, as a tier
+// allowing many runs at once would) no longer counts among its user's
+// execute requests waiting for admission: with more runs held in the
+// engine than that bound, the user starts another.
+func TestExecuteAdmittedRunsHoldNoWaitingPlace(t *testing.T) {
+	t.Parallel()
+	const held = 12 // over the bound of 8
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.MaxUserRequests = wwhttp.DefaultMaxUserRequests
+		o.UserRequestRate = wwhttp.DefaultUserRequestRate
+	})
+	entered := make(chan struct{}, held)
+	release := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(release) })
+	defer stop()
+	var runs atomic.Int64
+	next := uf.engine.RunFn
+	uf.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		if runs.Add(1) <= held {
+			entered <- struct{}{}
+			<-release
+		}
+		return next(ctx, req)
+	}
+	answers := make(chan *response, held)
+	for range held {
+		go func() { answers <- uf.execute(userKey) }()
+	}
+	for i := range held {
+		select {
+		case <-entered:
+		case res := <-answers:
+			t.Fatalf("run %d answered instead of being held by the engine: %d %s", i+1, res.status, res.body)
+		case <-time.After(testenv.Patience):
+			t.Fatalf("gave up waiting for run %d of %d to reach the engine", i+1, held)
+		}
+	}
+	res := uf.execute(userKey)
+	stop()
+	if res.status != 200 {
+		t.Errorf("a run while %d of the user's runs are held: %d %s, want 200", held, res.status, res.body)
+	}
+	for range held {
+		if res := <-answers; res.status != 200 {
+			t.Errorf("a held run: %d %s", res.status, res.body)
+		}
+	}
+}

@@ -91,9 +91,12 @@ type Options struct {
 	// count together. Past either the request answers 429 (ERATELIMIT) with
 	// Retry-After without touching the store (a key this replica has seen
 	// authenticate is not even looked up). An execute request takes a token
-	// of UserRequestRate when it is refused with a 4xx (not found, invalid,
-	// too large, over a quota: it cost a lookup or a parse), and answers 429
-	// while its user has none left. Zero: no such bound.
+	// of a bucket of its own (rate UserRequestRate) when it is refused with a
+	// 4xx (not found, invalid, too large, over a quota: it cost a lookup or a
+	// parse), and answers 429 while its user has none left; and at most
+	// max(8, the tier's max_concurrent) of a user's execute requests wait for
+	// their run's admission at once (both while either setting is on). Zero:
+	// no such bound.
 	MaxUserRequests int
 	UserRequestRate int
 

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"crypto/sha256"
 	"sync"
 	"time"
@@ -26,6 +27,16 @@ const userRequestSweep = 10 * time.Second
 // that end within the database timeout, most far sooner.
 const userRequestBusyRetry = time.Second
 
+// executeWaiting is the least bound on one user's execute requests waiting
+// for their run's admission on this replica (executeRequests): its tier's
+// max_concurrent when that is higher, as this replica last saw it.
+const executeWaiting = 8
+
+// executeWaitingRetry is the Retry-After of an execute request refused
+// because its user had its bound of them waiting for admission: they wait
+// on a key or module lookup and a limiter round trip, or on a small body.
+const executeWaitingRetry = time.Second
+
 // requester is what a request is counted to: its user, or, for a key whose
 // user this replica has not learnt yet, the key (its digest) until its
 // lookup says whose it is.
@@ -40,6 +51,7 @@ type userBucket struct {
 	inFlight int
 	tokens   float64   // whole tokens admit a request
 	at       time.Time // when tokens was computed
+	waiting  int       // the execute bucket's bound on inFlight (executeWaiting, or the tier's max_concurrent); 0: executeWaiting
 }
 
 // refill brings b's tokens to now.
@@ -60,13 +72,19 @@ func (b *userBucket) refill(now time.Time, rate, burst float64) {
 // opens and drops streams in a loop spends its tokens. It lives in memory,
 // per replica, like the pool it protects.
 //
-// The execute routes take no token to start (their runs are bounded by
-// the tier) but one for each request that is refused (a 4xx; refused):
-// a refusal, before any run is admitted, costs a key or module lookup, a
-// parse or a limiter round trip and its caller nothing else, so once the
-// bucket is spent the user's execute requests answer 429 without a lookup
-// (refusing) until it refills. Nothing of an execute request is held in
-// flight: a long run must not hold the user's other requests back.
+// The execute routes have buckets of their own (execute), so that a
+// user's reads never hold its runs back nor the other way round. An
+// execute request takes no token to start (its run is bounded by the tier)
+// but one for each request that is refused (a 4xx; refused): a refusal,
+// before any run is admitted, costs a key or module lookup, a parse or a
+// limiter round trip and its caller nothing else, so once the bucket is
+// spent the user's execute requests answer 429 without a lookup until it
+// refills. And an execute request is in flight from before its key's
+// lookup until its run is admitted (it then holds one of its tier's
+// concurrency slots; a long run holds nothing here) or it answers: at most
+// executeWaiting of a user's at once, or its tier's max_concurrent when
+// higher, so that refusals that are charged only once they answer cannot
+// pile up lookups meanwhile (admitExecute).
 //
 // All of a user's keys share one bucket: owners maps the digest of each key
 // that authenticated here to its user, so that a known key is counted, and
@@ -79,10 +97,12 @@ type userRequests struct {
 	now         func() time.Time
 
 	busy, fast prometheus.Counter // refusals, by bound
+	waiting    prometheus.Counter
 	limited    *prometheus.CounterVec
 
 	mu      sync.Mutex
 	buckets map[requester]*userBucket
+	execute map[requester]*userBucket   // the execute routes' buckets: refusal tokens, requests waiting for admission
 	owners  map[[sha256.Size]byte]int64 // key digest → user id, learnt here
 	swept   time.Time
 }
@@ -93,12 +113,13 @@ func newUserRequests(maxInFlight, rate int, now func() time.Time) *userRequests 
 		return nil
 	}
 	g := &userRequests{maxInFlight: max(maxInFlight, 0), rate: float64(max(rate, 0)), burst: 2 * float64(max(rate, 0)), now: now,
-		buckets: map[requester]*userBucket{}, owners: map[[sha256.Size]byte]int64{},
+		buckets: map[requester]*userBucket{}, execute: map[requester]*userBucket{}, owners: map[[sha256.Size]byte]int64{},
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmwiz_user_requests_limited_total",
-			Help: "Requests refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight; routes other than execute routes, event streams as they open) or was past WASMWIZ_USER_REQUEST_RATE (rate; execute requests count only when they are refused).",
+			Help: "Requests refused (429) because their user had WASMWIZ_MAX_USER_REQUESTS in flight on this replica (in_flight; routes other than execute routes, event streams as they open), was past WASMWIZ_USER_REQUEST_RATE (rate; execute requests in a bucket of their own, taking a token only when they are refused) or had its bound of execute requests waiting for admission (execute_waiting).",
 		}, []string{"bound"})}
 	g.busy, g.fast = g.limited.WithLabelValues("in_flight"), g.limited.WithLabelValues("rate")
+	g.waiting = g.limited.WithLabelValues("execute_waiting")
 	return g
 }
 
@@ -110,10 +131,7 @@ func (g *userRequests) admitKey(digest [sha256.Size]byte) (*userBucket, requeste
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	who := requester{key: digest}
-	if id, ok := g.owners[digest]; ok {
-		who = requester{user: id}
-	}
+	who := g.whose(digest)
 	b, err := g.admit(who, now)
 	return b, who, err
 }
@@ -129,10 +147,7 @@ func (g *userRequests) authenticated(b *userBucket, who requester, digest [sha25
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b.inFlight--
-	if len(g.owners) >= userRequestEntries {
-		g.owners = map[[sha256.Size]byte]int64{}
-	}
-	g.owners[digest] = user
+	g.own(digest, user)
 	return g.admit(requester{user: user}, now)
 }
 
@@ -155,14 +170,7 @@ func (g *userRequests) done(b *userBucket) {
 // admit counts a request of who at now; g.mu is held.
 func (g *userRequests) admit(who requester, now time.Time) (*userBucket, error) {
 	g.sweep(now)
-	b := g.buckets[who]
-	if b == nil {
-		if len(g.buckets) >= userRequestEntries {
-			g.drop(now, true)
-		}
-		b = &userBucket{tokens: g.burst, at: now}
-		g.buckets[who] = b
-	}
+	b := g.bucketOf(g.buckets, who, now)
 	if g.maxInFlight > 0 && b.inFlight >= g.maxInFlight {
 		g.busy.Inc()
 		return nil, wasmwiz.RetryLater(wasmwiz.ERATELIMIT, userRequestBusyRetry,
@@ -189,62 +197,121 @@ func (g *userRequests) tooFast(b *userBucket) error {
 		g.rate, g.burst, wait.Round(time.Millisecond))
 }
 
-// chargesRefusals reports whether g charges execute requests that are
-// refused (a rate is set).
-func (g *userRequests) chargesRefusals() bool { return g != nil && g.rate > 0 }
-
-// refusing returns ERATELIMIT, before its lookup, for an execute request
-// carrying the key of digest when the bucket it is counted to (its user's,
-// once this replica has seen the key authenticate) holds no whole token.
-// It takes nothing: an execute request is charged only when it is refused
-// (refused), so that a user's runs, which its tier bounds, are not.
-func (g *userRequests) refusing(digest [sha256.Size]byte) error {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	who := requester{key: digest}
+// whose returns the requester a request carrying the key of digest is
+// counted to: its user when this replica has seen the key authenticate,
+// else the key; g.mu is held.
+func (g *userRequests) whose(digest [sha256.Size]byte) requester {
 	if id, ok := g.owners[digest]; ok {
-		who = requester{user: id}
+		return requester{user: id}
 	}
-	b := g.buckets[who]
-	if b == nil {
-		return nil // a new bucket is full
-	}
-	b.refill(now, g.rate, g.burst)
-	if b.tokens < 1 {
-		return g.tooFast(b)
-	}
-	return nil
+	return requester{key: digest}
 }
 
-// refused charges one token to user for an execute request of the key of
-// digest that was refused (a 4xx: not found, invalid, too large, over a
-// quota): it cost the server a lookup or a parse and its caller nothing
-// else. A 5xx (the replica saturated, a dependency down) is not charged. Refusals in flight together may take the bucket below
-// zero; it refills from there, so a burst of them is paid for in full.
-// The key's owner is remembered, so that refusing finds the user's bucket.
-func (g *userRequests) refused(digest [sha256.Size]byte, user int64) {
+// bucketOf returns who's bucket in m, a new full one when it has none;
+// g.mu is held.
+func (g *userRequests) bucketOf(m map[requester]*userBucket, who requester, now time.Time) *userBucket {
+	b := m[who]
+	if b == nil {
+		if len(m) >= userRequestEntries {
+			g.drop(m, now, true)
+		}
+		b = &userBucket{tokens: g.burst, at: now}
+		m[who] = b
+	}
+	return b
+}
+
+// admitExecute counts an execute request carrying the key of digest among
+// its requester's execute requests waiting for admission, before its
+// key's lookup. It returns ERATELIMIT with Retry-After, and takes nothing,
+// when the requester has its bound of them waiting already (at least
+// executeWaiting: the last max_concurrent learnt for it), or when its
+// execute bucket holds no whole token (its refusals spent it; refused).
+// It takes no token: an admitted run costs none. Give the request back
+// with executeDone once its run is admitted or it answers.
+func (g *userRequests) admitExecute(digest [sha256.Size]byte) (*userBucket, requester, error) {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.owners[digest] != user {
-		if len(g.owners) >= userRequestEntries {
-			g.owners = map[[sha256.Size]byte]int64{}
-		}
-		g.owners[digest] = user
-	}
+	who := g.whose(digest)
+	b, err := g.admitExecuteLocked(who, now)
+	return b, who, err
+}
+
+// admitExecuteLocked is admitExecute for who; g.mu is held.
+func (g *userRequests) admitExecuteLocked(who requester, now time.Time) (*userBucket, error) {
 	g.sweep(now)
-	who := requester{user: user}
-	b := g.buckets[who]
-	if b == nil {
-		if len(g.buckets) >= userRequestEntries {
-			g.drop(now, true)
-		}
-		b = &userBucket{tokens: g.burst, at: now}
-		g.buckets[who] = b
+	b := g.bucketOf(g.execute, who, now)
+	if bound := max(b.waiting, executeWaiting); b.inFlight >= bound {
+		g.waiting.Inc()
+		return nil, wasmwiz.RetryLater(wasmwiz.ERATELIMIT, executeWaitingRetry,
+			"too many of your execute requests waiting for their run on this server: at most %d at a time; retry when one has started or answered", bound)
 	}
+	if g.rate > 0 {
+		b.refill(now, g.rate, g.burst)
+		if b.tokens < 1 {
+			return nil, g.tooFast(b)
+		}
+	}
+	b.inFlight++
+	return b, nil
+}
+
+// executeAuthenticated moves an execute request admitted as who to user,
+// the owner its key's lookup found, and remembers the owner; as
+// admitExecute, it may refuse it there. A request admitted as user keeps
+// its bucket.
+func (g *userRequests) executeAuthenticated(b *userBucket, who requester, digest [sha256.Size]byte, user int64) (*userBucket, error) {
+	if who.user == user {
+		return b, nil
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b.inFlight--
+	g.own(digest, user)
+	return g.admitExecuteLocked(requester{user: user}, now)
+}
+
+// executeWaits sets how many of its user's execute requests b lets wait
+// for admission at once: its tier's max_concurrent, at least
+// executeWaiting. A user allowed many runs at once may have as many
+// requests on their way to them (reading small bodies, say).
+func (g *userRequests) executeWaits(b *userBucket, maxConcurrent int) {
+	g.mu.Lock()
+	b.waiting = max(maxConcurrent, executeWaiting)
+	g.mu.Unlock()
+}
+
+// refused charges one token of user's execute bucket for an execute
+// request that was refused (a 4xx: not found, invalid, too large, over a
+// quota): it cost the server a lookup or a parse and its caller nothing
+// else. A 5xx (the replica saturated, a dependency down) is not charged.
+// Refusals in flight together (at most the requests waiting for admission)
+// may take the bucket below zero; it refills from there, so a burst of
+// them is paid for in full.
+func (g *userRequests) refused(user int64) {
+	if g.rate <= 0 {
+		return
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sweep(now)
+	b := g.bucketOf(g.execute, requester{user: user}, now)
 	b.refill(now, g.rate, g.burst)
 	b.tokens--
+}
+
+// own remembers that the key of digest is user's; g.mu is held.
+func (g *userRequests) own(digest [sha256.Size]byte, user int64) {
+	if g.owners[digest] == user {
+		return
+	}
+	if len(g.owners) >= userRequestEntries {
+		g.owners = map[[sha256.Size]byte]int64{}
+	}
+	g.owners[digest] = user
 }
 
 // sweep drops idle buckets once per userRequestSweep; g.mu is held.
@@ -253,15 +320,16 @@ func (g *userRequests) sweep(now time.Time) {
 		return
 	}
 	g.swept = now
-	g.drop(now, false)
+	g.drop(g.buckets, now, false)
+	g.drop(g.execute, now, false)
 }
 
-// drop deletes the buckets with nothing in flight that are full again (all
+// drop deletes the buckets of m with nothing in flight that are full again (all
 // of them with nothing in flight when all is true): a new bucket starts
 // full, so dropping a full one forgets nothing. A bucket with requests in
 // flight stays, so that done finds it; g.mu is held.
-func (g *userRequests) drop(now time.Time, all bool) {
-	for who, b := range g.buckets {
+func (g *userRequests) drop(m map[requester]*userBucket, now time.Time, all bool) {
+	for who, b := range m {
 		if b.inFlight > 0 {
 			continue
 		}
@@ -271,7 +339,7 @@ func (g *userRequests) drop(now time.Time, all bool) {
 				continue
 			}
 		}
-		delete(g.buckets, who)
+		delete(m, who)
 	}
 }
 
@@ -280,4 +348,35 @@ func (g *userRequests) size() (buckets, owners int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.buckets), len(g.owners)
+}
+
+// waitingExecute is an execute request counted among its user's requests
+// waiting for admission (userRequests.admitExecute) until its run is
+// admitted (the Executor calls admitted, through the request's context:
+// wasmwiz.NewContextWithAdmitted) or it answers, whichever comes first.
+type waitingExecute struct {
+	g    *userRequests
+	b    *userBucket
+	once sync.Once
+}
+
+// admitted gives the request's place back; it may be called more than once.
+func (w *waitingExecute) admitted() {
+	w.once.Do(func() { w.g.done(w.b) })
+}
+
+// tier tells the bound the caller's tier allows maxConcurrent runs at once
+// (userRequests.executeWaits); nil w does nothing.
+func (w *waitingExecute) tier(maxConcurrent int) {
+	if w != nil {
+		w.g.executeWaits(w.b, maxConcurrent)
+	}
+}
+
+const waitingExecuteKey ctxKey = routeInfoKey + 1
+
+// waitingExecuteFrom returns the request's waitingExecute, or nil.
+func waitingExecuteFrom(ctx context.Context) *waitingExecute {
+	w, _ := ctx.Value(waitingExecuteKey).(*waitingExecute)
+	return w
 }
