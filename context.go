@@ -1,6 +1,9 @@
 package wasmwiz
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 type contextKey int
 
@@ -9,6 +12,7 @@ const (
 	apiKeyContextKey
 	requestIDContextKey
 	admittedContextKey
+	ownDeadlineContextKey
 )
 
 // NewContextWithUser returns ctx carrying the authenticated user, whose id
@@ -60,6 +64,28 @@ func admitted(ctx context.Context) {
 	if f, ok := ctx.Value(admittedContextKey).(func()); ok {
 		f()
 	}
+}
+
+// WithOwnDeadline returns ctx marked so that the store calls made with it
+// are bounded by ctx's own deadline instead of the store's call timeout
+// (WASMWIZ_DATABASE_TIMEOUT, which a store otherwise applies to each call
+// even when ctx would allow longer). It is for background work that
+// deliberately waits longer than a request should: writing a finished
+// background run's record, a usage batch. A marked ctx without a deadline
+// still gets the call timeout, so no call is unbounded. Never for a
+// request's context: a request must fail at the call timeout, not hold its
+// slots while the database is slow.
+func WithOwnDeadline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownDeadlineContextKey, true)
+}
+
+// OwnDeadline returns ctx's deadline when ctx is marked by WithOwnDeadline
+// and has one: the stores then bound their calls by it alone.
+func OwnDeadline(ctx context.Context) (time.Time, bool) {
+	if marked, _ := ctx.Value(ownDeadlineContextKey).(bool); !marked {
+		return time.Time{}, false
+	}
+	return ctx.Deadline()
 }
 
 // SystemContext returns ctx acting as the system administrator, for the admin

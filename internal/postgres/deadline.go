@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // DefaultCallTimeout bounds each wait for PostgreSQL when Options does not
@@ -22,7 +23,12 @@ const DefaultCallTimeout = 5 * time.Second
 // the request, and whatever slots it holds, for as long as the hang lasts.
 //
 // A context that already ends sooner keeps its own deadline; one marked by
-// withoutCallTimeout (migrations, which may rewrite large tables) gets none.
+// withoutCallTimeout (migrations, which may rewrite large tables) gets none;
+// one marked by wasmwiz.WithOwnDeadline that has a deadline is bounded by that
+// deadline alone, also when it is later than the timeout (the finish of a
+// background run, a usage batch: background work that may wait longer than
+// a request should), and one so marked without a deadline gets the timeout
+// as any other.
 type deadlines struct {
 	timeout time.Duration
 }
@@ -41,6 +47,11 @@ func withoutCallTimeout(ctx context.Context) context.Context {
 func (d deadlines) start(ctx context.Context) context.Context {
 	if d.timeout <= 0 || ctx.Value(noTimeoutKey{}) != nil {
 		return ctx
+	}
+	if _, own := wasmwiz.OwnDeadline(ctx); own {
+		// Nothing to release; the no-op also keeps end from releasing the
+		// deadline of an enclosing start.
+		return context.WithValue(ctx, cancelKey{}, context.CancelFunc(func() {}))
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	return context.WithValue(ctx, cancelKey{}, cancel)

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/wasmwiz/wasmwiz"
 )
 
 // DefaultCallTimeout bounds each call to the database when Options does not
@@ -50,7 +52,11 @@ const DefaultCallTimeout = 5 * time.Second
 //
 // A context that already ends sooner keeps its own deadline; one marked by
 // withoutCallTimeout (migrations, which may rewrite large tables) gets
-// none. A transaction is bounded as a whole, not statement by statement as
+// none; one marked by wasmwiz.WithOwnDeadline that has a deadline is bounded
+// by that deadline alone, also when it is later than the timeout (the
+// finish of a background run, a usage batch: background work that may wait
+// longer for the writer than a request should), and one so marked without
+// a deadline gets the timeout as any other. A transaction is bounded as a whole, not statement by statement as
 // on PostgreSQL: a write transaction holds the file's only write lock, and
 // a read one one of the few readers, so others wait for all of it.
 
@@ -79,7 +85,14 @@ func (p *pool) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	if p.timeout <= 0 || ctx.Value(noTimeoutKey{}) != nil {
 		return ctx, func() {}
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	var cancel context.CancelFunc
+	if _, own := wasmwiz.OwnDeadline(ctx); own {
+		// Its deadline is the call's: the connection sees a pool call,
+		// and takes no timeout of its own.
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+	}
 	return context.WithValue(ctx, callKey{}, cancel), cancel
 }
 
@@ -217,8 +230,9 @@ func (c *conn) bound(ctx context.Context, lasting bool) (context.Context, func()
 		}
 		return ctx, func() {}
 	}
+	_, own := wasmwiz.OwnDeadline(ctx)
 	switch {
-	case c.timeout <= 0 || ctx.Value(noTimeoutKey{}) != nil:
+	case c.timeout <= 0 || ctx.Value(noTimeoutKey{}) != nil || own:
 		return ctx, func() {}
 	case !c.txDeadline.IsZero():
 		return context.WithDeadline(ctx, c.txDeadline)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // testCallTimeout is the call timeout of the deadline tests: far below
@@ -202,4 +205,107 @@ func TestMigrationsHaveNoCallTimeout(t *testing.T) {
 	defer cancel()
 	_, err := db.CountUsers(ctx)
 	wantCallTimeout(t, ctx, "a call after the migrations", err)
+}
+
+// TestOwnDeadlineOutlastsTheCallTimeout: a write whose context is marked
+// by wasmwiz.WithOwnDeadline waits, up to that context's deadline (3 s),
+// for the writer that another call holds (the writer's pooled connection,
+// or another process's write lock) past the call timeout (100 ms), and
+// succeeds once it is released; the same write unmarked fails EUNAVAILABLE
+// at the call timeout. A marked context without a deadline still gets the
+// call timeout.
+func TestOwnDeadlineOutlastsTheCallTimeout(t *testing.T) {
+	t.Parallel()
+	const callTimeout = 100 * time.Millisecond
+	const held = 500 * time.Millisecond // how long the writer is held: past the call timeout
+	for _, tc := range []struct {
+		name string
+		// hold takes the writer; release gives it back.
+		hold func(t *testing.T, ctx context.Context, db *sqlite.DB) (release func())
+	}{
+		{"the writer's connection", func(t *testing.T, _ context.Context, db *sqlite.DB) func() {
+			release, err := db.HoldForTest(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return release
+		}},
+		{"another process's write lock", func(t *testing.T, ctx context.Context, db *sqlite.DB) func() {
+			return lockFile(t, ctx, db)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := openWith(t, sqlite.Options{CallTimeout: callTimeout})
+			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+			defer cancel()
+			n := 0
+			write := func(ctx context.Context) error {
+				n++
+				return db.CreateUser(wasmwiz.SystemContext(ctx), &wasmwiz.User{Email: fmt.Sprintf("own%d@example.com", n)})
+			}
+
+			release := tc.hold(t, ctx, db)
+			wantCallTimeout(t, ctx, "an unmarked write while the writer is held", write(ctx))
+			release()
+
+			release = tc.hold(t, ctx, db)
+			own, ownCancel := context.WithTimeout(wasmwiz.WithOwnDeadline(ctx), 3*time.Second)
+			defer ownCancel()
+			done := make(chan error, 1)
+			go func() { done <- write(own) }()
+			select {
+			case err := <-done:
+				release()
+				t.Fatalf("a marked write returned while the writer was held: %v", err)
+			case <-time.After(held):
+			}
+			release()
+			if err := testenv.Recv(t, done, "the marked write"); err != nil {
+				t.Fatalf("a marked write with its own deadline, the writer released past the call timeout: %v", err)
+			}
+		})
+	}
+
+	t.Run("marked without a deadline", func(t *testing.T) {
+		t.Parallel()
+		db := openWith(t, sqlite.Options{CallTimeout: callTimeout})
+		ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+		defer cancel()
+		release := lockFile(t, ctx, db)
+		defer release()
+		// No deadline but the call timeout's: were it not applied, the wait
+		// would end at the busy timeout (10 s) with SQLITE_BUSY.
+		err := db.CreateUser(wasmwiz.SystemContext(wasmwiz.WithOwnDeadline(context.WithoutCancel(ctx))),
+			&wasmwiz.User{Email: "unbounded@example.com"})
+		wantCallTimeout(t, ctx, "a marked write without a deadline while the file is locked", err)
+	})
+}
+
+// lockFile takes the write lock of db's file from another connection, as
+// another process would, until release.
+func lockFile(t *testing.T, ctx context.Context, db *sqlite.DB) (release func()) {
+	t.Helper()
+	locker, err := sql.Open("sqlite", "file:"+db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		locker.Close()
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		conn.Close()
+		locker.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+			locker.Close()
+		})
+	}
 }
