@@ -153,3 +153,62 @@ func TestOpenWithSlowFirstConnection(t *testing.T) {
 	}
 	db.Close()
 }
+
+// TestOwnDeadlineOutlastsTheCallTimeout: while the database holds back its
+// answers for longer than the call timeout (100 ms), a write whose context
+// is marked by wasmwiz.WithOwnDeadline waits up to that context's deadline
+// and succeeds once the answers flow again; the same write unmarked, or
+// marked without a deadline of its own, fails EUNAVAILABLE at the call
+// timeout.
+func TestOwnDeadlineOutlastsTheCallTimeout(t *testing.T) {
+	t.Parallel()
+	direct, proxy, proxied := behindProxy(t)
+	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t.Cleanup(proxy.Unstall) // first: Close waits for calls still held
+	u, _ := mustUser(t, direct, "u@example.com", wasmwiz.RoleUser)
+	n := 0
+	write := func(ctx context.Context) error {
+		n++
+		return db.CreateRuns(ctx, []*wasmwiz.UsageRecord{{ID: wasmwiz.NewRunID(t0), UserID: u.ID, Status: wasmwiz.StatusOK,
+			CreatedAt: t0.Add(time.Duration(n))}})
+	}
+	// answer runs call in the background and returns its error, failing
+	// the test if it waits for the held answers (which last until Unstall).
+	answer := func(what string, call func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Minute):
+			t.Fatalf("%s waited for the held answers past its call timeout", what)
+			return nil
+		}
+	}
+
+	proxy.Stall()
+	storetest.WantCode(t, answer("an unmarked write", func() error { return write(context.Background()) }),
+		wasmwiz.EUNAVAILABLE, "an unmarked write while answers are held")
+	storetest.WantCode(t, answer("a marked write without a deadline", func() error {
+		return write(wasmwiz.WithOwnDeadline(context.Background()))
+	}), wasmwiz.EUNAVAILABLE, "a marked write without a deadline while answers are held")
+
+	own, cancel := context.WithTimeout(wasmwiz.WithOwnDeadline(context.Background()), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- write(own) }()
+	select {
+	case err := <-done:
+		t.Fatalf("a marked write returned while answers were held: %v", err)
+	case <-time.After(500 * time.Millisecond): // held past the call timeout
+	}
+	proxy.Unstall()
+	if err := testenv.Recv(t, done, "the marked write"); err != nil {
+		t.Fatalf("a marked write with its own deadline, answers held past the call timeout: %v", err)
+	}
+}
