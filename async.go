@@ -464,12 +464,30 @@ func (e *Executor) stopCause(ctx context.Context, id string) error {
 	return errCancelled
 }
 
+// How finish writes a background run's final record: within finishTimeout
+// in all, which the writing's own deadline bounds instead of the store's
+// call timeout (WithOwnDeadline), in at most finishAttempts tries while the
+// store answers EUNAVAILABLE, the first pause finishRetry, doubling.
+// finishTimeout is the server's default wait of the stale-run sweeper
+// (staleRunsAfter in cmd/wasmwiz): the run's heartbeats stopped as its
+// guest ended, so past it the sweeper fails the run anyway.
+const (
+	finishTimeout  = 30 * time.Second
+	finishAttempts = 4
+	finishRetry    = 100 * time.Millisecond
+)
+
 // finish writes a background run's final record, gives back its limiter
-// slot, tells its followers, and enqueues its webhook.
+// slot, tells its followers, and enqueues its webhook. A record not
+// written loses the run's result: the run stays running for the store
+// until the sweeper fails it, and its webhook says failed. So it waits
+// for the database longer than a request would (a queue for SQLite's one
+// writer, PostgreSQL slow for a while), and tries again when the store is
+// unavailable.
 func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
-	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	fctx, cancel := context.WithTimeout(WithOwnDeadline(ctx), finishTimeout)
 	defer cancel()
-	done, err := e.Runs.FinishRun(fctx, rec)
+	done, err := e.finishRun(fctx, rec)
 	if err != nil {
 		return // still running for the store: the sweeper fails it and gives its slot back
 	}
@@ -482,6 +500,41 @@ func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
 	if rec.CallbackURL != "" {
 		_ = e.Queue.EnqueueWebhook(fctx, rec.ID, rec.UserID)
 	}
+}
+
+// finishRun is Runs.FinishRun, tried again while the store answers
+// EUNAVAILABLE (finishAttempts, finishRetry) and ctx lasts. A try whose
+// commit's answer was lost leaves the run final, so a later try changes
+// nothing and says so: then the record the store holds tells whether it
+// is this finish's (its state and finish time), and done is true if it is.
+func (e *Executor) finishRun(ctx context.Context, rec *UsageRecord) (done bool, err error) {
+	pause := finishRetry
+	for attempt := 1; ; attempt++ {
+		done, err = e.Runs.FinishRun(ctx, rec)
+		if err == nil && !done && attempt > 1 {
+			done = e.finishedAs(ctx, rec)
+		}
+		if err == nil || ErrorCode(err) != EUNAVAILABLE || attempt == finishAttempts {
+			return done, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return done, err
+		case <-t.C:
+		}
+		pause *= 2
+	}
+}
+
+// finishedAs reports whether the store holds rec's final record: its
+// state and finish time (FinishRun sets rec.FinishedAt before its first
+// try, and the store keeps milliseconds).
+func (e *Executor) finishedAs(ctx context.Context, rec *UsageRecord) bool {
+	got, err := e.Runs.FindRunByID(SystemContext(ctx), rec.ID)
+	return err == nil && rec.FinishedAt != nil && got.FinishedAt != nil && got.State == rec.State &&
+		got.FinishedAt.UnixMilli() == rec.FinishedAt.UnixMilli()
 }
 
 func (e *Executor) publish(ev RunEvent) {

@@ -233,3 +233,104 @@ func TestOutputTail(t *testing.T) {
 		t.Fatalf("a piece past an empty tail's offset: %d %q", empty.Offset, empty.Data)
 	}
 }
+
+// finishFlaky is a real store whose FinishRun answers EUNAVAILABLE to its
+// first fail calls: before reaching the store, or with commit after the
+// store wrote the record (the answer lost). It counts the calls whose
+// context was not marked by WithOwnDeadline with a deadline.
+type finishFlaky struct {
+	wasmwiz.RunStore
+	fail   int
+	commit bool
+
+	mu              sync.Mutex
+	calls, unmarked int
+}
+
+func (f *finishFlaky) FinishRun(ctx context.Context, rec *wasmwiz.UsageRecord) (bool, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	if _, ok := wasmwiz.OwnDeadline(ctx); !ok {
+		f.unmarked++
+	}
+	f.mu.Unlock()
+	if n <= f.fail {
+		if f.commit {
+			if _, err := f.RunStore.FinishRun(ctx, rec); err != nil {
+				return false, err
+			}
+		}
+		return false, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable, retry later")
+	}
+	return f.RunStore.FinishRun(ctx, rec)
+}
+
+// TestAsyncFinishOutlastsTheStoreUnavailable: a background run whose final
+// record meets a store answering EUNAVAILABLE a few times is still
+// finished, with its result and exit code, and its webhook enqueued once,
+// also when the answer of a write that committed was lost; a store that
+// stays unavailable leaves the run running (for the sweeper), with no
+// webhook, and RunQueued returns. Every write of the final record has its
+// own deadline, not the store's call timeout.
+func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   int
+		commit bool
+		want   wasmwiz.RunState
+		hooks  int64
+	}{
+		{"TwoFailures", 2, false, wasmwiz.RunDone, 1},
+		{"AnswerLost", 1, true, wasmwiz.RunDone, 1},
+		{"Unavailable", 1000, false, wasmwiz.RunRunning, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := sqlitetest.Open(t)
+			u := &wasmwiz.User{Email: "finish@example.com", Tier: wasmwiz.TierFree}
+			if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
+				t.Fatal(err)
+			}
+			uctx := wasmwiz.NewContextWithUser(ctx, u)
+			rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
+				RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: "https://hooks.example.com/run"}}
+			if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+				func(context.Context, any) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+				return &wasmwiz.Result{Status: wasmwiz.StatusOK, ExitCode: 7, Stdout: []byte("the result")}, nil
+			}}
+			runs := &finishFlaky{RunStore: db, fail: tc.fail, commit: tc.commit}
+			queue := &mock.RunQueue{}
+			ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Runs: runs, Queue: queue, HeartbeatInterval: time.Hour}
+			done := make(chan error, 1)
+			go func() { done <- ex.RunQueued(ctx, rec.ID) }()
+			if err := testenv.Recv(t, done, "the run to end"); err != nil {
+				t.Fatalf("RunQueued: %v", err)
+			}
+
+			got, err := db.FindRunByID(uctx, rec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != tc.want {
+				t.Fatalf("the run is %s, want %s", got.State, tc.want)
+			}
+			if tc.want == wasmwiz.RunDone && (got.ExitCode != 7 || string(got.Stdout) != "the result") {
+				t.Fatalf("the finished run has exit code %d and stdout %q, want 7 and %q", got.ExitCode, got.Stdout, "the result")
+			}
+			if n := queue.Webhooks.Load(); n != tc.hooks {
+				t.Fatalf("%d webhooks enqueued, want %d", n, tc.hooks)
+			}
+			runs.mu.Lock()
+			defer runs.mu.Unlock()
+			if runs.calls < 2 || runs.unmarked != 0 {
+				t.Fatalf("FinishRun called %d times, %d of them without a deadline of their own; want tried again, each with its own deadline",
+					runs.calls, runs.unmarked)
+			}
+		})
+	}
+}
