@@ -24,7 +24,12 @@ type Options struct {
 	// RetryMin and RetryMax bound the exponential backoff between attempts
 	// while the database fails (100ms, doubling up to 30s).
 	RetryMin, RetryMax time.Duration
-	// WriteTimeout bounds one CreateRuns call (10s).
+	// WriteTimeout bounds one CreateRuns call (10s), in place of the
+	// store's call timeout (wasmwiz.WithOwnDeadline). A batch that fails
+	// transiently (wasmwiz.EUNAVAILABLE, the timeout) three times in a row
+	// is then written half at a time, halved again after three more, so
+	// that a batch too large to commit within it does not hold every later
+	// record behind it.
 	WriteTimeout time.Duration
 	// Probe, when set, asks cheaply whether the database answers again
 	// (the store's Ping). While the writer backs off, it probes every
@@ -374,9 +379,18 @@ func (w *Writer) flush(closing bool) bool {
 	w.mu.Lock()
 	due := len(w.batch) + len(w.queue)
 	w.mu.Unlock()
+	// span is how many records of the held batch one call writes, and fails
+	// how many calls in a row failed transiently at that span: a batch too
+	// large to commit within WriteTimeout (a slow disk, a database under
+	// load) would fail whole at every retry and hold every later record
+	// behind it, so after splitAfter such failures half of it is written
+	// at a time. In an outage that only makes the held batch's calls
+	// smaller until it is written; the next batch is whole again.
+	span, fails := 0, 0
 	for {
 		w.mu.Lock()
 		if len(w.batch) == 0 {
+			span, fails = 0, 0
 			n := min(len(w.queue), w.opts.BatchSize)
 			if n == 0 || (due <= 0 && !closing && n < w.opts.BatchSize) {
 				w.mu.Unlock()
@@ -389,12 +403,19 @@ func (w *Writer) flush(closing bool) bool {
 		}
 		batch := w.batch
 		w.mu.Unlock()
+		chunk := batch
+		if span > 0 && span < len(batch) {
+			chunk = batch[:span]
+		}
 
 		parent := context.Background()
 		if closing {
 			parent = w.closeCtx
 		}
-		written, refused, rest, err := w.write(parent, batch)
+		written, refused, rest, err := w.write(parent, chunk)
+		// What is still to write: rest, which ends chunk, and what
+		// follows chunk in the batch.
+		left := batch[len(chunk)-len(rest):]
 
 		w.mu.Lock()
 		due -= written + refused
@@ -403,6 +424,16 @@ func (w *Writer) flush(closing bool) bool {
 		if written > 0 {
 			w.stats.Batches++
 			w.dropping = false
+		}
+		if err == nil && len(left) > 0 {
+			// A part of a split batch: the next part at once.
+			for _, r := range chunk {
+				w.forgetLocked(r)
+			}
+			w.batch = left
+			w.mu.Unlock()
+			fails = 0
+			continue
 		}
 		if err == nil {
 			for _, r := range w.batch {
@@ -421,12 +452,15 @@ func (w *Writer) flush(closing bool) bool {
 			backoff = 0
 			continue
 		}
-		for _, r := range batch[:len(batch)-len(rest)] {
+		for _, r := range batch[:len(batch)-len(left)] {
 			w.forgetLocked(r) // written or refused: not held any more
 		}
-		w.batch = rest
+		w.batch = left
 		w.stats.Failures++
 		w.mu.Unlock()
+		if fails++; fails >= splitAfter && len(rest) > 1 {
+			span, fails = len(rest)/2, 0
+		}
 
 		backoff = nextBackoff(backoff, w.opts.RetryMin, w.opts.RetryMax)
 		w.opts.Logger.Warn("usage records not written; retrying", "records", len(batch),
@@ -446,7 +480,10 @@ func (w *Writer) flush(closing bool) bool {
 // (wasmwiz.EUNAVAILABLE, or the context ending) the records still to write.
 func (w *Writer) write(parent context.Context, batch []*wasmwiz.UsageRecord) (written, refused int, rest []*wasmwiz.UsageRecord, err error) {
 	create := func(runs []*wasmwiz.UsageRecord) error {
-		ctx, cancel := context.WithTimeout(parent, w.opts.WriteTimeout)
+		// WriteTimeout bounds the call, not the store's call timeout
+		// (WASMWIZ_DATABASE_TIMEOUT), which is shorter by default: a large
+		// batch may take longer than a request should.
+		ctx, cancel := context.WithTimeout(wasmwiz.WithOwnDeadline(parent), w.opts.WriteTimeout)
 		defer cancel()
 		return w.svc.CreateRuns(ctx, runs)
 	}
@@ -471,6 +508,10 @@ func (w *Writer) write(parent context.Context, batch []*wasmwiz.UsageRecord) (wr
 	}
 	return written, refused, nil, nil
 }
+
+// splitAfter is how many transient failures in a row of the same records
+// make the writer write half as many at a time (flush).
+const splitAfter = 3
 
 // transient reports whether a failed write may succeed when retried as is.
 func transient(err error) bool {

@@ -32,6 +32,8 @@ type fakeRuns struct {
 	commitThenFail bool
 	block          chan struct{} // when set, CreateRuns waits for it to close (or its ctx)
 	calls          chan int      // when set, gets len(batch) at every call, before anything else
+	maxBatch       int           // when set, a larger batch fails EUNAVAILABLE at its deadline, as one too large to commit in time
+	unmarked       int           // calls whose context had no deadline of its own (wasmwiz.WithOwnDeadline)
 }
 
 func newFakeRuns() *fakeRuns { return &fakeRuns{stored: map[string]wasmwiz.UsageRecord{}} }
@@ -73,6 +75,12 @@ func (f *fakeRuns) CreateRuns(ctx context.Context, runs []*wasmwiz.UsageRecord) 
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := wasmwiz.OwnDeadline(ctx); !ok {
+		f.unmarked++
+	}
+	if f.maxBatch > 0 && len(runs) > f.maxBatch {
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.DeadlineExceeded, "create runs: database unavailable, retry later")
+	}
 	if f.fail != nil && !f.commitThenFail {
 		return f.fail
 	}
@@ -671,5 +679,36 @@ func TestUsageWriterDetailBudget(t *testing.T) {
 	f.mu.Unlock()
 	if len(stored.Args) != 6 || len(stored.Results) != 8 {
 		t.Fatalf("the first record stored without its detail: %+v", stored)
+	}
+}
+
+// TestUsageWriterSplitsABatchTooLargeToCommit: a store that cannot commit
+// a batch of more than 7 records in time (EUNAVAILABLE at the deadline
+// every time) still gets every record, in smaller calls, and no record is
+// dropped; the records that come after the batch are written too. Every
+// call has the writer's own deadline, not the store's call timeout.
+func TestUsageWriterSplitsABatchTooLargeToCommit(t *testing.T) {
+	t.Parallel()
+	f := newFakeRuns()
+	f.maxBatch = 7
+	w := New(f, Options{BatchSize: 40, FlushInterval: time.Millisecond,
+		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
+	var runs []*wasmwiz.UsageRecord
+	for i := range 100 {
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	testenv.WaitFor(t, "every record to be written", func() bool { return w.Stats().Written == 100 })
+	closeAndCheck(t, w, f, runs, 100, 0)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.batches {
+		if len(b) > f.maxBatch {
+			t.Fatalf("a batch of %d records was stored, over the store's %d", len(b), f.maxBatch)
+		}
+	}
+	if f.unmarked != 0 {
+		t.Fatalf("%d CreateRuns calls without a deadline of their own", f.unmarked)
 	}
 }
