@@ -99,7 +99,7 @@ func configVars() []configVar {
 				c.DatabaseURL, c.databaseURLSet = v, true
 				return nil
 			}, func(c *Config) string { return c.DatabaseURL }},
-		durationVar("WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for the database, PostgreSQL or SQLite (a pooled connection, one statement's answer and rows, a SQLite transaction), at most; past it the request answers 503 with Retry-After",
+		durationVar("WASMWIZ_DATABASE_TIMEOUT", "5s", "each wait for the database, PostgreSQL or SQLite (a pooled connection, one statement's answer and rows, a SQLite transaction), at most; past it the request answers 503 with Retry-After; background writes that may take longer on purpose (a background run's final record, 30 s; a usage batch, 10 s) wait under their own deadlines instead",
 			func(c *Config) *time.Duration { return &c.DatabaseTimeout }),
 		{"WASMWIZ_REDIS_URL", "", "redis://… (or rediss://, or unix:///path for a Redis on the same host) shares rate limits between replicas (empty: in-memory limits)", true,
 			func(c *Config, v string) error {

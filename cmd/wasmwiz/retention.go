@@ -51,7 +51,11 @@ func (s *Server) deleteOldRuns(ctx context.Context) int {
 }
 
 // deleteRuns deletes the runs of tier (every tier when "") created before
-// before, in batches, and returns how many it deleted.
+// before, in batches, and returns how many it deleted. Each batch runs
+// under the store's call timeout (WASMWIZ_DATABASE_TIMEOUT), not a longer
+// deadline of its own (wasmwiz.WithOwnDeadline): on SQLite a batch holds the
+// only write lock, and one that held it longer would make the requests'
+// writes fail; a batch that fails is tried again at the next interval.
 func (s *Server) deleteRuns(ctx context.Context, before time.Time, tier string) int {
 	total := 0
 	for ctx.Err() == nil {

@@ -411,7 +411,9 @@ const (
 // staleRunsLoop fails, every staleRunsInterval, the running runs whose
 // replica sent no heartbeat for staleRunsAfter: a replica that died mid-run
 // leaves its runs failed with a message, never run again. Every replica
-// runs it; the store's update takes each run once.
+// runs it; the store's update takes each run once. Its calls have the
+// store's call timeout (no wasmwiz.WithOwnDeadline): a sweep that fails is
+// tried again at the next interval.
 func (s *Server) staleRunsLoop(ctx context.Context) {
 	after := s.opts.StaleRunsAfter
 	if after <= 0 {
