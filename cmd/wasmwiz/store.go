@@ -18,16 +18,18 @@ import (
 // the queue's (River's own, rivermigrate): ours first, since nothing of
 // River's refers to our tables; each runner keeps its own version table
 // (schema_migrations, river_migration) and lock, so neither needs to know
-// the other's steps (docs/RATIONALE.md, "Queue: River").
+// the other's steps (docs/RATIONALE.md, "Queue: River"). River's, like
+// ours, are not cut by the store's call timeout (WASMWIZ_DATABASE_TIMEOUT):
+// serve started on a slow disk with a 1s timeout failed in River's 007.
 func migrateStore(ctx context.Context, s Store) error {
 	if err := s.Migrate(ctx); err != nil {
 		return err
 	}
 	switch db := s.(type) {
 	case *postgres.DB:
-		return queue.MigratePostgres(ctx, db.Pool())
+		return queue.MigratePostgres(postgres.WithoutCallTimeout(ctx), db.Pool())
 	case *sqlite.DB:
-		return queue.MigrateSQLite(ctx, db.QueueDB())
+		return queue.MigrateSQLite(sqlite.WithoutCallTimeout(ctx), db.QueueDB())
 	}
 	return nil
 }

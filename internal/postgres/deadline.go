@@ -116,3 +116,8 @@ var (
 	_ pgx.PrepareTracer     = deadlines{}
 	_ pgxpool.AcquireTracer = deadlines{}
 )
+
+// WithoutCallTimeout marks ctx for the calls of another migration runner on
+// this store's connections (River's, internal/queue), which the store's
+// call timeout must not cut as it does not cut the store's own migrations.
+func WithoutCallTimeout(ctx context.Context) context.Context { return withoutCallTimeout(ctx) }

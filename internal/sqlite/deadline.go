@@ -419,3 +419,8 @@ func (r *rows) ColumnTypePrecisionScale(i int) (precision, scale int64, ok bool)
 	}
 	return 0, 0, false
 }
+
+// WithoutCallTimeout marks ctx for the calls of another migration runner on
+// this store's connections (River's, internal/queue), which the store's
+// call timeout must not cut as it does not cut the store's own migrations.
+func WithoutCallTimeout(ctx context.Context) context.Context { return withoutCallTimeout(ctx) }
