@@ -168,19 +168,8 @@ func TestCallTimeoutEndsTheWaitForAnotherProcessLock(t *testing.T) {
 	db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout})
 	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
 	defer cancel()
-	locker, err := sql.Open("sqlite", "file:"+db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
-	}
+	release := lockFile(t, ctx, db)
+	defer release()
 	write := func() error {
 		return db.CreateUser(wasmwiz.SystemContext(ctx), &wasmwiz.User{Email: "locked@example.com"})
 	}
@@ -188,9 +177,7 @@ func TestCallTimeoutEndsTheWaitForAnotherProcessLock(t *testing.T) {
 	if _, err := db.CountUsers(ctx); err != nil {
 		t.Fatalf("a read while another connection holds the write lock: %v", err)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if err := write(); err != nil {
 		t.Fatalf("a write after the lock was released: %v", err)
 	}

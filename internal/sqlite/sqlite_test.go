@@ -353,19 +353,8 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 	t.Parallel()
 	db := open(t)
 	ctx := context.Background()
-	locker, err := sql.Open("sqlite", "file:"+db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
-	}
+	release := lockFile(t, ctx, db)
+	defer release()
 
 	w := usage.New(db, usage.Options{BatchSize: 5, FlushInterval: time.Millisecond,
 		WriteTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
@@ -380,9 +369,7 @@ func TestUsageWriterWhileTheDatabaseIsLocked(t *testing.T) {
 	if st := w.Stats(); st.Written != 0 || st.Buffered != n || st.Dropped != 0 {
 		t.Fatalf("while locked: %+v, want all %d buffered", st, n)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if err := w.Close(ctx); err != nil {
 		t.Fatalf("Close after the lock was released: %v", err)
 	}
