@@ -90,6 +90,10 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 			steps, written := make(chan step), make(chan struct{})
 			var wantOut, wantErr []byte
 			eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+				// The engine hears whose run it is, as for a run in the foreground.
+				if owner := wasmwiz.OwnerFromContext(ctx); owner != wasmwiz.RateKey(u, "") {
+					t.Errorf("the background run's owner is %q, want %q", owner, wasmwiz.RateKey(u, ""))
+				}
 				var out, errOut []byte
 				for {
 					select {

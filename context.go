@@ -13,6 +13,7 @@ const (
 	requestIDContextKey
 	admittedContextKey
 	ownDeadlineContextKey
+	ownerContextKey
 )
 
 // NewContextWithUser returns ctx carrying the authenticated user, whose id
@@ -25,6 +26,30 @@ func NewContextWithUser(ctx context.Context, u *User) context.Context {
 func UserFromContext(ctx context.Context) *User {
 	u, _ := ctx.Value(userContextKey).(*User)
 	return u
+}
+
+// NewContextWithOwner returns ctx naming whose work it does: RateKey's
+// string ("user:<id>", or "ip:<address>" for an anonymous caller), the
+// identity the tier's limits count. The engine shares its compiled-code
+// caches among owners by it: when a cache is full, the owner holding the
+// most gives up its least recently used module first, so one tenant
+// compiling a stream of distinct modules evicts its own code, not the
+// others'.
+func NewContextWithOwner(ctx context.Context, owner string) context.Context {
+	return context.WithValue(ctx, ownerContextKey, owner)
+}
+
+// OwnerFromContext returns the owner NewContextWithOwner set, else the
+// authenticated user's RateKey, else "" (work of no one in particular,
+// such as the server's own).
+func OwnerFromContext(ctx context.Context) string {
+	if o, ok := ctx.Value(ownerContextKey).(string); ok {
+		return o
+	}
+	if u := UserFromContext(ctx); u != nil {
+		return RateKey(u, "")
+	}
+	return ""
 }
 
 // NewContextWithAPIKey returns ctx carrying the key the caller used.

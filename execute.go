@@ -508,7 +508,7 @@ func (e *Executor) Execute(ctx context.Context, c *Caller, req *RunRequest) (*Ex
 	}
 	ex.Record = rec
 	rec.describe(&run)
-	res, err := e.Engine.Run(ctx, &run)
+	res, err := e.Engine.Run(NewContextWithOwner(ctx, c.RateKey), &run)
 	if err == nil && res == nil {
 		err = Errorf(EINTERNAL, "engine returned no result")
 	}

@@ -645,3 +645,30 @@ func TestExecutorInspectIsAdmitted(t *testing.T) {
 		})
 	}
 }
+
+// TestExecutorRunsAsTheCaller: the engine hears whose run it is, the
+// caller's RateKey (an anonymous caller's address included), by which it
+// shares its compile caches among owners (wasmwiz.NewContextWithOwner).
+func TestExecutorRunsAsTheCaller(t *testing.T) {
+	t.Parallel()
+	f := newExecutorFixture(t)
+	f.ex.AllowAnonymous = true
+	var owners []string
+	f.engine.RunFn = func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		owners = append(owners, wasmwiz.OwnerFromContext(ctx))
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
+	}
+	if _, err := f.ex.Execute(userCtx(7, wasmwiz.TierFree), nil, &wasmwiz.RunRequest{Wasm: wasmHeader}); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := f.ex.Caller(context.Background(), "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ex.Execute(context.Background(), anon, &wasmwiz.RunRequest{Wasm: wasmHeader}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"user:7", "ip:192.0.2.1"}; !slices.Equal(owners, want) {
+		t.Fatalf("the engine ran for %q, want %q", owners, want)
+	}
+}

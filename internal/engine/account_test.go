@@ -56,7 +56,7 @@ func TestFootprintCoversWazero(t *testing.T) {
 	const instances = 4
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _, _, err := e.cache.get(tt.wasm, shaOf(tt.wasm))
+			c, _, _, err := e.cache.get("", tt.wasm, shaOf(tt.wasm))
 			if err != nil {
 				t.Fatal(err)
 			}

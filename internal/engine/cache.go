@@ -15,10 +15,11 @@ import (
 // compiled is one module compiled and analysed, shared by every run of the
 // same bytes. It stays valid while refs > 0, even after eviction.
 type compiled struct {
-	key  string
-	mod  wazero.CompiledModule
-	info *analysis
-	size int64 // estimated bytes held, for the LRU bound
+	key   string
+	owner string // who compiled it (wasmwiz.OwnerFromContext): its bytes count to them
+	mod   wazero.CompiledModule
+	info  *analysis
+	size  int64 // estimated bytes held, for the LRU bound
 	// diskPath is the file of its compiled code in the on-disk cache ("" for
 	// none); touched is when its recency there was last set.
 	diskPath string
@@ -38,9 +39,13 @@ type flight struct {
 }
 
 // compileCache holds compiled modules keyed by content hash and the runtime
-// settings compiled code depends on, evicting the least recently used beyond
-// a byte budget. A module being compiled is compiled once however many
-// requests want it at the same time.
+// settings compiled code depends on, within a byte budget shared fairly by
+// their owners (wasmwiz.NewContextWithOwner): past the budget, the owner
+// holding the most bytes gives up its least recently used module first. One
+// owner alone has a plain LRU; a tenant compiling a stream of distinct
+// modules pushes out its own code, and the others keep theirs as long as
+// they hold less than it does. A module being compiled is compiled once
+// however many requests want it at the same time.
 type compileCache struct {
 	e      *Engine
 	budget int64
@@ -49,6 +54,7 @@ type compileCache struct {
 	entries  map[string]*compiled
 	lru      *list.List // front: most recently used; values *compiled
 	bytes    int64
+	owned    map[string]int64 // bytes per owner; no zero entries
 	inflight map[string]*flight
 
 	hits, misses, diskHits uint64
@@ -60,6 +66,7 @@ func newCompileCache(e *Engine, budget int64) *compileCache {
 		e: e, budget: budget,
 		entries:  map[string]*compiled{},
 		lru:      list.New(),
+		owned:    map[string]int64{},
 		inflight: map[string]*flight{},
 	}
 }
@@ -98,7 +105,7 @@ func (cc *compileCache) getOrLoad(ctx context.Context, wasm []byte, load func(co
 			return nil, false, 0, err
 		}
 	}
-	return cc.get(wasm, sha)
+	return cc.get(wasmwiz.OwnerFromContext(ctx), wasm, sha)
 }
 
 // useLocked takes a reference to c, found in memory, and counts the hit;
@@ -110,11 +117,11 @@ func (cc *compileCache) useLocked(c *compiled) {
 }
 
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
-// reference the caller must release, whether it came from a cache (memory
+// reference the caller must release (a compile's bytes count to owner), whether it came from a cache (memory
 // or disk), and how long it took to compile or load (0 when it was in
 // memory; the wait when another request was compiling it). It returns
 // EINVALID for modules that cannot run here.
-func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Duration, error) {
+func (cc *compileCache) get(owner string, wasm []byte, sha string) (*compiled, bool, time.Duration, error) {
 	key := cc.e.cacheKey(sha)
 	cc.mu.Lock()
 	if c, ok := cc.entries[key]; ok {
@@ -157,11 +164,12 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 		if diskHit {
 			cc.diskHits++
 		}
-		c.key = key
+		c.key, c.owner = key, owner
 		c.refs = 1 + f.waiters
 		c.elem = cc.lru.PushFront(c)
 		cc.entries[key] = c
 		cc.bytes += c.size
+		cc.owned[owner] += c.size
 		cc.evictLocked()
 	}
 	f.c, f.err = c, err
@@ -171,6 +179,7 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 		if c.diskPath != "" {
 			cc.e.disk.touch(c.diskPath)
 			if !diskHit {
+				cc.e.disk.claim(c.diskPath, owner)
 				cc.e.disk.evictSoon() // the compile added a file
 			}
 		}
@@ -179,14 +188,24 @@ func (cc *compileCache) get(wasm []byte, sha string) (*compiled, bool, time.Dura
 	return c, diskHit && err == nil, took, err
 }
 
-// evictLocked drops least recently used entries while over budget, always
-// keeping the newest. An entry still in use is closed by its last release.
+// evictLocked drops entries while over budget, always keeping the newest:
+// the least recently used of the owner holding the most bytes goes first
+// (between owners holding as much, the one whose entry is older). An entry
+// still in use is closed by its last release.
 func (cc *compileCache) evictLocked() {
 	for cc.bytes > cc.budget && cc.lru.Len() > 1 {
-		c := cc.lru.Back().Value.(*compiled)
+		var c *compiled
+		for el := cc.lru.Back(); el != cc.lru.Front(); el = el.Prev() {
+			if e := el.Value.(*compiled); c == nil || cc.owned[e.owner] > cc.owned[c.owner] {
+				c = e
+			}
+		}
 		cc.lru.Remove(c.elem)
 		delete(cc.entries, c.key)
 		cc.bytes -= c.size
+		if cc.owned[c.owner] -= c.size; cc.owned[c.owner] <= 0 {
+			delete(cc.owned, c.owner)
+		}
 		c.evicted = true
 		if c.refs == 0 {
 			_ = c.mod.Close(context.Background())
@@ -223,6 +242,7 @@ func (cc *compileCache) closeAll(ctx context.Context) {
 	cc.entries = map[string]*compiled{}
 	cc.lru.Init()
 	cc.bytes = 0
+	cc.owned = map[string]int64{}
 }
 
 // compile parses, checks and compiles one module, and says whether its

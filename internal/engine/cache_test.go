@@ -13,18 +13,6 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// constModule is a tiny distinct plain module per n: "get" returns n.
-func constModule(n int32) []byte {
-	// (module (func (export "get") (result i32) (i32.const n)))
-	m := hostiletest.Module{
-		Types:   [][]byte{hostiletest.FuncType(nil, []byte{hostiletest.I32})},
-		Funcs:   []uint32{0},
-		Exports: [][]byte{hostiletest.Export("get", 0, 0)},
-		Code:    [][]byte{hostiletest.Body(nil, append(hostiletest.SLEB([]byte{hostiletest.OpI32Const}, int64(n)), hostiletest.OpEnd))},
-	}
-	return m.Bytes()
-}
-
 func runGet(t testing.TB, e *Engine, wasm []byte) *wasmwiz.Result {
 	t.Helper()
 	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Function: "get", Limits: testmodule.Limits()})
@@ -63,23 +51,23 @@ func TestCacheSingleCompileForConcurrentFirstRuns(t *testing.T) {
 	if st.Misses != 1 || st.Hits != n-1 || st.Entries != 1 {
 		t.Fatalf("stats %+v, want one compile and %d hits", st, n-1)
 	}
-	if res := runGet(t, e, constModule(5)); res.CompileCached {
+	if res := runGet(t, e, hostiletest.Const(5)); res.CompileCached {
 		t.Fatal("a first run reports cached code")
 	}
-	if res := runGet(t, e, constModule(5)); !res.CompileCached {
+	if res := runGet(t, e, hostiletest.Const(5)); !res.CompileCached {
 		t.Fatal("a second run reports uncached code")
 	}
 }
 
 func TestCacheEvictsLeastRecentlyUsedByBytes(t *testing.T) {
 	t.Parallel()
-	one := estimateCompiledSize(len(constModule(1)))
+	one := estimateCompiledSize(len(hostiletest.Const(1)))
 	e := newEngine(t, Options{MemoryCacheBytes: 3 * one})
 	for i := range int32(3) {
-		runGet(t, e, constModule(i))
+		runGet(t, e, hostiletest.Const(i))
 	}
-	runGet(t, e, constModule(0)) // 0 is now the most recently used
-	runGet(t, e, constModule(3)) // evicts 1, the least recently used
+	runGet(t, e, hostiletest.Const(0)) // 0 is now the most recently used
+	runGet(t, e, hostiletest.Const(3)) // evicts 1, the least recently used
 	st := e.CacheStats()
 	if st.Entries != 3 || st.Bytes > 3*one {
 		t.Fatalf("stats %+v, want 3 entries within %d bytes", st, 3*one)
@@ -88,7 +76,7 @@ func TestCacheEvictsLeastRecentlyUsedByBytes(t *testing.T) {
 		n      int32
 		cached bool
 	}{{0, true}, {3, true}, {1, false}} {
-		res := runGet(t, e, constModule(tc.n))
+		res := runGet(t, e, hostiletest.Const(tc.n))
 		if res.CompileCached != tc.cached || res.Results[0].String() != fmt.Sprint(tc.n) {
 			t.Errorf("module %d: cached %v result %v, want cached %v", tc.n, res.CompileCached, res.Results, tc.cached)
 		}
@@ -99,7 +87,7 @@ func TestCacheHammer(t *testing.T) {
 	t.Parallel()
 	// A budget of a few modules and many more modules in play: entries are
 	// evicted while other goroutines still run them.
-	e := newEngine(t, Options{MemoryCacheBytes: 4 * estimateCompiledSize(len(constModule(1)))})
+	e := newEngine(t, Options{MemoryCacheBytes: 4 * estimateCompiledSize(len(hostiletest.Const(1)))})
 	const goroutines, perG, modules = 8, 60, 12
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -109,7 +97,7 @@ func TestCacheHammer(t *testing.T) {
 			defer wg.Done()
 			for i := range perG {
 				n := int32((g*7 + i) % modules)
-				res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(n), Function: "get", Limits: testmodule.Limits()})
+				res, err := e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.Const(n), Function: "get", Limits: testmodule.Limits()})
 				if err != nil {
 					errs <- err
 					return
@@ -119,7 +107,7 @@ func TestCacheHammer(t *testing.T) {
 					return
 				}
 				if i%10 == 0 {
-					if _, err := e.Inspect(context.Background(), constModule(n), testmodule.Limits()); err != nil {
+					if _, err := e.Inspect(context.Background(), hostiletest.Const(n), testmodule.Limits()); err != nil {
 						errs <- err
 						return
 					}
@@ -178,12 +166,55 @@ func TestClosedEngineRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runGet(t, e, constModule(1))
+	runGet(t, e, hostiletest.Const(1))
 	if err := e.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: constModule(1), Function: "get", Limits: testmodule.Limits()})
+	_, err = e.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.Const(1), Function: "get", Limits: testmodule.Limits()})
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !strings.Contains(wasmwiz.ErrorMessage(err), "shutting down") {
 		t.Fatalf("Run after Close: %v", err)
+	}
+}
+
+// TestCacheSharesBudgetAmongOwners: past the budget, the owner holding the
+// most gives up its least recently used module first. A tenant compiling a
+// stream of distinct modules evicts its own code; another tenant's modules,
+// older than all of it, stay compiled (under a plain LRU they would be the
+// first to go).
+func TestCacheSharesBudgetAmongOwners(t *testing.T) {
+	t.Parallel()
+	one := estimateCompiledSize(len(hostiletest.Const(1)))
+	e := newEngine(t, Options{MemoryCacheBytes: 4 * one})
+	victim := wasmwiz.NewContextWithOwner(context.Background(), "user:2")
+	attacker := wasmwiz.NewContextWithOwner(context.Background(), "user:1")
+	run := func(ctx context.Context, n int32) *wasmwiz.Result {
+		t.Helper()
+		res, err := e.Run(ctx, &wasmwiz.RunRequest{Wasm: hostiletest.Const(n), Function: "get", Limits: testmodule.Limits()})
+		if err != nil || res.Results[0].String() != fmt.Sprint(n) {
+			t.Fatalf("module %d: %v %+v", n, err, res)
+		}
+		return res
+	}
+	run(victim, 50)
+	run(victim, 51)
+	for n := range int32(10) {
+		run(attacker, n)
+	}
+	if st := e.CacheStats(); st.Entries != 4 || st.Bytes > 4*one {
+		t.Fatalf("stats %+v, want 4 entries within %d bytes", st, 4*one)
+	}
+	for _, n := range []int32{50, 51} {
+		if res := run(victim, n); !res.CompileCached {
+			t.Errorf("the victim's module %d was evicted by the other owner's compiles", n)
+		}
+	}
+	// The attacker keeps its share: its two most recent modules.
+	for _, tc := range []struct {
+		n      int32
+		cached bool
+	}{{9, true}, {8, true}, {0, false}} {
+		if res := run(attacker, tc.n); res.CompileCached != tc.cached {
+			t.Errorf("the attacker's module %d: cached %v, want %v", tc.n, res.CompileCached, tc.cached)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -42,6 +43,14 @@ import (
 //     renames when whole, and temporary files are deleted only when older
 //     than tmpMaxAge (a writer that died). A deleted module is compiled
 //     again the next time, which is all a cache miss costs.
+//   - Owners share the bound fairly, as in memory (compileCache): the
+//     process that compiled a file writes its owner's hash next to it
+//     (claim, "<file>.owner"), and eviction takes the oldest file of the
+//     owner holding the most bytes, after the files of other wazero
+//     versions. A tenant compiling a stream of distinct modules evicts its
+//     own files, not the code the others compiled before it. A file
+//     without an owner (written before owners were kept) counts to no one
+//     in particular.
 
 // Disk cache settings.
 const (
@@ -49,6 +58,7 @@ const (
 	tmpMaxAge    = 10 * time.Minute
 	touchEvery   = time.Minute
 	evictLock    = "wasmwiz-evict.lock"
+	ownerSuffix  = ".owner"
 )
 
 // diskCache bounds and keeps recency in an on-disk compile cache.
@@ -125,6 +135,23 @@ func (d *diskCache) touch(path string) {
 	_ = os.Chtimes(path, now, now)
 }
 
+// claim records owner as the owner of path, a file the caller's compile
+// added. A failure only leaves the file without an owner.
+func (d *diskCache) claim(path, owner string) {
+	h := sha256.Sum256([]byte(owner))
+	_ = os.WriteFile(path+ownerSuffix, []byte(hex.EncodeToString(h[:16])), 0o600)
+}
+
+// readSmall reads at most n bytes of the file at path.
+func readSmall(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
 // evictSoon runs an eviction in the background unless one of this process
 // is already running.
 func (d *diskCache) evictSoon() {
@@ -138,15 +165,17 @@ func (d *diskCache) evictSoon() {
 }
 
 type cacheFile struct {
-	path string
-	size int64
-	mod  time.Time
-	tmp  bool
+	path  string
+	size  int64
+	mod   time.Time
+	tmp   bool
+	owner string // claim's hash; "" when unknown
 }
 
-// evict deletes the least recently used files until the directory holds
-// at most diskLowWater of the bound, when it holds more than the bound. It
-// does nothing while another process evicts.
+// evict deletes files until the directory holds at most diskLowWater of the
+// bound, when it holds more than the bound: first the files of other wazero
+// versions, then the oldest file of the owner holding the most bytes, one at
+// a time. It does nothing while another process evicts.
 func (d *diskCache) evict() {
 	unlock, ok := lockDir(filepath.Join(d.dir, evictLock))
 	if !ok {
@@ -154,6 +183,8 @@ func (d *diskCache) evict() {
 	}
 	defer unlock()
 	var files []cacheFile
+	owners := map[string]string{} // file path -> owner, from the claims
+	claims := map[string]time.Time{}
 	var total int64
 	now := time.Now()
 	_ = filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
@@ -163,6 +194,13 @@ func (d *diskCache) evict() {
 		info, err := e.Info()
 		if err != nil {
 			return nil // gone meanwhile
+		}
+		if main, ok := strings.CutSuffix(p, ownerSuffix); ok {
+			if b, err := readSmall(p, 64); err == nil {
+				owners[main] = string(b)
+			}
+			claims[main] = info.ModTime()
+			return nil
 		}
 		f := cacheFile{path: p, size: info.Size(), mod: info.ModTime(), tmp: strings.HasSuffix(p, ".tmp")}
 		if f.tmp && now.Sub(f.mod) > tmpMaxAge {
@@ -176,20 +214,56 @@ func (d *diskCache) evict() {
 		files = append(files, f)
 		return nil
 	})
+	// Claims whose file is gone: claimed by a process that then died, or
+	// left by an eviction that stopped between the two deletes.
+	for _, f := range files {
+		delete(claims, f.path)
+	}
+	for main, mod := range claims {
+		if now.Sub(mod) > tmpMaxAge {
+			_ = os.Remove(main + ownerSuffix)
+		}
+	}
 	if total <= d.max {
 		return
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].mod.Before(files[j].mod) })
+	// Queues of files, oldest first: other versions', then one per owner.
+	var stale []cacheFile
+	queues := map[string][]cacheFile{}
+	held := map[string]int64{}
+	for _, f := range files {
+		switch {
+		case f.tmp: // being written
+		case !strings.HasPrefix(f.path, d.sub+string(filepath.Separator)):
+			stale = append(stale, f)
+		default:
+			f.owner = owners[f.path]
+			queues[f.owner] = append(queues[f.owner], f)
+			held[f.owner] += f.size
+		}
+	}
 	target := int64(float64(d.max) * diskLowWater)
 	n := 0
-	for _, f := range files {
-		if total <= target {
-			break
-		}
-		if f.tmp {
-			continue // being written
+	for total > target {
+		var f cacheFile
+		if len(stale) > 0 {
+			f, stale = stale[0], stale[1:]
+		} else {
+			top, found := "", false
+			for o, q := range queues {
+				if len(q) > 0 && (!found || held[o] > held[top] || held[o] == held[top] && q[0].mod.Before(queues[top][0].mod)) {
+					top, found = o, true
+				}
+			}
+			if !found {
+				break
+			}
+			f, queues[top] = queues[top][0], queues[top][1:]
+			held[top] -= f.size
 		}
 		if err := os.Remove(f.path); err == nil || os.IsNotExist(err) {
+			_ = os.Remove(f.path + ownerSuffix)
 			total -= f.size
 			n++
 		}

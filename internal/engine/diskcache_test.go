@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -204,5 +207,76 @@ func TestDiskCacheEvictionAcrossProcesses(t *testing.T) {
 	}
 	if !strings.HasPrefix(filepath.Base(sub), "wazero-") {
 		t.Errorf("wazero's directory %s", sub)
+	}
+}
+
+// TestDiskCacheSharesBoundAmongOwners: eviction deletes the files of other
+// wazero versions first, then the oldest files of the owner holding the
+// most bytes: a tenant that filled the cache with its own recent compiles
+// loses its oldest files, and another tenant's older files stay. An
+// owner's claim goes with its file, and a claim whose file is long gone is
+// deleted.
+func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	d := newDiskCache(dir, 1000, true, slog.New(slog.DiscardHandler))
+	other := filepath.Join(dir, "wazero-v0.0.1-"+runtime.GOARCH+"-"+runtime.GOOS)
+	for _, sub := range []string{d.sub, other} {
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(path, owner string, age time.Duration) {
+		t.Helper()
+		if err := os.WriteFile(path, make([]byte, 100), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if owner != "" {
+			d.claim(path, owner)
+		}
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The victim's two files are the oldest; the attacker's ten came since;
+	// one file of an older wazero is newer than all.
+	victim := []string{filepath.Join(d.sub, "v0"), filepath.Join(d.sub, "v1")}
+	file(victim[0], "user:2", 60*time.Minute)
+	file(victim[1], "user:2", 50*time.Minute)
+	var attacker []string
+	for i := range 10 {
+		p := filepath.Join(d.sub, fmt.Sprintf("a%d", i))
+		file(p, "user:1", time.Duration(20-i)*time.Minute)
+		attacker = append(attacker, p)
+	}
+	file(filepath.Join(other, "old"), "", time.Minute)
+	orphan := filepath.Join(d.sub, "gone")
+	d.claim(orphan, "user:3")
+	old := time.Now().Add(-2 * tmpMaxAge)
+	if err := os.Chtimes(orphan+ownerSuffix, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	d.evict() // 1300 bytes over a bound of 1000: down to 900
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if exists(filepath.Join(other, "old")) {
+		t.Error("the older wazero's file stayed")
+	}
+	for _, p := range victim {
+		if !exists(p) || !exists(p+ownerSuffix) {
+			t.Errorf("the victim's %s (or its claim) was evicted", filepath.Base(p))
+		}
+	}
+	for i, p := range attacker {
+		if want := i >= 3; exists(p) != want || exists(p+ownerSuffix) != want {
+			t.Errorf("the attacker's file %d: present %v, claim %v; want %v", i, exists(p), exists(p+ownerSuffix), want)
+		}
+	}
+	if exists(orphan + ownerSuffix) {
+		t.Error("the claim of a file long gone stayed")
+	}
+	if got := d.evicted.Load(); got != 4 {
+		t.Errorf("%d files counted evicted, want 4", got)
 	}
 }

@@ -43,7 +43,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 		return nil, err
 	}
 	defer e.end()
-	c, _, _, err := e.cache.get(wasm, wasmwiz.ModuleDigest(wasm))
+	c, _, _, err := e.cache.get(wasmwiz.OwnerFromContext(ctx), wasm, wasmwiz.ModuleDigest(wasm))
 	if err != nil {
 		return nil, err
 	}

@@ -175,3 +175,16 @@ func (m *Module) Bytes() []byte {
 
 // i32Const appends i32.const v.
 func i32Const(b []byte, v int32) []byte { return SLEB(append(b, OpI32Const), int64(v)) }
+
+// Const is a tiny plain module whose export "get" returns n: distinct
+// bytes for each n, all of one size for n in [-64, 63].
+func Const(n int32) []byte {
+	// (module (func (export "get") (result i32) (i32.const n)))
+	m := Module{
+		Types:   [][]byte{FuncType(nil, []byte{I32})},
+		Funcs:   []uint32{0},
+		Exports: [][]byte{Export("get", 0, 0)},
+		Code:    [][]byte{Body(nil, append(SLEB([]byte{OpI32Const}, int64(n)), OpEnd))},
+	}
+	return m.Bytes()
+}

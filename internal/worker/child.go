@@ -305,6 +305,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	d := &dec{b: body}
 	req, hasWasm := decodeRun(d)
 	seq, live := decodeRunOutput(d)
+	ctx = wasmwiz.NewContextWithOwner(ctx, decodeOwner(d))
 	if err := d.done(); err != nil {
 		return err
 	}
@@ -409,6 +410,7 @@ func (s *server) compile(ctx context.Context, wasm []byte, limits wasmwiz.Limits
 func (s *server) inspect(ctx context.Context, body []byte) error {
 	d := &dec{b: body}
 	sha, wasm, hasWasm, limits := decodeInspect(d)
+	ctx = wasmwiz.NewContextWithOwner(ctx, decodeOwner(d))
 	if err := d.done(); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -252,5 +253,55 @@ func TestEvictedModuleTakesASlotAgain(t *testing.T) {
 	run("a run that took a slot")
 	if !pl.compiles.isKnown(sha) {
 		t.Fatal("the module is not known after it compiled again")
+	}
+}
+
+// TestPoolCompileCacheSharedAmongOwners: a run's owner
+// (wasmwiz.NewContextWithOwner) travels to its worker, whose compile cache
+// shares its budget among owners: one owner's stream of distinct modules
+// does not evict another's older module (with every run counted to one
+// owner, the worker's plain LRU would).
+func TestPoolCompileCacheSharedAmongOwners(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 1, 0)
+	opts.CacheDir = "" // an eviction from memory is a compile: CompileCached tells
+	// About four modules: the engine estimates 6x the binary plus 64 KiB.
+	opts.MemoryCacheBytes = 4 * (6*int64(len(hostiletest.Const(0))) + 64*wasmwiz.KiB)
+	pl := newTestPool(t, opts)
+	victim := wasmwiz.NewContextWithOwner(context.Background(), "user:2")
+	attacker := wasmwiz.NewContextWithOwner(context.Background(), "user:1")
+	run := func(ctx context.Context, n int32) *wasmwiz.Result {
+		t.Helper()
+		res, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: hostiletest.Const(n), Function: "get", Limits: testmodule.Limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK || len(res.Results) != 1 || res.Results[0].String() != strconv.Itoa(int(n)) {
+			t.Fatalf("module %d: %v %+v", n, err, res)
+		}
+		return res
+	}
+	inspect := func(ctx context.Context, n int32) {
+		t.Helper()
+		if _, err := pl.Inspect(ctx, hostiletest.Const(n), testmodule.Limits()); err != nil {
+			t.Fatalf("inspecting module %d: %v", n, err)
+		}
+	}
+	run(victim, 50)
+	for n := range int32(8) {
+		run(attacker, n)
+	}
+	if res := run(victim, 50); !res.CompileCached {
+		t.Error("the victim's module was evicted by the other owner's runs")
+	}
+	if res := run(attacker, 0); res.CompileCached {
+		t.Error("the attacker's oldest module is still held: the budget did not bind")
+	}
+	// Inspections (an upload's) carry their owner too.
+	inspect(victim, 40)
+	for n := range int32(8) {
+		inspect(attacker, 20+n)
+	}
+	for _, n := range []int32{40, 50} {
+		if res := run(victim, n); !res.CompileCached {
+			t.Errorf("the victim's module %d was evicted by the other owner's inspections", n)
+		}
 	}
 }

@@ -66,8 +66,9 @@ const (
 // mounts (the directory of its files). Version 7: a final answer (result,
 // inspection, error) ends with the worker's CPU time so far (cutCPU).
 // Version 8: a run says whether it is followed live; output may travel
-// through the worker's output region (region.go).
-const protocolVersion = 8
+// through the worker's output region (region.go). Version 9: run and
+// inspect requests end with their owner (encodeOwner).
+const protocolVersion = 9
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length
@@ -465,6 +466,13 @@ func decodeRun(d *dec) (req *wasmwiz.RunRequest, hasWasm bool) {
 	}
 	return req, hasWasm
 }
+
+// encodeOwner ends a run or inspect request with whose work it is
+// (wasmwiz.OwnerFromContext): the worker's engine shares its compile caches
+// among owners by it.
+func encodeOwner(e *enc, owner string) { e.string(owner) }
+
+func decodeOwner(d *dec) string { return d.string() }
 
 func encodeInspect(e *enc, sha string, wasm []byte, limits wasmwiz.Limits, withWasm bool) {
 	e.string(sha)

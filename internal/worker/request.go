@@ -80,10 +80,12 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 	p.runSeq++
 	rq.seq = p.runSeq
 	body := *runReq
+	owner := wasmwiz.OwnerFromContext(ctx)
 	rq.encode = func(e *enc, wasm []byte) {
 		body.Wasm = wasm
 		encodeRun(e, sha, &body, wasm != nil)
 		encodeRunOutput(e, rq.seq, req.OnOutput != nil)
+		encodeOwner(e, owner)
 	}
 	kind, d, healthy, err := pl.exchange(ctx, p, rq)
 	info, out := *rq.info, rq.out
@@ -203,6 +205,7 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 		return nil, err
 	}
 	known := pl.compiles.isKnown(sha) // it only loads: no verdict on it (see Run)
+	owner := wasmwiz.OwnerFromContext(ctx)
 	p, freeSlot, err := pl.slotAndWorker(ctx, sha)
 	if err != nil {
 		return nil, err
@@ -210,7 +213,10 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 	defer freeSlot()
 	kind, d, healthy, err := pl.exchange(ctx, p, &request{kind: msgInspect, sha: sha, wasm: wasm, hint: 64,
 		deadline: time.Now().Add(timeout),
-		encode:   func(e *enc, b []byte) { encodeInspect(e, sha, wasm, limits, b != nil) }})
+		encode: func(e *enc, b []byte) {
+			encodeInspect(e, sha, wasm, limits, b != nil)
+			encodeOwner(e, owner)
+		}})
 	pl.inspections.Add(1)
 	defer pl.release(p, healthy, 0)
 	switch {
