@@ -128,18 +128,35 @@ func newUserRequests(maxInFlight, rate int, now func() time.Time) *userRequests 
 // returns the bucket to give back (done) and whom it was counted to, or
 // ERATELIMIT with Retry-After.
 func (g *userRequests) admitKey(digest [sha256.Size]byte) (*userBucket, requester, error) {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	who := g.whose(digest)
-	b, err := g.admit(who, now)
-	return b, who, err
+	return g.admitWith(g.admit, digest)
 }
 
 // authenticated moves a request admitted as who to user, the owner its
 // key's lookup found, and remembers the owner. A request admitted as user
 // already keeps its bucket.
 func (g *userRequests) authenticated(b *userBucket, who requester, digest [sha256.Size]byte, user int64) (*userBucket, error) {
+	return g.moveWith(g.admit, b, who, digest, user)
+}
+
+// admitFunc counts a request of who at now in one kind of bucket (admit,
+// admitExecuteLocked) and returns its bucket or the refusal; g.mu is held.
+type admitFunc func(who requester, now time.Time) (*userBucket, error)
+
+// admitWith counts with admit a request that carries the key of digest, to
+// whom whose finds, and returns that requester with admit's answer.
+func (g *userRequests) admitWith(admit admitFunc, digest [sha256.Size]byte) (*userBucket, requester, error) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	who := g.whose(digest)
+	b, err := admit(who, now)
+	return b, who, err
+}
+
+// moveWith gives back a request admitted as who with b and counts it with
+// admit to user, remembering user as the owner of digest's key. A request
+// admitted as user already keeps b.
+func (g *userRequests) moveWith(admit admitFunc, b *userBucket, who requester, digest [sha256.Size]byte, user int64) (*userBucket, error) {
 	if who.user == user {
 		return b, nil
 	}
@@ -148,7 +165,7 @@ func (g *userRequests) authenticated(b *userBucket, who requester, digest [sha25
 	defer g.mu.Unlock()
 	b.inFlight--
 	g.own(digest, user)
-	return g.admit(requester{user: user}, now)
+	return admit(requester{user: user}, now)
 }
 
 // unauthenticated gives back a request whose key did not authenticate and
@@ -230,12 +247,7 @@ func (g *userRequests) bucketOf(m map[requester]*userBucket, who requester, now 
 // It takes no token: an admitted run costs none. Give the request back
 // with executeDone once its run is admitted or it answers.
 func (g *userRequests) admitExecute(digest [sha256.Size]byte) (*userBucket, requester, error) {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	who := g.whose(digest)
-	b, err := g.admitExecuteLocked(who, now)
-	return b, who, err
+	return g.admitWith(g.admitExecuteLocked, digest)
 }
 
 // admitExecuteLocked is admitExecute for who; g.mu is held.
@@ -262,15 +274,7 @@ func (g *userRequests) admitExecuteLocked(who requester, now time.Time) (*userBu
 // admitExecute, it may refuse it there. A request admitted as user keeps
 // its bucket.
 func (g *userRequests) executeAuthenticated(b *userBucket, who requester, digest [sha256.Size]byte, user int64) (*userBucket, error) {
-	if who.user == user {
-		return b, nil
-	}
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	b.inFlight--
-	g.own(digest, user)
-	return g.admitExecuteLocked(requester{user: user}, now)
+	return g.moveWith(g.admitExecuteLocked, b, who, digest, user)
 }
 
 // executeWaits sets how many of its user's execute requests b lets wait
