@@ -14,7 +14,21 @@ const (
 	// MaxListTotal is the most matching rows a list's total counts
 	// (ListTotal): past it the total says only "more".
 	MaxListTotal = 10_000
+	// DefaultListLimit is a page's size when the filter names none (a
+	// limit of 0 or less); MaxListLimit is the largest a page is.
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
 )
+
+// ListLimit returns the page size a store reads for a filter's limit:
+// DefaultListLimit for 0 or less, at most MaxListLimit. No list reads
+// all of a caller's rows at once.
+func ListLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultListLimit
+	}
+	return min(limit, MaxListLimit)
+}
 
 // CheckListOffset returns EINVALID for a list offset below 0 or past
 // MaxListOffset.

@@ -72,7 +72,7 @@ func cmdKeys(ctx context.Context, env *Env, args []string) error {
 	case "list":
 		user := fs.String("user", "", "only this user's keys, by id or email")
 		revoked := fs.Bool("revoked", false, "include revoked keys")
-		limit := fs.Int("limit", 0, "at most this many keys (0: all)")
+		limit := fs.Int("limit", 0, fmt.Sprintf("at most this many keys (0: %d; at most %d)", wasmwiz.DefaultListLimit, wasmwiz.MaxListLimit))
 		offset := fs.Int("offset", 0, "skip this many keys")
 		if err := parseArgs(fs, args, 0); err != nil {
 			return err

@@ -48,7 +48,7 @@ func cmdUsers(ctx context.Context, env *Env, args []string) error {
 		})
 	case "list":
 		email := fs.String("email", "", "only the user with this email")
-		limit := fs.Int("limit", 0, "at most this many users (0: all)")
+		limit := fs.Int("limit", 0, fmt.Sprintf("at most this many users (0: %d; at most %d)", wasmwiz.DefaultListLimit, wasmwiz.MaxListLimit))
 		offset := fs.Int("offset", 0, "skip this many users")
 		if err := parseArgs(fs, args, 0); err != nil {
 			return err

@@ -333,8 +333,8 @@ func pageParams(r *http.Request) (limit, offset int, err error) {
 	limit, offset = 50, 0
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return 0, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be a whole number from 1 to 1000")
+		if err != nil || n < 1 || n > wasmwiz.MaxListLimit {
+			return 0, 0, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be a whole number from 1 to %d", wasmwiz.MaxListLimit)
 		}
 		limit = n
 	}

@@ -249,6 +249,7 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 	if err := wasmwiz.CheckListOffset(offset); err != nil {
 		return nil, wasmwiz.ListTotal{}, err
 	}
+	limit = wasmwiz.ListLimit(limit)
 	rows, err := db.pool.Query(ctx, `SELECT `+q.columns+` FROM `+q.table+` WHERE id IN (SELECT id FROM `+q.table+` `+q.where+
 		` ORDER BY `+q.order+pageSQL(limit, offset)+`) ORDER BY `+q.order, q.args...)
 	if err != nil {
@@ -266,7 +267,7 @@ func findPage[T any](ctx context.Context, db *DB, q findQuery, limit, offset int
 	if err := rows.Err(); err != nil {
 		return nil, wasmwiz.ListTotal{}, dbError(err, "find "+q.what)
 	}
-	if (len(out) > 0 || offset == 0) && (limit <= 0 || len(out) < limit) {
+	if (len(out) > 0 || offset == 0) && len(out) < limit {
 		return out, wasmwiz.CountedTotal(offset + len(out)), nil
 	}
 	total, err := countRows(ctx, db, q)
@@ -288,13 +289,10 @@ func countRows(ctx context.Context, db *DB, q findQuery) (wasmwiz.ListTotal, err
 	return wasmwiz.CountedTotal(n), nil
 }
 
-// pageSQL returns the LIMIT/OFFSET clause of a listing; a zero (or
-// negative) limit lists everything.
+// pageSQL returns the LIMIT/OFFSET clause of a listing (limit is
+// wasmwiz.ListLimit's).
 func pageSQL(limit, offset int) string {
-	var clause string
-	if limit > 0 {
-		clause += " LIMIT " + strconv.Itoa(limit)
-	}
+	clause := " LIMIT " + strconv.Itoa(limit)
 	if offset > 0 {
 		clause += " OFFSET " + strconv.Itoa(offset)
 	}

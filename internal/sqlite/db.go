@@ -452,11 +452,7 @@ func column[T any](rows *sql.Rows, err error) ([]T, error) {
 	})
 }
 
-// page returns the LIMIT and OFFSET of a filter: 100 rows by default, at
-// most 1000.
+// page returns the LIMIT and OFFSET of a filter (wasmwiz.ListLimit).
 func page(limit, offset int) (int, int) {
-	if limit <= 0 {
-		limit = 100
-	}
-	return min(limit, 1000), max(offset, 0)
+	return wasmwiz.ListLimit(limit), max(offset, 0)
 }

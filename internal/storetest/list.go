@@ -96,6 +96,10 @@ func testListTotalCapped(t *testing.T, e *env) {
 		{"exactly MaxListTotal, past the end", wasmwiz.RunFilter{Status: wasmwiz.StatusOK, Limit: 10, Offset: wasmwiz.MaxListOffset},
 			0, wasmwiz.ListTotal{Count: wasmwiz.MaxListTotal}},
 		{"a few", wasmwiz.RunFilter{Status: wasmwiz.StatusTrap}, traps, wasmwiz.ListTotal{Count: traps}},
+		// No limit, or one past the largest page, reads one page, not
+		// every row the caller has.
+		{"no limit", wasmwiz.RunFilter{}, wasmwiz.DefaultListLimit, capped},
+		{"a limit past the largest page", wasmwiz.RunFilter{Limit: wasmwiz.MaxListLimit + 1}, wasmwiz.MaxListLimit, capped},
 	}
 	for _, tt := range tests {
 		runs, total, err := e.s.FindRuns(ctx, tt.filter)

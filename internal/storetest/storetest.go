@@ -30,7 +30,8 @@
 //   - Another tenant's row and a missing row answer the same code and the
 //     same message once the id is blanked out.
 //   - A call whose context has ended answers EUNAVAILABLE.
-//   - A Limit of 0 means a default page of at least 100 rows.
+//   - A Limit of 0 means a page of wasmwiz.DefaultListLimit rows, and no
+//     page holds more than wasmwiz.MaxListLimit (wasmwiz.ListLimit).
 //   - A Find refuses an offset below 0 or past wasmwiz.MaxListOffset
 //     (EINVALID) and counts its total up to wasmwiz.MaxListTotal: with more
 //     matching rows the total is MaxListTotal, Capped.
