@@ -317,8 +317,9 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 		e.finish(ctx, rec)
 		return nil
 	case ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND:
-		// Cancelled, already ended, or deleted: its slot was given back
-		// then, or is now (a release that was lost).
+		// Cancelled or already ended: its slot was given back then, or is
+		// now (a release that was lost). Deleted (ENOTFOUND, no record):
+		// nothing says whose slot it held, which expires at its TTL.
 		e.releaseBackground(ctx, rec)
 		return nil
 	case err != nil:
@@ -569,20 +570,16 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 // for staleAfter, and tells their followers. Every replica calls it now and
 // then; a failed run is never run again.
 func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) (int, error) {
-	ids, err := e.Runs.FailStaleRuns(ctx, e.now().Add(-staleAfter), ErrorMessage(errStarted))
-	for _, id := range ids {
-		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunFailed)})
-		e.publish(RunEvent{RunID: id, Kind: EventResult})
-		rec, err := e.Runs.FindRunByID(SystemContext(ctx), id)
-		if err != nil {
-			continue // its slot expires by its ttl
-		}
-		e.releaseBackground(ctx, rec)
-		if e.Queue != nil && rec.CallbackURL != "" {
-			_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
+	stale, err := e.Runs.FailStaleRuns(ctx, e.now().Add(-staleAfter), ErrorMessage(errStarted))
+	for _, r := range stale {
+		e.publish(RunEvent{RunID: r.ID, Kind: EventState, Data: []byte(RunFailed)})
+		e.publish(RunEvent{RunID: r.ID, Kind: EventResult})
+		e.releaseBackground(ctx, &UsageRecord{ID: r.ID, UserID: r.UserID})
+		if e.Queue != nil && r.CallbackURL != "" {
+			_ = e.Queue.EnqueueWebhook(ctx, r.ID, r.UserID)
 		}
 	}
-	return len(ids), err
+	return len(stale), err
 }
 
 // liveOutput collects a running guest's output: it publishes it in pieces

@@ -456,9 +456,9 @@ type RunQueueService interface {
 	CancelRun(ctx context.Context, id string) (*UsageRecord, error)
 	// FailStaleRuns fails running runs whose replica has not sent a heartbeat
 	// since before, with message, keeping the output their heartbeats
-	// appended in their final record, and returns their ids. Needs no
-	// caller.
-	FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error)
+	// appended in their final record, and returns them (StaleRun), read in
+	// the same statement. Needs no caller.
+	FailStaleRuns(ctx context.Context, before time.Time, message string) ([]StaleRun, error)
 	// CountRuns counts runs by state, and the oldest created_at of each
 	// state among queued and running ones, for metrics. Needs no caller.
 	CountRuns(ctx context.Context) (map[RunState]int64, map[RunState]time.Time, error)
@@ -517,4 +517,14 @@ func (t *OutputTail) Join(off int64, p []byte) {
 type UsageRecorder interface {
 	// Record queues r for writing. It never blocks on the database.
 	Record(r *UsageRecord)
+}
+
+// StaleRun is a run FailStaleRuns failed: whose it was and where its
+// result goes, read as it was failed, so that the sweeper gives back its
+// slot and enqueues its webhook without reading the run again (a read that
+// failed then lost both: the run is not stale any more at the next sweep).
+type StaleRun struct {
+	ID          string
+	UserID      int64
+	CallbackURL string
 }

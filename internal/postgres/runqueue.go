@@ -243,22 +243,25 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 // FailStaleRuns fails running runs without a heartbeat since before; their
 // output moves into their rows (the statement's snapshot reads the pieces
 // its CTE deletes).
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error) {
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]wasmwiz.StaleRun, error) {
 	rows, err := db.pool.Query(ctx, `WITH failed AS (
 			UPDATE runs SET state = 'failed', finished_at = $1,
 				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb($2::text))::text,
 				stdout = `+keptStdout+`, stderr = `+keptStderr+`
 			WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND coalesce(heartbeat_at, 'epoch') < $3
 				FOR UPDATE SKIP LOCKED)
-			RETURNING id),
+			RETURNING id, user_id, coalesce(detail::jsonb->>'callback_url', '') AS callback_url),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed)),
 		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM failed))
-		SELECT id FROM failed`, db.now(), message, before.UTC())
+		SELECT id, user_id, callback_url FROM failed`, db.now(), message, before.UTC())
 	if err != nil {
 		return nil, dbError(err, "fail stale runs")
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return ids, dbError(err, "fail stale runs")
+	stale, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (r wasmwiz.StaleRun, err error) {
+		err = row.Scan(&r.ID, &r.UserID, &r.CallbackURL)
+		return r, err
+	})
+	return stale, dbError(err, "fail stale runs")
 }
 
 // CountRuns counts queued and running runs and the oldest of each.

@@ -248,28 +248,32 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 }
 
 // FailStaleRuns fails running runs without a heartbeat since before.
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]string, error) {
-	var ids []string
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]wasmwiz.StaleRun, error) {
+	var stale []wasmwiz.StaleRun
 	now := db.Now()
 	err := db.write(ctx, "fail stale runs", func(tx *sql.Tx) error {
-		var err error
-		ids, err = column[string](tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
 				detail = json_set(detail, '$.message', ?)
-			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ? RETURNING id`, ms(now), message, ms(before)))
+			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ?
+			RETURNING id, user_id, coalesce(json_extract(detail, '$.callback_url'), '')`, ms(now), message, ms(before))
+		stale, err = collect(rows, err, func(row interface{ Scan(...any) error }) (r wasmwiz.StaleRun, err error) {
+			err = row.Scan(&r.ID, &r.UserID, &r.CallbackURL)
+			return r, err
+		})
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id); err != nil {
+		for _, r := range stale {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, r.ID); err != nil {
 				return err
 			}
-			if err := keepAppendedOutput(ctx, tx, id); err != nil {
+			if err := keepAppendedOutput(ctx, tx, r.ID); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return ids, err
+	return stale, err
 }
 
 // CountRuns counts queued and running runs and the oldest of each.

@@ -150,7 +150,7 @@ func testFinishDropsPieces(t *testing.T, e *env) {
 	e.clock.Add(time.Hour)
 	stale, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped")
 	wantOK(t, err, "FailStaleRuns")
-	if len(stale) != 1 || stale[0] != left.ID {
+	if len(stale) != 1 || stale[0].ID != left.ID {
 		t.Fatalf("FailStaleRuns failed %v, want [%s]", stale, left.ID)
 	}
 	for _, id := range []string{r.ID, left.ID} {

@@ -29,12 +29,19 @@ var runQueueTests = []test{
 	{"RunOutputSinceReadsOnlyWhatIsNew", testRunOutputSince},
 }
 
-// queued makes a queued run of the caller in ctx.
+// queued makes a queued run of the caller in ctx, with a callback URL.
 func (e *env) queued(ctx context.Context, in *wasmwiz.RunInput) *wasmwiz.UsageRecord {
+	e.t.Helper()
+	return e.queuedTo(ctx, in, "https://example.com/hook")
+}
+
+// queuedTo makes a queued run of the caller in ctx whose result goes to
+// callbackURL ("" for none).
+func (e *env) queuedTo(ctx context.Context, in *wasmwiz.RunInput, callbackURL string) *wasmwiz.UsageRecord {
 	e.t.Helper()
 	at := e.clock.Now()
 	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at,
-		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"a"}, EnvNames: []string{"K"}, CallbackURL: "https://example.com/hook"}}
+		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"a"}, EnvNames: []string{"K"}, CallbackURL: callbackURL}}
 	if in == nil {
 		in = &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Env: map[string]string{"K": "secret"},
 			Args: []string{"a", "b"}, Params: []string{"1", "-2"}}
@@ -201,21 +208,27 @@ func testCancelRun(t *testing.T, e *env) {
 }
 
 func testFailStaleRuns(t *testing.T, e *env) {
-	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	u, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	stale, live, waiting := e.queued(ctx, nil), e.queued(ctx, nil), e.queued(ctx, nil)
-	for _, r := range []*wasmwiz.UsageRecord{stale, live} {
+	silent := e.queuedTo(ctx, nil, "") // stale too, with no callback
+	for _, r := range []*wasmwiz.UsageRecord{stale, live, silent} {
 		_, _, err := e.s.StartRun(e.anon, r.ID)
 		wantOK(t, err, "StartRun")
 	}
 	e.clock.Add(time.Minute)
 	_, err := e.s.HeartbeatRun(e.anon, live.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
-	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped")
+	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped")
 	wantOK(t, err, "FailStaleRuns")
-	if len(ids) != 1 || ids[0] != stale.ID {
-		t.Fatalf("FailStaleRuns failed %v, want [%s]", ids, stale.ID)
+	// Each comes with whose it was and where its result goes, for the
+	// sweeper to release its slot and deliver its webhook.
+	slices.SortFunc(failed, func(a, b wasmwiz.StaleRun) int { return strings.Compare(a.ID, b.ID) })
+	want := []wasmwiz.StaleRun{{ID: stale.ID, UserID: u.ID, CallbackURL: stale.CallbackURL}, {ID: silent.ID, UserID: u.ID}}
+	slices.SortFunc(want, func(a, b wasmwiz.StaleRun) int { return strings.Compare(a.ID, b.ID) })
+	if !slices.Equal(failed, want) {
+		t.Fatalf("FailStaleRuns failed %+v, want %+v", failed, want)
 	}
-	for id, want := range map[string]wasmwiz.RunState{stale.ID: wasmwiz.RunFailed, live.ID: wasmwiz.RunRunning, waiting.ID: wasmwiz.RunQueued} {
+	for id, want := range map[string]wasmwiz.RunState{stale.ID: wasmwiz.RunFailed, silent.ID: wasmwiz.RunFailed, live.ID: wasmwiz.RunRunning, waiting.ID: wasmwiz.RunQueued} {
 		got, err := e.s.FindRunByID(ctx, id)
 		wantOK(t, err, "FindRunByID")
 		if got.State != want {
