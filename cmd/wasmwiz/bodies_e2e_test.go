@@ -14,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
@@ -284,4 +286,107 @@ func TestServeLargeBodyAdmissionIsHandedOn(t *testing.T) {
 			}
 		}
 	})
+}
+
+// floodBody is an endless body of zeros that counts what was read of it.
+type floodBody struct {
+	head string // sent first (a multipart part's header)
+	left int64
+	read *atomic.Int64
+}
+
+func (f *floodBody) Read(p []byte) (int, error) {
+	if f.head != "" {
+		n := copy(p, f.head)
+		f.head = f.head[n:]
+		f.left -= int64(n)
+		f.read.Add(int64(n))
+		return n, nil
+	}
+	if f.left <= 0 {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), f.left)
+	clear(p[:n])
+	f.left -= n
+	f.read.Add(n)
+	return int(n), nil
+}
+
+// TestServeBodyFlood: 16 callers at once each send a 256 MiB body to a
+// tier whose module may be 1 MiB, half with a declared length (refused
+// before a byte is read) and half chunked (cut at the limit), as raw
+// modules and multipart. Every one is answered 413 ETOOLARGE, 429 past
+// the 8 execute requests of a user that may wait for admission, or cut
+// without an answer; the server reads a small part of the flood, and
+// another tenant's runs complete meanwhile.
+func TestServeBodyFlood(t *testing.T) {
+	t.Parallel()
+	s := backends[0].serve(t)
+	_, _, key := s.newTierUser("small", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = wasmwiz.MiB; tr.MaxStdinBytes = 64 * wasmwiz.KiB })
+	other, _, _ := s.newUser(wasmwiz.TierBasic)
+	const flood, callers = 256 * wasmwiz.MiB, 16
+	var read atomic.Int64
+	var answers sync.Map // status → count
+	var took testenv.Latencies
+	stopRSS := testenv.PeakRSS(t)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			body := &floodBody{left: flood, read: &read}
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute", body)
+			req.Header.Set("Authorization", "Bearer "+key)
+			req.Header.Set("Content-Type", "application/wasm")
+			if i%4 >= 2 {
+				body.head = "--b\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n\r\n"
+				req.Header.Set("Content-Type", "multipart/form-data; boundary=b")
+			}
+			if i%2 == 0 {
+				req.ContentLength = flood
+			} else {
+				req.ContentLength = -1 // chunked
+			}
+			start := time.Now()
+			res, err := http.DefaultClient.Do(req)
+			took.Since(start)
+			status := "cut without an answer"
+			if err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				status = strconv.Itoa(res.StatusCode)
+				tooLarge := res.StatusCode == http.StatusRequestEntityTooLarge && strings.Contains(string(b), wasmwiz.ETOOLARGE)
+				// 16 at once from one user: past the 8 of its execute
+				// requests that may wait for admission, 429 before a byte.
+				waiting := res.StatusCode == http.StatusTooManyRequests && strings.Contains(string(b), "waiting for their run")
+				if !tooLarge && !waiting {
+					t.Errorf("flood %d: %d %.200s, want 413 ETOOLARGE or 429 for too many waiting", i, res.StatusCode, b)
+				}
+			}
+			n, _ := answers.LoadOrStore(status, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		})
+	}
+	var otherTook testenv.Latencies
+	if err := timedHellos(context.Background(), other, testmodule.Read(t, "hello.wasm"), 5, &otherTook); err != nil {
+		t.Fatalf("another tenant during the flood: %v", err)
+	}
+	testenv.Wait(t, "the floods", wg.Wait)
+	peak := stopRSS()
+	// The server stops reading at the limit: what was sent beyond it sat
+	// in socket buffers at most.
+	if n := read.Load(); n > callers*16*wasmwiz.MiB {
+		t.Errorf("the clients sent %s of the %s flood: the server read on past the limit", testenv.MiB(n), testenv.MiB(callers*flood))
+	}
+	var summary []string
+	answers.Range(func(k, v any) bool {
+		summary = append(summary, fmt.Sprintf("%d %s", v.(*atomic.Int64).Load(), k))
+		return true
+	})
+	testenv.Prove(t, "body flood: 16 callers x 256 MiB against a 1 MiB module limit (declared and chunked, raw and multipart)",
+		"every flood answered 413 ETOOLARGE, 429 ERATELIMIT (past the user's 8 execute requests waiting for admission) or cut; the server reads little of it; another tenant's runs complete",
+		"answers", strings.Join(summary, ", "),
+		"bytes the clients got to send", fmt.Sprintf("%s of %s", testenv.MiB(read.Load()), testenv.MiB(callers*flood)),
+		"time to answer", took.String(),
+		"other tenant's latency", otherTook.String(),
+		"peak RSS", testenv.MiB(peak))
 }

@@ -102,7 +102,7 @@ func TestAPIWASISuite(t *testing.T) {
 }
 
 // TestAPIFiles: files in, files out, and every escape attempt of
-// escapeAttempts (run_dir_test.go) through the API, in a worker; no run's
+// escapeAttempts (run_test.go) through the API, in a worker; no run's
 // directory outlives its answer, however the run ends.
 func TestAPIFiles(t *testing.T) {
 	t.Parallel()

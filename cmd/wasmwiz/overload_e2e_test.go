@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,105 +166,199 @@ func TestServeOverload(t *testing.T) {
 		"peak RSS", "serve and its workers "+testenv.MiB(peak))
 }
 
-// floodBody is an endless body of zeros that counts what was read of it.
-type floodBody struct {
-	head string // sent first (a multipart part's header)
-	left int64
-	read *atomic.Int64
+// slowConn is one attacking connection: it sends head at once, then the
+// rest one byte per interval, and records whether and how the server ended
+// it before the rest was sent.
+type slowConn struct {
+	cut    bool
+	status string // the answer's status line, "" when closed without one
 }
 
-func (f *floodBody) Read(p []byte) (int, error) {
-	if f.head != "" {
-		n := copy(p, f.head)
-		f.head = f.head[n:]
-		f.left -= int64(n)
-		f.read.Add(int64(n))
-		return n, nil
+func trickleRequest(t *testing.T, addr, head, rest string, interval time.Duration) slowConn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return slowConn{}
 	}
-	if f.left <= 0 {
-		return 0, io.EOF
+	defer conn.Close()
+	closed := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(conn)
+		line, _ := br.ReadString('\n')
+		_, _ = io.Copy(io.Discard, br)
+		closed <- strings.TrimSpace(line)
+	}()
+	// cut waits for the server to close a connection it stopped reading
+	// (t.Error, not Fatal: this runs on a goroutine of the test's).
+	cut := func() slowConn {
+		select {
+		case st := <-closed:
+			return slowConn{cut: true, status: st}
+		case <-time.After(testenv.Patience):
+			t.Error("the server stopped reading but kept the connection")
+			return slowConn{}
+		}
 	}
-	n := min(int64(len(p)), f.left)
-	clear(p[:n])
-	f.left -= n
-	f.read.Add(n)
-	return int(n), nil
+	if _, err := io.WriteString(conn, head); err != nil {
+		return cut()
+	}
+	for i := 0; i < len(rest); i++ {
+		select {
+		case st := <-closed:
+			return slowConn{cut: true, status: st}
+		case <-time.After(interval):
+		}
+		if _, err := conn.Write([]byte{rest[i]}); err != nil {
+			return cut()
+		}
+	}
+	return slowConn{}
 }
 
-// TestServeBodyFlood: 16 callers at once each send a 256 MiB body to a
-// tier whose module may be 1 MiB, half with a declared length (refused
-// before a byte is read) and half chunked (cut at the limit), as raw
-// modules and multipart. Every one is answered 413 ETOOLARGE, 429 past
-// the 8 execute requests of a user that may wait for admission, or cut
-// without an answer; the server reads a small part of the flood, and
-// another tenant's runs complete meanwhile.
-func TestServeBodyFlood(t *testing.T) {
-	t.Parallel()
-	s := backends[0].serve(t)
-	_, _, key := s.newTierUser("small", func(tr *wasmwiz.Tier) { tr.MaxModuleBytes = wasmwiz.MiB; tr.MaxStdinBytes = 64 * wasmwiz.KiB })
-	other, _, _ := s.newUser(wasmwiz.TierBasic)
-	const flood, callers = 256 * wasmwiz.MiB, 16
-	var read atomic.Int64
-	var answers sync.Map // status → count
-	var took testenv.Latencies
-	stopRSS := testenv.PeakRSS(t)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			body := &floodBody{left: flood, read: &read}
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/execute", body)
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Content-Type", "application/wasm")
-			if i%4 >= 2 {
-				body.head = "--b\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"m.wasm\"\r\n\r\n"
-				req.Header.Set("Content-Type", "multipart/form-data; boundary=b")
+// TestServeSlowConnections: connections that trickle hold nothing for
+// long, on SQLite and on PostgreSQL with Redis: a body sent slower than
+// WASMWIZ_MIN_TRANSFER_RATE is cut with a key (400) and without (401, the
+// connection closed), headers that trickle are cut by
+// WASMWIZ_HEADER_TIMEOUT, headers over WASMWIZ_MAX_HEADER_BYTES are 431;
+// and while 24 such connections are open, another tenant's runs complete.
+func TestServeSlowConnections(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		s := be.serveWith(t, map[string]string{
+			"WASMWIZ_HEADER_TIMEOUT":    "1s",
+			"WASMWIZ_MIN_TRANSFER_RATE": "1KiB",
+			"WASMWIZ_MAX_HEADER_BYTES":  "8KiB",
+		}, ServeOptions{})
+		_, _, attackerKey := s.newUser(wasmwiz.TierFree)
+		other, _, _ := s.newUser(wasmwiz.TierBasic)
+		u, _ := url.Parse(s.url)
+		addr := u.Host
+
+		// Each whole request would take 4000 × 50ms = 200s; the
+		// server must end every one long before.
+		body := strings.Repeat("x", 4000)
+		execHead := func(key string) string {
+			h := "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\n"
+			if key != "" {
+				h += "Authorization: Bearer " + key + "\r\n"
 			}
-			if i%2 == 0 {
-				req.ContentLength = flood
-			} else {
-				req.ContentLength = -1 // chunked
+			return h + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+		}
+		attacks := []struct {
+			name       string
+			head, rest string
+			want       string // status line prefix of an answer, if one arrives
+		}{
+			{"body with a key", execHead(attackerKey), body, "HTTP/1.1 400"},
+			{"body without a key", execHead(""), body, "HTTP/1.1 401"},
+			{"headers", "POST /api/v1/execute HTTP/1.1\r\n", "X-Slow: " + body, ""},
+		}
+		stopRSS := testenv.PeakRSS(t)
+		var cutAfter, otherTook testenv.Latencies
+		var wg sync.WaitGroup
+		results := make([]slowConn, 8*len(attacks))
+		for i := range results {
+			a := attacks[i%len(attacks)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				results[i] = trickleRequest(t, addr, a.head, a.rest, 50*time.Millisecond)
+				cutAfter.Since(start)
+			}()
+		}
+		// The other tenant runs meanwhile.
+		if err := timedHellos(ctx, other, testmodule.Read(t, "hello.wasm"), 3, &otherTook); err != nil {
+			t.Fatalf("another tenant during the attack: %v", err)
+		}
+		testenv.Wait(t, "the slow connections", wg.Wait)
+		for i, r := range results {
+			a := attacks[i%len(attacks)]
+			// A close may reset the connection before the client reads
+			// the answer (unread bytes in the server's buffer): no
+			// answer is fine, a wrong one is not.
+			if !r.cut {
+				t.Errorf("%s: the server read the whole trickle", a.name)
+			} else if r.status != "" && !strings.HasPrefix(r.status, a.want) {
+				t.Errorf("%s: answer %q, want %q", a.name, r.status, a.want)
 			}
-			start := time.Now()
-			res, err := http.DefaultClient.Do(req)
-			took.Since(start)
-			status := "cut without an answer"
-			if err == nil {
-				b, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				status = strconv.Itoa(res.StatusCode)
-				tooLarge := res.StatusCode == http.StatusRequestEntityTooLarge && strings.Contains(string(b), wasmwiz.ETOOLARGE)
-				// 16 at once from one user: past the 8 of its execute
-				// requests that may wait for admission, 429 before a byte.
-				waiting := res.StatusCode == http.StatusTooManyRequests && strings.Contains(string(b), "waiting for their run")
-				if !tooLarge && !waiting {
-					t.Errorf("flood %d: %d %.200s, want 413 ETOOLARGE or 429 for too many waiting", i, res.StatusCode, b)
-				}
-			}
-			n, _ := answers.LoadOrStore(status, new(atomic.Int64))
-			n.(*atomic.Int64).Add(1)
-		})
-	}
-	var otherTook testenv.Latencies
-	if err := timedHellos(context.Background(), other, testmodule.Read(t, "hello.wasm"), 5, &otherTook); err != nil {
-		t.Fatalf("another tenant during the flood: %v", err)
-	}
-	testenv.Wait(t, "the floods", wg.Wait)
-	peak := stopRSS()
-	// The server stops reading at the limit: what was sent beyond it sat
-	// in socket buffers at most.
-	if n := read.Load(); n > callers*16*wasmwiz.MiB {
-		t.Errorf("the clients sent %s of the %s flood: the server read on past the limit", testenv.MiB(n), testenv.MiB(callers*flood))
-	}
-	var summary []string
-	answers.Range(func(k, v any) bool {
-		summary = append(summary, fmt.Sprintf("%d %s", v.(*atomic.Int64).Load(), k))
-		return true
+		}
+
+		// Headers over the limit: 431 at once.
+		status, _ := rawHeaderRequest(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 16<<10)+"\r\n\r\n")
+		if !strings.HasPrefix(status, "HTTP/1.1 431") {
+			t.Errorf("16KiB of headers: %q, want 431", status)
+		}
+		testenv.Prove(t, "slow connections: 24 trickling a byte per 50ms (bodies with and without a key, headers), "+be.name,
+			"each cut (400, 401 or closed) by WASMWIZ_MIN_TRANSFER_RATE 1KiB/s after WASMWIZ_HEADER_TIMEOUT 1s; another tenant's runs complete",
+			"time to answer", "cut after "+cutAfter.String()+" (the whole trickle would take 200 s)",
+			"other tenant's latency", otherTook.String(),
+			"peak RSS", testenv.MiB(stopRSS()))
 	})
-	testenv.Prove(t, "body flood: 16 callers x 256 MiB against a 1 MiB module limit (declared and chunked, raw and multipart)",
-		"every flood answered 413 ETOOLARGE, 429 ERATELIMIT (past the user's 8 execute requests waiting for admission) or cut; the server reads little of it; another tenant's runs complete",
-		"answers", strings.Join(summary, ", "),
-		"bytes the clients got to send", fmt.Sprintf("%s of %s", testenv.MiB(read.Load()), testenv.MiB(callers*flood)),
-		"time to answer", took.String(),
-		"other tenant's latency", otherTook.String(),
-		"peak RSS", testenv.MiB(peak))
+}
+
+// rawHeaderRequest sends req as it is and returns the answer's status line.
+func rawHeaderRequest(t *testing.T, addr, req string) (string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := io.WriteString(conn, req); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// TestServeIdleConnections: a connection holds nothing for long when it
+// sends nothing: a keep-alive connection after its answer is closed after
+// WASMWIZ_IDLE_TIMEOUT, and one that never sends a request after
+// WASMWIZ_HEADER_TIMEOUT.
+func TestServeIdleConnections(t *testing.T) {
+	t.Parallel()
+	s := backends[0].serveWith(t, map[string]string{"WASMWIZ_HEADER_TIMEOUT": "1s", "WASMWIZ_IDLE_TIMEOUT": "1s"}, ServeOptions{})
+	u, _ := url.Parse(s.url)
+	closedBy := func(conn net.Conn, br *bufio.Reader) {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(testenv.Patience))
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			t.Fatalf("the server kept the idle connection: %v", err)
+		}
+	}
+
+	kept, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	if _, err := io.WriteString(kept, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(kept)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("healthz: %q, %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_, _ = br.ReadString('\n') // the body: one line
+	closedBy(kept, br)
+
+	silent, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	closedBy(silent, bufio.NewReader(silent))
 }

@@ -3,15 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/api"
 	"github.com/wasmwiz/wasmwiz/client"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
@@ -230,4 +233,289 @@ func TestServeStoredRunQuota(t *testing.T) {
 			"answers' output", fmt.Sprintf("%s in %d answers", wasmwiz.FormatSize(answered), floods+1),
 			"other user's records", fmt.Sprintf("2 runs keep %s of its %s", wasmwiz.FormatSize(otherStored), wasmwiz.FormatSize(quota)))
 	})
+}
+
+// TestServeStoredModulesQuota: the attack of issue 9 (a free user storing
+// distinct 10 MiB modules one after another) on the real server and
+// stores. A free user's uploads are stored until the next one would pass
+// the free tier's 20MiB of stored modules; that one is 413 ETOOLARGE naming
+// the limit, and what the user stores is as before; deleting a module lets
+// the next upload in. /api/v1/usage shows the figures throughout.
+func TestServeStoredModulesQuota(t *testing.T) {
+	free := wasmwiz.DefaultTiers()[0]
+	onEveryBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		s := be.serve(t)
+		// The free tier as it is, but for its wall time: compiling 7MiB
+		// under CI's load (the race detector, other tests' servers) once
+		// took longer than free's 5s, and the quota is what is under test.
+		user, _, _ := s.newTierUser(wasmwiz.TierFree, func(t *wasmwiz.Tier) {
+			*t = *wasmwiz.DefaultTiers()[0]
+			t.Timeout = time.Minute
+		})
+		hello := testmodule.Read(t, "hello.wasm")
+		// Distinct modules of 7MiB: hello.wasm with a custom section
+		// of padding, which costs nothing to compile.
+		const size = 7 * wasmwiz.MiB
+		padded := func(tag string) []byte {
+			name := "pad-" + tag
+			payload := int(size) - len(hello) - 1 - 4 - 1 - len(name)
+			sec := hostiletest.ULEB([]byte{0}, uint64(1+len(name)+payload))
+			sec = append(hostiletest.ULEB(sec, uint64(len(name))), name...)
+			return append(append(bytes.Clone(hello), sec...), bytes.Repeat([]byte{'x'}, payload)...)
+		}
+		usage := func(what string) *api.Usage {
+			t.Helper()
+			u, err := user.Usage(ctx)
+			if err != nil {
+				t.Fatalf("Usage %s: %v", what, err)
+			}
+			if u.MaxStoredModules != free.MaxStoredModules || u.MaxStoredModuleBytes != free.MaxStoredModuleBytes {
+				t.Fatalf("Usage %s: quota %d modules, %d bytes; want the free tier's %d and %d", what,
+					u.MaxStoredModules, u.MaxStoredModuleBytes, free.MaxStoredModules, free.MaxStoredModuleBytes)
+			}
+			mods, total, err := user.ListModules(ctx, "", client.Page{})
+			if err != nil {
+				t.Fatalf("ListModules %s: %v", what, err)
+			}
+			var sum int64
+			for _, m := range mods {
+				sum += m.SizeBytes
+			}
+			if int64(total.Count) != u.StoredModules || sum != u.StoredModuleBytes {
+				t.Fatalf("%s: the user lists %d modules of %d bytes, usage says %d of %d", what, total.Count, sum, u.StoredModules, u.StoredModuleBytes)
+			}
+			return u
+		}
+
+		var stored []*api.Module
+		var refusal error
+		for i := range 5 {
+			wasm := padded(fmt.Sprint(i))
+			if int64(len(wasm)) != size {
+				t.Fatalf("padded module is %d bytes, want %d", len(wasm), size)
+			}
+			m, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: wasm, Name: fmt.Sprint("big-", i)})
+			if err != nil {
+				refusal = err
+				break
+			}
+			stored = append(stored, m)
+		}
+		if fit := int(free.MaxStoredModuleBytes / size); len(stored) != fit {
+			t.Fatalf("the free user stored %d modules of 7MiB before a refusal (%v), want %d", len(stored), refusal, fit)
+		}
+		if codeOf(refusal) != wasmwiz.ETOOLARGE {
+			t.Fatalf("the upload past the quota: %v, want 413 ETOOLARGE", refusal)
+		}
+		var ce *client.Error
+		if !errors.As(refusal, &ce) || ce.StatusCode != 413 {
+			t.Fatalf("the upload past the quota: %v, want HTTP 413", refusal)
+		}
+		want := "stored modules would be 21MiB, over the free tier's 20MiB (max_stored_module_bytes): 2 stored take 14MiB and this one 7MiB"
+		if msg := messageOf(refusal); !strings.Contains(msg, want) {
+			t.Fatalf("the refusal says %q, want %q", msg, want)
+		}
+		u := usage("after the refusal")
+		if u.StoredModules != 2 || u.StoredModuleBytes != 2*size {
+			t.Fatalf("after the refusal the user stores %d modules of %d bytes, want the 2 of %d before it", u.StoredModules, u.StoredModuleBytes, 2*size)
+		}
+
+		// Deleting one frees its share: the next upload is stored.
+		if err := user.DeleteModule(ctx, stored[0].ID); err != nil {
+			t.Fatalf("DeleteModule: %v", err)
+		}
+		if u := usage("after the delete"); u.StoredModules != 1 || u.StoredModuleBytes != size {
+			t.Fatalf("after the delete the user stores %d modules of %d bytes, want 1 of %d", u.StoredModules, u.StoredModuleBytes, size)
+		}
+		next, err := user.CreateModule(ctx, client.ModuleUpload{Wasm: padded("next"), Name: "next"})
+		if err != nil {
+			t.Fatalf("the upload after the delete: %v", err)
+		}
+		if u := usage("after the next upload"); u.StoredModules != 2 || u.StoredModuleBytes != 2*size {
+			t.Fatalf("after the next upload the user stores %d modules of %d bytes, want 2 of %d", u.StoredModules, u.StoredModuleBytes, 2*size)
+		}
+		ex, err := user.ExecuteModule(ctx, next.ID, nil)
+		if err != nil || ex.Result.Status != api.StatusOK || string(ex.Result.Stdout) != "Hello, World!\n" {
+			t.Fatalf("running the module stored after the delete: %v", err)
+		}
+	})
+}
+
+// TestServeRetention: runs older than WASMWIZ_RETENTION are deleted by the
+// server's retention loop; newer ones stay.
+func TestServeRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	var runs []*wasmwiz.UsageRecord
+	for i := 0; i < 2500; i++ {
+		runs = append(runs, pastRun(48*time.Hour))
+	}
+	fresh := pastRun(time.Hour)
+	seedRuns(t, db, append(runs, fresh))
+
+	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_RETENTION": "24h"}), ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	sys := wasmwiz.SystemContext(ctx)
+	testenv.WaitFor(t, "old runs to be deleted", func() bool {
+		st, err := s.srv.Store().Stats(sys, time.Now())
+		if err != nil {
+			return false
+		}
+		var total int64
+		for _, d := range st.RunsPerDay {
+			total += d.Runs
+		}
+		return total == 1
+	})
+	if _, err := s.srv.Store().FindRunByID(sys, fresh.ID); err != nil {
+		t.Fatalf("the fresh run: %v", err)
+	}
+	_, err := s.srv.Store().FindRunByID(sys, runs[0].ID)
+	wantCode(t, "an old run", err, wasmwiz.ENOTFOUND)
+}
+
+// TestServeRetentionZeroKeeps: WASMWIZ_RETENTION=0 keeps every run ("older
+// than 0s" would be all of them).
+func TestServeRetentionZeroKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	old := pastRun(365 * 24 * time.Hour)
+	seedRuns(t, db, []*wasmwiz.UsageRecord{old})
+	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_RETENTION": "0", "WASMWIZ_LOG_LEVEL": "info"}), ServeOptions{RetentionInterval: time.Millisecond})
+	testenv.WaitFor(t, "the retention loop to decide", func() bool { return strings.Contains(s.stderr.String(), "retention off") })
+	if _, err := s.srv.Store().FindRunByID(wasmwiz.SystemContext(ctx), old.ID); err != nil {
+		t.Fatalf("a year-old run with retention 0: %v", err)
+	}
+}
+
+// TestServeRetentionPerTier: a run is kept for its tier's run_retention_ms
+// (free 7 days, basic 30) under the default WASMWIZ_RETENTION.
+func TestServeRetentionPerTier(t *testing.T) {
+	t.Parallel()
+	db := backends[0].env(t)
+	oldFree, youngFree, oldBasic := pastRun(8*24*time.Hour), pastRun(6*24*time.Hour), pastRun(8*24*time.Hour)
+	oldBasic.Tier = wasmwiz.TierBasic
+	seedRuns(t, db, []*wasmwiz.UsageRecord{oldFree, youngFree, oldBasic})
+	s := startServe(t, serveEnv(t, db), ServeOptions{RetentionInterval: 50 * time.Millisecond})
+	sys := wasmwiz.SystemContext(context.Background())
+	testenv.WaitFor(t, "the free tier's 8-day-old run to be deleted", func() bool {
+		_, err := s.srv.Store().FindRunByID(sys, oldFree.ID)
+		return wasmwiz.ErrorCode(err) == wasmwiz.ENOTFOUND
+	})
+	for _, r := range []*wasmwiz.UsageRecord{youngFree, oldBasic} {
+		if _, err := s.srv.Store().FindRunByID(sys, r.ID); err != nil {
+			t.Errorf("a %s run %v old, within its tier's retention: %v", r.Tier, time.Since(r.CreatedAt).Round(time.Hour), err)
+		}
+	}
+}
+
+// pastRun is a run record made age ago.
+func pastRun(age time.Duration) *wasmwiz.UsageRecord {
+	return &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), UserID: 1, Tier: "free", Status: wasmwiz.StatusOK,
+		ModuleSHA256: strings.Repeat("a", 64), CreatedAt: time.Now().UTC().Add(-age)}
+}
+
+// seedRuns writes runs into the database of db (backend variables) before a
+// server starts on it.
+func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateRuns(ctx, runs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeTenantIsolation: on the real stores, another tenant's modules,
+// runs and keys answer 404 ENOTFOUND to every kind of call, none of the
+// calls changes them, and a revoked key stops working at once. (Who may
+// call which route, and how a key is read, is internal/http's
+// TestAuthMatrix and TestAdminRoutesNeedAnAdmin.)
+func TestServeTenantIsolation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := backends[0].serve(t)
+	alice, _, _ := s.newUser(wasmwiz.TierFree)
+	bob, _, _ := s.newUser(wasmwiz.TierFree)
+	hello := testmodule.Read(t, "hello.wasm")
+
+	am, err := alice.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "private"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := alice.CreateModule(ctx, client.ModuleUpload{Wasm: hello, Name: "shared", Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
+	aliceKeys, _, err := alice.ListKeys(ctx, false, client.Page{})
+	if err != nil || len(aliceKeys) != 1 {
+		t.Fatal(err)
+	}
+	revoked, err := bob.CreateKey(ctx, "old", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.RevokeKey(ctx, revoked.Key.ID); err != nil {
+		t.Fatal(err)
+	}
+	gone := s.client(revoked.Secret)
+
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"revoked key", func() error { _, err := gone.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); return err }, wasmwiz.EUNAUTHORIZED},
+		{"another user's module", func() error { _, err := bob.GetModule(ctx, am.ID); return err }, wasmwiz.ENOTFOUND},
+		{"another user's module, execute", func() error {
+			_, err := bob.ExecuteModule(ctx, am.ID, nil)
+			return err
+		}, wasmwiz.ENOTFOUND},
+		{"another user's module by module_id", func() error {
+			_, err := bob.Execute(ctx, &client.ExecuteRequest{ModuleID: am.ID})
+			return err
+		}, wasmwiz.ENOTFOUND},
+		{"another user's module, delete", func() error { return bob.DeleteModule(ctx, am.ID) }, wasmwiz.ENOTFOUND},
+		{"another user's public module, delete", func() error { return bob.DeleteModule(ctx, pub.ID) }, wasmwiz.ENOTFOUND},
+		{"another user's key, revoke", func() error { return bob.RevokeKey(ctx, aliceKeys[0].ID) }, wasmwiz.ENOTFOUND},
+		{"another user's run", func() error { _, err := bob.GetRun(ctx, res.ID); return err }, wasmwiz.ENOTFOUND},
+		{"a missing module", func() error { _, err := bob.GetModule(ctx, "mod_doesnotexist"); return err }, wasmwiz.ENOTFOUND},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantCode(t, tt.name, tt.call(), tt.want)
+		})
+	}
+
+	// What must still hold after all that.
+	if _, err := alice.GetModule(ctx, am.ID); err != nil {
+		t.Fatalf("alice's module after bob's delete: %v", err)
+	}
+	if _, err := alice.GetModule(ctx, pub.ID); err != nil {
+		t.Fatalf("alice's public module after bob's delete: %v", err)
+	}
+	if r, err := bob.ExecuteModule(ctx, pub.ID, nil); err != nil || string(r.Result.Stdout) != "Hello, World!\n" {
+		t.Fatalf("bob runs alice's public module: %v", err)
+	}
+	if _, err := alice.Me(ctx); err != nil {
+		t.Fatalf("alice's key after bob's revoke: %v", err)
+	}
 }
