@@ -356,6 +356,70 @@ func timedHellos(ctx context.Context, c *client.Client, hello []byte, n int, too
 	return nil
 }
 
+// meanwhile runs attack in a goroutine of its own while other runs hello
+// (hello.wasm) one run after another, each of which must succeed: the
+// other tenant, whose runs must complete while a test attacks the server.
+// It returns how long attack took and the other tenant's latencies; an
+// error from attack fails the test, named by what.
+func meanwhile(t *testing.T, ctx context.Context, other *client.Client, hello []byte, what string, attack func() error) (time.Duration, *testenv.Latencies) {
+	t.Helper()
+	done := make(chan error, 1)
+	start := time.Now()
+	var took time.Duration
+	go func() {
+		err := attack()
+		took = time.Since(start)
+		done <- err
+	}()
+	var hellos testenv.Latencies
+	for {
+		start := time.Now()
+		res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
+		hellos.Since(start)
+		if err != nil || res.Status != api.StatusOK {
+			t.Fatalf("%s: the other tenant's hello: %+v, %v", what, res, err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return took, &hellos
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// peakOf samples measure every interval, in a goroutine of its own, until
+// stop is called or the test ends; stop returns the highest sample.
+func peakOf(t testing.TB, interval time.Duration, measure func() int64) (stop func() int64) {
+	done := make(chan struct{})
+	result := make(chan int64, 1)
+	go func() {
+		var peak int64
+		for {
+			peak = max(peak, measure())
+			select {
+			case <-done:
+				result <- peak
+				return
+			case <-time.After(interval):
+			}
+		}
+	}()
+	var once sync.Once
+	var peak int64
+	stop = func() int64 {
+		once.Do(func() {
+			close(done)
+			peak = <-result
+		})
+		return peak
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
 // testTier is a tier with generous limits, changed by f, as the admin API
 // takes it.
 func testTier(name string, f func(*wasmwiz.Tier)) *api.Tier {

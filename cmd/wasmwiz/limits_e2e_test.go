@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,70 +285,36 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	before := stopRSS() // the tree at rest (other tests' processes too: a figure, not a bound)
 	stopRSS = testenv.PeakRSS(t)
 	// The bound is this server's workers', each sampled on its own.
-	var workerPeak atomic.Int64
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			for _, pid := range s.srv.pool.PIDs() {
-				if r := testenv.RSS(pid); r > workerPeak.Load() {
-					workerPeak.Store(r)
-				}
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
+	stopWorkers := peakOf(t, 20*time.Millisecond, func() int64 {
+		var most int64
+		for _, pid := range s.srv.pool.PIDs() {
+			most = max(most, testenv.RSS(pid))
 		}
-	}()
-	done := make(chan error, 1)
-	go func() {
+		return most
+	})
+	_, helloTook := meanwhile(t, ctx, other, hello, "the attacks", func() error {
 		for _, a := range attacks {
 			res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: a.wasm, Timeout: a.timeout})
 			switch {
 			case err != nil:
-				done <- fmt.Errorf("%s: %w", a.name, err)
-				return
+				return fmt.Errorf("%s: %w", a.name, err)
 			case res.Status != a.want:
-				done <- fmt.Errorf("%s: status %s, trap %q; want %s", a.name, res.Status, res.Trap, a.want)
-				return
+				return fmt.Errorf("%s: status %s, trap %q; want %s", a.name, res.Status, res.Trap, a.want)
 			}
 		}
-		done <- nil
-	}()
-	var helloTook testenv.Latencies
-	var attackErr error
-	ended := false
-	for !ended {
-		start := time.Now()
-		res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-		helloTook.Since(start)
-		if err != nil || res.Status != api.StatusOK {
-			t.Fatalf("the other tenant's hello during the attacks: %+v, %v", res, err)
-		}
-		select {
-		case attackErr = <-done:
-			ended = true
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return nil
+	})
 	peak := stopRSS()
-	close(stopSampling)
-	<-sampled
-	if attackErr != nil {
-		t.Fatal(attackErr)
-	}
+	workerPeak := stopWorkers()
 	// A worker's memory is bounded from the run's cap (a few times it, plus
 	// the runtime), a fraction of the gigabytes one such guest took before
 	// (and five times that under the race detector).
-	if bound := raceOverhead * (memCap*8 + 64*wasmwiz.MiB); workerPeak.Load() > bound {
-		t.Errorf("a worker peaked at %s, over %s", testenv.MiB(workerPeak.Load()), testenv.MiB(bound))
+	if bound := raceOverhead * (memCap*8 + 64*wasmwiz.MiB); workerPeak > bound {
+		t.Errorf("a worker peaked at %s, over %s", testenv.MiB(workerPeak), testenv.MiB(bound))
 	}
 	testenv.Prove(t, "host memory through serve: table growth (trapping, and ignoring failure) and ref.func allocation, one after another, by a tenant capped at 16MiB (PostgreSQL and Redis)",
 		"trap, timeout and memory_limit as the cap says; every worker within 8x the cap plus 64MiB; another tenant's hello worlds complete meanwhile",
-		"peak RSS", "a worker "+testenv.MiB(workerPeak.Load())+"; the test's process tree "+testenv.MiB(peak)+" ("+testenv.MiB(before)+" at rest)",
+		"peak RSS", "a worker "+testenv.MiB(workerPeak)+"; the test's process tree "+testenv.MiB(peak)+" ("+testenv.MiB(before)+" at rest)",
 		"other tenant's latency", helloTook.String())
 }
 
@@ -380,44 +345,13 @@ func TestServeAmplificationBounded(t *testing.T) {
 		t.Fatalf("hello before the attacks: %v", err)
 	}
 
-	// meanwhile runs attack while the other tenant runs hello worlds, and
-	// returns how long the attack took and the hello worlds' latencies.
-	meanwhile := func(name string, attack func() error) (time.Duration, *testenv.Latencies) {
-		t.Helper()
-		done := make(chan error, 1)
-		start := time.Now()
-		var took time.Duration
-		go func() {
-			err := attack()
-			took = time.Since(start)
-			done <- err
-		}()
-		var hellos testenv.Latencies
-		for {
-			start := time.Now()
-			res, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
-			hellos.Since(start)
-			if err != nil || res.Status != api.StatusOK {
-				t.Fatalf("%s: the other tenant's hello: %+v, %v", name, res, err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				return took, &hellos
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-
 	// Links multiplying the outputs.
 	links := []testenv.ArchiveEntry{{Name: "x", Type: tar.TypeReg, Data: "x"}}
 	for i := range 99 {
 		links = append(links, testenv.ArchiveEntry{Name: fmt.Sprintf("l%02d", i), Type: tar.TypeSymlink, Linkname: "."})
 	}
 	var files []api.File
-	took, hellos := meanwhile("links", func() error {
+	took, hellos := meanwhile(t, ctx, other, hello, "links", func() error {
 		res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Archive: testenv.Tar(t, links...),
 			Outputs: []string{"*/*/*/*/x", "x"}, Args: []string{"cwd"}})
 		if err != nil {
@@ -448,7 +382,7 @@ func TestServeAmplificationBounded(t *testing.T) {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	took, hellos = meanwhile("skipped entries", func() error {
+	took, hellos = meanwhile(t, ctx, other, hello, "skipped entries", func() error {
 		_, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Archive: gz.Bytes(), Args: []string{"cwd"}})
 		if codeOf(err) != wasmwiz.ETOOLARGE {
 			return fmt.Errorf("a tar.gz of 200,000 ./ entries: %v, want ETOOLARGE", err)
@@ -462,24 +396,9 @@ func TestServeAmplificationBounded(t *testing.T) {
 	// Directories as deep as the write budget allows.
 	fds := func() int64 { e, _ := os.ReadDir("/proc/self/fd"); return int64(len(e)) }
 	atRest := fds()
-	var peakFDs atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if n := fds(); n > peakFDs.Load() {
-				peakFDs.Store(n)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	stopFDs := peakOf(t, 5*time.Millisecond, fds)
 	var levels int
-	took, hellos = meanwhile("deep directories", func() error {
+	took, hellos = meanwhile(t, ctx, other, hello, "deep directories", func() error {
 		res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "deep_dirs.wasm"), Outputs: []string{"."}})
 		if err != nil {
 			return err
@@ -490,18 +409,17 @@ func TestServeAmplificationBounded(t *testing.T) {
 		levels = res.ExitCode
 		return nil
 	})
-	close(stop)
-	<-sampled
+	peakFDs := stopFDs()
 	testenv.Prove(t, "a guest making directories as deep as its write budget allows (free: 16MiB, 4,096 levels at 4 KiB each), and outputs \".\" over them, sqlite",
 		fmt.Sprintf("mkdir fails ENAMETOOLONG past %d levels; the tree is collected and removed; another tenant's runs complete", wasmwiz.MaxFileDepth),
 		"levels made", fmt.Sprint(levels),
-		"serve's open descriptors (the test's process, sampled every 5 ms)", fmt.Sprintf("peak %d, %d at rest", peakFDs.Load(), atRest),
+		"serve's open descriptors (the test's process, sampled every 5 ms)", fmt.Sprintf("peak %d, %d at rest", peakFDs, atRest),
 		"time to answer", testenv.Ms(took), "other tenant's latency", hellos.String())
 
 	// A module of very many exports, uploaded, listed, called.
 	many := hostiletest.ManyExports(100_000, 50)
 	var inspection, errText int
-	took, hellos = meanwhile("many exports", func() error {
+	took, hellos = meanwhile(t, ctx, other, hello, "many exports", func() error {
 		m, err := attacker.CreateModule(ctx, client.ModuleUpload{Wasm: many, Name: "many.wasm"})
 		if err != nil {
 			return err
@@ -538,7 +456,7 @@ func TestServeAmplificationBounded(t *testing.T) {
 		args[i] = strings.Repeat("a", 255)
 	}
 	var record int
-	took, hellos = meanwhile("args", func() error {
+	took, hellos = meanwhile(t, ctx, other, hello, "args", func() error {
 		res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: hello, Args: args})
 		if err != nil {
 			return err
