@@ -21,6 +21,7 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/redis"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
+	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
 // e2eServer is a real `wasmwiz serve` running in this process on 127.0.0.1:0,
@@ -390,34 +391,17 @@ func meanwhile(t *testing.T, ctx context.Context, other *client.Client, hello []
 	}
 }
 
-// peakOf samples measure every interval, in a goroutine of its own, until
-// stop is called or the test ends; stop returns the highest sample.
-func peakOf(t testing.TB, interval time.Duration, measure func() int64) (stop func() int64) {
-	done := make(chan struct{})
-	result := make(chan int64, 1)
-	go func() {
-		var peak int64
-		for {
-			peak = max(peak, measure())
-			select {
-			case <-done:
-				result <- peak
-				return
-			case <-time.After(interval):
-			}
-		}
-	}()
-	var once sync.Once
-	var peak int64
-	stop = func() int64 {
-		once.Do(func() {
-			close(done)
-			peak = <-result
-		})
-		return peak
+// otherTenant makes the tenant whose hello worlds must complete while a
+// test attacks the server, and runs its first; it returns the tenant and
+// hello.wasm.
+func otherTenant(t *testing.T, ctx context.Context, s *e2eServer) (*client.Client, []byte) {
+	t.Helper()
+	other, _, _ := s.newUser(wasmwiz.TierPro)
+	hello := testmodule.Read(t, "hello.wasm")
+	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
+		t.Fatalf("hello before the attacks: %v", err)
 	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return other, hello
 }
 
 // testTier is a tier with generous limits, changed by f, as the admin API

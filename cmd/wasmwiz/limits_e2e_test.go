@@ -265,11 +265,7 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	attacker, _, _ := s.newTierUser("tight-memory", func(tr *wasmwiz.Tier) {
 		tr.MaxMemoryBytes, tr.Timeout = memCap, time.Minute // a wall time the race detector's slowness does not reach
 	})
-	other, _, _ := s.newUser(wasmwiz.TierPro)
-	hello := testmodule.Read(t, "hello.wasm")
-	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
-		t.Fatalf("hello before the attacks: %v", err)
-	}
+	other, hello := otherTenant(t, ctx, s)
 	attacks := []struct {
 		name    string
 		wasm    []byte
@@ -285,7 +281,7 @@ func TestServeHostMemoryAttacks(t *testing.T) {
 	before := stopRSS() // the tree at rest (other tests' processes too: a figure, not a bound)
 	stopRSS = testenv.PeakRSS(t)
 	// The bound is this server's workers', each sampled on its own.
-	stopWorkers := peakOf(t, 20*time.Millisecond, func() int64 {
+	stopWorkers := testenv.PeakOf(t, 20*time.Millisecond, func() int64 {
 		var most int64
 		for _, pid := range s.srv.pool.PIDs() {
 			most = max(most, testenv.RSS(pid))
@@ -338,12 +334,8 @@ func TestServeAmplificationBounded(t *testing.T) {
 	ctx := context.Background()
 	s := backends[0].serve(t)
 	attacker, _, attackerKey := s.newUser(wasmwiz.TierFree)
-	other, _, _ := s.newUser(wasmwiz.TierPro)
-	hello := testmodule.Read(t, "hello.wasm")
+	other, hello := otherTenant(t, ctx, s)
 	probe := testmodule.Read(t, "fsprobe.wasm")
-	if _, err := other.Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil {
-		t.Fatalf("hello before the attacks: %v", err)
-	}
 
 	// Links multiplying the outputs.
 	links := []testenv.ArchiveEntry{{Name: "x", Type: tar.TypeReg, Data: "x"}}
@@ -396,7 +388,7 @@ func TestServeAmplificationBounded(t *testing.T) {
 	// Directories as deep as the write budget allows.
 	fds := func() int64 { e, _ := os.ReadDir("/proc/self/fd"); return int64(len(e)) }
 	atRest := fds()
-	stopFDs := peakOf(t, 5*time.Millisecond, fds)
+	stopFDs := testenv.PeakOf(t, 5*time.Millisecond, fds)
 	var levels int
 	took, hellos = meanwhile(t, ctx, other, hello, "deep directories", func() error {
 		res, err := attacker.Execute(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "deep_dirs.wasm"), Outputs: []string{"."}})

@@ -131,14 +131,21 @@ func PeakRSSOf(t testing.TB, pid int) (stop func() int64) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		return func() int64 { return 0 }
 	}
+	return PeakOf(t, 50*time.Millisecond, func() int64 { return treeRSS(pid) })
+}
+
+// PeakOf samples measure every interval, in a goroutine of its own, until
+// the returned stop is called or the test ends; stop returns the largest
+// sample.
+func PeakOf(t testing.TB, interval time.Duration, measure func() int64) (stop func() int64) {
 	done := make(chan struct{})
 	result := make(chan int64, 1)
 	go func() {
 		var peak int64
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			peak = max(peak, treeRSS(pid))
+			peak = max(peak, measure())
 			select {
 			case <-done:
 				result <- peak
