@@ -8,10 +8,12 @@ import (
 )
 
 // Retention defaults: how often each replica deletes old runs, and how many
-// rows one statement deletes (short statements keep locks short).
+// rows one statement deletes at most and at least (short statements keep
+// locks short; see deleteRuns).
 const (
 	defaultRetentionInterval = 5 * time.Minute
 	retentionBatch           = 1000
+	minRetentionBatch        = 10
 )
 
 // retentionLoop deletes old runs (deleteOldRuns), in batches, soon after
@@ -55,24 +57,46 @@ func (s *Server) deleteOldRuns(ctx context.Context) int {
 // under the store's call timeout (WASMWIZ_DATABASE_TIMEOUT), not a longer
 // deadline of its own (wasmwiz.WithOwnDeadline): on SQLite a batch holds the
 // only write lock, and one that held it longer would make the requests'
-// writes fail; a batch that fails is tried again at the next interval.
+// writes fail. So the batch adapts: a batch the database could not finish
+// in time (EUNAVAILABLE: runs with much stored output, a loaded database)
+// is tried again a quarter as large, down to minRetentionBatch, and the
+// size kept for the next interval, doubling back after each batch that
+// finishes whole; any other failure waits for the next interval. Without
+// it, one batch too large to commit in time failed at every interval, and
+// nothing was ever deleted again.
 func (s *Server) deleteRuns(ctx context.Context, before time.Time, tier string) int {
 	total := 0
 	for ctx.Err() == nil {
-		n, err := s.store.DeleteRunsBefore(ctx, before, tier, retentionBatch)
+		batch := s.retentionBatchSize()
+		n, err := s.store.DeleteRunsBefore(ctx, before, tier, batch)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "tier", tier, "err", err)
+			if ctx.Err() != nil {
+				break
 			}
+			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE && batch > minRetentionBatch {
+				s.retention.batch.Store(int64(max(batch/4, minRetentionBatch)))
+				s.log.Warn("retention: a batch of old runs did not finish; trying a smaller one", "tier", tier, "batch", batch, "err", err)
+				continue
+			}
+			s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "tier", tier, "batch", batch, "err", err)
 			break
 		}
 		total += n
-		if n < retentionBatch {
+		if n < batch {
 			break
 		}
+		s.retention.batch.Store(int64(min(2*batch, retentionBatch)))
 	}
 	if total > 0 {
 		s.log.Info("retention: deleted old runs", "runs", total, "tier", tier, "before", before.UTC().Format(time.RFC3339))
 	}
 	return total
+}
+
+// retentionBatchSize is the rows deleteRuns deletes in its next batch.
+func (s *Server) retentionBatchSize() int {
+	if n := s.retention.batch.Load(); n > 0 {
+		return int(n)
+	}
+	return retentionBatch
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -436,6 +438,69 @@ func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
 	}
 	if err := st.CreateRuns(ctx, runs); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// batchBound is a store whose deletes of more than max runs at once fail
+// as a call past the store's timeout does (EUNAVAILABLE): a batch too large
+// to commit in time.
+type batchBound struct {
+	Store
+	max     int
+	batches []int
+}
+
+func (b *batchBound) DeleteRunsBefore(ctx context.Context, before time.Time, tier string, limit int) (int, error) {
+	b.batches = append(b.batches, limit)
+	if limit > b.max {
+		return 0, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "delete runs: database unavailable, retry later")
+	}
+	return b.Store.DeleteRunsBefore(ctx, before, tier, limit)
+}
+
+// TestRetentionShrinksABatchTooLargeToCommit: when a batch of old runs
+// cannot be deleted within the store's call timeout, retention tries a
+// smaller one at once and keeps that size for the next interval, so that it
+// still deletes every old run instead of failing at every interval; after
+// batches that finish whole it grows back.
+func TestRetentionShrinksABatchTooLargeToCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := backends[0].env(t)
+	var runs []*wasmwiz.UsageRecord
+	for range 300 {
+		runs = append(runs, pastRun(48*time.Hour))
+	}
+	seedRuns(t, db, runs)
+	cfg, err := LoadConfig(func(k string) string { return db[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bound := &batchBound{Store: st, max: 40}
+	s := &Server{cfg: &Config{Retention: 24 * time.Hour}, store: bound, log: slog.New(slog.DiscardHandler)}
+	if n := s.deleteOldRuns(ctx); n != len(runs) {
+		t.Fatalf("deleted %d old runs, want %d (batches %v)", n, len(runs), bound.batches)
+	}
+	// 1000, 250 and 62 fail; 15 deletes whole batches, each doubling the
+	// next, until one over 40 fails and shrinks it again.
+	if want := []int{1000, 250, 62, 15}; !slices.Equal(bound.batches[:4], want) {
+		t.Fatalf("batches %v, want %v first", bound.batches, want)
+	}
+	for _, b := range bound.batches {
+		if b < minRetentionBatch {
+			t.Fatalf("a batch of %d, under the least of %d (batches %v)", b, minRetentionBatch, bound.batches)
+		}
+	}
+	// The next interval starts from the size that worked, not from 1000.
+	bound.batches, bound.max = nil, 1000
+	s.deleteOldRuns(ctx)
+	if first := bound.batches[0]; first > 40 {
+		t.Fatalf("the next interval began with a batch of %d (batches %v)", first, bound.batches)
 	}
 }
 
