@@ -207,6 +207,27 @@ func (c *RateLimitCounts) Stats() RateLimitStats {
 	}
 }
 
+// KnownKeys is what a RateLimiter shared by replicas (Redis) also offers:
+// a shared set of the API keys that authenticated lately, by digest. The
+// HTTP layer blocks, for a minute, the keys of an address or network that
+// sent too many keys that do not authenticate, except keys known good; a
+// replica that never saw a tenant's key authenticate (it just started, or
+// the tenant's requests went elsewhere) asks the set before refusing it,
+// so that another tenant's flood from the same cloud network does not lock
+// that tenant out. What the set holds is a hash of the key's digest, never
+// the digest the stores keep. Errors: EUNAVAILABLE while the shared store
+// does not answer (the caller then decides on what it knows itself).
+type KnownKeys interface {
+	// NoteKnownKey records that the key of digest (its SHA-256)
+	// authenticated, for ttl.
+	NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error
+	// IsKnownKey reports whether the key of digest was noted within its ttl.
+	IsKnownKey(ctx context.Context, digest [32]byte) (bool, error)
+	// ForgetKnownKey removes the key of digest, which failed to
+	// authenticate (revoked, its user disabled).
+	ForgetKnownKey(ctx context.Context, digest [32]byte) error
+}
+
 // RateLimitStats counts a limiter's decisions since it started, for metrics
 // (rate-limit decisions by result). Both limiters expose it as Stats().
 type RateLimitStats struct {

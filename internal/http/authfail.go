@@ -22,6 +22,14 @@ const authFailureEntries = 100_000
 // failures of its network (an IPv4 /24, an IPv6 /48) may reach.
 const authFailureWide = 8
 
+// A key that authenticates is noted in the replicas' shared known set
+// (wasmwiz.KnownKeys) for knownKeyTTL, again by a replica that still sees
+// it knownKeyRenew after it last noted it.
+const (
+	knownKeyTTL   = 24 * time.Hour
+	knownKeyRenew = time.Hour
+)
+
 // authFailures bounds what API keys that do not authenticate make the
 // server spend. A key of the right shape costs a store lookup (a database
 // round trip shared by every tenant) before it is known to be bad, and
@@ -31,18 +39,21 @@ const authFailureWide = 8
 // through the RateLimiter, across replicas: a sender holding a /48 has
 // 65 536 /64s to rotate through, a /24 256 addresses. Once an address or
 // its network is over its limit, this replica refuses its keys (429) for
-// the rest of the window without a lookup, except keys that authenticated
-// on this replica before (a tenant behind the same address keeps working)
-// until such a key fails.
+// the rest of the window without a lookup, except keys known good: keys
+// that authenticated on this replica before, or, where the limiter shares
+// a known set (wasmwiz.KnownKeys: Redis), on any replica within a day (a
+// tenant behind the same address or network keeps working, on a replica
+// that just started too), until such a key fails.
 type authFailures struct {
 	limiter wasmwiz.RateLimiter
-	limit   int64 // failed lookups per address per window
+	shared  wasmwiz.KnownKeys // nil when the limiter shares none
+	limit   int64             // failed lookups per address per window
 	log     *slog.Logger
 	now     func() time.Time
 
 	mu      sync.RWMutex
-	blocked map[netip.Prefix]time.Time     // addresses and networks over their limit, until when
-	known   map[[sha256.Size]byte]struct{} // digests of keys that authenticated here
+	blocked map[netip.Prefix]time.Time      // addresses and networks over their limit, until when
+	known   map[[sha256.Size]byte]time.Time // digests of keys that authenticated here: when last noted in shared (zero: not)
 }
 
 // newAuthFailures returns the guard, or nil (no bound) for a limit below 1.
@@ -50,7 +61,9 @@ func newAuthFailures(limiter wasmwiz.RateLimiter, limit int, log *slog.Logger, n
 	if limit < 1 || limiter == nil {
 		return nil
 	}
-	return &authFailures{limiter: limiter, limit: int64(limit), log: log, now: now}
+	g := &authFailures{limiter: limiter, limit: int64(limit), log: log, now: now}
+	g.shared, _ = limiter.(wasmwiz.KnownKeys)
+	return g
 }
 
 // authFailureAddress is what failures are counted by: the address, or its
@@ -97,8 +110,9 @@ type authFailureScope struct {
 // refused returns ERATELIMIT, with the time left as its Retry-After, when
 // ip or its network is over its limit on this replica and the key of
 // digest (its SHA-256, which authenticate computes once for this guard and
-// userRequests) did not authenticate here before.
-func (g *authFailures) refused(ip netip.Addr, digest [sha256.Size]byte) error {
+// userRequests) is not known good: it did not authenticate here before, nor
+// lately on any replica (the shared set, asked only then).
+func (g *authFailures) refused(ctx context.Context, ip netip.Addr, digest [sha256.Size]byte) error {
 	if g == nil {
 		return nil
 	}
@@ -121,7 +135,7 @@ func (g *authFailures) refused(ip netip.Addr, digest [sha256.Size]byte) error {
 		g.mu.RLock()
 		_, known := g.known[digest]
 		g.mu.RUnlock()
-		if known {
+		if known || g.sharedKnows(ctx, digest) {
 			return nil
 		}
 		wait := until.Sub(now)
@@ -139,8 +153,15 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256
 		return
 	}
 	g.mu.Lock()
+	_, known := g.known[digest]
 	delete(g.known, digest) // a key that fails is no longer let past a block
 	g.mu.Unlock()
+	if known && g.shared != nil {
+		// On no replica either (revoked, its user disabled).
+		if err := g.shared.ForgetKnownKey(ctx, digest); err != nil {
+			g.log.WarnContext(ctx, "cannot remove a key that failed from the known keys", "err", err)
+		}
+	}
 	for _, sc := range g.scopes(ip) {
 		dec, err := g.limiter.Allow(ctx, "authfail:"+sc.prefix.String(),
 			[]wasmwiz.RateLimit{{Name: "auth_failures", Limit: sc.limit, Window: authFailureWindow}})
@@ -162,21 +183,50 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256
 	}
 }
 
-// succeeded notes the key of digest, which authenticated.
-func (g *authFailures) succeeded(digest [sha256.Size]byte) {
+// succeeded notes the key of digest, which authenticated, here and (at
+// most once per knownKeyRenew on this replica) in the shared known set.
+func (g *authFailures) succeeded(ctx context.Context, digest [sha256.Size]byte) {
 	if g == nil {
 		return
 	}
+	now := g.now()
 	g.mu.RLock()
-	_, known := g.known[digest]
+	noted, known := g.known[digest]
 	g.mu.RUnlock()
-	if known {
+	if known && (g.shared == nil || now.Sub(noted) < knownKeyRenew) {
 		return
 	}
+	if g.shared != nil {
+		if err := g.shared.NoteKnownKey(ctx, digest, knownKeyTTL); err != nil {
+			noted = time.Time{} // noted again with the next success
+		} else {
+			noted = now
+		}
+	}
+	g.remember(digest, noted)
+}
+
+// sharedKnows reports whether the shared known set holds the key of digest
+// (false without one, or when it does not answer); a key it holds is
+// remembered here.
+func (g *authFailures) sharedKnows(ctx context.Context, digest [sha256.Size]byte) bool {
+	if g.shared == nil {
+		return false
+	}
+	ok, err := g.shared.IsKnownKey(ctx, digest)
+	if err != nil || !ok {
+		return false
+	}
+	g.remember(digest, g.now())
+	return true
+}
+
+// remember puts digest in the known keys, noted in the shared set at noted.
+func (g *authFailures) remember(digest [sha256.Size]byte, noted time.Time) {
 	g.mu.Lock()
 	if g.known == nil || len(g.known) >= authFailureEntries {
-		g.known = make(map[[sha256.Size]byte]struct{})
+		g.known = make(map[[sha256.Size]byte]time.Time)
 	}
-	g.known[digest] = struct{}{}
+	g.known[digest] = noted
 	g.mu.Unlock()
 }

@@ -232,3 +232,109 @@ func TestAuthFailuresBoundedPerNetwork(t *testing.T) {
 		})
 	}
 }
+
+// knownSet is a limiter shared by replicas that also shares a known-keys
+// set (wasmwiz.KnownKeys), as the Redis limiter does.
+type knownSet struct {
+	wasmwiz.RateLimiter
+	mu   sync.Mutex
+	keys map[[32]byte]bool
+	asks atomic.Int64
+}
+
+func (k *knownSet) NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[digest] = true
+	return nil
+}
+
+func (k *knownSet) IsKnownKey(ctx context.Context, digest [32]byte) (bool, error) {
+	k.asks.Add(1)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.keys[digest], nil
+}
+
+func (k *knownSet) ForgetKnownKey(ctx context.Context, digest [32]byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.keys, digest)
+	return nil
+}
+
+// TestAuthFailuresKnownOnAnotherReplica: a tenant whose key authenticated
+// on one replica is not locked out of another (one that never saw it, as
+// after a restart) when a flood from its network blocks that network
+// there: the replica asks the limiter's shared known set, and only for a
+// key from a blocked address. A key known nowhere is still refused without
+// a lookup; a known key that then fails (revoked) leaves the shared set
+// and is refused on every replica like any bad key.
+func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	shared := &knownSet{RateLimiter: inmem.New(inmem.Options{}), keys: map[[32]byte]bool{}}
+	var revoked atomic.Bool
+	replica := func() (*fixture, *atomic.Int64) {
+		f := newFixture(t, func(o *wwhttp.Options) {
+			o.Limiter = shared
+			o.MaxAuthFailures = limit
+		})
+		var lookups atomic.Int64
+		next := f.keys.AuthenticateFn
+		f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+			lookups.Add(1)
+			if p == userKey && revoked.Load() {
+				return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "revoked")
+			}
+			return next(ctx, p)
+		}
+		f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+			return nil, wasmwiz.ListTotal{}, nil
+		}
+		return f, &lookups
+	}
+	a, _ := replica()
+	b, bLookups := replica()
+	c, _ := replica()
+	get := func(f *fixture, addr, key string) *response {
+		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
+	}
+	const tenant = "203.0.113.200"
+	if res := get(a, tenant, userKey); res.status != 200 {
+		t.Fatalf("the tenant's key on replica A: %d %s", res.status, res.body)
+	}
+	if shared.asks.Load() != 0 {
+		t.Fatal("the shared set was asked with no address blocked")
+	}
+	// A flood from the tenant's /24 on replica B, each address under its own limit.
+	n := 0
+	for i := range 8*limit + 1 {
+		n++
+		get(b, fmt.Sprintf("203.0.113.%d", i/limit+1), fmt.Sprintf("ww_%040d", n))
+	}
+	if res := get(b, "203.0.113.100", fmt.Sprintf("ww_%040d", n+1)); res.status != 429 {
+		t.Fatalf("the flood's network on replica B: %d, want 429: %s", res.status, res.body)
+	}
+	looked := bLookups.Load()
+	if res := get(b, tenant, otherKey); res.status != 429 {
+		t.Errorf("a key known on no replica, from the blocked network: %d, want 429: %s", res.status, res.body)
+	}
+	if got := bLookups.Load() - looked; got != 0 {
+		t.Errorf("a key known nowhere was looked up %d times past the block", got)
+	}
+	if res := get(b, tenant, userKey); res.status != 200 {
+		t.Errorf("the tenant's key, known on replica A, from the blocked network on replica B: %d, want 200: %s", res.status, res.body)
+	}
+
+	// Revoked: its failure on B takes it out of the shared set, so C (where
+	// the network is blocked too: the counts are shared) refuses it unseen.
+	revoked.Store(true)
+	if res := get(b, tenant, userKey); res.status != 401 {
+		t.Fatalf("the revoked key on B: %d, want 401: %s", res.status, res.body)
+	}
+	get(c, "203.0.113.101", fmt.Sprintf("ww_%040d", n+2)) // C learns the block from the shared count
+	if res := get(c, tenant, userKey); res.status != 429 {
+		t.Errorf("the revoked key on replica C: %d, want 429: %s", res.status, res.body)
+	}
+}

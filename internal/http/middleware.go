@@ -383,7 +383,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if s.authFail != nil || bounded || execute {
 			digest = sha256.Sum256([]byte(key))
 		}
-		if err := s.authFail.refused(ip, digest); err != nil {
+		if err := s.authFail.refused(r.Context(), ip, digest); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -439,7 +439,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		u := wasmwiz.UserFromContext(ctx)
-		s.authFail.succeeded(digest)
+		s.authFail.succeeded(r.Context(), digest)
 		if slot != nil {
 			if slot, err = s.userReqs.authenticated(slot, who, digest, u.ID); err != nil {
 				s.writeError(w, r, err)

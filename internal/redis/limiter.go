@@ -8,6 +8,7 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -403,6 +404,56 @@ func (l *Limiter) abandoned(probe bool) {
 		l.probing = false
 		l.mu.Unlock()
 	}
+}
+
+var _ wasmwiz.KnownKeys = (*Limiter)(nil)
+
+// knownKey is the Redis key of the key of digest in the known set: a hash
+// of the digest (the stores keep the digest itself).
+func (l *Limiter) knownKey(digest [32]byte) string {
+	h := sha256.Sum256(append([]byte("wasmwiz known key\x00"), digest[:]...))
+	return l.prefix + "known:" + hex.EncodeToString(h[:])
+}
+
+// known makes one call of the known set on Redis within the limiter's
+// timeout: EUNAVAILABLE while Redis is down (no probe is spent on it) or
+// when the call fails. The fallback keeps no known set: each replica's
+// own is the HTTP layer's.
+func (l *Limiter) known(ctx context.Context, call func(ctx context.Context) error) error {
+	if l.down.Load() {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the known keys are shared through Redis, which does not answer")
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := call(ctx); err != nil {
+		l.storeErrors.Add(1)
+		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "the known keys: redis: %v", err)
+	}
+	return nil
+}
+
+// NoteKnownKey implements wasmwiz.KnownKeys.
+func (l *Limiter) NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error {
+	return l.known(ctx, func(ctx context.Context) error {
+		return l.client.Set(ctx, l.knownKey(digest), 1, ttl).Err()
+	})
+}
+
+// IsKnownKey implements wasmwiz.KnownKeys.
+func (l *Limiter) IsKnownKey(ctx context.Context, digest [32]byte) (bool, error) {
+	var n int64
+	err := l.known(ctx, func(ctx context.Context) (err error) {
+		n, err = l.client.Exists(ctx, l.knownKey(digest)).Result()
+		return err
+	})
+	return n == 1, err
+}
+
+// ForgetKnownKey implements wasmwiz.KnownKeys.
+func (l *Limiter) ForgetKnownKey(ctx context.Context, digest [32]byte) error {
+	return l.known(ctx, func(ctx context.Context) error {
+		return l.client.Del(ctx, l.knownKey(digest)).Err()
+	})
 }
 
 // Stats returns the decisions made since New. Allowed, Limited, Acquired and

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -839,4 +840,65 @@ func TestReleasesFoldIntoAdmissions(t *testing.T) {
 		}
 		return a.OK()
 	})
+}
+
+// TestKnownKeysShared: a key noted by one replica is known to another
+// until its ttl passes or a replica forgets it; Redis holds a hash of the
+// digest, not the digest the stores keep; a limiter whose Redis does not
+// answer says EUNAVAILABLE, and the HTTP layer then goes by its own.
+func TestKnownKeysShared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClient(t, testenv.RedisURL(t))
+	prefix := testPrefix(t, c)
+	a := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	b := newLimiter(t, redis.Options{Client: newClient(t, testenv.RedisURL(t)), Prefix: prefix, Timeout: 5 * time.Second})
+	digest, other := sha256.Sum256([]byte("ww_key")), sha256.Sum256([]byte("ww_other"))
+	known := func(l *redis.Limiter, d [32]byte) bool {
+		t.Helper()
+		ok, err := l.IsKnownKey(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if known(b, digest) {
+		t.Fatal("a key no one noted is known")
+	}
+	if err := a.NoteKnownKey(ctx, digest, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if !known(b, digest) || known(b, other) {
+		t.Fatalf("after A noted one key: B knows it %v, the other %v", known(b, digest), known(b, other))
+	}
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, hex.EncodeToString(digest[:])) {
+			t.Fatalf("Redis holds the key's digest itself: %s", k)
+		}
+		if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("%s has ttl %v, want at most a minute", k, ttl)
+		}
+	}
+	if err := b.ForgetKnownKey(ctx, digest); err != nil {
+		t.Fatal(err)
+	}
+	if known(a, digest) {
+		t.Fatal("a key B forgot is still known to A")
+	}
+	if err := a.NoteKnownKey(ctx, digest, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the noted key's ttl to pass", func() bool { return !known(b, digest) })
+
+	down := newLimiter(t, redis.Options{Client: newClient(t, "redis://"+tcpproxy.ClosedAddr(t)), Timeout: 200 * time.Millisecond})
+	if _, err := down.IsKnownKey(ctx, digest); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("IsKnownKey with Redis down: %v, want EUNAVAILABLE", err)
+	}
+	if err := down.NoteKnownKey(ctx, digest, time.Minute); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("NoteKnownKey with Redis down: %v, want EUNAVAILABLE", err)
+	}
 }
