@@ -423,6 +423,17 @@ func pastRun(age time.Duration) *wasmwiz.UsageRecord {
 // server starts on it.
 func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
 	t.Helper()
+	st := openStore(t, db)
+	defer st.Close()
+	if err := st.CreateRuns(context.Background(), runs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openStore opens and migrates the database of db (backend variables), as
+// serve would; the caller closes it.
+func openStore(t *testing.T, db map[string]string) Store {
+	t.Helper()
 	ctx := context.Background()
 	cfg, err := LoadConfig(func(k string) string { return db[k] })
 	if err != nil {
@@ -432,13 +443,11 @@ func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
 	if err := st.Migrate(ctx); err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
-	if err := st.CreateRuns(ctx, runs); err != nil {
-		t.Fatal(err)
-	}
+	return st
 }
 
 // batchBound is a store whose deletes of more than max runs at once fail
@@ -472,14 +481,7 @@ func TestRetentionShrinksABatchTooLargeToCommit(t *testing.T) {
 		runs = append(runs, pastRun(48*time.Hour))
 	}
 	seedRuns(t, db, runs)
-	cfg, err := LoadConfig(func(k string) string { return db[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, db)
 	defer st.Close()
 	bound := &batchBound{Store: st, max: 40}
 	s := &Server{cfg: &Config{Retention: 24 * time.Hour}, store: bound, log: slog.New(slog.DiscardHandler)}
