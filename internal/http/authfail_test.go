@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,7 +12,35 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
+
+// countKeyLookups counts f's key lookups from here on, and answers its
+// module lists empty: listModulesFrom is the request these tests flood.
+func countKeyLookups(f *fixture) *atomic.Int64 {
+	var lookups atomic.Int64
+	next := f.keys.AuthenticateFn
+	f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
+		lookups.Add(1)
+		return next(ctx, p)
+	}
+	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
+		return nil, wasmwiz.ListTotal{}, nil
+	}
+	return &lookups
+}
+
+// bogusKeys returns a function that makes a well-shaped key that does not
+// authenticate, a new one each time, as a flood would send.
+func bogusKeys() func() string {
+	n := 0
+	return func() string { n++; return fmt.Sprintf("ww_%040d", n) }
+}
+
+// listModulesFrom lists the modules with key, sent from the address addr.
+func (f *fixture) listModulesFrom(addr, key string) *response {
+	return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
+}
 
 // TestAuthFailuresBoundedPerAddress: a flood of well-shaped keys that do not
 // authenticate, from one address and no account, costs the store at most
@@ -24,29 +51,16 @@ import (
 // by its /64, and the minute over, lookups resume.
 func TestAuthFailuresBoundedPerAddress(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const limit = 3
 	f := newFixture(t, func(o *wwhttp.Options) {
-		o.Limiter = inmem.New(inmem.Options{Now: now})
-		o.Now = now
+		o.Limiter = inmem.New(inmem.Options{Now: clock.Now})
+		o.Now = clock.Now
 		o.MaxAuthFailures = limit
 	})
-	var lookups atomic.Int64
-	next := f.keys.AuthenticateFn
-	f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
-		lookups.Add(1)
-		return next(ctx, p)
-	}
-	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
-		return nil, wasmwiz.ListTotal{}, nil
-	}
-	n := 0
-	bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) } // a new key each time, as a flood would send
-	get := func(addr, key string) *response {
-		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
-	}
+	lookups := countKeyLookups(f)
+	bogus := bogusKeys()
+	get := f.listModulesFrom
 	const attacker, tenant = "203.0.113.7", "198.51.100.9"
 
 	if res := get(attacker, userKey); res.status != 200 {
@@ -94,9 +108,7 @@ func TestAuthFailuresBoundedPerAddress(t *testing.T) {
 		t.Errorf("an address of another /64: %d, want 401: %s", res.status, res.body)
 	}
 
-	mu.Lock()
-	clock = clock.Add(time.Minute + time.Second)
-	mu.Unlock()
+	clock.Add(time.Minute + time.Second)
 	looked = lookups.Load()
 	if res := get(attacker, bogus()); res.status != 401 {
 		t.Errorf("a bad key after the minute: %d, want 401: %s", res.status, res.body)
@@ -113,25 +125,19 @@ func TestAuthFailuresBoundedPerAddress(t *testing.T) {
 func TestAuthFailuresKnownKeyThatFails(t *testing.T) {
 	t.Parallel()
 	var revoked atomic.Bool
-	var lookups atomic.Int64
 	f := newFixture(t, func(o *wwhttp.Options) {
 		o.Limiter = inmem.New(inmem.Options{})
 		o.MaxAuthFailures = 2
 	})
 	next := f.keys.AuthenticateFn
 	f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
-		lookups.Add(1)
 		if p == userKey && revoked.Load() {
 			return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "revoked")
 		}
 		return next(ctx, p)
 	}
-	f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
-		return nil, wasmwiz.ListTotal{}, nil
-	}
-	get := func(key string) *response {
-		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: "203.0.113.8:1"})
-	}
+	lookups := countKeyLookups(f)
+	get := func(key string) *response { return f.listModulesFrom("203.0.113.8", key) }
 	if res := get(userKey); res.status != 200 {
 		t.Fatalf("good key: %d %s", res.status, res.body)
 	}
@@ -176,20 +182,9 @@ func TestAuthFailuresBoundedPerNetwork(t *testing.T) {
 				o.Limiter = inmem.New(inmem.Options{})
 				o.MaxAuthFailures = limit
 			})
-			var lookups atomic.Int64
-			next := f.keys.AuthenticateFn
-			f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
-				lookups.Add(1)
-				return next(ctx, p)
-			}
-			f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
-				return nil, wasmwiz.ListTotal{}, nil
-			}
-			n := 0
-			bogus := func() string { n++; return fmt.Sprintf("ww_%040d", n) }
-			get := func(addr, key string) *response {
-				return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
-			}
+			lookups := countKeyLookups(f)
+			bogus := bogusKeys()
+			get := f.listModulesFrom
 			if res := get(tt.addr(200), userKey); res.status != 200 {
 				t.Fatalf("a good key before the flood: %d %s", res.status, res.body)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // TestOnlyRealChangesPublishTheEpoch: a write publishes the cache epoch
@@ -70,12 +70,10 @@ func TestOnlyRealChangesPublishTheEpoch(t *testing.T) {
 // admins go on, and the minute over the user may change things again.
 func TestChangesBoundedPerUser(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	f := newFixture(t, func(o *wwhttp.Options) {
-		o.Limiter = inmem.New(inmem.Options{Now: now})
-		o.Now = now
+		o.Limiter = inmem.New(inmem.Options{Now: clock.Now})
+		o.Now = clock.Now
 	})
 	mod := &wasmwiz.Module{ID: wasmwiz.NewModuleID(), OwnerID: 1, Name: "m", SHA256: "abc"}
 	var writes atomic.Int64
@@ -126,9 +124,7 @@ func TestChangesBoundedPerUser(t *testing.T) {
 			t.Fatalf("an admin's change %d: %d %s", i+1, res.status, res.body)
 		}
 	}
-	mu.Lock()
-	clock = clock.Add(time.Minute)
-	mu.Unlock()
+	clock.Add(time.Minute)
 	if res := change(0, userKey); res.status != 204 {
 		t.Errorf("a change a minute later: %d %s", res.status, res.body)
 	}

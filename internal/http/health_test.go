@@ -91,13 +91,11 @@ func TestDrain(t *testing.T) {
 // after it pings again.
 func TestReadyzOneCheckAtATime(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	var dbPings, redisPings atomic.Int64
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	f := newFixture(t, func(o *wwhttp.Options) {
-		o.Now = now
+		o.Now = clock.Now
 		o.Readiness = []wwhttp.ReadinessCheck{
 			{Name: "database", Ping: func(ctx context.Context) error {
 				if dbPings.Add(1) == 1 {
@@ -127,15 +125,11 @@ func TestReadyzOneCheckAtATime(t *testing.T) {
 		t.Fatalf("%d calls pinged the database %d times and Redis %d times, want 1-2 each", calls, db, redis)
 	}
 	pinged := dbPings.Load()
-	mu.Lock()
-	clock = clock.Add(900 * time.Millisecond)
-	mu.Unlock()
+	clock.Add(900 * time.Millisecond)
 	if res := f.do(request{method: "GET", path: "/readyz"}); res.status != 200 || dbPings.Load() != pinged {
 		t.Fatalf("a call within a second of the round: %d, %d more pings, want the round's answer", res.status, dbPings.Load()-pinged)
 	}
-	mu.Lock()
-	clock = clock.Add(200 * time.Millisecond)
-	mu.Unlock()
+	clock.Add(200 * time.Millisecond)
 	if res := f.do(request{method: "GET", path: "/readyz"}); res.status != 200 || dbPings.Load() != pinged+1 {
 		t.Fatalf("a call a second after the round: %d, %d more pings, want 1", res.status, dbPings.Load()-pinged)
 	}
@@ -145,12 +139,10 @@ func TestReadyzOneCheckAtATime(t *testing.T) {
 // when it goes down, not per call, and once when it comes back.
 func TestReadyzLogsStateChanges(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	var down atomic.Bool
 	f := newFixture(t, func(o *wwhttp.Options) {
-		o.Now = now
+		o.Now = clock.Now
 		o.Readiness = []wwhttp.ReadinessCheck{{Name: "redis", Ping: func(ctx context.Context) error {
 			if down.Load() {
 				return errors.New("dial tcp: connection refused")
@@ -160,9 +152,7 @@ func TestReadyzLogsStateChanges(t *testing.T) {
 	})
 	round := func(want int) {
 		t.Helper()
-		mu.Lock()
-		clock = clock.Add(2 * time.Second) // past the reuse: a new round
-		mu.Unlock()
+		clock.Add(2 * time.Second) // past the reuse: a new round
 		if res := f.do(request{method: "GET", path: "/readyz"}); res.status != want {
 			t.Fatalf("/readyz: %d %s, want %d", res.status, res.body, want)
 		}

@@ -46,12 +46,10 @@ func refusalFlood(t *testing.T, n, want int, send func() *response) (wanted, lim
 // lookup. Another user is not touched; the clock refills the bucket.
 func TestExecuteRefusalsBoundedPerUser(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const rate = 5 // a second; bursts of 10
 	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = now
+		o.Now = clock.Now
 		o.UserRequestRate = rate
 	})
 	var finds atomic.Int64
@@ -83,9 +81,7 @@ func TestExecuteRefusalsBoundedPerUser(t *testing.T) {
 	if res := uf.execute(otherKey); res.status != 200 {
 		t.Errorf("another user's run meanwhile: %d %s", res.status, res.body)
 	}
-	mu.Lock()
-	clock = clock.Add(time.Minute)
-	mu.Unlock()
+	clock.Add(time.Minute)
 	if res := uf.execute(userKey); res.status != 200 {
 		t.Errorf("the user's run once its bucket refilled: %d %s", res.status, res.body)
 	}
@@ -97,9 +93,7 @@ func TestExecuteRefusalsBoundedPerUser(t *testing.T) {
 // user's bucket is spent, then answers 429 without one.
 func TestExecuteTooLargeRefusalsBounded(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const rate = 5
 	lim := inmem.New(inmem.Options{})
 	if err := lim.PublishCacheEpoch(context.Background(), 1); err != nil {
@@ -107,7 +101,7 @@ func TestExecuteTooLargeRefusalsBounded(t *testing.T) {
 	}
 	free, _ := findTier(wasmwiz.TierFree)
 	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = now
+		o.Now = clock.Now
 		o.UserRequestRate = rate
 		o.Limiter = lim
 		o.Epochs = &mock.CacheEpochService{CacheEpochFn: func(context.Context) (int64, error) { return 1, nil }}

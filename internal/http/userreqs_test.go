@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmwiz/wasmwiz"
 	wwhttp "github.com/wasmwiz/wasmwiz/internal/http"
+	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
 // userKey2 is a second key of theUser.
@@ -174,13 +175,10 @@ func TestUserRequestsInFlight(t *testing.T) {
 // requests have a bucket of their own); the bucket refills with the clock.
 func TestUserRequestsRate(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const rate = 5 // a second; bursts of 10
 	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = now
+		o.Now = clock.Now
 		o.UserRequestRate = rate
 	})
 	for range 3 * rate {
@@ -228,12 +226,12 @@ func TestUserRequestsRate(t *testing.T) {
 		t.Errorf("the user's run meanwhile: %d %s, want 200", res.status, res.body)
 	}
 
-	advance(time.Second / rate) // one token
+	clock.Add(time.Second / rate) // one token
 	if res := uf.usage(userKey); res.status != 200 {
 		t.Fatalf("a read a token later: %d %s", res.status, res.body)
 	}
 	refusedByUserBound(t, "the read after it", uf.usage(userKey), "at most 5 a second")
-	advance(time.Hour) // the bucket is full again, not fuller
+	clock.Add(time.Hour) // the bucket is full again, not fuller
 	for i := range 2 * rate {
 		if res := uf.usage(userKey2); res.status != 200 {
 			t.Fatalf("read %d of a burst an hour later: %d %s", i+1, res.status, res.body)
