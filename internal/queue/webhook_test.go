@@ -374,27 +374,14 @@ func TestWebhookFailures(t *testing.T) {
 // the queue cut to a few hundred bytes.
 func TestWebhookLongFailureIsCut(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					_, _ = c.Read(make([]byte, 64<<10))
-					_, _ = c.Write(append(bytes.Repeat([]byte{0xff}, 1<<20), "\r\n\r\n"...))
-				}()
-			}
-		}()
-		run, _ := webhookRun(t, s, "http://"+ln.Addr().String()+"/hook")
+		addr := testenv.ServeTCP(t, func(c net.Conn) {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 64<<10))
+			_, _ = c.Write(append(bytes.Repeat([]byte{0xff}, 1<<20), "\r\n\r\n"...))
+		})
+		run, _ := webhookRun(t, s, "http://"+addr+"/hook")
 		w := newWebhooks(s, loopback)
-		err = w.Deliver(context.Background(), run.ID, 1, false)
+		err := w.Deliver(context.Background(), run.ID, 1, false)
 		if err == nil || len(err.Error()) > 1024 {
 			t.Fatalf("Deliver: an error of %d bytes, want one of at most 1 KiB", len(fmt.Sprint(err)))
 		}
