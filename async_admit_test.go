@@ -11,7 +11,6 @@ import (
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/inmem"
 	"github.com/wasmwiz/wasmwiz/internal/mock"
-	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -34,18 +33,7 @@ var asyncStores = []struct {
 	open func(t *testing.T) asyncStore
 }{
 	{"sqlite", func(t *testing.T) asyncStore { return sqlitetest.Open(t) }},
-	{"postgres", func(t *testing.T) asyncStore {
-		ctx := context.Background()
-		db, err := postgres.Open(ctx, pgtest.Schema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		if err := db.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}},
+	{"postgres", func(t *testing.T) asyncStore { return pgtest.Open(t) }},
 }
 
 // countingStore counts what a background run's admission asks of the

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/sqlite/sqlitetest"
@@ -88,16 +87,8 @@ func openSQLite(t *testing.T) *store {
 // (WASMWIZ_TEST_POSTGRES_URL; skipped without it).
 func openPostgres(t *testing.T) *store {
 	t.Helper()
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, pgtest.Schema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := queue.MigratePostgres(ctx, db.Pool()); err != nil {
+	db := pgtest.Open(t)
+	if err := queue.MigratePostgres(context.Background(), db.Pool()); err != nil {
 		t.Fatal(err)
 	}
 	return &store{

@@ -1,4 +1,5 @@
-// Package pgtest gives tests a PostgreSQL schema of their own. It reads the
+// Package pgtest gives tests a PostgreSQL schema of their own, and a
+// migrated store in one, as sqlitetest gives them a SQLite store. It reads the
 // server from WASMWIZ_TEST_POSTGRES_URL (internal/testenv); without it the
 // test is skipped and says why, unless WASMWIZ_TEST_REQUIRE_SERVICES=1, when
 // it fails.
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
 
@@ -58,6 +60,22 @@ func Schema(t testing.TB) string {
 		}
 	})
 	return WithSearchPath(t, server, name)
+}
+
+// Open returns a migrated store in a schema of its own (Schema), closed
+// when the test ends.
+func Open(t testing.TB) *postgres.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // WithSearchPath returns server with its search_path set to schema.
