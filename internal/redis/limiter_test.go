@@ -119,6 +119,17 @@ func twoReplicas(t testing.TB) (a, b *redis.Limiter, clock *testenv.Clock) {
 	return a, b, clock
 }
 
+// admitInRedis admits a on l, failing t on an error or on an answer of
+// the fallback: the tests of replicas sharing Redis expect Redis's.
+func admitInRedis(t *testing.T, l *redis.Limiter, a wasmwiz.Admission) wasmwiz.Admitted {
+	t.Helper()
+	res, err := l.Admit(context.Background(), a)
+	if err != nil || res.Fallback {
+		t.Fatalf("Admit: %+v, %v", res, err)
+	}
+	return res
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	url := testenv.RedisURL(t)
@@ -626,11 +637,7 @@ func TestReplicasShareAdmissions(t *testing.T) {
 	ctx := context.Background()
 	adm := func(l *redis.Limiter, epoch int64) wasmwiz.Admitted {
 		t.Helper()
-		res, err := l.Admit(ctx, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 3, SlotTTL: time.Minute, Epoch: epoch})
-		if err != nil || res.Fallback {
-			t.Fatalf("Admit: %+v, %v", res, err)
-		}
-		return res
+		return admitInRedis(t, l, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 3, SlotTTL: time.Minute, Epoch: epoch})
 	}
 	const calls = 30
 	var admitted atomic.Int64
@@ -725,12 +732,8 @@ func TestReplicasShareNamedSlots(t *testing.T) {
 	ctx := context.Background()
 	adm := func(l *redis.Limiter, holder string) wasmwiz.Admitted {
 		t.Helper()
-		res, err := l.Admit(ctx, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 1, SlotTTL: time.Hour,
+		return admitInRedis(t, l, wasmwiz.Admission{Key: "user:7", Quotas: minute(40), MaxConcurrent: 1, SlotTTL: time.Hour,
 			SlotSet: "background", Holder: holder})
-		if err != nil || res.Fallback {
-			t.Fatalf("Admit: %+v, %v", res, err)
-		}
-		return res
 	}
 	if res := adm(a, "run_1"); !res.OK() {
 		t.Fatalf("the first background run: %+v", res)
