@@ -119,6 +119,18 @@ func testRun(i int) *wasmwiz.UsageRecord {
 	return &wasmwiz.UsageRecord{UserID: int64(i%3 + 1), ModuleSHA256: fmt.Sprintf("%064d", i), Tier: wasmwiz.TierFree, Status: wasmwiz.StatusOK, DurationMS: float64(i)}
 }
 
+// recordRuns records testRun(i) for each i from from up to to, in order,
+// and returns them.
+func recordRuns(w *Writer, from, to int) []*wasmwiz.UsageRecord {
+	var runs []*wasmwiz.UsageRecord
+	for i := from; i < to; i++ {
+		r := testRun(i)
+		w.Record(r)
+		runs = append(runs, r)
+	}
+	return runs
+}
+
 func sortedIDs(runs []*wasmwiz.UsageRecord) []string {
 	var out []string
 	for _, r := range runs {
@@ -132,12 +144,7 @@ func TestUsageWriterFlushesOnClose(t *testing.T) {
 	t.Parallel()
 	f := newFakeRuns()
 	w := New(f, Options{BatchSize: 1000, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*wasmwiz.UsageRecord
-	for i := range 10 {
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs := recordRuns(w, 0, 10)
 	if st := w.Stats(); st.Buffered != 10 || st.Written != 0 {
 		t.Fatalf("before Close: %+v, want 10 buffered and none written (no full batch, no interval yet)", st)
 	}
@@ -222,13 +229,7 @@ func TestUsageWriterFillsBatchesUnderSteadyLoad(t *testing.T) {
 	f := blockedFakeRuns()
 	w := New(f, Options{BatchSize: 10, FlushInterval: time.Hour, Logger: quiet})
 	var runs []*wasmwiz.UsageRecord
-	record := func(from, to int) {
-		for i := from; i < to; i++ {
-			r := testRun(i)
-			w.Record(r)
-			runs = append(runs, r)
-		}
-	}
+	record := func(from, to int) { runs = append(runs, recordRuns(w, from, to)...) }
 	record(0, 10)
 	if n := testenv.Recv(t, f.calls, "the first batch"); n != 10 {
 		t.Fatalf("first batch has %d records, want 10", n)
@@ -268,20 +269,11 @@ func TestUsageWriterKeepsRecordsWhileTheDatabaseIsDown(t *testing.T) {
 	f := downFakeRuns()
 	w := New(f, Options{BatchSize: 5, FlushInterval: time.Millisecond,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
-	var runs []*wasmwiz.UsageRecord
-	for i := range 12 {
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs := recordRuns(w, 0, 12)
 	for range 3 { // three failed attempts at least
 		testenv.Recv(t, f.calls, "a failed attempt")
 	}
-	for i := 12; i < 20; i++ { // records keep coming while it is down
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs = append(runs, recordRuns(w, 12, 20)...) // records keep coming while it is down
 	st := w.Stats()
 	if st.Written != 0 || st.Buffered != 20 || st.Dropped != 0 || st.Failures < 2 {
 		t.Fatalf("while down: %+v, want 20 buffered, none written or dropped, failures counted", st)
@@ -335,20 +327,11 @@ func TestUsageWriterBoundsMemory(t *testing.T) {
 	t.Parallel()
 	f := blockedFakeRuns()
 	w := New(f, Options{BatchSize: 2, MaxBuffered: 5, FlushInterval: time.Hour, Logger: quiet})
-	var runs []*wasmwiz.UsageRecord
-	for i := range 2 {
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs := recordRuns(w, 0, 2)
 	if n := testenv.Recv(t, f.calls, "the first batch"); n != 2 { // the writer is now stuck inside CreateRuns
 		t.Fatalf("first batch of %d, want 2", n)
 	}
-	for i := 2; i < 10; i++ { // would block here if Record waited for the database
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs = append(runs, recordRuns(w, 2, 10)...) // would block here if Record waited for the database
 	if st := w.Stats(); st.Buffered != 5 || st.Dropped != 5 {
 		t.Fatalf("stuck: %+v, want 5 buffered (the bound) and 5 dropped", st)
 	}
@@ -701,12 +684,7 @@ func TestUsageWriterSplitsABatchTooLargeToCommit(t *testing.T) {
 	f.maxBatch = 7
 	w := New(f, Options{BatchSize: 40, FlushInterval: time.Millisecond,
 		RetryMin: time.Microsecond, RetryMax: time.Millisecond, Logger: quiet})
-	var runs []*wasmwiz.UsageRecord
-	for i := range 100 {
-		r := testRun(i)
-		w.Record(r)
-		runs = append(runs, r)
-	}
+	runs := recordRuns(w, 0, 100)
 	testenv.WaitFor(t, "every record to be written", func() bool { return w.Stats().Written == 100 })
 	closeAndCheck(t, w, f, runs, 100, 0)
 	f.mu.Lock()
