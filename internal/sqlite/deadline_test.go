@@ -24,6 +24,14 @@ const testCallTimeout = 500 * time.Millisecond
 // timeout did not end fails the test instead of hanging it.
 const outerDeadline = 12 * time.Second
 
+// outerContext returns a context that ends outerDeadline from now, or
+// when the test ends.
+func outerContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // countToABillion runs for minutes, yielding its first row at once.
 const countToABillion = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) `
 
@@ -104,8 +112,7 @@ func TestCallTimeoutEndsLongStatements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout, Readers: 1})
-			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-			defer cancel()
+			ctx := outerContext(t)
 			wantCallTimeout(t, ctx, tc.name, tc.run(t, ctx, db))
 			// The one reader and the writer answer again.
 			if _, err := db.CountUsers(ctx); err != nil {
@@ -144,8 +151,7 @@ func TestCallTimeoutBoundsTheWaitForAConnection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout, Readers: 1})
-			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-			defer cancel()
+			ctx := outerContext(t)
 			release, err := db.HoldForTest(tc.writer)
 			if err != nil {
 				t.Fatal(err)
@@ -166,8 +172,7 @@ func TestCallTimeoutBoundsTheWaitForAConnection(t *testing.T) {
 func TestCallTimeoutEndsTheWaitForAnotherProcessLock(t *testing.T) {
 	t.Parallel()
 	db := openWith(t, sqlite.Options{CallTimeout: testCallTimeout})
-	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-	defer cancel()
+	ctx := outerContext(t)
 	release := lockFile(t, ctx, db)
 	defer release()
 	write := func() error {
@@ -188,8 +193,7 @@ func TestCallTimeoutEndsTheWaitForAnotherProcessLock(t *testing.T) {
 func TestMigrationsHaveNoCallTimeout(t *testing.T) {
 	t.Parallel()
 	db := openWith(t, sqlite.Options{CallTimeout: time.Nanosecond})
-	ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-	defer cancel()
+	ctx := outerContext(t)
 	_, err := db.CountUsers(ctx)
 	wantCallTimeout(t, ctx, "a call after the migrations", err)
 }
@@ -224,8 +228,7 @@ func TestOwnDeadlineOutlastsTheCallTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := openWith(t, sqlite.Options{CallTimeout: callTimeout})
-			ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-			defer cancel()
+			ctx := outerContext(t)
 			n := 0
 			write := func(ctx context.Context) error {
 				n++
@@ -257,8 +260,7 @@ func TestOwnDeadlineOutlastsTheCallTimeout(t *testing.T) {
 	t.Run("marked without a deadline", func(t *testing.T) {
 		t.Parallel()
 		db := openWith(t, sqlite.Options{CallTimeout: callTimeout})
-		ctx, cancel := context.WithTimeout(context.Background(), outerDeadline)
-		defer cancel()
+		ctx := outerContext(t)
 		release := lockFile(t, ctx, db)
 		defer release()
 		// No deadline but the call timeout's: were it not applied, the wait
