@@ -72,12 +72,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 func TestDatabaseHangs(t *testing.T) {
 	t.Parallel()
 	direct, proxy, proxied := behindProxy(t)
-	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	t.Cleanup(proxy.Unstall)    // first: Close waits for calls still held
+	db := openStallable(t, proxy, proxied, 300*time.Millisecond)
 	ctx := context.Background() // no deadline of its own
 	// The setup goes through a store of default timeouts on the same
 	// schema: under CI's load one of these writes passed the proxied
@@ -163,12 +158,7 @@ func TestOpenWithSlowFirstConnection(t *testing.T) {
 func TestOwnDeadlineOutlastsTheCallTimeout(t *testing.T) {
 	t.Parallel()
 	direct, proxy, proxied := behindProxy(t)
-	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	t.Cleanup(proxy.Unstall) // first: Close waits for calls still held
+	db := openStallable(t, proxy, proxied, 100*time.Millisecond)
 	u, _ := mustUser(t, direct, "u@example.com", wasmwiz.RoleUser)
 	n := 0
 	write := func(ctx context.Context) error {

@@ -1,10 +1,12 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
@@ -20,6 +22,20 @@ func behindProxy(t testing.TB) (direct *postgres.DB, proxy *tcpproxy.Proxy, prox
 	direct = openURL(t, url, true)
 	proxy = tcpproxy.New(t, targetOf(t, url))
 	return direct, proxy, viaProxy(t, url, proxy)
+}
+
+// openStallable opens a store at proxied, behind proxy, whose calls time
+// out after callTimeout. When the test ends the proxy lets the answers it
+// holds go before the store closes: Close waits for calls still held.
+func openStallable(t testing.TB, proxy *tcpproxy.Proxy, proxied string, callTimeout time.Duration) *postgres.DB {
+	t.Helper()
+	db, err := postgres.OpenWith(context.Background(), proxied, postgres.Options{CallTimeout: callTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t.Cleanup(proxy.Unstall)
+	return db
 }
 
 // viaProxy returns dbURL with its host replaced by the proxy's address.
