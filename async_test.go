@@ -74,11 +74,7 @@ func TestAsyncHeartbeatsCarryOnlyNewOutput(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := sqlitetest.Open(t)
-			u := &wasmwiz.User{Email: "slow@example.com", Tier: wasmwiz.TierFree}
-			if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
-				t.Fatal(err)
-			}
-			uctx := wasmwiz.NewContextWithUser(ctx, u)
+			u, uctx := sqlitetest.User(t, db, "slow@example.com")
 			rec := sqlitetest.QueuedRun(t, uctx, db)
 
 			// The guest writes a piece when the test says, and ends when
@@ -293,11 +289,7 @@ func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := sqlitetest.Open(t)
-			u := &wasmwiz.User{Email: "finish@example.com", Tier: wasmwiz.TierFree}
-			if err := db.CreateUser(wasmwiz.SystemContext(ctx), u); err != nil {
-				t.Fatal(err)
-			}
-			uctx := wasmwiz.NewContextWithUser(ctx, u)
+			u, uctx := sqlitetest.User(t, db, "finish@example.com")
 			rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
 				RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: "https://hooks.example.com/run"}}
 			if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,

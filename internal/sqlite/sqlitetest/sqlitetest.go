@@ -48,19 +48,29 @@ func QueuedRun(t testing.TB, ctx context.Context, db *sqlite.DB) *wasmwiz.UsageR
 // acting as it.
 func TierUser(t testing.TB, db *sqlite.DB, name string, change func(*wasmwiz.Tier)) (*wasmwiz.User, context.Context) {
 	t.Helper()
-	ctx := context.Background()
-	sys := wasmwiz.SystemContext(ctx)
 	tier := *wasmwiz.DefaultTiers()[0]
 	tier.Name = name
 	change(&tier)
-	if err := db.PutTier(sys, &tier); err != nil {
+	if err := db.PutTier(wasmwiz.SystemContext(context.Background()), &tier); err != nil {
 		t.Fatal(err)
 	}
-	u := &wasmwiz.User{Email: name + "@example.com", Tier: name}
-	if err := db.CreateUser(sys, u); err != nil {
+	return user(t, db, name+"@example.com", name)
+}
+
+// User stores in db a user of the free tier with email, and returns it and
+// a context acting as it.
+func User(t testing.TB, db *sqlite.DB, email string) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	return user(t, db, email, wasmwiz.TierFree)
+}
+
+func user(t testing.TB, db *sqlite.DB, email, tier string) (*wasmwiz.User, context.Context) {
+	t.Helper()
+	u := &wasmwiz.User{Email: email, Tier: tier}
+	if err := db.CreateUser(wasmwiz.SystemContext(context.Background()), u); err != nil {
 		t.Fatal(err)
 	}
-	return u, wasmwiz.NewContextWithUser(ctx, u)
+	return u, wasmwiz.NewContextWithUser(context.Background(), u)
 }
 
 // Recorder is a UsageRecorder that writes each record into db at once, as
