@@ -29,24 +29,22 @@ var listRoutes = []struct {
 			return nil, total, nil
 		}
 	}},
-	{"/api/v1/keys", userKey, func(f *fixture, seen func(int), total wasmwiz.ListTotal) {
-		f.keys.FindAPIKeysFn = func(_ context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
-			seen(fl.Offset)
-			return nil, total, nil
-		}
-	}},
-	{"/api/v1/admin/keys", adminKey, func(f *fixture, seen func(int), total wasmwiz.ListTotal) {
-		f.keys.FindAPIKeysFn = func(_ context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
-			seen(fl.Offset)
-			return nil, total, nil
-		}
-	}},
+	{"/api/v1/keys", userKey, keyList},
+	{"/api/v1/admin/keys", adminKey, keyList},
 	{"/api/v1/admin/users", adminKey, func(f *fixture, seen func(int), total wasmwiz.ListTotal) {
 		f.users.FindUsersFn = func(_ context.Context, fl wasmwiz.UserFilter) ([]*wasmwiz.User, wasmwiz.ListTotal, error) {
 			seen(fl.Offset)
 			return nil, total, nil
 		}
 	}},
+}
+
+// keyList is the store of both lists of keys, a user's and the admin's.
+func keyList(f *fixture, seen func(int), total wasmwiz.ListTotal) {
+	f.keys.FindAPIKeysFn = func(_ context.Context, fl wasmwiz.APIKeyFilter) ([]*wasmwiz.APIKey, wasmwiz.ListTotal, error) {
+		seen(fl.Offset)
+		return nil, total, nil
+	}
 }
 
 // TestListOffsetIsBounded: every list refuses an offset past
