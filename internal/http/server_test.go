@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,6 +185,18 @@ func (r *response) errorCode(t *testing.T) string {
 func (r *response) errorMessage(t *testing.T) string {
 	t.Helper()
 	return r.errorField(t, "message")
+}
+
+// wantRateLimited fails t unless r is a 429 ERATELIMIT whose Retry-After
+// is whole seconds, 1 to maxWait.
+func (r *response) wantRateLimited(t *testing.T, what string, maxWait int) {
+	t.Helper()
+	if r.status != 429 || r.errorCode(t) != wasmwiz.ERATELIMIT {
+		t.Fatalf("%s: status %d, want 429 ERATELIMIT: %s", what, r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > maxWait {
+		t.Fatalf("%s: Retry-After %q, want 1-%d seconds", what, r.header.Get("Retry-After"), maxWait)
+	}
 }
 
 // errorField returns a member of the answer's error object, failing when

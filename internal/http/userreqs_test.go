@@ -3,7 +3,6 @@ package http_test
 import (
 	"bytes"
 	"context"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,12 +107,7 @@ func (uf *userReqsFixture) holdReads(t *testing.T, n int) func() []*response {
 // Retry-After of whole seconds, and a message naming the bound (want).
 func refusedByUserBound(t *testing.T, what string, res *response, want string) {
 	t.Helper()
-	if res.status != 429 || res.errorCode(t) != wasmwiz.ERATELIMIT {
-		t.Fatalf("%s: status %d, want 429 ERATELIMIT: %s", what, res.status, res.body)
-	}
-	if ra, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || ra < 1 || ra > 5 {
-		t.Fatalf("%s: Retry-After %q, want 1-5 seconds", what, res.header.Get("Retry-After"))
-	}
+	res.wantRateLimited(t, what, 5)
 	if !bytes.Contains(res.body, []byte(want)) {
 		t.Fatalf("%s: message %s, want it to name %q", what, res.body, want)
 	}
