@@ -46,12 +46,8 @@ func refusalFlood(t *testing.T, n, want int, send func() *response) (wanted, lim
 // lookup. Another user is not touched; the clock refills the bucket.
 func TestExecuteRefusalsBoundedPerUser(t *testing.T) {
 	t.Parallel()
-	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const rate = 5 // a second; bursts of 10
-	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = clock.Now
-		o.UserRequestRate = rate
-	})
+	uf, clock := newRateFixture(t, rate)
 	var finds atomic.Int64
 	uf.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
 		finds.Add(1)
@@ -233,11 +229,7 @@ func TestExecuteArchiveUnpackedAfterAdmission(t *testing.T) {
 // token: a flood of them stays 503, never the user rate's 429.
 func TestExecuteUnavailableIsNotCharged(t *testing.T) {
 	t.Parallel()
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = func() time.Time { return clock }
-		o.UserRequestRate = 5
-	})
+	uf, _ := newRateFixture(t, 5)
 	uf.limiter.AdmitFn = func(ctx context.Context, a wasmwiz.Admission) (wasmwiz.Admitted, error) {
 		return wasmwiz.Admitted{}, errors.New("redis: connection refused")
 	}
@@ -329,13 +321,9 @@ func TestExecuteWaitingBoundedPerUser(t *testing.T) {
 // their refusals spend.
 func TestExecuteNotHeldBackByReads(t *testing.T) {
 	t.Parallel()
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	const rate = 5 // a second; bursts of 10
-	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = func() time.Time { return clock }
-		o.UserRequestRate = rate
-	})
-	id := wasmwiz.NewRunID(clock.Add(-time.Hour))
+	uf, clock := newRateFixture(t, rate)
+	id := wasmwiz.NewRunID(clock.Now().Add(-time.Hour))
 	uf.runs.FindRunByIDFn = func(context.Context, string) (*wasmwiz.UsageRecord, error) {
 		return &wasmwiz.UsageRecord{ID: id, UserID: theUser.ID, State: wasmwiz.RunDone, Stdout: []byte{}, Stderr: []byte{}}, nil
 	}

@@ -51,6 +51,19 @@ func newUserReqsFixture(t *testing.T, mod func(o *wwhttp.Options)) *userReqsFixt
 	return uf
 }
 
+// newRateFixture is a userReqsFixture whose users may make rate requests a
+// second, its time read from the clock it returns, which moves only when
+// the test moves it.
+func newRateFixture(t *testing.T, rate int) (*userReqsFixture, *testenv.Clock) {
+	t.Helper()
+	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
+		o.Now = clock.Now
+		o.UserRequestRate = rate
+	})
+	return uf, clock
+}
+
 func (uf *userReqsFixture) usage(key string) *response {
 	return uf.do(request{method: "GET", path: "/api/v1/usage", key: key, remoteAddr: "198.51.100.20:4000"})
 }
@@ -169,12 +182,8 @@ func TestUserRequestsInFlight(t *testing.T) {
 // requests have a bucket of their own); the bucket refills with the clock.
 func TestUserRequestsRate(t *testing.T) {
 	t.Parallel()
-	clock := testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	const rate = 5 // a second; bursts of 10
-	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = clock.Now
-		o.UserRequestRate = rate
-	})
+	uf, clock := newRateFixture(t, rate)
 	for range 3 * rate {
 		if res := uf.execute(userKey); res.status != 200 {
 			t.Fatalf("the user's run (a run that is admitted takes no token): %d %s", res.status, res.body)
@@ -275,11 +284,7 @@ func TestUserRequestsEventStreamHoldsNoSlot(t *testing.T) {
 // lookup fails; a flood of it answers 401 and leaves the user's bucket.
 func TestUserRequestsRevokedKeyDoesNotDrainItsUser(t *testing.T) {
 	t.Parallel()
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	uf := newUserReqsFixture(t, func(o *wwhttp.Options) {
-		o.Now = func() time.Time { return clock }
-		o.UserRequestRate = 5
-	})
+	uf, _ := newRateFixture(t, 5)
 	var revoked atomic.Bool
 	next := uf.keys.AuthenticateFn
 	uf.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
