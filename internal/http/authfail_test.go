@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,26 +269,19 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 			o.Limiter = shared
 			o.MaxAuthFailures = limit
 		})
-		var lookups atomic.Int64
 		next := f.keys.AuthenticateFn
 		f.keys.AuthenticateFn = func(ctx context.Context, p string) (*wasmwiz.User, *wasmwiz.APIKey, error) {
-			lookups.Add(1)
 			if p == userKey && revoked.Load() {
 				return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAUTHORIZED, "revoked")
 			}
 			return next(ctx, p)
 		}
-		f.modules.FindModulesFn = func(ctx context.Context, filter wasmwiz.ModuleFilter) ([]*wasmwiz.Module, wasmwiz.ListTotal, error) {
-			return nil, wasmwiz.ListTotal{}, nil
-		}
-		return f, &lookups
+		return f, countKeyLookups(f)
 	}
 	a, _ := replica()
 	b, bLookups := replica()
 	c, _ := replica()
-	get := func(f *fixture, addr, key string) *response {
-		return f.do(request{method: "GET", path: "/api/v1/modules", key: key, remoteAddr: addr + ":5000"})
-	}
+	get := func(f *fixture, addr, key string) *response { return f.listModulesFrom(addr, key) }
 	const tenant = "203.0.113.200"
 	if res := get(a, tenant, userKey); res.status != 200 {
 		t.Fatalf("the tenant's key on replica A: %d %s", res.status, res.body)
@@ -296,12 +290,11 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 		t.Fatal("the shared set was asked with no address blocked")
 	}
 	// A flood from the tenant's /24 on replica B, each address under its own limit.
-	n := 0
+	bogus := bogusKeys()
 	for i := range 8*limit + 1 {
-		n++
-		get(b, fmt.Sprintf("203.0.113.%d", i/limit+1), fmt.Sprintf("ww_%040d", n))
+		get(b, fmt.Sprintf("203.0.113.%d", i/limit+1), bogus())
 	}
-	if res := get(b, "203.0.113.100", fmt.Sprintf("ww_%040d", n+1)); res.status != 429 {
+	if res := get(b, "203.0.113.100", bogus()); res.status != 429 {
 		t.Fatalf("the flood's network on replica B: %d, want 429: %s", res.status, res.body)
 	}
 	looked := bLookups.Load()
@@ -321,7 +314,7 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 	if res := get(b, tenant, userKey); res.status != 401 {
 		t.Fatalf("the revoked key on B: %d, want 401: %s", res.status, res.body)
 	}
-	get(c, "203.0.113.101", fmt.Sprintf("ww_%040d", n+2)) // C learns the block from the shared count
+	get(c, "203.0.113.101", bogus()) // C learns the block from the shared count
 	if res := get(c, tenant, userKey); res.status != 429 {
 		t.Errorf("the revoked key on replica C: %d, want 429: %s", res.status, res.body)
 	}
