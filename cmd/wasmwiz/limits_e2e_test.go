@@ -559,3 +559,42 @@ func TestServeCompileBombDoesNotMakeOthersWait(t *testing.T) {
 		"other tenant's latency", helloTook.String(),
 		"peak RSS", testenv.MiB(stopRSS()))
 }
+
+// TestServeCompileCacheChurn: a tenant running a stream of distinct modules,
+// four times what the replica's compile cache holds, does not push another
+// tenant's compiled module out of it: the other's next run is served from
+// memory (compile_cached, no compile time), as the churner's oldest
+// modules are not. Through serve: the owner goes from the caller's key to
+// the worker that compiles.
+func TestServeCompileCacheChurn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// One worker, whose memory holds about a dozen small modules.
+	s := startServe(t, serveEnv(t, map[string]string{"WASMWIZ_WORKERS": "1", "WASMWIZ_COMPILE_CACHE": "1MiB"}), ServeOptions{})
+	other, hello := otherTenant(t, ctx, s)
+	churner, _, _ := s.newUser(wasmwiz.TierPro)
+	const modules = 48
+	run := func(c *client.Client, wasm []byte, fn string) *api.Result {
+		t.Helper()
+		res, err := c.Execute(ctx, &client.ExecuteRequest{Wasm: wasm, Function: fn})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("run: %v %+v", err, res)
+		}
+		return res
+	}
+	for n := range int32(modules) {
+		if res := run(churner, hostiletest.Const(n), "get"); res.CompileCached {
+			t.Fatalf("the churner's module %d, new, reported cached", n)
+		}
+	}
+	res := run(other, hello, "")
+	if !res.CompileCached || res.CompileDuration != 0 {
+		t.Errorf("the other tenant's module after the churn: cached %v, compile %v; want it still compiled in memory", res.CompileCached, res.CompileDuration)
+	}
+	if first := run(churner, hostiletest.Const(0), "get"); first.CompileCached && first.CompileDuration == 0 {
+		t.Error("the churner's first module is still in memory: the cache's bound did not bind")
+	}
+	testenv.Prove(t, "compile cache churn: a tenant runs 48 distinct modules through a replica whose compile cache holds about 12 (1 MiB, one worker)",
+		"the other tenant's module stays compiled in memory (compile_cached, no compile time); the churner's oldest is evicted",
+		"other tenant's compile", res.CompileDuration.String())
+}
