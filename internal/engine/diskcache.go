@@ -50,7 +50,9 @@ import (
 //     versions. A tenant compiling a stream of distinct modules evicts its
 //     own files, not the code the others compiled before it. A file
 //     without an owner (written before owners were kept) counts to no one
-//     in particular.
+//     in particular. A file counts as the disk blocks it takes, its claim's
+//     block with it: a stream of tiny modules cannot hold many times the
+//     bound in blocks and inodes.
 
 // Disk cache settings.
 const (
@@ -59,7 +61,14 @@ const (
 	touchEvery   = time.Minute
 	evictLock    = "wasmwiz-evict.lock"
 	ownerSuffix  = ".owner"
+	diskBlock    = 4 * 1024 // what the smallest file takes on disk
 )
+
+// diskBlocks returns size rounded up to whole disk blocks: what a file of
+// size bytes takes.
+func diskBlocks(size int64) int64 {
+	return (size + diskBlock - 1) / diskBlock * diskBlock
+}
 
 // diskCache bounds and keeps recency in an on-disk compile cache.
 type diskCache struct {
@@ -210,14 +219,21 @@ func (d *diskCache) evict() {
 			}
 			return nil
 		}
-		total += f.size
 		files = append(files, f)
 		return nil
 	})
+	// A file counts as the blocks it takes, its claim's block with it, so
+	// that many tiny compiled files cannot hold many times the bound.
 	// Claims whose file is gone: claimed by a process that then died, or
 	// left by an eviction that stopped between the two deletes.
-	for _, f := range files {
-		delete(claims, f.path)
+	for i := range files {
+		f := &files[i]
+		f.size = diskBlocks(f.size)
+		if _, claimed := claims[f.path]; claimed {
+			f.size += diskBlock
+			delete(claims, f.path)
+		}
+		total += f.size
 	}
 	for main, mod := range claims {
 		if now.Sub(mod) > tmpMaxAge {

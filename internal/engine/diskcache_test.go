@@ -19,13 +19,14 @@ import (
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
 )
 
-// dirBytes sums the files under dir, but for the eviction lock.
+// dirBytes sums the disk blocks of the files under dir (as eviction counts
+// them), but for the eviction lock.
 func dirBytes(t *testing.T, dir string) (total int64, files int) {
 	t.Helper()
 	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err == nil && !e.IsDir() && filepath.Base(p) != evictLock {
 			if info, err := e.Info(); err == nil {
-				total += info.Size()
+				total += diskBlocks(info.Size())
 				files++
 			}
 		}
@@ -183,7 +184,7 @@ func TestDiskCacheEvictionAcrossProcesses(t *testing.T) {
 	}
 	wg.Wait()
 	total, files := dirBytes(t, dir)
-	if files != 1 || total != int64(len("partial")) {
+	if files != 1 || total != diskBlocks(int64(len("partial"))) {
 		t.Errorf("%d files, %d bytes left; want only the temporary file being written", files, total)
 	}
 	if _, err := os.Stat(stale); err == nil {
@@ -219,7 +220,10 @@ func TestDiskCacheEvictionAcrossProcesses(t *testing.T) {
 func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	d := newDiskCache(dir, 1000, true, slog.New(slog.DiscardHandler))
+	// A file of 100 bytes and its claim take two blocks; the 12 claimed
+	// and the older wazero's take 100 KiB, over a bound of 84 KiB: down to
+	// 90 % of it, 75.6 KiB.
+	d := newDiskCache(dir, 84*1024, true, slog.New(slog.DiscardHandler))
 	other := filepath.Join(dir, "wazero-v0.0.1-"+runtime.GOARCH+"-"+runtime.GOOS)
 	for _, sub := range []string{d.sub, other} {
 		if err := os.MkdirAll(sub, 0o700); err != nil {
@@ -258,7 +262,7 @@ func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d.evict() // 1300 bytes over a bound of 1000: down to 900
+	d.evict()
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	if exists(filepath.Join(other, "old")) {
 		t.Error("the older wazero's file stayed")
@@ -278,5 +282,31 @@ func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
 	}
 	if got := d.evicted.Load(); got != 4 {
 		t.Errorf("%d files counted evicted, want 4", got)
+	}
+}
+
+// TestDiskCacheCountsBlocks: a stream of tiny compiled files, each with its
+// owner's claim, is bounded by the blocks and inodes it takes, not by its
+// bytes: 300 files of 10 bytes (6 KB of bytes, 2.4 MB of blocks) under a
+// bound of 64 KiB leave at most 8 files and their claims.
+func TestDiskCacheCountsBlocks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const bound = 64 * 1024
+	d := newDiskCache(dir, bound, true, slog.New(slog.DiscardHandler))
+	if err := os.MkdirAll(d.sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		p := filepath.Join(d.sub, fmt.Sprintf("m%03d", i))
+		if err := os.WriteFile(p, []byte("0123456789"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.claim(p, "user:1")
+	}
+	d.evict()
+	total, files := dirBytes(t, dir)
+	if total > bound || files > 16 {
+		t.Fatalf("%d files taking %d bytes of blocks left, over the bound of %d", files, total, bound)
 	}
 }
