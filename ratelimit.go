@@ -2,6 +2,8 @@ package wasmwiz
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync/atomic"
 	"time"
 )
@@ -208,24 +210,40 @@ func (c *RateLimitCounts) Stats() RateLimitStats {
 }
 
 // KnownKeys is what a RateLimiter shared by replicas (Redis) also offers:
-// a shared set of the API keys that authenticated lately, by digest. The
-// HTTP layer blocks, for a minute, the keys of an address or network that
-// sent too many keys that do not authenticate, except keys known good; a
-// replica that never saw a tenant's key authenticate (it just started, or
-// the tenant's requests went elsewhere) asks the set before refusing it,
-// so that another tenant's flood from the same cloud network does not lock
-// that tenant out. What the set holds is a hash of the key's digest, never
-// the digest the stores keep. Errors: EUNAVAILABLE while the shared store
-// does not answer (the caller then decides on what it knows itself).
+// for each client network (an IPv4 /24, an IPv6 /48: the HTTP layer's
+// network bound on keys that do not authenticate), the API keys that
+// authenticated from it lately. The HTTP layer blocks, for a minute, the
+// keys of an address or network that sent too many keys that do not
+// authenticate, except keys known good; a replica that never saw a
+// tenant's key authenticate (it just started, or the tenant's requests
+// went elsewhere) reads the network's set once when it blocks it, so that
+// another tenant's flood from the same cloud network does not lock that
+// tenant out, and the flood's refusals still cost no call. The sets hold
+// KnownKeyHash of each key, never the digest the stores keep, at most
+// MaxKnownKeys a network. Errors: EUNAVAILABLE while the shared store does
+// not answer (the caller then decides on what it knows itself).
 type KnownKeys interface {
 	// NoteKnownKey records that the key of digest (its SHA-256)
-	// authenticated, for ttl.
-	NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error
-	// IsKnownKey reports whether the key of digest was noted within its ttl.
-	IsKnownKey(ctx context.Context, digest [32]byte) (bool, error)
-	// ForgetKnownKey removes the key of digest, which failed to
-	// authenticate (revoked, its user disabled).
-	ForgetKnownKey(ctx context.Context, digest [32]byte) error
+	// authenticated from network, for ttl.
+	NoteKnownKey(ctx context.Context, network string, digest [32]byte, ttl time.Duration) error
+	// KnownKeysOf returns the KnownKeyHash of the keys noted from network
+	// within their ttl.
+	KnownKeysOf(ctx context.Context, network string) (map[string]bool, error)
+	// ForgetKnownKey removes the key of digest from network's, after it
+	// failed to authenticate from there (revoked, its user disabled).
+	ForgetKnownKey(ctx context.Context, network string, digest [32]byte) error
+}
+
+// MaxKnownKeys bounds the keys a KnownKeys set keeps for one network (past
+// it, one noted before is dropped at random).
+const MaxKnownKeys = 256
+
+// KnownKeyHash is what a KnownKeys set keeps of the key of digest: a hash of
+// the digest, so that the shared store does not hold what the stores
+// authenticate by.
+func KnownKeyHash(digest [32]byte) string {
+	h := sha256.Sum256(append([]byte("wasmwiz known key\x00"), digest[:]...))
+	return hex.EncodeToString(h[:16])
 }
 
 // RateLimitStats counts a limiter's decisions since it started, for metrics

@@ -22,12 +22,16 @@ const authFailureEntries = 100_000
 // failures of its network (an IPv4 /24, an IPv6 /48) may reach.
 const authFailureWide = 8
 
-// A key that authenticates is noted in the replicas' shared known set
+// A key that authenticates is noted in its network's shared known set
 // (wasmwiz.KnownKeys) for knownKeyTTL, again by a replica that still sees
-// it knownKeyRenew after it last noted it.
+// it from there knownKeyRenew after it last noted it. A replica reads a
+// blocked network's set once, and again at most every knownSetRetry when
+// the read failed; it keeps at most knownSetEntries networks' sets.
 const (
-	knownKeyTTL   = 24 * time.Hour
-	knownKeyRenew = time.Hour
+	knownKeyTTL     = 24 * time.Hour
+	knownKeyRenew   = time.Hour
+	knownSetRetry   = 5 * time.Second
+	knownSetEntries = 1024
 )
 
 // authFailures bounds what API keys that do not authenticate make the
@@ -41,9 +45,11 @@ const (
 // its network is over its limit, this replica refuses its keys (429) for
 // the rest of the window without a lookup, except keys known good: keys
 // that authenticated on this replica before, or, where the limiter shares
-// a known set (wasmwiz.KnownKeys: Redis), on any replica within a day (a
-// tenant behind the same address or network keeps working, on a replica
-// that just started too), until such a key fails.
+// known sets (wasmwiz.KnownKeys: Redis), from the same network on any
+// replica within a day (a tenant behind the same address or network keeps
+// working, on a replica that just started too), until such a key fails.
+// The network's shared set is read once per block, not per request: the
+// flood's refusals cost no call.
 type authFailures struct {
 	limiter wasmwiz.RateLimiter
 	shared  wasmwiz.KnownKeys // nil when the limiter shares none
@@ -53,7 +59,24 @@ type authFailures struct {
 
 	mu      sync.RWMutex
 	blocked map[netip.Prefix]time.Time      // addresses and networks over their limit, until when
-	known   map[[sha256.Size]byte]time.Time // digests of keys that authenticated here: when last noted in shared (zero: not)
+	known   map[[sha256.Size]byte]knownHere // digests of keys that authenticated here
+	sets    map[netip.Prefix]*knownSet      // blocked networks' shared sets, as read
+}
+
+// knownHere is a key that authenticated on this replica: from which
+// network it last noted it in the shared sets, and when (zero: not).
+type knownHere struct {
+	network netip.Prefix
+	noted   time.Time
+}
+
+// knownSet is a network's shared known set as this replica read it: keys
+// holds KnownKeyHash of each (read when ready is closed), until when the
+// read serves.
+type knownSet struct {
+	ready chan struct{}
+	keys  map[string]bool
+	until time.Time
 }
 
 // newAuthFailures returns the guard, or nil (no bound) for a limit below 1.
@@ -135,7 +158,7 @@ func (g *authFailures) refused(ctx context.Context, ip netip.Addr, digest [sha25
 		g.mu.RLock()
 		_, known := g.known[digest]
 		g.mu.RUnlock()
-		if known || g.sharedKnows(ctx, digest) {
+		if known || g.sharedKnows(ctx, authFailureNetwork(ip), until, digest) {
 			return nil
 		}
 		wait := until.Sub(now)
@@ -152,13 +175,17 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256
 	if g == nil {
 		return
 	}
+	network := authFailureNetwork(ip)
 	g.mu.Lock()
-	_, known := g.known[digest]
 	delete(g.known, digest) // a key that fails is no longer let past a block
+	if set := g.sets[network]; set != nil && isClosed(set.ready) {
+		delete(set.keys, wasmwiz.KnownKeyHash(digest))
+	}
 	g.mu.Unlock()
-	if known && g.shared != nil {
-		// On no replica either (revoked, its user disabled).
-		if err := g.shared.ForgetKnownKey(ctx, digest); err != nil {
+	if g.shared != nil && ip.IsValid() {
+		// Nor by any replica (revoked, its user disabled): after a lookup,
+		// which the counts below bound, one call more.
+		if err := g.shared.ForgetKnownKey(ctx, network.String(), digest); err != nil {
 			g.log.WarnContext(ctx, "cannot remove a key that failed from the known keys", "err", err)
 		}
 	}
@@ -183,50 +210,85 @@ func (g *authFailures) failed(ctx context.Context, ip netip.Addr, digest [sha256
 	}
 }
 
-// succeeded notes the key of digest, which authenticated, here and (at
-// most once per knownKeyRenew on this replica) in the shared known set.
-func (g *authFailures) succeeded(ctx context.Context, digest [sha256.Size]byte) {
+// succeeded notes the key of digest, which authenticated from ip, here
+// and (at most once per knownKeyRenew and network on this replica) in the
+// shared known set of ip's network. A note that failed is tried again with
+// the key's next success, unless the limiter's Redis is down, which costs
+// no call.
+func (g *authFailures) succeeded(ctx context.Context, ip netip.Addr, digest [sha256.Size]byte) {
 	if g == nil {
 		return
 	}
-	now := g.now()
+	now, network := g.now(), authFailureNetwork(ip)
 	g.mu.RLock()
-	noted, known := g.known[digest]
+	k, known := g.known[digest]
 	g.mu.RUnlock()
-	if known && (g.shared == nil || now.Sub(noted) < knownKeyRenew) {
+	if known && (g.shared == nil || !ip.IsValid() || k.network == network && now.Sub(k.noted) < knownKeyRenew) {
 		return
 	}
-	if g.shared != nil {
-		if err := g.shared.NoteKnownKey(ctx, digest, knownKeyTTL); err != nil {
-			noted = time.Time{} // noted again with the next success
-		} else {
-			noted = now
+	k = knownHere{network: network}
+	if g.shared != nil && ip.IsValid() {
+		if err := g.shared.NoteKnownKey(ctx, network.String(), digest, knownKeyTTL); err == nil {
+			k.noted = now
 		}
 	}
-	g.remember(digest, noted)
-}
-
-// sharedKnows reports whether the shared known set holds the key of digest
-// (false without one, or when it does not answer); a key it holds is
-// remembered here.
-func (g *authFailures) sharedKnows(ctx context.Context, digest [sha256.Size]byte) bool {
-	if g.shared == nil {
-		return false
-	}
-	ok, err := g.shared.IsKnownKey(ctx, digest)
-	if err != nil || !ok {
-		return false
-	}
-	g.remember(digest, g.now())
-	return true
-}
-
-// remember puts digest in the known keys, noted in the shared set at noted.
-func (g *authFailures) remember(digest [sha256.Size]byte, noted time.Time) {
 	g.mu.Lock()
 	if g.known == nil || len(g.known) >= authFailureEntries {
-		g.known = make(map[[sha256.Size]byte]time.Time)
+		g.known = make(map[[sha256.Size]byte]knownHere)
 	}
-	g.known[digest] = noted
+	g.known[digest] = k
 	g.mu.Unlock()
+}
+
+// sharedKnows reports whether network's shared known set holds the key of
+// digest, reading the set once while network (or an address in it) is
+// blocked, until until: the first request to ask reads it, the others wait
+// for that read (the limiter's timeout at most). False without shared sets
+// or when the read failed (read again after knownSetRetry).
+func (g *authFailures) sharedKnows(ctx context.Context, network netip.Prefix, until time.Time, digest [sha256.Size]byte) bool {
+	if g.shared == nil || !network.IsValid() {
+		return false
+	}
+	now := g.now()
+	g.mu.Lock()
+	set := g.sets[network]
+	read := set == nil || isClosed(set.ready) && !now.Before(set.until)
+	if read {
+		if g.sets == nil || len(g.sets) >= knownSetEntries {
+			g.sets = make(map[netip.Prefix]*knownSet)
+		}
+		set = &knownSet{ready: make(chan struct{})}
+		g.sets[network] = set
+	}
+	g.mu.Unlock()
+	if read {
+		keys, err := g.shared.KnownKeysOf(ctx, network.String())
+		g.mu.Lock()
+		set.keys, set.until = keys, until
+		if retry := now.Add(knownSetRetry); err != nil && retry.Before(until) {
+			set.keys, set.until = nil, retry
+		}
+		g.mu.Unlock()
+		close(set.ready)
+	} else {
+		select {
+		case <-set.ready:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	g.mu.RLock()
+	ok := set.keys[wasmwiz.KnownKeyHash(digest)]
+	g.mu.RUnlock()
+	return ok
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -2,7 +2,9 @@ package http_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,47 +224,57 @@ func TestAuthFailuresBoundedPerNetwork(t *testing.T) {
 	}
 }
 
-// knownSet is a limiter shared by replicas that also shares a known-keys
-// set (wasmwiz.KnownKeys), as the Redis limiter does.
-type knownSet struct {
+// sharedSets is a limiter shared by replicas that also shares known-key
+// sets (wasmwiz.KnownKeys), as the Redis limiter does.
+type sharedSets struct {
 	wasmwiz.RateLimiter
-	mu   sync.Mutex
-	keys map[[32]byte]bool
-	asks atomic.Int64
+	mu    sync.Mutex
+	sets  map[string]map[string]bool // network -> KnownKeyHash
+	reads atomic.Int64
 }
 
-func (k *knownSet) NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error {
+func (k *sharedSets) NoteKnownKey(ctx context.Context, network string, digest [32]byte, ttl time.Duration) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.keys[digest] = true
+	if k.sets[network] == nil {
+		k.sets[network] = map[string]bool{}
+	}
+	k.sets[network][wasmwiz.KnownKeyHash(digest)] = true
 	return nil
 }
 
-func (k *knownSet) IsKnownKey(ctx context.Context, digest [32]byte) (bool, error) {
-	k.asks.Add(1)
+func (k *sharedSets) KnownKeysOf(ctx context.Context, network string) (map[string]bool, error) {
+	k.reads.Add(1)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.keys[digest], nil
+	return maps.Clone(k.sets[network]), nil
 }
 
-func (k *knownSet) ForgetKnownKey(ctx context.Context, digest [32]byte) error {
+func (k *sharedSets) ForgetKnownKey(ctx context.Context, network string, digest [32]byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.keys, digest)
+	delete(k.sets[network], wasmwiz.KnownKeyHash(digest))
 	return nil
+}
+
+func (k *sharedSets) has(network, key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sets[network][wasmwiz.KnownKeyHash(sha256.Sum256([]byte(key)))]
 }
 
 // TestAuthFailuresKnownOnAnotherReplica: a tenant whose key authenticated
-// on one replica is not locked out of another (one that never saw it, as
-// after a restart) when a flood from its network blocks that network
-// there: the replica asks the limiter's shared known set, and only for a
-// key from a blocked address. A key known nowhere is still refused without
-// a lookup; a known key that then fails (revoked) leaves the shared set
-// and is refused on every replica like any bad key.
+// from its network on one replica is not locked out of another (one that
+// never saw it, as after a restart) when a flood from that network blocks
+// it there: the replica reads the network's shared known set once for the
+// block, so the flood's refusals cost no call however many. A key known
+// nowhere is still refused without a lookup; a key that fails (revoked)
+// leaves its network's set, whether or not the replica knew it, and is
+// then refused on every replica like any bad key.
 func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 	t.Parallel()
 	const limit = 2
-	shared := &knownSet{RateLimiter: inmem.New(inmem.Options{}), keys: map[[32]byte]bool{}}
+	shared := &sharedSets{RateLimiter: inmem.New(inmem.Options{}), sets: map[string]map[string]bool{}}
 	var revoked atomic.Bool
 	replica := func() (*fixture, *atomic.Int64) {
 		f := newFixture(t, func(o *wwhttp.Options) {
@@ -282,20 +294,28 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 	b, bLookups := replica()
 	c, _ := replica()
 	get := func(f *fixture, addr, key string) *response { return f.listModulesFrom(addr, key) }
-	const tenant = "203.0.113.200"
-	if res := get(a, tenant, userKey); res.status != 200 {
-		t.Fatalf("the tenant's key on replica A: %d %s", res.status, res.body)
+	const tenant, elsewhere = "203.0.113.200", "198.51.100.9"
+	for _, addr := range []string{tenant, elsewhere} {
+		if res := get(a, addr, userKey); res.status != 200 {
+			t.Fatalf("the tenant's key on replica A from %s: %d %s", addr, res.status, res.body)
+		}
 	}
-	if shared.asks.Load() != 0 {
-		t.Fatal("the shared set was asked with no address blocked")
+	if !shared.has("203.0.113.0/24", userKey) || !shared.has("198.51.100.0/24", userKey) {
+		t.Fatal("the key was not noted in the known sets of the networks it authenticated from")
 	}
-	// A flood from the tenant's /24 on replica B, each address under its own limit.
+	// A flood from the tenant's /24 on replica B, each address under its
+	// own limit, then on and on past the block.
 	bogus := bogusKeys()
 	for i := range 8*limit + 1 {
 		get(b, fmt.Sprintf("203.0.113.%d", i/limit+1), bogus())
 	}
-	if res := get(b, "203.0.113.100", bogus()); res.status != 429 {
-		t.Fatalf("the flood's network on replica B: %d, want 429: %s", res.status, res.body)
+	for i := range 200 {
+		if res := get(b, fmt.Sprintf("203.0.113.%d", i%250+1), bogus()); res.status != 429 {
+			t.Fatalf("the flood's network on replica B: %d, want 429: %s", res.status, res.body)
+		}
+	}
+	if n := shared.reads.Load(); n != 1 {
+		t.Errorf("the network's known set was read %d times during the flood, want once", n)
 	}
 	looked := bLookups.Load()
 	if res := get(b, tenant, otherKey); res.status != 429 {
@@ -308,14 +328,25 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 		t.Errorf("the tenant's key, known on replica A, from the blocked network on replica B: %d, want 200: %s", res.status, res.body)
 	}
 
-	// Revoked: its failure on B takes it out of the shared set, so C (where
-	// the network is blocked too: the counts are shared) refuses it unseen.
+	// Revoked: its failure on B takes it out of the network's set and of
+	// B's copy, so B and C (where the network is blocked too: the counts
+	// are shared) refuse it unseen; its failure on C, from a network not
+	// blocked, where C never saw it, takes it out of that network's set.
 	revoked.Store(true)
 	if res := get(b, tenant, userKey); res.status != 401 {
 		t.Fatalf("the revoked key on B: %d, want 401: %s", res.status, res.body)
 	}
+	if res := get(b, tenant, userKey); res.status != 429 {
+		t.Errorf("the revoked key on B again: %d, want 429: %s", res.status, res.body)
+	}
 	get(c, "203.0.113.101", bogus()) // C learns the block from the shared count
 	if res := get(c, tenant, userKey); res.status != 429 {
 		t.Errorf("the revoked key on replica C: %d, want 429: %s", res.status, res.body)
+	}
+	if res := get(c, elsewhere, userKey); res.status != 401 {
+		t.Fatalf("the revoked key on C from another network: %d, want 401: %s", res.status, res.body)
+	}
+	if shared.has("203.0.113.0/24", userKey) || shared.has("198.51.100.0/24", userKey) {
+		t.Error("the revoked key is still in a network's known set")
 	}
 }

@@ -439,7 +439,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		u := wasmwiz.UserFromContext(ctx)
-		s.authFail.succeeded(r.Context(), digest)
+		s.authFail.succeeded(r.Context(), ip, digest)
 		if slot != nil {
 			if slot, err = s.userReqs.authenticated(slot, who, digest, u.ID); err != nil {
 				s.writeError(w, r, err)

@@ -8,7 +8,6 @@ package redis
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -408,51 +407,72 @@ func (l *Limiter) abandoned(probe bool) {
 
 var _ wasmwiz.KnownKeys = (*Limiter)(nil)
 
-// knownKey is the Redis key of the key of digest in the known set: a hash
-// of the digest (the stores keep the digest itself).
-func (l *Limiter) knownKey(digest [32]byte) string {
-	h := sha256.Sum256(append([]byte("wasmwiz known key\x00"), digest[:]...))
-	return l.prefix + "known:" + hex.EncodeToString(h[:])
-}
+// knownKey is the Redis key of network's known set.
+func (l *Limiter) knownKey(network string) string { return l.prefix + "known:{" + network + "}" }
 
-// known makes one call of the known set on Redis within the limiter's
-// timeout: EUNAVAILABLE while Redis is down (no probe is spent on it) or
-// when the call fails. The fallback keeps no known set: each replica's
-// own is the HTTP layer's.
+// known makes one call of a known set on Redis within the limiter's
+// timeout, as the other calls do: while Redis is down it is not tried (no
+// probe is spent on it) and fails EUNAVAILABLE, and a failure counts
+// toward an outage. The fallback keeps no known sets: each replica's own
+// is the HTTP layer's.
 func (l *Limiter) known(ctx context.Context, call func(ctx context.Context) error) error {
-	if l.down.Load() {
+	try, probe := l.route()
+	if !try {
 		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "the known keys are shared through Redis, which does not answer")
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	if err := call(ctx); err != nil {
-		l.storeErrors.Add(1)
-		return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "the known keys: redis: %v", err)
+	err := call(cctx)
+	switch {
+	case err == nil:
+		l.succeeded(probe)
+		return nil
+	case ctx.Err() != nil:
+		l.abandoned(probe)
+	default:
+		l.failed(err, probe)
 	}
-	return nil
+	return wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, err, "the known keys: redis: %v", err)
 }
+
+// noteKnownScript adds a key to a network's set, renews the set's ttl, and
+// drops members at random past the bound.
+var noteKnownScript = goredis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local over = redis.call('SCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then redis.call('SPOP', KEYS[1], over) end
+return 0`)
 
 // NoteKnownKey implements wasmwiz.KnownKeys.
-func (l *Limiter) NoteKnownKey(ctx context.Context, digest [32]byte, ttl time.Duration) error {
+func (l *Limiter) NoteKnownKey(ctx context.Context, network string, digest [32]byte, ttl time.Duration) error {
 	return l.known(ctx, func(ctx context.Context) error {
-		return l.client.Set(ctx, l.knownKey(digest), 1, ttl).Err()
+		return noteKnownScript.Run(ctx, l.client, []string{l.knownKey(network)},
+			wasmwiz.KnownKeyHash(digest), ttl.Milliseconds(), wasmwiz.MaxKnownKeys).Err()
 	})
 }
 
-// IsKnownKey implements wasmwiz.KnownKeys.
-func (l *Limiter) IsKnownKey(ctx context.Context, digest [32]byte) (bool, error) {
-	var n int64
+// KnownKeysOf implements wasmwiz.KnownKeys.
+func (l *Limiter) KnownKeysOf(ctx context.Context, network string) (map[string]bool, error) {
+	var members []string
 	err := l.known(ctx, func(ctx context.Context) (err error) {
-		n, err = l.client.Exists(ctx, l.knownKey(digest)).Result()
+		members, err = l.client.SRandMemberN(ctx, l.knownKey(network), wasmwiz.MaxKnownKeys).Result()
 		return err
 	})
-	return n == 1, err
+	if err != nil {
+		return nil, err
+	}
+	keys := make(map[string]bool, len(members))
+	for _, m := range members {
+		keys[m] = true
+	}
+	return keys, nil
 }
 
 // ForgetKnownKey implements wasmwiz.KnownKeys.
-func (l *Limiter) ForgetKnownKey(ctx context.Context, digest [32]byte) error {
+func (l *Limiter) ForgetKnownKey(ctx context.Context, network string, digest [32]byte) error {
 	return l.known(ctx, func(ctx context.Context) error {
-		return l.client.Del(ctx, l.knownKey(digest)).Err()
+		return l.client.SRem(ctx, l.knownKey(network), wasmwiz.KnownKeyHash(digest)).Err()
 	})
 }
 

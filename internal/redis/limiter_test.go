@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -845,10 +846,12 @@ func TestReleasesFoldIntoAdmissions(t *testing.T) {
 	})
 }
 
-// TestKnownKeysShared: a key noted by one replica is known to another
-// until its ttl passes or a replica forgets it; Redis holds a hash of the
-// digest, not the digest the stores keep; a limiter whose Redis does not
-// answer says EUNAVAILABLE, and the HTTP layer then goes by its own.
+// TestKnownKeysShared: a key noted from a network by one replica is in
+// that network's set as another replica reads it, and not in another
+// network's, until its ttl passes or a replica forgets it; a set keeps at
+// most MaxKnownKeys; Redis holds a hash of the digest, not the digest the
+// stores keep; a limiter whose Redis does not answer says EUNAVAILABLE, and
+// the HTTP layer then goes by its own.
 func TestKnownKeysShared(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -856,52 +859,63 @@ func TestKnownKeysShared(t *testing.T) {
 	prefix := testPrefix(t, c)
 	a := newLimiter(t, redis.Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
 	b := newLimiter(t, redis.Options{Client: newClient(t, testenv.RedisURL(t)), Prefix: prefix, Timeout: 5 * time.Second})
-	digest, other := sha256.Sum256([]byte("ww_key")), sha256.Sum256([]byte("ww_other"))
-	known := func(l *redis.Limiter, d [32]byte) bool {
+	const network, other = "203.0.113.0/24", "2001:db8:1::/48"
+	digest := sha256.Sum256([]byte("ww_key"))
+	known := func(l *redis.Limiter, network string) map[string]bool {
 		t.Helper()
-		ok, err := l.IsKnownKey(ctx, d)
+		keys, err := l.KnownKeysOf(ctx, network)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ok
+		return keys
 	}
-	if known(b, digest) {
-		t.Fatal("a key no one noted is known")
+	if len(known(b, network)) != 0 {
+		t.Fatal("a network no one noted a key from has known keys")
 	}
-	if err := a.NoteKnownKey(ctx, digest, time.Minute); err != nil {
+	if err := a.NoteKnownKey(ctx, network, digest, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if !known(b, digest) || known(b, other) {
-		t.Fatalf("after A noted one key: B knows it %v, the other %v", known(b, digest), known(b, other))
+	if !known(b, network)[wasmwiz.KnownKeyHash(digest)] || len(known(b, other)) != 0 {
+		t.Fatalf("after A noted a key from %s: B reads %v there, %v from %s", network, known(b, network), known(b, other), other)
 	}
 	keys, err := c.Keys(ctx, prefix+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if strings.Contains(k, hex.EncodeToString(digest[:])) {
-			t.Fatalf("Redis holds the key's digest itself: %s", k)
+		for _, m := range c.SMembers(ctx, k).Val() {
+			if strings.Contains(m, hex.EncodeToString(digest[:])) || strings.Contains(k, hex.EncodeToString(digest[:])) {
+				t.Fatalf("Redis holds the key's digest itself: %s %s", k, m)
+			}
 		}
 		if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 || ttl > time.Minute {
 			t.Fatalf("%s has ttl %v, want at most a minute", k, ttl)
 		}
 	}
-	if err := b.ForgetKnownKey(ctx, digest); err != nil {
+	if err := b.ForgetKnownKey(ctx, network, digest); err != nil {
 		t.Fatal(err)
 	}
-	if known(a, digest) {
+	if len(known(a, network)) != 0 {
 		t.Fatal("a key B forgot is still known to A")
 	}
-	if err := a.NoteKnownKey(ctx, digest, 50*time.Millisecond); err != nil {
+	for i := range wasmwiz.MaxKnownKeys + 20 {
+		if err := a.NoteKnownKey(ctx, other, sha256.Sum256([]byte(strconv.Itoa(i))), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(known(b, other)); n != wasmwiz.MaxKnownKeys {
+		t.Fatalf("a network's set holds %d keys, want at most %d", n, wasmwiz.MaxKnownKeys)
+	}
+	if err := a.NoteKnownKey(ctx, network, digest, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the noted key's ttl to pass", func() bool { return !known(b, digest) })
+	testenv.WaitFor(t, "the noted key's ttl to pass", func() bool { return len(known(b, network)) == 0 })
 
 	down := newLimiter(t, redis.Options{Client: newClient(t, "redis://"+tcpproxy.ClosedAddr(t)), Timeout: 200 * time.Millisecond})
-	if _, err := down.IsKnownKey(ctx, digest); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
-		t.Fatalf("IsKnownKey with Redis down: %v, want EUNAVAILABLE", err)
+	if _, err := down.KnownKeysOf(ctx, network); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("KnownKeysOf with Redis down: %v, want EUNAVAILABLE", err)
 	}
-	if err := down.NoteKnownKey(ctx, digest, time.Minute); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+	if err := down.NoteKnownKey(ctx, network, digest, time.Minute); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("NoteKnownKey with Redis down: %v, want EUNAVAILABLE", err)
 	}
 }
