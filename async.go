@@ -566,20 +566,66 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 	return rec, nil
 }
 
+// Stale-run sweep batches: the most and the least runs one store call
+// fails (see FailStaleRuns).
+const (
+	staleRunsBatch    = 100
+	minStaleRunsBatch = 10
+)
+
 // FailStaleRuns fails the running runs whose replica has sent no heartbeat
-// for staleAfter, and tells their followers. Every replica calls it now and
-// then; a failed run is never run again.
+// for staleAfter, and tells their followers, gives back their background
+// slots and enqueues their webhooks. Every replica calls it now and then; a
+// failed run is never run again. It returns how many runs it failed, also
+// with an error (those of RunQueueService.FailStaleRuns).
+//
+// It fails them in batches, each one store call under the call timeout,
+// until a batch comes back short. A batch the database could not finish in
+// time (EUNAVAILABLE: runs with much output to move into their rows, a
+// loaded database) is tried again at once a quarter as large, down to
+// minStaleRunsBatch, and the size is kept for the next sweep, doubling back
+// after each batch that comes back whole; any other failure ends the sweep.
+// Without it, one statement over every stale run could fail at every sweep,
+// and those runs stayed running for good.
 func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) (int, error) {
-	stale, err := e.Runs.FailStaleRuns(ctx, e.now().Add(-staleAfter), ErrorMessage(errStarted))
-	for _, r := range stale {
-		e.publish(RunEvent{RunID: r.ID, Kind: EventState, Data: []byte(RunFailed)})
-		e.publish(RunEvent{RunID: r.ID, Kind: EventResult})
-		e.releaseBackground(ctx, &UsageRecord{ID: r.ID, UserID: r.UserID})
-		if e.Queue != nil && r.CallbackURL != "" {
-			_ = e.Queue.EnqueueWebhook(ctx, r.ID, r.UserID)
+	before, message := e.now().Add(-staleAfter), ErrorMessage(errStarted)
+	total := 0
+	for {
+		batch := e.staleRunsBatchSize()
+		stale, err := e.Runs.FailStaleRuns(ctx, before, message, batch)
+		if err != nil {
+			if ctx.Err() == nil && ErrorCode(err) == EUNAVAILABLE && batch > minStaleRunsBatch {
+				e.staleBatch.Store(int64(max(batch/4, minStaleRunsBatch)))
+				continue
+			}
+			return total, err
 		}
+		for _, r := range stale {
+			e.publish(RunEvent{RunID: r.ID, Kind: EventState, Data: []byte(RunFailed)})
+			e.publish(RunEvent{RunID: r.ID, Kind: EventResult})
+			e.releaseBackground(ctx, &UsageRecord{ID: r.ID, UserID: r.UserID})
+			if e.Queue != nil && r.CallbackURL != "" {
+				_ = e.Queue.EnqueueWebhook(ctx, r.ID, r.UserID)
+			}
+		}
+		total += len(stale)
+		if len(stale) < batch {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		e.staleBatch.Store(int64(min(2*batch, staleRunsBatch)))
 	}
-	return len(stale), err
+}
+
+// staleRunsBatchSize is how many runs FailStaleRuns fails in its next
+// store call.
+func (e *Executor) staleRunsBatchSize() int {
+	if n := e.staleBatch.Load(); n > 0 {
+		return int(n)
+	}
+	return staleRunsBatch
 }
 
 // liveOutput collects a running guest's output: it publishes it in pieces

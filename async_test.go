@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -328,5 +329,143 @@ func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
 					runs.calls, runs.unmarked)
 			}
 		})
+	}
+}
+
+// staleBound is a store whose sweeps of more than max stale runs at once
+// fail as a call past the store's timeout does (EUNAVAILABLE): a batch
+// with too much output to move in time. With err set, every sweep fails
+// with it. It records the limit of each call.
+type staleBound struct {
+	wasmwiz.RunStore
+	max    int
+	err    error
+	limits []int
+}
+
+func (s *staleBound) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+	s.limits = append(s.limits, limit)
+	if s.err != nil {
+		return nil, s.err
+	}
+	if limit > s.max {
+		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "fail stale runs: database unavailable, retry later")
+	}
+	return s.RunStore.FailStaleRuns(ctx, before, message, limit)
+}
+
+// resultEvents counts the result events published for each run.
+type resultEvents struct {
+	mu      sync.Mutex
+	results map[string]int
+}
+
+func (r *resultEvents) Publish(ev wasmwiz.RunEvent) {
+	if ev.Kind == wasmwiz.EventResult {
+		r.mu.Lock()
+		r.results[ev.RunID]++
+		r.mu.Unlock()
+	}
+}
+
+func (r *resultEvents) Subscribe(string) (<-chan wasmwiz.RunEvent, func()) { return nil, func() {} }
+
+// TestStaleRunSweepShrinksABatchTooLargeToFinish: when a batch of stale
+// runs cannot be failed within the store's call timeout, the sweeper tries
+// a smaller one at once, so that one sweep fails every stale run (each
+// with its result published, its background slot given back and its
+// webhook enqueued, once) instead of failing at every sweep and leaving
+// them running for good; the next sweep starts from the size that worked,
+// a batch of the least size that still fails ends the sweep, and so does
+// any other error.
+func TestStaleRunSweepShrinksABatchTooLargeToFinish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := sqlitetest.Open(t)
+	_, uctx := sqlitetest.User(t, db, "stale@example.com")
+	const runs = 150
+	stale := map[string]bool{}
+	for range runs {
+		rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: wasmwiz.TierFree, CreatedAt: time.Now(),
+			RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: "https://hooks.example.com/run"}}
+		if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, runs,
+			func(context.Context, any) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := db.StartRun(ctx, rec.ID); err != nil {
+			t.Fatal(err)
+		}
+		stale[rec.ID] = true
+	}
+	var releaseMu sync.Mutex
+	released := map[string]int{}
+	limiter := &mock.RateLimiter{ReleaseSlotFn: func(ctx context.Context, key, set, holder string) error {
+		releaseMu.Lock()
+		defer releaseMu.Unlock()
+		if set == wasmwiz.BackgroundSlots {
+			released[holder]++
+		}
+		return nil
+	}}
+	bound := &staleBound{RunStore: db, max: 40}
+	events := &resultEvents{results: map[string]int{}}
+	queue := &mock.RunQueue{}
+	// An hour on, every run's heartbeat is stale.
+	ex := &wasmwiz.Executor{Runs: bound, Queue: queue, Events: events, Limiter: limiter,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }}
+
+	n, err := ex.FailStaleRuns(ctx, 30*time.Second)
+	if err != nil || n != runs {
+		t.Fatalf("one sweep failed %d runs, %v; want all %d (limits %v)", n, err, runs, bound.limits)
+	}
+	// 100 fails; 25 fails a whole batch, doubling the next, until one over
+	// 40 fails and shrinks it again.
+	if want := []int{100, 25, 50, 12}; !slices.Equal(bound.limits[:len(want)], want) {
+		t.Fatalf("limits %v, want %v first", bound.limits, want)
+	}
+	if least := slices.Min(bound.limits); least < 10 {
+		t.Fatalf("a batch of %d runs, under the least of 10 (limits %v)", least, bound.limits)
+	}
+	for id := range stale {
+		rec, err := db.FindRunByID(uctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != wasmwiz.RunFailed {
+			t.Fatalf("run %s is %s after the sweep, want failed", id, rec.State)
+		}
+		if events.results[id] != 1 || released[id] != 1 {
+			t.Fatalf("run %s: %d results published, slot released %d times; want 1 and 1", id, events.results[id], released[id])
+		}
+	}
+	if len(events.results) != runs || len(released) != runs {
+		t.Fatalf("results published for %d runs and slots released for %d, want %d", len(events.results), len(released), runs)
+	}
+	if hooks := queue.Webhooks.Load(); hooks != runs {
+		t.Fatalf("%d webhooks enqueued, want %d", hooks, runs)
+	}
+
+	// The next sweep starts from the size that worked, not from 100.
+	bound.limits, bound.max = nil, 1000
+	if n, err := ex.FailStaleRuns(ctx, 30*time.Second); err != nil || n != 0 {
+		t.Fatalf("the next sweep: %d, %v; want nothing to do", n, err)
+	}
+	if len(bound.limits) != 1 || bound.limits[0] > 40 {
+		t.Fatalf("the next sweep's limits %v, want one batch of at most 40", bound.limits)
+	}
+
+	// A batch of the least size that still does not finish ends the sweep.
+	bound.limits, bound.max = nil, 5
+	if _, err := ex.FailStaleRuns(ctx, 30*time.Second); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("with no batch finishing: %v, want EUNAVAILABLE", err)
+	}
+	if last := bound.limits[len(bound.limits)-1]; last != 10 {
+		t.Fatalf("limits %v, want the last of 10", bound.limits)
+	}
+
+	// Any other error ends the sweep at once, for the next interval.
+	bound.limits, bound.err = nil, errors.New("connection reset")
+	if _, err := ex.FailStaleRuns(ctx, 30*time.Second); err == nil || len(bound.limits) != 1 {
+		t.Fatalf("a sweep meeting another error: %v after limits %v; want the error after one call", err, bound.limits)
 	}
 }

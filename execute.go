@@ -118,6 +118,7 @@ type Executor struct {
 	Now func() time.Time
 
 	storedRuns storedRunCache
+	staleBatch atomic.Int64 // FailStaleRuns's batch size (0: staleRunsBatch)
 }
 
 func (e *Executor) now() time.Time {

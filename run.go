@@ -454,11 +454,15 @@ type RunQueueService interface {
 	// its next heartbeat. It returns the run as it is then. ENOTFOUND for
 	// another tenant's run; ECONFLICT for a run already final.
 	CancelRun(ctx context.Context, id string) (*UsageRecord, error)
-	// FailStaleRuns fails running runs whose replica has not sent a heartbeat
-	// since before, with message, keeping the output their heartbeats
-	// appended in their final record, and returns them (StaleRun), read in
-	// the same statement. Needs no caller.
-	FailStaleRuns(ctx context.Context, before time.Time, message string) ([]StaleRun, error)
+	// FailStaleRuns fails at most limit running runs whose replica has not
+	// sent a heartbeat since before, with message, keeping the output their
+	// heartbeats appended in their final record, and returns them
+	// (StaleRun), read in the same statement; call it until it returns
+	// fewer than limit. Each call is one statement, so that a call bounded
+	// by the call timeout can finish. Needs no caller; safe to run on every
+	// replica (each run is failed once). EINVALID for a limit below 1;
+	// EUNAVAILABLE when the database could not finish in time.
+	FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]StaleRun, error)
 	// CountRuns counts runs by state, and the oldest created_at of each
 	// state among queued and running ones, for metrics. Needs no caller.
 	CountRuns(ctx context.Context) (map[RunState]int64, map[RunState]time.Time, error)

@@ -416,8 +416,9 @@ const (
 // replica sent no heartbeat for staleRunsAfter: a replica that died mid-run
 // leaves its runs failed with a message, never run again. Every replica
 // runs it; the store's update takes each run once. Its calls have the
-// store's call timeout (no wasmwiz.WithOwnDeadline): a sweep that fails is
-// tried again at the next interval.
+// store's call timeout (no wasmwiz.WithOwnDeadline), each failing a batch
+// of runs sized to finish in it (Executor.FailStaleRuns): a sweep that
+// fails is tried again at the next interval.
 func (s *Server) staleRunsLoop(ctx context.Context) {
 	after := s.opts.StaleRunsAfter
 	if after <= 0 {

@@ -240,20 +240,24 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 	return db.FindRunByID(ctx, id)
 }
 
-// FailStaleRuns fails running runs without a heartbeat since before; their
-// output moves into their rows (the statement's snapshot reads the pieces
-// its CTE deletes).
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]wasmwiz.StaleRun, error) {
+// FailStaleRuns fails at most limit running runs without a heartbeat since
+// before, skipping those another replica's sweep holds; their output moves
+// into their rows (the statement's snapshot reads the pieces its CTE
+// deletes).
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+	if limit < 1 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be at least 1")
+	}
 	rows, err := db.pool.Query(ctx, `WITH failed AS (
 			UPDATE runs SET state = 'failed', finished_at = $1,
 				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb($2::text))::text,
 				stdout = `+keptStdout+`, stderr = `+keptStderr+`
 			WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND coalesce(heartbeat_at, 'epoch') < $3
-				FOR UPDATE SKIP LOCKED)
+				LIMIT $4 FOR UPDATE SKIP LOCKED)
 			RETURNING id, user_id, coalesce(detail::jsonb->>'callback_url', '') AS callback_url),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed)),
 		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM failed))
-		SELECT id, user_id, callback_url FROM failed`, db.now(), message, before.UTC())
+		SELECT id, user_id, callback_url FROM failed`, db.now(), message, before.UTC(), limit)
 	if err != nil {
 		return nil, dbError(err, "fail stale runs")
 	}

@@ -247,15 +247,20 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 	return db.FindRunByID(ctx, id)
 }
 
-// FailStaleRuns fails running runs without a heartbeat since before.
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string) ([]wasmwiz.StaleRun, error) {
+// FailStaleRuns fails at most limit running runs without a heartbeat
+// since before, in one write transaction (which holds the only write lock:
+// the limit keeps it short).
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+	if limit < 1 {
+		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be at least 1")
+	}
 	var stale []wasmwiz.StaleRun
 	now := db.Now()
 	err := db.write(ctx, "fail stale runs", func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE runs SET state = 'failed', finished_at = ?,
 				detail = json_set(detail, '$.message', ?)
-			WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ?
-			RETURNING id, user_id, coalesce(json_extract(detail, '$.callback_url'), '')`, ms(now), message, ms(before))
+			WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND coalesce(heartbeat_at, 0) < ? LIMIT ?)
+			RETURNING id, user_id, coalesce(json_extract(detail, '$.callback_url'), '')`, ms(now), message, ms(before), limit)
 		stale, err = collect(rows, err, func(row interface{ Scan(...any) error }) (r wasmwiz.StaleRun, err error) {
 			err = row.Scan(&r.ID, &r.UserID, &r.CallbackURL)
 			return r, err

@@ -20,6 +20,7 @@ var runQueueTests = []test{
 	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
 	{"CancelQueuedAndRunning", testCancelRun},
 	{"FailStaleRuns", testFailStaleRuns},
+	{"FailStaleRunsUpToALimit", testFailStaleRunsLimit},
 	{"WebhookDeliveriesAndSecrets", testWebhookDeliveries},
 	{"DeleteRunsBeforeKeepsActiveRuns", testDeleteKeepsActive},
 	{"HeartbeatsAppendOutput", testHeartbeatsAppend},
@@ -218,7 +219,7 @@ func testFailStaleRuns(t *testing.T, e *env) {
 	e.clock.Add(time.Minute)
 	_, err := e.s.HeartbeatRun(e.anon, live.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
-	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped")
+	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100)
 	wantOK(t, err, "FailStaleRuns")
 	// Each comes with whose it was and where its result goes, for the
 	// sweeper to release its slot and deliver its webhook.
@@ -247,6 +248,64 @@ func testFailStaleRuns(t *testing.T, e *env) {
 	wantOK(t, err, "CountRuns")
 	if counts[wasmwiz.RunQueued] != 1 || counts[wasmwiz.RunRunning] != 1 || oldest[wasmwiz.RunQueued].IsZero() {
 		t.Fatalf("CountRuns %v %v", counts, oldest)
+	}
+}
+
+// testFailStaleRunsLimit: a call fails at most its limit of stale runs,
+// each with the output its heartbeats appended; the next calls fail the
+// rest, each run once, until one comes back short, and a live run is left
+// running.
+func testFailStaleRunsLimit(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	stale := map[string]bool{}
+	for range 5 {
+		r := e.running(ctx)
+		e.beat(r.ID, 0, "out "+r.ID, 0, "")
+		stale[r.ID] = true
+	}
+	e.clock.Add(time.Minute)
+	live := e.running(ctx)
+	before := e.clock.Now().Add(-30 * time.Second)
+	_, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 0)
+	WantCode(t, err, wasmwiz.EINVALID, "FailStaleRuns with a limit of 0")
+
+	failed := map[string]bool{}
+	for i, want := range []int{2, 2, 1} {
+		got, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 2)
+		wantOK(t, err, "FailStaleRuns")
+		if len(got) != want {
+			t.Fatalf("call %d failed %d runs (%+v), want %d", i+1, len(got), got, want)
+		}
+		for _, r := range got {
+			if !stale[r.ID] || failed[r.ID] {
+				t.Fatalf("call %d failed %s: not stale, or failed before", i+1, r.ID)
+			}
+			failed[r.ID] = true
+		}
+		running := 0
+		for id := range stale {
+			got, err := e.s.FindRunByID(ctx, id)
+			wantOK(t, err, "FindRunByID")
+			if got.State == wasmwiz.RunRunning {
+				running++
+			}
+		}
+		if left := len(stale) - len(failed); running != left {
+			t.Fatalf("after call %d, %d stale runs are running, want %d", i+1, running, left)
+		}
+	}
+	for id := range stale {
+		if got := e.wantOutput(ctx, id, "out "+id, "", "a run failed in a batch"); got.State != wasmwiz.RunFailed {
+			t.Fatalf("run %s is %s, want failed", id, got.State)
+		}
+		if n := e.pieces(id); n != 0 {
+			t.Fatalf("FailStaleRuns left %d output pieces of %s", n, id)
+		}
+	}
+	got, err := e.s.FindRunByID(ctx, live.ID)
+	wantOK(t, err, "FindRunByID")
+	if got.State != wasmwiz.RunRunning {
+		t.Fatalf("the live run is %s, want running", got.State)
 	}
 }
 

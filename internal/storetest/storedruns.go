@@ -117,7 +117,7 @@ func testStoredRunsEveryPath(t *testing.T, e *env) {
 	e.beat(r.ID, 0, "out", 0, "err!")
 	e.wantStored(a.ID, want+7, "pieces of a run about to go stale")
 	e.clock.Add(time.Hour)
-	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped")
+	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100)
 	wantOK(t, err, "FailStaleRuns")
 	if len(ids) != 1 {
 		t.Fatalf("FailStaleRuns failed %v", ids)
