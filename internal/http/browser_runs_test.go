@@ -126,8 +126,10 @@ func TestBrowserRuns(t *testing.T) {
 	step("cancel it: its worker stops and it keeps its output",
 		chromedp.Click(chromedp.ID("detail-cancel")),
 		pollLong(`document.getElementById("detail-state").textContent === "cancelled"`),
-		waitText("#detail-stdout", "tick"),
-		poll(`document.getElementById("detail-cancel").hidden`),
+		// The state event can come well before the result's record (the
+		// replica stops the run at its next heartbeat, then writes it).
+		waitTextLong("#detail-stdout", "tick"),
+		pollLong(`document.getElementById("detail-cancel").hidden`),
 	)
 	screenshot(t, ctx, "run-detail")
 	var rec wasmwiz.UsageRecord

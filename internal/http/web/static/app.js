@@ -882,7 +882,11 @@
 
   $("detail-cancel").addEventListener("click", () => act($("detail-cancel"), $("detail-error"), async () => {
     const r = await api("POST", "/api/v1/runs/" + encodeURIComponent(detailRun.id) + "/cancel");
-    renderRun(r);
+    // A run still stopping keeps what the event stream showed: its record
+    // holds only the output its heartbeats stored so far. The result event
+    // brings the final record.
+    if (FINAL.includes(r.state)) renderRun(r);
+    else setBadge($("detail-state"), r.state, "state-" + r.state);
     $("detail-live").textContent = r.state === "cancelled" ? "Cancelled." : "Stopping…";
   }));
 
