@@ -174,11 +174,14 @@ func (d *diskCache) evictSoon() {
 }
 
 type cacheFile struct {
-	path  string
-	size  int64
-	mod   time.Time
-	tmp   bool
-	owner string // claim's hash; "" when unknown
+	path string
+	size int64
+	mod  time.Time
+	tmp  bool
+	// claimed: a claim stands next to it; owner is the claim's hash, read
+	// when evicting ("" when unknown).
+	claimed bool
+	owner   string
 }
 
 // evict deletes files until the directory holds at most diskLowWater of the
@@ -192,8 +195,7 @@ func (d *diskCache) evict() {
 	}
 	defer unlock()
 	var files []cacheFile
-	owners := map[string]string{} // file path -> owner, from the claims
-	claims := map[string]time.Time{}
+	claims := map[string]time.Time{} // file path -> its claim's time
 	var total int64
 	now := time.Now()
 	_ = filepath.WalkDir(d.dir, func(p string, e fs.DirEntry, err error) error {
@@ -205,10 +207,7 @@ func (d *diskCache) evict() {
 			return nil // gone meanwhile
 		}
 		if main, ok := strings.CutSuffix(p, ownerSuffix); ok {
-			if b, err := readSmall(p, 64); err == nil {
-				owners[main] = string(b)
-			}
-			claims[main] = info.ModTime()
+			claims[main] = info.ModTime() // read only when evicting
 			return nil
 		}
 		f := cacheFile{path: p, size: info.Size(), mod: info.ModTime(), tmp: strings.HasSuffix(p, ".tmp")}
@@ -229,7 +228,7 @@ func (d *diskCache) evict() {
 	for i := range files {
 		f := &files[i]
 		f.size = diskBlocks(f.size)
-		if _, claimed := claims[f.path]; claimed {
+		if _, f.claimed = claims[f.path]; f.claimed {
 			f.size += diskBlock
 			delete(claims, f.path)
 		}
@@ -254,7 +253,11 @@ func (d *diskCache) evict() {
 		case !strings.HasPrefix(f.path, d.sub+string(filepath.Separator)):
 			stale = append(stale, f)
 		default:
-			f.owner = owners[f.path]
+			if f.claimed {
+				if b, err := readSmall(f.path+ownerSuffix, 64); err == nil {
+					f.owner = string(b)
+				}
+			}
 			queues[f.owner] = append(queues[f.owner], f)
 			held[f.owner] += f.size
 		}
