@@ -579,26 +579,16 @@ const (
 // failed run is never run again. It returns how many runs it failed, also
 // with an error (those of RunQueueService.FailStaleRuns).
 //
-// It fails them in batches, each one store call under the call timeout,
-// until a batch comes back short. A batch the database could not finish in
-// time (EUNAVAILABLE: runs with much output to move into their rows, a
-// loaded database) is tried again at once a quarter as large, down to
-// minStaleRunsBatch, and the size is kept for the next sweep, doubling back
-// after each batch that comes back whole; any other failure ends the sweep.
-// Without it, one statement over every stale run could fail at every sweep,
-// and those runs stayed running for good.
+// It fails them in batches (Batches: at most staleRunsBatch a store call,
+// smaller while the database cannot finish one in time). Without them, one
+// statement over every stale run could fail at every sweep, and those runs
+// stayed running for good.
 func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) (int, error) {
 	before, message := e.now().Add(-staleAfter), ErrorMessage(errStarted)
-	total := 0
-	for {
-		batch := e.staleRunsBatchSize()
-		stale, err := e.Runs.FailStaleRuns(ctx, before, message, batch)
+	return e.staleBatches.Run(ctx, staleRunsBatch, minStaleRunsBatch, func(limit int) (int, error) {
+		stale, err := e.Runs.FailStaleRuns(ctx, before, message, limit)
 		if err != nil {
-			if ctx.Err() == nil && ErrorCode(err) == EUNAVAILABLE && batch > minStaleRunsBatch {
-				e.staleBatch.Store(int64(max(batch/4, minStaleRunsBatch)))
-				continue
-			}
-			return total, err
+			return 0, err // none failed: the statement did not commit
 		}
 		for _, r := range stale {
 			e.publish(RunEvent{RunID: r.ID, Kind: EventState, Data: []byte(RunFailed)})
@@ -608,24 +598,8 @@ func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) 
 				_ = e.Queue.EnqueueWebhook(ctx, r.ID, r.UserID)
 			}
 		}
-		total += len(stale)
-		if len(stale) < batch {
-			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-		e.staleBatch.Store(int64(min(2*batch, staleRunsBatch)))
-	}
-}
-
-// staleRunsBatchSize is how many runs FailStaleRuns fails in its next
-// store call.
-func (e *Executor) staleRunsBatchSize() int {
-	if n := e.staleBatch.Load(); n > 0 {
-		return int(n)
-	}
-	return staleRunsBatch
+		return len(stale), nil
+	}, nil)
 }
 
 // liveOutput collects a running guest's output: it publishes it in pieces

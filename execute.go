@@ -117,8 +117,8 @@ type Executor struct {
 	// Now returns the current time; nil uses time.Now.
 	Now func() time.Time
 
-	storedRuns storedRunCache
-	staleBatch atomic.Int64 // FailStaleRuns's batch size (0: staleRunsBatch)
+	storedRuns   storedRunCache
+	staleBatches Batches // FailStaleRuns's
 }
 
 func (e *Executor) now() time.Time {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -531,4 +532,51 @@ type StaleRun struct {
 	ID          string
 	UserID      int64
 	CallbackURL string
+}
+
+// Batches sizes the batches of a background job that works through rows
+// one store call at a time, each under the store's call timeout (retention,
+// the stale-run sweeper): a call short enough to finish holds locks briefly
+// (on SQLite, the only write lock), and a job whose one big call could not
+// finish in time would fail at every round and never progress. Its zero
+// value starts at the job's largest batch.
+type Batches struct {
+	size atomic.Int64 // the next batch; 0: the largest
+}
+
+// Run calls do with the next batch size, most at first, until a batch
+// comes back short (do handled fewer rows than asked) or fails, and returns
+// the rows do handled and what ended it (nil for a short batch; ctx's
+// error when ctx ended). A batch that failed EUNAVAILABLE (the database
+// could not finish it in time) is tried again at once a quarter as large,
+// down to least, after shrunk (when not nil) hears of it; each batch that
+// comes back whole doubles the next, up to most. The size carries over to
+// the next Run.
+func (b *Batches) Run(ctx context.Context, most, least int, do func(limit int) (int, error), shrunk func(batch int, err error)) (int, error) {
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		batch := most
+		if n := b.size.Load(); n > 0 {
+			batch = int(n)
+		}
+		n, err := do(batch)
+		total += n
+		if err != nil {
+			if ctx.Err() == nil && ErrorCode(err) == EUNAVAILABLE && batch > least {
+				b.size.Store(int64(max(batch/4, least)))
+				if shrunk != nil {
+					shrunk(batch, err)
+				}
+				continue
+			}
+			return total, err
+		}
+		if n < batch {
+			return total, nil
+		}
+		b.size.Store(int64(min(2*batch, most)))
+	}
 }

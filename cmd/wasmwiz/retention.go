@@ -57,46 +57,24 @@ func (s *Server) deleteOldRuns(ctx context.Context) int {
 // under the store's call timeout (WASMWIZ_DATABASE_TIMEOUT), not a longer
 // deadline of its own (wasmwiz.WithOwnDeadline): on SQLite a batch holds the
 // only write lock, and one that held it longer would make the requests'
-// writes fail. So the batch adapts: a batch the database could not finish
-// in time (EUNAVAILABLE: runs with much stored output, a loaded database)
-// is tried again a quarter as large, down to minRetentionBatch, and the
-// size kept for the next interval, doubling back after each batch that
-// finishes whole; any other failure waits for the next interval. Without
-// it, one batch too large to commit in time failed at every interval, and
-// nothing was ever deleted again.
+// writes fail. So the batch adapts (wasmwiz.Batches): a batch the database
+// could not finish in time (runs with much stored output, a loaded
+// database) is tried again a quarter as large, down to minRetentionBatch,
+// and the size kept for the next interval, doubling back after each batch
+// that finishes whole; any other failure waits for the next interval.
+// Without it, one batch too large to commit in time failed at every
+// interval, and nothing was ever deleted again.
 func (s *Server) deleteRuns(ctx context.Context, before time.Time, tier string) int {
-	total := 0
-	for ctx.Err() == nil {
-		batch := s.retentionBatchSize()
-		n, err := s.store.DeleteRunsBefore(ctx, before, tier, batch)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE && batch > minRetentionBatch {
-				s.retention.batch.Store(int64(max(batch/4, minRetentionBatch)))
-				s.log.Warn("retention: a batch of old runs did not finish; trying a smaller one", "tier", tier, "batch", batch, "err", err)
-				continue
-			}
-			s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "tier", tier, "batch", batch, "err", err)
-			break
-		}
-		total += n
-		if n < batch {
-			break
-		}
-		s.retention.batch.Store(int64(min(2*batch, retentionBatch)))
+	total, err := s.retention.Run(ctx, retentionBatch, minRetentionBatch, func(limit int) (int, error) {
+		return s.store.DeleteRunsBefore(ctx, before, tier, limit)
+	}, func(batch int, err error) {
+		s.log.Warn("retention: a batch of old runs did not finish; trying a smaller one", "tier", tier, "batch", batch, "err", err)
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("retention: deleting old runs failed; retrying at the next interval", "tier", tier, "err", err)
 	}
 	if total > 0 {
 		s.log.Info("retention: deleted old runs", "runs", total, "tier", tier, "before", before.UTC().Format(time.RFC3339))
 	}
 	return total
-}
-
-// retentionBatchSize is the rows deleteRuns deletes in its next batch.
-func (s *Server) retentionBatchSize() int {
-	if n := s.retention.batch.Load(); n > 0 {
-		return int(n)
-	}
-	return retentionBatch
 }

@@ -90,9 +90,7 @@ type Server struct {
 
 	handlers atomic.Int64 // requests being handled, for the end of a shutdown
 
-	retention struct {
-		batch atomic.Int64 // deleteRuns's batch size (0: retentionBatch)
-	}
+	retention wasmwiz.Batches // deleteRuns's
 
 	// drainCut ends the drain delay early (tests; closed once by cutDrain).
 	drainCut     chan struct{}
