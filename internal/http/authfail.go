@@ -262,7 +262,11 @@ func (g *authFailures) sharedKnows(ctx context.Context, network netip.Prefix, un
 	}
 	g.mu.Unlock()
 	if read {
-		keys, err := g.shared.KnownKeysOf(ctx, network.String())
+		// Not cut by this request's end: the read serves every request of
+		// the block, and a sender that hung up at once would otherwise
+		// leave the set unread (empty) for knownSetRetry, again and again.
+		// The limiter's timeout bounds it.
+		keys, err := g.shared.KnownKeysOf(context.WithoutCancel(ctx), network.String())
 		g.mu.Lock()
 		set.keys, set.until = keys, until
 		if retry := now.Add(knownSetRetry); err != nil && retry.Before(until) {

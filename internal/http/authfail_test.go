@@ -245,6 +245,9 @@ func (k *sharedSets) NoteKnownKey(ctx context.Context, network string, digest [3
 
 func (k *sharedSets) KnownKeysOf(ctx context.Context, network string) (map[string]bool, error) {
 	k.reads.Add(1)
+	if err := ctx.Err(); err != nil {
+		return nil, err // as Redis's call: cut by its context
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return maps.Clone(k.sets[network]), nil
@@ -308,6 +311,13 @@ func TestAuthFailuresKnownOnAnotherReplica(t *testing.T) {
 	bogus := bogusKeys()
 	for i := range 8*limit + 1 {
 		get(b, fmt.Sprintf("203.0.113.%d", i/limit+1), bogus())
+	}
+	// The first refused request, which reads the set, hangs up at once: the
+	// read still serves the block.
+	gone, hangUp := context.WithCancel(context.Background())
+	hangUp()
+	if res := b.do(request{method: "GET", path: "/api/v1/modules", key: bogus(), remoteAddr: "203.0.113.77:5000", ctx: gone}); res.status != 429 {
+		t.Fatalf("a hung-up request from the blocked network on replica B: %d, want 429: %s", res.status, res.body)
 	}
 	for i := range 200 {
 		if res := get(b, fmt.Sprintf("203.0.113.%d", i%250+1), bogus()); res.status != 429 {
