@@ -117,10 +117,10 @@ func (cc *compileCache) useLocked(c *compiled) {
 }
 
 // get returns the compiled module for wasm (whose hex sha256 is sha) with a
-// reference the caller must release (a compile's bytes count to owner), whether it came from a cache (memory
-// or disk), and how long it took to compile or load (0 when it was in
-// memory; the wait when another request was compiling it). It returns
-// EINVALID for modules that cannot run here.
+// reference the caller must release (a compile's bytes count to owner),
+// whether it came from a cache (memory or disk), and how long it took to
+// compile or load (0 when it was in memory; the wait when another request
+// was compiling it). It returns EINVALID for modules that cannot run here.
 func (cc *compileCache) get(owner string, wasm []byte, sha string) (*compiled, bool, time.Duration, error) {
 	key := cc.e.cacheKey(sha)
 	cc.mu.Lock()
