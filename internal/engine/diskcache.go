@@ -178,10 +178,9 @@ type cacheFile struct {
 	size int64
 	mod  time.Time
 	tmp  bool
-	// claimed: a claim stands next to it; owner is the claim's hash, read
-	// when evicting ("" when unknown).
+	// claimed: a claim stands next to it (its owner is read only when
+	// evicting).
 	claimed bool
-	owner   string
 }
 
 // evict deletes files until the directory holds at most diskLowWater of the
@@ -253,13 +252,14 @@ func (d *diskCache) evict() {
 		case !strings.HasPrefix(f.path, d.sub+string(filepath.Separator)):
 			stale = append(stale, f)
 		default:
+			owner := "" // unknown: no claim, or one that cannot be read
 			if f.claimed {
 				if b, err := readSmall(f.path+ownerSuffix, 64); err == nil {
-					f.owner = string(b)
+					owner = string(b)
 				}
 			}
-			queues[f.owner] = append(queues[f.owner], f)
-			held[f.owner] += f.size
+			queues[owner] = append(queues[owner], f)
+			held[owner] += f.size
 		}
 	}
 	target := int64(float64(d.max) * diskLowWater)
