@@ -113,41 +113,93 @@ func (s *webStack) apiGet(t *testing.T, key, path string, v any) int {
 	return res.StatusCode
 }
 
-// browser starts a headless chromium with a fresh profile and no network
-// beyond the test server, and collects script errors, exceptions and CSP
-// violations from its console. Browser tests skip in -short mode.
+// sharedBrowser is the one headless chromium of the test binary: started
+// by the first browser test, closed by TestMain after all of them. A
+// chromium start costs more CPU than most of these tests' steps, so the
+// tests share the process, not its state: each gets a browser context of its
+// own (browser).
+var sharedBrowser struct {
+	once   sync.Once
+	ctx    context.Context // the browser's chromedp context; nil until started
+	cancel func()
+	dir    string
+	err    error
+}
+
+// startBrowser starts the shared chromium, with a fresh profile and no
+// network beyond the test servers, once.
+func startBrowser(path string) (context.Context, error) {
+	b := &sharedBrowser
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "wasmwiz-chromium-")
+		if b.err != nil {
+			return
+		}
+		opts := []chromedp.ExecAllocatorOption{
+			chromedp.ExecPath(path),
+			chromedp.Headless,
+			chromedp.NoSandbox,
+			chromedp.DisableGPU,
+			chromedp.NoFirstRun,
+			chromedp.NoDefaultBrowserCheck,
+			chromedp.Flag("disable-quic", true),
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.Flag("disable-extensions", true),
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.UserDataDir(b.dir),
+			chromedp.WindowSize(1280, 1000),
+		}
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		bctx, cancelBrowser := chromedp.NewContext(actx)
+		b.ctx, b.cancel = bctx, func() { cancelBrowser(); cancelAlloc() }
+		// The first call starts the browser and must not carry a timeout
+		// (it would stop the browser).
+		if err := chromedp.Do(bctx); err != nil {
+			b.err = fmt.Errorf("starting chromium: %w", err)
+		}
+	})
+	return b.ctx, b.err
+}
+
+// closeBrowser stops the shared chromium, if a test started it, and
+// removes its profile.
+func closeBrowser() {
+	b := &sharedBrowser
+	if b.cancel != nil {
+		b.cancel()
+	}
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
+	}
+}
+
+// browser opens a tab of the shared headless chromium in a browser context
+// of its own (its own cookies, storage and cache, closed with the test),
+// and collects script errors, exceptions and CSP violations from its
+// console. Browser tests skip in -short mode.
 func browser(t *testing.T) (context.Context, func() []string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test: not in -short mode")
 	}
 	path := findChromium(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
+	bctx, err := startBrowser(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	// The first call starts the browser and must not carry a timeout (it
-	// would stop the browser); the steps after it get one.
-	messages := chromedp.Console(bctx)
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
+	if bctx.Err() != nil {
+		t.Fatalf("the shared chromium has stopped: %v", context.Cause(bctx))
 	}
-	ctx, cancelTimeout := context.WithTimeout(bctx, 5*time.Minute)
+	tctx, cancelTab := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancelTab)
+	// The first call opens the tab; the steps after it get a timeout.
+	messages := chromedp.Console(tctx)
+	if err := chromedp.Do(tctx); err != nil {
+		t.Fatalf("opening a tab: %v", err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(tctx, 5*time.Minute)
 	t.Cleanup(cancelTimeout)
 
 	var mu sync.Mutex
@@ -235,8 +287,11 @@ func cardsProblem(id string) string {
 // allowDownloads lets the page's downloads land in dir.
 func allowDownloads(dir string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		// The browser is shared: the behaviour is set for this test's
+		// browser context only.
 		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
-			Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir})
+			Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir,
+			BrowserContextID: chromedp.FromContext(ctx).BrowserContextID})
 		return err
 	})
 }

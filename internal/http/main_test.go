@@ -8,5 +8,10 @@ import (
 )
 
 // TestMain prints, after the tests, one summary of those skipped for want
-// of a service or a program, and what would run them.
-func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+// of a service or a program, and what would run them; it then stops the
+// chromium the browser tests shared.
+func TestMain(m *testing.M) {
+	code := testenv.Run(m)
+	closeBrowser()
+	os.Exit(code)
+}
