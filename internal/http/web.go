@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
@@ -105,6 +106,12 @@ func loadWebAssets() (*webAssets, error) {
 	return a, nil
 }
 
+// embeddedWebAssets is loadWebAssets once per process: the files are part
+// of the binary and never change, and nothing writes to what it returns, so
+// every server shares one copy rather than copying and hashing the static
+// files' megabytes again (a test binary starts hundreds of servers).
+var embeddedWebAssets = sync.OnceValues(loadWebAssets)
+
 // pageData is what the page template receives.
 type pageData struct {
 	// Auth tells the script whether runs need a key: with auth off it offers
@@ -147,7 +154,7 @@ func (s *Server) registerWebRoutes() {
 // buildWeb loads the embedded files and renders the page, which depends
 // only on the server's options, once.
 func buildWeb(data pageData) (*webAssets, []byte, error) {
-	assets, err := loadWebAssets()
+	assets, err := embeddedWebAssets()
 	if err != nil {
 		return nil, nil, err
 	}
