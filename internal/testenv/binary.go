@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -37,10 +41,25 @@ func WasmwizBinary(t testing.TB) string {
 			return
 		}
 		built.path = filepath.Join(built.dir, "wasmwiz")
+		last := lastBuilt(root)
+		// go build skips the link (a 56 MB executable, seconds of
+		// processor time) when the file it would write is already the
+		// program its sources build: start from the last one built here.
+		if last != "" {
+			_ = copyExecutable(last, built.path)
+		}
 		cmd := exec.Command("go", BuildArgs(built.path)...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		built.out, built.err = cmd.CombinedOutput()
+		if built.out, built.err = cmd.CombinedOutput(); built.err == nil && last != "" {
+			// Replaced whole (a rename), never written in place: another
+			// test binary may be copying it.
+			tmp := last + ".tmp" + strconv.Itoa(os.Getpid())
+			if copyExecutable(built.path, tmp) == nil {
+				_ = os.Rename(tmp, last)
+			}
+			os.Remove(tmp)
+		}
 	})
 	if built.err != nil {
 		t.Fatalf("go build ./cmd/wasmwiz: %v\n%s", built.err, built.out)
@@ -79,4 +98,39 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// lastBuilt is where WasmwizBinary keeps a copy of the last program it built
+// from the module at root, in the user's cache directory (one per checkout,
+// so that two work trees do not take turns relinking); "" when there is no
+// cache directory. The copy is never run, only copied.
+func lastBuilt(root string) string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "wasmwiz-test", hex.EncodeToString(sum[:8]))
+	if os.MkdirAll(dir, 0o755) != nil {
+		return ""
+	}
+	return filepath.Join(dir, "wasmwiz")
+}
+
+// copyExecutable copies the file src to a new executable file dst.
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
