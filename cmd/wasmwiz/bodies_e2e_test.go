@@ -276,7 +276,7 @@ func TestServeLargeBodyAdmissionIsHandedOn(t *testing.T) {
 		}
 		for i := range 2 {
 			id := startAsync(t, s.url, key, body(true))
-			testenv.WaitFor(t, "the background run to end", func() bool { return getRun(t, s.url, key, id).State.Final() })
+			poll(t, "the background run to end", func() bool { return getRun(t, s.url, key, id).State.Final() })
 			if rec := getRun(t, s.url, key, id); rec.State != api.RunDone || rec.Status != api.StatusOK {
 				t.Fatalf("background run %d: %s %s", i+1, rec.State, rec.Status)
 			}

@@ -122,7 +122,7 @@ func TestServeRedisOutage(t *testing.T) {
 	if err := other.client(doomedKey).RevokeKey(ctx, keys[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the key revoked on the other replica to be refused here", func() bool {
+	poll(t, "the key revoked on the other replica to be refused here", func() bool {
 		_, err := doomed.Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 		return codeOf(err) == wasmwiz.EUNAUTHORIZED
 	})
@@ -132,7 +132,7 @@ func TestServeRedisOutage(t *testing.T) {
 	}
 
 	p.Start()
-	testenv.WaitFor(t, "Redis to decide again", func() bool {
+	poll(t, "Redis to decide again", func() bool {
 		run("with Redis back")
 		return !s.srv.LimiterStats().FallbackActive
 	})
@@ -183,7 +183,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 	}
 
 	p.Start()
-	testenv.WaitFor(t, "the database to be back", func() bool {
+	poll(t, "the database to be back", func() bool {
 		rd, err := s.client("").Ready(ctx)
 		return err == nil && rd.Ready
 	})
@@ -191,7 +191,7 @@ func TestServeDatabaseOutage(t *testing.T) {
 	if err != nil || res.Status != api.StatusOK {
 		t.Fatalf("after the outage: %+v, %v", res, err)
 	}
-	testenv.WaitFor(t, "the runs to be written", func() bool {
+	poll(t, "the runs to be written", func() bool {
 		_, total, err := user.ListRuns(ctx, client.RunQuery{Status: api.StatusOK})
 		return err == nil && total.Count == 2
 	})
@@ -397,7 +397,7 @@ func TestServeDatabaseHang(t *testing.T) {
 	// The runs' slots are free: a tier of one concurrent run runs on a,
 	// then on b (a slot kept by a run the hang held would refuse it).
 	for _, s := range []*e2eServer{a, b} {
-		testenv.WaitFor(t, "a run of the single-slot tier after the hang", func() bool {
+		poll(t, "a run of the single-slot tier after the hang", func() bool {
 			res, err := s.client(singleKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello})
 			if codeOf(err) == wasmwiz.EUNAVAILABLE { // the pool's connections come back
 				return false
@@ -416,7 +416,7 @@ func TestServeDatabaseHang(t *testing.T) {
 		if ans.status != http.StatusOK || ans.user == nil { // a cold key's 200 is reported above
 			continue
 		}
-		testenv.WaitFor(t, "the record of "+ans.what, func() bool {
+		poll(t, "the record of "+ans.what, func() bool {
 			r, err := ans.user.GetRun(ctx, ans.id)
 			if err != nil {
 				return false
@@ -429,7 +429,7 @@ func TestServeDatabaseHang(t *testing.T) {
 	}
 	// The admitted run that the hang failed is recorded too, as failed
 	// with EUNAVAILABLE: it held a slot, and gave it back.
-	testenv.WaitFor(t, "the record of the admitted run the hang failed", func() bool {
+	poll(t, "the record of the admitted run the hang failed", func() bool {
 		runs, _, err := single.ListRuns(ctx, client.RunQuery{})
 		if err != nil {
 			return false
@@ -462,7 +462,7 @@ func TestServeDatabaseHang(t *testing.T) {
 	}
 	rp.Unstall()
 	for _, s := range []*e2eServer{a, b} {
-		testenv.WaitFor(t, "Redis to decide again", func() bool {
+		poll(t, "Redis to decide again", func() bool {
 			if res, err := s.client(warmKey).Execute(ctx, &client.ExecuteRequest{Wasm: hello}); err != nil || res.Status != api.StatusOK {
 				t.Fatalf("after Redis's hang: %+v, %v", res, err)
 			}
@@ -547,7 +547,7 @@ func TestSQLiteReadersOutnumberOneUser(t *testing.T) {
 func warm(t *testing.T, s *e2eServer, what string, run func() error) {
 	t.Helper()
 	before := s.srv.CacheStats().Hits
-	testenv.WaitFor(t, what+" to be served from the cache", func() bool {
+	poll(t, what+" to be served from the cache", func() bool {
 		if err := run(); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -756,7 +756,7 @@ func TestServeCacheEmbedded(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("wasmwiz users disable: exit %d\n%s%s", code, out, errOut)
 	}
-	testenv.WaitFor(t, "the user disabled by the CLI to be refused", func() bool {
+	poll(t, "the user disabled by the CLI to be refused", func() bool {
 		return codeOf(run(v)) == wasmwiz.EUNAUTHORIZED
 	})
 }

@@ -300,6 +300,26 @@ func setupRetry(t testing.TB, what string, call func() error) {
 	}
 }
 
+// poll is testenv.WaitFor for a condition that asks a server (a run's
+// record, usage, a run that waits for a cache to let go): after its first
+// tries it waits longer between them, up to pollMax, so that a wait of
+// seconds (heartbeats going stale, a usage batch, a cache's lifetime) does
+// not spend the machine on hundreds of requests and runs. Every state a
+// test waits for this way lasts far longer than pollMax.
+func poll(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	var pause time.Duration
+	testenv.WaitFor(t, what, func() bool {
+		time.Sleep(pause)
+		pause = min(pause+pause/2+time.Millisecond, pollMax)
+		return cond()
+	})
+}
+
+// pollMax is the longest poll waits between two tries (besides WaitFor's
+// own 5 ms).
+const pollMax = 45 * time.Millisecond
+
 // codeOf returns the code of an error of the client or of the program.
 func codeOf(err error) string {
 	var ce *client.Error

@@ -497,7 +497,7 @@ func TestServeCompilesAreCounted(t *testing.T) {
 	wantCode(t, "an upload past the quota", err, wasmwiz.ERATELIMIT)
 
 	var runs []*api.Run
-	testenv.WaitFor(t, "the run to be written", func() bool {
+	poll(t, "the run to be written", func() bool {
 		runs, _, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && len(runs) == 1
 	})

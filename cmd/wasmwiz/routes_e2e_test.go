@@ -136,7 +136,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 
 	// History and usage: the usage writer flushes within its interval.
 	var runs []*api.Run
-	testenv.WaitFor(t, "the runs to be written", func() bool {
+	poll(t, "the runs to be written", func() bool {
 		runs, total, err = user.ListRuns(ctx, client.RunQuery{})
 		return err == nil && total.Count >= 4*3+3+1+1 // and the legacy run
 	})
@@ -166,7 +166,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	}
 	var us *api.Usage
 	var ran, listed int
-	testenv.WaitFor(t, "usage to count every run that ran", func() bool {
+	poll(t, "usage to count every run that ran", func() bool {
 		ran, listed = ranNow()
 		us, err = user.Usage(ctx)
 		return err == nil && us.RunsToday == int64(ran)
@@ -174,7 +174,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	if us.Tier != wasmwiz.TierBasic || us.RunsPerMinute != 100 || ran == listed {
 		t.Fatalf("Usage: %+v (runs %d, of which ran %d)", us, listed, ran)
 	}
-	testenv.WaitFor(t, "the stored module's run count", func() bool {
+	poll(t, "the stored module's run count", func() bool {
 		got, err := user.GetModule(ctx, m.ID)
 		return err == nil && got.RunCount == 4
 	})
@@ -265,7 +265,7 @@ func testRoutes(t *testing.T, s *e2eServer) {
 	_, err = s.client(ak.Secret).Me(ctx)
 	wantCode(t, "key revoked by an admin", err, wasmwiz.EUNAUTHORIZED)
 	var st *api.Stats
-	testenv.WaitFor(t, "admin stats to count every run that ran", func() bool {
+	poll(t, "admin stats to count every run that ran", func() bool {
 		ran, _ = ranNow()
 		st, err = admin.AdminStats(ctx)
 		return err == nil && st.RunsToday == int64(ran)

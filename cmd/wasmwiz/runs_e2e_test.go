@@ -43,7 +43,7 @@ func getRun(t testing.TB, base, key, id string) *api.Run {
 func awaitRun(t testing.TB, what, base, key, id string, done func(*api.Run) bool) *api.Run {
 	t.Helper()
 	var r *api.Run
-	testenv.WaitFor(t, what, func() bool { r = getRun(t, base, key, id); return done(r) })
+	poll(t, what, func() bool { r = getRun(t, base, key, id); return done(r) })
 	return r
 }
 

@@ -117,7 +117,7 @@ func TestServeStoredRunQuota(t *testing.T) {
 		counted := func(c *client.Client, who string, want int64) int64 {
 			t.Helper()
 			var got int64
-			testenv.WaitFor(t, fmt.Sprintf("%s's %d bytes of run output to be counted", who, want), func() bool {
+			poll(t, fmt.Sprintf("%s's %d bytes of run output to be counted", who, want), func() bool {
 				got = storedRuns(c, who)
 				return got >= want
 			})
@@ -359,7 +359,7 @@ func TestServeRetention(t *testing.T) {
 
 	s := startServe(t, serveEnv(t, db, map[string]string{"WASMWIZ_RETENTION": "24h"}), ServeOptions{RetentionInterval: 50 * time.Millisecond})
 	sys := wasmwiz.SystemContext(ctx)
-	testenv.WaitFor(t, "old runs to be deleted", func() bool {
+	poll(t, "old runs to be deleted", func() bool {
 		st, err := s.srv.Store().Stats(sys, time.Now())
 		if err != nil {
 			return false
@@ -402,7 +402,7 @@ func TestServeRetentionPerTier(t *testing.T) {
 	seedRuns(t, db, []*wasmwiz.UsageRecord{oldFree, youngFree, oldBasic})
 	s := startServe(t, serveEnv(t, db), ServeOptions{RetentionInterval: 50 * time.Millisecond})
 	sys := wasmwiz.SystemContext(context.Background())
-	testenv.WaitFor(t, "the free tier's 8-day-old run to be deleted", func() bool {
+	poll(t, "the free tier's 8-day-old run to be deleted", func() bool {
 		_, err := s.srv.Store().FindRunByID(sys, oldFree.ID)
 		return wasmwiz.ErrorCode(err) == wasmwiz.ENOTFOUND
 	})
@@ -531,7 +531,7 @@ func TestServeTenantIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
+	poll(t, "alice's run to be written", func() bool { _, err := alice.GetRun(ctx, res.ID); return err == nil })
 	aliceKeys, _, err := alice.ListKeys(ctx, false, client.Page{})
 	if err != nil || len(aliceKeys) != 1 {
 		t.Fatal(err)
