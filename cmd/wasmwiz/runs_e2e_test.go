@@ -721,12 +721,13 @@ func TestServeAsyncClient(t *testing.T) {
 		t.Fatalf("the raw body's run: %+v, %v", rec, err)
 	}
 
-	// A running guest is stopped by CancelRun.
-	acc, err = user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: probe, Args: []string{"spin"}, Timeout: time.Minute}, "")
+	// A running guest is stopped by CancelRun: one that sleeps for ten
+	// minutes (within its minute it would end timeout, not cancelled).
+	acc, err = user.ExecuteAsync(ctx, &client.ExecuteRequest{Wasm: testmodule.Read(t, "sleep.wasm"), Args: []string{"600000"}, Timeout: time.Minute}, "")
 	if err != nil {
-		t.Fatalf("ExecuteAsync spin: %v", err)
+		t.Fatalf("ExecuteAsync sleep: %v", err)
 	}
-	awaitRun(t, "the spinning run to start", s.url, key, acc.ID, inState(api.RunRunning))
+	awaitRun(t, "the sleeping run to start", s.url, key, acc.ID, inState(api.RunRunning))
 	if _, err := user.CancelRun(ctx, acc.ID); err != nil {
 		t.Fatalf("CancelRun of a running run: %v", err)
 	}
