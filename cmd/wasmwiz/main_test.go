@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // processes, intervals), so GOMAXPROCS, the default, leaves a 2-core
 // machine idle for most of the package's time. The rest of the module
 // keeps the default: a higher one made a browser test time out.
-const packageParallel = 8
+const packageParallel = 4
 
 // defaultParallel sets -test.parallel to n when the command line did not
 // set it.
