@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -22,26 +20,11 @@ func TestMain(m *testing.M) {
 	workerChild.Become(func() error {
 		return worker.ServeProcess(context.Background(), worker.ServeOptions{NewEngine: newWorkerEngine})
 	})
-	flag.Parse()
-	defaultParallel(packageParallel)
+	// The end-to-end tests mostly wait (on servers, worker processes,
+	// intervals). At 8, a 13 MB upload of TestServeLargeBodiesBounded found
+	// every compile slot busy for 2 s on a loaded machine.
+	testenv.DefaultParallel(4)
 	os.Exit(testenv.Run(m))
-}
-
-// packageParallel is how many of this package's parallel tests run at once
-// unless -parallel says otherwise. They mostly wait (on servers, worker
-// processes, intervals), so GOMAXPROCS, the default, leaves a 2-core
-// machine idle for most of the package's time. The rest of the module
-// keeps the default: a higher one made a browser test time out.
-const packageParallel = 4
-
-// defaultParallel sets -test.parallel to n when the command line did not
-// set it.
-func defaultParallel(n int) {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		_ = flag.Set("test.parallel", strconv.Itoa(n))
-	}
 }
 
 // runMain runs the CLI with stdin and the environment vars, and returns the

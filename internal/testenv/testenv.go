@@ -22,12 +22,14 @@
 package testenv
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +113,21 @@ func record(test, how, local string) {
 	skips.tests[how][test] = true
 	if local != "" {
 		skips.local[how] = local
+	}
+}
+
+// DefaultParallel sets how many parallel tests of the package run at once
+// (-parallel) to n, unless the command line set it. Call it from TestMain
+// of a package whose tests mostly wait (on processes, servers, a
+// database): the default, GOMAXPROCS, leaves a 2-core machine idle for most
+// of such a package's time, and go test runs only GOMAXPROCS packages at
+// once. Packages that spend processor time keep the default.
+func DefaultParallel(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(n))
 	}
 }
 

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -241,5 +242,23 @@ func TestSummaryWithoutVerbose(t *testing.T) {
 	want := regexp.MustCompile(`(?m)^testenv: internal/redis: [1-9][0-9]* tests? skipped .*\n  [1-9][0-9]* tests?: set WASMWIZ_TEST_REDIS_URL \(e\.g\. redis://127\.0\.0\.1:6379/0\) to run (it|them)`)
 	if !want.Match(out) {
 		t.Fatalf("no summary naming WASMWIZ_TEST_REDIS_URL in:\n%s", out)
+	}
+}
+
+// TestDefaultParallel: -parallel given on the command line wins; otherwise
+// the package's default is set.
+func TestDefaultParallel(t *testing.T) {
+	f := flag.Lookup("test.parallel")
+	before := f.Value.String()
+	t.Cleanup(func() { _ = f.Value.Set(before) })
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	DefaultParallel(7)
+	want := "7"
+	if given {
+		want = before
+	}
+	if got := f.Value.String(); got != want {
+		t.Errorf("-parallel = %s after DefaultParallel(7), want %s (given on the command line: %v)", got, want, given)
 	}
 }
