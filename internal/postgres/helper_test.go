@@ -13,7 +13,7 @@ import (
 // test ends.
 func newDB(t testing.TB) *postgres.DB {
 	t.Helper()
-	return openURL(t, pgtest.Schema(t), true)
+	return openURL(t, pgtest.Migrated(t), true)
 }
 
 // openReplicas opens n stores on one fresh schema, each with a pool of its own,

@@ -131,12 +131,43 @@ func DefaultParallel(n int) {
 	}
 }
 
-// Run runs the tests of m and prints the summary of what was skipped for
-// want of a prerequisite, if anything was, removes what WasmwizBinary
-// built, then returns m's exit code.
+// after holds what AfterTests registered.
+var after struct {
+	sync.Mutex
+	running bool
+	fs      []func()
+}
+
+// AfterTests registers f to run once the package's tests are done, in Run
+// (last registered, first run), and reports whether it will: false when
+// the tests do not run under Run (a TestMain of its own, or none), when
+// nothing is registered. For what outlives a test on purpose, shared by the
+// tests of a binary (PostgreSQL schemas kept for reuse).
+func AfterTests(f func()) bool {
+	after.Lock()
+	defer after.Unlock()
+	if after.running {
+		after.fs = append(after.fs, f)
+	}
+	return after.running
+}
+
+// Run runs the tests of m, then what AfterTests registered, prints the
+// summary of what was skipped for want of a prerequisite, if anything was,
+// removes what WasmwizBinary built, then returns m's exit code.
 // Call it from TestMain: os.Exit(testenv.Run(m)).
 func Run(m *testing.M) int {
+	after.Lock()
+	after.running = true
+	after.Unlock()
 	code := m.Run()
+	after.Lock()
+	fs := after.fs
+	after.fs, after.running = nil, false
+	after.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 	removeBinary()
 	report(Summary(), os.Stdout, testing.Verbose() || !isPipe(os.Stdout), openTTY)
 	return code

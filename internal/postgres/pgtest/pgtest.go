@@ -7,13 +7,8 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
@@ -32,42 +27,45 @@ func ServerURL(t testing.TB) string {
 func Schema(t testing.TB) string {
 	t.Helper()
 	server := ServerURL(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "wwtest_" + hex.EncodeToString(b[:])
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatalf("connect to WASMWIZ_TEST_POSTGRES_URL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+name); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
+	name := newSchema(t, server)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, server)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+name+` CASCADE`); err != nil {
+		if err := dropSchema(server, name); err != nil {
 			t.Errorf("drop schema %s: %v", name, err)
 		}
 	})
 	return WithSearchPath(t, server, name)
 }
 
-// Open returns a migrated store in a schema of its own (Schema), closed
+// Migrated returns the URL of a schema of its own, as Schema does, with
+// every migration applied and nothing else in it. Migrating costs the
+// server a third of a second of processor time, for each of hundreds of
+// tests: under testenv.Run the schemas are kept and reused instead, each
+// emptied and given the migrations' rows again when its test ends, and
+// dropped after the tests. A schema is dropped instead of reused when a
+// session still uses it, when its tables, columns, constraints, triggers
+// or functions are not the migrations' (a test changed them), or when it
+// cannot be emptied.
+func Migrated(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	name, err := reused.take(server)
+	if err != nil {
+		t.Fatalf("a migrated schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := reused.give(server, name); err != nil {
+			t.Errorf("schema %s: %v", name, err)
+		}
+	})
+	return WithSearchPath(t, server, name)
+}
+
+// Open returns a migrated store in a schema of its own (Migrated), closed
 // when the test ends.
 func Open(t testing.TB) *postgres.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, Schema(t))
+	db, err := postgres.Open(ctx, Migrated(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +84,20 @@ func Open(t testing.TB) *postgres.DB {
 // disk made the PostgreSQL tests about a third slower.
 func WithSearchPath(t testing.TB, server, schema string) string {
 	t.Helper()
-	u, err := url.Parse(server)
-	if err != nil {
+	if _, err := url.Parse(server); err != nil {
 		t.Fatalf("WASMWIZ_TEST_POSTGRES_URL is not a URL: %v", err)
 	}
+	return withSearchPath(server, schema)
+}
+
+// withSearchPath is WithSearchPath for a server URL known to parse.
+func withSearchPath(server, schema string) string {
+	u, _ := url.Parse(server)
 	q := u.Query()
 	q.Set("search_path", schema)
 	q.Set("synchronous_commit", "off")
+	// Migrated asks the server whether a session still uses the schema.
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
