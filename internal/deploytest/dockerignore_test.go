@@ -2,8 +2,6 @@ package deploytest
 
 import (
 	"context"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -118,7 +116,7 @@ func TestDockerContextBuilds(t *testing.T) {
 		if rel == "" || ign.excluded(rel) {
 			continue
 		}
-		if err := copyFile(repoPath(t, rel), filepath.Join(dst, filepath.FromSlash(rel))); err != nil {
+		if err := testenv.CopyFile(repoPath(t, rel), filepath.Join(dst, filepath.FromSlash(rel))); err != nil {
 			if os.IsNotExist(err) {
 				continue // deleted in the work tree, not yet committed
 			}
@@ -133,7 +131,7 @@ func TestDockerContextBuilds(t *testing.T) {
 	// program, go build finds it up to date and skips the link (a 56 MB
 	// executable, seconds of CPU); any difference compiles and links anew.
 	program := filepath.Join(t.TempDir(), "wasmwiz")
-	if err := copyFile(testenv.WasmwizBinary(t), program); err != nil {
+	if err := testenv.CopyFile(testenv.WasmwizBinary(t), program); err != nil {
 		t.Fatal(err)
 	}
 	build := exec.CommandContext(ctx, "go", testenv.BuildArgs(program)...)
@@ -142,31 +140,4 @@ func TestDockerContextBuilds(t *testing.T) {
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build in the Docker context (%d files) failed: %v\n%s", copied, err, b)
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, st.Mode()&fs.ModePerm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,7 @@ func WasmwizBinary(t testing.TB) string {
 		// processor time) when the file it would write is already the
 		// program its sources build: start from the last one built here.
 		if last != "" {
-			_ = copyExecutable(last, built.path)
+			_ = CopyFile(last, built.path)
 		}
 		cmd := exec.Command("go", BuildArgs(built.path)...)
 		cmd.Dir = root
@@ -55,7 +56,7 @@ func WasmwizBinary(t testing.TB) string {
 			// Replaced whole (a rename), never written in place: another
 			// test binary may be copying it.
 			tmp := last + ".tmp" + strconv.Itoa(os.Getpid())
-			if copyExecutable(built.path, tmp) == nil {
+			if CopyFile(built.path, tmp) == nil {
 				_ = os.Rename(tmp, last)
 			}
 			os.Remove(tmp)
@@ -117,14 +118,25 @@ func lastBuilt(root string) string {
 	return filepath.Join(dir, "wasmwiz")
 }
 
-// copyExecutable copies the file src to a new executable file dst.
-func copyExecutable(src, dst string) error {
+// CopyFile copies the regular file src to dst, with its permissions,
+// creating dst's directory; anything but a regular file is passed over.
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, st.Mode()&fs.ModePerm)
 	if err != nil {
 		return err
 	}
