@@ -112,7 +112,6 @@ type schemaPool struct {
 	free     map[string][]string
 	template map[string]*template
 	off      bool // emptying failed once (no privilege, say): migrate anew
-	all      []struct{ server, name string }
 }
 
 // template is a migrated schema no test uses: the rows a fresh one holds,
@@ -170,7 +169,6 @@ func (sp *schemaPool) reset(server, name string) error {
 			return
 		}
 		if tmpl.name, tmpl.err = migrateNew(server); tmpl.err == nil {
-			sp.keep(server, tmpl.name)
 			tmpl.shape, tmpl.err = shape(server, tmpl.name)
 		}
 	})
@@ -247,25 +245,25 @@ func migrateNew(server string) (string, error) {
 		_ = dropSchema(server, name)
 		return "", err
 	}
-	reused.keep(server, name)
 	return name, nil
 }
 
-// keep records a schema for dropAll.
-func (sp *schemaPool) keep(server, name string) {
-	sp.Lock()
-	defer sp.Unlock()
-	sp.all = append(sp.all, struct{ server, name string }{server, name})
-}
-
-// dropAll drops every schema kept, once the tests are done.
+// dropAll drops the kept schemas and the templates, once the tests are
+// done: every schema a test took was given back (kept or dropped) by then.
 func (sp *schemaPool) dropAll() {
 	sp.Lock()
-	all := sp.all
-	sp.all, sp.free = nil, map[string][]string{}
+	free, templates := sp.free, sp.template
+	sp.free, sp.template = map[string][]string{}, map[string]*template{}
 	sp.Unlock()
-	for _, s := range all {
-		_ = dropSchema(s.server, s.name) // one still in use or gone: dropped already, or its test failed
+	for server, names := range free {
+		for _, name := range names {
+			_ = dropSchema(server, name)
+		}
+	}
+	for server, tmpl := range templates {
+		if tmpl.name != "" {
+			_ = dropSchema(server, tmpl.name)
+		}
 	}
 }
 
