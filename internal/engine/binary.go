@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"fmt"
 	"unicode/utf8"
 
@@ -52,34 +51,11 @@ type rawImport struct {
 	memory       *wasmwiz.MemoryInfo
 }
 
-var wasmMagic = []byte{0x00, 'a', 's', 'm'}
-
-// parseHeader checks the preamble and walks the sections. It returns EINVALID
-// with a message a module's author can act on.
+// parseHeader checks the preamble (wasmwiz.CheckPreamble) and walks the
+// sections. It returns EINVALID with a message a module's author can act on.
 func parseHeader(b []byte) (*header, error) {
-	switch {
-	case len(b) == 0:
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "the module is empty")
-	case len(b) < 4 || !bytes.Equal(b[:4], wasmMagic):
-		if looksLikeText(b) {
-			if bytes.Contains(b[:min(len(b), 512)], []byte("(module")) {
-				return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: this looks like the WebAssembly text format (.wat); compile it with wat2wasm first")
-			}
-			return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: this is a text file")
-		}
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "not a WebAssembly binary: it does not start with the magic bytes \\0asm")
-	case len(b) < 8:
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "truncated module: %d bytes, shorter than the 8-byte header", len(b))
-	}
-	version := b[4:8]
-	switch {
-	case bytes.Equal(version, []byte{1, 0, 0, 0}):
-	case version[2] == 1 && version[3] == 0:
-		// The component model's preamble: a 16-bit version, then layer 1.
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "components are not supported; build a core module for wasm32-wasip1")
-	default:
-		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "unsupported WebAssembly binary version %d; only version 1 (core modules) is supported",
-			uint32(version[0])|uint32(version[1])<<8|uint32(version[2])<<16|uint32(version[3])<<24)
+	if err := wasmwiz.CheckPreamble(b); err != nil {
+		return nil, err
 	}
 	h := &header{}
 	// The sections of which the header keeps only their count: types,
@@ -215,25 +191,6 @@ func countElements(r *reader) (uint64, error) {
 		}
 	}
 	return total, nil
-}
-
-func looksLikeText(b []byte) bool {
-	p := b[:min(len(b), 512)]
-	if len(b) > len(p) {
-		// A multi-byte rune may be cut at the end of the window.
-		for i := 0; i < 3 && len(p) > 0 && !utf8.Valid(p); i++ {
-			p = p[:len(p)-1]
-		}
-	}
-	if !utf8.Valid(p) {
-		return false
-	}
-	for _, c := range p {
-		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' {
-			return false
-		}
-	}
-	return true
 }
 
 func parseImports(r *reader) ([]rawImport, error) {

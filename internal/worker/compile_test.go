@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -51,6 +52,24 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	var retry *wasmwiz.RetryAfterError
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.As(err, &retry) || !strings.Contains(wasmwiz.ErrorMessage(err), "busy compiling") {
 		t.Errorf("a second bomb: %v, want EUNAVAILABLE with a retry hint", err)
+	}
+	// What is not a module needs no slot: refused at once, by what is wrong
+	// with it, for a run and for an inspection, however large.
+	notModules := map[string][]byte{
+		"magic bytes":      bytes.Repeat([]byte{0}, 8<<20),
+		"text format":      testmodule.Read(t, "add.wat"),
+		"components":       {0, 'a', 's', 'm', 0x0d, 0, 1, 0},
+		"shorter than the": []byte("\x00asm\x01"),
+	}
+	for want, wasm := range notModules {
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: lim})
+		if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.Contains(wasmwiz.ErrorMessage(err), want) {
+			t.Errorf("run of a module that is not one (%s) while the slot is taken: %v, want EINVALID", want, err)
+		}
+		_, err = pl.Inspect(context.Background(), wasm, lim)
+		if wasmwiz.ErrorCode(err) != wasmwiz.EINVALID || !strings.Contains(wasmwiz.ErrorMessage(err), want) {
+			t.Errorf("inspection of a module that is not one (%s) while the slot is taken: %v, want EINVALID", want, err)
+		}
 	}
 	for i := range 3 {
 		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})

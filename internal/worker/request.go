@@ -22,16 +22,18 @@ import (
 // output reaches the pool as it is written, so a run whose worker is killed
 // at the deadline (timeout) or dies from out-of-memory (memory_limit) still
 // carries what the guest wrote before, bounded by Limits.MaxOutputBytes.
-// Errors: EINVALID for a request without a wall-time limit and for what the
-// engine refuses; ETOOLARGE for a module or stdin over its limit (the
-// worker's engine checks; Executor.Execute has refused them before) and for
-// a module that did not compile within the wall time or the memory the
-// request allows (remembered: compile.go); EUNAVAILABLE when the pool is
-// closing, the request ended (ctx) before the run did (its worker is
-// killed; the Result returned with that error says what the run used until
-// then), or no compile slot freed in time (with a RetryAfter hint); and
-// EINTERNAL when the worker died during the run for a reason other than
-// memory (a death from out-of-memory is the status memory_limit).
+// Errors: EINVALID for a request without a wall-time limit, for bytes that
+// do not open as a core module's (wasmwiz.CheckPreamble, before any wait)
+// and for what the engine refuses; ETOOLARGE for a module or stdin over its
+// limit (the worker's engine checks; Executor.Execute has refused them
+// before) and for a module that did not compile within the wall time or
+// the memory the request allows (remembered: compile.go); EUNAVAILABLE when
+// the pool is closing, the request ended (ctx) before the run did (its
+// worker is killed; the Result returned with that error says what the run
+// used until then), or no compile slot freed in time (with a RetryAfter
+// hint); and EINTERNAL when the worker died during the run for a reason
+// other than memory (a death from out-of-memory is the status
+// memory_limit).
 func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
 	if req == nil {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
@@ -42,6 +44,14 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 	}
 	if len(req.Wasm) == 0 && (req.LoadWasm == nil || req.SHA256 == "") {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no module to run")
+	}
+	// What is not a module is refused here, not after a wait for a compile
+	// slot and a copy to a worker (a stored module was inspected when it
+	// was stored).
+	if len(req.Wasm) > 0 {
+		if err := wasmwiz.CheckPreamble(req.Wasm); err != nil {
+			return nil, err
+		}
 	}
 	sha := moduleSHA(req.SHA256, req.Wasm)
 	if err := pl.compiles.refused(sha, l.Timeout, compileDataBudget(l, len(req.Wasm))); err != nil {
@@ -194,6 +204,9 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
 	if limits.MaxModuleBytes > 0 && int64(len(wasm)) > limits.MaxModuleBytes {
 		return nil, wasmwiz.SizeError("module", int64(len(wasm)), limits.MaxModuleBytes, "")
+	}
+	if err := wasmwiz.CheckPreamble(wasm); err != nil {
+		return nil, err // as in Run
 	}
 	sha := moduleSHA("", wasm)
 	timeout := limits.Timeout
