@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,9 +261,16 @@ func TestAPIFiles(t *testing.T) {
 		testenv.WaitFor(t, "the run's directory to go", func() bool { return len(leftovers(t, filesDir)) == 0 })
 
 		// A worker that dies in the middle of a run (killed from outside:
-		// a crash of the runtime) leaves nothing either.
+		// a crash of the runtime) leaves nothing either. It is killed once
+		// the guest has written its file, not while the module still loads:
+		// a worker killed by SIGKILL while it compiles a module new to the
+		// pool leaves a verdict against the module's compile (compile.go),
+		// and the run after the crash would be refused by it.
+		partial := filepath.Join("out", "partial")
 		go func() {
-			testenv.WaitFor(t, "a run in a worker", func() bool { return len(leftovers(t, filesDir)) > 0 })
+			testenv.WaitFor(t, "the guest to write its file", func() bool {
+				return slices.ContainsFunc(leftovers(t, filesDir), func(p string) bool { return strings.HasSuffix(p, partial) })
+			})
 			for _, pid := range s.srv.pool.PIDs() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
