@@ -257,7 +257,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	} else {
 		pl.kills.Add(1)
 	}
-	if p.outOfMemory(killedBefore) {
+	if p.outOfMemory(killedBefore, pl.opts.oomKills) {
 		pl.log.Warn("worker ran out of memory", "worker", report)
 		return 0, nil, false, errWorkerOOM
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/hostiletest"
 	"github.com/wasmwiz/wasmwiz/internal/metrictest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 	"github.com/wasmwiz/wasmwiz/internal/testmodule"
@@ -255,23 +257,28 @@ func TestPoolHostileGuestsDoNotStallOthers(t *testing.T) {
 
 // TestPoolCrashRecovery kills a worker from outside in the middle of a run:
 // that run answers EINTERNAL, or memory_limit for a SIGKILL the pool did not
-// send (what the kernel's out-of-memory killer sends), and the pool replaces
-// the worker.
+// send when the kernel counted an out-of-memory kill meanwhile (its killer
+// sends SIGKILL), and the pool replaces the worker.
 func TestPoolCrashRecovery(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
 		signal syscall.Signal
+		oom    bool           // the kernel counts an out-of-memory kill with the signal
 		code   string         // error code, or
 		status wasmwiz.Status // the run's status
 	}{
-		{"a crash is EINTERNAL", syscall.SIGTERM, wasmwiz.EINTERNAL, ""},
-		{"the OOM killer's SIGKILL is memory_limit", syscall.SIGKILL, "", wasmwiz.StatusMemoryLimit},
+		{"a crash is EINTERNAL", syscall.SIGTERM, false, wasmwiz.EINTERNAL, ""},
+		{"another's SIGKILL is EINTERNAL", syscall.SIGKILL, false, wasmwiz.EINTERNAL, ""},
+		{"the OOM killer's SIGKILL is memory_limit", syscall.SIGKILL, true, "", wasmwiz.StatusMemoryLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			pl := newTestPool(t, testOptions(t, 1, 1))
+			opts := testOptions(t, 1, 1)
+			var oomKills atomic.Uint64 // the kernel's count, as the pool reads it
+			opts.oomKills = func() (uint64, bool) { return oomKills.Load(), true }
+			pl := newTestPool(t, opts)
 			compileFirst(t, pl, testmodule.Read(t, "loop.wasm")) // killed while the guest runs, not while it compiles
 			type answer struct {
 				res *wasmwiz.Result
@@ -284,6 +291,9 @@ func TestPoolCrashRecovery(t *testing.T) {
 			}()
 			testenv.WaitFor(t, "the run to start", func() bool { return len(busyPIDs(pl)) == 1 })
 			pid := busyPIDs(pl)[0]
+			if tt.oom {
+				oomKills.Add(1)
+			}
 			if err := syscall.Kill(pid, tt.signal); err != nil {
 				t.Fatalf("kill: %v", err)
 			}
@@ -332,6 +342,43 @@ func TestPoolIdleWorkerDeath(t *testing.T) {
 	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK {
 		t.Fatalf("hello: %v, %+v", err, res)
+	}
+}
+
+// TestPoolKilledIdleWorkersLeaveNoVerdict: a run handed a worker that was
+// killed while idle, by a SIGKILL that is not the kernel's out-of-memory
+// killer's, fails with EINTERNAL (or runs, on a worker that was not dead
+// yet), and is no verdict against its module: the module runs once the
+// workers are replaced (a compile that seemed to die of memory would be
+// refused for an hour, compile.go).
+func TestPoolKilledIdleWorkersLeaveNoVerdict(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 1)
+	opts.oomKills = func() (uint64, bool) { return 7, true } // no kill counted
+	pl := newTestPool(t, opts)
+	for round := range 5 {
+		testenv.WaitFor(t, "the pool at full strength", func() bool {
+			s := pl.Stats()
+			return s.Idle == 3 && s.Starting == 0
+		})
+		killed := pl.PIDs()
+		for _, pid := range killed {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		// A new module each round: its compile is the one a verdict would
+		// name.
+		wasm := hostiletest.Const(int32(round))
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Function: "get", Limits: testmodule.Limits()})
+		if code := wasmwiz.ErrorCode(err); code != "" && code != wasmwiz.EINTERNAL || err == nil && res.Status != wasmwiz.StatusOK {
+			t.Fatalf("round %d: the run beside the killed workers: %v, %s (want success or EINTERNAL)", round, err, statusOf(res))
+		}
+		testenv.WaitFor(t, "the killed workers to be reaped", func() bool {
+			return !slices.ContainsFunc(pl.PIDs(), func(p int) bool { return slices.Contains(killed, p) })
+		})
+		res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Function: "get", Limits: testmodule.Limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("round %d: the module after the kills: %v, %s", round, err, statusOf(res))
+		}
 	}
 }
 
