@@ -262,27 +262,31 @@ func TestAPIFiles(t *testing.T) {
 
 		// A worker that dies in the middle of a run (killed from outside:
 		// a crash of the runtime) leaves nothing either. It is killed once
-		// the guest has written its file, not while the module still loads:
-		// a worker killed by SIGKILL while it compiles a module new to the
-		// pool leaves a verdict against the module's compile (compile.go),
-		// and the run after the crash would be refused by it.
+		// the guest has written its file, in the middle of the run.
 		partial := filepath.Join("out", "partial")
+		killed := make(chan []int, 1)
 		go func() {
 			testenv.WaitFor(t, "the guest to write its file", func() bool {
 				return slices.ContainsFunc(leftovers(t, filesDir), func(p string) bool { return strings.HasSuffix(p, partial) })
 			})
-			for _, pid := range s.srv.pool.PIDs() {
+			pids := s.srv.pool.PIDs()
+			for _, pid := range pids {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
+			killed <- pids
 		}()
-		// The pool takes a worker killed by SIGKILL for one the kernel's OOM
-		// killer chose (memory_limit); another death is EINTERNAL.
+		// A SIGKILL the pool did not send is memory_limit when the kernel
+		// counted an out-of-memory kill meanwhile (its killer's signal),
+		// else EINTERNAL.
 		res, err = c.Execute(ctx, &client.ExecuteRequest{Wasm: probe, Files: files, Args: []string{"mkdir", "out", "write", "out/partial", "p", "spin"}})
 		if err == nil && res.Status != api.StatusMemoryLimit {
 			t.Fatalf("a run whose worker died: %s", res.Status)
 		}
 		testenv.WaitFor(t, "the dead worker's directory to go", func() bool { return len(leftovers(t, filesDir)) == 0 })
-		testenv.WaitFor(t, "workers again", func() bool { return s.srv.PoolStats().Idle > 0 })
+		pids := testenv.Recv(t, killed, "the killed workers")
+		testenv.WaitFor(t, "the killed workers replaced", func() bool {
+			return s.srv.PoolStats().Idle > 0 && !slices.ContainsFunc(s.srv.pool.PIDs(), func(p int) bool { return slices.Contains(pids, p) })
+		})
 		if res := run(t, &client.ExecuteRequest{Files: files, Args: []string{"cat", "in.txt"}}); string(res.Stdout) != "cat in.txt: ok x\n" {
 			t.Fatalf("a run after the crash: %q", res.Stdout)
 		}
