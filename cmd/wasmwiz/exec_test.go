@@ -37,6 +37,13 @@ func TestExecPrintsWhatRunPrints(t *testing.T) {
 		{"trap", []string{"--call", "div_by_zero"}, []string{testmodule.Path(t, "traps.wasm")}, ""},
 		{"plain module with params", []string{"--call", "add", "--params", "2,3"}, []string{testmodule.Path(t, "add.wasm")}, ""},
 	}
+	// The timeout case's 100 ms are the guest's: the server compiles
+	// loop.wasm first (storing a module inspects it in a worker), so that
+	// its runs only load it. Compiling it within those 100 ms on a loaded
+	// machine would be refused as too costly to compile.
+	if _, err := s.client(key).CreateModule(context.Background(), client.ModuleUpload{Wasm: testmodule.Read(t, "loop.wasm"), Name: "loop.wasm"}); err != nil {
+		t.Fatalf("storing loop.wasm: %v", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
