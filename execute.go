@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -698,6 +699,15 @@ func (e *Executor) validate(user *User, req *RunRequest) error {
 		return Errorf(EINVALID, "the module name is longer than %d bytes", maxModuleNameBytes)
 	case len(req.Function) > maxFunctionNameBytes:
 		return Errorf(EINVALID, "the function name is longer than %d bytes", maxFunctionNameBytes)
+	case strings.IndexByte(req.Function, 0) >= 0:
+		// Its record keeps it: PostgreSQL's jsonb, which reads the record's
+		// detail, refuses a NUL.
+		return Errorf(EINVALID, "the function name contains a NUL byte")
+	}
+	for i, p := range req.Params {
+		if strings.IndexByte(p, 0) >= 0 {
+			return Errorf(EINVALID, "param %d contains a NUL byte", i+1)
+		}
 	}
 	return CheckArgv(req.Name, req.Args, req.Env)
 }

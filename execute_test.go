@@ -195,6 +195,10 @@ func TestExecutorRefusals(t *testing.T) {
 		{name: "module over tier", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: make([]byte, 10*wasmwiz.MiB+1)}, wantCode: wasmwiz.ETOOLARGE},
 		{name: "args over the count cap", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Args: make([]string, wasmwiz.MaxArgs+1)}, wantCode: wasmwiz.ETOOLARGE},
 		{name: "env with NUL", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Env: map[string]string{"A": "\x00"}}, wantCode: wasmwiz.EINVALID},
+		// A NUL in what the record keeps made PostgreSQL refuse the record's
+		// detail as jsonb, and with it the stale-run sweep over every run.
+		{name: "function with NUL", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Function: "f\x00g"}, wantCode: wasmwiz.EINVALID},
+		{name: "param with NUL", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader, Function: "f", Params: []string{"1", "2\x00"}}, wantCode: wasmwiz.EINVALID},
 		{name: "quota exhausted", ctx: userCtx(1, "free"), req: wasmwiz.RunRequest{Wasm: wasmHeader},
 			allow:    &wasmwiz.RateDecision{Allowed: false, Limit: 10, RetryAfter: 1500 * time.Millisecond},
 			wantCode: wasmwiz.ERATELIMIT, wantRetry: true, wantLimiter: true},

@@ -222,7 +222,7 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 		switch wasmwiz.RunState(state) {
 		case wasmwiz.RunQueued:
 			if _, err := tx.Exec(ctx, `UPDATE runs SET state = 'cancelled', cancel_requested = true, finished_at = $1,
-				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb('cancelled before it started'::text))::text
+				detail = jsonb_set(`+detailJSONB+`, '{message}', to_jsonb('cancelled before it started'::text))::text
 				WHERE id = $2`, db.now(), id); err != nil {
 				return err
 			}
@@ -240,6 +240,13 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 	return db.FindRunByID(ctx, id)
 }
 
+// detailJSONB is a run's detail as jsonb, which refuses the escape of a NUL
+// character: one in a string of a detail (which the executor refuses in
+// what it stores, but a row written before may hold) reads as U+FFFD, so
+// that one run's detail cannot fail a statement over many runs (the stale
+// run sweep) or its own cancel.
+const detailJSONB = `replace(detail, '\u0000', '\ufffd')::jsonb`
+
 // FailStaleRuns fails at most limit running runs without a heartbeat since
 // before, skipping those another replica's sweep holds; their output moves
 // into their rows (the statement's snapshot reads the pieces its CTE
@@ -250,11 +257,11 @@ func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message strin
 	}
 	rows, err := db.pool.Query(ctx, `WITH failed AS (
 			UPDATE runs SET state = 'failed', finished_at = $1,
-				detail = jsonb_set(detail::jsonb, '{message}', to_jsonb($2::text))::text,
+				detail = jsonb_set(`+detailJSONB+`, '{message}', to_jsonb($2::text))::text,
 				stdout = `+keptStdout+`, stderr = `+keptStderr+`
 			WHERE id IN (SELECT id FROM runs WHERE state = 'running' AND coalesce(heartbeat_at, 'epoch') < $3
 				LIMIT $4 FOR UPDATE SKIP LOCKED)
-			RETURNING id, user_id, coalesce(detail::jsonb->>'callback_url', '') AS callback_url),
+			RETURNING id, user_id, coalesce(`+detailJSONB+`->>'callback_url', '') AS callback_url),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed)),
 		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM failed))
 		SELECT id, user_id, callback_url FROM failed`, db.now(), message, before.UTC(), limit)

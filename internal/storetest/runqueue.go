@@ -20,6 +20,7 @@ var runQueueTests = []test{
 	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
 	{"CancelQueuedAndRunning", testCancelRun},
 	{"FailStaleRuns", testFailStaleRuns},
+	{"NULInADetailFailsNoStatement", testNULInADetail},
 	{"FailStaleRunsUpToALimit", testFailStaleRunsLimit},
 	{"WebhookDeliveriesAndSecrets", testWebhookDeliveries},
 	{"DeleteRunsBeforeKeepsActiveRuns", testDeleteKeepsActive},
@@ -40,9 +41,19 @@ func (e *env) queued(ctx context.Context, in *wasmwiz.RunInput) *wasmwiz.UsageRe
 // callbackURL ("" for none).
 func (e *env) queuedTo(ctx context.Context, in *wasmwiz.RunInput, callbackURL string) *wasmwiz.UsageRecord {
 	e.t.Helper()
+	return e.queuedWith(ctx, in, callbackURL, nil)
+}
+
+// queuedWith is queuedTo with the record changed by edit (nil: none)
+// before it is queued.
+func (e *env) queuedWith(ctx context.Context, in *wasmwiz.RunInput, callbackURL string, edit func(*wasmwiz.UsageRecord)) *wasmwiz.UsageRecord {
+	e.t.Helper()
 	at := e.clock.Now()
 	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(at), Tier: wasmwiz.TierFree, CreatedAt: at,
 		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"a"}, EnvNames: []string{"K"}, CallbackURL: callbackURL}}
+	if edit != nil {
+		edit(r)
+	}
 	if in == nil {
 		in = &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in"), Env: map[string]string{"K": "secret"},
 			Args: []string{"a", "b"}, Params: []string{"1", "-2"}}
@@ -248,6 +259,45 @@ func testFailStaleRuns(t *testing.T, e *env) {
 	wantOK(t, err, "CountRuns")
 	if counts[wasmwiz.RunQueued] != 1 || counts[wasmwiz.RunRunning] != 1 || oldest[wasmwiz.RunQueued].IsZero() {
 		t.Fatalf("CountRuns %v %v", counts, oldest)
+	}
+}
+
+// testNULInADetail: a run whose detail holds a NUL character (which the
+// executor refuses in what it stores, but a row written before may hold)
+// is swept and cancelled like any other, and does not fail the sweep of
+// another tenant's runs: PostgreSQL's jsonb refuses the escape of a NUL.
+func testNULInADetail(t *testing.T, e *env) {
+	victim, victimCtx := e.user("victim@example.com", wasmwiz.TierFree)
+	other, otherCtx := e.user("other@example.com", wasmwiz.TierFree)
+	withNUL := func(r *wasmwiz.UsageRecord) {
+		r.Function, r.Params, r.Args = "f\x00g", []string{"1\x00"}, []string{"a\x00"}
+	}
+	stale := e.queuedWith(victimCtx, nil, "https://example.com/hook", nil)
+	poisoned := e.queuedWith(otherCtx, nil, "https://example.com/other", withNUL)
+	waiting := e.queuedWith(otherCtx, nil, "", withNUL)
+	for _, r := range []*wasmwiz.UsageRecord{stale, poisoned} {
+		_, _, err := e.s.StartRun(e.anon, r.ID)
+		wantOK(t, err, "StartRun")
+	}
+	e.clock.Add(time.Minute)
+	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100)
+	wantOK(t, err, "FailStaleRuns beside a detail with a NUL")
+	slices.SortFunc(failed, func(a, b wasmwiz.StaleRun) int { return strings.Compare(a.ID, b.ID) })
+	want := []wasmwiz.StaleRun{{ID: stale.ID, UserID: victim.ID, CallbackURL: stale.CallbackURL},
+		{ID: poisoned.ID, UserID: other.ID, CallbackURL: poisoned.CallbackURL}}
+	slices.SortFunc(want, func(a, b wasmwiz.StaleRun) int { return strings.Compare(a.ID, b.ID) })
+	if !slices.Equal(failed, want) {
+		t.Fatalf("FailStaleRuns failed %+v, want %+v", failed, want)
+	}
+	got, err := e.s.FindRunByID(otherCtx, poisoned.ID)
+	wantOK(t, err, "FindRunByID")
+	if got.State != wasmwiz.RunFailed || got.Message != "its replica stopped" || !strings.HasPrefix(got.Function, "f") {
+		t.Fatalf("the swept run with a NUL: %s %q %q", got.State, got.Message, got.Function)
+	}
+	cancelled, err := e.s.CancelRun(otherCtx, waiting.ID)
+	wantOK(t, err, "CancelRun of a queued run with a NUL in its detail")
+	if cancelled.State != wasmwiz.RunCancelled {
+		t.Fatalf("cancelled run is %s", cancelled.State)
 	}
 }
 
