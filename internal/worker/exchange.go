@@ -90,7 +90,8 @@ func (e *loadError) Unwrap() error { return e.err }
 // answer's kind and body, and whether p may serve again. Until the answer,
 // it reads only within rq.deadline; past it, or when ctx ends, or on any
 // protocol failure, it kills p, waits until the process is reaped, and
-// returns os.ErrDeadlineExceeded, EUNAVAILABLE, errWorkerOOM or EINTERNAL.
+// returns os.ErrDeadlineExceeded, EUNAVAILABLE (the caller left, or the
+// worker was killed from outside), errWorkerOOM or EINTERNAL.
 // When the module's bytes cannot be read it returns that error with p
 // healthy.
 func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *dec, healthy bool, err error) {
@@ -257,9 +258,18 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	} else {
 		pl.kills.Add(1)
 	}
-	if p.outOfMemory(killedBefore, pl.opts.oomKills) {
+	if p.outOfMemory() {
 		pl.log.Warn("worker ran out of memory", "worker", report)
 		return 0, nil, false, errWorkerOOM
+	}
+	if p.killedFromOutside(killedBefore) {
+		// Not the request's doing: no memory_limit, and no verdict against
+		// the module it compiled (request.go), which would refuse it for
+		// everyone. A worker killed while idle and handed this request
+		// before it was reaped ends here too.
+		pl.log.Warn("worker killed from outside during a request", "worker", report)
+		return 0, nil, false, wasmwiz.RetryLater(wasmwiz.EUNAVAILABLE, time.Second,
+			"the worker process running this request was killed from outside the server (SIGKILL, which the kernel's out-of-memory killer sends when the host runs short of memory); retry in a second")
 	}
 	pl.log.Error("worker failed during a request", "err", err, "worker", report)
 	return 0, nil, false, wasmwiz.WrapError(wasmwiz.EINTERNAL, err, "the worker process died")

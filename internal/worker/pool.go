@@ -96,10 +96,6 @@ type Options struct {
 	// lets a worker execute Command[0] only: a Command that is a wrapper
 	// starting another program needs it.
 	NoLandlock bool
-
-	// oomKills reads the kernel's count of out-of-memory kills; nil means
-	// hostOOMKills. Tests stand in for the kernel's killer with it.
-	oomKills func() (uint64, bool)
 }
 
 // Stats are the pool's counters, for metrics.
@@ -187,9 +183,6 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 	}
 	if opts.ModuleCacheBytes <= 0 {
 		opts.ModuleCacheBytes = DefaultModuleCacheBytes
-	}
-	if opts.oomKills == nil {
-		opts.oomKills = hostOOMKills
 	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = DefaultKillGrace
@@ -303,11 +296,7 @@ func (pl *Pool) removeFilesRoot() {
 
 func (pl *Pool) startProc(ctx context.Context) (*proc, error) {
 	dir := filepath.Join(pl.filesRoot, "w"+strconv.FormatUint(pl.spawned.Add(1), 10))
-	p, err := startProc(ctx, pl.opts.Command, pl.opts.Env, pl.cfg, pl.opts.StartTimeout, pl.log, &pl.children, pl.onExit, pl.landlock, dir)
-	if err == nil {
-		p.oomKillsAtStart, p.oomKillsKnown = pl.opts.oomKills()
-	}
-	return p, err
+	return startProc(ctx, pl.opts.Command, pl.opts.Env, pl.cfg, pl.opts.StartTimeout, pl.log, &pl.children, pl.onExit, pl.landlock, dir)
 }
 
 // errClosed answers requests once Close has begun.

@@ -58,12 +58,7 @@ type proc struct {
 	retire      bool               // the child asked to be replaced after this request
 	cacheStats  wasmwiz.CacheStats // as the child last reported them
 	cpuAtAnswer time.Duration      // the child's CPU time at its last final answer
-
-	// The kernel's count of out-of-memory kills when the worker had started
-	// (hostOOMKills), and whether it could be read.
-	oomKillsAtStart uint64
-	oomKillsKnown   bool
-	runSeq          uint64 // the number of the child's last run request (region.go)
+	runSeq      uint64             // the number of the child's last run request (region.go)
 }
 
 // cpuSinceAnswer is the CPU time (user and system) the worker used since its
@@ -395,55 +390,32 @@ func (p *proc) wasKilled() bool {
 	return p.killed
 }
 
-// outOfMemory reports whether the worker died of memory: the Go runtime
-// dies with a fatal error saying so when the kernel refuses a mapping (the
-// process's own limit, memlimit.go), and the kernel's out-of-memory killer
-// sends SIGKILL, which the pool never sent this one. A SIGKILL is the
-// killer's only if the kernel counted a kill since the worker started
-// (oomKills, hostOOMKills; where the count cannot be read, it is taken to
-// be): another's SIGKILL (an operator's, a test's) is no memory_limit of a
-// run that did not reach its limit, nor a verdict against the module the
-// worker compiled.
-//
-// killedBefore says whether the pool had sent SIGKILL before it saw the
-// worker fail (a kill after the failure, to be sure, is not the cause).
-func (p *proc) outOfMemory(killedBefore bool, oomKills func() (uint64, bool)) bool {
+// outOfMemory reports whether the worker died of memory by its own bound:
+// the watchdog, or the Go runtime when the kernel refuses a mapping past
+// the process's own limit (memlimit.go), ends it with a fatal error that
+// says so. A SIGKILL from outside (killedFromOutside) is not: the kernel's
+// out-of-memory killer sends it for the host's memory, which a worker
+// within its bound did not exhaust.
+func (p *proc) outOfMemory() bool {
 	p.mu.Lock()
 	fatal := p.fatal
 	p.mu.Unlock()
 	// "out of memory" from the heap, "cannot allocate memory" (ENOMEM) from
 	// the runtime's own allocations.
-	if strings.Contains(fatal, "out of memory") || strings.Contains(fatal, "cannot allocate memory") ||
-		strings.Contains(p.tail.String(), "out of memory") {
-		return true
-	}
+	return strings.Contains(fatal, "out of memory") || strings.Contains(fatal, "cannot allocate memory") ||
+		strings.Contains(p.tail.String(), "out of memory")
+}
+
+// killedFromOutside reports whether the worker died of a SIGKILL the pool
+// had not sent before it saw the worker fail (killedBefore): the kernel's
+// out-of-memory killer's, or an operator's.
+func (p *proc) killedFromOutside(killedBefore bool) bool {
 	var ee *exec.ExitError
 	if killedBefore || !errors.As(p.waitErr, &ee) {
 		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		return false
-	}
-	n, known := oomKills()
-	return !known || !p.oomKillsKnown || n != p.oomKillsAtStart
-}
-
-// hostOOMKills returns the kernel's count of processes its out-of-memory
-// killer killed, a cgroup's limit included (oom_kill in /proc/vmstat, Linux
-// 4.13 and later), and false when it cannot be read.
-func hostOOMKills() (uint64, bool) {
-	b, err := os.ReadFile("/proc/vmstat")
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // crashReport describes how a worker ended, for the log.
