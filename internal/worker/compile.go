@@ -86,12 +86,14 @@ func newCompiles(size int, wait time.Duration) *compiles {
 }
 
 // refused returns the remembered refusal of sha for a request with this
-// wall time and compile budget, or nil.
+// wall time and compile budget, or nil. A module known compiled has none:
+// its requests only load it (a verdict is on a compile, and another
+// request's compile has succeeded since), until it is forgotten.
 func (c *compiles) refused(sha string, timeout time.Duration, budget int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.verdicts[sha]
-	if v == nil {
+	if v == nil || c.known.has(sha) {
 		return nil
 	}
 	if time.Since(v.at) > verdictTTL {
@@ -135,8 +137,8 @@ func (c *compiles) remember(sha string, timeout time.Duration, budget int64) {
 }
 
 // compiled records that sha compiled: its requests need no slot, and a
-// verdict against it (a request with less time failed) stays for requests
-// like that one.
+// verdict against it (a request with less time failed) is set aside while
+// it is known (refused).
 func (c *compiles) compiled(sha string) {
 	c.mu.Lock()
 	c.known.add(sha, 1, nil)

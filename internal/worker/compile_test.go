@@ -122,8 +122,9 @@ func TestCompileSlots(t *testing.T) {
 
 // TestVerdicts: a module that did not compile within a wall time or a
 // memory budget is refused for requests with no more of either, tried
-// again for requests with more, and forgotten after verdictTTL; the pool
-// remembers at most maxVerdicts of them.
+// again for requests with more, set aside while the module is known
+// compiled, and forgotten after verdictTTL; the pool remembers at most
+// maxVerdicts of them.
 func TestVerdicts(t *testing.T) {
 	t.Parallel()
 	c := newCompiles(2, time.Millisecond)
@@ -149,6 +150,18 @@ func TestVerdicts(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tt.name, err, tt.code)
 		}
 	}
+	// A module that another request compiled since only loads: its
+	// verdict is set aside while it is known, and holds again once it is
+	// forgotten (its compiled code gone).
+	c.remember("compiled since", 5*time.Second, 0)
+	c.compiled("compiled since")
+	if err := c.refused("compiled since", time.Second, 0); err != nil {
+		t.Errorf("a module known compiled is refused: %v", err)
+	}
+	c.forget("compiled since")
+	if err := c.refused("compiled since", time.Second, 0); wasmwiz.ErrorCode(err) != wasmwiz.ETOOLARGE {
+		t.Errorf("a forgotten module's verdict: %v, want ETOOLARGE", err)
+	}
 	// Verdicts expire.
 	c.mu.Lock()
 	c.verdicts["slow"].at = time.Now().Add(-verdictTTL - time.Second)
@@ -162,6 +175,36 @@ func TestVerdicts(t *testing.T) {
 	}
 	if n := len(c.verdicts); n > maxVerdicts || c.order.Len() != n {
 		t.Errorf("%d verdicts (%d in order), want at most %d", n, c.order.Len(), maxVerdicts)
+	}
+}
+
+// TestSlowModuleLoadIsNotTheCompile: the time a stored module's bytes take
+// to come from the store (RunRequest.LoadWasm: the database, slowed by
+// other tenants) is not the request's wall time, so a module the store
+// hands over late is no module that did not compile in time, and no
+// verdict refuses it afterwards.
+func TestSlowModuleLoadIsNotTheCompile(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	wasm := hostiletest.Const(4242)
+	sha := wasmwiz.ModuleDigest(wasm)
+	lim := testmodule.Limits()
+	lim.Timeout = 200 * time.Millisecond
+	slow := func(ctx context.Context) ([]byte, error) {
+		select {
+		case <-time.After(2 * lim.Timeout):
+		case <-ctx.Done():
+		}
+		return wasm, nil
+	}
+	for _, load := range []struct {
+		what string
+		f    func(context.Context) ([]byte, error)
+	}{{"a slow store read", slow}, {"a fast one after it", func(context.Context) ([]byte, error) { return wasm, nil }}} {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{SHA256: sha, LoadWasm: load.f, Function: "get", Limits: lim})
+		if err != nil || res.Status != wasmwiz.StatusOK || len(res.Results) != 1 || res.Results[0].String() != "4242" {
+			t.Fatalf("%s: %v, %s", load.what, err, statusOf(res))
+		}
 	}
 }
 

@@ -104,11 +104,23 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		var wasm []byte
 		if withWasm {
 			if rq.wasm == nil && rq.load != nil {
+				began := time.Now()
 				b, err := rq.load(ctx)
 				if err != nil {
 					return &loadError{err}
 				}
 				rq.wasm = b
+				// Reading the module from the store is neither its compile
+				// nor its guest: the request's clock and deadline move past
+				// it, so that a slow store (other tenants' load) is not a
+				// module that did not compile in time.
+				took := time.Since(began)
+				rq.deadline = rq.deadline.Add(took)
+				if rq.clk != nil {
+					rq.clk.start = rq.clk.start.Add(took)
+				}
+				_ = p.stdin.SetWriteDeadline(rq.deadline)
+				_ = p.stdout.SetReadDeadline(rq.deadline)
 			}
 			wasm = rq.wasm
 			pl.moduleSends.Add(1)
