@@ -111,8 +111,11 @@ func NewWebhooks(opts WebhookOptions) *Webhooks {
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   opts.Timeout,
 			ResponseHeaderTimeout: opts.Timeout,
-			MaxIdleConns:          16,
-			IdleConnTimeout:       30 * time.Second,
+			// Only the status is read: a receiver's headers need not hold
+			// net/http's default 10 MiB in memory per delivery.
+			MaxResponseHeaderBytes: 64 << 10,
+			MaxIdleConns:           16,
+			IdleConnTimeout:        30 * time.Second,
 		},
 		// A redirect is not followed: the receiver is the URL given.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -142,9 +145,10 @@ func (w *Webhooks) control(network, address string, _ syscall.RawConn) error {
 // internet (IANA's special-purpose registries): shared and reserved IPv4
 // space, documentation and benchmarking ranges, and IPv6 prefixes that
 // carry an IPv4 address in a form that cannot be judged (Teredo's is
-// obscured, local-use NAT64's placement varies, IPv4-compatible is
-// deprecated). NAT64 and 6to4 addresses are judged by the IPv4 address
-// they carry (embeddedIPv4).
+// obscured, local-use NAT64's placement varies, IPv4-compatible and
+// IPv4-translated are deprecated), and the deprecated site-local prefix.
+// NAT64 and 6to4 addresses are judged by the IPv4 address they carry
+// (embeddedIPv4).
 var notPublic = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
 	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT (RFC 6598)
@@ -155,6 +159,8 @@ var notPublic = []netip.Prefix{
 	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
 	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
 	netip.MustParsePrefix("::/96"),           // IPv4-compatible
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (RFC 2765)
+	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated, still routed inside some sites)
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
 	netip.MustParsePrefix("100::/64"),        // discard-only
 	netip.MustParsePrefix("2001::/32"),       // Teredo

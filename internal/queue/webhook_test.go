@@ -298,6 +298,9 @@ func TestWebhookAllowed(t *testing.T) {
 		{"2002:a9fe:a9fe::1", false},                    // 6to4 of 169.254.169.254
 		{"2002:5db8:d822::1", true},                     // 6to4 of a public address
 		{"64:ff9b:1::7f00:1", false},                    // local-use NAT64
+		{"::ffff:0:7f00:1", false},                      // IPv4-translated 127.0.0.1
+		{"::ffff:0:5db8:d822", false},                   // IPv4-translated, not judged
+		{"fec0::1", false},                              // site-local
 		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false}, // Teredo
 		{"::7f00:1", false},                             // IPv4-compatible 127.0.0.1
 		{"2001:db8::1", false},                          // documentation
