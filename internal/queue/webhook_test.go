@@ -372,25 +372,34 @@ func TestWebhookFailures(t *testing.T) {
 	})
 }
 
-// A receiver chooses its answer: a status line of megabytes, which the
-// HTTP client quotes whole in its error, is recorded, logged and handed to
-// the queue cut to a few hundred bytes.
+// A receiver chooses its answer: a status line of tens of kilobytes, which
+// the HTTP client quotes whole in its error, is recorded, logged and handed
+// to the queue cut to a few hundred bytes; headers past 64 KiB are not
+// read at all.
 func TestWebhookLongFailureIsCut(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
-		addr := testenv.ServeTCP(t, func(c net.Conn) {
-			defer c.Close()
-			_, _ = c.Read(make([]byte, 64<<10))
-			_, _ = c.Write(append(bytes.Repeat([]byte{0xff}, 1<<20), "\r\n\r\n"...))
-		})
-		run, _ := webhookRun(t, s, "http://"+addr+"/hook")
-		w := newWebhooks(s, loopback)
-		err := w.Deliver(context.Background(), run.ID, 1, false)
-		if err == nil || len(err.Error()) > 1024 {
-			t.Fatalf("Deliver: an error of %d bytes, want one of at most 1 KiB", len(fmt.Sprint(err)))
-		}
-		d := deliveries(t, s, run.ID)
-		if len(d) != 1 || d[0].Error != err.Error() || !utf8.ValidString(d[0].Error) || !contains(d[0].Error, "cut at 512") {
-			t.Fatalf("recorded deliveries %+v, want the failure cut at 512 bytes", d)
+		for _, tc := range []struct {
+			size int
+			want string
+		}{
+			{60 << 10, "cut at 512"},
+			{1 << 20, "exceeded 65536 bytes"},
+		} {
+			addr := testenv.ServeTCP(t, func(c net.Conn) {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 64<<10))
+				_, _ = c.Write(append(bytes.Repeat([]byte{0xff}, tc.size), "\r\n\r\n"...))
+			})
+			run, _ := webhookRun(t, s, "http://"+addr+"/hook")
+			w := newWebhooks(s, loopback)
+			err := w.Deliver(context.Background(), run.ID, 1, false)
+			if err == nil || len(err.Error()) > 1024 {
+				t.Fatalf("Deliver (%d bytes of status): an error of %d bytes, want one of at most 1 KiB", tc.size, len(fmt.Sprint(err)))
+			}
+			d := deliveries(t, s, run.ID)
+			if len(d) != 1 || d[0].Error != err.Error() || !utf8.ValidString(d[0].Error) || !contains(d[0].Error, tc.want) {
+				t.Fatalf("recorded deliveries %+v (%d bytes of status), want the failure to say %q", d, tc.size, tc.want)
+			}
 		}
 	})
 }
