@@ -172,7 +172,11 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 		rec.Name = "" // a stored module runs under its own name, read when it starts
 	}
 	in := &RunInput{Wasm: req.Wasm, Stdin: req.Stdin, Env: req.Env, Files: files, Args: req.Args, Params: req.Params}
-	err = e.Runs.QueueRun(ctx, rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
+	// The write runs to its end (under the store's own deadlines) even when
+	// the caller goes away meanwhile: cut short, its commit could land with
+	// its outcome unknown here, and the run would be queued with its quota
+	// events given back below.
+	err = e.Runs.QueueRun(context.WithoutCancel(ctx), rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
 		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
 	})
 	if err != nil {

@@ -216,3 +216,45 @@ func TestAsyncRefusedAtItsBoundCostsNoDatabase(t *testing.T) {
 		})
 	}
 }
+
+// leavingStore is a store whose caller goes away (leave) as QueueRun starts.
+type leavingStore struct {
+	asyncStore
+	leave func()
+}
+
+func (s *leavingStore) QueueRun(ctx context.Context, rec *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxInFlight int,
+	enqueue func(context.Context, any) error) error {
+	s.leave()
+	return s.asyncStore.QueueRun(ctx, rec, in, maxInFlight, enqueue)
+}
+
+// TestAsyncQueueOutlastsTheCaller: on each real store, a caller that goes
+// away while its background run is being written (its client disconnected)
+// still has the run queued, and the answer says so: the write is not cut
+// short, so that a commit whose outcome the executor did not learn cannot
+// leave a run queued with its quota events given back.
+func TestAsyncQueueOutlastsTheCaller(t *testing.T) {
+	for _, st := range asyncStores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			db := st.open(t)
+			u := &wasmwiz.User{Email: "gone@example.com", Tier: wasmwiz.TierFree}
+			if err := db.CreateUser(wasmwiz.SystemContext(context.Background()), u); err != nil {
+				t.Fatal(err)
+			}
+			ctx, leave := context.WithCancel(wasmwiz.NewContextWithUser(context.Background(), u))
+			defer leave()
+			ex := &wasmwiz.Executor{Tiers: db, Modules: db, Runs: &leavingStore{asyncStore: db, leave: leave}, Queue: &mock.RunQueue{},
+				Limiter: inmem.New(inmem.Options{})}
+			got, err := ex.ExecuteAsync(ctx, nil, &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}, "")
+			if err != nil {
+				t.Fatalf("a run whose caller left while it was queued: %v", err)
+			}
+			rec, err := db.FindRunByID(wasmwiz.NewContextWithUser(context.Background(), u), got.ID)
+			if err != nil || rec.State != wasmwiz.RunQueued {
+				t.Fatalf("the run: %+v, %v, want queued", rec, err)
+			}
+		})
+	}
+}
