@@ -555,6 +555,11 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 	if e.Runs == nil {
 		return nil, Errorf(EUNAVAILABLE, "background runs are not available on this server")
 	}
+	// A cancel runs to its end (under the store's own deadlines) even when
+	// its caller goes away meanwhile: cut short after its commit, the run
+	// would be cancelled without its slot given back, its followers told
+	// or its webhook queued.
+	ctx = context.WithoutCancel(ctx)
 	rec, err := e.Runs.CancelRun(ctx, id)
 	if err != nil {
 		return nil, err

@@ -223,6 +223,11 @@ type leavingStore struct {
 	leave func()
 }
 
+func (s *leavingStore) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+	s.leave()
+	return s.asyncStore.CancelRun(ctx, id)
+}
+
 func (s *leavingStore) QueueRun(ctx context.Context, rec *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxInFlight int,
 	enqueue func(context.Context, any) error) error {
 	s.leave()
@@ -233,7 +238,8 @@ func (s *leavingStore) QueueRun(ctx context.Context, rec *wasmwiz.UsageRecord, i
 // away while its background run is being written (its client disconnected)
 // still has the run queued, and the answer says so: the write is not cut
 // short, so that a commit whose outcome the executor did not learn cannot
-// leave a run queued with its quota events given back.
+// leave a run queued with its quota events given back. So with a cancel:
+// the run is cancelled and its webhook queued.
 func TestAsyncQueueOutlastsTheCaller(t *testing.T) {
 	for _, st := range asyncStores {
 		t.Run(st.name, func(t *testing.T) {
@@ -243,17 +249,31 @@ func TestAsyncQueueOutlastsTheCaller(t *testing.T) {
 			if err := db.CreateUser(wasmwiz.SystemContext(context.Background()), u); err != nil {
 				t.Fatal(err)
 			}
-			ctx, leave := context.WithCancel(wasmwiz.NewContextWithUser(context.Background(), u))
+			uctx := wasmwiz.NewContextWithUser(context.Background(), u)
+			if _, err := db.RotateWebhookSecret(uctx); err != nil {
+				t.Fatal(err)
+			}
+			ctx, leave := context.WithCancel(uctx)
 			defer leave()
-			ex := &wasmwiz.Executor{Tiers: db, Modules: db, Runs: &leavingStore{asyncStore: db, leave: leave}, Queue: &mock.RunQueue{},
+			queue := &mock.RunQueue{}
+			ex := &wasmwiz.Executor{Tiers: db, Modules: db, Runs: &leavingStore{asyncStore: db, leave: leave}, Queue: queue,
 				Limiter: inmem.New(inmem.Options{})}
-			got, err := ex.ExecuteAsync(ctx, nil, &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}, "")
+			got, err := ex.ExecuteAsync(ctx, nil, &wasmwiz.RunRequest{Wasm: []byte("\x00asm\x01\x00\x00\x00")}, "https://example.com/hook")
 			if err != nil {
 				t.Fatalf("a run whose caller left while it was queued: %v", err)
 			}
-			rec, err := db.FindRunByID(wasmwiz.NewContextWithUser(context.Background(), u), got.ID)
+			rec, err := db.FindRunByID(uctx, got.ID)
 			if err != nil || rec.State != wasmwiz.RunQueued {
 				t.Fatalf("the run: %+v, %v, want queued", rec, err)
+			}
+			ctx, leave = context.WithCancel(uctx)
+			defer leave()
+			ex.Runs = &leavingStore{asyncStore: db, leave: leave}
+			if rec, err := ex.CancelRun(ctx, got.ID); err != nil || rec.State != wasmwiz.RunCancelled {
+				t.Fatalf("a cancel whose caller left: %+v, %v", rec, err)
+			}
+			if n := queue.Webhooks.Load(); n != 1 {
+				t.Fatalf("%d webhooks queued for the cancelled run, want 1", n)
 			}
 		})
 	}
