@@ -397,6 +397,30 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	return nil
 }
 
+// AbandonQueued fails the queued run id that its job could not start on its
+// last attempt (cause: that attempt's error): the queue gives the job up,
+// and the run would stay queued for good, holding a place of its owner's
+// max_concurrent. Its followers are told, its slot given back and its
+// webhook queued, as for any run that ends. A run no longer queued is left
+// as it is.
+func (e *Executor) AbandonQueued(ctx context.Context, id string, cause error) error {
+	if e.Runs == nil {
+		return Errorf(EUNAVAILABLE, "background runs are not available on this server")
+	}
+	rec, err := e.Runs.FindRunByID(SystemContext(ctx), id)
+	switch {
+	case ErrorCode(err) == ENOTFOUND:
+		return nil
+	case err != nil:
+		return err
+	case rec.State != RunQueued:
+		return nil
+	}
+	rec.setFailed(WrapError(EUNAVAILABLE, cause, "the run could not be started; it is not run again"), e.now())
+	e.finish(ctx, rec)
+	return nil
+}
+
 // runQueued loads a background run's stored module, if it has one, and
 // runs the request on the engine.
 func (e *Executor) runQueued(ctx context.Context, rec *UsageRecord, req *RunRequest) (*Result, error) {

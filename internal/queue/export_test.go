@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"context"
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // OptionsOf returns q's options, defaults applied.
@@ -22,4 +24,11 @@ func (w *Webhooks) UsersTracked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.users)
+}
+
+// WorkRun works a run job of id on its attempt of maxAttempts, as River
+// would.
+func WorkRun(ctx context.Context, q *Queue, id string, attempt, maxAttempts int) error {
+	job := &river.Job[RunArgs]{JobRow: &rivertype.JobRow{Attempt: attempt, MaxAttempts: maxAttempts}, Args: RunArgs{RunID: id}}
+	return (&runWorker{q: q}).Work(ctx, job)
 }

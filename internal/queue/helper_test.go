@@ -199,6 +199,10 @@ func (r *runner) RunQueued(ctx context.Context, id string) error {
 	return err
 }
 
+// AbandonQueued implements queue.Runner: the runs given up are not this
+// runner's to end.
+func (r *runner) AbandonQueued(ctx context.Context, id string, cause error) error { return nil }
+
 // states returns the states of River's jobs of kind, oldest first.
 func (s *store) states(t *testing.T, kind string) []string {
 	t.Helper()

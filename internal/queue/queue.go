@@ -60,9 +60,13 @@ type WebhookArgs struct {
 // Kind implements river.JobArgs.
 func (WebhookArgs) Kind() string { return "wasmwiz_webhook" }
 
-// Runner runs a queued run: wasmwiz.Executor.RunQueued.
+// Runner runs a queued run: wasmwiz.Executor.RunQueued; and, when its
+// job's last attempt could not start it, fails it
+// (wasmwiz.Executor.AbandonQueued), since River then discards the job and
+// nothing would ever start or end the run.
 type Runner interface {
 	RunQueued(ctx context.Context, id string) error
+	AbandonQueued(ctx context.Context, id string, cause error) error
 }
 
 // Options configure a Queue.
@@ -328,7 +332,14 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if job.Attempt == 1 {
 		w.q.startLatency.Observe(time.Since(job.CreatedAt).Seconds())
 	}
-	return w.q.opts.Runner.RunQueued(ctx, job.Args.RunID)
+	err := w.q.opts.Runner.RunQueued(ctx, job.Args.RunID)
+	if err != nil && job.Attempt >= job.MaxAttempts {
+		if aerr := w.q.opts.Runner.AbandonQueued(ctx, job.Args.RunID, err); aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		return nil // the run is failed: nothing left to try
+	}
+	return err
 }
 
 // webhookWorker works webhook jobs.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -258,4 +259,42 @@ func TestIdlePostgresQueueStartsNotifiedRuns(t *testing.T) {
 			t.Fatalf("run %d: the runner was given %q, want %q", i, got, run.ID)
 		}
 	}
+}
+
+// unstartable is a run store whose StartRun finds the database unavailable.
+type unstartable struct{ wasmwiz.RunStore }
+
+func (unstartable) StartRun(context.Context, string) (*wasmwiz.UsageRecord, *wasmwiz.RunInput, error) {
+	return nil, nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable")
+}
+
+// TestRunJobsLastAttemptFailsTheRun: on each store, a run job that could
+// not start its run (StartRun unavailable) leaves the run queued to be
+// tried again, until its last attempt, after which River discards the job:
+// then the run is failed, its followers told and its webhook queued, so
+// that it does not stay queued for good, holding a place of its owner's
+// max_concurrent.
+func TestRunJobsLastAttemptFailsTheRun(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		_, ctx := s.user(t, "stuck@example.com")
+		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)
+		hooks := &mock.RunQueue{}
+		ex := &wasmwiz.Executor{Runs: unstartable{s.RunStore}, Queue: hooks}
+		q := s.newQueue(t, queue.Options{Runner: ex})
+		err := queue.WorkRun(ctx, q, rec.ID, 4, 5)
+		wantCode(t, err, wasmwiz.EUNAVAILABLE, "an attempt before the last")
+		if got, err := s.FindRunByID(ctx, rec.ID); err != nil || got.State != wasmwiz.RunQueued {
+			t.Fatalf("after an attempt before the last: %+v, %v, want queued", got, err)
+		}
+		if err := queue.WorkRun(ctx, q, rec.ID, 5, 5); err != nil {
+			t.Fatalf("the last attempt: %v, want the run failed and the job done", err)
+		}
+		got, err := s.FindRunByID(ctx, rec.ID)
+		if err != nil || got.State != wasmwiz.RunFailed || !contains(got.Message, "could not be started") {
+			t.Fatalf("after the last attempt: %+v, %v, want failed", got, err)
+		}
+		if n := hooks.Webhooks.Load(); n != 1 {
+			t.Fatalf("%d webhooks queued, want 1", n)
+		}
+	})
 }
