@@ -528,6 +528,40 @@ func TestUploadAdmitsBeforeALargeBody(t *testing.T) {
 	}
 }
 
+// TestUploadTextRefusedBeforeTheCompile: an upload whose name or
+// description the store would refuse is refused 400 EINVALID before it is
+// admitted (a run of the caller's quota) or compiled.
+func TestUploadTextRefusedBeforeTheCompile(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, query, contains string }{
+		{"name over the store's bound", "name=" + strings.Repeat("a", wasmwiz.MaxModuleNameBytes+1), "module name is longer than"},
+		{"NUL in the description", "name=m.wasm&description=a%00b", "module description"},
+		{"control character in the name", "name=a%01b.wasm", "module name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			adm := &admissions{}
+			f := newFixture(t, func(o *wwhttp.Options) {
+				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
+			})
+			var inspected atomic.Int64
+			f.engine.InspectFn = func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+				inspected.Add(1)
+				return &wasmwiz.Inspection{}, nil
+			}
+			res := f.do(request{method: "POST", path: "/api/v1/modules?" + tt.query, key: userKey,
+				body: bytes.NewReader(wasmHeader), length: int64(len(wasmHeader)), contentType: "application/wasm"})
+			admitted, _ := adm.state()
+			if res.status != 400 || !strings.Contains(string(res.body), "EINVALID") || !strings.Contains(string(res.body), tt.contains) {
+				t.Fatalf("status %d: %s; want 400 EINVALID saying %q", res.status, res.body, tt.contains)
+			}
+			if inspected.Load() != 0 || admitted != 0 {
+				t.Errorf("refused after %d compiles and %d admissions, want before either", inspected.Load(), admitted)
+			}
+		})
+	}
+}
+
 // TestUploadOverRegistryQuota: an upload that the caller's registry quota
 // cannot hold is refused 413 ETOOLARGE naming the quota without being
 // compiled (nor admitted), and without reading its body where the body says

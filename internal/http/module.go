@@ -100,8 +100,10 @@ func (s *Server) createModule(w http.ResponseWriter, r *http.Request) error {
 	if m.Name == "" {
 		m.Name = "module.wasm"
 	}
-	if len(m.Name) > 255 || len(m.Description) > 4096 {
-		return wasmwiz.Errorf(wasmwiz.EINVALID, "name is at most 255 bytes and description at most 4096")
+	// What the store would refuse is refused before the compile, which
+	// takes one of the caller's runs.
+	if err := m.Validate(); err != nil {
+		return err
 	}
 	if err := tier.CheckStore(have, int64(len(m.Wasm))); err != nil {
 		return err
