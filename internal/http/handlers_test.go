@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
+	"github.com/wasmwiz/wasmwiz/api"
 )
 
 // TestResourceRoutes covers the non-execute routes: what reaches the store,
@@ -215,6 +216,39 @@ func TestResourceRoutes(t *testing.T) {
 			}
 			if len(res.body) > 0 && !json.Valid(res.body) {
 				t.Errorf("answer is not JSON: %s", res.body)
+			}
+		})
+	}
+}
+
+// TestPublicModuleHidesItsOwner: another user's public module comes
+// without whose it is and when and how often it runs (its owner's
+// activity); its owner and an admin see them.
+func TestPublicModuleHidesItsOwner(t *testing.T) {
+	t.Parallel()
+	ran := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	mod := &wasmwiz.Module{ID: wasmwiz.NewModuleID(), OwnerID: theUser.ID, Name: "m", SHA256: "abc", Public: true, RunCount: 7, LastRunAt: &ran}
+	for _, tt := range []struct {
+		who   string
+		key   string
+		owner bool
+	}{{"the owner", userKey, true}, {"another user", otherKey, false}, {"an admin", adminKey, true}} {
+		t.Run(tt.who, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			f.modules.FindModuleByIDFn = func(ctx context.Context, id string) (*wasmwiz.Module, error) {
+				m := *mod
+				return &m, nil
+			}
+			res := f.do(request{method: "GET", path: "/api/v1/modules/" + mod.ID, key: tt.key})
+			var got api.Module
+			if res.status != 200 || json.Unmarshal(res.body, &got) != nil || got.ID != mod.ID || !got.Public {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			shown := got.OwnerID == mod.OwnerID && got.RunCount == 7 && got.LastRunAt != nil && got.LastRunAt.Equal(ran)
+			hidden := got.OwnerID == 0 && got.RunCount == 0 && got.LastRunAt == nil && !strings.Contains(string(res.body), "last_run_at")
+			if tt.owner && !shown || !tt.owner && !hidden {
+				t.Fatalf("%s sees %s", tt.who, res.body)
 			}
 		})
 	}

@@ -148,7 +148,13 @@ func (s *Server) getModule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apiModule(m))
+	am := apiModule(m)
+	if u := wasmwiz.UserFromContext(r.Context()); u == nil || u.ID != m.OwnerID && !u.IsAdmin() {
+		// Another's public module: what it is, not whose it is nor when
+		// and how often it runs, which would show its owner's activity.
+		am.OwnerID, am.LastRunAt, am.RunCount = 0, nil, 0
+	}
+	writeJSON(w, http.StatusOK, am)
 	return nil
 }
 
