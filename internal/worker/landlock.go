@@ -131,14 +131,27 @@ func interpreter(p *elf.Prog) (string, error) {
 // stays parked until keep is closed (when the worker has been reaped).
 func (l *landlock) start(cmd *exec.Cmd, filesDir string, keep <-chan struct{}) error {
 	rules := append(l.rules[:len(l.rules):len(l.rules)], llRule{filesDir, llFiles})
+	return startParked(cmd, keep, func() error { return restrictThread(rules) })
+}
+
+// startParked starts cmd from a thread of its own, which prepare (nil: none)
+// readies first and which stays parked until keep is closed (when the
+// child has been reaped). The child's parent-death signal (Pdeathsig) is
+// tied to the thread that started it, not to the process: started from
+// any thread, a child was killed when that thread ended, as a thread does
+// when a goroutine locked to it returns (another worker's start, below,
+// once that worker was reaped).
+func startParked(cmd *exec.Cmd, keep <-chan struct{}, prepare func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread keeps the domain, and ends with this
-		// goroutine instead of running other goroutines.
+		// Never unlocked: the thread keeps what prepare did, and ends with
+		// this goroutine instead of running other goroutines.
 		runtime.LockOSThread()
-		if err := restrictThread(rules); err != nil {
-			done <- err
-			return
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				done <- err
+				return
+			}
 		}
 		err := cmd.Start()
 		done <- err

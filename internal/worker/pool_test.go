@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -829,5 +830,38 @@ func TestPoolInspectTimeout(t *testing.T) {
 	// A wall time longer than the one that failed may try again.
 	if _, err := pl.Inspect(context.Background(), testmodule.Read(t, "hello.wasm"), testmodule.Limits()); err != nil {
 		t.Fatalf("Inspect with a longer wall time: %v", err)
+	}
+}
+
+// TestPoolWorkerOutlivesTheThreadsAround: a worker's parent-death signal
+// (Pdeathsig) is tied to the thread that started it, and a thread ends
+// when a goroutine locked to it returns, as the Landlock start's does once
+// its worker is reaped. Workers started without Landlock are started from
+// a thread of their own too, so threads ending around them (here 400, by
+// goroutines that lock one and return) kill none.
+func TestPoolWorkerOutlivesTheThreadsAround(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 0)
+	opts.NoLandlock = true
+	pl := newTestPool(t, opts)
+	before := pl.PIDs()
+	for range 20 {
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				time.Sleep(time.Millisecond)
+			})
+		}
+		wg.Wait()
+	}
+	for i := range 3 {
+		res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
+		if err != nil || res.Status != wasmwiz.StatusOK {
+			t.Fatalf("hello %d after threads ended: %v, %s", i, err, statusOf(res))
+		}
+	}
+	if s := pl.Stats(); s.Crashes != 0 || s.Kills != 0 || !slices.Equal(slices.Sorted(slices.Values(pl.PIDs())), slices.Sorted(slices.Values(before))) {
+		t.Fatalf("workers %v then %v, stats %+v: a worker died with a thread", before, pl.PIDs(), s)
 	}
 }

@@ -145,7 +145,7 @@ func startProc(ctx context.Context, argv, env []string, cfg childConfig, timeout
 	if ll != nil {
 		err = ll.start(cmd, filesDir, exited)
 	} else {
-		err = cmd.Start()
+		err = startParked(cmd, exited, nil)
 	}
 	// The child holds its ends now (or failed to start); ours must go so that
 	// EOF arrives when the child dies.
