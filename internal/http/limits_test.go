@@ -528,6 +528,22 @@ func TestUploadAdmitsBeforeALargeBody(t *testing.T) {
 	}
 }
 
+// countingFixture is a fixture whose limiter counts admissions (adm) and
+// whose engine counts the modules it compiles (inspected).
+func countingFixture(t *testing.T) (f *fixture, adm *admissions, inspected *atomic.Int64) {
+	t.Helper()
+	adm, inspected = &admissions{}, &atomic.Int64{}
+	f = newFixture(t, func(o *wwhttp.Options) {
+		o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
+	})
+	inspect := f.engine.InspectFn
+	f.engine.InspectFn = func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
+		inspected.Add(1)
+		return inspect(ctx, wasm, limits)
+	}
+	return f, adm, inspected
+}
+
 // TestUploadTextRefusedBeforeTheCompile: an upload whose name or
 // description the store would refuse is refused 400 EINVALID before it is
 // admitted (a run of the caller's quota) or compiled.
@@ -540,15 +556,7 @@ func TestUploadTextRefusedBeforeTheCompile(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			adm := &admissions{}
-			f := newFixture(t, func(o *wwhttp.Options) {
-				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
-			})
-			var inspected atomic.Int64
-			f.engine.InspectFn = func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
-				inspected.Add(1)
-				return &wasmwiz.Inspection{}, nil
-			}
+			f, adm, inspected := countingFixture(t)
 			res := f.do(request{method: "POST", path: "/api/v1/modules?" + tt.query, key: userKey,
 				body: bytes.NewReader(wasmHeader), length: int64(len(wasmHeader)), contentType: "application/wasm"})
 			admitted, _ := adm.state()
@@ -595,16 +603,7 @@ func TestUploadOverRegistryQuota(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			adm := &admissions{}
-			f := newFixture(t, func(o *wwhttp.Options) {
-				o.Limiter.(*mock.RateLimiter).AdmitFn = adm.limiterFn()
-			})
-			var inspected atomic.Int64
-			inspect := f.engine.InspectFn
-			f.engine.InspectFn = func(ctx context.Context, wasm []byte, limits wasmwiz.Limits) (*wasmwiz.Inspection, error) {
-				inspected.Add(1)
-				return inspect(ctx, wasm, limits)
-			}
+			f, adm, inspected := countingFixture(t)
 			f.modules.StoredModulesFn = func(ctx context.Context) (wasmwiz.StoredModules, error) { return tt.have, nil }
 			f.modules.CreateModuleFn = func(ctx context.Context, m *wasmwiz.Module) error {
 				m.ID = wasmwiz.NewModuleID()
