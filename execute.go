@@ -699,10 +699,11 @@ func (e *Executor) validate(user *User, req *RunRequest) error {
 		return Errorf(EINVALID, "the module name is longer than %d bytes", maxModuleNameBytes)
 	case len(req.Function) > maxFunctionNameBytes:
 		return Errorf(EINVALID, "the function name is longer than %d bytes", maxFunctionNameBytes)
-	case strings.IndexByte(req.Function, 0) >= 0:
-		// Its record keeps it: PostgreSQL's jsonb, which reads the record's
-		// detail, refuses a NUL.
-		return Errorf(EINVALID, "the function name contains a NUL byte")
+	}
+	// The record keeps the function and the params: PostgreSQL's jsonb,
+	// which reads the record's detail, refuses a NUL.
+	if err := CheckText("the function name", req.Function); err != nil {
+		return err
 	}
 	for i, p := range req.Params {
 		if strings.IndexByte(p, 0) >= 0 {
