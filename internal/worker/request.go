@@ -30,7 +30,8 @@ import (
 // the memory the request allows (remembered: compile.go); EUNAVAILABLE when
 // the pool is closing, the request ended (ctx) before the run did (its
 // worker is killed; the Result returned with that error says what the run
-// used until then), or no compile slot freed in time (with a RetryAfter
+// used until then), no compile slot freed in time, or its worker was
+// killed from outside the pool (SIGKILL: these two with a RetryAfter
 // hint); and EINTERNAL when the worker died during the run for a reason
 // other than memory (a death from out-of-memory is the status
 // memory_limit).
