@@ -20,6 +20,27 @@ import (
 // errWorkerOOM is an exchange ending in the worker's death from out-of-memory.
 var errWorkerOOM = errors.New("worker ran out of memory")
 
+// errWorkerGone ends an exchange whose worker had exited before a byte of
+// the request reached it (killed or crashed while idle, and handed out
+// before the pool reaped it): nothing of the request ran, so the pool hands
+// it to another worker. Returned to the caller only when that happened
+// more often than the pool has workers.
+var errWorkerGone = &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
+	Message: "the worker process taken for this request had exited before the request reached it; retry in a second",
+	Err:     &wasmwiz.RetryAfterError{After: time.Second}}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += n
+	return n, err
+}
+
 // runClock follows a request's compile and guest. The wall time covers
 // both (one deadline from the moment the request reaches its worker); the
 // guest's Duration counts from the worker's "started" frame, sent when it
@@ -91,7 +112,8 @@ func (e *loadError) Unwrap() error { return e.err }
 // it reads only within rq.deadline; past it, or when ctx ends, or on any
 // protocol failure, it kills p, waits until the process is reaped, and
 // returns os.ErrDeadlineExceeded, EUNAVAILABLE (the caller left, or the
-// worker was killed from outside), errWorkerOOM or EINTERNAL.
+// worker was killed from outside), errWorkerGone (the worker had exited
+// before the request reached it), errWorkerOOM or EINTERNAL.
 // When the module's bytes cannot be read it returns that error with p
 // healthy.
 func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *dec, healthy bool, err error) {
@@ -100,6 +122,7 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	p.holdStdout()
 	defer p.releaseStdout()
 	stop := context.AfterFunc(ctx, p.kill) // the caller went away: stop the guest
+	sends, unsent := 0, false
 	send := func(withWasm bool) error {
 		var wasm []byte
 		if withWasm {
@@ -127,7 +150,15 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		}
 		e := newFrame(rq.hint + copiedSize(len(wasm)))
 		rq.encode(e, wasm)
-		return writeFrame(p.stdin, rq.kind, e)
+		w := &countingWriter{w: p.stdin}
+		err := writeFrame(w, rq.kind, e)
+		if err != nil && sends == 0 && w.n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)) {
+			// Not a byte of the request reached the worker: it had exited
+			// while idle, and the pool had not marked it dead yet.
+			unsent = true
+		}
+		sends++
+		return err
 	}
 	sha, info, out, clk := rq.sha, rq.info, rq.out, rq.clk
 	_ = p.stdin.SetWriteDeadline(rq.deadline)
@@ -156,7 +187,13 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		regionOn = false
 		return p.regionOutput(rq.seq, out)
 	}
-	err = send(!held)
+	if p.isDead() {
+		// Exited while idle (killed from outside, say), before the pool saw
+		// it go: the request goes to another worker.
+		err, unsent = errWorkerGone, true
+	} else {
+		err = send(!held)
+	}
 	for err == nil {
 		var body []byte
 		k, body, aligned, err = readFrameAligned(p.r, maxOutput)
@@ -265,6 +302,13 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		return 0, nil, false, errClosed
 	}
 	report := p.crashReport()
+	if unsent {
+		// Nothing of this request ran: another worker can take it (Run,
+		// Inspect), whatever ended this one.
+		pl.crashes.Add(1)
+		pl.log.Warn("a worker had exited before a request reached it", "worker", report)
+		return 0, nil, false, errWorkerGone
+	}
 	if died {
 		pl.crashes.Add(1)
 	} else {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -292,7 +294,7 @@ func TestExchangeDrainsOutputAfterDeadline(t *testing.T) {
 }
 
 // exchangeWithDeadWorker runs an exchange of run seq whose deadline has
-// passed before it begins, with a worker that is already dead: it wrote
+// passed before it begins, with a worker that has died meanwhile: it wrote
 // what frames writes to its stdout (then EOF), and region (nil: none) is its
 // output region. It fails t unless the exchange ends at the deadline, and
 // returns the run's output.
@@ -313,8 +315,17 @@ func exchangeWithDeadWorker(t *testing.T, region *outputRegion, seq uint64, fram
 	outW.Close() // the worker is dead: EOF after its frames
 	exited := make(chan struct{})
 	close(exited)
-	p := &proc{stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
-		exited: exited, dead: true, mods: newLRU(1 << 20), region: region}
+	// The worker's process, as the pool sees it: not known dead yet (the
+	// exchange would not send to a dead one); a sleep in a group of its
+	// own stands in for it, for the kill the deadline brings.
+	stand := exec.Command("sleep", "60")
+	stand.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := stand.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stand.Process.Kill(); _ = stand.Wait() }()
+	p := &proc{pid: stand.Process.Pid, stdin: inW, stdout: outR, r: bufio.NewReader(outR), tail: &tailBuffer{max: 64},
+		exited: exited, mods: newLRU(1 << 20), region: region}
 	pl := &Pool{log: slog.New(slog.DiscardHandler), closing: make(chan struct{})}
 	out := newRunOutput(0)
 	req := &wasmwiz.RunRequest{Wasm: []byte("\x00asm"), Limits: testmodule.Limits()}

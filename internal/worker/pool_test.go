@@ -373,6 +373,63 @@ func TestPoolKilledIdleWorkersLeaveNoVerdict(t *testing.T) {
 	}
 }
 
+// TestPoolPassesOverWorkersThatDiedIdle: a request handed workers that had
+// died while idle, before the pool saw them go (their reaping held back
+// here; in the server, a kill from outside a moment before), reaches not a
+// byte of them: the pool passes them over to a live worker, and the caller
+// gets its answer, not an error to retry. For runs and inspections.
+func TestPoolPassesOverWorkersThatDiedIdle(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 1))
+	hello := testmodule.Read(t, "hello.wasm")
+	requests := map[string]func() error{
+		"run": func() error {
+			res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()})
+			if err == nil && string(res.Stdout) != "Hello, World!\n" {
+				err = fmt.Errorf("status %s, stdout %q", res.Status, res.Stdout)
+			}
+			return err
+		},
+		"inspect": func() error {
+			_, err := pl.Inspect(context.Background(), hello, testmodule.Limits())
+			return err
+		},
+	}
+	for _, what := range []string{"run", "inspect"} {
+		testenv.WaitFor(t, "the pool at full strength", func() bool {
+			s := pl.Stats()
+			return s.Idle == 2 && s.Starting == 0
+		})
+		killed := pl.PIDs()
+		release := make(chan struct{})
+		held := make(chan int, len(killed))
+		hook := func(pid int) {
+			if slices.Contains(killed, pid) {
+				held <- pid
+				<-release
+			}
+		}
+		beforeReap.Store(&hook)
+		released := sync.OnceFunc(func() { close(release); beforeReap.Store(nil) })
+		t.Cleanup(released) // a failure below must not leave the workers unreaped
+		for _, pid := range killed {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		for range killed {
+			testenv.Recv(t, held, "a killed worker marked dead")
+		}
+		done := make(chan error, 1)
+		go func() { done <- requests[what]() }()
+		testenv.WaitFor(t, "the "+what+" to take a dead worker", func() bool {
+			return slices.ContainsFunc(busyPIDs(pl), func(pid int) bool { return slices.Contains(killed, pid) })
+		})
+		released()
+		if err := testenv.Recv(t, done, "the "+what); err != nil {
+			t.Fatalf("%s handed dead workers: %v", what, err)
+		}
+	}
+}
+
 // TestPoolCancelKillsWorker: when the caller goes away mid-run, the worker
 // is killed and the run answers EUNAVAILABLE, with a Result that says how
 // long it ran (for its usage record).

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -272,6 +273,12 @@ func (p *proc) readStderr(f *os.File, log *slog.Logger, done chan<- struct{}) {
 	}
 }
 
+// beforeReap, when set (by tests), is called with a worker's pid once it
+// has exited and is marked dead, before it is reaped and the pool hears of
+// it: holding it back keeps a dead worker idle in the pool, as when a
+// request takes it in that moment.
+var beforeReap atomic.Pointer[func(pid int)]
+
 // wait waits for the child to exit, marks it dead before reaping it (so that
 // kill never signals a reused pid), reaps it, and reports to the pool.
 func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
@@ -285,6 +292,9 @@ func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
 	p.mu.Lock()
 	p.dead = true
 	p.mu.Unlock()
+	if hook := beforeReap.Load(); hook != nil {
+		(*hook)(p.pid)
+	}
 	p.waitErr = p.cmd.Wait()
 	<-stderrDone
 	p.mu.Lock()
@@ -298,6 +308,13 @@ func (p *proc) wait(stderrDone <-chan struct{}, onExit func(*proc)) {
 		onExit(p)
 	}
 	close(p.exited)
+}
+
+// isDead reports whether the process has exited (it may not be reaped yet).
+func (p *proc) isDead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dead
 }
 
 // useFiles marks filesDir in use by a run (or no longer, when inUse is

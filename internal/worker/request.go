@@ -31,10 +31,11 @@ import (
 // the pool is closing, the request ended (ctx) before the run did (its
 // worker is killed; the Result returned with that error says what the run
 // used until then), no compile slot freed in time, or its worker was
-// killed from outside the pool (SIGKILL: these two with a RetryAfter
-// hint); and EINTERNAL when the worker died during the run for a reason
+// killed from outside the pool during the run (SIGKILL: these two with a
+// RetryAfter hint); and EINTERNAL when the worker died during the run for a reason
 // other than memory (a death from out-of-memory is the status
-// memory_limit).
+// memory_limit). A worker that had exited before the request reached it
+// (killed while idle, a moment before) is passed over for another.
 func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.Result, err error) {
 	if req == nil {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "no run request")
@@ -62,6 +63,28 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 	// the disk cache): its time and memory are the run's, not a verdict on
 	// the module.
 	known := pl.compiles.isKnown(sha)
+	for tries := 1; ; tries++ {
+		res, err = pl.runOn(ctx, req, sha, known)
+		if !pl.retryGone(ctx, err, tries) {
+			return res, err
+		}
+	}
+}
+
+// retryGone reports whether a request whose tries-th exchange ended in err
+// goes to another worker: when its worker had exited before the request
+// reached it (errWorkerGone), at most once per worker of the pool and one
+// more, so that the workers killed together are passed over.
+func (pl *Pool) retryGone(ctx context.Context, err error, tries int) bool {
+	if err != errWorkerGone || ctx.Err() != nil || tries > pl.target {
+		return false
+	}
+	return true
+}
+
+// runOn is one try of Run: a worker, and one exchange with it.
+func (pl *Pool) runOn(ctx context.Context, req *wasmwiz.RunRequest, sha string, known bool) (res *wasmwiz.Result, err error) {
+	l := req.Limits
 	p, freeSlot, err := pl.slotAndWorker(ctx, sha)
 	if err != nil {
 		return nil, err
@@ -219,6 +242,16 @@ func (pl *Pool) Inspect(ctx context.Context, wasm []byte, limits wasmwiz.Limits)
 		return nil, err
 	}
 	known := pl.compiles.isKnown(sha) // it only loads: no verdict on it (see Run)
+	for tries := 1; ; tries++ {
+		in, err := pl.inspectOn(ctx, wasm, limits, sha, timeout, budget, known)
+		if !pl.retryGone(ctx, err, tries) {
+			return in, err
+		}
+	}
+}
+
+// inspectOn is one try of Inspect: a worker, and one exchange with it.
+func (pl *Pool) inspectOn(ctx context.Context, wasm []byte, limits wasmwiz.Limits, sha string, timeout time.Duration, budget int64, known bool) (*wasmwiz.Inspection, error) {
 	owner := wasmwiz.OwnerFromContext(ctx)
 	p, freeSlot, err := pl.slotAndWorker(ctx, sha)
 	if err != nil {
