@@ -72,8 +72,10 @@ func TestPoolNoLeaks(t *testing.T) {
 	traps, bomb := testmodule.Read(t, "traps.wasm"), testmodule.Read(t, "memory_bomb.wasm")
 	loop, fib := testmodule.Read(t, "loop.wasm"), testmodule.Read(t, "fib_recursive.wasm")
 	printLoop := testmodule.Read(t, "print_then_loop.wasm")
+	// The recursion spins until its worker is killed: its wall time is
+	// processor time, a hundred times over.
 	short := testmodule.Limits()
-	short.Timeout = 50 * time.Millisecond
+	short.Timeout = 20 * time.Millisecond
 	// The loop that prints first needs time to print on a loaded machine
 	// before its deadline: the test is about its output surviving the kill.
 	printShort := testmodule.Limits()
@@ -90,10 +92,10 @@ func TestPoolNoLeaks(t *testing.T) {
 	// printEvery runs, one of those is a timeout of a loop that printed
 	// first, whose output must survive the kill. That loop spins for its
 	// whole wall time: once every 100 runs it cost 30 s of processor time
-	// to show what 20 kills show (TestPoolKeepsOutputOfKilledGuest has its
+	// to show what 10 kills show (TestPoolKeepsOutputOfKilledGuest has its
 	// own cases). Each hello's and each timeout's stdout is its own: nothing
 	// left over from another run on the same worker.
-	const printEvery = 500
+	const printEvery = 1000
 	type job struct {
 		req    wasmwiz.RunRequest
 		want   wasmwiz.Status
