@@ -16,11 +16,15 @@ type RunQueue interface {
 	// that RunQueueService.QueueRun hands to its enqueue function, so that a
 	// run and its job are committed together.
 	EnqueueRun(ctx context.Context, tx any, id string) error
-	// EnqueueWebhook inserts the delivery of run id's record to its
-	// callback URL; the queue retries it with backoff. userID is the run's
-	// owner: a replica delivers one webhook of each user at a time, so
-	// that one user's slow receivers do not make the others' wait.
-	EnqueueWebhook(ctx context.Context, id string, userID int64) error
+	// EnqueueWebhooks inserts, in tx, the store's transaction that makes
+	// the hooks' runs final (the EnqueueWebhooks that RunQueueService's
+	// FinishRun, CancelRun and FailStaleRuns call), the delivery of each
+	// run's record to its callback URL, so that a run never ends without
+	// its webhook; the queue retries each delivery with backoff. A hook's
+	// UserID is its run's owner: a replica delivers one webhook of each
+	// user at a time, so that one user's slow receivers do not make the
+	// others' wait.
+	EnqueueWebhooks(ctx context.Context, tx any, hooks []Webhook) error
 }
 
 // maxCallbackURLBytes bounds a callback URL.
@@ -307,8 +311,8 @@ func (e *Executor) heartbeatInterval() time.Duration {
 // heartbeat every HeartbeatInterval with the output added since the last
 // heartbeat the store took (RunQueueService.HeartbeatRun), and stops the
 // guest (killing its worker) when the caller cancelled the run. The final
-// record is written, a result event published, and a webhook delivery
-// enqueued when the run has a callback URL.
+// record is written, with a webhook delivery enqueued in its transaction
+// when the run has a callback URL, and a result event published.
 //
 // It returns an error only when the run did not start and may be tried
 // again (the store was unavailable); everything after the start is the
@@ -506,10 +510,11 @@ const (
 	finishRetry    = 100 * time.Millisecond
 )
 
-// finish writes a background run's final record, gives back its limiter
-// slot, tells its followers, and enqueues its webhook. A record not
-// written loses the run's result: the run stays running for the store
-// until the sweeper fails it, and its webhook says failed. So it waits
+// finish writes a background run's final record with its webhook's job
+// (in one transaction), gives back its limiter slot and tells its
+// followers. A record not written loses the run's result: the run stays
+// running for the store until the sweeper fails it, and its webhook says
+// failed. So it waits
 // for the database longer than a request would (a queue for SQLite's one
 // writer, PostgreSQL slow for a while), and tries again when the store is
 // unavailable.
@@ -526,20 +531,20 @@ func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
 	}
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventState, Data: []byte(rec.State)})
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventResult})
-	if rec.CallbackURL != "" {
-		_ = e.Queue.EnqueueWebhook(fctx, rec.ID, rec.UserID)
-	}
 }
 
-// finishRun is Runs.FinishRun, tried again while the store answers
-// EUNAVAILABLE (finishAttempts, finishRetry) and ctx lasts. A try whose
-// commit's answer was lost leaves the run final, so a later try changes
-// nothing and says so: then the record the store holds tells whether it
-// is this finish's (its state and finish time), and done is true if it is.
+// finishRun is Runs.FinishRun, with the webhook's job in its transaction,
+// tried again while the store answers EUNAVAILABLE (finishAttempts,
+// finishRetry) and ctx lasts: a queue that could not take the job is
+// such an answer, the record not written. A try whose commit's answer was
+// lost leaves the run final, its webhook's job with it, so a later try
+// changes nothing and says so: then the record the store holds tells
+// whether it is this finish's (its state and finish time), and done is
+// true if it is.
 func (e *Executor) finishRun(ctx context.Context, rec *UsageRecord) (done bool, err error) {
 	pause := finishRetry
 	for attempt := 1; ; attempt++ {
-		done, err = e.Runs.FinishRun(ctx, rec)
+		done, err = e.Runs.FinishRun(ctx, rec, e.webhooks())
 		if err == nil && !done && attempt > 1 {
 			done = e.finishedAs(ctx, rec)
 		}
@@ -581,10 +586,10 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 	}
 	// A cancel runs to its end (under the store's own deadlines) even when
 	// its caller goes away meanwhile: cut short after its commit, the run
-	// would be cancelled without its slot given back, its followers told
-	// or its webhook queued.
+	// would be cancelled without its slot given back or its followers
+	// told. Its webhook's job is in the cancel's transaction.
 	ctx = context.WithoutCancel(ctx)
-	rec, err := e.Runs.CancelRun(ctx, id)
+	rec, err := e.Runs.CancelRun(ctx, id, e.webhooks())
 	if err != nil {
 		return nil, err
 	}
@@ -592,11 +597,18 @@ func (e *Executor) CancelRun(ctx context.Context, id string) (*UsageRecord, erro
 		e.releaseBackground(ctx, rec)
 		e.publish(RunEvent{RunID: id, Kind: EventState, Data: []byte(RunCancelled)})
 		e.publish(RunEvent{RunID: id, Kind: EventResult})
-		if rec.CallbackURL != "" && e.Queue != nil {
-			_ = e.Queue.EnqueueWebhook(ctx, id, rec.UserID)
-		}
 	}
 	return rec, nil
+}
+
+// webhooks is what the store calls to enqueue the webhooks of the runs it
+// makes final, in its transaction; nil on a server without a queue (whose
+// runs have no callback URL: ExecuteAsync needs the queue).
+func (e *Executor) webhooks() EnqueueWebhooks {
+	if e.Queue == nil {
+		return nil
+	}
+	return e.Queue.EnqueueWebhooks
 }
 
 // Stale-run sweep batches: the most and the least runs one store call
@@ -607,8 +619,9 @@ const (
 )
 
 // FailStaleRuns fails the running runs whose replica has sent no heartbeat
-// for staleAfter, and tells their followers, gives back their background
-// slots and enqueues their webhooks. Every replica calls it now and then; a
+// for staleAfter, with their webhooks' jobs in the same transaction, and
+// tells their followers and gives back their background slots. Every
+// replica calls it now and then; a
 // failed run is never run again. It returns how many runs it failed, also
 // with an error (those of RunQueueService.FailStaleRuns).
 //
@@ -619,17 +632,14 @@ const (
 func (e *Executor) FailStaleRuns(ctx context.Context, staleAfter time.Duration) (int, error) {
 	before, message := e.now().Add(-staleAfter), ErrorMessage(errStarted)
 	return e.staleBatches.Run(ctx, staleRunsBatch, minStaleRunsBatch, func(limit int) (int, error) {
-		stale, err := e.Runs.FailStaleRuns(ctx, before, message, limit)
+		stale, err := e.Runs.FailStaleRuns(ctx, before, message, limit, e.webhooks())
 		if err != nil {
-			return 0, err // none failed: the statement did not commit
+			return 0, err // none failed: the transaction did not commit
 		}
 		for _, r := range stale {
 			e.publish(RunEvent{RunID: r.ID, Kind: EventState, Data: []byte(RunFailed)})
 			e.publish(RunEvent{RunID: r.ID, Kind: EventResult})
 			e.releaseBackground(ctx, &UsageRecord{ID: r.ID, UserID: r.UserID})
-			if e.Queue != nil && r.CallbackURL != "" {
-				_ = e.Queue.EnqueueWebhook(ctx, r.ID, r.UserID)
-			}
 		}
 		return len(stale), nil
 	}, nil)

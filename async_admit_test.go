@@ -223,9 +223,9 @@ type leavingStore struct {
 	leave func()
 }
 
-func (s *leavingStore) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+func (s *leavingStore) CancelRun(ctx context.Context, id string, webhooks wasmwiz.EnqueueWebhooks) (*wasmwiz.UsageRecord, error) {
 	s.leave()
-	return s.asyncStore.CancelRun(ctx, id)
+	return s.asyncStore.CancelRun(ctx, id, webhooks)
 }
 
 func (s *leavingStore) QueueRun(ctx context.Context, rec *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxInFlight int,

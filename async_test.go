@@ -248,7 +248,7 @@ type finishFlaky struct {
 	calls, unmarked int
 }
 
-func (f *finishFlaky) FinishRun(ctx context.Context, rec *wasmwiz.UsageRecord) (bool, error) {
+func (f *finishFlaky) FinishRun(ctx context.Context, rec *wasmwiz.UsageRecord, webhooks wasmwiz.EnqueueWebhooks) (bool, error) {
 	f.mu.Lock()
 	f.calls++
 	n := f.calls
@@ -258,13 +258,13 @@ func (f *finishFlaky) FinishRun(ctx context.Context, rec *wasmwiz.UsageRecord) (
 	f.mu.Unlock()
 	if n <= f.fail {
 		if f.commit {
-			if _, err := f.RunStore.FinishRun(ctx, rec); err != nil {
+			if _, err := f.RunStore.FinishRun(ctx, rec, webhooks); err != nil {
 				return false, err
 			}
 		}
 		return false, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "database unavailable, retry later")
 	}
-	return f.RunStore.FinishRun(ctx, rec)
+	return f.RunStore.FinishRun(ctx, rec, webhooks)
 }
 
 // TestAsyncFinishOutlastsTheStoreUnavailable: a background run whose final
@@ -343,7 +343,7 @@ type staleBound struct {
 	limits []int
 }
 
-func (s *staleBound) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+func (s *staleBound) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int, webhooks wasmwiz.EnqueueWebhooks) ([]wasmwiz.StaleRun, error) {
 	s.limits = append(s.limits, limit)
 	if s.err != nil {
 		return nil, s.err
@@ -351,7 +351,7 @@ func (s *staleBound) FailStaleRuns(ctx context.Context, before time.Time, messag
 	if limit > s.max {
 		return nil, wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "fail stale runs: database unavailable, retry later")
 	}
-	return s.RunStore.FailStaleRuns(ctx, before, message, limit)
+	return s.RunStore.FailStaleRuns(ctx, before, message, limit, webhooks)
 }
 
 // resultEvents counts the result events published for each run.

@@ -448,22 +448,28 @@ type RunQueueService interface {
 	// FinishRun writes the final record of a run that is queued or running,
 	// its output once in full, and deletes its input and the output its
 	// heartbeats appended; it returns false, changing nothing, when the run
-	// already reached a final state. Needs no caller.
-	FinishRun(ctx context.Context, r *UsageRecord) (bool, error)
+	// already reached a final state. A run it made final that has a
+	// callback URL has its webhook enqueued in the same transaction
+	// (EnqueueWebhooks). Needs no caller.
+	FinishRun(ctx context.Context, r *UsageRecord, webhooks EnqueueWebhooks) (bool, error)
 	// CancelRun cancels a run of the caller: a queued run is cancelled at
-	// once; a running one is marked, and the replica running it stops it at
-	// its next heartbeat. It returns the run as it is then. ENOTFOUND for
+	// once, with its webhook enqueued in the same transaction when it has a
+	// callback URL (EnqueueWebhooks); a running one is marked, and the
+	// replica running it stops it at its next heartbeat (and FinishRun
+	// enqueues its webhook). It returns the run as it is then. ENOTFOUND for
 	// another tenant's run; ECONFLICT for a run already final.
-	CancelRun(ctx context.Context, id string) (*UsageRecord, error)
+	CancelRun(ctx context.Context, id string, webhooks EnqueueWebhooks) (*UsageRecord, error)
 	// FailStaleRuns fails at most limit running runs whose replica has not
 	// sent a heartbeat since before, with message, keeping the output their
 	// heartbeats appended in their final record, and returns them
 	// (StaleRun), read in the same statement; call it until it returns
-	// fewer than limit. Each call is one statement, so that a call bounded
-	// by the call timeout can finish. Needs no caller; safe to run on every
-	// replica (each run is failed once). EINVALID for a limit below 1;
+	// fewer than limit. Each call is one transaction: one statement over
+	// the runs, then one insert of the webhook jobs of those with a
+	// callback URL (EnqueueWebhooks), so that a call bounded by the call
+	// timeout can finish. Needs no caller; safe to run on every replica
+	// (each run is failed once). EINVALID for a limit below 1;
 	// EUNAVAILABLE when the database could not finish in time.
-	FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]StaleRun, error)
+	FailStaleRuns(ctx context.Context, before time.Time, message string, limit int, webhooks EnqueueWebhooks) ([]StaleRun, error)
 	// CountRuns counts runs by state, and the oldest created_at of each
 	// state among queued and running ones, for metrics. Needs no caller.
 	CountRuns(ctx context.Context) (map[RunState]int64, map[RunState]time.Time, error)
@@ -526,12 +532,52 @@ type UsageRecorder interface {
 
 // StaleRun is a run FailStaleRuns failed: whose it was and where its
 // result goes, read as it was failed, so that the sweeper gives back its
-// slot and enqueues its webhook without reading the run again (a read that
-// failed then lost both: the run is not stale any more at the next sweep).
+// slot without reading the run again (a read that failed then lost it: the
+// run is not stale any more at the next sweep).
 type StaleRun struct {
 	ID          string
 	UserID      int64
 	CallbackURL string
+}
+
+// Webhook is the delivery of a run's final record to its callback URL:
+// the run, and its owner, whose deliveries a replica makes one at a time.
+type Webhook struct {
+	RunID  string
+	UserID int64
+}
+
+// EnqueueWebhooks inserts the webhook jobs of runs that a store call made
+// final, in tx, the transaction that makes them final (*sql.Tx for SQLite,
+// pgx.Tx for PostgreSQL), as QueueRun's enqueue does for a run's job: so
+// that a run's final state and its webhook's job are committed together or
+// not at all, and neither a crash between two commits nor a queue that
+// failed then loses the webhook. The store calls it once per call, with
+// exactly the runs it made final that have a callback URL, and not at all
+// when there are none; its error rolls the transaction back (the runs stay
+// as they were) and is the call's. nil enqueues nothing (a store without a
+// queue). RunQueue.EnqueueWebhooks is the one the executor passes.
+type EnqueueWebhooks func(ctx context.Context, tx any, hooks []Webhook) error
+
+// Enqueue is f, called by a store in its transaction tx, unless f is nil
+// or there are no hooks.
+func (f EnqueueWebhooks) Enqueue(ctx context.Context, tx any, hooks ...Webhook) error {
+	if f == nil || len(hooks) == 0 {
+		return nil
+	}
+	return f(ctx, tx, hooks)
+}
+
+// WebhooksOf returns the webhooks of the stale runs that have a callback
+// URL.
+func WebhooksOf(stale []StaleRun) []Webhook {
+	var hooks []Webhook
+	for _, r := range stale {
+		if r.CallbackURL != "" {
+			hooks = append(hooks, Webhook{RunID: r.ID, UserID: r.UserID})
+		}
+	}
+	return hooks
 }
 
 // Batches sizes the batches of a background job that works through rows

@@ -235,7 +235,7 @@ func TestStoredRunQuotaCutWhileStopped(t *testing.T) {
 			go func() { done <- ex.RunQueued(runCtx, rec.ID) }()
 			<-written
 			if tc.state == wasmwiz.RunCancelled {
-				if _, err := db.CancelRun(uctx, rec.ID); err != nil {
+				if _, err := db.CancelRun(uctx, rec.ID, nil); err != nil {
 					t.Fatal(err)
 				}
 			} else {

@@ -451,8 +451,8 @@ func (q *RunQueue) EnqueueRun(ctx context.Context, tx any, id string) error {
 	return nil
 }
 
-// EnqueueWebhook counts a webhook's delivery.
-func (q *RunQueue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
-	q.Webhooks.Add(1)
+// EnqueueWebhooks counts the webhooks' deliveries.
+func (q *RunQueue) EnqueueWebhooks(ctx context.Context, tx any, hooks []wasmwiz.Webhook) error {
+	q.Webhooks.Add(int64(len(hooks)))
 	return nil
 }

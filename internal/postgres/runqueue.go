@@ -155,8 +155,9 @@ func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwi
 	return cancel, dbError(err, "heartbeat run")
 }
 
-// FinishRun writes the final record of a queued or running run.
-func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, error) {
+// FinishRun writes the final record of a queued or running run, with its
+// webhook's job.
+func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord, webhooks wasmwiz.EnqueueWebhooks) (bool, error) {
 	if !r.State.Final() {
 		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "FinishRun needs a final state, not %q", r.State)
 	}
@@ -175,15 +176,19 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 	}
 	var done bool
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE runs SET state = $1, status = $2, exit_code = $3, duration_ms = $4,
+		var user int64
+		err := tx.QueryRow(ctx, `UPDATE runs SET state = $1, status = $2, exit_code = $3, duration_ms = $4,
 				memory_peak_bytes = $5, output_bytes = $6, error_code = $7,
 				module_sha256 = CASE WHEN $8 = '' THEN module_sha256 ELSE $8 END,
 				started_at = coalesce(started_at, $9), finished_at = $10, detail = $11, stdout = $12, stderr = $13,
 				compile_ms = $15, files = $16
-			WHERE id = $14 AND state IN ('queued', 'running')`,
+			WHERE id = $14 AND state IN ('queued', 'running') RETURNING user_id`,
 			string(r.State), string(r.Status), int32(r.ExitCode), r.DurationMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
-			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID, r.CompileMS, files)
-		if err != nil || tag.RowsAffected() == 0 {
+			r.ModuleSHA256, r.StartedAt, r.FinishedAt, string(detail), nonNil(r.Stdout), nonNil(r.Stderr), r.ID, r.CompileMS, files).Scan(&user)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // already final
+		}
+		if err != nil {
 			return err
 		}
 		done = true
@@ -196,23 +201,33 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 		if _, err := tx.Exec(ctx, `DELETE FROM run_output_chunks WHERE run_id = $1`, r.ID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM run_inputs WHERE run_id = $1`, r.ID)
-		return err
+		if _, err := tx.Exec(ctx, `DELETE FROM run_inputs WHERE run_id = $1`, r.ID); err != nil {
+			return err
+		}
+		if r.CallbackURL == "" { // the detail just written: the row's callback URL
+			return nil
+		}
+		return webhooks.Enqueue(ctx, tx, wasmwiz.Webhook{RunID: r.ID, UserID: user})
 	})
+	if err != nil {
+		done = false // rolled back
+	}
 	return done, dbError(err, "finish run")
 }
 
-// CancelRun cancels a queued run of the caller at once and marks a running
-// one for its replica to stop.
-func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+// CancelRun cancels a queued run of the caller at once, with its webhook's
+// job, and marks a running one for its replica to stop.
+func (db *DB) CancelRun(ctx context.Context, id string, webhooks wasmwiz.EnqueueWebhooks) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var state string
-		err := tx.QueryRow(ctx, `SELECT state FROM runs WHERE id = $1 AND ($2 OR user_id = $3) FOR UPDATE`,
-			id, caller.IsAdmin(), caller.ID).Scan(&state)
+		var state, callback string
+		var user int64
+		err := tx.QueryRow(ctx, `SELECT state, user_id, coalesce(`+detailJSONB+`->>'callback_url', '')
+			FROM runs WHERE id = $1 AND ($2 OR user_id = $3) FOR UPDATE`,
+			id, caller.IsAdmin(), caller.ID).Scan(&state, &user, &callback)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run not found")
 		}
@@ -226,8 +241,13 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 				WHERE id = $2`, db.now(), id); err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `DELETE FROM run_inputs WHERE run_id = $1`, id)
-			return err
+			if _, err := tx.Exec(ctx, `DELETE FROM run_inputs WHERE run_id = $1`, id); err != nil {
+				return err
+			}
+			if callback == "" {
+				return nil
+			}
+			return webhooks.Enqueue(ctx, tx, wasmwiz.Webhook{RunID: id, UserID: user})
 		case wasmwiz.RunRunning:
 			_, err = tx.Exec(ctx, `UPDATE runs SET cancel_requested = true WHERE id = $1`, id)
 			return err
@@ -250,12 +270,14 @@ const detailJSONB = `replace(detail, '\u0000', '\ufffd')::jsonb`
 // FailStaleRuns fails at most limit running runs without a heartbeat since
 // before, skipping those another replica's sweep holds; their output moves
 // into their rows (the statement's snapshot reads the pieces its CTE
-// deletes).
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+// deletes). Their webhooks' jobs are inserted in the same transaction.
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int, webhooks wasmwiz.EnqueueWebhooks) ([]wasmwiz.StaleRun, error) {
 	if limit < 1 {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be at least 1")
 	}
-	rows, err := db.pool.Query(ctx, `WITH failed AS (
+	var stale []wasmwiz.StaleRun
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `WITH failed AS (
 			UPDATE runs SET state = 'failed', finished_at = $1,
 				detail = jsonb_set(`+detailJSONB+`, '{message}', to_jsonb($2::text))::text,
 				stdout = `+keptStdout+`, stderr = `+keptStderr+`
@@ -265,14 +287,22 @@ func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message strin
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM failed)),
 		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM failed))
 		SELECT id, user_id, callback_url FROM failed`, db.now(), message, before.UTC(), limit)
-	if err != nil {
-		return nil, dbError(err, "fail stale runs")
-	}
-	stale, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (r wasmwiz.StaleRun, err error) {
-		err = row.Scan(&r.ID, &r.UserID, &r.CallbackURL)
-		return r, err
+		if err != nil {
+			return err
+		}
+		stale, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (r wasmwiz.StaleRun, err error) {
+			err = row.Scan(&r.ID, &r.UserID, &r.CallbackURL)
+			return r, err
+		})
+		if err != nil {
+			return err
+		}
+		return webhooks.Enqueue(ctx, tx, wasmwiz.WebhooksOf(stale)...)
 	})
-	return stale, dbError(err, "fail stale runs")
+	if err != nil {
+		return nil, dbError(err, "fail stale runs") // rolled back: none failed
+	}
+	return stale, nil
 }
 
 // CountRuns counts queued and running runs and the oldest of each.

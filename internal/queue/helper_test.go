@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -26,10 +27,20 @@ type store struct {
 	users wasmwiz.UserService
 	// open makes a queue on the store (not started).
 	open func(opts queue.Options) (*queue.Queue, error)
-	// jobStates lists the states of River's jobs of kind, oldest first.
-	jobStates func(ctx context.Context, kind string) ([]string, error)
+	// listJobs lists River's jobs of kind, oldest first.
+	listJobs func(ctx context.Context, kind string) ([]job, error)
+	// inTx calls fn with a transaction of the store's own type, which it
+	// commits unless fn fails.
+	inTx func(ctx context.Context, fn func(tx any) error) error
 	// foreignTx is a transaction of the other store's type.
 	foreignTx any
+}
+
+// job is a row of River's jobs.
+type job struct {
+	State       string
+	Args        []byte
+	MaxAttempts int
 }
 
 // storeKind names a store and opens a fresh one of its kind.
@@ -63,21 +74,32 @@ func openSQLite(t *testing.T) *store {
 	return &store{
 		RunStore: db, users: db,
 		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenSQLite(db.QueueDB(), opts) },
-		jobStates: func(ctx context.Context, kind string) ([]string, error) {
-			rows, err := db.QueueDB().QueryContext(ctx, `SELECT state FROM river_job WHERE kind = ? ORDER BY id`, kind)
+		listJobs: func(ctx context.Context, kind string) ([]job, error) {
+			rows, err := db.QueueDB().QueryContext(ctx, `SELECT state, json(args), max_attempts FROM river_job WHERE kind = ? ORDER BY id`, kind)
 			if err != nil {
 				return nil, err
 			}
 			defer rows.Close()
-			var states []string
+			var jobs []job
 			for rows.Next() {
-				var st string
-				if err := rows.Scan(&st); err != nil {
+				var j job
+				if err := rows.Scan(&j.State, &j.Args, &j.MaxAttempts); err != nil {
 					return nil, err
 				}
-				states = append(states, st)
+				jobs = append(jobs, j)
 			}
-			return states, rows.Err()
+			return jobs, rows.Err()
+		},
+		inTx: func(ctx context.Context, fn func(tx any) error) error {
+			tx, err := db.QueueDB().BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(tx); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			return tx.Commit()
 		},
 		foreignTx: (*pgxpool.Tx)(nil),
 	}
@@ -94,9 +116,12 @@ func openPostgres(t *testing.T) *store {
 	return &store{
 		RunStore: db, users: db,
 		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenPostgres(db.Pool(), opts) },
-		jobStates: func(ctx context.Context, kind string) ([]string, error) {
-			rows, _ := db.Pool().Query(ctx, `SELECT state::text FROM river_job WHERE kind = $1 ORDER BY id`, kind)
-			return pgx.CollectRows(rows, pgx.RowTo[string])
+		listJobs: func(ctx context.Context, kind string) ([]job, error) {
+			rows, _ := db.Pool().Query(ctx, `SELECT state::text, args, max_attempts FROM river_job WHERE kind = $1 ORDER BY id`, kind)
+			return pgx.CollectRows(rows, pgx.RowToStructByPos[job])
+		},
+		inTx: func(ctx context.Context, fn func(tx any) error) error {
+			return pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error { return fn(tx) })
 		},
 		foreignTx: (*sql.Tx)(nil),
 	}
@@ -206,11 +231,51 @@ func (r *runner) AbandonQueued(ctx context.Context, id string, cause error) erro
 // states returns the states of River's jobs of kind, oldest first.
 func (s *store) states(t *testing.T, kind string) []string {
 	t.Helper()
-	states, err := s.jobStates(context.Background(), kind)
+	var states []string
+	for _, j := range s.jobs(t, kind) {
+		states = append(states, j.State)
+	}
+	return states
+}
+
+// jobs returns River's jobs of kind, oldest first.
+func (s *store) jobs(t *testing.T, kind string) []job {
+	t.Helper()
+	jobs, err := s.listJobs(context.Background(), kind)
 	if err != nil {
 		t.Fatalf("reading River's jobs: %v", err)
 	}
-	return states
+	return jobs
+}
+
+// webhookJobs returns the runs and owners of River's webhook jobs, oldest
+// first, and fails t unless each has maxAttempts.
+func (s *store) webhookJobs(t *testing.T, maxAttempts int) []wasmwiz.Webhook {
+	t.Helper()
+	var hooks []wasmwiz.Webhook
+	for _, j := range s.jobs(t, webhookKind) {
+		var args queue.WebhookArgs
+		if err := json.Unmarshal(j.Args, &args); err != nil {
+			t.Fatalf("a webhook job's args %s: %v", j.Args, err)
+		}
+		if j.MaxAttempts != maxAttempts {
+			t.Fatalf("the webhook job of run %s has %d attempts, want %d", args.RunID, j.MaxAttempts, maxAttempts)
+		}
+		hooks = append(hooks, wasmwiz.Webhook{RunID: args.RunID, UserID: args.UserID})
+	}
+	return hooks
+}
+
+// enqueueWebhook inserts run's webhook job with q in a transaction of the
+// store's own.
+func (s *store) enqueueWebhook(t *testing.T, q *queue.Queue, run *wasmwiz.UsageRecord) {
+	t.Helper()
+	err := s.inTx(context.Background(), func(tx any) error {
+		return q.EnqueueWebhooks(context.Background(), tx, []wasmwiz.Webhook{{RunID: run.ID, UserID: run.UserID}})
+	})
+	if err != nil {
+		t.Fatalf("EnqueueWebhooks: %v", err)
+	}
 }
 
 // logWatch is a slog.Handler that closes seen at the first message

@@ -6,6 +6,9 @@
 // default. A run's job is inserted in the store's transaction that stores
 // the run (wasmwiz.RunQueue.EnqueueRun), so a run and its job exist
 // together or not at all; any replica with a free worker takes the job.
+// Likewise a webhook's job is inserted in the store's transaction that
+// makes its run final (wasmwiz.RunQueue.EnqueueWebhooks), so a run never
+// ends without its webhook.
 //
 // River retries a job whose attempt fails. A run job fails only before its
 // guest starts (the store was unavailable): once the run is marked running
@@ -135,7 +138,7 @@ func (o *Options) setDefaults(poll time.Duration) {
 // transaction type.
 type client interface {
 	insertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) error
-	insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error
+	insertManyTx(ctx context.Context, tx any, params []river.InsertManyParams) error
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 	StopAndCancel(ctx context.Context) error
@@ -144,17 +147,31 @@ type client interface {
 type riverClient[TTx any] struct{ *river.Client[TTx] }
 
 func (c riverClient[TTx]) insertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) error {
-	t, ok := tx.(TTx)
-	if !ok {
-		return wasmwiz.Errorf(wasmwiz.EINTERNAL, "queue: a transaction of type %T, not the store's", tx)
+	t, err := storeTx[TTx](tx)
+	if err != nil {
+		return err
 	}
-	_, err := c.InsertTx(ctx, t, args, opts)
+	_, err = c.InsertTx(ctx, t, args, opts)
 	return err
 }
 
-func (c riverClient[TTx]) insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {
-	_, err := c.Insert(ctx, args, opts)
+func (c riverClient[TTx]) insertManyTx(ctx context.Context, tx any, params []river.InsertManyParams) error {
+	t, err := storeTx[TTx](tx)
+	if err != nil {
+		return err
+	}
+	_, err = c.InsertManyTx(ctx, t, params)
 	return err
+}
+
+// storeTx is tx as the store's transaction type, which River's driver
+// takes.
+func storeTx[TTx any](tx any) (TTx, error) {
+	t, ok := tx.(TTx)
+	if !ok {
+		return t, wasmwiz.Errorf(wasmwiz.EINTERNAL, "queue: a transaction of type %T, not the store's", tx)
+	}
+	return t, nil
 }
 
 // Queue is the durable queue. It implements wasmwiz.RunQueue.
@@ -236,10 +253,15 @@ func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string) error {
 	return queueError(err, "enqueue run")
 }
 
-// EnqueueWebhook implements wasmwiz.RunQueue.
-func (q *Queue) EnqueueWebhook(ctx context.Context, id string, userID int64) error {
-	err := q.client.insert(ctx, WebhookArgs{RunID: id, UserID: userID}, &river.InsertOpts{Queue: QueueWebhooks, MaxAttempts: q.opts.WebhookAttempts})
-	return queueError(err, "enqueue webhook")
+// EnqueueWebhooks implements wasmwiz.RunQueue: the jobs of the hooks, one
+// insert in the store's transaction tx.
+func (q *Queue) EnqueueWebhooks(ctx context.Context, tx any, hooks []wasmwiz.Webhook) error {
+	opts := &river.InsertOpts{Queue: QueueWebhooks, MaxAttempts: q.opts.WebhookAttempts}
+	params := make([]river.InsertManyParams, len(hooks))
+	for i, h := range hooks {
+		params[i] = river.InsertManyParams{Args: WebhookArgs{RunID: h.RunID, UserID: h.UserID}, InsertOpts: opts}
+	}
+	return queueError(q.client.insertManyTx(ctx, tx, params), "enqueue webhooks")
 }
 
 // Start starts working jobs.

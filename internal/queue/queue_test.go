@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wasmwiz/wasmwiz"
-	"github.com/wasmwiz/wasmwiz/internal/mock"
 	"github.com/wasmwiz/wasmwiz/internal/queue"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -87,8 +86,27 @@ func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
 				}
 			})
 		}
+		for _, tc := range []struct {
+			name string
+			tx   any
+		}{
+			{"nil", nil},
+			{"not a transaction", "BEGIN"},
+			{"the other store's", s.foreignTx},
+		} {
+			t.Run("Webhooks/"+tc.name, func(t *testing.T) {
+				err := q.EnqueueWebhooks(context.Background(), tc.tx, []wasmwiz.Webhook{{RunID: wasmwiz.NewRunID(time.Now()), UserID: 1}})
+				wantCode(t, err, wasmwiz.EINTERNAL, "EnqueueWebhooks with a transaction that is not the store's")
+				if !contains(err.Error(), "not the store's") {
+					t.Errorf("error %q does not say the transaction is not the store's", err)
+				}
+			})
+		}
 		if states := s.states(t, runKind); len(states) != 0 {
 			t.Fatalf("refused transactions left jobs in the states %v", states)
+		}
+		if jobs := s.jobs(t, webhookKind); len(jobs) != 0 {
+			t.Fatalf("refused transactions left webhook jobs %+v", jobs)
 		}
 	})
 }
@@ -276,11 +294,11 @@ func (unstartable) StartRun(context.Context, string) (*wasmwiz.UsageRecord, *was
 // max_concurrent.
 func TestRunJobsLastAttemptFailsTheRun(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
-		_, ctx := s.user(t, "stuck@example.com")
+		u, ctx := s.user(t, "stuck@example.com")
 		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)
-		hooks := &mock.RunQueue{}
-		ex := &wasmwiz.Executor{Runs: unstartable{s.RunStore}, Queue: hooks}
-		q := s.newQueue(t, queue.Options{Runner: ex})
+		q := s.newQueue(t, queue.Options{})
+		ex := &wasmwiz.Executor{Runs: unstartable{s.RunStore}, Queue: q}
+		q.SetRunner(ex)
 		err := queue.WorkRun(ctx, q, rec.ID, 4, 5)
 		wantCode(t, err, wasmwiz.EUNAVAILABLE, "an attempt before the last")
 		if got, err := s.FindRunByID(ctx, rec.ID); err != nil || got.State != wasmwiz.RunQueued {
@@ -293,8 +311,8 @@ func TestRunJobsLastAttemptFailsTheRun(t *testing.T) {
 		if err != nil || got.State != wasmwiz.RunFailed || !contains(got.Message, "could not be started") {
 			t.Fatalf("after the last attempt: %+v, %v, want failed", got, err)
 		}
-		if n := hooks.Webhooks.Load(); n != 1 {
-			t.Fatalf("%d webhooks queued, want 1", n)
+		if got := s.webhookJobs(t, 6); !slices.Equal(got, []wasmwiz.Webhook{{RunID: rec.ID, UserID: u.ID}}) {
+			t.Fatalf("webhook jobs %+v, want the failed run's", got)
 		}
 	})
 }

@@ -170,9 +170,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		run, secret := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
 		q := s.startQueue(t, queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
-		if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
-			t.Fatalf("EnqueueWebhook: %v", err)
-		}
+		s.enqueueWebhook(t, q, run)
 		testenv.WaitFor(t, "the second attempt's delivery", func() bool { return w.Stats().Delivered == 1 })
 		got := rc.requests()
 		if len(got) != 2 {
@@ -203,9 +201,7 @@ func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
 		run, _ := webhookRun(t, s, rc.URL)
 		w := newWebhooks(s, loopback)
 		q := s.startQueue(t, queue.Options{Webhooks: w, WebhookAttempts: 2, PollInterval: 50 * time.Millisecond})
-		if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
-			t.Fatalf("EnqueueWebhook: %v", err)
-		}
+		s.enqueueWebhook(t, q, run)
 		testenv.WaitFor(t, "the delivery given up", func() bool { return w.Stats().GivenUp == 1 })
 		testenv.WaitFor(t, "River to discard the job", func() bool {
 			states := s.states(t, webhookKind)
@@ -549,9 +545,7 @@ func TestWebhookBurstOfOneUser(t *testing.T) {
 		for range n {
 			run := s.mustQueueRun(t, ctx, rc.URL, noJob)
 			want[run.ID] = true
-			if err := q.EnqueueWebhook(context.Background(), run.ID, run.UserID); err != nil {
-				t.Fatalf("EnqueueWebhook: %v", err)
-			}
+			s.enqueueWebhook(t, q, run)
 		}
 		testenv.WaitFor(t, "every delivery", func() bool { return w.Stats().Delivered == n })
 		got := map[string]int{}

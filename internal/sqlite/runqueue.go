@@ -159,8 +159,9 @@ func (db *DB) HeartbeatRun(ctx context.Context, id string, stdout, stderr wasmwi
 	return cancel, err
 }
 
-// FinishRun writes the final record of a queued or running run.
-func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, error) {
+// FinishRun writes the final record of a queued or running run, with its
+// webhook's job.
+func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord, webhooks wasmwiz.EnqueueWebhooks) (bool, error) {
 	if !r.State.Final() {
 		return false, wasmwiz.Errorf(wasmwiz.EINVALID, "FinishRun needs a final state, not %q", r.State)
 	}
@@ -179,18 +180,18 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 	}
 	var done bool
 	err = db.write(ctx, "finish run", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?, compile_ms = ?,
+		var user int64
+		err := tx.QueryRowContext(ctx, `UPDATE runs SET state = ?, status = ?, exit_code = ?, duration_ms = ?, compile_ms = ?,
 				memory_peak_bytes = ?, output_bytes = ?, error_code = ?, module_sha256 = CASE WHEN ? = '' THEN module_sha256 ELSE ? END,
 				started_at = coalesce(started_at, ?), finished_at = ?, detail = ?, stdout = ?, stderr = ?, files = ?
-			WHERE id = ? AND state IN ('queued', 'running')`,
+			WHERE id = ? AND state IN ('queued', 'running') RETURNING user_id`,
 			string(r.State), string(r.Status), r.ExitCode, r.DurationMS, r.CompileMS, r.MemoryPeakBytes, r.OutputBytes, r.ErrorCode,
 			r.ModuleSHA256, r.ModuleSHA256, msPtr(r.StartedAt), msPtr(r.FinishedAt), string(detail),
-			nonNil(r.Stdout), nonNil(r.Stderr), files, r.ID)
-		if err != nil {
-			return err
+			nonNil(r.Stdout), nonNil(r.Stderr), files, r.ID).Scan(&user)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // already final
 		}
-		n, err := res.RowsAffected()
-		if err != nil || n == 0 {
+		if err != nil {
 			return err
 		}
 		done = true
@@ -203,24 +204,34 @@ func (db *DB) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord) (bool, erro
 		if _, err := tx.ExecContext(ctx, `DELETE FROM run_output_chunks WHERE run_id = ?`, r.ID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, r.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, r.ID); err != nil {
+			return err
+		}
+		if r.CallbackURL == "" { // the detail just written: the row's callback URL
+			return nil
+		}
+		return webhooks.Enqueue(ctx, tx, wasmwiz.Webhook{RunID: r.ID, UserID: user})
 	})
+	if err != nil {
+		done = false // rolled back
+	}
 	return done, err
 }
 
-// CancelRun cancels a queued run of the caller at once and marks a running
-// one for its replica to stop.
-func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, error) {
+// CancelRun cancels a queued run of the caller at once, with its webhook's
+// job, and marks a running one for its replica to stop.
+func (db *DB) CancelRun(ctx context.Context, id string, webhooks wasmwiz.EnqueueWebhooks) (*wasmwiz.UsageRecord, error) {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := db.Now()
 	err = db.write(ctx, "cancel run", func(tx *sql.Tx) error {
-		var state string
-		err := tx.QueryRowContext(ctx, `SELECT state FROM runs WHERE id = ? AND (user_id = ? OR ?)`,
-			id, caller.ID, caller.IsAdmin()).Scan(&state)
+		var state, callback string
+		var user int64
+		err := tx.QueryRowContext(ctx, `SELECT state, user_id, coalesce(json_extract(detail, '$.callback_url'), '')
+			FROM runs WHERE id = ? AND (user_id = ? OR ?)`,
+			id, caller.ID, caller.IsAdmin()).Scan(&state, &user, &callback)
 		if errors.Is(err, sql.ErrNoRows) {
 			return wasmwiz.Errorf(wasmwiz.ENOTFOUND, "run %q not found", id)
 		}
@@ -233,8 +244,13 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 				detail = json_set(detail, '$.message', 'cancelled before it started') WHERE id = ?`, ms(now), id); err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id)
-			return err
+			if _, err := tx.ExecContext(ctx, `DELETE FROM run_inputs WHERE run_id = ?`, id); err != nil {
+				return err
+			}
+			if callback == "" {
+				return nil
+			}
+			return webhooks.Enqueue(ctx, tx, wasmwiz.Webhook{RunID: id, UserID: user})
 		case wasmwiz.RunRunning:
 			_, err = tx.ExecContext(ctx, `UPDATE runs SET cancel_requested = 1 WHERE id = ?`, id)
 			return err
@@ -248,9 +264,9 @@ func (db *DB) CancelRun(ctx context.Context, id string) (*wasmwiz.UsageRecord, e
 }
 
 // FailStaleRuns fails at most limit running runs without a heartbeat
-// since before, in one write transaction (which holds the only write lock:
-// the limit keeps it short).
-func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int) ([]wasmwiz.StaleRun, error) {
+// since before, in one write transaction with their webhooks' jobs (which
+// holds the only write lock: the limit keeps it short).
+func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message string, limit int, webhooks wasmwiz.EnqueueWebhooks) ([]wasmwiz.StaleRun, error) {
 	if limit < 1 {
 		return nil, wasmwiz.Errorf(wasmwiz.EINVALID, "limit must be at least 1")
 	}
@@ -276,9 +292,12 @@ func (db *DB) FailStaleRuns(ctx context.Context, before time.Time, message strin
 				return err
 			}
 		}
-		return nil
+		return webhooks.Enqueue(ctx, tx, wasmwiz.WebhooksOf(stale)...)
 	})
-	return stale, err
+	if err != nil {
+		return nil, err // rolled back: none failed
+	}
+	return stale, nil
 }
 
 // CountRuns counts queued and running runs and the oldest of each.

@@ -155,7 +155,7 @@ func testStoredRunsBackfill(t *testing.T, s Migrating) {
 	done.Files = []wasmwiz.OutputFile{{Path: "out/f", Size: 5, SHA256: "ab", Data: []byte("12345")}}
 	enc, err := wasmwiz.EncodeOutputFiles(done.Files)
 	wantOK(t, err, "EncodeOutputFiles")
-	if ok, err := s.FinishRun(ctx, done); err != nil || !ok {
+	if ok, err := s.FinishRun(ctx, done, nil); err != nil || !ok {
 		t.Fatalf("FinishRun before 0014: %v %v", ok, err)
 	}
 	running := queue(at.Add(3 * time.Millisecond))
@@ -180,7 +180,7 @@ func testStoredRunsBackfill(t *testing.T, s Migrating) {
 	wantStored(a, records+4, "after the migration")
 	wantStored(b, 1, "another user after the migration")
 	running.State, running.Status = wasmwiz.RunDone, wasmwiz.StatusOK
-	if ok, err := s.FinishRun(ctx, running); err != nil || !ok {
+	if ok, err := s.FinishRun(ctx, running, nil); err != nil || !ok {
 		t.Fatalf("FinishRun after 0014: %v %v", ok, err)
 	}
 	wantStored(a, records, "after the running run's pieces went")

@@ -129,7 +129,7 @@ func testFinishDropsPieces(t *testing.T, e *env) {
 	fin := *r
 	fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
 	fin.Stdout, fin.Stderr = []byte("partial and more"), []byte("err")
-	ok, err := e.s.FinishRun(e.anon, &fin)
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
 	if err != nil || !ok {
 		t.Fatalf("FinishRun: %v %v", ok, err)
 	}
@@ -148,7 +148,7 @@ func testFinishDropsPieces(t *testing.T, e *env) {
 	left := e.running(ctx)
 	e.beat(left.ID, 0, "out", 0, "err")
 	e.clock.Add(time.Hour)
-	stale, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100)
+	stale, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100, nil)
 	wantOK(t, err, "FailStaleRuns")
 	if len(stale) != 1 || stale[0].ID != left.ID {
 		t.Fatalf("FailStaleRuns failed %v, want [%s]", stale, left.ID)
@@ -176,7 +176,7 @@ func testStaleRunKeepsOutput(t *testing.T, e *env) {
 	e.beat(r.ID, 0, "out\x00", 0, "")
 	e.beat(r.ID, 4, "put", 0, "\xfferr")
 	e.clock.Add(time.Hour)
-	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100)
+	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100, nil)
 	wantOK(t, err, "FailStaleRuns")
 	if len(ids) != 1 {
 		t.Fatalf("FailStaleRuns failed %v", ids)
@@ -249,7 +249,7 @@ func testRunOutputSince(t *testing.T, e *env) {
 	fin := *r
 	fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
 	fin.Stdout = []byte("one two three")
-	ok, err := e.s.FinishRun(e.anon, &fin)
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
 	if err != nil || !ok {
 		t.Fatalf("FinishRun: %v %v", ok, err)
 	}

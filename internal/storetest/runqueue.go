@@ -29,6 +29,8 @@ var runQueueTests = []test{
 	{"FinishWritesOutputOnceAndDropsPieces", testFinishDropsPieces},
 	{"FailedStaleRunKeepsAppendedOutput", testStaleRunKeepsOutput},
 	{"RunOutputSinceReadsOnlyWhatIsNew", testRunOutputSince},
+	{"FinalStateEnqueuesWebhooksInItsTransaction", testFinalWebhooks},
+	{"FailedWebhookEnqueueRollsTheFinalStateBack", testFinalWebhooksFail},
 }
 
 // queued makes a queued run of the caller in ctx, with a callback URL.
@@ -106,7 +108,7 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	fin.State, fin.Status, fin.ExitCode, fin.DurationMS = wasmwiz.RunDone, wasmwiz.StatusOK, 0, 1.5
 	fin.Stdout, fin.Stderr = []byte("partial and more"), []byte("e")
 	fin.CPUMS = 1.25
-	ok, err := e.s.FinishRun(e.anon, &fin)
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
 	wantOK(t, err, "FinishRun")
 	if !ok {
 		t.Fatal("FinishRun of a running run changed nothing")
@@ -122,7 +124,7 @@ func testQueueStartFinish(t *testing.T, e *env) {
 	}
 	again := fin
 	again.State, again.Message = wasmwiz.RunFailed, "late"
-	ok, err = e.s.FinishRun(e.anon, &again)
+	ok, err = e.s.FinishRun(e.anon, &again, nil)
 	wantOK(t, err, "FinishRun of a final run")
 	if ok {
 		t.Fatal("FinishRun changed a run already final")
@@ -158,7 +160,7 @@ func testQueueRunMaxActive(t *testing.T, e *env) {
 	// Another tenant is not counted against this one.
 	wantOK(t, e.s.QueueRun(other, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "other tenant")
 	// A run that ends frees its place.
-	_, err = e.s.CancelRun(ctx, first.ID)
+	_, err = e.s.CancelRun(ctx, first.ID, nil)
 	wantOK(t, err, "CancelRun")
 	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "after one ended")
 }
@@ -186,22 +188,22 @@ func testCancelRun(t *testing.T, e *env) {
 	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	_, other := e.user("o@example.com", wasmwiz.TierFree)
 	q := e.queued(ctx, nil)
-	_, err := e.s.CancelRun(other, q.ID)
+	_, err := e.s.CancelRun(other, q.ID, nil)
 	WantCode(t, err, wasmwiz.ENOTFOUND, "CancelRun of another tenant's run")
-	got, err := e.s.CancelRun(ctx, q.ID)
+	got, err := e.s.CancelRun(ctx, q.ID, nil)
 	wantOK(t, err, "CancelRun of a queued run")
 	if got.State != wasmwiz.RunCancelled || got.FinishedAt == nil || got.Message == "" {
 		t.Fatalf("cancelled queued run: %+v", got)
 	}
 	_, _, err = e.s.StartRun(e.anon, q.ID)
 	WantCode(t, err, wasmwiz.ECONFLICT, "StartRun of a cancelled run")
-	_, err = e.s.CancelRun(ctx, q.ID)
+	_, err = e.s.CancelRun(ctx, q.ID, nil)
 	WantCode(t, err, wasmwiz.ECONFLICT, "CancelRun of a cancelled run")
 
 	r := e.queued(ctx, nil)
 	_, _, err = e.s.StartRun(e.anon, r.ID)
 	wantOK(t, err, "StartRun")
-	got, err = e.s.CancelRun(ctx, r.ID)
+	got, err = e.s.CancelRun(ctx, r.ID, nil)
 	wantOK(t, err, "CancelRun of a running run")
 	if got.State != wasmwiz.RunRunning {
 		t.Fatalf("a running run stays running until its replica stops it, got %s", got.State)
@@ -213,7 +215,7 @@ func testCancelRun(t *testing.T, e *env) {
 	}
 	fin := *got
 	fin.State, fin.Message = wasmwiz.RunCancelled, "cancelled while running"
-	ok, err := e.s.FinishRun(e.anon, &fin)
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
 	if err != nil || !ok {
 		t.Fatalf("FinishRun cancelled: %v %v", ok, err)
 	}
@@ -230,7 +232,7 @@ func testFailStaleRuns(t *testing.T, e *env) {
 	e.clock.Add(time.Minute)
 	_, err := e.s.HeartbeatRun(e.anon, live.ID, wasmwiz.OutputTail{}, wasmwiz.OutputTail{})
 	wantOK(t, err, "HeartbeatRun")
-	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100)
+	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100, nil)
 	wantOK(t, err, "FailStaleRuns")
 	// Each comes with whose it was and where its result goes, for the
 	// sweeper to release its slot and deliver its webhook.
@@ -280,7 +282,7 @@ func testNULInADetail(t *testing.T, e *env) {
 		wantOK(t, err, "StartRun")
 	}
 	e.clock.Add(time.Minute)
-	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100)
+	failed, err := e.s.FailStaleRuns(e.anon, e.clock.Now().Add(-30*time.Second), "its replica stopped", 100, nil)
 	wantOK(t, err, "FailStaleRuns beside a detail with a NUL")
 	slices.SortFunc(failed, func(a, b wasmwiz.StaleRun) int { return strings.Compare(a.ID, b.ID) })
 	want := []wasmwiz.StaleRun{{ID: stale.ID, UserID: victim.ID, CallbackURL: stale.CallbackURL},
@@ -294,7 +296,7 @@ func testNULInADetail(t *testing.T, e *env) {
 	if got.State != wasmwiz.RunFailed || got.Message != "its replica stopped" || !strings.HasPrefix(got.Function, "f") {
 		t.Fatalf("the swept run with a NUL: %s %q %q", got.State, got.Message, got.Function)
 	}
-	cancelled, err := e.s.CancelRun(otherCtx, waiting.ID)
+	cancelled, err := e.s.CancelRun(otherCtx, waiting.ID, nil)
 	wantOK(t, err, "CancelRun of a queued run with a NUL in its detail")
 	if cancelled.State != wasmwiz.RunCancelled {
 		t.Fatalf("cancelled run is %s", cancelled.State)
@@ -316,12 +318,12 @@ func testFailStaleRunsLimit(t *testing.T, e *env) {
 	e.clock.Add(time.Minute)
 	live := e.running(ctx)
 	before := e.clock.Now().Add(-30 * time.Second)
-	_, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 0)
+	_, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 0, nil)
 	WantCode(t, err, wasmwiz.EINVALID, "FailStaleRuns with a limit of 0")
 
 	failed := map[string]bool{}
 	for i, want := range []int{2, 2, 1} {
-		got, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 2)
+		got, err := e.s.FailStaleRuns(e.anon, before, "its replica stopped", 2, nil)
 		wantOK(t, err, "FailStaleRuns")
 		if len(got) != want {
 			t.Fatalf("call %d failed %d runs (%+v), want %d", i+1, len(got), got, want)
@@ -399,7 +401,7 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	active := e.queued(ctx, nil)
 	done := e.queued(ctx, nil)
-	_, err := e.s.CancelRun(ctx, done.ID)
+	_, err := e.s.CancelRun(ctx, done.ID, nil)
 	wantOK(t, err, "CancelRun")
 	wantOK(t, e.s.AddWebhookDelivery(e.anon, &wasmwiz.WebhookDelivery{RunID: done.ID, Attempt: 1, At: e.clock.Now()}), "AddWebhookDelivery")
 	e.clock.Add(time.Hour)
@@ -463,7 +465,7 @@ func testFinishedRunFiles(t *testing.T, e *env) {
 		{Path: "out/empty", Size: 0, SHA256: "e3", Data: []byte{}},
 		{Path: "out/big", Size: 1 << 20, SHA256: "cd", Omitted: true},
 	}
-	ok, err := e.s.FinishRun(e.anon, &fin)
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
 	if err != nil || !ok {
 		t.Fatalf("FinishRun: %v, %v", ok, err)
 	}

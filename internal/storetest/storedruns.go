@@ -83,7 +83,7 @@ func testStoredRunsEveryPath(t *testing.T, e *env) {
 	wantOK(t, err, "EncodeOutputFiles")
 	finish := func(r *wasmwiz.UsageRecord) {
 		t.Helper()
-		ok, err := e.s.FinishRun(e.anon, r)
+		ok, err := e.s.FinishRun(e.anon, r, nil)
 		if err != nil || !ok {
 			t.Fatalf("FinishRun: %v, %v", ok, err)
 		}
@@ -93,7 +93,7 @@ func testStoredRunsEveryPath(t *testing.T, e *env) {
 	e.wantStored(a.ID, want, "after a background run's final record with files")
 	again := fin
 	again.Stdout = []byte("a much longer output that must not count")
-	if ok, _ := e.s.FinishRun(e.anon, &again); ok {
+	if ok, _ := e.s.FinishRun(e.anon, &again, nil); ok {
 		t.Fatal("FinishRun changed a final run")
 	}
 	e.wantStored(a.ID, want, "after a late FinishRun of a final run")
@@ -117,7 +117,7 @@ func testStoredRunsEveryPath(t *testing.T, e *env) {
 	e.beat(r.ID, 0, "out", 0, "err!")
 	e.wantStored(a.ID, want+7, "pieces of a run about to go stale")
 	e.clock.Add(time.Hour)
-	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100)
+	ids, err := e.s.FailStaleRuns(e.anon, e.clock.Now(), "its replica stopped", 100, nil)
 	wantOK(t, err, "FailStaleRuns")
 	if len(ids) != 1 {
 		t.Fatalf("FailStaleRuns failed %v", ids)
@@ -130,7 +130,7 @@ func testStoredRunsEveryPath(t *testing.T, e *env) {
 
 	// A cancelled queued run and a running one's pieces, then retention.
 	q := e.queued(actx, nil)
-	_, err = e.s.CancelRun(actx, q.ID)
+	_, err = e.s.CancelRun(actx, q.ID, nil)
 	wantOK(t, err, "CancelRun")
 	live := e.running(actx)
 	e.beat(live.ID, 0, "still running", 0, "")
