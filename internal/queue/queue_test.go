@@ -111,6 +111,111 @@ func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
 	})
 }
 
+// A run's final state and its webhook's job are committed together: the
+// store's calls that make runs final insert, with the queue, the webhook
+// jobs of exactly the runs they made final that have a callback URL, with
+// each run's owner and the delivery's attempts.
+func TestFinalRunsWebhookJobsCommitWithThem(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		q := s.newQueue(t, queue.Options{WebhookAttempts: 3})
+		u, ctx := s.user(t, "final@example.com")
+		start := func(r *wasmwiz.UsageRecord) *wasmwiz.UsageRecord {
+			t.Helper()
+			started, _, err := s.StartRun(ctx, r.ID)
+			if err != nil {
+				t.Fatalf("StartRun: %v", err)
+			}
+			return started
+		}
+		const hook = "https://example.com/hook"
+		var want []wasmwiz.Webhook
+		for _, callback := range []string{hook, ""} {
+			fin := start(s.mustQueueRun(t, ctx, callback, noJob))
+			fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+			if ok, err := s.FinishRun(ctx, fin, q.EnqueueWebhooks); err != nil || !ok {
+				t.Fatalf("FinishRun: %v %v", ok, err)
+			}
+			if callback != "" {
+				want = append(want, wasmwiz.Webhook{RunID: fin.ID, UserID: u.ID})
+			}
+			if got := s.webhookJobs(t, 3); !slices.Equal(got, want) {
+				t.Fatalf("after FinishRun of a run with callback %q: webhook jobs %+v, want %+v", callback, got, want)
+			}
+		}
+		cancelled := s.mustQueueRun(t, ctx, hook, noJob)
+		if _, err := s.CancelRun(ctx, cancelled.ID, q.EnqueueWebhooks); err != nil {
+			t.Fatalf("CancelRun: %v", err)
+		}
+		want = append(want, wasmwiz.Webhook{RunID: cancelled.ID, UserID: u.ID})
+		if got := s.webhookJobs(t, 3); !slices.Equal(got, want) {
+			t.Fatalf("after CancelRun: webhook jobs %+v, want %+v", got, want)
+		}
+		stale := []*wasmwiz.UsageRecord{start(s.mustQueueRun(t, ctx, hook, noJob)), start(s.mustQueueRun(t, ctx, hook, noJob)),
+			start(s.mustQueueRun(t, ctx, "", noJob))}
+		failed, err := s.FailStaleRuns(ctx, time.Now().Add(time.Minute), "its replica stopped", 100, q.EnqueueWebhooks)
+		if err != nil || len(failed) != 3 {
+			t.Fatalf("FailStaleRuns: %+v %v, want 3 runs failed", failed, err)
+		}
+		got := s.webhookJobs(t, 3)
+		if len(got) != len(want)+2 || !slices.Equal(got[:len(want)], want) ||
+			!slices.ContainsFunc(got, func(h wasmwiz.Webhook) bool { return h == wasmwiz.Webhook{RunID: stale[0].ID, UserID: u.ID} }) ||
+			!slices.ContainsFunc(got, func(h wasmwiz.Webhook) bool { return h == wasmwiz.Webhook{RunID: stale[1].ID, UserID: u.ID} }) {
+			t.Fatalf("after FailStaleRuns: webhook jobs %+v, want %+v and those of %s and %s", got, want, stale[0].ID, stale[1].ID)
+		}
+	})
+}
+
+// A webhook job whose insert fails, or whose transaction fails after it,
+// leaves neither the job nor the run's final state: the run is still
+// running, for a later try that commits both.
+func TestFailedWebhookInsertLeavesTheRunNotFinal(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		q := s.newQueue(t, queue.Options{})
+		_, ctx := s.user(t, "unfinished@example.com")
+		run := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)
+		fin, _, err := s.StartRun(ctx, run.ID)
+		if err != nil {
+			t.Fatalf("StartRun: %v", err)
+		}
+		fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+		failed := errors.New("the store failed after the webhook's job was inserted")
+		ended, end := context.WithCancel(context.Background())
+		end()
+		for _, tc := range []struct {
+			name    string
+			enqueue wasmwiz.EnqueueWebhooks
+			want    func(error) bool
+		}{
+			{"InsertFails", func(ctx context.Context, tx any, hooks []wasmwiz.Webhook) error {
+				return q.EnqueueWebhooks(ended, tx, hooks) // the queue's insert fails: its context ended
+			}, func(err error) bool { return wasmwiz.ErrorCode(err) == wasmwiz.EUNAVAILABLE }},
+			{"FailsAfterTheInsert", func(ctx context.Context, tx any, hooks []wasmwiz.Webhook) error {
+				if err := q.EnqueueWebhooks(ctx, tx, hooks); err != nil {
+					return err
+				}
+				return failed
+			}, func(err error) bool { return errors.Is(err, failed) }},
+		} {
+			ok, err := s.FinishRun(ctx, fin, tc.enqueue)
+			if ok || !tc.want(err) {
+				t.Fatalf("%s: FinishRun: %v %v, want it failed", tc.name, ok, err)
+			}
+			if got, err := s.FindRunByID(ctx, run.ID); err != nil || got.State != wasmwiz.RunRunning {
+				t.Fatalf("%s: the run after FinishRun failed: %+v %v, want running", tc.name, got, err)
+			}
+			if jobs := s.jobs(t, webhookKind); len(jobs) != 0 {
+				t.Fatalf("%s: webhook jobs %+v left behind", tc.name, jobs)
+			}
+		}
+		if ok, err := s.FinishRun(ctx, fin, q.EnqueueWebhooks); err != nil || !ok {
+			t.Fatalf("FinishRun again: %v %v", ok, err)
+		}
+		if got := s.webhookJobs(t, 6); !slices.Equal(got, []wasmwiz.Webhook{{RunID: run.ID, UserID: fin.UserID}}) {
+			t.Fatalf("webhook jobs %+v after the run was finished", got)
+		}
+	})
+}
+
 func TestOptionsDefaults(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		// SQLite only polls; PostgreSQL announces every insert, so its
