@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,6 +330,94 @@ func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
 					runs.calls, runs.unmarked)
 			}
 		})
+	}
+}
+
+// downQueue is a queue whose webhook inserts fail while down is set, as a
+// queue that cannot take a job does (EUNAVAILABLE); it counts the webhooks
+// it took, and the tries.
+type downQueue struct {
+	mock.RunQueue
+	down  atomic.Bool
+	tries atomic.Int64
+}
+
+func (q *downQueue) EnqueueWebhooks(ctx context.Context, tx any, hooks []wasmwiz.Webhook) error {
+	q.tries.Add(1)
+	if q.down.Load() {
+		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "enqueue webhooks: the queue is unavailable")
+	}
+	return q.RunQueue.EnqueueWebhooks(ctx, tx, hooks)
+}
+
+// TestAsyncRunNeverEndsWithoutItsWebhook: a background run's final record
+// and its webhook are committed together. While the queue cannot take the
+// webhook, the run is not finished (finish tries again, then leaves it
+// running), and the stale-run sweeper, once the queue is back, fails it with
+// its webhook: the run never ends without one. A run without a callback
+// URL does not touch the queue.
+func TestAsyncRunNeverEndsWithoutItsWebhook(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := sqlitetest.Open(t)
+	_, uctx := sqlitetest.User(t, db, "hooked@example.com")
+	queued := func(callback string) *wasmwiz.UsageRecord {
+		t.Helper()
+		rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: wasmwiz.TierFree, CreatedAt: time.Now(),
+			RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: callback}}
+		if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+			func(context.Context, any) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	state := func(id string) wasmwiz.RunState {
+		t.Helper()
+		got, err := db.FindRunByID(uctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.State
+	}
+	eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
+		return &wasmwiz.Result{Status: wasmwiz.StatusOK}, nil
+	}}
+	queue := &downQueue{}
+	queue.down.Store(true)
+	ex := &wasmwiz.Executor{Engine: eng, Tiers: db, Runs: db, Queue: queue, HeartbeatInterval: time.Hour}
+
+	rec := queued("https://hooks.example.com/run")
+	if err := ex.RunQueued(ctx, rec.ID); err != nil {
+		t.Fatalf("RunQueued: %v", err)
+	}
+	if got := state(rec.ID); got != wasmwiz.RunRunning || queue.Webhooks.Load() != 0 || queue.tries.Load() < 2 {
+		t.Fatalf("with the queue down the run is %s with %d webhooks after %d tries; want running, none, tried again",
+			got, queue.Webhooks.Load(), queue.tries.Load())
+	}
+	silent, tries := queued(""), queue.tries.Load()
+	if err := ex.RunQueued(ctx, silent.ID); err != nil {
+		t.Fatalf("RunQueued: %v", err)
+	}
+	if got := state(silent.ID); got != wasmwiz.RunDone || queue.tries.Load() != tries {
+		t.Fatalf("a run without a callback URL is %s after %d tries of the queue; want done without the queue",
+			got, queue.tries.Load()-tries)
+	}
+
+	// The sweep, while the queue is down, fails nothing; once it is back,
+	// the run is failed with its webhook.
+	ex.Now = func() time.Time { return time.Now().Add(time.Hour) }
+	if n, err := ex.FailStaleRuns(ctx, 30*time.Second); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || n != 0 {
+		t.Fatalf("a sweep with the queue down: %d, %v; want none failed, EUNAVAILABLE", n, err)
+	}
+	if got := state(rec.ID); got != wasmwiz.RunRunning {
+		t.Fatalf("after a sweep with the queue down the run is %s, want running", got)
+	}
+	queue.down.Store(false)
+	if n, err := ex.FailStaleRuns(ctx, 30*time.Second); err != nil || n != 1 {
+		t.Fatalf("a sweep: %d, %v; want the run failed", n, err)
+	}
+	if got := state(rec.ID); got != wasmwiz.RunFailed || queue.Webhooks.Load() != 1 {
+		t.Fatalf("after the sweep the run is %s with %d webhooks, want failed with 1", got, queue.Webhooks.Load())
 	}
 }
 
