@@ -67,24 +67,16 @@ func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
 	})
 }
 
-func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
+// EnqueueRun and EnqueueWebhooks insert only in a transaction of the
+// store's own type.
+func TestEnqueueRefusesAnotherTransaction(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: newRunner(nil)})
-		for _, tc := range []struct {
-			name string
-			tx   any
-		}{
-			{"nil", nil},
-			{"not a transaction", "BEGIN"},
-			{"the other store's", s.foreignTx},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				err := q.EnqueueRun(context.Background(), tc.tx, wasmwiz.NewRunID(time.Now()))
-				wantCode(t, err, wasmwiz.EINTERNAL, "EnqueueRun with a transaction that is not the store's")
-				if !contains(err.Error(), "not the store's") {
-					t.Errorf("error %q does not say the transaction is not the store's", err)
-				}
-			})
+		enqueues := map[string]func(tx any) error{
+			"EnqueueRun": func(tx any) error { return q.EnqueueRun(context.Background(), tx, wasmwiz.NewRunID(time.Now())) },
+			"EnqueueWebhooks": func(tx any) error {
+				return q.EnqueueWebhooks(context.Background(), tx, []wasmwiz.Webhook{{RunID: wasmwiz.NewRunID(time.Now()), UserID: 1}})
+			},
 		}
 		for _, tc := range []struct {
 			name string
@@ -94,13 +86,15 @@ func TestEnqueueRunRefusesAnotherTransaction(t *testing.T) {
 			{"not a transaction", "BEGIN"},
 			{"the other store's", s.foreignTx},
 		} {
-			t.Run("Webhooks/"+tc.name, func(t *testing.T) {
-				err := q.EnqueueWebhooks(context.Background(), tc.tx, []wasmwiz.Webhook{{RunID: wasmwiz.NewRunID(time.Now()), UserID: 1}})
-				wantCode(t, err, wasmwiz.EINTERNAL, "EnqueueWebhooks with a transaction that is not the store's")
-				if !contains(err.Error(), "not the store's") {
-					t.Errorf("error %q does not say the transaction is not the store's", err)
-				}
-			})
+			for name, enqueue := range enqueues {
+				t.Run(name+"/"+tc.name, func(t *testing.T) {
+					err := enqueue(tc.tx)
+					wantCode(t, err, wasmwiz.EINTERNAL, name+" with a transaction that is not the store's")
+					if !contains(err.Error(), "not the store's") {
+						t.Errorf("error %q does not say the transaction is not the store's", err)
+					}
+				})
+			}
 		}
 		if states := s.states(t, runKind); len(states) != 0 {
 			t.Fatalf("refused transactions left jobs in the states %v", states)
