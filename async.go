@@ -514,10 +514,9 @@ const (
 // (in one transaction), gives back its limiter slot and tells its
 // followers. A record not written loses the run's result: the run stays
 // running for the store until the sweeper fails it, and its webhook says
-// failed. So it waits
-// for the database longer than a request would (a queue for SQLite's one
-// writer, PostgreSQL slow for a while), and tries again when the store is
-// unavailable.
+// failed. So it waits for the database longer than a request would (a
+// queue for SQLite's one writer, PostgreSQL slow for a while), and tries
+// again when the store is unavailable.
 func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
 	fctx, cancel := context.WithTimeout(WithOwnDeadline(ctx), finishTimeout)
 	defer cancel()
@@ -621,9 +620,9 @@ const (
 // FailStaleRuns fails the running runs whose replica has sent no heartbeat
 // for staleAfter, with their webhooks' jobs in the same transaction, and
 // tells their followers and gives back their background slots. Every
-// replica calls it now and then; a
-// failed run is never run again. It returns how many runs it failed, also
-// with an error (those of RunQueueService.FailStaleRuns).
+// replica calls it now and then; a failed run is never run again. It
+// returns how many runs it failed, also with an error (those of
+// RunQueueService.FailStaleRuns).
 //
 // It fails them in batches (Batches: at most staleRunsBatch a store call,
 // smaller while the database cannot finish one in time). Without them, one
