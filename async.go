@@ -14,8 +14,14 @@ import (
 type RunQueue interface {
 	// EnqueueRun inserts the job of run id in tx, the store's transaction
 	// that RunQueueService.QueueRun hands to its enqueue function, so that a
-	// run and its job are committed together.
-	EnqueueRun(ctx context.Context, tx any, id string) error
+	// run and its job are committed together. rank is the one QueueRun
+	// gives it (how many other runs its owner had queued or running): a
+	// worker takes the runs of a lower rank first, and those of one rank
+	// first come, first served, so that each user's first outstanding run
+	// goes before anyone's second; in one FIFO, a user who queued many
+	// long runs held the workers for all of them while everyone else's
+	// waited. Ranks past the queue's last share it.
+	EnqueueRun(ctx context.Context, tx any, id string, rank int) error
 	// EnqueueWebhooks inserts, in tx, the store's transaction that makes
 	// the hooks' runs final (the EnqueueWebhooks that RunQueueService's
 	// FinishRun, CancelRun and FailStaleRuns call), the delivery of each
@@ -180,8 +186,8 @@ func (e *Executor) ExecuteAsync(ctx context.Context, c *Caller, req *RunRequest,
 	// the caller goes away meanwhile: cut short, its commit could land with
 	// its outcome unknown here, and the run would be queued with its quota
 	// events given back below.
-	err = e.Runs.QueueRun(context.WithoutCancel(ctx), rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any) error {
-		return e.Queue.EnqueueRun(ctx, tx, rec.ID)
+	err = e.Runs.QueueRun(context.WithoutCancel(ctx), rec, in, tier.MaxConcurrent, func(ctx context.Context, tx any, rank int) error {
+		return e.Queue.EnqueueRun(ctx, tx, rec.ID, rank)
 	})
 	if err != nil {
 		// The store refusing the run for the caller's runs in flight (the

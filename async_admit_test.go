@@ -46,7 +46,7 @@ type countingStore struct {
 }
 
 func (s *countingStore) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxActive int,
-	enqueue func(ctx context.Context, tx any) error) error {
+	enqueue func(ctx context.Context, tx any, rank int) error) error {
 	s.queueRuns.Add(1)
 	return s.asyncStore.QueueRun(ctx, r, in, maxActive, enqueue)
 }
@@ -229,7 +229,7 @@ func (s *leavingStore) CancelRun(ctx context.Context, id string, webhooks wasmwi
 }
 
 func (s *leavingStore) QueueRun(ctx context.Context, rec *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxInFlight int,
-	enqueue func(context.Context, any) error) error {
+	enqueue func(context.Context, any, int) error) error {
 	s.leave()
 	return s.asyncStore.QueueRun(ctx, rec, in, maxInFlight, enqueue)
 }

@@ -295,7 +295,7 @@ func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
 			rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
 				RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: "https://hooks.example.com/run"}}
 			if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-				func(context.Context, any) error { return nil }); err != nil {
+				func(context.Context, any, int) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
 			eng := &mock.Engine{RunFn: func(ctx context.Context, req *wasmwiz.RunRequest) (*wasmwiz.Result, error) {
@@ -366,7 +366,7 @@ func TestAsyncRunNeverEndsWithoutItsWebhook(t *testing.T) {
 		rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: wasmwiz.TierFree, CreatedAt: time.Now(),
 			RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: callback}}
 		if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-			func(context.Context, any) error { return nil }); err != nil {
+			func(context.Context, any, int) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return rec
@@ -478,7 +478,7 @@ func TestStaleRunSweepShrinksABatchTooLargeToFinish(t *testing.T) {
 		rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: wasmwiz.TierFree, CreatedAt: time.Now(),
 			RunDetail: wasmwiz.RunDetail{Async: true, CallbackURL: "https://hooks.example.com/run"}}
 		if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, runs,
-			func(context.Context, any) error { return nil }); err != nil {
+			func(context.Context, any, int) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := db.StartRun(ctx, rec.ID); err != nil {

@@ -412,10 +412,14 @@ type RunQueueService interface {
 	// QueueRun stores r (State queued, r.UserID the caller's) and its input
 	// in one transaction and, in the same transaction, calls enqueue with the
 	// store's transaction (*sql.Tx for SQLite, pgx.Tx for PostgreSQL), so that
-	// the run and its queue job exist together or not at all. ERATELIMIT when
-	// the caller already has maxActive runs queued or running;
-	// EUNAUTHORIZED without a caller.
-	QueueRun(ctx context.Context, r *UsageRecord, in *RunInput, maxActive int, enqueue func(ctx context.Context, tx any) error) error
+	// the run and its queue job exist together or not at all, and with the
+	// run's rank: how many other runs of the caller are queued or running,
+	// counted in that transaction (0: its only one). The queue takes runs by
+	// rank (RunQueue.EnqueueRun), so that a caller's many runs do not make
+	// another's first wait behind them all. ERATELIMIT when the caller
+	// already has maxActive runs queued or running; EUNAUTHORIZED without a
+	// caller.
+	QueueRun(ctx context.Context, r *UsageRecord, in *RunInput, maxActive int, enqueue func(ctx context.Context, tx any, rank int) error) error
 	// StartRun moves a queued run to running, in a transaction of its own,
 	// and returns it with its input. A run that is not queued any more is
 	// returned with ECONFLICT (its State says why): a run whose guest

@@ -446,7 +446,7 @@ type RunQueue struct {
 var _ wasmwiz.RunQueue = (*RunQueue)(nil)
 
 // EnqueueRun counts a run's job.
-func (q *RunQueue) EnqueueRun(ctx context.Context, tx any, id string) error {
+func (q *RunQueue) EnqueueRun(ctx context.Context, tx any, id string, rank int) error {
 	q.Runs.Add(1)
 	return nil
 }

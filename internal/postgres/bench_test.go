@@ -156,7 +156,7 @@ func BenchmarkStoredOutputPaths(b *testing.B) {
 			_, ctx := mustUser(b, db, "bench@example.com", wasmwiz.RoleUser)
 			r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: "enterprise"}
 			if err := db.QueueRun(ctx, r, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-				func(context.Context, any) error { return nil }); err != nil {
+				func(context.Context, any, int) error { return nil }); err != nil {
 				b.Fatal(err)
 			}
 			if _, _, err := db.StartRun(context.Background(), r.ID); err != nil {

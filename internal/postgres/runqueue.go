@@ -17,11 +17,12 @@ import (
 var _ wasmwiz.RunQueueService = (*DB)(nil)
 
 // QueueRun stores r as queued with its input and calls enqueue with the
-// pgx.Tx before committing. A transaction-scoped advisory lock per user
+// pgx.Tx and the run's rank (the caller's active runs counted before the
+// insert) before committing. A transaction-scoped advisory lock per user
 // makes the count of the caller's active runs and the insert one step, so
-// two admissions at once cannot both take the last place.
+// two admissions at once cannot both take the last place, nor one rank.
 func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxActive int,
-	enqueue func(ctx context.Context, tx any) error) error {
+	enqueue func(ctx context.Context, tx any, rank int) error) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return err
@@ -70,7 +71,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files, call); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx)
+		return enqueue(ctx, tx, active)
 	})
 	return dbError(err, "queue run")
 }

@@ -41,6 +41,7 @@ type job struct {
 	State       string
 	Args        []byte
 	MaxAttempts int
+	Priority    int
 }
 
 // storeKind names a store and opens a fresh one of its kind.
@@ -75,7 +76,7 @@ func openSQLite(t *testing.T) *store {
 		RunStore: db, users: db,
 		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenSQLite(db.QueueDB(), opts) },
 		listJobs: func(ctx context.Context, kind string) ([]job, error) {
-			rows, err := db.QueueDB().QueryContext(ctx, `SELECT state, json(args), max_attempts FROM river_job WHERE kind = ? ORDER BY id`, kind)
+			rows, err := db.QueueDB().QueryContext(ctx, `SELECT state, json(args), max_attempts, priority FROM river_job WHERE kind = ? ORDER BY id`, kind)
 			if err != nil {
 				return nil, err
 			}
@@ -83,7 +84,7 @@ func openSQLite(t *testing.T) *store {
 			var jobs []job
 			for rows.Next() {
 				var j job
-				if err := rows.Scan(&j.State, &j.Args, &j.MaxAttempts); err != nil {
+				if err := rows.Scan(&j.State, &j.Args, &j.MaxAttempts, &j.Priority); err != nil {
 					return nil, err
 				}
 				jobs = append(jobs, j)
@@ -117,7 +118,7 @@ func openPostgres(t *testing.T) *store {
 		RunStore: db, users: db,
 		open: func(opts queue.Options) (*queue.Queue, error) { return queue.OpenPostgres(db.Pool(), opts) },
 		listJobs: func(ctx context.Context, kind string) ([]job, error) {
-			rows, _ := db.Pool().Query(ctx, `SELECT state::text, args, max_attempts FROM river_job WHERE kind = $1 ORDER BY id`, kind)
+			rows, _ := db.Pool().Query(ctx, `SELECT state::text, args, max_attempts, priority::int FROM river_job WHERE kind = $1 ORDER BY id`, kind)
 			return pgx.CollectRows(rows, pgx.RowToStructByPos[job])
 		},
 		inTx: func(ctx context.Context, fn func(tx any) error) error {
@@ -142,20 +143,24 @@ func (s *store) user(t *testing.T, email string) (*wasmwiz.User, context.Context
 	return u, wasmwiz.NewContextWithUser(ctx, u)
 }
 
+// enqueueRun is what inserts a run's job in the store's transaction: a
+// queue's EnqueueRun, or a test's.
+type enqueueRun func(ctx context.Context, tx any, id string, rank int) error
+
 // queueRun stores a queued run of the caller in ctx, with callback as its
-// webhook, calling enqueue in the store's transaction, and returns the
-// run and QueueRun's error.
-func (s *store) queueRun(ctx context.Context, callback string, enqueue func(ctx context.Context, tx any, id string) error) (*wasmwiz.UsageRecord, error) {
+// webhook, calling enqueue in the store's transaction with the rank the
+// store gives it, and returns the run and QueueRun's error.
+func (s *store) queueRun(ctx context.Context, callback string, enqueue enqueueRun) (*wasmwiz.UsageRecord, error) {
 	now := time.Now()
 	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(now), Tier: wasmwiz.TierFree, CreatedAt: now,
 		RunDetail: wasmwiz.RunDetail{Async: true, Args: []string{"hello"}, CallbackURL: callback}}
 	in := &wasmwiz.RunInput{Wasm: []byte("\x00asm"), Stdin: []byte("in")}
-	err := s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any) error { return enqueue(ctx, tx, r.ID) })
+	err := s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any, rank int) error { return enqueue(ctx, tx, r.ID, rank) })
 	return r, err
 }
 
 // mustQueueRun is queueRun that fails t on an error.
-func (s *store) mustQueueRun(t *testing.T, ctx context.Context, callback string, enqueue func(ctx context.Context, tx any, id string) error) *wasmwiz.UsageRecord {
+func (s *store) mustQueueRun(t *testing.T, ctx context.Context, callback string, enqueue enqueueRun) *wasmwiz.UsageRecord {
 	t.Helper()
 	r, err := s.queueRun(ctx, callback, enqueue)
 	if err != nil {
@@ -165,7 +170,7 @@ func (s *store) mustQueueRun(t *testing.T, ctx context.Context, callback string,
 }
 
 // noJob stores a run without a job.
-func noJob(context.Context, any, string) error { return nil }
+func noJob(context.Context, any, string, int) error { return nil }
 
 // newQueue opens a queue on the store, not started.
 func (s *store) newQueue(t *testing.T, opts queue.Options) *queue.Queue {

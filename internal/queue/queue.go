@@ -247,11 +247,24 @@ func OpenSQLite(db *sql.DB, opts Options) (*Queue, error) {
 // SetRunner sets the runner of run jobs; call it before Start.
 func (q *Queue) SetRunner(r Runner) { q.opts.Runner = r }
 
-// EnqueueRun implements wasmwiz.RunQueue.
-func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string) error {
-	err := q.client.insertTx(ctx, tx, RunArgs{RunID: id}, &river.InsertOpts{Queue: QueueRuns, MaxAttempts: 5})
+// EnqueueRun implements wasmwiz.RunQueue: the run's rank is its job's
+// priority (runPriority). River fetches a queue's jobs by priority, then
+// by the time they were scheduled, on both drivers, so its workers take
+// every user's first outstanding run before anyone's second, and within a
+// rank the oldest first. A retried job keeps its priority: a run whose
+// start failed goes back to its place.
+func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string, rank int) error {
+	err := q.client.insertTx(ctx, tx, RunArgs{RunID: id},
+		&river.InsertOpts{Queue: QueueRuns, MaxAttempts: 5, Priority: runPriority(rank)})
 	return queueError(err, "enqueue run")
 }
+
+// lastPriority is River's last job priority: it takes 1 (first) to 4.
+const lastPriority = 4
+
+// runPriority is the River priority of a run job of rank: rank 0 is
+// River's first priority; the ranks past its last share that.
+func runPriority(rank int) int { return min(max(rank, 0), lastPriority-1) + 1 }
 
 // EnqueueWebhooks implements wasmwiz.RunQueue: the jobs of the hooks, one
 // insert in the store's transaction tx.

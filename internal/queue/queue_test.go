@@ -17,7 +17,7 @@ const runKind = "wasmwiz_run"
 
 // enqueueOn returns the enqueue function of QueueRun that inserts the
 // run's job with q.
-func enqueueOn(q *queue.Queue) func(ctx context.Context, tx any, id string) error {
+func enqueueOn(q *queue.Queue) enqueueRun {
 	return q.EnqueueRun
 }
 
@@ -36,6 +36,47 @@ func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
 	})
 }
 
+// One run worker takes the runs by their rank in their owner's runs queued
+// or running: a user who queued several runs holds it for the first one
+// only, and another user's first run, queued after them all, goes next.
+// Each rank is River's priority of the job, the ranks past River's last
+// sharing it.
+func TestRunsAreTakenByRank(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		release := testenv.NewGate(t)
+		r := newRunner(release)
+		q := s.startQueue(t, queue.Options{Workers: 1, Runner: r})
+		t.Cleanup(release.Open) // before the queue's Stop, which waits for the run
+		_, a := s.user(t, "many@example.com")
+		_, b := s.user(t, "one@example.com")
+		var many []string
+		for range 5 {
+			many = append(many, s.mustQueueRun(t, a, "", enqueueOn(q)).ID)
+			if len(many) == 1 {
+				if got := testenv.Recv(t, r.started, "the first run"); got != many[0] {
+					t.Fatalf("the runner was given %q, want the first run %q", got, many[0])
+				}
+			}
+		}
+		one := s.mustQueueRun(t, b, "", enqueueOn(q)).ID
+		release.Open()
+		want := append([]string{one}, many[1:]...)
+		for i, id := range want {
+			if got := testenv.Recv(t, r.started, "the next run"); got != id {
+				t.Fatalf("run %d after the first was %q, want %q (the other user's run %q, then the first user's %v)",
+					i+1, got, id, one, many[1:])
+			}
+		}
+		var priorities []int
+		for _, j := range s.jobs(t, runKind) {
+			priorities = append(priorities, j.Priority)
+		}
+		if want := []int{1, 2, 3, 4, 4, 1}; !slices.Equal(priorities, want) {
+			t.Fatalf("the jobs' priorities are %v, want %v", priorities, want)
+		}
+	})
+}
+
 // A run's job is inserted in the store's transaction: when the store rolls
 // it back, no job is left behind, and the next run's job is the only one
 // the runner is given.
@@ -45,8 +86,8 @@ func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
 		q := s.startQueue(t, queue.Options{Workers: 2, Runner: r})
 		_, ctx := s.user(t, "u@example.com")
 		failed := errors.New("the store failed after the job was inserted")
-		_, err := s.queueRun(ctx, "", func(ctx context.Context, tx any, id string) error {
-			if err := q.EnqueueRun(ctx, tx, id); err != nil {
+		_, err := s.queueRun(ctx, "", func(ctx context.Context, tx any, id string, rank int) error {
+			if err := q.EnqueueRun(ctx, tx, id, rank); err != nil {
 				return err
 			}
 			return failed
@@ -73,7 +114,7 @@ func TestEnqueueRefusesAnotherTransaction(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: newRunner(nil)})
 		enqueues := map[string]func(tx any) error{
-			"EnqueueRun": func(tx any) error { return q.EnqueueRun(context.Background(), tx, wasmwiz.NewRunID(time.Now())) },
+			"EnqueueRun": func(tx any) error { return q.EnqueueRun(context.Background(), tx, wasmwiz.NewRunID(time.Now()), 0) },
 			"EnqueueWebhooks": func(tx any) error {
 				return q.EnqueueWebhooks(context.Background(), tx, []wasmwiz.Webhook{{RunID: wasmwiz.NewRunID(time.Now()), UserID: 1}})
 			},

@@ -23,11 +23,12 @@ var _ wasmwiz.RunQueueService = (*DB)(nil)
 func (db *DB) QueueDB() *sql.DB { return db.writer.db }
 
 // QueueRun stores r as queued with its input and calls enqueue with the
-// *sql.Tx before committing. The caller's active runs are counted in the
+// *sql.Tx and the run's rank (the caller's active runs counted before the
+// insert) before committing. The caller's active runs are counted in the
 // same write transaction, which SQLite serialises, so two admissions at once
-// cannot both take the last place.
+// cannot both take the last place, nor one rank.
 func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.RunInput, maxActive int,
-	enqueue func(ctx context.Context, tx any) error) error {
+	enqueue func(ctx context.Context, tx any, rank int) error) error {
 	caller, err := wasmwiz.RequireUser(ctx)
 	if err != nil {
 		return err
@@ -72,7 +73,7 @@ func (db *DB) QueueRun(ctx context.Context, r *wasmwiz.UsageRecord, in *wasmwiz.
 			r.ID, nonNil(in.Wasm), nonNil(in.Stdin), string(env), files, call); err != nil {
 			return err
 		}
-		return enqueue(ctx, tx)
+		return enqueue(ctx, tx, active)
 	})
 }
 

@@ -17,6 +17,7 @@ var runQueueTests = []test{
 	{"FinishedRunKeepsItsOutputFiles", testFinishedRunFiles},
 	{"QueueRunEnqueuesInItsTransaction", testQueueRunEnqueueFails},
 	{"QueueRunCountsActiveRuns", testQueueRunMaxActive},
+	{"QueueRunRanksByTheCallersActiveRuns", testQueueRunRanks},
 	{"StartedRunIsNeverStartedAgain", testStartRunOnce},
 	{"CancelQueuedAndRunning", testCancelRun},
 	{"FailStaleRuns", testFailStaleRuns},
@@ -61,7 +62,7 @@ func (e *env) queuedWith(ctx context.Context, in *wasmwiz.RunInput, callbackURL 
 			Args: []string{"a", "b"}, Params: []string{"1", "-2"}}
 	}
 	called := false
-	err := e.s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any) error {
+	err := e.s.QueueRun(ctx, r, in, 100, func(ctx context.Context, tx any, _ int) error {
 		if tx == nil {
 			return errors.New("no transaction")
 		}
@@ -138,20 +139,20 @@ func testQueueStartFinish(t *testing.T, e *env) {
 func testQueueRunEnqueueFails(t *testing.T, e *env) {
 	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}
-	err := e.s.QueueRun(ctx, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error {
+	err := e.s.QueueRun(ctx, r, &wasmwiz.RunInput{}, 10, func(context.Context, any, int) error {
 		return wasmwiz.Errorf(wasmwiz.EUNAVAILABLE, "queue down")
 	})
 	WantCode(t, err, wasmwiz.EUNAVAILABLE, "QueueRun whose enqueue fails")
 	_, err = e.s.FindRunByID(ctx, r.ID)
 	WantCode(t, err, wasmwiz.ENOTFOUND, "a run whose enqueue failed")
-	err = e.s.QueueRun(e.anon, r, &wasmwiz.RunInput{}, 10, func(context.Context, any) error { return nil })
+	err = e.s.QueueRun(e.anon, r, &wasmwiz.RunInput{}, 10, func(context.Context, any, int) error { return nil })
 	WantCode(t, err, wasmwiz.EUNAUTHORIZED, "QueueRun without a caller")
 }
 
 func testQueueRunMaxActive(t *testing.T, e *env) {
 	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
 	_, other := e.user("o@example.com", wasmwiz.TierFree)
-	enqueue := func(context.Context, any) error { return nil }
+	enqueue := func(context.Context, any, int) error { return nil }
 	first := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}
 	wantOK(t, e.s.QueueRun(ctx, first, &wasmwiz.RunInput{}, 2, enqueue), "first")
 	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "second")
@@ -163,6 +164,53 @@ func testQueueRunMaxActive(t *testing.T, e *env) {
 	_, err = e.s.CancelRun(ctx, first.ID, nil)
 	wantOK(t, err, "CancelRun")
 	wantOK(t, e.s.QueueRun(ctx, &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}, &wasmwiz.RunInput{}, 2, enqueue), "after one ended")
+}
+
+// QueueRun gives enqueue the run's rank: how many other runs of its caller
+// are queued or running, whatever other callers have; a run that ended no
+// longer counts.
+func testQueueRunRanks(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	_, other := e.user("o@example.com", wasmwiz.TierFree)
+	queue := func(ctx context.Context, what string) (*wasmwiz.UsageRecord, int) {
+		t.Helper()
+		r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(e.clock.Now()), Tier: wasmwiz.TierFree}
+		rank := -1
+		wantOK(t, e.s.QueueRun(ctx, r, &wasmwiz.RunInput{}, 10, func(_ context.Context, _ any, k int) error {
+			rank = k
+			return nil
+		}), what)
+		return r, rank
+	}
+	var runs []*wasmwiz.UsageRecord
+	for i := range 3 {
+		r, rank := queue(ctx, "a run of the first user")
+		if rank != i {
+			t.Fatalf("the first user's run %d has rank %d, want %d", i, rank, i)
+		}
+		runs = append(runs, r)
+	}
+	if _, rank := queue(other, "the other user's first run"); rank != 0 {
+		t.Fatalf("another user's first run has rank %d while the first has 3 runs queued, want 0", rank)
+	}
+	// A running run counts as a queued one does.
+	started, _, err := e.s.StartRun(e.anon, runs[0].ID)
+	wantOK(t, err, "StartRun")
+	if _, rank := queue(ctx, "a run while one runs"); rank != 3 {
+		t.Fatalf("a run queued behind 3 queued or running has rank %d, want 3", rank)
+	}
+	// One finished and one cancelled: 2 of the 4 are left.
+	fin := *started
+	fin.State, fin.Status = wasmwiz.RunDone, wasmwiz.StatusOK
+	ok, err := e.s.FinishRun(e.anon, &fin, nil)
+	if err != nil || !ok {
+		t.Fatalf("FinishRun: %v %v", ok, err)
+	}
+	_, err = e.s.CancelRun(ctx, runs[1].ID, nil)
+	wantOK(t, err, "CancelRun")
+	if _, rank := queue(ctx, "a run after two ended"); rank != 2 {
+		t.Fatalf("a run queued after 2 of 4 ended has rank %d, want 2", rank)
+	}
 }
 
 func testStartRunOnce(t *testing.T, e *env) {

@@ -37,7 +37,7 @@ func QueuedRun(t testing.TB, ctx context.Context, db *sqlite.DB) *wasmwiz.UsageR
 	rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
 		RunDetail: wasmwiz.RunDetail{Async: true}}
 	if err := db.QueueRun(ctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-		func(context.Context, any) error { return nil }); err != nil {
+		func(context.Context, any, int) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return rec
