@@ -5,7 +5,9 @@
 // (riversqlite, on the SQLite store's one write connection) on the embedded
 // default. A run's job is inserted in the store's transaction that stores
 // the run (wasmwiz.RunQueue.EnqueueRun), so a run and its job exist
-// together or not at all; any replica with a free worker takes the job.
+// together or not at all; any replica with a free worker takes the job,
+// each user's first outstanding run before anyone's second
+// (Queue.EnqueueRun).
 // Likewise a webhook's job is inserted in the store's transaction that
 // makes its run final (wasmwiz.RunQueue.EnqueueWebhooks), so a run never
 // ends without its webhook.
@@ -251,8 +253,8 @@ func (q *Queue) SetRunner(r Runner) { q.opts.Runner = r }
 // priority (runPriority). River fetches a queue's jobs by priority, then
 // by the time they were scheduled, on both drivers, so its workers take
 // every user's first outstanding run before anyone's second, and within a
-// rank the oldest first. A retried job keeps its priority: a run whose
-// start failed goes back to its place.
+// rank the oldest first. A retried job keeps its priority (River keeps
+// it, scheduling the retry after its backoff).
 func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string, rank int) error {
 	err := q.client.insertTx(ctx, tx, RunArgs{RunID: id},
 		&river.InsertOpts{Queue: QueueRuns, MaxAttempts: 5, Priority: runPriority(rank)})
@@ -263,7 +265,8 @@ func (q *Queue) EnqueueRun(ctx context.Context, tx any, id string, rank int) err
 const lastPriority = 4
 
 // runPriority is the River priority of a run job of rank: rank 0 is
-// River's first priority; the ranks past its last share that.
+// River's first priority, rank 1 its second, and so on; the ranks from
+// lastPriority-1 on share its last.
 func runPriority(rank int) int { return min(max(rank, 0), lastPriority-1) + 1 }
 
 // EnqueueWebhooks implements wasmwiz.RunQueue: the jobs of the hooks, one
