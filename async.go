@@ -20,7 +20,8 @@ type RunQueue interface {
 	// first come, first served, so that each user's first outstanding run
 	// goes before anyone's second; in one FIFO, a user who queued many
 	// long runs held the workers for all of them while everyone else's
-	// waited. Ranks past the queue's last share it.
+	// waited. The queue may tell fewer ranks apart than a tier allows runs
+	// (River has four priorities): the ranks past its last share that.
 	EnqueueRun(ctx context.Context, tx any, id string, rank int) error
 	// EnqueueWebhooks inserts, in tx, the store's transaction that makes
 	// the hooks' runs final (the EnqueueWebhooks that RunQueueService's
