@@ -329,7 +329,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	switch {
 	case ErrorCode(err) == ECONFLICT && rec != nil && rec.State == RunRunning:
 		rec.setFailed(errStarted, e.now())
-		e.finish(ctx, rec)
+		_ = e.finish(ctx, rec) // not written: still running, for the sweeper
 		return nil
 	case ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND:
 		// Cancelled or already ended: its slot was given back then, or is
@@ -404,7 +404,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 		k.keepFiles(rec, res.Files)
 	}
 	e.chargeStoredRun(rec.UserID, rec)
-	e.finish(context.WithoutCancel(ctx), rec)
+	_ = e.finish(context.WithoutCancel(ctx), rec) // not written: still running, for the sweeper
 	return nil
 }
 
@@ -413,7 +413,8 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 // and the run would stay queued for good, holding a place of its owner's
 // max_concurrent. Its followers are told, its slot given back and its
 // webhook queued, as for any run that ends. A run no longer queued is left
-// as it is.
+// as it is. It returns the store's error when the run could not be read or
+// failed (it is still queued).
 func (e *Executor) AbandonQueued(ctx context.Context, id string, cause error) error {
 	if e.Runs == nil {
 		return Errorf(EUNAVAILABLE, "background runs are not available on this server")
@@ -428,8 +429,9 @@ func (e *Executor) AbandonQueued(ctx context.Context, id string, cause error) er
 		return nil
 	}
 	rec.setFailed(WrapError(EUNAVAILABLE, cause, "the run could not be started; it is not run again"), e.now())
-	e.finish(ctx, rec)
-	return nil
+	// A failed write leaves the run queued, which no sweeper fails: the
+	// caller (the queue) keeps what it needs to try again.
+	return e.finish(ctx, rec)
 }
 
 // runQueued loads a background run's stored module, if it has one, and
@@ -524,19 +526,23 @@ const (
 // failed. So it waits for the database longer than a request would (a
 // queue for SQLite's one writer, PostgreSQL slow for a while), and tries
 // again when the store is unavailable.
-func (e *Executor) finish(ctx context.Context, rec *UsageRecord) {
+//
+// It returns the store's error when the record was not written (the run
+// is still as it was), nil when it was or another ended the run first.
+func (e *Executor) finish(ctx context.Context, rec *UsageRecord) error {
 	fctx, cancel := context.WithTimeout(WithOwnDeadline(ctx), finishTimeout)
 	defer cancel()
 	done, err := e.finishRun(fctx, rec)
 	if err != nil {
-		return // still running for the store: the sweeper fails it and gives its slot back
+		return err // still running for the store: the sweeper fails it and gives its slot back
 	}
 	e.releaseBackground(ctx, rec) // also when another ended it first: a release is idempotent
 	if !done {
-		return
+		return nil
 	}
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventState, Data: []byte(rec.State)})
 	e.publish(RunEvent{RunID: rec.ID, Kind: EventResult})
+	return nil
 }
 
 // finishRun is Runs.FinishRun, with the webhook's job in its transaction,

@@ -333,6 +333,40 @@ func TestAsyncFinishOutlastsTheStoreUnavailable(t *testing.T) {
 	}
 }
 
+// TestAbandonQueuedSaysWhenTheRunIsNotFailed: AbandonQueued fails a queued
+// run whose job gave up, and says so when the store could not write it:
+// the run is still queued then, and nothing else would ever end it, so the
+// queue must keep what it needs to try again (queue.FailAbandonedRuns).
+func TestAbandonQueuedSaysWhenTheRunIsNotFailed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := sqlitetest.Open(t)
+	u, uctx := sqlitetest.User(t, db, "abandon@example.com")
+	rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
+		RunDetail: wasmwiz.RunDetail{Async: true}}
+	if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
+		func(context.Context, any) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	runs := &finishFlaky{RunStore: db, fail: 1000}
+	ex := &wasmwiz.Executor{Engine: &mock.Engine{}, Tiers: db, Runs: runs, Queue: &mock.RunQueue{}}
+	cause := errors.New("the store was unavailable at every attempt")
+	err := ex.AbandonQueued(ctx, rec.ID, cause)
+	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("AbandonQueued with the store unavailable: %v, want EUNAVAILABLE", err)
+	}
+	if got, err := db.FindRunByID(uctx, rec.ID); err != nil || got.State != wasmwiz.RunQueued {
+		t.Fatalf("the run after a failed abandon: %+v, %v; want queued", got, err)
+	}
+	runs.fail = 0
+	if err := ex.AbandonQueued(ctx, rec.ID, cause); err != nil {
+		t.Fatalf("AbandonQueued with the store back: %v", err)
+	}
+	if got, err := db.FindRunByID(uctx, rec.ID); err != nil || got.State != wasmwiz.RunFailed {
+		t.Fatalf("the run after the abandon: %+v, %v; want failed", got, err)
+	}
+}
+
 // downQueue is a queue whose webhook inserts fail while down is set, as a
 // queue that cannot take a job does (EUNAVAILABLE); it counts the webhooks
 // it took, and the tries.
