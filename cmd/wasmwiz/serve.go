@@ -408,6 +408,9 @@ const (
 	maxAsyncTimeout   = 24 * time.Hour
 	staleRunsInterval = 5 * time.Second
 	staleRunsAfter    = 30 * time.Second
+	// abandonedRunsInterval: how often a replica fails the runs whose job
+	// the queue gave up (queue.FailAbandonedRuns).
+	abandonedRunsInterval = time.Minute
 )
 
 // staleRunsLoop fails, every staleRunsInterval, the running runs whose
@@ -429,6 +432,21 @@ func (s *Server) staleRunsLoop(ctx context.Context) {
 			s.log.Warn("looking for runs of dead replicas failed", "err", err)
 		} else if n > 0 {
 			s.log.Warn("failed runs whose replica stopped sending heartbeats", "runs", n)
+		}
+	})
+}
+
+// abandonedRunsLoop fails, every abandonedRunsInterval, the runs whose job
+// the queue gave up while the store could not fail them (queue.Queue.
+// FailAbandonedRuns): they would stay queued for good, each holding a place
+// of its owner's max_concurrent. Every replica runs it; a run is failed
+// once.
+func (s *Server) abandonedRunsLoop(ctx context.Context) {
+	runEvery(ctx, abandonedRunsInterval, abandonedRunsInterval, func() {
+		if n, err := s.queue.FailAbandonedRuns(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("failing the runs whose job the queue gave up", "failed", n, "err", err)
+		} else if n > 0 {
+			s.log.Warn("failed runs whose job the queue gave up", "runs", n)
 		}
 	})
 }

@@ -33,10 +33,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.queue.Start(ctx); err != nil {
 		s.log.Error("the queue of background runs did not start; they stay queued", "err", err)
 	}
-	retWG.Add(1)
+	retWG.Add(2)
 	go func() {
 		defer retWG.Done()
 		s.staleRunsLoop(retCtx)
+	}()
+	go func() {
+		defer retWG.Done()
+		s.abandonedRunsLoop(retCtx)
 	}()
 
 	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}

@@ -32,3 +32,9 @@ func WorkRun(ctx context.Context, q *Queue, id string, attempt, maxAttempts int)
 	job := &river.Job[RunArgs]{JobRow: &rivertype.JobRow{Attempt: attempt, MaxAttempts: maxAttempts}, Args: RunArgs{RunID: id}}
 	return (&runWorker{q: q}).Work(ctx, job)
 }
+
+// EnqueueRunOnce inserts, in tx, the job of run id as EnqueueRun does, but
+// with a single attempt: River gives it up after its first failure.
+func EnqueueRunOnce(ctx context.Context, q *Queue, tx any, id string) error {
+	return q.client.insertTx(ctx, tx, RunArgs{RunID: id}, &river.InsertOpts{Queue: QueueRuns, MaxAttempts: 1})
+}
