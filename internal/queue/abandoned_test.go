@@ -48,16 +48,7 @@ func TestAbandonedRunsAreFailed(t *testing.T) {
 		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", func(ctx context.Context, tx any, id string) error {
 			return queue.EnqueueRunOnce(ctx, q, tx, id)
 		})
-		if err := q.Start(context.Background()); err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), testenv.Patience)
-			defer cancel()
-			if err := q.Stop(ctx); err != nil {
-				t.Errorf("Stop: %v", err)
-			}
-		})
+		start(t, q)
 		testenv.WaitFor(t, "River to give the run's job up", func() bool {
 			return slices.Equal(s.states(t, runKind), []string{"discarded"})
 		})

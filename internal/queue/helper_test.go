@@ -187,6 +187,13 @@ func (s *store) newQueue(t *testing.T, opts queue.Options) *queue.Queue {
 func (s *store) startQueue(t *testing.T, opts queue.Options) *queue.Queue {
 	t.Helper()
 	q := s.newQueue(t, opts)
+	start(t, q)
+	return q
+}
+
+// start starts q; it is stopped when the test ends.
+func start(t *testing.T, q *queue.Queue) {
+	t.Helper()
 	if err := q.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -197,7 +204,6 @@ func (s *store) startQueue(t *testing.T, opts queue.Options) *queue.Queue {
 			t.Errorf("Stop: %v", err)
 		}
 	})
-	return q
 }
 
 // runner is a Runner that hands each run it is given to the test and then
