@@ -345,7 +345,7 @@ func TestAbandonQueuedSaysWhenTheRunIsNotFailed(t *testing.T) {
 	rec := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(time.Now()), Tier: u.Tier, CreatedAt: time.Now(),
 		RunDetail: wasmwiz.RunDetail{Async: true}}
 	if err := db.QueueRun(uctx, rec, &wasmwiz.RunInput{Wasm: []byte("\x00asm")}, 10,
-		func(context.Context, any) error { return nil }); err != nil {
+		func(context.Context, any, int) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	runs := &finishFlaky{RunStore: db, fail: 1000}

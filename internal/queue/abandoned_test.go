@@ -45,7 +45,7 @@ func TestAbandonedRunsAreFailed(t *testing.T) {
 		runs.down.Store(true)
 		q := s.newQueue(t, queue.Options{Workers: 1})
 		q.SetRunner(&wasmwiz.Executor{Runs: runs, Queue: q})
-		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", func(ctx context.Context, tx any, id string) error {
+		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", func(ctx context.Context, tx any, id string, _ int) error {
 			return queue.EnqueueRunOnce(ctx, q, tx, id)
 		})
 		start(t, q)
