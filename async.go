@@ -312,9 +312,11 @@ func (e *Executor) heartbeatInterval() time.Duration {
 
 // RunQueued runs the queued run id on this replica; the queue's job calls
 // it. The run moves to running in a transaction of its own before its guest
-// starts; a run that is not queued any more is left alone, except one found
-// running, whose guest started on a replica that stopped (a retried job):
-// it is failed, never run twice. While the guest runs, the replica sends a
+// starts; a run that is not queued any more is left alone, never run
+// twice. One found running is a job the queue rescued or retried while its
+// guest runs, on a replica that is alive (it finishes the run) or stopped
+// (its heartbeats stopped, and the stale-run sweeper fails the run,
+// FailStaleRuns): either way, not this job's to end. While the guest runs, the replica sends a
 // heartbeat every HeartbeatInterval with the output added since the last
 // heartbeat the store took (RunQueueService.HeartbeatRun), and stops the
 // guest (killing its worker) when the caller cancelled the run. The final
@@ -328,9 +330,7 @@ func (e *Executor) RunQueued(ctx context.Context, id string) error {
 	rec, in, err := e.Runs.StartRun(ctx, id)
 	switch {
 	case ErrorCode(err) == ECONFLICT && rec != nil && rec.State == RunRunning:
-		rec.setFailed(errStarted, e.now())
-		_ = e.finish(ctx, rec) // not written: still running, for the sweeper
-		return nil
+		return nil // its replica's, or the sweeper's (see above)
 	case ErrorCode(err) == ECONFLICT || ErrorCode(err) == ENOTFOUND:
 		// Cancelled or already ended: its slot was given back then, or is
 		// now (a release that was lost). Deleted (ENOTFOUND, no record):

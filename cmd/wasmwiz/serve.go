@@ -252,7 +252,7 @@ func NewServer(ctx context.Context, cfg *Config, env *Env, opts ServeOptions) (_
 	s.webhooks = queue.NewWebhooks(queue.WebhookOptions{Runs: s.store, Allow: cfg.WebhookAllow, Logger: s.log})
 	if s.queue, err = openQueue(s.store, queue.Options{
 		Webhooks: s.webhooks, Workers: cfg.AsyncWorkers, Logger: s.log,
-		MaxRunTime: maxAsyncTimeout, Runs: s.store,
+		Runs: s.store,
 	}); err != nil {
 		return nil, err
 	}
@@ -401,11 +401,9 @@ func storeKind(cfg *Config) string {
 	return "sqlite"
 }
 
-// Background runs: how long a tier may let one run (the tier field's
-// maximum), how often a replica looks for runs whose replica died, and
-// after how long without a heartbeat a running run is taken for dead.
+// Background runs: how often a replica looks for runs whose replica died,
+// and after how long without a heartbeat a running run is taken for dead.
 const (
-	maxAsyncTimeout   = 24 * time.Hour
 	staleRunsInterval = 5 * time.Second
 	staleRunsAfter    = 30 * time.Second
 	// abandonedRunsInterval: how often a replica fails the runs whose job

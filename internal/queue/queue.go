@@ -15,11 +15,12 @@
 // River retries a job whose attempt fails. A run job fails only before its
 // guest starts (the store was unavailable): once the run is marked running
 // (in a transaction of its own, wasmwiz.RunQueueService.StartRun), a retry
-// finds it started and fails the run instead of running the guest again.
+// finds it started and leaves it instead of running the guest again.
 // A run's wall time is bounded by its limits, not by River's job timeout,
-// which is off for run jobs; River's rescue of stuck jobs comes after the
-// longest run a tier may have, and the heartbeat sweeper of the executor
-// fails the runs of a replica that died long before that.
+// which is off for run jobs; the heartbeat sweeper of the executor fails
+// the runs of a replica that died. River rescues a job stuck running after
+// rescueAfter, which a run job worked again leaves to its replica or to
+// that sweeper, and which tries a webhook delivery again.
 package queue
 
 import (
@@ -99,9 +100,6 @@ type Options struct {
 	// so that a replica with a free worker takes the job then and polling
 	// is only the fallback (docs/PERFORMANCE.md, "The idle queue").
 	PollInterval time.Duration
-	// MaxRunTime is the longest wall time a tier may give a background run;
-	// River rescues a job running longer than twice that (1h).
-	MaxRunTime time.Duration
 	// Logger gets River's and the queue's messages (slog.Default()).
 	Logger *slog.Logger
 }
@@ -111,6 +109,14 @@ const (
 	pollIntervalSQLite   = 200 * time.Millisecond
 	pollIntervalPostgres = river.FetchPollIntervalDefault
 )
+
+// rescueAfter is how long a job may stay running before River takes it
+// for stuck (its replica died) and works it again: a webhook delivery is
+// then tried again within minutes. A run job may run for hours, and one
+// worked again finds its run started and leaves it (Runner.RunQueued): to
+// its replica if that is alive, else to the stale-run sweeper, which
+// failed it long before.
+const rescueAfter = 10 * time.Minute
 
 // fetchCooldown is the shortest time between two fetches of one queue by
 // one replica: an announced insert waits at most this for its fetch.
@@ -128,9 +134,6 @@ func (o *Options) setDefaults(poll time.Duration) {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = poll
-	}
-	if o.MaxRunTime <= 0 {
-		o.MaxRunTime = time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -211,7 +214,7 @@ func (q *Queue) config() *river.Config {
 		// its end).
 		FetchCooldown:        river.FetchCooldownMin,
 		FetchPollInterval:    opts.PollInterval,
-		RescueStuckJobsAfter: 2*opts.MaxRunTime + 10*time.Minute,
+		RescueStuckJobsAfter: rescueAfter,
 		JobTimeout:           -1, // a run's limits bound it; a webhook attempt has its own timeout
 		Logger:               opts.Logger,
 		// A job River finished is kept a day for inspection (River's

@@ -262,11 +262,11 @@ func TestOptionsDefaults(t *testing.T) {
 			want queue.Options
 		}{
 			{"zero", queue.Options{},
-				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll, MaxRunTime: time.Hour}},
-			{"negative", queue.Options{Workers: -1, WebhookWorkers: -1, WebhookAttempts: -1, PollInterval: -1, MaxRunTime: -1},
-				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll, MaxRunTime: time.Hour}},
-			{"set", queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond, MaxRunTime: time.Minute},
-				queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond, MaxRunTime: time.Minute}},
+				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll}},
+			{"negative", queue.Options{Workers: -1, WebhookWorkers: -1, WebhookAttempts: -1, PollInterval: -1},
+				queue.Options{WebhookWorkers: 4, WebhookAttempts: 6, PollInterval: wantPoll}},
+			{"set", queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond},
+				queue.Options{Workers: 3, WebhookWorkers: 2, WebhookAttempts: 9, PollInterval: 10 * time.Millisecond}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				q := s.newQueue(t, tc.in)
@@ -282,8 +282,11 @@ func TestOptionsDefaults(t *testing.T) {
 				if cfg.FetchPollInterval != tc.want.PollInterval {
 					t.Errorf("River polls every %v, want the PollInterval %v", cfg.FetchPollInterval, tc.want.PollInterval)
 				}
-				if want := 2*tc.want.MaxRunTime + 10*time.Minute; cfg.RescueStuckJobsAfter != want {
-					t.Errorf("River rescues jobs after %v, want %v (after the longest run)", cfg.RescueStuckJobsAfter, want)
+				// A webhook delivery whose replica died is tried again
+				// within minutes; a run job worked again leaves its run
+				// (TestRunJobWorkedAgainLeavesItsRun).
+				if cfg.RescueStuckJobsAfter <= 0 || cfg.RescueStuckJobsAfter > 15*time.Minute {
+					t.Errorf("River rescues jobs after %v, want within 15 minutes", cfg.RescueStuckJobsAfter)
 				}
 				runs, ok := cfg.Queues[queue.QueueRuns]
 				if ok != (tc.want.Workers > 0) || runs.MaxWorkers != tc.want.Workers {
@@ -417,6 +420,33 @@ func TestIdlePostgresQueueStartsNotifiedRuns(t *testing.T) {
 			t.Fatalf("run %d: the runner was given %q, want %q", i, got, run.ID)
 		}
 	}
+}
+
+// TestRunJobWorkedAgainLeavesItsRun: on each store, a run job worked
+// again while its run runs (River rescued it, its replica alive or not)
+// leaves the run as it is: its replica finishes it, or the stale-run
+// sweeper fails it once its heartbeats stop. So River may rescue jobs soon
+// (a webhook delivery whose replica died is tried again within minutes),
+// however long a run may be.
+func TestRunJobWorkedAgainLeavesItsRun(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		_, ctx := s.user(t, "rescued@example.com")
+		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)
+		if _, _, err := s.StartRun(ctx, rec.ID); err != nil { // its replica took it
+			t.Fatal(err)
+		}
+		q := s.newQueue(t, queue.Options{})
+		q.SetRunner(&wasmwiz.Executor{Runs: s.RunStore, Queue: q})
+		if err := queue.WorkRun(ctx, q, rec.ID, 2, 5); err != nil {
+			t.Fatalf("the job worked again: %v, want done", err)
+		}
+		if got, err := s.FindRunByID(ctx, rec.ID); err != nil || got.State != wasmwiz.RunRunning {
+			t.Fatalf("the run after its job was worked again: %+v, %v; want still running", got, err)
+		}
+		if hooks := s.webhookJobs(t, 6); len(hooks) != 0 {
+			t.Fatalf("webhook jobs %+v, want none: the run has not ended", hooks)
+		}
+	})
 }
 
 // unstartable is a run store whose StartRun finds the database unavailable.
