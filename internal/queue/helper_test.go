@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -286,6 +287,30 @@ func (s *store) enqueueWebhook(t *testing.T, q *queue.Queue, run *wasmwiz.UsageR
 	})
 	if err != nil {
 		t.Fatalf("EnqueueWebhooks: %v", err)
+	}
+}
+
+// takenLongAgo marks River's jobs of kind as taken an hour ago by a
+// replica that never finished them (it died).
+func (s *store) takenLongAgo(t *testing.T, kind string) {
+	t.Helper()
+	ctx := context.Background()
+	err := s.inTx(ctx, func(tx any) error {
+		var err error
+		switch tx := tx.(type) {
+		case pgx.Tx:
+			_, err = tx.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = attempt + 1,
+				attempted_at = now() - interval '1 hour' WHERE kind = $1`, kind)
+		case *sql.Tx:
+			_, err = tx.ExecContext(ctx, `UPDATE river_job SET state = 'running', attempt = attempt + 1,
+				attempted_at = datetime('now', '-1 hour', 'subsec') WHERE kind = ?`, kind)
+		default:
+			err = fmt.Errorf("a transaction of type %T", tx)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("marking the %s jobs taken long ago: %v", kind, err)
 	}
 }
 

@@ -17,10 +17,10 @@
 // (in a transaction of its own, wasmwiz.RunQueueService.StartRun), a retry
 // finds it started and leaves it instead of running the guest again.
 // A run's wall time is bounded by its limits, not by River's job timeout,
-// which is off for run jobs; the heartbeat sweeper of the executor fails
-// the runs of a replica that died. River rescues a job stuck running after
-// rescueAfter, which a run job worked again leaves to its replica or to
-// that sweeper, and which tries a webhook delivery again.
+// which is off for run jobs (so River never rescues them); the heartbeat
+// sweeper of the executor fails the runs of a replica that died. A webhook
+// job has a timeout, so River rescues one left running by a replica that
+// died (rescueAfter) and delivers it again.
 package queue
 
 import (
@@ -112,11 +112,18 @@ const (
 
 // rescueAfter is how long a job may stay running before River takes it
 // for stuck (its replica died) and works it again: a webhook delivery is
-// then tried again within minutes. A run job may run for hours, and one
-// worked again finds its run started and leaves it (Runner.RunQueued): to
-// its replica if that is alive, else to the stale-run sweeper, which
-// failed it long before.
+// then tried again within minutes. River rescues only jobs whose timeout
+// has passed too: a webhook job's (webhookJobTimeout), never a run job's
+// (none). A run job worked again for another reason (a retry) finds its
+// run started and leaves it (Runner.RunQueued): to its replica if that is
+// alive, else to the stale-run sweeper.
 const rescueAfter = 10 * time.Minute
+
+// webhookJobTimeout bounds a webhook job: its store reads and writes and
+// one delivery attempt, which its own timeout bounds (WebhookOptions,
+// 10s). Far past what a job takes, and below rescueAfter, so that River
+// rescues a job left running by a replica that died.
+const webhookJobTimeout = rescueAfter / 2
 
 // fetchCooldown is the shortest time between two fetches of one queue by
 // one replica: an announced insert waits at most this for its fetch.
@@ -215,7 +222,7 @@ func (q *Queue) config() *river.Config {
 		FetchCooldown:        river.FetchCooldownMin,
 		FetchPollInterval:    opts.PollInterval,
 		RescueStuckJobsAfter: rescueAfter,
-		JobTimeout:           -1, // a run's limits bound it; a webhook attempt has its own timeout
+		JobTimeout:           -1, // each worker says its own: none for runs, webhookJobTimeout for webhooks
 		Logger:               opts.Logger,
 		// A job River finished is kept a day for inspection (River's
 		// default), a discarded one (a webhook given up) a week.
@@ -365,7 +372,9 @@ type runWorker struct {
 	q *Queue
 }
 
-// Timeout implements river.Worker: a run's own limits bound it.
+// Timeout implements river.Worker: a run's own limits bound it. River
+// never rescues a job without a timeout: a run job left running by a
+// replica that died stays so, its run failed by the stale-run sweeper.
 func (w *runWorker) Timeout(*river.Job[RunArgs]) time.Duration { return -1 }
 
 // Work implements river.Worker.
@@ -391,6 +400,10 @@ type webhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
 	q *Queue
 }
+
+// Timeout implements river.Worker (webhookJobTimeout): with a timeout,
+// River rescues a delivery left running by a replica that died.
+func (w *webhookWorker) Timeout(*river.Job[WebhookArgs]) time.Duration { return webhookJobTimeout }
 
 // Work implements river.Worker: one delivery attempt; an error makes River
 // try again later, until the job's attempts are spent. While another

@@ -194,6 +194,27 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 	})
 }
 
+// TestWebhookLeftRunningByADeadReplicaIsDelivered: on each store, a
+// webhook job that a replica took an hour ago and never finished (it died
+// mid-delivery) is rescued by River and delivered. A job without a timeout
+// is never rescued: it stayed running for good, and the callback was never
+// called.
+func TestWebhookLeftRunningByADeadReplicaIsDelivered(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store) {
+		rc := newReceiver(t, http.StatusOK)
+		run, _ := webhookRun(t, s, rc.URL)
+		w := newWebhooks(s, loopback)
+		q := s.newQueue(t, queue.Options{Webhooks: w, PollInterval: 50 * time.Millisecond})
+		s.enqueueWebhook(t, q, run)
+		s.takenLongAgo(t, webhookKind)
+		start(t, q)
+		testenv.WaitFor(t, "the stuck delivery to be rescued and made", func() bool { return w.Stats().Delivered == 1 })
+		if n := len(rc.requests()); n != 1 {
+			t.Fatalf("the callback got %d requests, want 1", n)
+		}
+	})
+}
+
 // A delivery that keeps failing is given up after its last attempt.
 func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
