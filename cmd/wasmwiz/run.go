@@ -209,20 +209,32 @@ func runWithWatchdog(ctx context.Context, eng *engine.Engine, req *wasmwiz.RunRe
 		// abandoned guest still runs would let the next allocation start a
 		// collection that waits for that guest forever, and the process
 		// would never print its result or exit.
-		if runtime.GOMAXPROCS(0) < 2 {
-			procs := runtime.GOMAXPROCS(2)
+		if procs := runtime.GOMAXPROCS(0); procs < 2 {
+			runtime.GOMAXPROCS(2)
 			defer func() {
 				if !abandoned {
 					runtime.GOMAXPROCS(procs)
 				}
 			}()
+		} else {
+			// Set, so that the runtime stops updating it from the CPUs and
+			// the cgroup's quota: an update stops the world.
+			runtime.GOMAXPROCS(procs)
 		}
-		gcPercent := debug.SetGCPercent(-1) // waits for a running collection
+		gcPercent := debug.SetGCPercent(-1)
 		defer func() {
 			if !abandoned {
 				debug.SetGCPercent(gcPercent)
 			}
 		}()
+		// SetGCPercent waits for a running collection's mark phase only:
+		// the collection then has every P flush its caches, and a guest
+		// that started meanwhile never lets its P do so. That held the
+		// collection, the timer below and the process for good (CI saw a
+		// `wasmwiz run` spin for 20 minutes). A stop of the world waits
+		// for the collection's very end; none starts after it.
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
 	}
 	done := make(chan outcome, 1)
 	start := time.Now()
