@@ -32,7 +32,9 @@ func newRunsStack(t *testing.T) *webStack {
 	t.Helper()
 	ctx := context.Background()
 	eng := inProcessEngine(t)
-	db, key := bootstrappedSQLite(t, func(ctx context.Context, db *sqlite.DB) error { return queue.MigrateSQLite(ctx, db.QueueDB()) })
+	db, key := bootstrappedSQLite(t, func(ctx context.Context, db *sqlite.DB) error {
+		return queue.MigrateSQLite(sqlite.WithoutCallTimeout(ctx), db.QueueDB()) // as serve migrates
+	})
 	logger := slog.New(slog.DiscardHandler)
 	q, err := queue.OpenSQLite(db.QueueDB(), queue.Options{Workers: 2, Runs: db, Logger: logger, PollInterval: 50 * time.Millisecond})
 	if err != nil {
