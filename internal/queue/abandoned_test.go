@@ -39,6 +39,7 @@ func (d *downRuns) FinishRun(ctx context.Context, r *wasmwiz.UsageRecord, webhoo
 // once the store answers, with its webhook, and deletes the job; while the
 // store is still unavailable, it keeps the job for the next call.
 func TestAbandonedRunsAreFailed(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		u, ctx := s.user(t, "abandoned@example.com")
 		runs := &downRuns{RunStore: s.RunStore}

@@ -12,6 +12,7 @@ import (
 // The queue's metrics count the runs not yet ended from the store and the
 // webhook attempts by outcome.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		w := newWebhooks(s, nil) // refuses the loopback receiver
 		r := newRunner(nil)

@@ -22,6 +22,7 @@ func enqueueOn(q *queue.Queue) enqueueRun {
 }
 
 func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(nil)
 		q := s.startQueue(t, queue.Options{Workers: 2, Runner: r})
@@ -42,6 +43,7 @@ func TestEnqueuedRunIsHandedToTheRunner(t *testing.T) {
 // Each rank is River's priority of the job, the ranks past River's last
 // sharing it.
 func TestRunsAreTakenByRank(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		release := testenv.NewGate(t)
 		r := newRunner(release)
@@ -81,6 +83,7 @@ func TestRunsAreTakenByRank(t *testing.T) {
 // it back, no job is left behind, and the next run's job is the only one
 // the runner is given.
 func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(nil)
 		q := s.startQueue(t, queue.Options{Workers: 2, Runner: r})
@@ -111,6 +114,7 @@ func TestRolledBackEnqueueLeavesNoJob(t *testing.T) {
 // EnqueueRun and EnqueueWebhooks insert only in a transaction of the
 // store's own type.
 func TestEnqueueRefusesAnotherTransaction(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: newRunner(nil)})
 		enqueues := map[string]func(tx any) error{
@@ -151,6 +155,7 @@ func TestEnqueueRefusesAnotherTransaction(t *testing.T) {
 // jobs of exactly the runs they made final that have a callback URL, with
 // each run's owner and the delivery's attempts.
 func TestFinalRunsWebhookJobsCommitWithThem(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		q := s.newQueue(t, queue.Options{WebhookAttempts: 3})
 		u, ctx := s.user(t, "final@example.com")
@@ -204,6 +209,7 @@ func TestFinalRunsWebhookJobsCommitWithThem(t *testing.T) {
 // leaves neither the job nor the run's final state: the run is still
 // running, for a later try that commits both.
 func TestFailedWebhookInsertLeavesTheRunNotFinal(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		q := s.newQueue(t, queue.Options{})
 		_, ctx := s.user(t, "unfinished@example.com")
@@ -252,6 +258,7 @@ func TestFailedWebhookInsertLeavesTheRunNotFinal(t *testing.T) {
 }
 
 func TestOptionsDefaults(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		// SQLite only polls; PostgreSQL announces every insert, so its
 		// polling is a fallback and can be River's own.
@@ -313,6 +320,7 @@ func storeName(t *testing.T) string {
 
 // Stop lets a running job end before it returns.
 func TestStopWaitsForTheRunningJob(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		release := testenv.NewGate(t)
 		r := newRunner(release)
@@ -358,6 +366,7 @@ func TestStopWaitsForTheRunningJob(t *testing.T) {
 // Stop whose context ends while a job runs cancels the job's context and
 // returns once the job has ended.
 func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(testenv.NewGate(t)) // never opened before the test ends
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: r})
@@ -388,6 +397,7 @@ func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
 
 // A replica with no workers admits runs that another replica runs.
 func TestNoWorkersAdmitsRunsForOthers(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		idle, busy := newRunner(nil), newRunner(nil)
 		admits := s.startQueue(t, queue.Options{Workers: 0, Runner: idle})
@@ -409,6 +419,7 @@ func TestNoWorkersAdmitsRunsForOthers(t *testing.T) {
 // burst), which River would leave to the next poll were inserts that close
 // together not each announced (docs/PERFORMANCE.md, "The idle queue").
 func TestIdlePostgresQueueStartsNotifiedRuns(t *testing.T) {
+	t.Parallel()
 	s := openPostgres(t)
 	r := newRunner(nil)
 	q := s.startQueue(t, queue.Options{Workers: 2, Runner: r, PollInterval: time.Hour})
@@ -429,6 +440,7 @@ func TestIdlePostgresQueueStartsNotifiedRuns(t *testing.T) {
 // (a webhook delivery whose replica died is tried again within minutes),
 // however long a run may be.
 func TestRunJobWorkedAgainLeavesItsRun(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		_, ctx := s.user(t, "rescued@example.com")
 		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)
@@ -463,6 +475,7 @@ func (unstartable) StartRun(context.Context, string) (*wasmwiz.UsageRecord, *was
 // that it does not stay queued for good, holding a place of its owner's
 // max_concurrent.
 func TestRunJobsLastAttemptFailsTheRun(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		u, ctx := s.user(t, "stuck@example.com")
 		rec := s.mustQueueRun(t, ctx, "https://example.com/hook", noJob)

@@ -121,6 +121,7 @@ func verifySignature(secret, header string, body []byte) bool {
 }
 
 func TestWebhookDeliveryIsSigned(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusNoContent)
 		run, secret := webhookRun(t, s, rc.URL+"/hook")
@@ -165,6 +166,7 @@ func TestWebhookDeliveryIsSigned(t *testing.T) {
 
 // A failed delivery is tried again by the queue until it is delivered.
 func TestWebhookRetriedUntilDelivered(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusInternalServerError, http.StatusOK)
 		run, secret := webhookRun(t, s, rc.URL)
@@ -200,6 +202,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 // is never rescued: it stayed running for good, and the callback was never
 // called.
 func TestWebhookLeftRunningByADeadReplicaIsDelivered(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusOK)
 		run, _ := webhookRun(t, s, rc.URL)
@@ -217,6 +220,7 @@ func TestWebhookLeftRunningByADeadReplicaIsDelivered(t *testing.T) {
 
 // A delivery that keeps failing is given up after its last attempt.
 func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusBadGateway)
 		run, _ := webhookRun(t, s, rc.URL)
@@ -244,6 +248,7 @@ func TestWebhookGivenUpAfterTheLastAttempt(t *testing.T) {
 // name that resolves to an address that is not public; a refused attempt
 // sends nothing, is recorded and counted, and fails (to be tried again).
 func TestWebhookRefusesAddressesNotAllowed(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusOK)
 		port := rc.URL[strings.LastIndex(rc.URL, ":")+1:]
@@ -280,6 +285,7 @@ func TestWebhookRefusesAddressesNotAllowed(t *testing.T) {
 }
 
 func TestWebhookAllowed(t *testing.T) {
+	t.Parallel()
 	w := queue.NewWebhooks(queue.WebhookOptions{Allow: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}})
 	for _, tc := range []struct {
 		ip   string
@@ -333,6 +339,7 @@ func TestWebhookAllowed(t *testing.T) {
 // The receiver is the URL given: a redirect is an answer that is not 2xx,
 // and is not followed.
 func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		target := newReceiver(t, http.StatusOK)
 		redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
@@ -356,6 +363,7 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 // recorded and logged, does not hold the callback URL (its query may hold
 // a token).
 func TestWebhookFailures(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		closed := httptest.NewServer(http.NotFoundHandler())
 		closed.Close()
@@ -394,6 +402,7 @@ func TestWebhookFailures(t *testing.T) {
 // to the queue cut to a few hundred bytes; headers past 64 KiB are not
 // read at all.
 func TestWebhookLongFailureIsCut(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		for _, tc := range []struct {
 			size int
@@ -424,6 +433,7 @@ func TestWebhookLongFailureIsCut(t *testing.T) {
 // A run without a callback, or no longer stored, has nothing to deliver:
 // the attempt succeeds without a request.
 func TestWebhookNothingToDeliver(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		run, _ := webhookRun(t, s, "")
 		w := newWebhooks(s, loopback)
@@ -446,6 +456,7 @@ func TestWebhookNothingToDeliver(t *testing.T) {
 // five minutes later; another user's are not put off, and a user with
 // nothing in flight or put off is forgotten.
 func TestWebhookDeferredTakeTurns(t *testing.T) {
+	t.Parallel()
 	w := queue.NewWebhooks(queue.WebhookOptions{Timeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	now := time.Unix(1_000_000, 0)
 	w.SetNow(func() time.Time { return now })
@@ -553,6 +564,7 @@ func TestWebhookDeferredTakeTurns(t *testing.T) {
 // A burst of one user's deliveries through the queue: each is made once,
 // one at a time, the ones put off coming back at their turns.
 func TestWebhookBurstOfOneUser(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s *store) {
 		rc := newReceiver(t, http.StatusOK)
 		_, ctx := s.user(t, "burst"+strconv.FormatInt(users.Add(1), 10)+"@example.com")
