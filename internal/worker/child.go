@@ -274,7 +274,8 @@ func (s *server) finalAt(kind byte, e *enc, cpu time.Duration) error {
 		e.b = binary.LittleEndian.AppendUint64(e.b, uint64(cpu))
 		s.cpuAtAnswer = cpu
 	}
-	return writeFrameAfter(s.out, pre, kind, e)
+	_, err := writeFrameAfter(s.out, pre, kind, e)
+	return err
 }
 
 // cacheStatser is an engine that reports its compiled-code cache.

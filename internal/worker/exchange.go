@@ -29,18 +29,6 @@ var errWorkerGone = &wasmwiz.Error{Code: wasmwiz.EUNAVAILABLE,
 	Message: "the worker process taken for this request had exited before the request reached it; retry in a second",
 	Err:     &wasmwiz.RetryAfterError{After: time.Second}}
 
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += n
-	return n, err
-}
-
 // runClock follows a request's compile and guest. The wall time covers
 // both (one deadline from the moment the request reaches its worker); the
 // guest's Duration counts from the worker's "started" frame, sent when it
@@ -150,9 +138,8 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 		}
 		e := newFrame(rq.hint + copiedSize(len(wasm)))
 		rq.encode(e, wasm)
-		w := &countingWriter{w: p.stdin}
-		err := writeFrame(w, rq.kind, e)
-		if err != nil && sends == 0 && w.n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)) {
+		n, err := writeFrameAfter(p.stdin, nil, rq.kind, e)
+		if err != nil && sends == 0 && n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed)) {
 			// Not a byte of the request reached the worker: it had exited
 			// while idle, and the pool had not marked it dead yet.
 			unsent = true

@@ -108,35 +108,40 @@ var errFrameTooLarge = errors.New("worker protocol: frame too large")
 // writeFrame writes one frame of kind with the body e holds. e must come
 // from newFrame, whose first 5 bytes are left for the header.
 func writeFrame(w io.Writer, kind byte, e *enc) error {
-	return writeFrameAfter(w, nil, kind, e)
+	_, err := writeFrameAfter(w, nil, kind, e)
+	return err
 }
 
 // writeFrameAfter writes the whole frames in pre (sealed, see sealFrame),
 // then one frame of kind with the body e holds: in a single write when the
-// frame is small, so that the reader wakes once for all of them.
-func writeFrameAfter(w io.Writer, pre []byte, kind byte, e *enc) error {
+// frame is small, so that the reader wakes once for all of them. It
+// returns how many bytes it wrote.
+func writeFrameAfter(w io.Writer, pre []byte, kind byte, e *enc) (written int, err error) {
 	if err := sealFrame(kind, e); err != nil {
+		return 0, err
+	}
+	write := func(b []byte) error {
+		n, err := w.Write(b)
+		written += n
 		return err
 	}
 	if len(pre) > 0 {
 		if len(e.segs) == 0 && len(e.b) <= refBytes {
-			_, err := w.Write(append(pre, e.b...))
-			return err
+			return written, write(append(pre, e.b...))
 		}
-		if _, err := w.Write(pre); err != nil {
-			return err
+		if err := write(pre); err != nil {
+			return written, err
 		}
 	}
 	for _, seg := range e.segs {
-		if _, err := w.Write(seg); err != nil {
-			return err
+		if err := write(seg); err != nil {
+			return written, err
 		}
 	}
 	if len(e.b) == 0 {
-		return nil // a body that ends in a referenced segment
+		return written, nil // a body that ends in a referenced segment
 	}
-	_, err := w.Write(e.b)
-	return err
+	return written, write(e.b)
 }
 
 // sealFrame writes the header of a frame of kind into the room newFrame

@@ -275,7 +275,7 @@ func TestWriteFrameAfter(t *testing.T) {
 			e := newFrame(len(tc.body))
 			e.bytes(tc.body)
 			var w writesCounter
-			if err := writeFrameAfter(&w, pre, msgResult, e); err != nil {
+			if _, err := writeFrameAfter(&w, pre, msgResult, e); err != nil {
 				t.Fatal(err)
 			}
 			if w.writes != tc.wantWrites {

@@ -76,10 +76,7 @@ func (pl *Pool) Run(ctx context.Context, req *wasmwiz.RunRequest) (res *wasmwiz.
 // reached it (errWorkerGone), at most once per worker of the pool and one
 // more, so that the workers killed together are passed over.
 func (pl *Pool) retryGone(ctx context.Context, err error, tries int) bool {
-	if err != errWorkerGone || ctx.Err() != nil || tries > pl.target {
-		return false
-	}
-	return true
+	return errors.Is(err, errWorkerGone) && ctx.Err() == nil && tries <= pl.target
 }
 
 // runOn is one try of Run: a worker, and one exchange with it.
