@@ -21,27 +21,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	retCtx, stopRetention := context.WithCancel(context.WithoutCancel(ctx))
 	var retWG sync.WaitGroup
-	retWG.Add(2)
-	go func() {
-		defer retWG.Done()
-		s.retentionLoop(retCtx)
-	}()
-	go func() {
-		defer retWG.Done()
-		s.epochLoop(retCtx)
-	}()
+	retWG.Go(func() { s.retentionLoop(retCtx) })
+	retWG.Go(func() { s.epochLoop(retCtx) })
 	if err := s.queue.Start(ctx); err != nil {
 		s.log.Error("the queue of background runs did not start; they stay queued", "err", err)
 	}
-	retWG.Add(2)
-	go func() {
-		defer retWG.Done()
-		s.staleRunsLoop(retCtx)
-	}()
-	go func() {
-		defer retWG.Done()
-		s.abandonedRunsLoop(retCtx)
-	}()
+	retWG.Go(func() { s.staleRunsLoop(retCtx) })
+	retWG.Go(func() { s.abandonedRunsLoop(retCtx) })
 
 	attrs := []any{"addr", s.Addr(), "database", storeKind(s.cfg), "redis", s.cfg.RedisURL != "", "workers", s.cfg.Workers, "auth", s.cfg.Auth, "profile", s.cfg.Profile}
 	if u := s.MetricsURL(); u != "" {
