@@ -336,30 +336,29 @@ func (c *Config) validate() []string {
 	bad := func(name, format string, args ...any) {
 		problems = append(problems, name+": "+fmt.Sprintf(format, args...))
 	}
-	if c.MaxMemoryBytes < 64*wasmwiz.KiB {
-		bad("WASMWIZ_MAX_MEMORY", "must be at least 64KiB")
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
 	}
-	if c.MaxTimeout <= 0 {
-		bad("WASMWIZ_MAX_TIMEOUT", "must be positive")
+	// atLeast's why, if any, says why the bound is there.
+	atLeast := func(name string, n, least int64, why string) {
+		if n < least {
+			msg := "must be at least " + wasmwiz.FormatSize(least)
+			if why != "" {
+				msg += ": " + why
+			}
+			bad(name, "%s", msg)
+		}
 	}
-	if c.MaxFileWriteBytes < 64*wasmwiz.KiB {
-		bad("WASMWIZ_MAX_FILE_WRITE", "must be at least 64KiB")
-	}
-	if c.DatabaseTimeout <= 0 {
-		bad("WASMWIZ_DATABASE_TIMEOUT", "must be positive")
-	}
-	if c.HeaderTimeout <= 0 {
-		bad("WASMWIZ_HEADER_TIMEOUT", "must be positive")
-	}
-	if c.MinTransferRate < 1*wasmwiz.KiB {
-		bad("WASMWIZ_MIN_TRANSFER_RATE", "must be at least 1KiB: a slower bound lets a trickle hold a connection for hours")
-	}
-	if c.IdleTimeout <= 0 {
-		bad("WASMWIZ_IDLE_TIMEOUT", "must be positive")
-	}
-	if c.MaxBodyMemory < 16*wasmwiz.MiB {
-		bad("WASMWIZ_MAX_BODY_MEMORY", "must be at least 16MiB: a smaller bound leaves room for hardly one large body")
-	}
+	atLeast("WASMWIZ_MAX_MEMORY", c.MaxMemoryBytes, 64*wasmwiz.KiB, "")
+	positive("WASMWIZ_MAX_TIMEOUT", c.MaxTimeout)
+	atLeast("WASMWIZ_MAX_FILE_WRITE", c.MaxFileWriteBytes, 64*wasmwiz.KiB, "")
+	positive("WASMWIZ_DATABASE_TIMEOUT", c.DatabaseTimeout)
+	positive("WASMWIZ_HEADER_TIMEOUT", c.HeaderTimeout)
+	atLeast("WASMWIZ_MIN_TRANSFER_RATE", c.MinTransferRate, 1*wasmwiz.KiB, "a slower bound lets a trickle hold a connection for hours")
+	positive("WASMWIZ_IDLE_TIMEOUT", c.IdleTimeout)
+	atLeast("WASMWIZ_MAX_BODY_MEMORY", c.MaxBodyMemory, 16*wasmwiz.MiB, "a smaller bound leaves room for hardly one large body")
 	if c.MaxHeaderBytes < 4*wasmwiz.KiB || c.MaxHeaderBytes > 1*wasmwiz.MiB {
 		bad("WASMWIZ_MAX_HEADER_BYTES", "must be from 4KiB to 1MiB")
 	}

@@ -44,6 +44,36 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// TestConfigBounds: each variable below its bound is one problem, which
+// names the bound and, where there is one, the reason for it.
+func TestConfigBounds(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MaxMemoryBytes, c.MaxTimeout, c.MaxFileWriteBytes, c.DatabaseTimeout = 64*wasmwiz.KiB-1, 0, 1, -time.Second
+	c.HeaderTimeout, c.MinTransferRate, c.IdleTimeout, c.MaxBodyMemory = 0, 1023, 0, 16*wasmwiz.MiB-1
+	want := []string{
+		"WASMWIZ_MAX_MEMORY: must be at least 64KiB",
+		"WASMWIZ_MAX_TIMEOUT: must be positive",
+		"WASMWIZ_MAX_FILE_WRITE: must be at least 64KiB",
+		"WASMWIZ_DATABASE_TIMEOUT: must be positive",
+		"WASMWIZ_HEADER_TIMEOUT: must be positive",
+		"WASMWIZ_MIN_TRANSFER_RATE: must be at least 1KiB: a slower bound lets a trickle hold a connection for hours",
+		"WASMWIZ_IDLE_TIMEOUT: must be positive",
+		"WASMWIZ_MAX_BODY_MEMORY: must be at least 16MiB: a smaller bound leaves room for hardly one large body",
+	}
+	if got := c.validate(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	c.MaxMemoryBytes, c.MaxTimeout, c.MaxFileWriteBytes, c.DatabaseTimeout = 64*wasmwiz.KiB, 1, 64*wasmwiz.KiB, 1
+	c.HeaderTimeout, c.MinTransferRate, c.IdleTimeout, c.MaxBodyMemory = 1, 1024, 1, 16*wasmwiz.MiB
+	if got := c.validate(); len(got) != 0 {
+		t.Fatalf("problems at the bounds: %q", got)
+	}
+}
+
 // TestConfigPrintsWhatItReads: what `wasmwiz config` prints for every
 // variable reads back as the same configuration, with the defaults and with
 // a value other than the default for each variable (each row's reading and
