@@ -327,12 +327,7 @@ func TestStopWaitsForTheRunningJob(t *testing.T) {
 		// River logs (at debug level) when a stop begins.
 		stopping := newLogWatch("Stopping producers")
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: r, Logger: slog.New(stopping)})
-		if err := q.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		_, ctx := s.user(t, "u@example.com")
-		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
-		testenv.Recv(t, r.started, "the run's job")
+		run := s.startWithRunningJob(t, q, r)
 
 		stopped := make(chan error, 1)
 		go func() {
@@ -349,16 +344,8 @@ func TestStopWaitsForTheRunningJob(t *testing.T) {
 		default:
 		}
 		release.Open()
-		if err := testenv.Recv(t, stopped, "Stop"); err != nil {
-			t.Fatalf("Stop: %v", err)
-		}
-		select {
-		case end := <-r.ended:
-			if end.id != run.ID || end.err != nil {
-				t.Fatalf("the running job ended as %+v, want %s uncancelled", end, run.ID)
-			}
-		default:
-			t.Fatal("Stop returned before the running job ended")
+		if end := endedBeforeStop(t, r, stopped); end.id != run.ID || end.err != nil {
+			t.Fatalf("the running job ended as %+v, want %s uncancelled", end, run.ID)
 		}
 	})
 }
@@ -370,29 +357,46 @@ func TestStopCancelsTheRunningJobWhenItsContextEnds(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store) {
 		r := newRunner(testenv.NewGate(t)) // never opened before the test ends
 		q := s.newQueue(t, queue.Options{Workers: 1, Runner: r})
-		if err := q.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		_, ctx := s.user(t, "u@example.com")
-		run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
-		testenv.Recv(t, r.started, "the run's job")
+		run := s.startWithRunningJob(t, q, r)
 
 		sctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		stopped := make(chan error, 1)
 		go func() { stopped <- q.Stop(sctx) }()
-		if err := testenv.Recv(t, stopped, "Stop"); err != nil {
-			t.Fatalf("Stop: %v", err)
-		}
-		select {
-		case end := <-r.ended:
-			if end.id != run.ID || !errors.Is(end.err, context.Canceled) {
-				t.Fatalf("the running job ended as %+v, want %s cancelled", end, run.ID)
-			}
-		default:
-			t.Fatal("Stop returned before the cancelled job ended")
+		if end := endedBeforeStop(t, r, stopped); end.id != run.ID || !errors.Is(end.err, context.Canceled) {
+			t.Fatalf("the running job ended as %+v, want %s cancelled", end, run.ID)
 		}
 	})
+}
+
+// startWithRunningJob starts q, whose runner is r, without stopping it when
+// the test ends (the test stops it), queues a run on it and returns the run
+// once r has begun its job.
+func (s *store) startWithRunningJob(t *testing.T, q *queue.Queue, r *runner) *wasmwiz.UsageRecord {
+	t.Helper()
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, ctx := s.user(t, "u@example.com")
+	run := s.mustQueueRun(t, ctx, "", enqueueOn(q))
+	testenv.Recv(t, r.started, "the run's job")
+	return run
+}
+
+// endedBeforeStop waits for Stop's answer on stopped, which must be nil,
+// and returns how r's job ended, which it must have by then.
+func endedBeforeStop(t *testing.T, r *runner, stopped <-chan error) runEnd {
+	t.Helper()
+	if err := testenv.Recv(t, stopped, "Stop"); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case end := <-r.ended:
+		return end
+	default:
+		t.Fatal("Stop returned before the running job ended")
+		return runEnd{}
+	}
 }
 
 // A replica with no workers admits runs that another replica runs.
