@@ -478,6 +478,8 @@ type RunQueueService interface {
 	// state among queued and running ones, for metrics. Needs no caller.
 	CountRuns(ctx context.Context) (map[RunState]int64, map[RunState]time.Time, error)
 	// AddWebhookDelivery records one delivery attempt. Needs no caller.
+	// ENOTFOUND when the run is gone (deleted while its webhook was being
+	// delivered): a run's attempts never outlive it.
 	AddWebhookDelivery(ctx context.Context, d *WebhookDelivery) error
 	// RotateWebhookSecret makes a new webhook secret for the caller and
 	// returns it; it is never shown again. EUNAUTHORIZED without a caller.

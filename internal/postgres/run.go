@@ -376,14 +376,13 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 	if batch < 1 {
 		return 0, wasmwiz.Errorf(wasmwiz.EINVALID, "batch must be at least 1")
 	}
-	// Runs still queued or running are kept; their inputs and webhook
-	// attempts leave with them.
+	// Runs still queued or running are kept; their inputs leave with them,
+	// and their webhook attempts by the foreign key (ON DELETE CASCADE).
 	var n int
 	err := db.pool.QueryRow(ctx, `WITH doomed AS (
 			DELETE FROM runs WHERE id IN (`+retentionBatch(tier)+`)
 			RETURNING id),
 		inputs AS (DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM doomed)),
-		deliveries AS (DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM doomed)),
 		chunks AS (DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM doomed))
 		SELECT count(*) FROM doomed`, retentionArgs(t.UTC(), batch, tier)...).Scan(&n)
 	if err != nil {

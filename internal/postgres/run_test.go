@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wasmwiz/wasmwiz"
 	"github.com/wasmwiz/wasmwiz/internal/postgres"
+	"github.com/wasmwiz/wasmwiz/internal/postgres/pgtest"
 	"github.com/wasmwiz/wasmwiz/internal/storetest"
 	"github.com/wasmwiz/wasmwiz/internal/testenv"
 )
@@ -203,5 +206,58 @@ func TestDeleteRunsBefore(t *testing.T) {
 			_, err = db.DeleteRunsBefore(context.Background(), cutoff, "", 0)
 			storetest.WantCode(t, err, wasmwiz.EINVALID, "DeleteRunsBefore with batch 0")
 		})
+	}
+}
+
+// TestWebhookAttemptDuringItsRunsDeletion: an attempt recorded while its
+// run's deletion is in flight (retention's statement not yet committed)
+// waits for it, then is refused and leaves no row. Under READ COMMITTED an
+// insert that only checked that the run exists would still see it, and
+// leave the attempt behind; the foreign key locks the run's row instead.
+func TestWebhookAttemptDuringItsRunsDeletion(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Migrated(t)
+	db := openURL(t, url, false)
+	u, _ := mustUser(t, db, "hook@example.com", wasmwiz.RoleUser)
+	r := &wasmwiz.UsageRecord{ID: wasmwiz.NewRunID(t0), UserID: u.ID, Status: wasmwiz.StatusOK, CreatedAt: t0}
+	if err := db.CreateRuns(context.Background(), []*wasmwiz.UsageRecord{r}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM runs WHERE id = $1`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- db.AddWebhookDelivery(sys, &wasmwiz.WebhookDelivery{RunID: r.ID, Attempt: 1, At: t0}) }()
+	testenv.WaitFor(t, "the attempt to wait for the deletion", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("AddWebhookDelivery returned %v while its run's deletion was in flight; want it to wait", err)
+		default:
+		}
+		var waiting bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE NOT granted AND pg_backend_pid() = ANY (pg_blocking_pids(pid)))`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waiting
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storetest.WantCode(t, testenv.Recv(t, done, "AddWebhookDelivery"), wasmwiz.ENOTFOUND, "AddWebhookDelivery of a run deleted meanwhile")
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d webhook attempts left (%v), want none", n, err)
 	}
 }

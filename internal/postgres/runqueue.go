@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/wasmwiz/wasmwiz"
 )
@@ -327,11 +328,17 @@ func (db *DB) CountRuns(ctx context.Context) (map[wasmwiz.RunState]int64, map[wa
 	return counts, oldest, dbError(rows.Err(), "count runs")
 }
 
-// AddWebhookDelivery records one delivery attempt.
+// AddWebhookDelivery records one delivery attempt; ENOTFOUND when its run
+// is gone. The foreign key to runs (migration 0020) decides, also against
+// a deletion of the run in flight: the insert waits for it, then fails.
 func (db *DB) AddWebhookDelivery(ctx context.Context, d *wasmwiz.WebhookDelivery) error {
 	_, err := db.pool.Exec(ctx, `INSERT INTO webhook_deliveries (run_id, attempt, at, status_code, error, duration_ms)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, attempt) DO NOTHING`,
 		d.RunID, d.Attempt, d.At.UTC(), d.StatusCode, d.Error, d.DurationMS)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgForeignKeyViolation {
+		return wasmwiz.WrapError(wasmwiz.ENOTFOUND, err, "run not found")
+	}
 	return dbError(err, "add webhook delivery")
 }
 

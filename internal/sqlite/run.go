@@ -478,8 +478,9 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 	}
 	var n int64
 	err := db.write(ctx, "delete old runs", func(tx *sql.Tx) error {
-		// The batch's ids first: the same rows leave runs, run_inputs,
-		// webhook_deliveries and run_output_chunks. Runs still queued or running are kept.
+		// The batch's ids first: the same rows leave runs, run_inputs and
+		// run_output_chunks, and webhook_deliveries by the foreign key (ON
+		// DELETE CASCADE). Runs still queued or running are kept.
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS doomed_runs (id TEXT PRIMARY KEY)`); err != nil {
 			return err
 		}
@@ -491,7 +492,6 @@ func (db *DB) DeleteRunsBefore(ctx context.Context, t time.Time, tier string, ba
 		}
 		for _, q := range []string{
 			`DELETE FROM run_inputs WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
-			`DELETE FROM webhook_deliveries WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
 			`DELETE FROM run_output_chunks WHERE run_id IN (SELECT id FROM temp.doomed_runs)`,
 		} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {

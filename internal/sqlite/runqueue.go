@@ -10,6 +10,8 @@ import (
 	"errors"
 	"time"
 
+	"modernc.org/sqlite"
+
 	"github.com/wasmwiz/wasmwiz"
 )
 
@@ -321,12 +323,17 @@ func (db *DB) CountRuns(ctx context.Context) (map[wasmwiz.RunState]int64, map[wa
 	return counts, oldest, dbError(rows.Err(), "count runs")
 }
 
-// AddWebhookDelivery records one delivery attempt.
+// AddWebhookDelivery records one delivery attempt; ENOTFOUND when its run
+// is gone: the foreign key to runs (migration 0019) refuses it.
 func (db *DB) AddWebhookDelivery(ctx context.Context, d *wasmwiz.WebhookDelivery) error {
 	return db.write(ctx, "add webhook delivery", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (run_id, attempt, at, status_code, error, duration_ms)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt) DO NOTHING`,
 			d.RunID, d.Attempt, ms(d.At), d.StatusCode, d.Error, d.DurationMS)
+		var serr *sqlite.Error
+		if errors.As(err, &serr) && serr.Code() == sqliteConstraintForeignKey {
+			return wasmwiz.WrapError(wasmwiz.ENOTFOUND, err, "run not found")
+		}
 		return err
 	})
 }

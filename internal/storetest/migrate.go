@@ -88,6 +88,10 @@ func RunMigrations(t *testing.T, newEmpty func(t *testing.T) Migrating) {
 		t.Parallel()
 		testModuleSummaryBackfill(t, newEmpty(t))
 	})
+	t.Run("WebhookAttemptsOfDeletedRunsAreDeleted", func(t *testing.T) {
+		t.Parallel()
+		testWebhookDeliveriesRunKey(t, newEmpty(t))
+	})
 	t.Run("AgainKeepsAdminChanges", func(t *testing.T) {
 		t.Parallel()
 		s := newEmpty(t)
@@ -195,11 +199,34 @@ func testStoredRunsBackfill(t *testing.T, s Migrating) {
 	wantStored(b, 0, "another user after retention")
 }
 
+// MigrationNames is a store that knows its migrations by name.
+type MigrationNames interface {
+	// MigrationVersion returns the version of the migration NNNN_name.sql.
+	MigrationVersion(name string) int
+}
+
+// migrateBefore migrates s up to the migration before NNNN_name.sql, and
+// returns that migration's version.
+func migrateBefore(t *testing.T, s Migrating, name string) int {
+	t.Helper()
+	names, ok := s.(MigrationNames)
+	if !ok {
+		t.Fatalf("store %T does not name its migrations (storetest.MigrationNames)", s)
+	}
+	v := names.MigrationVersion(name)
+	if v == 0 {
+		t.Fatalf("no %s migration", name)
+	}
+	if err := s.MigrateTo(context.Background(), v-1); err != nil {
+		t.Fatalf("MigrateTo(%d): %v", v-1, err)
+	}
+	return v
+}
+
 // ModuleRows is a store that can write a module row as an older version of
 // it did, for tests of the migrations after.
 type ModuleRows interface {
-	// MigrationVersion returns the version of the migration NNNN_name.sql.
-	MigrationVersion(name string) int
+	MigrationNames
 	// LeaveModuleForTest stores a user, owner, and its module id with the
 	// first migration's columns only.
 	LeaveModuleForTest(ctx context.Context, id string, owner int64, inspection string) error
@@ -215,13 +242,7 @@ func testModuleSummaryBackfill(t *testing.T, s Migrating) {
 	if !ok {
 		t.Fatalf("store %T cannot leave old module rows (storetest.ModuleRows)", s)
 	}
-	v := rows.MigrationVersion("module_summary")
-	if v == 0 {
-		t.Fatal("no module_summary migration")
-	}
-	if err := s.MigrateTo(ctx, v-1); err != nil {
-		t.Fatalf("MigrateTo(%d): %v", v-1, err)
-	}
+	migrateBefore(t, s, "module_summary")
 	insp := &wasmwiz.Inspection{SHA256: "ab", SizeBytes: 4, WASI: true, Entry: "_start",
 		Imports: []wasmwiz.Import{{Module: "wasi_snapshot_preview1", Name: "fd_write", Kind: "func",
 			Signature: &wasmwiz.FuncSignature{Params: []string{"i32", "i32"}, Results: []string{"i32"}}}},
@@ -244,5 +265,38 @@ func testModuleSummaryBackfill(t *testing.T, s Migrating) {
 	wantOK(t, err, "FindModuleByID")
 	if jsonish(got.Inspection) != jsonish(insp) {
 		t.Fatalf("read by id after the migration: inspection %s, want %s", jsonish(got.Inspection), jsonish(insp))
+	}
+}
+
+// testWebhookDeliveriesRunKey: the migration that ties webhook attempts to
+// their run deletes the attempts left behind by runs deleted before it, and
+// keeps the others.
+func testWebhookDeliveriesRunKey(t *testing.T, s Migrating) {
+	ctx := context.Background()
+	migrateBefore(t, s, "webhook_deliveries_run_fk")
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	kept, gone := run(42, wasmwiz.StatusOK, 1, at, "", ""), run(42, wasmwiz.StatusOK, 1, at, "", "")
+	wantOK(t, s.CreateRuns(ctx, []*wasmwiz.UsageRecord{kept}), "CreateRuns")
+	for _, id := range []string{kept.ID, gone.ID} {
+		for attempt := 1; attempt <= 2; attempt++ {
+			wantOK(t, s.AddWebhookDelivery(ctx, &wasmwiz.WebhookDelivery{RunID: id, Attempt: attempt, At: at, StatusCode: 500}),
+				"AddWebhookDelivery before the migration")
+		}
+	}
+	if err := s.MigrateTo(ctx, 0); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	// The run left behind is written again: its attempts are gone.
+	wantOK(t, s.CreateRuns(ctx, []*wasmwiz.UsageRecord{gone}), "CreateRuns")
+	sys := wasmwiz.SystemContext(ctx)
+	for _, want := range []struct {
+		id       string
+		attempts int
+	}{{kept.ID, 2}, {gone.ID, 0}} {
+		got, err := s.FindRunByID(sys, want.id)
+		wantOK(t, err, "FindRunByID")
+		if len(got.Deliveries) != want.attempts {
+			t.Fatalf("run %s has %d webhook attempts after the migration, want %d", want.id, len(got.Deliveries), want.attempts)
+		}
 	}
 }

@@ -25,6 +25,7 @@ var runQueueTests = []test{
 	{"FailStaleRunsUpToALimit", testFailStaleRunsLimit},
 	{"WebhookDeliveriesAndSecrets", testWebhookDeliveries},
 	{"DeleteRunsBeforeKeepsActiveRuns", testDeleteKeepsActive},
+	{"WebhookAttemptOfADeletedRunIsNotKept", testWebhookAttemptOfDeletedRun},
 	{"HeartbeatsAppendOutput", testHeartbeatsAppend},
 	{"HeartbeatOutputKeepsTheCap", testHeartbeatOutputCap},
 	{"FinishWritesOutputOnceAndDropsPieces", testFinishDropsPieces},
@@ -469,6 +470,32 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 	wantOK(t, err, "FindRunByID")
 	if len(got.Deliveries) != 0 {
 		t.Fatalf("webhook attempts outlived their run: %+v", got.Deliveries)
+	}
+}
+
+// testWebhookAttemptOfDeletedRun: an attempt recorded after its run was
+// deleted (its webhook was being delivered while retention ran) is refused
+// ENOTFOUND and leaves no row behind, as an attempt of a run that never was.
+func testWebhookAttemptOfDeletedRun(t *testing.T, e *env) {
+	_, ctx := e.user("u@example.com", wasmwiz.TierFree)
+	r := e.queued(ctx, nil)
+	_, err := e.s.CancelRun(ctx, r.ID, nil)
+	wantOK(t, err, "CancelRun")
+	e.clock.Add(time.Hour)
+	n, err := e.s.DeleteRunsBefore(e.anon, e.clock.Now(), "", 100)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteRunsBefore: %d runs, %v; want the one", n, err)
+	}
+	for _, id := range []string{r.ID, wasmwiz.NewRunID(e.clock.Now())} {
+		err = e.s.AddWebhookDelivery(e.anon, &wasmwiz.WebhookDelivery{RunID: id, Attempt: 2, At: e.clock.Now(), StatusCode: 500})
+		WantCode(t, err, wasmwiz.ENOTFOUND, "AddWebhookDelivery of a run that is gone")
+	}
+	// A record written again under the deleted run's id has no attempt.
+	e.runs(&wasmwiz.UsageRecord{ID: r.ID, UserID: r.UserID, Tier: wasmwiz.TierFree, CreatedAt: e.clock.Now()})
+	got, err := e.s.FindRunByID(ctx, r.ID)
+	wantOK(t, err, "FindRunByID")
+	if len(got.Deliveries) != 0 {
+		t.Fatalf("a webhook attempt outlived its run: %+v", got.Deliveries)
 	}
 }
 
