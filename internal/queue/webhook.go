@@ -338,7 +338,8 @@ const maxDeliveryErrorBytes = 512
 
 // Deliver makes one attempt to POST run id's record to its callback URL and
 // records it in the run. It returns an error when the attempt failed, so
-// that the queue tries again later; last says no attempt follows.
+// that the queue tries again later, unless the run was deleted meanwhile;
+// last says no attempt follows.
 func (w *Webhooks) Deliver(ctx context.Context, id string, attempt int, last bool) error {
 	sys := wasmwiz.SystemContext(ctx)
 	rec, err := w.opts.Runs.FindRunByID(sys, id)
@@ -373,13 +374,17 @@ func (w *Webhooks) Deliver(ctx context.Context, id string, attempt int, last boo
 		d.Error = wasmwiz.CutText(sendErr.Error(), maxDeliveryErrorBytes)
 		sendErr = errors.New(d.Error)
 	}
-	if err := w.opts.Runs.AddWebhookDelivery(context.WithoutCancel(sys), d); err != nil {
+	err = w.opts.Runs.AddWebhookDelivery(context.WithoutCancel(sys), d)
+	gone := wasmwiz.ErrorCode(err) == wasmwiz.ENOTFOUND
+	if err != nil && !gone {
 		w.opts.Logger.Warn("webhook attempt not recorded", "run_id", id, "attempt", attempt, "err", err)
 	}
 	switch {
 	case sendErr == nil:
 		w.delivered.Add(1)
 		return nil
+	case gone:
+		return nil // deleted during the attempt: nothing to deliver again
 	case last:
 		w.givenUp.Add(1)
 	default:

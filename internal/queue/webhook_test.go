@@ -451,6 +451,35 @@ func TestWebhookNothingToDeliver(t *testing.T) {
 	})
 }
 
+// A run deleted while its webhook is being delivered (retention of a tier
+// that keeps runs for moments) is not delivered again: its failed attempt,
+// which the store refuses to record, is no error to try again.
+func TestWebhookRunDeletedDuringTheAttempt(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s *store) {
+		sys := wasmwiz.SystemContext(context.Background())
+		var run *wasmwiz.UsageRecord
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := s.CancelRun(sys, run.ID, nil); err != nil {
+				t.Errorf("CancelRun: %v", err)
+			}
+			if n, err := s.DeleteRunsBefore(sys, time.Now().Add(time.Hour), "", 10); err != nil || n != 1 {
+				t.Errorf("DeleteRunsBefore: %d runs, %v; want the one", n, err)
+			}
+			w.WriteHeader(http.StatusInternalServerError)
+		}))
+		t.Cleanup(hook.Close)
+		run, _ = webhookRun(t, s, hook.URL)
+		w := newWebhooks(s, loopback)
+		if err := w.Deliver(context.Background(), run.ID, 1, false); err != nil {
+			t.Fatalf("Deliver: %v, want nothing to try again (the run is gone)", err)
+		}
+		if st := w.Stats(); st != (queue.WebhookStats{}) {
+			t.Fatalf("stats %+v, want none", st)
+		}
+	})
+}
+
 // A user's deliveries put off while one is in flight take turns: each comes
 // back one attempt's duration after the one put off before it, at most
 // five minutes later; another user's are not put off, and a user with
