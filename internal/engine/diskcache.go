@@ -145,10 +145,18 @@ func (d *diskCache) touch(path string) {
 }
 
 // claim records owner as the owner of path, a file the caller's compile
-// added. A failure only leaves the file without an owner.
+// added. A failure only leaves the file without an owner. An eviction
+// (of this process or another) may have deleted the file since the
+// compile wrote it, and with it the claim it found, none yet: a claim
+// written after that is removed here, or it would stay until tmpMaxAge
+// as a file the bound does not count (evict keeps a young claim whose
+// file it did not see: the file may be one its listing missed).
 func (d *diskCache) claim(path, owner string) {
 	h := sha256.Sum256([]byte(owner))
 	_ = os.WriteFile(path+ownerSuffix, []byte(hex.EncodeToString(h[:16])), 0o600)
+	if !d.has(path) {
+		_ = os.Remove(path + ownerSuffix)
+	}
 }
 
 // readSmall reads at most n bytes of the file at path.

@@ -255,8 +255,12 @@ func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
 		attacker = append(attacker, p)
 	}
 	file(filepath.Join(other, "old"), "", time.Minute)
+	// A claim left by a process that died between an eviction's two
+	// deletes.
 	orphan := filepath.Join(d.sub, "gone")
-	d.claim(orphan, "user:3")
+	if err := os.WriteFile(orphan+ownerSuffix, []byte("user:3"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	old := time.Now().Add(-2 * tmpMaxAge)
 	if err := os.Chtimes(orphan+ownerSuffix, old, old); err != nil {
 		t.Fatal(err)
@@ -282,6 +286,36 @@ func TestDiskCacheSharesBoundAmongOwners(t *testing.T) {
 	}
 	if got := d.evicted.Load(); got != 4 {
 		t.Errorf("%d files counted evicted, want 4", got)
+	}
+}
+
+// TestDiskCacheClaimOfAnEvictedFile: an eviction may delete a file that a
+// compile has just written before its claim is written: the claim is then
+// not left behind (evict keeps a young claim whose file it did not see, as
+// one its listing may have missed, so it would stay uncounted until
+// tmpMaxAge; under load the eviction test found two such).
+func TestDiskCacheClaimOfAnEvictedFile(t *testing.T) {
+	t.Parallel()
+	d := newDiskCache(t.TempDir(), 1, true, slog.New(slog.DiscardHandler))
+	if err := os.MkdirAll(d.sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kept, evicted := filepath.Join(d.sub, "kept"), filepath.Join(d.sub, "evicted")
+	for _, p := range []string{kept, evicted} {
+		if err := os.WriteFile(p, []byte("code"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(evicted); err != nil { // an eviction, before the claim
+		t.Fatal(err)
+	}
+	d.claim(kept, "user:1")
+	d.claim(evicted, "user:1")
+	if _, err := os.Stat(kept + ownerSuffix); err != nil {
+		t.Errorf("the claim of a file in place: %v", err)
+	}
+	if _, err := os.Stat(evicted + ownerSuffix); err == nil {
+		t.Error("the claim of a file evicted before it stayed")
 	}
 }
 
