@@ -3,6 +3,7 @@ package worker
 import (
 	"container/list"
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -20,7 +21,12 @@ import (
 //     modules already compiled always find one; a request that would
 //     compile waits for a slot at most Options.CompileWait, then is refused
 //     EUNAVAILABLE with a hint to retry, instead of holding its caller's
-//     place in the replica's run gate.
+//     place in the replica's run gate. A freed slot goes to the waiting
+//     request whose owner has compiled least lately (compile time, halved
+//     every compileShareHalfLife), not to the first in line: an owner
+//     that keeps requests waiting for slots, each a module that compiles
+//     for its whole wall time, gets one slot in turn with others, instead
+//     of every slot while others are refused after their short wait.
 //   - The modules known compiled (a bounded set of digests): their requests
 //     need no slot. A worker holding one runs it at once; another loads it
 //     from the on-disk cache. One the disk cache evicted is compiled again
@@ -38,6 +44,10 @@ const (
 	maxKnownCompiled   = 1 << 14
 	maxVerdicts        = 1 << 12
 	verdictTTL         = time.Hour
+
+	// compileShareHalfLife is how fast an owner's compile time is
+	// forgotten when freed slots are handed out (compiles.grant).
+	compileShareHalfLife = 30 * time.Second
 )
 
 // compileTooLong is the refusal of a module that did not compile within a
@@ -66,19 +76,49 @@ type verdict struct {
 
 // compiles is the pool's compile bookkeeping.
 type compiles struct {
-	slots chan struct{}
-	wait  time.Duration
+	wait time.Duration
+	now  func() time.Time
 
 	mu       sync.Mutex
-	known    *lru // digests of modules compiled here
+	free     int                    // compile slots no request holds
+	waiting  *list.List             // *slotWaiter, in order of arrival
+	owners   map[string]*ownerShare // owners holding a slot or that held one lately
+	known    *lru                   // digests of modules compiled here
 	verdicts map[string]*verdict
 	order    *list.List // front: newest verdict
 }
 
+// slotWaiter is a request waiting for a compile slot; granted is closed
+// when a freed slot is handed to it.
+type slotWaiter struct {
+	owner   string
+	granted chan struct{}
+}
+
+// ownerShare is what grant weighs an owner's waiting requests by: its
+// compile time, decayed (halved every compileShareHalfLife) as of at.
+type ownerShare struct {
+	holding int
+	used    time.Duration
+	at      time.Time
+}
+
+// usedAt is s.used decayed to now.
+func (s *ownerShare) usedAt(now time.Time) time.Duration {
+	halvings := now.Sub(s.at).Seconds() / compileShareHalfLife.Seconds()
+	if halvings <= 0 {
+		return s.used
+	}
+	return time.Duration(float64(s.used) * math.Exp2(-halvings))
+}
+
 func newCompiles(size int, wait time.Duration) *compiles {
 	return &compiles{
-		slots:    make(chan struct{}, max(size-1, 1)),
 		wait:     wait,
+		now:      time.Now,
+		free:     max(size-1, 1),
+		waiting:  list.New(),
+		owners:   map[string]*ownerShare{},
 		known:    newLRU(maxKnownCompiled),
 		verdicts: map[string]*verdict{},
 		order:    list.New(),
@@ -163,24 +203,107 @@ func (c *compiles) isKnown(sha string) bool {
 }
 
 // slot takes a compile slot for sha, unless sha is known compiled (then
-// release does nothing). It waits at most c.wait, then answers EUNAVAILABLE.
+// release does nothing). It waits at most c.wait, then answers
+// EUNAVAILABLE. The slot is counted to ctx's owner (wasmwiz.OwnerFromContext)
+// from when it is taken until release.
 func (c *compiles) slot(ctx context.Context, sha string) (release func(), err error) {
 	if c.isKnown(sha) {
 		return func() {}, nil
 	}
+	owner := wasmwiz.OwnerFromContext(ctx)
+	c.mu.Lock()
+	if c.free > 0 {
+		c.free--
+		c.take(owner)
+		c.mu.Unlock()
+		return c.releaser(owner), nil
+	}
+	w := &slotWaiter{owner: owner, granted: make(chan struct{})}
+	elem := c.waiting.PushBack(w)
+	c.mu.Unlock()
+
+	t := time.NewTimer(c.wait)
+	defer t.Stop()
+	var refusal error
 	select {
-	case c.slots <- struct{}{}:
+	case <-w.granted:
+		return c.releaser(owner), nil
+	case <-t.C:
+		refusal = wasmwiz.RetryLater(wasmwiz.EUNAVAILABLE, time.Second, "the server is busy compiling other modules; retry in a second")
+	case <-ctx.Done():
+		refusal = wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended while waiting to compile")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-w.granted: // handed the slot as it gave up: hand it on
+		c.put(owner)
 	default:
-		t := time.NewTimer(c.wait)
-		defer t.Stop()
-		select {
-		case c.slots <- struct{}{}:
-		case <-t.C:
-			return nil, wasmwiz.RetryLater(wasmwiz.EUNAVAILABLE, time.Second, "the server is busy compiling other modules; retry in a second")
-		case <-ctx.Done():
-			return nil, wasmwiz.WrapError(wasmwiz.EUNAVAILABLE, context.Cause(ctx), "the request ended while waiting to compile")
+		c.waiting.Remove(elem)
+	}
+	return nil, refusal
+}
+
+// releaser returns the release of a slot owner holds; calls after the
+// first do nothing.
+func (c *compiles) releaser(owner string) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.put(owner)
+		})
+	}
+}
+
+// take counts a slot just taken to owner. c.mu is held.
+func (c *compiles) take(owner string) {
+	now := c.now()
+	s := c.owners[owner]
+	if s == nil {
+		s = &ownerShare{at: now}
+		c.owners[owner] = s
+	}
+	s.used, s.at = s.usedAt(now), now
+	s.holding++
+}
+
+// put frees owner's slot: its holding time is added to its share, and the
+// slot goes to the waiting request whose owner holds fewest slots and has
+// compiled least lately (the first to arrive among equals), or back to the
+// free ones. Owners that hold nothing and whose share has decayed to
+// nothing are forgotten. c.mu is held.
+func (c *compiles) put(owner string) {
+	now := c.now()
+	if s := c.owners[owner]; s != nil {
+		s.used = s.usedAt(now) + now.Sub(s.at)
+		s.at = now
+		s.holding--
+	}
+	var best *list.Element
+	var bestHolding int
+	var bestUsed time.Duration
+	for e := c.waiting.Front(); e != nil; e = e.Next() {
+		w := e.Value.(*slotWaiter)
+		holding, used := 0, time.Duration(0)
+		if s := c.owners[w.owner]; s != nil {
+			holding, used = s.holding, s.usedAt(now)
+		}
+		if best == nil || holding < bestHolding || (holding == bestHolding && used < bestUsed) {
+			best, bestHolding, bestUsed = e, holding, used
 		}
 	}
-	var once sync.Once
-	return func() { once.Do(func() { <-c.slots }) }, nil
+	if best == nil {
+		c.free++
+	} else {
+		w := c.waiting.Remove(best).(*slotWaiter)
+		c.take(w.owner)
+		close(w.granted)
+	}
+	for o, s := range c.owners {
+		if s.holding == 0 && s.usedAt(now) < time.Millisecond {
+			delete(c.owners, o)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -427,5 +428,161 @@ func TestWallTimeCoversTheCompile(t *testing.T) {
 	res, err = pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()})
 	if err != nil || res.Status != wasmwiz.StatusOK || res.CompileDuration >= first || !res.CompileCached {
 		t.Fatalf("held: %v, compile %v (first %v), cached %v", err, res.CompileDuration, first, res.CompileCached)
+	}
+}
+
+// TestCompileSlotsTakeTurnsByOwner: a freed compile slot goes to the
+// waiting request of the owner that compiled least lately, not to the
+// first in line, so an owner keeping requests waiting (each a module that
+// compiles for its whole wall time) cannot take every slot in turn while
+// others are refused after their short wait.
+func TestCompileSlotsTakeTurnsByOwner(t *testing.T) {
+	t.Parallel()
+	c := newCompiles(2, time.Minute) // one slot
+	now := time.Unix(1_000_000, 0)
+	var clock sync.Mutex
+	c.now = func() time.Time { clock.Lock(); defer clock.Unlock(); return now }
+	advance := func(d time.Duration) { clock.Lock(); now = now.Add(d); clock.Unlock() }
+	ctxA := wasmwiz.NewContextWithOwner(context.Background(), "user:1")
+	ctxB := wasmwiz.NewContextWithOwner(context.Background(), "user:2")
+
+	releaseA, err := c.slot(ctxA, "bomb1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	waitFor := func(ctx context.Context, who, sha string) {
+		release, err := c.slot(ctx, sha)
+		if err != nil {
+			got <- who + ": " + err.Error()
+			return
+		}
+		got <- who
+		release()
+	}
+	go waitFor(ctxA, "A's second", "bomb2") // first in line
+	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
+	go waitFor(ctxB, "B", "small")
+	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+	advance(5 * time.Second) // A's compile held the slot 5 s
+	releaseA()
+	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "B" {
+		t.Errorf("the freed slot went to %s, want B, whose owner has compiled nothing", first)
+	}
+	if second := testenv.Recv(t, got, "the second request handed the slot"); second != "A's second" {
+		t.Errorf("then the slot went to %s, want A's second request", second)
+	}
+
+	// Among owners that compiled alike lately, the first to arrive; and a
+	// share decays: after a few half-lives A's 5 s weigh less than B's
+	// fresh 1 s.
+	releaseB, err := c.slot(ctxB, "b2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(time.Second)
+	go waitFor(ctxB, "B's next", "b3")
+	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
+	go waitFor(ctxA, "A's next", "bomb3")
+	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+	releaseB()
+	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "B's next" {
+		t.Errorf("the freed slot went to %s, want B's next (B compiled 1 s, A 5 s)", first)
+	}
+	testenv.Recv(t, got, "the second request handed the slot")
+
+	advance(4 * compileShareHalfLife) // A's 5 s decay to about 0.3 s
+	releaseB, err = c.slot(ctxB, "b4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(time.Second)
+	go waitFor(ctxB, "B's last", "b5")
+	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
+	go waitFor(ctxA, "A's last", "bomb4")
+	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+	releaseB()
+	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "A's last" {
+		t.Errorf("the freed slot went to %s, want A's last (A's compile time decayed below B's)", first)
+	}
+	testenv.Recv(t, got, "the second request handed the slot")
+}
+
+// An owner that holds a slot ranks after one that holds none, before its
+// compile time is counted (it is, when the slot is freed).
+func TestCompileSlotsGoFirstToOwnersHoldingNone(t *testing.T) {
+	t.Parallel()
+	c := newCompiles(3, time.Minute) // two slots
+	ctxA := wasmwiz.NewContextWithOwner(context.Background(), "user:1")
+	ctxB := wasmwiz.NewContextWithOwner(context.Background(), "user:2")
+	ctxC := wasmwiz.NewContextWithOwner(context.Background(), "user:3")
+	releaseA, err := c.slot(ctxA, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseA()
+	releaseC, err := c.slot(ctxC, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	go func() {
+		if release, err := c.slot(ctxA, "a2"); err == nil {
+			got <- "A's second"
+			release()
+		}
+	}()
+	testenv.WaitFor(t, "1 request in line", func() bool { return queued(c) == 1 })
+	go func() {
+		if release, err := c.slot(ctxB, "b1"); err == nil {
+			got <- "B"
+			defer release()
+		}
+	}()
+	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+	releaseC()
+	if first := testenv.Recv(t, got, "the request handed C's slot"); first != "B" {
+		t.Errorf("C's slot went to %s, want B (A holds the other slot)", first)
+	}
+}
+
+// queued is how many requests wait for one of c's slots.
+func queued(c *compiles) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiting.Len()
+}
+
+// A request that gives up waiting leaves the line; one handed the slot as
+// it gives up hands it on.
+func TestCompileSlotWaitEnds(t *testing.T) {
+	t.Parallel()
+	c := newCompiles(2, 20*time.Millisecond)
+	release, err := c.slot(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.slot(context.Background(), "b"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("a request that waited past the wait: %v, want EUNAVAILABLE", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.slot(ctx, "c"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Fatalf("a request that ended while waiting: %v, want EUNAVAILABLE", err)
+	}
+	if n := queued(c); n != 0 {
+		t.Fatalf("%d requests still in line after they gave up", n)
+	}
+	release()
+	r, err := c.slot(context.Background(), "d")
+	if err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	r()
+	c.mu.Lock()
+	free, owners := c.free, len(c.owners)
+	c.mu.Unlock()
+	if free != 1 || owners > 1 {
+		t.Errorf("all released: %d free slots (want 1), %d owners remembered", free, owners)
 	}
 }
