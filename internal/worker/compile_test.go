@@ -473,76 +473,27 @@ func TestCompileSlotsTakeTurnsByOwner(t *testing.T) {
 		t.Errorf("then the slot went to %s, want A's second request", second)
 	}
 
-	// Among owners that compiled alike lately, the first to arrive; and a
-	// share decays: after a few half-lives A's 5 s weigh less than B's
-	// fresh 1 s.
-	releaseB, err := c.slot(ctxB, "b2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	advance(time.Second)
-	go waitFor(ctxB, "B's next", "b3")
-	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
-	go waitFor(ctxA, "A's next", "bomb3")
-	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
-	releaseB()
-	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "B's next" {
-		t.Errorf("the freed slot went to %s, want B's next (B compiled 1 s, A 5 s)", first)
-	}
-	testenv.Recv(t, got, "the second request handed the slot")
-
-	advance(4 * compileShareHalfLife) // A's 5 s decay to about 0.3 s
-	releaseB, err = c.slot(ctxB, "b4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	advance(time.Second)
-	go waitFor(ctxB, "B's last", "b5")
-	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
-	go waitFor(ctxA, "A's last", "bomb4")
-	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
-	releaseB()
-	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "A's last" {
-		t.Errorf("the freed slot went to %s, want A's last (A's compile time decayed below B's)", first)
-	}
-	testenv.Recv(t, got, "the second request handed the slot")
-}
-
-// An owner that holds a slot ranks after one that holds none, before its
-// compile time is counted (it is, when the slot is freed).
-func TestCompileSlotsGoFirstToOwnersHoldingNone(t *testing.T) {
-	t.Parallel()
-	c := newCompiles(3, time.Minute) // two slots
-	ctxA := wasmwiz.NewContextWithOwner(context.Background(), "user:1")
-	ctxB := wasmwiz.NewContextWithOwner(context.Background(), "user:2")
-	ctxC := wasmwiz.NewContextWithOwner(context.Background(), "user:3")
-	releaseA, err := c.slot(ctxA, "a1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer releaseA()
-	releaseC, err := c.slot(ctxC, "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan string, 2)
-	go func() {
-		if release, err := c.slot(ctxA, "a2"); err == nil {
-			got <- "A's second"
-			release()
+	// A share decays: B's 1 s weigh more than A's 5 s at first, less once
+	// A's have halved a few times.
+	for _, tc := range []struct {
+		since time.Duration // since A's compile
+		want  string
+	}{{0, "B"}, {4 * compileShareHalfLife, "A"}} {
+		advance(tc.since)
+		releaseB, err := c.slot(ctxB, "b")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	testenv.WaitFor(t, "1 request in line", func() bool { return queued(c) == 1 })
-	go func() {
-		if release, err := c.slot(ctxB, "b1"); err == nil {
-			got <- "B"
-			defer release()
+		advance(time.Second)
+		go waitFor(ctxB, "B", "b")
+		testenv.WaitFor(t, "1 request in line", func() bool { return queued(c) == 1 })
+		go waitFor(ctxA, "A", "a")
+		testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+		releaseB()
+		if first := testenv.Recv(t, got, "the first request handed the slot"); first != tc.want {
+			t.Errorf("%s after A's 5 s compile and B's 1 s: the freed slot went to %s, want %s", tc.since, first, tc.want)
 		}
-	}()
-	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
-	releaseC()
-	if first := testenv.Recv(t, got, "the request handed C's slot"); first != "B" {
-		t.Errorf("C's slot went to %s, want B (A holds the other slot)", first)
+		testenv.Recv(t, got, "the second request handed the slot")
 	}
 }
 
