@@ -244,6 +244,13 @@ func (c *compiles) slot(ctx context.Context, sha string) (release func(), err er
 	return nil, refusal
 }
 
+// waitingLen is how many requests wait for a slot.
+func (c *compiles) waitingLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiting.Len()
+}
+
 // releaser returns the release of a slot owner holds; calls after the
 // first do nothing.
 func (c *compiles) releaser(owner string) func() {

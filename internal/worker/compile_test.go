@@ -28,7 +28,7 @@ import (
 func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	t.Parallel()
 	opts := testOptions(t, 2, 0)
-	opts.CompileWait = 100 * time.Millisecond
+	opts.CompileWait = DefaultCompileWait // long enough to be seen waiting under load
 	pl := newTestPool(t, opts)
 	hello := testmodule.Read(t, "hello.wasm")
 	if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()}); err != nil || res.Status != wasmwiz.StatusOK {
@@ -49,7 +49,20 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	testenv.WaitFor(t, "the bomb to compile in a worker", func() bool { return len(busyPIDs(pl)) == 1 })
 
 	lim := testmodule.Limits()
-	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
+	secondErr := make(chan error, 1)
+	go func() {
+		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
+		secondErr <- err
+	}()
+	// Counted while it waits (wasmwiz_compile_waiting), for as long as
+	// the wait lasts.
+	testenv.WaitFor(t, "the second bomb waiting for the compile slot", func() bool {
+		return metrictest.Values(t, pl)["wasmwiz_compile_waiting"] == 1
+	})
+	err := testenv.Recv(t, secondErr, "the second bomb's refusal")
+	if n := pl.Stats().CompileWaiting; n != 0 {
+		t.Errorf("%d requests counted waiting for a compile slot after the second bomb was refused", n)
+	}
 	var retry *wasmwiz.RetryAfterError
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.As(err, &retry) || !strings.Contains(wasmwiz.ErrorMessage(err), "busy compiling") {
 		t.Errorf("a second bomb: %v, want EUNAVAILABLE with a retry hint", err)
@@ -461,9 +474,9 @@ func TestCompileSlotsTakeTurnsByOwner(t *testing.T) {
 		release()
 	}
 	go waitFor(ctxA, "A's second", "bomb2") // first in line
-	testenv.WaitFor(t, "1 requests in line", func() bool { return queued(c) == 1 })
+	testenv.WaitFor(t, "1 requests in line", func() bool { return c.waitingLen() == 1 })
 	go waitFor(ctxB, "B", "small")
-	testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+	testenv.WaitFor(t, "2 requests in line", func() bool { return c.waitingLen() == 2 })
 	advance(5 * time.Second) // A's compile held the slot 5 s
 	releaseA()
 	if first := testenv.Recv(t, got, "the first request handed the slot"); first != "B" {
@@ -486,22 +499,15 @@ func TestCompileSlotsTakeTurnsByOwner(t *testing.T) {
 		}
 		advance(time.Second)
 		go waitFor(ctxB, "B", "b")
-		testenv.WaitFor(t, "1 request in line", func() bool { return queued(c) == 1 })
+		testenv.WaitFor(t, "1 request in line", func() bool { return c.waitingLen() == 1 })
 		go waitFor(ctxA, "A", "a")
-		testenv.WaitFor(t, "2 requests in line", func() bool { return queued(c) == 2 })
+		testenv.WaitFor(t, "2 requests in line", func() bool { return c.waitingLen() == 2 })
 		releaseB()
 		if first := testenv.Recv(t, got, "the first request handed the slot"); first != tc.want {
 			t.Errorf("%s after A's 5 s compile and B's 1 s: the freed slot went to %s, want %s", tc.since, first, tc.want)
 		}
 		testenv.Recv(t, got, "the second request handed the slot")
 	}
-}
-
-// queued is how many requests wait for one of c's slots.
-func queued(c *compiles) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.waiting.Len()
 }
 
 // A request that gives up waiting leaves the line; one handed the slot as
@@ -521,7 +527,7 @@ func TestCompileSlotWaitEnds(t *testing.T) {
 	if _, err := c.slot(ctx, "c"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Fatalf("a request that ended while waiting: %v, want EUNAVAILABLE", err)
 	}
-	if n := queued(c); n != 0 {
+	if n := c.waitingLen(); n != 0 {
 		t.Fatalf("%d requests still in line after they gave up", n)
 	}
 	release()

@@ -19,10 +19,11 @@ var (
 	descCompiles       = prometheus.NewDesc("wasmwiz_compiles_total", "Modules the workers compiled (or loaded from the on-disk cache).", nil, nil)
 	descCacheEntries   = prometheus.NewDesc("wasmwiz_compile_cache_entries", "Compiled modules the live workers hold in memory.", nil, nil)
 	descCacheBytes     = prometheus.NewDesc("wasmwiz_compile_cache_bytes", "Estimated size of the compiled modules the live workers hold.", nil, nil)
+	descCompileWaiting = prometheus.NewDesc("wasmwiz_compile_waiting", "Requests waiting for a compile slot.", nil, nil)
 )
 
 var poolDescs = []*prometheus.Desc{descWorkers, descWorkerKills, descWorkerTimeouts, descWorkerCrashes, descWorkerRetires,
-	descWorkerRestarts, descWorkerFails, descWorkerModules, descCompileSeconds, descCacheEvictions, descCompiles, descCacheEntries, descCacheBytes}
+	descWorkerRestarts, descWorkerFails, descWorkerModules, descCompileSeconds, descCacheEvictions, descCompiles, descCacheEntries, descCacheBytes, descCompileWaiting}
 
 // Describe implements prometheus.Collector.
 func (pl *Pool) Describe(ch chan<- *prometheus.Desc) {
@@ -56,4 +57,5 @@ func (pl *Pool) Collect(ch chan<- prometheus.Metric) {
 	counter(descCompiles, float64(cs.Misses))
 	gauge(descCacheEntries, float64(cs.Entries))
 	gauge(descCacheBytes, float64(cs.Bytes))
+	gauge(descCompileWaiting, float64(st.CompileWaiting))
 }

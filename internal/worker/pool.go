@@ -106,6 +106,8 @@ type Stats struct {
 	Idle     int // workers ready for one
 	Starting int // workers being started
 
+	CompileWaiting int // requests waiting for a compile slot
+
 	Runs        uint64 // runs answered (any status, or a caller's error)
 	Inspections uint64 // inspections answered
 	Timeouts    uint64 // runs ended by killing their worker at the deadline
@@ -532,6 +534,7 @@ func (pl *Pool) Stats() Stats {
 	s.ModuleSends = pl.moduleSends.Load()
 	s.ModuleHits = pl.moduleHits.Load()
 	s.Retires = pl.retires.Load()
+	s.CompileWaiting = pl.compiles.waitingLen()
 	return s
 }
 
