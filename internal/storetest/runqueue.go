@@ -463,10 +463,16 @@ func testDeleteKeepsActive(t *testing.T, e *env) {
 	WantCode(t, err, wasmwiz.ENOTFOUND, "a deleted run")
 	_, _, err = e.s.StartRun(e.anon, active.ID)
 	wantOK(t, err, "StartRun of a queued run older than the retention (its input is kept)")
-	// The deleted run's attempts went with it: a record written again under
-	// its id has none.
-	e.runs(&wasmwiz.UsageRecord{ID: done.ID, UserID: done.UserID, Tier: wasmwiz.TierFree, CreatedAt: e.clock.Now()})
-	got, err := e.s.FindRunByID(ctx, done.ID)
+	// The deleted run's attempts went with it.
+	wantNoAttemptsOf(ctx, t, e, done)
+}
+
+// wantNoAttemptsOf fails t unless a record written again under the id of
+// r, a deleted run, has no webhook attempts.
+func wantNoAttemptsOf(ctx context.Context, t *testing.T, e *env, r *wasmwiz.UsageRecord) {
+	t.Helper()
+	e.runs(&wasmwiz.UsageRecord{ID: r.ID, UserID: r.UserID, Tier: wasmwiz.TierFree, CreatedAt: e.clock.Now()})
+	got, err := e.s.FindRunByID(ctx, r.ID)
 	wantOK(t, err, "FindRunByID")
 	if len(got.Deliveries) != 0 {
 		t.Fatalf("webhook attempts outlived their run: %+v", got.Deliveries)
@@ -490,13 +496,7 @@ func testWebhookAttemptOfDeletedRun(t *testing.T, e *env) {
 		err = e.s.AddWebhookDelivery(e.anon, &wasmwiz.WebhookDelivery{RunID: id, Attempt: 2, At: e.clock.Now(), StatusCode: 500})
 		WantCode(t, err, wasmwiz.ENOTFOUND, "AddWebhookDelivery of a run that is gone")
 	}
-	// A record written again under the deleted run's id has no attempt.
-	e.runs(&wasmwiz.UsageRecord{ID: r.ID, UserID: r.UserID, Tier: wasmwiz.TierFree, CreatedAt: e.clock.Now()})
-	got, err := e.s.FindRunByID(ctx, r.ID)
-	wantOK(t, err, "FindRunByID")
-	if len(got.Deliveries) != 0 {
-		t.Fatalf("a webhook attempt outlived its run: %+v", got.Deliveries)
-	}
+	wantNoAttemptsOf(ctx, t, e, r)
 }
 
 // testQueuedRunFiles: the files a background run takes in (regular files of
