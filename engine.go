@@ -128,6 +128,13 @@ type RunRequest struct {
 	// engine's path. An engine that cannot stream calls it never; the
 	// Result has all the output either way.
 	OnOutput func(stderr bool, p []byte)
+
+	// OnMemory, when set, gets the size in bytes of the guest's linear
+	// memory each time it reaches a new peak, so that a run ended from
+	// outside (its worker killed at the deadline, say) still reports the
+	// memory it used. It must return quickly: it runs on the guest's
+	// memory.grow. An engine that cannot tell calls it never.
+	OnMemory func(peakBytes int64)
 }
 
 // ModuleWasm returns the request's module bytes: Wasm, or what LoadWasm

@@ -14,7 +14,8 @@ import (
 // Reallocate return nil, which wazero turns into memory.grow returning -1
 // inside the guest.
 type memoryCap struct {
-	limit uint64 // bytes; growth past it fails
+	limit  uint64      // bytes; growth past it fails
+	onPeak func(int64) // RunRequest.OnMemory; may be nil
 
 	mu      sync.Mutex
 	peak    uint64
@@ -79,10 +80,14 @@ func (m *cappedMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	c.mu.Lock()
-	if size > c.peak {
+	peaked := size > c.peak
+	if peaked {
 		c.peak = size
 	}
 	c.mu.Unlock()
+	if peaked && c.onPeak != nil {
+		c.onPeak(int64(size))
+	}
 	return b
 }
 

@@ -37,3 +37,21 @@ func TestMemoryStartsZeroed(t *testing.T) {
 		}
 	}
 }
+
+// TestOnMemoryGetsEachPeak: RunRequest.OnMemory hears each new peak of the
+// guest's linear memory as it grows, the last one the result's peak.
+func TestOnMemoryGetsEachPeak(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, Options{})
+	var peaks []int64
+	res, err := e.Run(context.Background(), &wasmwiz.RunRequest{
+		Wasm: testmodule.Read(t, "dirty_memory.wasm"), Function: "main", Params: []string{"8"}, Limits: testmodule.Limits(),
+		OnMemory: func(n int64) { peaks = append(peaks, n) },
+	})
+	if err != nil || res.Status != wasmwiz.StatusOK {
+		t.Fatalf("run: %v %+v", err, res)
+	}
+	if len(peaks) != 2 || peaks[0] != 65536 || peaks[1] != 8*65536 || res.MemoryPeakBytes != peaks[1] {
+		t.Errorf("OnMemory heard %v, result's peak %d; want 1 page, then 8", peaks, res.MemoryPeakBytes)
+	}
+}

@@ -171,7 +171,7 @@ func (e *Engine) execute(parent context.Context, c *compiled, req *wasmwiz.RunRe
 	defer cancel()
 
 	memLimit := linearLimit(c.info, lim)
-	mem := &memoryCap{limit: memLimit}
+	mem := &memoryCap{limit: memLimit, onPeak: req.OnMemory}
 	defer mem.release()
 	ctx = experimental.WithMemoryAllocator(ctx, mem)
 	stdin := bytes.NewReader(req.Stdin)

@@ -359,6 +359,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	s.data.phase(runDataBudget(req.Limits, len(req.Stdin)))
 	s.outErr = nil
 	s.region.start(seq, !live)
+	req.OnMemory = s.region.memoryPeak
 	var res *wasmwiz.Result
 	var err error
 	if st, ok := s.eng.(streamingEngine); ok {

@@ -86,6 +86,9 @@ type request struct {
 	// seq is the run's number on its worker (proc.runSeq): the output
 	// region holds this run's output only once the worker marked it so.
 	seq uint64
+	// peak is the guest's linear memory as the output region last said,
+	// read when the worker was killed or died during the run.
+	peak int64
 }
 
 // loadError is a failure to read the module's bytes (RunRequest.LoadWasm):
@@ -276,8 +279,12 @@ func (pl *Pool) exchange(ctx context.Context, p *proc, rq *request) (k byte, d *
 	}
 	<-p.exited
 	// What the guest wrote to the region before the worker was killed or
-	// died (not read yet when no output frame came).
+	// died (not read yet when no output frame came), and the memory it
+	// reached.
 	_ = takeRegion()
+	if rq.kind == msgRun {
+		rq.peak = p.regionPeak(rq.seq)
+	}
 	switch {
 	case ctx.Err() != nil:
 		pl.kills.Add(1)

@@ -228,6 +228,36 @@ func TestPoolKeepsOutputOfKilledGuest(t *testing.T) {
 	}
 }
 
+// TestPoolKilledGuestReportsItsMemory: a guest that grew its memory and
+// then never returns is killed at its deadline, and its result still says
+// how much memory it reached (the worker stores each new peak in its output
+// region), whether or not someone follows its output live.
+func TestPoolKilledGuestReportsItsMemory(t *testing.T) {
+	t.Parallel()
+	pl := newTestPool(t, testOptions(t, 1, 0))
+	wasm := testmodule.Read(t, "grow_then_loop.wasm")
+	compileFirst(t, pl, wasm)
+	for _, live := range []bool{false, true} {
+		req := &wasmwiz.RunRequest{Wasm: wasm, Limits: testmodule.Limits()}
+		req.Limits.Timeout = 300 * time.Millisecond
+		if live {
+			req.OnOutput = func(bool, []byte) {}
+		}
+		res, err := pl.Run(context.Background(), req)
+		if err != nil || res.Status != wasmwiz.StatusTimeout {
+			t.Fatalf("followed live %v: %v %+v, want a timeout", live, err, res)
+		}
+		if want := int64(160 * 65536); res.MemoryPeakBytes != want {
+			t.Errorf("followed live %v: memory_peak_bytes %d, want %d (160 pages)", live, res.MemoryPeakBytes, want)
+		}
+	}
+	// The next run reports its own peak, not the killed one's.
+	res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
+	if err != nil || res.Status != wasmwiz.StatusOK || res.MemoryPeakBytes <= 0 || res.MemoryPeakBytes >= 160*65536 {
+		t.Errorf("hello afterwards: %v %+v, want ok with its own few pages", err, res)
+	}
+}
+
 // TestPoolOutputLimit: a guest flooding a stream through the pool ends with
 // output_limit and exactly the cap of output, as in-process.
 func TestPoolOutputLimit(t *testing.T) {

@@ -382,6 +382,18 @@ func (p *proc) regionOutput(seq uint64, out *runOutput) error {
 	return readRegion(p.region, p.region.written(), out)
 }
 
+// regionPeak returns the linear memory run seq reached as the worker last
+// stored it in the output region, or 0 (no region, unmapped, or the worker
+// never took the run up).
+func (p *proc) regionPeak(seq uint64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.region == nil || p.regionGone || p.region.run() != seq {
+		return 0
+	}
+	return p.region.peak()
+}
+
 // holdStdout keeps stdout open past close until releaseStdout.
 func (p *proc) holdStdout() {
 	p.mu.Lock()

@@ -67,8 +67,9 @@ const (
 // inspection, error) ends with the worker's CPU time so far (cutCPU).
 // Version 8: a run says whether it is followed live; output may travel
 // through the worker's output region (region.go). Version 9: run and
-// inspect requests end with their owner (encodeOwner).
-const protocolVersion = 9
+// inspect requests end with their owner (encodeOwner). Version 10: the
+// output region's header holds the run's memory peak.
+const protocolVersion = 10
 
 // maxFrameBytes bounds one frame in either direction: the largest module and
 // stdin of any tier plus two output caps fit well below it. A larger length

@@ -23,15 +23,16 @@ import (
 // errRegion is a region that does not hold whole output frames.
 var errRegion = errors.New("worker protocol: the output region is not whole output frames")
 
-// outputRegionBytes is the size of a worker's output region: its 16-byte
-// header (the length of frames written after it, and the run they are of)
-// and the output frames. The run is the pool's number for the request
+// outputRegionBytes is the size of a worker's output region: its 24-byte
+// header (the length of frames written after it, the run they are of, and
+// that run's peak of linear memory, RunRequest.OnMemory, so that a run
+// killed at its deadline still reports it) and the output frames. The run is the pool's number for the request
 // (runSeq), so that a run killed before its worker took it up does not read
 // the previous run's output as its own.
 const outputRegionBytes = 64 << 10
 
 // regionHeader is the size of the region's header.
-const regionHeader = 16
+const regionHeader = 24
 
 // outputRegion is one worker's region, mapped by the pool (read only) and
 // by the worker (read and write).
@@ -55,10 +56,22 @@ func (r *outputRegion) run() uint64 {
 }
 
 // setRun starts the region over for run seq (the worker only): the length
-// first, so that whoever sees seq sees the region empty or filled by it.
+// and the peak first, so that whoever sees seq sees the region empty or
+// filled by it.
 func (r *outputRegion) setRun(seq uint64) {
 	r.setWritten(0)
+	r.setPeak(0)
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&r.mem[8])), seq)
+}
+
+// peak returns the linear memory the region's run reached, in bytes.
+func (r *outputRegion) peak() int64 {
+	return int64(atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[16]))))
+}
+
+// setPeak stores the linear memory the run reached (the worker only).
+func (r *outputRegion) setPeak(n int64) {
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&r.mem[16])), uint64(max(n, 0)))
 }
 
 // regionWriter is the worker's side of one run's output in its region.
@@ -68,12 +81,20 @@ type regionWriter struct {
 	on  bool          // this run writes to the region (no frame sent yet)
 }
 
-// start begins run seq: on says whether its output may go to the region.
+// start begins run seq: on says whether its output may go to the region
+// (its memory peak goes there either way).
 func (w *regionWriter) start(seq uint64, on bool) {
 	w.on = on && w.r != nil
 	w.off = regionHeader
-	if w.on {
+	if w.r != nil {
 		w.r.setRun(seq)
+	}
+}
+
+// memoryPeak stores the run's peak of linear memory (RunRequest.OnMemory).
+func (w *regionWriter) memoryPeak(n int64) {
+	if w.r != nil {
+		w.r.setPeak(n)
 	}
 }
 

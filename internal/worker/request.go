@@ -172,6 +172,7 @@ func (pl *Pool) runOn(ctx context.Context, req *wasmwiz.RunRequest, sha string, 
 			res.Duration, res.CompileDuration = time.Since(clk.startedAt()), clk.compileTook()
 		}
 		res.CPUTime = p.cpuSinceAnswer()
+		res.MemoryPeakBytes = rq.peak
 		out.fill(res)
 		return res
 	}
