@@ -368,17 +368,26 @@ func TestExecuteAdmittedRunsHoldNoWaitingPlace(t *testing.T) {
 		return next(ctx, req)
 	}
 	answers := make(chan *response, held)
-	for range held {
-		go func() { answers <- uf.execute(userKey) }()
-	}
-	for i := range held {
-		select {
-		case <-entered:
-		case res := <-answers:
-			t.Fatalf("run %d answered instead of being held by the engine: %d %s", i+1, res.status, res.body)
-		case <-time.After(testenv.Patience):
-			t.Fatalf("gave up waiting for run %d of %d to reach the engine", i+1, held)
+	// In waves of at most the bound: requests sent at once all wait for
+	// admission at once (a loaded machine admits none before the ninth
+	// arrives), and the bound refuses the ninth then, rightly. Each wave
+	// is admitted and held before the next is sent.
+	const wave = 8
+	for sent := 0; sent < held; {
+		n := min(wave, held-sent)
+		for range n {
+			go func() { answers <- uf.execute(userKey) }()
 		}
+		for i := range n {
+			select {
+			case <-entered:
+			case res := <-answers:
+				t.Fatalf("run %d answered instead of being held by the engine: %d %s", sent+i+1, res.status, res.body)
+			case <-time.After(testenv.Patience):
+				t.Fatalf("gave up waiting for run %d of %d to reach the engine", sent+i+1, held)
+			}
+		}
+		sent += n
 	}
 	res := uf.execute(userKey)
 	stop()
