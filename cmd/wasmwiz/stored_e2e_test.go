@@ -425,8 +425,13 @@ func seedRuns(t *testing.T, db map[string]string, runs []*wasmwiz.UsageRecord) {
 	t.Helper()
 	st := openStore(t, db)
 	defer st.Close()
-	if err := st.CreateRuns(context.Background(), runs); err != nil {
-		t.Fatal(err)
+	// In batches, as the usage writer writes them: each call has the
+	// store's call timeout, which one call of thousands of records passed
+	// on a loaded machine under -race.
+	for batch := range slices.Chunk(runs, 500) {
+		if err := st.CreateRuns(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
