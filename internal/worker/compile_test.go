@@ -28,7 +28,7 @@ import (
 func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	t.Parallel()
 	opts := testOptions(t, 2, 0)
-	opts.CompileWait = DefaultCompileWait // long enough to be seen waiting under load
+	opts.CompileWait = 100 * time.Millisecond
 	pl := newTestPool(t, opts)
 	hello := testmodule.Read(t, "hello.wasm")
 	if res, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hello, Limits: testmodule.Limits()}); err != nil || res.Status != wasmwiz.StatusOK {
@@ -49,20 +49,7 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	testenv.WaitFor(t, "the bomb to compile in a worker", func() bool { return len(busyPIDs(pl)) == 1 })
 
 	lim := testmodule.Limits()
-	secondErr := make(chan error, 1)
-	go func() {
-		_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
-		secondErr <- err
-	}()
-	// Counted while it waits (wasmwiz_compile_waiting), for as long as
-	// the wait lasts.
-	testenv.WaitFor(t, "the second bomb waiting for the compile slot", func() bool {
-		return metrictest.Values(t, pl)["wasmwiz_compile_waiting"] == 1
-	})
-	err := testenv.Recv(t, secondErr, "the second bomb's refusal")
-	if n := pl.Stats().CompileWaiting; n != 0 {
-		t.Errorf("%d requests counted waiting for a compile slot after the second bomb was refused", n)
-	}
+	_, err := pl.Run(context.Background(), &wasmwiz.RunRequest{Wasm: hostiletest.DeepLoops(30_001), Limits: lim})
 	var retry *wasmwiz.RetryAfterError
 	if wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE || !errors.As(err, &retry) || !strings.Contains(wasmwiz.ErrorMessage(err), "busy compiling") {
 		t.Errorf("a second bomb: %v, want EUNAVAILABLE with a retry hint", err)
@@ -97,6 +84,38 @@ func TestCompileBombDoesNotMakeOthersWait(t *testing.T) {
 	stopBomb()
 	if err := testenv.Recv(t, bombErr, "the cancelled bomb"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
 		t.Errorf("the cancelled bomb: %v, want EUNAVAILABLE", err)
+	}
+}
+
+// TestCompileWaitingIsCounted: a request waiting for a compile slot is
+// counted (wasmwiz_compile_waiting) while it waits, and no longer once it
+// gave up.
+func TestCompileWaitingIsCounted(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t, 2, 0) // one compile slot
+	opts.CompileWait = time.Minute
+	pl := newTestPool(t, opts)
+	release, err := pl.compiles.slot(context.Background(), "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pl.Run(ctx, &wasmwiz.RunRequest{Wasm: testmodule.Read(t, "hello.wasm"), Limits: testmodule.Limits()})
+		done <- err
+	}()
+	testenv.WaitFor(t, "the run counted waiting for the compile slot", func() bool {
+		return metrictest.Values(t, pl)["wasmwiz_compile_waiting"] == 1
+	})
+	cancel()
+	if err := testenv.Recv(t, done, "the run that gave up"); wasmwiz.ErrorCode(err) != wasmwiz.EUNAVAILABLE {
+		t.Errorf("a run whose request ended while it waited for the compile slot: %v, want EUNAVAILABLE", err)
+	}
+	if n := pl.Stats().CompileWaiting; n != 0 {
+		t.Errorf("%d requests counted waiting after the only one gave up", n)
 	}
 }
 
