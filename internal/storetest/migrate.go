@@ -205,9 +205,8 @@ type MigrationNames interface {
 	MigrationVersion(name string) int
 }
 
-// migrateBefore migrates s up to the migration before NNNN_name.sql, and
-// returns that migration's version.
-func migrateBefore(t *testing.T, s Migrating, name string) int {
+// migrateBefore migrates s up to the migration before NNNN_name.sql.
+func migrateBefore(t *testing.T, s Migrating, name string) {
 	t.Helper()
 	names, ok := s.(MigrationNames)
 	if !ok {
@@ -220,7 +219,6 @@ func migrateBefore(t *testing.T, s Migrating, name string) int {
 	if err := s.MigrateTo(context.Background(), v-1); err != nil {
 		t.Fatalf("MigrateTo(%d): %v", v-1, err)
 	}
-	return v
 }
 
 // ModuleRows is a store that can write a module row as an older version of

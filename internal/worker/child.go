@@ -116,6 +116,9 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, opts ServeOptions) 
 		modules: newLRU(cfg.ModuleCacheBytes),
 		region:  regionWriter{r: sharedRegion},
 	}
+	if sharedRegion != nil {
+		s.onMemory = sharedRegion.setPeak
+	}
 	compiled := cfg.MemoryCacheBytes
 	if compiled <= 0 {
 		compiled = wasmwiz.DefaultCompileCacheBytes
@@ -174,6 +177,9 @@ type server struct {
 	outScratch []byte // reused frame buffer for small writes
 	outErr     error  // the first failed output write: the stream is broken
 	region     regionWriter
+	// onMemory stores a run's memory peaks in the region (RunRequest.OnMemory;
+	// made once, not a closure per run); nil without a region.
+	onMemory func(int64)
 }
 
 // sharedRegion is the region ServeProcess received from the pool (nil: none,
@@ -359,7 +365,7 @@ func (s *server) run(ctx context.Context, body []byte) error {
 	s.data.phase(runDataBudget(req.Limits, len(req.Stdin)))
 	s.outErr = nil
 	s.region.start(seq, !live)
-	req.OnMemory = s.region.memoryPeak
+	req.OnMemory = s.onMemory
 	var res *wasmwiz.Result
 	var err error
 	if st, ok := s.eng.(streamingEngine); ok {

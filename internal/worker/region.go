@@ -91,13 +91,6 @@ func (w *regionWriter) start(seq uint64, on bool) {
 	}
 }
 
-// memoryPeak stores the run's peak of linear memory (RunRequest.OnMemory).
-func (w *regionWriter) memoryPeak(n int64) {
-	if w.r != nil {
-		w.r.setPeak(n)
-	}
-}
-
 // write stores p as an output frame of stream fd and reports whether it
 // did; once a write does not fit, this run's writes go out as frames.
 func (w *regionWriter) write(fd byte, p []byte) bool {
